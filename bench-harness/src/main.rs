@@ -1,0 +1,2 @@
+//! `ferromq-bench`: load generator and reports for ferromq.
+fn main() {}

@@ -1,0 +1,217 @@
+//! Store configuration: [`StoreConfig`], with RocketMQ's key names, units and defaults.
+//!
+//! Field names are the snake_case form of RocketMQ's `.properties` keys; a unit
+//! suffix (`_ms`, `_hours`) is added where RocketMQ's key leaves it implicit.
+
+use std::path::PathBuf;
+
+/// How the commitlog is made durable (`flushDiskType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FlushDiskType {
+    /// `ASYNC_FLUSH`: a background thread flushes every `flushIntervalCommitLog` ms.
+    AsyncFlush,
+    /// `SYNC_FLUSH`: a put returns once its bytes are durable (group commit).
+    SyncFlush,
+}
+
+/// The broker's role in a master/slave group (`brokerRole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BrokerRole {
+    /// `ASYNC_MASTER`: acknowledges once written locally.
+    AsyncMaster,
+    /// `SYNC_MASTER`: acknowledges once a slave has the message.
+    SyncMaster,
+    /// `SLAVE`: refuses writes, follows a master.
+    Slave,
+}
+
+/// Configuration of a [`crate::MessageStore`].
+///
+/// Build one with [`StoreConfig::new`] and change fields, or read a RocketMQ
+/// `.properties` file.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `storePathRootDir`: root of the store directory.
+    pub store_path_root_dir: PathBuf,
+    /// `storePathCommitLog`: commitlog directory; `None` means `<root>/commitlog`.
+    pub store_path_commit_log: Option<PathBuf>,
+    /// `mappedFileSizeCommitLog` (old spelling `mapedFileSizeCommitLog`): bytes per commitlog file. Default 1 GiB.
+    pub mapped_file_size_commit_log: u64,
+    /// `mappedFileSizeConsumeQueue` (old spelling `mapedFileSizeConsumeQueue`): bytes per consume-queue file,
+    /// rounded up to a multiple of 20. Default 6 000 000.
+    pub mapped_file_size_consume_queue: u64,
+    /// `flushDiskType`. Default `ASYNC_FLUSH`.
+    pub flush_disk_type: FlushDiskType,
+    /// `brokerRole`. Default `ASYNC_MASTER`.
+    pub broker_role: BrokerRole,
+    /// `flushIntervalCommitLog`: ms between async flushes. Default 500.
+    pub flush_interval_commit_log_ms: u64,
+    /// `flushCommitLogLeastPages`: dirty 4 KiB pages needed before an async flush. Default 4.
+    pub flush_commit_log_least_pages: u32,
+    /// `flushCommitLogThoroughInterval`: ms after which everything is flushed regardless. Default 10 000.
+    pub flush_commit_log_thorough_interval_ms: u64,
+    /// `flushCommitLogTimed`: sleep a fixed interval (true) or wake on each put (false). Default true.
+    pub flush_commit_log_timed: bool,
+    /// `flushIntervalConsumeQueue`: ms between consume-queue flushes. Default 1000.
+    pub flush_interval_consume_queue_ms: u64,
+    /// `flushConsumeQueueLeastPages`. Default 2.
+    pub flush_consume_queue_least_pages: u32,
+    /// `flushConsumeQueueThoroughInterval`: ms. Default 60 000.
+    pub flush_consume_queue_thorough_interval_ms: u64,
+    /// `syncFlushTimeout`: ms a SYNC_FLUSH put waits before FLUSH_DISK_TIMEOUT. Default 5000.
+    pub sync_flush_timeout_ms: u64,
+    /// `maxMessageSize`: largest body in bytes. Default 4 MiB.
+    pub max_message_size: u32,
+    /// `autoCreateTopicEnable`: create topics on first put. Default true.
+    pub auto_create_topic_enable: bool,
+    /// `defaultTopicQueueNums`: queues of an auto-created topic. Default 8.
+    pub default_topic_queue_nums: u32,
+    /// `warmMapedFileEnable`: pre-touch every page of a new commitlog file. Default false.
+    pub warm_maped_file_enable: bool,
+    /// `flushLeastPagesWhenWarmMapedFile`: pages between flushes while warming under SYNC_FLUSH. Default 4096.
+    pub flush_least_pages_when_warm_maped_file: u32,
+    /// `brokerIP1`: host part of the store address in offset msgIds. Default 127.0.0.1.
+    pub broker_ip1: String,
+    /// `listenPort`: port part of the store address in offset msgIds. Default 10911.
+    pub listen_port: u16,
+    /// `checkCRCOnRecover`: verify body CRCs while recovering. Default true.
+    pub check_crc_on_recover: bool,
+    /// `maxTransferBytesOnMessageInMemory`. Default 262 144.
+    pub max_transfer_bytes_on_message_in_memory: u32,
+    /// `maxTransferCountOnMessageInMemory`. Default 32.
+    pub max_transfer_count_on_message_in_memory: u32,
+    /// `maxTransferBytesOnMessageInDisk`. Default 65 536.
+    pub max_transfer_bytes_on_message_in_disk: u32,
+    /// `maxTransferCountOnMessageInDisk`. Default 8.
+    pub max_transfer_count_on_message_in_disk: u32,
+    /// `accessMessageInMemoryMaxRatio`: percent of RAM assumed cached. Default 40.
+    pub access_message_in_memory_max_ratio: u32,
+    /// `messageIndexEnable`: build the key index. Default true.
+    pub message_index_enable: bool,
+    /// `maxHashSlotNum`: hash slots per index file. Default 5 000 000.
+    pub max_hash_slot_num: u32,
+    /// `maxIndexNum`: entries per index file. Default 20 000 000.
+    pub max_index_num: u32,
+    /// `deleteWhen`: hours (0-23, `;`-separated) at which expired files are deleted. Default "04".
+    pub delete_when: String,
+    /// `fileReservedTime`: hours a commitlog file is kept after its last write. Default 72.
+    pub file_reserved_time_hours: u64,
+    /// `diskMaxUsedSpaceRatio`: percent of the partition above which deletion starts. Default 75 (clamped 10..=95).
+    pub disk_max_used_space_ratio: u32,
+    /// `diskSpaceWarningLevelRatio`: percent above which puts are refused. Default 90.
+    pub disk_space_warning_level_ratio: u32,
+    /// `diskSpaceCleanForciblyRatio`: percent above which unexpired files are deleted too. Default 85.
+    pub disk_space_clean_forcibly_ratio: u32,
+    /// `cleanFileForciblyEnable`. Default true.
+    pub clean_file_forcibly_enable: bool,
+    /// `deleteCommitLogFilesInterval`: ms between deleted files. Default 100.
+    pub delete_commit_log_files_interval_ms: u64,
+    /// `deleteConsumeQueueFilesInterval`: ms between consume queues cleaned. Default 100.
+    pub delete_consume_queue_files_interval_ms: u64,
+    /// `deleteFileBatchMax`: files deleted per pass at most. Default 10.
+    pub delete_file_batch_max: u32,
+    /// `destroyMapedFileIntervalForcibly`: ms before a file still in use is destroyed anyway. Default 120 000.
+    pub destroy_maped_file_interval_forcibly_ms: u64,
+    /// `redeleteHangedFileInterval`: ms between retries of a file whose deletion hung. Default 120 000.
+    pub redelete_hanged_file_interval_ms: u64,
+    /// `cleanResourceInterval`: ms between clean passes. Default 10 000.
+    pub clean_resource_interval_ms: u64,
+    /// `transientStorePoolEnable`. Default false.
+    pub transient_store_pool_enable: bool,
+    /// `transientStorePoolSize`: buffers in the pool. Default 5.
+    pub transient_store_pool_size: u32,
+    /// `commitIntervalCommitLog`: ms. Default 200.
+    pub commit_interval_commit_log_ms: u64,
+    /// `commitCommitLogLeastPages`. Default 4.
+    pub commit_commit_log_least_pages: u32,
+    /// `commitCommitLogThoroughInterval`: ms. Default 200.
+    pub commit_commit_log_thorough_interval_ms: u64,
+    /// `ioUringEnable` (ferromq key): use io_uring for the pool's commits. Default true.
+    pub io_uring_enable: bool,
+    /// `osPageCacheBusyTimeOutMills`: ms the put lock may be held before OS_PAGECACHE_BUSY. Default 1000.
+    pub os_page_cache_busy_timeout_ms: u64,
+}
+
+impl StoreConfig {
+    /// RocketMQ's defaults, with the store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            store_path_root_dir: root.into(),
+            store_path_commit_log: None,
+            mapped_file_size_commit_log: 1024 * 1024 * 1024,
+            mapped_file_size_consume_queue: 300_000 * 20,
+            flush_disk_type: FlushDiskType::AsyncFlush,
+            broker_role: BrokerRole::AsyncMaster,
+            flush_interval_commit_log_ms: 500,
+            flush_commit_log_least_pages: 4,
+            flush_commit_log_thorough_interval_ms: 10_000,
+            flush_commit_log_timed: true,
+            flush_interval_consume_queue_ms: 1000,
+            flush_consume_queue_least_pages: 2,
+            flush_consume_queue_thorough_interval_ms: 60_000,
+            sync_flush_timeout_ms: 5000,
+            max_message_size: 4 * 1024 * 1024,
+            auto_create_topic_enable: true,
+            default_topic_queue_nums: 8,
+            warm_maped_file_enable: false,
+            flush_least_pages_when_warm_maped_file: 4096,
+            broker_ip1: "127.0.0.1".to_string(),
+            listen_port: 10911,
+            check_crc_on_recover: true,
+            max_transfer_bytes_on_message_in_memory: 256 * 1024,
+            max_transfer_count_on_message_in_memory: 32,
+            max_transfer_bytes_on_message_in_disk: 64 * 1024,
+            max_transfer_count_on_message_in_disk: 8,
+            access_message_in_memory_max_ratio: 40,
+            message_index_enable: true,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            delete_when: "04".to_string(),
+            file_reserved_time_hours: 72,
+            disk_max_used_space_ratio: 75,
+            disk_space_warning_level_ratio: 90,
+            disk_space_clean_forcibly_ratio: 85,
+            clean_file_forcibly_enable: true,
+            delete_commit_log_files_interval_ms: 100,
+            delete_consume_queue_files_interval_ms: 100,
+            delete_file_batch_max: 10,
+            destroy_maped_file_interval_forcibly_ms: 120_000,
+            redelete_hanged_file_interval_ms: 120_000,
+            clean_resource_interval_ms: 10_000,
+            transient_store_pool_enable: false,
+            transient_store_pool_size: 5,
+            commit_interval_commit_log_ms: 200,
+            commit_commit_log_least_pages: 4,
+            commit_commit_log_thorough_interval_ms: 200,
+            io_uring_enable: true,
+            os_page_cache_busy_timeout_ms: 1000,
+        }
+    }
+
+    /// Directory of the commitlog files.
+    pub fn commit_log_dir(&self) -> PathBuf {
+        self.store_path_commit_log
+            .clone()
+            .unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
+    }
+
+    /// Directory of the consume queues.
+    pub fn consume_queue_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("consumequeue")
+    }
+
+    /// Directory of the index files.
+    pub fn index_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("index")
+    }
+
+    /// Directory of the JSON config files (topics, offsets).
+    pub fn config_dir(&self) -> PathBuf {
+        self.store_path_root_dir.join("config")
+    }
+
+    /// Consume-queue file size in bytes, rounded up to a whole number of 20-byte units.
+    pub fn consume_queue_file_size(&self) -> u64 {
+        self.mapped_file_size_consume_queue.div_ceil(20) * 20
+    }
+}
