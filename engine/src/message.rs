@@ -538,6 +538,13 @@ pub(crate) fn encode_record(
     }
 }
 
+/// Encode `msg` as a full commitlog record into `out` (cleared first), with queue
+/// offset, physical offset and store timestamp left at zero (the store fills them
+/// in under its put lock). Returns the record length. Lengths are not validated.
+pub fn encode_message(msg: &Message, store_host: &SocketAddr, out: &mut Vec<u8>) -> usize {
+    encode_record(msg, store_host, out).len
+}
+
 /// A bounds-checked big-endian reader over a record.
 struct Reader<'a> {
     buf: &'a [u8],

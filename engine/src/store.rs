@@ -321,6 +321,7 @@ impl MessageStore {
     /// holds the store, [`Error::Corruption`] for damage that recovery must not
     /// paper over, [`Error::Io`] for failed system calls.
     pub fn open(cfg: StoreConfig) -> Result<MessageStore> {
+        cfg.validate()?;
         basic_config_checks(&cfg)?;
         let started = Instant::now();
         let root = cfg.store_path_root_dir.clone();
