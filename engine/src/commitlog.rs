@@ -115,7 +115,10 @@ impl CommitLog {
 
     /// Set the next queue offset of every queue (after recovery).
     pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
-        self.put.lock().unwrap_or_else(|e| e.into_inner()).queue_offsets = table;
+        self.put
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue_offsets = table;
     }
 
     /// Append the encoded records in `buf` (all for `topic`/`queue_id`) as one unit
@@ -141,7 +144,15 @@ impl CommitLog {
             return Err(Error::ShutDown);
         }
         let now = message::now_ms();
-        self.append_locked(&mut st, buf, slots, topic, queue_id, assign_queue_offset, now)
+        self.append_locked(
+            &mut st,
+            buf,
+            slots,
+            topic,
+            queue_id,
+            assign_queue_offset,
+            now,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -328,7 +339,9 @@ impl CommitLog {
         if torn {
             // Valid records after the damage mean this is not a torn tail.
             let data = f.bytes(0, file_size).unwrap_or(&[]);
-            if let Some(found) = find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc) {
+            if let Some(found) =
+                find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc)
+            {
                 return Err(Error::corruption(
                     f.path(),
                     pos as u64,
@@ -534,7 +547,11 @@ impl AllocInner {
             if let Err(e) = &r {
                 tracing::error!(offset, error = %e, "pre-allocating the next commitlog file failed");
             } else {
-                tracing::debug!(offset, ms = started.elapsed().as_millis() as u64, "pre-allocated commitlog file");
+                tracing::debug!(
+                    offset,
+                    ms = started.elapsed().as_millis() as u64,
+                    "pre-allocated commitlog file"
+                );
             }
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.busy = None;

@@ -196,7 +196,9 @@ impl Dispatcher {
                 match check_record(&data[p..], false) {
                     Ok(RecordCheck::Message(h)) => {
                         let tx = h.sys_flag & sys_flag::TRANSACTION_MASK;
-                        if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
+                        if tx == sys_flag::TRANSACTION_NOT_TYPE
+                            || tx == sys_flag::TRANSACTION_COMMIT_TYPE
+                        {
                             let cq = cqs.get_or_create(h.topic, h.queue_id)?;
                             cq.put(
                                 CqUnit {
@@ -212,7 +214,10 @@ impl Dispatcher {
                                     m.insert(h.queue_id, next);
                                 }
                                 None => {
-                                    touched.insert(h.topic.to_string(), HashMap::from([(h.queue_id, next)]));
+                                    touched.insert(
+                                        h.topic.to_string(),
+                                        HashMap::from([(h.queue_id, next)]),
+                                    );
                                 }
                             }
                         }
@@ -232,7 +237,9 @@ impl Dispatcher {
                         return Err(Error::corruption(
                             f.path(),
                             (pos + p) as u64,
-                            format!("dispatch found an invalid record below the write position: {e}"),
+                            format!(
+                                "dispatch found an invalid record below the write position: {e}"
+                            ),
                         ));
                     }
                 }

@@ -101,7 +101,10 @@ impl MappedFile {
             ));
         }
         allocate(&file, file_size).map_err(|e| {
-            let err = Error::io(format!("allocating {file_size} bytes for {}", path.display()), e);
+            let err = Error::io(
+                format!("allocating {file_size} bytes for {}", path.display()),
+                e,
+            );
             if err.is_no_space() {
                 let _ = std::fs::remove_file(&path);
             }
@@ -318,7 +321,11 @@ impl MappedFile {
     /// it (`warmMapedFileEnable`), so that later appends do not page-fault.
     pub fn warm(&self) {
         let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let start = self.wrote_position.load(Ordering::Acquire).div_ceil(OS_PAGE_SIZE) * OS_PAGE_SIZE;
+        let start = self
+            .wrote_position
+            .load(Ordering::Acquire)
+            .div_ceil(OS_PAGE_SIZE)
+            * OS_PAGE_SIZE;
         let mut pos = start;
         while pos < self.file_size {
             // SAFETY: `pos` is inside the mapping, beyond the write position (no
@@ -337,9 +344,9 @@ impl MappedFile {
         if end > pos {
             // SAFETY: `&mut self` guarantees no other access; the range is inside the mapping.
             unsafe { std::ptr::write_bytes(self.ptr.add(pos), 0, end - pos) };
-            self.mmap
-                .flush_range(pos, end - pos)
-                .map_err(|e| Error::io(format!("syncing truncation of {}", self.path.display()), e))?;
+            self.mmap.flush_range(pos, end - pos).map_err(|e| {
+                Error::io(format!("syncing truncation of {}", self.path.display()), e)
+            })?;
         }
         *self.wrote_position.get_mut() = pos;
         *self.flushed_position.get_mut() = pos;
@@ -402,7 +409,11 @@ impl AsRef<[u8]> for MappedBytes {
 
 impl std::fmt::Debug for MappedBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MappedBytes({} bytes at {} of {:?})", self.len, self.pos, self.file.path)
+        write!(
+            f,
+            "MappedBytes({} bytes at {} of {:?})",
+            self.len, self.pos, self.file.path
+        )
     }
 }
 
@@ -455,7 +466,11 @@ mod tests {
         assert_eq!(f.bytes(0, 12), None);
         let s = f.slice(6, 5).unwrap();
         assert_eq!(&*s, b"world");
-        assert_eq!(f.flush(4).unwrap(), 0, "fewer dirty pages than asked: no flush");
+        assert_eq!(
+            f.flush(4).unwrap(),
+            0,
+            "fewer dirty pages than asked: no flush"
+        );
         assert_eq!(f.flush(0).unwrap(), 11);
         assert_eq!(f.append(&vec![1u8; 8192]), None);
         assert!(f.append_and_fill(&[7u8; 8]));

@@ -54,7 +54,9 @@ impl MappedFileQueue {
                 return Err(Error::corruption(
                     &path,
                     0,
-                    format!("file name offset {off} is not a multiple of the file size {file_size}"),
+                    format!(
+                        "file name offset {off} is not a multiple of the file size {file_size}"
+                    ),
                 ));
             }
             if i > 0 && offsets[i - 1] + file_size != *off {
@@ -129,7 +131,9 @@ impl MappedFileQueue {
         }
         let idx = ((offset - first) / self.file_size) as usize;
         let f = files.get(idx)?;
-        debug_assert!(f.file_from_offset() <= offset && offset < f.file_from_offset() + self.file_size);
+        debug_assert!(
+            f.file_from_offset() <= offset && offset < f.file_from_offset() + self.file_size
+        );
         Some(Arc::clone(f))
     }
 
@@ -164,7 +168,10 @@ impl MappedFileQueue {
                 return Err(Error::corruption(
                     file.path(),
                     0,
-                    format!("new file starts at {}, expected {want}", file.file_from_offset()),
+                    format!(
+                        "new file starts at {}, expected {want}",
+                        file.file_from_offset()
+                    ),
                 ));
             }
         }
@@ -174,7 +181,11 @@ impl MappedFileQueue {
 
     /// Create and append the file starting at `offset` inline.
     pub fn create_file(&self, offset: u64) -> Result<Arc<MappedFile>> {
-        let f = Arc::new(MappedFile::create(&self.dir, offset, self.file_size as usize)?);
+        let f = Arc::new(MappedFile::create(
+            &self.dir,
+            offset,
+            self.file_size as usize,
+        )?);
         self.push(Arc::clone(&f))?;
         Ok(f)
     }
