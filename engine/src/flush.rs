@@ -301,3 +301,77 @@ impl CqFlushPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(dir: &std::path::Path) -> MappedFileQueue {
+        let q = MappedFileQueue::load(dir, 4096).unwrap();
+        let f = q.create_file(0).unwrap();
+        f.append(&[1u8; 100]).unwrap();
+        q.set_flushed_where(0);
+        q
+    }
+
+    #[test]
+    fn wait_times_out_when_no_flush_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let _q = queue(dir.path());
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_disk_type = FlushDiskType::SyncFlush;
+        let fl = CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0);
+        // No flush thread runs: the waiter must give up at its deadline.
+        let t = Instant::now();
+        let r = fl.wait_durable(100, Duration::from_millis(50)).unwrap();
+        assert_eq!(r, SyncOutcome::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn group_commit_thread_makes_waiters_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(queue(dir.path()));
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_disk_type = FlushDiskType::SyncFlush;
+        let fl = Arc::new(CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0));
+        let (fl2, q2) = (Arc::clone(&fl), Arc::clone(&q));
+        let h = std::thread::spawn(move || fl2.run(&q2));
+        assert_eq!(
+            fl.wait_durable(100, Duration::from_secs(5)).unwrap(),
+            SyncOutcome::Durable
+        );
+        assert_eq!(q.flushed_where(), 100);
+        fl.stop();
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_tripped_fence_fails_waiters_and_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let fence = Arc::new(Fence::default());
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_disk_type = FlushDiskType::SyncFlush;
+        let fl = CommitLogFlusher::new(&cfg, Arc::clone(&fence), 0);
+        fence.trip("fdatasync: EIO (injected)");
+        fence.trip("a second cause is not kept");
+        let e = fl.wait_durable(100, Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("EIO (injected)"), "{e}");
+        let e = fl.flush(&q, 0).unwrap_err();
+        assert!(matches!(e, Error::Fenced(_)));
+        assert_eq!(q.flushed_where(), 0, "no flush is retried after a failure");
+    }
+
+    #[test]
+    fn async_policy_respects_least_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let cfg = StoreConfig::new(dir.path());
+        let fl = CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0);
+        // 100 bytes dirty: less than 4 pages, nothing flushed with least_pages 4.
+        assert_eq!(fl.flush(&q, 4).unwrap(), 0);
+        assert_eq!(fl.flush(&q, 0).unwrap(), 100);
+        assert_eq!(fl.durable_offset(), 100);
+    }
+}

@@ -1054,3 +1054,33 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fenced_store_refuses_puts_and_keeps_the_abort_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        cfg.mapped_file_size_consume_queue = 2000;
+        let store = MessageStore::open(cfg).unwrap();
+        store.put_message(&Message::new("F", b"before".to_vec())).unwrap();
+        store.inner.fence.trip("fdatasync of commitlog: EIO (injected)");
+        let e = store.put_message(&Message::new("F", b"after".to_vec())).unwrap_err();
+        assert!(matches!(e, Error::Fenced(ref why) if why.contains("EIO")), "{e}");
+        assert_eq!(store.stats().fenced.as_deref(), Some("fdatasync of commitlog: EIO (injected)"));
+        assert!(store.shutdown().is_err(), "shutdown reports the failure");
+        assert!(dir.path().join("abort").exists(), "next open must recover abnormally");
+        drop(store);
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        cfg.mapped_file_size_consume_queue = 2000;
+        let store = MessageStore::open(cfg).unwrap();
+        assert!(store.recovery_report().abnormal);
+        let r = store.get_message("g", "F", 0, 0, 32, &MessageFilter::All).unwrap();
+        assert_eq!(r.messages.len(), 1);
+        store.shutdown().unwrap();
+    }
+}
