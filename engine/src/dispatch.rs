@@ -80,6 +80,7 @@ pub(crate) struct Arrivals {
     generation: Mutex<u64>,
     cv: Condvar,
     waiters: AtomicUsize,
+    has_listener: std::sync::atomic::AtomicBool,
     listener: RwLock<Option<ArrivalListener>>,
 }
 
@@ -104,7 +105,14 @@ impl Arrivals {
     }
 
     pub fn set_listener(&self, l: Option<ArrivalListener>) {
+        self.has_listener.store(l.is_some(), Ordering::SeqCst);
         *self.listener.write().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// True when a reader waits or a listener is registered: then puts wake the
+    /// dispatcher at once; otherwise it polls every millisecond, as RocketMQ's does.
+    pub fn has_interest(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) > 0 || self.has_listener.load(Ordering::Relaxed)
     }
 
     /// Wait until `ready()` is true or the deadline passes.

@@ -38,6 +38,16 @@ impl MappedFileQueue {
             let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".tmp") {
+                if parse_file_name(stem).is_some() {
+                    // A file whose creation was interrupted: it never held data.
+                    tracing::warn!(path = %entry.path().display(), "removing an unfinished log file");
+                    std::fs::remove_file(entry.path()).map_err(|e| {
+                        Error::io(format!("removing {}", entry.path().display()), e)
+                    })?;
+                    continue;
+                }
+            }
             match parse_file_name(&name) {
                 Some(off) if entry.path().is_file() => offsets.push(off),
                 _ => tracing::warn!(

@@ -349,6 +349,7 @@ impl MessageStore {
             &cfg.commit_log_dir(),
             cfg.mapped_file_size_commit_log,
             cfg.warm_maped_file_enable,
+            cfg.prefault_ahead_bytes,
         )?;
         let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
         let cl_report = commitlog.recover(cfg.check_crc_on_recover, max_record)?;
@@ -434,6 +435,12 @@ impl MessageStore {
         })?;
         store.spawn("ferromq-dispatch", |s| s.run_dispatch())?;
         store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
+        if store.inner.cfg.prefault_ahead_bytes > 0 && !store.inner.cfg.warm_maped_file_enable {
+            store.spawn("ferromq-prefault", |s| {
+                s.commitlog
+                    .run_prefault(&s.stopping, s.cfg.prefault_ahead_bytes as usize)
+            })?;
+        }
         Ok(store)
     }
 
@@ -607,7 +614,9 @@ impl MessageStore {
                 .append(&mut buf, &slots, &first.topic, first.queue_id, assign)
         })?;
         s.flusher.on_put();
-        s.dispatcher.waker.wake();
+        if s.arrivals.has_interest() {
+            s.dispatcher.waker.wake();
+        }
 
         let mut status = PutStatus::PutOk;
         if s.cfg.flush_disk_type == FlushDiskType::SyncFlush && first.wait_store_ok() {
@@ -1066,20 +1075,38 @@ mod tests {
         cfg.mapped_file_size_commit_log = 64 * 1024;
         cfg.mapped_file_size_consume_queue = 2000;
         let store = MessageStore::open(cfg).unwrap();
-        store.put_message(&Message::new("F", b"before".to_vec())).unwrap();
-        store.inner.fence.trip("fdatasync of commitlog: EIO (injected)");
-        let e = store.put_message(&Message::new("F", b"after".to_vec())).unwrap_err();
-        assert!(matches!(e, Error::Fenced(ref why) if why.contains("EIO")), "{e}");
-        assert_eq!(store.stats().fenced.as_deref(), Some("fdatasync of commitlog: EIO (injected)"));
+        store
+            .put_message(&Message::new("F", b"before".to_vec()))
+            .unwrap();
+        store
+            .inner
+            .fence
+            .trip("fdatasync of commitlog: EIO (injected)");
+        let e = store
+            .put_message(&Message::new("F", b"after".to_vec()))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Fenced(ref why) if why.contains("EIO")),
+            "{e}"
+        );
+        assert_eq!(
+            store.stats().fenced.as_deref(),
+            Some("fdatasync of commitlog: EIO (injected)")
+        );
         assert!(store.shutdown().is_err(), "shutdown reports the failure");
-        assert!(dir.path().join("abort").exists(), "next open must recover abnormally");
+        assert!(
+            dir.path().join("abort").exists(),
+            "next open must recover abnormally"
+        );
         drop(store);
         let mut cfg = StoreConfig::new(dir.path());
         cfg.mapped_file_size_commit_log = 64 * 1024;
         cfg.mapped_file_size_consume_queue = 2000;
         let store = MessageStore::open(cfg).unwrap();
         assert!(store.recovery_report().abnormal);
-        let r = store.get_message("g", "F", 0, 0, 32, &MessageFilter::All).unwrap();
+        let r = store
+            .get_message("g", "F", 0, 0, 32, &MessageFilter::All)
+            .unwrap();
         assert_eq!(r.messages.len(), 1);
         store.shutdown().unwrap();
     }

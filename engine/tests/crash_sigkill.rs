@@ -52,7 +52,12 @@ fn crash_child_entry() {
                         .with_keys([format!("t{t}i{i}")]);
                     let r = store.put_message(&msg).unwrap();
                     let mut o = out.lock().unwrap();
-                    writeln!(o, "ACK {t} {i} {} {} {:?}", r.queue_offset, r.commit_log_offset, r.status).unwrap();
+                    writeln!(
+                        o,
+                        "ACK {t} {i} {} {} {:?}",
+                        r.queue_offset, r.commit_log_offset, r.status
+                    )
+                    .unwrap();
                     o.flush().unwrap();
                     i += 1;
                 }
@@ -75,7 +80,12 @@ fn run_trial(sync: bool, kill_after: Duration) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["--exact", "crash_child_entry", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .env(MODE_ENV, if sync { "sync" } else { "async" })
         .stdout(Stdio::piped())
@@ -104,19 +114,33 @@ fn run_trial(sync: bool, kill_after: Duration) -> (usize, usize) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let acks = reader.join().unwrap();
-    assert!(!acks.is_empty(), "the child acknowledged nothing before the kill");
+    assert!(
+        !acks.is_empty(),
+        "the child acknowledged nothing before the kill"
+    );
 
     let store = MessageStore::open(config(dir.path(), sync)).unwrap();
-    assert!(store.recovery_report().abnormal, "a killed store recovers abnormally");
+    assert!(
+        store.recovery_report().abnormal,
+        "a killed store recovers abnormally"
+    );
     let mut lost = 0;
     for a in &acks {
         let r = store
-            .get_message("check", "Crash", a.thread, a.queue_offset, 1, &MessageFilter::All)
+            .get_message(
+                "check",
+                "Crash",
+                a.thread,
+                a.queue_offset,
+                1,
+                &MessageFilter::All,
+            )
             .unwrap();
         let ok = r.status == GetStatus::Found && {
             let m = r.messages[0].decode().unwrap();
             m.commit_log_offset == a.commit_log_offset
-                && m.body.starts_with(format!("t{}-i{}-", a.thread, a.seq).as_bytes())
+                && m.body
+                    .starts_with(format!("t{}-i{}-", a.thread, a.seq).as_bytes())
                 && m.keys() == vec![format!("t{}i{}", a.thread, a.seq)]
         };
         if !ok {
@@ -126,11 +150,15 @@ fn run_trial(sync: bool, kill_after: Duration) -> (usize, usize) {
     // Nothing beyond the recovered end is served, and queue offsets are dense.
     for t in 0..THREADS as u32 {
         let max = store.max_offset_in_queue("Crash", t);
-        let r = store.get_message("check", "Crash", t, max, 1, &MessageFilter::All).unwrap();
+        let r = store
+            .get_message("check", "Crash", t, max, 1, &MessageFilter::All)
+            .unwrap();
         assert_eq!(r.status, GetStatus::OffsetOverflowOne);
     }
     // The store accepts writes again after recovery.
-    store.put_message(&Message::new("Crash", b"after".to_vec())).unwrap();
+    store
+        .put_message(&Message::new("Crash", b"after".to_vec()))
+        .unwrap();
     store.shutdown().unwrap();
     (acks.len(), lost)
 }
@@ -153,7 +181,10 @@ fn run_mode(sync: bool) {
         let (acks, lost) = run_trial(sync, kill_after);
         total_acks += acks;
         total_lost += lost;
-        assert!(started.elapsed() < Duration::from_secs(600), "crash trials over time budget");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "crash trials over time budget"
+        );
     }
     eprintln!(
         "crash trials ({}): {n} trials, {total_acks} acknowledged messages, {total_lost} lost",
