@@ -117,9 +117,10 @@ pub(crate) struct CommitLogFlusher {
     durable: AtomicU64,
     state: Mutex<GroupState>,
     request_cv: Condvar,
-    done_lock: Mutex<()>,
-    done_cv: Condvar,
     waker: Waker,
+    /// Bumped after every flush round; waiting puts sleep on it (futex).
+    epoch: std::sync::atomic::AtomicU32,
+    sleepers: std::sync::atomic::AtomicUsize,
     /// Number of flush (sync) calls made; for stats and tests.
     pub syncs: AtomicU64,
 }
@@ -136,9 +137,9 @@ impl CommitLogFlusher {
             durable: AtomicU64::new(durable),
             state: Mutex::new(GroupState::default()),
             request_cv: Condvar::new(),
-            done_lock: Mutex::new(()),
-            done_cv: Condvar::new(),
             waker: Waker::default(),
+            epoch: std::sync::atomic::AtomicU32::new(0),
+            sleepers: std::sync::atomic::AtomicUsize::new(0),
             syncs: AtomicU64::new(0),
         }
     }
@@ -190,27 +191,47 @@ impl CommitLogFlusher {
         }
         self.request_cv.notify_one();
         let deadline = Instant::now() + timeout;
-        let mut g = self.done_lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            // Read the epoch before checking, so a flush that completes in between
+            // changes it and the wait below returns at once.
+            let epoch = self.epoch.load(Ordering::Acquire);
             if self.durable_offset() >= end_offset {
                 return Ok(SyncOutcome::Durable);
             }
             self.fence.check()?;
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(SyncOutcome::TimedOut);
             }
-            g = self
-                .done_cv
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            // Bounded by the timeout: the flusher wakes sleepers after each sync,
+            // and the watchdog below wakes everyone on the deadline.
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                atomic_wait::wait(&self.epoch, epoch);
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
+    /// Wake every waiting put with one futex call (a broadcast with no lock to
+    /// re-take, unlike a condvar's `notify_all`).
     fn notify_done(&self) {
-        let _g = self.done_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.done_cv.notify_all();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            atomic_wait::wake_all(&self.epoch);
+        }
+    }
+
+    /// The sync-flush watchdog (RocketMQ's `FlushDiskWatcher`): every 10 ms wake
+    /// sleeping puts so that each sees its own deadline even while a sync hangs
+    /// in the kernel. Runs on its own thread until stopped.
+    pub fn run_watchdog(&self) {
+        while !self.stopped() {
+            std::thread::sleep(Duration::from_millis(10));
+            if self.sleepers.load(Ordering::SeqCst) > 0 {
+                self.notify_done();
+            }
+        }
+        self.notify_done();
     }
 
     /// Ask the thread to stop.
@@ -218,6 +239,7 @@ impl CommitLogFlusher {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         self.request_cv.notify_all();
         self.waker.wake();
+        self.notify_done();
     }
 
     fn stopped(&self) -> bool {
@@ -320,12 +342,18 @@ mod tests {
         let _q = queue(dir.path());
         let mut cfg = StoreConfig::new(dir.path());
         cfg.flush_disk_type = FlushDiskType::SyncFlush;
-        let fl = CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0);
-        // No flush thread runs: the waiter must give up at its deadline.
+        let fl = Arc::new(CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0));
+        // No flush thread runs (as when a sync hangs): the watchdog makes the
+        // waiter give up at its deadline.
+        let fl2 = Arc::clone(&fl);
+        let dog = std::thread::spawn(move || fl2.run_watchdog());
         let t = Instant::now();
         let r = fl.wait_durable(100, Duration::from_millis(50)).unwrap();
         assert_eq!(r, SyncOutcome::TimedOut);
         assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        fl.stop();
+        dog.join().unwrap();
     }
 
     #[test]

@@ -434,6 +434,9 @@ impl MessageStore {
             s.flusher.run(&s.commitlog.queue);
         })?;
         store.spawn("ferromq-dispatch", |s| s.run_dispatch())?;
+        if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
+            store.spawn("ferromq-flush-watchdog", |s| s.flusher.run_watchdog())?;
+        }
         store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
         if store.inner.cfg.prefault_ahead_bytes > 0 && !store.inner.cfg.warm_maped_file_enable {
             store.spawn("ferromq-prefault", |s| {
