@@ -70,8 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (cfg, warnings) = StoreConfig::from_properties(&props)?;
     println!("\n{} warning(s):", warnings.len());
     for w in &warnings {
-        let line = w.line.map(|l| format!("line {l}: ")).unwrap_or_default();
-        println!("  [{:?}] {line}{}", w.kind, w.message);
+        // The message already names the key and its line.
+        println!("  [{:?}] {}", w.kind, w.message);
     }
     println!("\neffective config:\n{}", cfg.to_properties());
 
@@ -81,8 +81,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &Message::new(topic, b"configured from properties".to_vec()).with_tags("TagA"),
     )?;
     println!(
-        "put {:?}: queue {} offset {} msgId {}",
-        put.status, 0, put.queue_offset, put.msg_id
+        "put {:?}: queue 0 offset {} msgId {}",
+        put.status, put.queue_offset, put.msg_id
     );
     store.wait_for_messages(
         topic,
