@@ -97,14 +97,14 @@ impl CommitLog {
         })
     }
 
-    /// Start the background file pre-allocation thread and ask for the next file.
+    /// Start the background file pre-allocation thread, make sure the file the
+    /// next put goes to exists (so open reports a full disk, and the first put
+    /// does not wait for file creation), and ask for the one after it.
     pub fn start(&self) -> Result<()> {
         self.allocator.start()?;
-        let next = match self.queue.last_file() {
-            Some(f) => f.file_from_offset() + self.file_size,
-            None => 0,
-        };
-        self.allocator.request(next);
+        let current = self.current_file()?;
+        self.allocator
+            .request(current.file_from_offset() + self.file_size);
         Ok(())
     }
 
