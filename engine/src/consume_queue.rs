@@ -328,6 +328,26 @@ impl ConsumeQueue {
         self.queue.flush(least_pages).map(|_| ())
     }
 
+    /// Retention: delete the oldest files (never the last) whose units all point
+    /// below `commit_log_min`, then move the min offset. Returns files deleted.
+    pub fn delete_expired(&self, commit_log_min: u64) -> Result<usize> {
+        let removed = self.queue.remove_first_while(
+            |f| {
+                let w = f.wrote_position();
+                w >= CQ_UNIT_SIZE
+                    && f.bytes(w - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+                        .and_then(CqUnit::decode)
+                        .is_none_or(|u| u.commit_log_offset < commit_log_min)
+            },
+            usize::MAX,
+        );
+        for f in &removed {
+            f.delete_file()?;
+        }
+        self.correct_min_offset(commit_log_min);
+        Ok(removed.len())
+    }
+
     /// True when every written unit is flushed.
     pub fn fully_flushed(&self) -> bool {
         self.queue.flushed_where() >= self.queue.max_offset()

@@ -33,7 +33,9 @@ pub mod flush;
 pub mod mapped_file;
 pub mod mapped_file_queue;
 pub mod message;
+pub mod retention;
 pub mod store;
+pub mod sys;
 pub mod topic;
 
 pub use config::{BrokerRole, FlushDiskType, StoreConfig};
@@ -41,6 +43,7 @@ pub use dispatch::ArrivalListener;
 pub use error::{Error, Result};
 pub use mapped_file::MappedBytes;
 pub use message::{Message, MessageExt, MessageProperties};
+pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv};
 pub use store::{
     GetResult, GetStatus, MessageFilter, MessageStore, PutResult, PutStatus, RecoveryReport,
     StoreStats, StoredMessage,

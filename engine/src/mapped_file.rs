@@ -403,11 +403,21 @@ impl MappedFile {
 
     /// Remove the file from disk; the mapping goes when the last holder drops it.
     pub fn delete_file(&self) -> Result<()> {
-        if !self.deleted.swap(true, Ordering::AcqRel) {
-            std::fs::remove_file(&self.path)
-                .map_err(|e| Error::io(format!("deleting {}", self.path.display()), e))?;
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(());
         }
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("deleting {}", self.path.display()), e)),
+        }
+        self.deleted.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// True once the file has been removed from disk.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
     }
 
     /// Sync the file's data with `fdatasync` (used after truncations).

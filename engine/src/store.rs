@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +22,7 @@ use crate::message::{
     self, decode_record, encode_record, offset_msg_id, sys_flag, validate_topic, Message,
     MessageExt, MAX_PROPERTIES_LEN,
 };
+use crate::retention::{evaluate, CleanPassReport, RetentionStats, StoreEnv};
 use crate::topic::{TopicConfig, TopicTable};
 
 /// Status of a stored put (RocketMQ's `PutMessageStatus` for outcomes where the
@@ -228,6 +228,13 @@ struct StoreInner {
     shut_down: AtomicBool,
     lock_file: File,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    env: StoreEnv,
+    disk_full: AtomicBool,
+    manual_delete_rounds: std::sync::atomic::AtomicU32,
+    clean_waker: crate::flush::Waker,
+    last_clean: Mutex<Option<CleanPassReport>>,
+    /// Deleted files whose mappings readers may still hold, with the deletion time.
+    pending_destroy: Mutex<Vec<(Arc<crate::mapped_file::MappedFile>, i64)>>,
     /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
     cq_manifest: Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
     total_ram: u64,
@@ -303,32 +310,10 @@ fn lock_store(root: &std::path::Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    // SAFETY: flock on a valid open descriptor; no memory is involved.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(Error::Locked(root.to_path_buf()));
-        }
-        return Err(Error::io(format!("locking {}", path.display()), e));
-    }
-    Ok(f)
-}
-
-fn total_ram_bytes() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    #[allow(unsafe_code)]
-    let (pages, size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    if pages > 0 && size > 0 {
-        pages as u64 * size as u64
-    } else {
-        24 * 1024 * 1024 * 1024
+    match crate::sys::try_lock_exclusive(&f) {
+        Ok(true) => Ok(f),
+        Ok(false) => Err(Error::Locked(root.to_path_buf())),
+        Err(e) => Err(Error::io(format!("locking {}", path.display()), e)),
     }
 }
 
@@ -342,6 +327,15 @@ impl MessageStore {
     /// holds the store, [`Error::Corruption`] for damage that recovery must not
     /// paper over, [`Error::Io`] for failed system calls.
     pub fn open(cfg: StoreConfig) -> Result<MessageStore> {
+        Self::open_with_env(cfg, StoreEnv::default())
+    }
+
+    /// [`MessageStore::open`] with a given clock and disk-usage source (tests use
+    /// this to move time to the `deleteWhen` hour or simulate a full disk).
+    ///
+    /// # Errors
+    /// As [`MessageStore::open`].
+    pub fn open_with_env(cfg: StoreConfig, env: StoreEnv) -> Result<MessageStore> {
         cfg.validate()?;
         basic_config_checks(&cfg)?;
         let started = Instant::now();
@@ -476,8 +470,14 @@ impl MessageStore {
             shut_down: AtomicBool::new(false),
             lock_file,
             threads: Mutex::new(Vec::new()),
+            env,
+            disk_full: AtomicBool::new(false),
+            manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
+            clean_waker: crate::flush::Waker::default(),
+            last_clean: Mutex::new(None),
+            pending_destroy: Mutex::new(Vec::new()),
             cq_manifest: Mutex::new(manifest),
-            total_ram: total_ram_bytes(),
+            total_ram: crate::sys::total_ram_bytes(),
             recovery: report,
         });
         inner.commitlog.start()?;
@@ -490,6 +490,7 @@ impl MessageStore {
             store.spawn("ferromq-flush-watchdog", |s| s.flusher.run_watchdog())?;
         }
         store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
+        store.spawn("ferromq-clean", |s| s.run_clean())?;
         if store.inner.cfg.prefault_ahead_bytes > 0 && !store.inner.cfg.warm_maped_file_enable {
             store.spawn("ferromq-prefault", |s| {
                 s.commitlog
@@ -580,6 +581,12 @@ impl MessageStore {
             return Err(Error::ShutDown);
         }
         s.fence.check()?;
+        if s.disk_full.load(Ordering::Acquire) {
+            return Err(Error::DiskFull(format!(
+                "the commitlog's disk is fuller than diskSpaceWarningLevelRatio {}%; puts resume below {}%",
+                s.cfg.disk_space_warning_level_ratio, s.cfg.disk_space_clean_forcibly_ratio
+            )));
+        }
         if s.cfg.broker_role == BrokerRole::Slave {
             return Err(Error::WrongRole("a slave does not accept puts".into()));
         }
@@ -979,6 +986,43 @@ impl MessageStore {
         }
     }
 
+    /// Run one clean pass now (what the clean thread does every
+    /// `cleanResourceInterval` ms) and return what it did.
+    pub fn run_clean_pass(&self) -> CleanPassReport {
+        self.inner.clean_pass()
+    }
+
+    /// Ask for expired files to be deleted whatever the hour (RocketMQ's
+    /// DELETE_EXPIRED_COMMITLOG): the next 20 clean passes delete expired files.
+    pub fn execute_delete_files_manually(&self) {
+        self.inner.manual_delete_rounds.store(20, Ordering::Release);
+        self.inner.clean_waker.wake();
+    }
+
+    /// Disk usage, thresholds, offsets and the last clean pass.
+    pub fn retention_stats(&self) -> RetentionStats {
+        let s = &self.inner;
+        RetentionStats {
+            disk_used_ratio: s
+                .env
+                .disk
+                .used_ratio(&s.cfg.commit_log_dir())
+                .unwrap_or(-1.0),
+            disk_max_used_space_ratio: s.cfg.disk_max_used_space_ratio.clamp(10, 95) as f64 / 100.0,
+            clean_forcibly_ratio: s.cfg.disk_space_clean_forcibly_ratio as f64 / 100.0,
+            warning_ratio: s.cfg.disk_space_warning_level_ratio as f64 / 100.0,
+            disk_full: s.disk_full.load(Ordering::Acquire),
+            commit_log_min_offset: s.commitlog.min_offset(),
+            commit_log_max_offset: s.commitlog.max_offset(),
+            commit_log_files: s.commitlog.queue.file_count(),
+            last_pass: s
+                .last_clean
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
     /// Flush the commitlog and every consume queue now.
     ///
     /// # Errors
@@ -1019,6 +1063,7 @@ impl MessageStore {
         }
         s.flusher.stop();
         s.dispatcher.waker.wake();
+        s.clean_waker.wake();
         let threads: Vec<_> = s
             .threads
             .lock()
@@ -1045,11 +1090,7 @@ impl MessageStore {
                 .map_err(|e| Error::io(format!("removing {}", abort.display()), e)),);
             keep!(crate::mapped_file::sync_dir(&s.cfg.store_path_root_dir));
         }
-        // SAFETY: flock on a valid descriptor owned by the store.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::flock(s.lock_file.as_raw_fd(), libc::LOCK_UN);
-        }
+        crate::sys::unlock(&s.lock_file);
         match first_err {
             None => Ok(()),
             Some(e) => Err(e),
@@ -1080,6 +1121,139 @@ impl StoreInner {
                 }
             }
         }
+    }
+
+    fn run_clean(&self) {
+        let interval = Duration::from_millis(self.cfg.clean_resource_interval_ms.max(1));
+        while !self.stopping.load(Ordering::Acquire) {
+            self.clean_waker.wait(interval);
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            self.clean_pass();
+        }
+    }
+
+    fn clean_pass(&self) -> CleanPassReport {
+        let started = Instant::now();
+        let cfg = &self.cfg;
+        let now = self.env.clock.now_ms();
+        let hours = cfg.delete_when_hours().unwrap_or_default();
+        let ratio = match self.env.disk.used_ratio(&cfg.commit_log_dir()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read disk usage of the commitlog partition");
+                None
+            }
+        };
+        let manual = self
+            .manual_delete_rounds
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        let was_full = self.disk_full.load(Ordering::Acquire);
+        let (triggers, full) = evaluate(
+            cfg,
+            &hours,
+            self.env.clock.local_hour(now),
+            ratio,
+            manual,
+            was_full,
+        );
+        if full != was_full {
+            self.disk_full.store(full, Ordering::Release);
+            if full {
+                tracing::error!(ratio, "disk full: puts are refused until usage falls");
+            } else {
+                tracing::info!(ratio, "disk usage fell: puts are accepted again");
+            }
+        }
+        let mut rep = CleanPassReport {
+            at_ms: now,
+            disk_used_ratio: ratio.unwrap_or(-1.0),
+            triggers,
+            disk_full: full,
+            ..Default::default()
+        };
+        if triggers.time_up || triggers.space_full || triggers.manual {
+            let file_size = cfg.mapped_file_size_commit_log;
+            let reserved_ms = cfg.file_reserved_time_hours.saturating_mul(3_600_000) as i64;
+            // Never bytes that are not yet durable or not yet in the consume queues.
+            let safe_end = self
+                .flusher
+                .durable_offset()
+                .min(self.dispatcher.dispatched_offset());
+            for i in 0..cfg.delete_file_batch_max {
+                if self.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(
+                        cfg.delete_commit_log_files_interval_ms,
+                    ));
+                }
+                let removed = self.commitlog.queue.remove_first_while(
+                    |f| {
+                        f.is_full()
+                            && f.file_from_offset() + file_size <= safe_end
+                            && (triggers.clean_at_once || now >= f.last_write_ms() + reserved_ms)
+                    },
+                    1,
+                );
+                let Some(f) = removed.into_iter().next() else {
+                    break;
+                };
+                if let Err(e) = f.delete_file() {
+                    tracing::error!(error = %e, "deleting a commitlog file failed; retried later");
+                }
+                tracing::info!(file = %f.path().display(), ?triggers, "deleted commitlog file");
+                rep.commit_log_files_deleted += 1;
+                rep.commit_log_bytes_deleted += file_size;
+                self.pending_destroy
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((f, now));
+            }
+            if rep.commit_log_files_deleted > 0 {
+                let min = self.commitlog.min_offset();
+                for cq in self.cqs.all() {
+                    match cq.delete_expired(min) {
+                        Ok(n) => rep.consume_queue_files_deleted += n,
+                        Err(e) => {
+                            tracing::error!(error = %e, "deleting consume queue files failed")
+                        }
+                    }
+                }
+            }
+        }
+        // Retry failed unlinks, release mappings nobody holds, count the rest.
+        let redelete_ms = cfg.redelete_hanged_file_interval_ms as i64;
+        let mut pending = self
+            .pending_destroy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (f, t0) in pending.iter() {
+            if !f.is_deleted() && now - t0 >= redelete_ms.min(cfg.clean_resource_interval_ms as i64)
+            {
+                let _ = f.delete_file();
+            }
+        }
+        pending.retain(|(f, _)| Arc::strong_count(f) > 1 || !f.is_deleted());
+        rep.files_still_held = pending.len();
+        rep.files_hanging = pending
+            .iter()
+            .filter(|(_, t0)| now - t0 > cfg.destroy_maped_file_interval_forcibly_ms as i64)
+            .count();
+        if rep.files_hanging > 0 {
+            tracing::warn!(
+                files = rep.files_hanging,
+                "deleted files are still held by readers past destroyMapedFileIntervalForcibly"
+            );
+        }
+        drop(pending);
+        rep.commit_log_min_offset = self.commitlog.min_offset();
+        rep.millis = started.elapsed().as_millis() as u64;
+        *self.last_clean.lock().unwrap_or_else(|e| e.into_inner()) = Some(rep.clone());
+        rep
     }
 
     fn run_cq_flush(&self) {

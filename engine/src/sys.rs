@@ -1,0 +1,163 @@
+//! The few system calls the engine makes through `libc` outside memory mapping
+//! (which lives in `mapped_file`): file locks, memory size, disk usage, local time.
+//! Each is a thin safe wrapper; the `unsafe` blocks state why they are sound.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// Try to take an exclusive `flock` on `f` without blocking. `Ok(false)` when
+/// another holder has it.
+pub fn try_lock_exclusive(f: &File) -> std::io::Result<bool> {
+    // SAFETY: flock on a valid open descriptor owned by `f`; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Release a `flock` taken with [`try_lock_exclusive`].
+pub fn unlock(f: &File) {
+    // SAFETY: flock on a valid open descriptor owned by `f`.
+    unsafe {
+        libc::flock(f.as_raw_fd(), libc::LOCK_UN);
+    }
+}
+
+/// Physical memory in bytes (24 GiB when unknown, as RocketMQ assumes).
+pub fn total_ram_bytes() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && size > 0 {
+        pages as u64 * size as u64
+    } else {
+        24 * 1024 * 1024 * 1024
+    }
+}
+
+/// Space figures of the file system holding a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes in the file system.
+    pub total_bytes: u64,
+    /// Bytes an unprivileged user may still write.
+    pub available_bytes: u64,
+    /// Bytes in use.
+    pub used_bytes: u64,
+}
+
+impl DiskSpace {
+    /// Used fraction as `df` computes it: used / (used + available).
+    pub fn used_ratio(&self) -> f64 {
+        let denom = self.used_bytes + self.available_bytes;
+        if denom == 0 {
+            0.0
+        } else {
+            self.used_bytes as f64 / denom as f64
+        }
+    }
+}
+
+/// `statvfs` of the file system holding `path`.
+pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has a NUL byte")
+    })?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated string and `st` a valid out-pointer for the call.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    let free = st.f_bfree as u64 * frsize;
+    let avail = st.f_bavail as u64 * frsize;
+    Ok(DiskSpace {
+        total_bytes: total,
+        available_bytes: avail,
+        used_bytes: total.saturating_sub(free),
+    })
+}
+
+/// The local hour (0-23) of a time in ms since the epoch.
+pub fn local_hour(ms: i64) -> u8 {
+    let t: libc::time_t = (ms / 1000) as libc::time_t;
+    // SAFETY: an all-zero tm is a valid value of this plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return ((ms / 3_600_000) % 24) as u8;
+    }
+    tm.tm_hour.clamp(0, 23) as u8
+}
+
+/// Local time `yyyyMMddHHmmssSSS` of a time in ms since the epoch (index file names).
+pub fn local_timestamp_name(ms: i64) -> String {
+    let t: libc::time_t = (ms / 1000) as libc::time_t;
+    // SAFETY: as in `local_hour`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: as in `local_hour`.
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return format!("{ms:017}");
+    }
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        ms.rem_euclid(1000)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_space_of_temp_dir() {
+        let d = disk_space(&std::env::temp_dir()).unwrap();
+        assert!(d.total_bytes > 0);
+        assert!((0.0..=1.0).contains(&d.used_ratio()));
+    }
+
+    #[test]
+    fn hours_and_names() {
+        let h = local_hour(crate::message::now_ms());
+        assert!(h < 24);
+        assert_eq!(local_timestamp_name(1_700_000_000_123).len(), 17);
+    }
+
+    #[test]
+    fn lock_is_exclusive_across_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        let a = File::create(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        assert!(!try_lock_exclusive(&b).unwrap());
+        unlock(&a);
+        assert!(try_lock_exclusive(&b).unwrap());
+    }
+}
