@@ -153,10 +153,20 @@ impl Checkpoint {
     /// Write and sync the current values.
     pub fn flush(&self) -> Result<()> {
         let d = self.data();
+        let bytes = d.encode();
+        let hook = crate::io::hook_for(&self.path);
+        if let Some(h) = &hook {
+            h.before_sync(&self.path, 0, bytes.len())
+                .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        }
         self.file
-            .write_all_at(&d.encode(), 0)
+            .write_all_at(&bytes, 0)
             .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        if let Some(h) = &hook {
+            h.synced(&self.path, 0, &bytes);
+        }
+        Ok(())
     }
 }
 

@@ -100,6 +100,11 @@ impl MappedFile {
             f.set_positions(0);
             return Ok(f);
         }
+        let hook = crate::io::hook_for(&path);
+        if let Some(h) = &hook {
+            h.before_create(&path, file_size)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        }
         let tmp = dir.join(format!("{}.tmp", file_name(file_from_offset)));
         let file = OpenOptions::new()
             .read(true)
@@ -123,6 +128,9 @@ impl MappedFile {
             )
         })?;
         sync_dir(dir)?;
+        if let Some(h) = &hook {
+            h.created(&path, file_size);
+        }
         Self::map(path, file, file_from_offset, file_size, 0)
     }
 
@@ -325,9 +333,21 @@ impl MappedFile {
             return Ok(flushed);
         }
         let start = flushed / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        let hook = crate::io::hook_for(&self.path);
+        if let Some(h) = &hook {
+            h.before_sync(&self.path, start, wrote - start)
+                .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
+        }
         self.mmap
             .flush_range(start, wrote - start)
             .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
+        if let Some(h) = &hook {
+            h.synced(
+                &self.path,
+                start,
+                self.bytes(start, wrote - start).unwrap_or(&[]),
+            );
+        }
         self.flushed_position.store(wrote, Ordering::Release);
         Ok(wrote)
     }
@@ -388,6 +408,9 @@ impl MappedFile {
             self.mmap.flush_range(pos, end - pos).map_err(|e| {
                 Error::io(format!("syncing truncation of {}", self.path.display()), e)
             })?;
+            if let Some(h) = crate::io::hook_for(&self.path) {
+                h.synced(&self.path, pos, &vec![0u8; end - pos]);
+            }
         }
         *self.wrote_position.get_mut() = pos;
         *self.flushed_position.get_mut() = pos;
@@ -407,7 +430,11 @@ impl MappedFile {
             return Ok(());
         }
         match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
+            Ok(()) => {
+                if let Some(h) = crate::io::hook_for(&self.path) {
+                    h.removed(&self.path);
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("deleting {}", self.path.display()), e)),
         }

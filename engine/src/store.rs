@@ -446,6 +446,9 @@ impl MessageStore {
         File::create(&abort_path)
             .map_err(|e| Error::io(format!("creating {}", abort_path.display()), e))?;
         crate::mapped_file::sync_dir(&root)?;
+        if let Some(h) = crate::io::hook_for(&abort_path) {
+            h.created(&abort_path, 0);
+        }
 
         checkpoint.update(|d| {
             d.physic_offset = cl_max;
@@ -1089,6 +1092,9 @@ impl MessageStore {
             keep!(std::fs::remove_file(&abort)
                 .map_err(|e| Error::io(format!("removing {}", abort.display()), e)),);
             keep!(crate::mapped_file::sync_dir(&s.cfg.store_path_root_dir));
+            if let Some(h) = crate::io::hook_for(&abort) {
+                h.removed(&abort);
+            }
         }
         crate::sys::unlock(&s.lock_file);
         match first_err {

@@ -198,5 +198,8 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         crate::mapped_file::sync_dir(dir)?;
     }
+    if let Some(h) = crate::io::hook_for(path) {
+        h.replaced(path, data);
+    }
     Ok(())
 }
