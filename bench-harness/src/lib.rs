@@ -1,0 +1,4 @@
+//! `ferromq-bench`: load generator, baselines and reports for ferromq.
+
+pub mod error;
+pub mod workload;
