@@ -1,4 +1,5 @@
 //! `ferromq-bench`: load generator, baselines and reports for ferromq.
 
+pub mod baseline;
 pub mod error;
 pub mod workload;
