@@ -2,4 +2,5 @@
 
 pub mod baseline;
 pub mod error;
+pub mod machine;
 pub mod workload;
