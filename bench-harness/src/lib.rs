@@ -3,4 +3,6 @@
 pub mod baseline;
 pub mod error;
 pub mod machine;
+pub mod report;
+pub mod results;
 pub mod workload;
