@@ -2,8 +2,39 @@
 //!
 //! Field names are the snake_case form of RocketMQ's `.properties` keys; a unit
 //! suffix (`_ms`, `_hours`) is added where RocketMQ's key leaves it implicit.
+//!
+//! A RocketMQ 4.x broker file loads unchanged:
+//!
+//! ```
+//! use ferromq_engine::config::{BrokerRole, Properties, StoreConfig};
+//!
+//! let props = Properties::parse(
+//!     "brokerName=broker-a\nbrokerRole=SYNC_MASTER\n\
+//!      storePathRootDir=/data/store\nmapedFileSizeCommitLog=1073741824\n",
+//! );
+//! let (config, warnings) = StoreConfig::from_properties(&props)?;
+//! assert_eq!(config.broker_role, BrokerRole::SyncMaster);
+//! assert_eq!(config.mapped_file_size_commit_log, 1 << 30);
+//! assert!(warnings.is_empty()); // brokerName is a broker key: no warning
+//! assert_eq!(props.get("brokerName"), Some("broker-a")); // still there for the broker
+//! # Ok::<(), ferromq_engine::Error>(())
+//! ```
+//!
+//! [`Properties`] reads the file, [`StoreConfig::from_properties`] maps keys to fields
+//! and reports [`ConfigWarning`]s, [`StoreConfig::validate`] checks a config however it was
+//! built, and [`StoreConfig::to_properties`] writes the effective values back out.
 
 use std::path::PathBuf;
+
+mod keys;
+mod load;
+mod properties;
+#[cfg(test)]
+mod tests;
+
+pub use keys::{BROKER_KEYS, LEGACY_KEYS};
+pub use load::{default_store_root, is_known_key};
+pub use properties::Properties;
 
 /// How the commitlog is made durable (`flushDiskType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,7 +60,7 @@ pub enum BrokerRole {
 ///
 /// Build one with [`StoreConfig::new`] and change fields, or read a RocketMQ
 /// `.properties` file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     /// `storePathRootDir`: root of the store directory.
     pub store_path_root_dir: PathBuf,
@@ -213,5 +244,124 @@ impl StoreConfig {
     /// Consume-queue file size in bytes, rounded up to a whole number of 20-byte units.
     pub fn consume_queue_file_size(&self) -> u64 {
         self.mapped_file_size_consume_queue.div_ceil(20) * 20
+    }
+}
+
+impl FlushDiskType {
+    /// The RocketMQ spelling: `ASYNC_FLUSH` or `SYNC_FLUSH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushDiskType::AsyncFlush => "ASYNC_FLUSH",
+            FlushDiskType::SyncFlush => "SYNC_FLUSH",
+        }
+    }
+}
+
+impl std::fmt::Display for FlushDiskType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for FlushDiskType {
+    type Err = crate::Error;
+
+    /// Parses `ASYNC_FLUSH` or `SYNC_FLUSH`, in any case.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let t = properties::trim_blank(s);
+        if t.eq_ignore_ascii_case("ASYNC_FLUSH") {
+            Ok(FlushDiskType::AsyncFlush)
+        } else if t.eq_ignore_ascii_case("SYNC_FLUSH") {
+            Ok(FlushDiskType::SyncFlush)
+        } else {
+            Err(crate::Error::config(
+                "flushDiskType",
+                t,
+                "ASYNC_FLUSH or SYNC_FLUSH",
+            ))
+        }
+    }
+}
+
+impl BrokerRole {
+    /// The RocketMQ spelling: `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerRole::AsyncMaster => "ASYNC_MASTER",
+            BrokerRole::SyncMaster => "SYNC_MASTER",
+            BrokerRole::Slave => "SLAVE",
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BrokerRole {
+    type Err = crate::Error;
+
+    /// Parses `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`, in any case.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let t = properties::trim_blank(s);
+        if t.eq_ignore_ascii_case("ASYNC_MASTER") {
+            Ok(BrokerRole::AsyncMaster)
+        } else if t.eq_ignore_ascii_case("SYNC_MASTER") {
+            Ok(BrokerRole::SyncMaster)
+        } else if t.eq_ignore_ascii_case("SLAVE") {
+            Ok(BrokerRole::Slave)
+        } else {
+            Err(crate::Error::config(
+                "brokerRole",
+                t,
+                "ASYNC_MASTER, SYNC_MASTER or SLAVE",
+            ))
+        }
+    }
+}
+
+/// What kind of thing a [`ConfigWarning`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// A key that neither the store nor a RocketMQ 4.x broker knows (often a typo).
+    UnknownKey,
+    /// A RocketMQ 3.x key that 4.x ignores; the message says what it meant.
+    LegacyKey,
+    /// A key given twice in one file; the later value was kept.
+    DuplicateKey,
+    /// A value outside the range RocketMQ accepts was clamped into it (`diskMaxUsedSpaceRatio`).
+    Clamped,
+    /// A broker key asks for a RocketMQ feature that ferromq does not have.
+    Unsupported,
+    /// The file itself: a malformed escape, an encoding that is not UTF-8.
+    Syntax,
+    /// A value that loads but probably does not do what was meant (for example a leading `~`).
+    Suspicious,
+}
+
+/// Something worth telling an operator about a configuration that still loaded.
+///
+/// [`StoreConfig::from_properties`] returns these and also logs each with
+/// `tracing::warn!`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// What kind of problem this is.
+    pub kind: WarningKind,
+    /// The key, as spelled in the file (empty for a whole-file warning).
+    pub key: String,
+    /// The value, trimmed.
+    pub value: String,
+    /// The 1-based line of the entry, when it came from a file.
+    pub line: Option<usize>,
+    /// A sentence for the operator.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }

@@ -1,0 +1,545 @@
+//! The commitlog: append under one short lock, blank-fill file tails, read by
+//! offset, recover the write position after a restart.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::mapped_file::{MappedBytes, MappedFile};
+use crate::mapped_file_queue::MappedFileQueue;
+use crate::message::{
+    self, check_record, RecordCheck, BLANK_MAGIC_CODE, MESSAGE_MAGIC_CODE, PHYSICAL_OFFSET_POS,
+    QUEUE_OFFSET_POS,
+};
+
+/// Bytes every file keeps free for its blank end record.
+pub const END_FILE_MIN_BLANK_LENGTH: usize = 8;
+
+/// One record inside an encoded batch buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordSlot {
+    /// Start of the record in the buffer.
+    pub start: usize,
+    /// Position of its store timestamp, relative to `start`.
+    pub store_timestamp_pos: usize,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendResult {
+    pub wrote_offset: u64,
+    pub wrote_bytes: usize,
+    pub queue_offset: u64,
+    pub store_timestamp_ms: i64,
+}
+
+/// What the recovery scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitLogRecovery {
+    /// Files whose records were walked and checked.
+    pub files_scanned: usize,
+    /// Bytes of valid records walked.
+    pub bytes_scanned: u64,
+    /// Bytes of a torn record zeroed at the tail.
+    pub bytes_truncated: u64,
+    /// Empty files after the end that were removed.
+    pub files_removed: usize,
+    /// The recovered end of the log.
+    pub max_offset: u64,
+}
+
+struct PutState {
+    queue_offsets: HashMap<String, Vec<u64>>,
+    closed: bool,
+}
+
+impl PutState {
+    fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
+        if !self.queue_offsets.contains_key(topic) {
+            self.queue_offsets.insert(topic.to_string(), Vec::new());
+        }
+        let v = self.queue_offsets.get_mut(topic).expect("inserted above");
+        if v.len() <= queue_id as usize {
+            v.resize(queue_id as usize + 1, 0);
+        }
+        &mut v[queue_id as usize]
+    }
+}
+
+/// The commitlog.
+pub(crate) struct CommitLog {
+    pub queue: MappedFileQueue,
+    put: Mutex<PutState>,
+    allocator: Allocator,
+    file_size: u64,
+}
+
+impl CommitLog {
+    /// Map the commitlog files in `dir`.
+    pub fn load(dir: &Path, file_size: u64, warm: bool) -> Result<Self> {
+        let queue = MappedFileQueue::load(dir, file_size)?;
+        Ok(CommitLog {
+            queue,
+            put: Mutex::new(PutState {
+                queue_offsets: HashMap::new(),
+                closed: false,
+            }),
+            allocator: Allocator::new(dir.to_path_buf(), file_size as usize, warm),
+            file_size,
+        })
+    }
+
+    /// Start the background file pre-allocation thread and ask for the next file.
+    pub fn start(&self) -> Result<()> {
+        self.allocator.start()?;
+        let next = match self.queue.last_file() {
+            Some(f) => f.file_from_offset() + self.file_size,
+            None => 0,
+        };
+        self.allocator.request(next);
+        Ok(())
+    }
+
+    /// Stop the allocation thread.
+    pub fn stop(&self) {
+        self.allocator.stop();
+    }
+
+    /// Refuse appends from now on; waits for an append in progress to finish.
+    pub fn close(&self) {
+        self.put.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+    }
+
+    /// Set the next queue offset of every queue (after recovery).
+    pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
+        self.put.lock().unwrap_or_else(|e| e.into_inner()).queue_offsets = table;
+    }
+
+    /// Append the encoded records in `buf` (all for `topic`/`queue_id`) as one unit
+    /// that never spans files. With `assign_queue_offset`, records get consecutive
+    /// queue offsets; otherwise their queue offset is 0 and the table is unchanged.
+    pub fn append(
+        &self,
+        buf: &mut [u8],
+        slots: &[RecordSlot],
+        topic: &str,
+        queue_id: u32,
+        assign_queue_offset: bool,
+    ) -> Result<AppendResult> {
+        let len = buf.len();
+        if len + END_FILE_MIN_BLANK_LENGTH > self.file_size as usize {
+            return Err(Error::IllegalMessage(format!(
+                "{len} bytes cannot fit in a commitlog file of {} bytes",
+                self.file_size
+            )));
+        }
+        let mut st = self.put.lock().unwrap_or_else(|e| e.into_inner());
+        if st.closed {
+            return Err(Error::ShutDown);
+        }
+        let now = message::now_ms();
+        self.append_locked(&mut st, buf, slots, topic, queue_id, assign_queue_offset, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_locked(
+        &self,
+        st: &mut PutState,
+        buf: &mut [u8],
+        slots: &[RecordSlot],
+        topic: &str,
+        queue_id: u32,
+        assign_queue_offset: bool,
+        now: i64,
+    ) -> Result<AppendResult> {
+        let queue_offset = if assign_queue_offset {
+            *st.slot(topic, queue_id)
+        } else {
+            0
+        };
+        let mut file = self.current_file()?;
+        let mut rolls = 0;
+        let pos = loop {
+            let rem = file.remaining();
+            if buf.len() + END_FILE_MIN_BLANK_LENGTH <= rem {
+                let base = file.file_from_offset();
+                let placed = file.append_with(buf, |dst, pos| {
+                    for (i, s) in slots.iter().enumerate() {
+                        let rec = &mut dst[s.start..];
+                        let phys = base + (pos + s.start) as u64;
+                        let qo = if assign_queue_offset {
+                            queue_offset + i as u64
+                        } else {
+                            0
+                        };
+                        rec[QUEUE_OFFSET_POS..QUEUE_OFFSET_POS + 8]
+                            .copy_from_slice(&(qo as i64).to_be_bytes());
+                        rec[PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8]
+                            .copy_from_slice(&(phys as i64).to_be_bytes());
+                        rec[s.store_timestamp_pos..s.store_timestamp_pos + 8]
+                            .copy_from_slice(&now.to_be_bytes());
+                    }
+                });
+                match placed {
+                    Some(p) => break p,
+                    None => {
+                        return Err(Error::corruption(
+                            file.path(),
+                            file.wrote_position() as u64,
+                            "append lost its space under the put lock",
+                        ))
+                    }
+                }
+            }
+            // Blank-fill the tail: [size of the rest][BLANK magic], then roll.
+            let mut blank = [0u8; 8];
+            blank[..4].copy_from_slice(&(rem as i32).to_be_bytes());
+            blank[4..].copy_from_slice(&BLANK_MAGIC_CODE.to_be_bytes());
+            file.append_and_fill(&blank);
+            rolls += 1;
+            if rolls > 2 {
+                return Err(Error::IllegalMessage(format!(
+                    "{} bytes do not fit in a fresh commitlog file",
+                    buf.len()
+                )));
+            }
+            file = self.roll(file.file_from_offset() + self.file_size)?;
+        };
+        if assign_queue_offset {
+            *st.slot(topic, queue_id) += slots.len() as u64;
+        }
+        Ok(AppendResult {
+            wrote_offset: file.file_from_offset() + pos as u64,
+            wrote_bytes: buf.len(),
+            queue_offset,
+            store_timestamp_ms: now,
+        })
+    }
+
+    fn current_file(&self) -> Result<Arc<MappedFile>> {
+        match self.queue.last_file() {
+            Some(f) if !f.is_full() => Ok(f),
+            Some(f) => self.roll(f.file_from_offset() + self.file_size),
+            None => self.roll(0),
+        }
+    }
+
+    fn roll(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        let f = self.allocator.take(offset)?;
+        self.queue.push(Arc::clone(&f))?;
+        self.allocator.request(offset + self.file_size);
+        Ok(f)
+    }
+
+    /// End of the written log.
+    pub fn max_offset(&self) -> u64 {
+        self.queue.max_offset()
+    }
+
+    /// Start of the oldest file.
+    pub fn min_offset(&self) -> u64 {
+        self.queue.min_offset()
+    }
+
+    /// The record at `offset`, as stored, if it is readable.
+    pub fn read_record(&self, offset: u64) -> Result<Option<MappedBytes>> {
+        let Some(f) = self.queue.find_by_offset(offset) else {
+            return Ok(None);
+        };
+        let pos = (offset - f.file_from_offset()) as usize;
+        let Some(head) = f.bytes(pos, 8) else {
+            return Ok(None);
+        };
+        let size = i32::from_be_bytes(head[..4].try_into().expect("4"));
+        let magic = i32::from_be_bytes(head[4..8].try_into().expect("4"));
+        if magic != MESSAGE_MAGIC_CODE || size <= 0 {
+            return Err(Error::corruption(
+                f.path(),
+                pos as u64,
+                format!("no record at commitlog offset {offset} (size {size}, magic {magic:#x})"),
+            ));
+        }
+        Ok(f.slice(pos, size as usize))
+    }
+
+    /// `size` bytes at `offset`, if readable.
+    pub fn get_data(&self, offset: u64, size: usize) -> Option<MappedBytes> {
+        let f = self.queue.find_by_offset(offset)?;
+        f.slice((offset - f.file_from_offset()) as usize, size)
+    }
+
+    /// Find the write position after a restart: walk the records of the last
+    /// three files, stop at the first that is not valid, zero a torn tail and
+    /// drop empty files after the end. Damage followed by valid records is an
+    /// error, not a truncation.
+    pub fn recover(&mut self, check_crc: bool, max_record_len: usize) -> Result<CommitLogRecovery> {
+        let mut report = CommitLogRecovery::default();
+        let file_size = self.file_size as usize;
+        let files = self.queue.files();
+        if files.is_empty() {
+            return Ok(report);
+        }
+        let start_idx = files.len().saturating_sub(3);
+        let mut end: Option<(usize, usize, bool)> = None; // (file index, pos, torn)
+        'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
+            report.files_scanned += 1;
+            let data = f.bytes(0, file_size).unwrap_or(&[]);
+            let mut pos = 0usize;
+            loop {
+                match check_record(&data[pos..], check_crc) {
+                    Ok(RecordCheck::Message(h)) => {
+                        let want = f.file_from_offset() + pos as u64;
+                        if h.physical_offset as u64 != want {
+                            end = Some((idx, pos, true));
+                            break 'files;
+                        }
+                        pos += h.total_size as usize;
+                        report.bytes_scanned += h.total_size as u64;
+                        if pos + END_FILE_MIN_BLANK_LENGTH > file_size && pos != file_size {
+                            // A record must leave room for the blank record.
+                            end = Some((idx, pos, true));
+                            break 'files;
+                        }
+                    }
+                    Ok(RecordCheck::Blank) => continue 'files,
+                    Ok(RecordCheck::End) => {
+                        end = Some((idx, pos, false));
+                        break 'files;
+                    }
+                    Err(_) => {
+                        end = Some((idx, pos, true));
+                        break 'files;
+                    }
+                }
+            }
+        }
+        let (idx, pos, torn) = match end {
+            Some(e) => e,
+            None => {
+                // Every scanned file ended with a blank record.
+                let last = files.len() - 1;
+                (last, file_size, false)
+            }
+        };
+        let f = &files[idx];
+        if torn {
+            // Valid records after the damage mean this is not a torn tail.
+            let data = f.bytes(0, file_size).unwrap_or(&[]);
+            if let Some(found) = find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc) {
+                return Err(Error::corruption(
+                    f.path(),
+                    pos as u64,
+                    format!(
+                        "invalid record followed by a valid one at file position {found}; \
+                         refusing to truncate good data"
+                    ),
+                ));
+            }
+        }
+        for later in &files[idx + 1..] {
+            let data = later.bytes(0, file_size).unwrap_or(&[]);
+            if !matches!(check_record(data, false), Ok(RecordCheck::End)) {
+                return Err(Error::corruption(
+                    later.path(),
+                    0,
+                    format!(
+                        "data after the end of the log ({} at position {pos})",
+                        f.path().display()
+                    ),
+                ));
+            }
+        }
+        drop(files);
+        let cut = f_offset(&self.queue, idx) + self.file_size;
+        let removed_before = self.queue.file_count();
+        self.queue.delete_files_from(cut)?;
+        report.files_removed = removed_before - self.queue.file_count();
+        let files_mut = self.queue.files_mut();
+        let last = files_mut
+            .get_mut(idx)
+            .and_then(Arc::get_mut)
+            .ok_or_else(|| Error::corruption("commitlog", 0, "file shared during recovery"))?;
+        if torn {
+            let zero = max_record_len.min(file_size - pos);
+            last.truncate_to(pos, zero)?;
+            report.bytes_truncated = zero as u64;
+            tracing::warn!(file = %last.path().display(), pos, "truncated a torn record at the commitlog tail");
+        } else {
+            last.set_positions(pos);
+        }
+        let max = last.file_from_offset() + pos as u64;
+        self.queue.set_flushed_where(max);
+        report.max_offset = max;
+        Ok(report)
+    }
+}
+
+fn f_offset(q: &MappedFileQueue, idx: usize) -> u64 {
+    q.files()[idx].file_from_offset()
+}
+
+/// Look for a valid message record at or after `from` whose physical offset
+/// field matches its position.
+fn find_valid_record_after(data: &[u8], from: usize, base: u64, check_crc: bool) -> Option<usize> {
+    let magic = MESSAGE_MAGIC_CODE.to_be_bytes();
+    let mut i = from.max(4);
+    while i + 4 <= data.len() {
+        let hit = data[i..].windows(4).position(|w| w == magic)?;
+        let magic_at = i + hit;
+        let start = magic_at - 4;
+        if let Ok(RecordCheck::Message(h)) = check_record(&data[start..], check_crc) {
+            if h.physical_offset as u64 == base + start as u64 {
+                return Some(start);
+            }
+        }
+        i = magic_at + 1;
+    }
+    None
+}
+
+/// Background creation of the next commitlog file, so that a roll never waits
+/// for file creation in the common case.
+struct Allocator {
+    inner: Arc<AllocInner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct AllocInner {
+    dir: std::path::PathBuf,
+    file_size: usize,
+    warm: bool,
+    state: Mutex<AllocState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct AllocState {
+    want: Option<u64>,
+    busy: Option<u64>,
+    ready: Option<(u64, Result<Arc<MappedFile>>)>,
+    stop: bool,
+}
+
+impl Allocator {
+    fn new(dir: std::path::PathBuf, file_size: usize, warm: bool) -> Self {
+        Allocator {
+            inner: Arc::new(AllocInner {
+                dir,
+                file_size,
+                warm,
+                state: Mutex::new(AllocState::default()),
+                cv: Condvar::new(),
+            }),
+            thread: Mutex::new(None),
+        }
+    }
+
+    fn start(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name("ferromq-allocate".into())
+            .spawn(move || inner.run())
+            .map_err(|e| Error::io("spawning the file allocation thread", e))?;
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        Ok(())
+    }
+
+    fn stop(&self) {
+        {
+            let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.stop = true;
+            st.want = None;
+        }
+        self.inner.cv.notify_all();
+        if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
+    fn request(&self, offset: u64) {
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.stop || st.busy == Some(offset) || matches!(st.ready, Some((o, _)) if o == offset) {
+            return;
+        }
+        st.want = Some(offset);
+        drop(st);
+        self.inner.cv.notify_all();
+    }
+
+    /// The file starting at `offset`: pre-allocated if ready, awaited (at most
+    /// 5 s) if being made, created inline otherwise.
+    fn take(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((o, _)) = &st.ready {
+                if *o == offset {
+                    let (_, r) = st.ready.take().expect("checked");
+                    return r;
+                }
+                st.ready = None;
+            }
+            if st.busy != Some(offset) || st.stop {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .inner
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if st.want == Some(offset) {
+            st.want = None;
+        }
+        drop(st);
+        self.inner.create(offset)
+    }
+}
+
+impl AllocInner {
+    fn create(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        let f = MappedFile::create(&self.dir, offset, self.file_size)?;
+        if self.warm {
+            f.warm();
+        }
+        Ok(Arc::new(f))
+    }
+
+    fn run(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if st.stop {
+                return;
+            }
+            let Some(offset) = st.want.take() else {
+                st = self
+                    .cv
+                    .wait_timeout(st, Duration::from_millis(500))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                continue;
+            };
+            st.busy = Some(offset);
+            drop(st);
+            let started = Instant::now();
+            let r = self.create(offset);
+            if let Err(e) = &r {
+                tracing::error!(offset, error = %e, "pre-allocating the next commitlog file failed");
+            } else {
+                tracing::debug!(offset, ms = started.elapsed().as_millis() as u64, "pre-allocated commitlog file");
+            }
+            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.busy = None;
+            st.ready = Some((offset, r));
+            self.cv.notify_all();
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! One consume queue: the index of a (topic, queueId) into the commitlog.
+//!
+//! A unit is 20 bytes, big-endian: `[commitlog offset i64][size i32][tag code i64]`.
+//! Queue offset `i` lives at byte `i * 20`. A blank unit `(0, i32::MAX, 0)` fills
+//! positions before the first real unit of a queue that starts at a non-zero offset.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::mapped_file::MappedFile;
+use crate::mapped_file_queue::MappedFileQueue;
+
+/// Bytes per unit.
+pub const CQ_UNIT_SIZE: usize = 20;
+const BLANK_SIZE: i32 = i32::MAX;
+
+/// One decoded unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CqUnit {
+    /// Commitlog offset of the record.
+    pub commit_log_offset: u64,
+    /// Record size.
+    pub size: u32,
+    /// Tag hash code (or delivery time for scheduled messages).
+    pub tags_code: i64,
+}
+
+impl CqUnit {
+    /// Decode a unit; `None` for a blank or invalid unit.
+    pub fn decode(b: &[u8]) -> Option<CqUnit> {
+        let off = i64::from_be_bytes(b.get(0..8)?.try_into().ok()?);
+        let size = i32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
+        let tags = i64::from_be_bytes(b.get(12..20)?.try_into().ok()?);
+        if off < 0 || size <= 0 || size == BLANK_SIZE {
+            return None;
+        }
+        Some(CqUnit {
+            commit_log_offset: off as u64,
+            size: size as u32,
+            tags_code: tags,
+        })
+    }
+
+    fn encode(&self) -> [u8; CQ_UNIT_SIZE] {
+        let mut b = [0u8; CQ_UNIT_SIZE];
+        b[..8].copy_from_slice(&(self.commit_log_offset as i64).to_be_bytes());
+        b[8..12].copy_from_slice(&(self.size as i32).to_be_bytes());
+        b[12..].copy_from_slice(&self.tags_code.to_be_bytes());
+        b
+    }
+}
+
+fn blank_unit() -> [u8; CQ_UNIT_SIZE] {
+    let mut b = [0u8; CQ_UNIT_SIZE];
+    b[8..12].copy_from_slice(&BLANK_SIZE.to_be_bytes());
+    b
+}
+
+/// Is this unit written (valid or blank), as RocketMQ's recovery decides: offset >= 0 and size > 0.
+fn unit_written(b: &[u8]) -> bool {
+    let off = i64::from_be_bytes(b[..8].try_into().expect("8"));
+    let size = i32::from_be_bytes(b[8..12].try_into().expect("4"));
+    off >= 0 && size > 0
+}
+
+/// A consume queue.
+pub struct ConsumeQueue {
+    topic: String,
+    queue_id: u32,
+    queue: MappedFileQueue,
+    min_logic_offset: AtomicU64,
+    max_physic_offset: AtomicU64,
+}
+
+impl std::fmt::Debug for ConsumeQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConsumeQueue({}-{})", self.topic, self.queue_id)
+    }
+}
+
+impl ConsumeQueue {
+    /// Open (or create empty) the queue stored in `dir`.
+    pub fn load(dir: &Path, topic: &str, queue_id: u32, file_size: u64) -> Result<ConsumeQueue> {
+        Ok(ConsumeQueue {
+            topic: topic.to_string(),
+            queue_id,
+            queue: MappedFileQueue::load(dir, file_size)?,
+            min_logic_offset: AtomicU64::new(0),
+            max_physic_offset: AtomicU64::new(0),
+        })
+    }
+
+    /// Topic of the queue.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Queue id.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// Recovery: find the end of the units, drop units that point past
+    /// `commit_log_max`, and set the min offset against `commit_log_min`.
+    /// Returns the number of units removed from the tail.
+    pub fn recover(&mut self, commit_log_min: u64, commit_log_max: u64) -> Result<u64> {
+        let file_size = self.queue.file_size() as usize;
+        let files = self.queue.files();
+        if files.is_empty() {
+            return Ok(0);
+        }
+        // Find the last written unit, scanning the last three files.
+        let start_idx = files.len().saturating_sub(3);
+        let mut end = (start_idx, 0usize);
+        'outer: for (idx, f) in files.iter().enumerate().skip(start_idx) {
+            let data = f.bytes(0, file_size).unwrap_or(&[]);
+            let mut pos = 0;
+            while pos + CQ_UNIT_SIZE <= data.len() {
+                if !unit_written(&data[pos..pos + CQ_UNIT_SIZE]) {
+                    end = (idx, pos);
+                    break 'outer;
+                }
+                pos += CQ_UNIT_SIZE;
+            }
+            end = (idx, pos);
+        }
+        // Walk back over units that point past the commitlog end.
+        let (mut idx, mut pos) = end;
+        let mut removed = 0u64;
+        let mut max_phys = 0u64;
+        loop {
+            if pos == 0 {
+                if idx == 0 || idx <= start_idx {
+                    break;
+                }
+                idx -= 1;
+                pos = file_size;
+                continue;
+            }
+            let data = files[idx].bytes(pos - CQ_UNIT_SIZE, CQ_UNIT_SIZE).unwrap_or(&[]);
+            match CqUnit::decode(data) {
+                Some(u) if u.commit_log_offset + u.size as u64 > commit_log_max => {
+                    pos -= CQ_UNIT_SIZE;
+                    removed += 1;
+                }
+                Some(u) => {
+                    max_phys = u.commit_log_offset + u.size as u64;
+                    break;
+                }
+                None => break,
+            }
+        }
+        let end_offset = files[idx].file_from_offset() + pos as u64;
+        drop(files);
+        // Drop files after the end; zero stale units in the end file.
+        let cut = self.queue.files()[idx].file_from_offset() + file_size as u64;
+        self.queue.delete_files_from(cut)?;
+        if pos == file_size && idx + 1 < self.queue.file_count() {
+            // Unreachable: files after idx were just removed.
+        }
+        let files_mut = self.queue.files_mut();
+        let f = files_mut
+            .get_mut(idx)
+            .and_then(Arc::get_mut)
+            .ok_or_else(|| Error::corruption("consumequeue", 0, "file shared during recovery"))?;
+        let stale = if pos < file_size {
+            let data = f.bytes(pos, file_size - pos).unwrap_or(&[]);
+            data.chunks(CQ_UNIT_SIZE).take_while(|u| unit_written(u)).count() * CQ_UNIT_SIZE
+        } else {
+            0
+        };
+        if stale > 0 {
+            f.truncate_to(pos, stale)?;
+        } else {
+            f.set_positions(pos);
+        }
+        self.queue.set_flushed_where(end_offset);
+        self.max_physic_offset.store(max_phys, Ordering::Release);
+        self.correct_min_offset(commit_log_min);
+        Ok(removed)
+    }
+
+    /// Set the min logical offset to the first unit whose record is at or after `commit_log_min`.
+    pub fn correct_min_offset(&self, commit_log_min: u64) {
+        let Some(first) = self.queue.first_file() else {
+            return;
+        };
+        let data = first.bytes_from(0);
+        let mut min = first.file_from_offset() / CQ_UNIT_SIZE as u64;
+        for (i, u) in data.chunks_exact(CQ_UNIT_SIZE).enumerate() {
+            match CqUnit::decode(u) {
+                Some(unit) if unit.commit_log_offset >= commit_log_min => {
+                    min = first.file_from_offset() / CQ_UNIT_SIZE as u64 + i as u64;
+                    break;
+                }
+                _ => {
+                    min = first.file_from_offset() / CQ_UNIT_SIZE as u64 + i as u64 + 1;
+                }
+            }
+        }
+        self.min_logic_offset.store(min, Ordering::Release);
+    }
+
+    /// Append the unit for `queue_offset`. A unit already present is skipped
+    /// (dispatch is idempotent); a gap is filled with blank units.
+    pub fn put(&self, unit: CqUnit, queue_offset: u64) -> Result<()> {
+        let max = self.max_offset();
+        if queue_offset < max {
+            return Ok(());
+        }
+        let unit_size = CQ_UNIT_SIZE as u64;
+        if queue_offset > max {
+            if self.queue.file_count() == 0 {
+                // First file of a queue that starts late: begin at the file holding it.
+                let fsz = self.queue.file_size();
+                let start = queue_offset * unit_size / fsz * fsz;
+                self.queue.create_file(start)?;
+                self.min_logic_offset
+                    .store(queue_offset, Ordering::Release);
+            } else {
+                tracing::warn!(topic = %self.topic, queue_id = self.queue_id, max, queue_offset,
+                    "consume queue gap filled with blank units");
+            }
+            while self.max_offset() < queue_offset {
+                self.append_raw(&blank_unit())?;
+            }
+        }
+        self.append_raw(&unit.encode())?;
+        self.max_physic_offset
+            .store(unit.commit_log_offset + unit.size as u64, Ordering::Release);
+        Ok(())
+    }
+
+    fn append_raw(&self, b: &[u8; CQ_UNIT_SIZE]) -> Result<()> {
+        let f = match self.queue.last_file() {
+            Some(f) if !f.is_full() => f,
+            Some(f) => self
+                .queue
+                .create_file(f.file_from_offset() + self.queue.file_size())?,
+            None => self.queue.create_file(0)?,
+        };
+        if f.append(b).is_none() {
+            return Err(Error::corruption(
+                f.path(),
+                f.wrote_position() as u64,
+                "consume queue file is not a multiple of 20 bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// One past the last unit.
+    pub fn max_offset(&self) -> u64 {
+        self.queue.max_offset() / CQ_UNIT_SIZE as u64
+    }
+
+    /// First unit still served.
+    pub fn min_offset(&self) -> u64 {
+        self.min_logic_offset.load(Ordering::Acquire)
+    }
+
+    /// End (offset + size) of the last record indexed.
+    pub fn max_physic_offset(&self) -> u64 {
+        self.max_physic_offset.load(Ordering::Acquire)
+    }
+
+    /// The unit at `queue_offset`.
+    pub fn get(&self, queue_offset: u64) -> Option<CqUnit> {
+        let byte = queue_offset.checked_mul(CQ_UNIT_SIZE as u64)?;
+        let f = self.queue.find_by_offset(byte)?;
+        let b = f.bytes((byte - f.file_from_offset()) as usize, CQ_UNIT_SIZE)?;
+        CqUnit::decode(b)
+    }
+
+    /// The file holding `queue_offset` and the readable units from there to the
+    /// end of that file: `(file, byte position in file, unit count)`.
+    pub fn units_from(&self, queue_offset: u64) -> Option<(Arc<MappedFile>, usize, usize)> {
+        let byte = queue_offset.checked_mul(CQ_UNIT_SIZE as u64)?;
+        let f = self.queue.find_by_offset(byte)?;
+        let pos = (byte - f.file_from_offset()) as usize;
+        let n = f.wrote_position().saturating_sub(pos) / CQ_UNIT_SIZE;
+        if n == 0 {
+            return None;
+        }
+        Some((f, pos, n))
+    }
+
+    /// Queue offset of the first unit of the file after the one holding `queue_offset`.
+    pub fn roll_next_file(&self, queue_offset: u64) -> u64 {
+        let per_file = self.queue.file_size() / CQ_UNIT_SIZE as u64;
+        (queue_offset / per_file + 1) * per_file
+    }
+
+    /// Flush with `least_pages`.
+    pub fn flush(&self, least_pages: u32) -> Result<()> {
+        self.queue.flush(least_pages).map(|_| ())
+    }
+
+    /// Number of files.
+    pub fn file_count(&self) -> usize {
+        self.queue.file_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(off: u64) -> CqUnit {
+        CqUnit {
+            commit_log_offset: off,
+            size: 100,
+            tags_code: 7,
+        }
+    }
+
+    #[test]
+    fn put_get_roll_and_idempotence() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        for i in 0..25u64 {
+            cq.put(unit(i * 100), i).unwrap();
+        }
+        cq.put(unit(0), 3).unwrap(); // already there: skipped
+        assert_eq!(cq.max_offset(), 25);
+        assert_eq!(cq.file_count(), 3);
+        assert_eq!(cq.get(12), Some(unit(1200)));
+        assert_eq!(cq.get(25), None);
+        let (_, pos, n) = cq.units_from(12).unwrap();
+        assert_eq!((pos, n), (40, 8));
+        assert_eq!(cq.roll_next_file(12), 20);
+        assert_eq!(cq.max_physic_offset(), 2500);
+    }
+
+    #[test]
+    fn late_start_is_prefilled_with_blanks() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        cq.put(unit(5000), 13).unwrap();
+        assert_eq!(cq.min_offset(), 13);
+        assert_eq!(cq.max_offset(), 14);
+        assert_eq!(cq.get(12), None);
+        assert_eq!(cq.get(13), Some(unit(5000)));
+    }
+
+    #[test]
+    fn recover_truncates_units_past_commitlog() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+            for i in 0..25u64 {
+                cq.put(unit(i * 100), i).unwrap();
+            }
+            cq.flush(0).unwrap();
+        }
+        let mut cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        let removed = cq.recover(0, 1750).unwrap();
+        assert_eq!(removed, 8);
+        assert_eq!(cq.max_offset(), 17);
+        assert_eq!(cq.max_physic_offset(), 1700);
+        assert_eq!(cq.file_count(), 2);
+        cq.put(unit(1700), 17).unwrap();
+        assert_eq!(cq.get(17), Some(unit(1700)));
+    }
+}

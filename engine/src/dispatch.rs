@@ -1,0 +1,255 @@
+//! The dispatcher: follows the commitlog by offset and builds the consume
+//! queues, then wakes readers waiting for new messages.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::commitlog::CommitLog;
+use crate::consume_queue::{ConsumeQueue, CqUnit};
+use crate::error::{Error, Result};
+use crate::flush::Waker;
+use crate::message::{check_record, sys_flag, RecordCheck};
+
+/// Callback told of new messages: `(topic, queue_id, new max offset)`.
+pub type ArrivalListener = Arc<dyn Fn(&str, u32, u64) + Send + Sync>;
+
+/// All consume queues, by topic and queue id.
+pub(crate) struct CqTable {
+    root: PathBuf,
+    file_size: u64,
+    queues: RwLock<HashMap<String, HashMap<u32, Arc<ConsumeQueue>>>>,
+}
+
+impl CqTable {
+    pub fn new(root: PathBuf, file_size: u64) -> Self {
+        CqTable {
+            root,
+            file_size,
+            queues: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .and_then(|m| m.get(&queue_id))
+            .cloned()
+    }
+
+    pub fn get_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
+        if let Some(q) = self.get(topic, queue_id) {
+            return Ok(q);
+        }
+        let mut all = self.queues.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = all.get(topic).and_then(|m| m.get(&queue_id)) {
+            return Ok(Arc::clone(q));
+        }
+        let dir = self.root.join(topic).join(queue_id.to_string());
+        let q = Arc::new(ConsumeQueue::load(&dir, topic, queue_id, self.file_size)?);
+        all.entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, Arc::clone(&q));
+        Ok(q)
+    }
+
+    pub fn insert(&self, q: ConsumeQueue) {
+        let mut all = self.queues.write().unwrap_or_else(|e| e.into_inner());
+        all.entry(q.topic().to_string())
+            .or_default()
+            .insert(q.queue_id(), Arc::new(q));
+    }
+
+    pub fn all(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect()
+    }
+}
+
+/// Wakes readers blocked in `wait_for_messages`.
+#[derive(Default)]
+pub(crate) struct Arrivals {
+    generation: Mutex<u64>,
+    cv: Condvar,
+    waiters: AtomicUsize,
+    listener: RwLock<Option<ArrivalListener>>,
+}
+
+impl Arrivals {
+    pub fn notify(&self, touched: &HashMap<String, HashMap<u32, u64>>) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.cv.notify_all();
+        }
+        let l = self
+            .listener
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(l) = l {
+            for (t, qs) in touched {
+                for (q, max) in qs {
+                    l(t, *q, *max);
+                }
+            }
+        }
+    }
+
+    pub fn set_listener(&self, l: Option<ArrivalListener>) {
+        *self.listener.write().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// Wait until `ready()` is true or the deadline passes.
+    pub fn wait_until(&self, deadline: Instant, ready: impl Fn() -> bool) -> bool {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let r = loop {
+            if ready() {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            // Bounded waits also cover a notification racing with the check above.
+            let step = (deadline - now).min(Duration::from_millis(100));
+            g = self
+                .cv
+                .wait_timeout(g, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(g);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+/// Follows the commitlog.
+pub(crate) struct Dispatcher {
+    reput_from: AtomicU64,
+    last_store_timestamp_ms: AtomicI64,
+    pub waker: Waker,
+}
+
+impl Dispatcher {
+    pub fn new(from: u64) -> Self {
+        Dispatcher {
+            reput_from: AtomicU64::new(from),
+            last_store_timestamp_ms: AtomicI64::new(0),
+            waker: Waker::default(),
+        }
+    }
+
+    /// Commitlog offset up to which records are dispatched.
+    pub fn dispatched_offset(&self) -> u64 {
+        self.reput_from.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the last record dispatched (ms; 0 before the first).
+    pub fn last_store_timestamp_ms(&self) -> i64 {
+        self.last_store_timestamp_ms.load(Ordering::Acquire)
+    }
+
+    /// Dispatch every readable record. Returns how many records were dispatched.
+    pub fn dispatch_available(
+        &self,
+        commitlog: &CommitLog,
+        cqs: &CqTable,
+        arrivals: &Arrivals,
+    ) -> Result<usize> {
+        let mut count = 0;
+        let mut touched: HashMap<String, HashMap<u32, u64>> = HashMap::new();
+        let file_size = commitlog.queue.file_size();
+        loop {
+            let from = self.dispatched_offset();
+            let Some(f) = commitlog.queue.find_by_offset(from) else {
+                // Before the first file (deleted) -> jump to the min; after the last -> done.
+                let min = commitlog.min_offset();
+                if from < min && commitlog.queue.file_count() > 0 {
+                    self.reput_from.store(min, Ordering::Release);
+                    continue;
+                }
+                break;
+            };
+            let pos = (from - f.file_from_offset()) as usize;
+            let data = f.bytes_from(pos);
+            if data.is_empty() {
+                if f.is_full() {
+                    self.reput_from
+                        .store(f.file_from_offset() + file_size, Ordering::Release);
+                    continue;
+                }
+                break;
+            }
+            let mut p = 0usize;
+            let mut next_file = false;
+            while p < data.len() {
+                match check_record(&data[p..], false) {
+                    Ok(RecordCheck::Message(h)) => {
+                        let tx = h.sys_flag & sys_flag::TRANSACTION_MASK;
+                        if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
+                            let cq = cqs.get_or_create(h.topic, h.queue_id)?;
+                            cq.put(
+                                CqUnit {
+                                    commit_log_offset: h.physical_offset as u64,
+                                    size: h.total_size,
+                                    tags_code: h.tags_code(),
+                                },
+                                h.queue_offset as u64,
+                            )?;
+                            let next = h.queue_offset as u64 + 1;
+                            match touched.get_mut(h.topic) {
+                                Some(m) => {
+                                    m.insert(h.queue_id, next);
+                                }
+                                None => {
+                                    touched.insert(h.topic.to_string(), HashMap::from([(h.queue_id, next)]));
+                                }
+                            }
+                        }
+                        p += h.total_size as usize;
+                        count += 1;
+                        self.last_store_timestamp_ms
+                            .store(h.store_timestamp_ms, Ordering::Release);
+                        self.reput_from
+                            .store(f.file_from_offset() + (pos + p) as u64, Ordering::Release);
+                    }
+                    Ok(RecordCheck::Blank) => {
+                        next_file = true;
+                        break;
+                    }
+                    Ok(RecordCheck::End) => break,
+                    Err(e) => {
+                        return Err(Error::corruption(
+                            f.path(),
+                            (pos + p) as u64,
+                            format!("dispatch found an invalid record below the write position: {e}"),
+                        ));
+                    }
+                }
+            }
+            if next_file {
+                self.reput_from
+                    .store(f.file_from_offset() + file_size, Ordering::Release);
+                continue;
+            }
+            if p == data.len() {
+                continue;
+            }
+            break;
+        }
+        if !touched.is_empty() {
+            arrivals.notify(&touched);
+        }
+        Ok(count)
+    }
+}

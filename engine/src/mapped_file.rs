@@ -1,0 +1,491 @@
+//! One memory-mapped file of a log: write, flush and read positions.
+//!
+//! All of the engine's `unsafe` code for memory mapping lives in this module.
+//!
+//! Invariants that make the raw access sound:
+//! - The mapping is created from a file whose blocks are allocated first
+//!   (`posix_fallocate`), so a store into it never faults with SIGBUS on a full disk.
+//! - Bytes below `wrote_position` are never written again while the file is
+//!   shared; readers only ever see `[0, wrote_position)`, loaded with `Acquire`
+//!   after the writer published it with `Release`.
+//! - Writes beyond `wrote_position` happen only while holding `write_lock`, so
+//!   there is at most one writer per file.
+//! - The mapping lives as long as the `MappedFile`; readers hold an `Arc` to it
+//!   (see [`MappedBytes`]), so memory is unmapped only after the last reader lets go.
+
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::ops::Deref;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::error::{Error, Result};
+
+/// The OS page size the flush rules count in (RocketMQ's `OS_PAGE_SIZE`).
+pub const OS_PAGE_SIZE: usize = 4096;
+
+/// One mapped file.
+pub struct MappedFile {
+    path: PathBuf,
+    file: File,
+    file_from_offset: u64,
+    file_size: usize,
+    ptr: *mut u8,
+    mmap: MmapMut,
+    wrote_position: AtomicUsize,
+    flushed_position: AtomicUsize,
+    write_lock: Mutex<()>,
+    flush_lock: Mutex<()>,
+    last_write_ms: AtomicI64,
+    deleted: AtomicBool,
+}
+
+// SAFETY: the raw pointer refers to the mapping owned by `mmap`, which lives as
+// long as `self`. Concurrent access follows the module invariants: one writer at
+// a time beyond `wrote_position` (serialized by `write_lock`), readers only below
+// the published `wrote_position`, which never changes bytes below it.
+unsafe impl Send for MappedFile {}
+// SAFETY: see `Send`; every shared-state field is atomic or behind a mutex.
+unsafe impl Sync for MappedFile {}
+
+impl std::fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFile")
+            .field("path", &self.path)
+            .field("from", &self.file_from_offset)
+            .field("wrote", &self.wrote_position())
+            .field("flushed", &self.flushed_position())
+            .finish()
+    }
+}
+
+/// Name of a log file: its start offset in 20 decimal digits.
+pub fn file_name(offset: u64) -> String {
+    format!("{offset:020}")
+}
+
+/// Parse a 20-digit file name into its start offset.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    if name.len() == 20 && name.bytes().all(|b| b.is_ascii_digit()) {
+        name.parse().ok()
+    } else {
+        None
+    }
+}
+
+impl MappedFile {
+    /// Create a new file of `file_size` bytes with all its blocks allocated, and map it.
+    pub fn create(dir: &Path, file_from_offset: u64, file_size: usize) -> Result<MappedFile> {
+        let path = dir.join(file_name(file_from_offset));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
+        if len != 0 && len != file_size as u64 {
+            return Err(Error::corruption(
+                &path,
+                0,
+                format!("file exists with length {len}, expected {file_size}"),
+            ));
+        }
+        allocate(&file, file_size).map_err(|e| {
+            let err = Error::io(format!("allocating {file_size} bytes for {}", path.display()), e);
+            if err.is_no_space() {
+                let _ = std::fs::remove_file(&path);
+            }
+            err
+        })?;
+        sync_dir(dir)?;
+        Self::map(path, file, file_from_offset, file_size, 0)
+    }
+
+    /// Map an existing file, which must be exactly `file_size` bytes long.
+    /// Its write position starts at `file_size` (full) until recovery sets it.
+    pub fn open(path: &Path, file_from_offset: u64, file_size: usize) -> Result<MappedFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
+        if len != file_size as u64 {
+            return Err(Error::corruption(
+                path,
+                0,
+                format!("file length is {len}, expected {file_size} (mapped file size setting)"),
+            ));
+        }
+        Self::map(
+            path.to_path_buf(),
+            file,
+            file_from_offset,
+            file_size,
+            file_size,
+        )
+    }
+
+    fn map(
+        path: PathBuf,
+        file: File,
+        file_from_offset: u64,
+        file_size: usize,
+        position: usize,
+    ) -> Result<MappedFile> {
+        // SAFETY: the file is opened read-write by this process and its length is
+        // `file_size` with blocks allocated. Other processes are kept out by the
+        // store's lock file; within this process only this `MappedFile` maps it.
+        let mut mmap = unsafe { MmapOptions::new().len(file_size).map_mut(&file) }
+            .map_err(|e| Error::io(format!("mapping {}", path.display()), e))?;
+        let ptr = mmap.as_mut_ptr();
+        let mtime = file
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Ok(MappedFile {
+            path,
+            file,
+            file_from_offset,
+            file_size,
+            ptr,
+            mmap,
+            wrote_position: AtomicUsize::new(position),
+            flushed_position: AtomicUsize::new(position),
+            write_lock: Mutex::new(()),
+            flush_lock: Mutex::new(()),
+            last_write_ms: AtomicI64::new(mtime),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Log offset of the file's first byte.
+    pub fn file_from_offset(&self) -> u64 {
+        self.file_from_offset
+    }
+
+    /// File size in bytes.
+    pub fn file_size(&self) -> usize {
+        self.file_size
+    }
+
+    /// Bytes written (and visible to readers).
+    pub fn wrote_position(&self) -> usize {
+        self.wrote_position.load(Ordering::Acquire)
+    }
+
+    /// Bytes known durable.
+    pub fn flushed_position(&self) -> usize {
+        self.flushed_position.load(Ordering::Acquire)
+    }
+
+    /// True when no byte can be appended any more.
+    pub fn is_full(&self) -> bool {
+        self.wrote_position() >= self.file_size
+    }
+
+    /// Space left for appends.
+    pub fn remaining(&self) -> usize {
+        self.file_size - self.wrote_position()
+    }
+
+    /// Milliseconds since the epoch of the last append (or the file's mtime at open).
+    pub fn last_write_ms(&self) -> i64 {
+        self.last_write_ms.load(Ordering::Relaxed)
+    }
+
+    /// Append `data` at the write position. Returns the in-file position it was
+    /// written at, or `None` (nothing written) when it does not fit.
+    pub fn append(&self, data: &[u8]) -> Option<usize> {
+        self.append_with(data, |_, _| {})
+    }
+
+    /// Append `data`, letting `patch` change the copy in place (given the bytes
+    /// and their in-file position) before it becomes visible to readers.
+    pub fn append_with(&self, data: &[u8], patch: impl FnOnce(&mut [u8], usize)) -> Option<usize> {
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = self.wrote_position.load(Ordering::Acquire);
+        if data.len() > self.file_size - pos {
+            return None;
+        }
+        // SAFETY: `[pos, pos+len)` lies inside the mapping (checked above) and at or
+        // beyond `wrote_position`, where no reader looks; `write_lock` makes this the
+        // only writer. The slice does not outlive this block.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(pos), data.len()) };
+        dst.copy_from_slice(data);
+        patch(dst, pos);
+        self.wrote_position
+            .store(pos + data.len(), Ordering::Release);
+        self.last_write_ms
+            .store(crate::message::now_ms(), Ordering::Relaxed);
+        Some(pos)
+    }
+
+    /// Write `data` at the write position and then mark the file full: used for
+    /// the blank record at a commitlog file's tail (the rest stays zero).
+    pub fn append_and_fill(&self, data: &[u8]) -> bool {
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = self.wrote_position.load(Ordering::Acquire);
+        if data.len() > self.file_size - pos {
+            return false;
+        }
+        // SAFETY: as in `append_with`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(pos), data.len()) };
+        dst.copy_from_slice(data);
+        self.wrote_position.store(self.file_size, Ordering::Release);
+        true
+    }
+
+    /// Readable bytes `[pos, pos+len)`, or `None` if that range is not fully written.
+    pub fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]> {
+        let end = pos.checked_add(len)?;
+        if end > self.wrote_position() {
+            return None;
+        }
+        // SAFETY: `[pos, end)` is below the published write position, so it is inside
+        // the mapping and never written again while `self` is shared.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.add(pos), len) })
+    }
+
+    /// Readable bytes from `pos` to the write position.
+    pub fn bytes_from(&self, pos: usize) -> &[u8] {
+        let end = self.wrote_position();
+        if pos >= end {
+            return &[];
+        }
+        self.bytes(pos, end - pos).unwrap_or(&[])
+    }
+
+    /// Bytes `[pos, pos+len)` that keep the file mapped while held.
+    pub fn slice(self: &Arc<Self>, pos: usize, len: usize) -> Option<MappedBytes> {
+        self.bytes(pos, len)?;
+        Some(MappedBytes {
+            file: Arc::clone(self),
+            pos,
+            len,
+        })
+    }
+
+    /// Flush written bytes to disk if at least `least_pages` dirty pages wait
+    /// (or any, with 0; or the file is full). Returns the new flushed position.
+    pub fn flush(&self, least_pages: u32) -> Result<usize> {
+        let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let wrote = self.wrote_position();
+        let flushed = self.flushed_position.load(Ordering::Acquire);
+        if wrote <= flushed {
+            return Ok(flushed);
+        }
+        let full = wrote >= self.file_size;
+        let ready = full
+            || if least_pages > 0 {
+                wrote / OS_PAGE_SIZE - flushed / OS_PAGE_SIZE >= least_pages as usize
+            } else {
+                true
+            };
+        if !ready {
+            return Ok(flushed);
+        }
+        let start = flushed / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        self.mmap
+            .flush_range(start, wrote - start)
+            .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
+        self.flushed_position.store(wrote, Ordering::Release);
+        Ok(wrote)
+    }
+
+    /// Pre-fault every page from the write position on by writing a zero byte to
+    /// it (`warmMapedFileEnable`), so that later appends do not page-fault.
+    pub fn warm(&self) {
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let start = self.wrote_position.load(Ordering::Acquire).div_ceil(OS_PAGE_SIZE) * OS_PAGE_SIZE;
+        let mut pos = start;
+        while pos < self.file_size {
+            // SAFETY: `pos` is inside the mapping, beyond the write position (no
+            // reader looks there) and we hold `write_lock`.
+            unsafe { self.ptr.add(pos).write_volatile(0) };
+            pos += OS_PAGE_SIZE;
+        }
+    }
+
+    /// Recovery only: set the write and flush positions to `pos` and zero
+    /// `zero_len` bytes after it (a torn record), then sync that range.
+    /// Takes `&mut self`, so no reader or writer can hold the file.
+    pub fn truncate_to(&mut self, pos: usize, zero_len: usize) -> Result<()> {
+        let pos = pos.min(self.file_size);
+        let end = pos.saturating_add(zero_len).min(self.file_size);
+        if end > pos {
+            // SAFETY: `&mut self` guarantees no other access; the range is inside the mapping.
+            unsafe { std::ptr::write_bytes(self.ptr.add(pos), 0, end - pos) };
+            self.mmap
+                .flush_range(pos, end - pos)
+                .map_err(|e| Error::io(format!("syncing truncation of {}", self.path.display()), e))?;
+        }
+        *self.wrote_position.get_mut() = pos;
+        *self.flushed_position.get_mut() = pos;
+        Ok(())
+    }
+
+    /// Recovery only: mark `pos` as the write position without changing bytes.
+    pub fn set_positions(&mut self, pos: usize) {
+        let pos = pos.min(self.file_size);
+        *self.wrote_position.get_mut() = pos;
+        *self.flushed_position.get_mut() = pos;
+    }
+
+    /// Remove the file from disk; the mapping goes when the last holder drops it.
+    pub fn delete_file(&self) -> Result<()> {
+        if !self.deleted.swap(true, Ordering::AcqRel) {
+            std::fs::remove_file(&self.path)
+                .map_err(|e| Error::io(format!("deleting {}", self.path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Sync the file's data with `fdatasync` (used after truncations).
+    pub fn sync_data(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("fdatasync {}", self.path.display()), e))
+    }
+}
+
+/// A range of a mapped file, kept mapped while this value lives.
+#[derive(Clone)]
+pub struct MappedBytes {
+    file: Arc<MappedFile>,
+    pos: usize,
+    len: usize,
+}
+
+impl MappedBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // The range was checked to be written when this value was made, and the
+        // write position never moves back while the file is shared.
+        self.file.bytes(self.pos, self.len).unwrap_or(&[])
+    }
+}
+
+impl Deref for MappedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for MappedBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for MappedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedBytes({} bytes at {} of {:?})", self.len, self.pos, self.file.path)
+    }
+}
+
+/// Allocate the file's blocks for real (no sparse file), so that writes through
+/// the mapping cannot hit a full disk.
+fn allocate(file: &File, len: usize) -> std::io::Result<()> {
+    // SAFETY: plain syscall on a valid, open file descriptor.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => {
+            // The file system cannot fallocate: set the length and write zeros
+            // through normal I/O so that blocks still get allocated.
+            use std::io::{Seek, SeekFrom, Write};
+            file.set_len(len as u64)?;
+            let mut f = file;
+            f.seek(SeekFrom::Start(0))?;
+            let zeros = vec![0u8; 1 << 20];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(zeros.len());
+                f.write_all(&zeros[..n])?;
+                left -= n;
+            }
+            Ok(())
+        }
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// fsync a directory so that a created, renamed or removed entry is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("fsync of directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_read_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Arc::new(MappedFile::create(dir.path(), 4096, 8192).unwrap());
+        assert_eq!(f.path().file_name().unwrap(), "00000000000000004096");
+        assert_eq!(f.append(b"hello"), Some(0));
+        assert_eq!(f.append(b" world"), Some(5));
+        assert_eq!(f.bytes(0, 11), Some(&b"hello world"[..]));
+        assert_eq!(f.bytes(0, 12), None);
+        let s = f.slice(6, 5).unwrap();
+        assert_eq!(&*s, b"world");
+        assert_eq!(f.flush(4).unwrap(), 0, "fewer dirty pages than asked: no flush");
+        assert_eq!(f.flush(0).unwrap(), 11);
+        assert_eq!(f.append(&vec![1u8; 8192]), None);
+        assert!(f.append_and_fill(&[7u8; 8]));
+        assert!(f.is_full());
+        assert_eq!(f.flush(4).unwrap(), 8192, "a full file is always flushed");
+        drop(f);
+        let g = MappedFile::open(&dir.path().join(file_name(4096)), 4096, 8192).unwrap();
+        assert_eq!(g.bytes(0, 11), Some(&b"hello world"[..]));
+        assert!(MappedFile::open(&dir.path().join(file_name(4096)), 4096, 4096).is_err());
+    }
+
+    #[test]
+    fn truncate_zeroes_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = MappedFile::create(dir.path(), 0, 4096).unwrap();
+        f.append(&[9u8; 100]).unwrap();
+        f.truncate_to(10, 200).unwrap();
+        assert_eq!(f.wrote_position(), 10);
+        f.append(&[]).unwrap();
+        let mut g = MappedFile::open(&dir.path().join(file_name(0)), 0, 4096).unwrap();
+        g.set_positions(4096);
+        assert_eq!(g.bytes(0, 10).unwrap(), &[9u8; 10]);
+        assert!(g.bytes(10, 90).unwrap().iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(file_name(1073741824), "00000000001073741824");
+        assert_eq!(parse_file_name("00000000001073741824"), Some(1073741824));
+        assert_eq!(parse_file_name("0000000000107374182x"), None);
+        assert_eq!(parse_file_name("abc"), None);
+    }
+}

@@ -1,0 +1,233 @@
+//! The ordered files of one log (the commitlog, or one consume queue).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::mapped_file::{parse_file_name, MappedFile};
+
+/// Files named by their start offset, each `file_size` bytes, contiguous.
+pub struct MappedFileQueue {
+    dir: PathBuf,
+    file_size: u64,
+    files: RwLock<Vec<Arc<MappedFile>>>,
+    flushed_where: AtomicU64,
+    flush_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for MappedFileQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFileQueue")
+            .field("dir", &self.dir)
+            .field("files", &self.file_count())
+            .finish()
+    }
+}
+
+impl MappedFileQueue {
+    /// Open the log in `dir` (created if missing), mapping every file found.
+    /// Every file starts full; recovery sets the real positions.
+    pub fn load(dir: &Path, file_size: u64) -> Result<MappedFileQueue> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let mut offsets = Vec::new();
+        let rd = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            match parse_file_name(&name) {
+                Some(off) if entry.path().is_file() => offsets.push(off),
+                _ => tracing::warn!(
+                    path = %entry.path().display(),
+                    "ignoring a file that is not named as a log file (20 digits)"
+                ),
+            }
+        }
+        offsets.sort_unstable();
+        let mut files = Vec::with_capacity(offsets.len());
+        for (i, off) in offsets.iter().enumerate() {
+            let path = dir.join(crate::mapped_file::file_name(*off));
+            if off % file_size != 0 {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    format!("file name offset {off} is not a multiple of the file size {file_size}"),
+                ));
+            }
+            if i > 0 && offsets[i - 1] + file_size != *off {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    format!(
+                        "gap in the log: previous file starts at {}, this one at {off}",
+                        offsets[i - 1]
+                    ),
+                ));
+            }
+            files.push(Arc::new(MappedFile::open(&path, *off, file_size as usize)?));
+        }
+        let flushed = files
+            .last()
+            .map(|f| f.file_from_offset() + file_size)
+            .unwrap_or(0);
+        Ok(MappedFileQueue {
+            dir: dir.to_path_buf(),
+            file_size,
+            files: RwLock::new(files),
+            flushed_where: AtomicU64::new(flushed),
+            flush_lock: Mutex::new(()),
+        })
+    }
+
+    /// Directory of the files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Size of every file.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// A snapshot of the files, oldest first.
+    pub fn files(&self) -> Vec<Arc<MappedFile>> {
+        self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Number of files.
+    pub fn file_count(&self) -> usize {
+        self.files.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The newest file.
+    pub fn last_file(&self) -> Option<Arc<MappedFile>> {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
+    }
+
+    /// The oldest file.
+    pub fn first_file(&self) -> Option<Arc<MappedFile>> {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .cloned()
+    }
+
+    /// The file holding log offset `offset`.
+    pub fn find_by_offset(&self, offset: u64) -> Option<Arc<MappedFile>> {
+        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let first = files.first()?.file_from_offset();
+        if offset < first {
+            return None;
+        }
+        let idx = ((offset - first) / self.file_size) as usize;
+        let f = files.get(idx)?;
+        debug_assert!(f.file_from_offset() <= offset && offset < f.file_from_offset() + self.file_size);
+        Some(Arc::clone(f))
+    }
+
+    /// Offset of the first byte of the first file (0 when empty).
+    pub fn min_offset(&self) -> u64 {
+        self.first_file().map(|f| f.file_from_offset()).unwrap_or(0)
+    }
+
+    /// End of the written bytes.
+    pub fn max_offset(&self) -> u64 {
+        self.last_file()
+            .map(|f| f.file_from_offset() + f.wrote_position() as u64)
+            .unwrap_or(0)
+    }
+
+    /// Log offset up to which bytes are known durable.
+    pub fn flushed_where(&self) -> u64 {
+        self.flushed_where.load(Ordering::Acquire)
+    }
+
+    /// Recovery: set the durable mark.
+    pub fn set_flushed_where(&self, offset: u64) {
+        self.flushed_where.store(offset, Ordering::Release);
+    }
+
+    /// Append a newly created file; it must start where the last one ends.
+    pub fn push(&self, file: Arc<MappedFile>) -> Result<()> {
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = files.last() {
+            let want = last.file_from_offset() + self.file_size;
+            if file.file_from_offset() != want {
+                return Err(Error::corruption(
+                    file.path(),
+                    0,
+                    format!("new file starts at {}, expected {want}", file.file_from_offset()),
+                ));
+            }
+        }
+        files.push(file);
+        Ok(())
+    }
+
+    /// Create and append the file starting at `offset` inline.
+    pub fn create_file(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        let f = Arc::new(MappedFile::create(&self.dir, offset, self.file_size as usize)?);
+        self.push(Arc::clone(&f))?;
+        Ok(f)
+    }
+
+    /// Flush the files from the durable mark on, each with `least_pages`.
+    /// Returns the new durable mark.
+    pub fn flush(&self, least_pages: u32) -> Result<u64> {
+        let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let at = self.flushed_where();
+            let Some(f) = self.find_by_offset(at) else {
+                return Ok(at);
+            };
+            let pos = f.flush(least_pages)?;
+            let mark = f.file_from_offset() + pos as u64;
+            if mark > at {
+                self.flushed_where.store(mark, Ordering::Release);
+            }
+            if pos < f.file_size() {
+                return Ok(self.flushed_where());
+            }
+        }
+    }
+
+    /// Recovery: drop every file that starts at or after `offset`, deleting it from disk.
+    pub fn delete_files_from(&self, offset: u64) -> Result<()> {
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        while let Some(last) = files.last() {
+            if last.file_from_offset() < offset {
+                break;
+            }
+            last.delete_file()?;
+            files.pop();
+        }
+        Ok(())
+    }
+
+    /// Recovery: exclusive access to the file list (no readers exist yet).
+    pub fn files_mut(&mut self) -> &mut Vec<Arc<MappedFile>> {
+        self.files.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drop the oldest files while `pred` says so (never the last file). Returns the removed files.
+    pub fn remove_first_while(
+        &self,
+        mut pred: impl FnMut(&MappedFile) -> bool,
+        max: usize,
+    ) -> Vec<Arc<MappedFile>> {
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        while n < max && files.len() > 1 + n && pred(&files[n]) {
+            n += 1;
+        }
+        files.drain(..n).collect()
+    }
+}

@@ -1,0 +1,928 @@
+//! Messages and RocketMQ 4.x commitlog records.
+//!
+//! A record is, big-endian (IPv4 hosts shown; IPv6 hosts take 20 bytes instead of 8):
+//!
+//! ```text
+//! 0  TOTALSIZE i32      4  MAGICCODE i32     8  BODYCRC i32      12 QUEUEID i32
+//! 16 FLAG i32           20 QUEUEOFFSET i64   28 PHYSICALOFFSET i64
+//! 36 SYSFLAG i32        40 BORNTIMESTAMP i64 48 BORNHOST 8|20
+//! .. STORETIMESTAMP i64 .. STOREHOST 8|20    .. RECONSUMETIMES i32
+//! .. PREPARED TRANSACTION OFFSET i64         .. BODYLEN i32 + BODY
+//! .. TOPICLEN i8 + TOPIC                     .. PROPERTIESLEN i16 + PROPERTIES
+//! ```
+//!
+//! The body CRC is CRC-32/IEEE masked with `0x7FFF_FFFF`. Properties are
+//! `key \x01 value \x02 ...`; the trailing `\x02` is written as RocketMQ 4.9.7
+//! does (stripped) and accepted either way when reading.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Magic code of a message record.
+pub const MESSAGE_MAGIC_CODE: i32 = 0xDAA3_20A7_u32 as i32;
+/// Magic code of the blank record that fills the tail of a commitlog file.
+pub const BLANK_MAGIC_CODE: i32 = 0xCBD4_3194_u32 as i32;
+/// Fixed record overhead with IPv4 born and store hosts.
+pub const FIXED_RECORD_OVERHEAD: usize = 91;
+/// Longest topic name (the length is a signed byte).
+pub const MAX_TOPIC_LEN: usize = 127;
+/// Longest encoded properties string (the length is a signed short).
+pub const MAX_PROPERTIES_LEN: usize = i16::MAX as usize;
+
+/// `sysFlag` bits, as in RocketMQ's `MessageSysFlag`.
+pub mod sys_flag {
+    /// Body is compressed by the producer.
+    pub const COMPRESSED: i32 = 0x1;
+    /// Several tags.
+    pub const MULTI_TAGS: i32 = 0x2;
+    /// Mask of the transaction type bits.
+    pub const TRANSACTION_MASK: i32 = 0xC;
+    /// Not a transactional message.
+    pub const TRANSACTION_NOT_TYPE: i32 = 0x0;
+    /// Half (prepared) message.
+    pub const TRANSACTION_PREPARED_TYPE: i32 = 0x4;
+    /// Commit of a half message.
+    pub const TRANSACTION_COMMIT_TYPE: i32 = 0x8;
+    /// Rollback of a half message.
+    pub const TRANSACTION_ROLLBACK_TYPE: i32 = 0xC;
+    /// Born host is IPv6.
+    pub const BORNHOST_V6: i32 = 0x10;
+    /// Store host is IPv6.
+    pub const STOREHOST_V6: i32 = 0x20;
+}
+
+/// Well-known property keys (RocketMQ's `MessageConst`).
+pub mod keys {
+    /// Space-separated business keys, indexed.
+    pub const KEYS: &str = "KEYS";
+    /// Tags; their Java hash is the consume-queue tag code.
+    pub const TAGS: &str = "TAGS";
+    /// Whether a sync-flush put waits for the flush (absent = true).
+    pub const WAIT: &str = "WAIT";
+    /// Delay level.
+    pub const DELAY: &str = "DELAY";
+    /// Client-generated unique id, indexed.
+    pub const UNIQ_KEY: &str = "UNIQ_CLIENT_MESSAGE_ID_KEYIDX";
+    /// Real topic of a half or delayed message.
+    pub const REAL_TOPIC: &str = "REAL_TOPIC";
+    /// Real queue id of a half or delayed message.
+    pub const REAL_QID: &str = "REAL_QID";
+    /// Transactional flag.
+    pub const TRAN_MSG: &str = "TRAN_MSG";
+    /// Producer group.
+    pub const PGROUP: &str = "PGROUP";
+}
+
+/// Java's `String.hashCode()`: wrapping `31*h + c` over UTF-16 code units.
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The consume-queue tag code of a tags string: its Java hash, sign-extended; 0 without tags.
+pub fn tags_code(tags: Option<&str>) -> i64 {
+    match tags {
+        Some(t) if !t.is_empty() => java_hash(t) as i64,
+        _ => 0,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Message properties in insertion order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageProperties {
+    entries: Vec<(String, String)>,
+}
+
+impl MessageProperties {
+    /// No properties.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Set `key` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let key = key.into();
+        let value = value.into();
+        if let Some(e) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+            e.1 = value;
+        } else {
+            self.entries.push((key, value));
+        }
+    }
+
+    /// Remove `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let i = self.entries.iter().position(|(k, _)| k == key)?;
+        Some(self.entries.remove(i).1)
+    }
+
+    /// All entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Encode as `k\x01v\x02k\x01v` (no trailing separator) into `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        for (i, (k, v)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(2);
+            }
+            out.extend_from_slice(k.as_bytes());
+            out.push(1);
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// Encoded length in bytes.
+    pub fn encoded_len(&self) -> usize {
+        let sep = self.entries.len().saturating_sub(1);
+        self.entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 1)
+            .sum::<usize>()
+            + sep
+    }
+
+    /// Decode RocketMQ's properties string; segments shorter than 3 bytes or
+    /// without `\x01` are ignored, as RocketMQ does. Invalid UTF-8 is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut p = MessageProperties::new();
+        for seg in bytes.split(|b| *b == 2) {
+            if seg.len() < 3 {
+                continue;
+            }
+            let Some(i) = seg.iter().position(|b| *b == 1) else {
+                continue;
+            };
+            let k = std::str::from_utf8(&seg[..i])
+                .map_err(|_| DecodeError::new("property key is not UTF-8"))?;
+            let v = std::str::from_utf8(&seg[i + 1..])
+                .map_err(|_| DecodeError::new("property value is not UTF-8"))?;
+            p.entries.push((k.to_string(), v.to_string()));
+        }
+        Ok(p)
+    }
+}
+
+/// A message to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic name: `[%|a-zA-Z0-9_-]`, at most 127 bytes.
+    pub topic: String,
+    /// Queue of the topic.
+    pub queue_id: u32,
+    /// Application flag.
+    pub flag: i32,
+    /// Payload.
+    pub body: Vec<u8>,
+    /// Properties (tags, keys, ...).
+    pub properties: MessageProperties,
+    /// `sysFlag` bits (see [`sys_flag`]); host bits are set by the encoder.
+    pub sys_flag: i32,
+    /// Producer-side timestamp, ms since the epoch.
+    pub born_timestamp_ms: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// Times this message has been re-consumed.
+    pub reconsume_times: i32,
+    /// For commit/rollback records: commitlog offset of the half message.
+    pub prepared_transaction_offset: i64,
+}
+
+impl Message {
+    /// A message for `topic` with `body`, queue 0, born now at 127.0.0.1.
+    pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        Message {
+            topic: topic.into(),
+            queue_id: 0,
+            flag: 0,
+            body: body.into(),
+            properties: MessageProperties::new(),
+            sys_flag: 0,
+            born_timestamp_ms: now_ms(),
+            born_host: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+    }
+
+    /// Set the queue id.
+    pub fn with_queue_id(mut self, queue_id: u32) -> Self {
+        self.queue_id = queue_id;
+        self
+    }
+
+    /// Set the `TAGS` property.
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.properties.insert(keys::TAGS, tags);
+        self
+    }
+
+    /// Set the `KEYS` property from several keys (joined with spaces).
+    pub fn with_keys<I, S>(mut self, keys_iter: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let joined: Vec<String> = keys_iter
+            .into_iter()
+            .map(|s| s.as_ref().to_string())
+            .collect();
+        self.properties.insert(keys::KEYS, joined.join(" "));
+        self
+    }
+
+    /// Set any property.
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key, value);
+        self
+    }
+
+    /// The `TAGS` property.
+    pub fn tags(&self) -> Option<&str> {
+        self.properties.get(keys::TAGS)
+    }
+
+    /// Whether a sync-flush put waits for the flush (`WAIT`, absent = true).
+    pub fn wait_store_ok(&self) -> bool {
+        self.properties
+            .get(keys::WAIT)
+            .map(|v| !v.eq_ignore_ascii_case("false"))
+            .unwrap_or(true)
+    }
+}
+
+/// A message decoded from its stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageExt {
+    /// The record's total size.
+    pub store_size: u32,
+    /// Stored body CRC (masked).
+    pub body_crc: u32,
+    /// Queue id.
+    pub queue_id: u32,
+    /// Application flag.
+    pub flag: i32,
+    /// Logical offset in its consume queue.
+    pub queue_offset: u64,
+    /// Commitlog offset of the record.
+    pub commit_log_offset: u64,
+    /// `sysFlag` bits.
+    pub sys_flag: i32,
+    /// Producer timestamp (ms).
+    pub born_timestamp_ms: i64,
+    /// Producer address.
+    pub born_host: SocketAddr,
+    /// Store timestamp (ms).
+    pub store_timestamp_ms: i64,
+    /// Store address.
+    pub store_host: SocketAddr,
+    /// Re-consume count.
+    pub reconsume_times: i32,
+    /// Prepared transaction offset.
+    pub prepared_transaction_offset: i64,
+    /// Body as stored.
+    pub body: Vec<u8>,
+    /// Topic.
+    pub topic: String,
+    /// Properties.
+    pub properties: MessageProperties,
+}
+
+impl MessageExt {
+    /// The offset msgId: 32 (IPv4) or 56 (IPv6) uppercase hex chars.
+    pub fn msg_id(&self) -> String {
+        offset_msg_id(self.store_host, self.commit_log_offset)
+    }
+
+    /// The `TAGS` property.
+    pub fn tags(&self) -> Option<&str> {
+        self.properties.get(keys::TAGS)
+    }
+
+    /// The `KEYS` property split on spaces.
+    pub fn keys(&self) -> Vec<&str> {
+        self.properties
+            .get(keys::KEYS)
+            .map(|k| k.split(' ').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Why bytes do not decode as a record or a property string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl DecodeError {
+    fn new(reason: impl Into<String>) -> Self {
+        DecodeError {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Body CRC as RocketMQ stores it: CRC-32/IEEE masked with `0x7FFF_FFFF`.
+pub fn body_crc(body: &[u8]) -> u32 {
+    crc32fast::hash(body) & 0x7FFF_FFFF
+}
+
+/// Offset msgId: uppercase hex of `[store ip][port i32][commitlog offset i64]`.
+pub fn offset_msg_id(store_host: SocketAddr, commit_log_offset: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut raw = [0u8; 28];
+    let n = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            raw[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            raw[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    raw[n..n + 4].copy_from_slice(&(store_host.port() as i32).to_be_bytes());
+    raw[n + 4..n + 12].copy_from_slice(&(commit_log_offset as i64).to_be_bytes());
+    let mut s = String::with_capacity((n + 12) * 2);
+    for b in &raw[..n + 12] {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Decode an offset msgId into store address and commitlog offset.
+pub fn decode_offset_msg_id(msg_id: &str) -> Result<(SocketAddr, u64), DecodeError> {
+    let bytes = hex_decode(msg_id).ok_or_else(|| DecodeError::new("msgId is not hex"))?;
+    let ip_len = match bytes.len() {
+        16 => 4,
+        28 => 16,
+        n => return Err(DecodeError::new(format!("msgId has {n} bytes, want 16 or 28"))),
+    };
+    let ip = if ip_len == 4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&bytes[..16]);
+        IpAddr::V6(o.into())
+    };
+    let port = i32::from_be_bytes(bytes[ip_len..ip_len + 4].try_into().expect("4 bytes"));
+    let off = i64::from_be_bytes(
+        bytes[ip_len + 4..ip_len + 12]
+            .try_into()
+            .expect("8 bytes"),
+    );
+    if !(0..=65535).contains(&port) || off < 0 {
+        return Err(DecodeError::new("msgId has an invalid port or offset"));
+    }
+    Ok((SocketAddr::new(ip, port as u16), off as u64))
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    let val = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
+    b.chunks(2)
+        .map(|p| Some(val(p[0])? << 4 | val(p[1])?))
+        .collect()
+}
+
+/// Check a topic name as RocketMQ's `TopicValidator` does.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("topic is empty".into());
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "topic is {} bytes, longer than {MAX_TOPIC_LEN}",
+            topic.len()
+        ));
+    }
+    if let Some(c) = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '%' | '|' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic `{topic}` contains the illegal character {c:?} (allowed: [%|a-zA-Z0-9_-])"
+        ));
+    }
+    Ok(())
+}
+
+/// Where the encoder left the fields that are only known under the put lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncodedLayout {
+    pub len: usize,
+    pub store_timestamp_pos: usize,
+}
+
+pub(crate) const QUEUE_OFFSET_POS: usize = 20;
+pub(crate) const PHYSICAL_OFFSET_POS: usize = 28;
+
+fn host_len(addr: &SocketAddr) -> usize {
+    if addr.is_ipv6() {
+        20
+    } else {
+        8
+    }
+}
+
+fn put_host(out: &mut Vec<u8>, addr: &SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
+        IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
+    }
+    out.extend_from_slice(&(addr.port() as i32).to_be_bytes());
+}
+
+/// Length of the record `msg` encodes to with `props_len` bytes of properties.
+pub(crate) fn record_len(msg: &Message, store_host: &SocketAddr, props_len: usize) -> usize {
+    FIXED_RECORD_OVERHEAD - 16
+        + host_len(&msg.born_host)
+        + host_len(store_host)
+        + msg.body.len()
+        + msg.topic.len()
+        + props_len
+}
+
+/// Encode `msg` into `out` (cleared first) as a full record whose queue offset,
+/// physical offset and store timestamp are zero, to be patched under the put lock.
+/// `queue_offset_zero` forces the stored queue offset to 0 (prepared/rollback records).
+/// The caller has validated lengths.
+pub(crate) fn encode_record(
+    msg: &Message,
+    store_host: &SocketAddr,
+    out: &mut Vec<u8>,
+) -> EncodedLayout {
+    out.clear();
+    let props_len = msg.properties.encoded_len();
+    let len = record_len(msg, store_host, props_len);
+    out.reserve(len);
+    let mut sys = msg.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
+    if msg.born_host.is_ipv6() {
+        sys |= sys_flag::BORNHOST_V6;
+    }
+    if store_host.is_ipv6() {
+        sys |= sys_flag::STOREHOST_V6;
+    }
+    out.extend_from_slice(&(len as i32).to_be_bytes());
+    out.extend_from_slice(&MESSAGE_MAGIC_CODE.to_be_bytes());
+    out.extend_from_slice(&body_crc(&msg.body).to_be_bytes());
+    out.extend_from_slice(&(msg.queue_id as i32).to_be_bytes());
+    out.extend_from_slice(&msg.flag.to_be_bytes());
+    out.extend_from_slice(&0i64.to_be_bytes()); // queue offset
+    out.extend_from_slice(&0i64.to_be_bytes()); // physical offset
+    out.extend_from_slice(&sys.to_be_bytes());
+    out.extend_from_slice(&msg.born_timestamp_ms.to_be_bytes());
+    put_host(out, &msg.born_host);
+    let store_timestamp_pos = out.len();
+    out.extend_from_slice(&0i64.to_be_bytes()); // store timestamp
+    put_host(out, store_host);
+    out.extend_from_slice(&msg.reconsume_times.to_be_bytes());
+    out.extend_from_slice(&msg.prepared_transaction_offset.to_be_bytes());
+    out.extend_from_slice(&(msg.body.len() as i32).to_be_bytes());
+    out.extend_from_slice(&msg.body);
+    out.push(msg.topic.len() as u8);
+    out.extend_from_slice(msg.topic.as_bytes());
+    out.extend_from_slice(&(props_len as i16).to_be_bytes());
+    msg.properties.encode_into(out);
+    debug_assert_eq!(out.len(), len);
+    EncodedLayout {
+        len,
+        store_timestamp_pos,
+    }
+}
+
+/// Encode `msg` as a full commitlog record into `out` (cleared first), with queue
+/// offset, physical offset and store timestamp left at zero (the store fills them
+/// in under its put lock). Returns the record length. Lengths are not validated.
+pub fn encode_message(msg: &Message, store_host: &SocketAddr, out: &mut Vec<u8>) -> usize {
+    encode_record(msg, store_host, out).len
+}
+
+/// A bounds-checked big-endian reader over a record.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| {
+                DecodeError::new(format!(
+                    "record truncated: need {n} bytes at {}, have {}",
+                    self.pos,
+                    self.buf.len()
+                ))
+            })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn i8(&mut self) -> Result<i8, DecodeError> {
+        Ok(self.take(1)?[0] as i8)
+    }
+    fn i16(&mut self) -> Result<i16, DecodeError> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn host(&mut self, v6: bool) -> Result<SocketAddr, DecodeError> {
+        let ip = if v6 {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(self.take(16)?);
+            IpAddr::V6(o.into())
+        } else {
+            let b = self.take(4)?;
+            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        };
+        let port = self.i32()?;
+        Ok(SocketAddr::new(ip, port as u16))
+    }
+}
+
+/// The parts of a record the dispatcher needs, parsed without copying the body.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordHeader<'a> {
+    pub total_size: u32,
+    pub body_crc: u32,
+    pub queue_id: u32,
+    pub queue_offset: i64,
+    pub physical_offset: i64,
+    pub sys_flag: i32,
+    pub store_timestamp_ms: i64,
+    pub body: &'a [u8],
+    pub topic: &'a str,
+    pub properties: &'a [u8],
+}
+
+impl RecordHeader<'_> {
+    /// Tag code from the `TAGS` property found in the raw properties bytes.
+    pub fn tags_code(&self) -> i64 {
+        find_property(self.properties, keys::TAGS)
+            .map(|t| tags_code(Some(t)))
+            .unwrap_or(0)
+    }
+}
+
+/// Find a property in raw encoded bytes without allocating.
+pub(crate) fn find_property<'a>(props: &'a [u8], key: &str) -> Option<&'a str> {
+    for seg in props.split(|b| *b == 2) {
+        if seg.len() < 3 {
+            continue;
+        }
+        if let Some(i) = seg.iter().position(|b| *b == 1) {
+            if &seg[..i] == key.as_bytes() {
+                return std::str::from_utf8(&seg[i + 1..]).ok();
+            }
+        }
+    }
+    None
+}
+
+/// What [`check_record`] found at a position.
+#[derive(Debug)]
+pub(crate) enum RecordCheck<'a> {
+    /// A valid message record.
+    Message(RecordHeader<'a>),
+    /// The blank record: the rest of the file is empty.
+    Blank,
+    /// Zero bytes: nothing was written here.
+    End,
+}
+
+/// Validate the record at the start of `buf` (RocketMQ's `checkMessageAndReturnSize`).
+/// `buf` holds the readable rest of the file. With `check_crc`, the body CRC is verified.
+pub(crate) fn check_record(buf: &[u8], check_crc: bool) -> Result<RecordCheck<'_>, DecodeError> {
+    if buf.len() < 8 {
+        if buf.iter().all(|b| *b == 0) {
+            return Ok(RecordCheck::End);
+        }
+        return Err(DecodeError::new("fewer than 8 bytes left for a record"));
+    }
+    let total = i32::from_be_bytes(buf[0..4].try_into().expect("4"));
+    let magic = i32::from_be_bytes(buf[4..8].try_into().expect("4"));
+    if total == 0 && magic == 0 {
+        return Ok(RecordCheck::End);
+    }
+    if magic == BLANK_MAGIC_CODE {
+        return Ok(RecordCheck::Blank);
+    }
+    if magic != MESSAGE_MAGIC_CODE {
+        return Err(DecodeError::new(format!(
+            "bad magic code {magic:#010x} (size field {total})"
+        )));
+    }
+    if total < (FIXED_RECORD_OVERHEAD as i32 - 1) || total as usize > buf.len() {
+        return Err(DecodeError::new(format!(
+            "record size {total} out of range (at most {} bytes readable)",
+            buf.len()
+        )));
+    }
+    let rec = &buf[..total as usize];
+    let h = parse_header(rec)?;
+    if check_crc && body_crc(h.body) != h.body_crc {
+        return Err(DecodeError::new(format!(
+            "body CRC mismatch: stored {:#x}, computed {:#x}",
+            h.body_crc,
+            body_crc(h.body)
+        )));
+    }
+    Ok(RecordCheck::Message(h))
+}
+
+/// Parse a whole message record (exactly `rec.len()` bytes) without copying.
+pub(crate) fn parse_header(rec: &[u8]) -> Result<RecordHeader<'_>, DecodeError> {
+    let mut r = Reader { buf: rec, pos: 0 };
+    let total = r.i32()?;
+    let magic = r.i32()?;
+    if magic != MESSAGE_MAGIC_CODE {
+        return Err(DecodeError::new(format!("bad magic code {magic:#010x}")));
+    }
+    if total as usize != rec.len() {
+        return Err(DecodeError::new(format!(
+            "size field {total} differs from record length {}",
+            rec.len()
+        )));
+    }
+    let body_crc = r.i32()? as u32;
+    let queue_id = r.i32()?;
+    let _flag = r.i32()?;
+    let queue_offset = r.i64()?;
+    let physical_offset = r.i64()?;
+    let sys_flag = r.i32()?;
+    let _born_ts = r.i64()?;
+    r.take(if sys_flag & sys_flag::BORNHOST_V6 != 0 { 20 } else { 8 })?;
+    let store_timestamp_ms = r.i64()?;
+    r.take(if sys_flag & sys_flag::STOREHOST_V6 != 0 { 20 } else { 8 })?;
+    let _reconsume = r.i32()?;
+    let _prepared = r.i64()?;
+    let body_len = r.i32()?;
+    if body_len < 0 {
+        return Err(DecodeError::new(format!("negative body length {body_len}")));
+    }
+    let body = r.take(body_len as usize)?;
+    let topic_len = r.i8()?;
+    if topic_len <= 0 {
+        return Err(DecodeError::new(format!("bad topic length {topic_len}")));
+    }
+    let topic = std::str::from_utf8(r.take(topic_len as usize)?)
+        .map_err(|_| DecodeError::new("topic is not UTF-8"))?;
+    let props_len = r.i16()?;
+    if props_len < 0 {
+        return Err(DecodeError::new(format!(
+            "negative properties length {props_len}"
+        )));
+    }
+    let properties = r.take(props_len as usize)?;
+    if r.pos != rec.len() {
+        return Err(DecodeError::new(format!(
+            "fields end at {} but the record is {} bytes",
+            r.pos,
+            rec.len()
+        )));
+    }
+    if queue_id < 0 || queue_offset < 0 || physical_offset < 0 {
+        return Err(DecodeError::new("negative queue id or offset"));
+    }
+    Ok(RecordHeader {
+        total_size: total as u32,
+        body_crc,
+        queue_id: queue_id as u32,
+        queue_offset,
+        physical_offset,
+        sys_flag,
+        store_timestamp_ms,
+        body,
+        topic,
+        properties,
+    })
+}
+
+/// Decode one whole record into a [`MessageExt`], verifying its body CRC.
+pub fn decode_record(rec: &[u8]) -> Result<MessageExt, DecodeError> {
+    let h = parse_header(rec)?;
+    if body_crc(h.body) != h.body_crc {
+        return Err(DecodeError::new(format!(
+            "body CRC mismatch: stored {:#x}, computed {:#x}",
+            h.body_crc,
+            body_crc(h.body)
+        )));
+    }
+    let mut r = Reader { buf: rec, pos: 16 };
+    let flag = r.i32()?;
+    r.pos = 40;
+    let born_timestamp_ms = r.i64()?;
+    let born_host = r.host(h.sys_flag & sys_flag::BORNHOST_V6 != 0)?;
+    let store_timestamp_ms = r.i64()?;
+    let store_host = r.host(h.sys_flag & sys_flag::STOREHOST_V6 != 0)?;
+    let reconsume_times = r.i32()?;
+    let prepared_transaction_offset = r.i64()?;
+    Ok(MessageExt {
+        store_size: h.total_size,
+        body_crc: h.body_crc,
+        queue_id: h.queue_id,
+        flag,
+        queue_offset: h.queue_offset as u64,
+        commit_log_offset: h.physical_offset as u64,
+        sys_flag: h.sys_flag,
+        born_timestamp_ms,
+        born_host,
+        store_timestamp_ms,
+        store_host,
+        reconsume_times,
+        prepared_transaction_offset,
+        body: h.body.to_vec(),
+        topic: h.topic.to_string(),
+        properties: MessageProperties::decode(h.properties)?,
+    })
+}
+
+/// Decode a run of concatenated records (a pull response body).
+pub fn decode_records(mut buf: &[u8]) -> Result<Vec<MessageExt>, DecodeError> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        if buf.len() < 4 {
+            return Err(DecodeError::new("trailing bytes after the last record"));
+        }
+        let total = i32::from_be_bytes(buf[..4].try_into().expect("4"));
+        if total <= 0 || total as usize > buf.len() {
+            return Err(DecodeError::new(format!("record size {total} out of range")));
+        }
+        out.push(decode_record(&buf[..total as usize])?);
+        buf = &buf[total as usize..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_host() -> SocketAddr {
+        "10.1.2.3:10911".parse().unwrap()
+    }
+
+    #[test]
+    fn java_hash_matches_java() {
+        assert_eq!(java_hash(""), 0);
+        assert_eq!(java_hash("TagA"), 2598919);
+        assert_eq!(java_hash("hello"), 99162322);
+        // Overflows wrap like Java ints.
+        assert_eq!(java_hash("TagA || TagB and a long tail"), {
+            let mut h: i32 = 0;
+            for c in "TagA || TagB and a long tail".encode_utf16() {
+                h = h.wrapping_mul(31).wrapping_add(c as i32);
+            }
+            h
+        });
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let msg = Message::new("TopicTest", b"hello world".to_vec())
+            .with_queue_id(3)
+            .with_tags("TagA")
+            .with_keys(["k1", "k2"])
+            .with_property("custom", "v");
+        let mut buf = Vec::new();
+        let layout = encode_record(&msg, &store_host(), &mut buf);
+        assert_eq!(layout.len, buf.len());
+        assert_eq!(
+            buf.len(),
+            FIXED_RECORD_OVERHEAD + 11 + 9 + msg.properties.encoded_len()
+        );
+        assert_eq!(layout.store_timestamp_pos, 56);
+        buf[QUEUE_OFFSET_POS..QUEUE_OFFSET_POS + 8].copy_from_slice(&7i64.to_be_bytes());
+        buf[PHYSICAL_OFFSET_POS..PHYSICAL_OFFSET_POS + 8].copy_from_slice(&4096i64.to_be_bytes());
+        let m = decode_record(&buf).unwrap();
+        assert_eq!(m.topic, "TopicTest");
+        assert_eq!(m.body, b"hello world");
+        assert_eq!(m.queue_id, 3);
+        assert_eq!(m.queue_offset, 7);
+        assert_eq!(m.commit_log_offset, 4096);
+        assert_eq!(m.tags(), Some("TagA"));
+        assert_eq!(m.keys(), vec!["k1", "k2"]);
+        assert_eq!(m.properties.get("custom"), Some("v"));
+        assert_eq!(m.store_host, store_host());
+        assert_eq!(m.msg_id(), "0A01020300002A9F0000000000001000");
+        let (addr, off) = decode_offset_msg_id(&m.msg_id()).unwrap();
+        assert_eq!((addr, off), (store_host(), 4096));
+    }
+
+    #[test]
+    fn ipv6_hosts_round_trip() {
+        let mut msg = Message::new("T", vec![1, 2, 3]);
+        msg.born_host = "[::1]:1234".parse().unwrap();
+        let sh: SocketAddr = "[fe80::1]:10911".parse().unwrap();
+        let mut buf = Vec::new();
+        encode_record(&msg, &sh, &mut buf);
+        assert_eq!(buf.len(), FIXED_RECORD_OVERHEAD + 24 + 3 + 1);
+        let m = decode_record(&buf).unwrap();
+        assert_eq!(m.born_host, msg.born_host);
+        assert_eq!(m.store_host, sh);
+        assert_eq!(m.msg_id().len(), 56);
+    }
+
+    #[test]
+    fn properties_accept_trailing_separator() {
+        let p = MessageProperties::decode(b"TAGS\x01a\x02KEYS\x01k\x02").unwrap();
+        assert_eq!(p.get("TAGS"), Some("a"));
+        assert_eq!(p.get("KEYS"), Some("k"));
+        let mut out = Vec::new();
+        p.encode_into(&mut out);
+        assert_eq!(out, b"TAGS\x01a\x02KEYS\x01k");
+        assert_eq!(out.len(), p.encoded_len());
+    }
+
+    #[test]
+    fn corrupt_records_are_errors() {
+        let msg = Message::new("T", vec![9; 100]);
+        let mut buf = Vec::new();
+        encode_record(&msg, &store_host(), &mut buf);
+        let mut bad = buf.clone();
+        bad[100] ^= 0xFF;
+        assert!(decode_record(&bad).unwrap_err().reason.contains("CRC"));
+        assert!(check_record(&bad, true).is_err());
+        assert!(check_record(&bad, false).is_ok());
+        assert!(decode_record(&buf[..50]).is_err());
+        let mut bad_magic = buf.clone();
+        bad_magic[5] = 0;
+        assert!(check_record(&bad_magic, true).is_err());
+        assert!(matches!(
+            check_record(&[0u8; 64], true),
+            Ok(RecordCheck::End)
+        ));
+    }
+
+    #[test]
+    fn topic_validation() {
+        assert!(validate_topic("Topic_A-1%|x").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("a b").is_err());
+        assert!(validate_topic(&"x".repeat(128)).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = decode_record(&bytes);
+            let _ = decode_records(&bytes);
+            let _ = check_record(&bytes, true);
+            let _ = MessageProperties::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,1015 @@
+//! [`MessageStore`]: the embedding API.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::commitlog::{CommitLog, CommitLogRecovery, RecordSlot};
+use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
+use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
+use crate::dispatch::{ArrivalListener, Arrivals, CqTable, Dispatcher};
+use crate::error::{Error, Result};
+use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence, PanicGuard, SyncOutcome};
+use crate::mapped_file::MappedBytes;
+use crate::message::{
+    self, decode_record, encode_record, offset_msg_id, sys_flag, validate_topic, Message,
+    MessageExt, MAX_PROPERTIES_LEN,
+};
+use crate::topic::{TopicConfig, TopicTable};
+
+/// Status of a stored put (RocketMQ's `PutMessageStatus` for outcomes where the
+/// message *was* written; failures where nothing was written are [`Error`]s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutStatus {
+    /// Stored (and, under SYNC_FLUSH, durable).
+    PutOk,
+    /// Stored, but the sync flush did not finish within `syncFlushTimeout`.
+    FlushDiskTimeout,
+    /// Stored, but no slave confirmed it in time (SYNC_MASTER).
+    FlushSlaveTimeout,
+    /// Stored, but no slave was available (SYNC_MASTER).
+    SlaveNotAvailable,
+}
+
+/// The result of a put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// Outcome.
+    pub status: PutStatus,
+    /// Commitlog offset of the (first) record.
+    pub commit_log_offset: u64,
+    /// Queue offset of the (first) message.
+    pub queue_offset: u64,
+    /// Offset msgId; for a batch, the ids joined with commas.
+    pub msg_id: String,
+    /// Bytes written to the commitlog.
+    pub wrote_bytes: u32,
+    /// Number of messages written.
+    pub message_count: u32,
+    /// Store timestamp (ms).
+    pub store_timestamp_ms: i64,
+}
+
+/// RocketMQ's `GetMessageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetStatus {
+    /// At least one message found.
+    Found,
+    /// Messages were scanned but none passed the filter.
+    NoMatchedMessage,
+    /// The first message's commitlog data is gone.
+    MessageWasRemoving,
+    /// A consume-queue slice was not available.
+    OffsetFoundNull,
+    /// `offset > max offset`.
+    OffsetOverflowBadly,
+    /// `offset == max offset`: nothing new yet.
+    OffsetOverflowOne,
+    /// `offset < min offset`.
+    OffsetTooSmall,
+    /// No such queue.
+    NoMatchedLogicQueue,
+    /// The queue is empty.
+    NoMessageInQueue,
+}
+
+/// One message as stored: its record bytes, mapped (no copy).
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Queue offset.
+    pub queue_offset: u64,
+    /// Commitlog offset.
+    pub commit_log_offset: u64,
+    /// Tag code from the consume queue.
+    pub tags_code: i64,
+    bytes: MappedBytes,
+}
+
+impl StoredMessage {
+    /// The record exactly as stored in the commitlog.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Decode the record (verifying its body CRC).
+    pub fn decode(&self) -> Result<MessageExt> {
+        decode_record(&self.bytes).map_err(|e| {
+            Error::corruption(
+                "commitlog",
+                self.commit_log_offset,
+                format!("stored record does not decode: {e}"),
+            )
+        })
+    }
+}
+
+/// The result of a get (pull).
+#[derive(Debug, Clone)]
+pub struct GetResult {
+    /// Outcome.
+    pub status: GetStatus,
+    /// Where the next pull should start.
+    pub next_begin_offset: u64,
+    /// Min queue offset.
+    pub min_offset: u64,
+    /// Max queue offset (one past the last message).
+    pub max_offset: u64,
+    /// Messages found.
+    pub messages: Vec<StoredMessage>,
+    /// Whether the reader is far enough behind to be sent to a slave.
+    pub suggest_pulling_from_slave: bool,
+}
+
+impl GetResult {
+    /// Total bytes of the messages.
+    pub fn buffer_total_size(&self) -> usize {
+        self.messages.iter().map(|m| m.bytes().len()).sum()
+    }
+}
+
+/// Which messages a get returns, by tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageFilter {
+    /// Every message (`*`).
+    All,
+    /// Messages whose tag hash code is one of these.
+    TagCodes(Vec<i64>),
+}
+
+impl MessageFilter {
+    /// Parse a RocketMQ tag expression: `*`, empty, or `TagA || TagB`.
+    pub fn from_expression(expr: &str) -> MessageFilter {
+        let e = expr.trim();
+        if e.is_empty() || e == "*" {
+            return MessageFilter::All;
+        }
+        MessageFilter::TagCodes(
+            e.split("||")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| message::tags_code(Some(t)))
+                .collect(),
+        )
+    }
+
+    fn matches(&self, tags_code: i64) -> bool {
+        match self {
+            MessageFilter::All => true,
+            MessageFilter::TagCodes(codes) => codes.contains(&tags_code),
+        }
+    }
+}
+
+/// What opening the store found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The previous run did not shut down cleanly.
+    pub abnormal: bool,
+    /// Commitlog scan.
+    pub commit_log: CommitLogRecovery,
+    /// Consume queues loaded.
+    pub consume_queues: usize,
+    /// Consume-queue units removed because they pointed past the commitlog end.
+    pub consume_queue_units_truncated: u64,
+    /// Records dispatched again to rebuild consume queues.
+    pub records_redispatched: u64,
+    /// Wall time of the recovery, ms.
+    pub millis: u64,
+}
+
+/// Store figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreStats {
+    /// First commitlog offset still stored.
+    pub commit_log_min_offset: u64,
+    /// End of the commitlog.
+    pub commit_log_max_offset: u64,
+    /// Commitlog offset known durable.
+    pub commit_log_flushed_offset: u64,
+    /// Commitlog offset dispatched to consume queues.
+    pub dispatched_offset: u64,
+    /// Commitlog files.
+    pub commit_log_files: usize,
+    /// Consume queues.
+    pub consume_queues: usize,
+    /// Number of flushes that advanced the durable offset.
+    pub commit_log_syncs: u64,
+    /// Store timestamp of the last dispatched record (ms).
+    pub last_dispatched_store_timestamp_ms: i64,
+    /// Why the store refuses writes, if it does.
+    pub fenced: Option<String>,
+}
+
+struct StoreInner {
+    cfg: StoreConfig,
+    store_host: SocketAddr,
+    commitlog: CommitLog,
+    cqs: CqTable,
+    topics: TopicTable,
+    fence: Arc<Fence>,
+    flusher: CommitLogFlusher,
+    dispatcher: Dispatcher,
+    arrivals: Arrivals,
+    cq_flush: CqFlushPolicy,
+    stopping: AtomicBool,
+    shut_down: AtomicBool,
+    lock_file: File,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    total_ram: u64,
+    recovery: RecoveryReport,
+}
+
+/// An embedded RocketMQ-style message store.
+///
+/// ```no_run
+/// use ferromq_engine::{Message, MessageFilter, MessageStore, StoreConfig};
+/// let store = MessageStore::open(StoreConfig::new("/tmp/ferromq-doc"))?;
+/// let put = store.put_message(&Message::new("TopicTest", b"hello".to_vec()).with_tags("TagA"))?;
+/// store.wait_for_messages("TopicTest", 0, put.queue_offset, std::time::Duration::from_secs(1));
+/// let got = store.get_message("group", "TopicTest", 0, 0, 32, &MessageFilter::All)?;
+/// assert_eq!(got.messages[0].decode()?.body, b"hello");
+/// store.shutdown()?;
+/// # Ok::<(), ferromq_engine::Error>(())
+/// ```
+pub struct MessageStore {
+    inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("root", &self.inner.cfg.store_path_root_dir)
+            .finish()
+    }
+}
+
+thread_local! {
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
+    if cfg.mapped_file_size_commit_log < 4096 {
+        return Err(Error::config(
+            "mappedFileSizeCommitLog",
+            cfg.mapped_file_size_commit_log.to_string(),
+            "at least 4096 bytes",
+        ));
+    }
+    if cfg.consume_queue_file_size() < CQ_UNIT_SIZE as u64 {
+        return Err(Error::config(
+            "mappedFileSizeConsumeQueue",
+            cfg.mapped_file_size_consume_queue.to_string(),
+            "at least 20 bytes",
+        ));
+    }
+    if cfg.max_message_size == 0 {
+        return Err(Error::config("maxMessageSize", "0", "a positive number of bytes"));
+    }
+    if cfg.default_topic_queue_nums == 0 {
+        return Err(Error::config("defaultTopicQueueNums", "0", "at least 1"));
+    }
+    Ok(())
+}
+
+fn lock_store(root: &std::path::Path) -> Result<File> {
+    let path = root.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    // SAFETY: flock on a valid open descriptor; no memory is involved.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Error::Locked(root.to_path_buf()));
+        }
+        return Err(Error::io(format!("locking {}", path.display()), e));
+    }
+    Ok(f)
+}
+
+fn total_ram_bytes() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && size > 0 {
+        pages as u64 * size as u64
+    } else {
+        24 * 1024 * 1024 * 1024
+    }
+}
+
+impl MessageStore {
+    /// Open (or create) the store at `cfg.store_path_root_dir`: validate the
+    /// config, lock the directory, recover commitlog and consume queues, and
+    /// start the background threads.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for bad settings, [`Error::Locked`] when another process
+    /// holds the store, [`Error::Corruption`] for damage that recovery must not
+    /// paper over, [`Error::Io`] for failed system calls.
+    pub fn open(cfg: StoreConfig) -> Result<MessageStore> {
+        cfg.validate()?;
+        basic_config_checks(&cfg)?;
+        let started = Instant::now();
+        let root = cfg.store_path_root_dir.clone();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+        let lock_file = lock_store(&root)?;
+        let ip: IpAddr = cfg
+            .broker_ip1
+            .parse()
+            .map_err(|_| Error::config("brokerIP1", &cfg.broker_ip1, "an IPv4 or IPv6 address"))?;
+        let store_host = SocketAddr::new(ip, cfg.listen_port);
+        let abort_path = root.join("abort");
+        let abnormal = abort_path.exists();
+
+        let mut commitlog = CommitLog::load(
+            &cfg.commit_log_dir(),
+            cfg.mapped_file_size_commit_log,
+            cfg.warm_maped_file_enable,
+        )?;
+        let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
+        let cl_report = commitlog.recover(cfg.check_crc_on_recover, max_record)?;
+        let cl_min = commitlog.min_offset();
+        let cl_max = commitlog.max_offset();
+
+        let cqs = CqTable::new(cfg.consume_queue_dir(), cfg.consume_queue_file_size());
+        let mut report = RecoveryReport {
+            abnormal,
+            commit_log: cl_report,
+            ..Default::default()
+        };
+        let mut max_cq_phys = 0u64;
+        for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
+            let mut cq = ConsumeQueue::load(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
+            report.consume_queue_units_truncated += cq.recover(cl_min, cl_max)?;
+            max_cq_phys = max_cq_phys.max(cq.max_physic_offset());
+            cqs.insert(cq);
+            report.consume_queues += 1;
+        }
+        let topics = TopicTable::load(&cfg.config_dir())?;
+        let reput_from = if abnormal {
+            cl_min
+        } else {
+            max_cq_phys.clamp(cl_min, cl_max)
+        };
+        let dispatcher = Dispatcher::new(reput_from);
+        let arrivals = Arrivals::default();
+        report.records_redispatched = dispatcher.dispatch_available(&commitlog, &cqs, &arrivals)? as u64;
+        let mut table: HashMap<String, Vec<u64>> = HashMap::new();
+        for cq in cqs.all() {
+            let v = table.entry(cq.topic().to_string()).or_default();
+            let q = cq.queue_id() as usize;
+            if v.len() <= q {
+                v.resize(q + 1, 0);
+            }
+            v[q] = cq.max_offset();
+            if topics.get(cq.topic()).is_none() {
+                let n = (cq.queue_id() + 1).max(cfg.default_topic_queue_nums);
+                topics.upsert(TopicConfig::new(cq.topic(), n))?;
+            }
+        }
+        commitlog.set_queue_offsets(table);
+        report.millis = started.elapsed().as_millis() as u64;
+        if abnormal || report.commit_log.bytes_truncated > 0 || report.consume_queue_units_truncated > 0 {
+            tracing::warn!(?report, "recovered after an unclean shutdown");
+        } else {
+            tracing::info!(?report, "store opened");
+        }
+
+        File::create(&abort_path)
+            .map_err(|e| Error::io(format!("creating {}", abort_path.display()), e))?;
+        crate::mapped_file::sync_dir(&root)?;
+
+        let fence = Arc::new(Fence::default());
+        let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), cl_max);
+        let inner = Arc::new(StoreInner {
+            cq_flush: CqFlushPolicy::new(&cfg),
+            cfg,
+            store_host,
+            commitlog,
+            cqs,
+            topics,
+            fence,
+            flusher,
+            dispatcher,
+            arrivals,
+            stopping: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
+            lock_file,
+            threads: Mutex::new(Vec::new()),
+            total_ram: total_ram_bytes(),
+            recovery: report,
+        });
+        inner.commitlog.start()?;
+        let store = MessageStore { inner };
+        store.spawn("ferromq-flush-commitlog", |s| {
+            s.flusher.run(&s.commitlog.queue);
+        })?;
+        store.spawn("ferromq-dispatch", |s| s.run_dispatch())?;
+        store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
+        Ok(store)
+    }
+
+    fn spawn(&self, name: &'static str, f: impl FnOnce(&StoreInner) + Send + 'static) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let h = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _guard = PanicGuard {
+                    fence: Arc::clone(&inner.fence),
+                    name,
+                };
+                f(&inner)
+            })
+            .map_err(|e| Error::io(format!("spawning thread {name}"), e))?;
+        self.inner
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+        Ok(())
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// What opening the store found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// Store one message.
+    ///
+    /// Returns a [`PutResult`] when the message was written (its status says
+    /// whether a sync flush finished in time).
+    ///
+    /// # Errors
+    /// Nothing is written when it returns an error: [`Error::IllegalMessage`]
+    /// (bad topic, body over `maxMessageSize`, properties too long, queue id out
+    /// of range), [`Error::TopicNotExist`], [`Error::ShutDown`], [`Error::Fenced`],
+    /// [`Error::WrongRole`] on a slave, [`Error::Io`] when a new file cannot be made.
+    pub fn put_message(&self, msg: &Message) -> Result<PutResult> {
+        self.put_batch_inner(std::slice::from_ref(msg), false)
+    }
+
+    /// Store a batch of messages for one topic and queue as one unit (they land
+    /// in the same commitlog file with consecutive queue offsets).
+    ///
+    /// # Errors
+    /// As [`MessageStore::put_message`]; also when the batch is empty, mixes
+    /// topics or queues, or holds transactional or delayed messages.
+    pub fn put_messages(&self, msgs: &[Message]) -> Result<PutResult> {
+        let first = msgs
+            .first()
+            .ok_or_else(|| Error::IllegalMessage("empty batch".into()))?;
+        for m in msgs {
+            if m.topic != first.topic || m.queue_id != first.queue_id {
+                return Err(Error::IllegalMessage(
+                    "a batch must have one topic and one queue".into(),
+                ));
+            }
+            if m.sys_flag & sys_flag::TRANSACTION_MASK != 0 || m.properties.get(message::keys::DELAY).is_some() {
+                return Err(Error::IllegalMessage(
+                    "transactional or delayed messages cannot be batched".into(),
+                ));
+            }
+        }
+        self.put_batch_inner(msgs, true)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        let s = &self.inner;
+        if s.stopping.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        s.fence.check()?;
+        if s.cfg.broker_role == BrokerRole::Slave {
+            return Err(Error::WrongRole("a slave does not accept puts".into()));
+        }
+        Ok(())
+    }
+
+    fn validate(&self, msg: &Message) -> Result<()> {
+        validate_topic(&msg.topic).map_err(Error::IllegalMessage)?;
+        if msg.body.len() > self.inner.cfg.max_message_size as usize {
+            return Err(Error::IllegalMessage(format!(
+                "body is {} bytes, more than maxMessageSize {}",
+                msg.body.len(),
+                self.inner.cfg.max_message_size
+            )));
+        }
+        let plen = msg.properties.encoded_len();
+        if plen > MAX_PROPERTIES_LEN {
+            return Err(Error::IllegalMessage(format!(
+                "properties are {plen} bytes encoded, more than {MAX_PROPERTIES_LEN}"
+            )));
+        }
+        for (k, v) in msg.properties.iter() {
+            if k.is_empty() || k.bytes().chain(v.bytes()).any(|b| b == 1 || b == 2) {
+                return Err(Error::IllegalMessage(format!(
+                    "property `{}` has an empty key or contains the separators \\x01/\\x02",
+                    k.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn put_batch_inner(&self, msgs: &[Message], batch: bool) -> Result<PutResult> {
+        self.check_writable()?;
+        let first = &msgs[0];
+        for m in msgs {
+            self.validate(m)?;
+        }
+        let s = &self.inner;
+        let queues = match s.topics.write_queues(&first.topic) {
+            Some(n) => n,
+            None if s.cfg.auto_create_topic_enable => s
+                .topics
+                .get_or_create(&first.topic, s.cfg.default_topic_queue_nums)?,
+            None => return Err(Error::TopicNotExist(first.topic.clone())),
+        };
+        if first.queue_id >= queues {
+            return Err(Error::IllegalMessage(format!(
+                "queue id {} out of range: topic `{}` has {queues} write queues",
+                first.queue_id, first.topic
+            )));
+        }
+        let tx = first.sys_flag & sys_flag::TRANSACTION_MASK;
+        let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
+        let appended = ENCODE_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            buf.clear();
+            let mut slots = Vec::with_capacity(msgs.len());
+            let mut one = Vec::new();
+            for m in msgs {
+                let start = buf.len();
+                if msgs.len() == 1 {
+                    let layout = encode_record(m, &s.store_host, &mut buf);
+                    debug_assert_eq!(layout.len, buf.len());
+                    slots.push(RecordSlot {
+                        start,
+                        store_timestamp_pos: layout.store_timestamp_pos,
+                    });
+                } else {
+                    let layout = encode_record(m, &s.store_host, &mut one);
+                    buf.extend_from_slice(&one);
+                    slots.push(RecordSlot {
+                        start,
+                        store_timestamp_pos: layout.store_timestamp_pos,
+                    });
+                }
+            }
+            let max_rec = s.cfg.max_message_size as usize + 64 * 1024;
+            if !batch && buf.len() > max_rec {
+                return Err(Error::IllegalMessage(format!(
+                    "record of {} bytes is larger than maxMessageSize + 64 KiB",
+                    buf.len()
+                )));
+            }
+            s.commitlog
+                .append(&mut buf, &slots, &first.topic, first.queue_id, assign)
+        })?;
+        s.flusher.on_put();
+        s.dispatcher.waker.wake();
+
+        let mut status = PutStatus::PutOk;
+        if s.cfg.flush_disk_type == FlushDiskType::SyncFlush && first.wait_store_ok() {
+            let end = appended.wrote_offset + appended.wrote_bytes as u64;
+            let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
+            if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
+                status = PutStatus::FlushDiskTimeout;
+            }
+        }
+        let msg_id = if msgs.len() == 1 {
+            offset_msg_id(s.store_host, appended.wrote_offset)
+        } else {
+            // Recompute each record's offset from the encoded sizes.
+            let mut ids = Vec::with_capacity(msgs.len());
+            let mut off = appended.wrote_offset;
+            for m in msgs {
+                ids.push(offset_msg_id(s.store_host, off));
+                off += message::record_len(m, &s.store_host, m.properties.encoded_len()) as u64;
+            }
+            ids.join(",")
+        };
+        Ok(PutResult {
+            status,
+            commit_log_offset: appended.wrote_offset,
+            queue_offset: appended.queue_offset,
+            msg_id,
+            wrote_bytes: appended.wrote_bytes as u32,
+            message_count: msgs.len() as u32,
+            store_timestamp_ms: appended.store_timestamp_ms,
+        })
+    }
+
+    /// Read up to `max_msgs` messages of a queue from `offset`, as RocketMQ's
+    /// `getMessage` does (statuses, next offset, transfer limits, tag filter).
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] after shutdown; [`Error::Corruption`] when a consume
+    /// queue points at bytes that are not a record.
+    pub fn get_message(
+        &self,
+        _group: &str,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_msgs: u32,
+        filter: &MessageFilter,
+    ) -> Result<GetResult> {
+        let s = &self.inner;
+        if s.shut_down.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        let cl_max = s.commitlog.max_offset();
+        let mut r = GetResult {
+            status: GetStatus::NoMatchedLogicQueue,
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+            messages: Vec::new(),
+            suggest_pulling_from_slave: false,
+        };
+        let Some(cq) = s.cqs.get(topic, queue_id) else {
+            r.status = if s.topics.get(topic).is_some() {
+                GetStatus::NoMessageInQueue
+            } else {
+                GetStatus::NoMatchedLogicQueue
+            };
+            return Ok(r);
+        };
+        let min = cq.min_offset();
+        let max = cq.max_offset();
+        r.min_offset = min;
+        r.max_offset = max;
+        if max == 0 {
+            r.status = GetStatus::NoMessageInQueue;
+            return Ok(r);
+        }
+        if offset < min {
+            r.status = GetStatus::OffsetTooSmall;
+            r.next_begin_offset = min;
+            return Ok(r);
+        }
+        if offset == max {
+            r.status = GetStatus::OffsetOverflowOne;
+            r.next_begin_offset = offset;
+            return Ok(r);
+        }
+        if offset > max {
+            r.status = GetStatus::OffsetOverflowBadly;
+            r.next_begin_offset = if min == 0 { min } else { max };
+            return Ok(r);
+        }
+        let Some((file, pos, avail)) = cq.units_from(offset) else {
+            r.status = GetStatus::OffsetFoundNull;
+            r.next_begin_offset = cq.roll_next_file(offset);
+            return Ok(r);
+        };
+        let max_msgs = max_msgs.max(1);
+        let max_scan = (16000usize.max(max_msgs as usize * CQ_UNIT_SIZE)) / CQ_UNIT_SIZE;
+        let n = avail.min(max_scan).min((max - offset) as usize);
+        let units = file.bytes(pos, n * CQ_UNIT_SIZE).unwrap_or(&[]);
+        let mem_limit = s.total_ram / 100 * s.cfg.access_message_in_memory_max_ratio as u64;
+        let mut scanned = 0usize;
+        let mut bytes = 0usize;
+        let mut first_missing = false;
+        let mut last_phys = 0u64;
+        for chunk in units.chunks_exact(CQ_UNIT_SIZE) {
+            let Some(u) = CqUnit::decode(chunk) else {
+                scanned += 1;
+                continue;
+            };
+            last_phys = u.commit_log_offset;
+            let in_disk = cl_max.saturating_sub(u.commit_log_offset) > mem_limit;
+            if !r.messages.is_empty() && self.is_full(bytes, u.size as usize, r.messages.len(), max_msgs, in_disk) {
+                break;
+            }
+            scanned += 1;
+            if !filter.matches(u.tags_code) {
+                continue;
+            }
+            match s.commitlog.get_data(u.commit_log_offset, u.size as usize) {
+                Some(b) => {
+                    bytes += b.len();
+                    r.messages.push(StoredMessage {
+                        queue_offset: offset + scanned as u64 - 1,
+                        commit_log_offset: u.commit_log_offset,
+                        tags_code: u.tags_code,
+                        bytes: b,
+                    });
+                }
+                None => {
+                    if r.messages.is_empty() {
+                        first_missing = true;
+                    }
+                }
+            }
+        }
+        r.next_begin_offset = offset + scanned as u64;
+        r.status = if !r.messages.is_empty() {
+            GetStatus::Found
+        } else if first_missing {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        r.suggest_pulling_from_slave = cl_max.saturating_sub(last_phys) > mem_limit;
+        Ok(r)
+    }
+
+    fn is_full(&self, bytes: usize, size: usize, count: usize, max_msgs: u32, in_disk: bool) -> bool {
+        let c = &self.inner.cfg;
+        if count >= max_msgs as usize {
+            return true;
+        }
+        if in_disk {
+            bytes + size > c.max_transfer_bytes_on_message_in_disk as usize
+                || count >= c.max_transfer_count_on_message_in_disk as usize
+        } else {
+            bytes + size > c.max_transfer_bytes_on_message_in_memory as usize
+                || count >= c.max_transfer_count_on_message_in_memory as usize
+        }
+    }
+
+    /// Block until the queue holds a message at `offset` or `timeout` passes.
+    /// Returns true when a message is there. (The broker's long polling uses this.)
+    pub fn wait_for_messages(&self, topic: &str, queue_id: u32, offset: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.inner
+            .arrivals
+            .wait_until(deadline, || self.max_offset_in_queue(topic, queue_id) > offset)
+    }
+
+    /// Register a callback told `(topic, queue_id, new max offset)` after new
+    /// messages are dispatched (`None` removes it). It runs on the dispatch
+    /// thread and must not block.
+    pub fn set_message_arrival_listener(&self, listener: Option<ArrivalListener>) {
+        self.inner.arrivals.set_listener(listener);
+    }
+
+    /// One past the last queue offset of a queue (0 when empty or unknown).
+    pub fn max_offset_in_queue(&self, topic: &str, queue_id: u32) -> u64 {
+        self.inner
+            .cqs
+            .get(topic, queue_id)
+            .map(|q| q.max_offset())
+            .unwrap_or(0)
+    }
+
+    /// First queue offset still served (0 when empty or unknown).
+    pub fn min_offset_in_queue(&self, topic: &str, queue_id: u32) -> u64 {
+        self.inner
+            .cqs
+            .get(topic, queue_id)
+            .map(|q| q.min_offset())
+            .unwrap_or(0)
+    }
+
+    /// The message at commitlog offset `offset`, decoded.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if no valid record starts there.
+    pub fn look_message_by_offset(&self, offset: u64) -> Result<Option<MessageExt>> {
+        match self.inner.commitlog.read_record(offset)? {
+            Some(b) => decode_record(&b)
+                .map(Some)
+                .map_err(|e| Error::corruption("commitlog", offset, e.reason)),
+            None => Ok(None),
+        }
+    }
+
+    /// The record at commitlog offset `offset`, as stored.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if no valid record starts there.
+    pub fn read_record(&self, offset: u64) -> Result<Option<MappedBytes>> {
+        self.inner.commitlog.read_record(offset)
+    }
+
+    /// Create or update a topic.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] for a bad name or zero queues; [`Error::Io`] if it cannot be persisted.
+    pub fn create_topic(&self, topic: &str, queue_nums: u32) -> Result<TopicConfig> {
+        validate_topic(topic).map_err(Error::IllegalMessage)?;
+        if queue_nums == 0 || queue_nums > 1024 {
+            return Err(Error::IllegalMessage(format!(
+                "queue count {queue_nums} out of range 1..=1024"
+            )));
+        }
+        self.inner.topics.upsert(TopicConfig::new(topic, queue_nums))
+    }
+
+    /// A topic's configuration.
+    pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
+        self.inner.topics.get(topic)
+    }
+
+    /// Every topic.
+    pub fn topics(&self) -> Vec<TopicConfig> {
+        self.inner.topics.all()
+    }
+
+    /// End of the commitlog.
+    pub fn commit_log_max_offset(&self) -> u64 {
+        self.inner.commitlog.max_offset()
+    }
+
+    /// Start of the commitlog.
+    pub fn commit_log_min_offset(&self) -> u64 {
+        self.inner.commitlog.min_offset()
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.inner;
+        StoreStats {
+            commit_log_min_offset: s.commitlog.min_offset(),
+            commit_log_max_offset: s.commitlog.max_offset(),
+            commit_log_flushed_offset: s.flusher.durable_offset(),
+            dispatched_offset: s.dispatcher.dispatched_offset(),
+            commit_log_files: s.commitlog.queue.file_count(),
+            consume_queues: s.cqs.all().len(),
+            commit_log_syncs: s.flusher.syncs.load(Ordering::Relaxed),
+            last_dispatched_store_timestamp_ms: s.dispatcher.last_store_timestamp_ms(),
+            fenced: s.fence.cause(),
+        }
+    }
+
+    /// Flush the commitlog and every consume queue now.
+    ///
+    /// # Errors
+    /// The flush error (which also fences the store).
+    pub fn flush(&self) -> Result<()> {
+        let s = &self.inner;
+        s.flusher.flush(&s.commitlog.queue, 0)?;
+        for cq in s.cqs.all() {
+            cq.flush(0).inspect_err(|e| s.fence.trip(format!("consume queue flush failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Stop accepting puts, dispatch what is written, flush everything, join
+    /// the background threads and mark the shutdown clean. Calling it again is a no-op.
+    ///
+    /// # Errors
+    /// The first error met while flushing or persisting; the abort marker then
+    /// stays, so the next open runs the abnormal recovery.
+    pub fn shutdown(&self) -> Result<()> {
+        let s = &self.inner;
+        if s.shut_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        s.stopping.store(true, Ordering::Release);
+        s.commitlog.close();
+        let mut first_err: Option<Error> = None;
+        fn keep_first(slot: &mut Option<Error>, r: Result<()>) {
+            if let Err(e) = r {
+                slot.get_or_insert(e);
+            }
+        }
+        macro_rules! keep {
+            ($r:expr $(,)?) => {
+                keep_first(&mut first_err, $r)
+            };
+        }
+        s.flusher.stop();
+        s.dispatcher.waker.wake();
+        let threads: Vec<_> = s
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for h in threads {
+            if h.join().is_err() {
+                keep!(Err(Error::Fenced("a background thread panicked".into())));
+            }
+        }
+        s.commitlog.stop();
+        keep!(s.dispatcher.dispatch_available(&s.commitlog, &s.cqs, &s.arrivals).map(|_| ()));
+        keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
+        for cq in s.cqs.all() {
+            keep!(cq.flush(0));
+        }
+        keep!(s.topics.flush());
+        keep!(s.fence.check());
+        if first_err.is_none() {
+            let abort = s.cfg.store_path_root_dir.join("abort");
+            keep!(
+                std::fs::remove_file(&abort)
+                    .map_err(|e| Error::io(format!("removing {}", abort.display()), e)),
+            );
+            keep!(crate::mapped_file::sync_dir(&s.cfg.store_path_root_dir));
+        }
+        // SAFETY: flock on a valid descriptor owned by the store.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::flock(s.lock_file.as_raw_fd(), libc::LOCK_UN);
+        }
+        match first_err {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "store shutdown on drop failed");
+        }
+    }
+}
+
+impl StoreInner {
+    fn run_dispatch(&self) {
+        while !self.stopping.load(Ordering::Acquire) {
+            match self
+                .dispatcher
+                .dispatch_available(&self.commitlog, &self.cqs, &self.arrivals)
+            {
+                Ok(0) => self.dispatcher.waker.wait(Duration::from_millis(1)),
+                Ok(_) => {}
+                Err(e) => {
+                    self.fence.trip(format!("dispatch failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run_cq_flush(&self) {
+        let p = self.cq_flush;
+        let mut last_thorough = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            let deadline = Instant::now() + p.interval;
+            while Instant::now() < deadline && !self.stopping.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10).min(p.interval));
+            }
+            let mut least = p.least_pages;
+            if last_thorough.elapsed() >= p.thorough_interval {
+                last_thorough = Instant::now();
+                least = 0;
+            }
+            for cq in self.cqs.all() {
+                if let Err(e) = cq.flush(least) {
+                    self.fence.trip(format!("consume queue flush failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Find `consumequeue/<topic>/<queueId>` directories.
+fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(format!("listing {}", root.display()), e)),
+    };
+    for t in rd {
+        let t = t.map_err(|e| Error::io(format!("listing {}", root.display()), e))?;
+        if !t.path().is_dir() {
+            tracing::warn!(path = %t.path().display(), "ignoring a stray file in consumequeue/");
+            continue;
+        }
+        let topic = t.file_name().to_string_lossy().to_string();
+        if validate_topic(&topic).is_err() {
+            tracing::warn!(path = %t.path().display(), "ignoring a consume queue folder that is not a topic name");
+            continue;
+        }
+        let qrd = std::fs::read_dir(t.path())
+            .map_err(|e| Error::io(format!("listing {}", t.path().display()), e))?;
+        for q in qrd {
+            let q = q.map_err(|e| Error::io(format!("listing {}", t.path().display()), e))?;
+            match q.file_name().to_string_lossy().parse::<u32>() {
+                Ok(id) if q.path().is_dir() => out.push((topic.clone(), id, q.path())),
+                _ => tracing::warn!(path = %q.path().display(), "ignoring a stray entry in a consume queue folder"),
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use ferromq_engine::{FlushDiskType, StoreConfig};
+
+/// A config with small files, rooted at `dir`.
+pub fn small_config(dir: &Path) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.mapped_file_size_commit_log = 64 * 1024;
+    cfg.mapped_file_size_consume_queue = 20 * 100;
+    cfg.flush_interval_commit_log_ms = 10;
+    cfg.flush_interval_consume_queue_ms = 10;
+    cfg.max_message_size = 16 * 1024;
+    cfg.default_topic_queue_nums = 4;
+    cfg
+}
+
+/// Same, with SYNC_FLUSH.
+pub fn small_sync_config(dir: &Path) -> StoreConfig {
+    let mut cfg = small_config(dir);
+    cfg.flush_disk_type = FlushDiskType::SyncFlush;
+    cfg
+}
+
+/// Commitlog file names in the store.
+pub fn commitlog_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    v.sort();
+    v
+}
