@@ -15,7 +15,7 @@ use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::report;
 use crate::results::{check_targets, RunInputs, RunResult, SuiteResult, TargetCheck};
-use crate::target::standin::{StandInConfig as EngineTargetConfig, StandInTarget as EngineTarget};
+use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, FlushMode, Target, Workload};
 
 /// Messages of a single run when `--messages` is not given.

@@ -1,7 +1,8 @@
 //! Systems a workload can be run against; each implements
 //! [`crate::workload::Target`].
 //!
-//! - [`standin`]: an in-memory stand-in, NOT the engine, used while the
-//!   engine's API is not on main yet.
+//! - [`engine`]: the embedded `ferromq-engine`, in-process.
+//!
+//! A broker reached over RocketMQ's protocol will be another module here.
 
-pub mod standin;
+pub mod engine;
