@@ -72,6 +72,12 @@ pub struct BaselineResult {
     pub files: u64,
     /// True when the time cap stopped it before all bytes were done.
     pub stopped_early: bool,
+    /// How many times it was measured; the figures are those of the median.
+    pub repeats: u32,
+    /// Slowest of the repeats, MB/s.
+    pub min_mb_per_sec: f64,
+    /// Fastest of the repeats, MB/s.
+    pub max_mb_per_sec: f64,
 }
 
 /// Parameters shared by the baselines.
@@ -391,15 +397,55 @@ fn finish(
     stopped_early: bool,
 ) -> BaselineResult {
     let seconds = timed.as_secs_f64();
+    let rate = mb_per_sec(bytes, seconds);
     BaselineResult {
         kind,
         bytes,
         seconds,
-        mb_per_sec: mb_per_sec(bytes, seconds),
+        mb_per_sec: rate,
         ops,
         files,
         stopped_early,
+        repeats: 1,
+        min_mb_per_sec: rate,
+        max_mb_per_sec: rate,
     }
+}
+
+/// Measure a baseline up to `max_repeats` times, stopping early once the
+/// timed seconds add up to `budget_seconds`, and keep the median (the lower
+/// middle for an even count), with the spread of all repeats.
+///
+/// `measure` gets `None` for the first measurement (use its own cap) and
+/// the budget left for each repeat, so repeats never run past the budget.
+///
+/// A short memcpy baseline on a shared machine varies by a factor of two or
+/// more between runs; one sample makes a poor divisor.
+///
+/// # Errors
+///
+/// The first error of any repeat.
+pub fn median_of(
+    max_repeats: u32,
+    budget_seconds: f64,
+    mut measure: impl FnMut(Option<Duration>) -> Result<BaselineResult>,
+) -> Result<BaselineResult> {
+    let mut all = vec![measure(None)?];
+    let mut spent = all[0].seconds;
+    while (all.len() as u32) < max_repeats.max(1) && spent < budget_seconds {
+        let r = measure(Some(Duration::from_secs_f64(budget_seconds - spent)))?;
+        spent += r.seconds;
+        all.push(r);
+    }
+    all.sort_by(|a, b| a.mb_per_sec.total_cmp(&b.mb_per_sec));
+    let min = all[0].mb_per_sec;
+    let max = all[all.len() - 1].mb_per_sec;
+    let repeats = all.len() as u32;
+    let mut median = all.swap_remove((all.len() - 1) / 2);
+    median.repeats = repeats;
+    median.min_mb_per_sec = min;
+    median.max_mb_per_sec = max;
+    Ok(median)
 }
 
 /// `bytes / seconds / 10^6`, 0 when no time was measured.
@@ -466,6 +512,46 @@ mod tests {
         let r = warm_mmap(&s).unwrap();
         assert!(r.stopped_early);
         assert!(r.bytes < s.total_bytes);
+    }
+
+    #[test]
+    fn median_keeps_the_middle_and_the_spread() {
+        let rates = [300.0, 100.0, 200.0];
+        let mut i = 0;
+        let r = median_of(3, 10.0, |_| {
+            let rate = rates[i];
+            i += 1;
+            Ok(BaselineResult {
+                mb_per_sec: rate,
+                seconds: 0.1,
+                ..finish(
+                    BaselineKind::ColdMmap,
+                    1,
+                    Duration::from_millis(100),
+                    1,
+                    1,
+                    false,
+                )
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            (r.mb_per_sec, r.min_mb_per_sec, r.max_mb_per_sec, r.repeats),
+            (200.0, 100.0, 300.0, 3)
+        );
+        // The budget stops repeating.
+        let r = median_of(3, 0.05, |_| {
+            Ok(finish(
+                BaselineKind::ColdMmap,
+                1,
+                Duration::from_millis(100),
+                1,
+                1,
+                false,
+            ))
+        })
+        .unwrap();
+        assert_eq!(r.repeats, 1);
     }
 
     #[test]

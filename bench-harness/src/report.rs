@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
+use crate::baseline::BaselineResult;
 use crate::error::{BenchError, Result};
 use crate::results::{RunResult, SuiteResult, TargetCheck};
 
@@ -300,21 +301,23 @@ fn run_section(s: &mut String, r: &RunResult) {
     let _ =
         writeln!(
         s,
-        "| baseline | {}: {:.1} MB/s over {} bytes in {:.3} s ({} ops, {} files){}; ratio {:.3} |",
+        "| baseline | {}: {:.1} MB/s over {} bytes in {:.3} s ({} ops, {} files){}{}; ratio {:.3} |",
         r.baseline.kind.describe(),
         r.baseline.mb_per_sec,
         r.baseline.bytes,
         r.baseline.seconds,
         r.baseline.ops,
         r.baseline.files,
+        spread(&r.baseline),
         if r.baseline.stopped_early { ", capped" } else { "" },
         r.ratio_to_baseline
     );
     let _ = writeln!(
         s,
-        "| warm baseline | {}: {:.1} MB/s{}; ratio {:.3} |",
+        "| warm baseline | {}: {:.1} MB/s{}{}; ratio {:.3} |",
         r.warm_baseline.kind.describe(),
         r.warm_baseline.mb_per_sec,
+        spread(&r.warm_baseline),
         if r.warm_baseline.stopped_early {
             ", capped"
         } else {
@@ -348,6 +351,17 @@ fn run_section(s: &mut String, r: &RunResult) {
     let _ = writeln!(s, "| histogram | [{}]({}) |\n", hgrm_name(r), hgrm_name(r));
 }
 
+fn spread(b: &BaselineResult) -> String {
+    if b.repeats > 1 {
+        format!(
+            ", median of {} (spread {:.1}-{:.1} MB/s)",
+            b.repeats, b.min_mb_per_sec, b.max_mb_per_sec
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn target_row(s: &mut String, t: &TargetCheck) {
     let measured = t
         .measured
@@ -360,12 +374,13 @@ fn target_row(s: &mut String, t: &TargetCheck) {
     let cmds: Vec<String> = t.commands.iter().map(|c| format!("`{c}`")).collect();
     let _ = writeln!(
         s,
-        "| {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} |",
         t.target,
         t.required,
         measured,
         result,
-        cmds.join("<br>")
+        cmds.join("<br>"),
+        t.context.as_deref().unwrap_or("")
     );
 }
 

@@ -197,6 +197,8 @@ pub struct TargetCheck {
     pub pass: Option<bool>,
     /// The commands of the runs it was measured with.
     pub commands: Vec<String>,
+    /// What the baselines say the disk allows, to read the figure against.
+    pub context: Option<String>,
 }
 
 fn find(runs: &[RunResult], flush: FlushMode, size: usize, producers: usize) -> Option<&RunResult> {
@@ -215,14 +217,14 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
                  required: &str,
                  measured: Option<f64>,
                  pass: fn(f64) -> bool,
-                 used: Vec<&RunResult>| {
-        TargetCheck {
-            target: target.to_string(),
-            required: required.to_string(),
-            measured,
-            pass: measured.map(pass),
-            commands: used.iter().map(|r| r.command.clone()).collect(),
-        }
+                 used: Vec<&RunResult>,
+                 context: Option<String>| TargetCheck {
+        target: target.to_string(),
+        required: required.to_string(),
+        measured,
+        pass: measured.map(pass),
+        commands: used.iter().map(|r| r.command.clone()).collect(),
+        context,
     };
     vec![
         check(
@@ -231,6 +233,16 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
             async1.map(|r| r.ratio_to_baseline),
             |v| v >= 0.8,
             async1.into_iter().collect(),
+            async1.map(|r| {
+                format!(
+                    "baseline {:.0} MB/s (median of {}, spread {:.0}-{:.0}); engine {:.0} MB/s",
+                    r.baseline_mb_per_sec,
+                    r.baseline.repeats,
+                    r.baseline.min_mb_per_sec,
+                    r.baseline.max_mb_per_sec,
+                    r.mb_per_sec
+                )
+            }),
         ),
         check(
             "SYNC_FLUSH, 1 KiB: msgs/s of 32 producers ÷ msgs/s of 1 producer",
@@ -240,6 +252,15 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
                 .map(|(one, many)| ratio(many.msgs_per_sec, one.msgs_per_sec)),
             |v| v >= 8.0,
             sync1.into_iter().chain(sync32).collect(),
+            sync1.zip(sync32).map(|(one, many)| {
+                format!(
+                    "ideal group commit on this disk (pwrite+fdatasync of 32-message vs 1-message batches): {:.2}x; \
+                     engine vs that baseline: {:.2} (1 producer), {:.2} (32 producers)",
+                    ratio(many.baseline_mb_per_sec, one.baseline_mb_per_sec),
+                    one.ratio_to_baseline,
+                    many.ratio_to_baseline
+                )
+            }),
         ),
         check(
             "ASYNC_FLUSH, 1 KiB, 1 producer: p99 put latency (µs)",
@@ -247,6 +268,7 @@ pub fn check_targets(runs: &[RunResult]) -> Vec<TargetCheck> {
             async1.map(|r| r.latency_us.p99),
             |v| v <= 20.0,
             async1.into_iter().collect(),
+            None,
         ),
     ]
 }
