@@ -26,6 +26,9 @@ pub struct MachineInfo {
     pub memory_bytes: u64,
     /// Kernel: `uname -srvm` equivalent.
     pub kernel: String,
+    /// Load average (1, 5, 15 min) when the run started, from `/proc/loadavg`:
+    /// on a shared machine it says how much else was running.
+    pub load_average: String,
     /// The directory under test and what it is stored on.
     pub disk: DiskInfo,
 }
@@ -77,6 +80,10 @@ impl MachineInfo {
                 .and_then(parse_meminfo_total)
                 .unwrap_or(0),
             kernel: kernel(),
+            load_average: read("/proc/loadavg")
+                .as_deref()
+                .and_then(parse_loadavg)
+                .unwrap_or_else(|| UNKNOWN.to_string()),
             disk: DiskInfo::collect(dir),
         }
     }
@@ -318,6 +325,12 @@ pub fn parse_meminfo_total(text: &str) -> Option<u64> {
     }
 }
 
+/// The three load averages of `/proc/loadavg` text: `0.52 0.58 0.59 1/467 1234` -> `0.52 0.58 0.59`.
+pub fn parse_loadavg(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split_whitespace().take(3).collect();
+    (parts.len() == 3 && parts.iter().all(|p| p.parse::<f64>().is_ok())).then(|| parts.join(" "))
+}
+
 /// The active scheduler is the bracketed one: `mq-deadline [none] kyber` -> `none`.
 pub fn parse_scheduler(text: &str) -> String {
     text.split_whitespace()
@@ -471,6 +484,11 @@ unused devices: <none>
         assert_eq!(parse_meminfo_total("MemFree: 1 kB\n"), None);
         assert_eq!(parse_scheduler("mq-deadline [none] kyber"), "none");
         assert_eq!(parse_scheduler("none"), "none");
+        assert_eq!(
+            parse_loadavg("3.90 2.88 1.35 4/301 25290\n").as_deref(),
+            Some("3.90 2.88 1.35")
+        );
+        assert_eq!(parse_loadavg("garbage"), None);
     }
 
     #[test]

@@ -212,6 +212,11 @@ pub fn markdown(suite: &SuiteResult) -> String {
     );
     let _ = writeln!(s, "| memory | {} |", m.memory_display());
     let _ = writeln!(s, "| kernel | {} |", m.kernel);
+    let _ = writeln!(
+        s,
+        "| load average at start (1/5/15 min) | {} |",
+        m.load_average
+    );
     let _ = writeln!(s, "| directory | `{}` |", d.dir);
     let _ = writeln!(
         s,
