@@ -251,7 +251,13 @@ pub fn markdown(suite: &SuiteResult) -> String {
          commitlog's size, rolling like the store. SYNC baseline: the same bytes written with pwrite in batches of \
          `producers` messages, each batch followed by fdatasync (ideal group commit). Warm baseline: memcpy into a \
          mapping whose pages were all written beforehand. Creating and allocating files is not timed; \
-         the store does it in the background."
+         the store does it in the background. The ASYNC baselines never flush: the store's background flush \
+         (and the page-table work it causes) is part of what the ASYNC ratio measures."
+    );
+    let _ = writeln!(
+        s,
+        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); the engine runs and the \
+         fdatasync baselines once. On a shared machine compare the load average above before comparing reports."
     );
     let _ = writeln!(
         s,
