@@ -79,7 +79,7 @@ pub(crate) struct CommitLog {
 
 impl CommitLog {
     /// Map the commitlog files in `dir`.
-    pub fn load(dir: &Path, file_size: u64, warm: bool) -> Result<Self> {
+    pub fn load(dir: &Path, file_size: u64, warm: bool, prefault_ahead: u64) -> Result<Self> {
         let queue = MappedFileQueue::load(dir, file_size)?;
         Ok(CommitLog {
             queue,
@@ -87,7 +87,12 @@ impl CommitLog {
                 queue_offsets: HashMap::new(),
                 closed: false,
             }),
-            allocator: Allocator::new(dir.to_path_buf(), file_size as usize, warm),
+            allocator: Allocator::new(
+                dir.to_path_buf(),
+                file_size as usize,
+                warm,
+                prefault_ahead as usize,
+            ),
             file_size,
         })
     }
@@ -115,7 +120,10 @@ impl CommitLog {
 
     /// Set the next queue offset of every queue (after recovery).
     pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
-        self.put.lock().unwrap_or_else(|e| e.into_inner()).queue_offsets = table;
+        self.put
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue_offsets = table;
     }
 
     /// Append the encoded records in `buf` (all for `topic`/`queue_id`) as one unit
@@ -141,7 +149,15 @@ impl CommitLog {
             return Err(Error::ShutDown);
         }
         let now = message::now_ms();
-        self.append_locked(&mut st, buf, slots, topic, queue_id, assign_queue_offset, now)
+        self.append_locked(
+            &mut st,
+            buf,
+            slots,
+            topic,
+            queue_id,
+            assign_queue_offset,
+            now,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -184,7 +200,10 @@ impl CommitLog {
                     }
                 });
                 match placed {
-                    Some(p) => break p,
+                    Some(p) => {
+                        file.set_last_write_ms(now);
+                        break p;
+                    }
                     None => {
                         return Err(Error::corruption(
                             file.path(),
@@ -232,6 +251,34 @@ impl CommitLog {
         self.queue.push(Arc::clone(&f))?;
         self.allocator.request(offset + self.file_size);
         Ok(f)
+    }
+
+    /// Keep the mapping of the file being written pre-faulted `ahead` bytes
+    /// beyond the write position, until `stop` is set. Runs on its own thread.
+    pub fn run_prefault(&self, stop: &std::sync::atomic::AtomicBool, ahead: usize) {
+        const CHUNK: usize = 4 << 20;
+        let mut done: (u64, usize) = (u64::MAX, 0); // (file start, prefaulted up to)
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let mut worked = false;
+            if let Some(f) = self.queue.last_file() {
+                if done.0 != f.file_from_offset() {
+                    done = (f.file_from_offset(), f.wrote_position());
+                }
+                let target = (f.wrote_position() + ahead).min(f.file_size());
+                if done.1 < target {
+                    let len = (target - done.1).min(CHUNK);
+                    if let Err(e) = f.prefault(done.1, len) {
+                        tracing::info!(error = %e, "MADV_POPULATE_READ unavailable; commitlog pre-faulting is off");
+                        return;
+                    }
+                    done.1 += len;
+                    worked = true;
+                }
+            }
+            if !worked {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
     }
 
     /// End of the written log.
@@ -328,7 +375,9 @@ impl CommitLog {
         if torn {
             // Valid records after the damage mean this is not a torn tail.
             let data = f.bytes(0, file_size).unwrap_or(&[]);
-            if let Some(found) = find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc) {
+            if let Some(found) =
+                find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc)
+            {
                 return Err(Error::corruption(
                     f.path(),
                     pos as u64,
@@ -411,6 +460,7 @@ struct AllocInner {
     dir: std::path::PathBuf,
     file_size: usize,
     warm: bool,
+    prefault_ahead: usize,
     state: Mutex<AllocState>,
     cv: Condvar,
 }
@@ -424,12 +474,13 @@ struct AllocState {
 }
 
 impl Allocator {
-    fn new(dir: std::path::PathBuf, file_size: usize, warm: bool) -> Self {
+    fn new(dir: std::path::PathBuf, file_size: usize, warm: bool, prefault_ahead: usize) -> Self {
         Allocator {
             inner: Arc::new(AllocInner {
                 dir,
                 file_size,
                 warm,
+                prefault_ahead,
                 state: Mutex::new(AllocState::default()),
                 cv: Condvar::new(),
             }),
@@ -509,6 +560,9 @@ impl AllocInner {
         let f = MappedFile::create(&self.dir, offset, self.file_size)?;
         if self.warm {
             f.warm();
+        } else if self.prefault_ahead > 0 {
+            // Best effort: a kernel without MADV_POPULATE_READ just skips it.
+            let _ = f.prefault(0, self.prefault_ahead);
         }
         Ok(Arc::new(f))
     }
@@ -534,7 +588,11 @@ impl AllocInner {
             if let Err(e) = &r {
                 tracing::error!(offset, error = %e, "pre-allocating the next commitlog file failed");
             } else {
-                tracing::debug!(offset, ms = started.elapsed().as_millis() as u64, "pre-allocated commitlog file");
+                tracing::debug!(
+                    offset,
+                    ms = started.elapsed().as_millis() as u64,
+                    "pre-allocated commitlog file"
+                );
             }
             st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             st.busy = None;

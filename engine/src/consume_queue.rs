@@ -139,7 +139,9 @@ impl ConsumeQueue {
                 pos = file_size;
                 continue;
             }
-            let data = files[idx].bytes(pos - CQ_UNIT_SIZE, CQ_UNIT_SIZE).unwrap_or(&[]);
+            let data = files[idx]
+                .bytes(pos - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+                .unwrap_or(&[]);
             match CqUnit::decode(data) {
                 Some(u) if u.commit_log_offset + u.size as u64 > commit_log_max => {
                     pos -= CQ_UNIT_SIZE;
@@ -167,7 +169,10 @@ impl ConsumeQueue {
             .ok_or_else(|| Error::corruption("consumequeue", 0, "file shared during recovery"))?;
         let stale = if pos < file_size {
             let data = f.bytes(pos, file_size - pos).unwrap_or(&[]);
-            data.chunks(CQ_UNIT_SIZE).take_while(|u| unit_written(u)).count() * CQ_UNIT_SIZE
+            data.chunks(CQ_UNIT_SIZE)
+                .take_while(|u| unit_written(u))
+                .count()
+                * CQ_UNIT_SIZE
         } else {
             0
         };
@@ -217,8 +222,7 @@ impl ConsumeQueue {
                 let fsz = self.queue.file_size();
                 let start = queue_offset * unit_size / fsz * fsz;
                 self.queue.create_file(start)?;
-                self.min_logic_offset
-                    .store(queue_offset, Ordering::Release);
+                self.min_logic_offset.store(queue_offset, Ordering::Release);
             } else {
                 tracing::warn!(topic = %self.topic, queue_id = self.queue_id, max, queue_offset,
                     "consume queue gap filled with blank units");

@@ -80,6 +80,7 @@ pub(crate) struct Arrivals {
     generation: Mutex<u64>,
     cv: Condvar,
     waiters: AtomicUsize,
+    has_listener: std::sync::atomic::AtomicBool,
     listener: RwLock<Option<ArrivalListener>>,
 }
 
@@ -104,7 +105,14 @@ impl Arrivals {
     }
 
     pub fn set_listener(&self, l: Option<ArrivalListener>) {
+        self.has_listener.store(l.is_some(), Ordering::SeqCst);
         *self.listener.write().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// True when a reader waits or a listener is registered: then puts wake the
+    /// dispatcher at once; otherwise it polls every millisecond, as RocketMQ's does.
+    pub fn has_interest(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) > 0 || self.has_listener.load(Ordering::Relaxed)
     }
 
     /// Wait until `ready()` is true or the deadline passes.
@@ -196,7 +204,9 @@ impl Dispatcher {
                 match check_record(&data[p..], false) {
                     Ok(RecordCheck::Message(h)) => {
                         let tx = h.sys_flag & sys_flag::TRANSACTION_MASK;
-                        if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
+                        if tx == sys_flag::TRANSACTION_NOT_TYPE
+                            || tx == sys_flag::TRANSACTION_COMMIT_TYPE
+                        {
                             let cq = cqs.get_or_create(h.topic, h.queue_id)?;
                             cq.put(
                                 CqUnit {
@@ -212,7 +222,10 @@ impl Dispatcher {
                                     m.insert(h.queue_id, next);
                                 }
                                 None => {
-                                    touched.insert(h.topic.to_string(), HashMap::from([(h.queue_id, next)]));
+                                    touched.insert(
+                                        h.topic.to_string(),
+                                        HashMap::from([(h.queue_id, next)]),
+                                    );
                                 }
                             }
                         }
@@ -232,7 +245,9 @@ impl Dispatcher {
                         return Err(Error::corruption(
                             f.path(),
                             (pos + p) as u64,
-                            format!("dispatch found an invalid record below the write position: {e}"),
+                            format!(
+                                "dispatch found an invalid record below the write position: {e}"
+                            ),
                         ));
                     }
                 }

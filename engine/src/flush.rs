@@ -117,9 +117,10 @@ pub(crate) struct CommitLogFlusher {
     durable: AtomicU64,
     state: Mutex<GroupState>,
     request_cv: Condvar,
-    done_lock: Mutex<()>,
-    done_cv: Condvar,
     waker: Waker,
+    /// Bumped after every flush round; waiting puts sleep on it (futex).
+    epoch: std::sync::atomic::AtomicU32,
+    sleepers: std::sync::atomic::AtomicUsize,
     /// Number of flush (sync) calls made; for stats and tests.
     pub syncs: AtomicU64,
 }
@@ -136,9 +137,9 @@ impl CommitLogFlusher {
             durable: AtomicU64::new(durable),
             state: Mutex::new(GroupState::default()),
             request_cv: Condvar::new(),
-            done_lock: Mutex::new(()),
-            done_cv: Condvar::new(),
             waker: Waker::default(),
+            epoch: std::sync::atomic::AtomicU32::new(0),
+            sleepers: std::sync::atomic::AtomicUsize::new(0),
             syncs: AtomicU64::new(0),
         }
     }
@@ -190,27 +191,47 @@ impl CommitLogFlusher {
         }
         self.request_cv.notify_one();
         let deadline = Instant::now() + timeout;
-        let mut g = self.done_lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            // Read the epoch before checking, so a flush that completes in between
+            // changes it and the wait below returns at once.
+            let epoch = self.epoch.load(Ordering::Acquire);
             if self.durable_offset() >= end_offset {
                 return Ok(SyncOutcome::Durable);
             }
             self.fence.check()?;
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(SyncOutcome::TimedOut);
             }
-            g = self
-                .done_cv
-                .wait_timeout(g, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            // Bounded by the timeout: the flusher wakes sleepers after each sync,
+            // and the watchdog below wakes everyone on the deadline.
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                atomic_wait::wait(&self.epoch, epoch);
+            }
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
+    /// Wake every waiting put with one futex call (a broadcast with no lock to
+    /// re-take, unlike a condvar's `notify_all`).
     fn notify_done(&self) {
-        let _g = self.done_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.done_cv.notify_all();
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            atomic_wait::wake_all(&self.epoch);
+        }
+    }
+
+    /// The sync-flush watchdog (RocketMQ's `FlushDiskWatcher`): every 10 ms wake
+    /// sleeping puts so that each sees its own deadline even while a sync hangs
+    /// in the kernel. Runs on its own thread until stopped.
+    pub fn run_watchdog(&self) {
+        while !self.stopped() {
+            std::thread::sleep(Duration::from_millis(10));
+            if self.sleepers.load(Ordering::SeqCst) > 0 {
+                self.notify_done();
+            }
+        }
+        self.notify_done();
     }
 
     /// Ask the thread to stop.
@@ -218,6 +239,7 @@ impl CommitLogFlusher {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         self.request_cv.notify_all();
         self.waker.wake();
+        self.notify_done();
     }
 
     fn stopped(&self) -> bool {
@@ -299,5 +321,85 @@ impl CqFlushPolicy {
             least_pages: cfg.flush_consume_queue_least_pages,
             thorough_interval: Duration::from_millis(cfg.flush_consume_queue_thorough_interval_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(dir: &std::path::Path) -> MappedFileQueue {
+        let q = MappedFileQueue::load(dir, 4096).unwrap();
+        let f = q.create_file(0).unwrap();
+        f.append(&[1u8; 100]).unwrap();
+        q.set_flushed_where(0);
+        q
+    }
+
+    #[test]
+    fn wait_times_out_when_no_flush_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let _q = queue(dir.path());
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_disk_type = FlushDiskType::SyncFlush;
+        let fl = Arc::new(CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0));
+        // No flush thread runs (as when a sync hangs): the watchdog makes the
+        // waiter give up at its deadline.
+        let fl2 = Arc::clone(&fl);
+        let dog = std::thread::spawn(move || fl2.run_watchdog());
+        let t = Instant::now();
+        let r = fl.wait_durable(100, Duration::from_millis(50)).unwrap();
+        assert_eq!(r, SyncOutcome::TimedOut);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        fl.stop();
+        dog.join().unwrap();
+    }
+
+    #[test]
+    fn group_commit_thread_makes_waiters_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(queue(dir.path()));
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_disk_type = FlushDiskType::SyncFlush;
+        let fl = Arc::new(CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0));
+        let (fl2, q2) = (Arc::clone(&fl), Arc::clone(&q));
+        let h = std::thread::spawn(move || fl2.run(&q2));
+        assert_eq!(
+            fl.wait_durable(100, Duration::from_secs(5)).unwrap(),
+            SyncOutcome::Durable
+        );
+        assert_eq!(q.flushed_where(), 100);
+        fl.stop();
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_tripped_fence_fails_waiters_and_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let fence = Arc::new(Fence::default());
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.flush_disk_type = FlushDiskType::SyncFlush;
+        let fl = CommitLogFlusher::new(&cfg, Arc::clone(&fence), 0);
+        fence.trip("fdatasync: EIO (injected)");
+        fence.trip("a second cause is not kept");
+        let e = fl.wait_durable(100, Duration::from_secs(5)).unwrap_err();
+        assert!(e.to_string().contains("EIO (injected)"), "{e}");
+        let e = fl.flush(&q, 0).unwrap_err();
+        assert!(matches!(e, Error::Fenced(_)));
+        assert_eq!(q.flushed_where(), 0, "no flush is retried after a failure");
+    }
+
+    #[test]
+    fn async_policy_respects_least_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(dir.path());
+        let cfg = StoreConfig::new(dir.path());
+        let fl = CommitLogFlusher::new(&cfg, Arc::new(Fence::default()), 0);
+        // 100 bytes dirty: less than 4 pages, nothing flushed with least_pages 4.
+        assert_eq!(fl.flush(&q, 4).unwrap(), 0);
+        assert_eq!(fl.flush(&q, 0).unwrap(), 100);
+        assert_eq!(fl.durable_offset(), 100);
     }
 }

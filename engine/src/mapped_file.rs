@@ -80,32 +80,47 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
 
 impl MappedFile {
     /// Create a new file of `file_size` bytes with all its blocks allocated, and map it.
+    ///
+    /// The file is made under a `.tmp` name, allocated, then renamed, so a crash
+    /// never leaves a log file of the wrong length behind.
     pub fn create(dir: &Path, file_from_offset: u64, file_size: usize) -> Result<MappedFile> {
         let path = dir.join(file_name(file_from_offset));
+        if path.exists() {
+            // Made earlier but never written (a pre-allocated file): reuse it.
+            let mut f = Self::open(&path, file_from_offset, file_size)?;
+            if f.bytes(0, 8.min(file_size))
+                .is_some_and(|b| b.iter().any(|x| *x != 0))
+            {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    "a new log file would overwrite one that holds data",
+                ));
+            }
+            f.set_positions(0);
+            return Ok(f);
+        }
+        let tmp = dir.join(format!("{}.tmp", file_name(file_from_offset)));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-            .len();
-        if len != 0 && len != file_size as u64 {
-            return Err(Error::corruption(
-                &path,
-                0,
-                format!("file exists with length {len}, expected {file_size}"),
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        if let Err(e) = allocate(&file, file_size) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io(
+                format!("allocating {file_size} bytes for {}", path.display()),
+                e,
             ));
         }
-        allocate(&file, file_size).map_err(|e| {
-            let err = Error::io(format!("allocating {file_size} bytes for {}", path.display()), e);
-            if err.is_no_space() {
-                let _ = std::fs::remove_file(&path);
-            }
-            err
+        std::fs::rename(&tmp, &path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(
+                format!("renaming {} to {}", tmp.display(), path.display()),
+                e,
+            )
         })?;
         sync_dir(dir)?;
         Self::map(path, file, file_from_offset, file_size, 0)
@@ -210,6 +225,11 @@ impl MappedFile {
         self.file_size - self.wrote_position()
     }
 
+    /// Record the time of the last append (ms since the epoch).
+    pub fn set_last_write_ms(&self, ms: i64) {
+        self.last_write_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Milliseconds since the epoch of the last append (or the file's mtime at open).
     pub fn last_write_ms(&self) -> i64 {
         self.last_write_ms.load(Ordering::Relaxed)
@@ -237,8 +257,6 @@ impl MappedFile {
         patch(dst, pos);
         self.wrote_position
             .store(pos + data.len(), Ordering::Release);
-        self.last_write_ms
-            .store(crate::message::now_ms(), Ordering::Relaxed);
         Some(pos)
     }
 
@@ -318,13 +336,43 @@ impl MappedFile {
     /// it (`warmMapedFileEnable`), so that later appends do not page-fault.
     pub fn warm(&self) {
         let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let start = self.wrote_position.load(Ordering::Acquire).div_ceil(OS_PAGE_SIZE) * OS_PAGE_SIZE;
+        let start = self
+            .wrote_position
+            .load(Ordering::Acquire)
+            .div_ceil(OS_PAGE_SIZE)
+            * OS_PAGE_SIZE;
         let mut pos = start;
         while pos < self.file_size {
             // SAFETY: `pos` is inside the mapping, beyond the write position (no
             // reader looks there) and we hold `write_lock`.
             unsafe { self.ptr.add(pos).write_volatile(0) };
             pos += OS_PAGE_SIZE;
+        }
+    }
+
+    /// Pre-fault `[from, from+len)` of the mapping with `MADV_POPULATE_READ`, so
+    /// that page-cache pages are allocated (and zeroed) now, off the put path; the
+    /// writer's first store to each page then takes only a cheap write fault.
+    /// Never changes file contents, so it may run beside the writer.
+    pub fn prefault(&self, from: usize, len: usize) -> std::io::Result<()> {
+        let start = from / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        let end = from.saturating_add(len).min(self.file_size);
+        if end <= start {
+            return Ok(());
+        }
+        // SAFETY: the range lies inside the mapping owned by `self`;
+        // MADV_POPULATE_READ only populates page tables and never writes memory.
+        let rc = unsafe {
+            libc::madvise(
+                self.ptr.add(start).cast(),
+                end - start,
+                libc::MADV_POPULATE_READ,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
     }
 
@@ -337,9 +385,9 @@ impl MappedFile {
         if end > pos {
             // SAFETY: `&mut self` guarantees no other access; the range is inside the mapping.
             unsafe { std::ptr::write_bytes(self.ptr.add(pos), 0, end - pos) };
-            self.mmap
-                .flush_range(pos, end - pos)
-                .map_err(|e| Error::io(format!("syncing truncation of {}", self.path.display()), e))?;
+            self.mmap.flush_range(pos, end - pos).map_err(|e| {
+                Error::io(format!("syncing truncation of {}", self.path.display()), e)
+            })?;
         }
         *self.wrote_position.get_mut() = pos;
         *self.flushed_position.get_mut() = pos;
@@ -402,7 +450,11 @@ impl AsRef<[u8]> for MappedBytes {
 
 impl std::fmt::Debug for MappedBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MappedBytes({} bytes at {} of {:?})", self.len, self.pos, self.file.path)
+        write!(
+            f,
+            "MappedBytes({} bytes at {} of {:?})",
+            self.len, self.pos, self.file.path
+        )
     }
 }
 
@@ -455,7 +507,11 @@ mod tests {
         assert_eq!(f.bytes(0, 12), None);
         let s = f.slice(6, 5).unwrap();
         assert_eq!(&*s, b"world");
-        assert_eq!(f.flush(4).unwrap(), 0, "fewer dirty pages than asked: no flush");
+        assert_eq!(
+            f.flush(4).unwrap(),
+            0,
+            "fewer dirty pages than asked: no flush"
+        );
         assert_eq!(f.flush(0).unwrap(), 11);
         assert_eq!(f.append(&vec![1u8; 8192]), None);
         assert!(f.append_and_fill(&[7u8; 8]));

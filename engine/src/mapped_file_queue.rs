@@ -38,6 +38,16 @@ impl MappedFileQueue {
             let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".tmp") {
+                if parse_file_name(stem).is_some() {
+                    // A file whose creation was interrupted: it never held data.
+                    tracing::warn!(path = %entry.path().display(), "removing an unfinished log file");
+                    std::fs::remove_file(entry.path()).map_err(|e| {
+                        Error::io(format!("removing {}", entry.path().display()), e)
+                    })?;
+                    continue;
+                }
+            }
             match parse_file_name(&name) {
                 Some(off) if entry.path().is_file() => offsets.push(off),
                 _ => tracing::warn!(
@@ -54,7 +64,9 @@ impl MappedFileQueue {
                 return Err(Error::corruption(
                     &path,
                     0,
-                    format!("file name offset {off} is not a multiple of the file size {file_size}"),
+                    format!(
+                        "file name offset {off} is not a multiple of the file size {file_size}"
+                    ),
                 ));
             }
             if i > 0 && offsets[i - 1] + file_size != *off {
@@ -129,7 +141,9 @@ impl MappedFileQueue {
         }
         let idx = ((offset - first) / self.file_size) as usize;
         let f = files.get(idx)?;
-        debug_assert!(f.file_from_offset() <= offset && offset < f.file_from_offset() + self.file_size);
+        debug_assert!(
+            f.file_from_offset() <= offset && offset < f.file_from_offset() + self.file_size
+        );
         Some(Arc::clone(f))
     }
 
@@ -164,7 +178,10 @@ impl MappedFileQueue {
                 return Err(Error::corruption(
                     file.path(),
                     0,
-                    format!("new file starts at {}, expected {want}", file.file_from_offset()),
+                    format!(
+                        "new file starts at {}, expected {want}",
+                        file.file_from_offset()
+                    ),
                 ));
             }
         }
@@ -174,7 +191,11 @@ impl MappedFileQueue {
 
     /// Create and append the file starting at `offset` inline.
     pub fn create_file(&self, offset: u64) -> Result<Arc<MappedFile>> {
-        let f = Arc::new(MappedFile::create(&self.dir, offset, self.file_size as usize)?);
+        let f = Arc::new(MappedFile::create(
+            &self.dir,
+            offset,
+            self.file_size as usize,
+        )?);
         self.push(Arc::clone(&f))?;
         Ok(f)
     }

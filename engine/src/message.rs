@@ -393,7 +393,11 @@ pub fn decode_offset_msg_id(msg_id: &str) -> Result<(SocketAddr, u64), DecodeErr
     let ip_len = match bytes.len() {
         16 => 4,
         28 => 16,
-        n => return Err(DecodeError::new(format!("msgId has {n} bytes, want 16 or 28"))),
+        n => {
+            return Err(DecodeError::new(format!(
+                "msgId has {n} bytes, want 16 or 28"
+            )))
+        }
     };
     let ip = if ip_len == 4 {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
@@ -403,11 +407,7 @@ pub fn decode_offset_msg_id(msg_id: &str) -> Result<(SocketAddr, u64), DecodeErr
         IpAddr::V6(o.into())
     };
     let port = i32::from_be_bytes(bytes[ip_len..ip_len + 4].try_into().expect("4 bytes"));
-    let off = i64::from_be_bytes(
-        bytes[ip_len + 4..ip_len + 12]
-            .try_into()
-            .expect("8 bytes"),
-    );
+    let off = i64::from_be_bytes(bytes[ip_len + 4..ip_len + 12].try_into().expect("8 bytes"));
     if !(0..=65535).contains(&port) || off < 0 {
         return Err(DecodeError::new("msgId has an invalid port or offset"));
     }
@@ -705,9 +705,17 @@ pub(crate) fn parse_header(rec: &[u8]) -> Result<RecordHeader<'_>, DecodeError> 
     let physical_offset = r.i64()?;
     let sys_flag = r.i32()?;
     let _born_ts = r.i64()?;
-    r.take(if sys_flag & sys_flag::BORNHOST_V6 != 0 { 20 } else { 8 })?;
+    r.take(if sys_flag & sys_flag::BORNHOST_V6 != 0 {
+        20
+    } else {
+        8
+    })?;
     let store_timestamp_ms = r.i64()?;
-    r.take(if sys_flag & sys_flag::STOREHOST_V6 != 0 { 20 } else { 8 })?;
+    r.take(if sys_flag & sys_flag::STOREHOST_V6 != 0 {
+        20
+    } else {
+        8
+    })?;
     let _reconsume = r.i32()?;
     let _prepared = r.i64()?;
     let body_len = r.i32()?;
@@ -800,7 +808,9 @@ pub fn decode_records(mut buf: &[u8]) -> Result<Vec<MessageExt>, DecodeError> {
         }
         let total = i32::from_be_bytes(buf[..4].try_into().expect("4"));
         if total <= 0 || total as usize > buf.len() {
-            return Err(DecodeError::new(format!("record size {total} out of range")));
+            return Err(DecodeError::new(format!(
+                "record size {total} out of range"
+            )));
         }
         out.push(decode_record(&buf[..total as usize])?);
         buf = &buf[total as usize..];

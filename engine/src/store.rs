@@ -270,7 +270,11 @@ fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
         ));
     }
     if cfg.max_message_size == 0 {
-        return Err(Error::config("maxMessageSize", "0", "a positive number of bytes"));
+        return Err(Error::config(
+            "maxMessageSize",
+            "0",
+            "a positive number of bytes",
+        ));
     }
     if cfg.default_topic_queue_nums == 0 {
         return Err(Error::config("defaultTopicQueueNums", "0", "at least 1"));
@@ -303,7 +307,12 @@ fn lock_store(root: &std::path::Path) -> Result<File> {
 fn total_ram_bytes() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     #[allow(unsafe_code)]
-    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     if pages > 0 && size > 0 {
         pages as u64 * size as u64
     } else {
@@ -340,6 +349,7 @@ impl MessageStore {
             &cfg.commit_log_dir(),
             cfg.mapped_file_size_commit_log,
             cfg.warm_maped_file_enable,
+            cfg.prefault_ahead_bytes,
         )?;
         let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
         let cl_report = commitlog.recover(cfg.check_crc_on_recover, max_record)?;
@@ -368,7 +378,8 @@ impl MessageStore {
         };
         let dispatcher = Dispatcher::new(reput_from);
         let arrivals = Arrivals::default();
-        report.records_redispatched = dispatcher.dispatch_available(&commitlog, &cqs, &arrivals)? as u64;
+        report.records_redispatched =
+            dispatcher.dispatch_available(&commitlog, &cqs, &arrivals)? as u64;
         let mut table: HashMap<String, Vec<u64>> = HashMap::new();
         for cq in cqs.all() {
             let v = table.entry(cq.topic().to_string()).or_default();
@@ -384,7 +395,10 @@ impl MessageStore {
         }
         commitlog.set_queue_offsets(table);
         report.millis = started.elapsed().as_millis() as u64;
-        if abnormal || report.commit_log.bytes_truncated > 0 || report.consume_queue_units_truncated > 0 {
+        if abnormal
+            || report.commit_log.bytes_truncated > 0
+            || report.consume_queue_units_truncated > 0
+        {
             tracing::warn!(?report, "recovered after an unclean shutdown");
         } else {
             tracing::info!(?report, "store opened");
@@ -420,11 +434,24 @@ impl MessageStore {
             s.flusher.run(&s.commitlog.queue);
         })?;
         store.spawn("ferromq-dispatch", |s| s.run_dispatch())?;
+        if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
+            store.spawn("ferromq-flush-watchdog", |s| s.flusher.run_watchdog())?;
+        }
         store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
+        if store.inner.cfg.prefault_ahead_bytes > 0 && !store.inner.cfg.warm_maped_file_enable {
+            store.spawn("ferromq-prefault", |s| {
+                s.commitlog
+                    .run_prefault(&s.stopping, s.cfg.prefault_ahead_bytes as usize)
+            })?;
+        }
         Ok(store)
     }
 
-    fn spawn(&self, name: &'static str, f: impl FnOnce(&StoreInner) + Send + 'static) -> Result<()> {
+    fn spawn(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(&StoreInner) + Send + 'static,
+    ) -> Result<()> {
         let inner = Arc::clone(&self.inner);
         let h = std::thread::Builder::new()
             .name(name.into())
@@ -484,7 +511,9 @@ impl MessageStore {
                     "a batch must have one topic and one queue".into(),
                 ));
             }
-            if m.sys_flag & sys_flag::TRANSACTION_MASK != 0 || m.properties.get(message::keys::DELAY).is_some() {
+            if m.sys_flag & sys_flag::TRANSACTION_MASK != 0
+                || m.properties.get(message::keys::DELAY).is_some()
+            {
                 return Err(Error::IllegalMessage(
                     "transactional or delayed messages cannot be batched".into(),
                 ));
@@ -552,7 +581,8 @@ impl MessageStore {
             )));
         }
         let tx = first.sys_flag & sys_flag::TRANSACTION_MASK;
-        let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
+        let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE
+            || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
         let appended = ENCODE_BUF.with(|b| {
             let mut buf = b.borrow_mut();
             buf.clear();
@@ -587,7 +617,9 @@ impl MessageStore {
                 .append(&mut buf, &slots, &first.topic, first.queue_id, assign)
         })?;
         s.flusher.on_put();
-        s.dispatcher.waker.wake();
+        if s.arrivals.has_interest() {
+            s.dispatcher.waker.wake();
+        }
 
         let mut status = PutStatus::PutOk;
         if s.cfg.flush_disk_type == FlushDiskType::SyncFlush && first.wait_store_ok() {
@@ -700,7 +732,9 @@ impl MessageStore {
             };
             last_phys = u.commit_log_offset;
             let in_disk = cl_max.saturating_sub(u.commit_log_offset) > mem_limit;
-            if !r.messages.is_empty() && self.is_full(bytes, u.size as usize, r.messages.len(), max_msgs, in_disk) {
+            if !r.messages.is_empty()
+                && self.is_full(bytes, u.size as usize, r.messages.len(), max_msgs, in_disk)
+            {
                 break;
             }
             scanned += 1;
@@ -736,7 +770,14 @@ impl MessageStore {
         Ok(r)
     }
 
-    fn is_full(&self, bytes: usize, size: usize, count: usize, max_msgs: u32, in_disk: bool) -> bool {
+    fn is_full(
+        &self,
+        bytes: usize,
+        size: usize,
+        count: usize,
+        max_msgs: u32,
+        in_disk: bool,
+    ) -> bool {
         let c = &self.inner.cfg;
         if count >= max_msgs as usize {
             return true;
@@ -752,11 +793,17 @@ impl MessageStore {
 
     /// Block until the queue holds a message at `offset` or `timeout` passes.
     /// Returns true when a message is there. (The broker's long polling uses this.)
-    pub fn wait_for_messages(&self, topic: &str, queue_id: u32, offset: u64, timeout: Duration) -> bool {
+    pub fn wait_for_messages(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        timeout: Duration,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
-        self.inner
-            .arrivals
-            .wait_until(deadline, || self.max_offset_in_queue(topic, queue_id) > offset)
+        self.inner.arrivals.wait_until(deadline, || {
+            self.max_offset_in_queue(topic, queue_id) > offset
+        })
     }
 
     /// Register a callback told `(topic, queue_id, new max offset)` after new
@@ -816,7 +863,9 @@ impl MessageStore {
                 "queue count {queue_nums} out of range 1..=1024"
             )));
         }
-        self.inner.topics.upsert(TopicConfig::new(topic, queue_nums))
+        self.inner
+            .topics
+            .upsert(TopicConfig::new(topic, queue_nums))
     }
 
     /// A topic's configuration.
@@ -863,7 +912,8 @@ impl MessageStore {
         let s = &self.inner;
         s.flusher.flush(&s.commitlog.queue, 0)?;
         for cq in s.cqs.all() {
-            cq.flush(0).inspect_err(|e| s.fence.trip(format!("consume queue flush failed: {e}")))?;
+            cq.flush(0)
+                .inspect_err(|e| s.fence.trip(format!("consume queue flush failed: {e}")))?;
         }
         Ok(())
     }
@@ -906,7 +956,10 @@ impl MessageStore {
             }
         }
         s.commitlog.stop();
-        keep!(s.dispatcher.dispatch_available(&s.commitlog, &s.cqs, &s.arrivals).map(|_| ()));
+        keep!(s
+            .dispatcher
+            .dispatch_available(&s.commitlog, &s.cqs, &s.arrivals)
+            .map(|_| ()));
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
         for cq in s.cqs.all() {
             keep!(cq.flush(0));
@@ -915,10 +968,8 @@ impl MessageStore {
         keep!(s.fence.check());
         if first_err.is_none() {
             let abort = s.cfg.store_path_root_dir.join("abort");
-            keep!(
-                std::fs::remove_file(&abort)
-                    .map_err(|e| Error::io(format!("removing {}", abort.display()), e)),
-            );
+            keep!(std::fs::remove_file(&abort)
+                .map_err(|e| Error::io(format!("removing {}", abort.display()), e)),);
             keep!(crate::mapped_file::sync_dir(&s.cfg.store_path_root_dir));
         }
         // SAFETY: flock on a valid descriptor owned by the store.
@@ -1006,10 +1057,60 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
             let q = q.map_err(|e| Error::io(format!("listing {}", t.path().display()), e))?;
             match q.file_name().to_string_lossy().parse::<u32>() {
                 Ok(id) if q.path().is_dir() => out.push((topic.clone(), id, q.path())),
-                _ => tracing::warn!(path = %q.path().display(), "ignoring a stray entry in a consume queue folder"),
+                _ => {
+                    tracing::warn!(path = %q.path().display(), "ignoring a stray entry in a consume queue folder")
+                }
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fenced_store_refuses_puts_and_keeps_the_abort_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        cfg.mapped_file_size_consume_queue = 2000;
+        let store = MessageStore::open(cfg).unwrap();
+        store
+            .put_message(&Message::new("F", b"before".to_vec()))
+            .unwrap();
+        store
+            .inner
+            .fence
+            .trip("fdatasync of commitlog: EIO (injected)");
+        let e = store
+            .put_message(&Message::new("F", b"after".to_vec()))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Fenced(ref why) if why.contains("EIO")),
+            "{e}"
+        );
+        assert_eq!(
+            store.stats().fenced.as_deref(),
+            Some("fdatasync of commitlog: EIO (injected)")
+        );
+        assert!(store.shutdown().is_err(), "shutdown reports the failure");
+        assert!(
+            dir.path().join("abort").exists(),
+            "next open must recover abnormally"
+        );
+        drop(store);
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        cfg.mapped_file_size_consume_queue = 2000;
+        let store = MessageStore::open(cfg).unwrap();
+        assert!(store.recovery_report().abnormal);
+        let r = store
+            .get_message("g", "F", 0, 0, 32, &MessageFilter::All)
+            .unwrap();
+        assert_eq!(r.messages.len(), 1);
+        store.shutdown().unwrap();
+    }
 }

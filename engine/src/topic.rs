@@ -88,7 +88,11 @@ impl TopicTable {
         let path = config_dir.join("topics.json");
         let file = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<TopicsFile>(&bytes).map_err(|e| {
-                Error::corruption(&path, e.column() as u64, format!("topics.json does not parse: {e}"))
+                Error::corruption(
+                    &path,
+                    e.column() as u64,
+                    format!("topics.json does not parse: {e}"),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
@@ -185,8 +189,12 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     if path.exists() {
         let _ = std::fs::copy(path, &bak);
     }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::io(format!("renaming {} to {}", tmp.display(), path.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", tmp.display(), path.display()),
+            e,
+        )
+    })?;
     if let Some(dir) = path.parent() {
         crate::mapped_file::sync_dir(dir)?;
     }

@@ -43,21 +43,34 @@ fn every_message_read_once_in_order_and_intact() {
                     match r.status {
                         GetStatus::Found => {
                             for m in &r.messages {
-                                assert_eq!(m.queue_offset, got.len() as u64, "queue offsets are dense");
+                                assert_eq!(
+                                    m.queue_offset,
+                                    got.len() as u64,
+                                    "queue offsets are dense"
+                                );
                                 let ext = m.decode().unwrap();
                                 assert_eq!(ext.topic, topic);
                                 assert_eq!(ext.queue_id, q);
                                 assert_eq!(ext.queue_offset, m.queue_offset);
-                                let p: usize = ext.properties.get("producer").unwrap().parse().unwrap();
+                                let p: usize =
+                                    ext.properties.get("producer").unwrap().parse().unwrap();
                                 let i: usize = ext.properties.get("seq").unwrap().parse().unwrap();
                                 assert_eq!(ext.body, body(p, i));
-                                assert_eq!(ext.tags(), Some(if i % 2 == 0 { "even" } else { "odd" }));
-                                assert_eq!(ext.keys(), vec![format!("k{p}-{i}"), format!("order-{i}")]);
+                                assert_eq!(
+                                    ext.tags(),
+                                    Some(if i % 2 == 0 { "even" } else { "odd" })
+                                );
+                                assert_eq!(
+                                    ext.keys(),
+                                    vec![format!("k{p}-{i}"), format!("order-{i}")]
+                                );
                                 got.push((p, i));
                             }
                             offset = r.next_begin_offset;
                         }
-                        GetStatus::OffsetOverflowOne | GetStatus::NoMessageInQueue | GetStatus::NoMatchedLogicQueue => {
+                        GetStatus::OffsetOverflowOne
+                        | GetStatus::NoMessageInQueue
+                        | GetStatus::NoMatchedLogicQueue => {
                             if done.load(Ordering::Acquire)
                                 && store.max_offset_in_queue(topic, q) == offset
                             {
@@ -117,6 +130,9 @@ fn every_message_read_once_in_order_and_intact() {
     }
     assert_eq!(seen.len(), PRODUCERS * PER_PRODUCER, "every message read");
     assert!(seen.values().all(|n| *n == 1), "no message read twice");
-    assert!(common::commitlog_files(dir.path()).len() > 5, "the log rolled over several files");
+    assert!(
+        common::commitlog_files(dir.path()).len() > 5,
+        "the log rolled over several files"
+    );
     store.shutdown().unwrap();
 }

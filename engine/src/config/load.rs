@@ -435,6 +435,13 @@ pub(crate) static FIELDS: &[Field] = &[
     ),
     boolean!("ioUringEnable", io_uring_enable),
     int!(
+        "prefaultAheadBytes",
+        prefault_ahead_bytes,
+        0,
+        MAX_COMMIT_LOG_FILE_BYTES,
+        "bytes"
+    ),
+    int!(
         "osPageCacheBusyTimeOutMills",
         os_page_cache_busy_timeout_ms,
         1,

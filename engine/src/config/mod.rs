@@ -159,6 +159,11 @@ pub struct StoreConfig {
     pub commit_commit_log_thorough_interval_ms: u64,
     /// `ioUringEnable` (ferromq key): use io_uring for the pool's commits. Default true.
     pub io_uring_enable: bool,
+    /// `prefaultAheadBytes` (ferromq key): how far ahead of the commitlog write
+    /// position a background thread pre-faults the mapping (`MADV_POPULATE_READ`),
+    /// so that page-cache allocation and zeroing stay off the put path. 0 turns it
+    /// off. Default 16 MiB.
+    pub prefault_ahead_bytes: u64,
     /// `osPageCacheBusyTimeOutMills`: ms the put lock may be held before OS_PAGECACHE_BUSY. Default 1000.
     pub os_page_cache_busy_timeout_ms: u64,
 }
@@ -215,6 +220,7 @@ impl StoreConfig {
             commit_commit_log_least_pages: 4,
             commit_commit_log_thorough_interval_ms: 200,
             io_uring_enable: true,
+            prefault_ahead_bytes: 16 * 1024 * 1024,
             os_page_cache_busy_timeout_ms: 1000,
         }
     }

@@ -93,6 +93,7 @@ commitIntervalCommitLog=39
 commitCommitLogLeastPages=40
 commitCommitLogThoroughInterval=41
 ioUringEnable=false
+prefaultAheadBytes=43
 osPageCacheBusyTimeOutMills=42
 ";
     let (c, w) = load_str(text).unwrap();
@@ -146,11 +147,12 @@ osPageCacheBusyTimeOutMills=42
         commit_commit_log_least_pages: 40,
         commit_commit_log_thorough_interval_ms: 41,
         io_uring_enable: false,
+        prefault_ahead_bytes: 43,
         os_page_cache_busy_timeout_ms: 42,
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 49);
+    assert_eq!(FIELDS.len(), 50);
 }
 
 #[test]
