@@ -80,36 +80,44 @@ fn sanitize(s: &str) -> String {
 
 /// A histogram recorded in nanoseconds as a percentile table in
 /// HdrHistogram's `.hgrm` text format, values in microseconds.
+///
+/// Percentile levels step as HdrHistogram's `outputPercentileDistribution`
+/// does with 5 ticks per half distance: 0, 10 %, ... 50 %, 55 %, ... 75 %,
+/// 77.5 %, ... ever closer to 100 %, until the largest value is reached.
 pub fn hgrm(h: &Histogram<u64>) -> String {
+    const TICKS_PER_HALF_DISTANCE: f64 = 5.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{:>12} {:>14} {:>10} {:>14}\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     );
-    if h.is_empty() {
-        let _ = writeln!(
-            s,
-            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-            0.0, 0.0
-        );
-        let _ = writeln!(s, "#[Max     = {:>12.3}, Total count    = {:>12}]", 0.0, 0);
-        return s;
-    }
-    let mut total = 0u64;
-    for v in h.iter_quantiles(5) {
-        total += v.count_since_last_iteration();
-        let q = v.quantile_iterated_to();
-        let value_us = v.value_iterated_to() as f64 / 1000.0;
-        if q < 1.0 {
+    if !h.is_empty() {
+        let max = h.max();
+        let mut q = 0.0f64;
+        // 1/(1-q) doubles every 5 lines; 300 lines reach 1 - 2^-60, past any count.
+        for _ in 0..300 {
+            let value = h.value_at_quantile(q);
+            if value >= max || q >= 1.0 {
+                break;
+            }
+            let total = h.count_between(0, value);
             let _ = writeln!(
                 s,
-                "{value_us:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                "{:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                value as f64 / 1000.0,
                 1.0 / (1.0 - q)
             );
-        } else {
-            let _ = writeln!(s, "{value_us:>12.3} {q:>2.12} {total:>10}");
+            let halvings = (1.0 / (1.0 - q)).log2().floor();
+            q += 1.0 / (TICKS_PER_HALF_DISTANCE * 2f64.powf(halvings + 1.0));
         }
+        let _ = writeln!(
+            s,
+            "{:>12.3} {:>2.12} {:>10}",
+            max as f64 / 1000.0,
+            1.0,
+            h.len()
+        );
     }
     let _ = writeln!(
         s,
@@ -122,12 +130,6 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         "#[Max     = {:>12.3}, Total count    = {:>12}]",
         h.max() as f64 / 1000.0,
         h.len()
-    );
-    let _ = writeln!(
-        s,
-        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-        h.buckets(),
-        h.distinct_values()
     );
     s
 }
@@ -193,9 +195,9 @@ pub fn markdown(suite: &SuiteResult) -> String {
     let _ = writeln!(s, "## Targets (issue 3)\n");
     let _ = writeln!(
         s,
-        "| target | required | measured | result | measured with |"
+        "| target | required | measured | result | measured with | on this disk |"
     );
-    let _ = writeln!(s, "|---|---|---:|---|---|");
+    let _ = writeln!(s, "|---|---|---:|---|---|---|");
     for t in &suite.targets {
         target_row(&mut s, t);
     }
@@ -511,5 +513,29 @@ mod tests {
             .unwrap();
         assert!(last.contains("1.000000000000"), "{last}");
         assert!(hgrm(&Histogram::<u64>::new(3).unwrap()).contains("Total count"));
+        // A long tail: the table still walks through p99 and p99.9.
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        h.record_n(1000, 99_890).unwrap();
+        h.record_n(50_000, 100).unwrap();
+        h.record_n(25_000_000, 10).unwrap();
+        let text = hgrm(&h);
+        let rows: Vec<(f64, f64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains("Value"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].parse().unwrap(), f[1].parse().unwrap())
+            })
+            .collect();
+        assert!(
+            rows.iter()
+                .any(|&(v, q)| (0.99..0.9999).contains(&q) && (v - 50.0).abs() < 0.1),
+            "{text}"
+        );
+        assert_eq!(rows.last().unwrap().1, 1.0);
+        assert!(
+            rows.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1),
+            "{text}"
+        );
     }
 }
