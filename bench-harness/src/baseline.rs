@@ -412,6 +412,33 @@ fn finish(
     }
 }
 
+/// Several measurements of one baseline pooled into one: bytes and seconds
+/// added up (so the rate is total bytes over total time), with the spread of
+/// the individual rates. Returns an empty result for an empty slice.
+pub fn pooled(parts: &[BaselineResult]) -> BaselineResult {
+    let Some(first) = parts.first() else {
+        return finish(BaselineKind::WarmMmap, 0, Duration::ZERO, 0, 0, false);
+    };
+    let bytes = parts.iter().map(|p| p.bytes).sum();
+    let seconds: f64 = parts.iter().map(|p| p.seconds).sum();
+    let rate = mb_per_sec(bytes, seconds);
+    BaselineResult {
+        kind: first.kind,
+        bytes,
+        seconds,
+        mb_per_sec: rate,
+        ops: parts.iter().map(|p| p.ops).sum(),
+        files: parts.iter().map(|p| p.files).sum(),
+        stopped_early: parts.iter().any(|p| p.stopped_early),
+        repeats: parts.len() as u32,
+        min_mb_per_sec: parts
+            .iter()
+            .map(|p| p.mb_per_sec)
+            .fold(f64::INFINITY, f64::min),
+        max_mb_per_sec: parts.iter().map(|p| p.mb_per_sec).fold(0.0, f64::max),
+    }
+}
+
 /// Measure a baseline up to `max_repeats` times, stopping early once the
 /// timed seconds add up to `budget_seconds`, and keep the median (the lower
 /// middle for an even count), with the spread of all repeats.
@@ -552,6 +579,32 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.repeats, 1);
+    }
+
+    #[test]
+    fn pooling_adds_bytes_and_time() {
+        let a = finish(
+            BaselineKind::PwriteFdatasync,
+            1_000_000,
+            Duration::from_secs(1),
+            10,
+            1,
+            false,
+        );
+        let b = finish(
+            BaselineKind::PwriteFdatasync,
+            3_000_000,
+            Duration::from_secs(1),
+            30,
+            1,
+            true,
+        );
+        let p = pooled(&[a, b]);
+        assert_eq!((p.bytes, p.ops, p.files, p.repeats), (4_000_000, 40, 2, 2));
+        assert!((p.mb_per_sec - 2.0).abs() < 1e-9);
+        assert_eq!((p.min_mb_per_sec, p.max_mb_per_sec), (1.0, 3.0));
+        assert!(p.stopped_early);
+        assert_eq!(pooled(&[]).bytes, 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::baseline::BaselineResult;
+use crate::baseline::{BaselineKind, BaselineResult};
 use crate::error::{BenchError, Result};
 use crate::results::{RunResult, SuiteResult, TargetCheck};
 
@@ -258,8 +258,9 @@ pub fn markdown(suite: &SuiteResult) -> String {
     );
     let _ = writeln!(
         s,
-        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); the engine runs and the \
-         fdatasync baselines once. On a shared machine compare the load average above before comparing reports."
+        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); the engine runs once; the \
+         fdatasync baseline is split in two halves, one just before and one just after the run, pooled (its \
+         spread shows how much the disk drifted). On a shared machine compare the load average above before comparing reports."
     );
     let _ = writeln!(
         s,
@@ -365,13 +366,16 @@ fn run_section(s: &mut String, r: &RunResult) {
 }
 
 fn spread(b: &BaselineResult) -> String {
-    if b.repeats > 1 {
-        format!(
-            ", median of {} (spread {:.1}-{:.1} MB/s)",
-            b.repeats, b.min_mb_per_sec, b.max_mb_per_sec
-        )
-    } else {
-        String::new()
+    match (b.repeats, b.kind) {
+        (0 | 1, _) => String::new(),
+        (n, BaselineKind::PwriteFdatasync) => format!(
+            ", pooled over {n} parts before and after the run (their rates {:.1}-{:.1} MB/s)",
+            b.min_mb_per_sec, b.max_mb_per_sec
+        ),
+        (n, _) => format!(
+            ", median of {n} (spread {:.1}-{:.1} MB/s)",
+            b.min_mb_per_sec, b.max_mb_per_sec
+        ),
     }
 }
 

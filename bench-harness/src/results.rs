@@ -86,7 +86,8 @@ pub struct RunResult {
     pub latency_us: LatencySummary,
     /// Which baseline `baseline_mb_per_sec` is.
     pub baseline_kind: BaselineKind,
-    /// MB/s of the baseline for this flush mode (cold mmap for async, pwrite+fdatasync for sync).
+    /// MB/s of the baseline for this flush mode: cold mmap (median of repeats) for async,
+    /// pwrite+fdatasync (pooled from just before and just after the run) for sync.
     pub baseline_mb_per_sec: f64,
     /// `mb_per_sec / baseline_mb_per_sec`.
     pub ratio_to_baseline: f64,

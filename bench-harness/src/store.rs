@@ -311,6 +311,21 @@ pub fn execute<T: Target>(
         std::fs::remove_dir_all(&store_dir)
             .map_err(|e| BenchError::io(format!("cannot clear {}", store_dir.display()), e))?;
     }
+    // The fdatasync baseline drifts with whatever else uses the disk, so it
+    // brackets the run: half its time cap before, half after, pooled.
+    let half_cap = plan.baseline_cap.map(|c| c / 2);
+    let sync_before = if w.flush == FlushMode::Sync {
+        let spec = BaselineSpec {
+            dir: dir.to_path_buf(),
+            file_size_bytes: w.file_size_bytes,
+            chunk_bytes: w.size_bytes,
+            total_bytes: w.total_bytes(),
+            max_duration: half_cap,
+        };
+        Some(baseline::sync_write(&spec, w.producers)?)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&store_dir)
         .map_err(|e| BenchError::io(format!("cannot create {}", store_dir.display()), e))?;
     let outcome = (|| {
@@ -365,7 +380,19 @@ pub fn execute<T: Target>(
                     baseline::cold_mmap(&with_cap(&spec, cap))
                 })?
             }
-            FlushMode::Sync => baseline::sync_write(&spec, w.producers)?,
+            FlushMode::Sync => {
+                let after = baseline::sync_write(
+                    &BaselineSpec {
+                        max_duration: half_cap,
+                        ..spec.clone()
+                    },
+                    w.producers,
+                )?;
+                match sync_before {
+                    Some(before) => baseline::pooled(&[before, after]),
+                    None => after,
+                }
+            }
         };
         let warm_spec = BaselineSpec {
             max_duration: Some(WARM_BASELINE_CAP),
