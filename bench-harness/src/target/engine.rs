@@ -16,7 +16,8 @@ pub struct EngineTargetConfig {
 }
 
 /// A `MessageStore` opened with RocketMQ's defaults, except the commitlog
-/// file size and flush mode the workload asks for.
+/// file size and flush mode the workload asks for; the topic is created at
+/// open with the workload's queue count.
 ///
 /// One message per queue of the topic is built at open, so a put allocates
 /// nothing on the harness's side.
@@ -56,6 +57,16 @@ impl Target for EngineTarget {
                 config.store_dir.display()
             ))
         })?;
+        // Create the topic now, untimed: auto-creation on the first put writes
+        // and fsyncs config/topics.json, which is not what a put costs.
+        store
+            .create_topic(&workload.topic, workload.queues)
+            .map_err(|e| {
+                BenchError::new(format!(
+                    "cannot create topic {} with {} queues: {e}",
+                    workload.topic, workload.queues
+                ))
+            })?;
         let body = workload.body();
         let messages = (0..workload.queues)
             .map(|q| Message::new(workload.topic.as_str(), body.clone()).with_queue_id(q))
