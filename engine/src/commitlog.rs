@@ -230,6 +230,7 @@ impl CommitLog {
         if assign_queue_offset {
             *st.slot(topic, queue_id) += slots.len() as u64;
         }
+        self.queue.set_last_store_timestamp_ms(now);
         Ok(AppendResult {
             wrote_offset: file.file_from_offset() + pos as u64,
             wrote_bytes: buf.len(),
@@ -322,14 +323,27 @@ impl CommitLog {
     /// three files, stop at the first that is not valid, zero a torn tail and
     /// drop empty files after the end. Damage followed by valid records is an
     /// error, not a truncation.
-    pub fn recover(&mut self, check_crc: bool, max_record_len: usize) -> Result<CommitLogRecovery> {
+    ///
+    /// The walk starts at the third-last file, or earlier at the file holding
+    /// `validate_from` (the last offset known flushed) after an unclean shutdown.
+    pub fn recover(
+        &mut self,
+        check_crc: bool,
+        max_record_len: usize,
+        validate_from: Option<u64>,
+    ) -> Result<CommitLogRecovery> {
         let mut report = CommitLogRecovery::default();
         let file_size = self.file_size as usize;
         let files = self.queue.files();
         if files.is_empty() {
             return Ok(report);
         }
-        let start_idx = files.len().saturating_sub(3);
+        let mut start_idx = files.len().saturating_sub(3);
+        if let Some(from) = validate_from {
+            let first = files[0].file_from_offset();
+            let idx = (from.saturating_sub(first) / self.file_size) as usize;
+            start_idx = start_idx.min(idx);
+        }
         let mut end: Option<(usize, usize, bool)> = None; // (file index, pos, torn)
         'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
             report.files_scanned += 1;
@@ -372,9 +386,13 @@ impl CommitLog {
             }
         };
         let f = &files[idx];
-        if torn {
-            // Valid records after the damage mean this is not a torn tail.
-            let data = f.bytes(0, file_size).unwrap_or(&[]);
+        if pos < file_size {
+            // Valid records soon after the stop point mean damage (a flipped byte,
+            // a zeroed page), not a torn tail: refuse to truncate good data. Records
+            // are contiguous, so a record after the damage starts within a couple
+            // of record lengths of it.
+            let window_end = (pos + 2 * max_record_len + 64 * 1024).min(file_size);
+            let data = f.bytes(0, window_end).unwrap_or(&[]);
             if let Some(found) =
                 find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc)
             {

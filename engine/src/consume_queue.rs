@@ -114,13 +114,39 @@ impl ConsumeQueue {
         // Find the last written unit, scanning the last three files.
         let start_idx = files.len().saturating_sub(3);
         let mut end = (start_idx, 0usize);
+        let mut prev_phys = 0u64;
+        let mut prev_unit: Option<(usize, u64)> = None; // (position in its file, end offset)
         'outer: for (idx, f) in files.iter().enumerate().skip(start_idx) {
             let data = f.bytes(0, file_size).unwrap_or(&[]);
             let mut pos = 0;
             while pos + CQ_UNIT_SIZE <= data.len() {
-                if !unit_written(&data[pos..pos + CQ_UNIT_SIZE]) {
+                let unit = &data[pos..pos + CQ_UNIT_SIZE];
+                if !unit_written(unit) {
                     end = (idx, pos);
                     break 'outer;
+                }
+                if pos == 0 {
+                    prev_unit = None; // positions are per file
+                }
+                if let Some(u) = CqUnit::decode(unit) {
+                    // Units follow the log in order; one that goes back is damage:
+                    // end the queue here, the re-dispatch rebuilds the rest.
+                    if u.commit_log_offset < prev_phys {
+                        // Units follow the log in order; one that goes back is damage.
+                        // The culprit is the previous unit if it points past the log
+                        // (a flipped high byte), else this one. End the queue there;
+                        // the re-dispatch rebuilds the rest.
+                        let cut = match prev_unit {
+                            Some((p_pos, p_end)) if p_end > commit_log_max => p_pos,
+                            _ => pos,
+                        };
+                        tracing::warn!(topic = %self.topic, queue_id = self.queue_id,
+                            file = %f.path().display(), pos = cut, "consume queue unit out of order; truncating");
+                        end = (idx, cut);
+                        break 'outer;
+                    }
+                    prev_unit = Some((pos, u.commit_log_offset + u.size as u64));
+                    prev_phys = u.commit_log_offset;
                 }
                 pos += CQ_UNIT_SIZE;
             }
@@ -300,6 +326,11 @@ impl ConsumeQueue {
     /// Flush with `least_pages`.
     pub fn flush(&self, least_pages: u32) -> Result<()> {
         self.queue.flush(least_pages).map(|_| ())
+    }
+
+    /// True when every written unit is flushed.
+    pub fn fully_flushed(&self) -> bool {
+        self.queue.flushed_where() >= self.queue.max_offset()
     }
 
     /// Number of files.

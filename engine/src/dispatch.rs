@@ -141,6 +141,19 @@ impl Arrivals {
     }
 }
 
+/// A consume queue found missing units during recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueGap {
+    /// Topic.
+    pub topic: String,
+    /// Queue id.
+    pub queue_id: u32,
+    /// Units the queue holds.
+    pub have: u64,
+    /// Queue offset of the record being dispatched.
+    pub want: u64,
+}
+
 /// Follows the commitlog.
 pub(crate) struct Dispatcher {
     reput_from: AtomicU64,
@@ -167,6 +180,11 @@ impl Dispatcher {
         self.last_store_timestamp_ms.load(Ordering::Acquire)
     }
 
+    /// Restart dispatching at `offset` (recovery).
+    pub fn reset(&self, offset: u64) {
+        self.reput_from.store(offset, Ordering::Release);
+    }
+
     /// Dispatch every readable record. Returns how many records were dispatched.
     pub fn dispatch_available(
         &self,
@@ -174,6 +192,36 @@ impl Dispatcher {
         cqs: &CqTable,
         arrivals: &Arrivals,
     ) -> Result<usize> {
+        match self.dispatch_inner(commitlog, cqs, arrivals, false)? {
+            Ok(n) => Ok(n),
+            Err(gap) => Err(Error::corruption(
+                "consumequeue",
+                gap.want,
+                "unexpected gap",
+            )),
+        }
+    }
+
+    /// Recovery pass: like [`Dispatcher::dispatch_available`], but stop at the first
+    /// record whose consume queue is missing units before it (a queue that was
+    /// deleted, damaged or lost its tail). The caller then dispatches again from
+    /// the start of the log, which rebuilds such queues.
+    pub fn dispatch_checking_gaps(
+        &self,
+        commitlog: &CommitLog,
+        cqs: &CqTable,
+        arrivals: &Arrivals,
+    ) -> Result<std::result::Result<usize, QueueGap>> {
+        self.dispatch_inner(commitlog, cqs, arrivals, true)
+    }
+
+    fn dispatch_inner(
+        &self,
+        commitlog: &CommitLog,
+        cqs: &CqTable,
+        arrivals: &Arrivals,
+        strict: bool,
+    ) -> Result<std::result::Result<usize, QueueGap>> {
         let mut count = 0;
         let mut touched: HashMap<String, HashMap<u32, u64>> = HashMap::new();
         let file_size = commitlog.queue.file_size();
@@ -207,6 +255,20 @@ impl Dispatcher {
                         if tx == sys_flag::TRANSACTION_NOT_TYPE
                             || tx == sys_flag::TRANSACTION_COMMIT_TYPE
                         {
+                            if strict {
+                                let have = cqs
+                                    .get(h.topic, h.queue_id)
+                                    .map(|q| q.max_offset())
+                                    .unwrap_or(0);
+                                if (h.queue_offset as u64) > have {
+                                    return Ok(Err(QueueGap {
+                                        topic: h.topic.to_string(),
+                                        queue_id: h.queue_id,
+                                        have,
+                                        want: h.queue_offset as u64,
+                                    }));
+                                }
+                            }
                             let cq = cqs.get_or_create(h.topic, h.queue_id)?;
                             cq.put(
                                 CqUnit {
@@ -265,6 +327,6 @@ impl Dispatcher {
         if !touched.is_empty() {
             arrivals.notify(&touched);
         }
-        Ok(count)
+        Ok(Ok(count))
     }
 }

@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod commitlog;
 pub mod config;
 pub mod consume_queue;

@@ -14,6 +14,8 @@ pub struct MappedFileQueue {
     files: RwLock<Vec<Arc<MappedFile>>>,
     flushed_where: AtomicU64,
     flush_lock: Mutex<()>,
+    last_store_timestamp_ms: std::sync::atomic::AtomicI64,
+    flushed_store_timestamp_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for MappedFileQueue {
@@ -91,6 +93,8 @@ impl MappedFileQueue {
             files: RwLock::new(files),
             flushed_where: AtomicU64::new(flushed),
             flush_lock: Mutex::new(()),
+            last_store_timestamp_ms: std::sync::atomic::AtomicI64::new(0),
+            flushed_store_timestamp_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -200,10 +204,37 @@ impl MappedFileQueue {
         Ok(f)
     }
 
+    /// Record the store timestamp of the newest appended record.
+    pub fn set_last_store_timestamp_ms(&self, ms: i64) {
+        self.last_store_timestamp_ms.store(ms, Ordering::Release);
+    }
+
+    /// Store timestamp of the newest appended record (0 if unknown).
+    pub fn last_store_timestamp_ms(&self) -> i64 {
+        self.last_store_timestamp_ms.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the newest record known flushed (0 if unknown).
+    pub fn flushed_store_timestamp_ms(&self) -> i64 {
+        self.flushed_store_timestamp_ms.load(Ordering::Acquire)
+    }
+
     /// Flush the files from the durable mark on, each with `least_pages`.
     /// Returns the new durable mark.
     pub fn flush(&self, least_pages: u32) -> Result<u64> {
         let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Read before flushing: that record's bytes are in the file already.
+        let ts = self.last_store_timestamp_ms();
+        let end_before = self.max_offset();
+        let r = self.flush_files(least_pages);
+        if r.is_ok() && self.flushed_where() >= end_before {
+            self.flushed_store_timestamp_ms
+                .fetch_max(ts, Ordering::AcqRel);
+        }
+        r
+    }
+
+    fn flush_files(&self, least_pages: u32) -> Result<u64> {
         loop {
             let at = self.flushed_where();
             let Some(f) = self.find_by_offset(at) else {

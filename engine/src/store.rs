@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::{Checkpoint, CheckpointState};
 use crate::commitlog::{CommitLog, CommitLogRecovery, RecordSlot};
 use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
@@ -180,6 +181,10 @@ pub struct RecoveryReport {
     pub consume_queue_units_truncated: u64,
     /// Records dispatched again to rebuild consume queues.
     pub records_redispatched: u64,
+    /// Commitlog offset the re-dispatch started from.
+    pub redispatched_from: u64,
+    /// A consume queue was missing units, so all were rebuilt from the log start.
+    pub consume_queues_rebuilt: bool,
     /// Wall time of the recovery, ms.
     pub millis: u64,
 }
@@ -215,6 +220,7 @@ struct StoreInner {
     topics: TopicTable,
     fence: Arc<Fence>,
     flusher: CommitLogFlusher,
+    checkpoint: Checkpoint,
     dispatcher: Dispatcher,
     arrivals: Arrivals,
     cq_flush: CqFlushPolicy,
@@ -222,6 +228,8 @@ struct StoreInner {
     shut_down: AtomicBool,
     lock_file: File,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
+    cq_manifest: Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
     total_ram: u64,
     recovery: RecoveryReport,
 }
@@ -249,6 +257,10 @@ impl std::fmt::Debug for MessageStore {
             .finish()
     }
 }
+
+/// File (under `config/`) recording how many units each consume queue had when
+/// last flushed, so that open can tell a deleted or shortened queue.
+const CQ_MANIFEST: &str = "consumeQueueMax.json";
 
 thread_local! {
     static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -344,6 +356,9 @@ impl MessageStore {
         let store_host = SocketAddr::new(ip, cfg.listen_port);
         let abort_path = root.join("abort");
         let abnormal = abort_path.exists();
+        let (checkpoint, ck_state) = Checkpoint::open(&root.join("checkpoint"))?;
+        let ck = checkpoint.data();
+        let ck_valid = ck_state == CheckpointState::Valid;
 
         let mut commitlog = CommitLog::load(
             &cfg.commit_log_dir(),
@@ -352,7 +367,9 @@ impl MessageStore {
             cfg.prefault_ahead_bytes,
         )?;
         let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
-        let cl_report = commitlog.recover(cfg.check_crc_on_recover, max_record)?;
+        // After a crash, check every record written since the last known flush.
+        let validate_from = abnormal.then_some(if ck_valid { ck.physic_offset } else { 0 });
+        let cl_report = commitlog.recover(cfg.check_crc_on_recover, max_record, validate_from)?;
         let cl_min = commitlog.min_offset();
         let cl_max = commitlog.max_offset();
 
@@ -362,24 +379,52 @@ impl MessageStore {
             commit_log: cl_report,
             ..Default::default()
         };
-        let mut max_cq_phys = 0u64;
         for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
             let mut cq = ConsumeQueue::load(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
             report.consume_queue_units_truncated += cq.recover(cl_min, cl_max)?;
-            max_cq_phys = max_cq_phys.max(cq.max_physic_offset());
             cqs.insert(cq);
             report.consume_queues += 1;
         }
         let topics = TopicTable::load(&cfg.config_dir())?;
-        let reput_from = if abnormal {
-            cl_min
+        let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
+        let short_queue = manifest.iter().find_map(|(topic, qs)| {
+            qs.iter().find_map(|(q, max)| {
+                let have = cqs.get(topic, *q).map(|c| c.max_offset()).unwrap_or(0);
+                (have < *max).then(|| (topic.clone(), *q, have, *max))
+            })
+        });
+        if let Some((topic, q, have, want)) = &short_queue {
+            tracing::warn!(topic, queue_id = q, have, want,
+                "consume queue has fewer units than when last flushed; rebuilding from the commitlog");
+            report.consume_queues_rebuilt = true;
+        }
+        // Re-dispatch from where consume queues were last known flushed; without a
+        // valid checkpoint, or when a queue lost units, from the start of the log
+        // (idempotent: units already present are skipped).
+        let reput_from = if ck_valid && short_queue.is_none() {
+            ck.logics_offset.clamp(cl_min, cl_max)
         } else {
-            max_cq_phys.clamp(cl_min, cl_max)
+            cl_min
         };
+        report.redispatched_from = reput_from;
         let dispatcher = Dispatcher::new(reput_from);
         let arrivals = Arrivals::default();
         report.records_redispatched =
-            dispatcher.dispatch_available(&commitlog, &cqs, &arrivals)? as u64;
+            match dispatcher.dispatch_checking_gaps(&commitlog, &cqs, &arrivals)? {
+                Ok(n) => n as u64,
+                Err(gap) => {
+                    // A queue lacks units that the log still has (deleted, damaged or
+                    // lost its tail): rebuild every queue from the start of the log.
+                    tracing::warn!(
+                        ?gap,
+                        "consume queue is missing units; rebuilding from the commitlog"
+                    );
+                    report.consume_queues_rebuilt = true;
+                    report.redispatched_from = cl_min;
+                    dispatcher.reset(cl_min);
+                    dispatcher.dispatch_available(&commitlog, &cqs, &arrivals)? as u64
+                }
+            };
         let mut table: HashMap<String, Vec<u64>> = HashMap::new();
         for cq in cqs.all() {
             let v = table.entry(cq.topic().to_string()).or_default();
@@ -408,6 +453,11 @@ impl MessageStore {
             .map_err(|e| Error::io(format!("creating {}", abort_path.display()), e))?;
         crate::mapped_file::sync_dir(&root)?;
 
+        checkpoint.update(|d| {
+            d.physic_offset = cl_max;
+            d.logics_offset = dispatcher.dispatched_offset();
+        });
+        checkpoint.flush()?;
         let fence = Arc::new(Fence::default());
         let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), cl_max);
         let inner = Arc::new(StoreInner {
@@ -419,12 +469,14 @@ impl MessageStore {
             topics,
             fence,
             flusher,
+            checkpoint,
             dispatcher,
             arrivals,
             stopping: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
             lock_file,
             threads: Mutex::new(Vec::new()),
+            cq_manifest: Mutex::new(manifest),
             total_ram: total_ram_bytes(),
             recovery: report,
         });
@@ -743,6 +795,29 @@ impl MessageStore {
             }
             match s.commitlog.get_data(u.commit_log_offset, u.size as usize) {
                 Some(b) => {
+                    // Never hand out a record that fails its checks (magic, sizes, body CRC).
+                    match crate::message::check_record(&b, true) {
+                        Ok(crate::message::RecordCheck::Message(h))
+                            if h.physical_offset as u64 == u.commit_log_offset
+                                && h.total_size == u.size => {}
+                        other => {
+                            let why = match other {
+                                Err(e) => e.reason,
+                                _ => "consume queue unit does not point at its record".into(),
+                            };
+                            return Err(Error::corruption(
+                                s.cfg.commit_log_dir().join(crate::mapped_file::file_name(
+                                    u.commit_log_offset / s.cfg.mapped_file_size_commit_log
+                                        * s.cfg.mapped_file_size_commit_log,
+                                )),
+                                u.commit_log_offset % s.cfg.mapped_file_size_commit_log,
+                                format!(
+                                    "record for {topic}-{queue_id} at queue offset {}: {why}",
+                                    offset + scanned as u64 - 1
+                                ),
+                            ));
+                        }
+                    }
                     bytes += b.len();
                     r.messages.push(StoredMessage {
                         queue_offset: offset + scanned as u64 - 1,
@@ -961,9 +1036,7 @@ impl MessageStore {
             .dispatch_available(&s.commitlog, &s.cqs, &s.arrivals)
             .map(|_| ()));
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
-        for cq in s.cqs.all() {
-            keep!(cq.flush(0));
-        }
+        keep!(s.flush_consume_queues(0));
         keep!(s.topics.flush());
         keep!(s.fence.check());
         if first_err.is_none() {
@@ -1022,13 +1095,71 @@ impl StoreInner {
                 last_thorough = Instant::now();
                 least = 0;
             }
-            for cq in self.cqs.all() {
-                if let Err(e) = cq.flush(least) {
-                    self.fence.trip(format!("consume queue flush failed: {e}"));
-                    return;
-                }
+            if let Err(e) = self.flush_consume_queues(least) {
+                self.fence.trip(format!("consume queue flush failed: {e}"));
+                return;
             }
         }
+    }
+
+    /// Flush every consume queue, then record in the checkpoint how far they are
+    /// durable (and how far the commitlog is) and sync the checkpoint.
+    fn flush_consume_queues(&self, least_pages: u32) -> Result<()> {
+        // Read before flushing: every unit below this offset is in its file already.
+        let dispatched = self.dispatcher.dispatched_offset();
+        let dispatched_ts = self.dispatcher.last_store_timestamp_ms();
+        let mut all_flushed = true;
+        let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
+            Default::default();
+        for cq in self.cqs.all() {
+            let max = cq.max_offset();
+            cq.flush(least_pages)?;
+            all_flushed &= cq.fully_flushed();
+            maxes
+                .entry(cq.topic().to_string())
+                .or_default()
+                .insert(cq.queue_id(), max);
+        }
+        if all_flushed {
+            let mut last = self.cq_manifest.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != maxes {
+                let json = serde_json::to_vec(&maxes).map_err(|e| {
+                    Error::io(
+                        "encoding the consume queue manifest",
+                        std::io::Error::other(e),
+                    )
+                })?;
+                crate::topic::write_atomically(&self.cfg.config_dir().join(CQ_MANIFEST), &json)?;
+                *last = maxes;
+            }
+        }
+        let physic_offset = self.flusher.durable_offset();
+        let physic_ts = self.commitlog.queue.flushed_store_timestamp_ms();
+        let before = self.checkpoint.data();
+        self.checkpoint.update(|d| {
+            if all_flushed {
+                d.logics_offset = d.logics_offset.max(dispatched);
+                d.logics_msg_timestamp = d.logics_msg_timestamp.max(dispatched_ts);
+            }
+            d.physic_offset = d.physic_offset.max(physic_offset);
+            d.physic_msg_timestamp = d.physic_msg_timestamp.max(physic_ts);
+        });
+        if self.checkpoint.data() != before {
+            self.checkpoint.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn load_manifest(
+    path: &std::path::Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged consume queue manifest");
+            Default::default()
+        }),
+        Err(_) => Default::default(),
     }
 }
 
