@@ -57,7 +57,8 @@ pub struct StoreArgs {
     #[arg(long = "file-size", value_parser = parse_bytes)]
     pub file_size: Option<u64>,
     /// Stop each run's puts (and each baseline) after this many seconds and
-    /// report what was measured. Default: none for a single run, 8 s per suite run.
+    /// report what was measured. Default: none for a single run; in the suite 7 s
+    /// per run and 5 s per fdatasync baseline.
     #[arg(long = "max-seconds")]
     pub max_seconds: Option<f64>,
     /// Print exactly one JSON object on stdout (progress and summary go to stderr).
