@@ -1,2 +1,48 @@
 //! `ferromq-bench`: load generator and reports for ferromq.
-fn main() {}
+//!
+//! `ferromq-bench` alone, or `ferromq-bench store` with no flags, runs the
+//! default store suite and writes `results/<UTC timestamp>-<host>/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferromq_bench::store::{run_store, StoreArgs};
+
+/// Load generator, baselines and reports for ferromq.
+#[derive(Debug, Parser)]
+#[command(name = "ferromq-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drive the embedded engine in-process, with baselines on the same directory.
+    /// Without workload flags: the default suite (under a minute).
+    Store(StoreArgs),
+}
+
+fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Store(args)) => args,
+        None => StoreArgs::default(),
+    };
+    match run_store(&args, &argv) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Writing a report folder: `results/<UTC timestamp>-<host>/` with
+//! `report.md` (tables, targets, machine), `results.json` (every figure) and
+//! one `.hgrm` percentile table per run.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use crate::baseline::{BaselineKind, BaselineResult};
+use crate::error::{BenchError, Result};
+use crate::results::{RunResult, SuiteResult, TargetCheck};
+
+/// Create `<out>/<stamp>-<host>/` (with `-2`, `-3`, ... if it exists) and
+/// write the report files into it. Returns the folder.
+///
+/// # Errors
+///
+/// When a folder or file cannot be created or written; the message names the path.
+pub fn write_report(out: &Path, stamp: &str, suite: &SuiteResult) -> Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| BenchError::io(format!("cannot create {}", out.display()), e))?;
+    let host = sanitize(&suite.machine.hostname);
+    let mut dir = out.join(format!("{stamp}-{host}"));
+    let mut n = 1;
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                dir = out.join(format!("{stamp}-{host}-{n}"));
+            }
+            Err(e) => {
+                return Err(BenchError::io(
+                    format!("cannot create {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    let json = serde_json::to_string_pretty(suite)
+        .map_err(|e| BenchError::new(format!("cannot encode results as JSON: {e}")))?;
+    write(&dir.join("results.json"), &(json + "\n"))?;
+    for run in &suite.runs {
+        write(&dir.join(hgrm_name(run)), &hgrm(&run.histogram))?;
+    }
+    write(&dir.join("report.md"), &markdown(suite))?;
+    Ok(dir)
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)
+        .map_err(|e| BenchError::io(format!("cannot write {}", path.display()), e))
+}
+
+/// File name of a run's histogram: `<name>.hgrm`.
+pub fn hgrm_name(run: &RunResult) -> String {
+    format!("{}.hgrm", sanitize(&run.name))
+}
+
+fn sanitize(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "unknown".to_string()
+    } else {
+        s
+    }
+}
+
+/// A histogram recorded in nanoseconds as a percentile table in
+/// HdrHistogram's `.hgrm` text format, values in microseconds.
+///
+/// Percentile levels step as HdrHistogram's `outputPercentileDistribution`
+/// does with 5 ticks per half distance: 0, 10 %, ... 50 %, 55 %, ... 75 %,
+/// 77.5 %, ... ever closer to 100 %, until the largest value is reached.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    const TICKS_PER_HALF_DISTANCE: f64 = 5.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    if !h.is_empty() {
+        let max = h.max();
+        let mut q = 0.0f64;
+        // 1/(1-q) doubles every 5 lines; 300 lines reach 1 - 2^-60, past any count.
+        for _ in 0..300 {
+            let value = h.value_at_quantile(q);
+            if value >= max || q >= 1.0 {
+                break;
+            }
+            let total = h.count_between(0, value);
+            let _ = writeln!(
+                s,
+                "{:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                value as f64 / 1000.0,
+                1.0 / (1.0 - q)
+            );
+            let halvings = (1.0 / (1.0 - q)).log2().floor();
+            q += 1.0 / (TICKS_PER_HALF_DISTANCE * 2f64.powf(halvings + 1.0));
+        }
+        let _ = writeln!(
+            s,
+            "{:>12.3} {:>2.12} {:>10}",
+            max as f64 / 1000.0,
+            1.0,
+            h.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+    s
+}
+
+/// The `report.md` text of a suite.
+pub fn markdown(suite: &SuiteResult) -> String {
+    let mut s = String::new();
+    let m = &suite.machine;
+    let _ = writeln!(
+        s,
+        "# ferromq-bench store: {} on {}\n",
+        suite.started_utc, m.hostname
+    );
+    let _ = writeln!(s, "- Command: `{}`", suite.command);
+    let _ = writeln!(s, "- Git commit: `{}`", suite.git_commit);
+    let _ = writeln!(
+        s,
+        "- Target: {}",
+        suite.runs.first().map_or("none", |r| r.target.as_str())
+    );
+    let _ = writeln!(s, "- Directory under test: `{}`", m.disk.dir);
+    let _ = writeln!(
+        s,
+        "- Total wall time: {:.1} s (runs, baselines, setup and shutdown)\n",
+        suite.total_seconds
+    );
+
+    let _ = writeln!(s, "## Runs\n");
+    let _ = writeln!(
+        s,
+        "| run | msgs | seconds | msgs/s | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | baseline MB/s | ratio | warm MB/s | ratio to warm |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &suite.runs {
+        let l = &r.latency_us;
+        let _ = writeln!(
+            s,
+            "| {} | {}{} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |",
+            r.name,
+            r.messages,
+            if r.stopped_early { " (capped)" } else { "" },
+            r.seconds,
+            r.msgs_per_sec,
+            r.mb_per_sec,
+            l.p50,
+            l.p99,
+            l.p999,
+            l.max,
+            r.baseline_mb_per_sec,
+            r.ratio_to_baseline,
+            r.warm_baseline_mb_per_sec,
+            r.ratio_to_warm_baseline
+        );
+    }
+    let _ = writeln!(s);
+    for r in &suite.runs {
+        run_section(&mut s, r);
+    }
+
+    let _ = writeln!(s, "## Targets (issue 3)\n");
+    let _ = writeln!(
+        s,
+        "| target | required | measured | result | measured with | on this disk |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---|---|---|");
+    for t in &suite.targets {
+        target_row(&mut s, t);
+    }
+    let _ = writeln!(s);
+
+    let d = &m.disk;
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| host | {} |", m.hostname);
+    let _ = writeln!(
+        s,
+        "| CPU | {} ({} logical CPUs, {} available to the process) |",
+        m.cpu_model, m.cpu_logical, m.cpu_available
+    );
+    let _ = writeln!(s, "| memory | {} |", m.memory_display());
+    let _ = writeln!(s, "| kernel | {} |", m.kernel);
+    let _ = writeln!(
+        s,
+        "| load average at start (1/5/15 min) | {} |",
+        m.load_average
+    );
+    let _ = writeln!(s, "| directory | `{}` |", d.dir);
+    let _ = writeln!(
+        s,
+        "| file system | {} on `{}`, mounted at `{}` ({}) |",
+        d.fs_type, d.source, d.mount_point, d.mount_options
+    );
+    let _ = writeln!(s, "| device | {} (model: {}) |", d.device, d.device_model);
+    let _ = writeln!(s, "| rotational | {} |", d.rotational);
+    let _ = writeln!(s, "| I/O scheduler | {} |", d.scheduler);
+    let members = if d.raid_members.is_empty() {
+        String::new()
+    } else {
+        format!(" over {}", d.raid_members.join(", "))
+    };
+    let _ = writeln!(s, "| RAID | {}{} |", d.raid_level, members);
+    let _ = writeln!(s);
+
+    let _ = writeln!(s, "## How to read this\n");
+    let _ = writeln!(
+        s,
+        "- MB = 10^6 bytes of message bodies (payload). The store also writes RocketMQ's record header \
+         (about 100 bytes per message plus the topic), counted in `stored_bytes` in `results.json` but not in MB/s."
+    );
+    let _ = writeln!(
+        s,
+        "- Latency is per `put_message` call, from call to return, in every producer thread; histograms are merged. \
+         The `.hgrm` files hold the full percentile tables (values in µs)."
+    );
+    let _ = writeln!(
+        s,
+        "- ASYNC baseline: memcpy of the same payload, in message-size chunks, into fresh fallocated mapped files of the \
+         commitlog's size, rolling like the store. SYNC baseline: the same bytes written with pwrite in batches of \
+         `producers` messages, each batch followed by fdatasync (ideal group commit). Warm baseline: memcpy into a \
+         mapping whose pages were all written beforehand. Creating and allocating files is not timed; \
+         the store does it in the background. The ASYNC baselines never flush: the store's background flush \
+         (and the page-table work it causes) is part of what the ASYNC ratio measures."
+    );
+    let _ = writeln!(
+        s,
+        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); the engine runs once; the \
+         fdatasync baseline is split in two halves, one just before and one just after the run, pooled (its \
+         spread shows how much the disk drifted). On a shared machine compare the load average above before comparing reports."
+    );
+    let _ = writeln!(
+        s,
+        "- A run marked (capped) hit its time cap; its figures are over what was measured until then, and its baselines \
+         copy or write the same number of bytes."
+    );
+    s
+}
+
+fn run_section(s: &mut String, r: &RunResult) {
+    let l = &r.latency_us;
+    let _ = writeln!(s, "### {}\n", r.name);
+    let _ = writeln!(s, "`{}`\n", r.command);
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "| workload | {}, {} B bodies, {} producer(s), commitlog files of {} bytes |",
+        r.flush.rocketmq_name(),
+        r.size,
+        r.producers,
+        r.file_size
+    );
+    let capped = match r.max_seconds {
+        Some(cap) if r.stopped_early => format!(" (stopped at the {cap:.0} s cap)"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        s,
+        "| messages | {} of {}{} |",
+        r.messages, r.requested_messages, capped
+    );
+    let _ = writeln!(
+        s,
+        "| bytes | {} payload, {} stored |",
+        r.bytes, r.stored_bytes
+    );
+    let _ = writeln!(
+        s,
+        "| time | {:.3} s (shutdown afterwards: {:.3} s) |",
+        r.seconds, r.shutdown_seconds
+    );
+    let _ = writeln!(
+        s,
+        "| throughput | {:.0} msgs/s, {:.2} MB/s |",
+        r.msgs_per_sec, r.mb_per_sec
+    );
+    let _ = writeln!(
+        s,
+        "| latency µs | p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, p99.99 {:.1}, max {:.1}, mean {:.2} |",
+        l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.mean
+    );
+    let _ =
+        writeln!(
+        s,
+        "| baseline | {}: {:.1} MB/s over {} bytes in {:.3} s ({} ops, {} files){}{}; ratio {:.3} |",
+        r.baseline.kind.describe(),
+        r.baseline.mb_per_sec,
+        r.baseline.bytes,
+        r.baseline.seconds,
+        r.baseline.ops,
+        r.baseline.files,
+        spread(&r.baseline),
+        if r.baseline.stopped_early { ", capped" } else { "" },
+        r.ratio_to_baseline
+    );
+    let _ = writeln!(
+        s,
+        "| warm baseline | {}: {:.1} MB/s{}{}; ratio {:.3} |",
+        r.warm_baseline.kind.describe(),
+        r.warm_baseline.mb_per_sec,
+        spread(&r.warm_baseline),
+        if r.warm_baseline.stopped_early {
+            ", capped"
+        } else {
+            ""
+        },
+        r.ratio_to_warm_baseline
+    );
+    let statuses: Vec<String> = r
+        .status_counts
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| statuses | {} |",
+        if statuses.is_empty() {
+            "none".to_string()
+        } else {
+            statuses.join(", ")
+        }
+    );
+    let _ = writeln!(
+        s,
+        "| put errors | {}{} |",
+        r.put_errors,
+        r.first_error
+            .as_deref()
+            .map(|e| format!(" (first: {})", e.replace('|', "/")))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(s, "| histogram | [{}]({}) |\n", hgrm_name(r), hgrm_name(r));
+}
+
+fn spread(b: &BaselineResult) -> String {
+    match (b.repeats, b.kind) {
+        (0 | 1, _) => String::new(),
+        (n, BaselineKind::PwriteFdatasync) => format!(
+            ", pooled over {n} parts before and after the run (their rates {:.1}-{:.1} MB/s)",
+            b.min_mb_per_sec, b.max_mb_per_sec
+        ),
+        (n, _) => format!(
+            ", median of {n} (spread {:.1}-{:.1} MB/s)",
+            b.min_mb_per_sec, b.max_mb_per_sec
+        ),
+    }
+}
+
+fn target_row(s: &mut String, t: &TargetCheck) {
+    let measured = t
+        .measured
+        .map_or("not measured".to_string(), |v| format!("{v:.2}"));
+    let result = match t.pass {
+        Some(true) => "PASS",
+        Some(false) => "FAIL",
+        None => "not measured",
+    };
+    let cmds: Vec<String> = t.commands.iter().map(|c| format!("`{c}`")).collect();
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |",
+        t.target,
+        t.required,
+        measured,
+        result,
+        cmds.join("<br>"),
+        t.context.as_deref().unwrap_or("")
+    );
+}
+
+/// Seconds since the Unix epoch as UTC `(year, month, day, hour, minute, second)`.
+pub fn utc_parts(epoch_secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (epoch_secs / 86_400) as i64;
+    let rem = epoch_secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// Now, as `(folder stamp "20260126T011500Z", ISO 8601 "2026-01-26T01:15:00Z")`.
+pub fn utc_now() -> (String, String) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, mo, d, h, mi, s) = utc_parts(secs);
+    (
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
+}
+
+/// `git rev-parse HEAD` in the current directory, `-dirty` appended when
+/// tracked files have changes; unknown without git or outside a repository.
+pub fn git_commit() -> String {
+    let head = Command::new("git").args(["rev-parse", "HEAD"]).output();
+    let Ok(head) = head else {
+        return "unknown".to_string();
+    };
+    if !head.status.success() {
+        return "unknown".to_string();
+    }
+    let mut commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if dirty {
+        commit.push_str("-dirty");
+    }
+    commit
+}
+
+/// Arguments as a command line a POSIX shell would run the same way.
+pub fn shell_join<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
+    args.into_iter()
+        .map(|a| {
+            let a = a.as_ref();
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_parts(0), (1970, 1, 1, 0, 0, 0));
+        // 2000-02-29 12:34:56 UTC
+        assert_eq!(utc_parts(951_827_696), (2000, 2, 29, 12, 34, 56));
+        // 2026-11-26 01:13:48 UTC
+        assert_eq!(utc_parts(1_795_655_628), (2026, 11, 26, 1, 13, 48));
+        let (stamp, iso) = utc_now();
+        assert_eq!(stamp.len(), 16);
+        assert_eq!(iso.len(), 20);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            shell_join(["a", "--dir", "/tmp/x y", "it's"]),
+            r"a --dir '/tmp/x y' 'it'\''s'"
+        );
+        assert_eq!(shell_join([""]), "''");
+    }
+
+    #[test]
+    fn hgrm_has_percentiles_and_footer() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let text = hgrm(&h);
+        assert!(text.starts_with("       Value"));
+        assert!(text.contains("#[Max     ="), "{text}");
+        assert!(text.contains("Total count    =         1000"));
+        let last = text
+            .lines()
+            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .unwrap();
+        assert!(last.contains("1.000000000000"), "{last}");
+        assert!(hgrm(&Histogram::<u64>::new(3).unwrap()).contains("Total count"));
+        // A long tail: the table still walks through p99 and p99.9.
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        h.record_n(1000, 99_890).unwrap();
+        h.record_n(50_000, 100).unwrap();
+        h.record_n(25_000_000, 10).unwrap();
+        let text = hgrm(&h);
+        let rows: Vec<(f64, f64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains("Value"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].parse().unwrap(), f[1].parse().unwrap())
+            })
+            .collect();
+        assert!(
+            rows.iter()
+                .any(|&(v, q)| (0.99..0.9999).contains(&q) && (v - 50.0).abs() < 0.1),
+            "{text}"
+        );
+        assert_eq!(rows.last().unwrap().1, 1.0);
+        assert!(
+            rows.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,681 @@
+//! `ferromq-bench store`: drive the embedded engine in-process, measure the
+//! baselines on the same directory, print the figures and write the report.
+//!
+//! With no workload flag it runs the default suite, the project's main job:
+//! ASYNC_FLUSH 1 KiB 1 producer, SYNC_FLUSH 1 KiB 1 producer and SYNC_FLUSH
+//! 1 KiB 32 producers, each bounded by a message count and a time cap so the
+//! whole suite ends within a minute even on a slow disk.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::baseline::{self, BaselineResult, BaselineSpec};
+use crate::error::{BenchError, Result};
+use crate::machine::MachineInfo;
+use crate::report;
+use crate::results::{check_targets, RunInputs, RunResult, SuiteResult, TargetCheck};
+use crate::target::engine::{EngineTarget, EngineTargetConfig};
+use crate::workload::{self, FlushMode, Target, Workload};
+
+/// Messages of a single run when `--messages` is not given.
+pub const DEFAULT_MESSAGES: u64 = 100_000;
+/// Commitlog file size when `--file-size` is not given: RocketMQ's 1 GiB.
+pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
+/// Time cap of each suite run's puts.
+pub const SUITE_RUN_CAP: Duration = Duration::from_secs(7);
+/// Time cap of each suite run's flush-mode baseline.
+pub const SUITE_BASELINE_CAP: Duration = Duration::from_secs(5);
+/// The memcpy baselines are short and noisy: measure them up to this many
+/// times and keep the median.
+pub const MMAP_BASELINE_REPEATS: u32 = 3;
+/// ... as long as their timed seconds stay under this.
+pub const MMAP_BASELINE_BUDGET_SECS: f64 = 1.5;
+/// Time cap of every warm baseline (it is fast; the cap only guards odd machines).
+pub const WARM_BASELINE_CAP: Duration = Duration::from_secs(1);
+
+/// Flags of `ferromq-bench store`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct StoreArgs {
+    /// Messages to put (a single run). Without any of --messages, --size,
+    /// --producers, --flush the default suite runs.
+    #[arg(long, value_parser = parse_count)]
+    pub messages: Option<u64>,
+    /// Body size in bytes (suffixes k, KiB, M, MiB accepted). Default 1024.
+    #[arg(long, value_parser = parse_bytes)]
+    pub size: Option<u64>,
+    /// Producer threads. Default 1.
+    #[arg(long)]
+    pub producers: Option<usize>,
+    /// Flush mode: async (ASYNC_FLUSH) or sync (SYNC_FLUSH). Default async.
+    #[arg(long, value_parser = parse_flush)]
+    pub flush: Option<FlushMode>,
+    /// Directory on the disk under test. Default: a fresh temporary directory, removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Commitlog file size in bytes (suffixes accepted). Default 1 GiB.
+    #[arg(long = "file-size", value_parser = parse_bytes)]
+    pub file_size: Option<u64>,
+    /// Stop each run's puts (and each baseline) after this many seconds and
+    /// report what was measured. Default: none for a single run; in the suite 7 s
+    /// per run and 5 s per fdatasync baseline.
+    #[arg(long = "max-seconds")]
+    pub max_seconds: Option<f64>,
+    /// Print exactly one JSON object on stdout (progress and summary go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Folder the report folder is written into.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+    /// Do not write a report folder.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+/// Folder reports go into when `--out` is not given.
+pub const DEFAULT_OUT: &str = "results";
+
+impl Default for StoreArgs {
+    /// What `ferromq-bench store` with no flags means: the default suite,
+    /// reported into `results/`.
+    fn default() -> Self {
+        StoreArgs {
+            messages: None,
+            size: None,
+            producers: None,
+            flush: None,
+            dir: None,
+            file_size: None,
+            max_seconds: None,
+            json: false,
+            out: PathBuf::from(DEFAULT_OUT),
+            no_report: false,
+        }
+    }
+}
+
+fn parse_flush(s: &str) -> std::result::Result<FlushMode, String> {
+    s.parse::<FlushMode>().map_err(|e| e.to_string())
+}
+
+fn parse_count(s: &str) -> std::result::Result<u64, String> {
+    let t: String = s.trim().chars().filter(|c| *c != '_').collect();
+    t.parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a whole number"))
+}
+
+/// A byte count with an optional suffix: `1024`, `4k`, `4KiB`, `1M`, `1MiB`, `1G`, `1GiB` (all powers of 1024).
+///
+/// # Errors
+///
+/// A message naming the text that did not parse.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: String = num.chars().filter(|c| *c != '_').collect();
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a byte count (like 1024, 4KiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{s}` has an unknown unit (use k, KiB, M, MiB, G or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// One run to do: a named workload and its baselines' time cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    /// Short name: `async-1024B-1p`.
+    pub name: String,
+    /// What to put.
+    pub workload: Workload,
+    /// Time cap of the flush-mode baseline.
+    pub baseline_cap: Option<Duration>,
+}
+
+impl StoreArgs {
+    /// True when no workload flag was given: run the default suite.
+    pub fn is_suite(&self) -> bool {
+        self.messages.is_none()
+            && self.size.is_none()
+            && self.producers.is_none()
+            && self.flush.is_none()
+    }
+
+    fn cap(&self) -> Result<Option<Duration>> {
+        match self.max_seconds {
+            None => Ok(None),
+            Some(s) if s.is_finite() && s > 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+            Some(s) => Err(BenchError::new(format!(
+                "--max-seconds {s} must be a positive number"
+            ))),
+        }
+    }
+
+    /// The runs these flags ask for, validated.
+    ///
+    /// # Errors
+    ///
+    /// When a flag value cannot make a valid workload.
+    pub fn plans(&self) -> Result<Vec<RunPlan>> {
+        let file_size = self.file_size.unwrap_or(DEFAULT_FILE_SIZE);
+        let cap = self.cap()?;
+        let plans = if self.is_suite() {
+            let suite_cap = cap.or(Some(SUITE_RUN_CAP));
+            let base_cap = cap.or(Some(SUITE_BASELINE_CAP));
+            [
+                (FlushMode::Async, 1, 200_000),
+                (FlushMode::Sync, 1, 20_000),
+                (FlushMode::Sync, 32, 100_000),
+            ]
+            .into_iter()
+            .map(|(flush, producers, messages)| {
+                let mut w = Workload::new(messages);
+                w.flush = flush;
+                w.producers = producers;
+                w.file_size_bytes = file_size;
+                w.max_duration = suite_cap;
+                plan(w, base_cap)
+            })
+            .collect()
+        } else {
+            let mut w = Workload::new(self.messages.unwrap_or(DEFAULT_MESSAGES));
+            let size = self.size.unwrap_or(1024);
+            w.size_bytes = usize::try_from(size)
+                .map_err(|_| BenchError::new(format!("--size {size} is too large")))?;
+            w.producers = self.producers.unwrap_or(1);
+            w.flush = self.flush.unwrap_or(FlushMode::Async);
+            w.file_size_bytes = file_size;
+            w.max_duration = cap;
+            vec![plan(w, cap)]
+        };
+        for p in &plans {
+            p.workload.validate()?;
+        }
+        Ok(plans)
+    }
+
+    /// A `ferromq-bench store` command that repeats `plan` alone.
+    pub fn command_for(&self, plan: &RunPlan) -> String {
+        let w = &plan.workload;
+        let mut args = vec![
+            "ferromq-bench".to_string(),
+            "store".to_string(),
+            "--flush".to_string(),
+            w.flush.as_str().to_string(),
+            "--size".to_string(),
+            w.size_bytes.to_string(),
+            "--producers".to_string(),
+            w.producers.to_string(),
+            "--messages".to_string(),
+            w.messages.to_string(),
+            "--file-size".to_string(),
+            w.file_size_bytes.to_string(),
+        ];
+        if let Some(cap) = w.max_duration {
+            args.push("--max-seconds".to_string());
+            args.push(format!("{}", cap.as_secs_f64()));
+        }
+        if let Some(dir) = &self.dir {
+            args.push("--dir".to_string());
+            args.push(dir.display().to_string());
+        }
+        report::shell_join(args)
+    }
+}
+
+fn plan(workload: Workload, baseline_cap: Option<Duration>) -> RunPlan {
+    RunPlan {
+        name: format!(
+            "{}-{}B-{}p",
+            workload.flush.as_str(),
+            workload.size_bytes,
+            workload.producers
+        ),
+        workload,
+        baseline_cap,
+    }
+}
+
+/// The directory runs happen in: the user's, or a temporary one removed on drop.
+enum WorkDir {
+    User(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn new(dir: Option<&Path>) -> Result<Self> {
+        match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| {
+                    BenchError::io(format!("cannot create --dir {}", d.display()), e)
+                })?;
+                let meta = std::fs::metadata(d)
+                    .map_err(|e| BenchError::io(format!("cannot read --dir {}", d.display()), e))?;
+                if !meta.is_dir() {
+                    return Err(BenchError::new(format!(
+                        "--dir {} is not a directory",
+                        d.display()
+                    )));
+                }
+                Ok(WorkDir::User(d.to_path_buf()))
+            }
+            None => tempfile::Builder::new()
+                .prefix("ferromq-bench-")
+                .tempdir()
+                .map(WorkDir::Temp)
+                .map_err(|e| BenchError::io("cannot create a temporary directory", e)),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::User(p) => p,
+            WorkDir::Temp(t) => t.path(),
+        }
+    }
+}
+
+/// Run `plan` against the target `T`: open it on a fresh sub-directory of
+/// `dir`, put, shut down, remove the store, then measure the baselines for
+/// the same number of bytes on the same directory.
+///
+/// # Errors
+///
+/// When the target cannot be opened or shut down, or a baseline fails.
+pub fn execute<T: Target>(
+    plan: &RunPlan,
+    dir: &Path,
+    index: usize,
+    config: impl FnOnce(&Path) -> T::Config,
+    target_name: &str,
+    command: String,
+) -> Result<RunResult> {
+    let w = &plan.workload;
+    let store_dir = dir.join(format!(
+        "ferromq-bench-store-{}-{index}",
+        std::process::id()
+    ));
+    if store_dir.exists() {
+        std::fs::remove_dir_all(&store_dir)
+            .map_err(|e| BenchError::io(format!("cannot clear {}", store_dir.display()), e))?;
+    }
+    // The fdatasync baseline drifts with whatever else uses the disk, so it
+    // brackets the run: half its time cap before, half after, pooled.
+    let half_cap = plan.baseline_cap.map(|c| c / 2);
+    let sync_before = if w.flush == FlushMode::Sync {
+        let spec = BaselineSpec {
+            dir: dir.to_path_buf(),
+            file_size_bytes: w.file_size_bytes,
+            chunk_bytes: w.size_bytes,
+            total_bytes: w.total_bytes(),
+            max_duration: half_cap,
+        };
+        Some(baseline::sync_write(&spec, w.producers)?)
+    } else {
+        None
+    };
+    std::fs::create_dir_all(&store_dir)
+        .map_err(|e| BenchError::io(format!("cannot create {}", store_dir.display()), e))?;
+    let outcome = (|| {
+        let target = T::open(&config(&store_dir), w).map_err(|e| {
+            BenchError::new(format!(
+                "cannot open the {target_name} in {}: {e}",
+                store_dir.display()
+            ))
+        })?;
+        let measured = workload::run(&target, w);
+        let t = Instant::now();
+        let shut = target.shutdown();
+        let shutdown_seconds = t.elapsed().as_secs_f64();
+        let measured = measured?;
+        shut.map_err(|e| BenchError::new(format!("{target_name} shutdown failed: {e}")))?;
+        Ok((measured, shutdown_seconds))
+    })();
+    if let Err(e) = std::fs::remove_dir_all(&store_dir) {
+        tracing::warn!("cannot remove {}: {e}", store_dir.display());
+    }
+    let (measurement, shutdown_seconds) = outcome?;
+
+    let spec = BaselineSpec {
+        dir: dir.to_path_buf(),
+        file_size_bytes: w.file_size_bytes,
+        chunk_bytes: w.size_bytes,
+        total_bytes: measurement.bytes,
+        max_duration: plan.baseline_cap,
+    };
+    let (base, warm) = if measurement.bytes == 0 {
+        let empty = |kind| BaselineResult {
+            kind,
+            bytes: 0,
+            seconds: 0.0,
+            mb_per_sec: 0.0,
+            ops: 0,
+            files: 0,
+            stopped_early: false,
+            repeats: 0,
+            min_mb_per_sec: 0.0,
+            max_mb_per_sec: 0.0,
+        };
+        let kind = match w.flush {
+            FlushMode::Async => baseline::BaselineKind::ColdMmap,
+            FlushMode::Sync => baseline::BaselineKind::PwriteFdatasync,
+        };
+        (empty(kind), empty(baseline::BaselineKind::WarmMmap))
+    } else {
+        let base = match w.flush {
+            FlushMode::Async => {
+                baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
+                    baseline::cold_mmap(&with_cap(&spec, cap))
+                })?
+            }
+            FlushMode::Sync => {
+                let after = baseline::sync_write(
+                    &BaselineSpec {
+                        max_duration: half_cap,
+                        ..spec.clone()
+                    },
+                    w.producers,
+                )?;
+                match sync_before {
+                    Some(before) => baseline::pooled(&[before, after]),
+                    None => after,
+                }
+            }
+        };
+        let warm_spec = BaselineSpec {
+            max_duration: Some(WARM_BASELINE_CAP),
+            ..spec
+        };
+        let warm = baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
+            baseline::warm_mmap(&with_cap(&warm_spec, cap))
+        })?;
+        (base, warm)
+    };
+    Ok(RunResult::new(RunInputs {
+        name: plan.name.clone(),
+        target: target_name.to_string(),
+        command,
+        workload: w,
+        dir: dir.display().to_string(),
+        measurement,
+        baseline: base,
+        warm_baseline: warm,
+        shutdown_seconds,
+    }))
+}
+
+/// `spec` with its time cap lowered to `cap`, if one is given.
+fn with_cap(spec: &BaselineSpec, cap: Option<Duration>) -> BaselineSpec {
+    let mut s = spec.clone();
+    if let Some(cap) = cap {
+        s.max_duration = Some(s.max_duration.map_or(cap, |own| own.min(cap)));
+    }
+    s
+}
+
+/// Two or three lines about a run, for people.
+pub fn summary(r: &RunResult) -> String {
+    let l = &r.latency_us;
+    let capped = if r.stopped_early { " (time cap)" } else { "" };
+    let mut s = format!(
+        "{}: {} msgs{} in {:.3} s: {:.0} msgs/s, {:.1} MB/s; latency µs p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}\n  \
+         baseline ({}) {:.1} MB/s, ratio {:.3}; warm mapping {:.1} MB/s, ratio {:.3}",
+        r.name,
+        r.messages,
+        capped,
+        r.seconds,
+        r.msgs_per_sec,
+        r.mb_per_sec,
+        l.p50,
+        l.p99,
+        l.p999,
+        l.max,
+        r.baseline.kind.describe(),
+        r.baseline_mb_per_sec,
+        r.ratio_to_baseline,
+        r.warm_baseline_mb_per_sec,
+        r.ratio_to_warm_baseline
+    );
+    let odd: Vec<String> = r
+        .status_counts
+        .iter()
+        .filter(|(k, _)| k.as_str() != "PUT_OK")
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    if !odd.is_empty() {
+        s.push_str(&format!(
+            "\n  statuses other than PUT_OK: {}",
+            odd.join(", ")
+        ));
+    }
+    if r.put_errors > 0 {
+        s.push_str(&format!(
+            "\n  {} put errors, first: {}",
+            r.put_errors,
+            r.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    s
+}
+
+fn targets_summary(targets: &[TargetCheck]) -> String {
+    let mut s = String::from("targets (issue 3):");
+    for t in targets {
+        let result = match t.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "n/a ",
+        };
+        let measured = t
+            .measured
+            .map_or("not measured".to_string(), |v| format!("{v:.2}"));
+        s.push_str(&format!(
+            "\n  {result}  {}: {measured} (required {})",
+            t.target, t.required
+        ));
+    }
+    s
+}
+
+/// Run `ferromq-bench store` with `args`; `argv` is the exact command line
+/// for the report. Returns the process exit code: 0, or 1 when puts failed.
+///
+/// # Errors
+///
+/// Bad flags, a target that cannot be opened, a failing baseline, a report
+/// that cannot be written.
+pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
+    let started = Instant::now();
+    let (stamp, iso) = report::utc_now();
+    let plans = args.plans()?;
+    let workdir = WorkDir::new(args.dir.as_deref())?;
+    let machine = MachineInfo::collect(workdir.path());
+    let mut human: Box<dyn std::io::Write> = if args.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+
+    let mut runs = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.iter().enumerate() {
+        eprintln!(
+            "[{}/{}] {}: {} messages of {} B, {} producer(s), {}{} in {}",
+            i + 1,
+            plans.len(),
+            plan.name,
+            plan.workload.messages,
+            plan.workload.size_bytes,
+            plan.workload.producers,
+            plan.workload.flush.rocketmq_name(),
+            plan.workload
+                .max_duration
+                .map(|d| format!(", cap {:.0} s", d.as_secs_f64()))
+                .unwrap_or_default(),
+            workdir.path().display()
+        );
+        let result = execute::<EngineTarget>(
+            plan,
+            workdir.path(),
+            i,
+            |store_dir| EngineTargetConfig {
+                store_dir: store_dir.to_path_buf(),
+            },
+            EngineTarget::NAME,
+            args.command_for(plan),
+        )?;
+        let _ = writeln!(human, "{}", summary(&result));
+        runs.push(result);
+    }
+    let targets = check_targets(&runs);
+    if args.is_suite() {
+        let _ = writeln!(human, "{}", targets_summary(&targets));
+    }
+    let suite = SuiteResult {
+        command: report::shell_join(argv),
+        git_commit: report::git_commit(),
+        started_utc: iso,
+        total_seconds: started.elapsed().as_secs_f64(),
+        machine,
+        runs,
+        targets,
+    };
+    let report_dir = if args.no_report {
+        None
+    } else {
+        let dir = report::write_report(&args.out, &stamp, &suite)?;
+        let _ = writeln!(human, "report: {}", dir.join("report.md").display());
+        Some(dir)
+    };
+    let _ = human.flush();
+    drop(human);
+
+    if args.json {
+        let mut value = if args.is_suite() {
+            serde_json::to_value(&suite)
+        } else {
+            serde_json::to_value(&suite.runs[0])
+        }
+        .map_err(|e| BenchError::new(format!("cannot encode results as JSON: {e}")))?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert(
+                "report_dir".to_string(),
+                report_dir
+                    .as_ref()
+                    .map_or(serde_json::Value::Null, |d| d.display().to_string().into()),
+            );
+        }
+        let text = serde_json::to_string(&value)
+            .map_err(|e| BenchError::new(format!("cannot encode results as JSON: {e}")))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}")
+            .and_then(|()| out.flush())
+            .map_err(|e| BenchError::io("cannot write JSON to stdout", e))?;
+    }
+
+    let errors: u64 = suite.runs.iter().map(|r| r.put_errors).sum();
+    if errors > 0 {
+        eprintln!("error: {errors} puts failed; see first_error in the results");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1_048_576"), Ok(1 << 20));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("1 parsec").is_err());
+        assert!(parse_bytes("99999999999G").is_err());
+    }
+
+    #[test]
+    fn no_workload_flag_means_the_suite() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            store: StoreArgs,
+        }
+        // `StoreArgs::default()` (plain `ferromq-bench`) and `store` with no
+        // flags must mean the same thing.
+        let parsed = Cli::try_parse_from(["store"]).unwrap().store;
+        let a = StoreArgs::default();
+        assert_eq!(parsed, a);
+        assert_eq!(a.out, PathBuf::from("results"));
+        assert!(a.is_suite());
+        let plans = a.plans().unwrap();
+        let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["async-1024B-1p", "sync-1024B-1p", "sync-1024B-32p"]);
+        assert!(plans
+            .iter()
+            .all(|p| p.workload.max_duration == Some(SUITE_RUN_CAP)));
+        assert!(plans
+            .iter()
+            .all(|p| p.workload.file_size_bytes == DEFAULT_FILE_SIZE));
+        // Worst case: every run and every baseline hits its cap.
+        let worst: Duration = plans
+            .iter()
+            .map(|p| {
+                SUITE_RUN_CAP
+                    + p.baseline_cap.unwrap_or_default()
+                    + WARM_BASELINE_CAP
+                    + 2 * Duration::from_secs_f64(MMAP_BASELINE_BUDGET_SECS)
+            })
+            .sum();
+        assert!(worst <= Duration::from_secs(50), "{worst:?}");
+    }
+
+    #[test]
+    fn single_run_from_flags() {
+        let a = StoreArgs {
+            messages: Some(2000),
+            size: Some(256),
+            flush: Some(FlushMode::Sync),
+            file_size: Some(1 << 20),
+            ..StoreArgs::default()
+        };
+        assert!(!a.is_suite());
+        let plans = a.plans().unwrap();
+        assert_eq!(plans.len(), 1);
+        let w = &plans[0].workload;
+        assert_eq!(
+            (w.messages, w.size_bytes, w.producers, w.flush),
+            (2000, 256, 1, FlushMode::Sync)
+        );
+        assert_eq!(w.max_duration, None);
+        assert_eq!(
+            a.command_for(&plans[0]),
+            "ferromq-bench store --flush sync --size 256 --producers 1 --messages 2000 --file-size 1048576"
+        );
+        let bad = StoreArgs {
+            producers: Some(0),
+            ..StoreArgs::default()
+        };
+        assert!(bad.plans().is_err());
+        let bad = StoreArgs {
+            max_seconds: Some(-1.0),
+            ..StoreArgs::default()
+        };
+        assert!(bad.plans().unwrap_err().message().contains("--max-seconds"));
+    }
+}

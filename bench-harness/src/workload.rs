@@ -1,0 +1,533 @@
+//! One workload, many targets: the [`Workload`] description, the [`Target`]
+//! trait every system under test implements, and [`run`], which drives a
+//! target with producer threads and measures every put.
+//!
+//! The engine in-process is one target ([`crate::target::engine`]); a broker
+//! reached over RocketMQ's protocol will be another, driven by the same code.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::error::{BenchError, Result};
+
+/// Highest latency the histograms can hold, in nanoseconds (one minute).
+/// Larger values are clamped to it and still counted.
+pub const MAX_LATENCY_NS: u64 = 60_000_000_000;
+
+/// Puts that fail with an error before the run stops early: a store that
+/// rejects everything (fenced, disk full) should not spin through millions of
+/// puts.
+pub const MAX_PUT_ERRORS: u64 = 1000;
+
+/// How the target makes puts durable (`flushDiskType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// `ASYNC_FLUSH`: a put returns once its bytes are in the page cache.
+    Async,
+    /// `SYNC_FLUSH`: a put returns once its bytes are durable.
+    Sync,
+}
+
+impl FlushMode {
+    /// The short spelling used on the command line and in JSON: `async` or `sync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushMode::Async => "async",
+            FlushMode::Sync => "sync",
+        }
+    }
+
+    /// RocketMQ's name for the setting: `ASYNC_FLUSH` or `SYNC_FLUSH`.
+    pub fn rocketmq_name(self) -> &'static str {
+        match self {
+            FlushMode::Async => "ASYNC_FLUSH",
+            FlushMode::Sync => "SYNC_FLUSH",
+        }
+    }
+}
+
+impl std::str::FromStr for FlushMode {
+    type Err = BenchError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "async" | "async_flush" => Ok(FlushMode::Async),
+            "sync" | "sync_flush" => Ok(FlushMode::Sync),
+            other => Err(BenchError::new(format!(
+                "bad flush mode `{other}` (expected `async` or `sync`)"
+            ))),
+        }
+    }
+}
+
+/// What to put: how many messages, how big, from how many threads, and how
+/// the target should store them. Target-independent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Workload {
+    /// Messages to put in total (split evenly over the producers).
+    pub messages: u64,
+    /// Body size of every message, in bytes.
+    pub size_bytes: usize,
+    /// Producer threads putting concurrently.
+    pub producers: usize,
+    /// Flush mode the target is opened with.
+    pub flush: FlushMode,
+    /// Commitlog file size the target is opened with, in bytes.
+    pub file_size_bytes: u64,
+    /// Topic every message goes to.
+    pub topic: String,
+    /// Queues of the topic; each producer cycles over them.
+    pub queues: u32,
+    /// Stop producing after this long and report what was measured.
+    #[serde(serialize_with = "serialize_opt_duration")]
+    pub max_duration: Option<Duration>,
+}
+
+fn serialize_opt_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Workload {
+    /// A workload with the harness defaults: 1 KiB bodies, 1 producer,
+    /// ASYNC_FLUSH, 1 GiB files, topic `BenchTopic` with 8 queues, no time cap.
+    pub fn new(messages: u64) -> Self {
+        Workload {
+            messages,
+            size_bytes: 1024,
+            producers: 1,
+            flush: FlushMode::Async,
+            file_size_bytes: 1024 * 1024 * 1024,
+            topic: "BenchTopic".to_string(),
+            queues: 8,
+            max_duration: None,
+        }
+    }
+
+    /// Check that the numbers make sense before anything is opened.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the bad field and its value.
+    pub fn validate(&self) -> Result<()> {
+        if self.messages == 0 {
+            return Err(BenchError::new("--messages must be at least 1"));
+        }
+        if self.size_bytes == 0 {
+            return Err(BenchError::new("--size must be at least 1 byte"));
+        }
+        if self.producers == 0 {
+            return Err(BenchError::new("--producers must be at least 1"));
+        }
+        if self.producers as u64 > self.messages {
+            return Err(BenchError::new(format!(
+                "--producers {} is more than --messages {}",
+                self.producers, self.messages
+            )));
+        }
+        if self.queues == 0 {
+            return Err(BenchError::new("the topic needs at least one queue"));
+        }
+        if (self.size_bytes as u64) * (self.producers as u64) > self.file_size_bytes {
+            return Err(BenchError::new(format!(
+                "--file-size {} cannot hold one batch of {} messages of {} bytes",
+                self.file_size_bytes, self.producers, self.size_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Messages producer `index` puts: an even split, the remainder going to
+    /// the first producers.
+    pub fn messages_for(&self, index: usize) -> u64 {
+        let p = self.producers as u64;
+        self.messages / p + u64::from((index as u64) < self.messages % p)
+    }
+
+    /// Payload bytes of the whole workload.
+    pub fn total_bytes(&self) -> u64 {
+        self.messages * self.size_bytes as u64
+    }
+
+    /// A deterministic, non-zero body of `size_bytes` bytes.
+    pub fn body(&self) -> Vec<u8> {
+        (0..self.size_bytes)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect()
+    }
+}
+
+/// One put, as the workload asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutRequest {
+    /// Index of the producer thread, `0..producers`.
+    pub producer: usize,
+    /// Sequence number of the put within its producer.
+    pub seq: u64,
+    /// Queue of the topic this put goes to.
+    pub queue_id: u32,
+}
+
+/// What a target says about one put that did not fail outright.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The store's status in RocketMQ's spelling (`PUT_OK`, `FLUSH_DISK_TIMEOUT`, ...).
+    pub status: Cow<'static, str>,
+    /// Bytes the target stored for the message (record header included), 0 if unknown.
+    pub stored_bytes: u64,
+}
+
+/// A system under test: opened once, shared by all producer threads, shut
+/// down at the end.
+pub trait Target: Send + Sync + Sized {
+    /// Where and how to reach the target (a store directory, a name server address, ...).
+    type Config;
+
+    /// Open (or connect to) the target for `workload`. Not timed.
+    ///
+    /// # Errors
+    ///
+    /// When the target cannot be opened; the message says why.
+    fn open(config: &Self::Config, workload: &Workload) -> Result<Self>;
+
+    /// Put one message as `request` says. Called concurrently from every
+    /// producer thread; each call is timed.
+    ///
+    /// # Errors
+    ///
+    /// When the put failed outright. A put the target accepted with a
+    /// non-OK status (a flush timeout, say) is an `Ok` with that status.
+    fn put(&self, request: PutRequest) -> Result<PutOutcome>;
+
+    /// Flush and stop the target. Not timed.
+    ///
+    /// # Errors
+    ///
+    /// When the target reports a failure while stopping.
+    fn shutdown(&self) -> Result<()>;
+}
+
+/// What [`run`] measured.
+#[derive(Debug, Clone)]
+pub struct RunMeasurement {
+    /// Puts that returned (OK or not), errors excluded.
+    pub messages: u64,
+    /// Messages the workload asked for.
+    pub requested_messages: u64,
+    /// True when the run stopped at `max_duration` (or on errors) before all
+    /// messages were put.
+    pub stopped_early: bool,
+    /// Payload bytes of the puts that returned.
+    pub bytes: u64,
+    /// Bytes the target says it stored (headers included); 0 if it does not say.
+    pub stored_bytes: u64,
+    /// Wall time from the first put to the last, over all producers.
+    pub elapsed: Duration,
+    /// Latency of every put, in nanoseconds.
+    pub latency_ns: Histogram<u64>,
+    /// Puts that failed with an error.
+    pub put_errors: u64,
+    /// The first error, if any.
+    pub first_error: Option<String>,
+    /// Puts per returned status.
+    pub status_counts: BTreeMap<String, u64>,
+}
+
+struct ProducerResult {
+    done: u64,
+    stored_bytes: u64,
+    errors: u64,
+    first_error: Option<String>,
+    hist: Histogram<u64>,
+    statuses: BTreeMap<Cow<'static, str>, u64>,
+}
+
+/// A histogram for latencies in nanoseconds, 1 ns to [`MAX_LATENCY_NS`], 3 significant digits.
+///
+/// # Errors
+///
+/// Never in practice; the bounds are constant and valid.
+pub fn new_latency_histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+        .map_err(|e| BenchError::new(format!("cannot create latency histogram: {e}")))
+}
+
+/// Drive `target` with `workload`: `producers` threads, each putting its
+/// share of the messages and cycling over the topic's queues, every put timed.
+///
+/// The target is not shut down here; the caller does it, untimed.
+///
+/// # Errors
+///
+/// When the workload is invalid or a producer thread panicked. Failed puts
+/// are counted in [`RunMeasurement::put_errors`], not returned as errors.
+pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement> {
+    workload.validate()?;
+    let stop = AtomicBool::new(false);
+    let gate = StartGate::default();
+    let template = new_latency_histogram()?;
+
+    let (results, elapsed) = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(workload.producers);
+        for index in 0..workload.producers {
+            let (stop, gate, template) = (&stop, &gate, &template);
+            let spawned = std::thread::Builder::new()
+                .name(format!("bench-producer-{index}"))
+                .spawn_scoped(scope, move || {
+                    produce(target, workload, index, stop, gate, template.clone())
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    // Let the threads already started leave at once.
+                    stop.store(true, Ordering::Relaxed);
+                    gate.open();
+                    return Err(BenchError::io("cannot spawn a producer thread", e));
+                }
+            }
+        }
+        gate.open();
+        let start = Instant::now();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        Ok((results, start.elapsed()))
+    })?;
+
+    let mut m = RunMeasurement {
+        messages: 0,
+        requested_messages: workload.messages,
+        stopped_early: false,
+        bytes: 0,
+        stored_bytes: 0,
+        elapsed,
+        latency_ns: template,
+        put_errors: 0,
+        first_error: None,
+        status_counts: BTreeMap::new(),
+    };
+    for r in results {
+        let r = r.map_err(|_| BenchError::new("a producer thread panicked"))?;
+        m.messages += r.done;
+        m.stored_bytes += r.stored_bytes;
+        m.put_errors += r.errors;
+        if m.first_error.is_none() {
+            m.first_error = r.first_error;
+        }
+        m.latency_ns
+            .add(&r.hist)
+            .map_err(|e| BenchError::new(format!("cannot merge latency histograms: {e}")))?;
+        for (status, n) in r.statuses {
+            *m.status_counts.entry(status.into_owned()).or_insert(0) += n;
+        }
+    }
+    m.bytes = m.messages * workload.size_bytes as u64;
+    m.stopped_early = m.messages + m.put_errors < workload.messages;
+    Ok(m)
+}
+
+/// Holds the producers until all are spawned, so they start together.
+#[derive(Default)]
+struct StartGate {
+    open: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl StartGate {
+    fn open(&self) {
+        // A poisoned lock only means another thread panicked holding it;
+        // the flag itself is still meaningful.
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        *open = true;
+        self.cond.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.cond.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+fn produce<T: Target>(
+    target: &T,
+    workload: &Workload,
+    index: usize,
+    stop: &AtomicBool,
+    gate: &StartGate,
+    mut hist: Histogram<u64>,
+) -> ProducerResult {
+    let count = workload.messages_for(index);
+    let mut done = 0;
+    let mut stored_bytes = 0;
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut statuses = BTreeMap::new();
+    gate.wait();
+    let deadline = workload.max_duration.map(|d| Instant::now() + d);
+    for seq in 0..count {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let request = PutRequest {
+            producer: index,
+            seq,
+            queue_id: ((index as u64 + seq) % u64::from(workload.queues)) as u32,
+        };
+        let t0 = Instant::now();
+        let outcome = target.put(request);
+        let t1 = Instant::now();
+        hist.saturating_record((t1 - t0).as_nanos().min(u128::from(MAX_LATENCY_NS)) as u64);
+        match outcome {
+            Ok(o) => {
+                done += 1;
+                stored_bytes += o.stored_bytes;
+                *statuses.entry(o.status).or_insert(0) += 1;
+            }
+            Err(e) => {
+                errors += 1;
+                if first_error.is_none() {
+                    first_error = Some(e.to_string());
+                }
+                if errors >= MAX_PUT_ERRORS {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        if deadline.is_some_and(|d| t1 >= d) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    ProducerResult {
+        done,
+        stored_bytes,
+        errors,
+        first_error,
+        hist,
+        statuses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A target that stores nothing; counts puts per queue.
+    struct CountingTarget {
+        puts: AtomicU64,
+        per_queue: Vec<AtomicU64>,
+        fail_every: u64,
+    }
+
+    impl Target for CountingTarget {
+        type Config = u64;
+        fn open(fail_every: &u64, w: &Workload) -> Result<Self> {
+            Ok(CountingTarget {
+                puts: AtomicU64::new(0),
+                per_queue: (0..w.queues).map(|_| AtomicU64::new(0)).collect(),
+                fail_every: *fail_every,
+            })
+        }
+        fn put(&self, r: PutRequest) -> Result<PutOutcome> {
+            let n = self.puts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.per_queue[r.queue_id as usize].fetch_add(1, Ordering::Relaxed);
+            if self.fail_every > 0 && n % self.fail_every == 0 {
+                return Err(BenchError::new("injected"));
+            }
+            Ok(PutOutcome {
+                status: Cow::Borrowed("PUT_OK"),
+                stored_bytes: 100,
+            })
+        }
+        fn shutdown(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn split_is_even_and_complete() {
+        let mut w = Workload::new(10);
+        w.producers = 3;
+        let split: Vec<u64> = (0..3).map(|i| w.messages_for(i)).collect();
+        assert_eq!(split, vec![4, 3, 3]);
+    }
+
+    #[test]
+    fn run_puts_every_message_once_over_all_queues() {
+        let mut w = Workload::new(8000);
+        w.producers = 4;
+        let t = CountingTarget::open(&0, &w).unwrap();
+        let m = run(&t, &w).unwrap();
+        assert_eq!(m.messages, 8000);
+        assert_eq!(m.latency_ns.len(), 8000);
+        assert_eq!(m.status_counts.get("PUT_OK"), Some(&8000));
+        assert_eq!(m.stored_bytes, 800_000);
+        assert_eq!(m.bytes, 8000 * 1024);
+        assert!(!m.stopped_early);
+        for q in &t.per_queue {
+            assert_eq!(q.load(Ordering::Relaxed), 1000);
+        }
+    }
+
+    #[test]
+    fn errors_are_counted_not_returned() {
+        let w = Workload::new(100);
+        let t = CountingTarget::open(&10, &w).unwrap();
+        let m = run(&t, &w).unwrap();
+        assert_eq!(m.put_errors, 10);
+        assert_eq!(m.messages, 90);
+        assert_eq!(m.first_error.as_deref(), Some("injected"));
+        assert!(!m.stopped_early);
+    }
+
+    #[test]
+    fn time_cap_stops_early() {
+        struct Slow;
+        impl Target for Slow {
+            type Config = ();
+            fn open(_: &(), _: &Workload) -> Result<Self> {
+                Ok(Slow)
+            }
+            fn put(&self, _: PutRequest) -> Result<PutOutcome> {
+                std::thread::sleep(Duration::from_micros(200));
+                Ok(PutOutcome {
+                    status: Cow::Borrowed("PUT_OK"),
+                    stored_bytes: 0,
+                })
+            }
+            fn shutdown(&self) -> Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = Workload::new(1_000_000);
+        w.producers = 2;
+        w.max_duration = Some(Duration::from_millis(100));
+        let m = run(&Slow, &w).unwrap();
+        assert!(m.stopped_early);
+        assert!(m.messages > 0 && m.messages < 1_000_000);
+        assert!(m.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        let mut w = Workload::new(10);
+        w.producers = 0;
+        assert!(w.validate().unwrap_err().message().contains("--producers"));
+        let mut w = Workload::new(10);
+        w.file_size_bytes = 100;
+        assert!(w.validate().unwrap_err().message().contains("--file-size"));
+        assert!("bogus".parse::<FlushMode>().is_err());
+        assert_eq!("SYNC".parse::<FlushMode>().unwrap(), FlushMode::Sync);
+    }
+}
