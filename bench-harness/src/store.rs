@@ -70,6 +70,21 @@ pub struct StoreArgs {
     /// Do not write a report folder.
     #[arg(long)]
     pub no_report: bool,
+    /// A store setting with its RocketMQ key, e.g. `--set flushCommitLogLeastPages=16`
+    /// (repeatable; applied to every run).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
+}
+
+fn parse_setting(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let (k, v) = (k.trim(), v.trim());
+    if !ferromq_engine::config::is_known_key(k) {
+        return Err(format!("`{k}` is not a store or broker key"));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// Folder reports go into when `--out` is not given.
@@ -90,6 +105,7 @@ impl Default for StoreArgs {
             json: false,
             out: PathBuf::from(DEFAULT_OUT),
             no_report: false,
+            set: Vec::new(),
         }
     }
 }
@@ -187,6 +203,7 @@ impl StoreArgs {
                 w.producers = producers;
                 w.file_size_bytes = file_size;
                 w.max_duration = suite_cap;
+                w.store_settings = self.set.clone();
                 plan(w, base_cap)
             })
             .collect()
@@ -199,6 +216,7 @@ impl StoreArgs {
             w.flush = self.flush.unwrap_or(FlushMode::Async);
             w.file_size_bytes = file_size;
             w.max_duration = cap;
+            w.store_settings = self.set.clone();
             vec![plan(w, cap)]
         };
         for p in &plans {
@@ -231,6 +249,10 @@ impl StoreArgs {
         if let Some(dir) = &self.dir {
             args.push("--dir".to_string());
             args.push(dir.display().to_string());
+        }
+        for (k, v) in &w.store_settings {
+            args.push("--set".to_string());
+            args.push(format!("{k}={v}"));
         }
         report::shell_join(args)
     }

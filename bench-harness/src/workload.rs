@@ -87,6 +87,10 @@ pub struct Workload {
     /// Stop producing after this long and report what was measured.
     #[serde(serialize_with = "serialize_opt_duration")]
     pub max_duration: Option<Duration>,
+    /// Store settings (`--set key=value`, RocketMQ key names) applied on top of the
+    /// target's defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_settings: Vec<(String, String)>,
 }
 
 fn serialize_opt_duration<S: serde::Serializer>(
@@ -112,6 +116,7 @@ impl Workload {
             topic: "BenchTopic".to_string(),
             queues: 8,
             max_duration: None,
+            store_settings: Vec::new(),
         }
     }
 

@@ -51,6 +51,15 @@ impl Target for EngineTarget {
             FlushMode::Async => FlushDiskType::AsyncFlush,
             FlushMode::Sync => FlushDiskType::SyncFlush,
         };
+        if !workload.store_settings.is_empty() {
+            let mut props = ferromq_engine::config::Properties::parse(&cfg.to_properties());
+            for (k, v) in &workload.store_settings {
+                props.insert(k.clone(), v.clone());
+            }
+            cfg = StoreConfig::from_properties(&props)
+                .map_err(|e| BenchError::new(format!("--set: {e}")))?
+                .0;
+        }
         let store = MessageStore::open(cfg).map_err(|e| {
             BenchError::new(format!(
                 "MessageStore::open({}) failed: {e}",
