@@ -528,6 +528,9 @@ impl IndexFile {
     }
 
     fn drop_slots_if_sealed(&self) -> Result<()> {
+        if self.read().active.is_none() {
+            return Ok(());
+        }
         let mut st = self.write();
         let clean = st.change_gen == st.synced_gen
             && !st.header_dirty

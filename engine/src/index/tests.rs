@@ -583,6 +583,58 @@ fn header_round_trip() {
     assert_eq!(Header::decode(&h.encode()), h);
 }
 
+#[test]
+fn queries_run_beside_puts_rolls_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = std::sync::Arc::new(IndexService::load(dir.path(), &cfg(64, 300)).unwrap());
+    let n = 3000u64;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let svc = std::sync::Arc::clone(&svc);
+            let done = std::sync::Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut rounds = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    let i = (rounds * 7 + r) % n;
+                    for off in svc.query("T", &format!("u{i}"), 64, 0, i64::MAX) {
+                        // Offsets come only from records with an equal key hash.
+                        assert_eq!(
+                            key_hash("T", &format!("u{}", off / 10)),
+                            key_hash("T", &format!("u{i}"))
+                        );
+                    }
+                    let hot = svc.query("T", "hot", 64, 0, i64::MAX);
+                    assert!(hot.windows(2).all(|w| w[0] > w[1]), "newest first: {hot:?}");
+                    rounds += 1;
+                }
+                rounds
+            })
+        })
+        .collect();
+    for i in 0..n {
+        svc.build_index(
+            "T",
+            &props(Some(&format!("u{i}")), Some("hot")),
+            0,
+            i * 10,
+            T0 + i as i64,
+        )
+        .unwrap();
+        if i % 500 == 0 {
+            svc.flush().unwrap();
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert!(svc.file_count() >= 20);
+    for i in (0..n).step_by(97) {
+        assert_eq!(all(&svc, "T", &format!("u{i}")), vec![i * 10]);
+    }
+}
+
 /// A flushed index over `n` records with small files, for corruption tests.
 fn build_fixture(dir: &Path, c: &StoreConfig, n: u64) -> Vec<String> {
     let svc = IndexService::load(dir, c).unwrap();
@@ -678,6 +730,46 @@ proptest! {
         assert_eq!(b.len() as u64, file_size_bytes(5, 12));
         std::fs::write(dir.path().join("20240101000000000"), &b).unwrap();
         let keys_used: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+        exercise(dir.path(), &c, &keys_used);
+    }
+
+    #[test]
+    fn small_valued_slots_and_links_never_panic_or_loop(
+        count in 1i32..=12,
+        begin_ts in prop_oneof![Just(0i64), Just(T0), any::<i64>()],
+        slots in proptest::collection::vec(-2i32..15, 5),
+        entries in proptest::collection::vec(
+            (any::<bool>(), any::<i64>(), -2i32..100, -2i32..15),
+            12,
+        ),
+    ) {
+        // Slots and links that point anywhere near the valid range: self links,
+        // forward links, cycles, out-of-range and negative numbers.
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(5, 12);
+        let hot = key_hash("T", "k1");
+        let h = Header {
+            begin_ts,
+            end_ts: begin_ts,
+            begin_phy: 0,
+            end_phy: 0,
+            hash_slot_count: 0,
+            index_count: count,
+        };
+        let mut b = h.encode().to_vec();
+        for s in &slots {
+            b.extend_from_slice(&s.to_be_bytes());
+        }
+        for (is_hot, phy, diff, prev) in &entries {
+            let kh = if *is_hot { hot } else { hot ^ 1 };
+            b.extend_from_slice(&kh.to_be_bytes());
+            b.extend_from_slice(&phy.to_be_bytes());
+            b.extend_from_slice(&diff.to_be_bytes());
+            b.extend_from_slice(&prev.to_be_bytes());
+        }
+        assert_eq!(b.len() as u64, file_size_bytes(5, 12));
+        std::fs::write(dir.path().join("20240101000000000"), &b).unwrap();
+        let keys_used: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
         exercise(dir.path(), &c, &keys_used);
     }
 }
