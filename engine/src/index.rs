@@ -167,9 +167,18 @@ impl IndexService {
         for (n, path) in found {
             files.push(Arc::new(IndexFile::open(&path, n, slot_num, index_num)?));
         }
-        if let Some(last) = files.last() {
-            if !last.is_full() {
-                last.activate()?;
+        for (i, f) in files.iter().enumerate() {
+            if f.is_full() {
+                continue;
+            }
+            let fixed = f.activate_and_repair()?;
+            if fixed > 0 {
+                tracing::warn!(file = %f.path().display(), slots = fixed, "repaired hash slots that pointed past indexCount (interrupted flush)");
+            }
+            if i + 1 < files.len() {
+                // Only the last file takes entries; write the repair out and let go of the slots.
+                f.flush()?;
+                f.deactivate();
             }
         }
         Ok(IndexService {
@@ -193,6 +202,14 @@ impl IndexService {
 
     fn snapshot(&self) -> Vec<Arc<IndexFile>> {
         self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn last(&self) -> Option<Arc<IndexFile>> {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .cloned()
     }
 
     /// Index one commitlog record (`IndexService.buildIndex`): its `UNIQ_KEY`
@@ -250,7 +267,7 @@ impl IndexService {
 
     /// The last file if it can take entries, else a new one. Writer lock held.
     fn writable_file(&self) -> Result<Arc<IndexFile>> {
-        let last = self.snapshot().last().cloned();
+        let last = self.last();
         match last {
             Some(f) if !f.is_full() => {
                 f.activate()?;
@@ -267,7 +284,7 @@ impl IndexService {
             .to_string()
             .parse::<u64>()
             .unwrap_or(0);
-        let last_name = self.snapshot().last().map(|f| f.name());
+        let last_name = self.last().map(|f| f.name());
         // Names must sort in creation order even if the clock steps back.
         let mut name = match last_name {
             Some(l) if now <= l => l + 1,
@@ -364,7 +381,7 @@ impl IndexService {
     pub fn truncate_after(&self, phy_offset: u64) -> Result<()> {
         let phy = i64::try_from(phy_offset).unwrap_or(i64::MAX);
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(last) = self.snapshot().last().cloned() {
+        while let Some(last) = self.last() {
             let h = last.header();
             let drop_whole = if h.begin_phy >= phy {
                 true
@@ -380,7 +397,7 @@ impl IndexService {
             tracing::info!(file = %last.path().display(), phy_offset, "deleting an index file past the recovered commitlog end");
             self.remove(&last)?;
         }
-        if let Some(last) = self.snapshot().last() {
+        if let Some(last) = self.last() {
             if !last.is_full() {
                 last.activate()?;
             }
@@ -424,7 +441,7 @@ impl IndexService {
     /// `(endTimestamp, endPhyOffset)` of the newest file, (0, 0) without files: the
     /// `indexLastUpdateTimestamp` and `indexLastUpdatePhyoffset` of a query response.
     pub fn last_update(&self) -> (i64, u64) {
-        self.snapshot().last().map_or((0, 0), |f| {
+        self.last().map_or((0, 0), |f| {
             let h = f.header();
             (h.end_ts, h.end_phy.max(0) as u64)
         })

@@ -342,6 +342,9 @@ impl IndexFile {
 
     /// Make the file writable (slots in memory).
     pub(crate) fn activate(&self) -> Result<()> {
+        if self.read().active.is_some() {
+            return Ok(());
+        }
         let mut st = self.write();
         self.ensure_active(&mut st)
     }
@@ -532,16 +535,76 @@ impl IndexFile {
             return Ok(());
         }
         let mut st = self.write();
-        let clean = st.change_gen == st.synced_gen
-            && !st.header_dirty
-            && st
-                .active
-                .as_ref()
-                .is_some_and(|a| a.pending.is_empty() && a.dirty_pages.iter().all(|w| *w == 0));
-        if clean && st.header.index_count >= self.index_num as i32 {
+        if is_clean(&st) && st.header.index_count >= self.index_num as i32 {
             st.active = None;
         }
         Ok(())
+    }
+
+    /// Drop the in-memory slots if everything in them is written and synced.
+    pub(crate) fn deactivate(&self) {
+        let mut st = self.write();
+        if is_clean(&st) {
+            st.active = None;
+        }
+    }
+
+    /// For every slot that points at entry `k` or later (or is negative), the newest
+    /// entry below `k` on its chain (0 when none), following links through entries
+    /// below `readable` only. Links must point to older entries; a walk that finds
+    /// anything else ends at 0.
+    fn slots_past(&self, st: &State, k: i32, readable: i32) -> Result<Vec<(usize, i32)>> {
+        let io = |e| Error::io(format!("reading entries of {}", self.path.display()), e);
+        let mut fixes = Vec::new();
+        let slots = &st.active.as_ref().expect("active").slots;
+        for (i, &v0) in slots.iter().enumerate() {
+            if v0 < k && v0 >= 0 {
+                continue;
+            }
+            let mut v = v0.max(0);
+            while v >= k {
+                let prev = if v < readable {
+                    self.read_entry(st, v).map_err(io)?.prev
+                } else {
+                    0
+                };
+                v = if prev > 0 && prev < v { prev } else { 0 };
+            }
+            fixes.push((i, v));
+        }
+        Ok(fixes)
+    }
+
+    /// Load the slots of a file that is not full and repair slots that point past
+    /// `indexCount`: a flush that stopped after writing entries and slots but before
+    /// the header leaves them, and they would hide the older entries of their chain.
+    /// Such a slot goes back to the newest entry below `indexCount` on its chain (the
+    /// entries were written before the slots). Returns how many slots changed; the
+    /// repair reaches the disk with the next flush.
+    pub(crate) fn activate_and_repair(&self) -> Result<usize> {
+        let mut st = self.write();
+        self.ensure_active(&mut st)?;
+        let count = st.header.index_count;
+        let fixes = self.slots_past(&st, count, self.index_num as i32)?;
+        if fixes.is_empty() {
+            return Ok(0);
+        }
+        let State {
+            header,
+            header_dirty,
+            change_gen,
+            active,
+            ..
+        } = &mut *st;
+        let a = active.as_mut().expect("active");
+        for &(i, v) in &fixes {
+            a.slots[i] = v;
+            a.mark_dirty(i);
+        }
+        header.hash_slot_count = a.slots.iter().filter(|v| **v > 0).count() as i32;
+        *header_dirty = true;
+        *change_gen += 1;
+        Ok(fixes.len())
     }
 
     /// Remove every entry whose commitlog offset is `>= phy`. Entries are added in
@@ -568,25 +631,7 @@ impl IndexFile {
         if k <= 1 {
             return Ok(true);
         }
-        // Re-point slots that reference removed entries.
-        let mut fixes = Vec::new();
-        let slots = &st.active.as_ref().expect("active").slots;
-        for (i, &v) in slots.iter().enumerate() {
-            if v >= k {
-                let mut v = v;
-                let mut steps = 0;
-                while v >= k && steps <= old.index_count {
-                    let prev = if v < old.index_count {
-                        self.read_entry(&st, v).map_err(io)?.prev
-                    } else {
-                        0
-                    };
-                    v = if prev > 0 && prev < v { prev } else { 0 };
-                    steps += 1;
-                }
-                fixes.push((i, v.min(k - 1)));
-            }
-        }
+        let fixes = self.slots_past(&st, k, old.index_count)?;
         let last = self.read_entry(&st, k - 1).map_err(io)?;
         let State {
             header,
@@ -645,6 +690,16 @@ impl IndexFile {
         }
         Ok(())
     }
+}
+
+/// True when the file's memory holds nothing that is not written and synced.
+fn is_clean(st: &State) -> bool {
+    st.change_gen == st.synced_gen
+        && !st.header_dirty
+        && st
+            .active
+            .as_ref()
+            .is_some_and(|a| a.pending.is_empty() && a.dirty_pages.iter().all(|w| *w == 0))
 }
 
 fn dirty_words(slot_num: u32) -> usize {
