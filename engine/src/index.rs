@@ -48,6 +48,20 @@
 //! - One writer at a time (`build_index`, `truncate_after`, `delete_before` share a
 //!   mutex); queries and flushes may run beside it.
 //!
+//! # Durability and recovery
+//!
+//! Keys put since the last [`IndexService::flush`] live only in memory: unlike
+//! RocketMQ's mapped files they do not survive even a process crash. A flush writes
+//! entries, then slots, then the header, then syncs; the header's `indexCount` and
+//! `endPhyOffset` are the commit point. After [`IndexService::load`], records from
+//! `last_update().1` up to the commitlog's end must be passed to
+//! [`IndexService::build_index`] again (an index-only re-dispatch): records at or
+//! below that offset are skipped, so re-dispatching from further back is harmless.
+//! A flush cut short after the slots but before the header leaves slots pointing past
+//! `indexCount`; load walks them back to the newest entry below it, so no older
+//! entry is lost. After the commitlog tail is truncated,
+//! [`IndexService::truncate_after`] drops the index entries past the new end.
+//!
 //! # Robustness
 //!
 //! Load checks each file's length and header and fails with [`Error::Corruption`]
@@ -103,7 +117,9 @@ impl IndexService {
     /// Open the index files in `dir` (the store's `index/` directory, created when
     /// missing), in name order. The last file, when not full, takes new entries.
     /// Entries whose names are not 17 digits are skipped with a warning; a
-    /// leftover `<17 digits>.tmp` from an interrupted creation is removed.
+    /// leftover `<17 digits>.tmp` from an interrupted creation is removed. Slots of
+    /// a file that is not full which point past its `indexCount` (a flush cut short
+    /// before the header) are walked back along their chains and rewritten.
     ///
     /// # Errors
     ///
