@@ -30,6 +30,7 @@ pub mod consume_queue;
 pub mod dispatch;
 pub mod error;
 pub mod flush;
+pub mod index;
 pub mod io;
 pub mod mapped_file;
 pub mod mapped_file_queue;
