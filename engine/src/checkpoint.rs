@@ -32,6 +32,8 @@ pub struct CheckpointData {
     pub logics_offset: u64,
     /// Commitlog offset known flushed (ferromq).
     pub physic_offset: u64,
+    /// Commitlog offset up to which the key index is flushed (ferromq).
+    pub index_offset: u64,
 }
 
 impl CheckpointData {
@@ -40,31 +42,33 @@ impl CheckpointData {
         (self.physic_msg_timestamp.min(self.logics_msg_timestamp) - 3000).max(0)
     }
 
-    fn encode(&self) -> [u8; 48] {
-        let mut b = [0u8; 48];
+    fn encode(&self) -> [u8; 56] {
+        let mut b = [0u8; 56];
         b[0..8].copy_from_slice(&self.physic_msg_timestamp.to_be_bytes());
         b[8..16].copy_from_slice(&self.logics_msg_timestamp.to_be_bytes());
         b[16..24].copy_from_slice(&self.index_msg_timestamp.to_be_bytes());
         b[24..28].copy_from_slice(&MAGIC.to_be_bytes());
         b[28..36].copy_from_slice(&self.logics_offset.to_be_bytes());
         b[36..44].copy_from_slice(&self.physic_offset.to_be_bytes());
-        let crc = crc32fast::hash(&b[..44]);
-        b[44..48].copy_from_slice(&crc.to_be_bytes());
+        b[44..52].copy_from_slice(&self.index_offset.to_be_bytes());
+        let crc = crc32fast::hash(&b[..52]);
+        b[52..56].copy_from_slice(&crc.to_be_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<CheckpointData> {
         let i64_at = |p: usize| i64::from_be_bytes(b[p..p + 8].try_into().expect("8"));
         let magic = u32::from_be_bytes(b[24..28].try_into().expect("4"));
-        let crc = u32::from_be_bytes(b[44..48].try_into().expect("4"));
+        let crc = u32::from_be_bytes(b[52..56].try_into().expect("4"));
         let d = CheckpointData {
             physic_msg_timestamp: i64_at(0),
             logics_msg_timestamp: i64_at(8),
             index_msg_timestamp: i64_at(16),
             logics_offset: u64::from_be_bytes(b[28..36].try_into().expect("8")),
             physic_offset: u64::from_be_bytes(b[36..44].try_into().expect("8")),
+            index_offset: u64::from_be_bytes(b[44..52].try_into().expect("8")),
         };
-        if magic == MAGIC && crc == crc32fast::hash(&b[..44]) {
+        if magic == MAGIC && crc == crc32fast::hash(&b[..52]) {
             Some(d)
         } else if b[24..].iter().all(|x| *x == 0) {
             // A RocketMQ checkpoint: only the timestamps, no offsets.

@@ -11,6 +11,7 @@ use crate::commitlog::CommitLog;
 use crate::consume_queue::{ConsumeQueue, CqUnit};
 use crate::error::{Error, Result};
 use crate::flush::Waker;
+use crate::index::IndexService;
 use crate::message::{check_record, sys_flag, RecordCheck};
 
 /// Callback told of new messages: `(topic, queue_id, new max offset)`.
@@ -190,9 +191,10 @@ impl Dispatcher {
         &self,
         commitlog: &CommitLog,
         cqs: &CqTable,
+        index: Option<&IndexService>,
         arrivals: &Arrivals,
     ) -> Result<usize> {
-        match self.dispatch_inner(commitlog, cqs, arrivals, false)? {
+        match self.dispatch_inner(commitlog, cqs, index, arrivals, false)? {
             Ok(n) => Ok(n),
             Err(gap) => Err(Error::corruption(
                 "consumequeue",
@@ -210,15 +212,17 @@ impl Dispatcher {
         &self,
         commitlog: &CommitLog,
         cqs: &CqTable,
+        index: Option<&IndexService>,
         arrivals: &Arrivals,
     ) -> Result<std::result::Result<usize, QueueGap>> {
-        self.dispatch_inner(commitlog, cqs, arrivals, true)
+        self.dispatch_inner(commitlog, cqs, index, arrivals, true)
     }
 
     fn dispatch_inner(
         &self,
         commitlog: &CommitLog,
         cqs: &CqTable,
+        index: Option<&IndexService>,
         arrivals: &Arrivals,
         strict: bool,
     ) -> Result<std::result::Result<usize, QueueGap>> {
@@ -290,6 +294,15 @@ impl Dispatcher {
                                     );
                                 }
                             }
+                        }
+                        if let Some(ix) = index {
+                            ix.build_index(
+                                h.topic,
+                                h.properties,
+                                h.sys_flag,
+                                h.physical_offset as u64,
+                                h.store_timestamp_ms,
+                            )?;
                         }
                         p += h.total_size as usize;
                         count += 1;

@@ -47,7 +47,7 @@ pub use mapped_file::MappedBytes;
 pub use message::{Message, MessageExt, MessageProperties};
 pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv};
 pub use store::{
-    GetResult, GetStatus, MessageFilter, MessageStore, PutResult, PutStatus, RecoveryReport,
-    StoreStats, StoredMessage,
+    GetResult, GetStatus, MessageFilter, MessageStore, PutResult, PutStatus, QueryResult,
+    RecoveryReport, StoreStats, StoredMessage,
 };
 pub use topic::TopicConfig;

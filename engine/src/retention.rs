@@ -108,6 +108,8 @@ pub struct CleanPassReport {
     pub commit_log_bytes_deleted: u64,
     /// Consume-queue files deleted.
     pub consume_queue_files_deleted: usize,
+    /// Index files deleted.
+    pub index_files_deleted: usize,
     /// First commitlog offset still stored after the pass.
     pub commit_log_min_offset: u64,
     /// Puts are refused because the disk is too full.

@@ -17,6 +17,7 @@ use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
 use crate::dispatch::{ArrivalListener, Arrivals, CqTable, Dispatcher};
 use crate::error::{Error, Result};
 use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence, PanicGuard, SyncOutcome};
+use crate::index::IndexService;
 use crate::mapped_file::MappedBytes;
 use crate::message::{
     self, decode_record, encode_record, offset_msg_id, sys_flag, validate_topic, Message,
@@ -168,6 +169,17 @@ impl MessageFilter {
     }
 }
 
+/// The result of [`MessageStore::query_message`].
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// Records found, as stored.
+    pub messages: Vec<StoredMessage>,
+    /// End timestamp of the index (RocketMQ's `indexLastUpdateTimestamp`).
+    pub index_last_update_timestamp_ms: i64,
+    /// End commitlog offset of the index (`indexLastUpdatePhyoffset`).
+    pub index_last_update_phy_offset: u64,
+}
+
 /// What opening the store found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -221,6 +233,7 @@ struct StoreInner {
     fence: Arc<Fence>,
     flusher: CommitLogFlusher,
     checkpoint: Checkpoint,
+    index: Option<IndexService>,
     dispatcher: Dispatcher,
     arrivals: Arrivals,
     cq_flush: CqFlushPolicy,
@@ -380,6 +393,13 @@ impl MessageStore {
             report.consume_queues += 1;
         }
         let topics = TopicTable::load(&cfg.config_dir())?;
+        let index = if cfg.message_index_enable {
+            let ix = IndexService::load(&cfg.index_dir(), &cfg)?;
+            ix.truncate_after(cl_max)?;
+            Some(ix)
+        } else {
+            None
+        };
         let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
         let short_queue = manifest.iter().find_map(|(topic, qs)| {
             qs.iter().find_map(|(q, max)| {
@@ -396,7 +416,12 @@ impl MessageStore {
         // valid checkpoint, or when a queue lost units, from the start of the log
         // (idempotent: units already present are skipped).
         let reput_from = if ck_valid && short_queue.is_none() {
-            ck.logics_offset.clamp(cl_min, cl_max)
+            let mut from = ck.logics_offset;
+            if index.is_some() {
+                // Keys added since the index's last flush are rebuilt too.
+                from = from.min(ck.index_offset);
+            }
+            from.clamp(cl_min, cl_max)
         } else {
             cl_min
         };
@@ -404,7 +429,7 @@ impl MessageStore {
         let dispatcher = Dispatcher::new(reput_from);
         let arrivals = Arrivals::default();
         report.records_redispatched =
-            match dispatcher.dispatch_checking_gaps(&commitlog, &cqs, &arrivals)? {
+            match dispatcher.dispatch_checking_gaps(&commitlog, &cqs, index.as_ref(), &arrivals)? {
                 Ok(n) => n as u64,
                 Err(gap) => {
                     // A queue lacks units that the log still has (deleted, damaged or
@@ -416,7 +441,8 @@ impl MessageStore {
                     report.consume_queues_rebuilt = true;
                     report.redispatched_from = cl_min;
                     dispatcher.reset(cl_min);
-                    dispatcher.dispatch_available(&commitlog, &cqs, &arrivals)? as u64
+                    dispatcher.dispatch_available(&commitlog, &cqs, index.as_ref(), &arrivals)?
+                        as u64
                 }
             };
         let mut table: HashMap<String, Vec<u64>> = HashMap::new();
@@ -450,9 +476,13 @@ impl MessageStore {
             h.created(&abort_path, 0);
         }
 
+        if let Some(ix) = &index {
+            ix.flush()?;
+        }
         checkpoint.update(|d| {
             d.physic_offset = cl_max;
             d.logics_offset = dispatcher.dispatched_offset();
+            d.index_offset = dispatcher.dispatched_offset();
         });
         checkpoint.flush()?;
         let fence = Arc::new(Fence::default());
@@ -467,6 +497,7 @@ impl MessageStore {
             fence,
             flusher,
             checkpoint,
+            index,
             dispatcher,
             arrivals,
             stopping: AtomicBool::new(false),
@@ -937,6 +968,144 @@ impl MessageStore {
         self.inner.commitlog.read_record(offset)
     }
 
+    /// Messages whose `KEYS` or `UNIQ_KEY` hash like `key`, newest first, stored
+    /// between `begin_ms` and `end_ms` — RocketMQ's QUERY_MESSAGE: at most
+    /// `min(max_num, 64)`, and keys are not compared (hash collisions are the
+    /// caller's to filter; see [`MessageStore::query_messages_by_key`]).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if the index points at bytes that are not a record.
+    pub fn query_message(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<QueryResult> {
+        let s = &self.inner;
+        let Some(ix) = &s.index else {
+            return Ok(QueryResult::default());
+        };
+        let (ts, phy) = ix.last_update();
+        let mut messages = Vec::new();
+        for off in ix.query(topic, key, max_num, begin_ms, end_ms) {
+            let Some(bytes) = s.commitlog.read_record(off)? else {
+                continue; // deleted by retention meanwhile
+            };
+            let h = crate::message::parse_header(&bytes)
+                .map_err(|e| Error::corruption("commitlog", off, format!("indexed record: {e}")))?;
+            messages.push(StoredMessage {
+                queue_offset: h.queue_offset as u64,
+                commit_log_offset: off,
+                tags_code: h.tags_code(),
+                bytes,
+            });
+        }
+        Ok(QueryResult {
+            messages,
+            index_last_update_timestamp_ms: ts,
+            index_last_update_phy_offset: phy,
+        })
+    }
+
+    /// Decoded messages of `topic` whose `KEYS` contain `key` or whose `UNIQ_KEY`
+    /// is `key` (index hits compared with the real keys), newest first.
+    ///
+    /// # Errors
+    /// As [`MessageStore::query_message`].
+    pub fn query_messages_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<MessageExt>> {
+        let r = self.query_message(topic, key, max_num, begin_ms, end_ms)?;
+        let mut out = Vec::new();
+        for m in &r.messages {
+            let e = m.decode()?;
+            if e.topic == topic
+                && (e.keys().contains(&key)
+                    || e.properties.get(crate::message::keys::UNIQ_KEY) == Some(key))
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The message with this offset msgId (RocketMQ's VIEW_MESSAGE_BY_ID).
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] when `msg_id` is not an offset msgId;
+    /// [`Error::Corruption`] when no record starts at its offset.
+    pub fn view_message_by_id(&self, msg_id: &str) -> Result<Option<MessageExt>> {
+        let (_, offset) = crate::message::decode_offset_msg_id(msg_id)
+            .map_err(|e| Error::IllegalMessage(format!("msgId `{msg_id}`: {e}")))?;
+        self.look_message_by_offset(offset)
+    }
+
+    /// Store timestamp of the record a queue unit points at.
+    fn store_time_at(&self, cq: &ConsumeQueue, queue_offset: u64) -> Result<Option<i64>> {
+        let Some(u) = cq.get(queue_offset) else {
+            return Ok(None);
+        };
+        match self
+            .inner
+            .commitlog
+            .get_data(u.commit_log_offset, u.size as usize)
+        {
+            Some(b) => crate::message::parse_header(&b)
+                .map(|h| Some(h.store_timestamp_ms))
+                .map_err(|e| Error::corruption("commitlog", u.commit_log_offset, e.reason)),
+            None => Ok(None),
+        }
+    }
+
+    /// The first queue offset whose message was stored at or after `timestamp_ms`
+    /// (RocketMQ's SEARCH_OFFSET_BY_TIMESTAMP: a binary search over the consume
+    /// queue by store time). Before every message: the min offset; after every
+    /// message: the max offset.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if a unit points at bytes that are not a record.
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        let Some(cq) = self.inner.cqs.get(topic, queue_id) else {
+            return Ok(0);
+        };
+        let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
+        // Invariant: every offset below `lo` was stored before `timestamp_ms`,
+        // every offset at or above `hi` at or after it.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.store_time_at(&cq, mid)? {
+                Some(t) if t < timestamp_ms => lo = mid + 1,
+                Some(_) => hi = mid,
+                None => lo = mid + 1, // blank or removed unit: look further on
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Store time of the first message still in a queue (RocketMQ's
+    /// GET_EARLIEST_MSG_STORETIME), if any.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if a unit points at bytes that are not a record.
+    pub fn earliest_message_time(&self, topic: &str, queue_id: u32) -> Result<Option<i64>> {
+        let Some(cq) = self.inner.cqs.get(topic, queue_id) else {
+            return Ok(None);
+        };
+        self.store_time_at(&cq, cq.min_offset())
+    }
+
     /// Create or update a topic.
     ///
     /// # Errors
@@ -1081,7 +1250,7 @@ impl MessageStore {
         s.commitlog.stop();
         keep!(s
             .dispatcher
-            .dispatch_available(&s.commitlog, &s.cqs, &s.arrivals)
+            .dispatch_available(&s.commitlog, &s.cqs, s.index.as_ref(), &s.arrivals)
             .map(|_| ()));
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
         keep!(s.flush_consume_queues(0));
@@ -1115,10 +1284,12 @@ impl Drop for MessageStore {
 impl StoreInner {
     fn run_dispatch(&self) {
         while !self.stopping.load(Ordering::Acquire) {
-            match self
-                .dispatcher
-                .dispatch_available(&self.commitlog, &self.cqs, &self.arrivals)
-            {
+            match self.dispatcher.dispatch_available(
+                &self.commitlog,
+                &self.cqs,
+                self.index.as_ref(),
+                &self.arrivals,
+            ) {
                 Ok(0) => self.dispatcher.waker.wait(Duration::from_millis(1)),
                 Ok(_) => {}
                 Err(e) => {
@@ -1229,6 +1400,12 @@ impl StoreInner {
                         }
                     }
                 }
+                if let Some(ix) = &self.index {
+                    match ix.delete_before(min) {
+                        Ok(n) => rep.index_files_deleted += n,
+                        Err(e) => tracing::error!(error = %e, "deleting index files failed"),
+                    }
+                }
             }
         }
         // Retry failed unlinks, release mappings nobody holds, count the rest.
@@ -1313,6 +1490,13 @@ impl StoreInner {
                 *last = maxes;
             }
         }
+        let mut index_done = None;
+        if let Some(ix) = &self.index {
+            // Everything dispatched before this point was given to the index.
+            let ts = ix.last_update().0;
+            ix.flush()?;
+            index_done = Some((dispatched, ts));
+        }
         let physic_offset = self.flusher.durable_offset();
         let physic_ts = self.commitlog.queue.flushed_store_timestamp_ms();
         let before = self.checkpoint.data();
@@ -1323,6 +1507,10 @@ impl StoreInner {
             }
             d.physic_offset = d.physic_offset.max(physic_offset);
             d.physic_msg_timestamp = d.physic_msg_timestamp.max(physic_ts);
+            if let Some((off, ts)) = index_done {
+                d.index_offset = d.index_offset.max(off);
+                d.index_msg_timestamp = d.index_msg_timestamp.max(ts);
+            }
         });
         if self.checkpoint.data() != before {
             self.checkpoint.flush()?;

@@ -147,6 +147,14 @@ fn run_trial(sync: bool, kill_after: Duration) -> (usize, usize) {
             lost += 1;
         }
     }
+    // The key index was rebuilt too: a sample of acknowledged keys is found.
+    for a in acks.iter().step_by(97) {
+        let key = format!("t{}i{}", a.thread, a.seq);
+        let found = store
+            .query_messages_by_key("Crash", &key, 4, 0, i64::MAX)
+            .unwrap();
+        assert_eq!(found.len(), 1, "key {key} after the crash");
+    }
     // Nothing beyond the recovered end is served, and queue offsets are dense.
     for t in 0..THREADS as u32 {
         let max = store.max_offset_in_queue("Crash", t);
