@@ -22,6 +22,9 @@ struct Args {
     /// Broker properties file (RocketMQ keys).
     #[arg(short = 'c', long = "configFile")]
     config: Option<PathBuf>,
+    /// Address to bind (overrides `bindAddress`; default `0.0.0.0`).
+    #[arg(short = 'b', long = "bind-address")]
+    bind_address: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(short = 'p', long = "printConfigItem")]
     print: bool,
@@ -53,6 +56,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if let Some(b) = &args.bind_address {
+        cfg.bind_address = b.clone();
+    }
     if let Some(n) = &args.namesrv {
         cfg.namesrv_addr = split_namesrv_addr_arg(n);
     }

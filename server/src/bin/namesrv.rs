@@ -17,6 +17,9 @@ struct Args {
     /// Properties file (`listenPort`, `bindAddress`, ...).
     #[arg(short = 'c', long = "configFile")]
     config: Option<PathBuf>,
+    /// Address to bind (overrides `bindAddress`; default `0.0.0.0`).
+    #[arg(short = 'b', long = "bind-address")]
+    bind_address: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(short = 'p', long = "printConfigItem")]
     print: bool,
@@ -35,13 +38,16 @@ fn main() -> ExitCode {
         },
         None => Properties::new(),
     };
-    let cfg = match NamesrvConfig::from_properties(&props) {
+    let mut cfg = match NamesrvConfig::from_properties(&props) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ferromq-namesrv: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if let Some(b) = &args.bind_address {
+        cfg.bind_address = b.clone();
+    }
     if args.print {
         print!("{}", cfg.to_properties());
         return ExitCode::SUCCESS;
