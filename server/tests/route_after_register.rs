@@ -11,7 +11,8 @@ use ferromq_server::remoting::json::parse_lenient;
 use ferromq_server::remoting::{request, response, RemotingCommand};
 
 fn route(ns: &mut Client, topic: &str, version: i32) -> RemotingCommand {
-    let mut req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
+    let mut req =
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic);
     req.version = version;
     ns.invoke(req)
 }
@@ -24,7 +25,8 @@ fn route_appears_after_broker_registers_and_goes_when_it_dies() {
     let r = route(&mut ns, "RouteTopic", 0);
     assert_eq!(r.code, response::TOPIC_NOT_EXIST);
 
-    let (mut broker, broker_port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), Some(ns_port));
+    let (mut broker, broker_port) =
+        start_broker(&dir, &broker_props(&dir.join("store"), ""), Some(ns_port));
     let mut b = Client::connect(broker_port);
     let created = b.invoke(
         RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
@@ -42,7 +44,10 @@ fn route_appears_after_broker_registers_and_goes_when_it_dies() {
     .expect("route appears within 10 s");
     let text = String::from_utf8(body).unwrap();
     let addr = format!("127.0.0.1:{broker_port}");
-    assert!(text.contains(&format!("{{0:\"{addr}\"}}")), "fastjson keys for old clients: {text}");
+    assert!(
+        text.contains(&format!("{{0:\"{addr}\"}}")),
+        "fastjson keys for old clients: {text}"
+    );
     let v = parse_lenient(&text).unwrap();
     assert_eq!(v["queueDatas"][0]["brokerName"], "broker-t");
     assert_eq!(v["queueDatas"][0]["writeQueueNums"], 4);
@@ -65,14 +70,29 @@ fn route_appears_after_broker_registers_and_goes_when_it_dies() {
     assert_eq!(r.code, response::SUCCESS);
     let v = parse_lenient(std::str::from_utf8(&r.body).unwrap()).unwrap();
     assert_eq!(v["clusterAddrTable"]["TestCluster"][0], "broker-t");
-    assert_eq!(v["brokerAddrTable"]["broker-t"]["brokerAddrs"]["0"], addr.as_str());
-    let r = ns.invoke(RemotingCommand::request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER));
+    assert_eq!(
+        v["brokerAddrTable"]["broker-t"]["brokerAddrs"]["0"],
+        addr.as_str()
+    );
+    let r = ns.invoke(RemotingCommand::request(
+        request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+    ));
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    let topics: Vec<&str> = v["topicList"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
-    assert!(topics.contains(&"RouteTopic") && topics.contains(&"TBW102"), "{topics:?}");
+    let topics: Vec<&str> = v["topicList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        topics.contains(&"RouteTopic") && topics.contains(&"TBW102"),
+        "{topics:?}"
+    );
 
     // The broker does not answer name-server requests.
-    let r = b.invoke(RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "RouteTopic"));
+    let r = b.invoke(
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", "RouteTopic"),
+    );
     assert_eq!(r.code, response::REQUEST_CODE_NOT_SUPPORTED);
 
     // Kill the broker: its connection closes and the route goes at once (not after 120 s).
@@ -81,5 +101,8 @@ fn route_appears_after_broker_registers_and_goes_when_it_dies() {
     let gone = wait_for(Duration::from_secs(10), || {
         (route(&mut ns, "RouteTopic", 0).code == response::TOPIC_NOT_EXIST).then_some(())
     });
-    assert!(gone.is_some(), "route still there 10 s after the broker died");
+    assert!(
+        gone.is_some(),
+        "route still there 10 s after the broker died"
+    );
 }

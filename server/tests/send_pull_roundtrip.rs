@@ -25,10 +25,19 @@ fn thousand_messages_round_trip_exactly_once() {
         let q = (i % 4) as i32;
         let tag = if i % 2 == 0 { "even" } else { "odd" };
         let body = format!("message-{i:04}-{}", "x".repeat(i % 50));
-        let r = c.send_v2(TOPIC, q, body.as_bytes(), Some(tag), Some(&format!("key-{i} k{i}")));
+        let r = c.send_v2(
+            TOPIC,
+            q,
+            body.as_bytes(),
+            Some(tag),
+            Some(&format!("key-{i} k{i}")),
+        );
         assert_eq!(r.code, response::SUCCESS, "send {i}: {:?}", r.remark);
         assert_eq!(r.ext_fields.get_i64("queueId").unwrap(), i64::from(q));
-        assert_eq!(r.ext_fields.get_i64("queueOffset").unwrap() as u64, sent_offsets[q as usize]);
+        assert_eq!(
+            r.ext_fields.get_i64("queueOffset").unwrap() as u64,
+            sent_offsets[q as usize]
+        );
         sent_offsets[q as usize] += 1;
         let (addr, _) = decode_offset_msg_id(r.ext_fields.get_str("msgId").unwrap()).unwrap();
         assert_eq!(addr.port(), port, "msgId carries the broker's port");
@@ -75,10 +84,25 @@ fn thousand_messages_round_trip_exactly_once() {
     assert_eq!(seen.len(), N, "every message exactly once");
 
     // Tag filter: only "even" from queue 0 (all of queue 0 is even: i % 4 == 0).
-    let r = c.invoke(Client::pull_req("rt-group", TOPIC, 1, 0, 32, 0x4, 0, "even"));
-    assert_eq!(r.code, response::PULL_RETRY_IMMEDIATELY, "queue 1 holds only odd tags");
+    let r = c.invoke(Client::pull_req(
+        "rt-group", TOPIC, 1, 0, 32, 0x4, 0, "even",
+    ));
+    assert_eq!(
+        r.code,
+        response::PULL_RETRY_IMMEDIATELY,
+        "queue 1 holds only odd tags"
+    );
     assert!(r.ext_fields.get_i64("nextBeginOffset").unwrap() > 0);
-    let r = c.invoke(Client::pull_req("rt-group", TOPIC, 1, 0, 32, 0x4, 0, "odd || even"));
+    let r = c.invoke(Client::pull_req(
+        "rt-group",
+        TOPIC,
+        1,
+        0,
+        32,
+        0x4,
+        0,
+        "odd || even",
+    ));
     assert_eq!(r.code, response::SUCCESS);
 
     // Max/min offsets.

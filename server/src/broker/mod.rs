@@ -16,7 +16,6 @@ mod register;
 mod send;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -203,12 +202,12 @@ pub fn store_error_code(e: &StoreError) -> i32 {
 }
 
 impl Handler for Broker {
-    fn handle(
+    async fn handle(
         self: Arc<Self>,
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
-    ) -> impl Future<Output = Option<RemotingCommand>> + Send + 'static {
-        async move { Some(self.process(conn, req).await) }
+    ) -> Option<RemotingCommand> {
+        Some(self.process(conn, req).await)
     }
 
     fn on_close(&self, conn: &ConnInfo) {

@@ -69,7 +69,10 @@ fn spawn(name: &'static str, mut cmd: Command) -> Proc {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .stdin(Stdio::null())
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let mut child = cmd.spawn().expect("spawn binary");
     let out = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
@@ -123,7 +126,10 @@ pub fn start_broker(dir: &Path, props: &str, namesrv_port: Option<u16>) -> (Proc
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
-    cmd.arg("-c").arg(&cfg).arg("--bind-address").arg("127.0.0.1");
+    cmd.arg("-c")
+        .arg(&cfg)
+        .arg("--bind-address")
+        .arg("127.0.0.1");
     if let Some(p) = namesrv_port {
         cmd.arg("-n").arg(format!("127.0.0.1:{p}"));
     }
@@ -233,6 +239,7 @@ impl Client {
         self.invoke(req)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn pull_req(
         group: &str,
         topic: &str,
@@ -257,8 +264,17 @@ impl Client {
             .with_ext("expressionType", "TAG")
     }
 
-    pub fn pull(&mut self, group: &str, topic: &str, queue_id: i32, offset: u64, max: i32) -> RemotingCommand {
-        self.invoke(Self::pull_req(group, topic, queue_id, offset, max, 0x4, 0, "*"))
+    pub fn pull(
+        &mut self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max: i32,
+    ) -> RemotingCommand {
+        self.invoke(Self::pull_req(
+            group, topic, queue_id, offset, max, 0x4, 0, "*",
+        ))
     }
 
     pub fn offset_req(code: i32, topic: &str, queue_id: i32) -> RemotingCommand {
