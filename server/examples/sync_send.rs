@@ -13,12 +13,16 @@ use ferromq_server::remoting::{request, response, RemotingCommand};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let port: u16 = args.get(1).and_then(|a| a.parse().ok()).expect("usage: sync_send PORT [COUNT] [BYTES]");
+    let port: u16 = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .expect("usage: sync_send PORT [COUNT] [BYTES]");
     let count: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let size: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_nodelay(true).expect("nodelay");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let body = vec![b'x'; size];
     let deadline = Instant::now() + Duration::from_secs(60);
     let start = Instant::now();

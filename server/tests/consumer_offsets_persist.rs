@@ -60,12 +60,30 @@ fn offsets_survive_restart() {
         query(&mut c, "og", 1).ext_fields.get_i64("offset").unwrap(),
         7
     );
+    // A oneway update (as the Java client sends it) gets no response; the next
+    // answer on the connection is the query's (Client::invoke checks the opaque).
+    let mut oneway = RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+        .with_ext("consumerGroup", "og")
+        .with_ext("topic", TOPIC)
+        .with_ext("queueId", 2)
+        .with_ext("commitOffset", 3);
+    oneway.flag = 2;
+    oneway.opaque = 9999;
+    c.write_raw(&ferromq_server::remoting::codec::encode(&oneway).unwrap());
+    let r = wait_for(Duration::from_secs(5), || {
+        let r = query(&mut c, "og", 2);
+        (r.code == response::SUCCESS && r.ext_fields.get_i64("offset").unwrap() == 3).then_some(r)
+    });
+    assert!(r.is_some(), "oneway update applied");
     drop(c);
 
     let status = broker.terminate(Duration::from_secs(20));
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     let text = std::fs::read_to_string(store.join("config").join("consumerOffset.json")).unwrap();
-    assert!(text.contains("{0:42,1:7}"), "fastjson-style file: {text}");
+    assert!(
+        text.contains("{0:42,1:7,2:3}"),
+        "fastjson-style file: {text}"
+    );
     let v = parse_lenient(&text).unwrap();
     assert_eq!(v["offsetTable"]["Offsets@og"]["0"], 42);
     drop(broker);
