@@ -1,0 +1,125 @@
+//! `ferromq-broker`: the broker binary.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use ferromq_engine::config::Properties;
+use ferromq_engine::{MessageStore, StoreConfig};
+use ferromq_server::broker::{self, split_namesrv_addr_arg, Broker, BrokerConfig};
+use ferromq_server::util::{init_logging, shutdown_signal};
+use tokio::sync::watch;
+
+/// RocketMQ-compatible broker.
+#[derive(Parser, Debug)]
+#[command(name = "ferromq-broker", version, about)]
+struct Args {
+    /// Name server addresses, `host:port;host:port` (overrides `namesrvAddr`).
+    #[arg(short = 'n', long = "namesrvAddr")]
+    namesrv: Option<String>,
+    /// Broker properties file (RocketMQ keys).
+    #[arg(short = 'c', long = "configFile")]
+    config: Option<PathBuf>,
+    /// Address to bind (overrides `bindAddress`; default `0.0.0.0`).
+    #[arg(short = 'b', long = "bind-address")]
+    bind_address: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(short = 'p', long = "printConfigItem")]
+    print: bool,
+    /// Print the important configuration keys and exit.
+    #[arg(short = 'm', long = "printImportantConfig")]
+    important: bool,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("ferromq-broker: {msg}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    let props = match &args.config {
+        Some(p) => match Properties::from_file(p) {
+            Ok(p) => p,
+            Err(e) => return fail(format!("cannot read {}: {e}", p.display())),
+        },
+        None => Properties::new(),
+    };
+    let (mut store_cfg, _warnings) = match StoreConfig::from_properties(&props) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let mut cfg = match BrokerConfig::from_properties(&props, &store_cfg) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if let Some(b) = &args.bind_address {
+        cfg.bind_address = b.clone();
+    }
+    if let Some(n) = &args.namesrv {
+        cfg.namesrv_addr = split_namesrv_addr_arg(n);
+    }
+    if args.print || args.important {
+        if args.print {
+            print!("{}", store_cfg.to_properties());
+        }
+        print!("{}", cfg.to_properties(args.important && !args.print));
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("broker-io")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let addr = match cfg.bind_addr() {
+            Ok(a) => a,
+            Err(e) => return fail(e),
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => return fail(format!("cannot bind {addr}: {e}")),
+        };
+        let local = listener.local_addr().unwrap_or(addr);
+        // The port the OS chose is the one msgIds and registrations carry.
+        store_cfg.listen_port = local.port();
+        cfg.listen_port = local.port();
+        let store = match tokio::task::spawn_blocking(move || MessageStore::open(store_cfg)).await {
+            Ok(Ok(s)) => Arc::new(s),
+            Ok(Err(e)) => return fail(format!("cannot open the store: {e}")),
+            Err(e) => return fail(format!("store open task failed: {e}")),
+        };
+        let broker_addr = format!("{}:{}", cfg.broker_ip1, local.port());
+        let b = match Broker::new(cfg, store.clone(), broker_addr.clone()) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+                return fail(e);
+            }
+        };
+        println!("ferromq-broker listening on {local} as {broker_addr}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(%local, %broker_addr, "broker started");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(broker::run(b.clone(), listener, stop_rx));
+        shutdown_signal().await;
+        tracing::info!("shutting down: stop accepting, finish in-flight requests, unregister");
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        drop(b);
+        match tokio::task::spawn_blocking(move || store.shutdown()).await {
+            Ok(Ok(())) => {
+                tracing::info!("store shut down cleanly");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => fail(format!("store shutdown: {e}")),
+            Err(e) => fail(format!("store shutdown task: {e}")),
+        }
+    })
+}

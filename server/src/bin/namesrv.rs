@@ -1,0 +1,93 @@
+//! `ferromq-namesrv`: the name server binary.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferromq_engine::config::Properties;
+use ferromq_server::namesrv::{self, NamesrvConfig};
+use ferromq_server::util::{init_logging, shutdown_signal};
+use tokio::sync::watch;
+
+/// RocketMQ-compatible name server.
+#[derive(Parser, Debug)]
+#[command(name = "ferromq-namesrv", version, about)]
+struct Args {
+    /// Properties file (`listenPort`, `bindAddress`, ...).
+    #[arg(short = 'c', long = "configFile")]
+    config: Option<PathBuf>,
+    /// Address to bind (overrides `bindAddress`; default `0.0.0.0`).
+    #[arg(short = 'b', long = "bind-address")]
+    bind_address: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(short = 'p', long = "printConfigItem")]
+    print: bool,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    let props = match &args.config {
+        Some(p) => match Properties::from_file(p) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ferromq-namesrv: cannot read {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Properties::new(),
+    };
+    let mut cfg = match NamesrvConfig::from_properties(&props) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(b) = &args.bind_address {
+        cfg.bind_address = b.clone();
+    }
+    if args.print {
+        print!("{}", cfg.to_properties());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("namesrv-io")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let addr = match cfg.bind_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("ferromq-namesrv: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ferromq-namesrv: cannot bind {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let local = listener.local_addr().unwrap_or(addr);
+        println!("ferromq-namesrv listening on {local}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(%local, "name server started");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(namesrv::run(cfg, listener, stop_rx));
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,210 @@
+//! Producer and consumer clients known from heartbeats (RocketMQ's
+//! `ProducerManager` / `ConsumerManager`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::remoting::json::parse_lenient;
+
+#[derive(Debug, Clone)]
+struct ClientChannel {
+    conn_id: u64,
+    last_update: Instant,
+}
+
+#[derive(Debug, Default)]
+struct ConsumerGroup {
+    clients: BTreeMap<String, ClientChannel>,
+    /// topic -> subscription expression.
+    subscriptions: HashMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    producers: HashMap<String, BTreeMap<String, ClientChannel>>,
+    consumers: HashMap<String, ConsumerGroup>,
+}
+
+/// Clients by group.
+#[derive(Debug, Default)]
+pub struct ClientManager {
+    t: Mutex<Tables>,
+}
+
+fn str_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What a heartbeat told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatSummary {
+    /// The client id.
+    pub client_id: String,
+    /// Consumer groups in it.
+    pub consumer_groups: Vec<String>,
+    /// Producer groups in it.
+    pub producer_groups: Vec<String>,
+}
+
+impl ClientManager {
+    /// No clients.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.t.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply a HEART_BEAT body (`HeartbeatData` JSON, read leniently: missing
+    /// fields are skipped, enums may be names or numbers).
+    ///
+    /// # Errors
+    /// A sentence when the body is not JSON or has no `clientID`.
+    pub fn heartbeat(&self, conn_id: u64, body: &[u8]) -> Result<HeartbeatSummary, String> {
+        let text = std::str::from_utf8(body).map_err(|e| format!("heartbeat body: {e}"))?;
+        let v = parse_lenient(text).map_err(|e| format!("heartbeat body: {e}"))?;
+        let client_id = str_of(&v["clientID"]).ok_or("heartbeat body has no clientID")?;
+        let now = Instant::now();
+        let ch = ClientChannel {
+            conn_id,
+            last_update: now,
+        };
+        let mut sum = HeartbeatSummary {
+            client_id: client_id.clone(),
+            ..Default::default()
+        };
+        let mut t = self.lock();
+        if let Value::Array(ps) = &v["producerDataSet"] {
+            for p in ps {
+                if let Some(g) = str_of(&p["groupName"]) {
+                    t.producers
+                        .entry(g.clone())
+                        .or_default()
+                        .insert(client_id.clone(), ch.clone());
+                    sum.producer_groups.push(g);
+                }
+            }
+        }
+        if let Value::Array(cs) = &v["consumerDataSet"] {
+            for c in cs {
+                let Some(g) = str_of(&c["groupName"]) else {
+                    continue;
+                };
+                let group = t.consumers.entry(g.clone()).or_default();
+                group.clients.insert(client_id.clone(), ch.clone());
+                if let Value::Array(subs) = &c["subscriptionDataSet"] {
+                    for s in subs {
+                        if let Some(topic) = str_of(&s["topic"]) {
+                            let expr = str_of(&s["subString"]).unwrap_or_else(|| "*".into());
+                            group.subscriptions.insert(topic, expr);
+                        }
+                    }
+                }
+                sum.consumer_groups.push(g);
+            }
+        }
+        Ok(sum)
+    }
+
+    /// A client leaves its groups.
+    pub fn unregister(
+        &self,
+        client_id: &str,
+        producer_group: Option<&str>,
+        consumer_group: Option<&str>,
+    ) {
+        let mut t = self.lock();
+        if let Some(g) = producer_group {
+            if let Some(m) = t.producers.get_mut(g) {
+                m.remove(client_id);
+            }
+        }
+        if let Some(g) = consumer_group {
+            if let Some(cg) = t.consumers.get_mut(g) {
+                cg.clients.remove(client_id);
+                if cg.clients.is_empty() {
+                    t.consumers.remove(g);
+                }
+            }
+        }
+    }
+
+    /// Forget the clients of a closed connection.
+    pub fn on_connection_closed(&self, conn_id: u64) {
+        self.retain(|c| c.conn_id != conn_id);
+    }
+
+    /// Forget clients silent for longer than `expiry`.
+    pub fn scan_not_active(&self, expiry: Duration) {
+        let now = Instant::now();
+        self.retain(|c| now.duration_since(c.last_update) <= expiry);
+    }
+
+    fn retain(&self, keep: impl Fn(&ClientChannel) -> bool) {
+        let mut t = self.lock();
+        for m in t.producers.values_mut() {
+            m.retain(|_, c| keep(c));
+        }
+        t.producers.retain(|_, m| !m.is_empty());
+        for g in t.consumers.values_mut() {
+            g.clients.retain(|_, c| keep(c));
+        }
+        t.consumers.retain(|_, g| !g.clients.is_empty());
+    }
+
+    /// Client ids of a consumer group, sorted.
+    pub fn consumer_ids(&self, group: &str) -> Vec<String> {
+        self.lock()
+            .consumers
+            .get(group)
+            .map(|g| g.clients.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A group's subscription expression for a topic, from its heartbeats.
+    pub fn subscription(&self, group: &str, topic: &str) -> Option<String> {
+        self.lock()
+            .consumers
+            .get(group)
+            .and_then(|g| g.subscriptions.get(topic).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_register_and_close() {
+        let m = ClientManager::new();
+        let body = br#"{"clientID":"c1","producerDataSet":[{"groupName":"P"}],
+            "consumerDataSet":[{"groupName":"G","consumeType":1,"messageModel":"CLUSTERING",
+            "subscriptionDataSet":[{"topic":"T","subString":"a || b"}]},{"noGroup":1}]}"#;
+        let s = m.heartbeat(7, body).unwrap();
+        assert_eq!(s.consumer_groups, vec!["G".to_string()]);
+        m.heartbeat(
+            8,
+            br#"{"clientID":"c2","consumerDataSet":[{"groupName":"G"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.consumer_ids("G"),
+            vec!["c1".to_string(), "c2".to_string()]
+        );
+        assert_eq!(m.subscription("G", "T").as_deref(), Some("a || b"));
+        m.on_connection_closed(7);
+        assert_eq!(m.consumer_ids("G"), vec!["c2".to_string()]);
+        m.unregister("c2", None, Some("G"));
+        assert!(m.consumer_ids("G").is_empty());
+        assert!(m.heartbeat(1, b"{}").is_err());
+        assert!(m.heartbeat(1, b"\xff").is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! Broker settings: the `BrokerConfig` / `NettyServerConfig` keys of a RocketMQ
+//! broker `.properties` file that the store leaves to the broker.
+
+use std::net::SocketAddr;
+
+use ferromq_engine::config::Properties;
+use ferromq_engine::StoreConfig;
+
+use crate::namesrv::{parse_bool_key, parse_key, ConfigError};
+use crate::remoting::DEFAULT_MAX_FRAME_BYTES;
+
+/// Broker settings. Store settings live in [`StoreConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// `brokerClusterName`. Default `DefaultCluster`.
+    pub broker_cluster_name: String,
+    /// `brokerName`. Default: the host name.
+    pub broker_name: String,
+    /// `brokerId`: 0 master, >0 slave. Default 0.
+    pub broker_id: i64,
+    /// `namesrvAddr` (or `-n`, or `NAMESRV_ADDR`): name servers, `;`-separated.
+    pub namesrv_addr: Vec<String>,
+    /// `brokerIP1`: address advertised to clients (from the store config).
+    pub broker_ip1: String,
+    /// `brokerIP2`: address advertised for HA. Default `brokerIP1`.
+    pub broker_ip2: String,
+    /// `listenPort`: client port (from the store config); 0 lets the OS choose.
+    pub listen_port: u16,
+    /// `bindAddress` (ferromq key): address to bind. Default `0.0.0.0`.
+    pub bind_address: String,
+    /// `sendMessageThreadPoolNums`: send pool threads. Default min(cores, 4).
+    pub send_message_thread_pool_nums: usize,
+    /// `pullMessageThreadPoolNums`: pull pool threads. Default 16 + 2 x cores.
+    pub pull_message_thread_pool_nums: usize,
+    /// `sendThreadPoolQueueCapacity`: queued sends before SYSTEM_BUSY. Default 10 000.
+    pub send_thread_pool_queue_capacity: usize,
+    /// `pullThreadPoolQueueCapacity`: queued pulls before SYSTEM_BUSY. Default 100 000.
+    pub pull_thread_pool_queue_capacity: usize,
+    /// `autoCreateTopicEnable` (from the store config).
+    pub auto_create_topic_enable: bool,
+    /// `defaultTopicQueueNums` (from the store config).
+    pub default_topic_queue_nums: u32,
+    /// `autoCreateSubscriptionGroup`. Default true.
+    pub auto_create_subscription_group: bool,
+    /// `longPollingEnable`: hold pulls until a message arrives. Default true.
+    pub long_polling_enable: bool,
+    /// `shortPollingTimeMills`: hold time when long polling is off. Default 1000.
+    pub short_polling_time_mills: u64,
+    /// `registerNameServerPeriod`: ms between registrations (clamped 10 000..=60 000). Default 30 000.
+    pub register_name_server_period_ms: u64,
+    /// `registerBrokerTimeoutMills`: ms to wait for a name server. Default 6000.
+    pub register_broker_timeout_mills: u64,
+    /// `flushConsumerOffsetInterval`: ms between writes of consumerOffset.json. Default 5000.
+    pub flush_consumer_offset_interval_ms: u64,
+    /// `brokerPermission`: permission bits advertised. Default 6 (read + write).
+    pub broker_permission: u32,
+    /// `serverMaxFrameBytes` (ferromq key): largest frame accepted. Default 16 MiB.
+    pub max_frame_bytes: usize,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Split `a:9876;b:9876` into addresses.
+pub fn split_namesrv_addr(s: &str) -> Vec<String> {
+    s.split(';')
+        .map(|a| a.trim_matches(char::is_whitespace))
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+impl BrokerConfig {
+    /// Read the broker keys from `props`; store-owned keys come from `store`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a value of the wrong form.
+    pub fn from_properties(props: &Properties, store: &StoreConfig) -> Result<Self, ConfigError> {
+        let str_key = |k: &str| {
+            props
+                .get(k)
+                .map(|v| v.trim_matches(char::is_whitespace).to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let c = cores();
+        let mut b = BrokerConfig {
+            broker_cluster_name: str_key("brokerClusterName")
+                .unwrap_or_else(|| "DefaultCluster".into()),
+            broker_name: str_key("brokerName").unwrap_or_else(host_name),
+            broker_id: parse_key(props, "brokerId", "an integer")?.unwrap_or(0),
+            namesrv_addr: str_key("namesrvAddr")
+                .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+                .map(|s| split_namesrv_addr(&s))
+                .unwrap_or_default(),
+            broker_ip1: store.broker_ip1.clone(),
+            broker_ip2: str_key("brokerIP2").unwrap_or_else(|| store.broker_ip1.clone()),
+            listen_port: store.listen_port,
+            bind_address: str_key("bindAddress").unwrap_or_else(|| "0.0.0.0".into()),
+            send_message_thread_pool_nums: parse_key(
+                props,
+                "sendMessageThreadPoolNums",
+                "a thread count",
+            )?
+            .unwrap_or(c.min(4)),
+            pull_message_thread_pool_nums: parse_key(
+                props,
+                "pullMessageThreadPoolNums",
+                "a thread count",
+            )?
+            .unwrap_or(16 + 2 * c),
+            send_thread_pool_queue_capacity: parse_key(
+                props,
+                "sendThreadPoolQueueCapacity",
+                "a queue length",
+            )?
+            .unwrap_or(10_000),
+            pull_thread_pool_queue_capacity: parse_key(
+                props,
+                "pullThreadPoolQueueCapacity",
+                "a queue length",
+            )?
+            .unwrap_or(100_000),
+            auto_create_topic_enable: store.auto_create_topic_enable,
+            default_topic_queue_nums: store.default_topic_queue_nums,
+            auto_create_subscription_group: parse_bool_key(props, "autoCreateSubscriptionGroup")?
+                .unwrap_or(true),
+            long_polling_enable: parse_bool_key(props, "longPollingEnable")?.unwrap_or(true),
+            short_polling_time_mills: parse_key(props, "shortPollingTimeMills", "milliseconds")?
+                .unwrap_or(1000),
+            register_name_server_period_ms: parse_key::<u64>(
+                props,
+                "registerNameServerPeriod",
+                "milliseconds",
+            )?
+            .unwrap_or(30_000)
+            .clamp(10_000, 60_000),
+            register_broker_timeout_mills: parse_key(
+                props,
+                "registerBrokerTimeoutMills",
+                "milliseconds",
+            )?
+            .unwrap_or(6000),
+            flush_consumer_offset_interval_ms: parse_key(
+                props,
+                "flushConsumerOffsetInterval",
+                "milliseconds",
+            )?
+            .unwrap_or(5000),
+            broker_permission: parse_key(props, "brokerPermission", "permission bits")?
+                .unwrap_or(6),
+            max_frame_bytes: parse_key(props, "serverMaxFrameBytes", "a byte count")?
+                .unwrap_or(DEFAULT_MAX_FRAME_BYTES),
+        };
+        b.send_message_thread_pool_nums = b.send_message_thread_pool_nums.max(1);
+        b.pull_message_thread_pool_nums = b.pull_message_thread_pool_nums.max(1);
+        Ok(b)
+    }
+
+    /// The socket address to bind.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `bindAddress` is not an IP address.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip = self.bind_address.parse().map_err(|_| ConfigError {
+            key: "bindAddress".into(),
+            value: self.bind_address.clone(),
+            expected: "an IP address",
+        })?;
+        Ok(SocketAddr::new(ip, self.listen_port))
+    }
+
+    /// The broker keys as `key=value` lines (`important` = the short list of `-m`).
+    pub fn to_properties(&self, important: bool) -> String {
+        let mut s = format!(
+            "brokerClusterName={}\nbrokerName={}\nbrokerId={}\nnamesrvAddr={}\nbrokerIP1={}\nlistenPort={}\n",
+            self.broker_cluster_name,
+            self.broker_name,
+            self.broker_id,
+            self.namesrv_addr.join(";"),
+            self.broker_ip1,
+            self.listen_port
+        );
+        if important {
+            return s;
+        }
+        s.push_str(&format!(
+            "brokerIP2={}\nbindAddress={}\nsendMessageThreadPoolNums={}\npullMessageThreadPoolNums={}\n\
+             sendThreadPoolQueueCapacity={}\npullThreadPoolQueueCapacity={}\nautoCreateSubscriptionGroup={}\n\
+             longPollingEnable={}\nshortPollingTimeMills={}\nregisterNameServerPeriod={}\n\
+             registerBrokerTimeoutMills={}\nflushConsumerOffsetInterval={}\nbrokerPermission={}\nserverMaxFrameBytes={}\n",
+            self.broker_ip2,
+            self.bind_address,
+            self.send_message_thread_pool_nums,
+            self.pull_message_thread_pool_nums,
+            self.send_thread_pool_queue_capacity,
+            self.pull_thread_pool_queue_capacity,
+            self.auto_create_subscription_group,
+            self.long_polling_enable,
+            self.short_polling_time_mills,
+            self.register_name_server_period_ms,
+            self.register_broker_timeout_mills,
+            self.flush_consumer_offset_interval_ms,
+            self.broker_permission,
+            self.max_frame_bytes
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_seed_style_keys() {
+        let props = Properties::parse(
+            "brokerClusterName=DefaultCluster \nbrokerName=broker-a\u{a0}\nbrokerId=0\n\
+             namesrvAddr=192.168.36.189:9876;192.168.36.54:9876 \nsendMessageThreadPoolNums=128 \n\
+             pullMessageThreadPoolNums=128\nregisterNameServerPeriod=1000\n",
+        );
+        let (store, _) = StoreConfig::from_properties(&props).unwrap();
+        let b = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!(b.broker_name, "broker-a");
+        assert_eq!(b.namesrv_addr.len(), 2);
+        assert_eq!(b.send_message_thread_pool_nums, 128);
+        assert_eq!(b.register_name_server_period_ms, 10_000);
+        let bad = Properties::parse("brokerId=x\n");
+        assert!(BrokerConfig::from_properties(&bad, &store)
+            .unwrap_err()
+            .to_string()
+            .contains("brokerId"));
+    }
+}

@@ -1,0 +1,182 @@
+//! Consumer offsets (`config/consumerOffset.json`), RocketMQ's `ConsumerOffsetManager`.
+//!
+//! The file is `{"offsetTable":{"topic@group":{0:123,1:45}}}` with fastjson's
+//! unquoted integer keys; it is read leniently (quoted keys work too) and written
+//! atomically (`.tmp`, fsync, `.bak` copy of the old file, rename).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use crate::remoting::json;
+use crate::util::atomic_write;
+
+/// Committed offsets per `topic@group` and queue.
+#[derive(Debug)]
+pub struct ConsumerOffsetManager {
+    path: PathBuf,
+    table: Mutex<BTreeMap<String, BTreeMap<u32, i64>>>,
+    dirty: AtomicBool,
+}
+
+/// The table key RocketMQ uses.
+pub fn offset_key(topic: &str, group: &str) -> String {
+    format!("{topic}@{group}")
+}
+
+fn parse_table(text: &str) -> Result<BTreeMap<String, BTreeMap<u32, i64>>, String> {
+    let v = json::parse_lenient(text).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    if let Value::Object(t) = &v["offsetTable"] {
+        for (key, queues) in t {
+            let mut m = BTreeMap::new();
+            if let Value::Object(q) = queues {
+                for (qid, off) in q {
+                    let (Ok(qid), Some(off)) = (qid.trim().parse::<u32>(), off.as_i64()) else {
+                        return Err(format!("bad entry {key}/{qid}: {off}"));
+                    };
+                    m.insert(qid, off);
+                }
+            }
+            out.insert(key.clone(), m);
+        }
+    }
+    Ok(out)
+}
+
+impl ConsumerOffsetManager {
+    /// Load `<config_dir>/consumerOffset.json` (falling back to the `.bak` copy
+    /// when the file is missing or damaged; empty when neither exists).
+    ///
+    /// # Errors
+    /// An I/O error other than "not found", or both copies damaged.
+    pub fn load(config_dir: &Path) -> std::io::Result<Self> {
+        let path = config_dir.join("consumerOffset.json");
+        let bak = config_dir.join("consumerOffset.json.bak");
+        let mut table = BTreeMap::new();
+        let mut last_err = None;
+        for p in [&path, &bak] {
+            match std::fs::read_to_string(p) {
+                Ok(text) if text.trim().is_empty() => {}
+                Ok(text) => match parse_table(&text) {
+                    Ok(t) => {
+                        table = t;
+                        last_err = None;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(path = %p.display(), error = %e, "damaged consumer offset file");
+                        last_err = Some(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{}: {e}", p.display()),
+                        ));
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+        Ok(ConsumerOffsetManager {
+            path,
+            table: Mutex::new(table),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<u32, i64>>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record a group's offset for a queue.
+    pub fn commit(&self, group: &str, topic: &str, queue_id: u32, offset: i64) {
+        self.lock()
+            .entry(offset_key(topic, group))
+            .or_default()
+            .insert(queue_id, offset);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// A group's stored offset for a queue.
+    pub fn query(&self, group: &str, topic: &str, queue_id: u32) -> Option<i64> {
+        self.lock()
+            .get(&offset_key(topic, group))
+            .and_then(|m| m.get(&queue_id))
+            .copied()
+    }
+
+    /// The file contents, fastjson style.
+    pub fn to_json(&self) -> String {
+        let t = self.lock();
+        let entries: Vec<String> = t
+            .iter()
+            .map(|(k, q)| {
+                let vals: Vec<(u32, String)> = q.iter().map(|(a, b)| (*a, b.to_string())).collect();
+                format!(
+                    "{}:{}",
+                    json::string(k),
+                    json::int_key_map(vals.iter().map(|(a, b)| (*a, b.as_str())), false)
+                )
+            })
+            .collect();
+        format!("{{\"offsetTable\":{{{}}}}}", entries.join(","))
+    }
+
+    /// Write the file if anything changed since the last write.
+    ///
+    /// # Errors
+    /// The I/O error; the table stays marked dirty.
+    pub fn persist(&self) -> std::io::Result<()> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let text = self.to_json();
+        atomic_write(&self.path, text.as_bytes()).inspect_err(|_| {
+            self.dirty.store(true, Ordering::Release);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_fastjson_file() {
+        let d = tempfile::tempdir().unwrap();
+        let m = ConsumerOffsetManager::load(d.path()).unwrap();
+        assert_eq!(m.query("g", "T", 0), None);
+        m.commit("g", "T", 0, 123);
+        m.commit("g", "T", 3, 7);
+        m.persist().unwrap();
+        let text = std::fs::read_to_string(d.path().join("consumerOffset.json")).unwrap();
+        assert_eq!(text, r#"{"offsetTable":{"T@g":{0:123,3:7}}}"#);
+        let m2 = ConsumerOffsetManager::load(d.path()).unwrap();
+        assert_eq!(m2.query("g", "T", 3), Some(7));
+        std::fs::write(
+            d.path().join("consumerOffset.json"),
+            r#"{"offsetTable":{"T@g":{"1":5}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ConsumerOffsetManager::load(d.path())
+                .unwrap()
+                .query("g", "T", 1),
+            Some(5)
+        );
+        std::fs::write(d.path().join("consumerOffset.json"), "{broken").unwrap();
+        assert!(ConsumerOffsetManager::load(d.path()).is_err());
+        std::fs::write(
+            d.path().join("consumerOffset.json.bak"),
+            r#"{"offsetTable":{"T@g":{2:9}}}"#,
+        )
+        .unwrap();
+        let m3 = ConsumerOffsetManager::load(d.path()).unwrap();
+        assert_eq!(m3.query("g", "T", 2), Some(9));
+    }
+}

@@ -1,0 +1,151 @@
+//! Registration with the name servers: at once, every `registerNameServerPeriod`,
+//! and whenever a topic is created; UNREGISTER_BROKER on shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Broker;
+use crate::remoting::{json, request, response, RemotingClient, RemotingCommand};
+use crate::util::{crc32_masked, now_ms};
+
+/// Topic every auto-create producer asks routes for (`TBW102`).
+const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
+
+/// Version of the registered topic set: bumped whenever the set changes.
+#[derive(Debug, Default)]
+struct DataVersion {
+    timestamp: i64,
+    counter: i64,
+    fingerprint: Vec<(String, u32, u32, u32)>,
+}
+
+fn register_body(b: &Broker, dv: &mut DataVersion) -> Vec<u8> {
+    let mut topics: Vec<(String, u32, u32, u32)> = b
+        .store
+        .topics()
+        .into_iter()
+        .map(|t| {
+            (
+                t.topic_name,
+                t.read_queue_nums,
+                t.write_queue_nums,
+                (t.perm & b.cfg.broker_permission) | (t.perm & 1),
+            )
+        })
+        .collect();
+    if b.cfg.auto_create_topic_enable && !topics.iter().any(|t| t.0 == AUTO_CREATE_TOPIC_KEY) {
+        let n = b.cfg.default_topic_queue_nums;
+        // INHERIT | READ | WRITE, as RocketMQ registers TBW102.
+        topics.push((
+            AUTO_CREATE_TOPIC_KEY.to_string(),
+            n,
+            n,
+            7 & (b.cfg.broker_permission | 1),
+        ));
+    }
+    topics.sort();
+    if topics != dv.fingerprint || dv.timestamp == 0 {
+        dv.fingerprint = topics;
+        dv.counter += 1;
+        dv.timestamp = now_ms();
+    }
+    let table: Vec<String> = dv
+        .fingerprint
+        .iter()
+        .map(|(name, r, w, perm)| {
+            format!(
+                "{}:{{\"order\":false,\"perm\":{perm},\"readQueueNums\":{r},\"topicFilterType\":\"SINGLE_TAG\",\"topicName\":{},\"topicSysFlag\":0,\"writeQueueNums\":{w}}}",
+                json::string(name),
+                json::string(name)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"filterServerList\":[],\"topicConfigSerializeWrapper\":{{\"dataVersion\":{{\"counter\":{},\"timestamp\":{}}},\"topicConfigTable\":{{{}}}}}}}",
+        dv.counter,
+        dv.timestamp,
+        table.join(",")
+    )
+    .into_bytes()
+}
+
+fn base_header(b: &Broker, code: i32) -> RemotingCommand {
+    RemotingCommand::request(code)
+        .with_ext("brokerName", &b.cfg.broker_name)
+        .with_ext("brokerAddr", &b.broker_addr)
+        .with_ext("clusterName", &b.cfg.broker_cluster_name)
+        .with_ext("brokerId", b.cfg.broker_id)
+}
+
+async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut DataVersion) {
+    let body = register_body(b, dv);
+    let ha = format!("{}:{}", b.cfg.broker_ip2, u32::from(b.cfg.listen_port) + 1);
+    let req = base_header(b, request::REGISTER_BROKER)
+        .with_ext("haServerAddr", ha)
+        .with_ext("compressed", false)
+        .with_ext("bodyCrc32", crc32_masked(&body))
+        .with_body(body);
+    let timeout = Duration::from_millis(b.cfg.register_broker_timeout_mills);
+    let tasks: Vec<_> = clients
+        .iter()
+        .map(|c| {
+            let c = c.clone();
+            let req = req.clone();
+            tokio::spawn(async move {
+                match c.invoke(req, timeout).await {
+                    Ok(r) if r.code == response::SUCCESS => {
+                        tracing::debug!(namesrv = %c.addr(), "registered");
+                    }
+                    Ok(r) => tracing::warn!(namesrv = %c.addr(), code = r.code, remark = ?r.remark, "registration refused"),
+                    Err(e) => tracing::warn!(error = %e, "registration failed"),
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn unregister_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>]) {
+    let req = base_header(b, request::UNREGISTER_BROKER);
+    let timeout = Duration::from_millis(b.cfg.register_broker_timeout_mills.min(3000));
+    for c in clients {
+        match c.invoke(req.clone(), timeout).await {
+            Ok(_) => tracing::info!(namesrv = %c.addr(), "unregistered"),
+            Err(e) => tracing::warn!(error = %e, "unregister failed"),
+        }
+        c.close().await;
+    }
+}
+
+/// Register now, then periodically and on topic changes, until `stop`; then unregister.
+pub(super) async fn registration_loop(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let clients: Vec<Arc<RemotingClient>> = b
+        .cfg
+        .namesrv_addr
+        .iter()
+        .map(|a| Arc::new(RemotingClient::new(a.clone())))
+        .collect();
+    if clients.is_empty() {
+        tracing::warn!(
+            "no name server address (namesrvAddr / -n): clients cannot find this broker"
+        );
+    }
+    let mut dv = DataVersion::default();
+    let period = Duration::from_millis(b.cfg.register_name_server_period_ms);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        register_all(&b, &clients, &mut dv).await;
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = b.register_now.notified() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    unregister_all(&b, &clients).await;
+}

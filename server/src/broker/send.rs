@@ -1,0 +1,350 @@
+//! SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE (RocketMQ `SendMessageProcessor`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
+
+use super::{store_error_code, Broker, BUSY_REMARK};
+use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
+
+/// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
+const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// A send request header, from the long (`SendMessageRequestHeader`) or the
+/// single-letter (`SendMessageRequestHeaderV2`) field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendHeader {
+    /// Producer group.
+    pub producer_group: String,
+    /// Topic.
+    pub topic: String,
+    /// Queues for an auto-created topic.
+    pub default_topic_queue_nums: i32,
+    /// Queue id; negative picks one.
+    pub queue_id: i32,
+    /// `sysFlag`.
+    pub sys_flag: i32,
+    /// Producer timestamp, ms.
+    pub born_timestamp: i64,
+    /// Application flag.
+    pub flag: i32,
+    /// Encoded properties.
+    pub properties: Option<String>,
+    /// Reconsume times.
+    pub reconsume_times: i32,
+}
+
+impl SendHeader {
+    /// Read a send header. The short names are used when `topic` is absent and `b`
+    /// present, whatever the request code, since clients differ.
+    ///
+    /// # Errors
+    /// [`HeaderError`] for a missing or malformed required field.
+    pub fn parse(ext: &ExtFields) -> Result<SendHeader, HeaderError> {
+        let v2 = ext.opt_str("topic").is_none() && ext.opt_str("b").is_some();
+        let k = |long: &'static str, short: &'static str| if v2 { short } else { long };
+        Ok(SendHeader {
+            producer_group: ext.get_str(k("producerGroup", "a"))?.to_string(),
+            topic: ext.get_str(k("topic", "b"))?.to_string(),
+            default_topic_queue_nums: ext
+                .opt_i64(k("defaultTopicQueueNums", "d"))?
+                .map(|v| v.clamp(1, 1024) as i32)
+                .unwrap_or(4),
+            queue_id: ext.get_i32(k("queueId", "e"))?,
+            sys_flag: ext.opt_i64(k("sysFlag", "f"))?.unwrap_or(0) as i32,
+            born_timestamp: ext.opt_i64(k("bornTimestamp", "g"))?.unwrap_or(0),
+            flag: ext.opt_i64(k("flag", "h"))?.unwrap_or(0) as i32,
+            properties: ext.opt_str(k("properties", "i")).map(str::to_string),
+            reconsume_times: ext.opt_i64(k("reconsumeTimes", "j"))?.unwrap_or(0) as i32,
+        })
+    }
+}
+
+/// `TopicValidator.validateTopic`: `^[%|a-zA-Z0-9_-]+$`, at most 127 characters.
+pub fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("The specified topic is blank.".into());
+    }
+    if topic.len() > 127 {
+        return Err("The specified topic is longer than topic max length.".into());
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    {
+        return Err(format!(
+            "The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
+        ));
+    }
+    Ok(())
+}
+
+/// One message of a batch body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    /// Application flag.
+    pub flag: i32,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Encoded properties.
+    pub properties: Vec<u8>,
+}
+
+/// Split a SEND_BATCH_MESSAGE body: repeated `[TOTALSIZE 4][MAGIC 4][BODYCRC 4]
+/// [FLAG 4][BODYLEN 4][BODY][PROPLEN 2][PROPS]`.
+///
+/// # Errors
+/// A sentence when a length points past the body.
+pub fn decode_batch(mut buf: &[u8]) -> Result<Vec<BatchItem>, String> {
+    fn take<'a>(buf: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
+        if buf.len() < n {
+            return Err(format!("batch body ends inside {what}"));
+        }
+        let (a, b) = buf.split_at(n);
+        *buf = b;
+        Ok(a)
+    }
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let head = take(&mut buf, 20, "a message header")?;
+        let flag = i32::from_be_bytes([head[12], head[13], head[14], head[15]]);
+        let body_len = i32::from_be_bytes([head[16], head[17], head[18], head[19]]);
+        let body_len =
+            usize::try_from(body_len).map_err(|_| format!("negative body length {body_len}"))?;
+        let body = take(&mut buf, body_len, "a body")?.to_vec();
+        let pl = take(&mut buf, 2, "a properties length")?;
+        let plen = i16::from_be_bytes([pl[0], pl[1]]);
+        let plen =
+            usize::try_from(plen).map_err(|_| format!("negative properties length {plen}"))?;
+        let properties = take(&mut buf, plen, "properties")?.to_vec();
+        out.push(BatchItem {
+            flag,
+            body,
+            properties,
+        });
+    }
+    if out.is_empty() {
+        return Err("empty batch".into());
+    }
+    Ok(out)
+}
+
+/// The response to a put, RocketMQ's `handlePutMessageResult`.
+pub fn put_response(
+    res: Result<PutResult, ferromq_engine::Error>,
+    queue_id: u32,
+) -> RemotingCommand {
+    match res {
+        Ok(pr) => {
+            let code = match pr.status {
+                PutStatus::PutOk => response::SUCCESS,
+                PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
+                PutStatus::FlushSlaveTimeout => response::FLUSH_SLAVE_TIMEOUT,
+                PutStatus::SlaveNotAvailable => response::SLAVE_NOT_AVAILABLE,
+            };
+            let mut r = RemotingCommand::response(code, None)
+                .with_ext("msgId", &pr.msg_id)
+                .with_ext("queueId", queue_id)
+                .with_ext("queueOffset", pr.queue_offset)
+                .with_ext("MSG_REGION", "DefaultRegion")
+                .with_ext("TRACE_ON", "true");
+            if code != response::SUCCESS {
+                r.remark = Some(format!("{:?}", pr.status));
+            }
+            r
+        }
+        Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+    }
+}
+
+impl Broker {
+    pub(super) async fn send(
+        self: Arc<Self>,
+        conn: &ConnInfo,
+        req: RemotingCommand,
+    ) -> RemotingCommand {
+        let h = match SendHeader::parse(&req.ext_fields) {
+            Ok(h) => h,
+            Err(e) => return e.into(),
+        };
+        if let Err(why) = validate_topic(&h.topic) {
+            return RemotingCommand::error(response::SYSTEM_ERROR, why);
+        }
+        if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
+            return RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!("Sending message to topic[{}] is forbidden.", h.topic),
+            );
+        }
+        let batch = req.code == request::SEND_BATCH_MESSAGE;
+        let born = conn.peer;
+        let body = req.body;
+        let b = self.clone();
+        match self
+            .send_pool
+            .try_execute(move || b.send_blocking(h, body, born, batch))
+        {
+            Ok(rx) => rx.await.unwrap_or_else(|_| {
+                RemotingCommand::error(response::SYSTEM_ERROR, "send task failed")
+            }),
+            Err(_) => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
+        }
+    }
+
+    /// Runs on the send pool.
+    fn send_blocking(
+        &self,
+        h: SendHeader,
+        body: Vec<u8>,
+        born: SocketAddr,
+        batch: bool,
+    ) -> RemotingCommand {
+        let tc = match self.store.topic_config(&h.topic) {
+            Some(tc) => tc,
+            None if self.cfg.auto_create_topic_enable => {
+                let n = (h.default_topic_queue_nums.max(1) as u32)
+                    .min(self.cfg.default_topic_queue_nums.max(1));
+                match self.store.create_topic(&h.topic, n) {
+                    Ok(tc) => {
+                        tracing::info!(topic = %h.topic, queues = n, producer_group = %h.producer_group, "topic auto-created");
+                        self.register_now.notify_one();
+                        tc
+                    }
+                    Err(e) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+                }
+            }
+            None => {
+                return RemotingCommand::error(
+                    response::TOPIC_NOT_EXIST,
+                    format!("topic[{}] not exist, apply first please!", h.topic),
+                )
+            }
+        };
+        let write_queues = tc.write_queue_nums.max(1);
+        let queue_id = if h.queue_id < 0 {
+            self.next_queue.fetch_add(1, Ordering::Relaxed) % write_queues
+        } else {
+            h.queue_id as u32
+        };
+        if queue_id >= tc.write_queue_nums.max(tc.read_queue_nums) {
+            return RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                format!(
+                    "request queueId[{queue_id}] is illegal, topic {} has {write_queues} queues, producer: {born}",
+                    h.topic
+                ),
+            );
+        }
+        let make = |flag: i32, body: Vec<u8>, props: &[u8]| -> Result<Message, RemotingCommand> {
+            let mut properties = MessageProperties::decode(props).map_err(|e| {
+                RemotingCommand::error(response::MESSAGE_ILLEGAL, format!("bad properties: {e}"))
+            })?;
+            properties.insert("CLUSTER", self.cfg.broker_cluster_name.clone());
+            let mut m = Message::new(h.topic.clone(), body);
+            m.queue_id = queue_id;
+            m.flag = flag;
+            m.properties = properties;
+            m.sys_flag = h.sys_flag;
+            m.born_timestamp_ms = h.born_timestamp;
+            m.born_host = born;
+            m.reconsume_times = h.reconsume_times;
+            Ok(m)
+        };
+        let props = h.properties.as_deref().unwrap_or("").as_bytes();
+        let res = if batch {
+            let items = match decode_batch(&body) {
+                Ok(i) => i,
+                Err(e) => return RemotingCommand::error(response::MESSAGE_ILLEGAL, e),
+            };
+            let mut msgs = Vec::with_capacity(items.len());
+            for it in items {
+                match make(it.flag, it.body, &it.properties) {
+                    Ok(m) => msgs.push(m),
+                    Err(r) => return r,
+                }
+            }
+            self.store.put_messages(&msgs)
+        } else {
+            match make(h.flag, body, props) {
+                Ok(m) => self.store.put_message(&m),
+                Err(r) => return r,
+            }
+        };
+        put_response(res, queue_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_and_v2_headers() {
+        let mut e = ExtFields::new();
+        for (k, v) in [
+            ("a", "P"),
+            ("b", "T"),
+            ("e", "3"),
+            ("f", "0"),
+            ("g", "5"),
+            ("h", "0"),
+            ("i", "TAGS\u{1}x"),
+        ] {
+            e.insert(k, v);
+        }
+        let h = SendHeader::parse(&e).unwrap();
+        assert_eq!(
+            (h.topic.as_str(), h.queue_id, h.born_timestamp),
+            ("T", 3, 5)
+        );
+        assert_eq!(h.properties.as_deref(), Some("TAGS\u{1}x"));
+        let mut e = ExtFields::new();
+        for (k, v) in [("producerGroup", "P"), ("topic", "T"), ("queueId", "1")] {
+            e.insert(k, v);
+        }
+        assert_eq!(SendHeader::parse(&e).unwrap().queue_id, 1);
+        e.0.remove("queueId");
+        assert!(SendHeader::parse(&e).is_err());
+    }
+
+    #[test]
+    fn topic_validation() {
+        assert!(validate_topic("Topic_A-1%|x").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("a b").is_err());
+        assert!(validate_topic(&"x".repeat(128)).is_err());
+    }
+
+    #[test]
+    fn batch_body() {
+        let mut b = Vec::new();
+        for (body, props) in [(&b"one"[..], &b"TAGS\x01a"[..]), (b"", b"")] {
+            let total = 20 + body.len() + 2 + props.len();
+            b.extend_from_slice(&(total as i32).to_be_bytes());
+            b.extend_from_slice(&[0; 8]);
+            b.extend_from_slice(&7i32.to_be_bytes());
+            b.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            b.extend_from_slice(body);
+            b.extend_from_slice(&(props.len() as i16).to_be_bytes());
+            b.extend_from_slice(props);
+        }
+        let items = decode_batch(&b).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].flag, 7);
+        assert_eq!(items[0].body, b"one");
+        for cut in 1..b.len() {
+            let _ = decode_batch(&b[..cut]);
+        }
+        assert!(decode_batch(&b[..b.len() - 1]).is_err());
+        assert!(decode_batch(&[]).is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! `ferromq-server`: RocketMQ's wire protocol on top of `ferromq-engine`.
+//!
+//! - [`remoting`]: the frame codec (JSON and binary headers), codes, typed
+//!   `extFields` access, and the async connection server and client.
+//! - [`namesrv`]: the name server (broker registry, topic routes).
+//! - [`broker`]: the broker (send, pull with long polling, consumer offsets).
+//!
+//! The binaries `ferromq-namesrv` and `ferromq-broker` are thin wrappers.
+
+pub mod broker;
+pub mod namesrv;
+pub mod remoting;
+pub mod util;

@@ -1,0 +1,221 @@
+//! The name server: a broker registry and topic router (RocketMQ `mqnamesrv`).
+//!
+//! Brokers register every 30 s with their topics; a broker silent for
+//! `brokerChannelExpiredTime` (120 s) or whose connection closes is dropped.
+//! Clients ask for a topic's route (`GET_ROUTEINFO_BY_TOPIC`). Several name
+//! servers run side by side without talking to each other.
+
+mod processor;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferromq_engine::config::Properties;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use processor::NameServer;
+pub use route::RouteInfoManager;
+
+use crate::remoting::{serve, ServerConfig, DEFAULT_MAX_FRAME_BYTES};
+
+/// Keys `mqnamesrv` accepts that ferromq reads but does not act on.
+const IGNORED_KEYS: &[&str] = &[
+    "rocketmqHome",
+    "kvConfigPath",
+    "configStorePath",
+    "productEnvName",
+    "clusterTest",
+    "orderMessageEnable",
+    "serverWorkerThreads",
+    "serverCallbackExecutorThreads",
+    "serverSelectorThreads",
+    "serverOnewaySemaphoreValue",
+    "serverAsyncSemaphoreValue",
+    "serverChannelMaxIdleTimeSeconds",
+    "serverSocketSndBufSize",
+    "serverSocketRcvBufSize",
+    "serverSocketBacklog",
+    "serverPooledByteBufAllocatorEnable",
+    "useEpollNativeSelector",
+];
+
+/// Name server settings (`namesrv.properties`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamesrvConfig {
+    /// `listenPort`: TCP port. Default 9876; 0 lets the OS choose.
+    pub listen_port: u16,
+    /// `bindAddress` (ferromq key): address to bind. Default `0.0.0.0`.
+    pub bind_address: String,
+    /// `brokerChannelExpiredTime` (ferromq key): ms without registration before a
+    /// broker is dropped. Default 120 000.
+    pub broker_channel_expired_time_ms: u64,
+    /// `scanNotActiveBrokerInterval` (ferromq key): ms between expiry scans. Default 10 000.
+    pub scan_not_active_broker_interval_ms: u64,
+    /// `serverMaxFrameBytes` (ferromq key): largest frame accepted. Default 16 MiB.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for NamesrvConfig {
+    fn default() -> Self {
+        NamesrvConfig {
+            listen_port: 9876,
+            bind_address: "0.0.0.0".to_string(),
+            broker_channel_expired_time_ms: 120_000,
+            scan_not_active_broker_interval_ms: 10_000,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+/// A bad value in a properties file.
+#[derive(Debug, thiserror::Error)]
+#[error("bad config value for `{key}`: `{value}` (expected {expected})")]
+pub struct ConfigError {
+    /// Key.
+    pub key: String,
+    /// Value as given.
+    pub value: String,
+    /// What is accepted.
+    pub expected: &'static str,
+}
+
+/// Read a trimmed value and parse it.
+///
+/// # Errors
+/// [`ConfigError`] naming the key, the value and what was expected.
+pub fn parse_key<T: std::str::FromStr>(
+    props: &Properties,
+    key: &str,
+    expected: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    match props.get(key) {
+        None => Ok(None),
+        Some(v) => {
+            let t = v.trim_matches(char::is_whitespace);
+            if t.is_empty() {
+                return Ok(None);
+            }
+            t.parse::<T>().map(Some).map_err(|_| ConfigError {
+                key: key.to_string(),
+                value: t.to_string(),
+                expected,
+            })
+        }
+    }
+}
+
+/// Parse a RocketMQ boolean (`true`/`false`, any case).
+///
+/// # Errors
+/// [`ConfigError`] for anything else.
+pub fn parse_bool_key(props: &Properties, key: &str) -> Result<Option<bool>, ConfigError> {
+    match props.get(key).map(|v| v.trim_matches(char::is_whitespace)) {
+        None | Some("") => Ok(None),
+        Some(t) if t.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(t) if t.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(t) => Err(ConfigError {
+            key: key.to_string(),
+            value: t.to_string(),
+            expected: "true or false",
+        }),
+    }
+}
+
+impl NamesrvConfig {
+    /// Read the keys from parsed properties; unknown keys are logged and ignored.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a value of the wrong form.
+    pub fn from_properties(props: &Properties) -> Result<Self, ConfigError> {
+        let mut c = NamesrvConfig::default();
+        if let Some(v) = parse_key(props, "listenPort", "a TCP port 0..=65535")? {
+            c.listen_port = v;
+        }
+        if let Some(v) = props.get("bindAddress") {
+            c.bind_address = v.trim_matches(char::is_whitespace).to_string();
+        }
+        if let Some(v) = parse_key(props, "brokerChannelExpiredTime", "milliseconds")? {
+            c.broker_channel_expired_time_ms = v;
+        }
+        if let Some(v) = parse_key(props, "scanNotActiveBrokerInterval", "milliseconds")? {
+            c.scan_not_active_broker_interval_ms = v;
+        }
+        if let Some(v) = parse_key(props, "serverMaxFrameBytes", "a byte count")? {
+            c.max_frame_bytes = v;
+        }
+        for (k, _) in props.iter() {
+            let known = [
+                "listenPort",
+                "bindAddress",
+                "brokerChannelExpiredTime",
+                "scanNotActiveBrokerInterval",
+                "serverMaxFrameBytes",
+            ];
+            if !known.contains(&k) && !IGNORED_KEYS.contains(&k) {
+                tracing::warn!(key = k, "unknown name server key ignored");
+            }
+        }
+        Ok(c)
+    }
+
+    /// The effective settings as `key=value` lines.
+    pub fn to_properties(&self) -> String {
+        format!(
+            "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n",
+            self.listen_port,
+            self.bind_address,
+            self.broker_channel_expired_time_ms,
+            self.scan_not_active_broker_interval_ms,
+            self.max_frame_bytes
+        )
+    }
+
+    /// The socket address to bind.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `bindAddress` is not an IP address.
+    pub fn bind_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip = self.bind_address.parse().map_err(|_| ConfigError {
+            key: "bindAddress".into(),
+            value: self.bind_address.clone(),
+            expected: "an IP address",
+        })?;
+        Ok(SocketAddr::new(ip, self.listen_port))
+    }
+}
+
+/// Run a name server on `listener` until `shutdown` turns true.
+pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let ns = Arc::new(NameServer::new());
+    let scan_ns = ns.clone();
+    let expiry = Duration::from_millis(cfg.broker_channel_expired_time_ms);
+    let every = Duration::from_millis(cfg.scan_not_active_broker_interval_ms.max(100));
+    let mut scan_stop = shutdown.clone();
+    let scanner = tokio::spawn(async move {
+        // First scan after 5 s (or the interval, if shorter), as RocketMQ does.
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + every.min(Duration::from_secs(5)),
+            every,
+        );
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let n = scan_ns.routes().scan_not_active(expiry);
+                    if n > 0 {
+                        tracing::info!(removed = n, "expired brokers removed");
+                    }
+                }
+                _ = scan_stop.changed() => break,
+            }
+        }
+    });
+    let scfg = ServerConfig {
+        max_frame_bytes: cfg.max_frame_bytes,
+        ..ServerConfig::default()
+    };
+    serve(listener, ns, scfg, shutdown).await;
+    let _ = scanner.await;
+}

@@ -1,0 +1,416 @@
+//! The route tables: which brokers are alive, which topics they serve.
+//!
+//! Mirrors RocketMQ 4.x `RouteInfoManager`: topic -> queue data per broker name,
+//! broker name -> addresses by broker id, cluster -> broker names, and a live
+//! table keyed by broker address with the last registration time and the
+//! connection it came over.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::remoting::json;
+
+/// One broker's queues of a topic (`QueueData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueData {
+    /// Broker name (master/slave group).
+    pub broker_name: String,
+    /// Readable queues.
+    pub read_queue_nums: u32,
+    /// Writable queues.
+    pub write_queue_nums: u32,
+    /// Permission bits (READ 4, WRITE 2, INHERIT 1).
+    pub perm: u32,
+    /// Topic system flag.
+    pub topic_sys_flag: u32,
+}
+
+/// A topic config as a broker registers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicEntry {
+    /// Topic name.
+    pub topic_name: String,
+    /// Readable queues.
+    pub read_queue_nums: u32,
+    /// Writable queues.
+    pub write_queue_nums: u32,
+    /// Permission bits.
+    pub perm: u32,
+    /// Topic system flag.
+    pub topic_sys_flag: u32,
+}
+
+/// The addresses of one broker name (`BrokerData`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerData {
+    /// Cluster name.
+    pub cluster: String,
+    /// Broker name.
+    pub broker_name: String,
+    /// Address by broker id (0 = master).
+    pub broker_addrs: BTreeMap<i64, String>,
+}
+
+impl BrokerData {
+    /// fastjson form; `quote` writes the integer keys quoted (standard JSON).
+    pub fn to_json(&self, quote: bool) -> String {
+        let addrs: Vec<(i64, String)> = self
+            .broker_addrs
+            .iter()
+            .map(|(k, v)| (*k, json::string(v)))
+            .collect();
+        format!(
+            "{{\"brokerAddrs\":{},\"brokerName\":{},\"cluster\":{}}}",
+            json::int_key_map(addrs.iter().map(|(k, v)| (*k, v.as_str())), quote),
+            json::string(&self.broker_name),
+            json::string(&self.cluster)
+        )
+    }
+}
+
+#[derive(Debug)]
+struct LiveInfo {
+    last_update: Instant,
+    data_version: Value,
+    conn_id: u64,
+    ha_server_addr: String,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    topic_queue: BTreeMap<String, BTreeMap<String, QueueData>>,
+    broker_addr: BTreeMap<String, BrokerData>,
+    cluster_addr: BTreeMap<String, BTreeSet<String>>,
+    live: HashMap<String, LiveInfo>,
+}
+
+/// A registration request, decoded.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Cluster name.
+    pub cluster: String,
+    /// `ip:port` clients use.
+    pub broker_addr: String,
+    /// Broker name.
+    pub broker_name: String,
+    /// Broker id (0 master).
+    pub broker_id: i64,
+    /// HA address (`ip:port`).
+    pub ha_server_addr: String,
+    /// Data version of the topic configs.
+    pub data_version: Value,
+    /// Topic configs, if the body carried them.
+    pub topics: Option<Vec<TopicEntry>>,
+    /// Connection it came over.
+    pub conn_id: u64,
+}
+
+/// What a registration answers: the master's addresses, for a slave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegisterResult {
+    /// The master's HA address.
+    pub ha_server_addr: Option<String>,
+    /// The master's address.
+    pub master_addr: Option<String>,
+}
+
+/// The name server's route tables.
+#[derive(Debug, Default)]
+pub struct RouteInfoManager {
+    t: Mutex<Tables>,
+}
+
+impl RouteInfoManager {
+    /// Empty tables.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.t.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Add or refresh a broker.
+    pub fn register(&self, r: Registration) -> RegisterResult {
+        let mut t = self.lock();
+        t.cluster_addr
+            .entry(r.cluster.clone())
+            .or_default()
+            .insert(r.broker_name.clone());
+        let mut first = !t.broker_addr.contains_key(&r.broker_name);
+        let bd = t
+            .broker_addr
+            .entry(r.broker_name.clone())
+            .or_insert_with(|| BrokerData {
+                cluster: r.cluster.clone(),
+                broker_name: r.broker_name.clone(),
+                broker_addrs: BTreeMap::new(),
+            });
+        // A slave turned master (or the reverse) keeps its address under the new id only.
+        bd.broker_addrs
+            .retain(|id, addr| !(addr == &r.broker_addr && *id != r.broker_id));
+        let old = bd.broker_addrs.insert(r.broker_id, r.broker_addr.clone());
+        first |= old.is_none();
+        if let Some(topics) = &r.topics {
+            if r.broker_id == 0 {
+                let changed = t
+                    .live
+                    .get(&r.broker_addr)
+                    .map(|l| l.data_version != r.data_version)
+                    .unwrap_or(true);
+                if changed || first {
+                    for tc in topics {
+                        t.topic_queue
+                            .entry(tc.topic_name.clone())
+                            .or_default()
+                            .insert(
+                                r.broker_name.clone(),
+                                QueueData {
+                                    broker_name: r.broker_name.clone(),
+                                    read_queue_nums: tc.read_queue_nums,
+                                    write_queue_nums: tc.write_queue_nums,
+                                    perm: tc.perm,
+                                    topic_sys_flag: tc.topic_sys_flag,
+                                },
+                            );
+                    }
+                }
+            }
+        }
+        if t.live
+            .insert(
+                r.broker_addr.clone(),
+                LiveInfo {
+                    last_update: Instant::now(),
+                    data_version: r.data_version.clone(),
+                    conn_id: r.conn_id,
+                    ha_server_addr: r.ha_server_addr.clone(),
+                },
+            )
+            .is_none()
+        {
+            tracing::info!(broker = %r.broker_name, addr = %r.broker_addr, id = r.broker_id, "new broker registered");
+        }
+        let mut res = RegisterResult::default();
+        if r.broker_id != 0 {
+            let master = t
+                .broker_addr
+                .get(&r.broker_name)
+                .and_then(|b| b.broker_addrs.get(&0))
+                .cloned();
+            if let Some(m) = master {
+                res.ha_server_addr = t.live.get(&m).map(|l| l.ha_server_addr.clone());
+                res.master_addr = Some(m);
+            }
+        }
+        res
+    }
+
+    /// Remove a broker address.
+    pub fn unregister(&self, cluster: &str, broker_addr: &str, broker_name: &str, broker_id: i64) {
+        let mut t = self.lock();
+        Self::unregister_locked(&mut t, cluster, broker_addr, broker_name, broker_id);
+    }
+
+    fn unregister_locked(
+        t: &mut Tables,
+        cluster: &str,
+        broker_addr: &str,
+        broker_name: &str,
+        broker_id: i64,
+    ) {
+        t.live.remove(broker_addr);
+        let mut remove_name = false;
+        if let Some(bd) = t.broker_addr.get_mut(broker_name) {
+            if bd.broker_addrs.get(&broker_id).map(String::as_str) == Some(broker_addr) {
+                bd.broker_addrs.remove(&broker_id);
+            }
+            if bd.broker_addrs.is_empty() {
+                t.broker_addr.remove(broker_name);
+                remove_name = true;
+            }
+        }
+        tracing::info!(broker = %broker_name, addr = %broker_addr, id = broker_id, "broker unregistered");
+        if remove_name {
+            if let Some(names) = t.cluster_addr.get_mut(cluster) {
+                names.remove(broker_name);
+                if names.is_empty() {
+                    t.cluster_addr.remove(cluster);
+                }
+            }
+            t.topic_queue.retain(|_, per_broker| {
+                per_broker.remove(broker_name);
+                !per_broker.is_empty()
+            });
+        }
+    }
+
+    /// Remove every broker address whose entry matches `pred`.
+    fn remove_live_where(&self, why: &str, pred: impl Fn(&LiveInfo) -> bool) -> usize {
+        let mut t = self.lock();
+        let addrs: Vec<String> = t
+            .live
+            .iter()
+            .filter(|(_, l)| pred(l))
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in &addrs {
+            let found = t.broker_addr.values().find_map(|bd| {
+                bd.broker_addrs
+                    .iter()
+                    .find(|(_, a)| *a == addr)
+                    .map(|(id, _)| (bd.cluster.clone(), bd.broker_name.clone(), *id))
+            });
+            tracing::warn!(addr = %addr, "dropping broker: {why}");
+            match found {
+                Some((cluster, name, id)) => {
+                    Self::unregister_locked(&mut t, &cluster, addr, &name, id);
+                }
+                None => {
+                    t.live.remove(addr);
+                }
+            }
+        }
+        addrs.len()
+    }
+
+    /// A connection closed: drop the brokers that registered over it.
+    pub fn on_connection_closed(&self, conn_id: u64) -> usize {
+        self.remove_live_where("its connection closed", |l| l.conn_id == conn_id)
+    }
+
+    /// Drop brokers silent for longer than `expiry`.
+    pub fn scan_not_active(&self, expiry: Duration) -> usize {
+        let now = Instant::now();
+        self.remove_live_where("no registration within the expiry time", |l| {
+            now.duration_since(l.last_update) > expiry
+        })
+    }
+
+    /// `TopicRouteData` of a topic as JSON, or `None` if unknown.
+    /// `quote_keys` selects standard JSON over fastjson's unquoted integer keys.
+    pub fn route_json(&self, topic: &str, quote_keys: bool) -> Option<String> {
+        let t = self.lock();
+        let queues = t.topic_queue.get(topic)?;
+        let brokers: Vec<&BrokerData> = queues
+            .keys()
+            .filter_map(|name| t.broker_addr.get(name))
+            .collect();
+        if queues.is_empty() || brokers.is_empty() {
+            return None;
+        }
+        let bds: Vec<String> = brokers.iter().map(|b| b.to_json(quote_keys)).collect();
+        let qds: Vec<String> = queues
+            .values()
+            .map(|q| {
+                format!(
+                    "{{\"brokerName\":{},\"perm\":{},\"readQueueNums\":{},\"topicSysFlag\":{},\"writeQueueNums\":{}}}",
+                    json::string(&q.broker_name),
+                    q.perm,
+                    q.read_queue_nums,
+                    q.topic_sys_flag,
+                    q.write_queue_nums
+                )
+            })
+            .collect();
+        Some(format!(
+            "{{\"brokerDatas\":[{}],\"filterServerTable\":{{}},\"queueDatas\":[{}]}}",
+            bds.join(","),
+            qds.join(",")
+        ))
+    }
+
+    /// `ClusterInfo` as JSON (fastjson style).
+    pub fn cluster_info_json(&self, quote_keys: bool) -> String {
+        let t = self.lock();
+        let brokers: Vec<String> = t
+            .broker_addr
+            .iter()
+            .map(|(name, bd)| format!("{}:{}", json::string(name), bd.to_json(quote_keys)))
+            .collect();
+        let clusters: Vec<String> = t
+            .cluster_addr
+            .iter()
+            .map(|(c, names)| {
+                let n: Vec<String> = names.iter().map(|s| json::string(s)).collect();
+                format!("{}:[{}]", json::string(c), n.join(","))
+            })
+            .collect();
+        format!(
+            "{{\"brokerAddrTable\":{{{}}},\"clusterAddrTable\":{{{}}}}}",
+            brokers.join(","),
+            clusters.join(",")
+        )
+    }
+
+    /// Every topic name.
+    pub fn topic_list(&self) -> Vec<String> {
+        self.lock().topic_queue.keys().cloned().collect()
+    }
+
+    /// Number of live broker addresses.
+    pub fn live_brokers(&self) -> usize {
+        self.lock().live.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(addr: &str, id: i64, conn: u64, topics: &[&str]) -> Registration {
+        Registration {
+            cluster: "C".into(),
+            broker_addr: addr.into(),
+            broker_name: "b".into(),
+            broker_id: id,
+            ha_server_addr: format!("{addr}-ha"),
+            data_version: serde_json::json!({"counter": 1, "timestamp": 5}),
+            topics: Some(
+                topics
+                    .iter()
+                    .map(|t| TopicEntry {
+                        topic_name: t.to_string(),
+                        read_queue_nums: 4,
+                        write_queue_nums: 4,
+                        perm: 6,
+                        topic_sys_flag: 0,
+                    })
+                    .collect(),
+            ),
+            conn_id: conn,
+        }
+    }
+
+    #[test]
+    fn register_route_and_expire() {
+        let m = RouteInfoManager::new();
+        assert_eq!(
+            m.register(reg("h:1", 0, 1, &["T"])),
+            RegisterResult::default()
+        );
+        let slave = m.register(reg("h:2", 1, 2, &["T"]));
+        assert_eq!(slave.master_addr.as_deref(), Some("h:1"));
+        assert_eq!(slave.ha_server_addr.as_deref(), Some("h:1-ha"));
+        let r = m.route_json("T", false).unwrap();
+        assert!(r.contains(r#"{0:"h:1",1:"h:2"}"#), "{r}");
+        let r = m.route_json("T", true).unwrap();
+        let v: Value = serde_json::from_str(&r).unwrap();
+        assert_eq!(v["queueDatas"][0]["writeQueueNums"], 4);
+        assert!(m.route_json("U", false).is_none());
+        assert_eq!(m.on_connection_closed(2), 1);
+        assert_eq!(m.live_brokers(), 1);
+        assert_eq!(m.scan_not_active(Duration::from_secs(1000)), 0);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(m.scan_not_active(Duration::ZERO), 1);
+        assert!(m.route_json("T", false).is_none());
+        assert_eq!(m.topic_list(), Vec::<String>::new());
+        assert_eq!(
+            m.cluster_info_json(false),
+            r#"{"brokerAddrTable":{},"clusterAddrTable":{}}"#
+        );
+    }
+}
