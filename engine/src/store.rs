@@ -1122,6 +1122,39 @@ impl MessageStore {
             .upsert(TopicConfig::new(topic, queue_nums))
     }
 
+    /// Create or replace a topic with every field of its configuration
+    /// (read/write queue counts, perm, flags), as UPDATE_AND_CREATE_TOPIC does.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] for a bad name or queue counts outside 1..=1024;
+    /// [`Error::Io`] if it cannot be persisted.
+    pub fn upsert_topic(&self, cfg: TopicConfig) -> Result<TopicConfig> {
+        validate_topic(&cfg.topic_name).map_err(Error::IllegalMessage)?;
+        for (what, n) in [
+            ("read", cfg.read_queue_nums),
+            ("write", cfg.write_queue_nums),
+        ] {
+            if n == 0 || n > 1024 {
+                return Err(Error::IllegalMessage(format!(
+                    "{what} queue count {n} out of range 1..=1024"
+                )));
+            }
+        }
+        self.inner.topics.upsert(cfg)
+    }
+
+    /// Whether the message at `queue_offset` of a queue is probably no longer in
+    /// the page cache (RocketMQ's `checkInDiskByConsumeOffset`: further behind the
+    /// commitlog end than `accessMessageInMemoryMaxRatio` % of RAM).
+    pub fn is_offset_in_disk(&self, topic: &str, queue_id: u32, queue_offset: u64) -> bool {
+        let s = &self.inner;
+        let Some(u) = s.cqs.get(topic, queue_id).and_then(|q| q.get(queue_offset)) else {
+            return false;
+        };
+        let limit = s.total_ram / 100 * s.cfg.access_message_in_memory_max_ratio as u64;
+        s.commitlog.max_offset().saturating_sub(u.commit_log_offset) > limit
+    }
+
     /// A topic's configuration.
     pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
         self.inner.topics.get(topic)

@@ -9,6 +9,9 @@
 /// and replication crates. Keys that the store reads are listed by
 /// [`StoreConfig::keys`](super::StoreConfig::keys) and are not repeated here.
 pub const BROKER_KEYS: &[&str] = &[
+    // ferromq broker keys (server crate)
+    "bindAddress",
+    "serverMaxFrameBytes",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",
