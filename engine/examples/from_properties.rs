@@ -66,6 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     override_size(&mut props, "mappedFileSizeCommitLog", 4 * 1024 * 1024);
     override_size(&mut props, "mappedFileSizeConsumeQueue", 20 * 10_000);
+    // The seed's broker is a SYNC_MASTER; with no slave in this example its puts
+    // would report SLAVE_NOT_AVAILABLE, so run it as a single ASYNC_MASTER.
+    if props.insert("brokerRole", "ASYNC_MASTER").as_deref() != Some("ASYNC_MASTER") {
+        println!("override brokerRole=ASYNC_MASTER (no slave in this example)");
+    }
 
     let (cfg, warnings) = StoreConfig::from_properties(&props)?;
     println!("\n{} warning(s):", warnings.len());

@@ -282,6 +282,65 @@ impl CommitLog {
         }
     }
 
+    /// Raw log bytes from `offset`, at most `max_len`, never crossing a file
+    /// (what a master streams to its slaves). `None` when nothing is readable there.
+    pub fn read_raw(&self, offset: u64, max_len: usize) -> Option<MappedBytes> {
+        let f = self.queue.find_by_offset(offset)?;
+        let pos = (offset - f.file_from_offset()) as usize;
+        let avail = f.wrote_position().checked_sub(pos)?;
+        if avail == 0 {
+            return None;
+        }
+        f.slice(pos, avail.min(max_len))
+    }
+
+    /// Append raw log bytes at exactly `offset`, which must be the end of the log
+    /// (a slave applying what its master streamed). The bytes must not cross a
+    /// file boundary; at a boundary a new file is started.
+    pub fn append_raw(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let st = self.put.lock().unwrap_or_else(|e| e.into_inner());
+        if st.closed {
+            return Err(Error::ShutDown);
+        }
+        let end = self.max_offset();
+        let in_file = (offset % self.file_size) as usize;
+        if end == 0 && offset > 0 && in_file == 0 {
+            // An empty log may start anywhere a file starts (a new slave follows
+            // its master from the master's last file, as RocketMQ does).
+            self.queue.delete_files_from(0)?;
+        } else if offset != end {
+            return Err(Error::IllegalMessage(format!(
+                "raw append at {offset}, but the log ends at {end}"
+            )));
+        }
+        if in_file + data.len() > self.file_size as usize {
+            return Err(Error::IllegalMessage(format!(
+                "raw append of {} bytes at {offset} crosses a file boundary",
+                data.len()
+            )));
+        }
+        let file = match self.queue.last_file() {
+            Some(f) if !f.is_full() => f,
+            Some(f) => self.roll(f.file_from_offset() + self.file_size)?,
+            None => self.roll(offset - in_file as u64)?,
+        };
+        if file.file_from_offset() + file.wrote_position() as u64 != offset {
+            return Err(Error::IllegalMessage(format!(
+                "raw append at {offset} does not continue {}",
+                file.path().display()
+            )));
+        }
+        if file.append(data).is_none() {
+            return Err(Error::IllegalMessage(format!(
+                "raw append of {} bytes does not fit {}",
+                data.len(),
+                file.path().display()
+            )));
+        }
+        drop(st);
+        Ok(())
+    }
+
     /// End of the written log.
     pub fn max_offset(&self) -> u64 {
         self.queue.max_offset()
@@ -549,7 +608,10 @@ impl Allocator {
                     let (_, r) = st.ready.take().expect("checked");
                     return r;
                 }
-                st.ready = None;
+                // Made for another offset (the log jumped): never written, remove it.
+                if let Some((_, Ok(stale))) = st.ready.take() {
+                    let _ = stale.delete_file();
+                }
             }
             if st.busy != Some(offset) || st.stop {
                 break;

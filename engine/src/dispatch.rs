@@ -252,8 +252,28 @@ impl Dispatcher {
             }
             let mut p = 0usize;
             let mut next_file = false;
+            let mut incomplete = false;
             while p < data.len() {
-                match check_record(&data[p..], false) {
+                // A record not yet fully readable (a slave receives the log in
+                // chunks that need not end on a record boundary): wait for the rest.
+                let rest = &data[p..];
+                if rest.len() < 8 && !f.is_full() {
+                    incomplete = true;
+                    break;
+                }
+                if rest.len() >= 8 {
+                    let total = i32::from_be_bytes(rest[..4].try_into().expect("4"));
+                    let magic = i32::from_be_bytes(rest[4..8].try_into().expect("4"));
+                    if magic == crate::message::MESSAGE_MAGIC_CODE
+                        && total > 0
+                        && total as usize > rest.len()
+                        && !f.is_full()
+                    {
+                        incomplete = true;
+                        break;
+                    }
+                }
+                match check_record(rest, false) {
                     Ok(RecordCheck::Message(h)) => {
                         let tx = h.sys_flag & sys_flag::TRANSACTION_MASK;
                         if tx == sys_flag::TRANSACTION_NOT_TYPE
@@ -332,7 +352,7 @@ impl Dispatcher {
                     .store(f.file_from_offset() + file_size, Ordering::Release);
                 continue;
             }
-            if p == data.len() {
+            if p == data.len() && !incomplete {
                 continue;
             }
             break;

@@ -48,6 +48,6 @@ pub use message::{Message, MessageExt, MessageProperties};
 pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv};
 pub use store::{
     GetResult, GetStatus, MessageFilter, MessageStore, PutResult, PutStatus, QueryResult,
-    RecoveryReport, StoreStats, StoredMessage,
+    RecoveryReport, ReplicaWaiter, StoreStats, StoredMessage,
 };
 pub use topic::TopicConfig;

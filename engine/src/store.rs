@@ -169,6 +169,15 @@ impl MessageFilter {
     }
 }
 
+/// What a SYNC_MASTER put waits for after it is written (and flushed, under
+/// SYNC_FLUSH): implemented by the replication layer.
+pub trait ReplicaWaiter: Send + Sync {
+    /// Wait until a slave has confirmed the log up to `end_offset`, at most
+    /// `timeout`. Returns [`PutStatus::PutOk`], [`PutStatus::FlushSlaveTimeout`]
+    /// or [`PutStatus::SlaveNotAvailable`].
+    fn wait_replicated(&self, end_offset: u64, timeout: Duration) -> PutStatus;
+}
+
 /// The result of [`MessageStore::query_message`].
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
@@ -241,6 +250,7 @@ struct StoreInner {
     shut_down: AtomicBool,
     lock_file: File,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    replica_waiter: std::sync::RwLock<Option<Arc<dyn ReplicaWaiter>>>,
     env: StoreEnv,
     disk_full: AtomicBool,
     manual_delete_rounds: std::sync::atomic::AtomicU32,
@@ -504,6 +514,7 @@ impl MessageStore {
             shut_down: AtomicBool::new(false),
             lock_file,
             threads: Mutex::new(Vec::new()),
+            replica_waiter: std::sync::RwLock::new(None),
             env,
             disk_full: AtomicBool::new(false),
             manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
@@ -720,6 +731,22 @@ impl MessageStore {
             let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
             if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
                 status = PutStatus::FlushDiskTimeout;
+            }
+        }
+        if s.cfg.broker_role == BrokerRole::SyncMaster && first.wait_store_ok() {
+            let end = appended.wrote_offset + appended.wrote_bytes as u64;
+            let waiter = s
+                .replica_waiter
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let replica = match waiter {
+                Some(w) => w.wait_replicated(end, Duration::from_millis(s.cfg.slave_timeout_ms)),
+                None => PutStatus::SlaveNotAvailable,
+            };
+            // As RocketMQ: when both fail, the replica status wins.
+            if replica != PutStatus::PutOk {
+                status = replica;
             }
         }
         let msg_id = if msgs.len() == 1 {
@@ -1104,6 +1131,49 @@ impl MessageStore {
             return Ok(None);
         };
         self.store_time_at(&cq, cq.min_offset())
+    }
+
+    /// Raw commitlog bytes from `offset`, at most `max_len`, never crossing a
+    /// file: what a master streams to a slave. `None` when nothing is there yet.
+    pub fn read_commit_log(&self, offset: u64, max_len: usize) -> Option<MappedBytes> {
+        self.inner.commitlog.read_raw(offset, max_len)
+    }
+
+    /// Append raw commitlog bytes at exactly `offset` (a slave applying its
+    /// master's stream). `offset` must be the end of the log, or the start of a
+    /// file when the log is empty; the bytes must not cross a file. The dispatcher
+    /// builds consume queues and the index from them as from local puts.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] when the offset does not continue the log or the
+    /// bytes cross a file; [`Error::Fenced`] / [`Error::ShutDown`] as for puts.
+    pub fn append_commit_log(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let s = &self.inner;
+        if s.stopping.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        s.fence.check()?;
+        s.commitlog.append_raw(offset, data)?;
+        if s.arrivals.has_interest() {
+            s.dispatcher.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Commitlog offset known durable on this store.
+    pub fn commit_log_flushed_offset(&self) -> u64 {
+        self.inner.flusher.durable_offset()
+    }
+
+    /// Register what SYNC_MASTER puts wait for after writing: the replication
+    /// layer's "a slave has this offset" (see [`ReplicaWaiter`]). Without one,
+    /// SYNC_MASTER puts report [`PutStatus::SlaveNotAvailable`].
+    pub fn set_replica_waiter(&self, waiter: Option<Arc<dyn ReplicaWaiter>>) {
+        *self
+            .inner
+            .replica_waiter
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = waiter;
     }
 
     /// Create or update a topic.

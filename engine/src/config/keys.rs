@@ -120,13 +120,6 @@ pub const BROKER_KEYS: &[&str] = &[
     "clientCloseSocketIfTimeout",
     "useTLS",
     // MessageStoreConfig keys outside the store proper (HA, schedule, DLedger, ...)
-    "haListenPort",
-    "haSendHeartbeatInterval",
-    "haHousekeepingInterval",
-    "haTransferBatchSize",
-    "haMasterAddress",
-    "haSlaveFallbehindMax",
-    "slaveTimeout",
     "messageDelayLevel",
     "flushDelayOffsetInterval",
     "offsetCheckInSlave",

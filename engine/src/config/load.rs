@@ -442,6 +442,66 @@ pub(crate) static FIELDS: &[Field] = &[
         "bytes"
     ),
     int!(
+        "haListenPort",
+        ha_listen_port,
+        0,
+        65535,
+        "a port (0: listenPort + 1)"
+    ),
+    Field {
+        key: "haMasterAddress",
+        alias: None,
+        kind: Kind::Text {
+            get: |c| c.ha_master_address.clone(),
+            check: |v| {
+                if v.is_empty()
+                    || v.rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                {
+                    Ok(())
+                } else {
+                    Err("host:port".into())
+                }
+            },
+            set: |c, v| c.ha_master_address = (!v.is_empty()).then(|| v.to_string()),
+        },
+    },
+    int!(
+        "haSendHeartbeatInterval",
+        ha_send_heartbeat_interval_ms,
+        1,
+        JAVA_INT_MAX,
+        "milliseconds"
+    ),
+    int!(
+        "haHousekeepingInterval",
+        ha_housekeeping_interval_ms,
+        1,
+        JAVA_INT_MAX,
+        "milliseconds"
+    ),
+    int!(
+        "haTransferBatchSize",
+        ha_transfer_batch_size,
+        1,
+        JAVA_INT_MAX,
+        "bytes"
+    ),
+    int!(
+        "haSlaveFallbehindMax",
+        ha_slave_fallbehind_max,
+        0,
+        i64::MAX as u64,
+        "bytes"
+    ),
+    int!(
+        "slaveTimeout",
+        slave_timeout_ms,
+        1,
+        JAVA_INT_MAX,
+        "milliseconds"
+    ),
+    int!(
         "osPageCacheBusyTimeOutMills",
         os_page_cache_busy_timeout_ms,
         1,

@@ -164,6 +164,23 @@ pub struct StoreConfig {
     /// so that page-cache allocation and zeroing stay off the put path. 0 turns it
     /// off. Default 16 MiB.
     pub prefault_ahead_bytes: u64,
+    /// `haListenPort`: port the master listens on for slaves; 0 means `listenPort + 1`
+    /// (RocketMQ 4.x always uses `listenPort + 1`). Default 0.
+    pub ha_listen_port: u16,
+    /// `haMasterAddress`: `host:port` of the master's HA port, for a slave; `None`
+    /// means learn it from the name server. Default none.
+    pub ha_master_address: Option<String>,
+    /// `haSendHeartbeatInterval`: ms between a slave's offset reports when idle. Default 5000.
+    pub ha_send_heartbeat_interval_ms: u64,
+    /// `haHousekeepingInterval`: ms of silence after which a peer is dropped. Default 20 000.
+    pub ha_housekeeping_interval_ms: u64,
+    /// `haTransferBatchSize`: largest frame body the master sends. Default 32 768.
+    pub ha_transfer_batch_size: u32,
+    /// `haSlaveFallbehindMax`: bytes a slave may lag before SYNC_MASTER puts get
+    /// SLAVE_NOT_AVAILABLE at once. Default 256 MiB.
+    pub ha_slave_fallbehind_max: u64,
+    /// `slaveTimeout`: ms a SYNC_MASTER put waits for a slave. Default 3000.
+    pub slave_timeout_ms: u64,
     /// `osPageCacheBusyTimeOutMills`: ms the put lock may be held before OS_PAGECACHE_BUSY. Default 1000.
     pub os_page_cache_busy_timeout_ms: u64,
 }
@@ -221,6 +238,13 @@ impl StoreConfig {
             commit_commit_log_thorough_interval_ms: 200,
             io_uring_enable: true,
             prefault_ahead_bytes: 16 * 1024 * 1024,
+            ha_listen_port: 0,
+            ha_master_address: None,
+            ha_send_heartbeat_interval_ms: 5000,
+            ha_housekeeping_interval_ms: 20_000,
+            ha_transfer_batch_size: 32 * 1024,
+            ha_slave_fallbehind_max: 256 * 1024 * 1024,
+            slave_timeout_ms: 3000,
             os_page_cache_busy_timeout_ms: 1000,
         }
     }
@@ -245,6 +269,15 @@ impl StoreConfig {
     /// Directory of the JSON config files (topics, offsets).
     pub fn config_dir(&self) -> PathBuf {
         self.store_path_root_dir.join("config")
+    }
+
+    /// The master's HA port: `haListenPort`, or `listenPort + 1` when 0.
+    pub fn effective_ha_listen_port(&self) -> u16 {
+        if self.ha_listen_port != 0 {
+            self.ha_listen_port
+        } else {
+            self.listen_port.wrapping_add(1)
+        }
     }
 
     /// Consume-queue file size in bytes, rounded up to a whole number of 20-byte units.

@@ -94,6 +94,13 @@ commitCommitLogLeastPages=40
 commitCommitLogThoroughInterval=41
 ioUringEnable=false
 prefaultAheadBytes=43
+haListenPort=44
+haMasterAddress=127.0.0.1:10912
+haSendHeartbeatInterval=45
+haHousekeepingInterval=46
+haTransferBatchSize=47
+haSlaveFallbehindMax=48
+slaveTimeout=49
 osPageCacheBusyTimeOutMills=42
 ";
     let (c, w) = load_str(text).unwrap();
@@ -148,11 +155,18 @@ osPageCacheBusyTimeOutMills=42
         commit_commit_log_thorough_interval_ms: 41,
         io_uring_enable: false,
         prefault_ahead_bytes: 43,
+        ha_listen_port: 44,
+        ha_master_address: Some("127.0.0.1:10912".into()),
+        ha_send_heartbeat_interval_ms: 45,
+        ha_housekeeping_interval_ms: 46,
+        ha_transfer_batch_size: 47,
+        ha_slave_fallbehind_max: 48,
+        slave_timeout_ms: 49,
         os_page_cache_busy_timeout_ms: 42,
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 50);
+    assert_eq!(FIELDS.len(), 57);
 }
 
 #[test]

@@ -1,0 +1,499 @@
+//! The master side: accept slaves, stream the commitlog, track their acks, and
+//! make SYNC_MASTER puts wait for them.
+
+use std::io::BufWriter;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ferromq_engine::{MessageStore, PutStatus, ReplicaWaiter};
+
+use crate::frame::{read_report, write_frame};
+use crate::{HaConfig, HaError};
+
+/// A connected slave, as [`HaMaster::slaves`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaveInfo {
+    /// The slave's address.
+    pub addr: SocketAddr,
+    /// Commitlog offset the slave last confirmed.
+    pub acked_offset: u64,
+    /// Bytes the slave is behind the master's log end.
+    pub lag_bytes: u64,
+    /// Milliseconds since the slave was last up to date (0 when it is).
+    pub lag_ms: u64,
+    /// Where streaming to this slave started, once its first report arrived.
+    pub streaming_from: Option<u64>,
+}
+
+struct Conn {
+    id: u64,
+    addr: SocketAddr,
+    acked: AtomicU64,
+    /// First time (ms since start) the slave was seen behind, 0 when caught up.
+    behind_since_ms: AtomicI64,
+    closed: AtomicBool,
+    /// Where streaming started; `u64::MAX` until the first report.
+    start: AtomicU64,
+    stream: TcpStream,
+}
+
+struct Inner {
+    store: Arc<MessageStore>,
+    cfg: HaConfig,
+    file_size: u64,
+    conns: Mutex<Vec<Arc<Conn>>>,
+    next_id: AtomicU64,
+    /// The highest offset any slave confirmed (RocketMQ's push2SlaveMaxOffset).
+    max_acked: AtomicU64,
+    stop: AtomicBool,
+    /// Writers wait here for new log bytes; puts waiting for a slave poke it.
+    data_lock: Mutex<()>,
+    data_cv: Condvar,
+    /// Waiting puts sleep on this epoch, bumped at every ack.
+    ack_epoch: AtomicU32,
+    ack_sleepers: AtomicUsize,
+    ticker: AtomicBool,
+    started: Instant,
+}
+
+/// Serves slaves over RocketMQ's HA protocol.
+pub struct HaMaster {
+    inner: Arc<Inner>,
+    local_addr: SocketAddr,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for HaMaster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HaMaster")
+            .field("local_addr", &self.local_addr)
+            .finish()
+    }
+}
+
+impl HaMaster {
+    /// Listen on `bind` (use port 0 for any) and serve slaves of `store`.
+    ///
+    /// # Errors
+    /// [`HaError::Io`] when the port cannot be bound.
+    pub fn start(
+        store: Arc<MessageStore>,
+        bind: SocketAddr,
+        cfg: HaConfig,
+    ) -> Result<HaMaster, HaError> {
+        let listener =
+            TcpListener::bind(bind).map_err(|e| HaError::io(format!("binding {bind}"), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| HaError::io("reading the bound address", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| HaError::io("setting the listener non-blocking", e))?;
+        let file_size = store.config().mapped_file_size_commit_log;
+        let inner = Arc::new(Inner {
+            store,
+            cfg,
+            file_size,
+            conns: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            max_acked: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            data_lock: Mutex::new(()),
+            data_cv: Condvar::new(),
+            ack_epoch: AtomicU32::new(0),
+            ack_sleepers: AtomicUsize::new(0),
+            ticker: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        let master = HaMaster {
+            inner: Arc::clone(&inner),
+            local_addr,
+            threads: Mutex::new(Vec::new()),
+        };
+        let i2 = Arc::clone(&inner);
+        let h = std::thread::Builder::new()
+            .name("ferromq-ha-accept".into())
+            .spawn(move || accept_loop(i2, listener))
+            .map_err(|e| HaError::io("spawning the HA accept thread", e))?;
+        master
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+        tracing::info!(%local_addr, "HA master listening");
+        Ok(master)
+    }
+
+    /// The address slaves connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The [`ReplicaWaiter`] to register with the store
+    /// ([`MessageStore::set_replica_waiter`]) for SYNC_MASTER.
+    pub fn waiter(&self) -> Arc<dyn ReplicaWaiter> {
+        Arc::new(Waiter(Arc::clone(&self.inner)))
+    }
+
+    /// The highest commitlog offset any slave confirmed.
+    pub fn max_acked_offset(&self) -> u64 {
+        self.inner.max_acked.load(Ordering::Acquire)
+    }
+
+    /// Connected slaves with their acked offsets and lag.
+    pub fn slaves(&self) -> Vec<SlaveInfo> {
+        let end = self.inner.store.commit_log_max_offset();
+        let now = self.inner.now_ms();
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .map(|c| {
+                let acked = c.acked.load(Ordering::Acquire);
+                let since = c.behind_since_ms.load(Ordering::Acquire);
+                SlaveInfo {
+                    addr: c.addr,
+                    acked_offset: acked,
+                    lag_bytes: end.saturating_sub(acked),
+                    lag_ms: if since == 0 {
+                        0
+                    } else {
+                        (now - since).max(0) as u64
+                    },
+                    streaming_from: match c.start.load(Ordering::Acquire) {
+                        u64::MAX => None,
+                        v => Some(v),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Close every slave connection and stop listening.
+    pub fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        for c in self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            c.closed.store(true, Ordering::Release);
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        self.inner.data_cv.notify_all();
+        self.inner.wake_ackers();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for h in threads {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for HaMaster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64 + 1
+    }
+
+    fn wake_ackers(&self) {
+        self.ack_epoch.fetch_add(1, Ordering::SeqCst);
+        if self.ack_sleepers.load(Ordering::SeqCst) > 0 {
+            atomic_wait::wake_all(&self.ack_epoch);
+        }
+    }
+
+    fn live_slaves(&self) -> usize {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .count()
+    }
+
+    fn close(&self, conn: &Conn, why: &str) {
+        if !conn.closed.swap(true, Ordering::AcqRel) {
+            tracing::warn!(slave = %conn.addr, why, "HA slave connection closed");
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            self.conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|c| c.id != conn.id);
+            self.data_cv.notify_all();
+            self.wake_ackers();
+        }
+    }
+}
+
+fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let mut handles: Vec<JoinHandle<()>> = Vec::new();
+    while !inner.stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_nodelay(true);
+                let Ok(reader) = stream.try_clone() else {
+                    continue;
+                };
+                let Ok(writer) = stream.try_clone() else {
+                    continue;
+                };
+                let conn = Arc::new(Conn {
+                    id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+                    addr,
+                    acked: AtomicU64::new(0),
+                    behind_since_ms: AtomicI64::new(0),
+                    closed: AtomicBool::new(false),
+                    start: AtomicU64::new(u64::MAX),
+                    stream,
+                });
+                inner
+                    .conns
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Arc::clone(&conn));
+                tracing::info!(slave = %addr, "HA slave connected");
+                let first = Arc::new((Mutex::new(None::<u64>), Condvar::new()));
+                let (i1, c1, f1) = (Arc::clone(&inner), Arc::clone(&conn), Arc::clone(&first));
+                if let Ok(h) = std::thread::Builder::new()
+                    .name("ferromq-ha-read".into())
+                    .spawn(move || read_loop(i1, c1, reader, f1))
+                {
+                    handles.push(h);
+                }
+                let (i2, c2) = (Arc::clone(&inner), Arc::clone(&conn));
+                if let Ok(h) = std::thread::Builder::new()
+                    .name("ferromq-ha-write".into())
+                    .spawn(move || write_loop(i2, c2, writer, first))
+                {
+                    handles.push(h);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "HA accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        handles.retain(|h| !h.is_finished());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+/// Reads the slave's offset reports; the first one says where to start.
+fn read_loop(
+    inner: Arc<Inner>,
+    conn: Arc<Conn>,
+    mut stream: TcpStream,
+    first: Arc<(Mutex<Option<u64>>, Condvar)>,
+) {
+    let _ = stream.set_read_timeout(Some(inner.cfg.housekeeping_interval));
+    let mut started = false;
+    while !conn.closed.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
+        let report = match read_report(&mut stream) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    "no report within haHousekeepingInterval".to_string()
+                } else {
+                    format!("read failed: {e}")
+                };
+                inner.close(&conn, &why);
+                break;
+            }
+        };
+        let master_max = inner.store.commit_log_max_offset();
+        if report < 0 || report as u64 > master_max && started {
+            // A slave claiming more than the master has is lying (apache/rocketmq#3015).
+            inner.close(
+                &conn,
+                &format!("slave reported offset {report} beyond the master's {master_max}"),
+            );
+            break;
+        }
+        let report = report as u64;
+        if !started {
+            started = true;
+            let (lock, cv) = &*first;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+            cv.notify_all();
+        }
+        let prev = conn.acked.fetch_max(report, Ordering::AcqRel);
+        if report > prev || prev == 0 {
+            inner.max_acked.fetch_max(report, Ordering::AcqRel);
+            let behind = master_max > report;
+            let since = conn.behind_since_ms.load(Ordering::Acquire);
+            if !behind {
+                conn.behind_since_ms.store(0, Ordering::Release);
+            } else if since == 0 {
+                conn.behind_since_ms
+                    .store(inner.now_ms(), Ordering::Release);
+            }
+            inner.wake_ackers();
+        }
+    }
+}
+
+/// Streams the commitlog to the slave from where it asked.
+fn write_loop(
+    inner: Arc<Inner>,
+    conn: Arc<Conn>,
+    stream: TcpStream,
+    first: Arc<(Mutex<Option<u64>>, Condvar)>,
+) {
+    // Wait for the slave's first report.
+    let start = {
+        let (lock, cv) = &*first;
+        let deadline = Instant::now() + inner.cfg.housekeeping_interval;
+        let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = *g {
+                break Some(v);
+            }
+            let now = Instant::now();
+            if now >= deadline || conn.closed.load(Ordering::Acquire) {
+                break None;
+            }
+            g = cv
+                .wait_timeout(g, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    };
+    let Some(report) = start else {
+        inner.close(&conn, "no first offset report");
+        return;
+    };
+    let mut next = if report == 0 {
+        // A new slave starts at the beginning of the master's last file.
+        let max = inner.store.commit_log_max_offset();
+        max - max % inner.file_size
+    } else {
+        report
+    };
+    conn.start.store(next, Ordering::Release);
+    tracing::info!(slave = %conn.addr, from = next, "HA streaming");
+    let mut w = BufWriter::with_capacity(inner.cfg.transfer_batch_size + 64, stream);
+    let mut last_send = Instant::now();
+    while !conn.closed.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
+        match inner
+            .store
+            .read_commit_log(next, inner.cfg.transfer_batch_size)
+        {
+            Some(bytes) => {
+                if let Err(e) = write_frame(&mut w, next, &bytes) {
+                    inner.close(&conn, &format!("write failed: {e}"));
+                    return;
+                }
+                next += bytes.len() as u64;
+                last_send = Instant::now();
+            }
+            None => {
+                if last_send.elapsed() >= inner.cfg.heartbeat_interval {
+                    if let Err(e) = write_frame(&mut w, next, &[]) {
+                        inner.close(&conn, &format!("heartbeat failed: {e}"));
+                        return;
+                    }
+                    last_send = Instant::now();
+                }
+                let g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = inner
+                    .data_cv
+                    .wait_timeout(g, Duration::from_millis(1))
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+}
+
+struct Waiter(Arc<Inner>);
+
+impl ReplicaWaiter for Waiter {
+    fn wait_replicated(&self, end_offset: u64, timeout: Duration) -> PutStatus {
+        let inner = &self.0;
+        if inner.live_slaves() == 0 {
+            return PutStatus::SlaveNotAvailable;
+        }
+        let acked = inner.max_acked.load(Ordering::Acquire);
+        if end_offset.saturating_sub(acked) >= inner.cfg.slave_fallbehind_max {
+            return PutStatus::SlaveNotAvailable;
+        }
+        // New bytes: let the writers send them now rather than at their next poll.
+        inner.data_cv.notify_all();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let epoch = inner.ack_epoch.load(Ordering::SeqCst);
+            if inner.max_acked.load(Ordering::Acquire) >= end_offset {
+                return PutStatus::PutOk;
+            }
+            if inner.stop.load(Ordering::Acquire) {
+                return PutStatus::SlaveNotAvailable;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return PutStatus::FlushSlaveTimeout;
+            }
+            inner.ack_sleepers.fetch_add(1, Ordering::SeqCst);
+            wait_epoch(inner, epoch);
+            inner.ack_sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Sleep on the ack epoch until it changes. A ticker thread bumps the epoch
+/// every 5 ms while puts sleep, so each waiter re-checks its deadline: futex
+/// waits have no timeout of their own.
+fn wait_epoch(inner: &Arc<Inner>, epoch: u32) {
+    ensure_ticker(inner);
+    if inner.ack_epoch.load(Ordering::SeqCst) == epoch {
+        atomic_wait::wait(&inner.ack_epoch, epoch);
+    }
+}
+
+/// Start the ticker once per master; it ends with the master.
+fn ensure_ticker(inner: &Arc<Inner>) {
+    if inner.ticker.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let weak = Arc::downgrade(inner);
+    let spawned = std::thread::Builder::new()
+        .name("ferromq-ha-ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(5));
+            let Some(i) = weak.upgrade() else { break };
+            if i.stop.load(Ordering::Acquire) {
+                i.wake_ackers();
+                break;
+            }
+            if i.ack_sleepers.load(Ordering::SeqCst) > 0 {
+                i.wake_ackers();
+            }
+        });
+    if spawned.is_err() {
+        inner.ticker.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,185 @@
+//! SYNC_MASTER: a put returns once a slave has its bytes; no slave gives
+//! SLAVE_NOT_AVAILABLE at once; a dead link gives FLUSH_SLAVE_TIMEOUT within the
+//! timeout and recovers when the link returns; concurrent puts share the wait.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferromq_engine::{BrokerRole, Message, PutStatus};
+use ferromq_replication::{HaMaster, HaSlave};
+
+#[test]
+fn no_slave_means_slave_not_available_at_once() {
+    let md = tempfile::tempdir().unwrap();
+    let store = common::store(md.path(), BrokerRole::SyncMaster);
+    // No waiter registered, then a master with no slave: both refuse to wait.
+    let r = store
+        .put_message(&Message::new("S", b"x".to_vec()))
+        .unwrap();
+    assert_eq!(r.status, PutStatus::SlaveNotAvailable);
+    let master = HaMaster::start(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        common::fast_ha(),
+    )
+    .unwrap();
+    store.set_replica_waiter(Some(master.waiter()));
+    let t = Instant::now();
+    let r = store
+        .put_message(&Message::new("S", b"y".to_vec()))
+        .unwrap();
+    assert_eq!(r.status, PutStatus::SlaveNotAvailable);
+    assert!(t.elapsed() < Duration::from_millis(500), "answered at once");
+}
+
+#[test]
+fn sync_puts_are_on_the_slave_when_acknowledged() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = common::store(md.path(), BrokerRole::SyncMaster);
+    let master = HaMaster::start(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        common::fast_ha(),
+    )
+    .unwrap();
+    store.set_replica_waiter(Some(master.waiter()));
+    let slave_store = common::store(sd.path(), BrokerRole::Slave);
+    let _slave = HaSlave::start(
+        slave_store.clone(),
+        master.local_addr().to_string(),
+        common::fast_ha(),
+    )
+    .unwrap();
+    common::wait_streaming(&master);
+    for i in 0..200u32 {
+        let r = store
+            .put_message(&Message::new("S", format!("m{i}").into_bytes()))
+            .unwrap();
+        assert_eq!(r.status, PutStatus::PutOk);
+        let end = r.commit_log_offset + r.wrote_bytes as u64;
+        assert!(
+            slave_store.commit_log_max_offset() >= end,
+            "on the slave before the ack"
+        );
+    }
+    // Concurrent puts share the wait (group transfer).
+    let hs: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let r = store
+                        .put_message(
+                            &Message::new("S", format!("{t}-{i}").into_bytes())
+                                .with_queue_id(t % 4),
+                        )
+                        .unwrap();
+                    assert_eq!(r.status, PutStatus::PutOk);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(slave_store.commit_log_max_offset() >= store.commit_log_max_offset());
+}
+
+/// A TCP proxy that can be cut: while cut it swallows bytes in both directions.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+fn proxy(target: std::net::SocketAddr) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let c = cut.clone();
+    std::thread::spawn(move || {
+        for client in l.incoming().take(20) {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(target) else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if c.load(Ordering::SeqCst) {
+                            continue; // blackholed
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    Proxy { addr, cut }
+}
+
+#[test]
+fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = common::store(md.path(), BrokerRole::SyncMaster);
+    let master = HaMaster::start(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        common::fast_ha(),
+    )
+    .unwrap();
+    store.set_replica_waiter(Some(master.waiter()));
+    let p = proxy(master.local_addr());
+    let slave_store = common::store(sd.path(), BrokerRole::Slave);
+    let _slave =
+        HaSlave::start(slave_store.clone(), p.addr.to_string(), common::fast_ha()).unwrap();
+    common::wait_streaming(&master);
+    assert_eq!(
+        store
+            .put_message(&Message::new("B", b"a".to_vec()))
+            .unwrap()
+            .status,
+        PutStatus::PutOk
+    );
+    p.cut.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    let r = store
+        .put_message(&Message::new("B", b"b".to_vec()))
+        .unwrap();
+    let waited = t.elapsed();
+    assert_eq!(r.status, PutStatus::FlushSlaveTimeout);
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    // The link returns: the master drops the silent slave, the slave reconnects, puts succeed.
+    p.cut.store(false, Ordering::SeqCst);
+    common::wait_until(20, "sync puts work again", || {
+        store
+            .put_message(&Message::new("B", b"c".to_vec()))
+            .unwrap()
+            .status
+            == PutStatus::PutOk
+    });
+    let end = store.commit_log_max_offset();
+    assert_eq!(
+        common::log_bytes(&store, 0, end),
+        common::log_bytes(&slave_store, 0, end)
+    );
+}
