@@ -158,14 +158,17 @@ pub struct QueueGap {
 /// Follows the commitlog.
 pub(crate) struct Dispatcher {
     reput_from: AtomicU64,
+    /// Delay of each level (ms), for the tag code of scheduled messages.
+    delay_levels_ms: Vec<i64>,
     last_store_timestamp_ms: AtomicI64,
     pub waker: Waker,
 }
 
 impl Dispatcher {
-    pub fn new(from: u64) -> Self {
+    pub fn new(from: u64, delay_levels_ms: Vec<i64>) -> Self {
         Dispatcher {
             reput_from: AtomicU64::new(from),
+            delay_levels_ms,
             last_store_timestamp_ms: AtomicI64::new(0),
             waker: Waker::default(),
         }
@@ -179,6 +182,22 @@ impl Dispatcher {
     /// Store timestamp of the last record dispatched (ms; 0 before the first).
     pub fn last_store_timestamp_ms(&self) -> i64 {
         self.last_store_timestamp_ms.load(Ordering::Acquire)
+    }
+
+    /// The consume-queue tag code of a record: the hash of its tags, or for a
+    /// scheduled message its delivery time (store time + the level's delay).
+    fn tags_code(&self, h: &crate::message::RecordHeader<'_>) -> i64 {
+        if h.topic == crate::schedule::SCHEDULE_TOPIC && !self.delay_levels_ms.is_empty() {
+            if let Some(level) =
+                crate::message::find_property(h.properties, crate::message::keys::DELAY)
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .filter(|l| *l > 0)
+            {
+                let i = level.min(self.delay_levels_ms.len()) - 1;
+                return h.store_timestamp_ms.saturating_add(self.delay_levels_ms[i]);
+            }
+        }
+        h.tags_code()
     }
 
     /// Restart dispatching at `offset` (recovery).
@@ -298,7 +317,7 @@ impl Dispatcher {
                                 CqUnit {
                                     commit_log_offset: h.physical_offset as u64,
                                     size: h.total_size,
-                                    tags_code: h.tags_code(),
+                                    tags_code: self.tags_code(&h),
                                 },
                                 h.queue_offset as u64,
                             )?;

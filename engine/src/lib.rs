@@ -36,6 +36,7 @@ pub mod mapped_file;
 pub mod mapped_file_queue;
 pub mod message;
 pub mod retention;
+pub mod schedule;
 pub mod store;
 pub mod sys;
 pub mod topic;

@@ -243,6 +243,7 @@ struct StoreInner {
     flusher: CommitLogFlusher,
     checkpoint: Checkpoint,
     index: Option<IndexService>,
+    schedule: crate::schedule::ScheduleState,
     dispatcher: Dispatcher,
     arrivals: Arrivals,
     cq_flush: CqFlushPolicy,
@@ -255,6 +256,7 @@ struct StoreInner {
     disk_full: AtomicBool,
     manual_delete_rounds: std::sync::atomic::AtomicU32,
     clean_waker: crate::flush::Waker,
+    schedule_waker: crate::flush::Waker,
     last_clean: Mutex<Option<CleanPassReport>>,
     /// Deleted files whose mappings readers may still hold, with the deletion time.
     pending_destroy: Mutex<Vec<(Arc<crate::mapped_file::MappedFile>, i64)>>,
@@ -318,6 +320,7 @@ fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
             "a positive number of bytes",
         ));
     }
+    cfg.delay_levels_ms()?;
     if cfg.default_topic_queue_nums == 0 {
         return Err(Error::config("defaultTopicQueueNums", "0", "at least 1"));
     }
@@ -436,7 +439,10 @@ impl MessageStore {
             cl_min
         };
         report.redispatched_from = reput_from;
-        let dispatcher = Dispatcher::new(reput_from);
+        let delay_levels = cfg.delay_levels_ms()?;
+        let schedule =
+            crate::schedule::ScheduleState::load(&cfg.config_dir(), delay_levels.clone())?;
+        let dispatcher = Dispatcher::new(reput_from, delay_levels);
         let arrivals = Arrivals::default();
         report.records_redispatched =
             match dispatcher.dispatch_checking_gaps(&commitlog, &cqs, index.as_ref(), &arrivals)? {
@@ -508,6 +514,7 @@ impl MessageStore {
             flusher,
             checkpoint,
             index,
+            schedule,
             dispatcher,
             arrivals,
             stopping: AtomicBool::new(false),
@@ -519,6 +526,7 @@ impl MessageStore {
             disk_full: AtomicBool::new(false),
             manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
             clean_waker: crate::flush::Waker::default(),
+            schedule_waker: crate::flush::Waker::default(),
             last_clean: Mutex::new(None),
             pending_destroy: Mutex::new(Vec::new()),
             cq_manifest: Mutex::new(manifest),
@@ -536,6 +544,9 @@ impl MessageStore {
         }
         store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
         store.spawn("ferromq-clean", |s| s.run_clean())?;
+        if store.inner.cfg.broker_role != BrokerRole::Slave {
+            store.spawn("ferromq-schedule", |s| s.run_schedule())?;
+        }
         if store.inner.cfg.prefault_ahead_bytes > 0 && !store.inner.cfg.warm_maped_file_enable {
             store.spawn("ferromq-prefault", |s| {
                 s.commitlog
@@ -590,7 +601,7 @@ impl MessageStore {
     /// of range), [`Error::TopicNotExist`], [`Error::ShutDown`], [`Error::Fenced`],
     /// [`Error::WrongRole`] on a slave, [`Error::Io`] when a new file cannot be made.
     pub fn put_message(&self, msg: &Message) -> Result<PutResult> {
-        self.put_batch_inner(std::slice::from_ref(msg), false)
+        self.inner.put_message(msg)
     }
 
     /// Store a batch of messages for one topic and queue as one unit (they land
@@ -617,159 +628,7 @@ impl MessageStore {
                 ));
             }
         }
-        self.put_batch_inner(msgs, true)
-    }
-
-    fn check_writable(&self) -> Result<()> {
-        let s = &self.inner;
-        if s.stopping.load(Ordering::Acquire) {
-            return Err(Error::ShutDown);
-        }
-        s.fence.check()?;
-        if s.disk_full.load(Ordering::Acquire) {
-            return Err(Error::DiskFull(format!(
-                "the commitlog's disk is fuller than diskSpaceWarningLevelRatio {}%; puts resume below {}%",
-                s.cfg.disk_space_warning_level_ratio, s.cfg.disk_space_clean_forcibly_ratio
-            )));
-        }
-        if s.cfg.broker_role == BrokerRole::Slave {
-            return Err(Error::WrongRole("a slave does not accept puts".into()));
-        }
-        Ok(())
-    }
-
-    fn validate(&self, msg: &Message) -> Result<()> {
-        validate_topic(&msg.topic).map_err(Error::IllegalMessage)?;
-        if msg.body.len() > self.inner.cfg.max_message_size as usize {
-            return Err(Error::IllegalMessage(format!(
-                "body is {} bytes, more than maxMessageSize {}",
-                msg.body.len(),
-                self.inner.cfg.max_message_size
-            )));
-        }
-        let plen = msg.properties.encoded_len();
-        if plen > MAX_PROPERTIES_LEN {
-            return Err(Error::IllegalMessage(format!(
-                "properties are {plen} bytes encoded, more than {MAX_PROPERTIES_LEN}"
-            )));
-        }
-        for (k, v) in msg.properties.iter() {
-            if k.is_empty() || k.bytes().chain(v.bytes()).any(|b| b == 1 || b == 2) {
-                return Err(Error::IllegalMessage(format!(
-                    "property `{}` has an empty key or contains the separators \\x01/\\x02",
-                    k.escape_debug()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    fn put_batch_inner(&self, msgs: &[Message], batch: bool) -> Result<PutResult> {
-        self.check_writable()?;
-        let first = &msgs[0];
-        for m in msgs {
-            self.validate(m)?;
-        }
-        let s = &self.inner;
-        let queues = match s.topics.write_queues(&first.topic) {
-            Some(n) => n,
-            None if s.cfg.auto_create_topic_enable => s
-                .topics
-                .get_or_create(&first.topic, s.cfg.default_topic_queue_nums)?,
-            None => return Err(Error::TopicNotExist(first.topic.clone())),
-        };
-        if first.queue_id >= queues {
-            return Err(Error::IllegalMessage(format!(
-                "queue id {} out of range: topic `{}` has {queues} write queues",
-                first.queue_id, first.topic
-            )));
-        }
-        let tx = first.sys_flag & sys_flag::TRANSACTION_MASK;
-        let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE
-            || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
-        let appended = ENCODE_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            buf.clear();
-            let mut slots = Vec::with_capacity(msgs.len());
-            let mut one = Vec::new();
-            for m in msgs {
-                let start = buf.len();
-                if msgs.len() == 1 {
-                    let layout = encode_record(m, &s.store_host, &mut buf);
-                    debug_assert_eq!(layout.len, buf.len());
-                    slots.push(RecordSlot {
-                        start,
-                        store_timestamp_pos: layout.store_timestamp_pos,
-                    });
-                } else {
-                    let layout = encode_record(m, &s.store_host, &mut one);
-                    buf.extend_from_slice(&one);
-                    slots.push(RecordSlot {
-                        start,
-                        store_timestamp_pos: layout.store_timestamp_pos,
-                    });
-                }
-            }
-            let max_rec = s.cfg.max_message_size as usize + 64 * 1024;
-            if !batch && buf.len() > max_rec {
-                return Err(Error::IllegalMessage(format!(
-                    "record of {} bytes is larger than maxMessageSize + 64 KiB",
-                    buf.len()
-                )));
-            }
-            s.commitlog
-                .append(&mut buf, &slots, &first.topic, first.queue_id, assign)
-        })?;
-        s.flusher.on_put();
-        if s.arrivals.has_interest() {
-            s.dispatcher.waker.wake();
-        }
-
-        let mut status = PutStatus::PutOk;
-        if s.cfg.flush_disk_type == FlushDiskType::SyncFlush && first.wait_store_ok() {
-            let end = appended.wrote_offset + appended.wrote_bytes as u64;
-            let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
-            if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
-                status = PutStatus::FlushDiskTimeout;
-            }
-        }
-        if s.cfg.broker_role == BrokerRole::SyncMaster && first.wait_store_ok() {
-            let end = appended.wrote_offset + appended.wrote_bytes as u64;
-            let waiter = s
-                .replica_waiter
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let replica = match waiter {
-                Some(w) => w.wait_replicated(end, Duration::from_millis(s.cfg.slave_timeout_ms)),
-                None => PutStatus::SlaveNotAvailable,
-            };
-            // As RocketMQ: when both fail, the replica status wins.
-            if replica != PutStatus::PutOk {
-                status = replica;
-            }
-        }
-        let msg_id = if msgs.len() == 1 {
-            offset_msg_id(s.store_host, appended.wrote_offset)
-        } else {
-            // Recompute each record's offset from the encoded sizes.
-            let mut ids = Vec::with_capacity(msgs.len());
-            let mut off = appended.wrote_offset;
-            for m in msgs {
-                ids.push(offset_msg_id(s.store_host, off));
-                off += message::record_len(m, &s.store_host, m.properties.encoded_len()) as u64;
-            }
-            ids.join(",")
-        };
-        Ok(PutResult {
-            status,
-            commit_log_offset: appended.wrote_offset,
-            queue_offset: appended.queue_offset,
-            msg_id,
-            wrote_bytes: appended.wrote_bytes as u32,
-            message_count: msgs.len() as u32,
-            store_timestamp_ms: appended.store_timestamp_ms,
-        })
+        self.inner.put_batch_inner(msgs, true)
     }
 
     /// Read up to `max_msgs` messages of a queue from `offset`, as RocketMQ's
@@ -1339,6 +1198,7 @@ impl MessageStore {
         s.flusher.stop();
         s.dispatcher.waker.wake();
         s.clean_waker.wake();
+        s.schedule_waker.wake();
         let threads: Vec<_> = s
             .threads
             .lock()
@@ -1358,6 +1218,7 @@ impl MessageStore {
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
         keep!(s.flush_consume_queues(0));
         keep!(s.topics.flush());
+        keep!(s.schedule.persist());
         keep!(s.fence.check());
         if first_err.is_none() {
             let abort = s.cfg.store_path_root_dir.join("abort");
@@ -1385,6 +1246,264 @@ impl Drop for MessageStore {
 }
 
 impl StoreInner {
+    fn put_message(&self, msg: &Message) -> Result<PutResult> {
+        if let Some(level) = crate::schedule::delay_level(msg) {
+            // A delayed message: check its real topic and queue now, then let it
+            // wait on the schedule topic (RocketMQ 4.x's layout).
+            self.check_writable()?;
+            self.validate(msg)?;
+            let queues = self.topic_queues(&msg.topic)?;
+            if msg.queue_id >= queues {
+                return Err(Error::IllegalMessage(format!(
+                    "queue id {} out of range: topic `{}` has {queues} write queues",
+                    msg.queue_id, msg.topic
+                )));
+            }
+            let level = level.min(self.schedule.max_level());
+            self.topics
+                .get_or_create(crate::schedule::SCHEDULE_TOPIC, self.schedule.max_level())?;
+            let waiting = crate::schedule::to_schedule(msg, level);
+            return self.put_batch_inner(std::slice::from_ref(&waiting), false);
+        }
+        self.put_batch_inner(std::slice::from_ref(msg), false)
+    }
+
+    /// Write queue count of a topic, auto-creating it when allowed.
+    fn topic_queues(&self, topic: &str) -> Result<u32> {
+        match self.topics.write_queues(topic) {
+            Some(n) => Ok(n),
+            None if self.cfg.auto_create_topic_enable => self
+                .topics
+                .get_or_create(topic, self.cfg.default_topic_queue_nums),
+            None => Err(Error::TopicNotExist(topic.to_string())),
+        }
+    }
+
+    /// Deliver the scheduled messages that are due; returns how many.
+    fn deliver_due(&self) -> usize {
+        let now = crate::message::now_ms();
+        let mut delivered = 0;
+        for level in 1..=self.schedule.max_level() {
+            let Some(cq) = self.cqs.get(crate::schedule::SCHEDULE_TOPIC, level - 1) else {
+                continue;
+            };
+            let mut offset = self
+                .schedule
+                .offset(level)
+                .unwrap_or(0)
+                .max(cq.min_offset());
+            let max = cq.max_offset();
+            while offset < max && !self.stopping.load(Ordering::Acquire) {
+                let Some(unit) = cq.get(offset) else {
+                    offset += 1; // blank unit
+                    continue;
+                };
+                if unit.tags_code > now {
+                    break; // in order: later ones are due later
+                }
+                let Some(bytes) = self
+                    .commitlog
+                    .get_data(unit.commit_log_offset, unit.size as usize)
+                else {
+                    offset += 1; // deleted by retention
+                    continue;
+                };
+                match decode_record(&bytes)
+                    .ok()
+                    .and_then(|e| crate::schedule::to_real(&e))
+                {
+                    Some(real) => match self.put_batch_inner(std::slice::from_ref(&real), false) {
+                        Ok(_) => delivered += 1,
+                        Err(e @ (Error::IllegalMessage(_) | Error::TopicNotExist(_))) => {
+                            tracing::error!(error = %e, level, offset, "dropping an undeliverable delayed message");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, level, offset, "delayed delivery failed; retrying");
+                            break;
+                        }
+                    },
+                    None => {
+                        tracing::error!(
+                            level,
+                            offset,
+                            "scheduled record lacks REAL_TOPIC/REAL_QID; skipped"
+                        );
+                    }
+                }
+                offset += 1;
+            }
+            self.schedule.set_offset(level, offset);
+        }
+        delivered
+    }
+
+    fn run_schedule(&self) {
+        let mut last_persist = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            let n = self.deliver_due();
+            if last_persist.elapsed() >= Duration::from_secs(1) {
+                if let Err(e) = self.schedule.persist() {
+                    tracing::error!(error = %e, "persisting delayOffset.json failed");
+                }
+                last_persist = Instant::now();
+            }
+            if n == 0 {
+                self.schedule_waker.wait(Duration::from_millis(50));
+            }
+        }
+    }
+    fn check_writable(&self) -> Result<()> {
+        let s = self;
+        if s.stopping.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        s.fence.check()?;
+        if s.disk_full.load(Ordering::Acquire) {
+            return Err(Error::DiskFull(format!(
+                "the commitlog's disk is fuller than diskSpaceWarningLevelRatio {}%; puts resume below {}%",
+                s.cfg.disk_space_warning_level_ratio, s.cfg.disk_space_clean_forcibly_ratio
+            )));
+        }
+        if s.cfg.broker_role == BrokerRole::Slave {
+            return Err(Error::WrongRole("a slave does not accept puts".into()));
+        }
+        Ok(())
+    }
+
+    fn validate(&self, msg: &Message) -> Result<()> {
+        validate_topic(&msg.topic).map_err(Error::IllegalMessage)?;
+        if msg.body.len() > self.cfg.max_message_size as usize {
+            return Err(Error::IllegalMessage(format!(
+                "body is {} bytes, more than maxMessageSize {}",
+                msg.body.len(),
+                self.cfg.max_message_size
+            )));
+        }
+        let plen = msg.properties.encoded_len();
+        if plen > MAX_PROPERTIES_LEN {
+            return Err(Error::IllegalMessage(format!(
+                "properties are {plen} bytes encoded, more than {MAX_PROPERTIES_LEN}"
+            )));
+        }
+        for (k, v) in msg.properties.iter() {
+            if k.is_empty() || k.bytes().chain(v.bytes()).any(|b| b == 1 || b == 2) {
+                return Err(Error::IllegalMessage(format!(
+                    "property `{}` has an empty key or contains the separators \\x01/\\x02",
+                    k.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn put_batch_inner(&self, msgs: &[Message], batch: bool) -> Result<PutResult> {
+        self.check_writable()?;
+        let first = &msgs[0];
+        for m in msgs {
+            self.validate(m)?;
+        }
+        let s = self;
+        let queues = match s.topics.write_queues(&first.topic) {
+            Some(n) => n,
+            None if s.cfg.auto_create_topic_enable => s
+                .topics
+                .get_or_create(&first.topic, s.cfg.default_topic_queue_nums)?,
+            None => return Err(Error::TopicNotExist(first.topic.clone())),
+        };
+        if first.queue_id >= queues {
+            return Err(Error::IllegalMessage(format!(
+                "queue id {} out of range: topic `{}` has {queues} write queues",
+                first.queue_id, first.topic
+            )));
+        }
+        let tx = first.sys_flag & sys_flag::TRANSACTION_MASK;
+        let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE
+            || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
+        let appended = ENCODE_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            buf.clear();
+            let mut slots = Vec::with_capacity(msgs.len());
+            let mut one = Vec::new();
+            for m in msgs {
+                let start = buf.len();
+                if msgs.len() == 1 {
+                    let layout = encode_record(m, &s.store_host, &mut buf);
+                    debug_assert_eq!(layout.len, buf.len());
+                    slots.push(RecordSlot {
+                        start,
+                        store_timestamp_pos: layout.store_timestamp_pos,
+                    });
+                } else {
+                    let layout = encode_record(m, &s.store_host, &mut one);
+                    buf.extend_from_slice(&one);
+                    slots.push(RecordSlot {
+                        start,
+                        store_timestamp_pos: layout.store_timestamp_pos,
+                    });
+                }
+            }
+            let max_rec = s.cfg.max_message_size as usize + 64 * 1024;
+            if !batch && buf.len() > max_rec {
+                return Err(Error::IllegalMessage(format!(
+                    "record of {} bytes is larger than maxMessageSize + 64 KiB",
+                    buf.len()
+                )));
+            }
+            s.commitlog
+                .append(&mut buf, &slots, &first.topic, first.queue_id, assign)
+        })?;
+        s.flusher.on_put();
+        if s.arrivals.has_interest() {
+            s.dispatcher.waker.wake();
+        }
+
+        let mut status = PutStatus::PutOk;
+        if s.cfg.flush_disk_type == FlushDiskType::SyncFlush && first.wait_store_ok() {
+            let end = appended.wrote_offset + appended.wrote_bytes as u64;
+            let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
+            if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
+                status = PutStatus::FlushDiskTimeout;
+            }
+        }
+        if s.cfg.broker_role == BrokerRole::SyncMaster && first.wait_store_ok() {
+            let end = appended.wrote_offset + appended.wrote_bytes as u64;
+            let waiter = s
+                .replica_waiter
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let replica = match waiter {
+                Some(w) => w.wait_replicated(end, Duration::from_millis(s.cfg.slave_timeout_ms)),
+                None => PutStatus::SlaveNotAvailable,
+            };
+            // As RocketMQ: when both fail, the replica status wins.
+            if replica != PutStatus::PutOk {
+                status = replica;
+            }
+        }
+        let msg_id = if msgs.len() == 1 {
+            offset_msg_id(s.store_host, appended.wrote_offset)
+        } else {
+            // Recompute each record's offset from the encoded sizes.
+            let mut ids = Vec::with_capacity(msgs.len());
+            let mut off = appended.wrote_offset;
+            for m in msgs {
+                ids.push(offset_msg_id(s.store_host, off));
+                off += message::record_len(m, &s.store_host, m.properties.encoded_len()) as u64;
+            }
+            ids.join(",")
+        };
+        Ok(PutResult {
+            status,
+            commit_log_offset: appended.wrote_offset,
+            queue_offset: appended.queue_offset,
+            msg_id,
+            wrote_bytes: appended.wrote_bytes as u32,
+            message_count: msgs.len() as u32,
+            store_timestamp_ms: appended.store_timestamp_ms,
+        })
+    }
+
     fn run_dispatch(&self) {
         while !self.stopping.load(Ordering::Acquire) {
             match self.dispatcher.dispatch_available(

@@ -120,7 +120,6 @@ pub const BROKER_KEYS: &[&str] = &[
     "clientCloseSocketIfTimeout",
     "useTLS",
     // MessageStoreConfig keys outside the store proper (HA, schedule, DLedger, ...)
-    "messageDelayLevel",
     "flushDelayOffsetInterval",
     "offsetCheckInSlave",
     "debugLockEnable",

@@ -441,6 +441,15 @@ pub(crate) static FIELDS: &[Field] = &[
         MAX_COMMIT_LOG_FILE_BYTES,
         "bytes"
     ),
+    Field {
+        key: "messageDelayLevel",
+        alias: None,
+        kind: Kind::Text {
+            get: |c| Some(c.message_delay_level.clone()),
+            check: |v| super::parse_delay_levels(v).map(|_| ()),
+            set: |c, v| c.message_delay_level = v.to_string(),
+        },
+    },
     int!(
         "haListenPort",
         ha_listen_port,

@@ -181,6 +181,9 @@ pub struct StoreConfig {
     pub ha_slave_fallbehind_max: u64,
     /// `slaveTimeout`: ms a SYNC_MASTER put waits for a slave. Default 3000.
     pub slave_timeout_ms: u64,
+    /// `messageDelayLevel`: the delay of each level, space-separated, with a
+    /// unit each (`s`, `m`, `h`, `d`). Default RocketMQ's 18 levels.
+    pub message_delay_level: String,
     /// `osPageCacheBusyTimeOutMills`: ms the put lock may be held before OS_PAGECACHE_BUSY. Default 1000.
     pub os_page_cache_busy_timeout_ms: u64,
 }
@@ -245,6 +248,8 @@ impl StoreConfig {
             ha_transfer_batch_size: 32 * 1024,
             ha_slave_fallbehind_max: 256 * 1024 * 1024,
             slave_timeout_ms: 3000,
+            message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+                .to_string(),
             os_page_cache_busy_timeout_ms: 1000,
         }
     }
@@ -269,6 +274,17 @@ impl StoreConfig {
     /// Directory of the JSON config files (topics, offsets).
     pub fn config_dir(&self) -> PathBuf {
         self.store_path_root_dir.join("config")
+    }
+
+    /// The delay of each level in ms (level 1 first), from `messageDelayLevel`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `messageDelayLevel` when a level is not a number
+    /// with a unit `s`, `m`, `h` or `d`.
+    pub fn delay_levels_ms(&self) -> crate::Result<Vec<i64>> {
+        parse_delay_levels(&self.message_delay_level).map_err(|e| {
+            crate::Error::config("messageDelayLevel", self.message_delay_level.clone(), e)
+        })
     }
 
     /// The master's HA port: `haListenPort`, or `listenPort + 1` when 0.
@@ -403,4 +419,29 @@ impl std::fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// Parse `messageDelayLevel` ("1s 5s 10m 2h ...") into ms per level.
+pub(crate) fn parse_delay_levels(v: &str) -> std::result::Result<Vec<i64>, String> {
+    let expected = "space-separated delays like `1s 5s 10m 2h` (units s, m, h, d)";
+    let mut out = Vec::new();
+    for tok in v.split_whitespace() {
+        let (num, unit) = tok.split_at(tok.len().saturating_sub(1));
+        let mult: i64 = match unit {
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(expected.into()),
+        };
+        let n: i64 = num.parse().map_err(|_| expected.to_string())?;
+        if n <= 0 {
+            return Err(expected.into());
+        }
+        out.push(n.saturating_mul(mult));
+    }
+    if out.is_empty() || out.len() > 64 {
+        return Err(format!("{expected}, 1 to 64 of them"));
+    }
+    Ok(out)
 }

@@ -101,6 +101,7 @@ haHousekeepingInterval=46
 haTransferBatchSize=47
 haSlaveFallbehindMax=48
 slaveTimeout=49
+messageDelayLevel=1s 2m 3h
 osPageCacheBusyTimeOutMills=42
 ";
     let (c, w) = load_str(text).unwrap();
@@ -162,11 +163,12 @@ osPageCacheBusyTimeOutMills=42
         ha_transfer_batch_size: 47,
         ha_slave_fallbehind_max: 48,
         slave_timeout_ms: 49,
+        message_delay_level: "1s 2m 3h".into(),
         os_page_cache_busy_timeout_ms: 42,
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 57);
+    assert_eq!(FIELDS.len(), 58);
 }
 
 #[test]
