@@ -75,11 +75,18 @@ pub(crate) struct CommitLog {
     put: Mutex<PutState>,
     allocator: Allocator,
     file_size: u64,
+    pool: Option<crate::pool::TransientStorePool>,
 }
 
 impl CommitLog {
     /// Map the commitlog files in `dir`.
-    pub fn load(dir: &Path, file_size: u64, warm: bool, prefault_ahead: u64) -> Result<Self> {
+    pub fn load(
+        dir: &Path,
+        file_size: u64,
+        warm: bool,
+        prefault_ahead: u64,
+        pool: Option<crate::pool::TransientStorePool>,
+    ) -> Result<Self> {
         let queue = MappedFileQueue::load(dir, file_size)?;
         Ok(CommitLog {
             queue,
@@ -94,6 +101,7 @@ impl CommitLog {
                 prefault_ahead as usize,
             ),
             file_size,
+            pool,
         })
     }
 
@@ -103,6 +111,14 @@ impl CommitLog {
     pub fn start(&self) -> Result<()> {
         self.allocator.start()?;
         let current = self.current_file()?;
+        if let Some(pool) = &self.pool {
+            if !current.is_full() && !current.is_pooled() {
+                let buf = pool.borrow().ok_or_else(|| {
+                    Error::Busy("no transient store pool buffer free at open".into())
+                })?;
+                current.attach_buffer(buf);
+            }
+        }
         self.allocator
             .request(current.file_from_offset() + self.file_size);
         Ok(())
@@ -248,7 +264,20 @@ impl CommitLog {
     }
 
     fn roll(&self, offset: u64) -> Result<Arc<MappedFile>> {
+        // In pool mode a new file needs a free buffer first (else SYSTEM_BUSY).
+        let buf = match &self.pool {
+            Some(pool) => Some(pool.borrow().ok_or_else(|| {
+                Error::Busy(format!(
+                    "all {} transient store pool buffers are waiting to be committed",
+                    pool.total()
+                ))
+            })?),
+            None => None,
+        };
         let f = self.allocator.take(offset)?;
+        if let Some(b) = buf {
+            f.attach_buffer(b);
+        }
         self.queue.push(Arc::clone(&f))?;
         self.allocator.request(offset + self.file_size);
         Ok(f)
@@ -287,7 +316,7 @@ impl CommitLog {
     pub fn read_raw(&self, offset: u64, max_len: usize) -> Option<MappedBytes> {
         let f = self.queue.find_by_offset(offset)?;
         let pos = (offset - f.file_from_offset()) as usize;
-        let avail = f.wrote_position().checked_sub(pos)?;
+        let avail = f.readable_position().checked_sub(pos)?;
         if avail == 0 {
             return None;
         }
@@ -339,6 +368,21 @@ impl CommitLog {
         }
         drop(st);
         Ok(())
+    }
+
+    /// Pool mode: write buffered bytes into the files (`least_pages` as for flushes).
+    pub fn commit(&self, least_pages: u32) -> Result<u64> {
+        self.queue.commit(least_pages)
+    }
+
+    /// True when puts go through the transient store pool.
+    pub fn pooled(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    /// Pool buffers free now (0 without a pool).
+    pub fn pool_available(&self) -> usize {
+        self.pool.as_ref().map(|p| p.available()).unwrap_or(0)
     }
 
     /// End of the written log.
@@ -498,6 +542,7 @@ impl CommitLog {
         }
         let max = last.file_from_offset() + pos as u64;
         self.queue.set_flushed_where(max);
+        self.queue.set_committed_where(max);
         report.max_offset = max;
         Ok(report)
     }

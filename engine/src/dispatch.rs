@@ -262,7 +262,7 @@ impl Dispatcher {
             let pos = (from - f.file_from_offset()) as usize;
             let data = f.bytes_from(pos);
             if data.is_empty() {
-                if f.is_full() {
+                if f.is_fully_readable() {
                     self.reput_from
                         .store(f.file_from_offset() + file_size, Ordering::Release);
                     continue;
@@ -276,7 +276,7 @@ impl Dispatcher {
                 // A record not yet fully readable (a slave receives the log in
                 // chunks that need not end on a record boundary): wait for the rest.
                 let rest = &data[p..];
-                if rest.len() < 8 && !f.is_full() {
+                if rest.len() < 8 && !f.is_fully_readable() {
                     incomplete = true;
                     break;
                 }
@@ -286,7 +286,7 @@ impl Dispatcher {
                     if magic == crate::message::MESSAGE_MAGIC_CODE
                         && total > 0
                         && total as usize > rest.len()
-                        && !f.is_full()
+                        && !f.is_fully_readable()
                     {
                         incomplete = true;
                         break;

@@ -57,6 +57,10 @@ pub enum Error {
     /// The store directory is locked by another process (or another handle).
     #[error("store directory {0} is locked by another process")]
     Locked(PathBuf),
+    /// The store is too busy to take the message now (no transient-pool buffer
+    /// free); nothing was written. Brokers answer SYSTEM_BUSY.
+    #[error("store busy: {0}")]
+    Busy(String),
     /// The store has been shut down.
     #[error("store is shut down")]
     ShutDown,

@@ -71,3 +71,19 @@ pub(crate) fn hook_for(path: &Path) -> Option<Arc<dyn IoHook>> {
         .find(|(root, _)| path.starts_with(root))
         .map(|(_, h)| Arc::clone(h))
 }
+
+/// Write `data` at `offset` of `file` (the pool's commit): `pwrite` until done.
+pub(crate) fn commit_write(
+    file: &std::fs::File,
+    path: &Path,
+    data: &[u8],
+    offset: u64,
+) -> crate::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if let Some(h) = hook_for(path) {
+        h.before_sync(path, offset as usize, data.len())
+            .map_err(|e| crate::Error::io(format!("committing to {}", path.display()), e))?;
+    }
+    file.write_all_at(data, offset)
+        .map_err(|e| crate::Error::io(format!("committing to {}", path.display()), e))
+}

@@ -35,6 +35,7 @@ pub mod io;
 pub mod mapped_file;
 pub mod mapped_file_queue;
 pub mod message;
+pub mod pool;
 pub mod retention;
 pub mod schedule;
 pub mod store;

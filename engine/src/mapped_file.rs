@@ -43,6 +43,17 @@ pub struct MappedFile {
     flush_lock: Mutex<()>,
     last_write_ms: AtomicI64,
     deleted: AtomicBool,
+    /// Pool mode (`transientStorePoolEnable`): appends land in this buffer and
+    /// `commit` writes them into the file; readers see only committed bytes.
+    buffer: Mutex<Option<crate::pool::PoolBuffer>>,
+    /// The buffer's memory while attached (null otherwise); set and cleared under
+    /// `write_lock`.
+    buf_ptr: std::sync::atomic::AtomicPtr<u8>,
+    pooled: AtomicBool,
+    committed_position: AtomicUsize,
+    /// End of the blank record in pool mode: bytes after it are never written.
+    fill_end: AtomicUsize,
+    commit_lock: Mutex<()>,
 }
 
 // SAFETY: the raw pointer refers to the mapping owned by `mmap`, which lives as
@@ -195,6 +206,12 @@ impl MappedFile {
             flush_lock: Mutex::new(()),
             last_write_ms: AtomicI64::new(mtime),
             deleted: AtomicBool::new(false),
+            buffer: Mutex::new(None),
+            buf_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            pooled: AtomicBool::new(false),
+            committed_position: AtomicUsize::new(position),
+            fill_end: AtomicUsize::new(usize::MAX),
+            commit_lock: Mutex::new(()),
         })
     }
 
@@ -257,10 +274,12 @@ impl MappedFile {
         if data.len() > self.file_size - pos {
             return None;
         }
-        // SAFETY: `[pos, pos+len)` lies inside the mapping (checked above) and at or
-        // beyond `wrote_position`, where no reader looks; `write_lock` makes this the
-        // only writer. The slice does not outlive this block.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(pos), data.len()) };
+        let base = self.write_target();
+        // SAFETY: `[pos, pos+len)` lies inside the mapping or the attached pool
+        // buffer (both `file_size` long; checked above) and at or beyond
+        // `wrote_position`, where no reader or committer looks; `write_lock` makes
+        // this the only writer. The slice does not outlive this block.
+        let dst = unsafe { std::slice::from_raw_parts_mut(base.add(pos), data.len()) };
         dst.copy_from_slice(data);
         patch(dst, pos);
         self.wrote_position
@@ -276,17 +295,106 @@ impl MappedFile {
         if data.len() > self.file_size - pos {
             return false;
         }
+        let base = self.write_target();
         // SAFETY: as in `append_with`.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(pos), data.len()) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(base.add(pos), data.len()) };
         dst.copy_from_slice(data);
+        self.fill_end.store(pos + data.len(), Ordering::Release);
         self.wrote_position.store(self.file_size, Ordering::Release);
         true
+    }
+
+    /// Where appends go: the pool buffer when attached, else the mapping.
+    /// Call with `write_lock` held.
+    fn write_target(&self) -> *mut u8 {
+        let b = self.buf_ptr.load(Ordering::Acquire);
+        if b.is_null() {
+            self.ptr
+        } else {
+            b
+        }
+    }
+
+    /// Bytes readers may see: committed bytes in pool mode, else written bytes.
+    pub fn readable_position(&self) -> usize {
+        if self.pooled.load(Ordering::Acquire) {
+            self.committed_position.load(Ordering::Acquire)
+        } else {
+            self.wrote_position()
+        }
+    }
+
+    /// True when appends go through a pool buffer.
+    pub fn is_pooled(&self) -> bool {
+        self.pooled.load(Ordering::Acquire)
+    }
+
+    /// True when readers have seen the whole file.
+    pub fn is_fully_readable(&self) -> bool {
+        self.readable_position() >= self.file_size
+    }
+
+    /// Pool mode: take `buf` for appends from the write position on.
+    pub(crate) fn attach_buffer(&self, mut buf: crate::pool::PoolBuffer) {
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let wrote = self.wrote_position.load(Ordering::Acquire);
+        self.committed_position.store(wrote, Ordering::Release);
+        self.buf_ptr.store(buf.as_mut_ptr(), Ordering::Release);
+        *self.buffer.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
+        self.pooled.store(true, Ordering::Release);
+    }
+
+    /// Pool mode: write buffered bytes into the file when at least `least_pages`
+    /// pages wait (any with 0; always when the file is full). Returns the committed
+    /// position. The buffer goes back to the pool once the whole file is committed.
+    pub fn commit(&self, least_pages: u32) -> Result<usize> {
+        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let committed = self.committed_position.load(Ordering::Acquire);
+        if !self.pooled.load(Ordering::Acquire) {
+            return Ok(self.wrote_position());
+        }
+        let wrote = self.wrote_position();
+        if wrote <= committed {
+            return Ok(committed);
+        }
+        let full = wrote >= self.file_size;
+        let ready = full
+            || least_pages == 0
+            || wrote / OS_PAGE_SIZE - committed / OS_PAGE_SIZE >= least_pages as usize;
+        if !ready {
+            return Ok(committed);
+        }
+        let end = wrote.min(self.fill_end.load(Ordering::Acquire));
+        if end > committed {
+            let base = self.buf_ptr.load(Ordering::Acquire);
+            if base.is_null() {
+                return Err(Error::corruption(
+                    &self.path,
+                    committed as u64,
+                    "pool buffer missing",
+                ));
+            }
+            // SAFETY: `[committed, end)` is inside the buffer, written and published
+            // by the writer (Acquire load of `wrote_position`), and never written
+            // again; the buffer stays attached until this function detaches it.
+            let src = unsafe { std::slice::from_raw_parts(base.add(committed), end - committed) };
+            crate::io::commit_write(&self.file, &self.path, src, committed as u64)?;
+        }
+        self.committed_position.store(wrote, Ordering::Release);
+        if full {
+            let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.buf_ptr.store(std::ptr::null_mut(), Ordering::Release);
+            // Dropping the buffer returns it to the pool.
+            self.buffer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+        Ok(wrote)
     }
 
     /// Readable bytes `[pos, pos+len)`, or `None` if that range is not fully written.
     pub fn bytes(&self, pos: usize, len: usize) -> Option<&[u8]> {
         let end = pos.checked_add(len)?;
-        if end > self.wrote_position() {
+        if end > self.readable_position() {
             return None;
         }
         // SAFETY: `[pos, end)` is below the published write position, so it is inside
@@ -294,9 +402,9 @@ impl MappedFile {
         Some(unsafe { std::slice::from_raw_parts(self.ptr.add(pos), len) })
     }
 
-    /// Readable bytes from `pos` to the write position.
+    /// Readable bytes from `pos` to the readable position.
     pub fn bytes_from(&self, pos: usize) -> &[u8] {
-        let end = self.wrote_position();
+        let end = self.readable_position();
         if pos >= end {
             return &[];
         }
@@ -317,7 +425,7 @@ impl MappedFile {
     /// (or any, with 0; or the file is full). Returns the new flushed position.
     pub fn flush(&self, least_pages: u32) -> Result<usize> {
         let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let wrote = self.wrote_position();
+        let wrote = self.readable_position();
         let flushed = self.flushed_position.load(Ordering::Acquire);
         if wrote <= flushed {
             return Ok(flushed);
@@ -414,6 +522,7 @@ impl MappedFile {
         }
         *self.wrote_position.get_mut() = pos;
         *self.flushed_position.get_mut() = pos;
+        *self.committed_position.get_mut() = pos;
         Ok(())
     }
 
@@ -422,6 +531,7 @@ impl MappedFile {
         let pos = pos.min(self.file_size);
         *self.wrote_position.get_mut() = pos;
         *self.flushed_position.get_mut() = pos;
+        *self.committed_position.get_mut() = pos;
     }
 
     /// Remove the file from disk; the mapping goes when the last holder drops it.

@@ -14,6 +14,8 @@ pub struct MappedFileQueue {
     files: RwLock<Vec<Arc<MappedFile>>>,
     flushed_where: AtomicU64,
     flush_lock: Mutex<()>,
+    committed_where: AtomicU64,
+    commit_lock: Mutex<()>,
     last_store_timestamp_ms: std::sync::atomic::AtomicI64,
     flushed_store_timestamp_ms: std::sync::atomic::AtomicI64,
 }
@@ -93,6 +95,8 @@ impl MappedFileQueue {
             files: RwLock::new(files),
             flushed_where: AtomicU64::new(flushed),
             flush_lock: Mutex::new(()),
+            committed_where: AtomicU64::new(flushed),
+            commit_lock: Mutex::new(()),
             last_store_timestamp_ms: std::sync::atomic::AtomicI64::new(0),
             flushed_store_timestamp_ms: std::sync::atomic::AtomicI64::new(0),
         })
@@ -249,6 +253,31 @@ impl MappedFileQueue {
                 return Ok(self.flushed_where());
             }
         }
+    }
+
+    /// Pool mode: commit the files from the committed mark on. Returns the new mark
+    /// (the end of the readable log).
+    pub fn commit(&self, least_pages: u32) -> Result<u64> {
+        let _g = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let at = self.committed_where.load(Ordering::Acquire);
+            let Some(f) = self.find_by_offset(at) else {
+                return Ok(at);
+            };
+            let pos = f.commit(least_pages)?;
+            let mark = f.file_from_offset() + pos as u64;
+            if mark > at {
+                self.committed_where.store(mark, Ordering::Release);
+            }
+            if pos < f.file_size() {
+                return Ok(self.committed_where.load(Ordering::Acquire));
+            }
+        }
+    }
+
+    /// Recovery: set the committed mark.
+    pub fn set_committed_where(&self, offset: u64) {
+        self.committed_where.store(offset, Ordering::Release);
     }
 
     /// Recovery: drop every file that starts at or after `offset`, deleting it from disk.

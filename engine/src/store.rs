@@ -229,6 +229,10 @@ pub struct StoreStats {
     pub commit_log_syncs: u64,
     /// Store timestamp of the last dispatched record (ms).
     pub last_dispatched_store_timestamp_ms: i64,
+    /// Puts go through the transient store pool.
+    pub transient_store_pool: bool,
+    /// Pool buffers free now.
+    pub transient_store_pool_available: usize,
     /// Why the store refuses writes, if it does.
     pub fenced: Option<String>,
 }
@@ -380,11 +384,31 @@ impl MessageStore {
         let ck = checkpoint.data();
         let ck_valid = ck_state == CheckpointState::Valid;
 
+        // RocketMQ's rule: the transient store pool only serves ASYNC_FLUSH masters.
+        let pool = if cfg.transient_store_pool_enable {
+            if cfg.flush_disk_type == FlushDiskType::AsyncFlush
+                && cfg.broker_role != BrokerRole::Slave
+            {
+                Some(crate::pool::TransientStorePool::new(
+                    cfg.transient_store_pool_size as usize,
+                    cfg.mapped_file_size_commit_log as usize,
+                )?)
+            } else {
+                tracing::warn!(
+                    "transientStorePoolEnable applies only to ASYNC_FLUSH masters; ignored"
+                );
+                None
+            }
+        } else {
+            None
+        };
+        let pooled = pool.is_some();
         let mut commitlog = CommitLog::load(
             &cfg.commit_log_dir(),
             cfg.mapped_file_size_commit_log,
             cfg.warm_maped_file_enable,
-            cfg.prefault_ahead_bytes,
+            if pooled { 0 } else { cfg.prefault_ahead_bytes },
+            pool,
         )?;
         let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
         // After a crash, check every record written since the last known flush.
@@ -547,7 +571,13 @@ impl MessageStore {
         if store.inner.cfg.broker_role != BrokerRole::Slave {
             store.spawn("ferromq-schedule", |s| s.run_schedule())?;
         }
-        if store.inner.cfg.prefault_ahead_bytes > 0 && !store.inner.cfg.warm_maped_file_enable {
+        if store.inner.commitlog.pooled() {
+            store.spawn("ferromq-commit", |s| s.run_commit())?;
+        }
+        if store.inner.cfg.prefault_ahead_bytes > 0
+            && !store.inner.cfg.warm_maped_file_enable
+            && !store.inner.commitlog.pooled()
+        {
             store.spawn("ferromq-prefault", |s| {
                 s.commitlog
                     .run_prefault(&s.stopping, s.cfg.prefault_ahead_bytes as usize)
@@ -1116,6 +1146,8 @@ impl MessageStore {
             consume_queues: s.cqs.all().len(),
             commit_log_syncs: s.flusher.syncs.load(Ordering::Relaxed),
             last_dispatched_store_timestamp_ms: s.dispatcher.last_store_timestamp_ms(),
+            transient_store_pool: s.commitlog.pooled(),
+            transient_store_pool_available: s.commitlog.pool_available(),
             fenced: s.fence.cause(),
         }
     }
@@ -1163,6 +1195,11 @@ impl MessageStore {
     /// The flush error (which also fences the store).
     pub fn flush(&self) -> Result<()> {
         let s = &self.inner;
+        if s.commitlog.pooled() {
+            s.commitlog
+                .commit(0)
+                .inspect_err(|e| s.fence.trip(format!("commitlog commit failed: {e}")))?;
+        }
         s.flusher.flush(&s.commitlog.queue, 0)?;
         for cq in s.cqs.all() {
             cq.flush(0)
@@ -1211,6 +1248,10 @@ impl MessageStore {
             }
         }
         s.commitlog.stop();
+        if s.commitlog.pooled() {
+            // Commit what the pool holds first, so it is dispatched and flushed below.
+            keep!(s.commitlog.commit(0).map(|_| ()));
+        }
         keep!(s
             .dispatcher
             .dispatch_available(&s.commitlog, &s.cqs, s.index.as_ref(), &s.arrivals)
@@ -1659,6 +1700,27 @@ impl StoreInner {
         rep.millis = started.elapsed().as_millis() as u64;
         *self.last_clean.lock().unwrap_or_else(|e| e.into_inner()) = Some(rep.clone());
         rep
+    }
+
+    /// Pool mode: commit buffered bytes every `commitIntervalCommitLog` ms when
+    /// `commitCommitLogLeastPages` pages wait, everything every
+    /// `commitCommitLogThoroughInterval` ms. A failed write fences the store.
+    fn run_commit(&self) {
+        let interval = Duration::from_millis(self.cfg.commit_interval_commit_log_ms.max(1));
+        let thorough = Duration::from_millis(self.cfg.commit_commit_log_thorough_interval_ms);
+        let mut last_thorough = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            std::thread::sleep(interval.min(Duration::from_millis(50)));
+            let mut least = self.cfg.commit_commit_log_least_pages;
+            if last_thorough.elapsed() >= thorough {
+                last_thorough = Instant::now();
+                least = 0;
+            }
+            if let Err(e) = self.commitlog.commit(least) {
+                self.fence.trip(format!("commitlog commit failed: {e}"));
+                return;
+            }
+        }
     }
 
     fn run_cq_flush(&self) {

@@ -34,6 +34,26 @@ pub fn unlock(f: &File) {
     }
 }
 
+/// Lock a buffer's pages in memory (`mlock`).
+pub fn mlock(buf: &memmap2::MmapMut) -> std::io::Result<()> {
+    // SAFETY: the range is exactly the live mapping `buf`; mlock reads no memory.
+    let rc = unsafe { libc::mlock(buf.as_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The soft RLIMIT_MEMLOCK in bytes (`None` when unlimited or unknown).
+pub fn memlock_limit() -> Option<u64> {
+    // SAFETY: an all-zero rlimit is valid; getrlimit writes into it.
+    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) };
+    (rc == 0 && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur)
+}
+
 /// Physical memory in bytes (24 GiB when unknown, as RocketMQ assumes).
 pub fn total_ram_bytes() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.

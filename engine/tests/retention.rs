@@ -295,7 +295,13 @@ fn unflushed_bytes_are_never_deleted_and_manual_deletion_works() {
     clock.offset_ms.store(100 * HOUR_MS, Ordering::SeqCst);
     let rep = store.run_clean_pass();
     assert!(rep.triggers.manual && !rep.triggers.time_up);
-    assert_eq!(rep.commit_log_files_deleted, 3);
+    // The manual request also woke the clean thread, which may have run a pass of
+    // its own: count what is gone, not what this pass did.
+    assert!(
+        rep.commit_log_min_offset >= 3 * 64 * 1024,
+        "{rep:?} {:?}",
+        store.stats()
+    );
     store.shutdown().unwrap();
     // Reopen: the deletions hold, and consume queues agree.
     let store = MessageStore::open(config(dir.path())).unwrap();

@@ -14,6 +14,14 @@ pub fn small_config(dir: &Path) -> StoreConfig {
     cfg.flush_interval_consume_queue_ms = 10;
     cfg.max_message_size = 16 * 1024;
     cfg.default_topic_queue_nums = 4;
+    // The same tests run against the transient-store-pool write path when
+    // FERROMQ_TEST_WRITE_PATH=pool (.ci/run runs the durability tests both ways).
+    if std::env::var("FERROMQ_TEST_WRITE_PATH").as_deref() == Ok("pool") {
+        cfg.transient_store_pool_enable = true;
+        cfg.transient_store_pool_size = 4;
+        cfg.commit_interval_commit_log_ms = 5;
+        cfg.commit_commit_log_least_pages = 0;
+    }
     cfg
 }
 

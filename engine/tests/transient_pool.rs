@@ -1,0 +1,125 @@
+//! The transient-store-pool write path: puts land in locked buffers, readers
+//! see only committed bytes, an exhausted pool answers busy and writes nothing,
+//! and a failed commit fences the store. (The crash, power-loss and corruption
+//! tests also run on this path: FERROMQ_TEST_WRITE_PATH=pool, see .ci/run.)
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ferromq_engine::io::{install_hook, IoHook};
+use ferromq_engine::{Error, GetStatus, Message, MessageFilter, MessageStore, StoreConfig};
+
+fn cfg(dir: &Path, buffers: u32) -> StoreConfig {
+    let mut c = common::small_config(dir);
+    c.transient_store_pool_enable = true;
+    c.transient_store_pool_size = buffers;
+    c.commit_interval_commit_log_ms = 3_600_000; // commits only when the test flushes
+    c.commit_commit_log_thorough_interval_ms = 3_600_000;
+    c
+}
+
+#[test]
+fn readers_see_only_committed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(cfg(dir.path(), 2)).unwrap();
+    assert!(store.stats().transient_store_pool);
+    for i in 0..10 {
+        store
+            .put_message(&Message::new("P", format!("m{i}").into_bytes()))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = store
+        .get_message("g", "P", 0, 0, 32, &MessageFilter::All)
+        .unwrap();
+    assert_ne!(r.status, GetStatus::Found, "nothing committed yet");
+    assert!(
+        store.read_commit_log(0, 1024).is_none(),
+        "not streamed to slaves either"
+    );
+    store.flush().unwrap(); // commits, then flushes
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.max_offset_in_queue("P", 0) < 10 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let r = store
+        .get_message("g", "P", 0, 0, 32, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(r.messages.len(), 10);
+    assert_eq!(r.messages[9].decode().unwrap().body, b"m9");
+    store.shutdown().unwrap();
+    // And they are on disk: a reopened store (mapped path) reads them.
+    let store = MessageStore::open(common::small_config(dir.path())).unwrap();
+    assert_eq!(store.max_offset_in_queue("P", 0), 10);
+}
+
+#[test]
+fn an_exhausted_pool_answers_busy_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(cfg(dir.path(), 1)).unwrap();
+    let mut stored = 0;
+    let err = loop {
+        match store.put_message(&Message::new("P", vec![1u8; 1000])) {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 1000);
+    };
+    assert!(matches!(err, Error::Busy(_)), "{err}");
+    assert_eq!(store.stats().transient_store_pool_available, 0);
+    let end = store.commit_log_max_offset();
+    assert!(matches!(
+        store.put_message(&Message::new("P", vec![1u8; 1000])),
+        Err(Error::Busy(_))
+    ));
+    assert_eq!(
+        store.commit_log_max_offset(),
+        end,
+        "nothing written while busy"
+    );
+    // Committing the full file returns its buffer: puts resume.
+    store.flush().unwrap();
+    store
+        .put_message(&Message::new("P", vec![2u8; 1000]))
+        .unwrap();
+    store.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.max_offset_in_queue("P", 0) < stored + 1 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+struct FailCommits(AtomicBool);
+
+impl IoHook for FailCommits {
+    fn before_sync(&self, _: &Path, _: usize, _: usize) -> std::io::Result<()> {
+        if self.0.load(Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(5))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_failed_commit_fences_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Arc::new(FailCommits(AtomicBool::new(false)));
+    let _g = install_hook(dir.path(), hook.clone());
+    let store = MessageStore::open(cfg(dir.path(), 2)).unwrap();
+    store
+        .put_message(&Message::new("P", b"a".to_vec()))
+        .unwrap();
+    hook.0.store(true, Ordering::SeqCst);
+    assert!(store.flush().is_err());
+    hook.0.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        store.put_message(&Message::new("P", b"b".to_vec())),
+        Err(Error::Fenced(_))
+    ));
+}
