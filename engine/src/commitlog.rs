@@ -76,6 +76,7 @@ pub(crate) struct CommitLog {
     allocator: Allocator,
     file_size: u64,
     pool: Option<crate::pool::TransientStorePool>,
+    commit_backend: crate::io::CommitBackend,
 }
 
 impl CommitLog {
@@ -86,6 +87,7 @@ impl CommitLog {
         warm: bool,
         prefault_ahead: u64,
         pool: Option<crate::pool::TransientStorePool>,
+        io_uring: bool,
     ) -> Result<Self> {
         let queue = MappedFileQueue::load(dir, file_size)?;
         Ok(CommitLog {
@@ -101,6 +103,7 @@ impl CommitLog {
                 prefault_ahead as usize,
             ),
             file_size,
+            commit_backend: crate::io::CommitBackend::new(io_uring && pool.is_some()),
             pool,
         })
     }
@@ -372,7 +375,12 @@ impl CommitLog {
 
     /// Pool mode: write buffered bytes into the files (`least_pages` as for flushes).
     pub fn commit(&self, least_pages: u32) -> Result<u64> {
-        self.queue.commit(least_pages)
+        self.queue.commit(least_pages, &self.commit_backend)
+    }
+
+    /// The pool's commit backend (`io_uring` or `pwrite`).
+    pub fn commit_backend(&self) -> &crate::io::CommitBackend {
+        &self.commit_backend
     }
 
     /// True when puts go through the transient store pool.

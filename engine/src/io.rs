@@ -72,18 +72,124 @@ pub(crate) fn hook_for(path: &Path) -> Option<Arc<dyn IoHook>> {
         .map(|(_, h)| Arc::clone(h))
 }
 
-/// Write `data` at `offset` of `file` (the pool's commit): `pwrite` until done.
-pub(crate) fn commit_write(
-    file: &std::fs::File,
-    path: &Path,
-    data: &[u8],
-    offset: u64,
-) -> crate::Result<()> {
-    use std::os::unix::fs::FileExt;
-    if let Some(h) = hook_for(path) {
-        h.before_sync(path, offset as usize, data.len())
-            .map_err(|e| crate::Error::io(format!("committing to {}", path.display()), e))?;
+/// How the transient store pool's commit service writes to files.
+pub struct CommitBackend {
+    ring: Option<std::sync::Mutex<io_uring::IoUring>>,
+    why_not_uring: Option<String>,
+}
+
+impl std::fmt::Debug for CommitBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
-    file.write_all_at(data, offset)
-        .map_err(|e| crate::Error::io(format!("committing to {}", path.display()), e))
+}
+
+impl CommitBackend {
+    /// io_uring when `want_uring` and the kernel allows it, else `pwrite`. The
+    /// reason for a fallback is logged once and kept for stats.
+    pub fn new(want_uring: bool) -> Self {
+        if !want_uring {
+            return CommitBackend {
+                ring: None,
+                why_not_uring: Some("ioUringEnable=false".into()),
+            };
+        }
+        match io_uring::IoUring::new(8) {
+            Ok(ring) => CommitBackend {
+                ring: Some(std::sync::Mutex::new(ring)),
+                why_not_uring: None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring unavailable; the commit service uses pwrite");
+                CommitBackend {
+                    ring: None,
+                    why_not_uring: Some(format!("io_uring setup failed: {e}")),
+                }
+            }
+        }
+    }
+
+    /// `"io_uring"` or `"pwrite"`.
+    pub fn name(&self) -> &'static str {
+        if self.ring.is_some() {
+            "io_uring"
+        } else {
+            "pwrite"
+        }
+    }
+
+    /// Why io_uring is not used, if it is not.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.why_not_uring.as_deref()
+    }
+
+    /// Write all of `data` at `offset` of `file`.
+    pub(crate) fn write_all_at(
+        &self,
+        file: &std::fs::File,
+        path: &Path,
+        data: &[u8],
+        offset: u64,
+    ) -> crate::Result<()> {
+        if let Some(h) = hook_for(path) {
+            h.before_sync(path, offset as usize, data.len())
+                .map_err(|e| crate::Error::io(format!("committing to {}", path.display()), e))?;
+        }
+        let r = match &self.ring {
+            Some(ring) => {
+                let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                uring_write_all(&mut ring, file, data, offset)
+            }
+            None => {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(data, offset)
+            }
+        };
+        r.map_err(|e| crate::Error::io(format!("committing to {}", path.display()), e))
+    }
+}
+
+/// Write all of `data` through the ring, one write at a time, waiting for each.
+fn uring_write_all(
+    ring: &mut io_uring::IoUring,
+    file: &std::fs::File,
+    mut data: &[u8],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    while !data.is_empty() {
+        let len = data.len().min(1 << 30) as u32;
+        let sqe =
+            io_uring::opcode::Write::new(io_uring::types::Fd(file.as_raw_fd()), data.as_ptr(), len)
+                .offset(offset)
+                .build()
+                .user_data(0x0c0111);
+        // SAFETY: the entry points at `data` and `file`, both borrowed for this
+        // whole function, which waits for the completion below before returning;
+        // so the buffer and descriptor outlive the kernel's use of them.
+        #[allow(unsafe_code)]
+        unsafe {
+            ring.submission()
+                .push(&sqe)
+                .map_err(|_| std::io::Error::other("io_uring submission queue full"))?;
+        }
+        ring.submit_and_wait(1)?;
+        let cqe = ring
+            .completion()
+            .next()
+            .ok_or_else(|| std::io::Error::other("io_uring completion missing"))?;
+        let res = cqe.result();
+        if res < 0 {
+            return Err(std::io::Error::from_raw_os_error(-res));
+        }
+        if res == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "io_uring wrote nothing",
+            ));
+        }
+        data = &data[res as usize..];
+        offset += res as u64;
+    }
+    Ok(())
 }

@@ -348,7 +348,7 @@ impl MappedFile {
     /// Pool mode: write buffered bytes into the file when at least `least_pages`
     /// pages wait (any with 0; always when the file is full). Returns the committed
     /// position. The buffer goes back to the pool once the whole file is committed.
-    pub fn commit(&self, least_pages: u32) -> Result<usize> {
+    pub fn commit(&self, least_pages: u32, backend: &crate::io::CommitBackend) -> Result<usize> {
         let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let committed = self.committed_position.load(Ordering::Acquire);
         if !self.pooled.load(Ordering::Acquire) {
@@ -379,7 +379,7 @@ impl MappedFile {
             // by the writer (Acquire load of `wrote_position`), and never written
             // again; the buffer stays attached until this function detaches it.
             let src = unsafe { std::slice::from_raw_parts(base.add(committed), end - committed) };
-            crate::io::commit_write(&self.file, &self.path, src, committed as u64)?;
+            backend.write_all_at(&self.file, &self.path, src, committed as u64)?;
         }
         self.committed_position.store(wrote, Ordering::Release);
         if full {

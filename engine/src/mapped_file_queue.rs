@@ -257,14 +257,14 @@ impl MappedFileQueue {
 
     /// Pool mode: commit the files from the committed mark on. Returns the new mark
     /// (the end of the readable log).
-    pub fn commit(&self, least_pages: u32) -> Result<u64> {
+    pub fn commit(&self, least_pages: u32, backend: &crate::io::CommitBackend) -> Result<u64> {
         let _g = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let at = self.committed_where.load(Ordering::Acquire);
             let Some(f) = self.find_by_offset(at) else {
                 return Ok(at);
             };
-            let pos = f.commit(least_pages)?;
+            let pos = f.commit(least_pages, backend)?;
             let mark = f.file_from_offset() + pos as u64;
             if mark > at {
                 self.committed_where.store(mark, Ordering::Release);

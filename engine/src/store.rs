@@ -233,6 +233,9 @@ pub struct StoreStats {
     pub transient_store_pool: bool,
     /// Pool buffers free now.
     pub transient_store_pool_available: usize,
+    /// How the pool's commits are written: `io_uring` or `pwrite` (with the
+    /// reason io_uring is not used, when it is not).
+    pub commit_backend: String,
     /// Why the store refuses writes, if it does.
     pub fenced: Option<String>,
 }
@@ -409,6 +412,7 @@ impl MessageStore {
             cfg.warm_maped_file_enable,
             if pooled { 0 } else { cfg.prefault_ahead_bytes },
             pool,
+            cfg.io_uring_enable,
         )?;
         let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
         // After a crash, check every record written since the last known flush.
@@ -1148,6 +1152,10 @@ impl MessageStore {
             last_dispatched_store_timestamp_ms: s.dispatcher.last_store_timestamp_ms(),
             transient_store_pool: s.commitlog.pooled(),
             transient_store_pool_available: s.commitlog.pool_available(),
+            commit_backend: match s.commitlog.commit_backend().fallback_reason() {
+                Some(why) if s.commitlog.pooled() => format!("pwrite ({why})"),
+                _ => s.commitlog.commit_backend().name().to_string(),
+            },
             fenced: s.fence.cause(),
         }
     }

@@ -26,6 +26,12 @@ fn readers_see_only_committed_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(cfg(dir.path(), 2)).unwrap();
     assert!(store.stats().transient_store_pool);
+    let backend = store.stats().commit_backend;
+    assert!(
+        backend == "io_uring" || backend.starts_with("pwrite ("),
+        "{backend}"
+    );
+    eprintln!("commit backend: {backend}");
     for i in 0..10 {
         store
             .put_message(&Message::new("P", format!("m{i}").into_bytes()))
@@ -122,4 +128,20 @@ fn a_failed_commit_fences_the_store() {
         store.put_message(&Message::new("P", b"b".to_vec())),
         Err(Error::Fenced(_))
     ));
+}
+
+#[test]
+fn io_uring_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), 2);
+    c.io_uring_enable = false;
+    let store = MessageStore::open(c).unwrap();
+    assert_eq!(store.stats().commit_backend, "pwrite (ioUringEnable=false)");
+    store
+        .put_message(&Message::new("P", b"x".to_vec()))
+        .unwrap();
+    store.flush().unwrap();
+    store.shutdown().unwrap();
+    let store = MessageStore::open(common::small_config(dir.path())).unwrap();
+    assert!(store.commit_log_max_offset() > 0);
 }
