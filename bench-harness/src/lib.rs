@@ -16,6 +16,7 @@
 pub mod baseline;
 pub mod error;
 pub mod machine;
+pub mod recover;
 pub mod report;
 pub mod results;
 pub mod store;

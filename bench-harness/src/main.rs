@@ -6,6 +6,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferromq_bench::error::Result;
+use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
 
 /// Load generator, baselines and reports for ferromq.
@@ -21,6 +23,11 @@ enum Command {
     /// Drive the embedded engine in-process, with baselines on the same directory.
     /// Without workload flags: the default suite (under a minute).
     Store(StoreArgs),
+    /// Time the reopen of a crashed store against a plain read + CRC32 of its commitlog.
+    Recover(RecoverArgs),
+    /// Internal: the crashed store's writer process (started by `recover`).
+    #[command(name = "__recover-writer", hide = true)]
+    RecoverWriter(WriterArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,11 +40,13 @@ fn main() -> ExitCode {
         .try_init();
     let argv: Vec<String> = std::env::args().collect();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Store(args)) => args,
-        None => StoreArgs::default(),
+    let result: Result<i32> = match cli.command {
+        Some(Command::Store(args)) => run_store(&args, &argv),
+        None => run_store(&StoreArgs::default(), &argv),
+        Some(Command::Recover(args)) => run_recover(&args),
+        Some(Command::RecoverWriter(args)) => run_writer(&args).map(|()| 0),
     };
-    match run_store(&args, &argv) {
+    match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
