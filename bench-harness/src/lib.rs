@@ -14,6 +14,7 @@
 //! ```
 
 pub mod baseline;
+pub mod broker;
 pub mod error;
 pub mod machine;
 pub mod recover;

@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferromq_bench::broker::{run_broker, BrokerArgs};
 use ferromq_bench::error::Result;
 use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
@@ -23,6 +24,8 @@ enum Command {
     /// Drive the embedded engine in-process, with baselines on the same directory.
     /// Without workload flags: the default suite (under a minute).
     Store(StoreArgs),
+    /// Drive a RocketMQ-protocol broker (or the in-process null broker) with the pipelined client.
+    Broker(BrokerArgs),
     /// Time the reopen of a crashed store against a plain read + CRC32 of its commitlog.
     Recover(RecoverArgs),
     /// Internal: the crashed store's writer process (started by `recover`).
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Some(Command::Store(args)) => run_store(&args, &argv),
         None => run_store(&StoreArgs::default(), &argv),
         Some(Command::Recover(args)) => run_recover(&args),
+        Some(Command::Broker(args)) => run_broker(&args),
         Some(Command::RecoverWriter(args)) => run_writer(&args).map(|()| 0),
     };
     match result {
