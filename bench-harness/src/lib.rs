@@ -21,5 +21,7 @@ pub mod recover;
 pub mod report;
 pub mod results;
 pub mod store;
+pub mod sweep;
+pub mod sweep_report;
 pub mod target;
 pub mod workload;

@@ -10,6 +10,8 @@ use ferromq_bench::broker::{run_broker, BrokerArgs};
 use ferromq_bench::error::Result;
 use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
+use ferromq_bench::sweep::SweepArgs;
+use ferromq_bench::sweep_report::run_sweep;
 
 /// Load generator, baselines and reports for ferromq.
 #[derive(Debug, Parser)]
@@ -26,6 +28,8 @@ enum Command {
     Store(StoreArgs),
     /// Drive a RocketMQ-protocol broker (or the in-process null broker) with the pipelined client.
     Broker(BrokerArgs),
+    /// Sweep broker/store/workload settings against fresh brokers and write a report.
+    Sweep(SweepArgs),
     /// Time the reopen of a crashed store against a plain read + CRC32 of its commitlog.
     Recover(RecoverArgs),
     /// Internal: the crashed store's writer process (started by `recover`).
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         None => run_store(&StoreArgs::default(), &argv),
         Some(Command::Recover(args)) => run_recover(&args),
         Some(Command::Broker(args)) => run_broker(&args),
+        Some(Command::Sweep(args)) => run_sweep(&args, &argv),
         Some(Command::RecoverWriter(args)) => run_writer(&args).map(|()| 0),
     };
     match result {
