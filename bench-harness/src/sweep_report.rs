@@ -136,7 +136,8 @@ pub fn recommend(
             .to_string()
     } else if let Some(second) = ok.get(1) {
         let gap = (best.msgs_per_sec - second.msgs_per_sec) / best.msgs_per_sec;
-        let noise = best.spread.max(second.spread);
+        // Spreads as printed in the table: ± half the range, relative to the median.
+        let half = best.spread.max(second.spread) / 2.0;
         let p99_note = if best.p99_us_range.1 > bound_us {
             format!(
                 " Its p99 crossed the bound in some pass (up to {:.2} ms).",
@@ -145,26 +146,26 @@ pub fn recommend(
         } else {
             String::new()
         };
-        if gap > noise {
+        if best.msgs_per_sec_range.0 > second.msgs_per_sec_range.1 {
             format!(
-                "high: the best point beats the runner-up (point {}) by {:.1} %, more than the spread of either ({:.1} %).{p99_note}",
+                "high: every pass of the best point beat every pass of the runner-up (point {}); the median gap is {:.1} % against a spread of ±{:.1} %.{p99_note}",
                 second.point.index,
                 gap * 100.0,
-                noise * 100.0
+                half * 100.0
             )
-        } else if gap > noise / 2.0 {
+        } else if gap > half {
             format!(
-                "medium: the best point leads the runner-up (point {}) by {:.1} %, about the size of the spread ({:.1} %).{p99_note}",
+                "medium: the best point leads the runner-up (point {}) by {:.1} %, more than the spread (±{:.1} %), but their passes overlap.{p99_note}",
                 second.point.index,
                 gap * 100.0,
-                noise * 100.0
+                half * 100.0
             )
         } else {
             format!(
-                "low: the best point and the runner-up (point {}) are {:.1} % apart, within the spread ({:.1} %); either will do.{p99_note}",
+                "low: the best point and the runner-up (point {}) are {:.1} % apart, within the spread (±{:.1} %); either will do, or measure longer.{p99_note}",
                 second.point.index,
                 gap * 100.0,
-                noise * 100.0
+                half * 100.0
             )
         }
     } else {
@@ -439,7 +440,13 @@ fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Result<()> {
 
 fn file_key(k: &str) -> String {
     k.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -450,10 +450,7 @@ impl ProducerTask {
                 Ok(Step::Read(Ok(_))) => {
                     let now = Instant::now();
                     // Every whole frame in the buffer.
-                    loop {
-                        let Some(len) = rbuf.get(rpos..rpos + 4) else {
-                            break;
-                        };
+                    while let Some(len) = rbuf.get(rpos..rpos + 4) {
                         let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
                         if !(4..=MAX_RESPONSE_FRAME).contains(&len) {
                             out.error(format!("bad response frame length {len}"));

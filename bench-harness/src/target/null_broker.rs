@@ -115,10 +115,7 @@ async fn connection(mut s: TcpStream, template: Vec<u8>, mut stop: watch::Receiv
             },
         };
         let _ = n;
-        loop {
-            let Some(len) = rbuf.get(pos..pos + 4) else {
-                break;
-            };
+        while let Some(len) = rbuf.get(pos..pos + 4) {
             let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
             if !(4..=MAX_REQUEST_FRAME).contains(&len) {
                 return;
