@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferromq_bench::broker::{run_broker, BrokerArgs};
+use ferromq_bench::criterion_summary::{run_criterion_summary, CriterionArgs};
+use ferromq_bench::disk::{run_disk, DiskArgs};
 use ferromq_bench::error::Result;
 use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
@@ -30,6 +32,10 @@ enum Command {
     Broker(BrokerArgs),
     /// Sweep broker/store/workload settings against fresh brokers and write a report.
     Sweep(SweepArgs),
+    /// Raw limits of a directory's device: sequential write, 4 KiB write + fdatasync, memcpy into mapped files.
+    Disk(DiskArgs),
+    /// Gather `cargo bench` results (target/criterion) into a markdown table.
+    CriterionSummary(CriterionArgs),
     /// Time the reopen of a crashed store against a plain read + CRC32 of its commitlog.
     Recover(RecoverArgs),
     /// Internal: the crashed store's writer process (started by `recover`).
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
         Some(Command::Recover(args)) => run_recover(&args),
         Some(Command::Broker(args)) => run_broker(&args),
         Some(Command::Sweep(args)) => run_sweep(&args, &argv),
+        Some(Command::Disk(args)) => run_disk(&args),
+        Some(Command::CriterionSummary(args)) => run_criterion_summary(&args),
         Some(Command::RecoverWriter(args)) => run_writer(&args).map(|()| 0),
     };
     match result {
