@@ -1,8 +1,14 @@
 //! `ferromq-bench`: load generator, baselines and reports for ferromq.
 //!
-//! One workload ([`workload::Workload`]) runs through one trait
-//! ([`workload::Target`]) against many targets; today the embedded engine
-//! in-process (`ferromq-bench store`). Every run is measured next to its
+//! One workload ([`workload::Workload`]) runs against many targets: the
+//! embedded engine in-process through the [`workload::Target`] trait
+//! (`ferromq-bench store`), and any RocketMQ-protocol broker through the
+//! pipelined client of [`target::broker`] (`ferromq-bench broker`, and
+//! `ferromq-bench sweep`, which starts fresh brokers per point and writes a
+//! report with plots and recommended settings, [`sweep`], [`sweep_report`]).
+//! `ferromq-bench recover` times crash recovery against read + CRC32
+//! ([`recover`]); `disk` measures the device's raw limits ([`disk`]);
+//! `criterion-summary` tabulates `cargo bench` results ([`criterion_summary`]). Every run is measured next to its
 //! baselines on the same directory ([`baseline`]), and written as a report
 //! folder with the machine it ran on ([`report`], [`machine`]).
 //!
@@ -14,10 +20,16 @@
 //! ```
 
 pub mod baseline;
+pub mod broker;
+pub mod criterion_summary;
+pub mod disk;
 pub mod error;
 pub mod machine;
+pub mod recover;
 pub mod report;
 pub mod results;
 pub mod store;
+pub mod sweep;
+pub mod sweep_report;
 pub mod target;
 pub mod workload;

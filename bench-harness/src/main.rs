@@ -6,7 +6,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ferromq_bench::broker::{run_broker, BrokerArgs};
+use ferromq_bench::criterion_summary::{run_criterion_summary, CriterionArgs};
+use ferromq_bench::disk::{run_disk, DiskArgs};
+use ferromq_bench::error::Result;
+use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
+use ferromq_bench::sweep::SweepArgs;
+use ferromq_bench::sweep_report::run_sweep;
 
 /// Load generator, baselines and reports for ferromq.
 #[derive(Debug, Parser)]
@@ -21,6 +28,19 @@ enum Command {
     /// Drive the embedded engine in-process, with baselines on the same directory.
     /// Without workload flags: the default suite (under a minute).
     Store(StoreArgs),
+    /// Drive a RocketMQ-protocol broker (or the in-process null broker) with the pipelined client.
+    Broker(BrokerArgs),
+    /// Sweep broker/store/workload settings against fresh brokers and write a report.
+    Sweep(SweepArgs),
+    /// Raw limits of a directory's device: sequential write, 4 KiB write + fdatasync, memcpy into mapped files.
+    Disk(DiskArgs),
+    /// Gather `cargo bench` results (target/criterion) into a markdown table.
+    CriterionSummary(CriterionArgs),
+    /// Time the reopen of a crashed store against a plain read + CRC32 of its commitlog.
+    Recover(RecoverArgs),
+    /// Internal: the crashed store's writer process (started by `recover`).
+    #[command(name = "__recover-writer", hide = true)]
+    RecoverWriter(WriterArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,11 +53,17 @@ fn main() -> ExitCode {
         .try_init();
     let argv: Vec<String> = std::env::args().collect();
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Store(args)) => args,
-        None => StoreArgs::default(),
+    let result: Result<i32> = match cli.command {
+        Some(Command::Store(args)) => run_store(&args, &argv),
+        None => run_store(&StoreArgs::default(), &argv),
+        Some(Command::Recover(args)) => run_recover(&args),
+        Some(Command::Broker(args)) => run_broker(&args),
+        Some(Command::Sweep(args)) => run_sweep(&args, &argv),
+        Some(Command::Disk(args)) => run_disk(&args),
+        Some(Command::CriterionSummary(args)) => run_criterion_summary(&args),
+        Some(Command::RecoverWriter(args)) => run_writer(&args).map(|()| 0),
     };
-    match run_store(&args, &argv) {
+    match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {

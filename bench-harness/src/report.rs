@@ -203,38 +203,7 @@ pub fn markdown(suite: &SuiteResult) -> String {
     }
     let _ = writeln!(s);
 
-    let d = &m.disk;
-    let _ = writeln!(s, "## Machine\n");
-    let _ = writeln!(s, "| | |\n|---|---|");
-    let _ = writeln!(s, "| host | {} |", m.hostname);
-    let _ = writeln!(
-        s,
-        "| CPU | {} ({} logical CPUs, {} available to the process) |",
-        m.cpu_model, m.cpu_logical, m.cpu_available
-    );
-    let _ = writeln!(s, "| memory | {} |", m.memory_display());
-    let _ = writeln!(s, "| kernel | {} |", m.kernel);
-    let _ = writeln!(
-        s,
-        "| load average at start (1/5/15 min) | {} |",
-        m.load_average
-    );
-    let _ = writeln!(s, "| directory | `{}` |", d.dir);
-    let _ = writeln!(
-        s,
-        "| file system | {} on `{}`, mounted at `{}` ({}) |",
-        d.fs_type, d.source, d.mount_point, d.mount_options
-    );
-    let _ = writeln!(s, "| device | {} (model: {}) |", d.device, d.device_model);
-    let _ = writeln!(s, "| rotational | {} |", d.rotational);
-    let _ = writeln!(s, "| I/O scheduler | {} |", d.scheduler);
-    let members = if d.raid_members.is_empty() {
-        String::new()
-    } else {
-        format!(" over {}", d.raid_members.join(", "))
-    };
-    let _ = writeln!(s, "| RAID | {}{} |", d.raid_level, members);
-    let _ = writeln!(s);
+    machine_section(&mut s, m);
 
     let _ = writeln!(s, "## How to read this\n");
     let _ = writeln!(
@@ -268,6 +237,43 @@ pub fn markdown(suite: &SuiteResult) -> String {
          copy or write the same number of bytes."
     );
     s
+}
+
+/// The `## Machine` section of a report: host, CPU, memory, kernel, load, and
+/// the directory's file system, device and RAID level.
+pub fn machine_section(s: &mut String, m: &crate::machine::MachineInfo) {
+    let d = &m.disk;
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| host | {} |", m.hostname);
+    let _ = writeln!(
+        s,
+        "| CPU | {} ({} logical CPUs, {} available to the process) |",
+        m.cpu_model, m.cpu_logical, m.cpu_available
+    );
+    let _ = writeln!(s, "| memory | {} |", m.memory_display());
+    let _ = writeln!(s, "| kernel | {} |", m.kernel);
+    let _ = writeln!(
+        s,
+        "| load average at start (1/5/15 min) | {} |",
+        m.load_average
+    );
+    let _ = writeln!(s, "| directory | `{}` |", d.dir);
+    let _ = writeln!(
+        s,
+        "| file system | {} on `{}`, mounted at `{}` ({}) |",
+        d.fs_type, d.source, d.mount_point, d.mount_options
+    );
+    let _ = writeln!(s, "| device | {} (model: {}) |", d.device, d.device_model);
+    let _ = writeln!(s, "| rotational | {} |", d.rotational);
+    let _ = writeln!(s, "| I/O scheduler | {} |", d.scheduler);
+    let members = if d.raid_members.is_empty() {
+        String::new()
+    } else {
+        format!(" over {}", d.raid_members.join(", "))
+    };
+    let _ = writeln!(s, "| RAID | {}{} |", d.raid_level, members);
+    let _ = writeln!(s);
 }
 
 fn run_section(s: &mut String, r: &RunResult) {

@@ -24,6 +24,12 @@ pub const MAX_LATENCY_NS: u64 = 60_000_000_000;
 /// puts.
 pub const MAX_PUT_ERRORS: u64 = 1000;
 
+/// Largest `--inflight`: the broker client keys requests by a 16-bit slot.
+pub const MAX_INFLIGHT: usize = 4096;
+
+/// Largest `--batch` (RocketMQ's batch must also fit the 4 MiB message limit).
+pub const MAX_BATCH: usize = 1024;
+
 /// How the target makes puts durable (`flushDiskType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +97,11 @@ pub struct Workload {
     /// target's defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub store_settings: Vec<(String, String)>,
+    /// Requests each producer keeps in flight (1: synchronous sends). Only
+    /// targets reached over the network pipeline; the in-process engine takes 1.
+    pub inflight: usize,
+    /// Messages per request (1: SEND_MESSAGE_V2; more: SEND_BATCH_MESSAGE).
+    pub batch: usize,
 }
 
 fn serialize_opt_duration<S: serde::Serializer>(
@@ -117,6 +128,8 @@ impl Workload {
             queues: 8,
             max_duration: None,
             store_settings: Vec::new(),
+            inflight: 1,
+            batch: 1,
         }
     }
 
@@ -139,6 +152,18 @@ impl Workload {
             return Err(BenchError::new(format!(
                 "--producers {} is more than --messages {}",
                 self.producers, self.messages
+            )));
+        }
+        if self.inflight == 0 || self.inflight > MAX_INFLIGHT {
+            return Err(BenchError::new(format!(
+                "--inflight {} must be between 1 and {MAX_INFLIGHT}",
+                self.inflight
+            )));
+        }
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(BenchError::new(format!(
+                "--batch {} must be between 1 and {MAX_BATCH}",
+                self.batch
             )));
         }
         if self.queues == 0 {

@@ -1,8 +1,12 @@
-//! Systems a workload can be run against; each implements
-//! [`crate::workload::Target`].
+//! Systems a workload can be run against.
 //!
-//! - [`engine`]: the embedded `ferromq-engine`, in-process.
-//!
-//! A broker reached over RocketMQ's protocol will be another module here.
+//! - [`engine`]: the embedded `ferromq-engine`, in-process, through the
+//!   synchronous [`crate::workload::Target`] trait;
+//! - [`broker`]: any broker speaking RocketMQ's remoting protocol, through the
+//!   async pipelined driver [`broker::drive`] (same `Workload`, same measurement);
+//! - [`null_broker`]: a server that answers SUCCESS at once, to measure the
+//!   client's own cost.
 
+pub mod broker;
 pub mod engine;
+pub mod null_broker;

@@ -1,0 +1,344 @@
+//! `ferromq-bench broker`: drive a RocketMQ-protocol broker (`--broker ADDR`,
+//! or the first master a name server knows, `--namesrv ADDR`) or the
+//! in-process null broker (`--null`, the harness's own overhead) with the
+//! lean pipelined client of [`crate::target::broker`].
+
+use std::io::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{BenchError, Result};
+use crate::results::LatencySummary;
+use crate::store::parse_bytes;
+use crate::target::broker::{
+    broker_from_namesrv, create_topic, drive, BrokerMeasurement, SendTemplates,
+};
+use crate::target::null_broker::NullBroker;
+use crate::workload::Workload;
+
+/// Flags of `ferromq-bench broker`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct BrokerArgs {
+    /// Broker address `host:port`.
+    #[arg(long, conflicts_with_all = ["namesrv", "null"])]
+    pub broker: Option<String>,
+    /// Name server address `host:port`; the first master broker it knows is driven.
+    #[arg(long, conflicts_with = "null")]
+    pub namesrv: Option<String>,
+    /// Drive an in-process null broker (answers SUCCESS at once): the harness's own cost.
+    #[arg(long)]
+    pub null: bool,
+    /// The workload.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The workload flags shared by `broker` and `sweep`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct LoadArgs {
+    /// Body size in bytes (suffixes accepted).
+    #[arg(long, default_value = "1024", value_parser = parse_bytes)]
+    pub size: u64,
+    /// Producers, each one connection.
+    #[arg(long, default_value_t = 4)]
+    pub producers: usize,
+    /// Requests in flight per producer (1: synchronous sends).
+    #[arg(long, default_value_t = 1)]
+    pub inflight: usize,
+    /// Messages per request (SEND_BATCH_MESSAGE when > 1).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Queues of the topic.
+    #[arg(long, default_value_t = 8)]
+    pub queues: u32,
+    /// Topic.
+    #[arg(long, default_value = "BenchTopic")]
+    pub topic: String,
+    /// Measured seconds (per point in a sweep).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Warm-up seconds before measuring (not counted).
+    #[arg(long = "warmup-seconds", default_value_t = 1.0)]
+    pub warmup_seconds: f64,
+    /// Cap on messages per measurement (the time usually ends it first).
+    #[arg(long, default_value_t = 100_000_000)]
+    pub messages: u64,
+    /// Worker threads of the client's tokio runtime.
+    #[arg(long = "client-threads", default_value_t = 1)]
+    pub client_threads: usize,
+}
+
+impl Default for LoadArgs {
+    fn default() -> Self {
+        LoadArgs {
+            size: 1024,
+            producers: 4,
+            inflight: 1,
+            batch: 1,
+            queues: 8,
+            topic: "BenchTopic".into(),
+            seconds: 10.0,
+            warmup_seconds: 1.0,
+            messages: 100_000_000,
+            client_threads: 1,
+        }
+    }
+}
+
+impl LoadArgs {
+    /// The measured workload these flags describe.
+    ///
+    /// # Errors
+    ///
+    /// When a value is out of range.
+    pub fn workload(&self) -> Result<Workload> {
+        if !(self.seconds.is_finite() && self.seconds > 0.0) {
+            return Err(BenchError::new("--seconds must be a positive number"));
+        }
+        if !(self.warmup_seconds.is_finite() && self.warmup_seconds >= 0.0) {
+            return Err(BenchError::new("--warmup-seconds must be >= 0"));
+        }
+        let mut w = Workload::new(self.messages);
+        w.size_bytes =
+            usize::try_from(self.size).map_err(|_| BenchError::new("--size too large"))?;
+        w.producers = self.producers;
+        w.inflight = self.inflight;
+        w.batch = self.batch;
+        w.queues = self.queues;
+        w.topic = self.topic.clone();
+        w.max_duration = Some(Duration::from_secs_f64(self.seconds));
+        w.validate()?;
+        Ok(w)
+    }
+}
+
+/// What one broker measurement gives, as printed by `--json` and kept per
+/// point in sweeps.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoadFigures {
+    /// Messages acknowledged (any non-error status).
+    pub messages: u64,
+    /// Seconds from the first send to the last ack.
+    pub seconds: f64,
+    /// Messages per second.
+    pub msgs_per_sec: f64,
+    /// Payload MB (10^6 bytes) per second.
+    pub mb_per_sec: f64,
+    /// Send -> ack latency, µs.
+    pub latency_us: LatencySummary,
+    /// Requests that failed (error status, timeout, closed connection).
+    pub errors: u64,
+    /// The first failure.
+    pub first_error: Option<String>,
+    /// Messages per response status.
+    pub statuses: std::collections::BTreeMap<String, u64>,
+    /// Client process CPU time per acknowledged message, ns (with `--null`
+    /// the null broker's share is included).
+    pub cpu_ns_per_msg: f64,
+    /// Acknowledged messages per 100 ms.
+    pub acks_per_100ms: Vec<u64>,
+}
+
+impl LoadFigures {
+    /// Figures of a measurement, with the process CPU time it used.
+    pub fn new(m: &BrokerMeasurement, cpu: Duration) -> Self {
+        let r = &m.run;
+        let secs = r.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            r.messages as f64 / secs
+        } else {
+            0.0
+        };
+        LoadFigures {
+            messages: r.messages,
+            seconds: secs,
+            msgs_per_sec: rate,
+            mb_per_sec: if secs > 0.0 {
+                r.bytes as f64 / 1e6 / secs
+            } else {
+                0.0
+            },
+            latency_us: LatencySummary::from_ns(&r.latency_ns),
+            errors: r.put_errors,
+            first_error: r.first_error.clone(),
+            statuses: r.status_counts.clone(),
+            cpu_ns_per_msg: if r.messages > 0 {
+                cpu.as_nanos() as f64 / r.messages as f64
+            } else {
+                0.0
+            },
+            acks_per_100ms: m.acks_per_bucket.clone(),
+        }
+    }
+}
+
+/// Process CPU time so far (user + system, all threads).
+pub fn process_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// A tokio runtime for the client with `threads` workers.
+///
+/// # Errors
+///
+/// When the runtime cannot be built.
+pub fn client_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("building the client runtime", e))
+}
+
+/// Warm up for `warmup`, then measure `workload` against `addr`, on `rt`.
+/// Returns the measurement and the process CPU time it used.
+///
+/// # Errors
+///
+/// As [`drive`].
+pub fn warm_and_measure(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    workload: &Workload,
+    warmup: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Result<(BrokerMeasurement, Duration)> {
+    let born = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let templates = Arc::new(SendTemplates::new(workload, born)?);
+    if !warmup.is_zero() {
+        let mut w = workload.clone();
+        w.max_duration = Some(warmup);
+        rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
+    }
+    let cpu0 = process_cpu_time();
+    let m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
+    Ok((m, process_cpu_time().saturating_sub(cpu0)))
+}
+
+/// The harness's overhead against the null broker for `workload`: figures of
+/// a measurement (no warm-up beyond `warmup`).
+///
+/// # Errors
+///
+/// When the null broker cannot start or the drive fails.
+pub fn null_broker_figures(
+    workload: &Workload,
+    client_threads: usize,
+    warmup: Duration,
+) -> Result<LoadFigures> {
+    let null = NullBroker::start()?;
+    let rt = client_runtime(client_threads)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (m, cpu) = warm_and_measure(&rt, &null.addr().to_string(), workload, warmup, &stop)?;
+    Ok(LoadFigures::new(&m, cpu))
+}
+
+/// Stop flag set by Ctrl-C (SIGINT) on `rt`.
+pub fn ctrl_c_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    rt.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            s.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    stop
+}
+
+/// `ferromq-bench broker`: measure, print, return the exit code.
+///
+/// # Errors
+///
+/// When the target cannot be reached or the workload is invalid.
+pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
+    let workload = args.load.workload()?;
+    let rt = client_runtime(args.load.client_threads)?;
+    let stop = ctrl_c_flag(&rt);
+    let null;
+    let (target, addr) = if args.null {
+        null = NullBroker::start()?;
+        (
+            "null broker (in-process)".to_string(),
+            null.addr().to_string(),
+        )
+    } else if let Some(b) = &args.broker {
+        (format!("broker {b}"), b.clone())
+    } else if let Some(n) = &args.namesrv {
+        let b = rt.block_on(broker_from_namesrv(n))?;
+        (format!("broker {b} (from name server {n})"), b)
+    } else {
+        return Err(BenchError::new(
+            "give --broker ADDR, --namesrv ADDR or --null",
+        ));
+    };
+    if !args.null {
+        rt.block_on(create_topic(&addr, &workload))?;
+    }
+    let started = Instant::now();
+    let (m, cpu) = warm_and_measure(
+        &rt,
+        &addr,
+        &workload,
+        Duration::from_secs_f64(args.load.warmup_seconds),
+        &stop,
+    )?;
+    let f = LoadFigures::new(&m, cpu);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let v = serde_json::json!({
+            "target": target,
+            "addr": addr,
+            "workload": workload,
+            "figures": f,
+            "wall_seconds": started.elapsed().as_secs_f64(),
+        });
+        writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))?;
+    } else {
+        writeln!(
+            out,
+            "{target}: {} producers x inflight {} x batch {}, {} B\n  \
+             {:.0} msgs/s  {:.1} MB/s  over {:.2} s ({} msgs, {} errors)\n  \
+             send->ack p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n  \
+             client CPU {:.0} ns/msg{}",
+            workload.producers,
+            workload.inflight,
+            workload.batch,
+            workload.size_bytes,
+            f.msgs_per_sec,
+            f.mb_per_sec,
+            f.seconds,
+            f.messages,
+            f.errors,
+            f.latency_us.p50,
+            f.latency_us.p99,
+            f.latency_us.p999,
+            f.latency_us.max,
+            f.cpu_ns_per_msg,
+            if args.null {
+                format!(
+                    " (client + null broker); wall {:.0} ns/msg",
+                    1e9 / f.msgs_per_sec.max(1e-9)
+                )
+            } else {
+                String::new()
+            }
+        )
+        .map_err(|e| BenchError::io("stdout", e))?;
+        if let Some(e) = &f.first_error {
+            writeln!(out, "  first error: {e}").map_err(|e| BenchError::io("stdout", e))?;
+        }
+    }
+    Ok(0)
+}

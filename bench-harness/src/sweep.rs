@@ -1,0 +1,733 @@
+//! `ferromq-bench sweep`: measure every combination of the `--param` values,
+//! in an interleaved, repeated order (A B C A B C ...), against fresh brokers
+//! started as child processes on loopback (or the engine in-process), and
+//! write a report folder ([`crate::sweep_report`]).
+//!
+//! A point of the broker target: write `namesrv.properties` and
+//! `broker.properties` (storePathRootDir in a fresh folder under `--dir`,
+//! brokerIP1 and bindAddress 127.0.0.1, listenPort 0), start
+//! `ferromq-namesrv` and `ferromq-broker` (each in its own process group, so
+//! a terminal's Ctrl-C reaches only the harness), read their ports from the
+//! `listening on` lines, create the topic, warm up, measure, then stop both
+//! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
+//! happens) and remove the store.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
+use crate::error::{BenchError, Result};
+use crate::target::broker::{create_topic, BrokerMeasurement};
+use crate::target::engine::{EngineTarget, EngineTargetConfig};
+use crate::workload::{self, Target as _, Workload};
+
+/// Keys of the workload (not written to broker.properties).
+pub const WORKLOAD_KEYS: &[&str] = &["producers", "size", "inflight", "batch", "queues"];
+/// How long a child may take to print its `listening on` line.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a child has between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Commitlog file size with `--small-files`.
+pub const SMALL_COMMITLOG_BYTES: u64 = 64 << 20;
+
+/// What a sweep drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SweepTarget {
+    /// ferromq-namesrv + ferromq-broker child processes, driven over TCP.
+    Broker,
+    /// The engine in-process (store keys and producers/size only).
+    Store,
+}
+
+/// Flags of `ferromq-bench sweep`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SweepArgs {
+    /// A swept key with its values, `KEY=V1,V2,...` (repeatable): a broker or
+    /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch, queues).
+    #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required = true)]
+    pub params: Vec<(String, Vec<String>)>,
+    /// A fixed broker or store setting for every point (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// What to drive.
+    #[arg(long, value_enum, default_value_t = SweepTarget::Broker)]
+    pub target: SweepTarget,
+    /// Passes over all points (interleaved: A B C A B C ...).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Directory on the disk under test; each point gets a fresh store in it.
+    /// Default: a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Commitlog files of 64 MiB instead of RocketMQ's 1 GiB.
+    #[arg(long = "small-files")]
+    pub small_files: bool,
+    /// Folder holding ferromq-namesrv and ferromq-broker. Default: the folder
+    /// of this executable, then `$PATH`.
+    #[arg(long = "bin-dir")]
+    pub bin_dir: Option<PathBuf>,
+    /// The p99 bound (ms) the recommended settings must stay within.
+    #[arg(long = "p99-bound-ms", default_value_t = 10.0)]
+    pub p99_bound_ms: f64,
+    /// Name of the report folder's last part.
+    #[arg(long, default_value = "sweep")]
+    pub name: String,
+    /// Folder the report folder is written into.
+    #[arg(long, default_value = crate::store::DEFAULT_OUT)]
+    pub out: PathBuf,
+    /// The workload of every point (swept workload keys override it).
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Print the report folder's `results.json` path and nothing else on stdout.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=V1,V2,..."))?;
+    let k = k.trim();
+    if !WORKLOAD_KEYS.contains(&k) && !ferromq_engine::config::is_known_key(k) {
+        return Err(format!(
+            "`{k}` is neither a broker/store key nor a workload key ({})",
+            WORKLOAD_KEYS.join(", ")
+        ));
+    }
+    let vals: Vec<String> = v
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if vals.is_empty() {
+        return Err(format!("`{s}` has no values"));
+    }
+    Ok((k.to_string(), vals))
+}
+
+fn parse_set(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let k = k.trim();
+    if !ferromq_engine::config::is_known_key(k) {
+        return Err(format!("`{k}` is not a broker or store key"));
+    }
+    Ok((k.to_string(), v.trim().to_string()))
+}
+
+/// One combination of swept values.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    /// Index in the sweep (0-based).
+    pub index: usize,
+    /// `key -> value` of every swept key, in `--param` order.
+    pub values: Vec<(String, String)>,
+}
+
+impl Point {
+    /// `k1=v1 k2=v2`.
+    pub fn label(&self) -> String {
+        self.values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The value of `key`, if swept.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Every combination of `params`, the first key varying slowest.
+pub fn points(params: &[(String, Vec<String>)]) -> Vec<Point> {
+    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (k, vals) in params {
+        let mut next = Vec::with_capacity(out.len() * vals.len());
+        for prefix in &out {
+            for v in vals {
+                let mut p = prefix.clone();
+                p.push((k.clone(), v.clone()));
+                next.push(p);
+            }
+        }
+        out = next;
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(index, values)| Point { index, values })
+        .collect()
+}
+
+/// The run order: `repeat` passes over all points.
+pub fn schedule(n_points: usize, repeat: usize) -> Vec<(usize, usize)> {
+    (0..repeat)
+        .flat_map(|r| (0..n_points).map(move |p| (p, r)))
+        .collect()
+}
+
+/// One measured run of one point.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PointRun {
+    /// Point index.
+    pub point: usize,
+    /// Pass (0-based).
+    pub repeat: usize,
+    /// Order in the sweep (0-based).
+    pub order: usize,
+    /// The figures.
+    pub figures: LoadFigures,
+    /// Latency histogram (ns), not serialized; written as `.hgrm`.
+    #[serde(skip)]
+    pub latency_ns: Option<Histogram<u64>>,
+}
+
+/// Everything a sweep measured.
+#[derive(Debug, Clone)]
+pub struct SweepOutcome {
+    /// The points.
+    pub points: Vec<Point>,
+    /// Completed runs, in run order.
+    pub runs: Vec<PointRun>,
+    /// Runs planned.
+    pub planned_runs: usize,
+    /// Ctrl-C stopped the sweep.
+    pub interrupted: bool,
+    /// `broker.properties` of each point (broker target), index-aligned with points.
+    pub properties: Vec<String>,
+}
+
+/// The workload of `point`: `base` with the swept workload keys applied.
+///
+/// # Errors
+///
+/// When a swept workload value is not a number or out of range.
+pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
+    let mut l = base.clone();
+    for (k, v) in &point.values {
+        let bad = || BenchError::new(format!("{k}={v}: not a valid value"));
+        match k.as_str() {
+            "producers" => l.producers = v.parse().map_err(|_| bad())?,
+            "inflight" => l.inflight = v.parse().map_err(|_| bad())?,
+            "batch" => l.batch = v.parse().map_err(|_| bad())?,
+            "queues" => l.queues = v.parse().map_err(|_| bad())?,
+            "size" => l.size = crate::store::parse_bytes(v).map_err(|_| bad())?,
+            _ => {}
+        }
+    }
+    l.workload()
+}
+
+/// Store/broker settings of `point`: the fixed `set` ones, then the swept ones.
+pub fn point_settings(set: &[(String, String)], point: &Point) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = set.to_vec();
+    for (k, v) in &point.values {
+        if !WORKLOAD_KEYS.contains(&k.as_str()) {
+            out.retain(|(k2, _)| k2 != k);
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out
+}
+
+/// `broker.properties` for a point.
+pub fn broker_properties(store: &Path, small_files: bool, settings: &[(String, String)]) -> String {
+    let mut s = format!(
+        "brokerClusterName=BenchCluster\nbrokerName=bench-broker\nbrokerId=0\n\
+         brokerIP1=127.0.0.1\nbindAddress=127.0.0.1\nlistenPort=0\n\
+         storePathRootDir={}\nautoCreateTopicEnable=true\n",
+        store.display()
+    );
+    if small_files {
+        s.push_str(&format!("mapedFileSizeCommitLog={SMALL_COMMITLOG_BYTES}\n"));
+    }
+    for (k, v) in settings {
+        s.push_str(&format!("{k}={v}\n"));
+    }
+    s
+}
+
+/// A child process (its own process group) killed and reaped on drop.
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ChildGuard {
+    /// Start `cmd` with stdout piped (read line by line on a thread).
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be spawned.
+    pub fn spawn(name: &str, mut cmd: Command) -> Result<ChildGuard> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| BenchError::io(format!("starting {name}"), e))?;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| BenchError::new(format!("{name} has no stdout")))?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("{name}-out"))
+            .spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(l) = line else { break };
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| BenchError::io("spawning a reader thread", e))?;
+        Ok(ChildGuard {
+            child,
+            name: name.to_string(),
+            lines: rx,
+        })
+    }
+
+    /// Wait (bounded) for the `listening on HOST:PORT` line; return the port.
+    ///
+    /// # Errors
+    ///
+    /// When the child exits or stays silent past the deadline.
+    pub fn wait_port(&mut self, deadline: Duration) -> Result<u16> {
+        let until = Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(p) = listening_port(&l) {
+                        return Ok(p);
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    return Err(BenchError::new(format!(
+                        "{} printed no `listening on` line within {deadline:?} (exit status {status:?})",
+                        self.name
+                    )));
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns true when it left on SIGTERM.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return true;
+        }
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The port in a `... listening on HOST:PORT ...` line.
+pub fn listening_port(line: &str) -> Option<u16> {
+    let after = line.split("listening on ").nth(1)?;
+    let addr = after.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// Where `name` is: `bin_dir`, else next to this executable (and its parent,
+/// for test executables in `deps/`), else `$PATH`.
+///
+/// # Errors
+///
+/// When it is nowhere.
+pub fn find_binary(bin_dir: Option<&Path>, name: &str) -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = bin_dir {
+        dirs.push(d.to_path_buf());
+    } else {
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(d) = exe.parent() {
+                dirs.push(d.to_path_buf());
+                if let Some(p) = d.parent() {
+                    dirs.push(p.to_path_buf());
+                }
+            }
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&path));
+        }
+    }
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            BenchError::new(format!(
+                "cannot find `{name}` (looked in {}); build it with `cargo build --release -p ferromq-server --bins` or pass --bin-dir",
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+}
+
+/// Run one point against fresh child processes.
+#[allow(clippy::too_many_arguments)]
+fn run_broker_point(
+    rt: &tokio::runtime::Runtime,
+    bins: &(PathBuf, PathBuf),
+    dir: &Path,
+    props: &str,
+    workload: &Workload,
+    warmup: Duration,
+    stop: &Arc<AtomicBool>,
+) -> Result<(BrokerMeasurement, Duration)> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir.display(), e))?;
+    let ns_cfg = dir.join("namesrv.properties");
+    std::fs::write(&ns_cfg, "listenPort=0\nbindAddress=127.0.0.1\n")
+        .map_err(|e| BenchError::io(ns_cfg.display(), e))?;
+    let mut cmd = Command::new(&bins.0);
+    cmd.arg("-c").arg(&ns_cfg);
+    let mut namesrv = ChildGuard::spawn("ferromq-namesrv", cmd)?;
+    let ns_port = namesrv.wait_port(START_DEADLINE)?;
+    let b_cfg = dir.join("broker.properties");
+    std::fs::write(&b_cfg, props).map_err(|e| BenchError::io(b_cfg.display(), e))?;
+    let mut cmd = Command::new(&bins.1);
+    cmd.arg("-c")
+        .arg(&b_cfg)
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .arg("-n")
+        .arg(format!("127.0.0.1:{ns_port}"));
+    let mut broker = ChildGuard::spawn("ferromq-broker", cmd)?;
+    let port = broker.wait_port(START_DEADLINE)?;
+    let addr = format!("127.0.0.1:{port}");
+    let result = rt
+        .block_on(create_topic(&addr, workload))
+        .and_then(|()| warm_and_measure(rt, &addr, workload, warmup, stop));
+    broker.stop(STOP_GRACE);
+    namesrv.stop(STOP_GRACE);
+    result
+}
+
+/// Run one point against the engine in-process.
+fn run_store_point(
+    dir: &Path,
+    settings: &[(String, String)],
+    small_files: bool,
+    workload: &Workload,
+) -> Result<(BrokerMeasurement, Duration)> {
+    if workload.inflight != 1 || workload.batch != 1 {
+        return Err(BenchError::new(
+            "the store target puts one message per call: inflight and batch must be 1",
+        ));
+    }
+    let mut w = workload.clone();
+    w.store_settings = settings.to_vec();
+    if small_files {
+        w.file_size_bytes = SMALL_COMMITLOG_BYTES;
+    }
+    let cfg = EngineTargetConfig {
+        store_dir: dir.join("store"),
+    };
+    let t = EngineTarget::open(&cfg, &w)?;
+    let cpu0 = crate::broker::process_cpu_time();
+    let m = workload::run(&t, &w)?;
+    let cpu = crate::broker::process_cpu_time().saturating_sub(cpu0);
+    t.shutdown()?;
+    Ok((
+        BrokerMeasurement {
+            run: m,
+            acks_per_bucket: Vec::new(),
+        },
+        cpu,
+    ))
+}
+
+/// Run the sweep: every point, `repeat` times, interleaved. Ctrl-C (or
+/// `stop`) ends it after the current run, which is then discarded.
+///
+/// # Errors
+///
+/// When a binary is missing or the parameters make no valid workload.
+/// A point that fails is reported on stderr and skipped.
+pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Result<SweepOutcome> {
+    if args.repeat == 0 {
+        return Err(BenchError::new("--repeat must be at least 1"));
+    }
+    let pts = points(&args.params);
+    let workloads: Vec<Workload> = pts
+        .iter()
+        .map(|p| point_workload(&args.load, p))
+        .collect::<Result<_>>()?;
+    let tmp;
+    let base = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir().map_err(|e| BenchError::io("creating a temp dir", e))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let bins = match args.target {
+        SweepTarget::Broker => (
+            find_binary(args.bin_dir.as_deref(), "ferromq-namesrv")?,
+            find_binary(args.bin_dir.as_deref(), "ferromq-broker")?,
+        ),
+        SweepTarget::Store => (PathBuf::new(), PathBuf::new()),
+    };
+    let rt = client_runtime(args.load.client_threads)?;
+    let stop = stop.unwrap_or_else(|| ctrl_c_flag(&rt));
+    let order = schedule(pts.len(), args.repeat);
+    let per_run = args.load.seconds + args.load.warmup_seconds + 1.5;
+    let bar = indicatif::ProgressBar::new(order.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ~{msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut out = SweepOutcome {
+        properties: pts
+            .iter()
+            .map(|p| {
+                broker_properties(
+                    &base.join(format!("point-{}", p.index)).join("store"),
+                    args.small_files,
+                    &point_settings(&args.set, p),
+                )
+            })
+            .collect(),
+        points: pts,
+        runs: Vec::new(),
+        planned_runs: order.len(),
+        interrupted: false,
+    };
+    for (i, &(p, r)) in order.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            out.interrupted = true;
+            break;
+        }
+        let left_s = (order.len() - i) as f64 * per_run;
+        bar.set_message(format!(
+            "{:.0} s left; point {} pass {}: {}",
+            left_s,
+            p,
+            r + 1,
+            out.points[p].label()
+        ));
+        let dir = base.join(format!("point-{p}-pass-{r}"));
+        let warmup = Duration::from_secs_f64(args.load.warmup_seconds);
+        let res = match args.target {
+            SweepTarget::Broker => {
+                let props = broker_properties(
+                    &dir.join("store"),
+                    args.small_files,
+                    &point_settings(&args.set, &out.points[p]),
+                );
+                run_broker_point(&rt, &bins, &dir, &props, &workloads[p], warmup, &stop)
+            }
+            SweepTarget::Store => run_store_point(
+                &dir,
+                &point_settings(&args.set, &out.points[p]),
+                args.small_files,
+                &workloads[p],
+            ),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        bar.inc(1);
+        if stop.load(Ordering::Relaxed) {
+            out.interrupted = true;
+            break;
+        }
+        match res {
+            Ok((m, cpu)) => out.runs.push(PointRun {
+                point: p,
+                repeat: r,
+                order: i,
+                figures: LoadFigures::new(&m, cpu),
+                latency_ns: Some(m.run.latency_ns),
+            }),
+            Err(e) => bar.println(format!("point {p} pass {}: failed: {e}", r + 1)),
+        }
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Median of `v` (NaN-free input assumed; 0 for empty).
+pub fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Per-point summary across passes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PointSummary {
+    /// The point.
+    pub point: Point,
+    /// Completed passes.
+    pub runs: usize,
+    /// Median msgs/s.
+    pub msgs_per_sec: f64,
+    /// Lowest and highest msgs/s.
+    pub msgs_per_sec_range: (f64, f64),
+    /// (max - min) / median of msgs/s, as a fraction.
+    pub spread: f64,
+    /// Median MB/s.
+    pub mb_per_sec: f64,
+    /// Median p50, µs.
+    pub p50_us: f64,
+    /// Median p99, µs.
+    pub p99_us: f64,
+    /// Lowest and highest p99, µs.
+    pub p99_us_range: (f64, f64),
+    /// Median p99.9, µs.
+    pub p999_us: f64,
+    /// Largest max, µs.
+    pub max_us: f64,
+    /// Errors over all passes.
+    pub errors: u64,
+}
+
+/// Summaries of every point that has at least one run.
+pub fn summarize(points: &[Point], runs: &[PointRun]) -> Vec<PointSummary> {
+    let mut by: BTreeMap<usize, Vec<&PointRun>> = BTreeMap::new();
+    for r in runs {
+        by.entry(r.point).or_default().push(r);
+    }
+    points
+        .iter()
+        .filter_map(|p| {
+            let rs = by.get(&p.index)?;
+            let f = |g: &dyn Fn(&LoadFigures) -> f64| -> Vec<f64> {
+                rs.iter().map(|r| g(&r.figures)).collect()
+            };
+            let rate = f(&|x| x.msgs_per_sec);
+            let p99 = f(&|x| x.latency_us.p99);
+            let lo = rate.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = rate.iter().copied().fold(0.0, f64::max);
+            let med = median(&rate);
+            Some(PointSummary {
+                point: p.clone(),
+                runs: rs.len(),
+                msgs_per_sec: med,
+                msgs_per_sec_range: (lo, hi),
+                spread: if med > 0.0 { (hi - lo) / med } else { 0.0 },
+                mb_per_sec: median(&f(&|x| x.mb_per_sec)),
+                p50_us: median(&f(&|x| x.latency_us.p50)),
+                p99_us: median(&p99),
+                p99_us_range: (
+                    p99.iter().copied().fold(f64::INFINITY, f64::min),
+                    p99.iter().copied().fold(0.0, f64::max),
+                ),
+                p999_us: median(&f(&|x| x.latency_us.p999)),
+                max_us: f(&|x| x.latency_us.max).into_iter().fold(0.0, f64::max),
+                errors: rs.iter().map(|r| r.figures.errors).sum(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_are_the_cartesian_product_and_schedule_interleaves() {
+        let ps = points(&[
+            ("a".into(), vec!["1".into(), "2".into()]),
+            ("b".into(), vec!["x".into(), "y".into(), "z".into()]),
+        ]);
+        assert_eq!(ps.len(), 6);
+        assert_eq!(ps[0].label(), "a=1 b=x");
+        assert_eq!(ps[5].label(), "a=2 b=z");
+        assert_eq!(schedule(2, 2), vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn params_validate_keys() {
+        assert!(parse_param("sendMessageThreadPoolNums=1,4").is_ok());
+        assert!(parse_param("producers=1,2").is_ok());
+        assert!(parse_param("noSuchKey=1").is_err());
+        assert!(parse_param("flushDiskType=").is_err());
+    }
+
+    #[test]
+    fn workload_keys_apply_and_store_keys_go_to_properties() {
+        let p = Point {
+            index: 0,
+            values: vec![
+                ("producers".into(), "3".into()),
+                ("flushDiskType".into(), "SYNC_FLUSH".into()),
+            ],
+        };
+        let w = point_workload(&LoadArgs::default(), &p).unwrap();
+        assert_eq!(w.producers, 3);
+        let s = point_settings(&[("flushDiskType".into(), "ASYNC_FLUSH".into())], &p);
+        assert_eq!(s, vec![("flushDiskType".into(), "SYNC_FLUSH".into())]);
+        let props = broker_properties(Path::new("/x"), true, &s);
+        assert!(props.contains("flushDiskType=SYNC_FLUSH\n"));
+        assert!(props.contains("brokerIP1=127.0.0.1\n"));
+        assert!(!props.contains("producers"));
+    }
+
+    #[test]
+    fn listening_line_gives_the_port() {
+        assert_eq!(
+            listening_port("ferromq-broker listening on 127.0.0.1:4242 as b"),
+            Some(4242)
+        );
+        assert_eq!(listening_port("nothing"), None);
+    }
+
+    #[test]
+    fn median_even_and_odd() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}

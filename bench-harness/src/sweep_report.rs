@@ -1,0 +1,863 @@
+//! The report folder of a sweep: `results/<UTC stamp>-<host>-<name>/` with
+//! `report.md` (tables, plots, recommended settings, confidence, machine),
+//! `results.json` (every figure), one `.hgrm` per point (all passes merged)
+//! and SVG plots drawn with `plotters` (svg backend; text is written as SVG
+//! `<text>`, so no font library is needed).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use crate::error::{BenchError, Result};
+use crate::machine::MachineInfo;
+use crate::sweep::{
+    point_settings, summarize, Point, PointSummary, SweepArgs, SweepOutcome, WORKLOAD_KEYS,
+};
+use crate::workload::new_latency_histogram;
+
+/// The settings a sweep recommends.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Recommendation {
+    /// Index of the recommended point, if any stayed within the bound.
+    pub point: Option<usize>,
+    /// A ready `.properties` snippet (broker/store keys; client keys as comments).
+    pub properties: String,
+    /// How far the measurement can be trusted, in a sentence or two.
+    pub confidence: String,
+}
+
+/// Everything `results.json` holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SweepReport {
+    /// The exact command line.
+    pub command: String,
+    /// `git rev-parse HEAD` (with `-dirty`).
+    pub git_commit: String,
+    /// UTC start, ISO 8601.
+    pub started_utc: String,
+    /// Wall seconds of the whole sweep.
+    pub total_seconds: f64,
+    /// `broker` or `store`.
+    pub target: String,
+    /// Swept keys and values, in order.
+    pub params: Vec<(String, Vec<String>)>,
+    /// Fixed settings.
+    pub set: Vec<(String, String)>,
+    /// Passes asked for.
+    pub repeat: usize,
+    /// Measured seconds per run.
+    pub seconds: f64,
+    /// Warm-up seconds per run.
+    pub warmup_seconds: f64,
+    /// Base workload flags (producers, size, inflight, batch, queues).
+    pub base_workload: BaseWorkload,
+    /// p99 bound of the recommendation, ms.
+    pub p99_bound_ms: f64,
+    /// Runs planned.
+    pub planned_runs: usize,
+    /// Ctrl-C stopped the sweep early.
+    pub interrupted: bool,
+    /// Per-point summaries.
+    pub points: Vec<PointSummary>,
+    /// Every completed run, in order.
+    pub runs: Vec<crate::sweep::PointRun>,
+    /// `broker.properties` of each point.
+    pub broker_properties: Vec<String>,
+    /// The recommendation.
+    pub recommendation: Recommendation,
+    /// The machine.
+    pub machine: MachineInfo,
+}
+
+/// The base workload, as flags.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BaseWorkload {
+    /// Producers (connections).
+    pub producers: usize,
+    /// Body bytes.
+    pub size: u64,
+    /// In flight per producer.
+    pub inflight: usize,
+    /// Messages per request.
+    pub batch: usize,
+    /// Queues.
+    pub queues: u32,
+}
+
+/// Pick the best throughput whose median p99 stays within `bound_ms` and
+/// that had no errors, and say how sure that is.
+pub fn recommend(
+    sums: &[PointSummary],
+    set: &[(String, String)],
+    bound_ms: f64,
+    repeat_done: usize,
+) -> Recommendation {
+    let bound_us = bound_ms * 1000.0;
+    let mut ok: Vec<&PointSummary> = sums
+        .iter()
+        .filter(|s| s.errors == 0 && s.p99_us <= bound_us && s.msgs_per_sec > 0.0)
+        .collect();
+    ok.sort_by(|a, b| b.msgs_per_sec.total_cmp(&a.msgs_per_sec));
+    let Some(best) = ok.first() else {
+        return Recommendation {
+            point: None,
+            properties: format!(
+                "# no point kept p99 within {bound_ms} ms without errors; nothing to recommend\n"
+            ),
+            confidence: "none: no point qualified".into(),
+        };
+    };
+    let mut p = String::new();
+    let _ = writeln!(
+        p,
+        "# ferromq-bench sweep: best throughput with p99 <= {bound_ms} ms\n# point {} ({}): {:.0} msgs/s, p99 {:.2} ms",
+        best.point.index,
+        best.point.label(),
+        best.msgs_per_sec,
+        best.p99_us / 1000.0
+    );
+    for (k, v) in point_settings(set, &best.point) {
+        let _ = writeln!(p, "{k}={v}");
+    }
+    let client: Vec<String> = best
+        .point
+        .values
+        .iter()
+        .filter(|(k, _)| WORKLOAD_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !client.is_empty() {
+        let _ = writeln!(p, "# client side, not broker keys: {}", client.join(" "));
+    }
+    let confidence = if repeat_done < 2 {
+        "low: every point ran once, so no spread was measured; run with --repeat 3 or more"
+            .to_string()
+    } else if let Some(second) = ok.get(1) {
+        let gap = (best.msgs_per_sec - second.msgs_per_sec) / best.msgs_per_sec;
+        // Spreads as printed in the table: ± half the range, relative to the median.
+        let half = best.spread.max(second.spread) / 2.0;
+        let p99_note = if best.p99_us_range.1 > bound_us {
+            format!(
+                " Its p99 crossed the bound in some pass (up to {:.2} ms).",
+                best.p99_us_range.1 / 1000.0
+            )
+        } else {
+            String::new()
+        };
+        if best.msgs_per_sec_range.0 > second.msgs_per_sec_range.1 {
+            format!(
+                "high: every pass of the best point beat every pass of the runner-up (point {}); the median gap is {:.1} % against a spread of ±{:.1} %.{p99_note}",
+                second.point.index,
+                gap * 100.0,
+                half * 100.0
+            )
+        } else if gap > half {
+            format!(
+                "medium: the best point leads the runner-up (point {}) by {:.1} %, more than the spread (±{:.1} %), but their passes overlap.{p99_note}",
+                second.point.index,
+                gap * 100.0,
+                half * 100.0
+            )
+        } else {
+            format!(
+                "low: the best point and the runner-up (point {}) are {:.1} % apart, within the spread (±{:.1} %); either will do, or measure longer.{p99_note}",
+                second.point.index,
+                gap * 100.0,
+                half * 100.0
+            )
+        }
+    } else {
+        format!(
+            "medium: only this point stayed within the bound; its own spread is {:.1} %",
+            best.spread * 100.0
+        )
+    };
+    Recommendation {
+        point: Some(best.point.index),
+        properties: p,
+        confidence,
+    }
+}
+
+fn draw_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
+    move |e| BenchError::new(format!("plotting {what}: {e}"))
+}
+
+/// Series of a swept key: for each combination of the other keys, the
+/// summaries ordered by that key's value index.
+fn series_for<'a>(
+    params: &[(String, Vec<String>)],
+    key: usize,
+    sums: &'a [PointSummary],
+) -> Vec<(String, Vec<(usize, &'a PointSummary)>)> {
+    let mut out: Vec<(String, Vec<(usize, &PointSummary)>)> = Vec::new();
+    for s in sums {
+        let others: Vec<String> = s
+            .point
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != key)
+            .map(|(_, (k, v))| format!("{k}={v}"))
+            .collect();
+        let name = if others.is_empty() {
+            "all".to_string()
+        } else {
+            others.join(" ")
+        };
+        let x = params[key]
+            .1
+            .iter()
+            .position(|v| Some(v.as_str()) == s.point.values.get(key).map(|(_, v)| v.as_str()))
+            .unwrap_or(0);
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => v.push((x, s)),
+            None => out.push((name, vec![(x, s)])),
+        }
+    }
+    for (_, v) in &mut out {
+        v.sort_by_key(|(x, _)| *x);
+    }
+    out
+}
+
+/// A line plot of a metric against one swept key, one line per combination
+/// of the other keys, with the min-max range of the passes as a bar.
+fn plot_vs_key(
+    path: &Path,
+    params: &[(String, Vec<String>)],
+    key: usize,
+    sums: &[PointSummary],
+    metric: &str,
+    value: &dyn Fn(&PointSummary) -> (f64, f64, f64),
+) -> Result<()> {
+    let what = path.display().to_string();
+    let values = &params[key].1;
+    let n = values.len();
+    let series = series_for(params, key, sums);
+    let ymax = sums
+        .iter()
+        .map(|s| value(s).2)
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(&what))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{metric} vs {}", params[key].0), ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
+        .map_err(draw_err(&what))?;
+    let labels = values.clone();
+    chart
+        .configure_mesh()
+        .x_labels(n + 2)
+        .x_label_formatter(&|x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc(params[key].0.as_str())
+        .y_desc(metric)
+        .draw()
+        .map_err(draw_err(&what))?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let line: Vec<(f64, f64)> = pts.iter().map(|(x, s)| (*x as f64, value(s).0)).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(draw_err(&what))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                line.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
+            )
+            .map_err(draw_err(&what))?;
+        chart
+            .draw_series(pts.iter().map(|(x, s)| {
+                let (_, lo, hi) = value(s);
+                PathElement::new(
+                    vec![(*x as f64, lo), (*x as f64, hi)],
+                    color.stroke_width(1),
+                )
+            }))
+            .map_err(draw_err(&what))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err(&what))?;
+    root.present().map_err(draw_err(&what))?;
+    Ok(())
+}
+
+/// Quantiles of the latency curve, and their x position in "nines".
+const CURVE_QUANTILES: &[f64] = &[
+    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
+];
+
+fn nines(q: f64) -> f64 {
+    -(1.0 - q).max(1e-6).log10()
+}
+
+/// Latency percentile curves, one line per point (all passes merged).
+fn plot_latency_curves(path: &Path, hists: &[(String, Histogram<u64>)]) -> Result<()> {
+    let what = path.display().to_string();
+    let mut ymin = f64::INFINITY;
+    let mut ymax = 0.0f64;
+    let curves: Vec<(String, Vec<(f64, f64)>)> = hists
+        .iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(n, h)| {
+            let pts: Vec<(f64, f64)> = CURVE_QUANTILES
+                .iter()
+                .map(|&q| (nines(q), (h.value_at_quantile(q) as f64 / 1000.0).max(0.1)))
+                .chain(std::iter::once((4.5, (h.max() as f64 / 1000.0).max(0.1))))
+                .collect();
+            for &(_, y) in &pts {
+                ymin = ymin.min(y);
+                ymax = ymax.max(y);
+            }
+            (n.clone(), pts)
+        })
+        .collect();
+    if curves.is_empty() {
+        return Ok(());
+    }
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(&what))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("send -> ack latency by percentile", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..4.6f64, ((ymin / 1.5)..(ymax * 1.5)).log_scale())
+        .map_err(draw_err(&what))?;
+    chart
+        .configure_mesh()
+        .x_labels(10)
+        .x_label_formatter(&|x: &f64| match (x * 2.0).round() as i64 {
+            0 => "0%".into(),
+            2 => "90%".into(),
+            4 => "99%".into(),
+            6 => "99.9%".into(),
+            8 => "99.99%".into(),
+            9 => "max".into(),
+            _ => String::new(),
+        })
+        .x_desc("percentile")
+        .y_desc("latency (µs, log)")
+        .draw()
+        .map_err(draw_err(&what))?;
+    for (i, (name, pts)) in curves.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
+            .map_err(draw_err(&what))?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err(&what))?;
+    root.present().map_err(draw_err(&what))?;
+    Ok(())
+}
+
+/// Throughput over time of each point's first completed pass.
+fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Result<()> {
+    let what = path.display().to_string();
+    let xmax = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0) as f64 / 10.0;
+    let ymax = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|n| *n as f64 * 10.0))
+        .fold(0.0f64, f64::max);
+    if xmax <= 0.0 || ymax <= 0.0 {
+        return Ok(());
+    }
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err(&what))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "throughput over time (first pass, 100 ms buckets)",
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
+        .map_err(draw_err(&what))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("msgs/s")
+        .draw()
+        .map_err(draw_err(&what))?;
+    for (i, (name, v)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = v
+            .iter()
+            .enumerate()
+            .map(|(t, n)| (t as f64 / 10.0, *n as f64 * 10.0))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(1)))
+            .map_err(draw_err(&what))?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err(&what))?;
+    root.present().map_err(draw_err(&what))?;
+    Ok(())
+}
+
+fn file_key(k: &str) -> String {
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Plot files of a report: `(file name, caption)`.
+pub fn plot_files(params: &[(String, Vec<String>)]) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for (k, _) in params {
+        v.push((
+            format!("throughput-vs-{}.svg", file_key(k)),
+            format!("msgs/s (median, bar = min-max of passes) vs {k}"),
+        ));
+        v.push((
+            format!("p99-vs-{}.svg", file_key(k)),
+            format!("p99 latency, ms (median, bar = min-max) vs {k}"),
+        ));
+    }
+    v.push((
+        "latency-percentiles.svg".into(),
+        "latency percentile curve per point".into(),
+    ));
+    v.push((
+        "throughput-over-time.svg".into(),
+        "throughput over time per point".into(),
+    ));
+    v
+}
+
+/// Build the report value of a finished (or interrupted) sweep.
+pub fn build(
+    args: &SweepArgs,
+    outcome: &SweepOutcome,
+    command: String,
+    started_utc: String,
+    total_seconds: f64,
+    machine: MachineInfo,
+) -> SweepReport {
+    let sums = summarize(&outcome.points, &outcome.runs);
+    let passes_done = sums.iter().map(|s| s.runs).min().unwrap_or(0);
+    let recommendation = recommend(&sums, &args.set, args.p99_bound_ms, passes_done);
+    SweepReport {
+        command,
+        git_commit: crate::report::git_commit(),
+        started_utc,
+        total_seconds,
+        target: format!("{:?}", args.target).to_lowercase(),
+        params: args.params.clone(),
+        set: args.set.clone(),
+        repeat: args.repeat,
+        seconds: args.load.seconds,
+        warmup_seconds: args.load.warmup_seconds,
+        base_workload: BaseWorkload {
+            producers: args.load.producers,
+            size: args.load.size,
+            inflight: args.load.inflight,
+            batch: args.load.batch,
+            queues: args.load.queues,
+        },
+        p99_bound_ms: args.p99_bound_ms,
+        planned_runs: outcome.planned_runs,
+        interrupted: outcome.interrupted,
+        points: sums,
+        runs: outcome.runs.clone(),
+        broker_properties: outcome.properties.clone(),
+        recommendation,
+        machine,
+    }
+}
+
+/// The `report.md` text.
+pub fn markdown(r: &SweepReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# ferromq sweep ({} target)\n", r.target);
+    let _ = writeln!(s, "- command: `{}`", r.command);
+    let _ = writeln!(s, "- git commit: `{}`", r.git_commit);
+    let _ = writeln!(
+        s,
+        "- started (UTC): {}; took {:.0} s",
+        r.started_utc, r.total_seconds
+    );
+    let b = &r.base_workload;
+    let _ = writeln!(
+        s,
+        "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues; {} s warm-up + {} s measured per run",
+        b.producers, b.size, b.inflight, b.batch, b.queues, r.warmup_seconds, r.seconds
+    );
+    for (k, v) in &r.set {
+        let _ = writeln!(s, "- fixed: `{k}={v}`");
+    }
+    let _ = writeln!(
+        s,
+        "- runs: {} of {} planned ({} passes over {} points, interleaved){}",
+        r.runs.len(),
+        r.planned_runs,
+        r.repeat,
+        r.broker_properties.len(),
+        if r.interrupted {
+            "; **interrupted by Ctrl-C**: only completed runs are reported"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(s);
+
+    let _ = writeln!(s, "## Results\n");
+    let _ = write!(s, "| point |");
+    for (k, _) in &r.params {
+        let _ = write!(s, " {k} |");
+    }
+    let _ = writeln!(
+        s,
+        " runs | msgs/s (median) | spread | MB/s | p50 ms | p99 ms (min-max) | p99.9 ms | max ms | errors |"
+    );
+    let _ = write!(s, "|---:|");
+    for _ in &r.params {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s, "---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for p in &r.points {
+        let _ = write!(s, "| {} |", p.point.index);
+        for (_, v) in &p.point.values {
+            let _ = write!(s, " {v} |");
+        }
+        let _ = writeln!(
+            s,
+            " {} | {:.0} | ±{:.1} % | {:.1} | {:.3} | {:.3} ({:.3}-{:.3}) | {:.3} | {:.3} | {} |",
+            p.runs,
+            p.msgs_per_sec,
+            p.spread * 50.0,
+            p.mb_per_sec,
+            p.p50_us / 1000.0,
+            p.p99_us / 1000.0,
+            p.p99_us_range.0 / 1000.0,
+            p.p99_us_range.1 / 1000.0,
+            p.p999_us / 1000.0,
+            p.max_us / 1000.0,
+            p.errors
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nspread = ±half of (max - min) / median of the passes' msgs/s. Latency is send -> ack per message (a batch's messages share its ack time), medians over passes; max is the largest of any pass.\n"
+    );
+
+    let _ = writeln!(s, "## Plots\n");
+    for (f, caption) in plot_files(&r.params) {
+        let _ = writeln!(s, "**{caption}**\n\n![{caption}]({f})\n");
+    }
+    let _ = writeln!(
+        s,
+        "Legend: in the plots against a key, one line per combination of the other keys (named in the plot's legend box); in the percentile and time plots, one line per point, named by its settings.\n"
+    );
+
+    let _ = writeln!(s, "## Every run, in order\n");
+    let _ = writeln!(
+        s,
+        "| # | point | pass | msgs/s | p99 ms | errors |\n|---:|---:|---:|---:|---:|---:|"
+    );
+    for run in &r.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.0} | {:.3} | {} |",
+            run.order,
+            run.point,
+            run.repeat + 1,
+            run.figures.msgs_per_sec,
+            run.figures.latency_us.p99 / 1000.0,
+            run.figures.errors
+        );
+    }
+    let _ = writeln!(s);
+
+    let _ = writeln!(s, "## Recommended settings\n");
+    let _ = writeln!(s, "```properties\n{}```\n", r.recommendation.properties);
+    let _ = writeln!(s, "Confidence: {}\n", r.recommendation.confidence);
+
+    crate::report::machine_section(&mut s, &r.machine);
+    let _ = writeln!(s, "## How to read this\n");
+    let _ = writeln!(
+        s,
+        "- Every run starts a fresh name server and broker with an empty store on the directory above, creates the topic, warms up, then measures; points run interleaved (A B A B ...), so drift of the machine over time shows as spread rather than as a false trend between points.\n\
+         - MB = 10^6 bytes of message bodies.\n\
+         - `point-<n>.hgrm` holds the point's full latency distribution (all passes merged, values in µs); `results.json` every figure, each point's `broker.properties` and the recommendation.\n\
+         - The recommendation is the highest median throughput whose median p99 stays within {} ms with no errors. On a shared machine, compare the load average above before comparing reports.",
+        r.p99_bound_ms
+    );
+    s
+}
+
+/// Write the report folder under `out`: `<stamp>-<host>-<name>/`.
+///
+/// # Errors
+///
+/// When a file cannot be written or a plot drawn.
+pub fn write(
+    out: &Path,
+    stamp: &str,
+    name: &str,
+    r: &SweepReport,
+    outcome: &SweepOutcome,
+) -> Result<PathBuf> {
+    let host = file_key(&r.machine.hostname);
+    let base = format!("{stamp}-{host}-{}", file_key(name));
+    std::fs::create_dir_all(out).map_err(|e| BenchError::io(out.display(), e))?;
+    let mut dir = out.join(&base);
+    let mut n = 1;
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                dir = out.join(format!("{base}-{n}"));
+            }
+            Err(e) => return Err(BenchError::io(dir.display(), e)),
+        }
+    }
+    let put = |f: &str, text: &str| -> Result<()> {
+        let p = dir.join(f);
+        std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
+    };
+    let json = serde_json::to_string_pretty(r)
+        .map_err(|e| BenchError::new(format!("encoding results.json: {e}")))?;
+    put("results.json", &(json + "\n"))?;
+
+    let mut hists: Vec<(String, Histogram<u64>)> = Vec::new();
+    for p in &outcome.points {
+        let mut h = new_latency_histogram()?;
+        let mut any = false;
+        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
+            if let Some(rh) = &run.latency_ns {
+                h.add(rh)
+                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
+                any = true;
+            }
+        }
+        if any {
+            put(&format!("point-{}.hgrm", p.index), &crate::report::hgrm(&h))?;
+            hists.push((label_of(p), h));
+        }
+    }
+    for (k, (key, _)) in r.params.iter().enumerate() {
+        let fk = file_key(key);
+        plot_vs_key(
+            &dir.join(format!("throughput-vs-{fk}.svg")),
+            &r.params,
+            k,
+            &r.points,
+            "msgs/s",
+            &|s| {
+                (
+                    s.msgs_per_sec,
+                    s.msgs_per_sec_range.0,
+                    s.msgs_per_sec_range.1,
+                )
+            },
+        )?;
+        plot_vs_key(
+            &dir.join(format!("p99-vs-{fk}.svg")),
+            &r.params,
+            k,
+            &r.points,
+            "p99 ms",
+            &|s| {
+                (
+                    s.p99_us / 1000.0,
+                    s.p99_us_range.0 / 1000.0,
+                    s.p99_us_range.1 / 1000.0,
+                )
+            },
+        )?;
+    }
+    plot_latency_curves(&dir.join("latency-percentiles.svg"), &hists)?;
+    let over_time: Vec<(String, Vec<u64>)> = outcome
+        .points
+        .iter()
+        .filter_map(|p| {
+            let run = outcome.runs.iter().find(|x| x.point == p.index)?;
+            Some((label_of(p), run.figures.acks_per_100ms.clone()))
+        })
+        .collect();
+    plot_over_time(&dir.join("throughput-over-time.svg"), &over_time)?;
+    put("report.md", &markdown(r))?;
+    Ok(dir)
+}
+
+fn label_of(p: &Point) -> String {
+    format!("{}: {}", p.index, p.label())
+}
+
+/// `ferromq-bench sweep`: run, write the report, print where it is.
+///
+/// # Errors
+///
+/// When the sweep cannot start or the report cannot be written.
+pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
+    let started = std::time::Instant::now();
+    let (stamp, iso) = crate::report::utc_now();
+    let dir_for_machine = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let machine = MachineInfo::collect(&dir_for_machine);
+    let outcome = crate::sweep::run_sweep_points(args, None)?;
+    let report = build(
+        args,
+        &outcome,
+        crate::report::shell_join(argv),
+        iso,
+        started.elapsed().as_secs_f64(),
+        machine,
+    );
+    let dir = write(&args.out, &stamp, &args.name, &report, &outcome)?;
+    if args.quiet {
+        println!("{}", dir.join("results.json").display());
+    } else {
+        println!("{}", dir.join("report.md").display());
+        for p in &report.points {
+            println!(
+                "  point {} ({}): {:.0} msgs/s ±{:.1} %, p99 {:.3} ms",
+                p.point.index,
+                p.point.label(),
+                p.msgs_per_sec,
+                p.spread * 50.0,
+                p.p99_us / 1000.0
+            );
+        }
+        println!(
+            "recommended:\n{}confidence: {}",
+            report.recommendation.properties, report.recommendation.confidence
+        );
+    }
+    Ok(if outcome.interrupted { 130 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::LatencySummary;
+
+    fn summary(index: usize, v: &str, rate: f64, spread: f64, p99_us: f64) -> PointSummary {
+        PointSummary {
+            point: Point {
+                index,
+                values: vec![("sendMessageThreadPoolNums".into(), v.into())],
+            },
+            runs: 3,
+            msgs_per_sec: rate,
+            msgs_per_sec_range: (rate * (1.0 - spread / 2.0), rate * (1.0 + spread / 2.0)),
+            spread,
+            mb_per_sec: rate / 1000.0,
+            p50_us: p99_us / 2.0,
+            p99_us,
+            p99_us_range: (p99_us, p99_us),
+            p999_us: p99_us,
+            max_us: p99_us,
+            errors: 0,
+        }
+    }
+
+    #[test]
+    fn recommendation_respects_the_bound_and_parses_as_broker_config() {
+        let sums = vec![
+            summary(0, "1", 1000.0, 0.02, 500.0),
+            summary(1, "4", 3000.0, 0.02, 2000.0),
+            summary(2, "16", 5000.0, 0.02, 20_000.0), // over the 10 ms bound
+        ];
+        let set = vec![("flushDiskType".to_string(), "SYNC_FLUSH".to_string())];
+        let r = recommend(&sums, &set, 10.0, 3);
+        assert_eq!(r.point, Some(1));
+        assert!(r.confidence.starts_with("high"), "{}", r.confidence);
+        let props = ferromq_engine::config::Properties::parse(&r.properties);
+        let (store, _) = ferromq_engine::StoreConfig::from_properties(&props).unwrap();
+        assert_eq!(
+            store.flush_disk_type,
+            ferromq_engine::FlushDiskType::SyncFlush
+        );
+        let broker = ferromq_server::broker::BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!(broker.send_message_thread_pool_nums, 4);
+        let none = recommend(&sums[2..], &set, 10.0, 3);
+        assert_eq!(none.point, None);
+        assert!(recommend(&sums, &set, 10.0, 1)
+            .confidence
+            .starts_with("low"));
+    }
+
+    #[test]
+    fn plots_are_svg() {
+        let tmp = tempfile::tempdir().unwrap();
+        let params = vec![(
+            "sendMessageThreadPoolNums".to_string(),
+            vec!["1".into(), "4".into()],
+        )];
+        let sums = vec![
+            summary(0, "1", 1000.0, 0.1, 500.0),
+            summary(1, "4", 2000.0, 0.1, 900.0),
+        ];
+        let p = tmp.path().join("t.svg");
+        plot_vs_key(&p, &params, 0, &sums, "msgs/s", &|s| {
+            (
+                s.msgs_per_sec,
+                s.msgs_per_sec_range.0,
+                s.msgs_per_sec_range.1,
+            )
+        })
+        .unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
+        assert!(svg.contains("sendMessageThreadPoolNums"));
+        let mut h = new_latency_histogram().unwrap();
+        for v in 1..1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let c = tmp.path().join("c.svg");
+        plot_latency_curves(&c, &[("0: x".into(), h)]).unwrap();
+        assert!(std::fs::read_to_string(&c).unwrap().contains("99.9%"));
+        let _ = LatencySummary::from_ns(&new_latency_histogram().unwrap());
+    }
+}

@@ -1,0 +1,668 @@
+//! A broker reached over RocketMQ's remoting protocol, driven by the harness's
+//! own lean client.
+//!
+//! The synchronous [`crate::workload::Target`] trait holds one put per
+//! producer thread, which cannot express pipelining; the broker target is the
+//! sibling async driver [`drive`], which takes the same
+//! [`Workload`] and returns the same [`RunMeasurement`]:
+//!
+//! - every producer is one tokio task owning one TCP connection, and keeps up
+//!   to `workload.inflight` requests in flight on it (1 = synchronous sends);
+//! - requests are keyed by their `opaque`: the low 16 bits name a slot of the
+//!   producer's window (send time kept there), the high bits a sequence number
+//!   so a stray or duplicated response is told apart;
+//! - every request frame is encoded once at start (one per queue), with
+//!   RocketMQ's binary header, so a send is a `memcpy` of the template into
+//!   the write buffer and a 4-byte patch of the opaque; responses are read
+//!   from the frame bytes (code and opaque, binary or JSON header) without
+//!   decoding them into a command. Nothing is allocated per message.
+//! - `workload.batch > 1` sends SEND_BATCH_MESSAGE with that many messages per
+//!   request; each message of a batch is counted, and its latency is the
+//!   batch's send -> ack time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferromq_server::remoting::codec::encode;
+use ferromq_server::remoting::{request, response, RemotingClient, RemotingCommand, SerializeType};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{BenchError, Result};
+use crate::workload::{new_latency_histogram, RunMeasurement, Workload, MAX_LATENCY_NS};
+
+/// Byte offset of the opaque in a frame with RocketMQ's binary header:
+/// length (4), header length and type (4), code (2), language (1), version (2).
+pub const BINARY_OPAQUE_AT: usize = 13;
+/// Producer group the sends name.
+pub const PRODUCER_GROUP: &str = "ferromq_bench_producer";
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for any response while requests are in flight; past it the
+/// producer gives up and counts what is still in flight as errors.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest response frame accepted.
+pub const MAX_RESPONSE_FRAME: usize = 1 << 20;
+/// Width of a throughput-over-time bucket.
+pub const BUCKET: Duration = Duration::from_millis(100);
+
+/// One encoded request frame per queue of the topic.
+#[derive(Debug, Clone)]
+pub struct SendTemplates {
+    frames: Vec<Vec<u8>>,
+    /// Messages carried by one frame.
+    pub messages_per_frame: u64,
+}
+
+impl SendTemplates {
+    /// Encode the frames `workload` sends: SEND_MESSAGE_V2 (short header
+    /// names) or, with `batch > 1`, SEND_BATCH_MESSAGE, binary header.
+    ///
+    /// # Errors
+    ///
+    /// When a frame cannot be encoded (too large).
+    pub fn new(workload: &Workload, born_ms: i64) -> Result<Self> {
+        let body = workload.body();
+        let batch = workload.batch.max(1);
+        let props = "WAIT\u{1}true\u{2}";
+        let (code, payload) = if batch > 1 {
+            let mut b = Vec::with_capacity(batch * (body.len() + 22 + props.len()));
+            for _ in 0..batch {
+                encode_batch_item(&mut b, &body, props.as_bytes())?;
+            }
+            (request::SEND_BATCH_MESSAGE, b)
+        } else {
+            (request::SEND_MESSAGE_V2, body)
+        };
+        let mut frames = Vec::with_capacity(workload.queues as usize);
+        for q in 0..workload.queues {
+            let mut cmd = RemotingCommand::request(code)
+                .with_ext("a", PRODUCER_GROUP)
+                .with_ext("b", &workload.topic)
+                .with_ext("c", "TBW102")
+                .with_ext("d", workload.queues)
+                .with_ext("e", q)
+                .with_ext("f", 0)
+                .with_ext("g", born_ms)
+                .with_ext("h", 0)
+                .with_ext("i", props)
+                .with_ext("j", 0)
+                .with_ext("k", false)
+                .with_body(payload.clone());
+            if batch > 1 {
+                cmd = cmd.with_ext("m", true);
+            }
+            cmd.serialize_type = SerializeType::RocketMq;
+            cmd.opaque = 0;
+            let frame = encode(&cmd)
+                .map_err(|e| BenchError::new(format!("cannot encode a send request: {e}")))?;
+            frames.push(frame);
+        }
+        Ok(SendTemplates {
+            frames,
+            messages_per_frame: batch as u64,
+        })
+    }
+
+    /// The frame for `queue_id`.
+    pub fn frame(&self, queue_id: u32) -> &[u8] {
+        &self.frames[queue_id as usize % self.frames.len()]
+    }
+}
+
+/// One message of a SEND_BATCH_MESSAGE body, as RocketMQ's
+/// `MessageDecoder.encodeMessage` writes it: `[TOTALSIZE][MAGIC 0][BODYCRC 0]
+/// [FLAG][BODYLEN][BODY][PROPLEN i16][PROPS]`.
+fn encode_batch_item(out: &mut Vec<u8>, body: &[u8], props: &[u8]) -> Result<()> {
+    let total = 20 + body.len() + 2 + props.len();
+    let total = i32::try_from(total).map_err(|_| BenchError::new("batch message too large"))?;
+    let body_len =
+        i32::try_from(body.len()).map_err(|_| BenchError::new("batch message too large"))?;
+    let prop_len =
+        i16::try_from(props.len()).map_err(|_| BenchError::new("properties too long"))?;
+    out.extend_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&body_len.to_be_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&prop_len.to_be_bytes());
+    out.extend_from_slice(props);
+    Ok(())
+}
+
+/// Code, opaque and flag of a frame (the bytes after the 4-byte length), read
+/// straight from the header: binary (ROCKETMQ) or JSON. `None` when the
+/// header is malformed.
+pub fn response_head(frame: &[u8]) -> Option<(i32, i32, i32)> {
+    let hlt = u32::from_be_bytes(frame.get(..4)?.try_into().ok()?);
+    let kind = (hlt >> 24) as u8;
+    let hlen = (hlt & 0xFF_FFFF) as usize;
+    let header = frame.get(4..4 + hlen)?;
+    match kind {
+        1 => {
+            let code = i16::from_be_bytes(header.get(..2)?.try_into().ok()?);
+            let opaque = i32::from_be_bytes(header.get(5..9)?.try_into().ok()?);
+            let flag = i32::from_be_bytes(header.get(9..13)?.try_into().ok()?);
+            Some((i32::from(code), opaque, flag))
+        }
+        0 => Some((
+            json_int(header, b"\"code\":")?,
+            json_int(header, b"\"opaque\":")?,
+            json_int(header, b"\"flag\":")?,
+        )),
+        _ => None,
+    }
+}
+
+/// The integer after the first `key` not inside an escaped string.
+fn json_int(h: &[u8], key: &[u8]) -> Option<i32> {
+    let mut from = 0;
+    // Bounded: each pass moves `from` forward.
+    while from < h.len() {
+        let pos = from + h.get(from..)?.windows(key.len()).position(|w| w == key)?;
+        if pos == 0 || h[pos - 1] != b'\\' {
+            let rest = &h[pos + key.len()..];
+            let rest = &rest[rest.iter().take_while(|b| **b == b' ').count()..];
+            let neg = rest.first() == Some(&b'-');
+            let digits = &rest[usize::from(neg)..];
+            let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+            if n == 0 || n > 10 {
+                return None;
+            }
+            let v: i64 = std::str::from_utf8(&digits[..n]).ok()?.parse().ok()?;
+            return i32::try_from(if neg { -v } else { v }).ok();
+        }
+        from = pos + 1;
+    }
+    None
+}
+
+/// RocketMQ's name of a response code (the status counted per message).
+pub fn response_name(code: i32) -> &'static str {
+    match code {
+        response::SUCCESS => "SUCCESS",
+        response::SYSTEM_ERROR => "SYSTEM_ERROR",
+        response::SYSTEM_BUSY => "SYSTEM_BUSY",
+        response::REQUEST_CODE_NOT_SUPPORTED => "REQUEST_CODE_NOT_SUPPORTED",
+        response::FLUSH_DISK_TIMEOUT => "FLUSH_DISK_TIMEOUT",
+        response::SLAVE_NOT_AVAILABLE => "SLAVE_NOT_AVAILABLE",
+        response::FLUSH_SLAVE_TIMEOUT => "FLUSH_SLAVE_TIMEOUT",
+        response::MESSAGE_ILLEGAL => "MESSAGE_ILLEGAL",
+        response::SERVICE_NOT_AVAILABLE => "SERVICE_NOT_AVAILABLE",
+        response::NO_PERMISSION => "NO_PERMISSION",
+        response::TOPIC_NOT_EXIST => "TOPIC_NOT_EXIST",
+        _ => "OTHER",
+    }
+}
+
+/// What one producer task measured.
+struct ProducerOut {
+    acked_messages: u64,
+    errors: u64,
+    first_error: Option<String>,
+    hist: Histogram<u64>,
+    statuses: BTreeMap<&'static str, u64>,
+    buckets: Vec<u64>,
+    last_ack: Option<Instant>,
+}
+
+impl ProducerOut {
+    fn error(&mut self, e: impl Into<String>) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e.into());
+        }
+    }
+}
+
+/// Per-producer window of in-flight requests.
+struct Window {
+    sent_at: Vec<Instant>,
+    opaque: Vec<i32>,
+    free: Vec<u16>,
+}
+
+impl Window {
+    fn new(size: usize, now: Instant) -> Self {
+        Window {
+            sent_at: vec![now; size],
+            opaque: vec![-1; size],
+            free: (0..size as u16).rev().collect(),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.sent_at.len() - self.free.len()
+    }
+}
+
+/// A throughput-over-time series and everything [`RunMeasurement`] holds.
+#[derive(Debug, Clone)]
+pub struct BrokerMeasurement {
+    /// The common measurement (messages, bytes, latency, statuses, errors).
+    pub run: RunMeasurement,
+    /// Messages acknowledged per [`BUCKET`] since the start.
+    pub acks_per_bucket: Vec<u64>,
+}
+
+/// Drive the broker at `addr` with `workload` (its `inflight`, `batch`,
+/// `producers`, `messages` and `max_duration`) on the current tokio runtime.
+/// `stop` ends the run early (Ctrl-C); in-flight requests are still awaited.
+///
+/// # Errors
+///
+/// When the workload is invalid or no producer could connect. Failed
+/// requests are counted, not returned.
+pub async fn drive(
+    addr: &str,
+    workload: &Workload,
+    templates: Arc<SendTemplates>,
+    stop: Arc<AtomicBool>,
+) -> Result<BrokerMeasurement> {
+    workload.validate()?;
+    let template_hist = new_latency_histogram()?;
+    let mut streams = Vec::with_capacity(workload.producers);
+    for _ in 0..workload.producers {
+        let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| BenchError::new(format!("connecting to {addr} timed out")))?
+            .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
+        s.set_nodelay(true)
+            .map_err(|e| BenchError::io("setting TCP_NODELAY", e))?;
+        streams.push(s);
+    }
+    let start = Instant::now();
+    let deadline = workload.max_duration.map(|d| start + d);
+    let mut handles = Vec::with_capacity(streams.len());
+    for (index, stream) in streams.into_iter().enumerate() {
+        let frames = workload
+            .messages_for(index)
+            .div_ceil(templates.messages_per_frame);
+        let task = ProducerTask {
+            index,
+            frames,
+            window: workload.inflight,
+            queues: workload.queues,
+            templates: Arc::clone(&templates),
+            stop: Arc::clone(&stop),
+            deadline,
+            start,
+            hist: template_hist.clone(),
+        };
+        handles.push(tokio::spawn(task.run(stream)));
+    }
+    let mut m = RunMeasurement {
+        messages: 0,
+        requested_messages: workload.messages,
+        stopped_early: false,
+        bytes: 0,
+        stored_bytes: 0,
+        elapsed: Duration::ZERO,
+        latency_ns: template_hist,
+        put_errors: 0,
+        first_error: None,
+        status_counts: BTreeMap::new(),
+    };
+    let mut buckets: Vec<u64> = Vec::new();
+    let mut last = start;
+    for h in handles {
+        let out = h
+            .await
+            .map_err(|e| BenchError::new(format!("a producer task failed: {e}")))?;
+        m.messages += out.acked_messages;
+        m.put_errors += out.errors;
+        if m.first_error.is_none() {
+            m.first_error = out.first_error;
+        }
+        m.latency_ns
+            .add(&out.hist)
+            .map_err(|e| BenchError::new(format!("cannot merge histograms: {e}")))?;
+        for (k, v) in out.statuses {
+            *m.status_counts.entry(k.to_string()).or_insert(0) += v;
+        }
+        if buckets.len() < out.buckets.len() {
+            buckets.resize(out.buckets.len(), 0);
+        }
+        for (b, n) in buckets.iter_mut().zip(&out.buckets) {
+            *b += n;
+        }
+        if let Some(t) = out.last_ack {
+            last = last.max(t);
+        }
+    }
+    m.elapsed = last.saturating_duration_since(start);
+    m.bytes = m.messages * workload.size_bytes as u64;
+    m.stopped_early = m.messages + m.put_errors < workload.messages;
+    Ok(BrokerMeasurement {
+        run: m,
+        acks_per_bucket: buckets,
+    })
+}
+
+struct ProducerTask {
+    index: usize,
+    frames: u64,
+    window: usize,
+    queues: u32,
+    templates: Arc<SendTemplates>,
+    stop: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    start: Instant,
+    hist: Histogram<u64>,
+}
+
+impl ProducerTask {
+    async fn run(self, mut stream: TcpStream) -> ProducerOut {
+        let mut out = ProducerOut {
+            acked_messages: 0,
+            errors: 0,
+            first_error: None,
+            hist: self.hist.clone(),
+            statuses: BTreeMap::new(),
+            buckets: Vec::with_capacity(1024),
+            last_ack: None,
+        };
+        let per_frame = self.templates.messages_per_frame;
+        let mut win = Window::new(self.window, self.start);
+        let frame_len = self.templates.frame(0).len();
+        let mut wbuf: Vec<u8> = Vec::with_capacity(frame_len * self.window.min(64));
+        let mut wpos = 0usize;
+        let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut rpos = 0usize;
+        let mut sent = 0u64;
+        let mut stopping = false;
+        let (mut rd, mut wr) = stream.split();
+        // Bounded: every pass sends, reads, or ends (timeouts bound the reads).
+        loop {
+            if !stopping
+                && (sent >= self.frames
+                    || self.stop.load(Ordering::Relaxed)
+                    || self.deadline.is_some_and(|d| Instant::now() >= d))
+            {
+                stopping = true;
+            }
+            // Fill the window, only when the write buffer has been written out.
+            if !stopping && wpos == wbuf.len() {
+                wbuf.clear();
+                wpos = 0;
+                while sent < self.frames {
+                    let Some(slot) = win.free.pop() else { break };
+                    let queue = ((self.index as u64 + sent) % u64::from(self.queues)) as u32;
+                    let opaque = (((sent & 0x7FFF) as i32) << 16) | i32::from(slot);
+                    let at = wbuf.len();
+                    wbuf.extend_from_slice(self.templates.frame(queue));
+                    wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
+                        .copy_from_slice(&opaque.to_be_bytes());
+                    win.opaque[slot as usize] = opaque;
+                    win.sent_at[slot as usize] = Instant::now();
+                    sent += 1;
+                    if wbuf.len() >= 256 * 1024 {
+                        break;
+                    }
+                }
+            }
+            if win.in_flight() == 0 && wpos == wbuf.len() {
+                if stopping || sent >= self.frames {
+                    break;
+                }
+                continue;
+            }
+            if rbuf.len() == rbuf.capacity() {
+                rbuf.reserve(64 * 1024);
+            }
+            let pending_write = wpos < wbuf.len();
+            let step = tokio::time::timeout(RESPONSE_TIMEOUT, async {
+                tokio::select! {
+                    r = rd.read_buf(&mut rbuf) => Step::Read(r),
+                    w = wr.write(&wbuf[wpos..]), if pending_write => Step::Wrote(w),
+                }
+            })
+            .await;
+            match step {
+                Err(_) => {
+                    let lost = win.in_flight() as u64;
+                    for _ in 0..lost {
+                        out.error(format!(
+                            "no response within {RESPONSE_TIMEOUT:?} ({lost} requests in flight)"
+                        ));
+                    }
+                    break;
+                }
+                Ok(Step::Wrote(Ok(n))) => wpos += n,
+                Ok(Step::Wrote(Err(e))) | Ok(Step::Read(Err(e))) => {
+                    let lost = win.in_flight().max(1) as u64;
+                    for _ in 0..lost {
+                        out.error(format!("connection failed: {e}"));
+                    }
+                    break;
+                }
+                Ok(Step::Read(Ok(0))) => {
+                    let lost = win.in_flight().max(1) as u64;
+                    for _ in 0..lost {
+                        out.error("the broker closed the connection");
+                    }
+                    break;
+                }
+                Ok(Step::Read(Ok(_))) => {
+                    let now = Instant::now();
+                    // Every whole frame in the buffer.
+                    while let Some(len) = rbuf.get(rpos..rpos + 4) {
+                        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                        if !(4..=MAX_RESPONSE_FRAME).contains(&len) {
+                            out.error(format!("bad response frame length {len}"));
+                            return out;
+                        }
+                        let Some(frame) = rbuf.get(rpos + 4..rpos + 4 + len) else {
+                            break;
+                        };
+                        match response_head(frame) {
+                            Some((code, opaque, flag)) if flag & 1 == 1 => {
+                                let slot = (opaque & 0xFFFF) as usize;
+                                if slot < win.opaque.len() && win.opaque[slot] == opaque {
+                                    win.opaque[slot] = -1;
+                                    win.free.push(slot as u16);
+                                    let ns = (now - win.sent_at[slot])
+                                        .as_nanos()
+                                        .min(u128::from(MAX_LATENCY_NS))
+                                        as u64;
+                                    if code == response::SUCCESS
+                                        || code == response::FLUSH_DISK_TIMEOUT
+                                        || code == response::FLUSH_SLAVE_TIMEOUT
+                                        || code == response::SLAVE_NOT_AVAILABLE
+                                    {
+                                        out.hist.saturating_record_n(ns.max(1), per_frame);
+                                        out.acked_messages += per_frame;
+                                        let b = ((now - self.start).as_nanos() / BUCKET.as_nanos())
+                                            as usize;
+                                        if out.buckets.len() <= b {
+                                            out.buckets.resize(b + 1, 0);
+                                        }
+                                        out.buckets[b] += per_frame;
+                                        out.last_ack = Some(now);
+                                    } else {
+                                        out.error(format!(
+                                            "broker answered {} ({code})",
+                                            response_name(code)
+                                        ));
+                                    }
+                                    *out.statuses.entry(response_name(code)).or_insert(0) +=
+                                        per_frame;
+                                }
+                                // Else: not ours (stale or unknown opaque); skipped.
+                            }
+                            Some(_) => {} // A request from the broker; ignored.
+                            None => {
+                                out.error("malformed response header");
+                                return out;
+                            }
+                        }
+                        rpos += 4 + len;
+                    }
+                    if rpos == rbuf.len() {
+                        rbuf.clear();
+                        rpos = 0;
+                    } else if rpos > 32 * 1024 {
+                        rbuf.drain(..rpos);
+                        rpos = 0;
+                    }
+                    if out.errors >= crate::workload::MAX_PUT_ERRORS {
+                        stopping = true;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+enum Step {
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+}
+
+/// Create `workload.topic` with `workload.queues` queues on the broker
+/// (UPDATE_AND_CREATE_TOPIC), so sends never depend on auto-creation.
+///
+/// # Errors
+///
+/// When the broker cannot be reached or refuses.
+pub async fn create_topic(broker: &str, workload: &Workload) -> Result<()> {
+    let client = RemotingClient::new(broker);
+    let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+        .with_ext("topic", &workload.topic)
+        .with_ext("defaultTopic", "TBW102")
+        .with_ext("readQueueNums", workload.queues)
+        .with_ext("writeQueueNums", workload.queues)
+        .with_ext("perm", 6)
+        .with_ext("topicFilterType", "SINGLE_TAG")
+        .with_ext("topicSysFlag", 0)
+        .with_ext("order", false);
+    let resp = client
+        .invoke(req, Duration::from_secs(10))
+        .await
+        .map_err(|e| BenchError::new(format!("creating topic on {broker}: {e}")))?;
+    client.close().await;
+    if resp.code != response::SUCCESS {
+        return Err(BenchError::new(format!(
+            "broker {broker} refused to create topic {}: code {} {}",
+            workload.topic,
+            resp.code,
+            resp.remark.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// Ask the name server for its cluster and return the first master broker's
+/// address (GET_BROKER_CLUSTER_INFO).
+///
+/// # Errors
+///
+/// When the name server cannot be reached or knows no broker.
+pub async fn broker_from_namesrv(namesrv: &str) -> Result<String> {
+    let client = RemotingClient::new(namesrv);
+    let resp = client
+        .invoke(
+            RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| BenchError::new(format!("asking name server {namesrv}: {e}")))?;
+    client.close().await;
+    if resp.code != response::SUCCESS {
+        return Err(BenchError::new(format!(
+            "name server {namesrv} answered code {}",
+            resp.code
+        )));
+    }
+    first_broker_addr(&String::from_utf8_lossy(&resp.body)).ok_or_else(|| {
+        BenchError::new(format!("name server {namesrv} knows no broker address yet"))
+    })
+}
+
+/// The first `host:port` string after `"brokerAddrs"` in a cluster-info body.
+/// Lenient: fastjson writes the map's numeric keys unquoted.
+pub fn first_broker_addr(body: &str) -> Option<String> {
+    let at = body.find("\"brokerAddrs\"")?;
+    let mut rest = &body[at + "\"brokerAddrs\"".len()..];
+    // Bounded: each pass consumes one quoted string.
+    while let Some(open) = rest.find('"') {
+        let after = &rest[open + 1..];
+        let close = after.find('"')?;
+        let s = &after[..close];
+        if let Some((host, port)) = s.rsplit_once(':') {
+            if !host.is_empty() && port.parse::<u16>().is_ok() {
+                return Some(s.to_string());
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferromq_server::remoting::codec::{decode, encode_into, DEFAULT_MAX_FRAME_BYTES};
+
+    #[test]
+    fn template_opaque_sits_at_the_fixed_offset_and_decodes() {
+        let mut w = Workload::new(10);
+        w.size_bytes = 100;
+        w.queues = 2;
+        let t = SendTemplates::new(&w, 1).unwrap();
+        let mut f = t.frame(1).to_vec();
+        f[BINARY_OPAQUE_AT..BINARY_OPAQUE_AT + 4].copy_from_slice(&0x1234_5678i32.to_be_bytes());
+        let (cmd, used) = decode(&f, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+        assert_eq!(used, f.len());
+        assert_eq!(cmd.opaque, 0x1234_5678);
+        assert_eq!(cmd.code, request::SEND_MESSAGE_V2);
+        assert_eq!(cmd.ext_fields.get_i64("e"), Ok(1));
+        assert_eq!(cmd.body.len(), 100);
+    }
+
+    #[test]
+    fn batch_template_splits_into_messages() {
+        let mut w = Workload::new(10);
+        w.size_bytes = 50;
+        w.batch = 3;
+        let t = SendTemplates::new(&w, 1).unwrap();
+        assert_eq!(t.messages_per_frame, 3);
+        let (cmd, _) = decode(t.frame(0), DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cmd.code, request::SEND_BATCH_MESSAGE);
+        let one = 20 + 50 + 2 + "WAIT\u{1}true\u{2}".len();
+        assert_eq!(cmd.body.len(), 3 * one);
+        assert_eq!(&cmd.body[..4], &(one as i32).to_be_bytes());
+        assert_eq!(cmd.ext_fields.opt_str("m"), Some("true"));
+    }
+
+    #[test]
+    fn response_head_reads_binary_and_json() {
+        for st in [SerializeType::RocketMq, SerializeType::Json] {
+            let mut r = RemotingCommand::response(10, Some("x \"opaque\":5".into()))
+                .with_ext("msgId", "ABC");
+            r.opaque = 77;
+            r.serialize_type = st;
+            let mut buf = Vec::new();
+            encode_into(&r, &mut buf).unwrap();
+            assert_eq!(response_head(&buf[4..]), Some((10, 77, 1)), "{st:?}");
+        }
+        assert_eq!(response_head(&[0, 0]), None);
+        assert_eq!(response_head(&[9, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn broker_addr_from_fastjson_cluster_info() {
+        let body = r#"{"brokerAddrTable":{"b":{"brokerAddrs":{0:"127.0.0.1:10911"},"brokerName":"b","cluster":"C"}},"clusterAddrTable":{"C":["b"]}}"#;
+        assert_eq!(first_broker_addr(body).as_deref(), Some("127.0.0.1:10911"));
+        let quoted = r#"{"brokerAddrs":{"0":"10.0.0.1:9"}}"#;
+        assert_eq!(first_broker_addr(quoted).as_deref(), Some("10.0.0.1:9"));
+        assert_eq!(first_broker_addr("{}"), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! `ferromq-bench recover --json` end to end on a tiny store: the writer child
+//! is killed, the reopen is abnormal, and the JSON carries the figures.
+
+use std::process::Command;
+
+#[test]
+fn recover_json_small_store_full_variant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
+        .args([
+            "recover",
+            "--bytes",
+            "4MiB",
+            "--size",
+            "512",
+            "--file-size",
+            "1MiB",
+        ])
+        .args(["--full", "--cached", "--json", "--dir"])
+        .arg(tmp.path())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["variant"], "full");
+    assert_eq!(v["abnormal"], true);
+    for k in ["recover_mb_per_sec", "read_crc_mb_per_sec", "ratio"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k} in {stdout}");
+    }
+    let cl = v["commitlog_bytes"].as_u64().unwrap();
+    assert!(cl >= 4 << 20, "{stdout}");
+    // Full variant: every record was validated and dispatched again.
+    let scanned = v["bytes_scanned"].as_u64().unwrap();
+    assert!(scanned * 100 >= cl * 99, "{stdout}");
+    assert!(
+        v["records_redispatched"].as_u64().unwrap() > 5000,
+        "{stdout}"
+    );
+    // The store folder is removed afterwards.
+    assert!(!tmp.path().join("recover-store").exists());
+}

@@ -1,0 +1,191 @@
+//! A tiny sweep end to end against the real `ferromq-namesrv` and
+//! `ferromq-broker` binaries: two points, about a second each; the report,
+//! the plots, the histograms and `results.json` are written and agree, and
+//! the recommended snippet parses as a broker config. A second test stops a
+//! sweep with SIGINT and checks that what was measured is still reported.
+//!
+//! Where the server binaries come from: `cargo test --workspace` builds them
+//! (the server's own integration tests need them) into the same
+//! `target/<profile>/` folder that holds this test's `deps/`; when they are
+//! missing (`cargo test -p ferromq-bench` alone), the test builds them with
+//! `$CARGO build -p ferromq-server --bins` (bounded in time). If that is not
+//! possible the tests say so on stderr and pass without running: they need
+//! the binaries, not a particular build order.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+
+fn server_bin_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?.to_path_buf(); // target/<profile>/
+    let have = |d: &Path| d.join("ferromq-broker").is_file() && d.join("ferromq-namesrv").is_file();
+    if have(&dir) {
+        return Some(dir);
+    }
+    let cargo = std::env::var_os("CARGO")?;
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "ferromq-server", "--bins"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let mut child = cmd.spawn().ok()?;
+    let until = Instant::now() + BUILD_DEADLINE;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    have(&dir).then_some(dir)
+}
+
+fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"));
+    c.args(["sweep", "--param", "sendMessageThreadPoolNums=1,2"])
+        .args([
+            "--repeat",
+            repeat,
+            "--seconds",
+            "1",
+            "--warmup-seconds",
+            "0.2",
+        ])
+        .args([
+            "--producers",
+            "2",
+            "--inflight",
+            "4",
+            "--small-files",
+            "--quiet",
+        ])
+        .args(["--p99-bound-ms", "1000", "--name", "tiny"])
+        .arg("--dir")
+        .arg(tmp.join("data"))
+        .arg("--out")
+        .arg(tmp.join("out"))
+        .arg("--bin-dir")
+        .arg(bins)
+        .env("RUST_LOG", "error");
+    c
+}
+
+#[test]
+fn tiny_sweep_writes_report_plots_and_json_that_agree() {
+    let Some(bins) = server_bin_dir() else {
+        eprintln!("SKIPPED: ferromq-broker/ferromq-namesrv not found and could not be built");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    let out = sweep_cmd(tmp.path(), &bins, "1").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let dir = json_path.parent().unwrap().to_path_buf();
+    assert!(dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("-tiny"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(v["interrupted"], false);
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{v}");
+    assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for p in points {
+        let rate = p["msgs_per_sec"].as_f64().unwrap();
+        assert!(rate > 0.0, "{p}");
+        assert_eq!(p["errors"], 0, "{p}");
+        // The table shows the JSON's figures.
+        let idx = p["point"]["index"].as_u64().unwrap();
+        let row = format!("| {idx} | {} | 1 | {rate:.0} |", idx + 1);
+        assert!(md.contains(&row), "no row `{row}` in\n{md}");
+        assert!(dir.join(format!("point-{idx}.hgrm")).is_file());
+    }
+    for f in [
+        "throughput-vs-sendMessageThreadPoolNums.svg",
+        "p99-vs-sendMessageThreadPoolNums.svg",
+        "latency-percentiles.svg",
+        "throughput-over-time.svg",
+    ] {
+        let svg = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{f}"
+        );
+        assert!(md.contains(&format!("]({f})")), "report does not show {f}");
+    }
+    // The recommended snippet in report.md is the JSON's, and parses as a broker config.
+    let snippet = md
+        .split("```properties\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    assert_eq!(snippet, v["recommendation"]["properties"].as_str().unwrap());
+    let props = ferromq_engine::config::Properties::parse(snippet);
+    let (store, _) = ferromq_engine::StoreConfig::from_properties(&props).unwrap();
+    let broker = ferromq_server::broker::BrokerConfig::from_properties(&props, &store).unwrap();
+    let best = v["recommendation"]["point"].as_u64().unwrap() as usize;
+    assert_eq!(broker.send_message_thread_pool_nums, best + 1);
+    assert!(md.contains("## Machine"));
+    assert!(md.contains(v["git_commit"].as_str().unwrap()));
+}
+
+#[test]
+fn sigint_stops_the_sweep_and_still_reports() {
+    let Some(bins) = server_bin_dir() else {
+        eprintln!("SKIPPED: ferromq-broker/ferromq-namesrv not found and could not be built");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    let mut child = sweep_cmd(tmp.path(), &bins, "20")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // About two runs of ~1.5 s each, then Ctrl-C.
+    std::thread::sleep(Duration::from_millis(4500));
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the sweep did not stop within 30 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stdout.trim()).unwrap()).unwrap();
+    assert_eq!(v["interrupted"], true);
+    let runs = v["runs"].as_array().unwrap().len();
+    assert!((1..40).contains(&runs), "{runs} runs");
+    // No broker left behind: the data folder holds no point folders.
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
