@@ -9,8 +9,10 @@ use std::sync::Arc;
 /// Result alias used throughout the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in the store.
+/// Everything that can go wrong in the store. New variants may come: match
+/// with a wildcard arm.
 #[derive(Debug, thiserror::Error, Clone)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O call failed.
     #[error("I/O error {context}: {source}")]

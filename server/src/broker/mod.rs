@@ -194,10 +194,12 @@ pub fn store_error_code(e: &StoreError) -> i32 {
         | StoreError::ShutDown
         | StoreError::Fenced(_)
         | StoreError::WrongRole(_) => response::SERVICE_NOT_AVAILABLE,
+        StoreError::Busy(_) => response::SYSTEM_BUSY,
         StoreError::Io { .. }
         | StoreError::Corruption { .. }
         | StoreError::Config { .. }
         | StoreError::Locked(_) => response::SYSTEM_ERROR,
+        _ => response::SYSTEM_ERROR,
     }
 }
 
