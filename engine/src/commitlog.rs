@@ -301,7 +301,7 @@ impl CommitLog {
                 if done.1 < target {
                     let len = (target - done.1).min(CHUNK);
                     if let Err(e) = f.prefault(done.1, len) {
-                        tracing::info!(error = %e, "MADV_POPULATE_READ unavailable; commitlog pre-faulting is off");
+                        tracing::info!(error = %e, "MADV_POPULATE_WRITE/READ unavailable; commitlog pre-faulting is off");
                         return;
                     }
                     done.1 += len;
@@ -694,7 +694,7 @@ impl AllocInner {
         if self.warm {
             f.warm();
         } else if self.prefault_ahead > 0 {
-            // Best effort: a kernel without MADV_POPULATE_READ just skips it.
+            // Best effort: a kernel without MADV_POPULATE_* just skips it.
             let _ = f.prefault(0, self.prefault_ahead);
         }
         Ok(Arc::new(f))

@@ -478,30 +478,29 @@ impl MappedFile {
         }
     }
 
-    /// Pre-fault `[from, from+len)` of the mapping with `MADV_POPULATE_READ`, so
-    /// that page-cache pages are allocated (and zeroed) now, off the put path; the
-    /// writer's first store to each page then takes only a cheap write fault.
-    /// Never changes file contents, so it may run beside the writer.
+    /// Pre-fault `[from, from+len)` of the mapping writable (`MADV_POPULATE_WRITE`,
+    /// falling back to `MADV_POPULATE_READ` on kernels without it), so that page-cache
+    /// allocation, zeroing and the filesystem's page_mkwrite happen now, off the put
+    /// path. Never changes file contents, so it may run beside the writer.
     pub fn prefault(&self, from: usize, len: usize) -> std::io::Result<()> {
         let start = from / OS_PAGE_SIZE * OS_PAGE_SIZE;
         let end = from.saturating_add(len).min(self.file_size);
         if end <= start {
             return Ok(());
         }
-        // SAFETY: the range lies inside the mapping owned by `self`;
-        // MADV_POPULATE_READ only populates page tables and never writes memory.
-        let rc = unsafe {
-            libc::madvise(
-                self.ptr.add(start).cast(),
-                end - start,
-                libc::MADV_POPULATE_READ,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
+        for advice in [libc::MADV_POPULATE_WRITE, libc::MADV_POPULATE_READ] {
+            // SAFETY: the range lies inside the mapping owned by `self`; the
+            // populate advices only fault in page tables and never write memory.
+            let rc = unsafe { libc::madvise(self.ptr.add(start).cast(), end - start, advice) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
         }
+        Err(std::io::Error::from_raw_os_error(libc::EINVAL))
     }
 
     /// Recovery only: set the write and flush positions to `pos` and zero

@@ -160,7 +160,7 @@ pub struct StoreConfig {
     /// `ioUringEnable` (ferromq key): use io_uring for the pool's commits. Default true.
     pub io_uring_enable: bool,
     /// `prefaultAheadBytes` (ferromq key): how far ahead of the commitlog write
-    /// position a background thread pre-faults the mapping (`MADV_POPULATE_READ`),
+    /// position a background thread pre-faults the mapping (`MADV_POPULATE_WRITE`),
     /// so that page-cache allocation and zeroing stay off the put path. 0 turns it
     /// off. Default 16 MiB.
     pub prefault_ahead_bytes: u64,
