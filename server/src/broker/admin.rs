@@ -8,7 +8,7 @@ use super::{store_error_code, Broker};
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
 
 impl Broker {
-    fn topic_queue(req: &RemotingCommand) -> Result<(String, u32), HeaderError> {
+    pub(super) fn topic_queue(req: &RemotingCommand) -> Result<(String, u32), HeaderError> {
         let topic = req.ext_fields.get_str("topic")?.to_string();
         let qid = req.ext_fields.get_i32("queueId")?;
         let qid = u32::try_from(qid).map_err(|_| HeaderError::Invalid {
@@ -97,19 +97,45 @@ impl Broker {
         }
     }
 
-    /// HEART_BEAT.
-    pub(super) fn heart_beat(&self, conn: &ConnInfo, req: &RemotingCommand) -> RemotingCommand {
-        match self.clients.heartbeat(conn.id, &req.body) {
-            Ok(sum) => {
-                for g in &sum.consumer_groups {
-                    if let Err(r) = self.check_group(g) {
-                        return r;
-                    }
-                }
-                RemotingCommand::success()
+    /// HEART_BEAT: register the client; for each consumer group, find or create
+    /// the subscription group and its retry topic `%RETRY%group` (as RocketMQ's
+    /// `ClientManageProcessor.heartBeat`), so the client can subscribe to it.
+    pub(super) async fn heart_beat(
+        self: Arc<Self>,
+        conn: &ConnInfo,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
+        let sum = match self.clients.heartbeat(conn.id, &req.body) {
+            Ok(sum) => sum,
+            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
+        };
+        let mut missing = Vec::new();
+        for g in &sum.consumer_groups {
+            let cfg = match self.check_group(g).await {
+                Ok(c) => c,
+                Err(r) => return r,
+            };
+            let topic = super::send_back::retry_topic(g);
+            if cfg.retry_queue_nums > 0 && self.store.topic_config(&topic).is_none() {
+                missing.push((topic, cfg.retry_queue_nums as u32));
             }
-            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
         }
+        if !missing.is_empty() {
+            let b = self.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                for (t, n) in missing {
+                    b.ensure_group_topic(&t, n, 6)?;
+                }
+                Ok::<(), ferromq_engine::Error>(())
+            })
+            .await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+                Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
+            }
+        }
+        RemotingCommand::success()
     }
 
     /// UNREGISTER_CLIENT.

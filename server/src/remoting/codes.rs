@@ -23,6 +23,8 @@ pub mod request {
     pub const UPDATE_BROKER_CONFIG: i32 = 25;
     /// Read broker config.
     pub const GET_BROKER_CONFIG: i32 = 26;
+    /// Delete expired commitlog files now.
+    pub const TRIGGER_DELETE_FILES: i32 = 27;
     /// Broker runtime figures.
     pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     /// Queue offset of a store time.
