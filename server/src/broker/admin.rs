@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferromq_engine::MessageFilter;
+use ferromq_engine::{MessageFilter, TopicConfig};
 
 use super::{store_error_code, Broker};
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
@@ -170,25 +170,34 @@ impl Broker {
         RemotingCommand::success().with_body(body.into_bytes())
     }
 
-    /// UPDATE_AND_CREATE_TOPIC. The engine keeps one queue count per topic, so the
-    /// larger of the read and write counts is used.
+    /// UPDATE_AND_CREATE_TOPIC: read and write queue counts, perm, flags and
+    /// order as given (RocketMQ's defaults 16/16/6 when absent).
     pub(super) async fn create_topic(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = (|| -> Result<(String, u32), HeaderError> {
-            let topic = req.ext_fields.get_str("topic")?.to_string();
-            let r = req.ext_fields.opt_i64("readQueueNums")?.unwrap_or(8);
-            let w = req.ext_fields.opt_i64("writeQueueNums")?.unwrap_or(8);
-            let n = r.max(w);
-            let n = u32::try_from(n).map_err(|_| HeaderError::Invalid {
-                key: "writeQueueNums".into(),
-                value: n.to_string(),
-                expected: "a queue count",
-            })?;
-            Ok((topic, n))
+        let parsed = (|| -> Result<TopicConfig, HeaderError> {
+            let e = &req.ext_fields;
+            let topic = e.get_str("topic")?.to_string();
+            let count = |key: &str, default: i64| -> Result<u32, HeaderError> {
+                let n = e.opt_i64(key)?.unwrap_or(default);
+                u32::try_from(n).map_err(|_| HeaderError::Invalid {
+                    key: key.into(),
+                    value: n.to_string(),
+                    expected: "a count >= 0",
+                })
+            };
+            let mut tc = TopicConfig::new(topic, 16);
+            tc.read_queue_nums = count("readQueueNums", 16)?;
+            tc.write_queue_nums = count("writeQueueNums", 16)?;
+            tc.perm = count("perm", 6)?;
+            tc.topic_sys_flag = count("topicSysFlag", 0)?;
+            tc.order = e.opt_bool("order")?.unwrap_or(false);
+            Ok(tc)
         })();
-        let (topic, n) = match parsed {
+        let tc = match parsed {
             Ok(v) => v,
             Err(e) => return e.into(),
         };
+        let topic = tc.topic_name.clone();
+        let (r, w) = (tc.read_queue_nums, tc.write_queue_nums);
         if let Err(why) = super::send::validate_topic(&topic) {
             return RemotingCommand::error(response::SYSTEM_ERROR, why);
         }
@@ -199,11 +208,10 @@ impl Broker {
             );
         }
         let b = self.clone();
-        let t = topic.clone();
-        let res = tokio::task::spawn_blocking(move || b.store.create_topic(&t, n)).await;
+        let res = tokio::task::spawn_blocking(move || b.store.upsert_topic(tc)).await;
         match res {
             Ok(Ok(_)) => {
-                tracing::info!(%topic, queues = n, "topic created or updated");
+                tracing::info!(%topic, read = r, write = w, "topic created or updated");
                 self.register_now.notify_one();
                 RemotingCommand::success()
             }
