@@ -184,6 +184,9 @@ impl Broker {
             request::TRIGGER_DELETE_FILES | request::DELETE_EXPIRED_COMMITLOG => {
                 self.delete_expired_files()
             }
+            request::GET_ALL_CONSUMER_OFFSET => {
+                RemotingCommand::success().with_body(self.offsets.to_json().into_bytes())
+            }
             request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
             request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
             request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,

@@ -317,7 +317,7 @@ impl Broker {
         );
         put_kv(
             "brokerRole",
-            format!("{:?}", self.store.config().broker_role).to_uppercase(),
+            self.store.config().broker_role.as_str().to_string(),
         );
         put_kv("writable", st.fenced.is_none().to_string());
         if let Some(f) = st.fenced {
