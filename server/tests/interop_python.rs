@@ -14,26 +14,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use ferromq_server::remoting::{request, response};
 
 const TOPIC: &str = "PyInteropTopic";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Kills and reaps the script if the test ends early.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn python_client_available() -> Result<(), String> {
     match Command::new("python3")
@@ -64,63 +52,22 @@ fn cpp_client_via_python_produces_pulls_and_push_consumes_with_retry() {
     let (_broker, broker_port) = start_broker(&dir, &props, Some(ns_port));
 
     // The C++ client logs under $HOME/logs/rocketmq-cpp: keep that in the temp dir.
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/python_client.py"
     );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(format!("127.0.0.1:{ns_port}"))
-        .arg(TOPIC)
-        .env("HOME", &home)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn python3");
-    let out = child.stdout.take().expect("stdout");
-    let mut guard = ChildGuard(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(l) = line else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let mut lines = Vec::new();
-    let status = loop {
-        while let Ok(l) = rx.try_recv() {
-            eprintln!("python_client: {l}");
-            lines.push(l);
-        }
-        if let Some(st) = guard.0.try_wait().expect("try_wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "python client did not finish within {SCRIPT_TIMEOUT:?}; output: {lines:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    // Drain what is left after the exit.
-    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-        eprintln!("python_client: {l}");
-        lines.push(l);
-    }
-    assert!(status.success(), "python client failed: {lines:#?}");
-    let result = lines
-        .iter()
-        .find(|l| l.starts_with("RESULT "))
-        .expect("a RESULT line");
-    for want in ["produced=10000", "pulled=10000", "queues=4", "pushed=10000"] {
-        assert!(result.contains(want), "{want} missing in {result}");
-    }
+    let lines = run_client_script(
+        "python3",
+        script,
+        &[format!("127.0.0.1:{ns_port}"), TOPIC.to_string()],
+        &dir.join("home"),
+        SCRIPT_TIMEOUT,
+    );
+    let result = result_line(
+        &lines,
+        &["produced=10000", "pulled=10000", "queues=4", "pushed=10000"],
+    );
+    eprintln!("interop_python: {result}");
 
     // The broker side agrees: 10,000 messages over 4 queues, a retry topic with
     // the given-back messages, the group persisted.
