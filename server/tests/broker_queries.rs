@@ -274,7 +274,7 @@ fn queries_locks_send_back_and_runtime_info() {
 }
 
 #[test]
-fn unknown_group_is_refused_without_auto_create() {
+fn unknown_group_is_refused_on_pull_without_auto_create() {
     let (_tmp, dir) = temp_dir();
     let store = dir.join("store");
     let (_broker, port) = start_broker(
@@ -283,8 +283,23 @@ fn unknown_group_is_refused_without_auto_create() {
         None,
     );
     let mut c = Client::connect(port);
+    // As RocketMQ: the heartbeat is accepted, but no retry topic is made and
+    // pulls and send-backs are refused.
     let r = c.invoke(heartbeat("Unknown", "c"));
+    assert_eq!(r.code, response::SUCCESS);
+    let r = c.send_v2(TOPIC, 0, b"x", None, None);
+    assert_eq!(r.code, response::SUCCESS);
+    let r = c.pull("Unknown", TOPIC, 0, 0, 32);
     assert_eq!(r.code, response::SUBSCRIPTION_GROUP_NOT_EXIST);
+    let r = c.invoke(RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(v["topicConfigTable"]["%RETRY%Unknown"].is_null());
+    assert!(
+        !store.join("config/subscriptionGroup.json").exists()
+            || !std::fs::read_to_string(store.join("config/subscriptionGroup.json"))
+                .unwrap()
+                .contains("\"Unknown\"")
+    );
     let r = c.invoke(send_back(0, "Unknown", 16));
     assert_eq!(r.code, response::SUBSCRIPTION_GROUP_NOT_EXIST);
     // System groups exist from the start.

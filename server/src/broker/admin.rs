@@ -98,8 +98,9 @@ impl Broker {
     }
 
     /// HEART_BEAT: register the client; for each consumer group, find or create
-    /// the subscription group and its retry topic `%RETRY%group` (as RocketMQ's
-    /// `ClientManageProcessor.heartBeat`), so the client can subscribe to it.
+    /// (per `autoCreateSubscriptionGroup`) the subscription group and its retry
+    /// topic `%RETRY%group` (as RocketMQ's `ClientManageProcessor.heartBeat`), so
+    /// the client can subscribe to it.
     pub(super) async fn heart_beat(
         self: Arc<Self>,
         conn: &ConnInfo,
@@ -111,9 +112,11 @@ impl Broker {
         };
         let mut missing = Vec::new();
         for g in &sum.consumer_groups {
-            let cfg = match self.check_group(g).await {
-                Ok(c) => c,
-                Err(r) => return r,
+            // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
+            // it gets no retry topic, and its pulls are refused.
+            let Ok(cfg) = self.check_group(g).await else {
+                tracing::debug!(group = %g, "heartbeat of an unknown subscription group");
+                continue;
             };
             let topic = super::send_back::retry_topic(g);
             if cfg.retry_queue_nums > 0 && self.store.topic_config(&topic).is_none() {

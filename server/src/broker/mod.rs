@@ -190,10 +190,19 @@ impl Broker {
             request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
             request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
             request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
-            code => RemotingCommand::error(
-                response::REQUEST_CODE_NOT_SUPPORTED,
-                format!(" request type {code} not supported"),
-            ),
+            code => {
+                tracing::warn!(
+                    code,
+                    language = crate::remoting::codes::language_name(req.language),
+                    version = req.version,
+                    peer = %conn.peer,
+                    "request code not supported"
+                );
+                RemotingCommand::error(
+                    response::REQUEST_CODE_NOT_SUPPORTED,
+                    format!(" request type {code} not supported"),
+                )
+            }
         }
     }
 
