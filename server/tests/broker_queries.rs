@@ -306,3 +306,43 @@ fn unknown_group_is_refused_on_pull_without_auto_create() {
     let r = c.invoke(heartbeat("TOOLS_CONSUMER", "c"));
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
 }
+
+#[test]
+fn consumers_are_told_when_group_membership_changes() {
+    let (_tmp, dir) = temp_dir();
+    let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), None);
+    let mut a = Client::connect(port);
+    assert_eq!(
+        a.invoke(heartbeat("NG", "client-a")).code,
+        response::SUCCESS
+    );
+    // A renewed heartbeat changes nothing: one notification, for A joining.
+    assert_eq!(
+        a.invoke(heartbeat("NG", "client-a")).code,
+        response::SUCCESS
+    );
+    assert_eq!(a.server_requests.len(), 1);
+    a.server_requests.clear();
+
+    let mut b = Client::connect(port);
+    assert_eq!(
+        b.invoke(heartbeat("NG", "client-b")).code,
+        response::SUCCESS
+    );
+    let n = a.next_server_request();
+    assert_eq!(n.code, request::NOTIFY_CONSUMER_IDS_CHANGED);
+    assert!(n.is_oneway() && !n.is_response());
+    assert_eq!(n.ext_fields.get_str("consumerGroup"), Ok("NG"));
+    assert_eq!(b.server_requests.len(), 1, "the new member is told too");
+
+    // B leaves (connection closed): A is told again.
+    drop(b);
+    let n = a.next_server_request();
+    assert_eq!(n.code, request::NOTIFY_CONSUMER_IDS_CHANGED);
+    let r = a.invoke(
+        RemotingCommand::request(request::GET_CONSUMER_LIST_BY_GROUP)
+            .with_ext("consumerGroup", "NG"),
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["consumerIdList"], serde_json::json!(["client-a"]));
+}

@@ -103,10 +103,10 @@ impl Broker {
     /// the client can subscribe to it.
     pub(super) async fn heart_beat(
         self: Arc<Self>,
-        conn: &ConnInfo,
+        conn: &Arc<ConnInfo>,
         req: &RemotingCommand,
     ) -> RemotingCommand {
-        let sum = match self.clients.heartbeat(conn.id, &req.body) {
+        let sum = match self.clients.heartbeat(conn, &req.body) {
             Ok(sum) => sum,
             Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
         };
@@ -138,6 +138,7 @@ impl Broker {
                 Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
             }
         }
+        self.consumer_ids_changed(&sum.joined_groups);
         RemotingCommand::success()
     }
 
@@ -145,11 +146,12 @@ impl Broker {
     pub(super) fn unregister_client(&self, req: &RemotingCommand) -> RemotingCommand {
         match req.ext_fields.get_str("clientID") {
             Ok(id) => {
-                self.clients.unregister(
+                let changed = self.clients.unregister(
                     id,
                     req.ext_fields.opt_str("producerGroup"),
                     req.ext_fields.opt_str("consumerGroup"),
                 );
+                self.consumer_ids_changed(&changed);
                 RemotingCommand::success()
             }
             Err(e) => e.into(),

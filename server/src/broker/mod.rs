@@ -223,6 +223,22 @@ impl Broker {
         r.map_err(|e| RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()))
     }
 
+    /// Tell the consumers of each group whose membership changed, unless the
+    /// group turned `notifyConsumerIdsChangedEnable` off (RocketMQ's
+    /// `DefaultConsumerIdsChangeListener`).
+    fn consumer_ids_changed(&self, groups: &[String]) {
+        for g in groups {
+            let enabled = self
+                .groups
+                .get(g)
+                .is_none_or(|c| c.notify_consumer_ids_changed_enable);
+            if enabled {
+                let n = self.clients.notify_consumer_ids_changed(g);
+                tracing::debug!(group = %g, told = n, "consumer ids changed");
+            }
+        }
+    }
+
     /// Persist the consumer offsets (off the runtime).
     async fn persist_offsets(self: &Arc<Self>) {
         let b = self.clone();
@@ -260,7 +276,8 @@ impl Handler for Broker {
     }
 
     fn on_close(&self, conn: &ConnInfo) {
-        self.clients.on_connection_closed(conn.id);
+        let changed = self.clients.on_connection_closed(conn.id);
+        self.consumer_ids_changed(&changed);
     }
 }
 
@@ -283,7 +300,8 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
                 tokio::select! {
                     _ = tick.tick() => {
                         b.persist_offsets().await;
-                        b.clients.scan_not_active(CLIENT_EXPIRY);
+                        let changed = b.clients.scan_not_active(CLIENT_EXPIRY);
+                        b.consumer_ids_changed(&changed);
                         b.stats.roll_day();
                     }
                     _ = stop.changed() => break,

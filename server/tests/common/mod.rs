@@ -149,6 +149,9 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
 pub struct Client {
     pub stream: TcpStream,
     next_opaque: i32,
+    /// Requests the server sent us (e.g. NOTIFY_CONSUMER_IDS_CHANGED) while we
+    /// waited for a response.
+    pub server_requests: Vec<RemotingCommand>,
 }
 
 impl Client {
@@ -164,6 +167,7 @@ impl Client {
         Client {
             stream,
             next_opaque: 1,
+            server_requests: Vec::new(),
         }
     }
 
@@ -185,10 +189,26 @@ impl Client {
         req.opaque = self.next_opaque;
         self.next_opaque += 1;
         self.write_raw(&encode(&req).unwrap());
-        let resp = self.read();
-        assert!(resp.is_response());
-        assert_eq!(resp.opaque, req.opaque);
-        resp
+        // Bounded: the read timeout ends a silent server.
+        loop {
+            let resp = self.read();
+            if !resp.is_response() {
+                self.server_requests.push(resp);
+                continue;
+            }
+            assert_eq!(resp.opaque, req.opaque);
+            return resp;
+        }
+    }
+
+    /// The next request the server sent us (stashed or read now).
+    pub fn next_server_request(&mut self) -> RemotingCommand {
+        if !self.server_requests.is_empty() {
+            return self.server_requests.remove(0);
+        }
+        let r = self.read();
+        assert!(!r.is_response(), "unexpected response {r:?}");
+        r
     }
 
     /// True when the server closes the connection within `timeout`.
