@@ -7,7 +7,9 @@
 //! sends, 200 in batches), pulls them back with the C++ pull consumer 32 at a
 //! time from offset 0 until NO_NEW_MSG (exactly once, body/tags/keys intact),
 //! and consumes them with a push consumer whose handler fails once, so that the
-//! message comes back through `%RETRY%py_push_group`.
+//! message comes back through `%RETRY%py_push_group`; then an orderly push
+//! consumer (which consumes a queue only while holding its broker lock,
+//! LOCK_BATCH_MQ) receives every message once, each queue in offset order.
 //!
 //! Skips (with a message) when `python3` or the package is missing;
 //! `.ci/run` installs the package.
@@ -65,7 +67,13 @@ fn cpp_client_via_python_produces_pulls_and_push_consumes_with_retry() {
     );
     let result = result_line(
         &lines,
-        &["produced=10000", "pulled=10000", "queues=4", "pushed=10000"],
+        &[
+            "produced=10000",
+            "pulled=10000",
+            "queues=4",
+            "pushed=10000",
+            "orderly_in_queue_order=10000",
+        ],
     );
     eprintln!("interop_python: {result}");
 

@@ -13,6 +13,9 @@ Usage: python_client.py NAMESRV_ADDR TOPIC
 4. The push consumer must receive every message; the handler fails once for
    FAIL_KEY, which must come back through the broker's retry topic (it then
    carries the RETRY_TOPIC property and reconsume times >= 1).
+5. An orderly push consumer (GROUP_ORDERLY) must receive every message exactly
+   once, each queue in offset order; the C++ client consumes a queue orderly
+   only while it holds the broker's lock on it (LOCK_BATCH_MQ).
 
 Every wait is bounded. Prints `RESULT key=value ...` and exits 0 on success,
 prints `FAIL: why` and exits 1 otherwise.
@@ -33,6 +36,7 @@ BATCH_SIZE = 10
 QUEUES = 4
 GROUP_PUSH = "py_push_group"
 GROUP_PULL = "py_pull_group"
+GROUP_ORDERLY = "py_orderly_group"
 FAIL_KEY = "key-42"
 PUSH_DEADLINE_S = 150
 
@@ -271,6 +275,44 @@ class PushState:
         return ConsumeStatus.CONSUME_SUCCESS
 
 
+def consume_orderly(namesrv, topic):
+    lock = threading.Lock()
+    seen = {}
+    last = {}
+    errors = []
+
+    def on_message(msg):
+        with lock:
+            q, off = msg.queue_id, msg.queue_offset
+            if q in last and off != last[q] + 1:
+                errors.append("queue %d: offset %d after %d" % (q, off, last[q]))
+            last[q] = off
+            i = int(msg.body.decode()[11:16])
+            seen[i] = seen.get(i, 0) + 1
+        return ConsumeStatus.CONSUME_SUCCESS
+
+    c = PushConsumer(GROUP_ORDERLY, orderly=True)
+    c.set_namesrv_addr(namesrv)
+    c.subscribe(topic, on_message)
+    c.start()
+    deadline = time.time() + PUSH_DEADLINE_S
+    while time.time() < deadline:
+        with lock:
+            if len(seen) >= N:
+                break
+        time.sleep(0.2)
+    time.sleep(0.5)
+    c.shutdown()
+    with lock:
+        if errors:
+            fail("orderly consumer: %s" % errors[:5])
+        if len(seen) != N or max(seen.values()) != 1:
+            fail("orderly consumer got %d distinct of %d, %d deliveries" % (len(seen), N, sum(seen.values())))
+        if len(last) != QUEUES:
+            fail("orderly consumer saw queues %s" % sorted(last))
+    return len(seen)
+
+
 def main():
     if len(sys.argv) != 3:
         fail("usage: python_client.py NAMESRV_ADDR TOPIC")
@@ -318,11 +360,13 @@ def main():
         if max(state.retried.values()) > 1 or len(state.retried) > 32:
             fail("unexpected redeliveries: %s" % sorted(state.retried.items())[:10])
         retried = len(state.retried)
+    orderly = consume_orderly(namesrv, topic)
+    print("orderly consumer got %d in queue order" % orderly, flush=True)
     print(
         "RESULT produced=%d sync=%d batched=%d msg_ids=%d pulled=%d queues=%d pushed=%d "
-        "push_from_topic_at_most_once=%d via_retry_topic=%d seconds=%.1f"
+        "push_from_topic_at_most_once=%d via_retry_topic=%d orderly_in_queue_order=%d seconds=%.1f"
         % (N, N - BATCHED, BATCHED, len(msg_ids), N, len(per_queue), len(got), len(state.first),
-           retried, time.time() - t0),
+           retried, orderly, time.time() - t0),
         flush=True,
     )
 
