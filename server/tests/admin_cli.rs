@@ -156,6 +156,18 @@ fn admin_commands_against_real_binaries() {
     );
     assert!(out.contains("commitLogMaxOffset"), "{out}");
 
+    let out = stdout_ok(ns_port, &["getBrokerConfig", "-c", "TestCluster"]);
+    assert!(
+        out.contains(&format!("============{addr}============")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("brokerName") && l.ends_with("=  broker-t")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("flushDiskType")), "{out}");
+
     // Errors: clear message, exit code 1.
     for (args, want) in [
         (vec!["topicStatus", "-t", "NoSuchTopic"], "does not exist"),

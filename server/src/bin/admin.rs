@@ -88,6 +88,9 @@ enum Cmd {
     /// A broker's runtime figures.
     #[command(name = "brokerStatus")]
     BrokerStatus(Target),
+    /// A broker's effective configuration.
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig(Target),
 }
 
 #[derive(Args, Debug)]
@@ -522,6 +525,23 @@ impl Admin {
                         &format!("delete expired commitlog on {addr}"),
                     )?;
                     println!("{addr}: delete expired commitlog success.");
+                }
+            }
+            Cmd::GetBrokerConfig(t) => {
+                for addr in self.targets(&t).await? {
+                    let r = ok(
+                        call(&addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await?,
+                        &format!("broker config of {addr}"),
+                    )?;
+                    println!("============{addr}============");
+                    for line in String::from_utf8_lossy(&r.body).lines() {
+                        match line.split_once('=') {
+                            Some((k, v)) if !line.starts_with('#') => {
+                                println!("{:<50}=  {}", k.trim(), v.trim())
+                            }
+                            _ => {}
+                        }
+                    }
                 }
             }
             Cmd::BrokerStatus(t) => {

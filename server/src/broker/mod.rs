@@ -181,6 +181,7 @@ impl Broker {
             request::QUERY_BROKER_OFFSET => self.query_broker_offset(),
             request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(),
             request::GET_BROKER_RUNTIME_INFO => self.broker_runtime_info().await,
+            request::GET_BROKER_CONFIG => self.broker_config(),
             request::TRIGGER_DELETE_FILES | request::DELETE_EXPIRED_COMMITLOG => {
                 self.delete_expired_files()
             }

@@ -335,6 +335,20 @@ impl Broker {
         .await
     }
 
+    /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
+    /// (store keys, then broker keys), with a data version header.
+    pub(super) fn broker_config(&self) -> RemotingCommand {
+        let text = format!(
+            "{}{}",
+            self.store.config().to_properties(),
+            self.cfg.to_properties(false)
+        );
+        let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});
+        RemotingCommand::success()
+            .with_ext("version", version)
+            .with_body(text.into_bytes())
+    }
+
     /// TRIGGER_DELETE_FILES and DELETE_EXPIRED_COMMITLOG: delete expired files now.
     pub(super) fn delete_expired_files(&self) -> RemotingCommand {
         self.store.execute_delete_files_manually();
