@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use ferromq_engine::MessageFilter;
+use ferromq_engine::{MessageFilter, TopicConfig};
 
 use super::{store_error_code, Broker};
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
 
 impl Broker {
-    fn topic_queue(req: &RemotingCommand) -> Result<(String, u32), HeaderError> {
+    pub(super) fn topic_queue(req: &RemotingCommand) -> Result<(String, u32), HeaderError> {
         let topic = req.ext_fields.get_str("topic")?.to_string();
         let qid = req.ext_fields.get_i32("queueId")?;
         let qid = u32::try_from(qid).map_err(|_| HeaderError::Invalid {
@@ -97,30 +97,61 @@ impl Broker {
         }
     }
 
-    /// HEART_BEAT.
-    pub(super) fn heart_beat(&self, conn: &ConnInfo, req: &RemotingCommand) -> RemotingCommand {
-        match self.clients.heartbeat(conn.id, &req.body) {
-            Ok(sum) => {
-                for g in &sum.consumer_groups {
-                    if let Err(r) = self.check_group(g) {
-                        return r;
-                    }
-                }
-                RemotingCommand::success()
+    /// HEART_BEAT: register the client; for each consumer group, find or create
+    /// (per `autoCreateSubscriptionGroup`) the subscription group and its retry
+    /// topic `%RETRY%group` (as RocketMQ's `ClientManageProcessor.heartBeat`), so
+    /// the client can subscribe to it.
+    pub(super) async fn heart_beat(
+        self: Arc<Self>,
+        conn: &Arc<ConnInfo>,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
+        let sum = match self.clients.heartbeat(conn, &req.body) {
+            Ok(sum) => sum,
+            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
+        };
+        let mut missing = Vec::new();
+        for g in &sum.consumer_groups {
+            // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
+            // it gets no retry topic, and its pulls are refused.
+            let Ok(cfg) = self.check_group(g).await else {
+                tracing::debug!(group = %g, "heartbeat of an unknown subscription group");
+                continue;
+            };
+            let topic = super::send_back::retry_topic(g);
+            if cfg.retry_queue_nums > 0 && self.store.topic_config(&topic).is_none() {
+                missing.push((topic, cfg.retry_queue_nums as u32));
             }
-            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
         }
+        if !missing.is_empty() {
+            let b = self.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                for (t, n) in missing {
+                    b.ensure_group_topic(&t, n, 6)?;
+                }
+                Ok::<(), ferromq_engine::Error>(())
+            })
+            .await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+                Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
+            }
+        }
+        self.consumer_ids_changed(&sum.joined_groups);
+        RemotingCommand::success()
     }
 
     /// UNREGISTER_CLIENT.
     pub(super) fn unregister_client(&self, req: &RemotingCommand) -> RemotingCommand {
         match req.ext_fields.get_str("clientID") {
             Ok(id) => {
-                self.clients.unregister(
+                let changed = self.clients.unregister(
                     id,
                     req.ext_fields.opt_str("producerGroup"),
                     req.ext_fields.opt_str("consumerGroup"),
                 );
+                self.consumer_ids_changed(&changed);
                 RemotingCommand::success()
             }
             Err(e) => e.into(),
@@ -144,25 +175,34 @@ impl Broker {
         RemotingCommand::success().with_body(body.into_bytes())
     }
 
-    /// UPDATE_AND_CREATE_TOPIC. The engine keeps one queue count per topic, so the
-    /// larger of the read and write counts is used.
+    /// UPDATE_AND_CREATE_TOPIC: read and write queue counts, perm, flags and
+    /// order as given (RocketMQ's defaults 16/16/6 when absent).
     pub(super) async fn create_topic(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = (|| -> Result<(String, u32), HeaderError> {
-            let topic = req.ext_fields.get_str("topic")?.to_string();
-            let r = req.ext_fields.opt_i64("readQueueNums")?.unwrap_or(8);
-            let w = req.ext_fields.opt_i64("writeQueueNums")?.unwrap_or(8);
-            let n = r.max(w);
-            let n = u32::try_from(n).map_err(|_| HeaderError::Invalid {
-                key: "writeQueueNums".into(),
-                value: n.to_string(),
-                expected: "a queue count",
-            })?;
-            Ok((topic, n))
+        let parsed = (|| -> Result<TopicConfig, HeaderError> {
+            let e = &req.ext_fields;
+            let topic = e.get_str("topic")?.to_string();
+            let count = |key: &str, default: i64| -> Result<u32, HeaderError> {
+                let n = e.opt_i64(key)?.unwrap_or(default);
+                u32::try_from(n).map_err(|_| HeaderError::Invalid {
+                    key: key.into(),
+                    value: n.to_string(),
+                    expected: "a count >= 0",
+                })
+            };
+            let mut tc = TopicConfig::new(topic, 16);
+            tc.read_queue_nums = count("readQueueNums", 16)?;
+            tc.write_queue_nums = count("writeQueueNums", 16)?;
+            tc.perm = count("perm", 6)?;
+            tc.topic_sys_flag = count("topicSysFlag", 0)?;
+            tc.order = e.opt_bool("order")?.unwrap_or(false);
+            Ok(tc)
         })();
-        let (topic, n) = match parsed {
+        let tc = match parsed {
             Ok(v) => v,
             Err(e) => return e.into(),
         };
+        let topic = tc.topic_name.clone();
+        let (r, w) = (tc.read_queue_nums, tc.write_queue_nums);
         if let Err(why) = super::send::validate_topic(&topic) {
             return RemotingCommand::error(response::SYSTEM_ERROR, why);
         }
@@ -173,11 +213,10 @@ impl Broker {
             );
         }
         let b = self.clone();
-        let t = topic.clone();
-        let res = tokio::task::spawn_blocking(move || b.store.create_topic(&t, n)).await;
+        let res = tokio::task::spawn_blocking(move || b.store.upsert_topic(tc)).await;
         match res {
             Ok(Ok(_)) => {
-                tracing::info!(%topic, queues = n, "topic created or updated");
+                tracing::info!(%topic, read = r, write = w, "topic created or updated");
                 self.register_now.notify_one();
                 RemotingCommand::success()
             }

@@ -1,17 +1,18 @@
 //! Producer and consumer clients known from heartbeats (RocketMQ's
 //! `ProducerManager` / `ConsumerManager`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::remoting::json::parse_lenient;
+use crate::remoting::{request, ConnInfo, RemotingCommand};
 
 #[derive(Debug, Clone)]
 struct ClientChannel {
-    conn_id: u64,
+    conn: Arc<ConnInfo>,
     last_update: Instant,
 }
 
@@ -51,6 +52,8 @@ pub struct HeartbeatSummary {
     pub consumer_groups: Vec<String>,
     /// Producer groups in it.
     pub producer_groups: Vec<String>,
+    /// Consumer groups this heartbeat joined the client to (membership changed).
+    pub joined_groups: Vec<String>,
 }
 
 impl ClientManager {
@@ -68,13 +71,13 @@ impl ClientManager {
     ///
     /// # Errors
     /// A sentence when the body is not JSON or has no `clientID`.
-    pub fn heartbeat(&self, conn_id: u64, body: &[u8]) -> Result<HeartbeatSummary, String> {
+    pub fn heartbeat(&self, conn: &Arc<ConnInfo>, body: &[u8]) -> Result<HeartbeatSummary, String> {
         let text = std::str::from_utf8(body).map_err(|e| format!("heartbeat body: {e}"))?;
         let v = parse_lenient(text).map_err(|e| format!("heartbeat body: {e}"))?;
         let client_id = str_of(&v["clientID"]).ok_or("heartbeat body has no clientID")?;
         let now = Instant::now();
         let ch = ClientChannel {
-            conn_id,
+            conn: conn.clone(),
             last_update: now,
         };
         let mut sum = HeartbeatSummary {
@@ -99,7 +102,13 @@ impl ClientManager {
                     continue;
                 };
                 let group = t.consumers.entry(g.clone()).or_default();
-                group.clients.insert(client_id.clone(), ch.clone());
+                let joined = group
+                    .clients
+                    .insert(client_id.clone(), ch.clone())
+                    .is_none_or(|old| old.conn.id != conn.id);
+                if joined {
+                    sum.joined_groups.push(g.clone());
+                }
                 if let Value::Array(subs) = &c["subscriptionDataSet"] {
                     for s in subs {
                         if let Some(topic) = str_of(&s["topic"]) {
@@ -114,14 +123,15 @@ impl ClientManager {
         Ok(sum)
     }
 
-    /// A client leaves its groups.
+    /// A client leaves its groups; returns the consumer groups that lost it.
     pub fn unregister(
         &self,
         client_id: &str,
         producer_group: Option<&str>,
         consumer_group: Option<&str>,
-    ) {
+    ) -> Vec<String> {
         let mut t = self.lock();
+        let mut changed = Vec::new();
         if let Some(g) = producer_group {
             if let Some(m) = t.producers.get_mut(g) {
                 m.remove(client_id);
@@ -129,35 +139,67 @@ impl ClientManager {
         }
         if let Some(g) = consumer_group {
             if let Some(cg) = t.consumers.get_mut(g) {
-                cg.clients.remove(client_id);
+                if cg.clients.remove(client_id).is_some() {
+                    changed.push(g.to_string());
+                }
                 if cg.clients.is_empty() {
                     t.consumers.remove(g);
                 }
             }
         }
+        changed
     }
 
-    /// Forget the clients of a closed connection.
-    pub fn on_connection_closed(&self, conn_id: u64) {
-        self.retain(|c| c.conn_id != conn_id);
+    /// Forget the clients of a closed connection; returns the consumer groups
+    /// that lost a member.
+    pub fn on_connection_closed(&self, conn_id: u64) -> Vec<String> {
+        self.retain(|c| c.conn.id != conn_id)
     }
 
-    /// Forget clients silent for longer than `expiry`.
-    pub fn scan_not_active(&self, expiry: Duration) {
+    /// Forget clients silent for longer than `expiry`; returns the consumer
+    /// groups that lost a member.
+    pub fn scan_not_active(&self, expiry: Duration) -> Vec<String> {
         let now = Instant::now();
-        self.retain(|c| now.duration_since(c.last_update) <= expiry);
+        self.retain(|c| now.duration_since(c.last_update) <= expiry)
     }
 
-    fn retain(&self, keep: impl Fn(&ClientChannel) -> bool) {
+    fn retain(&self, keep: impl Fn(&ClientChannel) -> bool) -> Vec<String> {
         let mut t = self.lock();
         for m in t.producers.values_mut() {
             m.retain(|_, c| keep(c));
         }
         t.producers.retain(|_, m| !m.is_empty());
-        for g in t.consumers.values_mut() {
+        let mut changed = BTreeSet::new();
+        for (name, g) in t.consumers.iter_mut() {
+            let before = g.clients.len();
             g.clients.retain(|_, c| keep(c));
+            if g.clients.len() != before {
+                changed.insert(name.clone());
+            }
         }
         t.consumers.retain(|_, g| !g.clients.is_empty());
+        changed.into_iter().collect()
+    }
+
+    /// Tell every consumer of `group` that its membership changed
+    /// (NOTIFY_CONSUMER_IDS_CHANGED, oneway), so they rebalance at once instead
+    /// of at their next periodic rebalance. Returns how many were told.
+    pub fn notify_consumer_ids_changed(&self, group: &str) -> usize {
+        let conns: Vec<Arc<ConnInfo>> = self
+            .lock()
+            .consumers
+            .get(group)
+            .map(|g| g.clients.values().map(|c| c.conn.clone()).collect())
+            .unwrap_or_default();
+        conns
+            .iter()
+            .filter(|c| {
+                c.send_oneway(
+                    RemotingCommand::request(request::NOTIFY_CONSUMER_IDS_CHANGED)
+                        .with_ext("consumerGroup", group),
+                )
+            })
+            .count()
     }
 
     /// Client ids of a consumer group, sorted.
@@ -185,13 +227,17 @@ mod tests {
     #[test]
     fn heartbeat_register_and_close() {
         let m = ClientManager::new();
+        let conn = |id: u64| Arc::new(ConnInfo::detached(id, "127.0.0.1:1".parse().unwrap()));
+        let (c7, c8, c1) = (conn(7), conn(8), conn(1));
         let body = br#"{"clientID":"c1","producerDataSet":[{"groupName":"P"}],
             "consumerDataSet":[{"groupName":"G","consumeType":1,"messageModel":"CLUSTERING",
             "subscriptionDataSet":[{"topic":"T","subString":"a || b"}]},{"noGroup":1}]}"#;
-        let s = m.heartbeat(7, body).unwrap();
+        let s = m.heartbeat(&c7, body).unwrap();
         assert_eq!(s.consumer_groups, vec!["G".to_string()]);
+        assert_eq!(s.joined_groups, vec!["G".to_string()]);
+        assert!(m.heartbeat(&c7, body).unwrap().joined_groups.is_empty());
         m.heartbeat(
-            8,
+            &c8,
             br#"{"clientID":"c2","consumerDataSet":[{"groupName":"G"}]}"#,
         )
         .unwrap();
@@ -200,11 +246,16 @@ mod tests {
             vec!["c1".to_string(), "c2".to_string()]
         );
         assert_eq!(m.subscription("G", "T").as_deref(), Some("a || b"));
-        m.on_connection_closed(7);
+        assert_eq!(m.on_connection_closed(7), vec!["G".to_string()]);
+        assert_eq!(
+            m.notify_consumer_ids_changed("G"),
+            0,
+            "detached: nothing sent"
+        );
         assert_eq!(m.consumer_ids("G"), vec!["c2".to_string()]);
-        m.unregister("c2", None, Some("G"));
+        assert_eq!(m.unregister("c2", None, Some("G")), vec!["G".to_string()]);
         assert!(m.consumer_ids("G").is_empty());
-        assert!(m.heartbeat(1, b"{}").is_err());
-        assert!(m.heartbeat(1, b"\xff").is_err());
+        assert!(m.heartbeat(&c1, b"{}").is_err());
+        assert!(m.heartbeat(&c1, b"\xff").is_err());
     }
 }

@@ -9,15 +9,18 @@ mod admin;
 pub mod clients;
 pub mod config;
 pub mod hold;
+pub mod lock;
 pub mod offsets;
 pub mod pool;
 mod pull;
+pub mod query;
 mod register;
 mod send;
+pub mod send_back;
+pub mod subscription;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferromq_engine::{Error as StoreError, MessageStore};
@@ -27,8 +30,11 @@ use tokio::sync::{watch, Notify};
 pub use clients::ClientManager;
 pub use config::BrokerConfig;
 pub use hold::PullHold;
+pub use lock::RebalanceLockManager;
 pub use offsets::ConsumerOffsetManager;
 pub use pool::{BoundedPool, PoolBusy};
+pub use query::BrokerStats;
+pub use subscription::SubscriptionGroupManager;
 
 use crate::remoting::{request, response, serve, ConnInfo, Handler, RemotingCommand, ServerConfig};
 
@@ -49,7 +55,9 @@ pub struct Broker {
     hold: Arc<PullHold>,
     send_pool: BoundedPool,
     pull_pool: BoundedPool,
-    groups: Mutex<HashSet<String>>,
+    groups: SubscriptionGroupManager,
+    locks: RebalanceLockManager,
+    stats: BrokerStats,
     register_now: Notify,
     stopping: AtomicBool,
     next_queue: AtomicU32,
@@ -61,6 +69,9 @@ pub enum StartError {
     /// The consumer offset file cannot be read.
     #[error("cannot load consumer offsets: {0}")]
     Offsets(std::io::Error),
+    /// The subscription group file cannot be read.
+    #[error("cannot load subscription groups: {0}")]
+    Groups(std::io::Error),
     /// A pool thread cannot be spawned.
     #[error("cannot start thread pools: {0}")]
     Threads(std::io::Error),
@@ -79,6 +90,11 @@ impl Broker {
     ) -> Result<Arc<Broker>, StartError> {
         let offsets = ConsumerOffsetManager::load(&store.config().config_dir())
             .map_err(StartError::Offsets)?;
+        let groups = SubscriptionGroupManager::load(
+            &store.config().config_dir(),
+            cfg.auto_create_subscription_group,
+        )
+        .map_err(StartError::Groups)?;
         let send_pool = BoundedPool::new(
             "SendMessageThread",
             cfg.send_message_thread_pool_nums,
@@ -105,7 +121,9 @@ impl Broker {
             hold,
             send_pool,
             pull_pool,
-            groups: Mutex::new(HashSet::new()),
+            groups,
+            locks: RebalanceLockManager::new(),
+            stats: BrokerStats::default(),
             register_now: Notify::new(),
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
@@ -132,6 +150,11 @@ impl Broker {
         &self.offsets
     }
 
+    /// Subscription groups.
+    pub fn subscription_groups(&self) -> &SubscriptionGroupManager {
+        &self.groups
+    }
+
     /// Answer one request.
     pub async fn process(
         self: Arc<Self>,
@@ -147,31 +170,74 @@ impl Broker {
             request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&req),
             request::GET_MAX_OFFSET => self.get_max_offset(&req),
             request::GET_MIN_OFFSET => self.get_min_offset(&req),
-            request::HEART_BEAT => self.heart_beat(&conn, &req),
+            request::HEART_BEAT => self.heart_beat(&conn, &req).await,
             request::UNREGISTER_CLIENT => self.unregister_client(&req),
             request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),
             request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req).await,
-            code => RemotingCommand::error(
-                response::REQUEST_CODE_NOT_SUPPORTED,
-                format!(" request type {code} not supported"),
-            ),
+            request::SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(&req).await,
+            request::GET_EARLIEST_MSG_STORETIME => self.earliest_msg_store_time(&req).await,
+            request::QUERY_MESSAGE => self.query_message(&req).await,
+            request::VIEW_MESSAGE_BY_ID => self.view_message_by_id(&req).await,
+            request::QUERY_BROKER_OFFSET => self.query_broker_offset(),
+            request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(),
+            request::GET_BROKER_RUNTIME_INFO => self.broker_runtime_info().await,
+            request::GET_BROKER_CONFIG => self.broker_config(),
+            request::TRIGGER_DELETE_FILES | request::DELETE_EXPIRED_COMMITLOG => {
+                self.delete_expired_files()
+            }
+            request::GET_ALL_CONSUMER_OFFSET => {
+                RemotingCommand::success().with_body(self.offsets.to_json().into_bytes())
+            }
+            request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
+            request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
+            request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
+            code => {
+                tracing::warn!(
+                    code,
+                    language = crate::remoting::codes::language_name(req.language),
+                    version = req.version,
+                    peer = %conn.peer,
+                    "request code not supported"
+                );
+                RemotingCommand::error(
+                    response::REQUEST_CODE_NOT_SUPPORTED,
+                    format!(" request type {code} not supported"),
+                )
+            }
         }
     }
 
-    /// Record a subscription group, or refuse it when auto-creation is off.
-    fn check_group(&self, group: &str) -> Result<(), RemotingCommand> {
-        let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        if g.contains(group) {
-            return Ok(());
+    /// Look a subscription group up, creating (and persisting, off the runtime)
+    /// it when unknown and `autoCreateSubscriptionGroup` is on; refuse it otherwise.
+    async fn check_group(
+        self: &Arc<Self>,
+        group: &str,
+    ) -> Result<subscription::SubscriptionGroupConfig, RemotingCommand> {
+        if let Some(c) = self.groups.get(group) {
+            return Ok(c);
         }
-        if !self.cfg.auto_create_subscription_group {
-            return Err(RemotingCommand::error(
-                response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                format!("subscription group [{group}] does not exist"),
-            ));
+        let b = self.clone();
+        let g = group.to_string();
+        let r = tokio::task::spawn_blocking(move || b.groups.find_or_create(&g))
+            .await
+            .map_err(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))?;
+        r.map_err(|e| RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()))
+    }
+
+    /// Tell the consumers of each group whose membership changed, unless the
+    /// group turned `notifyConsumerIdsChangedEnable` off (RocketMQ's
+    /// `DefaultConsumerIdsChangeListener`).
+    fn consumer_ids_changed(&self, groups: &[String]) {
+        for g in groups {
+            let enabled = self
+                .groups
+                .get(g)
+                .is_none_or(|c| c.notify_consumer_ids_changed_enable);
+            if enabled {
+                let n = self.clients.notify_consumer_ids_changed(g);
+                tracing::debug!(group = %g, told = n, "consumer ids changed");
+            }
         }
-        g.insert(group.to_string());
-        Ok(())
     }
 
     /// Persist the consumer offsets (off the runtime).
@@ -213,7 +279,8 @@ impl Handler for Broker {
     }
 
     fn on_close(&self, conn: &ConnInfo) {
-        self.clients.on_connection_closed(conn.id);
+        let changed = self.clients.on_connection_closed(conn.id);
+        self.consumer_ids_changed(&changed);
     }
 }
 
@@ -236,7 +303,9 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
                 tokio::select! {
                     _ = tick.tick() => {
                         b.persist_offsets().await;
-                        b.clients.scan_not_active(CLIENT_EXPIRY);
+                        let changed = b.clients.scan_not_active(CLIENT_EXPIRY);
+                        b.consumer_ids_changed(&changed);
+                        b.stats.roll_day();
                     }
                     _ = stop.changed() => break,
                 }

@@ -5,6 +5,7 @@
 //! broker answers SYSTEM_BUSY (RocketMQ's flow control), instead of letting
 //! requests pile up.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,6 +25,7 @@ pub struct BoundedPool {
     name: String,
     tx: Mutex<Option<SyncSender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl BoundedPool {
@@ -47,6 +49,7 @@ impl BoundedPool {
             name: name.to_string(),
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(handles),
+            queued: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -60,17 +63,28 @@ impl BoundedPool {
         R: Send + 'static,
     {
         let (rtx, rrx) = oneshot::channel();
+        let queued = self.queued.clone();
         let job: Job = Box::new(move || {
+            queued.fetch_sub(1, Ordering::Relaxed);
             let _ = rtx.send(f());
         });
         let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = guard.as_ref() else {
             return Err(PoolBusy);
         };
+        self.queued.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(job) {
             Ok(()) => Ok(rrx),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => Err(PoolBusy),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(PoolBusy)
+            }
         }
+    }
+
+    /// Jobs waiting in the queue (not yet taken by a worker).
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Stop taking jobs, let the workers finish the queue, and join them.
@@ -131,7 +145,9 @@ mod tests {
         // Wait until the worker has taken the first job off the queue.
         std::thread::sleep(Duration::from_millis(50));
         let queued = pool.try_execute(|| 2).unwrap();
+        assert_eq!(pool.queued(), 1);
         assert_eq!(pool.try_execute(|| 3).unwrap_err(), PoolBusy);
+        assert_eq!(pool.queued(), 1);
         gate_tx.send(()).unwrap();
         assert_eq!(running.await.unwrap(), 1);
         assert_eq!(queued.await.unwrap(), 2);

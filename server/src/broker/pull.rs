@@ -140,7 +140,7 @@ impl Broker {
                 ),
             );
         }
-        if let Err(r) = self.check_group(&h.consumer_group) {
+        if let Err(r) = self.check_group(&h.consumer_group).await {
             return r;
         }
         if h.expression_type
@@ -213,7 +213,10 @@ impl Broker {
                 );
             }
             match res {
-                Ok(r) => pull_response(&r, offset),
+                Ok(r) => {
+                    b.stats.add_get(r.messages.len() as u64);
+                    pull_response(&r, offset)
+                }
                 Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
             }
         };

@@ -41,6 +41,9 @@ pub struct SendHeader {
     pub properties: Option<String>,
     /// Reconsume times.
     pub reconsume_times: i32,
+    /// `batch` (V2: `m`): the body is a batch even on SEND_MESSAGE / V2, as
+    /// the C++ client sends it (`"batch":"1"` on code 10).
+    pub batch: bool,
 }
 
 impl SendHeader {
@@ -65,6 +68,7 @@ impl SendHeader {
             flag: ext.opt_i64(k("flag", "h"))?.unwrap_or(0) as i32,
             properties: ext.opt_str(k("properties", "i")).map(str::to_string),
             reconsume_times: ext.opt_i64(k("reconsumeTimes", "j"))?.unwrap_or(0) as i32,
+            batch: ext.opt_bool(k("batch", "m"))?.unwrap_or(false),
         })
     }
 }
@@ -185,7 +189,7 @@ impl Broker {
                 format!("Sending message to topic[{}] is forbidden.", h.topic),
             );
         }
-        let batch = req.code == request::SEND_BATCH_MESSAGE;
+        let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch;
         let born = conn.peer;
         let body = req.body;
         let b = self.clone();
@@ -279,6 +283,9 @@ impl Broker {
                 Err(r) => return r,
             }
         };
+        if let Ok(pr) = &res {
+            self.stats.add_put(u64::from(pr.message_count));
+        }
         put_response(res, queue_id)
     }
 }
@@ -307,6 +314,9 @@ mod tests {
             ("T", 3, 5)
         );
         assert_eq!(h.properties.as_deref(), Some("TAGS\u{1}x"));
+        assert!(!h.batch);
+        e.insert("m", "1");
+        assert!(SendHeader::parse(&e).unwrap().batch);
         let mut e = ExtFields::new();
         for (k, v) in [("producerGroup", "P"), ("topic", "T"), ("queueId", "1")] {
             e.insert(k, v);

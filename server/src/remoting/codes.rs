@@ -23,6 +23,8 @@ pub mod request {
     pub const UPDATE_BROKER_CONFIG: i32 = 25;
     /// Read broker config.
     pub const GET_BROKER_CONFIG: i32 = 26;
+    /// Delete expired commitlog files now.
+    pub const TRIGGER_DELETE_FILES: i32 = 27;
     /// Broker runtime figures.
     pub const GET_BROKER_RUNTIME_INFO: i32 = 28;
     /// Queue offset of a store time.
@@ -53,6 +55,8 @@ pub mod request {
     pub const LOCK_BATCH_MQ: i32 = 41;
     /// Unlock queues.
     pub const UNLOCK_BATCH_MQ: i32 = 42;
+    /// Every consumer offset of a broker (`consumerOffset.json`'s content).
+    pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     /// Broker registers with a name server.
     pub const REGISTER_BROKER: i32 = 103;
     /// Broker leaves a name server.

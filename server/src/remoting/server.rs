@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,35 @@ pub struct ConnInfo {
     pub id: u64,
     /// The peer's address.
     pub peer: SocketAddr,
+    /// The connection's outgoing frames; weak, so the connection still closes
+    /// when only handlers remember it.
+    out: Option<mpsc::WeakUnboundedSender<RemotingCommand>>,
+}
+
+/// Opaque ids of requests the server sends to its clients.
+static NEXT_SERVER_OPAQUE: AtomicI32 = AtomicI32::new(1);
+
+impl ConnInfo {
+    /// A connection record with no channel behind it (for tests and tools):
+    /// [`ConnInfo::send_oneway`] on it sends nothing.
+    pub fn detached(id: u64, peer: SocketAddr) -> Self {
+        ConnInfo {
+            id,
+            peer,
+            out: None,
+        }
+    }
+
+    /// Send a oneway request to the peer (RocketMQ's broker-to-client calls,
+    /// e.g. NOTIFY_CONSUMER_IDS_CHANGED). Returns false when the connection is gone.
+    pub fn send_oneway(&self, mut req: RemotingCommand) -> bool {
+        let Some(tx) = self.out.as_ref().and_then(|w| w.upgrade()) else {
+            return false;
+        };
+        req.flag = super::command::FLAG_ONEWAY;
+        req.opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        tx.send(req).is_ok()
+    }
 }
 
 /// Serves requests. Implemented by the name server and the broker.
@@ -79,11 +108,11 @@ pub async fn serve<H: Handler>(
             acc = listener.accept() => match acc {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let conn = Arc::new(ConnInfo { id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed), peer });
-                    tracing::debug!(%peer, id = conn.id, "connection accepted");
+                    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, id, "connection accepted");
                     tokio::spawn(connection(
                         stream,
-                        conn,
+                        ConnInfo::detached(id, peer),
                         handler.clone(),
                         cfg.max_frame_bytes,
                         shutdown.clone(),
@@ -113,7 +142,7 @@ pub async fn serve<H: Handler>(
 
 async fn connection<H: Handler>(
     stream: TcpStream,
-    conn: Arc<ConnInfo>,
+    mut conn: ConnInfo,
     handler: Arc<H>,
     max_frame_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -121,6 +150,8 @@ async fn connection<H: Handler>(
 ) {
     let (rd, wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<RemotingCommand>();
+    conn.out = Some(tx.downgrade());
+    let conn = Arc::new(conn);
     let writer_guard = inflight.clone();
     let peer = conn.peer;
     let writer = tokio::spawn(async move {

@@ -149,6 +149,9 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
 pub struct Client {
     pub stream: TcpStream,
     next_opaque: i32,
+    /// Requests the server sent us (e.g. NOTIFY_CONSUMER_IDS_CHANGED) while we
+    /// waited for a response.
+    pub server_requests: Vec<RemotingCommand>,
 }
 
 impl Client {
@@ -164,6 +167,7 @@ impl Client {
         Client {
             stream,
             next_opaque: 1,
+            server_requests: Vec::new(),
         }
     }
 
@@ -185,10 +189,26 @@ impl Client {
         req.opaque = self.next_opaque;
         self.next_opaque += 1;
         self.write_raw(&encode(&req).unwrap());
-        let resp = self.read();
-        assert!(resp.is_response());
-        assert_eq!(resp.opaque, req.opaque);
-        resp
+        // Bounded: the read timeout ends a silent server.
+        loop {
+            let resp = self.read();
+            if !resp.is_response() {
+                self.server_requests.push(resp);
+                continue;
+            }
+            assert_eq!(resp.opaque, req.opaque);
+            return resp;
+        }
+    }
+
+    /// The next request the server sent us (stashed or read now).
+    pub fn next_server_request(&mut self) -> RemotingCommand {
+        if !self.server_requests.is_empty() {
+            return self.server_requests.remove(0);
+        }
+        let r = self.read();
+        assert!(!r.is_response(), "unexpected response {r:?}");
+        r
     }
 
     /// True when the server closes the connection within `timeout`.
@@ -301,4 +321,80 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Run an interop client script (`program script args...`) with `HOME` set to
+/// `home`, bounded by `timeout` (killed on expiry or when the test panics);
+/// returns its stdout lines after asserting it exited with success.
+pub fn run_client_script(
+    program: &str,
+    script: &str,
+    args: &[String],
+    home: &Path,
+    timeout: Duration,
+) -> Vec<String> {
+    struct Guard(Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    std::fs::create_dir_all(home).unwrap();
+    let mut child = Command::new(program)
+        .arg(script)
+        .args(args)
+        .env("HOME", home)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    let out = child.stdout.take().expect("stdout");
+    let mut guard = Guard(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(l) = line else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    let status = loop {
+        while let Ok(l) = rx.try_recv() {
+            eprintln!("{program}: {l}");
+            lines.push(l);
+        }
+        if let Some(st) = guard.0.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{script} did not finish within {timeout:?}; output: {lines:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+        eprintln!("{program}: {l}");
+        lines.push(l);
+    }
+    assert!(status.success(), "{script} failed: {lines:#?}");
+    lines
+}
+
+/// The `RESULT ...` line of a client script, checked for each `want` substring.
+pub fn result_line(lines: &[String], wants: &[&str]) -> String {
+    let r = lines
+        .iter()
+        .find(|l| l.starts_with("RESULT "))
+        .expect("a RESULT line")
+        .clone();
+    for w in wants {
+        assert!(r.contains(w), "{w} missing in {r}");
+    }
+    r
 }

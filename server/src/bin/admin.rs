@@ -1,0 +1,635 @@
+//! `ferromq-admin`: RocketMQ's `mqadmin` subcommands that matter day to day,
+//! against any name server and broker speaking RocketMQ 4.x remoting.
+//!
+//! ```text
+//! ferromq-admin -n 127.0.0.1:9876 topicList
+//! ferromq-admin -n 127.0.0.1:9876 updateTopic -t T -c DefaultCluster -r 4 -w 4
+//! ferromq-admin -n 127.0.0.1:9876 topicStatus -t T
+//! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
+//! ```
+//!
+//! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ferromq_engine::message::{decode_offset_msg_id, decode_records};
+use ferromq_engine::MessageExt;
+use ferromq_server::remoting::{json, request, response, RemotingClient, RemotingCommand};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// RocketMQ admin tool.
+#[derive(Parser, Debug)]
+#[command(name = "ferromq-admin", version, about)]
+struct Cli {
+    /// Name server addresses, `host:port;host:port` (default: $NAMESRV_ADDR).
+    #[arg(short = 'n', long = "namesrvAddr", global = true)]
+    namesrv: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)]
+enum Cmd {
+    /// List every topic the name server knows.
+    #[command(name = "topicList")]
+    TopicList,
+    /// Create or update a topic on one broker (-b) or every master of a cluster (-c).
+    #[command(name = "updateTopic")]
+    UpdateTopic(UpdateTopic),
+    /// Brokers per cluster, with their runtime figures.
+    #[command(name = "clusterList")]
+    ClusterList,
+    /// Min and max offsets of every queue of a topic.
+    #[command(name = "topicStatus")]
+    TopicStatus {
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// A consumer group's offsets and lag per queue.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress {
+        /// Consumer group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// Only this topic.
+        #[arg(short = 't', long = "topicName")]
+        topic: Option<String>,
+    },
+    /// Messages of a topic with a key.
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey {
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Key.
+        #[arg(short = 'k', long = "msgKey")]
+        key: String,
+    },
+    /// One message by its msgId (offset msgId; with -t also a unique key).
+    #[command(name = "queryMsgById")]
+    QueryMsgById {
+        /// Message id.
+        #[arg(short = 'i', long = "msgId")]
+        msg_id: String,
+        /// Topic, to look a unique key (client msgId) up.
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
+    },
+    /// Delete expired commitlog files now.
+    #[command(name = "deleteExpiredCommitLog")]
+    DeleteExpiredCommitLog(Target),
+    /// A broker's runtime figures.
+    #[command(name = "brokerStatus")]
+    BrokerStatus(Target),
+    /// A broker's effective configuration.
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig(Target),
+}
+
+#[derive(Args, Debug)]
+struct UpdateTopic {
+    /// Topic.
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    #[command(flatten)]
+    target: Target,
+    /// Read queues.
+    #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
+    read: u32,
+    /// Write queues.
+    #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
+    write: u32,
+    /// Permission bits (2 write, 4 read, 6 both).
+    #[arg(short = 'p', long = "perm", default_value_t = 6)]
+    perm: u32,
+    /// Ordered topic.
+    #[arg(short = 'o', long = "order", default_value_t = false)]
+    order: bool,
+}
+
+#[derive(Args, Debug)]
+struct Target {
+    /// Broker address `ip:port`.
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker: Option<String>,
+    /// Cluster name: every master of the cluster.
+    #[arg(short = 'c', long = "clusterName")]
+    cluster: Option<String>,
+}
+
+type Res<T> = Result<T, String>;
+
+struct Admin {
+    namesrv: Vec<String>,
+}
+
+async fn call(addr: &str, req: RemotingCommand) -> Res<RemotingCommand> {
+    let c = RemotingClient::new(addr);
+    let r = c.invoke(req, TIMEOUT).await.map_err(|e| e.to_string());
+    c.close().await;
+    r
+}
+
+fn ok(r: RemotingCommand, what: &str) -> Res<RemotingCommand> {
+    if r.code == response::SUCCESS {
+        Ok(r)
+    } else {
+        Err(format!(
+            "{what}: code {} {}",
+            r.code,
+            r.remark.as_deref().unwrap_or("")
+        ))
+    }
+}
+
+fn body_json(r: &RemotingCommand, what: &str) -> Res<Value> {
+    let text = std::str::from_utf8(&r.body).map_err(|e| format!("{what}: {e}"))?;
+    json::parse_lenient(text).map_err(|e| format!("{what}: {e}"))
+}
+
+fn num(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Print rows as a left-aligned table.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.len());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<width$}", c, width = w[i]))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// (cluster, broker name, broker id, address) of every registered broker.
+type BrokerRow = (String, String, i64, String);
+
+impl Admin {
+    /// Ask each name server in turn until one answers.
+    async fn namesrv_call(&self, req: RemotingCommand) -> Res<RemotingCommand> {
+        let mut last = "no name server address: use -n or NAMESRV_ADDR".to_string();
+        for a in &self.namesrv {
+            match call(a, req.clone()).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn brokers(&self) -> Res<Vec<BrokerRow>> {
+        let r = ok(
+            self.namesrv_call(RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO))
+                .await?,
+            "cluster info",
+        )?;
+        let v = body_json(&r, "cluster info")?;
+        let mut out = Vec::new();
+        if let Value::Object(clusters) = &v["clusterAddrTable"] {
+            for (cluster, names) in clusters {
+                for name in names.as_array().into_iter().flatten() {
+                    let name = name.as_str().unwrap_or_default();
+                    if let Value::Object(addrs) = &v["brokerAddrTable"][name]["brokerAddrs"] {
+                        for (id, addr) in addrs {
+                            out.push((
+                                cluster.clone(),
+                                name.to_string(),
+                                id.trim().parse().unwrap_or(-1),
+                                addr.as_str().unwrap_or_default().to_string(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Broker addresses a command goes to: `-b`, or every master of `-c`.
+    async fn targets(&self, t: &Target) -> Res<Vec<String>> {
+        match (&t.broker, &t.cluster) {
+            (Some(b), _) => Ok(vec![b.clone()]),
+            (None, Some(c)) => {
+                let v: Vec<String> = self
+                    .brokers()
+                    .await?
+                    .into_iter()
+                    .filter(|b| &b.0 == c && b.2 == 0)
+                    .map(|b| b.3)
+                    .collect();
+                if v.is_empty() {
+                    return Err(format!("no master broker in cluster {c}"));
+                }
+                Ok(v)
+            }
+            (None, None) => Err("give a broker (-b ADDR) or a cluster (-c NAME)".into()),
+        }
+    }
+
+    /// (broker name, master address, read queues) of a topic's route.
+    async fn route(&self, topic: &str) -> Res<Vec<(String, String, i64)>> {
+        let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC)
+            .with_ext("topic", topic)
+            .with_ext("acceptStandardJsonOnly", true);
+        let r = self.namesrv_call(req).await?;
+        if r.code == response::TOPIC_NOT_EXIST {
+            return Err(format!("topic {topic} does not exist"));
+        }
+        let v = body_json(&ok(r, "route")?, "route")?;
+        let mut out = Vec::new();
+        for q in v["queueDatas"].as_array().into_iter().flatten() {
+            let name = q["brokerName"].as_str().unwrap_or_default();
+            let addr = v["brokerDatas"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["brokerName"].as_str() == Some(name))
+                .and_then(|b| b["brokerAddrs"]["0"].as_str());
+            if let Some(addr) = addr {
+                out.push((name.to_string(), addr.to_string(), num(&q["readQueueNums"])));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn offset(addr: &str, code: i32, topic: &str, q: i64) -> Res<i64> {
+        let req = RemotingCommand::request(code)
+            .with_ext("topic", topic)
+            .with_ext("queueId", q);
+        let r = ok(call(addr, req).await?, "offset")?;
+        r.ext_fields.get_i64("offset").map_err(|e| e.to_string())
+    }
+
+    async fn runtime_info(addr: &str) -> Res<BTreeMap<String, String>> {
+        let r = ok(
+            call(
+                addr,
+                RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO),
+            )
+            .await?,
+            "runtime info",
+        )?;
+        let v = body_json(&r, "runtime info")?;
+        Ok(v["table"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn run(&self, cmd: Cmd) -> Res<()> {
+        match cmd {
+            Cmd::TopicList => {
+                let r = ok(
+                    self.namesrv_call(RemotingCommand::request(
+                        request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+                    ))
+                    .await?,
+                    "topic list",
+                )?;
+                let v = body_json(&r, "topic list")?;
+                let mut topics: Vec<&str> = v["topicList"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                topics.sort();
+                for t in topics {
+                    println!("{t}");
+                }
+            }
+            Cmd::UpdateTopic(u) => {
+                for addr in self.targets(&u.target).await? {
+                    let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+                        .with_ext("topic", &u.topic)
+                        .with_ext("defaultTopic", "TBW102")
+                        .with_ext("readQueueNums", u.read)
+                        .with_ext("writeQueueNums", u.write)
+                        .with_ext("perm", u.perm)
+                        .with_ext("topicFilterType", "SINGLE_TAG")
+                        .with_ext("topicSysFlag", 0)
+                        .with_ext("order", u.order);
+                    ok(call(&addr, req).await?, &format!("create topic on {addr}"))?;
+                    println!("create topic to {addr} success.");
+                }
+                println!(
+                    "TopicConfig [topicName={}, readQueueNums={}, writeQueueNums={}, perm={}, order={}]",
+                    u.topic, u.read, u.write, u.perm, u.order
+                );
+            }
+            Cmd::ClusterList => {
+                let mut rows = Vec::new();
+                for (cluster, name, id, addr) in self.brokers().await? {
+                    let info = Self::runtime_info(&addr).await.unwrap_or_default();
+                    let g = |k: &str| info.get(k).cloned().unwrap_or_else(|| "-".into());
+                    rows.push(vec![
+                        cluster,
+                        name,
+                        id.to_string(),
+                        addr,
+                        g("brokerVersionDesc"),
+                        g("msgPutTotalTodayNow"),
+                        g("msgGetTotalTodayNow"),
+                        g("commitLogMaxOffset"),
+                        g("commitLogDiskRatio"),
+                    ]);
+                }
+                table(
+                    &[
+                        "#Cluster Name",
+                        "#Broker Name",
+                        "#BID",
+                        "#Addr",
+                        "#Version",
+                        "#PutTotalToday",
+                        "#GetTotalToday",
+                        "#CommitLogMax",
+                        "#DiskRatio",
+                    ],
+                    &rows,
+                );
+            }
+            Cmd::TopicStatus { topic } => {
+                let mut rows = Vec::new();
+                for (name, addr, queues) in self.route(&topic).await? {
+                    for q in 0..queues {
+                        let min = Self::offset(&addr, request::GET_MIN_OFFSET, &topic, q).await?;
+                        let max = Self::offset(&addr, request::GET_MAX_OFFSET, &topic, q).await?;
+                        rows.push(vec![
+                            name.clone(),
+                            q.to_string(),
+                            min.to_string(),
+                            max.to_string(),
+                        ]);
+                    }
+                }
+                table(
+                    &["#Broker Name", "#QID", "#Min Offset", "#Max Offset"],
+                    &rows,
+                );
+            }
+            Cmd::ConsumerProgress { group, topic } => {
+                let suffix = format!("@{group}");
+                let mut rows = Vec::new();
+                let mut total = 0i64;
+                for (_, name, id, addr) in self.brokers().await? {
+                    if id != 0 {
+                        continue;
+                    }
+                    let r = ok(
+                        call(
+                            &addr,
+                            RemotingCommand::request(request::GET_ALL_CONSUMER_OFFSET),
+                        )
+                        .await?,
+                        "consumer offsets",
+                    )?;
+                    let v = body_json(&r, "consumer offsets")?;
+                    for (key, queues) in v["offsetTable"].as_object().into_iter().flatten() {
+                        let Some(t) = key.strip_suffix(&suffix) else {
+                            continue;
+                        };
+                        if topic.as_deref().is_some_and(|want| want != t) {
+                            continue;
+                        }
+                        let mut qs: Vec<(i64, i64)> = queues
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(q, o)| (q.trim().parse().unwrap_or(-1), num(o)))
+                            .collect();
+                        qs.sort();
+                        for (q, consumer) in qs {
+                            let broker = Self::offset(&addr, request::GET_MAX_OFFSET, t, q).await?;
+                            let diff = broker - consumer;
+                            total += diff;
+                            rows.push(vec![
+                                t.to_string(),
+                                name.clone(),
+                                q.to_string(),
+                                broker.to_string(),
+                                consumer.to_string(),
+                                diff.to_string(),
+                            ]);
+                        }
+                    }
+                }
+                if rows.is_empty() {
+                    return Err(format!("no consumer offsets for group {group}"));
+                }
+                table(
+                    &[
+                        "#Topic",
+                        "#Broker Name",
+                        "#QID",
+                        "#Broker Offset",
+                        "#Consumer Offset",
+                        "#Diff",
+                    ],
+                    &rows,
+                );
+                println!();
+                println!("Diff Total: {total}");
+            }
+            Cmd::QueryMsgByKey { topic, key } => {
+                let mut rows = Vec::new();
+                for (_, addr, _) in self.route(&topic).await? {
+                    for m in Self::query(&addr, &topic, &key, false).await? {
+                        if m.keys().contains(&key.as_str()) {
+                            rows.push(vec![
+                                m.msg_id(),
+                                m.properties.get("UNIQ_KEY").unwrap_or("-").to_string(),
+                                m.queue_id.to_string(),
+                                m.queue_offset.to_string(),
+                            ]);
+                        }
+                    }
+                }
+                if rows.is_empty() {
+                    return Err(format!("no message with key {key} in topic {topic}"));
+                }
+                table(&["#Message ID", "#Unique Key", "#QID", "#Offset"], &rows);
+            }
+            Cmd::QueryMsgById { msg_id, topic } => {
+                let m = match decode_offset_msg_id(&msg_id) {
+                    Ok((addr, offset)) => {
+                        let req = RemotingCommand::request(request::VIEW_MESSAGE_BY_ID)
+                            .with_ext("offset", offset);
+                        let r = ok(call(&addr.to_string(), req).await?, "view message")?;
+                        decode_records(&r.body)
+                            .map_err(|e| format!("undecodable message: {e}"))?
+                            .into_iter()
+                            .next()
+                            .ok_or("empty answer")?
+                    }
+                    Err(e) => {
+                        let Some(topic) = topic else {
+                            return Err(format!(
+                                "{msg_id} is not an offset msgId ({e}); give -t TOPIC to look it up as a unique key"
+                            ));
+                        };
+                        let mut found = None;
+                        for (_, addr, _) in self.route(&topic).await? {
+                            found = Self::query(&addr, &topic, &msg_id, true)
+                                .await?
+                                .into_iter()
+                                .find(|m| m.properties.get("UNIQ_KEY") == Some(msg_id.as_str()));
+                            if found.is_some() {
+                                break;
+                            }
+                        }
+                        found.ok_or(format!("no message {msg_id} in topic {topic}"))?
+                    }
+                };
+                print_message(&m);
+            }
+            Cmd::DeleteExpiredCommitLog(t) => {
+                for addr in self.targets(&t).await? {
+                    ok(
+                        call(
+                            &addr,
+                            RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG),
+                        )
+                        .await?,
+                        &format!("delete expired commitlog on {addr}"),
+                    )?;
+                    println!("{addr}: delete expired commitlog success.");
+                }
+            }
+            Cmd::GetBrokerConfig(t) => {
+                for addr in self.targets(&t).await? {
+                    let r = ok(
+                        call(&addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await?,
+                        &format!("broker config of {addr}"),
+                    )?;
+                    println!("============{addr}============");
+                    for line in String::from_utf8_lossy(&r.body).lines() {
+                        match line.split_once('=') {
+                            Some((k, v)) if !line.starts_with('#') => {
+                                println!("{:<50}=  {}", k.trim(), v.trim())
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Cmd::BrokerStatus(t) => {
+                for addr in self.targets(&t).await? {
+                    let info = Self::runtime_info(&addr).await?;
+                    for (k, v) in info {
+                        println!("{k:<32}: {v}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn query(addr: &str, topic: &str, key: &str, unique: bool) -> Res<Vec<MessageExt>> {
+        let mut req = RemotingCommand::request(request::QUERY_MESSAGE)
+            .with_ext("topic", topic)
+            .with_ext("key", key)
+            .with_ext("maxNum", 64)
+            .with_ext("beginTimestamp", 0)
+            .with_ext("endTimestamp", i64::MAX);
+        if unique {
+            req = req.with_ext("_UNIQUE_KEY_QUERY", "true");
+        }
+        let r = call(addr, req).await?;
+        if r.code == response::QUERY_NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        let r = ok(r, "query message")?;
+        decode_records(&r.body).map_err(|e| format!("undecodable messages: {e}"))
+    }
+}
+
+fn print_message(m: &MessageExt) {
+    let props: Vec<String> = m
+        .properties
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let rows = [
+        ("OffsetID", m.msg_id()),
+        ("Topic", m.topic.clone()),
+        ("Tags", m.tags().unwrap_or("").to_string()),
+        ("Keys", m.keys().join(" ")),
+        ("Queue ID", m.queue_id.to_string()),
+        ("Queue Offset", m.queue_offset.to_string()),
+        ("CommitLog Offset", m.commit_log_offset.to_string()),
+        ("Reconsume Times", m.reconsume_times.to_string()),
+        ("Born Timestamp", m.born_timestamp_ms.to_string()),
+        ("Store Timestamp", m.store_timestamp_ms.to_string()),
+        ("Born Host", m.born_host.to_string()),
+        ("Store Host", m.store_host.to_string()),
+        ("System Flag", m.sys_flag.to_string()),
+        ("Properties", format!("{{{}}}", props.join(", "))),
+        ("Body Size", m.body.len().to_string()),
+        (
+            "Message Body",
+            String::from_utf8_lossy(&m.body).into_owned(),
+        ),
+    ];
+    for (k, v) in rows {
+        println!("{k:<20}: {v}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let namesrv = cli
+        .namesrv
+        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+        .map(|s| ferromq_server::broker::split_namesrv_addr_arg(&s))
+        .unwrap_or_default();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferromq-admin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = Admin { namesrv };
+    match rt.block_on(admin.run(cli.cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferromq-admin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

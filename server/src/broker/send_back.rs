@@ -1,0 +1,191 @@
+//! CONSUMER_SEND_MSG_BACK: a consumer gives a message back after its handler
+//! failed (RocketMQ's `SendMessageProcessor.consumerSendMsgBack`).
+//!
+//! The original record is looked up by its commitlog offset and stored again in
+//! `%RETRY%<group>` (created on demand, `retryQueueNums` queues, read/write)
+//! with reconsume times + 1, `RETRY_TOPIC` = the original topic and
+//! `ORIGIN_MESSAGE_ID` = the first msgId. Once the reconsume times reach
+//! `maxReconsumeTimes` (request header, else the group's `retryMaxTimes`, 16),
+//! or when the delay level is negative, it goes to `%DLQ%<group>` (1 queue,
+//! write-only) instead.
+//!
+//! RocketMQ delays the retry by delay level `3 + reconsumeTimes` (10 s, 30 s,
+//! 1 min, ...) through `SCHEDULE_TOPIC_XXXX`. Delayed messages are a separate
+//! piece of work; until it lands the retry message is stored at once, so the
+//! consumer sees it again on its next pull of the retry topic.
+
+use std::sync::Arc;
+
+use ferromq_engine::{Message, TopicConfig};
+
+use super::{store_error_code, Broker, BUSY_REMARK};
+use crate::remoting::{response, HeaderError, RemotingCommand};
+
+/// Prefix of a group's retry topic.
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+/// Prefix of a group's dead-letter topic.
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
+const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+const PROPERTY_WAIT: &str = "WAIT";
+const PERM_WRITE: u32 = 2;
+const PERM_READ: u32 = 4;
+
+/// `%RETRY%<group>`.
+pub fn retry_topic(group: &str) -> String {
+    format!("{RETRY_GROUP_TOPIC_PREFIX}{group}")
+}
+
+/// `%DLQ%<group>`.
+pub fn dlq_topic(group: &str) -> String {
+    format!("{DLQ_GROUP_TOPIC_PREFIX}{group}")
+}
+
+#[derive(Debug)]
+struct SendBackHeader {
+    offset: u64,
+    group: String,
+    delay_level: i32,
+    max_reconsume_times: Option<i32>,
+}
+
+impl SendBackHeader {
+    fn parse(req: &RemotingCommand) -> Result<SendBackHeader, HeaderError> {
+        let e = &req.ext_fields;
+        let offset = e.get_i64("offset")?;
+        let offset = u64::try_from(offset).map_err(|_| HeaderError::Invalid {
+            key: "offset".into(),
+            value: offset.to_string(),
+            expected: "a commitlog offset >= 0",
+        })?;
+        Ok(SendBackHeader {
+            offset,
+            group: e.get_str("group")?.to_string(),
+            delay_level: e.opt_i64("delayLevel")?.unwrap_or(0) as i32,
+            max_reconsume_times: e.opt_i64("maxReconsumeTimes")?.map(|v| v as i32),
+        })
+    }
+}
+
+impl Broker {
+    /// Create `%RETRY%group` / `%DLQ%group` when missing (and announce it to the
+    /// name servers), as RocketMQ's `createTopicInSendMessageBackMethod`.
+    pub(super) fn ensure_group_topic(
+        &self,
+        topic: &str,
+        queues: u32,
+        perm: u32,
+    ) -> Result<TopicConfig, ferromq_engine::Error> {
+        if let Some(tc) = self.store.topic_config(topic) {
+            return Ok(tc);
+        }
+        let mut tc = TopicConfig::new(topic, queues.max(1));
+        tc.perm = perm;
+        let tc = self.store.upsert_topic(tc)?;
+        tracing::info!(%topic, queues, perm, "group topic created");
+        self.register_now.notify_one();
+        Ok(tc)
+    }
+
+    /// CONSUMER_SEND_MSG_BACK (runs on the send pool: it reads and writes the log).
+    pub(super) async fn consumer_send_msg_back(
+        self: Arc<Self>,
+        req: &RemotingCommand,
+    ) -> RemotingCommand {
+        let h = match SendBackHeader::parse(req) {
+            Ok(h) => h,
+            Err(e) => return e.into(),
+        };
+        let b = self.clone();
+        match self.send_pool.try_execute(move || b.send_back_blocking(h)) {
+            Ok(rx) => rx.await.unwrap_or_else(|_| {
+                RemotingCommand::error(response::SYSTEM_ERROR, "send-back task failed")
+            }),
+            Err(_) => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
+        }
+    }
+
+    fn send_back_blocking(&self, h: SendBackHeader) -> RemotingCommand {
+        let group = match self.groups.find_or_create(&h.group) {
+            Ok(g) => g,
+            Err(e) => {
+                return RemotingCommand::error(
+                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    e.to_string(),
+                )
+            }
+        };
+        if self.cfg.broker_permission & PERM_WRITE == 0 {
+            return RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] sending message is forbidden",
+                    self.cfg.broker_ip1
+                ),
+            );
+        }
+        if group.retry_queue_nums <= 0 {
+            return RemotingCommand::success();
+        }
+        let Some(orig) = self.store.look_message_by_offset(h.offset).ok().flatten() else {
+            return RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                format!("look message by offset failed, {}", h.offset),
+            );
+        };
+        let max_reconsume = h.max_reconsume_times.unwrap_or(group.retry_max_times);
+        let to_dlq = orig.reconsume_times >= max_reconsume || h.delay_level < 0;
+        let (topic, queues, perm) = if to_dlq {
+            (dlq_topic(&h.group), 1, PERM_WRITE)
+        } else {
+            (
+                retry_topic(&h.group),
+                group.retry_queue_nums as u32,
+                PERM_WRITE | PERM_READ,
+            )
+        };
+        let tc = match self.ensure_group_topic(&topic, queues, perm) {
+            Ok(tc) => tc,
+            Err(e) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+        };
+        if tc.perm & PERM_WRITE == 0 {
+            return RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!("the topic[{topic}] sending message is forbidden"),
+            );
+        }
+        let orig_id = orig.msg_id();
+        let mut props = orig.properties.clone();
+        if props.get(PROPERTY_RETRY_TOPIC).is_none() {
+            props.insert(PROPERTY_RETRY_TOPIC, orig.topic.clone());
+        }
+        if props
+            .get(PROPERTY_ORIGIN_MESSAGE_ID)
+            .is_none_or(|v| v.trim().is_empty())
+        {
+            props.insert(PROPERTY_ORIGIN_MESSAGE_ID, orig_id);
+        }
+        props.insert(PROPERTY_WAIT, "false");
+        // No DELAY property: the retry is stored at once (see the module docs).
+        let queue_id = self
+            .next_queue
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % tc.write_queue_nums.max(1);
+        let mut m = Message::new(topic.clone(), orig.body);
+        m.queue_id = queue_id;
+        m.flag = orig.flag;
+        m.properties = props;
+        m.sys_flag = orig.sys_flag;
+        m.born_timestamp_ms = orig.born_timestamp_ms;
+        m.born_host = orig.born_host;
+        m.reconsume_times = orig.reconsume_times + 1;
+        match self.store.put_message(&m) {
+            Ok(_) => {
+                self.stats.add_put(1);
+                tracing::debug!(%topic, offset = h.offset, reconsume = m.reconsume_times, "message sent back");
+                RemotingCommand::success()
+            }
+            Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+        }
+    }
+}

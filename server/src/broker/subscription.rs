@@ -1,0 +1,263 @@
+//! Subscription groups (`config/subscriptionGroup.json`), RocketMQ's
+//! `SubscriptionGroupManager`.
+//!
+//! The file is `{"subscriptionGroupTable":{"g":{...}},"dataVersion":{...}}`; it is
+//! read leniently (unknown fields ignored, numbers as strings accepted) and
+//! written atomically after every change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::remoting::json;
+use crate::util::{atomic_write, now_ms};
+
+/// Groups every RocketMQ 4.x broker knows from the start (`MixAll`).
+pub const SYSTEM_GROUPS: &[&str] = &[
+    "TOOLS_CONSUMER",
+    "FILTERSRV_CONSUMER",
+    "__MONITOR_CONSUMER",
+    "CLIENT_INNER_PRODUCER",
+    "SELF_TEST_C_GROUP",
+    "CID_RMQ_SYS_TRANS",
+    "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PERMISSION",
+    "CID_ONSAPI_OWNER",
+    "CID_ONSAPI_PULL",
+];
+
+/// Default of `retryMaxTimes`.
+pub const DEFAULT_RETRY_MAX_TIMES: i32 = 16;
+
+/// One group's configuration (RocketMQ's `SubscriptionGroupConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupConfig {
+    /// Group name.
+    pub group_name: String,
+    /// The group may consume.
+    pub consume_enable: bool,
+    /// A new group starts from the queue's minimum offset.
+    pub consume_from_min_enable: bool,
+    /// Broadcast consumption is allowed.
+    pub consume_broadcast_enable: bool,
+    /// Queues of the group's retry topic (`%RETRY%group`).
+    pub retry_queue_nums: i32,
+    /// Reconsume attempts before a message goes to `%DLQ%group`.
+    pub retry_max_times: i32,
+    /// Broker the group reads from.
+    pub broker_id: i64,
+    /// Broker to read from when consumption is slow.
+    pub which_broker_when_consume_slowly: i64,
+    /// Tell consumers when the group's membership changes.
+    pub notify_consumer_ids_changed_enable: bool,
+}
+
+impl Default for SubscriptionGroupConfig {
+    fn default() -> Self {
+        SubscriptionGroupConfig {
+            group_name: String::new(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            retry_queue_nums: 1,
+            retry_max_times: DEFAULT_RETRY_MAX_TIMES,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+        }
+    }
+}
+
+impl SubscriptionGroupConfig {
+    /// A group with RocketMQ's defaults.
+    pub fn new(name: impl Into<String>) -> Self {
+        SubscriptionGroupConfig {
+            group_name: name.into(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct DataVersion {
+    timestamp: i64,
+    counter: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct GroupsFile {
+    subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+    data_version: DataVersion,
+}
+
+/// Why a group is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// The group is unknown and `autoCreateSubscriptionGroup` is off.
+    #[error("subscription group [{0}] does not exist")]
+    NotExist(String),
+}
+
+/// The group table.
+#[derive(Debug)]
+pub struct SubscriptionGroupManager {
+    path: PathBuf,
+    auto_create: bool,
+    file: Mutex<GroupsFile>,
+}
+
+impl SubscriptionGroupManager {
+    /// Load `config_dir/subscriptionGroup.json` (or its `.bak`), adding the system groups.
+    ///
+    /// # Errors
+    /// An I/O error other than a missing file, or a file that is not the JSON shape.
+    pub fn load(config_dir: &Path, auto_create: bool) -> std::io::Result<Self> {
+        let path = config_dir.join("subscriptionGroup.json");
+        let bak = config_dir.join("subscriptionGroup.json.bak");
+        let mut file = GroupsFile::default();
+        let mut last_err = None;
+        for p in [&path, &bak] {
+            match std::fs::read_to_string(p) {
+                Ok(text) if text.trim().is_empty() => {}
+                Ok(text) => {
+                    match json::parse_lenient(&text).and_then(serde_json::from_value::<GroupsFile>)
+                    {
+                        Ok(f) => {
+                            file = f;
+                            last_err = None;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(path = %p.display(), error = %e, "damaged subscription group file");
+                            last_err = Some(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("{}: {e}", p.display()),
+                            ));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+        for g in SYSTEM_GROUPS {
+            file.subscription_group_table
+                .entry((*g).to_string())
+                .or_insert_with(|| SubscriptionGroupConfig::new(*g));
+        }
+        // Keys are the truth; a hand-edited entry may lack its name.
+        for (k, v) in file.subscription_group_table.iter_mut() {
+            if v.group_name.is_empty() {
+                v.group_name = k.clone();
+            }
+        }
+        Ok(SubscriptionGroupManager {
+            path,
+            auto_create,
+            file: Mutex::new(file),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupsFile> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The group's configuration, created (and persisted) when unknown and
+    /// auto-creation is on.
+    ///
+    /// # Errors
+    /// [`GroupError::NotExist`] when unknown and auto-creation is off.
+    pub fn find_or_create(&self, group: &str) -> Result<SubscriptionGroupConfig, GroupError> {
+        {
+            let f = self.lock();
+            if let Some(c) = f.subscription_group_table.get(group) {
+                return Ok(c.clone());
+            }
+        }
+        if !self.auto_create {
+            return Err(GroupError::NotExist(group.to_string()));
+        }
+        let cfg = SubscriptionGroupConfig::new(group);
+        self.upsert(cfg.clone());
+        tracing::info!(%group, "subscription group auto-created");
+        Ok(cfg)
+    }
+
+    /// The group's configuration, if known.
+    pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
+        self.lock().subscription_group_table.get(group).cloned()
+    }
+
+    /// Every group.
+    pub fn all(&self) -> Vec<SubscriptionGroupConfig> {
+        self.lock()
+            .subscription_group_table
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Create or replace a group and persist the table (a write failure is logged).
+    pub fn upsert(&self, cfg: SubscriptionGroupConfig) {
+        let text = {
+            let mut f = self.lock();
+            f.subscription_group_table
+                .insert(cfg.group_name.clone(), cfg);
+            f.data_version.counter += 1;
+            f.data_version.timestamp = now_ms();
+            serde_json::to_string_pretty(&*f).unwrap_or_default()
+        };
+        if let Err(e) = atomic_write(&self.path, text.as_bytes()) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot write subscriptionGroup.json");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_create_persist_and_reload() {
+        let d = tempfile::tempdir().unwrap();
+        let m = SubscriptionGroupManager::load(d.path(), true).unwrap();
+        assert!(m.get("TOOLS_CONSUMER").is_some());
+        let g = m.find_or_create("G1").unwrap();
+        assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
+        let text = std::fs::read_to_string(d.path().join("subscriptionGroup.json")).unwrap();
+        assert!(text.contains("\"subscriptionGroupTable\""));
+        assert!(text.contains("\"retryMaxTimes\": 16"));
+        let again = SubscriptionGroupManager::load(d.path(), false).unwrap();
+        assert!(again.get("G1").is_some());
+        assert_eq!(
+            again.find_or_create("G2"),
+            Err(GroupError::NotExist("G2".into()))
+        );
+    }
+
+    #[test]
+    fn reads_java_written_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("subscriptionGroup.json"),
+            r#"{"dataVersion":{"counter":3,"timestamp":1},"subscriptionGroupTable":{
+               "g":{"brokerId":0,"consumeBroadcastEnable":true,"consumeEnable":true,
+               "consumeFromMinEnable":true,"groupName":"g","notifyConsumerIdsChangedEnable":true,
+               "retryMaxTimes":3,"retryQueueNums":1,"whichBrokerWhenConsumeSlowly":1,
+               "groupRetryPolicy":{"type":"CUSTOMIZED"}}}}"#,
+        )
+        .unwrap();
+        let m = SubscriptionGroupManager::load(d.path(), false).unwrap();
+        assert_eq!(m.get("g").unwrap().retry_max_times, 3);
+        std::fs::write(d.path().join("subscriptionGroup.json"), "{nope").unwrap();
+        assert!(SubscriptionGroupManager::load(d.path(), false).is_err());
+    }
+}

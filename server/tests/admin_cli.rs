@@ -1,0 +1,190 @@
+//! `ferromq-admin` against the real name server and broker: topic creation and
+//! listing, cluster list, topic status, consumer progress, query by key and by
+//! msgId, expired-file deletion, broker status; and clear errors with exit code 1.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+use ferromq_server::remoting::{request, response};
+
+const TOPIC: &str = "AdminTopic";
+
+fn admin(ns_port: u16, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
+        .arg("-n")
+        .arg(format!("127.0.0.1:{ns_port}"))
+        .args(args)
+        .output()
+        .expect("run ferromq-admin")
+}
+
+fn stdout_ok(ns_port: u16, args: &[&str]) -> String {
+    let o = admin(ns_port, args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn admin_commands_against_real_binaries() {
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), Some(ns_port));
+    let addr = format!("127.0.0.1:{port}");
+
+    // The broker registers within a few seconds.
+    wait_for(Duration::from_secs(20), || {
+        stdout_ok(ns_port, &["clusterList"])
+            .contains(&addr)
+            .then_some(())
+    })
+    .expect("broker in cluster list");
+    let out = stdout_ok(ns_port, &["clusterList"]);
+    assert!(out.starts_with("#Cluster Name"), "{out}");
+    assert!(
+        out.contains("TestCluster") && out.contains("broker-t"),
+        "{out}"
+    );
+
+    let out = stdout_ok(
+        ns_port,
+        &[
+            "updateTopic",
+            "-t",
+            TOPIC,
+            "-c",
+            "TestCluster",
+            "-r",
+            "3",
+            "-w",
+            "3",
+        ],
+    );
+    assert!(
+        out.contains(&format!("create topic to {addr} success.")),
+        "{out}"
+    );
+    wait_for(Duration::from_secs(20), || {
+        stdout_ok(ns_port, &["topicList"])
+            .lines()
+            .any(|l| l == TOPIC)
+            .then_some(())
+    })
+    .expect("topic listed");
+
+    let mut c = Client::connect(port);
+    let mut msg_id = String::new();
+    for i in 0..9 {
+        let r = c.send_v2(
+            TOPIC,
+            i % 3,
+            format!("admin-{i}").as_bytes(),
+            Some("t"),
+            Some(&format!("ak-{i}")),
+        );
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        if i == 4 {
+            msg_id = r.ext_fields.get_str("msgId").unwrap().to_string();
+        }
+    }
+    wait_for(Duration::from_secs(10), || {
+        let out = stdout_ok(ns_port, &["topicStatus", "-t", TOPIC]);
+        (out.lines().filter(|l| l.trim_end().ends_with(" 3")).count() == 3).then_some(())
+    })
+    .expect("3 queues with max offset 3");
+    let out = stdout_ok(ns_port, &["topicStatus", "-t", TOPIC]);
+    assert!(
+        out.starts_with("#Broker Name  #QID  #Min Offset  #Max Offset"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 4, "{out}");
+
+    // A consumer commits offsets 1, 2 and 3 on queues 0..3: lag 2, 1, 0.
+    for q in 0..3 {
+        let r = c.invoke(
+            Client::offset_req(request::UPDATE_CONSUMER_OFFSET, TOPIC, q)
+                .with_ext("consumerGroup", "AdminGroup")
+                .with_ext("commitOffset", q + 1),
+        );
+        assert_eq!(r.code, response::SUCCESS);
+    }
+    let out = stdout_ok(ns_port, &["consumerProgress", "-g", "AdminGroup"]);
+    assert!(
+        out.contains("#Consumer Offset") && out.contains("#Diff"),
+        "{out}"
+    );
+    assert!(out.contains("Diff Total: 3"), "{out}");
+    let row0: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with(TOPIC) && l.split_whitespace().nth(2) == Some("0"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row0, vec![TOPIC, "broker-t", "0", "3", "1", "2"]);
+
+    let out = wait_for(Duration::from_secs(10), || {
+        let o = admin(ns_port, &["queryMsgByKey", "-t", TOPIC, "-k", "ak-4"]);
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    })
+    .expect("query by key");
+    assert!(out.contains(&msg_id), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    let out = stdout_ok(ns_port, &["queryMsgById", "-i", &msg_id]);
+    assert!(out.contains("Message Body        : admin-4"), "{out}");
+    assert!(out.contains("Keys                : ak-4"), "{out}");
+    assert!(
+        out.contains(&format!("Topic               : {TOPIC}")),
+        "{out}"
+    );
+
+    let out = stdout_ok(ns_port, &["deleteExpiredCommitLog", "-b", &addr]);
+    assert!(out.contains("success"), "{out}");
+    let out = stdout_ok(ns_port, &["brokerStatus", "-b", &addr]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("msgPutTotalTodayNow") && l.ends_with(": 9")),
+        "{out}"
+    );
+    assert!(out.contains("commitLogMaxOffset"), "{out}");
+
+    let out = stdout_ok(ns_port, &["getBrokerConfig", "-c", "TestCluster"]);
+    assert!(
+        out.contains(&format!("============{addr}============")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("brokerName") && l.ends_with("=  broker-t")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("flushDiskType")), "{out}");
+
+    // Errors: clear message, exit code 1.
+    for (args, want) in [
+        (vec!["topicStatus", "-t", "NoSuchTopic"], "does not exist"),
+        (
+            vec!["consumerProgress", "-g", "NoGroup"],
+            "no consumer offsets",
+        ),
+        (vec!["queryMsgById", "-i", "zz"], "not an offset msgId"),
+        (vec!["updateTopic", "-t", "X"], "-b ADDR"),
+        (vec!["brokerStatus", "-b", "127.0.0.1:1"], "127.0.0.1:1"),
+    ] {
+        let o = admin(ns_port, &args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.starts_with("ferromq-admin: ") && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}
