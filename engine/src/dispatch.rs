@@ -22,6 +22,9 @@ pub(crate) struct CqTable {
     root: PathBuf,
     file_size: u64,
     queues: RwLock<HashMap<String, HashMap<u32, Arc<ConsumeQueue>>>>,
+    /// Queues created by dispatch since the last `take_created` (a slave learns
+    /// its topics from the log it follows).
+    created: Mutex<Vec<(String, u32)>>,
 }
 
 impl CqTable {
@@ -30,6 +33,7 @@ impl CqTable {
             root,
             file_size,
             queues: RwLock::new(HashMap::new()),
+            created: Mutex::new(Vec::new()),
         }
     }
 
@@ -55,7 +59,16 @@ impl CqTable {
         all.entry(topic.to_string())
             .or_default()
             .insert(queue_id, Arc::clone(&q));
+        self.created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((topic.to_string(), queue_id));
         Ok(q)
+    }
+
+    /// Queues created since the last call.
+    pub fn take_created(&self) -> Vec<(String, u32)> {
+        std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     pub fn insert(&self, q: ConsumeQueue) {

@@ -1553,8 +1553,22 @@ impl StoreInner {
         })
     }
 
+    /// Topics whose queues appeared through dispatch but are not in the topic
+    /// table (a slave's log carries its master's topics) join the table.
+    fn learn_dispatched_topics(&self) {
+        for (topic, queue_id) in self.cqs.take_created() {
+            if self.topics.get(&topic).is_none() {
+                let n = (queue_id + 1).max(self.cfg.default_topic_queue_nums);
+                if let Err(e) = self.topics.get_or_create(&topic, n) {
+                    tracing::warn!(topic, error = %e, "cannot record a dispatched topic");
+                }
+            }
+        }
+    }
+
     fn run_dispatch(&self) {
         while !self.stopping.load(Ordering::Acquire) {
+            self.learn_dispatched_topics();
             match self.dispatcher.dispatch_available(
                 &self.commitlog,
                 &self.cqs,

@@ -56,7 +56,8 @@ impl std::fmt::Debug for HaSlave {
 }
 
 impl HaSlave {
-    /// Start following the master at `master` (`host:port` of its HA port).
+    /// Start following the master at `master` (`host:port` of its HA port; empty
+    /// to wait for [`HaSlave::set_master_address`]).
     ///
     /// # Errors
     /// [`HaError::Io`] if the thread cannot be started.
@@ -153,6 +154,11 @@ fn run(inner: Arc<Inner>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        if master.is_empty() {
+            // No master known yet (the name server tells us at registration).
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
         match session(&inner, &master) {
             Ok(()) => {}
             Err(e) => {

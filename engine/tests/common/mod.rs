@@ -17,9 +17,12 @@ pub fn small_config(dir: &Path) -> StoreConfig {
     // The same tests run against the transient-store-pool write path when
     // FERROMQ_TEST_WRITE_PATH=pool (.ci/run runs the durability tests both ways).
     if std::env::var("FERROMQ_TEST_WRITE_PATH").as_deref() == Ok("pool") {
+        // Enough buffers that a producer outrunning the commit service on a loaded
+        // machine does not get Busy (which these tests do not exercise; see
+        // tests/transient_pool.rs for that).
         cfg.transient_store_pool_enable = true;
-        cfg.transient_store_pool_size = 4;
-        cfg.commit_interval_commit_log_ms = 5;
+        cfg.transient_store_pool_size = 48;
+        cfg.commit_interval_commit_log_ms = 1;
         cfg.commit_commit_log_least_pages = 0;
     }
     cfg

@@ -87,6 +87,7 @@ fn main() -> ExitCode {
             Err(e) => return fail(format!("cannot bind {addr}: {e}")),
         };
         let local = listener.local_addr().unwrap_or(addr);
+        let configured_listen_port = cfg.listen_port;
         // The port the OS chose is the one msgIds and registrations carry.
         store_cfg.listen_port = local.port();
         cfg.listen_port = local.port();
@@ -103,7 +104,15 @@ fn main() -> ExitCode {
                 return fail(e);
             }
         };
+        if let Err(e) = b.start_ha(local.ip(), configured_listen_port) {
+            drop(b);
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            return fail(e);
+        }
         println!("ferromq-broker listening on {local} as {broker_addr}");
+        if let Some(port) = b.ha().and_then(|h| h.master_port()) {
+            println!("ferromq-broker HA port {}:{port}", local.ip());
+        }
         let _ = std::io::stdout().flush();
         tracing::info!(%local, %broker_addr, "broker started");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -112,6 +121,9 @@ fn main() -> ExitCode {
         tracing::info!("shutting down: stop accepting, finish in-flight requests, unregister");
         let _ = stop_tx.send(true);
         let _ = server.await;
+        if let Some(h) = b.ha() {
+            h.shutdown();
+        }
         drop(b);
         match tokio::task::spawn_blocking(move || store.shutdown()).await {
             Ok(Ok(())) => {

@@ -8,6 +8,7 @@
 mod admin;
 pub mod clients;
 pub mod config;
+pub mod ha;
 pub mod hold;
 pub mod lock;
 pub mod offsets;
@@ -61,6 +62,8 @@ pub struct Broker {
     register_now: Notify,
     stopping: AtomicBool,
     next_queue: AtomicU32,
+    /// Replication, once started (see [`Broker::start_ha`]).
+    ha: std::sync::OnceLock<ha::HaRole>,
 }
 
 /// Why a broker could not start.
@@ -127,6 +130,7 @@ impl Broker {
             register_now: Notify::new(),
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
+            ha: std::sync::OnceLock::new(),
         }))
     }
 
@@ -248,6 +252,33 @@ impl Broker {
             Ok(Err(e)) => tracing::error!(error = %e, "cannot write consumerOffset.json"),
             Err(e) => tracing::error!(error = %e, "offset persist task failed"),
         }
+    }
+}
+
+impl Broker {
+    /// Start master/slave replication for this broker's store (once).
+    ///
+    /// # Errors
+    /// A message when the HA port cannot be bound or a thread cannot start.
+    pub fn start_ha(
+        &self,
+        bind_ip: std::net::IpAddr,
+        configured_listen_port: u16,
+    ) -> Result<(), String> {
+        let role = ha::HaRole::start(
+            &self.store,
+            self.store.config(),
+            bind_ip,
+            configured_listen_port,
+            &self.cfg.broker_ip2,
+        )?;
+        let _ = self.ha.set(role);
+        Ok(())
+    }
+
+    /// Replication, when started.
+    pub fn ha(&self) -> Option<&ha::HaRole> {
+        self.ha.get()
     }
 }
 

@@ -81,7 +81,10 @@ fn base_header(b: &Broker, code: i32) -> RemotingCommand {
 
 async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut DataVersion) {
     let body = register_body(b, dv);
-    let ha = format!("{}:{}", b.cfg.broker_ip2, u32::from(b.cfg.listen_port) + 1);
+    let ha = match b.ha() {
+        Some(h) if !h.advertised().is_empty() => h.advertised().to_string(),
+        _ => format!("{}:{}", b.cfg.broker_ip2, u32::from(b.cfg.listen_port) + 1),
+    };
     let req = base_header(b, request::REGISTER_BROKER)
         .with_ext("haServerAddr", ha)
         .with_ext("compressed", false)
@@ -93,10 +96,15 @@ async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut
         .map(|c| {
             let c = c.clone();
             let req = req.clone();
+            let b = b.clone();
             tokio::spawn(async move {
                 match c.invoke(req, timeout).await {
                     Ok(r) if r.code == response::SUCCESS => {
                         tracing::debug!(namesrv = %c.addr(), "registered");
+                        // A slave learns its master's HA address here.
+                        if let (Some(h), Some(addr)) = (b.ha(), r.ext_fields.opt_str("haServerAddr")) {
+                            h.on_master_learned(addr);
+                        }
                     }
                     Ok(r) => tracing::warn!(namesrv = %c.addr(), code = r.code, remark = ?r.remark, "registration refused"),
                     Err(e) => tracing::warn!(error = %e, "registration failed"),
