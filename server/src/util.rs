@@ -74,6 +74,41 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Read a JSON config file written by [`atomic_write`], falling back to its
+/// `.bak` copy when the file is missing or damaged. `Ok(None)` when neither
+/// exists (or both are empty); an error when both are damaged, naming the file.
+pub fn read_with_backup<T>(
+    path: &Path,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> std::io::Result<Option<T>> {
+    let mut bak = path.as_os_str().to_owned();
+    bak.push(".bak");
+    let bak = std::path::PathBuf::from(bak);
+    let mut last_err = None;
+    for p in [path, bak.as_path()] {
+        match std::fs::read_to_string(p) {
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(text) => match parse(&text) {
+                Ok(v) => return Ok(Some(v)),
+                Err(e) => {
+                    tracing::error!(path = %p.display(), error = %e, "damaged {what} file");
+                    last_err = Some(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: {e}", p.display()),
+                    ));
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match last_err {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
 /// RocketMQ's `UtilAll.crc32`: CRC-32/IEEE masked to 31 bits.
 pub fn crc32_masked(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes) & 0x7FFF_FFFF

@@ -55,33 +55,8 @@ impl ConsumerOffsetManager {
     /// An I/O error other than "not found", or both copies damaged.
     pub fn load(config_dir: &Path) -> std::io::Result<Self> {
         let path = config_dir.join("consumerOffset.json");
-        let bak = config_dir.join("consumerOffset.json.bak");
-        let mut table = BTreeMap::new();
-        let mut last_err = None;
-        for p in [&path, &bak] {
-            match std::fs::read_to_string(p) {
-                Ok(text) if text.trim().is_empty() => {}
-                Ok(text) => match parse_table(&text) {
-                    Ok(t) => {
-                        table = t;
-                        last_err = None;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::error!(path = %p.display(), error = %e, "damaged consumer offset file");
-                        last_err = Some(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            format!("{}: {e}", p.display()),
-                        ));
-                    }
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(e) = last_err {
-            return Err(e);
-        }
+        let table = crate::util::read_with_backup(&path, "consumer offset", parse_table)?
+            .unwrap_or_default();
         Ok(ConsumerOffsetManager {
             path,
             table: Mutex::new(table),

@@ -118,36 +118,13 @@ impl SubscriptionGroupManager {
     /// An I/O error other than a missing file, or a file that is not the JSON shape.
     pub fn load(config_dir: &Path, auto_create: bool) -> std::io::Result<Self> {
         let path = config_dir.join("subscriptionGroup.json");
-        let bak = config_dir.join("subscriptionGroup.json.bak");
-        let mut file = GroupsFile::default();
-        let mut last_err = None;
-        for p in [&path, &bak] {
-            match std::fs::read_to_string(p) {
-                Ok(text) if text.trim().is_empty() => {}
-                Ok(text) => {
-                    match json::parse_lenient(&text).and_then(serde_json::from_value::<GroupsFile>)
-                    {
-                        Ok(f) => {
-                            file = f;
-                            last_err = None;
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::error!(path = %p.display(), error = %e, "damaged subscription group file");
-                            last_err = Some(std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                format!("{}: {e}", p.display()),
-                            ));
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if let Some(e) = last_err {
-            return Err(e);
-        }
+        let mut file: GroupsFile =
+            crate::util::read_with_backup(&path, "subscription group", |text| {
+                json::parse_lenient(text)
+                    .and_then(serde_json::from_value::<GroupsFile>)
+                    .map_err(|e| e.to_string())
+            })?
+            .unwrap_or_default();
         for g in SYSTEM_GROUPS {
             file.subscription_group_table
                 .entry((*g).to_string())
