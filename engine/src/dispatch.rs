@@ -275,21 +275,30 @@ impl Dispatcher {
             let pos = (from - f.file_from_offset()) as usize;
             let data = f.bytes_from(pos);
             if data.is_empty() {
-                if f.is_fully_readable() {
+                if pos as u64 >= file_size {
+                    // Read to the end of this file: on to the next.
                     self.reput_from
                         .store(f.file_from_offset() + file_size, Ordering::Release);
+                    continue;
+                }
+                if f.is_fully_readable() {
+                    // Bytes arrived after the snapshot: read them (a blank record
+                    // at the tail sends us to the next file).
                     continue;
                 }
                 break;
             }
             let mut p = 0usize;
             let mut next_file = false;
+            // Whether this snapshot reaches the end of the file: decide on the
+            // snapshot, not on the file's position now (the writer may have moved on).
+            let snapshot_full = pos + data.len() >= f.file_size();
             let mut incomplete = false;
             while p < data.len() {
                 // A record not yet fully readable (a slave receives the log in
                 // chunks that need not end on a record boundary): wait for the rest.
                 let rest = &data[p..];
-                if rest.len() < 8 && !f.is_fully_readable() {
+                if rest.len() < 8 && !snapshot_full {
                     incomplete = true;
                     break;
                 }
@@ -299,7 +308,7 @@ impl Dispatcher {
                     if magic == crate::message::MESSAGE_MAGIC_CODE
                         && total > 0
                         && total as usize > rest.len()
-                        && !f.is_fully_readable()
+                        && !snapshot_full
                     {
                         incomplete = true;
                         break;

@@ -105,11 +105,22 @@ fn a_restarted_slave_resumes_from_its_own_offset() {
         common::wait_streaming(&master);
         put(300);
         let end = master_store.commit_log_max_offset();
-        common::wait_until(20, "first catch-up", || {
-            slave_store.commit_log_max_offset() == end
-        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while slave_store.commit_log_max_offset() != end {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "first catch-up: slave at {} of {end}; {:?}; master sees {:?}; slave stats {:?}",
+                slave_store.commit_log_max_offset(),
+                slave.status(),
+                master.slaves(),
+                slave_store.stats()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         slave.shutdown();
-        slave_store.shutdown().unwrap();
+        if let Err(e) = slave_store.shutdown() {
+            panic!("slave shutdown: {e}; {:?}", slave_store.stats());
+        }
     }
     put(300); // written while the slave is down
     let slave_store = common::store(sd.path(), BrokerRole::Slave);
