@@ -93,12 +93,16 @@ fn run_trial(sync: bool, kill_after: Duration) -> (usize, usize) {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
         let mut acks = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let f: Vec<&str> = line.split(' ').collect();
             if f.len() == 6 && f[0] == "ACK" && f[5] == "PutOk" {
+                if acks.is_empty() {
+                    let _ = first_tx.send(());
+                }
                 acks.push(Ack {
                     thread: f[1].parse().unwrap(),
                     seq: f[2].parse().unwrap(),
@@ -109,7 +113,8 @@ fn run_trial(sync: bool, kill_after: Duration) -> (usize, usize) {
         }
         acks
     });
-    // Wait for the first acknowledgements, then kill at the chosen moment.
+    // Wait (bounded) for the first acknowledgement, then kill at the chosen moment.
+    let _ = first_rx.recv_timeout(Duration::from_secs(30));
     std::thread::sleep(kill_after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
