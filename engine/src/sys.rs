@@ -129,28 +129,6 @@ pub fn local_hour(ms: i64) -> u8 {
     tm.tm_hour.clamp(0, 23) as u8
 }
 
-/// Local time `yyyyMMddHHmmssSSS` of a time in ms since the epoch (index file names).
-pub fn local_timestamp_name(ms: i64) -> String {
-    let t: libc::time_t = (ms / 1000) as libc::time_t;
-    // SAFETY: as in `local_hour`.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: as in `local_hour`.
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return format!("{ms:017}");
-    }
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        ms.rem_euclid(1000)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,7 +144,6 @@ mod tests {
     fn hours_and_names() {
         let h = local_hour(crate::message::now_ms());
         assert!(h < 24);
-        assert_eq!(local_timestamp_name(1_700_000_000_123).len(), 17);
     }
 
     #[test]
