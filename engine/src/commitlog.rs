@@ -497,6 +497,7 @@ impl CommitLog {
             }
         };
         let f = &files[idx];
+        let end_file_from = f.file_from_offset();
         if pos < file_size {
             // Valid records soon after the stop point mean damage (a flipped byte,
             // a zeroed page), not a torn tail: refuse to truncate good data. Records
@@ -531,7 +532,7 @@ impl CommitLog {
             }
         }
         drop(files);
-        let cut = f_offset(&self.queue, idx) + self.file_size;
+        let cut = end_file_from + self.file_size;
         let removed_before = self.queue.file_count();
         self.queue.delete_files_from(cut)?;
         report.files_removed = removed_before - self.queue.file_count();
@@ -554,10 +555,6 @@ impl CommitLog {
         report.max_offset = max;
         Ok(report)
     }
-}
-
-fn f_offset(q: &MappedFileQueue, idx: usize) -> u64 {
-    q.files()[idx].file_from_offset()
 }
 
 /// Look for a valid message record at or after `from` whose physical offset

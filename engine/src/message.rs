@@ -490,16 +490,15 @@ pub(crate) fn record_len(msg: &Message, store_host: &SocketAddr, props_len: usiz
         + props_len
 }
 
-/// Encode `msg` into `out` (cleared first) as a full record whose queue offset,
-/// physical offset and store timestamp are zero, to be patched under the put lock.
-/// `queue_offset_zero` forces the stored queue offset to 0 (prepared/rollback records).
-/// The caller has validated lengths.
+/// Append `msg` to `out` as a full record whose queue offset, physical offset
+/// and store timestamp are zero, to be patched under the put lock. The layout's
+/// positions are relative to the record's start. The caller has validated lengths.
 pub(crate) fn encode_record(
     msg: &Message,
     store_host: &SocketAddr,
     out: &mut Vec<u8>,
 ) -> EncodedLayout {
-    out.clear();
+    let start = out.len();
     let props_len = msg.properties.encoded_len();
     let len = record_len(msg, store_host, props_len);
     out.reserve(len);
@@ -520,7 +519,7 @@ pub(crate) fn encode_record(
     out.extend_from_slice(&sys.to_be_bytes());
     out.extend_from_slice(&msg.born_timestamp_ms.to_be_bytes());
     put_host(out, &msg.born_host);
-    let store_timestamp_pos = out.len();
+    let store_timestamp_pos = out.len() - start;
     out.extend_from_slice(&0i64.to_be_bytes()); // store timestamp
     put_host(out, store_host);
     out.extend_from_slice(&msg.reconsume_times.to_be_bytes());
@@ -531,7 +530,7 @@ pub(crate) fn encode_record(
     out.extend_from_slice(msg.topic.as_bytes());
     out.extend_from_slice(&(props_len as i16).to_be_bytes());
     msg.properties.encode_into(out);
-    debug_assert_eq!(out.len(), len);
+    debug_assert_eq!(out.len() - start, len);
     EncodedLayout {
         len,
         store_timestamp_pos,
@@ -542,6 +541,7 @@ pub(crate) fn encode_record(
 /// offset, physical offset and store timestamp left at zero (the store fills them
 /// in under its put lock). Returns the record length. Lengths are not validated.
 pub fn encode_message(msg: &Message, store_host: &SocketAddr, out: &mut Vec<u8>) -> usize {
+    out.clear();
     encode_record(msg, store_host, out).len
 }
 

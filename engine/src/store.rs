@@ -302,7 +302,9 @@ impl std::fmt::Debug for MessageStore {
 const CQ_MANIFEST: &str = "consumeQueueMax.json";
 
 thread_local! {
-    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Per-thread encoding buffer and record slots, reused by every put (no
+    /// allocation per message once warm).
+    static ENCODE_BUF: RefCell<(Vec<u8>, Vec<RecordSlot>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
@@ -1469,27 +1471,17 @@ impl StoreInner {
         let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE
             || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
         let appended = ENCODE_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
+            let (buf, slots) = &mut *b.borrow_mut();
             buf.clear();
-            let mut slots = Vec::with_capacity(msgs.len());
-            let mut one = Vec::new();
+            slots.clear();
             for m in msgs {
                 let start = buf.len();
-                if msgs.len() == 1 {
-                    let layout = encode_record(m, &s.store_host, &mut buf);
-                    debug_assert_eq!(layout.len, buf.len());
-                    slots.push(RecordSlot {
-                        start,
-                        store_timestamp_pos: layout.store_timestamp_pos,
-                    });
-                } else {
-                    let layout = encode_record(m, &s.store_host, &mut one);
-                    buf.extend_from_slice(&one);
-                    slots.push(RecordSlot {
-                        start,
-                        store_timestamp_pos: layout.store_timestamp_pos,
-                    });
-                }
+                let layout = encode_record(m, &s.store_host, buf);
+                debug_assert_eq!(layout.len, buf.len() - start);
+                slots.push(RecordSlot {
+                    start,
+                    store_timestamp_pos: layout.store_timestamp_pos,
+                });
             }
             let max_rec = s.cfg.max_message_size as usize + 64 * 1024;
             if !batch && buf.len() > max_rec {
@@ -1499,7 +1491,7 @@ impl StoreInner {
                 )));
             }
             s.commitlog
-                .append(&mut buf, &slots, &first.topic, first.queue_id, assign)
+                .append(buf, slots, &first.topic, first.queue_id, assign)
         })?;
         s.flusher.on_put();
         if s.arrivals.has_interest() {
