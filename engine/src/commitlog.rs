@@ -103,7 +103,10 @@ impl CommitLog {
                 prefault_ahead as usize,
             ),
             file_size,
-            commit_backend: crate::io::CommitBackend::new(io_uring && pool.is_some()),
+            commit_backend: crate::io::CommitBackend::new(
+                io_uring && pool.is_some(),
+                pool.as_ref(),
+            ),
             pool,
         })
     }
@@ -376,6 +379,12 @@ impl CommitLog {
     /// Pool mode: write buffered bytes into the files (`least_pages` as for flushes).
     pub fn commit(&self, least_pages: u32) -> Result<u64> {
         self.queue.commit(least_pages, &self.commit_backend)
+    }
+
+    /// Pool mode, SYNC_FLUSH: commit everything buffered and sync it, one
+    /// backend call per file (see [`MappedFileQueue::commit_and_sync`]).
+    pub fn commit_and_sync(&self) -> Result<u64> {
+        self.queue.commit_and_sync(&self.commit_backend)
     }
 
     /// The pool's commit backend (`io_uring` or `pwrite`).

@@ -151,9 +151,19 @@ impl CommitLogFlusher {
 
     /// Flush `queue` with `least_pages`; the single place where a sync failure fences the store.
     pub fn flush(&self, queue: &MappedFileQueue, least_pages: u32) -> Result<u64> {
+        self.sync_with(queue, || queue.flush(least_pages))
+    }
+
+    /// Make `queue` durable with `sync` (a flush, or a commit-and-sync on the
+    /// pool path), counting the sync and fencing the store when it fails.
+    pub fn sync_with(
+        &self,
+        queue: &MappedFileQueue,
+        sync: impl FnOnce() -> Result<u64>,
+    ) -> Result<u64> {
         self.fence.check()?;
         let before = queue.flushed_where();
-        match queue.flush(least_pages) {
+        match sync() {
             Ok(mark) => {
                 if mark > before {
                     self.syncs.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +260,17 @@ impl CommitLogFlusher {
     pub fn run(&self, queue: &MappedFileQueue) {
         match self.mode {
             FlushDiskType::AsyncFlush => self.run_async(queue),
-            FlushDiskType::SyncFlush => self.run_group_commit(queue),
+            FlushDiskType::SyncFlush => self.run_group_commit(queue, || queue.flush(0)),
+        }
+    }
+
+    /// The flush thread's loop on the pool path: SYNC_FLUSH group commits go
+    /// through `commit_and_sync` (the pool's bytes written and synced in one
+    /// submission); ASYNC_FLUSH flushes what the commit service committed.
+    pub fn run_pooled(&self, queue: &MappedFileQueue, commit_and_sync: impl Fn() -> Result<u64>) {
+        match self.mode {
+            FlushDiskType::AsyncFlush => self.run_async(queue),
+            FlushDiskType::SyncFlush => self.run_group_commit(queue, commit_and_sync),
         }
     }
 
@@ -278,7 +298,7 @@ impl CommitLogFlusher {
         }
     }
 
-    fn run_group_commit(&self, queue: &MappedFileQueue) {
+    fn run_group_commit(&self, queue: &MappedFileQueue, sync: impl Fn() -> Result<u64>) {
         loop {
             {
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -294,8 +314,8 @@ impl CommitLogFlusher {
                 }
             }
             // Flush everything written so far: every waiting request is covered,
-            // because puts register only after their bytes are in the file.
-            let r = self.flush(queue, 0);
+            // because puts register only after their bytes are written.
+            let r = self.sync_with(queue, &sync);
             self.notify_done();
             if r.is_err() {
                 return;

@@ -49,6 +49,8 @@ pub struct MappedFile {
     /// The buffer's memory while attached (null otherwise); set and cleared under
     /// `write_lock`.
     buf_ptr: std::sync::atomic::AtomicPtr<u8>,
+    /// The attached buffer's index in its pool (io_uring fixed-buffer index).
+    buf_index: std::sync::atomic::AtomicU16,
     pooled: AtomicBool,
     committed_position: AtomicUsize,
     /// End of the blank record in pool mode: bytes after it are never written.
@@ -208,6 +210,7 @@ impl MappedFile {
             deleted: AtomicBool::new(false),
             buffer: Mutex::new(None),
             buf_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            buf_index: std::sync::atomic::AtomicU16::new(0),
             pooled: AtomicBool::new(false),
             committed_position: AtomicUsize::new(position),
             fill_end: AtomicUsize::new(usize::MAX),
@@ -341,6 +344,7 @@ impl MappedFile {
         let wrote = self.wrote_position.load(Ordering::Acquire);
         self.committed_position.store(wrote, Ordering::Release);
         self.buf_ptr.store(buf.as_mut_ptr(), Ordering::Release);
+        self.buf_index.store(buf.index(), Ordering::Release);
         *self.buffer.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
         self.pooled.store(true, Ordering::Release);
     }
@@ -365,7 +369,53 @@ impl MappedFile {
         if !ready {
             return Ok(committed);
         }
+        self.commit_locked(committed, wrote, backend, false)
+    }
+
+    /// Pool mode, SYNC_FLUSH: commit every buffered byte and make the file's
+    /// data durable, in one backend call (on io_uring: the writes and an
+    /// `fdatasync` linked behind them, one submission). Returns the new
+    /// flushed position (which is then also the committed one). A file not in
+    /// pool mode is flushed as usual.
+    pub fn commit_and_sync(&self, backend: &crate::io::CommitBackend) -> Result<usize> {
+        if !self.pooled.load(Ordering::Acquire) {
+            return self.flush(0);
+        }
+        let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let flushed = self.flushed_position.load(Ordering::Acquire);
+        let committed = self.committed_position.load(Ordering::Acquire);
+        let wrote = self.wrote_position();
+        if wrote <= flushed {
+            return Ok(flushed);
+        }
+        self.commit_locked(committed, wrote, backend, true)?;
+        let start = flushed / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        if let Some(h) = crate::io::hook_for(&self.path) {
+            h.synced(
+                &self.path,
+                start,
+                self.bytes(start, wrote - start).unwrap_or(&[]),
+            );
+        }
+        self.flushed_position.store(wrote, Ordering::Release);
+        Ok(wrote)
+    }
+
+    /// Write the buffer's `[committed, wrote)` (up to the blank record's end)
+    /// into the file, with `sync` then `fdatasync` it; publish `wrote` as
+    /// committed and give the buffer back once the file is full. Caller holds
+    /// `commit_lock`.
+    fn commit_locked(
+        &self,
+        committed: usize,
+        wrote: usize,
+        backend: &crate::io::CommitBackend,
+        sync: bool,
+    ) -> Result<usize> {
+        let full = wrote >= self.file_size;
         let end = wrote.min(self.fill_end.load(Ordering::Acquire));
+        let mut src: &[u8] = &[];
         if end > committed {
             let base = self.buf_ptr.load(Ordering::Acquire);
             if base.is_null() {
@@ -377,9 +427,20 @@ impl MappedFile {
             }
             // SAFETY: `[committed, end)` is inside the buffer, written and published
             // by the writer (Acquire load of `wrote_position`), and never written
-            // again; the buffer stays attached until this function detaches it.
-            let src = unsafe { std::slice::from_raw_parts(base.add(committed), end - committed) };
-            backend.write_all_at(&self.file, &self.path, src, committed as u64)?;
+            // again; the buffer stays attached until this function detaches it
+            // (the caller holds `commit_lock`, and only this function detaches).
+            src = unsafe { std::slice::from_raw_parts(base.add(committed), end - committed) };
+        }
+        if !src.is_empty() || sync {
+            let index = self.buf_index.load(Ordering::Acquire);
+            backend.write_at(
+                &self.file,
+                &self.path,
+                src,
+                committed as u64,
+                Some(index),
+                sync,
+            )?;
         }
         self.committed_position.store(wrote, Ordering::Release);
         if full {

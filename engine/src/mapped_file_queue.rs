@@ -238,13 +238,36 @@ impl MappedFileQueue {
         r
     }
 
+    /// Pool mode, SYNC_FLUSH: commit and sync every file from the flushed mark
+    /// on, each in one backend call ([`MappedFile::commit_and_sync`]). Returns
+    /// the new flushed mark, which is also the committed one.
+    pub fn commit_and_sync(&self, backend: &crate::io::CommitBackend) -> Result<u64> {
+        let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let ts = self.last_store_timestamp_ms();
+        let end_before = self.max_offset();
+        let r = self.flush_files_with(|f| f.commit_and_sync(backend));
+        if let Ok(mark) = r {
+            self.committed_where.fetch_max(mark, Ordering::AcqRel);
+            if mark >= end_before {
+                self.flushed_store_timestamp_ms
+                    .fetch_max(ts, Ordering::AcqRel);
+            }
+        }
+        r
+    }
+
     fn flush_files(&self, least_pages: u32) -> Result<u64> {
+        self.flush_files_with(|f| f.flush(least_pages))
+    }
+
+    fn flush_files_with(&self, flush: impl Fn(&MappedFile) -> Result<usize>) -> Result<u64> {
         loop {
             let at = self.flushed_where();
             let Some(f) = self.find_by_offset(at) else {
                 return Ok(at);
             };
-            let pos = f.flush(least_pages)?;
+            let pos = flush(&f)?;
             let mark = f.file_from_offset() + pos as u64;
             if mark > at {
                 self.flushed_where.store(mark, Ordering::Release);

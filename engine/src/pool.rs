@@ -10,7 +10,12 @@ use memmap2::MmapMut;
 use crate::error::{Error, Result};
 
 struct PoolInner {
-    free: Mutex<Vec<MmapMut>>,
+    /// Free buffers with their index (their place in `regions`).
+    free: Mutex<Vec<(u16, MmapMut)>>,
+    /// Start and length of every buffer, by index. The memory does not move or
+    /// go away while the pool lives: a buffer is only ever moved between `free`
+    /// and a [`PoolBuffer`], both of which keep `PoolInner` alive.
+    regions: Vec<(usize, usize)>,
     buffer_size: usize,
     total: usize,
 }
@@ -38,9 +43,17 @@ impl TransientStorePool {
     /// limit (RLIMIT_MEMLOCK) forbids locking them, with the limit named;
     /// [`Error::Io`] when the memory cannot be had.
     pub fn new(count: usize, buffer_size: usize) -> Result<Self> {
+        if count > usize::from(u16::MAX) {
+            return Err(Error::config(
+                "transientStorePoolSize",
+                count.to_string(),
+                format!("a buffer count of at most {}", u16::MAX),
+            ));
+        }
         let mut free = Vec::with_capacity(count);
-        for _ in 0..count {
-            let m = MmapMut::map_anon(buffer_size).map_err(|e| {
+        let mut regions = Vec::with_capacity(count);
+        for i in 0..count {
+            let mut m = MmapMut::map_anon(buffer_size).map_err(|e| {
                 Error::io(format!("allocating a {buffer_size}-byte pool buffer"), e)
             })?;
             if let Err(e) = crate::sys::mlock(&m) {
@@ -57,11 +70,15 @@ impl TransientStorePool {
                     ),
                 ));
             }
-            free.push(m);
+            regions.push((m.as_mut_ptr() as usize, m.len()));
+            free.push((i as u16, m));
         }
+        // Hand out low indexes first.
+        free.reverse();
         Ok(TransientStorePool {
             inner: Arc::new(PoolInner {
                 free: Mutex::new(free),
+                regions,
                 buffer_size,
                 total: count,
             }),
@@ -70,7 +87,7 @@ impl TransientStorePool {
 
     /// Take a buffer, if one is free.
     pub fn borrow(&self) -> Option<PoolBuffer> {
-        let m = self
+        let (index, m) = self
             .inner
             .free
             .lock()
@@ -78,6 +95,7 @@ impl TransientStorePool {
             .pop()?;
         Some(PoolBuffer {
             map: Some(m),
+            index,
             pool: Arc::clone(&self.inner),
         })
     }
@@ -100,11 +118,19 @@ impl TransientStorePool {
     pub fn buffer_size(&self) -> usize {
         self.inner.buffer_size
     }
+
+    /// Start address and length of every buffer, by index: what io_uring
+    /// registers as fixed buffers. Valid while any clone of the pool (or any
+    /// buffer borrowed from it) lives.
+    pub(crate) fn regions(&self) -> &[(usize, usize)] {
+        &self.inner.regions
+    }
 }
 
 /// A borrowed buffer; it returns to its pool when dropped.
 pub struct PoolBuffer {
     map: Option<MmapMut>,
+    index: u16,
     pool: Arc<PoolInner>,
 }
 
@@ -117,6 +143,11 @@ impl PoolBuffer {
             .map(|m| m.as_mut_ptr())
             .unwrap_or(std::ptr::null_mut())
     }
+
+    /// The buffer's index in its pool (its io_uring fixed-buffer index).
+    pub(crate) fn index(&self) -> u16 {
+        self.index
+    }
 }
 
 impl Drop for PoolBuffer {
@@ -126,7 +157,7 @@ impl Drop for PoolBuffer {
                 .free
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(m);
+                .push((self.index, m));
         }
     }
 }

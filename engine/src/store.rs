@@ -236,6 +236,10 @@ pub struct StoreStats {
     /// How the pool's commits are written: `io_uring` or `pwrite` (with the
     /// reason io_uring is not used, when it is not).
     pub commit_backend: String,
+    /// The io_uring commit backend writes from the pool's registered buffers.
+    pub commit_registered_buffers: bool,
+    /// What the pool's commit backend has done (submissions, writes, syncs, bytes).
+    pub commit_counters: crate::io::CommitCounters,
     /// Why the store refuses writes, if it does.
     pub fenced: Option<String>,
 }
@@ -389,9 +393,11 @@ impl MessageStore {
         let ck = checkpoint.data();
         let ck_valid = ck_state == CheckpointState::Valid;
 
-        // RocketMQ's rule: the transient store pool only serves ASYNC_FLUSH masters.
+        // RocketMQ's rule: the transient store pool only serves ASYNC_FLUSH
+        // masters; ferromq serves SYNC_FLUSH too when asked.
         let pool = if cfg.transient_store_pool_enable {
-            if cfg.flush_disk_type == FlushDiskType::AsyncFlush
+            if (cfg.flush_disk_type == FlushDiskType::AsyncFlush
+                || cfg.transient_store_pool_sync_flush_enable)
                 && cfg.broker_role != BrokerRole::Slave
             {
                 Some(crate::pool::TransientStorePool::new(
@@ -400,7 +406,8 @@ impl MessageStore {
                 )?)
             } else {
                 tracing::warn!(
-                    "transientStorePoolEnable applies only to ASYNC_FLUSH masters; ignored"
+                    "transientStorePoolEnable applies only to masters, and to SYNC_FLUSH only \
+                     with transientStorePoolSyncFlushEnable=true; ignored"
                 );
                 None
             }
@@ -566,7 +573,12 @@ impl MessageStore {
         inner.commitlog.start()?;
         let store = MessageStore { inner };
         store.spawn("ferromq-flush-commitlog", |s| {
-            s.flusher.run(&s.commitlog.queue);
+            if s.commitlog.pooled() {
+                s.flusher
+                    .run_pooled(&s.commitlog.queue, || s.commitlog.commit_and_sync());
+            } else {
+                s.flusher.run(&s.commitlog.queue);
+            }
         })?;
         store.spawn("ferromq-dispatch", |s| s.run_dispatch())?;
         if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
@@ -1158,6 +1170,8 @@ impl MessageStore {
                 Some(why) if s.commitlog.pooled() => format!("pwrite ({why})"),
                 _ => s.commitlog.commit_backend().name().to_string(),
             },
+            commit_registered_buffers: s.commitlog.commit_backend().registered_buffers(),
+            commit_counters: s.commitlog.commit_backend().counters(),
             fenced: s.fence.cause(),
         }
     }
@@ -1724,7 +1738,15 @@ impl StoreInner {
         let thorough = Duration::from_millis(self.cfg.commit_commit_log_thorough_interval_ms);
         let mut last_thorough = Instant::now();
         while !self.stopping.load(Ordering::Acquire) {
-            std::thread::sleep(interval.min(Duration::from_millis(50)));
+            // Sleep the interval, looking at `stopping` at least every 50 ms.
+            let deadline = Instant::now() + interval;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
             let mut least = self.cfg.commit_commit_log_least_pages;
             if last_thorough.elapsed() >= thorough {
                 last_thorough = Instant::now();

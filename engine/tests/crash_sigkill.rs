@@ -218,13 +218,15 @@ fn run_mode(sync: bool) {
             "crash trials over time budget"
         );
     }
-    let pool = !sync && std::env::var("FERROMQ_TEST_WRITE_PATH").as_deref() == Ok("pool");
+    // On the pool path SYNC_FLUSH trials run too (transientStorePoolSyncFlushEnable,
+    // see tests/common): each group commit writes and syncs the pool's bytes.
+    let pool = std::env::var("FERROMQ_TEST_WRITE_PATH").as_deref() == Ok("pool");
     eprintln!(
         "crash trials ({}{}): {n} trials, {total_acks} acknowledged messages, {total_lost} lost",
         if sync { "SYNC_FLUSH" } else { "ASYNC_FLUSH" },
         if pool { ", transient store pool" } else { "" }
     );
-    if pool {
+    if pool && !sync {
         // ASYNC_FLUSH through the pool acknowledges bytes still in process memory
         // (as RocketMQ's transientStorePoolEnable does): a crash may lose the last
         // commitCommitLogLeastPages/commitIntervalCommitLog worth, as a tail only.

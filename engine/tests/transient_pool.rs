@@ -31,7 +31,15 @@ fn readers_see_only_committed_bytes() {
         backend == "io_uring" || backend.starts_with("pwrite ("),
         "{backend}"
     );
-    eprintln!("commit backend: {backend}");
+    eprintln!(
+        "commit backend: {backend}, registered buffers: {}",
+        store.stats().commit_registered_buffers
+    );
+    if backend == "io_uring" {
+        // The pool's buffers are registered with the ring (when the kernel
+        // lets the ring exist it lets it register locked anonymous memory).
+        assert!(store.stats().commit_registered_buffers);
+    }
     for i in 0..10 {
         store
             .put_message(&Message::new("P", format!("m{i}").into_bytes()))
@@ -46,7 +54,10 @@ fn readers_see_only_committed_bytes() {
         store.read_commit_log(0, 1024).is_none(),
         "not streamed to slaves either"
     );
+    assert_eq!(store.stats().commit_counters.bytes, 0);
     store.flush().unwrap(); // commits, then flushes
+    let c = store.stats().commit_counters;
+    assert!(c.writes >= 1 && c.bytes > 0, "{c:?}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while store.max_offset_in_queue("P", 0) < 10 {
         assert!(std::time::Instant::now() < deadline);
@@ -144,4 +155,64 @@ fn io_uring_can_be_turned_off() {
     store.shutdown().unwrap();
     let store = MessageStore::open(common::small_config(dir.path())).unwrap();
     assert!(store.commit_log_max_offset() > 0);
+}
+
+#[test]
+fn sync_flush_on_the_pool_writes_and_syncs_each_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), 4);
+    c.flush_disk_type = ferromq_engine::FlushDiskType::SyncFlush;
+    c.sync_flush_timeout_ms = 10_000;
+    // RocketMQ's rule by default: no pool under SYNC_FLUSH.
+    let store = MessageStore::open(c.clone()).unwrap();
+    assert!(!store.stats().transient_store_pool);
+    store.shutdown().unwrap();
+
+    c.transient_store_pool_sync_flush_enable = true;
+    let store = Arc::new(MessageStore::open(c).unwrap());
+    assert!(store.stats().transient_store_pool);
+    let before = store.stats().commit_counters;
+    // The commit service sleeps an hour: only group commits make these durable.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let r = store
+                        .put_message(&Message::new("S", format!("t{t}-m{i}").into_bytes()))
+                        .unwrap();
+                    assert_eq!(r.status, ferromq_engine::PutStatus::PutOk);
+                    assert!(
+                        store.stats().commit_log_flushed_offset
+                            >= r.commit_log_offset + r.wrote_bytes as u64
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let c = store.stats().commit_counters;
+    assert!(c.syncs > before.syncs, "{c:?}");
+    assert!(c.syncs <= 200, "at most one sync per put: {c:?}");
+    eprintln!("200 sync puts on the pool: {c:?}");
+    // Readable at once (committed), and on disk in the file itself.
+    let r = store
+        .get_message("g", "S", 0, 0, 32, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(r.status, GetStatus::Found);
+    let end = store.stats().commit_log_flushed_offset as usize;
+    let file = std::fs::read(dir.path().join("commitlog").join(format!("{:020}", 0))).unwrap();
+    let on_disk = &file[..end.min(file.len())];
+    for t in 0..4 {
+        let needle = format!("t{t}-m49");
+        assert!(
+            on_disk
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes()),
+            "{needle} not in the file"
+        );
+    }
+    store.shutdown().unwrap();
 }

@@ -434,6 +434,10 @@ pub(crate) static FIELDS: &[Field] = &[
         "milliseconds"
     ),
     boolean!("ioUringEnable", io_uring_enable),
+    boolean!(
+        "transientStorePoolSyncFlushEnable",
+        transient_store_pool_sync_flush_enable
+    ),
     int!(
         "prefaultAheadBytes",
         prefault_ahead_bytes,

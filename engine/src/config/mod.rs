@@ -159,6 +159,11 @@ pub struct StoreConfig {
     pub commit_commit_log_thorough_interval_ms: u64,
     /// `ioUringEnable` (ferromq key): use io_uring for the pool's commits. Default true.
     pub io_uring_enable: bool,
+    /// `transientStorePoolSyncFlushEnable` (ferromq key): let the transient store
+    /// pool serve SYNC_FLUSH too (RocketMQ ignores the pool under SYNC_FLUSH).
+    /// Each group commit then writes the pool's bytes and syncs them in one
+    /// submission. Default false.
+    pub transient_store_pool_sync_flush_enable: bool,
     /// `prefaultAheadBytes` (ferromq key): how far ahead of the commitlog write
     /// position a background thread pre-faults the mapping (`MADV_POPULATE_WRITE`),
     /// so that page-cache allocation and zeroing stay off the put path. 0 turns it
@@ -240,6 +245,7 @@ impl StoreConfig {
             commit_commit_log_least_pages: 4,
             commit_commit_log_thorough_interval_ms: 200,
             io_uring_enable: true,
+            transient_store_pool_sync_flush_enable: false,
             prefault_ahead_bytes: 16 * 1024 * 1024,
             ha_listen_port: 0,
             ha_master_address: None,

@@ -93,6 +93,7 @@ commitIntervalCommitLog=39
 commitCommitLogLeastPages=40
 commitCommitLogThoroughInterval=41
 ioUringEnable=false
+transientStorePoolSyncFlushEnable=true
 prefaultAheadBytes=43
 haListenPort=44
 haMasterAddress=127.0.0.1:10912
@@ -155,6 +156,7 @@ osPageCacheBusyTimeOutMills=42
         commit_commit_log_least_pages: 40,
         commit_commit_log_thorough_interval_ms: 41,
         io_uring_enable: false,
+        transient_store_pool_sync_flush_enable: true,
         prefault_ahead_bytes: 43,
         ha_listen_port: 44,
         ha_master_address: Some("127.0.0.1:10912".into()),

@@ -24,6 +24,8 @@ pub fn small_config(dir: &Path) -> StoreConfig {
         cfg.transient_store_pool_size = 48;
         cfg.commit_interval_commit_log_ms = 1;
         cfg.commit_commit_log_least_pages = 0;
+        // SYNC_FLUSH tests too: group commits then write and sync the pool's bytes.
+        cfg.transient_store_pool_sync_flush_enable = true;
     }
     cfg
 }

@@ -382,8 +382,42 @@ pub fn run_client_script(
         eprintln!("{program}: {l}");
         lines.push(l);
     }
+    if !status.success() {
+        dump_client_logs(&home.join("logs"));
+    }
     assert!(status.success(), "{script} failed: {lines:#?}");
     lines
+}
+
+/// Print the last lines of every log file a client wrote under `dir`
+/// (the C++ client logs to `$HOME/logs/rocketmq-cpp`), so that a failure in
+/// CI says what the client saw.
+fn dump_client_logs(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut budget = 64usize;
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                return;
+            }
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("---- last {} lines of {} ----", tail.len(), p.display());
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+    }
 }
 
 /// The `RESULT ...` line of a client script, checked for each `want` substring.
