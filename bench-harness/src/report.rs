@@ -188,6 +188,7 @@ pub fn markdown(suite: &SuiteResult) -> String {
         );
     }
     let _ = writeln!(s);
+    write_path_section(&mut s, &suite.runs);
     for r in &suite.runs {
         run_section(&mut s, r);
     }
@@ -237,6 +238,91 @@ pub fn markdown(suite: &SuiteResult) -> String {
          copy or write the same number of bytes."
     );
     s
+}
+
+/// The `## Write paths` section: runs of `--write-path` side by side, per
+/// workload, with each path's msgs/s as a multiple of the mapped path's in the
+/// same invocation and what the pool's commit backend did.
+fn write_path_section(s: &mut String, runs: &[RunResult]) {
+    if runs.iter().all(|r| r.write_path.is_none()) {
+        return;
+    }
+    let _ = writeln!(s, "## Write paths\n");
+    let _ = writeln!(
+        s,
+        "Each workload ran once per path, the paths interleaved. `× mmap` is msgs/s over the `mmap` run of the same \
+         workload. The raw disk limits of the same bytes are the baselines in the table above (memcpy into a fresh \
+         mapped file for ASYNC, pwrite + fdatasync batches for SYNC). Commit columns: io_uring submissions (or \
+         pwrite commit calls), writes per submission, KiB per write, and data syncs made by the commit backend.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| workload | path | msgs/s | MB/s | p50 µs | p99 µs | p99.9 µs | × mmap | baseline MB/s | backend | submissions | writes/sub | KiB/write | syncs |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+    );
+    for r in runs {
+        let Some(path) = &r.write_path else { continue };
+        let workload = r.name.strip_suffix(&format!("-{path}")).unwrap_or(&r.name);
+        let mmap = runs.iter().find(|o| {
+            o.write_path.as_deref() == Some("mmap")
+                && o.name.strip_suffix("-mmap") == Some(workload)
+        });
+        let times = mmap
+            .map(|m| {
+                format!(
+                    "{:.2}",
+                    crate::results::ratio(r.msgs_per_sec, m.msgs_per_sec)
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        let d = r.target_details.as_ref();
+        let pooled = d
+            .and_then(|d| d["transient_store_pool"].as_bool())
+            .unwrap_or(false);
+        let backend = if pooled {
+            let name = d
+                .and_then(|d| d["commit_backend"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            let fixed = d
+                .and_then(|d| d["commit_registered_buffers"].as_bool())
+                .unwrap_or(false);
+            if fixed {
+                format!("{name} (registered buffers)")
+            } else {
+                name
+            }
+        } else {
+            "mapped file".to_string()
+        };
+        let c = d.map(|d| &d["commit_counters"]);
+        let get = |k: &str| c.and_then(|c| c[k].as_u64()).unwrap_or(0);
+        let (subs, writes, bytes, syncs) = (
+            get("submissions"),
+            get("writes"),
+            get("bytes"),
+            get("syncs"),
+        );
+        let cols = if pooled {
+            format!(
+                "{subs} | {:.1} | {:.0} | {syncs}",
+                crate::results::ratio(writes as f64, subs as f64),
+                crate::results::ratio(bytes as f64 / 1024.0, writes as f64)
+            )
+        } else {
+            "- | - | - | -".to_string()
+        };
+        let l = &r.latency_us;
+        let _ = writeln!(
+            s,
+            "| {workload} | {path} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {times} | {:.1} | {backend} | {cols} |",
+            r.msgs_per_sec, r.mb_per_sec, l.p50, l.p99, l.p999, r.baseline_mb_per_sec
+        );
+    }
+    let _ = writeln!(s);
 }
 
 /// The `## Machine` section of a report: host, CPU, memory, kernel, load, and

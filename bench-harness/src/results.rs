@@ -107,6 +107,11 @@ pub struct RunResult {
     pub first_error: Option<String>,
     /// Puts per returned status (`PUT_OK`, `FLUSH_DISK_TIMEOUT`, ...).
     pub status_counts: BTreeMap<String, u64>,
+    /// The commitlog write path of the run (`mmap`, `pool-pwrite`,
+    /// `pool-io-uring`) when `--write-path` chose it.
+    pub write_path: Option<String>,
+    /// What the target reported after the puts (see `Target::details`).
+    pub target_details: Option<serde_json::Value>,
     /// The latency histogram, nanoseconds. Not serialized; written as `.hgrm`.
     #[serde(skip)]
     pub histogram: Histogram<u64>,
@@ -180,6 +185,8 @@ impl RunResult {
             put_errors: m.put_errors,
             first_error: m.first_error,
             status_counts: m.status_counts,
+            write_path: None,
+            target_details: None,
             histogram: m.latency_ns,
         }
     }

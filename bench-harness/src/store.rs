@@ -24,6 +24,8 @@ pub const DEFAULT_MESSAGES: u64 = 100_000;
 pub const DEFAULT_FILE_SIZE: u64 = 1 << 30;
 /// Time cap of each suite run's puts.
 pub const SUITE_RUN_CAP: Duration = Duration::from_secs(7);
+/// Per-run time cap of the write-path suite (24 runs).
+pub const WRITE_PATH_RUN_CAP: Duration = Duration::from_secs(4);
 /// Time cap of each suite run's flush-mode baseline.
 pub const SUITE_BASELINE_CAP: Duration = Duration::from_secs(5);
 /// The memcpy baselines are short and noisy: measure them up to this many
@@ -74,6 +76,57 @@ pub struct StoreArgs {
     /// (repeatable; applied to every run).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub set: Vec<(String, String)>,
+    /// Commitlog write paths to compare, comma-separated: `mmap` (puts copy
+    /// into the mapped file), `pool-pwrite` and `pool-io-uring` (puts copy into
+    /// the transient store pool; a commit service writes it with pwrite, or
+    /// with io_uring from registered buffers; SYNC_FLUSH through the pool with
+    /// `transientStorePoolSyncFlushEnable`). Each workload runs once per path,
+    /// the paths interleaved. Without workload flags: the write-path suite
+    /// (1 KiB and 16 KiB, 1 and 32 producers, ASYNC and SYNC).
+    #[arg(long = "write-path", value_delimiter = ',', value_enum)]
+    pub write_path: Vec<WritePath>,
+}
+
+/// A commitlog write path (`--write-path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WritePath {
+    /// Puts copy into the mapped commitlog file.
+    Mmap,
+    /// Transient store pool, committed with `pwrite` (+ `fdatasync`).
+    PoolPwrite,
+    /// Transient store pool, committed through io_uring.
+    PoolIoUring,
+}
+
+impl WritePath {
+    /// The name used in run names and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePath::Mmap => "mmap",
+            WritePath::PoolPwrite => "pool-pwrite",
+            WritePath::PoolIoUring => "pool-io-uring",
+        }
+    }
+
+    /// The store settings that select this path.
+    pub fn settings(self) -> Vec<(String, String)> {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        match self {
+            WritePath::Mmap => vec![kv("transientStorePoolEnable", "false")],
+            WritePath::PoolPwrite | WritePath::PoolIoUring => vec![
+                kv("transientStorePoolEnable", "true"),
+                kv("transientStorePoolSyncFlushEnable", "true"),
+                kv(
+                    "ioUringEnable",
+                    if self == WritePath::PoolIoUring {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                ),
+            ],
+        }
+    }
 }
 
 fn parse_setting(s: &str) -> std::result::Result<(String, String), String> {
@@ -106,6 +159,7 @@ impl Default for StoreArgs {
             out: PathBuf::from(DEFAULT_OUT),
             no_report: false,
             set: Vec::new(),
+            write_path: Vec::new(),
         }
     }
 }
@@ -159,6 +213,8 @@ pub struct RunPlan {
     pub workload: Workload,
     /// Time cap of the flush-mode baseline.
     pub baseline_cap: Option<Duration>,
+    /// The write path this run uses, when `--write-path` chose one.
+    pub write_path: Option<WritePath>,
 }
 
 impl StoreArgs {
@@ -188,7 +244,31 @@ impl StoreArgs {
     pub fn plans(&self) -> Result<Vec<RunPlan>> {
         let file_size = self.file_size.unwrap_or(DEFAULT_FILE_SIZE);
         let cap = self.cap()?;
-        let plans = if self.is_suite() {
+        let plans = if self.is_suite() && !self.write_path.is_empty() {
+            let suite_cap = cap.or(Some(WRITE_PATH_RUN_CAP));
+            let base_cap = cap.or(Some(SUITE_BASELINE_CAP));
+            let mut v = Vec::new();
+            for flush in [FlushMode::Async, FlushMode::Sync] {
+                for size in [1024usize, 16 * 1024] {
+                    for producers in [1usize, 32] {
+                        let messages = match (flush, producers) {
+                            (FlushMode::Async, _) => 200_000,
+                            (FlushMode::Sync, 1) => 20_000,
+                            (FlushMode::Sync, _) => 100_000,
+                        };
+                        let mut w = Workload::new(messages);
+                        w.flush = flush;
+                        w.size_bytes = size;
+                        w.producers = producers;
+                        w.file_size_bytes = file_size;
+                        w.max_duration = suite_cap;
+                        w.store_settings = self.set.clone();
+                        v.push(plan(w, base_cap));
+                    }
+                }
+            }
+            v
+        } else if self.is_suite() {
             let suite_cap = cap.or(Some(SUITE_RUN_CAP));
             let base_cap = cap.or(Some(SUITE_BASELINE_CAP));
             [
@@ -219,6 +299,7 @@ impl StoreArgs {
             w.store_settings = self.set.clone();
             vec![plan(w, cap)]
         };
+        let plans = with_write_paths(plans, &self.write_path);
         for p in &plans {
             p.workload.validate()?;
         }
@@ -268,7 +349,28 @@ fn plan(workload: Workload, baseline_cap: Option<Duration>) -> RunPlan {
         ),
         workload,
         baseline_cap,
+        write_path: None,
     }
+}
+
+/// Each plan once per write path, the paths interleaved (plan 1 on every
+/// path, then plan 2 ...), so that drift of a shared machine hits every path
+/// alike. The path's settings go after the user's `--set`s (the path wins).
+fn with_write_paths(plans: Vec<RunPlan>, paths: &[WritePath]) -> Vec<RunPlan> {
+    if paths.is_empty() {
+        return plans;
+    }
+    let mut out = Vec::with_capacity(plans.len() * paths.len());
+    for p in plans {
+        for &path in paths {
+            let mut q = p.clone();
+            q.name = format!("{}-{}", p.name, path.as_str());
+            q.workload.store_settings.extend(path.settings());
+            q.write_path = Some(path);
+            out.push(q);
+        }
+    }
+    out
 }
 
 /// The directory runs happen in: the user's, or a temporary one removed on drop.
@@ -359,17 +461,18 @@ pub fn execute<T: Target>(
             ))
         })?;
         let measured = workload::run(&target, w);
+        let details = target.details();
         let t = Instant::now();
         let shut = target.shutdown();
         let shutdown_seconds = t.elapsed().as_secs_f64();
         let measured = measured?;
         shut.map_err(|e| BenchError::new(format!("{target_name} shutdown failed: {e}")))?;
-        Ok((measured, shutdown_seconds))
+        Ok((measured, shutdown_seconds, details))
     })();
     if let Err(e) = std::fs::remove_dir_all(&store_dir) {
         tracing::warn!("cannot remove {}: {e}", store_dir.display());
     }
-    let (measurement, shutdown_seconds) = outcome?;
+    let (measurement, shutdown_seconds, details) = outcome?;
 
     let spec = BaselineSpec {
         dir: dir.to_path_buf(),
@@ -426,7 +529,7 @@ pub fn execute<T: Target>(
         })?;
         (base, warm)
     };
-    Ok(RunResult::new(RunInputs {
+    let mut result = RunResult::new(RunInputs {
         name: plan.name.clone(),
         target: target_name.to_string(),
         command,
@@ -436,7 +539,10 @@ pub fn execute<T: Target>(
         baseline: base,
         warm_baseline: warm,
         shutdown_seconds,
-    }))
+    });
+    result.write_path = plan.write_path.map(|p| p.as_str().to_string());
+    result.target_details = details;
+    Ok(result)
 }
 
 /// `spec` with its time cap lowered to `cap`, if one is given.
@@ -699,5 +805,47 @@ mod tests {
             ..StoreArgs::default()
         };
         assert!(bad.plans().unwrap_err().message().contains("--max-seconds"));
+    }
+
+    #[test]
+    fn write_paths_interleave_and_select_the_pool() {
+        let a = StoreArgs {
+            write_path: vec![WritePath::Mmap, WritePath::PoolIoUring],
+            ..StoreArgs::default()
+        };
+        let plans = a.plans().unwrap();
+        // The write-path suite: 2 flush modes x 2 sizes x 2 producer counts, per path.
+        assert_eq!(plans.len(), 16);
+        assert_eq!(plans[0].name, "async-1024B-1p-mmap");
+        assert_eq!(plans[1].name, "async-1024B-1p-pool-io-uring");
+        assert_eq!(plans[2].name, "async-1024B-32p-mmap");
+        assert!(plans
+            .iter()
+            .all(|p| p.workload.max_duration == Some(WRITE_PATH_RUN_CAP)));
+        let has = |p: &RunPlan, k: &str, v: &str| {
+            p.workload
+                .store_settings
+                .iter()
+                .any(|(a, b)| a == k && b == v)
+        };
+        assert!(has(&plans[0], "transientStorePoolEnable", "false"));
+        assert!(has(&plans[1], "transientStorePoolEnable", "true"));
+        assert!(has(&plans[1], "ioUringEnable", "true"));
+        assert!(has(&plans[1], "transientStorePoolSyncFlushEnable", "true"));
+        // A single workload: once per path, with the user's settings kept first.
+        let a = StoreArgs {
+            messages: Some(10),
+            write_path: vec![WritePath::PoolPwrite],
+            set: vec![("transientStorePoolSize".into(), "2".into())],
+            ..StoreArgs::default()
+        };
+        let plans = a.plans().unwrap();
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].write_path, Some(WritePath::PoolPwrite));
+        assert_eq!(
+            plans[0].workload.store_settings[0].0,
+            "transientStorePoolSize"
+        );
+        assert!(has(&plans[0], "ioUringEnable", "false"));
     }
 }

@@ -31,6 +31,17 @@ use crate::workload::{self, Target as _, Workload};
 
 /// Keys of the workload (not written to broker.properties).
 pub const WORKLOAD_KEYS: &[&str] = &["producers", "size", "inflight", "batch", "queues"];
+
+/// A swept pseudo-key: the commitlog write path (`mmap`, `pool-pwrite`,
+/// `pool-io-uring`), which stands for the store keys that select it (see
+/// `ferromq-bench store --write-path`).
+pub const WRITE_PATH_KEY: &str = "writePath";
+
+fn write_path(v: &str) -> std::result::Result<crate::store::WritePath, String> {
+    use clap::ValueEnum;
+    crate::store::WritePath::from_str(v, true)
+        .map_err(|_| format!("writePath `{v}` is not one of mmap, pool-pwrite, pool-io-uring"))
+}
 /// How long a child may take to print its `listening on` line.
 pub const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a child has between SIGTERM and SIGKILL.
@@ -97,9 +108,12 @@ fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not KEY=V1,V2,..."))?;
     let k = k.trim();
-    if !WORKLOAD_KEYS.contains(&k) && !ferromq_engine::config::is_known_key(k) {
+    if k != WRITE_PATH_KEY
+        && !WORKLOAD_KEYS.contains(&k)
+        && !ferromq_engine::config::is_known_key(k)
+    {
         return Err(format!(
-            "`{k}` is neither a broker/store key nor a workload key ({})",
+            "`{k}` is neither a broker/store key, nor a workload key ({}), nor {WRITE_PATH_KEY}",
             WORKLOAD_KEYS.join(", ")
         ));
     }
@@ -110,6 +124,11 @@ fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
         .collect();
     if vals.is_empty() {
         return Err(format!("`{s}` has no values"));
+    }
+    if k == WRITE_PATH_KEY {
+        for v in &vals {
+            write_path(v)?;
+        }
     }
     Ok((k.to_string(), vals))
 }
@@ -236,7 +255,13 @@ pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
 pub fn point_settings(set: &[(String, String)], point: &Point) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = set.to_vec();
     for (k, v) in &point.values {
-        if !WORKLOAD_KEYS.contains(&k.as_str()) {
+        if k == WRITE_PATH_KEY {
+            // Validated when parsed; an unknown value adds nothing.
+            for (k, v) in write_path(v).map(|p| p.settings()).unwrap_or_default() {
+                out.retain(|(k2, _)| k2 != &k);
+                out.push((k, v));
+            }
+        } else if !WORKLOAD_KEYS.contains(&k.as_str()) {
             out.retain(|(k2, _)| k2 != k);
             out.push((k.clone(), v.clone()));
         }
@@ -694,6 +719,21 @@ mod tests {
         assert!(parse_param("producers=1,2").is_ok());
         assert!(parse_param("noSuchKey=1").is_err());
         assert!(parse_param("flushDiskType=").is_err());
+        assert!(parse_param("writePath=mmap,pool-pwrite,pool-io-uring").is_ok());
+        assert!(parse_param("writePath=mmap,nvme").is_err());
+    }
+
+    #[test]
+    fn write_path_expands_to_its_store_keys() {
+        let p = Point {
+            index: 0,
+            values: vec![(WRITE_PATH_KEY.into(), "pool-io-uring".into())],
+        };
+        let s = point_settings(&[("transientStorePoolEnable".into(), "false".into())], &p);
+        assert!(s.contains(&("transientStorePoolEnable".into(), "true".into())));
+        assert!(!s.contains(&("transientStorePoolEnable".into(), "false".into())));
+        assert!(s.contains(&("ioUringEnable".into(), "true".into())));
+        assert!(!broker_properties(Path::new("/x"), true, &s).contains("writePath"));
     }
 
     #[test]

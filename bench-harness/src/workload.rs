@@ -246,6 +246,13 @@ pub trait Target: Send + Sync + Sized {
     ///
     /// When the target reports a failure while stopping.
     fn shutdown(&self) -> Result<()>;
+
+    /// Target-specific figures after the puts (untimed), for the report: the
+    /// engine says which write path and commit backend served the run and
+    /// what the backend did. `None` when the target has nothing to add.
+    fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// What [`run`] measured.

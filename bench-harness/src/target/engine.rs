@@ -100,6 +100,17 @@ impl Target for EngineTarget {
             .shutdown()
             .map_err(|e| BenchError::new(format!("MessageStore::shutdown failed: {e}")))
     }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        let s = self.store.stats();
+        Some(serde_json::json!({
+            "transient_store_pool": s.transient_store_pool,
+            "commit_backend": s.commit_backend,
+            "commit_registered_buffers": s.commit_registered_buffers,
+            "commit_counters": s.commit_counters,
+            "commit_log_syncs": s.commit_log_syncs,
+        }))
+    }
 }
 
 #[cfg(test)]
