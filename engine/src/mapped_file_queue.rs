@@ -298,6 +298,11 @@ impl MappedFileQueue {
         }
     }
 
+    /// Pool mode: the log offset up to which buffered bytes are in the files.
+    pub fn committed_where(&self) -> u64 {
+        self.committed_where.load(Ordering::Acquire)
+    }
+
     /// Recovery: set the committed mark.
     pub fn set_committed_where(&self, offset: u64) {
         self.committed_where.store(offset, Ordering::Release);

@@ -267,6 +267,8 @@ struct StoreInner {
     disk_full: AtomicBool,
     manual_delete_rounds: std::sync::atomic::AtomicU32,
     clean_waker: crate::flush::Waker,
+    /// Wakes the pool's commit service once `commitCommitLogLeastPages` wait.
+    commit_waker: crate::flush::Waker,
     schedule_waker: crate::flush::Waker,
     last_clean: Mutex<Option<CleanPassReport>>,
     /// Deleted files whose mappings readers may still hold, with the deletion time.
@@ -563,6 +565,7 @@ impl MessageStore {
             disk_full: AtomicBool::new(false),
             manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
             clean_waker: crate::flush::Waker::default(),
+            commit_waker: crate::flush::Waker::default(),
             schedule_waker: crate::flush::Waker::default(),
             last_clean: Mutex::new(None),
             pending_destroy: Mutex::new(Vec::new()),
@@ -1260,6 +1263,7 @@ impl MessageStore {
         s.dispatcher.waker.wake();
         s.clean_waker.wake();
         s.schedule_waker.wake();
+        s.commit_waker.wake();
         let threads: Vec<_> = s
             .threads
             .lock()
@@ -1508,6 +1512,16 @@ impl StoreInner {
                 .append(buf, slots, &first.topic, first.queue_id, assign)
         })?;
         s.flusher.on_put();
+        if s.commitlog.pooled() {
+            // As RocketMQ wakes its commit service after a put, but only once a
+            // commit would write something: at least commitCommitLogLeastPages
+            // pages wait (one atomic load otherwise).
+            let end = appended.wrote_offset + appended.wrote_bytes as u64;
+            let least = u64::from(s.cfg.commit_commit_log_least_pages.max(1)) * 4096;
+            if end.saturating_sub(s.commitlog.queue.committed_where()) >= least {
+                s.commit_waker.wake();
+            }
+        }
         if s.arrivals.has_interest() {
             s.dispatcher.waker.wake();
         }
@@ -1738,14 +1752,11 @@ impl StoreInner {
         let thorough = Duration::from_millis(self.cfg.commit_commit_log_thorough_interval_ms);
         let mut last_thorough = Instant::now();
         while !self.stopping.load(Ordering::Acquire) {
-            // Sleep the interval, looking at `stopping` at least every 50 ms.
-            let deadline = Instant::now() + interval;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() || self.stopping.load(Ordering::Acquire) {
-                    break;
-                }
-                std::thread::sleep(left.min(Duration::from_millis(50)));
+            // Sleep the interval, or until puts have left enough to commit
+            // (or shutdown wakes us).
+            self.commit_waker.wait(interval);
+            if self.stopping.load(Ordering::Acquire) {
+                break;
             }
             let mut least = self.cfg.commit_commit_log_least_pages;
             if last_thorough.elapsed() >= thorough {

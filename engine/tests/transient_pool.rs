@@ -18,6 +18,8 @@ fn cfg(dir: &Path, buffers: u32) -> StoreConfig {
     c.transient_store_pool_size = buffers;
     c.commit_interval_commit_log_ms = 3_600_000; // commits only when the test flushes
     c.commit_commit_log_thorough_interval_ms = 3_600_000;
+    // ... and puts never wake the commit service (they do once this many pages wait).
+    c.commit_commit_log_least_pages = 1 << 20;
     c
 }
 
@@ -213,6 +215,41 @@ fn sync_flush_on_the_pool_writes_and_syncs_each_group_commit() {
                 .any(|w| w == needle.as_bytes()),
             "{needle} not in the file"
         );
+    }
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn puts_wake_the_commit_service_once_enough_pages_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), 4);
+    c.commit_commit_log_least_pages = 4;
+    let store = MessageStore::open(c).unwrap();
+    // The commit service sleeps an hour unless puts wake it: 3 pages wait, no commit.
+    for _ in 0..10 {
+        store
+            .put_message(&Message::new("W", vec![7u8; 1000]))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        store.stats().commit_counters.bytes,
+        0,
+        "fewer than 4 pages wait"
+    );
+    // Past 4 pages the put wakes it.
+    for _ in 0..10 {
+        store
+            .put_message(&Message::new("W", vec![7u8; 1000]))
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.stats().commit_counters.bytes == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the commit service was not woken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
     store.shutdown().unwrap();
 }

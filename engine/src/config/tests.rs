@@ -170,7 +170,7 @@ osPageCacheBusyTimeOutMills=42
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 58);
+    assert_eq!(FIELDS.len(), 59);
 }
 
 #[test]
