@@ -155,4 +155,26 @@ fn slave_copies_topic_offset_group_and_delay_configs() {
         sinfo.get("slaveSyncLastOkTimestamp").map(String::as_str),
         Some("0")
     );
+    // ferromq-admin haStatus shows the same, per broker.
+    let admin = |b: u16| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
+            .arg("-n")
+            .arg(format!("127.0.0.1:{ns_port}"))
+            .args(["haStatus", "-b", &format!("127.0.0.1:{b}")])
+            .output()
+            .expect("run ferromq-admin");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let out = admin(m_port);
+    assert!(out.contains("#Lag Bytes"), "{out}");
+    assert!(
+        out.contains(&format!("slave {}", info["haSlave0Addr"])),
+        "{out}"
+    );
+    let out = admin(s_port);
+    assert!(
+        out.contains(&format!("following 127.0.0.1:{m_port}")),
+        "{out}"
+    );
 }

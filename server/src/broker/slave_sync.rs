@@ -63,7 +63,12 @@ pub(super) async fn sync_loop(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 client = Some(RemotingClient::new(m.clone()));
             }
             if let Some(c) = &client {
-                match sync_all(&b, c).await {
+                // Shutdown does not wait for a master that does not answer.
+                let round = tokio::select! {
+                    r = sync_all(&b, c) => r,
+                    _ = stop.changed() => break,
+                };
+                match round {
                     Ok(()) => {
                         b.slave_sync.last_ok_ms.store(now_ms(), Ordering::Release);
                         if failing {
