@@ -1135,6 +1135,42 @@ impl MessageStore {
         s.commitlog.max_offset().saturating_sub(u.commit_log_offset) > limit
     }
 
+    /// Version of the topic table (`dataVersion` of `config/topics.json`).
+    pub fn topic_table_version(&self) -> crate::topic::DataVersion {
+        self.inner.topics.data_version()
+    }
+
+    /// Replace every topic and the table's version, as a slave does with its
+    /// master's table (RocketMQ's `SlaveSynchronize.syncTopicConfig`), and persist it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `config/topics.json` cannot be written.
+    pub fn replace_topics(
+        &self,
+        topics: Vec<TopicConfig>,
+        version: crate::topic::DataVersion,
+    ) -> Result<()> {
+        self.inner.topics.replace_all(topics, version)
+    }
+
+    /// Delivery progress of delayed messages: next queue offset per delay level
+    /// (the content of `config/delayOffset.json`).
+    pub fn delay_offsets(&self) -> std::collections::BTreeMap<u32, u64> {
+        self.inner.schedule.all()
+    }
+
+    /// Replace the delivery progress of delayed messages (a slave copying its
+    /// master's) and persist `config/delayOffset.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn replace_delay_offsets(
+        &self,
+        offsets: std::collections::BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        self.inner.schedule.replace_all(offsets)
+    }
+
     /// A topic's configuration.
     pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
         self.inner.topics.get(topic)

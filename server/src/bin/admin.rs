@@ -91,6 +91,10 @@ enum Cmd {
     /// A broker's effective configuration.
     #[command(name = "getBrokerConfig")]
     GetBrokerConfig(Target),
+    /// Replication: per slave of a master its address, acked offset and lag in
+    /// bytes and ms; for a slave, the master it follows.
+    #[command(name = "haStatus")]
+    HaStatus(Target),
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +167,49 @@ fn num(v: &Value) -> i64 {
 }
 
 /// Print rows as a left-aligned table.
+/// Rows of `haStatus` for one broker's runtime figures.
+fn ha_rows(addr: &str, info: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+    let g = |k: &str| info.get(k).cloned().unwrap_or_else(|| "-".into());
+    if info.contains_key("haMasterConnected") {
+        let state = if g("haMasterConnected") == "true" {
+            "following"
+        } else {
+            "not connected to"
+        };
+        return vec![vec![
+            addr.to_string(),
+            g("brokerRole"),
+            format!("{state} {} (HA {})", g("masterAddr"), g("haMasterAddress")),
+            g("commitLogMaxOffset"),
+            "-".into(),
+            "-".into(),
+        ]];
+    }
+    let n: usize = g("haSlaveCount").parse().unwrap_or(0);
+    if n == 0 {
+        return vec![vec![
+            addr.to_string(),
+            g("brokerRole"),
+            "no slave".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]];
+    }
+    (0..n)
+        .map(|i| {
+            vec![
+                addr.to_string(),
+                g("brokerRole"),
+                format!("slave {}", g(&format!("haSlave{i}Addr"))),
+                g(&format!("haSlave{i}AckedOffset")),
+                g(&format!("haSlave{i}LagBytes")),
+                g(&format!("haSlave{i}LagMs")),
+            ]
+        })
+        .collect()
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
@@ -543,6 +590,24 @@ impl Admin {
                         }
                     }
                 }
+            }
+            Cmd::HaStatus(t) => {
+                let mut rows = Vec::new();
+                for addr in self.targets(&t).await? {
+                    let info = Self::runtime_info(&addr).await?;
+                    rows.extend(ha_rows(&addr, &info));
+                }
+                table(
+                    &[
+                        "#Broker Addr",
+                        "#Role",
+                        "#Peer",
+                        "#Acked Offset",
+                        "#Lag Bytes",
+                        "#Lag ms",
+                    ],
+                    &rows,
+                );
             }
             Cmd::BrokerStatus(t) => {
                 for addr in self.targets(&t).await? {

@@ -56,6 +56,16 @@ pub struct BrokerConfig {
     pub broker_permission: u32,
     /// `serverMaxFrameBytes` (ferromq key): largest frame accepted. Default 16 MiB.
     pub max_frame_bytes: usize,
+    /// `slaveReadEnable`: consumers may be sent to a slave (pull responses
+    /// suggest the group's `brokerId` / `whichBrokerWhenConsumeSlowly`). Default false.
+    pub slave_read_enable: bool,
+    /// `offsetCheckInSlave`: a slave corrects out-of-range pull offsets as a master
+    /// does (PULL_OFFSET_MOVED) instead of asking to retry. Default false.
+    pub offset_check_in_slave: bool,
+    /// `slaveSyncInterval` (ferromq key): ms between a slave's copies of its
+    /// master's topics, consumer offsets, delay offsets and subscription groups
+    /// (RocketMQ's fixed 10 s). Default 10 000, at least 100.
+    pub slave_sync_interval_ms: u64,
 }
 
 fn cores() -> usize {
@@ -166,6 +176,11 @@ impl BrokerConfig {
                 .unwrap_or(6),
             max_frame_bytes: parse_key(props, "serverMaxFrameBytes", "a byte count")?
                 .unwrap_or(DEFAULT_MAX_FRAME_BYTES),
+            slave_read_enable: parse_bool_key(props, "slaveReadEnable")?.unwrap_or(false),
+            offset_check_in_slave: parse_bool_key(props, "offsetCheckInSlave")?.unwrap_or(false),
+            slave_sync_interval_ms: parse_key::<u64>(props, "slaveSyncInterval", "milliseconds")?
+                .unwrap_or(10_000)
+                .max(100),
         };
         b.send_message_thread_pool_nums = b.send_message_thread_pool_nums.max(1);
         b.pull_message_thread_pool_nums = b.pull_message_thread_pool_nums.max(1);
@@ -203,7 +218,8 @@ impl BrokerConfig {
             "brokerIP2={}\nbindAddress={}\nsendMessageThreadPoolNums={}\npullMessageThreadPoolNums={}\n\
              sendThreadPoolQueueCapacity={}\npullThreadPoolQueueCapacity={}\nautoCreateSubscriptionGroup={}\n\
              longPollingEnable={}\nshortPollingTimeMills={}\nregisterNameServerPeriod={}\n\
-             registerBrokerTimeoutMills={}\nflushConsumerOffsetInterval={}\nbrokerPermission={}\nserverMaxFrameBytes={}\n",
+             registerBrokerTimeoutMills={}\nflushConsumerOffsetInterval={}\nbrokerPermission={}\nserverMaxFrameBytes={}\n\
+             slaveReadEnable={}\noffsetCheckInSlave={}\nslaveSyncInterval={}\n",
             self.broker_ip2,
             self.bind_address,
             self.send_message_thread_pool_nums,
@@ -217,7 +233,10 @@ impl BrokerConfig {
             self.register_broker_timeout_mills,
             self.flush_consumer_offset_interval_ms,
             self.broker_permission,
-            self.max_frame_bytes
+            self.max_frame_bytes,
+            self.slave_read_enable,
+            self.offset_check_in_slave,
+            self.slave_sync_interval_ms
         ));
         s
     }

@@ -18,6 +18,7 @@ pub mod query;
 mod register;
 mod send;
 pub mod send_back;
+mod slave_sync;
 pub mod subscription;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -64,6 +65,10 @@ pub struct Broker {
     next_queue: AtomicU32,
     /// Replication, once started (see [`Broker::start_ha`]).
     ha: std::sync::OnceLock<ha::HaRole>,
+    /// A slave's master (client address), from the name servers' answers.
+    master_addr: std::sync::Mutex<Option<String>>,
+    /// What the slave copied from its master, and when.
+    slave_sync: slave_sync::SyncState,
 }
 
 /// Why a broker could not start.
@@ -131,6 +136,8 @@ impl Broker {
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
             ha: std::sync::OnceLock::new(),
+            master_addr: std::sync::Mutex::new(None),
+            slave_sync: slave_sync::SyncState::default(),
         }))
     }
 
@@ -192,6 +199,10 @@ impl Broker {
             request::GET_ALL_CONSUMER_OFFSET => {
                 RemotingCommand::success().with_body(self.offsets.to_json().into_bytes())
             }
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                RemotingCommand::success().with_body(self.groups.to_json().into_bytes())
+            }
+            request::GET_ALL_DELAY_OFFSET => self.all_delay_offset(),
             request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
             request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
             request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
@@ -280,6 +291,31 @@ impl Broker {
     pub fn ha(&self) -> Option<&ha::HaRole> {
         self.ha.get()
     }
+
+    /// The master (client address) a slave copies configs from, as the name
+    /// servers last reported it.
+    pub fn master_addr(&self) -> Option<String> {
+        self.master_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Record the master the name servers reported (`None`: no live master).
+    pub fn set_master_addr(&self, addr: Option<&str>) {
+        if self.store.config().broker_role != ferromq_engine::BrokerRole::Slave {
+            return;
+        }
+        let mut m = self.master_addr.lock().unwrap_or_else(|e| e.into_inner());
+        let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
+        if *m != addr {
+            match &addr {
+                Some(a) => tracing::info!(master = %a, "copying configs from this master"),
+                None => tracing::warn!("the name servers report no live master"),
+            }
+            *m = addr;
+        }
+    }
 }
 
 /// Map an engine error to a response code, as RocketMQ maps `PutMessageStatus`.
@@ -343,6 +379,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             }
         })
     };
+    let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
     let waker = {
         let b = broker.clone();
         let mut stop = shutdown.clone();
@@ -359,6 +396,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
     serve(listener, broker.clone(), scfg, shutdown).await;
     let _ = waker.await;
     let _ = housekeeping.await;
+    let _ = slave_sync.await;
     let _ = reg.await;
     broker.persist_offsets().await;
     let b = broker.clone();
