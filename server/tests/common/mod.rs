@@ -331,6 +331,16 @@ impl Client {
         body: &[u8],
         extra: &[(&str, &str)],
     ) -> RemotingCommand {
+        self.invoke(Self::send_v2_req(topic, queue_id, body, extra))
+    }
+
+    /// A SEND_MESSAGE_V2 request with the given properties (plus `WAIT=true`).
+    pub fn send_v2_req(
+        topic: &str,
+        queue_id: i32,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> RemotingCommand {
         let mut props = MessageProperties::new();
         for (k, v) in extra {
             props.insert(*k, *v);
@@ -338,7 +348,7 @@ impl Client {
         props.insert("WAIT", "true");
         let mut enc = Vec::new();
         props.encode_into(&mut enc);
-        let req = RemotingCommand::request(request::SEND_MESSAGE_V2)
+        RemotingCommand::request(request::SEND_MESSAGE_V2)
             .with_ext("a", "test-producer")
             .with_ext("b", topic)
             .with_ext("c", "TBW102")
@@ -350,8 +360,32 @@ impl Client {
             .with_ext("i", String::from_utf8(enc).unwrap())
             .with_ext("j", 0)
             .with_ext("k", false)
-            .with_body(body.to_vec());
-        self.invoke(req)
+            .with_body(body.to_vec())
+    }
+
+    /// `invoke` that returns an I/O error instead of panicking (a peer that
+    /// went away, as a killed broker does).
+    pub fn try_invoke(&mut self, mut req: RemotingCommand) -> std::io::Result<RemotingCommand> {
+        req.opaque = self.next_opaque;
+        self.next_opaque += 1;
+        let bytes = encode(&req).map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.stream.write_all(&bytes)?;
+        loop {
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len)?;
+            let n = i32::from_be_bytes(len) as usize;
+            let mut frame = vec![0u8; n];
+            self.stream.read_exact(&mut frame)?;
+            let resp = decode_frame(&frame).map_err(|e| std::io::Error::other(e.to_string()))?;
+            if !resp.is_response() {
+                self.server_requests.push(resp);
+                continue;
+            }
+            if resp.opaque != req.opaque {
+                return Err(std::io::Error::other("response to another request"));
+            }
+            return Ok(resp);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
