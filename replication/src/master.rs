@@ -60,6 +60,11 @@ struct Inner {
     /// Writers wait here for new log bytes; puts waiting for a slave poke it.
     data_lock: Mutex<()>,
     data_cv: Condvar,
+    /// Bumped by every put that waits for a slave, before it notifies
+    /// `data_cv`: a writer that saw no new bytes sleeps only if this did not
+    /// move since it looked, so a poke between its look and its wait is not
+    /// lost (which cost up to a poll interval per SYNC_MASTER put).
+    data_seq: AtomicU64,
     /// Waiting puts sleep on this epoch, bumped at every ack.
     ack_epoch: AtomicU32,
     ack_sleepers: AtomicUsize,
@@ -111,6 +116,7 @@ impl HaMaster {
             stop: AtomicBool::new(false),
             data_lock: Mutex::new(()),
             data_cv: Condvar::new(),
+            data_seq: AtomicU64::new(0),
             ack_epoch: AtomicU32::new(0),
             ack_sleepers: AtomicUsize::new(0),
             ticker: AtomicBool::new(false),
@@ -455,6 +461,7 @@ fn write_loop(
             conn.check_lag(&inner, inner.store.commit_log_max_offset());
             last_lag_check = Instant::now();
         }
+        let seq = inner.data_seq.load(Ordering::SeqCst);
         match inner
             .store
             .read_commit_log(next, inner.cfg.transfer_batch_size)
@@ -476,10 +483,12 @@ fn write_loop(
                     last_send = Instant::now();
                 }
                 let g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = inner
-                    .data_cv
-                    .wait_timeout(g, Duration::from_millis(1))
-                    .unwrap_or_else(|e| e.into_inner());
+                if inner.data_seq.load(Ordering::SeqCst) == seq {
+                    let _ = inner
+                        .data_cv
+                        .wait_timeout(g, Duration::from_millis(1))
+                        .unwrap_or_else(|e| e.into_inner());
+                }
             }
         }
     }
@@ -498,7 +507,11 @@ impl ReplicaWaiter for Waiter {
             return PutStatus::SlaveNotAvailable;
         }
         // New bytes: let the writers send them now rather than at their next poll.
-        inner.data_cv.notify_all();
+        inner.data_seq.fetch_add(1, Ordering::SeqCst);
+        {
+            let _g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+            inner.data_cv.notify_all();
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let epoch = inner.ack_epoch.load(Ordering::SeqCst);
