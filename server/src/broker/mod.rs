@@ -19,6 +19,7 @@ mod register;
 mod send;
 pub mod send_back;
 pub mod subscription;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Broker {
     next_queue: AtomicU32,
     /// Replication, once started (see [`Broker::start_ha`]).
     ha: std::sync::OnceLock<ha::HaRole>,
+    /// Decided transactions.
+    txn: transaction::TransactionBook,
 }
 
 /// Why a broker could not start.
@@ -131,6 +134,7 @@ impl Broker {
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
             ha: std::sync::OnceLock::new(),
+            txn: transaction::TransactionBook::new(),
         }))
     }
 
@@ -195,6 +199,8 @@ impl Broker {
             request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
             request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
             request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
+            request::END_TRANSACTION => self.end_transaction(&req).await,
+            request::FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request().await,
             code => {
                 tracing::warn!(
                     code,
@@ -343,6 +349,25 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             }
         })
     };
+    let checker = (broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave).then(|| {
+        let b = broker.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_millis(b.cfg.transaction_check_interval_ms);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let c = b.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.transaction_check_once()).await;
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    });
     let waker = {
         let b = broker.clone();
         let mut stop = shutdown.clone();
@@ -356,7 +381,16 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         max_frame_bytes: broker.cfg.max_frame_bytes,
         ..ServerConfig::default()
     };
+    {
+        // Before the first request: decided transactions from the op queue, and
+        // op records for commits a crash left without one.
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.recover_transactions()).await;
+    }
     serve(listener, broker.clone(), scfg, shutdown).await;
+    if let Some(c) = checker {
+        let _ = c.await;
+    }
     let _ = waker.await;
     let _ = housekeeping.await;
     let _ = reg.await;

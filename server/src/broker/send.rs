@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
 
-use super::{store_error_code, Broker, BUSY_REMARK};
+use super::{store_error_code, transaction, Broker, BUSY_REMARK};
 use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -272,6 +272,12 @@ impl Broker {
             let mut msgs = Vec::with_capacity(items.len());
             for it in items {
                 match make(it.flag, it.body, &it.properties) {
+                    Ok(m) if transaction::is_half_request(&m.properties) => {
+                        return RemotingCommand::error(
+                            response::MESSAGE_ILLEGAL,
+                            "transactional messages cannot be sent in a batch",
+                        )
+                    }
                     Ok(m) => msgs.push(m),
                     Err(r) => return r,
                 }
@@ -279,6 +285,22 @@ impl Broker {
             self.store.put_messages(&msgs)
         } else {
             match make(h.flag, body, props) {
+                Ok(mut m) if transaction::is_half_request(&m.properties) => {
+                    if self.cfg.reject_transaction_message {
+                        return RemotingCommand::error(
+                            response::NO_PERMISSION,
+                            format!(
+                                "the broker[{}] sending transaction message is forbidden",
+                                self.cfg.broker_ip1
+                            ),
+                        );
+                    }
+                    if let Err(e) = self.ensure_half_topic() {
+                        return RemotingCommand::error(store_error_code(&e), e.to_string());
+                    }
+                    transaction::to_half(&mut m);
+                    self.store.put_message(&m)
+                }
                 Ok(m) => self.store.put_message(&m),
                 Err(r) => return r,
             }
