@@ -123,9 +123,20 @@ pub fn broker_props(store: &Path, extra: &str) -> String {
 
 /// Start a broker with `props`, optionally registering with a name server.
 pub fn start_broker(dir: &Path, props: &str, namesrv_port: Option<u16>) -> (Proc, u16) {
+    start_broker_env(dir, props, namesrv_port, &[])
+}
+
+/// [`start_broker`] with extra environment variables (failpoints).
+pub fn start_broker_env(
+    dir: &Path,
+    props: &str,
+    namesrv_port: Option<u16>,
+    envs: &[(&str, &str)],
+) -> (Proc, u16) {
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
+    cmd.envs(envs.iter().copied());
     cmd.arg("-c")
         .arg(&cfg)
         .arg("--bind-address")

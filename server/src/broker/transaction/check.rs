@@ -176,15 +176,35 @@ impl Broker {
             .file_reserved_time_hours
             .saturating_mul(3_600_000);
         let from = self.half_progress();
-        let end = self.walk_half(from, Instant::now() + MAX_ROUND, |_, half| {
+        // Transactions re-appended in this round: an older copy met after a newer
+        // one (progress lost in a crash) is not checked twice.
+        let mut handled = std::collections::HashSet::new();
+        let end = self.walk_half(from, Instant::now() + MAX_ROUND, |qo, half| {
             rep.scanned += 1;
             let origin = origin_of(&half);
-            if self.txn.is_settled(origin) {
+            tracing::trace!(
+                qo,
+                origin,
+                decided = self.txn.is_decided(origin),
+                settled = self.txn.is_settled(origin),
+                fresh = half.store_timestamp_ms >= start_ms,
+                times = check_times(&half),
+                "check-back looks at a half record"
+            );
+            if self.txn.is_decided(origin) {
                 rep.decided += 1;
                 return true;
             }
+            if self.txn.is_settled(origin) {
+                // Being decided: progress must not pass a transaction whose op
+                // record is not in the log yet (a crash would forget it).
+                return false;
+            }
             if half.store_timestamp_ms >= start_ms {
-                return false; // appended during this round: next round
+                return false; // appended during this round (copies too): next round
+            }
+            if handled.contains(&origin) {
+                return true; // an older copy of a transaction re-appended this round
             }
             let now = now_ms();
             let age_ms = now - half.born_timestamp_ms;
@@ -207,20 +227,22 @@ impl Broker {
                         tracing::warn!(error = %e, origin, "cannot re-append a half message; next round");
                         false
                     }
-                    _ => true,
+                    Some(Ok(_)) => {
+                        handled.insert(origin);
+                        true
+                    }
+                    None => false,
                 };
             }
             let copy = renew_half(&half, times + 1, origin);
             match self.txn.unless_settled(origin, || self.store.put_message(&copy)) {
-                None => {
-                    rep.decided += 1;
-                    true
-                }
+                None => false, // a decision is being written: next round
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, origin, "cannot re-append a half message for its check-back; next round");
                     false
                 }
                 Some(Ok(pr)) => {
+                    handled.insert(origin);
                     rep.checked += 1;
                     if self.send_check(&copy_ext(&half, &copy, &pr), &pr) {
                         rep.sent += 1;

@@ -139,11 +139,14 @@ impl Broker {
                 tracing::error!(origin, "failpoint after_commit_before_op: aborting");
                 std::process::abort();
             }
-            // The commit is in the log: it is decided even if the op write fails
-            // (the start-up scan writes a missing op record).
-            self.txn.finish(origin, true);
-            if let Err(e) = self.write_op(&half, origin) {
-                tracing::error!(origin, error = %e, "op record after a commit not written; it is written at the next start");
+            match self.write_op(&half, origin) {
+                Ok(()) => self.txn.finish(origin, true),
+                // The commit is in the log: the claim stays in flight (no second
+                // commit, no check-back past it) and the start-up scan writes the
+                // missing op record.
+                Err(e) => {
+                    tracing::error!(origin, error = %e, "op record after a commit not written; it is written at the next start")
+                }
             }
             RemotingCommand::success()
         } else {

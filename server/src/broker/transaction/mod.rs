@@ -333,14 +333,21 @@ impl TransactionBook {
         }
     }
 
-    /// End a granted claim: `decided` when the decision is in the log (at least
-    /// the commit record), false to give it back after a failed write.
+    /// End a granted claim: `decided` once the op record is in the log, false
+    /// to give the claim back after a failed write. (A claim whose commit record
+    /// is written but whose op record is not stays in flight until a restart
+    /// repairs it.)
     pub fn finish(&self, origin: u64, decided: bool) {
         let mut g = self.lock();
         g.in_flight.remove(&origin);
         if decided {
             g.decided.insert(origin);
         }
+    }
+
+    /// Whether `origin` is decided: its op record is in the log.
+    pub fn is_decided(&self, origin: u64) -> bool {
+        self.lock().decided.contains(&origin)
     }
 
     /// Whether `origin` is decided or being decided.
