@@ -11,6 +11,7 @@
 //!    no effect.
 //!
 //! The topic then holds H0, H1, H2, H4 exactly once and nothing else.
+//! `FERROMQ_TXN_CRASH_TRIALS=N` repeats the scenario N times.
 
 mod common;
 mod txn_common;
@@ -31,6 +32,17 @@ fn body(i: usize) -> Vec<u8> {
 
 #[test]
 fn no_commit_lost_or_doubled_across_crashes() {
+    // More trials: FERROMQ_TXN_CRASH_TRIALS=N (each about 4 s).
+    let trials: usize = std::env::var("FERROMQ_TXN_CRASH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for _ in 0..trials.max(1) {
+        one_trial();
+    }
+}
+
+fn one_trial() {
     let (_tmp, dir) = temp_dir();
     let store = dir.join("store");
     let props = broker_props(&store, PROPS);

@@ -694,3 +694,16 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_well() {
+        assert_eq!(age(-5), "0.0 s");
+        assert_eq!(age(1234), "1.2 s");
+        assert_eq!(age(95_000), "1m35s");
+        assert_eq!(age(7_380_000), "2h03m");
+    }
+}

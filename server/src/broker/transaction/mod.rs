@@ -46,7 +46,7 @@ use ferromq_engine::{Message, MessageExt};
 
 use crate::remoting::{ExtFields, HeaderError};
 
-pub use check::CheckReport;
+pub use check::{CheckReport, RecoverReport};
 pub use pending::{PendingHalf, PendingReport};
 
 /// Topic of half messages (`TopicValidator.RMQ_SYS_TRANS_HALF_TOPIC`).
