@@ -204,6 +204,29 @@ impl ClientManager {
             .count()
     }
 
+    /// Remember `conn` as a connection of producer group `group` because a
+    /// half message came over it (ferromq-specific: RocketMQ learns producer
+    /// connections from heartbeats only, and the C++ client may send its first
+    /// heartbeat 30 s after its first transactional send, so a check-back would
+    /// find no channel). The entry expires and closes like a heartbeat's.
+    pub fn note_producer_connection(&self, group: &str, conn: &Arc<ConnInfo>) {
+        let key = format!("@connection-{}", conn.id);
+        let mut t = self.lock();
+        let m = t.producers.entry(group.to_string()).or_default();
+        match m.get_mut(&key) {
+            Some(c) => c.last_update = Instant::now(),
+            None => {
+                m.insert(
+                    key,
+                    ClientChannel {
+                        conn: conn.clone(),
+                        last_update: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+
     /// The connections of a producer group, starting at a rotating position
     /// (RocketMQ's `ProducerManager.getAvailableChannel` picks round-robin).
     pub fn producer_channels(&self, group: &str) -> Vec<Arc<ConnInfo>> {
@@ -287,6 +310,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.producer_channels("P")[0].id, 8);
+        m.note_producer_connection("TX", &c1);
+        m.note_producer_connection("TX", &c1);
+        assert_eq!(m.producer_channels("TX").len(), 1);
+        m.on_connection_closed(1);
+        assert!(m.producer_channels("TX").is_empty());
         assert!(m.producer_channels("Q").is_empty());
         assert!(m.heartbeat(&c1, b"{}").is_err());
         assert!(m.heartbeat(&c1, b"\xff").is_err());

@@ -173,7 +173,7 @@ pub fn put_response(
 impl Broker {
     pub(super) async fn send(
         self: Arc<Self>,
-        conn: &ConnInfo,
+        conn: &Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> RemotingCommand {
         let h = match SendHeader::parse(&req.ext_fields) {
@@ -188,6 +188,14 @@ impl Broker {
                 response::NO_PERMISSION,
                 format!("Sending message to topic[{}] is forbidden.", h.topic),
             );
+        }
+        if h.properties
+            .as_deref()
+            .is_some_and(|p| p.contains("TRAN_MSG\u{1}true"))
+        {
+            // Check-backs can reach this producer before its first heartbeat.
+            self.clients
+                .note_producer_connection(&h.producer_group, conn);
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch;
         let born = conn.peer;

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from rocketmq.exceptions import ProducerSendSyncFailed
 from rocketmq.client import (
     ConsumeStatus,
     Message,
@@ -32,6 +33,7 @@ from rocketmq.client import (
 GROUP_PRODUCER = "py_txn_producer"
 GROUP_CONSUMER = "py_txn_consumer"
 DEADLINE_S = 120
+SEND_ATTEMPTS = 10
 PREFIX = "txn-body-"
 
 
@@ -118,13 +120,27 @@ def main():
     def local_execute(msg, user_args):
         return local_answer(index_of(msg.body))
 
+    retries = 0
     try:
         for i in range(n):
             m = Message(topic)
             m.set_keys("txn-%d" % i)
             m.set_tags("TagTxn")
             m.set_body(body_of(i))
-            r = producer.send_message_in_transaction(m, local_execute, None)
+            r = None
+            for attempt in range(SEND_ATTEMPTS):
+                try:
+                    r = producer.send_message_in_transaction(m, local_execute, None)
+                    break
+                except ProducerSendSyncFailed as e:
+                    # The C++ client fails a send at once when its transport table
+                    # lock is busy (another thread answering a check-back holds it):
+                    # "GetTransport ... get timed_mutex timeout", then "No route
+                    # info". Nothing was sent; send again.
+                    retries += 1
+                    if attempt + 1 == SEND_ATTEMPTS:
+                        fail("send %d failed %d times: %s" % (i, SEND_ATTEMPTS, e))
+                    time.sleep(0.05)
             m.destroy()
             if int(r.status) != 0 or not r.msg_id:
                 fail("send %d: status %s msg_id %r" % (i, r.status, r.msg_id))
@@ -168,8 +184,9 @@ def main():
         checked_known = sorted(i for i in seen.checked if i % 3 != 2)
     print(
         "RESULT sent=%d committed=%d consumed=%d duplicates=0 rolled_back_seen=0 "
-        "unknown=%d checked_unknown=%d checks=%d checked_decided=%d send_seconds=%.1f seconds=%.1f"
-        % (n, len(want), len(got), len(unknown), len(unknown), checks, len(checked_known), sent_s,
+        "unknown=%d checked_unknown=%d checks=%d checked_decided=%d send_retries=%d "
+        "send_seconds=%.1f seconds=%.1f"
+        % (n, len(want), len(got), len(unknown), len(unknown), checks, len(checked_known), retries, sent_s,
            time.time() - t0),
         flush=True,
     )

@@ -182,6 +182,9 @@ impl Broker {
         let end = self.walk_half(from, Instant::now() + MAX_ROUND, |qo, half| {
             rep.scanned += 1;
             let origin = origin_of(&half);
+            if origin != qo {
+                self.txn.mark_copy(qo);
+            }
             tracing::trace!(
                 qo,
                 origin,
@@ -227,7 +230,8 @@ impl Broker {
                         tracing::warn!(error = %e, origin, "cannot re-append a half message; next round");
                         false
                     }
-                    Some(Ok(_)) => {
+                    Some(Ok(pr)) => {
+                        self.txn.mark_copy(pr.queue_offset);
                         handled.insert(origin);
                         true
                     }
@@ -242,6 +246,7 @@ impl Broker {
                     false
                 }
                 Some(Ok(pr)) => {
+                    self.txn.mark_copy(pr.queue_offset);
                     handled.insert(origin);
                     rep.checked += 1;
                     if self.send_check(&copy_ext(&half, &copy, &pr), &pr) {
@@ -321,8 +326,11 @@ impl Broker {
         // Undecided half records after the progress: commitlog offset -> origin.
         let mut pending: HashMap<u64, u64> = HashMap::new();
         let from = self.half_progress();
-        self.walk_half(from, Instant::now() + MAX_ROUND, |_, half| {
+        self.walk_half(from, Instant::now() + MAX_ROUND, |qo, half| {
             let origin = origin_of(&half);
+            if origin != qo {
+                self.txn.mark_copy(qo);
+            }
             if !self.txn.is_settled(origin) {
                 pending.insert(half.commit_log_offset, origin);
             }

@@ -30,6 +30,7 @@
 //!   from the oldest undecided half message, and its op record is written then
 //!   (see `check::recover`), so the check-back does not commit it twice.
 
+mod book;
 mod check;
 mod end;
 mod pending;
@@ -37,15 +38,14 @@ mod pending;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 
 use ferromq_engine::message::{keys, sys_flag};
 use ferromq_engine::{Message, MessageExt};
 
 use crate::remoting::{ExtFields, HeaderError};
 
+pub use book::{Claim, DecidedSet, TransactionBook};
 pub use check::{CheckReport, RecoverReport};
 pub use pending::{PendingHalf, PendingReport};
 
@@ -279,118 +279,5 @@ impl EndTransactionHeader {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
         })
-    }
-}
-
-/// What [`TransactionBook::claim`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The caller now owns the decision and must call [`TransactionBook::finish`].
-    Granted,
-    /// An op record exists (or was written by this process): nothing to do.
-    AlreadyDecided,
-    /// Another request is deciding it right now.
-    InFlight,
-}
-
-#[derive(Debug, Default)]
-struct BookInner {
-    decided: HashSet<u64>,
-    in_flight: HashSet<u64>,
-    /// Op queue offset up to which op records are in `decided`.
-    op_offset: u64,
-}
-
-/// Which transactions (by origin half queue offset) are decided.
-///
-/// The set holds one entry per transaction decided while its op records are
-/// in the store (8 bytes plus hash overhead each); it is rebuilt from the op
-/// queue at start.
-#[derive(Debug, Default)]
-pub struct TransactionBook {
-    inner: Mutex<BookInner>,
-}
-
-impl TransactionBook {
-    /// Nothing decided.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BookInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Take the decision of `origin`, unless it is taken or being taken.
-    pub fn claim(&self, origin: u64) -> Claim {
-        let mut g = self.lock();
-        if g.decided.contains(&origin) {
-            Claim::AlreadyDecided
-        } else if !g.in_flight.insert(origin) {
-            Claim::InFlight
-        } else {
-            Claim::Granted
-        }
-    }
-
-    /// End a granted claim: `decided` once the op record is in the log, false
-    /// to give the claim back after a failed write. (A claim whose commit record
-    /// is written but whose op record is not stays in flight until a restart
-    /// repairs it.)
-    pub fn finish(&self, origin: u64, decided: bool) {
-        let mut g = self.lock();
-        g.in_flight.remove(&origin);
-        if decided {
-            g.decided.insert(origin);
-        }
-    }
-
-    /// Whether `origin` is decided: its op record is in the log.
-    pub fn is_decided(&self, origin: u64) -> bool {
-        self.lock().decided.contains(&origin)
-    }
-
-    /// Whether `origin` is decided or being decided.
-    pub fn is_settled(&self, origin: u64) -> bool {
-        let g = self.lock();
-        g.decided.contains(&origin) || g.in_flight.contains(&origin)
-    }
-
-    /// Record an op record read from the op queue at `op_offset`.
-    pub fn replay_op(&self, origin: Option<u64>, op_offset: u64) {
-        let mut g = self.lock();
-        if let Some(o) = origin {
-            g.decided.insert(o);
-        }
-        g.op_offset = g.op_offset.max(op_offset + 1);
-    }
-
-    /// Op queue offset up to which op records were replayed.
-    pub fn op_offset(&self) -> u64 {
-        self.lock().op_offset
-    }
-
-    /// Raise the replayed op offset (ops this process wrote itself).
-    pub fn advance_op_offset(&self, to: u64) {
-        let mut g = self.lock();
-        g.op_offset = g.op_offset.max(to);
-    }
-
-    /// Run `f` while no claim on `origin` can start, unless `origin` is settled
-    /// (then `None`). The check-back appends its copy inside `f`, so a copy is
-    /// never written after the commit record of the same transaction.
-    pub fn unless_settled<R>(&self, origin: u64, f: impl FnOnce() -> R) -> Option<R> {
-        let g = self.lock();
-        if g.decided.contains(&origin) || g.in_flight.contains(&origin) {
-            return None;
-        }
-        let r = f();
-        drop(g);
-        Some(r)
-    }
-
-    /// Number of decided transactions remembered.
-    pub fn decided_count(&self) -> usize {
-        self.lock().decided.len()
     }
 }

@@ -224,7 +224,10 @@ fn book_decides_once() {
     assert_eq!(b.claim(7), Claim::Granted);
     b.finish(7, true);
     assert_eq!(b.claim(7), Claim::AlreadyDecided);
-    assert_eq!(b.decided_count(), 1);
+    assert_eq!(b.decided_runs(), 1);
+    b.mark_copy(8); // a copy's offset joins the run 7..9
+    assert_eq!(b.decided_runs(), 1);
+    assert_eq!(b.claim(8), Claim::AlreadyDecided);
     // Replayed op records (start-up) decide too and move the op offset.
     b.replay_op(Some(9), 4);
     b.replay_op(None, 5);
@@ -232,4 +235,32 @@ fn book_decides_once() {
     assert_eq!(b.op_offset(), 6);
     b.replay_op(Some(10), 2);
     assert_eq!(b.op_offset(), 6, "never moves back");
+}
+
+#[test]
+fn decided_set_keeps_runs() {
+    let mut s = DecidedSet::new();
+    assert!(!s.contains(0));
+    for v in [5, 7, 6, 1, 0, 9, 3, 2, 4] {
+        s.insert(v);
+        s.insert(v);
+    }
+    for v in 0..=7 {
+        assert!(s.contains(v), "{v}");
+    }
+    assert!(!s.contains(8));
+    assert!(s.contains(9));
+    assert!(!s.contains(10));
+    assert_eq!(s.runs(), 2, "0..8 and 9..10");
+    s.insert(8);
+    assert_eq!(s.runs(), 1);
+    s.insert(u64::MAX);
+    assert!(!s.contains(u64::MAX));
+    // A million consecutive decisions cost one run.
+    let mut big = DecidedSet::new();
+    for v in (0..1_000_000u64).rev() {
+        big.insert(v);
+    }
+    assert_eq!(big.runs(), 1);
+    assert!(big.contains(999_999) && !big.contains(1_000_000));
 }
