@@ -8,6 +8,7 @@
 //! report with plots and recommended settings, [`sweep`], [`sweep_report`]).
 //! `ferromq-bench recover` times crash recovery against read + CRC32
 //! ([`recover`]); `disk` measures the device's raw limits ([`disk`]);
+//! `broker --transactional` compares plain and transactional sends ([`txn`]);
 //! `criterion-summary` tabulates `cargo bench` results ([`criterion_summary`]). Every run is measured next to its
 //! baselines on the same directory ([`baseline`]), and written as a report
 //! folder with the machine it ran on ([`report`], [`machine`]).
@@ -32,4 +33,5 @@ pub mod store;
 pub mod sweep;
 pub mod sweep_report;
 pub mod target;
+pub mod txn;
 pub mod workload;

@@ -20,6 +20,7 @@ mod send;
 pub mod send_back;
 mod slave_sync;
 pub mod subscription;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Broker {
     master_addr: std::sync::Mutex<Option<String>>,
     /// What the slave copied from its master, and when.
     slave_sync: slave_sync::SyncState,
+    /// Decided transactions.
+    txn: transaction::TransactionBook,
 }
 
 /// Why a broker could not start.
@@ -138,6 +141,7 @@ impl Broker {
             ha: std::sync::OnceLock::new(),
             master_addr: std::sync::Mutex::new(None),
             slave_sync: slave_sync::SyncState::default(),
+            txn: transaction::TransactionBook::new(),
         }))
     }
 
@@ -206,6 +210,8 @@ impl Broker {
             request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
             request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
             request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
+            request::END_TRANSACTION => self.end_transaction(&req).await,
+            request::FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request().await,
             code => {
                 tracing::warn!(
                     code,
@@ -380,6 +386,25 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let checker = (broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave).then(|| {
+        let b = broker.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_millis(b.cfg.transaction_check_interval_ms);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let c = b.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.transaction_check_once()).await;
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    });
     let waker = {
         let b = broker.clone();
         let mut stop = shutdown.clone();
@@ -393,7 +418,16 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         max_frame_bytes: broker.cfg.max_frame_bytes,
         ..ServerConfig::default()
     };
+    {
+        // Before the first request: decided transactions from the op queue, and
+        // op records for commits a crash left without one.
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.recover_transactions()).await;
+    }
     serve(listener, broker.clone(), scfg, shutdown).await;
+    if let Some(c) = checker {
+        let _ = c.await;
+    }
     let _ = waker.await;
     let _ = housekeeping.await;
     let _ = slave_sync.await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
 
-use super::{store_error_code, Broker, BUSY_REMARK};
+use super::{store_error_code, transaction, Broker, BUSY_REMARK};
 use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -173,7 +173,7 @@ pub fn put_response(
 impl Broker {
     pub(super) async fn send(
         self: Arc<Self>,
-        conn: &ConnInfo,
+        conn: &Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> RemotingCommand {
         let h = match SendHeader::parse(&req.ext_fields) {
@@ -188,6 +188,14 @@ impl Broker {
                 response::NO_PERMISSION,
                 format!("Sending message to topic[{}] is forbidden.", h.topic),
             );
+        }
+        if h.properties
+            .as_deref()
+            .is_some_and(|p| p.contains("TRAN_MSG\u{1}true"))
+        {
+            // Check-backs can reach this producer before its first heartbeat.
+            self.clients
+                .note_producer_connection(&h.producer_group, conn);
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch;
         let born = conn.peer;
@@ -272,6 +280,12 @@ impl Broker {
             let mut msgs = Vec::with_capacity(items.len());
             for it in items {
                 match make(it.flag, it.body, &it.properties) {
+                    Ok(m) if transaction::is_half_request(&m.properties) => {
+                        return RemotingCommand::error(
+                            response::MESSAGE_ILLEGAL,
+                            "transactional messages cannot be sent in a batch",
+                        )
+                    }
                     Ok(m) => msgs.push(m),
                     Err(r) => return r,
                 }
@@ -279,6 +293,22 @@ impl Broker {
             self.store.put_messages(&msgs)
         } else {
             match make(h.flag, body, props) {
+                Ok(mut m) if transaction::is_half_request(&m.properties) => {
+                    if self.cfg.reject_transaction_message {
+                        return RemotingCommand::error(
+                            response::NO_PERMISSION,
+                            format!(
+                                "the broker[{}] sending transaction message is forbidden",
+                                self.cfg.broker_ip1
+                            ),
+                        );
+                    }
+                    if let Err(e) = self.ensure_half_topic() {
+                        return RemotingCommand::error(store_error_code(&e), e.to_string());
+                    }
+                    transaction::to_half(&mut m);
+                    self.store.put_message(&m)
+                }
                 Ok(m) => self.store.put_message(&m),
                 Err(r) => return r,
             }

@@ -77,6 +77,9 @@ pub mod request {
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     /// Ask a broker to delete expired commitlog files.
     pub const DELETE_EXPIRED_COMMITLOG: i32 = 329;
+    /// ferromq-specific (not a RocketMQ code): pending half messages by producer
+    /// group, as JSON (`ferromq-admin txnPending`).
+    pub const FERROMQ_GET_PENDING_TRANSACTIONS: i32 = 1_000_037;
 }
 
 /// Response codes (`ResponseCode.java`, `RemotingSysResponseCode.java`).

@@ -130,9 +130,20 @@ pub fn start_broker(dir: &Path, props: &str, namesrv_port: Option<u16>) -> (Proc
 /// Start a broker with `props` that registers with every name server of `namesrv_ports`.
 pub fn start_broker_ns(dir: &Path, props: &str, namesrv_ports: &[u16]) -> (Proc, u16) {
     std::fs::create_dir_all(dir).unwrap();
+    start_broker_env(dir, props, namesrv_port, &[])
+}
+
+/// [`start_broker`] with extra environment variables (failpoints).
+pub fn start_broker_env(
+    dir: &Path,
+    props: &str,
+    namesrv_port: Option<u16>,
+    envs: &[(&str, &str)],
+) -> (Proc, u16) {
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
+    cmd.envs(envs.iter().copied());
     cmd.arg("-c")
         .arg(&cfg)
         .arg("--bind-address")
