@@ -129,8 +129,7 @@ pub fn start_broker(dir: &Path, props: &str, namesrv_port: Option<u16>) -> (Proc
 
 /// Start a broker with `props` that registers with every name server of `namesrv_ports`.
 pub fn start_broker_ns(dir: &Path, props: &str, namesrv_ports: &[u16]) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    start_broker_env(dir, props, namesrv_port, &[])
+    start_broker_env_ns(dir, props, namesrv_ports, &[])
 }
 
 /// [`start_broker`] with extra environment variables (failpoints).
@@ -140,6 +139,18 @@ pub fn start_broker_env(
     namesrv_port: Option<u16>,
     envs: &[(&str, &str)],
 ) -> (Proc, u16) {
+    let ports: Vec<u16> = namesrv_port.into_iter().collect();
+    start_broker_env_ns(dir, props, &ports, envs)
+}
+
+/// [`start_broker_ns`] with extra environment variables.
+pub fn start_broker_env_ns(
+    dir: &Path,
+    props: &str,
+    namesrv_ports: &[u16],
+    envs: &[(&str, &str)],
+) -> (Proc, u16) {
+    std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
