@@ -653,7 +653,7 @@ impl MessageStore {
     /// [`Error::WrongRole`] on a slave, [`Error::Io`] when a new file cannot be made.
     pub fn put_message(&self, msg: &Message) -> Result<PutResult> {
         let r = self.inner.put_message(msg)?;
-        self.finish_put(r, msg.wait_store_ok())
+        self.finish_put(r, msg.wait_store_ok(), Instant::now())
     }
 
     /// Store one message without waiting for a sync flush or a slave: the
@@ -698,14 +698,25 @@ impl MessageStore {
     /// # Errors
     /// [`Error::Fenced`] when a sync failed; [`Error::ShutDown`].
     pub fn wait_put(&self, put: PutResult) -> Result<PutResult> {
-        self.finish_put(put, true)
+        self.finish_put(put, true, Instant::now())
     }
 
-    fn finish_put(&self, mut put: PutResult, wait: bool) -> Result<PutResult> {
+    /// [`MessageStore::wait_put`] with the timeouts counted from `written_at`
+    /// (when the put was written) rather than from now: one thread can wait
+    /// for many puts in turn, in log order, and each still gets its own
+    /// deadline (a put whose deadline passed gets its timeout status at once).
+    ///
+    /// # Errors
+    /// As [`MessageStore::wait_put`].
+    pub fn wait_put_since(&self, put: PutResult, written_at: Instant) -> Result<PutResult> {
+        self.finish_put(put, true, written_at)
+    }
+
+    fn finish_put(&self, mut put: PutResult, wait: bool, since: Instant) -> Result<PutResult> {
         if wait {
             put.status = self
                 .inner
-                .wait_put(put.commit_log_offset + u64::from(put.wrote_bytes))?;
+                .wait_put(put.commit_log_offset + u64::from(put.wrote_bytes), since)?;
         }
         Ok(put)
     }
@@ -719,7 +730,7 @@ impl MessageStore {
     pub fn put_messages(&self, msgs: &[Message]) -> Result<PutResult> {
         Self::check_batch(msgs)?;
         let r = self.inner.put_batch_inner(msgs, true)?;
-        self.finish_put(r, msgs[0].wait_store_ok())
+        self.finish_put(r, msgs[0].wait_store_ok(), Instant::now())
     }
 
     fn check_batch(msgs: &[Message]) -> Result<()> {
@@ -1649,11 +1660,13 @@ impl StoreInner {
 
     /// Wait until the log is durable (SYNC_FLUSH) and on a slave (SYNC_MASTER)
     /// up to `end`, as the config asks; the put's final status.
-    fn wait_put(&self, end: u64) -> Result<PutStatus> {
+    fn wait_put(&self, end: u64, since: Instant) -> Result<PutStatus> {
         let s = self;
+        let left =
+            |ms: u64| (since + Duration::from_millis(ms)).saturating_duration_since(Instant::now());
         let mut status = PutStatus::PutOk;
         if s.cfg.flush_disk_type == FlushDiskType::SyncFlush {
-            let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
+            let timeout = left(s.cfg.sync_flush_timeout_ms);
             if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
                 status = PutStatus::FlushDiskTimeout;
             }
@@ -1665,7 +1678,7 @@ impl StoreInner {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone();
             let replica = match waiter {
-                Some(w) => w.wait_replicated(end, Duration::from_millis(s.cfg.slave_timeout_ms)),
+                Some(w) => w.wait_replicated(end, left(s.cfg.slave_timeout_ms)),
                 None => PutStatus::SlaveNotAvailable,
             };
             // As RocketMQ: when both fail, the replica status wins.

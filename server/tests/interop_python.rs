@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -27,19 +26,7 @@ const TOPIC: &str = "PyInteropTopic";
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn python_client_available() -> Result<(), String> {
-    match Command::new("python3")
-        .args(["-c", "import rocketmq.client"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-    {
-        Err(e) => Err(format!("python3 not runnable: {e}")),
-        Ok(o) if !o.status.success() => Err(format!(
-            "`import rocketmq.client` failed ({}); install with `python3 -m pip install rocketmq-client-python==0.5.0rc2`",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
-        )),
-        Ok(_) => Ok(()),
-    }
+    python_rocketmq_available("import rocketmq.client")
 }
 
 #[test]

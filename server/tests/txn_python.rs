@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -22,19 +21,7 @@ const N: usize = 3000;
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn python_client_available() -> Result<(), String> {
-    match Command::new("python3")
-        .args(["-c", "from rocketmq.client import TransactionMQProducer"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-    {
-        Err(e) => Err(format!("python3 not runnable: {e}")),
-        Ok(o) if !o.status.success() => Err(format!(
-            "`from rocketmq.client import TransactionMQProducer` failed ({}); install with `python3 -m pip install rocketmq-client-python==0.5.0rc2`",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
-        )),
-        Ok(_) => Ok(()),
-    }
+    python_rocketmq_available("from rocketmq.client import TransactionMQProducer")
 }
 
 #[test]

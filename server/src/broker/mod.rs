@@ -57,6 +57,8 @@ pub struct Broker {
     clients: ClientManager,
     hold: Arc<PullHold>,
     send_pool: BoundedPool,
+    /// Answers SYNC_FLUSH / SYNC_MASTER sends once their wait is over.
+    put_waiter: send::PutWaiter,
     pull_pool: BoundedPool,
     groups: SubscriptionGroupManager,
     locks: RebalanceLockManager,
@@ -123,8 +125,10 @@ impl Broker {
         store.set_message_arrival_listener(Some(Arc::new(move |topic, queue_id, max| {
             listener_hold.notify(topic, queue_id, max)
         })));
+        let put_waiter = send::PutWaiter::start(store.clone()).map_err(StartError::Threads)?;
         Ok(Arc::new(Broker {
             cfg,
+            put_waiter,
             store,
             broker_addr,
             offsets,

@@ -174,7 +174,77 @@ pub fn put_response(
 /// waits for its sync flush or slave (answered once the wait is over).
 enum Sent {
     Done(RemotingCommand),
-    Waiting(ferromq_engine::PutResult, u32),
+    Waiting(ferromq_engine::PutResult, u32, std::time::Instant),
+}
+
+/// A written put waiting for its sync or slave, and where its answer goes.
+#[derive(Debug)]
+struct WaitJob {
+    put: ferromq_engine::PutResult,
+    queue_id: u32,
+    written_at: std::time::Instant,
+    reply: tokio::sync::oneshot::Sender<RemotingCommand>,
+}
+
+/// One thread that waits for SYNC_FLUSH / SYNC_MASTER puts in log order and
+/// answers them (RocketMQ's GroupCommitService / GroupTransferService): one
+/// wake-up per sync or slave acknowledgement answers every put it covers,
+/// instead of a thread per waiting put. Each put keeps its own deadline,
+/// counted from when it was written.
+#[derive(Debug)]
+pub(super) struct PutWaiter {
+    tx: std::sync::Mutex<std::sync::mpsc::Sender<WaitJob>>,
+}
+
+impl PutWaiter {
+    pub(super) fn start(store: Arc<ferromq_engine::MessageStore>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<WaitJob>();
+        std::thread::Builder::new()
+            .name("ferromq-put-wait".into())
+            .spawn(move || {
+                // Ends when the broker (the only sender) is dropped.
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    jobs.extend(rx.try_iter());
+                    jobs.sort_by_key(|j| j.put.commit_log_offset);
+                    for j in jobs {
+                        let res = store.wait_put_since(j.put, j.written_at);
+                        let _ = j.reply.send(put_response(res, j.queue_id));
+                    }
+                }
+            })?;
+        Ok(PutWaiter {
+            tx: std::sync::Mutex::new(tx),
+        })
+    }
+
+    /// The answer to `put` once its wait is over.
+    async fn wait(
+        &self,
+        put: ferromq_engine::PutResult,
+        queue_id: u32,
+        written_at: std::time::Instant,
+    ) -> RemotingCommand {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job = WaitJob {
+            put,
+            queue_id,
+            written_at,
+            reply,
+        };
+        let sent = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .is_ok();
+        if !sent {
+            return RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped");
+        }
+        rx.await.unwrap_or_else(|_| {
+            RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped")
+        })
+    }
 }
 
 impl Broker {
@@ -226,12 +296,8 @@ impl Broker {
             // slave off the send pool (RocketMQ's asyncPutMessage), so that the
             // pool's few threads keep writing while many puts share one sync or
             // one slave round trip.
-            Sent::Waiting(put, queue_id) => {
-                let store = self.store.clone();
-                let res = tokio::task::spawn_blocking(move || store.wait_put(put))
-                    .await
-                    .unwrap_or(Err(ferromq_engine::Error::ShutDown));
-                put_response(res, queue_id)
+            Sent::Waiting(put, queue_id, written_at) => {
+                self.put_waiter.wait(put, queue_id, written_at).await
             }
         }
     }
@@ -357,7 +423,7 @@ impl Broker {
             self.stats.add_put(u64::from(pr.message_count));
         }
         Ok(match res {
-            Ok(put) if wait => Sent::Waiting(put, queue_id),
+            Ok(put) if wait => Sent::Waiting(put, queue_id, std::time::Instant::now()),
             res => Sent::Done(put_response(res, queue_id)),
         })
     }

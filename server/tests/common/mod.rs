@@ -583,3 +583,22 @@ pub fn result_line(lines: &[String], wants: &[&str]) -> String {
     }
     r
 }
+
+/// `Ok` when `python3` can run `import_stmt` (the PyPI package
+/// `rocketmq-client-python==0.5.0rc2`, which bundles Apache's C++ client);
+/// otherwise why not, with the install command. Real-client tests skip on `Err`.
+pub fn python_rocketmq_available(import_stmt: &str) -> Result<(), String> {
+    match Command::new("python3")
+        .args(["-c", import_stmt])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
+        Err(e) => Err(format!("python3 not runnable: {e}")),
+        Ok(o) if !o.status.success() => Err(format!(
+            "`{import_stmt}` failed ({}); install with `python3 -m pip install rocketmq-client-python==0.5.0rc2`",
+            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+        )),
+        Ok(_) => Ok(()),
+    }
+}
