@@ -70,6 +70,8 @@ fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
             "--quiet",
         ])
         .args(["--p99-bound-ms", "1000", "--name", "tiny"])
+        .args(["--consumers", "1"])
+        .args(["--disk-bytes", "2MiB", "--disk-sync-seconds", "0.2"])
         .arg("--dir")
         .arg(tmp.join("data"))
         .arg("--out")
@@ -117,11 +119,38 @@ fn tiny_sweep_writes_report_plots_and_json_that_agree() {
         let row = format!("| {idx} | {} | 1 | {rate:.0} |", idx + 1);
         assert!(md.contains(&row), "no row `{row}` in\n{md}");
         assert!(dir.join(format!("point-{idx}.hgrm")).is_file());
+        // Send -> consume: every acknowledged message was consumed.
+        let c = &p["consume"];
+        assert_eq!(c["all_consumed"], true, "{p}");
+        assert!(c["p99_us"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(dir.join(format!("point-{idx}-e2e.hgrm")).is_file());
+        let e2e_row = format!(
+            "| {idx} | {} | {:.3} | {:.3} |",
+            idx + 1,
+            p["p99_us"].as_f64().unwrap() / 1000.0,
+            c["p50_us"].as_f64().unwrap() / 1000.0
+        );
+        assert!(md.contains(&e2e_row), "no row `{e2e_row}` in\n{md}");
+        // The disk ratios are the JSON's figures divided.
+        let seq = v["disk"]["seq_write_mb_per_sec"].as_f64().unwrap();
+        assert!(seq > 0.0);
+        let mb = p["mb_per_sec"].as_f64().unwrap();
+        let disk_row = format!("| {idx} | {} | {mb:.1} | {:.3} |", idx + 1, mb / seq);
+        assert!(md.contains(&disk_row), "no row `{disk_row}` in\n{md}");
     }
+    let run0 = &v["runs"][0]["figures"];
+    assert_eq!(
+        run0["consume"]["consumed"].as_u64(),
+        run0["messages"].as_u64(),
+        "{run0}"
+    );
+    assert!(md.contains("## Send -> consume (end to end)"));
+    assert!(md.contains("## Against the disk's raw limits"));
     for f in [
         "throughput-vs-sendMessageThreadPoolNums.svg",
         "p99-vs-sendMessageThreadPoolNums.svg",
         "latency-percentiles.svg",
+        "latency-percentiles-e2e.svg",
         "throughput-over-time.svg",
     ] {
         let svg = std::fs::read_to_string(dir.join(f)).unwrap();
