@@ -12,43 +12,13 @@
 //! possible the tests say so on stderr and pass without running: they need
 //! the binaries, not a particular build order.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BUILD_DEADLINE: Duration = Duration::from_secs(600);
-
-fn server_bin_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?.to_path_buf(); // target/<profile>/
-    let have = |d: &Path| d.join("ferromq-broker").is_file() && d.join("ferromq-namesrv").is_file();
-    if have(&dir) {
-        return Some(dir);
-    }
-    let cargo = std::env::var_os("CARGO")?;
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "ferromq-server", "--bins"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let mut child = cmd.spawn().ok()?;
-    let until = Instant::now() + BUILD_DEADLINE;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    have(&dir).then_some(dir)
-}
+use common::server_bin_dir;
 
 fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"));
