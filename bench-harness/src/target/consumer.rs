@@ -433,4 +433,47 @@ mod tests {
         assert_eq!(record_bodies(&buf[..buf.len() - 3]).count(), 1);
         assert_eq!(body_stamp(&[1, 2, 3]), None);
     }
+
+    #[test]
+    fn send_stamps_land_at_the_start_of_every_body() {
+        use crate::target::broker::SendTemplates;
+        use ferromq_server::remoting::codec::decode;
+        for batch in [1usize, 3] {
+            let mut w = Workload::new(10);
+            w.size_bytes = 40;
+            w.batch = batch;
+            w.queues = 12; // two-digit queue ids change the header length
+            w.consumers = 1;
+            let t = SendTemplates::new(&w, 1).unwrap();
+            assert!(t.stamp);
+            for q in [0u32, 11] {
+                let mut f = t.frame(q).to_vec();
+                t.stamp_into(q, &mut f, 0x0102_0304_0506_0708);
+                let (cmd, _) = decode(&f, 1 << 20).unwrap().unwrap();
+                let bodies: Vec<&[u8]> = if batch == 1 {
+                    vec![&cmd.body[..]]
+                } else {
+                    // [TOTALSIZE][MAGIC][BODYCRC][FLAG][BODYLEN][BODY][PROPLEN][PROPS]
+                    cmd.body
+                        .chunks(cmd.body.len() / batch)
+                        .map(|c| &c[20..60])
+                        .collect()
+                };
+                assert_eq!(bodies.len(), batch);
+                for b in bodies {
+                    assert_eq!(
+                        body_stamp(b),
+                        Some(0x0102_0304_0506_0708),
+                        "batch {batch} queue {q}"
+                    );
+                    assert_eq!(b[8], b'a' + 8, "the rest of the body is untouched");
+                }
+            }
+        }
+        let w = Workload::new(10);
+        assert!(
+            !SendTemplates::new(&w, 1).unwrap().stamp,
+            "no consumers, no stamps"
+        );
+    }
 }
