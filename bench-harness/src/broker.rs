@@ -36,6 +36,11 @@ pub struct BrokerArgs {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Measure plain sends, then transactional sends (half message + END_TRANSACTION
+    /// commit, oneway) with the same synchronous producers, and print both
+    /// (`--inflight` and `--batch` do not apply).
+    #[arg(long, conflicts_with = "null")]
+    pub transactional: bool,
 }
 
 /// The workload flags shared by `broker` and `sweep`.
@@ -366,6 +371,9 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     if !args.null {
         rt.block_on(create_topic(&addr, &workload))?;
     }
+    if args.transactional {
+        return run_transactional(args, &rt, &target, &addr, &workload, &stop);
+    }
     let started = Instant::now();
     let (m, cpu) = warm_and_measure(
         &rt,
@@ -444,5 +452,56 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
             }
         }
     }
+    Ok(0)
+}
+
+/// `ferromq-bench broker --transactional`.
+fn run_transactional(
+    args: &BrokerArgs,
+    rt: &tokio::runtime::Runtime,
+    target: &str,
+    addr: &str,
+    workload: &Workload,
+    stop: &Arc<AtomicBool>,
+) -> Result<i32> {
+    let started = Instant::now();
+    let c = crate::txn::compare(
+        rt,
+        addr,
+        workload,
+        Duration::from_secs_f64(args.load.warmup_seconds),
+        stop,
+    )?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let v = serde_json::json!({
+            "target": target,
+            "addr": addr,
+            "workload": workload,
+            "transactional": c,
+            "wall_seconds": started.elapsed().as_secs_f64(),
+        });
+        writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))?;
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{target}: {} synchronous producers, {} B",
+        workload.producers, workload.size_bytes
+    )
+    .map_err(|e| BenchError::io("stdout", e))?;
+    for (name, f) in [("plain", &c.plain), ("transactional", &c.transactional)] {
+        writeln!(
+            out,
+            "  {name:<13} {:>8.0} msgs/s over {:.2} s ({} msgs, {} errors)  send->ack p50 {:.1} µs  p99 {:.1} µs",
+            f.msgs_per_sec, f.seconds, f.messages, f.errors, f.latency_us.p50, f.latency_us.p99
+        )
+        .map_err(|e| BenchError::io("stdout", e))?;
+        if let Some(e) = &f.first_error {
+            writeln!(out, "    first error: {e}").map_err(|e| BenchError::io("stdout", e))?;
+        }
+    }
+    writeln!(out, "  transactional / plain: {:.2}", c.ratio)
+        .map_err(|e| BenchError::io("stdout", e))?;
     Ok(0)
 }

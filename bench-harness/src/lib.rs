@@ -10,6 +10,7 @@
 //! and reports B/A point by point ([`compare`]).
 //! `ferromq-bench recover` times crash recovery against read + CRC32
 //! ([`recover`]); `disk` measures the device's raw limits ([`disk`]);
+//! `broker --transactional` compares plain and transactional sends ([`txn`]);
 //! `criterion-summary` tabulates `cargo bench` results ([`criterion_summary`]). Every run is measured next to its
 //! baselines on the same directory ([`baseline`]), and written as a report
 //! folder with the machine it ran on ([`report`], [`machine`]).
@@ -35,4 +36,5 @@ pub mod store;
 pub mod sweep;
 pub mod sweep_report;
 pub mod target;
+pub mod txn;
 pub mod workload;

@@ -37,7 +37,11 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "batch",
     "queues",
     "consumers",
+    "slaves",
 ];
+
+/// Slaves a broker point may have at most (`--param slaves=0,1`).
+pub const MAX_SLAVES: usize = 2;
 
 /// A swept pseudo-key: the commitlog write path (`mmap`, `pool-pwrite`,
 /// `pool-io-uring`), which stands for the store keys that select it (see
@@ -143,6 +147,14 @@ fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
     if k == WRITE_PATH_KEY {
         for v in &vals {
             write_path(v)?;
+        }
+    }
+    if k == "slaves" {
+        for v in &vals {
+            match v.parse::<usize>() {
+                Ok(n) if n <= MAX_SLAVES => {}
+                _ => return Err(format!("slaves={v}: a number from 0 to {MAX_SLAVES}")),
+            }
         }
     }
     Ok((k.to_string(), vals))
@@ -352,6 +364,28 @@ impl ChildGuard {
         })
     }
 
+    /// Wait (bounded) for a line containing `needle`; return it.
+    ///
+    /// # Errors
+    ///
+    /// When the child exits or stays silent past the deadline.
+    pub fn wait_line(&mut self, needle: &str, deadline: Duration) -> Result<String> {
+        let until = Instant::now() + deadline;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return Ok(l),
+                Ok(_) => {}
+                Err(_) => {
+                    return Err(BenchError::new(format!(
+                        "{} printed no `{needle}` line within {deadline:?}",
+                        self.name
+                    )))
+                }
+            }
+        }
+    }
+
     /// Wait (bounded) for the `listening on HOST:PORT` line; return the port.
     ///
     /// # Errors
@@ -457,6 +491,7 @@ fn run_broker_point(
     bins: &(PathBuf, PathBuf),
     dir: &Path,
     props: &str,
+    slaves: usize,
     workload: &Workload,
     warmup: Duration,
     stop: &Arc<AtomicBool>,
@@ -481,12 +516,90 @@ fn run_broker_point(
     let mut broker = ChildGuard::spawn("ferromq-broker", cmd)?;
     let port = broker.wait_port(START_DEADLINE)?;
     let addr = format!("127.0.0.1:{port}");
-    let result = rt
-        .block_on(create_topic(&addr, workload))
+    // Slaves follow the master's HA port (printed after its listening line).
+    let mut slave_procs = Vec::new();
+    let mut result = Ok(());
+    if slaves > 0 {
+        result = broker
+            .wait_line("HA port", START_DEADLINE)
+            .and_then(|line| {
+                let ha = line.rsplit(' ').next().unwrap_or_default().to_string();
+                for i in 1..=slaves {
+                    let sdir = dir.join(format!("slave-{i}"));
+                    std::fs::create_dir_all(&sdir)
+                        .map_err(|e| BenchError::io(sdir.display(), e))?;
+                    let cfg = sdir.join("broker.properties");
+                    std::fs::write(&cfg, slave_properties(props, &sdir.join("store"), i, &ha))
+                        .map_err(|e| BenchError::io(cfg.display(), e))?;
+                    let mut cmd = Command::new(&bins.1);
+                    cmd.arg("-c")
+                        .arg(&cfg)
+                        .arg("--bind-address")
+                        .arg("127.0.0.1")
+                        .arg("-n")
+                        .arg(format!("127.0.0.1:{ns_port}"));
+                    let mut slave = ChildGuard::spawn("ferromq-broker (slave)", cmd)?;
+                    slave.wait_port(START_DEADLINE)?;
+                    slave_procs.push(slave);
+                }
+                rt.block_on(wait_slaves(&addr, slaves, START_DEADLINE))
+            });
+    }
+    let result = result
+        .and_then(|()| rt.block_on(create_topic(&addr, workload)))
         .and_then(|()| warm_and_measure(rt, &addr, workload, warmup, stop));
     broker.stop(STOP_GRACE);
+    for mut s in slave_procs {
+        s.stop(STOP_GRACE);
+    }
     namesrv.stop(STOP_GRACE);
     result
+}
+
+/// A slave's properties: the master's, with `brokerId=id`, `brokerRole=SLAVE`,
+/// its own store and the master's HA address.
+pub fn slave_properties(master: &str, store: &Path, id: usize, ha_addr: &str) -> String {
+    let mut out: String = master
+        .lines()
+        .filter(|l| {
+            let k = l.split('=').next().unwrap_or_default().trim();
+            !matches!(
+                k,
+                "brokerId" | "brokerRole" | "storePathRootDir" | "haMasterAddress" | "haListenPort"
+            )
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(&format!(
+        "brokerId={id}\nbrokerRole=SLAVE\nstorePathRootDir={}\nhaMasterAddress={ha_addr}\n",
+        store.display()
+    ));
+    out
+}
+
+/// Wait (bounded) until the master at `addr` reports `n` connected slaves in
+/// GET_BROKER_RUNTIME_INFO (`haSlave<i>Addr`).
+async fn wait_slaves(addr: &str, n: usize, deadline: Duration) -> Result<()> {
+    use ferromq_server::remoting::{request, RemotingClient, RemotingCommand};
+    let client = RemotingClient::new(addr.to_string());
+    let until = Instant::now() + deadline;
+    loop {
+        let req = RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO);
+        if let Ok(r) = client.invoke(req, Duration::from_secs(3)).await {
+            let body = String::from_utf8_lossy(&r.body);
+            if (0..n).all(|i| body.contains(&format!("\"haSlave{i}Addr\""))) {
+                client.close().await;
+                return Ok(());
+            }
+        }
+        if Instant::now() >= until {
+            client.close().await;
+            return Err(BenchError::new(format!(
+                "the master at {addr} did not report {n} connected slave(s) within {deadline:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Run one point against the engine in-process.
@@ -609,7 +722,20 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
                     args.small_files,
                     &point_settings(&args.set, &out.points[p]),
                 );
-                run_broker_point(&rt, &bins, &dir, &props, &workloads[p], warmup, &stop)
+                let slaves = out.points[p]
+                    .get("slaves")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                run_broker_point(
+                    &rt,
+                    &bins,
+                    &dir,
+                    &props,
+                    slaves,
+                    &workloads[p],
+                    warmup,
+                    &stop,
+                )
             }
             SweepTarget::Store => run_store_point(
                 &dir,
@@ -793,6 +919,19 @@ mod tests {
         assert!(parse_param("flushDiskType=").is_err());
         assert!(parse_param("writePath=mmap,pool-pwrite,pool-io-uring").is_ok());
         assert!(parse_param("writePath=mmap,nvme").is_err());
+    }
+
+    #[test]
+    fn slave_properties_follow_the_master() {
+        let m =
+            "brokerName=b\nbrokerId=0\nbrokerRole=SYNC_MASTER\nstorePathRootDir=/m\nlistenPort=0\n";
+        let s = slave_properties(m, Path::new("/s"), 1, "127.0.0.1:4243");
+        assert!(s.contains("brokerName=b\n") && s.contains("listenPort=0\n"));
+        assert!(s.contains("brokerId=1\nbrokerRole=SLAVE\nstorePathRootDir=/s\n"));
+        assert!(s.contains("haMasterAddress=127.0.0.1:4243\n"));
+        assert!(!s.contains("brokerId=0") && !s.contains("SYNC_MASTER") && !s.contains("=/m"));
+        assert!(parse_param("slaves=0,1").is_ok());
+        assert!(parse_param("slaves=3").is_err());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! fresh store in a temp dir, timing each put; prints MB/s and the puts slower
 //! than 500 µs (when they happened). Knobs, for comparing write paths:
 //! `PREFAULT=<bytes>` sets `prefaultAheadBytes`, `POOL=1` turns on the transient
-//! store pool (2 buffers).
+//! store pool (2 buffers), `FLUSH_LEAST_PAGES=<pages>` sets
+//! `flushCommitLogLeastPages` (a huge value keeps the flush thread off the
+//! written range until the thorough flush), `FILE_SIZE=<bytes>` sets
+//! `mappedFileSizeCommitLog`.
 //!
 //! `cargo run --release -p ferromq-engine --example put_loop -- 200000`
 
@@ -20,6 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = StoreConfig::new(dir.path());
     if let Ok(v) = std::env::var("PREFAULT") {
         cfg.prefault_ahead_bytes = v.parse()?;
+    }
+    if let Ok(v) = std::env::var("FILE_SIZE") {
+        cfg.mapped_file_size_commit_log = v.parse()?;
+    }
+    if let Ok(v) = std::env::var("FLUSH_LEAST_PAGES") {
+        cfg.flush_commit_log_least_pages = v.parse()?;
     }
     if std::env::var_os("POOL").is_some() {
         cfg.transient_store_pool_enable = true;

@@ -52,4 +52,4 @@ pub use store::{
     GetResult, GetStatus, MessageFilter, MessageStore, PutResult, PutStatus, QueryResult,
     RecoveryReport, ReplicaWaiter, StoreStats, StoredMessage,
 };
-pub use topic::TopicConfig;
+pub use topic::{DataVersion, TopicConfig};

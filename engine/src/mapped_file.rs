@@ -391,7 +391,18 @@ impl MappedFile {
         }
         self.commit_locked(committed, wrote, backend, true)?;
         let start = flushed / OS_PAGE_SIZE * OS_PAGE_SIZE;
-        if let Some(h) = crate::io::hook_for(&self.path) {
+        Ok(self.mark_synced(crate::io::hook_for(&self.path).as_deref(), start, wrote))
+    }
+
+    /// `[start, wrote)` is durable: tell the I/O hook, publish the flushed
+    /// position. Caller holds `flush_lock`.
+    fn mark_synced(
+        &self,
+        hook: Option<&dyn crate::io::IoHook>,
+        start: usize,
+        wrote: usize,
+    ) -> usize {
+        if let Some(h) = hook {
             h.synced(
                 &self.path,
                 start,
@@ -399,7 +410,7 @@ impl MappedFile {
             );
         }
         self.flushed_position.store(wrote, Ordering::Release);
-        Ok(wrote)
+        wrote
     }
 
     /// Write the buffer's `[committed, wrote)` (up to the blank record's end)
@@ -510,15 +521,7 @@ impl MappedFile {
         self.mmap
             .flush_range(start, wrote - start)
             .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
-        if let Some(h) = &hook {
-            h.synced(
-                &self.path,
-                start,
-                self.bytes(start, wrote - start).unwrap_or(&[]),
-            );
-        }
-        self.flushed_position.store(wrote, Ordering::Release);
-        Ok(wrote)
+        Ok(self.mark_synced(hook.as_deref(), start, wrote))
     }
 
     /// Pre-fault every page from the write position on by writing a zero byte to

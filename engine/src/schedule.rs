@@ -67,6 +67,20 @@ impl ScheduleState {
             .insert(level, offset);
     }
 
+    /// Every level's progress.
+    pub fn all(&self) -> BTreeMap<u32, u64> {
+        self.offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replace every level's progress (a slave copying its master's) and persist it.
+    pub fn replace_all(&self, offsets: BTreeMap<u32, u64>) -> Result<()> {
+        *self.offsets.lock().unwrap_or_else(|e| e.into_inner()) = offsets;
+        self.persist()
+    }
+
     /// Write `delayOffset.json` if progress changed.
     pub fn persist(&self) -> Result<()> {
         let now = self

@@ -652,7 +652,62 @@ impl MessageStore {
     /// of range), [`Error::TopicNotExist`], [`Error::ShutDown`], [`Error::Fenced`],
     /// [`Error::WrongRole`] on a slave, [`Error::Io`] when a new file cannot be made.
     pub fn put_message(&self, msg: &Message) -> Result<PutResult> {
+        let r = self.inner.put_message(msg)?;
+        self.finish_put(r, msg.wait_store_ok())
+    }
+
+    /// Store one message without waiting for a sync flush or a slave: the
+    /// result's status is [`PutStatus::PutOk`] once the bytes are in the log
+    /// (readable, not yet durable). Pass it to [`MessageStore::wait_put`], on
+    /// any thread, for the status [`MessageStore::put_message`] would have
+    /// given. A server uses this to keep its put threads free while puts wait
+    /// for SYNC_FLUSH or SYNC_MASTER (RocketMQ's `asyncPutMessage`), so that
+    /// many waiting puts share one sync or one slave round trip.
+    ///
+    /// # Errors
+    /// As [`MessageStore::put_message`].
+    pub fn put_message_nowait(&self, msg: &Message) -> Result<PutResult> {
         self.inner.put_message(msg)
+    }
+
+    /// [`MessageStore::put_messages`] without the wait; see
+    /// [`MessageStore::put_message_nowait`].
+    ///
+    /// # Errors
+    /// As [`MessageStore::put_messages`].
+    pub fn put_messages_nowait(&self, msgs: &[Message]) -> Result<PutResult> {
+        Self::check_batch(msgs)?;
+        self.inner.put_batch_inner(msgs, true)
+    }
+
+    /// True when a put must still wait after it is written: SYNC_FLUSH or
+    /// SYNC_MASTER, and the message asks to (`WAIT` is not `false`).
+    pub fn put_needs_wait(&self, msg: &Message) -> bool {
+        let c = &self.inner.cfg;
+        msg.wait_store_ok()
+            && (c.flush_disk_type == FlushDiskType::SyncFlush
+                || c.broker_role == BrokerRole::SyncMaster)
+    }
+
+    /// Wait for what a put written by [`MessageStore::put_message_nowait`]
+    /// still needs: its bytes durable (SYNC_FLUSH, up to `syncFlushTimeout`)
+    /// and on a slave (SYNC_MASTER, up to the slave timeout). Returns the put
+    /// with its final status: `PutOk`, `FlushDiskTimeout`, `FlushSlaveTimeout`
+    /// or `SlaveNotAvailable`.
+    ///
+    /// # Errors
+    /// [`Error::Fenced`] when a sync failed; [`Error::ShutDown`].
+    pub fn wait_put(&self, put: PutResult) -> Result<PutResult> {
+        self.finish_put(put, true)
+    }
+
+    fn finish_put(&self, mut put: PutResult, wait: bool) -> Result<PutResult> {
+        if wait {
+            put.status = self
+                .inner
+                .wait_put(put.commit_log_offset + u64::from(put.wrote_bytes))?;
+        }
+        Ok(put)
     }
 
     /// Store a batch of messages for one topic and queue as one unit (they land
@@ -662,6 +717,12 @@ impl MessageStore {
     /// As [`MessageStore::put_message`]; also when the batch is empty, mixes
     /// topics or queues, or holds transactional or delayed messages.
     pub fn put_messages(&self, msgs: &[Message]) -> Result<PutResult> {
+        Self::check_batch(msgs)?;
+        let r = self.inner.put_batch_inner(msgs, true)?;
+        self.finish_put(r, msgs[0].wait_store_ok())
+    }
+
+    fn check_batch(msgs: &[Message]) -> Result<()> {
         let first = msgs
             .first()
             .ok_or_else(|| Error::IllegalMessage("empty batch".into()))?;
@@ -679,7 +740,7 @@ impl MessageStore {
                 ));
             }
         }
-        self.inner.put_batch_inner(msgs, true)
+        Ok(())
     }
 
     /// Read up to `max_msgs` messages of a queue from `offset`, as RocketMQ's
@@ -1135,6 +1196,42 @@ impl MessageStore {
         s.commitlog.max_offset().saturating_sub(u.commit_log_offset) > limit
     }
 
+    /// Version of the topic table (`dataVersion` of `config/topics.json`).
+    pub fn topic_table_version(&self) -> crate::topic::DataVersion {
+        self.inner.topics.data_version()
+    }
+
+    /// Replace every topic and the table's version, as a slave does with its
+    /// master's table (RocketMQ's `SlaveSynchronize.syncTopicConfig`), and persist it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `config/topics.json` cannot be written.
+    pub fn replace_topics(
+        &self,
+        topics: Vec<TopicConfig>,
+        version: crate::topic::DataVersion,
+    ) -> Result<()> {
+        self.inner.topics.replace_all(topics, version)
+    }
+
+    /// Delivery progress of delayed messages: next queue offset per delay level
+    /// (the content of `config/delayOffset.json`).
+    pub fn delay_offsets(&self) -> std::collections::BTreeMap<u32, u64> {
+        self.inner.schedule.all()
+    }
+
+    /// Replace the delivery progress of delayed messages (a slave copying its
+    /// master's) and persist `config/delayOffset.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn replace_delay_offsets(
+        &self,
+        offsets: std::collections::BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        self.inner.schedule.replace_all(offsets)
+    }
+
     /// A topic's configuration.
     pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
         self.inner.topics.get(topic)
@@ -1526,30 +1623,7 @@ impl StoreInner {
             s.dispatcher.waker.wake();
         }
 
-        let mut status = PutStatus::PutOk;
-        if s.cfg.flush_disk_type == FlushDiskType::SyncFlush && first.wait_store_ok() {
-            let end = appended.wrote_offset + appended.wrote_bytes as u64;
-            let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
-            if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
-                status = PutStatus::FlushDiskTimeout;
-            }
-        }
-        if s.cfg.broker_role == BrokerRole::SyncMaster && first.wait_store_ok() {
-            let end = appended.wrote_offset + appended.wrote_bytes as u64;
-            let waiter = s
-                .replica_waiter
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let replica = match waiter {
-                Some(w) => w.wait_replicated(end, Duration::from_millis(s.cfg.slave_timeout_ms)),
-                None => PutStatus::SlaveNotAvailable,
-            };
-            // As RocketMQ: when both fail, the replica status wins.
-            if replica != PutStatus::PutOk {
-                status = replica;
-            }
-        }
+        let status = PutStatus::PutOk;
         let msg_id = if msgs.len() == 1 {
             offset_msg_id(s.store_host, appended.wrote_offset)
         } else {
@@ -1571,6 +1645,35 @@ impl StoreInner {
             message_count: msgs.len() as u32,
             store_timestamp_ms: appended.store_timestamp_ms,
         })
+    }
+
+    /// Wait until the log is durable (SYNC_FLUSH) and on a slave (SYNC_MASTER)
+    /// up to `end`, as the config asks; the put's final status.
+    fn wait_put(&self, end: u64) -> Result<PutStatus> {
+        let s = self;
+        let mut status = PutStatus::PutOk;
+        if s.cfg.flush_disk_type == FlushDiskType::SyncFlush {
+            let timeout = Duration::from_millis(s.cfg.sync_flush_timeout_ms);
+            if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
+                status = PutStatus::FlushDiskTimeout;
+            }
+        }
+        if s.cfg.broker_role == BrokerRole::SyncMaster {
+            let waiter = s
+                .replica_waiter
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let replica = match waiter {
+                Some(w) => w.wait_replicated(end, Duration::from_millis(s.cfg.slave_timeout_ms)),
+                None => PutStatus::SlaveNotAvailable,
+            };
+            // As RocketMQ: when both fail, the replica status wins.
+            if replica != PutStatus::PutOk {
+                status = replica;
+            }
+        }
+        Ok(status)
     }
 
     /// Topics whose queues appeared through dispatch but are not in the topic

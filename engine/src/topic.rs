@@ -59,11 +59,15 @@ impl TopicConfig {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DataVersion {
-    timestamp: i64,
-    counter: i64,
+/// Version of a config table (RocketMQ's `DataVersion`): bumped at every change,
+/// compared by slaves to decide whether to copy their master's table.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DataVersion {
+    /// Time of the last change, ms since the epoch.
+    pub timestamp: i64,
+    /// Number of changes.
+    pub counter: i64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -141,6 +145,25 @@ impl TopicTable {
         t.data_version.timestamp = crate::message::now_ms();
         self.persist(&t)?;
         Ok(cfg)
+    }
+
+    /// The table's data version.
+    pub fn data_version(&self) -> DataVersion {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .data_version
+    }
+
+    /// Replace the whole table and its version (a slave copying its master's) and persist it.
+    pub fn replace_all(&self, topics: Vec<TopicConfig>, version: DataVersion) -> Result<()> {
+        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        t.topic_config_table = topics
+            .into_iter()
+            .map(|c| (c.topic_name.clone(), c))
+            .collect();
+        t.data_version = version;
+        self.persist(&t)
     }
 
     /// Create `topic` with `queues` queues unless it exists; returns its write queue count.

@@ -100,3 +100,32 @@ fn batch_put_lands_whole_with_consecutive_offsets() {
     assert!(store.put_messages(&[]).is_err());
     store.shutdown().unwrap();
 }
+
+#[test]
+fn nowait_puts_are_made_durable_by_wait_put_from_other_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MessageStore::open(common::small_sync_config(dir.path())).unwrap());
+    let msg = Message::new("NW", b"x".to_vec());
+    assert!(store.put_needs_wait(&msg));
+    assert!(!store.put_needs_wait(&msg.clone().with_property("WAIT", "false")));
+    // Many puts written by one thread, waited for by others: they share syncs.
+    let puts: Vec<_> = (0..64)
+        .map(|_| store.put_message_nowait(&msg).unwrap())
+        .collect();
+    let waiters: Vec<_> = puts
+        .into_iter()
+        .map(|p| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let end = p.commit_log_offset + u64::from(p.wrote_bytes);
+                let done = store.wait_put(p).unwrap();
+                assert_eq!(done.status, PutStatus::PutOk);
+                assert!(store.stats().commit_log_flushed_offset >= end);
+            })
+        })
+        .collect();
+    for w in waiters {
+        w.join().unwrap();
+    }
+    store.shutdown().unwrap();
+}

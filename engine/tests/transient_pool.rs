@@ -166,6 +166,7 @@ fn sync_flush_on_the_pool_writes_and_syncs_each_group_commit() {
     c.flush_disk_type = ferromq_engine::FlushDiskType::SyncFlush;
     c.sync_flush_timeout_ms = 10_000;
     // RocketMQ's rule by default: no pool under SYNC_FLUSH.
+    c.transient_store_pool_sync_flush_enable = false;
     let store = MessageStore::open(c.clone()).unwrap();
     assert!(!store.stats().transient_store_pool);
     store.shutdown().unwrap();

@@ -84,6 +84,10 @@ pub struct HaConfig {
     pub slave_fallbehind_max: u64,
     /// Time between a slave's reconnection attempts. Default 5 s.
     pub reconnect_interval: Duration,
+    /// A slave missing bytes the master has had for this long (or lagging by
+    /// `slave_fallbehind_max` bytes) is logged as fallen behind, and logged
+    /// again once it has caught up. Default 5 s.
+    pub fall_behind_alarm: Duration,
 }
 
 impl Default for HaConfig {
@@ -94,6 +98,7 @@ impl Default for HaConfig {
             housekeeping_interval: Duration::from_secs(20),
             slave_fallbehind_max: 256 * 1024 * 1024,
             reconnect_interval: Duration::from_secs(5),
+            fall_behind_alarm: Duration::from_secs(5),
         }
     }
 }
@@ -107,6 +112,7 @@ impl HaConfig {
             housekeeping_interval: Duration::from_millis(cfg.ha_housekeeping_interval_ms.max(1)),
             slave_fallbehind_max: cfg.ha_slave_fallbehind_max,
             reconnect_interval: Duration::from_secs(5),
+            fall_behind_alarm: Duration::from_secs(5),
         }
     }
 }

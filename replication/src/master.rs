@@ -1,9 +1,10 @@
 //! The master side: accept slaves, stream the commitlog, track their acks, and
 //! make SYNC_MASTER puts wait for them.
 
+use std::collections::VecDeque;
 use std::io::BufWriter;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,7 +23,11 @@ pub struct SlaveInfo {
     pub acked_offset: u64,
     /// Bytes the slave is behind the master's log end.
     pub lag_bytes: u64,
-    /// Milliseconds since the slave was last up to date (0 when it is).
+    /// Age of the oldest bytes the master has and the slave has not confirmed,
+    /// in ms (0 when the slave is up to date): how far behind in time it is. The
+    /// age counts from when the master was first seen holding those bytes (at a
+    /// slave report or a status query), so it may be short by up to one report
+    /// interval.
     pub lag_ms: u64,
     /// Where streaming to this slave started, once its first report arrived.
     pub streaming_from: Option<u64>,
@@ -32,8 +37,11 @@ struct Conn {
     id: u64,
     addr: SocketAddr,
     acked: AtomicU64,
-    /// First time (ms since start) the slave was seen behind, 0 when caught up.
-    behind_since_ms: AtomicI64,
+    /// Master log ends seen while the slave had not confirmed them, with the
+    /// time (ms since start) each was first seen; oldest first.
+    pending: Mutex<VecDeque<(u64, i64)>>,
+    /// The slave is logged as fallen behind.
+    behind_logged: AtomicBool,
     closed: AtomicBool,
     /// Where streaming started; `u64::MAX` until the first report.
     start: AtomicU64,
@@ -52,6 +60,11 @@ struct Inner {
     /// Writers wait here for new log bytes; puts waiting for a slave poke it.
     data_lock: Mutex<()>,
     data_cv: Condvar,
+    /// Bumped by every put that waits for a slave, before it notifies
+    /// `data_cv`: a writer that saw no new bytes sleeps only if this did not
+    /// move since it looked, so a poke between its look and its wait is not
+    /// lost (which cost up to a poll interval per SYNC_MASTER put).
+    data_seq: AtomicU64,
     /// Waiting puts sleep on this epoch, bumped at every ack.
     ack_epoch: AtomicU32,
     ack_sleepers: AtomicUsize,
@@ -103,6 +116,7 @@ impl HaMaster {
             stop: AtomicBool::new(false),
             data_lock: Mutex::new(()),
             data_cv: Condvar::new(),
+            data_seq: AtomicU64::new(0),
             ack_epoch: AtomicU32::new(0),
             ack_sleepers: AtomicUsize::new(0),
             ticker: AtomicBool::new(false),
@@ -155,16 +169,11 @@ impl HaMaster {
             .filter(|c| !c.closed.load(Ordering::Acquire))
             .map(|c| {
                 let acked = c.acked.load(Ordering::Acquire);
-                let since = c.behind_since_ms.load(Ordering::Acquire);
                 SlaveInfo {
                     addr: c.addr,
                     acked_offset: acked,
                     lag_bytes: end.saturating_sub(acked),
-                    lag_ms: if since == 0 {
-                        0
-                    } else {
-                        (now - since).max(0) as u64
-                    },
+                    lag_ms: c.observe(end, acked, now),
                     streaming_from: match c.start.load(Ordering::Acquire) {
                         u64::MAX => None,
                         v => Some(v),
@@ -204,6 +213,58 @@ impl HaMaster {
 impl Drop for HaMaster {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Most master log ends remembered per slave for its time lag.
+const MAX_PENDING: usize = 4096;
+
+/// Drop the log ends `acked` covers, remember `end` if new, and return the age of
+/// the oldest end still unconfirmed.
+fn observe_pending(p: &mut VecDeque<(u64, i64)>, end: u64, acked: u64, now: i64) -> u64 {
+    while p.front().is_some_and(|&(off, _)| off <= acked) {
+        p.pop_front();
+    }
+    if end > acked && p.back().is_none_or(|&(off, _)| off < end) {
+        if p.len() >= MAX_PENDING {
+            // Keep the oldest entries exact; later ones merge into the last.
+            p.pop_back();
+        }
+        p.push_back((end, now));
+    }
+    p.front().map_or(0, |&(_, seen)| (now - seen).max(0) as u64)
+}
+
+impl Conn {
+    /// Note that the master's log ends at `end` at `now` and the slave confirmed
+    /// `acked`; returns the slave's time lag in ms.
+    fn observe(&self, end: u64, acked: u64, now: i64) -> u64 {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        observe_pending(&mut p, end, acked, now)
+    }
+
+    /// Log the slave falling behind or catching up (once per change).
+    fn check_lag(&self, inner: &Inner, end: u64) {
+        let acked = self.acked.load(Ordering::Acquire);
+        let lag_ms = self.observe(end, acked, inner.now_ms());
+        let lag_bytes = end.saturating_sub(acked);
+        let alarm_ms = inner.cfg.fall_behind_alarm.as_millis() as u64;
+        let behind = lag_ms >= alarm_ms || lag_bytes >= inner.cfg.slave_fallbehind_max;
+        let logged = self.behind_logged.load(Ordering::Acquire);
+        if behind && !logged {
+            self.behind_logged.store(true, Ordering::Release);
+            tracing::warn!(
+                slave = %self.addr,
+                acked,
+                lag_bytes,
+                lag_ms,
+                "HA slave fell behind"
+            );
+        } else if logged && lag_ms < alarm_ms / 2 && lag_bytes < inner.cfg.slave_fallbehind_max / 2
+        {
+            self.behind_logged.store(false, Ordering::Release);
+            tracing::info!(slave = %self.addr, acked, lag_bytes, lag_ms, "HA slave caught up");
+        }
     }
 }
 
@@ -259,7 +320,8 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                     id: inner.next_id.fetch_add(1, Ordering::Relaxed),
                     addr,
                     acked: AtomicU64::new(0),
-                    behind_since_ms: AtomicI64::new(0),
+                    pending: Mutex::new(VecDeque::new()),
+                    behind_logged: AtomicBool::new(false),
                     closed: AtomicBool::new(false),
                     start: AtomicU64::new(u64::MAX),
                     stream,
@@ -345,16 +407,9 @@ fn read_loop(
         let prev = conn.acked.fetch_max(report, Ordering::AcqRel);
         if report > prev || prev == 0 {
             inner.max_acked.fetch_max(report, Ordering::AcqRel);
-            let behind = master_max > report;
-            let since = conn.behind_since_ms.load(Ordering::Acquire);
-            if !behind {
-                conn.behind_since_ms.store(0, Ordering::Release);
-            } else if since == 0 {
-                conn.behind_since_ms
-                    .store(inner.now_ms(), Ordering::Release);
-            }
             inner.wake_ackers();
         }
+        conn.check_lag(&inner, master_max);
     }
 }
 
@@ -399,7 +454,14 @@ fn write_loop(
     tracing::info!(slave = %conn.addr, from = next, "HA streaming");
     let mut w = BufWriter::with_capacity(inner.cfg.transfer_batch_size + 64, stream);
     let mut last_send = Instant::now();
+    let mut last_lag_check = Instant::now();
     while !conn.closed.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
+        // A slave that stops reporting is still seen falling behind.
+        if last_lag_check.elapsed() >= Duration::from_millis(500) {
+            conn.check_lag(&inner, inner.store.commit_log_max_offset());
+            last_lag_check = Instant::now();
+        }
+        let seq = inner.data_seq.load(Ordering::SeqCst);
         match inner
             .store
             .read_commit_log(next, inner.cfg.transfer_batch_size)
@@ -421,10 +483,12 @@ fn write_loop(
                     last_send = Instant::now();
                 }
                 let g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = inner
-                    .data_cv
-                    .wait_timeout(g, Duration::from_millis(1))
-                    .unwrap_or_else(|e| e.into_inner());
+                if inner.data_seq.load(Ordering::SeqCst) == seq {
+                    let _ = inner
+                        .data_cv
+                        .wait_timeout(g, Duration::from_millis(1))
+                        .unwrap_or_else(|e| e.into_inner());
+                }
             }
         }
     }
@@ -443,7 +507,11 @@ impl ReplicaWaiter for Waiter {
             return PutStatus::SlaveNotAvailable;
         }
         // New bytes: let the writers send them now rather than at their next poll.
-        inner.data_cv.notify_all();
+        inner.data_seq.fetch_add(1, Ordering::SeqCst);
+        {
+            let _g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+            inner.data_cv.notify_all();
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let epoch = inner.ack_epoch.load(Ordering::SeqCst);
@@ -495,5 +563,33 @@ fn ensure_ticker(inner: &Arc<Inner>) {
         });
     if spawned.is_err() {
         inner.ticker.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_lag_is_the_age_of_the_oldest_unconfirmed_end() {
+        let mut p = VecDeque::new();
+        // Up to date: no lag.
+        assert_eq!(observe_pending(&mut p, 100, 100, 10), 0);
+        // The master grows at t=20 and t=30; the slave has not confirmed.
+        assert_eq!(observe_pending(&mut p, 200, 100, 20), 0);
+        assert_eq!(observe_pending(&mut p, 300, 100, 30), 10);
+        assert_eq!(observe_pending(&mut p, 300, 100, 50), 30);
+        // The slave confirms 200: the oldest missing end was seen at t=30.
+        assert_eq!(observe_pending(&mut p, 300, 200, 60), 30);
+        // Under steady load the lag stays small instead of growing forever.
+        assert_eq!(observe_pending(&mut p, 400, 300, 70), 0);
+        assert_eq!(observe_pending(&mut p, 500, 400, 80), 0);
+        assert_eq!(observe_pending(&mut p, 500, 500, 90), 0);
+        assert!(p.is_empty());
+        for i in 0..(MAX_PENDING as u64 + 10) {
+            observe_pending(&mut p, 1000 + i, 500, 100 + i as i64);
+        }
+        assert!(p.len() <= MAX_PENDING);
+        assert_eq!(p.front().map(|e| e.1), Some(100));
     }
 }

@@ -65,7 +65,13 @@ fn max_offset(c: &mut Client, topic: &str, q: i32) -> i64 {
 fn queries_locks_send_back_and_runtime_info() {
     let (_tmp, dir) = temp_dir();
     let store = dir.join("store");
-    let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), None);
+    // Retries wait on the schedule topic by level 3 + reconsume times: short
+    // levels keep the test quick (level 3 = 1 s, level 4 = 2 s).
+    let (_broker, port) = start_broker(
+        &dir,
+        &broker_props(&store, "messageDelayLevel=1s 1s 1s 2s 2s\n"),
+        None,
+    );
     let mut c = Client::connect(port);
 
     let mut offsets = Vec::new();
@@ -220,13 +226,25 @@ fn queries_locks_send_back_and_runtime_info() {
     assert_eq!(g["subscriptionGroupTable"]["SG"]["retryMaxTimes"], 16);
 
     // Send back: to %RETRY%SG with reconsume 1 and the retry properties ...
+    let sent_back = std::time::Instant::now();
     let r = c.invoke(send_back(offsets[3], "SG", 2));
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    // Held back on SCHEDULE_TOPIC_XXXX queue 2 (level 3), not yet on the retry topic.
+    wait_for(Duration::from_secs(5), || {
+        (max_offset(&mut c, "SCHEDULE_TOPIC_XXXX", 2) == 1).then_some(())
+    })
+    .expect("retry waits at delay level 3");
+    assert_eq!(max_offset(&mut c, "%RETRY%SG", 0), 0, "retried at once");
     let retry = wait_for(Duration::from_secs(10), || {
         let r = c.pull("SG", "%RETRY%SG", 0, 0, 32);
         (r.code == response::SUCCESS).then_some(records(&r.body))
     })
     .expect("retry message");
+    assert!(
+        sent_back.elapsed() >= Duration::from_millis(900),
+        "retry delivered after {:?}, before its 1 s delay",
+        sent_back.elapsed()
+    );
     assert_eq!(retry.len(), 1);
     let m = &retry[0];
     assert_eq!(m.body, b"query-body-3");
@@ -238,6 +256,10 @@ fn queries_locks_send_back_and_runtime_info() {
     // ... again (reconsume 2), then past maxReconsumeTimes 2 to %DLQ%SG.
     let r = c.invoke(send_back(m.commit_log_offset, "SG", 2));
     assert_eq!(r.code, response::SUCCESS);
+    wait_for(Duration::from_secs(5), || {
+        (max_offset(&mut c, "SCHEDULE_TOPIC_XXXX", 3) == 1).then_some(())
+    })
+    .expect("second retry waits at delay level 4");
     let second = wait_for(Duration::from_secs(10), || {
         let r = c.pull("SG", "%RETRY%SG", 0, 1, 32);
         (r.code == response::SUCCESS).then_some(records(&r.body))

@@ -7,7 +7,8 @@
 //! sends, 200 in batches), pulls them back with the C++ pull consumer 32 at a
 //! time from offset 0 until NO_NEW_MSG (exactly once, body/tags/keys intact),
 //! and consumes them with a push consumer whose handler fails once, so that the
-//! message comes back through `%RETRY%py_push_group`; then an orderly push
+//! message comes back through `%RETRY%py_push_group` (after its delay level,
+//! 1 s here); then an orderly push
 //! consumer (which consumes a queue only while holding its broker lock,
 //! LOCK_BATCH_MQ) receives every message once, each queue in offset order.
 //!
@@ -50,7 +51,9 @@ fn cpp_client_via_python_produces_pulls_and_push_consumes_with_retry() {
     let (_tmp, dir) = temp_dir();
     let (_ns, ns_port) = start_namesrv(&dir);
     let store = dir.join("store");
-    let props = broker_props(&store, "");
+    // The retried message waits at delay level 3 (10 s by default): short levels
+    // keep the run quick; the retry still goes through SCHEDULE_TOPIC_XXXX.
+    let props = broker_props(&store, "messageDelayLevel=1s 1s 1s 2s 2s 2s\n");
     let (_broker, broker_port) = start_broker(&dir, &props, Some(ns_port));
 
     // The C++ client logs under $HOME/logs/rocketmq-cpp: keep that in the temp dir.

@@ -12,6 +12,7 @@ pub const BROKER_KEYS: &[&str] = &[
     // ferromq broker keys (server crate)
     "bindAddress",
     "serverMaxFrameBytes",
+    "slaveSyncInterval",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

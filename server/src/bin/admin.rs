@@ -6,6 +6,7 @@
 //! ferromq-admin -n 127.0.0.1:9876 updateTopic -t T -c DefaultCluster -r 4 -w 4
 //! ferromq-admin -n 127.0.0.1:9876 topicStatus -t T
 //! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
+//! ferromq-admin txnPending -b 127.0.0.1:10911
 //! ```
 //!
 //! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
@@ -91,6 +92,14 @@ enum Cmd {
     /// A broker's effective configuration.
     #[command(name = "getBrokerConfig")]
     GetBrokerConfig(Target),
+    /// Replication: per slave of a master its address, acked offset and lag in
+    /// bytes and ms; for a slave, the master it follows.
+    #[command(name = "haStatus")]
+    HaStatus(Target),
+    /// Half messages still waiting for commit or rollback, per producer group,
+    /// with their age (ferromq-specific broker request).
+    #[command(name = "txnPending")]
+    TxnPending(Target),
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +172,49 @@ fn num(v: &Value) -> i64 {
 }
 
 /// Print rows as a left-aligned table.
+/// Rows of `haStatus` for one broker's runtime figures.
+fn ha_rows(addr: &str, info: &BTreeMap<String, String>) -> Vec<Vec<String>> {
+    let g = |k: &str| info.get(k).cloned().unwrap_or_else(|| "-".into());
+    if info.contains_key("haMasterConnected") {
+        let state = if g("haMasterConnected") == "true" {
+            "following"
+        } else {
+            "not connected to"
+        };
+        return vec![vec![
+            addr.to_string(),
+            g("brokerRole"),
+            format!("{state} {} (HA {})", g("masterAddr"), g("haMasterAddress")),
+            g("commitLogMaxOffset"),
+            "-".into(),
+            "-".into(),
+        ]];
+    }
+    let n: usize = g("haSlaveCount").parse().unwrap_or(0);
+    if n == 0 {
+        return vec![vec![
+            addr.to_string(),
+            g("brokerRole"),
+            "no slave".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]];
+    }
+    (0..n)
+        .map(|i| {
+            vec![
+                addr.to_string(),
+                g("brokerRole"),
+                format!("slave {}", g(&format!("haSlave{i}Addr"))),
+                g(&format!("haSlave{i}AckedOffset")),
+                g(&format!("haSlave{i}LagBytes")),
+                g(&format!("haSlave{i}LagMs")),
+            ]
+        })
+        .collect()
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
@@ -544,6 +596,38 @@ impl Admin {
                     }
                 }
             }
+            Cmd::HaStatus(t) => {
+                let mut rows = Vec::new();
+                for addr in self.targets(&t).await? {
+                    let info = Self::runtime_info(&addr).await?;
+                    rows.extend(ha_rows(&addr, &info));
+                }
+                table(
+                    &[
+                        "#Broker Addr",
+                        "#Role",
+                        "#Peer",
+                        "#Acked Offset",
+                        "#Lag Bytes",
+                        "#Lag ms",
+                    ],
+                    &rows,
+                );
+            }
+            Cmd::TxnPending(t) => {
+                for addr in self.targets(&t).await? {
+                    let r = ok(
+                        call(
+                            &addr,
+                            RemotingCommand::request(request::FERROMQ_GET_PENDING_TRANSACTIONS),
+                        )
+                        .await?,
+                        &format!("pending transactions of {addr}"),
+                    )?;
+                    let v = body_json(&r, "pending transactions")?;
+                    print_pending(&addr, &v);
+                }
+            }
             Cmd::BrokerStatus(t) => {
                 for addr in self.targets(&t).await? {
                     let info = Self::runtime_info(&addr).await?;
@@ -572,6 +656,48 @@ impl Admin {
         }
         let r = ok(r, "query message")?;
         decode_records(&r.body).map_err(|e| format!("undecodable messages: {e}"))
+    }
+}
+
+/// `1234` ms as `1.2 s`, `95000` as `1m35s`.
+fn age(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60)
+    }
+}
+
+fn print_pending(addr: &str, v: &Value) {
+    println!("============{addr}============");
+    let groups = v["groups"].as_object().cloned().unwrap_or_default();
+    if groups.is_empty() {
+        println!("no pending transactions");
+        return;
+    }
+    for (g, list) in groups {
+        let list = list.as_array().cloned().unwrap_or_default();
+        let oldest = list.iter().map(|p| num(&p["ageMs"])).max().unwrap_or(0);
+        println!("{g}: {} pending, oldest {}", list.len(), age(oldest));
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|p| {
+                vec![
+                    p["msgId"].as_str().unwrap_or("-").to_string(),
+                    p["realTopic"].as_str().unwrap_or("").to_string(),
+                    num(&p["queueOffset"]).to_string(),
+                    num(&p["checkTimes"]).to_string(),
+                    age(num(&p["ageMs"])),
+                ]
+            })
+            .collect();
+        table(
+            &["#MsgId", "#Topic", "#HalfOffset", "#Checks", "#Age"],
+            &rows,
+        );
     }
 }
 
@@ -631,5 +757,18 @@ fn main() -> ExitCode {
             eprintln!("ferromq-admin: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_well() {
+        assert_eq!(age(-5), "0.0 s");
+        assert_eq!(age(1234), "1.2 s");
+        assert_eq!(age(95_000), "1m35s");
+        assert_eq!(age(7_380_000), "2h03m");
     }
 }

@@ -33,6 +33,8 @@ struct Tables {
 #[derive(Debug, Default)]
 pub struct ClientManager {
     t: Mutex<Tables>,
+    /// Rotates the producer connection a check-back goes to.
+    next_producer: std::sync::atomic::AtomicUsize,
 }
 
 fn str_of(v: &Value) -> Option<String> {
@@ -202,6 +204,48 @@ impl ClientManager {
             .count()
     }
 
+    /// Remember `conn` as a connection of producer group `group` because a
+    /// half message came over it (ferromq-specific: RocketMQ learns producer
+    /// connections from heartbeats only, and the C++ client may send its first
+    /// heartbeat 30 s after its first transactional send, so a check-back would
+    /// find no channel). The entry expires and closes like a heartbeat's.
+    pub fn note_producer_connection(&self, group: &str, conn: &Arc<ConnInfo>) {
+        let key = format!("@connection-{}", conn.id);
+        let mut t = self.lock();
+        let m = t.producers.entry(group.to_string()).or_default();
+        match m.get_mut(&key) {
+            Some(c) => c.last_update = Instant::now(),
+            None => {
+                m.insert(
+                    key,
+                    ClientChannel {
+                        conn: conn.clone(),
+                        last_update: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The connections of a producer group, starting at a rotating position
+    /// (RocketMQ's `ProducerManager.getAvailableChannel` picks round-robin).
+    pub fn producer_channels(&self, group: &str) -> Vec<Arc<ConnInfo>> {
+        let mut v: Vec<Arc<ConnInfo>> = self
+            .lock()
+            .producers
+            .get(group)
+            .map(|m| m.values().map(|c| c.conn.clone()).collect())
+            .unwrap_or_default();
+        if !v.is_empty() {
+            let n = self
+                .next_producer
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let k = n % v.len();
+            v.rotate_left(k);
+        }
+        v
+    }
+
     /// Client ids of a consumer group, sorted.
     pub fn consumer_ids(&self, group: &str) -> Vec<String> {
         self.lock()
@@ -255,6 +299,23 @@ mod tests {
         assert_eq!(m.consumer_ids("G"), vec!["c2".to_string()]);
         assert_eq!(m.unregister("c2", None, Some("G")), vec!["G".to_string()]);
         assert!(m.consumer_ids("G").is_empty());
+        assert_eq!(
+            m.producer_channels("P").len(),
+            0,
+            "c1 left with connection 7"
+        );
+        m.heartbeat(
+            &c8,
+            br#"{"clientID":"c3","producerDataSet":[{"groupName":"P"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.producer_channels("P")[0].id, 8);
+        m.note_producer_connection("TX", &c1);
+        m.note_producer_connection("TX", &c1);
+        assert_eq!(m.producer_channels("TX").len(), 1);
+        m.on_connection_closed(1);
+        assert!(m.producer_channels("TX").is_empty());
+        assert!(m.producer_channels("Q").is_empty());
         assert!(m.heartbeat(&c1, b"{}").is_err());
         assert!(m.heartbeat(&c1, b"\xff").is_err());
     }

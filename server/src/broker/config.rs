@@ -56,6 +56,26 @@ pub struct BrokerConfig {
     pub broker_permission: u32,
     /// `serverMaxFrameBytes` (ferromq key): largest frame accepted. Default 16 MiB.
     pub max_frame_bytes: usize,
+    /// `slaveReadEnable`: consumers may be sent to a slave (pull responses
+    /// suggest the group's `brokerId` / `whichBrokerWhenConsumeSlowly`). Default false.
+    pub slave_read_enable: bool,
+    /// `offsetCheckInSlave`: a slave corrects out-of-range pull offsets as a master
+    /// does (PULL_OFFSET_MOVED) instead of asking to retry. Default false.
+    pub offset_check_in_slave: bool,
+    /// `slaveSyncInterval` (ferromq key): ms between a slave's copies of its
+    /// master's topics, consumer offsets, delay offsets and subscription groups
+    /// (RocketMQ's fixed 10 s). Default 10 000, at least 100.
+    pub slave_sync_interval_ms: u64,
+    /// `rejectTransactionMessage`: refuse half messages (NO_PERMISSION). Default false.
+    pub reject_transaction_message: bool,
+    /// `transactionCheckInterval`: ms between check-back rounds. Default 60 000.
+    pub transaction_check_interval_ms: u64,
+    /// `transactionTimeOut`: ms a half message waits for its decision before it
+    /// is checked back. Default 6000.
+    pub transaction_timeout_ms: u64,
+    /// `transactionCheckMax`: check-backs before a half message is moved to
+    /// `TRANS_CHECK_MAX_TIME_TOPIC`. Default 15.
+    pub transaction_check_max: u32,
 }
 
 fn cores() -> usize {
@@ -166,7 +186,35 @@ impl BrokerConfig {
                 .unwrap_or(6),
             max_frame_bytes: parse_key(props, "serverMaxFrameBytes", "a byte count")?
                 .unwrap_or(DEFAULT_MAX_FRAME_BYTES),
+            slave_read_enable: parse_bool_key(props, "slaveReadEnable")?.unwrap_or(false),
+            offset_check_in_slave: parse_bool_key(props, "offsetCheckInSlave")?.unwrap_or(false),
+            slave_sync_interval_ms: parse_key::<u64>(props, "slaveSyncInterval", "milliseconds")?
+                .unwrap_or(10_000)
+                .max(100),
+            reject_transaction_message: parse_bool_key(props, "rejectTransactionMessage")?
+                .unwrap_or(false),
+            transaction_check_interval_ms: parse_key(
+                props,
+                "transactionCheckInterval",
+                "milliseconds",
+            )?
+            .unwrap_or(60_000),
+            transaction_timeout_ms: parse_key(props, "transactionTimeOut", "milliseconds")?
+                .unwrap_or(6000),
+            transaction_check_max: parse_key(props, "transactionCheckMax", "a check count")?
+                .unwrap_or(15),
         };
+        if let Some(v) = props.get("checkTransactionMessageEnable") {
+            // RocketMQ 3.x's switch for the check-back timer; 4.x has no such key and
+            // always checks back (the store config reader already warned about it).
+            tracing::info!(
+                value = %v.trim_matches(char::is_whitespace),
+                "checkTransactionMessageEnable is a RocketMQ 3.x key with no effect in 4.x or \
+                 ferromq: check-back always runs on a master, tuned by transactionCheckInterval, \
+                 transactionTimeOut and transactionCheckMax"
+            );
+        }
+        b.transaction_check_interval_ms = b.transaction_check_interval_ms.max(10);
         b.send_message_thread_pool_nums = b.send_message_thread_pool_nums.max(1);
         b.pull_message_thread_pool_nums = b.pull_message_thread_pool_nums.max(1);
         Ok(b)
@@ -203,7 +251,9 @@ impl BrokerConfig {
             "brokerIP2={}\nbindAddress={}\nsendMessageThreadPoolNums={}\npullMessageThreadPoolNums={}\n\
              sendThreadPoolQueueCapacity={}\npullThreadPoolQueueCapacity={}\nautoCreateSubscriptionGroup={}\n\
              longPollingEnable={}\nshortPollingTimeMills={}\nregisterNameServerPeriod={}\n\
-             registerBrokerTimeoutMills={}\nflushConsumerOffsetInterval={}\nbrokerPermission={}\nserverMaxFrameBytes={}\n",
+             registerBrokerTimeoutMills={}\nflushConsumerOffsetInterval={}\nbrokerPermission={}\nserverMaxFrameBytes={}\n\
+             slaveReadEnable={}\noffsetCheckInSlave={}\nslaveSyncInterval={}\n\
+             rejectTransactionMessage={}\ntransactionCheckInterval={}\ntransactionTimeOut={}\ntransactionCheckMax={}\n",
             self.broker_ip2,
             self.bind_address,
             self.send_message_thread_pool_nums,
@@ -217,7 +267,14 @@ impl BrokerConfig {
             self.register_broker_timeout_mills,
             self.flush_consumer_offset_interval_ms,
             self.broker_permission,
-            self.max_frame_bytes
+            self.max_frame_bytes,
+            self.slave_read_enable,
+            self.offset_check_in_slave,
+            self.slave_sync_interval_ms,
+            self.reject_transaction_message,
+            self.transaction_check_interval_ms,
+            self.transaction_timeout_ms,
+            self.transaction_check_max
         ));
         s
     }
@@ -240,6 +297,35 @@ mod tests {
         assert_eq!(b.namesrv_addr.len(), 2);
         assert_eq!(b.send_message_thread_pool_nums, 128);
         assert_eq!(b.register_name_server_period_ms, 10_000);
+        assert_eq!(
+            (
+                b.transaction_check_interval_ms,
+                b.transaction_timeout_ms,
+                b.transaction_check_max,
+                b.reject_transaction_message
+            ),
+            (60_000, 6000, 15, false)
+        );
+        let tx = Properties::parse(
+            "transactionCheckInterval=500 \ntransactionTimeOut=1000\ntransactionCheckMax=3\n\
+             rejectTransactionMessage=true\ncheckTransactionMessageEnable=false\n",
+        );
+        let (store, _) = StoreConfig::from_properties(&tx).unwrap();
+        let b = BrokerConfig::from_properties(&tx, &store).unwrap();
+        assert_eq!(
+            (
+                b.transaction_check_interval_ms,
+                b.transaction_timeout_ms,
+                b.transaction_check_max,
+                b.reject_transaction_message
+            ),
+            (500, 1000, 3, true)
+        );
+        let bad = Properties::parse("transactionCheckMax=-1\n");
+        assert!(BrokerConfig::from_properties(&bad, &store)
+            .unwrap_err()
+            .to_string()
+            .contains("transactionCheckMax"));
         let bad = Properties::parse("brokerId=x\n");
         assert!(BrokerConfig::from_properties(&bad, &store)
             .unwrap_err()

@@ -16,6 +16,7 @@ pub struct HaRole {
     advertised: String,
     /// Set from the config: name-server reports must not override it.
     fixed_master: bool,
+    fixed_address: Option<String>,
     learned_master: Mutex<Option<String>>,
 }
 
@@ -50,6 +51,7 @@ impl HaRole {
                     slave: Some(slave),
                     advertised: String::new(),
                     fixed_master: fixed.is_some(),
+                    fixed_address: fixed,
                     learned_master: Mutex::new(None),
                 })
             }
@@ -72,6 +74,7 @@ impl HaRole {
                     slave: None,
                     advertised,
                     fixed_master: false,
+                    fixed_address: None,
                     learned_master: Mutex::new(None),
                 })
             }
@@ -106,6 +109,18 @@ impl HaRole {
             *learned = Some(ha_server_addr.to_string());
             slave.set_master_address(ha_server_addr.to_string());
         }
+    }
+
+    /// The master HA address a slave follows (configured or learned).
+    pub fn master_address(&self) -> Option<String> {
+        self.slave.as_ref()?;
+        if self.fixed_master {
+            return self.fixed_address.clone();
+        }
+        self.learned_master
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Slaves of a master, with their lag.

@@ -18,7 +18,9 @@ pub mod query;
 mod register;
 mod send;
 pub mod send_back;
+mod slave_sync;
 pub mod subscription;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -64,6 +66,12 @@ pub struct Broker {
     next_queue: AtomicU32,
     /// Replication, once started (see [`Broker::start_ha`]).
     ha: std::sync::OnceLock<ha::HaRole>,
+    /// A slave's master (client address), from the name servers' answers.
+    master_addr: std::sync::Mutex<Option<String>>,
+    /// What the slave copied from its master, and when.
+    slave_sync: slave_sync::SyncState,
+    /// Decided transactions.
+    txn: transaction::TransactionBook,
 }
 
 /// Why a broker could not start.
@@ -131,6 +139,9 @@ impl Broker {
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
             ha: std::sync::OnceLock::new(),
+            master_addr: std::sync::Mutex::new(None),
+            slave_sync: slave_sync::SyncState::default(),
+            txn: transaction::TransactionBook::new(),
         }))
     }
 
@@ -192,9 +203,15 @@ impl Broker {
             request::GET_ALL_CONSUMER_OFFSET => {
                 RemotingCommand::success().with_body(self.offsets.to_json().into_bytes())
             }
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
+                RemotingCommand::success().with_body(self.groups.to_json().into_bytes())
+            }
+            request::GET_ALL_DELAY_OFFSET => self.all_delay_offset(),
             request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
             request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
             request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
+            request::END_TRANSACTION => self.end_transaction(&req).await,
+            request::FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request().await,
             code => {
                 tracing::warn!(
                     code,
@@ -280,6 +297,31 @@ impl Broker {
     pub fn ha(&self) -> Option<&ha::HaRole> {
         self.ha.get()
     }
+
+    /// The master (client address) a slave copies configs from, as the name
+    /// servers last reported it.
+    pub fn master_addr(&self) -> Option<String> {
+        self.master_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Record the master the name servers reported (`None`: no live master).
+    pub fn set_master_addr(&self, addr: Option<&str>) {
+        if self.store.config().broker_role != ferromq_engine::BrokerRole::Slave {
+            return;
+        }
+        let mut m = self.master_addr.lock().unwrap_or_else(|e| e.into_inner());
+        let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
+        if *m != addr {
+            match &addr {
+                Some(a) => tracing::info!(master = %a, "copying configs from this master"),
+                None => tracing::warn!("the name servers report no live master"),
+            }
+            *m = addr;
+        }
+    }
 }
 
 /// Map an engine error to a response code, as RocketMQ maps `PutMessageStatus`.
@@ -343,6 +385,26 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             }
         })
     };
+    let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let checker = (broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave).then(|| {
+        let b = broker.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_millis(b.cfg.transaction_check_interval_ms);
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let c = b.clone();
+                        let _ = tokio::task::spawn_blocking(move || c.transaction_check_once()).await;
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    });
     let waker = {
         let b = broker.clone();
         let mut stop = shutdown.clone();
@@ -356,9 +418,19 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         max_frame_bytes: broker.cfg.max_frame_bytes,
         ..ServerConfig::default()
     };
+    {
+        // Before the first request: decided transactions from the op queue, and
+        // op records for commits a crash left without one.
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.recover_transactions()).await;
+    }
     serve(listener, broker.clone(), scfg, shutdown).await;
+    if let Some(c) = checker {
+        let _ = c.await;
+    }
     let _ = waker.await;
     let _ = housekeeping.await;
+    let _ = slave_sync.await;
     let _ = reg.await;
     broker.persist_offsets().await;
     let b = broker.clone();

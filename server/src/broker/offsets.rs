@@ -85,6 +85,20 @@ impl ConsumerOffsetManager {
             .copied()
     }
 
+    /// Copy a master's table over this one (RocketMQ's `offsetTable.putAll`: each
+    /// `topic@group` entry of `text` replaces the local one; others stay), then
+    /// mark it for the next write. Returns the number of entries copied.
+    ///
+    /// # Errors
+    /// A message when `text` is not a consumer-offset table.
+    pub fn merge_from_json(&self, text: &str) -> Result<usize, String> {
+        let incoming = parse_table(text)?;
+        let n = incoming.len();
+        self.lock().extend(incoming);
+        self.dirty.store(true, Ordering::Release);
+        Ok(n)
+    }
+
     /// The file contents, fastjson style.
     pub fn to_json(&self) -> String {
         let t = self.lock();
@@ -153,5 +167,25 @@ mod tests {
         .unwrap();
         let m3 = ConsumerOffsetManager::load(d.path()).unwrap();
         assert_eq!(m3.query("g", "T", 2), Some(9));
+    }
+
+    #[test]
+    fn merge_replaces_entries_of_the_master() {
+        let d = tempfile::tempdir().unwrap();
+        let m = ConsumerOffsetManager::load(d.path()).unwrap();
+        m.commit("g", "T", 0, 50);
+        m.commit("g", "T", 1, 60);
+        m.commit("h", "T", 0, 5);
+        assert_eq!(
+            m.merge_from_json(r#"{"offsetTable":{"T@g":{0:40}}}"#),
+            Ok(1)
+        );
+        assert_eq!(m.query("g", "T", 0), Some(40));
+        // putAll replaces the whole topic@group entry, as RocketMQ does.
+        assert_eq!(m.query("g", "T", 1), None);
+        assert_eq!(m.query("h", "T", 0), Some(5));
+        assert!(m.merge_from_json("{nope").is_err());
+        m.persist().unwrap();
+        assert!(d.path().join("consumerOffset.json").exists());
     }
 }

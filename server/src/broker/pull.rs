@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
+use super::subscription::SubscriptionGroupConfig;
 use super::{store_error_code, Broker, BUSY_REMARK};
 use crate::remoting::{response, ExtFields, HeaderError, RemotingCommand};
 
@@ -97,17 +98,105 @@ pub fn status_code(s: GetStatus, requested_offset: u64) -> i32 {
     }
 }
 
+/// How a broker answers pulls by its role: RocketMQ 4.9.7's
+/// `PullMessageProcessor` rules for `suggestWhichBrokerId`, and a slave's
+/// handling of out-of-range offsets (`nextOffsetCorrection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PullPolicy {
+    /// The broker is a `SLAVE`.
+    pub slave: bool,
+    /// `slaveReadEnable`.
+    pub slave_read_enable: bool,
+    /// `offsetCheckInSlave`.
+    pub offset_check_in_slave: bool,
+}
+
+/// What a pull response says besides its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullDecision {
+    /// Response code.
+    pub code: i32,
+    /// `suggestWhichBrokerId`: the broker the client should pull from next.
+    pub suggest_which_broker_id: i64,
+    /// `nextBeginOffset`.
+    pub next_begin_offset: u64,
+}
+
+impl PullPolicy {
+    /// A slave that does not check offsets keeps the consumer's offset where a
+    /// master would correct it (it may simply not have the data yet).
+    fn keeps_offset(&self) -> bool {
+        self.slave && !self.offset_check_in_slave
+    }
+
+    /// Decide code, suggested broker and next offset for a get result, as
+    /// RocketMQ 4.9.7 does:
+    /// - `slaveReadEnable=false`: always suggest the master (0). (A slave still
+    ///   answers with what it found: RocketMQ sets PULL_RETRY_IMMEDIATELY there,
+    ///   but its status mapping overwrites that code right after.)
+    /// - `slaveReadEnable=true`: suggest the group's `whichBrokerWhenConsumeSlowly`
+    ///   (default 1) when the consumer is further behind than
+    ///   `accessMessageInMemoryMaxRatio` % of RAM, else the group's `brokerId` (0).
+    /// - On a slave without `offsetCheckInSlave`, offsets are not corrected and
+    ///   PULL_OFFSET_MOVED becomes PULL_RETRY_IMMEDIATELY suggesting the group's `brokerId`.
+    pub fn decide(
+        &self,
+        status: GetStatus,
+        requested_offset: u64,
+        store_next_begin_offset: u64,
+        suggest_pulling_from_slave: bool,
+        group: &SubscriptionGroupConfig,
+    ) -> PullDecision {
+        let corrected = matches!(
+            status,
+            GetStatus::NoMessageInQueue
+                | GetStatus::NoMatchedLogicQueue
+                | GetStatus::OffsetTooSmall
+                | GetStatus::OffsetOverflowOne
+                | GetStatus::OffsetOverflowBadly
+                | GetStatus::OffsetFoundNull
+        );
+        let next_begin_offset = if corrected && self.keeps_offset() {
+            requested_offset
+        } else {
+            store_next_begin_offset
+        };
+        let mut suggest = if !self.slave_read_enable {
+            MASTER_ID
+        } else if suggest_pulling_from_slave {
+            group.which_broker_when_consume_slowly
+        } else {
+            group.broker_id
+        };
+        let mut code = status_code(status, requested_offset);
+        if code == response::PULL_OFFSET_MOVED && self.keeps_offset() {
+            code = response::PULL_RETRY_IMMEDIATELY;
+            suggest = group.broker_id;
+        }
+        PullDecision {
+            code,
+            suggest_which_broker_id: suggest,
+            next_begin_offset,
+        }
+    }
+}
+
+/// Permission bit: readable (`PermName.PERM_READ`).
+pub const PERM_READ: u32 = 4;
+
+/// The master's broker id.
+pub const MASTER_ID: i64 = 0;
+
 /// Build the pull response: header fields, and the body as the stored records
 /// concatenated byte for byte (copied here, on the pull pool, so page faults on
 /// cold files never hit the network runtime).
-pub fn pull_response(r: &GetResult, requested_offset: u64) -> RemotingCommand {
-    let code = status_code(r.status, requested_offset);
-    let mut resp = RemotingCommand::response(code, None)
-        .with_ext("suggestWhichBrokerId", 0)
-        .with_ext("nextBeginOffset", r.next_begin_offset)
+pub fn pull_response(r: &GetResult, d: &PullDecision) -> RemotingCommand {
+    let mut resp = RemotingCommand::response(d.code, None)
+        .with_ext("suggestWhichBrokerId", d.suggest_which_broker_id)
+        .with_ext("nextBeginOffset", d.next_begin_offset)
         .with_ext("minOffset", r.min_offset)
         .with_ext("maxOffset", r.max_offset);
-    if code == response::SUCCESS {
+    if d.code == response::SUCCESS {
         let mut body = Vec::with_capacity(r.buffer_total_size());
         for m in &r.messages {
             body.extend_from_slice(m.bytes());
@@ -125,6 +214,15 @@ impl Broker {
             Ok(h) => h,
             Err(e) => return e.into(),
         };
+        if self.cfg.broker_permission & PERM_READ == 0 {
+            return RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] pulling message is forbidden",
+                    self.cfg.broker_ip1
+                ),
+            );
+        }
         let Some(tc) = self.store.topic_config(&h.topic) else {
             return RemotingCommand::error(
                 response::TOPIC_NOT_EXIST,
@@ -140,8 +238,21 @@ impl Broker {
                 ),
             );
         }
-        if let Err(r) = self.check_group(&h.consumer_group).await {
-            return r;
+        if tc.perm & PERM_READ == 0 {
+            return RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!("the topic[{}] pulling message is forbidden", h.topic),
+            );
+        }
+        let group = match self.check_group(&h.consumer_group).await {
+            Ok(g) => g,
+            Err(r) => return r,
+        };
+        if !group.consume_enable {
+            return RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!("subscription group no permission, {}", h.consumer_group),
+            );
         }
         if h.expression_type
             .as_deref()
@@ -160,7 +271,10 @@ impl Broker {
         let filter = MessageFilter::from_expression(expr.as_deref().unwrap_or("*"));
         let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
 
-        let first = self.clone().pull_once(&h, &filter, offset, true).await;
+        let first = self
+            .clone()
+            .pull_once(&h, &filter, offset, true, &group)
+            .await;
         let suspend = h.sys_flag & FLAG_SUSPEND != 0;
         if first.code != response::PULL_NOT_FOUND || !suspend {
             return first;
@@ -178,7 +292,16 @@ impl Broker {
         {
             let _ = tokio::time::timeout(wait, rx).await;
         }
-        self.pull_once(&h, &filter, offset, false).await
+        self.pull_once(&h, &filter, offset, false, &group).await
+    }
+
+    /// This broker's pull policy.
+    pub fn pull_policy(&self) -> PullPolicy {
+        PullPolicy {
+            slave: self.store.config().broker_role == BrokerRole::Slave,
+            slave_read_enable: self.cfg.slave_read_enable,
+            offset_check_in_slave: self.cfg.offset_check_in_slave,
+        }
     }
 
     async fn pull_once(
@@ -187,9 +310,12 @@ impl Broker {
         filter: &MessageFilter,
         offset: u64,
         first: bool,
+        group: &SubscriptionGroupConfig,
     ) -> RemotingCommand {
         let b = self.clone();
         let h = h.clone();
+        let group = group.clone();
+        let policy = self.pull_policy();
         let filter = filter.clone();
         let job = move || {
             let res = b.store.get_message(
@@ -215,7 +341,14 @@ impl Broker {
             match res {
                 Ok(r) => {
                     b.stats.add_get(r.messages.len() as u64);
-                    pull_response(&r, offset)
+                    let d = policy.decide(
+                        r.status,
+                        offset,
+                        r.next_begin_offset,
+                        r.suggest_pulling_from_slave,
+                        &group,
+                    );
+                    pull_response(&r, &d)
                 }
                 Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
             }
@@ -267,6 +400,103 @@ mod tests {
         assert_eq!(
             status_code(GetStatus::OffsetFoundNull, 0),
             response::PULL_NOT_FOUND
+        );
+    }
+
+    fn decide(p: PullPolicy, st: GetStatus, slow: bool) -> PullDecision {
+        let g = SubscriptionGroupConfig::new("G");
+        p.decide(st, 7, 3, slow, &g)
+    }
+
+    #[test]
+    fn suggested_broker_follows_rocketmq_4_9() {
+        let master = PullPolicy::default();
+        let master_sre = PullPolicy {
+            slave_read_enable: true,
+            ..master
+        };
+        let slave = PullPolicy {
+            slave: true,
+            ..master
+        };
+        let slave_sre = PullPolicy {
+            slave_read_enable: true,
+            ..slave
+        };
+        // slaveReadEnable=false: always the master, even for a slow consumer.
+        assert_eq!(
+            decide(master, GetStatus::Found, true).suggest_which_broker_id,
+            0
+        );
+        assert_eq!(
+            decide(slave, GetStatus::Found, true).suggest_which_broker_id,
+            0
+        );
+        // A slave without slaveReadEnable still answers what it found.
+        assert_eq!(
+            decide(slave, GetStatus::Found, false).code,
+            response::SUCCESS
+        );
+        // slaveReadEnable=true: slow -> whichBrokerWhenConsumeSlowly (1), else brokerId (0).
+        assert_eq!(
+            decide(master_sre, GetStatus::Found, true).suggest_which_broker_id,
+            1
+        );
+        assert_eq!(
+            decide(master_sre, GetStatus::Found, false).suggest_which_broker_id,
+            0
+        );
+        assert_eq!(
+            decide(slave_sre, GetStatus::Found, true).suggest_which_broker_id,
+            1
+        );
+        assert_eq!(
+            decide(slave_sre, GetStatus::Found, false).suggest_which_broker_id,
+            0
+        );
+        let mut g = SubscriptionGroupConfig::new("G");
+        g.which_broker_when_consume_slowly = 2;
+        g.broker_id = 1;
+        let d = master_sre.decide(GetStatus::Found, 0, 1, true, &g);
+        assert_eq!(d.suggest_which_broker_id, 2);
+        let d = master_sre.decide(GetStatus::Found, 0, 1, false, &g);
+        assert_eq!(d.suggest_which_broker_id, 1);
+    }
+
+    #[test]
+    fn slave_keeps_out_of_range_offsets() {
+        let master = PullPolicy::default();
+        let slave = PullPolicy {
+            slave: true,
+            slave_read_enable: true,
+            ..master
+        };
+        // The master corrects and says PULL_OFFSET_MOVED.
+        let d = decide(master, GetStatus::OffsetOverflowBadly, false);
+        assert_eq!(
+            (d.code, d.next_begin_offset),
+            (response::PULL_OFFSET_MOVED, 3)
+        );
+        // The slave keeps the offset and asks for a retry, suggesting brokerId.
+        let d = decide(slave, GetStatus::OffsetOverflowBadly, true);
+        assert_eq!(
+            (d.code, d.next_begin_offset, d.suggest_which_broker_id),
+            (response::PULL_RETRY_IMMEDIATELY, 7, 0)
+        );
+        let d = decide(slave, GetStatus::OffsetOverflowOne, false);
+        assert_eq!((d.code, d.next_begin_offset), (response::PULL_NOT_FOUND, 7));
+        // Found results are never corrected.
+        let d = decide(slave, GetStatus::Found, false);
+        assert_eq!(d.next_begin_offset, 3);
+        // offsetCheckInSlave=true: the slave behaves as a master.
+        let checking = PullPolicy {
+            offset_check_in_slave: true,
+            ..slave
+        };
+        let d = decide(checking, GetStatus::OffsetTooSmall, false);
+        assert_eq!(
+            (d.code, d.next_begin_offset),
+            (response::PULL_OFFSET_MOVED, 3)
         );
     }
 

@@ -246,22 +246,40 @@ impl Broker {
                 serde_json::to_value(t).ok().map(|v| (name, v))
             })
             .collect();
+        let v = self.store.topic_table_version();
         let body = serde_json::json!({
             "topicConfigTable": table,
-            "dataVersion": {"timestamp": now_ms(), "counter": 0},
+            "dataVersion": {"timestamp": v.timestamp, "counter": v.counter},
         });
         RemotingCommand::success().with_body(body.to_string().into_bytes())
     }
 
+    /// GET_ALL_DELAY_OFFSET: `{"offsetTable":{1:5,...}}` (fastjson's bare keys).
+    pub(super) fn all_delay_offset(&self) -> RemotingCommand {
+        let offsets: Vec<(u32, String)> = self
+            .store
+            .delay_offsets()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let table = json::int_key_map(offsets.iter().map(|(k, v)| (*k, v.as_str())), false);
+        RemotingCommand::success().with_body(format!("{{\"offsetTable\":{table}}}").into_bytes())
+    }
+
     /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
-    pub fn runtime_info(&self) -> BTreeMap<&'static str, String> {
+    ///
+    /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
+    /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
+    /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
+    /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
+    pub fn runtime_info(&self) -> BTreeMap<String, String> {
         let st = self.store.stats();
         let rs = self.store.retention_stats();
         let (m, put, get) = self.stats.snapshot();
         let now = now_ms();
         let mut t = BTreeMap::new();
-        let mut put_kv = |k: &'static str, v: String| {
-            t.insert(k, v);
+        let mut put_kv = |k: &str, v: String| {
+            t.insert(k.to_string(), v);
         };
         put_kv("brokerVersionDesc", BROKER_VERSION_DESC.into());
         put_kv("brokerVersion", BROKER_VERSION.to_string());
@@ -323,7 +341,47 @@ impl Broker {
         if let Some(f) = st.fenced {
             put_kv("fenced", f);
         }
+        self.ha_runtime_info(&mut put_kv);
         t
+    }
+
+    /// The replication figures of [`Broker::runtime_info`].
+    fn ha_runtime_info(&self, put_kv: &mut impl FnMut(&str, String)) {
+        let Some(ha) = self.ha() else { return };
+        if let Some(status) = ha.slave_status() {
+            put_kv("haMasterConnected", status.connected.to_string());
+            put_kv("haMasterAddress", ha.master_address().unwrap_or_default());
+            put_kv("haSlaveConnections", status.connections.to_string());
+            put_kv("haSlaveProtocolErrors", status.protocol_errors.to_string());
+            put_kv("masterAddr", self.master_addr().unwrap_or_default());
+            put_kv(
+                "slaveSyncLastOkTimestamp",
+                self.slave_sync
+                    .last_ok_ms
+                    .load(Ordering::Acquire)
+                    .to_string(),
+            );
+            put_kv(
+                "slaveSyncFailedRounds",
+                self.slave_sync
+                    .failed_rounds
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            );
+            return;
+        }
+        let mut slaves = ha.slaves();
+        slaves.sort_by_key(|s| s.addr);
+        put_kv("haSlaveCount", slaves.len().to_string());
+        for (i, s) in slaves.iter().enumerate() {
+            put_kv(&format!("haSlave{i}Addr"), s.addr.to_string());
+            put_kv(
+                &format!("haSlave{i}AckedOffset"),
+                s.acked_offset.to_string(),
+            );
+            put_kv(&format!("haSlave{i}LagBytes"), s.lag_bytes.to_string());
+            put_kv(&format!("haSlave{i}LagMs"), s.lag_ms.to_string());
+        }
     }
 
     /// GET_BROKER_RUNTIME_INFO: a KVTable `{"table":{...}}`.

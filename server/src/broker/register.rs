@@ -105,15 +105,30 @@ async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut
                         if let (Some(h), Some(addr)) = (b.ha(), r.ext_fields.opt_str("haServerAddr")) {
                             h.on_master_learned(addr);
                         }
+                        Some(r)
                     }
-                    Ok(r) => tracing::warn!(namesrv = %c.addr(), code = r.code, remark = ?r.remark, "registration refused"),
-                    Err(e) => tracing::warn!(error = %e, "registration failed"),
+                    Ok(r) => {
+                        tracing::warn!(namesrv = %c.addr(), code = r.code, remark = ?r.remark, "registration refused");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "registration failed");
+                        None
+                    }
                 }
             })
         })
         .collect();
+    let mut first_ok = None;
     for t in tasks {
-        let _ = t.await;
+        if let Ok(Some(r)) = t.await {
+            first_ok.get_or_insert(r);
+        }
+    }
+    // As RocketMQ: the first answer names the master whose configs a slave copies
+    // (none while the name servers know no live master).
+    if let Some(r) = first_ok {
+        b.set_master_addr(r.ext_fields.opt_str("masterAddr"));
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
 
-use super::{store_error_code, Broker, BUSY_REMARK};
+use super::{store_error_code, transaction, Broker, BUSY_REMARK};
 use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -170,10 +170,17 @@ pub fn put_response(
     }
 }
 
+/// What the send pool hands back: an answer, or a written put that still
+/// waits for its sync flush or slave (answered once the wait is over).
+enum Sent {
+    Done(RemotingCommand),
+    Waiting(ferromq_engine::PutResult, u32),
+}
+
 impl Broker {
     pub(super) async fn send(
         self: Arc<Self>,
-        conn: &ConnInfo,
+        conn: &Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> RemotingCommand {
         let h = match SendHeader::parse(&req.ext_fields) {
@@ -189,29 +196,62 @@ impl Broker {
                 format!("Sending message to topic[{}] is forbidden.", h.topic),
             );
         }
+        if h.properties
+            .as_deref()
+            .is_some_and(|p| p.contains("TRAN_MSG\u{1}true"))
+        {
+            // Check-backs can reach this producer before its first heartbeat.
+            self.clients
+                .note_producer_connection(&h.producer_group, conn);
+        }
         let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch;
         let born = conn.peer;
         let body = req.body;
         let b = self.clone();
-        match self
+        let outcome = match self
             .send_pool
             .try_execute(move || b.send_blocking(h, body, born, batch))
         {
-            Ok(rx) => rx.await.unwrap_or_else(|_| {
-                RemotingCommand::error(response::SYSTEM_ERROR, "send task failed")
-            }),
-            Err(_) => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
+            Ok(rx) => match rx.await {
+                Ok(o) => o,
+                Err(_) => {
+                    return RemotingCommand::error(response::SYSTEM_ERROR, "send task failed")
+                }
+            },
+            Err(_) => return RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
+        };
+        match outcome {
+            Sent::Done(r) => r,
+            // SYNC_FLUSH / SYNC_MASTER: the put is written; wait for its sync or
+            // slave off the send pool (RocketMQ's asyncPutMessage), so that the
+            // pool's few threads keep writing while many puts share one sync or
+            // one slave round trip.
+            Sent::Waiting(put, queue_id) => {
+                let store = self.store.clone();
+                let res = tokio::task::spawn_blocking(move || store.wait_put(put))
+                    .await
+                    .unwrap_or(Err(ferromq_engine::Error::ShutDown));
+                put_response(res, queue_id)
+            }
         }
     }
 
-    /// Runs on the send pool.
-    fn send_blocking(
+    /// Runs on the send pool: validate, write, and answer, or hand back a
+    /// written put that still waits for its sync or slave.
+    fn send_blocking(&self, h: SendHeader, body: Vec<u8>, born: SocketAddr, batch: bool) -> Sent {
+        match self.send_write(h, body, born, batch) {
+            Ok(sent) => sent,
+            Err(r) => Sent::Done(r),
+        }
+    }
+
+    fn send_write(
         &self,
         h: SendHeader,
         body: Vec<u8>,
         born: SocketAddr,
         batch: bool,
-    ) -> RemotingCommand {
+    ) -> Result<Sent, RemotingCommand> {
         let tc = match self.store.topic_config(&h.topic) {
             Some(tc) => tc,
             None if self.cfg.auto_create_topic_enable => {
@@ -223,14 +263,16 @@ impl Broker {
                         self.register_now.notify_one();
                         tc
                     }
-                    Err(e) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+                    Err(e) => {
+                        return Err(RemotingCommand::error(store_error_code(&e), e.to_string()))
+                    }
                 }
             }
             None => {
-                return RemotingCommand::error(
+                return Err(RemotingCommand::error(
                     response::TOPIC_NOT_EXIST,
                     format!("topic[{}] not exist, apply first please!", h.topic),
-                )
+                ))
             }
         };
         let write_queues = tc.write_queue_nums.max(1);
@@ -240,13 +282,13 @@ impl Broker {
             h.queue_id as u32
         };
         if queue_id >= tc.write_queue_nums.max(tc.read_queue_nums) {
-            return RemotingCommand::error(
+            return Err(RemotingCommand::error(
                 response::SYSTEM_ERROR,
                 format!(
                     "request queueId[{queue_id}] is illegal, topic {} has {write_queues} queues, producer: {born}",
                     h.topic
                 ),
-            );
+            ));
         }
         let make = |flag: i32, body: Vec<u8>, props: &[u8]| -> Result<Message, RemotingCommand> {
             let mut properties = MessageProperties::decode(props).map_err(|e| {
@@ -264,29 +306,60 @@ impl Broker {
             Ok(m)
         };
         let props = h.properties.as_deref().unwrap_or("").as_bytes();
+        let wait;
         let res = if batch {
             let items = match decode_batch(&body) {
                 Ok(i) => i,
-                Err(e) => return RemotingCommand::error(response::MESSAGE_ILLEGAL, e),
+                Err(e) => return Err(RemotingCommand::error(response::MESSAGE_ILLEGAL, e)),
             };
             let mut msgs = Vec::with_capacity(items.len());
             for it in items {
                 match make(it.flag, it.body, &it.properties) {
+                    Ok(m) if transaction::is_half_request(&m.properties) => {
+                        return Err(RemotingCommand::error(
+                            response::MESSAGE_ILLEGAL,
+                            "transactional messages cannot be sent in a batch",
+                        ))
+                    }
                     Ok(m) => msgs.push(m),
-                    Err(r) => return r,
+                    Err(r) => return Err(r),
                 }
             }
-            self.store.put_messages(&msgs)
+            wait = self.store.put_needs_wait(&msgs[0]);
+            self.store.put_messages_nowait(&msgs)
         } else {
             match make(h.flag, body, props) {
-                Ok(m) => self.store.put_message(&m),
-                Err(r) => return r,
+                Ok(mut m) if transaction::is_half_request(&m.properties) => {
+                    if self.cfg.reject_transaction_message {
+                        return Err(RemotingCommand::error(
+                            response::NO_PERMISSION,
+                            format!(
+                                "the broker[{}] sending transaction message is forbidden",
+                                self.cfg.broker_ip1
+                            ),
+                        ));
+                    }
+                    if let Err(e) = self.ensure_half_topic() {
+                        return Err(RemotingCommand::error(store_error_code(&e), e.to_string()));
+                    }
+                    transaction::to_half(&mut m);
+                    wait = self.store.put_needs_wait(&m);
+                    self.store.put_message_nowait(&m)
+                }
+                Ok(m) => {
+                    wait = self.store.put_needs_wait(&m);
+                    self.store.put_message_nowait(&m)
+                }
+                Err(r) => return Err(r),
             }
         };
         if let Ok(pr) = &res {
             self.stats.add_put(u64::from(pr.message_count));
         }
-        put_response(res, queue_id)
+        Ok(match res {
+            Ok(put) if wait => Sent::Waiting(put, queue_id),
+            res => Sent::Done(put_response(res, queue_id)),
+        })
     }
 }
 

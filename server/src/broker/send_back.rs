@@ -9,10 +9,11 @@
 //! or when the delay level is negative, it goes to `%DLQ%<group>` (1 queue,
 //! write-only) instead.
 //!
-//! RocketMQ delays the retry by delay level `3 + reconsumeTimes` (10 s, 30 s,
-//! 1 min, ...) through `SCHEDULE_TOPIC_XXXX`. Delayed messages are a separate
-//! piece of work; until it lands the retry message is stored at once, so the
-//! consumer sees it again on its next pull of the retry topic.
+//! As RocketMQ, the retry is delayed: by the request's `delayLevel` when it is
+//! above 0, else by level `3 + reconsumeTimes` (10 s, 30 s, 1 min, ... with the
+//! default `messageDelayLevel`), through the store's `DELAY` property (the
+//! message waits on `SCHEDULE_TOPIC_XXXX`). A dead-lettered message is stored at
+//! once, with no delay.
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
 const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
 const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
 const PROPERTY_WAIT: &str = "WAIT";
+const PROPERTY_DELAY: &str = "DELAY";
 const PERM_WRITE: u32 = 2;
 const PERM_READ: u32 = 4;
 
@@ -39,6 +41,17 @@ pub fn retry_topic(group: &str) -> String {
 /// `%DLQ%<group>`.
 pub fn dlq_topic(group: &str) -> String {
     format!("{DLQ_GROUP_TOPIC_PREFIX}{group}")
+}
+
+/// The delay level of a retry: the requested level when above 0, else
+/// `3 + reconsumeTimes` (RocketMQ's `consumerSendMsgBack`). Levels past the last
+/// configured one are capped by the store.
+pub fn retry_delay_level(requested: i32, reconsume_times: i32) -> i32 {
+    if requested > 0 {
+        requested
+    } else {
+        3i32.saturating_add(reconsume_times.max(0))
+    }
 }
 
 #[derive(Debug)]
@@ -166,7 +179,14 @@ impl Broker {
             props.insert(PROPERTY_ORIGIN_MESSAGE_ID, orig_id);
         }
         props.insert(PROPERTY_WAIT, "false");
-        // No DELAY property: the retry is stored at once (see the module docs).
+        if to_dlq {
+            props.remove(PROPERTY_DELAY);
+        } else {
+            props.insert(
+                PROPERTY_DELAY,
+                retry_delay_level(h.delay_level, orig.reconsume_times).to_string(),
+            );
+        }
         let queue_id = self
             .next_queue
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -187,5 +207,19 @@ impl Broker {
             }
             Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_levels() {
+        assert_eq!(retry_delay_level(0, 0), 3);
+        assert_eq!(retry_delay_level(0, 2), 5);
+        assert_eq!(retry_delay_level(5, 0), 5);
+        assert_eq!(retry_delay_level(0, -4), 3);
+        assert_eq!(retry_delay_level(0, i32::MAX), i32::MAX);
     }
 }

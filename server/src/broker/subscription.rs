@@ -81,12 +81,7 @@ impl SubscriptionGroupConfig {
     }
 }
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct DataVersion {
-    timestamp: i64,
-    counter: i64,
-}
+use ferromq_engine::DataVersion;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -182,6 +177,46 @@ impl SubscriptionGroupManager {
             .collect()
     }
 
+    /// The table's data version.
+    pub fn data_version(&self) -> DataVersion {
+        self.lock().data_version
+    }
+
+    /// The table as RocketMQ encodes it for GET_ALL_SUBSCRIPTIONGROUP_CONFIG:
+    /// `{"subscriptionGroupTable":{...},"dataVersion":{...}}`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&*self.lock()).unwrap_or_default()
+    }
+
+    /// Replace the whole table with a master's (RocketMQ's
+    /// `SlaveSynchronize.syncSubscriptionGroupConfig`) when its data version
+    /// differs from ours, and persist it. Returns whether anything changed.
+    ///
+    /// # Errors
+    /// A message when `text` is not a subscription-group table, or the file
+    /// cannot be written.
+    pub fn replace_from_json(&self, text: &str) -> Result<bool, String> {
+        let incoming: GroupsFile = json::parse_lenient(text)
+            .and_then(serde_json::from_value::<GroupsFile>)
+            .map_err(|e| e.to_string())?;
+        let body = {
+            let mut f = self.lock();
+            if f.data_version == incoming.data_version {
+                return Ok(false);
+            }
+            *f = incoming;
+            for (k, v) in f.subscription_group_table.iter_mut() {
+                if v.group_name.is_empty() {
+                    v.group_name = k.clone();
+                }
+            }
+            serde_json::to_string_pretty(&*f).unwrap_or_default()
+        };
+        atomic_write(&self.path, body.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        Ok(true)
+    }
+
     /// Create or replace a group and persist the table (a write failure is logged).
     pub fn upsert(&self, cfg: SubscriptionGroupConfig) {
         let text = {
@@ -236,5 +271,25 @@ mod tests {
         assert_eq!(m.get("g").unwrap().retry_max_times, 3);
         std::fs::write(d.path().join("subscriptionGroup.json"), "{nope").unwrap();
         assert!(SubscriptionGroupManager::load(d.path(), false).is_err());
+    }
+
+    #[test]
+    fn slave_copies_the_master_table_by_version() {
+        let dm = tempfile::tempdir().unwrap();
+        let ds = tempfile::tempdir().unwrap();
+        let master = SubscriptionGroupManager::load(dm.path(), true).unwrap();
+        let mut g = SubscriptionGroupConfig::new("G1");
+        g.retry_max_times = 3;
+        master.upsert(g);
+        let slave = SubscriptionGroupManager::load(ds.path(), true).unwrap();
+        slave.find_or_create("LOCAL").unwrap();
+        assert_eq!(slave.replace_from_json(&master.to_json()), Ok(true));
+        assert_eq!(slave.get("G1").unwrap().retry_max_times, 3);
+        assert!(slave.get("LOCAL").is_none());
+        assert_eq!(slave.data_version(), master.data_version());
+        assert_eq!(slave.replace_from_json(&master.to_json()), Ok(false));
+        let text = std::fs::read_to_string(ds.path().join("subscriptionGroup.json")).unwrap();
+        assert!(text.contains("G1"));
+        assert!(slave.replace_from_json("[1]").is_err());
     }
 }

@@ -57,6 +57,8 @@ pub mod request {
     pub const UNLOCK_BATCH_MQ: i32 = 42;
     /// Every consumer offset of a broker (`consumerOffset.json`'s content).
     pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
+    /// Every delay-level progress of a broker (`delayOffset.json`'s content).
+    pub const GET_ALL_DELAY_OFFSET: i32 = 45;
     /// Broker registers with a name server.
     pub const REGISTER_BROKER: i32 = 103;
     /// Broker leaves a name server.
@@ -65,6 +67,8 @@ pub mod request {
     pub const GET_ROUTEINFO_BY_TOPIC: i32 = 105;
     /// Brokers and clusters known to a name server.
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
+    /// Every subscription group of a broker (`subscriptionGroup.json`'s content).
+    pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
     /// Every topic known to a name server.
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
     /// Send a message, single-letter header names.
@@ -73,6 +77,9 @@ pub mod request {
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     /// Ask a broker to delete expired commitlog files.
     pub const DELETE_EXPIRED_COMMITLOG: i32 = 329;
+    /// ferromq-specific (not a RocketMQ code): pending half messages by producer
+    /// group, as JSON (`ferromq-admin txnPending`).
+    pub const FERROMQ_GET_PENDING_TRANSACTIONS: i32 = 1_000_037;
 }
 
 /// Response codes (`ResponseCode.java`, `RemotingSysResponseCode.java`).

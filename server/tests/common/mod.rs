@@ -123,20 +123,122 @@ pub fn broker_props(store: &Path, extra: &str) -> String {
 
 /// Start a broker with `props`, optionally registering with a name server.
 pub fn start_broker(dir: &Path, props: &str, namesrv_port: Option<u16>) -> (Proc, u16) {
+    let ports: Vec<u16> = namesrv_port.into_iter().collect();
+    start_broker_ns(dir, props, &ports)
+}
+
+/// Start a broker with `props` that registers with every name server of `namesrv_ports`.
+pub fn start_broker_ns(dir: &Path, props: &str, namesrv_ports: &[u16]) -> (Proc, u16) {
+    start_broker_env_ns(dir, props, namesrv_ports, &[])
+}
+
+/// [`start_broker`] with extra environment variables (failpoints).
+pub fn start_broker_env(
+    dir: &Path,
+    props: &str,
+    namesrv_port: Option<u16>,
+    envs: &[(&str, &str)],
+) -> (Proc, u16) {
+    let ports: Vec<u16> = namesrv_port.into_iter().collect();
+    start_broker_env_ns(dir, props, &ports, envs)
+}
+
+/// [`start_broker_ns`] with extra environment variables.
+pub fn start_broker_env_ns(
+    dir: &Path,
+    props: &str,
+    namesrv_ports: &[u16],
+    envs: &[(&str, &str)],
+) -> (Proc, u16) {
+    std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
+    cmd.envs(envs.iter().copied());
     cmd.arg("-c")
         .arg(&cfg)
         .arg("--bind-address")
         .arg("127.0.0.1");
-    if let Some(p) = namesrv_port {
-        cmd.arg("-n").arg(format!("127.0.0.1:{p}"));
+    if !namesrv_ports.is_empty() {
+        let list: Vec<String> = namesrv_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        cmd.arg("-n").arg(list.join(";"));
     }
     let mut p = spawn("broker", cmd);
     let line = p.wait_line("listening on", Duration::from_secs(30));
     let port = port_of(&line);
     (p, port)
+}
+
+/// Properties of one broker of a master/slave pair named `name`: a master
+/// (`brokerId=0`, `role` ASYNC_MASTER or SYNC_MASTER) or a slave (`id` > 0,
+/// `role` SLAVE), with a small store under `store`.
+pub fn ha_props(store: &Path, name: &str, id: i64, role: &str, extra: &str) -> String {
+    broker_props(
+        store,
+        &format!("brokerName={name}\nbrokerId={id}\nbrokerRole={role}\n{extra}"),
+    )
+    .replace("brokerName=broker-t\n", "")
+    .replacen("brokerId=0\n", "", 1)
+}
+
+/// GET_BROKER_RUNTIME_INFO of the broker on `port`.
+pub fn runtime_info(port: u16) -> std::collections::BTreeMap<String, String> {
+    let mut c = Client::connect(port);
+    let r = c.invoke(RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO));
+    assert_eq!(r.code, 0, "runtime info: {:?}", r.remark);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("runtime info JSON");
+    v["table"]
+        .as_object()
+        .expect("table")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// A topic's route as a real client reads it: ask the name servers in turn and
+/// take the first answer; per broker name, its addresses by broker id.
+pub fn route_brokers(
+    namesrv_ports: &[u16],
+    topic: &str,
+) -> Option<Vec<(String, std::collections::BTreeMap<i64, String>)>> {
+    for p in namesrv_ports {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", *p)) else {
+            continue;
+        };
+        drop(stream);
+        let mut c = Client::connect(*p);
+        let r = c.invoke(
+            RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC)
+                .with_ext("topic", topic)
+                .with_ext("acceptStandardJsonOnly", true),
+        );
+        if r.code != 0 {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("route JSON");
+        let mut out = Vec::new();
+        for bd in v["brokerDatas"].as_array().into_iter().flatten() {
+            let name = bd["brokerName"].as_str().unwrap_or_default().to_string();
+            let addrs = bd["brokerAddrs"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(id, a)| Some((id.parse().ok()?, a.as_str()?.to_string())))
+                .collect();
+            out.push((name, addrs));
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// The broker a consumer pulls from, as RocketMQ's client picks it: the master
+/// (id 0) if listed, else any slave.
+pub fn pick_pull_broker(addrs: &std::collections::BTreeMap<i64, String>) -> Option<String> {
+    addrs.get(&0).or_else(|| addrs.values().next()).cloned()
 }
 
 pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
@@ -233,17 +335,42 @@ impl Client {
         tags: Option<&str>,
         keys: Option<&str>,
     ) -> RemotingCommand {
-        let mut props = MessageProperties::new();
+        let mut extra = Vec::new();
         if let Some(t) = tags {
-            props.insert("TAGS", t);
+            extra.push(("TAGS", t));
         }
         if let Some(k) = keys {
-            props.insert("KEYS", k);
+            extra.push(("KEYS", k));
+        }
+        self.send_v2_props(topic, queue_id, body, &extra)
+    }
+
+    /// SEND_MESSAGE_V2 with the given message properties (plus `WAIT=true`).
+    pub fn send_v2_props(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> RemotingCommand {
+        self.invoke(Self::send_v2_req(topic, queue_id, body, extra))
+    }
+
+    /// A SEND_MESSAGE_V2 request with the given properties (plus `WAIT=true`).
+    pub fn send_v2_req(
+        topic: &str,
+        queue_id: i32,
+        body: &[u8],
+        extra: &[(&str, &str)],
+    ) -> RemotingCommand {
+        let mut props = MessageProperties::new();
+        for (k, v) in extra {
+            props.insert(*k, *v);
         }
         props.insert("WAIT", "true");
         let mut enc = Vec::new();
         props.encode_into(&mut enc);
-        let req = RemotingCommand::request(request::SEND_MESSAGE_V2)
+        RemotingCommand::request(request::SEND_MESSAGE_V2)
             .with_ext("a", "test-producer")
             .with_ext("b", topic)
             .with_ext("c", "TBW102")
@@ -255,8 +382,32 @@ impl Client {
             .with_ext("i", String::from_utf8(enc).unwrap())
             .with_ext("j", 0)
             .with_ext("k", false)
-            .with_body(body.to_vec());
-        self.invoke(req)
+            .with_body(body.to_vec())
+    }
+
+    /// `invoke` that returns an I/O error instead of panicking (a peer that
+    /// went away, as a killed broker does).
+    pub fn try_invoke(&mut self, mut req: RemotingCommand) -> std::io::Result<RemotingCommand> {
+        req.opaque = self.next_opaque;
+        self.next_opaque += 1;
+        let bytes = encode(&req).map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.stream.write_all(&bytes)?;
+        loop {
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len)?;
+            let n = i32::from_be_bytes(len) as usize;
+            let mut frame = vec![0u8; n];
+            self.stream.read_exact(&mut frame)?;
+            let resp = decode_frame(&frame).map_err(|e| std::io::Error::other(e.to_string()))?;
+            if !resp.is_response() {
+                self.server_requests.push(resp);
+                continue;
+            }
+            if resp.opaque != req.opaque {
+                return Err(std::io::Error::other("response to another request"));
+            }
+            return Ok(resp);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
