@@ -378,6 +378,8 @@ pub struct CompareReport {
     pub runs: Vec<CompareRun>,
     /// The machine.
     pub machine: MachineInfo,
+    /// Load average (1/5/15 min) when the last run ended.
+    pub load_average_end: String,
 }
 
 fn side(runs: &[&CompareRun]) -> Option<SideSummary> {
@@ -500,7 +502,7 @@ pub fn markdown(r: &CompareReport) -> String {
     );
     let _ = writeln!(
         s,
-        "- runs: {} of {} planned ({} passes; each pass runs every point on A then on B){}\n",
+        "- runs: {} of {} planned ({} passes; each pass runs every point on A then on B){}",
         r.runs.len(),
         r.planned_runs,
         r.repeat,
@@ -509,6 +511,11 @@ pub fn markdown(r: &CompareReport) -> String {
         } else {
             ""
         }
+    );
+    let _ = writeln!(
+        s,
+        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs\n",
+        r.machine.load_average, r.load_average_end, r.machine.cpu_logical
     );
     let _ = writeln!(s, "## B / A, point by point\n");
     let _ = writeln!(
@@ -758,6 +765,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         points: summarize(&pts, &runs),
         runs,
         machine,
+        load_average_end: crate::machine::load_average_now(),
     };
     let dir = write(&args.out, &stamp, &args.name, &report, &hists)?;
     if args.quiet {

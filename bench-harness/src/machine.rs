@@ -406,6 +406,15 @@ pub fn parse_loadavg(text: &str) -> Option<String> {
     (parts.len() == 3 && parts.iter().all(|p| p.parse::<f64>().is_ok())).then(|| parts.join(" "))
 }
 
+/// The load average now (`1 5 15` minutes), or unknown: reports quote it at
+/// the end of a run next to the machine section's value at the start.
+pub fn load_average_now() -> String {
+    read("/proc/loadavg")
+        .as_deref()
+        .and_then(parse_loadavg)
+        .unwrap_or_else(|| UNKNOWN.to_string())
+}
+
 /// The active scheduler is the bracketed one: `mq-deadline [none] kyber` -> `none`.
 pub fn parse_scheduler(text: &str) -> String {
     text.split_whitespace()

@@ -73,6 +73,8 @@ pub struct SweepReport {
     /// Raw limits of `--dir`'s device, measured before the first point
     /// (`None` with `--disk-bytes 0`).
     pub disk: Option<DiskResult>,
+    /// Load average (1/5/15 min) when the last run ended.
+    pub load_average_end: String,
 }
 
 /// The base workload, as flags.
@@ -521,6 +523,7 @@ pub fn build(
         recommendation,
         machine,
         disk,
+        load_average_end: crate::machine::load_average_now(),
     }
 }
 
@@ -556,6 +559,11 @@ pub fn markdown(r: &SweepReport) -> String {
         } else {
             ""
         }
+    );
+    let _ = writeln!(
+        s,
+        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs",
+        r.machine.load_average, r.load_average_end, r.machine.cpu_logical
     );
     let _ = writeln!(s);
 

@@ -101,6 +101,11 @@ fn compare_two_started_brokers_writes_ratios_that_agree() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(md.contains("](ratio.svg)"));
     assert!(md.contains("## Machine"));
+    let end = v["load_average_end"].as_str().unwrap();
+    assert!(
+        md.contains(&format!("at the start, {end} at the end")),
+        "{md}"
+    );
     // The started brokers' stores are gone.
     let left: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
         .unwrap()

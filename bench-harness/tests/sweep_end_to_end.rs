@@ -115,6 +115,11 @@ fn tiny_sweep_writes_report_plots_and_json_that_agree() {
         "{run0}"
     );
     assert!(md.contains("## Send -> consume (end to end)"));
+    let end = v["load_average_end"].as_str().unwrap();
+    assert!(
+        md.contains(&format!("at the start, {end} at the end")),
+        "{md}"
+    );
     assert!(md.contains("## Against the disk's raw limits"));
     for f in [
         "throughput-vs-sendMessageThreadPoolNums.svg",
