@@ -565,7 +565,7 @@ pub fn markdown(r: &CompareReport) -> String {
     );
     let _ = writeln!(
         s,
-        "**B/A per point (dot = median, bar = range over passes; 1 = equal)**\n\n![B/A per point]({RATIO_PLOT})\n"
+        "**B/A per point (dot = median, bar = range over passes; 1 = equal; log scale)**\n\n![B/A per point]({RATIO_PLOT})\n"
     );
     let _ = writeln!(s, "## Every run, in order\n");
     let _ = writeln!(
@@ -610,7 +610,19 @@ fn plot_ratios(path: &Path, pts: &[ComparePoint]) -> Result<()> {
         .flatten()
         .map(|r| r.max)
         .fold(1.0f64, f64::max)
-        * 1.15;
+        * 1.5;
+    // Log scale: 0.5 and 2 sit as far from 1; a ratio of 0 (a side measured
+    // nothing in some pass) is drawn at the bottom.
+    let ymin = pts
+        .iter()
+        .flat_map(|p| [p.throughput_ratio, p.p99_ratio, p.e2e_p99_ratio])
+        .flatten()
+        .flat_map(|r| [r.min, r.median])
+        .filter(|v| *v > 0.0)
+        .fold(1.0f64, f64::min)
+        / 1.5;
+    let ymin = ymin.max(1e-4);
+    let clamp = |v: f64| v.max(ymin);
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -618,7 +630,7 @@ fn plot_ratios(path: &Path, pts: &[ComparePoint]) -> Result<()> {
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (ymin..ymax).log_scale())
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -632,7 +644,7 @@ fn plot_ratios(path: &Path, pts: &[ComparePoint]) -> Result<()> {
             }
         })
         .x_desc("point (see the table)")
-        .y_desc("B / A")
+        .y_desc("B / A (log scale)")
         .draw()
         .map_err(|e| err(&e))?;
     chart
@@ -660,14 +672,17 @@ fn plot_ratios(path: &Path, pts: &[ComparePoint]) -> Result<()> {
         chart
             .draw_series(
                 vals.iter()
-                    .map(|&(x, r)| Circle::new((x, r.median), 5, color.filled())),
+                    .map(|&(x, r)| Circle::new((x, clamp(r.median)), 5, color.filled())),
             )
             .map_err(|e| err(&e))?
             .label(name)
             .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
         chart
             .draw_series(vals.iter().map(|&(x, r)| {
-                PathElement::new(vec![(x, r.min), (x, r.max)], color.stroke_width(2))
+                PathElement::new(
+                    vec![(x, clamp(r.min)), (x, clamp(r.max))],
+                    color.stroke_width(2),
+                )
             }))
             .map_err(|e| err(&e))?;
     }
@@ -987,5 +1002,18 @@ mod tests {
         assert!(s[0].e2e_p99_ratio.is_none());
         assert!(parse_workload_param("flushDiskType=SYNC_FLUSH").is_err());
         assert!(parse_workload_param("inflight=1,16").is_ok());
+
+        // The plot takes ratios of 0 (a failed pass) and far from 1 on its log scale.
+        let mut s = s;
+        s[1].throughput_ratio = Some(Ratio {
+            median: 0.03,
+            min: 0.0,
+            max: 0.05,
+        });
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(RATIO_PLOT);
+        plot_ratios(&path, &s).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("log scale") && svg.contains("point 1"));
     }
 }
