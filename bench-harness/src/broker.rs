@@ -14,6 +14,7 @@ use crate::store::parse_bytes;
 use crate::target::broker::{
     broker_from_namesrv, create_topic, drive, BrokerMeasurement, SendTemplates,
 };
+use crate::target::consumer::Consumers;
 use crate::target::null_broker::NullBroker;
 use crate::workload::Workload;
 
@@ -75,6 +76,12 @@ pub struct LoadArgs {
     /// Worker threads of the client's tokio runtime.
     #[arg(long = "client-threads", default_value_t = 1)]
     pub client_threads: usize,
+    /// Pull consumers (long polling, one connection each) measuring send ->
+    /// consume latency next to send -> ack. 0 (the default) sends only, so
+    /// the send figures are not shared with the consumers' broker and client
+    /// CPU; 1 or more stamps every body with its send time (needs --size >= 8).
+    #[arg(long, default_value_t = 0)]
+    pub consumers: usize,
 }
 
 impl Default for LoadArgs {
@@ -90,6 +97,7 @@ impl Default for LoadArgs {
             warmup_seconds: 1.0,
             messages: 100_000_000,
             client_threads: 1,
+            consumers: 0,
         }
     }
 }
@@ -115,6 +123,7 @@ impl LoadArgs {
         w.batch = self.batch;
         w.queues = self.queues;
         w.topic = self.topic.clone();
+        w.consumers = self.consumers;
         w.max_duration = Some(Duration::from_secs_f64(self.seconds));
         w.validate()?;
         Ok(w)
@@ -146,6 +155,31 @@ pub struct LoadFigures {
     pub cpu_ns_per_msg: f64,
     /// Acknowledged messages per 100 ms.
     pub acks_per_100ms: Vec<u64>,
+    /// Send -> consume figures, with `--consumers` > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consume: Option<ConsumeFigures>,
+}
+
+/// Send -> consume figures of a measurement.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConsumeFigures {
+    /// Consumers that pulled.
+    pub consumers: usize,
+    /// Messages stamped within the measurement and received.
+    pub consumed: u64,
+    /// Received messages per second of the producers' measured time.
+    pub msgs_per_sec: f64,
+    /// Send -> consume latency, µs (send = the request is queued on the
+    /// producer's connection; consume = the pull response is read).
+    pub latency_us: LatencySummary,
+    /// Failed pulls.
+    pub errors: u64,
+    /// The first failure.
+    pub first_error: Option<String>,
+    /// Every acknowledged message was received within the drain timeout.
+    pub drained: bool,
+    /// Seconds after the producers' end until the last message came (or the timeout).
+    pub drain_seconds: f64,
 }
 
 impl LoadFigures {
@@ -177,6 +211,20 @@ impl LoadFigures {
                 0.0
             },
             acks_per_100ms: m.acks_per_bucket.clone(),
+            consume: m.consume.as_ref().map(|c| ConsumeFigures {
+                consumers: c.consumers,
+                consumed: c.consumed,
+                msgs_per_sec: if secs > 0.0 {
+                    c.consumed as f64 / secs
+                } else {
+                    0.0
+                },
+                latency_us: LatencySummary::from_ns(&c.latency_ns),
+                errors: c.errors,
+                first_error: c.first_error.clone(),
+                drained: c.drained,
+                drain_seconds: c.drain_seconds,
+            }),
         }
     }
 }
@@ -205,7 +253,11 @@ pub fn client_runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// Warm up for `warmup`, then measure `workload` against `addr`, on `rt`.
-/// Returns the measurement and the process CPU time it used.
+/// Returns the measurement and the process CPU time it used. With
+/// `workload.consumers > 0` the consumers start before the warm-up, count
+/// only messages sent during the measurement, and are given up to
+/// [`crate::target::consumer::DRAIN_TIMEOUT`] after it to receive every
+/// acknowledged one.
 ///
 /// # Errors
 ///
@@ -222,13 +274,36 @@ pub fn warm_and_measure(
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let templates = Arc::new(SendTemplates::new(workload, born)?);
-    if !warmup.is_zero() {
-        let mut w = workload.clone();
-        w.max_duration = Some(warmup);
-        rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
+    let consumers = if workload.consumers > 0 {
+        Some(rt.block_on(Consumers::start(addr, workload, workload.consumers))?)
+    } else {
+        None
+    };
+    let measured = (|| {
+        if !warmup.is_zero() {
+            let mut w = workload.clone();
+            w.max_duration = Some(warmup);
+            rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
+        }
+        let cpu0 = process_cpu_time();
+        if let Some(c) = &consumers {
+            c.measure_from_now();
+        }
+        let m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
+        Ok((m, cpu0))
+    })();
+    let (mut m, cpu0) = match measured {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(c) = consumers {
+                c.abort();
+            }
+            return Err(e);
+        }
+    };
+    if let Some(c) = consumers {
+        m.consume = Some(rt.block_on(c.finish(m.run.messages))?);
     }
-    let cpu0 = process_cpu_time();
-    let m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
     Ok((m, process_cpu_time().saturating_sub(cpu0)))
 }
 
@@ -269,6 +344,11 @@ pub fn ctrl_c_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
 /// When the target cannot be reached or the workload is invalid.
 pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     let workload = args.load.workload()?;
+    if args.null && workload.consumers > 0 {
+        return Err(BenchError::new(
+            "the null broker stores nothing to consume: --consumers must be 0 with --null",
+        ));
+    }
     let rt = client_runtime(args.load.client_threads)?;
     let stop = ctrl_c_flag(&rt);
     let null;
@@ -346,6 +426,30 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
         .map_err(|e| BenchError::io("stdout", e))?;
         if let Some(e) = &f.first_error {
             writeln!(out, "  first error: {e}").map_err(|e| BenchError::io("stdout", e))?;
+        }
+        if let Some(c) = &f.consume {
+            writeln!(
+                out,
+                "  {} consumers: {} msgs received ({}), {} pull errors\n  \
+                 send->consume p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
+                c.consumers,
+                c.consumed,
+                if c.drained {
+                    "all acknowledged".to_string()
+                } else {
+                    format!("NOT all acknowledged after {:.1} s", c.drain_seconds)
+                },
+                c.errors,
+                c.latency_us.p50,
+                c.latency_us.p99,
+                c.latency_us.p999,
+                c.latency_us.max,
+            )
+            .map_err(|e| BenchError::io("stdout", e))?;
+            if let Some(e) = &c.first_error {
+                writeln!(out, "  first pull error: {e}")
+                    .map_err(|e| BenchError::io("stdout", e))?;
+            }
         }
     }
     Ok(0)

@@ -6,6 +6,8 @@
 //! pipelined client of [`target::broker`] (`ferromq-bench broker`, and
 //! `ferromq-bench sweep`, which starts fresh brokers per point and writes a
 //! report with plots and recommended settings, [`sweep`], [`sweep_report`]).
+//! `ferromq-bench compare` runs one workload against two brokers, A B A B,
+//! and reports B/A point by point ([`compare`]).
 //! `ferromq-bench recover` times crash recovery against read + CRC32
 //! ([`recover`]); `disk` measures the device's raw limits ([`disk`]);
 //! `broker --transactional` compares plain and transactional sends ([`txn`]);
@@ -22,6 +24,7 @@
 
 pub mod baseline;
 pub mod broker;
+pub mod compare;
 pub mod criterion_summary;
 pub mod disk;
 pub mod error;

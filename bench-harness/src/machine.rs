@@ -54,9 +54,11 @@ pub struct DiskInfo {
     pub rotational: String,
     /// Active I/O scheduler from `/sys/block/<dev>/queue/scheduler`.
     pub scheduler: String,
-    /// RAID level when the device is an md array (`raid10`, ...).
+    /// RAID level when the device is an md array (`raid10`, ...), or the
+    /// profiles of a multi-device btrfs (`btrfs data raid10, metadata raid10`).
     pub raid_level: String,
-    /// Member devices of the md array, if any.
+    /// Member devices of the md array or btrfs, if any; a loop device names
+    /// its backing file (`loop0 (file /x/img0)`).
     pub raid_members: Vec<String>,
 }
 
@@ -129,7 +131,21 @@ impl DiskInfo {
         info.source = mount.source.clone();
         info.mount_options = mount.options.clone();
 
-        let Some(sys) = block_device_dir(&mount.major_minor, &mount.source) else {
+        let btrfs = if mount.fs_type == "btrfs" {
+            btrfs_raid(Path::new("/sys/fs/btrfs"), &mount.source)
+        } else {
+            None
+        };
+        if let Some(b) = &btrfs {
+            info.raid_level = b.level.clone();
+            info.raid_members = b.members.iter().map(|m| with_backing(m)).collect();
+        }
+        let sys = block_device_dir(&mount.major_minor, &mount.source).or_else(|| {
+            // btrfs reports an anonymous device number: describe its first member.
+            let first = btrfs.as_ref()?.members.first()?;
+            std::fs::canonicalize(Path::new("/sys/class/block").join(first)).ok()
+        });
+        let Some(sys) = sys else {
             info.raid_level = UNKNOWN.to_string();
             return info;
         };
@@ -140,6 +156,9 @@ impl DiskInfo {
         info.device_model = read_trimmed(sys.join("device/model"))
             .or_else(|| read_trimmed(sys.join("md/level")).map(|l| format!("md {l}")))
             .or_else(|| read_trimmed(sys.join("dm/name")).map(|n| format!("device-mapper {n}")))
+            .or_else(|| {
+                read_trimmed(sys.join("loop/backing_file")).map(|f| format!("loop over file {f}"))
+            })
             .unwrap_or_else(|| UNKNOWN.to_string());
         info.rotational = match read_trimmed(sys.join("queue/rotational")).as_deref() {
             Some("1") => "yes".to_string(),
@@ -154,7 +173,7 @@ impl DiskInfo {
             match raid {
                 Some(r) => {
                     info.raid_level = r.level;
-                    info.raid_members = r.members;
+                    info.raid_members = r.members.iter().map(|m| with_backing(m)).collect();
                 }
                 None => {
                     info.raid_level =
@@ -290,6 +309,62 @@ pub fn parse_mdstat(text: &str, md: &str) -> Option<RaidInfo> {
     None
 }
 
+/// `name`, with ` (file F)` when it is a loop device backed by file `F`.
+fn with_backing(name: &str) -> String {
+    match read_trimmed(
+        Path::new("/sys/class/block")
+            .join(name)
+            .join("loop/backing_file"),
+    ) {
+        Some(f) => format!("{name} (file {f})"),
+        None => name.to_string(),
+    }
+}
+
+/// The btrfs whose devices include `source` (`/dev/loop3`), from a sysfs
+/// tree like `/sys/fs/btrfs`: `<uuid>/devices/<dev>` names its members and
+/// `<uuid>/allocation/{data,metadata}/<profile>/` its RAID profiles
+/// (`single`, `dup`, `raid0`, `raid1`, `raid10`, `raid5`, `raid6`, `raid1c3`, ...).
+/// Level: `btrfs data raid10, metadata raid10` (profiles joined by `+` while
+/// a balance converts).
+pub fn btrfs_raid(sysfs: &Path, source: &str) -> Option<RaidInfo> {
+    let dev = Path::new(source).file_name()?;
+    let fs = std::fs::read_dir(sysfs)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.join("devices").join(dev).exists())?;
+    let profiles = |kind: &str| -> String {
+        let mut v: Vec<String> = std::fs::read_dir(fs.join("allocation").join(kind))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        if v.is_empty() {
+            UNKNOWN.to_string()
+        } else {
+            v.join("+")
+        }
+    };
+    let mut members: Vec<String> = std::fs::read_dir(fs.join("devices"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    members.sort();
+    Some(RaidInfo {
+        level: format!(
+            "btrfs data {}, metadata {}",
+            profiles("data"),
+            profiles("metadata")
+        ),
+        members,
+    })
+}
+
 /// CPU model and number of logical CPUs from `/proc/cpuinfo` text.
 pub fn parse_cpuinfo(text: &str) -> (String, usize) {
     let mut model = None;
@@ -329,6 +404,15 @@ pub fn parse_meminfo_total(text: &str) -> Option<u64> {
 pub fn parse_loadavg(text: &str) -> Option<String> {
     let parts: Vec<&str> = text.split_whitespace().take(3).collect();
     (parts.len() == 3 && parts.iter().all(|p| p.parse::<f64>().is_ok())).then(|| parts.join(" "))
+}
+
+/// The load average now (`1 5 15` minutes), or unknown: reports quote it at
+/// the end of a run next to the machine section's value at the start.
+pub fn load_average_now() -> String {
+    read("/proc/loadavg")
+        .as_deref()
+        .and_then(parse_loadavg)
+        .unwrap_or_else(|| UNKNOWN.to_string())
 }
 
 /// The active scheduler is the bracketed one: `mq-deadline [none] kyber` -> `none`.
@@ -397,6 +481,25 @@ fn kernel() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn btrfs_profiles_and_members_from_sysfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join("features")).unwrap();
+        let fs = root.join("0b6c1f2e-aaaa-bbbb-cccc-123456789abc");
+        for d in ["loop2", "loop3", "loop4", "loop5"] {
+            std::fs::create_dir_all(fs.join("devices").join(d)).unwrap();
+        }
+        for d in ["data/raid10", "metadata/raid10", "system/raid10"] {
+            std::fs::create_dir_all(fs.join("allocation").join(d)).unwrap();
+        }
+        std::fs::write(fs.join("allocation/data/total_bytes"), "1\n").unwrap();
+        let r = btrfs_raid(root, "/dev/loop4").unwrap();
+        assert_eq!(r.level, "btrfs data raid10, metadata raid10");
+        assert_eq!(r.members, vec!["loop2", "loop3", "loop4", "loop5"]);
+        assert_eq!(btrfs_raid(root, "/dev/sda1"), None);
+    }
 
     const MOUNTINFO: &str = "\
 22 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw,errors=remount-ro

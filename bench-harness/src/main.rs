@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ferromq_bench::broker::{run_broker, BrokerArgs};
+use ferromq_bench::compare::{run_compare, CompareArgs};
 use ferromq_bench::criterion_summary::{run_criterion_summary, CriterionArgs};
 use ferromq_bench::disk::{run_disk, DiskArgs};
 use ferromq_bench::error::Result;
@@ -32,6 +33,8 @@ enum Command {
     Broker(BrokerArgs),
     /// Sweep broker/store/workload settings against fresh brokers and write a report.
     Sweep(SweepArgs),
+    /// Run one workload against two brokers (A B A B ...) and report B/A per point.
+    Compare(CompareArgs),
     /// Raw limits of a directory's device: sequential write, 4 KiB write + fdatasync, memcpy into mapped files.
     Disk(DiskArgs),
     /// Gather `cargo bench` results (target/criterion) into a markdown table.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Some(Command::Broker(args)) => run_broker(&args),
         Some(Command::Sweep(args)) => run_sweep(&args, &argv),
         Some(Command::Disk(args)) => run_disk(&args),
+        Some(Command::Compare(args)) => run_compare(&args, &argv),
         Some(Command::CriterionSummary(args)) => run_criterion_summary(&args),
         Some(Command::RecoverWriter(args)) => run_writer(&args).map(|()| 0),
     };

@@ -30,7 +30,15 @@ use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, Target as _, Workload};
 
 /// Keys of the workload (not written to broker.properties).
-pub const WORKLOAD_KEYS: &[&str] = &["producers", "size", "inflight", "batch", "queues", "slaves"];
+pub const WORKLOAD_KEYS: &[&str] = &[
+    "producers",
+    "size",
+    "inflight",
+    "batch",
+    "queues",
+    "consumers",
+    "slaves",
+];
 
 /// Slaves a broker point may have at most (`--param slaves=0,1`).
 pub const MAX_SLAVES: usize = 2;
@@ -104,6 +112,14 @@ pub struct SweepArgs {
     /// Print the report folder's `results.json` path and nothing else on stdout.
     #[arg(long)]
     pub quiet: bool,
+    /// Bytes of the raw disk measurement (`ferromq-bench disk`) run on the
+    /// dir before the first point, which the report quotes figures against;
+    /// 0 skips it.
+    #[arg(long = "disk-bytes", default_value = "64MiB", value_parser = crate::store::parse_bytes)]
+    pub disk_bytes: u64,
+    /// Seconds of that measurement's 4 KiB write + fdatasync test.
+    #[arg(long = "disk-sync-seconds", default_value_t = 1.0)]
+    pub disk_sync_seconds: f64,
 }
 
 fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
@@ -224,6 +240,9 @@ pub struct PointRun {
     /// Latency histogram (ns), not serialized; written as `.hgrm`.
     #[serde(skip)]
     pub latency_ns: Option<Histogram<u64>>,
+    /// Send -> consume histogram (ns) with consumers; written as `-e2e.hgrm`.
+    #[serde(skip)]
+    pub consume_latency_ns: Option<Histogram<u64>>,
 }
 
 /// Everything a sweep measured.
@@ -255,6 +274,7 @@ pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
             "inflight" => l.inflight = v.parse().map_err(|_| bad())?,
             "batch" => l.batch = v.parse().map_err(|_| bad())?,
             "queues" => l.queues = v.parse().map_err(|_| bad())?,
+            "consumers" => l.consumers = v.parse().map_err(|_| bad())?,
             "size" => l.size = crate::store::parse_bytes(v).map_err(|_| bad())?,
             _ => {}
         }
@@ -594,6 +614,11 @@ fn run_store_point(
             "the store target puts one message per call: inflight and batch must be 1",
         ));
     }
+    if workload.consumers != 0 {
+        return Err(BenchError::new(
+            "the store target has no consumers: --consumers must be 0",
+        ));
+    }
     let mut w = workload.clone();
     w.store_settings = settings.to_vec();
     if small_files {
@@ -611,6 +636,7 @@ fn run_store_point(
         BrokerMeasurement {
             run: m,
             acks_per_bucket: Vec::new(),
+            consume: None,
         },
         cpu,
     ))
@@ -731,6 +757,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
                 order: i,
                 figures: LoadFigures::new(&m, cpu),
                 latency_ns: Some(m.run.latency_ns),
+                consume_latency_ns: m.consume.map(|c| c.latency_ns),
             }),
             Err(e) => bar.println(format!("point {p} pass {}: failed: {e}", r + 1)),
         }
@@ -781,6 +808,28 @@ pub struct PointSummary {
     pub max_us: f64,
     /// Errors over all passes.
     pub errors: u64,
+    /// Send -> consume, when the point had consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consume: Option<ConsumeSummary>,
+}
+
+/// Per-point send -> consume summary across passes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConsumeSummary {
+    /// Median p50, µs.
+    pub p50_us: f64,
+    /// Median p99, µs.
+    pub p99_us: f64,
+    /// Lowest and highest p99, µs.
+    pub p99_us_range: (f64, f64),
+    /// Median p99.9, µs.
+    pub p999_us: f64,
+    /// Largest max, µs.
+    pub max_us: f64,
+    /// Every pass received every acknowledged message.
+    pub all_consumed: bool,
+    /// Pull errors over all passes.
+    pub errors: u64,
 }
 
 /// Summaries of every point that has at least one run.
@@ -817,9 +866,33 @@ pub fn summarize(points: &[Point], runs: &[PointRun]) -> Vec<PointSummary> {
                 p999_us: median(&f(&|x| x.latency_us.p999)),
                 max_us: f(&|x| x.latency_us.max).into_iter().fold(0.0, f64::max),
                 errors: rs.iter().map(|r| r.figures.errors).sum(),
+                consume: consume_summary(rs),
             })
         })
         .collect()
+}
+
+fn consume_summary(rs: &[&PointRun]) -> Option<ConsumeSummary> {
+    let cs: Vec<&crate::broker::ConsumeFigures> = rs
+        .iter()
+        .filter_map(|r| r.figures.consume.as_ref())
+        .collect();
+    if cs.is_empty() {
+        return None;
+    }
+    let p99: Vec<f64> = cs.iter().map(|c| c.latency_us.p99).collect();
+    Some(ConsumeSummary {
+        p50_us: median(&cs.iter().map(|c| c.latency_us.p50).collect::<Vec<_>>()),
+        p99_us: median(&p99),
+        p99_us_range: (
+            p99.iter().copied().fold(f64::INFINITY, f64::min),
+            p99.iter().copied().fold(0.0, f64::max),
+        ),
+        p999_us: median(&cs.iter().map(|c| c.latency_us.p999).collect::<Vec<_>>()),
+        max_us: cs.iter().map(|c| c.latency_us.max).fold(0.0, f64::max),
+        all_consumed: cs.len() == rs.len() && cs.iter().all(|c| c.drained),
+        errors: cs.iter().map(|c| c.errors).sum(),
+    })
 }
 
 #[cfg(test)]

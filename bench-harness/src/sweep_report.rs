@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
+use crate::disk::DiskResult;
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::sweep::{
@@ -69,6 +70,11 @@ pub struct SweepReport {
     pub recommendation: Recommendation,
     /// The machine.
     pub machine: MachineInfo,
+    /// Raw limits of `--dir`'s device, measured before the first point
+    /// (`None` with `--disk-bytes 0`).
+    pub disk: Option<DiskResult>,
+    /// Load average (1/5/15 min) when the last run ended.
+    pub load_average_end: String,
 }
 
 /// The base workload, as flags.
@@ -84,6 +90,8 @@ pub struct BaseWorkload {
     pub batch: usize,
     /// Queues.
     pub queues: u32,
+    /// Pull consumers (send -> consume latency).
+    pub consumers: usize,
 }
 
 /// Pick the best throughput whose median p99 stays within `bound_ms` and
@@ -482,6 +490,7 @@ pub fn build(
     started_utc: String,
     total_seconds: f64,
     machine: MachineInfo,
+    disk: Option<DiskResult>,
 ) -> SweepReport {
     let sums = summarize(&outcome.points, &outcome.runs);
     let passes_done = sums.iter().map(|s| s.runs).min().unwrap_or(0);
@@ -503,6 +512,7 @@ pub fn build(
             inflight: args.load.inflight,
             batch: args.load.batch,
             queues: args.load.queues,
+            consumers: args.load.consumers,
         },
         p99_bound_ms: args.p99_bound_ms,
         planned_runs: outcome.planned_runs,
@@ -512,6 +522,8 @@ pub fn build(
         broker_properties: outcome.properties.clone(),
         recommendation,
         machine,
+        disk,
+        load_average_end: crate::machine::load_average_now(),
     }
 }
 
@@ -529,8 +541,8 @@ pub fn markdown(r: &SweepReport) -> String {
     let b = &r.base_workload;
     let _ = writeln!(
         s,
-        "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues; {} s warm-up + {} s measured per run",
-        b.producers, b.size, b.inflight, b.batch, b.queues, r.warmup_seconds, r.seconds
+        "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
+        b.producers, b.size, b.inflight, b.batch, b.queues, b.consumers, r.warmup_seconds, r.seconds
     );
     for (k, v) in &r.set {
         let _ = writeln!(s, "- fixed: `{k}={v}`");
@@ -547,6 +559,11 @@ pub fn markdown(r: &SweepReport) -> String {
         } else {
             ""
         }
+    );
+    let _ = writeln!(
+        s,
+        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs",
+        r.machine.load_average, r.load_average_end, r.machine.cpu_logical
     );
     let _ = writeln!(s);
 
@@ -589,6 +606,8 @@ pub fn markdown(r: &SweepReport) -> String {
         s,
         "\nspread = ±half of (max - min) / median of the passes' msgs/s. Latency is send -> ack per message (a batch's messages share its ack time), medians over passes; max is the largest of any pass.\n"
     );
+    consume_section(&mut s, r);
+    disk_section(&mut s, r);
 
     let _ = writeln!(s, "## Plots\n");
     for (f, caption) in plot_files(&r.params) {
@@ -718,6 +737,28 @@ pub fn write(
         )?;
     }
     plot_latency_curves(&dir.join("latency-percentiles.svg"), &hists)?;
+    let mut e2e: Vec<(String, Histogram<u64>)> = Vec::new();
+    for p in &outcome.points {
+        let mut h = new_latency_histogram()?;
+        let mut any = false;
+        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
+            if let Some(rh) = &run.consume_latency_ns {
+                h.add(rh)
+                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
+                any = true;
+            }
+        }
+        if any {
+            put(
+                &format!("point-{}-e2e.hgrm", p.index),
+                &crate::report::hgrm(&h),
+            )?;
+            e2e.push((label_of(p), h));
+        }
+    }
+    if !e2e.is_empty() {
+        plot_latency_curves(&dir.join(E2E_PLOT), &e2e)?;
+    }
     let over_time: Vec<(String, Vec<u64>)> = outcome
         .points
         .iter()
@@ -729,6 +770,102 @@ pub fn write(
     plot_over_time(&dir.join("throughput-over-time.svg"), &over_time)?;
     put("report.md", &markdown(r))?;
     Ok(dir)
+}
+
+/// The send -> consume percentile plot (points with consumers only).
+pub const E2E_PLOT: &str = "latency-percentiles-e2e.svg";
+
+/// The send -> consume table, when any point had consumers.
+fn consume_section(s: &mut String, r: &SweepReport) {
+    if r.points.iter().all(|p| p.consume.is_none()) {
+        return;
+    }
+    let _ = writeln!(s, "## Send -> consume (end to end)\n");
+    let _ = write!(s, "| point |");
+    for (k, _) in &r.params {
+        let _ = write!(s, " {k} |");
+    }
+    let _ = writeln!(
+        s,
+        " send->ack p99 ms | send->consume p50 ms | p99 ms (min-max) | p99.9 ms | max ms | all consumed | pull errors |"
+    );
+    let _ = write!(s, "|---:|");
+    for _ in &r.params {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s, "---:|---:|---:|---:|---:|---|---:|");
+    for p in &r.points {
+        let Some(c) = &p.consume else { continue };
+        let _ = write!(s, "| {} |", p.point.index);
+        for (_, v) in &p.point.values {
+            let _ = write!(s, " {v} |");
+        }
+        let _ = writeln!(
+            s,
+            " {:.3} | {:.3} | {:.3} ({:.3}-{:.3}) | {:.3} | {:.3} | {} | {} |",
+            p.p99_us / 1000.0,
+            c.p50_us / 1000.0,
+            c.p99_us / 1000.0,
+            c.p99_us_range.0 / 1000.0,
+            c.p99_us_range.1 / 1000.0,
+            c.p999_us / 1000.0,
+            c.max_us / 1000.0,
+            if c.all_consumed { "yes" } else { "**no**" },
+            c.errors
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nsend -> consume: from the moment a request is queued on the producer's connection (its send time rides in the first 8 body bytes) to the moment a long-polling pull consumer of the harness reads the response holding it; the histograms of all passes are in `point-<n>-e2e.hgrm`, the curves in `{E2E_PLOT}`. 'all consumed' = every acknowledged message arrived within 10 s after the producers stopped, in every pass.\n\n![send -> consume latency percentile curve per point]({E2E_PLOT})\n"
+    );
+}
+
+/// The figures as ratios to the device's raw limits.
+fn disk_section(s: &mut String, r: &SweepReport) {
+    let Some(d) = &r.disk else { return };
+    let _ = writeln!(s, "## Against the disk's raw limits\n");
+    let _ = writeln!(
+        s,
+        "Measured by `ferromq-bench disk` on `{}` just before the first point: sequential write (1 MiB pwrite + one fdatasync) **{:.1} MB/s**; 4 KiB write + fdatasync **{:.0} ops/s** (p50 {:.0} µs, p99 {:.0} µs); memcpy into fresh mapped files {:.1} MB/s.\n",
+        d.dir,
+        d.seq_write_mb_per_sec,
+        d.sync_4k_ops_per_sec,
+        d.sync_4k_latency_us.p50,
+        d.sync_4k_latency_us.p99,
+        d.memcpy_cold_mmap_mb_per_sec
+    );
+    let _ = write!(s, "| point |");
+    for (k, _) in &r.params {
+        let _ = write!(s, " {k} |");
+    }
+    let _ = writeln!(
+        s,
+        " MB/s | / seq write MB/s | msgs/s | / 4 KiB sync ops/s |"
+    );
+    let _ = write!(s, "|---:|");
+    for _ in &r.params {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s, "---:|---:|---:|---:|");
+    for p in &r.points {
+        let _ = write!(s, "| {} |", p.point.index);
+        for (_, v) in &p.point.values {
+            let _ = write!(s, " {v} |");
+        }
+        let _ = writeln!(
+            s,
+            " {:.1} | {:.3} | {:.0} | {:.2} |",
+            p.mb_per_sec,
+            crate::results::ratio(p.mb_per_sec, d.seq_write_mb_per_sec),
+            p.msgs_per_sec,
+            crate::results::ratio(p.msgs_per_sec, d.sync_4k_ops_per_sec),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n`/ seq write` is the share of the device's sequential bandwidth the message bodies used (records add ~{} B each, not counted). `/ 4 KiB sync` compares msgs/s with single-writer 4 KiB syncs: above 1 under SYNC_FLUSH means group commit put several messages in one sync; under ASYNC_FLUSH the broker does not sync per message, so the ratio only places the figure. The disk figures are one measurement, not repeated: treat them as ±10-20 % on a shared machine.\n",
+        ferromq_engine::message::FIXED_RECORD_OVERHEAD
+    );
 }
 
 fn label_of(p: &Point) -> String {
@@ -745,6 +882,22 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     let (stamp, iso) = crate::report::utc_now();
     let dir_for_machine = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let machine = MachineInfo::collect(&dir_for_machine);
+    let disk = if args.disk_bytes > 0 {
+        if let Some(d) = &args.dir {
+            std::fs::create_dir_all(d).map_err(|e| BenchError::io(d.display(), e))?;
+        }
+        if !args.quiet {
+            eprintln!("measuring the disk's raw limits first (--disk-bytes 0 skips it)");
+        }
+        Some(crate::disk::measure(&crate::disk::DiskArgs {
+            dir: args.dir.clone(),
+            bytes: args.disk_bytes.max(1 << 20),
+            sync_seconds: args.disk_sync_seconds,
+            json: false,
+        })?)
+    } else {
+        None
+    };
     let outcome = crate::sweep::run_sweep_points(args, None)?;
     let report = build(
         args,
@@ -753,6 +906,7 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
         iso,
         started.elapsed().as_secs_f64(),
         machine,
+        disk,
     );
     let dir = write(&args.out, &stamp, &args.name, &report, &outcome)?;
     if args.quiet {
@@ -799,6 +953,7 @@ mod tests {
             p999_us: p99_us,
             max_us: p99_us,
             errors: 0,
+            consume: None,
         }
     }
 

@@ -102,6 +102,11 @@ pub struct Workload {
     pub inflight: usize,
     /// Messages per request (1: SEND_MESSAGE_V2; more: SEND_BATCH_MESSAGE).
     pub batch: usize,
+    /// Pull consumers measuring send -> consume latency (0: none). Only
+    /// targets reached over the network consume; bodies then carry the send
+    /// time in their first 8 bytes.
+    #[serde(default)]
+    pub consumers: usize,
 }
 
 fn serialize_opt_duration<S: serde::Serializer>(
@@ -130,6 +135,7 @@ impl Workload {
             store_settings: Vec::new(),
             inflight: 1,
             batch: 1,
+            consumers: 0,
         }
     }
 
@@ -164,6 +170,12 @@ impl Workload {
             return Err(BenchError::new(format!(
                 "--batch {} must be between 1 and {MAX_BATCH}",
                 self.batch
+            )));
+        }
+        if self.consumers > 0 && self.size_bytes < crate::target::consumer::STAMP_BYTES {
+            return Err(BenchError::new(format!(
+                "--consumers needs --size of at least {} bytes (the send time rides in the body)",
+                crate::target::consumer::STAMP_BYTES
             )));
         }
         if self.queues == 0 {

@@ -12,43 +12,13 @@
 //! possible the tests say so on stderr and pass without running: they need
 //! the binaries, not a particular build order.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BUILD_DEADLINE: Duration = Duration::from_secs(600);
-
-fn server_bin_dir() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?.to_path_buf(); // target/<profile>/
-    let have = |d: &Path| d.join("ferromq-broker").is_file() && d.join("ferromq-namesrv").is_file();
-    if have(&dir) {
-        return Some(dir);
-    }
-    let cargo = std::env::var_os("CARGO")?;
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "ferromq-server", "--bins"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let mut child = cmd.spawn().ok()?;
-    let until = Instant::now() + BUILD_DEADLINE;
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    have(&dir).then_some(dir)
-}
+use common::server_bin_dir;
 
 fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"));
@@ -70,6 +40,8 @@ fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
             "--quiet",
         ])
         .args(["--p99-bound-ms", "1000", "--name", "tiny"])
+        .args(["--consumers", "1"])
+        .args(["--disk-bytes", "2MiB", "--disk-sync-seconds", "0.2"])
         .arg("--dir")
         .arg(tmp.join("data"))
         .arg("--out")
@@ -117,11 +89,43 @@ fn tiny_sweep_writes_report_plots_and_json_that_agree() {
         let row = format!("| {idx} | {} | 1 | {rate:.0} |", idx + 1);
         assert!(md.contains(&row), "no row `{row}` in\n{md}");
         assert!(dir.join(format!("point-{idx}.hgrm")).is_file());
+        // Send -> consume: every acknowledged message was consumed.
+        let c = &p["consume"];
+        assert_eq!(c["all_consumed"], true, "{p}");
+        assert!(c["p99_us"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(dir.join(format!("point-{idx}-e2e.hgrm")).is_file());
+        let e2e_row = format!(
+            "| {idx} | {} | {:.3} | {:.3} |",
+            idx + 1,
+            p["p99_us"].as_f64().unwrap() / 1000.0,
+            c["p50_us"].as_f64().unwrap() / 1000.0
+        );
+        assert!(md.contains(&e2e_row), "no row `{e2e_row}` in\n{md}");
+        // The disk ratios are the JSON's figures divided.
+        let seq = v["disk"]["seq_write_mb_per_sec"].as_f64().unwrap();
+        assert!(seq > 0.0);
+        let mb = p["mb_per_sec"].as_f64().unwrap();
+        let disk_row = format!("| {idx} | {} | {mb:.1} | {:.3} |", idx + 1, mb / seq);
+        assert!(md.contains(&disk_row), "no row `{disk_row}` in\n{md}");
     }
+    let run0 = &v["runs"][0]["figures"];
+    assert_eq!(
+        run0["consume"]["consumed"].as_u64(),
+        run0["messages"].as_u64(),
+        "{run0}"
+    );
+    assert!(md.contains("## Send -> consume (end to end)"));
+    let end = v["load_average_end"].as_str().unwrap();
+    assert!(
+        md.contains(&format!("at the start, {end} at the end")),
+        "{md}"
+    );
+    assert!(md.contains("## Against the disk's raw limits"));
     for f in [
         "throughput-vs-sendMessageThreadPoolNums.svg",
         "p99-vs-sendMessageThreadPoolNums.svg",
         "latency-percentiles.svg",
+        "latency-percentiles-e2e.svg",
         "throughput-over-time.svg",
     ] {
         let svg = std::fs::read_to_string(dir.join(f)).unwrap();

@@ -32,6 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{BenchError, Result};
+use crate::target::consumer::{self, ConsumeMeasurement, STAMP_BYTES};
 use crate::workload::{new_latency_histogram, RunMeasurement, Workload, MAX_LATENCY_NS};
 
 /// Byte offset of the opaque in a frame with RocketMQ's binary header:
@@ -53,6 +54,11 @@ pub const BUCKET: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct SendTemplates {
     frames: Vec<Vec<u8>>,
+    /// Per frame, where each message body starts (the send stamp goes there
+    /// when `stamp` is set).
+    body_at: Vec<Vec<usize>>,
+    /// Write the send time into every body (consumers measure send -> consume).
+    pub stamp: bool,
     /// Messages carried by one frame.
     pub messages_per_frame: u64,
 }
@@ -78,6 +84,7 @@ impl SendTemplates {
             (request::SEND_MESSAGE_V2, body)
         };
         let mut frames = Vec::with_capacity(workload.queues as usize);
+        let mut body_at = Vec::with_capacity(workload.queues as usize);
         for q in 0..workload.queues {
             let mut cmd = RemotingCommand::request(code)
                 .with_ext("a", PRODUCER_GROUP)
@@ -99,10 +106,20 @@ impl SendTemplates {
             cmd.opaque = 0;
             let frame = encode(&cmd)
                 .map_err(|e| BenchError::new(format!("cannot encode a send request: {e}")))?;
+            // The body is the frame's tail.
+            let payload_at = frame.len() - payload.len();
+            body_at.push(if batch > 1 {
+                let one = payload.len() / batch;
+                (0..batch).map(|i| payload_at + i * one + 20).collect()
+            } else {
+                vec![payload_at]
+            });
             frames.push(frame);
         }
         Ok(SendTemplates {
             frames,
+            body_at,
+            stamp: workload.consumers > 0 && workload.size_bytes >= STAMP_BYTES,
             messages_per_frame: batch as u64,
         })
     }
@@ -110,6 +127,17 @@ impl SendTemplates {
     /// The frame for `queue_id`.
     pub fn frame(&self, queue_id: u32) -> &[u8] {
         &self.frames[queue_id as usize % self.frames.len()]
+    }
+
+    /// Write `stamp_ns` into the first [`STAMP_BYTES`] of every body of the
+    /// frame of `queue_id`, copied into `frame`.
+    pub fn stamp_into(&self, queue_id: u32, frame: &mut [u8], stamp_ns: u64) {
+        let b = stamp_ns.to_be_bytes();
+        for &at in &self.body_at[queue_id as usize % self.body_at.len()] {
+            if let Some(d) = frame.get_mut(at..at + STAMP_BYTES) {
+                d.copy_from_slice(&b);
+            }
+        }
     }
 }
 
@@ -247,6 +275,8 @@ pub struct BrokerMeasurement {
     pub run: RunMeasurement,
     /// Messages acknowledged per [`BUCKET`] since the start.
     pub acks_per_bucket: Vec<u64>,
+    /// What the consumers received (`workload.consumers > 0`).
+    pub consume: Option<ConsumeMeasurement>,
 }
 
 /// Drive the broker at `addr` with `workload` (its `inflight`, `batch`,
@@ -340,6 +370,7 @@ pub async fn drive(
     Ok(BrokerMeasurement {
         run: m,
         acks_per_bucket: buckets,
+        consume: None,
     })
 }
 
@@ -397,6 +428,10 @@ impl ProducerTask {
                     wbuf.extend_from_slice(self.templates.frame(queue));
                     wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
                         .copy_from_slice(&opaque.to_be_bytes());
+                    if self.templates.stamp {
+                        self.templates
+                            .stamp_into(queue, &mut wbuf[at..], consumer::mono_ns());
+                    }
                     win.opaque[slot as usize] = opaque;
                     win.sent_at[slot as usize] = Instant::now();
                     sent += 1;

@@ -3,8 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Run `ferromq-bench` with `args`, working directory `cwd`, and return its output.
 pub fn run_bench(cwd: &Path, args: &[&str]) -> Output {
@@ -47,4 +48,40 @@ pub fn num(v: &serde_json::Value, key: &str) -> f64 {
 /// True when `a` and `b` agree within a relative `tolerance`.
 pub fn close(a: f64, b: f64, tolerance: f64) -> bool {
     (a - b).abs() <= tolerance * a.abs().max(b.abs()).max(f64::MIN_POSITIVE)
+}
+
+const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The folder holding `ferromq-namesrv` and `ferromq-broker` next to the
+/// test binaries, built (bounded) when missing; `None` when impossible.
+pub fn server_bin_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?.to_path_buf(); // target/<profile>/
+    let have = |d: &Path| d.join("ferromq-broker").is_file() && d.join("ferromq-namesrv").is_file();
+    if have(&dir) {
+        return Some(dir);
+    }
+    let cargo = std::env::var_os("CARGO")?;
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "ferromq-server", "--bins"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let mut child = cmd.spawn().ok()?;
+    let until = Instant::now() + BUILD_DEADLINE;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    have(&dir).then_some(dir)
 }
