@@ -280,6 +280,9 @@ mod tests {
         let master = SubscriptionGroupManager::load(dm.path(), true).unwrap();
         let mut g = SubscriptionGroupConfig::new("G1");
         g.retry_max_times = 3;
+        // Two changes on the master, one on the slave: their versions differ even
+        // when both tables change within the same millisecond.
+        master.upsert(g.clone());
         master.upsert(g);
         let slave = SubscriptionGroupManager::load(ds.path(), true).unwrap();
         slave.find_or_create("LOCAL").unwrap();
