@@ -49,9 +49,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // A temporary name of this write's own: two writers of the same file never
+    // truncate or rename each other's half-written copy.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        "{}.{}.{seq}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
     ));
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -135,5 +140,40 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read(p.with_extension("json.bak")).unwrap(), b"one");
         assert!(!p.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_neither_fail_nor_tear_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("groups.json");
+        let writers: Vec<_> = (0..8)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20 {
+                        let body = format!(
+                            "{{\"writer\":{t},\"n\":{i},\"pad\":\"{}\"}}",
+                            "x".repeat(4096)
+                        );
+                        atomic_write(&p, body.as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.starts_with("{\"writer\":") && text.ends_with("\"}"),
+            "torn: {}",
+            &text[..40]
+        );
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 }

@@ -199,19 +199,18 @@ impl SubscriptionGroupManager {
         let incoming: GroupsFile = json::parse_lenient(text)
             .and_then(serde_json::from_value::<GroupsFile>)
             .map_err(|e| e.to_string())?;
-        let body = {
-            let mut f = self.lock();
-            if f.data_version == incoming.data_version {
-                return Ok(false);
+        let mut f = self.lock();
+        if f.data_version == incoming.data_version {
+            return Ok(false);
+        }
+        *f = incoming;
+        for (k, v) in f.subscription_group_table.iter_mut() {
+            if v.group_name.is_empty() {
+                v.group_name = k.clone();
             }
-            *f = incoming;
-            for (k, v) in f.subscription_group_table.iter_mut() {
-                if v.group_name.is_empty() {
-                    v.group_name = k.clone();
-                }
-            }
-            serde_json::to_string_pretty(&*f).unwrap_or_default()
-        };
+        }
+        // Written under the lock: the file's last write is the table's last state.
+        let body = serde_json::to_string_pretty(&*f).unwrap_or_default();
         atomic_write(&self.path, body.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
         Ok(true)
@@ -219,14 +218,14 @@ impl SubscriptionGroupManager {
 
     /// Create or replace a group and persist the table (a write failure is logged).
     pub fn upsert(&self, cfg: SubscriptionGroupConfig) {
-        let text = {
-            let mut f = self.lock();
-            f.subscription_group_table
-                .insert(cfg.group_name.clone(), cfg);
-            f.data_version.counter += 1;
-            f.data_version.timestamp = now_ms();
-            serde_json::to_string_pretty(&*f).unwrap_or_default()
-        };
+        let mut f = self.lock();
+        f.subscription_group_table
+            .insert(cfg.group_name.clone(), cfg);
+        f.data_version.counter += 1;
+        f.data_version.timestamp = now_ms();
+        // Written under the lock: two concurrent changes cannot land on disk in
+        // the wrong order (an older table written last).
+        let text = serde_json::to_string_pretty(&*f).unwrap_or_default();
         if let Err(e) = atomic_write(&self.path, text.as_bytes()) {
             tracing::error!(path = %self.path.display(), error = %e, "cannot write subscriptionGroup.json");
         }
