@@ -911,19 +911,7 @@ pub fn write(
             .collect()
     };
     let base = format!("{stamp}-{}-{}", clean(&r.machine.hostname), clean(name));
-    std::fs::create_dir_all(out).map_err(|e| BenchError::io(out.display(), e))?;
-    let mut dir = out.join(&base);
-    let mut n = 1;
-    loop {
-        match std::fs::create_dir(&dir) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
-                n += 1;
-                dir = out.join(format!("{base}-{n}"));
-            }
-            Err(e) => return Err(BenchError::io(dir.display(), e)),
-        }
-    }
+    let dir = crate::report::new_report_dir(out, &base)?;
     let put = |f: &str, text: &str| -> Result<()> {
         let p = dir.join(f);
         std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))

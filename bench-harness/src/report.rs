@@ -20,26 +20,8 @@ use crate::results::{RunResult, SuiteResult, TargetCheck};
 ///
 /// When a folder or file cannot be created or written; the message names the path.
 pub fn write_report(out: &Path, stamp: &str, suite: &SuiteResult) -> Result<PathBuf> {
-    std::fs::create_dir_all(out)
-        .map_err(|e| BenchError::io(format!("cannot create {}", out.display()), e))?;
     let host = sanitize(&suite.machine.hostname);
-    let mut dir = out.join(format!("{stamp}-{host}"));
-    let mut n = 1;
-    loop {
-        match std::fs::create_dir(&dir) {
-            Ok(()) => break,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
-                n += 1;
-                dir = out.join(format!("{stamp}-{host}-{n}"));
-            }
-            Err(e) => {
-                return Err(BenchError::io(
-                    format!("cannot create {}", dir.display()),
-                    e,
-                ))
-            }
-        }
-    }
+    let dir = new_report_dir(out, &format!("{stamp}-{host}"))?;
     let json = serde_json::to_string_pretty(suite)
         .map_err(|e| BenchError::new(format!("cannot encode results as JSON: {e}")))?;
     write(&dir.join("results.json"), &(json + "\n"))?;
@@ -323,6 +305,34 @@ fn write_path_section(s: &mut String, runs: &[RunResult]) {
         );
     }
     let _ = writeln!(s);
+}
+
+/// A new folder `out/<base>` (or `out/<base>-2`, `-3`, ... when taken) for
+/// one report; `out` is created when missing.
+///
+/// # Errors
+///
+/// When a folder cannot be created; the message names the path.
+pub fn new_report_dir(out: &Path, base: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| BenchError::io(format!("cannot create {}", out.display()), e))?;
+    let mut dir = out.join(base);
+    let mut n = 1;
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                dir = out.join(format!("{base}-{n}"));
+            }
+            Err(e) => {
+                return Err(BenchError::io(
+                    format!("cannot create {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
 }
 
 /// The `## Machine` section of a report: host, CPU, memory, kernel, load, and

@@ -602,3 +602,16 @@ pub fn python_rocketmq_available(import_stmt: &str) -> Result<(), String> {
         Ok(_) => Ok(()),
     }
 }
+
+/// The sum of GET_MAX_OFFSET over queues `0..queues` of `topic` on the broker
+/// at `port`: how many messages the topic holds.
+pub fn total_max_offset(port: u16, topic: &str, queues: i32) -> i64 {
+    let mut c = Client::connect(port);
+    (0..queues)
+        .map(|q| {
+            let r = c.invoke(Client::offset_req(request::GET_MAX_OFFSET, topic, q));
+            assert_eq!(r.code, 0, "GET_MAX_OFFSET {topic} {q}: {:?}", r.remark);
+            r.ext_fields.get_i64("offset").unwrap()
+        })
+        .sum()
+}
