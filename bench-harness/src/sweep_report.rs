@@ -568,24 +568,9 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(s);
 
     let _ = writeln!(s, "## Results\n");
-    let _ = write!(s, "| point |");
-    for (k, _) in &r.params {
-        let _ = write!(s, " {k} |");
-    }
-    let _ = writeln!(
-        s,
-        " runs | msgs/s (median) | spread | MB/s | p50 ms | p99 ms (min-max) | p99.9 ms | max ms | errors |"
-    );
-    let _ = write!(s, "|---:|");
-    for _ in &r.params {
-        let _ = write!(s, "---|");
-    }
-    let _ = writeln!(s, "---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    point_table_head(&mut s, &r.params, " runs | msgs/s (median) | spread | MB/s | p50 ms | p99 ms (min-max) | p99.9 ms | max ms | errors |", "---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for p in &r.points {
-        let _ = write!(s, "| {} |", p.point.index);
-        for (_, v) in &p.point.values {
-            let _ = write!(s, " {v} |");
-        }
+        point_row_head(&mut s, &p.point);
         let _ = writeln!(
             s,
             " {} | {:.0} | ±{:.1} % | {:.1} | {:.3} | {:.3} ({:.3}-{:.3}) | {:.3} | {:.3} | {} |",
@@ -652,6 +637,29 @@ pub fn markdown(r: &SweepReport) -> String {
         r.p99_bound_ms
     );
     s
+}
+
+/// The head of a per-point table: `| point | <each swept key> |<cols>` and its
+/// alignment row, `aligns` covering `cols`.
+fn point_table_head(s: &mut String, params: &[(String, Vec<String>)], cols: &str, aligns: &str) {
+    let _ = write!(s, "| point |");
+    for (k, _) in params {
+        let _ = write!(s, " {k} |");
+    }
+    let _ = writeln!(s, "{cols}");
+    let _ = write!(s, "|---:|");
+    for _ in params {
+        let _ = write!(s, "---|");
+    }
+    let _ = writeln!(s, "{aligns}");
+}
+
+/// The start of a per-point row: `| <index> | <each swept value> |`.
+fn point_row_head(s: &mut String, point: &Point) {
+    let _ = write!(s, "| {} |", point.index);
+    for (_, v) in &point.values {
+        let _ = write!(s, " {v} |");
+    }
 }
 
 /// Write the report folder under `out`: `<stamp>-<host>-<name>/`.
@@ -769,25 +777,10 @@ fn consume_section(s: &mut String, r: &SweepReport) {
         return;
     }
     let _ = writeln!(s, "## Send -> consume (end to end)\n");
-    let _ = write!(s, "| point |");
-    for (k, _) in &r.params {
-        let _ = write!(s, " {k} |");
-    }
-    let _ = writeln!(
-        s,
-        " send->ack p99 ms | send->consume p50 ms | p99 ms (min-max) | p99.9 ms | max ms | all consumed | pull errors |"
-    );
-    let _ = write!(s, "|---:|");
-    for _ in &r.params {
-        let _ = write!(s, "---|");
-    }
-    let _ = writeln!(s, "---:|---:|---:|---:|---:|---|---:|");
+    point_table_head(s, &r.params, " send->ack p99 ms | send->consume p50 ms | p99 ms (min-max) | p99.9 ms | max ms | all consumed | pull errors |", "---:|---:|---:|---:|---:|---|---:|");
     for p in &r.points {
         let Some(c) = &p.consume else { continue };
-        let _ = write!(s, "| {} |", p.point.index);
-        for (_, v) in &p.point.values {
-            let _ = write!(s, " {v} |");
-        }
+        point_row_head(s, &p.point);
         let _ = writeln!(
             s,
             " {:.3} | {:.3} | {:.3} ({:.3}-{:.3}) | {:.3} | {:.3} | {} | {} |",
@@ -822,24 +815,14 @@ fn disk_section(s: &mut String, r: &SweepReport) {
         d.sync_4k_latency_us.p99,
         d.memcpy_cold_mmap_mb_per_sec
     );
-    let _ = write!(s, "| point |");
-    for (k, _) in &r.params {
-        let _ = write!(s, " {k} |");
-    }
-    let _ = writeln!(
+    point_table_head(
         s,
-        " MB/s | / seq write MB/s | msgs/s | / 4 KiB sync ops/s |"
+        &r.params,
+        " MB/s | / seq write MB/s | msgs/s | / 4 KiB sync ops/s |",
+        "---:|---:|---:|---:|",
     );
-    let _ = write!(s, "|---:|");
-    for _ in &r.params {
-        let _ = write!(s, "---|");
-    }
-    let _ = writeln!(s, "---:|---:|---:|---:|");
     for p in &r.points {
-        let _ = write!(s, "| {} |", p.point.index);
-        for (_, v) in &p.point.values {
-            let _ = write!(s, " {v} |");
-        }
+        point_row_head(s, &p.point);
         let _ = writeln!(
             s,
             " {:.1} | {:.3} | {:.0} | {:.2} |",

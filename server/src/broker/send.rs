@@ -193,7 +193,7 @@ struct WaitJob {
 /// counted from when it was written.
 #[derive(Debug)]
 pub(super) struct PutWaiter {
-    tx: std::sync::Mutex<std::sync::mpsc::Sender<WaitJob>>,
+    tx: std::sync::mpsc::Sender<WaitJob>,
 }
 
 impl PutWaiter {
@@ -213,9 +213,7 @@ impl PutWaiter {
                     }
                 }
             })?;
-        Ok(PutWaiter {
-            tx: std::sync::Mutex::new(tx),
-        })
+        Ok(PutWaiter { tx })
     }
 
     /// The answer to `put` once its wait is over.
@@ -232,13 +230,7 @@ impl PutWaiter {
             written_at,
             reply,
         };
-        let sent = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(job)
-            .is_ok();
-        if !sent {
+        if self.tx.send(job).is_err() {
             return RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped");
         }
         rx.await.unwrap_or_else(|_| {
