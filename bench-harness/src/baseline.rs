@@ -219,6 +219,64 @@ fn pattern(bytes: usize) -> Vec<u8> {
     (0..bytes).map(|i| b'A' + (i % 26) as u8).collect()
 }
 
+/// What was done to the machine's free memory right before a timed section.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemoryPrep {
+    /// Bytes of page cache cycled through a scratch file.
+    pub bytes: u64,
+    /// Seconds it took (not part of any timed figure).
+    pub seconds: f64,
+}
+
+/// Cycle `bytes` of page cache through a scratch file on `dir` (allocate,
+/// map, write one byte per page, unmap, delete), untimed, right before a
+/// timed section, so the section's new pages come from memory the machine
+/// has just used.
+///
+/// Why: on a VM whose balloon device reports free pages to the host (this
+/// project's CI VMs do), the first touch of a page the host took back costs a
+/// host page fault: memcpy into a fresh mapped file measured 411-707 MB/s
+/// after a few idle seconds and 2.8-3.2 GB/s right after another run had
+/// freed its page cache. Without this step, a baseline measured right after
+/// the engine's store is deleted reuses the engine's pages and looks 2-7x
+/// faster than the engine run that came before it; with it, the engine run
+/// and every baseline repeat start from the same state, the steady state of
+/// a busy broker whose new pages come from page cache it just dropped. The
+/// amount is capped at half of `MemAvailable`.
+///
+/// # Errors
+///
+/// When the scratch file cannot be created, allocated or mapped.
+pub fn recycle_page_cache(dir: &Path, bytes: u64) -> Result<MemoryPrep> {
+    let t0 = Instant::now();
+    let cap = mem_available_bytes().map_or(bytes, |a| a / 2);
+    let bytes = bytes.min(cap) / PAGE_BYTES as u64 * PAGE_BYTES as u64;
+    if bytes > 0 {
+        let scratch = Scratch::new(dir, "recycle")?;
+        let file = scratch.allocated_file(0, bytes)?;
+        let mut map = scratch.map(&file, 0)?;
+        for page in map.chunks_mut(PAGE_BYTES) {
+            page[0] = 1;
+        }
+        std::hint::black_box(&map[..]);
+        drop(map);
+        drop(file);
+        drop(scratch);
+    }
+    Ok(MemoryPrep {
+        bytes,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (None where there is none).
+fn mem_available_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// memcpy `total_bytes` in `chunk_bytes` pieces into fresh, allocated mapped
 /// files of `file_size_bytes`, rolling to a new file when the next chunk does
 /// not fit (a record never spans files). Only the copying is timed.

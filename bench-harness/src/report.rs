@@ -428,6 +428,19 @@ fn run_section(s: &mut String, r: &RunResult) {
         if r.baseline.stopped_early { ", capped" } else { "" },
         r.ratio_to_baseline
     );
+    match &r.memory_prep {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "| memory | {:.0} MB of page cache cycled through a scratch file before the run ({:.2} s, untimed), and the same before each fresh-mapping baseline repeat |",
+                p.bytes as f64 / 1e6,
+                p.seconds
+            );
+        }
+        None => {
+            let _ = writeln!(s, "| memory | not prepared (`--no-recycle`) |");
+        }
+    }
     let _ = writeln!(
         s,
         "| warm baseline | {}: {:.1} MB/s{}{}; ratio {:.3} |",

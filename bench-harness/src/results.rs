@@ -112,6 +112,9 @@ pub struct RunResult {
     pub write_path: Option<String>,
     /// What the target reported after the puts (see `Target::details`).
     pub target_details: Option<serde_json::Value>,
+    /// Page cache cycled right before the engine run (the fresh-mapping
+    /// baseline repeats get the same); `None` with `--no-recycle`.
+    pub memory_prep: Option<crate::baseline::MemoryPrep>,
     /// The latency histogram, nanoseconds. Not serialized; written as `.hgrm`.
     #[serde(skip)]
     pub histogram: Histogram<u64>,
@@ -187,6 +190,7 @@ impl RunResult {
             status_counts: m.status_counts,
             write_path: None,
             target_details: None,
+            memory_prep: None,
             histogram: m.latency_ns,
         }
     }

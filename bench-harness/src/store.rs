@@ -85,6 +85,13 @@ pub struct StoreArgs {
     /// (1 KiB and 16 KiB, 1 and 32 producers, ASYNC and SYNC).
     #[arg(long = "write-path", value_delimiter = ',', value_enum)]
     pub write_path: Vec<WritePath>,
+    /// Do not cycle page cache through a scratch file before each timed
+    /// section (each engine run and each fresh-mapping baseline). By default
+    /// both start from just-used memory, so that on a VM that hands free
+    /// pages back to its host neither pays host page faults the other does
+    /// not (see the report's note).
+    #[arg(long = "no-recycle")]
+    pub no_recycle: bool,
 }
 
 /// A commitlog write path (`--write-path`).
@@ -160,6 +167,7 @@ impl Default for StoreArgs {
             no_report: false,
             set: Vec::new(),
             write_path: Vec::new(),
+            no_recycle: false,
         }
     }
 }
@@ -215,6 +223,8 @@ pub struct RunPlan {
     pub baseline_cap: Option<Duration>,
     /// The write path this run uses, when `--write-path` chose one.
     pub write_path: Option<WritePath>,
+    /// Cycle page cache before each timed section ([`baseline::recycle_page_cache`]).
+    pub recycle_page_cache: bool,
 }
 
 impl StoreArgs {
@@ -299,9 +309,10 @@ impl StoreArgs {
             w.store_settings = self.set.clone();
             vec![plan(w, cap)]
         };
-        let plans = with_write_paths(plans, &self.write_path);
-        for p in &plans {
+        let mut plans = with_write_paths(plans, &self.write_path);
+        for p in &mut plans {
             p.workload.validate()?;
+            p.recycle_page_cache = !self.no_recycle;
         }
         Ok(plans)
     }
@@ -350,6 +361,7 @@ fn plan(workload: Workload, baseline_cap: Option<Duration>) -> RunPlan {
         workload,
         baseline_cap,
         write_path: None,
+        recycle_page_cache: true,
     }
 }
 
@@ -453,6 +465,17 @@ pub fn execute<T: Target>(
     };
     std::fs::create_dir_all(&store_dir)
         .map_err(|e| BenchError::io(format!("cannot create {}", store_dir.display()), e))?;
+    // Records are a little larger than bodies; the margin covers headers, the
+    // pre-faulted window ahead of the write position and the next file's start.
+    let recycle_bytes = |payload: u64| payload + payload / 8 + (64 << 20);
+    let run_prep = if plan.recycle_page_cache {
+        Some(baseline::recycle_page_cache(
+            dir,
+            recycle_bytes(w.total_bytes()),
+        )?)
+    } else {
+        None
+    };
     let outcome = (|| {
         let target = T::open(&config(&store_dir), w).map_err(|e| {
             BenchError::new(format!(
@@ -503,6 +526,9 @@ pub fn execute<T: Target>(
         let base = match w.flush {
             FlushMode::Async => {
                 baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
+                    if plan.recycle_page_cache {
+                        baseline::recycle_page_cache(dir, recycle_bytes(spec.total_bytes))?;
+                    }
                     baseline::cold_mmap(&with_cap(&spec, cap))
                 })?
             }
@@ -542,6 +568,7 @@ pub fn execute<T: Target>(
     });
     result.write_path = plan.write_path.map(|p| p.as_str().to_string());
     result.target_details = details;
+    result.memory_prep = run_prep;
     Ok(result)
 }
 

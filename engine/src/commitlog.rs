@@ -52,16 +52,19 @@ pub struct CommitLogRecovery {
 }
 
 struct PutState {
-    queue_offsets: HashMap<String, Vec<u64>>,
+    /// Next queue offset per topic and queue id. hashbrown for `entry_ref`:
+    /// one lookup by `&str`, allocating the key only for a new topic.
+    queue_offsets: hashbrown::HashMap<String, Vec<u64>>,
     closed: bool,
+    /// The file being written and the queue's generation when it was taken:
+    /// saves the file list's lock and an `Arc` clone on every put (both are
+    /// cache lines the dispatcher writes too).
+    current: Option<(u64, Arc<MappedFile>)>,
 }
 
 impl PutState {
     fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
-        if !self.queue_offsets.contains_key(topic) {
-            self.queue_offsets.insert(topic.to_string(), Vec::new());
-        }
-        let v = self.queue_offsets.get_mut(topic).expect("inserted above");
+        let v = self.queue_offsets.entry_ref(topic).or_default();
         if v.len() <= queue_id as usize {
             v.resize(queue_id as usize + 1, 0);
         }
@@ -93,8 +96,9 @@ impl CommitLog {
         Ok(CommitLog {
             queue,
             put: Mutex::new(PutState {
-                queue_offsets: HashMap::new(),
+                queue_offsets: hashbrown::HashMap::new(),
                 closed: false,
+                current: None,
             }),
             allocator: Allocator::new(
                 dir.to_path_buf(),
@@ -145,21 +149,25 @@ impl CommitLog {
         self.put
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .queue_offsets = table;
+            .queue_offsets = table.into_iter().collect();
     }
 
-    /// Append the encoded records in `buf` (all for `topic`/`queue_id`) as one unit
-    /// that never spans files. With `assign_queue_offset`, records get consecutive
-    /// queue offsets; otherwise their queue offset is 0 and the table is unchanged.
+    /// Append `len` bytes of records (all for `topic`/`queue_id`) as one unit
+    /// that never spans files: `fill` writes them straight into the file (it
+    /// runs once, under the put lock, and must write every byte), then the
+    /// queue offset, physical offset and store timestamp of each record in
+    /// `slots` are patched in. With `assign_queue_offset`, records get
+    /// consecutive queue offsets; otherwise their queue offset is 0 and the
+    /// table is unchanged.
     pub fn append(
         &self,
-        buf: &mut [u8],
+        len: usize,
+        fill: impl Fn(&mut [u8]),
         slots: &[RecordSlot],
         topic: &str,
         queue_id: u32,
         assign_queue_offset: bool,
     ) -> Result<AppendResult> {
-        let len = buf.len();
         if len + END_FILE_MIN_BLANK_LENGTH > self.file_size as usize {
             return Err(Error::IllegalMessage(format!(
                 "{len} bytes cannot fit in a commitlog file of {} bytes",
@@ -171,40 +179,19 @@ impl CommitLog {
             return Err(Error::ShutDown);
         }
         let now = message::now_ms();
-        self.append_locked(
-            &mut st,
-            buf,
-            slots,
-            topic,
-            queue_id,
-            assign_queue_offset,
-            now,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn append_locked(
-        &self,
-        st: &mut PutState,
-        buf: &mut [u8],
-        slots: &[RecordSlot],
-        topic: &str,
-        queue_id: u32,
-        assign_queue_offset: bool,
-        now: i64,
-    ) -> Result<AppendResult> {
         let queue_offset = if assign_queue_offset {
             *st.slot(topic, queue_id)
         } else {
             0
         };
-        let mut file = self.current_file()?;
         let mut rolls = 0;
-        let pos = loop {
+        let (file_from, pos) = loop {
+            let file = self.writable_file(&mut st)?;
             let rem = file.remaining();
-            if buf.len() + END_FILE_MIN_BLANK_LENGTH <= rem {
+            if len + END_FILE_MIN_BLANK_LENGTH <= rem {
                 let base = file.file_from_offset();
-                let placed = file.append_with(buf, |dst, pos| {
+                let placed = file.append_in_place(len, |dst, pos| {
+                    fill(dst);
                     for (i, s) in slots.iter().enumerate() {
                         let rec = &mut dst[s.start..];
                         let phys = base + (pos + s.start) as u64;
@@ -224,7 +211,7 @@ impl CommitLog {
                 match placed {
                     Some(p) => {
                         file.set_last_write_ms(now);
-                        break p;
+                        break (base, p);
                     }
                     None => {
                         return Err(Error::corruption(
@@ -243,22 +230,34 @@ impl CommitLog {
             rolls += 1;
             if rolls > 2 {
                 return Err(Error::IllegalMessage(format!(
-                    "{} bytes do not fit in a fresh commitlog file",
-                    buf.len()
+                    "{len} bytes do not fit in a fresh commitlog file"
                 )));
             }
-            file = self.roll(file.file_from_offset() + self.file_size)?;
+            // The file is full now: `writable_file` rolls to the next one.
         };
         if assign_queue_offset {
             *st.slot(topic, queue_id) += slots.len() as u64;
         }
         self.queue.set_last_store_timestamp_ms(now);
         Ok(AppendResult {
-            wrote_offset: file.file_from_offset() + pos as u64,
-            wrote_bytes: buf.len(),
+            wrote_offset: file_from + pos as u64,
+            wrote_bytes: len,
             queue_offset,
             store_timestamp_ms: now,
         })
+    }
+
+    /// The file puts go to, from the put state's cache while the file list is
+    /// unchanged and the file has room, else looked up (rolling a full file).
+    /// The generation is read before the lookup, so a change racing with it
+    /// only costs one more lookup on the next put.
+    fn writable_file<'s>(&self, st: &'s mut PutState) -> Result<&'s Arc<MappedFile>> {
+        let generation = self.queue.generation();
+        let fresh = matches!(&st.current, Some((g, f)) if *g == generation && !f.is_full());
+        if !fresh {
+            st.current = Some((generation, self.current_file()?));
+        }
+        Ok(&st.current.as_ref().expect("set above").1)
     }
 
     fn current_file(&self) -> Result<Arc<MappedFile>> {

@@ -272,9 +272,24 @@ impl MappedFile {
     /// Append `data`, letting `patch` change the copy in place (given the bytes
     /// and their in-file position) before it becomes visible to readers.
     pub fn append_with(&self, data: &[u8], patch: impl FnOnce(&mut [u8], usize)) -> Option<usize> {
+        self.append_in_place(data.len(), |dst, pos| {
+            dst.copy_from_slice(data);
+            patch(dst, pos);
+        })
+    }
+
+    /// Append `len` bytes that `fill` writes straight into the file (given the
+    /// space and its in-file position), so a record is encoded once, in place,
+    /// instead of encoded elsewhere and copied. `fill` must write every byte.
+    /// The bytes become visible to readers only after `fill` returns.
+    pub fn append_in_place(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8], usize),
+    ) -> Option<usize> {
         let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let pos = self.wrote_position.load(Ordering::Acquire);
-        if data.len() > self.file_size - pos {
+        if len > self.file_size - pos {
             return None;
         }
         let base = self.write_target();
@@ -282,11 +297,9 @@ impl MappedFile {
         // buffer (both `file_size` long; checked above) and at or beyond
         // `wrote_position`, where no reader or committer looks; `write_lock` makes
         // this the only writer. The slice does not outlive this block.
-        let dst = unsafe { std::slice::from_raw_parts_mut(base.add(pos), data.len()) };
-        dst.copy_from_slice(data);
-        patch(dst, pos);
-        self.wrote_position
-            .store(pos + data.len(), Ordering::Release);
+        let dst = unsafe { std::slice::from_raw_parts_mut(base.add(pos), len) };
+        fill(dst, pos);
+        self.wrote_position.store(pos + len, Ordering::Release);
         Some(pos)
     }
 

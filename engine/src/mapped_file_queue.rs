@@ -7,11 +7,19 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::mapped_file::{parse_file_name, MappedFile};
 
+/// An atomic alone on its cache line (128 bytes: adjacent-line prefetch pairs lines).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
 /// Files named by their start offset, each `file_size` bytes, contiguous.
 pub struct MappedFileQueue {
     dir: PathBuf,
     file_size: u64,
     files: RwLock<Vec<Arc<MappedFile>>>,
+    /// Bumped when the last file changes; on a cache line of its own, apart
+    /// from the lock word that every reader writes.
+    generation: Padded,
     flushed_where: AtomicU64,
     flush_lock: Mutex<()>,
     committed_where: AtomicU64,
@@ -93,6 +101,7 @@ impl MappedFileQueue {
             dir: dir.to_path_buf(),
             file_size,
             files: RwLock::new(files),
+            generation: Padded(AtomicU64::new(0)),
             flushed_where: AtomicU64::new(flushed),
             flush_lock: Mutex::new(()),
             committed_where: AtomicU64::new(flushed),
@@ -129,6 +138,13 @@ impl MappedFileQueue {
             .unwrap_or_else(|e| e.into_inner())
             .last()
             .cloned()
+    }
+
+    /// A number that changes whenever the last file changes (a file pushed or
+    /// truncated away), so a writer may keep the last file at hand and check
+    /// with one load that it still is the last.
+    pub fn generation(&self) -> u64 {
+        self.generation.0.load(Ordering::Acquire)
     }
 
     /// The oldest file.
@@ -194,6 +210,7 @@ impl MappedFileQueue {
             }
         }
         files.push(file);
+        self.generation.0.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -317,12 +334,14 @@ impl MappedFileQueue {
             }
             last.delete_file()?;
             files.pop();
+            self.generation.0.fetch_add(1, Ordering::Release);
         }
         Ok(())
     }
 
     /// Recovery: exclusive access to the file list (no readers exist yet).
     pub fn files_mut(&mut self) -> &mut Vec<Arc<MappedFile>> {
+        *self.generation.0.get_mut() += 1;
         self.files.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -149,13 +149,17 @@ impl MessageProperties {
 
     /// Encode as `k\x01v\x02k\x01v` (no trailing separator) into `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_to(out);
+    }
+
+    fn encode_to(&self, out: &mut impl RecordSink) {
         for (i, (k, v)) in self.entries.iter().enumerate() {
             if i > 0 {
-                out.push(2);
+                out.put(&[2]);
             }
-            out.extend_from_slice(k.as_bytes());
-            out.push(1);
-            out.extend_from_slice(v.as_bytes());
+            out.put(k.as_bytes());
+            out.put(&[1]);
+            out.put(v.as_bytes());
         }
     }
 
@@ -472,13 +476,78 @@ fn host_len(addr: &SocketAddr) -> usize {
     }
 }
 
-fn put_host(out: &mut Vec<u8>, addr: &SocketAddr) {
+fn put_host(out: &mut impl RecordSink, addr: &SocketAddr) {
     match addr.ip() {
-        IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
+        IpAddr::V4(ip) => out.put(&ip.octets()),
+        IpAddr::V6(ip) => out.put(&ip.octets()),
     }
-    out.extend_from_slice(&(addr.port() as i32).to_be_bytes());
+    out.put(&(addr.port() as i32).to_be_bytes());
 }
+
+/// Where an encoder puts record bytes: a growing `Vec`, or exactly sized space.
+pub(crate) trait RecordSink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl RecordSink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Exactly sized space (a record's place in a mapped file), filled front to back.
+struct SliceSink<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl RecordSink for SliceSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.pos + bytes.len();
+        self.buf[self.pos..end].copy_from_slice(bytes);
+        self.pos = end;
+    }
+}
+
+/// One message measured and checksummed, ready to be encoded in place: the
+/// body CRC and lengths are computed before the put lock is taken, and only
+/// the copy into the file happens under it.
+pub(crate) struct PreparedRecord<'a> {
+    msg: &'a Message,
+    store_host: &'a SocketAddr,
+    body_crc: u32,
+    props_len: usize,
+    /// The record's length in bytes.
+    pub len: usize,
+    /// Where the store timestamp goes, relative to the record's start.
+    pub store_timestamp_pos: usize,
+}
+
+impl<'a> PreparedRecord<'a> {
+    /// Measure `msg` and checksum its body.
+    pub fn new(msg: &'a Message, store_host: &'a SocketAddr) -> Self {
+        let props_len = msg.properties.encoded_len();
+        PreparedRecord {
+            msg,
+            store_host,
+            body_crc: body_crc(&msg.body),
+            props_len,
+            len: record_len(msg, store_host, props_len),
+            store_timestamp_pos: STORE_TIMESTAMP_POS_V4 - 8 + host_len(&msg.born_host),
+        }
+    }
+
+    /// Encode into `dst`, which must be exactly `self.len` bytes.
+    pub fn write(&self, dst: &mut [u8]) {
+        debug_assert_eq!(dst.len(), self.len);
+        let mut sink = SliceSink { buf: dst, pos: 0 };
+        encode_to(self, &mut sink);
+        debug_assert_eq!(sink.pos, self.len);
+    }
+}
+
+/// Offset of the store timestamp in a record with an IPv4 born host.
+const STORE_TIMESTAMP_POS_V4: usize = 56;
 
 /// Length of the record `msg` encodes to with `props_len` bytes of properties.
 pub(crate) fn record_len(msg: &Message, store_host: &SocketAddr, props_len: usize) -> usize {
@@ -499,9 +568,20 @@ pub(crate) fn encode_record(
     out: &mut Vec<u8>,
 ) -> EncodedLayout {
     let start = out.len();
-    let props_len = msg.properties.encoded_len();
-    let len = record_len(msg, store_host, props_len);
-    out.reserve(len);
+    let rec = PreparedRecord::new(msg, store_host);
+    out.reserve(rec.len);
+    encode_to(&rec, out);
+    debug_assert_eq!(out.len() - start, rec.len);
+    EncodedLayout {
+        len: rec.len,
+        store_timestamp_pos: rec.store_timestamp_pos,
+    }
+}
+
+/// The record encoder: every field in RocketMQ's order, big-endian, with queue
+/// offset, physical offset and store timestamp left at zero.
+fn encode_to(rec: &PreparedRecord<'_>, out: &mut impl RecordSink) {
+    let (msg, store_host) = (rec.msg, rec.store_host);
     let mut sys = msg.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
     if msg.born_host.is_ipv6() {
         sys |= sys_flag::BORNHOST_V6;
@@ -509,32 +589,26 @@ pub(crate) fn encode_record(
     if store_host.is_ipv6() {
         sys |= sys_flag::STOREHOST_V6;
     }
-    out.extend_from_slice(&(len as i32).to_be_bytes());
-    out.extend_from_slice(&MESSAGE_MAGIC_CODE.to_be_bytes());
-    out.extend_from_slice(&body_crc(&msg.body).to_be_bytes());
-    out.extend_from_slice(&(msg.queue_id as i32).to_be_bytes());
-    out.extend_from_slice(&msg.flag.to_be_bytes());
-    out.extend_from_slice(&0i64.to_be_bytes()); // queue offset
-    out.extend_from_slice(&0i64.to_be_bytes()); // physical offset
-    out.extend_from_slice(&sys.to_be_bytes());
-    out.extend_from_slice(&msg.born_timestamp_ms.to_be_bytes());
+    out.put(&(rec.len as i32).to_be_bytes());
+    out.put(&MESSAGE_MAGIC_CODE.to_be_bytes());
+    out.put(&rec.body_crc.to_be_bytes());
+    out.put(&(msg.queue_id as i32).to_be_bytes());
+    out.put(&msg.flag.to_be_bytes());
+    out.put(&0i64.to_be_bytes()); // queue offset
+    out.put(&0i64.to_be_bytes()); // physical offset
+    out.put(&sys.to_be_bytes());
+    out.put(&msg.born_timestamp_ms.to_be_bytes());
     put_host(out, &msg.born_host);
-    let store_timestamp_pos = out.len() - start;
-    out.extend_from_slice(&0i64.to_be_bytes()); // store timestamp
+    out.put(&0i64.to_be_bytes()); // store timestamp
     put_host(out, store_host);
-    out.extend_from_slice(&msg.reconsume_times.to_be_bytes());
-    out.extend_from_slice(&msg.prepared_transaction_offset.to_be_bytes());
-    out.extend_from_slice(&(msg.body.len() as i32).to_be_bytes());
-    out.extend_from_slice(&msg.body);
-    out.push(msg.topic.len() as u8);
-    out.extend_from_slice(msg.topic.as_bytes());
-    out.extend_from_slice(&(props_len as i16).to_be_bytes());
-    msg.properties.encode_into(out);
-    debug_assert_eq!(out.len() - start, len);
-    EncodedLayout {
-        len,
-        store_timestamp_pos,
-    }
+    out.put(&msg.reconsume_times.to_be_bytes());
+    out.put(&msg.prepared_transaction_offset.to_be_bytes());
+    out.put(&(msg.body.len() as i32).to_be_bytes());
+    out.put(&msg.body);
+    out.put(&[msg.topic.len() as u8]);
+    out.put(msg.topic.as_bytes());
+    out.put(&(rec.props_len as i16).to_be_bytes());
+    msg.properties.encode_to(out);
 }
 
 /// Encode `msg` as a full commitlog record into `out` (cleared first), with queue
@@ -885,6 +959,37 @@ mod tests {
         assert_eq!(m.born_host, msg.born_host);
         assert_eq!(m.store_host, sh);
         assert_eq!(m.msg_id().len(), 56);
+    }
+
+    #[test]
+    fn in_place_encoding_matches_the_vec_encoder_and_places_the_store_timestamp() {
+        for born in ["10.0.0.1:1234", "[::1]:1234"] {
+            let mut msg = Message::new("TopicTest", b"body bytes".to_vec())
+                .with_tags("TagA")
+                .with_keys(["k1"]);
+            msg.born_host = born.parse().unwrap();
+            msg.born_timestamp_ms = 1_700_000_000_123;
+            let sh = store_host();
+            let mut vec_buf = Vec::new();
+            let layout = encode_record(&msg, &sh, &mut vec_buf);
+            let rec = PreparedRecord::new(&msg, &sh);
+            assert_eq!(
+                (rec.len, rec.store_timestamp_pos),
+                (layout.len, layout.store_timestamp_pos)
+            );
+            // Encode into dirty space, as a reused mapped page could be.
+            let mut slice_buf = vec![0xA5u8; rec.len];
+            rec.write(&mut slice_buf);
+            assert_eq!(slice_buf, vec_buf, "born host {born}");
+            let ts = 1_700_000_000_456i64;
+            slice_buf[rec.store_timestamp_pos..rec.store_timestamp_pos + 8]
+                .copy_from_slice(&ts.to_be_bytes());
+            let m = decode_record(&slice_buf).unwrap();
+            assert_eq!(m.store_timestamp_ms, ts, "born host {born}");
+            assert_eq!(m.born_timestamp_ms, msg.born_timestamp_ms);
+            assert_eq!(m.born_host, msg.born_host);
+            assert_eq!(m.body, b"body bytes");
+        }
     }
 
     #[test]

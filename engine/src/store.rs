@@ -1596,29 +1596,47 @@ impl StoreInner {
         let tx = first.sys_flag & sys_flag::TRANSACTION_MASK;
         let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE
             || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);
-        let appended = ENCODE_BUF.with(|b| {
-            let (buf, slots) = &mut *b.borrow_mut();
-            buf.clear();
-            slots.clear();
-            for m in msgs {
-                let start = buf.len();
-                let layout = encode_record(m, &s.store_host, buf);
-                debug_assert_eq!(layout.len, buf.len() - start);
-                slots.push(RecordSlot {
-                    start,
-                    store_timestamp_pos: layout.store_timestamp_pos,
-                });
-            }
-            let max_rec = s.cfg.max_message_size as usize + 64 * 1024;
-            if !batch && buf.len() > max_rec {
-                return Err(Error::IllegalMessage(format!(
-                    "record of {} bytes is larger than maxMessageSize + 64 KiB",
-                    buf.len()
-                )));
-            }
-            s.commitlog
-                .append(buf, slots, &first.topic, first.queue_id, assign)
-        })?;
+        let appended = if let [m] = msgs {
+            // One message: checksum it here, encode it once, in place, under the lock.
+            let rec = message::PreparedRecord::new(m, &s.store_host);
+            let slot = RecordSlot {
+                start: 0,
+                store_timestamp_pos: rec.store_timestamp_pos,
+            };
+            check_record_len(rec.len, s.cfg.max_message_size, batch)?;
+            s.commitlog.append(
+                rec.len,
+                |dst| rec.write(dst),
+                &[slot],
+                &first.topic,
+                first.queue_id,
+                assign,
+            )?
+        } else {
+            ENCODE_BUF.with(|b| {
+                let (buf, slots) = &mut *b.borrow_mut();
+                buf.clear();
+                slots.clear();
+                for m in msgs {
+                    let start = buf.len();
+                    let layout = encode_record(m, &s.store_host, buf);
+                    debug_assert_eq!(layout.len, buf.len() - start);
+                    slots.push(RecordSlot {
+                        start,
+                        store_timestamp_pos: layout.store_timestamp_pos,
+                    });
+                }
+                check_record_len(buf.len(), s.cfg.max_message_size, batch)?;
+                s.commitlog.append(
+                    buf.len(),
+                    |dst| dst.copy_from_slice(buf),
+                    slots,
+                    &first.topic,
+                    first.queue_id,
+                    assign,
+                )
+            })?
+        };
         s.flusher.on_put();
         if s.commitlog.pooled() {
             // As RocketMQ wakes its commit service after a put, but only once a
@@ -2011,6 +2029,18 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
     }
     out.sort();
     Ok(out)
+}
+
+/// A single record (not a batch) may be at most `maxMessageSize` + 64 KiB
+/// (room for header, topic and properties).
+fn check_record_len(len: usize, max_message_size: u32, batch: bool) -> Result<()> {
+    let max_rec = max_message_size as usize + 64 * 1024;
+    if !batch && len > max_rec {
+        return Err(Error::IllegalMessage(format!(
+            "record of {len} bytes is larger than maxMessageSize + 64 KiB"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
