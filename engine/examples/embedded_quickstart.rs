@@ -45,7 +45,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         last = put.queue_offset;
         println!(
             "put  {:?} queue offset {} commitlog offset {} msgId {} ({} bytes)",
-            put.status, put.queue_offset, put.commit_log_offset, put.msg_id, put.wrote_bytes
+            put.status,
+            put.queue_offset,
+            put.commit_log_offset,
+            put.msg_id(),
+            put.wrote_bytes
         );
     }
     // Dispatch into the consume queue runs on a background thread: wait for it.

@@ -87,7 +87,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!(
         "put {:?}: queue 0 offset {} msgId {}",
-        put.status, put.queue_offset, put.msg_id
+        put.status,
+        put.queue_offset,
+        put.msg_id()
     );
     store.wait_for_messages(
         topic,

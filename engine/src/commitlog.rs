@@ -60,6 +60,8 @@ struct PutState {
     /// saves the file list's lock and an `Arc` clone on every put (both are
     /// cache lines the dispatcher writes too).
     current: Option<(u64, Arc<MappedFile>)>,
+    /// Where records are encoded before a `pwrite` (when writing via the descriptor).
+    scratch: Vec<u8>,
 }
 
 impl PutState {
@@ -80,6 +82,9 @@ pub(crate) struct CommitLog {
     file_size: u64,
     pool: Option<crate::pool::TransientStorePool>,
     commit_backend: crate::io::CommitBackend,
+    /// Puts reach the file with `pwrite` instead of stores into the mapping
+    /// (see [`MappedFile::append_via_fd`]).
+    write_via_fd: bool,
 }
 
 impl CommitLog {
@@ -91,6 +96,7 @@ impl CommitLog {
         prefault_ahead: u64,
         pool: Option<crate::pool::TransientStorePool>,
         io_uring: bool,
+        write_via_fd: bool,
     ) -> Result<Self> {
         let queue = MappedFileQueue::load(dir, file_size)?;
         Ok(CommitLog {
@@ -99,6 +105,7 @@ impl CommitLog {
                 queue_offsets: hashbrown::HashMap::new(),
                 closed: false,
                 current: None,
+                scratch: Vec::new(),
             }),
             allocator: Allocator::new(
                 dir.to_path_buf(),
@@ -112,6 +119,7 @@ impl CommitLog {
                 pool.as_ref(),
             ),
             pool,
+            write_via_fd,
         })
     }
 
@@ -185,12 +193,13 @@ impl CommitLog {
             0
         };
         let mut rolls = 0;
+        let mut scratch = std::mem::take(&mut st.scratch);
         let (file_from, pos) = loop {
             let file = self.writable_file(&mut st)?;
             let rem = file.remaining();
             if len + END_FILE_MIN_BLANK_LENGTH <= rem {
                 let base = file.file_from_offset();
-                let placed = file.append_in_place(len, |dst, pos| {
+                let write = |dst: &mut [u8], pos: usize| {
                     fill(dst);
                     for (i, s) in slots.iter().enumerate() {
                         let rec = &mut dst[s.start..];
@@ -207,7 +216,12 @@ impl CommitLog {
                         rec[s.store_timestamp_pos..s.store_timestamp_pos + 8]
                             .copy_from_slice(&now.to_be_bytes());
                     }
-                });
+                };
+                let placed = if self.write_via_fd {
+                    file.append_via_fd(len, &mut scratch, write)?
+                } else {
+                    file.append_in_place(len, write)
+                };
                 match placed {
                     Some(p) => {
                         file.set_last_write_ms(now);
@@ -235,6 +249,7 @@ impl CommitLog {
             }
             // The file is full now: `writable_file` rolls to the next one.
         };
+        st.scratch = scratch;
         if assign_queue_offset {
             *st.slot(topic, queue_id) += slots.len() as u64;
         }

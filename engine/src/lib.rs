@@ -13,7 +13,7 @@
 //! cfg.flush_disk_type = FlushDiskType::SyncFlush;
 //! let store = MessageStore::open(cfg)?;
 //! let put = store.put_message(&Message::new("Orders", b"order-1".to_vec()).with_tags("new"))?;
-//! println!("stored at queue offset {} as {}", put.queue_offset, put.msg_id);
+//! println!("stored at queue offset {} as {}", put.queue_offset, put.msg_id());
 //! let got = store.get_message("billing", "Orders", 0, 0, 32, &MessageFilter::from_expression("new"))?;
 //! for m in &got.messages {
 //!     println!("{:?}", m.decode()?.body);

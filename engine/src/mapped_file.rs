@@ -303,6 +303,39 @@ impl MappedFile {
         Some(pos)
     }
 
+    /// Like [`MappedFile::append_in_place`], but the bytes reach the file with
+    /// `pwrite` through the descriptor instead of a store into the mapping
+    /// (`fill` writes them into `scratch` first). The page cache is the same, so
+    /// readers of the mapping see them; what changes is that this process never
+    /// dirties the pages through its page tables, so writing them back (every
+    /// SYNC_FLUSH sync) need not write-protect page-table entries and shoot down
+    /// other CPUs' TLBs first.
+    ///
+    /// # Errors
+    ///
+    /// The `pwrite` failed; nothing became visible (the write position stays).
+    pub fn append_via_fd(
+        &self,
+        len: usize,
+        scratch: &mut Vec<u8>,
+        fill: impl FnOnce(&mut [u8], usize),
+    ) -> Result<Option<usize>> {
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = self.wrote_position.load(Ordering::Acquire);
+        if len > self.file_size - pos {
+            return Ok(None);
+        }
+        scratch.clear();
+        scratch.resize(len, 0);
+        fill(scratch, pos);
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(scratch, pos as u64)
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        self.wrote_position.store(pos + len, Ordering::Release);
+        Ok(Some(pos))
+    }
+
     /// Write `data` at the write position and then mark the file full: used for
     /// the blank record at a commitlog file's tail (the rest stays zero).
     pub fn append_and_fill(&self, data: &[u8]) -> bool {

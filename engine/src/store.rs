@@ -49,14 +49,30 @@ pub struct PutResult {
     pub commit_log_offset: u64,
     /// Queue offset of the (first) message.
     pub queue_offset: u64,
-    /// Offset msgId; for a batch, the ids joined with commas.
-    pub msg_id: String,
     /// Bytes written to the commitlog.
     pub wrote_bytes: u32,
     /// Number of messages written.
     pub message_count: u32,
     /// Store timestamp (ms).
     pub store_timestamp_ms: i64,
+    /// The store's address, the first half of an offset msgId.
+    store_host: SocketAddr,
+    /// A batch's msgIds, joined with commas (a single put's id is made on demand).
+    batch_msg_ids: Option<String>,
+}
+
+impl PutResult {
+    /// Offset msgId (`[store ip][port][commitlog offset]` in hex); for a batch,
+    /// the ids joined with commas. Made on demand, as RocketMQ 4.9's
+    /// `AppendMessageResult` does with its msgId supplier: most embedders never
+    /// look at it, and formatting it on every put is a measurable share of a
+    /// put's cost.
+    pub fn msg_id(&self) -> String {
+        match &self.batch_msg_ids {
+            Some(ids) => ids.clone(),
+            None => offset_msg_id(self.store_host, self.commit_log_offset),
+        }
+    }
 }
 
 /// RocketMQ's `GetMessageStatus`.
@@ -417,13 +433,19 @@ impl MessageStore {
             None
         };
         let pooled = pool.is_some();
+        let via_fd = commitlog_writes_via_fd(&cfg, pooled);
         let mut commitlog = CommitLog::load(
             &cfg.commit_log_dir(),
             cfg.mapped_file_size_commit_log,
             cfg.warm_maped_file_enable,
-            if pooled { 0 } else { cfg.prefault_ahead_bytes },
+            if pooled || via_fd {
+                0
+            } else {
+                cfg.prefault_ahead_bytes
+            },
             pool,
             cfg.io_uring_enable,
+            via_fd,
         )?;
         let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
         // After a crash, check every record written since the last known flush.
@@ -598,6 +620,7 @@ impl MessageStore {
         if store.inner.cfg.prefault_ahead_bytes > 0
             && !store.inner.cfg.warm_maped_file_enable
             && !store.inner.commitlog.pooled()
+            && !commitlog_writes_via_fd(&store.inner.cfg, false)
         {
             store.spawn("ferromq-prefault", |s| {
                 s.commitlog
@@ -1653,8 +1676,8 @@ impl StoreInner {
         }
 
         let status = PutStatus::PutOk;
-        let msg_id = if msgs.len() == 1 {
-            offset_msg_id(s.store_host, appended.wrote_offset)
+        let batch_msg_ids = if msgs.len() == 1 {
+            None
         } else {
             // Recompute each record's offset from the encoded sizes.
             let mut ids = Vec::with_capacity(msgs.len());
@@ -1663,13 +1686,14 @@ impl StoreInner {
                 ids.push(offset_msg_id(s.store_host, off));
                 off += message::record_len(m, &s.store_host, m.properties.encoded_len()) as u64;
             }
-            ids.join(",")
+            Some(ids.join(","))
         };
         Ok(PutResult {
             status,
             commit_log_offset: appended.wrote_offset,
             queue_offset: appended.queue_offset,
-            msg_id,
+            store_host: s.store_host,
+            batch_msg_ids,
             wrote_bytes: appended.wrote_bytes as u32,
             message_count: msgs.len() as u32,
             store_timestamp_ms: appended.store_timestamp_ms,
@@ -2029,6 +2053,14 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
     }
     out.sort();
     Ok(out)
+}
+
+/// Whether puts write the commitlog with `pwrite` (`syncFlushPwriteEnable`
+/// under SYNC_FLUSH, when the transient store pool does not take the writes).
+/// Pre-faulting the mapping for writes would dirty page-table entries again,
+/// so it is off then.
+fn commitlog_writes_via_fd(cfg: &StoreConfig, pooled: bool) -> bool {
+    cfg.sync_flush_pwrite_enable && cfg.flush_disk_type == FlushDiskType::SyncFlush && !pooled
 }
 
 /// A single record (not a batch) may be at most `maxMessageSize` + 64 KiB

@@ -26,6 +26,14 @@ fn log_rolls_and_every_file_ends_in_a_blank_record() {
         );
         puts.push(r);
     }
+    // The dispatch thread builds the consume queues behind the puts: wait for
+    // both queues' last units (bounded) before counting their files.
+    for q in 0..2 {
+        assert!(
+            store.wait_for_messages("RollTopic", q, 999, std::time::Duration::from_secs(20)),
+            "queue {q} not dispatched in time"
+        );
+    }
     store.flush().unwrap();
     let files = common::commitlog_files(dir.path());
     assert!(

@@ -27,7 +27,7 @@ fn query_by_key_uniq_key_msg_id_and_time() {
             .with_queue_id(i % 4)
             .with_keys([format!("order-{i}"), format!("user-{}", i % 10)])
             .with_property("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", format!("UNIQ{i:08}"));
-        ids.push(store.put_message(&m).unwrap().msg_id);
+        ids.push(store.put_message(&m).unwrap().msg_id());
     }
     wait_dispatched(&store);
     let now = ferromq_engine::message::now_ms() + 1000;

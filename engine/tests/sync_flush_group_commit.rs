@@ -81,7 +81,8 @@ fn batch_put_lands_whole_with_consecutive_offsets() {
     assert_eq!(r.status, PutStatus::PutOk);
     assert_eq!(r.message_count, 10);
     assert_eq!(r.queue_offset, 0);
-    let ids: Vec<&str> = r.msg_id.split(',').collect();
+    let all_ids = r.msg_id();
+    let ids: Vec<&str> = all_ids.split(',').collect();
     assert_eq!(ids.len(), 10);
     let r2 = store.put_messages(&batch).unwrap();
     assert_eq!(r2.queue_offset, 10);

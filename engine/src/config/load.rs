@@ -438,6 +438,7 @@ pub(crate) static FIELDS: &[Field] = &[
         "transientStorePoolSyncFlushEnable",
         transient_store_pool_sync_flush_enable
     ),
+    boolean!("syncFlushPwriteEnable", sync_flush_pwrite_enable),
     int!(
         "prefaultAheadBytes",
         prefault_ahead_bytes,

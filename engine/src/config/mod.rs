@@ -164,6 +164,13 @@ pub struct StoreConfig {
     /// Each group commit then writes the pool's bytes and syncs them in one
     /// submission. Default false.
     pub transient_store_pool_sync_flush_enable: bool,
+    /// `syncFlushPwriteEnable` (ferromq key): under SYNC_FLUSH without the
+    /// transient store pool, puts write their records with `pwrite` instead of
+    /// copying them into the mapping (readers still read the mapping: it is the
+    /// same page cache). Each sync then writes back pages this process never
+    /// dirtied through its page tables, which spares the write-protect and TLB
+    /// shootdown of every page a store into the mapping costs. Default true.
+    pub sync_flush_pwrite_enable: bool,
     /// `prefaultAheadBytes` (ferromq key): how far ahead of the commitlog write
     /// position a background thread pre-faults the mapping (`MADV_POPULATE_WRITE`),
     /// so that page-cache allocation and zeroing stay off the put path. 0 turns it
@@ -246,6 +253,7 @@ impl StoreConfig {
             commit_commit_log_thorough_interval_ms: 200,
             io_uring_enable: true,
             transient_store_pool_sync_flush_enable: false,
+            sync_flush_pwrite_enable: true,
             prefault_ahead_bytes: 16 * 1024 * 1024,
             ha_listen_port: 0,
             ha_master_address: None,

@@ -94,6 +94,7 @@ commitCommitLogLeastPages=40
 commitCommitLogThoroughInterval=41
 ioUringEnable=false
 transientStorePoolSyncFlushEnable=true
+syncFlushPwriteEnable=false
 prefaultAheadBytes=43
 haListenPort=44
 haMasterAddress=127.0.0.1:10912
@@ -157,6 +158,7 @@ osPageCacheBusyTimeOutMills=42
         commit_commit_log_thorough_interval_ms: 41,
         io_uring_enable: false,
         transient_store_pool_sync_flush_enable: true,
+        sync_flush_pwrite_enable: false,
         prefault_ahead_bytes: 43,
         ha_listen_port: 44,
         ha_master_address: Some("127.0.0.1:10912".into()),
@@ -170,7 +172,7 @@ osPageCacheBusyTimeOutMills=42
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 59);
+    assert_eq!(FIELDS.len(), 60);
 }
 
 #[test]

@@ -300,7 +300,7 @@ impl Broker {
         let mut req = RemotingCommand::request(request::CHECK_TRANSACTION_STATE)
             .with_ext("tranStateTableOffset", pr.queue_offset)
             .with_ext("commitLogOffset", pr.commit_log_offset)
-            .with_ext("offsetMsgId", &pr.msg_id);
+            .with_ext("offsetMsgId", &pr.msg_id());
         if let Some(u) = copy.properties.get(keys::UNIQ_KEY) {
             req = req.with_ext("msgId", u).with_ext("transactionId", u);
         }
@@ -393,7 +393,7 @@ fn copy_ext(half: &MessageExt, copy: &ferromq_engine::Message, pr: &PutResult) -
     m.queue_offset = pr.queue_offset;
     m.commit_log_offset = pr.commit_log_offset;
     m.store_timestamp_ms = pr.store_timestamp_ms;
-    if let Ok((host, _)) = decode_offset_msg_id(&pr.msg_id) {
+    if let Ok((host, _)) = decode_offset_msg_id(&pr.msg_id()) {
         m.store_host = host;
     }
     m
