@@ -156,7 +156,7 @@ pub fn put_response(
                 PutStatus::SlaveNotAvailable => response::SLAVE_NOT_AVAILABLE,
             };
             let mut r = RemotingCommand::response(code, None)
-                .with_ext("msgId", &pr.msg_id())
+                .with_ext("msgId", pr.msg_id())
                 .with_ext("queueId", queue_id)
                 .with_ext("queueOffset", pr.queue_offset)
                 .with_ext("MSG_REGION", "DefaultRegion")

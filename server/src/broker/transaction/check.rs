@@ -300,7 +300,7 @@ impl Broker {
         let mut req = RemotingCommand::request(request::CHECK_TRANSACTION_STATE)
             .with_ext("tranStateTableOffset", pr.queue_offset)
             .with_ext("commitLogOffset", pr.commit_log_offset)
-            .with_ext("offsetMsgId", &pr.msg_id());
+            .with_ext("offsetMsgId", pr.msg_id());
         if let Some(u) = copy.properties.get(keys::UNIQ_KEY) {
             req = req.with_ext("msgId", u).with_ext("transactionId", u);
         }
