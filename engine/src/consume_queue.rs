@@ -328,9 +328,11 @@ impl ConsumeQueue {
         self.queue.flush(least_pages).map(|_| ())
     }
 
-    /// Retention: delete the oldest files (never the last) whose units all point
-    /// below `commit_log_min`, then move the min offset. Returns files deleted.
-    pub fn delete_expired(&self, commit_log_min: u64) -> Result<usize> {
+    /// Retention: take the oldest files (never the last) whose units all point
+    /// below `commit_log_min` out of the queue, unlink them, then move the min
+    /// offset. Returns the files taken out; one whose unlink failed is not
+    /// [`MappedFile::is_deleted`] and is for the caller to retry.
+    pub fn delete_expired(&self, commit_log_min: u64) -> Vec<Arc<MappedFile>> {
         let removed = self.queue.remove_first_while(
             |f| {
                 let w = f.wrote_position();
@@ -342,10 +344,12 @@ impl ConsumeQueue {
             usize::MAX,
         );
         for f in &removed {
-            f.delete_file()?;
+            if let Err(e) = f.delete_file() {
+                tracing::warn!(error = %e, "deleting a consume queue file failed; retried later");
+            }
         }
         self.correct_min_offset(commit_log_min);
-        Ok(removed.len())
+        removed
     }
 
     /// True when every written unit is flushed.

@@ -25,6 +25,10 @@ pub trait IoHook: Send + Sync {
     }
     /// A file of `len` zero bytes now exists durably at `path`.
     fn created(&self, _path: &Path, _len: usize) {}
+    /// Before `path` is removed (unlinked): an error makes the removal fail.
+    fn before_remove(&self, _path: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
     /// `path` was removed.
     fn removed(&self, _path: &Path) {}
     /// `path` was durably replaced by `bytes` as a whole.

@@ -12,6 +12,11 @@
 //!   there is at most one writer per file.
 //! - The mapping lives as long as the `MappedFile`; readers hold an `Arc` to it
 //!   (see [`MappedBytes`]), so memory is unmapped only after the last reader lets go.
+//! - A deleted file still held past `destroyMapedFileIntervalForcibly` is released
+//!   by [`MappedFile::release_forcibly`]: its pages are replaced in place by an
+//!   anonymous zero mapping of the same address range (so the range stays valid
+//!   memory) before the file is truncated, so a late reader sees zeros, never
+//!   freed memory and never a SIGBUS.
 
 #![allow(unsafe_code)]
 
@@ -43,6 +48,8 @@ pub struct MappedFile {
     flush_lock: Mutex<()>,
     last_write_ms: AtomicI64,
     deleted: AtomicBool,
+    /// The file's pages were replaced by zeros and its blocks freed.
+    released: AtomicBool,
     /// Pool mode (`transientStorePoolEnable`): appends land in this buffer and
     /// `commit` writes them into the file; readers see only committed bytes.
     buffer: Mutex<Option<crate::pool::PoolBuffer>>,
@@ -208,6 +215,7 @@ impl MappedFile {
             flush_lock: Mutex::new(()),
             last_write_ms: AtomicI64::new(mtime),
             deleted: AtomicBool::new(false),
+            released: AtomicBool::new(false),
             buffer: Mutex::new(None),
             buf_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             buf_index: std::sync::atomic::AtomicU16::new(0),
@@ -648,9 +656,14 @@ impl MappedFile {
         if self.deleted.load(Ordering::Acquire) {
             return Ok(());
         }
+        let hook = crate::io::hook_for(&self.path);
+        if let Some(h) = &hook {
+            h.before_remove(&self.path)
+                .map_err(|e| Error::io(format!("deleting {}", self.path.display()), e))?;
+        }
         match std::fs::remove_file(&self.path) {
             Ok(()) => {
-                if let Some(h) = crate::io::hook_for(&self.path) {
+                if let Some(h) = &hook {
                     h.removed(&self.path);
                 }
             }
@@ -664,6 +677,78 @@ impl MappedFile {
     /// True once the file has been removed from disk.
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
+    }
+
+    /// True once [`MappedFile::release_forcibly`] replaced the file's pages by zeros.
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// Give a deleted file's memory and disk blocks back now, although readers
+    /// may still hold its bytes (`destroyMapedFileIntervalForcibly` has passed).
+    ///
+    /// The mapping's pages are replaced, in place, by an anonymous private
+    /// mapping of zeros over the same address range, then the (already
+    /// unlinked) file is truncated to length 0, which frees its blocks even
+    /// though this process still holds its descriptor. A reader that still
+    /// holds a slice keeps valid, readable memory and sees zeros from then on
+    /// (a record of zeros fails to decode: corruption, never a bad message).
+    ///
+    /// Refused (an error, nothing changed) unless the file was deleted first.
+    pub fn release_forcibly(&self) -> Result<()> {
+        if !self.is_deleted() {
+            return Err(Error::io(
+                format!("releasing {}", self.path.display()),
+                std::io::Error::other("the file must be deleted before it is released"),
+            ));
+        }
+        // No writer, flusher or committer may touch the range while it changes.
+        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.released.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // SAFETY: `ptr` is the page-aligned start of the `file_size`-byte mapping
+        // owned by `self.mmap` (mapped at file offset 0, so memmap2 added no
+        // alignment slack), and that mapping is still in place: it is unmapped
+        // only when `self.mmap` drops. MAP_FIXED replaces exactly those pages,
+        // atomically per page, with a new readable and writable anonymous mapping,
+        // so every address a reader may hold (`[ptr, ptr + file_size)`) stays
+        // mapped the whole time; there is no moment at which it is unmapped or
+        // reusable by another allocation. When `self.mmap` drops it unmaps the
+        // same range, now the anonymous one. The file is deleted and out of its
+        // queue, so nothing writes there any more (and the locks above keep out
+        // the writer, flusher and committer meanwhile). Readers that hold `&[u8]`
+        // into the range see its bytes turn to zeros: this is the same kind of
+        // change behind a shared slice as any shared file mapping allows, which
+        // is why every reader checks a record's CRC before it trusts it.
+        // (MAP_NORESERVE keeps overcommit accounting from failing the call; a
+        // kernel older than 6.12 that failed it after discarding the old pages
+        // would leave a hole, which is reported below and never papered over.)
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.cast(),
+                self.file_size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED || p.cast::<u8>() != self.ptr {
+            return Err(Error::io(
+                format!("replacing the mapping of {}", self.path.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        self.released.store(true, Ordering::Release);
+        // Nothing maps the file any more: truncating it cannot fault a reader,
+        // and it frees the blocks of the unlinked file while the fd is open.
+        self.file
+            .set_len(0)
+            .map_err(|e| Error::io(format!("truncating {}", self.path.display()), e))?;
+        Ok(())
     }
 
     /// Sync the file's data with `fdatasync` (used after truncations).

@@ -15,8 +15,12 @@
 //! until usage falls below the clean-forcibly ratio again.
 //!
 //! A deleted file is unlinked at once; its mapping is released when the last
-//! reader drops its bytes (readers never see freed memory). Files still held
-//! after `destroyMapedFileIntervalForcibly` ms are reported as hanging.
+//! reader drops its bytes (readers never see freed memory). A deletion that
+//! failed (commitlog, consume queue or index file) or still hangs on a reader is
+//! retried every `redeleteHangedFileInterval` ms; at such a retry, a file held
+//! for longer than `destroyMapedFileIntervalForcibly` ms is released forcibly:
+//! its pages become zeros in place and its disk blocks are freed, so the late
+//! reader reads zeros (a record that fails its checks), never freed memory.
 //!
 //! Time and disk usage come through [`Clock`] and [`DiskUsage`], so tests can move
 //! the clock to 04:00 or report a 90 % full disk.
@@ -116,8 +120,21 @@ pub struct CleanPassReport {
     pub disk_full: bool,
     /// Deleted files still mapped because a reader holds them.
     pub files_still_held: usize,
-    /// Files held longer than `destroyMapedFileIntervalForcibly`.
+    /// Files held (or failing to unlink) longer than `destroyMapedFileIntervalForcibly`
+    /// and not yet released.
     pub files_hanging: usize,
+    /// Unlinks (commitlog, consume queue, index) that failed in this pass; each is
+    /// retried every `redeleteHangedFileInterval` ms.
+    pub deletions_failed: usize,
+    /// This pass was a retry tick (`redeleteHangedFileInterval` had passed).
+    pub redelete_ran: bool,
+    /// Failed deletions that succeeded on this pass's retry.
+    pub deletions_retried: usize,
+    /// Held files released forcibly in this pass: their pages replaced by
+    /// zeros and their disk blocks freed.
+    pub files_released_forcibly: usize,
+    /// When the next retry is due (ms since the epoch), if anything waits.
+    pub next_redelete_ms: Option<i64>,
     /// Wall time of the pass, ms.
     pub millis: u64,
 }

@@ -287,12 +287,25 @@ struct StoreInner {
     commit_waker: crate::flush::Waker,
     schedule_waker: crate::flush::Waker,
     last_clean: Mutex<Option<CleanPassReport>>,
-    /// Deleted files whose mappings readers may still hold, with the deletion time.
-    pending_destroy: Mutex<Vec<(Arc<crate::mapped_file::MappedFile>, i64)>>,
+    /// Deletions that failed or hang, retried every `redeleteHangedFileInterval` ms.
+    hanging: Mutex<Hanging>,
     /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
     cq_manifest: Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
     total_ram: u64,
     recovery: RecoveryReport,
+}
+
+/// Deletions not finished (RocketMQ's hanged files), retried every
+/// `redeleteHangedFileInterval` ms.
+#[derive(Default)]
+struct Hanging {
+    /// Files taken out of their queues whose unlink failed, or whose mapping a
+    /// reader still holds, with the time they were first deleted.
+    files: Vec<(Arc<crate::mapped_file::MappedFile>, i64)>,
+    /// Deleting index files below the commitlog minimum failed.
+    index_retry: bool,
+    /// When the next retry is due; `None` while nothing waits.
+    next_retry_ms: Option<i64>,
 }
 
 /// An embedded RocketMQ-style message store.
@@ -590,7 +603,7 @@ impl MessageStore {
             commit_waker: crate::flush::Waker::default(),
             schedule_waker: crate::flush::Waker::default(),
             last_clean: Mutex::new(None),
-            pending_destroy: Mutex::new(Vec::new()),
+            hanging: Mutex::new(Hanging::default()),
             cq_manifest: Mutex::new(manifest),
             total_ram: crate::sys::total_ram_bytes(),
             recovery: report,
@@ -1844,62 +1857,131 @@ impl StoreInner {
                 };
                 if let Err(e) = f.delete_file() {
                     tracing::error!(error = %e, "deleting a commitlog file failed; retried later");
+                    rep.deletions_failed += 1;
+                } else {
+                    tracing::info!(file = %f.path().display(), ?triggers, "deleted commitlog file");
                 }
-                tracing::info!(file = %f.path().display(), ?triggers, "deleted commitlog file");
                 rep.commit_log_files_deleted += 1;
                 rep.commit_log_bytes_deleted += file_size;
-                self.pending_destroy
+                self.hanging
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
+                    .files
                     .push((f, now));
             }
             if rep.commit_log_files_deleted > 0 {
                 let min = self.commitlog.min_offset();
+                let mut h = self.hanging.lock().unwrap_or_else(|e| e.into_inner());
                 for cq in self.cqs.all() {
-                    match cq.delete_expired(min) {
-                        Ok(n) => rep.consume_queue_files_deleted += n,
-                        Err(e) => {
-                            tracing::error!(error = %e, "deleting consume queue files failed")
+                    for f in cq.delete_expired(min) {
+                        rep.consume_queue_files_deleted += 1;
+                        if !f.is_deleted() {
+                            rep.deletions_failed += 1;
                         }
+                        h.files.push((f, now));
                     }
                 }
                 if let Some(ix) = &self.index {
                     match ix.delete_before(min) {
                         Ok(n) => rep.index_files_deleted += n,
-                        Err(e) => tracing::error!(error = %e, "deleting index files failed"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "deleting index files failed; retried later");
+                            rep.deletions_failed += 1;
+                            h.index_retry = true;
+                        }
                     }
                 }
             }
         }
-        // Retry failed unlinks, release mappings nobody holds, count the rest.
-        let redelete_ms = cfg.redelete_hanged_file_interval_ms as i64;
-        let mut pending = self
-            .pending_destroy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for (f, t0) in pending.iter() {
-            if !f.is_deleted() && now - t0 >= redelete_ms.min(cfg.clean_resource_interval_ms as i64)
-            {
-                let _ = f.delete_file();
-            }
-        }
-        pending.retain(|(f, _)| Arc::strong_count(f) > 1 || !f.is_deleted());
-        rep.files_still_held = pending.len();
-        rep.files_hanging = pending
-            .iter()
-            .filter(|(_, t0)| now - t0 > cfg.destroy_maped_file_interval_forcibly_ms as i64)
-            .count();
-        if rep.files_hanging > 0 {
-            tracing::warn!(
-                files = rep.files_hanging,
-                "deleted files are still held by readers past destroyMapedFileIntervalForcibly"
-            );
-        }
-        drop(pending);
+        self.redelete_hanged(now, &mut rep);
         rep.commit_log_min_offset = self.commitlog.min_offset();
         rep.millis = started.elapsed().as_millis() as u64;
         *self.last_clean.lock().unwrap_or_else(|e| e.into_inner()) = Some(rep.clone());
         rep
+    }
+
+    /// RocketMQ's `redeleteHangedFile`: every `redeleteHangedFileInterval` ms
+    /// (counted from the last retry, or from the first failure or hang since
+    /// nothing waited), retry the unlinks and index deletions that failed, and
+    /// release forcibly the deleted files a reader has held for longer than
+    /// `destroyMapedFileIntervalForcibly` ms. Files nobody holds any more are
+    /// let go on every pass (their mapping goes with the last `Arc`).
+    fn redelete_hanged(&self, now: i64, rep: &mut CleanPassReport) {
+        let cfg = &self.cfg;
+        let forcibly_ms =
+            i64::try_from(cfg.destroy_maped_file_interval_forcibly_ms).unwrap_or(i64::MAX);
+        let redelete_ms = i64::try_from(cfg.redelete_hanged_file_interval_ms).unwrap_or(i64::MAX);
+        let mut h = self.hanging.lock().unwrap_or_else(|e| e.into_inner());
+        let due = h.next_retry_ms.is_some_and(|t| now >= t);
+        if due {
+            rep.redelete_ran = true;
+            for (f, t0) in h.files.iter() {
+                if !f.is_deleted() {
+                    match f.delete_file() {
+                        Ok(()) => {
+                            tracing::info!(file = %f.path().display(), "deleted on retry");
+                            rep.deletions_retried += 1;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "retrying a deletion failed; retried later")
+                        }
+                    }
+                }
+                if f.is_deleted()
+                    && !f.is_released()
+                    && Arc::strong_count(f) > 1
+                    && now.saturating_sub(*t0) >= forcibly_ms
+                {
+                    match f.release_forcibly() {
+                        Ok(()) => {
+                            tracing::warn!(
+                                file = %f.path().display(),
+                                "a reader held a deleted file past destroyMapedFileIntervalForcibly: released forcibly"
+                            );
+                            rep.files_released_forcibly += 1;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "releasing a held file forcibly failed")
+                        }
+                    }
+                }
+            }
+            if h.index_retry {
+                if let Some(ix) = &self.index {
+                    match ix.delete_before(self.commitlog.min_offset()) {
+                        Ok(n) => {
+                            rep.index_files_deleted += n;
+                            rep.deletions_retried += n;
+                            h.index_retry = false;
+                        }
+                        Err(e) => tracing::error!(error = %e, "retrying index deletion failed"),
+                    }
+                } else {
+                    h.index_retry = false;
+                }
+            }
+        }
+        h.files
+            .retain(|(f, _)| !f.is_deleted() || (Arc::strong_count(f) > 1 && !f.is_released()));
+        rep.files_still_held = h.files.iter().filter(|(f, _)| f.is_deleted()).count();
+        rep.files_hanging = h
+            .files
+            .iter()
+            .filter(|(_, t0)| now.saturating_sub(*t0) > forcibly_ms)
+            .count();
+        if rep.files_hanging > 0 {
+            tracing::warn!(
+                files = rep.files_hanging,
+                "deleted files are still held by readers (or undeletable) past destroyMapedFileIntervalForcibly"
+            );
+        }
+        let waiting = !h.files.is_empty() || h.index_retry;
+        h.next_retry_ms = match h.next_retry_ms {
+            _ if !waiting => None,
+            Some(t) if !due => Some(t),
+            _ => Some(now.saturating_add(redelete_ms)),
+        };
+        rep.next_redelete_ms = h.next_retry_ms;
     }
 
     /// Pool mode: commit buffered bytes every `commitIntervalCommitLog` ms when

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ferromq_engine::io::{install_hook, IoHook};
 use ferromq_engine::{
     Clock, DiskUsage, Error, GetStatus, Message, MessageFilter, MessageStore, StoreConfig, StoreEnv,
 };
@@ -62,6 +63,11 @@ fn config(dir: &Path) -> StoreConfig {
 }
 
 fn fixture(messages: usize) -> Fixture {
+    fixture_with(messages, false, |_| {})
+}
+
+/// A store with `messages` put on `R` queue 0 (with a key each when `keys`).
+fn fixture_with(messages: usize, keys: bool, tune: impl FnOnce(&mut StoreConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(FakeClock::default());
     clock.hour.store(3, Ordering::SeqCst);
@@ -71,13 +77,17 @@ fn fixture(messages: usize) -> Fixture {
         clock: clock.clone(),
         disk: disk.clone(),
     };
-    let store = MessageStore::open_with_env(config(dir.path()), env).unwrap();
+    let mut cfg = config(dir.path());
+    tune(&mut cfg);
+    let store = MessageStore::open_with_env(cfg, env).unwrap();
     for i in 0..messages {
         store
-            .put_message(&Message::new(
-                "R",
-                format!("m{i:05}-{}", "r".repeat(500)).into_bytes(),
-            ))
+            .put_message(&if keys {
+                Message::new("R", format!("m{i:05}-{}", "r".repeat(490)).into_bytes())
+                    .with_keys([format!("k{i}")])
+            } else {
+                Message::new("R", format!("m{i:05}-{}", "r".repeat(500)).into_bytes())
+            })
             .unwrap();
     }
     store.flush().unwrap();
@@ -310,6 +320,252 @@ fn unflushed_bytes_are_never_deleted_and_manual_deletion_works() {
     assert_eq!(read_from(&store, min), 600 - min);
 }
 
+/// Allocated 512-byte blocks of the file this process holds open under
+/// `path` (found through `/proc/self/fd`, so it works after the unlink).
+fn held_file_blocks(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let want = path.to_string_lossy().into_owned();
+    for e in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        if t == want || t == format!("{want} (deleted)") {
+            return std::fs::metadata(e.path()).ok().map(|m| m.blocks());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_file_held_past_destroy_interval_is_released_forcibly_and_reads_zeros() {
+    let f = fixture_with(600, false, |c| {
+        c.destroy_maped_file_interval_forcibly_ms = 60_000;
+        c.redelete_hanged_file_interval_ms = 10_000;
+    });
+    let first = f._dir.path().join("commitlog/00000000000000000000");
+    let held = f
+        .store
+        .get_message("g", "R", 0, 0, 4, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(held.messages.len(), 4);
+    f.disk.permille.store(800, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert_eq!(rep.commit_log_files_deleted, 3);
+    assert!(!first.exists(), "unlinked at once");
+    assert_eq!(rep.files_still_held, 1);
+    let blocks = held_file_blocks(&first).expect("the held file is still open");
+    assert!(blocks > 0, "a held, unlinked file still takes disk space");
+    f.disk.permille.store(300, Ordering::SeqCst);
+
+    // The first retry (10 s on) is before destroyMapedFileIntervalForcibly: the
+    // reader keeps its bytes.
+    f.clock.offset_ms.store(10_000, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert!(
+        rep.redelete_ran && rep.files_released_forcibly == 0,
+        "{rep:?}"
+    );
+    assert_eq!(rep.files_still_held, 1);
+    for (i, m) in held.messages.iter().enumerate() {
+        let body = m.decode().unwrap().body;
+        assert!(body.starts_with(format!("m{i:05}-").as_bytes()));
+    }
+
+    // Past it, at a retry: released forcibly.
+    f.clock.offset_ms.store(61_000, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert_eq!(rep.files_released_forcibly, 1, "{rep:?}");
+    assert_eq!(rep.files_still_held, 0);
+    assert_eq!(rep.files_hanging, 0);
+    assert_eq!(rep.next_redelete_ms, None, "nothing waits any more");
+    assert_eq!(
+        held_file_blocks(&first),
+        Some(0),
+        "the file's disk blocks are freed although the reader still holds it"
+    );
+    // The reader's memory is still mapped, readable, and zeros: its records no
+    // longer decode (a corruption outcome, never a wrong message or a crash).
+    for m in &held.messages {
+        assert!(!m.bytes().is_empty());
+        assert!(m.bytes().iter().all(|b| *b == 0));
+        assert!(m.decode().is_err());
+    }
+    let r = f
+        .store
+        .get_message("g", "R", 0, 0, 4, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(r.status, GetStatus::OffsetTooSmall);
+    drop(held);
+    let min = f.store.min_offset_in_queue("R", 0);
+    assert_eq!(read_from(&f.store, min), 600 - min);
+}
+
+/// Fails every removal below its root while `fail` is set, counting attempts.
+#[derive(Default)]
+struct FailRemovals {
+    fail: std::sync::atomic::AtomicBool,
+    attempts: std::sync::atomic::AtomicUsize,
+}
+
+impl IoHook for FailRemovals {
+    fn before_remove(&self, _path: &Path) -> std::io::Result<()> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(16)); // EBUSY
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn failed_deletions_are_retried_every_redelete_interval() {
+    let f = fixture_with(600, true, |c| {
+        c.redelete_hanged_file_interval_ms = 10_000;
+        c.max_hash_slot_num = 16;
+        c.max_index_num = 64; // many small index files
+    });
+    let root = f._dir.path();
+    let index_files = || std::fs::read_dir(root.join("index")).map_or(0, |d| d.count());
+    let index_before = index_files();
+    assert!(index_before >= 3, "{index_before} index files");
+    let hook = Arc::new(FailRemovals::default());
+    hook.fail.store(true, Ordering::SeqCst);
+    let _guard = install_hook(root, hook.clone());
+    f.disk.permille.store(800, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert_eq!(rep.commit_log_files_deleted, 3);
+    assert!(rep.consume_queue_files_deleted > 0);
+    assert!(rep.deletions_failed > 3, "{rep:?}");
+    assert_eq!(rep.commit_log_min_offset, 3 * 64 * 1024, "out of the log");
+    f.disk.permille.store(300, Ordering::SeqCst);
+    let first = root.join("commitlog/00000000000000000000");
+    assert!(first.exists(), "the unlink failed");
+    let first_cq = root.join("consumequeue/R/0/00000000000000000000");
+    assert!(first_cq.exists());
+    assert_eq!(index_files(), index_before);
+
+    let attempts = || hook.attempts.load(Ordering::SeqCst);
+    let a0 = attempts();
+    // Not before redeleteHangedFileInterval.
+    f.clock.offset_ms.store(5_000, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert!(!rep.redelete_ran);
+    assert_eq!(attempts(), a0, "no retry before the interval");
+    // At the interval: retried (and failing again).
+    f.clock.offset_ms.store(10_000, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert!(rep.redelete_ran, "{rep:?}");
+    let a1 = attempts();
+    assert!(
+        a1 > a0 + 3,
+        "commitlog, consume queue and index retried: {a0} -> {a1}"
+    );
+    assert!(first.exists());
+    // The timer restarted at the retry: none 5 s later.
+    f.clock.offset_ms.store(15_000, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert!(!rep.redelete_ran);
+    assert_eq!(attempts(), a1, "the retry timer restarts at each retry");
+    // Next interval, the disk lets go: everything is deleted.
+    hook.fail.store(false, Ordering::SeqCst);
+    f.clock.offset_ms.store(20_000, Ordering::SeqCst);
+    let rep = f.store.run_clean_pass();
+    assert!(rep.redelete_ran, "{rep:?}");
+    assert!(rep.deletions_retried > 3, "{rep:?}");
+    assert!(rep.index_files_deleted > 0, "{rep:?}");
+    assert!(!first.exists() && !first_cq.exists());
+    assert!(index_files() < index_before);
+    assert_eq!(rep.files_still_held, 0);
+    assert_eq!(rep.next_redelete_ms, None);
+    let min = f.store.min_offset_in_queue("R", 0);
+    assert_eq!(read_from(&f.store, min), 600 - min);
+}
+
+/// Holds every consume-queue file creation while `hold` is set (at most 20 s).
+#[derive(Default)]
+struct HoldDispatch {
+    hold: std::sync::atomic::AtomicBool,
+}
+
+/// Lets the dispatcher go when the test ends, passed or not.
+struct LetGo(Arc<HoldDispatch>);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        self.0.hold.store(false, Ordering::SeqCst);
+    }
+}
+
+impl IoHook for HoldDispatch {
+    fn before_create(&self, path: &Path, _len: usize) -> std::io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while path.components().any(|c| c.as_os_str() == "consumequeue")
+            && self.hold.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn bytes_not_yet_dispatched_are_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::default());
+    clock.hour.store(4, Ordering::SeqCst);
+    clock.offset_ms.store(100 * HOUR_MS, Ordering::SeqCst); // everything expired
+    let disk = Arc::new(FakeDisk::default());
+    disk.permille.store(800, Ordering::SeqCst); // and the disk is full
+    let hook = Arc::new(HoldDispatch::default());
+    hook.hold.store(true, Ordering::SeqCst);
+    let _guard = install_hook(dir.path(), hook.clone());
+    let store = MessageStore::open_with_env(
+        config(dir.path()),
+        StoreEnv {
+            clock: clock.clone(),
+            disk: disk.clone(),
+        },
+    )
+    .unwrap();
+    // Declared after the store, so dropped before it: a failing test does not
+    // leave the dispatcher held while the store shuts down.
+    let _let_go = LetGo(hook.clone());
+    for i in 0..600 {
+        store
+            .put_message(&Message::new(
+                "R",
+                format!("m{i:05}-{}", "r".repeat(500)).into_bytes(),
+            ))
+            .unwrap();
+    }
+    // Durable, but the dispatcher is stuck creating the first consume-queue file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.stats().commit_log_flushed_offset < store.commit_log_max_offset() {
+        assert!(Instant::now() < deadline, "flush did not catch up");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(store.stats().dispatched_offset, 0);
+    let rep = store.run_clean_pass();
+    assert!(rep.triggers.clean_at_once && rep.triggers.time_up);
+    assert_eq!(
+        rep.commit_log_files_deleted, 0,
+        "durable but undispatched bytes must stay"
+    );
+    assert!(dir.path().join("commitlog/00000000000000000000").exists());
+    hook.hold.store(false, Ordering::SeqCst);
+    wait_dispatched(&store);
+    let rep = store.run_clean_pass();
+    assert_eq!(
+        rep.commit_log_files_deleted, 3,
+        "once dispatched they may go"
+    );
+    let min = store.min_offset_in_queue("R", 0);
+    assert_eq!(read_from(&store, min), 600 - min);
+    store.shutdown().unwrap();
+}
+
 /// Mounts a small tmpfs (root only), fills it until the guard refuses puts,
 /// checks what was stored, frees space, and sees puts resume.
 #[test]
@@ -349,6 +605,12 @@ fn a_real_small_file_system_fills_and_recovers() {
     cfg.clean_resource_interval_ms = 20;
     cfg.clean_file_forcibly_enable = false; // only expired files may go: the disk really fills
     cfg.prefault_ahead_bytes = 0;
+    // Refuse puts above 60 % of the 24 MiB: the 9.6 MiB left is far more than the
+    // clean thread (every 20 ms) lets the producer write between two looks
+    // (at most 200 KiB here, plus a 1 MiB file made ahead), so the guard must
+    // refuse before the file system ever answers ENOSPC. Resume below 50 %.
+    cfg.disk_space_warning_level_ratio = 60;
+    cfg.disk_space_clean_forcibly_ratio = 50;
     let env = StoreEnv {
         clock: clock.clone(),
         disk: Arc::new(ferromq_engine::retention::StatvfsDiskUsage),
@@ -370,10 +632,21 @@ fn a_real_small_file_system_fills_and_recovers() {
         }
     };
     assert!(
-        matches!(refusal, Error::DiskFull(_)) || refusal.is_no_space(),
-        "{refusal}"
+        matches!(refusal, Error::DiskFull(_)),
+        "the guard must refuse before the file system is full: {refusal}"
+    );
+    let st = store.retention_stats();
+    assert!(st.disk_full, "{st:?}");
+    assert!(
+        st.disk_used_ratio > 0.6 && st.disk_used_ratio < 0.9,
+        "refused at the warning level, well before ENOSPC: {st:?}"
     );
     assert!(stored > 1000, "stored {stored}");
+    // Refused again, and still nothing is lost.
+    assert!(matches!(
+        store.put_message(&Message::new("R", b"refused".to_vec())),
+        Err(Error::DiskFull(_))
+    ));
     eprintln!("tmpfs 24 MiB: {stored} messages stored, then refused with: {refusal}");
     wait_dispatched(&store);
     assert_eq!(
@@ -398,7 +671,20 @@ fn a_real_small_file_system_fills_and_recovers() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(store.retention_stats().commit_log_min_offset > 0);
+    let st = store.retention_stats();
+    assert!(st.commit_log_min_offset > 0 && !st.disk_full, "{st:?}");
+    assert!(st.disk_used_ratio < 0.5, "{st:?}");
+    // The resumed put is stored and reads back (the clean thread may still be
+    // deleting old files, so only its own offset is read here).
+    wait_dispatched(&store);
+    let r = store
+        .get_message("g", "R", 0, stored, 1, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(r.status, GetStatus::Found);
+    assert_eq!(
+        r.messages[0].decode().unwrap().body,
+        format!("m{stored:05}-again").into_bytes()
+    );
     store.shutdown().unwrap();
 }
 

@@ -5,7 +5,7 @@
 //!
 //! The script sends 10,000 messages over 4 queues with tags and keys (9,800 sync
 //! sends, 200 in batches), pulls them back with the C++ pull consumer 32 at a
-//! time from offset 0 until NO_NEW_MSG (exactly once, body/tags/keys intact),
+//! time from offset 0 until NO_NEW_MSG (exactly once, body/tags/keys and a user property intact),
 //! and consumes them with a push consumer whose handler fails once, so that the
 //! message comes back through `%RETRY%py_push_group` (after its delay level,
 //! 1 s here); then an orderly push
@@ -62,6 +62,7 @@ fn cpp_client_via_python_produces_pulls_and_push_consumes_with_retry() {
             "pulled=10000",
             "queues=4",
             "pushed=10000",
+            "user_props_intact=10000",
             "orderly_in_queue_order=10000",
         ],
     );

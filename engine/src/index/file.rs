@@ -683,6 +683,10 @@ impl IndexFile {
     /// Remove the file from disk and sync the directory. Readers holding the file
     /// keep reading through the open descriptor.
     pub(crate) fn delete(&self) -> Result<()> {
+        if let Some(h) = crate::io::hook_for(&self.path) {
+            h.before_remove(&self.path)
+                .map_err(|e| Error::io(format!("deleting {}", self.path.display()), e))?;
+        }
         std::fs::remove_file(&self.path)
             .map_err(|e| Error::io(format!("deleting {}", self.path.display()), e))?;
         if let Some(dir) = self.path.parent() {

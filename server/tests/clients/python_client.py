@@ -9,7 +9,8 @@ Usage: python_client.py NAMESRV_ADDR TOPIC
    BATCHED messages in batches of 10 (SEND_BATCH_MESSAGE).
 3. A pull consumer (C API of the same library, through ctypes) fetches the
    topic's queues and pulls 32 at a time from offset 0 until NO_NEW_MSG; every
-   message must arrive exactly once with body, tags and keys intact.
+   message must arrive exactly once with body, tags, keys and the user
+   property USER_PROP (set with msg.set_property on every message) intact.
 4. The push consumer must receive every message; the handler fails once for
    FAIL_KEY, which must come back through the broker's retry topic (it then
    carries the RETRY_TOPIC property and reconsume times >= 1).
@@ -42,6 +43,8 @@ PUSH_DEADLINE_S = 150
 # Client-side transport failures are retried this many times (see send_sync).
 CLIENT_RETRIES = 5
 RETRIES = {"send": 0, "pull": 0}
+# Pulled messages whose user property came back intact.
+PROPS_INTACT = [0]
 
 
 def fail(why):
@@ -55,6 +58,14 @@ def tag_of(i):
 
 def keys_of(i):
     return "key-%d k%d" % (i, i)
+
+
+USER_PROP = "ferromq_user_prop"
+
+
+def prop_of(i):
+    # Spaces, punctuation and non-ASCII UTF-8: all must come back byte for byte.
+    return "user value %d: a=b, c; \u00e9\u00fc \u2713" % i
 
 
 def body_of(i):
@@ -103,6 +114,8 @@ dll.ReleasePullResult.restype = c_int
 for name in ("GetMessageTopic", "GetMessageTags", "GetMessageKeys", "GetMessageId"):
     getattr(dll, name).argtypes = [c_void_p]
     getattr(dll, name).restype = c_char_p
+dll.GetMessageProperty.argtypes = [c_void_p, c_char_p]
+dll.GetMessageProperty.restype = c_char_p
 dll.GetMessageBody.argtypes = [c_void_p]
 dll.GetMessageBody.restype = c_char_p
 dll.GetMessageQueueId.argtypes = [c_void_p]
@@ -144,6 +157,7 @@ def produce(namesrv, topic):
             m.set_tags(tag_of(i))
             m.set_keys(keys_of(i))
             m.set_body(body_of(i))
+            m.set_property(USER_PROP, prop_of(i))
             r = send_sync(p, m, i)
             m.destroy()
             if int(r.status) != 0 or not r.msg_id:
@@ -162,6 +176,7 @@ def produce(namesrv, topic):
                 m.set_tags(tag_of(i))
                 m.set_keys(keys_of(i))
                 m.set_body(body_of(i))
+                m.set_property(USER_PROP, prop_of(i))
                 dll.AddMessage(batch, m)
                 msgs.append(m)
             res = _CSendResult()
@@ -226,6 +241,10 @@ def pull_all(namesrv, topic):
                             fail("tags of %d" % i)
                         if dll.GetMessageKeys(h).decode() != keys_of(i):
                             fail("keys of %d: %r" % (i, dll.GetMessageKeys(h)))
+                        prop = dll.GetMessageProperty(h, USER_PROP.encode())
+                        if prop is None or prop.decode("utf-8") != prop_of(i):
+                            fail("user property of %d: %r" % (i, prop))
+                        PROPS_INTACT[0] += 1
                         if dll.GetMessageTopic(h).decode() != topic:
                             fail("topic of %d" % i)
                         if dll.GetMessageQueueId(h) != mq.queueId:
@@ -395,9 +414,10 @@ def main():
     print("orderly consumer got %d in queue order" % orderly, flush=True)
     print(
         "RESULT produced=%d sync=%d batched=%d msg_ids=%d pulled=%d queues=%d pushed=%d "
-        "push_from_topic_at_most_once=%d via_retry_topic=%d orderly_in_queue_order=%d "
+        "user_props_intact=%d push_from_topic_at_most_once=%d via_retry_topic=%d orderly_in_queue_order=%d "
         "client_send_retries=%d client_pull_retries=%d seconds=%.1f"
-        % (N, N - BATCHED, BATCHED, len(msg_ids), N, len(per_queue), len(got), len(state.first),
+        % (N, N - BATCHED, BATCHED, len(msg_ids), N, len(per_queue), len(got), PROPS_INTACT[0],
+           len(state.first),
            retried, orderly, RETRIES["send"], RETRIES["pull"], time.time() - t0),
         flush=True,
     )

@@ -65,14 +65,17 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(name: &'static str, mut cmd: Command) -> Proc {
+fn spawn(name: &'static str, cmd: Command) -> Proc {
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    spawn_to(name, cmd, Stdio::inherit(), &log)
+}
+
+/// `spawn` with the child's stderr (its log) going to `stderr`, at `rust_log`.
+fn spawn_to(name: &'static str, mut cmd: Command, stderr: Stdio, rust_log: &str) -> Proc {
     cmd.stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .stdin(Stdio::null())
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        );
+        .env("RUST_LOG", rust_log);
     let mut child = cmd.spawn().expect("spawn binary");
     let out = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
@@ -105,6 +108,19 @@ pub fn start_namesrv(dir: &Path) -> (Proc, u16) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-namesrv"));
     cmd.arg("-c").arg(&cfg);
     let mut p = spawn("namesrv", cmd);
+    let line = p.wait_line("listening on", Duration::from_secs(20));
+    let port = port_of(&line);
+    (p, port)
+}
+
+/// Start a name server whose log (stderr, at `info`) goes to the file `log`.
+pub fn start_namesrv_logged(dir: &Path, log: &Path) -> (Proc, u16) {
+    let cfg = dir.join("namesrv.properties");
+    std::fs::write(&cfg, "listenPort=0\nbindAddress=127.0.0.1\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-namesrv"));
+    cmd.arg("-c").arg(&cfg);
+    let f = std::fs::File::create(log).unwrap();
+    let mut p = spawn_to("namesrv", cmd, Stdio::from(f), "info");
     let line = p.wait_line("listening on", Duration::from_secs(20));
     let port = port_of(&line);
     (p, port)
