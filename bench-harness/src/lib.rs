@@ -28,6 +28,7 @@ pub mod compare;
 pub mod criterion_summary;
 pub mod disk;
 pub mod error;
+pub mod loopback;
 pub mod machine;
 pub mod recover;
 pub mod report;
