@@ -486,6 +486,7 @@ pub fn plot_files(params: &[(String, Vec<String>)]) -> Vec<(String, String)> {
 }
 
 /// Build the report value of a finished (or interrupted) sweep.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     args: &SweepArgs,
     outcome: &SweepOutcome,
