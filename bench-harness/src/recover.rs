@@ -155,8 +155,10 @@ pub struct RecoverResult {
     pub records_redispatched: u64,
     /// Commitlog offset the re-dispatch started from.
     pub redispatched_from: u64,
-    /// All consume queues were rebuilt from the log start.
-    pub consume_queues_rebuilt: bool,
+    /// Consume queues that gained units in a re-dispatch from the log start.
+    pub consume_queues_rebuilt: usize,
+    /// Every consume queue was re-dispatched from the log start.
+    pub rebuilt_from_log_start: bool,
     /// The engine's own wall time of the recovery, ms.
     pub recovery_millis: u64,
 }
@@ -463,6 +465,7 @@ fn measure_in(args: &RecoverArgs, root: &Path) -> Result<RecoverResult> {
         records_redispatched: report.records_redispatched,
         redispatched_from: report.redispatched_from,
         consume_queues_rebuilt: report.consume_queues_rebuilt,
+        rebuilt_from_log_start: report.rebuilt_from_log_start,
         recovery_millis: report.millis,
     })
 }

@@ -643,6 +643,16 @@ impl MappedBytes {
         // write position never moves back while the file is shared.
         self.file.bytes(self.pos, self.len).unwrap_or(&[])
     }
+
+    /// The file the bytes lie in.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Position of the first byte inside that file.
+    pub fn position(&self) -> u64 {
+        self.pos as u64
+    }
 }
 
 impl Deref for MappedBytes {
