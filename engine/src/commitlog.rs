@@ -485,8 +485,15 @@ impl CommitLog {
         }
         report.scanned_from = files.get(start_idx).map_or(0, |f| f.file_from_offset());
         let mut end: Option<(usize, usize, bool)> = None; // (file index, pos, torn)
+        if let Some(f) = files.get(start_idx) {
+            f.advise_sequential_read(true);
+        }
         'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
             report.files_scanned += 1;
+            // Read the next file ahead while this one is checked.
+            if let Some(next) = files.get(idx + 1) {
+                next.advise_sequential_read(true);
+            }
             let data = f.bytes(0, file_size).unwrap_or(&[]);
             let mut pos = 0usize;
             loop {
@@ -516,6 +523,9 @@ impl CommitLog {
                     }
                 }
             }
+        }
+        for f in files.iter().skip(start_idx) {
+            f.advise_normal_read();
         }
         let (idx, pos, torn) = match end {
             Some(e) => e,
