@@ -29,6 +29,10 @@ fn recover_json_small_store_full_variant() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["variant"], "full");
+    // Both rates are over the bytes recovery walked: the whole log here.
+    assert_eq!(v["measured_from"], 0, "{stdout}");
+    assert_eq!(v["measured_bytes"], v["commitlog_bytes"], "{stdout}");
+    assert!(v["basis"].as_str().unwrap().contains("recovery walked"));
     assert_eq!(v["abnormal"], true);
     for k in ["recover_mb_per_sec", "read_crc_mb_per_sec", "ratio"] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k} in {stdout}");

@@ -41,7 +41,9 @@ pub(crate) struct AppendResult {
 pub struct CommitLogRecovery {
     /// Files whose records were walked and checked.
     pub files_scanned: usize,
-    /// Bytes of valid records walked.
+    /// Log offset the walk started from (the start of the first file walked).
+    pub scanned_from: u64,
+    /// Bytes of valid records walked (and CRC-checked, with `checkCRCOnRecover`).
     pub bytes_scanned: u64,
     /// Bytes of a torn record zeroed at the tail.
     pub bytes_truncated: u64,
@@ -426,25 +428,42 @@ impl CommitLog {
         self.queue.min_offset()
     }
 
-    /// The record at `offset`, as stored, if it is readable.
+    /// The record at `offset`, as stored, if it is readable, after checking it
+    /// as recovery does: magic, sizes and field layout, the physical offset it
+    /// records, and its body CRC. `None` when no file holds `offset` or nothing
+    /// is written there yet.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the commitlog file and the position in it when
+    /// the bytes at `offset` are not a valid record.
     pub fn read_record(&self, offset: u64) -> Result<Option<MappedBytes>> {
         let Some(f) = self.queue.find_by_offset(offset) else {
             return Ok(None);
         };
         let pos = (offset - f.file_from_offset()) as usize;
-        let Some(head) = f.bytes(pos, 8) else {
+        let data = f.bytes_from(pos);
+        if data.is_empty() {
             return Ok(None);
-        };
-        let size = i32::from_be_bytes(head[..4].try_into().expect("4"));
-        let magic = i32::from_be_bytes(head[4..8].try_into().expect("4"));
-        if magic != MESSAGE_MAGIC_CODE || size <= 0 {
-            return Err(Error::corruption(
+        }
+        let corrupt = |why: String| {
+            Err(Error::corruption(
                 f.path(),
                 pos as u64,
-                format!("no record at commitlog offset {offset} (size {size}, magic {magic:#x})"),
-            ));
+                format!("record at commitlog offset {offset}: {why}"),
+            ))
+        };
+        match check_record(data, true) {
+            Ok(RecordCheck::Message(h)) if h.physical_offset as u64 == offset => {
+                Ok(f.slice(pos, h.total_size as usize))
+            }
+            Ok(RecordCheck::Message(h)) => corrupt(format!(
+                "its physical offset field says {}",
+                h.physical_offset
+            )),
+            Ok(RecordCheck::Blank) => corrupt("a blank end-of-file record, not a message".into()),
+            Ok(RecordCheck::End) => corrupt("zero bytes, not a message".into()),
+            Err(e) => corrupt(e.reason),
         }
-        Ok(f.slice(pos, size as usize))
     }
 
     /// `size` bytes at `offset`, if readable.
@@ -478,9 +497,17 @@ impl CommitLog {
             let idx = (from.saturating_sub(first) / self.file_size) as usize;
             start_idx = start_idx.min(idx);
         }
+        report.scanned_from = files.get(start_idx).map_or(0, |f| f.file_from_offset());
         let mut end: Option<(usize, usize, bool)> = None; // (file index, pos, torn)
+        if let Some(f) = files.get(start_idx) {
+            f.advise_sequential_read(true);
+        }
         'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
             report.files_scanned += 1;
+            // Read the next file ahead while this one is checked.
+            if let Some(next) = files.get(idx + 1) {
+                next.advise_sequential_read(true);
+            }
             let data = f.bytes(0, file_size).unwrap_or(&[]);
             let mut pos = 0usize;
             loop {
@@ -510,6 +537,9 @@ impl CommitLog {
                     }
                 }
             }
+        }
+        for f in files.iter().skip(start_idx) {
+            f.advise_normal_read();
         }
         let (idx, pos, torn) = match end {
             Some(e) => e,

@@ -65,6 +65,16 @@ fn unit_written(b: &[u8]) -> bool {
     off >= 0 && size > 0
 }
 
+/// What [`ConsumeQueue::recover`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CqRecovery {
+    /// Units removed from the tail because they point past the commitlog end.
+    pub units_truncated: u64,
+    /// Damage was found and the queue was cut before it: it must be rebuilt
+    /// from the commitlog.
+    pub damaged: bool,
+}
+
 /// A consume queue.
 pub struct ConsumeQueue {
     topic: String,
@@ -104,18 +114,31 @@ impl ConsumeQueue {
 
     /// Recovery: find the end of the units, drop units that point past
     /// `commit_log_max`, and set the min offset against `commit_log_min`.
-    /// Returns the number of units removed from the tail.
-    pub fn recover(&mut self, commit_log_min: u64, commit_log_max: u64) -> Result<u64> {
+    ///
+    /// The last three files are scanned. A unit there that goes back in the log or
+    /// overlaps the one before it, a unit of `verify`'s region that `verify`
+    /// rejects (called with the queue offset and the unit, for units whose record
+    /// lies in `[verify_from, commit_log_max)`), or written units after an
+    /// unwritten one, are damage: the queue is cut before the damage and
+    /// [`CqRecovery::damaged`] is set, so that the caller rebuilds it from the log.
+    pub fn recover(
+        &mut self,
+        commit_log_min: u64,
+        commit_log_max: u64,
+        verify_from: u64,
+        verify: &mut dyn FnMut(u64, &CqUnit) -> bool,
+    ) -> Result<CqRecovery> {
         let file_size = self.queue.file_size() as usize;
         let files = self.queue.files();
         if files.is_empty() {
-            return Ok(0);
+            return Ok(CqRecovery::default());
         }
+        let mut damaged = false;
         // Find the last written unit, scanning the last three files.
         let start_idx = files.len().saturating_sub(3);
         let mut end = (start_idx, 0usize);
-        let mut prev_phys = 0u64;
-        let mut prev_unit: Option<(usize, u64)> = None; // (position in its file, end offset)
+        // The previous decoded unit: (file index, position, end offset in the log).
+        let mut prev_unit: Option<(usize, usize, u64)> = None;
         'outer: for (idx, f) in files.iter().enumerate().skip(start_idx) {
             let data = f.bytes(0, file_size).unwrap_or(&[]);
             let mut pos = 0;
@@ -123,30 +146,51 @@ impl ConsumeQueue {
                 let unit = &data[pos..pos + CQ_UNIT_SIZE];
                 if !unit_written(unit) {
                     end = (idx, pos);
+                    // Written units after an unwritten one: damage, not the end.
+                    let later = files[idx..].iter().enumerate().any(|(i, g)| {
+                        let from = if i == 0 { pos + CQ_UNIT_SIZE } else { 0 };
+                        g.bytes(0, file_size)
+                            .unwrap_or(&[])
+                            .get(from..)
+                            .unwrap_or(&[])
+                            .chunks_exact(CQ_UNIT_SIZE)
+                            .any(unit_written)
+                    });
+                    if later {
+                        tracing::warn!(topic = %self.topic, queue_id = self.queue_id,
+                            file = %f.path().display(), pos, "unwritten consume queue unit before written ones; truncating");
+                        damaged = true;
+                    }
                     break 'outer;
                 }
-                if pos == 0 {
-                    prev_unit = None; // positions are per file
-                }
                 if let Some(u) = CqUnit::decode(unit) {
-                    // Units follow the log in order; one that goes back is damage:
-                    // end the queue here, the re-dispatch rebuilds the rest.
-                    if u.commit_log_offset < prev_phys {
-                        // Units follow the log in order; one that goes back is damage.
-                        // The culprit is the previous unit if it points past the log
-                        // (a flipped high byte), else this one. End the queue there;
-                        // the re-dispatch rebuilds the rest.
-                        let cut = match prev_unit {
-                            Some((p_pos, p_end)) if p_end > commit_log_max => p_pos,
-                            _ => pos,
-                        };
+                    let qoff = (f.file_from_offset() + pos as u64) / CQ_UNIT_SIZE as u64;
+                    let u_end = u.commit_log_offset.saturating_add(u.size as u64);
+                    // Units follow the log in order without overlap; one that goes
+                    // back is damage, in it or in the one before (a flipped high
+                    // byte of an offset or size): end the queue before both.
+                    if let Some((p_idx, p_pos, p_end)) = prev_unit {
+                        if u.commit_log_offset < p_end {
+                            tracing::warn!(topic = %self.topic, queue_id = self.queue_id,
+                                file = %files[p_idx].path().display(), pos = p_pos,
+                                "consume queue units out of order; truncating");
+                            end = (p_idx, p_pos);
+                            damaged = true;
+                            break 'outer;
+                        }
+                    }
+                    if u.commit_log_offset >= verify_from
+                        && u_end <= commit_log_max
+                        && !verify(qoff, &u)
+                    {
                         tracing::warn!(topic = %self.topic, queue_id = self.queue_id,
-                            file = %f.path().display(), pos = cut, "consume queue unit out of order; truncating");
-                        end = (idx, cut);
+                            file = %f.path().display(), pos, queue_offset = qoff,
+                            "consume queue unit does not match its commitlog record; truncating");
+                        end = (idx, pos);
+                        damaged = true;
                         break 'outer;
                     }
-                    prev_unit = Some((pos, u.commit_log_offset + u.size as u64));
-                    prev_phys = u.commit_log_offset;
+                    prev_unit = Some((idx, pos, u_end));
                 }
                 pos += CQ_UNIT_SIZE;
             }
@@ -195,10 +239,11 @@ impl ConsumeQueue {
             .ok_or_else(|| Error::corruption("consumequeue", 0, "file shared during recovery"))?;
         let stale = if pos < file_size {
             let data = f.bytes(pos, file_size - pos).unwrap_or(&[]);
-            data.chunks(CQ_UNIT_SIZE)
-                .take_while(|u| unit_written(u))
-                .count()
-                * CQ_UNIT_SIZE
+            // Up to the last written unit: after damage, written units may
+            // follow unwritten ones.
+            data.chunks_exact(CQ_UNIT_SIZE)
+                .rposition(unit_written)
+                .map_or(0, |i| (i + 1) * CQ_UNIT_SIZE)
         } else {
             0
         };
@@ -210,7 +255,10 @@ impl ConsumeQueue {
         self.queue.set_flushed_where(end_offset);
         self.max_physic_offset.store(max_phys, Ordering::Release);
         self.correct_min_offset(commit_log_min);
-        Ok(removed)
+        Ok(CqRecovery {
+            units_truncated: removed,
+            damaged,
+        })
     }
 
     /// Set the min logical offset to the first unit whose record is at or after `commit_log_min`.
@@ -415,8 +463,9 @@ mod tests {
             cq.flush(0).unwrap();
         }
         let mut cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
-        let removed = cq.recover(0, 1750).unwrap();
-        assert_eq!(removed, 8);
+        let r = cq.recover(0, 1750, u64::MAX, &mut |_, _| true).unwrap();
+        assert_eq!(r.units_truncated, 8);
+        assert!(!r.damaged);
         assert_eq!(cq.max_offset(), 17);
         assert_eq!(cq.max_physic_offset(), 1700);
         assert_eq!(cq.file_count(), 2);

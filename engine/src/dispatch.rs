@@ -168,6 +168,22 @@ pub struct QueueGap {
     pub want: u64,
 }
 
+/// The consume-queue tag code of a record: the hash of its tags, or for a
+/// scheduled message its delivery time (store time + the level's delay).
+pub(crate) fn unit_tags_code(h: &crate::message::RecordHeader<'_>, delay_levels_ms: &[i64]) -> i64 {
+    if h.topic == crate::schedule::SCHEDULE_TOPIC && !delay_levels_ms.is_empty() {
+        if let Some(level) =
+            crate::message::find_property(h.properties, crate::message::keys::DELAY)
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|l| *l > 0)
+        {
+            let i = level.min(delay_levels_ms.len()) - 1;
+            return h.store_timestamp_ms.saturating_add(delay_levels_ms[i]);
+        }
+    }
+    h.tags_code()
+}
+
 /// Follows the commitlog.
 pub(crate) struct Dispatcher {
     reput_from: AtomicU64,
@@ -197,20 +213,9 @@ impl Dispatcher {
         self.last_store_timestamp_ms.load(Ordering::Acquire)
     }
 
-    /// The consume-queue tag code of a record: the hash of its tags, or for a
-    /// scheduled message its delivery time (store time + the level's delay).
+    /// The consume-queue tag code of a record (see [`unit_tags_code`]).
     fn tags_code(&self, h: &crate::message::RecordHeader<'_>) -> i64 {
-        if h.topic == crate::schedule::SCHEDULE_TOPIC && !self.delay_levels_ms.is_empty() {
-            if let Some(level) =
-                crate::message::find_property(h.properties, crate::message::keys::DELAY)
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .filter(|l| *l > 0)
-            {
-                let i = level.min(self.delay_levels_ms.len()) - 1;
-                return h.store_timestamp_ms.saturating_add(self.delay_levels_ms[i]);
-            }
-        }
-        h.tags_code()
+        unit_tags_code(h, &self.delay_levels_ms)
     }
 
     /// Restart dispatching at `offset` (recovery).

@@ -596,6 +596,30 @@ impl MappedFile {
         }
     }
 
+    /// Tell the kernel the whole file is about to be read once, front to back
+    /// (recovery's walk): `MADV_SEQUENTIAL` (larger read-ahead, pages dropped
+    /// behind) and, with `prefetch`, `MADV_WILLNEED` (start reading it now, so
+    /// the disk works while the CPU checks the file before). Advice only: errors
+    /// are ignored and contents never change.
+    pub fn advise_sequential_read(&self, prefetch: bool) {
+        let advices: &[libc::c_int] = if prefetch {
+            &[libc::MADV_SEQUENTIAL, libc::MADV_WILLNEED]
+        } else {
+            &[libc::MADV_SEQUENTIAL]
+        };
+        for advice in advices {
+            // SAFETY: the range is exactly the mapping owned by `self`; these
+            // advices only steer read-ahead and never change memory contents.
+            let _ = unsafe { libc::madvise(self.ptr.cast(), self.file_size, *advice) };
+        }
+    }
+
+    /// Undo [`MappedFile::advise_sequential_read`]: back to `MADV_NORMAL`.
+    pub fn advise_normal_read(&self) {
+        // SAFETY: as in `advise_sequential_read`; MADV_NORMAL only resets read-ahead.
+        let _ = unsafe { libc::madvise(self.ptr.cast(), self.file_size, libc::MADV_NORMAL) };
+    }
+
     /// Pre-fault `[from, from+len)` of the mapping writable (`MADV_POPULATE_WRITE`,
     /// falling back to `MADV_POPULATE_READ` on kernels without it), so that page-cache
     /// allocation, zeroing and the filesystem's page_mkwrite happen now, off the put
@@ -773,6 +797,16 @@ impl MappedBytes {
         // The range was checked to be written when this value was made, and the
         // write position never moves back while the file is shared.
         self.file.bytes(self.pos, self.len).unwrap_or(&[])
+    }
+
+    /// The file the bytes lie in.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Position of the first byte inside that file.
+    pub fn position(&self) -> u64 {
+        self.pos as u64
     }
 }
 

@@ -120,9 +120,12 @@ impl StoredMessage {
     pub fn decode(&self) -> Result<MessageExt> {
         decode_record(&self.bytes).map_err(|e| {
             Error::corruption(
-                "commitlog",
-                self.commit_log_offset,
-                format!("stored record does not decode: {e}"),
+                self.bytes.path(),
+                self.bytes.position(),
+                format!(
+                    "record at commitlog offset {} does not decode: {e}",
+                    self.commit_log_offset
+                ),
             )
         })
     }
@@ -216,12 +219,24 @@ pub struct RecoveryReport {
     pub consume_queues: usize,
     /// Consume-queue units removed because they pointed past the commitlog end.
     pub consume_queue_units_truncated: u64,
+    /// Consume queues that lost units pointing past the commitlog end.
+    pub consume_queues_truncated: usize,
+    /// Consume queues found damaged (units out of order, overlapping, not
+    /// matching their record, or written after unwritten ones) and cut before
+    /// the damage; each is rebuilt from the commitlog.
+    pub consume_queues_damaged: usize,
+    /// Consume queues that gained units while being re-dispatched from the start
+    /// of the log (damaged, short or re-created missing queues, and queues that
+    /// only had records since the checkpoint). 0 when
+    /// [`RecoveryReport::rebuilt_from_log_start`] is false.
+    pub consume_queues_rebuilt: usize,
+    /// A consume queue was damaged, missing or short, so every queue was
+    /// re-dispatched from the start of the log (units already present are kept).
+    pub rebuilt_from_log_start: bool,
     /// Records dispatched again to rebuild consume queues.
     pub records_redispatched: u64,
     /// Commitlog offset the re-dispatch started from.
     pub redispatched_from: u64,
-    /// A consume queue was missing units, so all were rebuilt from the log start.
-    pub consume_queues_rebuilt: bool,
     /// Wall time of the recovery, ms.
     pub millis: u64,
 }
@@ -473,9 +488,19 @@ impl MessageStore {
             commit_log: cl_report,
             ..Default::default()
         };
+        let delay_levels = cfg.delay_levels_ms()?;
+        // Units whose records the commitlog walk just checked are compared with
+        // those records (the pages are warm); older units get order checks only.
+        let verify_from = report.commit_log.scanned_from;
         for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
             let mut cq = ConsumeQueue::load(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
-            report.consume_queue_units_truncated += cq.recover(cl_min, cl_max)?;
+            let mut verify = |queue_offset: u64, u: &CqUnit| {
+                unit_matches_record(&commitlog, &topic, queue_id, queue_offset, u, &delay_levels)
+            };
+            let r = cq.recover(cl_min, cl_max, verify_from, &mut verify)?;
+            report.consume_queue_units_truncated += r.units_truncated;
+            report.consume_queues_truncated += usize::from(r.units_truncated > 0);
+            report.consume_queues_damaged += usize::from(r.damaged);
             cqs.insert(cq);
             report.consume_queues += 1;
         }
@@ -497,12 +522,24 @@ impl MessageStore {
         if let Some((topic, q, have, want)) = &short_queue {
             tracing::warn!(topic, queue_id = q, have, want,
                 "consume queue has fewer units than when last flushed; rebuilding from the commitlog");
-            report.consume_queues_rebuilt = true;
+            report.rebuilt_from_log_start = true;
+        }
+        if report.consume_queues_damaged > 0 {
+            tracing::warn!(
+                queues = report.consume_queues_damaged,
+                "damaged consume queues; rebuilding from the commitlog"
+            );
+            report.rebuilt_from_log_start = true;
         }
         // Re-dispatch from where consume queues were last known flushed; without a
-        // valid checkpoint, or when a queue lost units, from the start of the log
-        // (idempotent: units already present are skipped).
-        let reput_from = if ck_valid && short_queue.is_none() {
+        // valid checkpoint, or when a queue lost units or is damaged, from the start
+        // of the log (idempotent: units already present are skipped).
+        let units_before: HashMap<(String, u32), u64> = cqs
+            .all()
+            .iter()
+            .map(|q| ((q.topic().to_string(), q.queue_id()), q.max_offset()))
+            .collect();
+        let reput_from = if ck_valid && !report.rebuilt_from_log_start {
             let mut from = ck.logics_offset;
             if index.is_some() {
                 // Keys added since the index's last flush are rebuilt too.
@@ -513,7 +550,6 @@ impl MessageStore {
             cl_min
         };
         report.redispatched_from = reput_from;
-        let delay_levels = cfg.delay_levels_ms()?;
         let schedule =
             crate::schedule::ScheduleState::load(&cfg.config_dir(), delay_levels.clone())?;
         let dispatcher = Dispatcher::new(reput_from, delay_levels);
@@ -528,7 +564,7 @@ impl MessageStore {
                         ?gap,
                         "consume queue is missing units; rebuilding from the commitlog"
                     );
-                    report.consume_queues_rebuilt = true;
+                    report.rebuilt_from_log_start = true;
                     report.redispatched_from = cl_min;
                     dispatcher.reset(cl_min);
                     dispatcher.dispatch_available(&commitlog, &cqs, index.as_ref(), &arrivals)?
@@ -549,12 +585,36 @@ impl MessageStore {
             }
         }
         commitlog.set_queue_offsets(table);
+        if report.rebuilt_from_log_start {
+            report.consume_queues_rebuilt = cqs
+                .all()
+                .iter()
+                .filter(|q| {
+                    let key = (q.topic().to_string(), q.queue_id());
+                    q.max_offset() > units_before.get(&key).copied().unwrap_or(0)
+                })
+                .count();
+        }
         report.millis = started.elapsed().as_millis() as u64;
         if abnormal
             || report.commit_log.bytes_truncated > 0
             || report.consume_queue_units_truncated > 0
+            || report.rebuilt_from_log_start
         {
-            tracing::warn!(?report, "recovered after an unclean shutdown");
+            tracing::warn!(
+                abnormal,
+                files_scanned = report.commit_log.files_scanned,
+                bytes_scanned = report.commit_log.bytes_scanned,
+                bytes_truncated = report.commit_log.bytes_truncated,
+                consume_queues_truncated = report.consume_queues_truncated,
+                consume_queue_units_truncated = report.consume_queue_units_truncated,
+                consume_queues_damaged = report.consume_queues_damaged,
+                consume_queues_rebuilt = report.consume_queues_rebuilt,
+                rebuilt_from_log_start = report.rebuilt_from_log_start,
+                records_redispatched = report.records_redispatched,
+                millis = report.millis,
+                "recovered the store"
+            );
         } else {
             tracing::info!(?report, "store opened");
         }
@@ -885,7 +945,10 @@ impl MessageStore {
                     match crate::message::check_record(&b, true) {
                         Ok(crate::message::RecordCheck::Message(h))
                             if h.physical_offset as u64 == u.commit_log_offset
-                                && h.total_size == u.size => {}
+                                && h.total_size == u.size
+                                && h.topic == topic
+                                && h.queue_id == queue_id
+                                && h.queue_offset as u64 == offset + scanned as u64 - 1 => {}
                         other => {
                             let why = match other {
                                 Err(e) => e.reason,
@@ -995,31 +1058,42 @@ impl MessageStore {
     /// The message at commitlog offset `offset`, decoded.
     ///
     /// # Errors
-    /// [`Error::Corruption`] if no valid record starts there.
+    /// [`Error::Corruption`] naming the commitlog file and position if no valid
+    /// record starts there (bad magic, sizes or fields, a physical offset field
+    /// that differs, or a body that fails its CRC).
     pub fn look_message_by_offset(&self, offset: u64) -> Result<Option<MessageExt>> {
         match self.inner.commitlog.read_record(offset)? {
-            Some(b) => decode_record(&b)
-                .map(Some)
-                .map_err(|e| Error::corruption("commitlog", offset, e.reason)),
+            Some(b) => decode_record(&b).map(Some).map_err(|e| {
+                Error::corruption(
+                    b.path(),
+                    b.position(),
+                    format!("record at commitlog offset {offset}: {e}"),
+                )
+            }),
             None => Ok(None),
         }
     }
 
-    /// The record at commitlog offset `offset`, as stored.
+    /// The record at commitlog offset `offset`, as stored, after checking it
+    /// (magic, sizes, fields, physical offset, body CRC).
     ///
     /// # Errors
-    /// [`Error::Corruption`] if no valid record starts there.
+    /// As [`MessageStore::look_message_by_offset`].
     pub fn read_record(&self, offset: u64) -> Result<Option<MappedBytes>> {
         self.inner.commitlog.read_record(offset)
     }
 
-    /// Messages whose `KEYS` or `UNIQ_KEY` hash like `key`, newest first, stored
-    /// between `begin_ms` and `end_ms` — RocketMQ's QUERY_MESSAGE: at most
-    /// `min(max_num, 64)`, and keys are not compared (hash collisions are the
-    /// caller's to filter; see [`MessageStore::query_messages_by_key`]).
+    /// Messages of `topic` whose `KEYS` contain `key` or whose `UNIQ_KEY` is
+    /// `key`, newest first, stored between `begin_ms` and `end_ms`: RocketMQ's
+    /// QUERY_MESSAGE, at most `min(max_num, 64)` index hits. Every record is
+    /// checked (CRC included) before it is returned, and hits whose topic or keys
+    /// differ (hash collisions, damaged index entries) are dropped, so fewer than
+    /// `max_num` may come back while more exist.
     ///
     /// # Errors
-    /// [`Error::Corruption`] if the index points at bytes that are not a record.
+    /// [`Error::Corruption`] naming the commitlog file and position when the index
+    /// points at bytes that are not a valid record (a damaged record, or a damaged
+    /// index entry).
     pub fn query_message(
         &self,
         topic: &str,
@@ -1038,8 +1112,16 @@ impl MessageStore {
             let Some(bytes) = s.commitlog.read_record(off)? else {
                 continue; // deleted by retention meanwhile
             };
-            let h = crate::message::parse_header(&bytes)
-                .map_err(|e| Error::corruption("commitlog", off, format!("indexed record: {e}")))?;
+            let h = crate::message::parse_header(&bytes).map_err(|e| {
+                Error::corruption(
+                    bytes.path(),
+                    bytes.position(),
+                    format!("indexed record at commitlog offset {off}: {e}"),
+                )
+            })?;
+            if h.topic != topic || !record_has_key(h.properties, key) {
+                continue;
+            }
             messages.push(StoredMessage {
                 queue_offset: h.queue_offset as u64,
                 commit_log_offset: off,
@@ -1092,21 +1174,33 @@ impl MessageStore {
         self.look_message_by_offset(offset)
     }
 
-    /// Store timestamp of the record a queue unit points at.
+    /// Store timestamp of the record a queue unit points at, after checking the
+    /// record (CRC included) and that it is the one the unit describes.
     fn store_time_at(&self, cq: &ConsumeQueue, queue_offset: u64) -> Result<Option<i64>> {
         let Some(u) = cq.get(queue_offset) else {
             return Ok(None);
         };
-        match self
-            .inner
-            .commitlog
-            .get_data(u.commit_log_offset, u.size as usize)
-        {
-            Some(b) => crate::message::parse_header(&b)
-                .map(|h| Some(h.store_timestamp_ms))
-                .map_err(|e| Error::corruption("commitlog", u.commit_log_offset, e.reason)),
-            None => Ok(None),
+        let Some(b) = self.inner.commitlog.read_record(u.commit_log_offset)? else {
+            return Ok(None);
+        };
+        let h = crate::message::parse_header(&b).map_err(|e| {
+            Error::corruption(
+                b.path(),
+                b.position(),
+                format!("record at commitlog offset {}: {e}", u.commit_log_offset),
+            )
+        })?;
+        if h.total_size != u.size {
+            return Err(Error::corruption(
+                b.path(),
+                b.position(),
+                format!(
+                    "record at commitlog offset {} is {} bytes, its consume-queue unit says {}",
+                    u.commit_log_offset, h.total_size, u.size
+                ),
+            ));
         }
+        Ok(Some(h.store_timestamp_ms))
     }
 
     /// The first queue offset whose message was stored at or after `timestamp_ms`
@@ -2155,6 +2249,42 @@ fn check_record_len(len: usize, max_message_size: u32, batch: bool) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// Recovery: does consume-queue unit `u` at `queue_offset` of `topic`/`queue_id`
+/// describe the record it points at (offset, size, topic, queue, queue offset,
+/// tag code)? The record's body CRC is not checked here (the commitlog walk did).
+fn unit_matches_record(
+    commitlog: &CommitLog,
+    topic: &str,
+    queue_id: u32,
+    queue_offset: u64,
+    u: &CqUnit,
+    delay_levels_ms: &[i64],
+) -> bool {
+    let Some(b) = commitlog.get_data(u.commit_log_offset, u.size as usize) else {
+        return false;
+    };
+    match crate::message::check_record(&b, false) {
+        Ok(crate::message::RecordCheck::Message(h)) => {
+            h.physical_offset as u64 == u.commit_log_offset
+                && h.total_size == u.size
+                && h.topic == topic
+                && h.queue_id == queue_id
+                && h.queue_offset as u64 == queue_offset
+                && crate::dispatch::unit_tags_code(&h, delay_levels_ms) == u.tags_code
+        }
+        _ => false,
+    }
+}
+
+/// True when the raw properties hold `key` among the space-separated `KEYS` or
+/// as the `UNIQ_KEY` (what the index stored the record under).
+fn record_has_key(properties: &[u8], key: &str) -> bool {
+    use crate::message::{find_property, keys};
+    find_property(properties, keys::UNIQ_KEY) == Some(key)
+        || find_property(properties, keys::KEYS)
+            .is_some_and(|ks| ks.split(' ').any(|k| !k.is_empty() && k == key))
 }
 
 #[cfg(test)]

@@ -248,14 +248,73 @@ fn random_byte_flips_never_panic_and_never_serve_bad_records() {
         match MessageStore::open(cfg(dir.path())) {
             Ok(store) => {
                 opened += 1;
-                // Whatever is served decodes with a good CRC; a bad one is an error, not data.
-                let _ = read_queue(&store);
+                // Whatever is served decodes with a good CRC and is the message
+                // stored at that queue offset; a bad record is an error, not data.
+                let served = served_until_error(&store, "C", 0, |q| body(q as usize));
+                assert!(served <= N);
             }
-            Err(Error::Corruption { .. }) => refused += 1,
+            Err(Error::Corruption { path, .. }) => {
+                assert!(path.to_string_lossy().contains("commitlog"), "{path:?}");
+                refused += 1
+            }
             Err(e) => panic!("unexpected error kind: {e}"),
         }
     }
     assert_eq!(opened + refused, 25);
+}
+
+/// Read a queue from its start until the end or the first error. Every record
+/// served must decode (CRC checked) and carry the expected body, topic, queue
+/// and queue offset; an error must be `Corruption`. Returns how many were served.
+fn served_until_error(
+    store: &MessageStore,
+    topic: &str,
+    queue_id: u32,
+    expected_body: impl Fn(u64) -> Vec<u8>,
+) -> usize {
+    let mut served = 0;
+    let mut offset = store.min_offset_in_queue(topic, queue_id);
+    loop {
+        let r = match store.get_message("g", topic, queue_id, offset, 32, &MessageFilter::All) {
+            Ok(r) => r,
+            Err(Error::Corruption { .. }) => return served,
+            Err(e) => panic!("read failed with a non-corruption error: {e}"),
+        };
+        if r.status != GetStatus::Found {
+            return served;
+        }
+        for m in &r.messages {
+            let e = m
+                .decode()
+                .unwrap_or_else(|e| panic!("served a record that does not decode: {e}"));
+            assert_eq!(e.topic, topic);
+            assert_eq!(e.queue_id, queue_id);
+            assert_eq!(e.queue_offset, m.queue_offset);
+            assert!(
+                e.body == expected_body(m.queue_offset),
+                "queue offset {} served the wrong body",
+                m.queue_offset
+            );
+            served += 1;
+        }
+        offset = r.next_begin_offset;
+    }
+}
+
+/// A tiny deterministic generator (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
 }
 
 /// `got` must be exactly the first `n` bodies (compared without dumping them).
@@ -277,4 +336,349 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &target).unwrap();
         }
     }
+}
+
+const KEYED: usize = 600;
+
+/// Small index files (several per store) and 128 KiB commitlog files.
+fn keyed_cfg(dir: &Path) -> StoreConfig {
+    let mut c = cfg(dir);
+    c.max_hash_slot_num = 64;
+    c.max_index_num = 256;
+    c
+}
+
+fn keyed_body(i: usize) -> Vec<u8> {
+    format!("keyed-{i:04}-{}", "x".repeat(900)).into_bytes()
+}
+
+fn wait_dispatched(store: &MessageStore) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.stats().dispatched_offset < store.commit_log_max_offset() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dispatch did not catch up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// KEYED messages of about 1 KiB on topic K queue 0, keys `k<i>`, clean shutdown:
+/// five commitlog files, several index files.
+fn populate_keyed(dir: &Path) -> Vec<PutResult> {
+    let store = MessageStore::open(keyed_cfg(dir)).unwrap();
+    let puts: Vec<_> = (0..KEYED)
+        .map(|i| {
+            let m = Message::new("K", keyed_body(i)).with_keys([format!("k{i}")]);
+            store.put_message(&m).unwrap()
+        })
+        .collect();
+    wait_dispatched(&store);
+    store.shutdown().unwrap();
+    puts
+}
+
+#[track_caller]
+fn expect_read_corruption<T: std::fmt::Debug>(
+    r: Result<T, Error>,
+    path: &Path,
+    pos: u64,
+    what: &str,
+) {
+    match r {
+        Err(Error::Corruption {
+            path: p, offset, ..
+        }) => {
+            assert_eq!(p, path, "{what}: file named");
+            assert_eq!(offset, pos, "{what}: offset named");
+        }
+        other => panic!("{what}: expected Corruption in {path:?} at {pos}, got {other:?}"),
+    }
+}
+
+#[test]
+fn damaged_record_in_an_older_file_is_a_read_error_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let puts = populate_keyed(dir.path());
+    let fs = cfg(dir.path()).mapped_file_size_commit_log;
+    assert!(
+        common::commitlog_files(dir.path()).len() >= 5,
+        "the damaged file must be older than the three files open walks"
+    );
+    // Record 3: a flipped body byte (only its CRC tells). Record 7: a flipped
+    // byte of its physical-offset field.
+    let body_victim = &puts[3];
+    let body = keyed_body(3);
+    let path = commitlog_path(dir.path(), body_victim.commit_log_offset);
+    let rec_pos = body_victim.commit_log_offset % fs;
+    let bytes = std::fs::read(&path).unwrap();
+    let rec = &bytes[rec_pos as usize..(rec_pos + body_victim.wrote_bytes as u64) as usize];
+    let body_at = rec.windows(body.len()).position(|w| w == body).unwrap();
+    patch(&path, rec_pos + body_at as u64 + 500, |b| b[0] ^= 0x01);
+    let off_victim = &puts[7];
+    assert_eq!(
+        commitlog_path(dir.path(), off_victim.commit_log_offset),
+        path
+    );
+    patch(&path, off_victim.commit_log_offset % fs + 28 + 7, |b| {
+        b[0] ^= 0x10
+    });
+
+    let store = MessageStore::open(keyed_cfg(dir.path())).unwrap();
+    // Open did not walk the damaged file.
+    assert!(store.recovery_report().commit_log.scanned_from >= fs);
+    for (i, p) in [(3usize, body_victim), (7, off_victim)] {
+        let pos = p.commit_log_offset % fs;
+        let key = format!("k{i}");
+        let w = format!("record {i}");
+        expect_read_corruption(
+            store.query_message("K", &key, 32, 0, i64::MAX),
+            &path,
+            pos,
+            &format!("{w}: query_message"),
+        );
+        expect_read_corruption(
+            store.query_messages_by_key("K", &key, 32, 0, i64::MAX),
+            &path,
+            pos,
+            &format!("{w}: query_messages_by_key"),
+        );
+        expect_read_corruption(
+            store.view_message_by_id(&p.msg_id()),
+            &path,
+            pos,
+            &format!("{w}: view_message_by_id"),
+        );
+        expect_read_corruption(
+            store.look_message_by_offset(p.commit_log_offset),
+            &path,
+            pos,
+            &format!("{w}: look_message_by_offset"),
+        );
+        expect_read_corruption(
+            store.read_record(p.commit_log_offset),
+            &path,
+            pos,
+            &format!("{w}: read_record"),
+        );
+        expect_read_corruption(
+            store.get_message("g", "K", 0, i as u64, 1, &MessageFilter::All),
+            &path,
+            pos,
+            &format!("{w}: get_message"),
+        );
+    }
+    // The neighbours are intact and served.
+    let found = store
+        .query_messages_by_key("K", "k5", 32, 0, i64::MAX)
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].body, keyed_body(5));
+    let m = store
+        .view_message_by_id(&puts[5].msg_id())
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.body, keyed_body(5));
+    assert_eq!(
+        store
+            .read_record(puts[6].commit_log_offset)
+            .unwrap()
+            .unwrap()
+            .len(),
+        puts[6].wrote_bytes as usize
+    );
+}
+
+#[test]
+fn random_consume_queue_damage_is_rebuilt_or_refused() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let base = tempfile::tempdir().unwrap();
+    populate(base.path());
+    let qdir = |root: &Path| root.join("consumequeue/C/0");
+    let mut names: Vec<_> = std::fs::read_dir(qdir(base.path()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    let (mut rebuilt, mut refused) = (0, 0);
+    for trial in 0..16 {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let victim = qdir(dir.path()).join(&names[rng.below(names.len() as u64) as usize]);
+        let len = std::fs::metadata(&victim).unwrap().len();
+        let at = rng.below(len);
+        let what = match rng.below(3) {
+            0 => {
+                let x = (rng.below(255) + 1) as u8;
+                patch(&victim, at, |b| b[0] ^= x);
+                format!("byte {at} of {victim:?} xor {x:#x}")
+            }
+            1 => {
+                let n = (rng.below(200) + 1).min(len - at) as usize;
+                patch(&victim, at, |b| b[..n].fill(0));
+                format!("{n} bytes zeroed at {at} of {victim:?}")
+            }
+            _ => {
+                let n = (rng.below(8) + 1).min(len - at) as usize;
+                let v = rng.next().to_be_bytes();
+                patch(&victim, at, |b| b[..n].copy_from_slice(&v[..n]));
+                format!("{n} random bytes at {at} of {victim:?}")
+            }
+        };
+        if trial % 2 == 1 {
+            std::fs::write(dir.path().join("abort"), b"").unwrap();
+        }
+        match MessageStore::open(cfg(dir.path())) {
+            Ok(store) => {
+                let r = store.get_message("g", "C", 0, 0, 1, &MessageFilter::All);
+                assert!(r.is_ok(), "{what}: {r:?}");
+                let got = read_queue(&store).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_same(&got, N, &what);
+                assert_eq!(store.max_offset_in_queue("C", 0), N as u64, "{what}");
+                // The units are the right ones: tag codes included (no tags: 0).
+                let mut offset = 0;
+                while offset < N as u64 {
+                    let r = store
+                        .get_message("g", "C", 0, offset, 32, &MessageFilter::All)
+                        .unwrap();
+                    for m in &r.messages {
+                        assert_eq!(m.tags_code, 0, "{what}: tag code of {}", m.queue_offset);
+                    }
+                    offset = r.next_begin_offset;
+                }
+                let rep = store.recovery_report();
+                if rep.rebuilt_from_log_start {
+                    rebuilt += 1;
+                }
+            }
+            Err(Error::Corruption { path, .. }) => {
+                assert!(
+                    path.to_string_lossy().contains("consumequeue"),
+                    "{what}: {path:?}"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("{what}: unexpected error kind: {e}"),
+        }
+    }
+    assert!(rebuilt + refused > 0, "some damage must have been noticed");
+}
+
+#[test]
+fn random_checkpoint_damage_recovers() {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let base = tempfile::tempdir().unwrap();
+    populate(base.path());
+    for trial in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let ck = dir.path().join("checkpoint");
+        // Mostly the fields (first 56 bytes), sometimes anywhere, sometimes a cut.
+        let what = match rng.below(4) {
+            0 => {
+                let at = rng.below(4096);
+                patch(&ck, at, |b| b[0] ^= 0x5A);
+                format!("byte {at} flipped")
+            }
+            1 => {
+                let len = rng.below(4096);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&ck)
+                    .unwrap()
+                    .set_len(len)
+                    .unwrap();
+                format!("cut to {len} bytes")
+            }
+            _ => {
+                let at = rng.below(56);
+                let x = (rng.below(255) + 1) as u8;
+                patch(&ck, at, |b| b[0] ^= x);
+                format!("byte {at} xor {x:#x}")
+            }
+        };
+        if trial % 2 == 0 {
+            std::fs::write(dir.path().join("abort"), b"").unwrap();
+        }
+        match MessageStore::open(cfg(dir.path())) {
+            Ok(store) => {
+                let got = read_queue(&store).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_same(&got, N, &what);
+                let r = store
+                    .put_message(&Message::new("C", b"next".to_vec()))
+                    .unwrap();
+                assert_eq!(r.queue_offset, N as u64, "{what}: queue offsets continue");
+            }
+            Err(Error::Corruption { path, .. }) => {
+                assert!(
+                    path.to_string_lossy().contains("checkpoint"),
+                    "{what}: {path:?}"
+                )
+            }
+            Err(e) => panic!("{what}: unexpected error kind: {e}"),
+        }
+    }
+}
+
+#[test]
+fn random_index_damage_never_serves_messages_of_other_keys() {
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let base = tempfile::tempdir().unwrap();
+    populate_keyed(base.path());
+    let mut names: Vec<_> = std::fs::read_dir(base.path().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "several index files");
+    let (mut opened, mut refused, mut query_errors) = (0, 0, 0);
+    for trial in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(base.path(), dir.path());
+        let victim = dir
+            .path()
+            .join("index")
+            .join(&names[rng.below(names.len() as u64) as usize]);
+        let len = std::fs::metadata(&victim).unwrap().len();
+        // Damage a run of 1..=16 bytes: header, slots or entries.
+        let at = rng.below(len);
+        let n = (rng.below(16) + 1).min(len - at) as usize;
+        let v: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+        patch(&victim, at, |b| b[..n].copy_from_slice(&v));
+        let what = format!("{n} bytes at {at} of {victim:?}");
+        if trial % 2 == 1 {
+            std::fs::write(dir.path().join("abort"), b"").unwrap();
+        }
+        let store = match MessageStore::open(keyed_cfg(dir.path())) {
+            Ok(s) => s,
+            Err(Error::Corruption { path, .. }) => {
+                assert!(path.to_string_lossy().contains("index"), "{what}: {path:?}");
+                refused += 1;
+                continue;
+            }
+            Err(e) => panic!("{what}: unexpected error kind: {e}"),
+        };
+        opened += 1;
+        for k in (0..KEYED).step_by(7) {
+            let key = format!("k{k}");
+            match store.query_message("K", &key, 64, 0, i64::MAX) {
+                Ok(r) => {
+                    for m in &r.messages {
+                        let e = m.decode().unwrap_or_else(|e| panic!("{what}: {e}"));
+                        assert_eq!(e.topic, "K", "{what}");
+                        assert!(
+                            e.keys().contains(&key.as_str()),
+                            "{what}: {key} served {:?}",
+                            e.keys()
+                        );
+                        assert_eq!(e.body, keyed_body(k), "{what}");
+                    }
+                }
+                Err(Error::Corruption { .. }) => query_errors += 1,
+                Err(e) => panic!("{what}: query {key}: unexpected error kind: {e}"),
+            }
+        }
+    }
+    assert_eq!(opened + refused, 12);
+    eprintln!("index damage: {opened} opened, {refused} refused, {query_errors} query errors");
 }

@@ -160,7 +160,9 @@ impl Broker {
         .await
     }
 
-    /// QUERY_MESSAGE: the records whose key hashes match, concatenated.
+    /// QUERY_MESSAGE: the records of the topic with that key, concatenated, each
+    /// checked by the store (CRC included). A damaged record fails the whole
+    /// query with SYSTEM_ERROR and the store's corruption message.
     pub(super) async fn query_message(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
         let parsed = (|| -> Result<_, HeaderError> {
             let topic = req.ext_fields.get_str("topic")?.to_string();
@@ -200,7 +202,9 @@ impl Broker {
         .await
     }
 
-    /// VIEW_MESSAGE_BY_ID: the record at commitlog offset `offset`, as stored.
+    /// VIEW_MESSAGE_BY_ID: the record at commitlog offset `offset`, as stored,
+    /// once the store has checked it (CRC included). A damaged record is answered
+    /// with SYSTEM_ERROR and the store's corruption message (file and offset).
     pub(super) async fn view_message_by_id(
         self: Arc<Self>,
         req: &RemotingCommand,
@@ -224,7 +228,12 @@ impl Broker {
             }
             match b.store.read_record(off) {
                 Ok(Some(bytes)) => RemotingCommand::success().with_body(bytes.to_vec()),
-                Ok(None) | Err(_) => not_found(),
+                Ok(None) => not_found(),
+                // A damaged record is reported as such, never sent.
+                Err(e) => {
+                    tracing::error!(offset = off, error = %e, "VIEW_MESSAGE_BY_ID found a damaged record");
+                    RemotingCommand::error(store_error_code(&e), e.to_string())
+                }
             }
         })
         .await
