@@ -180,6 +180,12 @@ pub struct RecoverResult {
     pub rebuilt_from_log_start: bool,
     /// The engine's own wall time of the recovery, ms.
     pub recovery_millis: u64,
+    /// Of which: walking and checking the commitlog, ms.
+    pub walk_millis: u64,
+    /// Of which: loading and checking consume queues and the index, ms.
+    pub consume_queue_millis: u64,
+    /// Of which: re-dispatching records, ms.
+    pub redispatch_millis: u64,
 }
 
 /// MB (10^6 bytes) per second.
@@ -505,6 +511,9 @@ fn measure_in(args: &RecoverArgs, root: &Path) -> Result<RecoverResult> {
         consume_queues_rebuilt: report.consume_queues_rebuilt,
         rebuilt_from_log_start: report.rebuilt_from_log_start,
         recovery_millis: report.millis,
+        walk_millis: report.walk_millis,
+        consume_queue_millis: report.consume_queue_millis,
+        redispatch_millis: report.redispatch_millis,
     })
 }
 

@@ -502,42 +502,68 @@ impl CommitLog {
         if let Some(f) = files.get(start_idx) {
             f.advise_sequential_read(true);
         }
-        'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
-            report.files_scanned += 1;
-            // Read the next file ahead while this one is checked.
-            if let Some(next) = files.get(idx + 1) {
-                next.advise_sequential_read(true);
+        // A reader thread pulls the files into memory, at most two ahead of the
+        // walk, so disk reads overlap with checking (the walk itself then finds
+        // its pages mapped). It stops when the walk ends.
+        let walked = std::sync::atomic::AtomicUsize::new(start_idx);
+        let walk_done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("ferromq-recover-read".into())
+                .spawn_scoped(scope, || {
+                    use std::sync::atomic::Ordering::Acquire;
+                    for (idx, f) in files.iter().enumerate().skip(start_idx) {
+                        while idx > walked.load(Acquire) + 2 && !walk_done.load(Acquire) {
+                            std::thread::sleep(Duration::from_micros(200));
+                        }
+                        if walk_done.load(Acquire) {
+                            break;
+                        }
+                        f.populate_read();
+                    }
+                });
+            if let Err(e) = &reader {
+                tracing::debug!(error = %e, "no read-ahead thread for recovery");
             }
-            let data = f.bytes(0, file_size).unwrap_or(&[]);
-            let mut pos = 0usize;
-            loop {
-                match check_record(&data[pos..], check_crc) {
-                    Ok(RecordCheck::Message(h)) => {
-                        let want = f.file_from_offset() + pos as u64;
-                        if h.physical_offset as u64 != want {
+            'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
+                walked.store(idx, std::sync::atomic::Ordering::Release);
+                report.files_scanned += 1;
+                // Read the next file ahead while this one is checked.
+                if let Some(next) = files.get(idx + 1) {
+                    next.advise_sequential_read(true);
+                }
+                let data = f.bytes(0, file_size).unwrap_or(&[]);
+                let mut pos = 0usize;
+                loop {
+                    match check_record(&data[pos..], check_crc) {
+                        Ok(RecordCheck::Message(h)) => {
+                            let want = f.file_from_offset() + pos as u64;
+                            if h.physical_offset as u64 != want {
+                                end = Some((idx, pos, true));
+                                break 'files;
+                            }
+                            pos += h.total_size as usize;
+                            report.bytes_scanned += h.total_size as u64;
+                            if pos + END_FILE_MIN_BLANK_LENGTH > file_size && pos != file_size {
+                                // A record must leave room for the blank record.
+                                end = Some((idx, pos, true));
+                                break 'files;
+                            }
+                        }
+                        Ok(RecordCheck::Blank) => continue 'files,
+                        Ok(RecordCheck::End) => {
+                            end = Some((idx, pos, false));
+                            break 'files;
+                        }
+                        Err(_) => {
                             end = Some((idx, pos, true));
                             break 'files;
                         }
-                        pos += h.total_size as usize;
-                        report.bytes_scanned += h.total_size as u64;
-                        if pos + END_FILE_MIN_BLANK_LENGTH > file_size && pos != file_size {
-                            // A record must leave room for the blank record.
-                            end = Some((idx, pos, true));
-                            break 'files;
-                        }
-                    }
-                    Ok(RecordCheck::Blank) => continue 'files,
-                    Ok(RecordCheck::End) => {
-                        end = Some((idx, pos, false));
-                        break 'files;
-                    }
-                    Err(_) => {
-                        end = Some((idx, pos, true));
-                        break 'files;
                     }
                 }
             }
-        }
+            walk_done.store(true, std::sync::atomic::Ordering::Release);
+        });
         for f in files.iter().skip(start_idx) {
             f.advise_normal_read();
         }

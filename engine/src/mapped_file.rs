@@ -614,6 +614,16 @@ impl MappedFile {
         }
     }
 
+    /// Read the whole file into the page cache and map it readable now
+    /// (`MADV_POPULATE_READ`), so a later walk over it neither waits for the
+    /// disk nor takes page faults. Best effort: an error (an old kernel) is
+    /// ignored, the walk then faults the pages in itself.
+    pub fn populate_read(&self) {
+        // SAFETY: the range is exactly the mapping owned by `self`;
+        // MADV_POPULATE_READ only faults pages in for reading.
+        let _ = unsafe { libc::madvise(self.ptr.cast(), self.file_size, libc::MADV_POPULATE_READ) };
+    }
+
     /// Undo [`MappedFile::advise_sequential_read`]: back to `MADV_NORMAL`.
     pub fn advise_normal_read(&self) {
         // SAFETY: as in `advise_sequential_read`; MADV_NORMAL only resets read-ahead.

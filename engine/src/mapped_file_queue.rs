@@ -178,7 +178,12 @@ impl MappedFileQueue {
 
     /// End of the written bytes.
     pub fn max_offset(&self) -> u64 {
-        self.last_file()
+        // Under the read lock, without cloning the file's `Arc` (the dispatcher
+        // asks this for every record).
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
             .map(|f| f.file_from_offset() + f.wrote_position() as u64)
             .unwrap_or(0)
     }
