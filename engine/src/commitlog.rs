@@ -272,7 +272,9 @@ impl CommitLog {
         let generation = self.queue.generation();
         let fresh = matches!(&st.current, Some((g, f)) if *g == generation && !f.is_full());
         if !fresh {
-            st.current = Some((generation, self.current_file()?));
+            let f = self.current_file()?;
+            f.set_unmap_before_flush(self.pool.is_none() && !self.write_via_fd);
+            st.current = Some((generation, f));
         }
         Ok(&st.current.as_ref().expect("set above").1)
     }
@@ -698,7 +700,10 @@ impl Allocator {
         let inner = Arc::clone(&self.inner);
         let h = std::thread::Builder::new()
             .name("ferromq-allocate".into())
-            .spawn(move || inner.run())
+            .spawn(move || {
+                crate::sys::lower_thread_priority(crate::store::BACKGROUND_NICE);
+                inner.run()
+            })
             .map_err(|e| Error::io("spawning the file allocation thread", e))?;
         *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
         Ok(())

@@ -50,6 +50,9 @@ pub struct MappedFile {
     deleted: AtomicBool,
     /// The file's pages were replaced by zeros and its blocks freed.
     released: AtomicBool,
+    /// Appends store into the mapping: drop the written pages' page-table
+    /// entries before a flush writes them back (see [`MappedFile::flush`]).
+    unmap_before_flush: AtomicBool,
     /// Pool mode (`transientStorePoolEnable`): appends land in this buffer and
     /// `commit` writes them into the file; readers see only committed bytes.
     buffer: Mutex<Option<crate::pool::PoolBuffer>>,
@@ -216,6 +219,7 @@ impl MappedFile {
             last_write_ms: AtomicI64::new(mtime),
             deleted: AtomicBool::new(false),
             released: AtomicBool::new(false),
+            unmap_before_flush: AtomicBool::new(false),
             buffer: Mutex::new(None),
             buf_ptr: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
             buf_index: std::sync::atomic::AtomicU16::new(0),
@@ -572,10 +576,41 @@ impl MappedFile {
             h.before_sync(&self.path, start, wrote - start)
                 .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
         }
+        if self.unmap_before_flush.load(Ordering::Relaxed) {
+            self.unmap_written(start, wrote);
+        }
         self.mmap
             .flush_range(start, wrote - start)
             .map_err(|e| Error::io(format!("flushing {}", self.path.display()), e))?;
         Ok(self.mark_synced(hook.as_deref(), start, wrote))
+    }
+
+    /// Appends to this file store into the mapping: before each flush, drop the
+    /// page-table entries of the whole pages written since the last one.
+    pub fn set_unmap_before_flush(&self, on: bool) {
+        self.unmap_before_flush.store(on, Ordering::Relaxed);
+    }
+
+    /// Drop this process's page-table entries for the whole pages in
+    /// `[start, wrote)` (`MADV_DONTNEED`). Writing back a page still mapped
+    /// writable means write-protecting its entry and flushing the TLB of every
+    /// CPU running one of our threads, one interrupt per page: hundreds of
+    /// thousands of interrupts per GiB flushed, landing on the producers'
+    /// CPUs. Dropping the entries first costs one batched flush per call. For a
+    /// shared file mapping the page cache keeps the bytes (a dirty entry's
+    /// dirty bit moves to its page), and a later read refaults the same data.
+    fn unmap_written(&self, start: usize, wrote: usize) {
+        let end = wrote / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        if end <= start {
+            return;
+        }
+        // SAFETY: `[start, end)` is page-aligned and inside the mapping owned by
+        // `self`. It lies below the write position, so no writer stores there;
+        // MADV_DONTNEED on a MAP_SHARED file mapping only removes page-table
+        // entries (the VMA stays, so every address a reader holds stays valid
+        // and refaults the same page-cache bytes).
+        let _ =
+            unsafe { libc::madvise(self.ptr.add(start).cast(), end - start, libc::MADV_DONTNEED) };
     }
 
     /// Pre-fault every page from the write position on by writing a zero byte to

@@ -690,6 +690,10 @@ impl MessageStore {
         inner.commitlog.start()?;
         let store = MessageStore { inner };
         store.spawn("ferromq-flush-commitlog", |s| {
+            // Under ASYNC_FLUSH no put waits for this thread.
+            if s.cfg.flush_disk_type == FlushDiskType::AsyncFlush {
+                crate::sys::lower_thread_priority(BACKGROUND_NICE);
+            }
             if s.commitlog.pooled() {
                 s.flusher
                     .run_pooled(&s.commitlog.queue, || s.commitlog.commit_and_sync());
@@ -701,8 +705,14 @@ impl MessageStore {
         if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
             store.spawn("ferromq-flush-watchdog", |s| s.flusher.run_watchdog())?;
         }
-        store.spawn("ferromq-flush-cq", |s| s.run_cq_flush())?;
-        store.spawn("ferromq-clean", |s| s.run_clean())?;
+        store.spawn("ferromq-flush-cq", |s| {
+            crate::sys::lower_thread_priority(BACKGROUND_NICE);
+            s.run_cq_flush()
+        })?;
+        store.spawn("ferromq-clean", |s| {
+            crate::sys::lower_thread_priority(BACKGROUND_NICE);
+            s.run_clean()
+        })?;
         if store.inner.cfg.broker_role != BrokerRole::Slave {
             store.spawn("ferromq-schedule", |s| s.run_schedule())?;
         }
@@ -715,6 +725,7 @@ impl MessageStore {
             && !commitlog_writes_via_fd(&store.inner.cfg, false)
         {
             store.spawn("ferromq-prefault", |s| {
+                crate::sys::lower_thread_priority(BACKGROUND_NICE);
                 s.commitlog
                     .run_prefault(&s.stopping, s.cfg.prefault_ahead_bytes as usize)
             })?;
@@ -2249,6 +2260,10 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
     out.sort();
     Ok(out)
 }
+
+/// Nice value of the store's background threads (see
+/// [`crate::sys::lower_thread_priority`]).
+pub(crate) const BACKGROUND_NICE: i32 = 5;
 
 /// Whether puts write the commitlog with `pwrite` (`syncFlushPwriteEnable`
 /// under SYNC_FLUSH, when the transient store pool does not take the writes).

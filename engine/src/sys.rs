@@ -116,6 +116,21 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     })
 }
 
+/// Lower the calling thread's scheduling priority to `nice` (a best effort:
+/// an error leaves it as it was). Background threads (pre-faulting, file
+/// allocation, cleaning, async flushing) run at a lower priority so that, on a
+/// machine with fewer free cores than busy threads, the scheduler hands a core
+/// to a producer first: at equal priority a put could wait a whole time slice
+/// (4 ms at HZ=250) behind them.
+pub fn lower_thread_priority(nice: i32) {
+    // SAFETY: gettid and setpriority take plain integers and touch no memory
+    // of ours; on Linux PRIO_PROCESS with a thread id changes only that thread.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
+}
+
 /// The local hour (0-23) of a time in ms since the epoch.
 pub fn local_hour(ms: i64) -> u8 {
     let t: libc::time_t = (ms / 1000) as libc::time_t;
