@@ -486,6 +486,7 @@ impl CommitLog {
         check_crc: bool,
         max_record_len: usize,
         validate_from: Option<u64>,
+        on_record: &mut dyn FnMut(&message::RecordHeader<'_>),
     ) -> Result<CommitLogRecovery> {
         let mut report = CommitLogRecovery::default();
         let file_size = self.file_size as usize;
@@ -546,6 +547,7 @@ impl CommitLog {
                             }
                             pos += h.total_size as usize;
                             report.bytes_scanned += h.total_size as u64;
+                            on_record(&h);
                             if pos + END_FILE_MIN_BLANK_LENGTH > file_size && pos != file_size {
                                 // A record must leave room for the blank record.
                                 end = Some((idx, pos, true));

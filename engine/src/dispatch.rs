@@ -160,6 +160,146 @@ impl Arrivals {
 type QueueCache =
     hashbrown::HashMap<String, hashbrown::HashMap<u32, (Arc<ConsumeQueue>, Option<u64>)>>;
 
+/// Put `unit` at `(topic, queue id, queue offset)` through the per-call queue
+/// map (units already present are skipped by the queue). With `strict`, a unit
+/// beyond the queue's end is not written: the gap is returned instead.
+fn put_unit(
+    queues: &mut QueueCache,
+    dirty: &mut Vec<(String, u32)>,
+    cqs: &CqTable,
+    (topic, queue_id, queue_offset): (&str, u32, u64),
+    unit: CqUnit,
+    strict: bool,
+) -> Result<Option<QueueGap>> {
+    let cached = queues.get_mut(topic).and_then(|m| m.get_mut(&queue_id));
+    if strict {
+        let have = match &cached {
+            Some((q, _)) => q.max_offset(),
+            None => cqs
+                .get(topic, queue_id)
+                .map(|q| q.max_offset())
+                .unwrap_or(0),
+        };
+        if queue_offset > have {
+            return Ok(Some(QueueGap {
+                topic: topic.to_string(),
+                queue_id,
+                have,
+                want: queue_offset,
+            }));
+        }
+    }
+    let next = queue_offset + 1;
+    match cached {
+        Some((cq, touched)) => {
+            cq.put(unit, queue_offset)?;
+            if touched.replace(next).is_none() {
+                dirty.push((topic.to_string(), queue_id));
+            }
+        }
+        None => {
+            let cq = cqs.get_or_create(topic, queue_id)?;
+            cq.put(unit, queue_offset)?;
+            queues
+                .entry_ref(topic)
+                .or_default()
+                .insert(queue_id, (cq, Some(next)));
+            dirty.push((topic.to_string(), queue_id));
+        }
+    }
+    Ok(None)
+}
+
+/// A record the recovery walk checked, kept in a few words so that
+/// re-dispatching it needs no second read of the log (which, for a log larger
+/// than the CPU caches, is a memory miss or two per record).
+#[derive(Debug, Clone, Copy)]
+struct WalkedRecord {
+    phys: u64,
+    queue_offset: u64,
+    tags_code: i64,
+    store_timestamp_ms: i64,
+    size: u32,
+    queue_id: u32,
+    sys_flag: i32,
+    /// Index into [`WalkedRecords`]' topic names.
+    topic: u32,
+    /// The record has `KEYS` or `UNIQ_KEY`: the index needs its properties.
+    has_keys: bool,
+}
+
+/// The records an abnormal recovery's walk checked, in log order, up to a
+/// bound; past it they are dropped and re-dispatch reads the log as before.
+pub(crate) struct WalkedRecords {
+    topics: Vec<String>,
+    topic_ids: hashbrown::HashMap<String, u32>,
+    records: Vec<WalkedRecord>,
+    max_records: usize,
+    overflowed: bool,
+    delay_levels_ms: Vec<i64>,
+}
+
+impl WalkedRecords {
+    /// Keep at most `max_records` (0: keep none).
+    pub fn new(max_records: usize, delay_levels_ms: Vec<i64>) -> Self {
+        WalkedRecords {
+            topics: Vec::new(),
+            topic_ids: hashbrown::HashMap::new(),
+            records: Vec::new(),
+            max_records,
+            overflowed: max_records == 0,
+            delay_levels_ms,
+        }
+    }
+
+    /// Keep the record the walk just checked (the walk calls this in log order).
+    pub fn push(&mut self, h: &crate::message::RecordHeader<'_>) {
+        if self.overflowed {
+            return;
+        }
+        if self.records.len() >= self.max_records {
+            self.overflowed = true;
+            self.records = Vec::new();
+            return;
+        }
+        let topic = match self.topic_ids.get(h.topic) {
+            Some(id) => *id,
+            None => {
+                let id = self.topics.len() as u32;
+                self.topics.push(h.topic.to_string());
+                self.topic_ids.insert(h.topic.to_string(), id);
+                id
+            }
+        };
+        let has_keys = crate::message::find_property(h.properties, crate::message::keys::KEYS)
+            .is_some_and(|k| !k.trim().is_empty())
+            || crate::message::find_property(h.properties, crate::message::keys::UNIQ_KEY)
+                .is_some_and(|k| !k.is_empty());
+        self.records.push(WalkedRecord {
+            phys: h.physical_offset as u64,
+            queue_offset: h.queue_offset as u64,
+            tags_code: unit_tags_code(h, &self.delay_levels_ms),
+            store_timestamp_ms: h.store_timestamp_ms,
+            size: h.total_size,
+            queue_id: h.queue_id,
+            sys_flag: h.sys_flag,
+            topic,
+            has_keys,
+        });
+    }
+
+    /// True when the kept records are every record from `from` to `end`.
+    fn covers(&self, from: u64, end: u64) -> bool {
+        if self.overflowed {
+            return false;
+        }
+        match (self.records.first(), self.records.last()) {
+            (Some(first), Some(last)) => first.phys <= from && last.phys + last.size as u64 <= end,
+            _ => from >= end,
+        }
+    }
+}
+
 /// Announce the queues in `dirty` (those that gained units since the last
 /// notice) with their next offsets, and forget both (the queues stay cached).
 fn notify_touched(queues: &mut QueueCache, dirty: &mut Vec<(String, u32)>, arrivals: &Arrivals) {
@@ -265,6 +405,75 @@ impl Dispatcher {
         }
     }
 
+    /// Recovery pass from the records the walk kept: like
+    /// [`Dispatcher::dispatch_checking_gaps`] from the dispatch position to
+    /// `end` (the recovered end of the log), without reading the log again
+    /// (except the properties of records with keys, for the index). `None`
+    /// when the kept records do not cover that range (the caller then reads
+    /// the log).
+    pub fn dispatch_walked(
+        &self,
+        walked: &WalkedRecords,
+        end: u64,
+        commitlog: &CommitLog,
+        cqs: &CqTable,
+        index: Option<&IndexService>,
+        arrivals: &Arrivals,
+    ) -> Result<Option<std::result::Result<usize, QueueGap>>> {
+        let from = self.dispatched_offset();
+        if !walked.covers(from, end) {
+            return Ok(None);
+        }
+        let mut queues: QueueCache = hashbrown::HashMap::new();
+        let mut dirty: Vec<(String, u32)> = Vec::new();
+        let mut count = 0;
+        let start = walked.records.partition_point(|r| r.phys < from);
+        for r in &walked.records[start..] {
+            let topic = walked.topics[r.topic as usize].as_str();
+            let tx = r.sys_flag & sys_flag::TRANSACTION_MASK;
+            if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
+                let unit = CqUnit {
+                    commit_log_offset: r.phys,
+                    size: r.size,
+                    tags_code: r.tags_code,
+                };
+                let target = (topic, r.queue_id, r.queue_offset);
+                if let Some(gap) = put_unit(&mut queues, &mut dirty, cqs, target, unit, true)? {
+                    return Ok(Some(Err(gap)));
+                }
+            }
+            if let (Some(ix), true) = (index, r.has_keys) {
+                let Some(bytes) = commitlog.read_record(r.phys)? else {
+                    return Err(Error::corruption(
+                        "commitlog",
+                        r.phys,
+                        "a record the recovery walk checked is gone",
+                    ));
+                };
+                let h = crate::message::parse_header(&bytes).map_err(|e| {
+                    Error::corruption(
+                        "commitlog",
+                        r.phys,
+                        format!("re-reading a walked record: {e}"),
+                    )
+                })?;
+                ix.build_index(
+                    h.topic,
+                    h.properties,
+                    r.sys_flag,
+                    r.phys,
+                    r.store_timestamp_ms,
+                )?;
+            }
+            count += 1;
+            self.last_store_timestamp_ms
+                .store(r.store_timestamp_ms, Ordering::Release);
+        }
+        self.reput_from.store(end.max(from), Ordering::Release);
+        notify_touched(&mut queues, &mut dirty, arrivals);
+        Ok(Some(Ok(count)))
+    }
+
     /// Recovery pass: like [`Dispatcher::dispatch_available`], but stop at the first
     /// record whose consume queue is missing units before it (a queue that was
     /// deleted, damaged or lost its tail). The caller then dispatches again from
@@ -353,47 +562,16 @@ impl Dispatcher {
                         if tx == sys_flag::TRANSACTION_NOT_TYPE
                             || tx == sys_flag::TRANSACTION_COMMIT_TYPE
                         {
-                            let cached =
-                                queues.get_mut(h.topic).and_then(|m| m.get_mut(&h.queue_id));
-                            if strict {
-                                let have = match &cached {
-                                    Some((q, _)) => q.max_offset(),
-                                    None => cqs
-                                        .get(h.topic, h.queue_id)
-                                        .map(|q| q.max_offset())
-                                        .unwrap_or(0),
-                                };
-                                if (h.queue_offset as u64) > have {
-                                    return Ok(Err(QueueGap {
-                                        topic: h.topic.to_string(),
-                                        queue_id: h.queue_id,
-                                        have,
-                                        want: h.queue_offset as u64,
-                                    }));
-                                }
-                            }
                             let unit = CqUnit {
                                 commit_log_offset: h.physical_offset as u64,
                                 size: h.total_size,
                                 tags_code: self.tags_code(&h),
                             };
-                            let next = h.queue_offset as u64 + 1;
-                            match cached {
-                                Some((cq, touched)) => {
-                                    cq.put(unit, h.queue_offset as u64)?;
-                                    if touched.replace(next).is_none() {
-                                        dirty.push((h.topic.to_string(), h.queue_id));
-                                    }
-                                }
-                                None => {
-                                    let cq = cqs.get_or_create(h.topic, h.queue_id)?;
-                                    cq.put(unit, h.queue_offset as u64)?;
-                                    queues
-                                        .entry_ref(h.topic)
-                                        .or_default()
-                                        .insert(h.queue_id, (cq, Some(next)));
-                                    dirty.push((h.topic.to_string(), h.queue_id));
-                                }
+                            let target = (h.topic, h.queue_id, h.queue_offset as u64);
+                            if let Some(gap) =
+                                put_unit(&mut queues, &mut dirty, cqs, target, unit, strict)?
+                            {
+                                return Ok(Err(gap));
                             }
                         }
                         if let Some(ix) = index {

@@ -14,7 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState};
 use crate::commitlog::{CommitLog, CommitLogRecovery, RecordSlot};
 use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
-use crate::dispatch::{ArrivalListener, Arrivals, CqTable, Dispatcher};
+use crate::dispatch::{ArrivalListener, Arrivals, CqTable, Dispatcher, WalkedRecords};
 use crate::error::{Error, Result};
 use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence, PanicGuard, SyncOutcome};
 use crate::index::IndexService;
@@ -485,7 +485,19 @@ impl MessageStore {
         // After a crash, check every record written since the last known flush.
         let validate_from = abnormal.then_some(if ck_valid { ck.physic_offset } else { 0 });
         let phase = Instant::now();
-        let cl_report = commitlog.recover(cfg.check_crc_on_recover, max_record, validate_from)?;
+        let delay_levels = cfg.delay_levels_ms()?;
+        // After a crash the walk keeps what re-dispatch needs of each record it
+        // checks, so re-dispatch does not read the log a second time.
+        let mut walked = WalkedRecords::new(
+            if abnormal { MAX_WALKED_RECORDS } else { 0 },
+            delay_levels.clone(),
+        );
+        let cl_report = commitlog.recover(
+            cfg.check_crc_on_recover,
+            max_record,
+            validate_from,
+            &mut |h| walked.push(h),
+        )?;
         let walk_millis = phase.elapsed().as_millis() as u64;
         let phase = Instant::now();
         let cl_min = commitlog.min_offset();
@@ -498,7 +510,6 @@ impl MessageStore {
             walk_millis,
             ..Default::default()
         };
-        let delay_levels = cfg.delay_levels_ms()?;
         // Units whose records the commitlog walk just checked are compared with
         // those records (the pages are warm), at most the last three files' worth
         // (the span a normal recovery walks; a crash tears only the tail). Older
@@ -572,23 +583,35 @@ impl MessageStore {
             crate::schedule::ScheduleState::load(&cfg.config_dir(), delay_levels.clone())?;
         let dispatcher = Dispatcher::new(reput_from, delay_levels);
         let arrivals = Arrivals::default();
-        report.records_redispatched =
-            match dispatcher.dispatch_checking_gaps(&commitlog, &cqs, index.as_ref(), &arrivals)? {
-                Ok(n) => n as u64,
-                Err(gap) => {
-                    // A queue lacks units that the log still has (deleted, damaged or
-                    // lost its tail): rebuild every queue from the start of the log.
-                    tracing::warn!(
-                        ?gap,
-                        "consume queue is missing units; rebuilding from the commitlog"
-                    );
-                    report.rebuilt_from_log_start = true;
-                    report.redispatched_from = cl_min;
-                    dispatcher.reset(cl_min);
-                    dispatcher.dispatch_available(&commitlog, &cqs, index.as_ref(), &arrivals)?
-                        as u64
-                }
-            };
+        let first_pass = match dispatcher.dispatch_walked(
+            &walked,
+            cl_max,
+            &commitlog,
+            &cqs,
+            index.as_ref(),
+            &arrivals,
+        )? {
+            Some(r) => r,
+            None => {
+                dispatcher.dispatch_checking_gaps(&commitlog, &cqs, index.as_ref(), &arrivals)?
+            }
+        };
+        drop(walked);
+        report.records_redispatched = match first_pass {
+            Ok(n) => n as u64,
+            Err(gap) => {
+                // A queue lacks units that the log still has (deleted, damaged or
+                // lost its tail): rebuild every queue from the start of the log.
+                tracing::warn!(
+                    ?gap,
+                    "consume queue is missing units; rebuilding from the commitlog"
+                );
+                report.rebuilt_from_log_start = true;
+                report.redispatched_from = cl_min;
+                dispatcher.reset(cl_min);
+                dispatcher.dispatch_available(&commitlog, &cqs, index.as_ref(), &arrivals)? as u64
+            }
+        };
         report.redispatch_millis = phase.elapsed().as_millis() as u64;
         let mut table: HashMap<String, Vec<u64>> = HashMap::new();
         for cq in cqs.all() {
@@ -2260,6 +2283,10 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
     out.sort();
     Ok(out)
 }
+
+/// At most this many records kept by a recovery walk for re-dispatch (56
+/// bytes each: about 64 MiB); a longer walk re-dispatches by reading the log.
+const MAX_WALKED_RECORDS: usize = 1_200_000;
 
 /// Nice value of the store's background threads (see
 /// [`crate::sys::lower_thread_priority`]).
