@@ -62,6 +62,18 @@ fn config(dir: &Path) -> StoreConfig {
     c
 }
 
+/// Read (and hold) the first messages of queue 0, then report the disk 80 %
+/// full so that the next clean pass deletes files at once.
+fn hold_first_messages_and_fill_disk(f: &Fixture) -> ferromq_engine::GetResult {
+    let held = f
+        .store
+        .get_message("g", "R", 0, 0, 4, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(held.messages.len(), 4);
+    f.disk.permille.store(800, Ordering::SeqCst);
+    held
+}
+
 fn fixture(messages: usize) -> Fixture {
     fixture_with(messages, false, |_| {})
 }
@@ -226,12 +238,7 @@ fn a_full_disk_deletes_now_and_refuses_puts_until_usage_falls() {
 #[test]
 fn a_file_still_being_read_stays_mapped_until_the_reader_lets_go() {
     let f = fixture(600);
-    let held = f
-        .store
-        .get_message("g", "R", 0, 0, 4, &MessageFilter::All)
-        .unwrap();
-    assert_eq!(held.messages.len(), 4);
-    f.disk.permille.store(800, Ordering::SeqCst);
+    let held = hold_first_messages_and_fill_disk(&f);
     let rep = f.store.run_clean_pass();
     assert!(rep.commit_log_files_deleted > 0);
     assert!(
@@ -344,12 +351,7 @@ fn a_file_held_past_destroy_interval_is_released_forcibly_and_reads_zeros() {
         c.redelete_hanged_file_interval_ms = 10_000;
     });
     let first = f._dir.path().join("commitlog/00000000000000000000");
-    let held = f
-        .store
-        .get_message("g", "R", 0, 0, 4, &MessageFilter::All)
-        .unwrap();
-    assert_eq!(held.messages.len(), 4);
-    f.disk.permille.store(800, Ordering::SeqCst);
+    let held = hold_first_messages_and_fill_disk(&f);
     let rep = f.store.run_clean_pass();
     assert_eq!(rep.commit_log_files_deleted, 3);
     assert!(!first.exists(), "unlinked at once");
