@@ -271,14 +271,36 @@ impl WalkedRecords {
                 id
             }
         };
-        let has_keys = crate::message::find_property(h.properties, crate::message::keys::KEYS)
-            .is_some_and(|k| !k.trim().is_empty())
-            || crate::message::find_property(h.properties, crate::message::keys::UNIQ_KEY)
-                .is_some_and(|k| !k.is_empty());
+        // One pass over the properties for the tag and the keys (the walk is on
+        // the recovery's critical path; three lookups cost three passes).
+        use crate::message::keys;
+        let (mut tags, mut has_keys) = (None, false);
+        for seg in h.properties.split(|b| *b == 2) {
+            let Some(i) = seg.iter().position(|b| *b == 1) else {
+                continue;
+            };
+            let (k, v) = (&seg[..i], &seg[i + 1..]);
+            if seg.len() < 3 {
+                continue;
+            } else if k == keys::TAGS.as_bytes() {
+                // The first one counts, as in `find_property`.
+                tags = tags.or(Some(v));
+            } else if k == keys::KEYS.as_bytes() {
+                has_keys |= v.iter().any(|b| *b != b' ');
+            } else if k == keys::UNIQ_KEY.as_bytes() {
+                has_keys |= !v.is_empty();
+            }
+        }
+        let tags_code = if h.topic == crate::schedule::SCHEDULE_TOPIC {
+            unit_tags_code(h, &self.delay_levels_ms)
+        } else {
+            tags.and_then(|t| std::str::from_utf8(t).ok())
+                .map_or(0, |t| crate::message::tags_code(Some(t)))
+        };
         self.records.push(WalkedRecord {
             phys: h.physical_offset as u64,
             queue_offset: h.queue_offset as u64,
-            tags_code: unit_tags_code(h, &self.delay_levels_ms),
+            tags_code,
             store_timestamp_ms: h.store_timestamp_ms,
             size: h.total_size,
             queue_id: h.queue_id,
