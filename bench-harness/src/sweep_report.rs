@@ -882,7 +882,7 @@ fn replication_section(s: &mut String, r: &SweepReport) {
             0.0
         };
         let added99 = sync.p99_us - asy.p99_us;
-        let trips = if rtt > 0.0 { added99 / rtt } else { 0.0 };
+        let trips = if rtt > 0.0 { added99 / rtt } else { f64::NAN };
         let mark = |ok: bool| if ok { "PASS" } else { "FAIL" };
         let _ = writeln!(
             s,
@@ -896,7 +896,11 @@ fn replication_section(s: &mut String, r: &SweepReport) {
             sync.p50_us - asy.p50_us,
             added99,
             trips,
-            mark(trips <= 2.0)
+            if trips.is_nan() {
+                "(no round trip measured)"
+            } else {
+                mark(trips <= 2.0)
+            }
         );
     }
     let _ = writeln!(

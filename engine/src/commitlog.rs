@@ -89,6 +89,9 @@ pub(crate) struct CommitLog {
     write_via_fd: bool,
 }
 
+/// How much the recovery read-ahead thread pulls in per call.
+const READ_AHEAD_STEP: usize = 8 << 20;
+
 impl CommitLog {
     /// Map the commitlog files in `dir`.
     pub fn load(
@@ -519,15 +522,30 @@ impl CommitLog {
                         while idx > walked.load(Acquire) + 2 && !walk_done.load(Acquire) {
                             std::thread::sleep(Duration::from_micros(200));
                         }
+                        // In steps, so that the end of the walk stops it soon.
+                        let mut from = 0;
+                        while from < file_size && !walk_done.load(Acquire) {
+                            let len = READ_AHEAD_STEP.min(file_size - from);
+                            f.populate_read(from, len);
+                            from += len;
+                        }
                         if walk_done.load(Acquire) {
                             break;
                         }
-                        f.populate_read();
                     }
                 });
             if let Err(e) = &reader {
                 tracing::debug!(error = %e, "no read-ahead thread for recovery");
             }
+            // Tell the reader the walk ended however it ends (a panic included),
+            // so the scope never waits on it.
+            struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Release);
+                }
+            }
+            let _done = Done(&walk_done);
             'files: for (idx, f) in files.iter().enumerate().skip(start_idx) {
                 walked.store(idx, std::sync::atomic::Ordering::Release);
                 report.files_scanned += 1;
@@ -702,10 +720,8 @@ impl Allocator {
         let inner = Arc::clone(&self.inner);
         let h = std::thread::Builder::new()
             .name("ferromq-allocate".into())
-            .spawn(move || {
-                crate::sys::lower_thread_priority(crate::store::BACKGROUND_NICE);
-                inner.run()
-            })
+            // Normal priority: a put that rolls may wait for this thread.
+            .spawn(move || inner.run())
             .map_err(|e| Error::io("spawning the file allocation thread", e))?;
         *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
         Ok(())

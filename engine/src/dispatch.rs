@@ -262,6 +262,16 @@ impl WalkedRecords {
             self.records = Vec::new();
             return;
         }
+        if self.records.len() == self.records.capacity() {
+            // Grow by doubling, but never past the bound (a plain push could
+            // allocate twice the bound).
+            let extra = self
+                .records
+                .capacity()
+                .max(4096)
+                .min(self.max_records - self.records.len());
+            self.records.reserve_exact(extra);
+        }
         let topic = match self.topic_ids.get(h.topic) {
             Some(id) => *id,
             None => {
@@ -465,7 +475,9 @@ impl Dispatcher {
                 }
             }
             if let (Some(ix), true) = (index, r.has_keys) {
-                let Some(bytes) = commitlog.read_record(r.phys)? else {
+                // The walk checked this record as the configuration asks; read
+                // it back as the log-reading dispatch does (no second CRC).
+                let Some(bytes) = commitlog.get_data(r.phys, r.size as usize) else {
                     return Err(Error::corruption(
                         "commitlog",
                         r.phys,

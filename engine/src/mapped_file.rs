@@ -649,14 +649,25 @@ impl MappedFile {
         }
     }
 
-    /// Read the whole file into the page cache and map it readable now
-    /// (`MADV_POPULATE_READ`), so a later walk over it neither waits for the
-    /// disk nor takes page faults. Best effort: an error (an old kernel) is
-    /// ignored, the walk then faults the pages in itself.
-    pub fn populate_read(&self) {
-        // SAFETY: the range is exactly the mapping owned by `self`;
+    /// Read `[from, from + len)` of the file into the page cache and map it
+    /// readable now (`MADV_POPULATE_READ`), so a later walk over it neither
+    /// waits for the disk nor takes page faults. Best effort: an error (an old
+    /// kernel) is ignored, the walk then faults the pages in itself.
+    pub fn populate_read(&self, from: usize, len: usize) {
+        let start = from / OS_PAGE_SIZE * OS_PAGE_SIZE;
+        let end = from.saturating_add(len).min(self.file_size);
+        if end <= start {
+            return;
+        }
+        // SAFETY: `[start, end)` lies inside the mapping owned by `self`;
         // MADV_POPULATE_READ only faults pages in for reading.
-        let _ = unsafe { libc::madvise(self.ptr.cast(), self.file_size, libc::MADV_POPULATE_READ) };
+        let _ = unsafe {
+            libc::madvise(
+                self.ptr.add(start).cast(),
+                end - start,
+                libc::MADV_POPULATE_READ,
+            )
+        };
     }
 
     /// Undo [`MappedFile::advise_sequential_read`]: back to `MADV_NORMAL`.

@@ -2288,8 +2288,8 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
 /// bytes each: about 64 MiB); a longer walk re-dispatches by reading the log.
 const MAX_WALKED_RECORDS: usize = 1_200_000;
 
-/// Nice value of the store's background threads (see
-/// [`crate::sys::lower_thread_priority`]).
+/// How many nice levels the store's background threads drop below the level
+/// they start at (see [`crate::sys::lower_thread_priority`]).
 pub(crate) const BACKGROUND_NICE: i32 = 5;
 
 /// Whether puts write the commitlog with `pwrite` (`syncFlushPwriteEnable`

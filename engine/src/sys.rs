@@ -116,18 +116,24 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
     })
 }
 
-/// Lower the calling thread's scheduling priority to `nice` (a best effort:
-/// an error leaves it as it was). Background threads (pre-faulting, file
+/// Lower the calling thread's scheduling priority by `delta` nice levels from
+/// where it is (at most 19; a best effort: an error leaves it as it was). Background threads (pre-faulting, file
 /// allocation, cleaning, async flushing) run at a lower priority so that, on a
 /// machine with fewer free cores than busy threads, the scheduler hands a core
 /// to a producer first: at equal priority a put could wait a whole time slice
 /// (4 ms at HZ=250) behind them.
-pub fn lower_thread_priority(nice: i32) {
-    // SAFETY: gettid and setpriority take plain integers and touch no memory
-    // of ours; on Linux PRIO_PROCESS with a thread id changes only that thread.
+pub fn lower_thread_priority(delta: i32) {
+    // SAFETY: gettid, getpriority and setpriority take plain integers and touch
+    // no memory of ours; errno is thread-local. On Linux PRIO_PROCESS with a
+    // thread id reads or changes only that thread.
     unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, (now + delta).min(19));
     }
 }
 
