@@ -89,6 +89,46 @@ pub(crate) struct CommitLog {
     write_via_fd: bool,
 }
 
+/// The recovery reader's CRC pass over `f`: check the records from `*pos`
+/// that lie wholly below `upto` (the part just pulled in), moving `checked`
+/// (a log offset) past each good one and past a blank tail to the next file.
+/// False at the first record it cannot vouch for (the walk then decides).
+fn check_ahead(
+    f: &MappedFile,
+    pos: &mut usize,
+    upto: usize,
+    checked: &std::sync::atomic::AtomicU64,
+) -> bool {
+    use std::sync::atomic::Ordering::Release;
+    let data = f.bytes(0, upto).unwrap_or(&[]);
+    while *pos + 8 <= data.len() {
+        let total = i32::from_be_bytes(data[*pos..*pos + 4].try_into().expect("4"));
+        let magic = i32::from_be_bytes(data[*pos + 4..*pos + 8].try_into().expect("4"));
+        if magic == message::BLANK_MAGIC_CODE {
+            checked.store(f.file_from_offset() + f.file_size() as u64, Release);
+            *pos = usize::MAX / 2;
+            return true;
+        }
+        if magic != message::MESSAGE_MAGIC_CODE || total <= 0 {
+            return false;
+        }
+        if *pos + total as usize > data.len() {
+            // Not wholly pulled in yet: on the next step.
+            return true;
+        }
+        match check_record(&data[*pos..], true) {
+            Ok(RecordCheck::Message(h))
+                if h.physical_offset as u64 == f.file_from_offset() + *pos as u64 =>
+            {
+                *pos += h.total_size as usize;
+                checked.store(f.file_from_offset() + *pos as u64, Release);
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// How much the recovery read-ahead thread pulls in per call.
 const READ_AHEAD_STEP: usize = 8 << 20;
 
@@ -513,12 +553,19 @@ impl CommitLog {
         // its pages mapped). It stops when the walk ends.
         let walked = std::sync::atomic::AtomicUsize::new(start_idx);
         let walk_done = std::sync::atomic::AtomicBool::new(false);
+        // The reader also checks body CRCs of the records it pulled in, in log
+        // order from the walk's start: up to here (a log offset) every record is
+        // known good, and the walk skips their CRCs. It stops at the first record
+        // it cannot vouch for; the walk checks everything after that itself.
+        let crc_checked = std::sync::atomic::AtomicU64::new(report.scanned_from);
         std::thread::scope(|scope| {
             let reader = std::thread::Builder::new()
                 .name("ferromq-recover-read".into())
                 .spawn_scoped(scope, || {
                     use std::sync::atomic::Ordering::Acquire;
+                    let mut crc_ok = true;
                     for (idx, f) in files.iter().enumerate().skip(start_idx) {
+                        let mut crc_pos = 0usize;
                         while idx > walked.load(Acquire) + 2 && !walk_done.load(Acquire) {
                             std::thread::sleep(Duration::from_micros(200));
                         }
@@ -528,6 +575,9 @@ impl CommitLog {
                             let len = READ_AHEAD_STEP.min(file_size - from);
                             f.populate_read(from, len);
                             from += len;
+                            if check_crc && crc_ok {
+                                crc_ok = check_ahead(f, &mut crc_pos, from, &crc_checked);
+                            }
                         }
                         if walk_done.load(Acquire) {
                             break;
@@ -556,7 +606,10 @@ impl CommitLog {
                 let data = f.bytes(0, file_size).unwrap_or(&[]);
                 let mut pos = 0usize;
                 loop {
-                    match check_record(&data[pos..], check_crc) {
+                    let abs = f.file_from_offset() + pos as u64;
+                    let crc =
+                        check_crc && abs >= crc_checked.load(std::sync::atomic::Ordering::Acquire);
+                    match check_record(&data[pos..], crc) {
                         Ok(RecordCheck::Message(h)) => {
                             let want = f.file_from_offset() + pos as u64;
                             if h.physical_offset as u64 != want {
