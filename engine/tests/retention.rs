@@ -74,6 +74,18 @@ fn hold_first_messages_and_fill_disk(f: &Fixture) -> ferromq_engine::GetResult {
     held
 }
 
+/// The `i`-th plain message on `R` (about 510 bytes).
+fn plain(i: usize) -> Message {
+    Message::new("R", format!("m{i:05}-{}", "r".repeat(500)).into_bytes())
+}
+
+/// Put `n` plain messages on `R`.
+fn put_plain(store: &MessageStore, n: usize) {
+    for i in 0..n {
+        store.put_message(&plain(i)).unwrap();
+    }
+}
+
 fn fixture(messages: usize) -> Fixture {
     fixture_with(messages, false, |_| {})
 }
@@ -98,7 +110,7 @@ fn fixture_with(messages: usize, keys: bool, tune: impl FnOnce(&mut StoreConfig)
                 Message::new("R", format!("m{i:05}-{}", "r".repeat(490)).into_bytes())
                     .with_keys([format!("k{i}")])
             } else {
-                Message::new("R", format!("m{i:05}-{}", "r".repeat(500)).into_bytes())
+                plain(i)
             })
             .unwrap();
     }
@@ -286,14 +298,7 @@ fn unflushed_bytes_are_never_deleted_and_manual_deletion_works() {
         },
     )
     .unwrap();
-    for i in 0..600 {
-        store
-            .put_message(&Message::new(
-                "R",
-                format!("m{i:05}-{}", "r".repeat(500)).into_bytes(),
-            ))
-            .unwrap();
-    }
+    put_plain(&store, 600);
     disk.permille.store(800, Ordering::SeqCst);
     assert_eq!(
         store.run_clean_pass().commit_log_files_deleted,
@@ -534,14 +539,7 @@ fn bytes_not_yet_dispatched_are_never_deleted() {
     // Declared after the store, so dropped before it: a failing test does not
     // leave the dispatcher held while the store shuts down.
     let _let_go = LetGo(hook.clone());
-    for i in 0..600 {
-        store
-            .put_message(&Message::new(
-                "R",
-                format!("m{i:05}-{}", "r".repeat(500)).into_bytes(),
-            ))
-            .unwrap();
-    }
+    put_plain(&store, 600);
     // Durable, but the dispatcher is stuck creating the first consume-queue file.
     let deadline = Instant::now() + Duration::from_secs(10);
     while store.stats().commit_log_flushed_offset < store.commit_log_max_offset() {
