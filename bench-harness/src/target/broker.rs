@@ -230,8 +230,7 @@ pub fn response_name(code: i32) -> &'static str {
 /// What one producer task measured.
 struct ProducerOut {
     acked_messages: u64,
-    errors: u64,
-    first_error: Option<String>,
+    errors: super::ErrorTally,
     hist: Histogram<u64>,
     statuses: BTreeMap<&'static str, u64>,
     buckets: Vec<u64>,
@@ -240,10 +239,7 @@ struct ProducerOut {
 
 impl ProducerOut {
     fn error(&mut self, e: impl Into<String>) {
-        self.errors += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(e.into());
-        }
+        self.errors.record(e);
     }
 }
 
@@ -344,10 +340,7 @@ pub async fn drive(
             .await
             .map_err(|e| BenchError::new(format!("a producer task failed: {e}")))?;
         m.messages += out.acked_messages;
-        m.put_errors += out.errors;
-        if m.first_error.is_none() {
-            m.first_error = out.first_error;
-        }
+        out.errors.add_to(&mut m.put_errors, &mut m.first_error);
         m.latency_ns
             .add(&out.hist)
             .map_err(|e| BenchError::new(format!("cannot merge histograms: {e}")))?;
@@ -390,8 +383,7 @@ impl ProducerTask {
     async fn run(self, mut stream: TcpStream) -> ProducerOut {
         let mut out = ProducerOut {
             acked_messages: 0,
-            errors: 0,
-            first_error: None,
+            errors: super::ErrorTally::default(),
             hist: self.hist.clone(),
             statuses: BTreeMap::new(),
             buckets: Vec::with_capacity(1024),
@@ -544,7 +536,7 @@ impl ProducerTask {
                         rbuf.drain(..rpos);
                         rpos = 0;
                     }
-                    if out.errors >= crate::workload::MAX_PUT_ERRORS {
+                    if out.errors.count >= crate::workload::MAX_PUT_ERRORS {
                         stopping = true;
                     }
                 }

@@ -139,16 +139,12 @@ pub struct Consumers {
 
 struct ConsumerOut {
     hist: Histogram<u64>,
-    errors: u64,
-    first_error: Option<String>,
+    errors: super::ErrorTally,
 }
 
 impl ConsumerOut {
     fn error(&mut self, e: impl Into<String>) {
-        self.errors += 1;
-        if self.first_error.is_none() {
-            self.first_error = Some(e.into());
-        }
+        self.errors.record(e);
     }
 }
 
@@ -251,10 +247,7 @@ impl Consumers {
             m.latency_ns
                 .add(&out.hist)
                 .map_err(|e| BenchError::new(format!("cannot merge histograms: {e}")))?;
-            m.errors += out.errors;
-            if m.first_error.is_none() {
-                m.first_error = out.first_error;
-            }
+            out.errors.add_to(&mut m.errors, &mut m.first_error);
         }
         m.consumed = m.latency_ns.len();
         m.drained = m.consumed >= expect;
@@ -300,8 +293,7 @@ impl ConsumerTask {
     async fn run(mut self, mut stream: TcpStream) -> ConsumerOut {
         let mut out = ConsumerOut {
             hist: self.hist.clone(),
-            errors: 0,
-            first_error: None,
+            errors: super::ErrorTally::default(),
         };
         // One pull per queue goes out first.
         let mut outstanding = vec![true; self.slots.len()];
@@ -318,7 +310,7 @@ impl ConsumerTask {
         let (mut rd, mut wr) = stream.split();
         let mut rbuf: Vec<u8> = Vec::with_capacity(256 * 1024);
         // Bounded: each pass waits at most POLL_STEP and the stop flag ends it.
-        while !self.shared.stop.load(Ordering::Relaxed) && out.errors < MAX_CONSUME_ERRORS {
+        while !self.shared.stop.load(Ordering::Relaxed) && out.errors.count < MAX_CONSUME_ERRORS {
             if !wbuf.is_empty() {
                 if let Err(e) = wr.write_all(&wbuf).await {
                     out.error(format!("consumer connection failed: {e}"));

@@ -12,3 +12,30 @@ pub mod broker;
 pub mod consumer;
 pub mod engine;
 pub mod null_broker;
+
+/// A task's error count and the first error's text.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorTally {
+    /// Errors seen.
+    pub count: u64,
+    /// The first one.
+    pub first: Option<String>,
+}
+
+impl ErrorTally {
+    /// Count `e`, keeping its text if it is the first.
+    pub fn record(&mut self, e: impl Into<String>) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(e.into());
+        }
+    }
+
+    /// Add a task's tally to a measurement's `count` and `first`.
+    pub fn add_to(self, count: &mut u64, first: &mut Option<String>) {
+        *count += self.count;
+        if first.is_none() {
+            *first = self.first;
+        }
+    }
+}
