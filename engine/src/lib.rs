@@ -49,7 +49,7 @@ pub use mapped_file::MappedBytes;
 pub use message::{Message, MessageExt, MessageProperties};
 pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv};
 pub use store::{
-    GetResult, GetStatus, MessageFilter, MessageStore, PutResult, PutStatus, QueryResult,
-    RecoveryReport, ReplicaWaiter, StoreStats, StoredMessage,
+    GetResult, GetStatus, MessageFilter, MessageStore, PutCallback, PutResult, PutStatus,
+    QueryResult, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
 };
 pub use topic::{DataVersion, TopicConfig};

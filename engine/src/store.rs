@@ -195,6 +195,38 @@ pub trait ReplicaWaiter: Send + Sync {
     /// `timeout`. Returns [`PutStatus::PutOk`], [`PutStatus::FlushSlaveTimeout`]
     /// or [`PutStatus::SlaveNotAvailable`].
     fn wait_replicated(&self, end_offset: u64, timeout: Duration) -> PutStatus;
+
+    /// Call `done` with what [`ReplicaWaiter::wait_replicated`] would return.
+    /// An implementation that tracks slave confirmations on its own threads
+    /// should register `done` and return at once, so that the caller's thread
+    /// is free while the put waits (and `done` runs on the thread that saw the
+    /// confirmation: it must be short, such as a send on a channel). The default
+    /// blocks the caller in [`ReplicaWaiter::wait_replicated`].
+    fn on_replicated(&self, end_offset: u64, timeout: Duration, done: ReplicaCallback) {
+        done(self.wait_replicated(end_offset, timeout));
+    }
+}
+
+/// What [`ReplicaWaiter::on_replicated`] calls with a SYNC_MASTER put's slave
+/// outcome.
+pub type ReplicaCallback = Box<dyn FnOnce(PutStatus) + Send>;
+
+/// What [`MessageStore::wait_put_then`] calls with a put's final result.
+pub type PutCallback = Box<dyn FnOnce(Result<PutResult>) + Send>;
+
+/// Time left of `ms` milliseconds counted from `since`.
+fn deadline_left(since: Instant, ms: u64) -> Duration {
+    (since + Duration::from_millis(ms)).saturating_duration_since(Instant::now())
+}
+
+/// A put's status from its disk and slave outcomes: as RocketMQ, when both
+/// fail, the replica status wins.
+fn combine_wait_status(flushed: PutStatus, replica: PutStatus) -> PutStatus {
+    if replica == PutStatus::PutOk {
+        flushed
+    } else {
+        replica
+    }
 }
 
 /// The result of [`MessageStore::query_message`].
@@ -859,6 +891,53 @@ impl MessageStore {
     /// As [`MessageStore::wait_put`].
     pub fn wait_put_since(&self, put: PutResult, written_at: Instant) -> Result<PutResult> {
         self.finish_put(put, true, written_at)
+    }
+
+    /// True when [`MessageStore::wait_put_then`] may block its caller: under
+    /// SYNC_FLUSH it waits for the disk on the calling thread. When the only wait
+    /// is for a slave (SYNC_MASTER with ASYNC_FLUSH), it returns at once and the
+    /// replication layer calls back from its own thread.
+    pub fn wait_put_blocks(&self) -> bool {
+        self.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush
+    }
+
+    /// [`MessageStore::wait_put_since`] that hands the put with its final status
+    /// to `done` instead of returning it. The disk wait (SYNC_FLUSH) happens on
+    /// the calling thread; the slave wait (SYNC_MASTER) does not block it when
+    /// the registered [`ReplicaWaiter`] implements
+    /// [`ReplicaWaiter::on_replicated`]: `done` then runs on the replication
+    /// layer's thread once a slave confirmed the put or its timeout passed, so
+    /// it must be short (a send on a channel). A server uses it to answer
+    /// SYNC_MASTER sends without a thread per waiting put and without a hop
+    /// through a waiting thread.
+    pub fn wait_put_then(&self, mut put: PutResult, written_at: Instant, done: PutCallback) {
+        let s = &self.inner;
+        let end = put.commit_log_offset + u64::from(put.wrote_bytes);
+        let flushed = match s.wait_flushed(end, written_at) {
+            Ok(st) => st,
+            Err(e) => return done(Err(e)),
+        };
+        if s.cfg.broker_role != BrokerRole::SyncMaster {
+            put.status = flushed;
+            return done(Ok(put));
+        }
+        match s.replica_waiter() {
+            None => {
+                put.status = PutStatus::SlaveNotAvailable;
+                done(Ok(put));
+            }
+            Some(w) => {
+                let timeout = deadline_left(written_at, s.cfg.slave_timeout_ms);
+                w.on_replicated(
+                    end,
+                    timeout,
+                    Box::new(move |replica| {
+                        put.status = combine_wait_status(flushed, replica);
+                        done(Ok(put));
+                    }),
+                );
+            }
+        }
     }
 
     fn finish_put(&self, mut put: PutResult, wait: bool, since: Instant) -> Result<PutResult> {
@@ -1863,32 +1942,35 @@ impl StoreInner {
     /// Wait until the log is durable (SYNC_FLUSH) and on a slave (SYNC_MASTER)
     /// up to `end`, as the config asks; the put's final status.
     fn wait_put(&self, end: u64, since: Instant) -> Result<PutStatus> {
-        let s = self;
-        let left =
-            |ms: u64| (since + Duration::from_millis(ms)).saturating_duration_since(Instant::now());
-        let mut status = PutStatus::PutOk;
-        if s.cfg.flush_disk_type == FlushDiskType::SyncFlush {
-            let timeout = left(s.cfg.sync_flush_timeout_ms);
-            if s.flusher.wait_durable(end, timeout)? == SyncOutcome::TimedOut {
-                status = PutStatus::FlushDiskTimeout;
-            }
+        let flushed = self.wait_flushed(end, since)?;
+        if self.cfg.broker_role != BrokerRole::SyncMaster {
+            return Ok(flushed);
         }
-        if s.cfg.broker_role == BrokerRole::SyncMaster {
-            let waiter = s
-                .replica_waiter
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let replica = match waiter {
-                Some(w) => w.wait_replicated(end, left(s.cfg.slave_timeout_ms)),
-                None => PutStatus::SlaveNotAvailable,
-            };
-            // As RocketMQ: when both fail, the replica status wins.
-            if replica != PutStatus::PutOk {
-                status = replica;
-            }
+        let replica = match self.replica_waiter() {
+            Some(w) => w.wait_replicated(end, deadline_left(since, self.cfg.slave_timeout_ms)),
+            None => PutStatus::SlaveNotAvailable,
+        };
+        Ok(combine_wait_status(flushed, replica))
+    }
+
+    /// Under SYNC_FLUSH, wait until the log is durable up to `end` (at most
+    /// `syncFlushTimeout` from `since`): `PutOk` or `FlushDiskTimeout`.
+    fn wait_flushed(&self, end: u64, since: Instant) -> Result<PutStatus> {
+        if self.cfg.flush_disk_type != FlushDiskType::SyncFlush {
+            return Ok(PutStatus::PutOk);
         }
-        Ok(status)
+        let timeout = deadline_left(since, self.cfg.sync_flush_timeout_ms);
+        Ok(match self.flusher.wait_durable(end, timeout)? {
+            SyncOutcome::TimedOut => PutStatus::FlushDiskTimeout,
+            _ => PutStatus::PutOk,
+        })
+    }
+
+    fn replica_waiter(&self) -> Option<Arc<dyn ReplicaWaiter>> {
+        self.replica_waiter
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Topics whose queues appeared through dispatch but are not in the topic

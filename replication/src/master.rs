@@ -4,12 +4,12 @@
 use std::collections::VecDeque;
 use std::io::BufWriter;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ferromq_engine::{MessageStore, PutStatus, ReplicaWaiter};
+use ferromq_engine::{MessageStore, PutStatus, ReplicaCallback, ReplicaWaiter};
 
 use crate::frame::{read_report, write_frame};
 use crate::{HaConfig, HaError};
@@ -60,14 +60,19 @@ struct Inner {
     /// Writers wait here for new log bytes; puts waiting for a slave poke it.
     data_lock: Mutex<()>,
     data_cv: Condvar,
-    /// Bumped by every put that waits for a slave, before it notifies
-    /// `data_cv`: a writer that saw no new bytes sleeps only if this did not
-    /// move since it looked, so a poke between its look and its wait is not
-    /// lost (which cost up to a poll interval per SYNC_MASTER put).
+    /// Bumped by every put that waits for a slave, before it looks at
+    /// `writers_sleeping`: a writer that saw no new bytes sleeps only if this
+    /// did not move since it looked, so a poke between its look and its wait is
+    /// not lost (which cost up to a poll interval per SYNC_MASTER put).
     data_seq: AtomicU64,
-    /// Waiting puts sleep on this epoch, bumped at every ack.
-    ack_epoch: AtomicU32,
-    ack_sleepers: AtomicUsize,
+    /// Writers inside their wait on `data_cv` (counted before they look at
+    /// `data_seq`): a put pokes them only when one sleeps, so most SYNC_MASTER
+    /// puts cost no lock and no futex call here.
+    writers_sleeping: AtomicUsize,
+    /// SYNC_MASTER puts waiting for a slave, in order of their log end; the
+    /// reader that sees an ack answers those it covers, the ticker those whose
+    /// time is up.
+    waits: Mutex<VecDeque<AckWait>>,
     ticker: AtomicBool,
     started: Instant,
 }
@@ -117,8 +122,8 @@ impl HaMaster {
             data_lock: Mutex::new(()),
             data_cv: Condvar::new(),
             data_seq: AtomicU64::new(0),
-            ack_epoch: AtomicU32::new(0),
-            ack_sleepers: AtomicUsize::new(0),
+            writers_sleeping: AtomicUsize::new(0),
+            waits: Mutex::new(VecDeque::new()),
             ticker: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -197,7 +202,7 @@ impl HaMaster {
             let _ = c.stream.shutdown(Shutdown::Both);
         }
         self.inner.data_cv.notify_all();
-        self.inner.wake_ackers();
+        self.inner.fail_waits();
         let threads: Vec<_> = self
             .threads
             .lock()
@@ -273,10 +278,54 @@ impl Inner {
         self.started.elapsed().as_millis() as i64 + 1
     }
 
-    fn wake_ackers(&self) {
-        self.ack_epoch.fetch_add(1, Ordering::SeqCst);
-        if self.ack_sleepers.load(Ordering::SeqCst) > 0 {
-            atomic_wait::wake_all(&self.ack_epoch);
+    /// Answer the waiting puts that the highest ack now covers.
+    fn complete_acked(&self) {
+        let acked = self.max_acked.load(Ordering::Acquire);
+        let mut done = Vec::new();
+        {
+            let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+            while w.front().is_some_and(|a| a.end <= acked) {
+                done.extend(w.pop_front());
+            }
+        }
+        for a in done {
+            (a.done)(PutStatus::PutOk);
+        }
+    }
+
+    /// Answer the waiting puts whose deadline passed (FLUSH_SLAVE_TIMEOUT).
+    fn expire_waits(&self, now: Instant) {
+        let mut late = VecDeque::new();
+        {
+            let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+            if w.iter().any(|a| a.deadline <= now) {
+                let (gone, keep) = std::mem::take(&mut *w)
+                    .into_iter()
+                    .partition(|a| a.deadline <= now);
+                *w = keep;
+                late = gone;
+            }
+        }
+        for a in late {
+            (a.done)(PutStatus::FlushSlaveTimeout);
+        }
+    }
+
+    /// The master stops: every waiting put gets SLAVE_NOT_AVAILABLE.
+    fn fail_waits(&self) {
+        let all = std::mem::take(&mut *self.waits.lock().unwrap_or_else(|e| e.into_inner()));
+        for a in all {
+            (a.done)(PutStatus::SlaveNotAvailable);
+        }
+    }
+
+    /// New log bytes wait for a slave: wake a sleeping writer so it sends them
+    /// now rather than at its next poll.
+    fn poke_writers(&self) {
+        self.data_seq.fetch_add(1, Ordering::SeqCst);
+        if self.writers_sleeping.load(Ordering::SeqCst) > 0 {
+            let _g = self.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.data_cv.notify_all();
         }
     }
 
@@ -298,7 +347,6 @@ impl Inner {
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|c| c.id != conn.id);
             self.data_cv.notify_all();
-            self.wake_ackers();
         }
     }
 }
@@ -407,7 +455,7 @@ fn read_loop(
         let prev = conn.acked.fetch_max(report, Ordering::AcqRel);
         if report > prev || prev == 0 {
             inner.max_acked.fetch_max(report, Ordering::AcqRel);
-            inner.wake_ackers();
+            inner.complete_acked();
         }
         conn.check_lag(&inner, master_max);
     }
@@ -483,69 +531,90 @@ fn write_loop(
                     last_send = Instant::now();
                 }
                 let g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+                inner.writers_sleeping.fetch_add(1, Ordering::SeqCst);
                 if inner.data_seq.load(Ordering::SeqCst) == seq {
                     let _ = inner
                         .data_cv
                         .wait_timeout(g, Duration::from_millis(1))
                         .unwrap_or_else(|e| e.into_inner());
                 }
+                inner.writers_sleeping.fetch_sub(1, Ordering::SeqCst);
             }
         }
     }
+}
+
+/// A SYNC_MASTER put waiting for a slave.
+struct AckWait {
+    /// The log end the put needs confirmed.
+    end: u64,
+    deadline: Instant,
+    done: ReplicaCallback,
 }
 
 struct Waiter(Arc<Inner>);
 
 impl ReplicaWaiter for Waiter {
     fn wait_replicated(&self, end_offset: u64, timeout: Duration) -> PutStatus {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.on_replicated(
+            end_offset,
+            timeout,
+            Box::new(move |status| {
+                let _ = tx.send(status);
+            }),
+        );
+        // The ticker answers every wait by its deadline; the margin only
+        // guards against a ticker that could not be started.
+        rx.recv_timeout(timeout + Duration::from_secs(1))
+            .unwrap_or(PutStatus::FlushSlaveTimeout)
+    }
+
+    fn on_replicated(&self, end_offset: u64, timeout: Duration, done: ReplicaCallback) {
         let inner = &self.0;
-        if inner.live_slaves() == 0 {
-            return PutStatus::SlaveNotAvailable;
+        if inner.stop.load(Ordering::Acquire) || inner.live_slaves() == 0 {
+            return done(PutStatus::SlaveNotAvailable);
         }
         let acked = inner.max_acked.load(Ordering::Acquire);
         if end_offset.saturating_sub(acked) >= inner.cfg.slave_fallbehind_max {
-            return PutStatus::SlaveNotAvailable;
+            return done(PutStatus::SlaveNotAvailable);
         }
-        // New bytes: let the writers send them now rather than at their next poll.
-        inner.data_seq.fetch_add(1, Ordering::SeqCst);
+        if !ensure_ticker(inner) {
+            return done(PutStatus::SlaveNotAvailable);
+        }
         {
-            let _g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
-            inner.data_cv.notify_all();
+            // Under the lock, so that an ack (which raises `max_acked` before it
+            // takes this lock) either sees this wait or is seen here.
+            let mut w = inner.waits.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.max_acked.load(Ordering::Acquire) < end_offset {
+                // Puts register in about log order: insert from the back.
+                let at = w
+                    .iter()
+                    .rposition(|a| a.end <= end_offset)
+                    .map_or(0, |p| p + 1);
+                w.insert(
+                    at,
+                    AckWait {
+                        end: end_offset,
+                        deadline: Instant::now() + timeout,
+                        done,
+                    },
+                );
+                drop(w);
+                inner.poke_writers();
+                return;
+            }
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let epoch = inner.ack_epoch.load(Ordering::SeqCst);
-            if inner.max_acked.load(Ordering::Acquire) >= end_offset {
-                return PutStatus::PutOk;
-            }
-            if inner.stop.load(Ordering::Acquire) {
-                return PutStatus::SlaveNotAvailable;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return PutStatus::FlushSlaveTimeout;
-            }
-            inner.ack_sleepers.fetch_add(1, Ordering::SeqCst);
-            wait_epoch(inner, epoch);
-            inner.ack_sleepers.fetch_sub(1, Ordering::SeqCst);
-        }
+        done(PutStatus::PutOk);
     }
 }
 
-/// Sleep on the ack epoch until it changes. A ticker thread bumps the epoch
-/// every 5 ms while puts sleep, so each waiter re-checks its deadline: futex
-/// waits have no timeout of their own.
-fn wait_epoch(inner: &Arc<Inner>, epoch: u32) {
-    ensure_ticker(inner);
-    if inner.ack_epoch.load(Ordering::SeqCst) == epoch {
-        atomic_wait::wait(&inner.ack_epoch, epoch);
-    }
-}
-
-/// Start the ticker once per master; it ends with the master.
-fn ensure_ticker(inner: &Arc<Inner>) {
+/// Start the ticker once per master: every 5 ms it answers the waits whose
+/// deadline passed, and at the master's stop all of them. False when the
+/// thread cannot be started (no wait would ever time out then).
+fn ensure_ticker(inner: &Arc<Inner>) -> bool {
     if inner.ticker.swap(true, Ordering::AcqRel) {
-        return;
+        return true;
     }
     let weak = Arc::downgrade(inner);
     let spawned = std::thread::Builder::new()
@@ -554,16 +623,16 @@ fn ensure_ticker(inner: &Arc<Inner>) {
             std::thread::sleep(Duration::from_millis(5));
             let Some(i) = weak.upgrade() else { break };
             if i.stop.load(Ordering::Acquire) {
-                i.wake_ackers();
+                i.fail_waits();
                 break;
             }
-            if i.ack_sleepers.load(Ordering::SeqCst) > 0 {
-                i.wake_ackers();
-            }
+            i.expire_waits(Instant::now());
         });
     if spawned.is_err() {
         inner.ticker.store(false, Ordering::Release);
+        return false;
     }
+    true
 }
 
 #[cfg(test)]

@@ -183,3 +183,87 @@ fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
         common::log_bytes(&slave_store, 0, end)
     );
 }
+
+/// The callback form a server uses (`wait_put_then`): the thread that put is
+/// not held; each waiting put is answered once, by the ack that covers it, by
+/// its timeout when the link is dead, or with SLAVE_NOT_AVAILABLE when the
+/// master stops.
+#[test]
+fn callback_waits_are_answered_by_ack_timeout_or_stop() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = common::store(md.path(), BrokerRole::SyncMaster);
+    let master = HaMaster::start(
+        store.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        common::fast_ha(),
+    )
+    .unwrap();
+    store.set_replica_waiter(Some(master.waiter()));
+    let p = proxy(master.local_addr());
+    let slave_store = common::store(sd.path(), BrokerRole::Slave);
+    let _slave =
+        HaSlave::start(slave_store.clone(), p.addr.to_string(), common::fast_ha()).unwrap();
+    common::wait_streaming(&master);
+    assert!(!store.wait_put_blocks(), "ASYNC_FLUSH: only the slave wait");
+
+    // Put `n` messages without waiting; register each; collect (index, status,
+    // put end, slave end when answered, time to answer).
+    let put_all = |tag: &str, n: u32| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = Instant::now();
+        for i in 0..n {
+            let put = store
+                .put_message_nowait(&Message::new("CB", format!("{tag}{i}").into_bytes()))
+                .unwrap();
+            let end = put.commit_log_offset + u64::from(put.wrote_bytes);
+            let (tx, ss) = (tx.clone(), slave_store.clone());
+            store.wait_put_then(
+                put,
+                Instant::now(),
+                Box::new(move |res| {
+                    let status = res.unwrap().status;
+                    let _ = tx.send((i, status, end, ss.commit_log_max_offset(), t.elapsed()));
+                }),
+            );
+        }
+        drop(tx);
+        let mut got: Vec<_> = rx.iter().take(n as usize + 1).collect();
+        got.sort_by_key(|g| g.0);
+        assert_eq!(got.len(), n as usize, "every put answered exactly once");
+        got
+    };
+
+    for (_, status, end, slave_end, _) in put_all("ok", 50) {
+        assert_eq!(status, PutStatus::PutOk);
+        assert!(slave_end >= end, "acknowledged before the slave had it");
+    }
+
+    p.cut.store(true, Ordering::SeqCst);
+    for (_, status, _, _, waited) in put_all("cut", 20) {
+        assert_eq!(status, PutStatus::FlushSlaveTimeout);
+        assert!(
+            waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+            "{waited:?}"
+        );
+    }
+
+    // Stop the master with a put waiting: it is answered at once.
+    let put = store
+        .put_message_nowait(&Message::new("CB", b"stop".to_vec()))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.wait_put_then(
+        put,
+        Instant::now(),
+        Box::new(move |res| {
+            let _ = tx.send(res.unwrap().status);
+        }),
+    );
+    let t = Instant::now();
+    master.shutdown();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        PutStatus::SlaveNotAvailable
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}

@@ -170,11 +170,30 @@ pub fn put_response(
     }
 }
 
-/// What the send pool hands back: an answer, or a written put that still
-/// waits for its sync flush or slave (answered once the wait is over).
+/// What the send pool hands back: an answer, a written put that still waits
+/// for its sync flush (answered once the wait is over), or the channel on
+/// which the replication layer answers a SYNC_MASTER put.
 enum Sent {
     Done(RemotingCommand),
     Waiting(ferromq_engine::PutResult, u32, std::time::Instant),
+    Replicating(tokio::sync::oneshot::Receiver<RemotingCommand>),
+}
+
+/// The engine's callback for a waiting put: send its answer to `reply`.
+fn reply_with(
+    reply: tokio::sync::oneshot::Sender<RemotingCommand>,
+    queue_id: u32,
+) -> ferromq_engine::PutCallback {
+    Box::new(move |res| {
+        let _ = reply.send(put_response(res, queue_id));
+    })
+}
+
+/// The answer that arrives on `rx`, or SYSTEM_ERROR when its sender is gone.
+async fn await_reply(rx: tokio::sync::oneshot::Receiver<RemotingCommand>) -> RemotingCommand {
+    rx.await.unwrap_or_else(|_| {
+        RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped")
+    })
 }
 
 /// A written put waiting for its sync or slave, and where its answer goes.
@@ -186,11 +205,12 @@ struct WaitJob {
     reply: tokio::sync::oneshot::Sender<RemotingCommand>,
 }
 
-/// One thread that waits for SYNC_FLUSH / SYNC_MASTER puts in log order and
-/// answers them (RocketMQ's GroupCommitService / GroupTransferService): one
-/// wake-up per sync or slave acknowledgement answers every put it covers,
-/// instead of a thread per waiting put. Each put keeps its own deadline,
-/// counted from when it was written.
+/// One thread that waits for SYNC_FLUSH puts in log order and answers them
+/// (RocketMQ's GroupCommitService): one wake-up per sync answers every put it
+/// covers, instead of a thread per waiting put. Each put keeps its own
+/// deadline, counted from when it was written. Under SYNC_MASTER too, the put
+/// then waits for its slave without holding this thread (the replication
+/// layer answers it).
 #[derive(Debug)]
 pub(super) struct PutWaiter {
     tx: std::sync::mpsc::Sender<WaitJob>,
@@ -208,8 +228,7 @@ impl PutWaiter {
                     jobs.extend(rx.try_iter());
                     jobs.sort_by_key(|j| j.put.commit_log_offset);
                     for j in jobs {
-                        let res = store.wait_put_since(j.put, j.written_at);
-                        let _ = j.reply.send(put_response(res, j.queue_id));
+                        store.wait_put_then(j.put, j.written_at, reply_with(j.reply, j.queue_id));
                     }
                 }
             })?;
@@ -233,9 +252,7 @@ impl PutWaiter {
         if self.tx.send(job).is_err() {
             return RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped");
         }
-        rx.await.unwrap_or_else(|_| {
-            RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped")
-        })
+        await_reply(rx).await
     }
 }
 
@@ -291,6 +308,7 @@ impl Broker {
             Sent::Waiting(put, queue_id, written_at) => {
                 self.put_waiter.wait(put, queue_id, written_at).await
             }
+            Sent::Replicating(rx) => await_reply(rx).await,
         }
     }
 
@@ -415,6 +433,17 @@ impl Broker {
             self.stats.add_put(u64::from(pr.message_count));
         }
         Ok(match res {
+            Ok(put) if wait && !self.store.wait_put_blocks() => {
+                // SYNC_MASTER without SYNC_FLUSH: the HA reader that sees the
+                // slave's ack answers the put, one hop from the connection.
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                self.store.wait_put_then(
+                    put,
+                    std::time::Instant::now(),
+                    reply_with(reply, queue_id),
+                );
+                Sent::Replicating(rx)
+            }
             Ok(put) if wait => Sent::Waiting(put, queue_id, std::time::Instant::now()),
             res => Sent::Done(put_response(res, queue_id)),
         })
