@@ -756,7 +756,12 @@ impl MessageStore {
                 s.flusher.run(&s.commitlog.queue);
             }
         })?;
-        store.spawn("ferromq-dispatch", |s| s.run_dispatch())?;
+        store.spawn("ferromq-dispatch", |s| {
+            // Normal priority (consumers wait for it), but woken by puts it
+            // must not preempt the producer that woke it.
+            crate::sys::batch_scheduling();
+            s.run_dispatch()
+        })?;
         if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
             store.spawn("ferromq-flush-watchdog", |s| s.flusher.run_watchdog())?;
         }

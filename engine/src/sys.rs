@@ -121,7 +121,8 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
 /// allocation, cleaning, async flushing) run at a lower priority so that, on a
 /// machine with fewer free cores than busy threads, the scheduler hands a core
 /// to a producer first: at equal priority a put could wait a whole time slice
-/// (4 ms at HZ=250) behind them.
+/// (4 ms at HZ=250) behind them. They also run under `SCHED_BATCH`
+/// ([`batch_scheduling`]), so that waking up never preempts a producer.
 pub fn lower_thread_priority(delta: i32) {
     // SAFETY: gettid, getpriority and setpriority take plain integers and touch
     // no memory of ours; errno is thread-local. On Linux PRIO_PROCESS with a
@@ -134,6 +135,22 @@ pub fn lower_thread_priority(delta: i32) {
             return;
         }
         let _ = libc::setpriority(libc::PRIO_PROCESS, tid, (now + delta).min(19));
+    }
+    batch_scheduling();
+}
+
+/// Put the calling thread under `SCHED_BATCH` (a best effort: an error leaves
+/// it as it was). A batch thread keeps its share of the CPU but never preempts
+/// the running thread when it wakes: the dispatch thread, woken by puts, then
+/// waits for a free core or the end of the producer's time slice instead of
+/// taking the producer's core for a slice (up to 4 ms a time) while the other
+/// core sits idle, which on a 2-core machine cost a third of a producer's time.
+pub fn batch_scheduling() {
+    // SAFETY: sched_setscheduler reads the param struct we pass and touches no
+    // other memory; on Linux a thread id of 0 means the calling thread.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        let _ = libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
 }
 
