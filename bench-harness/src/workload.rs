@@ -326,15 +326,30 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
     let stop = AtomicBool::new(false);
     let gate = StartGate::default();
     let template = new_latency_histogram()?;
+    // Put latency is timed with the CPU's time-stamp counter where it is
+    // usable (quanta calibrates it against the OS clock, here, before the
+    // timed section, and falls back to the OS clock where the counter is not
+    // usable): two reads cost ~20 ns instead of ~46 ns for two clock_gettime
+    // calls on a VM, which would otherwise be a tenth of a 1 KiB put and count
+    // against the engine in `ratio_to_baseline`.
+    let clock = quanta::Clock::new();
 
     let (results, elapsed) = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(workload.producers);
         for index in 0..workload.producers {
-            let (stop, gate, template) = (&stop, &gate, &template);
+            let (stop, gate, template, clock) = (&stop, &gate, &template, &clock);
             let spawned = std::thread::Builder::new()
                 .name(format!("bench-producer-{index}"))
                 .spawn_scoped(scope, move || {
-                    produce(target, workload, index, stop, gate, template.clone())
+                    produce(
+                        target,
+                        workload,
+                        index,
+                        stop,
+                        gate,
+                        template.clone(),
+                        clock.clone(),
+                    )
                 });
             match spawned {
                 Ok(h) => handles.push(h),
@@ -415,6 +430,7 @@ fn produce<T: Target>(
     stop: &AtomicBool,
     gate: &StartGate,
     mut hist: Histogram<u64>,
+    clock: quanta::Clock,
 ) -> ProducerResult {
     let count = workload.messages_for(index);
     let mut done = 0;
@@ -422,12 +438,6 @@ fn produce<T: Target>(
     let mut errors = 0;
     let mut first_error = None;
     let mut statuses = BTreeMap::new();
-    // Put latency is timed with the CPU's time-stamp counter where it is
-    // usable (quanta calibrates it against the OS clock, and falls back to the
-    // OS clock where it is not): two reads cost ~20 ns instead of ~46 ns for two
-    // clock_gettime calls on a VM, which would otherwise be a tenth of a 1 KiB
-    // put and count against the engine in `ratio_to_baseline`.
-    let clock = quanta::Clock::new();
     gate.wait();
     let deadline = workload.max_duration.map(|d| Instant::now() + d);
     for seq in 0..count {
