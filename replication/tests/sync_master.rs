@@ -134,10 +134,19 @@ fn proxy(target: std::net::SocketAddr) -> Proxy {
     Proxy { addr, cut }
 }
 
-#[test]
-fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
-    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let store = common::store(md.path(), BrokerRole::SyncMaster);
+/// A SYNC_MASTER store with its HA master, and a slave that follows it through
+/// a [`proxy`], streaming.
+fn proxied_pair(
+    master_dir: &std::path::Path,
+    slave_dir: &std::path::Path,
+) -> (
+    Arc<ferromq_engine::MessageStore>,
+    HaMaster,
+    Proxy,
+    Arc<ferromq_engine::MessageStore>,
+    HaSlave,
+) {
+    let store = common::store(master_dir, BrokerRole::SyncMaster);
     let master = HaMaster::start(
         store.clone(),
         "127.0.0.1:0".parse().unwrap(),
@@ -146,10 +155,16 @@ fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
     .unwrap();
     store.set_replica_waiter(Some(master.waiter()));
     let p = proxy(master.local_addr());
-    let slave_store = common::store(sd.path(), BrokerRole::Slave);
-    let _slave =
-        HaSlave::start(slave_store.clone(), p.addr.to_string(), common::fast_ha()).unwrap();
+    let slave_store = common::store(slave_dir, BrokerRole::Slave);
+    let slave = HaSlave::start(slave_store.clone(), p.addr.to_string(), common::fast_ha()).unwrap();
     common::wait_streaming(&master);
+    (store, master, p, slave_store, slave)
+}
+
+#[test]
+fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (store, _master, p, slave_store, _slave) = proxied_pair(md.path(), sd.path());
     assert_eq!(
         store
             .put_message(&Message::new("B", b"a".to_vec()))
@@ -191,19 +206,7 @@ fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
 #[test]
 fn callback_waits_are_answered_by_ack_timeout_or_stop() {
     let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let store = common::store(md.path(), BrokerRole::SyncMaster);
-    let master = HaMaster::start(
-        store.clone(),
-        "127.0.0.1:0".parse().unwrap(),
-        common::fast_ha(),
-    )
-    .unwrap();
-    store.set_replica_waiter(Some(master.waiter()));
-    let p = proxy(master.local_addr());
-    let slave_store = common::store(sd.path(), BrokerRole::Slave);
-    let _slave =
-        HaSlave::start(slave_store.clone(), p.addr.to_string(), common::fast_ha()).unwrap();
-    common::wait_streaming(&master);
+    let (store, master, p, slave_store, _slave) = proxied_pair(md.path(), sd.path());
     assert!(!store.wait_put_blocks(), "ASYNC_FLUSH: only the slave wait");
 
     // Put `n` messages without waiting; register each; collect (index, status,
