@@ -573,6 +573,17 @@ impl CommitLog {
                         let mut from = 0;
                         while from < file_size && !walk_done.load(Acquire) {
                             let len = READ_AHEAD_STEP.min(file_size - from);
+                            // Queue the next step's reads before faulting this
+                            // one in, so the disk always has a step in flight
+                            // (populating alone waits for each step's reads
+                            // before asking for the next): 8 interleaved pairs
+                            // of `recover --bytes 1GiB`, walk median 927 ->
+                            // 787 ms, ratio 0.75 -> 0.85.
+                            if from + len < file_size {
+                                f.will_need(from + len, READ_AHEAD_STEP);
+                            } else if let Some(n) = files.get(idx + 1) {
+                                n.will_need(0, READ_AHEAD_STEP);
+                            }
                             f.populate_read(from, len);
                             from += len;
                             if check_crc && crc_ok {

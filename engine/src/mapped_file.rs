@@ -670,6 +670,26 @@ impl MappedFile {
         };
     }
 
+    /// Start reading `[from, from + len)` of the file into the page cache
+    /// without waiting for it (`POSIX_FADV_WILLNEED`), so that the disk works
+    /// on it while the caller handles the bytes before it. Best effort.
+    pub fn will_need(&self, from: usize, len: usize) {
+        let end = from.saturating_add(len).min(self.file_size);
+        if end <= from {
+            return;
+        }
+        // SAFETY: posix_fadvise takes the descriptor `self.file` owns and plain
+        // integers; it touches no memory of ours.
+        let _ = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                from as libc::off_t,
+                (end - from) as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            )
+        };
+    }
+
     /// Undo [`MappedFile::advise_sequential_read`]: back to `MADV_NORMAL`.
     pub fn advise_normal_read(&self) {
         // SAFETY: as in `advise_sequential_read`; MADV_NORMAL only resets read-ahead.
