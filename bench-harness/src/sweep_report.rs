@@ -876,6 +876,25 @@ fn replication_section(s: &mut String, r: &SweepReport) {
         "| SYNC_MASTER point | ASYNC_MASTER point | msgs/s ratio (≥ 0.9) | added p50 µs | added p99 µs | added p99 in round trips (≤ 2) |\n|---|---|---:|---:|---:|---:|"
     );
     for (sync, asy) in twins {
+        // A SYNC_MASTER send answered SLAVE_NOT_AVAILABLE or FLUSH_SLAVE_TIMEOUT
+        // was not replicated: its speed says nothing about replication's cost.
+        let (sent, unreplicated) = unacknowledged(
+            r.runs
+                .iter()
+                .filter(|run| run.point == sync.point.index)
+                .map(|run| &run.figures.statuses),
+        );
+        if unreplicated > 0 {
+            let _ = writeln!(
+                s,
+                "| {}: {} | {}: {} | not compared: {unreplicated} of {sent} sends were answered without a slave's ack | | | |",
+                sync.point.index,
+                sync.point.label(),
+                asy.point.index,
+                asy.point.label(),
+            );
+            continue;
+        }
         let ratio = if asy.msgs_per_sec > 0.0 {
             sync.msgs_per_sec / asy.msgs_per_sec
         } else {
@@ -907,6 +926,16 @@ fn replication_section(s: &mut String, r: &SweepReport) {
         s,
         "\nMedians over passes. The replication round trip crosses the master's HA writer thread, the slave process (append, report) and the master's reader thread before the send is answered, on the same cores as the producers.\n"
     );
+}
+
+/// Sends counted in `statuses` (response names with counts), and how many of
+/// them were not answered SUCCESS.
+fn unacknowledged<'a>(
+    statuses: impl Iterator<Item = &'a std::collections::BTreeMap<String, u64>>,
+) -> (u64, u64) {
+    statuses.flatten().fold((0, 0), |(all, bad), (status, n)| {
+        (all + n, bad + if status == "SUCCESS" { 0 } else { *n })
+    })
 }
 
 fn disk_section(s: &mut String, r: &SweepReport) {
@@ -1070,6 +1099,19 @@ mod tests {
         assert!(recommend(&sums, &set, 10.0, 1)
             .confidence
             .starts_with("low"));
+    }
+
+    #[test]
+    fn sends_without_a_slave_ack_are_counted() {
+        let ok: std::collections::BTreeMap<String, u64> = [("SUCCESS".to_string(), 10)].into();
+        let no_slave: std::collections::BTreeMap<String, u64> = [
+            ("SUCCESS".to_string(), 2),
+            ("SLAVE_NOT_AVAILABLE".to_string(), 5),
+        ]
+        .into();
+        assert_eq!(unacknowledged([&ok, &ok].into_iter()), (20, 0));
+        assert_eq!(unacknowledged([&ok, &no_slave].into_iter()), (17, 5));
+        assert_eq!(unacknowledged(std::iter::empty()), (0, 0));
     }
 
     #[test]
