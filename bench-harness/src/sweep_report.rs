@@ -876,25 +876,29 @@ fn replication_section(s: &mut String, r: &SweepReport) {
         "| SYNC_MASTER point | ASYNC_MASTER point | msgs/s ratio (≥ 0.9) | added p50 µs | added p99 µs | added p99 in round trips (≤ 2) |\n|---|---|---:|---:|---:|---:|"
     );
     for (sync, asy) in twins {
-        // A SYNC_MASTER send answered SLAVE_NOT_AVAILABLE or FLUSH_SLAVE_TIMEOUT
-        // was not replicated: its speed says nothing about replication's cost.
-        let (sent, unreplicated) = unacknowledged(
+        // A point whose sends found no slave (SLAVE_NOT_AVAILABLE) did not
+        // replicate: its speed says nothing about replication's cost. Other
+        // failures (FLUSH_SLAVE_TIMEOUT, errors) are compared and fail the row.
+        let tally = unacknowledged(
             r.runs
                 .iter()
                 .filter(|run| run.point == sync.point.index)
                 .map(|run| &run.figures.statuses),
         );
-        if unreplicated > 0 {
+        if tally.no_slave > 0 {
             let _ = writeln!(
                 s,
-                "| {}: {} | {}: {} | not compared: {unreplicated} of {sent} sends were answered without a slave's ack | | | |",
+                "| {}: {} | {}: {} | not compared: {} of {} sends were answered SLAVE_NOT_AVAILABLE | | | |",
                 sync.point.index,
                 sync.point.label(),
                 asy.point.index,
                 asy.point.label(),
+                tally.no_slave,
+                tally.sent,
             );
             continue;
         }
+        let failed = tally.not_success > 0;
         let ratio = if asy.msgs_per_sec > 0.0 {
             sync.msgs_per_sec / asy.msgs_per_sec
         } else {
@@ -902,16 +906,24 @@ fn replication_section(s: &mut String, r: &SweepReport) {
         };
         let added99 = sync.p99_us - asy.p99_us;
         let trips = if rtt > 0.0 { added99 / rtt } else { f64::NAN };
-        let mark = |ok: bool| if ok { "PASS" } else { "FAIL" };
+        let mark = |ok: bool| if ok && !failed { "PASS" } else { "FAIL" };
         let _ = writeln!(
             s,
-            "| {}: {} | {}: {} | {:.2} {} | {:.0} | {:.0} | {:.1} {} |",
+            "| {}: {} | {}: {} | {:.2} {}{} | {:.0} | {:.0} | {:.1} {} |",
             sync.point.index,
             sync.point.label(),
             asy.point.index,
             asy.point.label(),
             ratio,
             mark(ratio >= 0.9),
+            if failed {
+                format!(
+                    " ({} of {} sends not SUCCESS)",
+                    tally.not_success, tally.sent
+                )
+            } else {
+                String::new()
+            },
             sync.p50_us - asy.p50_us,
             added99,
             trips,
@@ -928,14 +940,31 @@ fn replication_section(s: &mut String, r: &SweepReport) {
     );
 }
 
-/// Sends counted in `statuses` (response names with counts), and how many of
-/// them were not answered SUCCESS.
+/// What a point's sends were answered, from the runs' status counts.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SendTally {
+    /// Sends counted.
+    sent: u64,
+    /// Sends not answered SUCCESS.
+    not_success: u64,
+    /// Sends answered SLAVE_NOT_AVAILABLE (no slave to wait for).
+    no_slave: u64,
+}
+
 fn unacknowledged<'a>(
     statuses: impl Iterator<Item = &'a std::collections::BTreeMap<String, u64>>,
-) -> (u64, u64) {
-    statuses.flatten().fold((0, 0), |(all, bad), (status, n)| {
-        (all + n, bad + if status == "SUCCESS" { 0 } else { *n })
-    })
+) -> SendTally {
+    let mut t = SendTally::default();
+    for (status, n) in statuses.flatten() {
+        t.sent += n;
+        if status != "SUCCESS" {
+            t.not_success += n;
+        }
+        if status == "SLAVE_NOT_AVAILABLE" {
+            t.no_slave += n;
+        }
+    }
+    t
 }
 
 fn disk_section(s: &mut String, r: &SweepReport) {
@@ -1109,9 +1138,20 @@ mod tests {
             ("SLAVE_NOT_AVAILABLE".to_string(), 5),
         ]
         .into();
-        assert_eq!(unacknowledged([&ok, &ok].into_iter()), (20, 0));
-        assert_eq!(unacknowledged([&ok, &no_slave].into_iter()), (17, 5));
-        assert_eq!(unacknowledged(std::iter::empty()), (0, 0));
+        let timeout: std::collections::BTreeMap<String, u64> =
+            [("FLUSH_SLAVE_TIMEOUT".to_string(), 1)].into();
+        let tally = |sent, not_success, no_slave| SendTally {
+            sent,
+            not_success,
+            no_slave,
+        };
+        assert_eq!(unacknowledged([&ok, &ok].into_iter()), tally(20, 0, 0));
+        assert_eq!(
+            unacknowledged([&ok, &no_slave].into_iter()),
+            tally(17, 5, 5)
+        );
+        assert_eq!(unacknowledged([&ok, &timeout].into_iter()), tally(11, 1, 0));
+        assert_eq!(unacknowledged(std::iter::empty()), tally(0, 0, 0));
     }
 
     #[test]

@@ -439,7 +439,11 @@ fn produce<T: Target>(
     let mut first_error = None;
     let mut statuses = BTreeMap::new();
     gate.wait();
-    let deadline = workload.max_duration.map(|d| Instant::now() + d);
+    // `--max-seconds`, looked at after every put on the put's own clock reading.
+    let cap_ns = workload
+        .max_duration
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let started = clock.raw();
     for seq in 0..count {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -469,7 +473,7 @@ fn produce<T: Target>(
                 }
             }
         }
-        if seq % DEADLINE_CHECK_EVERY == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if cap_ns.is_some_and(|cap| clock.delta_as_nanos(started, t1) >= cap) {
             stop.store(true, Ordering::Relaxed);
         }
     }
@@ -482,9 +486,6 @@ fn produce<T: Target>(
         statuses,
     }
 }
-
-/// Producers look at the clock for `--max-seconds` once per this many puts.
-const DEADLINE_CHECK_EVERY: u64 = 64;
 
 #[cfg(test)]
 mod tests {

@@ -205,6 +205,12 @@ pub trait ReplicaWaiter: Send + Sync {
     fn on_replicated(&self, end_offset: u64, timeout: Duration, done: ReplicaCallback) {
         done(self.wait_replicated(end_offset, timeout));
     }
+
+    /// True when [`ReplicaWaiter::on_replicated`] registers the callback and
+    /// returns at once (false for the default, which blocks).
+    fn answers_without_blocking(&self) -> bool {
+        false
+    }
 }
 
 /// What [`ReplicaWaiter::on_replicated`] calls with a SYNC_MASTER put's slave
@@ -905,11 +911,17 @@ impl MessageStore {
     }
 
     /// True when [`MessageStore::wait_put_then`] may block its caller: under
-    /// SYNC_FLUSH it waits for the disk on the calling thread. When the only wait
-    /// is for a slave (SYNC_MASTER with ASYNC_FLUSH), it returns at once and the
-    /// replication layer calls back from its own thread.
+    /// SYNC_FLUSH it waits for the disk on the calling thread, and under
+    /// SYNC_MASTER for the slave unless the registered [`ReplicaWaiter`]
+    /// answers without blocking ([`ReplicaWaiter::answers_without_blocking`]),
+    /// in which case it returns at once and the replication layer calls back
+    /// from its own thread.
     pub fn wait_put_blocks(&self) -> bool {
-        self.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush
+        let s = &self.inner;
+        s.cfg.flush_disk_type == FlushDiskType::SyncFlush
+            || (s.cfg.broker_role == BrokerRole::SyncMaster
+                && s.replica_waiter()
+                    .is_some_and(|w| !w.answers_without_blocking()))
     }
 
     /// [`MessageStore::wait_put_since`] that hands the put with its final status
@@ -921,6 +933,11 @@ impl MessageStore {
     /// it must be short (a send on a channel). A server uses it to answer
     /// SYNC_MASTER sends without a thread per waiting put and without a hop
     /// through a waiting thread.
+    ///
+    /// `done` gets what [`MessageStore::wait_put_since`] would return:
+    /// [`Error::Fenced`] when a sync failed, [`Error::ShutDown`] when the store
+    /// stopped, otherwise the put with its final status. It is called exactly
+    /// once.
     pub fn wait_put_then(&self, mut put: PutResult, written_at: Instant, done: PutCallback) {
         let s = &self.inner;
         let end = put.commit_log_offset + u64::from(put.wrote_bytes);

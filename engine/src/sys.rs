@@ -117,8 +117,9 @@ pub fn disk_space(path: &Path) -> std::io::Result<DiskSpace> {
 }
 
 /// Lower the calling thread's scheduling priority by `delta` nice levels from
-/// where it is (at most 19; a best effort: an error leaves it as it was). Background threads (pre-faulting, file
-/// allocation, cleaning, async flushing) run at a lower priority so that, on a
+/// where it is (at most 19; a best effort: an error leaves it as it was).
+/// Background threads nobody waits for (cleaning, consume-queue flushing,
+/// commitlog flushing under ASYNC_FLUSH) run at a lower priority so that, on a
 /// machine with fewer free cores than busy threads, the scheduler hands a core
 /// to a producer first: at equal priority a put could wait a whole time slice
 /// (4 ms at HZ=250) behind them. They also run under `SCHED_BATCH`

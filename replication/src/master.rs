@@ -73,7 +73,6 @@ struct Inner {
     /// reader that sees an ack answers those it covers, the ticker those whose
     /// time is up.
     waits: Mutex<VecDeque<AckWait>>,
-    ticker: AtomicBool,
     started: Instant,
 }
 
@@ -124,7 +123,6 @@ impl HaMaster {
             data_seq: AtomicU64::new(0),
             writers_sleeping: AtomicUsize::new(0),
             waits: Mutex::new(VecDeque::new()),
-            ticker: AtomicBool::new(false),
             started: Instant::now(),
         });
         let master = HaMaster {
@@ -137,6 +135,25 @@ impl HaMaster {
             .name("ferromq-ha-accept".into())
             .spawn(move || accept_loop(i2, listener))
             .map_err(|e| HaError::io("spawning the HA accept thread", e))?;
+        master
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+        // Every 5 ms: answer the waits whose deadline passed; at the stop, all.
+        let weak = Arc::downgrade(&inner);
+        let h = std::thread::Builder::new()
+            .name("ferromq-ha-ticker".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(5));
+                let Some(i) = weak.upgrade() else { break };
+                if i.stop.load(Ordering::Acquire) {
+                    i.fail_waits();
+                    break;
+                }
+                i.expire_waits(Instant::now());
+            })
+            .map_err(|e| HaError::io("spawning the HA ticker thread", e))?;
         master
             .threads
             .lock()
@@ -564,10 +581,14 @@ impl ReplicaWaiter for Waiter {
                 let _ = tx.send(status);
             }),
         );
-        // The ticker answers every wait by its deadline; the margin only
-        // guards against a ticker that could not be started.
+        // The ticker answers every wait by its deadline (or at the stop); the
+        // margin only bounds this wait should that ever fail.
         rx.recv_timeout(timeout + Duration::from_secs(1))
             .unwrap_or(PutStatus::FlushSlaveTimeout)
+    }
+
+    fn answers_without_blocking(&self) -> bool {
+        true
     }
 
     fn on_replicated(&self, end_offset: u64, timeout: Duration, done: ReplicaCallback) {
@@ -579,13 +600,16 @@ impl ReplicaWaiter for Waiter {
         if end_offset.saturating_sub(acked) >= inner.cfg.slave_fallbehind_max {
             return done(PutStatus::SlaveNotAvailable);
         }
-        if !ensure_ticker(inner) {
-            return done(PutStatus::SlaveNotAvailable);
-        }
         {
             // Under the lock, so that an ack (which raises `max_acked` before it
-            // takes this lock) either sees this wait or is seen here.
+            // takes this lock) either sees this wait or is seen here; and a
+            // stop (set before `fail_waits` takes this lock) either sees it or
+            // is seen here.
             let mut w = inner.waits.lock().unwrap_or_else(|e| e.into_inner());
+            if inner.stop.load(Ordering::Acquire) {
+                drop(w);
+                return done(PutStatus::SlaveNotAvailable);
+            }
             if inner.max_acked.load(Ordering::Acquire) < end_offset {
                 // Puts register in about log order: insert from the back.
                 let at = w
@@ -607,32 +631,6 @@ impl ReplicaWaiter for Waiter {
         }
         done(PutStatus::PutOk);
     }
-}
-
-/// Start the ticker once per master: every 5 ms it answers the waits whose
-/// deadline passed, and at the master's stop all of them. False when the
-/// thread cannot be started (no wait would ever time out then).
-fn ensure_ticker(inner: &Arc<Inner>) -> bool {
-    if inner.ticker.swap(true, Ordering::AcqRel) {
-        return true;
-    }
-    let weak = Arc::downgrade(inner);
-    let spawned = std::thread::Builder::new()
-        .name("ferromq-ha-ticker".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(5));
-            let Some(i) = weak.upgrade() else { break };
-            if i.stop.load(Ordering::Acquire) {
-                i.fail_waits();
-                break;
-            }
-            i.expire_waits(Instant::now());
-        });
-    if spawned.is_err() {
-        inner.ticker.store(false, Ordering::Release);
-        return false;
-    }
-    true
 }
 
 #[cfg(test)]

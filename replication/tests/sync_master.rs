@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferromq_engine::{BrokerRole, Message, PutStatus};
+use ferromq_engine::{BrokerRole, FlushDiskType, Message, PutStatus};
 use ferromq_replication::{HaMaster, HaSlave};
 
 #[test]
@@ -139,6 +139,7 @@ fn proxy(target: std::net::SocketAddr) -> Proxy {
 fn proxied_pair(
     master_dir: &std::path::Path,
     slave_dir: &std::path::Path,
+    flush: FlushDiskType,
 ) -> (
     Arc<ferromq_engine::MessageStore>,
     HaMaster,
@@ -146,7 +147,7 @@ fn proxied_pair(
     Arc<ferromq_engine::MessageStore>,
     HaSlave,
 ) {
-    let store = common::store(master_dir, BrokerRole::SyncMaster);
+    let store = common::store_with(master_dir, BrokerRole::SyncMaster, flush);
     let master = HaMaster::start(
         store.clone(),
         "127.0.0.1:0".parse().unwrap(),
@@ -164,7 +165,8 @@ fn proxied_pair(
 #[test]
 fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
     let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (store, _master, p, slave_store, _slave) = proxied_pair(md.path(), sd.path());
+    let (store, _master, p, slave_store, _slave) =
+        proxied_pair(md.path(), sd.path(), FlushDiskType::AsyncFlush);
     assert_eq!(
         store
             .put_message(&Message::new("B", b"a".to_vec()))
@@ -200,13 +202,13 @@ fn a_blackholed_link_times_out_within_the_slave_timeout_and_recovers() {
 }
 
 /// The callback form a server uses (`wait_put_then`): the thread that put is
-/// not held; each waiting put is answered once, by the ack that covers it, by
-/// its timeout when the link is dead, or with SLAVE_NOT_AVAILABLE when the
-/// master stops.
+/// not held; each waiting put is answered once, by the ack that covers it or
+/// by its timeout when the link is dead.
 #[test]
-fn callback_waits_are_answered_by_ack_timeout_or_stop() {
+fn callback_waits_are_answered_by_ack_or_timeout() {
     let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (store, master, p, slave_store, _slave) = proxied_pair(md.path(), sd.path());
+    let (store, _master, p, slave_store, _slave) =
+        proxied_pair(md.path(), sd.path(), FlushDiskType::AsyncFlush);
     assert!(!store.wait_put_blocks(), "ASYNC_FLUSH: only the slave wait");
 
     // Put `n` messages without waiting; register each; collect (index, status,
@@ -230,9 +232,14 @@ fn callback_waits_are_answered_by_ack_timeout_or_stop() {
             );
         }
         drop(tx);
-        let mut got: Vec<_> = rx.iter().take(n as usize + 1).collect();
+        let mut got: Vec<_> = (0..n)
+            .map(|_| {
+                rx.recv_timeout(Duration::from_secs(10))
+                    .expect("every put answered")
+            })
+            .collect();
+        assert!(rx.try_recv().is_err(), "a put answered twice");
         got.sort_by_key(|g| g.0);
-        assert_eq!(got.len(), n as usize, "every put answered exactly once");
         got
     };
 
@@ -249,8 +256,16 @@ fn callback_waits_are_answered_by_ack_timeout_or_stop() {
             "{waited:?}"
         );
     }
+}
 
-    // Stop the master with a put waiting: it is answered at once.
+/// A put waiting for its slave when the master stops is answered
+/// SLAVE_NOT_AVAILABLE at once, not at its timeout.
+#[test]
+fn a_waiting_put_is_answered_when_the_master_stops() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (store, master, p, _slave_store, _slave) =
+        proxied_pair(md.path(), sd.path(), FlushDiskType::AsyncFlush);
+    p.cut.store(true, Ordering::SeqCst);
     let put = store
         .put_message_nowait(&Message::new("CB", b"stop".to_vec()))
         .unwrap();
@@ -262,6 +277,9 @@ fn callback_waits_are_answered_by_ack_timeout_or_stop() {
             let _ = tx.send(res.unwrap().status);
         }),
     );
+    // Registered and waiting (the link is cut, the slave still counted).
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(rx.try_recv().is_err(), "answered before the stop");
     let t = Instant::now();
     master.shutdown();
     assert_eq!(
@@ -269,4 +287,45 @@ fn callback_waits_are_answered_by_ack_timeout_or_stop() {
         PutStatus::SlaveNotAvailable
     );
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+/// SYNC_FLUSH and SYNC_MASTER together: `wait_put_then` waits for the disk on
+/// the calling thread, then leaves the slave wait to the replication layer
+/// (the caller is free long before the slave timeout).
+#[test]
+fn sync_flush_and_sync_master_wait_for_the_disk_only_on_the_caller() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (store, _master, p, _slave_store, _slave) =
+        proxied_pair(md.path(), sd.path(), FlushDiskType::SyncFlush);
+    assert!(store.wait_put_blocks(), "SYNC_FLUSH waits on the caller");
+    p.cut.store(true, Ordering::SeqCst);
+    let put = store
+        .put_message_nowait(&Message::new("SF", b"both".to_vec()))
+        .unwrap();
+    let end = put.commit_log_offset + u64::from(put.wrote_bytes);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = Instant::now();
+    store.wait_put_then(
+        put,
+        Instant::now(),
+        Box::new(move |res| {
+            let _ = tx.send(res.unwrap().status);
+        }),
+    );
+    let returned = t.elapsed();
+    assert!(
+        returned < Duration::from_millis(1000),
+        "the caller waited for the slave: {returned:?}"
+    );
+    // The disk part is done: the bytes are durable before the slave answers.
+    assert!(store.commit_log_flushed_offset() >= end);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        PutStatus::FlushSlaveTimeout
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
 }

@@ -5,11 +5,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferromq_engine::{BrokerRole, MessageStore, StoreConfig};
+use ferromq_engine::{BrokerRole, FlushDiskType, MessageStore, StoreConfig};
 use ferromq_replication::HaConfig;
 
 pub fn store(dir: &Path, role: BrokerRole) -> Arc<MessageStore> {
+    store_with(dir, role, FlushDiskType::AsyncFlush)
+}
+
+pub fn store_with(dir: &Path, role: BrokerRole, flush: FlushDiskType) -> Arc<MessageStore> {
     let mut c = StoreConfig::new(dir);
+    c.flush_disk_type = flush;
     c.mapped_file_size_commit_log = 64 * 1024;
     c.mapped_file_size_consume_queue = 20 * 100;
     c.flush_interval_commit_log_ms = 10;

@@ -176,33 +176,38 @@ pub fn put_response(
 enum Sent {
     Done(RemotingCommand),
     Waiting(ferromq_engine::PutResult, u32, std::time::Instant),
-    Replicating(tokio::sync::oneshot::Receiver<RemotingCommand>),
+    Replicating(PutReply, u32),
 }
 
-/// The engine's callback for a waiting put: send its answer to `reply`.
+/// Where a waiting put's final result arrives.
+type PutReply = tokio::sync::oneshot::Receiver<ferromq_engine::Result<ferromq_engine::PutResult>>;
+
+/// The engine's callback for a waiting put: pass its result to `reply` (only
+/// that: the callback may run on the HA thread that reads a slave's acks, and
+/// the response is built by the task that awaits it).
 fn reply_with(
-    reply: tokio::sync::oneshot::Sender<RemotingCommand>,
-    queue_id: u32,
+    reply: tokio::sync::oneshot::Sender<ferromq_engine::Result<ferromq_engine::PutResult>>,
 ) -> ferromq_engine::PutCallback {
     Box::new(move |res| {
-        let _ = reply.send(put_response(res, queue_id));
+        let _ = reply.send(res);
     })
 }
 
-/// The answer that arrives on `rx`, or SYSTEM_ERROR when its sender is gone.
-async fn await_reply(rx: tokio::sync::oneshot::Receiver<RemotingCommand>) -> RemotingCommand {
-    rx.await.unwrap_or_else(|_| {
-        RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped")
-    })
+/// The response to the put whose result arrives on `rx`, or SYSTEM_ERROR when
+/// its sender is gone.
+async fn await_reply(rx: PutReply, queue_id: u32) -> RemotingCommand {
+    match rx.await {
+        Ok(res) => put_response(res, queue_id),
+        Err(_) => RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped"),
+    }
 }
 
 /// A written put waiting for its sync or slave, and where its answer goes.
 #[derive(Debug)]
 struct WaitJob {
     put: ferromq_engine::PutResult,
-    queue_id: u32,
     written_at: std::time::Instant,
-    reply: tokio::sync::oneshot::Sender<RemotingCommand>,
+    reply: tokio::sync::oneshot::Sender<ferromq_engine::Result<ferromq_engine::PutResult>>,
 }
 
 /// One thread that waits for SYNC_FLUSH puts in log order and answers them
@@ -228,7 +233,7 @@ impl PutWaiter {
                     jobs.extend(rx.try_iter());
                     jobs.sort_by_key(|j| j.put.commit_log_offset);
                     for j in jobs {
-                        store.wait_put_then(j.put, j.written_at, reply_with(j.reply, j.queue_id));
+                        store.wait_put_then(j.put, j.written_at, reply_with(j.reply));
                     }
                 }
             })?;
@@ -245,14 +250,13 @@ impl PutWaiter {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = WaitJob {
             put,
-            queue_id,
             written_at,
             reply,
         };
         if self.tx.send(job).is_err() {
             return RemotingCommand::error(response::SYSTEM_ERROR, "the put waiter stopped");
         }
-        await_reply(rx).await
+        await_reply(rx, queue_id).await
     }
 }
 
@@ -301,14 +305,15 @@ impl Broker {
         };
         match outcome {
             Sent::Done(r) => r,
-            // SYNC_FLUSH / SYNC_MASTER: the put is written; wait for its sync or
-            // slave off the send pool (RocketMQ's asyncPutMessage), so that the
-            // pool's few threads keep writing while many puts share one sync or
-            // one slave round trip.
+            // SYNC_FLUSH: the put is written; wait for its sync off the send
+            // pool (RocketMQ's asyncPutMessage), so that the pool's few threads
+            // keep writing while many puts share one sync. Under SYNC_MASTER the
+            // put-wait thread then registers the slave wait and moves on.
             Sent::Waiting(put, queue_id, written_at) => {
                 self.put_waiter.wait(put, queue_id, written_at).await
             }
-            Sent::Replicating(rx) => await_reply(rx).await,
+            // SYNC_MASTER alone: answered from the HA thread that reads the ack.
+            Sent::Replicating(rx, queue_id) => await_reply(rx, queue_id).await,
         }
     }
 
@@ -437,12 +442,9 @@ impl Broker {
                 // SYNC_MASTER without SYNC_FLUSH: the HA reader that sees the
                 // slave's ack answers the put, one hop from the connection.
                 let (reply, rx) = tokio::sync::oneshot::channel();
-                self.store.wait_put_then(
-                    put,
-                    std::time::Instant::now(),
-                    reply_with(reply, queue_id),
-                );
-                Sent::Replicating(rx)
+                self.store
+                    .wait_put_then(put, std::time::Instant::now(), reply_with(reply));
+                Sent::Replicating(rx, queue_id)
             }
             Ok(put) if wait => Sent::Waiting(put, queue_id, std::time::Instant::now()),
             res => Sent::Done(put_response(res, queue_id)),
