@@ -885,16 +885,12 @@ fn replication_section(s: &mut String, r: &SweepReport) {
                 .filter(|run| run.point == sync.point.index)
                 .map(|run| &run.figures.statuses),
         );
+        let pair = format!("| {} | {} |", label_of(&sync.point), label_of(&asy.point));
         if tally.no_slave > 0 {
             let _ = writeln!(
                 s,
-                "| {}: {} | {}: {} | not compared: {} of {} sends were answered SLAVE_NOT_AVAILABLE | | | |",
-                sync.point.index,
-                sync.point.label(),
-                asy.point.index,
-                asy.point.label(),
-                tally.no_slave,
-                tally.sent,
+                "{pair} not compared: {} of {} sends were answered SLAVE_NOT_AVAILABLE | | | |",
+                tally.no_slave, tally.sent,
             );
             continue;
         }
@@ -909,11 +905,7 @@ fn replication_section(s: &mut String, r: &SweepReport) {
         let mark = |ok: bool| if ok && !failed { "PASS" } else { "FAIL" };
         let _ = writeln!(
             s,
-            "| {}: {} | {}: {} | {:.2} {}{} | {:.0} | {:.0} | {:.1} {} |",
-            sync.point.index,
-            sync.point.label(),
-            asy.point.index,
-            asy.point.label(),
+            "{pair} {:.2} {}{} | {:.0} | {:.0} | {:.1} {} |",
             ratio,
             mark(ratio >= 0.9),
             if failed {

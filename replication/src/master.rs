@@ -131,36 +131,33 @@ impl HaMaster {
             threads: Mutex::new(Vec::new()),
         };
         let i2 = Arc::clone(&inner);
-        let h = std::thread::Builder::new()
-            .name("ferromq-ha-accept".into())
-            .spawn(move || accept_loop(i2, listener))
-            .map_err(|e| HaError::io("spawning the HA accept thread", e))?;
-        master
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(h);
+        master.spawn("ferromq-ha-accept", move || accept_loop(i2, listener))?;
         // Every 5 ms: answer the waits whose deadline passed; at the stop, all.
         let weak = Arc::downgrade(&inner);
+        master.spawn("ferromq-ha-ticker", move || loop {
+            std::thread::sleep(Duration::from_millis(5));
+            let Some(i) = weak.upgrade() else { break };
+            if i.stop.load(Ordering::Acquire) {
+                i.fail_waits();
+                break;
+            }
+            i.expire_waits(Instant::now());
+        })?;
+        tracing::info!(%local_addr, "HA master listening");
+        Ok(master)
+    }
+
+    /// Start a thread that [`HaMaster::shutdown`] joins.
+    fn spawn(&self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), HaError> {
         let h = std::thread::Builder::new()
-            .name("ferromq-ha-ticker".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_millis(5));
-                let Some(i) = weak.upgrade() else { break };
-                if i.stop.load(Ordering::Acquire) {
-                    i.fail_waits();
-                    break;
-                }
-                i.expire_waits(Instant::now());
-            })
-            .map_err(|e| HaError::io("spawning the HA ticker thread", e))?;
-        master
-            .threads
+            .name(name.into())
+            .spawn(f)
+            .map_err(|e| HaError::io(format!("spawning the {name} thread"), e))?;
+        self.threads
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(h);
-        tracing::info!(%local_addr, "HA master listening");
-        Ok(master)
+        Ok(())
     }
 
     /// The address slaves connect to.
