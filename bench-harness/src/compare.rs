@@ -506,16 +506,12 @@ pub fn markdown(r: &CompareReport) -> String {
         r.runs.len(),
         r.planned_runs,
         r.repeat,
-        if r.interrupted {
-            "; **interrupted by Ctrl-C**: only completed runs are reported"
-        } else {
-            ""
-        }
+        crate::report::interrupted_note(r.interrupted)
     );
     let _ = writeln!(
         s,
-        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs\n",
-        r.machine.load_average, r.load_average_end, r.machine.cpu_logical
+        "{}\n",
+        crate::report::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s, "## B / A, point by point\n");
     let _ = writeln!(
@@ -714,14 +710,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         .iter()
         .map(|p| point_workload(&args.load, p))
         .collect::<Result<_>>()?;
-    let tmp;
-    let base = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().map_err(|e| BenchError::io("creating a temp dir", e))?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
     let machine = MachineInfo::collect(&base);
     let rt = client_runtime(args.load.client_threads)?;
     let stop = ctrl_c_flag(&rt);

@@ -70,14 +70,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
     if !(args.sync_seconds.is_finite() && args.sync_seconds > 0.0) {
         return Err(BenchError::new("--sync-seconds must be positive"));
     }
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().map_err(|e| BenchError::io("creating a temp dir", e))?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
     let work = tempfile::Builder::new()
         .prefix("ferromq-bench-disk-")
         .tempdir_in(&dir)

@@ -478,6 +478,25 @@ fn kernel() -> String {
     out.join(" ")
 }
 
+/// `dir` when given, else a new temporary directory. The guard (`Some` for a
+/// temporary directory) deletes it when dropped: keep it alive while the
+/// directory is used.
+///
+/// # Errors
+/// When no temporary directory can be created.
+pub fn dir_or_temp(
+    dir: Option<&std::path::Path>,
+) -> crate::error::Result<(std::path::PathBuf, Option<tempfile::TempDir>)> {
+    match dir {
+        Some(d) => Ok((d.to_path_buf(), None)),
+        None => {
+            let tmp = tempfile::tempdir()
+                .map_err(|e| crate::error::BenchError::io("creating a temp dir", e))?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

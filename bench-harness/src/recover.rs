@@ -402,14 +402,7 @@ pub fn measure(args: &RecoverArgs) -> Result<RecoverResult> {
             args.file_size, args.size
         )));
     }
-    let tmp;
-    let base = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().map_err(|e| BenchError::io("creating a temp dir", e))?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
     let root = base.join("recover-store");
     if root.exists() {
         std::fs::remove_dir_all(&root).map_err(|e| BenchError::io(root.display(), e))?;

@@ -591,6 +591,23 @@ pub fn shell_join<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
         .join(" ")
 }
 
+/// The suffix of a report's "runs" line when Ctrl-C stopped the run early.
+pub fn interrupted_note(interrupted: bool) -> &'static str {
+    if interrupted {
+        "; **interrupted by Ctrl-C**: only completed runs are reported"
+    } else {
+        ""
+    }
+}
+
+/// A report's load-average line: at the start (from `machine`) and at the end.
+pub fn load_average_line(machine: &crate::machine::MachineInfo, at_end: &str) -> String {
+    format!(
+        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs",
+        machine.load_average, at_end, machine.cpu_logical
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

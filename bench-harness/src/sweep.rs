@@ -658,14 +658,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
         .iter()
         .map(|p| point_workload(&args.load, p))
         .collect::<Result<_>>()?;
-    let tmp;
-    let base = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().map_err(|e| BenchError::io("creating a temp dir", e))?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
     let bins = match args.target {
         SweepTarget::Broker => (
             find_binary(args.bin_dir.as_deref(), "ferromq-namesrv")?,

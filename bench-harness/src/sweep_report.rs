@@ -560,16 +560,12 @@ pub fn markdown(r: &SweepReport) -> String {
         r.planned_runs,
         r.repeat,
         r.broker_properties.len(),
-        if r.interrupted {
-            "; **interrupted by Ctrl-C**: only completed runs are reported"
-        } else {
-            ""
-        }
+        crate::report::interrupted_note(r.interrupted)
     );
     let _ = writeln!(
         s,
-        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs",
-        r.machine.load_average, r.load_average_end, r.machine.cpu_logical
+        "{}",
+        crate::report::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s);
 

@@ -42,6 +42,17 @@ pub const BINARY_OPAQUE_AT: usize = 13;
 pub const PRODUCER_GROUP: &str = "ferromq_bench_producer";
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TCP connection to `addr` with TCP_NODELAY, within [`CONNECT_TIMEOUT`].
+pub(crate) async fn connect(addr: &str) -> Result<TcpStream> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| BenchError::new(format!("connecting to {addr} timed out")))?
+        .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
+    s.set_nodelay(true)
+        .map_err(|e| BenchError::io("setting TCP_NODELAY", e))?;
+    Ok(s)
+}
 /// Longest wait for any response while requests are in flight; past it the
 /// producer gives up and counts what is still in flight as errors.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -293,13 +304,7 @@ pub async fn drive(
     let template_hist = new_latency_histogram()?;
     let mut streams = Vec::with_capacity(workload.producers);
     for _ in 0..workload.producers {
-        let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| BenchError::new(format!("connecting to {addr} timed out")))?
-            .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
-        s.set_nodelay(true)
-            .map_err(|e| BenchError::io("setting TCP_NODELAY", e))?;
-        streams.push(s);
+        streams.push(connect(addr).await?);
     }
     let start = Instant::now();
     let deadline = workload.max_duration.map(|d| start + d);

@@ -31,7 +31,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{BenchError, Result};
-use crate::target::broker::CONNECT_TIMEOUT;
 use crate::workload::{new_latency_histogram, Workload, MAX_LATENCY_NS};
 
 /// Body bytes holding the send stamp.
@@ -189,12 +188,7 @@ impl Consumers {
             if slots.is_empty() {
                 continue;
             }
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                .await
-                .map_err(|_| BenchError::new(format!("connecting to {addr} timed out")))?
-                .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
-            s.set_nodelay(true)
-                .map_err(|e| BenchError::io("setting TCP_NODELAY", e))?;
+            let s = crate::target::broker::connect(addr).await?;
             let task = ConsumerTask {
                 topic: workload.topic.clone(),
                 slots,
