@@ -52,6 +52,14 @@ impl CqUnit {
     }
 }
 
+fn not_unit_aligned(f: &MappedFile) -> Error {
+    Error::corruption(
+        f.path(),
+        f.wrote_position() as u64,
+        "consume queue file is not a multiple of 20 bytes",
+    )
+}
+
 fn blank_unit() -> [u8; CQ_UNIT_SIZE] {
     let mut b = [0u8; CQ_UNIT_SIZE];
     b[8..12].copy_from_slice(&BLANK_SIZE.to_be_bytes());
@@ -285,48 +293,71 @@ impl ConsumeQueue {
     /// Append the unit for `queue_offset`. A unit already present is skipped
     /// (dispatch is idempotent); a gap is filled with blank units.
     pub fn put(&self, unit: CqUnit, queue_offset: u64) -> Result<()> {
+        self.put_batch(queue_offset, std::slice::from_ref(&unit))
+    }
+
+    /// Append `units` for the consecutive queue offsets from `first`, as
+    /// [`ConsumeQueue::put`] does for each, but with one file lookup and one
+    /// copy per file they land in instead of one per unit (dispatch collects a
+    /// queue's units over a pass and writes them here).
+    pub fn put_batch(&self, first: u64, units: &[CqUnit]) -> Result<()> {
         let max = self.max_offset();
-        if queue_offset < max {
+        // Units already present are skipped.
+        let skip = usize::try_from(max.saturating_sub(first)).unwrap_or(usize::MAX);
+        let Some(units) = units.get(skip..).filter(|u| !u.is_empty()) else {
             return Ok(());
-        }
+        };
+        let first = first.max(max);
         let unit_size = CQ_UNIT_SIZE as u64;
-        if queue_offset > max {
+        if first > max {
             if self.queue.file_count() == 0 {
                 // First file of a queue that starts late: begin at the file holding it.
                 let fsz = self.queue.file_size();
-                let start = queue_offset * unit_size / fsz * fsz;
+                let start = first * unit_size / fsz * fsz;
                 self.queue.create_file(start)?;
-                self.min_logic_offset.store(queue_offset, Ordering::Release);
+                self.min_logic_offset.store(first, Ordering::Release);
             } else {
-                tracing::warn!(topic = %self.topic, queue_id = self.queue_id, max, queue_offset,
+                tracing::warn!(topic = %self.topic, queue_id = self.queue_id, max, queue_offset = first,
                     "consume queue gap filled with blank units");
             }
-            while self.max_offset() < queue_offset {
-                self.append_raw(&blank_unit())?;
+            while self.max_offset() < first {
+                let f = self.writable_file()?;
+                if f.append(&blank_unit()).is_none() {
+                    return Err(not_unit_aligned(&f));
+                }
             }
         }
-        self.append_raw(&unit.encode())?;
+        let mut rest = units;
+        while !rest.is_empty() {
+            let f = self.writable_file()?;
+            let n = (f.remaining() / CQ_UNIT_SIZE).min(rest.len());
+            let placed = (n > 0).then(|| {
+                f.append_in_place(n * CQ_UNIT_SIZE, |dst, _| {
+                    for (d, u) in dst.chunks_exact_mut(CQ_UNIT_SIZE).zip(rest) {
+                        d.copy_from_slice(&u.encode());
+                    }
+                })
+            });
+            if placed.flatten().is_none() {
+                return Err(not_unit_aligned(&f));
+            }
+            rest = &rest[n..];
+        }
+        let last = units[units.len() - 1];
         self.max_physic_offset
-            .store(unit.commit_log_offset + unit.size as u64, Ordering::Release);
+            .store(last.commit_log_offset + last.size as u64, Ordering::Release);
         Ok(())
     }
 
-    fn append_raw(&self, b: &[u8; CQ_UNIT_SIZE]) -> Result<()> {
-        let f = match self.queue.last_file() {
-            Some(f) if !f.is_full() => f,
+    /// The file the next unit goes to, created when the last one is full.
+    fn writable_file(&self) -> Result<Arc<MappedFile>> {
+        match self.queue.last_file() {
+            Some(f) if !f.is_full() => Ok(f),
             Some(f) => self
                 .queue
-                .create_file(f.file_from_offset() + self.queue.file_size())?,
-            None => self.queue.create_file(0)?,
-        };
-        if f.append(b).is_none() {
-            return Err(Error::corruption(
-                f.path(),
-                f.wrote_position() as u64,
-                "consume queue file is not a multiple of 20 bytes",
-            ));
+                .create_file(f.file_from_offset() + self.queue.file_size()),
+            None => self.queue.create_file(0),
         }
-        Ok(())
     }
 
     /// One past the last unit.
@@ -421,6 +452,37 @@ mod tests {
             size: 100,
             tags_code: 7,
         }
+    }
+
+    #[test]
+    fn a_batch_rolls_files_skips_present_units_and_fills_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        // 10 units per file.
+        let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        for i in 0..3u64 {
+            cq.put(unit(i * 100), i).unwrap();
+        }
+        // Offsets 1..26: 1 and 2 are present (skipped), the rest spans three files.
+        let batch: Vec<CqUnit> = (1..26u64).map(|i| unit(i * 100 + 1)).collect();
+        cq.put_batch(1, &batch).unwrap();
+        assert_eq!(cq.max_offset(), 26);
+        assert_eq!(cq.file_count(), 3);
+        assert_eq!(cq.get(2), Some(unit(200)), "a present unit is kept");
+        for i in 3..26u64 {
+            assert_eq!(cq.get(i), Some(unit(i * 100 + 1)), "offset {i}");
+        }
+        assert_eq!(cq.max_physic_offset(), 2501 + 100);
+        // All present: nothing changes.
+        cq.put_batch(20, &batch[..6]).unwrap();
+        assert_eq!(cq.max_offset(), 26);
+        assert_eq!(cq.get(20), Some(unit(2001)));
+        // A batch beyond the end: blank units fill the gap.
+        cq.put_batch(28, &[unit(9000), unit(9100)]).unwrap();
+        assert_eq!(cq.max_offset(), 30);
+        assert_eq!((cq.get(26), cq.get(27)), (None, None));
+        assert_eq!(cq.get(29), Some(unit(9100)));
+        cq.put_batch(30, &[]).unwrap();
+        assert_eq!(cq.max_offset(), 30);
     }
 
     #[test]

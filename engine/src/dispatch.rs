@@ -155,59 +155,151 @@ impl Arrivals {
     }
 }
 
-/// Per dispatch call: topic -> queue id -> (queue, next queue offset not yet
-/// announced to readers).
-type QueueCache =
-    hashbrown::HashMap<String, hashbrown::HashMap<u32, (Arc<ConsumeQueue>, Option<u64>)>>;
+/// Records a dispatch pass reads before it writes the units it collected and
+/// moves the dispatch position past them (also the bound on units held).
+const PUBLISH_EVERY_RECORDS: usize = 4096;
 
-/// Put `unit` at `(topic, queue id, queue offset)` through the per-call queue
-/// map (units already present are skipped by the queue). With `strict`, a unit
-/// beyond the queue's end is not written: the gap is returned instead.
-fn put_unit(
-    queues: &mut QueueCache,
-    dirty: &mut Vec<(String, u32)>,
-    cqs: &CqTable,
-    (topic, queue_id, queue_offset): (&str, u32, u64),
-    unit: CqUnit,
-    strict: bool,
-) -> Result<Option<QueueGap>> {
-    let cached = queues.get_mut(topic).and_then(|m| m.get_mut(&queue_id));
-    if strict {
-        let have = match &cached {
-            Some((q, _)) => q.max_offset(),
-            None => cqs
-                .get(topic, queue_id)
-                .map(|q| q.max_offset())
-                .unwrap_or(0),
+/// One queue a dispatch call wrote to.
+struct CachedQueue {
+    cq: Arc<ConsumeQueue>,
+    /// Next queue offset not yet announced to readers.
+    announce: Option<u64>,
+    /// Units collected and not yet written, for consecutive queue offsets
+    /// from `from`.
+    units: Vec<CqUnit>,
+    from: u64,
+    /// In [`UnitBatcher::pending`].
+    listed: bool,
+}
+
+/// Per dispatch call: the queues it wrote to (one cheap lookup per record
+/// instead of the table's lock, two SipHash lookups and an `Arc` clone), the
+/// units each has collected, and the queues readers have not yet been told
+/// about. Units are written a queue at a time ([`ConsumeQueue::put_batch`]:
+/// one file lookup and one copy per batch instead of per unit), always before
+/// the dispatch position moves past their records, so a caller that sees the
+/// position sees the units.
+#[derive(Default)]
+struct UnitBatcher {
+    queues: hashbrown::HashMap<String, hashbrown::HashMap<u32, CachedQueue>>,
+    /// Queues holding collected units.
+    pending: Vec<(String, u32)>,
+    /// Queues that gained units since the last notice.
+    dirty: Vec<(String, u32)>,
+}
+
+impl UnitBatcher {
+    /// Collect `unit` for `(topic, queue id, queue offset)`. Units already in
+    /// the queue are skipped when written. With `strict`, a unit beyond the
+    /// queue's end is not taken: the gap is returned instead.
+    fn put(
+        &mut self,
+        cqs: &CqTable,
+        (topic, queue_id, queue_offset): (&str, u32, u64),
+        unit: CqUnit,
+        strict: bool,
+    ) -> Result<Option<QueueGap>> {
+        let gap = |have: u64| QueueGap {
+            topic: topic.to_string(),
+            queue_id,
+            have,
+            want: queue_offset,
         };
-        if queue_offset > have {
-            return Ok(Some(QueueGap {
-                topic: topic.to_string(),
-                queue_id,
-                have,
-                want: queue_offset,
-            }));
-        }
-    }
-    let next = queue_offset + 1;
-    match cached {
-        Some((cq, touched)) => {
-            cq.put(unit, queue_offset)?;
-            if touched.replace(next).is_none() {
-                dirty.push((topic.to_string(), queue_id));
+        let cached = self
+            .queues
+            .get_mut(topic)
+            .and_then(|m| m.get_mut(&queue_id));
+        let entry = match cached {
+            Some(e) => e,
+            None => {
+                if strict {
+                    let have = cqs.get(topic, queue_id).map_or(0, |q| q.max_offset());
+                    if queue_offset > have {
+                        return Ok(Some(gap(have)));
+                    }
+                }
+                let cq = cqs.get_or_create(topic, queue_id)?;
+                self.queues
+                    .entry_ref(topic)
+                    .or_default()
+                    .entry(queue_id)
+                    .or_insert(CachedQueue {
+                        cq,
+                        announce: None,
+                        units: Vec::new(),
+                        from: queue_offset,
+                        listed: false,
+                    })
+            }
+        };
+        let collected_end = entry.from + entry.units.len() as u64;
+        if strict {
+            let have = if entry.units.is_empty() {
+                entry.cq.max_offset()
+            } else {
+                entry.cq.max_offset().max(collected_end)
+            };
+            if queue_offset > have {
+                return Ok(Some(gap(have)));
             }
         }
-        None => {
-            let cq = cqs.get_or_create(topic, queue_id)?;
-            cq.put(unit, queue_offset)?;
-            queues
-                .entry_ref(topic)
-                .or_default()
-                .insert(queue_id, (cq, Some(next)));
-            dirty.push((topic.to_string(), queue_id));
+        if !entry.units.is_empty() && queue_offset != collected_end {
+            entry.cq.put_batch(entry.from, &entry.units)?;
+            entry.units.clear();
         }
+        if entry.units.is_empty() {
+            entry.from = queue_offset;
+        }
+        entry.units.push(unit);
+        if !entry.listed {
+            entry.listed = true;
+            self.pending.push((topic.to_string(), queue_id));
+        }
+        if entry.announce.replace(queue_offset + 1).is_none() {
+            self.dirty.push((topic.to_string(), queue_id));
+        }
+        Ok(None)
     }
-    Ok(None)
+
+    /// Write every collected unit to its queue.
+    fn write_pending(&mut self) -> Result<()> {
+        for (topic, q) in self.pending.drain(..) {
+            let Some(e) = self
+                .queues
+                .get_mut(topic.as_str())
+                .and_then(|m| m.get_mut(&q))
+            else {
+                continue;
+            };
+            e.listed = false;
+            if !e.units.is_empty() {
+                e.cq.put_batch(e.from, &e.units)?;
+                e.units.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Announce the queues that gained units since the last notice with their
+    /// next offsets, and forget them (the queues stay cached). Call after
+    /// [`UnitBatcher::write_pending`].
+    fn notify(&mut self, arrivals: &Arrivals) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let mut touched: HashMap<String, HashMap<u32, u64>> = HashMap::new();
+        for (topic, q) in self.dirty.drain(..) {
+            let next = self
+                .queues
+                .get_mut(topic.as_str())
+                .and_then(|m| m.get_mut(&q))
+                .and_then(|e| e.announce.take());
+            if let Some(n) = next {
+                touched.entry(topic).or_default().insert(q, n);
+            }
+        }
+        arrivals.notify(&touched);
+    }
 }
 
 /// A record the recovery walk checked, kept in a few words so that
@@ -332,25 +424,6 @@ impl WalkedRecords {
     }
 }
 
-/// Announce the queues in `dirty` (those that gained units since the last
-/// notice) with their next offsets, and forget both (the queues stay cached).
-fn notify_touched(queues: &mut QueueCache, dirty: &mut Vec<(String, u32)>, arrivals: &Arrivals) {
-    if dirty.is_empty() {
-        return;
-    }
-    let mut touched: HashMap<String, HashMap<u32, u64>> = HashMap::new();
-    for (topic, q) in dirty.drain(..) {
-        let next = queues
-            .get_mut(topic.as_str())
-            .and_then(|m| m.get_mut(&q))
-            .and_then(|(_, next)| next.take());
-        if let Some(n) = next {
-            touched.entry(topic).or_default().insert(q, n);
-        }
-    }
-    arrivals.notify(&touched);
-}
-
 /// A consume queue found missing units during recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueGap {
@@ -456,8 +529,7 @@ impl Dispatcher {
         if !walked.covers(from, end) {
             return Ok(None);
         }
-        let mut queues: QueueCache = hashbrown::HashMap::new();
-        let mut dirty: Vec<(String, u32)> = Vec::new();
+        let mut batch = UnitBatcher::default();
         let mut count = 0;
         let start = walked.records.partition_point(|r| r.phys < from);
         for r in &walked.records[start..] {
@@ -470,7 +542,8 @@ impl Dispatcher {
                     tags_code: r.tags_code,
                 };
                 let target = (topic, r.queue_id, r.queue_offset);
-                if let Some(gap) = put_unit(&mut queues, &mut dirty, cqs, target, unit, true)? {
+                if let Some(gap) = batch.put(cqs, target, unit, true)? {
+                    batch.write_pending()?;
                     return Ok(Some(Err(gap)));
                 }
             }
@@ -503,8 +576,9 @@ impl Dispatcher {
             self.last_store_timestamp_ms
                 .store(r.store_timestamp_ms, Ordering::Release);
         }
+        batch.write_pending()?;
         self.reput_from.store(end.max(from), Ordering::Release);
-        notify_touched(&mut queues, &mut dirty, arrivals);
+        batch.notify(arrivals);
         Ok(Some(Ok(count)))
     }
 
@@ -522,6 +596,15 @@ impl Dispatcher {
         self.dispatch_inner(commitlog, cqs, index, arrivals, true)
     }
 
+    /// The records before `offset` are dispatched (their units written), the
+    /// last of them stored at `last_store_timestamp_ms` if any were read.
+    fn publish(&self, offset: u64, last_store_timestamp_ms: Option<i64>) {
+        if let Some(ms) = last_store_timestamp_ms {
+            self.last_store_timestamp_ms.store(ms, Ordering::Release);
+        }
+        self.reput_from.store(offset, Ordering::Release);
+    }
+
     fn dispatch_inner(
         &self,
         commitlog: &CommitLog,
@@ -531,11 +614,7 @@ impl Dispatcher {
         strict: bool,
     ) -> Result<std::result::Result<usize, QueueGap>> {
         let mut count = 0;
-        // The queues this call dispatched to, with the next queue offset of each
-        // one touched since the last arrival notice: one cheap lookup per record
-        // instead of the table's lock, two SipHash lookups and an `Arc` clone.
-        let mut queues: QueueCache = hashbrown::HashMap::new();
-        let mut dirty: Vec<(String, u32)> = Vec::new();
+        let mut batch = UnitBatcher::default();
         let file_size = commitlog.queue.file_size();
         loop {
             let from = self.dispatched_offset();
@@ -565,6 +644,10 @@ impl Dispatcher {
                 break;
             }
             let mut p = 0usize;
+            // Records read since the units were last written and the position
+            // moved, and the store time of the last of them.
+            let mut unpublished = 0usize;
+            let mut last_store_timestamp_ms = None;
             let mut next_file = false;
             // Whether this snapshot reaches the end of the file: decide on the
             // snapshot, not on the file's position now (the writer may have moved on).
@@ -602,9 +685,12 @@ impl Dispatcher {
                                 tags_code: self.tags_code(&h),
                             };
                             let target = (h.topic, h.queue_id, h.queue_offset as u64);
-                            if let Some(gap) =
-                                put_unit(&mut queues, &mut dirty, cqs, target, unit, strict)?
-                            {
+                            if let Some(gap) = batch.put(cqs, target, unit, strict)? {
+                                batch.write_pending()?;
+                                self.publish(
+                                    f.file_from_offset() + (pos + p) as u64,
+                                    last_store_timestamp_ms,
+                                );
                                 return Ok(Err(gap));
                             }
                         }
@@ -619,10 +705,16 @@ impl Dispatcher {
                         }
                         p += h.total_size as usize;
                         count += 1;
-                        self.last_store_timestamp_ms
-                            .store(h.store_timestamp_ms, Ordering::Release);
-                        self.reput_from
-                            .store(f.file_from_offset() + (pos + p) as u64, Ordering::Release);
+                        last_store_timestamp_ms = Some(h.store_timestamp_ms);
+                        unpublished += 1;
+                        if unpublished >= PUBLISH_EVERY_RECORDS {
+                            batch.write_pending()?;
+                            self.publish(
+                                f.file_from_offset() + (pos + p) as u64,
+                                last_store_timestamp_ms,
+                            );
+                            unpublished = 0;
+                        }
                     }
                     Ok(RecordCheck::Blank) => {
                         next_file = true;
@@ -640,9 +732,14 @@ impl Dispatcher {
                     }
                 }
             }
+            batch.write_pending()?;
+            self.publish(
+                f.file_from_offset() + (pos + p) as u64,
+                last_store_timestamp_ms,
+            );
             // Tell waiting readers after every snapshot, not only when the log
             // stops growing (a busy log would keep long-polling consumers waiting).
-            notify_touched(&mut queues, &mut dirty, arrivals);
+            batch.notify(arrivals);
             if next_file {
                 self.reput_from
                     .store(f.file_from_offset() + file_size, Ordering::Release);
@@ -653,7 +750,7 @@ impl Dispatcher {
             }
             break;
         }
-        notify_touched(&mut queues, &mut dirty, arrivals);
+        batch.notify(arrivals);
         Ok(Ok(count))
     }
 }

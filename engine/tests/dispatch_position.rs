@@ -1,0 +1,104 @@
+//! The dispatch position is a promise: every record before it has its
+//! consume-queue unit written. Dispatch collects units per queue and writes
+//! them a batch at a time; a reader that sees the position move past a record
+//! must find that record through its queue, never a moment later.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferromq_engine::{GetStatus, Message, MessageFilter, MessageStore};
+
+const TOPICS: [&str; 2] = ["Alpha", "Beta"];
+const QUEUES: u32 = 3;
+const MESSAGES: usize = 20_000;
+
+#[test]
+fn a_record_before_the_dispatch_position_is_in_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MessageStore::open(common::small_config(dir.path())).unwrap());
+    for t in TOPICS {
+        store.create_topic(t, QUEUES).unwrap();
+    }
+    // Per put, in log order: (end offset in the log, topic, queue, queue offset).
+    let puts: Arc<Mutex<Vec<(u64, &str, u32, u64)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+
+    let producer = {
+        let (store, puts, done) = (Arc::clone(&store), Arc::clone(&puts), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for i in 0..MESSAGES {
+                let topic = TOPICS[i % TOPICS.len()];
+                let queue = (i / TOPICS.len()) as u32 % QUEUES;
+                let body = vec![b'x'; 100 + i % 400];
+                let r = store
+                    .put_message(&Message::new(topic, body).with_queue_id(queue))
+                    .unwrap();
+                let end = r.commit_log_offset + u64::from(r.wrote_bytes);
+                puts.lock()
+                    .unwrap()
+                    .push((end, topic, queue, r.queue_offset));
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+
+    // Check while the producer runs, then once more after it is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut checks = 0usize;
+    let mut last_checked = 0u64;
+    loop {
+        assert!(Instant::now() < deadline, "dispatch did not catch up");
+        let finished = done.load(Ordering::Acquire);
+        let position = store.stats().dispatched_offset;
+        // The last put of each queue that ends at or before the position.
+        let mut latest: HashMap<(&str, u32), u64> = HashMap::new();
+        {
+            let puts = puts.lock().unwrap();
+            let n = puts.partition_point(|p| p.0 <= position);
+            for &(_, topic, queue, queue_offset) in &puts[..n] {
+                latest.insert((topic, queue), queue_offset);
+            }
+        }
+        for ((topic, queue), queue_offset) in latest {
+            let r = store
+                .get_message("g", topic, queue, queue_offset, 1, &MessageFilter::All)
+                .unwrap();
+            assert_eq!(
+                r.status,
+                GetStatus::Found,
+                "{topic}/{queue} offset {queue_offset} is before dispatch position {position} \
+                 but not in its queue"
+            );
+            assert_eq!(r.messages[0].queue_offset, queue_offset);
+        }
+        if position > last_checked {
+            checks += 1;
+            last_checked = position;
+        }
+        if finished && position >= puts.lock().unwrap().last().map_or(0, |p| p.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    producer.join().unwrap();
+    assert!(
+        checks >= 2,
+        "the position was seen to move only {checks} times"
+    );
+    // Every queue ends where its puts ended.
+    for t in TOPICS {
+        for q in 0..QUEUES {
+            let puts_here = puts
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|p| p.1 == t && p.2 == q)
+                .count() as u64;
+            assert_eq!(store.max_offset_in_queue(t, q), puts_here, "{t}/{q}");
+        }
+    }
+}
