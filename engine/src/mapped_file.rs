@@ -34,6 +34,13 @@ use crate::error::{Error, Result};
 /// The OS page size the flush rules count in (RocketMQ's `OS_PAGE_SIZE`).
 pub const OS_PAGE_SIZE: usize = 4096;
 
+/// How far past its end an append prefetches the next appends' cache lines
+/// for writing. Each append asks for the lines its own length moves this
+/// window by, so every line is asked for about once. `ferromq-bench store`,
+/// 1 KiB ASYNC: 4 and 8 KiB both beat none (the copy's share of an append
+/// fell from ~550 to ~350 cycles); 8 KiB gave the better ratio to baseline.
+const WRITE_PREFETCH_AHEAD: usize = 8 << 10;
+
 /// One mapped file.
 pub struct MappedFile {
     path: PathBuf,
@@ -312,6 +319,16 @@ impl MappedFile {
         let dst = unsafe { std::slice::from_raw_parts_mut(base.add(pos), len) };
         fill(dst, pos);
         self.wrote_position.store(pos + len, Ordering::Release);
+        // The next appends' cache lines, fetched for writing now: the copy of
+        // the next record then finds them in this core's cache instead of
+        // waiting for each to arrive (on the first locked instruction after
+        // it, the unlock, every store must have reached the cache).
+        let end = pos + len;
+        let from = (end + WRITE_PREFETCH_AHEAD).saturating_sub(len).max(end) & !63;
+        let to = (end + WRITE_PREFETCH_AHEAD).min(self.file_size);
+        for line in (from..to).step_by(64) {
+            crate::sys::prefetch_write(base.wrapping_add(line));
+        }
         Some(pos)
     }
 

@@ -626,31 +626,41 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    // Inlined, with the error built out of line: dispatch and recovery parse
+    // every record's header through these, a dozen calls per record.
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or_else(|| {
-                DecodeError::new(format!(
-                    "record truncated: need {n} bytes at {}, have {}",
-                    self.pos,
-                    self.buf.len()
-                ))
-            })?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+        match self.pos.checked_add(n).filter(|e| *e <= self.buf.len()) {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(self.truncated(n)),
+        }
     }
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self, n: usize) -> DecodeError {
+        DecodeError::new(format!(
+            "record truncated: need {n} bytes at {}, have {}",
+            self.pos,
+            self.buf.len()
+        ))
+    }
+    #[inline]
     fn i8(&mut self) -> Result<i8, DecodeError> {
         Ok(self.take(1)?[0] as i8)
     }
+    #[inline]
     fn i16(&mut self) -> Result<i16, DecodeError> {
         Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2")))
     }
+    #[inline]
     fn i32(&mut self) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
     }
+    #[inline]
     fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
     }

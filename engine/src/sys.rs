@@ -168,6 +168,24 @@ pub fn local_hour(ms: i64) -> u8 {
     tm.tm_hour.clamp(0, 23) as u8
 }
 
+/// Ask the CPU to bring the cache line at `p` in for writing (PREFETCHW: in
+/// exclusive state, so the store that follows does not wait for other cores to
+/// give the line up). A no-op off x86-64, and on x86-64 CPUs without the
+/// instruction (they execute it as a NOP). Safe for any address: a prefetch
+/// never faults and changes no memory; callers pass addresses inside a mapping
+/// they are about to write, or the hint is wasted.
+#[inline(always)]
+pub fn prefetch_write(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHW neither faults nor writes, whatever the address; it
+    // reads no Rust-visible memory and leaves the stack and flags alone.
+    unsafe {
+        core::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
