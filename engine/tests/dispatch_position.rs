@@ -16,6 +16,9 @@ const TOPICS: [&str; 2] = ["Alpha", "Beta"];
 const QUEUES: u32 = 3;
 const MESSAGES: usize = 20_000;
 
+/// Per put, in log order: (end offset in the log, topic, queue, queue offset).
+type Puts = Arc<Mutex<Vec<(u64, &'static str, u32, u64)>>>;
+
 #[test]
 fn a_record_before_the_dispatch_position_is_in_its_queue() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,8 +26,7 @@ fn a_record_before_the_dispatch_position_is_in_its_queue() {
     for t in TOPICS {
         store.create_topic(t, QUEUES).unwrap();
     }
-    // Per put, in log order: (end offset in the log, topic, queue, queue offset).
-    let puts: Arc<Mutex<Vec<(u64, &str, u32, u64)>>> = Arc::default();
+    let puts: Puts = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
 
     let producer = {
