@@ -37,5 +37,6 @@ pub mod store;
 pub mod sweep;
 pub mod sweep_report;
 pub mod target;
+pub mod thread_usage;
 pub mod txn;
 pub mod workload;

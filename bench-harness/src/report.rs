@@ -210,8 +210,9 @@ pub fn markdown(suite: &SuiteResult) -> String {
     );
     let _ = writeln!(
         s,
-        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); the engine runs once; the \
-         fdatasync baseline is split in two halves, one just before and one just after the run, pooled (its \
+        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); ASYNC engine runs likewise up to \
+         3 times, each on a fresh store (the run with the median MB/s is reported, every run listed); SYNC engine runs \
+         once (`--repeat` changes both); the fdatasync baseline is split in two halves, one just before and one just after the run, pooled (its \
          spread shows how much the disk drifted). On a shared machine compare the load average above before comparing reports."
     );
     let _ = writeln!(
@@ -305,6 +306,27 @@ fn write_path_section(s: &mut String, runs: &[RunResult]) {
         );
     }
     let _ = writeln!(s);
+}
+
+/// The engine runs of a repeated workload, in order: MB/s each, the kept
+/// (median) one marked.
+pub fn repeats_list(repeats: &[crate::results::EngineRepeat]) -> String {
+    repeats
+        .iter()
+        .map(|r| {
+            let asleep = r
+                .producers_asleep_ms
+                .map(|ms| format!(", producers asleep {ms:.1} ms"))
+                .unwrap_or_default();
+            let figures = format!("{:.1} MB/s (p99 {:.1} µs{asleep})", r.mb_per_sec, r.p99_us);
+            if r.kept {
+                format!("{figures} [median, reported]")
+            } else {
+                figures
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A new folder `out/<base>` (or `out/<base>-2`, `-3`, ... when taken) for
@@ -428,6 +450,41 @@ fn run_section(s: &mut String, r: &RunResult) {
         if r.baseline.stopped_early { ", capped" } else { "" },
         r.ratio_to_baseline
     );
+    if !r.engine_repeats.is_empty() {
+        let _ = writeln!(
+            s,
+            "| engine runs | {} runs on fresh stores, the median (by MB/s) reported: {} |",
+            r.engine_repeats.len(),
+            repeats_list(&r.engine_repeats)
+        );
+    }
+    if let Some(u) = &r.producer_usage {
+        let _ = writeln!(
+            s,
+            "| producer threads | on CPU {:.1} ms, waiting for a CPU {:.1} ms, asleep {:.1} ms (page locks, mutexes); {} minor and {} major faults; {} voluntary and {} involuntary switches |",
+            u.usage.on_cpu_ns as f64 / 1e6,
+            u.usage.runqueue_wait_ns as f64 / 1e6,
+            u.asleep_ns as f64 / 1e6,
+            u.usage.minor_faults,
+            u.usage.major_faults,
+            u.usage.voluntary_switches,
+            u.usage.involuntary_switches
+        );
+    }
+    if !r.background_usage.is_empty() {
+        let threads: Vec<String> = r
+            .background_usage
+            .iter()
+            .map(|(name, u)| {
+                format!(
+                    "{name} {:.1} ms (+{:.1} ms waiting for a CPU)",
+                    u.on_cpu_ns as f64 / 1e6,
+                    u.runqueue_wait_ns as f64 / 1e6
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "| target's threads on CPU | {} |", threads.join(", "));
+    }
     match &r.memory_prep {
         Some(p) => {
             let _ = writeln!(

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 
 use crate::baseline::{BaselineKind, BaselineResult};
 use crate::machine::MachineInfo;
+use crate::thread_usage::ThreadUsage;
 use crate::workload::{FlushMode, RunMeasurement, Workload};
 
 /// Latency percentiles of the puts, in microseconds.
@@ -115,6 +116,16 @@ pub struct RunResult {
     /// Page cache cycled right before the engine run (the fresh-mapping
     /// baseline repeats get the same); `None` with `--no-recycle`.
     pub memory_prep: Option<crate::baseline::MemoryPrep>,
+    /// Where the producer threads' time went (summed over them), with the
+    /// time they slept: wall time × producers minus on-CPU and run-queue time.
+    pub producer_usage: Option<ProducerUsage>,
+    /// What the target's own threads used while the producers ran, by name
+    /// (the engine's dispatch, pre-fault, flush threads ...).
+    pub background_usage: BTreeMap<String, ThreadUsage>,
+    /// Every engine run of this workload when it ran more than once, in order;
+    /// the figures above are those of the one marked `kept` (median MB/s).
+    /// Empty for a single run.
+    pub engine_repeats: Vec<EngineRepeat>,
     /// The latency histogram, nanoseconds. Not serialized; written as `.hgrm`.
     #[serde(skip)]
     pub histogram: Histogram<u64>,
@@ -140,6 +151,53 @@ pub struct RunInputs<'a> {
     pub warm_baseline: BaselineResult,
     /// Seconds shutdown took.
     pub shutdown_seconds: f64,
+}
+
+/// One engine run of a workload that was run more than once (`--repeat`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EngineRepeat {
+    /// Puts that returned.
+    pub messages: u64,
+    /// Wall time of the puts.
+    pub seconds: f64,
+    /// Payload MB/s.
+    pub mb_per_sec: f64,
+    /// p99 put latency, µs.
+    pub p99_us: f64,
+    /// Milliseconds the producers slept (page locks, mutexes), if known.
+    pub producers_asleep_ms: Option<f64>,
+    /// This is the run the other figures of the result are from (the median).
+    pub kept: bool,
+}
+
+impl EngineRepeat {
+    /// The figures of one measured run (not yet marked kept).
+    pub fn of_measurement(m: &RunMeasurement, producers: usize) -> Self {
+        let seconds = m.elapsed.as_secs_f64();
+        EngineRepeat {
+            messages: m.messages,
+            seconds,
+            mb_per_sec: ratio(m.bytes as f64 / 1e6, seconds),
+            p99_us: m.latency_ns.value_at_quantile(0.99) as f64 / 1000.0,
+            producers_asleep_ms: m.producer_usage.map(|u| {
+                u.asleep_ns(
+                    u64::try_from(m.elapsed.as_nanos()).unwrap_or(u64::MAX) * producers as u64,
+                ) as f64
+                    / 1e6
+            }),
+            kept: false,
+        }
+    }
+}
+
+/// [`ThreadUsage`] of a run's producers and the time they slept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ProducerUsage {
+    /// The kernel's counters, summed over the producer threads.
+    #[serde(flatten)]
+    pub usage: ThreadUsage,
+    /// Nanoseconds asleep: wall time × producers, less on-CPU and run-queue time.
+    pub asleep_ns: u64,
 }
 
 /// `a / b`, or 0 when `b` is not positive.
@@ -191,6 +249,15 @@ impl RunResult {
             write_path: None,
             target_details: None,
             memory_prep: None,
+            producer_usage: m.producer_usage.map(|usage| ProducerUsage {
+                asleep_ns: usage.asleep_ns(
+                    u64::try_from(m.elapsed.as_nanos()).unwrap_or(u64::MAX)
+                        * i.workload.producers as u64,
+                ),
+                usage,
+            }),
+            background_usage: m.background_usage,
+            engine_repeats: Vec::new(),
             histogram: m.latency_ns,
         }
     }

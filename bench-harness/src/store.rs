@@ -14,7 +14,7 @@ use crate::baseline::{self, BaselineResult, BaselineSpec};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::report;
-use crate::results::{check_targets, RunInputs, RunResult, SuiteResult, TargetCheck};
+use crate::results::{check_targets, EngineRepeat, RunInputs, RunResult, SuiteResult, TargetCheck};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, FlushMode, Target, Workload};
 
@@ -92,6 +92,12 @@ pub struct StoreArgs {
     /// not (see the report's note).
     #[arg(long = "no-recycle")]
     pub no_recycle: bool,
+    /// Engine runs per workload, each on a fresh store after the same memory
+    /// preparation; the run with the median MB/s is reported and every run's
+    /// figures are listed. Default: 3 for ASYNC_FLUSH (short runs compared
+    /// with memcpy baselines that are themselves medians of 3), 1 for SYNC_FLUSH.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeat: Option<u32>,
 }
 
 /// A commitlog write path (`--write-path`).
@@ -168,6 +174,7 @@ impl Default for StoreArgs {
             set: Vec::new(),
             write_path: Vec::new(),
             no_recycle: false,
+            repeat: None,
         }
     }
 }
@@ -225,6 +232,8 @@ pub struct RunPlan {
     pub write_path: Option<WritePath>,
     /// Cycle page cache before each timed section ([`baseline::recycle_page_cache`]).
     pub recycle_page_cache: bool,
+    /// Engine runs to make; the median one (by MB/s) is reported.
+    pub engine_repeats: u32,
 }
 
 impl StoreArgs {
@@ -313,6 +322,9 @@ impl StoreArgs {
         for p in &mut plans {
             p.workload.validate()?;
             p.recycle_page_cache = !self.no_recycle;
+            if let Some(n) = self.repeat {
+                p.engine_repeats = n;
+            }
         }
         Ok(plans)
     }
@@ -346,6 +358,10 @@ impl StoreArgs {
             args.push("--set".to_string());
             args.push(format!("{k}={v}"));
         }
+        if plan.engine_repeats != default_engine_repeats(w.flush) {
+            args.push("--repeat".to_string());
+            args.push(plan.engine_repeats.to_string());
+        }
         report::shell_join(args)
     }
 }
@@ -358,10 +374,22 @@ fn plan(workload: Workload, baseline_cap: Option<Duration>) -> RunPlan {
             workload.size_bytes,
             workload.producers
         ),
-        workload,
         baseline_cap,
         write_path: None,
         recycle_page_cache: true,
+        engine_repeats: default_engine_repeats(workload.flush),
+        workload,
+    }
+}
+
+/// Engine runs per workload without `--repeat`: ASYNC_FLUSH runs last a
+/// fraction of a second and are compared with memcpy baselines that are
+/// medians of [`MMAP_BASELINE_REPEATS`], so they are repeated as often; a
+/// SYNC_FLUSH run is long and bracketed by its own baseline.
+pub fn default_engine_repeats(flush: FlushMode) -> u32 {
+    match flush {
+        FlushMode::Async => MMAP_BASELINE_REPEATS,
+        FlushMode::Sync => 1,
     }
 }
 
@@ -435,7 +463,7 @@ pub fn execute<T: Target>(
     plan: &RunPlan,
     dir: &Path,
     index: usize,
-    config: impl FnOnce(&Path) -> T::Config,
+    config: impl Fn(&Path) -> T::Config,
     target_name: &str,
     command: String,
 ) -> Result<RunResult> {
@@ -444,10 +472,6 @@ pub fn execute<T: Target>(
         "ferromq-bench-store-{}-{index}",
         std::process::id()
     ));
-    if store_dir.exists() {
-        std::fs::remove_dir_all(&store_dir)
-            .map_err(|e| BenchError::io(format!("cannot clear {}", store_dir.display()), e))?;
-    }
     // The fdatasync baseline drifts with whatever else uses the disk, so it
     // brackets the run: half its time cap before, half after, pooled.
     let half_cap = plan.baseline_cap.map(|c| c / 2);
@@ -463,39 +487,49 @@ pub fn execute<T: Target>(
     } else {
         None
     };
-    std::fs::create_dir_all(&store_dir)
-        .map_err(|e| BenchError::io(format!("cannot create {}", store_dir.display()), e))?;
-    // Records are a little larger than bodies; the margin covers headers, the
-    // pre-faulted window ahead of the write position and the next file's start.
-    let recycle_bytes = |payload: u64| payload + payload / 8 + (64 << 20);
-    let run_prep = if plan.recycle_page_cache {
-        Some(baseline::recycle_page_cache(
-            dir,
-            recycle_bytes(w.total_bytes()),
-        )?)
-    } else {
-        None
-    };
-    let outcome = (|| {
-        let target = T::open(&config(&store_dir), w).map_err(|e| {
-            BenchError::new(format!(
-                "cannot open the {target_name} in {}: {e}",
-                store_dir.display()
-            ))
-        })?;
-        let measured = workload::run(&target, w);
-        let details = target.details();
-        let t = Instant::now();
-        let shut = target.shutdown();
-        let shutdown_seconds = t.elapsed().as_secs_f64();
-        let measured = measured?;
-        shut.map_err(|e| BenchError::new(format!("{target_name} shutdown failed: {e}")))?;
-        Ok((measured, shutdown_seconds, details))
-    })();
-    if let Err(e) = std::fs::remove_dir_all(&store_dir) {
-        tracing::warn!("cannot remove {}: {e}", store_dir.display());
+    let mut engine_runs: Vec<EngineRun> = Vec::new();
+    let mut spent = 0.0;
+    while (engine_runs.len() as u32) < plan.engine_repeats.max(1)
+        && (engine_runs.is_empty() || spent < ENGINE_REPEAT_BUDGET_SECS)
+    {
+        // A repeat gets what is left of the budget as its time cap, so the
+        // repeats together take no longer than the first run's cap allows.
+        let mut this = plan.clone();
+        if !engine_runs.is_empty() {
+            let left = Duration::from_secs_f64((ENGINE_REPEAT_BUDGET_SECS - spent).max(0.001));
+            this.workload.max_duration =
+                Some(this.workload.max_duration.map_or(left, |c| c.min(left)));
+        }
+        let run = engine_run::<T>(&this, &store_dir, &config, target_name)?;
+        spent += run.measurement.elapsed.as_secs_f64();
+        let failed = run.measurement.put_errors > 0 || run.measurement.messages == 0;
+        engine_runs.push(run);
+        if failed {
+            break; // reported as it is: repeating would hide the failure
+        }
     }
-    let (measurement, shutdown_seconds, details) = outcome?;
+    let repeats: Vec<EngineRepeat> = engine_runs
+        .iter()
+        .map(|r| EngineRepeat::of_measurement(&r.measurement, w.producers))
+        .collect();
+    let last_failed = engine_runs
+        .last()
+        .is_some_and(|r| r.measurement.put_errors > 0 || r.measurement.messages == 0);
+    let kept = kept_repeat(&repeats, last_failed);
+    let EngineRun {
+        measurement,
+        shutdown_seconds,
+        details,
+        memory_prep: run_prep,
+    } = engine_runs.swap_remove(kept);
+    let repeats = repeats
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| EngineRepeat {
+            kept: i == kept,
+            ..r
+        })
+        .collect::<Vec<_>>();
 
     let spec = BaselineSpec {
         dir: dir.to_path_buf(),
@@ -569,7 +603,93 @@ pub fn execute<T: Target>(
     result.write_path = plan.write_path.map(|p| p.as_str().to_string());
     result.target_details = details;
     result.memory_prep = run_prep;
+    if repeats.len() > 1 {
+        result.engine_repeats = repeats;
+    }
     Ok(result)
+}
+
+/// Which engine run a repeated workload reports: the one with the median
+/// MB/s (the lower middle of an even count), or the last when it failed (the
+/// repeats stop at a failure, which must not be hidden by earlier runs).
+fn kept_repeat(repeats: &[EngineRepeat], last_failed: bool) -> usize {
+    if last_failed || repeats.len() < 2 {
+        return repeats.len().saturating_sub(1);
+    }
+    let mut order: Vec<usize> = (0..repeats.len()).collect();
+    order.sort_by(|&a, &b| repeats[a].mb_per_sec.total_cmp(&repeats[b].mb_per_sec));
+    order[(order.len() - 1) / 2]
+}
+
+/// Timed seconds after which no further engine repeat starts.
+pub const ENGINE_REPEAT_BUDGET_SECS: f64 = 3.0;
+
+/// One engine run of a workload, with what surrounded it.
+struct EngineRun {
+    measurement: workload::RunMeasurement,
+    shutdown_seconds: f64,
+    details: Option<serde_json::Value>,
+    memory_prep: Option<baseline::MemoryPrep>,
+}
+
+/// Open the target `T` on a fresh `store_dir` (after cycling page cache, if
+/// the plan says so), run the workload, shut down, remove the store.
+fn engine_run<T: Target>(
+    plan: &RunPlan,
+    store_dir: &Path,
+    config: &impl Fn(&Path) -> T::Config,
+    target_name: &str,
+) -> Result<EngineRun> {
+    let w = &plan.workload;
+    if store_dir.exists() {
+        std::fs::remove_dir_all(store_dir)
+            .map_err(|e| BenchError::io(format!("cannot clear {}", store_dir.display()), e))?;
+    }
+    std::fs::create_dir_all(store_dir)
+        .map_err(|e| BenchError::io(format!("cannot create {}", store_dir.display()), e))?;
+    let memory_prep = if plan.recycle_page_cache {
+        let dir = store_dir.parent().unwrap_or(store_dir);
+        Some(baseline::recycle_page_cache(
+            dir,
+            recycle_bytes(w.total_bytes()),
+        )?)
+    } else {
+        None
+    };
+    let outcome = (|| {
+        let target = T::open(&config(store_dir), w).map_err(|e| {
+            BenchError::new(format!(
+                "cannot open the {target_name} in {}: {e}",
+                store_dir.display()
+            ))
+        })?;
+        let measured = workload::run(&target, w);
+        let details = target.details();
+        let t = Instant::now();
+        let shut = target.shutdown();
+        let shutdown_seconds = t.elapsed().as_secs_f64();
+        let measured = measured?;
+        shut.map_err(|e| BenchError::new(format!("{target_name} shutdown failed: {e}")))?;
+        Ok((measured, shutdown_seconds, details))
+    })();
+    if let Err(e) = std::fs::remove_dir_all(store_dir) {
+        tracing::warn!("cannot remove {}: {e}", store_dir.display());
+    }
+    let (measurement, shutdown_seconds, details) = outcome?;
+    Ok(EngineRun {
+        measurement,
+        shutdown_seconds,
+        details,
+        memory_prep,
+    })
+}
+
+/// Bytes of page cache to cycle before a timed section that writes
+/// `payload` bytes: records are a little larger than bodies; the margin
+/// covers headers, the pre-faulted window ahead of the write position and
+/// the next file's start.
+fn recycle_bytes(payload: u64) -> u64 {
+    payload + payload / 8 + (64 << 20)
 }
 
 /// `spec` with its time cap lowered to `cap`, if one is given.
@@ -621,6 +741,12 @@ pub fn summary(r: &RunResult) -> String {
             "\n  {} put errors, first: {}",
             r.put_errors,
             r.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    if !r.engine_repeats.is_empty() {
+        s.push_str(&format!(
+            "\n  engine runs (median kept): {}",
+            crate::report::repeats_list(&r.engine_repeats)
         ));
     }
     s
@@ -798,6 +924,45 @@ mod tests {
             })
             .sum();
         assert!(worst <= Duration::from_secs(50), "{worst:?}");
+    }
+
+    #[test]
+    fn async_runs_repeat_three_times_and_sync_once_unless_asked() {
+        let suite = StoreArgs::default().plans().unwrap();
+        let repeats: Vec<u32> = suite.iter().map(|p| p.engine_repeats).collect();
+        assert_eq!(repeats, [3, 1, 1]);
+        let a = StoreArgs {
+            messages: Some(1000),
+            repeat: Some(5),
+            ..StoreArgs::default()
+        };
+        let plans = a.plans().unwrap();
+        assert_eq!(plans[0].engine_repeats, 5);
+        assert!(a.command_for(&plans[0]).ends_with(" --repeat 5"));
+        let plain = StoreArgs {
+            messages: Some(1000),
+            ..StoreArgs::default()
+        };
+        let plans = plain.plans().unwrap();
+        assert_eq!(plans[0].engine_repeats, 3);
+        assert!(!plain.command_for(&plans[0]).contains("--repeat"));
+    }
+
+    #[test]
+    fn the_median_repeat_is_kept_unless_the_last_failed() {
+        let r = |mb_per_sec: f64| EngineRepeat {
+            messages: 10,
+            seconds: 1.0,
+            mb_per_sec,
+            p99_us: 1.0,
+            producers_asleep_ms: None,
+            kept: false,
+        };
+        assert_eq!(kept_repeat(&[r(3.0), r(1.0), r(2.0)], false), 2);
+        assert_eq!(kept_repeat(&[r(3.0), r(1.0), r(2.0), r(4.0)], false), 2);
+        assert_eq!(kept_repeat(&[r(5.0)], false), 0);
+        assert_eq!(kept_repeat(&[r(3.0), r(0.0)], true), 1);
+        assert_eq!(kept_repeat(&[], false), 0);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::error::{BenchError, Result};
+use crate::thread_usage::{ProcessThreads, ThreadUsage};
 
 /// Highest latency the histograms can hold, in nanoseconds (one minute).
 /// Larger values are clamped to it and still counted.
@@ -267,6 +268,9 @@ pub trait Target: Send + Sync + Sized {
     }
 }
 
+/// Name of producer thread `i`: this prefix and `i`.
+const PRODUCER_THREAD_PREFIX: &str = "bench-producer-";
+
 /// What [`run`] measured.
 #[derive(Debug, Clone)]
 pub struct RunMeasurement {
@@ -291,6 +295,13 @@ pub struct RunMeasurement {
     pub first_error: Option<String>,
     /// Puts per returned status.
     pub status_counts: BTreeMap<String, u64>,
+    /// What the producer threads' time went to, summed over them; `None`
+    /// where the kernel's per-thread accounting cannot be read.
+    pub producer_usage: Option<ThreadUsage>,
+    /// What the target's own threads (everything but the producers and the
+    /// thread that ran the workload) used while the producers ran, by thread
+    /// name; empty where it cannot be read.
+    pub background_usage: BTreeMap<String, ThreadUsage>,
 }
 
 struct ProducerResult {
@@ -300,6 +311,7 @@ struct ProducerResult {
     first_error: Option<String>,
     hist: Histogram<u64>,
     statuses: BTreeMap<Cow<'static, str>, u64>,
+    usage: Option<ThreadUsage>,
 }
 
 /// A histogram for latencies in nanoseconds, 1 ns to [`MAX_LATENCY_NS`], 3 significant digits.
@@ -334,12 +346,12 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
     // against the engine in `ratio_to_baseline`.
     let clock = quanta::Clock::new();
 
-    let (results, elapsed) = std::thread::scope(|scope| {
+    let (results, elapsed, background_usage) = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(workload.producers);
         for index in 0..workload.producers {
             let (stop, gate, template, clock) = (&stop, &gate, &template, &clock);
             let spawned = std::thread::Builder::new()
-                .name(format!("bench-producer-{index}"))
+                .name(format!("{PRODUCER_THREAD_PREFIX}{index}"))
                 .spawn_scoped(scope, move || {
                     produce(
                         target,
@@ -361,10 +373,16 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
                 }
             }
         }
+        let threads_before = ProcessThreads::current();
         gate.open();
         let start = Instant::now();
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        Ok((results, start.elapsed()))
+        let elapsed = start.elapsed();
+        let me = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+        let background = ProcessThreads::current().since(&threads_before, |name| {
+            !name.starts_with(PRODUCER_THREAD_PREFIX) && name != me.trim_end()
+        });
+        Ok((results, elapsed, background))
     })?;
 
     let mut m = RunMeasurement {
@@ -378,6 +396,8 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
         put_errors: 0,
         first_error: None,
         status_counts: BTreeMap::new(),
+        producer_usage: Some(ThreadUsage::default()),
+        background_usage,
     };
     for r in results {
         let r = r.map_err(|_| BenchError::new("a producer thread panicked"))?;
@@ -390,6 +410,7 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
         m.latency_ns
             .add(&r.hist)
             .map_err(|e| BenchError::new(format!("cannot merge latency histograms: {e}")))?;
+        m.producer_usage = m.producer_usage.zip(r.usage).map(|(a, b)| a + b);
         for (status, n) in r.statuses {
             *m.status_counts.entry(status.into_owned()).or_insert(0) += n;
         }
@@ -443,6 +464,7 @@ fn produce<T: Target>(
     let cap_ns = workload
         .max_duration
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let usage_before = ThreadUsage::current();
     let started = clock.raw();
     for seq in 0..count {
         if stop.load(Ordering::Relaxed) {
@@ -477,6 +499,9 @@ fn produce<T: Target>(
             stop.store(true, Ordering::Relaxed);
         }
     }
+    let usage = usage_before
+        .zip(ThreadUsage::current())
+        .map(|(before, after)| after - before);
     ProducerResult {
         done,
         stored_bytes,
@@ -484,6 +509,7 @@ fn produce<T: Target>(
         first_error,
         hist,
         statuses,
+        usage,
     }
 }
 

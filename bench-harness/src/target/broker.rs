@@ -337,6 +337,9 @@ pub async fn drive(
         put_errors: 0,
         first_error: None,
         status_counts: BTreeMap::new(),
+        // The sends' time is spent in tokio tasks, not in one thread per producer.
+        producer_usage: None,
+        background_usage: BTreeMap::new(),
     };
     let mut buckets: Vec<u64> = Vec::new();
     let mut last = start;
