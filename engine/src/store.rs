@@ -750,7 +750,9 @@ impl MessageStore {
         });
         inner.commitlog.start()?;
         let store = MessageStore { inner };
-        store.spawn("ferromq-flush-commitlog", |s| {
+        // Thread names: Linux keeps 15 bytes of a name (what `top -H`, `perf`
+        // and /proc show), so names are unique within their first 15.
+        store.spawn("ferromq-flushcl", |s| {
             // Under ASYNC_FLUSH no put waits for this thread.
             if s.cfg.flush_disk_type == FlushDiskType::AsyncFlush {
                 crate::sys::lower_thread_priority(BACKGROUND_NICE);
@@ -769,9 +771,9 @@ impl MessageStore {
             s.run_dispatch()
         })?;
         if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
-            store.spawn("ferromq-flush-watchdog", |s| s.flusher.run_watchdog())?;
+            store.spawn("ferromq-flushdog", |s| s.flusher.run_watchdog())?;
         }
-        store.spawn("ferromq-flush-cq", |s| {
+        store.spawn("ferromq-flushcq", |s| {
             crate::sys::lower_thread_priority(BACKGROUND_NICE);
             s.run_cq_flush()
         })?;
