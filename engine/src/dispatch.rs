@@ -159,6 +159,18 @@ impl Arrivals {
 /// moves the dispatch position past them (also the bound on units held).
 const PUBLISH_EVERY_RECORDS: usize = 4096;
 
+/// Units a queue's buffer keeps room for between batches: a pass over many
+/// queues holds at most this much per queue once their batches are written.
+const KEPT_UNIT_CAPACITY: usize = 256;
+
+/// Empty a queue's collected units, giving back room beyond
+/// [`KEPT_UNIT_CAPACITY`] (one long batch must not pin its memory for the
+/// rest of the call, once per queue).
+fn clear_units(units: &mut Vec<CqUnit>) {
+    units.clear();
+    units.shrink_to(KEPT_UNIT_CAPACITY);
+}
+
 /// One queue a dispatch call wrote to.
 struct CachedQueue {
     cq: Arc<ConsumeQueue>,
@@ -245,7 +257,7 @@ impl UnitBatcher {
         }
         if !entry.units.is_empty() && queue_offset != collected_end {
             entry.cq.put_batch(entry.from, &entry.units)?;
-            entry.units.clear();
+            clear_units(&mut entry.units);
         }
         if entry.units.is_empty() {
             entry.from = queue_offset;
@@ -274,7 +286,7 @@ impl UnitBatcher {
             e.listed = false;
             if !e.units.is_empty() {
                 e.cq.put_batch(e.from, &e.units)?;
-                e.units.clear();
+                clear_units(&mut e.units);
             }
         }
         Ok(())
@@ -547,6 +559,11 @@ impl Dispatcher {
                     return Ok(Some(Err(gap)));
                 }
             }
+            // Units are written as the pass goes (the position moves at its
+            // end), a bounded number held at a time.
+            if count % PUBLISH_EVERY_RECORDS == PUBLISH_EVERY_RECORDS - 1 {
+                batch.write_pending()?;
+            }
             if let (Some(ix), true) = (index, r.has_keys) {
                 // The walk checked this record as the configuration asks; read
                 // it back as the log-reading dispatch does (no second CRC).
@@ -597,12 +614,14 @@ impl Dispatcher {
     }
 
     /// The records before `offset` are dispatched (their units written), the
-    /// last of them stored at `last_store_timestamp_ms` if any were read.
+    /// last of them stored at `last_store_timestamp_ms` if any were read. The
+    /// position is stored first: a reader that loads the time and then the
+    /// position gets a time no later than the position's (the checkpoint).
     fn publish(&self, offset: u64, last_store_timestamp_ms: Option<i64>) {
+        self.reput_from.store(offset, Ordering::Release);
         if let Some(ms) = last_store_timestamp_ms {
             self.last_store_timestamp_ms.store(ms, Ordering::Release);
         }
-        self.reput_from.store(offset, Ordering::Release);
     }
 
     fn dispatch_inner(
@@ -695,13 +714,22 @@ impl Dispatcher {
                             }
                         }
                         if let Some(ix) = index {
-                            ix.build_index(
+                            let indexed = ix.build_index(
                                 h.topic,
                                 h.properties,
                                 h.sys_flag,
                                 h.physical_offset as u64,
                                 h.store_timestamp_ms,
-                            )?;
+                            );
+                            if let Err(e) = indexed {
+                                // As for a bad record: what came before stays readable.
+                                batch.write_pending()?;
+                                self.publish(
+                                    f.file_from_offset() + (pos + p) as u64,
+                                    last_store_timestamp_ms,
+                                );
+                                return Err(e);
+                            }
                         }
                         p += h.total_size as usize;
                         count += 1;
@@ -722,6 +750,13 @@ impl Dispatcher {
                     }
                     Ok(RecordCheck::End) => break,
                     Err(e) => {
+                        // The records before the bad one stay readable: their
+                        // units are written and the position stops at it.
+                        batch.write_pending()?;
+                        self.publish(
+                            f.file_from_offset() + (pos + p) as u64,
+                            last_store_timestamp_ms,
+                        );
                         return Err(Error::corruption(
                             f.path(),
                             (pos + p) as u64,

@@ -2306,9 +2306,11 @@ impl StoreInner {
     /// Flush every consume queue, then record in the checkpoint how far they are
     /// durable (and how far the commitlog is) and sync the checkpoint.
     fn flush_consume_queues(&self, least_pages: u32) -> Result<()> {
-        // Read before flushing: every unit below this offset is in its file already.
-        let dispatched = self.dispatcher.dispatched_offset();
+        // Read before flushing: every unit below this offset is in its file
+        // already. The time first: dispatch stores it after the offset, so it
+        // is never later than the offset's record (a conservative checkpoint).
         let dispatched_ts = self.dispatcher.last_store_timestamp_ms();
+        let dispatched = self.dispatcher.dispatched_offset();
         let mut all_flushed = true;
         let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
             Default::default();

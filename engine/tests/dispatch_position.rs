@@ -104,3 +104,70 @@ fn a_record_before_the_dispatch_position_is_in_its_queue() {
         }
     }
 }
+
+#[test]
+fn records_before_a_corrupt_one_stay_readable_when_dispatch_stops() {
+    // A master's log, copied to a slave together with garbage after it (a
+    // damaged stream): dispatch reads the good records and the garbage in one
+    // pass, fails on the garbage and fences the slave, but the good records'
+    // units are written and the position stops exactly at the garbage.
+    const GOOD: u64 = 40;
+    let master_dir = tempfile::tempdir().unwrap();
+    let master = MessageStore::open(common::small_config(master_dir.path())).unwrap();
+    master.create_topic("T", 1).unwrap();
+    let mut end = 0;
+    for i in 0..GOOD {
+        let r = master
+            .put_message(&Message::new("T", format!("message {i}").into_bytes()))
+            .unwrap();
+        end = r.commit_log_offset + u64::from(r.wrote_bytes);
+    }
+    let mut stream = master.read_commit_log(0, end as usize).unwrap().to_vec();
+    assert_eq!(stream.len() as u64, end, "the records fit one small file");
+    // A record header with a size that fits and a bad magic code.
+    stream.extend_from_slice(&64i32.to_be_bytes());
+    stream.extend_from_slice(&0x0bad_c0dei32.to_be_bytes());
+    stream.extend_from_slice(&[7u8; 56]);
+
+    let slave_dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::small_config(slave_dir.path());
+    cfg.broker_role = ferromq_engine::BrokerRole::Slave;
+    let slave = MessageStore::open(cfg).unwrap();
+    slave.append_commit_log(0, &stream).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slave.stats().fenced.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "dispatch never reached the garbage"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = slave.stats();
+    assert!(
+        stats.fenced.as_deref().unwrap().contains("invalid record"),
+        "{:?}",
+        stats.fenced
+    );
+    assert_eq!(
+        stats.dispatched_offset, end,
+        "the position stops at the garbage"
+    );
+    assert_eq!(
+        slave.max_offset_in_queue("T", 0),
+        GOOD,
+        "every good record is in its queue"
+    );
+    let mut offset = 0u64;
+    while offset < GOOD {
+        let r = slave
+            .get_message("g", "T", 0, offset, 32, &MessageFilter::All)
+            .unwrap();
+        assert_eq!(r.status, GetStatus::Found, "at {offset}");
+        for m in &r.messages {
+            let body = m.decode().unwrap().body;
+            assert_eq!(body, format!("message {}", m.queue_offset).into_bytes());
+            assert_eq!(m.queue_offset, offset);
+            offset += 1;
+        }
+    }
+}
