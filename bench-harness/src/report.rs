@@ -210,8 +210,8 @@ pub fn markdown(suite: &SuiteResult) -> String {
     );
     let _ = writeln!(
         s,
-        "- The memcpy baselines are measured up to 3 times (median kept, spread shown); ASYNC engine runs likewise up to \
-         3 times, each on a fresh store (the run with the median MB/s is reported, every run listed); SYNC engine runs \
+        "- The memcpy baselines are measured up to 5 times (median kept, spread shown); ASYNC engine runs likewise up to \
+         5 times, each on a fresh store (the run with the median MB/s is reported, every run listed); SYNC engine runs \
          once (`--repeat` changes both); the fdatasync baseline is split in two halves, one just before and one just after the run, pooled (its \
          spread shows how much the disk drifted). On a shared machine compare the load average above before comparing reports."
     );

@@ -30,7 +30,7 @@ pub const WRITE_PATH_RUN_CAP: Duration = Duration::from_secs(4);
 pub const SUITE_BASELINE_CAP: Duration = Duration::from_secs(5);
 /// The memcpy baselines are short and noisy: measure them up to this many
 /// times and keep the median.
-pub const MMAP_BASELINE_REPEATS: u32 = 3;
+pub const MMAP_BASELINE_REPEATS: u32 = 5;
 /// ... as long as their timed seconds stay under this.
 pub const MMAP_BASELINE_BUDGET_SECS: f64 = 1.5;
 /// Time cap of every warm baseline (it is fast; the cap only guards odd machines).
@@ -94,8 +94,8 @@ pub struct StoreArgs {
     pub no_recycle: bool,
     /// Engine runs per workload, each on a fresh store after the same memory
     /// preparation; the run with the median MB/s is reported and every run's
-    /// figures are listed. Default: 3 for ASYNC_FLUSH (short runs compared
-    /// with memcpy baselines that are themselves medians of 3), 1 for SYNC_FLUSH.
+    /// figures are listed. Default: 5 for ASYNC_FLUSH (short runs compared
+    /// with memcpy baselines that are themselves medians of 5), 1 for SYNC_FLUSH.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub repeat: Option<u32>,
 }
@@ -927,24 +927,24 @@ mod tests {
     }
 
     #[test]
-    fn async_runs_repeat_three_times_and_sync_once_unless_asked() {
+    fn async_runs_repeat_five_times_and_sync_once_unless_asked() {
         let suite = StoreArgs::default().plans().unwrap();
         let repeats: Vec<u32> = suite.iter().map(|p| p.engine_repeats).collect();
-        assert_eq!(repeats, [3, 1, 1]);
+        assert_eq!(repeats, [5, 1, 1]);
         let a = StoreArgs {
             messages: Some(1000),
-            repeat: Some(5),
+            repeat: Some(7),
             ..StoreArgs::default()
         };
         let plans = a.plans().unwrap();
-        assert_eq!(plans[0].engine_repeats, 5);
-        assert!(a.command_for(&plans[0]).ends_with(" --repeat 5"));
+        assert_eq!(plans[0].engine_repeats, 7);
+        assert!(a.command_for(&plans[0]).ends_with(" --repeat 7"));
         let plain = StoreArgs {
             messages: Some(1000),
             ..StoreArgs::default()
         };
         let plans = plain.plans().unwrap();
-        assert_eq!(plans[0].engine_repeats, 3);
+        assert_eq!(plans[0].engine_repeats, 5);
         assert!(!plain.command_for(&plans[0]).contains("--repeat"));
     }
 
