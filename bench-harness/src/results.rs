@@ -179,12 +179,7 @@ impl EngineRepeat {
             seconds,
             mb_per_sec: ratio(m.bytes as f64 / 1e6, seconds),
             p99_us: m.latency_ns.value_at_quantile(0.99) as f64 / 1000.0,
-            producers_asleep_ms: m.producer_usage.map(|u| {
-                u.asleep_ns(
-                    u64::try_from(m.elapsed.as_nanos()).unwrap_or(u64::MAX) * producers as u64,
-                ) as f64
-                    / 1e6
-            }),
+            producers_asleep_ms: ProducerUsage::of(m, producers).map(|u| u.asleep_ns as f64 / 1e6),
             kept: false,
         }
     }
@@ -200,6 +195,17 @@ pub struct ProducerUsage {
     pub asleep_ns: u64,
 }
 
+impl ProducerUsage {
+    /// The usage of `m`'s `producers` threads, if it was read.
+    pub fn of(m: &RunMeasurement, producers: usize) -> Option<Self> {
+        let wall_ns = u64::try_from(m.elapsed.as_nanos()).unwrap_or(u64::MAX);
+        m.producer_usage.map(|usage| ProducerUsage {
+            asleep_ns: usage.asleep_ns(wall_ns.saturating_mul(producers as u64)),
+            usage,
+        })
+    }
+}
+
 /// `a / b`, or 0 when `b` is not positive.
 pub fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
@@ -213,6 +219,7 @@ impl RunResult {
     /// Derive the rates and ratios from what was measured.
     pub fn new(i: RunInputs<'_>) -> Self {
         let m = i.measurement;
+        let producer_usage = ProducerUsage::of(&m, i.workload.producers);
         let seconds = m.elapsed.as_secs_f64();
         let msgs_per_sec = ratio(m.messages as f64, seconds);
         let mb_per_sec = ratio(m.bytes as f64 / 1e6, seconds);
@@ -249,13 +256,7 @@ impl RunResult {
             write_path: None,
             target_details: None,
             memory_prep: None,
-            producer_usage: m.producer_usage.map(|usage| ProducerUsage {
-                asleep_ns: usage.asleep_ns(
-                    u64::try_from(m.elapsed.as_nanos()).unwrap_or(u64::MAX)
-                        * i.workload.producers as u64,
-                ),
-                usage,
-            }),
+            producer_usage,
             background_usage: m.background_usage,
             engine_repeats: Vec::new(),
             histogram: m.latency_ns,

@@ -180,8 +180,6 @@ struct CachedQueue {
     /// from `from`.
     units: Vec<CqUnit>,
     from: u64,
-    /// In [`UnitBatcher::pending`].
-    listed: bool,
 }
 
 /// Per dispatch call: the queues it wrote to (one cheap lookup per record
@@ -194,9 +192,8 @@ struct CachedQueue {
 #[derive(Default)]
 struct UnitBatcher {
     queues: hashbrown::HashMap<String, hashbrown::HashMap<u32, CachedQueue>>,
-    /// Queues holding collected units.
-    pending: Vec<(String, u32)>,
-    /// Queues that gained units since the last notice.
+    /// Queues that gained units since the last notice: every queue holding
+    /// collected units is among them, since a notice always follows a write.
     dirty: Vec<(String, u32)>,
 }
 
@@ -240,7 +237,6 @@ impl UnitBatcher {
                         announce: None,
                         units: Vec::new(),
                         from: queue_offset,
-                        listed: false,
                     })
             }
         };
@@ -263,10 +259,6 @@ impl UnitBatcher {
             entry.from = queue_offset;
         }
         entry.units.push(unit);
-        if !entry.listed {
-            entry.listed = true;
-            self.pending.push((topic.to_string(), queue_id));
-        }
         if entry.announce.replace(queue_offset + 1).is_none() {
             self.dirty.push((topic.to_string(), queue_id));
         }
@@ -275,15 +267,14 @@ impl UnitBatcher {
 
     /// Write every collected unit to its queue.
     fn write_pending(&mut self) -> Result<()> {
-        for (topic, q) in self.pending.drain(..) {
+        for (topic, q) in &self.dirty {
             let Some(e) = self
                 .queues
                 .get_mut(topic.as_str())
-                .and_then(|m| m.get_mut(&q))
+                .and_then(|m| m.get_mut(q))
             else {
                 continue;
             };
-            e.listed = false;
             if !e.units.is_empty() {
                 e.cq.put_batch(e.from, &e.units)?;
                 clear_units(&mut e.units);
@@ -593,8 +584,7 @@ impl Dispatcher {
             self.last_store_timestamp_ms
                 .store(r.store_timestamp_ms, Ordering::Release);
         }
-        batch.write_pending()?;
-        self.reput_from.store(end.max(from), Ordering::Release);
+        self.publish(&mut batch, end.max(from), None)?;
         batch.notify(arrivals);
         Ok(Some(Ok(count)))
     }
@@ -613,15 +603,23 @@ impl Dispatcher {
         self.dispatch_inner(commitlog, cqs, index, arrivals, true)
     }
 
-    /// The records before `offset` are dispatched (their units written), the
-    /// last of them stored at `last_store_timestamp_ms` if any were read. The
-    /// position is stored first: a reader that loads the time and then the
-    /// position gets a time no later than the position's (the checkpoint).
-    fn publish(&self, offset: u64, last_store_timestamp_ms: Option<i64>) {
+    /// Write the units `batch` collected, then move the dispatch position to
+    /// `offset` (the records before it are dispatched), the last of them stored
+    /// at `last_store_timestamp_ms` if any were read. The position is stored
+    /// before the time: a reader that loads the time and then the position
+    /// gets a time no later than the position's (the checkpoint).
+    fn publish(
+        &self,
+        batch: &mut UnitBatcher,
+        offset: u64,
+        last_store_timestamp_ms: Option<i64>,
+    ) -> Result<()> {
+        batch.write_pending()?;
         self.reput_from.store(offset, Ordering::Release);
         if let Some(ms) = last_store_timestamp_ms {
             self.last_store_timestamp_ms.store(ms, Ordering::Release);
         }
+        Ok(())
     }
 
     fn dispatch_inner(
@@ -705,11 +703,11 @@ impl Dispatcher {
                             };
                             let target = (h.topic, h.queue_id, h.queue_offset as u64);
                             if let Some(gap) = batch.put(cqs, target, unit, strict)? {
-                                batch.write_pending()?;
                                 self.publish(
+                                    &mut batch,
                                     f.file_from_offset() + (pos + p) as u64,
                                     last_store_timestamp_ms,
-                                );
+                                )?;
                                 return Ok(Err(gap));
                             }
                         }
@@ -723,11 +721,11 @@ impl Dispatcher {
                             );
                             if let Err(e) = indexed {
                                 // As for a bad record: what came before stays readable.
-                                batch.write_pending()?;
                                 self.publish(
+                                    &mut batch,
                                     f.file_from_offset() + (pos + p) as u64,
                                     last_store_timestamp_ms,
-                                );
+                                )?;
                                 return Err(e);
                             }
                         }
@@ -736,11 +734,11 @@ impl Dispatcher {
                         last_store_timestamp_ms = Some(h.store_timestamp_ms);
                         unpublished += 1;
                         if unpublished >= PUBLISH_EVERY_RECORDS {
-                            batch.write_pending()?;
                             self.publish(
+                                &mut batch,
                                 f.file_from_offset() + (pos + p) as u64,
                                 last_store_timestamp_ms,
-                            );
+                            )?;
                             unpublished = 0;
                         }
                     }
@@ -752,11 +750,11 @@ impl Dispatcher {
                     Err(e) => {
                         // The records before the bad one stay readable: their
                         // units are written and the position stops at it.
-                        batch.write_pending()?;
                         self.publish(
+                            &mut batch,
                             f.file_from_offset() + (pos + p) as u64,
                             last_store_timestamp_ms,
-                        );
+                        )?;
                         return Err(Error::corruption(
                             f.path(),
                             (pos + p) as u64,
@@ -767,11 +765,11 @@ impl Dispatcher {
                     }
                 }
             }
-            batch.write_pending()?;
             self.publish(
+                &mut batch,
                 f.file_from_offset() + (pos + p) as u64,
                 last_store_timestamp_ms,
-            );
+            )?;
             // Tell waiting readers after every snapshot, not only when the log
             // stops growing (a busy log would keep long-polling consumers waiting).
             batch.notify(arrivals);
