@@ -88,11 +88,15 @@ pub fn tags_code(tags: Option<&str>) -> i64 {
 }
 
 /// Milliseconds since the Unix epoch.
+#[inline]
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    // Every put reads it under the put lock: `clock_gettime` straight (a vDSO
+    // call), without `SystemTime`'s `Duration` and `Result` on top.
+    crate::sys::realtime_ms().unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
 }
 
 /// Message properties in insertion order.
@@ -446,6 +450,22 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
             "topic is {} bytes, longer than {MAX_TOPIC_LEN}",
             topic.len()
         ));
+    }
+    // Every put checks its topic: one table lookup per byte, and the
+    // offending character only looked for when there is one.
+    const fn legal_bytes() -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            t[b] = c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-');
+            b += 1;
+        }
+        t
+    }
+    const LEGAL: [bool; 256] = legal_bytes();
+    if topic.bytes().all(|b| LEGAL[b as usize]) {
+        return Ok(());
     }
     if let Some(c) = topic
         .chars()

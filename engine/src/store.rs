@@ -1855,6 +1855,11 @@ impl StoreInner {
 
     fn validate(&self, msg: &Message) -> Result<()> {
         validate_topic(&msg.topic).map_err(Error::IllegalMessage)?;
+        self.validate_content(msg)
+    }
+
+    /// [`StoreInner::validate`] but for the topic's name.
+    fn validate_content(&self, msg: &Message) -> Result<()> {
         if msg.body.len() > self.cfg.max_message_size as usize {
             return Err(Error::IllegalMessage(format!(
                 "body is {} bytes, more than maxMessageSize {}",
@@ -1882,11 +1887,18 @@ impl StoreInner {
     fn put_batch_inner(&self, msgs: &[Message], batch: bool) -> Result<PutResult> {
         self.check_writable()?;
         let first = &msgs[0];
-        for m in msgs {
-            self.validate(m)?;
-        }
         let s = self;
-        let queues = match s.topics.write_queues(&first.topic) {
+        // A topic the table knows has a legal name (see `TopicTable::write_queues`);
+        // an unknown one is checked before anything is created for it.
+        let known = s.topics.write_queues(&first.topic);
+        for m in msgs {
+            if known.is_some() && m.topic == first.topic {
+                self.validate_content(m)?;
+            } else {
+                self.validate(m)?;
+            }
+        }
+        let queues = match known {
             Some(n) => n,
             None if s.cfg.auto_create_topic_enable => s
                 .topics

@@ -168,6 +168,23 @@ pub fn local_hour(ms: i64) -> u8 {
     tm.tm_hour.clamp(0, 23) as u8
 }
 
+/// Milliseconds since the Unix epoch from `CLOCK_REALTIME`; `None` if the
+/// call fails.
+#[inline]
+pub fn realtime_ms() -> Option<i64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec that outlives the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
+        return None;
+    }
+    // The casts are no-ops where `time_t` and `c_long` are 64 bits.
+    #[allow(clippy::unnecessary_cast)]
+    Some(ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000)
+}
+
 /// Ask the CPU to bring the cache line at `p` in for writing (PREFETCHW: in
 /// exclusive state, so the store that follows does not wait for other cores to
 /// give the line up). A no-op off x86-64, and on x86-64 CPUs without the

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
@@ -74,8 +75,27 @@ pub struct DataVersion {
 #[serde(rename_all = "camelCase")]
 struct TopicsFile {
     topic_config_table: BTreeMap<String, TopicConfig>,
+    /// Write queue count by topic: what every put looks up, in a hash map
+    /// (one hash and one compare) rather than the sorted map the file is
+    /// written from (a compare per level). Rebuilt after every change.
+    #[serde(skip)]
+    write_queues: hashbrown::HashMap<String, u32>,
     #[serde(default)]
     data_version: DataVersion,
+}
+
+impl TopicsFile {
+    /// Rebuild the write-queue index from the table. Topics with illegal
+    /// names (a hand-edited file, a master's table) are left out, so a put
+    /// that finds its topic here needs no check of the name.
+    fn reindex(&mut self) {
+        self.write_queues = self
+            .topic_config_table
+            .iter()
+            .filter(|(name, _)| crate::message::validate_topic(name).is_ok())
+            .map(|(name, c)| (name.clone(), c.write_queue_nums))
+            .collect();
+    }
 }
 
 /// The topic table.
@@ -83,6 +103,31 @@ struct TopicsFile {
 pub(crate) struct TopicTable {
     path: PathBuf,
     inner: RwLock<TopicsFile>,
+    /// Tells this table apart from any other in the process (for the
+    /// per-thread cache of [`TopicTable::write_queues`]).
+    id: u64,
+    /// Moves on every change to the table, inside the write lock.
+    generation: AtomicU64,
+}
+
+/// Source of [`TopicTable`] ids.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The last topic this thread looked up: (table id, table generation, topic,
+/// write queue count). A producer puts to the same topic again and again; this
+/// spares each put the table's lock (two locked instructions, which also wait
+/// for the previous put's stores into the log to drain) and a hash lookup.
+#[derive(Default)]
+struct RecentTopic {
+    table: u64,
+    generation: u64,
+    topic: String,
+    write_queues: u32,
+}
+
+thread_local! {
+    static RECENT_TOPIC: std::cell::RefCell<RecentTopic> =
+        std::cell::RefCell::new(RecentTopic::default());
 }
 
 impl TopicTable {
@@ -101,20 +146,52 @@ impl TopicTable {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
+        let mut file = file;
+        file.reindex();
         Ok(TopicTable {
             path,
             inner: RwLock::new(file),
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
         })
     }
 
-    /// Write queue count of `topic`, if it exists.
+    /// Write queue count of `topic`, if it exists with a legal name (a
+    /// topic loaded or copied with an illegal one is not found).
     pub fn write_queues(&self, topic: &str) -> Option<u32> {
-        self.inner
+        // Load the generation first: content read after it is at least as new.
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = RECENT_TOPIC.with(|r| {
+            let r = r.borrow();
+            (r.table == self.id && r.generation == generation && r.topic == topic)
+                .then_some(r.write_queues)
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        let found = self
+            .inner
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .topic_config_table
+            .write_queues
             .get(topic)
-            .map(|t| t.write_queue_nums)
+            .copied();
+        if let Some(n) = found {
+            RECENT_TOPIC.with(|r| {
+                let mut r = r.borrow_mut();
+                r.table = self.id;
+                r.generation = generation;
+                r.topic.clear();
+                r.topic.push_str(topic);
+                r.write_queues = n;
+            });
+        }
+        found
+    }
+
+    /// Record a change to the table (call with the write lock held).
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
@@ -141,6 +218,8 @@ impl TopicTable {
         let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
         t.topic_config_table
             .insert(cfg.topic_name.clone(), cfg.clone());
+        t.reindex();
+        self.changed();
         t.data_version.counter += 1;
         t.data_version.timestamp = crate::message::now_ms();
         self.persist(&t)?;
@@ -162,6 +241,8 @@ impl TopicTable {
             .into_iter()
             .map(|c| (c.topic_name.clone(), c))
             .collect();
+        t.reindex();
+        self.changed();
         t.data_version = version;
         self.persist(&t)
     }
@@ -177,10 +258,14 @@ impl TopicTable {
         }
         t.topic_config_table
             .insert(topic.to_string(), TopicConfig::new(topic, queues));
+        t.reindex();
+        self.changed();
         t.data_version.counter += 1;
         t.data_version.timestamp = crate::message::now_ms();
         if let Err(e) = self.persist(&t) {
             t.topic_config_table.remove(topic);
+            t.reindex();
+            self.changed();
             return Err(e);
         }
         tracing::info!(topic, queues, "topic auto-created");
@@ -225,4 +310,53 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
         h.replaced(path, data);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_write_queue_count_follows_changes_and_tables() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let a = TopicTable::load(a_dir.path()).unwrap();
+        let b = TopicTable::load(b_dir.path()).unwrap();
+        a.upsert(TopicConfig::new("T", 4)).unwrap();
+        b.upsert(TopicConfig::new("T", 2)).unwrap();
+        // The same thread, the same topic name, two tables: each its own count.
+        for _ in 0..3 {
+            assert_eq!(a.write_queues("T"), Some(4));
+            assert_eq!(b.write_queues("T"), Some(2));
+        }
+        assert_eq!(a.write_queues("T"), Some(4));
+        // A change is seen by the next lookup, cached or not.
+        a.upsert(TopicConfig::new("T", 8)).unwrap();
+        assert_eq!(a.write_queues("T"), Some(8));
+        a.replace_all(vec![TopicConfig::new("U", 1)], DataVersion::default())
+            .unwrap();
+        assert_eq!(a.write_queues("T"), None);
+        assert_eq!(a.write_queues("U"), Some(1));
+        assert_eq!(a.get_or_create("V", 3).unwrap(), 3);
+        assert_eq!(a.write_queues("V"), Some(3));
+        // Another thread starts with nothing cached.
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(a.write_queues("U"), Some(1)));
+        });
+    }
+
+    #[test]
+    fn a_topic_with_an_illegal_name_in_the_file_is_not_found_for_puts() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TopicTable::load(dir.path()).unwrap();
+        t.replace_all(
+            vec![TopicConfig::new("bad name", 4), TopicConfig::new("Good", 4)],
+            DataVersion::default(),
+        )
+        .unwrap();
+        let reloaded = TopicTable::load(dir.path()).unwrap();
+        assert_eq!(reloaded.write_queues("Good"), Some(4));
+        assert_eq!(reloaded.write_queues("bad name"), None);
+        assert!(reloaded.get("bad name").is_some(), "still listed as it was");
+    }
 }
