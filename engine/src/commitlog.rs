@@ -54,9 +54,15 @@ pub struct CommitLogRecovery {
 }
 
 struct PutState {
-    /// Next queue offset per topic and queue id. hashbrown for `entry_ref`:
-    /// one lookup by `&str`, allocating the key only for a new topic.
-    queue_offsets: hashbrown::HashMap<String, Vec<u64>>,
+    /// Next queue offset per topic (by id) and queue id.
+    queue_offsets: Vec<Vec<u64>>,
+    /// Topic ids by name.
+    topic_ids: hashbrown::HashMap<String, usize>,
+    /// The topic of the last put and its id: a producer puts to one topic
+    /// again and again, and this spares each put the hash lookup (one string
+    /// compare instead).
+    last_topic: String,
+    last_id: Option<usize>,
     closed: bool,
     /// The file being written and the queue's generation when it was taken:
     /// saves the file list's lock and an `Arc` clone on every put (both are
@@ -68,7 +74,25 @@ struct PutState {
 
 impl PutState {
     fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
-        let v = self.queue_offsets.entry_ref(topic).or_default();
+        let id = match self.last_id {
+            Some(id) if self.last_topic == topic => id,
+            _ => {
+                let id = match self.topic_ids.get(topic) {
+                    Some(&id) => id,
+                    None => {
+                        self.queue_offsets.push(Vec::new());
+                        let id = self.queue_offsets.len() - 1;
+                        self.topic_ids.insert(topic.to_string(), id);
+                        id
+                    }
+                };
+                self.last_topic.clear();
+                self.last_topic.push_str(topic);
+                self.last_id = Some(id);
+                id
+            }
+        };
+        let v = &mut self.queue_offsets[id];
         if v.len() <= queue_id as usize {
             v.resize(queue_id as usize + 1, 0);
         }
@@ -147,7 +171,10 @@ impl CommitLog {
         Ok(CommitLog {
             queue,
             put: Mutex::new(PutState {
-                queue_offsets: hashbrown::HashMap::new(),
+                queue_offsets: Vec::new(),
+                topic_ids: hashbrown::HashMap::new(),
+                last_topic: String::new(),
+                last_id: None,
                 closed: false,
                 current: None,
                 scratch: Vec::new(),
@@ -199,10 +226,14 @@ impl CommitLog {
 
     /// Set the next queue offset of every queue (after recovery).
     pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
-        self.put
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .queue_offsets = table.into_iter().collect();
+        let mut st = self.put.lock().unwrap_or_else(|e| e.into_inner());
+        st.last_id = None;
+        st.topic_ids.clear();
+        st.queue_offsets.clear();
+        for (id, (topic, offsets)) in table.into_iter().enumerate() {
+            st.topic_ids.insert(topic, id);
+            st.queue_offsets.push(offsets);
+        }
     }
 
     /// Append `len` bytes of records (all for `topic`/`queue_id`) as one unit
