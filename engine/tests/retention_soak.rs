@@ -1,7 +1,8 @@
 //! Soak: producers and consumers run while the clean service deletes files
 //! under them. No panic, no message served from a deleted file, everything in
 //! retention readable, and consumers that fall behind skip forward with
-//! OFFSET_TOO_SMALL. Bounded: `FERROMQ_SOAK_SECS` (default 4) seconds of load.
+//! OFFSET_TOO_SMALL. Bounded: `FERROMQ_SOAK_SECS` (default 4) seconds of load,
+//! longer (at most 60 s) until a slow consumer has been overtaken.
 
 mod common;
 
@@ -48,6 +49,8 @@ fn producers_and_consumers_survive_continuous_deletion() {
     let store = Arc::new(MessageStore::open_with_env(cfg, env).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicU64::new(0));
+    // Skips by the slow consumers so far (the load runs until there is one).
+    let slow_skips_seen = Arc::new(AtomicU64::new(0));
 
     let producers: Vec<_> = (0..2u32)
         .map(|q| {
@@ -70,7 +73,8 @@ fn producers_and_consumers_survive_continuous_deletion() {
     // One fast and one slow consumer per queue.
     let consumers: Vec<_> = (0..4u32)
         .map(|c| {
-            let (store, stop) = (store.clone(), stop.clone());
+            let (store, stop, slow_skips_seen) =
+                (store.clone(), stop.clone(), slow_skips_seen.clone());
             std::thread::spawn(move || {
                 let q = c % 2;
                 let slow = c >= 2;
@@ -102,6 +106,9 @@ fn producers_and_consumers_survive_continuous_deletion() {
                             assert!(r.next_begin_offset > offset);
                             offset = r.next_begin_offset;
                             skipped += 1;
+                            if slow {
+                                slow_skips_seen.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                         GetStatus::MessageWasRemoving
                         | GetStatus::OffsetFoundNull
@@ -119,8 +126,14 @@ fn producers_and_consumers_survive_continuous_deletion() {
         })
         .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
+    // At least `secs` of load, and on until a slow consumer has been
+    // overtaken by deletion (a loaded machine produces less per second), at
+    // most 60 s.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs)
+        || (slow_skips_seen.load(Ordering::Relaxed) == 0
+            && started.elapsed() < Duration::from_secs(60))
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Release);
