@@ -1736,13 +1736,7 @@ impl StoreInner {
             // wait on the schedule topic (RocketMQ 4.x's layout).
             self.check_writable()?;
             self.validate(msg)?;
-            let queues = self.topic_queues(&msg.topic)?;
-            if msg.queue_id >= queues {
-                return Err(Error::IllegalMessage(format!(
-                    "queue id {} out of range: topic `{}` has {queues} write queues",
-                    msg.queue_id, msg.topic
-                )));
-            }
+            self.checked_queues(&msg.topic, msg.queue_id, None)?;
             let level = level.min(self.schedule.max_level());
             self.topics
                 .get_or_create(crate::schedule::SCHEDULE_TOPIC, self.schedule.max_level())?;
@@ -1752,15 +1746,32 @@ impl StoreInner {
         self.put_batch_inner(std::slice::from_ref(msg), false)
     }
 
-    /// Write queue count of a topic, auto-creating it when allowed.
-    fn topic_queues(&self, topic: &str) -> Result<u32> {
-        match self.topics.write_queues(topic) {
-            Some(n) => Ok(n),
-            None if self.cfg.auto_create_topic_enable => self
-                .topics
-                .get_or_create(topic, self.cfg.default_topic_queue_nums),
-            None => Err(Error::TopicNotExist(topic.to_string())),
+    /// Write queue count of `topic` (`known` if the caller looked it up
+    /// already), auto-creating the topic when allowed, with `queue_id`
+    /// checked against it. A put whose queue id is out of range creates
+    /// nothing: an auto-created topic would get `defaultTopicQueueNums` queues,
+    /// so that is checked first.
+    fn checked_queues(&self, topic: &str, queue_id: u32, known: Option<u32>) -> Result<u32> {
+        let out_of_range = |queues: u32| {
+            Error::IllegalMessage(format!(
+                "queue id {queue_id} out of range: topic `{topic}` has {queues} write queues"
+            ))
+        };
+        let queues = match known.or_else(|| self.topics.write_queues(topic)) {
+            Some(n) => n,
+            None if self.cfg.auto_create_topic_enable => {
+                let n = self.cfg.default_topic_queue_nums;
+                if queue_id >= n {
+                    return Err(out_of_range(n));
+                }
+                self.topics.get_or_create(topic, n)?
+            }
+            None => return Err(Error::TopicNotExist(topic.to_string())),
+        };
+        if queue_id >= queues {
+            return Err(out_of_range(queues));
         }
+        Ok(queues)
     }
 
     /// Deliver the scheduled messages that are due; returns how many.
@@ -1899,19 +1910,7 @@ impl StoreInner {
                 self.validate(m)?;
             }
         }
-        let queues = match known {
-            Some(n) => n,
-            None if s.cfg.auto_create_topic_enable => s
-                .topics
-                .get_or_create(&first.topic, s.cfg.default_topic_queue_nums)?,
-            None => return Err(Error::TopicNotExist(first.topic.clone())),
-        };
-        if first.queue_id >= queues {
-            return Err(Error::IllegalMessage(format!(
-                "queue id {} out of range: topic `{}` has {queues} write queues",
-                first.queue_id, first.topic
-            )));
-        }
+        s.checked_queues(&first.topic, first.queue_id, known)?;
         let tx = first.sys_flag & sys_flag::TRANSACTION_MASK;
         let assign = !(tx == sys_flag::TRANSACTION_PREPARED_TYPE
             || tx == sys_flag::TRANSACTION_ROLLBACK_TYPE);

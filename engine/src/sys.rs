@@ -1,5 +1,6 @@
 //! The few system calls the engine makes through `libc` outside memory mapping
-//! (which lives in `mapped_file`): file locks, memory size, disk usage, local time.
+//! (which lives in `mapped_file`): file locks, memory size, disk usage, local
+//! time, the wall clock, thread priority and a write prefetch.
 //! Each is a thin safe wrapper; the `unsafe` blocks state why they are sound.
 
 #![allow(unsafe_code)]

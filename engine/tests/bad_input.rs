@@ -68,6 +68,41 @@ fn illegal_messages_are_refused() {
 }
 
 #[test]
+fn a_refused_put_to_a_new_topic_creates_no_topic() {
+    // Auto-creation is on (4 queues by default): a put to a new topic that
+    // fails a check must not leave the topic behind, whichever check it is.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_illegal(
+        &store,
+        Message::new("NewA", b"x".to_vec()).with_queue_id(99),
+        "out of range",
+    );
+    assert_illegal(
+        &store,
+        Message::new("NewB", b"x".to_vec())
+            .with_queue_id(99)
+            .with_property("DELAY", "3"),
+        "out of range",
+    );
+    assert_illegal(
+        &store,
+        Message::new("NewC", vec![0u8; 16 * 1024 + 1]),
+        "maxMessageSize",
+    );
+    let names: Vec<String> = store.topics().into_iter().map(|t| t.topic_name).collect();
+    for t in ["NewA", "NewB", "NewC"] {
+        assert!(!names.iter().any(|n| n == t), "{t} was created: {names:?}");
+    }
+    // The same topics with a good put are created as usual.
+    store
+        .put_message(&Message::new("NewA", b"x".to_vec()).with_queue_id(3))
+        .unwrap();
+    assert!(store.topics().iter().any(|t| t.topic_name == "NewA"));
+    store.shutdown().unwrap();
+}
+
+#[test]
 fn unknown_topic_refused_without_auto_create() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::small_config(dir.path());
