@@ -2,7 +2,7 @@
 //! flushes, and the fence that stops writes after a failed sync.
 //!
 //! The sync policy and the fence live here and nowhere else: every flush of the
-//! commitlog goes through [`CommitLogFlusher::flush`], which latches the first
+//! commitlog goes through `CommitLogFlusher::flush`, which latches the first
 //! error into the [`Fence`]. After that, no put is accepted and no flush is
 //! retried as if nothing happened (the kernel may already have dropped the dirty
 //! pages, so a later successful sync would prove nothing).

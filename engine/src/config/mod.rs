@@ -293,7 +293,7 @@ impl StoreConfig {
     /// The delay of each level in ms (level 1 first), from `messageDelayLevel`.
     ///
     /// # Errors
-    /// [`Error::Config`] naming `messageDelayLevel` when a level is not a number
+    /// [`crate::Error::Config`] naming `messageDelayLevel` when a level is not a number
     /// with a unit `s`, `m`, `h` or `d`.
     pub fn delay_levels_ms(&self) -> crate::Result<Vec<i64>> {
         parse_delay_levels(&self.message_delay_level).map_err(|e| {
