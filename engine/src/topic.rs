@@ -189,8 +189,10 @@ impl TopicTable {
         found
     }
 
-    /// Record a change to the table (call with the write lock held).
-    fn changed(&self) {
+    /// After a change to `t` (the table under its write lock): rebuild the
+    /// index and move the generation, so no thread's cached count outlives it.
+    fn changed(&self, t: &mut TopicsFile) {
+        t.reindex();
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -218,8 +220,7 @@ impl TopicTable {
         let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
         t.topic_config_table
             .insert(cfg.topic_name.clone(), cfg.clone());
-        t.reindex();
-        self.changed();
+        self.changed(&mut t);
         t.data_version.counter += 1;
         t.data_version.timestamp = crate::message::now_ms();
         self.persist(&t)?;
@@ -241,8 +242,7 @@ impl TopicTable {
             .into_iter()
             .map(|c| (c.topic_name.clone(), c))
             .collect();
-        t.reindex();
-        self.changed();
+        self.changed(&mut t);
         t.data_version = version;
         self.persist(&t)
     }
@@ -258,14 +258,12 @@ impl TopicTable {
         }
         t.topic_config_table
             .insert(topic.to_string(), TopicConfig::new(topic, queues));
-        t.reindex();
-        self.changed();
+        self.changed(&mut t);
         t.data_version.counter += 1;
         t.data_version.timestamp = crate::message::now_ms();
         if let Err(e) = self.persist(&t) {
             t.topic_config_table.remove(topic);
-            t.reindex();
-            self.changed();
+            self.changed(&mut t);
             return Err(e);
         }
         tracing::info!(topic, queues, "topic auto-created");
