@@ -11,3 +11,4 @@ pub mod broker;
 pub mod namesrv;
 pub mod remoting;
 pub mod util;
+pub mod warn_limit;

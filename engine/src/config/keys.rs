@@ -13,6 +13,9 @@ pub const BROKER_KEYS: &[&str] = &[
     "bindAddress",
     "serverMaxFrameBytes",
     "slaveSyncInterval",
+    "serverMaxRequestsPerConnection",
+    "serverMaxQueuedReplyBytes",
+    "serverMaxConnections",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

@@ -7,7 +7,11 @@ use ferromq_engine::config::Properties;
 use ferromq_engine::StoreConfig;
 
 use crate::namesrv::{parse_bool_key, parse_key, ConfigError};
-use crate::remoting::DEFAULT_MAX_FRAME_BYTES;
+use crate::remoting::server::{
+    DEFAULT_IDLE_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+};
+use crate::remoting::{ServerConfig, DEFAULT_MAX_FRAME_BYTES};
 
 /// Broker settings. Store settings live in [`StoreConfig`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +80,18 @@ pub struct BrokerConfig {
     /// `transactionCheckMax`: check-backs before a half message is moved to
     /// `TRANS_CHECK_MAX_TIME_TOPIC`. Default 15.
     pub transaction_check_max: u32,
+    /// `serverChannelMaxIdleTimeSeconds`: a client connection with nothing read,
+    /// written or in progress for this long is closed; 0: never. Default 120.
+    pub server_channel_max_idle_time_seconds: i64,
+    /// `serverMaxRequestsPerConnection` (ferromq key): requests in progress per
+    /// connection (parked pulls included) before the broker stops reading it. Default 1024.
+    pub server_max_requests_per_connection: usize,
+    /// `serverMaxQueuedReplyBytes` (ferromq key): response bytes waiting for a
+    /// connection's writer before the broker stops reading it. Default 32 MiB.
+    pub server_max_queued_reply_bytes: usize,
+    /// `serverMaxConnections` (ferromq key): client connections open at once;
+    /// more are closed at once. Default 65 536.
+    pub server_max_connections: usize,
 }
 
 fn cores() -> usize {
@@ -203,6 +219,33 @@ impl BrokerConfig {
                 .unwrap_or(6000),
             transaction_check_max: parse_key(props, "transactionCheckMax", "a check count")?
                 .unwrap_or(15),
+            server_channel_max_idle_time_seconds: parse_key(
+                props,
+                "serverChannelMaxIdleTimeSeconds",
+                "seconds",
+            )?
+            .unwrap_or(DEFAULT_IDLE_SECS as i64),
+            server_max_requests_per_connection: parse_key::<usize>(
+                props,
+                "serverMaxRequestsPerConnection",
+                "a request count",
+            )?
+            .unwrap_or(DEFAULT_MAX_REQUESTS_PER_CONNECTION)
+            .max(1),
+            server_max_queued_reply_bytes: parse_key::<usize>(
+                props,
+                "serverMaxQueuedReplyBytes",
+                "a byte count",
+            )?
+            .unwrap_or(DEFAULT_MAX_QUEUED_REPLY_BYTES)
+            .max(1),
+            server_max_connections: parse_key::<usize>(
+                props,
+                "serverMaxConnections",
+                "a connection count",
+            )?
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .max(1),
         };
         if let Some(v) = props.get("checkTransactionMessageEnable") {
             // RocketMQ 3.x's switch for the check-back timer; 4.x has no such key and
@@ -233,6 +276,18 @@ impl BrokerConfig {
         Ok(SocketAddr::new(ip, self.listen_port))
     }
 
+    /// The connection server's settings for the client port.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            max_frame_bytes: self.max_frame_bytes,
+            max_requests_per_connection: self.server_max_requests_per_connection,
+            max_queued_reply_bytes: self.server_max_queued_reply_bytes,
+            idle_timeout: ServerConfig::idle_from_secs(self.server_channel_max_idle_time_seconds),
+            max_connections: self.server_max_connections,
+            ..ServerConfig::default()
+        }
+    }
+
     /// The broker keys as `key=value` lines (`important` = the short list of `-m`).
     pub fn to_properties(&self, important: bool) -> String {
         let mut s = format!(
@@ -253,7 +308,9 @@ impl BrokerConfig {
              longPollingEnable={}\nshortPollingTimeMills={}\nregisterNameServerPeriod={}\n\
              registerBrokerTimeoutMills={}\nflushConsumerOffsetInterval={}\nbrokerPermission={}\nserverMaxFrameBytes={}\n\
              slaveReadEnable={}\noffsetCheckInSlave={}\nslaveSyncInterval={}\n\
-             rejectTransactionMessage={}\ntransactionCheckInterval={}\ntransactionTimeOut={}\ntransactionCheckMax={}\n",
+             rejectTransactionMessage={}\ntransactionCheckInterval={}\ntransactionTimeOut={}\ntransactionCheckMax={}\n\
+             serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\n\
+             serverMaxConnections={}\n",
             self.broker_ip2,
             self.bind_address,
             self.send_message_thread_pool_nums,
@@ -274,7 +331,11 @@ impl BrokerConfig {
             self.reject_transaction_message,
             self.transaction_check_interval_ms,
             self.transaction_timeout_ms,
-            self.transaction_check_max
+            self.transaction_check_max,
+            self.server_channel_max_idle_time_seconds,
+            self.server_max_requests_per_connection,
+            self.server_max_queued_reply_bytes,
+            self.server_max_connections
         ));
         s
     }

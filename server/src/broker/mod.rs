@@ -39,7 +39,7 @@ pub use pool::{BoundedPool, PoolBusy};
 pub use query::BrokerStats;
 pub use subscription::SubscriptionGroupManager;
 
-use crate::remoting::{request, response, serve, ConnInfo, Handler, RemotingCommand, ServerConfig};
+use crate::remoting::{request, response, serve, ConnInfo, Handler, RemotingCommand};
 
 /// Remark of a SYSTEM_BUSY answer when a pool's queue is full.
 pub const BUSY_REMARK: &str = "[OVERLOAD]system busy, start flow control for a while";
@@ -418,10 +418,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             b.hold.wake_all();
         })
     };
-    let scfg = ServerConfig {
-        max_frame_bytes: broker.cfg.max_frame_bytes,
-        ..ServerConfig::default()
-    };
+    let scfg = broker.cfg.server_config();
     {
         // Before the first request: decided transactions from the op queue, and
         // op records for commits a crash left without one.

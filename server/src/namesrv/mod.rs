@@ -19,6 +19,10 @@ use tokio::sync::watch;
 pub use processor::NameServer;
 pub use route::RouteInfoManager;
 
+use crate::remoting::server::{
+    DEFAULT_IDLE_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+};
 use crate::remoting::{serve, ServerConfig, DEFAULT_MAX_FRAME_BYTES};
 
 /// Keys `mqnamesrv` accepts that ferromq reads but does not act on.
@@ -34,7 +38,6 @@ const IGNORED_KEYS: &[&str] = &[
     "serverSelectorThreads",
     "serverOnewaySemaphoreValue",
     "serverAsyncSemaphoreValue",
-    "serverChannelMaxIdleTimeSeconds",
     "serverSocketSndBufSize",
     "serverSocketRcvBufSize",
     "serverSocketBacklog",
@@ -56,6 +59,18 @@ pub struct NamesrvConfig {
     pub scan_not_active_broker_interval_ms: u64,
     /// `serverMaxFrameBytes` (ferromq key): largest frame accepted. Default 16 MiB.
     pub max_frame_bytes: usize,
+    /// `serverChannelMaxIdleTimeSeconds`: a connection with nothing read, written
+    /// or in progress for this long is closed; 0: never. Default 120.
+    pub server_channel_max_idle_time_seconds: i64,
+    /// `serverMaxRequestsPerConnection` (ferromq key): requests in progress per
+    /// connection before it is no longer read. Default 1024.
+    pub server_max_requests_per_connection: usize,
+    /// `serverMaxQueuedReplyBytes` (ferromq key): response bytes waiting for a
+    /// connection's writer before it is no longer read. Default 32 MiB.
+    pub server_max_queued_reply_bytes: usize,
+    /// `serverMaxConnections` (ferromq key): connections open at once; more are
+    /// closed at once. Default 65 536.
+    pub server_max_connections: usize,
 }
 
 impl Default for NamesrvConfig {
@@ -66,6 +81,10 @@ impl Default for NamesrvConfig {
             broker_channel_expired_time_ms: 120_000,
             scan_not_active_broker_interval_ms: 10_000,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            server_channel_max_idle_time_seconds: DEFAULT_IDLE_SECS as i64,
+            server_max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            server_max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
+            server_max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -146,6 +165,20 @@ impl NamesrvConfig {
         if let Some(v) = parse_key(props, "serverMaxFrameBytes", "a byte count")? {
             c.max_frame_bytes = v;
         }
+        if let Some(v) = parse_key(props, "serverChannelMaxIdleTimeSeconds", "seconds")? {
+            c.server_channel_max_idle_time_seconds = v;
+        }
+        if let Some(v) =
+            parse_key::<usize>(props, "serverMaxRequestsPerConnection", "a request count")?
+        {
+            c.server_max_requests_per_connection = v.max(1);
+        }
+        if let Some(v) = parse_key::<usize>(props, "serverMaxQueuedReplyBytes", "a byte count")? {
+            c.server_max_queued_reply_bytes = v.max(1);
+        }
+        if let Some(v) = parse_key::<usize>(props, "serverMaxConnections", "a connection count")? {
+            c.server_max_connections = v.max(1);
+        }
         for (k, _) in props.iter() {
             let known = [
                 "listenPort",
@@ -153,6 +186,10 @@ impl NamesrvConfig {
                 "brokerChannelExpiredTime",
                 "scanNotActiveBrokerInterval",
                 "serverMaxFrameBytes",
+                "serverChannelMaxIdleTimeSeconds",
+                "serverMaxRequestsPerConnection",
+                "serverMaxQueuedReplyBytes",
+                "serverMaxConnections",
             ];
             if !known.contains(&k) && !IGNORED_KEYS.contains(&k) {
                 tracing::warn!(key = k, "unknown name server key ignored");
@@ -164,12 +201,17 @@ impl NamesrvConfig {
     /// The effective settings as `key=value` lines.
     pub fn to_properties(&self) -> String {
         format!(
-            "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n",
+            "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n\
+             serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\nserverMaxConnections={}\n",
             self.listen_port,
             self.bind_address,
             self.broker_channel_expired_time_ms,
             self.scan_not_active_broker_interval_ms,
-            self.max_frame_bytes
+            self.max_frame_bytes,
+            self.server_channel_max_idle_time_seconds,
+            self.server_max_requests_per_connection,
+            self.server_max_queued_reply_bytes,
+            self.server_max_connections
         )
     }
 
@@ -214,6 +256,10 @@ pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Rec
     });
     let scfg = ServerConfig {
         max_frame_bytes: cfg.max_frame_bytes,
+        max_requests_per_connection: cfg.server_max_requests_per_connection,
+        max_queued_reply_bytes: cfg.server_max_queued_reply_bytes,
+        idle_timeout: ServerConfig::idle_from_secs(cfg.server_channel_max_idle_time_seconds),
+        max_connections: cfg.server_max_connections,
         ..ServerConfig::default()
     };
     serve(listener, ns, scfg, shutdown).await;
