@@ -87,7 +87,7 @@ pub struct BrokerConfig {
     /// connection (parked pulls included) before the broker stops reading it. Default 1024.
     pub server_max_requests_per_connection: usize,
     /// `serverMaxQueuedReplyBytes` (ferromq key): response bytes waiting for a
-    /// connection's writer before the broker stops reading it. Default 32 MiB.
+    /// connection's writer before the broker stops reading it. Default 4 MiB.
     pub server_max_queued_reply_bytes: usize,
     /// `serverMaxConnections` (ferromq key): client connections open at once;
     /// more are closed at once. Default 65 536.

@@ -21,8 +21,13 @@ pub use route::RouteInfoManager;
 
 use crate::remoting::server::{
     DEFAULT_IDLE_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
-    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
 };
+
+/// The name server's default `serverMaxRequestsPerConnection`: 64. Its clients
+/// ask one thing at a time (routes, registrations; nothing is held like a long
+/// poll), and every request in progress is work a client that never reads can
+/// queue: 64 topic lists of a large cluster are already seconds of CPU.
+pub const NAMESRV_MAX_REQUESTS_PER_CONNECTION: usize = 64;
 use crate::remoting::{serve, ServerConfig, DEFAULT_MAX_FRAME_BYTES};
 
 /// Keys `mqnamesrv` accepts that ferromq reads but does not act on.
@@ -63,10 +68,11 @@ pub struct NamesrvConfig {
     /// or in progress for this long is closed; 0: never. Default 120.
     pub server_channel_max_idle_time_seconds: i64,
     /// `serverMaxRequestsPerConnection` (ferromq key): requests in progress per
-    /// connection before it is no longer read. Default 1024.
+    /// connection before it is no longer read. Default 64
+    /// ([`NAMESRV_MAX_REQUESTS_PER_CONNECTION`]).
     pub server_max_requests_per_connection: usize,
     /// `serverMaxQueuedReplyBytes` (ferromq key): response bytes waiting for a
-    /// connection's writer before it is no longer read. Default 32 MiB.
+    /// connection's writer before it is no longer read. Default 4 MiB.
     pub server_max_queued_reply_bytes: usize,
     /// `serverMaxConnections` (ferromq key): connections open at once; more are
     /// closed at once. Default 65 536.
@@ -82,7 +88,7 @@ impl Default for NamesrvConfig {
             scan_not_active_broker_interval_ms: 10_000,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             server_channel_max_idle_time_seconds: DEFAULT_IDLE_SECS as i64,
-            server_max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            server_max_requests_per_connection: NAMESRV_MAX_REQUESTS_PER_CONNECTION,
             server_max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
             server_max_connections: DEFAULT_MAX_CONNECTIONS,
         }

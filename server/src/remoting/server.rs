@@ -91,10 +91,11 @@ pub trait Handler: Send + Sync + 'static {
 /// on one connection, and producers pipeline up to a few hundred sends.
 pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 1024;
 
-/// Default [`ServerConfig::max_queued_reply_bytes`]: 32 MiB, well above what a
-/// reading client lets pile up (a socket's worth) and a few hundred full pull
-/// responses.
-pub const DEFAULT_MAX_QUEUED_REPLY_BYTES: usize = 32 * 1024 * 1024;
+/// Default [`ServerConfig::max_queued_reply_bytes`]: 4 MiB. It sits on top of the
+/// kernel's socket buffers (a few MiB on Linux), so it only holds back a client
+/// that reads slower than it asks, which could not take its answers faster anyway;
+/// and it bounds the work a client that never reads can make the server do.
+pub const DEFAULT_MAX_QUEUED_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Default [`ServerConfig::idle_timeout`]: RocketMQ's
 /// `serverChannelMaxIdleTimeSeconds`, 120 s.
