@@ -37,7 +37,7 @@ mod master;
 mod slave;
 
 pub use frame::{read_frame_header, FRAME_HEADER_LEN};
-pub use master::{HaMaster, SlaveInfo};
+pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS};
 pub use slave::{HaSlave, SlaveStatus};
 
 use std::time::Duration;

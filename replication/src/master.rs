@@ -365,13 +365,42 @@ impl Inner {
     }
 }
 
+/// Most slave connections served at once; more are closed at once (with a WARN
+/// at most every 10 s). A master has one or two slaves; the headroom is for
+/// reconnects that overlap the close of the old connection. Each connection
+/// costs two threads and a `haTransferBatchSize` buffer, nothing more.
+pub const MAX_SLAVE_CONNECTIONS: usize = 16;
+
 fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
+    let mut cap_warned: Option<Instant> = None;
+    let mut refused = 0u64;
     while !inner.stop.load(Ordering::Acquire) {
+        handles.retain(|h| !h.is_finished());
         match listener.accept() {
             Ok((stream, addr)) => {
+                if inner.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+                    >= MAX_SLAVE_CONNECTIONS
+                {
+                    refused += 1;
+                    if cap_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            slave = %addr,
+                            max = MAX_SLAVE_CONNECTIONS,
+                            refused,
+                            "HA slave connection limit reached: closing new connections at once"
+                        );
+                        cap_warned = Some(Instant::now());
+                        refused = 0;
+                    }
+                    let _ = stream.shutdown(Shutdown::Both);
+                    continue;
+                }
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_nodelay(true);
+                // A slave that reads nothing for the housekeeping interval is
+                // dropped like one that reports nothing (the read side's timeout).
+                let _ = stream.set_write_timeout(Some(inner.cfg.housekeeping_interval));
                 let Ok(reader) = stream.try_clone() else {
                     continue;
                 };
@@ -418,7 +447,6 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        handles.retain(|h| !h.is_finished());
     }
     for h in handles {
         let _ = h.join();
@@ -530,7 +558,7 @@ fn write_loop(
         {
             Some(bytes) => {
                 if let Err(e) = write_frame(&mut w, next, &bytes) {
-                    inner.close(&conn, &format!("write failed: {e}"));
+                    inner.close(&conn, &write_error(&e));
                     return;
                 }
                 next += bytes.len() as u64;
@@ -539,7 +567,7 @@ fn write_loop(
             None => {
                 if last_send.elapsed() >= inner.cfg.heartbeat_interval {
                     if let Err(e) = write_frame(&mut w, next, &[]) {
-                        inner.close(&conn, &format!("heartbeat failed: {e}"));
+                        inner.close(&conn, &write_error(&e));
                         return;
                     }
                     last_send = Instant::now();
@@ -555,6 +583,18 @@ fn write_loop(
                 inner.writers_sleeping.fetch_sub(1, Ordering::SeqCst);
             }
         }
+    }
+}
+
+/// Why a write to a slave failed, for the close's log line.
+fn write_error(e: &std::io::Error) -> String {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        "the slave read nothing within haHousekeepingInterval".to_string()
+    } else {
+        format!("write failed: {e}")
     }
 }
 
