@@ -393,4 +393,42 @@ mod tests {
             .to_string()
             .contains("brokerId"));
     }
+
+    #[test]
+    fn connection_bounds_and_idle_time() {
+        let props = Properties::parse("");
+        let (store, _) = StoreConfig::from_properties(&props).unwrap();
+        let d = BrokerConfig::from_properties(&props, &store)
+            .unwrap()
+            .server_config();
+        assert_eq!(d.idle_timeout, Some(std::time::Duration::from_secs(120)));
+        assert_eq!(
+            (
+                d.max_requests_per_connection,
+                d.max_queued_reply_bytes,
+                d.max_connections
+            ),
+            (1024, 4 << 20, 65_536)
+        );
+        let props = Properties::parse(
+            "serverChannelMaxIdleTimeSeconds=0\nserverMaxRequestsPerConnection=8\n\
+             serverMaxQueuedReplyBytes=65536\nserverMaxConnections=3\n",
+        );
+        let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let b = BrokerConfig::from_properties(&props, &store).unwrap();
+        let c = b.server_config();
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(
+            (
+                c.max_requests_per_connection,
+                c.max_queued_reply_bytes,
+                c.max_connections
+            ),
+            (8, 65536, 3)
+        );
+        assert!(b.to_properties(false).contains("serverMaxConnections=3\n"));
+        let bad = Properties::parse("serverMaxConnections=many\n");
+        assert!(BrokerConfig::from_properties(&bad, &store).is_err());
+    }
 }

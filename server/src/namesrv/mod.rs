@@ -271,3 +271,43 @@ pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Rec
     serve(listener, ns, scfg, shutdown).await;
     let _ = scanner.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_keys() {
+        let d = NamesrvConfig::from_properties(&Properties::parse("")).unwrap();
+        assert_eq!(
+            (
+                d.server_channel_max_idle_time_seconds,
+                d.server_max_requests_per_connection,
+                d.server_max_queued_reply_bytes,
+                d.server_max_connections
+            ),
+            (120, 64, 4 << 20, 65_536)
+        );
+        let c = NamesrvConfig::from_properties(&Properties::parse(
+            "serverChannelMaxIdleTimeSeconds=5\nserverMaxRequestsPerConnection=0\n\
+             serverMaxQueuedReplyBytes=1000\nserverMaxConnections=10\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                c.server_channel_max_idle_time_seconds,
+                c.server_max_requests_per_connection,
+                c.server_max_queued_reply_bytes,
+                c.server_max_connections
+            ),
+            (5, 1, 1000, 10)
+        );
+        assert!(c
+            .to_properties()
+            .contains("serverChannelMaxIdleTimeSeconds=5\n"));
+        assert!(
+            NamesrvConfig::from_properties(&Properties::parse("serverMaxConnections=-1\n"))
+                .is_err()
+        );
+    }
+}
