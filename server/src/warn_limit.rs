@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The limiter for WARN lines about a peer's bad input (bad frames, bad bodies):
+/// one line per peer per 10 s, shared by the whole server.
+pub static BAD_INPUT: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
+
 /// Slots in a [`WarnLimiter`].
 pub const SLOTS: usize = 64;
 

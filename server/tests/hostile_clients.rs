@@ -375,3 +375,29 @@ fn connection_cap_closes_extra_connections_with_one_log_line() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
+
+#[test]
+fn bad_frame_warnings_are_limited_per_peer() {
+    let (_d, dir) = temp_dir();
+    let log = dir.join("broker.log");
+    let (_broker, port) =
+        start_broker_logged(&dir.join("b"), &broker_props(&dir.join("store"), ""), &log);
+    for _ in 0..5 {
+        let mut c = Client::connect(port);
+        // A negative frame length: the connection is closed.
+        c.write_raw(&(-1i32).to_be_bytes());
+        c.write_raw(&[0u8; 8]);
+        assert!(c.closed_within(Duration::from_secs(5)));
+    }
+    // The broker still serves this peer.
+    let mut c = Client::connect(port);
+    let r = c.invoke(Client::offset_req(request::GET_MAX_OFFSET, TOPIC, 0));
+    assert_eq!(r.code, response::SUCCESS);
+    let lines = log_count(&log, "closing connection after a bad frame");
+    assert_eq!(
+        lines,
+        1,
+        "bad-frame lines:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

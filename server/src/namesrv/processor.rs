@@ -10,6 +10,7 @@ use super::route::{Registration, RouteInfoManager, TopicEntry};
 use crate::remoting::json::parse_lenient;
 use crate::remoting::{request, response, ConnInfo, Handler, HeaderError, RemotingCommand};
 use crate::util::crc32_masked;
+use crate::warn_limit::BAD_INPUT;
 
 /// Client version from which routes are sent as standard JSON (`V4_9_4`).
 const STANDARD_JSON_VERSION: i32 = 401;
@@ -68,7 +69,9 @@ impl NameServer {
         let compressed = h.opt_bool("compressed")?.unwrap_or(false);
         let crc = h.opt_i64("bodyCrc32")?.unwrap_or(0);
         if crc != 0 && crc != i64::from(crc32_masked(&req.body)) {
-            tracing::warn!(peer = %conn.peer, "register body crc32 does not match");
+            if let Some(suppressed) = BAD_INPUT.check(conn.peer.ip()) {
+                tracing::warn!(peer = %conn.peer, suppressed, "register body crc32 does not match");
+            }
             return Ok(RemotingCommand::error(
                 response::SYSTEM_ERROR,
                 "crc32 not match",
@@ -80,7 +83,9 @@ impl NameServer {
             match parse_register_body(&req.body, compressed) {
                 Ok((dv, t)) => (dv, Some(t)),
                 Err(e) => {
-                    tracing::warn!(peer = %conn.peer, error = %e, "bad register body");
+                    if let Some(suppressed) = BAD_INPUT.check(conn.peer.ip()) {
+                        tracing::warn!(peer = %conn.peer, error = %e, suppressed, "bad register body");
+                    }
                     return Ok(RemotingCommand::error(
                         response::SYSTEM_ERROR,
                         format!("bad RegisterBrokerBody: {e}"),

@@ -149,8 +149,6 @@ impl ServerConfig {
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// WARN lines about peers: one per peer per 10 s (see [`WarnLimiter`]).
-static PEER_WARN: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
 /// The connection-cap WARN: one per 10 s server-wide.
 static CAP_WARN: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
 
@@ -471,7 +469,7 @@ async fn connection<H: Handler>(
             }
             Ok(None) => break,
             Err(e) => {
-                if let Some(suppressed) = PEER_WARN.check(peer.ip()) {
+                if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(peer.ip()) {
                     tracing::warn!(%peer, error = %e, suppressed, "closing connection after a bad frame");
                 } else {
                     tracing::debug!(%peer, error = %e, "closing connection after a bad frame");
