@@ -260,6 +260,11 @@ fn idle_connections_close_and_busy_ones_stay() {
     let mut c = Client::connect(port);
     let r = c.send_v2(TOPIC, 0, b"m", None, None);
     assert_eq!(r.code, response::SUCCESS);
+    // The message is in the consume queue, so a pull at offset 1 parks.
+    wait_for(Duration::from_secs(5), || {
+        (total_max_offset(port, TOPIC, 1) >= 1).then_some(())
+    })
+    .expect("message dispatched");
 
     // Active: a heartbeat every second for 5 s.
     let active = std::thread::spawn(move || {
