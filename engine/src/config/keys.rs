@@ -13,6 +13,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "bindAddress",
     "serverMaxFrameBytes",
     "slaveSyncInterval",
+    "longPollingMaxSuspendMillis",
+    "longPollingMaxParkedPerConnection",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

@@ -46,6 +46,14 @@ pub struct BrokerConfig {
     pub long_polling_enable: bool,
     /// `shortPollingTimeMills`: hold time when long polling is off. Default 1000.
     pub short_polling_time_mills: u64,
+    /// `longPollingMaxSuspendMillis` (ferromq key): the longest a pull is held,
+    /// whatever `suspendTimeoutMillis` it asks (clients ask 15 000 to 30 000).
+    /// Default 45 000, at least 1.
+    pub long_polling_max_suspend_ms: u64,
+    /// `longPollingMaxParkedPerConnection` (ferromq key): pulls one connection
+    /// may have held at once; beyond it a pull that finds nothing is answered at
+    /// once (PULL_NOT_FOUND). Default 4096, at least 1.
+    pub long_polling_max_parked_per_connection: usize,
     /// `registerNameServerPeriod`: ms between registrations (clamped 10 000..=60 000). Default 30 000.
     pub register_name_server_period_ms: u64,
     /// `registerBrokerTimeoutMills`: ms to wait for a name server. Default 6000.
@@ -163,6 +171,20 @@ impl BrokerConfig {
             long_polling_enable: parse_bool_key(props, "longPollingEnable")?.unwrap_or(true),
             short_polling_time_mills: parse_key(props, "shortPollingTimeMills", "milliseconds")?
                 .unwrap_or(1000),
+            long_polling_max_suspend_ms: parse_key::<u64>(
+                props,
+                "longPollingMaxSuspendMillis",
+                "milliseconds",
+            )?
+            .unwrap_or(45_000)
+            .max(1),
+            long_polling_max_parked_per_connection: parse_key::<usize>(
+                props,
+                "longPollingMaxParkedPerConnection",
+                "a count",
+            )?
+            .unwrap_or(4096)
+            .max(1),
             register_name_server_period_ms: parse_key::<u64>(
                 props,
                 "registerNameServerPeriod",
@@ -276,6 +298,10 @@ impl BrokerConfig {
             self.transaction_timeout_ms,
             self.transaction_check_max
         ));
+        s.push_str(&format!(
+            "longPollingMaxSuspendMillis={}\nlongPollingMaxParkedPerConnection={}\n",
+            self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
+        ));
         s
     }
 }
@@ -326,6 +352,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("transactionCheckMax"));
+        assert_eq!(
+            (
+                b.long_polling_max_suspend_ms,
+                b.long_polling_max_parked_per_connection
+            ),
+            (45_000, 4096)
+        );
+        let lp = Properties::parse(
+            "longPollingMaxSuspendMillis=2000\nlongPollingMaxParkedPerConnection=0\n",
+        );
+        let b = BrokerConfig::from_properties(&lp, &store).unwrap();
+        assert_eq!(
+            (
+                b.long_polling_max_suspend_ms,
+                b.long_polling_max_parked_per_connection
+            ),
+            (2000, 1)
+        );
         let bad = Properties::parse("brokerId=x\n");
         assert!(BrokerConfig::from_properties(&bad, &store)
             .unwrap_err()
