@@ -350,6 +350,14 @@ impl PullHold {
         self.refused.load(Ordering::Relaxed)
     }
 
+    /// Pull requests in progress that may park (held or not), over all connections.
+    pub fn active(&self) -> usize {
+        self.conns
+            .iter()
+            .map(|s| lock(s).values().map(|c| c.active).sum::<usize>())
+            .sum()
+    }
+
     /// Connections with a pull in progress that may park.
     pub fn connections(&self) -> usize {
         self.conns.iter().map(|s| lock(s).len()).sum()
@@ -398,8 +406,10 @@ mod tests {
             now_or_never(other.wait(Duration::from_secs(5))),
             Some(Wake::Arrived)
         );
+        assert_eq!(h.active(), 1);
         drop(act);
         assert_eq!(h.connections(), 0);
+        assert_eq!(h.active(), 0);
     }
 
     #[test]

@@ -270,12 +270,14 @@ impl Broker {
 
     /// Once many held pulls are gone (their connections closed, or they were
     /// answered), give the memory they took back to the OS: their requests'
-    /// allocations are freed but glibc keeps them otherwise. `peak` is the
-    /// held count since the last release; returns the new one.
+    /// allocations are freed but glibc keeps them otherwise. Counted by pull
+    /// requests that may park still in progress (a held pull's task ends a
+    /// little after it leaves the hold). `peak` is that count's high mark
+    /// since the last release; returns the new one.
     async fn return_memory_of_held_pulls(&self, peak: usize) -> usize {
-        /// Held pulls gone before memory is given back.
+        /// Pull requests gone before memory is given back.
         const RELEASE_AFTER: usize = 10_000;
-        let now = self.hold.parked();
+        let now = self.hold.active();
         if peak.saturating_sub(now) < RELEASE_AFTER {
             return peak.max(now);
         }
