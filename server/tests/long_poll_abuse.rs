@@ -234,7 +234,7 @@ fn suspend_time_and_held_pulls_per_connection_are_capped() {
             "longPollingMaxSuspendMillis={CAP_MS}\nlongPollingMaxParkedPerConnection={PER_CONN_CAP}\n"
         ),
     );
-    let (_broker, port) = start_broker(&dir, &props, None);
+    let (_broker, port) = start_broker_bin(&dir, &props);
     let mut c = Client::connect(port);
     assert_eq!(
         c.send_v2(HOLD_TOPIC, 0, b"first", None, None).code,
@@ -337,7 +337,7 @@ fn oversize_batch_is_refused_whole() {
     const MAX: usize = 64 * 1024;
     let (_tmp, dir) = temp_dir();
     let props = broker_props(&dir.join("store"), &format!("maxMessageSize={MAX}\n"));
-    let (_broker, port) = start_broker(&dir, &props, None);
+    let (_broker, port) = start_broker_bin(&dir, &props);
     let mut c = Client::connect(port);
     const TOPIC: &str = "BatchLimit";
     assert_eq!(
@@ -377,7 +377,7 @@ fn error_remarks_name_the_problem_not_the_store_path() {
     let (_tmp, dir) = temp_dir();
     let store = dir.join("store");
     let props = broker_props(&store, "");
-    let (_broker, port) = start_broker(&dir, &props, None);
+    let (_broker, port) = start_broker_bin(&dir, &props);
     let store_path = store.display().to_string();
     let mut c = Client::connect(port);
     let r = c.send_v2("Remarks", 0, &[7u8; 300], None, None);

@@ -13,12 +13,20 @@ use ferromq_server::remoting::{request, RemotingCommand};
 
 use super::{port_of, runtime_info, spawn_to, Proc};
 
-/// Start a broker with `props` whose log (stderr, at `info`) goes to `log`.
+/// The broker binary: `FERROMQ_TEST_BROKER_BIN` when set (to run these
+/// tests against another build, e.g. an older one), else this build's.
+fn broker_bin() -> std::ffi::OsString {
+    std::env::var_os("FERROMQ_TEST_BROKER_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ferromq-broker").into())
+}
+
+/// Start a broker ([`broker_bin`]) with `props` whose log (stderr, at
+/// `info`) goes to `log`.
 pub fn start_broker_logged(dir: &Path, props: &str, log: &Path) -> (Proc, u16) {
     std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
+    let mut cmd = Command::new(broker_bin());
     cmd.arg("-c")
         .arg(&cfg)
         .arg("--bind-address")
@@ -30,17 +38,12 @@ pub fn start_broker_logged(dir: &Path, props: &str, log: &Path) -> (Proc, u16) {
     (p, port)
 }
 
-/// [`super::start_broker`] (no name server) with the broker binary named by
-/// `FERROMQ_TEST_BROKER_BIN` when set (to run a test against another build,
-/// e.g. an older one), else this build's.
+/// [`super::start_broker`] (no name server) with [`broker_bin`].
 pub fn start_broker_bin(dir: &Path, props: &str) -> (Proc, u16) {
-    let Some(bin) = std::env::var_os("FERROMQ_TEST_BROKER_BIN") else {
-        return super::start_broker(dir, props, None);
-    };
     std::fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("broker.properties");
     std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(broker_bin());
     cmd.arg("-c")
         .arg(&cfg)
         .arg("--bind-address")
