@@ -204,6 +204,20 @@ pub fn prefetch_write(p: *const u8) {
     let _ = p;
 }
 
+/// Give the allocator's free pages back to the OS (glibc `malloc_trim(0)`),
+/// e.g. after many connections with held requests have gone; a no-op with
+/// other C libraries. Returns whether anything was released.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only walks glibc's own arenas
+    // under their locks.
+    unsafe {
+        libc::malloc_trim(0) == 1
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

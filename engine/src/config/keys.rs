@@ -16,6 +16,8 @@ pub const BROKER_KEYS: &[&str] = &[
     "serverMaxRequestsPerConnection",
     "serverMaxQueuedReplyBytes",
     "serverMaxConnections",
+    "longPollingMaxSuspendMillis",
+    "longPollingMaxParkedPerConnection",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

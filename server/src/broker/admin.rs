@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{MessageFilter, TopicConfig};
 
-use super::{store_error_code, Broker};
+use super::{store_error_response, Broker};
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
 
 impl Broker {
@@ -134,7 +134,7 @@ impl Broker {
             .await;
             match r {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+                Ok(Err(e)) => return store_error_response(&e),
                 Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
             }
         }
@@ -220,7 +220,7 @@ impl Broker {
                 self.register_now.notify_one();
                 RemotingCommand::success()
             }
-            Ok(Err(e)) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+            Ok(Err(e)) => store_error_response(&e),
             Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
         }
     }

@@ -50,6 +50,17 @@ pub struct BrokerConfig {
     pub long_polling_enable: bool,
     /// `shortPollingTimeMills`: hold time when long polling is off. Default 1000.
     pub short_polling_time_mills: u64,
+    /// `longPollingMaxSuspendMillis` (ferromq key): the longest a pull is held,
+    /// whatever `suspendTimeoutMillis` it asks (clients ask 15 000 to 30 000).
+    /// Default 45 000, at least 1.
+    pub long_polling_max_suspend_ms: u64,
+    /// `longPollingMaxParkedPerConnection` (ferromq key): pulls one connection
+    /// may have held at once; beyond it a pull that finds nothing is answered at
+    /// once (PULL_NOT_FOUND). Default 768, at least 1: below the default
+    /// `serverMaxRequestsPerConnection` (1024), because a held pull counts as a
+    /// request in progress, so a connection full of held pulls still has room
+    /// for its heartbeats, offset commits and sends.
+    pub long_polling_max_parked_per_connection: usize,
     /// `registerNameServerPeriod`: ms between registrations (clamped 10 000..=60 000). Default 30 000.
     pub register_name_server_period_ms: u64,
     /// `registerBrokerTimeoutMills`: ms to wait for a name server. Default 6000.
@@ -179,6 +190,20 @@ impl BrokerConfig {
             long_polling_enable: parse_bool_key(props, "longPollingEnable")?.unwrap_or(true),
             short_polling_time_mills: parse_key(props, "shortPollingTimeMills", "milliseconds")?
                 .unwrap_or(1000),
+            long_polling_max_suspend_ms: parse_key::<u64>(
+                props,
+                "longPollingMaxSuspendMillis",
+                "milliseconds",
+            )?
+            .unwrap_or(45_000)
+            .max(1),
+            long_polling_max_parked_per_connection: parse_key::<usize>(
+                props,
+                "longPollingMaxParkedPerConnection",
+                "a count",
+            )?
+            .unwrap_or(768)
+            .max(1),
             register_name_server_period_ms: parse_key::<u64>(
                 props,
                 "registerNameServerPeriod",
@@ -260,6 +285,15 @@ impl BrokerConfig {
         b.transaction_check_interval_ms = b.transaction_check_interval_ms.max(10);
         b.send_message_thread_pool_nums = b.send_message_thread_pool_nums.max(1);
         b.pull_message_thread_pool_nums = b.pull_message_thread_pool_nums.max(1);
+        if b.long_polling_max_parked_per_connection >= b.server_max_requests_per_connection {
+            tracing::warn!(
+                parked = b.long_polling_max_parked_per_connection,
+                requests = b.server_max_requests_per_connection,
+                "longPollingMaxParkedPerConnection is not below serverMaxRequestsPerConnection: \
+                 a connection full of held pulls is not read (no heartbeats, commits or sends) \
+                 until one of them is answered"
+            );
+        }
         Ok(b)
     }
 
@@ -337,6 +371,10 @@ impl BrokerConfig {
             self.server_max_queued_reply_bytes,
             self.server_max_connections
         ));
+        s.push_str(&format!(
+            "longPollingMaxSuspendMillis={}\nlongPollingMaxParkedPerConnection={}\n",
+            self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
+        ));
         s
     }
 }
@@ -387,6 +425,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("transactionCheckMax"));
+        assert_eq!(
+            (
+                b.long_polling_max_suspend_ms,
+                b.long_polling_max_parked_per_connection
+            ),
+            (45_000, 768)
+        );
+        let lp = Properties::parse(
+            "longPollingMaxSuspendMillis=2000\nlongPollingMaxParkedPerConnection=0\n",
+        );
+        let b = BrokerConfig::from_properties(&lp, &store).unwrap();
+        assert_eq!(
+            (
+                b.long_polling_max_suspend_ms,
+                b.long_polling_max_parked_per_connection
+            ),
+            (2000, 1)
+        );
         let bad = Properties::parse("brokerId=x\n");
         assert!(BrokerConfig::from_properties(&bad, &store)
             .unwrap_err()

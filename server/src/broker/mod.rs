@@ -120,7 +120,7 @@ impl Broker {
             cfg.pull_thread_pool_queue_capacity,
         )
         .map_err(StartError::Threads)?;
-        let hold = Arc::new(PullHold::new());
+        let hold = Arc::new(PullHold::new(cfg.long_polling_max_parked_per_connection));
         let listener_hold = hold.clone();
         store.set_message_arrival_listener(Some(Arc::new(move |topic, queue_id, max| {
             listener_hold.notify(topic, queue_id, max)
@@ -184,7 +184,10 @@ impl Broker {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 self.send(&conn, req).await
             }
-            request::PULL_MESSAGE => self.pull(req).await,
+            request::PULL_MESSAGE => self
+                .pull(&conn, req)
+                .await
+                .unwrap_or_else(|| RemotingCommand::response(response::PULL_NOT_FOUND, None)),
             request::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(&req).await,
             request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&req),
             request::GET_MAX_OFFSET => self.get_max_offset(&req),
@@ -263,6 +266,23 @@ impl Broker {
                 tracing::debug!(group = %g, told = n, "consumer ids changed");
             }
         }
+    }
+
+    /// Once many held pulls are gone (their connections closed, or they were
+    /// answered), give the memory they took back to the OS: their requests'
+    /// allocations are freed but glibc keeps them otherwise. Counted by pull
+    /// requests that may park still in progress (a held pull's task ends a
+    /// little after it leaves the hold). `peak` is that count's high mark
+    /// since the last release; returns the new one.
+    async fn return_memory_of_held_pulls(&self, peak: usize) -> usize {
+        /// Pull requests gone before memory is given back.
+        const RELEASE_AFTER: usize = 10_000;
+        let now = self.hold.active();
+        if peak.saturating_sub(now) < RELEASE_AFTER {
+            return peak.max(now);
+        }
+        let _ = tokio::task::spawn_blocking(ferromq_engine::sys::release_free_memory).await;
+        now
     }
 
     /// Persist the consumer offsets (off the runtime).
@@ -346,16 +366,91 @@ pub fn store_error_code(e: &StoreError) -> i32 {
     }
 }
 
+/// A store error as a response: [`store_error_code`] and [`store_error_remark`].
+pub fn store_error_response(e: &StoreError) -> RemotingCommand {
+    RemotingCommand::error(store_error_code(e), store_error_remark(e))
+}
+
+/// The remark a client gets for a store error: it names the problem but never
+/// a server path (I/O and corruption errors carry file paths; those stay in
+/// the broker's log, which gets the full error here).
+pub fn store_error_remark(e: &StoreError) -> String {
+    match e {
+        StoreError::Io { source, .. } => {
+            tracing::warn!(error = %e, "store I/O error; the client is told without the path");
+            // The OS error alone: a custom error's message might hold a path.
+            let what = match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+                None => source.kind().to_string(),
+            };
+            format!("store I/O error: {what} (details in the broker log)")
+        }
+        StoreError::Corruption {
+            path,
+            offset,
+            reason,
+        } => {
+            tracing::warn!(error = %e, "damaged store data; the client is told without the path");
+            // The file's name (e.g. a commitlog file) but not where it lives; a
+            // reason that quotes a path is left out.
+            let file = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let reason = if quotes_a_path(reason) {
+                "details in the broker log"
+            } else {
+                reason.as_str()
+            };
+            format!("corruption in store file {file} at offset {offset}: {reason}")
+        }
+        StoreError::Config { key, .. } => {
+            tracing::warn!(error = %e, "store configuration error answered to a client");
+            format!("bad store configuration value for `{key}` (details in the broker log)")
+        }
+        StoreError::Locked(_) => "the store directory is locked by another process".into(),
+        StoreError::Fenced(_) => {
+            // The engine logged the cause (with its path) when it fenced.
+            "store is fenced after an earlier failure of a durable write (details in the broker log)"
+                .into()
+        }
+        StoreError::IllegalMessage(_)
+        | StoreError::TopicNotExist(_)
+        | StoreError::DiskFull(_)
+        | StoreError::Busy(_)
+        | StoreError::ShutDown
+        | StoreError::WrongRole(_) => e.to_string(),
+        _ => {
+            tracing::warn!(error = %e, "store error answered to a client");
+            "store error (details in the broker log)".into()
+        }
+    }
+}
+
+/// True when `s` has a word that starts with `/` (an absolute path).
+fn quotes_a_path(s: &str) -> bool {
+    s.split(|c: char| c.is_whitespace() || "()[]{}`'\"=:,;".contains(c))
+        .any(|w| w.starts_with('/'))
+}
+
 impl Handler for Broker {
     async fn handle(
         self: Arc<Self>,
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
+        if req.code == request::PULL_MESSAGE {
+            // A pull held until its connection closed is answered with nothing.
+            return self.pull(&conn, req).await;
+        }
         Some(self.process(conn, req).await)
     }
 
     fn on_close(&self, conn: &ConnInfo) {
+        let dropped = self.hold.on_close(conn.id);
+        if dropped > 0 {
+            tracing::debug!(peer = %conn.peer, dropped, "held pulls of a closed connection dropped");
+        }
         let changed = self.clients.on_connection_closed(conn.id);
         self.consumer_ids_changed(&changed);
     }
@@ -376,9 +471,11 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             let every = Duration::from_millis(b.cfg.flush_consumer_offset_interval_ms.max(100));
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
+            let mut held_peak = 0;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
+                        held_peak = b.return_memory_of_held_pulls(held_peak).await;
                         b.persist_offsets().await;
                         let changed = b.clients.scan_not_active(CLIENT_EXPIRY);
                         b.consumer_ids_changed(&changed);
@@ -445,4 +542,48 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
 /// Split a `-n` argument (`a:9876;b:9876`) into addresses.
 pub fn split_namesrv_addr_arg(s: &str) -> Vec<String> {
     config::split_namesrv_addr(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remarks_carry_no_server_paths() {
+        let io = StoreError::io(
+            "creating /srv/store/consumequeue/T/0/00000000000000000000",
+            std::io::Error::from_raw_os_error(libc_enospc()),
+        );
+        let r = store_error_remark(&io);
+        assert!(!r.contains("/srv"), "{r}");
+        assert!(r.contains("No space left"), "{r}");
+        let custom = StoreError::io("x", std::io::Error::other("cannot open /srv/store/a"));
+        assert!(!store_error_remark(&custom).contains("/srv"));
+        let c = StoreError::corruption(
+            "/srv/store/commitlog/00000000000000000000",
+            42,
+            "body CRC mismatch",
+        );
+        let r = store_error_remark(&c);
+        assert!(!r.contains("/srv"), "{r}");
+        assert!(
+            r.contains("00000000000000000000") && r.contains("CRC"),
+            "{r}"
+        );
+        let c = StoreError::corruption("/srv/a", 0, "re-reading: I/O error reading /srv/a: x");
+        assert!(!store_error_remark(&c).contains("/srv"));
+        let c = StoreError::corruption("/srv/a", 0, "I/O error (os error 5)");
+        assert!(store_error_remark(&c).ends_with("I/O error (os error 5)"));
+        let f = StoreError::Fenced("commitlog flush failed: I/O error syncing /srv/store/x".into());
+        assert!(!store_error_remark(&f).contains("/srv"));
+        assert!(!store_error_remark(&StoreError::Locked("/srv/store".into())).contains("/srv"));
+        let r = store_error_response(&StoreError::IllegalMessage("body too big".into()));
+        assert_eq!(r.code, response::MESSAGE_ILLEGAL);
+        assert_eq!(r.remark.as_deref(), Some("illegal message: body too big"));
+    }
+
+    /// ENOSPC on Linux.
+    fn libc_enospc() -> i32 {
+        28
+    }
 }

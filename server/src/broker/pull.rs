@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
+use super::hold::Wake;
 use super::subscription::SubscriptionGroupConfig;
-use super::{store_error_code, Broker, BUSY_REMARK};
-use crate::remoting::{response, ExtFields, HeaderError, RemotingCommand};
+use super::{store_error_response, Broker, BUSY_REMARK};
+use crate::remoting::{response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// PullSysFlag bit: the request carries a commit offset.
 pub const FLAG_COMMIT_OFFSET: i32 = 0x1;
@@ -209,59 +210,67 @@ pub fn pull_response(r: &GetResult, d: &PullDecision) -> RemotingCommand {
 }
 
 impl Broker {
-    pub(super) async fn pull(self: Arc<Self>, req: RemotingCommand) -> RemotingCommand {
+    /// PULL_MESSAGE; `None` (send nothing) when the pull was held and its
+    /// connection closed meanwhile.
+    pub(super) async fn pull(
+        self: Arc<Self>,
+        conn: &ConnInfo,
+        req: RemotingCommand,
+    ) -> Option<RemotingCommand> {
         let h = match PullHeader::parse(&req.ext_fields) {
             Ok(h) => h,
-            Err(e) => return e.into(),
+            Err(e) => return Some(e.into()),
         };
+        // Not kept while the pull is held.
+        drop(req);
         if self.cfg.broker_permission & PERM_READ == 0 {
-            return RemotingCommand::error(
+            return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!(
                     "the broker[{}] pulling message is forbidden",
                     self.cfg.broker_ip1
                 ),
-            );
+            ));
         }
         let Some(tc) = self.store.topic_config(&h.topic) else {
-            return RemotingCommand::error(
+            return Some(RemotingCommand::error(
                 response::TOPIC_NOT_EXIST,
                 format!("topic[{}] not exist, apply first please!", h.topic),
-            );
+            ));
         };
         if h.queue_id < 0 || h.queue_id as u32 >= tc.read_queue_nums {
-            return RemotingCommand::error(
+            return Some(RemotingCommand::error(
                 response::SYSTEM_ERROR,
                 format!(
                     "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
                     h.queue_id, h.topic, tc.read_queue_nums
                 ),
-            );
+            ));
         }
         if tc.perm & PERM_READ == 0 {
-            return RemotingCommand::error(
+            return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!("the topic[{}] pulling message is forbidden", h.topic),
-            );
+            ));
         }
         let group = match self.check_group(&h.consumer_group).await {
             Ok(g) => g,
-            Err(r) => return r,
+            Err(r) => return Some(r),
         };
         if !group.consume_enable {
-            return RemotingCommand::error(
+            return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!("subscription group no permission, {}", h.consumer_group),
-            );
+            ));
         }
         if h.expression_type
             .as_deref()
             .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
         {
-            return RemotingCommand::error(
+            return Some(RemotingCommand::error(
                 response::SYSTEM_ERROR,
                 "The broker does not support consumer to filter message by SQL92",
-            );
+            ));
         }
         let expr = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
             h.subscription.clone()
@@ -271,28 +280,50 @@ impl Broker {
         let filter = MessageFilter::from_expression(expr.as_deref().unwrap_or("*"));
         let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
 
+        let suspend = h.sys_flag & FLAG_SUSPEND != 0;
+        // Registered before the first read, so that a close meanwhile is seen.
+        let activity = suspend.then(|| self.hold.enter(conn.id));
         let first = self
             .clone()
             .pull_once(&h, &filter, offset, true, &group)
             .await;
-        let suspend = h.sys_flag & FLAG_SUSPEND != 0;
-        if first.code != response::PULL_NOT_FOUND || !suspend {
-            return first;
+        let Some(activity) = activity else {
+            return Some(first);
+        };
+        if first.code != response::PULL_NOT_FOUND {
+            return Some(first);
         }
         // Long polling: park until the queue grows past `offset`, then pull once more.
         let wait = if self.cfg.long_polling_enable {
-            Duration::from_millis(u64::try_from(h.suspend_timeout_millis).unwrap_or(0))
+            let asked = u64::try_from(h.suspend_timeout_millis).unwrap_or(0);
+            Duration::from_millis(asked.min(self.cfg.long_polling_max_suspend_ms))
         } else {
             Duration::from_millis(self.cfg.short_polling_time_mills)
         };
+        if wait.is_zero() {
+            return Some(first);
+        }
         let queue_id = h.queue_id as u32;
-        let rx = self.hold.park(&h.topic, queue_id, offset);
+        // Refused (the connection has its maximum held, or has closed): answer
+        // now with what the first read found, as an unsuspended pull is answered.
+        let Ok(parked) = self.hold.park(&activity, &h.topic, queue_id, offset) else {
+            return Some(first);
+        };
+        // Not kept while the pull is held (it is read again on wake-up).
+        drop(first);
         if !self.stopping.load(Ordering::Acquire)
             && self.store.max_offset_in_queue(&h.topic, queue_id) <= offset
+            && parked.wait(wait).await == Wake::Closed
         {
-            let _ = tokio::time::timeout(wait, rx).await;
+            // Nobody is left to answer (the connection closed): do not read
+            // again, send nothing.
+            return None;
         }
-        self.pull_once(&h, &filter, offset, false, &group).await
+        Some(
+            self.clone()
+                .pull_once(&h, &filter, offset, false, &group)
+                .await,
+        )
     }
 
     /// This broker's pull policy.
@@ -350,7 +381,7 @@ impl Broker {
                     );
                     pull_response(&r, &d)
                 }
-                Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+                Err(e) => store_error_response(&e),
             }
         };
         match self.pull_pool.try_execute(job) {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::lock::MessageQueue;
-use super::{store_error_code, Broker};
+use super::{store_error_response, Broker};
 use crate::remoting::{json, response, HeaderError, RemotingCommand};
 use crate::util::now_ms;
 
@@ -138,7 +138,7 @@ impl Broker {
         self.blocking(
             move |b| match b.store.offset_for_timestamp(&topic, qid, ts) {
                 Ok(off) => RemotingCommand::success().with_ext("offset", off),
-                Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+                Err(e) => store_error_response(&e),
             },
         )
         .await
@@ -155,7 +155,7 @@ impl Broker {
         };
         self.blocking(move |b| match b.store.earliest_message_time(&topic, qid) {
             Ok(t) => RemotingCommand::success().with_ext("timestamp", t.unwrap_or(0)),
-            Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+            Err(e) => store_error_response(&e),
         })
         .await
     }
@@ -196,7 +196,7 @@ impl Broker {
                     }
                     resp.with_body(body)
                 }
-                Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+                Err(e) => store_error_response(&e),
             },
         )
         .await
@@ -232,7 +232,7 @@ impl Broker {
                 // A damaged record is reported as such, never sent.
                 Err(e) => {
                     tracing::error!(offset = off, error = %e, "VIEW_MESSAGE_BY_ID found a damaged record");
-                    RemotingCommand::error(store_error_code(&e), e.to_string())
+                    store_error_response(&e)
                 }
             }
         })
@@ -281,6 +281,10 @@ impl Broker {
     /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
     /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
     /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
+    ///
+    /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
+    /// `pullHoldRefusedCount` (pulls answered at once because their connection
+    /// had `longPollingMaxParkedPerConnection` held).
     pub fn runtime_info(&self) -> BTreeMap<String, String> {
         let st = self.store.stats();
         let rs = self.store.retention_stats();
@@ -314,6 +318,9 @@ impl Broker {
             "pullThreadPoolQueueCapacity",
             self.cfg.pull_thread_pool_queue_capacity.to_string(),
         );
+        // ferromq figures (RocketMQ reports none for held pulls).
+        put_kv("pullHoldCount", self.hold.parked().to_string());
+        put_kv("pullHoldRefusedCount", self.hold.refused().to_string());
         put_kv(
             "dispatchBehindBytes",
             st.commit_log_max_offset

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
 
-use super::{store_error_code, transaction, Broker, BUSY_REMARK};
+use super::{store_error_response, transaction, Broker, BUSY_REMARK};
 use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -142,6 +142,21 @@ pub fn decode_batch(mut buf: &[u8]) -> Result<Vec<BatchItem>, String> {
     Ok(out)
 }
 
+/// A batch whose encoded body is longer than `maxMessageSize` is refused
+/// whole, as RocketMQ refuses it (MESSAGE_ILLEGAL, nothing stored).
+///
+/// # Errors
+/// The remark for the refusal.
+pub fn check_batch_size(body_len: usize, max_message_size: u32) -> Result<(), String> {
+    if body_len > max_message_size as usize {
+        return Err(format!(
+            "the batch body is {body_len} bytes, more than maxMessageSize {max_message_size}; \
+             nothing stored (send smaller batches)"
+        ));
+    }
+    Ok(())
+}
+
 /// The response to a put, RocketMQ's `handlePutMessageResult`.
 pub fn put_response(
     res: Result<PutResult, ferromq_engine::Error>,
@@ -166,7 +181,7 @@ pub fn put_response(
             }
             r
         }
-        Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+        Err(e) => store_error_response(&e),
     }
 }
 
@@ -288,6 +303,14 @@ impl Broker {
                 .note_producer_connection(&h.producer_group, conn);
         }
         let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch;
+        if batch {
+            // RocketMQ limits a batch's whole body (`DefaultMessageStore.checkMessages`);
+            // checked here, once, before the body is split.
+            if let Err(why) = check_batch_size(req.body.len(), self.store.config().max_message_size)
+            {
+                return RemotingCommand::error(response::MESSAGE_ILLEGAL, why);
+            }
+        }
         let born = conn.peer;
         let body = req.body;
         let b = self.clone();
@@ -344,9 +367,7 @@ impl Broker {
                         self.register_now.notify_one();
                         tc
                     }
-                    Err(e) => {
-                        return Err(RemotingCommand::error(store_error_code(&e), e.to_string()))
-                    }
+                    Err(e) => return Err(store_error_response(&e)),
                 }
             }
             None => {
@@ -421,7 +442,7 @@ impl Broker {
                         ));
                     }
                     if let Err(e) = self.ensure_half_topic() {
-                        return Err(RemotingCommand::error(store_error_code(&e), e.to_string()));
+                        return Err(store_error_response(&e));
                     }
                     transaction::to_half(&mut m);
                     wait = self.store.put_needs_wait(&m);
@@ -486,6 +507,16 @@ mod tests {
         assert_eq!(SendHeader::parse(&e).unwrap().queue_id, 1);
         e.0.remove("queueId");
         assert!(SendHeader::parse(&e).is_err());
+    }
+
+    #[test]
+    fn batch_size_limit() {
+        assert!(check_batch_size(4, 4).is_ok());
+        let why = check_batch_size(5, 4).unwrap_err();
+        assert!(
+            why.contains("5 bytes") && why.contains("maxMessageSize 4"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, TopicConfig};
 
-use super::{store_error_code, Broker, BUSY_REMARK};
+use super::{store_error_response, Broker, BUSY_REMARK};
 use crate::remoting::{response, HeaderError, RemotingCommand};
 
 /// Prefix of a group's retry topic.
@@ -159,7 +159,7 @@ impl Broker {
         };
         let tc = match self.ensure_group_topic(&topic, queues, perm) {
             Ok(tc) => tc,
-            Err(e) => return RemotingCommand::error(store_error_code(&e), e.to_string()),
+            Err(e) => return store_error_response(&e),
         };
         if tc.perm & PERM_WRITE == 0 {
             return RemotingCommand::error(
@@ -205,7 +205,7 @@ impl Broker {
                 tracing::debug!(%topic, offset = h.offset, reconsume = m.reconsume_times, "message sent back");
                 RemotingCommand::success()
             }
-            Err(e) => RemotingCommand::error(store_error_code(&e), e.to_string()),
+            Err(e) => store_error_response(&e),
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
     op_message, origin_of, to_commit, Claim, EndTransactionHeader, FAILPOINT_ENV, HALF_TOPIC,
     OP_TOPIC,
 };
-use crate::broker::{store_error_code, Broker, BUSY_REMARK};
+use crate::broker::{store_error_response, Broker, BUSY_REMARK};
 use crate::remoting::{response, RemotingCommand};
 
 const PERM_READ_WRITE: u32 = 6;
@@ -132,7 +132,7 @@ impl Broker {
             };
             if let Err(e) = self.store.put_message(&m) {
                 self.txn.finish(origin, false);
-                return RemotingCommand::error(store_error_code(&e), e.to_string());
+                return store_error_response(&e);
             }
             self.stats.add_put(1);
             if failpoint("after_commit_before_op") {
@@ -157,7 +157,7 @@ impl Broker {
                 }
                 Err(e) => {
                     self.txn.finish(origin, false);
-                    RemotingCommand::error(store_error_code(&e), e.to_string())
+                    store_error_response(&e)
                 }
             }
         }
