@@ -353,6 +353,7 @@ fn read_topics_file(path: &Path) -> Result<TopicsFile> {
                         topics = f.topic_config_table.len(),
                         "topics.json is missing or damaged; loaded the topic table from its backup"
                     );
+                    set_aside_damaged(path);
                 } else {
                     tracing::debug!(path = %p.display(), "topic table loaded");
                 }
@@ -373,6 +374,21 @@ fn read_topics_file(path: &Path) -> Result<TopicsFile> {
     match damaged {
         Some(e) => Err(e),
         None => Ok(TopicsFile::default()),
+    }
+}
+
+/// Rename a damaged `path` to `path.damaged` (kept for inspection), so that
+/// the next write does not copy it over the good backup it was read from.
+fn set_aside_damaged(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let aside = path.with_extension("json.damaged");
+    match std::fs::rename(path, &aside) {
+        Ok(()) => tracing::warn!(path = %aside.display(), "the damaged file is kept aside"),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot set the damaged file aside")
+        }
     }
 }
 

@@ -13,6 +13,9 @@ use crate::util::{crc32_masked, now_ms};
 /// Topic every auto-create producer asks routes for (`TBW102`).
 const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 
+/// How long a registration after a topic change waits for further changes.
+const REGISTER_COALESCE: Duration = Duration::from_millis(50);
+
 /// Version of the registered topic set: bumped whenever the set changes.
 #[derive(Debug, Default)]
 struct DataVersion {
@@ -166,7 +169,15 @@ pub(super) async fn registration_loop(b: Arc<Broker>, mut stop: watch::Receiver<
         register_all(&b, &clients, &mut dv).await;
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = b.register_now.notified() => {}
+            _ = b.register_now.notified() => {
+                // A burst of topic creations (a heartbeat naming many new
+                // groups creates a retry topic each) makes one registration,
+                // not one body of every topic per creation.
+                tokio::select! {
+                    _ = tokio::time::sleep(REGISTER_COALESCE) => {}
+                    _ = stop.changed() => break,
+                }
+            }
             _ = stop.changed() => break,
         }
     }
