@@ -243,9 +243,19 @@ impl SubscriptionGroupManager {
     /// A message when `text` is not a subscription-group table, or the file
     /// cannot be written.
     pub fn replace_from_json(&self, text: &str) -> Result<bool, String> {
-        let incoming: GroupsFile = json::parse_lenient(text)
+        let mut incoming: GroupsFile = json::parse_lenient(text)
             .and_then(serde_json::from_value::<GroupsFile>)
             .map_err(|e| e.to_string())?;
+        let before = incoming.subscription_group_table.len();
+        incoming
+            .subscription_group_table
+            .retain(|k, _| ferromq_engine::validate_group(k).is_ok());
+        if incoming.subscription_group_table.len() != before {
+            tracing::warn!(
+                dropped = before - incoming.subscription_group_table.len(),
+                "the master's table names groups that break the rules; not copied"
+            );
+        }
         let mut f = self.lock();
         if f.data_version == incoming.data_version {
             return Ok(false);
