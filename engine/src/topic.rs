@@ -93,6 +93,14 @@ struct TopicsFile {
     data_version: DataVersion,
 }
 
+/// What `topics.json` holds, as written (the same shape as [`TopicsFile`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicsSnapshot<'a> {
+    topic_config_table: &'a BTreeMap<String, TopicConfig>,
+    data_version: DataVersion,
+}
+
 impl TopicsFile {
     /// Rebuild the write-queue index from the table. Topics with illegal
     /// names (a hand-edited file, a master's table) are left out, so a put
@@ -182,11 +190,17 @@ impl TopicTable {
             "topics.json",
             CONFIG_PERSIST_INTERVAL,
             Box::new(move || {
-                let json = {
+                // A copy taken under the lock, encoded outside it: changes
+                // (a burst of new topics) do not wait for the encoding.
+                let (topic_config_table, data_version) = {
                     let t = table.read().unwrap_or_else(|e| e.into_inner());
-                    serde_json::to_vec_pretty(&*t)
-                        .map_err(|e| format!("encoding topics.json: {e}"))?
+                    (t.topic_config_table.clone(), t.data_version)
                 };
+                let json = serde_json::to_vec_pretty(&TopicsSnapshot {
+                    topic_config_table: &topic_config_table,
+                    data_version,
+                })
+                .map_err(|e| format!("encoding topics.json: {e}"))?;
                 write_atomically(&target, &json).map_err(|e| e.to_string())
             }),
         )

@@ -90,7 +90,7 @@ impl SubscriptionGroupConfig {
 
 use ferromq_engine::DataVersion;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct GroupsFile {
     subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
@@ -160,10 +160,9 @@ impl SubscriptionGroupManager {
             "subscriptionGroup.json",
             CONFIG_PERSIST_INTERVAL,
             Box::new(move || {
-                let text = {
-                    let f = table.lock().unwrap_or_else(|e| e.into_inner());
-                    serde_json::to_string_pretty(&*f).map_err(|e| e.to_string())?
-                };
+                // A copy taken under the lock, encoded outside it.
+                let copy = table.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let text = serde_json::to_string_pretty(&copy).map_err(|e| e.to_string())?;
                 atomic_write(&path, text.as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))
             }),
