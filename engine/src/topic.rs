@@ -1,9 +1,9 @@
 //! Topic configurations, persisted in `config/topics.json` in RocketMQ's shape.
 //!
 //! Changes are written by a [`CoalescedWriter`] at most every
-//! [`CONFIG_PERSIST_INTERVAL`](crate::persist::CONFIG_PERSIST_INTERVAL) and at
+//! [`CONFIG_PERSIST_INTERVAL`] and at
 //! shutdown, not once per change; each write keeps the previous file as
-//! `topics.json.bak`, and [`TopicTable::load`] falls back to it when
+//! `topics.json.bak`, and loading falls back to it when
 //! `topics.json` is missing or does not parse. A topic created less than an
 //! interval before a crash is learned again at open from its consume queues
 //! when it got a message.

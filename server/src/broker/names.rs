@@ -6,7 +6,7 @@
 //! code of RocketMQ's `TopicValidator`) with a remark that names the rule and
 //! quotes at most 64 characters of the name.
 //!
-//! Sends check their topic in [`super::send`], heartbeats every group and
+//! Sends check their topic in the send processor, heartbeats every group and
 //! subscribed topic in [`super::clients`], lock requests their body in
 //! [`super::query`]; this module checks the header fields of the others.
 
