@@ -35,6 +35,7 @@ pub mod io;
 pub mod mapped_file;
 pub mod mapped_file_queue;
 pub mod message;
+pub mod persist;
 pub mod pool;
 pub mod retention;
 pub mod schedule;
@@ -46,7 +47,10 @@ pub use config::{BrokerRole, FlushDiskType, StoreConfig};
 pub use dispatch::ArrivalListener;
 pub use error::{Error, Result};
 pub use mapped_file::MappedBytes;
-pub use message::{Message, MessageExt, MessageProperties};
+pub use message::{
+    validate_group, validate_topic, Message, MessageExt, MessageProperties, MAX_GROUP_LEN,
+    MAX_TOPIC_LEN,
+};
 pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv};
 pub use store::{
     GetResult, GetStatus, MessageFilter, MessageStore, PutCallback, PutResult, PutStatus,

@@ -1,14 +1,23 @@
 //! Topic configurations, persisted in `config/topics.json` in RocketMQ's shape.
+//!
+//! Changes are written by a [`CoalescedWriter`] at most every
+//! [`CONFIG_PERSIST_INTERVAL`] and at
+//! shutdown, not once per change; each write keeps the previous file as
+//! `topics.json.bak`, and loading falls back to it when
+//! `topics.json` is missing or does not parse. A topic created less than an
+//! interval before a crash is learned again at open from its consume queues
+//! when it got a message.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::persist::{CoalescedWriter, CONFIG_PERSIST_INTERVAL};
 
 /// Read and write permissions (`perm`): READ 4 | WRITE 2 = 6 by default.
 pub const PERM_READ_WRITE: u32 = 6;
@@ -84,6 +93,14 @@ struct TopicsFile {
     data_version: DataVersion,
 }
 
+/// What `topics.json` holds, as written (the same shape as [`TopicsFile`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicsSnapshot<'a> {
+    topic_config_table: &'a BTreeMap<String, TopicConfig>,
+    data_version: DataVersion,
+}
+
 impl TopicsFile {
     /// Rebuild the write-queue index from the table. Topics with illegal
     /// names (a hand-edited file, a master's table) are left out, so a put
@@ -96,13 +113,34 @@ impl TopicsFile {
             .map(|(name, c)| (name.clone(), c.write_queue_nums))
             .collect();
     }
+
+    /// Bring the write-queue index up to date for one topic (after an insert
+    /// or replace of that topic only): constant work, where [`Self::reindex`]
+    /// is linear in the table (a thousand new topics would cost a million steps).
+    fn reindex_one(&mut self, name: &str) {
+        match self.topic_config_table.get(name) {
+            Some(c) if crate::message::validate_topic(name).is_ok() => {
+                let n = c.write_queue_nums;
+                match self.write_queues.get_mut(name) {
+                    Some(v) => *v = n,
+                    None => {
+                        self.write_queues.insert(name.to_string(), n);
+                    }
+                }
+            }
+            _ => {
+                self.write_queues.remove(name);
+            }
+        }
+    }
 }
 
 /// The topic table.
 #[derive(Debug)]
 pub(crate) struct TopicTable {
-    path: PathBuf,
-    inner: RwLock<TopicsFile>,
+    inner: Arc<RwLock<TopicsFile>>,
+    /// Writes `topics.json` after changes, at most once per interval.
+    writer: CoalescedWriter,
     /// Tells this table apart from any other in the process (for the
     /// per-thread cache of [`TopicTable::write_queues`]).
     id: u64,
@@ -131,26 +169,45 @@ thread_local! {
 }
 
 impl TopicTable {
+    /// Load `config_dir/topics.json`, or its `.bak` copy when the file is
+    /// missing or does not parse (the copy used is logged); empty when neither
+    /// exists.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] when the file is damaged and no good copy is left;
+    /// [`Error::Io`] when the directory or a file cannot be read, or the writer
+    /// thread cannot start.
     pub fn load(config_dir: &Path) -> Result<TopicTable> {
         std::fs::create_dir_all(config_dir)
             .map_err(|e| Error::io(format!("creating {}", config_dir.display()), e))?;
         let path = config_dir.join("topics.json");
-        let file = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<TopicsFile>(&bytes).map_err(|e| {
-                Error::corruption(
-                    &path,
-                    e.column() as u64,
-                    format!("topics.json does not parse: {e}"),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => TopicsFile::default(),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
-        let mut file = file;
+        let mut file = read_topics_file(&path)?;
         file.reindex();
+        let inner = Arc::new(RwLock::new(file));
+        let table = Arc::clone(&inner);
+        let target = path.clone();
+        let writer = CoalescedWriter::start(
+            "topics.json",
+            CONFIG_PERSIST_INTERVAL,
+            Box::new(move || {
+                // A copy taken under the lock, encoded outside it: changes
+                // (a burst of new topics) do not wait for the encoding.
+                let (topic_config_table, data_version) = {
+                    let t = table.read().unwrap_or_else(|e| e.into_inner());
+                    (t.topic_config_table.clone(), t.data_version)
+                };
+                let json = serde_json::to_vec_pretty(&TopicsSnapshot {
+                    topic_config_table: &topic_config_table,
+                    data_version,
+                })
+                .map_err(|e| format!("encoding topics.json: {e}"))?;
+                write_atomically(&target, &json).map_err(|e| e.to_string())
+            }),
+        )
+        .map_err(|e| Error::io("starting the topics.json writer", e))?;
         Ok(TopicTable {
-            path,
-            inner: RwLock::new(file),
+            inner,
+            writer,
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
         })
@@ -196,6 +253,12 @@ impl TopicTable {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// [`Self::changed`] when only `topic` changed (inserted or replaced).
+    fn changed_one(&self, t: &mut TopicsFile, topic: &str) {
+        t.reindex_one(topic);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
         self.inner
             .read()
@@ -215,15 +278,17 @@ impl TopicTable {
             .collect()
     }
 
-    /// Insert or replace a topic and persist the table. Returns the stored config.
+    /// Insert or replace a topic; the table is written within the persist
+    /// interval. Returns the stored config.
     pub fn upsert(&self, cfg: TopicConfig) -> Result<TopicConfig> {
         let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
         t.topic_config_table
             .insert(cfg.topic_name.clone(), cfg.clone());
-        self.changed(&mut t);
+        self.changed_one(&mut t, &cfg.topic_name);
         t.data_version.counter += 1;
         t.data_version.timestamp = crate::message::now_ms();
-        self.persist(&t)?;
+        drop(t);
+        self.writer.mark_dirty();
         Ok(cfg)
     }
 
@@ -244,7 +309,10 @@ impl TopicTable {
             .collect();
         self.changed(&mut t);
         t.data_version = version;
-        self.persist(&t)
+        drop(t);
+        self.writer
+            .flush()
+            .map_err(|e| Error::io("writing topics.json", std::io::Error::other(e)))
     }
 
     /// Create `topic` with `queues` queues unless it exists; returns its write queue count.
@@ -258,28 +326,83 @@ impl TopicTable {
         }
         t.topic_config_table
             .insert(topic.to_string(), TopicConfig::new(topic, queues));
-        self.changed(&mut t);
+        self.changed_one(&mut t, topic);
         t.data_version.counter += 1;
         t.data_version.timestamp = crate::message::now_ms();
-        if let Err(e) = self.persist(&t) {
-            t.topic_config_table.remove(topic);
-            self.changed(&mut t);
-            return Err(e);
-        }
+        drop(t);
+        self.writer.mark_dirty();
         tracing::info!(topic, queues, "topic auto-created");
         Ok(queues)
     }
 
+    /// Write `topics.json` now (at shutdown).
     pub fn flush(&self) -> Result<()> {
-        let t = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        self.persist(&t)
+        self.writer
+            .flush()
+            .map_err(|e| Error::io("writing topics.json", std::io::Error::other(e)))
     }
+}
 
-    /// Write to `.tmp`, fsync, keep the old file as `.bak`, rename, fsync the directory.
-    fn persist(&self, t: &TopicsFile) -> Result<()> {
-        let json = serde_json::to_vec_pretty(t)
-            .map_err(|e| Error::io("encoding topics.json", std::io::Error::other(e)))?;
-        write_atomically(&self.path, &json)
+/// Read `topics.json`, falling back to `topics.json.bak` when it is missing,
+/// empty or does not parse; an empty table when neither exists.
+fn read_topics_file(path: &Path) -> Result<TopicsFile> {
+    let bak = path.with_extension("json.bak");
+    let mut damaged: Option<Error> = None;
+    for p in [path, bak.as_path()] {
+        let bytes = match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            tracing::error!(path = %p.display(), "topic table file is empty");
+            damaged.get_or_insert_with(|| Error::corruption(p, 0, "topics.json is empty"));
+            continue;
+        }
+        match serde_json::from_slice::<TopicsFile>(&bytes) {
+            Ok(f) => {
+                if p != path {
+                    tracing::warn!(
+                        path = %p.display(),
+                        topics = f.topic_config_table.len(),
+                        "topics.json is missing or damaged; loaded the topic table from its backup"
+                    );
+                    set_aside_damaged(path);
+                } else {
+                    tracing::debug!(path = %p.display(), "topic table loaded");
+                }
+                return Ok(f);
+            }
+            Err(e) => {
+                tracing::error!(path = %p.display(), error = %e, "topic table file does not parse");
+                damaged.get_or_insert_with(|| {
+                    Error::corruption(
+                        p,
+                        e.column() as u64,
+                        format!("topics.json does not parse: {e}"),
+                    )
+                });
+            }
+        }
+    }
+    match damaged {
+        Some(e) => Err(e),
+        None => Ok(TopicsFile::default()),
+    }
+}
+
+/// Rename a damaged `path` to `path.damaged` (kept for inspection), so that
+/// the next write does not copy it over the good backup it was read from.
+fn set_aside_damaged(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let aside = path.with_extension("json.damaged");
+    match std::fs::rename(path, &aside) {
+        Ok(()) => tracing::warn!(path = %aside.display(), "the damaged file is kept aside"),
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot set the damaged file aside")
+        }
     }
 }
 

@@ -95,7 +95,17 @@ pub fn read_with_backup<T>(
         match std::fs::read_to_string(p) {
             Ok(text) if text.trim().is_empty() => {}
             Ok(text) => match parse(&text) {
-                Ok(v) => return Ok(Some(v)),
+                Ok(v) => {
+                    if p != path && path.exists() {
+                        // Keep the damaged file aside, so that the next write
+                        // does not copy it over the good backup.
+                        let mut aside = path.as_os_str().to_owned();
+                        aside.push(".damaged");
+                        let _ = std::fs::rename(path, &aside);
+                        tracing::warn!(path = %p.display(), "loaded the {what} file from its backup");
+                    }
+                    return Ok(Some(v));
+                }
                 Err(e) => {
                     tracing::error!(path = %p.display(), error = %e, "damaged {what} file");
                     last_err = Some(std::io::Error::new(

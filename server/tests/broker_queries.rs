@@ -221,8 +221,13 @@ fn queries_locks_send_back_and_runtime_info() {
     let r = c.invoke(RemotingCommand::request(request::GET_ALL_TOPIC_CONFIG));
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v["topicConfigTable"]["%RETRY%SG"]["perm"], 6);
-    let groups = std::fs::read_to_string(store.join("config/subscriptionGroup.json")).unwrap();
-    let g: Value = serde_json::from_str(&groups).unwrap();
+    // Written by the coalescing writer within its interval (250 ms).
+    let g: Value = wait_for(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(store.join("config/subscriptionGroup.json")).ok()?;
+        let g: Value = serde_json::from_str(&text).ok()?;
+        (!g["subscriptionGroupTable"]["SG"].is_null()).then_some(g)
+    })
+    .expect("group SG in subscriptionGroup.json");
     assert_eq!(g["subscriptionGroupTable"]["SG"]["retryMaxTimes"], 16);
 
     // Send back: to %RETRY%SG with reconsume 1 and the retry properties ...

@@ -100,7 +100,10 @@ impl Broker {
     /// HEART_BEAT: register the client; for each consumer group, find or create
     /// (per `autoCreateSubscriptionGroup`) the subscription group and its retry
     /// topic `%RETRY%group` (as RocketMQ's `ClientManageProcessor.heartBeat`), so
-    /// the client can subscribe to it.
+    /// the client can subscribe to it. A heartbeat naming a group or topic that
+    /// breaks the rules is refused whole (nothing registered or created). New
+    /// groups and topics are created in one blocking task, and their files
+    /// written once by their coalescing writers.
     pub(super) async fn heart_beat(
         self: Arc<Self>,
         conn: &Arc<ConnInfo>,
@@ -110,33 +113,52 @@ impl Broker {
             Ok(sum) => sum,
             Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
         };
-        let mut missing = Vec::new();
-        for g in &sum.consumer_groups {
-            // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
-            // it gets no retry topic, and its pulls are refused.
-            let Ok(cfg) = self.check_group(g).await else {
-                tracing::debug!(group = %g, "heartbeat of an unknown subscription group");
-                continue;
-            };
+        let retry_missing = |g: &str, c: &super::subscription::SubscriptionGroupConfig| {
             let topic = super::send_back::retry_topic(g);
-            if cfg.retry_queue_nums > 0 && self.store.topic_config(&topic).is_none() {
-                missing.push((topic, cfg.retry_queue_nums as u32));
-            }
+            c.retry_queue_nums > 0
+                && self.store.topic_config(&topic).is_none()
+                && ferromq_engine::validate_topic(&topic).is_ok()
+        };
+        let work = sum
+            .consumer_groups
+            .iter()
+            .any(|g| self.groups.get(g).is_none_or(|c| retry_missing(g, &c)));
+        if !work {
+            self.consumer_ids_changed(&sum.joined_groups);
+            return RemotingCommand::success();
         }
-        if !missing.is_empty() {
-            let b = self.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                for (t, n) in missing {
-                    b.ensure_group_topic(&t, n, 6)?;
+        let b = self.clone();
+        let groups = sum.consumer_groups.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            for g in &groups {
+                // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
+                // it gets no retry topic, and its pulls are refused.
+                let cfg = match b.groups.find_or_create(g) {
+                    Ok(cfg) => cfg,
+                    Err(e) => {
+                        tracing::debug!(group = %g, error = %e, "heartbeat of an unknown subscription group");
+                        continue;
+                    }
+                };
+                let topic = super::send_back::retry_topic(g);
+                if cfg.retry_queue_nums <= 0 || b.store.topic_config(&topic).is_some() {
+                    continue;
                 }
-                Ok::<(), ferromq_engine::Error>(())
-            })
-            .await;
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return store_error_response(&e),
-                Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
+                if ferromq_engine::validate_topic(&topic).is_err() {
+                    // A group of more than 120 characters: its retry topic
+                    // would be longer than a topic may be.
+                    tracing::debug!(group = %g, "no retry topic: the group name is too long for one");
+                    continue;
+                }
+                b.ensure_group_topic(&topic, cfg.retry_queue_nums as u32, 6)?;
             }
+            Ok::<(), ferromq_engine::Error>(())
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return store_error_response(&e),
+            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
         }
         self.consumer_ids_changed(&sum.joined_groups);
         RemotingCommand::success()
@@ -203,14 +225,10 @@ impl Broker {
         };
         let topic = tc.topic_name.clone();
         let (r, w) = (tc.read_queue_nums, tc.write_queue_nums);
-        if let Err(why) = super::send::validate_topic(&topic) {
-            return RemotingCommand::error(response::SYSTEM_ERROR, why);
-        }
-        if topic == self.cfg.broker_cluster_name {
-            return RemotingCommand::error(
-                response::SYSTEM_ERROR,
-                format!("the topic[{topic}] is conflict with system reserved words."),
-            );
+        // The same rule as a send that auto-creates a topic.
+        if let Err(why) = super::names::check_creatable_topic(&topic, &self.cfg.broker_cluster_name)
+        {
+            return super::names::refuse(why);
         }
         let b = self.clone();
         let res = tokio::task::spawn_blocking(move || b.store.upsert_topic(tc)).await;

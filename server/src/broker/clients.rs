@@ -71,12 +71,51 @@ impl ClientManager {
     /// Apply a HEART_BEAT body (`HeartbeatData` JSON, read leniently: missing
     /// fields are skipped, enums may be names or numbers).
     ///
+    /// Every producer and consumer group and every subscribed topic is checked
+    /// first ([`ferromq_engine::validate_group`],
+    /// [`super::names::validate_subscribed_topic`]); a heartbeat with one bad
+    /// name is refused whole and changes nothing.
+    ///
     /// # Errors
-    /// A sentence when the body is not JSON or has no `clientID`.
+    /// A sentence when the body is not JSON, has no `clientID` or names a
+    /// group or topic that breaks the rules.
     pub fn heartbeat(&self, conn: &Arc<ConnInfo>, body: &[u8]) -> Result<HeartbeatSummary, String> {
         let text = std::str::from_utf8(body).map_err(|e| format!("heartbeat body: {e}"))?;
         let v = parse_lenient(text).map_err(|e| format!("heartbeat body: {e}"))?;
         let client_id = str_of(&v["clientID"]).ok_or("heartbeat body has no clientID")?;
+        let mut producer_groups = Vec::new();
+        if let Value::Array(ps) = &v["producerDataSet"] {
+            for p in ps {
+                if let Some(g) = str_of(&p["groupName"]) {
+                    ferromq_engine::validate_group(&g)
+                        .map_err(|why| format!("heartbeat refused: producer {why}"))?;
+                    producer_groups.push(g);
+                }
+            }
+        }
+        // (group, [(topic, expression)])
+        let mut consumers: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        if let Value::Array(cs) = &v["consumerDataSet"] {
+            for c in cs {
+                let Some(g) = str_of(&c["groupName"]) else {
+                    continue;
+                };
+                ferromq_engine::validate_group(&g)
+                    .map_err(|why| format!("heartbeat refused: consumer {why}"))?;
+                let mut subs = Vec::new();
+                if let Value::Array(ss) = &c["subscriptionDataSet"] {
+                    for s in ss {
+                        if let Some(topic) = str_of(&s["topic"]) {
+                            super::names::validate_subscribed_topic(&topic)
+                                .map_err(|why| format!("heartbeat refused: subscription {why}"))?;
+                            let expr = str_of(&s["subString"]).unwrap_or_else(|| "*".into());
+                            subs.push((topic, expr));
+                        }
+                    }
+                }
+                consumers.push((g, subs));
+            }
+        }
         let now = Instant::now();
         let ch = ClientChannel {
             conn: conn.clone(),
@@ -87,40 +126,24 @@ impl ClientManager {
             ..Default::default()
         };
         let mut t = self.lock();
-        if let Value::Array(ps) = &v["producerDataSet"] {
-            for p in ps {
-                if let Some(g) = str_of(&p["groupName"]) {
-                    t.producers
-                        .entry(g.clone())
-                        .or_default()
-                        .insert(client_id.clone(), ch.clone());
-                    sum.producer_groups.push(g);
-                }
-            }
+        for g in producer_groups {
+            t.producers
+                .entry(g.clone())
+                .or_default()
+                .insert(client_id.clone(), ch.clone());
+            sum.producer_groups.push(g);
         }
-        if let Value::Array(cs) = &v["consumerDataSet"] {
-            for c in cs {
-                let Some(g) = str_of(&c["groupName"]) else {
-                    continue;
-                };
-                let group = t.consumers.entry(g.clone()).or_default();
-                let joined = group
-                    .clients
-                    .insert(client_id.clone(), ch.clone())
-                    .is_none_or(|old| old.conn.id != conn.id);
-                if joined {
-                    sum.joined_groups.push(g.clone());
-                }
-                if let Value::Array(subs) = &c["subscriptionDataSet"] {
-                    for s in subs {
-                        if let Some(topic) = str_of(&s["topic"]) {
-                            let expr = str_of(&s["subString"]).unwrap_or_else(|| "*".into());
-                            group.subscriptions.insert(topic, expr);
-                        }
-                    }
-                }
-                sum.consumer_groups.push(g);
+        for (g, subs) in consumers {
+            let group = t.consumers.entry(g.clone()).or_default();
+            let joined = group
+                .clients
+                .insert(client_id.clone(), ch.clone())
+                .is_none_or(|old| old.conn.id != conn.id);
+            if joined {
+                sum.joined_groups.push(g.clone());
             }
+            group.subscriptions.extend(subs);
+            sum.consumer_groups.push(g);
         }
         Ok(sum)
     }
@@ -318,5 +341,23 @@ mod tests {
         assert!(m.producer_channels("Q").is_empty());
         assert!(m.heartbeat(&c1, b"{}").is_err());
         assert!(m.heartbeat(&c1, b"\xff").is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_with_one_bad_name_changes_nothing() {
+        let m = ClientManager::new();
+        let c = Arc::new(ConnInfo::detached(3, "127.0.0.1:1".parse().unwrap()));
+        for body in [
+            r#"{"clientID":"c","producerDataSet":[{"groupName":"P"}],"consumerDataSet":[{"groupName":"G"},{"groupName":""}]}"#.to_string(),
+            format!(r#"{{"clientID":"c","consumerDataSet":[{{"groupName":"G"}},{{"groupName":"{}"}}]}}"#, "g".repeat(256)),
+            r#"{"clientID":"c","producerDataSet":[{"groupName":"a.b"}],"consumerDataSet":[{"groupName":"G"}]}"#.to_string(),
+            r#"{"clientID":"c","consumerDataSet":[{"groupName":"G","subscriptionDataSet":[{"topic":"../x"}]}]}"#.to_string(),
+        ] {
+            let e = m.heartbeat(&c, body.as_bytes()).unwrap_err();
+            assert!(e.starts_with("heartbeat refused"), "{e}");
+            assert!(e.len() < 300, "{e}");
+            assert!(m.consumer_ids("G").is_empty());
+            assert!(m.producer_channels("P").is_empty());
+        }
     }
 }

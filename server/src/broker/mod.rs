@@ -11,6 +11,7 @@ pub mod config;
 pub mod ha;
 pub mod hold;
 pub mod lock;
+pub mod names;
 pub mod offsets;
 pub mod pool;
 mod pull;
@@ -180,6 +181,9 @@ impl Broker {
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> RemotingCommand {
+        if let Err(refusal) = names::check_request_names(&req) {
+            return refusal;
+        }
         match req.code {
             request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
                 self.send(&conn, req).await
@@ -249,7 +253,10 @@ impl Broker {
         let r = tokio::task::spawn_blocking(move || b.groups.find_or_create(&g))
             .await
             .map_err(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))?;
-        r.map_err(|e| RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()))
+        r.map_err(|e| match e {
+            subscription::GroupError::Invalid(why) => names::refuse(why),
+            e => RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()),
+        })
     }
 
     /// Tell the consumers of each group whose membership changed, unless the
@@ -283,6 +290,16 @@ impl Broker {
         }
         let _ = tokio::task::spawn_blocking(ferromq_engine::sys::release_free_memory).await;
         now
+    }
+
+    /// Write the subscription groups now if a change waits (off the runtime).
+    async fn persist_groups(self: &Arc<Self>) {
+        let b = self.clone();
+        match tokio::task::spawn_blocking(move || b.groups.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write subscriptionGroup.json"),
+            Err(e) => tracing::error!(error = %e, "group persist task failed"),
+        }
     }
 
     /// Persist the consumer offsets (off the runtime).
@@ -531,6 +548,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
     let _ = slave_sync.await;
     let _ = reg.await;
     broker.persist_offsets().await;
+    broker.persist_groups().await;
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || {
         b.send_pool.shutdown();

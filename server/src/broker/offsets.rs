@@ -92,7 +92,21 @@ impl ConsumerOffsetManager {
     /// # Errors
     /// A message when `text` is not a consumer-offset table.
     pub fn merge_from_json(&self, text: &str) -> Result<usize, String> {
-        let incoming = parse_table(text)?;
+        let mut incoming = parse_table(text)?;
+        // Only `topic@group` keys whose names follow the rules are copied.
+        let before = incoming.len();
+        incoming.retain(|k, _| {
+            k.rsplit_once('@').is_some_and(|(t, g)| {
+                ferromq_engine::validate_topic(t).is_ok()
+                    && ferromq_engine::validate_group(g).is_ok()
+            })
+        });
+        if incoming.len() != before {
+            tracing::warn!(
+                dropped = before - incoming.len(),
+                "offsets of topics or groups whose names break the rules; not copied"
+            );
+        }
         let n = incoming.len();
         self.lock().extend(incoming);
         self.dirty.store(true, Ordering::Release);
@@ -185,6 +199,14 @@ mod tests {
         assert_eq!(m.query("g", "T", 1), None);
         assert_eq!(m.query("h", "T", 0), Some(5));
         assert!(m.merge_from_json("{nope").is_err());
+        assert_eq!(
+            m.merge_from_json(
+                r#"{"offsetTable":{"T@a.b":{0:1},"../x@g":{0:1},"T@":{0:1},"T@ok":{0:2}}}"#
+            ),
+            Ok(1)
+        );
+        assert_eq!(m.query("ok", "T", 0), Some(2));
+        assert_eq!(m.query("a.b", "T", 0), None);
         m.persist().unwrap();
         assert!(d.path().join("consumerOffset.json").exists());
     }

@@ -92,11 +92,13 @@ fn parse_lock_body(body: &[u8]) -> Result<(String, String, Vec<MessageQueue>), S
         _ => Err(format!("lock body has no {k}")),
     };
     let group = s("consumerGroup")?;
+    ferromq_engine::validate_group(&group)?;
     let client = s("clientId")?;
     let mut mqs = Vec::new();
     if let Value::Array(a) = &v["mqSet"] {
         for m in a {
             let topic = m["topic"].as_str().ok_or("mq without topic")?.to_string();
+            super::names::validate_subscribed_topic(&topic)?;
             let broker_name = m["brokerName"].as_str().unwrap_or("").to_string();
             let queue_id = match &m["queueId"] {
                 Value::Number(n) => n.as_i64(),

@@ -13,6 +13,9 @@ use crate::util::{crc32_masked, now_ms};
 /// Topic every auto-create producer asks routes for (`TBW102`).
 const AUTO_CREATE_TOPIC_KEY: &str = "TBW102";
 
+/// Least time between the starts of two registrations for topic changes.
+const REGISTER_COALESCE: Duration = Duration::from_millis(50);
+
 /// Version of the registered topic set: bumped whenever the set changes.
 #[derive(Debug, Default)]
 struct DataVersion {
@@ -163,10 +166,21 @@ pub(super) async fn registration_loop(b: Arc<Broker>, mut stop: watch::Receiver<
         if *stop.borrow() {
             break;
         }
+        let started = tokio::time::Instant::now();
         register_all(&b, &clients, &mut dv).await;
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = b.register_now.notified() => {}
+            _ = b.register_now.notified() => {
+                // A new topic is registered at once (a consumer asks the name
+                // server for its retry topic right after its heartbeat), but a
+                // burst of creations (a heartbeat naming many new groups makes
+                // a retry topic each) makes one registration per
+                // REGISTER_COALESCE, not one body of every topic per creation.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(started + REGISTER_COALESCE) => {}
+                    _ = stop.changed() => break,
+                }
+            }
             _ = stop.changed() => break,
         }
     }

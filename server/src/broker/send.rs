@@ -73,23 +73,13 @@ impl SendHeader {
     }
 }
 
-/// `TopicValidator.validateTopic`: `^[%|a-zA-Z0-9_-]+$`, at most 127 characters.
+/// `TopicValidator.validateTopic`: `^[%|a-zA-Z0-9_-]+$`, at most 127
+/// characters (the engine's rule, [`ferromq_engine::validate_topic`]).
+///
+/// # Errors
+/// Why the name is refused.
 pub fn validate_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("The specified topic is blank.".into());
-    }
-    if topic.len() > 127 {
-        return Err("The specified topic is longer than topic max length.".into());
-    }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
-    {
-        return Err(format!(
-            "The specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$"
-        ));
-    }
-    Ok(())
+    ferromq_engine::validate_topic(topic)
 }
 
 /// One message of a batch body.
@@ -298,6 +288,11 @@ impl Broker {
             .as_deref()
             .is_some_and(|p| p.contains("TRAN_MSG\u{1}true"))
         {
+            // The group is kept (check-backs go to its connections) and stored
+            // in the half message: checked like any group.
+            if let Err(why) = ferromq_engine::validate_group(&h.producer_group) {
+                return super::names::refuse(format!("producer {why}"));
+            }
             // Check-backs can reach this producer before its first heartbeat.
             self.clients
                 .note_producer_connection(&h.producer_group, conn);
@@ -359,6 +354,12 @@ impl Broker {
         let tc = match self.store.topic_config(&h.topic) {
             Some(tc) => tc,
             None if self.cfg.auto_create_topic_enable => {
+                // Exactly what UPDATE_AND_CREATE_TOPIC would accept.
+                if let Err(why) =
+                    super::names::check_creatable_topic(&h.topic, &self.cfg.broker_cluster_name)
+                {
+                    return Err(super::names::refuse(why));
+                }
                 let n = (h.default_topic_queue_nums.max(1) as u32)
                     .min(self.cfg.default_topic_queue_nums.max(1));
                 match self.store.create_topic(&h.topic, n) {

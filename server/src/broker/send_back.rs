@@ -121,6 +121,7 @@ impl Broker {
     fn send_back_blocking(&self, h: SendBackHeader) -> RemotingCommand {
         let group = match self.groups.find_or_create(&h.group) {
             Ok(g) => g,
+            Err(super::subscription::GroupError::Invalid(why)) => return super::names::refuse(why),
             Err(e) => {
                 return RemotingCommand::error(
                     response::SUBSCRIPTION_GROUP_NOT_EXIST,

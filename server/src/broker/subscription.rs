@@ -3,11 +3,18 @@
 //!
 //! The file is `{"subscriptionGroupTable":{"g":{...}},"dataVersion":{...}}`; it is
 //! read leniently (unknown fields ignored, numbers as strings accepted) and
-//! written atomically after every change.
+//! written atomically (`.bak` kept) by a background writer at most every
+//! [`CONFIG_PERSIST_INTERVAL`] after changes, and at shutdown: a thousand new
+//! groups in one heartbeat cost one write, not a thousand. A crash loses at
+//! most the groups created in the last interval; they are created again by the
+//! clients' next heartbeat (RocketMQ itself persists consumer offsets only
+//! every `flushConsumerOffsetInterval`, 5 s).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ferromq_engine::persist::{CoalescedWriter, CONFIG_PERSIST_INTERVAL};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +90,7 @@ impl SubscriptionGroupConfig {
 
 use ferromq_engine::DataVersion;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 struct GroupsFile {
     subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
@@ -96,21 +103,26 @@ pub enum GroupError {
     /// The group is unknown and `autoCreateSubscriptionGroup` is off.
     #[error("subscription group [{0}] does not exist")]
     NotExist(String),
+    /// The name breaks RocketMQ's rules for group names.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The group table.
 #[derive(Debug)]
 pub struct SubscriptionGroupManager {
-    path: PathBuf,
     auto_create: bool,
-    file: Mutex<GroupsFile>,
+    file: Arc<Mutex<GroupsFile>>,
+    /// Writes the file after changes, at most once per interval.
+    writer: CoalescedWriter,
 }
 
 impl SubscriptionGroupManager {
     /// Load `config_dir/subscriptionGroup.json` (or its `.bak`), adding the system groups.
     ///
     /// # Errors
-    /// An I/O error other than a missing file, or a file that is not the JSON shape.
+    /// An I/O error other than a missing file, a file that is not the JSON
+    /// shape, or a writer thread that cannot start.
     pub fn load(config_dir: &Path, auto_create: bool) -> std::io::Result<Self> {
         let path = config_dir.join("subscriptionGroup.json");
         let mut file: GroupsFile =
@@ -131,11 +143,43 @@ impl SubscriptionGroupManager {
                 v.group_name = k.clone();
             }
         }
+        let bad = file
+            .subscription_group_table
+            .keys()
+            .filter(|k| ferromq_engine::validate_group(k).is_err())
+            .count();
+        if bad > 0 {
+            tracing::warn!(
+                groups = bad,
+                "subscriptionGroup.json holds groups whose names break the rules; kept, but no request can use them"
+            );
+        }
+        let file = Arc::new(Mutex::new(file));
+        let table = Arc::clone(&file);
+        let writer = CoalescedWriter::start(
+            "subscriptionGroup.json",
+            CONFIG_PERSIST_INTERVAL,
+            Box::new(move || {
+                // A copy taken under the lock, encoded outside it.
+                let copy = table.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let text = serde_json::to_string_pretty(&copy).map_err(|e| e.to_string())?;
+                atomic_write(&path, text.as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            }),
+        )?;
         Ok(SubscriptionGroupManager {
-            path,
             auto_create,
-            file: Mutex::new(file),
+            file,
+            writer,
         })
+    }
+
+    /// Write the file now if a change waits (at shutdown).
+    ///
+    /// # Errors
+    /// The write's error.
+    pub fn flush(&self) -> std::io::Result<()> {
+        self.writer.flush_if_dirty().map_err(std::io::Error::other)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, GroupsFile> {
@@ -146,8 +190,10 @@ impl SubscriptionGroupManager {
     /// auto-creation is on.
     ///
     /// # Errors
-    /// [`GroupError::NotExist`] when unknown and auto-creation is off.
+    /// [`GroupError::Invalid`] for a name that breaks the rules (nothing is
+    /// created); [`GroupError::NotExist`] when unknown and auto-creation is off.
     pub fn find_or_create(&self, group: &str) -> Result<SubscriptionGroupConfig, GroupError> {
+        ferromq_engine::validate_group(group).map_err(GroupError::Invalid)?;
         {
             let f = self.lock();
             if let Some(c) = f.subscription_group_table.get(group) {
@@ -158,7 +204,7 @@ impl SubscriptionGroupManager {
             return Err(GroupError::NotExist(group.to_string()));
         }
         let cfg = SubscriptionGroupConfig::new(group);
-        self.upsert(cfg.clone());
+        self.upsert(cfg.clone())?;
         tracing::info!(%group, "subscription group auto-created");
         Ok(cfg)
     }
@@ -196,9 +242,19 @@ impl SubscriptionGroupManager {
     /// A message when `text` is not a subscription-group table, or the file
     /// cannot be written.
     pub fn replace_from_json(&self, text: &str) -> Result<bool, String> {
-        let incoming: GroupsFile = json::parse_lenient(text)
+        let mut incoming: GroupsFile = json::parse_lenient(text)
             .and_then(serde_json::from_value::<GroupsFile>)
             .map_err(|e| e.to_string())?;
+        let before = incoming.subscription_group_table.len();
+        incoming
+            .subscription_group_table
+            .retain(|k, _| ferromq_engine::validate_group(k).is_ok());
+        if incoming.subscription_group_table.len() != before {
+            tracing::warn!(
+                dropped = before - incoming.subscription_group_table.len(),
+                "the master's table names groups that break the rules; not copied"
+            );
+        }
         let mut f = self.lock();
         if f.data_version == incoming.data_version {
             return Ok(false);
@@ -209,26 +265,26 @@ impl SubscriptionGroupManager {
                 v.group_name = k.clone();
             }
         }
-        // Written under the lock: the file's last write is the table's last state.
-        let body = serde_json::to_string_pretty(&*f).unwrap_or_default();
-        atomic_write(&self.path, body.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        drop(f);
+        self.writer.flush()?;
         Ok(true)
     }
 
-    /// Create or replace a group and persist the table (a write failure is logged).
-    pub fn upsert(&self, cfg: SubscriptionGroupConfig) {
+    /// Create or replace a group; the file is written within the persist
+    /// interval (a write failure is logged and retried).
+    ///
+    /// # Errors
+    /// [`GroupError::Invalid`] for a name that breaks the rules.
+    pub fn upsert(&self, cfg: SubscriptionGroupConfig) -> Result<(), GroupError> {
+        ferromq_engine::validate_group(&cfg.group_name).map_err(GroupError::Invalid)?;
         let mut f = self.lock();
         f.subscription_group_table
             .insert(cfg.group_name.clone(), cfg);
         f.data_version.counter += 1;
         f.data_version.timestamp = now_ms();
-        // Written under the lock: two concurrent changes cannot land on disk in
-        // the wrong order (an older table written last).
-        let text = serde_json::to_string_pretty(&*f).unwrap_or_default();
-        if let Err(e) = atomic_write(&self.path, text.as_bytes()) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot write subscriptionGroup.json");
-        }
+        drop(f);
+        self.writer.mark_dirty();
+        Ok(())
     }
 }
 
@@ -243,6 +299,7 @@ mod tests {
         assert!(m.get("TOOLS_CONSUMER").is_some());
         let g = m.find_or_create("G1").unwrap();
         assert_eq!((g.retry_queue_nums, g.retry_max_times), (1, 16));
+        m.flush().unwrap();
         let text = std::fs::read_to_string(d.path().join("subscriptionGroup.json")).unwrap();
         assert!(text.contains("\"subscriptionGroupTable\""));
         assert!(text.contains("\"retryMaxTimes\": 16"));
@@ -281,8 +338,8 @@ mod tests {
         g.retry_max_times = 3;
         // Two changes on the master, one on the slave: their versions differ even
         // when both tables change within the same millisecond.
-        master.upsert(g.clone());
-        master.upsert(g);
+        master.upsert(g.clone()).unwrap();
+        master.upsert(g).unwrap();
         let slave = SubscriptionGroupManager::load(ds.path(), true).unwrap();
         slave.find_or_create("LOCAL").unwrap();
         assert_eq!(slave.replace_from_json(&master.to_json()), Ok(true));

@@ -634,3 +634,6 @@ pub fn total_max_offset(port: u16, topic: &str, queues: i32) -> i64 {
         })
         .sum()
 }
+
+/// Name-validation and config-persistence helpers (issue 17).
+pub mod names;
