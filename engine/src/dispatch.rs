@@ -550,6 +550,8 @@ pub(crate) struct DispatchHealth {
     /// The next wait between tries (ms).
     backoff_ms: AtomicU64,
     error_log: LogLimiter,
+    /// For topics a slave learns from its log but cannot record yet.
+    pub learn_log: LogLimiter,
 }
 
 impl Default for DispatchHealth {
@@ -563,6 +565,7 @@ impl Default for DispatchHealth {
             outage_retries: AtomicU64::new(0),
             backoff_ms: AtomicU64::new(0),
             error_log: LogLimiter::new(LOG_EVERY),
+            learn_log: LogLimiter::new(LOG_EVERY),
         }
     }
 }

@@ -2096,7 +2096,10 @@ impl StoreInner {
                 let n = (queue_id + 1).max(self.cfg.default_topic_queue_nums);
                 if let Err(e) = self.topics.get_or_create(&topic, n) {
                     // Retried on the next pass (no descriptor or space now).
-                    tracing::warn!(topic, error = %e, "cannot record a dispatched topic yet");
+                    if let Some(held_back) = self.dispatcher.health.learn_log.allow() {
+                        tracing::warn!(topic, error = %e, not_logged = held_back,
+                            "cannot record a dispatched topic yet; retried");
+                    }
                     later.push((topic, queue_id));
                 }
             }

@@ -14,6 +14,8 @@ use ferromq_engine::{MessageExt, MessageProperties};
 use ferromq_server::remoting::codec::{decode_frame, encode};
 use ferromq_server::remoting::{request, RemotingCommand};
 
+pub mod limited;
+
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct Proc {
     pub child: Child,
