@@ -983,3 +983,50 @@ impl Dispatcher {
         Ok(Ok(count))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_10_ms_doubling_to_1_s_and_reset_on_success() {
+        let d = Dispatcher::new(0, Vec::new());
+        let e = Error::io("creating a file", std::io::Error::from_raw_os_error(24));
+        let waits: Vec<u64> = (0..10)
+            .map(|_| d.note_retry(&e).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(d.health.retries.load(Ordering::Relaxed), 10);
+        assert!(d.health.error.lock().unwrap().is_some());
+        d.note_ok();
+        assert!(d.health.error.lock().unwrap().is_none());
+        assert_eq!(d.note_retry(&e), Duration::from_millis(10));
+        assert_eq!(d.health.retries.load(Ordering::Relaxed), 11, "a total");
+    }
+
+    #[test]
+    fn the_log_limiter_lets_one_line_through_per_interval() {
+        let l = LogLimiter::new(Duration::from_secs(3600));
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        let l = LogLimiter::new(Duration::ZERO);
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), Some(0));
+    }
+
+    #[test]
+    fn a_queue_is_never_made_for_an_invalid_topic_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = CqTable::new(dir.path().join("consumequeue"), 2000);
+        for bad in ["../x", "a/b", "", "..", "a b"] {
+            assert!(
+                matches!(t.get_or_create(bad, 0), Err(Error::IllegalMessage(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(!dir.path().join("x").exists());
+        assert!(t.get_or_create("Good", 0).is_ok());
+        assert!(t.all().len() == 1);
+    }
+}
