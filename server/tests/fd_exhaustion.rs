@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::limited::{nofile_of, runtime_info_via, start_broker_with_nofile};
+use common::limited::{
+    nofile_of, runtime_info_via, start_broker_with_nofile, start_namesrv_with_nofile,
+};
 use common::{broker_props, records, temp_dir, Client};
 
 const IDLE: usize = 1_100;
@@ -177,11 +179,15 @@ fn idle_connections_exhausting_descriptors_never_fence_the_store() {
 }
 
 #[test]
-fn the_broker_raises_its_soft_descriptor_limit_to_the_hard_one() {
+fn broker_and_name_server_raise_their_soft_descriptor_limit_to_the_hard_one() {
     let (_t, dir) = temp_dir();
     let props = broker_props(&dir.join("store"), "");
     let Some((broker, _port)) = start_broker_with_nofile(&dir, &props, 1024, 4096) else {
         return;
     };
     assert_eq!(nofile_of(broker.child.id()), (4096, 4096));
+    let Some((namesrv, _port)) = start_namesrv_with_nofile(&dir, 1024, 4096) else {
+        return;
+    };
+    assert_eq!(nofile_of(namesrv.child.id()), (4096, 4096));
 }

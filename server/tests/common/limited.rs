@@ -45,6 +45,25 @@ pub fn start_broker_with_nofile(
     Some((p, port_of(&line)))
 }
 
+/// Start a name server under `prlimit --nofile=soft:hard`; `None` (with a
+/// message) when `prlimit` cannot be run.
+pub fn start_namesrv_with_nofile(dir: &Path, soft: u64, hard: u64) -> Option<(Proc, u16)> {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: prlimit (util-linux) is not installed");
+        return None;
+    }
+    let cfg = dir.join("namesrv.properties");
+    std::fs::write(&cfg, "listenPort=0\nbindAddress=127.0.0.1\n").unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={soft}:{hard}"))
+        .arg(env!("CARGO_BIN_EXE_ferromq-namesrv"))
+        .arg("-c")
+        .arg(&cfg);
+    let mut p = spawn("namesrv", cmd);
+    let line = p.wait_line("listening on", Duration::from_secs(20));
+    Some((p, port_of(&line)))
+}
+
 /// GET_BROKER_RUNTIME_INFO over `c`.
 pub fn runtime_info_via(c: &mut Client) -> std::collections::BTreeMap<String, String> {
     let r = c.invoke(RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO));
