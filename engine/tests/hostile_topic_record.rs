@@ -139,3 +139,32 @@ fn a_crafted_topic_found_after_a_crash_never_becomes_a_path() {
     drop(store);
     assert!(!outside.exists());
 }
+
+#[test]
+fn a_masters_topic_table_with_an_invalid_name_is_copied_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::small_config(dir.path());
+    cfg.broker_role = ferromq_engine::BrokerRole::Slave;
+    let store = MessageStore::open(cfg).unwrap();
+    let evil = evil_topic();
+    let version = ferromq_engine::DataVersion {
+        timestamp: 1,
+        counter: 7,
+    };
+    store
+        .replace_topics(
+            vec![
+                ferromq_engine::TopicConfig::new(evil.as_str(), 4),
+                ferromq_engine::TopicConfig::new("Fine", 4),
+            ],
+            version,
+        )
+        .unwrap();
+    assert!(store.topic_config("Fine").is_some());
+    assert!(store.topic_config(&evil).is_none());
+    assert_eq!(store.topic_table_version(), version);
+    store.shutdown().unwrap();
+    let topics = std::fs::read_to_string(dir.path().join("config").join("topics.json")).unwrap();
+    assert!(topics.contains("\"Fine\""), "{topics}");
+    assert!(!topics.contains("evil"), "{topics}");
+}
