@@ -895,8 +895,10 @@ impl Dispatcher {
                                     // Its queue cannot be created or grown (no
                                     // descriptor, no space): the records before it
                                     // keep their units, the position stops at it
-                                    // and the caller retries.
+                                    // and the caller retries; readers of the
+                                    // written units are told now.
                                     self.publish(&mut batch, here, last_store_timestamp_ms)?;
+                                    batch.notify(arrivals);
                                     return Err(e);
                                 }
                             }
