@@ -54,6 +54,11 @@ impl CqTable {
         if let Some(q) = all.get(topic).and_then(|m| m.get(&queue_id)) {
             return Ok(Arc::clone(q));
         }
+        // Names are data, never paths: only a valid topic name becomes a
+        // folder (a name such as `../../x` would leave the store).
+        crate::message::validate_topic(topic).map_err(|why| {
+            Error::IllegalMessage(format!("no consume queue for an invalid topic name: {why}"))
+        })?;
         let dir = self.root.join(topic).join(queue_id.to_string());
         let q = Arc::new(ConsumeQueue::load(&dir, topic, queue_id, self.file_size)?);
         all.entry(topic.to_string())
@@ -69,6 +74,17 @@ impl CqTable {
     /// Queues created since the last call.
     pub fn take_created(&self) -> Vec<(String, u32)> {
         std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Give back queues [`CqTable::take_created`] returned that the caller
+    /// could not record yet (they come back with the next call).
+    pub fn requeue_created(&self, back: Vec<(String, u32)>) {
+        if !back.is_empty() {
+            self.created
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(back);
+        }
     }
 
     pub fn insert(&self, q: ConsumeQueue) {
@@ -182,6 +198,16 @@ struct CachedQueue {
     from: u64,
 }
 
+/// What [`UnitBatcher::put`] did with a unit.
+enum Placed {
+    /// Collected; written before the position moves past its record.
+    Taken,
+    /// Not taken: the queue lacks units before it (strict mode).
+    Gap(QueueGap),
+    /// Not taken: the record's topic is not a valid name, so it gets no queue.
+    Refused,
+}
+
 /// Per dispatch call: the queues it wrote to (one cheap lookup per record
 /// instead of the table's lock, two SipHash lookups and an `Arc` clone), the
 /// units each has collected, and the queues readers have not yet been told
@@ -200,14 +226,17 @@ struct UnitBatcher {
 impl UnitBatcher {
     /// Collect `unit` for `(topic, queue id, queue offset)`. Units already in
     /// the queue are skipped when written. With `strict`, a unit beyond the
-    /// queue's end is not taken: the gap is returned instead.
+    /// queue's end is not taken: the gap is returned instead. A record whose
+    /// topic is not a valid name is refused (its queue would be a path built
+    /// from it); the name is checked only when its queue is not known yet,
+    /// so a record of a known queue costs nothing more.
     fn put(
         &mut self,
         cqs: &CqTable,
         (topic, queue_id, queue_offset): (&str, u32, u64),
         unit: CqUnit,
         strict: bool,
-    ) -> Result<Option<QueueGap>> {
+    ) -> Result<Placed> {
         let gap = |have: u64| QueueGap {
             topic: topic.to_string(),
             queue_id,
@@ -221,13 +250,20 @@ impl UnitBatcher {
         let entry = match cached {
             Some(e) => e,
             None => {
+                let known = cqs.get(topic, queue_id);
+                if known.is_none() && crate::message::validate_topic(topic).is_err() {
+                    return Ok(Placed::Refused);
+                }
                 if strict {
-                    let have = cqs.get(topic, queue_id).map_or(0, |q| q.max_offset());
+                    let have = known.as_ref().map_or(0, |q| q.max_offset());
                     if queue_offset > have {
-                        return Ok(Some(gap(have)));
+                        return Ok(Placed::Gap(gap(have)));
                     }
                 }
-                let cq = cqs.get_or_create(topic, queue_id)?;
+                let cq = match known {
+                    Some(q) => q,
+                    None => cqs.get_or_create(topic, queue_id)?,
+                };
                 self.queues
                     .entry_ref(topic)
                     .or_default()
@@ -248,7 +284,7 @@ impl UnitBatcher {
                 entry.cq.max_offset().max(collected_end)
             };
             if queue_offset > have {
-                return Ok(Some(gap(have)));
+                return Ok(Placed::Gap(gap(have)));
             }
         }
         if !entry.units.is_empty() && queue_offset != collected_end {
@@ -262,7 +298,7 @@ impl UnitBatcher {
         if entry.announce.replace(queue_offset + 1).is_none() {
             self.dirty.push((topic.to_string(), queue_id));
         }
-        Ok(None)
+        Ok(Placed::Taken)
     }
 
     /// Write every collected unit to its queue.
@@ -456,6 +492,84 @@ pub(crate) fn unit_tags_code(h: &crate::message::RecordHeader<'_>, delay_levels_
     h.tags_code()
 }
 
+/// Lets a log line through at most once per interval and counts the ones
+/// held back (a hostile peer or a long outage must not flood the log).
+pub(crate) struct LogLimiter {
+    every: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimiter {
+    pub fn new(every: Duration) -> Self {
+        LogLimiter {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(lines held back since the last one)` when a line may go out now.
+    pub fn allow(&self) -> Option<u64> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match g.0 {
+            Some(t) if now.duration_since(t) < self.every => {
+                g.1 += 1;
+                None
+            }
+            _ => {
+                g.0 = Some(now);
+                Some(std::mem::take(&mut g.1))
+            }
+        }
+    }
+}
+
+/// First wait after dispatch fails on a resource error; it doubles on each
+/// failure up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+/// Longest wait between two tries of a failing dispatch.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per this interval for a refused record or a
+/// retried dispatch error.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How dispatch is doing: records refused for their topic name, and the
+/// resource error it is retrying, if any.
+pub(crate) struct DispatchHealth {
+    /// Records refused because their topic is not a valid name.
+    pub refused: AtomicU64,
+    refused_log: LogLimiter,
+    /// Dispatch is retrying an error (fast check for [`Dispatcher::note_ok`]).
+    failing: std::sync::atomic::AtomicBool,
+    /// The error being retried.
+    pub error: Mutex<Option<String>>,
+    /// Tries that failed, since the store opened.
+    pub retries: AtomicU64,
+    /// Failed tries of the current outage.
+    outage_retries: AtomicU64,
+    /// The next wait between tries (ms).
+    backoff_ms: AtomicU64,
+    error_log: LogLimiter,
+    /// For topics a slave learns from its log but cannot record yet.
+    pub learn_log: LogLimiter,
+}
+
+impl Default for DispatchHealth {
+    fn default() -> Self {
+        DispatchHealth {
+            refused: AtomicU64::new(0),
+            refused_log: LogLimiter::new(LOG_EVERY),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            error: Mutex::new(None),
+            retries: AtomicU64::new(0),
+            outage_retries: AtomicU64::new(0),
+            backoff_ms: AtomicU64::new(0),
+            error_log: LogLimiter::new(LOG_EVERY),
+            learn_log: LogLimiter::new(LOG_EVERY),
+        }
+    }
+}
+
 /// Follows the commitlog.
 pub(crate) struct Dispatcher {
     reput_from: AtomicU64,
@@ -463,6 +577,7 @@ pub(crate) struct Dispatcher {
     delay_levels_ms: Vec<i64>,
     last_store_timestamp_ms: AtomicI64,
     pub waker: Waker,
+    pub health: DispatchHealth,
 }
 
 impl Dispatcher {
@@ -472,6 +587,60 @@ impl Dispatcher {
             delay_levels_ms,
             last_store_timestamp_ms: AtomicI64::new(0),
             waker: Waker::default(),
+            health: DispatchHealth::default(),
+        }
+    }
+
+    /// A record at `phys` whose topic is not a valid name: it stays in the
+    /// log, gets no consume-queue unit and no index entry, and the position
+    /// moves past it. Counted, and logged at most every [`LOG_EVERY`].
+    fn refuse(&self, topic: &str, phys: u64) {
+        let n = self.health.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(held_back) = self.health.refused_log.allow() {
+            // Debug-quoted and cut short: the name is hostile input.
+            let shown: String = topic.chars().take(80).collect();
+            tracing::warn!(topic = ?shown, commit_log_offset = phys, refused_total = n,
+                not_logged = held_back,
+                "record with an invalid topic name: kept in the commitlog, not dispatched to any consume queue or index");
+        }
+    }
+
+    /// Dispatch failed with `e`, a resource error (no descriptor, no space, an
+    /// I/O error creating or growing a consume-queue or index file): the
+    /// position stays before the record whose unit is not written. Note it for
+    /// stats and the (rate-limited) log, and return how long to wait before the
+    /// next try (10 ms, doubling up to 1 s).
+    pub fn note_retry(&self, e: &Error) -> Duration {
+        let h = &self.health;
+        let total = h.retries.fetch_add(1, Ordering::Relaxed) + 1;
+        let outage = h.outage_retries.fetch_add(1, Ordering::Relaxed) + 1;
+        *h.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        h.failing.store(true, Ordering::Release);
+        if let Some(held_back) = h.error_log.allow() {
+            tracing::error!(error = %e, retries = outage, retries_total = total, not_logged = held_back,
+                dispatched_offset = self.dispatched_offset(),
+                "dispatch cannot write a consume queue or index file; retrying (puts go on, readers wait)");
+        }
+        let prev = h.backoff_ms.load(Ordering::Relaxed);
+        let next = if prev == 0 {
+            RETRY_FIRST.as_millis() as u64
+        } else {
+            (prev * 2).min(RETRY_MAX.as_millis() as u64)
+        };
+        h.backoff_ms.store(next, Ordering::Relaxed);
+        Duration::from_millis(next)
+    }
+
+    /// A dispatch call succeeded: end an outage noted by
+    /// [`Dispatcher::note_retry`] (one atomic load when there is none).
+    pub fn note_ok(&self) {
+        let h = &self.health;
+        if h.failing.load(Ordering::Acquire) && h.failing.swap(false, Ordering::AcqRel) {
+            let outage = h.outage_retries.swap(0, Ordering::Relaxed);
+            h.backoff_ms.store(0, Ordering::Relaxed);
+            let was = h.error.lock().unwrap_or_else(|p| p.into_inner()).take();
+            tracing::info!(retries = outage, error = ?was, dispatched_offset = self.dispatched_offset(),
+                "dispatch resumed");
         }
     }
 
@@ -538,6 +707,7 @@ impl Dispatcher {
         for r in &walked.records[start..] {
             let topic = walked.topics[r.topic as usize].as_str();
             let tx = r.sys_flag & sys_flag::TRANSACTION_MASK;
+            let mut refused = false;
             if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
                 let unit = CqUnit {
                     commit_log_offset: r.phys,
@@ -545,17 +715,27 @@ impl Dispatcher {
                     tags_code: r.tags_code,
                 };
                 let target = (topic, r.queue_id, r.queue_offset);
-                if let Some(gap) = batch.put(cqs, target, unit, true)? {
-                    batch.write_pending()?;
-                    return Ok(Some(Err(gap)));
+                match batch.put(cqs, target, unit, true)? {
+                    Placed::Taken => {}
+                    Placed::Gap(gap) => {
+                        batch.write_pending()?;
+                        return Ok(Some(Err(gap)));
+                    }
+                    Placed::Refused => refused = true,
                 }
+            } else {
+                // No queue for these; the index still must not take the name.
+                refused = crate::message::validate_topic(topic).is_err();
+            }
+            if refused {
+                self.refuse(topic, r.phys);
             }
             // Units are written as the pass goes (the position moves at its
             // end), a bounded number held at a time.
             if count % PUBLISH_EVERY_RECORDS == PUBLISH_EVERY_RECORDS - 1 {
                 batch.write_pending()?;
             }
-            if let (Some(ix), true) = (index, r.has_keys) {
+            if let (Some(ix), true, false) = (index, r.has_keys, refused) {
                 // The walk checked this record as the configuration asks; read
                 // it back as the log-reading dispatch does (no second CRC).
                 let Some(bytes) = commitlog.get_data(r.phys, r.size as usize) else {
@@ -693,6 +873,7 @@ impl Dispatcher {
                 match check_record(rest, false) {
                     Ok(RecordCheck::Message(h)) => {
                         let tx = h.sys_flag & sys_flag::TRANSACTION_MASK;
+                        let mut refused = false;
                         if tx == sys_flag::TRANSACTION_NOT_TYPE
                             || tx == sys_flag::TRANSACTION_COMMIT_TYPE
                         {
@@ -702,16 +883,33 @@ impl Dispatcher {
                                 tags_code: self.tags_code(&h),
                             };
                             let target = (h.topic, h.queue_id, h.queue_offset as u64);
-                            if let Some(gap) = batch.put(cqs, target, unit, strict)? {
-                                self.publish(
-                                    &mut batch,
-                                    f.file_from_offset() + (pos + p) as u64,
-                                    last_store_timestamp_ms,
-                                )?;
-                                return Ok(Err(gap));
+                            let here = f.file_from_offset() + (pos + p) as u64;
+                            match batch.put(cqs, target, unit, strict) {
+                                Ok(Placed::Taken) => {}
+                                Ok(Placed::Gap(gap)) => {
+                                    self.publish(&mut batch, here, last_store_timestamp_ms)?;
+                                    return Ok(Err(gap));
+                                }
+                                Ok(Placed::Refused) => refused = true,
+                                Err(e) => {
+                                    // Its queue cannot be created or grown (no
+                                    // descriptor, no space): the records before it
+                                    // keep their units, the position stops at it
+                                    // and the caller retries; readers of the
+                                    // written units are told now.
+                                    self.publish(&mut batch, here, last_store_timestamp_ms)?;
+                                    batch.notify(arrivals);
+                                    return Err(e);
+                                }
                             }
+                        } else {
+                            // No queue for these; the index still must not take the name.
+                            refused = crate::message::validate_topic(h.topic).is_err();
                         }
-                        if let Some(ix) = index {
+                        if refused {
+                            self.refuse(h.topic, h.physical_offset as u64);
+                        }
+                        if let (Some(ix), false) = (index, refused) {
                             let indexed = ix.build_index(
                                 h.topic,
                                 h.properties,
@@ -785,5 +983,52 @@ impl Dispatcher {
         }
         batch.notify(arrivals);
         Ok(Ok(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_10_ms_doubling_to_1_s_and_reset_on_success() {
+        let d = Dispatcher::new(0, Vec::new());
+        let e = Error::io("creating a file", std::io::Error::from_raw_os_error(24));
+        let waits: Vec<u64> = (0..10)
+            .map(|_| d.note_retry(&e).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert_eq!(d.health.retries.load(Ordering::Relaxed), 10);
+        assert!(d.health.error.lock().unwrap().is_some());
+        d.note_ok();
+        assert!(d.health.error.lock().unwrap().is_none());
+        assert_eq!(d.note_retry(&e), Duration::from_millis(10));
+        assert_eq!(d.health.retries.load(Ordering::Relaxed), 11, "a total");
+    }
+
+    #[test]
+    fn the_log_limiter_lets_one_line_through_per_interval() {
+        let l = LogLimiter::new(Duration::from_secs(3600));
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        let l = LogLimiter::new(Duration::ZERO);
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), Some(0));
+    }
+
+    #[test]
+    fn a_queue_is_never_made_for_an_invalid_topic_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = CqTable::new(dir.path().join("consumequeue"), 2000);
+        for bad in ["../x", "a/b", "", "..", "a b"] {
+            assert!(
+                matches!(t.get_or_create(bad, 0), Err(Error::IllegalMessage(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(!dir.path().join("x").exists());
+        assert!(t.get_or_create("Good", 0).is_ok());
+        assert!(t.all().len() == 1);
     }
 }

@@ -317,6 +317,17 @@ pub struct StoreStats {
     pub commit_counters: crate::io::CommitCounters,
     /// Why the store refuses writes, if it does.
     pub fenced: Option<String>,
+    /// The resource error dispatch is retrying now (no descriptor or space
+    /// for a consume-queue or index file), if any; puts go on meanwhile.
+    pub dispatch_error: Option<String>,
+    /// Dispatch tries that failed on a resource error, since the store opened.
+    pub dispatch_retries: u64,
+    /// Records refused by dispatch or recovery because their topic is not a
+    /// valid name (kept in the commitlog, in no consume queue or index).
+    pub records_refused: u64,
+    /// The last failed consume-queue, index or checkpoint flush, if one
+    /// failed since the store opened (see [`MessageStore::flush`]).
+    pub consume_queue_flush_error: Option<String>,
 }
 
 struct StoreInner {
@@ -352,6 +363,13 @@ struct StoreInner {
     cq_manifest: Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
     total_ram: u64,
     recovery: RecoveryReport,
+    /// The first failed flush of derived data (consume queues, index,
+    /// checkpoint) since open: it does not fence (the commitlog holds every
+    /// acknowledged message), but from then on the checkpoint's logics and
+    /// index offsets stay where they were last known durable and shutdown
+    /// keeps the abort marker, so the next open re-dispatches from there.
+    cq_flush_failed: Mutex<Option<String>>,
+    cq_flush_log: crate::dispatch::LogLimiter,
 }
 
 /// Deletions not finished (RocketMQ's hanged files), retried every
@@ -747,6 +765,8 @@ impl MessageStore {
             cq_manifest: Mutex::new(manifest),
             total_ram: crate::sys::total_ram_bytes(),
             recovery: report,
+            cq_flush_failed: Mutex::new(None),
+            cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
         });
         inner.commitlog.start()?;
         let store = MessageStore { inner };
@@ -1526,9 +1546,18 @@ impl MessageStore {
     /// [`Error::Io`] when `config/topics.json` cannot be written.
     pub fn replace_topics(
         &self,
-        topics: Vec<TopicConfig>,
+        mut topics: Vec<TopicConfig>,
         version: crate::topic::DataVersion,
     ) -> Result<()> {
+        // A master's table is input like any other: names are checked.
+        let before = topics.len();
+        topics.retain(|t| validate_topic(&t.topic_name).is_ok());
+        if topics.len() < before {
+            tracing::warn!(
+                refused = before - topics.len(),
+                "topics with invalid names in the master's table are not copied"
+            );
+        }
         self.inner.topics.replace_all(topics, version)
     }
 
@@ -1591,6 +1620,20 @@ impl MessageStore {
             commit_registered_buffers: s.commitlog.commit_backend().registered_buffers(),
             commit_counters: s.commitlog.commit_backend().counters(),
             fenced: s.fence.cause(),
+            dispatch_error: s
+                .dispatcher
+                .health
+                .error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            dispatch_retries: s.dispatcher.health.retries.load(Ordering::Relaxed),
+            records_refused: s.dispatcher.health.refused.load(Ordering::Relaxed),
+            consume_queue_flush_error: s
+                .cq_flush_failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 
@@ -1634,7 +1677,10 @@ impl MessageStore {
     /// Flush the commitlog and every consume queue now.
     ///
     /// # Errors
-    /// The flush error (which also fences the store).
+    /// The flush error. A failed commitlog sync fences the store; a failed
+    /// consume-queue flush does not (the queues are rebuilt from the
+    /// commitlog): it is reported in [`StoreStats::consume_queue_flush_error`]
+    /// and the next open re-dispatches from the last offset known flushed.
     pub fn flush(&self) -> Result<()> {
         let s = &self.inner;
         if s.commitlog.pooled() {
@@ -1644,8 +1690,7 @@ impl MessageStore {
         }
         s.flusher.flush(&s.commitlog.queue, 0)?;
         for cq in s.cqs.all() {
-            cq.flush(0)
-                .inspect_err(|e| s.fence.trip(format!("consume queue flush failed: {e}")))?;
+            cq.flush(0).inspect_err(|e| s.note_cq_flush_failed(e))?;
         }
         Ok(())
     }
@@ -1701,6 +1746,19 @@ impl MessageStore {
             .map(|_| ()));
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
         keep!(s.flush_consume_queues(0));
+        if let Some(why) = s
+            .cq_flush_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            // Keep the abort marker: the next open re-dispatches from the
+            // last offset known flushed.
+            keep!(Err(Error::io(
+                "a consume queue flush failed earlier; the next open rebuilds from the commitlog",
+                std::io::Error::other(why),
+            )));
+        }
         keep!(s.topics.flush());
         keep!(s.schedule.persist());
         keep!(s.fence.check());
@@ -2032,16 +2090,28 @@ impl StoreInner {
     /// Topics whose queues appeared through dispatch but are not in the topic
     /// table (a slave's log carries its master's topics) join the table.
     fn learn_dispatched_topics(&self) {
+        let mut later = Vec::new();
         for (topic, queue_id) in self.cqs.take_created() {
             if self.topics.get(&topic).is_none() {
                 let n = (queue_id + 1).max(self.cfg.default_topic_queue_nums);
                 if let Err(e) = self.topics.get_or_create(&topic, n) {
-                    tracing::warn!(topic, error = %e, "cannot record a dispatched topic");
+                    // Retried on the next pass (no descriptor or space now).
+                    if let Some(held_back) = self.dispatcher.health.learn_log.allow() {
+                        tracing::warn!(topic, error = %e, not_logged = held_back,
+                            "cannot record a dispatched topic yet; retried");
+                    }
+                    later.push((topic, queue_id));
                 }
             }
         }
+        self.cqs.requeue_created(later);
     }
 
+    /// Follow the commitlog. A resource error (an [`Error::Io`] creating or
+    /// growing a consume-queue or index file: no descriptor, no space, EIO)
+    /// is retried with back-off and reported, never fenced: the position stays
+    /// before the record whose unit is not written, puts go on, and dispatch
+    /// resumes by itself. Other errors (a record that does not parse) fence.
     fn run_dispatch(&self) {
         while !self.stopping.load(Ordering::Acquire) {
             self.learn_dispatched_topics();
@@ -2051,8 +2121,19 @@ impl StoreInner {
                 self.index.as_ref(),
                 &self.arrivals,
             ) {
-                Ok(0) => self.dispatcher.waker.wait(Duration::from_millis(1)),
-                Ok(_) => {}
+                Ok(n) => {
+                    self.dispatcher.note_ok();
+                    if n == 0 {
+                        self.dispatcher.waker.wait(Duration::from_millis(1));
+                    }
+                }
+                Err(e @ Error::Io { .. }) => {
+                    let wait = self.dispatcher.note_retry(&e);
+                    let until = Instant::now() + wait;
+                    while !self.stopping.load(Ordering::Acquire) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(10).min(wait));
+                    }
+                }
                 Err(e) => {
                     self.fence.trip(format!("dispatch failed: {e}"));
                     return;
@@ -2309,9 +2390,25 @@ impl StoreInner {
                 least = 0;
             }
             if let Err(e) = self.flush_consume_queues(least) {
-                self.fence.trip(format!("consume queue flush failed: {e}"));
-                return;
+                // Retried at the next interval; no fence (see `cq_flush_failed`).
+                self.note_cq_flush_failed(&e);
             }
+        }
+    }
+
+    /// A flush of derived data failed: remember it (sticky), log it (rate-limited).
+    fn note_cq_flush_failed(&self, e: &Error) {
+        let mut g = self
+            .cq_flush_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e.to_string());
+        }
+        drop(g);
+        if let Some(held_back) = self.cq_flush_log.allow() {
+            tracing::error!(error = %e, not_logged = held_back,
+                "consume queue flush failed; retried, puts go on, the checkpoint keeps the last offset known flushed");
         }
     }
 
@@ -2323,7 +2420,14 @@ impl StoreInner {
         // is never later than the offset's record (a conservative checkpoint).
         let dispatched_ts = self.dispatcher.last_store_timestamp_ms();
         let dispatched = self.dispatcher.dispatched_offset();
-        let mut all_flushed = true;
+        // After a failed flush, a later one that succeeds does not prove the
+        // earlier pages reached the disk: the logics and index offsets stay.
+        let derived_ok = self
+            .cq_flush_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none();
+        let mut all_flushed = derived_ok;
         let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
             Default::default();
         for cq in self.cqs.all() {
@@ -2344,8 +2448,21 @@ impl StoreInner {
                         std::io::Error::other(e),
                     )
                 })?;
-                crate::topic::write_atomically(&self.cfg.config_dir().join(CQ_MANIFEST), &json)?;
-                *last = maxes;
+                // A hint for the next open (a queue that lost units is
+                // rebuilt): one not written now is retried on the next pass,
+                // and the queues' own flush is not in doubt.
+                match crate::topic::write_atomically(
+                    &self.cfg.config_dir().join(CQ_MANIFEST),
+                    &json,
+                ) {
+                    Ok(()) => *last = maxes,
+                    Err(e) => {
+                        if let Some(held_back) = self.cq_flush_log.allow() {
+                            tracing::warn!(error = %e, not_logged = held_back,
+                                "cannot write the consume queue manifest; retried");
+                        }
+                    }
+                }
             }
         }
         let mut index_done = None;
@@ -2353,7 +2470,7 @@ impl StoreInner {
             // Everything dispatched before this point was given to the index.
             let ts = ix.last_update().0;
             ix.flush()?;
-            index_done = Some((dispatched, ts));
+            index_done = derived_ok.then_some((dispatched, ts));
         }
         let physic_offset = self.flusher.durable_offset();
         let physic_ts = self.commitlog.queue.flushed_store_timestamp_ms();

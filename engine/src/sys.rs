@@ -247,3 +247,47 @@ mod tests {
         assert!(try_lock_exclusive(&b).unwrap());
     }
 }
+
+/// The descriptor limits before and after [`raise_nofile_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimits {
+    /// Soft limit found at start.
+    pub soft_before: u64,
+    /// Hard limit (the ceiling an unprivileged process may raise to).
+    pub hard: u64,
+    /// Soft limit now.
+    pub soft_now: u64,
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit, as a server that keeps
+/// one descriptor per connection and per store file should (the usual soft
+/// limit of 1024 is reached by 1,000 idle connections). Servers call it once
+/// at start and log the result.
+///
+/// # Errors
+/// `getrlimit` or `setrlimit` failed (the limits are unchanged).
+pub fn raise_nofile_limit() -> std::io::Result<NofileLimits> {
+    // SAFETY: an all-zero rlimit is valid; getrlimit writes into it.
+    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = r.rlim_cur;
+    if r.rlim_cur < r.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: r.rlim_max,
+            rlim_max: r.rlim_max,
+        };
+        // SAFETY: a valid pointer to an initialised rlimit; setrlimit only reads it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        r = raised;
+    }
+    Ok(NofileLimits {
+        soft_before: before as u64,
+        hard: r.rlim_max as u64,
+        soft_now: r.rlim_cur as u64,
+    })
+}

@@ -137,6 +137,28 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Raise the soft open-file limit to the hard limit and log both: each
+/// connection and each store file takes a descriptor, and the usual soft
+/// limit of 1024 is reached by a thousand idle clients. Call once at start,
+/// after [`init_logging`].
+pub fn raise_fd_limit() {
+    match ferromq_engine::sys::raise_nofile_limit() {
+        Ok(l) if l.soft_now < 4096 => tracing::warn!(
+            soft_before = l.soft_before,
+            soft = l.soft_now,
+            hard = l.hard,
+            "open file limit (RLIMIT_NOFILE) is low: raise the hard limit for many connections"
+        ),
+        Ok(l) => tracing::info!(
+            soft_before = l.soft_before,
+            soft = l.soft_now,
+            hard = l.hard,
+            "open file limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit (RLIMIT_NOFILE)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

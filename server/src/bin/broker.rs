@@ -9,7 +9,7 @@ use clap::Parser;
 use ferromq_engine::config::Properties;
 use ferromq_engine::{MessageStore, StoreConfig};
 use ferromq_server::broker::{self, split_namesrv_addr_arg, Broker, BrokerConfig};
-use ferromq_server::util::{init_logging, shutdown_signal};
+use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
 
 /// RocketMQ-compatible broker.
@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_properties(args.important && !args.print));
         return ExitCode::SUCCESS;
     }
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("broker-io")

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferromq_engine::config::Properties;
 use ferromq_server::namesrv::{self, NamesrvConfig};
-use ferromq_server::util::{init_logging, shutdown_signal};
+use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
 
 /// RocketMQ-compatible name server.
@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_properties());
         return ExitCode::SUCCESS;
     }
+    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("namesrv-io")

@@ -279,6 +279,10 @@ impl Broker {
 
     /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
     ///
+    /// ferromq adds `dispatchRetries`, `recordsRefused`, and while there is
+    /// one, `dispatchError` (a resource error dispatch is retrying) and
+    /// `consumeQueueFlushError`.
+    ///
     /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
     /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
     /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
@@ -358,6 +362,14 @@ impl Broker {
         put_kv("writable", st.fenced.is_none().to_string());
         if let Some(f) = st.fenced {
             put_kv("fenced", f);
+        }
+        put_kv("dispatchRetries", st.dispatch_retries.to_string());
+        if let Some(e) = st.dispatch_error {
+            put_kv("dispatchError", e);
+        }
+        put_kv("recordsRefused", st.records_refused.to_string());
+        if let Some(f) = st.consume_queue_flush_error {
+            put_kv("consumeQueueFlushError", f);
         }
         self.ha_runtime_info(&mut put_kv);
         t

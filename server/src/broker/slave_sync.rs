@@ -140,18 +140,11 @@ async fn sync_all(b: &Arc<Broker>, c: &RemotingClient) -> Result<(), String> {
 fn apply(b: &Broker, code: i32, text: &str) -> Result<(), String> {
     match code {
         request::GET_ALL_TOPIC_CONFIG => {
-            let (mut topics, version) = parse_topic_wrapper(text)?;
+            let (topics, version) = parse_topic_wrapper(text)?;
             if version != b.store.topic_table_version() {
-                // Names are data, never paths: a master's table is checked
-                // like any request (a stranger can pose as the master).
-                let before = topics.len();
-                topics.retain(|t| ferromq_engine::validate_topic(&t.topic_name).is_ok());
-                if topics.len() != before {
-                    tracing::warn!(
-                        dropped = before - topics.len(),
-                        "the master's topic table names topics that break the rules; not copied"
-                    );
-                }
+                // Names are data, never paths: replace_topics drops (and logs)
+                // topics whose names break the rules (a stranger can pose as
+                // the master).
                 let n = topics.len();
                 b.store
                     .replace_topics(topics, version)

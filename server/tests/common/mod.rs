@@ -16,6 +16,7 @@ use ferromq_server::remoting::{request, RemotingCommand};
 
 pub mod hostile;
 pub mod longpoll;
+pub mod limited;
 
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct Proc {
