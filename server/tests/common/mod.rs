@@ -15,8 +15,8 @@ use ferromq_server::remoting::codec::{decode_frame, encode};
 use ferromq_server::remoting::{request, RemotingCommand};
 
 pub mod hostile;
-pub mod longpoll;
 pub mod limited;
+pub mod longpoll;
 
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct Proc {
