@@ -277,6 +277,11 @@ impl Broker {
 
     /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
     ///
+    /// ferromq adds `consumeQueuesDamagedAtStart` (consume queues the last
+    /// start found damaged and rebuilt), `damagedRecordCount` (records reads
+    /// found damaged and skipped) and `damagedRecords` (the first of those, a
+    /// JSON array of `{topic, queueId, queueOffset, commitLogOffset, reason}`).
+    ///
     /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
     /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
     /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
@@ -350,6 +355,32 @@ impl Broker {
         if let Some(f) = st.fenced {
             put_kv("fenced", f);
         }
+        put_kv(
+            "consumeQueuesDamagedAtStart",
+            self.store
+                .recovery_report()
+                .consume_queues_damaged
+                .to_string(),
+        );
+        put_kv("damagedRecordCount", st.damaged_records.to_string());
+        let damaged: Vec<_> = self
+            .store
+            .damaged_records()
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "topic": d.topic,
+                    "queueId": d.queue_id,
+                    "queueOffset": d.queue_offset,
+                    "commitLogOffset": d.commit_log_offset,
+                    "reason": d.reason,
+                })
+            })
+            .collect();
+        put_kv(
+            "damagedRecords",
+            serde_json::Value::from(damaged).to_string(),
+        );
         self.ha_runtime_info(&mut put_kv);
         t
     }
