@@ -444,6 +444,44 @@ impl ConsumeQueue {
         CqUnit::decode(b)
     }
 
+    /// The raw bytes of the unit at `queue_offset`, if written.
+    pub fn raw_unit(&self, queue_offset: u64) -> Option<[u8; CQ_UNIT_SIZE]> {
+        let byte = queue_offset.checked_mul(CQ_UNIT_SIZE as u64)?;
+        let f = self.queue.find_by_offset(byte)?;
+        let pos = (byte - f.file_from_offset()) as usize;
+        if pos + CQ_UNIT_SIZE > f.wrote_position() {
+            return None;
+        }
+        f.bytes(pos, CQ_UNIT_SIZE)?.try_into().ok()
+    }
+
+    /// Repair: rewrite the units from `first` on (each `None` becomes a blank
+    /// unit) in their files, through the descriptor, synced. Every unit must
+    /// already be written (below [`ConsumeQueue::max_offset`]).
+    ///
+    /// # Errors
+    /// A unit not yet written, or the write failed.
+    pub fn rewrite_units(&self, first: u64, units: &[Option<CqUnit>]) -> Result<()> {
+        let per_file = (self.queue.file_size() / CQ_UNIT_SIZE as u64) as usize;
+        let mut i = 0;
+        while i < units.len() {
+            let q = first + i as u64;
+            let byte = q * CQ_UNIT_SIZE as u64;
+            let f = self.queue.find_by_offset(byte).ok_or_else(|| {
+                Error::corruption(self.queue.dir(), byte, "no consume queue file to repair")
+            })?;
+            let pos = (byte - f.file_from_offset()) as usize;
+            let n = (per_file - pos / CQ_UNIT_SIZE).min(units.len() - i);
+            let mut buf = Vec::with_capacity(n * CQ_UNIT_SIZE);
+            for u in &units[i..i + n] {
+                buf.extend_from_slice(&u.map_or_else(blank_unit, |u| u.encode()));
+            }
+            f.rewrite_via_fd(pos, &buf)?;
+            i += n;
+        }
+        Ok(())
+    }
+
     /// The file holding `queue_offset` and the readable units from there to the
     /// end of that file: `(file, byte position in file, unit count)`.
     pub fn units_from(&self, queue_offset: u64) -> Option<(Arc<MappedFile>, usize, usize)> {

@@ -80,7 +80,8 @@ pub struct DamagedRecord {
     pub queue_id: u32,
     /// Queue offset of its unit.
     pub queue_offset: u64,
-    /// Commitlog offset of the record.
+    /// Commitlog offset of the record (0 for a consume-queue unit that points
+    /// at no record and could not be rebuilt).
     pub commit_log_offset: u64,
     /// What is wrong with it.
     pub reason: String,
@@ -105,6 +106,8 @@ pub(crate) struct DamagedRecords {
 struct Remembered {
     list: Vec<DamagedRecord>,
     seen: HashSet<u64>,
+    /// Consume-queue units that point at no record and could not be repaired.
+    units: HashSet<(String, u32, u64)>,
 }
 
 impl DamagedRecords {
@@ -127,6 +130,46 @@ impl DamagedRecords {
         if g.list.len() < MAX_LISTED_DAMAGED_RECORDS {
             g.list.push(rec);
         }
+    }
+
+    /// Note a consume-queue unit that does not point at its record and could
+    /// not be rebuilt (`error` says what the read found, `why` why it could
+    /// not be rebuilt): reads skip it from now on. Listed like a damaged record,
+    /// with the unit's offset as its commitlog offset.
+    pub fn note_unit(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        queue_offset: u64,
+        error: &crate::Error,
+        why: &str,
+    ) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.units.len() >= MAX_REMEMBERED
+            || !g.units.insert((topic.to_string(), queue_id, queue_offset))
+        {
+            return;
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(topic, queue_id, queue_offset, %error, why,
+            "consume queue unit cannot be rebuilt from the commitlog; reads skip it");
+        if g.list.len() < MAX_LISTED_DAMAGED_RECORDS {
+            g.list.push(DamagedRecord {
+                topic: topic.to_string(),
+                queue_id,
+                queue_offset,
+                commit_log_offset: 0,
+                reason: format!("{error}; not rebuilt: {why}"),
+            });
+        }
+    }
+
+    /// Was this unit noted by [`DamagedRecords::note_unit`]?
+    pub fn has_unit(&self, topic: &str, queue_id: u32, queue_offset: u64) -> bool {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        !g.units.is_empty()
+            && g.units
+                .contains(&(topic.to_string(), queue_id, queue_offset))
     }
 
     /// Damaged records found so far.

@@ -25,6 +25,8 @@ use crate::message::{
     MessageExt, MAX_PROPERTIES_LEN,
 };
 use crate::retention::{evaluate, CleanPassReport, RetentionStats, StoreEnv};
+
+mod repair;
 use crate::topic::{TopicConfig, TopicTable};
 
 /// Status of a stored put (RocketMQ's `PutMessageStatus` for outcomes where the
@@ -321,6 +323,9 @@ pub struct StoreStats {
     /// Damaged records reads found and skipped (each counted once; see
     /// [`MessageStore::damaged_records`]).
     pub damaged_records: u64,
+    /// Consume-queue units that reads found not pointing at their records and
+    /// that were rebuilt from the commitlog in place.
+    pub consume_queue_units_repaired: u64,
 }
 
 struct StoreInner {
@@ -359,6 +364,10 @@ struct StoreInner {
         Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
     /// Records found damaged by reads (listed for the admin tool).
     damaged: crate::damage::DamagedRecords,
+    /// One consume-queue repair at a time (see `repair::repair_units`).
+    repair_lock: Mutex<()>,
+    /// Consume-queue units rewritten by repairs.
+    units_repaired: std::sync::atomic::AtomicU64,
     total_ram: u64,
     recovery: RecoveryReport,
 }
@@ -783,6 +792,8 @@ impl MessageStore {
             cq_manifest: Mutex::new(manifest),
             cq_min_manifest: Mutex::new(min_manifest),
             damaged: crate::damage::DamagedRecords::default(),
+            repair_lock: Mutex::new(()),
+            units_repaired: std::sync::atomic::AtomicU64::new(0),
             total_ram: crate::sys::total_ram_bytes(),
             recovery: report,
         });
@@ -1088,6 +1099,21 @@ impl MessageStore {
         max_msgs: u32,
         filter: &MessageFilter,
     ) -> Result<GetResult> {
+        self.get_message_inner(topic, queue_id, offset, max_msgs, filter, true)
+    }
+
+    /// [`MessageStore::get_message`]; with `may_repair`, a damaged unit at the
+    /// requested offset is repaired (or, when it cannot be, noted and skipped)
+    /// and the read done once more.
+    fn get_message_inner(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_msgs: u32,
+        filter: &MessageFilter,
+        may_repair: bool,
+    ) -> Result<GetResult> {
         let s = &self.inner;
         if s.shut_down.load(Ordering::Acquire) {
             return Err(Error::ShutDown);
@@ -1215,9 +1241,18 @@ impl MessageStore {
         }
         if let Some((q, e)) = bad {
             // A unit that does not point at its record: never move past it.
+            // The messages before it are served; a read that starts at it
+            // repairs the queue there first.
             scanned = (q - offset) as usize;
             if r.messages.is_empty() {
-                return Err(e);
+                if !may_repair {
+                    return Err(e);
+                }
+                if let repair::Repair::Impossible(why) = s.repair_units(&cq, q) {
+                    s.damaged.note_unit(topic, queue_id, q, &e, &why);
+                }
+                drop(file);
+                return self.get_message_inner(topic, queue_id, offset, max_msgs, filter, false);
             }
         }
         r.next_begin_offset = offset + scanned as u64;
@@ -1653,6 +1688,7 @@ impl MessageStore {
             commit_counters: s.commitlog.commit_backend().counters(),
             fenced: s.fence.cause(),
             damaged_records: s.damaged.count(),
+            consume_queue_units_repaired: s.units_repaired.load(Ordering::Relaxed),
         }
     }
 
@@ -2127,6 +2163,9 @@ impl StoreInner {
         b: Option<&MappedBytes>,
     ) -> Option<Error> {
         let fs = self.cfg.mapped_file_size_commit_log;
+        if self.damaged.has_unit(topic, queue_id, queue_offset) {
+            return None; // a unit that could not be repaired: skipped (listed)
+        }
         if let (Some(u), Some(b)) = (u, b) {
             let check = crate::damage::classify(b, u, topic, queue_id, queue_offset, None, true);
             if check != crate::damage::UnitCheck::UnitWrong {

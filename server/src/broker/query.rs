@@ -278,7 +278,8 @@ impl Broker {
     /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
     ///
     /// ferromq adds `consumeQueuesDamagedAtStart` (consume queues the last
-    /// start found damaged and rebuilt), `damagedRecordCount` (records reads
+    /// start found damaged and rebuilt), `consumeQueueUnitsRepaired` (units
+    /// reads found damaged and rebuilt in place), `damagedRecordCount` (records reads
     /// found damaged and skipped) and `damagedRecords` (the first of those, a
     /// JSON array of `{topic, queueId, queueOffset, commitLogOffset, reason}`).
     ///
@@ -363,6 +364,10 @@ impl Broker {
                 .to_string(),
         );
         put_kv("damagedRecordCount", st.damaged_records.to_string());
+        put_kv(
+            "consumeQueueUnitsRepaired",
+            st.consume_queue_units_repaired.to_string(),
+        );
         let damaged: Vec<_> = self
             .store
             .damaged_records()
