@@ -263,8 +263,10 @@ pub struct RecoveryReport {
     /// Consume queues that lost units pointing past the commitlog end.
     pub consume_queues_truncated: usize,
     /// Consume queues found damaged (units out of order, overlapping, not
-    /// matching their record, or written after unwritten ones) and cut before
-    /// the damage; each is rebuilt from the commitlog.
+    /// matching their record, or written after unwritten ones; a file of the
+    /// wrong length or a missing middle file; missing first files whose
+    /// records the commitlog still holds) and cut before the damage (or
+    /// emptied); each is rebuilt from the commitlog.
     pub consume_queues_damaged: usize,
     /// Consume queues that gained units while being re-dispatched from the start
     /// of the log (damaged, short or re-created missing queues, and queues that

@@ -385,3 +385,80 @@ fn a_unit_that_cannot_be_rebuilt_is_skipped_loudly_not_forever() {
     assert!(listed[0].reason.contains("damaged"), "{}", listed[0].reason);
     assert_eq!(store.stats().damaged_records, 1);
 }
+
+/// After retention, a queue's first remaining file may start at a record the
+/// commitlog still holds (its previous file indexed only deleted records).
+/// That is not damage; deleting that first file is (the first-file manifest
+/// tells the two apart), and the rebuilt queue starts at the first record the
+/// commitlog holds.
+#[test]
+fn first_files_lost_after_retention_are_told_from_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.file_reserved_time_hours = 0;
+    c.delete_commit_log_files_interval_ms = 0;
+    c.clean_resource_interval_ms = 3_600_000;
+    let store = MessageStore::open(c.clone()).unwrap();
+    let put = |q: u32, i: usize| {
+        let mut m = Message::new("D", body(q, i));
+        m.queue_id = q;
+        store.put_message(&m).unwrap()
+    };
+    // Queue 0: 100 messages (one full consume-queue file) in commitlog file 0;
+    // queue 1 fills that file; then queue 0 gets 150 more in file 1.
+    for i in 0..100 {
+        put(0, i);
+    }
+    let mut i1 = 0;
+    while put(1, i1).commit_log_offset < 64 * 1024 {
+        i1 += 1;
+        assert!(i1 < 10_000);
+    }
+    for i in 100..250 {
+        let r = put(0, i);
+        assert!(r.commit_log_offset >= 64 * 1024);
+    }
+    store.flush().unwrap();
+    for _ in 0..500 {
+        if store.stats().dispatched_offset >= store.commit_log_max_offset() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    store.flush().unwrap();
+    for _ in 0..5 {
+        store.execute_delete_files_manually();
+        store.run_clean_pass();
+    }
+    assert_eq!(store.commit_log_min_offset(), 64 * 1024, "file 0 deleted");
+    assert_eq!(store.min_offset_in_queue("D", 0), 100);
+    assert!(!queue_file(dir.path(), 0).exists(), "queue file 0 deleted");
+    store.shutdown().unwrap();
+
+    let check = |what: &str, damaged: usize| {
+        let store = MessageStore::open(c.clone()).unwrap();
+        let rep = store.recovery_report();
+        assert_eq!(rep.consume_queues_damaged, damaged, "{what}: {rep:?}");
+        assert_eq!(store.min_offset_in_queue("D", 0), 100, "{what}");
+        assert_eq!(store.max_offset_in_queue("D", 0), 250, "{what}");
+        let mut offset = 100;
+        for _ in 0..20 {
+            let r = store
+                .get_message("g", "D", 0, offset, 32, &MessageFilter::All)
+                .unwrap();
+            if r.status == GetStatus::OffsetOverflowOne {
+                break;
+            }
+            for m in &r.messages {
+                assert_eq!(m.queue_offset, offset, "{what}");
+                assert_eq!(m.decode().unwrap().body, body(0, offset as usize), "{what}");
+                offset += 1;
+            }
+        }
+        assert_eq!(offset, 250, "{what}: every message still held is delivered");
+        store.shutdown().unwrap();
+    };
+    check("after retention", 0);
+    std::fs::remove_file(queue_file(dir.path(), 1)).unwrap();
+    check("first remaining file deleted", 1);
+}
