@@ -132,3 +132,71 @@ fn a_damaged_record_is_skipped_once_logged_counted_and_listed() {
         lines[0]
     );
 }
+
+/// Damage in the newest commitlog file stops the broker at start with an error
+/// that names `checkCRCOnRecover=false`; with it, the broker starts and pulls
+/// skip the damaged record.
+#[test]
+fn damage_in_the_newest_file_names_check_crc_on_recover_which_starts_the_broker() {
+    let (_tmp, dir) = temp_dir();
+    let store = dir.join("store");
+    let props = broker_props(&store, "");
+    let (mut broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let mut offsets = Vec::new();
+    for i in 0..N {
+        let r = c.send_v2(TOPIC, 0, &body(i), None, None);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+        let id = r.ext_fields.get_str("msgId").unwrap().to_string();
+        offsets.push(decode_offset_msg_id(&id).unwrap().1);
+    }
+    drop(c);
+    assert!(broker.terminate(Duration::from_secs(30)).success());
+    let path = store.join("commitlog/00000000000000000000");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let want = body(VICTIM);
+    let from = offsets[VICTIM] as usize;
+    let at = from
+        + bytes[from..]
+            .windows(want.len())
+            .position(|w| w == want)
+            .unwrap()
+        + 50;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+
+    // The broker refuses to start, naming the option and its cost.
+    let cfg = dir.join("broker.properties");
+    std::fs::write(&cfg, &props).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status =
+        wait_for(Duration::from_secs(30), || child.try_wait().unwrap()).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("the broker did not exit on a damaged newest file")
+        });
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("checkCRCOnRecover=false"), "{err}");
+    assert!(err.contains("lost"), "{err}");
+
+    // With the option it starts; a consumer gets every other message.
+    let props = broker_props(&store, "checkCRCOnRecover=false\n");
+    let (mut broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let got = pull_to_end(&mut c, TOPIC, 0, 0, 50);
+    let offs: Vec<u64> = got.messages.iter().map(|(q, _)| *q).collect();
+    let expect: Vec<u64> = (0..N as u64).filter(|q| *q != VICTIM as u64).collect();
+    assert_eq!(offs, expect);
+    assert_eq!(runtime_info(port)["damagedRecordCount"], "1");
+    drop(c);
+    assert!(broker.terminate(Duration::from_secs(30)).success());
+}
