@@ -25,9 +25,9 @@ use crate::message::{
     MessageExt, MAX_PROPERTIES_LEN,
 };
 use crate::retention::{evaluate, CleanPassReport, RetentionStats, StoreEnv};
+use crate::topic::{TopicConfig, TopicTable};
 
 mod repair;
-use crate::topic::{TopicConfig, TopicTable};
 
 /// Status of a stored put (RocketMQ's `PutMessageStatus` for outcomes where the
 /// message *was* written; failures where nothing was written are [`Error`]s).
@@ -2204,7 +2204,7 @@ impl StoreInner {
             queue_offset * CQ_UNIT_SIZE as u64,
             format!(
                 "consume queue unit {queue_offset} of {topic}-{queue_id} {what} \
-                 (commitlog file {}); the queue is rebuilt from the commitlog",
+                 (commitlog file {}); a read that starts there rebuilds it from the commitlog",
                 crate::mapped_file::file_name(at / fs * fs)
             ),
         ))

@@ -462,3 +462,37 @@ fn first_files_lost_after_retention_are_told_from_retention() {
     std::fs::remove_file(queue_file(dir.path(), 1)).unwrap();
     check("first remaining file deleted", 1);
 }
+
+#[test]
+fn a_damaged_last_record_moves_the_reader_to_the_end() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let store = MessageStore::open(cfg(dir.path())).unwrap();
+    let last = N as u64 - 1;
+    let (off, len) = record_of(&store, last);
+    let fs = cfg(dir.path()).mapped_file_size_commit_log;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(
+            dir.path()
+                .join("commitlog")
+                .join(format!("{:020}", off / fs * fs)),
+        )
+        .unwrap();
+    let at = off % fs + len as u64 - 60;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x40], at).unwrap();
+    for _ in 0..2 {
+        let r = store
+            .get_message("g", "D", 0, last, 32, &MessageFilter::All)
+            .unwrap();
+        assert_eq!(r.status, GetStatus::NoMatchedMessage);
+        assert!(r.messages.is_empty());
+        assert_eq!(r.next_begin_offset, N as u64, "past the damaged record");
+    }
+    assert_eq!(store.stats().damaged_records, 1, "counted once");
+    store.shutdown().unwrap();
+}
