@@ -176,8 +176,8 @@ impl ConsumeQueue {
     ///
     /// Every file is scanned (a pass over the units, no commitlog reads for
     /// most of them). A unit that goes back in the log or overlaps the one
-    /// before it, a unit of `verify`'s region that `verify` rejects (called with
-    /// the queue offset and the unit, for units whose record lies in
+    /// before it, a unit of the last three files that `verify` rejects (called
+    /// with the queue offset and the unit, for units whose record lies in
     /// `[verify_from, commit_log_max)`), written units after an unwritten one,
     /// or, in files older than the last three, a first or last unit of a file
     /// that `verify` rejects (spot checks; its record must still be in
@@ -248,7 +248,7 @@ impl ConsumeQueue {
                         || (idx < start_idx && pos + 2 * CQ_UNIT_SIZE > data.len()))
                         && u.commit_log_offset >= commit_log_min;
                     spot_first = false;
-                    if (u.commit_log_offset >= verify_from || spot)
+                    if ((idx >= start_idx && u.commit_log_offset >= verify_from) || spot)
                         && u_end <= commit_log_max
                         && !verify(qoff, &u)
                     {
