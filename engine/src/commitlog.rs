@@ -704,12 +704,27 @@ impl CommitLog {
             if let Some(found) =
                 find_valid_record_after(data, pos + 1, f.file_from_offset(), check_crc)
             {
+                let here = f.file_from_offset() + pos as u64;
+                let crc_only = check_crc
+                    && matches!(check_record(&data[pos..], false),
+                        Ok(RecordCheck::Message(h)) if h.physical_offset as u64 == here);
+                let hint = if crc_only {
+                    "its body fails its CRC. To start anyway set checkCRCOnRecover=false: \
+                     recovery then checks record structure but not body CRCs, so a damaged \
+                     body in the last files is not found at start; reads still check every \
+                     CRC, and a pull skips this record (logged once, counted, listed as a \
+                     damaged record): its message is lost"
+                } else {
+                    "its header is damaged (not only its body, so checkCRCOnRecover=false, \
+                     which starts the store despite body CRC failures, does not help here); \
+                     restore the file from a replica or backup"
+                };
                 return Err(Error::corruption(
                     f.path(),
                     pos as u64,
                     format!(
                         "invalid record followed by a valid one at file position {found}; \
-                         refusing to truncate good data"
+                         refusing to truncate good data: {hint}"
                     ),
                 ));
             }

@@ -66,6 +66,11 @@ fn blank_unit() -> [u8; CQ_UNIT_SIZE] {
     b
 }
 
+/// Is this the blank unit that fills positions before a queue's first record?
+pub fn is_blank_unit(b: &[u8]) -> bool {
+    b == blank_unit()
+}
+
 /// Is this unit written (valid or blank), as RocketMQ's recovery decides: offset >= 0 and size > 0.
 fn unit_written(b: &[u8]) -> bool {
     let off = i64::from_be_bytes(b[..8].try_into().expect("8"));
@@ -110,6 +115,52 @@ impl ConsumeQueue {
         })
     }
 
+    /// [`ConsumeQueue::load`] that ends the queue before a file of the wrong
+    /// length, a missing middle file or a misnamed file, deleting it and every
+    /// later file (see [`MappedFileQueue::load_lenient`]): the queue must then
+    /// be rebuilt from the commitlog. Returns what was wrong, if anything.
+    pub fn load_lenient(
+        dir: &Path,
+        topic: &str,
+        queue_id: u32,
+        file_size: u64,
+    ) -> Result<(ConsumeQueue, Option<Error>)> {
+        let (queue, damage) = MappedFileQueue::load_lenient(dir, file_size)?;
+        let cq = ConsumeQueue {
+            topic: topic.to_string(),
+            queue_id,
+            queue,
+            min_logic_offset: AtomicU64::new(0),
+            max_physic_offset: AtomicU64::new(0),
+        };
+        Ok((cq, damage))
+    }
+
+    /// Queue offset of the first unit of the first file (0 when empty).
+    pub fn first_file_offset(&self) -> u64 {
+        self.queue.min_offset() / CQ_UNIT_SIZE as u64
+    }
+
+    /// The first unit of the first file that points at a record.
+    pub fn first_unit(&self) -> Option<CqUnit> {
+        let first = self.queue.first_file()?;
+        let unit = first
+            .bytes_from(0)
+            .chunks_exact(CQ_UNIT_SIZE)
+            .find_map(CqUnit::decode);
+        unit
+    }
+
+    /// Recovery: delete every file, leaving an empty queue to be rebuilt from
+    /// the commitlog.
+    pub fn clear(&mut self) -> Result<()> {
+        self.queue.delete_files_from(0)?;
+        self.queue.set_flushed_where(0);
+        self.min_logic_offset.store(0, Ordering::Release);
+        self.max_physic_offset.store(0, Ordering::Release);
+        Ok(())
+    }
+
     /// Topic of the queue.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -123,12 +174,16 @@ impl ConsumeQueue {
     /// Recovery: find the end of the units, drop units that point past
     /// `commit_log_max`, and set the min offset against `commit_log_min`.
     ///
-    /// The last three files are scanned. A unit there that goes back in the log or
-    /// overlaps the one before it, a unit of `verify`'s region that `verify`
-    /// rejects (called with the queue offset and the unit, for units whose record
-    /// lies in `[verify_from, commit_log_max)`), or written units after an
-    /// unwritten one, are damage: the queue is cut before the damage and
-    /// [`CqRecovery::damaged`] is set, so that the caller rebuilds it from the log.
+    /// Every file is scanned (a pass over the units, no commitlog reads for
+    /// most of them). A unit that goes back in the log or overlaps the one
+    /// before it, a unit of the last three files that `verify` rejects (called
+    /// with the queue offset and the unit, for units whose record lies in
+    /// `[verify_from, commit_log_max)`), written units after an unwritten one,
+    /// or, in files older than the last three, a first or last unit of a file
+    /// that `verify` rejects (spot checks; its record must still be in
+    /// `[commit_log_min, commit_log_max)`), are damage: the queue is cut before
+    /// the damage and [`CqRecovery::damaged`] is set, so that the caller
+    /// rebuilds it from the log.
     pub fn recover(
         &mut self,
         commit_log_min: u64,
@@ -147,9 +202,11 @@ impl ConsumeQueue {
         let mut end = (start_idx, 0usize);
         // The previous decoded unit: (file index, position, end offset in the log).
         let mut prev_unit: Option<(usize, usize, u64)> = None;
-        'outer: for (idx, f) in files.iter().enumerate().skip(start_idx) {
+        'outer: for (idx, f) in files.iter().enumerate() {
             let data = f.bytes(0, file_size).unwrap_or(&[]);
             let mut pos = 0;
+            // Older files: spot-check the first and the last unit against their records.
+            let mut spot_first = idx < start_idx;
             while pos + CQ_UNIT_SIZE <= data.len() {
                 let unit = &data[pos..pos + CQ_UNIT_SIZE];
                 if !unit_written(unit) {
@@ -187,7 +244,11 @@ impl ConsumeQueue {
                             break 'outer;
                         }
                     }
-                    if u.commit_log_offset >= verify_from
+                    let spot = (spot_first
+                        || (idx < start_idx && pos + 2 * CQ_UNIT_SIZE > data.len()))
+                        && u.commit_log_offset >= commit_log_min;
+                    spot_first = false;
+                    if ((idx >= start_idx && u.commit_log_offset >= verify_from) || spot)
                         && u_end <= commit_log_max
                         && !verify(qoff, &u)
                     {
@@ -381,6 +442,44 @@ impl ConsumeQueue {
         let f = self.queue.find_by_offset(byte)?;
         let b = f.bytes((byte - f.file_from_offset()) as usize, CQ_UNIT_SIZE)?;
         CqUnit::decode(b)
+    }
+
+    /// The raw bytes of the unit at `queue_offset`, if written.
+    pub fn raw_unit(&self, queue_offset: u64) -> Option<[u8; CQ_UNIT_SIZE]> {
+        let byte = queue_offset.checked_mul(CQ_UNIT_SIZE as u64)?;
+        let f = self.queue.find_by_offset(byte)?;
+        let pos = (byte - f.file_from_offset()) as usize;
+        if pos + CQ_UNIT_SIZE > f.wrote_position() {
+            return None;
+        }
+        f.bytes(pos, CQ_UNIT_SIZE)?.try_into().ok()
+    }
+
+    /// Repair: rewrite the units from `first` on (each `None` becomes a blank
+    /// unit) in their files, through the descriptor, synced. Every unit must
+    /// already be written (below [`ConsumeQueue::max_offset`]).
+    ///
+    /// # Errors
+    /// A unit not yet written, or the write failed.
+    pub fn rewrite_units(&self, first: u64, units: &[Option<CqUnit>]) -> Result<()> {
+        let per_file = (self.queue.file_size() / CQ_UNIT_SIZE as u64) as usize;
+        let mut i = 0;
+        while i < units.len() {
+            let q = first + i as u64;
+            let byte = q * CQ_UNIT_SIZE as u64;
+            let f = self.queue.find_by_offset(byte).ok_or_else(|| {
+                Error::corruption(self.queue.dir(), byte, "no consume queue file to repair")
+            })?;
+            let pos = (byte - f.file_from_offset()) as usize;
+            let n = (per_file - pos / CQ_UNIT_SIZE).min(units.len() - i);
+            let mut buf = Vec::with_capacity(n * CQ_UNIT_SIZE);
+            for u in &units[i..i + n] {
+                buf.extend_from_slice(&u.map_or_else(blank_unit, |u| u.encode()));
+            }
+            f.rewrite_via_fd(pos, &buf)?;
+            i += n;
+        }
+        Ok(())
     }
 
     /// The file holding `queue_offset` and the readable units from there to the

@@ -27,6 +27,7 @@ pub mod checkpoint;
 pub mod commitlog;
 pub mod config;
 pub mod consume_queue;
+pub mod damage;
 pub mod dispatch;
 pub mod error;
 pub mod flush;
@@ -44,6 +45,7 @@ pub mod sys;
 pub mod topic;
 
 pub use config::{BrokerRole, FlushDiskType, StoreConfig};
+pub use damage::DamagedRecord;
 pub use dispatch::ArrivalListener;
 pub use error::{Error, Result};
 pub use mapped_file::MappedBytes;

@@ -868,6 +868,30 @@ impl MappedFile {
         Ok(())
     }
 
+    /// Rewrite `data` at `pos`, below the write position, through the
+    /// descriptor (`pwrite`, then `fdatasync`): a repair of damaged consume-queue
+    /// units. The page cache is shared with the mapping, so readers see the new
+    /// bytes; a reader racing the write may see a mix of old and new bytes, as
+    /// with any change made to the file from outside, which is why every read
+    /// checks a unit against its record.
+    ///
+    /// # Errors
+    /// The range is not below the write position, or the write or sync failed.
+    pub fn rewrite_via_fd(&self, pos: usize, data: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if pos + data.len() > self.wrote_position() {
+            return Err(Error::corruption(
+                &self.path,
+                pos as u64,
+                "rewrite beyond the written bytes",
+            ));
+        }
+        self.file
+            .write_all_at(data, pos as u64)
+            .map_err(|e| Error::io(format!("rewriting {}", self.path.display()), e))?;
+        self.sync_data()
+    }
+
     /// Sync the file's data with `fdatasync` (used after truncations).
     pub fn sync_data(&self) -> Result<()> {
         self.file

@@ -41,6 +41,23 @@ impl MappedFileQueue {
     /// Open the log in `dir` (created if missing), mapping every file found.
     /// Every file starts full; recovery sets the real positions.
     pub fn load(dir: &Path, file_size: u64) -> Result<MappedFileQueue> {
+        Self::load_inner(dir, file_size, false).map(|(q, _)| q)
+    }
+
+    /// [`MappedFileQueue::load`] for a log that can be rebuilt (a consume
+    /// queue): a file of the wrong length, one whose name is not a multiple of
+    /// the file size, or a gap before a file, ends the log there. That file and
+    /// every later one are deleted, and what was wrong is returned with the
+    /// queue, which keeps the files before it.
+    pub fn load_lenient(dir: &Path, file_size: u64) -> Result<(MappedFileQueue, Option<Error>)> {
+        Self::load_inner(dir, file_size, true)
+    }
+
+    fn load_inner(
+        dir: &Path,
+        file_size: u64,
+        lenient: bool,
+    ) -> Result<(MappedFileQueue, Option<Error>)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let mut offsets = Vec::new();
@@ -70,26 +87,55 @@ impl MappedFileQueue {
         }
         offsets.sort_unstable();
         let mut files = Vec::with_capacity(offsets.len());
+        let mut damage = None;
         for (i, off) in offsets.iter().enumerate() {
             let path = dir.join(crate::mapped_file::file_name(*off));
-            if off % file_size != 0 {
-                return Err(Error::corruption(
+            let bad = if off % file_size != 0 {
+                Some(Error::corruption(
                     &path,
                     0,
                     format!(
                         "file name offset {off} is not a multiple of the file size {file_size}"
                     ),
-                ));
-            }
-            if i > 0 && offsets[i - 1] + file_size != *off {
-                return Err(Error::corruption(
+                ))
+            } else if i > 0 && offsets[i - 1] + file_size != *off {
+                Some(Error::corruption(
                     &path,
                     0,
                     format!(
                         "gap in the log: previous file starts at {}, this one at {off}",
                         offsets[i - 1]
                     ),
-                ));
+                ))
+            } else if lenient {
+                let len = std::fs::metadata(&path)
+                    .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+                    .len();
+                (len != file_size).then(|| {
+                    Error::corruption(
+                        &path,
+                        0,
+                        format!("file length is {len}, expected {file_size}"),
+                    )
+                })
+            } else {
+                None
+            };
+            if let Some(e) = bad {
+                if !lenient {
+                    return Err(e);
+                }
+                // The log ends before this file: it and every later one go.
+                for later in &offsets[i..] {
+                    let p = dir.join(crate::mapped_file::file_name(*later));
+                    tracing::warn!(path = %p.display(), reason = %e,
+                        "removing a damaged or out-of-place log file; it is rebuilt");
+                    std::fs::remove_file(&p)
+                        .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+                }
+                crate::mapped_file::sync_dir(dir)?;
+                damage = Some(e);
+                break;
             }
             files.push(Arc::new(MappedFile::open(&path, *off, file_size as usize)?));
         }
@@ -97,7 +143,7 @@ impl MappedFileQueue {
             .last()
             .map(|f| f.file_from_offset() + file_size)
             .unwrap_or(0);
-        Ok(MappedFileQueue {
+        let q = MappedFileQueue {
             dir: dir.to_path_buf(),
             file_size,
             files: RwLock::new(files),
@@ -108,7 +154,8 @@ impl MappedFileQueue {
             commit_lock: Mutex::new(()),
             last_store_timestamp_ms: std::sync::atomic::AtomicI64::new(0),
             flushed_store_timestamp_ms: std::sync::atomic::AtomicI64::new(0),
-        })
+        };
+        Ok((q, damage))
     }
 
     /// Directory of the files.

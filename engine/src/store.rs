@@ -14,6 +14,7 @@ use crate::checkpoint::{Checkpoint, CheckpointState};
 use crate::commitlog::{CommitLog, CommitLogRecovery, RecordSlot};
 use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
+use crate::damage::UnitCheck;
 use crate::dispatch::{ArrivalListener, Arrivals, CqTable, Dispatcher, WalkedRecords};
 use crate::error::{Error, Result};
 use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence, PanicGuard, SyncOutcome};
@@ -25,6 +26,8 @@ use crate::message::{
 };
 use crate::retention::{evaluate, CleanPassReport, RetentionStats, StoreEnv};
 use crate::topic::{TopicConfig, TopicTable};
+
+mod repair;
 
 /// Status of a stored put (RocketMQ's `PutMessageStatus` for outcomes where the
 /// message *was* written; failures where nothing was written are [`Error`]s).
@@ -260,8 +263,10 @@ pub struct RecoveryReport {
     /// Consume queues that lost units pointing past the commitlog end.
     pub consume_queues_truncated: usize,
     /// Consume queues found damaged (units out of order, overlapping, not
-    /// matching their record, or written after unwritten ones) and cut before
-    /// the damage; each is rebuilt from the commitlog.
+    /// matching their record, or written after unwritten ones; a file of the
+    /// wrong length or a missing middle file; missing first files whose
+    /// records the commitlog still holds) and cut before the damage (or
+    /// emptied); each is rebuilt from the commitlog.
     pub consume_queues_damaged: usize,
     /// Consume queues that gained units while being re-dispatched from the start
     /// of the log (damaged, short or re-created missing queues, and queues that
@@ -328,6 +333,12 @@ pub struct StoreStats {
     /// The last failed consume-queue, index or checkpoint flush, if one
     /// failed since the store opened (see [`MessageStore::flush`]).
     pub consume_queue_flush_error: Option<String>,
+    /// Damaged records reads found and skipped (each counted once; see
+    /// [`MessageStore::damaged_records`]).
+    pub damaged_records: u64,
+    /// Consume-queue units that reads found not pointing at their records and
+    /// that were rebuilt from the commitlog in place.
+    pub consume_queue_units_repaired: u64,
 }
 
 struct StoreInner {
@@ -361,6 +372,15 @@ struct StoreInner {
     hanging: Mutex<Hanging>,
     /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
     cq_manifest: Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
+    /// First-file queue offset per consume queue last recorded (`config/consumeQueueMin.json`).
+    cq_min_manifest:
+        Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
+    /// Records found damaged by reads (listed for the admin tool).
+    damaged: crate::damage::DamagedRecords,
+    /// One consume-queue repair at a time (see `repair::repair_units`).
+    repair_lock: Mutex<()>,
+    /// Consume-queue units rewritten by repairs.
+    units_repaired: std::sync::atomic::AtomicU64,
     total_ram: u64,
     recovery: RecoveryReport,
     /// The first failed flush of derived data (consume queues, index,
@@ -412,6 +432,11 @@ impl std::fmt::Debug for MessageStore {
 /// File (under `config/`) recording how many units each consume queue had when
 /// last flushed, so that open can tell a deleted or shortened queue.
 const CQ_MANIFEST: &str = "consumeQueueMax.json";
+
+/// File (under `config/`) recording the queue offset each consume queue's first
+/// file starts at, as last flushed, so that open can tell first files lost to
+/// damage from files deleted by retention.
+const CQ_MIN_MANIFEST: &str = "consumeQueueMin.json";
 
 thread_local! {
     /// Per-thread encoding buffer and record slots, reused by every put (no
@@ -575,15 +600,37 @@ impl MessageStore {
             .commit_log
             .scanned_from
             .max(cl_max.saturating_sub(3 * cfg.mapped_file_size_commit_log));
+        let min_manifest = load_manifest(&cfg.config_dir().join(CQ_MIN_MANIFEST));
         for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
-            let mut cq = ConsumeQueue::load(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
+            let (mut cq, bad_file) =
+                ConsumeQueue::load_lenient(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
             let mut verify = |queue_offset: u64, u: &CqUnit| {
-                unit_matches_record(&commitlog, &topic, queue_id, queue_offset, u, &delay_levels)
+                check_unit(&commitlog, &topic, queue_id, queue_offset, u, &delay_levels)
+                    != UnitCheck::UnitWrong
             };
             let r = cq.recover(cl_min, cl_max, verify_from, &mut verify)?;
+            let expected_first = min_manifest.get(&topic).and_then(|q| q.get(&queue_id));
+            let front_missing = front_files_missing(&cq, cl_min, expected_first.copied());
+            if front_missing {
+                tracing::warn!(
+                    topic,
+                    queue_id,
+                    first_file_offset = cq.first_file_offset(),
+                    expected_first,
+                    commit_log_min = cl_min,
+                    "consume queue lacks its first files while the commitlog still holds their \
+                     records; rebuilding it from the commitlog"
+                );
+                cq.clear()?;
+            }
+            if let Some(e) = &bad_file {
+                tracing::warn!(topic, queue_id, error = %e,
+                    "consume queue file damaged or missing; rebuilding from the commitlog");
+            }
             report.consume_queue_units_truncated += r.units_truncated;
             report.consume_queues_truncated += usize::from(r.units_truncated > 0);
-            report.consume_queues_damaged += usize::from(r.damaged);
+            report.consume_queues_damaged +=
+                usize::from(r.damaged || front_missing || bad_file.is_some());
             cqs.insert(cq);
             report.consume_queues += 1;
         }
@@ -763,6 +810,10 @@ impl MessageStore {
             last_clean: Mutex::new(None),
             hanging: Mutex::new(Hanging::default()),
             cq_manifest: Mutex::new(manifest),
+            cq_min_manifest: Mutex::new(min_manifest),
+            damaged: crate::damage::DamagedRecords::default(),
+            repair_lock: Mutex::new(()),
+            units_repaired: std::sync::atomic::AtomicU64::new(0),
             total_ram: crate::sys::total_ram_bytes(),
             recovery: report,
             cq_flush_failed: Mutex::new(None),
@@ -1050,9 +1101,17 @@ impl MessageStore {
     /// Read up to `max_msgs` messages of a queue from `offset`, as RocketMQ's
     /// `getMessage` does (statuses, next offset, transfer limits, tag filter).
     ///
+    /// A record that fails its checks while its consume-queue unit is right
+    /// (body CRC, a damaged header field) is skipped: the result holds the good
+    /// messages around it and a next offset past it, and the record is logged
+    /// once, counted ([`StoreStats::damaged_records`]) and listed
+    /// ([`MessageStore::damaged_records`]).
+    ///
     /// # Errors
-    /// [`Error::ShutDown`] after shutdown; [`Error::Corruption`] when a consume
-    /// queue points at bytes that are not a record.
+    /// [`Error::ShutDown`] after shutdown; [`Error::Corruption`] when the
+    /// requested offset's consume-queue unit does not point at its record (a
+    /// damaged consume queue): a read never moves past such a unit (when it
+    /// is not the first unit read, the result ends before it).
     pub fn get_message(
         &self,
         _group: &str,
@@ -1061,6 +1120,21 @@ impl MessageStore {
         offset: u64,
         max_msgs: u32,
         filter: &MessageFilter,
+    ) -> Result<GetResult> {
+        self.get_message_inner(topic, queue_id, offset, max_msgs, filter, true)
+    }
+
+    /// [`MessageStore::get_message`]; with `may_repair`, a damaged unit at the
+    /// requested offset is repaired (or, when it cannot be, noted and skipped)
+    /// and the read done once more.
+    fn get_message_inner(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_msgs: u32,
+        filter: &MessageFilter,
+        may_repair: bool,
     ) -> Result<GetResult> {
         let s = &self.inner;
         if s.shut_down.load(Ordering::Acquire) {
@@ -1120,8 +1194,17 @@ impl MessageStore {
         let mut bytes = 0usize;
         let mut first_missing = false;
         let mut last_phys = 0u64;
+        // A unit that fails its checks ends the loop with what to do (cold path).
+        let mut bad: Option<(u64, Error)> = None;
         for chunk in units.chunks_exact(CQ_UNIT_SIZE) {
             let Some(u) = CqUnit::decode(chunk) else {
+                if !crate::consume_queue::is_blank_unit(chunk) {
+                    let q = offset + scanned as u64;
+                    if let Some(e) = s.bad_unit(topic, queue_id, q, None, None) {
+                        bad = Some((q, e));
+                        break;
+                    }
+                }
                 scanned += 1;
                 continue;
             };
@@ -1136,6 +1219,7 @@ impl MessageStore {
             if !filter.matches(u.tags_code) {
                 continue;
             }
+            let q = offset + scanned as u64 - 1;
             match s.commitlog.get_data(u.commit_log_offset, u.size as usize) {
                 Some(b) => {
                     // Never hand out a record that fails its checks (magic, sizes, body CRC).
@@ -1145,38 +1229,52 @@ impl MessageStore {
                                 && h.total_size == u.size
                                 && h.topic == topic
                                 && h.queue_id == queue_id
-                                && h.queue_offset as u64 == offset + scanned as u64 - 1 => {}
-                        other => {
-                            let why = match other {
-                                Err(e) => e.reason,
-                                _ => "consume queue unit does not point at its record".into(),
-                            };
-                            return Err(Error::corruption(
-                                s.cfg.commit_log_dir().join(crate::mapped_file::file_name(
-                                    u.commit_log_offset / s.cfg.mapped_file_size_commit_log
-                                        * s.cfg.mapped_file_size_commit_log,
-                                )),
-                                u.commit_log_offset % s.cfg.mapped_file_size_commit_log,
-                                format!(
-                                    "record for {topic}-{queue_id} at queue offset {}: {why}",
-                                    offset + scanned as u64 - 1
-                                ),
-                            ));
-                        }
+                                && h.queue_offset as u64 == q => {}
+                        _ => match s.bad_unit(topic, queue_id, q, Some(&u), Some(&b)) {
+                            None => continue,
+                            Some(e) => {
+                                bad = Some((q, e));
+                                break;
+                            }
+                        },
                     }
                     bytes += b.len();
                     r.messages.push(StoredMessage {
-                        queue_offset: offset + scanned as u64 - 1,
+                        queue_offset: q,
                         commit_log_offset: u.commit_log_offset,
                         tags_code: u.tags_code,
                         bytes: b,
                     });
                 }
                 None => {
+                    if u.commit_log_offset >= s.commitlog.min_offset() {
+                        // The log holds that offset, but not this record.
+                        if let Some(e) = s.bad_unit(topic, queue_id, q, Some(&u), None) {
+                            bad = Some((q, e));
+                            break;
+                        }
+                        continue;
+                    }
                     if r.messages.is_empty() {
                         first_missing = true;
                     }
                 }
+            }
+        }
+        if let Some((q, e)) = bad {
+            // A unit that does not point at its record: never move past it.
+            // The messages before it are served; a read that starts at it
+            // repairs the queue there first.
+            scanned = (q - offset) as usize;
+            if r.messages.is_empty() {
+                if !may_repair {
+                    return Err(e);
+                }
+                if let repair::Repair::Impossible(why) = s.repair_units(&cq, q) {
+                    s.damaged.note_unit(topic, queue_id, q, &e, &why);
+                }
+                drop(file);
+                return self.get_message_inner(topic, queue_id, offset, max_msgs, filter, false);
             }
         }
         r.next_begin_offset = offset + scanned as u64;
@@ -1634,7 +1732,16 @@ impl MessageStore {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            damaged_records: s.damaged.count(),
+            consume_queue_units_repaired: s.units_repaired.load(Ordering::Relaxed),
         }
+    }
+
+    /// Records that reads found damaged (body CRC, header) and skipped, the
+    /// first [`crate::damage::MAX_LISTED_DAMAGED_RECORDS`] found: each was
+    /// logged once, and pulls moved past it.
+    pub fn damaged_records(&self) -> Vec<crate::damage::DamagedRecord> {
+        self.inner.damaged.list()
     }
 
     /// Run one clean pass now (what the clean thread does every
@@ -2107,6 +2214,67 @@ impl StoreInner {
         self.cqs.requeue_created(later);
     }
 
+    /// A read met unit `u` (`None`: a unit that does not decode) at
+    /// `queue_offset` of `topic`/`queue_id` that fails its checks against the
+    /// record bytes `b` (`None`: nothing readable there). A damaged record (the
+    /// unit is right) is noted and skipped: `None`. A damaged unit is an error
+    /// for the read, which must not move past it: `Some`.
+    #[cold]
+    #[inline(never)]
+    fn bad_unit(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        queue_offset: u64,
+        u: Option<&CqUnit>,
+        b: Option<&MappedBytes>,
+    ) -> Option<Error> {
+        let fs = self.cfg.mapped_file_size_commit_log;
+        if self.damaged.has_unit(topic, queue_id, queue_offset) {
+            return None; // a unit that could not be repaired: skipped (listed)
+        }
+        if let (Some(u), Some(b)) = (u, b) {
+            let check = crate::damage::classify(b, u, topic, queue_id, queue_offset, None, true);
+            if check != crate::damage::UnitCheck::UnitWrong {
+                let reason = match crate::message::check_record(b, true) {
+                    Err(e) => e.reason,
+                    Ok(_) => "its physical offset field does not match its position".into(),
+                };
+                self.damaged.note(
+                    crate::damage::DamagedRecord {
+                        topic: topic.to_string(),
+                        queue_id,
+                        queue_offset,
+                        commit_log_offset: u.commit_log_offset,
+                        reason,
+                    },
+                    b.path(),
+                );
+                return None;
+            }
+        }
+        let what = match u {
+            Some(u) => format!(
+                "points at commitlog offset {} size {}, which is not its record",
+                u.commit_log_offset, u.size
+            ),
+            None => "is not a unit".into(),
+        };
+        let at = u.map_or(0, |u| u.commit_log_offset);
+        Some(Error::corruption(
+            self.cfg
+                .consume_queue_dir()
+                .join(topic)
+                .join(queue_id.to_string()),
+            queue_offset * CQ_UNIT_SIZE as u64,
+            format!(
+                "consume queue unit {queue_offset} of {topic}-{queue_id} {what} \
+                 (commitlog file {}); a read that starts there rebuilds it from the commitlog",
+                crate::mapped_file::file_name(at / fs * fs)
+            ),
+        ))
+    }
+
     /// Follow the commitlog. A resource error (an [`Error::Io`] creating or
     /// growing a consume-queue or index file: no descriptor, no space, EIO)
     /// is retried with back-off and reported, never fenced: the position stays
@@ -2414,6 +2582,35 @@ impl StoreInner {
 
     /// Flush every consume queue, then record in the checkpoint how far they are
     /// durable (and how far the commitlog is) and sync the checkpoint.
+    /// Write a consume-queue manifest (`config/<name>`); false, with a
+    /// rate-limited WARN, when it cannot be written (retried by the next pass).
+    fn write_manifest(
+        &self,
+        name: &str,
+        map: &std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>,
+    ) -> bool {
+        let written = serde_json::to_vec(map)
+            .map_err(|e| {
+                Error::io(
+                    "encoding a consume queue manifest",
+                    std::io::Error::other(e),
+                )
+            })
+            .and_then(|json| {
+                crate::topic::write_atomically(&self.cfg.config_dir().join(name), &json)
+            });
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                if let Some(held_back) = self.cq_flush_log.allow() {
+                    tracing::warn!(error = %e, manifest = name, not_logged = held_back,
+                        "cannot write a consume queue manifest; retried");
+                }
+                false
+            }
+        }
+    }
+
     fn flush_consume_queues(&self, least_pages: u32) -> Result<()> {
         // Read before flushing: every unit below this offset is in its file
         // already. The time first: dispatch stores it after the offset, so it
@@ -2430,6 +2627,7 @@ impl StoreInner {
         let mut all_flushed = derived_ok;
         let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
             Default::default();
+        let mut mins = maxes.clone();
         for cq in self.cqs.all() {
             let max = cq.max_offset();
             cq.flush(least_pages)?;
@@ -2438,31 +2636,25 @@ impl StoreInner {
                 .entry(cq.topic().to_string())
                 .or_default()
                 .insert(cq.queue_id(), max);
+            mins.entry(cq.topic().to_string())
+                .or_default()
+                .insert(cq.queue_id(), cq.first_file_offset());
         }
         if all_flushed {
+            // Hints for the next open (a queue that lost units or its first
+            // files is rebuilt): one not written now is retried on the next
+            // pass, and the queues' own flush is not in doubt.
+            let mut last_min = self
+                .cq_min_manifest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if *last_min != mins && self.write_manifest(CQ_MIN_MANIFEST, &mins) {
+                *last_min = mins;
+            }
+            drop(last_min);
             let mut last = self.cq_manifest.lock().unwrap_or_else(|e| e.into_inner());
-            if *last != maxes {
-                let json = serde_json::to_vec(&maxes).map_err(|e| {
-                    Error::io(
-                        "encoding the consume queue manifest",
-                        std::io::Error::other(e),
-                    )
-                })?;
-                // A hint for the next open (a queue that lost units is
-                // rebuilt): one not written now is retried on the next pass,
-                // and the queues' own flush is not in doubt.
-                match crate::topic::write_atomically(
-                    &self.cfg.config_dir().join(CQ_MANIFEST),
-                    &json,
-                ) {
-                    Ok(()) => *last = maxes,
-                    Err(e) => {
-                        if let Some(held_back) = self.cq_flush_log.allow() {
-                            tracing::warn!(error = %e, not_logged = held_back,
-                                "cannot write the consume queue manifest; retried");
-                        }
-                    }
-                }
+            if *last != maxes && self.write_manifest(CQ_MANIFEST, &maxes) {
+                *last = maxes;
             }
         }
         let mut index_done = None;
@@ -2569,31 +2761,46 @@ fn check_record_len(len: usize, max_message_size: u32, batch: bool) -> Result<()
     Ok(())
 }
 
-/// Recovery: does consume-queue unit `u` at `queue_offset` of `topic`/`queue_id`
-/// describe the record it points at (offset, size, topic, queue, queue offset,
-/// tag code)? The record's body CRC is not checked here (the commitlog walk did).
-fn unit_matches_record(
+/// Recovery: how consume-queue unit `u` at `queue_offset` of `topic`/`queue_id`
+/// relates to the record it points at (the body CRC is not checked here: the
+/// commitlog walk did, where it walked). See [`crate::damage::classify`].
+fn check_unit(
     commitlog: &CommitLog,
     topic: &str,
     queue_id: u32,
     queue_offset: u64,
     u: &CqUnit,
     delay_levels_ms: &[i64],
-) -> bool {
+) -> UnitCheck {
     let Some(b) = commitlog.get_data(u.commit_log_offset, u.size as usize) else {
+        return UnitCheck::UnitWrong;
+    };
+    crate::damage::classify(
+        &b,
+        u,
+        topic,
+        queue_id,
+        queue_offset,
+        Some(delay_levels_ms),
+        false,
+    )
+}
+
+/// True when a consume queue's first files are gone while the commitlog still
+/// holds records they indexed: the queue starts after offset 0, its first unit
+/// points at or after the commitlog's start (files deleted by retention index
+/// only records before it), and either the last flush recorded an earlier first
+/// file (`expected_first`) or, with no record, the commitlog starts at 0 (so no
+/// record was ever deleted).
+fn front_files_missing(cq: &ConsumeQueue, cl_min: u64, expected_first: Option<u64>) -> bool {
+    let first = cq.first_file_offset();
+    if first == 0 || cq.file_count() == 0 {
+        return false;
+    }
+    let Some(u) = cq.first_unit() else {
         return false;
     };
-    match crate::message::check_record(&b, false) {
-        Ok(crate::message::RecordCheck::Message(h)) => {
-            h.physical_offset as u64 == u.commit_log_offset
-                && h.total_size == u.size
-                && h.topic == topic
-                && h.queue_id == queue_id
-                && h.queue_offset as u64 == queue_offset
-                && crate::dispatch::unit_tags_code(&h, delay_levels_ms) == u.tags_code
-        }
-        _ => false,
-    }
+    u.commit_log_offset >= cl_min && expected_first.map_or(cl_min == 0, |e| e < first)
 }
 
 /// True when the raw properties hold `key` among the space-separated `KEYS` or

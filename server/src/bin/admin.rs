@@ -7,6 +7,7 @@
 //! ferromq-admin -n 127.0.0.1:9876 topicStatus -t T
 //! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
 //! ferromq-admin txnPending -b 127.0.0.1:10911
+//! ferromq-admin damagedRecords -b 127.0.0.1:10911
 //! ```
 //!
 //! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
@@ -96,6 +97,11 @@ enum Cmd {
     /// bytes and ms; for a slave, the master it follows.
     #[command(name = "haStatus")]
     HaStatus(Target),
+    /// Records the broker found damaged and skipped (a body that fails its
+    /// CRC, a damaged header): topic, queue, queue offset, commitlog offset
+    /// (ferromq-specific, from the runtime figures).
+    #[command(name = "damagedRecords")]
+    DamagedRecords(Target),
     /// Half messages still waiting for commit or rollback, per producer group,
     /// with their age (ferromq-specific broker request).
     #[command(name = "txnPending")]
@@ -627,6 +633,38 @@ impl Admin {
                     let v = body_json(&r, "pending transactions")?;
                     print_pending(&addr, &v);
                 }
+            }
+            Cmd::DamagedRecords(t) => {
+                let mut rows = Vec::new();
+                for addr in self.targets(&t).await? {
+                    let info = Self::runtime_info(&addr).await?;
+                    let count = info.get("damagedRecordCount").cloned().unwrap_or_default();
+                    println!("{addr}: {count} damaged records");
+                    let listed = info.get("damagedRecords").map_or("[]", String::as_str);
+                    let v: Value = serde_json::from_str(listed)
+                        .map_err(|e| format!("damagedRecords of {addr}: {e}"))?;
+                    for d in v.as_array().into_iter().flatten() {
+                        rows.push(vec![
+                            addr.clone(),
+                            d["topic"].as_str().unwrap_or_default().to_string(),
+                            num(&d["queueId"]).to_string(),
+                            num(&d["queueOffset"]).to_string(),
+                            num(&d["commitLogOffset"]).to_string(),
+                            d["reason"].as_str().unwrap_or_default().to_string(),
+                        ]);
+                    }
+                }
+                table(
+                    &[
+                        "#Broker Addr",
+                        "#Topic",
+                        "#QID",
+                        "#Queue Offset",
+                        "#CommitLog Offset",
+                        "#Reason",
+                    ],
+                    &rows,
+                );
             }
             Cmd::BrokerStatus(t) => {
                 for addr in self.targets(&t).await? {

@@ -282,6 +282,11 @@ impl Broker {
     /// ferromq adds `dispatchRetries`, `recordsRefused`, and while there is
     /// one, `dispatchError` (a resource error dispatch is retrying) and
     /// `consumeQueueFlushError`.
+    /// ferromq adds `consumeQueuesDamagedAtStart` (consume queues the last
+    /// start found damaged and rebuilt), `consumeQueueUnitsRepaired` (units
+    /// reads found damaged and rebuilt in place), `damagedRecordCount` (records reads
+    /// found damaged and skipped) and `damagedRecords` (the first of those, a
+    /// JSON array of `{topic, queueId, queueOffset, commitLogOffset, reason}`).
     ///
     /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
     /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
@@ -371,6 +376,36 @@ impl Broker {
         if let Some(f) = st.consume_queue_flush_error {
             put_kv("consumeQueueFlushError", f);
         }
+        put_kv(
+            "consumeQueuesDamagedAtStart",
+            self.store
+                .recovery_report()
+                .consume_queues_damaged
+                .to_string(),
+        );
+        put_kv("damagedRecordCount", st.damaged_records.to_string());
+        put_kv(
+            "consumeQueueUnitsRepaired",
+            st.consume_queue_units_repaired.to_string(),
+        );
+        let damaged: Vec<_> = self
+            .store
+            .damaged_records()
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "topic": d.topic,
+                    "queueId": d.queue_id,
+                    "queueOffset": d.queue_offset,
+                    "commitLogOffset": d.commit_log_offset,
+                    "reason": d.reason,
+                })
+            })
+            .collect();
+        put_kv(
+            "damagedRecords",
+            serde_json::Value::from(damaged).to_string(),
+        );
         self.ha_runtime_info(&mut put_kv);
         t
     }

@@ -75,7 +75,7 @@ fn spawn(name: &'static str, cmd: Command) -> Proc {
 }
 
 /// `spawn` with the child's stderr (its log) going to `stderr`, at `rust_log`.
-fn spawn_to(name: &'static str, mut cmd: Command, stderr: Stdio, rust_log: &str) -> Proc {
+pub fn spawn_to(name: &'static str, mut cmd: Command, stderr: Stdio, rust_log: &str) -> Proc {
     cmd.stdout(Stdio::piped())
         .stderr(stderr)
         .stdin(Stdio::null())
@@ -98,7 +98,7 @@ fn spawn_to(name: &'static str, mut cmd: Command, stderr: Stdio, rust_log: &str)
     }
 }
 
-fn port_of(line: &str) -> u16 {
+pub fn port_of(line: &str) -> u16 {
     // "... listening on 127.0.0.1:PORT[ as ...]"
     let after = line.split("listening on ").nth(1).expect("listening line");
     let addr = after.split_whitespace().next().expect("address");
