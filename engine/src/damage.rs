@@ -1,7 +1,7 @@
 //! Damage found while reading: how a consume-queue unit relates to the record
 //! it points at, and the records found damaged (logged once, counted, listed).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -106,8 +106,30 @@ pub(crate) struct DamagedRecords {
 struct Remembered {
     list: Vec<DamagedRecord>,
     seen: HashSet<u64>,
-    /// Consume-queue units that point at no record and could not be repaired.
-    units: HashSet<(String, u32, u64)>,
+    /// Consume-queue units that point at no record and could not be repaired:
+    /// per queue, ranges of queue offsets (start -> end, exclusive), so that
+    /// remembering never stops and a long damaged stretch stays small.
+    units: HashMap<(String, u32), BTreeMap<u64, u64>>,
+}
+
+/// Is `q` in one of the ranges?
+fn in_ranges(r: &BTreeMap<u64, u64>, q: u64) -> bool {
+    r.range(..=q).next_back().is_some_and(|(_, end)| q < *end)
+}
+
+/// Add `q` to the ranges, merging it with its neighbours.
+fn add_to_ranges(r: &mut BTreeMap<u64, u64>, q: u64) {
+    let mut start = q;
+    let mut end = q + 1;
+    if let Some((&s, &e)) = r.range(..q).next_back() {
+        if e == q {
+            start = s;
+        }
+    }
+    if let Some(e) = r.remove(&end) {
+        end = e;
+    }
+    r.insert(start, end);
 }
 
 impl DamagedRecords {
@@ -133,9 +155,10 @@ impl DamagedRecords {
     }
 
     /// Note a consume-queue unit that does not point at its record and could
-    /// not be rebuilt (`error` says what the read found, `why` why it could
-    /// not be rebuilt): reads skip it from now on. Listed like a damaged record,
-    /// with the unit's offset as its commitlog offset.
+    /// not be rebuilt because the commitlog cannot give its record back
+    /// (`error` says what the read found, `why` why it could not be rebuilt):
+    /// reads skip it from now on (every such unit is remembered). Listed like
+    /// a damaged record, with 0 as its commitlog offset.
     pub fn note_unit(
         &self,
         topic: &str,
@@ -145,11 +168,11 @@ impl DamagedRecords {
         why: &str,
     ) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.units.len() >= MAX_REMEMBERED
-            || !g.units.insert((topic.to_string(), queue_id, queue_offset))
-        {
+        let ranges = g.units.entry((topic.to_string(), queue_id)).or_default();
+        if in_ranges(ranges, queue_offset) {
             return;
         }
+        add_to_ranges(ranges, queue_offset);
         self.count.fetch_add(1, Ordering::Relaxed);
         tracing::error!(topic, queue_id, queue_offset, %error, why,
             "consume queue unit cannot be rebuilt from the commitlog; reads skip it");
@@ -169,7 +192,8 @@ impl DamagedRecords {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         !g.units.is_empty()
             && g.units
-                .contains(&(topic.to_string(), queue_id, queue_offset))
+                .get(&(topic.to_string(), queue_id))
+                .is_some_and(|r| in_ranges(r, queue_offset))
     }
 
     /// Damaged records found so far.
@@ -184,5 +208,34 @@ impl DamagedRecords {
             .unwrap_or_else(|e| e.into_inner())
             .list
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noted_units_are_remembered_as_merged_ranges() {
+        let mut r = BTreeMap::new();
+        for q in [5u64, 7, 6, 9, 4, 100] {
+            add_to_ranges(&mut r, q);
+        }
+        assert_eq!(
+            r.into_iter().collect::<Vec<_>>(),
+            [(4, 8), (9, 10), (100, 101)]
+        );
+        let d = DamagedRecords::default();
+        let e = crate::Error::ShutDown;
+        // Far more than were ever capped: every one stays remembered.
+        for q in 0..70_000u64 {
+            d.note_unit("T", 0, q * 2, &e, "test");
+        }
+        assert_eq!(d.count(), 70_000);
+        assert!(d.has_unit("T", 0, 69_999 * 2));
+        assert!(!d.has_unit("T", 0, 3));
+        assert!(!d.has_unit("T", 1, 0));
+        d.note_unit("T", 0, 0, &e, "again");
+        assert_eq!(d.count(), 70_000, "counted once");
     }
 }
