@@ -52,6 +52,15 @@ impl CqUnit {
     }
 }
 
+/// Do all units of `f` point below `commit_log_min` (retention may delete it)?
+fn expired(f: &MappedFile, commit_log_min: u64) -> bool {
+    let w = f.wrote_position();
+    w >= CQ_UNIT_SIZE
+        && f.bytes(w - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+            .and_then(CqUnit::decode)
+            .is_none_or(|u| u.commit_log_offset < commit_log_min)
+}
+
 fn not_unit_aligned(f: &MappedFile) -> Error {
     Error::corruption(
         f.path(),
@@ -174,21 +183,25 @@ impl ConsumeQueue {
     /// Recovery: find the end of the units, drop units that point past
     /// `commit_log_max`, and set the min offset against `commit_log_min`.
     ///
-    /// Every file is scanned (a pass over the units, no commitlog reads for
-    /// most of them). A unit that goes back in the log or overlaps the one
-    /// before it, a unit of the last three files that `verify` rejects (called
-    /// with the queue offset and the unit, for units whose record lies in
-    /// `[verify_from, commit_log_max)`), written units after an unwritten one,
-    /// or, in files older than the last three, a first or last unit of a file
-    /// that `verify` rejects (spot checks; its record must still be in
-    /// `[commit_log_min, commit_log_max)`), are damage: the queue is cut before
-    /// the damage and [`CqRecovery::damaged`] is set, so that the caller
-    /// rebuilds it from the log.
+    /// The last three files are scanned, and with `all_files` every file (a
+    /// pass over the units, no commitlog reads for most of them: for an open
+    /// after a crash, or when the manifests disagree with the files). A unit
+    /// that goes back in the log or overlaps the one before it, a unit of the
+    /// last three files that `verify` rejects (called with the queue offset and
+    /// the unit, for units whose record lies in `[verify_from,
+    /// commit_log_max)`), written units after an unwritten one, or, in files
+    /// older than the last three, a first or last unit of a file that `verify`
+    /// rejects (spot checks; its record must still be in `[commit_log_min,
+    /// commit_log_max)`), are damage: the queue is cut before the damage and
+    /// [`CqRecovery::damaged`] is set, so that the caller rebuilds it from the
+    /// log. (Damage in older files that a scan does not see is found by reads,
+    /// which check every unit against its record.)
     pub fn recover(
         &mut self,
         commit_log_min: u64,
         commit_log_max: u64,
         verify_from: u64,
+        all_files: bool,
         verify: &mut dyn FnMut(u64, &CqUnit) -> bool,
     ) -> Result<CqRecovery> {
         let file_size = self.queue.file_size() as usize;
@@ -202,7 +215,8 @@ impl ConsumeQueue {
         let mut end = (start_idx, 0usize);
         // The previous decoded unit: (file index, position, end offset in the log).
         let mut prev_unit: Option<(usize, usize, u64)> = None;
-        'outer: for (idx, f) in files.iter().enumerate() {
+        let skip = if all_files { 0 } else { start_idx };
+        'outer: for (idx, f) in files.iter().enumerate().skip(skip) {
             let data = f.bytes(0, file_size).unwrap_or(&[]);
             let mut pos = 0;
             // Older files: spot-check the first and the last unit against their records.
@@ -506,19 +520,29 @@ impl ConsumeQueue {
         self.queue.flush(least_pages).map(|_| ())
     }
 
-    /// Retention: take the oldest files (never the last) whose units all point
-    /// below `commit_log_min` out of the queue, unlink them, then move the min
+    /// Queue offset of the first file [`ConsumeQueue::delete_expired`] would
+    /// leave for `commit_log_min` (the first-file manifest is written with it
+    /// before the files go).
+    pub fn first_file_offset_after_expiry(&self, commit_log_min: u64) -> u64 {
+        let files = self.queue.files();
+        let mut n = 0;
+        while files.len() > 1 + n && expired(&files[n], commit_log_min) {
+            n += 1;
+        }
+        files
+            .get(n)
+            .map_or(0, |f| f.file_from_offset() / CQ_UNIT_SIZE as u64)
+    }
+
+    /// Retention: take the oldest files (never the last, never one at or
+    /// after queue offset `keep_from`) whose units all point below
+    /// `commit_log_min` out of the queue, unlink them, then move the min
     /// offset. Returns the files taken out; one whose unlink failed is not
     /// [`MappedFile::is_deleted`] and is for the caller to retry.
-    pub fn delete_expired(&self, commit_log_min: u64) -> Vec<Arc<MappedFile>> {
+    pub fn delete_expired(&self, commit_log_min: u64, keep_from: u64) -> Vec<Arc<MappedFile>> {
+        let keep_from = keep_from.saturating_mul(CQ_UNIT_SIZE as u64);
         let removed = self.queue.remove_first_while(
-            |f| {
-                let w = f.wrote_position();
-                w >= CQ_UNIT_SIZE
-                    && f.bytes(w - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
-                        .and_then(CqUnit::decode)
-                        .is_none_or(|u| u.commit_log_offset < commit_log_min)
-            },
+            |f| f.file_from_offset() < keep_from && expired(f, commit_log_min),
             usize::MAX,
         );
         for f in &removed {
@@ -624,7 +648,9 @@ mod tests {
             cq.flush(0).unwrap();
         }
         let mut cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
-        let r = cq.recover(0, 1750, u64::MAX, &mut |_, _| true).unwrap();
+        let r = cq
+            .recover(0, 1750, u64::MAX, false, &mut |_, _| true)
+            .unwrap();
         assert_eq!(r.units_truncated, 8);
         assert!(!r.damaged);
         assert_eq!(cq.max_offset(), 17);

@@ -886,10 +886,19 @@ impl MappedFile {
                 "rewrite beyond the written bytes",
             ));
         }
+        let hook = crate::io::hook_for(&self.path);
+        if let Some(h) = &hook {
+            h.before_sync(&self.path, pos, data.len())
+                .map_err(|e| Error::io(format!("rewriting {}", self.path.display()), e))?;
+        }
         self.file
             .write_all_at(data, pos as u64)
             .map_err(|e| Error::io(format!("rewriting {}", self.path.display()), e))?;
-        self.sync_data()
+        self.sync_data()?;
+        if let Some(h) = &hook {
+            h.synced(&self.path, pos, data);
+        }
+        Ok(())
     }
 
     /// Sync the file's data with `fdatasync` (used after truncations).

@@ -268,6 +268,11 @@ pub struct RecoveryReport {
     /// records the commitlog still holds) and cut before the damage (or
     /// emptied); each is rebuilt from the commitlog.
     pub consume_queues_damaged: usize,
+    /// Consume queues whose every file was scanned (after an abnormal
+    /// shutdown, or when a queue's files are not what the consume-queue
+    /// manifests recorded at the last flush); the others had their last three
+    /// files scanned.
+    pub consume_queues_fully_scanned: usize,
     /// Consume queues that gained units while being re-dispatched from the start
     /// of the log (damaged, short or re-created missing queues, and queues that
     /// only had records since the checkpoint). 0 when
@@ -377,8 +382,8 @@ struct StoreInner {
         Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
     /// Records found damaged by reads (listed for the admin tool).
     damaged: crate::damage::DamagedRecords,
-    /// One consume-queue repair at a time (see `repair::repair_units`).
-    repair_lock: Mutex<()>,
+    /// Consume-queue repairs running and waiting (see `repair`).
+    repairs: repair::Repairs,
     /// Consume-queue units rewritten by repairs.
     units_repaired: std::sync::atomic::AtomicU64,
     total_ram: u64,
@@ -390,6 +395,9 @@ struct StoreInner {
     /// keeps the abort marker, so the next open re-dispatches from there.
     cq_flush_failed: Mutex<Option<String>>,
     cq_flush_log: crate::dispatch::LogLimiter,
+    /// Consume-queue files retention did not delete because the first-file
+    /// manifest could not be written first: the next clean pass does.
+    cq_expiry_owed: AtomicBool,
 }
 
 /// Deletions not finished (RocketMQ's hanged files), retried every
@@ -601,6 +609,7 @@ impl MessageStore {
             .scanned_from
             .max(cl_max.saturating_sub(3 * cfg.mapped_file_size_commit_log));
         let min_manifest = load_manifest(&cfg.config_dir().join(CQ_MIN_MANIFEST));
+        let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
         for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
             let (mut cq, bad_file) =
                 ConsumeQueue::load_lenient(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
@@ -608,7 +617,21 @@ impl MessageStore {
                 check_unit(&commitlog, &topic, queue_id, queue_offset, u, &delay_levels)
                     != UnitCheck::UnitWrong
             };
-            let r = cq.recover(cl_min, cl_max, verify_from, &mut verify)?;
+            // Every file is scanned only after a crash or when the files are
+            // not what the manifests recorded; otherwise the last three.
+            let all_files = abnormal
+                || bad_file.is_some()
+                || manifests_disagree(
+                    &cq,
+                    min_manifest
+                        .get(&topic)
+                        .and_then(|q| q.get(&queue_id))
+                        .copied(),
+                    manifest.get(&topic).and_then(|q| q.get(&queue_id)).copied(),
+                    cfg.consume_queue_file_size(),
+                );
+            report.consume_queues_fully_scanned += usize::from(all_files);
+            let r = cq.recover(cl_min, cl_max, verify_from, all_files, &mut verify)?;
             let expected_first = min_manifest.get(&topic).and_then(|q| q.get(&queue_id));
             let front_missing = front_files_missing(&cq, cl_min, expected_first.copied());
             if front_missing {
@@ -642,7 +665,6 @@ impl MessageStore {
         } else {
             None
         };
-        let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
         let short_queue = manifest.iter().find_map(|(topic, qs)| {
             qs.iter().find_map(|(q, max)| {
                 let have = cqs.get(topic, *q).map(|c| c.max_offset()).unwrap_or(0);
@@ -812,12 +834,13 @@ impl MessageStore {
             cq_manifest: Mutex::new(manifest),
             cq_min_manifest: Mutex::new(min_manifest),
             damaged: crate::damage::DamagedRecords::default(),
-            repair_lock: Mutex::new(()),
+            repairs: repair::Repairs::default(),
             units_repaired: std::sync::atomic::AtomicU64::new(0),
             total_ram: crate::sys::total_ram_bytes(),
             recovery: report,
             cq_flush_failed: Mutex::new(None),
             cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
+            cq_expiry_owed: AtomicBool::new(false),
         });
         inner.commitlog.start()?;
         let store = MessageStore { inner };
@@ -851,6 +874,10 @@ impl MessageStore {
         store.spawn("ferromq-clean", |s| {
             crate::sys::lower_thread_priority(BACKGROUND_NICE);
             s.run_clean()
+        })?;
+        store.spawn("ferromq-repair", |s| {
+            crate::sys::lower_thread_priority(BACKGROUND_NICE);
+            s.run_repairs()
         })?;
         if store.inner.cfg.broker_role != BrokerRole::Slave {
             store.spawn("ferromq-schedule", |s| s.run_schedule())?;
@@ -1112,6 +1139,10 @@ impl MessageStore {
     /// requested offset's consume-queue unit does not point at its record (a
     /// damaged consume queue): a read never moves past such a unit (when it
     /// is not the first unit read, the result ends before it).
+    /// [`Error::Busy`] when the requested offset's unit is damaged and its
+    /// repair runs or waits (or failed for a passing reason): the read is to
+    /// be retried from the same offset (brokers answer SYSTEM_BUSY, which
+    /// clients retry later without moving their offset).
     pub fn get_message(
         &self,
         _group: &str,
@@ -1270,8 +1301,17 @@ impl MessageStore {
                 if !may_repair {
                     return Err(e);
                 }
-                if let repair::Repair::Impossible(why) = s.repair_units(&cq, q) {
-                    s.damaged.note_unit(topic, queue_id, q, &e, &why);
+                match s.repair_units(&cq, q, repair::FOREGROUND) {
+                    repair::Repair::Done => {}
+                    repair::Repair::Impossible(why) => {
+                        s.damaged.note_unit(topic, queue_id, q, &e, &why);
+                    }
+                    repair::Repair::Retry(why) => {
+                        return Err(s.repair_later(topic, queue_id, q, &why, false))
+                    }
+                    repair::Repair::TooFar(why) => {
+                        return Err(s.repair_later(topic, queue_id, q, &why, true))
+                    }
                 }
                 drop(file);
                 return self.get_message_inner(topic, queue_id, offset, max_msgs, filter, false);
@@ -2403,18 +2443,57 @@ impl StoreInner {
                     .files
                     .push((f, now));
             }
-            if rep.commit_log_files_deleted > 0 {
+            let owed = self.cq_expiry_owed.swap(false, Ordering::AcqRel);
+            if rep.commit_log_files_deleted > 0 || owed {
                 let min = self.commitlog.min_offset();
+                // The first-file manifest first, under its lock (a flush
+                // never writes an older one after it): a crash after the
+                // deletions must not take them for lost files.
+                let mut last_min = self
+                    .cq_min_manifest
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let plan: Vec<_> = self
+                    .cqs
+                    .all()
+                    .into_iter()
+                    .map(|cq| {
+                        let keep_from = cq.first_file_offset_after_expiry(min);
+                        (cq, keep_from)
+                    })
+                    .collect();
+                let mut mins = last_min.clone();
+                for (cq, keep_from) in &plan {
+                    mins.entry(cq.topic().to_string())
+                        .or_default()
+                        .insert(cq.queue_id(), *keep_from);
+                }
+                let changed = plan.iter().any(|(cq, k)| *k != cq.first_file_offset());
+                let go =
+                    !changed || *last_min == mins || self.write_manifest(CQ_MIN_MANIFEST, &mins);
                 let mut h = self.hanging.lock().unwrap_or_else(|e| e.into_inner());
-                for cq in self.cqs.all() {
-                    for f in cq.delete_expired(min) {
-                        rep.consume_queue_files_deleted += 1;
-                        if !f.is_deleted() {
-                            rep.deletions_failed += 1;
+                if go {
+                    if changed {
+                        *last_min = mins;
+                    }
+                    for (cq, keep_from) in &plan {
+                        for f in cq.delete_expired(min, *keep_from) {
+                            rep.consume_queue_files_deleted += 1;
+                            if !f.is_deleted() {
+                                rep.deletions_failed += 1;
+                            }
+                            h.files.push((f, now));
                         }
-                        h.files.push((f, now));
+                    }
+                } else {
+                    // Files stay until the manifest can be written (the next pass).
+                    self.cq_expiry_owed.store(true, Ordering::Release);
+                    rep.deletions_failed += 1;
+                    for (cq, _) in &plan {
+                        cq.correct_min_offset(min);
                     }
                 }
+                drop(last_min);
                 if let Some(ix) = &self.index {
                     match ix.delete_before(min) {
                         Ok(n) => rep.index_files_deleted += n,
@@ -2627,31 +2706,46 @@ impl StoreInner {
         let mut all_flushed = derived_ok;
         let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
             Default::default();
-        let mut mins = maxes.clone();
-        for cq in self.cqs.all() {
+        let queues = self.cqs.all();
+        let mut flushed = Ok(());
+        for cq in &queues {
             let max = cq.max_offset();
-            cq.flush(least_pages)?;
+            if let Err(e) = cq.flush(least_pages) {
+                flushed = Err(e);
+                all_flushed = false;
+                break;
+            }
             all_flushed &= cq.fully_flushed();
             maxes
                 .entry(cq.topic().to_string())
                 .or_default()
                 .insert(cq.queue_id(), max);
-            mins.entry(cq.topic().to_string())
-                .or_default()
-                .insert(cq.queue_id(), cq.first_file_offset());
         }
-        if all_flushed {
-            // Hints for the next open (a queue that lost units or its first
-            // files is rebuilt): one not written now is retried on the next
-            // pass, and the queues' own flush is not in doubt.
+        {
+            // The first-file manifest says where files start, not what they
+            // hold: written whatever the flushes did (so that a failed flush
+            // never leaves it behind retention), and under its lock, so that
+            // it never goes back behind what the clean pass wrote before
+            // deleting files. One not written now is retried on the next pass.
             let mut last_min = self
                 .cq_min_manifest
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
+            let mut mins = std::collections::BTreeMap::<_, std::collections::BTreeMap<_, _>>::new();
+            for cq in &queues {
+                mins.entry(cq.topic().to_string())
+                    .or_default()
+                    .insert(cq.queue_id(), cq.first_file_offset());
+            }
             if *last_min != mins && self.write_manifest(CQ_MIN_MANIFEST, &mins) {
                 *last_min = mins;
             }
-            drop(last_min);
+        }
+        flushed?;
+        if all_flushed {
+            // A hint for the next open (a queue that lost units is rebuilt):
+            // one not written now is retried on the next pass, and the
+            // queues' own flush is not in doubt.
             let mut last = self.cq_manifest.lock().unwrap_or_else(|e| e.into_inner());
             if *last != maxes && self.write_manifest(CQ_MANIFEST, &maxes) {
                 *last = maxes;
@@ -2784,6 +2878,28 @@ fn check_unit(
         Some(delay_levels_ms),
         false,
     )
+}
+
+/// True when a queue's files are not what the manifests recorded at the last
+/// flush (`first`: first-file queue offset, `max`: units), or there is no
+/// record: its first file starts elsewhere, or its last file is not the one
+/// that holds its last recorded unit.
+fn manifests_disagree(
+    cq: &ConsumeQueue,
+    first: Option<u64>,
+    max: Option<u64>,
+    file_size: u64,
+) -> bool {
+    let (Some(first), Some(max)) = (first, max) else {
+        return true;
+    };
+    let per_file = (file_size / CQ_UNIT_SIZE as u64).max(1);
+    let n = cq.file_count() as u64;
+    if n == 0 || max == 0 {
+        return n != 0 || max != 0;
+    }
+    let last_start = cq.first_file_offset() + (n - 1) * per_file;
+    first != cq.first_file_offset() || last_start != (max - 1) / per_file * per_file
 }
 
 /// True when a consume queue's first files are gone while the commitlog still

@@ -121,18 +121,65 @@ fn xorshift(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Leave the abort marker, as a crash does: the next open scans every
+/// consume-queue file (a clean open scans the last three).
+fn as_after_a_crash(dir: &Path) {
+    std::fs::write(dir.join("abort"), b"").unwrap();
+}
+
+/// 400 random bytes over queue offsets 310..330 (file 3 of ten).
+fn random_bytes_in_file_3(dir: &Path) {
+    let path = queue_file(dir, 3);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut seed = 0x5DEE_CE66_D1CE_B00Cu64;
+    for b in &mut bytes[200..600] {
+        *b = xorshift(&mut seed) as u8;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
 #[test]
 fn random_bytes_inside_an_old_file_are_rebuilt() {
     check_rebuilt("400 random bytes", |dir| {
-        // Queue offsets 310..330 lie in file 3 (units 300..399), of ten files.
-        let path = queue_file(dir, 3);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let mut seed = 0x5DEE_CE66_D1CE_B00Cu64;
-        for b in &mut bytes[200..600] {
-            *b = xorshift(&mut seed) as u8;
-        }
-        std::fs::write(&path, bytes).unwrap();
+        random_bytes_in_file_3(dir);
+        as_after_a_crash(dir);
     });
+}
+
+/// A clean open reads only the last three files of each queue: damage in an
+/// older file is not seen there, and the reads that meet it repair it.
+#[test]
+fn a_clean_open_scans_the_last_files_and_reads_repair_older_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    random_bytes_in_file_3(dir.path());
+    let store = MessageStore::open(cfg(dir.path())).unwrap();
+    let rep = store.recovery_report().clone();
+    assert!(!rep.abnormal, "{rep:?}");
+    assert_eq!(rep.consume_queues, 2, "{rep:?}");
+    assert_eq!(rep.consume_queues_fully_scanned, 0, "{rep:?}");
+    assert_eq!(rep.consume_queues_damaged, 0, "{rep:?}");
+    assert!(!rep.rebuilt_from_log_start, "{rep:?}");
+    read_all(&store, 0, N);
+    read_all(&store, 1, N1);
+    let st = store.stats();
+    assert!(st.consume_queue_units_repaired >= 20, "{st:?}");
+    assert_eq!(st.damaged_records, 0, "{st:?}");
+    store.shutdown().unwrap();
+    // Manifests that disagree with the files (here: none) make open scan every file.
+    std::fs::remove_file(dir.path().join("config/consumeQueueMax.json")).unwrap();
+    let store = MessageStore::open(cfg(dir.path())).unwrap();
+    let rep = store.recovery_report().clone();
+    assert_eq!(rep.consume_queues_fully_scanned, 2, "{rep:?}");
+    assert_eq!(rep.consume_queues_damaged, 0, "{rep:?}");
+    store.shutdown().unwrap();
+    // After a crash, too.
+    as_after_a_crash(dir.path());
+    let store = MessageStore::open(cfg(dir.path())).unwrap();
+    let rep = store.recovery_report().clone();
+    assert!(rep.abnormal);
+    assert_eq!(rep.consume_queues_fully_scanned, 2, "{rep:?}");
+    store.shutdown().unwrap();
 }
 
 #[test]
@@ -183,6 +230,7 @@ fn unit_pointing_at_another_record_in_an_old_file_is_rebuilt() {
         unit[..8].copy_from_slice(&bytes[..8]);
         bytes[..20].copy_from_slice(&unit);
         std::fs::write(&path, bytes).unwrap();
+        as_after_a_crash(dir);
     });
 }
 
@@ -494,5 +542,218 @@ fn a_damaged_last_record_moves_the_reader_to_the_end() {
         assert_eq!(r.next_begin_offset, N as u64, "past the damaged record");
     }
     assert_eq!(store.stats().damaged_records, 1, "counted once");
+    store.shutdown().unwrap();
+}
+
+/// Overwrite the units of queue offsets `from..to` of queue 0 (through the
+/// files, under a running store) with units that decode but point at no
+/// record of theirs (commitlog offset 0, size 1).
+fn wrong_units(dir: &Path, from: u64, to: u64) {
+    use std::os::unix::fs::FileExt;
+    let mut unit = [0u8; 20];
+    unit[8..12].copy_from_slice(&1i32.to_be_bytes());
+    for q in from..to {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(queue_file(dir, q / 100))
+            .unwrap();
+        f.write_all_at(&unit, (q % 100) * 20).unwrap();
+    }
+}
+
+/// Pull at `offset` until it is Found (the repair is done), at most 10 s;
+/// every answer before is `Busy` (retry from the same offset), never a result
+/// that moves past the offset.
+fn pull_until_repaired(store: &MessageStore, offset: u64) -> Vec<u64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store.get_message("g", "D", 0, offset, 4, &MessageFilter::All) {
+            Ok(r) => {
+                assert_eq!(r.status, GetStatus::Found, "at {offset}: {r:?}");
+                return r.messages.iter().map(|m| m.queue_offset).collect();
+            }
+            Err(Error::Busy(why)) => {
+                assert!(!why.contains("consumequeue"), "no path: {why}");
+                assert!(std::time::Instant::now() < deadline, "not repaired in 10 s");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("at {offset}: {e}"),
+        }
+    }
+}
+
+/// A stretch of damage too long for a pull thread's bounded search: the read
+/// is told to retry (not skipped, not noted), the queue is rebuilt in the
+/// background, and the retried read gets the message.
+#[test]
+fn a_repair_past_its_search_bound_goes_to_the_background_and_skips_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let store = MessageStore::open(cfg(dir.path())).unwrap();
+    // 400 wrong units (310..710): more than a pull's search checks (256).
+    wrong_units(dir.path(), 310, 710);
+    match store.get_message("g", "D", 0, 310, 4, &MessageFilter::All) {
+        Err(Error::Busy(_)) => {}
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    assert_eq!(pull_until_repaired(&store, 310), [310, 311, 312, 313]);
+    read_all(&store, 0, N);
+    read_all(&store, 1, N1);
+    let st = store.stats();
+    assert!(st.consume_queue_units_repaired >= 400, "{st:?}");
+    assert_eq!(st.damaged_records, 0, "nothing skipped: {st:?}");
+    assert!(store.damaged_records().is_empty());
+    store.shutdown().unwrap();
+}
+
+/// Makes syncs of consume-queue files fail with EIO while `on`.
+struct FailCqSyncs {
+    on: std::sync::atomic::AtomicBool,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl ferromq_engine::io::IoHook for FailCqSyncs {
+    fn before_sync(&self, path: &Path, _offset: usize, _len: usize) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.on.load(Ordering::SeqCst) && path.to_string_lossy().contains("consumequeue") {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            return Err(std::io::Error::from_raw_os_error(5)); // EIO
+        }
+        Ok(())
+    }
+}
+
+/// A repair whose rewrite fails (EIO) is retried, not noted: the unit is not
+/// skipped, and once writes work again the read gets the message.
+#[test]
+fn a_failed_repair_rewrite_is_retried_not_skipped() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let store = MessageStore::open(cfg(dir.path())).unwrap();
+    let hook = std::sync::Arc::new(FailCqSyncs {
+        on: std::sync::atomic::AtomicBool::new(true),
+        failed: Default::default(),
+    });
+    let _guard = ferromq_engine::io::install_hook(dir.path(), hook.clone());
+    scribble_units(dir.path(), 3, 200, 400, 0xA5A5_5A5A_1234_5678);
+    for _ in 0..3 {
+        match store.get_message("g", "D", 0, 315, 4, &MessageFilter::All) {
+            Err(Error::Busy(_)) => {}
+            other => panic!("expected Busy, got {other:?}"),
+        }
+    }
+    assert!(hook.failed.load(Ordering::SeqCst) >= 3);
+    assert_eq!(store.stats().damaged_records, 0, "not noted");
+    hook.on.store(false, Ordering::SeqCst);
+    assert_eq!(pull_until_repaired(&store, 315), [315, 316, 317, 318]);
+    read_all(&store, 0, N);
+    assert_eq!(store.stats().damaged_records, 0);
+    assert!(store.damaged_records().is_empty());
+}
+
+const RETENTION_CHILD_ENV: &str = "FERROMQ_CQ_RETENTION_CRASH_DIR";
+
+fn retention_cfg(dir: &Path) -> StoreConfig {
+    let mut c = cfg(dir);
+    c.file_reserved_time_hours = 0;
+    c.delete_commit_log_files_interval_ms = 0;
+    c.clean_resource_interval_ms = 3_600_000;
+    // No consume-queue flush pass between retention and the crash: only the
+    // clean pass can have written the first-file manifest.
+    c.flush_interval_consume_queue_ms = 3_600_000;
+    c
+}
+
+/// Not a test of its own: the child of
+/// `retention_then_a_crash_is_not_damage`, entered only when it sets the
+/// variable. Queue 0 gets 100 messages in commitlog file 0 and 150 in file
+/// 1, the store shuts down and opens again; retention deletes commitlog file
+/// 0 and queue 0's first file (whose successor starts at a record the log
+/// still holds); then the process ends at once, without shutdown.
+#[test]
+fn retention_crash_child() {
+    let Ok(dir) = std::env::var(RETENTION_CHILD_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let store = MessageStore::open(retention_cfg(&dir)).unwrap();
+    let put = |q: u32, i: usize| {
+        let mut m = Message::new("D", body(q, i));
+        m.queue_id = q;
+        store.put_message(&m).unwrap()
+    };
+    for i in 0..100 {
+        put(0, i);
+    }
+    let mut i1 = 0;
+    while put(1, i1).commit_log_offset < 64 * 1024 {
+        i1 += 1;
+        assert!(i1 < 10_000);
+    }
+    for i in 100..250 {
+        put(0, i);
+    }
+    store.flush().unwrap();
+    for _ in 0..500 {
+        if store.stats().dispatched_offset >= store.commit_log_max_offset() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A clean shutdown records queue 0's first file (offset 0) in the
+    // first-file manifest.
+    store.shutdown().unwrap();
+    drop(store);
+    let store = MessageStore::open(retention_cfg(&dir)).unwrap();
+    assert!(!store.recovery_report().rebuilt_from_log_start);
+    for _ in 0..5 {
+        store.execute_delete_files_manually();
+        store.run_clean_pass();
+    }
+    assert_eq!(store.commit_log_min_offset(), 64 * 1024, "file 0 deleted");
+    assert!(!queue_file(&dir, 0).exists(), "queue file 0 deleted");
+    println!("CHILD-DONE");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    // As a SIGKILL: no destructor, no shutdown, the abort marker stays.
+    std::process::exit(0);
+}
+
+/// A crash right after retention deleted a queue's first file is not taken
+/// for lost files: no damage, no rebuild from the start of the log.
+#[test]
+fn retention_then_a_crash_is_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "retention_crash_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(RETENTION_CHILD_ENV, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CHILD-DONE"),
+        "child: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dir.path().join("abort").exists(),
+        "the child did not shut down"
+    );
+    let store = MessageStore::open(retention_cfg(dir.path())).unwrap();
+    let rep = store.recovery_report().clone();
+    assert!(rep.abnormal, "{rep:?}");
+    assert_eq!(rep.consume_queues_damaged, 0, "{rep:?}");
+    assert!(!rep.rebuilt_from_log_start, "{rep:?}");
+    assert_eq!(store.min_offset_in_queue("D", 0), 100);
+    assert_eq!(store.max_offset_in_queue("D", 0), 250);
+    let r = store
+        .get_message("g", "D", 0, 100, 1, &MessageFilter::All)
+        .unwrap();
+    assert_eq!(r.messages[0].decode().unwrap().body, body(0, 100));
     store.shutdown().unwrap();
 }
