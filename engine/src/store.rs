@@ -398,6 +398,8 @@ struct StoreInner {
     /// Consume-queue files retention did not delete because the first-file
     /// manifest could not be written first: the next clean pass does.
     cq_expiry_owed: AtomicBool,
+    /// Held by a clean pass (see `clean_pass`).
+    clean_pass_lock: Mutex<()>,
 }
 
 /// Deletions not finished (RocketMQ's hanged files), retried every
@@ -841,6 +843,7 @@ impl MessageStore {
             cq_flush_failed: Mutex::new(None),
             cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
             cq_expiry_owed: AtomicBool::new(false),
+            clean_pass_lock: Mutex::new(()),
         });
         inner.commitlog.start()?;
         let store = MessageStore { inner };
@@ -2362,6 +2365,12 @@ impl StoreInner {
     }
 
     fn clean_pass(&self) -> CleanPassReport {
+        // One pass at a time (the clean thread's and a manual one): a pass
+        // that returns has finished what it started, manifest included.
+        let _one = self
+            .clean_pass_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let started = Instant::now();
         let cfg = &self.cfg;
         let now = self.env.clock.now_ms();
