@@ -225,8 +225,13 @@ fn master_and_slave_store(
     (store, master, slave_store)
 }
 
-/// The real slave (from 127.0.0.1) connects and gets what the master has.
-fn real_slave_catches_up(store: &MessageStore, master: &HaMaster, slave_store: &Arc<MessageStore>) {
+/// The real slave (from 127.0.0.1) connects and gets what the master has; it
+/// is returned still running.
+fn real_slave_catches_up(
+    store: &MessageStore,
+    master: &HaMaster,
+    slave_store: &Arc<MessageStore>,
+) -> HaSlave {
     let fast = HaConfig {
         heartbeat_interval: Duration::from_millis(200),
         housekeeping_interval: Duration::from_secs(5),
@@ -244,7 +249,7 @@ fn real_slave_catches_up(store: &MessageStore, master: &HaMaster, slave_store: &
     });
     eprintln!("real slave caught up {:?} after it started", t0.elapsed());
     assert_eq!(from_address(master, 1), 1, "{:?}", master.slaves());
-    slave.shutdown();
+    slave
 }
 
 #[test]
@@ -289,7 +294,8 @@ fn a_stranger_reporting_from_one_address_gets_two_slots_and_the_slave_gets_in() 
     );
     assert_eq!(from_address(&master, 2), MAX_SLAVE_CONNECTIONS_PER_ADDRESS);
     assert!(refused + closed_at_once >= MAX_SLAVE_CONNECTIONS - MAX_SLAVE_CONNECTIONS_PER_ADDRESS);
-    real_slave_catches_up(&store, &master, &slave_store);
+    let slave = real_slave_catches_up(&store, &master, &slave_store);
+    slave.shutdown();
     drop(stranger);
     master.shutdown();
 }
@@ -307,9 +313,10 @@ fn silent_connections_filling_every_slot_make_room_for_the_slave() {
     common::wait_until(10, "all slots taken", || {
         master.slaves().len() == MAX_SLAVE_CONNECTIONS
     });
-    real_slave_catches_up(&store, &master, &slave_store);
+    let slave = real_slave_catches_up(&store, &master, &slave_store);
     // The oldest silent connection made room; the others are still open.
     assert_eq!(master.slaves().len(), MAX_SLAVE_CONNECTIONS);
+    slave.shutdown();
     let mut silent = silent;
     assert!(
         closed_within(&mut silent[0], Duration::from_secs(2)),
