@@ -259,6 +259,22 @@ pub struct NofileLimits {
     pub soft_now: u64,
 }
 
+/// The current `RLIMIT_NOFILE` as (soft, hard); `RLIM_INFINITY` reads as
+/// `u64::MAX`. Servers size their default connection cap from the soft limit
+/// (after [`raise_nofile_limit`]).
+///
+/// # Errors
+/// `getrlimit` failed.
+pub fn nofile_limits() -> std::io::Result<(u64, u64)> {
+    // SAFETY: an all-zero rlimit is valid; getrlimit writes into it.
+    let mut r: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((r.rlim_cur as u64, r.rlim_max as u64))
+}
+
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit, as a server that keeps
 /// one descriptor per connection and per store file should (the usual soft
 /// limit of 1024 is reached by 1,000 idle connections). Servers call it once

@@ -37,7 +37,7 @@ mod master;
 mod slave;
 
 pub use frame::{read_frame_header, FRAME_HEADER_LEN};
-pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS};
+pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS, MAX_SLAVE_CONNECTIONS_PER_ADDRESS};
 pub use slave::{HaSlave, SlaveStatus};
 
 use std::time::Duration;
@@ -74,7 +74,8 @@ impl HaError {
 /// Settings, with RocketMQ's key names and defaults.
 #[derive(Debug, Clone)]
 pub struct HaConfig {
-    /// `haTransferBatchSize`: largest frame body. Default 32 KiB.
+    /// `haTransferBatchSize`: largest frame body. Default 32 KiB, at most 4 MiB
+    /// (the largest frame a slave accepts).
     pub transfer_batch_size: usize,
     /// `haSendHeartbeatInterval`: idle time after which a heartbeat is sent. Default 5 s.
     pub heartbeat_interval: Duration,
@@ -103,13 +104,21 @@ impl Default for HaConfig {
     }
 }
 
+/// Longest interval honoured (10 years): larger settings are clamped to it, as
+/// deadlines that far ahead would overflow the clock.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 impl HaConfig {
-    /// The HA settings of a store configuration.
+    /// The HA settings of a store configuration (intervals between 1 ms and
+    /// [`MAX_INTERVAL`]).
     pub fn from_store_config(cfg: &ferromq_engine::StoreConfig) -> Self {
+        let ms = |v: u64| Duration::from_millis(v.max(1)).min(MAX_INTERVAL);
         HaConfig {
-            transfer_batch_size: cfg.ha_transfer_batch_size.max(1) as usize,
-            heartbeat_interval: Duration::from_millis(cfg.ha_send_heartbeat_interval_ms.max(1)),
-            housekeeping_interval: Duration::from_millis(cfg.ha_housekeeping_interval_ms.max(1)),
+            // Frames larger than a slave accepts would be refused by it.
+            transfer_batch_size: (cfg.ha_transfer_batch_size.max(1) as usize)
+                .min(frame::MAX_FRAME_BODY),
+            heartbeat_interval: ms(cfg.ha_send_heartbeat_interval_ms),
+            housekeeping_interval: ms(cfg.ha_housekeeping_interval_ms),
             slave_fallbehind_max: cfg.ha_slave_fallbehind_max,
             reconnect_interval: Duration::from_secs(5),
             fall_behind_alarm: Duration::from_secs(5),

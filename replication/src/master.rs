@@ -110,6 +110,10 @@ impl HaMaster {
             .set_nonblocking(true)
             .map_err(|e| HaError::io("setting the listener non-blocking", e))?;
         let file_size = store.config().mapped_file_size_commit_log;
+        let mut cfg = cfg;
+        cfg.transfer_batch_size = cfg
+            .transfer_batch_size
+            .clamp(1, crate::frame::MAX_FRAME_BODY);
         let inner = Arc::new(Inner {
             store,
             cfg,
@@ -353,8 +357,18 @@ impl Inner {
     }
 
     fn close(&self, conn: &Conn, why: &str) {
+        self.close_with(conn, why, true);
+    }
+
+    /// [`Inner::close`], logging at debug instead of WARN when `warn` is false
+    /// (evictions, which the accept loop reports rate-limited).
+    fn close_with(&self, conn: &Conn, why: &str, warn: bool) {
         if !conn.closed.swap(true, Ordering::AcqRel) {
-            tracing::warn!(slave = %conn.addr, why, "HA slave connection closed");
+            if warn {
+                tracing::warn!(slave = %conn.addr, why, "HA slave connection closed");
+            } else {
+                tracing::debug!(slave = %conn.addr, why, "HA slave connection closed");
+            }
             let _ = conn.stream.shutdown(Shutdown::Both);
             self.conns
                 .lock()
@@ -365,36 +379,122 @@ impl Inner {
     }
 }
 
-/// Most slave connections served at once; more are closed at once (with a WARN
-/// at most every 10 s). A master has one or two slaves; the headroom is for
-/// reconnects that overlap the close of the old connection. Each connection
-/// costs two threads and a `haTransferBatchSize` buffer, nothing more.
+/// Most slave connections served at once. A master has one or two slaves; the
+/// headroom is for reconnects that overlap the close of the old connection.
+/// Each connection costs two threads and a `haTransferBatchSize` buffer, nothing
+/// more. At the limit the oldest connection that has not sent its first offset
+/// report yet makes room; when every connection has reported, new ones are
+/// closed at once (with a WARN at most every 10 s).
 pub const MAX_SLAVE_CONNECTIONS: usize = 16;
+
+/// Most slave connections from one source address: a slave and the overlap of
+/// its reconnect. At the limit the address's oldest connection that has not
+/// reported yet makes room; when all have reported, the new one is closed at
+/// once. So a stranger holding connections takes at most this many of the
+/// [`MAX_SLAVE_CONNECTIONS`] slots per address it has, and connections that
+/// never report cannot keep a real slave out at all.
+pub const MAX_SLAVE_CONNECTIONS_PER_ADDRESS: usize = 2;
+
+/// One log line per 10 s for a condition of the accept loop (which runs on one
+/// thread), with the count of lines suppressed since.
+#[derive(Default)]
+struct EveryTenSeconds {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl EveryTenSeconds {
+    fn check(&mut self) -> Option<u64> {
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.last = Some(Instant::now());
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+/// What to do with a new connection from `addr`.
+enum Admission {
+    /// Serve it.
+    Serve,
+    /// Serve it after closing this connection that has not reported yet.
+    Evict(Arc<Conn>),
+    /// Close it at once: the limit named is reached by connections that all
+    /// reported.
+    Refuse(&'static str),
+}
+
+/// The limits [`MAX_SLAVE_CONNECTIONS_PER_ADDRESS`] and
+/// [`MAX_SLAVE_CONNECTIONS`] for a connection from `addr`.
+fn admit(conns: &[Arc<Conn>], addr: SocketAddr) -> Admission {
+    let live = || conns.iter().filter(|c| !c.closed.load(Ordering::Acquire));
+    // The oldest (lowest id) connection among `cands` that has not reported.
+    let oldest_silent = |cands: &mut dyn Iterator<Item = &Arc<Conn>>| {
+        cands
+            .filter(|c| c.start.load(Ordering::Acquire) == u64::MAX)
+            .min_by_key(|c| c.id)
+            .cloned()
+    };
+    let same = live().filter(|c| c.addr.ip() == addr.ip()).count();
+    if same >= MAX_SLAVE_CONNECTIONS_PER_ADDRESS {
+        return match oldest_silent(&mut live().filter(|c| c.addr.ip() == addr.ip())) {
+            Some(c) => Admission::Evict(c),
+            None => Admission::Refuse("per-address limit"),
+        };
+    }
+    if live().count() >= MAX_SLAVE_CONNECTIONS {
+        return match oldest_silent(&mut live()) {
+            Some(c) => Admission::Evict(c),
+            None => Admission::Refuse("connection limit"),
+        };
+    }
+    Admission::Serve
+}
 
 fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     let mut handles: Vec<JoinHandle<()>> = Vec::new();
-    let mut cap_warned: Option<Instant> = None;
-    let mut refused = 0u64;
+    let mut refused_log = EveryTenSeconds::default();
+    let mut evicted_log = EveryTenSeconds::default();
+    let mut accept_log = EveryTenSeconds::default();
     while !inner.stop.load(Ordering::Acquire) {
         handles.retain(|h| !h.is_finished());
         match listener.accept() {
             Ok((stream, addr)) => {
-                if inner.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
-                    >= MAX_SLAVE_CONNECTIONS
-                {
-                    refused += 1;
-                    if cap_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                        tracing::warn!(
-                            slave = %addr,
-                            max = MAX_SLAVE_CONNECTIONS,
-                            refused,
-                            "HA slave connection limit reached: closing new connections at once"
-                        );
-                        cap_warned = Some(Instant::now());
-                        refused = 0;
+                let admission = admit(&inner.conns.lock().unwrap_or_else(|e| e.into_inner()), addr);
+                match admission {
+                    Admission::Serve => {}
+                    Admission::Evict(old) => {
+                        inner.close_with(&old, "evicted: it sent no offset report and a new connection needed its slot", false);
+                        if let Some(suppressed) = evicted_log.check() {
+                            tracing::warn!(
+                                slave = %addr,
+                                evicted = %old.addr,
+                                max = MAX_SLAVE_CONNECTIONS,
+                                max_per_address = MAX_SLAVE_CONNECTIONS_PER_ADDRESS,
+                                suppressed,
+                                "HA slave connection limit reached: closed the oldest connection that sent no offset report"
+                            );
+                        }
                     }
-                    let _ = stream.shutdown(Shutdown::Both);
-                    continue;
+                    Admission::Refuse(limit) => {
+                        if let Some(suppressed) = refused_log.check() {
+                            tracing::warn!(
+                                slave = %addr,
+                                limit,
+                                max = MAX_SLAVE_CONNECTIONS,
+                                max_per_address = MAX_SLAVE_CONNECTIONS_PER_ADDRESS,
+                                refused_since_last_line = suppressed,
+                                "HA slave connection limit reached: closing new connections at once"
+                            );
+                        }
+                        let _ = stream.shutdown(Shutdown::Both);
+                        continue;
+                    }
                 }
                 let _ = stream.set_nonblocking(false);
                 let _ = stream.set_nodelay(true);
@@ -443,7 +543,13 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => {
-                tracing::warn!(error = %e, "HA accept failed");
+                if let Some(suppressed) = accept_log.check() {
+                    tracing::warn!(
+                        error = %e,
+                        failed_since_last_line = suppressed,
+                        "HA accept failed (retrying every 100 ms)"
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -513,7 +619,10 @@ fn write_loop(
     // Wait for the slave's first report.
     let start = {
         let (lock, cv) = &*first;
-        let deadline = Instant::now() + inner.cfg.housekeeping_interval;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(inner.cfg.housekeeping_interval)
+            .unwrap_or(now + crate::MAX_INTERVAL);
         let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(v) = *g {
@@ -657,7 +766,11 @@ impl ReplicaWaiter for Waiter {
                     at,
                     AckWait {
                         end: end_offset,
-                        deadline: Instant::now() + timeout,
+                        deadline: {
+                            let now = Instant::now();
+                            now.checked_add(timeout)
+                                .unwrap_or(now + crate::MAX_INTERVAL)
+                        },
                         done,
                     },
                 );

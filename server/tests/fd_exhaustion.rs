@@ -4,8 +4,10 @@
 //! or get a status a producer retries, while dispatch cannot create their
 //! consume-queue files. Once the idle connections close, every send
 //! succeeds and every acknowledged message is pulled from its queue, with
-//! no restart. And a broker whose soft limit is below its hard limit raises
-//! it at start.
+//! no restart. (That test sets `serverMaxConnections` above the limit; by
+//! default the cap derives from the limit and keeps descriptors for the store,
+//! so the same connections never starve it.) And a broker whose soft limit is
+//! below its hard limit raises it at start.
 //!
 //! `FERROMQ_TEST_BROKER_BIN=/path/to/ferromq-broker` runs it against another build.
 
@@ -69,7 +71,9 @@ fn idle_connections_exhausting_descriptors_never_fence_the_store() {
         return;
     }
     let (_t, dir) = temp_dir();
-    let props = broker_props(&dir.join("store"), "");
+    // A connection cap above the descriptor limit, so the connections really
+    // take every descriptor.
+    let props = broker_props(&dir.join("store"), "serverMaxConnections=100000\n");
     let Some((broker, port)) = start_broker_with_nofile(&dir, &props, 1024, 1024) else {
         return;
     };
@@ -190,4 +194,58 @@ fn broker_and_name_server_raise_their_soft_descriptor_limit_to_the_hard_one() {
         return;
     };
     assert_eq!(nofile_of(namesrv.child.id()), (4096, 4096));
+}
+
+#[test]
+fn the_default_connection_cap_keeps_descriptors_for_the_store() {
+    let mine = ferromq_engine::sys::raise_nofile_limit().unwrap();
+    if mine.soft_now < (IDLE as u64) + 200 {
+        eprintln!(
+            "SKIPPED: this process may open only {} files",
+            mine.soft_now
+        );
+        return;
+    }
+    let (_t, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), "");
+    let Some((broker, port)) = start_broker_with_nofile(&dir, &props, 1024, 1024) else {
+        return;
+    };
+    assert_eq!(nofile_of(broker.child.id()), (1024, 1024));
+    let mut c = Client::connect(port);
+    let r = c.send_v2("FdTopic", 0, b"first", None, None);
+    assert_eq!(r.code, SUCCESS, "{:?}", r.remark);
+    // As many connections as before: those beyond the default cap (half of
+    // 1,024) are closed at once.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // Every send to a new queue or topic succeeds and is dispatched.
+    let mut targets: Vec<(String, i32)> = (1..QUEUES).map(|q| ("FdTopic".into(), q)).collect();
+    targets.extend((0..NEW_TOPICS).map(|t| (format!("FdNew{t}"), 0)));
+    for (topic, q) in &targets {
+        let body = format!("{topic}-{q}");
+        let r = c.send_v2(topic, *q, body.as_bytes(), None, None);
+        assert_eq!(r.code, SUCCESS, "send to {topic}/{q}: {:?}", r.remark);
+        let got = pull_all(&mut c, topic, *q, 1);
+        assert_eq!(got, vec![body], "{topic}/{q}");
+    }
+    let info = runtime_info_via(&mut c);
+    eprintln!(
+        "with {} connections attempted: dispatchRetries={:?} dispatchError={:?}",
+        idle.len(),
+        info.get("dispatchRetries"),
+        info.get("dispatchError")
+    );
+    assert_eq!(
+        info.get("dispatchRetries")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0),
+        0,
+        "{info:?}"
+    );
+    assert!(!info.contains_key("dispatchError"), "{info:?}");
+    drop(idle);
 }

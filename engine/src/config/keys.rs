@@ -15,6 +15,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "slaveSyncInterval",
     "serverMaxRequestsPerConnection",
     "serverMaxQueuedReplyBytes",
+    "serverMaxQueuedReplyBytesTotal",
     "serverMaxConnections",
     "longPollingMaxSuspendMillis",
     "longPollingMaxParkedPerConnection",

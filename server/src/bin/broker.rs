@@ -41,6 +41,9 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    // Before the configuration: the default serverMaxConnections derives from
+    // the raised limit.
+    raise_fd_limit();
     let props = match &args.config {
         Some(p) => match Properties::from_file(p) {
             Ok(p) => p,
@@ -69,7 +72,6 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_properties(args.important && !args.print));
         return ExitCode::SUCCESS;
     }
-    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("broker-io")

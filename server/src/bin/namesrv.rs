@@ -28,6 +28,9 @@ struct Args {
 fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    // Before the configuration: the default serverMaxConnections derives from
+    // the raised limit.
+    raise_fd_limit();
     let props = match &args.config {
         Some(p) => match Properties::from_file(p) {
             Ok(p) => p,
@@ -52,7 +55,6 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_properties());
         return ExitCode::SUCCESS;
     }
-    raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("namesrv-io")

@@ -8,8 +8,8 @@ use ferromq_engine::StoreConfig;
 
 use crate::namesrv::{parse_bool_key, parse_key, ConfigError};
 use crate::remoting::server::{
-    DEFAULT_IDLE_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
-    DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+    default_max_connections, BROKER_FD_RESERVE, DEFAULT_IDLE_SECS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL, DEFAULT_MAX_REQUESTS_PER_CONNECTION, MAX_IDLE_SECS,
 };
 use crate::remoting::{ServerConfig, DEFAULT_MAX_FRAME_BYTES};
 
@@ -100,8 +100,14 @@ pub struct BrokerConfig {
     /// `serverMaxQueuedReplyBytes` (ferromq key): response bytes waiting for a
     /// connection's writer before the broker stops reading it. Default 4 MiB.
     pub server_max_queued_reply_bytes: usize,
+    /// `serverMaxQueuedReplyBytesTotal` (ferromq key): response bytes waiting
+    /// for all connections' writers together before no connection is read.
+    /// Default 256 MiB.
+    pub server_max_queued_reply_bytes_total: usize,
     /// `serverMaxConnections` (ferromq key): client connections open at once;
-    /// more are closed at once. Default 65 536.
+    /// more are closed at once. Default: the open-file limit less 4096 (or a
+    /// quarter) for store files, at most 65 536
+    /// ([`default_max_connections`]).
     pub server_max_connections: usize,
 }
 
@@ -249,7 +255,8 @@ impl BrokerConfig {
                 "serverChannelMaxIdleTimeSeconds",
                 "seconds",
             )?
-            .unwrap_or(DEFAULT_IDLE_SECS as i64),
+            .unwrap_or(DEFAULT_IDLE_SECS as i64)
+            .min(MAX_IDLE_SECS as i64),
             server_max_requests_per_connection: parse_key::<usize>(
                 props,
                 "serverMaxRequestsPerConnection",
@@ -264,13 +271,21 @@ impl BrokerConfig {
             )?
             .unwrap_or(DEFAULT_MAX_QUEUED_REPLY_BYTES)
             .max(1),
-            server_max_connections: parse_key::<usize>(
+            server_max_queued_reply_bytes_total: parse_key::<usize>(
+                props,
+                "serverMaxQueuedReplyBytesTotal",
+                "a byte count",
+            )?
+            .unwrap_or(DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL)
+            .max(1),
+            server_max_connections: match parse_key::<usize>(
                 props,
                 "serverMaxConnections",
                 "a connection count",
-            )?
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-            .max(1),
+            )? {
+                Some(v) => v.max(1),
+                None => default_max_connections(BROKER_FD_RESERVE),
+            },
         };
         if let Some(v) = props.get("checkTransactionMessageEnable") {
             // RocketMQ 3.x's switch for the check-back timer; 4.x has no such key and
@@ -316,6 +331,7 @@ impl BrokerConfig {
             max_frame_bytes: self.max_frame_bytes,
             max_requests_per_connection: self.server_max_requests_per_connection,
             max_queued_reply_bytes: self.server_max_queued_reply_bytes,
+            max_queued_reply_bytes_total: self.server_max_queued_reply_bytes_total,
             idle_timeout: ServerConfig::idle_from_secs(self.server_channel_max_idle_time_seconds),
             max_connections: self.server_max_connections,
             ..ServerConfig::default()
@@ -344,7 +360,7 @@ impl BrokerConfig {
              slaveReadEnable={}\noffsetCheckInSlave={}\nslaveSyncInterval={}\n\
              rejectTransactionMessage={}\ntransactionCheckInterval={}\ntransactionTimeOut={}\ntransactionCheckMax={}\n\
              serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\n\
-             serverMaxConnections={}\n",
+             serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\n",
             self.broker_ip2,
             self.bind_address,
             self.send_message_thread_pool_nums,
@@ -369,6 +385,7 @@ impl BrokerConfig {
             self.server_channel_max_idle_time_seconds,
             self.server_max_requests_per_connection,
             self.server_max_queued_reply_bytes,
+            self.server_max_queued_reply_bytes_total,
             self.server_max_connections
         ));
         s.push_str(&format!(
@@ -464,8 +481,9 @@ mod tests {
                 d.max_queued_reply_bytes,
                 d.max_connections
             ),
-            (1024, 4 << 20, 65_536)
+            (1024, 4 << 20, default_max_connections(BROKER_FD_RESERVE))
         );
+        assert_eq!(d.max_queued_reply_bytes_total, 256 << 20);
         let props = Properties::parse(
             "serverChannelMaxIdleTimeSeconds=0\nserverMaxRequestsPerConnection=8\n\
              serverMaxQueuedReplyBytes=65536\nserverMaxConnections=3\n",
@@ -484,6 +502,9 @@ mod tests {
             (8, 65536, 3)
         );
         assert!(b.to_properties(false).contains("serverMaxConnections=3\n"));
+        let huge = Properties::parse(&format!("serverChannelMaxIdleTimeSeconds={}\n", i64::MAX));
+        let h = BrokerConfig::from_properties(&huge, &store).unwrap();
+        assert_eq!(h.server_channel_max_idle_time_seconds, MAX_IDLE_SECS as i64);
         let bad = Properties::parse("serverMaxConnections=many\n");
         assert!(BrokerConfig::from_properties(&bad, &store).is_err());
     }

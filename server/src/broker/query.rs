@@ -295,7 +295,9 @@ impl Broker {
     ///
     /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
     /// `pullHoldRefusedCount` (pulls answered at once because their connection
-    /// had `longPollingMaxParkedPerConnection` held).
+    /// had `longPollingMaxParkedPerConnection` held) and `onewayDroppedCount`
+    /// (server oneways such as check-backs dropped because their connection's
+    /// or the server's queued bytes were at the bound).
     pub fn runtime_info(&self) -> BTreeMap<String, String> {
         let st = self.store.stats();
         let rs = self.store.retention_stats();
@@ -332,6 +334,10 @@ impl Broker {
         // ferromq figures (RocketMQ reports none for held pulls).
         put_kv("pullHoldCount", self.hold.parked().to_string());
         put_kv("pullHoldRefusedCount", self.hold.refused().to_string());
+        put_kv(
+            "onewayDroppedCount",
+            crate::remoting::server::dropped_oneways().to_string(),
+        );
         put_kv(
             "dispatchBehindBytes",
             st.commit_log_max_offset

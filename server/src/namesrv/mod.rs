@@ -20,7 +20,8 @@ pub use processor::NameServer;
 pub use route::RouteInfoManager;
 
 use crate::remoting::server::{
-    DEFAULT_IDLE_SECS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    default_max_connections, DEFAULT_IDLE_SECS, DEFAULT_MAX_QUEUED_REPLY_BYTES,
+    DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL, MAX_IDLE_SECS, NAMESRV_FD_RESERVE,
 };
 
 /// The name server's default `serverMaxRequestsPerConnection`: 64. Its clients
@@ -74,8 +75,14 @@ pub struct NamesrvConfig {
     /// `serverMaxQueuedReplyBytes` (ferromq key): response bytes waiting for a
     /// connection's writer before it is no longer read. Default 4 MiB.
     pub server_max_queued_reply_bytes: usize,
+    /// `serverMaxQueuedReplyBytesTotal` (ferromq key): response bytes waiting
+    /// for all connections' writers together before no connection is read.
+    /// Default 256 MiB.
+    pub server_max_queued_reply_bytes_total: usize,
     /// `serverMaxConnections` (ferromq key): connections open at once; more are
-    /// closed at once. Default 65 536.
+    /// closed at once. Default: the open-file limit less 64 (or a quarter) for
+    /// other files, at most 65 536
+    /// ([`default_max_connections`]).
     pub server_max_connections: usize,
 }
 
@@ -90,7 +97,8 @@ impl Default for NamesrvConfig {
             server_channel_max_idle_time_seconds: DEFAULT_IDLE_SECS as i64,
             server_max_requests_per_connection: NAMESRV_MAX_REQUESTS_PER_CONNECTION,
             server_max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
-            server_max_connections: DEFAULT_MAX_CONNECTIONS,
+            server_max_queued_reply_bytes_total: DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL,
+            server_max_connections: default_max_connections(NAMESRV_FD_RESERVE),
         }
     }
 }
@@ -171,8 +179,9 @@ impl NamesrvConfig {
         if let Some(v) = parse_key(props, "serverMaxFrameBytes", "a byte count")? {
             c.max_frame_bytes = v;
         }
-        if let Some(v) = parse_key(props, "serverChannelMaxIdleTimeSeconds", "seconds")? {
-            c.server_channel_max_idle_time_seconds = v;
+        if let Some(v) = parse_key::<i64>(props, "serverChannelMaxIdleTimeSeconds", "seconds")? {
+            // Clamped: a timer that far ahead would overflow the clock.
+            c.server_channel_max_idle_time_seconds = v.min(MAX_IDLE_SECS as i64);
         }
         if let Some(v) =
             parse_key::<usize>(props, "serverMaxRequestsPerConnection", "a request count")?
@@ -181,6 +190,11 @@ impl NamesrvConfig {
         }
         if let Some(v) = parse_key::<usize>(props, "serverMaxQueuedReplyBytes", "a byte count")? {
             c.server_max_queued_reply_bytes = v.max(1);
+        }
+        if let Some(v) =
+            parse_key::<usize>(props, "serverMaxQueuedReplyBytesTotal", "a byte count")?
+        {
+            c.server_max_queued_reply_bytes_total = v.max(1);
         }
         if let Some(v) = parse_key::<usize>(props, "serverMaxConnections", "a connection count")? {
             c.server_max_connections = v.max(1);
@@ -195,6 +209,7 @@ impl NamesrvConfig {
                 "serverChannelMaxIdleTimeSeconds",
                 "serverMaxRequestsPerConnection",
                 "serverMaxQueuedReplyBytes",
+                "serverMaxQueuedReplyBytesTotal",
                 "serverMaxConnections",
             ];
             if !known.contains(&k) && !IGNORED_KEYS.contains(&k) {
@@ -208,7 +223,8 @@ impl NamesrvConfig {
     pub fn to_properties(&self) -> String {
         format!(
             "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n\
-             serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\nserverMaxConnections={}\n",
+             serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\n\
+             serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\n",
             self.listen_port,
             self.bind_address,
             self.broker_channel_expired_time_ms,
@@ -217,6 +233,7 @@ impl NamesrvConfig {
             self.server_channel_max_idle_time_seconds,
             self.server_max_requests_per_connection,
             self.server_max_queued_reply_bytes,
+            self.server_max_queued_reply_bytes_total,
             self.server_max_connections
         )
     }
@@ -264,6 +281,7 @@ pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Rec
         max_frame_bytes: cfg.max_frame_bytes,
         max_requests_per_connection: cfg.server_max_requests_per_connection,
         max_queued_reply_bytes: cfg.server_max_queued_reply_bytes,
+        max_queued_reply_bytes_total: cfg.server_max_queued_reply_bytes_total,
         idle_timeout: ServerConfig::idle_from_secs(cfg.server_channel_max_idle_time_seconds),
         max_connections: cfg.server_max_connections,
         ..ServerConfig::default()
@@ -284,13 +302,21 @@ mod tests {
                 d.server_channel_max_idle_time_seconds,
                 d.server_max_requests_per_connection,
                 d.server_max_queued_reply_bytes,
+                d.server_max_queued_reply_bytes_total,
                 d.server_max_connections
             ),
-            (120, 64, 4 << 20, 65_536)
+            (
+                120,
+                64,
+                4 << 20,
+                256 << 20,
+                default_max_connections(NAMESRV_FD_RESERVE)
+            )
         );
         let c = NamesrvConfig::from_properties(&Properties::parse(
             "serverChannelMaxIdleTimeSeconds=5\nserverMaxRequestsPerConnection=0\n\
-             serverMaxQueuedReplyBytes=1000\nserverMaxConnections=10\n",
+             serverMaxQueuedReplyBytes=1000\nserverMaxConnections=10\n\
+             serverMaxQueuedReplyBytesTotal=5000\n",
         ))
         .unwrap();
         assert_eq!(
@@ -298,9 +324,10 @@ mod tests {
                 c.server_channel_max_idle_time_seconds,
                 c.server_max_requests_per_connection,
                 c.server_max_queued_reply_bytes,
+                c.server_max_queued_reply_bytes_total,
                 c.server_max_connections
             ),
-            (5, 1, 1000, 10)
+            (5, 1, 1000, 5000, 10)
         );
         assert!(c
             .to_properties()
@@ -308,6 +335,15 @@ mod tests {
         assert!(
             NamesrvConfig::from_properties(&Properties::parse("serverMaxConnections=-1\n"))
                 .is_err()
+        );
+        let huge = NamesrvConfig::from_properties(&Properties::parse(&format!(
+            "serverChannelMaxIdleTimeSeconds={}\n",
+            i64::MAX
+        )))
+        .unwrap();
+        assert_eq!(
+            huge.server_channel_max_idle_time_seconds,
+            MAX_IDLE_SECS as i64
         );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -21,7 +22,15 @@ const MAX_INFLATED_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct NameServer {
     routes: RouteInfoManager,
+    /// Size of the last topic list answered: what the next one is expected to
+    /// cost ([`Handler::expected_reply_bytes`]).
+    topic_list_bytes: AtomicUsize,
+    /// Size of the last cluster info answered, likewise.
+    cluster_info_bytes: AtomicUsize,
 }
+
+/// Least expected cost of a topic list or cluster info not yet answered.
+const MIN_LIST_REPLY_BYTES: usize = 4096;
 
 impl NameServer {
     /// Empty tables.
@@ -40,11 +49,15 @@ impl NameServer {
             request::REGISTER_BROKER => self.register_broker(conn, req),
             request::UNREGISTER_BROKER => self.unregister_broker(req),
             request::GET_ROUTEINFO_BY_TOPIC => self.route_by_topic(req),
-            request::GET_BROKER_CLUSTER_INFO => Ok(RemotingCommand::success()
-                .with_body(self.routes.cluster_info_json(false).into_bytes())),
+            request::GET_BROKER_CLUSTER_INFO => {
+                let body = self.routes.cluster_info_json(false);
+                self.cluster_info_bytes.store(body.len(), Ordering::Relaxed);
+                Ok(RemotingCommand::success().with_body(body.into_bytes()))
+            }
             request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {
                 let list: Vec<String> = self.routes.topic_list();
                 let body = serde_json::json!({ "topicList": list }).to_string();
+                self.topic_list_bytes.store(body.len(), Ordering::Relaxed);
                 Ok(RemotingCommand::success().with_body(body.into_bytes()))
             }
             code => Ok(RemotingCommand::error(
@@ -150,6 +163,20 @@ impl Handler for NameServer {
         // Everything here is in-memory and quick: answer inline.
         let resp = self.process(&conn, &req);
         std::future::ready(Some(resp))
+    }
+
+    /// Topic lists and cluster infos are as large as the cluster (MBs for tens
+    /// of thousands of topics) and built after they are read: each counts as
+    /// large as the last one answered, so a client pipelining them is paused by
+    /// `serverMaxQueuedReplyBytes` after a few instead of after
+    /// `serverMaxRequestsPerConnection` of them are built at once.
+    fn expected_reply_bytes(&self, req: &RemotingCommand) -> usize {
+        let last = match req.code {
+            request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => &self.topic_list_bytes,
+            request::GET_BROKER_CLUSTER_INFO => &self.cluster_info_bytes,
+            _ => return 0,
+        };
+        last.load(Ordering::Relaxed).max(MIN_LIST_REPLY_BYTES)
     }
 
     fn on_close(&self, conn: &ConnInfo) {

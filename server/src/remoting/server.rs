@@ -11,17 +11,28 @@
 //!   responses waiting for the writer; at either bound the reader stops reading
 //!   that socket until room frees, so TCP pushes back on the client instead of the
 //!   server buffering. A connection's memory is thus about `max_queued_reply_bytes`
-//!   plus `max_requests_per_connection` requests and their answers.
+//!   plus `max_requests_per_connection` requests and their answers. Requests the
+//!   server sends on its own (oneways: NOTIFY_CONSUMER_IDS_CHANGED,
+//!   CHECK_TRANSACTION_STATE) count in the same bytes and are dropped at the
+//!   bound (best effort, as RocketMQ bounds them by `serverOnewaySemaphoreValue`);
+//!   [`dropped_oneways`] counts them.
+//! - at most `max_queued_reply_bytes_total` of responses wait for all writers
+//!   together; while that budget is spent every reader pauses (a rate-limited
+//!   WARN says so), so many connections each below their own bound cannot add up
+//!   to more. A handler may name what an answer will cost before it is computed
+//!   ([`Handler::expected_reply_bytes`]), so requests whose answers are large
+//!   and slow to build count from when they are read.
 //! - a connection with no frame read, nothing written and no request in progress
 //!   for `idle_timeout` is closed (`serverChannelMaxIdleTimeSeconds`);
 //! - at most `max_connections` connections are open; more are accepted and closed
 //!   at once (the client sees the close at once instead of hanging in the
 //!   listen backlog, and the backlog keeps draining), with a rate-limited WARN.
+//!   Failed accepts (EMFILE) are retried every 50 ms with a rate-limited WARN.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
@@ -40,9 +51,9 @@ pub struct ConnInfo {
     pub id: u64,
     /// The peer's address.
     pub peer: SocketAddr,
-    /// The connection's outgoing frames; weak, so the connection still closes
-    /// when only handlers remember it.
-    out: Option<mpsc::WeakUnboundedSender<RemotingCommand>>,
+    /// The connection's outgoing frames and their byte count; weak, so the
+    /// connection still closes when only handlers remember it.
+    out: Option<(mpsc::WeakUnboundedSender<RemotingCommand>, Weak<Flow>)>,
 }
 
 /// Opaque ids of requests the server sends to its clients.
@@ -60,15 +71,50 @@ impl ConnInfo {
     }
 
     /// Send a oneway request to the peer (RocketMQ's broker-to-client calls,
-    /// e.g. NOTIFY_CONSUMER_IDS_CHANGED). Returns false when the connection is gone.
+    /// e.g. NOTIFY_CONSUMER_IDS_CHANGED). It counts in the connection's queued
+    /// reply bytes and the server's budget; at either bound it is dropped (logged
+    /// at debug, counted in [`dropped_oneways`]), as a peer that reads nothing
+    /// must not make the server buffer without end. Returns false when it was
+    /// not queued: the connection is gone or the request was dropped.
     pub fn send_oneway(&self, mut req: RemotingCommand) -> bool {
-        let Some(tx) = self.out.as_ref().and_then(|w| w.upgrade()) else {
+        let Some((tx, flow)) = self
+            .out
+            .as_ref()
+            .and_then(|(tx, flow)| Some((tx.upgrade()?, flow.upgrade()?)))
+        else {
             return false;
         };
         req.flag = super::command::FLAG_ONEWAY;
         req.opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
-        tx.send(req).is_ok()
+        let cost = reply_cost(&req);
+        if !flow.try_charge(cost) {
+            DROPPED_ONEWAYS.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                peer = %self.peer,
+                code = req.code,
+                bytes = cost,
+                "oneway request dropped: the connection's queued bytes \
+                 (serverMaxQueuedReplyBytes) or the server's \
+                 (serverMaxQueuedReplyBytesTotal) are at their bound"
+            );
+            return false;
+        }
+        if tx.send(req).is_err() {
+            flow.release(cost);
+            return false;
+        }
+        true
     }
+}
+
+/// Oneway requests dropped because their connection's queued bytes or the
+/// server's budget were at the bound (process-wide).
+static DROPPED_ONEWAYS: AtomicU64 = AtomicU64::new(0);
+
+/// Server-initiated oneway requests dropped so far by this process
+/// ([`ConnInfo::send_oneway`] at the queued-bytes bounds).
+pub fn dropped_oneways() -> u64 {
+    DROPPED_ONEWAYS.load(Ordering::Relaxed)
 }
 
 /// Serves requests. Implemented by the name server and the broker.
@@ -84,6 +130,16 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The connection closed (peer went away, bad frame, shutdown).
     fn on_close(&self, _conn: &ConnInfo) {}
+
+    /// What the answer to `req` is expected to cost in queued bytes, counted
+    /// against the connection's and the server's bounds from when the request
+    /// is read until its answer is queued (then the answer's real size counts).
+    /// For requests whose answers are large and slow to build (a name server's
+    /// topic list), so that a client pipelining them is paused by the bounds
+    /// before the answers exist. Default 0: only queued answers count.
+    fn expected_reply_bytes(&self, _req: &RemotingCommand) -> usize {
+        0
+    }
 }
 
 /// Default [`ServerConfig::max_requests_per_connection`]: 1024. A push consumer
@@ -97,13 +153,65 @@ pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: usize = 1024;
 /// and it bounds the work a client that never reads can make the server do.
 pub const DEFAULT_MAX_QUEUED_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Default [`ServerConfig::max_queued_reply_bytes_total`]: 256 MiB, the queues
+/// of 64 connections each at its full 4 MiB. A client that reads its answers
+/// keeps its queue near empty (the kernel's socket buffers take the bursts), so
+/// only peers that read slower than they ask fill it; 256 MiB is small beside
+/// the page cache a broker is sized for, and large enough that a few slow
+/// consumers do not pause the others. Not derived from the machine's memory:
+/// in a container that reads as the host's, which would make the bound
+/// meaningless exactly where memory is tight.
+pub const DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL: usize = 256 * 1024 * 1024;
+
 /// Default [`ServerConfig::idle_timeout`]: RocketMQ's
 /// `serverChannelMaxIdleTimeSeconds`, 120 s.
 pub const DEFAULT_IDLE_SECS: u64 = 120;
 
-/// Default [`ServerConfig::max_connections`]: 65 536, about the open-file limit
-/// RocketMQ's deployment guide asks for, so the cap only stops a runaway peer.
+/// Largest idle time honoured (10 years); larger values of
+/// `serverChannelMaxIdleTimeSeconds` are clamped to it, as timer arithmetic on
+/// them would overflow.
+pub const MAX_IDLE_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Upper end of the default [`ServerConfig::max_connections`]: 65 536, about the
+/// open-file limit RocketMQ's deployment guide asks for. The default itself is
+/// [`default_max_connections`], which also stays below the open-file limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
+
+/// Descriptors a broker keeps free of connections for its own files when it
+/// derives `serverMaxConnections` (see [`max_connections_for`]): every mapped
+/// commitlog, consume queue and index file holds one.
+pub const BROKER_FD_RESERVE: u64 = 4096;
+
+/// Descriptors a name server keeps free of connections (it has no store).
+pub const NAMESRV_FD_RESERVE: u64 = 64;
+
+/// The connection cap for a soft open-file limit `nofile` keeping `reserve`
+/// descriptors (or a quarter of the limit, if more) for everything else: the
+/// rest, at most [`DEFAULT_MAX_CONNECTIONS`]; half the limit when the limit is
+/// too low for the reserve; at least 1. Connections beyond the limit would fail
+/// at accept with EMFILE, and worse, take the descriptors the store needs for
+/// its next commitlog or consume-queue file.
+pub fn max_connections_for(nofile: u64, reserve: u64) -> usize {
+    let reserve = reserve.max(nofile / 4);
+    let n = if nofile > reserve.saturating_mul(2) {
+        nofile - reserve
+    } else {
+        nofile / 2
+    };
+    usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .clamp(1, DEFAULT_MAX_CONNECTIONS)
+}
+
+/// The default `serverMaxConnections`: [`max_connections_for`] the process's
+/// current soft `RLIMIT_NOFILE` (read it after `util::raise_fd_limit`);
+/// [`DEFAULT_MAX_CONNECTIONS`] when the limit cannot be read.
+pub fn default_max_connections(reserve: u64) -> usize {
+    match ferromq_engine::sys::nofile_limits() {
+        Ok((soft, _)) => max_connections_for(soft, reserve),
+        Err(_) => DEFAULT_MAX_CONNECTIONS,
+    }
+}
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -120,6 +228,10 @@ pub struct ServerConfig {
     /// plus a header estimate (`serverMaxQueuedReplyBytes`); at the bound the
     /// connection is not read until the writer has sent some.
     pub max_queued_reply_bytes: usize,
+    /// Bytes of responses (and server oneways) waiting for all writers together
+    /// (`serverMaxQueuedReplyBytesTotal`); at the bound no connection is read
+    /// until writers have sent some.
+    pub max_queued_reply_bytes_total: usize,
     /// Close a connection that read no frame, wrote nothing and had no request in
     /// progress for this long (`serverChannelMaxIdleTimeSeconds`); `None`: never.
     pub idle_timeout: Option<Duration>,
@@ -134,6 +246,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
             max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
+            max_queued_reply_bytes_total: DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL,
             idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
@@ -141,9 +254,10 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// `idle_timeout` from `serverChannelMaxIdleTimeSeconds` (0 or less: never).
+    /// `idle_timeout` from `serverChannelMaxIdleTimeSeconds` (0 or less: never;
+    /// at most [`MAX_IDLE_SECS`]).
     pub fn idle_from_secs(secs: i64) -> Option<Duration> {
-        (secs > 0).then(|| Duration::from_secs(secs as u64))
+        (secs > 0).then(|| Duration::from_secs((secs as u64).min(MAX_IDLE_SECS)))
     }
 }
 
@@ -151,6 +265,12 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The connection-cap WARN: one per 10 s server-wide.
 static CAP_WARN: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
+
+/// The failed-accept WARN (EMFILE and the like): one per 10 s server-wide.
+static ACCEPT_WARN: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
+
+/// The spent-budget WARN: one per 10 s server-wide.
+static BUDGET_WARN: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
 
 /// Accept connections on `listener` until `shutdown` turns true, then stop
 /// reading new requests, wait (up to `drain_timeout`) for in-flight requests to
@@ -197,7 +317,13 @@ pub async fn serve<H: Handler>(
                     ));
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(since) = ACCEPT_WARN.check_key(0) {
+                        tracing::warn!(
+                            error = %e,
+                            failed_since_last_line = since,
+                            "accept failed (retrying every 50 ms)"
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -225,6 +351,7 @@ struct Limits {
     max_queued: usize,
     idle: Option<Duration>,
     drain: Duration,
+    budget: Arc<Budget>,
 }
 
 impl Limits {
@@ -237,11 +364,40 @@ impl Limits {
             max_queued: cfg.max_queued_reply_bytes.max(1),
             idle: cfg.idle_timeout.filter(|d| !d.is_zero()),
             drain: cfg.drain_timeout,
+            budget: Arc::new(Budget {
+                used: AtomicUsize::new(0),
+                max: cfg.max_queued_reply_bytes_total.max(1),
+                room: Notify::new(),
+            }),
         }
     }
 }
 
+/// The server-wide count of queued reply bytes
+/// ([`ServerConfig::max_queued_reply_bytes_total`]).
+#[derive(Debug)]
+struct Budget {
+    used: AtomicUsize,
+    max: usize,
+    /// Paused readers wait here for `used` to drop below `max`.
+    room: Notify,
+}
+
+impl Budget {
+    fn release(&self, cost: usize) {
+        let before = self.used.fetch_sub(cost, Ordering::AcqRel);
+        if before >= self.max && before - cost < self.max {
+            self.room.notify_waiters();
+        }
+    }
+
+    fn spent(&self) -> bool {
+        self.used.load(Ordering::Acquire) >= self.max
+    }
+}
+
 /// What the reader, the request tasks and the writer of one connection share.
+#[derive(Debug)]
 struct Flow {
     /// Cost ([`reply_cost`]) of the responses queued for the writer.
     queued: AtomicUsize,
@@ -253,6 +409,47 @@ struct Flow {
     writes: AtomicU64,
     /// The writer has stopped (its socket failed).
     writer_gone: AtomicBool,
+    /// The server-wide count that `queued` is part of.
+    budget: Arc<Budget>,
+}
+
+impl Flow {
+    /// Count `cost` queued bytes (here and in the server's budget); returns
+    /// whether either count was at its bound before.
+    fn charge(&self, cost: usize) -> bool {
+        let own = self.queued.fetch_add(cost, Ordering::AcqRel);
+        let all = self.budget.used.fetch_add(cost, Ordering::AcqRel);
+        own >= self.max_queued || all >= self.budget.max
+    }
+
+    /// [`Flow::charge`] unless this connection or the server is at its bound.
+    fn try_charge(&self, cost: usize) -> bool {
+        if self.charge(cost) {
+            self.release(cost);
+            return false;
+        }
+        true
+    }
+
+    /// `cost` bytes left the queue: wake a reader paused on either bound.
+    fn release(&self, cost: usize) {
+        let before = self.queued.fetch_sub(cost, Ordering::AcqRel);
+        if before >= self.max_queued && before - cost < self.max_queued {
+            self.room.notify_waiters();
+        }
+        self.budget.release(cost);
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        // Frames still queued when the connection ended (a writer aborted,
+        // answers finished after it) go back to the server's budget.
+        let left = *self.queued.get_mut();
+        if left > 0 {
+            self.budget.release(left);
+        }
+    }
 }
 
 /// What a queued response counts against [`ServerConfig::max_queued_reply_bytes`]:
@@ -268,6 +465,9 @@ impl Drop for WriterGone {
     fn drop(&mut self) {
         self.0.writer_gone.store(true, Ordering::Release);
         self.0.room.notify_waiters();
+        // The reader may be paused by the server's budget instead (rare: a
+        // writer ends only when its socket fails or the connection closes).
+        self.0.budget.room.notify_waiters();
     }
 }
 
@@ -283,11 +483,13 @@ struct IdleWatch {
 
 impl IdleWatch {
     fn new(idle: Option<Duration>) -> Self {
-        let tick = idle.map(|d| {
+        let tick = idle.and_then(|d| {
             let every = (d / 4).max(Duration::from_millis(1));
-            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // An idle time too large for the clock never expires.
+            let first = tokio::time::Instant::now().checked_add(every)?;
+            let mut t = tokio::time::interval_at(first, every);
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            t
+            Some(t)
         });
         IdleWatch {
             tick,
@@ -328,15 +530,16 @@ async fn connection<H: Handler>(
 ) {
     let (rd, wr) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<RemotingCommand>();
-    conn.out = Some(tx.downgrade());
-    let conn = Arc::new(conn);
     let flow = Arc::new(Flow {
         queued: AtomicUsize::new(0),
         max_queued: lim.max_queued,
         room: Notify::new(),
         writes: AtomicU64::new(0),
         writer_gone: AtomicBool::new(false),
+        budget: lim.budget.clone(),
     });
+    conn.out = Some((tx.downgrade(), Arc::downgrade(&flow)));
+    let conn = Arc::new(conn);
     let writer_guard = inflight.clone();
     let peer = conn.peer;
     let wflow = flow.clone();
@@ -356,13 +559,8 @@ async fn connection<H: Handler>(
                     Ok(())
                 }
             };
-            if cmd.is_response() {
-                let cost = reply_cost(&cmd);
-                let before = flow.queued.fetch_sub(cost, Ordering::AcqRel);
-                if before >= flow.max_queued && before - cost < flow.max_queued {
-                    flow.room.notify_waiters();
-                }
-            }
+            // Responses and the server's oneways alike were counted.
+            flow.release(reply_cost(&cmd));
             flow.writes.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = written {
                 tracing::debug!(%peer, error = %e, "write failed");
@@ -395,21 +593,52 @@ async fn connection<H: Handler>(
         };
         // Room for its answer; at the bound, stop reading until the writer has
         // sent some. A peer that reads nothing stays here until it is idle.
-        while flow.queued.load(Ordering::Acquire) >= lim.max_queued {
-            let notified = flow.room.notified();
+        // Likewise while the server's budget is spent, until some writer has
+        // sent some.
+        loop {
+            let own = flow.queued.load(Ordering::Acquire) >= lim.max_queued;
+            if !own && !lim.budget.spent() {
+                break;
+            }
+            let notified = if own {
+                flow.room.notified()
+            } else {
+                lim.budget.room.notified()
+            };
             tokio::pin!(notified);
             notified.as_mut().enable();
             if flow.writer_gone.load(Ordering::Acquire) {
                 break 'conn;
             }
-            if flow.queued.load(Ordering::Acquire) < lim.max_queued {
-                break;
+            let still = if own {
+                flow.queued.load(Ordering::Acquire) >= lim.max_queued
+            } else {
+                lim.budget.spent()
+            };
+            if !still {
+                continue;
+            }
+            if !own {
+                if let Some(since) = BUDGET_WARN.check_key(0) {
+                    tracing::warn!(
+                        max = lim.budget.max,
+                        paused_since_last_line = since,
+                        "queued reply bytes of all connections reached \
+                         serverMaxQueuedReplyBytesTotal: reading paused until writers catch up"
+                    );
+                }
             }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = shutdown.changed() => break 'conn,
                 _ = idle.tick() => {
-                    let busy = requests.available_permits() + 1 < lim.max_requests;
+                    if flow.writer_gone.load(Ordering::Acquire) {
+                        break 'conn;
+                    }
+                    // Paused by the server's budget with nothing of its own
+                    // queued, a connection waits for others: not idle.
+                    let busy = requests.available_permits() + 1 < lim.max_requests
+                        || (!own && flow.queued.load(Ordering::Acquire) == 0);
                     if idle.idle_now(frames, flow.writes.load(Ordering::Relaxed), busy) {
                         tracing::debug!(%peer, "closing a connection that reads no replies and sends nothing");
                         abort_writer = true;
@@ -445,6 +674,11 @@ async fn connection<H: Handler>(
                     continue;
                 }
                 let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
+                // An answer expected to be large counts from now on.
+                let reserved = handler.expected_reply_bytes(&req);
+                if reserved > 0 {
+                    flow.charge(reserved);
+                }
                 let h = handler.clone();
                 let c = conn.clone();
                 let tx = tx.clone();
@@ -459,11 +693,14 @@ async fn connection<H: Handler>(
                             resp.serialize_type = st;
                             resp.flag |= super::command::FLAG_RESPONSE;
                             let cost = reply_cost(&resp);
-                            flow.queued.fetch_add(cost, Ordering::AcqRel);
+                            flow.charge(cost);
                             if tx.send(resp).is_err() {
-                                flow.queued.fetch_sub(cost, Ordering::AcqRel);
+                                flow.release(cost);
                             }
                         }
+                    }
+                    if reserved > 0 {
+                        flow.release(reserved);
                     }
                 });
             }
@@ -492,4 +729,77 @@ async fn connection<H: Handler>(
         let _ = writer.await;
     }
     tracing::debug!(%peer, id = conn.id, "connection closed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_cap_from_the_open_file_limit() {
+        // Plenty of descriptors: all but the reserve (or a quarter), capped.
+        assert_eq!(max_connections_for(1 << 20, 4096), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(max_connections_for(65_536, 4096), 49_152);
+        assert_eq!(max_connections_for(16_384, 4096), 12_288);
+        assert_eq!(max_connections_for(10_000, 64), 7_500);
+        // Too few for the reserve: half.
+        assert_eq!(max_connections_for(1024, 4096), 512);
+        assert_eq!(max_connections_for(1, 4096), 1);
+        assert_eq!(max_connections_for(u64::MAX, 4096), DEFAULT_MAX_CONNECTIONS);
+        let d = default_max_connections(BROKER_FD_RESERVE);
+        assert!((1..=DEFAULT_MAX_CONNECTIONS).contains(&d));
+    }
+
+    #[tokio::test]
+    async fn idle_time_is_clamped() {
+        assert_eq!(ServerConfig::idle_from_secs(0), None);
+        assert_eq!(ServerConfig::idle_from_secs(-5), None);
+        assert_eq!(
+            ServerConfig::idle_from_secs(i64::MAX),
+            Some(Duration::from_secs(MAX_IDLE_SECS))
+        );
+        // Neither the clamped time nor the largest Duration panics the clock.
+        let _ = IdleWatch::new(ServerConfig::idle_from_secs(i64::MAX));
+        let _ = IdleWatch::new(Some(Duration::MAX));
+    }
+
+    fn flow(max_queued: usize, budget: &Arc<Budget>) -> Flow {
+        Flow {
+            queued: AtomicUsize::new(0),
+            max_queued,
+            room: Notify::new(),
+            writes: AtomicU64::new(0),
+            writer_gone: AtomicBool::new(false),
+            budget: budget.clone(),
+        }
+    }
+
+    #[test]
+    fn oneways_stop_at_either_bound_and_a_dropped_flow_returns_its_bytes() {
+        let budget = Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            max: 1000,
+            room: Notify::new(),
+        });
+        let a = flow(600, &budget);
+        let b = flow(600, &budget);
+        // Below its own bound: queued; at it: dropped.
+        assert!(a.try_charge(400));
+        assert!(a.try_charge(400));
+        assert!(!a.try_charge(10));
+        assert_eq!(a.queued.load(Ordering::Relaxed), 800);
+        // The other connection is below its bound but the server's is reached.
+        assert!(b.try_charge(300));
+        assert!(!b.try_charge(10));
+        assert!(budget.spent());
+        // Answers are charged whatever the bound (the reader paused before).
+        assert!(b.charge(50));
+        b.release(350);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 800);
+        // A connection that ends with frames queued gives them back.
+        drop(a);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+        drop(b);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
+    }
 }
