@@ -19,7 +19,7 @@ use ferromq_server::remoting::codec::encode;
 use ferromq_server::remoting::{request, response, RemotingCommand};
 
 /// RSS bound for a server under one pipelining client. The bound the server
-/// itself keeps per connection is `serverMaxQueuedReplyBytes` (32 MiB) plus
+/// itself keeps per connection is `serverMaxQueuedReplyBytes` (default 4 MiB) plus
 /// `serverMaxRequestsPerConnection` (1024) requests and their answers (here at
 /// most ~35 KB for a pull, ~100 KB for a topic list); the rest is the process's
 /// own baseline (a debug build, the store's mapped files).
