@@ -2729,6 +2729,12 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
         for q in qrd {
             let q = q.map_err(|e| Error::io(format!("listing {}", t.path().display()), e))?;
             match q.file_name().to_string_lossy().parse::<u32>() {
+                Ok(id) if id >= crate::dispatch::MAX_QUEUES_PER_TOPIC => {
+                    // Left by an older version from a record dispatch now
+                    // refuses: its topic would get an absurd queue count.
+                    tracing::warn!(path = %q.path().display(),
+                        "ignoring a consume queue folder whose queue id is out of range 0..1024")
+                }
                 Ok(id) if q.path().is_dir() => out.push((topic.clone(), id, q.path())),
                 _ => {
                     tracing::warn!(path = %q.path().display(), "ignoring a stray entry in a consume queue folder")

@@ -176,3 +176,33 @@ fn crafted_queue_ids_and_offsets_found_after_a_crash_are_refused() {
     assert_eq!(store.max_offset_in_queue("Good", 0), 7);
     store.shutdown().unwrap();
 }
+
+#[test]
+fn a_queue_folder_with_an_out_of_range_id_left_on_disk_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = MessageStore::open(common::small_config(dir.path())).unwrap();
+        store
+            .put_message(&Message::new("Good", b"g-0".to_vec()).with_queue_id(0))
+            .unwrap();
+        store.shutdown().unwrap();
+    }
+    // What an older version made for a hostile master's record, and a topic
+    // table that lost the topic (it is learned from the queues again).
+    let stray = dir.path().join("consumequeue").join("Good").join("5000");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join(format!("{:020}", 0)), vec![0u8; 2000]).unwrap();
+    for n in names(&dir.path().join("config")) {
+        if n.starts_with("topics.json") {
+            std::fs::remove_file(dir.path().join("config").join(n)).unwrap();
+        }
+    }
+    let started = Instant::now();
+    let store = MessageStore::open(common::small_config(dir.path())).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let tc = store.topic_config("Good").unwrap();
+    assert_eq!((tc.read_queue_nums, tc.write_queue_nums), (4, 4));
+    assert_eq!(bodies(&store, 0, 0), ["g-0"]);
+    assert_eq!(store.max_offset_in_queue("Good", 5000), 0);
+    store.shutdown().unwrap();
+}
