@@ -385,12 +385,29 @@ impl ConsumeQueue {
         let first = first.max(max);
         let unit_size = CQ_UNIT_SIZE as u64;
         if first > max {
+            let Some(first_byte) = first
+                .checked_mul(unit_size)
+                .filter(|b| b.checked_add(self.queue.file_size()).is_some())
+            else {
+                return Err(Error::IllegalMessage(format!(
+                    "queue offset {first} of {}-{} has no byte position in a consume queue",
+                    self.topic, self.queue_id
+                )));
+            };
             if self.queue.file_count() == 0 {
-                // First file of a queue that starts late: begin at the file holding it.
+                // First file of a queue that starts late: begin at the file
+                // holding it (at most a file's worth of blanks before it).
                 let fsz = self.queue.file_size();
-                let start = first * unit_size / fsz * fsz;
-                self.queue.create_file(start)?;
+                self.queue.create_file(first_byte / fsz * fsz)?;
                 self.min_logic_offset.store(first, Ordering::Release);
+            } else if first - max > self.units_per_file() {
+                // Dispatch refuses such a record before it gets here; never
+                // blank-fill gigabytes for one unit.
+                return Err(Error::IllegalMessage(format!(
+                    "queue offset {first} of {}-{} is more than a file's worth of units past \
+                     its end {max}: not blank-filled",
+                    self.topic, self.queue_id
+                )));
             } else {
                 tracing::warn!(topic = %self.topic, queue_id = self.queue_id, max, queue_offset = first,
                     "consume queue gap filled with blank units");
@@ -433,6 +450,11 @@ impl ConsumeQueue {
                 .create_file(f.file_from_offset() + self.queue.file_size()),
             None => self.queue.create_file(0),
         }
+    }
+
+    /// Units one file holds.
+    pub fn units_per_file(&self) -> u64 {
+        self.queue.file_size() / CQ_UNIT_SIZE as u64
     }
 
     /// One past the last unit.
@@ -635,6 +657,46 @@ mod tests {
         assert_eq!(cq.max_offset(), 14);
         assert_eq!(cq.get(12), None);
         assert_eq!(cq.get(13), Some(unit(5000)));
+    }
+
+    #[test]
+    fn a_gap_of_more_than_a_file_is_not_blank_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        // 10 units per file.
+        let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        cq.put(unit(0), 0).unwrap();
+        assert_eq!(cq.units_per_file(), 10);
+        // A file's worth of blanks at most.
+        cq.put(unit(100), 11).unwrap();
+        assert_eq!((cq.max_offset(), cq.file_count()), (12, 2));
+        for far in [23, 1 << 40, u64::MAX / 20] {
+            assert!(
+                matches!(cq.put(unit(200), far), Err(Error::IllegalMessage(_))),
+                "{far}"
+            );
+            assert_eq!((cq.max_offset(), cq.file_count()), (12, 2));
+        }
+        cq.put(unit(200), 12).unwrap();
+        assert_eq!(cq.get(12), Some(unit(200)));
+    }
+
+    #[test]
+    fn a_late_start_at_a_huge_offset_makes_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        let far = (1u64 << 40) + 3;
+        cq.put(unit(5000), far).unwrap();
+        assert_eq!((cq.min_offset(), cq.max_offset()), (far, far + 1));
+        assert_eq!(cq.file_count(), 1);
+        assert_eq!(cq.get(far), Some(unit(5000)));
+        // No byte position: refused, nothing made.
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::load(dir.path(), "T", 0, 200).unwrap();
+        assert!(matches!(
+            cq.put(unit(0), u64::MAX / 20),
+            Err(Error::IllegalMessage(_))
+        ));
+        assert_eq!(cq.file_count(), 0);
     }
 
     #[test]

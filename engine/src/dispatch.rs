@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::commitlog::CommitLog;
-use crate::consume_queue::{ConsumeQueue, CqUnit};
+use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
 use crate::error::{Error, Result};
 use crate::flush::Waker;
 use crate::index::IndexService;
@@ -196,6 +196,62 @@ struct CachedQueue {
     /// from `from`.
     units: Vec<CqUnit>,
     from: u64,
+    /// The queue's end as last seen (only dispatch makes it grow): a unit
+    /// within a file's worth of units past it needs no look at the queue.
+    end_seen: u64,
+    /// Units one file of the queue holds.
+    per_file: u64,
+}
+
+/// Queue ids dispatch gives a consume queue: `0..MAX_QUEUES_PER_TOPIC`. The
+/// store never holds a topic with more queues (topic creation and updates
+/// take 1..=1024, as does `defaultTopicQueueNums`), so no record a master
+/// running this store writes has a larger id, whether or not a slave knows its
+/// topic yet. The bound is fixed rather than the topic's configured count: a
+/// topic whose queue count was lowered still has records in its higher queues,
+/// and a slave learns topics from the log before their configs arrive.
+pub(crate) const MAX_QUEUES_PER_TOPIC: u32 = 1024;
+
+/// Largest queue offset dispatch gives a unit: half the largest offset whose
+/// byte position in a consume queue (offset x 20) fits the signed 64-bit file
+/// offsets RocketMQ uses, leaving room for file arithmetic. No queue reaches it
+/// (2.3e17 messages: a billion a second for seven years); a negative offset
+/// read from a record lands above it.
+pub(crate) const MAX_QUEUE_OFFSET: u64 = i64::MAX as u64 / CQ_UNIT_SIZE as u64 / 2;
+
+/// Why dispatch refused a record (it stays in the log, in no consume queue or
+/// index, and the position moves past it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Its topic is not a valid name (its queue would be a path built from it).
+    TopicName,
+    /// Its queue id is not below [`MAX_QUEUES_PER_TOPIC`] (a negative id
+    /// included).
+    QueueId,
+    /// Its queue offset is above [`MAX_QUEUE_OFFSET`] (a negative one included).
+    QueueOffset,
+    /// Its queue offset is more than a consume-queue file's worth of units
+    /// beyond the end of its queue, which holds units: it would be reached by
+    /// blank-filling up to that many gigabytes. `end` is the queue's end.
+    OffsetJump { end: u64 },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TopicName => f.write_str("its topic is not a valid name"),
+            Refusal::QueueId => write!(
+                f,
+                "its queue id is out of range 0..{MAX_QUEUES_PER_TOPIC} (the store's topic queue limit)"
+            ),
+            Refusal::QueueOffset => write!(f, "its queue offset is out of range 0..={MAX_QUEUE_OFFSET}"),
+            Refusal::OffsetJump { end } => write!(
+                f,
+                "its queue offset is more than a consume-queue file beyond its queue's end {end} \
+                 (no blank fill that large)"
+            ),
+        }
+    }
 }
 
 /// What [`UnitBatcher::put`] did with a unit.
@@ -204,8 +260,26 @@ enum Placed {
     Taken,
     /// Not taken: the queue lacks units before it (strict mode).
     Gap(QueueGap),
-    /// Not taken: the record's topic is not a valid name, so it gets no queue.
-    Refused,
+    /// Not taken: the record gets no unit (see [`Refusal`]).
+    Refused(Refusal),
+}
+
+/// `Some(end of the queue)` when a unit for `queue_offset` would need more
+/// than a file's worth of blank units before it (`pending_end`: the end of
+/// the units collected and not yet written, if any). A queue without files
+/// starts late at the file holding the offset instead (at most a file of
+/// blanks; see [`ConsumeQueue::put_batch`]): no jump then.
+#[cold]
+#[inline(never)]
+fn jump_too_far(cq: &ConsumeQueue, pending_end: Option<u64>, queue_offset: u64) -> Option<u64> {
+    let end = pending_end.map_or(cq.max_offset(), |p| p.max(cq.max_offset()));
+    if queue_offset <= end.saturating_add(cq.units_per_file()) {
+        return None;
+    }
+    if pending_end.is_none() && cq.file_count() == 0 {
+        return None;
+    }
+    Some(end)
 }
 
 /// Per dispatch call: the queues it wrote to (one cheap lookup per record
@@ -226,10 +300,13 @@ struct UnitBatcher {
 impl UnitBatcher {
     /// Collect `unit` for `(topic, queue id, queue offset)`. Units already in
     /// the queue are skipped when written. With `strict`, a unit beyond the
-    /// queue's end is not taken: the gap is returned instead. A record whose
-    /// topic is not a valid name is refused (its queue would be a path built
-    /// from it); the name is checked only when its queue is not known yet,
-    /// so a record of a known queue costs nothing more.
+    /// queue's end is not taken: the gap is returned instead. A record is
+    /// refused ([`Refusal`]) when its queue id or offset is out of range, when
+    /// its topic is not a valid name (its queue would be a path built from
+    /// it; checked only when its queue is not known yet), or when its offset
+    /// jumps more than a file's worth of units past its queue's end (the
+    /// queue is looked at only for a unit beyond a file's worth past the end
+    /// last seen), so a record of a known queue costs a few comparisons more.
     fn put(
         &mut self,
         cqs: &CqTable,
@@ -243,6 +320,14 @@ impl UnitBatcher {
             have,
             want: queue_offset,
         };
+        // From the record, so from a peer or the disk: never trusted for
+        // arithmetic or for sizing anything.
+        if queue_id >= MAX_QUEUES_PER_TOPIC {
+            return Ok(Placed::Refused(Refusal::QueueId));
+        }
+        if queue_offset > MAX_QUEUE_OFFSET {
+            return Ok(Placed::Refused(Refusal::QueueOffset));
+        }
         let cached = self
             .queues
             .get_mut(topic)
@@ -252,7 +337,7 @@ impl UnitBatcher {
             None => {
                 let known = cqs.get(topic, queue_id);
                 if known.is_none() && crate::message::validate_topic(topic).is_err() {
-                    return Ok(Placed::Refused);
+                    return Ok(Placed::Refused(Refusal::TopicName));
                 }
                 if strict {
                     let have = known.as_ref().map_or(0, |q| q.max_offset());
@@ -269,6 +354,8 @@ impl UnitBatcher {
                     .or_default()
                     .entry(queue_id)
                     .or_insert(CachedQueue {
+                        end_seen: cq.max_offset(),
+                        per_file: cq.units_per_file(),
                         cq,
                         announce: None,
                         units: Vec::new(),
@@ -287,8 +374,22 @@ impl UnitBatcher {
                 return Ok(Placed::Gap(gap(have)));
             }
         }
+        // A unit that continues the collected ones, or lands within a file
+        // of the queue's end as last seen, is near (the usual case: two
+        // comparisons); otherwise the queue decides.
+        let pending_end = (!entry.units.is_empty()).then_some(collected_end);
+        let near = entry
+            .end_seen
+            .max(pending_end.unwrap_or(0))
+            .saturating_add(entry.per_file);
+        if queue_offset > near {
+            if let Some(end) = jump_too_far(&entry.cq, pending_end, queue_offset) {
+                return Ok(Placed::Refused(Refusal::OffsetJump { end }));
+            }
+        }
         if !entry.units.is_empty() && queue_offset != collected_end {
             entry.cq.put_batch(entry.from, &entry.units)?;
+            entry.end_seen = entry.end_seen.max(collected_end);
             clear_units(&mut entry.units);
         }
         if entry.units.is_empty() {
@@ -313,6 +414,7 @@ impl UnitBatcher {
             };
             if !e.units.is_empty() {
                 e.cq.put_batch(e.from, &e.units)?;
+                e.end_seen = e.end_seen.max(e.from + e.units.len() as u64);
                 clear_units(&mut e.units);
             }
         }
@@ -533,10 +635,11 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 /// retried dispatch error.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// How dispatch is doing: records refused for their topic name, and the
+/// How dispatch is doing: records refused (see [`Refusal`]), and the
 /// resource error it is retrying, if any.
 pub(crate) struct DispatchHealth {
-    /// Records refused because their topic is not a valid name.
+    /// Records refused ([`Refusal`]: an invalid topic name, a queue id or
+    /// offset out of range, or an offset jump too far past its queue's end).
     pub refused: AtomicU64,
     refused_log: LogLimiter,
     /// Dispatch is retrying an error (fast check for [`Dispatcher::note_ok`]).
@@ -591,17 +694,22 @@ impl Dispatcher {
         }
     }
 
-    /// A record at `phys` whose topic is not a valid name: it stays in the
-    /// log, gets no consume-queue unit and no index entry, and the position
-    /// moves past it. Counted, and logged at most every [`LOG_EVERY`].
-    fn refuse(&self, topic: &str, phys: u64) {
+    /// A record at `phys` refused for `why` ([`Refusal`]: its topic is not a
+    /// valid name, its queue id or offset is out of range, or its offset jumps
+    /// too far past its queue's end): it stays in the log, gets no
+    /// consume-queue unit and no index entry, and the position moves past it.
+    /// Counted, and logged at most every [`LOG_EVERY`].
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, topic: &str, phys: u64, queue_id: u32, queue_offset: u64, why: Refusal) {
         let n = self.health.refused.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(held_back) = self.health.refused_log.allow() {
-            // Debug-quoted and cut short: the name is hostile input.
+            // Debug-quoted and cut short: the name is hostile input. The id
+            // and offset are shown as the record's signed fields.
             let shown: String = topic.chars().take(80).collect();
-            tracing::warn!(topic = ?shown, commit_log_offset = phys, refused_total = n,
-                not_logged = held_back,
-                "record with an invalid topic name: kept in the commitlog, not dispatched to any consume queue or index");
+            tracing::warn!(topic = ?shown, queue_id = queue_id as i32, queue_offset = queue_offset as i64,
+                commit_log_offset = phys, reason = %why, refused_total = n, not_logged = held_back,
+                "record refused: kept in the commitlog, not dispatched to any consume queue or index");
         }
     }
 
@@ -703,11 +811,12 @@ impl Dispatcher {
         }
         let mut batch = UnitBatcher::default();
         let mut count = 0;
+        let refused_before = self.health.refused.load(Ordering::Relaxed);
         let start = walked.records.partition_point(|r| r.phys < from);
         for r in &walked.records[start..] {
             let topic = walked.topics[r.topic as usize].as_str();
             let tx = r.sys_flag & sys_flag::TRANSACTION_MASK;
-            let mut refused = false;
+            let mut refused = None;
             if tx == sys_flag::TRANSACTION_NOT_TYPE || tx == sys_flag::TRANSACTION_COMMIT_TYPE {
                 let unit = CqUnit {
                     commit_log_offset: r.phys,
@@ -719,23 +828,26 @@ impl Dispatcher {
                     Placed::Taken => {}
                     Placed::Gap(gap) => {
                         batch.write_pending()?;
+                        // The caller dispatches the log again from its start:
+                        // the records refused here are counted then.
+                        self.health.refused.store(refused_before, Ordering::Relaxed);
                         return Ok(Some(Err(gap)));
                     }
-                    Placed::Refused => refused = true,
+                    Placed::Refused(why) => refused = Some(why),
                 }
-            } else {
+            } else if crate::message::validate_topic(topic).is_err() {
                 // No queue for these; the index still must not take the name.
-                refused = crate::message::validate_topic(topic).is_err();
+                refused = Some(Refusal::TopicName);
             }
-            if refused {
-                self.refuse(topic, r.phys);
+            if let Some(why) = refused {
+                self.refuse(topic, r.phys, r.queue_id, r.queue_offset, why);
             }
             // Units are written as the pass goes (the position moves at its
             // end), a bounded number held at a time.
             if count % PUBLISH_EVERY_RECORDS == PUBLISH_EVERY_RECORDS - 1 {
                 batch.write_pending()?;
             }
-            if let (Some(ix), true, false) = (index, r.has_keys, refused) {
+            if let (Some(ix), true, None) = (index, r.has_keys, refused) {
                 // The walk checked this record as the configuration asks; read
                 // it back as the log-reading dispatch does (no second CRC).
                 let Some(bytes) = commitlog.get_data(r.phys, r.size as usize) else {
@@ -813,6 +925,7 @@ impl Dispatcher {
         let mut count = 0;
         let mut batch = UnitBatcher::default();
         let file_size = commitlog.queue.file_size();
+        let refused_before = self.health.refused.load(Ordering::Relaxed);
         loop {
             let from = self.dispatched_offset();
             let Some(f) = commitlog.queue.find_by_offset(from) else {
@@ -873,7 +986,7 @@ impl Dispatcher {
                 match check_record(rest, false) {
                     Ok(RecordCheck::Message(h)) => {
                         let tx = h.sys_flag & sys_flag::TRANSACTION_MASK;
-                        let mut refused = false;
+                        let mut refused = None;
                         if tx == sys_flag::TRANSACTION_NOT_TYPE
                             || tx == sys_flag::TRANSACTION_COMMIT_TYPE
                         {
@@ -888,9 +1001,12 @@ impl Dispatcher {
                                 Ok(Placed::Taken) => {}
                                 Ok(Placed::Gap(gap)) => {
                                     self.publish(&mut batch, here, last_store_timestamp_ms)?;
+                                    // Dispatched again from the log's start by
+                                    // the caller: refusals are counted then.
+                                    self.health.refused.store(refused_before, Ordering::Relaxed);
                                     return Ok(Err(gap));
                                 }
-                                Ok(Placed::Refused) => refused = true,
+                                Ok(Placed::Refused(why)) => refused = Some(why),
                                 Err(e) => {
                                     // Its queue cannot be created or grown (no
                                     // descriptor, no space): the records before it
@@ -902,14 +1018,20 @@ impl Dispatcher {
                                     return Err(e);
                                 }
                             }
-                        } else {
+                        } else if crate::message::validate_topic(h.topic).is_err() {
                             // No queue for these; the index still must not take the name.
-                            refused = crate::message::validate_topic(h.topic).is_err();
+                            refused = Some(Refusal::TopicName);
                         }
-                        if refused {
-                            self.refuse(h.topic, h.physical_offset as u64);
+                        if let Some(why) = refused {
+                            self.refuse(
+                                h.topic,
+                                h.physical_offset as u64,
+                                h.queue_id,
+                                h.queue_offset as u64,
+                                why,
+                            );
                         }
-                        if let (Some(ix), false) = (index, refused) {
+                        if let (Some(ix), None) = (index, refused) {
                             let indexed = ix.build_index(
                                 h.topic,
                                 h.properties,

@@ -890,9 +890,14 @@ pub(crate) fn parse_header(rec: &[u8]) -> Result<RecordHeader<'_>, DecodeError> 
             rec.len()
         )));
     }
-    if queue_id < 0 || queue_offset < 0 || physical_offset < 0 {
-        return Err(DecodeError::new("negative queue id or offset"));
+    if physical_offset < 0 {
+        return Err(DecodeError::new("negative physical offset"));
     }
+    // A negative queue id or offset does not make the record unreadable (as
+    // in RocketMQ's checkMessageAndReturnSize): recovery keeps it and the
+    // records after it, and dispatch refuses it (a negative id reads as a
+    // u32 above any queue id it accepts, a negative offset as a u64 above
+    // any queue offset).
     Ok(RecordHeader {
         total_size: total as u32,
         body_crc,

@@ -332,8 +332,11 @@ pub struct StoreStats {
     pub dispatch_error: Option<String>,
     /// Dispatch tries that failed on a resource error, since the store opened.
     pub dispatch_retries: u64,
-    /// Records refused by dispatch or recovery because their topic is not a
-    /// valid name (kept in the commitlog, in no consume queue or index).
+    /// Records refused by dispatch or recovery (kept in the commitlog, in no
+    /// consume queue or index): their topic is not a valid name, their queue
+    /// id is not below 1024 (the store's topic queue limit) or their queue
+    /// offset is out of range, or their offset jumps more than a
+    /// consume-queue file's worth of units past their queue's end.
     pub records_refused: u64,
     /// The last failed consume-queue, index or checkpoint flush, if one
     /// failed since the store opened (see [`MessageStore::flush`]).
@@ -2243,7 +2246,11 @@ impl StoreInner {
         let mut later = Vec::new();
         for (topic, queue_id) in self.cqs.take_created() {
             if self.topics.get(&topic).is_none() {
-                let n = (queue_id + 1).max(self.cfg.default_topic_queue_nums);
+                // Dispatch gives queues only to ids below 1024, the store's
+                // topic queue limit; saturating all the same (the id is data).
+                let n = queue_id
+                    .saturating_add(1)
+                    .max(self.cfg.default_topic_queue_nums);
                 if let Err(e) = self.topics.get_or_create(&topic, n) {
                     // Retried on the next pass (no descriptor or space now).
                     if let Some(held_back) = self.dispatcher.health.learn_log.allow() {
@@ -2825,6 +2832,12 @@ fn list_consume_queues(root: &std::path::Path) -> Result<Vec<(String, u32, PathB
         for q in qrd {
             let q = q.map_err(|e| Error::io(format!("listing {}", t.path().display()), e))?;
             match q.file_name().to_string_lossy().parse::<u32>() {
+                Ok(id) if id >= crate::dispatch::MAX_QUEUES_PER_TOPIC => {
+                    // Left by an older version from a record dispatch now
+                    // refuses: its topic would get an absurd queue count.
+                    tracing::warn!(path = %q.path().display(),
+                        "ignoring a consume queue folder whose queue id is out of range 0..1024")
+                }
                 Ok(id) if q.path().is_dir() => out.push((topic.clone(), id, q.path())),
                 _ => {
                     tracing::warn!(path = %q.path().display(), "ignoring a stray entry in a consume queue folder")
