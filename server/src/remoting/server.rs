@@ -360,7 +360,7 @@ impl Limits {
             max_frame_bytes: cfg.max_frame_bytes,
             max_requests: cfg
                 .max_requests_per_connection
-                .clamp(1, Semaphore::MAX_PERMITS - 1),
+                .clamp(1, (Semaphore::MAX_PERMITS - 1).min(u32::MAX as usize)),
             max_queued: cfg.max_queued_reply_bytes.max(1),
             idle: cfg.idle_timeout.filter(|d| !d.is_zero()),
             drain: cfg.drain_timeout,
@@ -715,6 +715,13 @@ async fn connection<H: Handler>(
                 break;
             }
         }
+    }
+    if *shutdown.borrow() {
+        // The server stops, not the peer: let the requests in progress answer
+        // first (held pulls are woken by the broker's own stop), or the
+        // handler would drop them as requests of a closed connection.
+        let all = u32::try_from(lim.max_requests).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(lim.drain, requests.acquire_many(all)).await;
     }
     handler.on_close(&conn);
     drop(tx);
