@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{
     ha_props, pick_pull_broker, records, route_brokers, runtime_info, start_broker_ns,
-    start_namesrv, temp_dir, wait_for, Client,
+    start_namesrv, temp_dir, total_max_offset, wait_for, Client,
 };
 use ferromq_server::remoting::codes::{request, response};
 
@@ -132,6 +132,14 @@ fn wait_slave_follows(port: u16) {
     .expect("the slave follows the master");
 }
 
+/// Wait (bounded) until the broker at `port` has dispatched `n` messages of TOPIC.
+fn wait_dispatched(port: u16, n: usize) {
+    wait_for(Duration::from_secs(10), || {
+        (total_max_offset(port, TOPIC, QUEUES) >= n as i64).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{n} messages dispatched on {port} within 10 s"));
+}
+
 fn send(port: u16, from: usize, to: usize) {
     let mut c = Client::connect(port);
     for i in from..to {
@@ -181,6 +189,9 @@ fn consumers_move_to_the_slave_and_back_without_loss() {
     // 1. Sent through the master: acknowledged only once the slave has them.
     const FIRST: usize = 80;
     send(m_port, 0, FIRST);
+    // A send is acknowledged once stored (and on the slave); its consume-queue
+    // unit follows asynchronously, so a pull may come before it.
+    wait_dispatched(m_port, FIRST);
     // A consumer reads a part from the master (found by route) and commits.
     let port = pull_broker(&ns, |a| a.contains_key(&0) && a.contains_key(&1));
     assert_eq!(port, m_port, "the route's master is the one consumers use");
@@ -236,6 +247,7 @@ fn consumers_move_to_the_slave_and_back_without_loss() {
     wait_slave_follows(m_port);
     const SECOND: usize = 40;
     send(m_port, FIRST, FIRST + SECOND);
+    wait_dispatched(m_port, FIRST + SECOND);
     let port = pull_broker(&ns, |a| a.contains_key(&0));
     assert_eq!(port, m_port);
     // The master never saw the commits made on the slave: a consumer starts
