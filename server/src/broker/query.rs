@@ -294,8 +294,8 @@ impl Broker {
     /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
     ///
     /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
-    /// `pullHoldRefusedCount` (pulls answered at once because their connection
-    /// had `longPollingMaxParkedPerConnection` held).
+    /// `pullHoldRefusedCount` (pulls short-polled instead of held because their
+    /// connection had `longPollingMaxParkedPerConnection` held).
     pub fn runtime_info(&self) -> BTreeMap<String, String> {
         let st = self.store.stats();
         let rs = self.store.retention_stats();

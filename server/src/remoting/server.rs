@@ -43,6 +43,8 @@ pub struct ConnInfo {
     /// The connection's outgoing frames; weak, so the connection still closes
     /// when only handlers remember it.
     out: Option<mpsc::WeakUnboundedSender<RemotingCommand>>,
+    /// Set just before [`Handler::on_close`] runs; stays set.
+    closed: AtomicBool,
 }
 
 /// Opaque ids of requests the server sends to its clients.
@@ -56,7 +58,20 @@ impl ConnInfo {
             id,
             peer,
             out: None,
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the connection has closed ([`Handler::on_close`] has run or is
+    /// running). Set before `on_close`, so a request task that reads `false`
+    /// under a lock that `on_close` also takes is seen by that `on_close`.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Mark the connection closed (the server does, before `on_close`).
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// Send a oneway request to the peer (RocketMQ's broker-to-client calls,
@@ -479,6 +494,7 @@ async fn connection<H: Handler>(
             }
         }
     }
+    conn.mark_closed();
     handler.on_close(&conn);
     drop(tx);
     drop(rd);
