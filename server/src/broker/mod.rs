@@ -288,8 +288,10 @@ impl Broker {
     ///
     /// `malloc_trim` walks the whole heap under glibc's arena locks, stalling
     /// allocations on a large heap for a while: it runs off the runtime
-    /// (`spawn_blocking`) and at most once per [`MemoryTrim::MIN_INTERVAL`]
-    /// (a drop meanwhile keeps its high mark and is handled when it is due).
+    /// (`spawn_blocking`), once the count has stopped falling (one trim per
+    /// wave of ended pulls, after the wave), and at most once per
+    /// [`MemoryTrim::MIN_INTERVAL`] (a drop meanwhile keeps its high mark and
+    /// is handled when it is due).
     async fn return_memory_of_held_pulls(&self, t: &mut MemoryTrim) {
         let now = self.hold.active();
         if !t.due(now, std::time::Instant::now()) {
@@ -598,6 +600,8 @@ struct MemoryTrim {
     peak: usize,
     /// When memory was last given back.
     last: Option<std::time::Instant>,
+    /// The count at the previous check.
+    prev: usize,
 }
 
 impl MemoryTrim {
@@ -606,11 +610,17 @@ impl MemoryTrim {
     /// Shortest time between two releases.
     const MIN_INTERVAL: Duration = Duration::from_secs(60);
 
-    /// With `active` pull requests in progress at `now`: is a release due?
-    /// (Updates the high mark.)
+    /// With `active` pull requests in progress at `now` (checked every
+    /// housekeeping tick): is a release due? (Updates the high mark.)
     fn due(&mut self, active: usize, now: std::time::Instant) -> bool {
+        let falling = active < self.prev;
+        self.prev = active;
         if self.peak.saturating_sub(active) < Self::RELEASE_AFTER {
             self.peak = self.peak.max(active);
+            return false;
+        }
+        // Still falling: more is being freed; release once, after the wave.
+        if falling {
             return false;
         }
         self.last
@@ -673,7 +683,8 @@ mod tests {
         let mut t = MemoryTrim::default();
         assert!(!t.due(20_000, t0));
         assert!(!t.due(15_000, t0), "5,000 gone: not yet");
-        assert!(t.due(5_000, t0), "15,000 gone");
+        assert!(!t.due(5_000, t0), "15,000 gone, but still falling");
+        assert!(t.due(5_000, t0), "15,000 gone, and the wave is over");
         t.released(5_000, t0);
         assert!(!t.due(30_000, t0));
         // Another big drop within the minute waits, keeping its high mark.
