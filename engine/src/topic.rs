@@ -8,7 +8,7 @@
 //! an interval before a crash is learned again at open from its consume queues
 //! when it got a message (with `max(queue id + 1, defaultTopicQueueNums)`
 //! queues); a topic an administrator configured is written before the change
-//! is acknowledged ([`TopicTable::persist`]), so it keeps its queue counts.
+//! is acknowledged (`TopicTable::persist`), so it keeps its queue counts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
