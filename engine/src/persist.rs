@@ -5,11 +5,13 @@
 //! new groups made a thousand of each). The last state is written at
 //! [`CoalescedWriter::flush`] (shutdown) and when the writer is dropped.
 //!
-//! What a crash can lose: changes of the last interval. For topics that is
-//! harmless where it matters (a topic with messages is learned again from its
-//! consume queues at open); RocketMQ itself writes consumer offsets only every
-//! `flushConsumerOffsetInterval` (5 s) and answers UPDATE_AND_CREATE_TOPIC before
-//! it persists the table.
+//! What a crash can lose: changes of the last interval, for changes made by
+//! clients in bulk (heartbeats, auto-created topics: a topic with messages is
+//! learned again from its consume queues at open, and a group is created again
+//! by its next heartbeat). A change that must be on disk before it is
+//! acknowledged (an administrator's UPDATE_AND_CREATE_TOPIC) is followed by
+//! [`CoalescedWriter::write_through`], which returns once a write that
+//! includes it has completed; concurrent callers share one write.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -26,6 +28,11 @@ struct State {
     dirty: bool,
     stop: bool,
     last_write: Option<Instant>,
+    /// Changes marked so far ([`CoalescedWriter::mark_dirty`] calls).
+    changes: u64,
+    /// `changes` as it was when the last successful write took its snapshot:
+    /// every change up to it is on disk.
+    written: u64,
 }
 
 struct Shared {
@@ -46,12 +53,27 @@ impl Shared {
 
     fn write_now(&self) -> Result<(), String> {
         let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        self.write_locked()
+    }
+
+    /// One write; the caller holds `writing`.
+    fn write_locked(&self) -> Result<(), String> {
+        // Counted before the snapshot: the table was changed before its change
+        // was counted, so the snapshot holds at least the changes up to here.
+        let covers = self.lock().changes;
         let r = (self.write)();
         let mut st = self.lock();
         st.last_write = Some(Instant::now());
-        if r.is_err() {
+        match &r {
+            Ok(()) => {
+                st.written = st.written.max(covers);
+                if st.changes == covers {
+                    // Nothing changed since the snapshot: no write is due.
+                    st.dirty = false;
+                }
+            }
             // Written again on the next round.
-            st.dirty = true;
+            Err(_) => st.dirty = true,
         }
         r
     }
@@ -133,6 +155,7 @@ impl CoalescedWriter {
     /// The table changed: have it written within the interval.
     pub fn mark_dirty(&self) {
         let mut st = self.shared.lock();
+        st.changes += 1;
         if !st.dirty {
             st.dirty = true;
             self.shared.wake.notify_one();
@@ -151,6 +174,26 @@ impl CoalescedWriter {
     pub fn flush(&self) -> Result<(), String> {
         self.shared.lock().dirty = false;
         self.shared.write_now()
+    }
+
+    /// Return once every change marked so far ([`Self::mark_dirty`], called
+    /// after changing the table) is on disk: at once when a write that started
+    /// after them has completed, else after one write now. Callers that come
+    /// while a write is under way share the next one (one write for a burst).
+    ///
+    /// # Errors
+    /// The write's error (the table stays marked for the next round).
+    pub fn write_through(&self) -> Result<(), String> {
+        let want = self.shared.lock().changes;
+        let _w = self
+            .shared
+            .writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.shared.lock().written >= want {
+            return Ok(());
+        }
+        self.shared.write_locked()
     }
 
     /// Write the current state now if a change waits.
@@ -235,6 +278,56 @@ mod tests {
             1001,
             "drop writes the last state"
         );
+    }
+
+    #[test]
+    fn write_through_returns_with_the_change_on_disk_and_bursts_share_writes() {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let value = Arc::new(AtomicUsize::new(0));
+        let on_disk = Arc::new(AtomicUsize::new(0));
+        let (w, v, d) = (writes.clone(), value.clone(), on_disk.clone());
+        // A long interval: the background writer alone would wait 10 s.
+        let writer = CoalescedWriter::start(
+            "test.json",
+            Duration::from_secs(10),
+            Box::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+                let now = v.load(Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                d.fetch_max(now, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        // Make the background writer's next round wait for the interval.
+        writer.flush().unwrap();
+        let base = writes.load(Ordering::SeqCst);
+        value.store(1, Ordering::SeqCst);
+        writer.mark_dirty();
+        writer.write_through().unwrap();
+        assert_eq!(on_disk.load(Ordering::SeqCst), 1, "on disk when it returns");
+        assert_eq!(writes.load(Ordering::SeqCst), base + 1);
+        assert!(!writer.is_dirty(), "nothing left for the background writer");
+        // Nothing new: no write.
+        writer.write_through().unwrap();
+        assert_eq!(writes.load(Ordering::SeqCst), base + 1);
+        // 16 threads, each a change and a write-through: each sees its own
+        // change on disk, in fewer writes than changes.
+        let next = AtomicUsize::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    let mine = next.fetch_add(1, Ordering::SeqCst);
+                    value.fetch_max(mine, Ordering::SeqCst);
+                    writer.mark_dirty();
+                    writer.write_through().unwrap();
+                    assert!(on_disk.load(Ordering::SeqCst) >= mine);
+                });
+            }
+        });
+        let n = writes.load(Ordering::SeqCst) - base - 1;
+        assert!((1..=8).contains(&n), "{n} writes for 16 changes");
+        eprintln!("16 concurrent write-throughs took {n} writes");
     }
 
     #[test]

@@ -1666,6 +1666,17 @@ impl MessageStore {
         self.inner.topics.upsert(cfg)
     }
 
+    /// Return once every topic change made so far is in `config/topics.json`
+    /// (changes are otherwise written within a short interval; see
+    /// [`crate::persist`]). For changes that must survive a crash once
+    /// acknowledged, as an administrator's UPDATE_AND_CREATE_TOPIC.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn persist_topics(&self) -> Result<()> {
+        self.inner.topics.persist()
+    }
+
     /// Whether the message at `queue_offset` of a queue is probably no longer in
     /// the page cache (RocketMQ's `checkInDiskByConsumeOffset`: further behind the
     /// commitlog end than `accessMessageInMemoryMaxRatio` % of RAM).

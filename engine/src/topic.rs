@@ -4,9 +4,11 @@
 //! [`CONFIG_PERSIST_INTERVAL`] and at
 //! shutdown, not once per change; each write keeps the previous file as
 //! `topics.json.bak`, and loading falls back to it when
-//! `topics.json` is missing or does not parse. A topic created less than an
-//! interval before a crash is learned again at open from its consume queues
-//! when it got a message.
+//! `topics.json` is missing or does not parse. A topic auto-created less than
+//! an interval before a crash is learned again at open from its consume queues
+//! when it got a message (with `max(queue id + 1, defaultTopicQueueNums)`
+//! queues); a topic an administrator configured is written before the change
+//! is acknowledged (`TopicTable::persist`), so it keeps its queue counts.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -333,6 +335,18 @@ impl TopicTable {
         self.writer.mark_dirty();
         tracing::info!(topic, queues, "topic auto-created");
         Ok(queues)
+    }
+
+    /// Return once every change made so far is in `topics.json` (one write,
+    /// shared with concurrent callers; none when a later write already has them).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written (the change stays in the
+    /// table and is written again on the next round).
+    pub fn persist(&self) -> Result<()> {
+        self.writer
+            .write_through()
+            .map_err(|e| Error::io("writing topics.json", std::io::Error::other(e)))
     }
 
     /// Write `topics.json` now (at shutdown).

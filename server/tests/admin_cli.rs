@@ -105,7 +105,14 @@ fn admin_commands_against_real_binaries() {
     );
     assert_eq!(out.lines().count(), 4, "{out}");
 
-    // A consumer commits offsets 1, 2 and 3 on queues 0..3: lag 2, 1, 0.
+    // A consumer (known to the broker from its first pull) commits offsets
+    // 1, 2 and 3 on queues 0..3: lag 2, 1, 0.
+    let r = c.pull("AdminGroup", TOPIC, 0, 0, 1);
+    assert!(
+        r.code == response::SUCCESS || r.code == response::PULL_NOT_FOUND,
+        "{:?}",
+        r.remark
+    );
     for q in 0..3 {
         let r = c.invoke(
             Client::offset_req(request::UPDATE_CONSUMER_OFFSET, TOPIC, q)

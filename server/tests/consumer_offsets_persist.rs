@@ -39,6 +39,14 @@ fn offsets_survive_restart() {
     assert_eq!(r.code, response::SUCCESS);
     assert_eq!(r.ext_fields.get_i64("offset").unwrap(), 0);
 
+    // Offsets are stored for groups the broker knows (from a heartbeat or,
+    // here, a pull), as RocketMQ 5 does.
+    let r = c.pull("og", TOPIC, 0, 0, 1);
+    assert!(
+        r.code == response::SUCCESS || r.code == response::PULL_NOT_FOUND,
+        "{:?}",
+        r.remark
+    );
     let r = c.invoke(
         RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
             .with_ext("consumerGroup", "og")

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ferromq_engine::message::name_for_message;
 use ferromq_engine::{MessageFilter, TopicConfig};
 
 use super::{store_error_response, Broker};
@@ -65,12 +66,40 @@ impl Broker {
         }
     }
 
-    /// UPDATE_CONSUMER_OFFSET.
+    /// UPDATE_CONSUMER_OFFSET, refused as RocketMQ 5's `ConsumerManageProcessor`
+    /// refuses it: SUBSCRIPTION_GROUP_NOT_EXIST for a group the broker does not
+    /// know (groups are created by heartbeats and pulls, not by commits),
+    /// TOPIC_NOT_EXIST for an unknown topic; and (beyond RocketMQ) SYSTEM_ERROR
+    /// for a queue id the topic does not have. So only offsets of real queues
+    /// of known groups are stored: `consumerOffset.json` cannot be grown by
+    /// made-up names.
     pub(super) fn update_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
         let r = (|| -> Result<RemotingCommand, HeaderError> {
             let (topic, qid) = Self::topic_queue(req)?;
             let group = req.ext_fields.get_str("consumerGroup")?;
             let off = req.ext_fields.get_i64("commitOffset")?;
+            if self.groups.get(group).is_none() {
+                return Ok(RemotingCommand::error(
+                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    format!("Group {} not exist!", name_for_message(group)),
+                ));
+            }
+            let Some(tc) = self.store.topic_config(&topic) else {
+                return Ok(RemotingCommand::error(
+                    response::TOPIC_NOT_EXIST,
+                    format!("Topic {} not exist!", name_for_message(&topic)),
+                ));
+            };
+            let queues = tc.read_queue_nums.max(tc.write_queue_nums);
+            if qid >= queues {
+                return Ok(RemotingCommand::error(
+                    response::SYSTEM_ERROR,
+                    format!(
+                        "queueId[{qid}] is illegal, topic:[{}] has {queues} queues",
+                        name_for_message(&topic)
+                    ),
+                ));
+            }
             self.offsets.commit(group, &topic, qid, off);
             Ok(RemotingCommand::success())
         })();
@@ -190,7 +219,7 @@ impl Broker {
         if ids.is_empty() {
             return RemotingCommand::error(
                 response::SYSTEM_ERROR,
-                format!("no consumer for this group, {group}"),
+                format!("no consumer for this group, {}", name_for_message(group)),
             );
         }
         let body = serde_json::json!({ "consumerIdList": ids }).to_string();
@@ -198,7 +227,11 @@ impl Broker {
     }
 
     /// UPDATE_AND_CREATE_TOPIC: read and write queue counts, perm, flags and
-    /// order as given (RocketMQ's defaults 16/16/6 when absent).
+    /// order as given (RocketMQ's defaults 16/16/6 when absent). The topic
+    /// table is on disk before SUCCESS is answered (an admin's change must
+    /// survive a crash right after; a topic without messages would not be
+    /// learned again, one with messages only with a guessed queue count);
+    /// concurrent changes share one write.
     pub(super) async fn create_topic(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
         let parsed = (|| -> Result<TopicConfig, HeaderError> {
             let e = &req.ext_fields;
@@ -231,7 +264,12 @@ impl Broker {
             return super::names::refuse(why);
         }
         let b = self.clone();
-        let res = tokio::task::spawn_blocking(move || b.store.upsert_topic(tc)).await;
+        let res = tokio::task::spawn_blocking(move || {
+            let tc = b.store.upsert_topic(tc)?;
+            b.store.persist_topics()?;
+            Ok::<_, ferromq_engine::Error>(tc)
+        })
+        .await;
         match res {
             Ok(Ok(_)) => {
                 tracing::info!(%topic, read = r, write = w, "topic created or updated");

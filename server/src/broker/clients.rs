@@ -45,6 +45,9 @@ fn str_of(v: &Value) -> Option<String> {
     }
 }
 
+/// A heartbeat's subscriptions of one group: (topic, expression).
+type Subscriptions = Vec<(String, String)>;
+
 /// What a heartbeat told.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeartbeatSummary {
@@ -93,8 +96,9 @@ impl ClientManager {
                 }
             }
         }
-        // (group, [(topic, expression)])
-        let mut consumers: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        // (group, its subscriptions; None when the heartbeat has no
+        // subscription set for the group)
+        let mut consumers: Vec<(String, Option<Subscriptions>)> = Vec::new();
         if let Value::Array(cs) = &v["consumerDataSet"] {
             for c in cs {
                 let Some(g) = str_of(&c["groupName"]) else {
@@ -102,8 +106,9 @@ impl ClientManager {
                 };
                 ferromq_engine::validate_group(&g)
                     .map_err(|why| format!("heartbeat refused: consumer {why}"))?;
-                let mut subs = Vec::new();
+                let mut subs = None;
                 if let Value::Array(ss) = &c["subscriptionDataSet"] {
+                    let subs = subs.insert(Vec::new());
                     for s in ss {
                         if let Some(topic) = str_of(&s["topic"]) {
                             super::names::validate_subscribed_topic(&topic)
@@ -142,7 +147,12 @@ impl ClientManager {
             if joined {
                 sum.joined_groups.push(g.clone());
             }
-            group.subscriptions.extend(subs);
+            // As RocketMQ's `ConsumerGroupInfo.updateSubscription`: the
+            // heartbeat's set replaces the group's (topics no longer named are
+            // dropped), so the table follows the group instead of only growing.
+            if let Some(subs) = subs {
+                group.subscriptions = subs.into_iter().collect();
+            }
             sum.consumer_groups.push(g);
         }
         Ok(sum)
@@ -313,6 +323,21 @@ mod tests {
             vec!["c1".to_string(), "c2".to_string()]
         );
         assert_eq!(m.subscription("G", "T").as_deref(), Some("a || b"));
+        // A heartbeat with a subscription set replaces the group's.
+        m.heartbeat(
+            &c7,
+            br#"{"clientID":"c1","consumerDataSet":[{"groupName":"G",
+            "subscriptionDataSet":[{"topic":"U","subString":"x"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.subscription("G", "T"), None);
+        assert_eq!(m.subscription("G", "U").as_deref(), Some("x"));
+        m.heartbeat(
+            &c7,
+            br#"{"clientID":"c1","consumerDataSet":[{"groupName":"G","subscriptionDataSet":[]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m.subscription("G", "U"), None);
         assert_eq!(m.on_connection_closed(7), vec!["G".to_string()]);
         assert_eq!(
             m.notify_consumer_ids_changed("G"),

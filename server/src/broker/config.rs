@@ -55,11 +55,12 @@ pub struct BrokerConfig {
     /// Default 45 000, at least 1.
     pub long_polling_max_suspend_ms: u64,
     /// `longPollingMaxParkedPerConnection` (ferromq key): pulls one connection
-    /// may have held at once; beyond it a pull that finds nothing is answered at
-    /// once (PULL_NOT_FOUND). Default 768, at least 1: below the default
-    /// `serverMaxRequestsPerConnection` (1024), because a held pull counts as a
-    /// request in progress, so a connection full of held pulls still has room
-    /// for its heartbeats, offset commits and sends.
+    /// may have held at once; beyond it a pull that finds nothing is
+    /// short-polled (answered after `shortPollingTimeMills`). Default 768, at
+    /// least 1, and at most 3/4 of `serverMaxRequestsPerConnection` (clamped
+    /// with a WARN), because a held pull counts as a request in progress: a
+    /// connection full of held pulls must keep room for its heartbeats, offset
+    /// commits and sends.
     pub long_polling_max_parked_per_connection: usize,
     /// `registerNameServerPeriod`: ms between registrations (clamped 10 000..=60 000). Default 30 000.
     pub register_name_server_period_ms: u64,
@@ -137,6 +138,26 @@ pub fn split_namesrv_addr(s: &str) -> Vec<String> {
         .filter(|a| !a.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// `longPollingMaxParkedPerConnection` at most 3/4 of
+/// `serverMaxRequestsPerConnection` (and at least 1), with a WARN when lowered:
+/// held pulls count as requests in progress, and a connection whose requests
+/// are all held pulls is not read (no heartbeats, commits or sends) until one
+/// of them is answered.
+fn clamp_parked_per_connection(parked: usize, requests: usize) -> usize {
+    let most = (requests / 4 * 3 + requests % 4 * 3 / 4).max(1);
+    if parked <= most {
+        return parked;
+    }
+    tracing::warn!(
+        configured = parked,
+        used = most,
+        requests,
+        "longPollingMaxParkedPerConnection lowered to 3/4 of serverMaxRequestsPerConnection, \
+         so that a connection full of held pulls keeps room for its other requests"
+    );
+    most
 }
 
 impl BrokerConfig {
@@ -300,15 +321,10 @@ impl BrokerConfig {
         b.transaction_check_interval_ms = b.transaction_check_interval_ms.max(10);
         b.send_message_thread_pool_nums = b.send_message_thread_pool_nums.max(1);
         b.pull_message_thread_pool_nums = b.pull_message_thread_pool_nums.max(1);
-        if b.long_polling_max_parked_per_connection >= b.server_max_requests_per_connection {
-            tracing::warn!(
-                parked = b.long_polling_max_parked_per_connection,
-                requests = b.server_max_requests_per_connection,
-                "longPollingMaxParkedPerConnection is not below serverMaxRequestsPerConnection: \
-                 a connection full of held pulls is not read (no heartbeats, commits or sends) \
-                 until one of them is answered"
-            );
-        }
+        b.long_polling_max_parked_per_connection = clamp_parked_per_connection(
+            b.long_polling_max_parked_per_connection,
+            b.server_max_requests_per_connection,
+        );
         Ok(b)
     }
 
@@ -459,6 +475,24 @@ mod tests {
                 b.long_polling_max_parked_per_connection
             ),
             (2000, 1)
+        );
+        // The park cap stays below the request cap: at most 3/4 of it.
+        let lp = Properties::parse(
+            "longPollingMaxParkedPerConnection=5000\nserverMaxRequestsPerConnection=100\n",
+        );
+        let b = BrokerConfig::from_properties(&lp, &store).unwrap();
+        assert_eq!(b.long_polling_max_parked_per_connection, 75);
+        let lp = Properties::parse("serverMaxRequestsPerConnection=512\n");
+        let b = BrokerConfig::from_properties(&lp, &store).unwrap();
+        assert_eq!(b.long_polling_max_parked_per_connection, 384);
+        let lp = Properties::parse("serverMaxRequestsPerConnection=4096\n");
+        let b = BrokerConfig::from_properties(&lp, &store).unwrap();
+        assert_eq!(b.long_polling_max_parked_per_connection, 768);
+        assert_eq!(clamp_parked_per_connection(10, 1), 1);
+        assert_eq!(clamp_parked_per_connection(10, 2), 1);
+        assert_eq!(
+            clamp_parked_per_connection(usize::MAX, usize::MAX),
+            usize::MAX / 4 * 3 + 2
         );
         let bad = Properties::parse("brokerId=x\n");
         assert!(BrokerConfig::from_properties(&bad, &store)

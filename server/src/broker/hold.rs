@@ -12,10 +12,13 @@
 //!   removes its entry when it ends, however it ends: expiry scans nothing;
 //! - every pull that may park is registered with its connection (an
 //!   [`Activity`]), so [`PullHold::on_close`] drops that connection's parked
-//!   pulls at once (their waits end without answering) and refuses parks from
-//!   its pulls still in flight;
+//!   pulls at once (their waits end without answering); a park checks the
+//!   connection's closed flag ([`ConnInfo::is_closed`], set before `on_close`)
+//!   under the connection's lock, so a pull that reaches the hold after its
+//!   connection's `on_close` (even one that registered after it) never parks;
 //! - a connection may have at most `max_per_connection` pulls parked; beyond
-//!   that [`PullHold::park`] refuses and the broker answers the pull at once.
+//!   that [`PullHold::park`] refuses and the broker short-polls the pull
+//!   (waits `shortPollingTimeMills` unfiled, then answers).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+
+use crate::remoting::ConnInfo;
 
 /// Number of lock shards for queues and for connections.
 pub const SHARDS: usize = 16;
@@ -47,8 +52,6 @@ struct ParkKey {
 struct ConnPulls {
     /// Pull requests of this connection in progress (parked or not).
     active: usize,
-    /// The connection closed: its pulls may no longer park.
-    closed: bool,
     /// Its parked pulls, by entry id.
     parked: HashMap<u64, Arc<ParkKey>>,
 }
@@ -122,6 +125,7 @@ fn conn_shard(conn_id: u64) -> usize {
 #[derive(Debug)]
 pub struct Activity<'a> {
     hold: &'a PullHold,
+    conn: &'a ConnInfo,
     conn_id: u64,
 }
 
@@ -184,13 +188,15 @@ impl PullHold {
         }
     }
 
-    /// Register a pull request of connection `conn_id` that may park; it
+    /// Register a pull request of connection `conn` that may park; it
     /// counts until the returned guard is dropped (after any [`Parked`]).
-    pub fn enter(&self, conn_id: u64) -> Activity<'_> {
+    pub fn enter<'a>(&'a self, conn: &'a ConnInfo) -> Activity<'a> {
+        let conn_id = conn.id;
         let mut conns = lock(&self.conns[conn_shard(conn_id)]);
         conns.entry(conn_id).or_default().active += 1;
         Activity {
             hold: self,
+            conn,
             conn_id,
         }
     }
@@ -216,13 +222,14 @@ impl PullHold {
             offset,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
         });
-        // The connection's lock is held across filing, so that `on_close`
-        // either sees this entry or is seen by it (lock order: connection, queue).
+        // The connection's lock is held across the closed check and filing:
+        // `on_close` runs after the flag is set and takes this lock, so either
+        // it sees this entry or this sees the flag (lock order: connection, queue).
         let mut conns = lock(&self.conns[conn_shard(conn_id)]);
-        let c = conns.entry(conn_id).or_default();
-        if c.closed {
+        if activity.conn.is_closed() {
             return Err(ParkRefused::Closed);
         }
+        let c = conns.entry(conn_id).or_default();
         if c.parked.len() >= self.max_per_connection {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(ParkRefused::Full);
@@ -305,16 +312,15 @@ impl PullHold {
         }
     }
 
-    /// The connection closed: drop its parked pulls (their waits end as
-    /// [`Wake::Closed`]) and refuse parks from its pulls still in flight.
-    /// Returns how many parked pulls were dropped.
+    /// The connection closed (its [`ConnInfo::is_closed`] is already true, so
+    /// its pulls still in flight cannot park): drop its parked pulls (their
+    /// waits end as [`Wake::Closed`]). Returns how many were dropped.
     pub fn on_close(&self, conn_id: u64) -> usize {
         let parked = {
             let mut conns = lock(&self.conns[conn_shard(conn_id)]);
             let Some(c) = conns.get_mut(&conn_id) else {
                 return 0;
             };
-            c.closed = true;
             std::mem::take(&mut c.parked)
         };
         let mut n = 0;
@@ -345,7 +351,8 @@ impl PullHold {
         self.parked.load(Ordering::Relaxed)
     }
 
-    /// Pulls answered at once because their connection had its maximum parked.
+    /// Pulls not parked because their connection had its maximum parked (they
+    /// are short-polled instead).
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
@@ -368,6 +375,16 @@ impl PullHold {
 mod tests {
     use super::*;
 
+    fn conn(id: u64) -> ConnInfo {
+        ConnInfo::detached(id, "127.0.0.1:1".parse().unwrap())
+    }
+
+    /// What the server does when a connection ends: flag, then `on_close`.
+    fn close(h: &PullHold, c: &ConnInfo) -> usize {
+        c.mark_closed();
+        h.on_close(c.id)
+    }
+
     fn now_or_never<F: std::future::Future>(f: F) -> Option<F::Output> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -385,7 +402,8 @@ mod tests {
     #[test]
     fn wakes_only_past_the_offset() {
         let h = PullHold::new(10);
-        let act = h.enter(1);
+        let c1 = conn(1);
+        let act = h.enter(&c1);
         let a = h.park(&act, "T", 0, 5).unwrap();
         let b = h.park(&act, "T", 0, 7).unwrap();
         let other = h.park(&act, "U", 0, 0).unwrap();
@@ -415,7 +433,8 @@ mod tests {
     #[test]
     fn expiry_and_drop_remove_the_entry() {
         let h = PullHold::new(10);
-        let act = h.enter(1);
+        let c1 = conn(1);
+        let act = h.enter(&c1);
         let a = h.park(&act, "T", 3, 5).unwrap();
         assert_eq!(
             now_or_never(a.wait(Duration::from_millis(1))),
@@ -433,13 +452,14 @@ mod tests {
     #[test]
     fn per_connection_cap() {
         let h = PullHold::new(2);
-        let act = h.enter(1);
+        let (c1, c2) = (conn(1), conn(2));
+        let act = h.enter(&c1);
         let _a = h.park(&act, "T", 0, 1).unwrap();
         let b = h.park(&act, "T", 1, 1).unwrap();
         assert_eq!(h.park(&act, "T", 2, 1).unwrap_err(), ParkRefused::Full);
         assert_eq!(h.refused(), 1);
         // Another connection has its own allowance.
-        let act2 = h.enter(2);
+        let act2 = h.enter(&c2);
         let _c = h.park(&act2, "T", 2, 1).unwrap();
         drop(b);
         let _d = h.park(&act, "T", 2, 1).unwrap();
@@ -449,12 +469,13 @@ mod tests {
     #[test]
     fn close_drops_the_connections_pulls() {
         let h = PullHold::new(10);
-        let act1 = h.enter(1);
-        let act1b = h.enter(1);
-        let act2 = h.enter(2);
+        let (c1, c2) = (conn(1), conn(2));
+        let act1 = h.enter(&c1);
+        let act1b = h.enter(&c1);
+        let act2 = h.enter(&c2);
         let a = h.park(&act1, "T", 0, 1).unwrap();
         let b = h.park(&act2, "T", 0, 1).unwrap();
-        assert_eq!(h.on_close(1), 1);
+        assert_eq!(close(&h, &c1), 1);
         assert_eq!(h.parked(), 1);
         assert_eq!(
             now_or_never(a.wait(Duration::from_secs(5))),
@@ -477,9 +498,42 @@ mod tests {
     }
 
     #[test]
+    fn a_pull_registered_after_its_connections_close_never_parks() {
+        let h = PullHold::new(10);
+        let c1 = conn(1);
+        // The close runs while none of the connection's pulls has registered
+        // (its last pull task was spawned but has not reached the hold yet).
+        assert_eq!(close(&h, &c1), 0);
+        let late = h.enter(&c1);
+        assert_eq!(h.park(&late, "T", 0, 1).unwrap_err(), ParkRefused::Closed);
+        assert_eq!(h.parked(), 0);
+        drop(late);
+        assert_eq!(h.connections(), 0);
+        // Racing closes and parks on threads: no pull is left parked.
+        for round in 0..200u64 {
+            let c = conn(100 + round);
+            let act = h.enter(&c);
+            let parked = std::thread::scope(|s| {
+                let parker = s.spawn(|| h.park(&act, "T", 0, 1).ok());
+                close(&h, &c);
+                parker.join().unwrap()
+            });
+            assert_eq!(h.parked(), 0, "round {round}");
+            if let Some(p) = parked {
+                // Parked before the close: the close ended its wait.
+                let got = now_or_never(p.wait(Duration::from_secs(5)));
+                assert_eq!(got, Some(Wake::Closed), "round {round}");
+            }
+            drop(act);
+        }
+        assert_eq!(h.connections(), 0);
+    }
+
+    #[test]
     fn many_parked_on_one_queue_are_cheap() {
         let h = PullHold::new(usize::MAX);
-        let act = h.enter(1);
+        let c1 = conn(1);
+        let act = h.enter(&c1);
         let start = std::time::Instant::now();
         let parked: Vec<_> = (0..100_000)
             .map(|_| h.park(&act, "T", 0, 9).unwrap())

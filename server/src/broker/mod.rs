@@ -224,13 +224,17 @@ impl Broker {
             request::END_TRANSACTION => self.end_transaction(&req).await,
             request::FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request().await,
             code => {
-                tracing::warn!(
-                    code,
-                    language = crate::remoting::codes::language_name(req.language),
-                    version = req.version,
-                    peer = %conn.peer,
-                    "request code not supported"
-                );
+                // Rate-limited per peer: a client may send one per request.
+                if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(conn.peer.ip()) {
+                    tracing::warn!(
+                        code,
+                        language = crate::remoting::codes::language_name(req.language),
+                        version = req.version,
+                        peer = %conn.peer,
+                        suppressed,
+                        "request code not supported"
+                    );
+                }
                 RemotingCommand::error(
                     response::REQUEST_CODE_NOT_SUPPORTED,
                     format!(" request type {code} not supported"),
@@ -279,17 +283,22 @@ impl Broker {
     /// answered), give the memory they took back to the OS: their requests'
     /// allocations are freed but glibc keeps them otherwise. Counted by pull
     /// requests that may park still in progress (a held pull's task ends a
-    /// little after it leaves the hold). `peak` is that count's high mark
-    /// since the last release; returns the new one.
-    async fn return_memory_of_held_pulls(&self, peak: usize) -> usize {
-        /// Pull requests gone before memory is given back.
-        const RELEASE_AFTER: usize = 10_000;
+    /// little after it leaves the hold); `t` keeps that count's high mark
+    /// since the last release, and when that release was.
+    ///
+    /// `malloc_trim` walks the whole heap under glibc's arena locks, stalling
+    /// allocations on a large heap for a while: it runs off the runtime
+    /// (`spawn_blocking`), once the count has stopped falling (one trim per
+    /// wave of ended pulls, after the wave), and at most once per
+    /// [`MemoryTrim::MIN_INTERVAL`] (a drop meanwhile keeps its high mark and
+    /// is handled when it is due).
+    async fn return_memory_of_held_pulls(&self, t: &mut MemoryTrim) {
         let now = self.hold.active();
-        if peak.saturating_sub(now) < RELEASE_AFTER {
-            return peak.max(now);
+        if !t.due(now, std::time::Instant::now()) {
+            return;
         }
         let _ = tokio::task::spawn_blocking(ferromq_engine::sys::release_free_memory).await;
-        now
+        t.released(now, std::time::Instant::now());
     }
 
     /// Write the subscription groups now if a change waits (off the runtime).
@@ -388,13 +397,28 @@ pub fn store_error_response(e: &StoreError) -> RemotingCommand {
     RemotingCommand::error(store_error_code(e), store_error_remark(e))
 }
 
+/// The WARN lines of [`store_error_remark`]: one per kind of error per 10 s
+/// (a damaged file read by every pull would otherwise log a line per request),
+/// with the count suppressed since the last one.
+static STORE_ERROR_WARN: crate::warn_limit::WarnLimiter =
+    crate::warn_limit::WarnLimiter::new(Duration::from_secs(10));
+
+/// Keys of [`STORE_ERROR_WARN`], one per kind of error.
+const WARN_IO: u64 = 1;
+const WARN_CORRUPTION: u64 = 2;
+const WARN_CONFIG: u64 = 3;
+const WARN_OTHER: u64 = 4;
+
 /// The remark a client gets for a store error: it names the problem but never
 /// a server path (I/O and corruption errors carry file paths; those stay in
-/// the broker's log, which gets the full error here).
+/// the broker's log, which gets the full error here, rate-limited per kind of
+/// error).
 pub fn store_error_remark(e: &StoreError) -> String {
     match e {
         StoreError::Io { source, .. } => {
-            tracing::warn!(error = %e, "store I/O error; the client is told without the path");
+            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_IO) {
+                tracing::warn!(error = %e, suppressed, "store I/O error; the client is told without the path");
+            }
             // The OS error alone: a custom error's message might hold a path.
             let what = match source.raw_os_error() {
                 Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
@@ -407,7 +431,9 @@ pub fn store_error_remark(e: &StoreError) -> String {
             offset,
             reason,
         } => {
-            tracing::warn!(error = %e, "damaged store data; the client is told without the path");
+            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_CORRUPTION) {
+                tracing::warn!(error = %e, suppressed, "damaged store data; the client is told without the path");
+            }
             // The file's name (e.g. a commitlog file) but not where it lives; a
             // reason that quotes a path is left out.
             let file = path
@@ -422,7 +448,9 @@ pub fn store_error_remark(e: &StoreError) -> String {
             format!("corruption in store file {file} at offset {offset}: {reason}")
         }
         StoreError::Config { key, .. } => {
-            tracing::warn!(error = %e, "store configuration error answered to a client");
+            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_CONFIG) {
+                tracing::warn!(error = %e, suppressed, "store configuration error answered to a client");
+            }
             format!("bad store configuration value for `{key}` (details in the broker log)")
         }
         StoreError::Locked(_) => "the store directory is locked by another process".into(),
@@ -438,7 +466,9 @@ pub fn store_error_remark(e: &StoreError) -> String {
         | StoreError::ShutDown
         | StoreError::WrongRole(_) => e.to_string(),
         _ => {
-            tracing::warn!(error = %e, "store error answered to a client");
+            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_OTHER) {
+                tracing::warn!(error = %e, suppressed, "store error answered to a client");
+            }
             "store error (details in the broker log)".into()
         }
     }
@@ -457,6 +487,11 @@ impl Handler for Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         if req.code == request::PULL_MESSAGE {
+            // The same name check as every other request (`process`), before
+            // anything is looked up or echoed.
+            if let Err(refusal) = names::check_request_names(&req) {
+                return Some(refusal);
+            }
             // A pull held until its connection closed is answered with nothing.
             return self.pull(&conn, req).await;
         }
@@ -488,11 +523,11 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             let every = Duration::from_millis(b.cfg.flush_consumer_offset_interval_ms.max(100));
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
-            let mut held_peak = 0;
+            let mut trim = MemoryTrim::default();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        held_peak = b.return_memory_of_held_pulls(held_peak).await;
+                        b.return_memory_of_held_pulls(&mut trim).await;
                         b.persist_offsets().await;
                         let changed = b.clients.scan_not_active(CLIENT_EXPIRY);
                         b.consumer_ids_changed(&changed);
@@ -557,6 +592,48 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
     .await;
 }
 
+/// When to give held pulls' memory back to the OS (see
+/// [`Broker::return_memory_of_held_pulls`]).
+#[derive(Debug, Default)]
+struct MemoryTrim {
+    /// High mark of pull requests that may park in progress since the last release.
+    peak: usize,
+    /// When memory was last given back.
+    last: Option<std::time::Instant>,
+    /// The count at the previous check.
+    prev: usize,
+}
+
+impl MemoryTrim {
+    /// Pull requests gone before memory is given back.
+    const RELEASE_AFTER: usize = 10_000;
+    /// Shortest time between two releases.
+    const MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+    /// With `active` pull requests in progress at `now` (checked every
+    /// housekeeping tick): is a release due? (Updates the high mark.)
+    fn due(&mut self, active: usize, now: std::time::Instant) -> bool {
+        let falling = active < self.prev;
+        self.prev = active;
+        if self.peak.saturating_sub(active) < Self::RELEASE_AFTER {
+            self.peak = self.peak.max(active);
+            return false;
+        }
+        // Still falling: more is being freed; release once, after the wave.
+        if falling {
+            return false;
+        }
+        self.last
+            .is_none_or(|l| now.saturating_duration_since(l) >= Self::MIN_INTERVAL)
+    }
+
+    /// Memory was given back at `now`, with `active` in progress.
+    fn released(&mut self, active: usize, now: std::time::Instant) {
+        self.peak = active;
+        self.last = Some(now);
+    }
+}
+
 /// Split a `-n` argument (`a:9876;b:9876`) into addresses.
 pub fn split_namesrv_addr_arg(s: &str) -> Vec<String> {
     config::split_namesrv_addr(s)
@@ -598,6 +675,28 @@ mod tests {
         let r = store_error_response(&StoreError::IllegalMessage("body too big".into()));
         assert_eq!(r.code, response::MESSAGE_ILLEGAL);
         assert_eq!(r.remark.as_deref(), Some("illegal message: body too big"));
+    }
+
+    #[test]
+    fn memory_is_given_back_after_a_big_drop_at_most_once_a_minute() {
+        let t0 = std::time::Instant::now();
+        let mut t = MemoryTrim::default();
+        assert!(!t.due(20_000, t0));
+        assert!(!t.due(15_000, t0), "5,000 gone: not yet");
+        assert!(!t.due(5_000, t0), "15,000 gone, but still falling");
+        assert!(t.due(5_000, t0), "15,000 gone, and the wave is over");
+        t.released(5_000, t0);
+        assert!(!t.due(30_000, t0));
+        // Another big drop within the minute waits, keeping its high mark.
+        let soon = t0 + Duration::from_secs(10);
+        assert!(!t.due(0, soon));
+        assert!(!t.due(0, soon + Duration::from_secs(49)));
+        assert!(t.due(0, t0 + Duration::from_secs(60)));
+        t.released(0, t0 + Duration::from_secs(60));
+        assert!(
+            !t.due(0, t0 + Duration::from_secs(200)),
+            "nothing more gone"
+        );
     }
 
     /// ENOSPC on Linux.

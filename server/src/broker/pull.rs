@@ -5,9 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferromq_engine::message::name_for_message;
 use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
-use super::hold::Wake;
+use super::hold::{ParkRefused, Wake};
 use super::subscription::SubscriptionGroupConfig;
 use super::{store_error_response, Broker, BUSY_REMARK};
 use crate::remoting::{response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
@@ -235,7 +236,10 @@ impl Broker {
         let Some(tc) = self.store.topic_config(&h.topic) else {
             return Some(RemotingCommand::error(
                 response::TOPIC_NOT_EXIST,
-                format!("topic[{}] not exist, apply first please!", h.topic),
+                format!(
+                    "topic[{}] not exist, apply first please!",
+                    name_for_message(&h.topic)
+                ),
             ));
         };
         if h.queue_id < 0 || h.queue_id as u32 >= tc.read_queue_nums {
@@ -243,14 +247,19 @@ impl Broker {
                 response::SYSTEM_ERROR,
                 format!(
                     "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}]",
-                    h.queue_id, h.topic, tc.read_queue_nums
+                    h.queue_id,
+                    name_for_message(&h.topic),
+                    tc.read_queue_nums
                 ),
             ));
         }
         if tc.perm & PERM_READ == 0 {
             return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
-                format!("the topic[{}] pulling message is forbidden", h.topic),
+                format!(
+                    "the topic[{}] pulling message is forbidden",
+                    name_for_message(&h.topic)
+                ),
             ));
         }
         let group = match self.check_group(&h.consumer_group).await {
@@ -260,7 +269,10 @@ impl Broker {
         if !group.consume_enable {
             return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
-                format!("subscription group no permission, {}", h.consumer_group),
+                format!(
+                    "subscription group no permission, {}",
+                    name_for_message(&h.consumer_group)
+                ),
             ));
         }
         if h.expression_type
@@ -282,7 +294,7 @@ impl Broker {
 
         let suspend = h.sys_flag & FLAG_SUSPEND != 0;
         // Registered before the first read, so that a close meanwhile is seen.
-        let activity = suspend.then(|| self.hold.enter(conn.id));
+        let activity = suspend.then(|| self.hold.enter(conn));
         let first = self
             .clone()
             .pull_once(&h, &filter, offset, true, &group)
@@ -304,10 +316,33 @@ impl Broker {
             return Some(first);
         }
         let queue_id = h.queue_id as u32;
-        // Refused (the connection has its maximum held, or has closed): answer
-        // now with what the first read found, as an unsuspended pull is answered.
-        let Ok(parked) = self.hold.park(&activity, &h.topic, queue_id, offset) else {
-            return Some(first);
+        let parked = match self.hold.park(&activity, &h.topic, queue_id, offset) {
+            Ok(p) => p,
+            // Nobody is left to answer.
+            Err(ParkRefused::Closed) => return None,
+            Err(ParkRefused::Full) => {
+                // The connection has its maximum held: short polling (as
+                // RocketMQ with long polling off). Wait `shortPollingTimeMills`
+                // without being filed (no wake-up on arrival), then read again
+                // and answer. Answering at once would have a push consumer that
+                // owns more queues than the cap pull again at once, in a busy
+                // loop; this bounds it to one pull per queue per short-poll
+                // time. The wait holds the request's permit, so it counts
+                // against `serverMaxRequestsPerConnection` like a held pull.
+                drop(first);
+                let short = Duration::from_millis(self.cfg.short_polling_time_mills).min(wait);
+                if !self.stopping.load(Ordering::Acquire) {
+                    tokio::time::sleep(short).await;
+                }
+                if conn.is_closed() {
+                    return None;
+                }
+                return Some(
+                    self.clone()
+                        .pull_once(&h, &filter, offset, false, &group)
+                        .await,
+                );
+            }
         };
         // Not kept while the pull is held (it is read again on wake-up).
         drop(first);

@@ -294,10 +294,10 @@ impl Broker {
     /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
     ///
     /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
-    /// `pullHoldRefusedCount` (pulls answered at once because their connection
-    /// had `longPollingMaxParkedPerConnection` held) and `onewayDroppedCount`
-    /// (server oneways such as check-backs dropped because their connection's
-    /// or the server's queued bytes were at the bound).
+    /// `pullHoldRefusedCount` (pulls short-polled instead of held because their
+    /// connection had `longPollingMaxParkedPerConnection` held) and
+    /// `onewayDroppedCount` (server oneways such as check-backs dropped because
+    /// their connection's or the server's queued bytes were at the bound).
     pub fn runtime_info(&self) -> BTreeMap<String, String> {
         let st = self.store.stats();
         let rs = self.store.retention_stats();

@@ -281,7 +281,10 @@ impl Broker {
         if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
             return RemotingCommand::error(
                 response::NO_PERMISSION,
-                format!("Sending message to topic[{}] is forbidden.", h.topic),
+                format!(
+                    "Sending message to topic[{}] is forbidden.",
+                    ferromq_engine::message::name_for_message(&h.topic)
+                ),
             );
         }
         if h.properties
@@ -374,7 +377,10 @@ impl Broker {
             None => {
                 return Err(RemotingCommand::error(
                     response::TOPIC_NOT_EXIST,
-                    format!("topic[{}] not exist, apply first please!", h.topic),
+                    format!(
+                        "topic[{}] not exist, apply first please!",
+                        ferromq_engine::message::name_for_message(&h.topic)
+                    ),
                 ))
             }
         };
@@ -389,7 +395,7 @@ impl Broker {
                 response::SYSTEM_ERROR,
                 format!(
                     "request queueId[{queue_id}] is illegal, topic {} has {write_queues} queues, producer: {born}",
-                    h.topic
+                    ferromq_engine::message::name_for_message(&h.topic)
                 ),
             ));
         }

@@ -165,7 +165,10 @@ impl Broker {
         if tc.perm & PERM_WRITE == 0 {
             return RemotingCommand::error(
                 response::NO_PERMISSION,
-                format!("the topic[{topic}] sending message is forbidden"),
+                format!(
+                    "the topic[{}] sending message is forbidden",
+                    ferromq_engine::message::name_for_message(&topic)
+                ),
             );
         }
         let orig_id = orig.msg_id();

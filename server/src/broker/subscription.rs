@@ -101,7 +101,10 @@ struct GroupsFile {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GroupError {
     /// The group is unknown and `autoCreateSubscriptionGroup` is off.
-    #[error("subscription group [{0}] does not exist")]
+    #[error(
+        "subscription group [{}] does not exist",
+        ferromq_engine::message::name_for_message(.0)
+    )]
     NotExist(String),
     /// The name breaks RocketMQ's rules for group names.
     #[error("{0}")]

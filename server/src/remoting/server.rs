@@ -54,6 +54,8 @@ pub struct ConnInfo {
     /// The connection's outgoing frames and their byte count; weak, so the
     /// connection still closes when only handlers remember it.
     out: Option<(mpsc::WeakUnboundedSender<RemotingCommand>, Weak<Flow>)>,
+    /// Set just before [`Handler::on_close`] runs; stays set.
+    closed: AtomicBool,
 }
 
 /// Opaque ids of requests the server sends to its clients.
@@ -67,7 +69,20 @@ impl ConnInfo {
             id,
             peer,
             out: None,
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the connection has closed ([`Handler::on_close`] has run or is
+    /// running). Set before `on_close`, so a request task that reads `false`
+    /// under a lock that `on_close` also takes is seen by that `on_close`.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Mark the connection closed (the server does, before `on_close`).
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// Send a oneway request to the peer (RocketMQ's broker-to-client calls,
@@ -723,6 +738,7 @@ async fn connection<H: Handler>(
         let all = u32::try_from(lim.max_requests).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(lim.drain, requests.acquire_many(all)).await;
     }
+    conn.mark_closed();
     handler.on_close(&conn);
     drop(tx);
     drop(rd);
