@@ -131,12 +131,17 @@ pub fn start_namesrv_logged(dir: &Path, log: &Path) -> (Proc, u16) {
 }
 
 /// Properties for a broker with a small store under `store`.
+///
+/// The disk guard's levels are set near full: the test machine's disk is shared,
+/// and at RocketMQ's defaults a partition that others filled past 75 % makes the
+/// broker delete (or past 90 % refuse) a test's messages mid-test.
 pub fn broker_props(store: &Path, extra: &str) -> String {
     format!(
         "brokerClusterName=TestCluster\nbrokerName=broker-t\nbrokerId=0\nlistenPort=0\n\
          brokerIP1=127.0.0.1\nstorePathRootDir={}\nmapedFileSizeCommitLog=1048576\n\
          mapedFileSizeConsumeQueue=6000\ndefaultTopicQueueNums=4\nautoCreateTopicEnable=true\n\
-         flushConsumerOffsetInterval=1000\nsendMessageThreadPoolNums=2\npullMessageThreadPoolNums=4\n{extra}",
+         flushConsumerOffsetInterval=1000\nsendMessageThreadPoolNums=2\npullMessageThreadPoolNums=4\n\
+         diskMaxUsedSpaceRatio=95\ndiskSpaceCleanForciblyRatio=98\ndiskSpaceWarningLevelRatio=99\n{extra}",
         store.display()
     )
 }
