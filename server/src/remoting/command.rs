@@ -49,11 +49,26 @@ pub enum HeaderError {
     Invalid {
         /// Field name.
         key: String,
-        /// Value as received.
+        /// Value as received, cut to its first 64 characters (a peer's
+        /// megabyte of junk is not echoed back or logged whole).
         value: String,
         /// What was expected.
         expected: &'static str,
     },
+}
+
+/// A [`HeaderError::Invalid`] quoting at most the first 64 characters of `value`.
+fn invalid(key: &str, value: &str, expected: &'static str) -> HeaderError {
+    const QUOTED: usize = 64;
+    let value = match value.char_indices().nth(QUOTED) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &value[..cut], value.len()),
+        None => value.to_string(),
+    };
+    HeaderError::Invalid {
+        key: key.to_string(),
+        value,
+        expected,
+    }
 }
 
 /// The `extFields` map: a request's custom header, every value a string.
@@ -96,11 +111,7 @@ impl ExtFields {
                 .trim()
                 .parse::<i64>()
                 .map(Some)
-                .map_err(|_| HeaderError::Invalid {
-                    key: key.to_string(),
-                    value: v.to_string(),
-                    expected: "an integer",
-                }),
+                .map_err(|_| invalid(key, v, "an integer")),
         }
     }
 
@@ -119,11 +130,7 @@ impl ExtFields {
     /// [`HeaderError::Missing`] or [`HeaderError::Invalid`] (also when out of range).
     pub fn get_i32(&self, key: &str) -> Result<i32, HeaderError> {
         let v = self.get_i64(key)?;
-        i32::try_from(v).map_err(|_| HeaderError::Invalid {
-            key: key.to_string(),
-            value: v.to_string(),
-            expected: "a 32-bit integer",
-        })
+        i32::try_from(v).map_err(|_| invalid(key, &v.to_string(), "a 32-bit integer"))
     }
 
     /// An optional boolean field: `true`/`false` (any case) or `1`/`0`.
@@ -140,11 +147,7 @@ impl ExtFields {
                 } else if t.eq_ignore_ascii_case("false") || t == "0" {
                     Ok(Some(false))
                 } else {
-                    Err(HeaderError::Invalid {
-                        key: key.to_string(),
-                        value: v.to_string(),
-                        expected: "true, false, 1 or 0",
-                    })
+                    Err(invalid(key, v, "true, false, 1 or 0"))
                 }
             }
         }
@@ -282,6 +285,15 @@ mod tests {
         assert_eq!(f.get_bool("b"), Ok(true));
         assert_eq!(f.get_bool("c"), Ok(false));
         assert!(matches!(f.get_i64("d"), Err(HeaderError::Invalid { .. })));
+        // A huge value is quoted by its first 64 characters only.
+        let mut big = ExtFields::new();
+        big.insert("queueId", "x".repeat(1 << 20));
+        let e = big.get_i32("queueId").unwrap_err().to_string();
+        assert!(e.len() < 200, "{e}");
+        assert!(
+            e.contains(&format!("{}... ({} bytes)", "x".repeat(64), 1 << 20)),
+            "{e}"
+        );
         assert!(matches!(f.get_bool("d"), Err(HeaderError::Invalid { .. })));
         assert_eq!(f.get_str("zz"), Err(HeaderError::Missing("zz".into())));
         assert_eq!(f.opt_i64("zz"), Ok(None));
