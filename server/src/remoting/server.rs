@@ -720,6 +720,12 @@ async fn connection<H: Handler>(
                 });
             }
             Ok(None) => break,
+            Err(super::codec::CodecError::Io(e)) => {
+                // The peer hung up or the socket failed: not bad input.
+                tracing::debug!(%peer, error = %e, "connection ended by a socket error");
+                abort_writer = true;
+                break;
+            }
             Err(e) => {
                 if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(peer.ip()) {
                     tracing::warn!(%peer, error = %e, suppressed, "closing connection after a bad frame");
