@@ -6,6 +6,7 @@
 //!
 //! Written with `pwrite` + `fdatasync` (no mapping): it changes once per flush round.
 
+use crate::sync::LockExt;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -146,12 +147,12 @@ impl Checkpoint {
 
     /// Current values.
     pub fn data(&self) -> CheckpointData {
-        *self.data.lock().unwrap_or_else(|e| e.into_inner())
+        *self.data.locked()
     }
 
     /// Change the values in memory (persisted by [`Checkpoint::flush`]).
     pub fn update(&self, f: impl FnOnce(&mut CheckpointData)) {
-        f(&mut self.data.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut self.data.locked());
     }
 
     /// Write and sync the current values.

@@ -1,6 +1,7 @@
 //! The commitlog: append under one short lock, blank-fill file tails, read by
 //! offset, recover the write position after a restart.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -221,12 +222,12 @@ impl CommitLog {
 
     /// Refuse appends from now on; waits for an append in progress to finish.
     pub fn close(&self) {
-        self.put.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.put.locked().closed = true;
     }
 
     /// Set the next queue offset of every queue (after recovery).
     pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
-        let mut st = self.put.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.put.locked();
         st.last_id = None;
         st.topic_ids.clear();
         st.queue_offsets.clear();
@@ -258,7 +259,7 @@ impl CommitLog {
                 self.file_size
             )));
         }
-        let mut st = self.put.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.put.locked();
         if st.closed {
             return Err(Error::ShutDown);
         }
@@ -425,7 +426,7 @@ impl CommitLog {
     /// (a slave applying what its master streamed). The bytes must not cross a
     /// file boundary; at a boundary a new file is started.
     pub fn append_raw(&self, offset: u64, data: &[u8]) -> Result<()> {
-        let st = self.put.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.put.locked();
         if st.closed {
             return Err(Error::ShutDown);
         }
@@ -833,24 +834,24 @@ impl Allocator {
             // Normal priority: a put that rolls may wait for this thread.
             .spawn(move || inner.run())
             .map_err(|e| Error::io("spawning the file allocation thread", e))?;
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        *self.thread.locked() = Some(h);
         Ok(())
     }
 
     fn stop(&self) {
         {
-            let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = self.inner.state.locked();
             st.stop = true;
             st.want = None;
         }
         self.inner.cv.notify_all();
-        if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(h) = self.thread.locked().take() {
             let _ = h.join();
         }
     }
 
     fn request(&self, offset: u64) {
-        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.inner.state.locked();
         if st.stop || st.busy == Some(offset) || matches!(st.ready, Some((o, _)) if o == offset) {
             return;
         }
@@ -863,7 +864,7 @@ impl Allocator {
     /// 5 s) if being made, created inline otherwise.
     fn take(&self, offset: u64) -> Result<Arc<MappedFile>> {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.inner.state.locked();
         loop {
             if let Some((o, _)) = &st.ready {
                 if *o == offset {
@@ -910,7 +911,7 @@ impl AllocInner {
     }
 
     fn run(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state.locked();
         loop {
             if st.stop {
                 return;
@@ -936,7 +937,7 @@ impl AllocInner {
                     "pre-allocated commitlog file"
                 );
             }
-            st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st = self.state.locked();
             st.busy = None;
             st.ready = Some((offset, r));
             self.cv.notify_all();

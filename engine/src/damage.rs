@@ -1,6 +1,7 @@
 //! Damage found while reading: how a consume-queue unit relates to the record
 //! it points at, and the records found damaged (logged once, counted, listed).
 
+use crate::sync::LockExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -136,7 +137,7 @@ impl DamagedRecords {
     /// Note a damaged record: the first time it is seen, log it, count it and
     /// list it (while the list has room).
     pub fn note(&self, rec: DamagedRecord, file: &std::path::Path) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.locked();
         if g.seen.contains(&rec.commit_log_offset) {
             return;
         }
@@ -167,7 +168,7 @@ impl DamagedRecords {
         error: &crate::Error,
         why: &str,
     ) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.inner.locked();
         let ranges = g.units.entry((topic.to_string(), queue_id)).or_default();
         if in_ranges(ranges, queue_offset) {
             return;
@@ -189,7 +190,7 @@ impl DamagedRecords {
 
     /// Was this unit noted by [`DamagedRecords::note_unit`]?
     pub fn has_unit(&self, topic: &str, queue_id: u32, queue_offset: u64) -> bool {
-        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.inner.locked();
         !g.units.is_empty()
             && g.units
                 .get(&(topic.to_string(), queue_id))
@@ -203,11 +204,7 @@ impl DamagedRecords {
 
     /// The listed damaged records, in the order found.
     pub fn list(&self) -> Vec<DamagedRecord> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .list
-            .clone()
+        self.inner.locked().list.clone()
     }
 }
 

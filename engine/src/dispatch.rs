@@ -1,6 +1,7 @@
 //! The dispatcher: follows the commitlog by offset and builds the consume
 //! queues, then wakes readers waiting for new messages.
 
+use crate::sync::{LockExt, RwLockExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -39,8 +40,7 @@ impl CqTable {
 
     pub fn get(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
         self.queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_locked()
             .get(topic)
             .and_then(|m| m.get(&queue_id))
             .cloned()
@@ -50,7 +50,7 @@ impl CqTable {
         if let Some(q) = self.get(topic, queue_id) {
             return Ok(q);
         }
-        let mut all = self.queues.write().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.queues.write_locked();
         if let Some(q) = all.get(topic).and_then(|m| m.get(&queue_id)) {
             return Ok(Arc::clone(q));
         }
@@ -64,31 +64,25 @@ impl CqTable {
         all.entry(topic.to_string())
             .or_default()
             .insert(queue_id, Arc::clone(&q));
-        self.created
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((topic.to_string(), queue_id));
+        self.created.locked().push((topic.to_string(), queue_id));
         Ok(q)
     }
 
     /// Queues created since the last call.
     pub fn take_created(&self) -> Vec<(String, u32)> {
-        std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *self.created.locked())
     }
 
     /// Give back queues [`CqTable::take_created`] returned that the caller
     /// could not record yet (they come back with the next call).
     pub fn requeue_created(&self, back: Vec<(String, u32)>) {
         if !back.is_empty() {
-            self.created
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(back);
+            self.created.locked().extend(back);
         }
     }
 
     pub fn insert(&self, q: ConsumeQueue) {
-        let mut all = self.queues.write().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.queues.write_locked();
         all.entry(q.topic().to_string())
             .or_default()
             .insert(q.queue_id(), Arc::new(q));
@@ -96,8 +90,7 @@ impl CqTable {
 
     pub fn all(&self) -> Vec<Arc<ConsumeQueue>> {
         self.queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_locked()
             .values()
             .flat_map(|m| m.values().cloned())
             .collect()
@@ -117,14 +110,10 @@ pub(crate) struct Arrivals {
 impl Arrivals {
     pub fn notify(&self, touched: &HashMap<String, HashMap<u32, u64>>) {
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *self.generation.locked() += 1;
             self.cv.notify_all();
         }
-        let l = self
-            .listener
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let l = self.listener.read_locked().clone();
         if let Some(l) = l {
             for (t, qs) in touched {
                 for (q, max) in qs {
@@ -136,7 +125,7 @@ impl Arrivals {
 
     pub fn set_listener(&self, l: Option<ArrivalListener>) {
         self.has_listener.store(l.is_some(), Ordering::SeqCst);
-        *self.listener.write().unwrap_or_else(|e| e.into_inner()) = l;
+        *self.listener.write_locked() = l;
     }
 
     /// True when a reader waits or a listener is registered: then puts wake the
@@ -148,7 +137,7 @@ impl Arrivals {
     /// Wait until `ready()` is true or the deadline passes.
     pub fn wait_until(&self, deadline: Instant, ready: impl Fn() -> bool) -> bool {
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        let mut g = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.generation.locked();
         let r = loop {
             if ready() {
                 break true;
@@ -611,7 +600,7 @@ impl LogLimiter {
 
     /// `Some(lines held back since the last one)` when a line may go out now.
     pub fn allow(&self) -> Option<u64> {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.state.locked();
         let now = Instant::now();
         match g.0 {
             Some(t) if now.duration_since(t) < self.every => {

@@ -7,6 +7,7 @@
 //! retried as if nothing happened (the kernel may already have dropped the dirty
 //! pages, so a later successful sync would prove nothing).
 
+use crate::sync::LockExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -72,7 +73,7 @@ impl Waker {
     pub fn wake(&self) {
         self.pending.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
-            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = self.lock.locked();
             self.cv.notify_all();
         }
     }
@@ -82,7 +83,7 @@ impl Waker {
         if self.pending.swap(false, Ordering::SeqCst) {
             return;
         }
-        let g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.lock.locked();
         self.sleeping.store(true, Ordering::SeqCst);
         if !self.pending.swap(false, Ordering::SeqCst) {
             let _ = self.cv.wait_timeout(g, timeout);
@@ -191,7 +192,7 @@ impl CommitLogFlusher {
             return Ok(SyncOutcome::Durable);
         }
         {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = self.state.locked();
             if st.stop {
                 return Err(Error::ShutDown);
             }
@@ -246,14 +247,14 @@ impl CommitLogFlusher {
 
     /// Ask the thread to stop.
     pub fn stop(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
+        self.state.locked().stop = true;
         self.request_cv.notify_all();
         self.waker.wake();
         self.notify_done();
     }
 
     fn stopped(&self) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).stop
+        self.state.locked().stop
     }
 
     /// The flush thread's loop.
@@ -278,7 +279,7 @@ impl CommitLogFlusher {
         let mut last_thorough = Instant::now();
         while !self.stopped() {
             if self.timed {
-                let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let st = self.state.locked();
                 if st.stop {
                     break;
                 }
@@ -301,7 +302,7 @@ impl CommitLogFlusher {
     fn run_group_commit(&self, queue: &MappedFileQueue, sync: impl Fn() -> Result<u64>) {
         loop {
             {
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = self.state.locked();
                 while !st.stop && st.requested <= self.durable_offset() {
                     st = self
                         .request_cv

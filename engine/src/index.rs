@@ -75,6 +75,7 @@ mod file;
 #[cfg(test)]
 mod tests;
 
+use crate::sync::{LockExt, RwLockExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -217,15 +218,11 @@ impl IndexService {
     }
 
     fn snapshot(&self) -> Vec<Arc<IndexFile>> {
-        self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.files.read_locked().clone()
     }
 
     fn last(&self) -> Option<Arc<IndexFile>> {
-        self.files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .cloned()
+        self.files.read_locked().last().cloned()
     }
 
     /// Index one commitlog record (`IndexService.buildIndex`): its `UNIQ_KEY`
@@ -265,7 +262,7 @@ impl IndexService {
         let phy = i64::try_from(phy_offset).map_err(|_| {
             Error::IllegalMessage(format!("commitlog offset {phy_offset} beyond i64::MAX"))
         })?;
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.writer.locked();
         let mut f = self.writable_file()?;
         let h = f.header();
         if phy < h.end_phy || (phy == h.end_phy && h.index_count > 1) {
@@ -328,10 +325,7 @@ impl IndexService {
             ts,
             phy,
         )?);
-        self.files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::clone(&f));
+        self.files.write_locked().push(Arc::clone(&f));
         Ok(f)
     }
 
@@ -396,7 +390,7 @@ impl IndexService {
     /// [`Error::Io`] when reading, writing or deleting a file fails.
     pub fn truncate_after(&self, phy_offset: u64) -> Result<()> {
         let phy = i64::try_from(phy_offset).unwrap_or(i64::MAX);
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.writer.locked();
         while let Some(last) = self.last() {
             let h = last.header();
             let drop_whole = if h.begin_phy >= phy {
@@ -431,7 +425,7 @@ impl IndexService {
     /// [`Error::Io`] when a file cannot be deleted; files deleted before it stay deleted.
     pub fn delete_before(&self, min_phy_offset: u64) -> Result<usize> {
         let min = i64::try_from(min_phy_offset).unwrap_or(i64::MAX);
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.writer.locked();
         let files = self.snapshot();
         let mut deleted = 0;
         for f in files.iter().take(files.len().saturating_sub(1)) {
@@ -447,10 +441,7 @@ impl IndexService {
     /// Delete `f` from disk, then from the list. Writer lock held.
     fn remove(&self, f: &Arc<IndexFile>) -> Result<()> {
         f.delete()?;
-        self.files
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|g| !Arc::ptr_eq(g, f));
+        self.files.write_locked().retain(|g| !Arc::ptr_eq(g, f));
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! files below it. With no hook installed the cost is one atomic load per
 //! operation.
 
+use crate::sync::{LockExt, RwLockExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -48,7 +49,7 @@ pub struct IoHookGuard {
 
 impl Drop for IoHookGuard {
     fn drop(&mut self) {
-        let mut h = HOOKS.write().unwrap_or_else(|e| e.into_inner());
+        let mut h = HOOKS.write_locked();
         h.retain(|(r, _)| r != &self.root);
         ANY.store(!h.is_empty(), Ordering::Release);
     }
@@ -57,7 +58,7 @@ impl Drop for IoHookGuard {
 /// Install `hook` for every store file below `root` until the guard drops.
 pub fn install_hook(root: &Path, hook: Arc<dyn IoHook>) -> IoHookGuard {
     let root = root.to_path_buf();
-    let mut h = HOOKS.write().unwrap_or_else(|e| e.into_inner());
+    let mut h = HOOKS.write_locked();
     h.push((root.clone(), hook));
     ANY.store(true, Ordering::Release);
     IoHookGuard { root }
@@ -69,8 +70,7 @@ pub(crate) fn hook_for(path: &Path) -> Option<Arc<dyn IoHook>> {
         return None;
     }
     HOOKS
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+        .read_locked()
         .iter()
         .find(|(root, _)| path.starts_with(root))
         .map(|(_, h)| Arc::clone(h))
@@ -235,7 +235,7 @@ impl CommitBackend {
         }
         let r = match &self.ring {
             Some(ring) => {
-                let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                let mut ring = ring.locked();
                 let fixed = if self.fixed { buffer } else { None };
                 uring_write(&mut ring, file, data, offset, fixed, sync, &self.counters)
             }

@@ -41,6 +41,7 @@ pub mod pool;
 pub mod retention;
 pub mod schedule;
 pub mod store;
+pub mod sync;
 pub mod sys;
 pub mod topic;
 

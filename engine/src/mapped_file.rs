@@ -20,6 +20,7 @@
 
 #![allow(unsafe_code)]
 
+use crate::sync::LockExt;
 use std::fs::{File, OpenOptions};
 use std::ops::Deref;
 use std::os::unix::io::AsRawFd;
@@ -306,7 +307,7 @@ impl MappedFile {
         len: usize,
         fill: impl FnOnce(&mut [u8], usize),
     ) -> Option<usize> {
-        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.write_lock.locked();
         let pos = self.wrote_position.load(Ordering::Acquire);
         if len > self.file_size - pos {
             return None;
@@ -349,7 +350,7 @@ impl MappedFile {
         scratch: &mut Vec<u8>,
         fill: impl FnOnce(&mut [u8], usize),
     ) -> Result<Option<usize>> {
-        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.write_lock.locked();
         let pos = self.wrote_position.load(Ordering::Acquire);
         if len > self.file_size - pos {
             return Ok(None);
@@ -368,7 +369,7 @@ impl MappedFile {
     /// Write `data` at the write position and then mark the file full: used for
     /// the blank record at a commitlog file's tail (the rest stays zero).
     pub fn append_and_fill(&self, data: &[u8]) -> bool {
-        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.write_lock.locked();
         let pos = self.wrote_position.load(Ordering::Acquire);
         if data.len() > self.file_size - pos {
             return false;
@@ -414,13 +415,13 @@ impl MappedFile {
 
     /// Pool mode: take `buf` for appends from the write position on.
     pub(crate) fn attach_buffer(&self, mut buf: crate::pool::PoolBuffer) {
-        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.write_lock.locked();
+        let _c = self.commit_lock.locked();
         let wrote = self.wrote_position.load(Ordering::Acquire);
         self.committed_position.store(wrote, Ordering::Release);
         self.buf_ptr.store(buf.as_mut_ptr(), Ordering::Release);
         self.buf_index.store(buf.index(), Ordering::Release);
-        *self.buffer.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
+        *self.buffer.locked() = Some(buf);
         self.pooled.store(true, Ordering::Release);
     }
 
@@ -428,7 +429,7 @@ impl MappedFile {
     /// pages wait (any with 0; always when the file is full). Returns the committed
     /// position. The buffer goes back to the pool once the whole file is committed.
     pub fn commit(&self, least_pages: u32, backend: &crate::io::CommitBackend) -> Result<usize> {
-        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _c = self.commit_lock.locked();
         let committed = self.committed_position.load(Ordering::Acquire);
         if !self.pooled.load(Ordering::Acquire) {
             return Ok(self.wrote_position());
@@ -456,8 +457,8 @@ impl MappedFile {
         if !self.pooled.load(Ordering::Acquire) {
             return self.flush(0);
         }
-        let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _f = self.flush_lock.locked();
+        let _c = self.commit_lock.locked();
         let flushed = self.flushed_position.load(Ordering::Acquire);
         let committed = self.committed_position.load(Ordering::Acquire);
         let wrote = self.wrote_position();
@@ -530,10 +531,10 @@ impl MappedFile {
         }
         self.committed_position.store(wrote, Ordering::Release);
         if full {
-            let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _w = self.write_lock.locked();
             self.buf_ptr.store(std::ptr::null_mut(), Ordering::Release);
             // Dropping the buffer returns it to the pool.
-            self.buffer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            self.buffer.locked().take();
         }
         Ok(wrote)
     }
@@ -571,7 +572,7 @@ impl MappedFile {
     /// Flush written bytes to disk if at least `least_pages` dirty pages wait
     /// (or any, with 0; or the file is full). Returns the new flushed position.
     pub fn flush(&self, least_pages: u32) -> Result<usize> {
-        let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _f = self.flush_lock.locked();
         let wrote = self.readable_position();
         let flushed = self.flushed_position.load(Ordering::Acquire);
         if wrote <= flushed {
@@ -633,7 +634,7 @@ impl MappedFile {
     /// Pre-fault every page from the write position on by writing a zero byte to
     /// it (`warmMapedFileEnable`), so that later appends do not page-fault.
     pub fn warm(&self) {
-        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.write_lock.locked();
         let start = self
             .wrote_position
             .load(Ordering::Acquire)
@@ -820,9 +821,9 @@ impl MappedFile {
             ));
         }
         // No writer, flusher or committer may touch the range while it changes.
-        let _w = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _f = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.write_lock.locked();
+        let _f = self.flush_lock.locked();
+        let _c = self.commit_lock.locked();
         if self.released.load(Ordering::Acquire) {
             return Ok(());
         }

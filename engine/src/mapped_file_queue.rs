@@ -1,5 +1,6 @@
 //! The ordered files of one log (the commitlog, or one consume queue).
 
+use crate::sync::{LockExt, RwLockExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -170,21 +171,17 @@ impl MappedFileQueue {
 
     /// A snapshot of the files, oldest first.
     pub fn files(&self) -> Vec<Arc<MappedFile>> {
-        self.files.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.files.read_locked().clone()
     }
 
     /// Number of files.
     pub fn file_count(&self) -> usize {
-        self.files.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.files.read_locked().len()
     }
 
     /// The newest file.
     pub fn last_file(&self) -> Option<Arc<MappedFile>> {
-        self.files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .last()
-            .cloned()
+        self.files.read_locked().last().cloned()
     }
 
     /// A number that changes whenever the last file changes (a file pushed or
@@ -196,16 +193,12 @@ impl MappedFileQueue {
 
     /// The oldest file.
     pub fn first_file(&self) -> Option<Arc<MappedFile>> {
-        self.files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .first()
-            .cloned()
+        self.files.read_locked().first().cloned()
     }
 
     /// The file holding log offset `offset`.
     pub fn find_by_offset(&self, offset: u64) -> Option<Arc<MappedFile>> {
-        let files = self.files.read().unwrap_or_else(|e| e.into_inner());
+        let files = self.files.read_locked();
         let first = files.first()?.file_from_offset();
         if offset < first {
             return None;
@@ -228,8 +221,7 @@ impl MappedFileQueue {
         // Under the read lock, without cloning the file's `Arc` (the dispatcher
         // asks this for every record).
         self.files
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_locked()
             .last()
             .map(|f| f.file_from_offset() + f.wrote_position() as u64)
             .unwrap_or(0)
@@ -247,7 +239,7 @@ impl MappedFileQueue {
 
     /// Append a newly created file; it must start where the last one ends.
     pub fn push(&self, file: Arc<MappedFile>) -> Result<()> {
-        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        let mut files = self.files.write_locked();
         if let Some(last) = files.last() {
             let want = last.file_from_offset() + self.file_size;
             if file.file_from_offset() != want {
@@ -295,7 +287,7 @@ impl MappedFileQueue {
     /// Flush the files from the durable mark on, each with `least_pages`.
     /// Returns the new durable mark.
     pub fn flush(&self, least_pages: u32) -> Result<u64> {
-        let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.flush_lock.locked();
         // Read before flushing: that record's bytes are in the file already.
         let ts = self.last_store_timestamp_ms();
         let end_before = self.max_offset();
@@ -311,8 +303,8 @@ impl MappedFileQueue {
     /// on, each in one backend call ([`MappedFile::commit_and_sync`]). Returns
     /// the new flushed mark, which is also the committed one.
     pub fn commit_and_sync(&self, backend: &crate::io::CommitBackend) -> Result<u64> {
-        let _g = self.flush_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let _c = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.flush_lock.locked();
+        let _c = self.commit_lock.locked();
         let ts = self.last_store_timestamp_ms();
         let end_before = self.max_offset();
         let r = self.flush_files_with(|f| f.commit_and_sync(backend));
@@ -350,7 +342,7 @@ impl MappedFileQueue {
     /// Pool mode: commit the files from the committed mark on. Returns the new mark
     /// (the end of the readable log).
     pub fn commit(&self, least_pages: u32, backend: &crate::io::CommitBackend) -> Result<u64> {
-        let _g = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.commit_lock.locked();
         loop {
             let at = self.committed_where.load(Ordering::Acquire);
             let Some(f) = self.find_by_offset(at) else {
@@ -379,7 +371,7 @@ impl MappedFileQueue {
 
     /// Recovery: drop every file that starts at or after `offset`, deleting it from disk.
     pub fn delete_files_from(&self, offset: u64) -> Result<()> {
-        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        let mut files = self.files.write_locked();
         while let Some(last) = files.last() {
             if last.file_from_offset() < offset {
                 break;
@@ -403,7 +395,7 @@ impl MappedFileQueue {
         mut pred: impl FnMut(&MappedFile) -> bool,
         max: usize,
     ) -> Vec<Arc<MappedFile>> {
-        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        let mut files = self.files.write_locked();
         let mut n = 0;
         while n < max && files.len() > 1 + n && pred(&files[n]) {
             n += 1;

@@ -13,6 +13,7 @@
 //! [`CoalescedWriter::write_through`], which returns once a write that
 //! includes it has completed; concurrent callers share one write.
 
+use crate::sync::LockExt;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,11 +49,11 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     fn write_now(&self) -> Result<(), String> {
-        let _w = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let _w = self.writing.locked();
         self.write_locked()
     }
 
@@ -185,11 +186,7 @@ impl CoalescedWriter {
     /// The write's error (the table stays marked for the next round).
     pub fn write_through(&self) -> Result<(), String> {
         let want = self.shared.lock().changes;
-        let _w = self
-            .shared
-            .writing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _w = self.shared.writing.locked();
         if self.shared.lock().written >= want {
             return Ok(());
         }
@@ -219,7 +216,7 @@ impl CoalescedWriter {
             st.stop = true;
             self.shared.wake.notify_all();
         }
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let t = self.thread.locked().take();
         if let Some(t) = t {
             let _ = t.join();
         }

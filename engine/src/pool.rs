@@ -3,6 +3,7 @@
 //! a commit service writes them to the file in batches, so puts never touch the
 //! page cache of the file (no page faults, no write-protect faults after a sync).
 
+use crate::sync::LockExt;
 use std::sync::{Arc, Mutex};
 
 use memmap2::MmapMut;
@@ -87,12 +88,7 @@ impl TransientStorePool {
 
     /// Take a buffer, if one is free.
     pub fn borrow(&self) -> Option<PoolBuffer> {
-        let (index, m) = self
-            .inner
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()?;
+        let (index, m) = self.inner.free.locked().pop()?;
         Some(PoolBuffer {
             map: Some(m),
             index,
@@ -102,11 +98,7 @@ impl TransientStorePool {
 
     /// Buffers free now.
     pub fn available(&self) -> usize {
-        self.inner
-            .free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.inner.free.locked().len()
     }
 
     /// Buffers in the pool.
@@ -153,11 +145,7 @@ impl PoolBuffer {
 impl Drop for PoolBuffer {
     fn drop(&mut self) {
         if let Some(m) = self.map.take() {
-            self.pool
-                .free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((self.index, m));
+            self.pool.free.locked().push((self.index, m));
         }
     }
 }

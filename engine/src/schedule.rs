@@ -6,6 +6,7 @@
 //! (`{"offsetTable":{1:offset,...}}`, levels as keys), so delivery resumes after a
 //! restart (at least once: a message re-put just before a crash may come twice).
 
+use crate::sync::LockExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -53,42 +54,28 @@ impl ScheduleState {
     }
 
     pub fn offset(&self, level: u32) -> Option<u64> {
-        self.offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&level)
-            .copied()
+        self.offsets.locked().get(&level).copied()
     }
 
     pub fn set_offset(&self, level: u32, offset: u64) {
-        self.offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(level, offset);
+        self.offsets.locked().insert(level, offset);
     }
 
     /// Every level's progress.
     pub fn all(&self) -> BTreeMap<u32, u64> {
-        self.offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.offsets.locked().clone()
     }
 
     /// Replace every level's progress (a slave copying its master's) and persist it.
     pub fn replace_all(&self, offsets: BTreeMap<u32, u64>) -> Result<()> {
-        *self.offsets.lock().unwrap_or_else(|e| e.into_inner()) = offsets;
+        *self.offsets.locked() = offsets;
         self.persist()
     }
 
     /// Write `delayOffset.json` if progress changed.
     pub fn persist(&self) -> Result<()> {
-        let now = self
-            .offsets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut last = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.offsets.locked().clone();
+        let mut last = self.persisted.locked();
         if *last == now {
             return Ok(());
         }

@@ -1,5 +1,6 @@
 //! [`MessageStore`]: the embedding API.
 
+use crate::sync::{LockExt, RwLockExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
@@ -927,11 +928,7 @@ impl MessageStore {
                 f(&inner)
             })
             .map_err(|e| Error::io(format!("spawning thread {name}"), e))?;
-        self.inner
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(h);
+        self.inner.threads.locked().push(h);
         Ok(())
     }
 
@@ -1622,11 +1619,7 @@ impl MessageStore {
     /// layer's "a slave has this offset" (see [`ReplicaWaiter`]). Without one,
     /// SYNC_MASTER puts report [`PutStatus::SlaveNotAvailable`].
     pub fn set_replica_waiter(&self, waiter: Option<Arc<dyn ReplicaWaiter>>) {
-        *self
-            .inner
-            .replica_waiter
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = waiter;
+        *self.inner.replica_waiter.write_locked() = waiter;
     }
 
     /// Create or update a topic.
@@ -1775,20 +1768,10 @@ impl MessageStore {
             commit_registered_buffers: s.commitlog.commit_backend().registered_buffers(),
             commit_counters: s.commitlog.commit_backend().counters(),
             fenced: s.fence.cause(),
-            dispatch_error: s
-                .dispatcher
-                .health
-                .error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            dispatch_error: s.dispatcher.health.error.locked().clone(),
             dispatch_retries: s.dispatcher.health.retries.load(Ordering::Relaxed),
             records_refused: s.dispatcher.health.refused.load(Ordering::Relaxed),
-            consume_queue_flush_error: s
-                .cq_flush_failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            consume_queue_flush_error: s.cq_flush_failed.locked().clone(),
             damaged_records: s.damaged.count(),
             consume_queue_units_repaired: s.units_repaired.load(Ordering::Relaxed),
         }
@@ -1830,11 +1813,7 @@ impl MessageStore {
             commit_log_min_offset: s.commitlog.min_offset(),
             commit_log_max_offset: s.commitlog.max_offset(),
             commit_log_files: s.commitlog.queue.file_count(),
-            last_pass: s
-                .last_clean
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_pass: s.last_clean.locked().clone(),
         }
     }
 
@@ -1888,12 +1867,7 @@ impl MessageStore {
         s.clean_waker.wake();
         s.schedule_waker.wake();
         s.commit_waker.wake();
-        let threads: Vec<_> = s
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let threads: Vec<_> = s.threads.locked().drain(..).collect();
         for h in threads {
             if h.join().is_err() {
                 keep!(Err(Error::Fenced("a background thread panicked".into())));
@@ -1910,12 +1884,7 @@ impl MessageStore {
             .map(|_| ()));
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
         keep!(s.flush_consume_queues(0));
-        if let Some(why) = s
-            .cq_flush_failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+        if let Some(why) = s.cq_flush_failed.locked().clone() {
             // Keep the abort marker: the next open re-dispatches from the
             // last offset known flushed.
             keep!(Err(Error::io(
@@ -2245,10 +2214,7 @@ impl StoreInner {
     }
 
     fn replica_waiter(&self) -> Option<Arc<dyn ReplicaWaiter>> {
-        self.replica_waiter
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.replica_waiter.read_locked().clone()
     }
 
     /// Topics whose queues appeared through dispatch but are not in the topic
@@ -2385,10 +2351,7 @@ impl StoreInner {
     fn clean_pass(&self) -> CleanPassReport {
         // One pass at a time (the clean thread's and a manual one): a pass
         // that returns has finished what it started, manifest included.
-        let _one = self
-            .clean_pass_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _one = self.clean_pass_lock.locked();
         let started = Instant::now();
         let cfg = &self.cfg;
         let now = self.env.clock.now_ms();
@@ -2464,11 +2427,7 @@ impl StoreInner {
                 }
                 rep.commit_log_files_deleted += 1;
                 rep.commit_log_bytes_deleted += file_size;
-                self.hanging
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .files
-                    .push((f, now));
+                self.hanging.locked().files.push((f, now));
             }
             let owed = self.cq_expiry_owed.swap(false, Ordering::AcqRel);
             if rep.commit_log_files_deleted > 0 || owed {
@@ -2476,10 +2435,7 @@ impl StoreInner {
                 // The first-file manifest first, under its lock (a flush
                 // never writes an older one after it): a crash after the
                 // deletions must not take them for lost files.
-                let mut last_min = self
-                    .cq_min_manifest
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut last_min = self.cq_min_manifest.locked();
                 let plan: Vec<_> = self
                     .cqs
                     .all()
@@ -2498,7 +2454,7 @@ impl StoreInner {
                 let changed = plan.iter().any(|(cq, k)| *k != cq.first_file_offset());
                 let go =
                     !changed || *last_min == mins || self.write_manifest(CQ_MIN_MANIFEST, &mins);
-                let mut h = self.hanging.lock().unwrap_or_else(|e| e.into_inner());
+                let mut h = self.hanging.locked();
                 if go {
                     if changed {
                         *last_min = mins;
@@ -2536,7 +2492,7 @@ impl StoreInner {
         self.redelete_hanged(now, &mut rep);
         rep.commit_log_min_offset = self.commitlog.min_offset();
         rep.millis = started.elapsed().as_millis() as u64;
-        *self.last_clean.lock().unwrap_or_else(|e| e.into_inner()) = Some(rep.clone());
+        *self.last_clean.locked() = Some(rep.clone());
         rep
     }
 
@@ -2551,7 +2507,7 @@ impl StoreInner {
         let forcibly_ms =
             i64::try_from(cfg.destroy_maped_file_interval_forcibly_ms).unwrap_or(i64::MAX);
         let redelete_ms = i64::try_from(cfg.redelete_hanged_file_interval_ms).unwrap_or(i64::MAX);
-        let mut h = self.hanging.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = self.hanging.locked();
         let due = h.next_retry_ms.is_some_and(|t| now >= t);
         if due {
             rep.redelete_ran = true;
@@ -2725,11 +2681,7 @@ impl StoreInner {
         let dispatched = self.dispatcher.dispatched_offset();
         // After a failed flush, a later one that succeeds does not prove the
         // earlier pages reached the disk: the logics and index offsets stay.
-        let derived_ok = self
-            .cq_flush_failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none();
+        let derived_ok = self.cq_flush_failed.locked().is_none();
         let mut all_flushed = derived_ok;
         let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
             Default::default();
@@ -2754,10 +2706,7 @@ impl StoreInner {
             // never leaves it behind retention), and under its lock, so that
             // it never goes back behind what the clean pass wrote before
             // deleting files. One not written now is retried on the next pass.
-            let mut last_min = self
-                .cq_min_manifest
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut last_min = self.cq_min_manifest.locked();
             let mut mins = std::collections::BTreeMap::<_, std::collections::BTreeMap<_, _>>::new();
             for cq in &queues {
                 mins.entry(cq.topic().to_string())
@@ -2773,7 +2722,7 @@ impl StoreInner {
             // A hint for the next open (a queue that lost units is rebuilt):
             // one not written now is retried on the next pass, and the
             // queues' own flush is not in doubt.
-            let mut last = self.cq_manifest.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self.cq_manifest.locked();
             if *last != maxes && self.write_manifest(CQ_MANIFEST, &maxes) {
                 *last = maxes;
             }

@@ -10,6 +10,7 @@
 //! queues); a topic an administrator configured is written before the change
 //! is acknowledged (`TopicTable::persist`), so it keeps its queue counts.
 
+use crate::sync::RwLockExt;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -195,7 +196,7 @@ impl TopicTable {
                 // A copy taken under the lock, encoded outside it: changes
                 // (a burst of new topics) do not wait for the encoding.
                 let (topic_config_table, data_version) = {
-                    let t = table.read().unwrap_or_else(|e| e.into_inner());
+                    let t = table.read_locked();
                     (t.topic_config_table.clone(), t.data_version)
                 };
                 let json = serde_json::to_vec_pretty(&TopicsSnapshot {
@@ -228,13 +229,7 @@ impl TopicTable {
         if hit.is_some() {
             return hit;
         }
-        let found = self
-            .inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .write_queues
-            .get(topic)
-            .copied();
+        let found = self.inner.read_locked().write_queues.get(topic).copied();
         if let Some(n) = found {
             RECENT_TOPIC.with(|r| {
                 let mut r = r.borrow_mut();
@@ -263,8 +258,7 @@ impl TopicTable {
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
         self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_locked()
             .topic_config_table
             .get(topic)
             .cloned()
@@ -272,8 +266,7 @@ impl TopicTable {
 
     pub fn all(&self) -> Vec<TopicConfig> {
         self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .read_locked()
             .topic_config_table
             .values()
             .cloned()
@@ -283,7 +276,7 @@ impl TopicTable {
     /// Insert or replace a topic; the table is written within the persist
     /// interval. Returns the stored config.
     pub fn upsert(&self, cfg: TopicConfig) -> Result<TopicConfig> {
-        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.inner.write_locked();
         t.topic_config_table
             .insert(cfg.topic_name.clone(), cfg.clone());
         self.changed_one(&mut t, &cfg.topic_name);
@@ -296,15 +289,12 @@ impl TopicTable {
 
     /// The table's data version.
     pub fn data_version(&self) -> DataVersion {
-        self.inner
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .data_version
+        self.inner.read_locked().data_version
     }
 
     /// Replace the whole table and its version (a slave copying its master's) and persist it.
     pub fn replace_all(&self, topics: Vec<TopicConfig>, version: DataVersion) -> Result<()> {
-        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.inner.write_locked();
         t.topic_config_table = topics
             .into_iter()
             .map(|c| (c.topic_name.clone(), c))
@@ -322,7 +312,7 @@ impl TopicTable {
         if let Some(n) = self.write_queues(topic) {
             return Ok(n);
         }
-        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.inner.write_locked();
         if let Some(c) = t.topic_config_table.get(topic) {
             return Ok(c.write_queue_nums);
         }

@@ -1,6 +1,7 @@
 //! The master side: accept slaves, stream the commitlog, track their acks, and
 //! make SYNC_MASTER puts wait for them.
 
+use ferromq_engine::sync::LockExt;
 use std::collections::VecDeque;
 use std::io::BufWriter;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -157,10 +158,7 @@ impl HaMaster {
             .name(name.into())
             .spawn(f)
             .map_err(|e| HaError::io(format!("spawning the {name} thread"), e))?;
-        self.threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(h);
+        self.threads.locked().push(h);
         Ok(())
     }
 
@@ -186,8 +184,7 @@ impl HaMaster {
         let now = self.inner.now_ms();
         self.inner
             .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .filter(|c| !c.closed.load(Ordering::Acquire))
             .map(|c| {
@@ -209,24 +206,13 @@ impl HaMaster {
     /// Close every slave connection and stop listening.
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::Release);
-        for c in self
-            .inner
-            .conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for c in self.inner.conns.locked().iter() {
             c.closed.store(true, Ordering::Release);
             let _ = c.stream.shutdown(Shutdown::Both);
         }
         self.inner.data_cv.notify_all();
         self.inner.fail_waits();
-        let threads: Vec<_> = self
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let threads: Vec<_> = self.threads.locked().drain(..).collect();
         for h in threads {
             let _ = h.join();
         }
@@ -262,7 +248,7 @@ impl Conn {
     /// Note that the master's log ends at `end` at `now` and the slave confirmed
     /// `acked`; returns the slave's time lag in ms.
     fn observe(&self, end: u64, acked: u64, now: i64) -> u64 {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.pending.locked();
         observe_pending(&mut p, end, acked, now)
     }
 
@@ -301,7 +287,7 @@ impl Inner {
         let acked = self.max_acked.load(Ordering::Acquire);
         let mut done = Vec::new();
         {
-            let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.waits.locked();
             while w.front().is_some_and(|a| a.end <= acked) {
                 done.extend(w.pop_front());
             }
@@ -315,7 +301,7 @@ impl Inner {
     fn expire_waits(&self, now: Instant) {
         let mut late = VecDeque::new();
         {
-            let mut w = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = self.waits.locked();
             if w.iter().any(|a| a.deadline <= now) {
                 let (gone, keep) = std::mem::take(&mut *w)
                     .into_iter()
@@ -331,7 +317,7 @@ impl Inner {
 
     /// The master stops: every waiting put gets SLAVE_NOT_AVAILABLE.
     fn fail_waits(&self) {
-        let all = std::mem::take(&mut *self.waits.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = std::mem::take(&mut *self.waits.locked());
         for a in all {
             (a.done)(PutStatus::SlaveNotAvailable);
         }
@@ -342,15 +328,14 @@ impl Inner {
     fn poke_writers(&self) {
         self.data_seq.fetch_add(1, Ordering::SeqCst);
         if self.writers_sleeping.load(Ordering::SeqCst) > 0 {
-            let _g = self.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = self.data_lock.locked();
             self.data_cv.notify_all();
         }
     }
 
     fn live_slaves(&self) -> usize {
         self.conns
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .filter(|c| !c.closed.load(Ordering::Acquire))
             .count()
@@ -370,10 +355,7 @@ impl Inner {
                 tracing::debug!(slave = %conn.addr, why, "HA slave connection closed");
             }
             let _ = conn.stream.shutdown(Shutdown::Both);
-            self.conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|c| c.id != conn.id);
+            self.conns.locked().retain(|c| c.id != conn.id);
             self.data_cv.notify_all();
         }
     }
@@ -465,7 +447,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         handles.retain(|h| !h.is_finished());
         match listener.accept() {
             Ok((stream, addr)) => {
-                let admission = admit(&inner.conns.lock().unwrap_or_else(|e| e.into_inner()), addr);
+                let admission = admit(&inner.conns.locked(), addr);
                 match admission {
                     Admission::Serve => {}
                     Admission::Evict(old) => {
@@ -517,11 +499,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                     start: AtomicU64::new(u64::MAX),
                     stream,
                 });
-                inner
-                    .conns
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Arc::clone(&conn));
+                inner.conns.locked().push(Arc::clone(&conn));
                 tracing::info!(slave = %addr, "HA slave connected");
                 let first = Arc::new((Mutex::new(None::<u64>), Condvar::new()));
                 let (i1, c1, f1) = (Arc::clone(&inner), Arc::clone(&conn), Arc::clone(&first));
@@ -597,7 +575,7 @@ fn read_loop(
         if !started {
             started = true;
             let (lock, cv) = &*first;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+            *lock.locked() = Some(report);
             cv.notify_all();
         }
         let prev = conn.acked.fetch_max(report, Ordering::AcqRel);
@@ -623,7 +601,7 @@ fn write_loop(
         let deadline = now
             .checked_add(inner.cfg.housekeeping_interval)
             .unwrap_or(now + crate::MAX_INTERVAL);
-        let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = lock.locked();
         loop {
             if let Some(v) = *g {
                 break Some(v);
@@ -681,7 +659,7 @@ fn write_loop(
                     }
                     last_send = Instant::now();
                 }
-                let g = inner.data_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let g = inner.data_lock.locked();
                 inner.writers_sleeping.fetch_add(1, Ordering::SeqCst);
                 if inner.data_seq.load(Ordering::SeqCst) == seq {
                     let _ = inner
@@ -751,7 +729,7 @@ impl ReplicaWaiter for Waiter {
             // takes this lock) either sees this wait or is seen here; and a
             // stop (set before `fail_waits` takes this lock) either sees it or
             // is seen here.
-            let mut w = inner.waits.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = inner.waits.locked();
             if inner.stop.load(Ordering::Acquire) {
                 drop(w);
                 return done(PutStatus::SlaveNotAvailable);

@@ -1,6 +1,7 @@
 //! The slave side: follow a master, append what it streams at exactly the
 //! offset it was streamed for, report progress, reconnect by itself.
 
+use ferromq_engine::sync::LockExt;
 use std::io::{BufReader, Read};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -92,16 +93,10 @@ impl HaSlave {
     /// Follow another master from the next connection on (the name server told
     /// of a new master address).
     pub fn set_master_address(&self, master: String) {
-        let mut m = self.inner.master.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.inner.master.locked();
         if *m != master {
             *m = master;
-            if let Some(s) = self
-                .inner
-                .current
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
+            if let Some(s) = self.inner.current.locked().as_ref() {
                 let _ = s.shutdown(Shutdown::Both);
             }
         }
@@ -115,27 +110,17 @@ impl HaSlave {
             connections: i.connections.load(Ordering::Acquire),
             frames_applied: i.frames.load(Ordering::Acquire),
             protocol_errors: i.protocol_errors.load(Ordering::Acquire),
-            last_error: i
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            last_error: i.last_error.locked().clone(),
         }
     }
 
     /// Stop following and join the thread.
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::Release);
-        if let Some(s) = self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(s) = self.inner.current.locked().as_ref() {
             let _ = s.shutdown(Shutdown::Both);
         }
-        if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(h) = self.thread.locked().take() {
             let _ = h.join();
         }
     }
@@ -149,11 +134,7 @@ impl Drop for HaSlave {
 
 fn run(inner: Arc<Inner>) {
     while !inner.stop.load(Ordering::Acquire) {
-        let master = inner
-            .master
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let master = inner.master.locked().clone();
         if master.is_empty() {
             // No master known yet (the name server tells us at registration).
             std::thread::sleep(Duration::from_millis(100));
@@ -168,11 +149,11 @@ fn run(inner: Arc<Inner>) {
                 if !inner.stop.load(Ordering::Acquire) {
                     tracing::warn!(%master, error = %e, "HA slave connection ended");
                 }
-                *inner.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                *inner.last_error.locked() = Some(e.to_string());
             }
         }
         inner.connected.store(false, Ordering::Release);
-        *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *inner.current.locked() = None;
         // Wait before reconnecting, waking early on stop.
         let until = Instant::now() + inner.cfg.reconnect_interval;
         while Instant::now() < until && !inner.stop.load(Ordering::Acquire) {
@@ -195,7 +176,7 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
             inner.cfg.heartbeat_interval.min(Duration::from_millis(500)),
         ))
         .map_err(|e| HaError::io("setting a read timeout", e))?;
-    *inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+    *inner.current.locked() = Some(
         stream
             .try_clone()
             .map_err(|e| HaError::io("cloning the socket", e))?,

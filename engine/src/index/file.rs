@@ -3,6 +3,7 @@
 //!
 //! See the parent module for the layout and the concurrency design.
 
+use crate::sync::RwLockExt;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -295,11 +296,11 @@ impl IndexFile {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|e| e.into_inner())
+        self.state.read_locked()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+        self.state.write_locked()
     }
 
     /// A copy of the header as it is in memory (newer than the disk's until a flush).

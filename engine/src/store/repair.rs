@@ -8,6 +8,7 @@
 //! retries from the same offset) and, for a long stretch, hands the queue to
 //! the background worker (`ferromq-repair`), which has no bound.
 
+use crate::sync::LockExt;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
@@ -95,11 +96,7 @@ struct Busy<'a> {
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.repairs
-            .busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
+        self.repairs.busy.locked().remove(&self.key);
     }
 }
 
@@ -107,7 +104,7 @@ impl Repairs {
     /// Mark the queue busy, unless it already is.
     fn try_begin(&self, topic: &str, queue_id: u32) -> Option<Busy<'_>> {
         let key = (topic.to_string(), queue_id);
-        let mut g = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.busy.locked();
         if !g.insert(key.clone()) {
             return None;
         }
@@ -116,13 +113,13 @@ impl Repairs {
 
     /// Is the queue waiting for (or in) the background worker?
     fn is_pending(&self, topic: &str, queue_id: u32) -> bool {
-        let g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.pending.locked();
         g.iter().any(|(t, q, _)| t == topic && *q == queue_id)
     }
 
     /// Hand the queue to the background worker (once while it waits).
     pub(super) fn schedule(&self, topic: &str, queue_id: u32, bad: u64, why: &str) {
-        let mut g = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.pending.locked();
         if g.iter().any(|(t, q, _)| t == topic && *q == queue_id) {
             return;
         }
@@ -382,11 +379,7 @@ impl StoreInner {
     pub(super) fn run_repairs(&self) {
         while !self.stopping.load(Ordering::Acquire) {
             let job = {
-                let g = self
-                    .repairs
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let g = self.repairs.pending.locked();
                 let (g, _) = self
                     .repairs
                     .wake
@@ -439,11 +432,7 @@ impl StoreInner {
                 }
             }
             drop(busy);
-            let mut g = self
-                .repairs
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut g = self.repairs.pending.locked();
             g.retain(|(t, q, _)| !(t == &topic && *q == queue_id));
         }
     }

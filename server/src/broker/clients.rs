@@ -1,6 +1,7 @@
 //! Producer and consumer clients known from heartbeats (RocketMQ's
 //! `ProducerManager` / `ConsumerManager`).
 
+use ferromq_engine::sync::LockExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,7 +69,7 @@ impl ClientManager {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.t.lock().unwrap_or_else(|e| e.into_inner())
+        self.t.locked()
     }
 
     /// Apply a HEART_BEAT body (`HeartbeatData` JSON, read leniently: missing

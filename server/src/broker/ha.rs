@@ -2,6 +2,7 @@
 //! port (and SYNC_MASTER puts wait for them); a slave follows the master that
 //! `haMasterAddress` names, or the one the name server reports at registration.
 
+use ferromq_engine::sync::LockExt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -97,10 +98,7 @@ impl HaRole {
         if self.fixed_master || ha_server_addr.len() < 6 {
             return;
         }
-        let mut learned = self
-            .learned_master
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut learned = self.learned_master.locked();
         if learned.as_deref() != Some(ha_server_addr) {
             tracing::info!(
                 master = ha_server_addr,
@@ -117,10 +115,7 @@ impl HaRole {
         if self.fixed_master {
             return self.fixed_address.clone();
         }
-        self.learned_master
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.learned_master.locked().clone()
     }
 
     /// Slaves of a master, with their lag.

@@ -20,6 +20,7 @@
 //!   that [`PullHold::park`] refuses and the broker short-polls the pull
 //!   (waits `shortPollingTimeMills` unfiled, then answers).
 
+use ferromq_engine::sync::LockExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,7 +105,7 @@ pub enum Wake {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.locked()
 }
 
 /// FNV-1a over the topic and queue id: picks a queue shard.

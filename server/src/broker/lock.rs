@@ -2,6 +2,7 @@
 //! RocketMQ's `RebalanceLockManager`: one owner per (group, queue), a lease of
 //! 60 s renewed by every lock request of the owner.
 
+use ferromq_engine::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -50,7 +51,7 @@ impl RebalanceLockManager {
         client_id: &str,
         now: Instant,
     ) -> Vec<MessageQueue> {
-        let mut t = self.t.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.t.locked();
         let table = t.entry(group.to_string()).or_default();
         let mut ok = Vec::new();
         for mq in mqs {
@@ -77,7 +78,7 @@ impl RebalanceLockManager {
 
     /// Release the queues `client_id` holds among `mqs`.
     pub fn unlock_batch(&self, group: &str, mqs: &[MessageQueue], client_id: &str) {
-        let mut t = self.t.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.t.locked();
         if let Some(table) = t.get_mut(group) {
             for mq in mqs {
                 if table.get(mq).is_some_and(|l| l.client_id == client_id) {

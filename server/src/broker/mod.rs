@@ -23,6 +23,7 @@ mod slave_sync;
 pub mod subscription;
 pub mod transaction;
 
+use ferromq_engine::sync::LockExt;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -351,10 +352,7 @@ impl Broker {
     /// The master (client address) a slave copies configs from, as the name
     /// servers last reported it.
     pub fn master_addr(&self) -> Option<String> {
-        self.master_addr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.master_addr.locked().clone()
     }
 
     /// Record the master the name servers reported (`None`: no live master).
@@ -362,7 +360,7 @@ impl Broker {
         if self.store.config().broker_role != ferromq_engine::BrokerRole::Slave {
             return;
         }
-        let mut m = self.master_addr.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.master_addr.locked();
         let addr = addr.filter(|a| !a.is_empty()).map(str::to_string);
         if *m != addr {
             match &addr {

@@ -4,6 +4,7 @@
 //! unquoted integer keys; it is read leniently (quoted keys work too) and written
 //! atomically (`.tmp`, fsync, `.bak` copy of the old file, rename).
 
+use ferromq_engine::sync::LockExt;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,7 +66,7 @@ impl ConsumerOffsetManager {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<u32, i64>>> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        self.table.locked()
     }
 
     /// Record a group's offset for a queue.

@@ -5,6 +5,7 @@
 //! broker answers SYSTEM_BUSY (RocketMQ's flow control), instead of letting
 //! requests pile up.
 
+use ferromq_engine::sync::LockExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -68,7 +69,7 @@ impl BoundedPool {
             queued.fetch_sub(1, Ordering::Relaxed);
             let _ = rtx.send(f());
         });
-        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.tx.locked();
         let Some(tx) = guard.as_ref() else {
             return Err(PoolBusy);
         };
@@ -89,13 +90,8 @@ impl BoundedPool {
 
     /// Stop taking jobs, let the workers finish the queue, and join them.
     pub fn shutdown(&self) {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let handles: Vec<_> = self
-            .threads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        self.tx.locked().take();
+        let handles: Vec<_> = self.threads.locked().drain(..).collect();
         for h in handles {
             if h.join().is_err() {
                 tracing::error!(pool = %self.name, "a worker thread panicked");
@@ -107,7 +103,7 @@ impl BoundedPool {
 fn worker(rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
-            let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
+            let guard = rx.locked();
             guard.recv()
         };
         match job {

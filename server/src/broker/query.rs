@@ -4,6 +4,7 @@
 //! TRIGGER_DELETE_FILES / DELETE_EXPIRED_COMMITLOG, LOCK_BATCH_MQ, UNLOCK_BATCH_MQ
 //! (RocketMQ's `QueryMessageProcessor` and `AdminBrokerProcessor`).
 
+use ferromq_engine::sync::LockExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ impl BrokerStats {
     pub fn roll_day(&self) {
         let today = now_ms() / 86_400_000;
         if self.day.swap(today, Ordering::AcqRel) != today {
-            let mut m = self.morning.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = self.morning.locked();
             let (put, get) = (
                 self.put_total.load(Ordering::Relaxed),
                 self.get_total.load(Ordering::Relaxed),
@@ -74,7 +75,7 @@ impl BrokerStats {
     }
 
     fn snapshot(&self) -> ([u64; 4], u64, u64) {
-        let m = *self.morning.lock().unwrap_or_else(|e| e.into_inner());
+        let m = *self.morning.locked();
         (
             m,
             self.put_total.load(Ordering::Relaxed),

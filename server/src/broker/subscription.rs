@@ -10,6 +10,7 @@
 //! clients' next heartbeat (RocketMQ itself persists consumer offsets only
 //! every `flushConsumerOffsetInterval`, 5 s).
 
+use ferromq_engine::sync::LockExt;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -164,7 +165,7 @@ impl SubscriptionGroupManager {
             CONFIG_PERSIST_INTERVAL,
             Box::new(move || {
                 // A copy taken under the lock, encoded outside it.
-                let copy = table.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let copy = table.locked().clone();
                 let text = serde_json::to_string_pretty(&copy).map_err(|e| e.to_string())?;
                 atomic_write(&path, text.as_bytes())
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -186,7 +187,7 @@ impl SubscriptionGroupManager {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, GroupsFile> {
-        self.file.lock().unwrap_or_else(|e| e.into_inner())
+        self.file.locked()
     }
 
     /// The group's configuration, created (and persisted) when unknown and

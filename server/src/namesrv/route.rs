@@ -5,6 +5,7 @@
 //! table keyed by broker address with the last registration time and the
 //! connection it came over.
 
+use ferromq_engine::sync::LockExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ impl RouteInfoManager {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
-        self.t.lock().unwrap_or_else(|e| e.into_inner())
+        self.t.locked()
     }
 
     /// Add or refresh a broker.

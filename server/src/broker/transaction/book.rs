@@ -1,5 +1,6 @@
 //! The decided set of transactions and the claims of decisions in progress.
 
+use ferromq_engine::sync::LockExt;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
@@ -89,7 +90,7 @@ impl TransactionBook {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BookInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     /// Take the decision of `origin`, unless it is taken or being taken.
