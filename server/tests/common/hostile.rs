@@ -25,21 +25,7 @@ fn bin(var: &str, default: &str) -> String {
 
 /// Start a broker with `props`; its log (stderr, at `warn`) goes to `log`.
 pub fn start_broker_logged(dir: &Path, props: &str, log: &Path) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = dir.join("broker.properties");
-    std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(bin(
-        "FERROMQ_TEST_BROKER_BIN",
-        env!("CARGO_BIN_EXE_ferromq-broker"),
-    ));
-    cmd.arg("-c")
-        .arg(&cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1");
-    let f = std::fs::File::create(log).unwrap();
-    let mut p = spawn_to("broker", cmd, Stdio::from(f), "warn");
-    let line = p.wait_line("listening on", Duration::from_secs(30));
-    (p, port_of(&line))
+    super::start_broker_logged_at(dir, props, log, "warn")
 }
 
 /// Start a name server with `extra` properties; its log (at `warn`) goes to `log`.

@@ -5,53 +5,24 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferromq_server::remoting::codec::encode;
 use ferromq_server::remoting::{request, RemotingCommand};
 
-use super::{port_of, runtime_info, spawn_to, Proc};
-
-/// The broker binary: `FERROMQ_TEST_BROKER_BIN` when set (to run these
-/// tests against another build, e.g. an older one), else this build's.
-fn broker_bin() -> std::ffi::OsString {
-    std::env::var_os("FERROMQ_TEST_BROKER_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ferromq-broker").into())
-}
+use super::{broker_bin, port_of, runtime_info, Proc};
 
 /// Start a broker ([`broker_bin`]) with `props` whose log (stderr, at
 /// `info`) goes to `log`.
 pub fn start_broker_logged(dir: &Path, props: &str, log: &Path) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = dir.join("broker.properties");
-    std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(broker_bin());
-    cmd.arg("-c")
-        .arg(&cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1");
-    let f = std::fs::File::create(log).unwrap();
-    let mut p = spawn_to("broker", cmd, Stdio::from(f), "info");
-    let line = p.wait_line("listening on", Duration::from_secs(30));
-    let port = port_of(&line);
-    (p, port)
+    super::start_broker_logged_at(dir, props, log, "info")
 }
 
 /// [`super::start_broker`] (no name server) with [`broker_bin`].
 pub fn start_broker_bin(dir: &Path, props: &str) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = dir.join("broker.properties");
-    std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(broker_bin());
-    cmd.arg("-c")
-        .arg(&cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1");
-    let mut p = super::spawn("broker", cmd);
+    let mut p = super::spawn("broker", super::broker_command(broker_bin(), dir, props));
     let line = p.wait_line("listening on", Duration::from_secs(30));
-    let port = port_of(&line);
-    (p, port)
+    (p, port_of(&line))
 }
 
 /// `pullHoldCount` of the broker's runtime info: None when it reports none

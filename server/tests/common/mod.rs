@@ -175,15 +175,8 @@ pub fn start_broker_env_ns(
     namesrv_ports: &[u16],
     envs: &[(&str, &str)],
 ) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = dir.join("broker.properties");
-    std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
+    let mut cmd = broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), dir, props);
     cmd.envs(envs.iter().copied());
-    cmd.arg("-c")
-        .arg(&cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1");
     if !namesrv_ports.is_empty() {
         let list: Vec<String> = namesrv_ports
             .iter()
@@ -195,6 +188,38 @@ pub fn start_broker_env_ns(
     let line = p.wait_line("listening on", Duration::from_secs(30));
     let port = port_of(&line);
     (p, port)
+}
+
+/// The broker binary under test: `FERROMQ_TEST_BROKER_BIN` when set and not
+/// empty (an older build, to show that a test fails there), else this crate's.
+pub fn broker_bin() -> std::ffi::OsString {
+    std::env::var_os("FERROMQ_TEST_BROKER_BIN")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ferromq-broker").into())
+}
+
+/// A command that starts broker binary `bin` on 127.0.0.1 with `props`
+/// (written to `dir/broker.properties`).
+pub fn broker_command(bin: impl AsRef<std::ffi::OsStr>, dir: &Path, props: &str) -> Command {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = dir.join("broker.properties");
+    std::fs::write(&cfg, props).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c")
+        .arg(&cfg)
+        .arg("--bind-address")
+        .arg("127.0.0.1");
+    cmd
+}
+
+/// Start [`broker_bin`] with `props`; its log (stderr, at `rust_log`) goes to
+/// the file `log`.
+pub fn start_broker_logged_at(dir: &Path, props: &str, log: &Path, rust_log: &str) -> (Proc, u16) {
+    let cmd = broker_command(broker_bin(), dir, props);
+    let f = std::fs::File::create(log).unwrap();
+    let mut p = spawn_to("broker", cmd, Stdio::from(f), rust_log);
+    let line = p.wait_line("listening on", Duration::from_secs(30));
+    (p, port_of(&line))
 }
 
 /// Properties of one broker of a master/slave pair named `name`: a master

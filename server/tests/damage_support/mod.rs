@@ -3,26 +3,13 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use crate::common::{port_of, records, spawn_to, Client, Proc};
+use crate::common::{records, Client, Proc};
 use ferromq_server::remoting::response;
 
 /// Start a broker with `props` whose log (stderr, at `warn`) goes to `log`.
 pub fn start_broker_logged(dir: &Path, props: &str, log: &Path) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = dir.join("broker.properties");
-    std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-broker"));
-    cmd.arg("-c")
-        .arg(&cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1");
-    let f = std::fs::File::create(log).unwrap();
-    let mut p = spawn_to("broker", cmd, Stdio::from(f), "warn");
-    let line = p.wait_line("listening on", Duration::from_secs(30));
-    (p, port_of(&line))
+    crate::common::start_broker_logged_at(dir, props, log, "warn")
 }
 
 /// What pulling a queue from an offset to its end delivered.
