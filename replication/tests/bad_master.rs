@@ -3,38 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use ferromq_engine::{BrokerRole, Message};
 use ferromq_replication::HaSlave;
-
-fn fake_master(frames: Vec<Vec<u8>>) -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in l.incoming().take(3) {
-            let Ok(mut s) = conn else { continue };
-            let mut report = [0u8; 8];
-            if s.read_exact(&mut report).is_err() {
-                continue;
-            }
-            for f in &frames {
-                let _ = s.write_all(f);
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    });
-    addr
-}
-
-fn frame(offset: i64, body: &[u8]) -> Vec<u8> {
-    let mut v = offset.to_be_bytes().to_vec();
-    v.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
 
 #[test]
 fn wrong_offsets_and_garbage_are_refused() {
@@ -53,7 +25,10 @@ fn wrong_offsets_and_garbage_are_refused() {
     let end = slave_store.commit_log_max_offset();
 
     // 1. A frame at the wrong offset.
-    let addr = fake_master(vec![frame(end as i64 + 100, b"junk")]);
+    let addr = common::fake_master(
+        vec![common::frame(end as i64 + 100, b"junk")],
+        Duration::from_millis(300),
+    );
     let slave = HaSlave::start(slave_store.clone(), addr.to_string(), common::fast_ha()).unwrap();
     common::wait_until(10, "protocol error seen", || {
         slave.status().protocol_errors >= 1
@@ -69,7 +44,7 @@ fn wrong_offsets_and_garbage_are_refused() {
     // 2. Garbage: a header with an absurd size.
     let mut garbage = (end as i64).to_be_bytes().to_vec();
     garbage.extend_from_slice(&i32::MAX.to_be_bytes());
-    let addr = fake_master(vec![garbage]);
+    let addr = common::fake_master(vec![garbage], Duration::from_millis(300));
     let slave = HaSlave::start(slave_store.clone(), addr.to_string(), common::fast_ha()).unwrap();
     common::wait_until(10, "garbage refused", || {
         slave.status().protocol_errors >= 1

@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,34 +23,6 @@ const QUEUE_ID_POS: usize = 12;
 const QUEUE_OFFSET_POS: usize = 20;
 /// 2^40: a jump of terabytes of blank units.
 const FAR: u64 = 1 << 40;
-
-/// Serves `frames` to each of the first three connections, then holds the
-/// connection open for a while (a slave that reconnects asks again).
-fn fake_master(frames: Vec<Vec<u8>>) -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in l.incoming().take(3) {
-            let Ok(mut s) = conn else { continue };
-            let mut report = [0u8; 8];
-            if s.read_exact(&mut report).is_err() {
-                continue;
-            }
-            for f in &frames {
-                let _ = s.write_all(f);
-            }
-            std::thread::sleep(Duration::from_secs(3));
-        }
-    });
-    addr
-}
-
-fn frame(offset: i64, body: &[u8]) -> Vec<u8> {
-    let mut v = offset.to_be_bytes().to_vec();
-    v.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
 
 /// Set the queue id and/or offset of the record at `at` in `log`.
 fn patch(log: &mut [u8], at: u64, queue_id: Option<i32>, queue_offset: Option<i64>) {
@@ -136,7 +106,7 @@ fn hostile_queue_ids_and_offsets_from_a_fake_master_are_refused() {
 
     let sd = tempfile::tempdir().unwrap();
     let slave_store = common::store(sd.path(), BrokerRole::Slave);
-    let addr = fake_master(vec![frame(0, &stream)]);
+    let addr = common::fake_master(vec![common::frame(0, &stream)], Duration::from_secs(3));
     let slave = HaSlave::start(slave_store.clone(), addr.to_string(), common::fast_ha()).unwrap();
     common::wait_until(20, "the stream appended and dispatched", || {
         slave_store.commit_log_max_offset() == end && slave_store.stats().dispatched_offset == end

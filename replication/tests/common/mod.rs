@@ -71,3 +71,34 @@ pub fn wait_streaming(master: &ferromq_replication::HaMaster) {
         s.len() == 1 && s[0].streaming_from.is_some()
     });
 }
+
+/// A stranger posing as the HA master: serves `frames` to each of the first
+/// three connections (after reading the slave's 8-byte offset report), then
+/// holds each connection open for `hold` (a slave that reconnects asks again).
+pub fn fake_master(frames: Vec<Vec<u8>>, hold: Duration) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(3) {
+            let Ok(mut s) = conn else { continue };
+            let mut report = [0u8; 8];
+            if s.read_exact(&mut report).is_err() {
+                continue;
+            }
+            for f in &frames {
+                let _ = s.write_all(f);
+            }
+            std::thread::sleep(hold);
+        }
+    });
+    addr
+}
+
+/// One HA frame: commitlog offset (8 bytes), body size (4), body.
+pub fn frame(offset: i64, body: &[u8]) -> Vec<u8> {
+    let mut v = offset.to_be_bytes().to_vec();
+    v.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
