@@ -1368,6 +1368,21 @@ impl MessageStore {
         })
     }
 
+    /// Read-your-write for embedders: block until `put`'s record(s) are
+    /// dispatched, that is visible to [`get_message`](Self::get_message) and the
+    /// queue lookups, or `timeout` passes. Returns true when they are.
+    ///
+    /// A put returns once its record is in the commitlog; the dispatch thread
+    /// indexes it into its consume queue a moment later (usually well under a
+    /// millisecond), so a read issued right after a put may not see it yet.
+    pub fn wait_dispatched(&self, put: &PutResult, timeout: Duration) -> bool {
+        let end = put.commit_log_offset + u64::from(put.wrote_bytes);
+        let deadline = Instant::now() + timeout;
+        self.inner.arrivals.wait_until(deadline, || {
+            self.inner.dispatcher.dispatched_offset() >= end
+        })
+    }
+
     /// Register a callback told `(topic, queue_id, new max offset)` after new
     /// messages are dispatched (`None` removes it). It runs on the dispatch
     /// thread and must not block.

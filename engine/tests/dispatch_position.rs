@@ -171,3 +171,45 @@ fn records_before_a_corrupt_one_stay_readable_when_dispatch_stops() {
         }
     }
 }
+
+/// `wait_dispatched` is read-your-write: once it returns true the put is in
+/// its queue, for every put of a stream, without any other wait. A put to a
+/// store that will never dispatch it (shut down) times out with false.
+#[test]
+fn wait_dispatched_makes_each_put_readable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(common::small_config(dir.path())).unwrap();
+    store.create_topic("Orders", 2).unwrap();
+    for i in 0..500u32 {
+        let body = format!("order-{i}").into_bytes();
+        let put = store
+            .put_message(&Message::new("Orders", body.clone()).with_queue_id(i % 2))
+            .unwrap();
+        assert!(
+            store.wait_dispatched(&put, Duration::from_secs(10)),
+            "put {i} not dispatched"
+        );
+        let got = store
+            .get_message(
+                "g",
+                "Orders",
+                i % 2,
+                put.queue_offset,
+                1,
+                &MessageFilter::All,
+            )
+            .unwrap();
+        assert_eq!(got.status, GetStatus::Found, "put {i}");
+        assert_eq!(got.messages.len(), 1);
+        assert_eq!(got.messages[0].decode().unwrap().body, body);
+    }
+    // A put result past the end of the log is never dispatched.
+    let mut beyond = store
+        .put_message(&Message::new("Orders", b"last".to_vec()))
+        .unwrap();
+    beyond.commit_log_offset += 1 << 30;
+    let t = Instant::now();
+    assert!(!store.wait_dispatched(&beyond, Duration::from_millis(300)));
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    store.shutdown().unwrap();
+}
