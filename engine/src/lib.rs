@@ -6,21 +6,46 @@
 //! timer (`ASYNC_FLUSH`) or before a put returns (`SYNC_FLUSH`, group commit).
 //! The store has no async runtime and no network: it is a plain Rust API.
 //!
-//! ```no_run
+//! ```
+//! use std::time::Duration;
+//!
 //! use ferromq_engine::{FlushDiskType, Message, MessageFilter, MessageStore, StoreConfig};
 //!
-//! let mut cfg = StoreConfig::new("/var/lib/myapp/store");
+//! let dir = std::env::temp_dir().join(format!("ferromq-lib-example-{}", std::process::id()));
+//! let mut cfg = StoreConfig::new(&dir);
+//! cfg.mapped_file_size_commit_log = 16 << 20; // 16 MiB files (default 1 GiB, allocated in full)
 //! cfg.flush_disk_type = FlushDiskType::SyncFlush;
 //! let store = MessageStore::open(cfg)?;
 //! let put = store.put_message(&Message::new("Orders", b"order-1".to_vec()).with_tags("new"))?;
 //! println!("stored at queue offset {} as {}", put.queue_offset, put.msg_id());
-//! let got = store.get_message("billing", "Orders", 0, 0, 32, &MessageFilter::from_expression("new"))?;
+//! // Dispatch into the consume queue is asynchronous: wait before reading your own write.
+//! assert!(store.wait_dispatched(&put, Duration::from_secs(5)));
+//! let filter = MessageFilter::from_expression("new");
+//! let got = store.get_message("billing", "Orders", 0, put.queue_offset, 32, &filter)?;
 //! for m in &got.messages {
 //!     println!("{:?}", m.decode()?.body);
 //! }
 //! store.shutdown()?;
+//! let _ = std::fs::remove_dir_all(&dir);
 //! # Ok::<(), ferromq_engine::Error>(())
 //! ```
+//!
+//! # Layers
+//!
+//! Each layer uses only the ones below it; `docs/architecture.md` in the
+//! repository names every module, thread and step of the put, dispatch and
+//! pull paths.
+//!
+//! - **store**: [`MessageStore`], the embedding API: open (recovery), put,
+//!   read, admin, shutdown.
+//! - **services**: background threads that follow the commitlog by offset:
+//!   `dispatch` (consume queues and index), `flush`, `retention`, `schedule`
+//!   (delayed messages), `persist` (config files).
+//! - **storage**: `commitlog`, `consume_queue`, `index`, with `checkpoint`,
+//!   `topic` and `damage`.
+//! - **bottom**: `mapped_file` and `mapped_file_queue`, `io` (write paths and
+//!   the test I/O hook), `pool`, `sys`, `sync`; `config` and `message`
+//!   (record codec) are used by every layer.
 #![warn(missing_docs)]
 
 pub mod checkpoint;
@@ -60,3 +85,9 @@ pub use store::{
     QueryResult, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
 };
 pub use topic::{DataVersion, TopicConfig};
+
+/// The README's code blocks, compiled and run as doc tests so that the
+/// embedding example stays true (`cargo test -p ferromq-engine --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
