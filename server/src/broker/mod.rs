@@ -6,8 +6,10 @@
 //! nothing that can block on the disk runs there.
 
 mod admin;
+mod client_manage;
 pub mod clients;
 pub mod config;
+mod consumer_manage;
 pub mod ha;
 pub mod hold;
 pub mod lock;
@@ -20,6 +22,7 @@ mod register;
 mod send;
 pub mod send_back;
 mod slave_sync;
+pub mod stats;
 pub mod subscription;
 pub mod transaction;
 
@@ -38,7 +41,7 @@ pub use hold::PullHold;
 pub use lock::RebalanceLockManager;
 pub use offsets::ConsumerOffsetManager;
 pub use pool::{BoundedPool, PoolBusy};
-pub use query::BrokerStats;
+pub use stats::BrokerStats;
 pub use subscription::SubscriptionGroupManager;
 
 use crate::remoting::{request, response, serve, ConnInfo, Handler, RemotingCommand};
@@ -240,42 +243,6 @@ impl Broker {
                     response::REQUEST_CODE_NOT_SUPPORTED,
                     format!(" request type {code} not supported"),
                 )
-            }
-        }
-    }
-
-    /// Look a subscription group up, creating (and persisting, off the runtime)
-    /// it when unknown and `autoCreateSubscriptionGroup` is on; refuse it otherwise.
-    async fn check_group(
-        self: &Arc<Self>,
-        group: &str,
-    ) -> Result<subscription::SubscriptionGroupConfig, RemotingCommand> {
-        if let Some(c) = self.groups.get(group) {
-            return Ok(c);
-        }
-        let b = self.clone();
-        let g = group.to_string();
-        let r = tokio::task::spawn_blocking(move || b.groups.find_or_create(&g))
-            .await
-            .map_err(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))?;
-        r.map_err(|e| match e {
-            subscription::GroupError::Invalid(why) => names::refuse(why),
-            e => RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()),
-        })
-    }
-
-    /// Tell the consumers of each group whose membership changed, unless the
-    /// group turned `notifyConsumerIdsChangedEnable` off (RocketMQ's
-    /// `DefaultConsumerIdsChangeListener`).
-    fn consumer_ids_changed(&self, groups: &[String]) {
-        for g in groups {
-            let enabled = self
-                .groups
-                .get(g)
-                .is_none_or(|c| c.notify_consumer_ids_changed_enable);
-            if enabled {
-                let n = self.clients.notify_consumer_ids_changed(g);
-                tracing::debug!(group = %g, told = n, "consumer ids changed");
             }
         }
     }
