@@ -1,8 +1,8 @@
-//! Queries and store administration: SEARCH_OFFSET_BY_TIMESTAMP,
-//! GET_EARLIEST_MSG_STORETIME, QUERY_MESSAGE, VIEW_MESSAGE_BY_ID,
-//! QUERY_BROKER_OFFSET, GET_ALL_TOPIC_CONFIG, GET_BROKER_RUNTIME_INFO,
-//! TRIGGER_DELETE_FILES / DELETE_EXPIRED_COMMITLOG, LOCK_BATCH_MQ, UNLOCK_BATCH_MQ
-//! (RocketMQ's `QueryMessageProcessor` and `AdminBrokerProcessor`).
+//! Broker administration: UPDATE_AND_CREATE_TOPIC, GET_ALL_TOPIC_CONFIG,
+//! GET_BROKER_RUNTIME_INFO, GET_BROKER_CONFIG, TRIGGER_DELETE_FILES /
+//! DELETE_EXPIRED_COMMITLOG, GET_ALL_CONSUMER_OFFSET,
+//! GET_ALL_SUBSCRIPTIONGROUP_CONFIG, GET_ALL_DELAY_OFFSET, LOCK_BATCH_MQ and
+//! UNLOCK_BATCH_MQ (RocketMQ's `AdminBrokerProcessor`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -14,8 +14,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::lock::MessageQueue;
-use super::{store_error_response, Broker};
-use crate::remoting::{json, response, HeaderError, RemotingCommand};
+use super::{store_error_response, Broker, Executor, HandlerResult};
+use crate::remoting::{json, response, ConnInfo, HeaderError, RemotingCommand};
 use crate::util::now_ms;
 
 /// Version string GET_BROKER_RUNTIME_INFO reports (the 4.x protocol it speaks).
@@ -64,57 +64,44 @@ impl Broker {
     /// survive a crash right after; a topic without messages would not be
     /// learned again, one with messages only with a guessed queue count);
     /// concurrent changes share one write.
-    pub(super) async fn create_topic(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = (|| -> Result<TopicConfig, HeaderError> {
-            let e = &req.ext_fields;
-            let topic = e.get_str("topic")?.to_string();
-            let count = |key: &str, default: i64| -> Result<u32, HeaderError> {
-                let n = e.opt_i64(key)?.unwrap_or(default);
-                u32::try_from(n).map_err(|_| HeaderError::Invalid {
-                    key: key.into(),
-                    value: n.to_string(),
-                    expected: "a count >= 0",
-                })
-            };
-            let mut tc = TopicConfig::new(topic, 16);
-            tc.read_queue_nums = count("readQueueNums", 16)?;
-            tc.write_queue_nums = count("writeQueueNums", 16)?;
-            tc.perm = count("perm", 6)?;
-            tc.topic_sys_flag = count("topicSysFlag", 0)?;
-            tc.order = e.opt_bool("order")?.unwrap_or(false);
-            Ok(tc)
-        })();
-        let tc = match parsed {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
+    pub(super) async fn create_topic(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        let tc = topic_config_header(&req)?;
         let topic = tc.topic_name.clone();
         let (r, w) = (tc.read_queue_nums, tc.write_queue_nums);
         // The same rule as a send that auto-creates a topic.
         if let Err(why) = super::names::check_creatable_topic(&topic, &self.cfg.broker_cluster_name)
         {
-            return super::names::refuse(why);
+            return Ok(super::names::refuse(why));
         }
-        let b = self.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let tc = b.store.upsert_topic(tc)?;
-            b.store.persist_topics()?;
-            Ok::<_, ferromq_engine::Error>(tc)
-        })
-        .await;
-        match res {
-            Ok(Ok(_)) => {
+        let res = self
+            .run_on(on, "create topic", move |b| {
+                let tc = b.store.upsert_topic(tc)?;
+                b.store.persist_topics()?;
+                Ok::<_, ferromq_engine::Error>(tc)
+            })
+            .await?;
+        Ok(match res {
+            Ok(_) => {
                 tracing::info!(%topic, read = r, write = w, "topic created or updated");
                 self.register_now.notify_one();
                 RemotingCommand::success()
             }
-            Ok(Err(e)) => store_error_response(&e),
-            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
-        }
+            Err(e) => store_error_response(&e),
+        })
     }
 
     /// GET_ALL_TOPIC_CONFIG: `{"topicConfigTable":{...},"dataVersion":{...}}`.
-    pub(super) fn all_topic_config(&self) -> RemotingCommand {
+    pub(super) async fn all_topic_config(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
         let table: serde_json::Map<String, Value> = self
             .store
             .topics()
@@ -129,11 +116,16 @@ impl Broker {
             "topicConfigTable": table,
             "dataVersion": {"timestamp": v.timestamp, "counter": v.counter},
         });
-        RemotingCommand::success().with_body(body.to_string().into_bytes())
+        Ok(RemotingCommand::success().with_body(body.to_string().into_bytes()))
     }
 
     /// GET_ALL_DELAY_OFFSET: `{"offsetTable":{1:5,...}}` (fastjson's bare keys).
-    pub(super) fn all_delay_offset(&self) -> RemotingCommand {
+    pub(super) async fn all_delay_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
         let offsets: Vec<(u32, String)> = self
             .store
             .delay_offsets()
@@ -141,7 +133,28 @@ impl Broker {
             .map(|(k, v)| (k, v.to_string()))
             .collect();
         let table = json::int_key_map(offsets.iter().map(|(k, v)| (*k, v.as_str())), false);
-        RemotingCommand::success().with_body(format!("{{\"offsetTable\":{table}}}").into_bytes())
+        Ok(RemotingCommand::success()
+            .with_body(format!("{{\"offsetTable\":{table}}}").into_bytes()))
+    }
+
+    /// GET_ALL_CONSUMER_OFFSET: `consumerOffset.json`'s content.
+    pub(super) async fn all_consumer_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        Ok(RemotingCommand::success().with_body(self.offsets.to_json().into_bytes()))
+    }
+
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: `subscriptionGroup.json`'s content.
+    pub(super) async fn all_subscription_group(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        Ok(RemotingCommand::success().with_body(self.groups.to_json().into_bytes()))
     }
 
     /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
@@ -323,8 +336,13 @@ impl Broker {
     }
 
     /// GET_BROKER_RUNTIME_INFO: a KVTable `{"table":{...}}`.
-    pub(super) async fn broker_runtime_info(self: Arc<Self>) -> RemotingCommand {
-        self.blocking(|b| {
+    pub(super) async fn broker_runtime_info(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        self.run_on(on, "runtime info", |b| {
             let body = serde_json::json!({ "table": b.runtime_info() });
             RemotingCommand::success().with_body(body.to_string().into_bytes())
         })
@@ -333,28 +351,43 @@ impl Broker {
 
     /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
     /// (store keys, then broker keys), with a data version header.
-    pub(super) fn broker_config(&self) -> RemotingCommand {
+    pub(super) async fn broker_config(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
         let text = format!(
             "{}{}",
             self.store.config().to_properties(),
             self.cfg.to_properties(false)
         );
         let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});
-        RemotingCommand::success()
+        Ok(RemotingCommand::success()
             .with_ext("version", version)
-            .with_body(text.into_bytes())
+            .with_body(text.into_bytes()))
     }
 
     /// TRIGGER_DELETE_FILES and DELETE_EXPIRED_COMMITLOG: delete expired files now.
-    pub(super) fn delete_expired_files(&self) -> RemotingCommand {
+    pub(super) async fn delete_expired_files(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
         self.store.execute_delete_files_manually();
         tracing::info!("manual deletion of expired commitlog files requested");
-        RemotingCommand::success()
+        Ok(RemotingCommand::success())
     }
 
     /// LOCK_BATCH_MQ: `{"lockOKMQSet":[...]}`.
-    pub(super) fn lock_batch_mq(&self, req: &RemotingCommand) -> RemotingCommand {
-        match parse_lock_body(&req.body) {
+    pub(super) async fn lock_batch_mq(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        Ok(match parse_lock_body(&req.body) {
             Ok((group, client, mqs)) => {
                 let ok = self
                     .locks
@@ -363,19 +396,46 @@ impl Broker {
                 RemotingCommand::success().with_body(body.to_string().into_bytes())
             }
             Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
-        }
+        })
     }
 
     /// UNLOCK_BATCH_MQ.
-    pub(super) fn unlock_batch_mq(&self, req: &RemotingCommand) -> RemotingCommand {
-        match parse_lock_body(&req.body) {
+    pub(super) async fn unlock_batch_mq(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        Ok(match parse_lock_body(&req.body) {
             Ok((group, client, mqs)) => {
                 self.locks.unlock_batch(&group, &mqs, &client);
                 RemotingCommand::success()
             }
             Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
-        }
+        })
     }
+}
+
+/// The UPDATE_AND_CREATE_TOPIC header: read and write queue counts, perm,
+/// flags and order (RocketMQ's defaults 16/16/6 when absent).
+fn topic_config_header(req: &RemotingCommand) -> Result<TopicConfig, HeaderError> {
+    let e = &req.ext_fields;
+    let topic = e.get_str("topic")?.to_string();
+    let count = |key: &str, default: i64| -> Result<u32, HeaderError> {
+        let n = e.opt_i64(key)?.unwrap_or(default);
+        u32::try_from(n).map_err(|_| HeaderError::Invalid {
+            key: key.into(),
+            value: n.to_string(),
+            expected: "a count >= 0",
+        })
+    };
+    let mut tc = TopicConfig::new(topic, 16);
+    tc.read_queue_nums = count("readQueueNums", 16)?;
+    tc.write_queue_nums = count("writeQueueNums", 16)?;
+    tc.perm = count("perm", 6)?;
+    tc.topic_sys_flag = count("topicSysFlag", 0)?;
+    tc.order = e.opt_bool("order")?.unwrap_or(false);
+    Ok(tc)
 }
 
 /// `[ 0 days, 1 hours, 2 minutes, 3 seconds ]`, RocketMQ's runtime format.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{store_error_response, Broker};
+use super::{store_error_response, Broker, Executor, HandlerResult};
 use crate::remoting::{response, ConnInfo, RemotingCommand};
 
 impl Broker {
@@ -14,13 +14,14 @@ impl Broker {
     /// groups and topics are created in one blocking task, and their files
     /// written once by their coalescing writers.
     pub(super) async fn heart_beat(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         conn: &Arc<ConnInfo>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
         let sum = match self.clients.heartbeat(conn, &req.body) {
             Ok(sum) => sum,
-            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
+            Err(e) => return Ok(RemotingCommand::error(response::SYSTEM_ERROR, e)),
         };
         let retry_missing = |g: &str, c: &super::subscription::SubscriptionGroupConfig| {
             let topic = super::send_back::retry_topic(g);
@@ -34,11 +35,10 @@ impl Broker {
             .any(|g| self.groups.get(g).is_none_or(|c| retry_missing(g, &c)));
         if !work {
             self.consumer_ids_changed(&sum.joined_groups);
-            return RemotingCommand::success();
+            return Ok(RemotingCommand::success());
         }
-        let b = self.clone();
         let groups = sum.consumer_groups.clone();
-        let r = tokio::task::spawn_blocking(move || {
+        let r = self.run_on(on, "heartbeat", move |b| {
             for g in &groups {
                 // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
                 // it gets no retry topic, and its pulls are refused.
@@ -63,30 +63,29 @@ impl Broker {
             }
             Ok::<(), ferromq_engine::Error>(())
         })
-        .await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return store_error_response(&e),
-            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
+        .await?;
+        if let Err(e) = r {
+            return Ok(store_error_response(&e));
         }
         self.consumer_ids_changed(&sum.joined_groups);
-        RemotingCommand::success()
+        Ok(RemotingCommand::success())
     }
 
     /// UNREGISTER_CLIENT.
-    pub(super) fn unregister_client(&self, req: &RemotingCommand) -> RemotingCommand {
-        match req.ext_fields.get_str("clientID") {
-            Ok(id) => {
-                let changed = self.clients.unregister(
-                    id,
-                    req.ext_fields.opt_str("producerGroup"),
-                    req.ext_fields.opt_str("consumerGroup"),
-                );
-                self.consumer_ids_changed(&changed);
-                RemotingCommand::success()
-            }
-            Err(e) => e.into(),
-        }
+    pub(super) async fn unregister_client(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        let id = req.ext_fields.get_str("clientID")?;
+        let changed = self.clients.unregister(
+            id,
+            req.ext_fields.opt_str("producerGroup"),
+            req.ext_fields.opt_str("consumerGroup"),
+        );
+        self.consumer_ids_changed(&changed);
+        Ok(RemotingCommand::success())
     }
 
     /// Tell the consumers of each group whose membership changed, unless the

@@ -1,14 +1,16 @@
-//! Consumer-offset, client and topic-admin requests.
+//! QUERY_CONSUMER_OFFSET, UPDATE_CONSUMER_OFFSET and GET_CONSUMER_LIST_BY_GROUP,
+//! and the subscription group a pull names (RocketMQ's `ConsumerManageProcessor`).
 
 use std::sync::Arc;
 
 use ferromq_engine::message::name_for_message;
 use ferromq_engine::MessageFilter;
 
-use super::{names, subscription, Broker};
-use crate::remoting::{response, HeaderError, RemotingCommand};
+use super::{names, subscription, Broker, Executor, HandlerError, HandlerResult};
+use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
 
 impl Broker {
+    /// The `topic` and `queueId` header fields (queue id >= 0).
     pub(super) fn topic_queue(req: &RemotingCommand) -> Result<(String, u32), HeaderError> {
         let topic = req.ext_fields.get_str("topic")?.to_string();
         let qid = req.ext_fields.get_i32("queueId")?;
@@ -25,45 +27,41 @@ impl Broker {
     /// started after the producer reads from the start, as with RocketMQ 4.x),
     /// else QUERY_NOT_FOUND and the client falls back to its consume-from-where.
     pub(super) async fn query_consumer_offset(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let (topic, qid) = match Self::topic_queue(req) {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        let group = match req.ext_fields.get_str("consumerGroup") {
-            Ok(g) => g.to_string(),
-            Err(e) => return e.into(),
-        };
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req)?;
+        let group = req.ext_fields.get_str("consumerGroup")?.to_string();
         if let Some(off) = self.offsets.query(&group, &topic, qid) {
-            return RemotingCommand::success().with_ext("offset", off);
+            return Ok(RemotingCommand::success().with_ext("offset", off));
         }
-        let b = self.clone();
-        let in_memory_from_zero = tokio::task::spawn_blocking(move || {
-            if b.store.min_offset_in_queue(&topic, qid) > 0 {
-                return false;
-            }
-            // RocketMQ's checkInDiskByConsumeOffset(topic, queueId, 0): the engine has
-            // no such call; a one-message get at 0 reports it as suggest-from-slave.
-            match b
-                .store
-                .get_message(&group, &topic, qid, 0, 1, &MessageFilter::All)
-            {
-                Ok(r) => r.messages.is_empty() || !r.suggest_pulling_from_slave,
-                Err(_) => false,
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if in_memory_from_zero {
+        let in_memory_from_zero = self
+            .run_on(on, "query consumer offset", move |b| {
+                if b.store.min_offset_in_queue(&topic, qid) > 0 {
+                    return false;
+                }
+                // RocketMQ's checkInDiskByConsumeOffset(topic, queueId, 0): the engine has
+                // no such call; a one-message get at 0 reports it as suggest-from-slave.
+                match b
+                    .store
+                    .get_message(&group, &topic, qid, 0, 1, &MessageFilter::All)
+                {
+                    Ok(r) => r.messages.is_empty() || !r.suggest_pulling_from_slave,
+                    Err(_) => false,
+                }
+            })
+            .await
+            .unwrap_or(false);
+        Ok(if in_memory_from_zero {
             RemotingCommand::success().with_ext("offset", 0)
         } else {
             RemotingCommand::error(
                 response::QUERY_NOT_FOUND,
                 "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
             )
-        }
+        })
     }
 
     /// UPDATE_CONSUMER_OFFSET, refused as RocketMQ 5's `ConsumerManageProcessor`
@@ -73,73 +71,81 @@ impl Broker {
     /// for a queue id the topic does not have. So only offsets of real queues
     /// of known groups are stored: `consumerOffset.json` cannot be grown by
     /// made-up names.
-    pub(super) fn update_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        let r = (|| -> Result<RemotingCommand, HeaderError> {
-            let (topic, qid) = Self::topic_queue(req)?;
-            let group = req.ext_fields.get_str("consumerGroup")?;
-            let off = req.ext_fields.get_i64("commitOffset")?;
-            if self.groups.get(group).is_none() {
-                return Ok(RemotingCommand::error(
-                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                    format!("Group {} not exist!", name_for_message(group)),
-                ));
-            }
-            let Some(tc) = self.store.topic_config(&topic) else {
-                return Ok(RemotingCommand::error(
-                    response::TOPIC_NOT_EXIST,
-                    format!("Topic {} not exist!", name_for_message(&topic)),
-                ));
-            };
-            let queues = tc.read_queue_nums.max(tc.write_queue_nums);
-            if qid >= queues {
-                return Ok(RemotingCommand::error(
-                    response::SYSTEM_ERROR,
-                    format!(
-                        "queueId[{qid}] is illegal, topic:[{}] has {queues} queues",
-                        name_for_message(&topic)
-                    ),
-                ));
-            }
-            self.offsets.commit(group, &topic, qid, off);
-            Ok(RemotingCommand::success())
-        })();
-        r.unwrap_or_else(RemotingCommand::from)
+    pub(super) async fn update_consumer_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req)?;
+        let group = req.ext_fields.get_str("consumerGroup")?;
+        let off = req.ext_fields.get_i64("commitOffset")?;
+        if self.groups.get(group).is_none() {
+            return Ok(RemotingCommand::error(
+                response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!("Group {} not exist!", name_for_message(group)),
+            ));
+        }
+        let Some(tc) = self.store.topic_config(&topic) else {
+            return Ok(RemotingCommand::error(
+                response::TOPIC_NOT_EXIST,
+                format!("Topic {} not exist!", name_for_message(&topic)),
+            ));
+        };
+        let queues = tc.read_queue_nums.max(tc.write_queue_nums);
+        if qid >= queues {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                format!(
+                    "queueId[{qid}] is illegal, topic:[{}] has {queues} queues",
+                    name_for_message(&topic)
+                ),
+            ));
+        }
+        self.offsets.commit(group, &topic, qid, off);
+        Ok(RemotingCommand::success())
     }
 
     /// GET_CONSUMER_LIST_BY_GROUP.
-    pub(super) fn consumer_list(&self, req: &RemotingCommand) -> RemotingCommand {
-        let group = match req.ext_fields.get_str("consumerGroup") {
-            Ok(g) => g,
-            Err(e) => return e.into(),
-        };
+    pub(super) async fn consumer_list(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        let group = req.ext_fields.get_str("consumerGroup")?;
         let ids = self.clients.consumer_ids(group);
         if ids.is_empty() {
-            return RemotingCommand::error(
+            return Ok(RemotingCommand::error(
                 response::SYSTEM_ERROR,
                 format!("no consumer for this group, {}", name_for_message(group)),
-            );
+            ));
         }
         let body = serde_json::json!({ "consumerIdList": ids }).to_string();
-        RemotingCommand::success().with_body(body.into_bytes())
+        Ok(RemotingCommand::success().with_body(body.into_bytes()))
     }
 
     /// Look a subscription group up, creating (and persisting, off the runtime)
-    /// it when unknown and `autoCreateSubscriptionGroup` is on; refuse it otherwise.
+    /// it when unknown and `autoCreateSubscriptionGroup` is on; refuse it
+    /// otherwise (`Ok(Err(refusal))`).
     pub(super) async fn check_group(
         self: &Arc<Self>,
         group: &str,
-    ) -> Result<subscription::SubscriptionGroupConfig, RemotingCommand> {
+    ) -> Result<Result<subscription::SubscriptionGroupConfig, RemotingCommand>, HandlerError> {
         if let Some(c) = self.groups.get(group) {
-            return Ok(c);
+            return Ok(Ok(c));
         }
-        let b = self.clone();
         let g = group.to_string();
-        let r = tokio::task::spawn_blocking(move || b.groups.find_or_create(&g))
-            .await
-            .map_err(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))?;
-        r.map_err(|e| match e {
+        // Creating a group writes its file: always on a blocking thread,
+        // whatever executor the request runs on.
+        let r = self
+            .run_on(Executor::Blocking, "subscription group", move |b| {
+                b.groups.find_or_create(&g)
+            })
+            .await?;
+        Ok(r.map_err(|e| match e {
             subscription::GroupError::Invalid(why) => names::refuse(why),
             e => RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()),
-        })
+        }))
     }
 }

@@ -10,6 +10,7 @@ mod client_manage;
 pub mod clients;
 pub mod config;
 mod consumer_manage;
+pub mod dispatch;
 pub mod ha;
 pub mod hold;
 pub mod lock;
@@ -37,6 +38,7 @@ use tokio::sync::{watch, Notify};
 
 pub use clients::ClientManager;
 pub use config::BrokerConfig;
+pub use dispatch::{Executor, HandlerError, HandlerResult};
 pub use hold::PullHold;
 pub use lock::RebalanceLockManager;
 pub use offsets::ConsumerOffsetManager;
@@ -44,7 +46,7 @@ pub use pool::{BoundedPool, PoolBusy};
 pub use stats::BrokerStats;
 pub use subscription::SubscriptionGroupManager;
 
-use crate::remoting::{request, response, serve, ConnInfo, Handler, RemotingCommand};
+use crate::remoting::{response, serve, ConnInfo, Handler, RemotingCommand};
 
 /// Remark of a SYSTEM_BUSY answer when a pool's queue is full.
 pub const BUSY_REMARK: &str = "[OVERLOAD]system busy, start flow control for a while";
@@ -179,72 +181,16 @@ impl Broker {
         &self.groups
     }
 
-    /// Answer one request.
+    /// Answer one request (through the table in [`dispatch`]); a pull held
+    /// until its connection closed is answered PULL_NOT_FOUND here.
     pub async fn process(
         self: Arc<Self>,
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> RemotingCommand {
-        if let Err(refusal) = names::check_request_names(&req) {
-            return refusal;
-        }
-        match req.code {
-            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
-                self.send(&conn, req).await
-            }
-            request::PULL_MESSAGE => self
-                .pull(&conn, req)
-                .await
-                .unwrap_or_else(|| RemotingCommand::response(response::PULL_NOT_FOUND, None)),
-            request::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(&req).await,
-            request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&req),
-            request::GET_MAX_OFFSET => self.get_max_offset(&req),
-            request::GET_MIN_OFFSET => self.get_min_offset(&req),
-            request::HEART_BEAT => self.heart_beat(&conn, &req).await,
-            request::UNREGISTER_CLIENT => self.unregister_client(&req),
-            request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),
-            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req).await,
-            request::SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(&req).await,
-            request::GET_EARLIEST_MSG_STORETIME => self.earliest_msg_store_time(&req).await,
-            request::QUERY_MESSAGE => self.query_message(&req).await,
-            request::VIEW_MESSAGE_BY_ID => self.view_message_by_id(&req).await,
-            request::QUERY_BROKER_OFFSET => self.query_broker_offset(),
-            request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(),
-            request::GET_BROKER_RUNTIME_INFO => self.broker_runtime_info().await,
-            request::GET_BROKER_CONFIG => self.broker_config(),
-            request::TRIGGER_DELETE_FILES | request::DELETE_EXPIRED_COMMITLOG => {
-                self.delete_expired_files()
-            }
-            request::GET_ALL_CONSUMER_OFFSET => {
-                RemotingCommand::success().with_body(self.offsets.to_json().into_bytes())
-            }
-            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
-                RemotingCommand::success().with_body(self.groups.to_json().into_bytes())
-            }
-            request::GET_ALL_DELAY_OFFSET => self.all_delay_offset(),
-            request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
-            request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
-            request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
-            request::END_TRANSACTION => self.end_transaction(&req).await,
-            request::FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request().await,
-            code => {
-                // Rate-limited per peer: a client may send one per request.
-                if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(conn.peer.ip()) {
-                    tracing::warn!(
-                        code,
-                        language = crate::remoting::codes::language_name(req.language),
-                        version = req.version,
-                        peer = %conn.peer,
-                        suppressed,
-                        "request code not supported"
-                    );
-                }
-                RemotingCommand::error(
-                    response::REQUEST_CODE_NOT_SUPPORTED,
-                    format!(" request type {code} not supported"),
-                )
-            }
-        }
+        self.dispatch(&conn, req)
+            .await
+            .unwrap_or_else(|| RemotingCommand::response(response::PULL_NOT_FOUND, None))
     }
 
     /// Once many held pulls are gone (their connections closed, or they were
@@ -451,16 +397,8 @@ impl Handler for Broker {
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
-        if req.code == request::PULL_MESSAGE {
-            // The same name check as every other request (`process`), before
-            // anything is looked up or echoed.
-            if let Err(refusal) = names::check_request_names(&req) {
-                return Some(refusal);
-            }
-            // A pull held until its connection closed is answered with nothing.
-            return self.pull(&conn, req).await;
-        }
-        Some(self.process(conn, req).await)
+        // A pull held until its connection closed is answered with nothing.
+        self.dispatch(&conn, req).await
     }
 
     fn on_close(&self, conn: &ConnInfo) {

@@ -1,9 +1,13 @@
-//! Queries (RocketMQ's `QueryMessageProcessor`).
+//! QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, SEARCH_OFFSET_BY_TIMESTAMP,
+//! GET_EARLIEST_MSG_STORETIME, GET_MAX_OFFSET, GET_MIN_OFFSET and
+//! QUERY_BROKER_OFFSET: reads of the store by key, offset and time (RocketMQ's
+//! `QueryMessageProcessor`; RocketMQ answers the offset lookups in
+//! `AdminBrokerProcessor`).
 
 use std::sync::Arc;
 
-use super::{store_error_response, Broker};
-use crate::remoting::{response, HeaderError, RemotingCommand};
+use super::{store_error_response, Broker, Executor, HandlerResult};
+use crate::remoting::{response, ConnInfo, RemotingCommand};
 
 /// Extension field that marks a QUERY_MESSAGE by unique key (`MixAll.UNIQUE_MSG_QUERY_FLAG`).
 pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
@@ -12,46 +16,37 @@ pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 const DEFAULT_QUERY_MAX_NUM: usize = 32;
 
 impl Broker {
-    /// Run `f` off the network runtime; a failed task becomes SYSTEM_ERROR.
-    pub(super) async fn blocking<F>(self: &Arc<Self>, f: F) -> RemotingCommand
-    where
-        F: FnOnce(&Broker) -> RemotingCommand + Send + 'static,
-    {
-        let b = self.clone();
-        tokio::task::spawn_blocking(move || f(&b))
-            .await
-            .unwrap_or_else(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))
-    }
-
     /// SEARCH_OFFSET_BY_TIMESTAMP.
-    pub(super) async fn search_offset(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = Self::topic_queue(req)
-            .and_then(|(t, q)| Ok((t, q, req.ext_fields.get_i64("timestamp")?)));
-        let (topic, qid, ts) = match parsed {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        self.blocking(
-            move |b| match b.store.offset_for_timestamp(&topic, qid, ts) {
+    pub(super) async fn search_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req)?;
+        let ts = req.ext_fields.get_i64("timestamp")?;
+        self.run_on(on, "search offset", move |b| {
+            match b.store.offset_for_timestamp(&topic, qid, ts) {
                 Ok(off) => RemotingCommand::success().with_ext("offset", off),
                 Err(e) => store_error_response(&e),
-            },
-        )
+            }
+        })
         .await
     }
 
     /// GET_EARLIEST_MSG_STORETIME (0 when the queue is empty, as RocketMQ answers).
     pub(super) async fn earliest_msg_store_time(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let (topic, qid) = match Self::topic_queue(req) {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        self.blocking(move |b| match b.store.earliest_message_time(&topic, qid) {
-            Ok(t) => RemotingCommand::success().with_ext("timestamp", t.unwrap_or(0)),
-            Err(e) => store_error_response(&e),
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req)?;
+        self.run_on(on, "earliest message time", move |b| {
+            match b.store.earliest_message_time(&topic, qid) {
+                Ok(t) => RemotingCommand::success().with_ext("timestamp", t.unwrap_or(0)),
+                Err(e) => store_error_response(&e),
+            }
         })
         .await
     }
@@ -59,24 +54,22 @@ impl Broker {
     /// QUERY_MESSAGE: the records of the topic with that key, concatenated, each
     /// checked by the store (CRC included). A damaged record fails the whole
     /// query with SYSTEM_ERROR and the store's corruption message.
-    pub(super) async fn query_message(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = (|| -> Result<_, HeaderError> {
-            let topic = req.ext_fields.get_str("topic")?.to_string();
-            let key = req.ext_fields.get_str("key")?.to_string();
-            let mut max = req.ext_fields.opt_i64("maxNum")?.unwrap_or(32).max(0) as usize;
-            let begin = req.ext_fields.opt_i64("beginTimestamp")?.unwrap_or(0);
-            let end = req.ext_fields.opt_i64("endTimestamp")?.unwrap_or(i64::MAX);
-            if req.ext_fields.opt_str(UNIQUE_KEY_QUERY) == Some("true") {
-                max = DEFAULT_QUERY_MAX_NUM;
-            }
-            Ok((topic, key, max, begin, end))
-        })();
-        let (topic, key, max, begin, end) = match parsed {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        self.blocking(
-            move |b| match b.store.query_message(&topic, &key, max, begin, end) {
+    pub(super) async fn query_message(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        let topic = req.ext_fields.get_str("topic")?.to_string();
+        let key = req.ext_fields.get_str("key")?.to_string();
+        let mut max = req.ext_fields.opt_i64("maxNum")?.unwrap_or(32).max(0) as usize;
+        let begin = req.ext_fields.opt_i64("beginTimestamp")?.unwrap_or(0);
+        let end = req.ext_fields.opt_i64("endTimestamp")?.unwrap_or(i64::MAX);
+        if req.ext_fields.opt_str(UNIQUE_KEY_QUERY) == Some("true") {
+            max = DEFAULT_QUERY_MAX_NUM;
+        }
+        self.run_on(on, "query message", move |b| {
+            match b.store.query_message(&topic, &key, max, begin, end) {
                 Ok(r) => {
                     let mut resp = RemotingCommand::success()
                         .with_ext("indexLastUpdateTimestamp", r.index_last_update_timestamp_ms)
@@ -93,8 +86,8 @@ impl Broker {
                     resp.with_body(body)
                 }
                 Err(e) => store_error_response(&e),
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -102,13 +95,12 @@ impl Broker {
     /// once the store has checked it (CRC included). A damaged record is answered
     /// with SYSTEM_ERROR and the store's corruption message (file and offset).
     pub(super) async fn view_message_by_id(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let offset = match req.ext_fields.get_i64("offset") {
-            Ok(o) => o,
-            Err(e) => return e.into(),
-        };
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        on: Executor,
+    ) -> HandlerResult {
+        let offset = req.ext_fields.get_i64("offset")?;
         let not_found = move || {
             RemotingCommand::error(
                 response::SYSTEM_ERROR,
@@ -116,9 +108,9 @@ impl Broker {
             )
         };
         let Ok(off) = u64::try_from(offset) else {
-            return not_found();
+            return Ok(not_found());
         };
-        self.blocking(move |b| {
+        self.run_on(on, "view message", move |b| {
             if off < b.store.commit_log_min_offset() || off >= b.store.commit_log_max_offset() {
                 return not_found();
             }
@@ -136,27 +128,34 @@ impl Broker {
     }
 
     /// QUERY_BROKER_OFFSET: the commitlog's end.
-    pub(super) fn query_broker_offset(&self) -> RemotingCommand {
-        RemotingCommand::success().with_ext("offset", self.store.commit_log_max_offset())
+    pub(super) async fn query_broker_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        _req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        Ok(RemotingCommand::success().with_ext("offset", self.store.commit_log_max_offset()))
     }
 
     /// GET_MAX_OFFSET.
-    pub(super) fn get_max_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        match Self::topic_queue(req) {
-            Ok((t, q)) => {
-                RemotingCommand::success().with_ext("offset", self.store.max_offset_in_queue(&t, q))
-            }
-            Err(e) => e.into(),
-        }
+    pub(super) async fn get_max_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        let (t, q) = Self::topic_queue(&req)?;
+        Ok(RemotingCommand::success().with_ext("offset", self.store.max_offset_in_queue(&t, q)))
     }
 
     /// GET_MIN_OFFSET.
-    pub(super) fn get_min_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        match Self::topic_queue(req) {
-            Ok((t, q)) => {
-                RemotingCommand::success().with_ext("offset", self.store.min_offset_in_queue(&t, q))
-            }
-            Err(e) => e.into(),
-        }
+    pub(super) async fn get_min_offset(
+        self: &Arc<Self>,
+        _conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+        _on: Executor,
+    ) -> HandlerResult {
+        let (t, q) = Self::topic_queue(&req)?;
+        Ok(RemotingCommand::success().with_ext("offset", self.store.min_offset_in_queue(&t, q)))
     }
 }

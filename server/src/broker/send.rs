@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
 
-use super::{store_error_response, transaction, Broker, BUSY_REMARK};
+use super::{store_error_response, transaction, Broker, Executor, HandlerResult};
 use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -266,26 +266,27 @@ impl PutWaiter {
 }
 
 impl Broker {
+    /// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE: checks on the
+    /// runtime, the write on `on` (the send pool), the wait for a sync flush
+    /// or a slave off it.
     pub(super) async fn send(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         conn: &Arc<ConnInfo>,
         req: RemotingCommand,
-    ) -> RemotingCommand {
-        let h = match SendHeader::parse(&req.ext_fields) {
-            Ok(h) => h,
-            Err(e) => return e.into(),
-        };
+        on: Executor,
+    ) -> HandlerResult {
+        let h = SendHeader::parse(&req.ext_fields)?;
         if let Err(why) = validate_topic(&h.topic) {
-            return RemotingCommand::error(response::SYSTEM_ERROR, why);
+            return Ok(RemotingCommand::error(response::SYSTEM_ERROR, why));
         }
         if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
-            return RemotingCommand::error(
+            return Ok(RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!(
                     "Sending message to topic[{}] is forbidden.",
                     ferromq_engine::message::name_for_message(&h.topic)
                 ),
-            );
+            ));
         }
         if h.properties
             .as_deref()
@@ -294,7 +295,7 @@ impl Broker {
             // The group is kept (check-backs go to its connections) and stored
             // in the half message: checked like any group.
             if let Err(why) = ferromq_engine::validate_group(&h.producer_group) {
-                return super::names::refuse(format!("producer {why}"));
+                return Ok(super::names::refuse(format!("producer {why}")));
             }
             // Check-backs can reach this producer before its first heartbeat.
             self.clients
@@ -306,25 +307,15 @@ impl Broker {
             // checked here, once, before the body is split.
             if let Err(why) = check_batch_size(req.body.len(), self.store.config().max_message_size)
             {
-                return RemotingCommand::error(response::MESSAGE_ILLEGAL, why);
+                return Ok(RemotingCommand::error(response::MESSAGE_ILLEGAL, why));
             }
         }
         let born = conn.peer;
         let body = req.body;
-        let b = self.clone();
-        let outcome = match self
-            .send_pool
-            .try_execute(move || b.send_blocking(h, body, born, batch))
-        {
-            Ok(rx) => match rx.await {
-                Ok(o) => o,
-                Err(_) => {
-                    return RemotingCommand::error(response::SYSTEM_ERROR, "send task failed")
-                }
-            },
-            Err(_) => return RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
-        };
-        match outcome {
+        let outcome = self
+            .run_on(on, "send", move |b| b.send_blocking(h, body, born, batch))
+            .await?;
+        Ok(match outcome {
             Sent::Done(r) => r,
             // SYNC_FLUSH: the put is written; wait for its sync off the send
             // pool (RocketMQ's asyncPutMessage), so that the pool's few threads
@@ -335,7 +326,7 @@ impl Broker {
             }
             // SYNC_MASTER alone: answered from the HA thread that reads the ack.
             Sent::Replicating(rx, queue_id) => await_reply(rx, queue_id).await,
-        }
+        })
     }
 
     /// Runs on the send pool: validate, write, and answer, or hand back a
