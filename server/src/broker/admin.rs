@@ -14,8 +14,8 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::lock::MessageQueue;
-use super::{store_error_response, Broker, Executor, HandlerResult};
-use crate::remoting::{json, response, ConnInfo, HeaderError, RemotingCommand};
+use super::{store_error_response, Broker, HandlerResult, Request};
+use crate::remoting::{json, response, HeaderError, RemotingCommand};
 use crate::util::now_ms;
 
 /// Version string GET_BROKER_RUNTIME_INFO reports (the 4.x protocol it speaks).
@@ -64,13 +64,8 @@ impl Broker {
     /// survive a crash right after; a topic without messages would not be
     /// learned again, one with messages only with a guessed queue count);
     /// concurrent changes share one write.
-    pub(super) async fn create_topic(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let tc = topic_config_header(&req)?;
+    pub(super) async fn create_topic(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let tc = topic_config_header(&req.cmd)?;
         let topic = tc.topic_name.clone();
         let (r, w) = (tc.read_queue_nums, tc.write_queue_nums);
         // The same rule as a send that auto-creates a topic.
@@ -79,7 +74,7 @@ impl Broker {
             return Ok(super::names::refuse(why));
         }
         let res = self
-            .run_on(on, "create topic", move |b| {
+            .run_on(req.on, "create topic", move |b| {
                 let tc = b.store.upsert_topic(tc)?;
                 b.store.persist_topics()?;
                 Ok::<_, ferromq_engine::Error>(tc)
@@ -96,12 +91,7 @@ impl Broker {
     }
 
     /// GET_ALL_TOPIC_CONFIG: `{"topicConfigTable":{...},"dataVersion":{...}}`.
-    pub(super) async fn all_topic_config(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
+    pub(super) async fn all_topic_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
         let table: serde_json::Map<String, Value> = self
             .store
             .topics()
@@ -120,12 +110,7 @@ impl Broker {
     }
 
     /// GET_ALL_DELAY_OFFSET: `{"offsetTable":{1:5,...}}` (fastjson's bare keys).
-    pub(super) async fn all_delay_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
+    pub(super) async fn all_delay_offset(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
         let offsets: Vec<(u32, String)> = self
             .store
             .delay_offsets()
@@ -138,21 +123,14 @@ impl Broker {
     }
 
     /// GET_ALL_CONSUMER_OFFSET: `consumerOffset.json`'s content.
-    pub(super) async fn all_consumer_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
+    pub(super) async fn all_consumer_offset(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
         Ok(RemotingCommand::success().with_body(self.offsets.to_json().into_bytes()))
     }
 
     /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: `subscriptionGroup.json`'s content.
     pub(super) async fn all_subscription_group(
         self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
+        _req: Request<'_>,
     ) -> HandlerResult {
         Ok(RemotingCommand::success().with_body(self.groups.to_json().into_bytes()))
     }
@@ -336,13 +314,8 @@ impl Broker {
     }
 
     /// GET_BROKER_RUNTIME_INFO: a KVTable `{"table":{...}}`.
-    pub(super) async fn broker_runtime_info(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        self.run_on(on, "runtime info", |b| {
+    pub(super) async fn broker_runtime_info(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        self.run_on(req.on, "runtime info", |b| {
             let body = serde_json::json!({ "table": b.runtime_info() });
             RemotingCommand::success().with_body(body.to_string().into_bytes())
         })
@@ -351,12 +324,7 @@ impl Broker {
 
     /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
     /// (store keys, then broker keys), with a data version header.
-    pub(super) async fn broker_config(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
+    pub(super) async fn broker_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
         let text = format!(
             "{}{}",
             self.store.config().to_properties(),
@@ -369,25 +337,15 @@ impl Broker {
     }
 
     /// TRIGGER_DELETE_FILES and DELETE_EXPIRED_COMMITLOG: delete expired files now.
-    pub(super) async fn delete_expired_files(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
+    pub(super) async fn delete_expired_files(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
         self.store.execute_delete_files_manually();
         tracing::info!("manual deletion of expired commitlog files requested");
         Ok(RemotingCommand::success())
     }
 
     /// LOCK_BATCH_MQ: `{"lockOKMQSet":[...]}`.
-    pub(super) async fn lock_batch_mq(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        Ok(match parse_lock_body(&req.body) {
+    pub(super) async fn lock_batch_mq(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        Ok(match parse_lock_body(&req.cmd.body) {
             Ok((group, client, mqs)) => {
                 let ok = self
                     .locks
@@ -400,13 +358,8 @@ impl Broker {
     }
 
     /// UNLOCK_BATCH_MQ.
-    pub(super) async fn unlock_batch_mq(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        Ok(match parse_lock_body(&req.body) {
+    pub(super) async fn unlock_batch_mq(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        Ok(match parse_lock_body(&req.cmd.body) {
             Ok((group, client, mqs)) => {
                 self.locks.unlock_batch(&group, &mqs, &client);
                 RemotingCommand::success()

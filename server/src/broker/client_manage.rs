@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{store_error_response, Broker, Executor, HandlerResult};
-use crate::remoting::{response, ConnInfo, RemotingCommand};
+use super::{store_error_response, Broker, HandlerResult, Request};
+use crate::remoting::{response, RemotingCommand};
 
 impl Broker {
     /// HEART_BEAT: register the client; for each consumer group, find or create
@@ -13,13 +13,8 @@ impl Broker {
     /// breaks the rules is refused whole (nothing registered or created). New
     /// groups and topics are created in one blocking task, and their files
     /// written once by their coalescing writers.
-    pub(super) async fn heart_beat(
-        self: &Arc<Self>,
-        conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let sum = match self.clients.heartbeat(conn, &req.body) {
+    pub(super) async fn heart_beat(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let sum = match self.clients.heartbeat(req.conn, &req.cmd.body) {
             Ok(sum) => sum,
             Err(e) => return Ok(RemotingCommand::error(response::SYSTEM_ERROR, e)),
         };
@@ -38,7 +33,7 @@ impl Broker {
             return Ok(RemotingCommand::success());
         }
         let groups = sum.consumer_groups.clone();
-        let r = self.run_on(on, "heartbeat", move |b| {
+        let r = self.run_on(req.on, "heartbeat", move |b| {
             for g in &groups {
                 // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
                 // it gets no retry topic, and its pulls are refused.
@@ -72,17 +67,12 @@ impl Broker {
     }
 
     /// UNREGISTER_CLIENT.
-    pub(super) async fn unregister_client(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        let id = req.ext_fields.get_str("clientID")?;
+    pub(super) async fn unregister_client(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let id = req.cmd.ext_fields.get_str("clientID")?;
         let changed = self.clients.unregister(
             id,
-            req.ext_fields.opt_str("producerGroup"),
-            req.ext_fields.opt_str("consumerGroup"),
+            req.cmd.ext_fields.opt_str("producerGroup"),
+            req.cmd.ext_fields.opt_str("consumerGroup"),
         );
         self.consumer_ids_changed(&changed);
         Ok(RemotingCommand::success())

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ferromq_engine::message::name_for_message;
 use ferromq_engine::MessageFilter;
 
-use super::{names, subscription, Broker, Executor, HandlerError, HandlerResult};
-use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
+use super::{names, subscription, Broker, Executor, HandlerError, HandlerResult, Request};
+use crate::remoting::{response, HeaderError, RemotingCommand};
 
 impl Broker {
     /// The `topic` and `queueId` header fields (queue id >= 0).
@@ -26,19 +26,14 @@ impl Broker {
     /// queue still starts at 0 and its first message is in memory (so a new group
     /// started after the producer reads from the start, as with RocketMQ 4.x),
     /// else QUERY_NOT_FOUND and the client falls back to its consume-from-where.
-    pub(super) async fn query_consumer_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let (topic, qid) = Self::topic_queue(&req)?;
-        let group = req.ext_fields.get_str("consumerGroup")?.to_string();
+    pub(super) async fn query_consumer_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req.cmd)?;
+        let group = req.cmd.ext_fields.get_str("consumerGroup")?.to_string();
         if let Some(off) = self.offsets.query(&group, &topic, qid) {
             return Ok(RemotingCommand::success().with_ext("offset", off));
         }
         let in_memory_from_zero = self
-            .run_on(on, "query consumer offset", move |b| {
+            .run_on(req.on, "query consumer offset", move |b| {
                 if b.store.min_offset_in_queue(&topic, qid) > 0 {
                     return false;
                 }
@@ -73,13 +68,11 @@ impl Broker {
     /// made-up names.
     pub(super) async fn update_consumer_offset(
         self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
+        req: Request<'_>,
     ) -> HandlerResult {
-        let (topic, qid) = Self::topic_queue(&req)?;
-        let group = req.ext_fields.get_str("consumerGroup")?;
-        let off = req.ext_fields.get_i64("commitOffset")?;
+        let (topic, qid) = Self::topic_queue(&req.cmd)?;
+        let group = req.cmd.ext_fields.get_str("consumerGroup")?;
+        let off = req.cmd.ext_fields.get_i64("commitOffset")?;
         if self.groups.get(group).is_none() {
             return Ok(RemotingCommand::error(
                 response::SUBSCRIPTION_GROUP_NOT_EXIST,
@@ -107,13 +100,8 @@ impl Broker {
     }
 
     /// GET_CONSUMER_LIST_BY_GROUP.
-    pub(super) async fn consumer_list(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        let group = req.ext_fields.get_str("consumerGroup")?;
+    pub(super) async fn consumer_list(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let group = req.cmd.ext_fields.get_str("consumerGroup")?;
         let ids = self.clients.consumer_ids(group);
         if ids.is_empty() {
             return Ok(RemotingCommand::error(

@@ -4,8 +4,8 @@
 //! processor and a thread pool).
 //!
 //! Every handler has the one signature
-//! `async fn(&Arc<Broker>, &Arc<ConnInfo>, RemotingCommand, Executor) -> HandlerResult`:
-//! it decodes its header on the network runtime (a bad header is returned with
+//! `async fn(&Arc<Broker>, Request<'_>) -> HandlerResult` (a [`Request`] is the
+//! command, its connection and its executor): it decodes its header on the network runtime (a bad header is returned with
 //! `?` as a [`HandlerError`]), then runs its blocking step with
 //! [`Broker::run_on`] on the executor the table gave it. A full pool
 //! (SYSTEM_BUSY) and a lost task (SYSTEM_ERROR) are answered in
@@ -52,6 +52,17 @@ pub enum HandlerError {
     Closed,
 }
 
+/// One request as its handler gets it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The command: code, header fields, body.
+    pub cmd: RemotingCommand,
+    /// The connection it came on.
+    pub conn: &'a Arc<ConnInfo>,
+    /// Where its blocking step runs (from the table).
+    pub on: Executor,
+}
+
 /// What a handler returns.
 pub type HandlerResult = Result<RemotingCommand, HandlerError>;
 
@@ -90,44 +101,46 @@ impl Broker {
             return Some(refusal);
         }
         use Executor::*;
+        let code = req.code;
+        let r = move |on| Request { cmd: req, conn, on };
         #[rustfmt::skip]
-        let answer = match req.code {
+        let answer = match code {
             // SendMessageProcessor
-            SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => self.send(conn, req, SendPool).await,
-            CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(conn, req, SendPool).await,
+            SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => self.send(r(SendPool)).await,
+            CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(r(SendPool)).await,
             // PullMessageProcessor
-            PULL_MESSAGE => self.pull(conn, req, PullPool).await,
+            PULL_MESSAGE => self.pull(r(PullPool)).await,
             // ConsumerManageProcessor
-            QUERY_CONSUMER_OFFSET => self.query_consumer_offset(conn, req, Blocking).await,
-            UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(conn, req, Runtime).await,
-            GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(conn, req, Runtime).await,
+            QUERY_CONSUMER_OFFSET => self.query_consumer_offset(r(Blocking)).await,
+            UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(r(Runtime)).await,
+            GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(r(Runtime)).await,
             // ClientManageProcessor
-            HEART_BEAT => self.heart_beat(conn, req, Blocking).await,
-            UNREGISTER_CLIENT => self.unregister_client(conn, req, Runtime).await,
+            HEART_BEAT => self.heart_beat(r(Blocking)).await,
+            UNREGISTER_CLIENT => self.unregister_client(r(Runtime)).await,
             // QueryMessageProcessor
-            QUERY_MESSAGE => self.query_message(conn, req, Blocking).await,
-            VIEW_MESSAGE_BY_ID => self.view_message_by_id(conn, req, Blocking).await,
-            SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(conn, req, Blocking).await,
-            GET_EARLIEST_MSG_STORETIME => self.earliest_msg_store_time(conn, req, Blocking).await,
-            GET_MAX_OFFSET => self.get_max_offset(conn, req, Runtime).await,
-            GET_MIN_OFFSET => self.get_min_offset(conn, req, Runtime).await,
-            QUERY_BROKER_OFFSET => self.query_broker_offset(conn, req, Runtime).await,
+            QUERY_MESSAGE => self.query_message(r(Blocking)).await,
+            VIEW_MESSAGE_BY_ID => self.view_message_by_id(r(Blocking)).await,
+            SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(r(Blocking)).await,
+            GET_EARLIEST_MSG_STORETIME => self.earliest_msg_store_time(r(Blocking)).await,
+            GET_MAX_OFFSET => self.get_max_offset(r(Runtime)).await,
+            GET_MIN_OFFSET => self.get_min_offset(r(Runtime)).await,
+            QUERY_BROKER_OFFSET => self.query_broker_offset(r(Runtime)).await,
             // AdminBrokerProcessor
-            UPDATE_AND_CREATE_TOPIC => self.create_topic(conn, req, Blocking).await,
-            GET_ALL_TOPIC_CONFIG => self.all_topic_config(conn, req, Runtime).await,
-            GET_BROKER_RUNTIME_INFO => self.broker_runtime_info(conn, req, Blocking).await,
-            GET_BROKER_CONFIG => self.broker_config(conn, req, Runtime).await,
-            TRIGGER_DELETE_FILES | DELETE_EXPIRED_COMMITLOG => self.delete_expired_files(conn, req, Runtime).await,
-            GET_ALL_CONSUMER_OFFSET => self.all_consumer_offset(conn, req, Runtime).await,
-            GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_subscription_group(conn, req, Runtime).await,
-            GET_ALL_DELAY_OFFSET => self.all_delay_offset(conn, req, Runtime).await,
-            LOCK_BATCH_MQ => self.lock_batch_mq(conn, req, Runtime).await,
-            UNLOCK_BATCH_MQ => self.unlock_batch_mq(conn, req, Runtime).await,
+            UPDATE_AND_CREATE_TOPIC => self.create_topic(r(Blocking)).await,
+            GET_ALL_TOPIC_CONFIG => self.all_topic_config(r(Runtime)).await,
+            GET_BROKER_RUNTIME_INFO => self.broker_runtime_info(r(Blocking)).await,
+            GET_BROKER_CONFIG => self.broker_config(r(Runtime)).await,
+            TRIGGER_DELETE_FILES | DELETE_EXPIRED_COMMITLOG => self.delete_expired_files(r(Runtime)).await,
+            GET_ALL_CONSUMER_OFFSET => self.all_consumer_offset(r(Runtime)).await,
+            GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_subscription_group(r(Runtime)).await,
+            GET_ALL_DELAY_OFFSET => self.all_delay_offset(r(Runtime)).await,
+            LOCK_BATCH_MQ => self.lock_batch_mq(r(Runtime)).await,
+            UNLOCK_BATCH_MQ => self.unlock_batch_mq(r(Runtime)).await,
             // EndTransactionProcessor (its pool is still chosen in transaction/end.rs)
-            END_TRANSACTION => self.end_transaction_request(conn, req, SendPool).await,
+            END_TRANSACTION => self.end_transaction_request(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`
-            FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request(conn, req, Blocking).await,
-            _ => self.not_supported(conn, req, Runtime).await,
+            FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request(r(Blocking)).await,
+            _ => self.not_supported(r(Runtime)).await,
         };
         answer.map_or_else(HandlerError::into_response, Some)
     }
@@ -165,20 +178,15 @@ impl Broker {
     }
 
     /// Any code not in the table: REQUEST_CODE_NOT_SUPPORTED.
-    async fn not_supported(
-        self: &Arc<Self>,
-        conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        let code = req.code;
+    async fn not_supported(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let code = req.cmd.code;
         // Rate-limited per peer: a client may send one per request.
-        if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(conn.peer.ip()) {
+        if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(req.conn.peer.ip()) {
             tracing::warn!(
                 code,
-                language = crate::remoting::codes::language_name(req.language),
-                version = req.version,
-                peer = %conn.peer,
+                language = crate::remoting::codes::language_name(req.cmd.language),
+                version = req.cmd.version,
+                peer = %req.conn.peer,
                 suppressed,
                 "request code not supported"
             );

@@ -38,7 +38,7 @@ use tokio::sync::{watch, Notify};
 
 pub use clients::ClientManager;
 pub use config::BrokerConfig;
-pub use dispatch::{Executor, HandlerError, HandlerResult};
+pub use dispatch::{Executor, HandlerError, HandlerResult, Request};
 pub use hold::PullHold;
 pub use lock::RebalanceLockManager;
 pub use offsets::ConsumerOffsetManager;

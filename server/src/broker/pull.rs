@@ -10,7 +10,7 @@ use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
 use super::hold::{Activity, ParkRefused, Wake};
 use super::subscription::SubscriptionGroupConfig;
-use super::{store_error_response, Broker, Executor, HandlerError, HandlerResult};
+use super::{store_error_response, Broker, Executor, HandlerError, HandlerResult, Request};
 use crate::remoting::{response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// PullSysFlag bit: the request carries a commit offset.
@@ -225,15 +225,11 @@ impl Broker {
     /// a pull that finds nothing may be held (long polling) and read once more.
     /// [`HandlerError::Closed`] (send nothing) when the pull was held and its
     /// connection closed meanwhile.
-    pub(super) async fn pull(
-        self: &Arc<Self>,
-        conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let h = PullHeader::parse(&req.ext_fields)?;
+    pub(super) async fn pull(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let Request { cmd, conn, on } = req;
+        let h = PullHeader::parse(&cmd.ext_fields)?;
         // Not kept while the pull is held.
-        drop(req);
+        drop(cmd);
         if let Some(refusal) = self.refuse_pull(&h) {
             return Ok(refusal);
         }

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use super::{store_error_response, Broker, Executor, HandlerResult};
-use crate::remoting::{response, ConnInfo, RemotingCommand};
+use super::{store_error_response, Broker, HandlerResult, Request};
+use crate::remoting::{response, RemotingCommand};
 
 /// Extension field that marks a QUERY_MESSAGE by unique key (`MixAll.UNIQUE_MSG_QUERY_FLAG`).
 pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
@@ -17,15 +17,10 @@ const DEFAULT_QUERY_MAX_NUM: usize = 32;
 
 impl Broker {
     /// SEARCH_OFFSET_BY_TIMESTAMP.
-    pub(super) async fn search_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let (topic, qid) = Self::topic_queue(&req)?;
-        let ts = req.ext_fields.get_i64("timestamp")?;
-        self.run_on(on, "search offset", move |b| {
+    pub(super) async fn search_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req.cmd)?;
+        let ts = req.cmd.ext_fields.get_i64("timestamp")?;
+        self.run_on(req.on, "search offset", move |b| {
             match b.store.offset_for_timestamp(&topic, qid, ts) {
                 Ok(off) => RemotingCommand::success().with_ext("offset", off),
                 Err(e) => store_error_response(&e),
@@ -37,12 +32,10 @@ impl Broker {
     /// GET_EARLIEST_MSG_STORETIME (0 when the queue is empty, as RocketMQ answers).
     pub(super) async fn earliest_msg_store_time(
         self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
+        req: Request<'_>,
     ) -> HandlerResult {
-        let (topic, qid) = Self::topic_queue(&req)?;
-        self.run_on(on, "earliest message time", move |b| {
+        let (topic, qid) = Self::topic_queue(&req.cmd)?;
+        self.run_on(req.on, "earliest message time", move |b| {
             match b.store.earliest_message_time(&topic, qid) {
                 Ok(t) => RemotingCommand::success().with_ext("timestamp", t.unwrap_or(0)),
                 Err(e) => store_error_response(&e),
@@ -54,21 +47,20 @@ impl Broker {
     /// QUERY_MESSAGE: the records of the topic with that key, concatenated, each
     /// checked by the store (CRC included). A damaged record fails the whole
     /// query with SYSTEM_ERROR and the store's corruption message.
-    pub(super) async fn query_message(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let topic = req.ext_fields.get_str("topic")?.to_string();
-        let key = req.ext_fields.get_str("key")?.to_string();
-        let mut max = req.ext_fields.opt_i64("maxNum")?.unwrap_or(32).max(0) as usize;
-        let begin = req.ext_fields.opt_i64("beginTimestamp")?.unwrap_or(0);
-        let end = req.ext_fields.opt_i64("endTimestamp")?.unwrap_or(i64::MAX);
-        if req.ext_fields.opt_str(UNIQUE_KEY_QUERY) == Some("true") {
+    pub(super) async fn query_message(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let topic = req.cmd.ext_fields.get_str("topic")?.to_string();
+        let key = req.cmd.ext_fields.get_str("key")?.to_string();
+        let mut max = req.cmd.ext_fields.opt_i64("maxNum")?.unwrap_or(32).max(0) as usize;
+        let begin = req.cmd.ext_fields.opt_i64("beginTimestamp")?.unwrap_or(0);
+        let end = req
+            .cmd
+            .ext_fields
+            .opt_i64("endTimestamp")?
+            .unwrap_or(i64::MAX);
+        if req.cmd.ext_fields.opt_str(UNIQUE_KEY_QUERY) == Some("true") {
             max = DEFAULT_QUERY_MAX_NUM;
         }
-        self.run_on(on, "query message", move |b| {
+        self.run_on(req.on, "query message", move |b| {
             match b.store.query_message(&topic, &key, max, begin, end) {
                 Ok(r) => {
                     let mut resp = RemotingCommand::success()
@@ -94,13 +86,8 @@ impl Broker {
     /// VIEW_MESSAGE_BY_ID: the record at commitlog offset `offset`, as stored,
     /// once the store has checked it (CRC included). A damaged record is answered
     /// with SYSTEM_ERROR and the store's corruption message (file and offset).
-    pub(super) async fn view_message_by_id(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
-    ) -> HandlerResult {
-        let offset = req.ext_fields.get_i64("offset")?;
+    pub(super) async fn view_message_by_id(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let offset = req.cmd.ext_fields.get_i64("offset")?;
         let not_found = move || {
             RemotingCommand::error(
                 response::SYSTEM_ERROR,
@@ -110,7 +97,7 @@ impl Broker {
         let Ok(off) = u64::try_from(offset) else {
             return Ok(not_found());
         };
-        self.run_on(on, "view message", move |b| {
+        self.run_on(req.on, "view message", move |b| {
             if off < b.store.commit_log_min_offset() || off >= b.store.commit_log_max_offset() {
                 return not_found();
             }
@@ -128,34 +115,19 @@ impl Broker {
     }
 
     /// QUERY_BROKER_OFFSET: the commitlog's end.
-    pub(super) async fn query_broker_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        _req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
+    pub(super) async fn query_broker_offset(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
         Ok(RemotingCommand::success().with_ext("offset", self.store.commit_log_max_offset()))
     }
 
     /// GET_MAX_OFFSET.
-    pub(super) async fn get_max_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        let (t, q) = Self::topic_queue(&req)?;
+    pub(super) async fn get_max_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (t, q) = Self::topic_queue(&req.cmd)?;
         Ok(RemotingCommand::success().with_ext("offset", self.store.max_offset_in_queue(&t, q)))
     }
 
     /// GET_MIN_OFFSET.
-    pub(super) async fn get_min_offset(
-        self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        _on: Executor,
-    ) -> HandlerResult {
-        let (t, q) = Self::topic_queue(&req)?;
+    pub(super) async fn get_min_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (t, q) = Self::topic_queue(&req.cmd)?;
         Ok(RemotingCommand::success().with_ext("offset", self.store.min_offset_in_queue(&t, q)))
     }
 }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, TopicConfig};
 
-use super::{store_error_response, Broker, Executor, HandlerResult};
-use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
+use super::{store_error_response, Broker, HandlerResult, Request};
+use crate::remoting::{response, HeaderError, RemotingCommand};
 
 /// Prefix of a group's retry topic.
 pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
@@ -103,12 +103,10 @@ impl Broker {
     /// CONSUMER_SEND_MSG_BACK (on the send pool: it reads and writes the log).
     pub(super) async fn consumer_send_msg_back(
         self: &Arc<Self>,
-        _conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-        on: Executor,
+        req: Request<'_>,
     ) -> HandlerResult {
-        let h = SendBackHeader::parse(&req)?;
-        self.run_on(on, "send-back", move |b| b.send_back_blocking(h))
+        let h = SendBackHeader::parse(&req.cmd)?;
+        self.run_on(req.on, "send-back", move |b| b.send_back_blocking(h))
             .await
     }
 

@@ -288,10 +288,8 @@ impl crate::broker::Broker {
     /// in `end.rs`.
     pub(in crate::broker) async fn end_transaction_request(
         self: &std::sync::Arc<Self>,
-        _conn: &std::sync::Arc<crate::remoting::ConnInfo>,
-        req: crate::remoting::RemotingCommand,
-        _on: crate::broker::Executor,
+        req: crate::broker::dispatch::Request<'_>,
     ) -> crate::broker::HandlerResult {
-        Ok(self.clone().end_transaction(&req).await)
+        Ok(self.clone().end_transaction(&req.cmd).await)
     }
 }

@@ -88,13 +88,11 @@ impl Broker {
     /// FERROMQ_GET_PENDING_TRANSACTIONS: [`PendingReport`] as JSON (scanned off the runtime).
     pub(in crate::broker) async fn pending_transactions_request(
         self: &std::sync::Arc<Self>,
-        _conn: &std::sync::Arc<crate::remoting::ConnInfo>,
-        _req: crate::remoting::RemotingCommand,
-        on: crate::broker::Executor,
+        req: crate::broker::dispatch::Request<'_>,
     ) -> crate::broker::HandlerResult {
         use crate::remoting::{response, RemotingCommand};
         let rep = self
-            .run_on(on, "pending transactions", |b| b.pending_transactions())
+            .run_on(req.on, "pending transactions", |b| b.pending_transactions())
             .await?;
         Ok(match serde_json::to_vec(&rep) {
             Ok(body) => RemotingCommand::success().with_body(body),
