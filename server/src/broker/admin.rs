@@ -173,22 +173,22 @@ impl Broker {
         put_kv("msgGetTotalYesterdayMorning", m[2].to_string());
         put_kv("msgGetTotalTodayMorning", m[3].to_string());
         put_kv("msgGetTotalTodayNow", get.to_string());
-        put_kv(
-            "sendThreadPoolQueueSize",
-            self.send_pool.queued().to_string(),
-        );
-        put_kv(
-            "sendThreadPoolQueueCapacity",
-            self.cfg.send_thread_pool_queue_capacity.to_string(),
-        );
-        put_kv(
-            "pullThreadPoolQueueSize",
-            self.pull_pool.queued().to_string(),
-        );
-        put_kv(
-            "pullThreadPoolQueueCapacity",
-            self.cfg.pull_thread_pool_queue_capacity.to_string(),
-        );
+        let pools = [
+            (
+                "sendThreadPoolQueue",
+                &self.send_pool,
+                self.cfg.send_thread_pool_queue_capacity,
+            ),
+            (
+                "pullThreadPoolQueue",
+                &self.pull_pool,
+                self.cfg.pull_thread_pool_queue_capacity,
+            ),
+        ];
+        for (name, pool, capacity) in pools {
+            put_kv(&format!("{name}Size"), pool.queued().to_string());
+            put_kv(&format!("{name}Capacity"), capacity.to_string());
+        }
         // ferromq figures (RocketMQ reports none for held pulls).
         put_kv("pullHoldCount", self.hold.parked().to_string());
         put_kv("pullHoldRefusedCount", self.hold.refused().to_string());

@@ -468,39 +468,21 @@ mod tests {
 
     #[test]
     fn status_mapping_follows_the_reference() {
-        assert_eq!(status_code(GetStatus::Found, 0), response::SUCCESS);
-        assert_eq!(
-            status_code(GetStatus::NoMessageInQueue, 0),
-            response::PULL_NOT_FOUND
-        );
-        assert_eq!(
-            status_code(GetStatus::NoMessageInQueue, 3),
-            response::PULL_OFFSET_MOVED
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetOverflowOne, 9),
-            response::PULL_NOT_FOUND
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetOverflowBadly, 9),
-            response::PULL_OFFSET_MOVED
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetTooSmall, 0),
-            response::PULL_OFFSET_MOVED
-        );
-        assert_eq!(
-            status_code(GetStatus::NoMatchedMessage, 0),
-            response::PULL_RETRY_IMMEDIATELY
-        );
-        assert_eq!(
-            status_code(GetStatus::MessageWasRemoving, 0),
-            response::PULL_RETRY_IMMEDIATELY
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetFoundNull, 0),
-            response::PULL_NOT_FOUND
-        );
+        use GetStatus::*;
+        let cases = [
+            (Found, 0, response::SUCCESS),
+            (NoMessageInQueue, 0, response::PULL_NOT_FOUND),
+            (NoMessageInQueue, 3, response::PULL_OFFSET_MOVED),
+            (OffsetOverflowOne, 9, response::PULL_NOT_FOUND),
+            (OffsetOverflowBadly, 9, response::PULL_OFFSET_MOVED),
+            (OffsetTooSmall, 0, response::PULL_OFFSET_MOVED),
+            (NoMatchedMessage, 0, response::PULL_RETRY_IMMEDIATELY),
+            (MessageWasRemoving, 0, response::PULL_RETRY_IMMEDIATELY),
+            (OffsetFoundNull, 0, response::PULL_NOT_FOUND),
+        ];
+        for (status, offset, code) in cases {
+            assert_eq!(status_code(status, offset), code, "{status:?} at {offset}");
+        }
     }
 
     fn decide(p: PullPolicy, st: GetStatus, slow: bool) -> PullDecision {
