@@ -7,7 +7,7 @@
 //! `async fn(&Arc<Broker>, Request<'_>) -> HandlerResult` (a [`Request`] is the
 //! command, its connection and its executor): it decodes its header on the network runtime (a bad header is returned with
 //! `?` as a [`HandlerError`]), then runs its blocking step with
-//! [`Broker::run_on`] on the executor the table gave it. A full pool
+//! `Broker::run_on` on the executor the table gave it. A full pool
 //! (SYSTEM_BUSY) and a lost task (SYSTEM_ERROR) are answered in
 //! [`HandlerError::into_response`], the one place for both.
 //!

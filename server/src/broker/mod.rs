@@ -4,6 +4,22 @@
 //! `pullMessageThreadPoolNums`, each with a bounded queue (full -> SYSTEM_BUSY).
 //! Light requests (offsets, heartbeats) are answered on the network runtime;
 //! nothing that can block on the disk runs there.
+//!
+//! A request goes through [`dispatch`], the one table of request code ->
+//! handler -> [`Executor`], to its processor's file:
+//!
+//! | file | RocketMQ processor | requests |
+//! |---|---|---|
+//! | `send.rs`, `send_back.rs` | `SendMessageProcessor` | SEND_MESSAGE (V2, batch), CONSUMER_SEND_MSG_BACK |
+//! | `pull.rs` (+ `hold.rs`) | `PullMessageProcessor` (+ `PullRequestHoldService`) | PULL_MESSAGE |
+//! | `consumer_manage.rs` | `ConsumerManageProcessor` | QUERY/UPDATE_CONSUMER_OFFSET, GET_CONSUMER_LIST_BY_GROUP |
+//! | `client_manage.rs` | `ClientManageProcessor` | HEART_BEAT, UNREGISTER_CLIENT |
+//! | `query.rs` | `QueryMessageProcessor` | QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, offsets by time, min/max offsets |
+//! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
+//! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
+//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
+//!
+//! Store errors become answers in `store_error.rs`.
 
 mod admin;
 mod client_manage;
@@ -219,21 +235,29 @@ impl Broker {
 
     /// Write the subscription groups now if a change waits (off the runtime).
     async fn persist_groups(self: &Arc<Self>) {
-        let b = self.clone();
-        match tokio::task::spawn_blocking(move || b.groups.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write subscriptionGroup.json"),
-            Err(e) => tracing::error!(error = %e, "group persist task failed"),
-        }
+        self.persist("subscriptionGroup.json", "group", |b| b.groups.flush())
+            .await;
     }
 
     /// Persist the consumer offsets (off the runtime).
     async fn persist_offsets(self: &Arc<Self>) {
+        self.persist("consumerOffset.json", "offset", |b| b.offsets.persist())
+            .await;
+    }
+
+    /// Run `write` (which writes `file`) on a blocking thread and log its
+    /// failure; `what` names it in the log when the task itself fails.
+    async fn persist(
+        self: &Arc<Self>,
+        file: &'static str,
+        what: &'static str,
+        write: fn(&Broker) -> std::io::Result<()>,
+    ) {
         let b = self.clone();
-        match tokio::task::spawn_blocking(move || b.offsets.persist()).await {
+        match tokio::task::spawn_blocking(move || write(&b)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write consumerOffset.json"),
-            Err(e) => tracing::error!(error = %e, "offset persist task failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write {file}"),
+            Err(e) => tracing::error!(error = %e, "{what} persist task failed"),
         }
     }
 }
