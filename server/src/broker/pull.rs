@@ -505,36 +505,25 @@ mod tests {
             slave_read_enable: true,
             ..slave
         };
-        // slaveReadEnable=false: always the master, even for a slow consumer.
-        assert_eq!(
-            decide(master, GetStatus::Found, true).suggest_which_broker_id,
-            0
-        );
-        assert_eq!(
-            decide(slave, GetStatus::Found, true).suggest_which_broker_id,
-            0
-        );
+        // (policy, slow consumer, suggested broker id)
+        let cases = [
+            // slaveReadEnable=false: always the master, even for a slow consumer.
+            (master, true, 0),
+            (slave, true, 0),
+            // slaveReadEnable=true: slow -> whichBrokerWhenConsumeSlowly (1), else brokerId (0).
+            (master_sre, true, 1),
+            (master_sre, false, 0),
+            (slave_sre, true, 1),
+            (slave_sre, false, 0),
+        ];
+        for (policy, slow, id) in cases {
+            let d = decide(policy, GetStatus::Found, slow);
+            assert_eq!(d.suggest_which_broker_id, id, "{policy:?}, slow {slow}");
+        }
         // A slave without slaveReadEnable still answers what it found.
         assert_eq!(
             decide(slave, GetStatus::Found, false).code,
             response::SUCCESS
-        );
-        // slaveReadEnable=true: slow -> whichBrokerWhenConsumeSlowly (1), else brokerId (0).
-        assert_eq!(
-            decide(master_sre, GetStatus::Found, true).suggest_which_broker_id,
-            1
-        );
-        assert_eq!(
-            decide(master_sre, GetStatus::Found, false).suggest_which_broker_id,
-            0
-        );
-        assert_eq!(
-            decide(slave_sre, GetStatus::Found, true).suggest_which_broker_id,
-            1
-        );
-        assert_eq!(
-            decide(slave_sre, GetStatus::Found, false).suggest_which_broker_id,
-            0
         );
         let mut g = SubscriptionGroupConfig::new("G");
         g.which_broker_when_consume_slowly = 2;
