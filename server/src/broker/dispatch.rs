@@ -197,3 +197,23 @@ impl Broker {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_answered_as_before_the_table() {
+        let busy = HandlerError::Busy.into_response().unwrap();
+        assert_eq!(busy.code, response::SYSTEM_BUSY);
+        assert_eq!(busy.remark.as_deref(), Some(BUSY_REMARK));
+        let lost = HandlerError::Lost("send").into_response().unwrap();
+        assert_eq!(lost.code, response::SYSTEM_ERROR);
+        assert_eq!(lost.remark.as_deref(), Some("send task failed"));
+        let header = HeaderError::Missing("topic".into());
+        let want = RemotingCommand::from(header.clone());
+        let got = HandlerError::from(header).into_response().unwrap();
+        assert_eq!((got.code, got.remark), (want.code, want.remark));
+        assert!(HandlerError::Closed.into_response().is_none());
+    }
+}
