@@ -1,283 +1,432 @@
-//! Consumer-offset, client and topic-admin requests.
+//! Broker administration: UPDATE_AND_CREATE_TOPIC, GET_ALL_TOPIC_CONFIG,
+//! GET_BROKER_RUNTIME_INFO, GET_BROKER_CONFIG, TRIGGER_DELETE_FILES /
+//! DELETE_EXPIRED_COMMITLOG, GET_ALL_CONSUMER_OFFSET,
+//! GET_ALL_SUBSCRIPTIONGROUP_CONFIG, GET_ALL_DELAY_OFFSET, LOCK_BATCH_MQ and
+//! UNLOCK_BATCH_MQ (RocketMQ's `AdminBrokerProcessor`).
 
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ferromq_engine::message::name_for_message;
-use ferromq_engine::{MessageFilter, TopicConfig};
+use ferromq_engine::TopicConfig;
+use std::time::Instant;
 
-use super::{store_error_response, Broker};
-use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
+use serde_json::Value;
+
+use super::lock::MessageQueue;
+use super::{store_error_response, Broker, HandlerResult, Request};
+use crate::remoting::{json, response, HeaderError, RemotingCommand};
+use crate::util::now_ms;
+
+/// Version string GET_BROKER_RUNTIME_INFO reports (the 4.x protocol it speaks).
+const BROKER_VERSION_DESC: &str = "V4_9_4";
+/// `MQVersion.Version.V4_9_4.ordinal()`.
+const BROKER_VERSION: i32 = 401;
+
+fn parse_lock_body(body: &[u8]) -> Result<(String, String, Vec<MessageQueue>), String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("lock body: {e}"))?;
+    let v = json::parse_lenient(text).map_err(|e| format!("lock body: {e}"))?;
+    let s = |k: &str| match &v[k] {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(format!("lock body has no {k}")),
+    };
+    let group = s("consumerGroup")?;
+    ferromq_engine::validate_group(&group)?;
+    let client = s("clientId")?;
+    let mut mqs = Vec::new();
+    if let Value::Array(a) = &v["mqSet"] {
+        for m in a {
+            let topic = m["topic"].as_str().ok_or("mq without topic")?.to_string();
+            super::names::validate_subscribed_topic(&topic)?;
+            let broker_name = m["brokerName"].as_str().unwrap_or("").to_string();
+            let queue_id = match &m["queueId"] {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+            .and_then(|q| i32::try_from(q).ok())
+            .ok_or("mq without a queueId")?;
+            mqs.push(MessageQueue {
+                topic,
+                broker_name,
+                queue_id,
+            });
+        }
+    }
+    Ok((group, client, mqs))
+}
 
 impl Broker {
-    pub(super) fn topic_queue(req: &RemotingCommand) -> Result<(String, u32), HeaderError> {
-        let topic = req.ext_fields.get_str("topic")?.to_string();
-        let qid = req.ext_fields.get_i32("queueId")?;
-        let qid = u32::try_from(qid).map_err(|_| HeaderError::Invalid {
-            key: "queueId".into(),
-            value: qid.to_string(),
-            expected: "a queue id >= 0",
-        })?;
-        Ok((topic, qid))
-    }
-
-    /// QUERY_CONSUMER_OFFSET: the stored offset; with none stored, 0 while the
-    /// queue still starts at 0 and its first message is in memory (so a new group
-    /// started after the producer reads from the start, as with RocketMQ 4.x),
-    /// else QUERY_NOT_FOUND and the client falls back to its consume-from-where.
-    pub(super) async fn query_consumer_offset(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let (topic, qid) = match Self::topic_queue(req) {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        let group = match req.ext_fields.get_str("consumerGroup") {
-            Ok(g) => g.to_string(),
-            Err(e) => return e.into(),
-        };
-        if let Some(off) = self.offsets.query(&group, &topic, qid) {
-            return RemotingCommand::success().with_ext("offset", off);
-        }
-        let b = self.clone();
-        let in_memory_from_zero = tokio::task::spawn_blocking(move || {
-            if b.store.min_offset_in_queue(&topic, qid) > 0 {
-                return false;
-            }
-            // RocketMQ's checkInDiskByConsumeOffset(topic, queueId, 0): the engine has
-            // no such call; a one-message get at 0 reports it as suggest-from-slave.
-            match b
-                .store
-                .get_message(&group, &topic, qid, 0, 1, &MessageFilter::All)
-            {
-                Ok(r) => r.messages.is_empty() || !r.suggest_pulling_from_slave,
-                Err(_) => false,
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if in_memory_from_zero {
-            RemotingCommand::success().with_ext("offset", 0)
-        } else {
-            RemotingCommand::error(
-                response::QUERY_NOT_FOUND,
-                "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
-            )
-        }
-    }
-
-    /// UPDATE_CONSUMER_OFFSET, refused as RocketMQ 5's `ConsumerManageProcessor`
-    /// refuses it: SUBSCRIPTION_GROUP_NOT_EXIST for a group the broker does not
-    /// know (groups are created by heartbeats and pulls, not by commits),
-    /// TOPIC_NOT_EXIST for an unknown topic; and (beyond RocketMQ) SYSTEM_ERROR
-    /// for a queue id the topic does not have. So only offsets of real queues
-    /// of known groups are stored: `consumerOffset.json` cannot be grown by
-    /// made-up names.
-    pub(super) fn update_consumer_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        let r = (|| -> Result<RemotingCommand, HeaderError> {
-            let (topic, qid) = Self::topic_queue(req)?;
-            let group = req.ext_fields.get_str("consumerGroup")?;
-            let off = req.ext_fields.get_i64("commitOffset")?;
-            if self.groups.get(group).is_none() {
-                return Ok(RemotingCommand::error(
-                    response::SUBSCRIPTION_GROUP_NOT_EXIST,
-                    format!("Group {} not exist!", name_for_message(group)),
-                ));
-            }
-            let Some(tc) = self.store.topic_config(&topic) else {
-                return Ok(RemotingCommand::error(
-                    response::TOPIC_NOT_EXIST,
-                    format!("Topic {} not exist!", name_for_message(&topic)),
-                ));
-            };
-            let queues = tc.read_queue_nums.max(tc.write_queue_nums);
-            if qid >= queues {
-                return Ok(RemotingCommand::error(
-                    response::SYSTEM_ERROR,
-                    format!(
-                        "queueId[{qid}] is illegal, topic:[{}] has {queues} queues",
-                        name_for_message(&topic)
-                    ),
-                ));
-            }
-            self.offsets.commit(group, &topic, qid, off);
-            Ok(RemotingCommand::success())
-        })();
-        r.unwrap_or_else(RemotingCommand::from)
-    }
-
-    /// GET_MAX_OFFSET.
-    pub(super) fn get_max_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        match Self::topic_queue(req) {
-            Ok((t, q)) => {
-                RemotingCommand::success().with_ext("offset", self.store.max_offset_in_queue(&t, q))
-            }
-            Err(e) => e.into(),
-        }
-    }
-
-    /// GET_MIN_OFFSET.
-    pub(super) fn get_min_offset(&self, req: &RemotingCommand) -> RemotingCommand {
-        match Self::topic_queue(req) {
-            Ok((t, q)) => {
-                RemotingCommand::success().with_ext("offset", self.store.min_offset_in_queue(&t, q))
-            }
-            Err(e) => e.into(),
-        }
-    }
-
-    /// HEART_BEAT: register the client; for each consumer group, find or create
-    /// (per `autoCreateSubscriptionGroup`) the subscription group and its retry
-    /// topic `%RETRY%group` (as RocketMQ's `ClientManageProcessor.heartBeat`), so
-    /// the client can subscribe to it. A heartbeat naming a group or topic that
-    /// breaks the rules is refused whole (nothing registered or created). New
-    /// groups and topics are created in one blocking task, and their files
-    /// written once by their coalescing writers.
-    pub(super) async fn heart_beat(
-        self: Arc<Self>,
-        conn: &Arc<ConnInfo>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let sum = match self.clients.heartbeat(conn, &req.body) {
-            Ok(sum) => sum,
-            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
-        };
-        let retry_missing = |g: &str, c: &super::subscription::SubscriptionGroupConfig| {
-            let topic = super::send_back::retry_topic(g);
-            c.retry_queue_nums > 0
-                && self.store.topic_config(&topic).is_none()
-                && ferromq_engine::validate_topic(&topic).is_ok()
-        };
-        let work = sum
-            .consumer_groups
-            .iter()
-            .any(|g| self.groups.get(g).is_none_or(|c| retry_missing(g, &c)));
-        if !work {
-            self.consumer_ids_changed(&sum.joined_groups);
-            return RemotingCommand::success();
-        }
-        let b = self.clone();
-        let groups = sum.consumer_groups.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            for g in &groups {
-                // As RocketMQ: an unknown group (auto-creation off) still heartbeats;
-                // it gets no retry topic, and its pulls are refused.
-                let cfg = match b.groups.find_or_create(g) {
-                    Ok(cfg) => cfg,
-                    Err(e) => {
-                        tracing::debug!(group = %g, error = %e, "heartbeat of an unknown subscription group");
-                        continue;
-                    }
-                };
-                let topic = super::send_back::retry_topic(g);
-                if cfg.retry_queue_nums <= 0 || b.store.topic_config(&topic).is_some() {
-                    continue;
-                }
-                if ferromq_engine::validate_topic(&topic).is_err() {
-                    // A group of more than 120 characters: its retry topic
-                    // would be longer than a topic may be.
-                    tracing::debug!(group = %g, "no retry topic: the group name is too long for one");
-                    continue;
-                }
-                b.ensure_group_topic(&topic, cfg.retry_queue_nums as u32, 6)?;
-            }
-            Ok::<(), ferromq_engine::Error>(())
-        })
-        .await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return store_error_response(&e),
-            Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
-        }
-        self.consumer_ids_changed(&sum.joined_groups);
-        RemotingCommand::success()
-    }
-
-    /// UNREGISTER_CLIENT.
-    pub(super) fn unregister_client(&self, req: &RemotingCommand) -> RemotingCommand {
-        match req.ext_fields.get_str("clientID") {
-            Ok(id) => {
-                let changed = self.clients.unregister(
-                    id,
-                    req.ext_fields.opt_str("producerGroup"),
-                    req.ext_fields.opt_str("consumerGroup"),
-                );
-                self.consumer_ids_changed(&changed);
-                RemotingCommand::success()
-            }
-            Err(e) => e.into(),
-        }
-    }
-
-    /// GET_CONSUMER_LIST_BY_GROUP.
-    pub(super) fn consumer_list(&self, req: &RemotingCommand) -> RemotingCommand {
-        let group = match req.ext_fields.get_str("consumerGroup") {
-            Ok(g) => g,
-            Err(e) => return e.into(),
-        };
-        let ids = self.clients.consumer_ids(group);
-        if ids.is_empty() {
-            return RemotingCommand::error(
-                response::SYSTEM_ERROR,
-                format!("no consumer for this group, {}", name_for_message(group)),
-            );
-        }
-        let body = serde_json::json!({ "consumerIdList": ids }).to_string();
-        RemotingCommand::success().with_body(body.into_bytes())
-    }
-
     /// UPDATE_AND_CREATE_TOPIC: read and write queue counts, perm, flags and
     /// order as given (RocketMQ's defaults 16/16/6 when absent). The topic
     /// table is on disk before SUCCESS is answered (an admin's change must
     /// survive a crash right after; a topic without messages would not be
     /// learned again, one with messages only with a guessed queue count);
     /// concurrent changes share one write.
-    pub(super) async fn create_topic(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = (|| -> Result<TopicConfig, HeaderError> {
-            let e = &req.ext_fields;
-            let topic = e.get_str("topic")?.to_string();
-            let count = |key: &str, default: i64| -> Result<u32, HeaderError> {
-                let n = e.opt_i64(key)?.unwrap_or(default);
-                u32::try_from(n).map_err(|_| HeaderError::Invalid {
-                    key: key.into(),
-                    value: n.to_string(),
-                    expected: "a count >= 0",
-                })
-            };
-            let mut tc = TopicConfig::new(topic, 16);
-            tc.read_queue_nums = count("readQueueNums", 16)?;
-            tc.write_queue_nums = count("writeQueueNums", 16)?;
-            tc.perm = count("perm", 6)?;
-            tc.topic_sys_flag = count("topicSysFlag", 0)?;
-            tc.order = e.opt_bool("order")?.unwrap_or(false);
-            Ok(tc)
-        })();
-        let tc = match parsed {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
+    pub(super) async fn create_topic(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let tc = topic_config_header(&req.cmd)?;
         let topic = tc.topic_name.clone();
         let (r, w) = (tc.read_queue_nums, tc.write_queue_nums);
         // The same rule as a send that auto-creates a topic.
         if let Err(why) = super::names::check_creatable_topic(&topic, &self.cfg.broker_cluster_name)
         {
-            return super::names::refuse(why);
+            return Ok(super::names::refuse(why));
         }
-        let b = self.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let tc = b.store.upsert_topic(tc)?;
-            b.store.persist_topics()?;
-            Ok::<_, ferromq_engine::Error>(tc)
-        })
-        .await;
-        match res {
-            Ok(Ok(_)) => {
+        let res = self
+            .run_on(req.on, "create topic", move |b| {
+                let tc = b.store.upsert_topic(tc)?;
+                b.store.persist_topics()?;
+                Ok::<_, ferromq_engine::Error>(tc)
+            })
+            .await?;
+        Ok(match res {
+            Ok(_) => {
                 tracing::info!(%topic, read = r, write = w, "topic created or updated");
                 self.register_now.notify_one();
                 RemotingCommand::success()
             }
-            Ok(Err(e)) => store_error_response(&e),
-            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
+            Err(e) => store_error_response(&e),
+        })
+    }
+
+    /// GET_ALL_TOPIC_CONFIG: `{"topicConfigTable":{...},"dataVersion":{...}}`.
+    pub(super) async fn all_topic_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        let table: serde_json::Map<String, Value> = self
+            .store
+            .topics()
+            .into_iter()
+            .filter_map(|t| {
+                let name = t.topic_name.clone();
+                serde_json::to_value(t).ok().map(|v| (name, v))
+            })
+            .collect();
+        let v = self.store.topic_table_version();
+        let body = serde_json::json!({
+            "topicConfigTable": table,
+            "dataVersion": {"timestamp": v.timestamp, "counter": v.counter},
+        });
+        Ok(RemotingCommand::success().with_body(body.to_string().into_bytes()))
+    }
+
+    /// GET_ALL_DELAY_OFFSET: `{"offsetTable":{1:5,...}}` (fastjson's bare keys).
+    pub(super) async fn all_delay_offset(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        let offsets: Vec<(u32, String)> = self
+            .store
+            .delay_offsets()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect();
+        let table = json::int_key_map(offsets.iter().map(|(k, v)| (*k, v.as_str())), false);
+        Ok(RemotingCommand::success()
+            .with_body(format!("{{\"offsetTable\":{table}}}").into_bytes()))
+    }
+
+    /// GET_ALL_CONSUMER_OFFSET: `consumerOffset.json`'s content.
+    pub(super) async fn all_consumer_offset(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        Ok(RemotingCommand::success().with_body(self.offsets.to_json().into_bytes()))
+    }
+
+    /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: `subscriptionGroup.json`'s content.
+    pub(super) async fn all_subscription_group(
+        self: &Arc<Self>,
+        _req: Request<'_>,
+    ) -> HandlerResult {
+        Ok(RemotingCommand::success().with_body(self.groups.to_json().into_bytes()))
+    }
+
+    /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
+    ///
+    /// ferromq adds `dispatchRetries`, `recordsRefused`, and while there is
+    /// one, `dispatchError` (a resource error dispatch is retrying) and
+    /// `consumeQueueFlushError`.
+    /// ferromq adds `consumeQueuesDamagedAtStart` (consume queues the last
+    /// start found damaged and rebuilt), `consumeQueueUnitsRepaired` (units
+    /// reads found damaged and rebuilt in place), `damagedRecordCount` (records reads
+    /// found damaged and skipped) and `damagedRecords` (the first of those, a
+    /// JSON array of `{topic, queueId, queueOffset, commitLogOffset, reason}`).
+    ///
+    /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
+    /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
+    /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
+    /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
+    ///
+    /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
+    /// `pullHoldRefusedCount` (pulls short-polled instead of held because their
+    /// connection had `longPollingMaxParkedPerConnection` held) and
+    /// `onewayDroppedCount` (server oneways such as check-backs dropped because
+    /// their connection's or the server's queued bytes were at the bound).
+    pub fn runtime_info(&self) -> BTreeMap<String, String> {
+        let st = self.store.stats();
+        let rs = self.store.retention_stats();
+        let (m, put, get) = self.stats.snapshot();
+        let now = now_ms();
+        let mut t = BTreeMap::new();
+        let mut put_kv = |k: &str, v: String| {
+            t.insert(k.to_string(), v);
+        };
+        put_kv("brokerVersionDesc", BROKER_VERSION_DESC.into());
+        put_kv("brokerVersion", BROKER_VERSION.to_string());
+        put_kv("msgPutTotalYesterdayMorning", m[0].to_string());
+        put_kv("msgPutTotalTodayMorning", m[1].to_string());
+        put_kv("msgPutTotalTodayNow", put.to_string());
+        put_kv("msgGetTotalYesterdayMorning", m[2].to_string());
+        put_kv("msgGetTotalTodayMorning", m[3].to_string());
+        put_kv("msgGetTotalTodayNow", get.to_string());
+        let pools = [
+            (
+                "sendThreadPoolQueue",
+                &self.send_pool,
+                self.cfg.send_thread_pool_queue_capacity,
+            ),
+            (
+                "pullThreadPoolQueue",
+                &self.pull_pool,
+                self.cfg.pull_thread_pool_queue_capacity,
+            ),
+        ];
+        for (name, pool, capacity) in pools {
+            put_kv(&format!("{name}Size"), pool.queued().to_string());
+            put_kv(&format!("{name}Capacity"), capacity.to_string());
         }
+        // ferromq figures (RocketMQ reports none for held pulls).
+        put_kv("pullHoldCount", self.hold.parked().to_string());
+        put_kv("pullHoldRefusedCount", self.hold.refused().to_string());
+        put_kv(
+            "onewayDroppedCount",
+            crate::remoting::server::dropped_oneways().to_string(),
+        );
+        put_kv(
+            "dispatchBehindBytes",
+            st.commit_log_max_offset
+                .saturating_sub(st.dispatched_offset)
+                .to_string(),
+        );
+        put_kv("commitLogMinOffset", st.commit_log_min_offset.to_string());
+        put_kv("commitLogMaxOffset", st.commit_log_max_offset.to_string());
+        put_kv(
+            "commitLogFlushedOffset",
+            st.commit_log_flushed_offset.to_string(),
+        );
+        put_kv("commitLogDiskRatio", format!("{}", rs.disk_used_ratio));
+        put_kv("consumeQueueDiskRatio", format!("{}", rs.disk_used_ratio));
+        put_kv("diskRatio", format!("{}", rs.disk_used_ratio));
+        put_kv("diskFull", rs.disk_full.to_string());
+        put_kv("commitLogFiles", st.commit_log_files.to_string());
+        put_kv("consumeQueues", st.consume_queues.to_string());
+        put_kv("commitLogSyncs", st.commit_log_syncs.to_string());
+        put_kv(
+            "lastDispatchedStoreTimestamp",
+            st.last_dispatched_store_timestamp_ms.to_string(),
+        );
+        put_kv("bootTimestamp", self.stats.boot_ms.to_string());
+        put_kv(
+            "runtime",
+            format_runtime(now.saturating_sub(self.stats.boot_ms)),
+        );
+        put_kv(
+            "brokerRole",
+            self.store.config().broker_role.as_str().to_string(),
+        );
+        put_kv("writable", st.fenced.is_none().to_string());
+        if let Some(f) = st.fenced {
+            put_kv("fenced", f);
+        }
+        put_kv("dispatchRetries", st.dispatch_retries.to_string());
+        if let Some(e) = st.dispatch_error {
+            put_kv("dispatchError", e);
+        }
+        put_kv("recordsRefused", st.records_refused.to_string());
+        if let Some(f) = st.consume_queue_flush_error {
+            put_kv("consumeQueueFlushError", f);
+        }
+        put_kv(
+            "consumeQueuesDamagedAtStart",
+            self.store
+                .recovery_report()
+                .consume_queues_damaged
+                .to_string(),
+        );
+        put_kv("damagedRecordCount", st.damaged_records.to_string());
+        put_kv(
+            "consumeQueueUnitsRepaired",
+            st.consume_queue_units_repaired.to_string(),
+        );
+        let damaged: Vec<_> = self
+            .store
+            .damaged_records()
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "topic": d.topic,
+                    "queueId": d.queue_id,
+                    "queueOffset": d.queue_offset,
+                    "commitLogOffset": d.commit_log_offset,
+                    "reason": d.reason,
+                })
+            })
+            .collect();
+        put_kv(
+            "damagedRecords",
+            serde_json::Value::from(damaged).to_string(),
+        );
+        self.ha_runtime_info(&mut put_kv);
+        t
+    }
+
+    /// The replication figures of [`Broker::runtime_info`].
+    fn ha_runtime_info(&self, put_kv: &mut impl FnMut(&str, String)) {
+        let Some(ha) = self.ha() else { return };
+        if let Some(status) = ha.slave_status() {
+            put_kv("haMasterConnected", status.connected.to_string());
+            put_kv("haMasterAddress", ha.master_address().unwrap_or_default());
+            put_kv("haSlaveConnections", status.connections.to_string());
+            put_kv("haSlaveProtocolErrors", status.protocol_errors.to_string());
+            put_kv("masterAddr", self.master_addr().unwrap_or_default());
+            put_kv(
+                "slaveSyncLastOkTimestamp",
+                self.slave_sync
+                    .last_ok_ms
+                    .load(Ordering::Acquire)
+                    .to_string(),
+            );
+            put_kv(
+                "slaveSyncFailedRounds",
+                self.slave_sync
+                    .failed_rounds
+                    .load(Ordering::Relaxed)
+                    .to_string(),
+            );
+            return;
+        }
+        let mut slaves = ha.slaves();
+        slaves.sort_by_key(|s| s.addr);
+        put_kv("haSlaveCount", slaves.len().to_string());
+        for (i, s) in slaves.iter().enumerate() {
+            put_kv(&format!("haSlave{i}Addr"), s.addr.to_string());
+            put_kv(
+                &format!("haSlave{i}AckedOffset"),
+                s.acked_offset.to_string(),
+            );
+            put_kv(&format!("haSlave{i}LagBytes"), s.lag_bytes.to_string());
+            put_kv(&format!("haSlave{i}LagMs"), s.lag_ms.to_string());
+        }
+    }
+
+    /// GET_BROKER_RUNTIME_INFO: a KVTable `{"table":{...}}`.
+    pub(super) async fn broker_runtime_info(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        self.run_on(req.on, "runtime info", |b| {
+            let body = serde_json::json!({ "table": b.runtime_info() });
+            RemotingCommand::success().with_body(body.to_string().into_bytes())
+        })
+        .await
+    }
+
+    /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
+    /// (store keys, then broker keys), with a data version header.
+    pub(super) async fn broker_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        let text = format!(
+            "{}{}",
+            self.store.config().to_properties(),
+            self.cfg.to_properties(false)
+        );
+        let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});
+        Ok(RemotingCommand::success()
+            .with_ext("version", version)
+            .with_body(text.into_bytes()))
+    }
+
+    /// TRIGGER_DELETE_FILES and DELETE_EXPIRED_COMMITLOG: delete expired files now.
+    pub(super) async fn delete_expired_files(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        self.store.execute_delete_files_manually();
+        tracing::info!("manual deletion of expired commitlog files requested");
+        Ok(RemotingCommand::success())
+    }
+
+    /// LOCK_BATCH_MQ: `{"lockOKMQSet":[...]}`.
+    pub(super) async fn lock_batch_mq(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        Ok(match parse_lock_body(&req.cmd.body) {
+            Ok((group, client, mqs)) => {
+                let ok = self
+                    .locks
+                    .try_lock_batch(&group, &mqs, &client, Instant::now());
+                let body = serde_json::json!({ "lockOKMQSet": ok });
+                RemotingCommand::success().with_body(body.to_string().into_bytes())
+            }
+            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
+        })
+    }
+
+    /// UNLOCK_BATCH_MQ.
+    pub(super) async fn unlock_batch_mq(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        Ok(match parse_lock_body(&req.cmd.body) {
+            Ok((group, client, mqs)) => {
+                self.locks.unlock_batch(&group, &mqs, &client);
+                RemotingCommand::success()
+            }
+            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
+        })
+    }
+}
+
+/// The UPDATE_AND_CREATE_TOPIC header: read and write queue counts, perm,
+/// flags and order (RocketMQ's defaults 16/16/6 when absent).
+fn topic_config_header(req: &RemotingCommand) -> Result<TopicConfig, HeaderError> {
+    let e = &req.ext_fields;
+    let topic = e.get_str("topic")?.to_string();
+    let count = |key: &str, default: i64| -> Result<u32, HeaderError> {
+        let n = e.opt_i64(key)?.unwrap_or(default);
+        u32::try_from(n).map_err(|_| HeaderError::Invalid {
+            key: key.into(),
+            value: n.to_string(),
+            expected: "a count >= 0",
+        })
+    };
+    let mut tc = TopicConfig::new(topic, 16);
+    tc.read_queue_nums = count("readQueueNums", 16)?;
+    tc.write_queue_nums = count("writeQueueNums", 16)?;
+    tc.perm = count("perm", 6)?;
+    tc.topic_sys_flag = count("topicSysFlag", 0)?;
+    tc.order = e.opt_bool("order")?.unwrap_or(false);
+    Ok(tc)
+}
+
+/// `[ 0 days, 1 hours, 2 minutes, 3 seconds ]`, RocketMQ's runtime format.
+fn format_runtime(ms: i64) -> String {
+    let s = ms / 1000;
+    format!(
+        "[ {} days, {} hours, {} minutes, {} seconds ]",
+        s / 86_400,
+        s % 86_400 / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_body_is_parsed_leniently() {
+        let (g, c, mqs) = parse_lock_body(
+            br#"{"consumerGroup":"G","clientId":"c","mqSet":[{"topic":"T","brokerName":"b","queueId":"3"},{"topic":"T","queueId":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!((g.as_str(), c.as_str(), mqs.len()), ("G", "c", 2));
+        assert_eq!(mqs[0].queue_id, 3);
+        assert!(parse_lock_body(b"{}").is_err());
+        assert!(parse_lock_body(
+            br#"{"consumerGroup":"G","clientId":"c","mqSet":[{"queueId":1}]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn runtime_format() {
+        assert_eq!(
+            format_runtime(90_061_000),
+            "[ 1 days, 1 hours, 1 minutes, 1 seconds ]"
+        );
     }
 }

@@ -4,10 +4,29 @@
 //! `pullMessageThreadPoolNums`, each with a bounded queue (full -> SYSTEM_BUSY).
 //! Light requests (offsets, heartbeats) are answered on the network runtime;
 //! nothing that can block on the disk runs there.
+//!
+//! A request goes through [`dispatch`], the one table of request code ->
+//! handler -> [`Executor`], to its processor's file:
+//!
+//! | file | RocketMQ processor | requests |
+//! |---|---|---|
+//! | `send.rs`, `send_back.rs` | `SendMessageProcessor` | SEND_MESSAGE (V2, batch), CONSUMER_SEND_MSG_BACK |
+//! | `pull.rs` (+ `hold.rs`) | `PullMessageProcessor` (+ `PullRequestHoldService`) | PULL_MESSAGE |
+//! | `consumer_manage.rs` | `ConsumerManageProcessor` | QUERY/UPDATE_CONSUMER_OFFSET, GET_CONSUMER_LIST_BY_GROUP |
+//! | `client_manage.rs` | `ClientManageProcessor` | HEART_BEAT, UNREGISTER_CLIENT |
+//! | `query.rs` | `QueryMessageProcessor` | QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, offsets by time, min/max offsets |
+//! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
+//! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
+//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
+//!
+//! Store errors become answers in `store_error.rs`.
 
 mod admin;
+mod client_manage;
 pub mod clients;
 pub mod config;
+mod consumer_manage;
+pub mod dispatch;
 pub mod ha;
 pub mod hold;
 pub mod lock;
@@ -20,6 +39,8 @@ mod register;
 mod send;
 pub mod send_back;
 mod slave_sync;
+pub mod stats;
+mod store_error;
 pub mod subscription;
 pub mod transaction;
 
@@ -28,20 +49,22 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferromq_engine::{Error as StoreError, MessageStore};
+use ferromq_engine::MessageStore;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 pub use clients::ClientManager;
 pub use config::BrokerConfig;
+pub use dispatch::{Executor, HandlerError, HandlerResult, Request};
 pub use hold::PullHold;
 pub use lock::RebalanceLockManager;
 pub use offsets::ConsumerOffsetManager;
 pub use pool::{BoundedPool, PoolBusy};
-pub use query::BrokerStats;
+pub use stats::BrokerStats;
+pub use store_error::{store_error_code, store_error_remark, store_error_response};
 pub use subscription::SubscriptionGroupManager;
 
-use crate::remoting::{request, response, serve, ConnInfo, Handler, RemotingCommand};
+use crate::remoting::{response, serve, ConnInfo, Handler, RemotingCommand};
 
 /// Remark of a SYSTEM_BUSY answer when a pool's queue is full.
 pub const BUSY_REMARK: &str = "[OVERLOAD]system busy, start flow control for a while";
@@ -176,108 +199,16 @@ impl Broker {
         &self.groups
     }
 
-    /// Answer one request.
+    /// Answer one request (through the table in [`dispatch`]); a pull held
+    /// until its connection closed is answered PULL_NOT_FOUND here.
     pub async fn process(
         self: Arc<Self>,
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> RemotingCommand {
-        if let Err(refusal) = names::check_request_names(&req) {
-            return refusal;
-        }
-        match req.code {
-            request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
-                self.send(&conn, req).await
-            }
-            request::PULL_MESSAGE => self
-                .pull(&conn, req)
-                .await
-                .unwrap_or_else(|| RemotingCommand::response(response::PULL_NOT_FOUND, None)),
-            request::QUERY_CONSUMER_OFFSET => self.query_consumer_offset(&req).await,
-            request::UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(&req),
-            request::GET_MAX_OFFSET => self.get_max_offset(&req),
-            request::GET_MIN_OFFSET => self.get_min_offset(&req),
-            request::HEART_BEAT => self.heart_beat(&conn, &req).await,
-            request::UNREGISTER_CLIENT => self.unregister_client(&req),
-            request::GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(&req),
-            request::UPDATE_AND_CREATE_TOPIC => self.create_topic(&req).await,
-            request::SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(&req).await,
-            request::GET_EARLIEST_MSG_STORETIME => self.earliest_msg_store_time(&req).await,
-            request::QUERY_MESSAGE => self.query_message(&req).await,
-            request::VIEW_MESSAGE_BY_ID => self.view_message_by_id(&req).await,
-            request::QUERY_BROKER_OFFSET => self.query_broker_offset(),
-            request::GET_ALL_TOPIC_CONFIG => self.all_topic_config(),
-            request::GET_BROKER_RUNTIME_INFO => self.broker_runtime_info().await,
-            request::GET_BROKER_CONFIG => self.broker_config(),
-            request::TRIGGER_DELETE_FILES | request::DELETE_EXPIRED_COMMITLOG => {
-                self.delete_expired_files()
-            }
-            request::GET_ALL_CONSUMER_OFFSET => {
-                RemotingCommand::success().with_body(self.offsets.to_json().into_bytes())
-            }
-            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
-                RemotingCommand::success().with_body(self.groups.to_json().into_bytes())
-            }
-            request::GET_ALL_DELAY_OFFSET => self.all_delay_offset(),
-            request::LOCK_BATCH_MQ => self.lock_batch_mq(&req),
-            request::UNLOCK_BATCH_MQ => self.unlock_batch_mq(&req),
-            request::CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(&req).await,
-            request::END_TRANSACTION => self.end_transaction(&req).await,
-            request::FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request().await,
-            code => {
-                // Rate-limited per peer: a client may send one per request.
-                if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(conn.peer.ip()) {
-                    tracing::warn!(
-                        code,
-                        language = crate::remoting::codes::language_name(req.language),
-                        version = req.version,
-                        peer = %conn.peer,
-                        suppressed,
-                        "request code not supported"
-                    );
-                }
-                RemotingCommand::error(
-                    response::REQUEST_CODE_NOT_SUPPORTED,
-                    format!(" request type {code} not supported"),
-                )
-            }
-        }
-    }
-
-    /// Look a subscription group up, creating (and persisting, off the runtime)
-    /// it when unknown and `autoCreateSubscriptionGroup` is on; refuse it otherwise.
-    async fn check_group(
-        self: &Arc<Self>,
-        group: &str,
-    ) -> Result<subscription::SubscriptionGroupConfig, RemotingCommand> {
-        if let Some(c) = self.groups.get(group) {
-            return Ok(c);
-        }
-        let b = self.clone();
-        let g = group.to_string();
-        let r = tokio::task::spawn_blocking(move || b.groups.find_or_create(&g))
+        self.dispatch(&conn, req)
             .await
-            .map_err(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))?;
-        r.map_err(|e| match e {
-            subscription::GroupError::Invalid(why) => names::refuse(why),
-            e => RemotingCommand::error(response::SUBSCRIPTION_GROUP_NOT_EXIST, e.to_string()),
-        })
-    }
-
-    /// Tell the consumers of each group whose membership changed, unless the
-    /// group turned `notifyConsumerIdsChangedEnable` off (RocketMQ's
-    /// `DefaultConsumerIdsChangeListener`).
-    fn consumer_ids_changed(&self, groups: &[String]) {
-        for g in groups {
-            let enabled = self
-                .groups
-                .get(g)
-                .is_none_or(|c| c.notify_consumer_ids_changed_enable);
-            if enabled {
-                let n = self.clients.notify_consumer_ids_changed(g);
-                tracing::debug!(group = %g, told = n, "consumer ids changed");
-            }
-        }
+            .unwrap_or_else(|| RemotingCommand::response(response::PULL_NOT_FOUND, None))
     }
 
     /// Once many held pulls are gone (their connections closed, or they were
@@ -304,21 +235,29 @@ impl Broker {
 
     /// Write the subscription groups now if a change waits (off the runtime).
     async fn persist_groups(self: &Arc<Self>) {
-        let b = self.clone();
-        match tokio::task::spawn_blocking(move || b.groups.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write subscriptionGroup.json"),
-            Err(e) => tracing::error!(error = %e, "group persist task failed"),
-        }
+        self.persist("subscriptionGroup.json", "group", |b| b.groups.flush())
+            .await;
     }
 
     /// Persist the consumer offsets (off the runtime).
     async fn persist_offsets(self: &Arc<Self>) {
+        self.persist("consumerOffset.json", "offset", |b| b.offsets.persist())
+            .await;
+    }
+
+    /// Run `write` (which writes `file`) on a blocking thread and log its
+    /// failure; `what` names it in the log when the task itself fails.
+    async fn persist(
+        self: &Arc<Self>,
+        file: &'static str,
+        what: &'static str,
+        write: fn(&Broker) -> std::io::Result<()>,
+    ) {
         let b = self.clone();
-        match tokio::task::spawn_blocking(move || b.offsets.persist()).await {
+        match tokio::task::spawn_blocking(move || write(&b)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot write consumerOffset.json"),
-            Err(e) => tracing::error!(error = %e, "offset persist task failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write {file}"),
+            Err(e) => tracing::error!(error = %e, "{what} persist task failed"),
         }
     }
 }
@@ -372,128 +311,14 @@ impl Broker {
     }
 }
 
-/// Map an engine error to a response code, as RocketMQ maps `PutMessageStatus`.
-pub fn store_error_code(e: &StoreError) -> i32 {
-    match e {
-        StoreError::IllegalMessage(_) => response::MESSAGE_ILLEGAL,
-        StoreError::TopicNotExist(_) => response::TOPIC_NOT_EXIST,
-        StoreError::DiskFull(_)
-        | StoreError::ShutDown
-        | StoreError::Fenced(_)
-        | StoreError::WrongRole(_) => response::SERVICE_NOT_AVAILABLE,
-        StoreError::Busy(_) => response::SYSTEM_BUSY,
-        StoreError::Io { .. }
-        | StoreError::Corruption { .. }
-        | StoreError::Config { .. }
-        | StoreError::Locked(_) => response::SYSTEM_ERROR,
-        _ => response::SYSTEM_ERROR,
-    }
-}
-
-/// A store error as a response: [`store_error_code`] and [`store_error_remark`].
-pub fn store_error_response(e: &StoreError) -> RemotingCommand {
-    RemotingCommand::error(store_error_code(e), store_error_remark(e))
-}
-
-/// The WARN lines of [`store_error_remark`]: one per kind of error per 10 s
-/// (a damaged file read by every pull would otherwise log a line per request),
-/// with the count suppressed since the last one.
-static STORE_ERROR_WARN: crate::warn_limit::WarnLimiter =
-    crate::warn_limit::WarnLimiter::new(Duration::from_secs(10));
-
-/// Keys of [`STORE_ERROR_WARN`], one per kind of error.
-const WARN_IO: u64 = 1;
-const WARN_CORRUPTION: u64 = 2;
-const WARN_CONFIG: u64 = 3;
-const WARN_OTHER: u64 = 4;
-
-/// The remark a client gets for a store error: it names the problem but never
-/// a server path (I/O and corruption errors carry file paths; those stay in
-/// the broker's log, which gets the full error here, rate-limited per kind of
-/// error).
-pub fn store_error_remark(e: &StoreError) -> String {
-    match e {
-        StoreError::Io { source, .. } => {
-            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_IO) {
-                tracing::warn!(error = %e, suppressed, "store I/O error; the client is told without the path");
-            }
-            // The OS error alone: a custom error's message might hold a path.
-            let what = match source.raw_os_error() {
-                Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
-                None => source.kind().to_string(),
-            };
-            format!("store I/O error: {what} (details in the broker log)")
-        }
-        StoreError::Corruption {
-            path,
-            offset,
-            reason,
-        } => {
-            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_CORRUPTION) {
-                tracing::warn!(error = %e, suppressed, "damaged store data; the client is told without the path");
-            }
-            // The file's name (e.g. a commitlog file) but not where it lives; a
-            // reason that quotes a path is left out.
-            let file = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let reason = if quotes_a_path(reason) {
-                "details in the broker log"
-            } else {
-                reason.as_str()
-            };
-            format!("corruption in store file {file} at offset {offset}: {reason}")
-        }
-        StoreError::Config { key, .. } => {
-            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_CONFIG) {
-                tracing::warn!(error = %e, suppressed, "store configuration error answered to a client");
-            }
-            format!("bad store configuration value for `{key}` (details in the broker log)")
-        }
-        StoreError::Locked(_) => "the store directory is locked by another process".into(),
-        StoreError::Fenced(_) => {
-            // The engine logged the cause (with its path) when it fenced.
-            "store is fenced after an earlier failure of a durable write (details in the broker log)"
-                .into()
-        }
-        StoreError::IllegalMessage(_)
-        | StoreError::TopicNotExist(_)
-        | StoreError::DiskFull(_)
-        | StoreError::Busy(_)
-        | StoreError::ShutDown
-        | StoreError::WrongRole(_) => e.to_string(),
-        _ => {
-            if let Some(suppressed) = STORE_ERROR_WARN.check_key(WARN_OTHER) {
-                tracing::warn!(error = %e, suppressed, "store error answered to a client");
-            }
-            "store error (details in the broker log)".into()
-        }
-    }
-}
-
-/// True when `s` has a word that starts with `/` (an absolute path).
-fn quotes_a_path(s: &str) -> bool {
-    s.split(|c: char| c.is_whitespace() || "()[]{}`'\"=:,;".contains(c))
-        .any(|w| w.starts_with('/'))
-}
-
 impl Handler for Broker {
     async fn handle(
         self: Arc<Self>,
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
-        if req.code == request::PULL_MESSAGE {
-            // The same name check as every other request (`process`), before
-            // anything is looked up or echoed.
-            if let Err(refusal) = names::check_request_names(&req) {
-                return Some(refusal);
-            }
-            // A pull held until its connection closed is answered with nothing.
-            return self.pull(&conn, req).await;
-        }
-        Some(self.process(conn, req).await)
+        // A pull held until its connection closed is answered with nothing.
+        self.dispatch(&conn, req).await
     }
 
     fn on_close(&self, conn: &ConnInfo) {
@@ -642,40 +467,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remarks_carry_no_server_paths() {
-        let io = StoreError::io(
-            "creating /srv/store/consumequeue/T/0/00000000000000000000",
-            std::io::Error::from_raw_os_error(libc_enospc()),
-        );
-        let r = store_error_remark(&io);
-        assert!(!r.contains("/srv"), "{r}");
-        assert!(r.contains("No space left"), "{r}");
-        let custom = StoreError::io("x", std::io::Error::other("cannot open /srv/store/a"));
-        assert!(!store_error_remark(&custom).contains("/srv"));
-        let c = StoreError::corruption(
-            "/srv/store/commitlog/00000000000000000000",
-            42,
-            "body CRC mismatch",
-        );
-        let r = store_error_remark(&c);
-        assert!(!r.contains("/srv"), "{r}");
-        assert!(
-            r.contains("00000000000000000000") && r.contains("CRC"),
-            "{r}"
-        );
-        let c = StoreError::corruption("/srv/a", 0, "re-reading: I/O error reading /srv/a: x");
-        assert!(!store_error_remark(&c).contains("/srv"));
-        let c = StoreError::corruption("/srv/a", 0, "I/O error (os error 5)");
-        assert!(store_error_remark(&c).ends_with("I/O error (os error 5)"));
-        let f = StoreError::Fenced("commitlog flush failed: I/O error syncing /srv/store/x".into());
-        assert!(!store_error_remark(&f).contains("/srv"));
-        assert!(!store_error_remark(&StoreError::Locked("/srv/store".into())).contains("/srv"));
-        let r = store_error_response(&StoreError::IllegalMessage("body too big".into()));
-        assert_eq!(r.code, response::MESSAGE_ILLEGAL);
-        assert_eq!(r.remark.as_deref(), Some("illegal message: body too big"));
-    }
-
-    #[test]
     fn memory_is_given_back_after_a_big_drop_at_most_once_a_minute() {
         let t0 = std::time::Instant::now();
         let mut t = MemoryTrim::default();
@@ -695,10 +486,5 @@ mod tests {
             !t.due(0, t0 + Duration::from_secs(200)),
             "nothing more gone"
         );
-    }
-
-    /// ENOSPC on Linux.
-    fn libc_enospc() -> i32 {
-        28
     }
 }

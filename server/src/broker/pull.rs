@@ -8,9 +8,9 @@ use std::time::Duration;
 use ferromq_engine::message::name_for_message;
 use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
-use super::hold::{ParkRefused, Wake};
+use super::hold::{Activity, ParkRefused, Wake};
 use super::subscription::SubscriptionGroupConfig;
-use super::{store_error_response, Broker, BUSY_REMARK};
+use super::{store_error_response, Broker, Executor, HandlerError, HandlerResult, Request};
 use crate::remoting::{response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// PullSysFlag bit: the request carries a commit offset.
@@ -210,20 +210,67 @@ pub fn pull_response(r: &GetResult, d: &PullDecision) -> RemotingCommand {
     resp
 }
 
+/// What one read of a pull needs on the pull pool: the header, the tag
+/// filter, the offset to read from and the group's settings.
+#[derive(Debug, Clone)]
+struct PullRead {
+    h: PullHeader,
+    filter: MessageFilter,
+    offset: u64,
+    group: SubscriptionGroupConfig,
+}
+
 impl Broker {
-    /// PULL_MESSAGE; `None` (send nothing) when the pull was held and its
+    /// PULL_MESSAGE: checks on the runtime, the read on `on` (the pull pool);
+    /// a pull that finds nothing may be held (long polling) and read once more.
+    /// [`HandlerError::Closed`] (send nothing) when the pull was held and its
     /// connection closed meanwhile.
-    pub(super) async fn pull(
-        self: Arc<Self>,
-        conn: &ConnInfo,
-        req: RemotingCommand,
-    ) -> Option<RemotingCommand> {
-        let h = match PullHeader::parse(&req.ext_fields) {
-            Ok(h) => h,
-            Err(e) => return Some(e.into()),
-        };
+    pub(super) async fn pull(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let Request { cmd, conn, on } = req;
+        let h = PullHeader::parse(&cmd.ext_fields)?;
         // Not kept while the pull is held.
-        drop(req);
+        drop(cmd);
+        if let Some(refusal) = self.refuse_pull(&h) {
+            return Ok(refusal);
+        }
+        let group = match self.check_group(&h.consumer_group).await? {
+            Ok(g) => g,
+            Err(r) => return Ok(r),
+        };
+        if let Some(refusal) = refuse_pull_of_group(&h, &group) {
+            return Ok(refusal);
+        }
+        let expr = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
+            h.subscription.clone()
+        } else {
+            self.clients.subscription(&h.consumer_group, &h.topic)
+        };
+        let filter = MessageFilter::from_expression(expr.as_deref().unwrap_or("*"));
+        let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
+        let read = PullRead {
+            h,
+            filter,
+            offset,
+            group,
+        };
+
+        let suspend = read.h.sys_flag & FLAG_SUSPEND != 0;
+        // Registered before the first read, so that a close meanwhile is seen.
+        let activity = suspend.then(|| self.hold.enter(conn));
+        let first = self.pull_once(on, &read, true).await?;
+        let Some(activity) = activity else {
+            return Ok(first);
+        };
+        if first.code != response::PULL_NOT_FOUND {
+            return Ok(first);
+        }
+        self.hold_pull(on, conn, activity, first, &read).await
+    }
+
+    /// The checks of a pull before its group is looked up: the broker
+    /// readable, the topic known, the queue id valid, the topic readable.
+    /// `Some(answer)` refuses the pull.
+    fn refuse_pull(&self, h: &PullHeader) -> Option<RemotingCommand> {
         if self.cfg.broker_permission & PERM_READ == 0 {
             return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
@@ -262,50 +309,21 @@ impl Broker {
                 ),
             ));
         }
-        let group = match self.check_group(&h.consumer_group).await {
-            Ok(g) => g,
-            Err(r) => return Some(r),
-        };
-        if !group.consume_enable {
-            return Some(RemotingCommand::error(
-                response::NO_PERMISSION,
-                format!(
-                    "subscription group no permission, {}",
-                    name_for_message(&h.consumer_group)
-                ),
-            ));
-        }
-        if h.expression_type
-            .as_deref()
-            .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
-        {
-            return Some(RemotingCommand::error(
-                response::SYSTEM_ERROR,
-                "The broker does not support consumer to filter message by SQL92",
-            ));
-        }
-        let expr = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
-            h.subscription.clone()
-        } else {
-            self.clients.subscription(&h.consumer_group, &h.topic)
-        };
-        let filter = MessageFilter::from_expression(expr.as_deref().unwrap_or("*"));
-        let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
+        None
+    }
 
-        let suspend = h.sys_flag & FLAG_SUSPEND != 0;
-        // Registered before the first read, so that a close meanwhile is seen.
-        let activity = suspend.then(|| self.hold.enter(conn));
-        let first = self
-            .clone()
-            .pull_once(&h, &filter, offset, true, &group)
-            .await;
-        let Some(activity) = activity else {
-            return Some(first);
-        };
-        if first.code != response::PULL_NOT_FOUND {
-            return Some(first);
-        }
-        // Long polling: park until the queue grows past `offset`, then pull once more.
+    /// Long polling of a pull whose first read found nothing (`first`): park
+    /// until the queue grows past the offset (or the wait ends), then read once
+    /// more; short-poll instead when the connection has its maximum parked.
+    async fn hold_pull(
+        self: &Arc<Self>,
+        on: Executor,
+        conn: &ConnInfo,
+        activity: Activity<'_>,
+        first: RemotingCommand,
+        read: &PullRead,
+    ) -> HandlerResult {
+        let h = &read.h;
         let wait = if self.cfg.long_polling_enable {
             let asked = u64::try_from(h.suspend_timeout_millis).unwrap_or(0);
             Duration::from_millis(asked.min(self.cfg.long_polling_max_suspend_ms))
@@ -313,13 +331,13 @@ impl Broker {
             Duration::from_millis(self.cfg.short_polling_time_mills)
         };
         if wait.is_zero() {
-            return Some(first);
+            return Ok(first);
         }
         let queue_id = h.queue_id as u32;
-        let parked = match self.hold.park(&activity, &h.topic, queue_id, offset) {
+        let parked = match self.hold.park(&activity, &h.topic, queue_id, read.offset) {
             Ok(p) => p,
             // Nobody is left to answer.
-            Err(ParkRefused::Closed) => return None,
+            Err(ParkRefused::Closed) => return Err(HandlerError::Closed),
             Err(ParkRefused::Full) => {
                 // The connection has its maximum held: short polling (as
                 // RocketMQ with long polling off). Wait `shortPollingTimeMills`
@@ -335,30 +353,22 @@ impl Broker {
                     tokio::time::sleep(short).await;
                 }
                 if conn.is_closed() {
-                    return None;
+                    return Err(HandlerError::Closed);
                 }
-                return Some(
-                    self.clone()
-                        .pull_once(&h, &filter, offset, false, &group)
-                        .await,
-                );
+                return self.pull_once(on, read, false).await;
             }
         };
         // Not kept while the pull is held (it is read again on wake-up).
         drop(first);
         if !self.stopping.load(Ordering::Acquire)
-            && self.store.max_offset_in_queue(&h.topic, queue_id) <= offset
+            && self.store.max_offset_in_queue(&h.topic, queue_id) <= read.offset
             && parked.wait(wait).await == Wake::Closed
         {
             // Nobody is left to answer (the connection closed): do not read
             // again, send nothing.
-            return None;
+            return Err(HandlerError::Closed);
         }
-        Some(
-            self.clone()
-                .pull_once(&h, &filter, offset, false, &group)
-                .await,
-        )
+        self.pull_once(on, read, false).await
     }
 
     /// This broker's pull policy.
@@ -370,20 +380,22 @@ impl Broker {
         }
     }
 
+    /// One read of a pull on `on`; the first read of a request also commits
+    /// the offset it carries (not on a slave).
     async fn pull_once(
-        self: Arc<Self>,
-        h: &PullHeader,
-        filter: &MessageFilter,
-        offset: u64,
+        self: &Arc<Self>,
+        on: Executor,
+        read: &PullRead,
         first: bool,
-        group: &SubscriptionGroupConfig,
-    ) -> RemotingCommand {
-        let b = self.clone();
-        let h = h.clone();
-        let group = group.clone();
+    ) -> HandlerResult {
+        let PullRead {
+            h,
+            filter,
+            offset,
+            group,
+        } = read.clone();
         let policy = self.pull_policy();
-        let filter = filter.clone();
-        let job = move || {
+        let job = move |b: &Broker| {
             let res = b.store.get_message(
                 &h.consumer_group,
                 &h.topic,
@@ -419,13 +431,35 @@ impl Broker {
                 Err(e) => store_error_response(&e),
             }
         };
-        match self.pull_pool.try_execute(job) {
-            Ok(rx) => rx.await.unwrap_or_else(|_| {
-                RemotingCommand::error(response::SYSTEM_ERROR, "pull task failed")
-            }),
-            Err(_) => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
-        }
+        self.run_on(on, "pull", job).await
     }
+}
+
+/// The checks of a pull against its group: the group may consume, and the
+/// expression is TAG (no SQL92). `Some(answer)` refuses the pull.
+fn refuse_pull_of_group(
+    h: &PullHeader,
+    group: &SubscriptionGroupConfig,
+) -> Option<RemotingCommand> {
+    if !group.consume_enable {
+        return Some(RemotingCommand::error(
+            response::NO_PERMISSION,
+            format!(
+                "subscription group no permission, {}",
+                name_for_message(&h.consumer_group)
+            ),
+        ));
+    }
+    if h.expression_type
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
+    {
+        return Some(RemotingCommand::error(
+            response::SYSTEM_ERROR,
+            "The broker does not support consumer to filter message by SQL92",
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -434,39 +468,21 @@ mod tests {
 
     #[test]
     fn status_mapping_follows_the_reference() {
-        assert_eq!(status_code(GetStatus::Found, 0), response::SUCCESS);
-        assert_eq!(
-            status_code(GetStatus::NoMessageInQueue, 0),
-            response::PULL_NOT_FOUND
-        );
-        assert_eq!(
-            status_code(GetStatus::NoMessageInQueue, 3),
-            response::PULL_OFFSET_MOVED
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetOverflowOne, 9),
-            response::PULL_NOT_FOUND
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetOverflowBadly, 9),
-            response::PULL_OFFSET_MOVED
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetTooSmall, 0),
-            response::PULL_OFFSET_MOVED
-        );
-        assert_eq!(
-            status_code(GetStatus::NoMatchedMessage, 0),
-            response::PULL_RETRY_IMMEDIATELY
-        );
-        assert_eq!(
-            status_code(GetStatus::MessageWasRemoving, 0),
-            response::PULL_RETRY_IMMEDIATELY
-        );
-        assert_eq!(
-            status_code(GetStatus::OffsetFoundNull, 0),
-            response::PULL_NOT_FOUND
-        );
+        use GetStatus::*;
+        let cases = [
+            (Found, 0, response::SUCCESS),
+            (NoMessageInQueue, 0, response::PULL_NOT_FOUND),
+            (NoMessageInQueue, 3, response::PULL_OFFSET_MOVED),
+            (OffsetOverflowOne, 9, response::PULL_NOT_FOUND),
+            (OffsetOverflowBadly, 9, response::PULL_OFFSET_MOVED),
+            (OffsetTooSmall, 0, response::PULL_OFFSET_MOVED),
+            (NoMatchedMessage, 0, response::PULL_RETRY_IMMEDIATELY),
+            (MessageWasRemoving, 0, response::PULL_RETRY_IMMEDIATELY),
+            (OffsetFoundNull, 0, response::PULL_NOT_FOUND),
+        ];
+        for (status, offset, code) in cases {
+            assert_eq!(status_code(status, offset), code, "{status:?} at {offset}");
+        }
     }
 
     fn decide(p: PullPolicy, st: GetStatus, slow: bool) -> PullDecision {
@@ -489,36 +505,25 @@ mod tests {
             slave_read_enable: true,
             ..slave
         };
-        // slaveReadEnable=false: always the master, even for a slow consumer.
-        assert_eq!(
-            decide(master, GetStatus::Found, true).suggest_which_broker_id,
-            0
-        );
-        assert_eq!(
-            decide(slave, GetStatus::Found, true).suggest_which_broker_id,
-            0
-        );
+        // (policy, slow consumer, suggested broker id)
+        let cases = [
+            // slaveReadEnable=false: always the master, even for a slow consumer.
+            (master, true, 0),
+            (slave, true, 0),
+            // slaveReadEnable=true: slow -> whichBrokerWhenConsumeSlowly (1), else brokerId (0).
+            (master_sre, true, 1),
+            (master_sre, false, 0),
+            (slave_sre, true, 1),
+            (slave_sre, false, 0),
+        ];
+        for (policy, slow, id) in cases {
+            let d = decide(policy, GetStatus::Found, slow);
+            assert_eq!(d.suggest_which_broker_id, id, "{policy:?}, slow {slow}");
+        }
         // A slave without slaveReadEnable still answers what it found.
         assert_eq!(
             decide(slave, GetStatus::Found, false).code,
             response::SUCCESS
-        );
-        // slaveReadEnable=true: slow -> whichBrokerWhenConsumeSlowly (1), else brokerId (0).
-        assert_eq!(
-            decide(master_sre, GetStatus::Found, true).suggest_which_broker_id,
-            1
-        );
-        assert_eq!(
-            decide(master_sre, GetStatus::Found, false).suggest_which_broker_id,
-            0
-        );
-        assert_eq!(
-            decide(slave_sre, GetStatus::Found, true).suggest_which_broker_id,
-            1
-        );
-        assert_eq!(
-            decide(slave_sre, GetStatus::Found, false).suggest_which_broker_id,
-            0
         );
         let mut g = SubscriptionGroupConfig::new("G");
         g.which_broker_when_consume_slowly = 2;

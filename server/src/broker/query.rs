@@ -1,21 +1,13 @@
-//! Queries and store administration: SEARCH_OFFSET_BY_TIMESTAMP,
-//! GET_EARLIEST_MSG_STORETIME, QUERY_MESSAGE, VIEW_MESSAGE_BY_ID,
-//! QUERY_BROKER_OFFSET, GET_ALL_TOPIC_CONFIG, GET_BROKER_RUNTIME_INFO,
-//! TRIGGER_DELETE_FILES / DELETE_EXPIRED_COMMITLOG, LOCK_BATCH_MQ, UNLOCK_BATCH_MQ
-//! (RocketMQ's `QueryMessageProcessor` and `AdminBrokerProcessor`).
+//! QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, SEARCH_OFFSET_BY_TIMESTAMP,
+//! GET_EARLIEST_MSG_STORETIME, GET_MAX_OFFSET, GET_MIN_OFFSET and
+//! QUERY_BROKER_OFFSET: reads of the store by key, offset and time (RocketMQ's
+//! `QueryMessageProcessor`; RocketMQ answers the offset lookups in
+//! `AdminBrokerProcessor`).
 
-use ferromq_engine::sync::LockExt;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use serde_json::Value;
-
-use super::lock::MessageQueue;
-use super::{store_error_response, Broker};
-use crate::remoting::{json, response, HeaderError, RemotingCommand};
-use crate::util::now_ms;
+use super::{store_error_response, Broker, HandlerResult, Request};
+use crate::remoting::{response, RemotingCommand};
 
 /// Extension field that marks a QUERY_MESSAGE by unique key (`MixAll.UNIQUE_MSG_QUERY_FLAG`).
 pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
@@ -23,142 +15,31 @@ pub const UNIQUE_KEY_QUERY: &str = "_UNIQUE_KEY_QUERY";
 /// Default `maxNum` of a unique-key query (`defaultQueryMaxNum`).
 const DEFAULT_QUERY_MAX_NUM: usize = 32;
 
-/// Version string GET_BROKER_RUNTIME_INFO reports (the 4.x protocol it speaks).
-const BROKER_VERSION_DESC: &str = "V4_9_4";
-/// `MQVersion.Version.V4_9_4.ordinal()`.
-const BROKER_VERSION: i32 = 401;
-
-/// Message counters behind GET_BROKER_RUNTIME_INFO's `msgPutTotal*` / `msgGetTotal*`.
-#[derive(Debug)]
-pub struct BrokerStats {
-    boot_ms: i64,
-    put_total: AtomicU64,
-    get_total: AtomicU64,
-    day: AtomicI64,
-    morning: Mutex<[u64; 4]>,
-}
-
-impl Default for BrokerStats {
-    fn default() -> Self {
-        BrokerStats {
-            boot_ms: now_ms(),
-            put_total: AtomicU64::new(0),
-            get_total: AtomicU64::new(0),
-            day: AtomicI64::new(now_ms() / 86_400_000),
-            morning: Mutex::new([0; 4]),
-        }
-    }
-}
-
-impl BrokerStats {
-    /// Count `n` messages stored.
-    pub fn add_put(&self, n: u64) {
-        self.put_total.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Count `n` messages handed to consumers.
-    pub fn add_get(&self, n: u64) {
-        self.get_total.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Roll the morning snapshots when the (UTC) day changes.
-    pub fn roll_day(&self) {
-        let today = now_ms() / 86_400_000;
-        if self.day.swap(today, Ordering::AcqRel) != today {
-            let mut m = self.morning.locked();
-            let (put, get) = (
-                self.put_total.load(Ordering::Relaxed),
-                self.get_total.load(Ordering::Relaxed),
-            );
-            *m = [m[1], put, m[3], get];
-        }
-    }
-
-    fn snapshot(&self) -> ([u64; 4], u64, u64) {
-        let m = *self.morning.locked();
-        (
-            m,
-            self.put_total.load(Ordering::Relaxed),
-            self.get_total.load(Ordering::Relaxed),
-        )
-    }
-}
-
-fn parse_lock_body(body: &[u8]) -> Result<(String, String, Vec<MessageQueue>), String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("lock body: {e}"))?;
-    let v = json::parse_lenient(text).map_err(|e| format!("lock body: {e}"))?;
-    let s = |k: &str| match &v[k] {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(format!("lock body has no {k}")),
-    };
-    let group = s("consumerGroup")?;
-    ferromq_engine::validate_group(&group)?;
-    let client = s("clientId")?;
-    let mut mqs = Vec::new();
-    if let Value::Array(a) = &v["mqSet"] {
-        for m in a {
-            let topic = m["topic"].as_str().ok_or("mq without topic")?.to_string();
-            super::names::validate_subscribed_topic(&topic)?;
-            let broker_name = m["brokerName"].as_str().unwrap_or("").to_string();
-            let queue_id = match &m["queueId"] {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.trim().parse().ok(),
-                _ => None,
-            }
-            .and_then(|q| i32::try_from(q).ok())
-            .ok_or("mq without a queueId")?;
-            mqs.push(MessageQueue {
-                topic,
-                broker_name,
-                queue_id,
-            });
-        }
-    }
-    Ok((group, client, mqs))
-}
-
 impl Broker {
-    /// Run `f` off the network runtime; a failed task becomes SYSTEM_ERROR.
-    async fn blocking<F>(self: &Arc<Self>, f: F) -> RemotingCommand
-    where
-        F: FnOnce(&Broker) -> RemotingCommand + Send + 'static,
-    {
-        let b = self.clone();
-        tokio::task::spawn_blocking(move || f(&b))
-            .await
-            .unwrap_or_else(|e| RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()))
-    }
-
     /// SEARCH_OFFSET_BY_TIMESTAMP.
-    pub(super) async fn search_offset(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = Self::topic_queue(req)
-            .and_then(|(t, q)| Ok((t, q, req.ext_fields.get_i64("timestamp")?)));
-        let (topic, qid, ts) = match parsed {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        self.blocking(
-            move |b| match b.store.offset_for_timestamp(&topic, qid, ts) {
+    pub(super) async fn search_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req.cmd)?;
+        let ts = req.cmd.ext_fields.get_i64("timestamp")?;
+        self.run_on(req.on, "search offset", move |b| {
+            match b.store.offset_for_timestamp(&topic, qid, ts) {
                 Ok(off) => RemotingCommand::success().with_ext("offset", off),
                 Err(e) => store_error_response(&e),
-            },
-        )
+            }
+        })
         .await
     }
 
     /// GET_EARLIEST_MSG_STORETIME (0 when the queue is empty, as RocketMQ answers).
     pub(super) async fn earliest_msg_store_time(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let (topic, qid) = match Self::topic_queue(req) {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        self.blocking(move |b| match b.store.earliest_message_time(&topic, qid) {
-            Ok(t) => RemotingCommand::success().with_ext("timestamp", t.unwrap_or(0)),
-            Err(e) => store_error_response(&e),
+        self: &Arc<Self>,
+        req: Request<'_>,
+    ) -> HandlerResult {
+        let (topic, qid) = Self::topic_queue(&req.cmd)?;
+        self.run_on(req.on, "earliest message time", move |b| {
+            match b.store.earliest_message_time(&topic, qid) {
+                Ok(t) => RemotingCommand::success().with_ext("timestamp", t.unwrap_or(0)),
+                Err(e) => store_error_response(&e),
+            }
         })
         .await
     }
@@ -166,24 +47,21 @@ impl Broker {
     /// QUERY_MESSAGE: the records of the topic with that key, concatenated, each
     /// checked by the store (CRC included). A damaged record fails the whole
     /// query with SYSTEM_ERROR and the store's corruption message.
-    pub(super) async fn query_message(self: Arc<Self>, req: &RemotingCommand) -> RemotingCommand {
-        let parsed = (|| -> Result<_, HeaderError> {
-            let topic = req.ext_fields.get_str("topic")?.to_string();
-            let key = req.ext_fields.get_str("key")?.to_string();
-            let mut max = req.ext_fields.opt_i64("maxNum")?.unwrap_or(32).max(0) as usize;
-            let begin = req.ext_fields.opt_i64("beginTimestamp")?.unwrap_or(0);
-            let end = req.ext_fields.opt_i64("endTimestamp")?.unwrap_or(i64::MAX);
-            if req.ext_fields.opt_str(UNIQUE_KEY_QUERY) == Some("true") {
-                max = DEFAULT_QUERY_MAX_NUM;
-            }
-            Ok((topic, key, max, begin, end))
-        })();
-        let (topic, key, max, begin, end) = match parsed {
-            Ok(v) => v,
-            Err(e) => return e.into(),
-        };
-        self.blocking(
-            move |b| match b.store.query_message(&topic, &key, max, begin, end) {
+    pub(super) async fn query_message(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let topic = req.cmd.ext_fields.get_str("topic")?.to_string();
+        let key = req.cmd.ext_fields.get_str("key")?.to_string();
+        let mut max = req.cmd.ext_fields.opt_i64("maxNum")?.unwrap_or(32).max(0) as usize;
+        let begin = req.cmd.ext_fields.opt_i64("beginTimestamp")?.unwrap_or(0);
+        let end = req
+            .cmd
+            .ext_fields
+            .opt_i64("endTimestamp")?
+            .unwrap_or(i64::MAX);
+        if req.cmd.ext_fields.opt_str(UNIQUE_KEY_QUERY) == Some("true") {
+            max = DEFAULT_QUERY_MAX_NUM;
+        }
+        self.run_on(req.on, "query message", move |b| {
+            match b.store.query_message(&topic, &key, max, begin, end) {
                 Ok(r) => {
                     let mut resp = RemotingCommand::success()
                         .with_ext("indexLastUpdateTimestamp", r.index_last_update_timestamp_ms)
@@ -200,22 +78,16 @@ impl Broker {
                     resp.with_body(body)
                 }
                 Err(e) => store_error_response(&e),
-            },
-        )
+            }
+        })
         .await
     }
 
     /// VIEW_MESSAGE_BY_ID: the record at commitlog offset `offset`, as stored,
     /// once the store has checked it (CRC included). A damaged record is answered
     /// with SYSTEM_ERROR and the store's corruption message (file and offset).
-    pub(super) async fn view_message_by_id(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let offset = match req.ext_fields.get_i64("offset") {
-            Ok(o) => o,
-            Err(e) => return e.into(),
-        };
+    pub(super) async fn view_message_by_id(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let offset = req.cmd.ext_fields.get_i64("offset")?;
         let not_found = move || {
             RemotingCommand::error(
                 response::SYSTEM_ERROR,
@@ -223,9 +95,9 @@ impl Broker {
             )
         };
         let Ok(off) = u64::try_from(offset) else {
-            return not_found();
+            return Ok(not_found());
         };
-        self.blocking(move |b| {
+        self.run_on(req.on, "view message", move |b| {
             if off < b.store.commit_log_min_offset() || off >= b.store.commit_log_max_offset() {
                 return not_found();
             }
@@ -243,321 +115,19 @@ impl Broker {
     }
 
     /// QUERY_BROKER_OFFSET: the commitlog's end.
-    pub(super) fn query_broker_offset(&self) -> RemotingCommand {
-        RemotingCommand::success().with_ext("offset", self.store.commit_log_max_offset())
+    pub(super) async fn query_broker_offset(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        Ok(RemotingCommand::success().with_ext("offset", self.store.commit_log_max_offset()))
     }
 
-    /// GET_ALL_TOPIC_CONFIG: `{"topicConfigTable":{...},"dataVersion":{...}}`.
-    pub(super) fn all_topic_config(&self) -> RemotingCommand {
-        let table: serde_json::Map<String, Value> = self
-            .store
-            .topics()
-            .into_iter()
-            .filter_map(|t| {
-                let name = t.topic_name.clone();
-                serde_json::to_value(t).ok().map(|v| (name, v))
-            })
-            .collect();
-        let v = self.store.topic_table_version();
-        let body = serde_json::json!({
-            "topicConfigTable": table,
-            "dataVersion": {"timestamp": v.timestamp, "counter": v.counter},
-        });
-        RemotingCommand::success().with_body(body.to_string().into_bytes())
+    /// GET_MAX_OFFSET.
+    pub(super) async fn get_max_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (t, q) = Self::topic_queue(&req.cmd)?;
+        Ok(RemotingCommand::success().with_ext("offset", self.store.max_offset_in_queue(&t, q)))
     }
 
-    /// GET_ALL_DELAY_OFFSET: `{"offsetTable":{1:5,...}}` (fastjson's bare keys).
-    pub(super) fn all_delay_offset(&self) -> RemotingCommand {
-        let offsets: Vec<(u32, String)> = self
-            .store
-            .delay_offsets()
-            .into_iter()
-            .map(|(k, v)| (k, v.to_string()))
-            .collect();
-        let table = json::int_key_map(offsets.iter().map(|(k, v)| (*k, v.as_str())), false);
-        RemotingCommand::success().with_body(format!("{{\"offsetTable\":{table}}}").into_bytes())
-    }
-
-    /// The figures of GET_BROKER_RUNTIME_INFO, RocketMQ's names.
-    ///
-    /// ferromq adds `dispatchRetries`, `recordsRefused`, and while there is
-    /// one, `dispatchError` (a resource error dispatch is retrying) and
-    /// `consumeQueueFlushError`.
-    /// ferromq adds `consumeQueuesDamagedAtStart` (consume queues the last
-    /// start found damaged and rebuilt), `consumeQueueUnitsRepaired` (units
-    /// reads found damaged and rebuilt in place), `damagedRecordCount` (records reads
-    /// found damaged and skipped) and `damagedRecords` (the first of those, a
-    /// JSON array of `{topic, queueId, queueOffset, commitLogOffset, reason}`).
-    ///
-    /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
-    /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
-    /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
-    /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
-    ///
-    /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
-    /// `pullHoldRefusedCount` (pulls short-polled instead of held because their
-    /// connection had `longPollingMaxParkedPerConnection` held) and
-    /// `onewayDroppedCount` (server oneways such as check-backs dropped because
-    /// their connection's or the server's queued bytes were at the bound).
-    pub fn runtime_info(&self) -> BTreeMap<String, String> {
-        let st = self.store.stats();
-        let rs = self.store.retention_stats();
-        let (m, put, get) = self.stats.snapshot();
-        let now = now_ms();
-        let mut t = BTreeMap::new();
-        let mut put_kv = |k: &str, v: String| {
-            t.insert(k.to_string(), v);
-        };
-        put_kv("brokerVersionDesc", BROKER_VERSION_DESC.into());
-        put_kv("brokerVersion", BROKER_VERSION.to_string());
-        put_kv("msgPutTotalYesterdayMorning", m[0].to_string());
-        put_kv("msgPutTotalTodayMorning", m[1].to_string());
-        put_kv("msgPutTotalTodayNow", put.to_string());
-        put_kv("msgGetTotalYesterdayMorning", m[2].to_string());
-        put_kv("msgGetTotalTodayMorning", m[3].to_string());
-        put_kv("msgGetTotalTodayNow", get.to_string());
-        put_kv(
-            "sendThreadPoolQueueSize",
-            self.send_pool.queued().to_string(),
-        );
-        put_kv(
-            "sendThreadPoolQueueCapacity",
-            self.cfg.send_thread_pool_queue_capacity.to_string(),
-        );
-        put_kv(
-            "pullThreadPoolQueueSize",
-            self.pull_pool.queued().to_string(),
-        );
-        put_kv(
-            "pullThreadPoolQueueCapacity",
-            self.cfg.pull_thread_pool_queue_capacity.to_string(),
-        );
-        // ferromq figures (RocketMQ reports none for held pulls).
-        put_kv("pullHoldCount", self.hold.parked().to_string());
-        put_kv("pullHoldRefusedCount", self.hold.refused().to_string());
-        put_kv(
-            "onewayDroppedCount",
-            crate::remoting::server::dropped_oneways().to_string(),
-        );
-        put_kv(
-            "dispatchBehindBytes",
-            st.commit_log_max_offset
-                .saturating_sub(st.dispatched_offset)
-                .to_string(),
-        );
-        put_kv("commitLogMinOffset", st.commit_log_min_offset.to_string());
-        put_kv("commitLogMaxOffset", st.commit_log_max_offset.to_string());
-        put_kv(
-            "commitLogFlushedOffset",
-            st.commit_log_flushed_offset.to_string(),
-        );
-        put_kv("commitLogDiskRatio", format!("{}", rs.disk_used_ratio));
-        put_kv("consumeQueueDiskRatio", format!("{}", rs.disk_used_ratio));
-        put_kv("diskRatio", format!("{}", rs.disk_used_ratio));
-        put_kv("diskFull", rs.disk_full.to_string());
-        put_kv("commitLogFiles", st.commit_log_files.to_string());
-        put_kv("consumeQueues", st.consume_queues.to_string());
-        put_kv("commitLogSyncs", st.commit_log_syncs.to_string());
-        put_kv(
-            "lastDispatchedStoreTimestamp",
-            st.last_dispatched_store_timestamp_ms.to_string(),
-        );
-        put_kv("bootTimestamp", self.stats.boot_ms.to_string());
-        put_kv(
-            "runtime",
-            format_runtime(now.saturating_sub(self.stats.boot_ms)),
-        );
-        put_kv(
-            "brokerRole",
-            self.store.config().broker_role.as_str().to_string(),
-        );
-        put_kv("writable", st.fenced.is_none().to_string());
-        if let Some(f) = st.fenced {
-            put_kv("fenced", f);
-        }
-        put_kv("dispatchRetries", st.dispatch_retries.to_string());
-        if let Some(e) = st.dispatch_error {
-            put_kv("dispatchError", e);
-        }
-        put_kv("recordsRefused", st.records_refused.to_string());
-        if let Some(f) = st.consume_queue_flush_error {
-            put_kv("consumeQueueFlushError", f);
-        }
-        put_kv(
-            "consumeQueuesDamagedAtStart",
-            self.store
-                .recovery_report()
-                .consume_queues_damaged
-                .to_string(),
-        );
-        put_kv("damagedRecordCount", st.damaged_records.to_string());
-        put_kv(
-            "consumeQueueUnitsRepaired",
-            st.consume_queue_units_repaired.to_string(),
-        );
-        let damaged: Vec<_> = self
-            .store
-            .damaged_records()
-            .into_iter()
-            .map(|d| {
-                serde_json::json!({
-                    "topic": d.topic,
-                    "queueId": d.queue_id,
-                    "queueOffset": d.queue_offset,
-                    "commitLogOffset": d.commit_log_offset,
-                    "reason": d.reason,
-                })
-            })
-            .collect();
-        put_kv(
-            "damagedRecords",
-            serde_json::Value::from(damaged).to_string(),
-        );
-        self.ha_runtime_info(&mut put_kv);
-        t
-    }
-
-    /// The replication figures of [`Broker::runtime_info`].
-    fn ha_runtime_info(&self, put_kv: &mut impl FnMut(&str, String)) {
-        let Some(ha) = self.ha() else { return };
-        if let Some(status) = ha.slave_status() {
-            put_kv("haMasterConnected", status.connected.to_string());
-            put_kv("haMasterAddress", ha.master_address().unwrap_or_default());
-            put_kv("haSlaveConnections", status.connections.to_string());
-            put_kv("haSlaveProtocolErrors", status.protocol_errors.to_string());
-            put_kv("masterAddr", self.master_addr().unwrap_or_default());
-            put_kv(
-                "slaveSyncLastOkTimestamp",
-                self.slave_sync
-                    .last_ok_ms
-                    .load(Ordering::Acquire)
-                    .to_string(),
-            );
-            put_kv(
-                "slaveSyncFailedRounds",
-                self.slave_sync
-                    .failed_rounds
-                    .load(Ordering::Relaxed)
-                    .to_string(),
-            );
-            return;
-        }
-        let mut slaves = ha.slaves();
-        slaves.sort_by_key(|s| s.addr);
-        put_kv("haSlaveCount", slaves.len().to_string());
-        for (i, s) in slaves.iter().enumerate() {
-            put_kv(&format!("haSlave{i}Addr"), s.addr.to_string());
-            put_kv(
-                &format!("haSlave{i}AckedOffset"),
-                s.acked_offset.to_string(),
-            );
-            put_kv(&format!("haSlave{i}LagBytes"), s.lag_bytes.to_string());
-            put_kv(&format!("haSlave{i}LagMs"), s.lag_ms.to_string());
-        }
-    }
-
-    /// GET_BROKER_RUNTIME_INFO: a KVTable `{"table":{...}}`.
-    pub(super) async fn broker_runtime_info(self: Arc<Self>) -> RemotingCommand {
-        self.blocking(|b| {
-            let body = serde_json::json!({ "table": b.runtime_info() });
-            RemotingCommand::success().with_body(body.to_string().into_bytes())
-        })
-        .await
-    }
-
-    /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
-    /// (store keys, then broker keys), with a data version header.
-    pub(super) fn broker_config(&self) -> RemotingCommand {
-        let text = format!(
-            "{}{}",
-            self.store.config().to_properties(),
-            self.cfg.to_properties(false)
-        );
-        let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});
-        RemotingCommand::success()
-            .with_ext("version", version)
-            .with_body(text.into_bytes())
-    }
-
-    /// TRIGGER_DELETE_FILES and DELETE_EXPIRED_COMMITLOG: delete expired files now.
-    pub(super) fn delete_expired_files(&self) -> RemotingCommand {
-        self.store.execute_delete_files_manually();
-        tracing::info!("manual deletion of expired commitlog files requested");
-        RemotingCommand::success()
-    }
-
-    /// LOCK_BATCH_MQ: `{"lockOKMQSet":[...]}`.
-    pub(super) fn lock_batch_mq(&self, req: &RemotingCommand) -> RemotingCommand {
-        match parse_lock_body(&req.body) {
-            Ok((group, client, mqs)) => {
-                let ok = self
-                    .locks
-                    .try_lock_batch(&group, &mqs, &client, Instant::now());
-                let body = serde_json::json!({ "lockOKMQSet": ok });
-                RemotingCommand::success().with_body(body.to_string().into_bytes())
-            }
-            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
-        }
-    }
-
-    /// UNLOCK_BATCH_MQ.
-    pub(super) fn unlock_batch_mq(&self, req: &RemotingCommand) -> RemotingCommand {
-        match parse_lock_body(&req.body) {
-            Ok((group, client, mqs)) => {
-                self.locks.unlock_batch(&group, &mqs, &client);
-                RemotingCommand::success()
-            }
-            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
-        }
-    }
-}
-
-/// `[ 0 days, 1 hours, 2 minutes, 3 seconds ]`, RocketMQ's runtime format.
-fn format_runtime(ms: i64) -> String {
-    let s = ms / 1000;
-    format!(
-        "[ {} days, {} hours, {} minutes, {} seconds ]",
-        s / 86_400,
-        s % 86_400 / 3600,
-        s % 3600 / 60,
-        s % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_body_is_parsed_leniently() {
-        let (g, c, mqs) = parse_lock_body(
-            br#"{"consumerGroup":"G","clientId":"c","mqSet":[{"topic":"T","brokerName":"b","queueId":"3"},{"topic":"T","queueId":1}]}"#,
-        )
-        .unwrap();
-        assert_eq!((g.as_str(), c.as_str(), mqs.len()), ("G", "c", 2));
-        assert_eq!(mqs[0].queue_id, 3);
-        assert!(parse_lock_body(b"{}").is_err());
-        assert!(parse_lock_body(
-            br#"{"consumerGroup":"G","clientId":"c","mqSet":[{"queueId":1}]}"#
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn runtime_format() {
-        assert_eq!(
-            format_runtime(90_061_000),
-            "[ 1 days, 1 hours, 1 minutes, 1 seconds ]"
-        );
-    }
-
-    #[test]
-    fn day_roll_moves_mornings() {
-        let s = BrokerStats::default();
-        s.add_put(5);
-        s.day.store(0, Ordering::Relaxed);
-        s.roll_day();
-        let (m, put, _) = s.snapshot();
-        assert_eq!((m[1], put), (5, 5));
+    /// GET_MIN_OFFSET.
+    pub(super) async fn get_min_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (t, q) = Self::topic_queue(&req.cmd)?;
+        Ok(RemotingCommand::success().with_ext("offset", self.store.min_offset_in_queue(&t, q)))
     }
 }

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus};
+use ferromq_engine::{Message, MessageProperties, PutResult, PutStatus, TopicConfig};
 
-use super::{store_error_response, transaction, Broker, BUSY_REMARK};
-use crate::remoting::{request, response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
+use super::{store_error_response, transaction, Broker, HandlerResult, Request};
+use crate::remoting::{request, response, ExtFields, HeaderError, RemotingCommand};
 
 /// Topics clients may not send to (`TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
@@ -266,26 +266,22 @@ impl PutWaiter {
 }
 
 impl Broker {
-    pub(super) async fn send(
-        self: Arc<Self>,
-        conn: &Arc<ConnInfo>,
-        req: RemotingCommand,
-    ) -> RemotingCommand {
-        let h = match SendHeader::parse(&req.ext_fields) {
-            Ok(h) => h,
-            Err(e) => return e.into(),
-        };
+    /// SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE: checks on the
+    /// runtime, the write on `on` (the send pool), the wait for a sync flush
+    /// or a slave off it.
+    pub(super) async fn send(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let h = SendHeader::parse(&req.cmd.ext_fields)?;
         if let Err(why) = validate_topic(&h.topic) {
-            return RemotingCommand::error(response::SYSTEM_ERROR, why);
+            return Ok(RemotingCommand::error(response::SYSTEM_ERROR, why));
         }
         if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
-            return RemotingCommand::error(
+            return Ok(RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!(
                     "Sending message to topic[{}] is forbidden.",
                     ferromq_engine::message::name_for_message(&h.topic)
                 ),
-            );
+            ));
         }
         if h.properties
             .as_deref()
@@ -294,37 +290,30 @@ impl Broker {
             // The group is kept (check-backs go to its connections) and stored
             // in the half message: checked like any group.
             if let Err(why) = ferromq_engine::validate_group(&h.producer_group) {
-                return super::names::refuse(format!("producer {why}"));
+                return Ok(super::names::refuse(format!("producer {why}")));
             }
             // Check-backs can reach this producer before its first heartbeat.
             self.clients
-                .note_producer_connection(&h.producer_group, conn);
+                .note_producer_connection(&h.producer_group, req.conn);
         }
-        let batch = req.code == request::SEND_BATCH_MESSAGE || h.batch;
+        let batch = req.cmd.code == request::SEND_BATCH_MESSAGE || h.batch;
         if batch {
             // RocketMQ limits a batch's whole body (`DefaultMessageStore.checkMessages`);
             // checked here, once, before the body is split.
-            if let Err(why) = check_batch_size(req.body.len(), self.store.config().max_message_size)
+            if let Err(why) =
+                check_batch_size(req.cmd.body.len(), self.store.config().max_message_size)
             {
-                return RemotingCommand::error(response::MESSAGE_ILLEGAL, why);
+                return Ok(RemotingCommand::error(response::MESSAGE_ILLEGAL, why));
             }
         }
-        let born = conn.peer;
-        let body = req.body;
-        let b = self.clone();
-        let outcome = match self
-            .send_pool
-            .try_execute(move || b.send_blocking(h, body, born, batch))
-        {
-            Ok(rx) => match rx.await {
-                Ok(o) => o,
-                Err(_) => {
-                    return RemotingCommand::error(response::SYSTEM_ERROR, "send task failed")
-                }
-            },
-            Err(_) => return RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
-        };
-        match outcome {
+        let born = req.conn.peer;
+        let body = req.cmd.body;
+        let outcome = self
+            .run_on(req.on, "send", move |b| {
+                b.send_blocking(h, body, born, batch)
+            })
+            .await?;
+        Ok(match outcome {
             Sent::Done(r) => r,
             // SYNC_FLUSH: the put is written; wait for its sync off the send
             // pool (RocketMQ's asyncPutMessage), so that the pool's few threads
@@ -335,7 +324,7 @@ impl Broker {
             }
             // SYNC_MASTER alone: answered from the HA thread that reads the ack.
             Sent::Replicating(rx, queue_id) => await_reply(rx, queue_id).await,
-        }
+        })
     }
 
     /// Runs on the send pool: validate, write, and answer, or hand back a
@@ -347,6 +336,9 @@ impl Broker {
         }
     }
 
+    /// Validate and write one send: find (or auto-create) the topic, pick
+    /// the queue, build the message(s), put them, and say what the answer
+    /// waits for. `Err` is the answer to a refused send.
     fn send_write(
         &self,
         h: SendHeader,
@@ -354,113 +346,19 @@ impl Broker {
         born: SocketAddr,
         batch: bool,
     ) -> Result<Sent, RemotingCommand> {
-        let tc = match self.store.topic_config(&h.topic) {
-            Some(tc) => tc,
-            None if self.cfg.auto_create_topic_enable => {
-                // Exactly what UPDATE_AND_CREATE_TOPIC would accept.
-                if let Err(why) =
-                    super::names::check_creatable_topic(&h.topic, &self.cfg.broker_cluster_name)
-                {
-                    return Err(super::names::refuse(why));
-                }
-                let n = (h.default_topic_queue_nums.max(1) as u32)
-                    .min(self.cfg.default_topic_queue_nums.max(1));
-                match self.store.create_topic(&h.topic, n) {
-                    Ok(tc) => {
-                        tracing::info!(topic = %h.topic, queues = n, producer_group = %h.producer_group, "topic auto-created");
-                        self.register_now.notify_one();
-                        tc
-                    }
-                    Err(e) => return Err(store_error_response(&e)),
-                }
-            }
-            None => {
-                return Err(RemotingCommand::error(
-                    response::TOPIC_NOT_EXIST,
-                    format!(
-                        "topic[{}] not exist, apply first please!",
-                        ferromq_engine::message::name_for_message(&h.topic)
-                    ),
-                ))
-            }
+        let tc = self.send_topic(&h)?;
+        let queue_id = self.send_queue_id(&h, &tc, born)?;
+        let template = MessageTemplate {
+            h: &h,
+            queue_id,
+            born,
+            cluster: &self.cfg.broker_cluster_name,
         };
-        let write_queues = tc.write_queue_nums.max(1);
-        let queue_id = if h.queue_id < 0 {
-            self.next_queue.fetch_add(1, Ordering::Relaxed) % write_queues
+        let (wait, res) = if batch {
+            self.put_batch(&template, &body)?
         } else {
-            h.queue_id as u32
-        };
-        if queue_id >= tc.write_queue_nums.max(tc.read_queue_nums) {
-            return Err(RemotingCommand::error(
-                response::SYSTEM_ERROR,
-                format!(
-                    "request queueId[{queue_id}] is illegal, topic {} has {write_queues} queues, producer: {born}",
-                    ferromq_engine::message::name_for_message(&h.topic)
-                ),
-            ));
-        }
-        let make = |flag: i32, body: Vec<u8>, props: &[u8]| -> Result<Message, RemotingCommand> {
-            let mut properties = MessageProperties::decode(props).map_err(|e| {
-                RemotingCommand::error(response::MESSAGE_ILLEGAL, format!("bad properties: {e}"))
-            })?;
-            properties.insert("CLUSTER", self.cfg.broker_cluster_name.clone());
-            let mut m = Message::new(h.topic.clone(), body);
-            m.queue_id = queue_id;
-            m.flag = flag;
-            m.properties = properties;
-            m.sys_flag = h.sys_flag;
-            m.born_timestamp_ms = h.born_timestamp;
-            m.born_host = born;
-            m.reconsume_times = h.reconsume_times;
-            Ok(m)
-        };
-        let props = h.properties.as_deref().unwrap_or("").as_bytes();
-        let wait;
-        let res = if batch {
-            let items = match decode_batch(&body) {
-                Ok(i) => i,
-                Err(e) => return Err(RemotingCommand::error(response::MESSAGE_ILLEGAL, e)),
-            };
-            let mut msgs = Vec::with_capacity(items.len());
-            for it in items {
-                match make(it.flag, it.body, &it.properties) {
-                    Ok(m) if transaction::is_half_request(&m.properties) => {
-                        return Err(RemotingCommand::error(
-                            response::MESSAGE_ILLEGAL,
-                            "transactional messages cannot be sent in a batch",
-                        ))
-                    }
-                    Ok(m) => msgs.push(m),
-                    Err(r) => return Err(r),
-                }
-            }
-            wait = self.store.put_needs_wait(&msgs[0]);
-            self.store.put_messages_nowait(&msgs)
-        } else {
-            match make(h.flag, body, props) {
-                Ok(mut m) if transaction::is_half_request(&m.properties) => {
-                    if self.cfg.reject_transaction_message {
-                        return Err(RemotingCommand::error(
-                            response::NO_PERMISSION,
-                            format!(
-                                "the broker[{}] sending transaction message is forbidden",
-                                self.cfg.broker_ip1
-                            ),
-                        ));
-                    }
-                    if let Err(e) = self.ensure_half_topic() {
-                        return Err(store_error_response(&e));
-                    }
-                    transaction::to_half(&mut m);
-                    wait = self.store.put_needs_wait(&m);
-                    self.store.put_message_nowait(&m)
-                }
-                Ok(m) => {
-                    wait = self.store.put_needs_wait(&m);
-                    self.store.put_message_nowait(&m)
-                }
-                Err(r) => return Err(r),
-            }
+            let props = h.properties.as_deref().unwrap_or("").as_bytes();
+            self.put_single(template.make(h.flag, body, props)?)?
         };
         if let Ok(pr) = &res {
             self.stats.add_put(u64::from(pr.message_count));
@@ -477,6 +375,146 @@ impl Broker {
             Ok(put) if wait => Sent::Waiting(put, queue_id, std::time::Instant::now()),
             res => Sent::Done(put_response(res, queue_id)),
         })
+    }
+
+    /// The topic of a send; unknown, it is created when
+    /// `autoCreateTopicEnable` is on (with the rules UPDATE_AND_CREATE_TOPIC
+    /// applies), refused otherwise.
+    fn send_topic(&self, h: &SendHeader) -> Result<TopicConfig, RemotingCommand> {
+        match self.store.topic_config(&h.topic) {
+            Some(tc) => Ok(tc),
+            None if self.cfg.auto_create_topic_enable => {
+                // Exactly what UPDATE_AND_CREATE_TOPIC would accept.
+                if let Err(why) =
+                    super::names::check_creatable_topic(&h.topic, &self.cfg.broker_cluster_name)
+                {
+                    return Err(super::names::refuse(why));
+                }
+                let n = (h.default_topic_queue_nums.max(1) as u32)
+                    .min(self.cfg.default_topic_queue_nums.max(1));
+                match self.store.create_topic(&h.topic, n) {
+                    Ok(tc) => {
+                        tracing::info!(topic = %h.topic, queues = n, producer_group = %h.producer_group, "topic auto-created");
+                        self.register_now.notify_one();
+                        Ok(tc)
+                    }
+                    Err(e) => Err(store_error_response(&e)),
+                }
+            }
+            None => Err(RemotingCommand::error(
+                response::TOPIC_NOT_EXIST,
+                format!(
+                    "topic[{}] not exist, apply first please!",
+                    ferromq_engine::message::name_for_message(&h.topic)
+                ),
+            )),
+        }
+    }
+
+    /// The queue a send goes to: the one asked for, or round robin over the
+    /// write queues when negative; refused beyond the topic's queues.
+    fn send_queue_id(
+        &self,
+        h: &SendHeader,
+        tc: &TopicConfig,
+        born: SocketAddr,
+    ) -> Result<u32, RemotingCommand> {
+        let write_queues = tc.write_queue_nums.max(1);
+        let queue_id = if h.queue_id < 0 {
+            self.next_queue.fetch_add(1, Ordering::Relaxed) % write_queues
+        } else {
+            h.queue_id as u32
+        };
+        if queue_id >= tc.write_queue_nums.max(tc.read_queue_nums) {
+            return Err(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                format!(
+                    "request queueId[{queue_id}] is illegal, topic {} has {write_queues} queues, producer: {born}",
+                    ferromq_engine::message::name_for_message(&h.topic)
+                ),
+            ));
+        }
+        Ok(queue_id)
+    }
+
+    /// Put the messages of a batch body (no transactional message may be in
+    /// one): whether the answer waits, and the put's result.
+    fn put_batch(
+        &self,
+        template: &MessageTemplate<'_>,
+        body: &[u8],
+    ) -> Result<PutOutcome, RemotingCommand> {
+        let items =
+            decode_batch(body).map_err(|e| RemotingCommand::error(response::MESSAGE_ILLEGAL, e))?;
+        let mut msgs = Vec::with_capacity(items.len());
+        for it in items {
+            match template.make(it.flag, it.body, &it.properties) {
+                Ok(m) if transaction::is_half_request(&m.properties) => {
+                    return Err(RemotingCommand::error(
+                        response::MESSAGE_ILLEGAL,
+                        "transactional messages cannot be sent in a batch",
+                    ))
+                }
+                Ok(m) => msgs.push(m),
+                Err(r) => return Err(r),
+            }
+        }
+        let wait = self.store.put_needs_wait(&msgs[0]);
+        Ok((wait, self.store.put_messages_nowait(&msgs)))
+    }
+
+    /// Put one message; a transactional one (`TRAN_MSG=true`) is stored as a
+    /// half message, unless `rejectTransactionMessage` refuses it.
+    fn put_single(&self, mut m: Message) -> Result<PutOutcome, RemotingCommand> {
+        if transaction::is_half_request(&m.properties) {
+            if self.cfg.reject_transaction_message {
+                return Err(RemotingCommand::error(
+                    response::NO_PERMISSION,
+                    format!(
+                        "the broker[{}] sending transaction message is forbidden",
+                        self.cfg.broker_ip1
+                    ),
+                ));
+            }
+            if let Err(e) = self.ensure_half_topic() {
+                return Err(store_error_response(&e));
+            }
+            transaction::to_half(&mut m);
+        }
+        let wait = self.store.put_needs_wait(&m);
+        Ok((wait, self.store.put_message_nowait(&m)))
+    }
+}
+
+/// Whether a put's answer waits (sync flush or slave), and the put's result.
+type PutOutcome = (bool, Result<PutResult, ferromq_engine::Error>);
+
+/// What every message of one send shares: its header, queue, producer
+/// address and the broker's cluster (the `CLUSTER` property).
+struct MessageTemplate<'a> {
+    h: &'a SendHeader,
+    queue_id: u32,
+    born: SocketAddr,
+    cluster: &'a str,
+}
+
+impl MessageTemplate<'_> {
+    /// One message of the send, with its flag, body and encoded properties.
+    fn make(&self, flag: i32, body: Vec<u8>, props: &[u8]) -> Result<Message, RemotingCommand> {
+        let h = self.h;
+        let mut properties = MessageProperties::decode(props).map_err(|e| {
+            RemotingCommand::error(response::MESSAGE_ILLEGAL, format!("bad properties: {e}"))
+        })?;
+        properties.insert("CLUSTER", self.cluster.to_string());
+        let mut m = Message::new(h.topic.clone(), body);
+        m.queue_id = self.queue_id;
+        m.flag = flag;
+        m.properties = properties;
+        m.sys_flag = h.sys_flag;
+        m.born_timestamp_ms = h.born_timestamp;
+        m.born_host = self.born;
+        m.reconsume_times = h.reconsume_times;
+        Ok(m)
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use ferromq_engine::{Message, TopicConfig};
 
-use super::{store_error_response, Broker, BUSY_REMARK};
+use super::{store_error_response, Broker, HandlerResult, Request};
 use crate::remoting::{response, HeaderError, RemotingCommand};
 
 /// Prefix of a group's retry topic.
@@ -100,22 +100,14 @@ impl Broker {
         Ok(tc)
     }
 
-    /// CONSUMER_SEND_MSG_BACK (runs on the send pool: it reads and writes the log).
+    /// CONSUMER_SEND_MSG_BACK (on the send pool: it reads and writes the log).
     pub(super) async fn consumer_send_msg_back(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let h = match SendBackHeader::parse(req) {
-            Ok(h) => h,
-            Err(e) => return e.into(),
-        };
-        let b = self.clone();
-        match self.send_pool.try_execute(move || b.send_back_blocking(h)) {
-            Ok(rx) => rx.await.unwrap_or_else(|_| {
-                RemotingCommand::error(response::SYSTEM_ERROR, "send-back task failed")
-            }),
-            Err(_) => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
-        }
+        self: &Arc<Self>,
+        req: Request<'_>,
+    ) -> HandlerResult {
+        let h = SendBackHeader::parse(&req.cmd)?;
+        self.run_on(req.on, "send-back", move |b| b.send_back_blocking(h))
+            .await
     }
 
     fn send_back_blocking(&self, h: SendBackHeader) -> RemotingCommand {

@@ -406,14 +406,7 @@ fn copy_ext(half: &MessageExt, copy: &ferromq_engine::Message, pr: &PutResult) -
 /// A sentence when the half lacks its real topic or queue.
 pub fn check_body(half: &MessageExt) -> Result<Vec<u8>, String> {
     let (topic, qid) = real_destination(half)?;
-    let mut m = ferromq_engine::Message::new(topic, half.body.clone());
-    m.queue_id = qid;
-    m.flag = half.flag;
-    m.properties = half.properties.clone();
-    m.sys_flag = half.sys_flag;
-    m.born_timestamp_ms = half.born_timestamp_ms;
-    m.born_host = half.born_host;
-    m.reconsume_times = half.reconsume_times;
+    let m = super::base_message(&topic, qid, half);
     let mut out = Vec::new();
     encode_message(&m, &half.store_host, &mut out);
     if out.len() >= 36 {

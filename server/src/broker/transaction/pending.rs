@@ -87,16 +87,16 @@ impl Broker {
 impl Broker {
     /// FERROMQ_GET_PENDING_TRANSACTIONS: [`PendingReport`] as JSON (scanned off the runtime).
     pub(in crate::broker) async fn pending_transactions_request(
-        self: std::sync::Arc<Self>,
-    ) -> crate::remoting::RemotingCommand {
+        self: &std::sync::Arc<Self>,
+        req: crate::broker::dispatch::Request<'_>,
+    ) -> crate::broker::HandlerResult {
         use crate::remoting::{response, RemotingCommand};
-        let b = self.clone();
-        match tokio::task::spawn_blocking(move || b.pending_transactions()).await {
-            Ok(rep) => match serde_json::to_vec(&rep) {
-                Ok(body) => RemotingCommand::success().with_body(body),
-                Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
-            },
+        let rep = self
+            .run_on(req.on, "pending transactions", |b| b.pending_transactions())
+            .await?;
+        Ok(match serde_json::to_vec(&rep) {
+            Ok(body) => RemotingCommand::success().with_body(body),
             Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
-        }
+        })
     }
 }

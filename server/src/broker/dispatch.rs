@@ -1,0 +1,219 @@
+//! The broker's request table: each request code, the handler that answers it
+//! and the executor its blocking step runs on (RocketMQ's
+//! `BrokerController.registerProcessor`, which pairs each code with a
+//! processor and a thread pool).
+//!
+//! Every handler has the one signature
+//! `async fn(&Arc<Broker>, Request<'_>) -> HandlerResult` (a [`Request`] is the
+//! command, its connection and its executor): it decodes its header on the network runtime (a bad header is returned with
+//! `?` as a [`HandlerError`]), then runs its blocking step with
+//! `Broker::run_on` on the executor the table gave it. A full pool
+//! (SYSTEM_BUSY) and a lost task (SYSTEM_ERROR) are answered in
+//! [`HandlerError::into_response`], the one place for both.
+//!
+//! The table is a `match` that calls each handler directly: no boxed future
+//! and no dynamic call per request, as before the table.
+
+use std::sync::Arc;
+
+use super::{names, Broker, BUSY_REMARK};
+use crate::remoting::request::*;
+use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
+
+/// Where a handler's blocking step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// On the network runtime: the handler never blocks (in-memory tables).
+    Runtime,
+    /// On tokio's blocking threads (`spawn_blocking`): store reads and file
+    /// writes that are rare and must not wait behind the send or pull pool.
+    Blocking,
+    /// On the send pool (`sendMessageThreadPoolNums`, bounded queue): writes to
+    /// the commitlog.
+    SendPool,
+    /// On the pull pool (`pullMessageThreadPoolNums`, bounded queue): reads for
+    /// consumers.
+    PullPool,
+}
+
+/// Why a handler ends without its normal answer.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// A missing or malformed header field (answered as [`HeaderError`] maps it).
+    Header(HeaderError),
+    /// The executor's pool queue is full: SYSTEM_BUSY, RocketMQ's flow control.
+    Busy,
+    /// A pool job ended without an answer (it panicked): SYSTEM_ERROR
+    /// "`<task>` task failed".
+    Lost(&'static str),
+    /// A blocking task failed (it panicked): SYSTEM_ERROR with tokio's error.
+    Panicked(String),
+    /// The pull was held and its connection closed meanwhile: nothing is sent.
+    Closed,
+}
+
+/// One request as its handler gets it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The command: code, header fields, body.
+    pub cmd: RemotingCommand,
+    /// The connection it came on.
+    pub conn: &'a Arc<ConnInfo>,
+    /// Where its blocking step runs (from the table).
+    pub on: Executor,
+}
+
+/// What a handler returns.
+pub type HandlerResult = Result<RemotingCommand, HandlerError>;
+
+impl From<HeaderError> for HandlerError {
+    fn from(e: HeaderError) -> Self {
+        HandlerError::Header(e)
+    }
+}
+
+impl HandlerError {
+    /// The answer to send, `None` for nothing.
+    pub fn into_response(self) -> Option<RemotingCommand> {
+        Some(match self {
+            HandlerError::Header(e) => e.into(),
+            HandlerError::Busy => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
+            HandlerError::Lost(task) => {
+                RemotingCommand::error(response::SYSTEM_ERROR, format!("{task} task failed"))
+            }
+            HandlerError::Panicked(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
+            HandlerError::Closed => return None,
+        })
+    }
+}
+
+impl Broker {
+    /// Answer one request: check the names it carries, then call its handler
+    /// from the table with its executor. `None` sends nothing (a held pull
+    /// whose connection closed).
+    pub(super) async fn dispatch(
+        self: &Arc<Self>,
+        conn: &Arc<ConnInfo>,
+        req: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        // Before anything is looked up or echoed.
+        if let Err(refusal) = names::check_request_names(&req) {
+            return Some(refusal);
+        }
+        use Executor::*;
+        let code = req.code;
+        let r = move |on| Request { cmd: req, conn, on };
+        #[rustfmt::skip]
+        let answer = match code {
+            // SendMessageProcessor
+            SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => self.send(r(SendPool)).await,
+            CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(r(SendPool)).await,
+            // PullMessageProcessor
+            PULL_MESSAGE => self.pull(r(PullPool)).await,
+            // ConsumerManageProcessor
+            QUERY_CONSUMER_OFFSET => self.query_consumer_offset(r(Blocking)).await,
+            UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(r(Runtime)).await,
+            GET_CONSUMER_LIST_BY_GROUP => self.consumer_list(r(Runtime)).await,
+            // ClientManageProcessor
+            HEART_BEAT => self.heart_beat(r(Blocking)).await,
+            UNREGISTER_CLIENT => self.unregister_client(r(Runtime)).await,
+            // QueryMessageProcessor
+            QUERY_MESSAGE => self.query_message(r(Blocking)).await,
+            VIEW_MESSAGE_BY_ID => self.view_message_by_id(r(Blocking)).await,
+            SEARCH_OFFSET_BY_TIMESTAMP => self.search_offset(r(Blocking)).await,
+            GET_EARLIEST_MSG_STORETIME => self.earliest_msg_store_time(r(Blocking)).await,
+            GET_MAX_OFFSET => self.get_max_offset(r(Runtime)).await,
+            GET_MIN_OFFSET => self.get_min_offset(r(Runtime)).await,
+            QUERY_BROKER_OFFSET => self.query_broker_offset(r(Runtime)).await,
+            // AdminBrokerProcessor
+            UPDATE_AND_CREATE_TOPIC => self.create_topic(r(Blocking)).await,
+            GET_ALL_TOPIC_CONFIG => self.all_topic_config(r(Runtime)).await,
+            GET_BROKER_RUNTIME_INFO => self.broker_runtime_info(r(Blocking)).await,
+            GET_BROKER_CONFIG => self.broker_config(r(Runtime)).await,
+            TRIGGER_DELETE_FILES | DELETE_EXPIRED_COMMITLOG => self.delete_expired_files(r(Runtime)).await,
+            GET_ALL_CONSUMER_OFFSET => self.all_consumer_offset(r(Runtime)).await,
+            GET_ALL_SUBSCRIPTIONGROUP_CONFIG => self.all_subscription_group(r(Runtime)).await,
+            GET_ALL_DELAY_OFFSET => self.all_delay_offset(r(Runtime)).await,
+            LOCK_BATCH_MQ => self.lock_batch_mq(r(Runtime)).await,
+            UNLOCK_BATCH_MQ => self.unlock_batch_mq(r(Runtime)).await,
+            // EndTransactionProcessor (its pool is still chosen in transaction/end.rs)
+            END_TRANSACTION => self.end_transaction_request(r(SendPool)).await,
+            // ferromq: `ferromq-admin txnPending`
+            FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request(r(Blocking)).await,
+            _ => self.not_supported(r(Runtime)).await,
+        };
+        answer.map_or_else(HandlerError::into_response, Some)
+    }
+
+    /// Run `job` on `on` and return its result: inline on the runtime, on a
+    /// blocking thread, or queued on a pool ([`HandlerError::Busy`] when the
+    /// queue is full; [`HandlerError::Lost`] naming `task` when the job ends
+    /// without a result).
+    pub(super) async fn run_on<F, R>(
+        self: &Arc<Self>,
+        on: Executor,
+        task: &'static str,
+        job: F,
+    ) -> Result<R, HandlerError>
+    where
+        F: FnOnce(&Broker) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let pool = match on {
+            Executor::Runtime => return Ok(job(self)),
+            Executor::Blocking => {
+                let b = self.clone();
+                return tokio::task::spawn_blocking(move || job(&b))
+                    .await
+                    .map_err(|e| HandlerError::Panicked(e.to_string()));
+            }
+            Executor::SendPool => &self.send_pool,
+            Executor::PullPool => &self.pull_pool,
+        };
+        let b = self.clone();
+        let rx = pool
+            .try_execute(move || job(&b))
+            .map_err(|_| HandlerError::Busy)?;
+        rx.await.map_err(|_| HandlerError::Lost(task))
+    }
+
+    /// Any code not in the table: REQUEST_CODE_NOT_SUPPORTED.
+    async fn not_supported(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let code = req.cmd.code;
+        // Rate-limited per peer: a client may send one per request.
+        if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(req.conn.peer.ip()) {
+            tracing::warn!(
+                code,
+                language = crate::remoting::codes::language_name(req.cmd.language),
+                version = req.cmd.version,
+                peer = %req.conn.peer,
+                suppressed,
+                "request code not supported"
+            );
+        }
+        Ok(RemotingCommand::error(
+            response::REQUEST_CODE_NOT_SUPPORTED,
+            format!(" request type {code} not supported"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_answered_as_before_the_table() {
+        let busy = HandlerError::Busy.into_response().unwrap();
+        assert_eq!(busy.code, response::SYSTEM_BUSY);
+        assert_eq!(busy.remark.as_deref(), Some(BUSY_REMARK));
+        let lost = HandlerError::Lost("send").into_response().unwrap();
+        assert_eq!(lost.code, response::SYSTEM_ERROR);
+        assert_eq!(lost.remark.as_deref(), Some("send task failed"));
+        let header = HeaderError::Missing("topic".into());
+        let want = RemotingCommand::from(header.clone());
+        let got = HandlerError::from(header).into_response().unwrap();
+        assert_eq!((got.code, got.remark), (want.code, want.remark));
+        assert!(HandlerError::Closed.into_response().is_none());
+    }
+}
