@@ -365,314 +365,368 @@ impl Admin {
             .unwrap_or_default())
     }
 
+    /// Run one subcommand: each has its own method below.
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
-            Cmd::TopicList => {
-                let r = ok(
-                    self.namesrv_call(RemotingCommand::request(
-                        request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
-                    ))
-                    .await?,
-                    "topic list",
-                )?;
-                let v = body_json(&r, "topic list")?;
-                let mut topics: Vec<&str> = v["topicList"]
-                    .as_array()
+            Cmd::TopicList => self.topic_list().await,
+            Cmd::UpdateTopic(u) => self.update_topic(u).await,
+            Cmd::ClusterList => self.cluster_list().await,
+            Cmd::TopicStatus { topic } => self.topic_status(topic).await,
+            Cmd::ConsumerProgress { group, topic } => self.consumer_progress(group, topic).await,
+            Cmd::QueryMsgByKey { topic, key } => self.query_msg_by_key(topic, key).await,
+            Cmd::QueryMsgById { msg_id, topic } => self.query_msg_by_id(msg_id, topic).await,
+            Cmd::DeleteExpiredCommitLog(t) => self.delete_expired_commit_log(t).await,
+            Cmd::GetBrokerConfig(t) => self.get_broker_config(t).await,
+            Cmd::HaStatus(t) => self.ha_status(t).await,
+            Cmd::TxnPending(t) => self.txn_pending(t).await,
+            Cmd::DamagedRecords(t) => self.damaged_records(t).await,
+            Cmd::BrokerStatus(t) => self.broker_status(t).await,
+        }
+    }
+
+    /// `topicList`: every topic the name server knows, sorted, one a line.
+    async fn topic_list(&self) -> Res<()> {
+        let r = ok(
+            self.namesrv_call(RemotingCommand::request(
+                request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+            ))
+            .await?,
+            "topic list",
+        )?;
+        let v = body_json(&r, "topic list")?;
+        let mut topics: Vec<&str> = v["topicList"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        topics.sort();
+        for t in topics {
+            println!("{t}");
+        }
+        Ok(())
+    }
+
+    /// `updateTopic`: create or update a topic on each target broker.
+    async fn update_topic(&self, u: UpdateTopic) -> Res<()> {
+        for addr in self.targets(&u.target).await? {
+            let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
+                .with_ext("topic", &u.topic)
+                .with_ext("defaultTopic", "TBW102")
+                .with_ext("readQueueNums", u.read)
+                .with_ext("writeQueueNums", u.write)
+                .with_ext("perm", u.perm)
+                .with_ext("topicFilterType", "SINGLE_TAG")
+                .with_ext("topicSysFlag", 0)
+                .with_ext("order", u.order);
+            ok(call(&addr, req).await?, &format!("create topic on {addr}"))?;
+            println!("create topic to {addr} success.");
+        }
+        println!(
+            "TopicConfig [topicName={}, readQueueNums={}, writeQueueNums={}, perm={}, order={}]",
+            u.topic, u.read, u.write, u.perm, u.order
+        );
+        Ok(())
+    }
+
+    /// `clusterList`: every registered broker with its runtime figures.
+    async fn cluster_list(&self) -> Res<()> {
+        let mut rows = Vec::new();
+        for (cluster, name, id, addr) in self.brokers().await? {
+            let info = Self::runtime_info(&addr).await.unwrap_or_default();
+            let g = |k: &str| info.get(k).cloned().unwrap_or_else(|| "-".into());
+            rows.push(vec![
+                cluster,
+                name,
+                id.to_string(),
+                addr,
+                g("brokerVersionDesc"),
+                g("msgPutTotalTodayNow"),
+                g("msgGetTotalTodayNow"),
+                g("commitLogMaxOffset"),
+                g("commitLogDiskRatio"),
+            ]);
+        }
+        table(
+            &[
+                "#Cluster Name",
+                "#Broker Name",
+                "#BID",
+                "#Addr",
+                "#Version",
+                "#PutTotalToday",
+                "#GetTotalToday",
+                "#CommitLogMax",
+                "#DiskRatio",
+            ],
+            &rows,
+        );
+        Ok(())
+    }
+
+    /// `topicStatus`: min and max offset of every queue of a topic.
+    async fn topic_status(&self, topic: String) -> Res<()> {
+        let mut rows = Vec::new();
+        for (name, addr, queues) in self.route(&topic).await? {
+            for q in 0..queues {
+                let min = Self::offset(&addr, request::GET_MIN_OFFSET, &topic, q).await?;
+                let max = Self::offset(&addr, request::GET_MAX_OFFSET, &topic, q).await?;
+                rows.push(vec![
+                    name.clone(),
+                    q.to_string(),
+                    min.to_string(),
+                    max.to_string(),
+                ]);
+            }
+        }
+        table(
+            &["#Broker Name", "#QID", "#Min Offset", "#Max Offset"],
+            &rows,
+        );
+        Ok(())
+    }
+
+    /// `consumerProgress`: a group's offsets and lag per queue on every master,
+    /// and the total lag.
+    async fn consumer_progress(&self, group: String, topic: Option<String>) -> Res<()> {
+        let suffix = format!("@{group}");
+        let mut rows = Vec::new();
+        let mut total = 0i64;
+        for (_, name, id, addr) in self.brokers().await? {
+            if id != 0 {
+                continue;
+            }
+            let r = ok(
+                call(
+                    &addr,
+                    RemotingCommand::request(request::GET_ALL_CONSUMER_OFFSET),
+                )
+                .await?,
+                "consumer offsets",
+            )?;
+            let v = body_json(&r, "consumer offsets")?;
+            for (key, queues) in v["offsetTable"].as_object().into_iter().flatten() {
+                let Some(t) = key.strip_suffix(&suffix) else {
+                    continue;
+                };
+                if topic.as_deref().is_some_and(|want| want != t) {
+                    continue;
+                }
+                let mut qs: Vec<(i64, i64)> = queues
+                    .as_object()
                     .into_iter()
                     .flatten()
-                    .filter_map(Value::as_str)
+                    .map(|(q, o)| (q.trim().parse().unwrap_or(-1), num(o)))
                     .collect();
-                topics.sort();
-                for t in topics {
-                    println!("{t}");
-                }
-            }
-            Cmd::UpdateTopic(u) => {
-                for addr in self.targets(&u.target).await? {
-                    let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
-                        .with_ext("topic", &u.topic)
-                        .with_ext("defaultTopic", "TBW102")
-                        .with_ext("readQueueNums", u.read)
-                        .with_ext("writeQueueNums", u.write)
-                        .with_ext("perm", u.perm)
-                        .with_ext("topicFilterType", "SINGLE_TAG")
-                        .with_ext("topicSysFlag", 0)
-                        .with_ext("order", u.order);
-                    ok(call(&addr, req).await?, &format!("create topic on {addr}"))?;
-                    println!("create topic to {addr} success.");
-                }
-                println!(
-                    "TopicConfig [topicName={}, readQueueNums={}, writeQueueNums={}, perm={}, order={}]",
-                    u.topic, u.read, u.write, u.perm, u.order
-                );
-            }
-            Cmd::ClusterList => {
-                let mut rows = Vec::new();
-                for (cluster, name, id, addr) in self.brokers().await? {
-                    let info = Self::runtime_info(&addr).await.unwrap_or_default();
-                    let g = |k: &str| info.get(k).cloned().unwrap_or_else(|| "-".into());
+                qs.sort();
+                for (q, consumer) in qs {
+                    let broker = Self::offset(&addr, request::GET_MAX_OFFSET, t, q).await?;
+                    let diff = broker - consumer;
+                    total += diff;
                     rows.push(vec![
-                        cluster,
-                        name,
-                        id.to_string(),
-                        addr,
-                        g("brokerVersionDesc"),
-                        g("msgPutTotalTodayNow"),
-                        g("msgGetTotalTodayNow"),
-                        g("commitLogMaxOffset"),
-                        g("commitLogDiskRatio"),
+                        t.to_string(),
+                        name.clone(),
+                        q.to_string(),
+                        broker.to_string(),
+                        consumer.to_string(),
+                        diff.to_string(),
                     ]);
                 }
-                table(
-                    &[
-                        "#Cluster Name",
-                        "#Broker Name",
-                        "#BID",
-                        "#Addr",
-                        "#Version",
-                        "#PutTotalToday",
-                        "#GetTotalToday",
-                        "#CommitLogMax",
-                        "#DiskRatio",
-                    ],
-                    &rows,
-                );
             }
-            Cmd::TopicStatus { topic } => {
-                let mut rows = Vec::new();
-                for (name, addr, queues) in self.route(&topic).await? {
-                    for q in 0..queues {
-                        let min = Self::offset(&addr, request::GET_MIN_OFFSET, &topic, q).await?;
-                        let max = Self::offset(&addr, request::GET_MAX_OFFSET, &topic, q).await?;
-                        rows.push(vec![
-                            name.clone(),
-                            q.to_string(),
-                            min.to_string(),
-                            max.to_string(),
-                        ]);
-                    }
+        }
+        if rows.is_empty() {
+            return Err(format!("no consumer offsets for group {group}"));
+        }
+        table(
+            &[
+                "#Topic",
+                "#Broker Name",
+                "#QID",
+                "#Broker Offset",
+                "#Consumer Offset",
+                "#Diff",
+            ],
+            &rows,
+        );
+        println!();
+        println!("Diff Total: {total}");
+        Ok(())
+    }
+
+    /// `queryMsgByKey`: the messages of a topic with a key.
+    async fn query_msg_by_key(&self, topic: String, key: String) -> Res<()> {
+        let mut rows = Vec::new();
+        for (_, addr, _) in self.route(&topic).await? {
+            for m in Self::query(&addr, &topic, &key, false).await? {
+                if m.keys().contains(&key.as_str()) {
+                    rows.push(vec![
+                        m.msg_id(),
+                        m.properties.get("UNIQ_KEY").unwrap_or("-").to_string(),
+                        m.queue_id.to_string(),
+                        m.queue_offset.to_string(),
+                    ]);
                 }
-                table(
-                    &["#Broker Name", "#QID", "#Min Offset", "#Max Offset"],
-                    &rows,
-                );
             }
-            Cmd::ConsumerProgress { group, topic } => {
-                let suffix = format!("@{group}");
-                let mut rows = Vec::new();
-                let mut total = 0i64;
-                for (_, name, id, addr) in self.brokers().await? {
-                    if id != 0 {
-                        continue;
-                    }
-                    let r = ok(
-                        call(
-                            &addr,
-                            RemotingCommand::request(request::GET_ALL_CONSUMER_OFFSET),
-                        )
-                        .await?,
-                        "consumer offsets",
-                    )?;
-                    let v = body_json(&r, "consumer offsets")?;
-                    for (key, queues) in v["offsetTable"].as_object().into_iter().flatten() {
-                        let Some(t) = key.strip_suffix(&suffix) else {
-                            continue;
-                        };
-                        if topic.as_deref().is_some_and(|want| want != t) {
-                            continue;
-                        }
-                        let mut qs: Vec<(i64, i64)> = queues
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(q, o)| (q.trim().parse().unwrap_or(-1), num(o)))
-                            .collect();
-                        qs.sort();
-                        for (q, consumer) in qs {
-                            let broker = Self::offset(&addr, request::GET_MAX_OFFSET, t, q).await?;
-                            let diff = broker - consumer;
-                            total += diff;
-                            rows.push(vec![
-                                t.to_string(),
-                                name.clone(),
-                                q.to_string(),
-                                broker.to_string(),
-                                consumer.to_string(),
-                                diff.to_string(),
-                            ]);
-                        }
-                    }
-                }
-                if rows.is_empty() {
-                    return Err(format!("no consumer offsets for group {group}"));
-                }
-                table(
-                    &[
-                        "#Topic",
-                        "#Broker Name",
-                        "#QID",
-                        "#Broker Offset",
-                        "#Consumer Offset",
-                        "#Diff",
-                    ],
-                    &rows,
-                );
-                println!();
-                println!("Diff Total: {total}");
+        }
+        if rows.is_empty() {
+            return Err(format!("no message with key {key} in topic {topic}"));
+        }
+        table(&["#Message ID", "#Unique Key", "#QID", "#Offset"], &rows);
+        Ok(())
+    }
+
+    /// `queryMsgById`: one message by its offset msgId, or with a topic by its
+    /// unique key.
+    async fn query_msg_by_id(&self, msg_id: String, topic: Option<String>) -> Res<()> {
+        let m = match decode_offset_msg_id(&msg_id) {
+            Ok((addr, offset)) => {
+                let req = RemotingCommand::request(request::VIEW_MESSAGE_BY_ID)
+                    .with_ext("offset", offset);
+                let r = ok(call(&addr.to_string(), req).await?, "view message")?;
+                decode_records(&r.body)
+                    .map_err(|e| format!("undecodable message: {e}"))?
+                    .into_iter()
+                    .next()
+                    .ok_or("empty answer")?
             }
-            Cmd::QueryMsgByKey { topic, key } => {
-                let mut rows = Vec::new();
-                for (_, addr, _) in self.route(&topic).await? {
-                    for m in Self::query(&addr, &topic, &key, false).await? {
-                        if m.keys().contains(&key.as_str()) {
-                            rows.push(vec![
-                                m.msg_id(),
-                                m.properties.get("UNIQ_KEY").unwrap_or("-").to_string(),
-                                m.queue_id.to_string(),
-                                m.queue_offset.to_string(),
-                            ]);
-                        }
-                    }
-                }
-                if rows.is_empty() {
-                    return Err(format!("no message with key {key} in topic {topic}"));
-                }
-                table(&["#Message ID", "#Unique Key", "#QID", "#Offset"], &rows);
-            }
-            Cmd::QueryMsgById { msg_id, topic } => {
-                let m = match decode_offset_msg_id(&msg_id) {
-                    Ok((addr, offset)) => {
-                        let req = RemotingCommand::request(request::VIEW_MESSAGE_BY_ID)
-                            .with_ext("offset", offset);
-                        let r = ok(call(&addr.to_string(), req).await?, "view message")?;
-                        decode_records(&r.body)
-                            .map_err(|e| format!("undecodable message: {e}"))?
-                            .into_iter()
-                            .next()
-                            .ok_or("empty answer")?
-                    }
-                    Err(e) => {
-                        let Some(topic) = topic else {
-                            return Err(format!(
-                                "{msg_id} is not an offset msgId ({e}); give -t TOPIC to look it up as a unique key"
-                            ));
-                        };
-                        let mut found = None;
-                        for (_, addr, _) in self.route(&topic).await? {
-                            found = Self::query(&addr, &topic, &msg_id, true)
-                                .await?
-                                .into_iter()
-                                .find(|m| m.properties.get("UNIQ_KEY") == Some(msg_id.as_str()));
-                            if found.is_some() {
-                                break;
-                            }
-                        }
-                        found.ok_or(format!("no message {msg_id} in topic {topic}"))?
-                    }
+            Err(e) => {
+                let Some(topic) = topic else {
+                    return Err(format!(
+                        "{msg_id} is not an offset msgId ({e}); give -t TOPIC to look it up as a unique key"
+                    ));
                 };
-                print_message(&m);
-            }
-            Cmd::DeleteExpiredCommitLog(t) => {
-                for addr in self.targets(&t).await? {
-                    ok(
-                        call(
-                            &addr,
-                            RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG),
-                        )
-                        .await?,
-                        &format!("delete expired commitlog on {addr}"),
-                    )?;
-                    println!("{addr}: delete expired commitlog success.");
-                }
-            }
-            Cmd::GetBrokerConfig(t) => {
-                for addr in self.targets(&t).await? {
-                    let r = ok(
-                        call(&addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await?,
-                        &format!("broker config of {addr}"),
-                    )?;
-                    println!("============{addr}============");
-                    for line in String::from_utf8_lossy(&r.body).lines() {
-                        match line.split_once('=') {
-                            Some((k, v)) if !line.starts_with('#') => {
-                                println!("{:<50}=  {}", k.trim(), v.trim())
-                            }
-                            _ => {}
-                        }
+                let mut found = None;
+                for (_, addr, _) in self.route(&topic).await? {
+                    found = Self::query(&addr, &topic, &msg_id, true)
+                        .await?
+                        .into_iter()
+                        .find(|m| m.properties.get("UNIQ_KEY") == Some(msg_id.as_str()));
+                    if found.is_some() {
+                        break;
                     }
                 }
+                found.ok_or(format!("no message {msg_id} in topic {topic}"))?
             }
-            Cmd::HaStatus(t) => {
-                let mut rows = Vec::new();
-                for addr in self.targets(&t).await? {
-                    let info = Self::runtime_info(&addr).await?;
-                    rows.extend(ha_rows(&addr, &info));
-                }
-                table(
-                    &[
-                        "#Broker Addr",
-                        "#Role",
-                        "#Peer",
-                        "#Acked Offset",
-                        "#Lag Bytes",
-                        "#Lag ms",
-                    ],
-                    &rows,
-                );
-            }
-            Cmd::TxnPending(t) => {
-                for addr in self.targets(&t).await? {
-                    let r = ok(
-                        call(
-                            &addr,
-                            RemotingCommand::request(request::FERROMQ_GET_PENDING_TRANSACTIONS),
-                        )
-                        .await?,
-                        &format!("pending transactions of {addr}"),
-                    )?;
-                    let v = body_json(&r, "pending transactions")?;
-                    print_pending(&addr, &v);
-                }
-            }
-            Cmd::DamagedRecords(t) => {
-                let mut rows = Vec::new();
-                for addr in self.targets(&t).await? {
-                    let info = Self::runtime_info(&addr).await?;
-                    let count = info.get("damagedRecordCount").cloned().unwrap_or_default();
-                    println!("{addr}: {count} damaged records");
-                    let listed = info.get("damagedRecords").map_or("[]", String::as_str);
-                    let v: Value = serde_json::from_str(listed)
-                        .map_err(|e| format!("damagedRecords of {addr}: {e}"))?;
-                    for d in v.as_array().into_iter().flatten() {
-                        rows.push(vec![
-                            addr.clone(),
-                            d["topic"].as_str().unwrap_or_default().to_string(),
-                            num(&d["queueId"]).to_string(),
-                            num(&d["queueOffset"]).to_string(),
-                            num(&d["commitLogOffset"]).to_string(),
-                            d["reason"].as_str().unwrap_or_default().to_string(),
-                        ]);
+        };
+        print_message(&m);
+        Ok(())
+    }
+
+    /// `deleteExpiredCommitLog`: ask each target broker to delete expired files.
+    async fn delete_expired_commit_log(&self, t: Target) -> Res<()> {
+        for addr in self.targets(&t).await? {
+            ok(
+                call(
+                    &addr,
+                    RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG),
+                )
+                .await?,
+                &format!("delete expired commitlog on {addr}"),
+            )?;
+            println!("{addr}: delete expired commitlog success.");
+        }
+        Ok(())
+    }
+
+    /// `getBrokerConfig`: each target broker's `key=value` settings.
+    async fn get_broker_config(&self, t: Target) -> Res<()> {
+        for addr in self.targets(&t).await? {
+            let r = ok(
+                call(&addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await?,
+                &format!("broker config of {addr}"),
+            )?;
+            println!("============{addr}============");
+            for line in String::from_utf8_lossy(&r.body).lines() {
+                match line.split_once('=') {
+                    Some((k, v)) if !line.starts_with('#') => {
+                        println!("{:<50}=  {}", k.trim(), v.trim())
                     }
+                    _ => {}
                 }
-                table(
-                    &[
-                        "#Broker Addr",
-                        "#Topic",
-                        "#QID",
-                        "#Queue Offset",
-                        "#CommitLog Offset",
-                        "#Reason",
-                    ],
-                    &rows,
-                );
             }
-            Cmd::BrokerStatus(t) => {
-                for addr in self.targets(&t).await? {
-                    let info = Self::runtime_info(&addr).await?;
-                    for (k, v) in info {
-                        println!("{k:<32}: {v}");
-                    }
-                }
+        }
+        Ok(())
+    }
+
+    /// `haStatus`: the replication rows ([`ha_rows`]) of each target broker.
+    async fn ha_status(&self, t: Target) -> Res<()> {
+        let mut rows = Vec::new();
+        for addr in self.targets(&t).await? {
+            let info = Self::runtime_info(&addr).await?;
+            rows.extend(ha_rows(&addr, &info));
+        }
+        table(
+            &[
+                "#Broker Addr",
+                "#Role",
+                "#Peer",
+                "#Acked Offset",
+                "#Lag Bytes",
+                "#Lag ms",
+            ],
+            &rows,
+        );
+        Ok(())
+    }
+
+    /// `txnPending`: each target broker's half messages awaiting a decision.
+    async fn txn_pending(&self, t: Target) -> Res<()> {
+        for addr in self.targets(&t).await? {
+            let r = ok(
+                call(
+                    &addr,
+                    RemotingCommand::request(request::FERROMQ_GET_PENDING_TRANSACTIONS),
+                )
+                .await?,
+                &format!("pending transactions of {addr}"),
+            )?;
+            let v = body_json(&r, "pending transactions")?;
+            print_pending(&addr, &v);
+        }
+        Ok(())
+    }
+
+    /// `damagedRecords`: the records each target broker found damaged and skipped.
+    async fn damaged_records(&self, t: Target) -> Res<()> {
+        let mut rows = Vec::new();
+        for addr in self.targets(&t).await? {
+            let info = Self::runtime_info(&addr).await?;
+            let count = info.get("damagedRecordCount").cloned().unwrap_or_default();
+            println!("{addr}: {count} damaged records");
+            let listed = info.get("damagedRecords").map_or("[]", String::as_str);
+            let v: Value = serde_json::from_str(listed)
+                .map_err(|e| format!("damagedRecords of {addr}: {e}"))?;
+            for d in v.as_array().into_iter().flatten() {
+                rows.push(vec![
+                    addr.clone(),
+                    d["topic"].as_str().unwrap_or_default().to_string(),
+                    num(&d["queueId"]).to_string(),
+                    num(&d["queueOffset"]).to_string(),
+                    num(&d["commitLogOffset"]).to_string(),
+                    d["reason"].as_str().unwrap_or_default().to_string(),
+                ]);
+            }
+        }
+        table(
+            &[
+                "#Broker Addr",
+                "#Topic",
+                "#QID",
+                "#Queue Offset",
+                "#CommitLog Offset",
+                "#Reason",
+            ],
+            &rows,
+        );
+        Ok(())
+    }
+
+    /// `brokerStatus`: each target broker's runtime figures.
+    async fn broker_status(&self, t: Target) -> Res<()> {
+        for addr in self.targets(&t).await? {
+            let info = Self::runtime_info(&addr).await?;
+            for (k, v) in info {
+                println!("{k:<32}: {v}");
             }
         }
         Ok(())
