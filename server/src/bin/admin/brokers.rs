@@ -1,10 +1,10 @@
 //! Broker subcommands: `clusterList`, `deleteExpiredCommitLog`,
 //! `getBrokerConfig`, `haStatus`, `txnPending`, `damagedRecords`, `brokerStatus`.
 
-use ferromq_server::remoting::{request, RemotingCommand};
+use ferromq_server::remoting::request;
 use serde_json::Value;
 
-use crate::client::{body_json, call, num, ok, Admin, Res};
+use crate::client::{body_json, call_code, num, Admin, Res};
 use crate::print::{ha_rows, print_pending, table};
 use crate::Target;
 
@@ -47,14 +47,12 @@ impl Admin {
     /// `deleteExpiredCommitLog`: ask each target broker to delete expired files.
     pub(crate) async fn delete_expired_commit_log(&self, t: Target) -> Res<()> {
         for addr in self.targets(&t).await? {
-            ok(
-                call(
-                    &addr,
-                    RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG),
-                )
-                .await?,
+            call_code(
+                &addr,
+                request::DELETE_EXPIRED_COMMITLOG,
                 &format!("delete expired commitlog on {addr}"),
-            )?;
+            )
+            .await?;
             println!("{addr}: delete expired commitlog success.");
         }
         Ok(())
@@ -63,10 +61,12 @@ impl Admin {
     /// `getBrokerConfig`: each target broker's `key=value` settings.
     pub(crate) async fn get_broker_config(&self, t: Target) -> Res<()> {
         for addr in self.targets(&t).await? {
-            let r = ok(
-                call(&addr, RemotingCommand::request(request::GET_BROKER_CONFIG)).await?,
+            let r = call_code(
+                &addr,
+                request::GET_BROKER_CONFIG,
                 &format!("broker config of {addr}"),
-            )?;
+            )
+            .await?;
             println!("============{addr}============");
             for line in String::from_utf8_lossy(&r.body).lines() {
                 match line.split_once('=') {
@@ -104,14 +104,12 @@ impl Admin {
     /// `txnPending`: each target broker's half messages awaiting a decision.
     pub(crate) async fn txn_pending(&self, t: Target) -> Res<()> {
         for addr in self.targets(&t).await? {
-            let r = ok(
-                call(
-                    &addr,
-                    RemotingCommand::request(request::FERROMQ_GET_PENDING_TRANSACTIONS),
-                )
-                .await?,
+            let r = call_code(
+                &addr,
+                request::FERROMQ_GET_PENDING_TRANSACTIONS,
                 &format!("pending transactions of {addr}"),
-            )?;
+            )
+            .await?;
             let v = body_json(&r, "pending transactions")?;
             print_pending(&addr, &v);
         }

@@ -11,14 +11,18 @@ use serde_json::Value;
 
 use crate::Target;
 
+/// How long one request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A result whose error is the line printed after `ferromq-admin: `.
 pub(crate) type Res<T> = Result<T, String>;
 
+/// The name servers to ask; the subcommands are its methods.
 pub(crate) struct Admin {
     pub(crate) namesrv: Vec<String>,
 }
 
+/// One request to `addr` on its own connection, closed after the answer.
 pub(crate) async fn call(addr: &str, req: RemotingCommand) -> Res<RemotingCommand> {
     let c = RemotingClient::new(addr);
     let r = c.invoke(req, TIMEOUT).await.map_err(|e| e.to_string());
@@ -26,6 +30,13 @@ pub(crate) async fn call(addr: &str, req: RemotingCommand) -> Res<RemotingComman
     r
 }
 
+/// Send `addr` a request that is only its `code`; an answer other than
+/// SUCCESS is an error naming `what`.
+pub(crate) async fn call_code(addr: &str, code: i32, what: &str) -> Res<RemotingCommand> {
+    ok(call(addr, RemotingCommand::request(code)).await?, what)
+}
+
+/// The answer `r` if it is SUCCESS, else an error naming `what`.
 pub(crate) fn ok(r: RemotingCommand, what: &str) -> Res<RemotingCommand> {
     if r.code == response::SUCCESS {
         Ok(r)
@@ -38,11 +49,13 @@ pub(crate) fn ok(r: RemotingCommand, what: &str) -> Res<RemotingCommand> {
     }
 }
 
+/// The body of `r` as (lenient) JSON; errors name `what`.
 pub(crate) fn body_json(r: &RemotingCommand, what: &str) -> Res<Value> {
     let text = std::str::from_utf8(&r.body).map_err(|e| format!("{what}: {e}"))?;
     json::parse_lenient(text).map_err(|e| format!("{what}: {e}"))
 }
 
+/// A JSON number, or a string holding one, as i64 (0 otherwise).
 pub(crate) fn num(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n.as_i64().unwrap_or(0),
@@ -67,12 +80,20 @@ impl Admin {
         Err(last)
     }
 
+    /// [`Admin::namesrv_call`] with a request that is only its `code`; an
+    /// answer other than SUCCESS is an error naming `what`.
+    pub(crate) async fn namesrv_code(&self, code: i32, what: &str) -> Res<RemotingCommand> {
+        ok(
+            self.namesrv_call(RemotingCommand::request(code)).await?,
+            what,
+        )
+    }
+
+    /// Every broker registered with the name server, sorted.
     pub(crate) async fn brokers(&self) -> Res<Vec<BrokerRow>> {
-        let r = ok(
-            self.namesrv_call(RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO))
-                .await?,
-            "cluster info",
-        )?;
+        let r = self
+            .namesrv_code(request::GET_BROKER_CLUSTER_INFO, "cluster info")
+            .await?;
         let v = body_json(&r, "cluster info")?;
         let mut out = Vec::new();
         if let Value::Object(clusters) = &v["clusterAddrTable"] {
@@ -144,6 +165,7 @@ impl Admin {
         Ok(out)
     }
 
+    /// The min or max offset (`code`) of queue `q` of `topic` on `addr`.
     pub(crate) async fn offset(addr: &str, code: i32, topic: &str, q: i64) -> Res<i64> {
         let req = RemotingCommand::request(code)
             .with_ext("topic", topic)
@@ -152,15 +174,9 @@ impl Admin {
         r.ext_fields.get_i64("offset").map_err(|e| e.to_string())
     }
 
+    /// The runtime figures (`GET_BROKER_RUNTIME_INFO` table) of `addr`.
     pub(crate) async fn runtime_info(addr: &str) -> Res<BTreeMap<String, String>> {
-        let r = ok(
-            call(
-                addr,
-                RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO),
-            )
-            .await?,
-            "runtime info",
-        )?;
+        let r = call_code(addr, request::GET_BROKER_RUNTIME_INFO, "runtime info").await?;
         let v = body_json(&r, "runtime info")?;
         Ok(v["table"]
             .as_object()
@@ -172,6 +188,8 @@ impl Admin {
             .unwrap_or_default())
     }
 
+    /// Up to 64 messages of `topic` on `addr` with `key` (a unique key when
+    /// `unique`); none when the broker finds none.
     pub(crate) async fn query(
         addr: &str,
         topic: &str,

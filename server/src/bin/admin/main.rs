@@ -140,7 +140,8 @@ struct Target {
 }
 
 impl Admin {
-    /// Run one subcommand: each has its own method below.
+    /// Run one subcommand: each has its own method, in `topics.rs`,
+    /// `messages.rs` or `brokers.rs`.
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
             Cmd::TopicList => self.topic_list().await,

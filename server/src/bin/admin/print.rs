@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use crate::client::num;
 
-/// Print rows as a left-aligned table.
 /// Rows of `haStatus` for one broker's runtime figures.
 pub(crate) fn ha_rows(addr: &str, info: &BTreeMap<String, String>) -> Vec<Vec<String>> {
     let g = |k: &str| info.get(k).cloned().unwrap_or_else(|| "-".into());
@@ -51,6 +50,7 @@ pub(crate) fn ha_rows(addr: &str, info: &BTreeMap<String, String>) -> Vec<Vec<St
         .collect()
 }
 
+/// Print rows as a left-aligned table.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {

@@ -4,20 +4,16 @@
 use ferromq_server::remoting::{request, RemotingCommand};
 use serde_json::Value;
 
-use crate::client::{body_json, call, num, ok, Admin, Res};
+use crate::client::{body_json, call, call_code, num, ok, Admin, Res};
 use crate::print::table;
 use crate::UpdateTopic;
 
 impl Admin {
     /// `topicList`: every topic the name server knows, sorted, one a line.
     pub(crate) async fn topic_list(&self) -> Res<()> {
-        let r = ok(
-            self.namesrv_call(RemotingCommand::request(
-                request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
-            ))
-            .await?,
-            "topic list",
-        )?;
+        let r = self
+            .namesrv_code(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER, "topic list")
+            .await?;
         let v = body_json(&r, "topic list")?;
         let mut topics: Vec<&str> = v["topicList"]
             .as_array()
@@ -86,14 +82,7 @@ impl Admin {
             if id != 0 {
                 continue;
             }
-            let r = ok(
-                call(
-                    &addr,
-                    RemotingCommand::request(request::GET_ALL_CONSUMER_OFFSET),
-                )
-                .await?,
-                "consumer offsets",
-            )?;
+            let r = call_code(&addr, request::GET_ALL_CONSUMER_OFFSET, "consumer offsets").await?;
             let v = body_json(&r, "consumer offsets")?;
             for (key, queues) in v["offsetTable"].as_object().into_iter().flatten() {
                 let Some(t) = key.strip_suffix(&suffix) else {
