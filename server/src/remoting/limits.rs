@@ -84,6 +84,19 @@ pub(super) struct Flow {
 }
 
 impl Flow {
+    /// Nothing queued yet on a connection bounded by `max_queued`, counting in
+    /// the server's `budget`.
+    pub(super) fn new(max_queued: usize, budget: Arc<Budget>) -> Self {
+        Flow {
+            queued: AtomicUsize::new(0),
+            max_queued,
+            room: Notify::new(),
+            writes: AtomicU64::new(0),
+            writer_gone: AtomicBool::new(false),
+            budget,
+        }
+    }
+
     /// Count `cost` queued bytes (here and in the server's budget); returns
     /// whether either count was at its bound before.
     pub(super) fn charge(&self, cost: usize) -> bool {
@@ -195,14 +208,7 @@ mod tests {
     use super::*;
 
     fn flow(max_queued: usize, budget: &Arc<Budget>) -> Flow {
-        Flow {
-            queued: AtomicUsize::new(0),
-            max_queued,
-            room: Notify::new(),
-            writes: AtomicU64::new(0),
-            writer_gone: AtomicBool::new(false),
-            budget: budget.clone(),
-        }
+        Flow::new(max_queued, budget.clone())
     }
 
     #[test]
