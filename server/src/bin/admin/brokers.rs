@@ -4,7 +4,7 @@
 use ferromq_server::remoting::request;
 use serde_json::Value;
 
-use crate::client::{body_json, call_code, num, Admin, Res};
+use crate::client::{body_json, num, Admin, Res};
 use crate::print::{ha_rows, print_pending, table};
 use crate::Target;
 
@@ -46,38 +46,38 @@ impl Admin {
 
     /// `deleteExpiredCommitLog`: ask each target broker to delete expired files.
     pub(crate) async fn delete_expired_commit_log(&self, t: Target) -> Res<()> {
-        for addr in self.targets(&t).await? {
-            call_code(
-                &addr,
-                request::DELETE_EXPIRED_COMMITLOG,
-                &format!("delete expired commitlog on {addr}"),
-            )
-            .await?;
-            println!("{addr}: delete expired commitlog success.");
-        }
-        Ok(())
+        self.each_target(
+            &t,
+            request::DELETE_EXPIRED_COMMITLOG,
+            "delete expired commitlog on",
+            |addr, _| {
+                println!("{addr}: delete expired commitlog success.");
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// `getBrokerConfig`: each target broker's `key=value` settings.
     pub(crate) async fn get_broker_config(&self, t: Target) -> Res<()> {
-        for addr in self.targets(&t).await? {
-            let r = call_code(
-                &addr,
-                request::GET_BROKER_CONFIG,
-                &format!("broker config of {addr}"),
-            )
-            .await?;
-            println!("============{addr}============");
-            for line in String::from_utf8_lossy(&r.body).lines() {
-                match line.split_once('=') {
-                    Some((k, v)) if !line.starts_with('#') => {
-                        println!("{:<50}=  {}", k.trim(), v.trim())
+        self.each_target(
+            &t,
+            request::GET_BROKER_CONFIG,
+            "broker config of",
+            |addr, r| {
+                println!("============{addr}============");
+                for line in String::from_utf8_lossy(&r.body).lines() {
+                    match line.split_once('=') {
+                        Some((k, v)) if !line.starts_with('#') => {
+                            println!("{:<50}=  {}", k.trim(), v.trim())
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// `haStatus`: the replication rows ([`ha_rows`]) of each target broker.
@@ -103,17 +103,17 @@ impl Admin {
 
     /// `txnPending`: each target broker's half messages awaiting a decision.
     pub(crate) async fn txn_pending(&self, t: Target) -> Res<()> {
-        for addr in self.targets(&t).await? {
-            let r = call_code(
-                &addr,
-                request::FERROMQ_GET_PENDING_TRANSACTIONS,
-                &format!("pending transactions of {addr}"),
-            )
-            .await?;
-            let v = body_json(&r, "pending transactions")?;
-            print_pending(&addr, &v);
-        }
-        Ok(())
+        self.each_target(
+            &t,
+            request::FERROMQ_GET_PENDING_TRANSACTIONS,
+            "pending transactions of",
+            |addr, r| {
+                let v = body_json(&r, "pending transactions")?;
+                print_pending(addr, &v);
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// `damagedRecords`: the records each target broker found damaged and skipped.

@@ -138,6 +138,23 @@ impl Admin {
         }
     }
 
+    /// Send each target broker in turn a request that is only its `code` (an
+    /// answer other than SUCCESS is an error naming `what` and the broker),
+    /// and hand the answer to `show` before the next broker is asked.
+    pub(crate) async fn each_target(
+        &self,
+        t: &Target,
+        code: i32,
+        what: &str,
+        mut show: impl FnMut(&str, RemotingCommand) -> Res<()>,
+    ) -> Res<()> {
+        for addr in self.targets(t).await? {
+            let r = call_code(&addr, code, &format!("{what} {addr}")).await?;
+            show(&addr, r)?;
+        }
+        Ok(())
+    }
+
     /// (broker name, master address, read queues) of a topic's route.
     pub(crate) async fn route(&self, topic: &str) -> Res<Vec<(String, String, i64)>> {
         let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC)
