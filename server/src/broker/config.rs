@@ -160,172 +160,212 @@ fn clamp_parked_per_connection(parked: usize, requests: usize) -> usize {
     most
 }
 
+/// An INFO for keys of RocketMQ 3.x that 4.x and ferromq ignore.
+fn note_legacy_keys(props: &Properties) {
+    if let Some(v) = props.get("checkTransactionMessageEnable") {
+        // RocketMQ 3.x's switch for the check-back timer; 4.x has no such key and
+        // always checks back (the store config reader already warned about it).
+        tracing::info!(
+            value = %v.trim_matches(char::is_whitespace),
+            "checkTransactionMessageEnable is a RocketMQ 3.x key with no effect in 4.x or \
+             ferromq: check-back always runs on a master, tuned by transactionCheckInterval, \
+             transactionTimeOut and transactionCheckMax"
+        );
+    }
+}
+
+/// The keys of one `.properties` file, each read with its default.
+struct Keys<'a>(&'a Properties);
+
+impl Keys<'_> {
+    /// A text key, trimmed of whitespace; `None` when absent or blank.
+    fn text(&self, key: &str) -> Option<String> {
+        self.0
+            .get(key)
+            .map(|v| v.trim_matches(char::is_whitespace).to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A key of a parsed type ([`parse_key`]; `expected` names its form in
+    /// errors), or `default` when absent or blank.
+    fn num<T: std::str::FromStr>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        Ok(parse_key(self.0, key, expected)?.unwrap_or(default))
+    }
+
+    /// A `true` / `false` key ([`parse_bool_key`]), or `default`.
+    fn flag(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        Ok(parse_bool_key(self.0, key)?.unwrap_or(default))
+    }
+}
+
 impl BrokerConfig {
     /// Read the broker keys from `props`; store-owned keys come from `store`.
     ///
     /// # Errors
     /// [`ConfigError`] for a value of the wrong form.
     pub fn from_properties(props: &Properties, store: &StoreConfig) -> Result<Self, ConfigError> {
-        let str_key = |k: &str| {
-            props
-                .get(k)
-                .map(|v| v.trim_matches(char::is_whitespace).to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let keys = Keys(props);
+        let mut b = Self::read_keys(&keys, store)?;
+        b.read_connection_keys(&keys)?;
+        note_legacy_keys(props);
+        b.apply_bounds();
+        Ok(b)
+    }
+
+    /// Every key but the connection bounds, with its default, in this order
+    /// (the first key of a wrong form is the error), some clamped as they are
+    /// read; the other bounds follow in [`BrokerConfig::apply_bounds`].
+    fn read_keys(k: &Keys<'_>, store: &StoreConfig) -> Result<Self, ConfigError> {
         let c = cores();
-        let mut b = BrokerConfig {
-            broker_cluster_name: str_key("brokerClusterName")
+        Ok(BrokerConfig {
+            // Identity and network.
+            broker_cluster_name: k
+                .text("brokerClusterName")
                 .unwrap_or_else(|| "DefaultCluster".into()),
-            broker_name: str_key("brokerName").unwrap_or_else(host_name),
-            broker_id: parse_key(props, "brokerId", "an integer")?.unwrap_or(0),
-            namesrv_addr: str_key("namesrvAddr")
+            broker_name: k.text("brokerName").unwrap_or_else(host_name),
+            broker_id: k.num("brokerId", "an integer", 0)?,
+            namesrv_addr: k
+                .text("namesrvAddr")
                 .or_else(|| std::env::var("NAMESRV_ADDR").ok())
                 .map(|s| split_namesrv_addr(&s))
                 .unwrap_or_default(),
             broker_ip1: store.broker_ip1.clone(),
-            broker_ip2: str_key("brokerIP2").unwrap_or_else(|| store.broker_ip1.clone()),
+            broker_ip2: k
+                .text("brokerIP2")
+                .unwrap_or_else(|| store.broker_ip1.clone()),
             listen_port: store.listen_port,
-            bind_address: str_key("bindAddress").unwrap_or_else(|| "0.0.0.0".into()),
-            send_message_thread_pool_nums: parse_key(
-                props,
+            bind_address: k.text("bindAddress").unwrap_or_else(|| "0.0.0.0".into()),
+            // Thread pools and their queues.
+            send_message_thread_pool_nums: k.num(
                 "sendMessageThreadPoolNums",
                 "a thread count",
-            )?
-            .unwrap_or(c.min(4)),
-            pull_message_thread_pool_nums: parse_key(
-                props,
+                c.min(4),
+            )?,
+            pull_message_thread_pool_nums: k.num(
                 "pullMessageThreadPoolNums",
                 "a thread count",
-            )?
-            .unwrap_or(16 + 2 * c),
-            send_thread_pool_queue_capacity: parse_key(
-                props,
+                16 + 2 * c,
+            )?,
+            send_thread_pool_queue_capacity: k.num(
                 "sendThreadPoolQueueCapacity",
                 "a queue length",
-            )?
-            .unwrap_or(10_000),
-            pull_thread_pool_queue_capacity: parse_key(
-                props,
+                10_000,
+            )?,
+            pull_thread_pool_queue_capacity: k.num(
                 "pullThreadPoolQueueCapacity",
                 "a queue length",
-            )?
-            .unwrap_or(100_000),
+                100_000,
+            )?,
+            // Topics and groups.
             auto_create_topic_enable: store.auto_create_topic_enable,
             default_topic_queue_nums: store.default_topic_queue_nums,
-            auto_create_subscription_group: parse_bool_key(props, "autoCreateSubscriptionGroup")?
-                .unwrap_or(true),
-            long_polling_enable: parse_bool_key(props, "longPollingEnable")?.unwrap_or(true),
-            short_polling_time_mills: parse_key(props, "shortPollingTimeMills", "milliseconds")?
-                .unwrap_or(1000),
-            long_polling_max_suspend_ms: parse_key::<u64>(
-                props,
-                "longPollingMaxSuspendMillis",
-                "milliseconds",
-            )?
-            .unwrap_or(45_000)
-            .max(1),
-            long_polling_max_parked_per_connection: parse_key::<usize>(
-                props,
-                "longPollingMaxParkedPerConnection",
-                "a count",
-            )?
-            .unwrap_or(768)
-            .max(1),
-            register_name_server_period_ms: parse_key::<u64>(
-                props,
-                "registerNameServerPeriod",
-                "milliseconds",
-            )?
-            .unwrap_or(30_000)
-            .clamp(10_000, 60_000),
-            register_broker_timeout_mills: parse_key(
-                props,
+            auto_create_subscription_group: k.flag("autoCreateSubscriptionGroup", true)?,
+            // Pulls.
+            long_polling_enable: k.flag("longPollingEnable", true)?,
+            short_polling_time_mills: k.num("shortPollingTimeMills", "milliseconds", 1000)?,
+            long_polling_max_suspend_ms: k
+                .num::<u64>("longPollingMaxSuspendMillis", "milliseconds", 45_000)?
+                .max(1),
+            long_polling_max_parked_per_connection: k
+                .num::<usize>("longPollingMaxParkedPerConnection", "a count", 768)?
+                .max(1),
+            // Name server registration, offsets, permission, frames.
+            register_name_server_period_ms: k
+                .num::<u64>("registerNameServerPeriod", "milliseconds", 30_000)?
+                .clamp(10_000, 60_000),
+            register_broker_timeout_mills: k.num(
                 "registerBrokerTimeoutMills",
                 "milliseconds",
-            )?
-            .unwrap_or(6000),
-            flush_consumer_offset_interval_ms: parse_key(
-                props,
+                6000,
+            )?,
+            flush_consumer_offset_interval_ms: k.num(
                 "flushConsumerOffsetInterval",
                 "milliseconds",
-            )?
-            .unwrap_or(5000),
-            broker_permission: parse_key(props, "brokerPermission", "permission bits")?
-                .unwrap_or(6),
-            max_frame_bytes: parse_key(props, "serverMaxFrameBytes", "a byte count")?
-                .unwrap_or(DEFAULT_MAX_FRAME_BYTES),
-            slave_read_enable: parse_bool_key(props, "slaveReadEnable")?.unwrap_or(false),
-            offset_check_in_slave: parse_bool_key(props, "offsetCheckInSlave")?.unwrap_or(false),
-            slave_sync_interval_ms: parse_key::<u64>(props, "slaveSyncInterval", "milliseconds")?
-                .unwrap_or(10_000)
+                5000,
+            )?,
+            broker_permission: k.num("brokerPermission", "permission bits", 6)?,
+            max_frame_bytes: k.num(
+                "serverMaxFrameBytes",
+                "a byte count",
+                DEFAULT_MAX_FRAME_BYTES,
+            )?,
+            // Slaves.
+            slave_read_enable: k.flag("slaveReadEnable", false)?,
+            offset_check_in_slave: k.flag("offsetCheckInSlave", false)?,
+            slave_sync_interval_ms: k
+                .num::<u64>("slaveSyncInterval", "milliseconds", 10_000)?
                 .max(100),
-            reject_transaction_message: parse_bool_key(props, "rejectTransactionMessage")?
-                .unwrap_or(false),
-            transaction_check_interval_ms: parse_key(
-                props,
+            // Transactions.
+            reject_transaction_message: k.flag("rejectTransactionMessage", false)?,
+            transaction_check_interval_ms: k.num(
                 "transactionCheckInterval",
                 "milliseconds",
-            )?
-            .unwrap_or(60_000),
-            transaction_timeout_ms: parse_key(props, "transactionTimeOut", "milliseconds")?
-                .unwrap_or(6000),
-            transaction_check_max: parse_key(props, "transactionCheckMax", "a check count")?
-                .unwrap_or(15),
-            server_channel_max_idle_time_seconds: parse_key(
-                props,
-                "serverChannelMaxIdleTimeSeconds",
-                "seconds",
-            )?
-            .unwrap_or(DEFAULT_IDLE_SECS as i64)
-            .min(MAX_IDLE_SECS as i64),
-            server_max_requests_per_connection: parse_key::<usize>(
-                props,
+                60_000,
+            )?,
+            transaction_timeout_ms: k.num("transactionTimeOut", "milliseconds", 6000)?,
+            transaction_check_max: k.num("transactionCheckMax", "a check count", 15)?,
+            // Connection bounds: their defaults; the keys are read last, in
+            // [`BrokerConfig::read_connection_keys`].
+            server_channel_max_idle_time_seconds: DEFAULT_IDLE_SECS as i64,
+            server_max_requests_per_connection: DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+            server_max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
+            server_max_queued_reply_bytes_total: DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL,
+            server_max_connections: default_max_connections(BROKER_FD_RESERVE),
+        })
+    }
+
+    /// The connection server's keys (see [`BrokerConfig::server_config`]),
+    /// over the defaults [`BrokerConfig::read_keys`] set: the idle time at most
+    /// [`MAX_IDLE_SECS`], the counts at least 1.
+    fn read_connection_keys(&mut self, k: &Keys<'_>) -> Result<(), ConfigError> {
+        if let Some(v) = parse_key::<i64>(k.0, "serverChannelMaxIdleTimeSeconds", "seconds")? {
+            self.server_channel_max_idle_time_seconds = v.min(MAX_IDLE_SECS as i64);
+        }
+        let counts = [
+            (
+                &mut self.server_max_requests_per_connection,
                 "serverMaxRequestsPerConnection",
                 "a request count",
-            )?
-            .unwrap_or(DEFAULT_MAX_REQUESTS_PER_CONNECTION)
-            .max(1),
-            server_max_queued_reply_bytes: parse_key::<usize>(
-                props,
+            ),
+            (
+                &mut self.server_max_queued_reply_bytes,
                 "serverMaxQueuedReplyBytes",
                 "a byte count",
-            )?
-            .unwrap_or(DEFAULT_MAX_QUEUED_REPLY_BYTES)
-            .max(1),
-            server_max_queued_reply_bytes_total: parse_key::<usize>(
-                props,
+            ),
+            (
+                &mut self.server_max_queued_reply_bytes_total,
                 "serverMaxQueuedReplyBytesTotal",
                 "a byte count",
-            )?
-            .unwrap_or(DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL)
-            .max(1),
-            server_max_connections: match parse_key::<usize>(
-                props,
+            ),
+            (
+                &mut self.server_max_connections,
                 "serverMaxConnections",
                 "a connection count",
-            )? {
-                Some(v) => v.max(1),
-                None => default_max_connections(BROKER_FD_RESERVE),
-            },
-        };
-        if let Some(v) = props.get("checkTransactionMessageEnable") {
-            // RocketMQ 3.x's switch for the check-back timer; 4.x has no such key and
-            // always checks back (the store config reader already warned about it).
-            tracing::info!(
-                value = %v.trim_matches(char::is_whitespace),
-                "checkTransactionMessageEnable is a RocketMQ 3.x key with no effect in 4.x or \
-                 ferromq: check-back always runs on a master, tuned by transactionCheckInterval, \
-                 transactionTimeOut and transactionCheckMax"
-            );
+            ),
+        ];
+        for (field, key, expected) in counts {
+            if let Some(v) = parse_key::<usize>(k.0, key, expected)? {
+                *field = v.max(1);
+            }
         }
-        b.transaction_check_interval_ms = b.transaction_check_interval_ms.max(10);
-        b.send_message_thread_pool_nums = b.send_message_thread_pool_nums.max(1);
-        b.pull_message_thread_pool_nums = b.pull_message_thread_pool_nums.max(1);
-        b.long_polling_max_parked_per_connection = clamp_parked_per_connection(
-            b.long_polling_max_parked_per_connection,
-            b.server_max_requests_per_connection,
+        Ok(())
+    }
+
+    /// The lower bounds of the pools and the check-back interval, and the park
+    /// cap below the request cap ([`clamp_parked_per_connection`], with a WARN).
+    fn apply_bounds(&mut self) {
+        self.transaction_check_interval_ms = self.transaction_check_interval_ms.max(10);
+        self.send_message_thread_pool_nums = self.send_message_thread_pool_nums.max(1);
+        self.pull_message_thread_pool_nums = self.pull_message_thread_pool_nums.max(1);
+        self.long_polling_max_parked_per_connection = clamp_parked_per_connection(
+            self.long_polling_max_parked_per_connection,
+            self.server_max_requests_per_connection,
         );
-        Ok(b)
     }
 
     /// The socket address to bind.

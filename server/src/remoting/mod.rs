@@ -16,6 +16,7 @@ pub mod codec;
 pub mod codes;
 pub mod command;
 pub mod json;
+mod limits;
 pub mod server;
 
 pub use client::{ClientError, RemotingClient};

@@ -28,20 +28,27 @@
 //!   at once (the client sees the close at once instead of hanging in the
 //!   listen backlog, and the backlog keeps draining), with a rate-limited WARN.
 //!   Failed accepts (EMFILE) are retried every 50 ms with a rate-limited WARN.
+//!
+//! The counting behind these bounds lives in `limits.rs`; here a connection
+//! runs as named steps: [`serve`] accepts (connection cap), `connection` starts
+//! the reply writer (`spawn_writer`) and the read loop (`Reader`: admit a
+//! request, wait for room, read a frame, dispatch it), then closes.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 use super::codec::{encode_into, read_frame};
 use super::command::RemotingCommand;
+use super::limits::{reply_cost, Flow, IdleWatch, Limits, WriterGone};
 use crate::warn_limit::WarnLimiter;
 
 /// One client connection, as a handler sees it.
@@ -358,207 +365,67 @@ pub async fn serve<H: Handler>(
     }
 }
 
-/// The per-connection bounds of a [`ServerConfig`].
-#[derive(Debug, Clone)]
-struct Limits {
-    max_frame_bytes: usize,
-    max_requests: usize,
-    max_queued: usize,
-    idle: Option<Duration>,
-    drain: Duration,
-    budget: Arc<Budget>,
+/// How the read loop of a connection ended, which decides how its writer ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The peer closed, the server stops, the writer is gone or the request
+    /// slots closed: the writer may still send what is queued (within the
+    /// drain time).
+    Flush,
+    /// Idle, a socket error or a bad frame: close at once, dropping the
+    /// answers still queued for this peer.
+    Abort,
 }
 
-impl Limits {
-    fn new(cfg: &ServerConfig) -> Self {
-        Limits {
-            max_frame_bytes: cfg.max_frame_bytes,
-            max_requests: cfg
-                .max_requests_per_connection
-                .clamp(1, (Semaphore::MAX_PERMITS - 1).min(u32::MAX as usize)),
-            max_queued: cfg.max_queued_reply_bytes.max(1),
-            idle: cfg.idle_timeout.filter(|d| !d.is_zero()),
-            drain: cfg.drain_timeout,
-            budget: Arc::new(Budget {
-                used: AtomicUsize::new(0),
-                max: cfg.max_queued_reply_bytes_total.max(1),
-                room: Notify::new(),
-            }),
-        }
-    }
-}
-
-/// The server-wide count of queued reply bytes
-/// ([`ServerConfig::max_queued_reply_bytes_total`]).
-#[derive(Debug)]
-struct Budget {
-    used: AtomicUsize,
-    max: usize,
-    /// Paused readers wait here for `used` to drop below `max`.
-    room: Notify,
-}
-
-impl Budget {
-    fn release(&self, cost: usize) {
-        let before = self.used.fetch_sub(cost, Ordering::AcqRel);
-        if before >= self.max && before - cost < self.max {
-            self.room.notify_waiters();
-        }
-    }
-
-    fn spent(&self) -> bool {
-        self.used.load(Ordering::Acquire) >= self.max
-    }
-}
-
-/// What the reader, the request tasks and the writer of one connection share.
-#[derive(Debug)]
-struct Flow {
-    /// Cost ([`reply_cost`]) of the responses queued for the writer.
-    queued: AtomicUsize,
-    /// Bound on `queued`.
-    max_queued: usize,
-    /// The reader waits here for `queued` to drop below the bound.
-    room: Notify,
-    /// Frames written so far (for the idle check).
-    writes: AtomicU64,
-    /// The writer has stopped (its socket failed).
-    writer_gone: AtomicBool,
-    /// The server-wide count that `queued` is part of.
-    budget: Arc<Budget>,
-}
-
-impl Flow {
-    /// Count `cost` queued bytes (here and in the server's budget); returns
-    /// whether either count was at its bound before.
-    fn charge(&self, cost: usize) -> bool {
-        let own = self.queued.fetch_add(cost, Ordering::AcqRel);
-        let all = self.budget.used.fetch_add(cost, Ordering::AcqRel);
-        own >= self.max_queued || all >= self.budget.max
-    }
-
-    /// [`Flow::charge`] unless this connection or the server is at its bound.
-    fn try_charge(&self, cost: usize) -> bool {
-        if self.charge(cost) {
-            self.release(cost);
-            return false;
-        }
-        true
-    }
-
-    /// `cost` bytes left the queue: wake a reader paused on either bound.
-    fn release(&self, cost: usize) {
-        let before = self.queued.fetch_sub(cost, Ordering::AcqRel);
-        if before >= self.max_queued && before - cost < self.max_queued {
-            self.room.notify_waiters();
-        }
-        self.budget.release(cost);
-    }
-}
-
-impl Drop for Flow {
-    fn drop(&mut self) {
-        // Frames still queued when the connection ended (a writer aborted,
-        // answers finished after it) go back to the server's budget.
-        let left = *self.queued.get_mut();
-        if left > 0 {
-            self.budget.release(left);
-        }
-    }
-}
-
-/// What a queued response counts against [`ServerConfig::max_queued_reply_bytes`]:
-/// its body and remark plus an estimate of its header.
-fn reply_cost(c: &RemotingCommand) -> usize {
-    64 + c.body.len() + c.remark.as_ref().map_or(0, String::len) + 48 * c.ext_fields.len()
-}
-
-/// Marks the writer gone (and wakes the reader) however the writer ends.
-struct WriterGone(Arc<Flow>);
-
-impl Drop for WriterGone {
-    fn drop(&mut self) {
-        self.0.writer_gone.store(true, Ordering::Release);
-        self.0.room.notify_waiters();
-        // The reader may be paused by the server's budget instead (rare: a
-        // writer ends only when its socket fails or the connection closes).
-        self.0.budget.room.notify_waiters();
-    }
-}
-
-/// The idle clock of one connection: ticks every quarter of the idle time; a
-/// connection that read no frame, wrote nothing and had no request in progress
-/// over four ticks in a row is idle (so it closes between 1 and 1.25 idle times
-/// after its last activity). One timer per connection, nothing per frame.
-struct IdleWatch {
-    tick: Option<Interval>,
-    quiet_ticks: u32,
-    last: (u64, u64),
-}
-
-impl IdleWatch {
-    fn new(idle: Option<Duration>) -> Self {
-        let tick = idle.and_then(|d| {
-            let every = (d / 4).max(Duration::from_millis(1));
-            // An idle time too large for the clock never expires.
-            let first = tokio::time::Instant::now().checked_add(every)?;
-            let mut t = tokio::time::interval_at(first, every);
-            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            Some(t)
-        });
-        IdleWatch {
-            tick,
-            quiet_ticks: 0,
-            last: (0, 0),
-        }
-    }
-
-    async fn tick(&mut self) {
-        match &mut self.tick {
-            Some(t) => {
-                t.tick().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-
-    /// After a tick: is the connection idle? `frames` read and `writes` done so
-    /// far, `busy` when a request is in progress.
-    fn idle_now(&mut self, frames: u64, writes: u64, busy: bool) -> bool {
-        if busy || (frames, writes) != self.last {
-            self.last = (frames, writes);
-            self.quiet_ticks = 0;
-            return false;
-        }
-        self.quiet_ticks += 1;
-        self.quiet_ticks >= 4
-    }
-}
-
+/// One accepted connection: start its reply writer, run its read loop, then
+/// close it ([`Reader::close`]). `inflight` and `_slot` are held until the very
+/// end, so shutdown waits for this connection and the connection cap counts it
+/// until its writer is done.
 async fn connection<H: Handler>(
     stream: TcpStream,
     mut conn: ConnInfo,
     handler: Arc<H>,
     lim: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     (inflight, _slot): (mpsc::Sender<()>, tokio::sync::OwnedSemaphorePermit),
 ) {
     let (rd, wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<RemotingCommand>();
-    let flow = Arc::new(Flow {
-        queued: AtomicUsize::new(0),
-        max_queued: lim.max_queued,
-        room: Notify::new(),
-        writes: AtomicU64::new(0),
-        writer_gone: AtomicBool::new(false),
-        budget: lim.budget.clone(),
-    });
+    let (tx, rx) = mpsc::unbounded_channel::<RemotingCommand>();
+    let flow = Arc::new(Flow::new(lim.max_queued, lim.budget.clone()));
     conn.out = Some((tx.downgrade(), Arc::downgrade(&flow)));
     let conn = Arc::new(conn);
-    let writer_guard = inflight.clone();
-    let peer = conn.peer;
-    let wflow = flow.clone();
-    let mut writer = tokio::spawn(async move {
+    let writer = spawn_writer(wr, rx, flow.clone(), inflight.clone(), conn.peer);
+    let mut reader = Reader {
+        requests: Arc::new(Semaphore::new(lim.max_requests)),
+        idle: IdleWatch::new(lim.idle),
+        frames: 0,
+        peer: conn.peer,
+        handler,
+        conn,
+        lim,
+        flow,
+        tx,
+        inflight,
+        shutdown,
+    };
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let ending = reader.read_loop(&mut rd).await;
+    reader.close(rd, writer, ending).await;
+}
+
+/// The reply writer of a connection: sends the responses (and the server's
+/// oneways) queued on `rx` in order, releasing each one's queued bytes as it
+/// goes, and flushes when the queue is empty. Ends when every sender is gone
+/// (then flushes and shuts the socket down) or a write fails; however it ends,
+/// [`WriterGone`] tells the reader.
+fn spawn_writer(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<RemotingCommand>,
+    wflow: Arc<Flow>,
+    writer_guard: mpsc::Sender<()>,
+    peer: SocketAddr,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let _guard = writer_guard;
         let flow = WriterGone(wflow);
         let flow = &flow.0;
@@ -587,33 +454,98 @@ async fn connection<H: Handler>(
         }
         let _ = w.flush().await;
         let _ = w.shutdown().await;
-    });
-    let requests = Arc::new(Semaphore::new(lim.max_requests));
-    let mut idle = IdleWatch::new(lim.idle);
-    let mut frames = 0u64;
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut abort_writer = false;
-    'conn: loop {
-        // A permit for the next request; at the bound, stop reading until a
-        // request finishes.
-        let permit = match requests.clone().try_acquire_owned() {
-            Ok(p) => p,
+    })
+}
+
+/// The reading side of one connection and what its steps share.
+struct Reader<H> {
+    handler: Arc<H>,
+    conn: Arc<ConnInfo>,
+    peer: SocketAddr,
+    lim: Limits,
+    flow: Arc<Flow>,
+    /// The writer's queue; request tasks send their answers on clones.
+    tx: mpsc::UnboundedSender<RemotingCommand>,
+    /// Held by every request task, so shutdown can wait for them.
+    inflight: mpsc::Sender<()>,
+    /// One permit per request in progress (`max_requests` in all).
+    requests: Arc<Semaphore>,
+    idle: IdleWatch,
+    /// Frames read so far (for the idle check).
+    frames: u64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl<H: Handler> Reader<H> {
+    /// Read and dispatch requests until the peer closes, the server stops,
+    /// the connection idles out or a frame is bad. Before each frame it takes
+    /// a request slot ([`Reader::admit`]) and waits for room for the answer
+    /// ([`Reader::wait_for_room`]); at either bound the socket is simply not
+    /// read, so TCP pushes back on the client.
+    async fn read_loop(&mut self, rd: &mut BufReader<OwnedReadHalf>) -> Ending {
+        loop {
+            let Some(permit) = self.admit().await else {
+                return Ending::Flush;
+            };
+            if let Err(ending) = self.wait_for_room().await {
+                return ending;
+            }
+            let frame = match self.next_frame(rd).await {
+                Ok(frame) => frame,
+                Err(ending) => return ending,
+            };
+            match frame {
+                Ok(Some(req)) => {
+                    self.frames += 1;
+                    if req.is_response() {
+                        tracing::debug!(peer = %self.peer, opaque = req.opaque, "ignoring a response sent to the server");
+                        continue;
+                    }
+                    self.dispatch(req, permit);
+                }
+                Ok(None) => return Ending::Flush,
+                Err(super::codec::CodecError::Io(e)) => {
+                    // The peer hung up or the socket failed: not bad input.
+                    tracing::debug!(peer = %self.peer, error = %e, "connection ended by a socket error");
+                    return Ending::Abort;
+                }
+                Err(e) => {
+                    let peer = self.peer;
+                    if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(peer.ip()) {
+                        tracing::warn!(%peer, error = %e, suppressed, "closing connection after a bad frame");
+                    } else {
+                        tracing::debug!(%peer, error = %e, "closing connection after a bad frame");
+                    }
+                    return Ending::Abort;
+                }
+            }
+        }
+    }
+
+    /// A permit for the next request; at the bound
+    /// (`max_requests_per_connection`), stop reading until a request finishes.
+    /// `None`: the server stops (or the slots closed).
+    async fn admit(&mut self) -> Option<OwnedSemaphorePermit> {
+        match self.requests.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
             Err(_) => tokio::select! {
-                p = requests.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                _ = shutdown.changed() => break,
+                p = self.requests.clone().acquire_owned() => p.ok(),
+                _ = self.shutdown.changed() => None,
             },
-        };
-        // Room for its answer; at the bound, stop reading until the writer has
-        // sent some. A peer that reads nothing stays here until it is idle.
-        // Likewise while the server's budget is spent, until some writer has
-        // sent some.
+        }
+    }
+
+    /// Room for the next answer; at the connection's bound
+    /// (`max_queued_reply_bytes`), stop reading until the writer has sent some.
+    /// A peer that reads nothing stays here until it is idle. Likewise while
+    /// the server's budget is spent, until some writer has sent some (with a
+    /// rate-limited WARN). `Err`: close the connection.
+    async fn wait_for_room(&mut self) -> Result<(), Ending> {
+        let (flow, lim) = (&self.flow, &self.lim);
         loop {
             let own = flow.queued.load(Ordering::Acquire) >= lim.max_queued;
             if !own && !lim.budget.spent() {
-                break;
+                return Ok(());
             }
             let notified = if own {
                 flow.room.notified()
@@ -623,7 +555,7 @@ async fn connection<H: Handler>(
             tokio::pin!(notified);
             notified.as_mut().enable();
             if flow.writer_gone.load(Ordering::Acquire) {
-                break 'conn;
+                return Err(Ending::Flush);
             }
             let still = if own {
                 flow.queued.load(Ordering::Acquire) >= lim.max_queued
@@ -645,119 +577,122 @@ async fn connection<H: Handler>(
             }
             tokio::select! {
                 _ = &mut notified => {}
-                _ = shutdown.changed() => break 'conn,
-                _ = idle.tick() => {
+                _ = self.shutdown.changed() => return Err(Ending::Flush),
+                _ = self.idle.tick() => {
                     if flow.writer_gone.load(Ordering::Acquire) {
-                        break 'conn;
+                        return Err(Ending::Flush);
                     }
                     // Paused by the server's budget with nothing of its own
                     // queued, a connection waits for others: not idle.
-                    let busy = requests.available_permits() + 1 < lim.max_requests
+                    let busy = self.requests.available_permits() + 1 < lim.max_requests
                         || (!own && flow.queued.load(Ordering::Acquire) == 0);
-                    if idle.idle_now(frames, flow.writes.load(Ordering::Relaxed), busy) {
-                        tracing::debug!(%peer, "closing a connection that reads no replies and sends nothing");
-                        abort_writer = true;
-                        break 'conn;
+                    if self.idle.idle_now(self.frames, flow.writes.load(Ordering::Relaxed), busy) {
+                        tracing::debug!(peer = %self.peer, "closing a connection that reads no replies and sends nothing");
+                        return Err(Ending::Abort);
                     }
                 }
             }
         }
-        let frame = {
-            let read = read_frame(&mut rd, lim.max_frame_bytes);
-            tokio::pin!(read);
-            loop {
-                tokio::select! {
-                    f = &mut read => break f,
-                    _ = shutdown.changed() => break 'conn,
-                    _ = idle.tick() => {
-                        // The reader holds one permit itself.
-                        let busy = requests.available_permits() + 1 < lim.max_requests;
-                        if idle.idle_now(frames, flow.writes.load(Ordering::Relaxed), busy) {
-                            tracing::debug!(%peer, idle = ?lim.idle, "closing an idle connection");
-                            abort_writer = true;
-                            break 'conn;
-                        }
+    }
+
+    /// The next frame, or `Err` when the server stops or the connection has
+    /// been idle for `idle_timeout`.
+    async fn next_frame(
+        &mut self,
+        rd: &mut BufReader<OwnedReadHalf>,
+    ) -> Result<Result<Option<RemotingCommand>, super::codec::CodecError>, Ending> {
+        let read = read_frame(rd, self.lim.max_frame_bytes);
+        tokio::pin!(read);
+        loop {
+            tokio::select! {
+                f = &mut read => return Ok(f),
+                _ = self.shutdown.changed() => return Err(Ending::Flush),
+                _ = self.idle.tick() => {
+                    // The reader holds one permit itself.
+                    let busy = self.requests.available_permits() + 1 < self.lim.max_requests;
+                    if self.idle.idle_now(self.frames, self.flow.writes.load(Ordering::Relaxed), busy) {
+                        tracing::debug!(peer = %self.peer, idle = ?self.lim.idle, "closing an idle connection");
+                        return Err(Ending::Abort);
                     }
                 }
-            }
-        };
-        match frame {
-            Ok(Some(req)) => {
-                frames += 1;
-                if req.is_response() {
-                    tracing::debug!(%peer, opaque = req.opaque, "ignoring a response sent to the server");
-                    continue;
-                }
-                let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
-                // An answer expected to be large counts from now on.
-                let reserved = handler.expected_reply_bytes(&req);
-                if reserved > 0 {
-                    flow.charge(reserved);
-                }
-                let h = handler.clone();
-                let c = conn.clone();
-                let tx = tx.clone();
-                let guard = inflight.clone();
-                let flow = flow.clone();
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    let _permit = permit;
-                    if let Some(mut resp) = h.handle(c, req).await {
-                        if !oneway {
-                            resp.opaque = opaque;
-                            resp.serialize_type = st;
-                            resp.flag |= super::command::FLAG_RESPONSE;
-                            let cost = reply_cost(&resp);
-                            flow.charge(cost);
-                            if tx.send(resp).is_err() {
-                                flow.release(cost);
-                            }
-                        }
-                    }
-                    if reserved > 0 {
-                        flow.release(reserved);
-                    }
-                });
-            }
-            Ok(None) => break,
-            Err(super::codec::CodecError::Io(e)) => {
-                // The peer hung up or the socket failed: not bad input.
-                tracing::debug!(%peer, error = %e, "connection ended by a socket error");
-                abort_writer = true;
-                break;
-            }
-            Err(e) => {
-                if let Some(suppressed) = crate::warn_limit::BAD_INPUT.check(peer.ip()) {
-                    tracing::warn!(%peer, error = %e, suppressed, "closing connection after a bad frame");
-                } else {
-                    tracing::debug!(%peer, error = %e, "closing connection after a bad frame");
-                }
-                abort_writer = true;
-                break;
             }
         }
     }
-    if *shutdown.borrow() {
-        // The server stops, not the peer: let the requests in progress answer
-        // first (held pulls are woken by the broker's own stop), or the
-        // handler would drop them as requests of a closed connection.
-        let all = u32::try_from(lim.max_requests).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(lim.drain, requests.acquire_many(all)).await;
+
+    /// Run one request in its own task, holding its request slot (`permit`)
+    /// until answered; queue the answer (unless oneway) for the writer,
+    /// counted in the queued bytes. An answer the handler expects to be large
+    /// counts from now on.
+    fn dispatch(&self, req: RemotingCommand, permit: OwnedSemaphorePermit) {
+        let (opaque, st, oneway) = (req.opaque, req.serialize_type, req.is_oneway());
+        let flow = &self.flow;
+        let reserved = self.handler.expected_reply_bytes(&req);
+        if reserved > 0 {
+            flow.charge(reserved);
+        }
+        let h = self.handler.clone();
+        let c = self.conn.clone();
+        let tx = self.tx.clone();
+        let guard = self.inflight.clone();
+        let flow = flow.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let _permit = permit;
+            if let Some(mut resp) = h.handle(c, req).await {
+                if !oneway {
+                    resp.opaque = opaque;
+                    resp.serialize_type = st;
+                    resp.flag |= super::command::FLAG_RESPONSE;
+                    let cost = reply_cost(&resp);
+                    flow.charge(cost);
+                    if tx.send(resp).is_err() {
+                        flow.release(cost);
+                    }
+                }
+            }
+            if reserved > 0 {
+                flow.release(reserved);
+            }
+        });
     }
-    conn.mark_closed();
-    handler.on_close(&conn);
-    drop(tx);
-    drop(rd);
-    if abort_writer {
-        // Close at once: answers still pending for this peer are dropped.
-        writer.abort();
-        let _ = writer.await;
-    } else if tokio::time::timeout(lim.drain, &mut writer).await.is_err() {
-        // The peer stopped sending but does not read its answers either.
-        writer.abort();
-        let _ = writer.await;
+
+    /// Close the connection: when the server stops, first let the requests in
+    /// progress answer (up to the drain time); then mark it closed, tell the
+    /// handler, and end the writer: at once for [`Ending::Abort`], else after
+    /// it has sent what is queued (up to the drain time).
+    async fn close(self, rd: BufReader<OwnedReadHalf>, mut writer: JoinHandle<()>, ending: Ending) {
+        let Reader {
+            handler,
+            conn,
+            peer,
+            lim,
+            tx,
+            requests,
+            shutdown,
+            ..
+        } = self;
+        if *shutdown.borrow() {
+            // The server stops, not the peer: let the requests in progress answer
+            // first (held pulls are woken by the broker's own stop), or the
+            // handler would drop them as requests of a closed connection.
+            let all = u32::try_from(lim.max_requests).unwrap_or(u32::MAX);
+            let _ = tokio::time::timeout(lim.drain, requests.acquire_many(all)).await;
+        }
+        conn.mark_closed();
+        handler.on_close(&conn);
+        drop(tx);
+        drop(rd);
+        if ending == Ending::Abort {
+            // Close at once: answers still pending for this peer are dropped.
+            writer.abort();
+            let _ = writer.await;
+        } else if tokio::time::timeout(lim.drain, &mut writer).await.is_err() {
+            // The peer stopped sending but does not read its answers either.
+            writer.abort();
+            let _ = writer.await;
+        }
+        tracing::debug!(%peer, id = conn.id, "connection closed");
     }
-    tracing::debug!(%peer, id = conn.id, "connection closed");
 }
 
 #[cfg(test)]
@@ -790,45 +725,5 @@ mod tests {
         // Neither the clamped time nor the largest Duration panics the clock.
         let _ = IdleWatch::new(ServerConfig::idle_from_secs(i64::MAX));
         let _ = IdleWatch::new(Some(Duration::MAX));
-    }
-
-    fn flow(max_queued: usize, budget: &Arc<Budget>) -> Flow {
-        Flow {
-            queued: AtomicUsize::new(0),
-            max_queued,
-            room: Notify::new(),
-            writes: AtomicU64::new(0),
-            writer_gone: AtomicBool::new(false),
-            budget: budget.clone(),
-        }
-    }
-
-    #[test]
-    fn oneways_stop_at_either_bound_and_a_dropped_flow_returns_its_bytes() {
-        let budget = Arc::new(Budget {
-            used: AtomicUsize::new(0),
-            max: 1000,
-            room: Notify::new(),
-        });
-        let a = flow(600, &budget);
-        let b = flow(600, &budget);
-        // Below its own bound: queued; at it: dropped.
-        assert!(a.try_charge(400));
-        assert!(a.try_charge(400));
-        assert!(!a.try_charge(10));
-        assert_eq!(a.queued.load(Ordering::Relaxed), 800);
-        // The other connection is below its bound but the server's is reached.
-        assert!(b.try_charge(300));
-        assert!(!b.try_charge(10));
-        assert!(budget.spent());
-        // Answers are charged whatever the bound (the reader paused before).
-        assert!(b.charge(50));
-        b.release(350);
-        assert_eq!(budget.used.load(Ordering::Relaxed), 800);
-        // A connection that ends with frames queued gives them back.
-        drop(a);
-        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
-        drop(b);
-        assert_eq!(budget.used.load(Ordering::Relaxed), 0);
     }
 }

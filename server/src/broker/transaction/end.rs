@@ -2,24 +2,22 @@
 //! once-only rule of [`TransactionBook`](super::TransactionBook).
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 
 use ferromq_engine::message::{keys, sys_flag};
 use ferromq_engine::{BrokerRole, MessageExt};
 
-use super::{
-    op_message, origin_of, to_commit, Claim, EndTransactionHeader, FAILPOINT_ENV, HALF_TOPIC,
-    OP_TOPIC,
-};
+use super::{op_message, origin_of, to_commit, Claim, EndTransactionHeader, HALF_TOPIC, OP_TOPIC};
 use crate::broker::{store_error_response, Broker, BUSY_REMARK};
 use crate::remoting::{response, RemotingCommand};
 
 const PERM_READ_WRITE: u32 = 6;
 
-/// Whether the named failpoint is set in [`FAILPOINT_ENV`] (read once).
+/// Whether the named failpoint is set in [`FAILPOINT_ENV`](super::FAILPOINT_ENV)
+/// (read once). Only with the `fault-injection` feature (tests).
+#[cfg(feature = "fault-injection")]
 pub(crate) fn failpoint(name: &str) -> bool {
-    static SET: OnceLock<Option<String>> = OnceLock::new();
-    SET.get_or_init(|| std::env::var(FAILPOINT_ENV).ok())
+    static SET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| std::env::var(super::FAILPOINT_ENV).ok())
         .as_deref()
         .is_some_and(|v| v.split(',').any(|p| p.trim() == name))
 }
@@ -135,6 +133,7 @@ impl Broker {
                 return store_error_response(&e);
             }
             self.stats.add_put(1);
+            #[cfg(feature = "fault-injection")]
             if failpoint("after_commit_before_op") {
                 tracing::error!(origin, "failpoint after_commit_before_op: aborting");
                 std::process::abort();

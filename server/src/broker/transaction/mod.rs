@@ -67,8 +67,9 @@ pub const PROPERTY_CHECK_IMMUNITY: &str = "CHECK_IMMUNITY_TIME_IN_SECONDS";
 /// (`PROPERTY_TRANSACTION_PREPARED_QUEUE_OFFSET`); ferromq sets it on every copy
 /// and on op records.
 pub const PROPERTY_PREPARED_QUEUE_OFFSET: &str = "TRAN_PREPARED_QUEUE_OFFSET";
-/// Environment variable naming a failpoint (tests only):
-/// `after_commit_before_op` aborts the broker between a commit record and its op record.
+/// Environment variable naming a failpoint (tests only, read only with the
+/// `fault-injection` feature): `after_commit_before_op` aborts the broker
+/// between a commit record and its op record.
 pub const FAILPOINT_ENV: &str = "FERROMQ_FAILPOINT";
 
 /// Whether a send's properties ask for a half message (`TRAN_MSG` parses as true).

@@ -1,0 +1,189 @@
+//! `ferromq-admin`: RocketMQ's `mqadmin` subcommands that matter day to day,
+//! against any name server and broker speaking RocketMQ 4.x remoting.
+//!
+//! ```text
+//! ferromq-admin -n 127.0.0.1:9876 topicList
+//! ferromq-admin -n 127.0.0.1:9876 updateTopic -t T -c DefaultCluster -r 4 -w 4
+//! ferromq-admin -n 127.0.0.1:9876 topicStatus -t T
+//! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
+//! ferromq-admin txnPending -b 127.0.0.1:10911
+//! ferromq-admin damagedRecords -b 127.0.0.1:10911
+//! ```
+//!
+//! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
+
+mod brokers;
+mod client;
+mod messages;
+mod print;
+mod topics;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use client::{Admin, Res};
+
+/// RocketMQ admin tool.
+#[derive(Parser, Debug)]
+#[command(name = "ferromq-admin", version, about)]
+struct Cli {
+    /// Name server addresses, `host:port;host:port` (default: $NAMESRV_ADDR).
+    #[arg(short = 'n', long = "namesrvAddr", global = true)]
+    namesrv: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+#[allow(clippy::enum_variant_names)]
+enum Cmd {
+    /// List every topic the name server knows.
+    #[command(name = "topicList")]
+    TopicList,
+    /// Create or update a topic on one broker (-b) or every master of a cluster (-c).
+    #[command(name = "updateTopic")]
+    UpdateTopic(UpdateTopic),
+    /// Brokers per cluster, with their runtime figures.
+    #[command(name = "clusterList")]
+    ClusterList,
+    /// Min and max offsets of every queue of a topic.
+    #[command(name = "topicStatus")]
+    TopicStatus {
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
+    /// A consumer group's offsets and lag per queue.
+    #[command(name = "consumerProgress")]
+    ConsumerProgress {
+        /// Consumer group.
+        #[arg(short = 'g', long = "groupName")]
+        group: String,
+        /// Only this topic.
+        #[arg(short = 't', long = "topicName")]
+        topic: Option<String>,
+    },
+    /// Messages of a topic with a key.
+    #[command(name = "queryMsgByKey")]
+    QueryMsgByKey {
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+        /// Key.
+        #[arg(short = 'k', long = "msgKey")]
+        key: String,
+    },
+    /// One message by its msgId (offset msgId; with -t also a unique key).
+    #[command(name = "queryMsgById")]
+    QueryMsgById {
+        /// Message id.
+        #[arg(short = 'i', long = "msgId")]
+        msg_id: String,
+        /// Topic, to look a unique key (client msgId) up.
+        #[arg(short = 't', long = "topic")]
+        topic: Option<String>,
+    },
+    /// Delete expired commitlog files now.
+    #[command(name = "deleteExpiredCommitLog")]
+    DeleteExpiredCommitLog(Target),
+    /// A broker's runtime figures.
+    #[command(name = "brokerStatus")]
+    BrokerStatus(Target),
+    /// A broker's effective configuration.
+    #[command(name = "getBrokerConfig")]
+    GetBrokerConfig(Target),
+    /// Replication: per slave of a master its address, acked offset and lag in
+    /// bytes and ms; for a slave, the master it follows.
+    #[command(name = "haStatus")]
+    HaStatus(Target),
+    /// Records the broker found damaged and skipped (a body that fails its
+    /// CRC, a damaged header): topic, queue, queue offset, commitlog offset
+    /// (ferromq-specific, from the runtime figures).
+    #[command(name = "damagedRecords")]
+    DamagedRecords(Target),
+    /// Half messages still waiting for commit or rollback, per producer group,
+    /// with their age (ferromq-specific broker request).
+    #[command(name = "txnPending")]
+    TxnPending(Target),
+}
+
+#[derive(Args, Debug)]
+struct UpdateTopic {
+    /// Topic.
+    #[arg(short = 't', long = "topic")]
+    topic: String,
+    #[command(flatten)]
+    target: Target,
+    /// Read queues.
+    #[arg(short = 'r', long = "readQueueNums", default_value_t = 8)]
+    read: u32,
+    /// Write queues.
+    #[arg(short = 'w', long = "writeQueueNums", default_value_t = 8)]
+    write: u32,
+    /// Permission bits (2 write, 4 read, 6 both).
+    #[arg(short = 'p', long = "perm", default_value_t = 6)]
+    perm: u32,
+    /// Ordered topic.
+    #[arg(short = 'o', long = "order", default_value_t = false)]
+    order: bool,
+}
+
+#[derive(Args, Debug)]
+struct Target {
+    /// Broker address `ip:port`.
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker: Option<String>,
+    /// Cluster name: every master of the cluster.
+    #[arg(short = 'c', long = "clusterName")]
+    cluster: Option<String>,
+}
+
+impl Admin {
+    /// Run one subcommand: each has its own method, in `topics.rs`,
+    /// `messages.rs` or `brokers.rs`.
+    async fn run(&self, cmd: Cmd) -> Res<()> {
+        match cmd {
+            Cmd::TopicList => self.topic_list().await,
+            Cmd::UpdateTopic(u) => self.update_topic(u).await,
+            Cmd::ClusterList => self.cluster_list().await,
+            Cmd::TopicStatus { topic } => self.topic_status(topic).await,
+            Cmd::ConsumerProgress { group, topic } => self.consumer_progress(group, topic).await,
+            Cmd::QueryMsgByKey { topic, key } => self.query_msg_by_key(topic, key).await,
+            Cmd::QueryMsgById { msg_id, topic } => self.query_msg_by_id(msg_id, topic).await,
+            Cmd::DeleteExpiredCommitLog(t) => self.delete_expired_commit_log(t).await,
+            Cmd::GetBrokerConfig(t) => self.get_broker_config(t).await,
+            Cmd::HaStatus(t) => self.ha_status(t).await,
+            Cmd::TxnPending(t) => self.txn_pending(t).await,
+            Cmd::DamagedRecords(t) => self.damaged_records(t).await,
+            Cmd::BrokerStatus(t) => self.broker_status(t).await,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let namesrv = cli
+        .namesrv
+        .or_else(|| std::env::var("NAMESRV_ADDR").ok())
+        .map(|s| ferromq_server::broker::split_namesrv_addr_arg(&s))
+        .unwrap_or_default();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferromq-admin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = Admin { namesrv };
+    match rt.block_on(admin.run(cli.cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferromq-admin: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
