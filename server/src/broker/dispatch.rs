@@ -137,7 +137,7 @@ impl Broker {
             LOCK_BATCH_MQ => self.lock_batch_mq(r(Runtime)).await,
             UNLOCK_BATCH_MQ => self.unlock_batch_mq(r(Runtime)).await,
             // EndTransactionProcessor (its pool is still chosen in transaction/end.rs)
-            END_TRANSACTION => self.end_transaction_request(r(SendPool)).await,
+            END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`
             FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request(r(Blocking)).await,
             _ => self.not_supported(r(Runtime)).await,

@@ -7,7 +7,8 @@ use ferromq_engine::message::{keys, sys_flag};
 use ferromq_engine::{BrokerRole, MessageExt};
 
 use super::{op_message, origin_of, to_commit, Claim, EndTransactionHeader, HALF_TOPIC, OP_TOPIC};
-use crate::broker::{store_error_response, Broker, BUSY_REMARK};
+use crate::broker::dispatch::{HandlerResult, Request};
+use crate::broker::{store_error_response, Broker};
 use crate::remoting::{response, RemotingCommand};
 
 const PERM_READ_WRITE: u32 = 6;
@@ -23,21 +24,20 @@ pub(crate) fn failpoint(name: &str) -> bool {
 }
 
 impl Broker {
-    /// END_TRANSACTION. Oneway requests run the same way; the server drops the answer.
+    /// END_TRANSACTION. Oneway requests run the same way; the server drops the
+    /// answer. The commit or rollback runs on the request's executor (the send
+    /// pool, from the table).
     pub(in crate::broker) async fn end_transaction(
-        self: Arc<Self>,
-        req: &RemotingCommand,
-    ) -> RemotingCommand {
-        let h = match EndTransactionHeader::parse(&req.ext_fields) {
-            Ok(h) => h,
-            Err(e) => return e.into(),
-        };
+        self: &Arc<Self>,
+        req: Request<'_>,
+    ) -> HandlerResult {
+        let h = EndTransactionHeader::parse(&req.cmd.ext_fields)?;
         if self.store.config().broker_role == BrokerRole::Slave {
             tracing::warn!("Message store is slave mode, so end transaction is forbidden.");
-            return RemotingCommand::error(
+            return Ok(RemotingCommand::error(
                 response::SLAVE_NOT_AVAILABLE,
                 "the broker is a slave: end transaction is forbidden",
-            );
+            ));
         }
         if h.commit_or_rollback == sys_flag::TRANSACTION_NOT_TYPE {
             // RocketMQ answers nothing here; a oneway caller sees no difference,
@@ -48,21 +48,15 @@ impl Broker {
                 from_check = h.from_transaction_check,
                 "end transaction with unknown state; the check-back will ask again"
             );
-            return RemotingCommand::response(
+            return Ok(RemotingCommand::response(
                 response::SUCCESS,
                 Some("transaction state unknown: the broker will check back".into()),
-            );
+            ));
         }
-        let b = self.clone();
-        match self
-            .send_pool
-            .try_execute(move || b.end_transaction_blocking(&h))
-        {
-            Ok(rx) => rx.await.unwrap_or_else(|_| {
-                RemotingCommand::error(response::SYSTEM_ERROR, "end transaction task failed")
-            }),
-            Err(_) => RemotingCommand::error(response::SYSTEM_BUSY, BUSY_REMARK),
-        }
+        self.run_on(req.on, "end transaction", move |b| {
+            b.end_transaction_blocking(&h)
+        })
+        .await
     }
 
     /// The half record named by an END_TRANSACTION, checked as

@@ -282,15 +282,3 @@ impl EndTransactionHeader {
         })
     }
 }
-
-impl crate::broker::Broker {
-    /// END_TRANSACTION through the request table. The send pool it runs on
-    /// is still chosen (and SYSTEM_BUSY answered) inside `end_transaction`,
-    /// in `end.rs`.
-    pub(in crate::broker) async fn end_transaction_request(
-        self: &std::sync::Arc<Self>,
-        req: crate::broker::dispatch::Request<'_>,
-    ) -> crate::broker::HandlerResult {
-        Ok(self.clone().end_transaction(&req.cmd).await)
-    }
-}
