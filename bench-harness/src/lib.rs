@@ -23,20 +23,18 @@
 //! ```
 
 pub mod baseline;
-pub mod broker;
-pub mod compare;
+pub mod cmd;
 pub mod criterion_summary;
-pub mod disk;
 pub mod error;
 pub mod loopback;
 pub mod machine;
-pub mod recover;
-pub mod report;
 pub mod results;
-pub mod store;
-pub mod sweep;
-pub mod sweep_report;
 pub mod target;
 pub mod thread_usage;
 pub mod txn;
 pub mod workload;
+
+// The subcommands under their old paths.
+pub use cmd::store::report;
+pub use cmd::sweep::report as sweep_report;
+pub use cmd::{broker, compare, disk, recover, store, sweep};

@@ -6,6 +6,8 @@
 //! 1 KiB 32 producers, each bounded by a message count and a time cap so the
 //! whole suite ends within a minute even on a slow disk.
 
+pub mod report;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,7 +15,6 @@ use std::time::{Duration, Instant};
 use crate::baseline::{self, BaselineResult, BaselineSpec};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
-use crate::report;
 use crate::results::{check_targets, EngineRepeat, RunInputs, RunResult, SuiteResult, TargetCheck};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, FlushMode, Target, Workload};

@@ -12,6 +12,8 @@
 //! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
 //! happens) and remove the store.
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
