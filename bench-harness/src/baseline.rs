@@ -29,6 +29,8 @@ use memmap2::MmapMut;
 
 use crate::error::{BenchError, Result};
 
+pub use crate::stats::mb_per_sec;
+
 /// Page size assumed when pre-touching a mapping.
 pub const PAGE_BYTES: usize = 4096;
 
@@ -539,15 +541,6 @@ pub fn median_of(
     median.min_mb_per_sec = min;
     median.max_mb_per_sec = max;
     Ok(median)
-}
-
-/// `bytes / seconds / 10^6`, 0 when no time was measured.
-pub fn mb_per_sec(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 / seconds / 1e6
-    } else {
-        0.0
-    }
 }
 
 #[cfg(test)]

@@ -23,12 +23,14 @@
 //! ```
 
 pub mod baseline;
+pub mod child;
 pub mod cmd;
 pub mod criterion_summary;
 pub mod error;
 pub mod loopback;
 pub mod machine;
 pub mod results;
+pub mod stats;
 pub mod target;
 pub mod thread_usage;
 pub mod txn;

@@ -15,12 +15,10 @@
 pub mod report;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -30,6 +28,9 @@ use crate::error::{BenchError, Result};
 use crate::target::broker::{create_topic, BrokerMeasurement};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, Target as _, Workload};
+
+pub use crate::child::{find_binary, listening_port, ChildGuard, START_DEADLINE, STOP_GRACE};
+pub use crate::stats::median;
 
 /// Keys of the workload (not written to broker.properties).
 pub const WORKLOAD_KEYS: &[&str] = &[
@@ -55,10 +56,6 @@ fn write_path(v: &str) -> std::result::Result<crate::store::WritePath, String> {
     crate::store::WritePath::from_str(v, true)
         .map_err(|_| format!("writePath `{v}` is not one of mmap, pool-pwrite, pool-io-uring"))
 }
-/// How long a child may take to print its `listening on` line.
-pub const START_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a child has between SIGTERM and SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Commitlog file size with `--small-files`.
 pub const SMALL_COMMITLOG_BYTES: u64 = 64 << 20;
 
@@ -317,173 +314,6 @@ pub fn broker_properties(store: &Path, small_files: bool, settings: &[(String, S
         s.push_str(&format!("{k}={v}\n"));
     }
     s
-}
-
-/// A child process (its own process group) killed and reaped on drop.
-pub struct ChildGuard {
-    child: Child,
-    name: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl ChildGuard {
-    /// Start `cmd` with stdout piped (read line by line on a thread).
-    ///
-    /// # Errors
-    ///
-    /// When it cannot be spawned.
-    pub fn spawn(name: &str, mut cmd: Command) -> Result<ChildGuard> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| BenchError::io(format!("starting {name}"), e))?;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| BenchError::new(format!("{name} has no stdout")))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("{name}-out"))
-            .spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(l) = line else { break };
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| BenchError::io("spawning a reader thread", e))?;
-        Ok(ChildGuard {
-            child,
-            name: name.to_string(),
-            lines: rx,
-        })
-    }
-
-    /// Wait (bounded) for a line containing `needle`; return it.
-    ///
-    /// # Errors
-    ///
-    /// When the child exits or stays silent past the deadline.
-    pub fn wait_line(&mut self, needle: &str, deadline: Duration) -> Result<String> {
-        let until = Instant::now() + deadline;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return Ok(l),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(BenchError::new(format!(
-                        "{} printed no `{needle}` line within {deadline:?}",
-                        self.name
-                    )))
-                }
-            }
-        }
-    }
-
-    /// Wait (bounded) for the `listening on HOST:PORT` line; return the port.
-    ///
-    /// # Errors
-    ///
-    /// When the child exits or stays silent past the deadline.
-    pub fn wait_port(&mut self, deadline: Duration) -> Result<u16> {
-        let until = Instant::now() + deadline;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    if let Some(p) = listening_port(&l) {
-                        return Ok(p);
-                    }
-                }
-                Err(_) => {
-                    let status = self.child.try_wait().ok().flatten();
-                    return Err(BenchError::new(format!(
-                        "{} printed no `listening on` line within {deadline:?} (exit status {status:?})",
-                        self.name
-                    )));
-                }
-            }
-        }
-    }
-
-    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns true when it left on SIGTERM.
-    pub fn stop(&mut self, grace: Duration) -> bool {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return true;
-        }
-        let pid = i32::try_from(self.child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw);
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let until = Instant::now() + grace;
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The port in a `... listening on HOST:PORT ...` line.
-pub fn listening_port(line: &str) -> Option<u16> {
-    let after = line.split("listening on ").nth(1)?;
-    let addr = after.split_whitespace().next()?;
-    addr.rsplit(':').next()?.parse().ok()
-}
-
-/// Where `name` is: `bin_dir`, else next to this executable (and its parent,
-/// for test executables in `deps/`), else `$PATH`.
-///
-/// # Errors
-///
-/// When it is nowhere.
-pub fn find_binary(bin_dir: Option<&Path>, name: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(d) = bin_dir {
-        dirs.push(d.to_path_buf());
-    } else {
-        if let Ok(exe) = std::env::current_exe() {
-            if let Some(d) = exe.parent() {
-                dirs.push(d.to_path_buf());
-                if let Some(p) = d.parent() {
-                    dirs.push(p.to_path_buf());
-                }
-            }
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            dirs.extend(std::env::split_paths(&path));
-        }
-    }
-    dirs.iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            BenchError::new(format!(
-                "cannot find `{name}` (looked in {}); build it with `cargo build --release -p ferromq-server --bins` or pass --bin-dir",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-            ))
-        })
 }
 
 /// Run one point against fresh child processes.
@@ -761,21 +591,6 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
     Ok(out)
 }
 
-/// Median of `v` (NaN-free input assumed; 0 for empty).
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
 /// Per-point summary across passes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PointSummary {
@@ -959,21 +774,5 @@ mod tests {
         assert!(props.contains("flushDiskType=SYNC_FLUSH\n"));
         assert!(props.contains("brokerIP1=127.0.0.1\n"));
         assert!(!props.contains("producers"));
-    }
-
-    #[test]
-    fn listening_line_gives_the_port() {
-        assert_eq!(
-            listening_port("ferromq-broker listening on 127.0.0.1:4242 as b"),
-            Some(4242)
-        );
-        assert_eq!(listening_port("nothing"), None);
-    }
-
-    #[test]
-    fn median_even_and_odd() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
     }
 }
