@@ -29,6 +29,7 @@ pub mod criterion_summary;
 pub mod error;
 pub mod loopback;
 pub mod machine;
+pub mod plot;
 pub mod results;
 pub mod stats;
 pub mod target;

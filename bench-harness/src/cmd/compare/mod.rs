@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::plot::plot_ratios;
 use hdrhistogram::Histogram;
-use plotters::prelude::*;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
 use crate::error::{BenchError, Result};
@@ -593,103 +593,6 @@ pub fn markdown(r: &CompareReport) -> String {
         "## How to read this\n\n- Both targets ran on this machine, in the same sitting, alternating; on a shared machine compare only what the ranges separate.\n- `point-<n>-<a|b>.hgrm` hold each side's send -> ack latency distribution (all passes merged, µs); `results.json` every figure."
     );
     s
-}
-
-/// Draw B/A of msgs/s and of p99 per point.
-fn plot_ratios(path: &Path, pts: &[ComparePoint]) -> Result<()> {
-    let what = path.display().to_string();
-    let err = |e: &dyn std::fmt::Display| BenchError::new(format!("plotting {what}: {e}"));
-    let n = pts.len().max(1);
-    let ymax = pts
-        .iter()
-        .flat_map(|p| [p.throughput_ratio, p.p99_ratio, p.e2e_p99_ratio])
-        .flatten()
-        .map(|r| r.max)
-        .fold(1.0f64, f64::max)
-        * 1.5;
-    // Log scale: 0.5 and 2 sit as far from 1; a ratio of 0 (a side measured
-    // nothing in some pass) is drawn at the bottom.
-    let ymin = pts
-        .iter()
-        .flat_map(|p| [p.throughput_ratio, p.p99_ratio, p.e2e_p99_ratio])
-        .flatten()
-        .flat_map(|r| [r.min, r.median])
-        .filter(|v| *v > 0.0)
-        .fold(1.0f64, f64::min)
-        / 1.5;
-    let ymin = ymin.max(1e-4);
-    let clamp = |v: f64| v.max(ymin);
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("B / A per point", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), (ymin..ymax).log_scale())
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_labels(n + 2)
-        .x_label_formatter(&|x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 0.01 && i >= 0.0 && (i as usize) < n {
-                format!("point {}", i as usize)
-            } else {
-                String::new()
-            }
-        })
-        .x_desc("point (see the table)")
-        .y_desc("B / A (log scale)")
-        .draw()
-        .map_err(|e| err(&e))?;
-    chart
-        .draw_series(LineSeries::new(
-            vec![(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
-            BLACK.stroke_width(1),
-        ))
-        .map_err(|e| err(&e))?;
-    type Get = fn(&ComparePoint) -> Option<Ratio>;
-    let series: [(&str, Get, f64); 3] = [
-        ("msgs/s", |p| p.throughput_ratio, -0.15),
-        ("send->ack p99", |p| p.p99_ratio, 0.0),
-        ("send->consume p99", |p| p.e2e_p99_ratio, 0.15),
-    ];
-    for (i, (name, get, dx)) in series.into_iter().enumerate() {
-        let vals: Vec<(f64, Ratio)> = pts
-            .iter()
-            .enumerate()
-            .filter_map(|(x, p)| get(p).map(|r| (x as f64 + dx, r)))
-            .collect();
-        if vals.is_empty() {
-            continue;
-        }
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(
-                vals.iter()
-                    .map(|&(x, r)| Circle::new((x, clamp(r.median)), 5, color.filled())),
-            )
-            .map_err(|e| err(&e))?
-            .label(name)
-            .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
-        chart
-            .draw_series(vals.iter().map(|&(x, r)| {
-                PathElement::new(
-                    vec![(x, clamp(r.min)), (x, clamp(r.max))],
-                    color.stroke_width(2),
-                )
-            }))
-            .map_err(|e| err(&e))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
 }
 
 /// `ferromq-bench compare`: run, write the report, print where it is.
