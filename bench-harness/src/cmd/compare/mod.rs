@@ -815,7 +815,8 @@ pub fn write(
         let s = if *side == 0 { "a" } else { "b" };
         put(&format!("point-{p}-{s}.hgrm"), &crate::report::hgrm(h))?;
     }
-    plot_ratios(&dir.join(RATIO_PLOT), &r.points)?;
+    let labels: Vec<String> = r.points.iter().map(|p| point_label(&p.point)).collect();
+    plot_ratios(&dir.join(RATIO_PLOT), &r.points, &labels)?;
     put("report.md", &markdown(r))?;
     Ok(dir)
 }
@@ -892,8 +893,12 @@ mod tests {
         });
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(RATIO_PLOT);
-        plot_ratios(&path, &s).unwrap();
+        let labels: Vec<String> = s.iter().map(|p| point_label(&p.point)).collect();
+        plot_ratios(&path, &s, &labels).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("log scale") && svg.contains("point 1"));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("log scale") && svg.contains("inflight=16")
+        );
+        assert!(!svg.contains("point 1"));
     }
 }

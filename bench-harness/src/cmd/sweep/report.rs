@@ -478,7 +478,11 @@ pub fn write(
             },
         )?;
     }
-    plot_latency_curves(&dir.join("latency-percentiles.svg"), &hists)?;
+    plot_latency_curves(
+        &dir.join("latency-percentiles.svg"),
+        "send -> ack latency by percentile",
+        &hists,
+    )?;
     let mut e2e: Vec<(String, Histogram<u64>)> = Vec::new();
     for p in &outcome.points {
         let mut h = new_latency_histogram()?;
@@ -499,7 +503,11 @@ pub fn write(
         }
     }
     if !e2e.is_empty() {
-        plot_latency_curves(&dir.join(E2E_PLOT), &e2e)?;
+        plot_latency_curves(
+            &dir.join(E2E_PLOT),
+            "send -> consume latency by percentile",
+            &e2e,
+        )?;
     }
     let over_time: Vec<(String, Vec<u64>)> = outcome
         .points
@@ -913,7 +921,12 @@ mod tests {
             h.record(v * 1000).unwrap();
         }
         let c = tmp.path().join("c.svg");
-        plot_latency_curves(&c, &[("0: x".into(), h)]).unwrap();
+        plot_latency_curves(
+            &c,
+            "send -> ack latency by percentile",
+            &[("0: x".into(), h)],
+        )
+        .unwrap();
         assert!(std::fs::read_to_string(&c).unwrap().contains("99.9%"));
         let _ = LatencySummary::from_ns(&new_latency_histogram().unwrap());
     }
