@@ -24,6 +24,7 @@
 
 pub mod baseline;
 pub mod child;
+pub mod cli;
 pub mod cmd;
 pub mod criterion_summary;
 pub mod error;

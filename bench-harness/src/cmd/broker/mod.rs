@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cli::JsonFlag;
 use crate::error::{BenchError, Result};
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
@@ -33,9 +34,9 @@ pub struct BrokerArgs {
     /// The workload.
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print exactly one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
     /// Measure plain sends, then transactional sends (half message + END_TRANSACTION
     /// commit, oneway) with the same synchronous producers, and print both
     /// (`--inflight` and `--batch` do not apply).
@@ -384,7 +385,7 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     )?;
     let f = LoadFigures::new(&m, cpu);
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.json.json {
         let v = serde_json::json!({
             "target": target,
             "addr": addr,
@@ -473,7 +474,7 @@ fn run_transactional(
         stop,
     )?;
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.json.json {
         let v = serde_json::json!({
             "target": target,
             "addr": addr,

@@ -28,6 +28,7 @@ use crate::plot::plot_ratios;
 use hdrhistogram::Histogram;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
+use crate::cli::{OutDir, StartedBrokers};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::sweep::{
@@ -86,22 +87,15 @@ pub struct CompareArgs {
     /// Passes over all points, each running A then B at every point.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Directory for the stores of `--a-props`/`--b-props` brokers.
-    /// Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Commitlog files of 64 MiB for started brokers.
-    #[arg(long = "small-files")]
-    pub small_files: bool,
-    /// Folder holding ferromq-namesrv and ferromq-broker (for `--*-props`).
-    #[arg(long = "bin-dir")]
-    pub bin_dir: Option<PathBuf>,
+    /// The brokers of `--a-props`/`--b-props`.
+    #[command(flatten)]
+    pub started: StartedBrokers,
     /// Name of the report folder's last part.
     #[arg(long, default_value = "compare")]
     pub name: String,
-    /// Folder the report folder is written into.
-    #[arg(long, default_value = crate::store::DEFAULT_OUT)]
-    pub out: PathBuf,
+    /// Where the report folder goes.
+    #[command(flatten)]
+    pub out: OutDir,
     /// The workload of every point (`--param` values override it).
     #[command(flatten)]
     pub load: LoadArgs,
@@ -613,7 +607,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         .iter()
         .map(|p| point_workload(&args.load, p))
         .collect::<Result<_>>()?;
-    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (base, _tmp) = crate::machine::dir_or_temp(args.started.dir.as_deref())?;
     let machine = MachineInfo::collect(&base);
     let rt = client_runtime(args.load.client_threads)?;
     let stop = ctrl_c_flag(&rt);
@@ -623,15 +617,15 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         &rt,
         &a_spec,
         &a_dir,
-        args.small_files,
-        args.bin_dir.as_deref(),
+        args.started.small_files,
+        args.started.bin_dir.as_deref(),
     )?;
     let b = match Live::start(
         &rt,
         &b_spec,
         &b_dir,
-        args.small_files,
-        args.bin_dir.as_deref(),
+        args.started.small_files,
+        args.started.bin_dir.as_deref(),
     ) {
         Ok(b) => b,
         Err(e) => {
@@ -674,7 +668,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         machine,
         load_average_end: crate::machine::load_average_now(),
     };
-    let dir = write(&args.out, &stamp, &args.name, &report, &hists)?;
+    let dir = write(&args.out.out, &stamp, &args.name, &report, &hists)?;
     if args.quiet {
         println!("{}", dir.join("results.json").display());
     } else {

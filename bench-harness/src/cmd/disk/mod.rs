@@ -12,10 +12,10 @@
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::baseline::{cold_mmap, warm_mmap, BaselineSpec};
+use crate::cli::{DiskDir, JsonFlag};
 use crate::error::{BenchError, Result};
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
@@ -24,18 +24,18 @@ use crate::workload::{new_latency_histogram, MAX_LATENCY_NS};
 /// Flags of `ferromq-bench disk`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DiskArgs {
-    /// Directory on the device under test. Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    /// The directory on the device under test.
+    #[command(flatten)]
+    pub dir: DiskDir,
     /// Bytes of the sequential write and memcpy tests (suffixes accepted).
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     pub bytes: u64,
     /// Seconds of the 4 KiB write + fdatasync test (also capped at 100 000 operations).
     #[arg(long = "sync-seconds", default_value_t = 3.0)]
     pub sync_seconds: f64,
-    /// Print exactly one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 /// What `disk` measured.
@@ -70,7 +70,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
     if !(args.sync_seconds.is_finite() && args.sync_seconds > 0.0) {
         return Err(BenchError::new("--sync-seconds must be positive"));
     }
-    let (dir, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (dir, _tmp) = crate::machine::dir_or_temp(args.dir.dir.as_deref())?;
     let work = tempfile::Builder::new()
         .prefix("ferromq-bench-disk-")
         .tempdir_in(&dir)
@@ -154,7 +154,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 pub fn run_disk(args: &DiskArgs) -> Result<i32> {
     let r = measure(args)?;
     let mut out = std::io::stdout().lock();
-    let text = if args.json {
+    let text = if args.json.json {
         serde_json::to_string(&r).map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?
     } else {
         format!(
@@ -184,10 +184,12 @@ mod tests {
     fn small_disk_run_gives_positive_figures() {
         let tmp = tempfile::tempdir().unwrap();
         let r = measure(&DiskArgs {
-            dir: Some(tmp.path().to_path_buf()),
+            dir: DiskDir {
+                dir: Some(tmp.path().to_path_buf()),
+            },
             bytes: 2 << 20,
             sync_seconds: 0.1,
-            json: true,
+            json: JsonFlag { json: true },
         })
         .unwrap();
         assert!(r.seq_write_mb_per_sec > 0.0);

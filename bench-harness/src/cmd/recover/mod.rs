@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use ferromq_engine::store::RecoveryReport;
 use ferromq_engine::{FlushDiskType, Message, MessageStore, StoreConfig};
 
+use crate::cli::{DiskDir, JsonFlag};
 use crate::error::{BenchError, Result};
 use crate::store::parse_bytes;
 
@@ -68,10 +69,9 @@ pub struct RecoverArgs {
     /// Commitlog file size (`mapedFileSizeCommitLog`), small so the log spans many files.
     #[arg(long = "file-size", default_value = "16MiB", value_parser = parse_bytes)]
     pub file_size: u64,
-    /// Directory on the disk under test; the store goes into a fresh `recover-store`
-    /// folder in it, removed afterwards. Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    /// The directory under test (the store goes into a fresh `recover-store` folder in it).
+    #[command(flatten)]
+    pub dir: DiskDir,
     /// Delete the checkpoint before reopening: validate and re-dispatch the whole
     /// log. This is the default; the flag stays for old scripts.
     #[arg(long, conflicts_with = "from_checkpoint")]
@@ -83,9 +83,9 @@ pub struct RecoverArgs {
     /// Do not drop the page cache: both steps read warm (after a warm-up read).
     #[arg(long)]
     pub cached: bool,
-    /// Print exactly one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 impl Default for RecoverArgs {
@@ -94,11 +94,11 @@ impl Default for RecoverArgs {
             bytes: 256 << 20,
             size: 1024,
             file_size: 16 << 20,
-            dir: None,
+            dir: DiskDir::default(),
             full: false,
             from_checkpoint: false,
             cached: false,
-            json: false,
+            json: JsonFlag::default(),
         }
     }
 }
@@ -402,7 +402,7 @@ pub fn measure(args: &RecoverArgs) -> Result<RecoverResult> {
             args.file_size, args.size
         )));
     }
-    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.dir.as_deref())?;
     let root = base.join("recover-store");
     if root.exists() {
         std::fs::remove_dir_all(&root).map_err(|e| BenchError::io(root.display(), e))?;
@@ -518,7 +518,7 @@ fn measure_in(args: &RecoverArgs, root: &Path) -> Result<RecoverResult> {
 pub fn run_recover(args: &RecoverArgs) -> Result<i32> {
     let r = measure(args)?;
     let mut out = std::io::stdout().lock();
-    if args.json {
+    if args.json.json {
         let s = serde_json::to_string(&r)
             .map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?;
         writeln!(out, "{s}").map_err(|e| BenchError::io("stdout", e))?;

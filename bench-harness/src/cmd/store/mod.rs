@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::baseline::{self, BaselineResult, BaselineSpec};
+use crate::cli::{DiskDir, JsonFlag, OutDir};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::results::{check_targets, EngineRepeat, RunInputs, RunResult, SuiteResult, TargetCheck};
@@ -53,9 +54,9 @@ pub struct StoreArgs {
     /// Flush mode: async (ASYNC_FLUSH) or sync (SYNC_FLUSH). Default async.
     #[arg(long, value_parser = parse_flush)]
     pub flush: Option<FlushMode>,
-    /// Directory on the disk under test. Default: a fresh temporary directory, removed afterwards.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    /// The directory under test.
+    #[command(flatten)]
+    pub dir: DiskDir,
     /// Commitlog file size in bytes (suffixes accepted). Default 1 GiB.
     #[arg(long = "file-size", value_parser = parse_bytes)]
     pub file_size: Option<u64>,
@@ -64,12 +65,12 @@ pub struct StoreArgs {
     /// per run and 5 s per fdatasync baseline.
     #[arg(long = "max-seconds")]
     pub max_seconds: Option<f64>,
-    /// Print exactly one JSON object on stdout (progress and summary go to stderr).
-    #[arg(long)]
-    pub json: bool,
-    /// Folder the report folder is written into.
-    #[arg(long, default_value = DEFAULT_OUT)]
-    pub out: PathBuf,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// Where the report folder goes.
+    #[command(flatten)]
+    pub out: OutDir,
     /// Do not write a report folder.
     #[arg(long)]
     pub no_report: bool,
@@ -154,8 +155,7 @@ fn parse_setting(s: &str) -> std::result::Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// Folder reports go into when `--out` is not given.
-pub const DEFAULT_OUT: &str = "results";
+pub use crate::cli::DEFAULT_OUT;
 
 impl Default for StoreArgs {
     /// What `ferromq-bench store` with no flags means: the default suite,
@@ -166,11 +166,11 @@ impl Default for StoreArgs {
             size: None,
             producers: None,
             flush: None,
-            dir: None,
+            dir: DiskDir::default(),
             file_size: None,
             max_seconds: None,
-            json: false,
-            out: PathBuf::from(DEFAULT_OUT),
+            json: JsonFlag::default(),
+            out: OutDir::default(),
             no_report: false,
             set: Vec::new(),
             write_path: Vec::new(),
@@ -351,7 +351,7 @@ impl StoreArgs {
             args.push("--max-seconds".to_string());
             args.push(format!("{}", cap.as_secs_f64()));
         }
-        if let Some(dir) = &self.dir {
+        if let Some(dir) = &self.dir.dir {
             args.push("--dir".to_string());
             args.push(dir.display().to_string());
         }
@@ -783,9 +783,9 @@ pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
     let started = Instant::now();
     let (stamp, iso) = report::utc_now();
     let plans = args.plans()?;
-    let workdir = WorkDir::new(args.dir.as_deref())?;
+    let workdir = WorkDir::new(args.dir.dir.as_deref())?;
     let machine = MachineInfo::collect(workdir.path());
-    let mut human: Box<dyn std::io::Write> = if args.json {
+    let mut human: Box<dyn std::io::Write> = if args.json.json {
         Box::new(std::io::stderr())
     } else {
         Box::new(std::io::stdout())
@@ -837,14 +837,14 @@ pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
     let report_dir = if args.no_report {
         None
     } else {
-        let dir = report::write_report(&args.out, &stamp, &suite)?;
+        let dir = report::write_report(&args.out.out, &stamp, &suite)?;
         let _ = writeln!(human, "report: {}", dir.join("report.md").display());
         Some(dir)
     };
     let _ = human.flush();
     drop(human);
 
-    if args.json {
+    if args.json.json {
         let mut value = if args.is_suite() {
             serde_json::to_value(&suite)
         } else {
@@ -903,7 +903,7 @@ mod tests {
         let parsed = Cli::try_parse_from(["store"]).unwrap().store;
         let a = StoreArgs::default();
         assert_eq!(parsed, a);
-        assert_eq!(a.out, PathBuf::from("results"));
+        assert_eq!(a.out.out, PathBuf::from("results"));
         assert!(a.is_suite());
         let plans = a.plans().unwrap();
         let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
+use crate::cli::{OutDir, StartedBrokers};
 use crate::error::{BenchError, Result};
 use crate::target::broker::{create_topic, BrokerMeasurement};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
@@ -85,26 +86,18 @@ pub struct SweepArgs {
     /// Passes over all points (interleaved: A B C A B C ...).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Directory on the disk under test; each point gets a fresh store in it.
-    /// Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Commitlog files of 64 MiB instead of RocketMQ's 1 GiB.
-    #[arg(long = "small-files")]
-    pub small_files: bool,
-    /// Folder holding ferromq-namesrv and ferromq-broker. Default: the folder
-    /// of this executable, then `$PATH`.
-    #[arg(long = "bin-dir")]
-    pub bin_dir: Option<PathBuf>,
+    /// The brokers (or stores) of the points.
+    #[command(flatten)]
+    pub started: StartedBrokers,
     /// The p99 bound (ms) the recommended settings must stay within.
     #[arg(long = "p99-bound-ms", default_value_t = 10.0)]
     pub p99_bound_ms: f64,
     /// Name of the report folder's last part.
     #[arg(long, default_value = "sweep")]
     pub name: String,
-    /// Folder the report folder is written into.
-    #[arg(long, default_value = crate::store::DEFAULT_OUT)]
-    pub out: PathBuf,
+    /// Where the report folder goes.
+    #[command(flatten)]
+    pub out: OutDir,
     /// The workload of every point (swept workload keys override it).
     #[command(flatten)]
     pub load: LoadArgs,
@@ -490,11 +483,11 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
         .iter()
         .map(|p| point_workload(&args.load, p))
         .collect::<Result<_>>()?;
-    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (base, _tmp) = crate::machine::dir_or_temp(args.started.dir.as_deref())?;
     let bins = match args.target {
         SweepTarget::Broker => (
-            find_binary(args.bin_dir.as_deref(), "ferromq-namesrv")?,
-            find_binary(args.bin_dir.as_deref(), "ferromq-broker")?,
+            find_binary(args.started.bin_dir.as_deref(), "ferromq-namesrv")?,
+            find_binary(args.started.bin_dir.as_deref(), "ferromq-broker")?,
         ),
         SweepTarget::Store => (PathBuf::new(), PathBuf::new()),
     };
@@ -515,7 +508,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             .map(|p| {
                 broker_properties(
                     &base.join(format!("point-{}", p.index)).join("store"),
-                    args.small_files,
+                    args.started.small_files,
                     &point_settings(&args.set, p),
                 )
             })
@@ -544,7 +537,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             SweepTarget::Broker => {
                 let props = broker_properties(
                     &dir.join("store"),
-                    args.small_files,
+                    args.started.small_files,
                     &point_settings(&args.set, &out.points[p]),
                 );
                 let slaves = out.points[p]
@@ -565,7 +558,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             SweepTarget::Store => run_store_point(
                 &dir,
                 &point_settings(&args.set, &out.points[p]),
-                args.small_files,
+                args.started.small_files,
                 &workloads[p],
             ),
         };

@@ -755,20 +755,22 @@ fn label_of(p: &Point) -> String {
 pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     let started = std::time::Instant::now();
     let (stamp, iso) = crate::report::utc_now();
-    let dir_for_machine = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir_for_machine = args.started.dir.clone().unwrap_or_else(std::env::temp_dir);
     let machine = MachineInfo::collect(&dir_for_machine);
     let disk = if args.disk_bytes > 0 {
-        if let Some(d) = &args.dir {
+        if let Some(d) = &args.started.dir {
             std::fs::create_dir_all(d).map_err(|e| BenchError::io(d.display(), e))?;
         }
         if !args.quiet {
             eprintln!("measuring the disk's raw limits first (--disk-bytes 0 skips it)");
         }
         Some(crate::disk::measure(&crate::disk::DiskArgs {
-            dir: args.dir.clone(),
+            dir: crate::cli::DiskDir {
+                dir: args.started.dir.clone(),
+            },
             bytes: args.disk_bytes.max(1 << 20),
             sync_seconds: args.disk_sync_seconds,
-            json: false,
+            json: crate::cli::JsonFlag::default(),
         })?)
     } else {
         None
@@ -794,7 +796,7 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
         disk,
         loopback,
     );
-    let dir = write(&args.out, &stamp, &args.name, &report, &outcome)?;
+    let dir = write(&args.out.out, &stamp, &args.name, &report, &outcome)?;
     if args.quiet {
         println!("{}", dir.join("results.json").display());
     } else {

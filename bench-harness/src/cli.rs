@@ -1,0 +1,58 @@
+//! Command-line flags several subcommands share, flattened into each
+//! subcommand's flags with `#[command(flatten)]`.
+
+use std::path::PathBuf;
+
+/// Folder the report folders go into when `--out` is not given.
+pub const DEFAULT_OUT: &str = "results";
+
+/// `--json`: print exactly one JSON object on stdout (`store`, `broker`,
+/// `recover`, `disk`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::Args)]
+pub struct JsonFlag {
+    /// Print exactly one JSON object on stdout (progress and summary go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--out`: where the report folder is written (`store`, `sweep`, `compare`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct OutDir {
+    /// Folder the report folder is written into.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+}
+
+impl Default for OutDir {
+    fn default() -> Self {
+        OutDir {
+            out: PathBuf::from(DEFAULT_OUT),
+        }
+    }
+}
+
+/// `--dir`: the directory on the disk under test (`store`, `recover`, `disk`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct DiskDir {
+    /// Directory on the disk under test; the stores and scratch files go into
+    /// fresh folders in it, removed afterwards. Default: a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Brokers the harness starts itself (`sweep`, `compare`): where their
+/// stores go, their commitlog file size, where the binaries are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct StartedBrokers {
+    /// Directory on the disk under test; every started broker gets a fresh
+    /// store in it. Default: a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Commitlog files of 64 MiB instead of RocketMQ's 1 GiB.
+    #[arg(long = "small-files")]
+    pub small_files: bool,
+    /// Folder holding ferromq-namesrv and ferromq-broker. Default: the folder
+    /// of this executable, then `$PATH`.
+    #[arg(long = "bin-dir")]
+    pub bin_dir: Option<PathBuf>,
+}
