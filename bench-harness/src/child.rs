@@ -182,6 +182,64 @@ pub fn find_binary(bin_dir: Option<&Path>, name: &str) -> Result<PathBuf> {
         })
 }
 
+/// A child (started by the caller, e.g. `recover`'s writer) killed and reaped
+/// when dropped, whatever happened.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Write `text` to `path`; the error names the path.
+///
+/// # Errors
+///
+/// When the file cannot be written.
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| BenchError::io(path.display(), e))
+}
+
+/// Start a name server from `bin` on a loopback port the system picks
+/// (`namesrv.properties` in `dir`, created if missing); returns it with its port.
+///
+/// # Errors
+///
+/// When the folder or file cannot be written, or the name server does not
+/// start listening within [`START_DEADLINE`].
+pub fn start_namesrv(bin: &Path, dir: &Path) -> Result<(ChildGuard, u16)> {
+    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir.display(), e))?;
+    let ns_cfg = dir.join("namesrv.properties");
+    write_file(&ns_cfg, "listenPort=0\nbindAddress=127.0.0.1\n")?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg(&ns_cfg);
+    let mut namesrv = ChildGuard::spawn("ferromq-namesrv", cmd)?;
+    let port = namesrv.wait_port(START_DEADLINE)?;
+    Ok((namesrv, port))
+}
+
+/// Start a broker (`name` in messages) from `bin` with the properties file
+/// `cfg`, bound to loopback and registered with the name server at
+/// `ns_port`; returns it with its port.
+///
+/// # Errors
+///
+/// When it cannot be spawned or does not listen within [`START_DEADLINE`].
+pub fn start_broker(bin: &Path, name: &str, cfg: &Path, ns_port: u16) -> Result<(ChildGuard, u16)> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c")
+        .arg(cfg)
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .arg("-n")
+        .arg(format!("127.0.0.1:{ns_port}"));
+    let mut broker = ChildGuard::spawn(name, cmd)?;
+    let port = broker.wait_port(START_DEADLINE)?;
+    Ok((broker, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,3 +56,30 @@ pub struct StartedBrokers {
     #[arg(long = "bin-dir")]
     pub bin_dir: Option<PathBuf>,
 }
+
+/// Parse a swept key with its values, `KEY=V1,V2,...` (`--param` of `sweep`
+/// and `compare`): `check_key` accepts the key or says why not, then the
+/// values are split on commas (at least one).
+///
+/// # Errors
+///
+/// Without `=`, when `check_key` refuses the key, or without values.
+pub fn parse_param_with(
+    s: &str,
+    check_key: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<(String, Vec<String>), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=V1,V2,..."))?;
+    let k = k.trim();
+    check_key(k)?;
+    let vals: Vec<String> = v
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if vals.is_empty() {
+        return Err(format!("`{s}` has no values"));
+    }
+    Ok((k.to_string(), vals))
+}

@@ -19,22 +19,20 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::plot::plot_ratios;
 use hdrhistogram::Histogram;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
+use crate::child::{find_binary, start_broker, start_namesrv, write_file, ChildGuard, STOP_GRACE};
 use crate::cli::{OutDir, StartedBrokers};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
-use crate::sweep::{
-    find_binary, median, point_workload, points, ChildGuard, Point, SMALL_COMMITLOG_BYTES,
-    START_DEADLINE, STOP_GRACE, WORKLOAD_KEYS,
-};
+use crate::plot::plot_ratios;
+use crate::stats::median;
+use crate::sweep::{point_workload, points, Point, SMALL_COMMITLOG_BYTES, WORKLOAD_KEYS};
 use crate::target::broker::{broker_from_namesrv, create_topic};
 use crate::workload::{new_latency_histogram, Workload};
 
@@ -104,26 +102,18 @@ pub struct CompareArgs {
     pub quiet: bool,
 }
 
+/// `--param KEY=V1,V2`: workload keys only.
 fn parse_workload_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not KEY=V1,V2,..."))?;
-    let k = k.trim();
-    if !WORKLOAD_KEYS.contains(&k) {
-        return Err(format!(
-            "`{k}` is not a workload key ({}); broker settings belong in --a-props/--b-props",
-            WORKLOAD_KEYS.join(", ")
-        ));
-    }
-    let vals: Vec<String> = v
-        .split(',')
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect();
-    if vals.is_empty() {
-        return Err(format!("`{s}` has no values"));
-    }
-    Ok((k.to_string(), vals))
+    crate::cli::parse_param_with(s, |k| {
+        if WORKLOAD_KEYS.contains(&k) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{k}` is not a workload key ({}); broker settings belong in --a-props/--b-props",
+                WORKLOAD_KEYS.join(", ")
+            ))
+        }
+    })
 }
 
 /// How a target is reached.
@@ -224,29 +214,19 @@ impl Live {
             TargetSpec::Props(p) => {
                 let user =
                     std::fs::read_to_string(p).map_err(|e| BenchError::io(p.display(), e))?;
-                std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir.display(), e))?;
-                let ns_cfg = dir.join("namesrv.properties");
-                std::fs::write(&ns_cfg, "listenPort=0\nbindAddress=127.0.0.1\n")
-                    .map_err(|e| BenchError::io(ns_cfg.display(), e))?;
-                let mut cmd = Command::new(find_binary(bin_dir, "ferromq-namesrv")?);
-                cmd.arg("-c").arg(&ns_cfg);
-                let mut namesrv = ChildGuard::spawn("ferromq-namesrv", cmd)?;
-                let ns_port = namesrv.wait_port(START_DEADLINE)?;
+                let (namesrv, ns_port) =
+                    start_namesrv(&find_binary(bin_dir, "ferromq-namesrv")?, dir)?;
                 let b_cfg = dir.join("broker.properties");
-                std::fs::write(
+                write_file(
                     &b_cfg,
-                    started_broker_properties(&user, &dir.join("store"), small_files),
-                )
-                .map_err(|e| BenchError::io(b_cfg.display(), e))?;
-                let mut cmd = Command::new(find_binary(bin_dir, "ferromq-broker")?);
-                cmd.arg("-c")
-                    .arg(&b_cfg)
-                    .arg("--bind-address")
-                    .arg("127.0.0.1")
-                    .arg("-n")
-                    .arg(format!("127.0.0.1:{ns_port}"));
-                let mut broker = ChildGuard::spawn("ferromq-broker", cmd)?;
-                let port = broker.wait_port(START_DEADLINE)?;
+                    &started_broker_properties(&user, &dir.join("store"), small_files),
+                )?;
+                let (broker, port) = start_broker(
+                    &find_binary(bin_dir, "ferromq-broker")?,
+                    "ferromq-broker",
+                    &b_cfg,
+                    ns_port,
+                )?;
                 Ok(Live {
                     addr: format!("127.0.0.1:{port}"),
                     children: vec![broker, namesrv],

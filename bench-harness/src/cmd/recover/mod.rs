@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use ferromq_engine::store::RecoveryReport;
 use ferromq_engine::{FlushDiskType, Message, MessageStore, StoreConfig};
 
+use crate::child::KillOnDrop;
 use crate::cli::{DiskDir, JsonFlag};
 use crate::error::{BenchError, Result};
 use crate::store::parse_bytes;
@@ -254,16 +255,6 @@ pub fn run_writer(args: &WriterArgs) -> Result<()> {
     std::thread::sleep(WRITER_LINGER);
     // Not killed: leave without shutdown all the same.
     std::process::exit(3);
-}
-
-/// Kills the writer when dropped, whatever happened.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Start the writer as a child process, wait for its [`WRITTEN_LINE`], SIGKILL it.

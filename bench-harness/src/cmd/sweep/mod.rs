@@ -16,7 +16,6 @@ pub mod report;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +30,7 @@ use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, Target as _, Workload};
 
 pub use crate::child::{find_binary, listening_port, ChildGuard, START_DEADLINE, STOP_GRACE};
+use crate::child::{start_broker, start_namesrv, write_file};
 pub use crate::stats::median;
 
 /// Keys of the workload (not written to broker.properties).
@@ -115,27 +115,19 @@ pub struct SweepArgs {
 }
 
 fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not KEY=V1,V2,..."))?;
-    let k = k.trim();
-    if k != WRITE_PATH_KEY
-        && !WORKLOAD_KEYS.contains(&k)
-        && !ferromq_engine::config::is_known_key(k)
-    {
-        return Err(format!(
-            "`{k}` is neither a broker/store key, nor a workload key ({}), nor {WRITE_PATH_KEY}",
-            WORKLOAD_KEYS.join(", ")
-        ));
-    }
-    let vals: Vec<String> = v
-        .split(',')
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect();
-    if vals.is_empty() {
-        return Err(format!("`{s}` has no values"));
-    }
+    let (k, vals) = crate::cli::parse_param_with(s, |k| {
+        if k == WRITE_PATH_KEY
+            || WORKLOAD_KEYS.contains(&k)
+            || ferromq_engine::config::is_known_key(k)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{k}` is neither a broker/store key, nor a workload key ({}), nor {WRITE_PATH_KEY}",
+                WORKLOAD_KEYS.join(", ")
+            ))
+        }
+    })?;
     if k == WRITE_PATH_KEY {
         for v in &vals {
             write_path(v)?;
@@ -149,7 +141,7 @@ fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
             }
         }
     }
-    Ok((k.to_string(), vals))
+    Ok((k, vals))
 }
 
 fn parse_set(s: &str) -> std::result::Result<(String, String), String> {
@@ -321,25 +313,10 @@ fn run_broker_point(
     warmup: Duration,
     stop: &Arc<AtomicBool>,
 ) -> Result<(BrokerMeasurement, Duration)> {
-    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir.display(), e))?;
-    let ns_cfg = dir.join("namesrv.properties");
-    std::fs::write(&ns_cfg, "listenPort=0\nbindAddress=127.0.0.1\n")
-        .map_err(|e| BenchError::io(ns_cfg.display(), e))?;
-    let mut cmd = Command::new(&bins.0);
-    cmd.arg("-c").arg(&ns_cfg);
-    let mut namesrv = ChildGuard::spawn("ferromq-namesrv", cmd)?;
-    let ns_port = namesrv.wait_port(START_DEADLINE)?;
+    let (mut namesrv, ns_port) = start_namesrv(&bins.0, dir)?;
     let b_cfg = dir.join("broker.properties");
-    std::fs::write(&b_cfg, props).map_err(|e| BenchError::io(b_cfg.display(), e))?;
-    let mut cmd = Command::new(&bins.1);
-    cmd.arg("-c")
-        .arg(&b_cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1")
-        .arg("-n")
-        .arg(format!("127.0.0.1:{ns_port}"));
-    let mut broker = ChildGuard::spawn("ferromq-broker", cmd)?;
-    let port = broker.wait_port(START_DEADLINE)?;
+    write_file(&b_cfg, props)?;
+    let (mut broker, port) = start_broker(&bins.1, "ferromq-broker", &b_cfg, ns_port)?;
     let addr = format!("127.0.0.1:{port}");
     // Slaves follow the master's HA port (printed after its listening line).
     let mut slave_procs = Vec::new();
@@ -354,17 +331,9 @@ fn run_broker_point(
                     std::fs::create_dir_all(&sdir)
                         .map_err(|e| BenchError::io(sdir.display(), e))?;
                     let cfg = sdir.join("broker.properties");
-                    std::fs::write(&cfg, slave_properties(props, &sdir.join("store"), i, &ha))
-                        .map_err(|e| BenchError::io(cfg.display(), e))?;
-                    let mut cmd = Command::new(&bins.1);
-                    cmd.arg("-c")
-                        .arg(&cfg)
-                        .arg("--bind-address")
-                        .arg("127.0.0.1")
-                        .arg("-n")
-                        .arg(format!("127.0.0.1:{ns_port}"));
-                    let mut slave = ChildGuard::spawn("ferromq-broker (slave)", cmd)?;
-                    slave.wait_port(START_DEADLINE)?;
+                    write_file(&cfg, &slave_properties(props, &sdir.join("store"), i, &ha))?;
+                    let (slave, _) =
+                        start_broker(&bins.1, "ferromq-broker (slave)", &cfg, ns_port)?;
                     slave_procs.push(slave);
                 }
                 rt.block_on(wait_slaves(&addr, slaves, START_DEADLINE))
