@@ -31,6 +31,7 @@ pub mod error;
 pub mod loopback;
 pub mod machine;
 pub mod plot;
+pub mod reporting;
 pub mod results;
 pub mod stats;
 pub mod target;

@@ -480,12 +480,12 @@ pub fn markdown(r: &CompareReport) -> String {
         r.runs.len(),
         r.planned_runs,
         r.repeat,
-        crate::report::interrupted_note(r.interrupted)
+        crate::reporting::interrupted_note(r.interrupted)
     );
     let _ = writeln!(
         s,
         "{}\n",
-        crate::report::load_average_line(&r.machine, &r.load_average_end)
+        crate::reporting::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s, "## B / A, point by point\n");
     let _ = writeln!(
@@ -561,7 +561,7 @@ pub fn markdown(r: &CompareReport) -> String {
         );
     }
     let _ = writeln!(s);
-    crate::report::machine_section(&mut s, &r.machine);
+    crate::reporting::machine_section(&mut s, &r.machine);
     let _ = writeln!(
         s,
         "## How to read this\n\n- Both targets ran on this machine, in the same sitting, alternating; on a shared machine compare only what the ranges separate.\n- `point-<n>-<a|b>.hgrm` hold each side's send -> ack latency distribution (all passes merged, µs); `results.json` every figure."
@@ -581,7 +581,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         return Err(BenchError::new("--repeat must be at least 1"));
     }
     let started = Instant::now();
-    let (stamp, iso) = crate::report::utc_now();
+    let (stamp, iso) = crate::reporting::utc_now();
     let pts = points(&args.params);
     let workloads: Vec<Workload> = pts
         .iter()
@@ -623,8 +623,8 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
     }
     let (runs, hists, planned, interrupted) = result?;
     let report = CompareReport {
-        command: crate::report::shell_join(argv),
-        git_commit: crate::report::git_commit(),
+        command: crate::reporting::shell_join(argv),
+        git_commit: crate::reporting::git_commit(),
         started_utc: iso,
         total_seconds: started.elapsed().as_secs_f64(),
         a: (args.a_name.clone(), a_spec.describe()),
@@ -777,7 +777,7 @@ pub fn write(
             .collect()
     };
     let base = format!("{stamp}-{}-{}", clean(&r.machine.hostname), clean(name));
-    let dir = crate::report::new_report_dir(out, &base)?;
+    let dir = crate::reporting::new_report_dir(out, &base)?;
     let put = |f: &str, text: &str| -> Result<()> {
         let p = dir.join(f);
         std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
@@ -787,7 +787,7 @@ pub fn write(
     put("results.json", &(json + "\n"))?;
     for ((p, side), h) in hists {
         let s = if *side == 0 { "a" } else { "b" };
-        put(&format!("point-{p}-{s}.hgrm"), &crate::report::hgrm(h))?;
+        put(&format!("point-{p}-{s}.hgrm"), &crate::reporting::hgrm(h))?;
     }
     let labels: Vec<String> = r.points.iter().map(|p| point_label(&p.point)).collect();
     plot_ratios(&dir.join(RATIO_PLOT), &r.points, &labels)?;

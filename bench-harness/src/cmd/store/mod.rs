@@ -363,7 +363,7 @@ impl StoreArgs {
             args.push("--repeat".to_string());
             args.push(plan.engine_repeats.to_string());
         }
-        report::shell_join(args)
+        crate::reporting::shell_join(args)
     }
 }
 
@@ -781,7 +781,7 @@ fn targets_summary(targets: &[TargetCheck]) -> String {
 /// that cannot be written.
 pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
     let started = Instant::now();
-    let (stamp, iso) = report::utc_now();
+    let (stamp, iso) = crate::reporting::utc_now();
     let plans = args.plans()?;
     let workdir = WorkDir::new(args.dir.dir.as_deref())?;
     let machine = MachineInfo::collect(workdir.path());
@@ -826,8 +826,8 @@ pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
         let _ = writeln!(human, "{}", targets_summary(&targets));
     }
     let suite = SuiteResult {
-        command: report::shell_join(argv),
-        git_commit: report::git_commit(),
+        command: crate::reporting::shell_join(argv),
+        git_commit: crate::reporting::git_commit(),
         started_utc: iso,
         total_seconds: started.elapsed().as_secs_f64(),
         machine,

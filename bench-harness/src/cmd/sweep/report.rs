@@ -245,7 +245,7 @@ pub fn build(
     let recommendation = recommend(&sums, &args.set, args.p99_bound_ms, passes_done);
     SweepReport {
         command,
-        git_commit: crate::report::git_commit(),
+        git_commit: crate::reporting::git_commit(),
         started_utc,
         total_seconds,
         target: format!("{:?}", args.target).to_lowercase(),
@@ -303,12 +303,12 @@ pub fn markdown(r: &SweepReport) -> String {
         r.planned_runs,
         r.repeat,
         r.broker_properties.len(),
-        crate::report::interrupted_note(r.interrupted)
+        crate::reporting::interrupted_note(r.interrupted)
     );
     let _ = writeln!(
         s,
         "{}",
-        crate::report::load_average_line(&r.machine, &r.load_average_end)
+        crate::reporting::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s);
 
@@ -372,7 +372,7 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(s, "```properties\n{}```\n", r.recommendation.properties);
     let _ = writeln!(s, "Confidence: {}\n", r.recommendation.confidence);
 
-    crate::report::machine_section(&mut s, &r.machine);
+    crate::reporting::machine_section(&mut s, &r.machine);
     let _ = writeln!(s, "## How to read this\n");
     let _ = writeln!(
         s,
@@ -422,7 +422,7 @@ pub fn write(
 ) -> Result<PathBuf> {
     let host = file_key(&r.machine.hostname);
     let base = format!("{stamp}-{host}-{}", file_key(name));
-    let dir = crate::report::new_report_dir(out, &base)?;
+    let dir = crate::reporting::new_report_dir(out, &base)?;
     let put = |f: &str, text: &str| -> Result<()> {
         let p = dir.join(f);
         std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
@@ -443,7 +443,10 @@ pub fn write(
             }
         }
         if any {
-            put(&format!("point-{}.hgrm", p.index), &crate::report::hgrm(&h))?;
+            put(
+                &format!("point-{}.hgrm", p.index),
+                &crate::reporting::hgrm(&h),
+            )?;
             hists.push((label_of(p), h));
         }
     }
@@ -497,7 +500,7 @@ pub fn write(
         if any {
             put(
                 &format!("point-{}-e2e.hgrm", p.index),
-                &crate::report::hgrm(&h),
+                &crate::reporting::hgrm(&h),
             )?;
             e2e.push((label_of(p), h));
         }
@@ -754,7 +757,7 @@ fn label_of(p: &Point) -> String {
 /// When the sweep cannot start or the report cannot be written.
 pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     let started = std::time::Instant::now();
-    let (stamp, iso) = crate::report::utc_now();
+    let (stamp, iso) = crate::reporting::utc_now();
     let dir_for_machine = args.started.dir.clone().unwrap_or_else(std::env::temp_dir);
     let machine = MachineInfo::collect(&dir_for_machine);
     let disk = if args.disk_bytes > 0 {
@@ -789,7 +792,7 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     let report = build(
         args,
         &outcome,
-        crate::report::shell_join(argv),
+        crate::reporting::shell_join(argv),
         iso,
         started.elapsed().as_secs_f64(),
         machine,

@@ -1,0 +1,293 @@
+//! What every report folder shares: the folder itself, its time stamp,
+//! the command line and git commit it records, the machine table, the
+//! header lines of interrupted runs and load, and the `.hgrm` percentile files.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+
+use crate::error::{BenchError, Result};
+
+/// A new folder `out/<base>` (or `out/<base>-2`, `-3`, ... when taken) for
+/// one report; `out` is created when missing.
+///
+/// # Errors
+///
+/// When a folder cannot be created; the message names the path.
+pub fn new_report_dir(out: &Path, base: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| BenchError::io(format!("cannot create {}", out.display()), e))?;
+    let mut dir = out.join(base);
+    let mut n = 1;
+    loop {
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                n += 1;
+                dir = out.join(format!("{base}-{n}"));
+            }
+            Err(e) => {
+                return Err(BenchError::io(
+                    format!("cannot create {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+/// The `## Machine` section of a report: host, CPU, memory, kernel, load, and
+/// the directory's file system, device and RAID level.
+pub fn machine_section(s: &mut String, m: &crate::machine::MachineInfo) {
+    let d = &m.disk;
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| host | {} |", m.hostname);
+    let _ = writeln!(
+        s,
+        "| CPU | {} ({} logical CPUs, {} available to the process) |",
+        m.cpu_model, m.cpu_logical, m.cpu_available
+    );
+    let _ = writeln!(s, "| memory | {} |", m.memory_display());
+    let _ = writeln!(s, "| kernel | {} |", m.kernel);
+    let _ = writeln!(
+        s,
+        "| load average at start (1/5/15 min) | {} |",
+        m.load_average
+    );
+    let _ = writeln!(s, "| directory | `{}` |", d.dir);
+    let _ = writeln!(
+        s,
+        "| file system | {} on `{}`, mounted at `{}` ({}) |",
+        d.fs_type, d.source, d.mount_point, d.mount_options
+    );
+    let _ = writeln!(s, "| device | {} (model: {}) |", d.device, d.device_model);
+    let _ = writeln!(s, "| rotational | {} |", d.rotational);
+    let _ = writeln!(s, "| I/O scheduler | {} |", d.scheduler);
+    let members = if d.raid_members.is_empty() {
+        String::new()
+    } else {
+        format!(" over {}", d.raid_members.join(", "))
+    };
+    let _ = writeln!(s, "| RAID | {}{} |", d.raid_level, members);
+    let _ = writeln!(s);
+}
+
+/// A histogram recorded in nanoseconds as a percentile table in
+/// HdrHistogram's `.hgrm` text format, values in microseconds.
+///
+/// Percentile levels step as HdrHistogram's `outputPercentileDistribution`
+/// does with 5 ticks per half distance: 0, 10 %, ... 50 %, 55 %, ... 75 %,
+/// 77.5 %, ... ever closer to 100 %, until the largest value is reached.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    const TICKS_PER_HALF_DISTANCE: f64 = 5.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    if !h.is_empty() {
+        let max = h.max();
+        let mut q = 0.0f64;
+        // 1/(1-q) doubles every 5 lines; 300 lines reach 1 - 2^-60, past any count.
+        for _ in 0..300 {
+            let value = h.value_at_quantile(q);
+            if value >= max || q >= 1.0 {
+                break;
+            }
+            let total = h.count_between(0, value);
+            let _ = writeln!(
+                s,
+                "{:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                value as f64 / 1000.0,
+                1.0 / (1.0 - q)
+            );
+            let halvings = (1.0 / (1.0 - q)).log2().floor();
+            q += 1.0 / (TICKS_PER_HALF_DISTANCE * 2f64.powf(halvings + 1.0));
+        }
+        let _ = writeln!(
+            s,
+            "{:>12.3} {:>2.12} {:>10}",
+            max as f64 / 1000.0,
+            1.0,
+            h.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+    s
+}
+
+/// Seconds since the Unix epoch as UTC `(year, month, day, hour, minute, second)`.
+pub fn utc_parts(epoch_secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (epoch_secs / 86_400) as i64;
+    let rem = epoch_secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// Now, as `(folder stamp "20260126T011500Z", ISO 8601 "2026-01-26T01:15:00Z")`.
+pub fn utc_now() -> (String, String) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, mo, d, h, mi, s) = utc_parts(secs);
+    (
+        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+    )
+}
+
+/// `git rev-parse HEAD` in the current directory, `-dirty` appended when
+/// tracked files have changes; unknown without git or outside a repository.
+pub fn git_commit() -> String {
+    let head = Command::new("git").args(["rev-parse", "HEAD"]).output();
+    let Ok(head) = head else {
+        return "unknown".to_string();
+    };
+    if !head.status.success() {
+        return "unknown".to_string();
+    }
+    let mut commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if dirty {
+        commit.push_str("-dirty");
+    }
+    commit
+}
+
+/// Arguments as a command line a POSIX shell would run the same way.
+pub fn shell_join<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
+    args.into_iter()
+        .map(|a| {
+            let a = a.as_ref();
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The suffix of a report's "runs" line when Ctrl-C stopped the run early.
+pub fn interrupted_note(interrupted: bool) -> &'static str {
+    if interrupted {
+        "; **interrupted by Ctrl-C**: only completed runs are reported"
+    } else {
+        ""
+    }
+}
+
+/// A report's load-average line: at the start (from `machine`) and at the end.
+pub fn load_average_line(machine: &crate::machine::MachineInfo, at_end: &str) -> String {
+    format!(
+        "- load average (1/5/15 min): {} at the start, {} at the end, on {} logical CPUs",
+        machine.load_average, at_end, machine.cpu_logical
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_parts(0), (1970, 1, 1, 0, 0, 0));
+        // 2000-02-29 12:34:56 UTC
+        assert_eq!(utc_parts(951_827_696), (2000, 2, 29, 12, 34, 56));
+        // 2026-11-26 01:13:48 UTC
+        assert_eq!(utc_parts(1_795_655_628), (2026, 11, 26, 1, 13, 48));
+        let (stamp, iso) = utc_now();
+        assert_eq!(stamp.len(), 16);
+        assert_eq!(iso.len(), 20);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            shell_join(["a", "--dir", "/tmp/x y", "it's"]),
+            r"a --dir '/tmp/x y' 'it'\''s'"
+        );
+        assert_eq!(shell_join([""]), "''");
+    }
+
+    #[test]
+    fn hgrm_has_percentiles_and_footer() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        for v in 1..=1000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let text = hgrm(&h);
+        assert!(text.starts_with("       Value"));
+        assert!(text.contains("#[Max     ="), "{text}");
+        assert!(text.contains("Total count    =         1000"));
+        let last = text
+            .lines()
+            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .unwrap();
+        assert!(last.contains("1.000000000000"), "{last}");
+        assert!(hgrm(&Histogram::<u64>::new(3).unwrap()).contains("Total count"));
+        // A long tail: the table still walks through p99 and p99.9.
+        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        h.record_n(1000, 99_890).unwrap();
+        h.record_n(50_000, 100).unwrap();
+        h.record_n(25_000_000, 10).unwrap();
+        let text = hgrm(&h);
+        let rows: Vec<(f64, f64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains("Value"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].parse().unwrap(), f[1].parse().unwrap())
+            })
+            .collect();
+        assert!(
+            rows.iter()
+                .any(|&(v, q)| (0.99..0.9999).contains(&q) && (v - 50.0).abs() < 0.1),
+            "{text}"
+        );
+        assert_eq!(rows.last().unwrap().1, 1.0);
+        assert!(
+            rows.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1),
+            "{text}"
+        );
+    }
+}
