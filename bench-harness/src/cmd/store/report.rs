@@ -62,6 +62,76 @@ fn sanitize(s: &str) -> String {
     }
 }
 
+/// Two or three lines about a run, for people.
+pub fn summary(r: &RunResult) -> String {
+    let l = &r.latency_us;
+    let capped = if r.stopped_early { " (time cap)" } else { "" };
+    let mut s = format!(
+        "{}: {} msgs{} in {:.3} s: {:.0} msgs/s, {:.1} MB/s; latency µs p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}\n  \
+         baseline ({}) {:.1} MB/s, ratio {:.3}; warm mapping {:.1} MB/s, ratio {:.3}",
+        r.name,
+        r.messages,
+        capped,
+        r.seconds,
+        r.msgs_per_sec,
+        r.mb_per_sec,
+        l.p50,
+        l.p99,
+        l.p999,
+        l.max,
+        r.baseline.kind.describe(),
+        r.baseline_mb_per_sec,
+        r.ratio_to_baseline,
+        r.warm_baseline_mb_per_sec,
+        r.ratio_to_warm_baseline
+    );
+    let odd: Vec<String> = r
+        .status_counts
+        .iter()
+        .filter(|(k, _)| k.as_str() != "PUT_OK")
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    if !odd.is_empty() {
+        s.push_str(&format!(
+            "\n  statuses other than PUT_OK: {}",
+            odd.join(", ")
+        ));
+    }
+    if r.put_errors > 0 {
+        s.push_str(&format!(
+            "\n  {} put errors, first: {}",
+            r.put_errors,
+            r.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    if !r.engine_repeats.is_empty() {
+        s.push_str(&format!(
+            "\n  engine runs (median kept): {}",
+            crate::report::repeats_list(&r.engine_repeats)
+        ));
+    }
+    s
+}
+
+pub(crate) fn targets_summary(targets: &[TargetCheck]) -> String {
+    let mut s = String::from("targets (issue 3):");
+    for t in targets {
+        let result = match t.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "n/a ",
+        };
+        let measured = t
+            .measured
+            .map_or("not measured".to_string(), |v| format!("{v:.2}"));
+        s.push_str(&format!(
+            "\n  {result}  {}: {measured} (required {})",
+            t.target, t.required
+        ));
+    }
+    s
+}
+
 /// The `report.md` text of a suite.
 pub fn markdown(suite: &SuiteResult) -> String {
     let mut s = String::new();
