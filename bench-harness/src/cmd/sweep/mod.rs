@@ -14,6 +14,8 @@
 
 pub mod report;
 
+use report::{build, write, LOOPBACK_ROUND_TRIPS};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,7 @@ use hdrhistogram::Histogram;
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
 use crate::cli::{OutDir, StartedBrokers};
 use crate::error::{BenchError, Result};
+use crate::machine::MachineInfo;
 use crate::target::broker::{create_topic, BrokerMeasurement};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, Target as _, Workload};
@@ -665,6 +668,78 @@ fn consume_summary(rs: &[&PointRun]) -> Option<ConsumeSummary> {
         all_consumed: cs.len() == rs.len() && cs.iter().all(|c| c.drained),
         errors: cs.iter().map(|c| c.errors).sum(),
     })
+}
+
+/// `ferromq-bench sweep`: run, write the report, print where it is.
+///
+/// # Errors
+///
+/// When the sweep cannot start or the report cannot be written.
+pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
+    let started = std::time::Instant::now();
+    let (stamp, iso) = crate::reporting::utc_now();
+    let dir_for_machine = args.started.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let machine = MachineInfo::collect(&dir_for_machine);
+    let disk = if args.disk_bytes > 0 {
+        if let Some(d) = &args.started.dir {
+            std::fs::create_dir_all(d).map_err(|e| BenchError::io(d.display(), e))?;
+        }
+        if !args.quiet {
+            eprintln!("measuring the disk's raw limits first (--disk-bytes 0 skips it)");
+        }
+        Some(crate::disk::measure(&crate::disk::DiskArgs {
+            dir: crate::cli::DiskDir {
+                dir: args.started.dir.clone(),
+            },
+            bytes: args.disk_bytes.max(1 << 20),
+            sync_seconds: args.disk_sync_seconds,
+            json: crate::cli::JsonFlag::default(),
+        })?)
+    } else {
+        None
+    };
+    let rtt =
+        || crate::loopback::measure(LOOPBACK_ROUND_TRIPS, 128, std::time::Duration::from_secs(3));
+    let broker = args.target == crate::sweep::SweepTarget::Broker;
+    let mut loopback = Vec::new();
+    if broker {
+        loopback.push(rtt()?);
+    }
+    let outcome = crate::sweep::run_sweep_points(args, None)?;
+    if broker {
+        loopback.push(rtt()?);
+    }
+    let report = build(
+        args,
+        &outcome,
+        crate::reporting::shell_join(argv),
+        iso,
+        started.elapsed().as_secs_f64(),
+        machine,
+        disk,
+        loopback,
+    );
+    let dir = write(&args.out.out, &stamp, &args.name, &report, &outcome)?;
+    if args.quiet {
+        println!("{}", dir.join("results.json").display());
+    } else {
+        println!("{}", dir.join("report.md").display());
+        for p in &report.points {
+            println!(
+                "  point {} ({}): {:.0} msgs/s ±{:.1} %, p99 {:.3} ms",
+                p.point.index,
+                p.point.label(),
+                p.msgs_per_sec,
+                p.spread * 50.0,
+                p.p99_us / 1000.0
+            );
+        }
+        println!(
+            "recommended:\n{}confidence: {}",
+            report.recommendation.properties, report.recommendation.confidence
+        );
+    }
+    Ok(if outcome.interrupted { 130 } else { 0 })
 }
 
 #[cfg(test)]
