@@ -34,6 +34,7 @@ pub mod plot;
 pub mod reporting;
 pub mod results;
 pub mod stats;
+pub mod table;
 pub mod target;
 pub mod thread_usage;
 pub mod txn;

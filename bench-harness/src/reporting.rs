@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::error::{BenchError, Result};
+use crate::table::Table;
 
 /// A new folder `out/<base>` (or `out/<base>-2`, `-3`, ... when taken) for
 /// one report; `out` is created when missing.
@@ -44,36 +45,40 @@ pub fn new_report_dir(out: &Path, base: &str) -> Result<PathBuf> {
 pub fn machine_section(s: &mut String, m: &crate::machine::MachineInfo) {
     let d = &m.disk;
     let _ = writeln!(s, "## Machine\n");
-    let _ = writeln!(s, "| | |\n|---|---|");
-    let _ = writeln!(s, "| host | {} |", m.hostname);
-    let _ = writeln!(
-        s,
-        "| CPU | {} ({} logical CPUs, {} available to the process) |",
-        m.cpu_model, m.cpu_logical, m.cpu_available
+    let mut t = Table::key_value();
+    t.kv("host", &m.hostname);
+    t.kv(
+        "CPU",
+        format_args!(
+            "{} ({} logical CPUs, {} available to the process)",
+            m.cpu_model, m.cpu_logical, m.cpu_available
+        ),
     );
-    let _ = writeln!(s, "| memory | {} |", m.memory_display());
-    let _ = writeln!(s, "| kernel | {} |", m.kernel);
-    let _ = writeln!(
-        s,
-        "| load average at start (1/5/15 min) | {} |",
-        m.load_average
+    t.kv("memory", m.memory_display());
+    t.kv("kernel", &m.kernel);
+    t.kv("load average at start (1/5/15 min)", &m.load_average);
+    t.kv("directory", format_args!("`{}`", d.dir));
+    t.kv(
+        "file system",
+        format_args!(
+            "{} on `{}`, mounted at `{}` ({})",
+            d.fs_type, d.source, d.mount_point, d.mount_options
+        ),
     );
-    let _ = writeln!(s, "| directory | `{}` |", d.dir);
-    let _ = writeln!(
-        s,
-        "| file system | {} on `{}`, mounted at `{}` ({}) |",
-        d.fs_type, d.source, d.mount_point, d.mount_options
+    t.kv(
+        "device",
+        format_args!("{} (model: {})", d.device, d.device_model),
     );
-    let _ = writeln!(s, "| device | {} (model: {}) |", d.device, d.device_model);
-    let _ = writeln!(s, "| rotational | {} |", d.rotational);
-    let _ = writeln!(s, "| I/O scheduler | {} |", d.scheduler);
+    t.kv("rotational", &d.rotational);
+    t.kv("I/O scheduler", &d.scheduler);
     let members = if d.raid_members.is_empty() {
         String::new()
     } else {
         format!(" over {}", d.raid_members.join(", "))
     };
-    let _ = writeln!(s, "| RAID | {}{} |", d.raid_level, members);
-    let _ = writeln!(s);
+    t.kv("RAID", format_args!("{}{}", d.raid_level, members));
+    s.push_str(&t.finish());
+    s.push('\n');
 }
 
 /// A histogram recorded in nanoseconds as a percentile table in
@@ -205,6 +210,23 @@ pub fn shell_join<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A report's first lines: the command line, the git commit, when it
+/// started (UTC) and how long it took.
+pub fn origin_lines(
+    s: &mut String,
+    command: &str,
+    git_commit: &str,
+    started_utc: &str,
+    took_seconds: f64,
+) {
+    let _ = writeln!(s, "- command: `{command}`");
+    let _ = writeln!(s, "- git commit: `{git_commit}`");
+    let _ = writeln!(
+        s,
+        "- started (UTC): {started_utc}; took {took_seconds:.0} s"
+    );
 }
 
 /// The suffix of a report's "runs" line when Ctrl-C stopped the run early.

@@ -10,6 +10,7 @@ use crate::machine::MachineInfo;
 use crate::plot::plot_ratios;
 use crate::stats::median;
 use crate::sweep::Point;
+use crate::table::Table;
 
 /// One side of a point, across passes.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -213,21 +214,16 @@ pub(super) fn fmt_ratio(r: Option<Ratio>) -> String {
 pub fn markdown(r: &CompareReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ferromq-bench compare: {} vs {}\n", r.a.0, r.b.0);
-    let _ = writeln!(s, "- command: `{}`", r.command);
-    let _ = writeln!(s, "- git commit: `{}`", r.git_commit);
-    let _ = writeln!(
-        s,
-        "- started (UTC): {}; took {:.0} s",
-        r.started_utc, r.total_seconds
+    crate::reporting::origin_lines(
+        &mut s,
+        &r.command,
+        &r.git_commit,
+        &r.started_utc,
+        r.total_seconds,
     );
     let _ = writeln!(s, "- A = **{}**: {}", r.a.0, r.a.1);
     let _ = writeln!(s, "- B = **{}**: {}", r.b.0, r.b.1);
-    let b = &r.base_workload;
-    let _ = writeln!(
-        s,
-        "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
-        b.producers, b.size, b.inflight, b.batch, b.queues, b.consumers, r.warmup_seconds, r.seconds
-    );
+    let _ = writeln!(s, "{}", r.base_workload.line(r.warmup_seconds, r.seconds));
     let _ = writeln!(
         s,
         "- runs: {} of {} planned ({} passes; each pass runs every point on A then on B){}",
@@ -242,13 +238,23 @@ pub fn markdown(r: &CompareReport) -> String {
         crate::reporting::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s, "## B / A, point by point\n");
-    let _ = writeln!(
-        s,
-        "| point | workload | {a} msgs/s (min-max) | {b} msgs/s (min-max) | B/A msgs/s (min-max) | {a} p99 ms | {b} p99 ms | B/A p99 (min-max) | B/A send->consume p99 | errors A/B | verdict |",
-        a = r.a.0,
-        b = r.b.0
+    let (a, b) = (&r.a.0, &r.b.0);
+    let mut t = Table::new(
+        &[
+            "point",
+            "workload",
+            &format!("{a} msgs/s (min-max)"),
+            &format!("{b} msgs/s (min-max)"),
+            "B/A msgs/s (min-max)",
+            &format!("{a} p99 ms"),
+            &format!("{b} p99 ms"),
+            "B/A p99 (min-max)",
+            "B/A send->consume p99",
+            "errors A/B",
+            "verdict",
+        ],
+        "rlrrrrrrrrl",
     );
-    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for p in &r.points {
         let rate = |x: &Option<SideSummary>| {
             x.as_ref().map_or_else(
@@ -266,10 +272,8 @@ pub fn markdown(r: &CompareReport) -> String {
                 .map_or_else(|| "-".to_string(), |x| format!("{:.3}", x.p99_us / 1000.0))
         };
         let errs = |x: &Option<SideSummary>| x.as_ref().map_or(0, |x| x.errors);
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} | {} |",
-            p.point.index,
+        t.row([
+            p.point.index.to_string(),
             point_label(&p.point),
             rate(&p.a),
             rate(&p.b),
@@ -278,11 +282,11 @@ pub fn markdown(r: &CompareReport) -> String {
             p99(&p.b),
             fmt_ratio(p.p99_ratio),
             fmt_ratio(p.e2e_p99_ratio),
-            errs(&p.a),
-            errs(&p.b),
-            p.verdict
-        );
+            format!("{}/{}", errs(&p.a), errs(&p.b)),
+            p.verdict.clone(),
+        ]);
     }
+    s.push_str(&t.finish());
     let _ = writeln!(
         s,
         "\nB/A is computed per pass from the two adjacent runs (A then B) and summarized as the median with the range over passes; above 1 in msgs/s means B is faster, above 1 in p99 means B is slower. A point is called only when every pass agrees; otherwise the difference is within the spread. Latency is send -> ack per message (a batch shares its ack time); send -> consume is from queueing the request to reading the pull response that holds the message.\n"
@@ -292,28 +296,36 @@ pub fn markdown(r: &CompareReport) -> String {
         "**B/A per point (dot = median, bar = range over passes; 1 = equal; log scale)**\n\n![B/A per point]({RATIO_PLOT})\n"
     );
     let _ = writeln!(s, "## Every run, in order\n");
-    let _ = writeln!(
-        s,
-        "| # | point | pass | target | msgs/s | p99 ms | send->consume p99 ms | errors |\n|---:|---:|---:|---|---:|---:|---:|---:|"
+    let mut t = Table::new(
+        &[
+            "#",
+            "point",
+            "pass",
+            "target",
+            "msgs/s",
+            "p99 ms",
+            "send->consume p99 ms",
+            "errors",
+        ],
+        "rrrlrrrr",
     );
     for run in &r.runs {
         let name = if run.target == "a" { &r.a.0 } else { &r.b.0 };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {:.0} | {:.3} | {} | {} |",
-            run.order,
-            run.point,
-            run.repeat + 1,
-            name,
-            run.figures.msgs_per_sec,
-            run.figures.latency_us.p99 / 1000.0,
+        t.row([
+            run.order.to_string(),
+            run.point.to_string(),
+            (run.repeat + 1).to_string(),
+            name.clone(),
+            format!("{:.0}", run.figures.msgs_per_sec),
+            format!("{:.3}", run.figures.latency_us.p99 / 1000.0),
             run.figures.consume.as_ref().map_or_else(
                 || "-".into(),
-                |c| format!("{:.3}", c.latency_us.p99 / 1000.0)
+                |c| format!("{:.3}", c.latency_us.p99 / 1000.0),
             ),
-            run.figures.errors
-        );
+            run.figures.errors.to_string(),
+        ]);
     }
+    s.push_str(&t.finish());
     let _ = writeln!(s);
     crate::reporting::machine_section(&mut s, &r.machine);
     let _ = writeln!(

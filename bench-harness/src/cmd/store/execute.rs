@@ -80,108 +80,14 @@ pub fn execute<T: Target>(
     } else {
         None
     };
-    let mut engine_runs: Vec<EngineRun> = Vec::new();
-    let mut spent = 0.0;
-    while (engine_runs.len() as u32) < plan.engine_repeats.max(1)
-        && (engine_runs.is_empty() || spent < ENGINE_REPEAT_BUDGET_SECS)
-    {
-        // A repeat gets what is left of the budget as its time cap, so the
-        // repeats together take no longer than the first run's cap allows.
-        let mut this = plan.clone();
-        if !engine_runs.is_empty() {
-            let left = Duration::from_secs_f64((ENGINE_REPEAT_BUDGET_SECS - spent).max(0.001));
-            this.workload.max_duration =
-                Some(this.workload.max_duration.map_or(left, |c| c.min(left)));
-        }
-        let run = engine_run::<T>(&this, &store_dir, &config, target_name)?;
-        spent += run.measurement.elapsed.as_secs_f64();
-        let failed = run.measurement.put_errors > 0 || run.measurement.messages == 0;
-        engine_runs.push(run);
-        if failed {
-            break; // reported as it is: repeating would hide the failure
-        }
-    }
-    let repeats: Vec<EngineRepeat> = engine_runs
-        .iter()
-        .map(|r| EngineRepeat::of_measurement(&r.measurement, w.producers))
-        .collect();
-    let last_failed = engine_runs
-        .last()
-        .is_some_and(|r| r.measurement.put_errors > 0 || r.measurement.messages == 0);
-    let kept = kept_repeat(&repeats, last_failed);
+    let (kept, repeats) = repeated_engine_runs::<T>(plan, &store_dir, &config, target_name)?;
     let EngineRun {
         measurement,
         shutdown_seconds,
         details,
         memory_prep: run_prep,
-    } = engine_runs.swap_remove(kept);
-    let repeats = repeats
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| EngineRepeat {
-            kept: i == kept,
-            ..r
-        })
-        .collect::<Vec<_>>();
-
-    let spec = BaselineSpec {
-        dir: dir.to_path_buf(),
-        file_size_bytes: w.file_size_bytes,
-        chunk_bytes: w.size_bytes,
-        total_bytes: measurement.bytes,
-        max_duration: plan.baseline_cap,
-    };
-    let (base, warm) = if measurement.bytes == 0 {
-        let empty = |kind| BaselineResult {
-            kind,
-            bytes: 0,
-            seconds: 0.0,
-            mb_per_sec: 0.0,
-            ops: 0,
-            files: 0,
-            stopped_early: false,
-            repeats: 0,
-            min_mb_per_sec: 0.0,
-            max_mb_per_sec: 0.0,
-        };
-        let kind = match w.flush {
-            FlushMode::Async => baseline::BaselineKind::ColdMmap,
-            FlushMode::Sync => baseline::BaselineKind::PwriteFdatasync,
-        };
-        (empty(kind), empty(baseline::BaselineKind::WarmMmap))
-    } else {
-        let base = match w.flush {
-            FlushMode::Async => {
-                baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
-                    if plan.recycle_page_cache {
-                        baseline::recycle_page_cache(dir, recycle_bytes(spec.total_bytes))?;
-                    }
-                    baseline::cold_mmap(&with_cap(&spec, cap))
-                })?
-            }
-            FlushMode::Sync => {
-                let after = baseline::sync_write(
-                    &BaselineSpec {
-                        max_duration: half_cap,
-                        ..spec.clone()
-                    },
-                    w.producers,
-                )?;
-                match sync_before {
-                    Some(before) => baseline::pooled(&[before, after]),
-                    None => after,
-                }
-            }
-        };
-        let warm_spec = BaselineSpec {
-            max_duration: Some(WARM_BASELINE_CAP),
-            ..spec
-        };
-        let warm = baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
-            baseline::warm_mmap(&with_cap(&warm_spec, cap))
-        })?;
-        (base, warm)
-    };
+    } = kept;
+    let (base, warm) = baselines_after(plan, dir, measurement.bytes, sync_before, half_cap)?;
     let mut result = RunResult::new(RunInputs {
         name: plan.name.clone(),
         target: target_name.to_string(),
@@ -200,6 +106,135 @@ pub fn execute<T: Target>(
         result.engine_repeats = repeats;
     }
     Ok(result)
+}
+
+/// The engine runs of `plan` (up to its repeat count, within
+/// [`ENGINE_REPEAT_BUDGET_SECS`], stopping at a failed run): the run kept
+/// (see [`kept_repeat`]) and every run's figures, the kept one marked.
+///
+/// # Errors
+///
+/// When the target cannot be opened or shut down.
+fn repeated_engine_runs<T: Target>(
+    plan: &RunPlan,
+    store_dir: &Path,
+    config: &impl Fn(&Path) -> T::Config,
+    target_name: &str,
+) -> Result<(EngineRun, Vec<EngineRepeat>)> {
+    let w = &plan.workload;
+    let mut engine_runs: Vec<EngineRun> = Vec::new();
+    let mut spent = 0.0;
+    while (engine_runs.len() as u32) < plan.engine_repeats.max(1)
+        && (engine_runs.is_empty() || spent < ENGINE_REPEAT_BUDGET_SECS)
+    {
+        // A repeat gets what is left of the budget as its time cap, so the
+        // repeats together take no longer than the first run's cap allows.
+        let mut this = plan.clone();
+        if !engine_runs.is_empty() {
+            let left = Duration::from_secs_f64((ENGINE_REPEAT_BUDGET_SECS - spent).max(0.001));
+            this.workload.max_duration =
+                Some(this.workload.max_duration.map_or(left, |c| c.min(left)));
+        }
+        let run = engine_run::<T>(&this, store_dir, config, target_name)?;
+        spent += run.measurement.elapsed.as_secs_f64();
+        let failed = run.measurement.put_errors > 0 || run.measurement.messages == 0;
+        engine_runs.push(run);
+        if failed {
+            break; // reported as it is: repeating would hide the failure
+        }
+    }
+    let repeats: Vec<EngineRepeat> = engine_runs
+        .iter()
+        .map(|r| EngineRepeat::of_measurement(&r.measurement, w.producers))
+        .collect();
+    let last_failed = engine_runs
+        .last()
+        .is_some_and(|r| r.measurement.put_errors > 0 || r.measurement.messages == 0);
+    let kept = kept_repeat(&repeats, last_failed);
+    let run = engine_runs.swap_remove(kept);
+    let repeats = repeats
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| EngineRepeat {
+            kept: i == kept,
+            ..r
+        })
+        .collect::<Vec<_>>();
+    Ok((run, repeats))
+}
+
+/// The baselines for the `bytes` the engine stored, on the same directory:
+/// the flush mode's (cold mapping, median of repeats; or fdatasync pooled
+/// with `sync_before`) and the warm mapping. Both empty when nothing was stored.
+///
+/// # Errors
+///
+/// When a baseline fails.
+fn baselines_after(
+    plan: &RunPlan,
+    dir: &Path,
+    bytes: u64,
+    sync_before: Option<BaselineResult>,
+    half_cap: Option<Duration>,
+) -> Result<(BaselineResult, BaselineResult)> {
+    let w = &plan.workload;
+    let spec = BaselineSpec {
+        dir: dir.to_path_buf(),
+        file_size_bytes: w.file_size_bytes,
+        chunk_bytes: w.size_bytes,
+        total_bytes: bytes,
+        max_duration: plan.baseline_cap,
+    };
+    if bytes == 0 {
+        let empty = |kind| BaselineResult {
+            kind,
+            bytes: 0,
+            seconds: 0.0,
+            mb_per_sec: 0.0,
+            ops: 0,
+            files: 0,
+            stopped_early: false,
+            repeats: 0,
+            min_mb_per_sec: 0.0,
+            max_mb_per_sec: 0.0,
+        };
+        let kind = match w.flush {
+            FlushMode::Async => baseline::BaselineKind::ColdMmap,
+            FlushMode::Sync => baseline::BaselineKind::PwriteFdatasync,
+        };
+        return Ok((empty(kind), empty(baseline::BaselineKind::WarmMmap)));
+    }
+    let base = match w.flush {
+        FlushMode::Async => {
+            baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
+                if plan.recycle_page_cache {
+                    baseline::recycle_page_cache(dir, recycle_bytes(spec.total_bytes))?;
+                }
+                baseline::cold_mmap(&with_cap(&spec, cap))
+            })?
+        }
+        FlushMode::Sync => {
+            let after = baseline::sync_write(
+                &BaselineSpec {
+                    max_duration: half_cap,
+                    ..spec.clone()
+                },
+                w.producers,
+            )?;
+            match sync_before {
+                Some(before) => baseline::pooled(&[before, after]),
+                None => after,
+            }
+        }
+    };
+    let warm_spec = BaselineSpec {
+        max_duration: Some(WARM_BASELINE_CAP),
+        ..spec
+    };
+    let warm = baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
+        baseline::warm_mmap(&with_cap(&warm_spec, cap))
+    })?;
+    Ok((base, warm))
 }
 
 /// Which engine run a repeated workload reports: the one with the median

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::baseline::{BaselineKind, BaselineResult};
 use crate::error::{BenchError, Result};
 use crate::results::{RunResult, SuiteResult, TargetCheck};
+use crate::table::Table;
 
 // The helpers every report shares, under their old paths.
 pub use crate::reporting::{
@@ -345,81 +346,110 @@ pub fn repeats_list(repeats: &[crate::results::EngineRepeat]) -> String {
         .join("; ")
 }
 
+/// A run's `### <name>` section: its command and a key | value table of
+/// every figure.
 fn run_section(s: &mut String, r: &RunResult) {
-    let l = &r.latency_us;
     let _ = writeln!(s, "### {}\n", r.name);
     let _ = writeln!(s, "`{}`\n", r.command);
-    let _ = writeln!(s, "| | |\n|---|---|");
-    let _ = writeln!(
-        s,
-        "| workload | {}, {} B bodies, {} producer(s), commitlog files of {} bytes |",
-        r.flush.rocketmq_name(),
-        r.size,
-        r.producers,
-        r.file_size
+    let mut t = Table::key_value();
+    measured_rows(&mut t, r);
+    t.kv(
+        "baseline",
+        format_args!(
+            "{}: {:.1} MB/s over {} bytes in {:.3} s ({} ops, {} files){}{}; ratio {:.3}",
+            r.baseline.kind.describe(),
+            r.baseline.mb_per_sec,
+            r.baseline.bytes,
+            r.baseline.seconds,
+            r.baseline.ops,
+            r.baseline.files,
+            spread(&r.baseline),
+            if r.baseline.stopped_early {
+                ", capped"
+            } else {
+                ""
+            },
+            r.ratio_to_baseline
+        ),
+    );
+    resource_rows(&mut t, r);
+    outcome_rows(&mut t, r);
+    s.push_str(&t.finish());
+    s.push('\n');
+}
+
+/// The rows of what the engine run did: workload, messages, bytes, time,
+/// throughput, latency.
+fn measured_rows(t: &mut Table, r: &RunResult) {
+    let l = &r.latency_us;
+    t.kv(
+        "workload",
+        format_args!(
+            "{}, {} B bodies, {} producer(s), commitlog files of {} bytes",
+            r.flush.rocketmq_name(),
+            r.size,
+            r.producers,
+            r.file_size
+        ),
     );
     let capped = match r.max_seconds {
         Some(cap) if r.stopped_early => format!(" (stopped at the {cap:.0} s cap)"),
         _ => String::new(),
     };
-    let _ = writeln!(
-        s,
-        "| messages | {} of {}{} |",
-        r.messages, r.requested_messages, capped
+    t.kv(
+        "messages",
+        format_args!("{} of {}{}", r.messages, r.requested_messages, capped),
     );
-    let _ = writeln!(
-        s,
-        "| bytes | {} payload, {} stored |",
-        r.bytes, r.stored_bytes
+    t.kv(
+        "bytes",
+        format_args!("{} payload, {} stored", r.bytes, r.stored_bytes),
     );
-    let _ = writeln!(
-        s,
-        "| time | {:.3} s (shutdown afterwards: {:.3} s) |",
-        r.seconds, r.shutdown_seconds
+    t.kv(
+        "time",
+        format_args!(
+            "{:.3} s (shutdown afterwards: {:.3} s)",
+            r.seconds, r.shutdown_seconds
+        ),
     );
-    let _ = writeln!(
-        s,
-        "| throughput | {:.0} msgs/s, {:.2} MB/s |",
-        r.msgs_per_sec, r.mb_per_sec
+    t.kv(
+        "throughput",
+        format_args!("{:.0} msgs/s, {:.2} MB/s", r.msgs_per_sec, r.mb_per_sec),
     );
-    let _ = writeln!(
-        s,
-        "| latency µs | p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, p99.99 {:.1}, max {:.1}, mean {:.2} |",
-        l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.mean
+    t.kv(
+        "latency µs",
+        format_args!(
+            "p50 {:.1}, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, p99.99 {:.1}, max {:.1}, mean {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.mean
+        ),
     );
-    let _ =
-        writeln!(
-        s,
-        "| baseline | {}: {:.1} MB/s over {} bytes in {:.3} s ({} ops, {} files){}{}; ratio {:.3} |",
-        r.baseline.kind.describe(),
-        r.baseline.mb_per_sec,
-        r.baseline.bytes,
-        r.baseline.seconds,
-        r.baseline.ops,
-        r.baseline.files,
-        spread(&r.baseline),
-        if r.baseline.stopped_early { ", capped" } else { "" },
-        r.ratio_to_baseline
-    );
+}
+
+/// The rows of what the run cost and how it was prepared: the engine
+/// repeats, the producer and background threads, the memory preparation.
+fn resource_rows(t: &mut Table, r: &RunResult) {
     if !r.engine_repeats.is_empty() {
-        let _ = writeln!(
-            s,
-            "| engine runs | {} runs on fresh stores, the median (by MB/s) reported: {} |",
-            r.engine_repeats.len(),
-            repeats_list(&r.engine_repeats)
+        t.kv(
+            "engine runs",
+            format_args!(
+                "{} runs on fresh stores, the median (by MB/s) reported: {}",
+                r.engine_repeats.len(),
+                repeats_list(&r.engine_repeats)
+            ),
         );
     }
     if let Some(u) = &r.producer_usage {
-        let _ = writeln!(
-            s,
-            "| producer threads | on CPU {:.1} ms, waiting for a CPU {:.1} ms, asleep {:.1} ms (page locks, mutexes); {} minor and {} major faults; {} voluntary and {} involuntary switches |",
-            u.usage.on_cpu_ns as f64 / 1e6,
-            u.usage.runqueue_wait_ns as f64 / 1e6,
-            u.asleep_ns as f64 / 1e6,
-            u.usage.minor_faults,
-            u.usage.major_faults,
-            u.usage.voluntary_switches,
-            u.usage.involuntary_switches
+        t.kv(
+            "producer threads",
+            format_args!(
+                "on CPU {:.1} ms, waiting for a CPU {:.1} ms, asleep {:.1} ms (page locks, mutexes); {} minor and {} major faults; {} voluntary and {} involuntary switches",
+                u.usage.on_cpu_ns as f64 / 1e6,
+                u.usage.runqueue_wait_ns as f64 / 1e6,
+                u.asleep_ns as f64 / 1e6,
+                u.usage.minor_faults,
+                u.usage.major_faults,
+                u.usage.voluntary_switches,
+                u.usage.involuntary_switches
+            ),
         );
     }
     if !r.background_usage.is_empty() {
@@ -434,58 +464,67 @@ fn run_section(s: &mut String, r: &RunResult) {
                 )
             })
             .collect();
-        let _ = writeln!(s, "| target's threads on CPU | {} |", threads.join(", "));
+        t.kv("target's threads on CPU", threads.join(", "));
     }
     match &r.memory_prep {
-        Some(p) => {
-            let _ = writeln!(
-                s,
-                "| memory | {:.0} MB of page cache cycled through a scratch file before the run ({:.2} s, untimed), and the same before each fresh-mapping baseline repeat |",
+        Some(p) => t.kv(
+            "memory",
+            format_args!(
+                "{:.0} MB of page cache cycled through a scratch file before the run ({:.2} s, untimed), and the same before each fresh-mapping baseline repeat",
                 p.bytes as f64 / 1e6,
                 p.seconds
-            );
-        }
-        None => {
-            let _ = writeln!(s, "| memory | not prepared (`--no-recycle`) |");
-        }
+            ),
+        ),
+        None => t.kv("memory", "not prepared (`--no-recycle`)"),
     }
-    let _ = writeln!(
-        s,
-        "| warm baseline | {}: {:.1} MB/s{}{}; ratio {:.3} |",
-        r.warm_baseline.kind.describe(),
-        r.warm_baseline.mb_per_sec,
-        spread(&r.warm_baseline),
-        if r.warm_baseline.stopped_early {
-            ", capped"
-        } else {
-            ""
-        },
-        r.ratio_to_warm_baseline
+}
+
+/// The closing rows: the warm baseline, the put statuses and errors, the
+/// histogram file.
+fn outcome_rows(t: &mut Table, r: &RunResult) {
+    t.kv(
+        "warm baseline",
+        format_args!(
+            "{}: {:.1} MB/s{}{}; ratio {:.3}",
+            r.warm_baseline.kind.describe(),
+            r.warm_baseline.mb_per_sec,
+            spread(&r.warm_baseline),
+            if r.warm_baseline.stopped_early {
+                ", capped"
+            } else {
+                ""
+            },
+            r.ratio_to_warm_baseline
+        ),
     );
     let statuses: Vec<String> = r
         .status_counts
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
-    let _ = writeln!(
-        s,
-        "| statuses | {} |",
+    t.kv(
+        "statuses",
         if statuses.is_empty() {
             "none".to_string()
         } else {
             statuses.join(", ")
-        }
+        },
     );
-    let _ = writeln!(
-        s,
-        "| put errors | {}{} |",
-        r.put_errors,
-        r.first_error
-            .as_deref()
-            .map(|e| format!(" (first: {})", e.replace('|', "/")))
-            .unwrap_or_default()
+    t.kv(
+        "put errors",
+        format_args!(
+            "{}{}",
+            r.put_errors,
+            r.first_error
+                .as_deref()
+                .map(|e| format!(" (first: {})", e.replace('|', "/")))
+                .unwrap_or_default()
+        ),
     );
-    let _ = writeln!(s, "| histogram | [{}]({}) |\n", hgrm_name(r), hgrm_name(r));
+    t.kv(
+        "histogram",
+        format_args!("[{}]({})", hgrm_name(r), hgrm_name(r)),
+    );
 }
 
 fn spread(b: &BaselineResult) -> String {

@@ -97,6 +97,16 @@ pub struct BaseWorkload {
     pub consumers: usize,
 }
 
+impl BaseWorkload {
+    /// The report's `- workload:` line, with the warm-up and measured seconds of a run.
+    pub fn line(&self, warmup_seconds: f64, seconds: f64) -> String {
+        format!(
+            "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
+            self.producers, self.size, self.inflight, self.batch, self.queues, self.consumers, warmup_seconds, seconds
+        )
+    }
+}
+
 /// Pick the best throughput whose median p99 stays within `bound_ms` and
 /// that had no errors, and say how sure that is.
 pub fn recommend(
@@ -280,19 +290,14 @@ pub fn build(
 pub fn markdown(r: &SweepReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ferromq sweep ({} target)\n", r.target);
-    let _ = writeln!(s, "- command: `{}`", r.command);
-    let _ = writeln!(s, "- git commit: `{}`", r.git_commit);
-    let _ = writeln!(
-        s,
-        "- started (UTC): {}; took {:.0} s",
-        r.started_utc, r.total_seconds
+    crate::reporting::origin_lines(
+        &mut s,
+        &r.command,
+        &r.git_commit,
+        &r.started_utc,
+        r.total_seconds,
     );
-    let b = &r.base_workload;
-    let _ = writeln!(
-        s,
-        "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
-        b.producers, b.size, b.inflight, b.batch, b.queues, b.consumers, r.warmup_seconds, r.seconds
-    );
+    let _ = writeln!(s, "{}", r.base_workload.line(r.warmup_seconds, r.seconds));
     for (k, v) in &r.set {
         let _ = writeln!(s, "- fixed: `{k}={v}`");
     }
