@@ -31,6 +31,18 @@ impl Default for OutDir {
     }
 }
 
+/// The report folder of `sweep` and `compare`: where it goes, and whether
+/// stdout shows only its `results.json` path.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ReportOut {
+    /// Folder the report folder is written into.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+    /// Print the report folder's `results.json` path and nothing else on stdout.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 /// `--dir`: the directory on the disk under test (`store`, `recover`, `disk`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct DiskDir {

@@ -40,6 +40,66 @@ pub fn new_report_dir(out: &Path, base: &str) -> Result<PathBuf> {
     }
 }
 
+/// `k` for a file or folder name: every character but ASCII letters, digits
+/// and `-` becomes `_`.
+pub fn file_key(k: &str) -> String {
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A report folder being written (`sweep`, `compare`).
+#[derive(Debug)]
+pub struct ReportFolder {
+    dir: PathBuf,
+}
+
+impl ReportFolder {
+    /// Create `out/<stamp>-<host>-<name>/` (see [`new_report_dir`]; host and
+    /// name through [`file_key`]) and write `results` into its `results.json`.
+    ///
+    /// # Errors
+    ///
+    /// When the folder cannot be created or the file encoded or written.
+    pub fn create(
+        out: &Path,
+        stamp: &str,
+        host: &str,
+        name: &str,
+        results: &impl serde::Serialize,
+    ) -> Result<ReportFolder> {
+        let base = format!("{stamp}-{}-{}", file_key(host), file_key(name));
+        let folder = ReportFolder {
+            dir: new_report_dir(out, &base)?,
+        };
+        let json = serde_json::to_string_pretty(results)
+            .map_err(|e| BenchError::new(format!("encoding results.json: {e}")))?;
+        folder.put("results.json", &(json + "\n"))?;
+        Ok(folder)
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Write `text` into the file `name` of the folder.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be written; the message names the path.
+    pub fn put(&self, name: &str, text: &str) -> Result<()> {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
+    }
+}
+
 /// The `## Machine` section of a report: host, CPU, memory, kernel, load, and
 /// the directory's file system, device and RAID level.
 pub fn machine_section(s: &mut String, m: &crate::machine::MachineInfo) {

@@ -333,21 +333,9 @@ pub async fn drive(
         };
         handles.push(tokio::spawn(task.run(stream)));
     }
-    let mut m = RunMeasurement {
-        messages: 0,
-        requested_messages: workload.messages,
-        stopped_early: false,
-        bytes: 0,
-        stored_bytes: 0,
-        elapsed: Duration::ZERO,
-        latency_ns: template_hist,
-        put_errors: 0,
-        first_error: None,
-        status_counts: BTreeMap::new(),
-        // The sends' time is spent in tokio tasks, not in one thread per producer.
-        producer_usage: None,
-        background_usage: BTreeMap::new(),
-    };
+    // No producer_usage: the sends' time is spent in tokio tasks, not in one
+    // thread per producer.
+    let mut m = RunMeasurement::empty(workload, Duration::ZERO, template_hist);
     let mut buckets: Vec<u64> = Vec::new();
     let mut last = start;
     for h in handles {

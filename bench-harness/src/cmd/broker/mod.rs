@@ -386,14 +386,16 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     let f = LoadFigures::new(&m, cpu);
     let mut out = std::io::stdout().lock();
     if args.json.json {
-        let v = serde_json::json!({
-            "target": target,
-            "addr": addr,
-            "workload": workload,
-            "figures": f,
-            "wall_seconds": started.elapsed().as_secs_f64(),
-        });
-        writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))?;
+        let figures = serde_json::to_value(&f)
+            .map_err(|e| BenchError::new(format!("encoding figures: {e}")))?;
+        json_line(
+            &mut out,
+            &target,
+            &addr,
+            &workload,
+            ("figures", figures),
+            started,
+        )?;
     } else {
         writeln!(
             out,
@@ -456,6 +458,30 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The `--json` line: the target, its address, the workload, what was
+/// measured under `key`, and the wall seconds since `started`.
+///
+/// # Errors
+///
+/// When stdout cannot be written.
+fn json_line(
+    out: &mut impl std::io::Write,
+    target: &str,
+    addr: &str,
+    workload: &Workload,
+    (key, measured): (&str, serde_json::Value),
+    started: Instant,
+) -> Result<()> {
+    let mut v = serde_json::json!({
+        "target": target,
+        "addr": addr,
+        "workload": workload,
+        "wall_seconds": started.elapsed().as_secs_f64(),
+    });
+    v[key] = measured;
+    writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))
+}
+
 /// `ferromq-bench broker --transactional`.
 fn run_transactional(
     args: &BrokerArgs,
@@ -475,14 +501,16 @@ fn run_transactional(
     )?;
     let mut out = std::io::stdout().lock();
     if args.json.json {
-        let v = serde_json::json!({
-            "target": target,
-            "addr": addr,
-            "workload": workload,
-            "transactional": c,
-            "wall_seconds": started.elapsed().as_secs_f64(),
-        });
-        writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))?;
+        let c = serde_json::to_value(&c)
+            .map_err(|e| BenchError::new(format!("encoding figures: {e}")))?;
+        json_line(
+            &mut out,
+            target,
+            addr,
+            workload,
+            ("transactional", c),
+            started,
+        )?;
         return Ok(0);
     }
     writeln!(

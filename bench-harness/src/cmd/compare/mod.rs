@@ -29,7 +29,7 @@ use hdrhistogram::Histogram;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
 use crate::child::{find_binary, start_broker, start_namesrv, write_file, ChildGuard, STOP_GRACE};
-use crate::cli::{OutDir, StartedBrokers};
+use crate::cli::{ReportOut, StartedBrokers};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::sweep::{point_workload, points, Point, SMALL_COMMITLOG_BYTES, WORKLOAD_KEYS};
@@ -96,13 +96,10 @@ pub struct CompareArgs {
     pub name: String,
     /// Where the report folder goes.
     #[command(flatten)]
-    pub out: OutDir,
+    pub report: ReportOut,
     /// The workload of every point (`--param` values override it).
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print the report folder's `results.json` path and nothing else on stdout.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 /// `--param KEY=V1,V2`: workload keys only.
@@ -324,14 +321,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         repeat: args.repeat,
         planned_runs: planned,
         interrupted,
-        base_workload: crate::sweep_report::BaseWorkload {
-            producers: args.load.producers,
-            size: args.load.size,
-            inflight: args.load.inflight,
-            batch: args.load.batch,
-            queues: args.load.queues,
-            consumers: args.load.consumers,
-        },
+        base_workload: crate::sweep_report::BaseWorkload::of(&args.load),
         seconds: args.load.seconds,
         warmup_seconds: args.load.warmup_seconds,
         points: summarize(&pts, &runs),
@@ -339,8 +329,8 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         machine,
         load_average_end: crate::machine::load_average_now(),
     };
-    let dir = write(&args.out.out, &stamp, &args.name, &report, &hists)?;
-    if args.quiet {
+    let dir = write(&args.report.out, &stamp, &args.name, &report, &hists)?;
+    if args.report.quiet {
         println!("{}", dir.join("results.json").display());
     } else {
         println!("{}", dir.join("report.md").display());

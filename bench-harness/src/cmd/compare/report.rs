@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{CompareRun, Hists, RATIO_PLOT};
-use crate::error::{BenchError, Result};
+use crate::error::Result;
 use crate::machine::MachineInfo;
 use crate::plot::plot_ratios;
+use crate::reporting::ReportFolder;
 use crate::stats::median;
 use crate::sweep::Point;
 use crate::table::Table;
@@ -238,6 +239,28 @@ pub fn markdown(r: &CompareReport) -> String {
         crate::reporting::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s, "## B / A, point by point\n");
+    s.push_str(&points_table(r));
+    let _ = writeln!(
+        s,
+        "\nB/A is computed per pass from the two adjacent runs (A then B) and summarized as the median with the range over passes; above 1 in msgs/s means B is faster, above 1 in p99 means B is slower. A point is called only when every pass agrees; otherwise the difference is within the spread. Latency is send -> ack per message (a batch shares its ack time); send -> consume is from queueing the request to reading the pull response that holds the message.\n"
+    );
+    let _ = writeln!(
+        s,
+        "**B/A per point (dot = median, bar = range over passes; 1 = equal; log scale)**\n\n![B/A per point]({RATIO_PLOT})\n"
+    );
+    let _ = writeln!(s, "## Every run, in order\n");
+    s.push_str(&runs_table(r));
+    let _ = writeln!(s);
+    crate::reporting::machine_section(&mut s, &r.machine);
+    let _ = writeln!(
+        s,
+        "## How to read this\n\n- Both targets ran on this machine, in the same sitting, alternating; on a shared machine compare only what the ranges separate.\n- `point-<n>-<a|b>.hgrm` hold each side's send -> ack latency distribution (all passes merged, µs); `results.json` every figure."
+    );
+    s
+}
+
+/// The B / A table: per point, both sides' figures, the ratios, the verdict.
+fn points_table(r: &CompareReport) -> String {
     let (a, b) = (&r.a.0, &r.b.0);
     let mut t = Table::new(
         &[
@@ -286,16 +309,11 @@ pub fn markdown(r: &CompareReport) -> String {
             p.verdict.clone(),
         ]);
     }
-    s.push_str(&t.finish());
-    let _ = writeln!(
-        s,
-        "\nB/A is computed per pass from the two adjacent runs (A then B) and summarized as the median with the range over passes; above 1 in msgs/s means B is faster, above 1 in p99 means B is slower. A point is called only when every pass agrees; otherwise the difference is within the spread. Latency is send -> ack per message (a batch shares its ack time); send -> consume is from queueing the request to reading the pull response that holds the message.\n"
-    );
-    let _ = writeln!(
-        s,
-        "**B/A per point (dot = median, bar = range over passes; 1 = equal; log scale)**\n\n![B/A per point]({RATIO_PLOT})\n"
-    );
-    let _ = writeln!(s, "## Every run, in order\n");
+    t.finish()
+}
+
+/// The table of every run, in the order they ran.
+fn runs_table(r: &CompareReport) -> String {
     let mut t = Table::new(
         &[
             "#",
@@ -325,14 +343,7 @@ pub fn markdown(r: &CompareReport) -> String {
             run.figures.errors.to_string(),
         ]);
     }
-    s.push_str(&t.finish());
-    let _ = writeln!(s);
-    crate::reporting::machine_section(&mut s, &r.machine);
-    let _ = writeln!(
-        s,
-        "## How to read this\n\n- Both targets ran on this machine, in the same sitting, alternating; on a shared machine compare only what the ranges separate.\n- `point-<n>-<a|b>.hgrm` hold each side's send -> ack latency distribution (all passes merged, µs); `results.json` every figure."
-    );
-    s
+    t.finish()
 }
 
 /// Write the report folder `<stamp>-<host>-<name>/` under `out`.
@@ -347,32 +358,13 @@ pub fn write(
     r: &CompareReport,
     hists: &Hists,
 ) -> Result<PathBuf> {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let base = format!("{stamp}-{}-{}", clean(&r.machine.hostname), clean(name));
-    let dir = crate::reporting::new_report_dir(out, &base)?;
-    let put = |f: &str, text: &str| -> Result<()> {
-        let p = dir.join(f);
-        std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
-    };
-    let json = serde_json::to_string_pretty(r)
-        .map_err(|e| BenchError::new(format!("encoding results.json: {e}")))?;
-    put("results.json", &(json + "\n"))?;
+    let folder = ReportFolder::create(out, stamp, &r.machine.hostname, name, r)?;
     for ((p, side), h) in hists {
         let s = if *side == 0 { "a" } else { "b" };
-        put(&format!("point-{p}-{s}.hgrm"), &crate::reporting::hgrm(h))?;
+        folder.put(&format!("point-{p}-{s}.hgrm"), &crate::reporting::hgrm(h))?;
     }
     let labels: Vec<String> = r.points.iter().map(|p| point_label(&p.point)).collect();
-    plot_ratios(&dir.join(RATIO_PLOT), &r.points, &labels)?;
-    put("report.md", &markdown(r))?;
-    Ok(dir)
+    plot_ratios(&folder.path().join(RATIO_PLOT), &r.points, &labels)?;
+    folder.put("report.md", &markdown(r))?;
+    Ok(folder.path().to_path_buf())
 }

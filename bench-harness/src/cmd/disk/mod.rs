@@ -9,9 +9,10 @@
 //!   fallocated mapped files, page faults included) and
 //!   [`crate::baseline::warm_mmap`] (pre-touched mapping).
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::baseline::{cold_mmap, warm_mmap, BaselineSpec};
@@ -78,12 +79,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 
     // Sequential write.
     let path = work.path().join("seq");
-    let f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| BenchError::io(path.display(), e))?;
+    let f = create_file(&path)?;
     let chunk = vec![0x5Au8; 1 << 20];
     let t0 = Instant::now();
     let mut off = 0u64;
@@ -100,12 +96,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 
     // 4 KiB write + fdatasync.
     let path = work.path().join("sync4k");
-    let f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| BenchError::io(path.display(), e))?;
+    let f = create_file(&path)?;
     let page = vec![0xA5u8; 4096];
     let mut hist = new_latency_histogram()?;
     let cap = Duration::from_secs_f64(args.sync_seconds);
@@ -174,6 +165,20 @@ pub fn run_disk(args: &DiskArgs) -> Result<i32> {
     };
     writeln!(out, "{text}").map_err(|e| BenchError::io("stdout", e))?;
     Ok(0)
+}
+
+/// Create (or truncate) the scratch file `path` for writing.
+///
+/// # Errors
+///
+/// When it cannot be created; the message names the path.
+fn create_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| BenchError::io(path.display(), e))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
-use crate::cli::{OutDir, StartedBrokers};
+use crate::cli::{ReportOut, StartedBrokers};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::target::broker::{create_topic, BrokerMeasurement};
@@ -100,13 +100,10 @@ pub struct SweepArgs {
     pub name: String,
     /// Where the report folder goes.
     #[command(flatten)]
-    pub out: OutDir,
+    pub report: ReportOut,
     /// The workload of every point (swept workload keys override it).
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print the report folder's `results.json` path and nothing else on stdout.
-    #[arg(long)]
-    pub quiet: bool,
     /// Bytes of the raw disk measurement (`ferromq-bench disk`) run on the
     /// dir before the first point, which the report quotes figures against;
     /// 0 skips it.
@@ -684,7 +681,7 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
         if let Some(d) = &args.started.dir {
             std::fs::create_dir_all(d).map_err(|e| BenchError::io(d.display(), e))?;
         }
-        if !args.quiet {
+        if !args.report.quiet {
             eprintln!("measuring the disk's raw limits first (--disk-bytes 0 skips it)");
         }
         Some(crate::disk::measure(&crate::disk::DiskArgs {
@@ -719,8 +716,8 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
         disk,
         loopback,
     );
-    let dir = write(&args.out.out, &stamp, &args.name, &report, &outcome)?;
-    if args.quiet {
+    let dir = write(&args.report.out, &stamp, &args.name, &report, &outcome)?;
+    if args.report.quiet {
         println!("{}", dir.join("results.json").display());
     } else {
         println!("{}", dir.join("report.md").display());

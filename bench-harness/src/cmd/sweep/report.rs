@@ -13,6 +13,8 @@ use hdrhistogram::Histogram;
 use crate::disk::DiskResult;
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
+use crate::reporting::{file_key, ReportFolder};
+use crate::sweep::PointRun;
 use crate::sweep::{
     median, point_settings, summarize, Point, PointSummary, SweepArgs, SweepOutcome, WORKLOAD_KEYS,
 };
@@ -98,6 +100,18 @@ pub struct BaseWorkload {
 }
 
 impl BaseWorkload {
+    /// The base workload of these flags.
+    pub fn of(load: &crate::broker::LoadArgs) -> BaseWorkload {
+        BaseWorkload {
+            producers: load.producers,
+            size: load.size,
+            inflight: load.inflight,
+            batch: load.batch,
+            queues: load.queues,
+            consumers: load.consumers,
+        }
+    }
+
     /// The report's `- workload:` line, with the warm-up and measured seconds of a run.
     pub fn line(&self, warmup_seconds: f64, seconds: f64) -> String {
         format!(
@@ -202,18 +216,6 @@ pub fn recommend(
     }
 }
 
-fn file_key(k: &str) -> String {
-    k.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// Plot files of a report: `(file name, caption)`.
 pub fn plot_files(params: &[(String, Vec<String>)]) -> Vec<(String, String)> {
     let mut v = Vec::new();
@@ -264,14 +266,7 @@ pub fn build(
         repeat: args.repeat,
         seconds: args.load.seconds,
         warmup_seconds: args.load.warmup_seconds,
-        base_workload: BaseWorkload {
-            producers: args.load.producers,
-            size: args.load.size,
-            inflight: args.load.inflight,
-            batch: args.load.batch,
-            queues: args.load.queues,
-            consumers: args.load.consumers,
-        },
+        base_workload: BaseWorkload::of(&args.load),
         p99_bound_ms: args.p99_bound_ms,
         planned_runs: outcome.planned_runs,
         interrupted: outcome.interrupted,
@@ -413,6 +408,41 @@ fn point_row_head(s: &mut String, point: &Point) {
     }
 }
 
+/// Per point, the histograms `pick` gives of its runs merged (points
+/// without any left out), each written as `point-<n><suffix>.hgrm` and
+/// returned with the point's label.
+///
+/// # Errors
+///
+/// When histograms cannot be merged or a file cannot be written.
+fn merged_hgrms(
+    folder: &ReportFolder,
+    outcome: &SweepOutcome,
+    suffix: &str,
+    pick: impl Fn(&PointRun) -> Option<&Histogram<u64>>,
+) -> Result<Vec<(String, Histogram<u64>)>> {
+    let mut out = Vec::new();
+    for p in &outcome.points {
+        let mut h = new_latency_histogram()?;
+        let mut any = false;
+        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
+            if let Some(rh) = pick(run) {
+                h.add(rh)
+                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
+                any = true;
+            }
+        }
+        if any {
+            folder.put(
+                &format!("point-{}{suffix}.hgrm", p.index),
+                &crate::reporting::hgrm(&h),
+            )?;
+            out.push((label_of(p), h));
+        }
+    }
+    Ok(out)
+}
+
 /// Write the report folder under `out`: `<stamp>-<host>-<name>/`.
 ///
 /// # Errors
@@ -425,36 +455,9 @@ pub fn write(
     r: &SweepReport,
     outcome: &SweepOutcome,
 ) -> Result<PathBuf> {
-    let host = file_key(&r.machine.hostname);
-    let base = format!("{stamp}-{host}-{}", file_key(name));
-    let dir = crate::reporting::new_report_dir(out, &base)?;
-    let put = |f: &str, text: &str| -> Result<()> {
-        let p = dir.join(f);
-        std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
-    };
-    let json = serde_json::to_string_pretty(r)
-        .map_err(|e| BenchError::new(format!("encoding results.json: {e}")))?;
-    put("results.json", &(json + "\n"))?;
-
-    let mut hists: Vec<(String, Histogram<u64>)> = Vec::new();
-    for p in &outcome.points {
-        let mut h = new_latency_histogram()?;
-        let mut any = false;
-        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
-            if let Some(rh) = &run.latency_ns {
-                h.add(rh)
-                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
-                any = true;
-            }
-        }
-        if any {
-            put(
-                &format!("point-{}.hgrm", p.index),
-                &crate::reporting::hgrm(&h),
-            )?;
-            hists.push((label_of(p), h));
-        }
-    }
+    let folder = ReportFolder::create(out, stamp, &r.machine.hostname, name, r)?;
+    let dir = folder.path();
+    let hists = merged_hgrms(&folder, outcome, "", |run| run.latency_ns.as_ref())?;
     for (k, (key, _)) in r.params.iter().enumerate() {
         let fk = file_key(key);
         plot_vs_key(
@@ -491,25 +494,9 @@ pub fn write(
         "send -> ack latency by percentile",
         &hists,
     )?;
-    let mut e2e: Vec<(String, Histogram<u64>)> = Vec::new();
-    for p in &outcome.points {
-        let mut h = new_latency_histogram()?;
-        let mut any = false;
-        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
-            if let Some(rh) = &run.consume_latency_ns {
-                h.add(rh)
-                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
-                any = true;
-            }
-        }
-        if any {
-            put(
-                &format!("point-{}-e2e.hgrm", p.index),
-                &crate::reporting::hgrm(&h),
-            )?;
-            e2e.push((label_of(p), h));
-        }
-    }
+    let e2e = merged_hgrms(&folder, outcome, "-e2e", |run| {
+        run.consume_latency_ns.as_ref()
+    })?;
     if !e2e.is_empty() {
         plot_latency_curves(
             &dir.join(E2E_PLOT),
@@ -526,8 +513,8 @@ pub fn write(
         })
         .collect();
     plot_over_time(&dir.join("throughput-over-time.svg"), &over_time)?;
-    put("report.md", &markdown(r))?;
-    Ok(dir)
+    folder.put("report.md", &markdown(r))?;
+    Ok(dir.to_path_buf())
 }
 
 /// The send -> consume percentile plot (points with consumers only).
