@@ -100,6 +100,18 @@ impl ReportFolder {
     }
 }
 
+/// Print where the report folder `dir` is on stdout: with `quiet` only its
+/// `results.json` path, and false (print nothing more); else the path of
+/// its `report.md`, and true.
+pub fn print_report_path(dir: &Path, quiet: bool) -> bool {
+    if quiet {
+        println!("{}", dir.join("results.json").display());
+    } else {
+        println!("{}", dir.join("report.md").display());
+    }
+    !quiet
+}
+
 /// The `## Machine` section of a report: host, CPU, memory, kernel, load, and
 /// the directory's file system, device and RAID level.
 pub fn machine_section(s: &mut String, m: &crate::machine::MachineInfo) {

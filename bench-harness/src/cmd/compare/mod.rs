@@ -32,7 +32,7 @@ use crate::child::{find_binary, start_broker, start_namesrv, write_file, ChildGu
 use crate::cli::{ReportOut, StartedBrokers};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
-use crate::sweep::{point_workload, points, Point, SMALL_COMMITLOG_BYTES, WORKLOAD_KEYS};
+use crate::sweep::{Point, SMALL_COMMITLOG_BYTES, WORKLOAD_KEYS};
 use crate::target::broker::{broker_from_namesrv, create_topic};
 use crate::workload::{new_latency_histogram, Workload};
 
@@ -270,11 +270,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
     }
     let started = Instant::now();
     let (stamp, iso) = crate::reporting::utc_now();
-    let pts = points(&args.params);
-    let workloads: Vec<Workload> = pts
-        .iter()
-        .map(|p| point_workload(&args.load, p))
-        .collect::<Result<_>>()?;
+    let (pts, workloads) = crate::sweep::points_and_workloads(&args.params, &args.load)?;
     let (base, _tmp) = crate::machine::dir_or_temp(args.started.dir.as_deref())?;
     let machine = MachineInfo::collect(&base);
     let rt = client_runtime(args.load.client_threads)?;
@@ -330,10 +326,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         load_average_end: crate::machine::load_average_now(),
     };
     let dir = write(&args.report.out, &stamp, &args.name, &report, &hists)?;
-    if args.report.quiet {
-        println!("{}", dir.join("results.json").display());
-    } else {
-        println!("{}", dir.join("report.md").display());
+    if crate::reporting::print_report_path(&dir, args.report.quiet) {
         for p in &report.points {
             println!(
                 "  point {} ({}): B/A msgs/s {}, p99 {}: {}",
@@ -438,6 +431,7 @@ fn measure_all(
 mod tests {
     use super::*;
     use crate::plot::plot_ratios;
+    use crate::sweep::points;
 
     #[test]
     fn started_properties_replace_addresses_and_store() {

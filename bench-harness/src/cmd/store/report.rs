@@ -364,11 +364,7 @@ fn run_section(s: &mut String, r: &RunResult) {
             r.baseline.ops,
             r.baseline.files,
             spread(&r.baseline),
-            if r.baseline.stopped_early {
-                ", capped"
-            } else {
-                ""
-            },
+            capped(&r.baseline),
             r.ratio_to_baseline
         ),
     );
@@ -489,11 +485,7 @@ fn outcome_rows(t: &mut Table, r: &RunResult) {
             r.warm_baseline.kind.describe(),
             r.warm_baseline.mb_per_sec,
             spread(&r.warm_baseline),
-            if r.warm_baseline.stopped_early {
-                ", capped"
-            } else {
-                ""
-            },
+            capped(&r.warm_baseline),
             r.ratio_to_warm_baseline
         ),
     );
@@ -525,6 +517,15 @@ fn outcome_rows(t: &mut Table, r: &RunResult) {
         "histogram",
         format_args!("[{}]({})", hgrm_name(r), hgrm_name(r)),
     );
+}
+
+/// `, capped` when the baseline stopped at its time cap.
+fn capped(b: &BaselineResult) -> &'static str {
+    if b.stopped_early {
+        ", capped"
+    } else {
+        ""
+    }
 }
 
 fn spread(b: &BaselineResult) -> String {

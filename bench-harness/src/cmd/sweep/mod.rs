@@ -203,6 +203,24 @@ pub fn points(params: &[(String, Vec<String>)]) -> Vec<Point> {
         .collect()
 }
 
+/// The points of `params` and the workload of each (`base` with the
+/// point's workload keys applied).
+///
+/// # Errors
+///
+/// When a point makes no valid workload.
+pub fn points_and_workloads(
+    params: &[(String, Vec<String>)],
+    base: &LoadArgs,
+) -> Result<(Vec<Point>, Vec<Workload>)> {
+    let pts = points(params);
+    let workloads = pts
+        .iter()
+        .map(|p| point_workload(base, p))
+        .collect::<Result<_>>()?;
+    Ok((pts, workloads))
+}
+
 /// The run order: `repeat` passes over all points.
 pub fn schedule(n_points: usize, repeat: usize) -> Vec<(usize, usize)> {
     (0..repeat)
@@ -447,11 +465,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
     if args.repeat == 0 {
         return Err(BenchError::new("--repeat must be at least 1"));
     }
-    let pts = points(&args.params);
-    let workloads: Vec<Workload> = pts
-        .iter()
-        .map(|p| point_workload(&args.load, p))
-        .collect::<Result<_>>()?;
+    let (pts, workloads) = points_and_workloads(&args.params, &args.load)?;
     let (base, _tmp) = crate::machine::dir_or_temp(args.started.dir.as_deref())?;
     let bins = match args.target {
         SweepTarget::Broker => (
@@ -717,10 +731,7 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
         loopback,
     );
     let dir = write(&args.report.out, &stamp, &args.name, &report, &outcome)?;
-    if args.report.quiet {
-        println!("{}", dir.join("results.json").display());
-    } else {
-        println!("{}", dir.join("report.md").display());
+    if crate::reporting::print_report_path(&dir, args.report.quiet) {
         for p in &report.points {
             println!(
                 "  point {} ({}): {:.0} msgs/s ±{:.1} %, p99 {:.3} ms",
