@@ -237,11 +237,11 @@ pub struct MemoryPrep {
 ///
 /// Why: on a VM whose balloon device reports free pages to the host (this
 /// project's CI VMs do), the first touch of a page the host took back costs a
-/// host page fault: memcpy into a fresh mapped file measured 411-707 MB/s
-/// after a few idle seconds and 2.8-3.2 GB/s right after another run had
-/// freed its page cache. Without this step, a baseline measured right after
-/// the engine's store is deleted reuses the engine's pages and looks 2-7x
-/// faster than the engine run that came before it; with it, the engine run
+/// host page fault, several times slower than a page just freed (see
+/// docs/perf-notes.md#page-cache-recycling-before-timed-sections). Without
+/// this step, a baseline measured right after the engine's store is deleted
+/// reuses the engine's pages and looks faster than the engine run that came
+/// before it; with it, the engine run
 /// and every baseline repeat start from the same state, the steady state of
 /// a busy broker whose new pages come from page cache it just dropped. The
 /// amount is capped at half of `MemAvailable`.

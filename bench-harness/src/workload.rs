@@ -363,9 +363,9 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
     // Put latency is timed with the CPU's time-stamp counter where it is
     // usable (quanta calibrates it against the OS clock, here, before the
     // timed section, and falls back to the OS clock where the counter is not
-    // usable): two reads cost ~20 ns instead of ~46 ns for two clock_gettime
-    // calls on a VM, which would otherwise be a tenth of a 1 KiB put and count
-    // against the engine in `ratio_to_baseline`.
+    // usable): cheaper than two clock_gettime calls per put on a VM, which
+    // would count against the engine in `ratio_to_baseline` (see
+    // docs/perf-notes.md#put-latency-timed-with-the-tsc).
     let clock = quanta::Clock::new();
 
     let (results, elapsed, background_usage) = std::thread::scope(|scope| {
