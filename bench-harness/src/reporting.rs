@@ -112,6 +112,27 @@ pub fn print_report_path(dir: &Path, quiet: bool) -> bool {
     !quiet
 }
 
+/// Print `result` on stdout: as one JSON line with `json`, else as
+/// `text(result)`.
+///
+/// # Errors
+///
+/// When it cannot be encoded or stdout cannot be written.
+pub fn print_result<T: serde::Serialize>(
+    json: bool,
+    result: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    let text = if json {
+        serde_json::to_string(result).map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?
+    } else {
+        text(result)
+    };
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_fmt(&mut out, format_args!("{text}\n"))
+        .map_err(|e| BenchError::io("stdout", e))
+}
+
 /// The `## Machine` section of a report: host, CPU, memory, kernel, load, and
 /// the directory's file system, device and RAID level.
 pub fn machine_section(s: &mut String, m: &crate::machine::MachineInfo) {

@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod compare;
+pub mod criterion_summary;
 pub mod disk;
 pub mod recover;
 pub mod store;

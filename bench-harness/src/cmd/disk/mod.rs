@@ -9,8 +9,9 @@
 //!   fallocated mapped files, page faults included) and
 //!   [`crate::baseline::warm_mmap`] (pre-touched mapping).
 
+mod report;
+
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -144,26 +145,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 /// As [`measure`], or when stdout cannot be written.
 pub fn run_disk(args: &DiskArgs) -> Result<i32> {
     let r = measure(args)?;
-    let mut out = std::io::stdout().lock();
-    let text = if args.json.json {
-        serde_json::to_string(&r).map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?
-    } else {
-        format!(
-            "disk limits of {}:\n  sequential write (1 MiB pwrite + fdatasync)  {:>9.1} MB/s\n  \
-             4 KiB write + fdatasync                      {:>9.0} ops/s  p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs\n  \
-             memcpy into fresh mapped files               {:>9.1} MB/s\n  \
-             memcpy into a pre-touched mapping            {:>9.1} MB/s",
-            r.dir,
-            r.seq_write_mb_per_sec,
-            r.sync_4k_ops_per_sec,
-            r.sync_4k_latency_us.p50,
-            r.sync_4k_latency_us.p99,
-            r.sync_4k_latency_us.max,
-            r.memcpy_cold_mmap_mb_per_sec,
-            r.memcpy_warm_mmap_mb_per_sec
-        )
-    };
-    writeln!(out, "{text}").map_err(|e| BenchError::io("stdout", e))?;
+    crate::reporting::print_result(args.json.json, &r, report::text)?;
     Ok(0)
 }
 

@@ -27,6 +27,8 @@
 //! `checkpoint` variant it is the tail from the checkpoint, and the open's fixed
 //! costs (loading every consume queue and index file) weigh on far fewer bytes.
 
+mod report;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -508,36 +510,7 @@ fn measure_in(args: &RecoverArgs, root: &Path) -> Result<RecoverResult> {
 /// As [`measure`], or when stdout cannot be written.
 pub fn run_recover(args: &RecoverArgs) -> Result<i32> {
     let r = measure(args)?;
-    let mut out = std::io::stdout().lock();
-    if args.json.json {
-        let s = serde_json::to_string(&r)
-            .map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?;
-        writeln!(out, "{s}").map_err(|e| BenchError::io("stdout", e))?;
-    } else {
-        writeln!(
-            out,
-            "recover ({} variant, {} cache): {} MB in {} files of {} B messages\n  \
-             both rates over the {} MB recovery walked (log offset {} to the end)\n  \
-             reopen     {:>8.3} s  {:>9.1} MB/s  (scanned {} B, re-dispatched {} records from {})\n  \
-             read+crc32 {:>8.3} s  {:>9.1} MB/s\n  ratio {:.2} (target >= 0.8)",
-            r.variant,
-            r.cache,
-            r.commitlog_bytes / 1_000_000,
-            r.commitlog_files,
-            r.size_bytes,
-            r.measured_bytes / 1_000_000,
-            r.measured_from,
-            r.recover_seconds,
-            r.recover_mb_per_sec,
-            r.bytes_scanned,
-            r.records_redispatched,
-            r.redispatched_from,
-            r.read_crc_seconds,
-            r.read_crc_mb_per_sec,
-            r.ratio
-        )
-        .map_err(|e| BenchError::io("stdout", e))?;
-    }
+    crate::reporting::print_result(args.json.json, &r, report::text)?;
     Ok(0)
 }
 
