@@ -388,14 +388,12 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     let f = LoadFigures::new(&m, cpu);
     let mut out = std::io::stdout().lock();
     if args.json.json {
-        let figures = serde_json::to_value(&f)
-            .map_err(|e| BenchError::new(format!("encoding figures: {e}")))?;
         report::json_line(
             &mut out,
             &target,
             &addr,
             &workload,
-            ("figures", figures),
+            ("figures", &f),
             started,
         )?;
     } else {
@@ -424,14 +422,12 @@ fn run_transactional(
     )?;
     let mut out = std::io::stdout().lock();
     if args.json.json {
-        let c = serde_json::to_value(&c)
-            .map_err(|e| BenchError::new(format!("encoding figures: {e}")))?;
         report::json_line(
             &mut out,
             target,
             addr,
             workload,
-            ("transactional", c),
+            ("transactional", &c),
             started,
         )?;
         return Ok(0);

@@ -13,15 +13,17 @@ use crate::workload::Workload;
 ///
 /// # Errors
 ///
-/// When stdout cannot be written.
+/// When the figures cannot be encoded or stdout cannot be written.
 pub(super) fn json_line(
     out: &mut impl std::io::Write,
     target: &str,
     addr: &str,
     workload: &Workload,
-    (key, measured): (&str, serde_json::Value),
+    (key, measured): (&str, &impl serde::Serialize),
     started: Instant,
 ) -> Result<()> {
+    let measured = serde_json::to_value(measured)
+        .map_err(|e| BenchError::new(format!("encoding figures: {e}")))?;
     let mut v = serde_json::json!({
         "target": target,
         "addr": addr,

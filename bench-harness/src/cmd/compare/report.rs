@@ -8,6 +8,7 @@ use super::{CompareRun, Hists, RATIO_PLOT};
 use crate::error::Result;
 use crate::machine::MachineInfo;
 use crate::plot::plot_ratios;
+use crate::reporting::origin_lines;
 use crate::reporting::ReportFolder;
 use crate::stats::median;
 use crate::sweep::Point;
@@ -215,7 +216,7 @@ pub(super) fn fmt_ratio(r: Option<Ratio>) -> String {
 pub fn markdown(r: &CompareReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ferromq-bench compare: {} vs {}\n", r.a.0, r.b.0);
-    crate::reporting::origin_lines(
+    origin_lines(
         &mut s,
         &r.command,
         &r.git_commit,

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use crate::disk::DiskResult;
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
-use crate::reporting::{file_key, ReportFolder};
+use crate::reporting::{file_key, origin_lines, ReportFolder};
 use crate::sweep::PointRun;
 use crate::sweep::{
     median, point_settings, summarize, Point, PointSummary, SweepArgs, SweepOutcome, WORKLOAD_KEYS,
@@ -285,7 +285,7 @@ pub fn build(
 pub fn markdown(r: &SweepReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ferromq sweep ({} target)\n", r.target);
-    crate::reporting::origin_lines(
+    origin_lines(
         &mut s,
         &r.command,
         &r.git_commit,
