@@ -29,6 +29,8 @@ use memmap2::MmapMut;
 
 use crate::error::{BenchError, Result};
 
+pub use crate::stats::mb_per_sec;
+
 /// Page size assumed when pre-touching a mapping.
 pub const PAGE_BYTES: usize = 4096;
 
@@ -235,11 +237,11 @@ pub struct MemoryPrep {
 ///
 /// Why: on a VM whose balloon device reports free pages to the host (this
 /// project's CI VMs do), the first touch of a page the host took back costs a
-/// host page fault: memcpy into a fresh mapped file measured 411-707 MB/s
-/// after a few idle seconds and 2.8-3.2 GB/s right after another run had
-/// freed its page cache. Without this step, a baseline measured right after
-/// the engine's store is deleted reuses the engine's pages and looks 2-7x
-/// faster than the engine run that came before it; with it, the engine run
+/// host page fault, several times slower than a page just freed (see
+/// docs/perf-notes.md#page-cache-recycling-before-timed-sections). Without
+/// this step, a baseline measured right after the engine's store is deleted
+/// reuses the engine's pages and looks faster than the engine run that came
+/// before it; with it, the engine run
 /// and every baseline repeat start from the same state, the steady state of
 /// a busy broker whose new pages come from page cache it just dropped. The
 /// amount is capped at half of `MemAvailable`.
@@ -539,15 +541,6 @@ pub fn median_of(
     median.min_mb_per_sec = min;
     median.max_mb_per_sec = max;
     Ok(median)
-}
-
-/// `bytes / seconds / 10^6`, 0 when no time was measured.
-pub fn mb_per_sec(bytes: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        bytes as f64 / seconds / 1e6
-    } else {
-        0.0
-    }
 }
 
 #[cfg(test)]

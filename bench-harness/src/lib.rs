@@ -15,6 +15,14 @@
 //! baselines on the same directory ([`baseline`]), and written as a report
 //! folder with the machine it ran on ([`report`], [`machine`]).
 //!
+//!
+//! Layout: every subcommand is a folder under [`cmd`], its flags and its run
+//! in `mod.rs`, what it prints or writes in `report.rs`. Below them: child
+//! processes ([`child`]), shared flags ([`cli`]), statistics ([`stats`]),
+//! plots ([`plot`]), markdown tables ([`table`]), what every report folder
+//! shares ([`reporting`]), the workload runner ([`workload`]) and its targets
+//! ([`target`]). `bench-harness/README.md` has the map file by file.
+//!
 //! ```no_run
 //! use ferromq_bench::store::{run_store, StoreArgs};
 //! // The default suite, report into results/.
@@ -23,20 +31,23 @@
 //! ```
 
 pub mod baseline;
-pub mod broker;
-pub mod compare;
-pub mod criterion_summary;
-pub mod disk;
+pub mod child;
+pub mod cli;
+pub mod cmd;
 pub mod error;
 pub mod loopback;
 pub mod machine;
-pub mod recover;
-pub mod report;
+pub mod plot;
+pub mod reporting;
 pub mod results;
-pub mod store;
-pub mod sweep;
-pub mod sweep_report;
+pub mod stats;
+pub mod table;
 pub mod target;
 pub mod thread_usage;
 pub mod txn;
 pub mod workload;
+
+// The subcommands under their old paths.
+pub use cmd::store::report;
+pub use cmd::sweep::report as sweep_report;
+pub use cmd::{broker, compare, criterion_summary, disk, recover, store, sweep};

@@ -13,8 +13,7 @@ use ferromq_bench::disk::{run_disk, DiskArgs};
 use ferromq_bench::error::Result;
 use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
-use ferromq_bench::sweep::SweepArgs;
-use ferromq_bench::sweep_report::run_sweep;
+use ferromq_bench::sweep::{run_sweep, SweepArgs};
 
 /// Load generator, baselines and reports for ferromq.
 #[derive(Debug, Parser)]

@@ -10,6 +10,8 @@ use crate::machine::MachineInfo;
 use crate::thread_usage::ThreadUsage;
 use crate::workload::{FlushMode, RunMeasurement, Workload};
 
+pub use crate::stats::ratio;
+
 /// Latency percentiles of the puts, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencySummary {
@@ -203,15 +205,6 @@ impl ProducerUsage {
             asleep_ns: usage.asleep_ns(wall_ns.saturating_mul(producers as u64)),
             usage,
         })
-    }
-}
-
-/// `a / b`, or 0 when `b` is not positive.
-pub fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 {
-        a / b
-    } else {
-        0.0
     }
 }
 

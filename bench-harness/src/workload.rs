@@ -304,6 +304,28 @@ pub struct RunMeasurement {
     pub background_usage: BTreeMap<String, ThreadUsage>,
 }
 
+impl RunMeasurement {
+    /// A measurement of `workload` before any producer's figures are added:
+    /// nothing put, `elapsed` and the empty histogram `latency_ns` given, no
+    /// thread usage.
+    pub fn empty(workload: &Workload, elapsed: Duration, latency_ns: Histogram<u64>) -> Self {
+        RunMeasurement {
+            messages: 0,
+            requested_messages: workload.messages,
+            stopped_early: false,
+            bytes: 0,
+            stored_bytes: 0,
+            elapsed,
+            latency_ns,
+            put_errors: 0,
+            first_error: None,
+            status_counts: BTreeMap::new(),
+            producer_usage: None,
+            background_usage: BTreeMap::new(),
+        }
+    }
+}
+
 struct ProducerResult {
     done: u64,
     stored_bytes: u64,
@@ -341,9 +363,9 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
     // Put latency is timed with the CPU's time-stamp counter where it is
     // usable (quanta calibrates it against the OS clock, here, before the
     // timed section, and falls back to the OS clock where the counter is not
-    // usable): two reads cost ~20 ns instead of ~46 ns for two clock_gettime
-    // calls on a VM, which would otherwise be a tenth of a 1 KiB put and count
-    // against the engine in `ratio_to_baseline`.
+    // usable): cheaper than two clock_gettime calls per put on a VM, which
+    // would count against the engine in `ratio_to_baseline` (see
+    // docs/perf-notes.md#put-latency-timed-with-the-tsc).
     let clock = quanta::Clock::new();
 
     let (results, elapsed, background_usage) = std::thread::scope(|scope| {
@@ -385,20 +407,9 @@ pub fn run<T: Target>(target: &T, workload: &Workload) -> Result<RunMeasurement>
         Ok((results, elapsed, background))
     })?;
 
-    let mut m = RunMeasurement {
-        messages: 0,
-        requested_messages: workload.messages,
-        stopped_early: false,
-        bytes: 0,
-        stored_bytes: 0,
-        elapsed,
-        latency_ns: template,
-        put_errors: 0,
-        first_error: None,
-        status_counts: BTreeMap::new(),
-        producer_usage: Some(ThreadUsage::default()),
-        background_usage,
-    };
+    let mut m = RunMeasurement::empty(workload, elapsed, template);
+    m.producer_usage = Some(ThreadUsage::default());
+    m.background_usage = background_usage;
     for r in results {
         let r = r.map_err(|_| BenchError::new("a producer thread panicked"))?;
         m.messages += r.done;

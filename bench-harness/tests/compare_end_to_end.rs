@@ -9,14 +9,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use common::server_bin_dir;
+use common::{assert_success, bench, server_bins_or_skip};
 
 #[test]
 fn compare_two_started_brokers_writes_ratios_that_agree() {
-    let Some(bins) = server_bin_dir() else {
-        eprintln!("SKIPPED: ferromq-broker/ferromq-namesrv not found and could not be built");
+    let Some(bins) = server_bins_or_skip() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -28,7 +26,7 @@ fn compare_two_started_brokers_writes_ratios_that_agree() {
     )
     .unwrap();
     std::fs::write(&b, "brokerName=b\nflushDiskType=SYNC_FLUSH\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
+    let out = bench()
         .arg("compare")
         .arg("--a-props")
         .arg(&a)
@@ -48,11 +46,7 @@ fn compare_two_started_brokers_writes_ratios_that_agree() {
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let dir = json_path.parent().unwrap().to_path_buf();
     assert!(dir.to_string_lossy().ends_with("-tiny-compare"));

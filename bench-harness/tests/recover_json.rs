@@ -1,12 +1,14 @@
 //! `ferromq-bench recover --json` end to end on a tiny store: the writer child
 //! is killed, the reopen is abnormal, and the JSON carries the figures.
 
-use std::process::Command;
+mod common;
+
+use common::{assert_success, bench};
 
 #[test]
 fn recover_json_small_store_full_variant() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
+    let out = bench()
         .args([
             "recover",
             "--bytes",
@@ -21,11 +23,7 @@ fn recover_json_small_store_full_variant() {
         .env("RUST_LOG", "error")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["variant"], "full");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{close, num, one_json_object, run_bench};
+use common::{close, num, one_json_object, run_bench, TINY_STORE};
 
 fn tiny_run(flush: &str, producers: &str) -> serde_json::Value {
     let cwd = tempfile::tempdir().unwrap();
@@ -12,22 +12,19 @@ fn tiny_run(flush: &str, producers: &str) -> serde_json::Value {
     let out = run_bench(
         cwd.path(),
         &[
-            "store",
-            "--messages",
-            "2000",
-            "--size",
-            "256",
-            "--file-size",
-            "1048576",
-            "--producers",
-            producers,
-            "--flush",
-            flush,
-            "--dir",
-            dir_arg,
-            "--json",
-            "--no-report",
-        ],
+            TINY_STORE,
+            &[
+                "--producers",
+                producers,
+                "--flush",
+                flush,
+                "--dir",
+                dir_arg,
+                "--json",
+                "--no-report",
+            ],
+        ]
+        .concat(),
     );
     let v = one_json_object(&out);
     // --no-report wrote nothing in the working directory, and the store and

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{num, one_json_object, run_bench};
+use common::{num, one_json_object, run_bench, TINY_STORE};
 
 #[test]
 fn report_folder_agrees_with_stdout() {
@@ -12,18 +12,7 @@ fn report_folder_agrees_with_stdout() {
     let out_arg = out_dir.path().to_str().unwrap();
     let out = run_bench(
         cwd.path(),
-        &[
-            "store",
-            "--messages",
-            "2000",
-            "--size",
-            "256",
-            "--file-size",
-            "1048576",
-            "--json",
-            "--out",
-            out_arg,
-        ],
+        &[TINY_STORE, &["--json", "--out", out_arg]].concat(),
     );
     let v = one_json_object(&out);
 

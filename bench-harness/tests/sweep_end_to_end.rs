@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server_bin_dir;
+use common::{assert_success, bench, server_bins_or_skip};
 
 fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ferromq-bench"));
+    let mut c = bench();
     c.args(["sweep", "--param", "sendMessageThreadPoolNums=1,2"])
         .args([
             "--repeat",
@@ -54,18 +54,13 @@ fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
 
 #[test]
 fn tiny_sweep_writes_report_plots_and_json_that_agree() {
-    let Some(bins) = server_bin_dir() else {
-        eprintln!("SKIPPED: ferromq-broker/ferromq-namesrv not found and could not be built");
+    let Some(bins) = server_bins_or_skip() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();
     let out = sweep_cmd(tmp.path(), &bins, "1").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let dir = json_path.parent().unwrap().to_path_buf();
     assert!(dir
@@ -153,8 +148,7 @@ fn tiny_sweep_writes_report_plots_and_json_that_agree() {
 
 #[test]
 fn sigint_stops_the_sweep_and_still_reports() {
-    let Some(bins) = server_bin_dir() else {
-        eprintln!("SKIPPED: ferromq-broker/ferromq-namesrv not found and could not be built");
+    let Some(bins) = server_bins_or_skip() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -252,6 +252,13 @@ impl ProducerOut {
     fn error(&mut self, e: impl Into<String>) {
         self.errors.record(e);
     }
+
+    /// `n` errors with the text `e` (the requests a broken connection lost).
+    fn errors_n(&mut self, n: u64, e: &str) {
+        for _ in 0..n {
+            self.error(e);
+        }
+    }
 }
 
 /// Per-producer window of in-flight requests.
@@ -326,21 +333,9 @@ pub async fn drive(
         };
         handles.push(tokio::spawn(task.run(stream)));
     }
-    let mut m = RunMeasurement {
-        messages: 0,
-        requested_messages: workload.messages,
-        stopped_early: false,
-        bytes: 0,
-        stored_bytes: 0,
-        elapsed: Duration::ZERO,
-        latency_ns: template_hist,
-        put_errors: 0,
-        first_error: None,
-        status_counts: BTreeMap::new(),
-        // The sends' time is spent in tokio tasks, not in one thread per producer.
-        producer_usage: None,
-        background_usage: BTreeMap::new(),
-    };
+    // No producer_usage: the sends' time is spent in tokio tasks, not in one
+    // thread per producer.
+    let mut m = RunMeasurement::empty(workload, Duration::ZERO, template_hist);
     let mut buckets: Vec<u64> = Vec::new();
     let mut last = start;
     for h in handles {
@@ -388,6 +383,9 @@ struct ProducerTask {
 }
 
 impl ProducerTask {
+    /// The send loop: keep the window full, read every response as it
+    /// comes, stop at the frame count, the deadline, Ctrl-C or too many
+    /// errors, then wait for what is still in flight.
     async fn run(self, mut stream: TcpStream) -> ProducerOut {
         let mut out = ProducerOut {
             acked_messages: 0,
@@ -420,25 +418,7 @@ impl ProducerTask {
             if !stopping && wpos == wbuf.len() {
                 wbuf.clear();
                 wpos = 0;
-                while sent < self.frames {
-                    let Some(slot) = win.free.pop() else { break };
-                    let queue = ((self.index as u64 + sent) % u64::from(self.queues)) as u32;
-                    let opaque = (((sent & 0x7FFF) as i32) << 16) | i32::from(slot);
-                    let at = wbuf.len();
-                    wbuf.extend_from_slice(self.templates.frame(queue));
-                    wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
-                        .copy_from_slice(&opaque.to_be_bytes());
-                    if self.templates.stamp {
-                        self.templates
-                            .stamp_into(queue, &mut wbuf[at..], consumer::mono_ns());
-                    }
-                    win.opaque[slot as usize] = opaque;
-                    win.sent_at[slot as usize] = Instant::now();
-                    sent += 1;
-                    if wbuf.len() >= 256 * 1024 {
-                        break;
-                    }
-                }
+                self.fill_window(&mut win, &mut wbuf, &mut sent);
             }
             if win.in_flight() == 0 && wpos == wbuf.len() {
                 if stopping || sent >= self.frames {
@@ -460,82 +440,32 @@ impl ProducerTask {
             match step {
                 Err(_) => {
                     let lost = win.in_flight() as u64;
-                    for _ in 0..lost {
-                        out.error(format!(
+                    out.errors_n(
+                        lost,
+                        &format!(
                             "no response within {RESPONSE_TIMEOUT:?} ({lost} requests in flight)"
-                        ));
-                    }
+                        ),
+                    );
                     break;
                 }
                 Ok(Step::Wrote(Ok(n))) => wpos += n,
                 Ok(Step::Wrote(Err(e))) | Ok(Step::Read(Err(e))) => {
-                    let lost = win.in_flight().max(1) as u64;
-                    for _ in 0..lost {
-                        out.error(format!("connection failed: {e}"));
-                    }
+                    out.errors_n(
+                        win.in_flight().max(1) as u64,
+                        &format!("connection failed: {e}"),
+                    );
                     break;
                 }
                 Ok(Step::Read(Ok(0))) => {
-                    let lost = win.in_flight().max(1) as u64;
-                    for _ in 0..lost {
-                        out.error("the broker closed the connection");
-                    }
+                    out.errors_n(
+                        win.in_flight().max(1) as u64,
+                        "the broker closed the connection",
+                    );
                     break;
                 }
                 Ok(Step::Read(Ok(_))) => {
-                    let now = Instant::now();
-                    // Every whole frame in the buffer.
-                    while let Some(len) = rbuf.get(rpos..rpos + 4) {
-                        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                        if !(4..=MAX_RESPONSE_FRAME).contains(&len) {
-                            out.error(format!("bad response frame length {len}"));
-                            return out;
-                        }
-                        let Some(frame) = rbuf.get(rpos + 4..rpos + 4 + len) else {
-                            break;
-                        };
-                        match response_head(frame) {
-                            Some((code, opaque, flag)) if flag & 1 == 1 => {
-                                let slot = (opaque & 0xFFFF) as usize;
-                                if slot < win.opaque.len() && win.opaque[slot] == opaque {
-                                    win.opaque[slot] = -1;
-                                    win.free.push(slot as u16);
-                                    let ns = (now - win.sent_at[slot])
-                                        .as_nanos()
-                                        .min(u128::from(MAX_LATENCY_NS))
-                                        as u64;
-                                    if code == response::SUCCESS
-                                        || code == response::FLUSH_DISK_TIMEOUT
-                                        || code == response::FLUSH_SLAVE_TIMEOUT
-                                        || code == response::SLAVE_NOT_AVAILABLE
-                                    {
-                                        out.hist.saturating_record_n(ns.max(1), per_frame);
-                                        out.acked_messages += per_frame;
-                                        let b = ((now - self.start).as_nanos() / BUCKET.as_nanos())
-                                            as usize;
-                                        if out.buckets.len() <= b {
-                                            out.buckets.resize(b + 1, 0);
-                                        }
-                                        out.buckets[b] += per_frame;
-                                        out.last_ack = Some(now);
-                                    } else {
-                                        out.error(format!(
-                                            "broker answered {} ({code})",
-                                            response_name(code)
-                                        ));
-                                    }
-                                    *out.statuses.entry(response_name(code)).or_insert(0) +=
-                                        per_frame;
-                                }
-                                // Else: not ours (stale or unknown opaque); skipped.
-                            }
-                            Some(_) => {} // A request from the broker; ignored.
-                            None => {
-                                out.error("malformed response header");
-                                return out;
-                            }
-                        }
-                        rpos += 4 + len;
+                    if !self.read_responses(&mut out, &mut win, &rbuf, &mut rpos, per_frame) {
+                        return out;
                     }
                     if rpos == rbuf.len() {
                         rbuf.clear();
@@ -551,6 +481,111 @@ impl ProducerTask {
             }
         }
         out
+    }
+
+    /// Append a request frame to `wbuf` for every free window slot (up to
+    /// 256 KiB and the frame count), each with its opaque and send time.
+    // Inlined: one step of the timed send loop, kept as it was in the loop.
+    #[inline(always)]
+    fn fill_window(&self, win: &mut Window, wbuf: &mut Vec<u8>, sent: &mut u64) {
+        while *sent < self.frames {
+            let Some(slot) = win.free.pop() else { break };
+            let queue = ((self.index as u64 + *sent) % u64::from(self.queues)) as u32;
+            let opaque = (((*sent & 0x7FFF) as i32) << 16) | i32::from(slot);
+            let at = wbuf.len();
+            wbuf.extend_from_slice(self.templates.frame(queue));
+            wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
+                .copy_from_slice(&opaque.to_be_bytes());
+            if self.templates.stamp {
+                self.templates
+                    .stamp_into(queue, &mut wbuf[at..], consumer::mono_ns());
+            }
+            win.opaque[slot as usize] = opaque;
+            win.sent_at[slot as usize] = Instant::now();
+            *sent += 1;
+            if wbuf.len() >= 256 * 1024 {
+                break;
+            }
+        }
+    }
+
+    /// Take every whole response frame in `rbuf` from `rpos` on and record
+    /// it. False on a broken stream (bad length or header): the task ends.
+    // Inlined: one step of the timed send loop, kept as it was in the loop.
+    #[inline(always)]
+    fn read_responses(
+        &self,
+        out: &mut ProducerOut,
+        win: &mut Window,
+        rbuf: &[u8],
+        rpos: &mut usize,
+        per_frame: u64,
+    ) -> bool {
+        let now = Instant::now();
+        // Every whole frame in the buffer.
+        while let Some(len) = rbuf.get(*rpos..*rpos + 4) {
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            if !(4..=MAX_RESPONSE_FRAME).contains(&len) {
+                out.error(format!("bad response frame length {len}"));
+                return false;
+            }
+            let Some(frame) = rbuf.get(*rpos + 4..*rpos + 4 + len) else {
+                break;
+            };
+            match response_head(frame) {
+                Some((code, opaque, flag)) if flag & 1 == 1 => {
+                    self.answered(out, win, (code, opaque), now, per_frame);
+                }
+                Some(_) => {} // A request from the broker; ignored.
+                None => {
+                    out.error("malformed response header");
+                    return false;
+                }
+            }
+            *rpos += 4 + len;
+        }
+        true
+    }
+
+    /// A response with `code` to the request `opaque` (a frame of
+    /// `per_frame` messages): free its slot, and record its latency and ack
+    /// bucket (a sent status) or its error.
+    // Inlined: one step of the timed send loop, kept as it was in the loop.
+    #[inline(always)]
+    fn answered(
+        &self,
+        out: &mut ProducerOut,
+        win: &mut Window,
+        (code, opaque): (i32, i32),
+        now: Instant,
+        per_frame: u64,
+    ) {
+        let slot = (opaque & 0xFFFF) as usize;
+        if slot < win.opaque.len() && win.opaque[slot] == opaque {
+            win.opaque[slot] = -1;
+            win.free.push(slot as u16);
+            let ns = (now - win.sent_at[slot])
+                .as_nanos()
+                .min(u128::from(MAX_LATENCY_NS)) as u64;
+            if code == response::SUCCESS
+                || code == response::FLUSH_DISK_TIMEOUT
+                || code == response::FLUSH_SLAVE_TIMEOUT
+                || code == response::SLAVE_NOT_AVAILABLE
+            {
+                out.hist.saturating_record_n(ns.max(1), per_frame);
+                out.acked_messages += per_frame;
+                let b = ((now - self.start).as_nanos() / BUCKET.as_nanos()) as usize;
+                if out.buckets.len() <= b {
+                    out.buckets.resize(b + 1, 0);
+                }
+                out.buckets[b] += per_frame;
+                out.last_ack = Some(now);
+            } else {
+                out.error(format!("broker answered {} ({code})", response_name(code)));
+            }
+            *out.statuses.entry(response_name(code)).or_insert(0) += per_frame;
+        }
+        // Else: not ours (stale or unknown opaque); skipped.
     }
 }
 

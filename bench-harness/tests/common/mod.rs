@@ -7,9 +7,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The tiny single `store` run the store tests make: 2000 messages of 256 B
+/// into 1 MiB commitlog files.
+pub const TINY_STORE: &[&str] = &[
+    "store",
+    "--messages",
+    "2000",
+    "--size",
+    "256",
+    "--file-size",
+    "1048576",
+];
+
+/// The built `ferromq-bench`, as a command to add arguments to.
+pub fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
+}
+
+/// Panic with the child's stderr unless it exited successfully.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run `ferromq-bench` with `args`, working directory `cwd`, and return its output.
 pub fn run_bench(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
+    bench()
         .args(args)
         .current_dir(cwd)
         .output()
@@ -51,6 +77,16 @@ pub fn close(a: f64, b: f64, tolerance: f64) -> bool {
 }
 
 const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+
+/// [`server_bin_dir`], or `None` after saying on stderr that the test is
+/// skipped.
+pub fn server_bins_or_skip() -> Option<PathBuf> {
+    let bins = server_bin_dir();
+    if bins.is_none() {
+        eprintln!("SKIPPED: ferromq-broker/ferromq-namesrv not found and could not be built");
+    }
+    bins
+}
 
 /// The folder holding `ferromq-namesrv` and `ferromq-broker` next to the
 /// test binaries, built (bounded) when missing; `None` when impossible.

@@ -12,22 +12,29 @@
 //! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
 //! happens) and remove the store.
 
+pub mod report;
+
+use report::{build, write, LOOPBACK_ROUND_TRIPS};
+
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::broker::{client_runtime, ctrl_c_flag, warm_and_measure, LoadArgs, LoadFigures};
+use crate::cli::{ReportOut, StartedBrokers};
 use crate::error::{BenchError, Result};
+use crate::machine::MachineInfo;
 use crate::target::broker::{create_topic, BrokerMeasurement};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, Target as _, Workload};
+
+pub use crate::child::{find_binary, listening_port, ChildGuard, START_DEADLINE, STOP_GRACE};
+use crate::child::{start_broker, start_namesrv, write_file};
+pub use crate::stats::median;
 
 /// Keys of the workload (not written to broker.properties).
 pub const WORKLOAD_KEYS: &[&str] = &[
@@ -53,10 +60,6 @@ fn write_path(v: &str) -> std::result::Result<crate::store::WritePath, String> {
     crate::store::WritePath::from_str(v, true)
         .map_err(|_| format!("writePath `{v}` is not one of mmap, pool-pwrite, pool-io-uring"))
 }
-/// How long a child may take to print its `listening on` line.
-pub const START_DEADLINE: Duration = Duration::from_secs(30);
-/// How long a child has between SIGTERM and SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Commitlog file size with `--small-files`.
 pub const SMALL_COMMITLOG_BYTES: u64 = 64 << 20;
 
@@ -86,32 +89,21 @@ pub struct SweepArgs {
     /// Passes over all points (interleaved: A B C A B C ...).
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
-    /// Directory on the disk under test; each point gets a fresh store in it.
-    /// Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Commitlog files of 64 MiB instead of RocketMQ's 1 GiB.
-    #[arg(long = "small-files")]
-    pub small_files: bool,
-    /// Folder holding ferromq-namesrv and ferromq-broker. Default: the folder
-    /// of this executable, then `$PATH`.
-    #[arg(long = "bin-dir")]
-    pub bin_dir: Option<PathBuf>,
+    /// The brokers (or stores) of the points.
+    #[command(flatten)]
+    pub started: StartedBrokers,
     /// The p99 bound (ms) the recommended settings must stay within.
     #[arg(long = "p99-bound-ms", default_value_t = 10.0)]
     pub p99_bound_ms: f64,
     /// Name of the report folder's last part.
     #[arg(long, default_value = "sweep")]
     pub name: String,
-    /// Folder the report folder is written into.
-    #[arg(long, default_value = crate::store::DEFAULT_OUT)]
-    pub out: PathBuf,
+    /// Where the report folder goes.
+    #[command(flatten)]
+    pub report: ReportOut,
     /// The workload of every point (swept workload keys override it).
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print the report folder's `results.json` path and nothing else on stdout.
-    #[arg(long)]
-    pub quiet: bool,
     /// Bytes of the raw disk measurement (`ferromq-bench disk`) run on the
     /// dir before the first point, which the report quotes figures against;
     /// 0 skips it.
@@ -123,27 +115,19 @@ pub struct SweepArgs {
 }
 
 fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not KEY=V1,V2,..."))?;
-    let k = k.trim();
-    if k != WRITE_PATH_KEY
-        && !WORKLOAD_KEYS.contains(&k)
-        && !ferromq_engine::config::is_known_key(k)
-    {
-        return Err(format!(
-            "`{k}` is neither a broker/store key, nor a workload key ({}), nor {WRITE_PATH_KEY}",
-            WORKLOAD_KEYS.join(", ")
-        ));
-    }
-    let vals: Vec<String> = v
-        .split(',')
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect();
-    if vals.is_empty() {
-        return Err(format!("`{s}` has no values"));
-    }
+    let (k, vals) = crate::cli::parse_param_with(s, |k| {
+        if k == WRITE_PATH_KEY
+            || WORKLOAD_KEYS.contains(&k)
+            || ferromq_engine::config::is_known_key(k)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{k}` is neither a broker/store key, nor a workload key ({}), nor {WRITE_PATH_KEY}",
+                WORKLOAD_KEYS.join(", ")
+            ))
+        }
+    })?;
     if k == WRITE_PATH_KEY {
         for v in &vals {
             write_path(v)?;
@@ -157,7 +141,7 @@ fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
             }
         }
     }
-    Ok((k.to_string(), vals))
+    Ok((k, vals))
 }
 
 fn parse_set(s: &str) -> std::result::Result<(String, String), String> {
@@ -217,6 +201,24 @@ pub fn points(params: &[(String, Vec<String>)]) -> Vec<Point> {
         .enumerate()
         .map(|(index, values)| Point { index, values })
         .collect()
+}
+
+/// The points of `params` and the workload of each (`base` with the
+/// point's workload keys applied).
+///
+/// # Errors
+///
+/// When a point makes no valid workload.
+pub fn points_and_workloads(
+    params: &[(String, Vec<String>)],
+    base: &LoadArgs,
+) -> Result<(Vec<Point>, Vec<Workload>)> {
+    let pts = points(params);
+    let workloads = pts
+        .iter()
+        .map(|p| point_workload(base, p))
+        .collect::<Result<_>>()?;
+    Ok((pts, workloads))
 }
 
 /// The run order: `repeat` passes over all points.
@@ -317,173 +319,6 @@ pub fn broker_properties(store: &Path, small_files: bool, settings: &[(String, S
     s
 }
 
-/// A child process (its own process group) killed and reaped on drop.
-pub struct ChildGuard {
-    child: Child,
-    name: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl ChildGuard {
-    /// Start `cmd` with stdout piped (read line by line on a thread).
-    ///
-    /// # Errors
-    ///
-    /// When it cannot be spawned.
-    pub fn spawn(name: &str, mut cmd: Command) -> Result<ChildGuard> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| BenchError::io(format!("starting {name}"), e))?;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| BenchError::new(format!("{name} has no stdout")))?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("{name}-out"))
-            .spawn(move || {
-                for line in BufReader::new(out).lines() {
-                    let Ok(l) = line else { break };
-                    if tx.send(l).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| BenchError::io("spawning a reader thread", e))?;
-        Ok(ChildGuard {
-            child,
-            name: name.to_string(),
-            lines: rx,
-        })
-    }
-
-    /// Wait (bounded) for a line containing `needle`; return it.
-    ///
-    /// # Errors
-    ///
-    /// When the child exits or stays silent past the deadline.
-    pub fn wait_line(&mut self, needle: &str, deadline: Duration) -> Result<String> {
-        let until = Instant::now() + deadline;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) if l.contains(needle) => return Ok(l),
-                Ok(_) => {}
-                Err(_) => {
-                    return Err(BenchError::new(format!(
-                        "{} printed no `{needle}` line within {deadline:?}",
-                        self.name
-                    )))
-                }
-            }
-        }
-    }
-
-    /// Wait (bounded) for the `listening on HOST:PORT` line; return the port.
-    ///
-    /// # Errors
-    ///
-    /// When the child exits or stays silent past the deadline.
-    pub fn wait_port(&mut self, deadline: Duration) -> Result<u16> {
-        let until = Instant::now() + deadline;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    if let Some(p) = listening_port(&l) {
-                        return Ok(p);
-                    }
-                }
-                Err(_) => {
-                    let status = self.child.try_wait().ok().flatten();
-                    return Err(BenchError::new(format!(
-                        "{} printed no `listening on` line within {deadline:?} (exit status {status:?})",
-                        self.name
-                    )));
-                }
-            }
-        }
-    }
-
-    /// SIGTERM, wait up to `grace`, then SIGKILL. Returns true when it left on SIGTERM.
-    pub fn stop(&mut self, grace: Duration) -> bool {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return true;
-        }
-        let pid = i32::try_from(self.child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw);
-        if let Some(pid) = pid {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let until = Instant::now() + grace;
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The port in a `... listening on HOST:PORT ...` line.
-pub fn listening_port(line: &str) -> Option<u16> {
-    let after = line.split("listening on ").nth(1)?;
-    let addr = after.split_whitespace().next()?;
-    addr.rsplit(':').next()?.parse().ok()
-}
-
-/// Where `name` is: `bin_dir`, else next to this executable (and its parent,
-/// for test executables in `deps/`), else `$PATH`.
-///
-/// # Errors
-///
-/// When it is nowhere.
-pub fn find_binary(bin_dir: Option<&Path>, name: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(d) = bin_dir {
-        dirs.push(d.to_path_buf());
-    } else {
-        if let Ok(exe) = std::env::current_exe() {
-            if let Some(d) = exe.parent() {
-                dirs.push(d.to_path_buf());
-                if let Some(p) = d.parent() {
-                    dirs.push(p.to_path_buf());
-                }
-            }
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            dirs.extend(std::env::split_paths(&path));
-        }
-    }
-    dirs.iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            BenchError::new(format!(
-                "cannot find `{name}` (looked in {}); build it with `cargo build --release -p ferromq-server --bins` or pass --bin-dir",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-            ))
-        })
-}
-
 /// Run one point against fresh child processes.
 #[allow(clippy::too_many_arguments)]
 fn run_broker_point(
@@ -496,25 +331,10 @@ fn run_broker_point(
     warmup: Duration,
     stop: &Arc<AtomicBool>,
 ) -> Result<(BrokerMeasurement, Duration)> {
-    std::fs::create_dir_all(dir).map_err(|e| BenchError::io(dir.display(), e))?;
-    let ns_cfg = dir.join("namesrv.properties");
-    std::fs::write(&ns_cfg, "listenPort=0\nbindAddress=127.0.0.1\n")
-        .map_err(|e| BenchError::io(ns_cfg.display(), e))?;
-    let mut cmd = Command::new(&bins.0);
-    cmd.arg("-c").arg(&ns_cfg);
-    let mut namesrv = ChildGuard::spawn("ferromq-namesrv", cmd)?;
-    let ns_port = namesrv.wait_port(START_DEADLINE)?;
+    let (mut namesrv, ns_port) = start_namesrv(&bins.0, dir)?;
     let b_cfg = dir.join("broker.properties");
-    std::fs::write(&b_cfg, props).map_err(|e| BenchError::io(b_cfg.display(), e))?;
-    let mut cmd = Command::new(&bins.1);
-    cmd.arg("-c")
-        .arg(&b_cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1")
-        .arg("-n")
-        .arg(format!("127.0.0.1:{ns_port}"));
-    let mut broker = ChildGuard::spawn("ferromq-broker", cmd)?;
-    let port = broker.wait_port(START_DEADLINE)?;
+    write_file(&b_cfg, props)?;
+    let (mut broker, port) = start_broker(&bins.1, "ferromq-broker", &b_cfg, ns_port)?;
     let addr = format!("127.0.0.1:{port}");
     // Slaves follow the master's HA port (printed after its listening line).
     let mut slave_procs = Vec::new();
@@ -529,17 +349,9 @@ fn run_broker_point(
                     std::fs::create_dir_all(&sdir)
                         .map_err(|e| BenchError::io(sdir.display(), e))?;
                     let cfg = sdir.join("broker.properties");
-                    std::fs::write(&cfg, slave_properties(props, &sdir.join("store"), i, &ha))
-                        .map_err(|e| BenchError::io(cfg.display(), e))?;
-                    let mut cmd = Command::new(&bins.1);
-                    cmd.arg("-c")
-                        .arg(&cfg)
-                        .arg("--bind-address")
-                        .arg("127.0.0.1")
-                        .arg("-n")
-                        .arg(format!("127.0.0.1:{ns_port}"));
-                    let mut slave = ChildGuard::spawn("ferromq-broker (slave)", cmd)?;
-                    slave.wait_port(START_DEADLINE)?;
+                    write_file(&cfg, &slave_properties(props, &sdir.join("store"), i, &ha))?;
+                    let (slave, _) =
+                        start_broker(&bins.1, "ferromq-broker (slave)", &cfg, ns_port)?;
                     slave_procs.push(slave);
                 }
                 rt.block_on(wait_slaves(&addr, slaves, START_DEADLINE))
@@ -653,16 +465,12 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
     if args.repeat == 0 {
         return Err(BenchError::new("--repeat must be at least 1"));
     }
-    let pts = points(&args.params);
-    let workloads: Vec<Workload> = pts
-        .iter()
-        .map(|p| point_workload(&args.load, p))
-        .collect::<Result<_>>()?;
-    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (pts, workloads) = points_and_workloads(&args.params, &args.load)?;
+    let (base, _tmp) = crate::machine::dir_or_temp(args.started.dir.as_deref())?;
     let bins = match args.target {
         SweepTarget::Broker => (
-            find_binary(args.bin_dir.as_deref(), "ferromq-namesrv")?,
-            find_binary(args.bin_dir.as_deref(), "ferromq-broker")?,
+            find_binary(args.started.bin_dir.as_deref(), "ferromq-namesrv")?,
+            find_binary(args.started.bin_dir.as_deref(), "ferromq-broker")?,
         ),
         SweepTarget::Store => (PathBuf::new(), PathBuf::new()),
     };
@@ -683,7 +491,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             .map(|p| {
                 broker_properties(
                     &base.join(format!("point-{}", p.index)).join("store"),
-                    args.small_files,
+                    args.started.small_files,
                     &point_settings(&args.set, p),
                 )
             })
@@ -712,7 +520,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             SweepTarget::Broker => {
                 let props = broker_properties(
                     &dir.join("store"),
-                    args.small_files,
+                    args.started.small_files,
                     &point_settings(&args.set, &out.points[p]),
                 );
                 let slaves = out.points[p]
@@ -733,7 +541,7 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             SweepTarget::Store => run_store_point(
                 &dir,
                 &point_settings(&args.set, &out.points[p]),
-                args.small_files,
+                args.started.small_files,
                 &workloads[p],
             ),
         };
@@ -757,21 +565,6 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
     }
     bar.finish_and_clear();
     Ok(out)
-}
-
-/// Median of `v` (NaN-free input assumed; 0 for empty).
-pub fn median(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    let n = s.len();
-    if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
 }
 
 /// Per-point summary across passes.
@@ -888,6 +681,75 @@ fn consume_summary(rs: &[&PointRun]) -> Option<ConsumeSummary> {
     })
 }
 
+/// `ferromq-bench sweep`: run, write the report, print where it is.
+///
+/// # Errors
+///
+/// When the sweep cannot start or the report cannot be written.
+pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
+    let started = std::time::Instant::now();
+    let (stamp, iso) = crate::reporting::utc_now();
+    let dir_for_machine = args.started.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let machine = MachineInfo::collect(&dir_for_machine);
+    let disk = if args.disk_bytes > 0 {
+        if let Some(d) = &args.started.dir {
+            std::fs::create_dir_all(d).map_err(|e| BenchError::io(d.display(), e))?;
+        }
+        if !args.report.quiet {
+            eprintln!("measuring the disk's raw limits first (--disk-bytes 0 skips it)");
+        }
+        Some(crate::disk::measure(&crate::disk::DiskArgs {
+            dir: crate::cli::DiskDir {
+                dir: args.started.dir.clone(),
+            },
+            bytes: args.disk_bytes.max(1 << 20),
+            sync_seconds: args.disk_sync_seconds,
+            json: crate::cli::JsonFlag::default(),
+        })?)
+    } else {
+        None
+    };
+    let rtt =
+        || crate::loopback::measure(LOOPBACK_ROUND_TRIPS, 128, std::time::Duration::from_secs(3));
+    let broker = args.target == crate::sweep::SweepTarget::Broker;
+    let mut loopback = Vec::new();
+    if broker {
+        loopback.push(rtt()?);
+    }
+    let outcome = crate::sweep::run_sweep_points(args, None)?;
+    if broker {
+        loopback.push(rtt()?);
+    }
+    let report = build(
+        args,
+        &outcome,
+        crate::reporting::shell_join(argv),
+        iso,
+        started.elapsed().as_secs_f64(),
+        machine,
+        disk,
+        loopback,
+    );
+    let dir = write(&args.report.out, &stamp, &args.name, &report, &outcome)?;
+    if crate::reporting::print_report_path(&dir, args.report.quiet) {
+        for p in &report.points {
+            println!(
+                "  point {} ({}): {:.0} msgs/s ±{:.1} %, p99 {:.3} ms",
+                p.point.index,
+                p.point.label(),
+                p.msgs_per_sec,
+                p.spread * 50.0,
+                p.p99_us / 1000.0
+            );
+        }
+        println!(
+            "recommended:\n{}confidence: {}",
+            report.recommendation.properties, report.recommendation.confidence
+        );
+    }
+    Ok(if outcome.interrupted { 130 } else { 0 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -957,21 +819,5 @@ mod tests {
         assert!(props.contains("flushDiskType=SYNC_FLUSH\n"));
         assert!(props.contains("brokerIP1=127.0.0.1\n"));
         assert!(!props.contains("producers"));
-    }
-
-    #[test]
-    fn listening_line_gives_the_port() {
-        assert_eq!(
-            listening_port("ferromq-broker listening on 127.0.0.1:4242 as b"),
-            Some(4242)
-        );
-        assert_eq!(listening_port("nothing"), None);
-    }
-
-    #[test]
-    fn median_even_and_odd() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&[]), 0.0);
     }
 }

@@ -3,11 +3,14 @@
 //! in-process null broker (`--null`, the harness's own overhead) with the
 //! lean pipelined client of [`crate::target::broker`].
 
+mod report;
+
 use std::io::Write as _;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cli::JsonFlag;
 use crate::error::{BenchError, Result};
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
@@ -33,9 +36,9 @@ pub struct BrokerArgs {
     /// The workload.
     #[command(flatten)]
     pub load: LoadArgs,
-    /// Print exactly one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
     /// Measure plain sends, then transactional sends (half message + END_TRANSACTION
     /// commit, oneway) with the same synchronous producers, and print both
     /// (`--inflight` and `--batch` do not apply).
@@ -384,73 +387,18 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     )?;
     let f = LoadFigures::new(&m, cpu);
     let mut out = std::io::stdout().lock();
-    if args.json {
-        let v = serde_json::json!({
-            "target": target,
-            "addr": addr,
-            "workload": workload,
-            "figures": f,
-            "wall_seconds": started.elapsed().as_secs_f64(),
-        });
-        writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))?;
+    if args.json.json {
+        report::json_line(
+            &mut out,
+            &target,
+            &addr,
+            &workload,
+            ("figures", &f),
+            started,
+        )?;
     } else {
-        writeln!(
-            out,
-            "{target}: {} producers x inflight {} x batch {}, {} B\n  \
-             {:.0} msgs/s  {:.1} MB/s  over {:.2} s ({} msgs, {} errors)\n  \
-             send->ack p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n  \
-             client CPU {:.0} ns/msg{}",
-            workload.producers,
-            workload.inflight,
-            workload.batch,
-            workload.size_bytes,
-            f.msgs_per_sec,
-            f.mb_per_sec,
-            f.seconds,
-            f.messages,
-            f.errors,
-            f.latency_us.p50,
-            f.latency_us.p99,
-            f.latency_us.p999,
-            f.latency_us.max,
-            f.cpu_ns_per_msg,
-            if args.null {
-                format!(
-                    " (client + null broker); wall {:.0} ns/msg",
-                    1e9 / f.msgs_per_sec.max(1e-9)
-                )
-            } else {
-                String::new()
-            }
-        )
-        .map_err(|e| BenchError::io("stdout", e))?;
-        if let Some(e) = &f.first_error {
-            writeln!(out, "  first error: {e}").map_err(|e| BenchError::io("stdout", e))?;
-        }
-        if let Some(c) = &f.consume {
-            writeln!(
-                out,
-                "  {} consumers: {} msgs received ({}), {} pull errors\n  \
-                 send->consume p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
-                c.consumers,
-                c.consumed,
-                if c.drained {
-                    "all acknowledged".to_string()
-                } else {
-                    format!("NOT all acknowledged after {:.1} s", c.drain_seconds)
-                },
-                c.errors,
-                c.latency_us.p50,
-                c.latency_us.p99,
-                c.latency_us.p999,
-                c.latency_us.max,
-            )
+        write!(out, "{}", report::text(&target, &workload, &f, args.null))
             .map_err(|e| BenchError::io("stdout", e))?;
-            if let Some(e) = &c.first_error {
-                writeln!(out, "  first pull error: {e}")
-                    .map_err(|e| BenchError::io("stdout", e))?;
-            }
-        }
     }
     Ok(0)
 }
@@ -473,35 +421,18 @@ fn run_transactional(
         stop,
     )?;
     let mut out = std::io::stdout().lock();
-    if args.json {
-        let v = serde_json::json!({
-            "target": target,
-            "addr": addr,
-            "workload": workload,
-            "transactional": c,
-            "wall_seconds": started.elapsed().as_secs_f64(),
-        });
-        writeln!(out, "{v}").map_err(|e| BenchError::io("stdout", e))?;
+    if args.json.json {
+        report::json_line(
+            &mut out,
+            target,
+            addr,
+            workload,
+            ("transactional", &c),
+            started,
+        )?;
         return Ok(0);
     }
-    writeln!(
-        out,
-        "{target}: {} synchronous producers, {} B",
-        workload.producers, workload.size_bytes
-    )
-    .map_err(|e| BenchError::io("stdout", e))?;
-    for (name, f) in [("plain", &c.plain), ("transactional", &c.transactional)] {
-        writeln!(
-            out,
-            "  {name:<13} {:>8.0} msgs/s over {:.2} s ({} msgs, {} errors)  send->ack p50 {:.1} µs  p99 {:.1} µs",
-            f.msgs_per_sec, f.seconds, f.messages, f.errors, f.latency_us.p50, f.latency_us.p99
-        )
-        .map_err(|e| BenchError::io("stdout", e))?;
-        if let Some(e) = &f.first_error {
-            writeln!(out, "    first error: {e}").map_err(|e| BenchError::io("stdout", e))?;
-        }
-    }
-    writeln!(out, "  transactional / plain: {:.2}", c.ratio)
+    write!(out, "{}", report::transactional_text(target, workload, &c))
         .map_err(|e| BenchError::io("stdout", e))?;
     Ok(0)
 }

@@ -6,15 +6,21 @@
 //! 1 KiB 32 producers, each bounded by a message count and a time cap so the
 //! whole suite ends within a minute even on a slow disk.
 
+mod execute;
+pub mod report;
+
+use execute::WorkDir;
+pub use execute::{execute, ENGINE_REPEAT_BUDGET_SECS};
+use report::{summary, targets_summary};
+
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::baseline::{self, BaselineResult, BaselineSpec};
+use crate::cli::{DiskDir, JsonFlag, OutDir};
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
-use crate::report;
-use crate::results::{check_targets, EngineRepeat, RunInputs, RunResult, SuiteResult, TargetCheck};
+use crate::results::{check_targets, EngineRepeat, RunInputs, RunResult, SuiteResult};
 use crate::target::engine::{EngineTarget, EngineTargetConfig};
 use crate::workload::{self, FlushMode, Target, Workload};
 
@@ -52,9 +58,9 @@ pub struct StoreArgs {
     /// Flush mode: async (ASYNC_FLUSH) or sync (SYNC_FLUSH). Default async.
     #[arg(long, value_parser = parse_flush)]
     pub flush: Option<FlushMode>,
-    /// Directory on the disk under test. Default: a fresh temporary directory, removed afterwards.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    /// The directory under test.
+    #[command(flatten)]
+    pub dir: DiskDir,
     /// Commitlog file size in bytes (suffixes accepted). Default 1 GiB.
     #[arg(long = "file-size", value_parser = parse_bytes)]
     pub file_size: Option<u64>,
@@ -63,12 +69,12 @@ pub struct StoreArgs {
     /// per run and 5 s per fdatasync baseline.
     #[arg(long = "max-seconds")]
     pub max_seconds: Option<f64>,
-    /// Print exactly one JSON object on stdout (progress and summary go to stderr).
-    #[arg(long)]
-    pub json: bool,
-    /// Folder the report folder is written into.
-    #[arg(long, default_value = DEFAULT_OUT)]
-    pub out: PathBuf,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
+    /// Where the report folder goes.
+    #[command(flatten)]
+    pub out: OutDir,
     /// Do not write a report folder.
     #[arg(long)]
     pub no_report: bool,
@@ -153,8 +159,7 @@ fn parse_setting(s: &str) -> std::result::Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-/// Folder reports go into when `--out` is not given.
-pub const DEFAULT_OUT: &str = "results";
+pub use crate::cli::DEFAULT_OUT;
 
 impl Default for StoreArgs {
     /// What `ferromq-bench store` with no flags means: the default suite,
@@ -165,11 +170,11 @@ impl Default for StoreArgs {
             size: None,
             producers: None,
             flush: None,
-            dir: None,
+            dir: DiskDir::default(),
             file_size: None,
             max_seconds: None,
-            json: false,
-            out: PathBuf::from(DEFAULT_OUT),
+            json: JsonFlag::default(),
+            out: OutDir::default(),
             no_report: false,
             set: Vec::new(),
             write_path: Vec::new(),
@@ -350,7 +355,7 @@ impl StoreArgs {
             args.push("--max-seconds".to_string());
             args.push(format!("{}", cap.as_secs_f64()));
         }
-        if let Some(dir) = &self.dir {
+        if let Some(dir) = &self.dir.dir {
             args.push("--dir".to_string());
             args.push(dir.display().to_string());
         }
@@ -362,7 +367,7 @@ impl StoreArgs {
             args.push("--repeat".to_string());
             args.push(plan.engine_repeats.to_string());
         }
-        report::shell_join(args)
+        crate::reporting::shell_join(args)
     }
 }
 
@@ -413,364 +418,6 @@ fn with_write_paths(plans: Vec<RunPlan>, paths: &[WritePath]) -> Vec<RunPlan> {
     out
 }
 
-/// The directory runs happen in: the user's, or a temporary one removed on drop.
-enum WorkDir {
-    User(PathBuf),
-    Temp(tempfile::TempDir),
-}
-
-impl WorkDir {
-    fn new(dir: Option<&Path>) -> Result<Self> {
-        match dir {
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|e| {
-                    BenchError::io(format!("cannot create --dir {}", d.display()), e)
-                })?;
-                let meta = std::fs::metadata(d)
-                    .map_err(|e| BenchError::io(format!("cannot read --dir {}", d.display()), e))?;
-                if !meta.is_dir() {
-                    return Err(BenchError::new(format!(
-                        "--dir {} is not a directory",
-                        d.display()
-                    )));
-                }
-                Ok(WorkDir::User(d.to_path_buf()))
-            }
-            None => tempfile::Builder::new()
-                .prefix("ferromq-bench-")
-                .tempdir()
-                .map(WorkDir::Temp)
-                .map_err(|e| BenchError::io("cannot create a temporary directory", e)),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        match self {
-            WorkDir::User(p) => p,
-            WorkDir::Temp(t) => t.path(),
-        }
-    }
-}
-
-/// Run `plan` against the target `T`: open it on a fresh sub-directory of
-/// `dir`, put, shut down, remove the store, then measure the baselines for
-/// the same number of bytes on the same directory.
-///
-/// # Errors
-///
-/// When the target cannot be opened or shut down, or a baseline fails.
-pub fn execute<T: Target>(
-    plan: &RunPlan,
-    dir: &Path,
-    index: usize,
-    config: impl Fn(&Path) -> T::Config,
-    target_name: &str,
-    command: String,
-) -> Result<RunResult> {
-    let w = &plan.workload;
-    let store_dir = dir.join(format!(
-        "ferromq-bench-store-{}-{index}",
-        std::process::id()
-    ));
-    // The fdatasync baseline drifts with whatever else uses the disk, so it
-    // brackets the run: half its time cap before, half after, pooled.
-    let half_cap = plan.baseline_cap.map(|c| c / 2);
-    let sync_before = if w.flush == FlushMode::Sync {
-        let spec = BaselineSpec {
-            dir: dir.to_path_buf(),
-            file_size_bytes: w.file_size_bytes,
-            chunk_bytes: w.size_bytes,
-            total_bytes: w.total_bytes(),
-            max_duration: half_cap,
-        };
-        Some(baseline::sync_write(&spec, w.producers)?)
-    } else {
-        None
-    };
-    let mut engine_runs: Vec<EngineRun> = Vec::new();
-    let mut spent = 0.0;
-    while (engine_runs.len() as u32) < plan.engine_repeats.max(1)
-        && (engine_runs.is_empty() || spent < ENGINE_REPEAT_BUDGET_SECS)
-    {
-        // A repeat gets what is left of the budget as its time cap, so the
-        // repeats together take no longer than the first run's cap allows.
-        let mut this = plan.clone();
-        if !engine_runs.is_empty() {
-            let left = Duration::from_secs_f64((ENGINE_REPEAT_BUDGET_SECS - spent).max(0.001));
-            this.workload.max_duration =
-                Some(this.workload.max_duration.map_or(left, |c| c.min(left)));
-        }
-        let run = engine_run::<T>(&this, &store_dir, &config, target_name)?;
-        spent += run.measurement.elapsed.as_secs_f64();
-        let failed = run.measurement.put_errors > 0 || run.measurement.messages == 0;
-        engine_runs.push(run);
-        if failed {
-            break; // reported as it is: repeating would hide the failure
-        }
-    }
-    let repeats: Vec<EngineRepeat> = engine_runs
-        .iter()
-        .map(|r| EngineRepeat::of_measurement(&r.measurement, w.producers))
-        .collect();
-    let last_failed = engine_runs
-        .last()
-        .is_some_and(|r| r.measurement.put_errors > 0 || r.measurement.messages == 0);
-    let kept = kept_repeat(&repeats, last_failed);
-    let EngineRun {
-        measurement,
-        shutdown_seconds,
-        details,
-        memory_prep: run_prep,
-    } = engine_runs.swap_remove(kept);
-    let repeats = repeats
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| EngineRepeat {
-            kept: i == kept,
-            ..r
-        })
-        .collect::<Vec<_>>();
-
-    let spec = BaselineSpec {
-        dir: dir.to_path_buf(),
-        file_size_bytes: w.file_size_bytes,
-        chunk_bytes: w.size_bytes,
-        total_bytes: measurement.bytes,
-        max_duration: plan.baseline_cap,
-    };
-    let (base, warm) = if measurement.bytes == 0 {
-        let empty = |kind| BaselineResult {
-            kind,
-            bytes: 0,
-            seconds: 0.0,
-            mb_per_sec: 0.0,
-            ops: 0,
-            files: 0,
-            stopped_early: false,
-            repeats: 0,
-            min_mb_per_sec: 0.0,
-            max_mb_per_sec: 0.0,
-        };
-        let kind = match w.flush {
-            FlushMode::Async => baseline::BaselineKind::ColdMmap,
-            FlushMode::Sync => baseline::BaselineKind::PwriteFdatasync,
-        };
-        (empty(kind), empty(baseline::BaselineKind::WarmMmap))
-    } else {
-        let base = match w.flush {
-            FlushMode::Async => {
-                baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
-                    if plan.recycle_page_cache {
-                        baseline::recycle_page_cache(dir, recycle_bytes(spec.total_bytes))?;
-                    }
-                    baseline::cold_mmap(&with_cap(&spec, cap))
-                })?
-            }
-            FlushMode::Sync => {
-                let after = baseline::sync_write(
-                    &BaselineSpec {
-                        max_duration: half_cap,
-                        ..spec.clone()
-                    },
-                    w.producers,
-                )?;
-                match sync_before {
-                    Some(before) => baseline::pooled(&[before, after]),
-                    None => after,
-                }
-            }
-        };
-        let warm_spec = BaselineSpec {
-            max_duration: Some(WARM_BASELINE_CAP),
-            ..spec
-        };
-        let warm = baseline::median_of(MMAP_BASELINE_REPEATS, MMAP_BASELINE_BUDGET_SECS, |cap| {
-            baseline::warm_mmap(&with_cap(&warm_spec, cap))
-        })?;
-        (base, warm)
-    };
-    let mut result = RunResult::new(RunInputs {
-        name: plan.name.clone(),
-        target: target_name.to_string(),
-        command,
-        workload: w,
-        dir: dir.display().to_string(),
-        measurement,
-        baseline: base,
-        warm_baseline: warm,
-        shutdown_seconds,
-    });
-    result.write_path = plan.write_path.map(|p| p.as_str().to_string());
-    result.target_details = details;
-    result.memory_prep = run_prep;
-    if repeats.len() > 1 {
-        result.engine_repeats = repeats;
-    }
-    Ok(result)
-}
-
-/// Which engine run a repeated workload reports: the one with the median
-/// MB/s (the lower middle of an even count), or the last when it failed (the
-/// repeats stop at a failure, which must not be hidden by earlier runs).
-fn kept_repeat(repeats: &[EngineRepeat], last_failed: bool) -> usize {
-    if last_failed || repeats.len() < 2 {
-        return repeats.len().saturating_sub(1);
-    }
-    let mut order: Vec<usize> = (0..repeats.len()).collect();
-    order.sort_by(|&a, &b| repeats[a].mb_per_sec.total_cmp(&repeats[b].mb_per_sec));
-    order[(order.len() - 1) / 2]
-}
-
-/// Timed seconds after which no further engine repeat starts.
-pub const ENGINE_REPEAT_BUDGET_SECS: f64 = 3.0;
-
-/// One engine run of a workload, with what surrounded it.
-struct EngineRun {
-    measurement: workload::RunMeasurement,
-    shutdown_seconds: f64,
-    details: Option<serde_json::Value>,
-    memory_prep: Option<baseline::MemoryPrep>,
-}
-
-/// Open the target `T` on a fresh `store_dir` (after cycling page cache, if
-/// the plan says so), run the workload, shut down, remove the store.
-fn engine_run<T: Target>(
-    plan: &RunPlan,
-    store_dir: &Path,
-    config: &impl Fn(&Path) -> T::Config,
-    target_name: &str,
-) -> Result<EngineRun> {
-    let w = &plan.workload;
-    if store_dir.exists() {
-        std::fs::remove_dir_all(store_dir)
-            .map_err(|e| BenchError::io(format!("cannot clear {}", store_dir.display()), e))?;
-    }
-    std::fs::create_dir_all(store_dir)
-        .map_err(|e| BenchError::io(format!("cannot create {}", store_dir.display()), e))?;
-    let memory_prep = if plan.recycle_page_cache {
-        let dir = store_dir.parent().unwrap_or(store_dir);
-        Some(baseline::recycle_page_cache(
-            dir,
-            recycle_bytes(w.total_bytes()),
-        )?)
-    } else {
-        None
-    };
-    let outcome = (|| {
-        let target = T::open(&config(store_dir), w).map_err(|e| {
-            BenchError::new(format!(
-                "cannot open the {target_name} in {}: {e}",
-                store_dir.display()
-            ))
-        })?;
-        let measured = workload::run(&target, w);
-        let details = target.details();
-        let t = Instant::now();
-        let shut = target.shutdown();
-        let shutdown_seconds = t.elapsed().as_secs_f64();
-        let measured = measured?;
-        shut.map_err(|e| BenchError::new(format!("{target_name} shutdown failed: {e}")))?;
-        Ok((measured, shutdown_seconds, details))
-    })();
-    if let Err(e) = std::fs::remove_dir_all(store_dir) {
-        tracing::warn!("cannot remove {}: {e}", store_dir.display());
-    }
-    let (measurement, shutdown_seconds, details) = outcome?;
-    Ok(EngineRun {
-        measurement,
-        shutdown_seconds,
-        details,
-        memory_prep,
-    })
-}
-
-/// Bytes of page cache to cycle before a timed section that writes
-/// `payload` bytes: records are a little larger than bodies; the margin
-/// covers headers, the pre-faulted window ahead of the write position and
-/// the next file's start.
-fn recycle_bytes(payload: u64) -> u64 {
-    payload + payload / 8 + (64 << 20)
-}
-
-/// `spec` with its time cap lowered to `cap`, if one is given.
-fn with_cap(spec: &BaselineSpec, cap: Option<Duration>) -> BaselineSpec {
-    let mut s = spec.clone();
-    if let Some(cap) = cap {
-        s.max_duration = Some(s.max_duration.map_or(cap, |own| own.min(cap)));
-    }
-    s
-}
-
-/// Two or three lines about a run, for people.
-pub fn summary(r: &RunResult) -> String {
-    let l = &r.latency_us;
-    let capped = if r.stopped_early { " (time cap)" } else { "" };
-    let mut s = format!(
-        "{}: {} msgs{} in {:.3} s: {:.0} msgs/s, {:.1} MB/s; latency µs p50 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}\n  \
-         baseline ({}) {:.1} MB/s, ratio {:.3}; warm mapping {:.1} MB/s, ratio {:.3}",
-        r.name,
-        r.messages,
-        capped,
-        r.seconds,
-        r.msgs_per_sec,
-        r.mb_per_sec,
-        l.p50,
-        l.p99,
-        l.p999,
-        l.max,
-        r.baseline.kind.describe(),
-        r.baseline_mb_per_sec,
-        r.ratio_to_baseline,
-        r.warm_baseline_mb_per_sec,
-        r.ratio_to_warm_baseline
-    );
-    let odd: Vec<String> = r
-        .status_counts
-        .iter()
-        .filter(|(k, _)| k.as_str() != "PUT_OK")
-        .map(|(k, v)| format!("{k}: {v}"))
-        .collect();
-    if !odd.is_empty() {
-        s.push_str(&format!(
-            "\n  statuses other than PUT_OK: {}",
-            odd.join(", ")
-        ));
-    }
-    if r.put_errors > 0 {
-        s.push_str(&format!(
-            "\n  {} put errors, first: {}",
-            r.put_errors,
-            r.first_error.as_deref().unwrap_or("?")
-        ));
-    }
-    if !r.engine_repeats.is_empty() {
-        s.push_str(&format!(
-            "\n  engine runs (median kept): {}",
-            crate::report::repeats_list(&r.engine_repeats)
-        ));
-    }
-    s
-}
-
-fn targets_summary(targets: &[TargetCheck]) -> String {
-    let mut s = String::from("targets (issue 3):");
-    for t in targets {
-        let result = match t.pass {
-            Some(true) => "PASS",
-            Some(false) => "FAIL",
-            None => "n/a ",
-        };
-        let measured = t
-            .measured
-            .map_or("not measured".to_string(), |v| format!("{v:.2}"));
-        s.push_str(&format!(
-            "\n  {result}  {}: {measured} (required {})",
-            t.target, t.required
-        ));
-    }
-    s
-}
-
 /// Run `ferromq-bench store` with `args`; `argv` is the exact command line
 /// for the report. Returns the process exit code: 0, or 1 when puts failed.
 ///
@@ -780,11 +427,11 @@ fn targets_summary(targets: &[TargetCheck]) -> String {
 /// that cannot be written.
 pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
     let started = Instant::now();
-    let (stamp, iso) = report::utc_now();
+    let (stamp, iso) = crate::reporting::utc_now();
     let plans = args.plans()?;
-    let workdir = WorkDir::new(args.dir.as_deref())?;
+    let workdir = WorkDir::new(args.dir.dir.as_deref())?;
     let machine = MachineInfo::collect(workdir.path());
-    let mut human: Box<dyn std::io::Write> = if args.json {
+    let mut human: Box<dyn std::io::Write> = if args.json.json {
         Box::new(std::io::stderr())
     } else {
         Box::new(std::io::stdout())
@@ -825,8 +472,8 @@ pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
         let _ = writeln!(human, "{}", targets_summary(&targets));
     }
     let suite = SuiteResult {
-        command: report::shell_join(argv),
-        git_commit: report::git_commit(),
+        command: crate::reporting::shell_join(argv),
+        git_commit: crate::reporting::git_commit(),
         started_utc: iso,
         total_seconds: started.elapsed().as_secs_f64(),
         machine,
@@ -836,14 +483,14 @@ pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
     let report_dir = if args.no_report {
         None
     } else {
-        let dir = report::write_report(&args.out, &stamp, &suite)?;
+        let dir = report::write_report(&args.out.out, &stamp, &suite)?;
         let _ = writeln!(human, "report: {}", dir.join("report.md").display());
         Some(dir)
     };
     let _ = human.flush();
     drop(human);
 
-    if args.json {
+    if args.json.json {
         let mut value = if args.is_suite() {
             serde_json::to_value(&suite)
         } else {
@@ -877,6 +524,7 @@ pub fn run_store(args: &StoreArgs, argv: &[String]) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn byte_counts() {
@@ -902,7 +550,7 @@ mod tests {
         let parsed = Cli::try_parse_from(["store"]).unwrap().store;
         let a = StoreArgs::default();
         assert_eq!(parsed, a);
-        assert_eq!(a.out, PathBuf::from("results"));
+        assert_eq!(a.out.out, PathBuf::from("results"));
         assert!(a.is_suite());
         let plans = a.plans().unwrap();
         let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
@@ -946,23 +594,6 @@ mod tests {
         let plans = plain.plans().unwrap();
         assert_eq!(plans[0].engine_repeats, 5);
         assert!(!plain.command_for(&plans[0]).contains("--repeat"));
-    }
-
-    #[test]
-    fn the_median_repeat_is_kept_unless_the_last_failed() {
-        let r = |mb_per_sec: f64| EngineRepeat {
-            messages: 10,
-            seconds: 1.0,
-            mb_per_sec,
-            p99_us: 1.0,
-            producers_asleep_ms: None,
-            kept: false,
-        };
-        assert_eq!(kept_repeat(&[r(3.0), r(1.0), r(2.0)], false), 2);
-        assert_eq!(kept_repeat(&[r(3.0), r(1.0), r(2.0), r(4.0)], false), 2);
-        assert_eq!(kept_repeat(&[r(5.0)], false), 0);
-        assert_eq!(kept_repeat(&[r(3.0), r(0.0)], true), 1);
-        assert_eq!(kept_repeat(&[], false), 0);
     }
 
     #[test]

@@ -9,13 +9,15 @@
 //!   fallocated mapped files, page faults included) and
 //!   [`crate::baseline::warm_mmap`] (pre-touched mapping).
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
+mod report;
+
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt as _;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::baseline::{cold_mmap, warm_mmap, BaselineSpec};
+use crate::cli::{DiskDir, JsonFlag};
 use crate::error::{BenchError, Result};
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
@@ -24,18 +26,18 @@ use crate::workload::{new_latency_histogram, MAX_LATENCY_NS};
 /// Flags of `ferromq-bench disk`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DiskArgs {
-    /// Directory on the device under test. Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    /// The directory on the device under test.
+    #[command(flatten)]
+    pub dir: DiskDir,
     /// Bytes of the sequential write and memcpy tests (suffixes accepted).
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     pub bytes: u64,
     /// Seconds of the 4 KiB write + fdatasync test (also capped at 100 000 operations).
     #[arg(long = "sync-seconds", default_value_t = 3.0)]
     pub sync_seconds: f64,
-    /// Print exactly one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 /// What `disk` measured.
@@ -70,7 +72,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
     if !(args.sync_seconds.is_finite() && args.sync_seconds > 0.0) {
         return Err(BenchError::new("--sync-seconds must be positive"));
     }
-    let (dir, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (dir, _tmp) = crate::machine::dir_or_temp(args.dir.dir.as_deref())?;
     let work = tempfile::Builder::new()
         .prefix("ferromq-bench-disk-")
         .tempdir_in(&dir)
@@ -78,12 +80,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 
     // Sequential write.
     let path = work.path().join("seq");
-    let f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| BenchError::io(path.display(), e))?;
+    let f = create_file(&path)?;
     let chunk = vec![0x5Au8; 1 << 20];
     let t0 = Instant::now();
     let mut off = 0u64;
@@ -100,12 +97,7 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 
     // 4 KiB write + fdatasync.
     let path = work.path().join("sync4k");
-    let f = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| BenchError::io(path.display(), e))?;
+    let f = create_file(&path)?;
     let page = vec![0xA5u8; 4096];
     let mut hist = new_latency_histogram()?;
     let cap = Duration::from_secs_f64(args.sync_seconds);
@@ -153,27 +145,22 @@ pub fn measure(args: &DiskArgs) -> Result<DiskResult> {
 /// As [`measure`], or when stdout cannot be written.
 pub fn run_disk(args: &DiskArgs) -> Result<i32> {
     let r = measure(args)?;
-    let mut out = std::io::stdout().lock();
-    let text = if args.json {
-        serde_json::to_string(&r).map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?
-    } else {
-        format!(
-            "disk limits of {}:\n  sequential write (1 MiB pwrite + fdatasync)  {:>9.1} MB/s\n  \
-             4 KiB write + fdatasync                      {:>9.0} ops/s  p50 {:.0} µs  p99 {:.0} µs  max {:.0} µs\n  \
-             memcpy into fresh mapped files               {:>9.1} MB/s\n  \
-             memcpy into a pre-touched mapping            {:>9.1} MB/s",
-            r.dir,
-            r.seq_write_mb_per_sec,
-            r.sync_4k_ops_per_sec,
-            r.sync_4k_latency_us.p50,
-            r.sync_4k_latency_us.p99,
-            r.sync_4k_latency_us.max,
-            r.memcpy_cold_mmap_mb_per_sec,
-            r.memcpy_warm_mmap_mb_per_sec
-        )
-    };
-    writeln!(out, "{text}").map_err(|e| BenchError::io("stdout", e))?;
+    crate::reporting::print_result(args.json.json, &r, report::text)?;
     Ok(0)
+}
+
+/// Create (or truncate) the scratch file `path` for writing.
+///
+/// # Errors
+///
+/// When it cannot be created; the message names the path.
+fn create_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| BenchError::io(path.display(), e))
 }
 
 #[cfg(test)]
@@ -184,10 +171,12 @@ mod tests {
     fn small_disk_run_gives_positive_figures() {
         let tmp = tempfile::tempdir().unwrap();
         let r = measure(&DiskArgs {
-            dir: Some(tmp.path().to_path_buf()),
+            dir: DiskDir {
+                dir: Some(tmp.path().to_path_buf()),
+            },
             bytes: 2 << 20,
             sync_seconds: 0.1,
-            json: true,
+            json: JsonFlag { json: true },
         })
         .unwrap();
         assert!(r.seq_write_mb_per_sec > 0.0);

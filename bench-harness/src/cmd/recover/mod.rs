@@ -27,6 +27,8 @@
 //! `checkpoint` variant it is the tail from the checkpoint, and the open's fixed
 //! costs (loading every consume queue and index file) weigh on far fewer bytes.
 
+mod report;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,6 +37,8 @@ use std::time::{Duration, Instant};
 use ferromq_engine::store::RecoveryReport;
 use ferromq_engine::{FlushDiskType, Message, MessageStore, StoreConfig};
 
+use crate::child::KillOnDrop;
+use crate::cli::{DiskDir, JsonFlag};
 use crate::error::{BenchError, Result};
 use crate::store::parse_bytes;
 
@@ -68,10 +72,9 @@ pub struct RecoverArgs {
     /// Commitlog file size (`mapedFileSizeCommitLog`), small so the log spans many files.
     #[arg(long = "file-size", default_value = "16MiB", value_parser = parse_bytes)]
     pub file_size: u64,
-    /// Directory on the disk under test; the store goes into a fresh `recover-store`
-    /// folder in it, removed afterwards. Default: a temporary directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
+    /// The directory under test (the store goes into a fresh `recover-store` folder in it).
+    #[command(flatten)]
+    pub dir: DiskDir,
     /// Delete the checkpoint before reopening: validate and re-dispatch the whole
     /// log. This is the default; the flag stays for old scripts.
     #[arg(long, conflicts_with = "from_checkpoint")]
@@ -83,9 +86,9 @@ pub struct RecoverArgs {
     /// Do not drop the page cache: both steps read warm (after a warm-up read).
     #[arg(long)]
     pub cached: bool,
-    /// Print exactly one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// `--json`.
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 impl Default for RecoverArgs {
@@ -94,11 +97,11 @@ impl Default for RecoverArgs {
             bytes: 256 << 20,
             size: 1024,
             file_size: 16 << 20,
-            dir: None,
+            dir: DiskDir::default(),
             full: false,
             from_checkpoint: false,
             cached: false,
-            json: false,
+            json: JsonFlag::default(),
         }
     }
 }
@@ -256,16 +259,6 @@ pub fn run_writer(args: &WriterArgs) -> Result<()> {
     std::process::exit(3);
 }
 
-/// Kills the writer when dropped, whatever happened.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Start the writer as a child process, wait for its [`WRITTEN_LINE`], SIGKILL it.
 fn write_crashed_store(args: &RecoverArgs, root: &Path) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| BenchError::io("locating ferromq-bench", e))?;
@@ -402,7 +395,7 @@ pub fn measure(args: &RecoverArgs) -> Result<RecoverResult> {
             args.file_size, args.size
         )));
     }
-    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.as_deref())?;
+    let (base, _tmp) = crate::machine::dir_or_temp(args.dir.dir.as_deref())?;
     let root = base.join("recover-store");
     if root.exists() {
         std::fs::remove_dir_all(&root).map_err(|e| BenchError::io(root.display(), e))?;
@@ -517,36 +510,7 @@ fn measure_in(args: &RecoverArgs, root: &Path) -> Result<RecoverResult> {
 /// As [`measure`], or when stdout cannot be written.
 pub fn run_recover(args: &RecoverArgs) -> Result<i32> {
     let r = measure(args)?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let s = serde_json::to_string(&r)
-            .map_err(|e| BenchError::new(format!("encoding JSON: {e}")))?;
-        writeln!(out, "{s}").map_err(|e| BenchError::io("stdout", e))?;
-    } else {
-        writeln!(
-            out,
-            "recover ({} variant, {} cache): {} MB in {} files of {} B messages\n  \
-             both rates over the {} MB recovery walked (log offset {} to the end)\n  \
-             reopen     {:>8.3} s  {:>9.1} MB/s  (scanned {} B, re-dispatched {} records from {})\n  \
-             read+crc32 {:>8.3} s  {:>9.1} MB/s\n  ratio {:.2} (target >= 0.8)",
-            r.variant,
-            r.cache,
-            r.commitlog_bytes / 1_000_000,
-            r.commitlog_files,
-            r.size_bytes,
-            r.measured_bytes / 1_000_000,
-            r.measured_from,
-            r.recover_seconds,
-            r.recover_mb_per_sec,
-            r.bytes_scanned,
-            r.records_redispatched,
-            r.redispatched_from,
-            r.read_crc_seconds,
-            r.read_crc_mb_per_sec,
-            r.ratio
-        )
-        .map_err(|e| BenchError::io("stdout", e))?;
-    }
+    crate::reporting::print_result(args.json.json, &r, report::text)?;
     Ok(0)
 }
 

@@ -7,12 +7,14 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::plot::{plot_latency_curves, plot_over_time, plot_vs_key};
 use hdrhistogram::Histogram;
-use plotters::prelude::*;
 
 use crate::disk::DiskResult;
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
+use crate::reporting::{file_key, origin_lines, ReportFolder};
+use crate::sweep::PointRun;
 use crate::sweep::{
     median, point_settings, summarize, Point, PointSummary, SweepArgs, SweepOutcome, WORKLOAD_KEYS,
 };
@@ -95,6 +97,28 @@ pub struct BaseWorkload {
     pub queues: u32,
     /// Pull consumers (send -> consume latency).
     pub consumers: usize,
+}
+
+impl BaseWorkload {
+    /// The base workload of these flags.
+    pub fn of(load: &crate::broker::LoadArgs) -> BaseWorkload {
+        BaseWorkload {
+            producers: load.producers,
+            size: load.size,
+            inflight: load.inflight,
+            batch: load.batch,
+            queues: load.queues,
+            consumers: load.consumers,
+        }
+    }
+
+    /// The report's `- workload:` line, with the warm-up and measured seconds of a run.
+    pub fn line(&self, warmup_seconds: f64, seconds: f64) -> String {
+        format!(
+            "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
+            self.producers, self.size, self.inflight, self.batch, self.queues, self.consumers, warmup_seconds, seconds
+        )
+    }
 }
 
 /// Pick the best throughput whose median p99 stays within `bound_ms` and
@@ -192,275 +216,6 @@ pub fn recommend(
     }
 }
 
-fn draw_err<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BenchError + '_ {
-    move |e| BenchError::new(format!("plotting {what}: {e}"))
-}
-
-/// Series of a swept key: for each combination of the other keys, the
-/// summaries ordered by that key's value index.
-fn series_for<'a>(
-    params: &[(String, Vec<String>)],
-    key: usize,
-    sums: &'a [PointSummary],
-) -> Vec<(String, Vec<(usize, &'a PointSummary)>)> {
-    let mut out: Vec<(String, Vec<(usize, &PointSummary)>)> = Vec::new();
-    for s in sums {
-        let others: Vec<String> = s
-            .point
-            .values
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != key)
-            .map(|(_, (k, v))| format!("{k}={v}"))
-            .collect();
-        let name = if others.is_empty() {
-            "all".to_string()
-        } else {
-            others.join(" ")
-        };
-        let x = params[key]
-            .1
-            .iter()
-            .position(|v| Some(v.as_str()) == s.point.values.get(key).map(|(_, v)| v.as_str()))
-            .unwrap_or(0);
-        match out.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => v.push((x, s)),
-            None => out.push((name, vec![(x, s)])),
-        }
-    }
-    for (_, v) in &mut out {
-        v.sort_by_key(|(x, _)| *x);
-    }
-    out
-}
-
-/// A line plot of a metric against one swept key, one line per combination
-/// of the other keys, with the min-max range of the passes as a bar.
-fn plot_vs_key(
-    path: &Path,
-    params: &[(String, Vec<String>)],
-    key: usize,
-    sums: &[PointSummary],
-    metric: &str,
-    value: &dyn Fn(&PointSummary) -> (f64, f64, f64),
-) -> Result<()> {
-    let what = path.display().to_string();
-    let values = &params[key].1;
-    let n = values.len();
-    let series = series_for(params, key, sums);
-    let ymax = sums
-        .iter()
-        .map(|s| value(s).2)
-        .fold(0.0f64, f64::max)
-        .max(1e-9)
-        * 1.15;
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(&what))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{metric} vs {}", params[key].0), ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
-        .map_err(draw_err(&what))?;
-    let labels = values.clone();
-    chart
-        .configure_mesh()
-        .x_labels(n + 2)
-        .x_label_formatter(&|x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 0.01 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .x_desc(params[key].0.as_str())
-        .y_desc(metric)
-        .draw()
-        .map_err(draw_err(&what))?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let line: Vec<(f64, f64)> = pts.iter().map(|(x, s)| (*x as f64, value(s).0)).collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
-            .map_err(draw_err(&what))?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(
-                line.iter()
-                    .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
-            )
-            .map_err(draw_err(&what))?;
-        chart
-            .draw_series(pts.iter().map(|(x, s)| {
-                let (_, lo, hi) = value(s);
-                PathElement::new(
-                    vec![(*x as f64, lo), (*x as f64, hi)],
-                    color.stroke_width(1),
-                )
-            }))
-            .map_err(draw_err(&what))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err(&what))?;
-    root.present().map_err(draw_err(&what))?;
-    Ok(())
-}
-
-/// Quantiles of the latency curve, and their x position in "nines".
-const CURVE_QUANTILES: &[f64] = &[
-    0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999,
-];
-
-fn nines(q: f64) -> f64 {
-    -(1.0 - q).max(1e-6).log10()
-}
-
-/// Latency percentile curves, one line per point (all passes merged).
-fn plot_latency_curves(path: &Path, hists: &[(String, Histogram<u64>)]) -> Result<()> {
-    let what = path.display().to_string();
-    let mut ymin = f64::INFINITY;
-    let mut ymax = 0.0f64;
-    let curves: Vec<(String, Vec<(f64, f64)>)> = hists
-        .iter()
-        .filter(|(_, h)| !h.is_empty())
-        .map(|(n, h)| {
-            let pts: Vec<(f64, f64)> = CURVE_QUANTILES
-                .iter()
-                .map(|&q| (nines(q), (h.value_at_quantile(q) as f64 / 1000.0).max(0.1)))
-                .chain(std::iter::once((4.5, (h.max() as f64 / 1000.0).max(0.1))))
-                .collect();
-            for &(_, y) in &pts {
-                ymin = ymin.min(y);
-                ymax = ymax.max(y);
-            }
-            (n.clone(), pts)
-        })
-        .collect();
-    if curves.is_empty() {
-        return Ok(());
-    }
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(&what))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("send -> ack latency by percentile", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..4.6f64, ((ymin / 1.5)..(ymax * 1.5)).log_scale())
-        .map_err(draw_err(&what))?;
-    chart
-        .configure_mesh()
-        .x_labels(10)
-        .x_label_formatter(&|x: &f64| match (x * 2.0).round() as i64 {
-            0 => "0%".into(),
-            2 => "90%".into(),
-            4 => "99%".into(),
-            6 => "99.9%".into(),
-            8 => "99.99%".into(),
-            9 => "max".into(),
-            _ => String::new(),
-        })
-        .x_desc("percentile")
-        .y_desc("latency (µs, log)")
-        .draw()
-        .map_err(draw_err(&what))?;
-    for (i, (name, pts)) in curves.into_iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(2)))
-            .map_err(draw_err(&what))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err(&what))?;
-    root.present().map_err(draw_err(&what))?;
-    Ok(())
-}
-
-/// Throughput over time of each point's first completed pass.
-fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Result<()> {
-    let what = path.display().to_string();
-    let xmax = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0) as f64 / 10.0;
-    let ymax = series
-        .iter()
-        .flat_map(|(_, v)| v.iter().map(|n| *n as f64 * 10.0))
-        .fold(0.0f64, f64::max);
-    if xmax <= 0.0 || ymax <= 0.0 {
-        return Ok(());
-    }
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(&what))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "throughput over time (first pass, 100 ms buckets)",
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
-        .map_err(draw_err(&what))?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .y_desc("msgs/s")
-        .draw()
-        .map_err(draw_err(&what))?;
-    for (i, (name, v)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = v
-            .iter()
-            .enumerate()
-            .map(|(t, n)| (t as f64 / 10.0, *n as f64 * 10.0))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(pts, color.stroke_width(1)))
-            .map_err(draw_err(&what))?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err(&what))?;
-    root.present().map_err(draw_err(&what))?;
-    Ok(())
-}
-
-fn file_key(k: &str) -> String {
-    k.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// Plot files of a report: `(file name, caption)`.
 pub fn plot_files(params: &[(String, Vec<String>)]) -> Vec<(String, String)> {
     let mut v = Vec::new();
@@ -502,7 +257,7 @@ pub fn build(
     let recommendation = recommend(&sums, &args.set, args.p99_bound_ms, passes_done);
     SweepReport {
         command,
-        git_commit: crate::report::git_commit(),
+        git_commit: crate::reporting::git_commit(),
         started_utc,
         total_seconds,
         target: format!("{:?}", args.target).to_lowercase(),
@@ -511,14 +266,7 @@ pub fn build(
         repeat: args.repeat,
         seconds: args.load.seconds,
         warmup_seconds: args.load.warmup_seconds,
-        base_workload: BaseWorkload {
-            producers: args.load.producers,
-            size: args.load.size,
-            inflight: args.load.inflight,
-            batch: args.load.batch,
-            queues: args.load.queues,
-            consumers: args.load.consumers,
-        },
+        base_workload: BaseWorkload::of(&args.load),
         p99_bound_ms: args.p99_bound_ms,
         planned_runs: outcome.planned_runs,
         interrupted: outcome.interrupted,
@@ -537,19 +285,14 @@ pub fn build(
 pub fn markdown(r: &SweepReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ferromq sweep ({} target)\n", r.target);
-    let _ = writeln!(s, "- command: `{}`", r.command);
-    let _ = writeln!(s, "- git commit: `{}`", r.git_commit);
-    let _ = writeln!(
-        s,
-        "- started (UTC): {}; took {:.0} s",
-        r.started_utc, r.total_seconds
+    origin_lines(
+        &mut s,
+        &r.command,
+        &r.git_commit,
+        &r.started_utc,
+        r.total_seconds,
     );
-    let b = &r.base_workload;
-    let _ = writeln!(
-        s,
-        "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
-        b.producers, b.size, b.inflight, b.batch, b.queues, b.consumers, r.warmup_seconds, r.seconds
-    );
+    let _ = writeln!(s, "{}", r.base_workload.line(r.warmup_seconds, r.seconds));
     for (k, v) in &r.set {
         let _ = writeln!(s, "- fixed: `{k}={v}`");
     }
@@ -560,12 +303,12 @@ pub fn markdown(r: &SweepReport) -> String {
         r.planned_runs,
         r.repeat,
         r.broker_properties.len(),
-        crate::report::interrupted_note(r.interrupted)
+        crate::reporting::interrupted_note(r.interrupted)
     );
     let _ = writeln!(
         s,
         "{}",
-        crate::report::load_average_line(&r.machine, &r.load_average_end)
+        crate::reporting::load_average_line(&r.machine, &r.load_average_end)
     );
     let _ = writeln!(s);
 
@@ -629,7 +372,7 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(s, "```properties\n{}```\n", r.recommendation.properties);
     let _ = writeln!(s, "Confidence: {}\n", r.recommendation.confidence);
 
-    crate::report::machine_section(&mut s, &r.machine);
+    crate::reporting::machine_section(&mut s, &r.machine);
     let _ = writeln!(s, "## How to read this\n");
     let _ = writeln!(
         s,
@@ -665,6 +408,41 @@ fn point_row_head(s: &mut String, point: &Point) {
     }
 }
 
+/// Per point, the histograms `pick` gives of its runs merged (points
+/// without any left out), each written as `point-<n><suffix>.hgrm` and
+/// returned with the point's label.
+///
+/// # Errors
+///
+/// When histograms cannot be merged or a file cannot be written.
+fn merged_hgrms(
+    folder: &ReportFolder,
+    outcome: &SweepOutcome,
+    suffix: &str,
+    pick: impl Fn(&PointRun) -> Option<&Histogram<u64>>,
+) -> Result<Vec<(String, Histogram<u64>)>> {
+    let mut out = Vec::new();
+    for p in &outcome.points {
+        let mut h = new_latency_histogram()?;
+        let mut any = false;
+        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
+            if let Some(rh) = pick(run) {
+                h.add(rh)
+                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
+                any = true;
+            }
+        }
+        if any {
+            folder.put(
+                &format!("point-{}{suffix}.hgrm", p.index),
+                &crate::reporting::hgrm(&h),
+            )?;
+            out.push((label_of(p), h));
+        }
+    }
+    Ok(out)
+}
+
 /// Write the report folder under `out`: `<stamp>-<host>-<name>/`.
 ///
 /// # Errors
@@ -677,33 +455,9 @@ pub fn write(
     r: &SweepReport,
     outcome: &SweepOutcome,
 ) -> Result<PathBuf> {
-    let host = file_key(&r.machine.hostname);
-    let base = format!("{stamp}-{host}-{}", file_key(name));
-    let dir = crate::report::new_report_dir(out, &base)?;
-    let put = |f: &str, text: &str| -> Result<()> {
-        let p = dir.join(f);
-        std::fs::write(&p, text).map_err(|e| BenchError::io(p.display(), e))
-    };
-    let json = serde_json::to_string_pretty(r)
-        .map_err(|e| BenchError::new(format!("encoding results.json: {e}")))?;
-    put("results.json", &(json + "\n"))?;
-
-    let mut hists: Vec<(String, Histogram<u64>)> = Vec::new();
-    for p in &outcome.points {
-        let mut h = new_latency_histogram()?;
-        let mut any = false;
-        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
-            if let Some(rh) = &run.latency_ns {
-                h.add(rh)
-                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
-                any = true;
-            }
-        }
-        if any {
-            put(&format!("point-{}.hgrm", p.index), &crate::report::hgrm(&h))?;
-            hists.push((label_of(p), h));
-        }
-    }
+    let folder = ReportFolder::create(out, stamp, &r.machine.hostname, name, r)?;
+    let dir = folder.path();
+    let hists = merged_hgrms(&folder, outcome, "", |run| run.latency_ns.as_ref())?;
     for (k, (key, _)) in r.params.iter().enumerate() {
         let fk = file_key(key);
         plot_vs_key(
@@ -735,28 +489,20 @@ pub fn write(
             },
         )?;
     }
-    plot_latency_curves(&dir.join("latency-percentiles.svg"), &hists)?;
-    let mut e2e: Vec<(String, Histogram<u64>)> = Vec::new();
-    for p in &outcome.points {
-        let mut h = new_latency_histogram()?;
-        let mut any = false;
-        for run in outcome.runs.iter().filter(|x| x.point == p.index) {
-            if let Some(rh) = &run.consume_latency_ns {
-                h.add(rh)
-                    .map_err(|e| BenchError::new(format!("merging histograms: {e}")))?;
-                any = true;
-            }
-        }
-        if any {
-            put(
-                &format!("point-{}-e2e.hgrm", p.index),
-                &crate::report::hgrm(&h),
-            )?;
-            e2e.push((label_of(p), h));
-        }
-    }
+    plot_latency_curves(
+        &dir.join("latency-percentiles.svg"),
+        "send -> ack latency by percentile",
+        &hists,
+    )?;
+    let e2e = merged_hgrms(&folder, outcome, "-e2e", |run| {
+        run.consume_latency_ns.as_ref()
+    })?;
     if !e2e.is_empty() {
-        plot_latency_curves(&dir.join(E2E_PLOT), &e2e)?;
+        plot_latency_curves(
+            &dir.join(E2E_PLOT),
+            "send -> consume latency by percentile",
+            &e2e,
+        )?;
     }
     let over_time: Vec<(String, Vec<u64>)> = outcome
         .points
@@ -767,8 +513,8 @@ pub fn write(
         })
         .collect();
     plot_over_time(&dir.join("throughput-over-time.svg"), &over_time)?;
-    put("report.md", &markdown(r))?;
-    Ok(dir)
+    folder.put("report.md", &markdown(r))?;
+    Ok(dir.to_path_buf())
 }
 
 /// The send -> consume percentile plot (points with consumers only).
@@ -806,7 +552,7 @@ fn consume_section(s: &mut String, r: &SweepReport) {
 
 /// The figures as ratios to the device's raw limits.
 /// Round trips per loopback measurement (128-byte ping-pongs, capped at 3 s).
-const LOOPBACK_ROUND_TRIPS: u64 = 20_000;
+pub(super) const LOOPBACK_ROUND_TRIPS: u64 = 20_000;
 
 /// Loopback round trips, and for every SYNC_MASTER point the cost against
 /// its ASYNC_MASTER twin (same other keys): msgs/s ratio and added latency in
@@ -996,76 +742,6 @@ fn label_of(p: &Point) -> String {
     format!("{}: {}", p.index, p.label())
 }
 
-/// `ferromq-bench sweep`: run, write the report, print where it is.
-///
-/// # Errors
-///
-/// When the sweep cannot start or the report cannot be written.
-pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
-    let started = std::time::Instant::now();
-    let (stamp, iso) = crate::report::utc_now();
-    let dir_for_machine = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let machine = MachineInfo::collect(&dir_for_machine);
-    let disk = if args.disk_bytes > 0 {
-        if let Some(d) = &args.dir {
-            std::fs::create_dir_all(d).map_err(|e| BenchError::io(d.display(), e))?;
-        }
-        if !args.quiet {
-            eprintln!("measuring the disk's raw limits first (--disk-bytes 0 skips it)");
-        }
-        Some(crate::disk::measure(&crate::disk::DiskArgs {
-            dir: args.dir.clone(),
-            bytes: args.disk_bytes.max(1 << 20),
-            sync_seconds: args.disk_sync_seconds,
-            json: false,
-        })?)
-    } else {
-        None
-    };
-    let rtt =
-        || crate::loopback::measure(LOOPBACK_ROUND_TRIPS, 128, std::time::Duration::from_secs(3));
-    let broker = args.target == crate::sweep::SweepTarget::Broker;
-    let mut loopback = Vec::new();
-    if broker {
-        loopback.push(rtt()?);
-    }
-    let outcome = crate::sweep::run_sweep_points(args, None)?;
-    if broker {
-        loopback.push(rtt()?);
-    }
-    let report = build(
-        args,
-        &outcome,
-        crate::report::shell_join(argv),
-        iso,
-        started.elapsed().as_secs_f64(),
-        machine,
-        disk,
-        loopback,
-    );
-    let dir = write(&args.out, &stamp, &args.name, &report, &outcome)?;
-    if args.quiet {
-        println!("{}", dir.join("results.json").display());
-    } else {
-        println!("{}", dir.join("report.md").display());
-        for p in &report.points {
-            println!(
-                "  point {} ({}): {:.0} msgs/s ±{:.1} %, p99 {:.3} ms",
-                p.point.index,
-                p.point.label(),
-                p.msgs_per_sec,
-                p.spread * 50.0,
-                p.p99_us / 1000.0
-            );
-        }
-        println!(
-            "recommended:\n{}confidence: {}",
-            report.recommendation.properties, report.recommendation.confidence
-        );
-    }
-    Ok(if outcome.interrupted { 130 } else { 0 })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,7 +846,12 @@ mod tests {
             h.record(v * 1000).unwrap();
         }
         let c = tmp.path().join("c.svg");
-        plot_latency_curves(&c, &[("0: x".into(), h)]).unwrap();
+        plot_latency_curves(
+            &c,
+            "send -> ack latency by percentile",
+            &[("0: x".into(), h)],
+        )
+        .unwrap();
         assert!(std::fs::read_to_string(&c).unwrap().contains("99.9%"));
         let _ = LatencySummary::from_ns(&new_latency_histogram().unwrap());
     }
