@@ -1,11 +1,21 @@
 //! The test I/O hook: observers that see every durable file operation of a
 //! store, so that tests can keep what was synced apart from what was only
 //! written (a simulated power loss), or make a sync or a file creation fail.
+//!
+//! Installing hooks needs the `fault-injection` cargo feature (off by default;
+//! the engine's own tests turn it on). Without it [`hook_for`] is a constant
+//! `None`, so a release build has no hook lookup on any file operation.
 
+#[cfg(feature = "fault-injection")]
 use crate::sync::RwLockExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(feature = "fault-injection")]
+use std::path::PathBuf;
+#[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+#[cfg(feature = "fault-injection")]
+use std::sync::RwLock;
 
 /// Observes (and may fail) the durable file operations below a store root.
 /// Every method has a default that does nothing.
@@ -32,17 +42,22 @@ pub trait IoHook: Send + Sync {
     fn replaced(&self, _path: &Path, _bytes: &[u8]) {}
 }
 
+#[cfg(feature = "fault-injection")]
 type Registry = RwLock<Vec<(PathBuf, Arc<dyn IoHook>)>>;
 
+#[cfg(feature = "fault-injection")]
 static ANY: AtomicBool = AtomicBool::new(false);
+#[cfg(feature = "fault-injection")]
 static HOOKS: Registry = RwLock::new(Vec::new());
 
 /// Removes its hook when dropped.
+#[cfg(feature = "fault-injection")]
 #[must_use = "the hook is removed when the guard is dropped"]
 pub struct IoHookGuard {
     root: PathBuf,
 }
 
+#[cfg(feature = "fault-injection")]
 impl Drop for IoHookGuard {
     fn drop(&mut self) {
         let mut h = HOOKS.write_locked();
@@ -52,6 +67,7 @@ impl Drop for IoHookGuard {
 }
 
 /// Install `hook` for every store file below `root` until the guard drops.
+#[cfg(feature = "fault-injection")]
 pub fn install_hook(root: &Path, hook: Arc<dyn IoHook>) -> IoHookGuard {
     let root = root.to_path_buf();
     let mut h = HOOKS.write_locked();
@@ -61,6 +77,7 @@ pub fn install_hook(root: &Path, hook: Arc<dyn IoHook>) -> IoHookGuard {
 }
 
 /// The hook responsible for `path`, if any.
+#[cfg(feature = "fault-injection")]
 pub(crate) fn hook_for(path: &Path) -> Option<Arc<dyn IoHook>> {
     if !ANY.load(Ordering::Acquire) {
         return None;
@@ -70,4 +87,12 @@ pub(crate) fn hook_for(path: &Path) -> Option<Arc<dyn IoHook>> {
         .iter()
         .find(|(root, _)| path.starts_with(root))
         .map(|(_, h)| Arc::clone(h))
+}
+
+/// Without the `fault-injection` feature no hook can be installed: always
+/// `None`, inlined away at every call site.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn hook_for(_path: &Path) -> Option<Arc<dyn IoHook>> {
+    None
 }

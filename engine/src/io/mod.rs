@@ -4,7 +4,8 @@
 //!
 //! A hook is installed for a store root directory and sees the operations on
 //! files below it. With no hook installed the cost is one atomic load per
-//! operation.
+//! operation; without the `fault-injection` cargo feature hooks cannot be
+//! installed and there is no lookup at all.
 
 mod hook;
 mod uring;
