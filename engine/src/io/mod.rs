@@ -8,11 +8,13 @@
 //! installed and there is no lookup at all.
 
 mod hook;
+mod pwrite;
 mod uring;
 
 use crate::sync::LockExt;
 pub(crate) use hook::hook_for;
 pub use hook::{install_hook, IoHook, IoHookGuard};
+use pwrite::pwrite;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use uring::{uring_write, RING_WRITES};
@@ -174,24 +176,7 @@ impl CommitBackend {
                 let fixed = if self.fixed { buffer } else { None };
                 uring_write(&mut ring, file, data, offset, fixed, sync, &self.counters)
             }
-            None => {
-                use std::os::unix::fs::FileExt;
-                let c = &self.counters;
-                c.submissions.fetch_add(1, Ordering::Relaxed);
-                let mut r = Ok(());
-                if !data.is_empty() {
-                    c.writes.fetch_add(1, Ordering::Relaxed);
-                    r = file.write_all_at(data, offset);
-                    if r.is_ok() {
-                        c.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    }
-                }
-                if r.is_ok() && sync {
-                    c.syncs.fetch_add(1, Ordering::Relaxed);
-                    r = file.sync_data();
-                }
-                r
-            }
+            None => pwrite(file, data, offset, sync, &self.counters),
         };
         r.map_err(|e| {
             let what = if sync {
