@@ -263,7 +263,7 @@ impl CommitLog {
         if st.closed {
             return Err(Error::ShutDown);
         }
-        let now = message::now_ms();
+        let now = crate::sys::now_ms();
         let queue_offset = if assign_queue_offset {
             *st.slot(topic, queue_id)
         } else {

@@ -987,12 +987,8 @@ fn allocate(file: &File, len: usize) -> std::io::Result<()> {
     }
 }
 
-/// fsync a directory so that a created, renamed or removed entry is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsync of directory {}", dir.display()), e))
-}
+/// fsync a directory (lives in [`crate::fs`]; kept here for old callers).
+pub use crate::fs::sync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -86,14 +86,9 @@ pub fn tags_code(tags: Option<&str>) -> i64 {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-#[inline]
-pub fn now_ms() -> i64 {
-    // Every put reads it under the put lock: `clock_gettime` straight (a vDSO
-    // call), without `SystemTime`'s `Duration` and `Result` on top.
-    // CLOCK_REALTIME cannot fail on Linux; 0 if it ever did.
-    crate::sys::realtime_ms().unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch (lives in [`crate::sys`]; kept here for
+/// `ferromq_engine::message::now_ms` callers).
+pub use crate::sys::now_ms;
 
 /// Message properties in insertion order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

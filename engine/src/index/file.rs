@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
-use crate::mapped_file::sync_dir;
+use crate::fs::sync_dir;
 
 /// Header size in bytes.
 pub(crate) const HEADER_BYTES: u64 = 40;
