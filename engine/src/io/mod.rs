@@ -13,7 +13,9 @@ mod uring;
 
 use crate::sync::LockExt;
 pub(crate) use hook::hook_for;
-pub use hook::{install_hook, IoHook, IoHookGuard};
+pub use hook::IoHook;
+#[cfg(feature = "fault-injection")]
+pub use hook::{install_hook, IoHookGuard};
 use pwrite::pwrite;
 use std::path::Path;
 use std::sync::atomic::Ordering;

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::mapped_file::MappedFile;
 use crate::mapped_file_queue::MappedFileQueue;
 
+mod table;
+pub(crate) use table::CqTable;
+
 /// Bytes per unit.
 pub const CQ_UNIT_SIZE: usize = 20;
 const BLANK_SIZE: i32 = i32::MAX;
