@@ -37,9 +37,8 @@ pub const OS_PAGE_SIZE: usize = 4096;
 
 /// How far past its end an append prefetches the next appends' cache lines
 /// for writing. Each append asks for the lines its own length moves this
-/// window by, so every line is asked for about once. `ferromq-bench store`,
-/// 1 KiB ASYNC: 4 and 8 KiB both beat none (the copy's share of an append
-/// fell from ~550 to ~350 cycles); 8 KiB gave the better ratio to baseline.
+/// window by, so every line is asked for about once. 8 KiB: see
+/// docs/perf-notes.md#write-prefetch-ahead.
 const WRITE_PREFETCH_AHEAD: usize = 8 << 10;
 
 /// One mapped file.

@@ -146,7 +146,7 @@ pub fn lower_thread_priority(delta: i32) {
 /// the running thread when it wakes: the dispatch thread, woken by puts, then
 /// waits for a free core or the end of the producer's time slice instead of
 /// taking the producer's core for a slice (up to 4 ms a time) while the other
-/// core sits idle, which on a 2-core machine cost a third of a producer's time.
+/// core sits idle (see docs/perf-notes.md#batch-scheduling).
 pub fn batch_scheduling() {
     // SAFETY: sched_setscheduler reads the param struct we pass and touches no
     // other memory; on Linux a thread id of 0 means the calling thread.
