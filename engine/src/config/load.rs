@@ -300,8 +300,24 @@ pub(crate) fn load(
     default_root: Option<PathBuf>,
 ) -> Result<(StoreConfig, Vec<ConfigWarning>)> {
     let mut warnings: Vec<ConfigWarning> = props.warnings().to_vec();
+    let mut config = StoreConfig::new(root_dir(props, default_root)?);
+    let used = apply_fields(props, &mut config, &mut warnings)?;
+    warn_unread_keys(props, &mut warnings);
+    warn_tilde_paths(props, &config, &mut warnings);
+    validate_as_spelled(&config, &used)?;
+    for w in &warnings {
+        tracing::warn!(key = %w.key, line = ?w.line, kind = ?w.kind, "{}", w.message);
+    }
+    Ok((config, warnings))
+}
 
-    let root = match default_root {
+/// Canonical key -> (spelling used in the file, line), to word validation errors.
+type UsedKeys = HashMap<&'static str, (String, Option<usize>)>;
+
+/// The store root to start from: the given default, or (when the file sets
+/// `storePathRootDir` itself) an empty path; an error when neither is known.
+fn root_dir(props: &Properties, default_root: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match default_root {
         Some(root) => root,
         None if props.contains_key("storePathRootDir") => PathBuf::new(),
         None => {
@@ -312,11 +328,18 @@ pub(crate) fn load(
                  default $HOME/store is unknown",
             ))
         }
-    };
-    let mut config = StoreConfig::new(root);
-    // Canonical key -> (spelling used in the file, line), to word validation errors.
-    let mut used: HashMap<&'static str, (String, Option<usize>)> = HashMap::new();
+    })
+}
 
+/// Set every field of [`FIELDS`] the file gives (under its key or its alias;
+/// both only if they mean the same value) and return the spelling and line
+/// each came from.
+fn apply_fields(
+    props: &Properties,
+    config: &mut StoreConfig,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<UsedKeys> {
+    let mut used: UsedKeys = HashMap::new();
     for field in FIELDS {
         let present: Vec<(&str, &str, Option<usize>)> = field
             .keys()
@@ -325,41 +348,56 @@ pub(crate) fn load(
         match present.as_slice() {
             [] => {}
             [(key, value, line)] => {
-                field.apply(&mut config, key, value, *line, &mut warnings)?;
+                field.apply(config, key, value, *line, warnings)?;
                 used.insert(field.key, (key.to_string(), *line));
             }
             [first, second, ..] => {
-                let mut a = config.clone();
-                let mut b = config.clone();
-                let mut scratch = Vec::new();
-                field.apply(&mut a, first.0, first.1, first.2, &mut scratch)?;
-                field.apply(&mut b, second.0, second.1, second.2, &mut scratch)?;
-                if field.format(&a) != field.format(&b) {
-                    let at = |line: Option<usize>| {
-                        line.map_or(String::new(), |l| format!(" (line {l})"))
-                    };
-                    return Err(Error::config(
-                        format!("{} and {}", first.0, second.0),
-                        format!(
-                            "{}{} and {}{}",
-                            first.1,
-                            at(first.2),
-                            second.1,
-                            at(second.2)
-                        ),
-                        format!(
-                            "one value: {} and {} are two spellings of the same setting; \
-                             keep one",
-                            first.0, second.0
-                        ),
-                    ));
-                }
-                field.apply(&mut config, first.0, first.1, first.2, &mut warnings)?;
+                check_spellings_agree(field, config, *first, *second)?;
+                field.apply(config, first.0, first.1, first.2, warnings)?;
                 used.insert(field.key, (first.0.to_string(), first.2));
             }
         }
     }
+    Ok(used)
+}
 
+/// A setting given under two spellings (its key and its alias) must mean one
+/// value: an error names both when they differ.
+fn check_spellings_agree(
+    field: &Field,
+    config: &StoreConfig,
+    first: (&str, &str, Option<usize>),
+    second: (&str, &str, Option<usize>),
+) -> Result<()> {
+    let mut a = config.clone();
+    let mut b = config.clone();
+    let mut scratch = Vec::new();
+    field.apply(&mut a, first.0, first.1, first.2, &mut scratch)?;
+    field.apply(&mut b, second.0, second.1, second.2, &mut scratch)?;
+    if field.format(&a) != field.format(&b) {
+        let at = |line: Option<usize>| line.map_or(String::new(), |l| format!(" (line {l})"));
+        return Err(Error::config(
+            format!("{} and {}", first.0, second.0),
+            format!(
+                "{}{} and {}{}",
+                first.1,
+                at(first.2),
+                second.1,
+                at(second.2)
+            ),
+            format!(
+                "one value: {} and {} are two spellings of the same setting; \
+                 keep one",
+                first.0, second.0
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Warn about each key the store does not read: a legacy key, an unsupported
+/// broker feature turned on, or an unknown key (with a suggestion).
+fn warn_unread_keys(props: &Properties, warnings: &mut Vec<ConfigWarning>) {
     for (key, value, line) in props.iter_with_lines() {
         if field_for(key).is_some() {
             continue;
@@ -397,7 +435,10 @@ pub(crate) fn load(
             ));
         }
     }
+}
 
+/// Warn about a store path that starts with `~`: it is not expanded.
+fn warn_tilde_paths(props: &Properties, config: &StoreConfig, warnings: &mut Vec<ConfigWarning>) {
     let root = config.store_path_root_dir.to_string_lossy();
     for (key, value) in [
         ("storePathRootDir", Some(root.as_ref())),
@@ -416,7 +457,11 @@ pub(crate) fn load(
             });
         }
     }
+}
 
+/// Validate `config`, naming a bad setting by the spelling and line the file
+/// used for it.
+fn validate_as_spelled(config: &StoreConfig, used: &UsedKeys) -> Result<()> {
     config.validate().map_err(|e| match e {
         Error::Config {
             key,
@@ -433,10 +478,5 @@ pub(crate) fn load(
             },
         },
         other => other,
-    })?;
-
-    for w in &warnings {
-        tracing::warn!(key = %w.key, line = ?w.line, kind = ?w.kind, "{}", w.message);
-    }
-    Ok((config, warnings))
+    })
 }
