@@ -72,6 +72,7 @@
 //! the caller reads the records and drops those whose keys do not match anyway.
 
 mod file;
+mod layout;
 #[cfg(test)]
 mod tests;
 
@@ -83,7 +84,8 @@ use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::message::{find_property, keys, sys_flag};
 
-use file::{file_size_bytes, format_name, parse_name, IndexFile, NAME_DIGITS};
+use file::IndexFile;
+use layout::{file_size_bytes, format_name, parse_name, NAME_DIGITS};
 
 /// Most offsets one query returns (RocketMQ's `maxMsgsNumBatch`).
 pub const MAX_QUERY_RESULTS: usize = 64;

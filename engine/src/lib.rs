@@ -56,6 +56,7 @@ pub mod damage;
 pub mod dispatch;
 pub mod error;
 pub mod flush;
+pub mod fs;
 pub mod index;
 pub mod io;
 pub mod mapped_file;

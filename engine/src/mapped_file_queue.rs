@@ -134,7 +134,7 @@ impl MappedFileQueue {
                     std::fs::remove_file(&p)
                         .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
                 }
-                crate::mapped_file::sync_dir(dir)?;
+                crate::fs::sync_dir(dir)?;
                 damage = Some(e);
                 break;
             }

@@ -146,7 +146,7 @@ pub fn lower_thread_priority(delta: i32) {
 /// the running thread when it wakes: the dispatch thread, woken by puts, then
 /// waits for a free core or the end of the producer's time slice instead of
 /// taking the producer's core for a slice (up to 4 ms a time) while the other
-/// core sits idle, which on a 2-core machine cost a third of a producer's time.
+/// core sits idle (see docs/perf-notes.md#batch-scheduling).
 pub fn batch_scheduling() {
     // SAFETY: sched_setscheduler reads the param struct we pass and touches no
     // other memory; on Linux a thread id of 0 means the calling thread.
@@ -184,6 +184,15 @@ pub fn realtime_ms() -> Option<i64> {
     // The casts are no-ops where `time_t` and `c_long` are 64 bits.
     #[allow(clippy::unnecessary_cast)]
     Some(ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000)
+}
+
+/// Milliseconds since the Unix epoch.
+#[inline]
+pub fn now_ms() -> i64 {
+    // Every put reads it under the put lock: `clock_gettime` straight (a vDSO
+    // call), without `SystemTime`'s `Duration` and `Result` on top.
+    // CLOCK_REALTIME cannot fail on Linux; 0 if it ever did.
+    realtime_ms().unwrap_or(0)
 }
 
 /// Ask the CPU to bring the cache line at `p` in for writing (PREFETCHW: in
@@ -231,7 +240,7 @@ mod tests {
 
     #[test]
     fn hours_and_names() {
-        let h = local_hour(crate::message::now_ms());
+        let h = local_hour(now_ms());
         assert!(h < 24);
     }
 

@@ -12,7 +12,6 @@
 
 use crate::sync::RwLockExt;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -281,7 +280,7 @@ impl TopicTable {
             .insert(cfg.topic_name.clone(), cfg.clone());
         self.changed_one(&mut t, &cfg.topic_name);
         t.data_version.counter += 1;
-        t.data_version.timestamp = crate::message::now_ms();
+        t.data_version.timestamp = crate::sys::now_ms();
         drop(t);
         self.writer.mark_dirty();
         Ok(cfg)
@@ -320,7 +319,7 @@ impl TopicTable {
             .insert(topic.to_string(), TopicConfig::new(topic, queues));
         self.changed_one(&mut t, topic);
         t.data_version.counter += 1;
-        t.data_version.timestamp = crate::message::now_ms();
+        t.data_version.timestamp = crate::sys::now_ms();
         drop(t);
         self.writer.mark_dirty();
         tracing::info!(topic, queues, "topic auto-created");
@@ -410,32 +409,8 @@ fn set_aside_damaged(path: &Path) {
     }
 }
 
-/// Replace `path` with `data` durably: `.tmp` + fsync, old content to `.bak`, rename, dir fsync.
-pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let bak = path.with_extension("json.bak");
-    let mut f = std::fs::File::create(&tmp)
-        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    if path.exists() {
-        let _ = std::fs::copy(path, &bak);
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        Error::io(
-            format!("renaming {} to {}", tmp.display(), path.display()),
-            e,
-        )
-    })?;
-    if let Some(dir) = path.parent() {
-        crate::mapped_file::sync_dir(dir)?;
-    }
-    if let Some(h) = crate::io::hook_for(path) {
-        h.replaced(path, data);
-    }
-    Ok(())
-}
+/// Replace a file durably (lives in [`crate::fs`]; kept here for old callers).
+pub(crate) use crate::fs::write_atomically;
 
 #[cfg(test)]
 mod tests {

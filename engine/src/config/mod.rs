@@ -26,6 +26,7 @@
 
 use std::path::PathBuf;
 
+mod fields;
 mod keys;
 mod load;
 mod properties;

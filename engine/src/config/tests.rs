@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::load::{load, parse_delete_when, FIELDS};
+use super::fields::{parse_delete_when, FIELDS};
+use super::load::load;
 use super::*;
 use crate::Error;
 

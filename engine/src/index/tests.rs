@@ -2,7 +2,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use super::file::{file_size_bytes, Header, HEADER_BYTES};
+use super::layout::{file_size_bytes, Header, HEADER_BYTES};
 use super::*;
 use crate::message::{java_hash, MessageProperties};
 

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::mapped_file::MappedFile;
 use crate::mapped_file_queue::MappedFileQueue;
 
+mod table;
+pub(crate) use table::CqTable;
+
 /// Bytes per unit.
 pub const CQ_UNIT_SIZE: usize = 20;
 const BLANK_SIZE: i32 = i32::MAX;
@@ -209,9 +212,42 @@ impl ConsumeQueue {
         if files.is_empty() {
             return Ok(CqRecovery::default());
         }
-        let mut damaged = false;
         // Find the last written unit, scanning the last three files.
         let start_idx = files.len().saturating_sub(3);
+        let bounds = ScanBounds {
+            commit_log_min,
+            commit_log_max,
+            verify_from,
+        };
+        let (end, damaged) = self.scan_units(&files, start_idx, all_files, &bounds, verify);
+        let (idx, pos, removed, max_phys) =
+            walk_back_past_log_end(&files, end, start_idx, file_size, commit_log_max);
+        let end_offset = files[idx].file_from_offset() + pos as u64;
+        drop(files);
+        self.cut_at(idx, pos)?;
+        self.queue.set_flushed_where(end_offset);
+        self.max_physic_offset.store(max_phys, Ordering::Release);
+        self.correct_min_offset(commit_log_min);
+        Ok(CqRecovery {
+            units_truncated: removed,
+            damaged,
+        })
+    }
+
+    /// Scan the units of the last three files (of all files with
+    /// `all_files`) and return where the written, undamaged units end
+    /// (`(file index, position)`) and whether damage ended them (see
+    /// [`ConsumeQueue::recover`] for what counts as damage).
+    fn scan_units(
+        &self,
+        files: &[Arc<MappedFile>],
+        start_idx: usize,
+        all_files: bool,
+        bounds: &ScanBounds,
+        verify: &mut dyn FnMut(u64, &CqUnit) -> bool,
+    ) -> ((usize, usize), bool) {
+        let file_size = self.queue.file_size() as usize;
+        let mut damaged = false;
         let mut end = (start_idx, 0usize);
         // The previous decoded unit: (file index, position, end offset in the log).
         let mut prev_unit: Option<(usize, usize, u64)> = None;
@@ -226,16 +262,7 @@ impl ConsumeQueue {
                 if !unit_written(unit) {
                     end = (idx, pos);
                     // Written units after an unwritten one: damage, not the end.
-                    let later = files[idx..].iter().enumerate().any(|(i, g)| {
-                        let from = if i == 0 { pos + CQ_UNIT_SIZE } else { 0 };
-                        g.bytes(0, file_size)
-                            .unwrap_or(&[])
-                            .get(from..)
-                            .unwrap_or(&[])
-                            .chunks_exact(CQ_UNIT_SIZE)
-                            .any(unit_written)
-                    });
-                    if later {
+                    if written_after(&files[idx..], pos, file_size) {
                         tracing::warn!(topic = %self.topic, queue_id = self.queue_id,
                             file = %f.path().display(), pos, "unwritten consume queue unit before written ones; truncating");
                         damaged = true;
@@ -260,10 +287,10 @@ impl ConsumeQueue {
                     }
                     let spot = (spot_first
                         || (idx < start_idx && pos + 2 * CQ_UNIT_SIZE > data.len()))
-                        && u.commit_log_offset >= commit_log_min;
+                        && u.commit_log_offset >= bounds.commit_log_min;
                     spot_first = false;
-                    if ((idx >= start_idx && u.commit_log_offset >= verify_from) || spot)
-                        && u_end <= commit_log_max
+                    if ((idx >= start_idx && u.commit_log_offset >= bounds.verify_from) || spot)
+                        && u_end <= bounds.commit_log_max
                         && !verify(qoff, &u)
                     {
                         tracing::warn!(topic = %self.topic, queue_id = self.queue_id,
@@ -279,36 +306,13 @@ impl ConsumeQueue {
             }
             end = (idx, pos);
         }
-        // Walk back over units that point past the commitlog end.
-        let (mut idx, mut pos) = end;
-        let mut removed = 0u64;
-        let mut max_phys = 0u64;
-        loop {
-            if pos == 0 {
-                if idx == 0 || idx <= start_idx {
-                    break;
-                }
-                idx -= 1;
-                pos = file_size;
-                continue;
-            }
-            let data = files[idx]
-                .bytes(pos - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
-                .unwrap_or(&[]);
-            match CqUnit::decode(data) {
-                Some(u) if u.commit_log_offset + u.size as u64 > commit_log_max => {
-                    pos -= CQ_UNIT_SIZE;
-                    removed += 1;
-                }
-                Some(u) => {
-                    max_phys = u.commit_log_offset + u.size as u64;
-                    break;
-                }
-                None => break,
-            }
-        }
-        let end_offset = files[idx].file_from_offset() + pos as u64;
-        drop(files);
+        (end, damaged)
+    }
+
+    /// Drop the files after file `idx`, whose units end at `pos`, and zero
+    /// the stale units after `pos` in it.
+    fn cut_at(&mut self, idx: usize, pos: usize) -> Result<()> {
+        let file_size = self.queue.file_size() as usize;
         // Drop files after the end; zero stale units in the end file.
         let cut = self.queue.files()[idx].file_from_offset() + file_size as u64;
         self.queue.delete_files_from(cut)?;
@@ -335,13 +339,7 @@ impl ConsumeQueue {
         } else {
             f.set_positions(pos);
         }
-        self.queue.set_flushed_where(end_offset);
-        self.max_physic_offset.store(max_phys, Ordering::Release);
-        self.correct_min_offset(commit_log_min);
-        Ok(CqRecovery {
-            units_truncated: removed,
-            damaged,
-        })
+        Ok(())
     }
 
     /// Set the min logical offset to the first unit whose record is at or after `commit_log_min`.
@@ -585,6 +583,72 @@ impl ConsumeQueue {
     pub fn file_count(&self) -> usize {
         self.queue.file_count()
     }
+}
+
+/// The log range [`ConsumeQueue::recover`] checks units against.
+struct ScanBounds {
+    /// Oldest commitlog offset: spot checks of older files need records from here on.
+    commit_log_min: u64,
+    /// End of the commitlog: units past it are dropped.
+    commit_log_max: u64,
+    /// Units of the last three files whose records start here or later are verified.
+    verify_from: u64,
+}
+
+/// Whether any written unit follows position `pos` of the first of `files`
+/// (in it or in a later file).
+fn written_after(files: &[Arc<MappedFile>], pos: usize, file_size: usize) -> bool {
+    files.iter().enumerate().any(|(i, g)| {
+        let from = if i == 0 { pos + CQ_UNIT_SIZE } else { 0 };
+        g.bytes(0, file_size)
+            .unwrap_or(&[])
+            .get(from..)
+            .unwrap_or(&[])
+            .chunks_exact(CQ_UNIT_SIZE)
+            .any(unit_written)
+    })
+}
+
+/// From `end`, walk back over units that point past the commitlog end
+/// (`commit_log_max`), not below the first scanned file `start_idx`.
+/// Returns the new end `(file index, position)`, the units walked over and
+/// the log end of the last unit kept (0 if none).
+fn walk_back_past_log_end(
+    files: &[Arc<MappedFile>],
+    end: (usize, usize),
+    start_idx: usize,
+    file_size: usize,
+    commit_log_max: u64,
+) -> (usize, usize, u64, u64) {
+    // Walk back over units that point past the commitlog end.
+    let (mut idx, mut pos) = end;
+    let mut removed = 0u64;
+    let mut max_phys = 0u64;
+    loop {
+        if pos == 0 {
+            if idx == 0 || idx <= start_idx {
+                break;
+            }
+            idx -= 1;
+            pos = file_size;
+            continue;
+        }
+        let data = files[idx]
+            .bytes(pos - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+            .unwrap_or(&[]);
+        match CqUnit::decode(data) {
+            Some(u) if u.commit_log_offset + u.size as u64 > commit_log_max => {
+                pos -= CQ_UNIT_SIZE;
+                removed += 1;
+            }
+            Some(u) => {
+                max_phys = u.commit_log_offset + u.size as u64;
+                break;
+            }
+            None => break,
+        }
+    }
+    (idx, pos, removed, max_phys)
 }
 
 #[cfg(test)]

@@ -1,0 +1,108 @@
+//! The table of all consume queues, by topic and queue id.
+
+use crate::sync::{LockExt, RwLockExt};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::consume_queue::ConsumeQueue;
+use crate::error::{Error, Result};
+
+/// All consume queues, by topic and queue id.
+pub(crate) struct CqTable {
+    root: PathBuf,
+    file_size: u64,
+    queues: RwLock<HashMap<String, HashMap<u32, Arc<ConsumeQueue>>>>,
+    /// Queues created by dispatch since the last `take_created` (a slave learns
+    /// its topics from the log it follows).
+    created: Mutex<Vec<(String, u32)>>,
+}
+
+impl CqTable {
+    pub fn new(root: PathBuf, file_size: u64) -> Self {
+        CqTable {
+            root,
+            file_size,
+            queues: RwLock::new(HashMap::new()),
+            created: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn get(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {
+        self.queues
+            .read_locked()
+            .get(topic)
+            .and_then(|m| m.get(&queue_id))
+            .cloned()
+    }
+
+    pub fn get_or_create(&self, topic: &str, queue_id: u32) -> Result<Arc<ConsumeQueue>> {
+        if let Some(q) = self.get(topic, queue_id) {
+            return Ok(q);
+        }
+        let mut all = self.queues.write_locked();
+        if let Some(q) = all.get(topic).and_then(|m| m.get(&queue_id)) {
+            return Ok(Arc::clone(q));
+        }
+        // Names are data, never paths: only a valid topic name becomes a
+        // folder (a name such as `../../x` would leave the store).
+        crate::message::validate_topic(topic).map_err(|why| {
+            Error::IllegalMessage(format!("no consume queue for an invalid topic name: {why}"))
+        })?;
+        let dir = self.root.join(topic).join(queue_id.to_string());
+        let q = Arc::new(ConsumeQueue::load(&dir, topic, queue_id, self.file_size)?);
+        all.entry(topic.to_string())
+            .or_default()
+            .insert(queue_id, Arc::clone(&q));
+        self.created.locked().push((topic.to_string(), queue_id));
+        Ok(q)
+    }
+
+    /// Queues created since the last call.
+    pub fn take_created(&self) -> Vec<(String, u32)> {
+        std::mem::take(&mut *self.created.locked())
+    }
+
+    /// Give back queues [`CqTable::take_created`] returned that the caller
+    /// could not record yet (they come back with the next call).
+    pub fn requeue_created(&self, back: Vec<(String, u32)>) {
+        if !back.is_empty() {
+            self.created.locked().extend(back);
+        }
+    }
+
+    pub fn insert(&self, q: ConsumeQueue) {
+        let mut all = self.queues.write_locked();
+        all.entry(q.topic().to_string())
+            .or_default()
+            .insert(q.queue_id(), Arc::new(q));
+    }
+
+    pub fn all(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.queues
+            .read_locked()
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_is_never_made_for_an_invalid_topic_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = CqTable::new(dir.path().join("consumequeue"), 2000);
+        for bad in ["../x", "a/b", "", "..", "a b"] {
+            assert!(
+                matches!(t.get_or_create(bad, 0), Err(Error::IllegalMessage(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(!dir.path().join("x").exists());
+        assert!(t.get_or_create("Good", 0).is_ok());
+        assert!(t.all().len() == 1);
+    }
+}
