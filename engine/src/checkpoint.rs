@@ -39,6 +39,7 @@ pub struct CheckpointData {
 
 impl CheckpointData {
     /// RocketMQ's `minTimestamp`: min(physic, logics) - 3 s, at least 0.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the benches and tests
     pub fn min_timestamp(&self) -> i64 {
         (self.physic_msg_timestamp.min(self.logics_msg_timestamp) - 3000).max(0)
     }

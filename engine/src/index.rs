@@ -210,11 +210,13 @@ impl IndexService {
     }
 
     /// The directory of the index files.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the benches and tests
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Number of index files.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the benches and tests
     pub fn file_count(&self) -> usize {
         self.snapshot().len()
     }

@@ -48,31 +48,48 @@
 //!   (record codec) are used by every layer.
 #![warn(missing_docs)]
 
-pub mod checkpoint;
-pub mod commitlog;
+// The embedding API and what the workspace's other crates share: always public.
 pub mod config;
-pub mod consume_queue;
-pub mod damage;
-pub mod dispatch;
 pub mod error;
-pub mod flush;
-pub mod fs;
-pub mod index;
 pub mod io;
-pub mod mapped_file;
-pub mod mapped_file_queue;
 pub mod message;
 pub mod persist;
-pub mod pool;
 pub mod retention;
-pub mod schedule;
 pub mod store;
 pub mod sync;
 pub mod sys;
-pub mod topic;
+
+/// Declares the engine's internal modules: private, or public with the
+/// `internals` cargo feature (the criterion benches and the engine's own
+/// tests use them; no stability promise). The few items only those users call
+/// carry `cfg_attr(not(feature = "internals"), allow(dead_code))`.
+macro_rules! internal_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
+
+internal_modules!(
+    checkpoint,
+    commitlog,
+    consume_queue,
+    damage,
+    dispatch,
+    flush,
+    fs,
+    index,
+    mapped_file,
+    mapped_file_queue,
+    pool,
+    schedule,
+    topic,
+);
 
 pub use config::{BrokerRole, FlushDiskType, StoreConfig};
-pub use damage::DamagedRecord;
+pub use damage::{DamagedRecord, MAX_LISTED_DAMAGED_RECORDS};
 pub use dispatch::ArrivalListener;
 pub use error::{Error, Result};
 pub use mapped_file::MappedBytes;

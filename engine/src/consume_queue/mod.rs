@@ -365,6 +365,7 @@ impl ConsumeQueue {
 
     /// Append the unit for `queue_offset`. A unit already present is skipped
     /// (dispatch is idempotent); a gap is filled with blank units.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the benches and tests
     pub fn put(&self, unit: CqUnit, queue_offset: u64) -> Result<()> {
         self.put_batch(queue_offset, std::slice::from_ref(&unit))
     }
@@ -466,6 +467,7 @@ impl ConsumeQueue {
     }
 
     /// End (offset + size) of the last record indexed.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // for the benches and tests
     pub fn max_physic_offset(&self) -> u64 {
         self.max_physic_offset.load(Ordering::Acquire)
     }
