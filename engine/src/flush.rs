@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::config::{FlushDiskType, StoreConfig};
 use crate::error::{Error, Result};
 use crate::mapped_file_queue::MappedFileQueue;
+use crate::store::{StoreInner, CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 /// Latches the first durability failure; later writes fail with it.
 #[derive(Debug, Default)]
@@ -342,6 +343,154 @@ impl CqFlushPolicy {
             least_pages: cfg.flush_consume_queue_least_pages,
             thorough_interval: Duration::from_millis(cfg.flush_consume_queue_thorough_interval_ms),
         }
+    }
+}
+
+impl StoreInner {
+    /// Pool mode: commit buffered bytes every `commitIntervalCommitLog` ms when
+    /// `commitCommitLogLeastPages` pages wait, everything every
+    /// `commitCommitLogThoroughInterval` ms. A failed write fences the store.
+    pub(crate) fn run_commit(&self) {
+        let interval = Duration::from_millis(self.cfg.commit_interval_commit_log_ms.max(1));
+        let thorough = Duration::from_millis(self.cfg.commit_commit_log_thorough_interval_ms);
+        let mut last_thorough = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            // Sleep the interval, or until puts have left enough to commit
+            // (or shutdown wakes us).
+            self.commit_waker.wait(interval);
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            let mut least = self.cfg.commit_commit_log_least_pages;
+            if last_thorough.elapsed() >= thorough {
+                last_thorough = Instant::now();
+                least = 0;
+            }
+            if let Err(e) = self.commitlog.commit(least) {
+                self.fence.trip(format!("commitlog commit failed: {e}"));
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn run_cq_flush(&self) {
+        let p = self.cq_flush;
+        let mut last_thorough = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            let deadline = Instant::now() + p.interval;
+            while Instant::now() < deadline && !self.stopping.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10).min(p.interval));
+            }
+            let mut least = p.least_pages;
+            if last_thorough.elapsed() >= p.thorough_interval {
+                last_thorough = Instant::now();
+                least = 0;
+            }
+            if let Err(e) = self.flush_consume_queues(least) {
+                // Retried at the next interval; no fence (see `cq_flush_failed`).
+                self.note_cq_flush_failed(&e);
+            }
+        }
+    }
+
+    /// A flush of derived data failed: remember it (sticky), log it (rate-limited).
+    pub(crate) fn note_cq_flush_failed(&self, e: &Error) {
+        let mut g = self
+            .cq_flush_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e.to_string());
+        }
+        drop(g);
+        if let Some(held_back) = self.cq_flush_log.allow() {
+            tracing::error!(error = %e, not_logged = held_back,
+                "consume queue flush failed; retried, puts go on, the checkpoint keeps the last offset known flushed");
+        }
+    }
+
+    /// Flush every consume queue, then record in the checkpoint how far they are
+    /// durable (and how far the commitlog is) and sync the checkpoint.
+    pub(crate) fn flush_consume_queues(&self, least_pages: u32) -> Result<()> {
+        // Read before flushing: every unit below this offset is in its file
+        // already. The time first: dispatch stores it after the offset, so it
+        // is never later than the offset's record (a conservative checkpoint).
+        let dispatched_ts = self.dispatcher.last_store_timestamp_ms();
+        let dispatched = self.dispatcher.dispatched_offset();
+        // After a failed flush, a later one that succeeds does not prove the
+        // earlier pages reached the disk: the logics and index offsets stay.
+        let derived_ok = self.cq_flush_failed.locked().is_none();
+        let mut all_flushed = derived_ok;
+        let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
+            Default::default();
+        let queues = self.cqs.all();
+        let mut flushed = Ok(());
+        for cq in &queues {
+            let max = cq.max_offset();
+            if let Err(e) = cq.flush(least_pages) {
+                flushed = Err(e);
+                all_flushed = false;
+                break;
+            }
+            all_flushed &= cq.fully_flushed();
+            maxes
+                .entry(cq.topic().to_string())
+                .or_default()
+                .insert(cq.queue_id(), max);
+        }
+        {
+            // The first-file manifest says where files start, not what they
+            // hold: written whatever the flushes did (so that a failed flush
+            // never leaves it behind retention), and under its lock, so that
+            // it never goes back behind what the clean pass wrote before
+            // deleting files. One not written now is retried on the next pass.
+            let mut last_min = self.cq_min_manifest.locked();
+            let mut mins = std::collections::BTreeMap::<_, std::collections::BTreeMap<_, _>>::new();
+            for cq in &queues {
+                mins.entry(cq.topic().to_string())
+                    .or_default()
+                    .insert(cq.queue_id(), cq.first_file_offset());
+            }
+            if *last_min != mins && self.write_manifest(CQ_MIN_MANIFEST, &mins) {
+                *last_min = mins;
+            }
+        }
+        flushed?;
+        if all_flushed {
+            // A hint for the next open (a queue that lost units is rebuilt):
+            // one not written now is retried on the next pass, and the
+            // queues' own flush is not in doubt.
+            let mut last = self.cq_manifest.locked();
+            if *last != maxes && self.write_manifest(CQ_MANIFEST, &maxes) {
+                *last = maxes;
+            }
+        }
+        let mut index_done = None;
+        if let Some(ix) = &self.index {
+            // Everything dispatched before this point was given to the index.
+            let ts = ix.last_update().0;
+            ix.flush()?;
+            index_done = derived_ok.then_some((dispatched, ts));
+        }
+        let physic_offset = self.flusher.durable_offset();
+        let physic_ts = self.commitlog.queue.flushed_store_timestamp_ms();
+        let before = self.checkpoint.data();
+        self.checkpoint.update(|d| {
+            if all_flushed {
+                d.logics_offset = d.logics_offset.max(dispatched);
+                d.logics_msg_timestamp = d.logics_msg_timestamp.max(dispatched_ts);
+            }
+            d.physic_offset = d.physic_offset.max(physic_offset);
+            d.physic_msg_timestamp = d.physic_msg_timestamp.max(physic_ts);
+            if let Some((off, ts)) = index_done {
+                d.index_offset = d.index_offset.max(off);
+                d.index_msg_timestamp = d.index_msg_timestamp.max(ts);
+            }
+        });
+        if self.checkpoint.data() != before {
+            self.checkpoint.flush()?;
+        }
+        Ok(())
     }
 }
 

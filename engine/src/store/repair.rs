@@ -14,8 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{CqUnit, StoreInner};
+use super::StoreInner;
 use crate::consume_queue::ConsumeQueue;
+use crate::consume_queue::CqUnit;
 use crate::damage::{classify, UnitCheck};
 use crate::message::{check_record, RecordCheck};
 
