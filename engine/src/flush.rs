@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::config::{FlushDiskType, StoreConfig};
 use crate::error::{Error, Result};
 use crate::mapped_file_queue::MappedFileQueue;
-use crate::store::{StoreInner, CQ_MANIFEST, CQ_MIN_MANIFEST};
+use crate::store::{Manifest, StoreInner, CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 /// Latches the first durability failure; later writes fail with it.
 #[derive(Debug, Default)]
@@ -421,8 +421,7 @@ impl StoreInner {
         // earlier pages reached the disk: the logics and index offsets stay.
         let derived_ok = self.cq_flush_failed.locked().is_none();
         let mut all_flushed = derived_ok;
-        let mut maxes: std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> =
-            Default::default();
+        let mut maxes: Manifest = Default::default();
         let queues = self.cqs.all();
         let mut flushed = Ok(());
         for cq in &queues {

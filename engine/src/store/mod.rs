@@ -9,14 +9,16 @@
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::CommitLog;
 use crate::config::StoreConfig;
 use crate::dispatch::{Arrivals, CqTable, Dispatcher};
+use crate::error::Error;
 use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence};
 use crate::index::IndexService;
 use crate::retention::{CleanPassReport, Hanging, StoreEnv};
@@ -30,7 +32,13 @@ mod repair;
 mod shutdown;
 mod types;
 
+use open::{LoadedQueues, OpenedLog};
+
 pub(crate) use open::{CQ_MANIFEST, CQ_MIN_MANIFEST};
+
+/// A consume-queue manifest: per topic, per queue id, a queue offset (see
+/// [`CQ_MANIFEST`], [`CQ_MIN_MANIFEST`]).
+pub(crate) type Manifest = std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>;
 pub use types::{
     GetResult, GetStatus, MessageFilter, PutCallback, PutResult, PutStatus, QueryResult,
     RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
@@ -66,11 +74,9 @@ pub(crate) struct StoreInner {
     /// Deletions that failed or hang, retried every `redeleteHangedFileInterval` ms.
     pub(crate) hanging: Mutex<Hanging>,
     /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
-    pub(crate) cq_manifest:
-        Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
+    pub(crate) cq_manifest: Mutex<Manifest>,
     /// First-file queue offset per consume queue last recorded (`config/consumeQueueMin.json`).
-    pub(crate) cq_min_manifest:
-        Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>>,
+    pub(crate) cq_min_manifest: Mutex<Manifest>,
     /// Records found damaged by reads (listed for the admin tool).
     pub(crate) damaged: crate::damage::DamagedRecords,
     /// Consume-queue repairs running and waiting (see `repair`).
@@ -132,3 +138,118 @@ impl MessageStore {
 /// How many nice levels the store's background threads drop below the level
 /// they start at (see [`crate::sys::lower_thread_priority`]).
 pub(crate) const BACKGROUND_NICE: i32 = 5;
+
+impl StoreInner {
+    /// Topics whose queues appeared through dispatch but are not in the topic
+    /// table (a slave's log carries its master's topics) join the table.
+    fn learn_dispatched_topics(&self) {
+        let mut later = Vec::new();
+        for (topic, queue_id) in self.cqs.take_created() {
+            if self.topics.get(&topic).is_none() {
+                // Dispatch gives queues only to ids below 1024, the store's
+                // topic queue limit; saturating all the same (the id is data).
+                let n = queue_id
+                    .saturating_add(1)
+                    .max(self.cfg.default_topic_queue_nums);
+                if let Err(e) = self.topics.get_or_create(&topic, n) {
+                    // Retried on the next pass (no descriptor or space now).
+                    if let Some(held_back) = self.dispatcher.health.learn_log.allow() {
+                        tracing::warn!(topic, error = %e, not_logged = held_back,
+                            "cannot record a dispatched topic yet; retried");
+                    }
+                    later.push((topic, queue_id));
+                }
+            }
+        }
+        self.cqs.requeue_created(later);
+    }
+
+    /// Follow the commitlog. A resource error (an [`Error::Io`] creating or
+    /// growing a consume-queue or index file: no descriptor, no space, EIO)
+    /// is retried with back-off and reported, never fenced: the position stays
+    /// before the record whose unit is not written, puts go on, and dispatch
+    /// resumes by itself. Other errors (a record that does not parse) fence.
+    fn run_dispatch(&self) {
+        while !self.stopping.load(Ordering::Acquire) {
+            self.learn_dispatched_topics();
+            match self.dispatcher.dispatch_available(
+                &self.commitlog,
+                &self.cqs,
+                self.index.as_ref(),
+                &self.arrivals,
+            ) {
+                Ok(n) => {
+                    self.dispatcher.note_ok();
+                    if n == 0 {
+                        self.dispatcher.waker.wait(Duration::from_millis(1));
+                    }
+                }
+                Err(e @ Error::Io { .. }) => {
+                    let wait = self.dispatcher.note_retry(&e);
+                    let until = Instant::now() + wait;
+                    while !self.stopping.load(Ordering::Acquire) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(10).min(wait));
+                    }
+                }
+                Err(e) => {
+                    self.fence.trip(format!("dispatch failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl StoreInner {
+    /// The store's state from what the steps of opening built (see `open.rs`).
+    fn assemble(
+        cfg: StoreConfig,
+        env: StoreEnv,
+        (lock_file, store_host): (File, SocketAddr),
+        log: OpenedLog,
+        queues: LoadedQueues,
+        (schedule, dispatcher, arrivals): (crate::schedule::ScheduleState, Dispatcher, Arrivals),
+    ) -> StoreInner {
+        let fence = Arc::new(Fence::default());
+        let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), log.commitlog.max_offset());
+        StoreInner {
+            cq_flush: CqFlushPolicy::new(&cfg),
+            cfg,
+            store_host,
+            commitlog: log.commitlog,
+            cqs: queues.cqs,
+            topics: queues.topics,
+            fence,
+            flusher,
+            checkpoint: log.checkpoint,
+            index: queues.index,
+            schedule,
+            dispatcher,
+            arrivals,
+            stopping: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
+            lock_file,
+            threads: Mutex::new(Vec::new()),
+            replica_waiter: std::sync::RwLock::new(None),
+            env,
+            disk_full: AtomicBool::new(false),
+            manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
+            clean_waker: crate::flush::Waker::default(),
+            commit_waker: crate::flush::Waker::default(),
+            schedule_waker: crate::flush::Waker::default(),
+            last_clean: Mutex::new(None),
+            hanging: Mutex::new(Hanging::default()),
+            cq_manifest: Mutex::new(queues.manifest),
+            cq_min_manifest: Mutex::new(queues.min_manifest),
+            damaged: crate::damage::DamagedRecords::default(),
+            repairs: repair::Repairs::default(),
+            units_repaired: std::sync::atomic::AtomicU64::new(0),
+            total_ram: crate::sys::total_ram_bytes(),
+            recovery: log.report,
+            cq_flush_failed: Mutex::new(None),
+            cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
+            cq_expiry_owed: AtomicBool::new(false),
+            clean_pass_lock: Mutex::new(()),
+        }
+    }
+}

@@ -5,22 +5,21 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use super::{repair, MessageStore, RecoveryReport, StoreInner, BACKGROUND_NICE};
-use crate::checkpoint::{Checkpoint, CheckpointState};
+use super::{Manifest, MessageStore, RecoveryReport, StoreInner, BACKGROUND_NICE};
+use crate::checkpoint::{Checkpoint, CheckpointData, CheckpointState};
 use crate::commitlog::CommitLog;
 use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
 use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
 use crate::damage::UnitCheck;
 use crate::dispatch::{Arrivals, CqTable, Dispatcher, WalkedRecords};
 use crate::error::{Error, Result};
-use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence, PanicGuard};
+use crate::flush::PanicGuard;
 use crate::index::IndexService;
 use crate::message::validate_topic;
-use crate::retention::{Hanging, StoreEnv};
+use crate::retention::StoreEnv;
 use crate::topic::{TopicConfig, TopicTable};
 
 /// File (under `config/`) recording how many units each consume queue had when
@@ -93,341 +92,51 @@ impl MessageStore {
     /// [`MessageStore::open`] with a given clock and disk-usage source (tests use
     /// this to move time to the `deleteWhen` hour or simulate a full disk).
     ///
+    /// Opening runs these steps in order (RocketMQ's `DefaultMessageStore`
+    /// `load()` → `recover()` → `start()`), each a function below.
+    ///
     /// # Errors
     /// As [`MessageStore::open`].
     pub fn open_with_env(cfg: StoreConfig, env: StoreEnv) -> Result<MessageStore> {
         cfg.validate()?;
         basic_config_checks(&cfg)?;
         let started = Instant::now();
-        let root = cfg.store_path_root_dir.clone();
-        std::fs::create_dir_all(&root)
-            .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
-        let lock_file = lock_store(&root)?;
-        let ip: IpAddr = cfg
-            .broker_ip1
-            .parse()
-            .map_err(|_| Error::config("brokerIP1", &cfg.broker_ip1, "an IPv4 or IPv6 address"))?;
-        let store_host = SocketAddr::new(ip, cfg.listen_port);
-        let abort_path = root.join("abort");
-        let abnormal = abort_path.exists();
-        let (checkpoint, ck_state) = Checkpoint::open(&root.join("checkpoint"))?;
-        let ck = checkpoint.data();
-        let ck_valid = ck_state == CheckpointState::Valid;
-
-        // RocketMQ's rule: the transient store pool only serves ASYNC_FLUSH
-        // masters; ferromq serves SYNC_FLUSH too when asked.
-        let pool = if cfg.transient_store_pool_enable {
-            if (cfg.flush_disk_type == FlushDiskType::AsyncFlush
-                || cfg.transient_store_pool_sync_flush_enable)
-                && cfg.broker_role != BrokerRole::Slave
-            {
-                Some(crate::pool::TransientStorePool::new(
-                    cfg.transient_store_pool_size as usize,
-                    cfg.mapped_file_size_commit_log as usize,
-                )?)
-            } else {
-                tracing::warn!(
-                    "transientStorePoolEnable applies only to masters, and to SYNC_FLUSH only \
-                     with transientStorePoolSyncFlushEnable=true; ignored"
-                );
-                None
-            }
-        } else {
-            None
-        };
-        let pooled = pool.is_some();
-        let via_fd = commitlog_writes_via_fd(&cfg, pooled);
-        let mut commitlog = CommitLog::load(
-            &cfg.commit_log_dir(),
-            cfg.mapped_file_size_commit_log,
-            cfg.warm_maped_file_enable,
-            if pooled || via_fd {
-                0
-            } else {
-                cfg.prefault_ahead_bytes
-            },
-            pool,
-            cfg.io_uring_enable,
-            via_fd,
-        )?;
-        let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
-        // After a crash, check every record written since the last known flush.
-        let validate_from = abnormal.then_some(if ck_valid { ck.physic_offset } else { 0 });
+        let (lock_file, store_host) = lock_directory(&cfg)?;
+        let (mut log, walked) = open_commitlog(&cfg)?;
         let phase = Instant::now();
-        let delay_levels = cfg.delay_levels_ms()?;
-        // After a crash the walk keeps what re-dispatch needs of each record it
-        // checks, so re-dispatch does not read the log a second time.
-        let mut walked = WalkedRecords::new(
-            if abnormal { MAX_WALKED_RECORDS } else { 0 },
-            delay_levels.clone(),
-        );
-        let cl_report = commitlog.recover(
-            cfg.check_crc_on_recover,
-            max_record,
-            validate_from,
-            &mut |h| walked.push(h),
-        )?;
-        let walk_millis = phase.elapsed().as_millis() as u64;
-        let phase = Instant::now();
-        let cl_min = commitlog.min_offset();
-        let cl_max = commitlog.max_offset();
-
-        let cqs = CqTable::new(cfg.consume_queue_dir(), cfg.consume_queue_file_size());
-        let mut report = RecoveryReport {
-            abnormal,
-            commit_log: cl_report,
-            walk_millis,
-            ..Default::default()
-        };
-        // Units whose records the commitlog walk just checked are compared with
-        // those records (the pages are warm), at most the last three files' worth
-        // (the span a normal recovery walks; a crash tears only the tail). Older
-        // units get order checks here, and every read checks a unit against its
-        // record anyway.
-        let verify_from = report
-            .commit_log
-            .scanned_from
-            .max(cl_max.saturating_sub(3 * cfg.mapped_file_size_commit_log));
-        let min_manifest = load_manifest(&cfg.config_dir().join(CQ_MIN_MANIFEST));
-        let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
-        for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
-            let (mut cq, bad_file) =
-                ConsumeQueue::load_lenient(&dir, &topic, queue_id, cfg.consume_queue_file_size())?;
-            let mut verify = |queue_offset: u64, u: &CqUnit| {
-                check_unit(&commitlog, &topic, queue_id, queue_offset, u, &delay_levels)
-                    != UnitCheck::UnitWrong
-            };
-            // Every file is scanned only after a crash or when the files are
-            // not what the manifests recorded; otherwise the last three.
-            let all_files = abnormal
-                || bad_file.is_some()
-                || manifests_disagree(
-                    &cq,
-                    min_manifest
-                        .get(&topic)
-                        .and_then(|q| q.get(&queue_id))
-                        .copied(),
-                    manifest.get(&topic).and_then(|q| q.get(&queue_id)).copied(),
-                    cfg.consume_queue_file_size(),
-                );
-            report.consume_queues_fully_scanned += usize::from(all_files);
-            let r = cq.recover(cl_min, cl_max, verify_from, all_files, &mut verify)?;
-            let expected_first = min_manifest.get(&topic).and_then(|q| q.get(&queue_id));
-            let front_missing = front_files_missing(&cq, cl_min, expected_first.copied());
-            if front_missing {
-                tracing::warn!(
-                    topic,
-                    queue_id,
-                    first_file_offset = cq.first_file_offset(),
-                    expected_first,
-                    commit_log_min = cl_min,
-                    "consume queue lacks its first files while the commitlog still holds their \
-                     records; rebuilding it from the commitlog"
-                );
-                cq.clear()?;
-            }
-            if let Some(e) = &bad_file {
-                tracing::warn!(topic, queue_id, error = %e,
-                    "consume queue file damaged or missing; rebuilding from the commitlog");
-            }
-            report.consume_queue_units_truncated += r.units_truncated;
-            report.consume_queues_truncated += usize::from(r.units_truncated > 0);
-            report.consume_queues_damaged +=
-                usize::from(r.damaged || front_missing || bad_file.is_some());
-            cqs.insert(cq);
-            report.consume_queues += 1;
-        }
-        let topics = TopicTable::load(&cfg.config_dir())?;
-        let index = if cfg.message_index_enable {
-            let ix = IndexService::load(&cfg.index_dir(), &cfg)?;
-            ix.truncate_after(cl_max)?;
-            Some(ix)
-        } else {
-            None
-        };
-        let short_queue = manifest.iter().find_map(|(topic, qs)| {
-            qs.iter().find_map(|(q, max)| {
-                let have = cqs.get(topic, *q).map(|c| c.max_offset()).unwrap_or(0);
-                (have < *max).then(|| (topic.clone(), *q, have, *max))
-            })
-        });
-        if let Some((topic, q, have, want)) = &short_queue {
-            tracing::warn!(topic, queue_id = q, have, want,
-                "consume queue has fewer units than when last flushed; rebuilding from the commitlog");
-            report.rebuilt_from_log_start = true;
-        }
-        if report.consume_queues_damaged > 0 {
-            tracing::warn!(
-                queues = report.consume_queues_damaged,
-                "damaged consume queues; rebuilding from the commitlog"
-            );
-            report.rebuilt_from_log_start = true;
-        }
-        // Re-dispatch from where consume queues were last known flushed; without a
-        // valid checkpoint, or when a queue lost units or is damaged, from the start
-        // of the log (idempotent: units already present are skipped).
-        let units_before: HashMap<(String, u32), u64> = cqs
-            .all()
-            .iter()
-            .map(|q| ((q.topic().to_string(), q.queue_id()), q.max_offset()))
-            .collect();
-        let reput_from = if ck_valid && !report.rebuilt_from_log_start {
-            let mut from = ck.logics_offset;
-            if index.is_some() {
-                // Keys added since the index's last flush are rebuilt too.
-                from = from.min(ck.index_offset);
-            }
-            from.clamp(cl_min, cl_max)
-        } else {
-            cl_min
-        };
-        report.redispatched_from = reput_from;
-        report.consume_queue_millis = phase.elapsed().as_millis() as u64;
+        let queues = load_consume_queues(&cfg, &mut log)?;
+        let plan = plan_redispatch(&mut log, &queues);
+        log.report.consume_queue_millis = phase.elapsed().as_millis() as u64;
         let phase = Instant::now();
         let schedule =
-            crate::schedule::ScheduleState::load(&cfg.config_dir(), delay_levels.clone())?;
-        let dispatcher = Dispatcher::new(reput_from, delay_levels);
-        let arrivals = Arrivals::default();
-        let first_pass = match dispatcher.dispatch_walked(
-            &walked,
-            cl_max,
-            &commitlog,
-            &cqs,
-            index.as_ref(),
-            &arrivals,
-        )? {
-            Some(r) => r,
-            None => {
-                dispatcher.dispatch_checking_gaps(&commitlog, &cqs, index.as_ref(), &arrivals)?
-            }
-        };
-        drop(walked);
-        report.records_redispatched = match first_pass {
-            Ok(n) => n as u64,
-            Err(gap) => {
-                // A queue lacks units that the log still has (deleted, damaged or
-                // lost its tail): rebuild every queue from the start of the log.
-                tracing::warn!(
-                    ?gap,
-                    "consume queue is missing units; rebuilding from the commitlog"
-                );
-                report.rebuilt_from_log_start = true;
-                report.redispatched_from = cl_min;
-                dispatcher.reset(cl_min);
-                dispatcher.dispatch_available(&commitlog, &cqs, index.as_ref(), &arrivals)? as u64
-            }
-        };
-        report.redispatch_millis = phase.elapsed().as_millis() as u64;
-        let mut table: HashMap<String, Vec<u64>> = HashMap::new();
-        for cq in cqs.all() {
-            let v = table.entry(cq.topic().to_string()).or_default();
-            let q = cq.queue_id() as usize;
-            if v.len() <= q {
-                v.resize(q + 1, 0);
-            }
-            v[q] = cq.max_offset();
-            if topics.get(cq.topic()).is_none() {
-                let n = (cq.queue_id() + 1).max(cfg.default_topic_queue_nums);
-                topics.upsert(TopicConfig::new(cq.topic(), n))?;
-            }
-        }
-        commitlog.set_queue_offsets(table);
-        if report.rebuilt_from_log_start {
-            report.consume_queues_rebuilt = cqs
-                .all()
-                .iter()
-                .filter(|q| {
-                    let key = (q.topic().to_string(), q.queue_id());
-                    q.max_offset() > units_before.get(&key).copied().unwrap_or(0)
-                })
-                .count();
-        }
-        report.millis = started.elapsed().as_millis() as u64;
-        if abnormal
-            || report.commit_log.bytes_truncated > 0
-            || report.consume_queue_units_truncated > 0
-            || report.rebuilt_from_log_start
-        {
-            tracing::warn!(
-                abnormal,
-                files_scanned = report.commit_log.files_scanned,
-                bytes_scanned = report.commit_log.bytes_scanned,
-                bytes_truncated = report.commit_log.bytes_truncated,
-                consume_queues_truncated = report.consume_queues_truncated,
-                consume_queue_units_truncated = report.consume_queue_units_truncated,
-                consume_queues_damaged = report.consume_queues_damaged,
-                consume_queues_rebuilt = report.consume_queues_rebuilt,
-                rebuilt_from_log_start = report.rebuilt_from_log_start,
-                records_redispatched = report.records_redispatched,
-                millis = report.millis,
-                "recovered the store"
-            );
-        } else {
-            tracing::info!(?report, "store opened");
-        }
-
-        File::create(&abort_path)
-            .map_err(|e| Error::io(format!("creating {}", abort_path.display()), e))?;
-        crate::mapped_file::sync_dir(&root)?;
-        if let Some(h) = crate::io::hook_for(&abort_path) {
-            h.created(&abort_path, 0);
-        }
-
-        if let Some(ix) = &index {
-            ix.flush()?;
-        }
-        checkpoint.update(|d| {
-            d.physic_offset = cl_max;
-            d.logics_offset = dispatcher.dispatched_offset();
-            d.index_offset = dispatcher.dispatched_offset();
-        });
-        checkpoint.flush()?;
-        let fence = Arc::new(Fence::default());
-        let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), cl_max);
-        let inner = Arc::new(StoreInner {
-            cq_flush: CqFlushPolicy::new(&cfg),
+            crate::schedule::ScheduleState::load(&cfg.config_dir(), log.delay_levels.clone())?;
+        let (dispatcher, arrivals) = redispatch(&mut log, &queues, plan, walked)?;
+        log.report.redispatch_millis = phase.elapsed().as_millis() as u64;
+        restore_queue_offsets(&cfg, &mut log.commitlog, &queues)?;
+        log.report.millis = started.elapsed().as_millis() as u64;
+        log_recovery(&log.report);
+        mark_open(&cfg, &log, &queues, &dispatcher)?;
+        let inner = Arc::new(StoreInner::assemble(
             cfg,
-            store_host,
-            commitlog,
-            cqs,
-            topics,
-            fence,
-            flusher,
-            checkpoint,
-            index,
-            schedule,
-            dispatcher,
-            arrivals,
-            stopping: AtomicBool::new(false),
-            shut_down: AtomicBool::new(false),
-            lock_file,
-            threads: Mutex::new(Vec::new()),
-            replica_waiter: std::sync::RwLock::new(None),
             env,
-            disk_full: AtomicBool::new(false),
-            manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
-            clean_waker: crate::flush::Waker::default(),
-            commit_waker: crate::flush::Waker::default(),
-            schedule_waker: crate::flush::Waker::default(),
-            last_clean: Mutex::new(None),
-            hanging: Mutex::new(Hanging::default()),
-            cq_manifest: Mutex::new(manifest),
-            cq_min_manifest: Mutex::new(min_manifest),
-            damaged: crate::damage::DamagedRecords::default(),
-            repairs: repair::Repairs::default(),
-            units_repaired: std::sync::atomic::AtomicU64::new(0),
-            total_ram: crate::sys::total_ram_bytes(),
-            recovery: report,
-            cq_flush_failed: Mutex::new(None),
-            cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
-            cq_expiry_owed: AtomicBool::new(false),
-            clean_pass_lock: Mutex::new(()),
-        });
+            (lock_file, store_host),
+            log,
+            queues,
+            (schedule, dispatcher, arrivals),
+        ));
         inner.commitlog.start()?;
         let store = MessageStore { inner };
-        // Thread names: Linux keeps 15 bytes of a name (what `top -H`, `perf`
-        // and /proc show), so names are unique within their first 15.
-        store.spawn("ferromq-flushcl", |s| {
+        store.start_services()?;
+        Ok(store)
+    }
+
+    /// Last step of opening: start the background threads.
+    ///
+    /// Thread names: Linux keeps 15 bytes of a name (what `top -H`, `perf`
+    /// and /proc show), so names are unique within their first 15.
+    fn start_services(&self) -> Result<()> {
+        let cfg = &self.inner.cfg;
+        self.spawn("ferromq-flushcl", |s| {
             // Under ASYNC_FLUSH no put waits for this thread.
             if s.cfg.flush_disk_type == FlushDiskType::AsyncFlush {
                 crate::sys::lower_thread_priority(BACKGROUND_NICE);
@@ -439,51 +148,50 @@ impl MessageStore {
                 s.flusher.run(&s.commitlog.queue);
             }
         })?;
-        store.spawn("ferromq-dispatch", |s| {
+        self.spawn("ferromq-dispatch", |s| {
             // Normal priority (consumers wait for it), but woken by puts it
             // must not preempt the producer that woke it.
             crate::sys::batch_scheduling();
             s.run_dispatch()
         })?;
-        if store.inner.cfg.flush_disk_type == FlushDiskType::SyncFlush {
-            store.spawn("ferromq-flushdog", |s| s.flusher.run_watchdog())?;
+        if cfg.flush_disk_type == FlushDiskType::SyncFlush {
+            self.spawn("ferromq-flushdog", |s| s.flusher.run_watchdog())?;
         }
-        store.spawn("ferromq-flushcq", |s| {
+        self.spawn("ferromq-flushcq", |s| {
             crate::sys::lower_thread_priority(BACKGROUND_NICE);
             s.run_cq_flush()
         })?;
-        store.spawn("ferromq-clean", |s| {
+        self.spawn("ferromq-clean", |s| {
             crate::sys::lower_thread_priority(BACKGROUND_NICE);
             s.run_clean()
         })?;
-        store.spawn("ferromq-repair", |s| {
+        self.spawn("ferromq-repair", |s| {
             crate::sys::lower_thread_priority(BACKGROUND_NICE);
             s.run_repairs()
         })?;
-        if store.inner.cfg.broker_role != BrokerRole::Slave {
-            store.spawn("ferromq-schedule", |s| s.run_schedule())?;
+        if cfg.broker_role != BrokerRole::Slave {
+            self.spawn("ferromq-schedule", |s| s.run_schedule())?;
         }
-        if store.inner.commitlog.pooled() {
-            store.spawn("ferromq-commit", |s| s.run_commit())?;
+        if self.inner.commitlog.pooled() {
+            self.spawn("ferromq-commit", |s| s.run_commit())?;
         }
-        if store.inner.cfg.prefault_ahead_bytes > 0
-            && !store.inner.cfg.warm_maped_file_enable
-            && !store.inner.commitlog.pooled()
-            && !commitlog_writes_via_fd(&store.inner.cfg, false)
+        if cfg.prefault_ahead_bytes > 0
+            && !cfg.warm_maped_file_enable
+            && !self.inner.commitlog.pooled()
+            && !commitlog_writes_via_fd(cfg, false)
         {
-            store.spawn("ferromq-prefault", |s| {
+            self.spawn("ferromq-prefault", |s| {
                 // Not niced: when it shares a core with the dispatch thread it
                 // must keep its lead, or the producer catches it up and waits
                 // on the page locks of its read-around batch (8 MiB at a time).
-                // Under SCHED_BATCH its wake-ups never preempt a producer.
-                // 8 interleaved pairs: ratio_to_baseline median 0.68 against
-                // 0.63 niced.
+                // Under SCHED_BATCH its wake-ups never preempt a producer
+                // (see docs/perf-notes.md#prefault-thread-priority).
                 crate::sys::batch_scheduling();
                 s.commitlog
                     .run_prefault(&s.stopping, s.cfg.prefault_ahead_bytes as usize)
             })?;
         }
-        Ok(store)
+        Ok(())
     }
 
     fn spawn(
@@ -507,73 +215,415 @@ impl MessageStore {
     }
 }
 
+/// What the commitlog step found, carried through the later steps.
+pub(super) struct OpenedLog {
+    /// The abort marker was there: the last run did not shut down cleanly.
+    pub(super) abnormal: bool,
+    pub(super) checkpoint: Checkpoint,
+    /// The checkpoint's content as found, and whether it was valid.
+    pub(super) ck: CheckpointData,
+    pub(super) ck_valid: bool,
+    pub(super) delay_levels: Vec<i64>,
+    pub(super) commitlog: CommitLog,
+    pub(super) report: RecoveryReport,
+}
+
+/// What the consume-queue step loaded.
+pub(super) struct LoadedQueues {
+    pub(super) cqs: CqTable,
+    pub(super) topics: TopicTable,
+    pub(super) index: Option<IndexService>,
+    /// Units per queue at the last flush (`config/consumeQueueMax.json`).
+    pub(super) manifest: Manifest,
+    /// First-file queue offset per queue at the last flush (`config/consumeQueueMin.json`).
+    pub(super) min_manifest: Manifest,
+}
+
+/// Where re-dispatch starts, and each queue's units before it (to count the
+/// queues it rebuilt).
+struct RedispatchPlan {
+    from: u64,
+    units_before: HashMap<(String, u32), u64>,
+}
+
+/// Step 1: create the store directory, lock it, and work out the store's
+/// address (`brokerIP1`, `listenPort`).
+fn lock_directory(cfg: &StoreConfig) -> Result<(File, SocketAddr)> {
+    let root = &cfg.store_path_root_dir;
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+    let lock_file = lock_store(root)?;
+    let ip: IpAddr = cfg
+        .broker_ip1
+        .parse()
+        .map_err(|_| Error::config("brokerIP1", &cfg.broker_ip1, "an IPv4 or IPv6 address"))?;
+    Ok((lock_file, SocketAddr::new(ip, cfg.listen_port)))
+}
+
+/// The transient store pool, when configured and allowed: RocketMQ's rule is
+/// that it only serves ASYNC_FLUSH masters; ferromq serves SYNC_FLUSH too when
+/// asked.
+fn transient_pool(cfg: &StoreConfig) -> Result<Option<crate::pool::TransientStorePool>> {
+    if !cfg.transient_store_pool_enable {
+        return Ok(None);
+    }
+    if (cfg.flush_disk_type == FlushDiskType::AsyncFlush
+        || cfg.transient_store_pool_sync_flush_enable)
+        && cfg.broker_role != BrokerRole::Slave
+    {
+        Ok(Some(crate::pool::TransientStorePool::new(
+            cfg.transient_store_pool_size as usize,
+            cfg.mapped_file_size_commit_log as usize,
+        )?))
+    } else {
+        tracing::warn!(
+            "transientStorePoolEnable applies only to masters, and to SYNC_FLUSH only \
+             with transientStorePoolSyncFlushEnable=true; ignored"
+        );
+        Ok(None)
+    }
+}
+
+/// Step 2: read the abort marker and the checkpoint, open the commitlog and
+/// walk it (every record written since the last known flush after a crash,
+/// the last files otherwise), cutting a torn tail. After a crash the walk
+/// keeps what re-dispatch needs of each record it checks, so re-dispatch does
+/// not read the log a second time.
+fn open_commitlog(cfg: &StoreConfig) -> Result<(OpenedLog, WalkedRecords)> {
+    let root = &cfg.store_path_root_dir;
+    let abnormal = root.join("abort").exists();
+    let (checkpoint, ck_state) = Checkpoint::open(&root.join("checkpoint"))?;
+    let ck = checkpoint.data();
+    let ck_valid = ck_state == CheckpointState::Valid;
+    let pool = transient_pool(cfg)?;
+    let pooled = pool.is_some();
+    let via_fd = commitlog_writes_via_fd(cfg, pooled);
+    let mut commitlog = CommitLog::load(
+        &cfg.commit_log_dir(),
+        cfg.mapped_file_size_commit_log,
+        cfg.warm_maped_file_enable,
+        if pooled || via_fd {
+            0
+        } else {
+            cfg.prefault_ahead_bytes
+        },
+        pool,
+        cfg.io_uring_enable,
+        via_fd,
+    )?;
+    let max_record = cfg.max_message_size as usize + 64 * 1024 + 1024;
+    // After a crash, check every record written since the last known flush.
+    let validate_from = abnormal.then_some(if ck_valid { ck.physic_offset } else { 0 });
+    let phase = Instant::now();
+    let delay_levels = cfg.delay_levels_ms()?;
+    let mut walked = WalkedRecords::new(
+        if abnormal { MAX_WALKED_RECORDS } else { 0 },
+        delay_levels.clone(),
+    );
+    let cl_report = commitlog.recover(
+        cfg.check_crc_on_recover,
+        max_record,
+        validate_from,
+        &mut |h| walked.push(h),
+    )?;
+    let report = RecoveryReport {
+        abnormal,
+        commit_log: cl_report,
+        walk_millis: phase.elapsed().as_millis() as u64,
+        ..Default::default()
+    };
+    let log = OpenedLog {
+        abnormal,
+        checkpoint,
+        ck,
+        ck_valid,
+        delay_levels,
+        commitlog,
+        report,
+    };
+    Ok((log, walked))
+}
+
+/// Step 3: load every consume queue (cut where it is damaged or points past
+/// the commitlog end), the topic table and the key index.
+fn load_consume_queues(cfg: &StoreConfig, log: &mut OpenedLog) -> Result<LoadedQueues> {
+    let cqs = CqTable::new(cfg.consume_queue_dir(), cfg.consume_queue_file_size());
+    let min_manifest = load_manifest(&cfg.config_dir().join(CQ_MIN_MANIFEST));
+    let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
+    for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
+        let key = (topic.as_str(), queue_id);
+        let cq = load_queue(cfg, log, &dir, key, (&manifest, &min_manifest))?;
+        cqs.insert(cq);
+        log.report.consume_queues += 1;
+    }
+    let topics = TopicTable::load(&cfg.config_dir())?;
+    let index = if cfg.message_index_enable {
+        let ix = IndexService::load(&cfg.index_dir(), cfg)?;
+        ix.truncate_after(log.commitlog.max_offset())?;
+        Some(ix)
+    } else {
+        None
+    };
+    Ok(LoadedQueues {
+        cqs,
+        topics,
+        index,
+        manifest,
+        min_manifest,
+    })
+}
+
+/// Load and check one consume queue, counting what was wrong with it in the
+/// report. Units whose records the commitlog walk just checked are compared
+/// with those records (the pages are warm), at most the last three files'
+/// worth (the span a normal recovery walks; a crash tears only the tail).
+/// Older units get order checks here, and every read checks a unit against
+/// its record anyway.
+fn load_queue(
+    cfg: &StoreConfig,
+    log: &mut OpenedLog,
+    dir: &std::path::Path,
+    (topic, queue_id): (&str, u32),
+    (manifest, min_manifest): (&Manifest, &Manifest),
+) -> Result<ConsumeQueue> {
+    let (cl_min, cl_max) = (log.commitlog.min_offset(), log.commitlog.max_offset());
+    let verify_from = log
+        .report
+        .commit_log
+        .scanned_from
+        .max(cl_max.saturating_sub(3 * cfg.mapped_file_size_commit_log));
+    let (mut cq, bad_file) =
+        ConsumeQueue::load_lenient(dir, topic, queue_id, cfg.consume_queue_file_size())?;
+    let (commitlog, delay_levels) = (&log.commitlog, &log.delay_levels);
+    let mut verify = |queue_offset: u64, u: &CqUnit| {
+        check_unit(commitlog, topic, queue_id, queue_offset, u, delay_levels)
+            != UnitCheck::UnitWrong
+    };
+    let expected_first = min_manifest.get(topic).and_then(|q| q.get(&queue_id));
+    // Every file is scanned only after a crash or when the files are
+    // not what the manifests recorded; otherwise the last three.
+    let all_files = log.abnormal
+        || bad_file.is_some()
+        || manifests_disagree(
+            &cq,
+            expected_first.copied(),
+            manifest.get(topic).and_then(|q| q.get(&queue_id)).copied(),
+            cfg.consume_queue_file_size(),
+        );
+    let r = cq.recover(cl_min, cl_max, verify_from, all_files, &mut verify)?;
+    let front_missing = front_files_missing(&cq, cl_min, expected_first.copied());
+    if front_missing {
+        tracing::warn!(
+            topic,
+            queue_id,
+            first_file_offset = cq.first_file_offset(),
+            expected_first,
+            commit_log_min = cl_min,
+            "consume queue lacks its first files while the commitlog still holds their \
+             records; rebuilding it from the commitlog"
+        );
+        cq.clear()?;
+    }
+    if let Some(e) = &bad_file {
+        tracing::warn!(topic, queue_id, error = %e,
+            "consume queue file damaged or missing; rebuilding from the commitlog");
+    }
+    let report = &mut log.report;
+    report.consume_queues_fully_scanned += usize::from(all_files);
+    report.consume_queue_units_truncated += r.units_truncated;
+    report.consume_queues_truncated += usize::from(r.units_truncated > 0);
+    report.consume_queues_damaged += usize::from(r.damaged || front_missing || bad_file.is_some());
+    Ok(cq)
+}
+
+/// Step 4: where re-dispatch starts. From where consume queues were last
+/// known flushed; without a valid checkpoint, or when a queue lost units or
+/// is damaged, from the start of the log (idempotent: units already present
+/// are skipped).
+fn plan_redispatch(log: &mut OpenedLog, queues: &LoadedQueues) -> RedispatchPlan {
+    let (cl_min, cl_max) = (log.commitlog.min_offset(), log.commitlog.max_offset());
+    let (ck, ck_valid) = (log.ck, log.ck_valid);
+    let report = &mut log.report;
+    let short_queue = queues.manifest.iter().find_map(|(topic, qs)| {
+        qs.iter().find_map(|(q, max)| {
+            let have = queues
+                .cqs
+                .get(topic, *q)
+                .map(|c| c.max_offset())
+                .unwrap_or(0);
+            (have < *max).then(|| (topic.clone(), *q, have, *max))
+        })
+    });
+    if let Some((topic, q, have, want)) = &short_queue {
+        tracing::warn!(
+            topic,
+            queue_id = q,
+            have,
+            want,
+            "consume queue has fewer units than when last flushed; rebuilding from the commitlog"
+        );
+        report.rebuilt_from_log_start = true;
+    }
+    if report.consume_queues_damaged > 0 {
+        tracing::warn!(
+            queues = report.consume_queues_damaged,
+            "damaged consume queues; rebuilding from the commitlog"
+        );
+        report.rebuilt_from_log_start = true;
+    }
+    let units_before = queues
+        .cqs
+        .all()
+        .iter()
+        .map(|q| ((q.topic().to_string(), q.queue_id()), q.max_offset()))
+        .collect();
+    let from = if ck_valid && !report.rebuilt_from_log_start {
+        let mut from = ck.logics_offset;
+        if queues.index.is_some() {
+            // Keys added since the index's last flush are rebuilt too.
+            from = from.min(ck.index_offset);
+        }
+        from.clamp(cl_min, cl_max)
+    } else {
+        cl_min
+    };
+    report.redispatched_from = from;
+    RedispatchPlan { from, units_before }
+}
+
+/// Step 5: dispatch the records from the plan's offset into consume queues
+/// and the index, from what the walk kept when it covers them; when a queue
+/// turns out to lack units the log still has, every queue again from the
+/// start of the log.
+fn redispatch(
+    log: &mut OpenedLog,
+    queues: &LoadedQueues,
+    plan: RedispatchPlan,
+    walked: WalkedRecords,
+) -> Result<(Dispatcher, Arrivals)> {
+    let (cl_min, cl_max) = (log.commitlog.min_offset(), log.commitlog.max_offset());
+    let (commitlog, cqs, index) = (&log.commitlog, &queues.cqs, queues.index.as_ref());
+    let report = &mut log.report;
+    let dispatcher = Dispatcher::new(plan.from, log.delay_levels.clone());
+    let arrivals = Arrivals::default();
+    let first_pass =
+        match dispatcher.dispatch_walked(&walked, cl_max, commitlog, cqs, index, &arrivals)? {
+            Some(r) => r,
+            None => dispatcher.dispatch_checking_gaps(commitlog, cqs, index, &arrivals)?,
+        };
+    drop(walked);
+    report.records_redispatched = match first_pass {
+        Ok(n) => n as u64,
+        Err(gap) => {
+            // A queue lacks units that the log still has (deleted, damaged or
+            // lost its tail): rebuild every queue from the start of the log.
+            tracing::warn!(
+                ?gap,
+                "consume queue is missing units; rebuilding from the commitlog"
+            );
+            report.rebuilt_from_log_start = true;
+            report.redispatched_from = cl_min;
+            dispatcher.reset(cl_min);
+            dispatcher.dispatch_available(commitlog, cqs, index, &arrivals)? as u64
+        }
+    };
+    if report.rebuilt_from_log_start {
+        report.consume_queues_rebuilt = cqs
+            .all()
+            .iter()
+            .filter(|q| {
+                let key = (q.topic().to_string(), q.queue_id());
+                q.max_offset() > plan.units_before.get(&key).copied().unwrap_or(0)
+            })
+            .count();
+    }
+    Ok((dispatcher, arrivals))
+}
+
+/// Step 6: give the commitlog each queue's next queue offset, and make sure
+/// every queue found on disk has a topic (at least as many queues as its id
+/// needs).
+fn restore_queue_offsets(
+    cfg: &StoreConfig,
+    commitlog: &mut CommitLog,
+    queues: &LoadedQueues,
+) -> Result<()> {
+    let mut table: HashMap<String, Vec<u64>> = HashMap::new();
+    for cq in queues.cqs.all() {
+        let v = table.entry(cq.topic().to_string()).or_default();
+        let q = cq.queue_id() as usize;
+        if v.len() <= q {
+            v.resize(q + 1, 0);
+        }
+        v[q] = cq.max_offset();
+        if queues.topics.get(cq.topic()).is_none() {
+            let n = (cq.queue_id() + 1).max(cfg.default_topic_queue_nums);
+            queues.topics.upsert(TopicConfig::new(cq.topic(), n))?;
+        }
+    }
+    commitlog.set_queue_offsets(table);
+    Ok(())
+}
+
+/// Log what recovery did: a WARN when anything was repaired or rebuilt.
+fn log_recovery(report: &RecoveryReport) {
+    if report.abnormal
+        || report.commit_log.bytes_truncated > 0
+        || report.consume_queue_units_truncated > 0
+        || report.rebuilt_from_log_start
+    {
+        tracing::warn!(
+            abnormal = report.abnormal,
+            files_scanned = report.commit_log.files_scanned,
+            bytes_scanned = report.commit_log.bytes_scanned,
+            bytes_truncated = report.commit_log.bytes_truncated,
+            consume_queues_truncated = report.consume_queues_truncated,
+            consume_queue_units_truncated = report.consume_queue_units_truncated,
+            consume_queues_damaged = report.consume_queues_damaged,
+            consume_queues_rebuilt = report.consume_queues_rebuilt,
+            rebuilt_from_log_start = report.rebuilt_from_log_start,
+            records_redispatched = report.records_redispatched,
+            millis = report.millis,
+            "recovered the store"
+        );
+    } else {
+        tracing::info!(?report, "store opened");
+    }
+}
+
+/// Step 7: mark the store open: create the abort marker (a crash from here on
+/// makes the next open recover abnormally), flush the index, and record the
+/// recovered offsets in the checkpoint.
+fn mark_open(
+    cfg: &StoreConfig,
+    log: &OpenedLog,
+    queues: &LoadedQueues,
+    dispatcher: &Dispatcher,
+) -> Result<()> {
+    let root = &cfg.store_path_root_dir;
+    let abort_path = root.join("abort");
+    File::create(&abort_path)
+        .map_err(|e| Error::io(format!("creating {}", abort_path.display()), e))?;
+    crate::mapped_file::sync_dir(root)?;
+    if let Some(h) = crate::io::hook_for(&abort_path) {
+        h.created(&abort_path, 0);
+    }
+    if let Some(ix) = &queues.index {
+        ix.flush()?;
+    }
+    let cl_max = log.commitlog.max_offset();
+    log.checkpoint.update(|d| {
+        d.physic_offset = cl_max;
+        d.logics_offset = dispatcher.dispatched_offset();
+        d.index_offset = dispatcher.dispatched_offset();
+    });
+    log.checkpoint.flush()
+}
+
 impl StoreInner {
-    /// Topics whose queues appeared through dispatch but are not in the topic
-    /// table (a slave's log carries its master's topics) join the table.
-    fn learn_dispatched_topics(&self) {
-        let mut later = Vec::new();
-        for (topic, queue_id) in self.cqs.take_created() {
-            if self.topics.get(&topic).is_none() {
-                // Dispatch gives queues only to ids below 1024, the store's
-                // topic queue limit; saturating all the same (the id is data).
-                let n = queue_id
-                    .saturating_add(1)
-                    .max(self.cfg.default_topic_queue_nums);
-                if let Err(e) = self.topics.get_or_create(&topic, n) {
-                    // Retried on the next pass (no descriptor or space now).
-                    if let Some(held_back) = self.dispatcher.health.learn_log.allow() {
-                        tracing::warn!(topic, error = %e, not_logged = held_back,
-                            "cannot record a dispatched topic yet; retried");
-                    }
-                    later.push((topic, queue_id));
-                }
-            }
-        }
-        self.cqs.requeue_created(later);
-    }
-
-    /// Follow the commitlog. A resource error (an [`Error::Io`] creating or
-    /// growing a consume-queue or index file: no descriptor, no space, EIO)
-    /// is retried with back-off and reported, never fenced: the position stays
-    /// before the record whose unit is not written, puts go on, and dispatch
-    /// resumes by itself. Other errors (a record that does not parse) fence.
-    fn run_dispatch(&self) {
-        while !self.stopping.load(Ordering::Acquire) {
-            self.learn_dispatched_topics();
-            match self.dispatcher.dispatch_available(
-                &self.commitlog,
-                &self.cqs,
-                self.index.as_ref(),
-                &self.arrivals,
-            ) {
-                Ok(n) => {
-                    self.dispatcher.note_ok();
-                    if n == 0 {
-                        self.dispatcher.waker.wait(Duration::from_millis(1));
-                    }
-                }
-                Err(e @ Error::Io { .. }) => {
-                    let wait = self.dispatcher.note_retry(&e);
-                    let until = Instant::now() + wait;
-                    while !self.stopping.load(Ordering::Acquire) && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(10).min(wait));
-                    }
-                }
-                Err(e) => {
-                    self.fence.trip(format!("dispatch failed: {e}"));
-                    return;
-                }
-            }
-        }
-    }
-
     /// Write a consume-queue manifest (`config/<name>`); false, with a
     /// rate-limited WARN, when it cannot be written (retried by the next pass).
-    pub(crate) fn write_manifest(
-        &self,
-        name: &str,
-        map: &std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>,
-    ) -> bool {
+    pub(crate) fn write_manifest(&self, name: &str, map: &Manifest) -> bool {
         let written = serde_json::to_vec(map)
             .map_err(|e| {
                 Error::io(
@@ -597,9 +647,7 @@ impl StoreInner {
     }
 }
 
-fn load_manifest(
-    path: &std::path::Path,
-) -> std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>> {
+fn load_manifest(path: &std::path::Path) -> Manifest {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
             tracing::warn!(path = %path.display(), error = %e, "ignoring a damaged consume queue manifest");
