@@ -40,6 +40,7 @@ pub mod persist;
 pub mod pool;
 pub mod retention;
 pub mod schedule;
+mod service;
 pub mod store;
 pub mod sync;
 pub mod sys;

@@ -11,7 +11,6 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoint;
@@ -19,7 +18,7 @@ use crate::commitlog::CommitLog;
 use crate::config::StoreConfig;
 use crate::dispatch::{Arrivals, CqTable, Dispatcher};
 use crate::error::Error;
-use crate::flush::{CommitLogFlusher, CqFlushPolicy, Fence};
+use crate::flush::{CommitLogFlusher, Fence, FlushPolicy};
 use crate::index::IndexService;
 use crate::retention::{CleanPassReport, Hanging, StoreEnv};
 use crate::topic::TopicTable;
@@ -57,19 +56,21 @@ pub(crate) struct StoreInner {
     pub(crate) schedule: crate::schedule::ScheduleState,
     pub(crate) dispatcher: Dispatcher,
     pub(crate) arrivals: Arrivals,
-    pub(crate) cq_flush: CqFlushPolicy,
+    pub(crate) cq_flush: FlushPolicy,
     pub(crate) stopping: AtomicBool,
     pub(crate) shut_down: AtomicBool,
     pub(crate) lock_file: File,
-    pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) threads: crate::service::ServiceThreads,
     pub(crate) replica_waiter: std::sync::RwLock<Option<Arc<dyn ReplicaWaiter>>>,
     pub(crate) env: StoreEnv,
     pub(crate) disk_full: AtomicBool,
     pub(crate) manual_delete_rounds: std::sync::atomic::AtomicU32,
-    pub(crate) clean_waker: crate::flush::Waker,
+    pub(crate) clean_waker: crate::service::Waker,
     /// Wakes the pool's commit service once `commitCommitLogLeastPages` wait.
-    pub(crate) commit_waker: crate::flush::Waker,
-    pub(crate) schedule_waker: crate::flush::Waker,
+    pub(crate) commit_waker: crate::service::Waker,
+    pub(crate) schedule_waker: crate::service::Waker,
+    /// Wakes the consume-queue flush service at shutdown.
+    pub(crate) cq_flush_waker: crate::service::Waker,
     pub(crate) last_clean: Mutex<Option<CleanPassReport>>,
     /// Deletions that failed or hang, retried every `redeleteHangedFileInterval` ms.
     pub(crate) hanging: Mutex<Hanging>,
@@ -186,10 +187,11 @@ impl StoreInner {
                 }
                 Err(e @ Error::Io { .. }) => {
                     let wait = self.dispatcher.note_retry(&e);
-                    let until = Instant::now() + wait;
-                    while !self.stopping.load(Ordering::Acquire) && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(10).min(wait));
-                    }
+                    self.dispatcher
+                        .waker
+                        .sleep_until(Instant::now() + wait, || {
+                            self.stopping.load(Ordering::Acquire)
+                        });
                 }
                 Err(e) => {
                     self.fence.trip(format!("dispatch failed: {e}"));
@@ -213,7 +215,7 @@ impl StoreInner {
         let fence = Arc::new(Fence::default());
         let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), log.commitlog.max_offset());
         StoreInner {
-            cq_flush: CqFlushPolicy::new(&cfg),
+            cq_flush: FlushPolicy::consume_queue(&cfg),
             cfg,
             store_host,
             commitlog: log.commitlog,
@@ -229,14 +231,15 @@ impl StoreInner {
             stopping: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
             lock_file,
-            threads: Mutex::new(Vec::new()),
+            threads: crate::service::ServiceThreads::default(),
             replica_waiter: std::sync::RwLock::new(None),
             env,
             disk_full: AtomicBool::new(false),
             manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
-            clean_waker: crate::flush::Waker::default(),
-            commit_waker: crate::flush::Waker::default(),
-            schedule_waker: crate::flush::Waker::default(),
+            clean_waker: crate::service::Waker::default(),
+            commit_waker: crate::service::Waker::default(),
+            schedule_waker: crate::service::Waker::default(),
+            cq_flush_waker: crate::service::Waker::default(),
             last_clean: Mutex::new(None),
             hanging: Mutex::new(Hanging::default()),
             cq_manifest: Mutex::new(queues.manifest),

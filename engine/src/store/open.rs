@@ -1,6 +1,5 @@
 //! Opening the store.
 
-use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +15,6 @@ use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
 use crate::damage::UnitCheck;
 use crate::dispatch::{Arrivals, CqTable, Dispatcher, WalkedRecords};
 use crate::error::{Error, Result};
-use crate::flush::PanicGuard;
 use crate::index::IndexService;
 use crate::message::validate_topic;
 use crate::retention::StoreEnv;
@@ -194,24 +192,16 @@ impl MessageStore {
         Ok(())
     }
 
+    /// Start `f` on the store's thread `name` (see [`crate::service::ServiceThreads`]).
     fn spawn(
         &self,
         name: &'static str,
         f: impl FnOnce(&StoreInner) + Send + 'static,
     ) -> Result<()> {
         let inner = Arc::clone(&self.inner);
-        let h = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                let _guard = PanicGuard {
-                    fence: Arc::clone(&inner.fence),
-                    name,
-                };
-                f(&inner)
-            })
-            .map_err(|e| Error::io(format!("spawning thread {name}"), e))?;
-        self.inner.threads.locked().push(h);
-        Ok(())
+        self.inner
+            .threads
+            .spawn(name, &self.inner.fence, move || f(&inner))
     }
 }
 

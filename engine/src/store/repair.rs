@@ -75,6 +75,8 @@ pub(super) struct Repairs {
     pending: Mutex<VecDeque<(String, u32, u64)>>,
     /// Wakes the worker.
     wake: Condvar,
+    /// Told when a repair ends (a queue leaves `busy`).
+    ended: Condvar,
     log: crate::dispatch::LogLimiter,
 }
 
@@ -84,6 +86,7 @@ impl Default for Repairs {
             busy: Mutex::default(),
             pending: Mutex::default(),
             wake: Condvar::new(),
+            ended: Condvar::new(),
             log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
         }
     }
@@ -98,6 +101,7 @@ struct Busy<'a> {
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.repairs.busy.locked().remove(&self.key);
+        self.repairs.ended.notify_all();
     }
 }
 
@@ -110,6 +114,15 @@ impl Repairs {
             return None;
         }
         Some(Busy { repairs: self, key })
+    }
+
+    /// Wait until no repair of the queue runs, at most `timeout`.
+    fn wait_not_busy(&self, topic: &str, queue_id: u32, timeout: Duration) {
+        let key = (topic.to_string(), queue_id);
+        let g = self.busy.locked();
+        let _ = self
+            .ended
+            .wait_timeout_while(g, timeout, |b| b.contains(&key));
     }
 
     /// Is the queue waiting for (or in) the background worker?
@@ -399,7 +412,8 @@ impl StoreInner {
                 if self.stopping.load(Ordering::Acquire) {
                     break None;
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                self.repairs
+                    .wait_not_busy(&topic, queue_id, Duration::from_millis(100));
             };
             if busy.is_some() {
                 if let Some(cq) = self.cqs.get(&topic, queue_id) {

@@ -57,11 +57,9 @@ impl MessageStore {
         s.clean_waker.wake();
         s.schedule_waker.wake();
         s.commit_waker.wake();
-        let threads: Vec<_> = s.threads.locked().drain(..).collect();
-        for h in threads {
-            if h.join().is_err() {
-                keep!(Err(Error::Fenced("a background thread panicked".into())));
-            }
+        s.cq_flush_waker.wake();
+        if s.threads.join_all() > 0 {
+            keep!(Err(Error::Fenced("a background thread panicked".into())));
         }
         s.commitlog.stop();
         if s.commitlog.pooled() {
