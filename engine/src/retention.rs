@@ -222,6 +222,10 @@ impl StoreInner {
         }
     }
 
+    /// One clean pass: decide the triggers from the hour, the disk usage and
+    /// a manual request (updating the disk-full flag), delete expired
+    /// commitlog files and then the consume-queue and index files below the
+    /// new commitlog start, and retry the deletions that hang.
     pub(crate) fn clean_pass(&self) -> CleanPassReport {
         // One pass at a time (the clean thread's and a manual one): a pass
         // that returns has finished what it started, manifest included.
@@ -266,101 +270,10 @@ impl StoreInner {
             ..Default::default()
         };
         if triggers.time_up || triggers.space_full || triggers.manual {
-            let file_size = cfg.mapped_file_size_commit_log;
-            let reserved_ms = cfg.file_reserved_time_hours.saturating_mul(3_600_000) as i64;
-            // Never bytes that are not yet durable or not yet in the consume queues.
-            let safe_end = self
-                .flusher
-                .durable_offset()
-                .min(self.dispatcher.dispatched_offset());
-            for i in 0..cfg.delete_file_batch_max {
-                if self.stopping.load(Ordering::Acquire) {
-                    break;
-                }
-                if i > 0 {
-                    std::thread::sleep(Duration::from_millis(
-                        cfg.delete_commit_log_files_interval_ms,
-                    ));
-                }
-                let removed = self.commitlog.queue.remove_first_while(
-                    |f| {
-                        f.is_full()
-                            && f.file_from_offset() + file_size <= safe_end
-                            && (triggers.clean_at_once || now >= f.last_write_ms() + reserved_ms)
-                    },
-                    1,
-                );
-                let Some(f) = removed.into_iter().next() else {
-                    break;
-                };
-                if let Err(e) = f.delete_file() {
-                    tracing::error!(error = %e, "deleting a commitlog file failed; retried later");
-                    rep.deletions_failed += 1;
-                } else {
-                    tracing::info!(file = %f.path().display(), ?triggers, "deleted commitlog file");
-                }
-                rep.commit_log_files_deleted += 1;
-                rep.commit_log_bytes_deleted += file_size;
-                self.hanging.locked().files.push((f, now));
-            }
+            self.delete_commit_log_files(now, triggers, &mut rep);
             let owed = self.cq_expiry_owed.swap(false, Ordering::AcqRel);
             if rep.commit_log_files_deleted > 0 || owed {
-                let min = self.commitlog.min_offset();
-                // The first-file manifest first, under its lock (a flush
-                // never writes an older one after it): a crash after the
-                // deletions must not take them for lost files.
-                let mut last_min = self.cq_min_manifest.locked();
-                let plan: Vec<_> = self
-                    .cqs
-                    .all()
-                    .into_iter()
-                    .map(|cq| {
-                        let keep_from = cq.first_file_offset_after_expiry(min);
-                        (cq, keep_from)
-                    })
-                    .collect();
-                let mut mins = last_min.clone();
-                for (cq, keep_from) in &plan {
-                    mins.entry(cq.topic().to_string())
-                        .or_default()
-                        .insert(cq.queue_id(), *keep_from);
-                }
-                let changed = plan.iter().any(|(cq, k)| *k != cq.first_file_offset());
-                let go =
-                    !changed || *last_min == mins || self.write_manifest(CQ_MIN_MANIFEST, &mins);
-                let mut h = self.hanging.locked();
-                if go {
-                    if changed {
-                        *last_min = mins;
-                    }
-                    for (cq, keep_from) in &plan {
-                        for f in cq.delete_expired(min, *keep_from) {
-                            rep.consume_queue_files_deleted += 1;
-                            if !f.is_deleted() {
-                                rep.deletions_failed += 1;
-                            }
-                            h.files.push((f, now));
-                        }
-                    }
-                } else {
-                    // Files stay until the manifest can be written (the next pass).
-                    self.cq_expiry_owed.store(true, Ordering::Release);
-                    rep.deletions_failed += 1;
-                    for (cq, _) in &plan {
-                        cq.correct_min_offset(min);
-                    }
-                }
-                drop(last_min);
-                if let Some(ix) = &self.index {
-                    match ix.delete_before(min) {
-                        Ok(n) => rep.index_files_deleted += n,
-                        Err(e) => {
-                            tracing::error!(error = %e, "deleting index files failed; retried later");
-                            rep.deletions_failed += 1;
-                            h.index_retry = true;
-                        }
-                    }
-                }
+                self.delete_files_below_log_start(now, &mut rep);
             }
         }
         self.redelete_hanged(now, &mut rep);
@@ -368,6 +281,118 @@ impl StoreInner {
         rep.millis = started.elapsed().as_millis() as u64;
         *self.last_clean.locked() = Some(rep.clone());
         rep
+    }
+
+    /// Delete commitlog files oldest first, at most `deleteFileBatchMax`,
+    /// `deleteCommitLogFilesInterval` ms apart: full files that are expired
+    /// (or any, when `triggers.clean_at_once`), never bytes that are not yet
+    /// durable or not yet in the consume queues. A file whose unlink fails or
+    /// that a reader holds waits in the hanging list.
+    fn delete_commit_log_files(
+        &self,
+        now: i64,
+        triggers: CleanTriggers,
+        rep: &mut CleanPassReport,
+    ) {
+        let cfg = &self.cfg;
+        let file_size = cfg.mapped_file_size_commit_log;
+        let reserved_ms = cfg.file_reserved_time_hours.saturating_mul(3_600_000) as i64;
+        // Never bytes that are not yet durable or not yet in the consume queues.
+        let safe_end = self
+            .flusher
+            .durable_offset()
+            .min(self.dispatcher.dispatched_offset());
+        for i in 0..cfg.delete_file_batch_max {
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(
+                    cfg.delete_commit_log_files_interval_ms,
+                ));
+            }
+            let removed = self.commitlog.queue.remove_first_while(
+                |f| {
+                    f.is_full()
+                        && f.file_from_offset() + file_size <= safe_end
+                        && (triggers.clean_at_once || now >= f.last_write_ms() + reserved_ms)
+                },
+                1,
+            );
+            let Some(f) = removed.into_iter().next() else {
+                break;
+            };
+            if let Err(e) = f.delete_file() {
+                tracing::error!(error = %e, "deleting a commitlog file failed; retried later");
+                rep.deletions_failed += 1;
+            } else {
+                tracing::info!(file = %f.path().display(), ?triggers, "deleted commitlog file");
+            }
+            rep.commit_log_files_deleted += 1;
+            rep.commit_log_bytes_deleted += file_size;
+            self.hanging.locked().files.push((f, now));
+        }
+    }
+
+    /// After commitlog files went (or when a pass owes it): delete the
+    /// consume-queue files and index files that only index records below the
+    /// new commitlog start. The first-file manifest is written first, under
+    /// its lock (a flush never writes an older one after it), so that a crash
+    /// after the deletions does not take them for lost files; when it cannot
+    /// be written, the files stay until the next pass.
+    fn delete_files_below_log_start(&self, now: i64, rep: &mut CleanPassReport) {
+        let min = self.commitlog.min_offset();
+        let mut last_min = self.cq_min_manifest.locked();
+        let plan: Vec<_> = self
+            .cqs
+            .all()
+            .into_iter()
+            .map(|cq| {
+                let keep_from = cq.first_file_offset_after_expiry(min);
+                (cq, keep_from)
+            })
+            .collect();
+        let mut mins = last_min.clone();
+        for (cq, keep_from) in &plan {
+            mins.entry(cq.topic().to_string())
+                .or_default()
+                .insert(cq.queue_id(), *keep_from);
+        }
+        let changed = plan.iter().any(|(cq, k)| *k != cq.first_file_offset());
+        let go = !changed || *last_min == mins || self.write_manifest(CQ_MIN_MANIFEST, &mins);
+        let mut h = self.hanging.locked();
+        if go {
+            if changed {
+                *last_min = mins;
+            }
+            for (cq, keep_from) in &plan {
+                for f in cq.delete_expired(min, *keep_from) {
+                    rep.consume_queue_files_deleted += 1;
+                    if !f.is_deleted() {
+                        rep.deletions_failed += 1;
+                    }
+                    h.files.push((f, now));
+                }
+            }
+        } else {
+            // Files stay until the manifest can be written (the next pass).
+            self.cq_expiry_owed.store(true, Ordering::Release);
+            rep.deletions_failed += 1;
+            for (cq, _) in &plan {
+                cq.correct_min_offset(min);
+            }
+        }
+        drop(last_min);
+        if let Some(ix) = &self.index {
+            match ix.delete_before(min) {
+                Ok(n) => rep.index_files_deleted += n,
+                Err(e) => {
+                    tracing::error!(error = %e, "deleting index files failed; retried later");
+                    rep.deletions_failed += 1;
+                    h.index_retry = true;
+                }
+            }
+        }
     }
 
     /// RocketMQ's `redeleteHangedFile`: every `redeleteHangedFileInterval` ms

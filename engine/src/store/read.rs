@@ -78,27 +78,8 @@ impl MessageStore {
             };
             return Ok(r);
         };
-        let min = cq.min_offset();
-        let max = cq.max_offset();
-        r.min_offset = min;
-        r.max_offset = max;
-        if max == 0 {
-            r.status = GetStatus::NoMessageInQueue;
-            return Ok(r);
-        }
-        if offset < min {
-            r.status = GetStatus::OffsetTooSmall;
-            r.next_begin_offset = min;
-            return Ok(r);
-        }
-        if offset == max {
-            r.status = GetStatus::OffsetOverflowOne;
-            r.next_begin_offset = offset;
-            return Ok(r);
-        }
-        if offset > max {
-            r.status = GetStatus::OffsetOverflowBadly;
-            r.next_begin_offset = if min == 0 { min } else { max };
+        let (min, max) = (cq.min_offset(), cq.max_offset());
+        if offset_outside_queue(&mut r, min, max, offset) {
             return Ok(r);
         }
         let Some((file, pos, avail)) = cq.units_from(offset) else {
@@ -110,37 +91,86 @@ impl MessageStore {
         let max_scan = (16000usize.max(max_msgs as usize * CQ_UNIT_SIZE)) / CQ_UNIT_SIZE;
         let n = avail.min(max_scan).min((max - offset) as usize);
         let units = file.bytes(pos, n * CQ_UNIT_SIZE).unwrap_or(&[]);
-        let mem_limit = s.total_ram / 100 * s.cfg.access_message_in_memory_max_ratio as u64;
-        let mut scanned = 0usize;
+        let read = UnitRead {
+            topic,
+            queue_id,
+            offset,
+            max_msgs,
+            filter,
+            cl_max,
+            mem_limit: s.total_ram / 100 * s.cfg.access_message_in_memory_max_ratio as u64,
+        };
+        let mut scan = self.read_units(&read, units, &mut r.messages);
+        if let Some((q, e)) = scan.bad {
+            // A unit that does not point at its record: never move past it.
+            // The messages before it are served; a read that starts at it
+            // repairs the queue there first.
+            scan.scanned = (q - offset) as usize;
+            if r.messages.is_empty() {
+                if !may_repair {
+                    return Err(e);
+                }
+                s.repair_for_read(&cq, q, &e)?;
+                drop(file);
+                return self.get_message_inner(topic, queue_id, offset, max_msgs, filter, false);
+            }
+        }
+        r.next_begin_offset = offset + scan.scanned as u64;
+        r.status = if !r.messages.is_empty() {
+            GetStatus::Found
+        } else if scan.first_missing {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::NoMatchedMessage
+        };
+        r.suggest_pulling_from_slave = cl_max.saturating_sub(scan.last_phys) > read.mem_limit;
+        Ok(r)
+    }
+
+    /// Read the messages the consume-queue `units` (from `read.offset`) point
+    /// at into `out`, up to the transfer limits, skipping what the filter
+    /// refuses and damaged records (noted); stop at a unit that does not point
+    /// at its record.
+    #[inline]
+    fn read_units(
+        &self,
+        read: &UnitRead<'_>,
+        units: &[u8],
+        out: &mut Vec<StoredMessage>,
+    ) -> UnitScan {
+        let s = &self.inner;
+        let (topic, queue_id, offset) = (read.topic, read.queue_id, read.offset);
+        let mut scan = UnitScan {
+            scanned: 0,
+            first_missing: false,
+            last_phys: 0,
+            bad: None,
+        };
         let mut bytes = 0usize;
-        let mut first_missing = false;
-        let mut last_phys = 0u64;
-        // A unit that fails its checks ends the loop with what to do (cold path).
-        let mut bad: Option<(u64, Error)> = None;
         for chunk in units.chunks_exact(CQ_UNIT_SIZE) {
             let Some(u) = CqUnit::decode(chunk) else {
                 if !crate::consume_queue::is_blank_unit(chunk) {
-                    let q = offset + scanned as u64;
+                    let q = offset + scan.scanned as u64;
                     if let Some(e) = s.bad_unit(topic, queue_id, q, None, None) {
-                        bad = Some((q, e));
+                        scan.bad = Some((q, e));
                         break;
                     }
                 }
-                scanned += 1;
+                scan.scanned += 1;
                 continue;
             };
-            last_phys = u.commit_log_offset;
-            let in_disk = cl_max.saturating_sub(u.commit_log_offset) > mem_limit;
-            if !r.messages.is_empty()
-                && self.is_full(bytes, u.size as usize, r.messages.len(), max_msgs, in_disk)
+            scan.last_phys = u.commit_log_offset;
+            let in_disk = read.cl_max.saturating_sub(u.commit_log_offset) > read.mem_limit;
+            if !out.is_empty()
+                && self.is_full(bytes, u.size as usize, out.len(), read.max_msgs, in_disk)
             {
                 break;
             }
-            scanned += 1;
-            if !filter.matches(u.tags_code) {
+            scan.scanned += 1;
+            if !read.filter.matches(u.tags_code) {
                 continue;
             }
-            let q = offset + scanned as u64 - 1;
+            let q = offset + scan.scanned as u64 - 1;
             match s.commitlog.get_data(u.commit_log_offset, u.size as usize) {
                 Some(b) => {
                     // Never hand out a record that fails its checks (magic, sizes, body CRC).
@@ -154,13 +184,13 @@ impl MessageStore {
                         _ => match s.bad_unit(topic, queue_id, q, Some(&u), Some(&b)) {
                             None => continue,
                             Some(e) => {
-                                bad = Some((q, e));
+                                scan.bad = Some((q, e));
                                 break;
                             }
                         },
                     }
                     bytes += b.len();
-                    r.messages.push(StoredMessage {
+                    out.push(StoredMessage {
                         queue_offset: q,
                         commit_log_offset: u.commit_log_offset,
                         tags_code: u.tags_code,
@@ -171,52 +201,18 @@ impl MessageStore {
                     if u.commit_log_offset >= s.commitlog.min_offset() {
                         // The log holds that offset, but not this record.
                         if let Some(e) = s.bad_unit(topic, queue_id, q, Some(&u), None) {
-                            bad = Some((q, e));
+                            scan.bad = Some((q, e));
                             break;
                         }
                         continue;
                     }
-                    if r.messages.is_empty() {
-                        first_missing = true;
+                    if out.is_empty() {
+                        scan.first_missing = true;
                     }
                 }
             }
         }
-        if let Some((q, e)) = bad {
-            // A unit that does not point at its record: never move past it.
-            // The messages before it are served; a read that starts at it
-            // repairs the queue there first.
-            scanned = (q - offset) as usize;
-            if r.messages.is_empty() {
-                if !may_repair {
-                    return Err(e);
-                }
-                match s.repair_units(&cq, q, repair::FOREGROUND) {
-                    repair::Repair::Done => {}
-                    repair::Repair::Impossible(why) => {
-                        s.damaged.note_unit(topic, queue_id, q, &e, &why);
-                    }
-                    repair::Repair::Retry(why) => {
-                        return Err(s.repair_later(topic, queue_id, q, &why, false))
-                    }
-                    repair::Repair::TooFar(why) => {
-                        return Err(s.repair_later(topic, queue_id, q, &why, true))
-                    }
-                }
-                drop(file);
-                return self.get_message_inner(topic, queue_id, offset, max_msgs, filter, false);
-            }
-        }
-        r.next_begin_offset = offset + scanned as u64;
-        r.status = if !r.messages.is_empty() {
-            GetStatus::Found
-        } else if first_missing {
-            GetStatus::MessageWasRemoving
-        } else {
-            GetStatus::NoMatchedMessage
-        };
-        r.suggest_pulling_from_slave = cl_max.saturating_sub(last_phys) > mem_limit;
-        Ok(r)
+        scan
     }
 
     fn is_full(
@@ -493,6 +489,27 @@ impl MessageStore {
 }
 
 impl StoreInner {
+    /// A read starting at unit `q` of `cq` found it damaged (`e`): repair it
+    /// now, or note it as impossible to repair (reads skip it from then on).
+    /// `Err` ([`Error::Busy`]) when the repair must wait: the read is retried.
+    #[cold]
+    fn repair_for_read(&self, cq: &ConsumeQueue, q: u64, e: &Error) -> Result<()> {
+        let (topic, queue_id) = (cq.topic(), cq.queue_id());
+        match self.repair_units(cq, q, repair::FOREGROUND) {
+            repair::Repair::Done => {}
+            repair::Repair::Impossible(why) => {
+                self.damaged.note_unit(topic, queue_id, q, e, &why);
+            }
+            repair::Repair::Retry(why) => {
+                return Err(self.repair_later(topic, queue_id, q, &why, false))
+            }
+            repair::Repair::TooFar(why) => {
+                return Err(self.repair_later(topic, queue_id, q, &why, true))
+            }
+        }
+        Ok(())
+    }
+
     /// A read met unit `u` (`None`: a unit that does not decode) at
     /// `queue_offset` of `topic`/`queue_id` that fails its checks against the
     /// record bytes `b` (`None`: nothing readable there). A damaged record (the
@@ -562,4 +579,52 @@ fn record_has_key(properties: &[u8], key: &str) -> bool {
     find_property(properties, keys::UNIQ_KEY) == Some(key)
         || find_property(properties, keys::KEYS)
             .is_some_and(|ks| ks.split(' ').any(|k| !k.is_empty() && k == key))
+}
+
+/// What a get reads: the queue, the start offset, the limits.
+struct UnitRead<'a> {
+    topic: &'a str,
+    queue_id: u32,
+    offset: u64,
+    max_msgs: u32,
+    filter: &'a MessageFilter,
+    /// End of the commitlog when the read started.
+    cl_max: u64,
+    /// How far behind the commitlog end a record is still taken to be in
+    /// memory (`accessMessageInMemoryMaxRatio` % of RAM).
+    mem_limit: u64,
+}
+
+/// What [`MessageStore::read_units`] found.
+struct UnitScan {
+    /// Units passed (read, filtered out or skipped).
+    scanned: usize,
+    /// The first unit's record is gone from the commitlog (retention).
+    first_missing: bool,
+    /// Commitlog offset of the last unit looked at.
+    last_phys: u64,
+    /// A unit that does not point at its record, and the error for it.
+    bad: Option<(u64, Error)>,
+}
+
+/// Set the status of a get whose `offset` is not inside the queue's
+/// `[min, max)` (or whose queue is empty); true when it is not.
+fn offset_outside_queue(r: &mut GetResult, min: u64, max: u64, offset: u64) -> bool {
+    r.min_offset = min;
+    r.max_offset = max;
+    if max == 0 {
+        r.status = GetStatus::NoMessageInQueue;
+    } else if offset < min {
+        r.status = GetStatus::OffsetTooSmall;
+        r.next_begin_offset = min;
+    } else if offset == max {
+        r.status = GetStatus::OffsetOverflowOne;
+        r.next_begin_offset = offset;
+    } else if offset > max {
+        r.status = GetStatus::OffsetOverflowBadly;
+        r.next_begin_offset = if min == 0 { min } else { max };
+    } else {
+        return false;
+    }
+    true
 }

@@ -265,6 +265,35 @@ impl StoreInner {
                 to - from
             ));
         }
+        let found = match self.rebuild_stretch(cq, (first, end), (from, to)) {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
+        self.units_repaired
+            .fetch_add(end - first, Ordering::Relaxed);
+        tracing::warn!(
+            topic = cq.topic(),
+            queue_id = cq.queue_id(),
+            from = first,
+            to = end,
+            records_found = found,
+            commit_log_from = from,
+            commit_log_to = to,
+            "consume queue units did not point at their records; rebuilt them from the commitlog"
+        );
+        Repair::Done
+    }
+
+    /// Rebuild the units of queue offsets `first..end` of `cq` from the
+    /// commitlog records in `from..to`, window by window (an offset with no
+    /// record gets a blank unit), and write them in place; how many records
+    /// were found, or the [`Repair`] to answer when the walk cannot finish.
+    fn rebuild_stretch(
+        &self,
+        cq: &ConsumeQueue,
+        (first, end): (u64, u64),
+        (from, to): (u64, u64),
+    ) -> Result<usize, Repair> {
         let delay_levels = self.cfg.delay_levels_ms().unwrap_or_default();
         let file_size = self.commitlog.queue.file_size();
         // The window of units being rebuilt: [w_first, w_first + units.len()).
@@ -280,11 +309,13 @@ impl StoreInner {
         while off < to {
             steps += 1;
             if steps % 4096 == 0 && self.stopping.load(Ordering::Acquire) {
-                return Repair::Retry("the store is stopping".into());
+                return Err(Repair::Retry("the store is stopping".into()));
             }
             let Some(f) = self.commitlog.queue.find_by_offset(off) else {
                 // Retention deleted it meanwhile (a later read starts past it).
-                return Repair::Retry(format!("commitlog offset {off} is not readable"));
+                return Err(Repair::Retry(format!(
+                    "commitlog offset {off} is not readable"
+                )));
             };
             let data = f.bytes_from((off - f.file_from_offset()) as usize);
             match check_record(data, false) {
@@ -297,9 +328,7 @@ impl StoreInner {
                         // A queue's records lie in the log in queue-offset
                         // order: the windows before this record are done.
                         while q >= w_first + units.len() as u64 {
-                            if let Err(r) = write(w_first, &units) {
-                                return r;
-                            }
+                            write(w_first, &units)?;
                             w_first += units.len() as u64;
                             let n = (end - w_first).min(WINDOW) as usize;
                             units.clear();
@@ -318,22 +347,22 @@ impl StoreInner {
                 }
                 Ok(RecordCheck::Blank) => off = (off / file_size + 1) * file_size,
                 Ok(_) => {
-                    return Repair::Impossible(format!("the commitlog ends at {off}, before {to}"))
+                    return Err(Repair::Impossible(format!(
+                        "the commitlog ends at {off}, before {to}"
+                    )))
                 }
                 Err(e) => {
-                    return Repair::Impossible(format!(
+                    return Err(Repair::Impossible(format!(
                         "the commitlog record at {off} is damaged ({}), so the records after \
-                         it cannot be found",
+                     it cannot be found",
                         e.reason
-                    ))
+                    )))
                 }
             }
         }
         // The last window, and the windows after it (no records: blank).
         loop {
-            if let Err(r) = write(w_first, &units) {
-                return r;
-            }
+            write(w_first, &units)?;
             w_first += units.len() as u64;
             if w_first >= end {
                 break;
@@ -342,19 +371,7 @@ impl StoreInner {
             units.clear();
             units.resize(n, None);
         }
-        self.units_repaired
-            .fetch_add(end - first, Ordering::Relaxed);
-        tracing::warn!(
-            topic = cq.topic(),
-            queue_id = cq.queue_id(),
-            from = first,
-            to = end,
-            records_found = found,
-            commit_log_from = from,
-            commit_log_to = to,
-            "consume queue units did not point at their records; rebuilt them from the commitlog"
-        );
-        Repair::Done
+        Ok(found)
     }
 
     /// A read's repair of unit `bad` did not happen now (`why`; with
