@@ -40,7 +40,7 @@ impl MessageStore {
 
     /// Register what SYNC_MASTER puts wait for after writing: the replication
     /// layer's "a slave has this offset" (see [`ReplicaWaiter`]). Without one,
-    /// SYNC_MASTER puts report [`PutStatus::SlaveNotAvailable`].
+    /// SYNC_MASTER puts report [`PutStatus::SlaveNotAvailable`](super::PutStatus::SlaveNotAvailable).
     pub fn set_replica_waiter(&self, waiter: Option<Arc<dyn ReplicaWaiter>>) {
         *self.inner.replica_waiter.write_locked() = waiter;
     }

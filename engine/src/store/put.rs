@@ -168,8 +168,8 @@ impl MessageStore {
 
     /// Wait for the put as its message asks (`wait`) and the store's flush
     /// mode and role require; the timeouts count from `since`, or from now.
-    /// A put that need not wait reads no clock: a clock read costs as much
-    /// as a tenth of a 1 KiB put on a VM.
+    /// A put that need not wait reads no clock (a clock read is a real share
+    /// of a small put: see docs/perf-notes.md#clock-reads-on-the-put-path).
     #[inline]
     fn finish_put(
         &self,

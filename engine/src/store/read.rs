@@ -21,7 +21,7 @@ impl MessageStore {
     /// A record that fails its checks while its consume-queue unit is right
     /// (body CRC, a damaged header field) is skipped: the result holds the good
     /// messages around it and a next offset past it, and the record is logged
-    /// once, counted ([`StoreStats::damaged_records`]) and listed
+    /// once, counted ([`StoreStats::damaged_records`](super::StoreStats::damaged_records)) and listed
     /// ([`MessageStore::damaged_records`]).
     ///
     /// # Errors

@@ -12,7 +12,7 @@ impl MessageStore {
     /// # Errors
     /// The flush error. A failed commitlog sync fences the store; a failed
     /// consume-queue flush does not (the queues are rebuilt from the
-    /// commitlog): it is reported in [`StoreStats::consume_queue_flush_error`]
+    /// commitlog): it is reported in [`StoreStats::consume_queue_flush_error`](super::StoreStats::consume_queue_flush_error)
     /// and the next open re-dispatches from the last offset known flushed.
     pub fn flush(&self) -> Result<()> {
         let s = &self.inner;

@@ -199,10 +199,10 @@ pub trait ReplicaWaiter: Send + Sync {
 /// outcome.
 pub type ReplicaCallback = Box<dyn FnOnce(PutStatus) + Send>;
 
-/// What [`MessageStore::wait_put_then`] calls with a put's final result.
+/// What [`MessageStore::wait_put_then`](super::MessageStore::wait_put_then) calls with a put's final result.
 pub type PutCallback = Box<dyn FnOnce(Result<PutResult>) + Send>;
 
-/// The result of [`MessageStore::query_message`].
+/// The result of [`MessageStore::query_message`](super::MessageStore::query_message).
 #[derive(Debug, Clone, Default)]
 pub struct QueryResult {
     /// Records found, as stored.
@@ -303,10 +303,10 @@ pub struct StoreStats {
     /// consume-queue file's worth of units past their queue's end.
     pub records_refused: u64,
     /// The last failed consume-queue, index or checkpoint flush, if one
-    /// failed since the store opened (see [`MessageStore::flush`]).
+    /// failed since the store opened (see [`MessageStore::flush`](super::MessageStore::flush)).
     pub consume_queue_flush_error: Option<String>,
     /// Damaged records reads found and skipped (each counted once; see
-    /// [`MessageStore::damaged_records`]).
+    /// [`MessageStore::damaged_records`](super::MessageStore::damaged_records)).
     pub damaged_records: u64,
     /// Consume-queue units that reads found not pointing at their records and
     /// that were rebuilt from the commitlog in place.
