@@ -1,12 +1,27 @@
 //! [`MessageStore`]: the embedding API.
 //!
-//! The store opens in named steps (`open.rs`), writes in `put.rs`, reads in
-//! `read.rs`, answers administration and replication in `admin.rs` and stops
-//! in `shutdown.rs`; its public result types are in `types.rs`. The service
-//! loops live beside their policies: the clean pass in [`crate::retention`],
-//! delayed delivery in [`crate::schedule`], the commit and consume-queue flush
-//! loops in [`crate::flush`].
+//! Where each part lives:
+//! - `open.rs`: [`MessageStore::open`] as named steps, in order: lock the
+//!   directory, open and walk the commitlog, load the consume queues, plan
+//!   the re-dispatch, re-dispatch, restore queue offsets, mark the store open,
+//!   start the services (RocketMQ's `DefaultMessageStore` `load()` →
+//!   `recover()` → `start()`); the consume-queue manifests.
+//! - `put.rs`: every put and wait-for-put path, validation, queue assignment.
+//! - `read.rs`: gets, queue offsets, lookups, queries, time search, waits.
+//! - `admin.rs`: topics, delay offsets, statistics, retention controls,
+//!   replication hooks.
+//! - `shutdown.rs`: flushing everything and stopping.
+//! - `types.rs`: the public result, status and statistics types.
+//! - `repair.rs`: rebuilding damaged consume-queue stretches in place.
+//! - this file: the store's state ([`MessageStore`], `StoreInner`) and the
+//!   dispatch service's loop.
+//!
+//! The other service loops live beside their policies: the clean pass in
+//! [`crate::retention`], delayed delivery in [`crate::schedule`], the commit
+//! and consume-queue flush loops in [`crate::flush`]; what they share (wake-up
+//! signal, panic guard, thread set) in `crate::service`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,13 +50,14 @@ use open::{LoadedQueues, OpenedLog};
 
 pub(crate) use open::{CQ_MANIFEST, CQ_MIN_MANIFEST};
 
-/// A consume-queue manifest: per topic, per queue id, a queue offset (see
-/// [`CQ_MANIFEST`], [`CQ_MIN_MANIFEST`]).
-pub(crate) type Manifest = std::collections::BTreeMap<String, std::collections::BTreeMap<u32, u64>>;
 pub use types::{
     GetResult, GetStatus, MessageFilter, PutCallback, PutResult, PutStatus, QueryResult,
     RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
 };
+
+/// A consume-queue manifest: per topic, per queue id, a queue offset (see
+/// [`CQ_MANIFEST`], [`CQ_MIN_MANIFEST`]).
+pub(crate) type Manifest = BTreeMap<String, BTreeMap<u32, u64>>;
 
 pub(crate) struct StoreInner {
     pub(crate) cfg: StoreConfig,

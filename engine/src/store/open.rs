@@ -29,6 +29,9 @@ pub(crate) const CQ_MANIFEST: &str = "consumeQueueMax.json";
 /// damage from files deleted by retention.
 pub(crate) const CQ_MIN_MANIFEST: &str = "consumeQueueMin.json";
 
+/// Checks of the config that the store needs before it touches a file
+/// (beyond [`StoreConfig::validate`]): file sizes, message size, delay levels,
+/// default queue count.
 fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
     if cfg.mapped_file_size_commit_log < 4096 {
         return Err(Error::config(
@@ -58,6 +61,8 @@ fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
     Ok(())
 }
 
+/// Take the exclusive lock on `<root>/lock` ([`Error::Locked`] when another
+/// process holds it).
 fn lock_store(root: &std::path::Path) -> Result<File> {
     let path = root.join("lock");
     let f = std::fs::OpenOptions::new()
@@ -637,6 +642,8 @@ impl StoreInner {
     }
 }
 
+/// Read a consume-queue manifest; empty when missing or damaged (a damaged
+/// one is logged: it is a hint, the queues themselves are checked).
 fn load_manifest(path: &std::path::Path) -> Manifest {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
