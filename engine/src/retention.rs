@@ -25,12 +25,13 @@
 //! Time and disk usage come through [`Clock`] and [`DiskUsage`], so tests can move
 //! the clock to 04:00 or report a 90 % full disk.
 
+use crate::service::Waker;
 use crate::store::{StoreInner, CQ_MIN_MANIFEST};
 use crate::sync::LockExt;
 use std::fmt::Debug;
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where the clean service reads the time.
@@ -197,24 +198,47 @@ pub(crate) fn evaluate(
     (t, disk_full)
 }
 
+/// The clean service's state (RocketMQ's `CleanCommitLogService`): the
+/// disk-full flag puts check, manual deletion requests, the last pass, and
+/// the deletions still hanging.
+#[derive(Debug, Default)]
+pub(crate) struct CleanState {
+    /// The commitlog's disk is fuller than `diskSpaceWarningLevelRatio`:
+    /// puts are refused until usage falls below the clean-forcibly ratio.
+    pub(crate) disk_full: AtomicBool,
+    /// Clean passes left that delete expired files whatever the hour.
+    pub(crate) manual_delete_rounds: AtomicU32,
+    /// Wakes the clean thread (a manual deletion, shutdown).
+    pub(crate) waker: Waker,
+    /// What the last pass did.
+    pub(crate) last: Mutex<Option<CleanPassReport>>,
+    /// Deletions that failed or hang, retried every `redeleteHangedFileInterval` ms.
+    hanging: Mutex<Hanging>,
+    /// Consume-queue files retention did not delete because the first-file
+    /// manifest could not be written first: the next clean pass does.
+    cq_expiry_owed: AtomicBool,
+    /// Held by a clean pass (see `clean_pass`).
+    pass_lock: Mutex<()>,
+}
+
 /// Deletions not finished (RocketMQ's hanged files), retried every
 /// `redeleteHangedFileInterval` ms.
-#[derive(Default)]
-pub(crate) struct Hanging {
+#[derive(Debug, Default)]
+struct Hanging {
     /// Files taken out of their queues whose unlink failed, or whose mapping a
     /// reader still holds, with the time they were first deleted.
-    pub(crate) files: Vec<(Arc<crate::mapped_file::MappedFile>, i64)>,
+    files: Vec<(Arc<crate::mapped_file::MappedFile>, i64)>,
     /// Deleting index files below the commitlog minimum failed.
-    pub(crate) index_retry: bool,
+    index_retry: bool,
     /// When the next retry is due; `None` while nothing waits.
-    pub(crate) next_retry_ms: Option<i64>,
+    next_retry_ms: Option<i64>,
 }
 
 impl StoreInner {
     pub(crate) fn run_clean(&self) {
         let interval = Duration::from_millis(self.cfg.clean_resource_interval_ms.max(1));
         while !self.stopping.load(Ordering::Acquire) {
-            self.clean_waker.wait(interval);
+            self.clean.waker.wait(interval);
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
@@ -229,7 +253,7 @@ impl StoreInner {
     pub(crate) fn clean_pass(&self) -> CleanPassReport {
         // One pass at a time (the clean thread's and a manual one): a pass
         // that returns has finished what it started, manifest included.
-        let _one = self.clean_pass_lock.locked();
+        let _one = self.clean.pass_lock.locked();
         let started = Instant::now();
         let cfg = &self.cfg;
         let now = self.env.clock.now_ms();
@@ -242,10 +266,11 @@ impl StoreInner {
             }
         };
         let manual = self
+            .clean
             .manual_delete_rounds
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
-        let was_full = self.disk_full.load(Ordering::Acquire);
+        let was_full = self.clean.disk_full.load(Ordering::Acquire);
         let (triggers, full) = evaluate(
             cfg,
             &hours,
@@ -255,7 +280,7 @@ impl StoreInner {
             was_full,
         );
         if full != was_full {
-            self.disk_full.store(full, Ordering::Release);
+            self.clean.disk_full.store(full, Ordering::Release);
             if full {
                 tracing::error!(ratio, "disk full: puts are refused until usage falls");
             } else {
@@ -271,7 +296,7 @@ impl StoreInner {
         };
         if triggers.time_up || triggers.space_full || triggers.manual {
             self.delete_commit_log_files(now, triggers, &mut rep);
-            let owed = self.cq_expiry_owed.swap(false, Ordering::AcqRel);
+            let owed = self.clean.cq_expiry_owed.swap(false, Ordering::AcqRel);
             if rep.commit_log_files_deleted > 0 || owed {
                 self.delete_files_below_log_start(now, &mut rep);
             }
@@ -279,7 +304,7 @@ impl StoreInner {
         self.redelete_hanged(now, &mut rep);
         rep.commit_log_min_offset = self.commitlog.min_offset();
         rep.millis = started.elapsed().as_millis() as u64;
-        *self.last_clean.locked() = Some(rep.clone());
+        *self.clean.last.locked() = Some(rep.clone());
         rep
     }
 
@@ -330,7 +355,7 @@ impl StoreInner {
             }
             rep.commit_log_files_deleted += 1;
             rep.commit_log_bytes_deleted += file_size;
-            self.hanging.locked().files.push((f, now));
+            self.clean.hanging.locked().files.push((f, now));
         }
     }
 
@@ -360,7 +385,7 @@ impl StoreInner {
         }
         let changed = plan.iter().any(|(cq, k)| *k != cq.first_file_offset());
         let go = !changed || *last_min == mins || self.write_manifest(CQ_MIN_MANIFEST, &mins);
-        let mut h = self.hanging.locked();
+        let mut h = self.clean.hanging.locked();
         if go {
             if changed {
                 *last_min = mins;
@@ -376,7 +401,7 @@ impl StoreInner {
             }
         } else {
             // Files stay until the manifest can be written (the next pass).
-            self.cq_expiry_owed.store(true, Ordering::Release);
+            self.clean.cq_expiry_owed.store(true, Ordering::Release);
             rep.deletions_failed += 1;
             for (cq, _) in &plan {
                 cq.correct_min_offset(min);
@@ -406,7 +431,7 @@ impl StoreInner {
         let forcibly_ms =
             i64::try_from(cfg.destroy_maped_file_interval_forcibly_ms).unwrap_or(i64::MAX);
         let redelete_ms = i64::try_from(cfg.redelete_hanged_file_interval_ms).unwrap_or(i64::MAX);
-        let mut h = self.hanging.locked();
+        let mut h = self.clean.hanging.locked();
         let due = h.next_retry_ms.is_some_and(|t| now >= t);
         if due {
             rep.redelete_ran = true;

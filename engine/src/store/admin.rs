@@ -216,8 +216,11 @@ impl MessageStore {
     /// Ask for expired files to be deleted whatever the hour (RocketMQ's
     /// DELETE_EXPIRED_COMMITLOG): the next 20 clean passes delete expired files.
     pub fn execute_delete_files_manually(&self) {
-        self.inner.manual_delete_rounds.store(20, Ordering::Release);
-        self.inner.clean_waker.wake();
+        self.inner
+            .clean
+            .manual_delete_rounds
+            .store(20, Ordering::Release);
+        self.inner.clean.waker.wake();
     }
 
     /// Disk usage, thresholds, offsets and the last clean pass.
@@ -232,11 +235,11 @@ impl MessageStore {
             disk_max_used_space_ratio: s.cfg.disk_max_used_space_ratio.clamp(10, 95) as f64 / 100.0,
             clean_forcibly_ratio: s.cfg.disk_space_clean_forcibly_ratio as f64 / 100.0,
             warning_ratio: s.cfg.disk_space_warning_level_ratio as f64 / 100.0,
-            disk_full: s.disk_full.load(Ordering::Acquire),
+            disk_full: s.clean.disk_full.load(Ordering::Acquire),
             commit_log_min_offset: s.commitlog.min_offset(),
             commit_log_max_offset: s.commitlog.max_offset(),
             commit_log_files: s.commitlog.queue.file_count(),
-            last_pass: s.last_clean.locked().clone(),
+            last_pass: s.clean.last.locked().clone(),
         }
     }
 }

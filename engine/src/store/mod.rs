@@ -35,7 +35,7 @@ use crate::dispatch::{Arrivals, CqTable, Dispatcher};
 use crate::error::Error;
 use crate::flush::{CommitLogFlusher, Fence, FlushPolicy};
 use crate::index::IndexService;
-use crate::retention::{CleanPassReport, Hanging, StoreEnv};
+use crate::retention::{CleanState, StoreEnv};
 use crate::topic::TopicTable;
 
 mod admin;
@@ -79,17 +79,13 @@ pub(crate) struct StoreInner {
     pub(crate) threads: crate::service::ServiceThreads,
     pub(crate) replica_waiter: std::sync::RwLock<Option<Arc<dyn ReplicaWaiter>>>,
     pub(crate) env: StoreEnv,
-    pub(crate) disk_full: AtomicBool,
-    pub(crate) manual_delete_rounds: std::sync::atomic::AtomicU32,
-    pub(crate) clean_waker: crate::service::Waker,
+    /// The clean service's state (see [`crate::retention`]).
+    pub(crate) clean: CleanState,
     /// Wakes the pool's commit service once `commitCommitLogLeastPages` wait.
     pub(crate) commit_waker: crate::service::Waker,
     pub(crate) schedule_waker: crate::service::Waker,
     /// Wakes the consume-queue flush service at shutdown.
     pub(crate) cq_flush_waker: crate::service::Waker,
-    pub(crate) last_clean: Mutex<Option<CleanPassReport>>,
-    /// Deletions that failed or hang, retried every `redeleteHangedFileInterval` ms.
-    pub(crate) hanging: Mutex<Hanging>,
     /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
     pub(crate) cq_manifest: Mutex<Manifest>,
     /// First-file queue offset per consume queue last recorded (`config/consumeQueueMin.json`).
@@ -109,11 +105,6 @@ pub(crate) struct StoreInner {
     /// keeps the abort marker, so the next open re-dispatches from there.
     pub(crate) cq_flush_failed: Mutex<Option<String>>,
     pub(crate) cq_flush_log: crate::dispatch::LogLimiter,
-    /// Consume-queue files retention did not delete because the first-file
-    /// manifest could not be written first: the next clean pass does.
-    pub(crate) cq_expiry_owed: AtomicBool,
-    /// Held by a clean pass (see `clean_pass`).
-    pub(crate) clean_pass_lock: Mutex<()>,
 }
 
 /// An embedded RocketMQ-style message store.
@@ -250,14 +241,10 @@ impl StoreInner {
             threads: crate::service::ServiceThreads::default(),
             replica_waiter: std::sync::RwLock::new(None),
             env,
-            disk_full: AtomicBool::new(false),
-            manual_delete_rounds: std::sync::atomic::AtomicU32::new(0),
-            clean_waker: crate::service::Waker::default(),
+            clean: CleanState::default(),
             commit_waker: crate::service::Waker::default(),
             schedule_waker: crate::service::Waker::default(),
             cq_flush_waker: crate::service::Waker::default(),
-            last_clean: Mutex::new(None),
-            hanging: Mutex::new(Hanging::default()),
             cq_manifest: Mutex::new(queues.manifest),
             cq_min_manifest: Mutex::new(queues.min_manifest),
             damaged: crate::damage::DamagedRecords::default(),
@@ -267,8 +254,6 @@ impl StoreInner {
             recovery: log.report,
             cq_flush_failed: Mutex::new(None),
             cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
-            cq_expiry_owed: AtomicBool::new(false),
-            clean_pass_lock: Mutex::new(()),
         }
     }
 }

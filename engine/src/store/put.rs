@@ -275,7 +275,7 @@ impl StoreInner {
             return Err(Error::ShutDown);
         }
         s.fence.check()?;
-        if s.disk_full.load(Ordering::Acquire) {
+        if s.clean.disk_full.load(Ordering::Acquire) {
             return Err(Error::DiskFull(format!(
                 "the commitlog's disk is fuller than diskSpaceWarningLevelRatio {}%; puts resume below {}%",
                 s.cfg.disk_space_warning_level_ratio, s.cfg.disk_space_clean_forcibly_ratio

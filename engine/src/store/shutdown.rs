@@ -54,7 +54,7 @@ impl MessageStore {
         }
         s.flusher.stop();
         s.dispatcher.waker.wake();
-        s.clean_waker.wake();
+        s.clean.waker.wake();
         s.schedule_waker.wake();
         s.commit_waker.wake();
         s.cq_flush_waker.wake();
