@@ -59,25 +59,28 @@ pub use types::{
 /// [`CQ_MANIFEST`], [`CQ_MIN_MANIFEST`]).
 pub(crate) type Manifest = BTreeMap<String, BTreeMap<u32, u64>>;
 
+/// The store's state, shared by the API handle and the service threads.
+/// Fields the service loops outside this module use (retention, schedule,
+/// flush) are `pub(crate)`; the rest are the store's own.
 pub(crate) struct StoreInner {
     pub(crate) cfg: StoreConfig,
-    pub(crate) store_host: SocketAddr,
+    store_host: SocketAddr,
     pub(crate) commitlog: CommitLog,
     pub(crate) cqs: CqTable,
-    pub(crate) topics: TopicTable,
+    topics: TopicTable,
     pub(crate) fence: Arc<Fence>,
     pub(crate) flusher: CommitLogFlusher,
     pub(crate) checkpoint: Checkpoint,
     pub(crate) index: Option<IndexService>,
     pub(crate) schedule: crate::schedule::ScheduleState,
     pub(crate) dispatcher: Dispatcher,
-    pub(crate) arrivals: Arrivals,
+    arrivals: Arrivals,
     pub(crate) cq_flush: FlushPolicy,
     pub(crate) stopping: AtomicBool,
-    pub(crate) shut_down: AtomicBool,
-    pub(crate) lock_file: File,
-    pub(crate) threads: crate::service::ServiceThreads,
-    pub(crate) replica_waiter: std::sync::RwLock<Option<Arc<dyn ReplicaWaiter>>>,
+    shut_down: AtomicBool,
+    lock_file: File,
+    threads: crate::service::ServiceThreads,
+    replica_waiter: std::sync::RwLock<Option<Arc<dyn ReplicaWaiter>>>,
     pub(crate) env: StoreEnv,
     /// The clean service's state (see [`crate::retention`]).
     pub(crate) clean: CleanState,
@@ -91,13 +94,13 @@ pub(crate) struct StoreInner {
     /// First-file queue offset per consume queue last recorded (`config/consumeQueueMin.json`).
     pub(crate) cq_min_manifest: Mutex<Manifest>,
     /// Records found damaged by reads (listed for the admin tool).
-    pub(crate) damaged: crate::damage::DamagedRecords,
+    damaged: crate::damage::DamagedRecords,
     /// Consume-queue repairs running and waiting (see `repair`).
     repairs: repair::Repairs,
     /// Consume-queue units rewritten by repairs.
-    pub(crate) units_repaired: std::sync::atomic::AtomicU64,
-    pub(crate) total_ram: u64,
-    pub(crate) recovery: RecoveryReport,
+    units_repaired: std::sync::atomic::AtomicU64,
+    total_ram: u64,
+    recovery: RecoveryReport,
     /// The first failed flush of derived data (consume queues, index,
     /// checkpoint) since open: it does not fence (the commitlog holds every
     /// acknowledged message), but from then on the checkpoint's logics and
