@@ -389,14 +389,11 @@ impl StoreInner {
     ) -> crate::Error {
         if background {
             self.repairs.schedule(topic, queue_id, bad, why);
-        } else if let Some(held_back) = self.repairs.log.allow() {
-            tracing::warn!(
-                topic,
-                queue_id,
-                queue_offset = bad,
+        } else {
+            self.log_not_repaired(
+                (topic, queue_id, bad),
                 why,
-                not_logged = held_back,
-                "damaged consume queue unit not repaired now; the read is told to retry"
+                "damaged consume queue unit not repaired now; the read is told to retry",
             );
         }
         crate::Error::Busy(format!(
@@ -434,38 +431,53 @@ impl StoreInner {
             };
             if busy.is_some() {
                 if let Some(cq) = self.cqs.get(&topic, queue_id) {
-                    match self.repair_units_busy(&cq, bad, BACKGROUND) {
-                        Repair::Done => {}
-                        Repair::Impossible(why) => {
-                            let e = crate::Error::corruption(
-                                self.cfg
-                                    .consume_queue_dir()
-                                    .join(&topic)
-                                    .join(queue_id.to_string()),
-                                bad * crate::consume_queue::CQ_UNIT_SIZE as u64,
-                                "the consume queue unit does not point at its record",
-                            );
-                            self.damaged.note_unit(&topic, queue_id, bad, &e, &why);
-                        }
-                        Repair::Retry(why) | Repair::TooFar(why) => {
-                            if let Some(held_back) = self.repairs.log.allow() {
-                                tracing::warn!(
-                                    topic,
-                                    queue_id,
-                                    queue_offset = bad,
-                                    why,
-                                    not_logged = held_back,
-                                    "background consume queue rebuild not finished; the next \
-                                     read of the damage tries again"
-                                );
-                            }
-                        }
-                    }
+                    self.repair_in_background(&cq, bad);
                 }
             }
             drop(busy);
             let mut g = self.repairs.pending.locked();
             g.retain(|(t, q, _)| !(t == &topic && *q == queue_id));
+        }
+    }
+
+    /// The background worker's repair of unit `bad` of `cq` (the queue marked
+    /// busy): a unit the commitlog cannot give back is noted (reads skip it),
+    /// one not finished is logged (the next read of the damage tries again).
+    fn repair_in_background(&self, cq: &ConsumeQueue, bad: u64) {
+        let (topic, queue_id) = (cq.topic(), cq.queue_id());
+        match self.repair_units_busy(cq, bad, BACKGROUND) {
+            Repair::Done => {}
+            Repair::Impossible(why) => {
+                let e = crate::Error::corruption(
+                    self.cfg
+                        .consume_queue_dir()
+                        .join(topic)
+                        .join(queue_id.to_string()),
+                    bad * crate::consume_queue::CQ_UNIT_SIZE as u64,
+                    "the consume queue unit does not point at its record",
+                );
+                self.damaged.note_unit(topic, queue_id, bad, &e, &why);
+            }
+            Repair::Retry(why) | Repair::TooFar(why) => self.log_not_repaired(
+                (topic, queue_id, bad),
+                &why,
+                "background consume queue rebuild not finished; the next read of the damage \
+                 tries again",
+            ),
+        }
+    }
+
+    /// Log (rate-limited) that the repair of unit `bad` did not happen, and why.
+    fn log_not_repaired(&self, (topic, queue_id, bad): (&str, u32, u64), why: &str, what: &str) {
+        if let Some(held_back) = self.repairs.log.allow() {
+            tracing::warn!(
+                topic,
+                queue_id,
+                queue_offset = bad,
+                why,
+                not_logged = held_back,
+                "{what}"
+            );
         }
     }
 }
