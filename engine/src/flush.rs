@@ -8,13 +8,16 @@
 //! pages, so a later successful sync would prove nothing).
 
 use crate::sync::LockExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{FlushDiskType, StoreConfig};
 use crate::error::{Error, Result};
 use crate::mapped_file_queue::MappedFileQueue;
+/// The services' wake-up signal (moved to [`crate::service`]).
+pub(crate) use crate::service::Waker;
+use crate::store::{Manifest, StoreInner, CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 /// Latches the first durability failure; later writes fail with it.
 #[derive(Debug, Default)]
@@ -45,54 +48,6 @@ impl Fence {
     }
 }
 
-/// Marks the store failed if a background thread unwinds.
-pub(crate) struct PanicGuard {
-    pub fence: Arc<Fence>,
-    pub name: &'static str,
-}
-
-impl Drop for PanicGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.fence
-                .trip(format!("background thread {} panicked", self.name));
-        }
-    }
-}
-
-/// A cheap wake-up signal: `wake` costs one atomic store unless the waiter sleeps.
-#[derive(Debug, Default)]
-pub(crate) struct Waker {
-    pending: AtomicBool,
-    sleeping: AtomicBool,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Waker {
-    pub fn wake(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
-            let _g = self.lock.locked();
-            self.cv.notify_all();
-        }
-    }
-
-    /// Wait until woken or `timeout` passes.
-    pub fn wait(&self, timeout: Duration) {
-        if self.pending.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        let g = self.lock.locked();
-        self.sleeping.store(true, Ordering::SeqCst);
-        if !self.pending.swap(false, Ordering::SeqCst) {
-            let _ = self.cv.wait_timeout(g, timeout);
-        }
-        self.sleeping.store(false, Ordering::SeqCst);
-        self.pending.store(false, Ordering::SeqCst);
-    }
-}
-
 /// Outcome of waiting for a sync flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SyncOutcome {
@@ -110,15 +65,16 @@ struct GroupState {
 /// commit (SYNC_FLUSH).
 pub(crate) struct CommitLogFlusher {
     mode: FlushDiskType,
-    interval: Duration,
-    least_pages: u32,
-    thorough_interval: Duration,
+    /// `flushIntervalCommitLog`, `flushCommitLogLeastPages`, `flushCommitLogThoroughInterval`.
+    policy: FlushPolicy,
     timed: bool,
     fence: Arc<Fence>,
     durable: AtomicU64,
     state: Mutex<GroupState>,
     request_cv: Condvar,
     waker: Waker,
+    /// Wakes the sync-flush watchdog at shutdown.
+    watchdog: Waker,
     /// Bumped after every flush round; waiting puts sleep on it (futex).
     epoch: std::sync::atomic::AtomicU32,
     sleepers: std::sync::atomic::AtomicUsize,
@@ -130,15 +86,14 @@ impl CommitLogFlusher {
     pub fn new(cfg: &StoreConfig, fence: Arc<Fence>, durable: u64) -> Self {
         CommitLogFlusher {
             mode: cfg.flush_disk_type,
-            interval: Duration::from_millis(cfg.flush_interval_commit_log_ms.max(1)),
-            least_pages: cfg.flush_commit_log_least_pages,
-            thorough_interval: Duration::from_millis(cfg.flush_commit_log_thorough_interval_ms),
+            policy: FlushPolicy::commit_log(cfg),
             timed: cfg.flush_commit_log_timed,
             fence,
             durable: AtomicU64::new(durable),
             state: Mutex::new(GroupState::default()),
             request_cv: Condvar::new(),
             waker: Waker::default(),
+            watchdog: Waker::default(),
             epoch: std::sync::atomic::AtomicU32::new(0),
             sleepers: std::sync::atomic::AtomicUsize::new(0),
             syncs: AtomicU64::new(0),
@@ -237,7 +192,7 @@ impl CommitLogFlusher {
     /// in the kernel. Runs on its own thread until stopped.
     pub fn run_watchdog(&self) {
         while !self.stopped() {
-            std::thread::sleep(Duration::from_millis(10));
+            self.watchdog.wait(Duration::from_millis(10));
             if self.sleepers.load(Ordering::SeqCst) > 0 {
                 self.notify_done();
             }
@@ -250,6 +205,7 @@ impl CommitLogFlusher {
         self.state.locked().stop = true;
         self.request_cv.notify_all();
         self.waker.wake();
+        self.watchdog.wake();
         self.notify_done();
     }
 
@@ -276,23 +232,18 @@ impl CommitLogFlusher {
     }
 
     fn run_async(&self, queue: &MappedFileQueue) {
-        let mut last_thorough = Instant::now();
+        let mut pages = self.policy.least_pages_rule();
         while !self.stopped() {
             if self.timed {
                 let st = self.state.locked();
                 if st.stop {
                     break;
                 }
-                let _ = self.request_cv.wait_timeout(st, self.interval);
+                let _ = self.request_cv.wait_timeout(st, self.policy.interval);
             } else {
-                self.waker.wait(self.interval);
+                self.waker.wait(self.policy.interval);
             }
-            let mut least = self.least_pages;
-            if last_thorough.elapsed() >= self.thorough_interval {
-                last_thorough = Instant::now();
-                least = 0;
-            }
-            if self.flush(queue, least).is_err() {
+            if self.flush(queue, pages.now()).is_err() {
                 self.notify_done();
                 return;
             }
@@ -326,22 +277,225 @@ impl CommitLogFlusher {
     }
 }
 
-/// Consume-queue flush schedule (`flushIntervalConsumeQueue`, `flushConsumeQueueLeastPages`,
-/// `flushConsumeQueueThoroughInterval`).
+/// A flush (or commit) service's schedule: it wakes every `interval` and
+/// syncs only when at least `least_pages` dirty pages wait, except once
+/// `thorough_interval` has passed since its last thorough pass, when it syncs
+/// everything (RocketMQ's `flushCommitLogLeastPages` /
+/// `flushCommitLogThoroughInterval`, and the same pair for commits and
+/// consume queues).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct CqFlushPolicy {
+pub(crate) struct FlushPolicy {
     pub interval: Duration,
     pub least_pages: u32,
     pub thorough_interval: Duration,
 }
 
-impl CqFlushPolicy {
-    pub fn new(cfg: &StoreConfig) -> Self {
-        CqFlushPolicy {
-            interval: Duration::from_millis(cfg.flush_interval_consume_queue_ms.max(1)),
-            least_pages: cfg.flush_consume_queue_least_pages,
-            thorough_interval: Duration::from_millis(cfg.flush_consume_queue_thorough_interval_ms),
+impl FlushPolicy {
+    /// The commitlog flush (`flushIntervalCommitLog`,
+    /// `flushCommitLogLeastPages`, `flushCommitLogThoroughInterval`).
+    pub fn commit_log(cfg: &StoreConfig) -> Self {
+        Self::new(
+            cfg.flush_interval_commit_log_ms,
+            cfg.flush_commit_log_least_pages,
+            cfg.flush_commit_log_thorough_interval_ms,
+        )
+    }
+
+    /// The pool's commit (`commitIntervalCommitLog`,
+    /// `commitCommitLogLeastPages`, `commitCommitLogThoroughInterval`).
+    pub fn commit(cfg: &StoreConfig) -> Self {
+        Self::new(
+            cfg.commit_interval_commit_log_ms,
+            cfg.commit_commit_log_least_pages,
+            cfg.commit_commit_log_thorough_interval_ms,
+        )
+    }
+
+    /// The consume-queue flush (`flushIntervalConsumeQueue`,
+    /// `flushConsumeQueueLeastPages`, `flushConsumeQueueThoroughInterval`).
+    pub fn consume_queue(cfg: &StoreConfig) -> Self {
+        Self::new(
+            cfg.flush_interval_consume_queue_ms,
+            cfg.flush_consume_queue_least_pages,
+            cfg.flush_consume_queue_thorough_interval_ms,
+        )
+    }
+
+    fn new(interval_ms: u64, least_pages: u32, thorough_ms: u64) -> Self {
+        FlushPolicy {
+            interval: Duration::from_millis(interval_ms.max(1)),
+            least_pages,
+            thorough_interval: Duration::from_millis(thorough_ms),
         }
+    }
+
+    /// The "least pages unless thorough" rule, its thorough clock starting now.
+    pub fn least_pages_rule(&self) -> LeastPages {
+        LeastPages {
+            least_pages: self.least_pages,
+            thorough_interval: self.thorough_interval,
+            last_thorough: Instant::now(),
+        }
+    }
+}
+
+/// The one place of the rule "sync at least N pages, unless the thorough
+/// interval has passed" (see [`FlushPolicy`]).
+#[derive(Debug)]
+pub(crate) struct LeastPages {
+    least_pages: u32,
+    thorough_interval: Duration,
+    last_thorough: Instant,
+}
+
+impl LeastPages {
+    /// The dirty pages this pass needs before it syncs: `least_pages`, or 0
+    /// (everything) when the thorough interval has passed since the last
+    /// thorough pass (which this one then is).
+    pub fn now(&mut self) -> u32 {
+        if self.last_thorough.elapsed() >= self.thorough_interval {
+            self.last_thorough = Instant::now();
+            0
+        } else {
+            self.least_pages
+        }
+    }
+}
+
+impl StoreInner {
+    /// Pool mode: commit buffered bytes every `commitIntervalCommitLog` ms when
+    /// `commitCommitLogLeastPages` pages wait, everything every
+    /// `commitCommitLogThoroughInterval` ms. A failed write fences the store.
+    pub(crate) fn run_commit(&self) {
+        let policy = FlushPolicy::commit(&self.cfg);
+        let mut pages = policy.least_pages_rule();
+        while !self.stopping.load(Ordering::Acquire) {
+            // Sleep the interval, or until puts have left enough to commit
+            // (or shutdown wakes us).
+            self.commit_waker.wait(policy.interval);
+            if self.stopping.load(Ordering::Acquire) {
+                break;
+            }
+            if let Err(e) = self.commitlog.commit(pages.now()) {
+                self.fence.trip(format!("commitlog commit failed: {e}"));
+                return;
+            }
+        }
+    }
+
+    /// Flush the consume queues, the index and the checkpoint every
+    /// `flushIntervalConsumeQueue` ms (see [`FlushPolicy::consume_queue`]);
+    /// once more when shutdown wakes it.
+    pub(crate) fn run_cq_flush(&self) {
+        let mut pages = self.cq_flush.least_pages_rule();
+        let stopping = || self.stopping.load(Ordering::Acquire);
+        while !stopping() {
+            let deadline = Instant::now() + self.cq_flush.interval;
+            self.cq_flush_waker.sleep_until(deadline, stopping);
+            if let Err(e) = self.flush_consume_queues(pages.now()) {
+                // Retried at the next interval; no fence (see `cq_flush_failed`).
+                self.note_cq_flush_failed(&e);
+            }
+        }
+    }
+
+    /// A flush of derived data failed: remember it (sticky), log it (rate-limited).
+    pub(crate) fn note_cq_flush_failed(&self, e: &Error) {
+        let mut g = self
+            .cq_flush_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e.to_string());
+        }
+        drop(g);
+        if let Some(held_back) = self.cq_flush_log.allow() {
+            tracing::error!(error = %e, not_logged = held_back,
+                "consume queue flush failed; retried, puts go on, the checkpoint keeps the last offset known flushed");
+        }
+    }
+
+    /// Flush every consume queue, then record in the checkpoint how far they are
+    /// durable (and how far the commitlog is) and sync the checkpoint.
+    pub(crate) fn flush_consume_queues(&self, least_pages: u32) -> Result<()> {
+        // Read before flushing: every unit below this offset is in its file
+        // already. The time first: dispatch stores it after the offset, so it
+        // is never later than the offset's record (a conservative checkpoint).
+        let dispatched_ts = self.dispatcher.last_store_timestamp_ms();
+        let dispatched = self.dispatcher.dispatched_offset();
+        // After a failed flush, a later one that succeeds does not prove the
+        // earlier pages reached the disk: the logics and index offsets stay.
+        let derived_ok = self.cq_flush_failed.locked().is_none();
+        let mut all_flushed = derived_ok;
+        let mut maxes: Manifest = Default::default();
+        let queues = self.cqs.all();
+        let mut flushed = Ok(());
+        for cq in &queues {
+            let max = cq.max_offset();
+            if let Err(e) = cq.flush(least_pages) {
+                flushed = Err(e);
+                all_flushed = false;
+                break;
+            }
+            all_flushed &= cq.fully_flushed();
+            maxes
+                .entry(cq.topic().to_string())
+                .or_default()
+                .insert(cq.queue_id(), max);
+        }
+        {
+            // The first-file manifest says where files start, not what they
+            // hold: written whatever the flushes did (so that a failed flush
+            // never leaves it behind retention), and under its lock, so that
+            // it never goes back behind what the clean pass wrote before
+            // deleting files. One not written now is retried on the next pass.
+            let mut last_min = self.cq_min_manifest.locked();
+            let mut mins = std::collections::BTreeMap::<_, std::collections::BTreeMap<_, _>>::new();
+            for cq in &queues {
+                mins.entry(cq.topic().to_string())
+                    .or_default()
+                    .insert(cq.queue_id(), cq.first_file_offset());
+            }
+            if *last_min != mins && self.write_manifest(CQ_MIN_MANIFEST, &mins) {
+                *last_min = mins;
+            }
+        }
+        flushed?;
+        if all_flushed {
+            // A hint for the next open (a queue that lost units is rebuilt):
+            // one not written now is retried on the next pass, and the
+            // queues' own flush is not in doubt.
+            let mut last = self.cq_manifest.locked();
+            if *last != maxes && self.write_manifest(CQ_MANIFEST, &maxes) {
+                *last = maxes;
+            }
+        }
+        let mut index_done = None;
+        if let Some(ix) = &self.index {
+            // Everything dispatched before this point was given to the index.
+            let ts = ix.last_update().0;
+            ix.flush()?;
+            index_done = derived_ok.then_some((dispatched, ts));
+        }
+        let physic_offset = self.flusher.durable_offset();
+        let physic_ts = self.commitlog.queue.flushed_store_timestamp_ms();
+        let before = self.checkpoint.data();
+        self.checkpoint.update(|d| {
+            if all_flushed {
+                d.logics_offset = d.logics_offset.max(dispatched);
+                d.logics_msg_timestamp = d.logics_msg_timestamp.max(dispatched_ts);
+            }
+            d.physic_offset = d.physic_offset.max(physic_offset);
+            d.physic_msg_timestamp = d.physic_msg_timestamp.max(physic_ts);
+            if let Some((off, ts)) = index_done {
+                d.index_offset = d.index_offset.max(off);
+                d.index_msg_timestamp = d.index_msg_timestamp.max(ts);
+            }
+        });
+        if self.checkpoint.data() != before {
+            self.checkpoint.flush()?;
+        }
+        Ok(())
     }
 }
 
@@ -410,6 +564,21 @@ mod tests {
         let e = fl.flush(&q, 0).unwrap_err();
         assert!(matches!(e, Error::Fenced(_)));
         assert_eq!(q.flushed_where(), 0, "no flush is retried after a failure");
+    }
+
+    #[test]
+    fn least_pages_rule_asks_for_everything_once_the_thorough_interval_passed() {
+        let policy = FlushPolicy::new(10, 4, 60_000);
+        let mut rule = policy.least_pages_rule();
+        assert_eq!(rule.now(), 4, "within the thorough interval");
+        assert_eq!(rule.now(), 4);
+        let mut always = FlushPolicy::new(10, 4, 0).least_pages_rule();
+        assert_eq!(
+            always.now(),
+            0,
+            "a zero thorough interval: every pass is thorough"
+        );
+        assert_eq!(always.now(), 0);
     }
 
     #[test]

@@ -85,6 +85,7 @@ internal_modules!(
     mapped_file_queue,
     pool,
     schedule,
+    service,
     topic,
 );
 

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::message::decode_record;
 use crate::message::{keys, Message, MessageExt};
+use crate::store::StoreInner;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// The topic delayed messages wait in.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -190,6 +194,82 @@ pub(crate) fn to_real(ext: &MessageExt) -> Option<Message> {
         reconsume_times: ext.reconsume_times,
         prepared_transaction_offset: ext.prepared_transaction_offset,
     })
+}
+
+impl StoreInner {
+    /// Deliver the scheduled messages that are due; returns how many.
+    fn deliver_due(&self) -> usize {
+        let now = crate::message::now_ms();
+        let mut delivered = 0;
+        for level in 1..=self.schedule.max_level() {
+            let Some(cq) = self.cqs.get(crate::schedule::SCHEDULE_TOPIC, level - 1) else {
+                continue;
+            };
+            let mut offset = self
+                .schedule
+                .offset(level)
+                .unwrap_or(0)
+                .max(cq.min_offset());
+            let max = cq.max_offset();
+            while offset < max && !self.stopping.load(Ordering::Acquire) {
+                let Some(unit) = cq.get(offset) else {
+                    offset += 1; // blank unit
+                    continue;
+                };
+                if unit.tags_code > now {
+                    break; // in order: later ones are due later
+                }
+                let Some(bytes) = self
+                    .commitlog
+                    .get_data(unit.commit_log_offset, unit.size as usize)
+                else {
+                    offset += 1; // deleted by retention
+                    continue;
+                };
+                match decode_record(&bytes)
+                    .ok()
+                    .and_then(|e| crate::schedule::to_real(&e))
+                {
+                    Some(real) => match self.put_batch_inner(std::slice::from_ref(&real), false) {
+                        Ok(_) => delivered += 1,
+                        Err(e @ (Error::IllegalMessage(_) | Error::TopicNotExist(_))) => {
+                            tracing::error!(error = %e, level, offset, "dropping an undeliverable delayed message");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, level, offset, "delayed delivery failed; retrying");
+                            break;
+                        }
+                    },
+                    None => {
+                        tracing::error!(
+                            level,
+                            offset,
+                            "scheduled record lacks REAL_TOPIC/REAL_QID; skipped"
+                        );
+                    }
+                }
+                offset += 1;
+            }
+            self.schedule.set_offset(level, offset);
+        }
+        delivered
+    }
+
+    pub(crate) fn run_schedule(&self) {
+        let mut last_persist = Instant::now();
+        while !self.stopping.load(Ordering::Acquire) {
+            let n = self.deliver_due();
+            if last_persist.elapsed() >= Duration::from_secs(1) {
+                if let Err(e) = self.schedule.persist() {
+                    tracing::error!(error = %e, "persisting delayOffset.json failed");
+                }
+                last_persist = Instant::now();
+            }
+            if n == 0 {
+                self.schedule_waker.wait(Duration::from_millis(50));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

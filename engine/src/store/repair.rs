@@ -14,8 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{CqUnit, StoreInner};
+use super::StoreInner;
 use crate::consume_queue::ConsumeQueue;
+use crate::consume_queue::CqUnit;
 use crate::damage::{classify, UnitCheck};
 use crate::message::{check_record, RecordCheck};
 
@@ -74,6 +75,8 @@ pub(super) struct Repairs {
     pending: Mutex<VecDeque<(String, u32, u64)>>,
     /// Wakes the worker.
     wake: Condvar,
+    /// Told when a repair ends (a queue leaves `busy`).
+    ended: Condvar,
     log: crate::dispatch::LogLimiter,
 }
 
@@ -83,6 +86,7 @@ impl Default for Repairs {
             busy: Mutex::default(),
             pending: Mutex::default(),
             wake: Condvar::new(),
+            ended: Condvar::new(),
             log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
         }
     }
@@ -97,6 +101,7 @@ struct Busy<'a> {
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.repairs.busy.locked().remove(&self.key);
+        self.repairs.ended.notify_all();
     }
 }
 
@@ -109,6 +114,15 @@ impl Repairs {
             return None;
         }
         Some(Busy { repairs: self, key })
+    }
+
+    /// Wait until no repair of the queue runs, at most `timeout`.
+    fn wait_not_busy(&self, topic: &str, queue_id: u32, timeout: Duration) {
+        let key = (topic.to_string(), queue_id);
+        let g = self.busy.locked();
+        let _ = self
+            .ended
+            .wait_timeout_while(g, timeout, |b| b.contains(&key));
     }
 
     /// Is the queue waiting for (or in) the background worker?
@@ -251,6 +265,35 @@ impl StoreInner {
                 to - from
             ));
         }
+        let found = match self.rebuild_stretch(cq, (first, end), (from, to)) {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
+        self.units_repaired
+            .fetch_add(end - first, Ordering::Relaxed);
+        tracing::warn!(
+            topic = cq.topic(),
+            queue_id = cq.queue_id(),
+            from = first,
+            to = end,
+            records_found = found,
+            commit_log_from = from,
+            commit_log_to = to,
+            "consume queue units did not point at their records; rebuilt them from the commitlog"
+        );
+        Repair::Done
+    }
+
+    /// Rebuild the units of queue offsets `first..end` of `cq` from the
+    /// commitlog records in `from..to`, window by window (an offset with no
+    /// record gets a blank unit), and write them in place; how many records
+    /// were found, or the [`Repair`] to answer when the walk cannot finish.
+    fn rebuild_stretch(
+        &self,
+        cq: &ConsumeQueue,
+        (first, end): (u64, u64),
+        (from, to): (u64, u64),
+    ) -> Result<usize, Repair> {
         let delay_levels = self.cfg.delay_levels_ms().unwrap_or_default();
         let file_size = self.commitlog.queue.file_size();
         // The window of units being rebuilt: [w_first, w_first + units.len()).
@@ -266,11 +309,13 @@ impl StoreInner {
         while off < to {
             steps += 1;
             if steps % 4096 == 0 && self.stopping.load(Ordering::Acquire) {
-                return Repair::Retry("the store is stopping".into());
+                return Err(Repair::Retry("the store is stopping".into()));
             }
             let Some(f) = self.commitlog.queue.find_by_offset(off) else {
                 // Retention deleted it meanwhile (a later read starts past it).
-                return Repair::Retry(format!("commitlog offset {off} is not readable"));
+                return Err(Repair::Retry(format!(
+                    "commitlog offset {off} is not readable"
+                )));
             };
             let data = f.bytes_from((off - f.file_from_offset()) as usize);
             match check_record(data, false) {
@@ -283,9 +328,7 @@ impl StoreInner {
                         // A queue's records lie in the log in queue-offset
                         // order: the windows before this record are done.
                         while q >= w_first + units.len() as u64 {
-                            if let Err(r) = write(w_first, &units) {
-                                return r;
-                            }
+                            write(w_first, &units)?;
                             w_first += units.len() as u64;
                             let n = (end - w_first).min(WINDOW) as usize;
                             units.clear();
@@ -304,22 +347,22 @@ impl StoreInner {
                 }
                 Ok(RecordCheck::Blank) => off = (off / file_size + 1) * file_size,
                 Ok(_) => {
-                    return Repair::Impossible(format!("the commitlog ends at {off}, before {to}"))
+                    return Err(Repair::Impossible(format!(
+                        "the commitlog ends at {off}, before {to}"
+                    )))
                 }
                 Err(e) => {
-                    return Repair::Impossible(format!(
+                    return Err(Repair::Impossible(format!(
                         "the commitlog record at {off} is damaged ({}), so the records after \
-                         it cannot be found",
+                     it cannot be found",
                         e.reason
-                    ))
+                    )))
                 }
             }
         }
         // The last window, and the windows after it (no records: blank).
         loop {
-            if let Err(r) = write(w_first, &units) {
-                return r;
-            }
+            write(w_first, &units)?;
             w_first += units.len() as u64;
             if w_first >= end {
                 break;
@@ -328,19 +371,7 @@ impl StoreInner {
             units.clear();
             units.resize(n, None);
         }
-        self.units_repaired
-            .fetch_add(end - first, Ordering::Relaxed);
-        tracing::warn!(
-            topic = cq.topic(),
-            queue_id = cq.queue_id(),
-            from = first,
-            to = end,
-            records_found = found,
-            commit_log_from = from,
-            commit_log_to = to,
-            "consume queue units did not point at their records; rebuilt them from the commitlog"
-        );
-        Repair::Done
+        Ok(found)
     }
 
     /// A read's repair of unit `bad` did not happen now (`why`; with
@@ -358,14 +389,11 @@ impl StoreInner {
     ) -> crate::Error {
         if background {
             self.repairs.schedule(topic, queue_id, bad, why);
-        } else if let Some(held_back) = self.repairs.log.allow() {
-            tracing::warn!(
-                topic,
-                queue_id,
-                queue_offset = bad,
+        } else {
+            self.log_not_repaired(
+                (topic, queue_id, bad),
                 why,
-                not_logged = held_back,
-                "damaged consume queue unit not repaired now; the read is told to retry"
+                "damaged consume queue unit not repaired now; the read is told to retry",
             );
         }
         crate::Error::Busy(format!(
@@ -398,42 +426,58 @@ impl StoreInner {
                 if self.stopping.load(Ordering::Acquire) {
                     break None;
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                self.repairs
+                    .wait_not_busy(&topic, queue_id, Duration::from_millis(100));
             };
             if busy.is_some() {
                 if let Some(cq) = self.cqs.get(&topic, queue_id) {
-                    match self.repair_units_busy(&cq, bad, BACKGROUND) {
-                        Repair::Done => {}
-                        Repair::Impossible(why) => {
-                            let e = crate::Error::corruption(
-                                self.cfg
-                                    .consume_queue_dir()
-                                    .join(&topic)
-                                    .join(queue_id.to_string()),
-                                bad * crate::consume_queue::CQ_UNIT_SIZE as u64,
-                                "the consume queue unit does not point at its record",
-                            );
-                            self.damaged.note_unit(&topic, queue_id, bad, &e, &why);
-                        }
-                        Repair::Retry(why) | Repair::TooFar(why) => {
-                            if let Some(held_back) = self.repairs.log.allow() {
-                                tracing::warn!(
-                                    topic,
-                                    queue_id,
-                                    queue_offset = bad,
-                                    why,
-                                    not_logged = held_back,
-                                    "background consume queue rebuild not finished; the next \
-                                     read of the damage tries again"
-                                );
-                            }
-                        }
-                    }
+                    self.repair_in_background(&cq, bad);
                 }
             }
             drop(busy);
             let mut g = self.repairs.pending.locked();
             g.retain(|(t, q, _)| !(t == &topic && *q == queue_id));
+        }
+    }
+
+    /// The background worker's repair of unit `bad` of `cq` (the queue marked
+    /// busy): a unit the commitlog cannot give back is noted (reads skip it),
+    /// one not finished is logged (the next read of the damage tries again).
+    fn repair_in_background(&self, cq: &ConsumeQueue, bad: u64) {
+        let (topic, queue_id) = (cq.topic(), cq.queue_id());
+        match self.repair_units_busy(cq, bad, BACKGROUND) {
+            Repair::Done => {}
+            Repair::Impossible(why) => {
+                let e = crate::Error::corruption(
+                    self.cfg
+                        .consume_queue_dir()
+                        .join(topic)
+                        .join(queue_id.to_string()),
+                    bad * crate::consume_queue::CQ_UNIT_SIZE as u64,
+                    "the consume queue unit does not point at its record",
+                );
+                self.damaged.note_unit(topic, queue_id, bad, &e, &why);
+            }
+            Repair::Retry(why) | Repair::TooFar(why) => self.log_not_repaired(
+                (topic, queue_id, bad),
+                &why,
+                "background consume queue rebuild not finished; the next read of the damage \
+                 tries again",
+            ),
+        }
+    }
+
+    /// Log (rate-limited) that the repair of unit `bad` did not happen, and why.
+    fn log_not_repaired(&self, (topic, queue_id, bad): (&str, u32, u64), why: &str, what: &str) {
+        if let Some(held_back) = self.repairs.log.allow() {
+            tracing::warn!(
+                topic,
+                queue_id,
+                queue_offset = bad,
+                why,
+                not_logged = held_back,
+                "{what}"
+            );
         }
     }
 }

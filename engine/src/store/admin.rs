@@ -1,0 +1,245 @@
+//! Administration: topics, delay offsets, statistics, retention controls,
+//! and the replication hooks.
+
+use crate::sync::{LockExt, RwLockExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{MessageStore, ReplicaWaiter, StoreStats};
+use crate::error::{Error, Result};
+use crate::message::validate_topic;
+use crate::retention::{CleanPassReport, RetentionStats};
+use crate::topic::TopicConfig;
+
+impl MessageStore {
+    /// Append raw commitlog bytes at exactly `offset` (a slave applying its
+    /// master's stream). `offset` must be the end of the log, or the start of a
+    /// file when the log is empty; the bytes must not cross a file. The dispatcher
+    /// builds consume queues and the index from them as from local puts.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] when the offset does not continue the log or the
+    /// bytes cross a file; [`Error::Fenced`] / [`Error::ShutDown`] as for puts.
+    pub fn append_commit_log(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let s = &self.inner;
+        if s.stopping.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        s.fence.check()?;
+        s.commitlog.append_raw(offset, data)?;
+        if s.arrivals.has_interest() {
+            s.dispatcher.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Commitlog offset known durable on this store.
+    pub fn commit_log_flushed_offset(&self) -> u64 {
+        self.inner.flusher.durable_offset()
+    }
+
+    /// Register what SYNC_MASTER puts wait for after writing: the replication
+    /// layer's "a slave has this offset" (see [`ReplicaWaiter`]). Without one,
+    /// SYNC_MASTER puts report [`PutStatus::SlaveNotAvailable`](super::PutStatus::SlaveNotAvailable).
+    pub fn set_replica_waiter(&self, waiter: Option<Arc<dyn ReplicaWaiter>>) {
+        *self.inner.replica_waiter.write_locked() = waiter;
+    }
+
+    /// Create or update a topic.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] for a bad name or zero queues; [`Error::Io`] if it cannot be persisted.
+    pub fn create_topic(&self, topic: &str, queue_nums: u32) -> Result<TopicConfig> {
+        validate_topic(topic).map_err(Error::IllegalMessage)?;
+        if queue_nums == 0 || queue_nums > 1024 {
+            return Err(Error::IllegalMessage(format!(
+                "queue count {queue_nums} out of range 1..=1024"
+            )));
+        }
+        self.inner
+            .topics
+            .upsert(TopicConfig::new(topic, queue_nums))
+    }
+
+    /// Create or replace a topic with every field of its configuration
+    /// (read/write queue counts, perm, flags), as UPDATE_AND_CREATE_TOPIC does.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] for a bad name or queue counts outside 1..=1024;
+    /// [`Error::Io`] if it cannot be persisted.
+    pub fn upsert_topic(&self, cfg: TopicConfig) -> Result<TopicConfig> {
+        validate_topic(&cfg.topic_name).map_err(Error::IllegalMessage)?;
+        for (what, n) in [
+            ("read", cfg.read_queue_nums),
+            ("write", cfg.write_queue_nums),
+        ] {
+            if n == 0 || n > 1024 {
+                return Err(Error::IllegalMessage(format!(
+                    "{what} queue count {n} out of range 1..=1024"
+                )));
+            }
+        }
+        self.inner.topics.upsert(cfg)
+    }
+
+    /// Return once every topic change made so far is in `config/topics.json`
+    /// (changes are otherwise written within a short interval; see
+    /// [`crate::persist`]). For changes that must survive a crash once
+    /// acknowledged, as an administrator's UPDATE_AND_CREATE_TOPIC.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn persist_topics(&self) -> Result<()> {
+        self.inner.topics.persist()
+    }
+
+    /// Whether the message at `queue_offset` of a queue is probably no longer in
+    /// the page cache (RocketMQ's `checkInDiskByConsumeOffset`: further behind the
+    /// commitlog end than `accessMessageInMemoryMaxRatio` % of RAM).
+    pub fn is_offset_in_disk(&self, topic: &str, queue_id: u32, queue_offset: u64) -> bool {
+        let s = &self.inner;
+        let Some(u) = s.cqs.get(topic, queue_id).and_then(|q| q.get(queue_offset)) else {
+            return false;
+        };
+        let limit = s.total_ram / 100 * s.cfg.access_message_in_memory_max_ratio as u64;
+        s.commitlog.max_offset().saturating_sub(u.commit_log_offset) > limit
+    }
+
+    /// Version of the topic table (`dataVersion` of `config/topics.json`).
+    pub fn topic_table_version(&self) -> crate::topic::DataVersion {
+        self.inner.topics.data_version()
+    }
+
+    /// Replace every topic and the table's version, as a slave does with its
+    /// master's table (RocketMQ's `SlaveSynchronize.syncTopicConfig`), and persist it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when `config/topics.json` cannot be written.
+    pub fn replace_topics(
+        &self,
+        mut topics: Vec<TopicConfig>,
+        version: crate::topic::DataVersion,
+    ) -> Result<()> {
+        // A master's table is input like any other: names are checked.
+        let before = topics.len();
+        topics.retain(|t| validate_topic(&t.topic_name).is_ok());
+        if topics.len() < before {
+            tracing::warn!(
+                refused = before - topics.len(),
+                "topics with invalid names in the master's table are not copied"
+            );
+        }
+        self.inner.topics.replace_all(topics, version)
+    }
+
+    /// Delivery progress of delayed messages: next queue offset per delay level
+    /// (the content of `config/delayOffset.json`).
+    pub fn delay_offsets(&self) -> std::collections::BTreeMap<u32, u64> {
+        self.inner.schedule.all()
+    }
+
+    /// Replace the delivery progress of delayed messages (a slave copying its
+    /// master's) and persist `config/delayOffset.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    pub fn replace_delay_offsets(
+        &self,
+        offsets: std::collections::BTreeMap<u32, u64>,
+    ) -> Result<()> {
+        self.inner.schedule.replace_all(offsets)
+    }
+
+    /// A topic's configuration.
+    pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
+        self.inner.topics.get(topic)
+    }
+
+    /// Every topic.
+    pub fn topics(&self) -> Vec<TopicConfig> {
+        self.inner.topics.all()
+    }
+
+    /// End of the commitlog.
+    pub fn commit_log_max_offset(&self) -> u64 {
+        self.inner.commitlog.max_offset()
+    }
+
+    /// Start of the commitlog.
+    pub fn commit_log_min_offset(&self) -> u64 {
+        self.inner.commitlog.min_offset()
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> StoreStats {
+        let s = &self.inner;
+        StoreStats {
+            commit_log_min_offset: s.commitlog.min_offset(),
+            commit_log_max_offset: s.commitlog.max_offset(),
+            commit_log_flushed_offset: s.flusher.durable_offset(),
+            dispatched_offset: s.dispatcher.dispatched_offset(),
+            commit_log_files: s.commitlog.queue.file_count(),
+            consume_queues: s.cqs.all().len(),
+            commit_log_syncs: s.flusher.syncs.load(Ordering::Relaxed),
+            last_dispatched_store_timestamp_ms: s.dispatcher.last_store_timestamp_ms(),
+            transient_store_pool: s.commitlog.pooled(),
+            transient_store_pool_available: s.commitlog.pool_available(),
+            commit_backend: match s.commitlog.commit_backend().fallback_reason() {
+                Some(why) if s.commitlog.pooled() => format!("pwrite ({why})"),
+                _ => s.commitlog.commit_backend().name().to_string(),
+            },
+            commit_registered_buffers: s.commitlog.commit_backend().registered_buffers(),
+            commit_counters: s.commitlog.commit_backend().counters(),
+            fenced: s.fence.cause(),
+            dispatch_error: s.dispatcher.health.error.locked().clone(),
+            dispatch_retries: s.dispatcher.health.retries.load(Ordering::Relaxed),
+            records_refused: s.dispatcher.health.refused.load(Ordering::Relaxed),
+            consume_queue_flush_error: s.cq_flush_failed.locked().clone(),
+            damaged_records: s.damaged.count(),
+            consume_queue_units_repaired: s.units_repaired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records that reads found damaged (body CRC, header) and skipped, the
+    /// first [`crate::damage::MAX_LISTED_DAMAGED_RECORDS`] found: each was
+    /// logged once, and pulls moved past it.
+    pub fn damaged_records(&self) -> Vec<crate::damage::DamagedRecord> {
+        self.inner.damaged.list()
+    }
+
+    /// Run one clean pass now (what the clean thread does every
+    /// `cleanResourceInterval` ms) and return what it did.
+    pub fn run_clean_pass(&self) -> CleanPassReport {
+        self.inner.clean_pass()
+    }
+
+    /// Ask for expired files to be deleted whatever the hour (RocketMQ's
+    /// DELETE_EXPIRED_COMMITLOG): the next 20 clean passes delete expired files.
+    pub fn execute_delete_files_manually(&self) {
+        self.inner
+            .clean
+            .manual_delete_rounds
+            .store(20, Ordering::Release);
+        self.inner.clean.waker.wake();
+    }
+
+    /// Disk usage, thresholds, offsets and the last clean pass.
+    pub fn retention_stats(&self) -> RetentionStats {
+        let s = &self.inner;
+        RetentionStats {
+            disk_used_ratio: s
+                .env
+                .disk
+                .used_ratio(&s.cfg.commit_log_dir())
+                .unwrap_or(-1.0),
+            disk_max_used_space_ratio: s.cfg.disk_max_used_space_ratio.clamp(10, 95) as f64 / 100.0,
+            clean_forcibly_ratio: s.cfg.disk_space_clean_forcibly_ratio as f64 / 100.0,
+            warning_ratio: s.cfg.disk_space_warning_level_ratio as f64 / 100.0,
+            disk_full: s.clean.disk_full.load(Ordering::Acquire),
+            commit_log_min_offset: s.commitlog.min_offset(),
+            commit_log_max_offset: s.commitlog.max_offset(),
+            commit_log_files: s.commitlog.queue.file_count(),
+            last_pass: s.clean.last.locked().clone(),
+        }
+    }
+}
