@@ -7,19 +7,18 @@ mod follow;
 mod health;
 mod walk;
 
-/// The consume-queue table (lives in [`crate::consume_queue`]; kept here for old callers).
-pub(crate) use crate::consume_queue::CqTable;
 pub use arrivals::*;
 pub(crate) use batch::*;
 pub(crate) use health::*;
 pub use walk::*;
 
+use crate::consume_queue::CqTable;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::commitlog::CommitLog;
 use crate::error::{Error, Result};
-use crate::flush::Waker;
+use crate::service::Waker;
 use crate::index::IndexService;
 
 /// Follows the commitlog.
@@ -28,7 +27,12 @@ pub(crate) struct Dispatcher {
     /// Delay of each level (ms), for the tag code of scheduled messages.
     delay_levels_ms: Vec<i64>,
     last_store_timestamp_ms: AtomicI64,
+    /// Woken by puts (new records to dispatch).
     pub waker: Waker,
+    /// The back-off after a resource error sleeps on this one, woken only
+    /// by shutdown: puts keep arriving during an outage and must not wake
+    /// the dispatcher once each.
+    pub backoff: Waker,
     pub health: DispatchHealth,
 }
 
@@ -39,6 +43,7 @@ impl Dispatcher {
             delay_levels_ms,
             last_store_timestamp_ms: AtomicI64::new(0),
             waker: Waker::default(),
+            backoff: Waker::default(),
             health: DispatchHealth::default(),
         }
     }

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::CommitLog;
 use crate::config::StoreConfig;
-use crate::dispatch::{Arrivals, CqTable, Dispatcher};
+use crate::consume_queue::CqTable;
+use crate::dispatch::{Arrivals, Dispatcher};
 use crate::error::Error;
 use crate::flush::{CommitLogFlusher, Fence, FlushPolicy};
 use crate::index::IndexService;
@@ -51,8 +52,8 @@ use open::{LoadedQueues, OpenedLog};
 pub(crate) use open::{CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 pub use types::{
-    GetResult, GetStatus, MessageFilter, PutCallback, PutResult, PutStatus, QueryResult,
-    RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
+    CommitLogRecovery, GetResult, GetStatus, MessageFilter, PutCallback, PutResult, PutStatus,
+    QueryResult, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
 };
 
 /// A consume-queue manifest: per topic, per queue id, a queue offset (see
@@ -198,7 +199,7 @@ impl StoreInner {
                 Err(e @ Error::Io { .. }) => {
                     let wait = self.dispatcher.note_retry(&e);
                     self.dispatcher
-                        .waker
+                        .backoff
                         .sleep_until(Instant::now() + wait, || {
                             self.stopping.load(Ordering::Acquire)
                         });

@@ -10,7 +10,7 @@
 
 use crate::sync::LockExt;
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -116,13 +116,23 @@ impl Repairs {
         Some(Busy { repairs: self, key })
     }
 
-    /// Wait until no repair of the queue runs, at most `timeout`.
-    fn wait_not_busy(&self, topic: &str, queue_id: u32, timeout: Duration) {
+    /// Wait until no repair of the queue runs, `stopping` is set, or
+    /// `timeout` passes.
+    fn wait_not_busy(&self, topic: &str, queue_id: u32, timeout: Duration, stopping: &AtomicBool) {
         let key = (topic.to_string(), queue_id);
         let g = self.busy.locked();
-        let _ = self
-            .ended
-            .wait_timeout_while(g, timeout, |b| b.contains(&key));
+        let _ = self.ended.wait_timeout_while(g, timeout, |b| {
+            b.contains(&key) && !stopping.load(Ordering::Acquire)
+        });
+    }
+
+    /// Wake the worker and anyone waiting for a repair to end, at shutdown
+    /// (after `stopping` is set; their waits check it under these locks).
+    pub(super) fn wake_for_shutdown(&self) {
+        drop(self.pending.locked());
+        self.wake.notify_all();
+        drop(self.busy.locked());
+        self.ended.notify_all();
     }
 
     /// Is the queue waiting for (or in) the background worker?
@@ -411,7 +421,9 @@ impl StoreInner {
                 let (g, _) = self
                     .repairs
                     .wake
-                    .wait_timeout_while(g, Duration::from_millis(100), |p| p.is_empty())
+                    .wait_timeout_while(g, Duration::from_millis(100), |p| {
+                        p.is_empty() && !self.stopping.load(Ordering::Acquire)
+                    })
                     .unwrap_or_else(|e| e.into_inner());
                 g.front().cloned()
             };
@@ -426,8 +438,12 @@ impl StoreInner {
                 if self.stopping.load(Ordering::Acquire) {
                     break None;
                 }
-                self.repairs
-                    .wait_not_busy(&topic, queue_id, Duration::from_millis(100));
+                self.repairs.wait_not_busy(
+                    &topic,
+                    queue_id,
+                    Duration::from_millis(100),
+                    &self.stopping,
+                );
             };
             if busy.is_some() {
                 if let Some(cq) = self.cqs.get(&topic, queue_id) {

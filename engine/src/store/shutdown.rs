@@ -54,6 +54,8 @@ impl MessageStore {
         }
         s.flusher.stop();
         s.dispatcher.waker.wake();
+        s.dispatcher.backoff.wake();
+        s.repairs.wake_for_shutdown();
         s.clean.waker.wake();
         s.schedule_waker.wake();
         s.commit_waker.wake();
@@ -87,7 +89,7 @@ impl MessageStore {
             let abort = s.cfg.store_path_root_dir.join("abort");
             keep!(std::fs::remove_file(&abort)
                 .map_err(|e| Error::io(format!("removing {}", abort.display()), e)),);
-            keep!(crate::mapped_file::sync_dir(&s.cfg.store_path_root_dir));
+            keep!(crate::fs::sync_dir(&s.cfg.store_path_root_dir));
             if let Some(h) = crate::io::hook_for(&abort) {
                 h.removed(&abort);
             }
