@@ -81,7 +81,7 @@ fn send_request(w: &Workload, queue_id: u32, transactional: bool, body: &[u8]) -
         .with_ext("d", w.queues)
         .with_ext("e", queue_id)
         .with_ext("f", sys_flag)
-        .with_ext("g", ferromq_engine::message::now_ms())
+        .with_ext("g", ferromq_engine::sys::now_ms())
         .with_ext("h", 0)
         .with_ext("i", String::from_utf8_lossy(&enc))
         .with_ext("j", 0)

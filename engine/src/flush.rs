@@ -7,6 +7,7 @@
 //! retried as if nothing happened (the kernel may already have dropped the dirty
 //! pages, so a later successful sync would prove nothing).
 
+use crate::service::Waker;
 use crate::sync::LockExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -16,7 +17,6 @@ use crate::config::{FlushDiskType, StoreConfig};
 use crate::error::{Error, Result};
 use crate::mapped_file_queue::MappedFileQueue;
 /// The services' wake-up signal (moved to [`crate::service`]).
-pub(crate) use crate::service::Waker;
 use crate::store::{Manifest, StoreInner, CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 /// Latches the first durability failure; later writes fail with it.

@@ -99,6 +99,8 @@ pub use message::{
     MAX_TOPIC_LEN,
 };
 pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv};
+pub use schedule::SCHEDULE_TOPIC;
+pub use store::CommitLogRecovery;
 pub use store::{
     GetResult, GetStatus, MessageFilter, MessageStore, PutCallback, PutResult, PutStatus,
     QueryResult, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,

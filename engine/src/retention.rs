@@ -48,7 +48,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        crate::message::now_ms()
+        crate::sys::now_ms()
     }
     fn local_hour(&self, now_ms: i64) -> u8 {
         crate::sys::local_hour(now_ms)

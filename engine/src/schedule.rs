@@ -87,7 +87,7 @@ impl ScheduleState {
             offset_table: now.clone(),
         })
         .map_err(|e| Error::io("encoding delayOffset.json", std::io::Error::other(e)))?;
-        crate::topic::write_atomically(&self.path, &json)?;
+        crate::fs::write_atomically(&self.path, &json)?;
         *last = now;
         Ok(())
     }
@@ -199,7 +199,7 @@ pub(crate) fn to_real(ext: &MessageExt) -> Option<Message> {
 impl StoreInner {
     /// Deliver the scheduled messages that are due; returns how many.
     fn deliver_due(&self) -> usize {
-        let now = crate::message::now_ms();
+        let now = crate::sys::now_ms();
         let mut delivered = 0;
         for level in 1..=self.schedule.max_level() {
             let Some(cq) = self.cqs.get(crate::schedule::SCHEDULE_TOPIC, level - 1) else {

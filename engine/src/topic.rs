@@ -10,6 +10,7 @@
 //! queues); a topic an administrator configured is written before the change
 //! is acknowledged (`TopicTable::persist`), so it keeps its queue counts.
 
+use crate::fs::write_atomically;
 use crate::sync::RwLockExt;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -409,8 +410,6 @@ fn set_aside_damaged(path: &Path) {
     }
 }
 
-/// Replace a file durably (lives in [`crate::fs`]; kept here for old callers).
-pub(crate) use crate::fs::write_atomically;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,8 @@
 //! Collecting consume-queue units per queue during a dispatch pass and
 //! writing them a queue at a time; the checks that refuse a record.
 
-use super::{Arrivals, CqTable, QueueGap};
+use super::{Arrivals, QueueGap};
+use crate::consume_queue::CqTable;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -2,8 +2,9 @@
 //! position, file by file, and turn each record into a consume-queue unit
 //! and index entries.
 
+use crate::consume_queue::CqTable;
 use super::{
-    Arrivals, CqTable, Dispatcher, Placed, QueueGap, Refusal, UnitBatcher, PUBLISH_EVERY_RECORDS,
+    Arrivals, Dispatcher, Placed, QueueGap, Refusal, UnitBatcher, PUBLISH_EVERY_RECORDS,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

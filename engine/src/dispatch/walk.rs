@@ -1,8 +1,9 @@
 //! The records an abnormal recovery's walk kept, and the re-dispatch pass
 //! that builds consume queues from them without reading the log again.
 
+use crate::consume_queue::CqTable;
 use super::{
-    unit_tags_code, Arrivals, CqTable, Dispatcher, Placed, Refusal, UnitBatcher,
+    unit_tags_code, Arrivals, Dispatcher, Placed, Refusal, UnitBatcher,
     PUBLISH_EVERY_RECORDS,
 };
 use std::sync::atomic::Ordering;

@@ -26,6 +26,7 @@ mod paging;
 
 pub use bytes::MappedBytes;
 
+use crate::fs::sync_dir;
 use crate::sync::LockExt;
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
@@ -487,8 +488,6 @@ fn allocate(file: &File, len: usize) -> std::io::Result<()> {
     }
 }
 
-/// fsync a directory (lives in [`crate::fs`]; kept here for old callers).
-pub use crate::fs::sync_dir;
 
 #[cfg(test)]
 mod tests {

@@ -11,9 +11,10 @@ use super::{Manifest, MessageStore, RecoveryReport, StoreInner, BACKGROUND_NICE}
 use crate::checkpoint::{Checkpoint, CheckpointData, CheckpointState};
 use crate::commitlog::CommitLog;
 use crate::config::{BrokerRole, FlushDiskType, StoreConfig};
+use crate::consume_queue::CqTable;
 use crate::consume_queue::{ConsumeQueue, CqUnit, CQ_UNIT_SIZE};
 use crate::damage::UnitCheck;
-use crate::dispatch::{Arrivals, CqTable, Dispatcher, WalkedRecords};
+use crate::dispatch::{Arrivals, Dispatcher, WalkedRecords};
 use crate::error::{Error, Result};
 use crate::index::IndexService;
 use crate::message::validate_topic;
@@ -599,7 +600,7 @@ fn mark_open(
     let abort_path = root.join("abort");
     File::create(&abort_path)
         .map_err(|e| Error::io(format!("creating {}", abort_path.display()), e))?;
-    crate::mapped_file::sync_dir(root)?;
+    crate::fs::sync_dir(root)?;
     if let Some(h) = crate::io::hook_for(&abort_path) {
         h.created(&abort_path, 0);
     }
@@ -626,9 +627,7 @@ impl StoreInner {
                     std::io::Error::other(e),
                 )
             })
-            .and_then(|json| {
-                crate::topic::write_atomically(&self.cfg.config_dir().join(name), &json)
-            });
+            .and_then(|json| crate::fs::write_atomically(&self.cfg.config_dir().join(name), &json));
         match written {
             Ok(()) => true,
             Err(e) => {

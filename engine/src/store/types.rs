@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::commitlog::CommitLogRecovery;
+pub use crate::commitlog::CommitLogRecovery;
 use crate::error::{Error, Result};
 use crate::mapped_file::MappedBytes;
 use crate::message::{self, decode_record, offset_msg_id, MessageExt};

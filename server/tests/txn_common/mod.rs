@@ -62,7 +62,7 @@ pub fn half_request(
         .with_ext("d", 4)
         .with_ext("e", queue_id)
         .with_ext("f", 4) // TRANSACTION_PREPARED_TYPE
-        .with_ext("g", ferromq_engine::message::now_ms())
+        .with_ext("g", ferromq_engine::sys::now_ms())
         .with_ext("h", 0)
         .with_ext("i", String::from_utf8(enc).unwrap())
         .with_ext("j", 0)

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use ferromq_engine::message::{keys, now_ms};
+use ferromq_engine::message::keys;
+use ferromq_engine::sys::now_ms;
 use serde::Serialize;
 
 use super::{check_times, origin_of, real_destination};
