@@ -34,6 +34,10 @@ fn producers_and_consumers_survive_continuous_deletion() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    // 64 KiB files: on a loaded machine the backlog of files the niced clean
+    // thread has yet to delete can pass the default 1024 descriptors (the
+    // broker raises the limit at start; so does this test).
+    let _ = ferromq_engine::sys::raise_nofile_limit();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = common::small_config(dir.path());
     cfg.clean_resource_interval_ms = 20;
