@@ -52,19 +52,22 @@ pub struct DiskDir {
     pub dir: Option<PathBuf>,
 }
 
-/// Brokers the harness starts itself (`sweep`, `compare`): where their
-/// stores go, their commitlog file size, where the binaries are.
+/// Stores the harness creates itself (`sweep`, `compare`): where the stores
+/// of started brokers and engine points go, their commitlog file size,
+/// where the broker binaries are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct StartedBrokers {
-    /// Directory on the disk under test; every started broker gets a fresh
-    /// store in it. Default: a temporary directory.
+    /// Directory on the disk under test; every started broker (`--*-props`)
+    /// and every engine point gets a fresh store in it. Default: a temporary
+    /// directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Commitlog files of 64 MiB instead of RocketMQ's 1 GiB.
+    /// Commitlog files of 64 MiB instead of RocketMQ's 1 GiB, for started
+    /// brokers and engine points.
     #[arg(long = "small-files")]
     pub small_files: bool,
-    /// Folder holding ferromq-namesrv and ferromq-broker. Default: the folder
-    /// of this executable, then `$PATH`.
+    /// Folder holding ferromq-namesrv and ferromq-broker (for `--*-props`).
+    /// Default: the folder of this executable, then `$PATH`.
     #[arg(long = "bin-dir")]
     pub bin_dir: Option<PathBuf>,
 }

@@ -136,7 +136,7 @@ impl Broker {
             GET_ALL_DELAY_OFFSET => self.all_delay_offset(r(Runtime)).await,
             LOCK_BATCH_MQ => self.lock_batch_mq(r(Runtime)).await,
             UNLOCK_BATCH_MQ => self.unlock_batch_mq(r(Runtime)).await,
-            // EndTransactionProcessor (its pool is still chosen in transaction/end.rs)
+            // EndTransactionProcessor
             END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`
             FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request(r(Blocking)).await,
