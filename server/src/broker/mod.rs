@@ -5,8 +5,8 @@
 //! Light requests (offsets, heartbeats) are answered on the network runtime;
 //! nothing that can block on the disk runs there.
 //!
-//! A request goes through [`dispatch`], the one table of request code ->
-//! handler -> [`Executor`], to its processor's file:
+//! A request goes through `dispatch.rs`, the one table of request code ->
+//! handler -> executor, to its processor's file:
 //!
 //! | file | RocketMQ processor | requests |
 //! |---|---|---|
@@ -26,7 +26,7 @@ mod client_manage;
 pub mod clients;
 pub mod config;
 mod consumer_manage;
-pub mod dispatch;
+pub(crate) mod dispatch;
 pub mod ha;
 pub mod hold;
 pub mod lock;
@@ -55,7 +55,7 @@ use tokio::sync::{watch, Notify};
 
 pub use clients::ClientManager;
 pub use config::BrokerConfig;
-pub use dispatch::{Executor, HandlerError, HandlerResult, Request};
+pub(crate) use dispatch::{Executor, HandlerError, HandlerResult, Request};
 pub use hold::PullHold;
 pub use lock::RebalanceLockManager;
 pub use offsets::ConsumerOffsetManager;
@@ -199,7 +199,7 @@ impl Broker {
         &self.groups
     }
 
-    /// Answer one request (through the table in [`dispatch`]); a pull held
+    /// Answer one request (through the table in `dispatch.rs`); a pull held
     /// until its connection closed is answered PULL_NOT_FOUND here.
     pub async fn process(
         self: Arc<Self>,
