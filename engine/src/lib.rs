@@ -32,20 +32,27 @@
 //!
 //! # Layers
 //!
-//! Each layer uses only the ones below it; `docs/architecture.md` in the
-//! repository names every module, thread and step of the put, dispatch and
-//! pull paths.
+//! Mostly, a layer uses the ones below it (`docs/architecture.md` in the
+//! repository lists the exceptions, and names every module, thread and step
+//! of the put, dispatch and pull paths).
 //!
-//! - **store**: [`MessageStore`], the embedding API: open (recovery), put,
-//!   read, admin, shutdown.
+//! - **store**: [`MessageStore`], the embedding API: open (recovery, as
+//!   named steps), put, read, admin, shutdown.
 //! - **services**: background threads that follow the commitlog by offset:
 //!   `dispatch` (consume queues and index), `flush`, `retention`, `schedule`
-//!   (delayed messages), `persist` (config files).
+//!   (delayed messages), `persist` (config files); what they share (wake-up
+//!   signal, panic guard, thread set) is in `service`.
 //! - **storage**: `commitlog`, `consume_queue`, `index`, with `checkpoint`,
 //!   `topic` and `damage`.
 //! - **bottom**: `mapped_file` and `mapped_file_queue`, `io` (write paths and
-//!   the test I/O hook), `pool`, `sys`, `sync`; `config` and `message`
+//!   the test I/O hook), `pool`, `fs`, `sys`, `sync`; `config` and `message`
 //!   (record codec) are used by every layer.
+//!
+//! Public modules: `config`, `error`, `io`, `message`, `persist`,
+//! `retention`, `store`, `sync`, `sys`, and the re-exports below. The others
+//! are internal; the cargo feature `internals` makes them public for the
+//! criterion benches and tests (no stability promise), and `fault-injection`
+//! compiles the test I/O hook (`io::install_hook`).
 #![warn(missing_docs)]
 
 // The embedding API and what the workspace's other crates share: always public.
