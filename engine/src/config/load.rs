@@ -282,12 +282,13 @@ impl StoreConfig {
             // Writing to a String cannot fail.
             let _ = match field.format(self) {
                 Some(v) => writeln!(out, "{}={}", escape(field.key, true), escape(&v, false)),
-                None => writeln!(
+                None if field.key == "storePathCommitLog" => writeln!(
                     out,
                     "# {} is not set: the commitlog is in {}",
                     field.key,
                     escape(&self.commit_log_dir().to_string_lossy(), false)
                 ),
+                None => writeln!(out, "# {} is not set", field.key),
             };
         }
         out

@@ -573,6 +573,8 @@ fn to_properties_round_trips_defaults_and_changes() {
     );
     assert!(text.contains("flushDiskType=ASYNC_FLUSH\n"));
     assert!(text.contains("# storePathCommitLog is not set"));
+    // Only the commitlog path's comment says where the commitlog is.
+    assert!(text.contains("\n# haMasterAddress is not set\n"), "{text}");
     let (back, w) = load_str(&text).unwrap();
     assert_eq!(back, c);
     assert!(w.is_empty(), "{w:?}");
