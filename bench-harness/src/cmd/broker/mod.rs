@@ -43,8 +43,8 @@ pub struct BrokerArgs {
     pub json: JsonFlag,
     /// Measure plain sends, then transactional sends (half message + END_TRANSACTION
     /// commit, oneway) with the same synchronous producers, and print both
-    /// (`--inflight` and `--batch` do not apply).
-    #[arg(long, conflicts_with = "null")]
+    /// (`--inflight`, `--batch` and `--rate` do not apply).
+    #[arg(long, conflicts_with_all = ["null", "rate"])]
     pub transactional: bool,
 }
 
@@ -573,6 +573,7 @@ mod tests {
         );
         let md = open_loop_section([("point 0 pass 1".to_string(), &f)]).unwrap();
         assert!(md.contains("| point 0 pass 1 | 1000 | constant |"), "{md}");
+        assert!(!md.contains("\n "), "no line starts indented: {md}");
         // A closed-loop measurement adds none of it.
         let closed = LoadFigures {
             open_loop: None,

@@ -164,9 +164,7 @@ pub(crate) fn open_loop_section<'a>(
     }
     any.then(|| {
         format!(
-            "## Open loop: offered rate and client lateness
-
-{}
+            "## Open loop: offered rate and client lateness\n\n{}\n\
              Open-loop runs send on a schedule (`--rate`), not when acknowledgements \
              return; their latencies count from each message's intended send time, so \
              queueing in the client, the socket and the broker is in them. A send is \
