@@ -36,10 +36,9 @@ use tokio::net::TcpStream;
 
 use crate::error::{BenchError, Result};
 use crate::target::consumer::{self, ConsumeMeasurement, STAMP_BYTES};
-use crate::target::open_loop::{due, Lateness, PaceTimer, Pacer, Schedule};
-use crate::workload::{
-    new_latency_histogram, Arrivals, OpenLoop, RunMeasurement, Workload, MAX_LATENCY_NS,
-};
+pub use crate::target::open_loop::OpenLoopMeasurement;
+use crate::target::open_loop::{arm, due, Lateness, Pacer};
+use crate::workload::{new_latency_histogram, OpenLoop, RunMeasurement, Workload, MAX_LATENCY_NS};
 
 /// Byte offset of the opaque in a frame with RocketMQ's binary header:
 /// length (4), header length and type (4), code (2), language (1), version (2).
@@ -257,6 +256,19 @@ struct ProducerOut {
 }
 
 impl ProducerOut {
+    /// Nothing measured yet; `hist` is an empty latency histogram.
+    fn new(hist: Histogram<u64>) -> Self {
+        ProducerOut {
+            acked_messages: 0,
+            errors: super::ErrorTally::default(),
+            hist,
+            statuses: BTreeMap::new(),
+            buckets: Vec::with_capacity(1024),
+            last_ack: None,
+            lateness: None,
+        }
+    }
+
     fn error(&mut self, e: impl Into<String>) {
         self.errors.record(e);
     }
@@ -270,10 +282,10 @@ impl ProducerOut {
 }
 
 /// Per-producer window of in-flight requests.
-struct Window {
-    sent_at: Vec<Instant>,
+pub(super) struct Window {
+    pub(super) sent_at: Vec<Instant>,
     opaque: Vec<i32>,
-    free: Vec<u16>,
+    pub(super) free: Vec<u16>,
 }
 
 impl Window {
@@ -302,17 +314,6 @@ pub struct BrokerMeasurement {
     /// Open loop (`workload.open_loop`): the offered load and how late the
     /// sends left.
     pub open_loop: Option<OpenLoopMeasurement>,
-}
-
-/// What an open-loop run measured about its own sends.
-#[derive(Debug, Clone)]
-pub struct OpenLoopMeasurement {
-    /// Messages per second offered.
-    pub rate: f64,
-    /// How the send times were spaced.
-    pub arrivals: Arrivals,
-    /// Lateness of the sends, all producers.
-    pub lateness: Lateness,
 }
 
 /// Drive the broker at `addr` with `workload` (its `inflight`, `batch`,
@@ -407,16 +408,16 @@ pub async fn drive(
     })
 }
 
-struct ProducerTask {
-    index: usize,
-    frames: u64,
+pub(super) struct ProducerTask {
+    pub(super) index: usize,
+    pub(super) frames: u64,
     window: usize,
     queues: u32,
-    templates: Arc<SendTemplates>,
+    pub(super) templates: Arc<SendTemplates>,
     stop: Arc<AtomicBool>,
-    deadline: Option<Instant>,
-    start: Instant,
-    hist: Histogram<u64>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) start: Instant,
+    pub(super) hist: Histogram<u64>,
     /// Open loop: the offered load, the producer count and the start in
     /// `CLOCK_MONOTONIC` ns (`None`: closed loop).
     pacing: Option<(OpenLoop, usize, u64)>,
@@ -428,15 +429,7 @@ impl ProducerTask {
     /// response as it comes, stop at the frame count, the deadline, Ctrl-C or
     /// too many errors, then wait for what is still in flight.
     async fn run(self, mut stream: TcpStream) -> ProducerOut {
-        let mut out = ProducerOut {
-            acked_messages: 0,
-            errors: super::ErrorTally::default(),
-            hist: self.hist.clone(),
-            statuses: BTreeMap::new(),
-            buckets: Vec::with_capacity(1024),
-            last_ack: None,
-            lateness: None,
-        };
+        let mut out = ProducerOut::new(self.hist.clone());
         let per_frame = self.templates.messages_per_frame;
         let mut pacer = match self.pacing.map(|p| self.pacer(p)).transpose() {
             Ok(p) => p,
@@ -464,17 +457,7 @@ impl ProducerTask {
             {
                 stopping = true;
                 if let Some(p) = &mut pacer {
-                    // Sends due before the end still go if the window has
-                    // room (a timer a little late must not drop the last).
-                    if wpos == wbuf.len() {
-                        wbuf.clear();
-                        wpos = 0;
-                    }
-                    self.fill_due(p, &mut win, &mut wbuf, &mut sent);
-                    p.stop(
-                        Pacer::offset_ns(self.start, Instant::now()),
-                        self.frames - sent,
-                    );
+                    self.last_sends(p, &mut win, (&mut wbuf, &mut wpos), &mut sent);
                 }
             }
             // Fill the window, only when the write buffer has been written out.
@@ -487,18 +470,12 @@ impl ProducerTask {
                 }
             }
             // Open loop: wake at the next send time when a slot is free for it.
-            let timed = !stopping && wpos == wbuf.len() && !win.free.is_empty();
-            let timed = match &mut pacer {
-                Some(p) if timed => match p.timer.arm(p.start_mono_ns + p.schedule.next_ns()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        out.error(format!("cannot arm the pacing timer: {e}"));
-                        stopping = true;
-                        false
-                    }
-                },
-                _ => false,
-            };
+            let ready = !stopping && wpos == wbuf.len() && !win.free.is_empty();
+            let timed = arm(pacer.as_mut(), ready).unwrap_or_else(|e| {
+                out.error(format!("cannot arm the pacing timer: {e}"));
+                stopping = true;
+                false
+            });
             if win.in_flight() == 0 && wpos == wbuf.len() && !timed {
                 if stopping || sent >= self.frames {
                     break;
@@ -554,13 +531,7 @@ impl ProducerTask {
                     if !self.read_responses(&mut out, &mut win, &rbuf, &mut rpos, per_frame) {
                         return out;
                     }
-                    if rpos == rbuf.len() {
-                        rbuf.clear();
-                        rpos = 0;
-                    } else if rpos > 32 * 1024 {
-                        rbuf.drain(..rpos);
-                        rpos = 0;
-                    }
+                    compact(&mut rbuf, &mut rpos);
                     if out.errors.count >= crate::workload::MAX_PUT_ERRORS {
                         stopping = true;
                     }
@@ -569,27 +540,6 @@ impl ProducerTask {
         }
         out.lateness = pacer.map(|p| p.lateness);
         out
-    }
-
-    /// The open-loop state of this producer for `(open, producers, start)`.
-    fn pacer(
-        &self,
-        (open, producers, start_mono_ns): (OpenLoop, usize, u64),
-    ) -> std::io::Result<Pacer> {
-        Ok(Pacer {
-            schedule: Schedule::new(
-                open,
-                producers,
-                self.index,
-                self.templates.messages_per_frame,
-            ),
-            timer: PaceTimer::new()?,
-            lateness: Lateness::new(self.hist.clone()),
-            start_mono_ns,
-            end_ns: self
-                .deadline
-                .map_or(u64::MAX, |d| Pacer::offset_ns(self.start, d)),
-        })
     }
 
     /// Append a request frame to `wbuf` for every free window slot (up to
@@ -612,41 +562,12 @@ impl ProducerTask {
         }
     }
 
-    /// Open loop: append a request frame to `wbuf` for every send whose
-    /// intended time has come, while the window has a free slot (up to
-    /// 256 KiB and the frame count). Its send time (and stamp) is the
-    /// intended one; how late it leaves is recorded.
-    // Inlined: one step of the timed send loop.
-    #[inline(always)]
-    fn fill_due(&self, p: &mut Pacer, win: &mut Window, wbuf: &mut Vec<u8>, sent: &mut u64) {
-        let now = Pacer::offset_ns(self.start, Instant::now());
-        while *sent < self.frames && !p.exhausted() {
-            let intended = p.schedule.next_ns();
-            if intended > now {
-                break;
-            }
-            let Some(slot) = win.free.pop() else { break };
-            let (queue, at) = self.append_frame(win, wbuf, *sent, slot);
-            if self.templates.stamp {
-                self.templates
-                    .stamp_into(queue, &mut wbuf[at..], p.start_mono_ns + intended);
-            }
-            win.sent_at[slot as usize] = self.start + Duration::from_nanos(intended);
-            p.lateness.record(now - intended);
-            p.schedule.advance();
-            *sent += 1;
-            if wbuf.len() >= 256 * 1024 {
-                break;
-            }
-        }
-    }
-
     /// Append send number `n`'s frame (its queue's template with the opaque
     /// of `n` and `slot`) to `wbuf` and give the slot that opaque. Returns
     /// the queue and where the frame starts in `wbuf`.
     // Inlined: one step of the timed send loop, kept as it was in the loop.
     #[inline(always)]
-    fn append_frame(
+    pub(super) fn append_frame(
         &self,
         win: &mut Window,
         wbuf: &mut Vec<u8>,
@@ -740,6 +661,20 @@ impl ProducerTask {
             *out.statuses.entry(response_name(code)).or_insert(0) += per_frame;
         }
         // Else: not ours (stale or unknown opaque); skipped.
+    }
+}
+
+/// Drop the bytes `rbuf` has been read up to `rpos`: all of them when
+/// everything was read, else the read part once it passes 32 KiB.
+// Inlined: one step of the timed send loop, kept as it was in the loop.
+#[inline(always)]
+fn compact(rbuf: &mut Vec<u8>, rpos: &mut usize) {
+    if *rpos == rbuf.len() {
+        rbuf.clear();
+        *rpos = 0;
+    } else if *rpos > 32 * 1024 {
+        rbuf.drain(..*rpos);
+        *rpos = 0;
     }
 }
 

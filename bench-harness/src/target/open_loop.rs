@@ -20,13 +20,14 @@
 //! at rates above 1,000 msgs/s per producer.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rustix::fd::OwnedFd;
 use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
 use tokio::io::unix::AsyncFd;
 
+use crate::target::broker::{ProducerTask, Window};
 use crate::workload::{Arrivals, OpenLoop, MAX_LATENCY_NS};
 
 /// A send that leaves the client more than this long after its intended
@@ -273,6 +274,114 @@ impl Pacer {
     #[inline]
     pub fn offset_ns(start: Instant, now: Instant) -> u64 {
         now.saturating_duration_since(start).as_nanos() as u64
+    }
+}
+
+/// What an open-loop run measured about its own sends.
+#[derive(Debug, Clone)]
+pub struct OpenLoopMeasurement {
+    /// Messages per second offered.
+    pub rate: f64,
+    /// How the send times were spaced.
+    pub arrivals: Arrivals,
+    /// Lateness of the sends, all producers.
+    pub lateness: Lateness,
+}
+
+/// Arm the pacer's timer for its next send when the producer is `ready`
+/// for it (a free slot, the write buffer written out, not stopping).
+/// Whether the send loop should wait on the timer; false for the closed loop.
+///
+/// # Errors
+///
+/// When timerfd_settime fails.
+#[inline]
+pub fn arm(pacer: Option<&mut Pacer>, ready: bool) -> io::Result<bool> {
+    match pacer {
+        Some(p) if ready => {
+            p.timer.arm(p.start_mono_ns + p.schedule.next_ns())?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+impl ProducerTask {
+    /// The open-loop state of this producer for `(open, producers, start)`.
+    pub(super) fn pacer(
+        &self,
+        (open, producers, start_mono_ns): (OpenLoop, usize, u64),
+    ) -> io::Result<Pacer> {
+        Ok(Pacer {
+            schedule: Schedule::new(
+                open,
+                producers,
+                self.index,
+                self.templates.messages_per_frame,
+            ),
+            timer: PaceTimer::new()?,
+            lateness: Lateness::new(self.hist.clone()),
+            start_mono_ns,
+            end_ns: self
+                .deadline
+                .map_or(u64::MAX, |d| Pacer::offset_ns(self.start, d)),
+        })
+    }
+
+    /// Open loop: append a request frame to `wbuf` for every send whose
+    /// intended time has come, while the window has a free slot (up to
+    /// 256 KiB and the frame count). Its send time (and stamp) is the
+    /// intended one; how late it leaves is recorded.
+    // Inlined: one step of the timed send loop.
+    #[inline(always)]
+    pub(super) fn fill_due(
+        &self,
+        p: &mut Pacer,
+        win: &mut Window,
+        wbuf: &mut Vec<u8>,
+        sent: &mut u64,
+    ) {
+        let now = Pacer::offset_ns(self.start, Instant::now());
+        while *sent < self.frames && !p.exhausted() {
+            let intended = p.schedule.next_ns();
+            if intended > now {
+                break;
+            }
+            let Some(slot) = win.free.pop() else { break };
+            let (queue, at) = self.append_frame(win, wbuf, *sent, slot);
+            if self.templates.stamp {
+                self.templates
+                    .stamp_into(queue, &mut wbuf[at..], p.start_mono_ns + intended);
+            }
+            win.sent_at[slot as usize] = self.start + Duration::from_nanos(intended);
+            p.lateness.record(now - intended);
+            p.schedule.advance();
+            *sent += 1;
+            if wbuf.len() >= 256 * 1024 {
+                break;
+            }
+        }
+    }
+
+    /// The producer stops: sends due before now (and the end) still go if
+    /// the window has room (a timer a little late must not drop the last),
+    /// and those that cannot are counted as unsent.
+    pub(super) fn last_sends(
+        &self,
+        p: &mut Pacer,
+        win: &mut Window,
+        (wbuf, wpos): (&mut Vec<u8>, &mut usize),
+        sent: &mut u64,
+    ) {
+        if *wpos == wbuf.len() {
+            wbuf.clear();
+            *wpos = 0;
+        }
+        self.fill_due(p, win, wbuf, sent);
+        p.stop(
+            Pacer::offset_ns(self.start, Instant::now()),
+            self.frames - *sent,
+        );
     }
 }
 

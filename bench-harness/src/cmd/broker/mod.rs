@@ -546,7 +546,7 @@ mod tests {
             run,
             acks_per_bucket: Vec::new(),
             consume: None,
-            open_loop: Some(crate::target::broker::OpenLoopMeasurement {
+            open_loop: Some(crate::target::open_loop::OpenLoopMeasurement {
                 rate: 1000.0,
                 arrivals: Arrivals::Constant,
                 lateness,
