@@ -95,8 +95,9 @@ pub struct LoadArgs {
     /// Without it: closed loop (send as fast as acknowledgements allow).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Spacing of the open loop's send times (with `--rate`).
-    #[arg(long, value_enum, default_value_t = Arrivals::Constant, requires = "rate")]
+    /// Spacing of the open loop's send times (with `--rate`, or with `rate`
+    /// swept by `--param`).
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
     pub arrivals: Arrivals,
 }
 
@@ -402,6 +403,11 @@ pub fn ctrl_c_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
 /// When the target cannot be reached or the workload is invalid.
 pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     let workload = args.load.workload()?;
+    if args.load.rate.is_none() && args.load.arrivals != Arrivals::Constant {
+        return Err(BenchError::new(
+            "--arrivals spaces an open loop's sends: give --rate too",
+        ));
+    }
     if args.null && workload.consumers > 0 {
         return Err(BenchError::new(
             "the null broker stores nothing to consume: --consumers must be 0 with --null",
@@ -518,7 +524,20 @@ mod tests {
                 arrivals: Arrivals::Poisson
             })
         );
-        assert!(Cli::try_parse_from(["broker", "--arrivals", "poisson"]).is_err());
+        // Accepted (a sweep may give `rate` by --param); `broker` refuses it
+        // without --rate.
+        let no_rate = Cli::try_parse_from(["broker", "--arrivals", "poisson"])
+            .unwrap()
+            .load;
+        let args = BrokerArgs {
+            broker: None,
+            namesrv: None,
+            null: true,
+            load: no_rate,
+            json: JsonFlag::default(),
+            transactional: false,
+        };
+        assert!(run_broker(&args).unwrap_err().message().contains("--rate"));
         for bad in ["--rate=0", "--rate=-5", "--rate=inf"] {
             let l = Cli::try_parse_from(["broker", bad]).unwrap().load;
             assert!(
