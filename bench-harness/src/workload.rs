@@ -73,6 +73,51 @@ impl std::str::FromStr for FlushMode {
     }
 }
 
+/// How the intended send times of an open-loop workload are spaced.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrivals {
+    /// Evenly spaced: one send every `producers x batch / rate` seconds per producer.
+    #[default]
+    Constant,
+    /// A Poisson process: exponential gaps with that mean.
+    Poisson,
+}
+
+impl Arrivals {
+    /// The spelling of the command line and the JSON: `constant` or `poisson`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arrivals::Constant => "constant",
+            Arrivals::Poisson => "poisson",
+        }
+    }
+}
+
+/// The offered load of an open-loop workload: sends leave on a schedule, not
+/// when acknowledgements come back, and latency counts from each send's
+/// intended time (see [`crate::target::open_loop`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OpenLoop {
+    /// Messages per second offered, all producers together.
+    pub rate: f64,
+    /// How the send times are spaced.
+    pub arrivals: Arrivals,
+}
+
+/// Highest `--rate` accepted, msgs/s.
+pub const MAX_RATE: f64 = 1e8;
+
 /// What to put: how many messages, how big, from how many threads, and how
 /// the target should store them. Target-independent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -108,6 +153,11 @@ pub struct Workload {
     /// time in their first 8 bytes.
     #[serde(default)]
     pub consumers: usize,
+    /// Open loop: a fixed offered rate instead of sending as fast as
+    /// acknowledgements allow (`None`: closed loop). Only the broker target
+    /// (and the null broker) paces its sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<OpenLoop>,
 }
 
 fn serialize_opt_duration<S: serde::Serializer>(
@@ -137,6 +187,7 @@ impl Workload {
             inflight: 1,
             batch: 1,
             consumers: 0,
+            open_loop: None,
         }
     }
 
@@ -178,6 +229,14 @@ impl Workload {
                 "--consumers needs --size of at least {} bytes (the send time rides in the body)",
                 crate::target::consumer::STAMP_BYTES
             )));
+        }
+        if let Some(o) = &self.open_loop {
+            if !(o.rate.is_finite() && o.rate > 0.0 && o.rate <= MAX_RATE) {
+                return Err(BenchError::new(format!(
+                    "--rate {} must be a number above 0 and at most {MAX_RATE}",
+                    o.rate
+                )));
+            }
         }
         if self.queues == 0 {
             return Err(BenchError::new("the topic needs at least one queue"));

@@ -19,6 +19,9 @@
 //! - `workload.batch > 1` sends SEND_BATCH_MESSAGE with that many messages per
 //!   request; each message of a batch is counted, and its latency is the
 //!   batch's send -> ack time.
+//! - `workload.open_loop` (`--rate`) paces the sends on a schedule instead
+//!   (see [`crate::target::open_loop`]): latency counts from each send's
+//!   intended time, and how late the sends left is measured.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +36,9 @@ use tokio::net::TcpStream;
 
 use crate::error::{BenchError, Result};
 use crate::target::consumer::{self, ConsumeMeasurement, STAMP_BYTES};
-use crate::workload::{new_latency_histogram, RunMeasurement, Workload, MAX_LATENCY_NS};
+pub use crate::target::open_loop::OpenLoopMeasurement;
+use crate::target::open_loop::{arm, due, Lateness, Pacer};
+use crate::workload::{new_latency_histogram, OpenLoop, RunMeasurement, Workload, MAX_LATENCY_NS};
 
 /// Byte offset of the opaque in a frame with RocketMQ's binary header:
 /// length (4), header length and type (4), code (2), language (1), version (2).
@@ -246,9 +251,24 @@ struct ProducerOut {
     statuses: BTreeMap<&'static str, u64>,
     buckets: Vec<u64>,
     last_ack: Option<Instant>,
+    /// Open loop: how late the sends left.
+    lateness: Option<Lateness>,
 }
 
 impl ProducerOut {
+    /// Nothing measured yet; `hist` is an empty latency histogram.
+    fn new(hist: Histogram<u64>) -> Self {
+        ProducerOut {
+            acked_messages: 0,
+            errors: super::ErrorTally::default(),
+            hist,
+            statuses: BTreeMap::new(),
+            buckets: Vec::with_capacity(1024),
+            last_ack: None,
+            lateness: None,
+        }
+    }
+
     fn error(&mut self, e: impl Into<String>) {
         self.errors.record(e);
     }
@@ -262,10 +282,10 @@ impl ProducerOut {
 }
 
 /// Per-producer window of in-flight requests.
-struct Window {
-    sent_at: Vec<Instant>,
+pub(super) struct Window {
+    pub(super) sent_at: Vec<Instant>,
     opaque: Vec<i32>,
-    free: Vec<u16>,
+    pub(super) free: Vec<u16>,
 }
 
 impl Window {
@@ -291,6 +311,9 @@ pub struct BrokerMeasurement {
     pub acks_per_bucket: Vec<u64>,
     /// What the consumers received (`workload.consumers > 0`).
     pub consume: Option<ConsumeMeasurement>,
+    /// Open loop (`workload.open_loop`): the offered load and how late the
+    /// sends left.
+    pub open_loop: Option<OpenLoopMeasurement>,
 }
 
 /// Drive the broker at `addr` with `workload` (its `inflight`, `batch`,
@@ -314,6 +337,7 @@ pub async fn drive(
         streams.push(connect(addr).await?);
     }
     let start = Instant::now();
+    let start_mono_ns = consumer::mono_ns();
     let deadline = workload.max_duration.map(|d| start + d);
     let mut handles = Vec::with_capacity(streams.len());
     for (index, stream) in streams.into_iter().enumerate() {
@@ -330,11 +354,19 @@ pub async fn drive(
             deadline,
             start,
             hist: template_hist.clone(),
+            pacing: workload
+                .open_loop
+                .map(|o| (o, workload.producers, start_mono_ns)),
         };
         handles.push(tokio::spawn(task.run(stream)));
     }
     // No producer_usage: the sends' time is spent in tokio tasks, not in one
     // thread per producer.
+    let mut open_loop = workload.open_loop.map(|o| OpenLoopMeasurement {
+        rate: o.rate,
+        arrivals: o.arrivals,
+        lateness: Lateness::new(template_hist.clone()),
+    });
     let mut m = RunMeasurement::empty(workload, Duration::ZERO, template_hist);
     let mut buckets: Vec<u64> = Vec::new();
     let mut last = start;
@@ -359,6 +391,11 @@ pub async fn drive(
         if let Some(t) = out.last_ack {
             last = last.max(t);
         }
+        if let (Some(o), Some(l)) = (&mut open_loop, &out.lateness) {
+            o.lateness
+                .add(l)
+                .map_err(|e| BenchError::new(format!("cannot merge histograms: {e}")))?;
+        }
     }
     m.elapsed = last.saturating_duration_since(start);
     m.bytes = m.messages * workload.size_bytes as u64;
@@ -367,35 +404,40 @@ pub async fn drive(
         run: m,
         acks_per_bucket: buckets,
         consume: None,
+        open_loop,
     })
 }
 
-struct ProducerTask {
-    index: usize,
-    frames: u64,
+pub(super) struct ProducerTask {
+    pub(super) index: usize,
+    pub(super) frames: u64,
     window: usize,
     queues: u32,
-    templates: Arc<SendTemplates>,
+    pub(super) templates: Arc<SendTemplates>,
     stop: Arc<AtomicBool>,
-    deadline: Option<Instant>,
-    start: Instant,
-    hist: Histogram<u64>,
+    pub(super) deadline: Option<Instant>,
+    pub(super) start: Instant,
+    pub(super) hist: Histogram<u64>,
+    /// Open loop: the offered load, the producer count and the start in
+    /// `CLOCK_MONOTONIC` ns (`None`: closed loop).
+    pacing: Option<(OpenLoop, usize, u64)>,
 }
 
 impl ProducerTask {
-    /// The send loop: keep the window full, read every response as it
-    /// comes, stop at the frame count, the deadline, Ctrl-C or too many
-    /// errors, then wait for what is still in flight.
+    /// The send loop: keep the window full (closed loop) or send each frame
+    /// at its intended time when the window has room (open loop), read every
+    /// response as it comes, stop at the frame count, the deadline, Ctrl-C or
+    /// too many errors, then wait for what is still in flight.
     async fn run(self, mut stream: TcpStream) -> ProducerOut {
-        let mut out = ProducerOut {
-            acked_messages: 0,
-            errors: super::ErrorTally::default(),
-            hist: self.hist.clone(),
-            statuses: BTreeMap::new(),
-            buckets: Vec::with_capacity(1024),
-            last_ack: None,
-        };
+        let mut out = ProducerOut::new(self.hist.clone());
         let per_frame = self.templates.messages_per_frame;
+        let mut pacer = match self.pacing.map(|p| self.pacer(p)).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                out.error(format!("cannot create the pacing timer: {e}"));
+                return out;
+            }
+        };
         let mut win = Window::new(self.window, self.start);
         let frame_len = self.templates.frame(0).len();
         let mut wbuf: Vec<u8> = Vec::with_capacity(frame_len * self.window.min(64));
@@ -410,17 +452,31 @@ impl ProducerTask {
             if !stopping
                 && (sent >= self.frames
                     || self.stop.load(Ordering::Relaxed)
-                    || self.deadline.is_some_and(|d| Instant::now() >= d))
+                    || self.deadline.is_some_and(|d| Instant::now() >= d)
+                    || pacer.as_ref().is_some_and(Pacer::exhausted))
             {
                 stopping = true;
+                if let Some(p) = &mut pacer {
+                    self.last_sends(p, &mut win, (&mut wbuf, &mut wpos), &mut sent);
+                }
             }
             // Fill the window, only when the write buffer has been written out.
             if !stopping && wpos == wbuf.len() {
                 wbuf.clear();
                 wpos = 0;
-                self.fill_window(&mut win, &mut wbuf, &mut sent);
+                match &mut pacer {
+                    None => self.fill_window(&mut win, &mut wbuf, &mut sent),
+                    Some(p) => self.fill_due(p, &mut win, &mut wbuf, &mut sent),
+                }
             }
-            if win.in_flight() == 0 && wpos == wbuf.len() {
+            // Open loop: wake at the next send time when a slot is free for it.
+            let ready = !stopping && wpos == wbuf.len() && !win.free.is_empty();
+            let timed = arm(pacer.as_mut(), ready).unwrap_or_else(|e| {
+                out.error(format!("cannot arm the pacing timer: {e}"));
+                stopping = true;
+                false
+            });
+            if win.in_flight() == 0 && wpos == wbuf.len() && !timed {
                 if stopping || sent >= self.frames {
                     break;
                 }
@@ -434,10 +490,18 @@ impl ProducerTask {
                 tokio::select! {
                     r = rd.read_buf(&mut rbuf) => Step::Read(r),
                     w = wr.write(&wbuf[wpos..]), if pending_write => Step::Wrote(w),
+                    () = due(pacer.as_ref()), if timed => Step::Due,
                 }
             })
             .await;
             match step {
+                // Open loop, idle: the next send is more than the timeout away.
+                Err(_) if win.in_flight() == 0 => {}
+                Ok(Step::Due) => {
+                    if let Some(p) = &mut pacer {
+                        p.timer.expired();
+                    }
+                }
                 Err(_) => {
                     let lost = win.in_flight() as u64;
                     out.errors_n(
@@ -467,19 +531,14 @@ impl ProducerTask {
                     if !self.read_responses(&mut out, &mut win, &rbuf, &mut rpos, per_frame) {
                         return out;
                     }
-                    if rpos == rbuf.len() {
-                        rbuf.clear();
-                        rpos = 0;
-                    } else if rpos > 32 * 1024 {
-                        rbuf.drain(..rpos);
-                        rpos = 0;
-                    }
+                    compact(&mut rbuf, &mut rpos);
                     if out.errors.count >= crate::workload::MAX_PUT_ERRORS {
                         stopping = true;
                     }
                 }
             }
         }
+        out.lateness = pacer.map(|p| p.lateness);
         out
     }
 
@@ -490,23 +549,39 @@ impl ProducerTask {
     fn fill_window(&self, win: &mut Window, wbuf: &mut Vec<u8>, sent: &mut u64) {
         while *sent < self.frames {
             let Some(slot) = win.free.pop() else { break };
-            let queue = ((self.index as u64 + *sent) % u64::from(self.queues)) as u32;
-            let opaque = (((*sent & 0x7FFF) as i32) << 16) | i32::from(slot);
-            let at = wbuf.len();
-            wbuf.extend_from_slice(self.templates.frame(queue));
-            wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
-                .copy_from_slice(&opaque.to_be_bytes());
+            let (queue, at) = self.append_frame(win, wbuf, *sent, slot);
             if self.templates.stamp {
                 self.templates
                     .stamp_into(queue, &mut wbuf[at..], consumer::mono_ns());
             }
-            win.opaque[slot as usize] = opaque;
             win.sent_at[slot as usize] = Instant::now();
             *sent += 1;
             if wbuf.len() >= 256 * 1024 {
                 break;
             }
         }
+    }
+
+    /// Append send number `n`'s frame (its queue's template with the opaque
+    /// of `n` and `slot`) to `wbuf` and give the slot that opaque. Returns
+    /// the queue and where the frame starts in `wbuf`.
+    // Inlined: one step of the timed send loop, kept as it was in the loop.
+    #[inline(always)]
+    pub(super) fn append_frame(
+        &self,
+        win: &mut Window,
+        wbuf: &mut Vec<u8>,
+        n: u64,
+        slot: u16,
+    ) -> (u32, usize) {
+        let queue = ((self.index as u64 + n) % u64::from(self.queues)) as u32;
+        let opaque = (((n & 0x7FFF) as i32) << 16) | i32::from(slot);
+        let at = wbuf.len();
+        wbuf.extend_from_slice(self.templates.frame(queue));
+        wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
+            .copy_from_slice(&opaque.to_be_bytes());
+        win.opaque[slot as usize] = opaque;
+        (queue, at)
     }
 
     /// Take every whole response frame in `rbuf` from `rpos` on and record
@@ -589,9 +664,25 @@ impl ProducerTask {
     }
 }
 
+/// Drop the bytes `rbuf` has been read up to `rpos`: all of them when
+/// everything was read, else the read part once it passes 32 KiB.
+// Inlined: one step of the timed send loop, kept as it was in the loop.
+#[inline(always)]
+fn compact(rbuf: &mut Vec<u8>, rpos: &mut usize) {
+    if *rpos == rbuf.len() {
+        rbuf.clear();
+        *rpos = 0;
+    } else if *rpos > 32 * 1024 {
+        rbuf.drain(..*rpos);
+        *rpos = 0;
+    }
+}
+
 enum Step {
     Read(std::io::Result<usize>),
     Wrote(std::io::Result<usize>),
+    /// Open loop: the next send's time has come.
+    Due,
 }
 
 /// Create `workload.topic` with `workload.queues` queues on the broker

@@ -12,6 +12,7 @@ pub mod broker;
 pub mod consumer;
 pub mod engine;
 pub mod null_broker;
+pub mod open_loop;
 
 /// A task's error count and the first error's text.
 #[derive(Debug, Default)]

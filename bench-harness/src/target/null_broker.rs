@@ -1,9 +1,15 @@
 //! A null broker: a tiny tokio server on 127.0.0.1 that answers every request
 //! with SUCCESS at once, storing nothing. Driving it with the broker client
 //! measures the harness's own cost per message.
+//!
+//! [`NullBroker::start_stalling`] makes it stop reading and answering once,
+//! for a set time: the test that open-loop latency counts from the intended
+//! send time.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ferromq_server::remoting::codec::encode;
 use ferromq_server::remoting::{RemotingCommand, SerializeType};
@@ -32,6 +38,26 @@ impl NullBroker {
     ///
     /// When the runtime or the listener cannot be created.
     pub fn start() -> Result<NullBroker> {
+        Self::start_with(None)
+    }
+
+    /// A null broker that, once, stops reading and answering for `stall`:
+    /// the first connection to finish reading a batch of requests `after`
+    /// the start or later sleeps before it reads again. A test double for a
+    /// broker that stalls (a flush, a GC pause).
+    ///
+    /// # Errors
+    ///
+    /// As [`NullBroker::start`].
+    pub fn start_stalling(after: Duration, stall: Duration) -> Result<NullBroker> {
+        Self::start_with(Some(Arc::new(Stall {
+            at: Instant::now() + after,
+            length: stall,
+            done: AtomicBool::new(false),
+        })))
+    }
+
+    fn start_with(stall: Option<Arc<Stall>>) -> Result<NullBroker> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -45,7 +71,7 @@ impl NullBroker {
         let (stop, stop_rx) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("null-broker".into())
-            .spawn(move || rt.block_on(serve(listener, stop_rx)))
+            .spawn(move || rt.block_on(serve(listener, stop_rx, stall)))
             .map_err(|e| BenchError::io("null broker thread", e))?;
         Ok(NullBroker {
             addr,
@@ -69,7 +95,18 @@ impl Drop for NullBroker {
     }
 }
 
-async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// The one stall of [`NullBroker::start_stalling`].
+#[derive(Debug)]
+struct Stall {
+    /// Not before this.
+    at: Instant,
+    /// How long.
+    length: Duration,
+    /// It happened.
+    done: AtomicBool,
+}
+
+async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>, stall: Option<Arc<Stall>>) {
     let mut ok = RemotingCommand::success();
     ok.serialize_type = SerializeType::RocketMq;
     let template = match encode(&ok) {
@@ -86,7 +123,7 @@ async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => {
                     let _ = s.set_nodelay(true);
-                    conns.spawn(connection(s, template.clone(), stop.clone()));
+                    conns.spawn(connection(s, template.clone(), stop.clone(), stall.clone()));
                 }
                 Err(e) => {
                     tracing::warn!("null broker accept: {e}");
@@ -98,12 +135,25 @@ async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
     conns.abort_all();
 }
 
-async fn connection(mut s: TcpStream, template: Vec<u8>, mut stop: watch::Receiver<bool>) {
+async fn connection(
+    mut s: TcpStream,
+    template: Vec<u8>,
+    mut stop: watch::Receiver<bool>,
+    stall: Option<Arc<Stall>>,
+) {
     let mut rbuf: Vec<u8> = Vec::with_capacity(256 * 1024);
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut pos = 0usize;
     // Bounded by the connection: each pass reads, or ends on close, error or stop.
     loop {
+        if let Some(st) = &stall {
+            if Instant::now() >= st.at && !st.done.swap(true, Ordering::Relaxed) {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(st.length) => {}
+                }
+            }
+        }
         if rbuf.len() == rbuf.capacity() {
             rbuf.reserve(256 * 1024);
         }

@@ -5,6 +5,8 @@
 
 mod report;
 
+pub(crate) use report::open_loop_section;
+
 use std::io::Write as _;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use crate::target::broker::{
 };
 use crate::target::consumer::Consumers;
 use crate::target::null_broker::NullBroker;
-use crate::workload::Workload;
+use crate::workload::{Arrivals, OpenLoop, Workload};
 
 /// Flags of `ferromq-bench broker`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -41,8 +43,8 @@ pub struct BrokerArgs {
     pub json: JsonFlag,
     /// Measure plain sends, then transactional sends (half message + END_TRANSACTION
     /// commit, oneway) with the same synchronous producers, and print both
-    /// (`--inflight` and `--batch` do not apply).
-    #[arg(long, conflicts_with = "null")]
+    /// (`--inflight`, `--batch` and `--rate` do not apply).
+    #[arg(long, conflicts_with_all = ["null", "rate"])]
     pub transactional: bool,
 }
 
@@ -85,6 +87,18 @@ pub struct LoadArgs {
     /// CPU; 1 or more stamps every body with its send time (needs --size >= 8).
     #[arg(long, default_value_t = 0)]
     pub consumers: usize,
+    /// Open loop: offer this many messages per second (all producers
+    /// together) whatever the acknowledgements do; latency counts from each
+    /// message's intended send time, and the report says how late the sends
+    /// left. `--inflight` still bounds what is outstanding (a send whose
+    /// turn comes while the window is full waits, and the wait counts).
+    /// Without it: closed loop (send as fast as acknowledgements allow).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Spacing of the open loop's send times (with `--rate`, or with `rate`
+    /// swept by `--param`).
+    #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
+    pub arrivals: Arrivals,
 }
 
 impl Default for LoadArgs {
@@ -101,6 +115,8 @@ impl Default for LoadArgs {
             messages: 100_000_000,
             client_threads: 1,
             consumers: 0,
+            rate: None,
+            arrivals: Arrivals::Constant,
         }
     }
 }
@@ -127,6 +143,10 @@ impl LoadArgs {
         w.queues = self.queues;
         w.topic = self.topic.clone();
         w.consumers = self.consumers;
+        w.open_loop = self.rate.map(|rate| OpenLoop {
+            rate,
+            arrivals: self.arrivals,
+        });
         w.max_duration = Some(Duration::from_secs_f64(self.seconds));
         w.validate()?;
         Ok(w)
@@ -161,6 +181,33 @@ pub struct LoadFigures {
     /// Send -> consume figures, with `--consumers` > 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consume: Option<ConsumeFigures>,
+    /// Open loop (`--rate`): the offered load and how late the sends left.
+    /// The latencies above then count from each message's intended send time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<OpenLoopFigures>,
+}
+
+/// The offered load of an open-loop measurement and how well the client kept
+/// to it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OpenLoopFigures {
+    /// Messages per second offered (`--rate`).
+    pub rate: f64,
+    /// `constant` or `poisson`.
+    pub arrivals: Arrivals,
+    /// Requests sent (a request carries `--batch` messages).
+    pub sends: u64,
+    /// Requests that left the client more than `late_threshold_us` after
+    /// their intended time.
+    pub late_sends: u64,
+    /// The threshold of `late_sends`, µs.
+    pub late_threshold_us: f64,
+    /// How late the requests left the client (now minus intended time, when
+    /// the request is queued on its connection), µs.
+    pub lateness_us: LatencySummary,
+    /// Requests due within the measured time that never left (the window was
+    /// still full at the end): a target that fell far behind.
+    pub unsent: u64,
 }
 
 /// Send -> consume figures of a measurement.
@@ -227,6 +274,15 @@ impl LoadFigures {
                 first_error: c.first_error.clone(),
                 drained: c.drained,
                 drain_seconds: c.drain_seconds,
+            }),
+            open_loop: m.open_loop.as_ref().map(|o| OpenLoopFigures {
+                rate: o.rate,
+                arrivals: o.arrivals,
+                sends: o.lateness.sends,
+                late_sends: o.lateness.late_sends,
+                late_threshold_us: crate::target::open_loop::LATE_NS as f64 / 1000.0,
+                lateness_us: LatencySummary::from_ns(&o.lateness.lateness_ns),
+                unsent: o.lateness.unsent,
             }),
         }
     }
@@ -347,6 +403,11 @@ pub fn ctrl_c_flag(rt: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
 /// When the target cannot be reached or the workload is invalid.
 pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     let workload = args.load.workload()?;
+    if args.load.rate.is_none() && args.load.arrivals != Arrivals::Constant {
+        return Err(BenchError::new(
+            "--arrivals spaces an open loop's sends: give --rate too",
+        ));
+    }
     if args.null && workload.consumers > 0 {
         return Err(BenchError::new(
             "the null broker stores nothing to consume: --consumers must be 0 with --null",
@@ -435,4 +496,112 @@ fn run_transactional(
     write!(out, "{}", report::transactional_text(target, workload, &c))
         .map_err(|e| BenchError::io("stdout", e))?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    #[test]
+    fn rate_flags_make_an_open_loop_and_none_keeps_the_closed_loop() {
+        let closed = Cli::try_parse_from(["broker"]).unwrap().load;
+        assert_eq!(closed, LoadArgs::default());
+        assert_eq!(closed.workload().unwrap().open_loop, None);
+        let open = Cli::try_parse_from(["broker", "--rate", "20000", "--arrivals", "poisson"])
+            .unwrap()
+            .load;
+        assert_eq!(
+            open.workload().unwrap().open_loop,
+            Some(OpenLoop {
+                rate: 20_000.0,
+                arrivals: Arrivals::Poisson
+            })
+        );
+        // Accepted (a sweep may give `rate` by --param); `broker` refuses it
+        // without --rate.
+        let no_rate = Cli::try_parse_from(["broker", "--arrivals", "poisson"])
+            .unwrap()
+            .load;
+        let args = BrokerArgs {
+            broker: None,
+            namesrv: None,
+            null: true,
+            load: no_rate,
+            json: JsonFlag::default(),
+            transactional: false,
+        };
+        assert!(run_broker(&args).unwrap_err().message().contains("--rate"));
+        for bad in ["--rate=0", "--rate=-5", "--rate=inf"] {
+            let l = Cli::try_parse_from(["broker", bad]).unwrap().load;
+            assert!(
+                l.workload().unwrap_err().message().contains("--rate"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn open_loop_figures_reach_the_json_and_the_text() {
+        let mut w = Workload::new(10);
+        w.open_loop = Some(OpenLoop {
+            rate: 1000.0,
+            arrivals: Arrivals::Constant,
+        });
+        let hist = crate::workload::new_latency_histogram().unwrap();
+        let mut lateness = crate::target::open_loop::Lateness::new(hist.clone());
+        lateness.record(10_000);
+        lateness.record(3_000_000);
+        lateness.unsent = 4;
+        let mut run = crate::workload::RunMeasurement::empty(&w, Duration::from_secs(1), hist);
+        run.messages = 2;
+        let m = BrokerMeasurement {
+            run,
+            acks_per_bucket: Vec::new(),
+            consume: None,
+            open_loop: Some(crate::target::open_loop::OpenLoopMeasurement {
+                rate: 1000.0,
+                arrivals: Arrivals::Constant,
+                lateness,
+            }),
+        };
+        let f = LoadFigures::new(&m, Duration::ZERO);
+        let v = serde_json::to_value(&f).unwrap();
+        let o = &v["open_loop"];
+        assert_eq!(o["rate"], 1000.0);
+        assert_eq!(o["arrivals"], "constant");
+        assert_eq!(
+            (o["sends"].as_u64(), o["late_sends"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(o["unsent"], 4);
+        assert_eq!(o["late_threshold_us"], 1000.0);
+        assert!(o["lateness_us"]["max"].as_f64().unwrap() >= 2990.0);
+        let text = report::text("null", &w, &f, true);
+        assert!(text.contains("1000 msgs/s offered (constant)"), "{text}");
+        assert!(text.contains("2 sends, 1 left > 1000 µs late"), "{text}");
+        assert!(
+            text.contains("4 sends due within the run never left"),
+            "{text}"
+        );
+        let md = open_loop_section([("point 0 pass 1".to_string(), &f)]).unwrap();
+        assert!(md.contains("| point 0 pass 1 | 1000 | constant |"), "{md}");
+        assert!(!md.contains("\n "), "no line starts indented: {md}");
+        // A closed-loop measurement adds none of it.
+        let closed = LoadFigures {
+            open_loop: None,
+            ..f
+        };
+        assert!(serde_json::to_value(&closed)
+            .unwrap()
+            .get("open_loop")
+            .is_none());
+        assert!(open_loop_section([("x".to_string(), &closed)]).is_none());
+    }
 }

@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::LoadFigures;
+use super::{LoadFigures, OpenLoopFigures};
 use crate::error::{BenchError, Result};
+use crate::target::open_loop::LATE_NS;
 use crate::txn::TxnComparison;
 use crate::workload::Workload;
 
@@ -70,6 +71,9 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
     if let Some(e) = &f.first_error {
         let _ = writeln!(s, "  first error: {e}");
     }
+    if let Some(o) = &f.open_loop {
+        s.push_str(&open_loop_text(o));
+    }
     if let Some(c) = &f.consume {
         let _ = writeln!(
             s,
@@ -93,6 +97,86 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
         }
     }
     s
+}
+
+/// The open loop's lines: offered load, and how late the sends left.
+pub(crate) fn open_loop_text(o: &OpenLoopFigures) -> String {
+    let mut s = format!(
+        "  open loop: {:.0} msgs/s offered ({}), latency from each intended send time\n  \
+         {} sends, {} left > {:.0} µs late; lateness p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs\n",
+        o.rate,
+        o.arrivals.as_str(),
+        o.sends,
+        o.late_sends,
+        o.late_threshold_us,
+        o.lateness_us.p50,
+        o.lateness_us.p99,
+        o.lateness_us.max,
+    );
+    if o.unsent > 0 {
+        let _ = writeln!(
+            s,
+            "  {} sends due within the run never left (window full): the target fell behind",
+            o.unsent
+        );
+    }
+    s
+}
+
+/// The markdown section of the open-loop runs of a report (sweep, compare):
+/// per run that had `--rate`, the offered and achieved rate and how late the
+/// client's sends left. `runs` gives each run's label and figures; `None`
+/// when no run was open loop.
+pub(crate) fn open_loop_section<'a>(
+    runs: impl IntoIterator<Item = (String, &'a LoadFigures)>,
+) -> Option<String> {
+    let mut t = crate::table::Table::new(
+        &[
+            "run",
+            "offered msgs/s",
+            "arrivals",
+            "acked msgs/s",
+            "sends",
+            "late sends",
+            "lateness p50 ms",
+            "p99 ms",
+            "max ms",
+            "never sent",
+        ],
+        "lrlrrrrrrr",
+    );
+    let mut any = false;
+    for (label, f) in runs {
+        let Some(o) = &f.open_loop else { continue };
+        any = true;
+        t.row([
+            label,
+            format!("{:.0}", o.rate),
+            o.arrivals.as_str().to_string(),
+            format!("{:.0}", f.msgs_per_sec),
+            o.sends.to_string(),
+            o.late_sends.to_string(),
+            format!("{:.3}", o.lateness_us.p50 / 1000.0),
+            format!("{:.3}", o.lateness_us.p99 / 1000.0),
+            format!("{:.3}", o.lateness_us.max / 1000.0),
+            o.unsent.to_string(),
+        ]);
+    }
+    any.then(|| {
+        format!(
+            "## Open loop: offered rate and client lateness\n\n{}\n\
+             Open-loop runs send on a schedule (`--rate`), not when acknowledgements \
+             return; their latencies count from each message's intended send time, so \
+             queueing in the client, the socket and the broker is in them. A send is \
+             late when it left the client more than {:.0} ms after its intended time \
+             (its window was full, or the client could not keep up); 'never sent' = \
+             due within the run but still waiting for the window at its end. Many late \
+             sends at a rate the null broker (`ferromq-bench broker --null --rate N`) \
+             takes without them mean the target fell behind, not the client.\n",
+            t.finish(),
+            LATE_NS as f64 / 1e6
+        )
+    })
 }
 
 /// Plain against transactional sends, and their ratio.

@@ -82,7 +82,8 @@ pub struct CompareArgs {
     #[arg(long = "b-name", default_value = "B")]
     pub b_name: String,
     /// A workload key with its values, `KEY=V1,V2,...` (repeatable):
-    /// producers, size, inflight, batch, queues, consumers.
+    /// producers, size, inflight, batch, queues, consumers, rate (msgs/s
+    /// offered, open loop; 0 = closed loop).
     #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_workload_param)]
     pub params: Vec<(String, Vec<String>)>,
     /// Passes over all points, each running A then B at every point.
@@ -491,6 +492,7 @@ mod tests {
         assert!(s[0].e2e_p99_ratio.is_none());
         assert!(parse_workload_param("flushDiskType=SYNC_FLUSH").is_err());
         assert!(parse_workload_param("inflight=1,16").is_ok());
+        assert!(parse_workload_param("rate=1000,5000").is_ok());
 
         // The plot takes ratios of 0 (a failed pass) and far from 1 on its log scale.
         let mut s = s;

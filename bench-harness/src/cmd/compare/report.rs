@@ -252,6 +252,14 @@ pub fn markdown(r: &CompareReport) -> String {
     let _ = writeln!(s, "## Every run, in order\n");
     s.push_str(&runs_table(r));
     let _ = writeln!(s);
+    if let Some(t) = crate::broker::open_loop_section(r.runs.iter().map(|run| {
+        (
+            format!("point {} pass {} {}", run.point, run.repeat + 1, run.target),
+            &run.figures,
+        )
+    })) {
+        let _ = writeln!(s, "{t}");
+    }
     crate::reporting::machine_section(&mut s, &r.machine);
     let _ = writeln!(
         s,

@@ -45,6 +45,7 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "queues",
     "consumers",
     "slaves",
+    "rate",
 ];
 
 /// Slaves a broker point may have at most (`--param slaves=0,1`).
@@ -77,7 +78,8 @@ pub enum SweepTarget {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SweepArgs {
     /// A swept key with its values, `KEY=V1,V2,...` (repeatable): a broker or
-    /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch, queues).
+    /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch,
+    /// queues, consumers, slaves, rate: msgs/s offered, open loop; 0 = closed loop).
     #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required = true)]
     pub params: Vec<(String, Vec<String>)>,
     /// A fixed broker or store setting for every point (repeatable).
@@ -277,6 +279,13 @@ pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
             "batch" => l.batch = v.parse().map_err(|_| bad())?,
             "queues" => l.queues = v.parse().map_err(|_| bad())?,
             "consumers" => l.consumers = v.parse().map_err(|_| bad())?,
+            // 0 (or `closed`): the closed loop, to compare against.
+            "rate" => {
+                l.rate = match v.as_str() {
+                    "0" | "closed" => None,
+                    _ => Some(v.parse().map_err(|_| bad())?),
+                }
+            }
             "size" => l.size = crate::store::parse_bytes(v).map_err(|_| bad())?,
             _ => {}
         }
@@ -431,6 +440,11 @@ fn run_store_point(
             "the store target has no consumers: --consumers must be 0",
         ));
     }
+    if workload.open_loop.is_some() {
+        return Err(BenchError::new(
+            "the store target is closed loop only: no --rate",
+        ));
+    }
     let mut w = workload.clone();
     w.store_settings = settings.to_vec();
     if small_files {
@@ -449,6 +463,7 @@ fn run_store_point(
             run: m,
             acks_per_bucket: Vec::new(),
             consume: None,
+            open_loop: None,
         },
         cpu,
     ))
@@ -819,5 +834,30 @@ mod tests {
         assert!(props.contains("flushDiskType=SYNC_FLUSH\n"));
         assert!(props.contains("brokerIP1=127.0.0.1\n"));
         assert!(!props.contains("producers"));
+    }
+
+    #[test]
+    fn rate_is_a_workload_key_and_zero_is_the_closed_loop() {
+        assert!(parse_param("rate=0,5000,20000").is_ok());
+        let point = |v: &str| Point {
+            index: 0,
+            values: vec![("rate".into(), v.into())],
+        };
+        let base = LoadArgs {
+            arrivals: crate::workload::Arrivals::Poisson,
+            ..LoadArgs::default()
+        };
+        let w = point_workload(&base, &point("5000")).unwrap();
+        assert_eq!(
+            w.open_loop,
+            Some(crate::workload::OpenLoop {
+                rate: 5000.0,
+                arrivals: crate::workload::Arrivals::Poisson
+            })
+        );
+        assert_eq!(point_workload(&base, &point("0")).unwrap().open_loop, None);
+        assert!(point_workload(&base, &point("fast")).is_err());
+        assert!(point_workload(&base, &point("-1")).is_err());
+        assert!(point_settings(&[], &point("5000")).is_empty());
     }
 }

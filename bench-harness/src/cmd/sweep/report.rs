@@ -97,6 +97,9 @@ pub struct BaseWorkload {
     pub queues: u32,
     /// Pull consumers (send -> consume latency).
     pub consumers: usize,
+    /// `--rate` and `--arrivals` (open loop); `None`: closed loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<crate::workload::OpenLoop>,
 }
 
 impl BaseWorkload {
@@ -109,15 +112,28 @@ impl BaseWorkload {
             batch: load.batch,
             queues: load.queues,
             consumers: load.consumers,
+            open_loop: load.rate.map(|rate| crate::workload::OpenLoop {
+                rate,
+                arrivals: load.arrivals,
+            }),
         }
     }
 
     /// The report's `- workload:` line, with the warm-up and measured seconds of a run.
     pub fn line(&self, warmup_seconds: f64, seconds: f64) -> String {
-        format!(
+        let mut s = format!(
             "- workload: {} producers (one connection each), {} B bodies, {} in flight per producer, batch {}, {} queues, {} consumers; {} s warm-up + {} s measured per run",
             self.producers, self.size, self.inflight, self.batch, self.queues, self.consumers, warmup_seconds, seconds
-        )
+        );
+        if let Some(o) = &self.open_loop {
+            let _ = write!(
+                s,
+                "; open loop: {:.0} msgs/s offered ({} arrivals) unless a point sets `rate`, latency from each message's intended send time",
+                o.rate,
+                o.arrivals.as_str()
+            );
+        }
+        s
     }
 }
 
@@ -337,6 +353,14 @@ pub fn markdown(r: &SweepReport) -> String {
         "\nspread = ±half of (max - min) / median of the passes' msgs/s. Latency is send -> ack per message (a batch's messages share its ack time), medians over passes; max is the largest of any pass.\n"
     );
     consume_section(&mut s, r);
+    if let Some(t) = crate::broker::open_loop_section(r.runs.iter().map(|run| {
+        (
+            format!("point {} pass {}", run.point, run.repeat + 1),
+            &run.figures,
+        )
+    })) {
+        let _ = writeln!(s, "{t}");
+    }
     disk_section(&mut s, r);
     replication_section(&mut s, r);
 
