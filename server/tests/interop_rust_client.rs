@@ -97,12 +97,29 @@ fn rocketmq_client_rust_sends_push_consumes_and_lite_pulls() {
     assert!(result.starts_with("RESULT ok "), "{result}");
     eprintln!("interop_rust_client: {result}");
 
-    // The broker agrees: every message stored once, and both consumer groups
-    // known to it (their subscriptions persisted).
+    // The broker agrees: every message stored once, both consumer groups'
+    // offsets committed to the end (UPDATE_CONSUMER_OFFSET from the client),
+    // and both groups known to it (their subscriptions persisted).
     assert_eq!(total_max_offset(broker_port, TOPIC, 4), COUNT as i64);
     let mut c = Client::connect(broker_port);
-    let r = c.invoke(Client::offset_req(request::GET_MAX_OFFSET, TOPIC, 0));
-    assert_eq!(r.code, response::SUCCESS);
+    for group in ["rs_interop_push", "rs_interop_pull"] {
+        let committed: i64 = (0..4)
+            .map(|q| {
+                let r = c.invoke(
+                    Client::offset_req(request::QUERY_CONSUMER_OFFSET, TOPIC, q)
+                        .with_ext("consumerGroup", group),
+                );
+                assert_eq!(
+                    r.code,
+                    response::SUCCESS,
+                    "{group} queue {q}: {:?}",
+                    r.remark
+                );
+                r.ext_fields.get_i64("offset").unwrap()
+            })
+            .sum();
+        assert_eq!(committed, COUNT as i64, "{group}'s committed offsets");
+    }
     let groups = std::fs::read_to_string(store.join("config/subscriptionGroup.json")).unwrap();
     for g in ["rs_interop_push", "rs_interop_pull"] {
         assert!(

@@ -268,6 +268,11 @@ async fn pull_consume(
     if seen.distinct() < count {
         eprintln!("lite pull consumer: not every message within {CONSUME_TIMEOUT:?}");
     }
+    // Auto commit runs only every 5 s, from a poll: commit what was read, so
+    // that the shutdown stores it on the broker (UPDATE_CONSUMER_OFFSET).
+    bounded("lite pull commit", LIFECYCLE_TIMEOUT, consumer.commit_all())
+        .await?
+        .map_err(|e| format!("lite pull commit: {e}"))?;
     bounded(
         "lite pull consumer shutdown",
         LIFECYCLE_TIMEOUT,
