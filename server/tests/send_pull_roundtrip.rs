@@ -150,3 +150,73 @@ fn thousand_messages_round_trip_exactly_once() {
     assert_eq!(bodies, vec![&b"b0"[..], b"b1", b"b2"]);
     assert_eq!(msgs[2].keys(), vec!["batch-2"]);
 }
+
+/// RocketMQ 5.x lite pull consumers (rocketmq-client-rust's
+/// `DefaultLitePullConsumer`) pull with LITE_PULL_MESSAGE (361) and the lite
+/// pull sys flag (0x10): the broker answers as it answers PULL_MESSAGE.
+#[test]
+fn lite_pull_message_reads_like_pull_message() {
+    const LITE_PULL_FLAG: i32 = 0x10;
+    let (_tmp, dir) = temp_dir();
+    let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), None);
+    let mut c = Client::connect(port);
+    for i in 0..10 {
+        let r = c.send_v2("LitePull", 0, format!("lite-{i}").as_bytes(), None, None);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    wait_for(Duration::from_secs(10), || {
+        let r = c.invoke(Client::offset_req(request::GET_MAX_OFFSET, "LitePull", 0));
+        (r.ext_fields.get_i64("offset").unwrap() == 10).then_some(())
+    })
+    .expect("all messages dispatched");
+
+    let pull = c.pull("lite-group", "LitePull", 0, 3, 32);
+    let mut lite = Client::pull_req(
+        "lite-group",
+        "LitePull",
+        0,
+        3,
+        32,
+        0x4 | LITE_PULL_FLAG,
+        0,
+        "*",
+    );
+    lite.code = request::LITE_PULL_MESSAGE;
+    let lite = c.invoke(lite);
+    assert_eq!(lite.code, response::SUCCESS, "{:?}", lite.remark);
+    assert_eq!(lite.body, pull.body);
+    let bodies: Vec<String> = records(&lite.body)
+        .iter()
+        .map(|m| String::from_utf8(m.body.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        (3..10).map(|i| format!("lite-{i}")).collect::<Vec<_>>()
+    );
+    for f in [
+        "nextBeginOffset",
+        "minOffset",
+        "maxOffset",
+        "suggestWhichBrokerId",
+    ] {
+        assert_eq!(
+            lite.ext_fields.get_i64(f).unwrap(),
+            pull.ext_fields.get_i64(f).unwrap(),
+            "{f}"
+        );
+    }
+
+    // At the end of the queue: PULL_NOT_FOUND, as for PULL_MESSAGE.
+    let mut lite = Client::pull_req(
+        "lite-group",
+        "LitePull",
+        0,
+        10,
+        32,
+        0x4 | LITE_PULL_FLAG,
+        0,
+        "*",
+    );
+    lite.code = request::LITE_PULL_MESSAGE;
+    assert_eq!(c.invoke(lite).code, response::PULL_NOT_FOUND);
+}

@@ -109,7 +109,7 @@ impl Broker {
             SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => self.send(r(SendPool)).await,
             CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(r(SendPool)).await,
             // PullMessageProcessor
-            PULL_MESSAGE => self.pull(r(PullPool)).await,
+            PULL_MESSAGE | LITE_PULL_MESSAGE => self.pull(r(PullPool)).await,
             // ConsumerManageProcessor
             QUERY_CONSUMER_OFFSET => self.query_consumer_offset(r(Blocking)).await,
             UPDATE_CONSUMER_OFFSET => self.update_consumer_offset(r(Runtime)).await,

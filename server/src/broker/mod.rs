@@ -11,7 +11,7 @@
 //! | file | RocketMQ processor | requests |
 //! |---|---|---|
 //! | `send.rs`, `send_back.rs` | `SendMessageProcessor` | SEND_MESSAGE (V2, batch), CONSUMER_SEND_MSG_BACK |
-//! | `pull.rs` (+ `hold.rs`) | `PullMessageProcessor` (+ `PullRequestHoldService`) | PULL_MESSAGE |
+//! | `pull.rs` (+ `hold.rs`) | `PullMessageProcessor` (+ `PullRequestHoldService`) | PULL_MESSAGE, LITE_PULL_MESSAGE |
 //! | `consumer_manage.rs` | `ConsumerManageProcessor` | QUERY/UPDATE_CONSUMER_OFFSET, GET_CONSUMER_LIST_BY_GROUP |
 //! | `client_manage.rs` | `ClientManageProcessor` | HEART_BEAT, UNREGISTER_CLIENT |
 //! | `query.rs` | `QueryMessageProcessor` | QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, offsets by time, min/max offsets |

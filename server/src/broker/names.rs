@@ -80,6 +80,7 @@ pub fn check_request_names(req: &RemotingCommand) -> Result<(), RemotingCommand>
     };
     match req.code {
         request::PULL_MESSAGE
+        | request::LITE_PULL_MESSAGE
         | request::QUERY_CONSUMER_OFFSET
         | request::UPDATE_CONSUMER_OFFSET => {
             group("consumerGroup")?;
@@ -135,6 +136,10 @@ mod tests {
         assert!(remark.contains("longer than 255"), "{remark}");
         assert!(remark.len() < 300, "the remark quotes a short prefix");
         let r = RemotingCommand::request(request::PULL_MESSAGE)
+            .with_ext("consumerGroup", "G")
+            .with_ext("topic", "a/b");
+        assert!(check_request_names(&r).is_err());
+        let r = RemotingCommand::request(request::LITE_PULL_MESSAGE)
             .with_ext("consumerGroup", "G")
             .with_ext("topic", "a/b");
         assert!(check_request_names(&r).is_err());

@@ -114,6 +114,8 @@ impl NameServer {
             ha_server_addr,
             data_version,
             topics,
+            enable_acting_master: h.opt_bool("enableActingMaster")?.unwrap_or(false),
+            zone_name: h.opt_str("zoneName").map(str::to_string),
             conn_id: conn.id,
         });
         let mut resp = RemotingCommand::success().with_body(b"{\"table\":{}}".to_vec());

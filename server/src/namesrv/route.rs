@@ -53,21 +53,38 @@ pub struct BrokerData {
     pub broker_name: String,
     /// Address by broker id (0 = master).
     pub broker_addrs: BTreeMap<i64, String>,
+    /// RocketMQ 5.x `enableActingMaster`: the broker group lets a slave act as
+    /// master (5.x HA). Taken from the latest registration; false for brokers
+    /// that do not send it (4.x, ferromq).
+    pub enable_acting_master: bool,
+    /// RocketMQ 5.x `zoneName` of the latest registration, if it had one.
+    pub zone_name: Option<String>,
 }
 
 impl BrokerData {
     /// fastjson form; `quote` writes the integer keys quoted (standard JSON).
+    ///
+    /// The fields of RocketMQ 5.x's `BrokerData` in fastjson's order (by name):
+    /// `enableActingMaster` is always written (a Java `boolean`; clients built
+    /// on 5.x, such as rocketmq-client-rust, require it), `zoneName` only when
+    /// set (fastjson leaves nulls out). 4.x clients ignore both.
     pub fn to_json(&self, quote: bool) -> String {
         let addrs: Vec<(i64, String)> = self
             .broker_addrs
             .iter()
             .map(|(k, v)| (*k, json::string(v)))
             .collect();
+        let zone = self
+            .zone_name
+            .as_deref()
+            .map(|z| format!(",\"zoneName\":{}", json::string(z)))
+            .unwrap_or_default();
         format!(
-            "{{\"brokerAddrs\":{},\"brokerName\":{},\"cluster\":{}}}",
+            "{{\"brokerAddrs\":{},\"brokerName\":{},\"cluster\":{},\"enableActingMaster\":{}{zone}}}",
             json::int_key_map(addrs.iter().map(|(k, v)| (*k, v.as_str())), quote),
             json::string(&self.broker_name),
-            json::string(&self.cluster)
+            json::string(&self.cluster),
+            self.enable_acting_master,
         )
     }
 }
@@ -105,6 +122,10 @@ pub struct Registration {
     pub data_version: Value,
     /// Topic configs, if the body carried them.
     pub topics: Option<Vec<TopicEntry>>,
+    /// The header's `enableActingMaster` (RocketMQ 5.x brokers); false when absent.
+    pub enable_acting_master: bool,
+    /// The header's `zoneName` (RocketMQ 5.x brokers), if any.
+    pub zone_name: Option<String>,
     /// Connection it came over.
     pub conn_id: u64,
 }
@@ -149,7 +170,12 @@ impl RouteInfoManager {
                 cluster: r.cluster.clone(),
                 broker_name: r.broker_name.clone(),
                 broker_addrs: BTreeMap::new(),
+                enable_acting_master: false,
+                zone_name: None,
             });
+        // As RocketMQ 5.x's RouteInfoManager: the latest registration sets both.
+        bd.enable_acting_master = r.enable_acting_master;
+        bd.zone_name.clone_from(&r.zone_name);
         // A slave turned master (or the reverse) keeps its address under the new id only.
         bd.broker_addrs
             .retain(|id, addr| !(addr == &r.broker_addr && *id != r.broker_id));
@@ -382,6 +408,8 @@ mod tests {
                     })
                     .collect(),
             ),
+            enable_acting_master: false,
+            zone_name: None,
             conn_id: conn,
         }
     }
@@ -413,5 +441,124 @@ mod tests {
             m.cluster_info_json(false),
             r#"{"brokerAddrTable":{},"clusterAddrTable":{}}"#
         );
+    }
+
+    /// The brokerData and queueData objects as RocketMQ 5.x's name server
+    /// writes them (remoting/protocol/route/BrokerData.java, QueueData.java,
+    /// TopicRouteData.java; fastjson: fields by name, nulls left out).
+    #[test]
+    fn route_json_has_the_rocketmq_5_fields() {
+        let m = RouteInfoManager::new();
+        m.register(reg("h:1", 0, 1, &["T"]));
+        let r = m.route_json("T", false).unwrap();
+        assert_eq!(
+            r,
+            concat!(
+                r#"{"brokerDatas":[{"brokerAddrs":{0:"h:1"},"brokerName":"b","cluster":"C","enableActingMaster":false}],"#,
+                r#""filterServerTable":{},"#,
+                r#""queueDatas":[{"brokerName":"b","perm":6,"readQueueNums":4,"topicSysFlag":0,"writeQueueNums":4}]}"#
+            )
+        );
+        // A 5.x broker's header fields are kept and shown, the latest registration winning.
+        let mut five = reg("h:1", 0, 1, &["T"]);
+        five.enable_acting_master = true;
+        five.zone_name = Some("z1".into());
+        m.register(five);
+        let r = m.route_json("T", true).unwrap();
+        assert!(
+            r.contains(r#""cluster":"C","enableActingMaster":true,"zoneName":"z1"}"#),
+            "{r}"
+        );
+        let info = m.cluster_info_json(false);
+        assert!(
+            info.contains(r#""enableActingMaster":true,"zoneName":"z1"}"#),
+            "{info}"
+        );
+        m.register(reg("h:1", 0, 1, &["T"]));
+        let r = m.route_json("T", true).unwrap();
+        assert!(r.contains(r#""enableActingMaster":false}"#), "{r}");
+    }
+
+    /// rocketmq-client-rust 1.0's route structs (rocketmq-protocol 1.0:
+    /// `TopicRouteData`, `BrokerData`, `QueueData`), with the same serde
+    /// rules: every non-`Option` field is required. Its first route lookup
+    /// failed ("Serialization failed") while `enableActingMaster` was missing.
+    mod rust_client_shape {
+        use serde::Deserialize;
+        use std::collections::HashMap;
+
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        pub struct TopicRouteData {
+            #[serde(rename = "orderTopicConf")]
+            pub order_topic_conf: Option<String>,
+            #[serde(rename = "queueDatas")]
+            pub queue_datas: Vec<QueueData>,
+            #[serde(rename = "brokerDatas")]
+            pub broker_datas: Vec<BrokerData>,
+            #[serde(rename = "filterServerTable")]
+            pub filter_server_table: HashMap<String, Vec<String>>,
+            #[serde(rename = "topicQueueMappingInfo", alias = "topicQueueMappingByBroker")]
+            pub topic_queue_mapping_by_broker: Option<HashMap<String, serde_json::Value>>,
+        }
+
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        pub struct BrokerData {
+            pub cluster: String,
+            #[serde(rename = "brokerName")]
+            pub broker_name: String,
+            #[serde(rename = "brokerAddrs")]
+            pub broker_addrs: HashMap<u64, String>,
+            #[serde(rename = "zoneName")]
+            pub zone_name: Option<String>,
+            #[serde(rename = "enableActingMaster")]
+            pub enable_acting_master: bool,
+        }
+
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        pub struct QueueData {
+            #[serde(rename = "brokerName")]
+            pub broker_name: String,
+            #[serde(rename = "readQueueNums")]
+            pub read_queue_nums: u32,
+            #[serde(rename = "writeQueueNums")]
+            pub write_queue_nums: u32,
+            pub perm: u32,
+            #[serde(rename = "topicSysFlag")]
+            pub topic_sys_flag: u32,
+        }
+
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        pub struct ClusterInfo {
+            #[serde(rename = "brokerAddrTable")]
+            pub broker_addr_table: Option<HashMap<String, BrokerData>>,
+            #[serde(rename = "clusterAddrTable")]
+            pub cluster_addr_table: Option<HashMap<String, Vec<String>>>,
+        }
+    }
+
+    #[test]
+    fn rocketmq_client_rust_parses_the_route_and_cluster_info() {
+        let m = RouteInfoManager::new();
+        m.register(reg("h:1", 0, 1, &["T"]));
+        m.register(reg("h:2", 1, 2, &["T"]));
+        let r = m.route_json("T", true).unwrap();
+        let route: rust_client_shape::TopicRouteData = serde_json::from_str(&r).unwrap();
+        assert_eq!(route.broker_datas.len(), 1);
+        let bd = &route.broker_datas[0];
+        assert_eq!(bd.broker_addrs.get(&0).map(String::as_str), Some("h:1"));
+        assert_eq!(bd.broker_addrs.get(&1).map(String::as_str), Some("h:2"));
+        assert!(!bd.enable_acting_master);
+        assert_eq!(bd.zone_name, None);
+        assert_eq!(route.queue_datas[0].write_queue_nums, 4);
+        // The client quotes fastjson's integer keys before parsing; so do we here.
+        let info = json::quote_integer_keys(&m.cluster_info_json(false));
+        let info: rust_client_shape::ClusterInfo = serde_json::from_str(&info).unwrap();
+        let table = info.broker_addr_table.unwrap();
+        assert_eq!(table["b"].cluster, "C");
+        assert_eq!(info.cluster_addr_table.unwrap()["C"], vec!["b".to_string()]);
     }
 }

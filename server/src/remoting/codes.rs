@@ -77,6 +77,9 @@ pub mod request {
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     /// Ask a broker to delete expired commitlog files.
     pub const DELETE_EXPIRED_COMMITLOG: i32 = 329;
+    /// Pull messages of one queue for a lite pull consumer (RocketMQ 5.x; the
+    /// same `PullMessageProcessor` as PULL_MESSAGE, its own executor).
+    pub const LITE_PULL_MESSAGE: i32 = 361;
     /// ferromq-specific (not a RocketMQ code): pending half messages by producer
     /// group, as JSON (`ferromq-admin txnPending`).
     pub const FERROMQ_GET_PENDING_TRANSACTIONS: i32 = 1_000_037;

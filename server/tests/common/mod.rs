@@ -534,6 +534,15 @@ pub fn run_client_script(
     home: &Path,
     timeout: Duration,
 ) -> Vec<String> {
+    let mut all = vec![script.to_string()];
+    all.extend_from_slice(args);
+    run_client(program, &all, home, timeout)
+}
+
+/// Run an interop client program with `args` and `HOME` set to `home`, bounded
+/// by `timeout` (killed on expiry or when the test panics); returns its stdout
+/// lines after asserting it exited with success.
+pub fn run_client(program: &str, args: &[String], home: &Path, timeout: Duration) -> Vec<String> {
     struct Guard(Child);
     impl Drop for Guard {
         fn drop(&mut self) {
@@ -543,7 +552,6 @@ pub fn run_client_script(
     }
     std::fs::create_dir_all(home).unwrap();
     let mut child = Command::new(program)
-        .arg(script)
         .args(args)
         .env("HOME", home)
         .env("PYTHONUNBUFFERED", "1")
@@ -575,7 +583,7 @@ pub fn run_client_script(
         }
         assert!(
             Instant::now() < deadline,
-            "{script} did not finish within {timeout:?}; output: {lines:#?}"
+            "{program} {args:?} did not finish within {timeout:?}; output: {lines:#?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -586,7 +594,7 @@ pub fn run_client_script(
     if !status.success() {
         dump_client_logs(&home.join("logs"));
     }
-    assert!(status.success(), "{script} failed: {lines:#?}");
+    assert!(status.success(), "{program} {args:?} failed: {lines:#?}");
     lines
 }
 

@@ -1,0 +1,392 @@
+//! Interop driver for ferromq: the crates.io client `rocketmq-client-rust` 1.0
+//! sends N messages through a name server, a push consumer receives them and a
+//! lite pull consumer reads them again; every body and key is checked.
+//!
+//! ```text
+//! ferromq-interop-rust-client <namesrv host:port> <topic> [count]
+//! ```
+//!
+//! Prints one `RESULT ...` line (`sent=`, `pushed=`, `pulled=`, each the number
+//! of distinct messages whose key and body matched what was sent) and exits 0
+//! only when all three equal `count`. Every step is bounded in time; a step that
+//! does not finish in time prints why and the process exits 1.
+//! `server/tests/interop_rust_client.rs` runs it against ferromq.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocketmq_client_rust::prelude::{
+    DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPushConsumer,
+};
+use rocketmq_client_rust::{
+    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    MQPushConsumer, MessageListenerConcurrently,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::result::SendStatus;
+use rocketmq_runtime::RuntimeOwner;
+
+/// Messages sent when no count is given.
+const DEFAULT_COUNT: usize = 100;
+/// Bound on starting or shutting down one client.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one send, given to the client (ms).
+const SEND_TIMEOUT_MS: u64 = 5_000;
+/// How long one message may keep failing to send (the first sends wait for the
+/// route and the topic's creation) before the run gives up.
+const SEND_RETRY_BUDGET: Duration = Duration::from_secs(30);
+/// Bound on receiving every message, for each consumer.
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long the broker may hold one of the lite pull consumer's pulls (ms).
+const LITE_PULL_SUSPEND_MS: u64 = 2_000;
+
+const PRODUCER_GROUP: &str = "rs_interop_producer";
+const PUSH_GROUP: &str = "rs_interop_push";
+const PULL_GROUP: &str = "rs_interop_pull";
+
+/// The key of message `i`.
+fn key_of(i: usize) -> String {
+    format!("rs-key-{i}")
+}
+
+/// The body of message `i`.
+fn body_of(i: usize) -> String {
+    format!("rs-body-{i}: ferromq interop from rocketmq-client-rust")
+}
+
+/// What consumers saw: key -> number of deliveries whose body matched the key's
+/// body, plus the count of deliveries that did not match (wrong body, no key).
+#[derive(Default)]
+struct Seen {
+    good: BTreeMap<String, usize>,
+    bad: Vec<String>,
+}
+
+impl Seen {
+    /// Record one delivered message, checking its body against its key.
+    fn record(&mut self, m: &MessageExt) {
+        let keys = m.keys().unwrap_or_default();
+        let body = m
+            .body()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let expected = keys
+            .first()
+            .and_then(|k| k.strip_prefix("rs-key-"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(body_of);
+        match (keys.first(), expected) {
+            (Some(k), Some(want)) if want == body => *self.good.entry(k.clone()).or_default() += 1,
+            _ => self
+                .bad
+                .push(format!("keys={keys:?} body={body:?} msgId={}", m.msg_id())),
+        }
+    }
+
+    /// Distinct keys received with the right body.
+    fn distinct(&self) -> usize {
+        self.good.len()
+    }
+}
+
+/// Run `f` for at most `limit`, naming `what` in the error.
+async fn bounded<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| format!("{what} did not finish within {limit:?}"))
+}
+
+/// Send `count` messages (key and body from the index, tag `TagA`), retrying a
+/// failing send for up to [`SEND_RETRY_BUDGET`]. Returns how many the broker
+/// answered SEND_OK.
+async fn produce(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+) -> Result<usize, String> {
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .producer_group(PRODUCER_GROUP.to_string())
+        .name_server_addr(namesrv.to_string())
+        .build();
+    bounded("producer start", LIFECYCLE_TIMEOUT, producer.start())
+        .await?
+        .map_err(|e| format!("producer start: {e}"))?;
+    let mut ok = 0;
+    for i in 0..count {
+        let started = Instant::now();
+        loop {
+            let msg = Message::builder()
+                .topic(topic)
+                .tags("TagA")
+                .key(key_of(i))
+                .body_slice(body_of(i).as_bytes())
+                .build_unchecked();
+            let sent = bounded(
+                "send",
+                Duration::from_millis(SEND_TIMEOUT_MS * 2),
+                producer.send_with_timeout(msg, SEND_TIMEOUT_MS),
+            )
+            .await;
+            match sent {
+                Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => {
+                    ok += 1;
+                    break;
+                }
+                other => {
+                    let why = match other {
+                        Ok(Ok(Some(r))) => format!("status {:?}", r.send_status),
+                        Ok(Ok(None)) => "no send result".to_string(),
+                        Ok(Err(e)) => format!("{e}"),
+                        Err(e) => e,
+                    };
+                    if started.elapsed() > SEND_RETRY_BUDGET {
+                        return Err(format!("send of message {i} kept failing: {why}"));
+                    }
+                    eprintln!("send of message {i} failed, retrying: {why}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+    bounded("producer shutdown", LIFECYCLE_TIMEOUT, producer.shutdown()).await?;
+    Ok(ok)
+}
+
+/// The push consumer's listener: records every delivery.
+struct Recorder(Arc<Mutex<Seen>>);
+
+impl MessageListenerConcurrently for Recorder {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeConcurrentlyStatus> {
+        let mut seen = self.0.lock().expect("seen lock");
+        for m in msgs {
+            seen.record(m);
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// Wait until `seen` holds `count` distinct messages or `limit` passes.
+async fn wait_for_all(seen: &Mutex<Seen>, count: usize, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if seen.lock().expect("seen lock").distinct() >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A push consumer (clustering, from the first offset) on `topic`, `*`:
+/// what it received within [`CONSUME_TIMEOUT`].
+async fn push_consume(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+) -> Result<Seen, String> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+        .consumer_group(PUSH_GROUP.to_string())
+        .name_server_addr(namesrv.to_string())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer
+        .subscribe(topic, "*")
+        .await
+        .map_err(|e| format!("push subscribe: {e}"))?;
+    consumer.register_message_listener_concurrently(Recorder(seen.clone()));
+    bounded("push consumer start", LIFECYCLE_TIMEOUT, consumer.start())
+        .await?
+        .map_err(|e| format!("push consumer start: {e}"))?;
+    if !wait_for_all(&seen, count, CONSUME_TIMEOUT).await {
+        eprintln!("push consumer: not every message within {CONSUME_TIMEOUT:?}");
+    }
+    bounded(
+        "push consumer shutdown",
+        LIFECYCLE_TIMEOUT,
+        consumer.shutdown(),
+    )
+    .await?;
+    let seen = std::mem::take(&mut *seen.lock().expect("seen lock"));
+    Ok(seen)
+}
+
+/// A lite pull consumer (subscribe mode, from the first offset) polling
+/// `topic` until it has read every message or [`CONSUME_TIMEOUT`] passes.
+async fn pull_consume(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+) -> Result<Seen, String> {
+    let consumer = DefaultLitePullConsumer::builder(rt.clone())
+        .consumer_group(PULL_GROUP)
+        .name_server_addr(namesrv)
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        // Short long polls (default 20 s held, 30 s client timeout): shutdown
+        // waits for the pulls in flight.
+        .broker_suspend_max_time_millis(LITE_PULL_SUSPEND_MS)
+        .consumer_timeout_millis_when_suspend(LITE_PULL_SUSPEND_MS + 3_000)
+        .build()
+        .map_err(|e| format!("lite pull consumer build: {e}"))?;
+    bounded(
+        "lite pull consumer start",
+        LIFECYCLE_TIMEOUT,
+        consumer.start(),
+    )
+    .await?
+    .map_err(|e| format!("lite pull consumer start: {e}"))?;
+    consumer
+        .subscribe(topic)
+        .await
+        .map_err(|e| format!("lite pull subscribe: {e}"))?;
+    let mut seen = Seen::default();
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    while seen.distinct() < count && Instant::now() < deadline {
+        let polled = bounded(
+            "poll",
+            Duration::from_secs(10),
+            consumer.poll_with_timeout(1_000),
+        )
+        .await?;
+        for m in &polled {
+            seen.record(m);
+        }
+    }
+    if seen.distinct() < count {
+        eprintln!("lite pull consumer: not every message within {CONSUME_TIMEOUT:?}");
+    }
+    // Auto commit runs only every 5 s, from a poll: commit what was read, so
+    // that the shutdown stores it on the broker (UPDATE_CONSUMER_OFFSET).
+    bounded("lite pull commit", LIFECYCLE_TIMEOUT, consumer.commit_all())
+        .await?
+        .map_err(|e| format!("lite pull commit: {e}"))?;
+    bounded(
+        "lite pull consumer shutdown",
+        LIFECYCLE_TIMEOUT,
+        consumer.shutdown(),
+    )
+    .await?;
+    Ok(seen)
+}
+
+/// Summarise one consumer: `name=<distinct> name_dups=<extra deliveries>
+/// name_bad=<mismatches>`, printing the first mismatches.
+fn summary(name: &str, seen: &Seen) -> String {
+    let dups: usize = seen.good.values().map(|n| n - 1).sum();
+    for b in seen.bad.iter().take(5) {
+        eprintln!("{name}: mismatched message: {b}");
+    }
+    format!(
+        "{name}={} {name}_dups={dups} {name}_bad={}",
+        seen.distinct(),
+        seen.bad.len()
+    )
+}
+
+/// Send, push-consume, pull-consume; the `RESULT` line's fields, and whether
+/// every count matched.
+async fn run(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+    count: usize,
+) -> Result<(String, bool), String> {
+    let sent = produce(rt, namesrv, topic, count).await?;
+    eprintln!("sent {sent} of {count}");
+    let pushed = push_consume(rt, namesrv, topic, count).await?;
+    eprintln!("push consumer received {} distinct", pushed.distinct());
+    let pulled = pull_consume(rt, namesrv, topic, count).await?;
+    eprintln!("lite pull consumer read {} distinct", pulled.distinct());
+    let ok = sent == count
+        && pushed.distinct() == count
+        && pushed.bad.is_empty()
+        && pulled.distinct() == count
+        && pulled.bad.is_empty();
+    let line = format!(
+        "count={count} sent={sent} {} {}",
+        summary("pushed", &pushed),
+        summary("pulled", &pulled)
+    );
+    Ok((line, ok))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(namesrv), Some(topic)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: {} <namesrv host:port> <topic> [count]", args[0]);
+        return ExitCode::from(2);
+    };
+    let count = match args.get(3).map(|c| c.parse::<usize>()) {
+        None => DEFAULT_COUNT,
+        Some(Ok(c)) if c > 0 => c,
+        Some(_) => {
+            eprintln!("count must be a positive integer");
+            return ExitCode::from(2);
+        }
+    };
+
+    let owner = match RuntimeOwner::new() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("client runtime owner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match rocketmq_observability::install_global(&Default::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("client telemetry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match ClientRuntime::try_new(
+        owner.root_context().component("client"),
+        ClientRuntimeConfig::default(),
+        telemetry.handle(),
+    ) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("client runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let outcome = run(&rt, namesrv, topic, count).await;
+    let _ = bounded("client runtime shutdown", LIFECYCLE_TIMEOUT, rt.shutdown()).await;
+    let _ = bounded(
+        "runtime tasks shutdown",
+        LIFECYCLE_TIMEOUT,
+        owner.shutdown_tasks(),
+    )
+    .await;
+    owner.shutdown_background();
+    drop(telemetry);
+    match outcome {
+        Ok((line, ok)) => {
+            println!("RESULT {} {line}", if ok { "ok" } else { "FAILED" });
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(why) => {
+            println!("RESULT FAILED error={why:?}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Interop with a real third-party client: the crates.io Rust client
+//! `rocketmq-client-rust` 1.0 (built on RocketMQ 5.x's protocol structs),
+//! driven by the binary of `interop/rust-client/` against the real name server
+//! and broker binaries on 127.0.0.1.
+//!
+//! The binary sends 200 messages (tag and key each, sync sends), a push
+//! consumer receives every one with body and key intact, and a lite pull
+//! consumer reads them all again; it prints a `RESULT` line and exits non-zero
+//! on any mismatch or timeout.
+//!
+//! The client crate is heavy, so it lives outside the workspace and `cargo test
+//! --workspace` does not build it: `.ci/run` builds it first with
+//! `cargo build --manifest-path interop/rust-client/Cargo.toml`. The test finds
+//! the binary through `FERROMQ_RUST_CLIENT_BIN` or under
+//! `interop/rust-client/target/{debug,release}/`, and skips with a message when
+//! it is not there.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use ferromq_server::remoting::{request, response};
+
+const TOPIC: &str = "RustClientInteropTopic";
+const COUNT: usize = 200;
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
+const BIN_NAME: &str = "ferromq-interop-rust-client";
+
+/// The interop binary: `FERROMQ_RUST_CLIENT_BIN`, else the newest of the
+/// crate's debug and release builds; `Err` says why there is none.
+fn rust_client_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("FERROMQ_RUST_CLIENT_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "FERROMQ_RUST_CLIENT_BIN={} is not a file",
+                p.display()
+            ))
+        };
+    }
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../interop/rust-client/target");
+    ["debug", "release"]
+        .iter()
+        .map(|profile| PathBuf::from(target).join(profile).join(BIN_NAME))
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            Some((modified, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .ok_or_else(|| {
+            format!(
+                "{BIN_NAME} is not built; build it with \
+                 `cargo build --manifest-path interop/rust-client/Cargo.toml` \
+                 (or set FERROMQ_RUST_CLIENT_BIN)"
+            )
+        })
+}
+
+#[test]
+fn rocketmq_client_rust_sends_push_consumes_and_lite_pulls() {
+    let bin = match rust_client_bin() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("SKIPPED interop_rust_client: {why}");
+            return;
+        }
+    };
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let store = dir.join("store");
+    let (_broker, broker_port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+
+    let lines = run_client(
+        bin.to_str().expect("utf-8 path"),
+        &[
+            format!("127.0.0.1:{ns_port}"),
+            TOPIC.to_string(),
+            COUNT.to_string(),
+        ],
+        &dir.join("home"),
+        CLIENT_TIMEOUT,
+    );
+    let want = [
+        format!("sent={COUNT} "),
+        format!("pushed={COUNT} "),
+        "pushed_bad=0".to_string(),
+        format!("pulled={COUNT} "),
+        "pulled_bad=0".to_string(),
+    ];
+    let wants: Vec<&str> = want.iter().map(String::as_str).collect();
+    let result = result_line(&lines, &wants);
+    assert!(result.starts_with("RESULT ok "), "{result}");
+    eprintln!("interop_rust_client: {result}");
+
+    // The broker agrees: every message stored once, both consumer groups'
+    // offsets committed to the end (UPDATE_CONSUMER_OFFSET from the client),
+    // and both groups known to it (their subscriptions persisted).
+    assert_eq!(total_max_offset(broker_port, TOPIC, 4), COUNT as i64);
+    let mut c = Client::connect(broker_port);
+    for group in ["rs_interop_push", "rs_interop_pull"] {
+        let committed: i64 = (0..4)
+            .map(|q| {
+                let r = c.invoke(
+                    Client::offset_req(request::QUERY_CONSUMER_OFFSET, TOPIC, q)
+                        .with_ext("consumerGroup", group),
+                );
+                assert_eq!(
+                    r.code,
+                    response::SUCCESS,
+                    "{group} queue {q}: {:?}",
+                    r.remark
+                );
+                r.ext_fields.get_i64("offset").unwrap()
+            })
+            .sum();
+        assert_eq!(committed, COUNT as i64, "{group}'s committed offsets");
+    }
+    let groups = std::fs::read_to_string(store.join("config/subscriptionGroup.json")).unwrap();
+    for g in ["rs_interop_push", "rs_interop_pull"] {
+        assert!(
+            groups.contains(&format!("\"{g}\"")),
+            "{g} missing: {groups}"
+        );
+    }
+}
