@@ -12,6 +12,7 @@
 //! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
 //! happens) and remove the store.
 
+pub mod knee;
 pub mod report;
 
 use report::{build, write, LOOPBACK_ROUND_TRIPS};
@@ -97,6 +98,11 @@ pub struct SweepArgs {
     /// The p99 bound (ms) the recommended settings must stay within.
     #[arg(long = "p99-bound-ms", default_value_t = 10.0)]
     pub p99_bound_ms: f64,
+    /// The send -> ack p99 limit (ms) of the knee of the latency-throughput
+    /// curve (`--param rate=...`): per setting, the highest offered rate
+    /// taken within it. Without it the knee uses `--p99-bound-ms`.
+    #[arg(long = "p99-limit-ms")]
+    pub p99_limit_ms: Option<f64>,
     /// Name of the report folder's last part.
     #[arg(long, default_value = "sweep")]
     pub name: String,
@@ -612,6 +618,12 @@ pub struct PointSummary {
     /// Send -> consume, when the point had consumers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consume: Option<ConsumeSummary>,
+    /// Offered msgs/s of an open-loop point (`None`: closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rate: Option<f64>,
+    /// Open-loop requests due that never left the client, over all passes.
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 /// Per-point send -> consume summary across passes.
@@ -668,6 +680,14 @@ pub fn summarize(points: &[Point], runs: &[PointRun]) -> Vec<PointSummary> {
                 max_us: f(&|x| x.latency_us.max).into_iter().fold(0.0, f64::max),
                 errors: rs.iter().map(|r| r.figures.errors).sum(),
                 consume: consume_summary(rs),
+                offered_rate: rs
+                    .iter()
+                    .find_map(|r| r.figures.open_loop.as_ref().map(|o| o.rate)),
+                unsent: rs
+                    .iter()
+                    .filter_map(|r| r.figures.open_loop.as_ref())
+                    .map(|o| o.unsent)
+                    .sum(),
             })
         })
         .collect()
