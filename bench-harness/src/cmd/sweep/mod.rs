@@ -12,6 +12,7 @@
 //! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
 //! happens) and remove the store.
 
+pub mod find_knee;
 pub mod knee;
 pub mod report;
 
@@ -81,7 +82,7 @@ pub struct SweepArgs {
     /// A swept key with its values, `KEY=V1,V2,...` (repeatable): a broker or
     /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch,
     /// queues, consumers, slaves, rate: msgs/s offered, open loop; 0 = closed loop).
-    #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required = true)]
+    #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required_unless_present = "find_knee")]
     pub params: Vec<(String, Vec<String>)>,
     /// A fixed broker or store setting for every point (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
@@ -103,6 +104,14 @@ pub struct SweepArgs {
     /// taken within it. Without it the knee uses `--p99-bound-ms`.
     #[arg(long = "p99-limit-ms")]
     pub p99_limit_ms: Option<f64>,
+    /// Search each setting's knee from this rate (msgs/s) instead of a
+    /// fixed `rate` list: double while the setting takes the rate, then
+    /// bisect `--knee-steps` times (leave `rate` out of --param).
+    #[arg(long = "find-knee", value_name = "START_RATE")]
+    pub find_knee: Option<f64>,
+    /// Bisection steps of `--find-knee` after the first missed rate.
+    #[arg(long = "knee-steps", default_value_t = 3)]
+    pub knee_steps: usize,
     /// Name of the report folder's last part.
     #[arg(long, default_value = "sweep")]
     pub name: String,
@@ -751,7 +760,19 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     if broker {
         loopback.push(rtt()?);
     }
-    let outcome = crate::sweep::run_sweep_points(args, None)?;
+    let (searched, outcome) = match args.find_knee {
+        Some(start) => {
+            let rt = client_runtime(1)?;
+            let limit = args.p99_limit_ms.unwrap_or(args.p99_bound_ms);
+            let (params, outcome) =
+                find_knee::run_find_knee(args, start, limit, &ctrl_c_flag(&rt))?;
+            let mut searched = args.clone();
+            searched.params = params;
+            (Some(searched), outcome)
+        }
+        None => (None, crate::sweep::run_sweep_points(args, None)?),
+    };
+    let args = searched.as_ref().unwrap_or(args);
     if broker {
         loopback.push(rtt()?);
     }

@@ -80,6 +80,10 @@ pub struct SweepReport {
     /// The knee of each setting of the latency-throughput curve.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub knees: Vec<Knee>,
+    /// `--find-knee`: the start rate of the knee search (`None`: the rates
+    /// were a fixed `--param rate=` list, or not swept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub find_knee: Option<f64>,
     /// The machine.
     pub machine: MachineInfo,
     /// Raw limits of `--dir`'s device, measured before the first point
@@ -305,6 +309,7 @@ pub fn build(
         recommendation,
         p99_limit_ms,
         knees,
+        find_knee: args.find_knee,
         machine,
         disk,
         loopback,
@@ -336,6 +341,12 @@ pub fn markdown(r: &SweepReport) -> String {
         r.broker_properties.len(),
         crate::reporting::interrupted_note(r.interrupted)
     );
+    if let Some(start) = r.find_knee {
+        let _ = writeln!(
+            s,
+            "- knee search (`--find-knee`): per setting, from {start} msgs/s the rate doubled while the setting took it, then bisected; the passes of a rate ran back to back, not interleaved"
+        );
+    }
     let _ = writeln!(
         s,
         "{}",
