@@ -128,6 +128,25 @@ pub fn run_find_knee(
     Ok((params, all))
 }
 
+/// Run the sweep: the knee search with `--find-knee`, else the fixed points.
+/// With the search, also returns `args` with the `--param` list of the
+/// rates tried, for the report.
+///
+/// # Errors
+///
+/// As [`run_find_knee`] and [`run_sweep_points`].
+pub fn search_or_sweep(args: &SweepArgs) -> Result<(Option<SweepArgs>, SweepOutcome)> {
+    let Some(start) = args.find_knee else {
+        return Ok((None, run_sweep_points(args, None)?));
+    };
+    let rt = crate::broker::client_runtime(1)?;
+    let limit = args.p99_limit_ms.unwrap_or(args.p99_bound_ms);
+    let (params, outcome) = run_find_knee(args, start, limit, &crate::broker::ctrl_c_flag(&rt))?;
+    let mut searched = args.clone();
+    searched.params = params;
+    Ok((Some(searched), outcome))
+}
+
 /// Measure one setting at one rate: a one-point sweep (all passes).
 fn measure_rate(
     args: &SweepArgs,

@@ -208,7 +208,7 @@ pub fn knee_markdown(knees: &[Knee], limit_ms: f64) -> String {
     }
     let mut s = String::new();
     let _ = writeln!(s, "### Knee per setting (p99 <= {limit_ms} ms)\n");
-    let _ = writeln!(s, "{}", t.finish());
+    s.push_str(&t.finish());
     let _ = writeln!(
         s,
         "\nThe knee is the highest offered rate up to which every rate of the setting took its load: median send -> ack p99 <= {limit_ms} ms, median acked rate >= {:.0} % of offered, no request left unsent, no error. A rate that meets the p99 limit but falls short of the offered rate (the client or broker could not keep up) is not a knee.\n\n{}\n",
@@ -315,42 +315,45 @@ pub fn curve_section(r: &SweepReport) -> String {
     s
 }
 
+/// The report's line on a knee search (`--find-knee`), if the sweep was one.
+pub fn search_line(r: &SweepReport) -> Option<String> {
+    r.find_knee.map(|start| format!(
+        "- knee search (`--find-knee`): per setting, from {start} msgs/s the rate doubled while the setting took it, then bisected; the passes of a rate ran back to back, not interleaved"
+    ))
+}
+
+/// The best knee's sentence under "Recommended settings", if rate was swept.
+pub fn recommendation_line(r: &SweepReport) -> Option<String> {
+    r.p99_limit_ms.map(|l| {
+        format!(
+            "{} See \"Knee per setting\" above.\n",
+            knee_sentence(&r.knees, l)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::Point;
 
     /// A summary at `rate` offered for `flush`, acked `acked`, p99 `p99_ms`.
-    pub(crate) fn pt(
-        index: usize,
-        flush: &str,
-        rate: f64,
-        acked: f64,
-        p99_ms: f64,
-    ) -> PointSummary {
-        PointSummary {
-            point: Point {
-                index,
-                values: vec![
-                    ("flushDiskType".into(), flush.into()),
-                    ("rate".into(), format!("{rate}")),
-                ],
-            },
-            runs: 1,
-            msgs_per_sec: acked,
-            msgs_per_sec_range: (acked, acked),
-            spread: 0.0,
-            mb_per_sec: acked / 1000.0,
-            p50_us: p99_ms * 300.0,
-            p99_us: p99_ms * 1000.0,
-            p99_us_range: (p99_ms * 1000.0, p99_ms * 1000.0),
-            p999_us: p99_ms * 2000.0,
-            max_us: p99_ms * 3000.0,
-            errors: 0,
-            consume: None,
-            offered_rate: Some(rate),
-            unsent: 0,
-        }
+    fn pt(index: usize, flush: &str, rate: f64, acked: f64, p99_ms: f64) -> PointSummary {
+        let mut s = crate::sweep_report::tests::summary(index, "1", acked, 0.0, p99_ms * 1000.0);
+        s.point.values = vec![
+            ("flushDiskType".into(), flush.into()),
+            ("rate".into(), format!("{rate}")),
+        ];
+        s.p999_us = p99_ms * 2000.0;
+        s.offered_rate = Some(rate);
+        s
+    }
+
+    /// Points from `first` on of `flush` at `(offered = acked rate, p99 ms)`.
+    fn curve(first: usize, flush: &str, pts: &[(f64, f64)]) -> Vec<PointSummary> {
+        pts.iter()
+            .enumerate()
+            .map(|(i, &(rate, p99))| pt(first + i, flush, rate, rate, p99))
+            .collect()
     }
 
     #[test]
@@ -374,12 +377,13 @@ mod tests {
 
     #[test]
     fn the_knee_stops_at_the_limit() {
-        let sums = vec![
-            pt(0, "A", 1000.0, 1000.0, 1.0),
-            pt(1, "A", 2000.0, 1990.0, 4.9),
-            pt(2, "A", 4000.0, 4000.0, 5.1), // over the 5 ms limit
-            pt(3, "A", 8000.0, 8000.0, 2.0), // a lucky pass beyond the miss
-        ];
+        // 4000 is over the 5 ms limit; 8000 a lucky pass beyond the miss.
+        let mut sums = curve(
+            0,
+            "A",
+            &[(1000.0, 1.0), (2000.0, 4.9), (4000.0, 5.1), (8000.0, 2.0)],
+        );
+        sums[1].msgs_per_sec = 1990.0; // within 2 % of offered: still taken
         let k = &knees(&sums, 5.0)[0];
         assert_eq!(k.rate, Some(2000.0));
         assert_eq!(k.point, Some(1));
@@ -413,10 +417,7 @@ mod tests {
 
     #[test]
     fn no_point_under_the_limit_reports_no_knee() {
-        let sums = vec![
-            pt(0, "A", 1000.0, 1000.0, 6.0),
-            pt(1, "A", 2000.0, 2000.0, 7.0),
-        ];
+        let sums = curve(0, "A", &[(1000.0, 6.0), (2000.0, 7.0)]);
         let ks = knees(&sums, 5.0);
         assert_eq!(ks[0].rate, None);
         assert_eq!(best_knee(&ks), None);
@@ -426,12 +427,8 @@ mod tests {
 
     #[test]
     fn the_best_knee_is_the_highest_setting() {
-        let sums = vec![
-            pt(0, "ASYNC_FLUSH", 1000.0, 1000.0, 1.0),
-            pt(1, "ASYNC_FLUSH", 2000.0, 2000.0, 1.0),
-            pt(2, "SYNC_FLUSH", 1000.0, 1000.0, 1.0),
-            pt(3, "SYNC_FLUSH", 2000.0, 2000.0, 9.0),
-        ];
+        let mut sums = curve(0, "ASYNC_FLUSH", &[(1000.0, 1.0), (2000.0, 1.0)]);
+        sums.extend(curve(2, "SYNC_FLUSH", &[(1000.0, 1.0), (2000.0, 9.0)]));
         let ks = knees(&sums, 5.0);
         assert_eq!(ks[1].rate, Some(1000.0));
         let best = best_knee(&ks).unwrap();
@@ -442,14 +439,16 @@ mod tests {
 
     #[test]
     fn the_plot_has_one_series_per_setting_and_marks_the_knee() {
-        let sums = vec![
-            pt(0, "ASYNC_FLUSH", 1000.0, 1000.0, 1.0),
-            pt(1, "ASYNC_FLUSH", 2000.0, 2000.0, 2.0),
-            pt(2, "ASYNC_FLUSH", 4000.0, 4000.0, 9.0),
-            pt(3, "SYNC_FLUSH", 1000.0, 1000.0, 3.0),
-            pt(4, "SYNC_FLUSH", 2000.0, 2000.0, 8.0),
-            pt(5, "SYNC_FLUSH", 4000.0, 4000.0, 20.0),
-        ];
+        let mut sums = curve(
+            0,
+            "ASYNC_FLUSH",
+            &[(1000.0, 1.0), (2000.0, 2.0), (4000.0, 9.0)],
+        );
+        sums.extend(curve(
+            3,
+            "SYNC_FLUSH",
+            &[(1000.0, 3.0), (2000.0, 8.0), (4000.0, 20.0)],
+        ));
         let ks = knees(&sums, 5.0);
         let curves = rate_curves(&sums, &ks, false);
         assert_eq!(curves.len(), 2);

@@ -760,18 +760,7 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     if broker {
         loopback.push(rtt()?);
     }
-    let (searched, outcome) = match args.find_knee {
-        Some(start) => {
-            let rt = client_runtime(1)?;
-            let limit = args.p99_limit_ms.unwrap_or(args.p99_bound_ms);
-            let (params, outcome) =
-                find_knee::run_find_knee(args, start, limit, &ctrl_c_flag(&rt))?;
-            let mut searched = args.clone();
-            searched.params = params;
-            (Some(searched), outcome)
-        }
-        None => (None, crate::sweep::run_sweep_points(args, None)?),
-    };
+    let (searched, outcome) = find_knee::search_or_sweep(args)?;
     let args = searched.as_ref().unwrap_or(args);
     if broker {
         loopback.push(rtt()?);

@@ -15,7 +15,7 @@ use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::reporting::{file_key, origin_lines, ReportFolder};
 use crate::sweep::knee::{
-    curve_section, curve_series, knee_sentence, knees, write_curve_plots, Knee,
+    curve_section, curve_series, knees, recommendation_line, search_line, write_curve_plots, Knee,
 };
 use crate::sweep::PointRun;
 use crate::sweep::{
@@ -341,11 +341,8 @@ pub fn markdown(r: &SweepReport) -> String {
         r.broker_properties.len(),
         crate::reporting::interrupted_note(r.interrupted)
     );
-    if let Some(start) = r.find_knee {
-        let _ = writeln!(
-            s,
-            "- knee search (`--find-knee`): per setting, from {start} msgs/s the rate doubled while the setting took it, then bisected; the passes of a rate ran back to back, not interleaved"
-        );
+    if let Some(l) = search_line(r) {
+        let _ = writeln!(s, "{l}");
     }
     let _ = writeln!(
         s,
@@ -422,12 +419,8 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(s, "## Recommended settings\n");
     let _ = writeln!(s, "```properties\n{}```\n", r.recommendation.properties);
     let _ = writeln!(s, "Confidence: {}\n", r.recommendation.confidence);
-    if let Some(l) = r.p99_limit_ms {
-        let _ = writeln!(
-            s,
-            "Under offered load: {} See \"Knee per setting\" above.\n",
-            knee_sentence(&r.knees, l)
-        );
+    if let Some(l) = recommendation_line(r) {
+        let _ = writeln!(s, "{l}");
     }
 
     crate::reporting::machine_section(&mut s, &r.machine);
@@ -802,11 +795,19 @@ fn label_of(p: &Point) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::results::LatencySummary;
 
-    fn summary(index: usize, v: &str, rate: f64, spread: f64, p99_us: f64) -> PointSummary {
+    /// A summary of point `index` (`sendMessageThreadPoolNums=v`): `rate`
+    /// msgs/s with `spread`, p99 `p99_us` (p50 half of it).
+    pub(crate) fn summary(
+        index: usize,
+        v: &str,
+        rate: f64,
+        spread: f64,
+        p99_us: f64,
+    ) -> PointSummary {
         PointSummary {
             point: Point {
                 index,
