@@ -330,6 +330,102 @@ pub(crate) fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Resu
     finish(chart, &root, SeriesLabelPosition::LowerRight, &what)
 }
 
+/// One setting's line on the latency-throughput plot.
+#[derive(Debug, Clone)]
+pub(crate) struct RateCurve {
+    /// The setting (legend).
+    pub name: String,
+    /// `(offered msgs/s, [p50, p99, p99.9] ms)`, ascending rate.
+    pub points: Vec<(f64, [f64; 3])>,
+    /// `(offered msgs/s, p99 ms)` of the knee, if the setting has one.
+    pub knee: Option<(f64, f64)>,
+}
+
+/// Latency against offered rate, one colour per setting: p99 thick with
+/// dots, p50 and p99.9 thin below and above it, on a log axis in ms; each
+/// knee a black cross labelled with its rate, the p99 limit a grey line.
+pub(crate) fn plot_latency_vs_rate(
+    path: &Path,
+    caption: &str,
+    curves: &[RateCurve],
+    limit_ms: Option<f64>,
+) -> Result<()> {
+    let what = path.display().to_string();
+    let all = || curves.iter().flat_map(|c| c.points.iter());
+    let xmax = all().map(|(x, _)| *x).fold(0.0f64, f64::max) * 1.08;
+    if xmax <= 0.0 {
+        return Ok(());
+    }
+    let floor = 0.001;
+    let ys = || all().flat_map(|(_, y)| y.iter().copied()).chain(limit_ms);
+    let ymin = ys().map(|y| y.max(floor)).fold(f64::INFINITY, f64::min) / 1.5;
+    let ymax = ys().fold(floor, f64::max) * 1.5;
+    let root = canvas(path, SIZE.0, &what)?;
+    let mut chart = frame(&root, caption, 80)
+        .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())
+        .map_err(draw_err(&what))?;
+    chart
+        .configure_mesh()
+        .x_labels(10)
+        .x_label_formatter(&|x: &f64| linear_tick(*x, xmax))
+        .y_label_formatter(&|y: &f64| log_tick(*y))
+        .x_desc("offered rate (msgs/s)")
+        .y_desc("latency (ms, log)")
+        .draw()
+        .map_err(draw_err(&what))?;
+    if let Some(l) = limit_ms {
+        let grey = RGBColor(128, 128, 128).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, l), (xmax, l)],
+                grey.stroke_width(1),
+            ))
+            .map_err(draw_err(&what))?
+            .label(format!("p99 limit {l} ms"))
+            .legend(line_mark(grey));
+    }
+    for (i, c) in curves.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let line = |q: usize| -> Vec<(f64, f64)> {
+            c.points
+                .iter()
+                .map(|(x, y)| (*x, y[q].max(floor)))
+                .collect()
+        };
+        for q in [0, 2] {
+            chart
+                .draw_series(LineSeries::new(line(q), color.stroke_width(1)))
+                .map_err(draw_err(&what))?;
+        }
+        chart
+            .draw_series(LineSeries::new(line(1), color.stroke_width(3)))
+            .map_err(draw_err(&what))?
+            .label(c.name.clone())
+            .legend(line_mark(color));
+        chart
+            .draw_series(
+                line(1)
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )
+            .map_err(draw_err(&what))?;
+        if let Some((x, y)) = c.knee {
+            let y = y.max(floor);
+            chart
+                .draw_series([Cross::new((x, y), 9, BLACK.stroke_width(3))])
+                .map_err(draw_err(&what))?;
+            chart
+                .draw_series([Text::new(
+                    format!("knee {x:.0}/s"),
+                    (x, y * 1.25),
+                    ("sans-serif", 14).into_font().color(&BLACK),
+                )])
+                .map_err(draw_err(&what))?;
+        }
+    }
+    finish(chart, &root, SeriesLabelPosition::UpperLeft, &what)
+}
+
 /// The ratios of a comparison plot: `(legend, which ratio, x offset)`.
 type RatioSeries = (&'static str, fn(&ComparePoint) -> Option<Ratio>, f64);
 

@@ -12,6 +12,8 @@
 //! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
 //! happens) and remove the store.
 
+pub mod find_knee;
+pub mod knee;
 pub mod report;
 
 use report::{build, write, LOOPBACK_ROUND_TRIPS};
@@ -80,7 +82,7 @@ pub struct SweepArgs {
     /// A swept key with its values, `KEY=V1,V2,...` (repeatable): a broker or
     /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch,
     /// queues, consumers, slaves, rate: msgs/s offered, open loop; 0 = closed loop).
-    #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required = true)]
+    #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required_unless_present = "find_knee")]
     pub params: Vec<(String, Vec<String>)>,
     /// A fixed broker or store setting for every point (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
@@ -97,6 +99,19 @@ pub struct SweepArgs {
     /// The p99 bound (ms) the recommended settings must stay within.
     #[arg(long = "p99-bound-ms", default_value_t = 10.0)]
     pub p99_bound_ms: f64,
+    /// The send -> ack p99 limit (ms) of the knee of the latency-throughput
+    /// curve (`--param rate=...`): per setting, the highest offered rate
+    /// taken within it. Without it the knee uses `--p99-bound-ms`.
+    #[arg(long = "p99-limit-ms")]
+    pub p99_limit_ms: Option<f64>,
+    /// Search each setting's knee from this rate (msgs/s) instead of a
+    /// fixed `rate` list: double while the setting takes the rate, then
+    /// bisect `--knee-steps` times (leave `rate` out of --param).
+    #[arg(long = "find-knee", value_name = "START_RATE")]
+    pub find_knee: Option<f64>,
+    /// Bisection steps of `--find-knee` after the first missed rate.
+    #[arg(long = "knee-steps", default_value_t = 3)]
+    pub knee_steps: usize,
     /// Name of the report folder's last part.
     #[arg(long, default_value = "sweep")]
     pub name: String,
@@ -612,6 +627,12 @@ pub struct PointSummary {
     /// Send -> consume, when the point had consumers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consume: Option<ConsumeSummary>,
+    /// Offered msgs/s of an open-loop point (`None`: closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rate: Option<f64>,
+    /// Open-loop requests due that never left the client, over all passes.
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 /// Per-point send -> consume summary across passes.
@@ -668,6 +689,14 @@ pub fn summarize(points: &[Point], runs: &[PointRun]) -> Vec<PointSummary> {
                 max_us: f(&|x| x.latency_us.max).into_iter().fold(0.0, f64::max),
                 errors: rs.iter().map(|r| r.figures.errors).sum(),
                 consume: consume_summary(rs),
+                offered_rate: rs
+                    .iter()
+                    .find_map(|r| r.figures.open_loop.as_ref().map(|o| o.rate)),
+                unsent: rs
+                    .iter()
+                    .filter_map(|r| r.figures.open_loop.as_ref())
+                    .map(|o| o.unsent)
+                    .sum(),
             })
         })
         .collect()
@@ -731,7 +760,8 @@ pub fn run_sweep(args: &SweepArgs, argv: &[String]) -> Result<i32> {
     if broker {
         loopback.push(rtt()?);
     }
-    let outcome = crate::sweep::run_sweep_points(args, None)?;
+    let (searched, outcome) = find_knee::search_or_sweep(args)?;
+    let args = searched.as_ref().unwrap_or(args);
     if broker {
         loopback.push(rtt()?);
     }

@@ -14,6 +14,9 @@ use crate::disk::DiskResult;
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::reporting::{file_key, origin_lines, ReportFolder};
+use crate::sweep::knee::{
+    curve_section, curve_series, knees, recommendation_line, search_line, write_curve_plots, Knee,
+};
 use crate::sweep::PointRun;
 use crate::sweep::{
     median, point_settings, summarize, Point, PointSummary, SweepArgs, SweepOutcome, WORKLOAD_KEYS,
@@ -70,6 +73,17 @@ pub struct SweepReport {
     pub broker_properties: Vec<String>,
     /// The recommendation.
     pub recommendation: Recommendation,
+    /// The send -> ack p99 limit of the knees, ms (`--p99-limit-ms`, else
+    /// `--p99-bound-ms`); `None` when no point ran open loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_limit_ms: Option<f64>,
+    /// The knee of each setting of the latency-throughput curve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub knees: Vec<Knee>,
+    /// `--find-knee`: the start rate of the knee search (`None`: the rates
+    /// were a fixed `--param rate=` list, or not swept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub find_knee: Option<f64>,
     /// The machine.
     pub machine: MachineInfo,
     /// Raw limits of `--dir`'s device, measured before the first point
@@ -271,6 +285,9 @@ pub fn build(
     let sums = summarize(&outcome.points, &outcome.runs);
     let passes_done = sums.iter().map(|s| s.runs).min().unwrap_or(0);
     let recommendation = recommend(&sums, &args.set, args.p99_bound_ms, passes_done);
+    let p99_limit_ms =
+        (!curve_series(&sums).is_empty()).then(|| args.p99_limit_ms.unwrap_or(args.p99_bound_ms));
+    let knees = p99_limit_ms.map_or_else(Vec::new, |l| knees(&sums, l));
     SweepReport {
         command,
         git_commit: crate::reporting::git_commit(),
@@ -290,6 +307,9 @@ pub fn build(
         runs: outcome.runs.clone(),
         broker_properties: outcome.properties.clone(),
         recommendation,
+        p99_limit_ms,
+        knees,
+        find_knee: args.find_knee,
         machine,
         disk,
         loopback,
@@ -321,6 +341,9 @@ pub fn markdown(r: &SweepReport) -> String {
         r.broker_properties.len(),
         crate::reporting::interrupted_note(r.interrupted)
     );
+    if let Some(l) = search_line(r) {
+        let _ = writeln!(s, "{l}");
+    }
     let _ = writeln!(
         s,
         "{}",
@@ -363,6 +386,7 @@ pub fn markdown(r: &SweepReport) -> String {
     }
     disk_section(&mut s, r);
     replication_section(&mut s, r);
+    s.push_str(&curve_section(r));
 
     let _ = writeln!(s, "## Plots\n");
     for (f, caption) in plot_files(&r.params) {
@@ -395,6 +419,9 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(s, "## Recommended settings\n");
     let _ = writeln!(s, "```properties\n{}```\n", r.recommendation.properties);
     let _ = writeln!(s, "Confidence: {}\n", r.recommendation.confidence);
+    if let Some(l) = recommendation_line(r) {
+        let _ = writeln!(s, "{l}");
+    }
 
     crate::reporting::machine_section(&mut s, &r.machine);
     let _ = writeln!(s, "## How to read this\n");
@@ -537,6 +564,7 @@ pub fn write(
         })
         .collect();
     plot_over_time(&dir.join("throughput-over-time.svg"), &over_time)?;
+    write_curve_plots(dir, r)?;
     folder.put("report.md", &markdown(r))?;
     Ok(dir.to_path_buf())
 }
@@ -767,11 +795,19 @@ fn label_of(p: &Point) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::results::LatencySummary;
 
-    fn summary(index: usize, v: &str, rate: f64, spread: f64, p99_us: f64) -> PointSummary {
+    /// A summary of point `index` (`sendMessageThreadPoolNums=v`): `rate`
+    /// msgs/s with `spread`, p99 `p99_us` (p50 half of it).
+    pub(crate) fn summary(
+        index: usize,
+        v: &str,
+        rate: f64,
+        spread: f64,
+        p99_us: f64,
+    ) -> PointSummary {
         PointSummary {
             point: Point {
                 index,
@@ -789,6 +825,8 @@ mod tests {
             max_us: p99_us,
             errors: 0,
             consume: None,
+            offered_rate: None,
+            unsent: 0,
         }
     }
 
