@@ -598,7 +598,7 @@ fn consume_section(s: &mut String, r: &SweepReport) {
     }
     let _ = writeln!(
         s,
-        "\nsend -> consume: from the moment a request is queued on the producer's connection (its send time rides in the first 8 body bytes) to the moment a long-polling pull consumer of the harness reads the response holding it; the histograms of all passes are in `point-<n>-e2e.hgrm`, the curves in `{E2E_PLOT}`. 'all consumed' = every acknowledged message arrived within 10 s after the producers stopped, in every pass.\n\n![send -> consume latency percentile curve per point]({E2E_PLOT})\n"
+        "\nsend -> consume: from the moment a request is queued on the producer's connection, or under an offered rate (`rate`) from its intended send time (the time rides in the first 8 body bytes), to the moment a long-polling pull consumer of the harness reads the response holding it; the histograms of all passes are in `point-<n>-e2e.hgrm`, the curves in `{E2E_PLOT}`. 'all consumed' = every acknowledged message arrived within 10 s after the producers stopped, in every pass.\n\n![send -> consume latency percentile curve per point]({E2E_PLOT})\n"
     );
 }
 
