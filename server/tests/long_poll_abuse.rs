@@ -405,7 +405,24 @@ fn error_remarks_name_the_problem_not_the_store_path() {
 
     // An I/O error writing the topic table (its temporary file is a directory):
     // auto-creating a topic fails, with a cause that names the file.
-    std::fs::create_dir_all(store.join("config/topics.json.tmp")).unwrap();
+    // The broker's coalesced config writer may be writing topics.json (through
+    // this very temporary file) right now: wait, bounded, until it is gone.
+    let tmp = store.join("config/topics.json.tmp");
+    std::fs::create_dir_all(store.join("config")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Err(e) = std::fs::create_dir(&tmp) {
+        assert!(
+            e.kind() == std::io::ErrorKind::AlreadyExists && tmp.is_file(),
+            "cannot create {}: {e}",
+            tmp.display()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} stays",
+            tmp.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let r = c.send_v2("RemarksNew", 0, b"x", None, None);
     if r.code != response::SUCCESS {
         remarks.push(("auto-create", r.remark.unwrap_or_default()));
