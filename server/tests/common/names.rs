@@ -3,7 +3,6 @@
 //! broker binary (for measuring an older build the same way).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ferromq_server::remoting::{request, RemotingCommand};
@@ -20,15 +19,7 @@ pub fn broker_bin() -> PathBuf {
 
 /// Start the broker binary `bin` with `props` (no name server).
 pub fn start_broker_bin(bin: &Path, dir: &Path, props: &str) -> (Proc, u16) {
-    std::fs::create_dir_all(dir).unwrap();
-    let cfg = dir.join("broker.properties");
-    std::fs::write(&cfg, props).unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.arg("-c")
-        .arg(&cfg)
-        .arg("--bind-address")
-        .arg("127.0.0.1");
-    let mut p = spawn("broker", cmd);
+    let mut p = spawn("broker", super::broker_command(bin, dir, props));
     let line = p.wait_line("listening on", Duration::from_secs(30));
     let port = port_of(&line);
     (p, port)
