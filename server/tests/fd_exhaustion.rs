@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::limited::{
     nofile_of, runtime_info_via, start_broker_with_nofile, start_namesrv_with_nofile,
 };
-use common::{broker_props, records, temp_dir, Client};
+use common::{broker_props, records, temp_dir, Client, Proc};
 
 const IDLE: usize = 1_100;
 /// Queues of an auto-created topic (the request's default of 4).
@@ -59,30 +59,39 @@ fn pull_all(c: &mut Client, topic: &str, queue: i32, want: usize) -> Vec<String>
     }
 }
 
-#[test]
-fn idle_connections_exhausting_descriptors_never_fence_the_store() {
-    // This process holds the idle connections: it needs the descriptors.
+/// A broker limited to 1,024 descriptors (its properties plus `extra`), with
+/// topic `FdTopic` holding one message sent by the returned client; `None`,
+/// after saying why, when this process (it holds the idle connections) or the
+/// broker cannot get the descriptors.
+fn broker_at_1024_descriptors(extra: &str) -> Option<(tempfile::TempDir, Proc, u16, Client)> {
     let mine = ferromq_engine::sys::raise_nofile_limit().unwrap();
     if mine.soft_now < (IDLE as u64) + 200 {
         eprintln!(
             "SKIPPED: this process may open only {} files",
             mine.soft_now
         );
-        return;
+        return None;
     }
-    let (_t, dir) = temp_dir();
-    // A connection cap above the descriptor limit, so the connections really
-    // take every descriptor.
-    let props = broker_props(&dir.join("store"), "serverMaxConnections=100000\n");
-    let Some((broker, port)) = start_broker_with_nofile(&dir, &props, 1024, 1024) else {
-        return;
-    };
+    let (t, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), extra);
+    let (broker, port) = start_broker_with_nofile(&dir, &props, 1024, 1024)?;
     assert_eq!(nofile_of(broker.child.id()), (1024, 1024));
-
     // The topic exists with one used queue; the client connects first.
     let mut c = Client::connect(port);
     let r = c.send_v2("FdTopic", 0, b"first", None, None);
     assert_eq!(r.code, SUCCESS, "{:?}", r.remark);
+    Some((t, broker, port, c))
+}
+
+#[test]
+fn idle_connections_exhausting_descriptors_never_fence_the_store() {
+    // A connection cap above the descriptor limit, so the connections really
+    // take every descriptor.
+    let Some((_t, _broker, port, mut c)) =
+        broker_at_1024_descriptors("serverMaxConnections=100000\n")
+    else {
+        return;
+    };
 
     // 1,100 idle connections: the broker accepts until it has no descriptor
     // left (the rest wait in the listen backlog).
@@ -198,23 +207,9 @@ fn broker_and_name_server_raise_their_soft_descriptor_limit_to_the_hard_one() {
 
 #[test]
 fn the_default_connection_cap_keeps_descriptors_for_the_store() {
-    let mine = ferromq_engine::sys::raise_nofile_limit().unwrap();
-    if mine.soft_now < (IDLE as u64) + 200 {
-        eprintln!(
-            "SKIPPED: this process may open only {} files",
-            mine.soft_now
-        );
-        return;
-    }
-    let (_t, dir) = temp_dir();
-    let props = broker_props(&dir.join("store"), "");
-    let Some((broker, port)) = start_broker_with_nofile(&dir, &props, 1024, 1024) else {
+    let Some((_t, _broker, port, mut c)) = broker_at_1024_descriptors("") else {
         return;
     };
-    assert_eq!(nofile_of(broker.child.id()), (1024, 1024));
-    let mut c = Client::connect(port);
-    let r = c.send_v2("FdTopic", 0, b"first", None, None);
-    assert_eq!(r.code, SUCCESS, "{:?}", r.remark);
     // As many connections as before: those beyond the default cap (half of
     // 1,024) are closed at once.
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
