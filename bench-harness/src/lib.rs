@@ -38,6 +38,7 @@ pub mod error;
 pub mod loopback;
 pub mod machine;
 pub mod plot;
+pub mod proc_cpu;
 pub mod reporting;
 pub mod results;
 pub mod stats;

@@ -118,6 +118,17 @@ pub struct OpenLoop {
 /// Highest `--rate` accepted, msgs/s.
 pub const MAX_RATE: f64 = 1e8;
 
+/// Messages a pull asks for unless told otherwise (RocketMQ's
+/// `pullBatchSize` default).
+pub const DEFAULT_PULL_BATCH: u32 = 32;
+/// Largest `--pull-batch` (RocketMQ clients cap `pullBatchSize` at 1024).
+pub const MAX_PULL_BATCH: u32 = 1024;
+/// How long the broker may hold a pull unless told otherwise, ms (RocketMQ's
+/// `brokerSuspendMaxTimeMillis` default).
+pub const DEFAULT_SUSPEND_MS: u64 = 15_000;
+/// Largest `--suspend-ms`.
+pub const MAX_SUSPEND_MS: u64 = 60_000;
+
 /// What to put: how many messages, how big, from how many threads, and how
 /// the target should store them. Target-independent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -158,6 +169,17 @@ pub struct Workload {
     /// (and the null broker) paces its sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoop>,
+    /// Messages each pull asks for (PULL_MESSAGE `maxMsgNums`).
+    pub pull_batch: u32,
+    /// How long the broker may hold a pull that finds nothing (long polling,
+    /// PULL_MESSAGE `suspendTimeoutMillis`), ms.
+    pub suspend_ms: u64,
+    /// The drain workload: the producers fill the topic with this many
+    /// messages, then the consumers (at least one) empty it and the drain
+    /// rate is measured. `None`: consumers, if any, read while the producers
+    /// send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<u64>,
 }
 
 fn serialize_opt_duration<S: serde::Serializer>(
@@ -188,6 +210,9 @@ impl Workload {
             batch: 1,
             consumers: 0,
             open_loop: None,
+            pull_batch: DEFAULT_PULL_BATCH,
+            suspend_ms: DEFAULT_SUSPEND_MS,
+            drain: None,
         }
     }
 
@@ -240,6 +265,34 @@ impl Workload {
         }
         if self.queues == 0 {
             return Err(BenchError::new("the topic needs at least one queue"));
+        }
+        if self.pull_batch == 0 || self.pull_batch > MAX_PULL_BATCH {
+            return Err(BenchError::new(format!(
+                "--pull-batch {} must be between 1 and {MAX_PULL_BATCH}",
+                self.pull_batch
+            )));
+        }
+        if self.suspend_ms == 0 || self.suspend_ms > MAX_SUSPEND_MS {
+            return Err(BenchError::new(format!(
+                "--suspend-ms {} must be between 1 and {MAX_SUSPEND_MS}",
+                self.suspend_ms
+            )));
+        }
+        if let Some(n) = self.drain {
+            if n < self.producers as u64 {
+                return Err(BenchError::new(format!(
+                    "--drain {n} must be at least --producers {}",
+                    self.producers
+                )));
+            }
+            if self.consumers == 0 {
+                return Err(BenchError::new("--drain needs at least one consumer"));
+            }
+            if self.open_loop.is_some() {
+                return Err(BenchError::new(
+                    "--drain fills the topic as fast as it can: leave --rate out",
+                ));
+            }
         }
         if (self.size_bytes as u64) * (self.producers as u64) > self.file_size_bytes {
             return Err(BenchError::new(format!(

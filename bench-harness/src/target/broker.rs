@@ -314,6 +314,10 @@ pub struct BrokerMeasurement {
     /// Open loop (`workload.open_loop`): the offered load and how late the
     /// sends left.
     pub open_loop: Option<OpenLoopMeasurement>,
+    /// CPU time the broker process used over the measurement (with
+    /// consumers, until they finished), where it runs on this machine and
+    /// could be found (see [`crate::proc_cpu`]).
+    pub broker_cpu: Option<Duration>,
 }
 
 /// Drive the broker at `addr` with `workload` (its `inflight`, `batch`,
@@ -405,6 +409,7 @@ pub async fn drive(
         acks_per_bucket: buckets,
         consume: None,
         open_loop,
+        broker_cpu: None,
     })
 }
 

@@ -37,15 +37,14 @@ use crate::workload::{new_latency_histogram, Workload, MAX_LATENCY_NS};
 pub const STAMP_BYTES: usize = 8;
 /// Consumer group of the pulls.
 pub const CONSUMER_GROUP: &str = "ferromq_bench_consumer";
-/// Messages asked for per pull.
-pub const PULL_BATCH: i32 = 32;
-/// How long the broker may hold a pull (long polling), ms.
-pub const SUSPEND_MILLIS: i64 = 15_000;
 /// Largest pull response accepted.
 pub const MAX_PULL_FRAME: usize = 64 << 20;
 /// How long, after the producers finish, the consumers may take to receive
 /// every acknowledged message before the measurement ends without them.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the drain workload's consumers may take to empty the topic
+/// before the measurement ends without the rest.
+pub const DRAIN_WORKLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Errors after which a consumer gives up.
 pub const MAX_CONSUME_ERRORS: u64 = 100;
 /// Pause before pulling again after an error answer.
@@ -106,6 +105,12 @@ struct Shared {
     measure_from_ns: AtomicU64,
     /// Counted messages so far, all consumers.
     counted: AtomicU64,
+    /// When the last counted message arrived (`mono_ns`).
+    last_counted_ns: AtomicU64,
+    /// Pull responses with messages (`SUCCESS`).
+    pulls_found: AtomicU64,
+    /// Pull responses without (`PULL_NOT_FOUND`, held pulls that timed out, ...).
+    pulls_empty: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -128,6 +133,19 @@ pub struct ConsumeMeasurement {
     pub drain_seconds: f64,
     /// Received every acknowledged message before [`DRAIN_TIMEOUT`].
     pub drained: bool,
+    /// Pull responses that carried messages.
+    pub pulls_found: u64,
+    /// Pull responses that carried none.
+    pub pulls_empty: u64,
+    /// The drain workload only: seconds from the first pull to the last
+    /// message counted.
+    pub drain_run_seconds: Option<f64>,
+    /// The drain workload only: CPU the broker process used while the
+    /// consumers drained (where it could be measured).
+    pub drain_broker_cpu: Option<Duration>,
+    /// The drain workload only: CPU this process (the consumers) used while
+    /// they drained.
+    pub drain_client_cpu: Option<Duration>,
 }
 
 /// Running consumers.
@@ -156,48 +174,54 @@ impl Consumers {
     ///
     /// When the broker cannot be reached or does not answer GET_MAX_OFFSET.
     pub async fn start(addr: &str, workload: &Workload, n: usize) -> Result<Consumers> {
+        let from = queue_max_offsets(addr, workload).await?;
+        Self::start_from(addr, workload, n, &from, u64::MAX).await
+    }
+
+    /// Start `n` consumers of `workload.topic`, queue `q` at offset `from[q]`
+    /// (0 where `from` is short), counting messages stamped at or after
+    /// `measure_from_ns` (`u64::MAX`: none until
+    /// [`Consumers::measure_from_now`]; 0: every message).
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot be reached.
+    pub async fn start_from(
+        addr: &str,
+        workload: &Workload,
+        n: usize,
+        from: &[i64],
+        measure_from_ns: u64,
+    ) -> Result<Consumers> {
         let shared = Arc::new(Shared {
-            measure_from_ns: AtomicU64::new(u64::MAX),
+            measure_from_ns: AtomicU64::new(measure_from_ns),
             counted: AtomicU64::new(0),
+            last_counted_ns: AtomicU64::new(0),
+            pulls_found: AtomicU64::new(0),
+            pulls_empty: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         let hist = new_latency_histogram()?;
-        let admin = RemotingClient::new(addr);
         let mut handles = Vec::new();
         for c in 0..n.max(1) {
-            let mut slots = Vec::new();
-            for q in (0..workload.queues).filter(|q| *q as usize % n.max(1) == c) {
-                let req = RemotingCommand::request(request::GET_MAX_OFFSET)
-                    .with_ext("topic", &workload.topic)
-                    .with_ext("queueId", q);
-                let resp = admin
-                    .invoke(req, Duration::from_secs(10))
-                    .await
-                    .map_err(|e| BenchError::new(format!("GET_MAX_OFFSET on {addr}: {e}")))?;
-                let off = if resp.code == response::SUCCESS {
-                    resp.ext_fields
-                        .opt_i64("offset")
-                        .ok()
-                        .flatten()
-                        .unwrap_or(0)
-                } else {
-                    0
-                };
-                slots.push((q, off));
-            }
+            let slots: Vec<(u32, i64)> = (0..workload.queues)
+                .filter(|q| *q as usize % n.max(1) == c)
+                .map(|q| (q, from.get(q as usize).copied().unwrap_or(0)))
+                .collect();
             if slots.is_empty() {
                 continue;
             }
             let s = crate::target::broker::connect(addr).await?;
             let task = ConsumerTask {
                 topic: workload.topic.clone(),
+                pull_batch: i64::from(workload.pull_batch),
+                suspend_ms: i64::try_from(workload.suspend_ms).unwrap_or(i64::MAX),
                 slots,
                 shared: Arc::clone(&shared),
                 hist: hist.clone(),
             };
             handles.push(tokio::spawn(task.run(s)));
         }
-        admin.close().await;
         Ok(Consumers { shared, handles })
     }
 
@@ -215,10 +239,36 @@ impl Consumers {
     ///
     /// When a consumer task panicked or histograms cannot be merged.
     pub async fn finish(self, expect: u64) -> Result<ConsumeMeasurement> {
+        self.wait_and_stop(expect, DRAIN_TIMEOUT, None).await
+    }
+
+    /// The drain workload's end: wait until `expect` messages were counted
+    /// (or `timeout`), then stop the consumers. `started_ns` (`mono_ns`) is
+    /// when the consumers were started: the drain time runs from it to the
+    /// last message counted.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumers::finish`].
+    pub async fn drain(
+        self,
+        expect: u64,
+        timeout: Duration,
+        started_ns: u64,
+    ) -> Result<ConsumeMeasurement> {
+        self.wait_and_stop(expect, timeout, Some(started_ns)).await
+    }
+
+    async fn wait_and_stop(
+        self,
+        expect: u64,
+        timeout: Duration,
+        drain_started_ns: Option<u64>,
+    ) -> Result<ConsumeMeasurement> {
         let t0 = Instant::now();
-        // Bounded by DRAIN_TIMEOUT.
+        // Bounded by `timeout`.
         while self.shared.counted.load(Ordering::Relaxed) < expect
-            && t0.elapsed() < DRAIN_TIMEOUT
+            && t0.elapsed() < timeout
             && !self.handles.iter().all(|h| h.is_finished())
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -233,6 +283,19 @@ impl Consumers {
             first_error: None,
             drain_seconds,
             drained: false,
+            pulls_found: self.shared.pulls_found.load(Ordering::Relaxed),
+            pulls_empty: self.shared.pulls_empty.load(Ordering::Relaxed),
+            drain_run_seconds: drain_started_ns.map(|t| {
+                let last = self.shared.last_counted_ns.load(Ordering::Relaxed);
+                // Nothing counted: the whole wait.
+                if last > t {
+                    (last - t) as f64 / 1e9
+                } else {
+                    drain_seconds
+                }
+            }),
+            drain_broker_cpu: None,
+            drain_client_cpu: None,
         };
         for h in self.handles {
             let out = h
@@ -257,8 +320,46 @@ impl Consumers {
     }
 }
 
+/// The max offset of each queue of `workload.topic` (index = queue id; 0
+/// where the broker does not know the queue yet).
+///
+/// # Errors
+///
+/// When the broker cannot be reached or does not answer.
+pub async fn queue_max_offsets(addr: &str, workload: &Workload) -> Result<Vec<i64>> {
+    let admin = RemotingClient::new(addr);
+    let mut out = Vec::with_capacity(workload.queues as usize);
+    for q in 0..workload.queues {
+        let req = RemotingCommand::request(request::GET_MAX_OFFSET)
+            .with_ext("topic", &workload.topic)
+            .with_ext("queueId", q);
+        let resp = match admin.invoke(req, Duration::from_secs(10)).await {
+            Ok(r) => r,
+            Err(e) => {
+                admin.close().await;
+                return Err(BenchError::new(format!("GET_MAX_OFFSET on {addr}: {e}")));
+            }
+        };
+        out.push(if resp.code == response::SUCCESS {
+            resp.ext_fields
+                .opt_i64("offset")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        } else {
+            0
+        });
+    }
+    admin.close().await;
+    Ok(out)
+}
+
 struct ConsumerTask {
     topic: String,
+    /// `maxMsgNums` of every pull.
+    pull_batch: i64,
+    /// `suspendTimeoutMillis` of every pull.
+    suspend_ms: i64,
     /// (queue id, next offset); the slot index is the opaque.
     slots: Vec<(u32, i64)>,
     shared: Arc<Shared>,
@@ -273,10 +374,10 @@ impl ConsumerTask {
             .with_ext("topic", &self.topic)
             .with_ext("queueId", q)
             .with_ext("queueOffset", off)
-            .with_ext("maxMsgNums", PULL_BATCH)
+            .with_ext("maxMsgNums", self.pull_batch)
             .with_ext("sysFlag", FLAG_SUSPEND | FLAG_SUBSCRIPTION)
             .with_ext("commitOffset", 0)
-            .with_ext("suspendTimeoutMillis", SUSPEND_MILLIS)
+            .with_ext("suspendTimeoutMillis", self.suspend_ms)
             .with_ext("subscription", "*")
             .with_ext("subVersion", 0)
             .with_ext("expressionType", "TAG");
@@ -356,11 +457,19 @@ impl ConsumerTask {
                                 }
                             }
                         }
+                        if counted > 0 {
+                            self.shared
+                                .last_counted_ns
+                                .fetch_max(now, Ordering::Relaxed);
+                        }
                         self.shared.counted.fetch_add(counted, Ordering::Relaxed);
+                        self.shared.pulls_found.fetch_add(1, Ordering::Relaxed);
                     }
                     response::PULL_NOT_FOUND
                     | response::PULL_RETRY_IMMEDIATELY
-                    | response::PULL_OFFSET_MOVED => {}
+                    | response::PULL_OFFSET_MOVED => {
+                        self.shared.pulls_empty.fetch_add(1, Ordering::Relaxed);
+                    }
                     code => {
                         out.error(format!(
                             "pull answered {code}: {}",

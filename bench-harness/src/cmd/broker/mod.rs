@@ -14,14 +14,21 @@ use std::time::{Duration, Instant};
 
 use crate::cli::JsonFlag;
 use crate::error::{BenchError, Result};
+use crate::proc_cpu::CpuMeter;
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
 use crate::target::broker::{
     broker_from_namesrv, create_topic, drive, BrokerMeasurement, SendTemplates,
 };
-use crate::target::consumer::Consumers;
+use crate::target::consumer::{
+    mono_ns, queue_max_offsets, ConsumeMeasurement, Consumers, DRAIN_WORKLOAD_TIMEOUT,
+};
 use crate::target::null_broker::NullBroker;
-use crate::workload::{Arrivals, OpenLoop, Workload};
+use crate::workload::{Arrivals, OpenLoop, Workload, DEFAULT_PULL_BATCH, DEFAULT_SUSPEND_MS};
+
+/// Longest fill of the drain workload (`--drain N`): a fill that takes longer
+/// stops there and the consumers drain what was acknowledged.
+pub const FILL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Flags of `ferromq-bench broker`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -99,6 +106,20 @@ pub struct LoadArgs {
     /// swept by `--param`).
     #[arg(long, value_enum, default_value_t = Arrivals::Constant)]
     pub arrivals: Arrivals,
+    /// Messages each pull of the consumers asks for (PULL_MESSAGE maxMsgNums).
+    #[arg(long = "pull-batch", default_value_t = DEFAULT_PULL_BATCH)]
+    pub pull_batch: u32,
+    /// How long the broker may hold a consumer's pull that finds nothing
+    /// (long polling, suspendTimeoutMillis), ms.
+    #[arg(long = "suspend-ms", default_value_t = DEFAULT_SUSPEND_MS)]
+    pub suspend_ms: u64,
+    /// The drain workload: the producers fill the topic with N messages (as
+    /// fast as they can), then the consumers (`--consumers`, 1 when not given)
+    /// empty it from where the fill began; the report gives the drain rate
+    /// and the broker's CPU per consumed message. `--seconds` then does not
+    /// apply (the fill is bounded by N and by 300 s).
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    pub drain: Option<u64>,
 }
 
 impl Default for LoadArgs {
@@ -117,6 +138,9 @@ impl Default for LoadArgs {
             consumers: 0,
             rate: None,
             arrivals: Arrivals::Constant,
+            pull_batch: DEFAULT_PULL_BATCH,
+            suspend_ms: DEFAULT_SUSPEND_MS,
+            drain: None,
         }
     }
 }
@@ -148,6 +172,14 @@ impl LoadArgs {
             arrivals: self.arrivals,
         });
         w.max_duration = Some(Duration::from_secs_f64(self.seconds));
+        w.pull_batch = self.pull_batch;
+        w.suspend_ms = self.suspend_ms;
+        if let Some(n) = self.drain {
+            w.drain = Some(n);
+            w.consumers = self.consumers.max(1);
+            w.messages = n;
+            w.max_duration = Some(FILL_TIMEOUT);
+        }
         w.validate()?;
         Ok(w)
     }
@@ -185,6 +217,86 @@ pub struct LoadFigures {
     /// The latencies above then count from each message's intended send time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoopFigures>,
+    /// Broker process CPU time per acknowledged message over the measurement
+    /// (with consumers, serving them too), ns; where the broker runs on this
+    /// machine and could be found by its listening port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_ns_per_msg: Option<f64>,
+    /// The drain workload (`--drain N`): how fast the consumers emptied the
+    /// topic the producers filled (the figures above are the fill's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainFigures>,
+}
+
+/// What the drain workload measured: the consumers emptying a filled topic.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DrainFigures {
+    /// Consumers that pulled.
+    pub consumers: usize,
+    /// Messages of the fill (acknowledged) to drain.
+    pub messages: u64,
+    /// Messages of the fill received.
+    pub consumed: u64,
+    /// Seconds from starting the consumers to the last message received.
+    pub seconds: f64,
+    /// Drain rate: messages received per second.
+    pub msgs_per_sec: f64,
+    /// Payload MB (10^6 bytes) received per second.
+    pub mb_per_sec: f64,
+    /// Pull responses that carried messages.
+    pub pulls: u64,
+    /// Messages per pull response that carried any.
+    pub msgs_per_pull: f64,
+    /// Broker process CPU time per received message, ns (where measurable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_ns_per_msg: Option<f64>,
+    /// This process's CPU time (the consumers) per received message, ns.
+    pub client_cpu_ns_per_msg: f64,
+    /// Every message of the fill was received before the drain timeout.
+    pub drained: bool,
+    /// Failed pulls.
+    pub errors: u64,
+    /// The first failure.
+    pub first_error: Option<String>,
+}
+
+impl DrainFigures {
+    /// Drain figures of a drain run's consume measurement (`None` for any
+    /// other run); `body_bytes` is the size of one message body.
+    fn of(c: &ConsumeMeasurement, expect: u64, body_bytes: f64) -> Option<Self> {
+        let secs = c.drain_run_seconds?;
+        let per_msg = |d: Duration| {
+            if c.consumed > 0 {
+                d.as_nanos() as f64 / c.consumed as f64
+            } else {
+                0.0
+            }
+        };
+        let rate = if secs > 0.0 {
+            c.consumed as f64 / secs
+        } else {
+            0.0
+        };
+        Some(DrainFigures {
+            consumers: c.consumers,
+            messages: expect,
+            consumed: c.consumed,
+            seconds: secs,
+            msgs_per_sec: rate,
+            mb_per_sec: rate * body_bytes / 1e6,
+            pulls: c.pulls_found,
+            msgs_per_pull: if c.pulls_found > 0 {
+                c.consumed as f64 / c.pulls_found as f64
+            } else {
+                0.0
+            },
+            broker_cpu_ns_per_msg: c.drain_broker_cpu.map(per_msg),
+            client_cpu_ns_per_msg: c.drain_client_cpu.map_or(0.0, per_msg),
+            drained: c.drained,
+            errors: c.errors,
+            first_error: c.first_error.clone(),
+        })
+    }
 }
 
 /// The offered load of an open-loop measurement and how well the client kept
@@ -261,20 +373,36 @@ impl LoadFigures {
                 0.0
             },
             acks_per_100ms: m.acks_per_bucket.clone(),
-            consume: m.consume.as_ref().map(|c| ConsumeFigures {
-                consumers: c.consumers,
-                consumed: c.consumed,
-                msgs_per_sec: if secs > 0.0 {
-                    c.consumed as f64 / secs
+            broker_cpu_ns_per_msg: m
+                .broker_cpu
+                .filter(|_| r.messages > 0)
+                .map(|d| d.as_nanos() as f64 / r.messages as f64),
+            drain: m.consume.as_ref().and_then(|c| {
+                let body = if r.messages > 0 {
+                    r.bytes as f64 / r.messages as f64
                 } else {
                     0.0
-                },
-                latency_us: LatencySummary::from_ns(&c.latency_ns),
-                errors: c.errors,
-                first_error: c.first_error.clone(),
-                drained: c.drained,
-                drain_seconds: c.drain_seconds,
+                };
+                DrainFigures::of(c, r.messages, body)
             }),
+            consume: m
+                .consume
+                .as_ref()
+                .filter(|c| c.drain_run_seconds.is_none())
+                .map(|c| ConsumeFigures {
+                    consumers: c.consumers,
+                    consumed: c.consumed,
+                    msgs_per_sec: if secs > 0.0 {
+                        c.consumed as f64 / secs
+                    } else {
+                        0.0
+                    },
+                    latency_us: LatencySummary::from_ns(&c.latency_ns),
+                    errors: c.errors,
+                    first_error: c.first_error.clone(),
+                    drained: c.drained,
+                    drain_seconds: c.drain_seconds,
+                }),
             open_loop: m.open_loop.as_ref().map(|o| OpenLoopFigures {
                 rate: o.rate,
                 arrivals: o.arrivals,
@@ -333,6 +461,9 @@ pub fn warm_and_measure(
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let templates = Arc::new(SendTemplates::new(workload, born)?);
+    if workload.drain.is_some() {
+        return fill_and_drain(rt, addr, workload, warmup, stop, templates);
+    }
     let consumers = if workload.consumers > 0 {
         Some(rt.block_on(Consumers::start(addr, workload, workload.consumers))?)
     } else {
@@ -345,13 +476,14 @@ pub fn warm_and_measure(
             rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
         }
         let cpu0 = process_cpu_time();
+        let broker0 = CpuMeter::of_listener(addr);
         if let Some(c) = &consumers {
             c.measure_from_now();
         }
         let m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
-        Ok((m, cpu0))
+        Ok((m, cpu0, broker0))
     })();
-    let (mut m, cpu0) = match measured {
+    let (mut m, cpu0, broker0) = match measured {
         Ok(x) => x,
         Err(e) => {
             if let Some(c) = consumers {
@@ -363,7 +495,52 @@ pub fn warm_and_measure(
     if let Some(c) = consumers {
         m.consume = Some(rt.block_on(c.finish(m.run.messages))?);
     }
+    m.broker_cpu = broker0.and_then(|b| b.used());
     Ok((m, process_cpu_time().saturating_sub(cpu0)))
+}
+
+/// The drain workload (`workload.drain`): warm up, note each queue's max
+/// offset, fill the topic (the measurement of the producers), then start the
+/// consumers at the noted offsets and time how fast they receive every
+/// acknowledged message of the fill, with the broker's and this process's
+/// CPU over the drain.
+fn fill_and_drain(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    workload: &Workload,
+    warmup: Duration,
+    stop: &Arc<AtomicBool>,
+    templates: Arc<SendTemplates>,
+) -> Result<(BrokerMeasurement, Duration)> {
+    if !warmup.is_zero() {
+        let mut w = workload.clone();
+        w.max_duration = Some(warmup);
+        rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
+    }
+    let from = rt.block_on(queue_max_offsets(addr, workload))?;
+    // The fill's messages are stamped from here on; older ones (the warm-up,
+    // earlier runs) are not counted even where a queue holds them.
+    let fill_from_ns = mono_ns();
+    let cpu0 = process_cpu_time();
+    let broker0 = CpuMeter::of_listener(addr);
+    let mut m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
+    m.broker_cpu = broker0.and_then(|b| b.used());
+    let fill_cpu = process_cpu_time().saturating_sub(cpu0);
+    let drain_cpu0 = process_cpu_time();
+    let drain_broker0 = CpuMeter::of_listener(addr);
+    let started_ns = mono_ns();
+    let consumers = rt.block_on(Consumers::start_from(
+        addr,
+        workload,
+        workload.consumers,
+        &from,
+        fill_from_ns,
+    ))?;
+    let mut c = rt.block_on(consumers.drain(m.run.messages, DRAIN_WORKLOAD_TIMEOUT, started_ns))?;
+    c.drain_broker_cpu = drain_broker0.and_then(|b| b.used());
+    c.drain_client_cpu = Some(process_cpu_time().saturating_sub(drain_cpu0));
+    m.consume = Some(c);
+    Ok((m, fill_cpu))
 }
 
 /// The harness's overhead against the null broker for `workload`: figures of
@@ -570,6 +747,7 @@ mod tests {
                 arrivals: Arrivals::Constant,
                 lateness,
             }),
+            broker_cpu: None,
         };
         let f = LoadFigures::new(&m, Duration::ZERO);
         let v = serde_json::to_value(&f).unwrap();

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::{LoadFigures, OpenLoopFigures};
+use super::{DrainFigures, LoadFigures, OpenLoopFigures};
 use crate::error::{BenchError, Result};
 use crate::target::open_loop::LATE_NS;
 use crate::txn::TxnComparison;
@@ -71,8 +71,22 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
     if let Some(e) = &f.first_error {
         let _ = writeln!(s, "  first error: {e}");
     }
+    if let Some(b) = f.broker_cpu_ns_per_msg {
+        let _ = writeln!(
+            s,
+            "  broker CPU {b:.0} ns/msg (its process, over the measurement)"
+        );
+    }
     if let Some(o) = &f.open_loop {
         s.push_str(&open_loop_text(o));
+    }
+    if let Some(d) = &f.drain {
+        s.push_str(&drain_text(d, workload));
+    } else if f.consume.is_none() && !null {
+        let _ = writeln!(
+            s,
+            "  consumers: none (--consumers N measures send->consume beside the sends; --drain N the drain rate)"
+        );
     }
     if let Some(c) = &f.consume {
         let _ = writeln!(
@@ -95,6 +109,34 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
         if let Some(e) = &c.first_error {
             let _ = writeln!(s, "  first pull error: {e}");
         }
+    }
+    s
+}
+
+/// The drain workload's lines: how fast the consumers emptied the filled topic.
+pub(crate) fn drain_text(d: &DrainFigures, workload: &Workload) -> String {
+    let mut s = format!(
+        "  drain: {} consumers (pull batch {}) received {} of {} msgs in {:.3} s{}\n  \
+         {:.0} msgs/s  {:.1} MB/s  {:.1} msgs per pull  client CPU {:.0} ns/msg{}\n",
+        d.consumers,
+        workload.pull_batch,
+        d.consumed,
+        d.messages,
+        d.seconds,
+        if d.drained {
+            ""
+        } else {
+            " (NOT all: timed out)"
+        },
+        d.msgs_per_sec,
+        d.mb_per_sec,
+        d.msgs_per_pull,
+        d.client_cpu_ns_per_msg,
+        d.broker_cpu_ns_per_msg
+            .map_or_else(String::new, |b| format!("  broker CPU {b:.0} ns/msg")),
+    );
+    if let Some(e) = &d.first_error {
+        let _ = writeln!(s, "  first pull error: {e} ({} failed pulls)", d.errors);
     }
     s
 }

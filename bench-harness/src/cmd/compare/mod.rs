@@ -9,7 +9,7 @@
 //! Started brokers live for the whole comparison, like external ones.
 //!
 //! Points are the combinations of `--param` workload values (`inflight`,
-//! `batch`, `size`, `producers`, `queues`, `consumers`); the run order is
+//! `batch`, `size`, `producers`, `queues`, `consumers`, `rate`, `drain`, ...); the run order is
 //! `repeat` passes, each pass going over every point with A then B back to
 //! back, so drift of the machine hits both alike. Pass `r`'s ratio is
 //! B_r / A_r (adjacent runs); the report gives its median and the range over
@@ -83,7 +83,8 @@ pub struct CompareArgs {
     pub b_name: String,
     /// A workload key with its values, `KEY=V1,V2,...` (repeatable):
     /// producers, size, inflight, batch, queues, consumers, rate (msgs/s
-    /// offered, open loop; 0 = closed loop).
+    /// offered, open loop; 0 = closed loop), drain (messages to fill, then
+    /// drain; 0 = none), pull-batch, suspend-ms.
     #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_workload_param)]
     pub params: Vec<(String, Vec<String>)>,
     /// Passes over all points, each running A then B at every point.

@@ -27,6 +27,18 @@ pub struct SideSummary {
     pub p99_us: f64,
     /// Median send -> consume p99, µs (with consumers).
     pub e2e_p99_us: Option<f64>,
+    /// Median broker CPU per acknowledged message, ns (where measurable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_ns_per_msg: Option<f64>,
+    /// Median drain rate, msgs/s (the drain workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_msgs_per_sec: Option<f64>,
+    /// Median broker CPU per drained message, ns (the drain workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_broker_cpu_ns_per_msg: Option<f64>,
+    /// Passes whose drain received every message of the fill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drained_runs: Option<usize>,
     /// Errors over all passes (sends and pulls).
     pub errors: u64,
 }
@@ -70,6 +82,9 @@ pub struct ComparePoint {
     pub p99_ratio: Option<Ratio>,
     /// B/A of send -> consume p99 (with consumers).
     pub e2e_p99_ratio: Option<Ratio>,
+    /// B/A of the drain rate (the drain workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_ratio: Option<Ratio>,
     /// What the passes support, in a few words.
     pub verdict: String,
 }
@@ -122,7 +137,22 @@ fn side(runs: &[&CompareRun]) -> Option<SideSummary> {
         .iter()
         .filter_map(|r| r.figures.consume.as_ref().map(|c| c.latency_us.p99))
         .collect();
+    let med = |v: Vec<f64>| (!v.is_empty()).then(|| median(&v));
+    let drains: Vec<&crate::broker::DrainFigures> = runs
+        .iter()
+        .filter_map(|r| r.figures.drain.as_ref())
+        .collect();
     Some(SideSummary {
+        broker_cpu_ns_per_msg: med(runs
+            .iter()
+            .filter_map(|r| r.figures.broker_cpu_ns_per_msg)
+            .collect()),
+        drain_msgs_per_sec: med(drains.iter().map(|d| d.msgs_per_sec).collect()),
+        drain_broker_cpu_ns_per_msg: med(drains
+            .iter()
+            .filter_map(|d| d.broker_cpu_ns_per_msg)
+            .collect()),
+        drained_runs: (!drains.is_empty()).then(|| drains.iter().filter(|d| d.drained).count()),
         runs: runs.len(),
         msgs_per_sec: median(&rate),
         msgs_per_sec_range: (
@@ -138,7 +168,11 @@ fn side(runs: &[&CompareRun]) -> Option<SideSummary> {
         e2e_p99_us: (!e2e.is_empty()).then(|| median(&e2e)),
         errors: runs
             .iter()
-            .map(|r| r.figures.errors + r.figures.consume.as_ref().map_or(0, |c| c.errors))
+            .map(|r| {
+                r.figures.errors
+                    + r.figures.consume.as_ref().map_or(0, |c| c.errors)
+                    + r.figures.drain.as_ref().map_or(0, |d| d.errors)
+            })
             .sum(),
     })
 }
@@ -157,6 +191,7 @@ pub fn summarize(points: &[Point], runs: &[CompareRun]) -> Vec<ComparePoint> {
             let mut tr = Vec::new();
             let mut lr = Vec::new();
             let mut er = Vec::new();
+            let mut dr = Vec::new();
             for a in &ra {
                 let Some(b) = rb.iter().find(|b| b.repeat == a.repeat) else {
                     continue;
@@ -171,6 +206,11 @@ pub fn summarize(points: &[Point], runs: &[CompareRun]) -> Vec<ComparePoint> {
                 if let (Some(ca), Some(cb)) = (&fa.consume, &fb.consume) {
                     if ca.latency_us.p99 > 0.0 {
                         er.push(cb.latency_us.p99 / ca.latency_us.p99);
+                    }
+                }
+                if let (Some(da), Some(db)) = (&fa.drain, &fb.drain) {
+                    if da.msgs_per_sec > 0.0 {
+                        dr.push(db.msgs_per_sec / da.msgs_per_sec);
                     }
                 }
             }
@@ -191,6 +231,7 @@ pub fn summarize(points: &[Point], runs: &[CompareRun]) -> Vec<ComparePoint> {
                 throughput_ratio,
                 p99_ratio: Ratio::of(&lr),
                 e2e_p99_ratio: Ratio::of(&er),
+                drain_ratio: Ratio::of(&dr),
                 verdict,
             }
         })
@@ -249,6 +290,14 @@ pub fn markdown(r: &CompareReport) -> String {
         s,
         "**B/A per point (dot = median, bar = range over passes; 1 = equal; log scale)**\n\n![B/A per point]({RATIO_PLOT})\n"
     );
+    if let Some(t) = consume_table(r) {
+        let _ = writeln!(s, "## Consume side and broker CPU\n");
+        s.push_str(&t);
+        let _ = writeln!(
+            s,
+            "\nDrain: the producers fill the topic with `drain` messages, then the consumers empty it from where the fill began; the rate is messages received over the time from starting the consumers to the last message. Broker CPU is the broker process's user + system time (from `/proc`, found by its listening port; `-` where the broker is not on this machine) per drained message, and per acknowledged message over a send measurement (serving its consumers too).\n"
+        );
+    }
     let _ = writeln!(s, "## Every run, in order\n");
     s.push_str(&runs_table(r));
     let _ = writeln!(s);
@@ -281,11 +330,13 @@ fn points_table(r: &CompareReport) -> String {
             &format!("{a} p99 ms"),
             &format!("{b} p99 ms"),
             "B/A p99 (min-max)",
+            &format!("{a} send->consume p99 ms"),
+            &format!("{b} send->consume p99 ms"),
             "B/A send->consume p99",
             "errors A/B",
             "verdict",
         ],
-        "rlrrrrrrrrl",
+        "rlrrrrrrrrrrl",
     );
     for p in &r.points {
         let rate = |x: &Option<SideSummary>| {
@@ -303,6 +354,11 @@ fn points_table(r: &CompareReport) -> String {
             x.as_ref()
                 .map_or_else(|| "-".to_string(), |x| format!("{:.3}", x.p99_us / 1000.0))
         };
+        let e2e = |x: &Option<SideSummary>| {
+            x.as_ref()
+                .and_then(|x| x.e2e_p99_us)
+                .map_or_else(|| "-".to_string(), |v| format!("{:.3}", v / 1000.0))
+        };
         let errs = |x: &Option<SideSummary>| x.as_ref().map_or(0, |x| x.errors);
         t.row([
             p.point.index.to_string(),
@@ -313,12 +369,70 @@ fn points_table(r: &CompareReport) -> String {
             p99(&p.a),
             p99(&p.b),
             fmt_ratio(p.p99_ratio),
+            e2e(&p.a),
+            e2e(&p.b),
             fmt_ratio(p.e2e_p99_ratio),
             format!("{}/{}", errs(&p.a), errs(&p.b)),
             p.verdict.clone(),
         ]);
     }
     t.finish()
+}
+
+/// The consume side: per point, each side's drain rate (the drain
+/// workload) and the broker's CPU per message, where any run measured them.
+fn consume_table(r: &CompareReport) -> Option<String> {
+    let any = r.points.iter().any(|p| {
+        [p.a.as_ref(), p.b.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|x| x.drain_msgs_per_sec.is_some() || x.broker_cpu_ns_per_msg.is_some())
+    });
+    if !any {
+        return None;
+    }
+    let (a, b) = (&r.a.0, &r.b.0);
+    let mut t = Table::new(
+        &[
+            "point",
+            "workload",
+            &format!("{a} drain msgs/s"),
+            &format!("{b} drain msgs/s"),
+            "B/A drain (min-max)",
+            &format!("{a} broker CPU ns/drained msg"),
+            &format!("{b} broker CPU ns/drained msg"),
+            &format!("{a} broker CPU ns/acked msg"),
+            &format!("{b} broker CPU ns/acked msg"),
+            "drained passes A/B",
+        ],
+        "rlrrrrrrrl",
+    );
+    let f0 = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+    for p in &r.points {
+        let get = |x: Option<&SideSummary>, f: fn(&SideSummary) -> Option<f64>| x.and_then(f);
+        let drained = |x: Option<&SideSummary>| {
+            x.map_or_else(
+                || "-".to_string(),
+                |x| {
+                    x.drained_runs
+                        .map_or_else(|| "-".to_string(), |d| format!("{d}/{}", x.runs))
+                },
+            )
+        };
+        t.row([
+            p.point.index.to_string(),
+            point_label(&p.point),
+            f0(get(p.a.as_ref(), |x| x.drain_msgs_per_sec)),
+            f0(get(p.b.as_ref(), |x| x.drain_msgs_per_sec)),
+            fmt_ratio(p.drain_ratio),
+            f0(get(p.a.as_ref(), |x| x.drain_broker_cpu_ns_per_msg)),
+            f0(get(p.b.as_ref(), |x| x.drain_broker_cpu_ns_per_msg)),
+            f0(get(p.a.as_ref(), |x| x.broker_cpu_ns_per_msg)),
+            f0(get(p.b.as_ref(), |x| x.broker_cpu_ns_per_msg)),
+            format!("{} / {}", drained(p.a.as_ref()), drained(p.b.as_ref())),
+        ]);
+    }
+    Some(t.finish())
 }
 
 /// The table of every run, in the order they ran.

@@ -48,6 +48,9 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "consumers",
     "slaves",
     "rate",
+    "drain",
+    "pull-batch",
+    "suspend-ms",
 ];
 
 /// Slaves a broker point may have at most (`--param slaves=0,1`).
@@ -302,6 +305,15 @@ pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
                 }
             }
             "size" => l.size = crate::store::parse_bytes(v).map_err(|_| bad())?,
+            // 0: no drain (consumers, if any, read while the producers send).
+            "drain" => {
+                l.drain = match v.parse().map_err(|_| bad())? {
+                    0 => None,
+                    n => Some(n),
+                }
+            }
+            "pull-batch" => l.pull_batch = v.parse().map_err(|_| bad())?,
+            "suspend-ms" => l.suspend_ms = v.parse().map_err(|_| bad())?,
             _ => {}
         }
     }
@@ -479,6 +491,7 @@ fn run_store_point(
             acks_per_bucket: Vec::new(),
             consume: None,
             open_loop: None,
+            broker_cpu: None,
         },
         cpu,
     ))

@@ -1,0 +1,95 @@
+//! The drain workload end to end: `compare` starts two real ferromq brokers
+//! from `.properties` files and runs `--param drain=N` with 1 and 3
+//! consumers. Every run fills the topic with N messages after a warm-up and
+//! the consumers receive exactly the fill's acknowledged messages (not the
+//! warm-up's, not an earlier run's), the drain rate and the broker's CPU per
+//! drained message are measured (the brokers are children on this machine),
+//! and the report's consume table shows them. (Binaries: see
+//! `sweep_end_to_end.rs`.)
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{assert_success, bench, server_bins_or_skip};
+
+#[test]
+fn drain_runs_receive_exactly_the_fill_and_report_rate_and_broker_cpu() {
+    let Some(bins) = server_bins_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.properties");
+    let b = tmp.path().join("b.properties");
+    std::fs::write(&a, "brokerName=a\nflushDiskType=ASYNC_FLUSH\n").unwrap();
+    std::fs::write(&b, "brokerName=b\nflushDiskType=ASYNC_FLUSH\n").unwrap();
+    let n = 3000u64;
+    let out = bench()
+        .arg("compare")
+        .arg("--a-props")
+        .arg(&a)
+        .arg("--b-props")
+        .arg(&b)
+        .args(["--a-name", "one", "--b-name", "two"])
+        .args(["--param", &format!("drain={n}"), "--param", "consumers=1,3"])
+        .args(["--repeat", "1", "--warmup-seconds", "0.2"])
+        .args(["--producers", "2", "--inflight", "8", "--queues", "4"])
+        .args(["--pull-batch", "16", "--small-files"])
+        .args(["--name", "tiny-drain", "--quiet"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--bin-dir")
+        .arg(&bins)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let dir = json_path.parent().unwrap().to_path_buf();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "2 points x A and B");
+    for r in runs {
+        let f = &r["figures"];
+        assert_eq!(f["errors"], 0, "{r}");
+        assert_eq!(f["messages"], n, "the fill is N messages: {r}");
+        let d = &f["drain"];
+        assert_eq!(d["messages"], n, "{r}");
+        assert_eq!(d["consumed"], n, "exactly the fill, once: {r}");
+        assert_eq!(d["drained"], true, "{r}");
+        assert_eq!(d["errors"], 0, "{r}");
+        assert!(d["msgs_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+        let per_pull = d["msgs_per_pull"].as_f64().unwrap();
+        assert!(per_pull > 0.0 && per_pull <= 16.0, "pull batch 16: {r}");
+        assert!(
+            d["broker_cpu_ns_per_msg"].as_f64().unwrap() > 0.0,
+            "the broker is a child on this machine: {r}"
+        );
+        assert!(f["broker_cpu_ns_per_msg"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            f.get("consume").is_none(),
+            "no send -> consume latency in a drain: {r}"
+        );
+    }
+    let consumers: Vec<u64> = runs
+        .iter()
+        .map(|r| r["figures"]["drain"]["consumers"].as_u64().unwrap())
+        .collect();
+    assert_eq!(consumers, vec![1, 1, 3, 3]);
+    for p in v["points"].as_array().unwrap() {
+        assert!(p["a"]["drain_msgs_per_sec"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["drain_ratio"]["median"].as_f64().unwrap() > 0.0, "{p}");
+        assert_eq!(p["a"]["drained_runs"], 1, "{p}");
+    }
+    assert!(md.contains("## Consume side and broker CPU"), "{md}");
+    assert!(
+        md.contains("| one drain msgs/s | two drain msgs/s |"),
+        "{md}"
+    );
+    assert!(md.contains("| 1/1 / 1/1 |"), "{md}");
+}
