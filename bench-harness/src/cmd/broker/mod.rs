@@ -226,6 +226,11 @@ pub struct LoadFigures {
     /// topic the producers filled (the figures above are the fill's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainFigures>,
+    /// Loopback TCP round trips measured in the same run, as the floor of
+    /// send -> consume (`broker` with consumers): back to back, and paced at
+    /// the offered rate with an open loop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loopback: Vec<crate::loopback::LoopbackRtt>,
 }
 
 /// What the drain workload measured: the consumers emptying a filled topic.
@@ -403,6 +408,7 @@ impl LoadFigures {
                     drained: c.drained,
                     drain_seconds: c.drain_seconds,
                 }),
+            loopback: Vec::new(),
             open_loop: m.open_loop.as_ref().map(|o| OpenLoopFigures {
                 rate: o.rate,
                 arrivals: o.arrivals,
@@ -623,7 +629,10 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
         Duration::from_secs_f64(args.load.warmup_seconds),
         &stop,
     )?;
-    let f = LoadFigures::new(&m, cpu);
+    let mut f = LoadFigures::new(&m, cpu);
+    if f.consume.is_some() {
+        f.loopback = loopback_floor(workload.open_loop.map(|o| o.rate))?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json.json {
         report::json_line(
@@ -639,6 +648,39 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
             .map_err(|e| BenchError::io("stdout", e))?;
     }
     Ok(0)
+}
+
+/// Round trips of each loopback measurement of [`loopback_floor`].
+pub const LOOPBACK_FLOOR_ROUND_TRIPS: u64 = 5_000;
+
+/// The loopback round trip of this machine, measured right after a
+/// measurement with consumers: back to back, and paced at `rate` when the
+/// measurement was an open loop (the client then wakes from sleep for every
+/// round trip, as the open loop's producer and the broker's parked pulls
+/// do). A send -> consume latency below these is not possible here; each
+/// send -> consume crosses loopback at least twice (send, pull response).
+///
+/// # Errors
+///
+/// When the loopback socket cannot be set up.
+pub fn loopback_floor(rate: Option<f64>) -> Result<Vec<crate::loopback::LoopbackRtt>> {
+    // A message's bytes one way (1 KiB body plus headers), echoed back.
+    const BYTES: usize = 1200;
+    let cap = Duration::from_secs(3);
+    let mut v = vec![crate::loopback::measure(
+        LOOPBACK_FLOOR_ROUND_TRIPS,
+        BYTES,
+        cap,
+    )?];
+    if let Some(rate) = rate {
+        v.push(crate::loopback::measure_paced(
+            rate,
+            LOOPBACK_FLOOR_ROUND_TRIPS,
+            BYTES,
+            cap,
+        )?);
+    }
+    Ok(v)
 }
 
 /// `ferromq-bench broker --transactional`.
@@ -761,7 +803,24 @@ mod tests {
         assert_eq!(o["unsent"], 4);
         assert_eq!(o["late_threshold_us"], 1000.0);
         assert!(o["lateness_us"]["max"].as_f64().unwrap() >= 2990.0);
+        let mut with_floor = f.clone();
+        with_floor.loopback = loopback_floor(Some(2000.0)).unwrap();
+        assert_eq!(with_floor.loopback.len(), 2);
+        assert_eq!(with_floor.loopback[1].paced_rate, Some(2000.0));
+        let text = report::text("x", &w, &with_floor, false);
+        assert!(
+            text.contains("loopback TCP round trip (1200 B each way, back to back): p50"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(1200 B each way, paced at 2000/s from intended times)"),
+            "{text}"
+        );
+        assert!(text.contains("consumers: none"), "{text}");
+        let v = serde_json::to_value(&with_floor).unwrap();
+        assert_eq!(v["loopback"][1]["paced_rate"], 2000.0);
         let text = report::text("null", &w, &f, true);
+        assert!(!text.contains("loopback"), "{text}");
         assert!(text.contains("1000 msgs/s offered (constant)"), "{text}");
         assert!(text.contains("2 sends, 1 left > 1000 µs late"), "{text}");
         assert!(

@@ -110,6 +110,20 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
             let _ = writeln!(s, "  first pull error: {e}");
         }
     }
+    for l in &f.loopback {
+        let _ = writeln!(
+            s,
+            "  loopback TCP round trip ({} B each way, {}): p50 {:.1} µs  p99 {:.1} µs  max {:.1} µs",
+            l.bytes,
+            l.paced_rate.map_or_else(
+                || "back to back".to_string(),
+                |r| format!("paced at {r:.0}/s from intended times")
+            ),
+            l.p50_us,
+            l.p99_us,
+            l.max_us,
+        );
+    }
     s
 }
 
