@@ -355,7 +355,7 @@ pub(crate) struct CeilingLine {
 /// Latency against offered rate, one colour per setting: p99 thick with
 /// dots, p50 and p99.9 thin below and above it, on a log axis in ms; each
 /// knee a black cross labelled with its rate, the p99 limit a grey line;
-/// each ceiling line dashed grey (p99 thick, p50 thin), a hollow black
+/// each ceiling line dashed grey (p99 thick, p50 thin), a black
 /// triangle at every rate where the null broker fell behind.
 pub(crate) fn plot_latency_vs_rate(
     path: &Path,
@@ -452,7 +452,7 @@ pub(crate) fn plot_latency_vs_rate(
 }
 
 /// The ceiling lines of [`plot_latency_vs_rate`]: dashed grey, p99 thick
-/// (in the legend) and p50 thin; hollow black triangles where the null
+/// (in the legend) and p50 thin; black triangles where the null
 /// broker fell behind (one legend entry for all of them).
 fn draw_ceilings<DB: DrawingBackend>(
     chart: &mut ChartContext<
@@ -465,7 +465,7 @@ fn draw_ceilings<DB: DrawingBackend>(
     what: &str,
 ) -> Result<()> {
     let grey = RGBColor(110, 110, 110).to_rgba();
-    let mark = BLACK.stroke_width(2);
+    let mark = BLACK.filled();
     let mut late_labelled = false;
     for c in ceilings {
         let line = |q: usize| -> Vec<(f64, f64)> {

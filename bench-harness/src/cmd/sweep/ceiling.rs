@@ -361,7 +361,7 @@ pub fn ceiling_markdown(
     s.push_str(&t.finish());
     let _ = writeln!(
         s,
-        "\nThe same client workload without consumers, driven at each offered rate against the harness's in-process null broker (answers SUCCESS at once, stores nothing), after each pass's points: its send -> ack latency is what the client and loopback alone cost at that rate, the dashed grey line on `latency-vs-rate.svg`. Latency on the curve above it is the broker's; a rate where the null broker did not keep up (more than {:.0} % of its sends > 1 ms late, a request unsent, an error, or acked < {:.0} % of offered; a hollow triangle on the plot) is limited by the client, not the broker.\n",
+        "\nThe same client workload without consumers, driven at each offered rate against the harness's in-process null broker (answers SUCCESS at once, stores nothing), after each pass's points: its send -> ack latency is what the client and loopback alone cost at that rate, the dashed grey line on `latency-vs-rate.svg`. Latency on the curve above it is the broker's; a rate where the null broker did not keep up (more than {:.0} % of its sends > 1 ms late, a request unsent, an error, or acked < {:.0} % of offered; a black triangle on the plot) is limited by the client, not the broker.\n",
         MAX_LATE_SHARE * 100.0,
         MIN_ACKED_SHARE * 100.0
     );

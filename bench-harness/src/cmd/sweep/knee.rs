@@ -334,7 +334,7 @@ pub fn curve_section(r: &SweepReport) -> String {
     if !r.ceiling.is_empty() {
         let _ = writeln!(
             s,
-            "The dashed grey line is the harness ceiling: the null broker's send -> ack p99 at each offered rate (thin dashed grey: its p50), the client's own cost; a hollow black triangle marks a rate where the null broker itself fell behind (see \"Harness ceiling (null broker)\" below).\n"
+            "The dashed grey line is the harness ceiling: the null broker's send -> ack p99 at each offered rate (thin dashed grey: its p50), the client's own cost; a black triangle marks a rate where the null broker itself fell behind (see \"Harness ceiling (null broker)\" below).\n"
         );
     }
     let _ = writeln!(s, "![send -> ack latency vs offered rate]({CURVE_PLOT})\n");
