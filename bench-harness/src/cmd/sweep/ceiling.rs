@@ -365,6 +365,29 @@ pub fn ceiling_markdown(
         MAX_LATE_SHARE * 100.0,
         MIN_ACKED_SHARE * 100.0
     );
+    let behind: Vec<String> = ceiling
+        .iter()
+        .filter(|c| c.client_limited.is_some())
+        .map(|c| {
+            if c.setting.is_empty() {
+                format!("{:.0}", c.rate)
+            } else {
+                format!("{:.0} ({})", c.rate, c.setting)
+            }
+        })
+        .collect();
+    if behind.is_empty() {
+        let _ = writeln!(
+            s,
+            "The null broker kept up at every offered rate measured.\n"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "**The null broker itself fell behind at {} msgs/s**: at those rates the client, not the broker, is the limit.\n",
+            behind.join(", ")
+        );
+    }
     if let Some(l) = limit_ms {
         for line in knee_ceiling_sentences(knees, ceiling, sums, l) {
             let _ = writeln!(s, "- {line}");
@@ -557,6 +580,12 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 2000 | 1500 |"), "{md}");
+        assert!(
+            md.contains("**The null broker itself fell behind at 2000 msgs/s**"),
+            "{md}"
+        );
+        let kept = ceiling_markdown(&ceiling[..1], &knees, &sums, Some(5.0));
+        assert!(kept.contains("kept up at every offered rate"), "{kept}");
         assert!(
             md.contains("**no**: acked 1500 msgs/s < 98 % of offered"),
             "{md}"
