@@ -467,7 +467,9 @@ fn draw_ceilings<DB: DrawingBackend>(
     let grey = RGBColor(110, 110, 110).to_rgba();
     let mark = BLACK.filled();
     let mut late_labelled = false;
-    for c in ceilings {
+    for (i, c) in ceilings.iter().enumerate() {
+        // One line per swept client setting: longer dashes for each next one.
+        let dash = 8 + 6 * i.min(4) as u32;
         let line = |q: usize| -> Vec<(f64, f64)> {
             c.points
                 .iter()
@@ -478,13 +480,18 @@ fn draw_ceilings<DB: DrawingBackend>(
             .draw_series(DashedLineSeries::new(line(0), 4, 4, grey.stroke_width(1)))
             .map_err(draw_err(what))?;
         chart
-            .draw_series(DashedLineSeries::new(line(1), 8, 5, grey.stroke_width(3)))
+            .draw_series(DashedLineSeries::new(
+                line(1),
+                dash,
+                5,
+                grey.stroke_width(3),
+            ))
             .map_err(draw_err(what))?
             .label(c.name.clone())
             .legend(move |(x, y)| {
                 plotters::element::DashedPathElement::new(
                     vec![(x, y), (x + 20, y)],
-                    5,
+                    dash / 2,
                     3,
                     grey.stroke_width(3),
                 )

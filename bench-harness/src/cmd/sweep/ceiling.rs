@@ -228,17 +228,19 @@ pub fn at<'a>(
         .find(|c| c.setting == client && c.rate.total_cmp(&rate).is_eq())
 }
 
-/// The null broker's p99 at a rate as a share of the limit, `X ms (Y % of
-/// the L ms limit)`.
+/// The null broker's p99 at a rate against the limit: `X ms: Y % of the L
+/// ms limit is the harness`, or that it is over the limit by itself.
 fn share_of_limit(c: &CeilingPoint, limit_ms: f64) -> String {
-    let share = if limit_ms > 0.0 {
-        format!("{:.0} %", c.p99_ms / limit_ms * 100.0)
-    } else {
-        "all".to_string()
-    };
+    if c.p99_ms > limit_ms || limit_ms <= 0.0 {
+        return format!(
+            "{:.3} ms, over the {limit_ms} ms limit on its own",
+            c.p99_ms
+        );
+    }
     format!(
-        "{:.3} ms: {share} of the {limit_ms} ms limit is the harness",
-        c.p99_ms
+        "{:.3} ms: {:.0} % of the {limit_ms} ms limit is the harness",
+        c.p99_ms,
+        c.p99_ms / limit_ms * 100.0
     )
 }
 
@@ -370,9 +372,9 @@ pub fn ceiling_markdown(
         .filter(|c| c.client_limited.is_some())
         .map(|c| {
             if c.setting.is_empty() {
-                format!("{:.0}", c.rate)
+                format!("{:.0} msgs/s", c.rate)
             } else {
-                format!("{:.0} ({})", c.rate, c.setting)
+                format!("{:.0} msgs/s ({})", c.rate, c.setting)
             }
         })
         .collect();
@@ -384,7 +386,7 @@ pub fn ceiling_markdown(
     } else {
         let _ = writeln!(
             s,
-            "**The null broker itself fell behind at {} msgs/s**: at those rates the client, not the broker, is the limit.\n",
+            "**The null broker itself fell behind at {}**: at those rates the client, not the broker, is the limit.\n",
             behind.join(", ")
         );
     }
@@ -621,10 +623,21 @@ mod tests {
         };
         let mut only_rate = point(0, "", 1000.0);
         only_rate.point.values.remove(0);
-        let s = knee_ceiling_sentences(&[none], &ceiling, &[only_rate], 5.0);
+        let s = knee_ceiling_sentences(
+            std::slice::from_ref(&none),
+            &ceiling,
+            std::slice::from_ref(&only_rate),
+            5.0,
+        );
         assert_eq!(
             s[0],
             "No knee. At 1000 msgs/s, the rate that missed, the null broker's p99 is 0.250 ms: 5 % of the 5 ms limit is the harness."
+        );
+        // A limit the null broker misses by itself is said so, not as a share over 100 %.
+        let s = knee_ceiling_sentences(&[none], &ceiling, &[only_rate], 0.2);
+        assert!(
+            s[0].ends_with("0.250 ms, over the 0.2 ms limit on its own."),
+            "{s:?}"
         );
     }
 }
