@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub const UNKNOWN: &str = "unknown";
 
 /// The machine, as far as it could be read.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MachineInfo {
     /// Host name.
     pub hostname: String,
@@ -34,7 +34,7 @@ pub struct MachineInfo {
 }
 
 /// The file system and device behind a directory.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DiskInfo {
     /// The directory, as given (canonical when it could be resolved).
     pub dir: String,

@@ -341,23 +341,47 @@ pub(crate) struct RateCurve {
     pub knee: Option<(f64, f64)>,
 }
 
+/// The harness ceiling's line on the latency-throughput plot (the null
+/// broker at each offered rate).
+#[derive(Debug, Clone)]
+pub(crate) struct CeilingLine {
+    /// Legend label.
+    pub name: String,
+    /// `(offered msgs/s, [p50, p99] ms, the null broker fell behind)`,
+    /// ascending rate.
+    pub points: Vec<(f64, [f64; 2], bool)>,
+}
+
 /// Latency against offered rate, one colour per setting: p99 thick with
 /// dots, p50 and p99.9 thin below and above it, on a log axis in ms; each
-/// knee a black cross labelled with its rate, the p99 limit a grey line.
+/// knee a black cross labelled with its rate, the p99 limit a grey line;
+/// each ceiling line dashed grey (p99 thick, p50 thin), a black
+/// triangle at every rate where the null broker fell behind.
 pub(crate) fn plot_latency_vs_rate(
     path: &Path,
     caption: &str,
     curves: &[RateCurve],
+    ceilings: &[CeilingLine],
     limit_ms: Option<f64>,
 ) -> Result<()> {
     let what = path.display().to_string();
     let all = || curves.iter().flat_map(|c| c.points.iter());
-    let xmax = all().map(|(x, _)| *x).fold(0.0f64, f64::max) * 1.08;
+    let ceil = || ceilings.iter().flat_map(|c| c.points.iter());
+    let xmax = all()
+        .map(|(x, _)| *x)
+        .chain(ceil().map(|(x, _, _)| *x))
+        .fold(0.0f64, f64::max)
+        * 1.08;
     if xmax <= 0.0 {
         return Ok(());
     }
     let floor = 0.001;
-    let ys = || all().flat_map(|(_, y)| y.iter().copied()).chain(limit_ms);
+    let ys = || {
+        all()
+            .flat_map(|(_, y)| y.iter().copied())
+            .chain(ceil().flat_map(|(_, y, _)| y.iter().copied()))
+            .chain(limit_ms)
+    };
     let ymin = ys().map(|y| y.max(floor)).fold(f64::INFINITY, f64::min) / 1.5;
     let ymax = ys().fold(floor, f64::max) * 1.5;
     let root = canvas(path, SIZE.0, &what)?;
@@ -384,6 +408,7 @@ pub(crate) fn plot_latency_vs_rate(
             .label(format!("p99 limit {l} ms"))
             .legend(line_mark(grey));
     }
+    draw_ceilings(&mut chart, ceilings, floor, &what)?;
     for (i, c) in curves.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let line = |q: usize| -> Vec<(f64, f64)> {
@@ -424,6 +449,80 @@ pub(crate) fn plot_latency_vs_rate(
         }
     }
     finish(chart, &root, SeriesLabelPosition::UpperLeft, &what)
+}
+
+/// The ceiling lines of [`plot_latency_vs_rate`]: dashed grey, p99 thick
+/// (in the legend) and p50 thin; black triangles where the null
+/// broker fell behind (one legend entry for all of them).
+fn draw_ceilings<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, LogCoord<f64>>,
+    >,
+    ceilings: &[CeilingLine],
+    floor: f64,
+    what: &str,
+) -> Result<()> {
+    let grey = RGBColor(110, 110, 110).to_rgba();
+    let mark = BLACK.filled();
+    let mut late_labelled = false;
+    for (i, c) in ceilings.iter().enumerate() {
+        // One line per swept client setting: longer dashes for each next one.
+        let dash = 8 + 6 * i.min(4) as u32;
+        let line = |q: usize| -> Vec<(f64, f64)> {
+            c.points
+                .iter()
+                .map(|(x, y, _)| (*x, y[q].max(floor)))
+                .collect()
+        };
+        chart
+            .draw_series(DashedLineSeries::new(line(0), 4, 4, grey.stroke_width(1)))
+            .map_err(draw_err(what))?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                line(1),
+                dash,
+                5,
+                grey.stroke_width(3),
+            ))
+            .map_err(draw_err(what))?
+            .label(c.name.clone())
+            .legend(move |(x, y)| {
+                plotters::element::DashedPathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    dash / 2,
+                    3,
+                    grey.stroke_width(3),
+                )
+            });
+        chart
+            .draw_series(
+                line(1)
+                    .into_iter()
+                    .map(|p| Circle::new(p, 3, grey.filled())),
+            )
+            .map_err(draw_err(what))?;
+        let late: Vec<(f64, f64)> = c
+            .points
+            .iter()
+            .filter(|(_, _, late)| *late)
+            .map(|(x, y, _)| (*x, y[1].max(floor)))
+            .collect();
+        if late.is_empty() {
+            continue;
+        }
+        let drawn = chart
+            .draw_series(late.into_iter().map(|p| TriangleMarker::new(p, 9, mark)))
+            .map_err(draw_err(what))?;
+        if !late_labelled {
+            late_labelled = true;
+            drawn
+                .label("null broker fell behind: client-limited")
+                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 7, mark));
+        }
+    }
+    Ok(())
 }
 
 /// The ratios of a comparison plot: `(legend, which ratio, x offset)`.

@@ -107,7 +107,7 @@ impl Arrivals {
 /// The offered load of an open-loop workload: sends leave on a schedule, not
 /// when acknowledgements come back, and latency counts from each send's
 /// intended time (see [`crate::target::open_loop`]).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenLoop {
     /// Messages per second offered, all producers together.
     pub rate: f64,

@@ -3,6 +3,8 @@
 //! the plots, the histograms and `results.json` are written and agree, and
 //! the recommended snippet parses as a broker config. A second test stops a
 //! sweep with SIGINT and checks that what was measured is still reported.
+//! Two more sweep `rate` (open loop): with the harness ceiling (the null
+//! broker at each offered rate) on by default, and with `--no-null-ceiling`.
 //!
 //! Where the server binaries come from: `cargo test --workspace` builds them
 //! (the server's own integration tests need them) into the same
@@ -186,4 +188,134 @@ fn sigint_stops_the_sweep_and_still_reports() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A one-pass open-loop sweep over `rates`, 1-second points, no disk
+/// measurement, a p99 limit every rate meets on any machine.
+fn rate_sweep_cmd(tmp: &Path, bins: &Path, rates: &str, name: &str) -> Command {
+    let mut c = bench();
+    c.args(["sweep", "--param", &format!("rate={rates}")])
+        .args(["--repeat", "1", "--seconds", "1", "--warmup-seconds", "0.2"])
+        .args([
+            "--producers",
+            "1",
+            "--inflight",
+            "4",
+            "--small-files",
+            "--quiet",
+        ])
+        .args([
+            "--p99-limit-ms",
+            "1000",
+            "--disk-bytes",
+            "0",
+            "--name",
+            name,
+        ])
+        .arg("--dir")
+        .arg(tmp.join("data"))
+        .arg("--out")
+        .arg(tmp.join("out"))
+        .arg("--bin-dir")
+        .arg(bins)
+        .env("RUST_LOG", "error");
+    c
+}
+
+/// Run `c`, return the report folder and its parsed `results.json`.
+fn report_of(mut c: Command) -> (PathBuf, serde_json::Value) {
+    let out = c.output().unwrap();
+    assert_success(&out);
+    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let v = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    (json_path.parent().unwrap().to_path_buf(), v)
+}
+
+#[test]
+fn a_rate_sweep_measures_and_draws_the_harness_ceiling_at_every_rate() {
+    let Some(bins) = server_bins_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    let (dir, v) = report_of(rate_sweep_cmd(tmp.path(), &bins, "200,400", "ceiling"));
+    let ceiling = v["ceiling"].as_array().expect("a ceiling in results.json");
+    let mut rates: Vec<f64> = ceiling
+        .iter()
+        .map(|c| c["rate"].as_f64().unwrap())
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    assert_eq!(rates, vec![200.0, 400.0], "{v}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for c in ceiling {
+        assert!(c["acked_msgs_per_sec"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["p99_ms"].as_f64().unwrap() > 0.0, "{c}");
+        assert_eq!(c["runs"], 1, "{c}");
+        assert_eq!(c["setting"], "", "{c}");
+        // The table shows the JSON's figures.
+        let row = format!(
+            "| {:.0} | {:.0} | {:.3} | {:.3} |",
+            c["rate"].as_f64().unwrap(),
+            c["acked_msgs_per_sec"].as_f64().unwrap(),
+            c["p50_ms"].as_f64().unwrap(),
+            c["p99_ms"].as_f64().unwrap()
+        );
+        assert!(md.contains(&row), "no row `{row}` in\n{md}");
+    }
+    let runs = v["ceiling_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{v}");
+    for r in runs {
+        assert!(r["figures"]["messages"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["figures"]["consume"].is_null(), "no consumers: {r}");
+    }
+    assert!(md.contains("### Harness ceiling (null broker)"), "{md}");
+    // Each knee is set against the ceiling at its rate.
+    for k in v["knees"].as_array().unwrap() {
+        let Some(rate) = k["rate"].as_f64() else {
+            continue;
+        };
+        let c = ceiling
+            .iter()
+            .find(|c| c["rate"].as_f64() == Some(rate))
+            .unwrap();
+        let line = format!(
+            "At the knee ({rate:.0} msgs/s) the null broker's p99 is {:.3} ms",
+            c["p99_ms"].as_f64().unwrap()
+        );
+        assert!(md.contains(&line), "no `{line}` in\n{md}");
+    }
+    let svg = std::fs::read_to_string(dir.join("latency-vs-rate.svg")).unwrap();
+    assert!(svg.contains("harness ceiling (null broker)"), "{svg}");
+    // results.json reads back, and so does one written before the ceiling.
+    let text = serde_json::to_string(&v).unwrap();
+    let back: ferromq_bench::sweep_report::SweepReport = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.ceiling.len(), 2);
+    let mut old = v.clone();
+    let o = old.as_object_mut().unwrap();
+    o.remove("ceiling");
+    o.remove("ceiling_runs");
+    let old: ferromq_bench::sweep_report::SweepReport = serde_json::from_value(old).unwrap();
+    assert!(old.ceiling.is_empty() && old.ceiling_runs.is_empty());
+    assert_eq!(old.points.len(), 2);
+}
+
+#[test]
+fn no_null_ceiling_skips_it() {
+    let Some(bins) = server_bins_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+    let mut c = rate_sweep_cmd(tmp.path(), &bins, "200", "no-ceiling");
+    c.arg("--no-null-ceiling");
+    let (dir, v) = report_of(c);
+    assert_eq!(v["points"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        v.get("ceiling").is_none() && v.get("ceiling_runs").is_none(),
+        "{v}"
+    );
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(!md.contains("Harness ceiling"), "{md}");
+    let svg = std::fs::read_to_string(dir.join("latency-vs-rate.svg")).unwrap();
+    assert!(!svg.contains("harness ceiling"), "{svg}");
 }

@@ -41,7 +41,7 @@ pub struct DiskArgs {
 }
 
 /// What `disk` measured.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DiskResult {
     /// The directory measured.
     pub dir: String,

@@ -95,6 +95,7 @@ pub fn run_find_knee(
         planned_runs: 0,
         interrupted: false,
         properties: Vec::new(),
+        ceiling: Vec::new(),
     };
     for setting in points(&args.params) {
         search(start, args.knee_steps, |rate| {
@@ -181,6 +182,7 @@ fn merge(all: &mut SweepOutcome, one: SweepOutcome) {
         all.runs.push(r);
     }
     all.properties.extend(one.properties);
+    all.ceiling.extend(one.ceiling);
     all.planned_runs += one.planned_runs;
     all.interrupted |= one.interrupted;
 }
@@ -233,6 +235,7 @@ mod tests {
             planned_runs: 2,
             interrupted: false,
             properties: vec![String::new()],
+            ceiling: Vec::new(),
         };
         let mut all = one("1000");
         all.points.clear();

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::plot::{plot_latency_vs_rate, RateCurve};
+use crate::plot::{plot_latency_vs_rate, CeilingLine, RateCurve};
+use crate::sweep::ceiling::{ceiling_markdown, CeilingPoint, CEILING_LABEL};
 use crate::sweep::PointSummary;
 use crate::sweep_report::SweepReport;
 
@@ -259,6 +260,31 @@ pub(crate) fn rate_curves(sums: &[PointSummary], knees: &[Knee], e2e: bool) -> V
         .collect()
 }
 
+/// The ceiling lines of the plot: one per swept client setting, labelled
+/// [`CEILING_LABEL`] (with the setting when client keys were swept).
+pub(crate) fn ceiling_lines(ceiling: &[CeilingPoint]) -> Vec<CeilingLine> {
+    let mut out: Vec<CeilingLine> = Vec::new();
+    for c in ceiling {
+        let name = if c.setting.is_empty() {
+            CEILING_LABEL.to_string()
+        } else {
+            format!("{CEILING_LABEL} {}", c.setting)
+        };
+        let pt = (c.rate, [c.p50_ms, c.p99_ms], c.client_limited.is_some());
+        match out.iter_mut().find(|l| l.name == name) {
+            Some(l) => l.points.push(pt),
+            None => out.push(CeilingLine {
+                name,
+                points: vec![pt],
+            }),
+        }
+    }
+    for l in &mut out {
+        l.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    out
+}
+
 /// Draw the curve plots of a report into `dir` (nothing when no point ran
 /// open loop).
 ///
@@ -273,6 +299,7 @@ pub fn write_curve_plots(dir: &Path, r: &SweepReport) -> Result<()> {
         &dir.join(CURVE_PLOT),
         &caption("send -> ack"),
         &ack,
+        &ceiling_lines(&r.ceiling),
         r.p99_limit_ms,
     )?;
     let e2e = rate_curves(&r.points, &r.knees, true);
@@ -281,6 +308,7 @@ pub fn write_curve_plots(dir: &Path, r: &SweepReport) -> Result<()> {
             &dir.join(CURVE_PLOT_E2E),
             &caption("send -> consume"),
             &e2e,
+            &[],
             None,
         )?;
     }
@@ -301,8 +329,15 @@ pub fn curve_section(r: &SweepReport) -> String {
     );
     let _ = writeln!(
         s,
-        "One line per setting (every swept key except `rate`); x = offered msgs/s, y = latency in ms on a log axis; thick line with dots = median p99 over passes, thin lines = p50 (below) and p99.9 (above); latency counts from each message's intended send time. Closed-loop points (`rate=0`) are not on the curve.\n\n![send -> ack latency vs offered rate]({CURVE_PLOT})\n"
+        "One line per setting (every swept key except `rate`); x = offered msgs/s, y = latency in ms on a log axis; thick line with dots = median p99 over passes, thin lines = p50 (below) and p99.9 (above); latency counts from each message's intended send time. Closed-loop points (`rate=0`) are not on the curve.\n"
     );
+    if !r.ceiling.is_empty() {
+        let _ = writeln!(
+            s,
+            "The dashed grey line is the harness ceiling: the null broker's send -> ack p99 at each offered rate (thin dashed grey: its p50), the client's own cost; a black triangle marks a rate where the null broker itself fell behind (see \"Harness ceiling (null broker)\" below).\n"
+        );
+    }
+    let _ = writeln!(s, "![send -> ack latency vs offered rate]({CURVE_PLOT})\n");
     if r.points.iter().any(|p| p.consume.is_some()) {
         let _ = writeln!(
             s,
@@ -312,6 +347,12 @@ pub fn curve_section(r: &SweepReport) -> String {
     if let Some(l) = r.p99_limit_ms {
         s.push_str(&knee_markdown(&r.knees, l));
     }
+    s.push_str(&ceiling_markdown(
+        &r.ceiling,
+        &r.knees,
+        &r.points,
+        r.p99_limit_ms,
+    ));
     s
 }
 
@@ -458,7 +499,7 @@ mod tests {
         assert!(rate_curves(&sums, &ks, true).is_empty());
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join(CURVE_PLOT);
-        plot_latency_vs_rate(&p, "send -> ack vs offered rate", &curves, Some(5.0)).unwrap();
+        plot_latency_vs_rate(&p, "send -> ack vs offered rate", &curves, &[], Some(5.0)).unwrap();
         let svg = std::fs::read_to_string(&p).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
         assert_eq!(svg.matches("flushDiskType=ASYNC_FLUSH").count(), 1, "{svg}");
@@ -466,5 +507,61 @@ mod tests {
         assert!(svg.contains("knee 2000/s") && svg.contains("knee 1000/s"));
         assert!(svg.contains("p99 limit 5 ms"));
         assert!(svg.contains("latency (ms, log)") && svg.contains("offered rate (msgs/s)"));
+    }
+
+    #[test]
+    fn the_ceiling_is_a_labelled_line_and_marks_where_the_client_fell_behind() {
+        let c = |setting: &str, rate: f64, p99_ms: f64, late: bool| CeilingPoint {
+            setting: setting.into(),
+            rate,
+            runs: 1,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+            p999_ms: p99_ms * 2.0,
+            acked_msgs_per_sec: rate,
+            sends: 100,
+            late_sends: 0,
+            unsent: 0,
+            errors: 0,
+            client_limited: late.then(|| "late".to_string()),
+        };
+        let kept_up = [c("", 2000.0, 0.3, false), c("", 1000.0, 0.2, false)];
+        let lines = ceiling_lines(&kept_up);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].name, CEILING_LABEL);
+        assert_eq!(
+            lines[0].points.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![1000.0, 2000.0]
+        );
+        let sums = curve(0, "A", &[(1000.0, 1.0), (2000.0, 2.0)]);
+        let curves = rate_curves(&sums, &knees(&sums, 5.0), false);
+        let tmp = tempfile::tempdir().unwrap();
+        let draw = |name: &str, ceiling: &[CeilingPoint]| -> String {
+            let p = tmp.path().join(name);
+            plot_latency_vs_rate(&p, "x", &curves, &ceiling_lines(ceiling), Some(5.0)).unwrap();
+            std::fs::read_to_string(&p).unwrap()
+        };
+        let svg = draw("kept-up.svg", &kept_up);
+        assert_eq!(svg.matches(CEILING_LABEL).count(), 1, "{svg}");
+        assert!(!svg.contains("client-limited"), "{svg}");
+        // A late rate is marked, with one legend entry; swept client keys
+        // make one ceiling line each.
+        let svg = draw(
+            "late.svg",
+            &[
+                c("producers=1", 1000.0, 0.2, false),
+                c("producers=1", 2000.0, 3.0, true),
+                c("producers=2", 2000.0, 4.0, true),
+            ],
+        );
+        assert_eq!(svg.matches("client-limited").count(), 1, "{svg}");
+        assert!(
+            svg.contains("harness ceiling (null broker) producers=1"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("harness ceiling (null broker) producers=2"),
+            "{svg}"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! (SIGTERM, SIGKILL after [`STOP_GRACE`]; a drop guard kills them whatever
 //! happens) and remove the store.
 
+pub mod ceiling;
 pub mod find_knee;
 pub mod knee;
 pub mod report;
@@ -132,6 +133,12 @@ pub struct SweepArgs {
     /// Seconds of that measurement's 4 KiB write + fdatasync test.
     #[arg(long = "disk-sync-seconds", default_value_t = 1.0)]
     pub disk_sync_seconds: f64,
+    /// Skip the harness ceiling: by default, when any point runs open loop
+    /// (`rate` swept, `--find-knee`, `--rate`), every offered rate is also
+    /// measured against the in-process null broker after each pass (same
+    /// client workload, no consumers) and drawn on `latency-vs-rate.svg`.
+    #[arg(long = "no-null-ceiling")]
+    pub no_null_ceiling: bool,
 }
 
 fn parse_param(s: &str) -> std::result::Result<(String, Vec<String>), String> {
@@ -280,6 +287,8 @@ pub struct SweepOutcome {
     pub interrupted: bool,
     /// `broker.properties` of each point (broker target), index-aligned with points.
     pub properties: Vec<String>,
+    /// The harness ceiling's null-broker runs, in run order.
+    pub ceiling: Vec<ceiling::CeilingRun>,
 }
 
 /// The workload of `point`: `base` with the swept workload keys applied.
@@ -520,8 +529,14 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
     let rt = client_runtime(args.load.client_threads)?;
     let stop = stop.unwrap_or_else(|| ctrl_c_flag(&rt));
     let order = schedule(pts.len(), args.repeat);
+    let ceiling_targets = if args.no_null_ceiling || args.target != SweepTarget::Broker {
+        Vec::new()
+    } else {
+        ceiling::targets(&pts, &workloads)
+    };
     let per_run = args.load.seconds + args.load.warmup_seconds + 1.5;
-    let bar = indicatif::ProgressBar::new(order.len() as u64);
+    let total_runs = order.len() + args.repeat * ceiling_targets.len();
+    let bar = indicatif::ProgressBar::new(total_runs as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ~{msg}",
@@ -543,13 +558,14 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
         runs: Vec::new(),
         planned_runs: order.len(),
         interrupted: false,
+        ceiling: Vec::new(),
     };
     for (i, &(p, r)) in order.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             out.interrupted = true;
             break;
         }
-        let left_s = (order.len() - i) as f64 * per_run;
+        let left_s = (total_runs as u64).saturating_sub(bar.position()) as f64 * per_run;
         bar.set_message(format!(
             "{:.0} s left; point {} pass {}: {}",
             left_s,
@@ -605,9 +621,73 @@ pub fn run_sweep_points(args: &SweepArgs, stop: Option<Arc<AtomicBool>>) -> Resu
             }),
             Err(e) => bar.println(format!("point {p} pass {}: failed: {e}", r + 1)),
         }
+        let pass_done = order.get(i + 1).is_none_or(|&(_, next)| next != r);
+        if pass_done
+            && !run_ceiling(
+                &rt,
+                &ceiling_targets,
+                r,
+                args.load.warmup_seconds,
+                &stop,
+                &bar,
+                &mut out.ceiling,
+            )
+        {
+            out.interrupted = true;
+            break;
+        }
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// Measure every ceiling target once against a fresh null broker (pass
+/// `repeat`), appending to `runs`; a failed run is reported and skipped.
+/// Returns false when `stop` was set (the run then under way is dropped).
+fn run_ceiling(
+    rt: &tokio::runtime::Runtime,
+    targets: &[ceiling::CeilingTarget],
+    repeat: usize,
+    warmup_seconds: f64,
+    stop: &Arc<AtomicBool>,
+    bar: &indicatif::ProgressBar,
+    runs: &mut Vec<ceiling::CeilingRun>,
+) -> bool {
+    for t in targets {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        bar.set_message(format!(
+            "pass {}: null broker at {:.0} msgs/s {}",
+            repeat + 1,
+            t.rate,
+            t.setting
+        ));
+        let res = ceiling::measure(
+            rt,
+            &t.workload,
+            Duration::from_secs_f64(warmup_seconds),
+            stop,
+        );
+        bar.inc(1);
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match res {
+            Ok(figures) => runs.push(ceiling::CeilingRun {
+                setting: t.setting.clone(),
+                rate: t.rate,
+                repeat,
+                figures,
+            }),
+            Err(e) => bar.println(format!(
+                "null broker at {:.0} msgs/s pass {}: failed: {e}",
+                t.rate,
+                repeat + 1
+            )),
+        }
+    }
+    true
 }
 
 /// Per-point summary across passes.

@@ -14,6 +14,7 @@ use crate::disk::DiskResult;
 use crate::error::{BenchError, Result};
 use crate::machine::MachineInfo;
 use crate::reporting::{file_key, origin_lines, ReportFolder};
+use crate::sweep::ceiling::{CeilingPoint, CeilingRun};
 use crate::sweep::knee::{
     curve_section, curve_series, knees, recommendation_line, search_line, write_curve_plots, Knee,
 };
@@ -34,8 +35,9 @@ pub struct Recommendation {
     pub confidence: String,
 }
 
-/// Everything `results.json` holds.
-#[derive(Debug, Clone, serde::Serialize)]
+/// Everything `results.json` holds. It reads back with serde; fields added
+/// after the first reports default when missing.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
     /// The exact command line.
     pub command: String,
@@ -78,12 +80,20 @@ pub struct SweepReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p99_limit_ms: Option<f64>,
     /// The knee of each setting of the latency-throughput curve.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knees: Vec<Knee>,
     /// `--find-knee`: the start rate of the knee search (`None`: the rates
     /// were a fixed `--param rate=` list, or not swept).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub find_knee: Option<f64>,
+    /// The harness ceiling: the null broker at each offered rate of the
+    /// curve, per swept client setting (empty with `--no-null-ceiling`, or
+    /// when no point ran open loop, or in reports older than it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ceiling: Vec<CeilingPoint>,
+    /// The ceiling's null-broker runs, in run order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ceiling_runs: Vec<CeilingRun>,
     /// The machine.
     pub machine: MachineInfo,
     /// Raw limits of `--dir`'s device, measured before the first point
@@ -97,7 +107,7 @@ pub struct SweepReport {
 }
 
 /// The base workload, as flags.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BaseWorkload {
     /// Producers (connections).
     pub producers: usize,
@@ -310,6 +320,8 @@ pub fn build(
         p99_limit_ms,
         knees,
         find_knee: args.find_knee,
+        ceiling: crate::sweep::ceiling::summarize(&outcome.ceiling),
+        ceiling_runs: outcome.ceiling.clone(),
         machine,
         disk,
         loopback,
@@ -341,6 +353,14 @@ pub fn markdown(r: &SweepReport) -> String {
         r.broker_properties.len(),
         crate::reporting::interrupted_note(r.interrupted)
     );
+    if !r.ceiling_runs.is_empty() {
+        let _ = writeln!(
+            s,
+            "- harness ceiling: {} null-broker runs, made after each pass's points, one per offered rate{} (see \"Harness ceiling (null broker)\")",
+            r.ceiling_runs.len(),
+            if r.ceiling.iter().any(|c| !c.setting.is_empty()) { " and swept client setting" } else { "" }
+        );
+    }
     if let Some(l) = search_line(r) {
         let _ = writeln!(s, "{l}");
     }
