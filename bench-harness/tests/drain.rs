@@ -93,3 +93,53 @@ fn drain_runs_receive_exactly_the_fill_and_report_rate_and_broker_cpu() {
     );
     assert!(md.contains("| 1/1 / 1/1 |"), "{md}");
 }
+
+#[test]
+fn a_sweep_over_drain_points_reports_the_drain_table() {
+    let Some(bins) = server_bins_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bench()
+        .args([
+            "sweep",
+            "--param",
+            "drain=2000",
+            "--param",
+            "pull-batch=8,64",
+        ])
+        .args(["--repeat", "1", "--warmup-seconds", "0.2", "--seconds", "1"])
+        .args(["--producers", "1", "--inflight", "8", "--queues", "2"])
+        .args(["--small-files", "--quiet", "--disk-bytes", "0"])
+        .args(["--name", "tiny-drain-sweep"])
+        .arg("--dir")
+        .arg(tmp.path().join("data"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .arg("--bin-dir")
+        .arg(&bins)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let md = std::fs::read_to_string(json_path.parent().unwrap().join("report.md")).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (p, batch) in points.iter().zip([8.0, 64.0]) {
+        let d = &p["drain"];
+        assert_eq!(d["consumers"], 1, "--drain alone means one consumer: {p}");
+        assert_eq!(d["all_drained"], true, "{p}");
+        assert!(d["msgs_per_sec"].as_f64().unwrap() > 0.0, "{p}");
+        let per_pull = d["msgs_per_pull"].as_f64().unwrap();
+        assert!(per_pull > 0.0 && per_pull <= batch, "{p}");
+        assert!(d["broker_cpu_ns_per_msg"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    assert!(md.contains("## Drain (consume workload)"), "{md}");
+    assert!(
+        md.contains("| point | drain | pull-batch | consumers | drain msgs/s (min-max) |"),
+        "{md}"
+    );
+}

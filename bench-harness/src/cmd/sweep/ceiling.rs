@@ -442,6 +442,9 @@ mod tests {
                 lateness_us: lat,
                 unsent,
             }),
+            broker_cpu_ns_per_msg: None,
+            drain: None,
+            loopback: Vec::new(),
         }
     }
 

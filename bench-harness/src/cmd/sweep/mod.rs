@@ -726,6 +726,33 @@ pub struct PointSummary {
     /// Open-loop requests due that never left the client, over all passes.
     #[serde(default)]
     pub unsent: u64,
+    /// Median broker CPU per acknowledged message, ns (where measurable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_cpu_ns_per_msg: Option<f64>,
+    /// The drain workload (`drain` swept or `--drain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainSummary>,
+}
+
+/// Per-point drain summary across passes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DrainSummary {
+    /// Consumers.
+    pub consumers: usize,
+    /// Median drain rate, msgs/s.
+    pub msgs_per_sec: f64,
+    /// Lowest and highest drain rate.
+    pub msgs_per_sec_range: (f64, f64),
+    /// Median messages per pull that carried any.
+    pub msgs_per_pull: f64,
+    /// Median broker CPU per drained message, ns (where measurable).
+    pub broker_cpu_ns_per_msg: Option<f64>,
+    /// Median consumer (harness) CPU per drained message, ns.
+    pub client_cpu_ns_per_msg: f64,
+    /// Every pass received every message of its fill.
+    pub all_drained: bool,
+    /// Pull errors over all passes.
+    pub errors: u64,
 }
 
 /// Per-point send -> consume summary across passes.
@@ -790,9 +817,43 @@ pub fn summarize(points: &[Point], runs: &[PointRun]) -> Vec<PointSummary> {
                     .filter_map(|r| r.figures.open_loop.as_ref())
                     .map(|o| o.unsent)
                     .sum(),
+                broker_cpu_ns_per_msg: median_of_some(
+                    rs.iter().map(|r| r.figures.broker_cpu_ns_per_msg),
+                ),
+                drain: drain_summary(rs),
             })
         })
         .collect()
+}
+
+/// The median of the values that are there (`None` when none is).
+fn median_of_some(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = v.flatten().collect();
+    (!v.is_empty()).then(|| median(&v))
+}
+
+fn drain_summary(rs: &[&PointRun]) -> Option<DrainSummary> {
+    let ds: Vec<&crate::broker::DrainFigures> =
+        rs.iter().filter_map(|r| r.figures.drain.as_ref()).collect();
+    let first = ds.first()?;
+    let rate: Vec<f64> = ds.iter().map(|d| d.msgs_per_sec).collect();
+    Some(DrainSummary {
+        consumers: first.consumers,
+        msgs_per_sec: median(&rate),
+        msgs_per_sec_range: (
+            rate.iter().copied().fold(f64::INFINITY, f64::min),
+            rate.iter().copied().fold(0.0, f64::max),
+        ),
+        msgs_per_pull: median(&ds.iter().map(|d| d.msgs_per_pull).collect::<Vec<_>>()),
+        broker_cpu_ns_per_msg: median_of_some(ds.iter().map(|d| d.broker_cpu_ns_per_msg)),
+        client_cpu_ns_per_msg: median(
+            &ds.iter()
+                .map(|d| d.client_cpu_ns_per_msg)
+                .collect::<Vec<_>>(),
+        ),
+        all_drained: ds.len() == rs.len() && ds.iter().all(|d| d.drained),
+        errors: ds.iter().map(|d| d.errors).sum(),
+    })
 }
 
 fn consume_summary(rs: &[&PointRun]) -> Option<ConsumeSummary> {

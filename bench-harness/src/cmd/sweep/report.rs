@@ -396,6 +396,7 @@ pub fn markdown(r: &SweepReport) -> String {
         "\nspread = ±half of (max - min) / median of the passes' msgs/s. Latency is send -> ack per message (a batch's messages share its ack time), medians over passes; max is the largest of any pass.\n"
     );
     consume_section(&mut s, r);
+    drain_section(&mut s, r);
     if let Some(t) = crate::broker::open_loop_section(r.runs.iter().map(|run| {
         (
             format!("point {} pass {}", run.point, run.repeat + 1),
@@ -619,6 +620,42 @@ fn consume_section(s: &mut String, r: &SweepReport) {
     let _ = writeln!(
         s,
         "\nsend -> consume: from the moment a request is queued on the producer's connection, or under an offered rate (`rate`) from its intended send time (the time rides in the first 8 body bytes), to the moment a long-polling pull consumer of the harness reads the response holding it; the histograms of all passes are in `point-<n>-e2e.hgrm`, the curves in `{E2E_PLOT}`. 'all consumed' = every acknowledged message arrived within 10 s after the producers stopped, in every pass.\n\n![send -> consume latency percentile curve per point]({E2E_PLOT})\n"
+    );
+}
+
+/// The drain table, when any point ran the drain workload.
+fn drain_section(s: &mut String, r: &SweepReport) {
+    if r.points.iter().all(|p| p.drain.is_none()) {
+        return;
+    }
+    let _ = writeln!(s, "## Drain (consume workload)\n");
+    point_table_head(
+        s,
+        &r.params,
+        " consumers | drain msgs/s (min-max) | msgs per pull | broker CPU ns/msg | consumer CPU ns/msg | all drained | pull errors |",
+        "---:|---:|---:|---:|---:|---|---:|",
+    );
+    for p in &r.points {
+        let Some(d) = &p.drain else { continue };
+        point_row_head(s, &p.point);
+        let _ = writeln!(
+            s,
+            " {} | {:.0} ({:.0}-{:.0}) | {:.1} | {} | {:.0} | {} | {} |",
+            d.consumers,
+            d.msgs_per_sec,
+            d.msgs_per_sec_range.0,
+            d.msgs_per_sec_range.1,
+            d.msgs_per_pull,
+            d.broker_cpu_ns_per_msg
+                .map_or_else(|| "-".to_string(), |b| format!("{b:.0}")),
+            d.client_cpu_ns_per_msg,
+            if d.all_drained { "yes" } else { "**no**" },
+            d.errors
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nDrain: after the warm-up the producers fill the topic with `drain` messages, then the consumers start where the fill began and pull until they have received every acknowledged message of it; the rate is those messages over the time from starting the consumers to the last one. Broker CPU is its process's user + system time (from `/proc`) per drained message; '-' where the broker is not on this machine.\n"
     );
 }
 
@@ -847,6 +884,8 @@ pub(crate) mod tests {
             consume: None,
             offered_rate: None,
             unsent: 0,
+            broker_cpu_ns_per_msg: None,
+            drain: None,
         }
     }
 
