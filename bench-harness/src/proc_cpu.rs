@@ -114,9 +114,13 @@ pub struct CpuMeter {
 
 impl CpuMeter {
     /// Start measuring the broker listening on `addr`; `None` when it cannot
-    /// be found on this machine or its CPU time cannot be read.
+    /// be found on this machine, its CPU time cannot be read, or it is this
+    /// process (the in-process null broker: its CPU is in the client's).
     pub fn of_listener(addr: &str) -> Option<CpuMeter> {
         let pid = listener_pid(addr)?;
+        if u32::try_from(pid).ok() == Some(std::process::id()) {
+            return None;
+        }
         Some(CpuMeter {
             pid,
             start: process_cpu(pid)?,
@@ -172,7 +176,15 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         assert_eq!(listener_pid(&addr), Some(std::process::id() as i32));
-        let meter = CpuMeter::of_listener(&addr).unwrap();
+        assert!(
+            CpuMeter::of_listener(&addr).is_none(),
+            "this process is not a broker to meter apart from the client"
+        );
+        let me = i32::try_from(std::process::id()).unwrap();
+        let meter = CpuMeter {
+            pid: me,
+            start: process_cpu(me).unwrap(),
+        };
         // Burn 100 ms of this process's CPU (its own clock says when),
         // bounded by time too.
         let cpu0 = crate::broker::process_cpu_time();
