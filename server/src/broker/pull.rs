@@ -257,7 +257,22 @@ impl Broker {
         let suspend = read.h.sys_flag & FLAG_SUSPEND != 0;
         // Registered before the first read, so that a close meanwhile is seen.
         let activity = suspend.then(|| self.hold.enter(conn));
-        let first = self.pull_once(on, &read, true).await?;
+        // A consumer that has caught up asks for the offset the queue has not
+        // reached yet: the read finds nothing (it reads the queue's bounds, no
+        // message). It runs here rather than on the pull pool, so a caught-up
+        // consumer's pull parks without two thread wake-ups (see
+        // docs/perf-notes.md#woken-pulls-read-inline). Reads of stored
+        // messages, which may fault pages in from disk, stay on the pool.
+        let first_on = if self
+            .store
+            .max_offset_in_queue(&read.h.topic, read.h.queue_id as u32)
+            <= offset
+        {
+            Executor::Runtime
+        } else {
+            on
+        };
+        let first = self.pull_once(first_on, &read, true).await?;
         let Some(activity) = activity else {
             return Ok(first);
         };
@@ -360,15 +375,26 @@ impl Broker {
         };
         // Not kept while the pull is held (it is read again on wake-up).
         drop(first);
+        // Where the second read runs. A pull woken because its queue grew
+        // reads messages the dispatch has just indexed: in memory, a copy of
+        // at most one pull's batch. It reads them here, on the network
+        // runtime, instead of hopping to the pull pool and back: two thread
+        // wake-ups fewer between a send and its consumption (see
+        // docs/perf-notes.md#woken-pulls-read-inline). A pull whose wait
+        // timed out goes through the pool as its first read did.
+        let mut reread_on = Executor::Runtime;
         if !self.stopping.load(Ordering::Acquire)
             && self.store.max_offset_in_queue(&h.topic, queue_id) <= read.offset
-            && parked.wait(wait).await == Wake::Closed
         {
-            // Nobody is left to answer (the connection closed): do not read
-            // again, send nothing.
-            return Err(HandlerError::Closed);
+            match parked.wait(wait).await {
+                // Nobody is left to answer (the connection closed): do not
+                // read again, send nothing.
+                Wake::Closed => return Err(HandlerError::Closed),
+                Wake::TimedOut => reread_on = on,
+                Wake::Arrived => {}
+            }
         }
-        self.pull_once(on, read, false).await
+        self.pull_once(reread_on, read, false).await
     }
 
     /// This broker's pull policy.
