@@ -28,6 +28,14 @@ impl DiskUsage for AlwaysFull {
     }
 }
 
+/// Commitlog files the producers let the store hold (64 KiB each).
+const MAX_BACKLOG_FILES: usize = 2_000;
+
+/// Files in `dir` (0 when it cannot be read).
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
 #[test]
 fn producers_and_consumers_survive_continuous_deletion() {
     let secs: u64 = std::env::var("FERROMQ_SOAK_SECS")
@@ -56,12 +64,26 @@ fn producers_and_consumers_survive_continuous_deletion() {
     // Skips by the slow consumers so far (the load runs until there is one).
     let slow_skips_seen = Arc::new(AtomicU64::new(0));
 
+    let commitlog_dir = dir.path().join("commitlog");
     let producers: Vec<_> = (0..2u32)
         .map(|q| {
             let (store, stop, produced) = (store.clone(), stop.clone(), produced.clone());
+            let commitlog_dir = commitlog_dir.clone();
             std::thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Acquire) {
+                    // The producers wait while the clean thread (niced: on a
+                    // loaded machine it may get little CPU) has more than
+                    // MAX_BACKLOG_FILES files to delete, so the store never
+                    // holds more files, and descriptors, than the limit
+                    // allows (CI once hit EMFILE at ~11,000 files).
+                    if i % 256 == 0 {
+                        while files_in(&commitlog_dir) > MAX_BACKLOG_FILES
+                            && !stop.load(Ordering::Acquire)
+                        {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
                     let body = format!("q{q}-{i:08}-{}", "s".repeat(300));
                     store
                         .put_message(&Message::new("Soak", body.into_bytes()).with_queue_id(q))
