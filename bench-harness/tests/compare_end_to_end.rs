@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{assert_success, bench, server_bins_or_skip};
+use common::{bench, quiet_report, report_dirs, server_bins_or_skip};
 
 #[test]
 fn compare_two_started_brokers_writes_ratios_that_agree() {
@@ -26,8 +24,8 @@ fn compare_two_started_brokers_writes_ratios_that_agree() {
     )
     .unwrap();
     std::fs::write(&b, "brokerName=b\nflushDiskType=SYNC_FLUSH\n").unwrap();
-    let out = bench()
-        .arg("compare")
+    let mut c = bench();
+    c.arg("compare")
         .arg("--a-props")
         .arg(&a)
         .arg("--b-props")
@@ -36,23 +34,9 @@ fn compare_two_started_brokers_writes_ratios_that_agree() {
         .args(["--param", "inflight=1,8", "--repeat", "1"])
         .args(["--seconds", "1", "--warmup-seconds", "0.2"])
         .args(["--producers", "2", "--consumers", "1", "--small-files"])
-        .args(["--name", "tiny-compare", "--quiet"])
-        .arg("--dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--bin-dir")
-        .arg(&bins)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert_success(&out);
-    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let dir = json_path.parent().unwrap().to_path_buf();
+        .args(["--name", "tiny-compare", "--quiet"]);
+    let (dir, v, md) = quiet_report(report_dirs(&mut c, tmp.path(), &bins));
     assert!(dir.to_string_lossy().ends_with("-tiny-compare"));
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
 
     // A B A B, every planned run done, no errors.
     let runs = v["runs"].as_array().unwrap();

@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{assert_success, bench, server_bins_or_skip};
+use common::{bench, quiet_report, report_dirs, server_bins_or_skip};
 
 #[test]
 fn drain_runs_receive_exactly_the_fill_and_report_rate_and_broker_cpu() {
@@ -24,8 +22,8 @@ fn drain_runs_receive_exactly_the_fill_and_report_rate_and_broker_cpu() {
     std::fs::write(&a, "brokerName=a\nflushDiskType=ASYNC_FLUSH\n").unwrap();
     std::fs::write(&b, "brokerName=b\nflushDiskType=ASYNC_FLUSH\n").unwrap();
     let n = 3000u64;
-    let out = bench()
-        .arg("compare")
+    let mut c = bench();
+    c.arg("compare")
         .arg("--a-props")
         .arg(&a)
         .arg("--b-props")
@@ -35,22 +33,8 @@ fn drain_runs_receive_exactly_the_fill_and_report_rate_and_broker_cpu() {
         .args(["--repeat", "1", "--warmup-seconds", "0.2"])
         .args(["--producers", "2", "--inflight", "8", "--queues", "4"])
         .args(["--pull-batch", "16", "--small-files"])
-        .args(["--name", "tiny-drain", "--quiet"])
-        .arg("--dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--bin-dir")
-        .arg(&bins)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert_success(&out);
-    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let dir = json_path.parent().unwrap().to_path_buf();
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        .args(["--name", "tiny-drain", "--quiet"]);
+    let (_, v, md) = quiet_report(report_dirs(&mut c, tmp.path(), &bins));
 
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 4, "2 points x A and B");
@@ -100,32 +84,19 @@ fn a_sweep_over_drain_points_reports_the_drain_table() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let out = bench()
-        .args([
-            "sweep",
-            "--param",
-            "drain=2000",
-            "--param",
-            "pull-batch=8,64",
-        ])
-        .args(["--repeat", "1", "--warmup-seconds", "0.2", "--seconds", "1"])
-        .args(["--producers", "1", "--inflight", "8", "--queues", "2"])
-        .args(["--small-files", "--quiet", "--disk-bytes", "0"])
-        .args(["--name", "tiny-drain-sweep"])
-        .arg("--dir")
-        .arg(tmp.path().join("data"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .arg("--bin-dir")
-        .arg(&bins)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap();
-    assert_success(&out);
-    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    let md = std::fs::read_to_string(json_path.parent().unwrap().join("report.md")).unwrap();
+    let mut c = bench();
+    c.args([
+        "sweep",
+        "--param",
+        "drain=2000",
+        "--param",
+        "pull-batch=8,64",
+    ])
+    .args(["--repeat", "1", "--warmup-seconds", "0.2", "--seconds", "1"])
+    .args(["--producers", "1", "--inflight", "8", "--queues", "2"])
+    .args(["--small-files", "--quiet", "--disk-bytes", "0"])
+    .args(["--name", "tiny-drain-sweep"]);
+    let (_, v, md) = quiet_report(report_dirs(&mut c, tmp.path(), &bins));
     let points = v["points"].as_array().unwrap();
     assert_eq!(points.len(), 2);
     for (p, batch) in points.iter().zip([8.0, 64.0]) {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_success, bench, server_bins_or_skip};
+use common::{assert_success, bench, report_dirs, server_bins_or_skip};
 
 fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
     let mut c = bench();
@@ -43,14 +43,8 @@ fn sweep_cmd(tmp: &Path, bins: &Path, repeat: &str) -> Command {
         ])
         .args(["--p99-bound-ms", "1000", "--name", "tiny"])
         .args(["--consumers", "1"])
-        .args(["--disk-bytes", "2MiB", "--disk-sync-seconds", "0.2"])
-        .arg("--dir")
-        .arg(tmp.join("data"))
-        .arg("--out")
-        .arg(tmp.join("out"))
-        .arg("--bin-dir")
-        .arg(bins)
-        .env("RUST_LOG", "error");
+        .args(["--disk-bytes", "2MiB", "--disk-sync-seconds", "0.2"]);
+    report_dirs(&mut c, tmp, bins);
     c
 }
 
@@ -211,14 +205,8 @@ fn rate_sweep_cmd(tmp: &Path, bins: &Path, rates: &str, name: &str) -> Command {
             "0",
             "--name",
             name,
-        ])
-        .arg("--dir")
-        .arg(tmp.join("data"))
-        .arg("--out")
-        .arg(tmp.join("out"))
-        .arg("--bin-dir")
-        .arg(bins)
-        .env("RUST_LOG", "error");
+        ]);
+    report_dirs(&mut c, tmp, bins);
     c
 }
 

@@ -19,6 +19,31 @@ pub const TINY_STORE: &[&str] = &[
     "1048576",
 ];
 
+/// `--dir <tmp>/data --out <tmp>/out --bin-dir <bins>` and `RUST_LOG=error`:
+/// where a test's sweep or compare keeps its stores and writes its report,
+/// and which broker binaries it starts.
+pub fn report_dirs<'a>(c: &'a mut Command, tmp: &Path, bins: &Path) -> &'a mut Command {
+    c.arg("--dir")
+        .arg(tmp.join("data"))
+        .arg("--out")
+        .arg(tmp.join("out"))
+        .arg("--bin-dir")
+        .arg(bins)
+        .env("RUST_LOG", "error")
+}
+
+/// Run a `--quiet` sweep or compare, check it succeeded, and return its
+/// report folder, parsed `results.json` and `report.md`.
+pub fn quiet_report(c: &mut Command) -> (PathBuf, serde_json::Value, String) {
+    let out = c.output().unwrap();
+    assert_success(&out);
+    let json_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let dir = json_path.parent().unwrap().to_path_buf();
+    let v = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap_or_default();
+    (dir, v, md)
+}
+
 /// The built `ferromq-bench`, as a command to add arguments to.
 pub fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
