@@ -6,14 +6,17 @@
 //! - [`address`]: `whiteRemoteAddress` patterns ([`AddressPattern`]).
 //! - [`sign`]: the signed request content and HMAC-SHA1 signatures.
 //! - [`perm`]: permission bits ([`Perm`]) and admin request codes.
+//! - [`rules`]: the decision for one request ([`AclRules::check`]).
 //!
 //! Not yet used by the broker: this is the core only.
 
 pub mod address;
 pub mod config;
 pub mod perm;
+pub mod rules;
 pub mod sign;
 
 pub use address::{AddressPattern, AddressPatternError};
 pub use config::{Account, AclConfig, AclConfigError, AclFile};
 pub use perm::Perm;
+pub use rules::{AccessRequest, AclDenied, AclRules};
