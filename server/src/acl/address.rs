@@ -307,8 +307,12 @@ fn parse_v6_range(text: &str) -> Result<Kind, AddressPatternError> {
         ));
     }
     let part = if asterisk.is_some() && minus { 6 } else { 7 };
-    let head = expand_v6(head_text, part)
-        .ok_or_else(|| err(text, format!("{head_text:?} is not {part} IPv6 groups")))?;
+    let head = expand_v6(head_text, part).ok_or_else(|| {
+        err(
+            text,
+            format!("{head_text:?} is not 1 to {part} IPv6 groups"),
+        )
+    })?;
     Ok(Kind::V6Range {
         head,
         start: start as u16,
@@ -317,7 +321,9 @@ fn parse_v6_range(text: &str) -> Result<Kind, AddressPatternError> {
 }
 
 /// `AclUtils.expandIP(text, part)`, parsed: `::` widened so the text has
-/// `part` groups, each group hex 0..=ffff.
+/// `part` groups, each group hex 0..=ffff. Without `::` the head may have
+/// fewer groups (RocketMQ accepts `1050:0005:0600:300c:3261:*`: the range is
+/// then the group after them and the rest is not looked at).
 fn expand_v6(text: &str, part: usize) -> Option<Vec<u16>> {
     let separators = text.matches(':').count();
     let expanded = if part > separators && text.contains("::") {
@@ -338,7 +344,7 @@ fn expand_v6(text: &str, part: usize) -> Option<Vec<u16>> {
             }
         })
         .collect::<Option<_>>()?;
-    (groups.len() == part).then_some(groups)
+    (!groups.is_empty() && groups.len() <= part).then_some(groups)
 }
 
 #[cfg(test)]
@@ -394,6 +400,52 @@ mod tests {
             ("2:0:0:0:ac5:78:1-200:*", "2::ac5:78:201:0", false),
             ("2::ac5:78:1-200:*", "2::ac5:78:1:1", true),
             ("192.168.0.*", "::1", false),
+            // From RocketMQ 4.9.7's RemoteAddressStrategyTest.
+            ("192.100-150.*.*", "192.130.0.2", true),
+            ("192.100-150.*.*", "192.151.0.2", false),
+            ("127.0.1-200.*", "127.0.200.255", true),
+            ("127.0.1-200.*", "127.0.0.1", false),
+            ("127.*.*.*", "127.0.0.255", true),
+            ("192.168.1.{1}", "192.168.1.1", true),
+            ("1050::0005:0600:300c:*", "1050::5:600:300c:ffff", true),
+            ("1050::0005:0600:3001:*", "1050::5:600:300c:1", false),
+            ("1050::0005:0600:300c:1-200", "1050::5:600:300c:200", true),
+            ("1050::0005:0600:300c:1-200", "1050::5:600:300c:201", false),
+            (
+                "1050::0005:0600:300c:1-200:*",
+                "1050::5:600:300c:1:ffff",
+                true,
+            ),
+            (
+                "1050::0005:0600:300c:1-200:*",
+                "1050::5:600:300c:201:0",
+                false,
+            ),
+            (
+                "1050:0005:0600:300c:3261:*",
+                "1050:5:600:300c:3261:7::9",
+                true,
+            ),
+            (
+                "1050:0005:0600:300c:3261:*",
+                "1050:5:600:300c:3262::",
+                false,
+            ),
+            (
+                "1050::0005:0600:300c:3261:{1,2,3}",
+                "1050::5:600:300c:3261:3",
+                true,
+            ),
+            (
+                "1050::0005:0600:300c:3261:1-20:*",
+                "1050:0:0:5:600:300c:3261:1",
+                false,
+            ),
+            (
+                "1050::0005:0600:300c:3261:1-20:*",
+                "1050:0:5:600:300c:3261:14:1",
+                true,
+            ),
         ];
         for (pattern, addr, want) in table {
             let p = AddressPattern::parse(pattern).unwrap_or_else(|e| panic!("{e}"));
@@ -443,9 +495,33 @@ mod tests {
             "2001:db8:1-2::1",
             "2001:db8::{1,x}",
             "1:2:3:4:5:6:7:8:*",
+            // From RocketMQ 4.9.7's RemoteAddressStrategyTest (all AclException there).
+            "256.0.0.1",
+            "::1ggg",
+            "127.0.0.1,2,3}",
+            "::1,2,3}",
+            "192.168.{1}",
+            "{192.168.1}",
+            "{192.168.1.1}",
+            "127.0.0.2-1",
+            "127.0.0.-1-200",
+            "127.0.0.0-256",
         ] {
             let e = AddressPattern::parse(bad);
             assert!(e.is_err(), "{bad:?} should be invalid, got {e:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Any text parses or is refused, and matching never panics.
+        #[test]
+        fn parse_never_panics(text in "[0-9a-fA-F:.*,{}\\- ]{0,40}|\\PC{0,20}") {
+            if let Ok(p) = AddressPattern::parse(&text) {
+                let _ = p.matches(ip("192.168.1.1"));
+                let _ = p.matches(ip("1050::5:600:300c:1"));
+                let _ = p.matches(None);
+            }
         }
     }
 }

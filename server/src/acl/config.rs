@@ -676,4 +676,21 @@ mod tests {
         assert_eq!(config.accounts["RocketMQ"].secret_key(), "first-secret");
         assert_eq!(config.ignored_duplicates.len(), 1);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        /// Arbitrary text (and arbitrary values in an account) parse or fail
+        /// with an error, never a panic.
+        #[test]
+        fn parse_never_panics(
+            text in "\\PC{0,200}",
+            value in "[A-Za-z0-9|=:.*{},\\- ]{0,20}",
+        ) {
+            let _ = parse(&text);
+            let account = format!(
+                "accounts:\n  - accessKey: RocketMQ\n    secretKey: '{value}'\n    whiteRemoteAddress: '{value}'\n    defaultTopicPerm: '{value}'\n    topicPerms:\n      - '{value}'\n"
+            );
+            let _ = parse(&account);
+        }
+    }
 }
