@@ -381,7 +381,7 @@ struct RawAccount {
 }
 
 /// A scalar taken as text: a string, or a number or boolean as written
-/// (fastjson's conversion in RocketMQ); null is `None`.
+/// (RocketMQ converts them to strings too); null is `None`.
 struct Text(Option<String>);
 
 impl std::ops::Deref for Text {
@@ -432,10 +432,11 @@ fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
             Ok(None)
         }
         fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(V)
+            // A plain scalar as written: `0012345678` stays that, not 12345678.
+            d.deserialize_str(V)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_option(V)
 }
 
 #[cfg(test)]
@@ -496,6 +497,19 @@ mod tests {
         assert_eq!(b.source, Path::new("conf/plain_acl.yml"));
         // Debug never shows a secret.
         assert!(!format!("{file:?}").contains("12345678"));
+    }
+
+    #[test]
+    fn unquoted_scalars_are_taken_as_written() {
+        let file = parse(
+            "accounts:\n  - accessKey: 00123456789\n    secretKey: 1.50e30\n  - accessKey: true_key_1\n    secretKey: 12345678\n    whiteRemoteAddress: 127.0.0.1\n",
+        )
+        .expect("valid");
+        assert_eq!(file.accounts[0].access_key, "00123456789");
+        assert_eq!(file.accounts[0].secret_key(), "1.50e30");
+        assert_eq!(file.accounts[1].secret_key(), "12345678");
+        let e = err_text("accounts:\n  - accessKey: RocketMQ\n    secretKey: [1, 2]\n");
+        assert!(e.contains("malformed ACL YAML"), "{e}");
     }
 
     #[test]
