@@ -65,6 +65,16 @@ pub enum AclDenied {
     },
 }
 
+impl AclDenied {
+    /// The response remark RocketMQ 4.9's broker sends for this refusal: the
+    /// exception's `toString()` (`RemotingHelper.exceptionSimpleDesc` then
+    /// appends `, ` and the top stack frame, which ferromq has no use for
+    /// and leaves out). 4.9 answers with response code `SYSTEM_ERROR` (1).
+    pub fn remark(&self) -> String {
+        format!("org.apache.rocketmq.acl.common.AclException: {self}")
+    }
+}
+
 /// The rules of a loaded [`AclConfig`], ready to check requests.
 #[derive(Debug, Clone)]
 pub struct AclRules {
@@ -284,6 +294,10 @@ accounts:
         let e = signed_check(&rules(), "nobody_here", "12345678", SEND, &[]).expect_err("unknown");
         assert_eq!(e, AclDenied::UnknownAccessKey("nobody_here".into()));
         assert_eq!(e.to_string(), "No acl config for nobody_here");
+        assert_eq!(
+            e.remark(),
+            "org.apache.rocketmq.acl.common.AclException: No acl config for nobody_here"
+        );
     }
 
     #[test]
