@@ -194,7 +194,7 @@ impl AclConfig {
         let mut paths = Vec::new();
         if let Some(dir) = acl_dir {
             if dir.is_dir() {
-                collect_yaml_files(dir, &mut paths)?;
+                collect_yaml_files(dir, 0, &mut paths)?;
                 paths.sort();
             }
         }
@@ -212,18 +212,30 @@ impl AclConfig {
     }
 }
 
-fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), AclConfigError> {
+/// How deep [`AclConfig::load`] looks into sub-folders (a guard against
+/// symlink loops; RocketMQ has none).
+pub const MAX_FOLDER_DEPTH: usize = 16;
+
+fn collect_yaml_files(
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), AclConfigError> {
     let io = |source| AclConfigError::Io {
         file: dir.to_path_buf(),
         source,
     };
+    if depth > MAX_FOLDER_DEPTH {
+        let msg = format!("more than {MAX_FOLDER_DEPTH} levels of sub-folders (a symlink loop?)");
+        return Err(io(std::io::Error::other(msg)));
+    }
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.ends_with(".yml") || name.ends_with(".yaml") {
             out.push(path);
         } else if path.is_dir() {
-            collect_yaml_files(&path, out)?;
+            collect_yaml_files(&path, depth + 1, out)?;
         }
     }
     Ok(())
@@ -669,6 +681,18 @@ mod tests {
         )
         .expect("ok");
         assert!(none.accounts.is_empty() && none.files.is_empty());
+
+        // A symlink loop is an error, not a stack overflow.
+        #[cfg(unix)]
+        {
+            let link = acl_dir.join("sub/loop");
+            std::os::unix::fs::symlink(&acl_dir, &link).expect("symlink");
+            let e = AclConfig::load(Some(&acl_dir), None)
+                .expect_err("loop")
+                .to_string();
+            assert!(e.contains("levels of sub-folders"), "{e}");
+            std::fs::remove_file(&link).expect("unlink");
+        }
 
         // A bad file anywhere fails the load, naming it.
         std::fs::write(acl_dir.join("sub/bad.yml"), "accounts:\n  - accessKey: x\n")
