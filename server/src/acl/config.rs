@@ -543,7 +543,10 @@ mod tests {
             "{e}"
         );
         let e = err_text("accounts: 5\n");
-        assert!(e.contains("malformed ACL YAML"), "{e}");
+        assert_eq!(
+            e,
+            "conf/plain_acl.yml: malformed ACL YAML: accounts: invalid type: integer `5`, expected a sequence at line 1 column 11"
+        );
         let e = err_text(
             "accounts:\n  - accessKey: RocketMQ\n    secretKey: 12345678\n    admin: maybe\n",
         );
