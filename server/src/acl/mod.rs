@@ -1,0 +1,41 @@
+//! Plain ACL, compatible with RocketMQ 4.9's `plain` access control: the
+//! `plain_acl.yml` config, remote address patterns, request signatures and
+//! the access decision.
+//!
+//! - [`config`]: parse and merge `plain_acl.yml` files ([`AclConfig`]).
+//! - [`address`]: `whiteRemoteAddress` patterns ([`AddressPattern`]).
+//! - [`sign`]: the signed request content and HMAC-SHA1 signatures.
+//! - [`perm`]: permission bits ([`Perm`]) and admin request codes.
+//! - [`rules`]: the decision for one request ([`AclRules::check`]).
+//!
+//! Not yet used by the broker: this is the core only.
+//!
+//! # Where ferromq differs from RocketMQ 4.9
+//!
+//! All on the side of refusing a config RocketMQ would load:
+//!
+//! - a permission string other than `PUB`, `SUB`, `PUB|SUB`, `SUB|PUB`,
+//!   `DENY` is an error (RocketMQ reads it as `DENY`);
+//! - address patterns RocketMQ accepts but never matches or throws on at
+//!   request time (a range ending at 0, no range segment, `*` first), and
+//!   IPv4 range patterns with something other than `*` after the range
+//!   segment (RocketMQ ignores it and matches more than written), are
+//!   errors; see [`address`];
+//! - a folder tree deeper than [`config::MAX_FOLDER_DEPTH`] (a symlink
+//!   loop) is an error.
+//!
+//! Also: the ACL folder's files are merged in path order, not the file
+//! system's listing order, so which duplicate access key wins is stable;
+//! and unquoted scalars are read as written (`secretKey: 0012345678` is
+//! that text), where RocketMQ's YAML 1.1 reader may turn some into numbers.
+
+pub mod address;
+pub mod config;
+pub mod perm;
+pub mod rules;
+pub mod sign;
+
+pub use address::{AddressPattern, AddressPatternError};
+pub use config::{Account, AclConfig, AclConfigError, AclFile};
+pub use perm::Perm;
+pub use rules::{AccessRequest, AclDenied, AclRules};
