@@ -7,8 +7,10 @@
 //! - [`sign`]: the signed request content and HMAC-SHA1 signatures.
 //! - [`perm`]: permission bits ([`Perm`]) and admin request codes.
 //! - [`rules`]: the decision for one request ([`AclRules::check`]).
+//! - [`resources`]: what a remoting request asks for ([`parse_request`]
+//!   gives a [`ParsedAccess`], whose [`ParsedAccess::as_request`] is checked).
 //!
-//! Not yet used by the broker: this is the core only.
+//! Not yet used by the broker.
 //!
 //! # Where ferromq differs from RocketMQ 4.9
 //!
@@ -32,10 +34,12 @@
 pub mod address;
 pub mod config;
 pub mod perm;
+pub mod resources;
 pub mod rules;
 pub mod sign;
 
 pub use address::{AddressPattern, AddressPatternError};
 pub use config::{Account, AclConfig, AclConfigError, AclFile};
 pub use perm::Perm;
+pub use resources::{parse_request, ParseError, ParsedAccess};
 pub use rules::{AccessRequest, AclDenied, AclRules};
