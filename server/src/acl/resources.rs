@@ -40,6 +40,9 @@
 //! ferromq's `extFields` cannot be absent, only empty; an empty map is taken
 //! as RocketMQ's absent one (no access key, no resources, nothing parsed,
 //! empty content), which is what a client without the ACL hook sends.
+//!
+//! In a heartbeat body, a `groupName` or `topic` that is a boolean, an
+//! object or an array is an error; fastjson may take it as text.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -617,6 +620,11 @@ accounts:
     groupPerms:
       - groupA=DENY
       - groupB=PUB|SUB
+  - accessKey: trusted
+    secretKey: 87654321
+    whiteRemoteAddress: 192.168.1.*
+    defaultTopicPerm: DENY
+    defaultGroupPerm: DENY
 ";
 
     fn rules() -> AclRules {
@@ -736,5 +744,65 @@ accounts:
         // No access key at all.
         let anonymous = cmd(request::SEND_MESSAGE, &[("topic", "topicB")]);
         assert_eq!(check(&anonymous), Err(AclDenied::NoAccessKey));
+        // Message trace: exactly PUB on RMQ_SYS_TRACE_TOPIC passes although
+        // the default topic permission is DENY.
+        let trace = send_v2_fields(crate::acl::rules::TRACE_TOPIC);
+        let trace: Vec<(&str, &str)> = trace.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let trace = signed(request::SEND_MESSAGE_V2, &trace, b"t", "12345678");
+        assert_eq!(check(&trace), Ok(()));
+    }
+
+    #[test]
+    fn end_to_end_heartbeats() {
+        let ok = br#"{"clientID":"c","consumerDataSet":[{"groupName":"groupB","subscriptionDataSet":[{"topic":"topicC","subString":"*"},{"topic":"%RETRY%groupB","subString":"*"}]}],"producerDataSet":[{"groupName":"CLIENT_INNER_PRODUCER"}]}"#;
+        let c = signed(request::HEART_BEAT, &[], ok, "12345678");
+        assert_eq!(check(&c), Ok(()));
+        let denied_topic = br#"{"clientID":"c","consumerDataSet":[{"groupName":"groupB","subscriptionDataSet":[{"topic":"topicA"}]}]}"#;
+        let c = signed(request::HEART_BEAT, &[], denied_topic, "12345678");
+        assert_eq!(
+            check(&c),
+            Err(AclDenied::NoPermission {
+                resource: "topic:topicA".into()
+            })
+        );
+        let denied_group = br#"{"clientID":"c","consumerDataSet":[{"groupName":"groupA","subscriptionDataSet":[]}]}"#;
+        let c = signed(request::HEART_BEAT, &[], denied_group, "12345678");
+        assert_eq!(
+            check(&c),
+            Err(AclDenied::NoPermission {
+                resource: "group:groupA".into()
+            })
+        );
+    }
+
+    #[test]
+    fn white_remote_address_uses_the_peer_ip() {
+        let rules = rules();
+        // No signature, every resource denied: the account's white address
+        // lets the peer in, also as an IPv4-mapped IPv6 peer.
+        let c = cmd(
+            request::PULL_MESSAGE,
+            &[
+                ("AccessKey", "trusted"),
+                ("consumerGroup", "g"),
+                ("topic", "t"),
+            ],
+        );
+        for peer in ["192.168.1.20:1234", "[::ffff:192.168.1.20]:1234"] {
+            let peer: SocketAddr = peer.parse().expect("addr");
+            let p = parse_request(&c, Some(peer)).expect("parsed");
+            assert_eq!(rules.check(&p.as_request()), Ok(()), "{peer}");
+        }
+        let other: SocketAddr = "192.168.2.20:1234".parse().expect("addr");
+        let p = parse_request(&c, Some(other)).expect("parsed");
+        assert_eq!(
+            rules.check(&p.as_request()),
+            Err(AclDenied::SignatureMismatch("trusted".into()))
+        );
+        let p = parse_request(&c, None).expect("parsed");
+        assert_eq!(
+            rules.check(&p.as_request()),
+            Err(AclDenied::SignatureMismatch("trusted".into()))
+        );
     }
 }
