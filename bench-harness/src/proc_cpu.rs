@@ -79,6 +79,14 @@ fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
+/// The broker process listening on `addr` ([`listener_pid`]), unless that is
+/// this process (the in-process null broker: its CPU is already the
+/// client's).
+pub fn broker_pid(addr: &str) -> Option<i32> {
+    let pid = listener_pid(addr)?;
+    (u32::try_from(pid).ok() != Some(std::process::id())).then_some(pid)
+}
+
 /// CPU time (user + system, all threads) process `pid` has used so far.
 pub fn process_cpu(pid: i32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -115,12 +123,16 @@ pub struct CpuMeter {
 impl CpuMeter {
     /// Start measuring the broker listening on `addr`; `None` when it cannot
     /// be found on this machine, its CPU time cannot be read, or it is this
-    /// process (the in-process null broker: its CPU is in the client's).
+    /// process (see [`broker_pid`]). Finding it scans `/proc`: where the
+    /// caller's own CPU is being timed, find the pid first ([`broker_pid`])
+    /// and start with [`CpuMeter::start`].
     pub fn of_listener(addr: &str) -> Option<CpuMeter> {
-        let pid = listener_pid(addr)?;
-        if u32::try_from(pid).ok() == Some(std::process::id()) {
-            return None;
-        }
+        Self::start(broker_pid(addr)?)
+    }
+
+    /// Start measuring process `pid` (one read of its `stat`); `None` when
+    /// it is gone.
+    pub fn start(pid: i32) -> Option<CpuMeter> {
         Some(CpuMeter {
             pid,
             start: process_cpu(pid)?,
@@ -181,10 +193,8 @@ mod tests {
             "this process is not a broker to meter apart from the client"
         );
         let me = i32::try_from(std::process::id()).unwrap();
-        let meter = CpuMeter {
-            pid: me,
-            start: process_cpu(me).unwrap(),
-        };
+        assert_eq!(broker_pid(&addr), None);
+        let meter = CpuMeter::start(me).unwrap();
         // Burn 100 ms of this process's CPU (its own clock says when),
         // bounded by time too.
         let cpu0 = crate::broker::process_cpu_time();

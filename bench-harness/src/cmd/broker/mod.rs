@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::JsonFlag;
 use crate::error::{BenchError, Result};
-use crate::proc_cpu::CpuMeter;
+use crate::proc_cpu::{broker_pid, CpuMeter};
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
 use crate::target::broker::{
@@ -475,6 +475,8 @@ pub fn warm_and_measure(
     } else {
         None
     };
+    // Found before anything is timed: the search scans /proc.
+    let broker_pid = broker_pid(addr);
     let measured = (|| {
         if !warmup.is_zero() {
             let mut w = workload.clone();
@@ -482,7 +484,7 @@ pub fn warm_and_measure(
             rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
         }
         let cpu0 = process_cpu_time();
-        let broker0 = CpuMeter::of_listener(addr);
+        let broker0 = broker_pid.and_then(CpuMeter::start);
         if let Some(c) = &consumers {
             c.measure_from_now();
         }
@@ -524,16 +526,18 @@ fn fill_and_drain(
         rt.block_on(drive(addr, &w, Arc::clone(&templates), Arc::clone(stop)))?;
     }
     let from = rt.block_on(queue_max_offsets(addr, workload))?;
+    // Found before anything is timed: the search scans /proc.
+    let broker_pid = broker_pid(addr);
     // The fill's messages are stamped from here on; older ones (the warm-up,
     // earlier runs) are not counted even where a queue holds them.
     let fill_from_ns = mono_ns();
     let cpu0 = process_cpu_time();
-    let broker0 = CpuMeter::of_listener(addr);
+    let broker0 = broker_pid.and_then(CpuMeter::start);
     let mut m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
     m.broker_cpu = broker0.and_then(|b| b.used());
     let fill_cpu = process_cpu_time().saturating_sub(cpu0);
     let drain_cpu0 = process_cpu_time();
-    let drain_broker0 = CpuMeter::of_listener(addr);
+    let drain_broker0 = broker_pid.and_then(CpuMeter::start);
     let started_ns = mono_ns();
     let consumers = rt.block_on(Consumers::start_from(
         addr,
