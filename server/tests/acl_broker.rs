@@ -301,3 +301,26 @@ fn a_secured_config_without_a_usable_acl_file_does_not_start() {
     // Nothing was served: the store was never opened.
     assert!(!store.join("commitlog").exists());
 }
+
+#[test]
+fn many_refusals_log_a_bounded_number_of_lines_and_others_are_served() {
+    let (_d, dir) = temp_dir();
+    let file = dir.join("acl.yml");
+    std::fs::write(&file, PLAIN_ACL).unwrap();
+    let extra = format!("aclEnable=true\naclFilePath={}\n", file.display());
+    let props = broker_props(&dir.join("store"), &extra);
+    let log = dir.join("broker.log");
+    let (_b, port) = common::start_broker_logged_at(&dir, &props, &log, "warn");
+    let mut bad = Client::connect(port);
+    for _ in 0..2_000 {
+        let r = bad.invoke(signed(send("topicA"), "rocketmq2", "not-the-secret"));
+        assert_eq!(r.code, SYSTEM_ERROR);
+    }
+    let mut good = Client::connect(port);
+    let r = good.invoke(user(send("topicA")));
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.matches("request refused by the ACL").count();
+    assert_eq!(lines, 1, "{text}");
+    assert!(!text.contains("not-the-secret") && !text.contains("12345678"));
+}
