@@ -19,6 +19,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "serverMaxConnections",
     "longPollingMaxSuspendMillis",
     "longPollingMaxParkedPerConnection",
+    "aclFilePath",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

@@ -9,8 +9,15 @@
 //! - [`rules`]: the decision for one request ([`AclRules::check`]).
 //! - [`resources`]: what a remoting request asks for ([`parse_request`]
 //!   gives a [`ParsedAccess`], whose [`ParsedAccess::as_request`] is checked).
+//! - [`startup`]: where the broker finds its files (`ROCKETMQ_HOME` or the
+//!   `aclFilePath` key) and loading them at startup ([`load_broker_rules`]).
 //!
-//! Not yet used by the broker.
+//! With `aclEnable=true` the broker loads the rules at startup (no file or a
+//! malformed one stops it) and checks every client request before its
+//! handler runs (`broker/dispatch.rs`); a refusal is answered as RocketMQ
+//! 4.9 answers it, SYSTEM_ERROR with [`AclDenied::remark`]. Not yet done:
+//! reloading changed files, the ACL admin requests, signing the broker's own
+//! requests.
 //!
 //! # Where ferromq differs from RocketMQ 4.9
 //!
@@ -24,7 +31,9 @@
 //!   segment (RocketMQ ignores it and matches more than written), are
 //!   errors; see [`address`];
 //! - a folder tree deeper than [`config::MAX_FOLDER_DEPTH`] (a symlink
-//!   loop) is an error.
+//!   loop) is an error;
+//! - with `aclEnable=true`, finding no ACL file is a startup error (RocketMQ
+//!   starts with no accounts); see [`startup`].
 //!
 //! Also: the ACL folder's files are merged in path order, not the file
 //! system's listing order, so which duplicate access key wins is stable;
@@ -37,9 +46,11 @@ pub mod perm;
 pub mod resources;
 pub mod rules;
 pub mod sign;
+pub mod startup;
 
 pub use address::{AddressPattern, AddressPatternError};
 pub use config::{Account, AclConfig, AclConfigError, AclFile};
 pub use perm::Perm;
 pub use resources::{parse_request, ParseError, ParsedAccess};
 pub use rules::{AccessRequest, AclDenied, AclRules};
+pub use startup::{load_broker_rules, AclLocation, AclStartupError};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use ferromq_engine::config::Properties;
 use ferromq_engine::{MessageStore, StoreConfig};
+use ferromq_server::acl::load_broker_rules;
 use ferromq_server::broker::{self, split_namesrv_addr_arg, Broker, BrokerConfig};
 use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
@@ -72,6 +73,12 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_properties(args.important && !args.print));
         return ExitCode::SUCCESS;
     }
+    // Before the store opens: a secured config with no usable ACL file stops
+    // here, never serving as an open broker.
+    let acl = match load_broker_rules(cfg.acl_enable, cfg.acl_file_path.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("broker-io")
@@ -100,7 +107,7 @@ fn main() -> ExitCode {
             Err(e) => return fail(format!("store open task failed: {e}")),
         };
         let broker_addr = format!("{}:{}", cfg.broker_ip1, local.port());
-        let b = match Broker::new(cfg, store.clone(), broker_addr.clone()) {
+        let b = match Broker::new(cfg, store.clone(), broker_addr.clone(), acl) {
             Ok(b) => b,
             Err(e) => {
                 let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;

@@ -110,6 +110,13 @@ pub struct BrokerConfig {
     /// quarter) for store files, at most 65 536
     /// ([`default_max_connections`]).
     pub server_max_connections: usize,
+    /// `aclEnable`: check every client request against the plain ACL rules
+    /// (RocketMQ 4.9's `PlainAccessValidator`). Default false.
+    pub acl_enable: bool,
+    /// `aclFilePath` (ferromq key): the ACL file (or a folder of them) to
+    /// read instead of RocketMQ's `$ROCKETMQ_HOME/conf/plain_acl.yml` and
+    /// `$ROCKETMQ_HOME/conf/acl/`. Default: unset.
+    pub acl_file_path: Option<std::path::PathBuf>,
 }
 
 fn cores() -> usize {
@@ -316,6 +323,9 @@ impl BrokerConfig {
             server_max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
             server_max_queued_reply_bytes_total: DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL,
             server_max_connections: default_max_connections(BROKER_FD_RESERVE),
+            // Access control.
+            acl_enable: k.flag("aclEnable", false)?,
+            acl_file_path: k.text("aclFilePath").map(Into::into),
         })
     }
 
@@ -447,6 +457,14 @@ impl BrokerConfig {
         s.push_str(&format!(
             "longPollingMaxSuspendMillis={}\nlongPollingMaxParkedPerConnection={}\n",
             self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
+        ));
+        s.push_str(&format!(
+            "aclEnable={}\naclFilePath={}\n",
+            self.acl_enable,
+            self.acl_file_path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         ));
         s
     }
@@ -581,5 +599,29 @@ mod tests {
         assert_eq!(h.server_channel_max_idle_time_seconds, MAX_IDLE_SECS as i64);
         let bad = Properties::parse("serverMaxConnections=many\n");
         assert!(BrokerConfig::from_properties(&bad, &store).is_err());
+    }
+
+    #[test]
+    fn acl_keys() {
+        let props = Properties::parse("");
+        let (store, _) = StoreConfig::from_properties(&props).unwrap();
+        let d = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!((d.acl_enable, d.acl_file_path.as_deref()), (false, None));
+        let props = Properties::parse("aclEnable=true \naclFilePath=/etc/ferromq/acl.yml\n");
+        let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let b = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert!(b.acl_enable);
+        assert_eq!(
+            b.acl_file_path.as_deref(),
+            Some(std::path::Path::new("/etc/ferromq/acl.yml"))
+        );
+        let text = b.to_properties(false);
+        assert!(text.contains("aclEnable=true\naclFilePath=/etc/ferromq/acl.yml\n"));
+        let bad = Properties::parse("aclEnable=yes please\n");
+        assert!(BrokerConfig::from_properties(&bad, &store)
+            .unwrap_err()
+            .to_string()
+            .contains("aclEnable"));
     }
 }

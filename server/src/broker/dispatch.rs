@@ -13,12 +13,63 @@
 //!
 //! The table is a `match` that calls each handler directly: no boxed future
 //! and no dynamic call per request, as before the table.
+//!
+//! With `aclEnable=true`, every request is first checked against the plain
+//! ACL rules ([`acl_refusal`]), as RocketMQ 4.9 runs its `AclValidator` in an
+//! RPC hook before any processor: a refused request reaches no handler and
+//! is answered SYSTEM_ERROR with the validator's remark.
 
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{names, Broker, BUSY_REMARK};
+use crate::acl::{parse_request, AclRules};
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
+use crate::warn_limit::WarnLimiter;
+
+/// WARN lines about requests the ACL refuses: one per client address and
+/// reason (slot) per minute, with the count suppressed meanwhile.
+static ACL_REFUSED: WarnLimiter = WarnLimiter::new(Duration::from_secs(60));
+
+/// The most characters of a refusal's reason quoted in the log (it holds
+/// names the client chose).
+const LOGGED_REASON_CHARS: usize = 200;
+
+/// The ACL's answer to `req` from `peer`: `None` when it may proceed, else
+/// the refusal RocketMQ 4.9 sends when its RPC hook throws an
+/// `AclException` (`NettyRemotingAbstract.processRequestCommand`): response
+/// code SYSTEM_ERROR, remark the exception's description (which names the
+/// access key or resource, never a secret). Logged at most once per client
+/// address and reason per minute ([`ACL_REFUSED`]).
+pub(crate) fn acl_refusal(
+    rules: &AclRules,
+    req: &RemotingCommand,
+    peer: SocketAddr,
+) -> Option<RemotingCommand> {
+    let (remark, reason) = match parse_request(req, Some(peer)) {
+        Err(e) => (e.remark(), e.to_string()),
+        Ok(parsed) => match rules.check(&parsed.as_request()) {
+            Ok(()) => return None,
+            Err(denied) => (denied.remark(), denied.to_string()),
+        },
+    };
+    let mut key = std::collections::hash_map::DefaultHasher::new();
+    (peer.ip(), &reason).hash(&mut key);
+    if let Some(suppressed) = ACL_REFUSED.check_key(key.finish()) {
+        let quoted: String = reason.chars().take(LOGGED_REASON_CHARS).collect();
+        tracing::warn!(
+            peer = %peer,
+            code = req.code,
+            reason = ?quoted,
+            suppressed,
+            "request refused by the ACL"
+        );
+    }
+    Some(RemotingCommand::error(response::SYSTEM_ERROR, remark))
+}
 
 /// Where a handler's blocking step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,14 +139,20 @@ impl HandlerError {
 }
 
 impl Broker {
-    /// Answer one request: check the names it carries, then call its handler
-    /// from the table with its executor. `None` sends nothing (a held pull
-    /// whose connection closed).
+    /// Answer one request: check it against the ACL (when enabled) and the
+    /// names it carries, then call its handler from the table with its
+    /// executor. `None` sends nothing (a held pull whose connection closed).
     pub(super) async fn dispatch(
         self: &Arc<Self>,
         conn: &Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
+        // Before any handler, as RocketMQ's RPC hook.
+        if let Some(rules) = &self.acl {
+            if let Some(refusal) = acl_refusal(rules, &req, conn.peer) {
+                return Some(refusal);
+            }
+        }
         // Before anything is looked up or echoed.
         if let Err(refusal) = names::check_request_names(&req) {
             return Some(refusal);
@@ -215,5 +272,57 @@ mod tests {
         let got = HandlerError::from(header).into_response().unwrap();
         assert_eq!((got.code, got.remark), (want.code, want.remark));
         assert!(HandlerError::Closed.into_response().is_none());
+    }
+
+    fn acl_rules() -> AclRules {
+        let text = "accounts:\n  - accessKey: RocketMQ\n    secretKey: 12345678\n    \
+                    topicPerms:\n      - topicA=PUB\n";
+        let path = std::path::Path::new("plain_acl.yml");
+        let file = crate::acl::AclFile::parse(text, path).unwrap();
+        AclRules::new(crate::acl::AclConfig::merge([(path.into(), file)]))
+    }
+
+    fn signed(mut cmd: RemotingCommand, secret: &str) -> RemotingCommand {
+        cmd.ext_fields.insert("AccessKey", "RocketMQ");
+        let content = crate::acl::sign::combine_request_content(&cmd.ext_fields.0, &cmd.body);
+        let signature = crate::acl::sign::sign(&content, secret);
+        cmd.ext_fields.insert("Signature", signature);
+        cmd
+    }
+
+    #[test]
+    fn acl_refusals_are_system_errors_with_the_validator_remark() {
+        let rules = acl_rules();
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let send = |topic: &str| {
+            RemotingCommand::request(SEND_MESSAGE_V2)
+                .with_ext("a", "producer")
+                .with_ext("b", topic)
+                .with_body(b"hello".to_vec())
+        };
+        assert!(acl_refusal(&rules, &signed(send("topicA"), "12345678"), peer).is_none());
+        let cases = [
+            (send("topicA"), "No accessKey is configured"),
+            (
+                signed(send("topicA"), "wrong-secret"),
+                "Check signature failed for accessKey=RocketMQ",
+            ),
+            (
+                signed(send("topicB"), "12345678"),
+                "No default permission for topic:topicB",
+            ),
+        ];
+        for (cmd, why) in cases {
+            let r = acl_refusal(&rules, &cmd, peer).expect("refused");
+            assert_eq!(r.code, response::SYSTEM_ERROR);
+            let want = format!("org.apache.rocketmq.acl.common.AclException: {why}");
+            assert_eq!(r.remark.as_deref(), Some(want.as_str()));
+            assert!(!r.remark.unwrap().contains("12345678"));
+        }
+        let bad_heartbeat = RemotingCommand::request(HEART_BEAT)
+            .with_ext("AccessKey", "RocketMQ")
+            .with_body(b"not json".to_vec());
+        let r = acl_refusal(&rules, &bad_heartbeat, peer).expect("refused");
+        assert_eq!(r.code, response::SYSTEM_ERROR);
     }
 }

@@ -99,6 +99,9 @@ pub struct Broker {
     slave_sync: slave_sync::SyncState,
     /// Decided transactions.
     txn: transaction::TransactionBook,
+    /// The plain ACL rules when `aclEnable=true`: every client request is
+    /// checked in `dispatch.rs` before its handler runs.
+    acl: Option<crate::acl::AclRules>,
 }
 
 /// Why a broker could not start.
@@ -113,19 +116,31 @@ pub enum StartError {
     /// A pool thread cannot be spawned.
     #[error("cannot start thread pools: {0}")]
     Threads(std::io::Error),
+    /// `aclEnable=true` but no rules were given (see
+    /// [`crate::acl::load_broker_rules`]): the broker would be open.
+    #[error("aclEnable=true but no ACL rules were loaded")]
+    AclNotLoaded,
 }
 
 impl Broker {
     /// Build the broker around an open store. `broker_addr` is the `ip:port`
-    /// advertised to name servers and clients.
+    /// advertised to name servers and clients. `acl`: the rules to check
+    /// every client request against, required when `cfg.acl_enable` (load
+    /// them with [`crate::acl::load_broker_rules`]) and ignored otherwise.
     ///
     /// # Errors
-    /// [`StartError`] when the offsets file is damaged or threads cannot start.
+    /// [`StartError`] when the offsets file is damaged, threads cannot start,
+    /// or `aclEnable=true` comes without rules.
     pub fn new(
         cfg: BrokerConfig,
         store: Arc<MessageStore>,
         broker_addr: String,
+        acl: Option<crate::acl::AclRules>,
     ) -> Result<Arc<Broker>, StartError> {
+        if cfg.acl_enable && acl.is_none() {
+            return Err(StartError::AclNotLoaded);
+        }
+        let acl = acl.filter(|_| cfg.acl_enable);
         let offsets = ConsumerOffsetManager::load(&store.config().config_dir())
             .map_err(StartError::Offsets)?;
         let groups = SubscriptionGroupManager::load(
@@ -171,6 +186,7 @@ impl Broker {
             master_addr: std::sync::Mutex::new(None),
             slave_sync: slave_sync::SyncState::default(),
             txn: transaction::TransactionBook::new(),
+            acl,
         }))
     }
 
