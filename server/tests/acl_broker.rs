@@ -144,6 +144,36 @@ fn signed_requests_pass_and_refused_ones_change_nothing() {
         &c.invoke(user(send("topicS"))),
         "No default permission for topic:topicS",
     );
+    // The same send dressed otherwise: short names on code 10, a batch
+    // (code 320), long names on code 310 with an allowed `b` beside them.
+    // Each names to the ACL the topic the handler writes to.
+    let mut short_on_v1 = send("topicD");
+    short_on_v1.code = request::SEND_MESSAGE;
+    assert_refused(
+        &c.invoke(user(short_on_v1)),
+        "No default permission for topic:topicD",
+    );
+    let mut batch = send("topicD");
+    batch.code = request::SEND_BATCH_MESSAGE;
+    assert_refused(
+        &c.invoke(user(batch)),
+        "No default permission for topic:topicD",
+    );
+    let long_on_v2 = RemotingCommand::request(request::SEND_MESSAGE_V2)
+        .with_ext("producerGroup", "pg")
+        .with_ext("topic", "topicD")
+        .with_ext("queueId", 0)
+        .with_ext("b", "topicA")
+        .with_body(b"payload".to_vec());
+    assert_refused(
+        &c.invoke(user(long_on_v2)),
+        "No default permission for topic:topicD",
+    );
+    // A retry topic is its group's: groupB is not granted.
+    assert_refused(
+        &c.invoke(user(send("%RETRY%groupB"))),
+        "No default permission for group:groupB",
+    );
     let other_group = Client::pull_req("groupB", "topicA", 0, 0, 32, 0x4, 0, "*");
     assert_refused(
         &c.invoke(user(other_group)),

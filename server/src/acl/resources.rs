@@ -15,8 +15,7 @@
 //!
 //! | code | resources |
 //! |------|-----------|
-//! | `SEND_MESSAGE` (10) | `topic`: `PUB`; if `topic` starts with `%RETRY%`, instead the retry topic of the `group` field: `SUB` |
-//! | `SEND_MESSAGE_V2` (310) | the same with the short names: `b` (topic), `a` (producer group) |
+//! | `SEND_MESSAGE` (10), `SEND_MESSAGE_V2` (310), `SEND_BATCH_MESSAGE` (320) | the topic the send writes to: `PUB`; a retry topic `%RETRY%G`: `SUB` on it (group G's permission) |
 //! | `CONSUMER_SEND_MSG_BACK` (36) | retry topic of `group`: `SUB` |
 //! | `PULL_MESSAGE` (11) | `topic`: `SUB`; retry topic of `consumerGroup`: `SUB` |
 //! | `QUERY_MESSAGE` (12) | `topic`: `SUB` |
@@ -25,11 +24,18 @@
 //! | `GET_CONSUMER_LIST_BY_GROUP` (38) | retry topic of `consumerGroup`: `SUB` |
 //! | `UPDATE_CONSUMER_OFFSET` (15) | retry topic of `consumerGroup` and `topic`: `SUB` |
 //!
-//! As in 4.9.7, `SEND_BATCH_MESSAGE`, `QUERY_CONSUMER_OFFSET`,
-//! `END_TRANSACTION` and the rest name no resource, producer groups of a
-//! heartbeat are not checked, and a `SEND_MESSAGE` (v1) to a retry topic
-//! names nothing (its header has `producerGroup`, not the `group` field
-//! RocketMQ reads). RocketMQ decodes the custom headers of
+//! Sends differ from 4.9.7 on purpose. 4.9.7 reads `topic`/`group` for
+//! code 10 and `b`/`a` for code 310 and does not list code 320 (5.x adds
+//! it as 310), but ferromq's send handler (as RocketMQ clients vary) takes
+//! the short names whenever `topic` is absent and `b` present, whatever the
+//! code: reading the fields by code would let a send name one topic to the
+//! ACL and write another. So every send names the topic it writes to, read
+//! with the handler's own rule; and a retry topic needs `SUB` on the group
+//! it belongs to (RocketMQ checks the group of the `group`/`a` field, which
+//! a v1 header does not have: such a send named nothing).
+//!
+//! As in 4.9.7, `QUERY_CONSUMER_OFFSET`, `END_TRANSACTION` and the rest
+//! name no resource, and producer groups of a heartbeat are not checked. RocketMQ decodes the custom headers of
 //! `UNREGISTER_CLIENT`, `GET_CONSUMER_LIST_BY_GROUP` and
 //! `UPDATE_CONSUMER_OFFSET` first, but that decoding logs and skips missing
 //! or malformed fields and never throws, so reading the fields directly is
@@ -147,8 +153,9 @@ pub fn request_resources(cmd: &RemotingCommand) -> Result<Vec<(String, Perm)>, P
     let fields = &cmd.ext_fields;
     let mut out = Resources::default();
     match cmd.code {
-        request::SEND_MESSAGE => send(&mut out, fields.opt_str("topic"), fields.opt_str("group")),
-        request::SEND_MESSAGE_V2 => send(&mut out, fields.opt_str("b"), fields.opt_str("a")),
+        request::SEND_MESSAGE | request::SEND_MESSAGE_V2 | request::SEND_BATCH_MESSAGE => {
+            send(&mut out, fields);
+        }
         request::CONSUMER_SEND_MSG_BACK => out.group(fields.opt_str("group")),
         request::PULL_MESSAGE => {
             out.topic(fields.opt_str("topic"), Perm::SUB);
@@ -190,11 +197,20 @@ impl Resources {
     }
 }
 
-/// SEND_MESSAGE and SEND_MESSAGE_V2: a retry topic needs `SUB` on the
-/// group's retry topic, any other topic `PUB`.
-fn send(out: &mut Resources, topic: Option<&str>, group: Option<&str>) {
+/// SEND_MESSAGE, SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE: the topic the send
+/// handler will write to, read with its rule (the short names `b`/`a` when
+/// `topic` is absent and `b` present, whatever the code), needs `PUB`; a
+/// retry topic `%RETRY%G` needs `SUB` on group G (the retry topic itself).
+fn send(out: &mut Resources, fields: &crate::remoting::ExtFields) {
+    let topic = if crate::broker::send_uses_short_names(fields) {
+        fields.opt_str("b")
+    } else {
+        fields.opt_str("topic")
+    };
     match topic {
-        Some(t) if t.starts_with(RETRY_GROUP_TOPIC_PREFIX) => out.group(group),
+        Some(t) if t.starts_with(RETRY_GROUP_TOPIC_PREFIX) => {
+            out.0.push((t.to_string(), Perm::SUB));
+        }
         _ => out.topic(topic, Perm::PUB),
     }
 }
@@ -320,14 +336,20 @@ mod tests {
                 ),
                 vec![("TopicTest", P::PUB)],
             ),
-            // v1 to a retry topic: RocketMQ reads `group`, which the v1
-            // header does not have, so nothing.
+            // A retry topic needs SUB on its group, whatever group field
+            // the header carries (RocketMQ 4.9.7 named nothing here).
             (
                 cmd(
                     request::SEND_MESSAGE,
                     &[("producerGroup", "pg"), ("topic", "%RETRY%cg")],
                 ),
-                vec![],
+                vec![("%RETRY%cg", P::SUB)],
+            ),
+            // Short names on code 10: the handler writes to `b`, so the
+            // ACL checks `b`.
+            (
+                cmd(request::SEND_MESSAGE, &[("a", "pg"), ("b", "TopicTest")]),
+                vec![("TopicTest", P::PUB)],
             ),
             (
                 cmd(
@@ -342,15 +364,20 @@ mod tests {
             ),
             (
                 cmd(request::SEND_MESSAGE_V2, &v2_retry),
-                vec![("%RETRY%please_rename_unique_group_name", P::SUB)],
+                vec![("%RETRY%cg", P::SUB)],
             ),
-            // v2 with long names: not the fields RocketMQ reads.
+            // Long names on code 310: the handler writes to `topic` (even
+            // with a `b` beside it), so the ACL checks `topic`.
             (
                 cmd(
                     request::SEND_MESSAGE_V2,
-                    &[("producerGroup", "pg"), ("topic", "TopicTest")],
+                    &[
+                        ("producerGroup", "pg"),
+                        ("topic", "TopicTest"),
+                        ("b", "Other"),
+                    ],
                 ),
-                vec![],
+                vec![("TopicTest", P::PUB)],
             ),
             (
                 cmd(
@@ -449,14 +476,15 @@ mod tests {
                 ),
                 vec![("%RETRY%cg", P::SUB), ("TopicTest", P::SUB)],
             ),
-            // Codes 4.9.7's parse does not list.
+            // As RocketMQ 5.x (4.9.7 did not list the batch code).
             (
                 cmd(
                     request::SEND_BATCH_MESSAGE,
                     &[("a", "pg"), ("b", "TopicTest")],
                 ),
-                vec![],
+                vec![("TopicTest", P::PUB)],
             ),
+            // Codes 4.9.7's parse does not list.
             (
                 cmd(
                     request::QUERY_CONSUMER_OFFSET,
@@ -490,6 +518,7 @@ mod tests {
         for code in [
             request::SEND_MESSAGE,
             request::SEND_MESSAGE_V2,
+            request::SEND_BATCH_MESSAGE,
             request::CONSUMER_SEND_MSG_BACK,
             request::PULL_MESSAGE,
             request::QUERY_MESSAGE,

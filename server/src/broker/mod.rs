@@ -37,6 +37,7 @@ mod pull;
 pub mod query;
 mod register;
 mod send;
+pub(crate) use send::uses_short_names as send_uses_short_names;
 pub mod send_back;
 mod slave_sync;
 pub mod stats;

@@ -46,6 +46,15 @@ pub struct SendHeader {
     pub batch: bool,
 }
 
+/// Whether a send header is read with the short names (`SendMessageRequestHeaderV2`:
+/// `a` producer group, `b` topic, ...): when `topic` is absent and `b`
+/// present, whatever the request code, since clients differ. The ACL reads
+/// the topic a send names with this same rule, so that it checks the topic
+/// the send will write to.
+pub(crate) fn uses_short_names(ext: &ExtFields) -> bool {
+    ext.opt_str("topic").is_none() && ext.opt_str("b").is_some()
+}
+
 impl SendHeader {
     /// Read a send header. The short names are used when `topic` is absent and `b`
     /// present, whatever the request code, since clients differ.
@@ -53,7 +62,7 @@ impl SendHeader {
     /// # Errors
     /// [`HeaderError`] for a missing or malformed required field.
     pub fn parse(ext: &ExtFields) -> Result<SendHeader, HeaderError> {
-        let v2 = ext.opt_str("topic").is_none() && ext.opt_str("b").is_some();
+        let v2 = uses_short_names(ext);
         let k = |long: &'static str, short: &'static str| if v2 { short } else { long };
         Ok(SendHeader {
             producer_group: ext.get_str(k("producerGroup", "a"))?.to_string(),
