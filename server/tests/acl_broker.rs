@@ -179,6 +179,13 @@ fn signed_requests_pass_and_refused_ones_change_nothing() {
         &c.invoke(user(other_group)),
         "No default permission for group:groupB",
     );
+    // A lite pull (served as a pull) is checked as one.
+    let mut lite = Client::pull_req("groupA", "topicD", 0, 0, 32, 0x4, 0, "*");
+    lite.code = request::LITE_PULL_MESSAGE;
+    assert_refused(
+        &c.invoke(user(lite)),
+        "No default permission for topic:topicD",
+    );
     // An admin request from a non-admin account.
     assert_refused(
         &c.invoke(user(create_topic("madeByUser"))),

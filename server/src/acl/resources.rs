@@ -17,7 +17,8 @@
 //! |------|-----------|
 //! | `SEND_MESSAGE` (10), `SEND_MESSAGE_V2` (310), `SEND_BATCH_MESSAGE` (320) | the topic the send writes to: `PUB`; a retry topic `%RETRY%G`: `SUB` on it (group G's permission) |
 //! | `CONSUMER_SEND_MSG_BACK` (36) | retry topic of `group`: `SUB` |
-//! | `PULL_MESSAGE` (11) | `topic`: `SUB`; retry topic of `consumerGroup`: `SUB` |
+//! | `PULL_MESSAGE` (11), `LITE_PULL_MESSAGE` (361, served as a pull) | `topic`: `SUB`; retry topic of `consumerGroup`: `SUB` |
+//! | `QUERY_CONSUMER_OFFSET` (14, not in 4.9.7) | retry topic of `consumerGroup` and `topic`: `SUB` |
 //! | `QUERY_MESSAGE` (12) | `topic`: `SUB` |
 //! | `HEART_BEAT` (34) | per consumer of the body: retry topic of `groupName` and each subscription `topic`: `SUB` |
 //! | `UNREGISTER_CLIENT` (35) | retry topic of `consumerGroup`: `SUB` |
@@ -34,8 +35,10 @@
 //! it belongs to (RocketMQ checks the group of the `group`/`a` field, which
 //! a v1 header does not have: such a send named nothing).
 //!
-//! As in 4.9.7, `QUERY_CONSUMER_OFFSET`, `END_TRANSACTION` and the rest
-//! name no resource, and producer groups of a heartbeat are not checked. RocketMQ decodes the custom headers of
+//! As in 4.9.7, `END_TRANSACTION`, `LOCK_BATCH_MQ`/`UNLOCK_BATCH_MQ`,
+//! `VIEW_MESSAGE_BY_ID` and the rest name no resource (a signed account
+//! may use them on any topic), and producer groups of a heartbeat are not
+//! checked. RocketMQ decodes the custom headers of
 //! `UNREGISTER_CLIENT`, `GET_CONSUMER_LIST_BY_GROUP` and
 //! `UPDATE_CONSUMER_OFFSET` first, but that decoding logs and skips missing
 //! or malformed fields and never throws, so reading the fields directly is
@@ -157,9 +160,17 @@ pub fn request_resources(cmd: &RemotingCommand) -> Result<Vec<(String, Perm)>, P
             send(&mut out, fields);
         }
         request::CONSUMER_SEND_MSG_BACK => out.group(fields.opt_str("group")),
-        request::PULL_MESSAGE => {
+        // LITE_PULL_MESSAGE is served as PULL_MESSAGE (same header), so it
+        // is checked as one; 4.9.7 has no lite pull.
+        request::PULL_MESSAGE | request::LITE_PULL_MESSAGE => {
             out.topic(fields.opt_str("topic"), Perm::SUB);
             out.group(fields.opt_str("consumerGroup"));
+        }
+        // Not in 4.9.7: a group's offsets are read with its permission, as
+        // UPDATE_CONSUMER_OFFSET writes them.
+        request::QUERY_CONSUMER_OFFSET => {
+            out.group(fields.opt_str("consumerGroup"));
+            out.topic(fields.opt_str("topic"), Perm::SUB);
         }
         request::QUERY_MESSAGE => out.topic(fields.opt_str("topic"), Perm::SUB),
         request::HEART_BEAT => heartbeat(&mut out, &cmd.body)?,
@@ -494,7 +505,19 @@ mod tests {
                         ("queueId", "0"),
                     ],
                 ),
-                vec![],
+                vec![("%RETRY%cg", P::SUB), ("TopicTest", P::SUB)],
+            ),
+            (
+                cmd(
+                    request::LITE_PULL_MESSAGE,
+                    &[
+                        ("consumerGroup", "cg"),
+                        ("topic", "TopicTest"),
+                        ("queueId", "0"),
+                        ("queueOffset", "0"),
+                    ],
+                ),
+                vec![("TopicTest", P::SUB), ("%RETRY%cg", P::SUB)],
             ),
             (
                 cmd(
@@ -521,6 +544,8 @@ mod tests {
             request::SEND_BATCH_MESSAGE,
             request::CONSUMER_SEND_MSG_BACK,
             request::PULL_MESSAGE,
+            request::LITE_PULL_MESSAGE,
+            request::QUERY_CONSUMER_OFFSET,
             request::QUERY_MESSAGE,
             request::UNREGISTER_CLIENT,
             request::GET_CONSUMER_LIST_BY_GROUP,
