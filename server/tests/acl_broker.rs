@@ -361,3 +361,77 @@ fn many_refusals_log_a_bounded_number_of_lines_and_others_are_served() {
     assert_eq!(lines, 1, "{text}");
     assert!(!text.contains("not-the-secret") && !text.contains("12345678"));
 }
+
+/// `ferromq-admin` with `args`, `ROCKETMQ_HOME` set to `home` (empty: none).
+fn admin_cli(args: &[&str], home: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
+        .args(args)
+        .env("ROCKETMQ_HOME", home)
+        .env_remove("NAMESRV_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferromq-admin");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn ferromq_admin_signs_with_its_flags_or_tools_yml() {
+    let (_d, dir) = temp_dir();
+    let file = dir.join("my_acl.yml");
+    std::fs::write(&file, PLAIN_ACL).unwrap();
+    let extra = format!("aclEnable=true\naclFilePath={}\n", file.display());
+    let props = broker_props(&dir.join("store"), &extra);
+    let (_b, port) = start_broker_env(&dir, &props, None, &[("ROCKETMQ_HOME", "")]);
+    let addr = format!("127.0.0.1:{port}");
+    let no_home = Path::new("");
+    let create =
+        |topic: &'static str| ["updateTopic", "-b", &addr, "-t", topic].map(str::to_string);
+    let run = |args: &[String], extra: &[&str], home: &Path| {
+        let mut v: Vec<&str> = args.iter().map(String::as_str).collect();
+        v.extend_from_slice(extra);
+        admin_cli(&v, home)
+    };
+
+    // Unsigned: refused, the remark says why, nothing created.
+    let (ok, text) = run(&create("ByNobody"), &[], no_home);
+    assert!(!ok && text.contains("No accessKey is configured"), "{text}");
+    // A non-admin account: refused.
+    let user_keys = ["--accessKey", "rocketmq2", "--secretKey", "12345678"];
+    let (ok, text) = run(&create("ByUser"), &user_keys, no_home);
+    assert!(!ok && text.contains("Need admin permission"), "{text}");
+    // The admin account by flags, then by $ROCKETMQ_HOME/conf/tools.yml.
+    let admin_keys = ["--accessKey", "RocketMQAdmin", "--secretKey", "adminsecret"];
+    let (ok, text) = run(&create("ByFlags"), &admin_keys, no_home);
+    assert!(ok, "{text}");
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join("conf")).unwrap();
+    std::fs::write(
+        home.join("conf/tools.yml"),
+        "accessKey: RocketMQAdmin\nsecretKey: adminsecret\n",
+    )
+    .unwrap();
+    let (ok, text) = run(&create("ByToolsYml"), &[], &home);
+    assert!(ok, "{text}");
+    // Flags win over the file; a wrong secret is refused.
+    let wrong = ["--accessKey", "RocketMQAdmin", "--secretKey", "wrong-one"];
+    let (ok, text) = run(&create("ByWrong"), &wrong, &home);
+    assert!(!ok && text.contains("Check signature failed"), "{text}");
+    assert!(!text.contains("wrong-one") && !text.contains("adminsecret"));
+    // One flag without the other is a usage error.
+    let (ok, _) = run(&create("Half"), &["--accessKey", "RocketMQAdmin"], no_home);
+    assert!(!ok);
+
+    let mut c = Client::connect(port);
+    let t = topics(&mut c);
+    for made in ["ByFlags", "ByToolsYml"] {
+        assert!(t.contains(&format!("\"{made}\"")), "{made} in {t}");
+    }
+    for absent in ["ByNobody", "ByUser", "ByWrong", "Half"] {
+        assert!(!t.contains(&format!("\"{absent}\"")), "{absent} in {t}");
+    }
+}

@@ -7,6 +7,8 @@
 //! - [`sign`]: the signed request content and HMAC-SHA1 signatures.
 //! - [`perm`]: permission bits ([`Perm`]) and admin request codes.
 //! - [`rules`]: the decision for one request ([`AclRules::check`]).
+//! - [`client`]: signing requests as a RocketMQ client does ([`Credentials`]),
+//!   for `ferromq-admin`.
 //! - [`resources`]: what a remoting request asks for ([`parse_request`]
 //!   gives a [`ParsedAccess`], whose [`ParsedAccess::as_request`] is checked).
 //! - [`startup`]: where the broker finds its files (`ROCKETMQ_HOME` or the
@@ -41,6 +43,7 @@
 //! that text), where RocketMQ's YAML 1.1 reader may turn some into numbers.
 
 pub mod address;
+pub mod client;
 pub mod config;
 pub mod perm;
 pub mod resources;
@@ -49,6 +52,7 @@ pub mod sign;
 pub mod startup;
 
 pub use address::{AddressPattern, AddressPatternError};
+pub use client::Credentials;
 pub use config::{Account, AclConfig, AclConfigError, AclFile};
 pub use perm::Perm;
 pub use resources::{parse_request, ParseError, ParsedAccess};

@@ -2,10 +2,12 @@
 //! connection, answers checked and parsed, and the look-ups the subcommands share.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ferromq_engine::message::decode_records;
 use ferromq_engine::MessageExt;
+use ferromq_server::acl::Credentials;
 use ferromq_server::remoting::{json, request, response, RemotingClient, RemotingCommand};
 use serde_json::Value;
 
@@ -22,8 +24,21 @@ pub(crate) struct Admin {
     pub(crate) namesrv: Vec<String>,
 }
 
-/// One request to `addr` on its own connection, closed after the answer.
-pub(crate) async fn call(addr: &str, req: RemotingCommand) -> Res<RemotingCommand> {
+/// The credentials every request is signed with (`--accessKey`, or
+/// `conf/tools.yml`); set once in `main`.
+static CREDENTIALS: OnceLock<Option<Credentials>> = OnceLock::new();
+
+/// Sign every request from now on with `c` (`None`: unsigned).
+pub(crate) fn set_credentials(c: Option<Credentials>) {
+    let _ = CREDENTIALS.set(c);
+}
+
+/// One request to `addr` on its own connection, closed after the answer;
+/// signed when credentials were given.
+pub(crate) async fn call(addr: &str, mut req: RemotingCommand) -> Res<RemotingCommand> {
+    if let Some(c) = CREDENTIALS.get().and_then(Option::as_ref) {
+        c.sign(&mut req);
+    }
     let c = RemotingClient::new(addr);
     let r = c.invoke(req, TIMEOUT).await.map_err(|e| e.to_string());
     c.close().await;

@@ -10,6 +10,9 @@
 //! ferromq-admin damagedRecords -b 127.0.0.1:10911
 //! ```
 //!
+//! With `--accessKey/--secretKey` (or `$ROCKETMQ_HOME/conf/tools.yml`, as
+//! mqadmin reads it) every request is signed for a broker with plain ACL.
+//!
 //! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
 
 mod brokers;
@@ -23,6 +26,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use client::{Admin, Res};
+use ferromq_server::acl::Credentials;
 
 /// RocketMQ admin tool.
 #[derive(Parser, Debug)]
@@ -31,6 +35,14 @@ struct Cli {
     /// Name server addresses, `host:port;host:port` (default: $NAMESRV_ADDR).
     #[arg(short = 'n', long = "namesrvAddr", global = true)]
     namesrv: Option<String>,
+    /// ACL access key: every request is signed as RocketMQ clients sign
+    /// them (default: `accessKey` of `$ROCKETMQ_HOME/conf/tools.yml`, as
+    /// mqadmin reads it; without either, requests go unsigned).
+    #[arg(long = "accessKey", global = true, requires = "secret_key")]
+    access_key: Option<String>,
+    /// ACL secret key of `--accessKey`.
+    #[arg(long = "secretKey", global = true, requires = "access_key")]
+    secret_key: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -178,6 +190,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let credentials = match (&cli.access_key, &cli.secret_key) {
+        (Some(a), Some(s)) => match Credentials::new(a, s) {
+            Some(c) => Some(c),
+            None => {
+                eprintln!("ferromq-admin: --accessKey and --secretKey must not be blank");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => match Credentials::default_tools_file().map(|f| Credentials::from_tools_file(&f)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(c))) => Some(c),
+            Some(Err(e)) => {
+                eprintln!("ferromq-admin: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    client::set_credentials(credentials);
     let admin = Admin { namesrv };
     match rt.block_on(admin.run(cli.cmd)) {
         Ok(()) => ExitCode::SUCCESS,
