@@ -287,11 +287,28 @@ pub fn git_commit() -> String {
     commit
 }
 
-/// Arguments as a command line a POSIX shell would run the same way.
+/// The flag whose value [`shell_join`] never writes.
+const SECRET_FLAG: &str = "--secret-key";
+
+/// Arguments as a command line a POSIX shell would run the same way, except
+/// that the value of `--secret-key` is written as `***`.
 pub fn shell_join<I: IntoIterator<Item = S>, S: AsRef<str>>(args: I) -> String {
+    let mut after_secret_flag = false;
     args.into_iter()
         .map(|a| {
             let a = a.as_ref();
+            // A secret never reaches a report: the value of `--secret-key`
+            // (as the next argument or after `=`) is written as `***`.
+            if std::mem::take(&mut after_secret_flag) {
+                return "'***'".to_string();
+            }
+            if a == SECRET_FLAG {
+                after_secret_flag = true;
+                return a.to_string();
+            }
+            if a.starts_with(SECRET_FLAG) && a[SECRET_FLAG.len()..].starts_with('=') {
+                return format!("{SECRET_FLAG}='***'");
+            }
             let plain = !a.is_empty()
                 && a.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
@@ -362,6 +379,24 @@ mod tests {
             r"a --dir '/tmp/x y' 'it'\''s'"
         );
         assert_eq!(shell_join([""]), "''");
+    }
+
+    #[test]
+    fn secret_keys_never_reach_a_report() {
+        let line = shell_join([
+            "compare",
+            "--access-key",
+            "ak",
+            "--secret-key",
+            "s3cret",
+            "--secret-key=other",
+            "--seconds",
+            "1",
+        ]);
+        assert_eq!(
+            line,
+            "compare --access-key ak --secret-key '***' --secret-key='***' --seconds 1"
+        );
     }
 
     #[test]

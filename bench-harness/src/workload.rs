@@ -180,6 +180,18 @@ pub struct Workload {
     /// send.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain: Option<u64>,
+    /// ACL credentials every request to a broker is signed with (`None`:
+    /// unsigned). The secret is never serialized; the report says only
+    /// whether requests were signed.
+    #[serde(rename = "signed", serialize_with = "serialize_signed")]
+    pub credentials: Option<ferromq_server::acl::Credentials>,
+}
+
+fn serialize_signed<S: serde::Serializer>(
+    c: &Option<ferromq_server::acl::Credentials>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_bool(c.is_some())
 }
 
 fn serialize_opt_duration<S: serde::Serializer>(
@@ -213,6 +225,7 @@ impl Workload {
             pull_batch: DEFAULT_PULL_BATCH,
             suspend_ms: DEFAULT_SUSPEND_MS,
             drain: None,
+            credentials: None,
         }
     }
 
@@ -293,6 +306,11 @@ impl Workload {
                     "--drain fills the topic as fast as it can: leave --rate out",
                 ));
             }
+        }
+        if self.credentials.is_some() && self.consumers > 0 {
+            return Err(BenchError::new(
+                "--access-key signs sends whose bodies never change: not with --consumers or --drain (their bodies carry the send time) yet",
+            ));
         }
         if (self.size_bytes as u64) * (self.producers as u64) > self.file_size_bytes {
             return Err(BenchError::new(format!(

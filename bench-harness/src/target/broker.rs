@@ -118,6 +118,11 @@ impl SendTemplates {
             if batch > 1 {
                 cmd = cmd.with_ext("m", true);
             }
+            if let Some(c) = &workload.credentials {
+                // The body never changes (no send stamps with credentials),
+                // so one signature serves every send of this frame.
+                c.sign(&mut cmd);
+            }
             cmd.serialize_type = SerializeType::RocketMq;
             cmd.opaque = 0;
             let frame = encode(&cmd)
@@ -707,6 +712,10 @@ pub async fn create_topic(broker: &str, workload: &Workload) -> Result<()> {
         .with_ext("topicFilterType", "SINGLE_TAG")
         .with_ext("topicSysFlag", 0)
         .with_ext("order", false);
+    let mut req = req;
+    if let Some(c) = &workload.credentials {
+        c.sign(&mut req);
+    }
     let resp = client
         .invoke(req, Duration::from_secs(10))
         .await
