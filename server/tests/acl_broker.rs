@@ -94,15 +94,30 @@ fn assert_refused(r: &RemotingCommand, why: &str) {
     assert!(!remark.contains("12345678") && !remark.contains("adminsecret"));
 }
 
-#[test]
-fn signed_requests_pass_and_refused_ones_change_nothing() {
-    let (_d, dir) = temp_dir();
+/// `PLAIN_ACL` at RocketMQ's place under `dir/home` (`conf/plain_acl.yml`),
+/// and a broker with `acl_enable` started with that `ROCKETMQ_HOME`.
+fn broker_with_home(dir: &Path, acl_enable: bool) -> (common::Proc, u16) {
     let home = dir.join("home");
     std::fs::create_dir_all(home.join("conf")).unwrap();
     std::fs::write(home.join("conf/plain_acl.yml"), PLAIN_ACL).unwrap();
-    let props = broker_props(&dir.join("store"), "aclEnable=true\n");
+    let props = broker_props(&dir.join("store"), &format!("aclEnable={acl_enable}\n"));
     let home_env = home.to_str().unwrap();
-    let (_b, port) = start_broker_env(&dir, &props, None, &[("ROCKETMQ_HOME", home_env)]);
+    start_broker_env(dir, &props, None, &[("ROCKETMQ_HOME", home_env)])
+}
+
+/// Broker properties with ACL on and `PLAIN_ACL` written to `dir/<file>`,
+/// named by `aclFilePath`.
+fn props_with_acl_file(dir: &Path, file: &str) -> String {
+    let file = dir.join(file);
+    std::fs::write(&file, PLAIN_ACL).unwrap();
+    let extra = format!("aclEnable=true\naclFilePath={}\n", file.display());
+    broker_props(&dir.join("store"), &extra)
+}
+
+#[test]
+fn signed_requests_pass_and_refused_ones_change_nothing() {
+    let (_d, dir) = temp_dir();
+    let (_b, port) = broker_with_home(&dir, true);
     let mut c = Client::connect(port);
 
     // An account's signed send and pull.
@@ -210,10 +225,7 @@ fn signed_requests_pass_and_refused_ones_change_nothing() {
 #[test]
 fn the_explicit_path_key_is_used() {
     let (_d, dir) = temp_dir();
-    let file = dir.join("my_acl.yml");
-    std::fs::write(&file, PLAIN_ACL).unwrap();
-    let extra = format!("aclEnable=true\naclFilePath={}\n", file.display());
-    let props = broker_props(&dir.join("store"), &extra);
+    let props = props_with_acl_file(&dir, "my_acl.yml");
     let (_b, port) = start_broker_env(&dir, &props, None, &[("ROCKETMQ_HOME", "")]);
     let mut c = Client::connect(port);
     assert_refused(&c.invoke(send("topicA")), "No accessKey is configured");
@@ -225,12 +237,7 @@ fn the_explicit_path_key_is_used() {
 fn acl_disabled_serves_unsigned_requests() {
     let (_d, dir) = temp_dir();
     // A restrictive file at RocketMQ's place is not read without aclEnable.
-    let home = dir.join("home");
-    std::fs::create_dir_all(home.join("conf")).unwrap();
-    std::fs::write(home.join("conf/plain_acl.yml"), PLAIN_ACL).unwrap();
-    let props = broker_props(&dir.join("store"), "aclEnable=false\n");
-    let home_env = home.to_str().unwrap();
-    let (_b, port) = start_broker_env(&dir, &props, None, &[("ROCKETMQ_HOME", home_env)]);
+    let (_b, port) = broker_with_home(&dir, false);
     let mut c = Client::connect(port);
     let r = c.invoke(send("topicD"));
     assert_eq!(r.code, 0, "{:?}", r.remark);
@@ -342,10 +349,7 @@ fn a_secured_config_without_a_usable_acl_file_does_not_start() {
 #[test]
 fn many_refusals_log_a_bounded_number_of_lines_and_others_are_served() {
     let (_d, dir) = temp_dir();
-    let file = dir.join("acl.yml");
-    std::fs::write(&file, PLAIN_ACL).unwrap();
-    let extra = format!("aclEnable=true\naclFilePath={}\n", file.display());
-    let props = broker_props(&dir.join("store"), &extra);
+    let props = props_with_acl_file(&dir, "acl.yml");
     let log = dir.join("broker.log");
     let (_b, port) = common::start_broker_logged_at(&dir, &props, &log, "warn");
     let mut bad = Client::connect(port);
@@ -382,10 +386,7 @@ fn admin_cli(args: &[&str], home: &Path) -> (bool, String) {
 #[test]
 fn ferromq_admin_signs_with_its_flags_or_tools_yml() {
     let (_d, dir) = temp_dir();
-    let file = dir.join("my_acl.yml");
-    std::fs::write(&file, PLAIN_ACL).unwrap();
-    let extra = format!("aclEnable=true\naclFilePath={}\n", file.display());
-    let props = broker_props(&dir.join("store"), &extra);
+    let props = props_with_acl_file(&dir, "my_acl.yml");
     let (_b, port) = start_broker_env(&dir, &props, None, &[("ROCKETMQ_HOME", "")]);
     let addr = format!("127.0.0.1:{port}");
     let no_home = Path::new("");
