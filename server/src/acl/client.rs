@@ -92,7 +92,7 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acl::{parse_request, AclConfig, AclFile, AclRules};
+    use crate::acl::{parse_request, AclRules};
 
     const CONFIG: &str = "\
 accounts:
@@ -103,8 +103,7 @@ accounts:
 
     #[test]
     fn a_signed_request_passes_the_broker_check_and_the_secret_stays_out() {
-        let file = AclFile::parse(CONFIG, Path::new("plain_acl.yml")).unwrap();
-        let rules = AclRules::new(AclConfig::merge([(PathBuf::from("plain_acl.yml"), file)]));
+        let rules = AclRules::from_yaml(CONFIG);
         let c = Credentials::new("RocketMQAdmin", "adminsecret").unwrap();
         let mut cmd = RemotingCommand::request(crate::remoting::request::UPDATE_AND_CREATE_TOPIC)
             .with_ext("topic", "T")

@@ -67,7 +67,7 @@ use crate::remoting::{request, RemotingCommand};
 /// What [`parse_request`] read from one request: the owned data of an
 /// [`AccessRequest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedAccess {
+pub struct ParsedAccess<'a> {
     /// The peer's address without port; `None` if unknown.
     pub remote_ip: Option<IpAddr>,
     /// The request code.
@@ -76,15 +76,24 @@ pub struct ParsedAccess {
     pub access_key: Option<String>,
     /// `extFields["Signature"]`, if any.
     pub signature: Option<String>,
-    /// The signed content ([`sign::validator_request_content`] of the
-    /// `extFields` and body); empty when `extFields` is empty.
+    /// The signed `extFields` values ([`sign::validator_request_content`]
+    /// without the body); empty when `extFields` is empty.
     pub content: Vec<u8>,
+    /// The request body, the rest of the signed content, borrowed in place
+    /// (a copy per request would cost more than the signature); empty when
+    /// `extFields` is empty.
+    pub body: &'a [u8],
     /// The resources used and the permission each needs, in RocketMQ's
     /// order of adding (see the [module docs](self)).
     pub resources: Vec<(String, Perm)>,
 }
 
-impl ParsedAccess {
+impl ParsedAccess<'_> {
+    /// The whole signed content: the values, then the body.
+    pub fn signed_content(&self) -> Vec<u8> {
+        [self.content.as_slice(), self.body].concat()
+    }
+
     /// The request to decide with [`AclRules::check`](super::AclRules::check).
     pub fn as_request(&self) -> AccessRequest<'_> {
         AccessRequest {
@@ -93,6 +102,7 @@ impl ParsedAccess {
             access_key: self.access_key.as_deref(),
             signature: self.signature.as_deref(),
             content: &self.content,
+            body: self.body,
             resources: &self.resources,
         }
     }
@@ -126,13 +136,14 @@ impl ParseError {
 pub fn parse_request(
     cmd: &RemotingCommand,
     peer: Option<SocketAddr>,
-) -> Result<ParsedAccess, ParseError> {
+) -> Result<ParsedAccess<'_>, ParseError> {
     let mut parsed = ParsedAccess {
         remote_ip: peer.map(|p| p.ip()),
         request_code: cmd.code,
         access_key: None,
         signature: None,
         content: Vec::new(),
+        body: &[],
         resources: Vec::new(),
     };
     let fields = &cmd.ext_fields;
@@ -143,7 +154,8 @@ pub fn parse_request(
     parsed.access_key = fields.opt_str(sign::ACCESS_KEY_FIELD).map(str::to_string);
     parsed.signature = fields.opt_str(sign::SIGNATURE_FIELD).map(str::to_string);
     parsed.resources = request_resources(cmd)?;
-    parsed.content = sign::validator_request_content(&fields.0, &cmd.body);
+    parsed.content = sign::validator_request_content(&fields.0, &[]);
+    parsed.body = &cmd.body;
     Ok(parsed)
 }
 
@@ -282,10 +294,7 @@ fn name(value: Option<&Value>, field: &str) -> Result<Option<String>, ParseError
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
     use super::*;
-    use crate::acl::config::{AclConfig, AclFile};
     use crate::acl::rules::{AclDenied, AclRules};
 
     fn cmd(code: i32, fields: &[(&str, &str)]) -> RemotingCommand {
@@ -578,12 +587,12 @@ mod tests {
         assert_eq!(p.access_key.as_deref(), Some("ak"));
         assert_eq!(p.signature.as_deref(), Some("sig"));
         // Values in key order without Signature and _UNIQUE_KEY_QUERY, then the body.
-        assert_eq!(p.content, b"aktB".to_vec());
+        assert_eq!(p.signed_content(), b"aktB".to_vec());
         assert_eq!(p.resources, owned(&[("t", Perm::SUB)]));
         let r = p.as_request();
         assert_eq!(r.access_key, Some("ak"));
         assert_eq!(r.signature, Some("sig"));
-        assert_eq!(r.content, b"aktB");
+        assert_eq!([r.content, r.body].concat(), b"aktB");
         assert_eq!(r.resources.len(), 1);
         // The field names are case-sensitive, as Java's map.
         let lower = cmd(
@@ -601,7 +610,7 @@ mod tests {
         let p = parse_request(&c, None).expect("nothing parsed");
         assert_eq!(p.access_key, None);
         assert!(p.resources.is_empty());
-        assert!(p.content.is_empty());
+        assert!(p.signed_content().is_empty());
     }
 
     #[test]
@@ -682,8 +691,7 @@ accounts:
 ";
 
     fn rules() -> AclRules {
-        let file = AclFile::parse(CONFIG, Path::new("plain_acl.yml")).expect("valid config");
-        AclRules::new(AclConfig::merge([(PathBuf::from("plain_acl.yml"), file)]))
+        AclRules::from_yaml(CONFIG)
     }
 
     /// `fields` plus AccessKey, signed as the Java client's `AclClientRPCHook`

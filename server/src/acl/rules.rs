@@ -24,8 +24,12 @@ pub struct AccessRequest<'a> {
     pub access_key: Option<&'a str>,
     /// `extFields["Signature"]`, if any.
     pub signature: Option<&'a str>,
-    /// The signed content ([`sign::validator_request_content`]).
+    /// The signed content ([`sign::validator_request_content`]), or its
+    /// field values alone when `body` is given apart.
     pub content: &'a [u8],
+    /// The rest of the signed content, after `content`: the request body,
+    /// borrowed in place (empty when `content` holds it already).
+    pub body: &'a [u8],
     /// The resources used and the permission each needs: topics by name,
     /// groups as their retry topic (`%RETRY%group`). A name given twice
     /// counts with its last permission, as RocketMQ's map keeps it.
@@ -124,7 +128,7 @@ impl AclRules {
         }
         let signed = req
             .signature
-            .is_some_and(|s| sign::verify(req.content, owned.secret_key(), s));
+            .is_some_and(|s| sign::verify_parts(&[req.content, req.body], owned.secret_key(), s));
         if !signed {
             return Err(AclDenied::SignatureMismatch(access_key.to_string()));
         }
@@ -136,6 +140,16 @@ impl AclRules {
             return Ok(());
         }
         check_perm(req.request_code, &needed, owned)
+    }
+}
+
+#[cfg(test)]
+impl AclRules {
+    /// The rules of one `plain_acl.yml` text (tests across the crate).
+    pub(crate) fn from_yaml(text: &str) -> AclRules {
+        let path = std::path::Path::new("plain_acl.yml");
+        let file = super::AclFile::parse(text, path).expect("valid test config");
+        AclRules::new(AclConfig::merge([(path.to_path_buf(), file)]))
     }
 }
 
@@ -188,10 +202,8 @@ fn dedup_last_wins(resources: &[(String, Perm)]) -> Vec<(&str, Perm)> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::acl::config::AclFile;
 
     const CONFIG: &str = "\
 globalWhiteRemoteAddresses:
@@ -223,8 +235,7 @@ accounts:
 ";
 
     fn rules() -> AclRules {
-        let file = AclFile::parse(CONFIG, Path::new("plain_acl.yml")).expect("valid config");
-        AclRules::new(AclConfig::merge([(PathBuf::from("plain_acl.yml"), file)]))
+        AclRules::from_yaml(CONFIG)
     }
 
     fn ip(s: &str) -> Option<IpAddr> {
@@ -254,6 +265,7 @@ accounts:
             access_key: Some(access_key),
             signature: Some(&signature),
             content: &content,
+            body: b"",
             resources: &resources,
         })
     }
@@ -270,6 +282,7 @@ accounts:
             access_key: None,
             signature: None,
             content: b"",
+            body: b"",
             resources: &[("topicA".to_string(), Perm::PUB)],
         };
         assert_eq!(rules.check(&req), Ok(()));
@@ -309,6 +322,7 @@ accounts:
             access_key: Some("rocketmq2"),
             signature: None,
             content: b"",
+            body: b"",
             resources: &[("anything".to_string(), Perm::PUB)],
         };
         assert_eq!(rules.check(&req), Ok(()));
@@ -344,6 +358,7 @@ accounts:
             access_key: Some("RocketMQ"),
             signature: None,
             content: b"x",
+            body: b"",
             resources: &[],
         };
         assert_eq!(

@@ -277,9 +277,7 @@ mod tests {
     fn acl_rules() -> AclRules {
         let text = "accounts:\n  - accessKey: RocketMQ\n    secretKey: 12345678\n    \
                     topicPerms:\n      - topicA=PUB\n";
-        let path = std::path::Path::new("plain_acl.yml");
-        let file = crate::acl::AclFile::parse(text, path).unwrap();
-        AclRules::new(crate::acl::AclConfig::merge([(path.into(), file)]))
+        AclRules::from_yaml(text)
     }
 
     fn signed(mut cmd: RemotingCommand, secret: &str) -> RemotingCommand {
