@@ -55,7 +55,7 @@ impl Credentials {
     }
 
     /// The credentials in a `tools.yml` (`accessKey`, `secretKey`):
-    /// `Ok(None)` when the file does not exist or either key is blank (as
+    /// `Ok(None)` when the file does not exist, is empty or either key is blank (as
     /// RocketMQ: requests then go unsigned).
     ///
     /// # Errors
@@ -68,6 +68,10 @@ impl Credentials {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
+        if text.trim().is_empty() {
+            // RocketMQ: an empty file means no credentials, not an error.
+            return Ok(None);
+        }
         let map: std::collections::BTreeMap<String, serde_yaml_ng::Value> =
             serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let text_of = |key: &str| match map.get(key) {
@@ -130,6 +134,8 @@ accounts:
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tools.yml");
         assert_eq!(Credentials::from_tools_file(&f), Ok(None), "no file");
+        std::fs::write(&f, "\n").unwrap();
+        assert_eq!(Credentials::from_tools_file(&f), Ok(None), "empty file");
         std::fs::write(&f, "accessKey: RocketMQ\nsecretKey: 12345678\n").unwrap();
         let c = Credentials::from_tools_file(&f).unwrap().unwrap();
         assert_eq!(c.access_key, "RocketMQ");
