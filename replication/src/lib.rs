@@ -32,14 +32,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod auth;
 mod frame;
 mod master;
 mod slave;
 
+pub use auth::HaAuth;
 pub use frame::{read_frame_header, FRAME_HEADER_LEN};
 pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS, MAX_SLAVE_CONNECTIONS_PER_ADDRESS};
 pub use slave::{HaSlave, SlaveStatus};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Errors of the replication layer.
@@ -89,6 +92,11 @@ pub struct HaConfig {
     /// `slave_fallbehind_max` bytes) is logged as fallen behind, and logged
     /// again once it has caught up. Default 5 s.
     pub fall_behind_alarm: Duration,
+    /// The authenticated handshake's credentials and checks (a ferromq
+    /// extension, see [`auth`]): with `Some`, a master serves only slaves that
+    /// pass it and a slave follows only a master that does. Default `None`:
+    /// RocketMQ's unauthenticated protocol.
+    pub auth: Option<Arc<dyn HaAuth>>,
 }
 
 impl Default for HaConfig {
@@ -100,6 +108,7 @@ impl Default for HaConfig {
             slave_fallbehind_max: 256 * 1024 * 1024,
             reconnect_interval: Duration::from_secs(5),
             fall_behind_alarm: Duration::from_secs(5),
+            auth: None,
         }
     }
 }
@@ -122,6 +131,7 @@ impl HaConfig {
             slave_fallbehind_max: cfg.ha_slave_fallbehind_max,
             reconnect_interval: Duration::from_secs(5),
             fall_behind_alarm: Duration::from_secs(5),
+            auth: None,
         }
     }
 }

@@ -58,6 +58,9 @@ struct Inner {
     /// The highest offset any slave confirmed (RocketMQ's push2SlaveMaxOffset).
     max_acked: AtomicU64,
     stop: AtomicBool,
+    /// WARN lines about connections refused by the authenticated handshake:
+    /// one per ten seconds, however many strangers knock.
+    refused_handshakes: Mutex<EveryTenSeconds>,
     /// Writers wait here for new log bytes; puts waiting for a slave poke it.
     data_lock: Mutex<()>,
     data_cv: Condvar,
@@ -123,6 +126,7 @@ impl HaMaster {
             next_id: AtomicU64::new(1),
             max_acked: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            refused_handshakes: Mutex::new(EveryTenSeconds::default()),
             data_lock: Mutex::new(()),
             data_cv: Condvar::new(),
             data_seq: AtomicU64::new(0),
@@ -544,6 +548,25 @@ fn read_loop(
     mut stream: TcpStream,
     first: Arc<(Mutex<Option<u64>>, Condvar)>,
 ) {
+    if let Some(auth) = inner.cfg.auth.clone() {
+        match crate::auth::master_handshake(&mut stream, auth.as_ref()) {
+            Ok(access_key) => {
+                tracing::info!(slave = %conn.addr, %access_key, "HA slave authenticated");
+            }
+            Err(e) => {
+                inner.close_with(&conn, &format!("refused: {e}"), false);
+                if let Some(suppressed) = inner.refused_handshakes.locked().check() {
+                    tracing::warn!(
+                        peer = %conn.addr,
+                        error = %e,
+                        refused_since_last_line = suppressed,
+                        "HA connection refused by the authenticated handshake"
+                    );
+                }
+                return;
+            }
+        }
+    }
     let _ = stream.set_read_timeout(Some(inner.cfg.housekeeping_interval));
     let mut started = false;
     while !conn.closed.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
@@ -562,6 +585,13 @@ fn read_loop(
                 break;
             }
         };
+        if !started && report == i64::from_be_bytes(crate::auth::HANDSHAKE_MAGIC) {
+            inner.close(
+                &conn,
+                "the slave asked for ferromq's authenticated HA handshake, but this master runs without ACL (aclEnable=false)",
+            );
+            break;
+        }
         let master_max = inner.store.commit_log_max_offset();
         if report < 0 || report as u64 > master_max && started {
             // A slave claiming more than the master has is lying (apache/rocketmq#3015).

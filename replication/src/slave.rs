@@ -171,6 +171,10 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| HaError::io(format!("connecting to {master}"), e))?;
     let _ = stream.set_nodelay(true);
+    let mut stream = stream;
+    if let Some(auth) = inner.cfg.auth.clone() {
+        crate::auth::slave_handshake(&mut stream, auth.as_ref())?;
+    }
     stream
         .set_read_timeout(Some(
             inner.cfg.heartbeat_interval.min(Duration::from_millis(500)),

@@ -20,6 +20,11 @@ pub const BROKER_KEYS: &[&str] = &[
     "longPollingMaxSuspendMillis",
     "longPollingMaxParkedPerConnection",
     "aclFilePath",
+    // The broker's own credentials (server crate): RocketMQ ACL keys
+    // `accessKey`/`secretKey` and RocketMQ 5's AuthConfig key.
+    "accessKey",
+    "secretKey",
+    "innerClientAuthenticationCredentials",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

@@ -54,6 +54,11 @@ impl Credentials {
         );
     }
 
+    /// The signature of `content` with the secret key (Base64 HmacSHA1).
+    pub fn sign_bytes(&self, content: &[u8]) -> String {
+        sign::sign(content, &self.secret_key)
+    }
+
     /// The credentials in a `tools.yml` (`accessKey`, `secretKey`):
     /// `Ok(None)` when the file does not exist, is empty or either key is blank (as
     /// RocketMQ: requests then go unsigned).

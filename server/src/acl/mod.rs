@@ -8,7 +8,9 @@
 //! - [`perm`]: permission bits ([`Perm`]) and admin request codes.
 //! - [`rules`]: the decision for one request ([`AclRules::check`]).
 //! - [`client`]: signing requests as a RocketMQ client does ([`Credentials`]),
-//!   for `ferromq-admin`.
+//!   for `ferromq-admin` and the broker's own calls.
+//! - [`cluster`]: trust between brokers and name servers ([`ClusterAuth`]).
+//! - [`refusal`]: the answer to a refused request and its rate-limited log.
 //! - [`resources`]: what a remoting request asks for ([`parse_request`]
 //!   gives a [`ParsedAccess`], whose [`ParsedAccess::as_request`] is checked).
 //! - [`startup`]: where the broker finds its files (`ROCKETMQ_HOME` or the
@@ -17,8 +19,10 @@
 //! With `aclEnable=true` the broker loads the rules at startup (no file or a
 //! malformed one stops it) and checks every client request before its
 //! handler runs (`broker/dispatch.rs`); a refusal is answered as RocketMQ
-//! 4.9 answers it, SYSTEM_ERROR with [`AclDenied::remark`]. Not yet done:
-//! reloading changed files, the ACL admin requests, signing the broker's own
+//! 4.9 answers it, SYSTEM_ERROR with [`AclDenied::remark`]. The broker
+//! signs its own requests, and with ACL on the name server checks
+//! registrations and the HA port authenticates slaves ([`cluster`], a
+//! ferromq extension). Not yet done: reloading changed files, the ACL admin
 //! requests.
 //!
 //! # Where ferromq differs from RocketMQ 4.9
@@ -44,8 +48,10 @@
 
 pub mod address;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod perm;
+pub mod refusal;
 pub mod resources;
 pub mod rules;
 pub mod sign;
@@ -53,6 +59,7 @@ pub mod startup;
 
 pub use address::{AddressPattern, AddressPatternError};
 pub use client::Credentials;
+pub use cluster::ClusterAuth;
 pub use config::{Account, AclConfig, AclConfigError, AclFile};
 pub use perm::Perm;
 pub use resources::{parse_request, ParseError, ParsedAccess};

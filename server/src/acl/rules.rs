@@ -141,6 +141,60 @@ impl AclRules {
         }
         check_perm(req.request_code, &needed, owned)
     }
+
+    /// Decides a request that only members of the cluster may make (a
+    /// ferromq extension: REGISTER_BROKER and UNREGISTER_BROKER at a name
+    /// server with ACL on): as [`AclRules::check`] up to the signature (a
+    /// globally white listed peer passes, an account's `whiteRemoteAddress`
+    /// stands in for the signature), then the account must be `admin`
+    /// whatever the request code.
+    ///
+    /// # Errors
+    /// The refusal, as [`AclRules::check`] names it.
+    pub fn check_cluster_member(&self, req: &AccessRequest<'_>) -> Result<(), AclDenied> {
+        if self.global_white.iter().any(|p| p.matches(req.remote_ip)) {
+            return Ok(());
+        }
+        let access_key = req.access_key.ok_or(AclDenied::NoAccessKey)?;
+        let Some(owned) = self.accounts.get(access_key) else {
+            return Err(AclDenied::UnknownAccessKey(access_key.to_string()));
+        };
+        let signed = owned.white_remote_address.matches(req.remote_ip)
+            || req.signature.is_some_and(|s| {
+                sign::verify_parts(&[req.content, req.body], owned.secret_key(), s)
+            });
+        if !signed {
+            return Err(AclDenied::SignatureMismatch(access_key.to_string()));
+        }
+        if !owned.admin {
+            return Err(AclDenied::NeedAdmin {
+                request_code: req.request_code,
+                access_key: access_key.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The secret of `access_key` when it is an admin account: the accounts
+    /// that may act as members of the cluster (the HA handshake).
+    pub fn admin_secret(&self, access_key: &str) -> Option<&str> {
+        self.accounts
+            .get(access_key)
+            .filter(|a| a.admin)
+            .map(Account::secret_key)
+    }
+
+    /// The credentials of the admin account with the least access key: what
+    /// the broker signs its own requests with when no `accessKey`/`secretKey`
+    /// keys are set (RocketMQ leaves them unsigned; ferromq picks one stable
+    /// account so a cluster sharing one ACL file works without more keys).
+    pub fn first_admin(&self) -> Option<super::Credentials> {
+        self.accounts
+            .values()
+            .filter(|a| a.admin)
+            .min_by(|a, b| a.access_key.cmp(&b.access_key))
+            .and_then(|a| super::Credentials::new(&a.access_key, a.secret_key()))
+    }
 }
 
 #[cfg(test)]

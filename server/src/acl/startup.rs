@@ -154,7 +154,7 @@ pub fn load_broker_rules(
     tracing::info!(
         files = ?files,
         accounts = config.accounts.len(),
-        "ACL enabled: every request is checked"
+        "ACL rules loaded"
     );
     Ok(Some(AclRules::new(config)))
 }

@@ -55,6 +55,18 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_properties());
         return ExitCode::SUCCESS;
     }
+    // A secured name server with no usable ACL file stops here, never
+    // taking registrations from anyone.
+    let acl = match ferromq_server::acl::load_broker_rules(
+        cfg.acl_enable,
+        cfg.acl_file_path.as_deref(),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("namesrv-io")
@@ -86,7 +98,7 @@ fn main() -> ExitCode {
         let _ = std::io::stdout().flush();
         tracing::info!(%local, "name server started");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(namesrv::run(cfg, listener, stop_rx));
+        let server = tokio::spawn(namesrv::run(cfg, acl, listener, stop_rx));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

@@ -117,6 +117,15 @@ pub struct BrokerConfig {
     /// read instead of RocketMQ's `$ROCKETMQ_HOME/conf/plain_acl.yml` and
     /// `$ROCKETMQ_HOME/conf/acl/`. Default: unset.
     pub acl_file_path: Option<std::path::PathBuf>,
+    /// The credentials the broker signs its own requests with (registration
+    /// at name servers, a slave's config copies from its master) and proves
+    /// itself with on the HA port when ACL is on: the `accessKey` and
+    /// `secretKey` keys (both or neither), else RocketMQ 5's
+    /// `innerClientAuthenticationCredentials` JSON
+    /// (`{"accessKey":"..","secretKey":".."}`). Default: none; with
+    /// `aclEnable=true` the broker then uses the first admin account of its
+    /// ACL rules ([`crate::acl::AclRules::first_admin`]).
+    pub credentials: Option<crate::acl::Credentials>,
 }
 
 fn cores() -> usize {
@@ -208,6 +217,38 @@ impl Keys<'_> {
     fn flag(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         Ok(parse_bool_key(self.0, key)?.unwrap_or(default))
     }
+}
+
+/// [`BrokerConfig::credentials`] from `accessKey`/`secretKey` or
+/// `innerClientAuthenticationCredentials`. Errors never quote a secret.
+fn read_credentials(k: &Keys<'_>) -> Result<Option<crate::acl::Credentials>, ConfigError> {
+    let bad = |key: &str, expected: &'static str| ConfigError {
+        key: key.to_string(),
+        value: "<not shown: it holds a secret>".to_string(),
+        expected,
+    };
+    match (k.text("accessKey"), k.text("secretKey")) {
+        (Some(a), Some(s)) => return Ok(crate::acl::Credentials::new(&a, &s)),
+        (Some(_), None) => return Err(bad("secretKey", "a secretKey with the accessKey")),
+        (None, Some(_)) => return Err(bad("accessKey", "an accessKey with the secretKey")),
+        (None, None) => {}
+    }
+    const INNER: &str = "innerClientAuthenticationCredentials";
+    let Some(json) = k.text(INNER) else {
+        return Ok(None);
+    };
+    let expected = r#"a JSON object {"accessKey":"..","secretKey":".."}"#;
+    let v: serde_json::Value = serde_json::from_str(&json).map_err(|_| bad(INNER, expected))?;
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    // RocketMQ: blank keys mean no signing.
+    Ok(crate::acl::Credentials::new(
+        field("accessKey"),
+        field("secretKey"),
+    ))
 }
 
 impl BrokerConfig {
@@ -326,6 +367,7 @@ impl BrokerConfig {
             // Access control.
             acl_enable: k.flag("aclEnable", false)?,
             acl_file_path: k.text("aclFilePath").map(Into::into),
+            credentials: read_credentials(k)?,
         })
     }
 
@@ -466,6 +508,10 @@ impl BrokerConfig {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         ));
+        // The secret is never printed.
+        if let Some(c) = &self.credentials {
+            s.push_str(&format!("accessKey={}\n", c.access_key));
+        }
         s
     }
 }
@@ -623,5 +669,38 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("aclEnable"));
+    }
+
+    #[test]
+    fn own_credentials_from_either_key_set_and_never_printed() {
+        let read = |text: &str| {
+            let props = Properties::parse(text);
+            let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
+            assert!(unknown.is_empty(), "{unknown:?}");
+            BrokerConfig::from_properties(&props, &store)
+        };
+        assert_eq!(read("").unwrap().credentials, None);
+        let b = read("accessKey=brokerkey\nsecretKey=s3cret-value\n").unwrap();
+        assert_eq!(b.credentials.as_ref().unwrap().access_key, "brokerkey");
+        let text = b.to_properties(false);
+        assert!(text.contains("accessKey=brokerkey\n"), "{text}");
+        assert!(!text.contains("s3cret-value"), "{text}");
+        let inner = r#"innerClientAuthenticationCredentials={"accessKey":"inner1","secretKey":"s3cret-value"}"#;
+        let b = read(inner).unwrap();
+        assert_eq!(b.credentials.unwrap().access_key, "inner1");
+        // The plain keys win over RocketMQ 5's JSON.
+        let both = format!("accessKey=brokerkey\nsecretKey=x1234567\n{inner}\n");
+        assert_eq!(
+            read(&both).unwrap().credentials.unwrap().access_key,
+            "brokerkey"
+        );
+        for bad in [
+            "accessKey=brokerkey\n",
+            "secretKey=s3cret-value\n",
+            "innerClientAuthenticationCredentials={s3cret-value\n",
+        ] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(!e.contains("s3cret-value"), "{e}");
+        }
     }
 }

@@ -19,56 +19,22 @@
 //! RPC hook before any processor: a refused request reaches no handler and
 //! is answered SYSTEM_ERROR with the validator's remark.
 
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{names, Broker, BUSY_REMARK};
-use crate::acl::{parse_request, AclRules};
+use crate::acl::AclRules;
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
-use crate::warn_limit::WarnLimiter;
-
-/// WARN lines about requests the ACL refuses: one per client address and
-/// reason (slot) per minute, with the count suppressed meanwhile.
-static ACL_REFUSED: WarnLimiter = WarnLimiter::new(Duration::from_secs(60));
-
-/// The most characters of a refusal's reason quoted in the log (it holds
-/// names the client chose).
-const LOGGED_REASON_CHARS: usize = 200;
 
 /// The ACL's answer to `req` from `peer`: `None` when it may proceed, else
-/// the refusal RocketMQ 4.9 sends when its RPC hook throws an
-/// `AclException` (`NettyRemotingAbstract.processRequestCommand`): response
-/// code SYSTEM_ERROR, remark the exception's description (which names the
-/// access key or resource, never a secret). Logged at most once per client
-/// address and reason per minute ([`ACL_REFUSED`]).
+/// RocketMQ 4.9's refusal ([`crate::acl::refusal::refusal_with`]).
 pub(crate) fn acl_refusal(
     rules: &AclRules,
     req: &RemotingCommand,
     peer: SocketAddr,
 ) -> Option<RemotingCommand> {
-    let (remark, reason) = match parse_request(req, Some(peer)) {
-        Err(e) => (e.remark(), e.to_string()),
-        Ok(parsed) => match rules.check(&parsed.as_request()) {
-            Ok(()) => return None,
-            Err(denied) => (denied.remark(), denied.to_string()),
-        },
-    };
-    let mut key = std::collections::hash_map::DefaultHasher::new();
-    (peer.ip(), &reason).hash(&mut key);
-    if let Some(suppressed) = ACL_REFUSED.check_key(key.finish()) {
-        let quoted: String = reason.chars().take(LOGGED_REASON_CHARS).collect();
-        tracing::warn!(
-            peer = %peer,
-            code = req.code,
-            reason = ?quoted,
-            suppressed,
-            "request refused by the ACL"
-        );
-    }
-    Some(RemotingCommand::error(response::SYSTEM_ERROR, remark))
+    crate::acl::refusal::refusal_with(req, peer, |r| rules.check(r))
 }
 
 /// Where a handler's blocking step runs.

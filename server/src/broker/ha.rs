@@ -33,14 +33,17 @@ impl HaRole {
     /// Start the master or slave side for `store`. `bind_ip` is the address the
     /// broker listens on; `configured_listen_port` is `listenPort` as configured
     /// (0: the OS chose the port, so the HA port is chosen by the OS too).
+    /// `auth`: the authenticated handshake (ACL on), or `None`.
     pub fn start(
         store: &Arc<MessageStore>,
         cfg: &StoreConfig,
         bind_ip: std::net::IpAddr,
         configured_listen_port: u16,
         advertise_ip: &str,
+        auth: Option<Arc<dyn ferromq_replication::HaAuth>>,
     ) -> Result<HaRole, String> {
-        let ha_cfg = HaConfig::from_store_config(cfg);
+        let mut ha_cfg = HaConfig::from_store_config(cfg);
+        ha_cfg.auth = auth;
         match cfg.broker_role {
             BrokerRole::Slave => {
                 let fixed = cfg.ha_master_address.clone();

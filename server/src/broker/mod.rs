@@ -103,6 +103,9 @@ pub struct Broker {
     /// The plain ACL rules when `aclEnable=true`: every client request is
     /// checked in `dispatch.rs` before its handler runs.
     acl: Option<crate::acl::AclRules>,
+    /// What the broker signs its own requests with
+    /// ([`BrokerConfig::credentials`], else the ACL's first admin account).
+    credentials: Option<crate::acl::Credentials>,
 }
 
 /// Why a broker could not start.
@@ -142,6 +145,10 @@ impl Broker {
             return Err(StartError::AclNotLoaded);
         }
         let acl = acl.filter(|_| cfg.acl_enable);
+        let credentials = cfg
+            .credentials
+            .clone()
+            .or_else(|| acl.as_ref().and_then(crate::acl::AclRules::first_admin));
         let offsets = ConsumerOffsetManager::load(&store.config().config_dir())
             .map_err(StartError::Offsets)?;
         let groups = SubscriptionGroupManager::load(
@@ -188,6 +195,7 @@ impl Broker {
             slave_sync: slave_sync::SyncState::default(),
             txn: transaction::TransactionBook::new(),
             acl,
+            credentials,
         }))
     }
 
@@ -289,15 +297,46 @@ impl Broker {
         bind_ip: std::net::IpAddr,
         configured_listen_port: u16,
     ) -> Result<(), String> {
+        let auth = self.ha_auth()?;
         let role = ha::HaRole::start(
             &self.store,
             self.store.config(),
             bind_ip,
             configured_listen_port,
             &self.cfg.broker_ip2,
+            auth,
         )?;
         let _ = self.ha.set(role);
         Ok(())
+    }
+
+    /// The HA handshake with ACL on ([`crate::acl::ClusterAuth`]); `None`
+    /// with ACL off (RocketMQ's open protocol, so RocketMQ 4.x slaves work).
+    fn ha_auth(&self) -> Result<Option<Arc<dyn ferromq_replication::HaAuth>>, String> {
+        let Some(rules) = &self.acl else {
+            return Ok(None);
+        };
+        if self.credentials.is_none() {
+            if self.store.config().broker_role == ferromq_engine::BrokerRole::Slave {
+                return Err("aclEnable=true on a slave needs credentials to prove itself to its master: \
+                     set accessKey/secretKey (an admin account) or define an admin account in the ACL file"
+                    .to_string());
+            }
+            tracing::warn!(
+                "aclEnable=true without accessKey/secretKey or an admin account: \
+                 no slave will accept this master on the HA port"
+            );
+        }
+        Ok(Some(Arc::new(crate::acl::ClusterAuth::new(
+            &self.cfg.broker_name,
+            self.credentials.clone(),
+            rules.clone(),
+        ))))
+    }
+
+    /// What the broker signs its own requests with, if anything.
+    pub fn credentials(&self) -> Option<&crate::acl::Credentials> {
+        self.credentials.as_ref()
     }
 
     /// Replication, when started.

@@ -153,7 +153,9 @@ pub(super) async fn registration_loop(b: Arc<Broker>, mut stop: watch::Receiver<
         .cfg
         .namesrv_addr
         .iter()
-        .map(|a| Arc::new(RemotingClient::new(a.clone())))
+        .map(|a| {
+            Arc::new(RemotingClient::new(a.clone()).with_credentials(b.credentials().cloned()))
+        })
         .collect();
     if clients.is_empty() {
         tracing::warn!(

@@ -84,6 +84,15 @@ pub struct NamesrvConfig {
     /// other files, at most 65 536
     /// ([`default_max_connections`]).
     pub server_max_connections: usize,
+    /// `aclEnable` (a ferromq extension at the name server): take
+    /// REGISTER_BROKER and UNREGISTER_BROKER only from admin accounts of the
+    /// plain ACL rules ([`crate::acl::cluster`]). Route queries stay open, as
+    /// in RocketMQ. Default false.
+    pub acl_enable: bool,
+    /// `aclFilePath`: the ACL file (or folder) instead of
+    /// `$ROCKETMQ_HOME/conf/plain_acl.yml` and `conf/acl/`, as the broker's
+    /// key. Default: unset.
+    pub acl_file_path: Option<std::path::PathBuf>,
 }
 
 impl Default for NamesrvConfig {
@@ -99,6 +108,8 @@ impl Default for NamesrvConfig {
             server_max_queued_reply_bytes: DEFAULT_MAX_QUEUED_REPLY_BYTES,
             server_max_queued_reply_bytes_total: DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL,
             server_max_connections: default_max_connections(NAMESRV_FD_RESERVE),
+            acl_enable: false,
+            acl_file_path: None,
         }
     }
 }
@@ -199,8 +210,17 @@ impl NamesrvConfig {
         if let Some(v) = parse_key::<usize>(props, "serverMaxConnections", "a connection count")? {
             c.server_max_connections = v.max(1);
         }
+        if let Some(v) = parse_bool_key(props, "aclEnable")? {
+            c.acl_enable = v;
+        }
+        if let Some(v) = props.get("aclFilePath") {
+            let v = v.trim_matches(char::is_whitespace);
+            c.acl_file_path = (!v.is_empty()).then(|| v.into());
+        }
         for (k, _) in props.iter() {
             let known = [
+                "aclEnable",
+                "aclFilePath",
                 "listenPort",
                 "bindAddress",
                 "brokerChannelExpiredTime",
@@ -224,7 +244,7 @@ impl NamesrvConfig {
         format!(
             "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n\
              serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\n\
-             serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\n",
+             serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\naclEnable={}\naclFilePath={}\n",
             self.listen_port,
             self.bind_address,
             self.broker_channel_expired_time_ms,
@@ -234,7 +254,12 @@ impl NamesrvConfig {
             self.server_max_requests_per_connection,
             self.server_max_queued_reply_bytes,
             self.server_max_queued_reply_bytes_total,
-            self.server_max_connections
+            self.server_max_connections,
+            self.acl_enable,
+            self.acl_file_path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         )
     }
 
@@ -252,9 +277,16 @@ impl NamesrvConfig {
     }
 }
 
-/// Run a name server on `listener` until `shutdown` turns true.
-pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-    let ns = Arc::new(NameServer::new());
+/// Run a name server on `listener` until `shutdown` turns true. `acl`: the
+/// rules registrations are checked against when `cfg.acl_enable` (load them
+/// with [`crate::acl::load_broker_rules`]); ignored otherwise.
+pub async fn run(
+    cfg: NamesrvConfig,
+    acl: Option<crate::acl::AclRules>,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) {
+    let ns = Arc::new(NameServer::new().with_acl(acl.filter(|_| cfg.acl_enable)));
     let scan_ns = ns.clone();
     let expiry = Duration::from_millis(cfg.broker_channel_expired_time_ms);
     let every = Duration::from_millis(cfg.scan_not_active_broker_interval_ms.max(100));

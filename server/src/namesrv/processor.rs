@@ -27,6 +27,8 @@ pub struct NameServer {
     topic_list_bytes: AtomicUsize,
     /// Size of the last cluster info answered, likewise.
     cluster_info_bytes: AtomicUsize,
+    /// With `aclEnable=true`: registrations need an admin account.
+    acl: Option<crate::acl::AclRules>,
 }
 
 /// Least expected cost of a topic list or cluster info not yet answered.
@@ -38,6 +40,15 @@ impl NameServer {
         Self::default()
     }
 
+    /// Check REGISTER_BROKER and UNREGISTER_BROKER against `acl`
+    /// ([`crate::acl::AclRules::check_cluster_member`]); `None`: take them
+    /// from anyone, as RocketMQ.
+    #[must_use]
+    pub fn with_acl(mut self, acl: Option<crate::acl::AclRules>) -> Self {
+        self.acl = acl;
+        self
+    }
+
     /// The route tables.
     pub fn routes(&self) -> &RouteInfoManager {
         &self.routes
@@ -45,6 +56,14 @@ impl NameServer {
 
     /// Answer one request.
     pub fn process(&self, conn: &ConnInfo, req: &RemotingCommand) -> RemotingCommand {
+        if let (Some(rules), request::REGISTER_BROKER | request::UNREGISTER_BROKER) =
+            (&self.acl, req.code)
+        {
+            let check = |r: &crate::acl::AccessRequest<'_>| rules.check_cluster_member(r);
+            if let Some(refusal) = crate::acl::refusal::refusal_with(req, conn.peer, check) {
+                return refusal;
+            }
+        }
         let r = match req.code {
             request::REGISTER_BROKER => self.register_broker(conn, req),
             request::UNREGISTER_BROKER => self.unregister_broker(req),

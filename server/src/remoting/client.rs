@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 
 use super::codec::{encode, read_frame, CodecError, DEFAULT_MAX_FRAME_BYTES};
 use super::command::RemotingCommand;
+use crate::acl::Credentials;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct RemotingClient {
     addr: String,
     conn: Mutex<Option<BufReader<TcpStream>>>,
     next_opaque: AtomicI32,
+    /// Signs every request when set (the broker's own calls with ACL on).
+    credentials: Option<Credentials>,
 }
 
 impl RemotingClient {
@@ -53,7 +56,16 @@ impl RemotingClient {
             addr: addr.into(),
             conn: Mutex::new(None),
             next_opaque: AtomicI32::new(1),
+            credentials: None,
         }
+    }
+
+    /// Sign every request with `credentials` (as RocketMQ's
+    /// `AclClientRPCHook`); `None` sends them unsigned.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// The remote address.
@@ -71,6 +83,9 @@ impl RemotingClient {
         timeout: Duration,
     ) -> Result<RemotingCommand, ClientError> {
         req.opaque = self.next_opaque.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = &self.credentials {
+            c.sign(&mut req);
+        }
         let mut guard = self.conn.lock().await;
         let res = tokio::time::timeout(timeout, self.exchange(&mut guard, &req)).await;
         match res {
