@@ -1,0 +1,97 @@
+//! Issue 20, first proof, with Apache's C++ RocketMQ client (PyPI
+//! `rocketmq-client-python==0.5.0rc2`, which bundles `librocketmq.so`
+//! 2.1.x) driven by `tests/clients/python_acl_client.py`: with credentials
+//! set by `set_session_credentials(access_key, secret_key, "ALIYUN")` it
+//! sends and consumes against a broker with `aclEnable=true`; a wrong
+//! secret, an unknown key, no credentials and a SUB-only account fail to
+//! send, a DENY group consumes nothing, and the broker keeps serving the
+//! good account. The scenario is `common::acl_interop::run_scenario`.
+//!
+//! What the C++ client does on a refusal (SYSTEM_ERROR with the
+//! AclException's remark):
+//! - a send: it logs `processSendResponse error remark:<remark>`, tries again
+//!   (3 attempts in all, `retryTimes` 2), then `send_sync` raises
+//!   `ProducerSendSyncFailed` with the generic text "No route info of this
+//!   topic" (the remark is only in its log, `$HOME/logs/rocketmq-cpp`);
+//! - without credentials it still signs, with an empty access key
+//!   (`MQClientAPIImpl::callSignatureBeforeRequest` runs for every request),
+//!   so the broker answers "No acl config for " as RocketMQ's
+//!   PlainPermissionManager does, not "No accessKey is configured";
+//! - a push consumer in a DENY group: `start()` succeeds, the heartbeat gets
+//!   "error response:1", GET_CONSUMER_LIST_BY_GROUP raises the remark in its
+//!   log, the rebalance finds no consumer ids and nothing is ever pulled.
+//!
+//! Skips (with a message) when `python3` or the package is missing.
+
+mod common;
+
+use std::path::Path;
+
+use common::acl_interop::{self, client_logs, field, AclClient, RefusedSend};
+
+struct CppClient;
+
+const ACL_EXCEPTION: &str = "org.apache.rocketmq.acl.common.AclException: ";
+
+impl AclClient for CppClient {
+    fn command(&self) -> (&'static str, String) {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/python_acl_client.py"
+        );
+        ("python3", script.to_string())
+    }
+
+    fn broker_reason(&self, case: RefusedSend) -> String {
+        match case {
+            // The C++ client signs with an empty access key.
+            RefusedSend::NoCredentials => "No acl config for ".into(),
+            RefusedSend::WrongSecret => "Check signature failed for accessKey=goodUser".into(),
+            RefusedSend::UnknownKey => "No acl config for nobodyHere".into(),
+            RefusedSend::SubOnlyAccount => {
+                format!("No default permission for topic:{}", acl_interop::TOPIC)
+            }
+        }
+    }
+
+    fn check_refused_send(&self, case: RefusedSend, result: &str, home: &Path) {
+        let err = field(result, "first_error");
+        assert!(
+            err.starts_with("ProducerSendSyncFailed: No route info of this topic: AclTopic"),
+            "{case:?}: {result}"
+        );
+        // The broker's remark reaches the client: it logs it for each try.
+        let logs = client_logs(home);
+        let want = format!(
+            "processSendResponse error remark:{ACL_EXCEPTION}{}, error code:1",
+            self.broker_reason(case)
+        );
+        let tries = logs.matches(&want).count();
+        assert!(
+            tries >= acl_interop::REFUSED_N,
+            "{case:?}: {tries} log lines with {want:?}"
+        );
+        assert!(logs.contains("send failed of times:"), "{case:?}");
+    }
+
+    fn check_deny_group_consume(&self, result: &str, home: &Path) {
+        assert_eq!(field(result, "start_error"), "", "{result}");
+        let logs = client_logs(home);
+        assert!(
+            logs.contains("get error response:1 of heartbeat"),
+            "the refused heartbeat is not in the client log"
+        );
+        assert!(logs.contains(&format!(
+            "{ACL_EXCEPTION}No default permission for group:denyGroup"
+        )));
+    }
+}
+
+#[test]
+fn cpp_client_with_credentials_is_served_and_refused_as_its_account_says() {
+    if let Err(why) = common::python_rocketmq_available("import rocketmq.client") {
+        eprintln!("SKIPPED interop_python_acl: {why}");
+        return;
+    }
+    acl_interop::run_scenario(&CppClient);
+}
