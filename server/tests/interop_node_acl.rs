@@ -3,7 +3,9 @@
 //! `accessKeyId`/`accessKeySecret` options it sends and consumes against a
 //! broker with `aclEnable=true`; a wrong secret, an unknown key, no
 //! credentials and a SUB-only account fail to send, a DENY group consumes
-//! nothing, and the broker keeps serving the good account. The scenario is
+//! nothing, and the broker keeps serving the good account. With the good
+//! account the script also sends with 10 in flight and has a message given
+//! back and redelivered through the retry topic. The scenario is
 //! `common::acl_interop::run_scenario`.
 //!
 //! What ali-ons does on a refusal (SYSTEM_ERROR with the AclException's
@@ -78,6 +80,13 @@ impl AclClient for AliOns {
                 "{case:?}: {result}"
             ),
         }
+    }
+
+    fn check_exercise(&self, result: &str) {
+        let n = acl_interop::N.to_string();
+        assert_eq!(field(result, "sent_ok"), n, "{result}");
+        assert_eq!(field(result, "pushed"), n, "{result}");
+        assert_eq!(field(result, "via_retry_topic"), "1", "{result}");
     }
 
     fn check_deny_group_consume(&self, result: &str, _home: &Path) {

@@ -6,6 +6,7 @@
 // Usage:
 //   node node_acl_client.js produce NAMESRV TOPIC ACCESS_KEY SECRET_KEY PREFIX N
 //   node node_acl_client.js consume NAMESRV TOPIC GROUP ACCESS_KEY SECRET_KEY PREFIX N SECONDS
+//   node node_acl_client.js exercise NAMESRV TOPIC ACCESS_KEY SECRET_KEY PREFIX N
 //
 // ACCESS_KEY `-` means no credentials: ali-ons then signs nothing
 // (Channel.beforeRequest returns early), so requests go unsigned.
@@ -21,6 +22,12 @@
 //   `RESULT mode=consume received=K others=M errors=E ready_error=...
 //   first_error=... close_error=...`, where errors counts the consumer's
 //   'error' events and ready_error is why ready() rejected.
+// exercise: more of ali-ons' requests with one account, each of which must
+//   succeed (else `FAIL`): N sends with up to 10 in flight, then a push
+//   consumer in goodRetryGroup asks for a retry of PREFIX-7 once, which must
+//   come back through %RETRY%goodRetryGroup (CONSUMER_SEND_MSG_BACK, pulls of
+//   the retry topic) with every message received:
+//   `RESULT mode=exercise sent_ok=N pushed=N via_retry_topic=1`.
 //
 // Every line ali-ons logs at warn or error that names an AclException is
 // printed as `ACL_LOG ...` (the remark the broker answered), at most 20.
@@ -146,10 +153,69 @@ async function consume(nameSrv, topic, group, ak, sk, prefix, n, seconds) {
     `ready_error=${readyError} first_error=${firstError} close_error=${closeError}`);
 }
 
+const EXERCISE_MS = 90000;
+
+async function exercise(nameSrv, topic, ak, sk, prefix, n) {
+  const producer = new Producer(Object.assign({
+    httpclient,
+    nameSrv,
+    producerGroup: 'node_acl_async_producer',
+    logger: recordingLogger(),
+  }, credentials(ak, sk)));
+  await producer.ready();
+  for (let start = 0; start < n; start += 10) {
+    const sends = [];
+    for (let i = start; i < Math.min(start + 10, n); i++) {
+      const msg = new Message(topic, 'TagAcl', `${prefix}-${i}`);
+      msg.keys = [ `${prefix}-key-${i}` ];
+      sends.push(producer.send(msg).then(r => {
+        if (r.sendStatus !== 'SEND_OK') fail(`send ${i}: ${JSON.stringify(r)}`);
+      }));
+    }
+    await Promise.all(sends);
+  }
+  await producer.close();
+
+  const first = new Set();
+  const retried = new Set();
+  const errors = [];
+  const failBody = `${prefix}-7`;
+  let failedOnce = false;
+  const consumer = new Consumer(Object.assign({
+    httpclient,
+    nameSrv,
+    consumerGroup: 'goodRetryGroup',
+    consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET',
+    logger: recordingLogger(),
+  }, credentials(ak, sk)));
+  consumer.on('error', err => errors.push(oneLine(err && err.message)));
+  consumer.subscribe(topic, '*', async msg => {
+    const body = msg.body.toString();
+    if (!body.startsWith(prefix + '-')) return;
+    (msg.retryTopic ? retried : first).add(body);
+    if (body === failBody && !failedOnce) {
+      failedOnce = true;
+      return Consumer.ACTION_RETRY;
+    }
+  });
+  await consumer.ready();
+  const deadline = Date.now() + EXERCISE_MS;
+  const all = () => new Set([ ...first, ...retried ]).size;
+  while (Date.now() < deadline && !(all() >= n && retried.has(failBody))) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  await new Promise(r => setTimeout(r, 500));
+  await consumer.close();
+  if (errors.length) fail(`consumer errors: ${errors.slice(0, 5).join('; ')}`);
+  console.log(`RESULT mode=exercise sent_ok=${n} pushed=${all()} via_retry_topic=${retried.has(failBody) ? 1 : 0}`);
+}
+
 async function main() {
   const a = process.argv.slice(2);
   if (a.length === 7 && a[0] === 'produce') {
     await produce(a[1], a[2], a[3], a[4], a[5], Number(a[6]));
+  } else if (a.length === 7 && a[0] === 'exercise') {
+    await exercise(a[1], a[2], a[3], a[4], a[5], Number(a[6]));
   } else if (a.length === 9 && a[0] === 'consume') {
     await consume(a[1], a[2], a[3], a[4], a[5], a[6], Number(a[7]), Number(a[8]));
   } else {

@@ -55,6 +55,9 @@ accounts:
       - AclTopic=PUB|SUB
     groupPerms:
       - goodGroup=SUB
+      - goodPullGroup=SUB
+      - goodRetryGroup=SUB
+      - goodOrderlyGroup=SUB
   - accessKey: subOnly
     secretKey: subSecret12
     defaultTopicPerm: DENY
@@ -132,6 +135,29 @@ pub trait AclClient {
     fn check_refused_send(&self, case: RefusedSend, result: &str, home: &Path);
     /// Assert what the client showed consuming in a DENY group.
     fn check_deny_group_consume(&self, result: &str, home: &Path);
+    /// Refusals the broker logs while this client uses the good account
+    /// (RocketMQ would refuse them too), e.g. the C++ producer's unregister,
+    /// which names an empty consumer group.
+    fn good_account_refusals(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Assert the RESULT line of the script's `exercise` mode (the good
+    /// account's other requests); its `sent_ok=` says how many messages it
+    /// stored in [`TOPIC`].
+    fn check_exercise(&self, result: &str);
+}
+
+/// The reasons of the broker log's "request refused by the ACL" lines, in
+/// order (each is logged once per client address and reason per minute).
+pub fn refusal_reasons(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("request refused by the ACL"))
+        .filter_map(|l| {
+            let start = l.find("reason=\"")? + "reason=\"".len();
+            let end = start + l[start..].find("\" ")?;
+            Some(l[start..end].to_string())
+        })
+        .collect()
 }
 
 /// A name server and a broker with `aclEnable=true` and [`PLAIN_ACL`]; the
@@ -161,7 +187,11 @@ impl AclCluster {
         let (ns, ns_port) = start_namesrv(&dir);
         let acl = dir.join("plain_acl.yml");
         std::fs::write(&acl, PLAIN_ACL).unwrap();
-        let extra = format!("aclEnable=true\naclFilePath={}\n", acl.display());
+        // Short delay levels: a message given back comes again within 1 s.
+        let extra = format!(
+            "aclEnable=true\naclFilePath={}\nmessageDelayLevel=1s 1s 1s 2s 2s 2s\n",
+            acl.display()
+        );
         let props = broker_props(&dir.join("store"), &extra);
         let mut cmd = broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), &dir, &props);
         cmd.arg("-n").arg(format!("127.0.0.1:{ns_port}"));
@@ -298,7 +328,13 @@ impl AclCluster {
 }
 
 /// The keys the client scripts print in their RESULT lines.
-const RESULT_KEYS: [&str; 10] = [
+const RESULT_KEYS: [&str; 16] = [
+    "batched",
+    "pulled",
+    "pushed",
+    "via_retry_topic",
+    "orderly",
+    "retried",
     "mode",
     "sent_ok",
     "failed",
@@ -380,6 +416,29 @@ pub fn run_scenario(client: &dyn AclClient) {
         CONSUME_SECONDS,
     );
     assert_eq!(field(&r, "received"), N.to_string(), "{r}");
+    // More of the client's requests with the good account: what each client
+    // does here (batches, pulls, retries, locks) is its own.
+    let args = [
+        "exercise".to_string(),
+        format!("127.0.0.1:{}", c.ns_port),
+        TOPIC.into(),
+        GOOD.0.into(),
+        GOOD.1.into(),
+        "good-ex".into(),
+        N.to_string(),
+    ];
+    let (r, _) = c.run(client, "good-exercise", &args);
+    client.check_exercise(&r);
+    let stored_after_good = N as i64 + field(&r, "sent_ok").parse::<i64>().unwrap();
+    assert_eq!(c.stored(), stored_after_good);
+    // Nothing the good account did was refused (beyond what RocketMQ
+    // refuses too).
+    for reason in refusal_reasons(&c.log_text()) {
+        assert!(
+            client.good_account_refusals().contains(&reason.as_str()),
+            "the good account was refused: {reason:?}"
+        );
+    }
 
     for case in RefusedSend::ALL {
         let label = format!("refused-{}", case.label());
@@ -387,7 +446,7 @@ pub fn run_scenario(client: &dyn AclClient) {
         assert_eq!(field(&r, "sent_ok"), "0", "{label}: {r}");
         assert_eq!(field(&r, "failed"), REFUSED_N.to_string(), "{label}: {r}");
         client.check_refused_send(case, &r, &home);
-        assert_eq!(c.stored(), N as i64, "{label} stored something");
+        assert_eq!(c.stored(), stored_after_good, "{label} stored something");
         let reason = client.broker_reason(case);
         let log = c.log_text();
         assert!(
@@ -426,7 +485,7 @@ pub fn run_scenario(client: &dyn AclClient) {
     // The broker still serves the good account.
     let (r, _) = c.produce(client, "good-produce-2", GOOD, "good2", N);
     assert_eq!(field(&r, "sent_ok"), N.to_string(), "{r}");
-    assert_eq!(c.stored(), 2 * N as i64);
+    assert_eq!(c.stored(), stored_after_good + N as i64);
     let (r, _) = c.consume(
         client,
         "good-consume-2",
@@ -456,4 +515,8 @@ pub fn run_scenario(client: &dyn AclClient) {
     let groups = std::fs::read_to_string(config.join("subscriptionGroup.json")).unwrap();
     assert!(groups.contains("\"goodGroup\""), "{groups}");
     assert!(!groups.contains("denyGroup"), "{groups}");
+    eprintln!(
+        "refusals the broker logged: {:?}",
+        refusal_reasons(&c.log_text())
+    );
 }
