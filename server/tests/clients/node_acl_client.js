@@ -104,7 +104,7 @@ async function produce(nameSrv, topic, ak, sk, prefix, n) {
   try {
     await producer.close();
   } catch (err) {
-    closeError = `${err.name}: ${oneLine(err.message)}`;
+    closeError = `${err.name} (code ${err.code}): ${oneLine(err.message)}`;
   }
   console.log(`RESULT mode=produce sent_ok=${ok} failed=${failed} first_error=${firstError} close_error=${closeError}`);
 }
@@ -137,7 +137,7 @@ async function consume(nameSrv, topic, group, ak, sk, prefix, n, seconds) {
   try {
     await Promise.race([ consumer.ready(), new Promise(r => setTimeout(r, seconds * 1000)) ]);
   } catch (err) {
-    readyError = `${err.name}: ${oneLine(err.message)}`;
+    readyError = `${err.name} (code ${err.code}): ${oneLine(err.message)}`;
   }
   while (Date.now() < deadline && seen.size < n) {
     await new Promise(r => setTimeout(r, 100));
@@ -147,7 +147,7 @@ async function consume(nameSrv, topic, group, ak, sk, prefix, n, seconds) {
   try {
     await Promise.race([ consumer.close(), new Promise(r => setTimeout(r, 5000)) ]);
   } catch (err) {
-    closeError = `${err.name}: ${oneLine(err.message)}`;
+    closeError = `${err.name} (code ${err.code}): ${oneLine(err.message)}`;
   }
   console.log(`RESULT mode=consume received=${seen.size} others=${others} errors=${errors} ` +
     `ready_error=${readyError} first_error=${firstError} close_error=${closeError}`);

@@ -328,7 +328,8 @@ impl AclCluster {
 }
 
 /// The keys the client scripts print in their RESULT lines.
-const RESULT_KEYS: [&str; 16] = [
+const RESULT_KEYS: [&str; 17] = [
+    "client_retries",
     "batched",
     "pulled",
     "pushed",
