@@ -7,9 +7,11 @@
 //! ```text
 //! SCRIPT produce NAMESRV TOPIC ACCESS_KEY SECRET_KEY PREFIX N
 //! SCRIPT consume NAMESRV TOPIC GROUP ACCESS_KEY SECRET_KEY PREFIX N SECONDS
+//! SCRIPT exercise NAMESRV TOPIC ACCESS_KEY SECRET_KEY PREFIX N
 //! ```
 //!
-//! (`-` as the access key: no credentials) and prints one `RESULT` line.
+//! (`-` as the access key: no credentials) and prints one `RESULT` line;
+//! `exercise` runs the client's other request types with one account.
 //! What a client shows on a refusal differs per client: [`AclClient`] checks
 //! that part; the broker side (nothing stored, no offset committed, the
 //! refusal's reason in the broker log) is checked here for both.
@@ -201,9 +203,9 @@ impl AclCluster {
         let line = broker.wait_line("listening on", Duration::from_secs(30));
         let broker_port = super::port_of(&line);
 
-        // Clients do not create the topic (ali-ons never does; the C++
-        // client's auto-create would need PUB on TBW102): the admin does, as
-        // mqadmin updateTopic would. Then wait (bounded) for the route.
+        // ali-ons never creates a topic: the admin account creates it, as
+        // mqadmin updateTopic would, so that both clients find the same
+        // 4 queues. Then wait (bounded) for the route.
         let mut b = Client::connect(broker_port);
         let r = b.invoke(admin(
             RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
