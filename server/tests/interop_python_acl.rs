@@ -7,8 +7,9 @@
 //! send, a DENY group consumes nothing, and the broker keeps serving the
 //! good account. With the good account the script also sends batches, pulls
 //! with the C API's pull consumer, has a message given back and redelivered
-//! through the retry topic, and consumes orderly (broker locks): every
-//! request type the client signs passes. The scenario is
+//! through the retry topic, consumes orderly (broker locks) and sends in
+//! transactions (commit, rollback, and a commit answered to the broker's
+//! check-back): every request type the client signs passes. The scenario is
 //! `common::acl_interop::run_scenario`.
 //!
 //! What the C++ client does on a refusal (SYSTEM_ERROR with the
@@ -88,10 +89,17 @@ impl AclClient for CppClient {
 
     fn check_exercise(&self, result: &str) {
         let n = acl_interop::N.to_string();
-        for key in ["sent_ok", "batched", "pulled", "pushed", "orderly"] {
+        for key in ["batched", "pulled", "pushed", "orderly"] {
             assert_eq!(field(result, key), n, "{key}: {result}");
         }
         assert_eq!(field(result, "via_retry_topic"), "1", "{result}");
+        // The batches and two committed transactions (one on check-back).
+        assert_eq!(
+            field(result, "sent_ok"),
+            (acl_interop::N + 2).to_string(),
+            "{result}"
+        );
+        assert_eq!(field(result, "txn_checked"), "1", "{result}");
     }
 
     fn check_deny_group_consume(&self, result: &str, home: &Path) {

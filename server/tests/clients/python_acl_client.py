@@ -29,8 +29,12 @@ exercise: more request types with one account's credentials, each of which
   consumer (goodRetryGroup) fails PREFIX-7 once, which comes back through
   %RETRY%goodRetryGroup (CONSUMER_SEND_MSG_BACK, then pulls of the retry
   topic); an orderly push consumer (goodOrderlyGroup, LOCK_BATCH_MQ) gets
-  every message once. `RESULT mode=exercise sent_ok=N batched=N pulled=N
-  pushed=N via_retry_topic=1 orderly=N`.
+  every message once; then a TransactionMQProducer sends 3 messages in
+  transactions, committed, rolled back, and unknown until the broker checks
+  back and the check commits it (END_TRANSACTION, signed, from the local
+  transaction and from the check-back). `RESULT mode=exercise sent_ok=N+2
+  batched=N pulled=N pushed=N via_retry_topic=1 orderly=N txn_checked=1`
+  (sent_ok counts what reaches TOPIC: the batches and the 2 commits).
 
 All modes exit 0 when they ran to the end (the test judges the counts) and print
 `FAIL: why` with exit 1 on a usage error. Every wait is bounded.
@@ -42,7 +46,7 @@ import threading
 import time
 from ctypes import POINTER, Structure, c_char_p, c_int, c_longlong, c_void_p
 
-from rocketmq.client import ConsumeStatus, Message, Producer, PushConsumer
+from rocketmq.client import ConsumeStatus, Message, Producer, PushConsumer, TransactionMQProducer, TransactionStatus
 from rocketmq.ffi import _CMessageQueue, _CSendResult, dll
 
 CHANNEL = "ALIYUN"
@@ -339,14 +343,55 @@ def consume_orderly(namesrv, topic, ak, sk, prefix, n):
         return len(seen)
 
 
+def transactions(namesrv, topic, ak, sk, prefix):
+    """Commit, rollback, and unknown-then-committed-on-check-back; returns
+    whether the broker checked the unknown one back."""
+    lock = threading.Lock()
+    checked = []
+    unknown_body = "%s_txn-2" % prefix
+
+    def on_check(msg):
+        body = msg.body.decode(errors="replace")
+        with lock:
+            checked.append(body)
+        return TransactionStatus.COMMIT if body == unknown_body else TransactionStatus.ROLLBACK
+
+    p = TransactionMQProducer("goodTxnProducer", on_check)
+    p.set_namesrv_addr(namesrv)
+    p.set_session_credentials(ak, sk, CHANNEL)
+    p.start()
+    try:
+        answers = [TransactionStatus.COMMIT, TransactionStatus.ROLLBACK, TransactionStatus.UNKNOWN]
+        for i, answer in enumerate(answers):
+            m = Message(topic)
+            m.set_keys("%s_txn-key-%d" % (prefix, i))
+            m.set_body("%s_txn-%d" % (prefix, i))
+            r = p.send_message_in_transaction(m, lambda msg, arg, a=answer: a, None)
+            m.destroy()
+            if int(r.status) != 0:
+                fail("transactional send %d: status %s" % (i, r.status))
+        deadline = time.time() + EXERCISE_SECONDS
+        while time.time() < deadline:
+            with lock:
+                if unknown_body in checked:
+                    break
+            time.sleep(0.1)
+        time.sleep(0.5)  # the oneway END_TRANSACTION of the check goes out
+    finally:
+        p.shutdown()
+    with lock:
+        return int(unknown_body in checked)
+
+
 def exercise(namesrv, topic, ak, sk, prefix, n):
     send_batches(namesrv, topic, ak, sk, prefix, n)
     pulled = pull_all(namesrv, topic, ak, sk, prefix, n)
     pushed, via_retry = push_with_retry(namesrv, topic, ak, sk, prefix, n)
     orderly = consume_orderly(namesrv, topic, ak, sk, prefix, n)
+    txn_checked = transactions(namesrv, topic, ak, sk, prefix)
     print(
-        "RESULT mode=exercise sent_ok=%d batched=%d pulled=%d pushed=%d via_retry_topic=%d orderly=%d"
-        % (n, n, pulled, pushed, via_retry, orderly),
+        "RESULT mode=exercise sent_ok=%d batched=%d pulled=%d pushed=%d via_retry_topic=%d orderly=%d txn_checked=%d"
+        % (n + 2, n, pulled, pushed, via_retry, orderly, txn_checked),
         flush=True,
     )
 

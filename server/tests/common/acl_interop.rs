@@ -189,9 +189,11 @@ impl AclCluster {
         let (ns, ns_port) = start_namesrv(&dir);
         let acl = dir.join("plain_acl.yml");
         std::fs::write(&acl, PLAIN_ACL).unwrap();
-        // Short delay levels: a message given back comes again within 1 s.
+        // Short delay levels: a message given back comes again within 1 s;
+        // an undecided transaction is checked back after 2 s.
         let extra = format!(
-            "aclEnable=true\naclFilePath={}\nmessageDelayLevel=1s 1s 1s 2s 2s 2s\n",
+            "aclEnable=true\naclFilePath={}\nmessageDelayLevel=1s 1s 1s 2s 2s 2s\n\
+             transactionCheckInterval=1000\ntransactionTimeOut=2000\n",
             acl.display()
         );
         let props = broker_props(&dir.join("store"), &extra);
@@ -330,7 +332,8 @@ impl AclCluster {
 }
 
 /// The keys the client scripts print in their RESULT lines.
-const RESULT_KEYS: [&str; 17] = [
+const RESULT_KEYS: [&str; 18] = [
+    "txn_checked",
     "client_retries",
     "batched",
     "pulled",
@@ -433,7 +436,12 @@ pub fn run_scenario(client: &dyn AclClient) {
     let (r, _) = c.run(client, "good-exercise", &args);
     client.check_exercise(&r);
     let stored_after_good = N as i64 + field(&r, "sent_ok").parse::<i64>().unwrap();
-    assert_eq!(c.stored(), stored_after_good);
+    // A commit after a check-back is a oneway request: wait (bounded).
+    let stored = super::wait_for(Duration::from_secs(10), || {
+        let s = c.stored();
+        (s == stored_after_good).then_some(s)
+    });
+    assert_eq!(stored, Some(stored_after_good), "now {}", c.stored());
     // Nothing the good account did was refused (beyond what RocketMQ
     // refuses too).
     for reason in refusal_reasons(&c.log_text()) {
