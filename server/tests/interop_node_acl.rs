@@ -19,7 +19,8 @@
 //!   for the SUB-only account the unregister (no consumer group) passes;
 //! - without credentials it signs nothing, so the broker answers
 //!   "No accessKey is configured";
-//! - a push consumer in a DENY group: `ready()` rejects with the remark (its
+//! - a push consumer in a DENY group, or with a wrong secret: `ready()`
+//!   rejects with the remark (its
 //!   first rebalance asks GET_CONSUMER_LIST_BY_GROUP), an 'error' event
 //!   carries it too, nothing is pulled, and `close()` rejects with it
 //!   (the unregister of the group is refused as well).
@@ -92,21 +93,20 @@ impl AclClient for AliOns {
         assert_eq!(field(result, "via_retry_topic"), "1", "{result}");
     }
 
-    fn check_deny_group_consume(&self, result: &str, _home: &Path) {
-        let remark = "org.apache.rocketmq.acl.common.AclException: \
-                      No default permission for group:denyGroup";
+    fn check_refused_consume(&self, reason: &str, result: &str, _home: &Path) {
+        let remark = format!("org.apache.rocketmq.acl.common.AclException: {reason}");
         // ready() rejects with the remark, wrapped by the push consumer; the
         // same error is emitted as an 'error' event.
-        let ready = field(result, "ready_error");
         assert_eq!(
-            ready,
+            field(result, "ready_error"),
             format!("MQClientException (code 1): MQPushConsumer occurred an error {remark}"),
             "{result}"
         );
         assert_ne!(field(result, "errors"), "0", "{result}");
         assert_eq!(
             field(result, "close_error"),
-            format!("MQClientException (code 1): {remark}")
+            format!("MQClientException (code 1): {remark}"),
+            "{result}"
         );
     }
 }

@@ -22,9 +22,10 @@
 //!   (`MQClientAPIImpl::callSignatureBeforeRequest` runs for every request),
 //!   so the broker answers "No acl config for " as RocketMQ's
 //!   PlainPermissionManager does, not "No accessKey is configured";
-//! - a push consumer in a DENY group: `start()` succeeds, the heartbeat gets
-//!   "error response:1", GET_CONSUMER_LIST_BY_GROUP raises the remark in its
-//!   log, the rebalance finds no consumer ids and nothing is ever pulled.
+//! - a push consumer in a DENY group, or with a wrong secret: `start()`
+//!   succeeds, the heartbeat gets "error response:1", GET_CONSUMER_LIST_BY_GROUP
+//!   raises the remark in its log, the rebalance finds no consumer ids and
+//!   nothing is ever pulled.
 //!
 //! Skips (with a message) when `python3` or the package is missing.
 
@@ -102,16 +103,19 @@ impl AclClient for CppClient {
         assert_eq!(field(result, "txn_checked"), "1", "{result}");
     }
 
-    fn check_deny_group_consume(&self, result: &str, home: &Path) {
+    fn check_refused_consume(&self, reason: &str, result: &str, home: &Path) {
         assert_eq!(field(result, "start_error"), "", "{result}");
         let logs = client_logs(home);
         assert!(
             logs.contains("get error response:1 of heartbeat"),
             "the refused heartbeat is not in the client log"
         );
-        assert!(logs.contains(&format!(
-            "{ACL_EXCEPTION}No default permission for group:denyGroup"
-        )));
+        // GET_CONSUMER_LIST_BY_GROUP fails with the remark: no rebalance.
+        assert!(
+            logs.contains(&format!("{ACL_EXCEPTION}{reason},error:1")),
+            "{reason:?} not in the client log"
+        );
+        assert!(logs.contains("doRebalance the cidAll is empty"));
     }
 }
 

@@ -135,8 +135,9 @@ pub trait AclClient {
     /// Assert what the client showed for a refused send: its RESULT line,
     /// and `home` (its `$HOME`, where a client may have logged).
     fn check_refused_send(&self, case: RefusedSend, result: &str, home: &Path);
-    /// Assert what the client showed consuming in a DENY group.
-    fn check_deny_group_consume(&self, result: &str, home: &Path);
+    /// Assert what the client showed as a push consumer whose requests are
+    /// refused for `reason` (a DENY group, a wrong secret).
+    fn check_refused_consume(&self, reason: &str, result: &str, home: &Path);
     /// Refusals the broker logs while this client uses the good account
     /// (RocketMQ would refuse them too), e.g. the C++ producer's unregister,
     /// which names an empty consumer group.
@@ -402,7 +403,8 @@ pub fn client_logs(home: &Path) -> String {
 ///    broker logs the refusal's reason;
 /// 3. the SUB-only account consumes everything in its own group (it may
 ///    SUB), and the DENY-group account gets nothing in its group, which
-///    never gets a committed offset nor a group config;
+///    never gets a committed offset nor a group config; nor does a consumer
+///    of the good group with a wrong secret;
 /// 4. the good account still sends and consumes another [`N`].
 pub fn run_scenario(client: &dyn AclClient) {
     let cluster = AclCluster::start();
@@ -477,21 +479,42 @@ pub fn run_scenario(client: &dyn AclClient) {
         CONSUME_SECONDS,
     );
     assert_eq!(field(&r, "received"), N.to_string(), "{r}");
-    // The DENY group gets nothing, and commits nothing.
-    let (r, home) = c.consume(
-        client,
-        "deny-group-consume",
-        "denyGroup",
-        DENY,
-        "good1",
-        N,
-        REFUSED_CONSUME_SECONDS,
-    );
-    assert_eq!(field(&r, "received"), "0", "{r}");
-    assert_eq!(field(&r, "others"), "0", "{r}");
-    client.check_deny_group_consume(&r, &home);
-    let reason = "No default permission for group:denyGroup";
-    assert!(c.log_text().contains(&format!("reason={reason:?}")));
+    // The DENY group gets nothing, and commits nothing; nor does a consumer
+    // of the good group with a wrong secret.
+    let refused_consumers = [
+        (
+            "deny-group-consume",
+            "denyGroup",
+            DENY,
+            "No default permission for group:denyGroup".to_string(),
+        ),
+        (
+            "wrong-secret-consume",
+            "goodGroup",
+            (GOOD.0, "notTheSecret"),
+            format!("Check signature failed for accessKey={}", GOOD.0),
+        ),
+    ];
+    for (label, group, keys, reason) in refused_consumers {
+        let (r, home) = c.consume(
+            client,
+            label,
+            group,
+            keys,
+            "good1",
+            N,
+            REFUSED_CONSUME_SECONDS,
+        );
+        assert_eq!(field(&r, "received"), "0", "{label}: {r}");
+        assert_eq!(field(&r, "others"), "0", "{label}: {r}");
+        client.check_refused_consume(&reason, &r, &home);
+        // (Logged once per address and reason a minute: the wrong secret's
+        // line may be the one its sends caused.)
+        assert!(
+            c.log_text().contains(&format!("reason={reason:?}")),
+            "{label}: the broker log does not name {reason:?}"
+        );
+    }
 
     // The broker still serves the good account.
     let (r, _) = c.produce(client, "good-produce-2", GOOD, "good2", N);
