@@ -10,6 +10,7 @@ use ferromq_engine::config::Properties;
 use ferromq_engine::{MessageStore, StoreConfig};
 use ferromq_server::acl::load_broker_rules;
 use ferromq_server::broker::{self, split_namesrv_addr_arg, Broker, BrokerConfig};
+use ferromq_server::remoting::tls::TlsSettings;
 use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
 
@@ -66,13 +67,25 @@ fn main() -> ExitCode {
     if let Some(n) = &args.namesrv {
         cfg.namesrv_addr = split_namesrv_addr_arg(n);
     }
+    let tls = match TlsSettings::from_properties(&props) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     if args.print || args.important {
         if args.print {
             print!("{}", store_cfg.to_properties());
         }
         print!("{}", cfg.to_properties(args.important && !args.print));
+        if args.print {
+            print!("{}", tls.to_properties());
+        }
         return ExitCode::SUCCESS;
     }
+    // Before the store opens: a certificate that cannot be loaded stops here.
+    let tls_server = match tls.server.build() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("TLS: {e}")),
+    };
     // Before the store opens: a secured config with no usable ACL file stops
     // here, never serving as an open broker.
     let acl = match load_broker_rules(cfg.acl_enable, cfg.acl_file_path.as_deref()) {
@@ -126,7 +139,10 @@ fn main() -> ExitCode {
         let _ = std::io::stdout().flush();
         tracing::info!(%local, %broker_addr, "broker started");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(broker::run(b.clone(), listener, stop_rx));
+        if let Some(t) = &tls_server {
+            tracing::info!(mode = t.mode().as_str(), "TLS on the client port");
+        }
+        let server = tokio::spawn(broker::run(b.clone(), listener, tls_server, stop_rx));
         shutdown_signal().await;
         tracing::info!("shutting down: stop accepting, finish in-flight requests, unregister");
         let _ = stop_tx.send(true);

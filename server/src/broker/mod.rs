@@ -348,10 +348,16 @@ impl Handler for Broker {
     }
 }
 
-/// Serve on `listener` until `shutdown` turns true; then stop accepting, finish
-/// in-flight requests, unregister from the name servers, write the consumer
-/// offsets and stop the pools. The caller shuts the store down afterwards.
-pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+/// Serve on `listener` (with `tls`, if given: see [`crate::remoting::tls`])
+/// until `shutdown` turns true; then stop accepting, finish in-flight
+/// requests, unregister from the name servers, write the consumer offsets and
+/// stop the pools. The caller shuts the store down afterwards.
+pub async fn run(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    tls: Option<crate::remoting::tls::TlsServer>,
+    shutdown: watch::Receiver<bool>,
+) {
     let reg = tokio::spawn(register::registration_loop(
         broker.clone(),
         shutdown.clone(),
@@ -407,7 +413,8 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             b.hold.wake_all();
         })
     };
-    let scfg = broker.cfg.server_config();
+    let mut scfg = broker.cfg.server_config();
+    scfg.tls = tls;
     {
         // Before the first request: decided transactions from the op queue, and
         // op records for commits a crash left without one.

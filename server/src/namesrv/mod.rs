@@ -212,7 +212,10 @@ impl NamesrvConfig {
                 "serverMaxQueuedReplyBytesTotal",
                 "serverMaxConnections",
             ];
-            if !known.contains(&k) && !IGNORED_KEYS.contains(&k) {
+            if !known.contains(&k)
+                && !IGNORED_KEYS.contains(&k)
+                && !crate::remoting::tls::TLS_KEYS.contains(&k)
+            {
                 tracing::warn!(key = k, "unknown name server key ignored");
             }
         }
@@ -252,8 +255,14 @@ impl NamesrvConfig {
     }
 }
 
-/// Run a name server on `listener` until `shutdown` turns true.
-pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+/// Run a name server on `listener` (with `tls`, if given: see
+/// [`crate::remoting::tls`]) until `shutdown` turns true.
+pub async fn run(
+    cfg: NamesrvConfig,
+    listener: TcpListener,
+    tls: Option<crate::remoting::tls::TlsServer>,
+    shutdown: watch::Receiver<bool>,
+) {
     let ns = Arc::new(NameServer::new());
     let scan_ns = ns.clone();
     let expiry = Duration::from_millis(cfg.broker_channel_expired_time_ms);
@@ -284,6 +293,7 @@ pub async fn run(cfg: NamesrvConfig, listener: TcpListener, shutdown: watch::Rec
         max_queued_reply_bytes_total: cfg.server_max_queued_reply_bytes_total,
         idle_timeout: ServerConfig::idle_from_secs(cfg.server_channel_max_idle_time_seconds),
         max_connections: cfg.server_max_connections,
+        tls,
         ..ServerConfig::default()
     };
     serve(listener, ns, scfg, shutdown).await;
