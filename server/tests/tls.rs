@@ -284,9 +284,9 @@ fn openssl_s_client_completes_a_handshake() {
 }
 
 #[test]
-fn the_name_server_serves_tls_and_the_admin_tool_speaks_it() {
+fn the_name_server_serves_tls_and_the_broker_and_admin_tool_speak_it() {
     let (_tmp, dir) = temp_dir();
-    let c = certs(&dir, None);
+    let c = certs(&dir, Some("enforcing"));
     let cfg = dir.join("namesrv.properties");
     std::fs::write(
         &cfg,
@@ -297,8 +297,8 @@ fn the_name_server_serves_tls_and_the_admin_tool_speaks_it() {
     cmd.arg("-c").arg(&cfg);
     let mut ns = spawn_to("namesrv", cmd, Stdio::null(), "warn");
     let ns_port = port_of(&ns.wait_line("listening on", Duration::from_secs(20)));
-    // Permissive: the broker registers over plain TCP; its own port serves
-    // TLS too, since clusterList asks each broker for its figures.
+    // Enforcing on both: the broker registers over TLS (useTLS defaults to
+    // true in enforcing mode, as RocketMQ's BrokerStartup sets it).
     let (_broker, broker_port) = start_broker(
         &dir,
         &broker_props(&dir.join("store"), &c.props),
@@ -340,6 +340,8 @@ fn the_name_server_serves_tls_and_the_admin_tool_speaks_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = admin(&["topicList"]);
+    assert!(!out.status.success(), "a plain admin call was served");
     let out = admin(&["--tls", "topicList"]);
     assert!(
         out.status.success(),

@@ -86,6 +86,10 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(format!("TLS: {e}")),
     };
+    let tls_client = match tls.client.enable.then(|| tls.client.build()).transpose() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("TLS (useTLS, tls.client.*): {e}")),
+    };
     // Before the store opens: a secured config with no usable ACL file stops
     // here, never serving as an open broker.
     let acl = match load_broker_rules(cfg.acl_enable, cfg.acl_file_path.as_deref()) {
@@ -141,6 +145,10 @@ fn main() -> ExitCode {
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(t) = &tls_server {
             tracing::info!(mode = t.mode().as_str(), "TLS on the client port");
+        }
+        if let Some(t) = tls_client {
+            tracing::info!("the broker's own calls (name servers, master) use TLS");
+            b.use_tls_for_outgoing(t);
         }
         let server = tokio::spawn(broker::run(b.clone(), listener, tls_server, stop_rx));
         shutdown_signal().await;

@@ -88,6 +88,9 @@ pub struct Broker {
     pull_pool: BoundedPool,
     groups: SubscriptionGroupManager,
     locks: RebalanceLockManager,
+    /// TLS for the broker's own calls (name servers, its master), set once
+    /// at start ([`Broker::use_tls_for_outgoing`]); unset: plain.
+    outgoing_tls: std::sync::OnceLock<crate::remoting::tls::TlsClient>,
     stats: BrokerStats,
     register_now: Notify,
     stopping: AtomicBool,
@@ -179,6 +182,7 @@ impl Broker {
             pull_pool,
             groups,
             locks: RebalanceLockManager::new(),
+            outgoing_tls: std::sync::OnceLock::new(),
             stats: BrokerStats::default(),
             register_now: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -298,6 +302,19 @@ impl Broker {
         )?;
         let _ = self.ha.set(role);
         Ok(())
+    }
+
+    /// Make the broker's own calls (registration with the name servers, a
+    /// slave's copies from its master) over TLS with `tls` (RocketMQ's
+    /// `useTLS`); call before [`run`]. A second call changes nothing.
+    pub fn use_tls_for_outgoing(&self, tls: crate::remoting::tls::TlsClient) {
+        let _ = self.outgoing_tls.set(tls);
+    }
+
+    /// A client for one of the broker's own calls to `addr`: TLS when
+    /// [`Broker::use_tls_for_outgoing`] was called.
+    pub(crate) fn outgoing_client(&self, addr: String) -> crate::remoting::RemotingClient {
+        crate::remoting::RemotingClient::with_tls(addr, self.outgoing_tls.get().cloned())
     }
 
     /// Replication, when started.

@@ -81,6 +81,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// them.
 pub const TLS_KEYS: &[&str] = &[
     TLS_CONFIG_FILE_KEY,
+    "useTLS",
     "tls.enable",
     "tls.test.mode.enable",
     "tls.server.mode",
@@ -238,6 +239,11 @@ pub struct TlsServerSettings {
 /// The client side of the TLS keys (a process's outgoing connections).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsClientSettings {
+    /// Whether a server process makes its own calls over TLS: `useTLS`
+    /// (RocketMQ's `NettyClientConfig` key), else `tls.enable`, else true
+    /// exactly when `tls.server.mode=enforcing` (RocketMQ's `BrokerStartup`
+    /// default). Command-line clients ignore it.
+    pub enable: bool,
     /// `tls.client.certPath`: the certificate shown when a server asks.
     pub cert_path: Option<PathBuf>,
     /// `tls.client.keyPath`: its private key.
@@ -364,7 +370,12 @@ impl TlsSettings {
             trust_cert_path: path("tls.server.trustCertPath"),
         };
         server.check()?;
+        let enable = match bool_value(file, props, "useTLS")? {
+            Some(v) => v,
+            None => bool_value(file, props, "tls.enable")?.unwrap_or(mode == TlsMode::Enforcing),
+        };
         let client = TlsClientSettings {
+            enable,
             cert_path: path("tls.client.certPath"),
             key_path: path("tls.client.keyPath"),
             key_password_set: get("tls.client.keyPassword").is_some(),
@@ -479,6 +490,7 @@ impl TlsClientSettings {
     /// client default, `tls.client.authServer=false`).
     pub fn for_cli(ca: Option<PathBuf>) -> Self {
         TlsClientSettings {
+            enable: true,
             auth_server: ca.is_some(),
             trust_cert_path: ca,
             ..TlsClientSettings::default()
