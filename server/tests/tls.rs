@@ -446,3 +446,36 @@ fn bad_certificate_files_are_clear_startup_errors() {
     // None of these opened the store.
     assert!(!store.join("commitlog").exists());
 }
+
+#[test]
+fn the_fast_port_serves_the_same_requests_with_the_same_tls_mode() {
+    let (_tmp, dir) = temp_dir();
+    let c = certs(&dir, Some("enforcing"));
+    // A free port for fastListenPort (RocketMQ's listenPort - 2).
+    let fast = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let props = format!("{}fastListenPort={fast}\n", c.props);
+    let mut cmd = broker_command(
+        broker_bin(),
+        &dir,
+        &broker_props(&dir.join("store"), &props),
+    );
+    cmd.stdin(Stdio::null());
+    let mut broker = spawn_to("broker", cmd, Stdio::null(), "warn");
+    let line = broker.wait_line("fast port", Duration::from_secs(30));
+    assert!(line.ends_with(&format!(":{fast}")), "{line}");
+    assert!(
+        !plain_request_answered(fast),
+        "a plain client must be closed on the fast port too"
+    );
+    runtime().block_on(async {
+        let client = RemotingClient::with_tls(
+            format!("127.0.0.1:{fast}"),
+            Some(tls_client(&c.ca_path, None)),
+        );
+        send_and_pull(&client, "FastPort", b"vip channel").await;
+    });
+}

@@ -20,6 +20,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "longPollingMaxSuspendMillis",
     "longPollingMaxParkedPerConnection",
     "aclFilePath",
+    "fastListenPort",
     // TLS (RocketMQ's TlsSystemConfig names; read by the server crate)
     "tls.config.file",
     "tls.enable",

@@ -114,6 +114,18 @@ fn main() -> ExitCode {
             Err(e) => return fail(format!("cannot bind {addr}: {e}")),
         };
         let local = listener.local_addr().unwrap_or(addr);
+        let fast = match cfg.fast_bind_addr() {
+            Ok(None) => None,
+            Ok(Some(a)) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    return fail(format!(
+                        "cannot bind the fast port (fastListenPort) {a}: {e}"
+                    ))
+                }
+            },
+            Err(e) => return fail(e),
+        };
         let configured_listen_port = cfg.listen_port;
         // The port the OS chose is the one msgIds and registrations carry.
         store_cfg.listen_port = local.port();
@@ -137,6 +149,9 @@ fn main() -> ExitCode {
             return fail(e);
         }
         println!("ferromq-broker listening on {local} as {broker_addr}");
+        if let Some(f) = fast.as_ref().and_then(|f| f.local_addr().ok()) {
+            println!("ferromq-broker fast port {f}");
+        }
         if let Some(port) = b.ha().and_then(|h| h.master_port()) {
             println!("ferromq-broker HA port {}:{port}", local.ip());
         }
@@ -150,7 +165,7 @@ fn main() -> ExitCode {
             tracing::info!("the broker's own calls (name servers, master) use TLS");
             b.use_tls_for_outgoing(t);
         }
-        let server = tokio::spawn(broker::run(b.clone(), listener, tls_server, stop_rx));
+        let server = tokio::spawn(broker::run(b.clone(), listener, fast, tls_server, stop_rx));
         shutdown_signal().await;
         tracing::info!("shutting down: stop accepting, finish in-flight requests, unregister");
         let _ = stop_tx.send(true);

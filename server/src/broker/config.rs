@@ -117,6 +117,12 @@ pub struct BrokerConfig {
     /// read instead of RocketMQ's `$ROCKETMQ_HOME/conf/plain_acl.yml` and
     /// `$ROCKETMQ_HOME/conf/acl/`. Default: unset.
     pub acl_file_path: Option<std::path::PathBuf>,
+    /// `fastListenPort` (ferromq key): a second client port serving the
+    /// same requests (and the same TLS mode), RocketMQ's VIP channel. RocketMQ
+    /// always opens it at `listenPort - 2`; ferromq only when this key names a
+    /// port (set it to `listenPort - 2` for Java clients with
+    /// `vipChannelEnabled=true`). Default: unset (0), no second port.
+    pub fast_listen_port: Option<u16>,
 }
 
 fn cores() -> usize {
@@ -326,6 +332,8 @@ impl BrokerConfig {
             // Access control.
             acl_enable: k.flag("aclEnable", false)?,
             acl_file_path: k.text("aclFilePath").map(Into::into),
+            fast_listen_port: Some(k.num::<u16>("fastListenPort", "a port number", 0)?)
+                .filter(|p| *p != 0),
         })
     }
 
@@ -389,6 +397,17 @@ impl BrokerConfig {
             expected: "an IP address",
         })?;
         Ok(SocketAddr::new(ip, self.listen_port))
+    }
+
+    /// The socket address of the fast (VIP) port, if configured.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `bindAddress` is not an IP address.
+    pub fn fast_bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(port) = self.fast_listen_port else {
+            return Ok(None);
+        };
+        Ok(Some(SocketAddr::new(self.bind_addr()?.ip(), port)))
     }
 
     /// The connection server's settings for the client port.
@@ -457,6 +476,10 @@ impl BrokerConfig {
         s.push_str(&format!(
             "longPollingMaxSuspendMillis={}\nlongPollingMaxParkedPerConnection={}\n",
             self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
+        ));
+        s.push_str(&format!(
+            "fastListenPort={}\n",
+            self.fast_listen_port.unwrap_or(0)
         ));
         s.push_str(&format!(
             "aclEnable={}\naclFilePath={}\n",

@@ -365,13 +365,16 @@ impl Handler for Broker {
     }
 }
 
-/// Serve on `listener` (with `tls`, if given: see [`crate::remoting::tls`])
-/// until `shutdown` turns true; then stop accepting, finish in-flight
-/// requests, unregister from the name servers, write the consumer offsets and
-/// stop the pools. The caller shuts the store down afterwards.
+/// Serve on `listener`, and on `fast` (the VIP port, `fastListenPort`) if
+/// given, both with `tls` if given (see [`crate::remoting::tls`]), until
+/// `shutdown` turns true; then stop accepting, finish in-flight requests,
+/// unregister from the name servers, write the consumer offsets and stop the
+/// pools. The caller shuts the store down afterwards. Each port has its own
+/// connection cap and queued-reply budget.
 pub async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
+    fast: Option<TcpListener>,
     tls: Option<crate::remoting::tls::TlsServer>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -438,7 +441,15 @@ pub async fn run(
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.recover_transactions()).await;
     }
-    serve(listener, broker.clone(), scfg, shutdown).await;
+    match fast {
+        None => serve(listener, broker.clone(), scfg, shutdown).await,
+        Some(fast) => {
+            tokio::join!(
+                serve(listener, broker.clone(), scfg.clone(), shutdown.clone()),
+                serve(fast, broker.clone(), scfg, shutdown),
+            );
+        }
+    }
     if let Some(c) = checker {
         let _ = c.await;
     }
