@@ -418,6 +418,7 @@ async fn tls_or_plain<H: Handler>(
             let (rd, wr) = tokio::io::split(*stream);
             connection(rd, wr, conn, handler, lim, shutdown, held).await;
         }
+        Accepted::Gone(why) => tracing::debug!(%peer, "connection closed: {why}"),
         Accepted::Refused(why) => {
             if let Some(suppressed) = TLS_WARN.check(peer.ip()) {
                 tracing::warn!(%peer, suppressed, "connection closed: {why}");

@@ -647,8 +647,12 @@ pub(crate) enum Accepted {
     Plain(TcpStream),
     /// A finished TLS handshake.
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    /// Closed: why, for the log.
+    /// Closed by the server: a plain client in enforcing mode or a failed
+    /// handshake (why, for a rate-limited WARN).
     Refused(String),
+    /// The peer went away or stayed silent before its first byte: as on a
+    /// plain port, closed without a WARN (load balancers' TCP checks).
+    Gone(String),
 }
 
 impl TlsServer {
@@ -664,13 +668,13 @@ impl TlsServer {
         let peeked = match first_byte {
             Some(t) => match tokio::time::timeout(t, stream.peek(&mut b)).await {
                 Ok(r) => r,
-                Err(_) => return Accepted::Refused("no byte before the idle timeout".into()),
+                Err(_) => return Accepted::Gone("no byte before the idle timeout".into()),
             },
             None => stream.peek(&mut b).await,
         };
         match peeked {
-            Ok(0) => return Accepted::Refused("closed before sending anything".into()),
-            Err(e) => return Accepted::Refused(format!("socket error: {e}")),
+            Ok(0) => return Accepted::Gone("closed before sending anything".into()),
+            Err(e) => return Accepted::Gone(format!("socket error: {e}")),
             Ok(_) => {}
         }
         if b[0] != TLS_HANDSHAKE_BYTE {
