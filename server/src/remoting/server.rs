@@ -33,6 +33,12 @@
 //! runs as named steps: [`serve`] accepts (connection cap), `connection` starts
 //! the reply writer (`spawn_writer`) and the read loop (`Reader`: admit a
 //! request, wait for room, read a frame, dispatch it), then closes.
+//!
+//! With [`ServerConfig::tls`] set, an accepted connection first goes through
+//! `tls_or_plain` ([`super::tls`]): its first byte decides TLS or plain
+//! (permissive) or TLS or close (enforcing), then it runs the same
+//! `connection`, generic over its read and write halves. A port without TLS
+//! skips that step and splits the socket with `into_split` as before.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -334,14 +340,16 @@ pub async fn serve<H: Handler>(
                     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, id, "connection accepted");
                     let conn = ConnInfo::detached(id, peer);
+                    let (h, lim, stop) = (handler.clone(), limits.clone(), shutdown.clone());
                     let held = (inflight.clone(), slot);
                     match &cfg.tls {
                         None => {
                             let (rd, wr) = stream.into_split();
-                            tokio::spawn(connection(rd, wr, conn, handler.clone(), limits.clone(), shutdown.clone(), held));
+                            tokio::spawn(connection(rd, wr, conn, h, lim, stop, held));
                         }
                         Some(tls) => {
-                            tokio::spawn(tls_or_plain(tls.clone(), stream, conn, handler.clone(), limits.clone(), shutdown.clone(), held));
+                            let tls = tls.clone();
+                            tokio::spawn(tls_or_plain(tls, stream, conn, h, lim, stop, held));
                         }
                     }
                 }
