@@ -625,6 +625,29 @@ mod tests {
     }
 
     #[test]
+    fn fast_listen_port_is_off_unless_named() {
+        let props = Properties::parse("bindAddress=127.0.0.1\n");
+        let (store, _) = StoreConfig::from_properties(&props).unwrap();
+        let d = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!(d.fast_listen_port, None);
+        assert_eq!(d.fast_bind_addr().unwrap(), None);
+        let props = Properties::parse("bindAddress=127.0.0.1\nfastListenPort=10909\n");
+        let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let b = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!(
+            b.fast_bind_addr().unwrap(),
+            Some("127.0.0.1:10909".parse().unwrap())
+        );
+        assert!(b.to_properties(false).contains("fastListenPort=10909\n"));
+        let bad = Properties::parse("fastListenPort=70000\n");
+        assert!(BrokerConfig::from_properties(&bad, &store)
+            .unwrap_err()
+            .to_string()
+            .contains("fastListenPort"));
+    }
+
+    #[test]
     fn acl_keys() {
         let props = Properties::parse("");
         let (store, _) = StoreConfig::from_properties(&props).unwrap();
