@@ -185,6 +185,21 @@ pub struct Workload {
     /// whether requests were signed.
     #[serde(rename = "signed", serialize_with = "serialize_signed")]
     pub credentials: Option<ferromq_server::acl::Credentials>,
+    /// TLS on every connection to the broker and name server (`--tls`;
+    /// `None`: plain). The report says only whether TLS was on.
+    #[serde(
+        default,
+        serialize_with = "serialize_tls",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls: Option<ferromq_server::remoting::tls::TlsClientSettings>,
+}
+
+fn serialize_tls<S: serde::Serializer>(
+    t: &Option<ferromq_server::remoting::tls::TlsClientSettings>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_bool(t.is_some())
 }
 
 fn serialize_signed<S: serde::Serializer>(
@@ -226,7 +241,25 @@ impl Workload {
             suspend_ms: DEFAULT_SUSPEND_MS,
             drain: None,
             credentials: None,
+            tls: None,
         }
+    }
+
+    /// The TLS client of `--tls` (`None`: plain connections).
+    ///
+    /// # Errors
+    ///
+    /// When the CA bundle or client certificate cannot be loaded.
+    pub fn tls_client(
+        &self,
+    ) -> crate::error::Result<Option<ferromq_server::remoting::tls::TlsClient>> {
+        self.tls
+            .as_ref()
+            .map(|t| {
+                t.build()
+                    .map_err(|e| crate::error::BenchError::new(format!("TLS: {e}")))
+            })
+            .transpose()
     }
 
     /// Check that the numbers make sense before anything is opened.

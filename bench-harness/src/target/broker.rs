@@ -29,10 +29,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferromq_server::remoting::codec::encode;
+use ferromq_server::remoting::tls::{ClientStream, TlsClient};
 use ferromq_server::remoting::{request, response, RemotingClient, RemotingCommand, SerializeType};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{BenchError, Result};
 use crate::target::consumer::{self, ConsumeMeasurement, STAMP_BYTES};
@@ -48,15 +48,16 @@ pub const PRODUCER_GROUP: &str = "ferromq_bench_producer";
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A TCP connection to `addr` with TCP_NODELAY, within [`CONNECT_TIMEOUT`].
-pub(crate) async fn connect(addr: &str) -> Result<TcpStream> {
-    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| BenchError::new(format!("connecting to {addr} timed out")))?
-        .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))?;
-    s.set_nodelay(true)
-        .map_err(|e| BenchError::io("setting TCP_NODELAY", e))?;
-    Ok(s)
+/// A TCP connection to `addr` with TCP_NODELAY, and the TLS handshake when
+/// `tls` is given, within [`CONNECT_TIMEOUT`].
+pub(crate) async fn connect(addr: &str, tls: Option<&TlsClient>) -> Result<ClientStream> {
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        ferromq_server::remoting::tls::connect(addr, tls),
+    )
+    .await
+    .map_err(|_| BenchError::new(format!("connecting to {addr} timed out")))?
+    .map_err(|e| BenchError::io(format!("connecting to {addr}"), e))
 }
 /// Longest wait for any response while requests are in flight; past it the
 /// producer gives up and counts what is still in flight as errors.
@@ -341,9 +342,10 @@ pub async fn drive(
 ) -> Result<BrokerMeasurement> {
     workload.validate()?;
     let template_hist = new_latency_histogram()?;
+    let tls = workload.tls_client()?;
     let mut streams = Vec::with_capacity(workload.producers);
     for _ in 0..workload.producers {
-        streams.push(connect(addr).await?);
+        streams.push(connect(addr, tls.as_ref()).await?);
     }
     let start = Instant::now();
     let start_mono_ns = consumer::mono_ns();
@@ -438,7 +440,29 @@ impl ProducerTask {
     /// at its intended time when the window has room (open loop), read every
     /// response as it comes, stop at the frame count, the deadline, Ctrl-C or
     /// too many errors, then wait for what is still in flight.
-    async fn run(self, mut stream: TcpStream) -> ProducerOut {
+    async fn run(self, stream: ClientStream) -> ProducerOut {
+        match stream {
+            // The plain path borrows the socket's own halves, as before TLS.
+            ClientStream::Plain(mut s) => {
+                let (rd, wr) = s.split();
+                self.run_on(rd, wr, false).await
+            }
+            ClientStream::Tls(s) => {
+                let (rd, wr) = tokio::io::split(*s);
+                self.run_on(rd, wr, true).await
+            }
+        }
+    }
+
+    /// [`ProducerTask::run`] on the stream's halves; `flush`: the writer
+    /// holds bytes until flushed (TLS), so flush once the write buffer has
+    /// been handed over.
+    async fn run_on<R, W>(self, mut rd: R, mut wr: W, flush: bool) -> ProducerOut
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut unflushed = false;
         let mut out = ProducerOut::new(self.hist.clone());
         let per_frame = self.templates.messages_per_frame;
         let mut pacer = match self.pacing.map(|p| self.pacer(p)).transpose() {
@@ -456,7 +480,6 @@ impl ProducerTask {
         let mut rpos = 0usize;
         let mut sent = 0u64;
         let mut stopping = false;
-        let (mut rd, mut wr) = stream.split();
         // Bounded: every pass sends, reads, or ends (timeouts bound the reads).
         loop {
             if !stopping
@@ -486,7 +509,7 @@ impl ProducerTask {
                 stopping = true;
                 false
             });
-            if win.in_flight() == 0 && wpos == wbuf.len() && !timed {
+            if win.in_flight() == 0 && wpos == wbuf.len() && !timed && !unflushed {
                 if stopping || sent >= self.frames {
                     break;
                 }
@@ -496,10 +519,20 @@ impl ProducerTask {
                 rbuf.reserve(64 * 1024);
             }
             let pending_write = wpos < wbuf.len();
+            let pending_flush = unflushed && !pending_write;
             let step = tokio::time::timeout(RESPONSE_TIMEOUT, async {
+                // One writer step: write what is left, or flush (TLS) once
+                // all was handed over.
+                let out_step = async {
+                    if pending_write {
+                        Step::Wrote(wr.write(&wbuf[wpos..]).await)
+                    } else {
+                        Step::Flushed(wr.flush().await)
+                    }
+                };
                 tokio::select! {
                     r = rd.read_buf(&mut rbuf) => Step::Read(r),
-                    w = wr.write(&wbuf[wpos..]), if pending_write => Step::Wrote(w),
+                    w = out_step, if pending_write || pending_flush => w,
                     () = due(pacer.as_ref()), if timed => Step::Due,
                 }
             })
@@ -522,7 +555,18 @@ impl ProducerTask {
                     );
                     break;
                 }
-                Ok(Step::Wrote(Ok(n))) => wpos += n,
+                Ok(Step::Wrote(Ok(n))) => {
+                    wpos += n;
+                    unflushed = flush;
+                }
+                Ok(Step::Flushed(Ok(()))) => unflushed = false,
+                Ok(Step::Flushed(Err(e))) => {
+                    out.errors_n(
+                        win.in_flight().max(1) as u64,
+                        &format!("connection failed: {e}"),
+                    );
+                    break;
+                }
                 Ok(Step::Wrote(Err(e))) | Ok(Step::Read(Err(e))) => {
                     out.errors_n(
                         win.in_flight().max(1) as u64,
@@ -691,6 +735,8 @@ fn compact(rbuf: &mut Vec<u8>, rpos: &mut usize) {
 enum Step {
     Read(std::io::Result<usize>),
     Wrote(std::io::Result<usize>),
+    /// The TLS session has sent what it held.
+    Flushed(std::io::Result<()>),
     /// Open loop: the next send's time has come.
     Due,
 }
@@ -702,7 +748,7 @@ enum Step {
 ///
 /// When the broker cannot be reached or refuses.
 pub async fn create_topic(broker: &str, workload: &Workload) -> Result<()> {
-    let client = RemotingClient::new(broker);
+    let client = RemotingClient::with_tls(broker, workload.tls_client()?);
     let req = RemotingCommand::request(request::UPDATE_AND_CREATE_TOPIC)
         .with_ext("topic", &workload.topic)
         .with_ext("defaultTopic", "TBW102")
@@ -733,13 +779,13 @@ pub async fn create_topic(broker: &str, workload: &Workload) -> Result<()> {
 }
 
 /// Ask the name server for its cluster and return the first master broker's
-/// address (GET_BROKER_CLUSTER_INFO).
+/// address (GET_BROKER_CLUSTER_INFO); over TLS when `tls` is given.
 ///
 /// # Errors
 ///
 /// When the name server cannot be reached or knows no broker.
-pub async fn broker_from_namesrv(namesrv: &str) -> Result<String> {
-    let client = RemotingClient::new(namesrv);
+pub async fn broker_from_namesrv(namesrv: &str, tls: Option<TlsClient>) -> Result<String> {
+    let client = RemotingClient::with_tls(namesrv, tls);
     let resp = client
         .invoke(
             RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO),

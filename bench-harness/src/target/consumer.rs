@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferromq_server::remoting::codec::{decode, encode};
+use ferromq_server::remoting::tls::ClientStream;
 use ferromq_server::remoting::{request, response, RemotingClient, RemotingCommand};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{BenchError, Result};
 use crate::workload::{new_latency_histogram, Workload, MAX_LATENCY_NS};
@@ -202,6 +202,7 @@ impl Consumers {
             stop: AtomicBool::new(false),
         });
         let hist = new_latency_histogram()?;
+        let tls = workload.tls_client()?;
         let mut handles = Vec::new();
         for c in 0..n.max(1) {
             let slots: Vec<(u32, i64)> = (0..workload.queues)
@@ -211,7 +212,7 @@ impl Consumers {
             if slots.is_empty() {
                 continue;
             }
-            let s = crate::target::broker::connect(addr).await?;
+            let s = crate::target::broker::connect(addr, tls.as_ref()).await?;
             let task = ConsumerTask {
                 topic: workload.topic.clone(),
                 pull_batch: i64::from(workload.pull_batch),
@@ -327,7 +328,7 @@ impl Consumers {
 ///
 /// When the broker cannot be reached or does not answer.
 pub async fn queue_max_offsets(addr: &str, workload: &Workload) -> Result<Vec<i64>> {
-    let admin = RemotingClient::new(addr);
+    let admin = RemotingClient::with_tls(addr, workload.tls_client()?);
     let mut out = Vec::with_capacity(workload.queues as usize);
     for q in 0..workload.queues {
         let req = RemotingCommand::request(request::GET_MAX_OFFSET)
@@ -385,7 +386,25 @@ impl ConsumerTask {
         encode(&cmd).map_err(|e| BenchError::new(format!("encoding a pull: {e}")))
     }
 
-    async fn run(mut self, mut stream: TcpStream) -> ConsumerOut {
+    async fn run(self, stream: ClientStream) -> ConsumerOut {
+        match stream {
+            ClientStream::Plain(mut s) => {
+                let (rd, wr) = s.split();
+                self.run_on(rd, wr).await
+            }
+            ClientStream::Tls(s) => {
+                let (rd, wr) = tokio::io::split(*s);
+                self.run_on(rd, wr).await
+            }
+        }
+    }
+
+    /// [`ConsumerTask::run`] on the stream's halves.
+    async fn run_on<R, W>(mut self, mut rd: R, mut wr: W) -> ConsumerOut
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         let mut out = ConsumerOut {
             hist: self.hist.clone(),
             errors: super::ErrorTally::default(),
@@ -402,12 +421,16 @@ impl ConsumerTask {
                 }
             }
         }
-        let (mut rd, mut wr) = stream.split();
         let mut rbuf: Vec<u8> = Vec::with_capacity(256 * 1024);
         // Bounded: each pass waits at most POLL_STEP and the stop flag ends it.
         while !self.shared.stop.load(Ordering::Relaxed) && out.errors.count < MAX_CONSUME_ERRORS {
             if !wbuf.is_empty() {
-                if let Err(e) = wr.write_all(&wbuf).await {
+                // Flush: a TLS session holds bytes until flushed (a no-op on TCP).
+                let written = match wr.write_all(&wbuf).await {
+                    Ok(()) => wr.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     out.error(format!("consumer connection failed: {e}"));
                     break;
                 }

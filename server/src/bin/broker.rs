@@ -10,6 +10,7 @@ use ferromq_engine::config::Properties;
 use ferromq_engine::{MessageStore, StoreConfig};
 use ferromq_server::acl::load_broker_rules;
 use ferromq_server::broker::{self, split_namesrv_addr_arg, Broker, BrokerConfig};
+use ferromq_server::remoting::tls::TlsSettings;
 use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
 
@@ -66,13 +67,29 @@ fn main() -> ExitCode {
     if let Some(n) = &args.namesrv {
         cfg.namesrv_addr = split_namesrv_addr_arg(n);
     }
+    let tls = match TlsSettings::from_properties(&props) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     if args.print || args.important {
         if args.print {
             print!("{}", store_cfg.to_properties());
         }
         print!("{}", cfg.to_properties(args.important && !args.print));
+        if args.print {
+            print!("{}", tls.to_properties());
+        }
         return ExitCode::SUCCESS;
     }
+    // Before the store opens: a certificate that cannot be loaded stops here.
+    let tls_server = match tls.server.build() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("TLS: {e}")),
+    };
+    let tls_client = match tls.client.enable.then(|| tls.client.build()).transpose() {
+        Ok(t) => t,
+        Err(e) => return fail(format!("TLS (useTLS, tls.client.*): {e}")),
+    };
     // Before the store opens: a secured config with no usable ACL file stops
     // here, never serving as an open broker.
     let acl = match load_broker_rules(cfg.acl_enable, cfg.acl_file_path.as_deref()) {
@@ -97,6 +114,18 @@ fn main() -> ExitCode {
             Err(e) => return fail(format!("cannot bind {addr}: {e}")),
         };
         let local = listener.local_addr().unwrap_or(addr);
+        let fast = match cfg.fast_bind_addr() {
+            Ok(None) => None,
+            Ok(Some(a)) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    return fail(format!(
+                        "cannot bind the fast port (fastListenPort) {a}: {e}"
+                    ))
+                }
+            },
+            Err(e) => return fail(e),
+        };
         let configured_listen_port = cfg.listen_port;
         // The port the OS chose is the one msgIds and registrations carry.
         store_cfg.listen_port = local.port();
@@ -120,13 +149,23 @@ fn main() -> ExitCode {
             return fail(e);
         }
         println!("ferromq-broker listening on {local} as {broker_addr}");
+        if let Some(f) = fast.as_ref().and_then(|f| f.local_addr().ok()) {
+            println!("ferromq-broker fast port {f}");
+        }
         if let Some(port) = b.ha().and_then(|h| h.master_port()) {
             println!("ferromq-broker HA port {}:{port}", local.ip());
         }
         let _ = std::io::stdout().flush();
         tracing::info!(%local, %broker_addr, "broker started");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(broker::run(b.clone(), listener, stop_rx));
+        if let Some(t) = &tls_server {
+            tracing::info!(mode = t.mode().as_str(), "TLS on the client port");
+        }
+        if let Some(t) = tls_client {
+            tracing::info!("the broker's own calls (name servers, master) use TLS");
+            b.use_tls_for_outgoing(t);
+        }
+        let server = tokio::spawn(broker::run(b.clone(), listener, fast, tls_server, stop_rx));
         shutdown_signal().await;
         tracing::info!("shutting down: stop accepting, finish in-flight requests, unregister");
         let _ = stop_tx.send(true);

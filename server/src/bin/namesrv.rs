@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use ferromq_engine::config::Properties;
 use ferromq_server::namesrv::{self, NamesrvConfig};
+use ferromq_server::remoting::tls::TlsSettings;
 use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
 
@@ -51,8 +52,15 @@ fn main() -> ExitCode {
     if let Some(b) = &args.bind_address {
         cfg.bind_address = b.clone();
     }
+    let tls = match TlsSettings::from_properties(&props) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if args.print {
-        print!("{}", cfg.to_properties());
+        print!("{}{}", cfg.to_properties(), tls.to_properties());
         return ExitCode::SUCCESS;
     }
     // A secured name server with no usable ACL file stops here, never
@@ -64,6 +72,13 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tls_server = match tls.server.build() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: TLS: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -98,7 +113,10 @@ fn main() -> ExitCode {
         let _ = std::io::stdout().flush();
         tracing::info!(%local, "name server started");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(namesrv::run(cfg, acl, listener, stop_rx));
+        if let Some(t) = &tls_server {
+            tracing::info!(mode = t.mode().as_str(), "TLS on the name server port");
+        }
+        let server = tokio::spawn(namesrv::run(cfg, acl, listener, tls_server, stop_rx));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

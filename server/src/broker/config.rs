@@ -126,6 +126,12 @@ pub struct BrokerConfig {
     /// `aclEnable=true` the broker then uses the first admin account of its
     /// ACL rules ([`crate::acl::AclRules::first_admin`]).
     pub credentials: Option<crate::acl::Credentials>,
+    /// `fastListenPort` (ferromq key): a second client port serving the
+    /// same requests (and the same TLS mode), RocketMQ's VIP channel. RocketMQ
+    /// always opens it at `listenPort - 2`; ferromq only when this key names a
+    /// port (set it to `listenPort - 2` for Java clients with
+    /// `vipChannelEnabled=true`). Default: unset (0), no second port.
+    pub fast_listen_port: Option<u16>,
 }
 
 fn cores() -> usize {
@@ -368,6 +374,8 @@ impl BrokerConfig {
             acl_enable: k.flag("aclEnable", false)?,
             acl_file_path: k.text("aclFilePath").map(Into::into),
             credentials: read_credentials(k)?,
+            fast_listen_port: Some(k.num::<u16>("fastListenPort", "a port number", 0)?)
+                .filter(|p| *p != 0),
         })
     }
 
@@ -431,6 +439,17 @@ impl BrokerConfig {
             expected: "an IP address",
         })?;
         Ok(SocketAddr::new(ip, self.listen_port))
+    }
+
+    /// The socket address of the fast (VIP) port, if configured.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when `bindAddress` is not an IP address.
+    pub fn fast_bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(port) = self.fast_listen_port else {
+            return Ok(None);
+        };
+        Ok(Some(SocketAddr::new(self.bind_addr()?.ip(), port)))
     }
 
     /// The connection server's settings for the client port.
@@ -499,6 +518,10 @@ impl BrokerConfig {
         s.push_str(&format!(
             "longPollingMaxSuspendMillis={}\nlongPollingMaxParkedPerConnection={}\n",
             self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
+        ));
+        s.push_str(&format!(
+            "fastListenPort={}\n",
+            self.fast_listen_port.unwrap_or(0)
         ));
         s.push_str(&format!(
             "aclEnable={}\naclFilePath={}\n",
@@ -645,6 +668,29 @@ mod tests {
         assert_eq!(h.server_channel_max_idle_time_seconds, MAX_IDLE_SECS as i64);
         let bad = Properties::parse("serverMaxConnections=many\n");
         assert!(BrokerConfig::from_properties(&bad, &store).is_err());
+    }
+
+    #[test]
+    fn fast_listen_port_is_off_unless_named() {
+        let props = Properties::parse("bindAddress=127.0.0.1\n");
+        let (store, _) = StoreConfig::from_properties(&props).unwrap();
+        let d = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!(d.fast_listen_port, None);
+        assert_eq!(d.fast_bind_addr().unwrap(), None);
+        let props = Properties::parse("bindAddress=127.0.0.1\nfastListenPort=10909\n");
+        let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let b = BrokerConfig::from_properties(&props, &store).unwrap();
+        assert_eq!(
+            b.fast_bind_addr().unwrap(),
+            Some("127.0.0.1:10909".parse().unwrap())
+        );
+        assert!(b.to_properties(false).contains("fastListenPort=10909\n"));
+        let bad = Properties::parse("fastListenPort=70000\n");
+        assert!(BrokerConfig::from_properties(&bad, &store)
+            .unwrap_err()
+            .to_string()
+            .contains("fastListenPort"));
     }
 
     #[test]

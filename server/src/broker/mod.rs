@@ -88,6 +88,9 @@ pub struct Broker {
     pull_pool: BoundedPool,
     groups: SubscriptionGroupManager,
     locks: RebalanceLockManager,
+    /// TLS for the broker's own calls (name servers, its master), set once
+    /// at start ([`Broker::use_tls_for_outgoing`]); unset: plain.
+    outgoing_tls: std::sync::OnceLock<crate::remoting::tls::TlsClient>,
     stats: BrokerStats,
     register_now: Notify,
     stopping: AtomicBool,
@@ -186,6 +189,7 @@ impl Broker {
             pull_pool,
             groups,
             locks: RebalanceLockManager::new(),
+            outgoing_tls: std::sync::OnceLock::new(),
             stats: BrokerStats::default(),
             register_now: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -339,6 +343,21 @@ impl Broker {
         self.credentials.as_ref()
     }
 
+    /// Make the broker's own calls (registration with the name servers, a
+    /// slave's copies from its master) over TLS with `tls` (RocketMQ's
+    /// `useTLS`); call before [`run`]. A second call changes nothing.
+    pub fn use_tls_for_outgoing(&self, tls: crate::remoting::tls::TlsClient) {
+        let _ = self.outgoing_tls.set(tls);
+    }
+
+    /// A client for one of the broker's own calls to `addr`: TLS when
+    /// [`Broker::use_tls_for_outgoing`] was called.
+    /// It signs every request with [`Broker::credentials`], if any.
+    pub(crate) fn outgoing_client(&self, addr: String) -> crate::remoting::RemotingClient {
+        crate::remoting::RemotingClient::with_tls(addr, self.outgoing_tls.get().cloned())
+            .with_credentials(self.credentials.clone())
+    }
+
     /// Replication, when started.
     pub fn ha(&self) -> Option<&ha::HaRole> {
         self.ha.get()
@@ -387,10 +406,19 @@ impl Handler for Broker {
     }
 }
 
-/// Serve on `listener` until `shutdown` turns true; then stop accepting, finish
-/// in-flight requests, unregister from the name servers, write the consumer
-/// offsets and stop the pools. The caller shuts the store down afterwards.
-pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+/// Serve on `listener`, and on `fast` (the VIP port, `fastListenPort`) if
+/// given, both with `tls` if given (see [`crate::remoting::tls`]), until
+/// `shutdown` turns true; then stop accepting, finish in-flight requests,
+/// unregister from the name servers, write the consumer offsets and stop the
+/// pools. The caller shuts the store down afterwards. Each port has its own
+/// connection cap and queued-reply budget.
+pub async fn run(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    fast: Option<TcpListener>,
+    tls: Option<crate::remoting::tls::TlsServer>,
+    shutdown: watch::Receiver<bool>,
+) {
     let reg = tokio::spawn(register::registration_loop(
         broker.clone(),
         shutdown.clone(),
@@ -446,14 +474,23 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
             b.hold.wake_all();
         })
     };
-    let scfg = broker.cfg.server_config();
+    let mut scfg = broker.cfg.server_config();
+    scfg.tls = tls;
     {
         // Before the first request: decided transactions from the op queue, and
         // op records for commits a crash left without one.
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.recover_transactions()).await;
     }
-    serve(listener, broker.clone(), scfg, shutdown).await;
+    match fast {
+        None => serve(listener, broker.clone(), scfg, shutdown).await,
+        Some(fast) => {
+            tokio::join!(
+                serve(listener, broker.clone(), scfg.clone(), shutdown.clone()),
+                serve(fast, broker.clone(), scfg, shutdown),
+            );
+        }
+    }
     if let Some(c) = checker {
         let _ = c.await;
     }

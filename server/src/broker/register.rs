@@ -153,9 +153,7 @@ pub(super) async fn registration_loop(b: Arc<Broker>, mut stop: watch::Receiver<
         .cfg
         .namesrv_addr
         .iter()
-        .map(|a| {
-            Arc::new(RemotingClient::new(a.clone()).with_credentials(b.credentials().cloned()))
-        })
+        .map(|a| Arc::new(b.outgoing_client(a.clone())))
         .collect();
     if clients.is_empty() {
         tracing::warn!(

@@ -60,8 +60,7 @@ pub(super) async fn sync_loop(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 if let Some(old) = client.take() {
                     old.close().await;
                 }
-                client =
-                    Some(RemotingClient::new(m.clone()).with_credentials(b.credentials().cloned()));
+                client = Some(b.outgoing_client(m.clone()));
             }
             if let Some(c) = &client {
                 // Shutdown does not wait for a master that does not answer.

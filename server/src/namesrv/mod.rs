@@ -232,7 +232,10 @@ impl NamesrvConfig {
                 "serverMaxQueuedReplyBytesTotal",
                 "serverMaxConnections",
             ];
-            if !known.contains(&k) && !IGNORED_KEYS.contains(&k) {
+            if !known.contains(&k)
+                && !IGNORED_KEYS.contains(&k)
+                && !crate::remoting::tls::TLS_KEYS.contains(&k)
+            {
                 tracing::warn!(key = k, "unknown name server key ignored");
             }
         }
@@ -277,13 +280,15 @@ impl NamesrvConfig {
     }
 }
 
-/// Run a name server on `listener` until `shutdown` turns true. `acl`: the
-/// rules registrations are checked against when `cfg.acl_enable` (load them
-/// with [`crate::acl::load_broker_rules`]); ignored otherwise.
+/// Run a name server on `listener` (with `tls`, if given: see
+/// [`crate::remoting::tls`]) until `shutdown` turns true. `acl`: the rules
+/// registrations are checked against when `cfg.acl_enable` (load them with
+/// [`crate::acl::load_broker_rules`]); ignored otherwise.
 pub async fn run(
     cfg: NamesrvConfig,
     acl: Option<crate::acl::AclRules>,
     listener: TcpListener,
+    tls: Option<crate::remoting::tls::TlsServer>,
     shutdown: watch::Receiver<bool>,
 ) {
     let ns = Arc::new(NameServer::new().with_acl(acl.filter(|_| cfg.acl_enable)));
@@ -316,6 +321,7 @@ pub async fn run(
         max_queued_reply_bytes_total: cfg.server_max_queued_reply_bytes_total,
         idle_timeout: ServerConfig::idle_from_secs(cfg.server_channel_max_idle_time_seconds),
         max_connections: cfg.server_max_connections,
+        tls,
         ..ServerConfig::default()
     };
     serve(listener, ns, scfg, shutdown).await;

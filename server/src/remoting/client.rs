@@ -1,17 +1,18 @@
 //! A small async request/response client (the broker uses it to talk to name servers).
 //!
 //! One request at a time per client; the connection is opened lazily and dropped
-//! after any error or timeout, so the next call reconnects.
+//! after any error or timeout, so the next call reconnects. With a
+//! [`TlsClient`] ([`RemotingClient::with_tls`]) the connection is TLS.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use super::codec::{encode, read_frame, CodecError, DEFAULT_MAX_FRAME_BYTES};
 use super::command::RemotingCommand;
+use super::tls::{self, ClientStream, TlsClient};
 use crate::acl::Credentials;
 
 /// Why a call failed.
@@ -43,10 +44,11 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct RemotingClient {
     addr: String,
-    conn: Mutex<Option<BufReader<TcpStream>>>,
+    conn: Mutex<Option<BufReader<ClientStream>>>,
     next_opaque: AtomicI32,
     /// Signs every request when set (the broker's own calls with ACL on).
     credentials: Option<Credentials>,
+    tls: Option<TlsClient>,
 }
 
 impl RemotingClient {
@@ -57,6 +59,15 @@ impl RemotingClient {
             conn: Mutex::new(None),
             next_opaque: AtomicI32::new(1),
             credentials: None,
+            tls: None,
+        }
+    }
+
+    /// A client for `addr` that speaks TLS when `tls` is given.
+    pub fn with_tls(addr: impl Into<String>, tls: Option<TlsClient>) -> Self {
+        RemotingClient {
+            tls,
+            ..RemotingClient::new(addr)
         }
     }
 
@@ -111,7 +122,7 @@ impl RemotingClient {
 
     async fn exchange(
         &self,
-        slot: &mut Option<BufReader<TcpStream>>,
+        slot: &mut Option<BufReader<ClientStream>>,
         req: &RemotingCommand,
     ) -> Result<RemotingCommand, ClientError> {
         let err = |source: CodecError| ClientError::Codec {
@@ -119,21 +130,19 @@ impl RemotingClient {
             source,
         };
         if slot.is_none() {
-            let s = TcpStream::connect(&self.addr)
+            let s = tls::connect(&self.addr, self.tls.as_ref())
                 .await
                 .map_err(|e| err(e.into()))?;
-            let _ = s.set_nodelay(true);
             *slot = Some(BufReader::new(s));
         }
         let Some(stream) = slot.as_mut() else {
             return Err(ClientError::Closed(self.addr.clone()));
         };
         let frame = encode(req).map_err(err)?;
-        stream
-            .get_mut()
-            .write_all(&frame)
-            .await
-            .map_err(|e| err(e.into()))?;
+        let s = stream.get_mut();
+        s.write_all(&frame).await.map_err(|e| err(e.into()))?;
+        // A TLS session holds what it could not send yet until flushed.
+        s.flush().await.map_err(|e| err(e.into()))?;
         loop {
             match read_frame(stream, DEFAULT_MAX_FRAME_BYTES)
                 .await

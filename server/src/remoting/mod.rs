@@ -18,6 +18,7 @@ pub mod command;
 pub mod json;
 mod limits;
 pub mod server;
+pub mod tls;
 
 pub use client::{ClientError, RemotingClient};
 pub use codec::{CodecError, DEFAULT_MAX_FRAME_BYTES};

@@ -33,6 +33,12 @@
 //! runs as named steps: [`serve`] accepts (connection cap), `connection` starts
 //! the reply writer (`spawn_writer`) and the read loop (`Reader`: admit a
 //! request, wait for room, read a frame, dispatch it), then closes.
+//!
+//! With [`ServerConfig::tls`] set, an accepted connection first goes through
+//! `tls_or_plain` ([`super::tls`]): its first byte decides TLS or plain
+//! (permissive) or TLS or close (enforcing), then it runs the same
+//! `connection`, generic over its read and write halves. A port without TLS
+//! skips that step and splits the socket with `into_split` as before.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,8 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -49,6 +54,7 @@ use tokio::task::JoinHandle;
 use super::codec::{encode_into, read_frame};
 use super::command::RemotingCommand;
 use super::limits::{reply_cost, Flow, IdleWatch, Limits, WriterGone};
+use super::tls::{Accepted, TlsServer};
 use crate::warn_limit::WarnLimiter;
 
 /// One client connection, as a handler sees it.
@@ -259,6 +265,9 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections open at once (`serverMaxConnections`); more are closed at once.
     pub max_connections: usize,
+    /// TLS on this port (`tls.server.mode` permissive or enforcing); `None`:
+    /// plain only.
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for ServerConfig {
@@ -271,6 +280,7 @@ impl Default for ServerConfig {
             max_queued_reply_bytes_total: DEFAULT_MAX_QUEUED_REPLY_BYTES_TOTAL,
             idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_SECS)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -329,14 +339,19 @@ pub async fn serve<H: Handler>(
                     let _ = stream.set_nodelay(true);
                     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, id, "connection accepted");
-                    tokio::spawn(connection(
-                        stream,
-                        ConnInfo::detached(id, peer),
-                        handler.clone(),
-                        limits.clone(),
-                        shutdown.clone(),
-                        (inflight.clone(), slot),
-                    ));
+                    let conn = ConnInfo::detached(id, peer);
+                    let (h, lim, stop) = (handler.clone(), limits.clone(), shutdown.clone());
+                    let held = (inflight.clone(), slot);
+                    match &cfg.tls {
+                        None => {
+                            let (rd, wr) = stream.into_split();
+                            tokio::spawn(connection(rd, wr, conn, h, lim, stop, held));
+                        }
+                        Some(tls) => {
+                            let tls = tls.clone();
+                            tokio::spawn(tls_or_plain(tls, stream, conn, h, lim, stop, held));
+                        }
+                    }
                 }
                 Err(e) => {
                     if let Some(since) = ACCEPT_WARN.check_key(0) {
@@ -377,19 +392,69 @@ enum Ending {
     Abort,
 }
 
+/// The WARN for connections closed before or during the TLS handshake
+/// (enforcing mode's plain clients, failed handshakes): one per 10 s per
+/// client address.
+static TLS_WARN: WarnLimiter = WarnLimiter::new(Duration::from_secs(10));
+
+/// A connection on a TLS port: tell TLS from plain by its first byte
+/// ([`TlsServer::accept`]), then serve it as [`connection`] does, or close
+/// it (enforcing mode and a plain client, a failed handshake, shutdown).
+/// The plain path keeps `into_split`; the TLS stream is split with
+/// `tokio::io::split`.
+async fn tls_or_plain<H: Handler>(
+    tls: TlsServer,
+    stream: TcpStream,
+    conn: ConnInfo,
+    handler: Arc<H>,
+    lim: Limits,
+    mut shutdown: watch::Receiver<bool>,
+    held: (mpsc::Sender<()>, tokio::sync::OwnedSemaphorePermit),
+) {
+    let peer = conn.peer;
+    let accepted = tokio::select! {
+        a = tls.accept(stream, lim.idle) => a,
+        _ = shutdown.changed() => return,
+    };
+    match accepted {
+        Accepted::Plain(stream) => {
+            let (rd, wr) = stream.into_split();
+            connection(rd, wr, conn, handler, lim, shutdown, held).await;
+        }
+        Accepted::Tls(stream) => {
+            tracing::debug!(%peer, "TLS session started");
+            let (rd, wr) = tokio::io::split(*stream);
+            connection(rd, wr, conn, handler, lim, shutdown, held).await;
+        }
+        Accepted::Gone(why) => tracing::debug!(%peer, "connection closed: {why}"),
+        Accepted::Refused(why) => {
+            if let Some(suppressed) = TLS_WARN.check(peer.ip()) {
+                tracing::warn!(%peer, suppressed, "connection closed: {why}");
+            } else {
+                tracing::debug!(%peer, "connection closed: {why}");
+            }
+        }
+    }
+}
+
 /// One accepted connection: start its reply writer, run its read loop, then
 /// close it ([`Reader::close`]). `inflight` and `_slot` are held until the very
 /// end, so shutdown waits for this connection and the connection cap counts it
-/// until its writer is done.
-async fn connection<H: Handler>(
-    stream: TcpStream,
+/// until its writer is done. Generic over the halves: a plain TCP stream's
+/// own halves, or a TLS stream's.
+async fn connection<H, R, W>(
+    rd: R,
+    wr: W,
     mut conn: ConnInfo,
     handler: Arc<H>,
     lim: Limits,
     shutdown: watch::Receiver<bool>,
     (inflight, _slot): (mpsc::Sender<()>, tokio::sync::OwnedSemaphorePermit),
-) {
-    let (rd, wr) = stream.into_split();
+) where
+    H: Handler,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel::<RemotingCommand>();
     let flow = Arc::new(Flow::new(lim.max_queued, lim.budget.clone()));
     conn.out = Some((tx.downgrade(), Arc::downgrade(&flow)));
@@ -418,8 +483,8 @@ async fn connection<H: Handler>(
 /// goes, and flushes when the queue is empty. Ends when every sender is gone
 /// (then flushes and shuts the socket down) or a write fails; however it ends,
 /// [`WriterGone`] tells the reader.
-fn spawn_writer(
-    wr: OwnedWriteHalf,
+fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
+    wr: W,
     mut rx: mpsc::UnboundedReceiver<RemotingCommand>,
     wflow: Arc<Flow>,
     writer_guard: mpsc::Sender<()>,
@@ -482,7 +547,7 @@ impl<H: Handler> Reader<H> {
     /// a request slot ([`Reader::admit`]) and waits for room for the answer
     /// ([`Reader::wait_for_room`]); at either bound the socket is simply not
     /// read, so TCP pushes back on the client.
-    async fn read_loop(&mut self, rd: &mut BufReader<OwnedReadHalf>) -> Ending {
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, rd: &mut BufReader<R>) -> Ending {
         loop {
             let Some(permit) = self.admit().await else {
                 return Ending::Flush;
@@ -597,9 +662,9 @@ impl<H: Handler> Reader<H> {
 
     /// The next frame, or `Err` when the server stops or the connection has
     /// been idle for `idle_timeout`.
-    async fn next_frame(
+    async fn next_frame<R: AsyncRead + Unpin>(
         &mut self,
-        rd: &mut BufReader<OwnedReadHalf>,
+        rd: &mut BufReader<R>,
     ) -> Result<Result<Option<RemotingCommand>, super::codec::CodecError>, Ending> {
         let read = read_frame(rd, self.lim.max_frame_bytes);
         tokio::pin!(read);
@@ -660,7 +725,7 @@ impl<H: Handler> Reader<H> {
     /// progress answer (up to the drain time); then mark it closed, tell the
     /// handler, and end the writer: at once for [`Ending::Abort`], else after
     /// it has sent what is queued (up to the drain time).
-    async fn close(self, rd: BufReader<OwnedReadHalf>, mut writer: JoinHandle<()>, ending: Ending) {
+    async fn close<R>(self, rd: BufReader<R>, mut writer: JoinHandle<()>, ending: Ending) {
         let Reader {
             handler,
             conn,

@@ -129,6 +129,14 @@ pub struct LoadArgs {
     /// ACL secret key of `--access-key`.
     #[arg(long = "secret-key", requires = "access_key")]
     pub secret_key: Option<String>,
+    /// Connect to the broker and name server with TLS. Without `--tls-ca`
+    /// any server certificate is accepted, as RocketMQ clients do by
+    /// default (`tls.client.authServer=false`).
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM CA bundle the server certificate must chain to (implies `--tls`).
+    #[arg(long = "tls-ca")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadArgs {
@@ -152,6 +160,8 @@ impl Default for LoadArgs {
             drain: None,
             access_key: None,
             secret_key: None,
+            tls: false,
+            tls_ca: None,
         }
     }
 }
@@ -188,6 +198,11 @@ impl LoadArgs {
             w.credentials = Some(ferromq_server::acl::Credentials::new(a, k).ok_or_else(|| {
                 BenchError::new("--access-key and --secret-key must not be blank")
             })?);
+        }
+        if self.tls || self.tls_ca.is_some() {
+            w.tls = Some(ferromq_server::remoting::tls::TlsClientSettings::for_cli(
+                self.tls_ca.clone(),
+            ));
         }
         w.suspend_ms = self.suspend_ms;
         if let Some(n) = self.drain {
@@ -628,7 +643,7 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
     } else if let Some(b) = &args.broker {
         (format!("broker {b}"), b.clone())
     } else if let Some(n) = &args.namesrv {
-        let b = rt.block_on(broker_from_namesrv(n))?;
+        let b = rt.block_on(broker_from_namesrv(n, workload.tls_client()?))?;
         (format!("broker {b} (from name server {n})"), b)
     } else {
         return Err(BenchError::new(

@@ -35,6 +35,7 @@ use crate::machine::MachineInfo;
 use crate::sweep::{Point, SMALL_COMMITLOG_BYTES, WORKLOAD_KEYS};
 use crate::target::broker::{broker_from_namesrv, create_topic};
 use crate::workload::{new_latency_histogram, Workload};
+use ferromq_server::remoting::tls::TlsClientSettings;
 
 use report::{fmt_ratio, point_label};
 pub use report::{markdown, summarize, write, ComparePoint, CompareReport, Ratio, SideSummary};
@@ -69,6 +70,11 @@ pub struct CompareArgs {
     /// Name of A in the report.
     #[arg(long = "a-name", default_value = "A")]
     pub a_name: String,
+    /// Connect to target A with TLS (any server certificate accepted, as
+    /// RocketMQ clients by default; `--tls-ca` checks it), B as `--b-tls` says:
+    /// to measure what TLS costs against one broker config served both ways.
+    #[arg(long = "a-tls")]
+    pub a_tls: bool,
     /// Target B: a broker address `host:port`.
     #[arg(long = "b-broker", group = "b")]
     pub b_broker: Option<String>,
@@ -81,6 +87,9 @@ pub struct CompareArgs {
     /// Name of B in the report.
     #[arg(long = "b-name", default_value = "B")]
     pub b_name: String,
+    /// Connect to target B with TLS (see `--a-tls`).
+    #[arg(long = "b-tls")]
+    pub b_tls: bool,
     /// A workload key with its values, `KEY=V1,V2,...` (repeatable):
     /// producers, size, inflight, batch, queues, consumers, rate (msgs/s
     /// offered, open loop; 0 = closed loop), drain (messages to fill, then
@@ -210,7 +219,7 @@ impl Live {
                 children: Vec::new(),
             }),
             TargetSpec::Namesrv(n) => Ok(Live {
-                addr: rt.block_on(broker_from_namesrv(n))?,
+                addr: rt.block_on(broker_from_namesrv(n, None))?,
                 children: Vec::new(),
             }),
             TargetSpec::Props(p) => {
@@ -383,6 +392,16 @@ fn measure_all(
                     p.index,
                     side.to_uppercase()
                 ));
+                let tls_side = if side == "a" { args.a_tls } else { args.b_tls };
+                let side_w;
+                let w = if tls_side && w.tls.is_none() {
+                    let mut t = w.clone();
+                    t.tls = Some(TlsClientSettings::for_cli(args.load.tls_ca.clone()));
+                    side_w = t;
+                    &side_w
+                } else {
+                    w
+                };
                 let res = rt
                     .block_on(create_topic(addr, w))
                     .and_then(|()| warm_and_measure(rt, addr, w, warmup, stop));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ferromq_engine::message::decode_records;
 use ferromq_engine::MessageExt;
 use ferromq_server::acl::Credentials;
+use ferromq_server::remoting::tls::TlsClient;
 use ferromq_server::remoting::{json, request, response, RemotingClient, RemotingCommand};
 use serde_json::Value;
 
@@ -28,6 +29,14 @@ pub(crate) struct Admin {
 /// `conf/tools.yml`); set once in `main`.
 static CREDENTIALS: OnceLock<Option<Credentials>> = OnceLock::new();
 
+/// TLS for every connection (`--tls`); set once in `main`.
+static TLS: OnceLock<Option<TlsClient>> = OnceLock::new();
+
+/// Connect with TLS from now on (`None`: plain).
+pub(crate) fn set_tls(t: Option<TlsClient>) {
+    let _ = TLS.set(t);
+}
+
 /// Sign every request from now on with `c` (`None`: unsigned).
 pub(crate) fn set_credentials(c: Option<Credentials>) {
     let _ = CREDENTIALS.set(c);
@@ -39,7 +48,7 @@ pub(crate) async fn call(addr: &str, mut req: RemotingCommand) -> Res<RemotingCo
     if let Some(c) = CREDENTIALS.get().and_then(Option::as_ref) {
         c.sign(&mut req);
     }
-    let c = RemotingClient::new(addr);
+    let c = RemotingClient::with_tls(addr, TLS.get().cloned().flatten());
     let r = c.invoke(req, TIMEOUT).await.map_err(|e| e.to_string());
     c.close().await;
     r

@@ -12,6 +12,8 @@
 //!
 //! With `--accessKey/--secretKey` (or `$ROCKETMQ_HOME/conf/tools.yml`, as
 //! mqadmin reads it) every request is signed for a broker with plain ACL.
+//! With `--tls` every connection is TLS (`--tls-ca` checks the server,
+//! `--tls-cert/--tls-key` show a client certificate).
 //!
 //! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
 
@@ -27,6 +29,7 @@ use clap::{Args, Parser, Subcommand};
 
 use client::{Admin, Res};
 use ferromq_server::acl::Credentials;
+use ferromq_server::remoting::tls::TlsClientSettings;
 
 /// RocketMQ admin tool.
 #[derive(Parser, Debug)]
@@ -43,6 +46,20 @@ struct Cli {
     /// ACL secret key of `--accessKey`.
     #[arg(long = "secretKey", global = true, requires = "access_key")]
     secret_key: Option<String>,
+    /// Connect with TLS. Without `--tls-ca` any server certificate is
+    /// accepted, as RocketMQ clients do by default (`tls.client.authServer=false`).
+    #[arg(long = "tls", global = true)]
+    tls: bool,
+    /// PEM CA bundle the server certificate must chain to (implies `--tls`).
+    #[arg(long = "tls-ca", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate, for servers that ask for one
+    /// (`tls.server.need.client.auth`); implies `--tls`.
+    #[arg(long = "tls-cert", global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long = "tls-key", global = true, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -208,6 +225,20 @@ fn main() -> ExitCode {
         },
     };
     client::set_credentials(credentials);
+    if cli.tls || cli.tls_ca.is_some() || cli.tls_cert.is_some() {
+        let settings = TlsClientSettings {
+            cert_path: cli.tls_cert.clone(),
+            key_path: cli.tls_key.clone(),
+            ..TlsClientSettings::for_cli(cli.tls_ca.clone())
+        };
+        match settings.build() {
+            Ok(t) => client::set_tls(Some(t)),
+            Err(e) => {
+                eprintln!("ferromq-admin: TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let admin = Admin { namesrv };
     match rt.block_on(admin.run(cli.cmd)) {
         Ok(()) => ExitCode::SUCCESS,
