@@ -102,21 +102,20 @@ fn signed_content(domain: &[u8], first: &[u8], second: &[u8], broker_name: &str)
     [domain, first, second, broker_name.as_bytes()].concat()
 }
 
-/// Runs `f` with `stream`'s read and write timeouts set to
-/// [`HANDSHAKE_TIMEOUT`], restoring the read timeout after.
-fn with_timeouts<T>(
-    stream: &mut TcpStream,
-    f: impl FnOnce(&mut TcpStream) -> Result<T, HaError>,
+/// Runs `f` with `sock`'s read and write timeouts set to
+/// [`HANDSHAKE_TIMEOUT`], restoring them after.
+pub(crate) fn with_timeouts<T>(
+    sock: &TcpStream,
+    f: impl FnOnce() -> Result<T, HaError>,
 ) -> Result<T, HaError> {
-    let before = stream.read_timeout().ok().flatten();
-    let write_before = stream.write_timeout().ok().flatten();
-    stream
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+    let before = sock.read_timeout().ok().flatten();
+    let write_before = sock.write_timeout().ok().flatten();
+    sock.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(io("setting the handshake timeout"))?;
-    let _ = stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
-    let out = f(stream);
-    let _ = stream.set_read_timeout(before);
-    let _ = stream.set_write_timeout(write_before);
+    let _ = sock.set_write_timeout(Some(HANDSHAKE_TIMEOUT));
+    let out = f();
+    let _ = sock.set_read_timeout(before);
+    let _ = sock.set_write_timeout(write_before);
     out
 }
 
@@ -126,19 +125,22 @@ fn with_timeouts<T>(
 /// # Errors
 /// The master is not a member of the cluster (wrong broker name or
 /// signature), refused this slave, or the connection failed.
-pub fn slave_handshake(stream: &mut TcpStream, auth: &dyn HaAuth) -> Result<(), HaError> {
-    with_timeouts(stream, |stream| {
+pub fn slave_handshake(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    auth: &dyn HaAuth,
+) -> Result<(), HaError> {
+    {
         let ns = auth.nonce().map_err(protocol)?;
         let mut hello = HANDSHAKE_MAGIC.to_vec();
         hello.extend_from_slice(&ns);
         write_str(&mut hello, auth.access_key())?;
         write_str(&mut hello, auth.broker_name())?;
-        stream
-            .write_all(&hello)
+        w.write_all(&hello)
             .map_err(io("sending the HA handshake"))?;
 
         let mut magic = [0u8; 8];
-        stream.read_exact(&mut magic).map_err(io(
+        r.read_exact(&mut magic).map_err(io(
             "reading the master's handshake (does it run with ACL on?)",
         ))?;
         if magic != HANDSHAKE_MAGIC {
@@ -146,10 +148,10 @@ pub fn slave_handshake(stream: &mut TcpStream, auth: &dyn HaAuth) -> Result<(), 
                 "the master did not answer the authenticated HA handshake",
             ));
         }
-        let nm = read_nonce(stream, "reading the master's nonce")?;
-        let master_key = read_str(stream, "the master's access key")?;
-        let master_name = read_str(stream, "the master's broker name")?;
-        let master_sig = read_str(stream, "the master's signature")?;
+        let nm = read_nonce(r, "reading the master's nonce")?;
+        let master_key = read_str(r, "the master's access key")?;
+        let master_name = read_str(r, "the master's broker name")?;
+        let master_sig = read_str(r, "the master's signature")?;
         if master_name != auth.broker_name() {
             return Err(protocol(format!(
                 "the master is broker {master_name:?}, not {:?}",
@@ -165,18 +167,17 @@ pub fn slave_handshake(stream: &mut TcpStream, auth: &dyn HaAuth) -> Result<(), 
         let mut proof = Vec::new();
         let content = signed_content(SLAVE_DOMAIN, &nm, &ns, auth.broker_name());
         write_str(&mut proof, &auth.sign(&content))?;
-        stream
-            .write_all(&proof)
+        w.write_all(&proof)
             .map_err(io("sending the slave's proof"))?;
         let mut verdict = [0u8; 1];
-        stream.read_exact(&mut verdict).map_err(io(
+        r.read_exact(&mut verdict).map_err(io(
             "reading the master's verdict (it refused this slave's credentials if it closed)",
         ))?;
         if verdict[0] != ACCEPTED {
             return Err(protocol("the master refused this slave"));
         }
         Ok(())
-    })
+    }
 }
 
 /// The master's side, on a newly accepted connection, before the slave's
@@ -185,20 +186,23 @@ pub fn slave_handshake(stream: &mut TcpStream, auth: &dyn HaAuth) -> Result<(), 
 /// # Errors
 /// The peer did not start the handshake (a plain RocketMQ slave or a
 /// stranger), named another broker, or failed its proof.
-pub fn master_handshake(stream: &mut TcpStream, auth: &dyn HaAuth) -> Result<String, HaError> {
-    with_timeouts(stream, |stream| {
+pub fn master_handshake(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    auth: &dyn HaAuth,
+) -> Result<String, HaError> {
+    {
         let mut magic = [0u8; 8];
-        stream
-            .read_exact(&mut magic)
+        r.read_exact(&mut magic)
             .map_err(io("reading the HA handshake"))?;
         if magic != HANDSHAKE_MAGIC {
             return Err(protocol(
                 "the connection did not start the authenticated HA handshake (ACL is on here: a slave needs aclEnable=true and the cluster's credentials)",
             ));
         }
-        let ns = read_nonce(stream, "reading the slave's nonce")?;
-        let slave_key = read_str(stream, "the slave's access key")?;
-        let slave_name = read_str(stream, "the slave's broker name")?;
+        let ns = read_nonce(r, "reading the slave's nonce")?;
+        let slave_key = read_str(r, "the slave's access key")?;
+        let slave_name = read_str(r, "the slave's broker name")?;
         if slave_name != auth.broker_name() {
             return Err(protocol(format!(
                 "the slave is broker {slave_name:?}, not {:?}",
@@ -212,21 +216,19 @@ pub fn master_handshake(stream: &mut TcpStream, auth: &dyn HaAuth) -> Result<Str
         write_str(&mut challenge, auth.broker_name())?;
         let content = signed_content(MASTER_DOMAIN, &ns, &nm, auth.broker_name());
         write_str(&mut challenge, &auth.sign(&content))?;
-        stream
-            .write_all(&challenge)
+        w.write_all(&challenge)
             .map_err(io("sending the master's challenge"))?;
-        let slave_sig = read_str(stream, "the slave's proof")?;
+        let slave_sig = read_str(r, "the slave's proof")?;
         let content = signed_content(SLAVE_DOMAIN, &nm, &ns, &slave_name);
         if !auth.verify(&slave_key, &content, &slave_sig) {
             return Err(protocol(format!(
                 "the slave's proof failed for accessKey={slave_key} (unknown, not admin, or a wrong signature)"
             )));
         }
-        stream
-            .write_all(&[ACCEPTED])
+        w.write_all(&[ACCEPTED])
             .map_err(io("accepting the slave"))?;
         Ok(slave_key)
-    })
+    }
 }
 
 #[cfg(test)]
@@ -283,13 +285,13 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            let r = master_handshake(&mut s, &master);
+            let (s, _) = l.accept().unwrap();
+            let r = with_timeouts(&s, || master_handshake(&mut &s, &mut &s, &master));
             drop(s);
             r
         });
-        let mut c = TcpStream::connect(addr).unwrap();
-        let s = slave_handshake(&mut c, &slave);
+        let c = TcpStream::connect(addr).unwrap();
+        let s = with_timeouts(&c, || slave_handshake(&mut &c, &mut &c, &slave));
         drop(c);
         (t.join().unwrap(), s)
     }
@@ -348,8 +350,9 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            master_handshake(&mut s, &member("broker-a", "admin", "secret1"))
+            let (s, _) = l.accept().unwrap();
+            let m = member("broker-a", "admin", "secret1");
+            with_timeouts(&s, || master_handshake(&mut &s, &mut &s, &m))
         });
         let mut c = TcpStream::connect(addr).unwrap();
         c.write_all(&0i64.to_be_bytes()).unwrap();
@@ -367,9 +370,10 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
+            let (s, _) = l.accept().unwrap();
             let started = std::time::Instant::now();
-            let r = master_handshake(&mut s, &member("broker-a", "admin", "secret1"));
+            let m = member("broker-a", "admin", "secret1");
+            let r = with_timeouts(&s, || master_handshake(&mut &s, &mut &s, &m));
             (r, started.elapsed())
         });
         let _c = TcpStream::connect(addr).unwrap();

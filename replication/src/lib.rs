@@ -36,11 +36,13 @@ pub mod auth;
 mod frame;
 mod master;
 mod slave;
+pub mod tls;
 
 pub use auth::HaAuth;
 pub use frame::{read_frame_header, FRAME_HEADER_LEN};
 pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS, MAX_SLAVE_CONNECTIONS_PER_ADDRESS};
 pub use slave::{HaSlave, SlaveStatus};
+pub use tls::HaTls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +99,9 @@ pub struct HaConfig {
     /// pass it and a slave follows only a master that does. Default `None`:
     /// RocketMQ's unauthenticated protocol.
     pub auth: Option<Arc<dyn HaAuth>>,
+    /// TLS on the HA connection (a ferromq extension, see [`tls`]). Default:
+    /// none, plain TCP as RocketMQ.
+    pub tls: HaTls,
 }
 
 impl Default for HaConfig {
@@ -109,6 +114,7 @@ impl Default for HaConfig {
             reconnect_interval: Duration::from_secs(5),
             fall_behind_alarm: Duration::from_secs(5),
             auth: None,
+            tls: HaTls::default(),
         }
     }
 }
@@ -132,6 +138,7 @@ impl HaConfig {
             reconnect_interval: Duration::from_secs(5),
             fall_behind_alarm: Duration::from_secs(5),
             auth: None,
+            tls: HaTls::default(),
         }
     }
 }

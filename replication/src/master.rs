@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use ferromq_engine::{MessageStore, PutStatus, ReplicaCallback, ReplicaWaiter};
 
 use crate::frame::{read_report, write_frame};
+use crate::tls::{self, HaRead, HaWrite};
 use crate::{HaConfig, HaError};
 
 /// A connected slave, as [`HaMaster::slaves`] reports it.
@@ -487,10 +488,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 // A slave that reads nothing for the housekeeping interval is
                 // dropped like one that reports nothing (the read side's timeout).
                 let _ = stream.set_write_timeout(Some(inner.cfg.housekeeping_interval));
-                let Ok(reader) = stream.try_clone() else {
-                    continue;
-                };
-                let Ok(writer) = stream.try_clone() else {
+                let Ok(sock) = stream.try_clone() else {
                     continue;
                 };
                 let conn = Arc::new(Conn {
@@ -505,18 +503,10 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 });
                 inner.conns.locked().push(Arc::clone(&conn));
                 tracing::info!(slave = %addr, "HA slave connected");
-                let first = Arc::new((Mutex::new(None::<u64>), Condvar::new()));
-                let (i1, c1, f1) = (Arc::clone(&inner), Arc::clone(&conn), Arc::clone(&first));
+                let (i1, c1) = (Arc::clone(&inner), Arc::clone(&conn));
                 if let Ok(h) = std::thread::Builder::new()
                     .name("ferromq-ha-read".into())
-                    .spawn(move || read_loop(i1, c1, reader, f1))
-                {
-                    handles.push(h);
-                }
-                let (i2, c2) = (Arc::clone(&inner), Arc::clone(&conn));
-                if let Ok(h) = std::thread::Builder::new()
-                    .name("ferromq-ha-write".into())
-                    .spawn(move || write_loop(i2, c2, writer, first))
+                    .spawn(move || serve_conn(i1, c1, sock))
                 {
                     handles.push(h);
                 }
@@ -541,33 +531,76 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
+/// One slave connection: the session (TLS and the authenticated handshake,
+/// when configured), then its writer thread and, on this thread, its reader.
+fn serve_conn(inner: Arc<Inner>, conn: Arc<Conn>, sock: TcpStream) {
+    let (rd, wr) = match open_session(&inner, &sock) {
+        Ok(halves) => halves,
+        Err(e) => {
+            inner.close_with(&conn, &format!("refused: {e}"), false);
+            if let Some(suppressed) = inner.refused_handshakes.locked().check() {
+                tracing::warn!(
+                    peer = %conn.addr,
+                    error = %e,
+                    refused_since_last_line = suppressed,
+                    "HA connection refused (TLS or the authenticated handshake)"
+                );
+            }
+            return;
+        }
+    };
+    let first = Arc::new((Mutex::new(None::<u64>), Condvar::new()));
+    let (i2, c2, f2) = (Arc::clone(&inner), Arc::clone(&conn), Arc::clone(&first));
+    let writer = match std::thread::Builder::new()
+        .name("ferromq-ha-write".into())
+        .spawn(move || write_loop(i2, c2, wr, f2))
+    {
+        Ok(h) => h,
+        Err(e) => {
+            inner.close(&conn, &format!("cannot start the writer thread: {e}"));
+            return;
+        }
+    };
+    read_loop(&inner, &conn, rd, &first);
+    let _ = writer.join();
+}
+
+/// The two halves of a new connection: TLS when the port serves it (plain
+/// too unless TLS is required), then the authenticated handshake when
+/// configured; all within [`crate::auth::HANDSHAKE_TIMEOUT`].
+fn open_session(inner: &Inner, sock: &TcpStream) -> Result<(HaRead, HaWrite), HaError> {
+    crate::auth::with_timeouts(sock, || {
+        let (mut rd, mut wr) = match &inner.cfg.tls.server {
+            Some(cfg)
+                if tls::starts_tls(sock)
+                    .map_err(|e| HaError::io("reading the first byte", e))? =>
+            {
+                tls::accept(sock, Arc::clone(cfg)).map_err(|e| HaError::io("TLS handshake", e))?
+            }
+            Some(_) if inner.cfg.tls.server_required => return Err(HaError::Protocol(
+                "plain connection refused: the HA port requires TLS (tls.server.mode=enforcing)"
+                    .into(),
+            )),
+            _ => tls::plain(sock).map_err(|e| HaError::io("cloning the socket", e))?,
+        };
+        if let Some(auth) = &inner.cfg.auth {
+            let access_key = crate::auth::master_handshake(&mut rd, &mut wr, auth.as_ref())?;
+            tracing::info!(%access_key, "HA slave authenticated");
+        }
+        Ok((rd, wr))
+    })
+}
+
 /// Reads the slave's offset reports; the first one says where to start.
 fn read_loop(
-    inner: Arc<Inner>,
-    conn: Arc<Conn>,
-    mut stream: TcpStream,
-    first: Arc<(Mutex<Option<u64>>, Condvar)>,
+    inner: &Inner,
+    conn: &Conn,
+    mut stream: HaRead,
+    first: &(Mutex<Option<u64>>, Condvar),
 ) {
-    if let Some(auth) = inner.cfg.auth.clone() {
-        match crate::auth::master_handshake(&mut stream, auth.as_ref()) {
-            Ok(access_key) => {
-                tracing::info!(slave = %conn.addr, %access_key, "HA slave authenticated");
-            }
-            Err(e) => {
-                inner.close_with(&conn, &format!("refused: {e}"), false);
-                if let Some(suppressed) = inner.refused_handshakes.locked().check() {
-                    tracing::warn!(
-                        peer = %conn.addr,
-                        error = %e,
-                        refused_since_last_line = suppressed,
-                        "HA connection refused by the authenticated handshake"
-                    );
-                }
-                return;
-            }
-        }
-    }
-    let _ = stream.set_read_timeout(Some(inner.cfg.housekeeping_interval));
+    let _ = conn
+        .stream
+        .set_read_timeout(Some(inner.cfg.housekeeping_interval));
     let mut started = false;
     while !conn.closed.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
         let report = match read_report(&mut stream) {
@@ -581,13 +614,13 @@ fn read_loop(
                 } else {
                     format!("read failed: {e}")
                 };
-                inner.close(&conn, &why);
+                inner.close(conn, &why);
                 break;
             }
         };
         if !started && report == i64::from_be_bytes(crate::auth::HANDSHAKE_MAGIC) {
             inner.close(
-                &conn,
+                conn,
                 "the slave asked for ferromq's authenticated HA handshake, but this master runs without ACL (aclEnable=false)",
             );
             break;
@@ -596,7 +629,7 @@ fn read_loop(
         if report < 0 || report as u64 > master_max && started {
             // A slave claiming more than the master has is lying (apache/rocketmq#3015).
             inner.close(
-                &conn,
+                conn,
                 &format!("slave reported offset {report} beyond the master's {master_max}"),
             );
             break;
@@ -604,7 +637,7 @@ fn read_loop(
         let report = report as u64;
         if !started {
             started = true;
-            let (lock, cv) = &*first;
+            let (lock, cv) = first;
             *lock.locked() = Some(report);
             cv.notify_all();
         }
@@ -613,7 +646,7 @@ fn read_loop(
             inner.max_acked.fetch_max(report, Ordering::AcqRel);
             inner.complete_acked();
         }
-        conn.check_lag(&inner, master_max);
+        conn.check_lag(inner, master_max);
     }
 }
 
@@ -621,7 +654,7 @@ fn read_loop(
 fn write_loop(
     inner: Arc<Inner>,
     conn: Arc<Conn>,
-    stream: TcpStream,
+    stream: HaWrite,
     first: Arc<(Mutex<Option<u64>>, Condvar)>,
 ) {
     // Wait for the slave's first report.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ferromq_engine::MessageStore;
 
 use crate::frame::{read_frame_header, write_report, FRAME_HEADER_LEN};
+use crate::tls;
 use crate::{HaConfig, HaError};
 
 /// What a slave is doing, for stats and tests.
@@ -171,26 +172,31 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| HaError::io(format!("connecting to {master}"), e))?;
     let _ = stream.set_nodelay(true);
-    let mut stream = stream;
-    if let Some(auth) = inner.cfg.auth.clone() {
-        crate::auth::slave_handshake(&mut stream, auth.as_ref())?;
-    }
-    stream
-        .set_read_timeout(Some(
-            inner.cfg.heartbeat_interval.min(Duration::from_millis(500)),
-        ))
-        .map_err(|e| HaError::io("setting a read timeout", e))?;
+    // Registered first, so that shutdown closes it even mid-handshake.
     *inner.current.locked() = Some(
         stream
             .try_clone()
             .map_err(|e| HaError::io("cloning the socket", e))?,
     );
+    let (reader, mut writer) = crate::auth::with_timeouts(&stream, || {
+        let (mut rd, mut wr) = match &inner.cfg.tls.client {
+            Some(cfg) => tls::connect(&stream, master, Arc::clone(cfg))
+                .map_err(|e| HaError::io(format!("TLS handshake with {master}"), e))?,
+            None => tls::plain(&stream).map_err(|e| HaError::io("cloning the socket", e))?,
+        };
+        if let Some(auth) = &inner.cfg.auth {
+            crate::auth::slave_handshake(&mut rd, &mut wr, auth.as_ref())?;
+        }
+        Ok((rd, wr))
+    })?;
+    stream
+        .set_read_timeout(Some(
+            inner.cfg.heartbeat_interval.min(Duration::from_millis(500)),
+        ))
+        .map_err(|e| HaError::io("setting a read timeout", e))?;
     inner.connected.store(true, Ordering::Release);
     inner.connections.fetch_add(1, Ordering::AcqRel);
-    let mut writer = stream
-        .try_clone()
-        .map_err(|e| HaError::io("cloning the socket", e))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let store = &inner.store;
     write_report(&mut writer, store.commit_log_max_offset())
         .map_err(|e| HaError::io("sending the first offset report", e))?;

@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,17 +54,44 @@ fn bodies_on(port: u16, q: i32) -> HashSet<String> {
     out
 }
 
-/// One trial: (acknowledged, lost, answered but not acknowledged). With
-/// `acl`, both brokers run with `aclEnable=true` and one ACL file that white
-/// lists loopback for the test's unsigned clients: master and slave still
-/// run the authenticated HA handshake (the white list does not cover it).
-fn run_trial(trial: usize, acl: bool) -> (usize, usize, usize) {
+/// How the pair is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secured {
+    /// RocketMQ's defaults: no ACL, no TLS.
+    No,
+    /// `aclEnable=true`, one ACL file that white lists loopback for the
+    /// test's unsigned clients: master and slave still run the authenticated
+    /// HA handshake (the white list does not cover it).
+    Acl,
+    /// ACL as above and TLS: `tls.server.mode=permissive` with a
+    /// self-signed certificate (so the test's plain clients still reach the
+    /// client port) and `useTLS=true`, so the slave follows its master over
+    /// TLS on the HA port.
+    AclTls,
+}
+
+/// A self-signed certificate for 127.0.0.1 under `dir`, and the broker
+/// lines of [`Secured::AclTls`].
+fn tls_lines(dir: &Path) -> String {
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("ha.pem"), dir.join("ha.key"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    format!(
+        "tls.server.mode=permissive\nuseTLS=true\ntls.server.certPath={}\ntls.server.keyPath={}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// One trial: (acknowledged, lost, answered but not acknowledged).
+fn run_trial(trial: usize, secured: Secured) -> (usize, usize, usize) {
     let (_d, dir) = temp_dir();
     let mdir = dir.join("master");
     let sdir = dir.join("slave");
     std::fs::create_dir_all(&mdir).unwrap();
     std::fs::create_dir_all(&sdir).unwrap();
-    let acl_keys = if acl {
+    let mut acl_keys = if secured != Secured::No {
         let file = dir.join("plain_acl.yml");
         std::fs::write(
             &file,
@@ -75,6 +103,9 @@ fn run_trial(trial: usize, acl: bool) -> (usize, usize, usize) {
     } else {
         String::new()
     };
+    if secured == Secured::AclTls {
+        acl_keys.push_str(&tls_lines(&dir));
+    }
     let (mut master, m_port) = start_broker(
         &mdir,
         &ha_props(&mdir.join("store"), "broker-k", 0, "SYNC_MASTER", &acl_keys),
@@ -177,11 +208,11 @@ fn run_trial(trial: usize, acl: bool) -> (usize, usize, usize) {
 }
 
 /// `n` trials; panics if an acknowledged message is missing on the slave.
-fn run_trials(n: usize, acl: bool) {
+fn run_trials(n: usize, secured: Secured) {
     let started = Instant::now();
     let (mut acked, mut lost, mut not_acked) = (0, 0, 0);
     for t in 0..n {
-        let (a, l, na) = run_trial(t, acl);
+        let (a, l, na) = run_trial(t, secured);
         assert!(a > 0, "trial {t}: nothing acknowledged before the kill");
         acked += a;
         lost += l;
@@ -192,7 +223,7 @@ fn run_trials(n: usize, acl: bool) {
         );
     }
     eprintln!(
-        "SYNC_MASTER SIGKILL trials (ACL {acl}): {n}, {acked} acknowledged messages, {lost} missing on the slave, \
+        "SYNC_MASTER SIGKILL trials ({secured:?}): {n}, {acked} acknowledged messages, {lost} missing on the slave, \
          {not_acked} answered FLUSH_SLAVE_TIMEOUT/SLAVE_NOT_AVAILABLE"
     );
     assert_eq!(lost, 0, "acknowledged messages missing on the slave");
@@ -200,12 +231,18 @@ fn run_trials(n: usize, acl: bool) {
 
 #[test]
 fn sync_master_sigkilled_under_load_loses_no_acknowledged_message() {
-    run_trials(trials(), false);
+    run_trials(trials(), Secured::No);
 }
 
 /// The same with ACL on: the slave passes the authenticated HA handshake and
 /// replication keeps its promise.
 #[test]
 fn with_acl_on_sync_master_sigkilled_loses_no_acknowledged_message() {
-    run_trials(1, true);
+    run_trials(1, Secured::Acl);
+}
+
+/// The same with ACL and TLS on: the HA stream runs over TLS.
+#[test]
+fn with_acl_and_tls_on_sync_master_sigkilled_loses_no_acknowledged_message() {
+    run_trials(1, Secured::AclTls);
 }

@@ -143,7 +143,12 @@ fn main() -> ExitCode {
                 return fail(e);
             }
         };
-        if let Err(e) = b.start_ha(local.ip(), configured_listen_port) {
+        // Before HA starts: a slave follows its master over TLS too.
+        if let Some(t) = tls_client {
+            tracing::info!("the broker's own calls (name servers, master, HA) use TLS");
+            b.use_tls_for_outgoing(t);
+        }
+        if let Err(e) = b.start_ha(local.ip(), configured_listen_port, tls_server.as_ref()) {
             drop(b);
             let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
             return fail(e);
@@ -160,10 +165,6 @@ fn main() -> ExitCode {
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(t) = &tls_server {
             tracing::info!(mode = t.mode().as_str(), "TLS on the client port");
-        }
-        if let Some(t) = tls_client {
-            tracing::info!("the broker's own calls (name servers, master) use TLS");
-            b.use_tls_for_outgoing(t);
         }
         let server = tokio::spawn(broker::run(b.clone(), listener, fast, tls_server, stop_rx));
         shutdown_signal().await;

@@ -33,7 +33,8 @@ impl HaRole {
     /// Start the master or slave side for `store`. `bind_ip` is the address the
     /// broker listens on; `configured_listen_port` is `listenPort` as configured
     /// (0: the OS chose the port, so the HA port is chosen by the OS too).
-    /// `auth`: the authenticated handshake (ACL on), or `None`.
+    /// `auth`: the authenticated handshake (ACL on), or `None`; `tls`: TLS
+    /// on the HA connection (the broker's TLS settings).
     pub fn start(
         store: &Arc<MessageStore>,
         cfg: &StoreConfig,
@@ -41,9 +42,11 @@ impl HaRole {
         configured_listen_port: u16,
         advertise_ip: &str,
         auth: Option<Arc<dyn ferromq_replication::HaAuth>>,
+        tls: ferromq_replication::HaTls,
     ) -> Result<HaRole, String> {
         let mut ha_cfg = HaConfig::from_store_config(cfg);
         ha_cfg.auth = auth;
+        ha_cfg.tls = tls;
         match cfg.broker_role {
             BrokerRole::Slave => {
                 let fixed = cfg.ha_master_address.clone();

@@ -300,8 +300,18 @@ impl Broker {
         &self,
         bind_ip: std::net::IpAddr,
         configured_listen_port: u16,
+        tls_server: Option<&crate::remoting::tls::TlsServer>,
     ) -> Result<(), String> {
         let auth = self.ha_auth()?;
+        let tls = ferromq_replication::HaTls {
+            server: tls_server.map(crate::remoting::tls::TlsServer::rustls_config),
+            server_required: tls_server
+                .is_some_and(|t| t.mode() == crate::remoting::tls::TlsMode::Enforcing),
+            client: self
+                .outgoing_tls
+                .get()
+                .map(crate::remoting::tls::TlsClient::rustls_config),
+        };
         let role = ha::HaRole::start(
             &self.store,
             self.store.config(),
@@ -309,6 +319,7 @@ impl Broker {
             configured_listen_port,
             &self.cfg.broker_ip2,
             auth,
+            tls,
         )?;
         let _ = self.ha.set(role);
         Ok(())

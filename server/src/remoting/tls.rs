@@ -661,6 +661,11 @@ impl TlsServer {
         self.mode
     }
 
+    /// The rustls configuration, for blocking sessions (the HA port).
+    pub fn rustls_config(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(self.acceptor.config())
+    }
+
     /// Tell TLS from plain by the first byte (waiting at most `first_byte`
     /// for it) and run the handshake (at most [`HANDSHAKE_TIMEOUT`]).
     pub(crate) async fn accept(&self, stream: TcpStream, first_byte: Option<Duration>) -> Accepted {
@@ -709,6 +714,11 @@ impl std::fmt::Debug for TlsClient {
 }
 
 impl TlsClient {
+    /// The rustls configuration, for blocking sessions (the HA port).
+    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(self.connector.config())
+    }
+
     /// Run the TLS handshake on a connected `tcp` to `addr` (`host:port`;
     /// the host is the name the certificate is checked for when the server
     /// is authenticated).
