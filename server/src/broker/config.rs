@@ -117,6 +117,10 @@ pub struct BrokerConfig {
     /// read instead of RocketMQ's `$ROCKETMQ_HOME/conf/plain_acl.yml` and
     /// `$ROCKETMQ_HOME/conf/acl/`. Default: unset.
     pub acl_file_path: Option<std::path::PathBuf>,
+    /// `aclReloadIntervalMs` (ferromq key): how often the ACL files are
+    /// looked at for changes (RocketMQ 4.9.7 looks every 5 s). Default
+    /// [`crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS`]; at least 10.
+    pub acl_reload_interval_ms: u64,
 }
 
 fn cores() -> usize {
@@ -326,6 +330,13 @@ impl BrokerConfig {
             // Access control.
             acl_enable: k.flag("aclEnable", false)?,
             acl_file_path: k.text("aclFilePath").map(Into::into),
+            acl_reload_interval_ms: k
+                .num(
+                    "aclReloadIntervalMs",
+                    "a number of milliseconds",
+                    crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS,
+                )?
+                .max(10),
         })
     }
 
@@ -459,12 +470,13 @@ impl BrokerConfig {
             self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
         ));
         s.push_str(&format!(
-            "aclEnable={}\naclFilePath={}\n",
+            "aclEnable={}\naclFilePath={}\naclReloadIntervalMs={}\n",
             self.acl_enable,
             self.acl_file_path
                 .as_deref()
                 .map(|p| p.display().to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            self.acl_reload_interval_ms
         ));
         s
     }
@@ -617,7 +629,9 @@ mod tests {
             Some(std::path::Path::new("/etc/ferromq/acl.yml"))
         );
         let text = b.to_properties(false);
-        assert!(text.contains("aclEnable=true\naclFilePath=/etc/ferromq/acl.yml\n"));
+        assert!(text.contains(
+            "aclEnable=true\naclFilePath=/etc/ferromq/acl.yml\naclReloadIntervalMs=500\n"
+        ));
         let bad = Properties::parse("aclEnable=yes please\n");
         assert!(BrokerConfig::from_properties(&bad, &store)
             .unwrap_err()

@@ -21,6 +21,7 @@
 //!
 //! Store errors become answers in `store_error.rs`.
 
+mod acl_admin;
 mod admin;
 mod client_manage;
 pub mod clients;
@@ -101,8 +102,9 @@ pub struct Broker {
     /// Decided transactions.
     txn: transaction::TransactionBook,
     /// The plain ACL rules when `aclEnable=true`: every client request is
-    /// checked in `dispatch.rs` before its handler runs.
-    acl: Option<crate::acl::AclRules>,
+    /// checked in `dispatch.rs` before its handler runs; reloaded when the
+    /// files change and edited by the ACL admin requests (`acl_admin.rs`).
+    acl: Option<Arc<crate::acl::AclLive>>,
 }
 
 /// Why a broker could not start.
@@ -136,12 +138,12 @@ impl Broker {
         cfg: BrokerConfig,
         store: Arc<MessageStore>,
         broker_addr: String,
-        acl: Option<crate::acl::AclRules>,
+        acl: Option<crate::acl::AclLive>,
     ) -> Result<Arc<Broker>, StartError> {
         if cfg.acl_enable && acl.is_none() {
             return Err(StartError::AclNotLoaded);
         }
-        let acl = acl.filter(|_| cfg.acl_enable);
+        let acl = acl.filter(|_| cfg.acl_enable).map(Arc::new);
         let offsets = ConsumerOffsetManager::load(&store.config().config_dir())
             .map_err(StartError::Offsets)?;
         let groups = SubscriptionGroupManager::load(
@@ -379,6 +381,10 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let acl_watch = broker.acl.clone().map(|acl| {
+        let every = Duration::from_millis(broker.cfg.acl_reload_interval_ms);
+        tokio::spawn(crate::acl::live::watch_loop(acl, every, shutdown.clone()))
+    });
     let checker = (broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave).then(|| {
         let b = broker.clone();
         let mut stop = shutdown.clone();
@@ -421,6 +427,9 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
     let _ = waker.await;
     let _ = housekeeping.await;
     let _ = slave_sync.await;
+    if let Some(w) = acl_watch {
+        let _ = w.await;
+    }
     let _ = reg.await;
     broker.persist_offsets().await;
     broker.persist_groups().await;
