@@ -20,6 +20,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "longPollingMaxSuspendMillis",
     "longPollingMaxParkedPerConnection",
     "aclFilePath",
+    "aclReloadIntervalMs",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",
