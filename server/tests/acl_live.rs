@@ -106,7 +106,7 @@ fn log_count(log: &Path, needle: &str) -> usize {
 #[test]
 fn an_edited_file_applies_within_the_reload_interval_while_a_producer_runs() {
     let (_d, dir) = temp_dir();
-    let (_b, port, file, log) = broker(&dir, &[]);
+    let (mut b, port, file, log) = broker(&dir, &[]);
 
     // The producer: signed sends to topicA, bounded in count and time,
     // each answer recorded with when it came.
@@ -190,6 +190,9 @@ fn an_edited_file_applies_within_the_reload_interval_while_a_producer_runs() {
         (c.invoke(user(send("topicA"))).code == 0).then_some(())
     })
     .expect("the restored rules apply");
+    // The reload task stops with the broker: a prompt, clean exit.
+    let status = b.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
 }
 
 fn create_account(key: &str, secret: &str) -> RemotingCommand {

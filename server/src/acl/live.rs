@@ -11,8 +11,8 @@
 //! [`watch_loop`] looks at the files every interval (the broker key
 //! `aclReloadIntervalMs`, default [`DEFAULT_RELOAD_INTERVAL_MS`]; RocketMQ
 //! 4.9.7's `AclFileWatchService` looks every 5 s): the list of files (as
-//! [`AclLocation::load`] finds them) and each one's modification time, size
-//! and inode. When any of it changed, every file is read again and, if all
+//! [`AclLocation::load`] finds them) and each one's modification and change
+//! times, size and inode. When any of it changed, every file is read again and, if all
 //! load, the new rules replace the old ones. A malformed file, or none left,
 //! keeps the old rules: a WARN names the file and the reason once per change
 //! on disk (not every interval), and the next change is tried again.
@@ -53,8 +53,9 @@ use super::startup::{AclLocation, AclStartupError, ACL_DIR, DEFAULT_ACL_FILE};
 /// How often the ACL files are looked at by default (ms).
 pub const DEFAULT_RELOAD_INTERVAL_MS: u64 = 500;
 
-/// One file's identity on disk: modification time, size, inode.
-type Stamp = Option<(SystemTime, u64, u64)>;
+/// One file's identity on disk: modification time, size, inode and change
+/// time (ns; 0 where unknown).
+type Stamp = Option<(SystemTime, u64, u64, i64)>;
 
 /// The rules in force and what they were loaded from.
 #[derive(Debug)]
@@ -115,10 +116,16 @@ fn now_ms() -> i64 {
 fn stamp(path: &Path) -> Stamp {
     let m = std::fs::metadata(path).ok()?;
     #[cfg(unix)]
-    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    let (ino, ctime) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            m.ino(),
+            m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
+        )
+    };
     #[cfg(not(unix))]
-    let ino = 0;
-    Some((m.modified().ok()?, m.len(), ino))
+    let (ino, ctime) = (0, 0);
+    Some((m.modified().ok()?, m.len(), ino, ctime))
 }
 
 impl AclLive {
