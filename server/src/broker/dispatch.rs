@@ -149,7 +149,7 @@ impl Broker {
     ) -> Option<RemotingCommand> {
         // Before any handler, as RocketMQ's RPC hook.
         if let Some(acl) = &self.acl {
-            if let Some(refusal) = acl_refusal(&acl.rules(), &req, conn.peer) {
+            if let Some(refusal) = acl.with_rules(|rules| acl_refusal(rules, &req, conn.peer)) {
                 return Some(refusal);
             }
         }
