@@ -283,6 +283,57 @@ pub fn check_account(entry: &serde_yaml_ng::Value) -> Result<(), String> {
     build_account(raw, Path::new("")).map(|_| ())
 }
 
+/// Puts back the text fields of a file's accounts and global white list as
+/// written in `text` into `map` (the same text read as a YAML mapping, where
+/// an unquoted `secretKey: 0012345678` became the number 12345678): the
+/// loader reads them as written, so an edit must write them so. Other
+/// fields are left as they are.
+///
+/// # Errors
+/// `text` is not an ACL file of the expected shape.
+pub(crate) fn keep_written_text(
+    text: &str,
+    map: &mut serde_yaml_ng::Mapping,
+) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    let raw: Option<RawFile> = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let Some(raw) = raw else { return Ok(()) };
+    let text_value = |t: Text| t.0.map_or(Value::Null, Value::String);
+    if let (Some(list), Some(Value::Sequence(seq))) = (
+        raw.global_white_remote_addresses,
+        map.get_mut("globalWhiteRemoteAddresses"),
+    ) {
+        for (item, t) in seq.iter_mut().zip(list) {
+            *item = text_value(t);
+        }
+    }
+    if let (Some(accounts), Some(Value::Sequence(seq))) = (raw.accounts, map.get_mut("accounts")) {
+        for (item, a) in seq.iter_mut().zip(accounts) {
+            let Value::Mapping(m) = item else { continue };
+            for (k, v) in [
+                ("accessKey", a.access_key),
+                ("secretKey", a.secret_key),
+                ("whiteRemoteAddress", a.white_remote_address),
+                ("defaultTopicPerm", a.default_topic_perm),
+                ("defaultGroupPerm", a.default_group_perm),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), Value::String(v));
+                }
+            }
+            for (k, list) in [("topicPerms", a.topic_perms), ("groupPerms", a.group_perms)] {
+                if let Some(list) = list {
+                    m.insert(
+                        k.into(),
+                        Value::Sequence(list.into_iter().map(text_value).collect()),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How deep [`AclConfig::load`] looks into sub-folders (a guard against
 /// symlink loops; RocketMQ has none).
 pub const MAX_FOLDER_DEPTH: usize = 16;

@@ -51,7 +51,9 @@ use serde_yaml_ng::{Mapping, Value};
 use tokio::sync::watch;
 
 use super::address::AddressPattern;
-use super::config::{check_account, list_files, AclConfig, AclConfigError, DataVersion};
+use super::config::{
+    check_account, keep_written_text, list_files, AclConfig, AclConfigError, DataVersion,
+};
 use super::rules::AclRules;
 use super::startup::{AclLocation, AclStartupError, ACL_DIR, DEFAULT_ACL_FILE};
 
@@ -558,11 +560,14 @@ fn read_mapping(file: &Path) -> Result<Mapping, String> {
     };
     let v: Value = serde_yaml_ng::from_str(&text)
         .map_err(|e| format!("the ACL file is not valid YAML: {e}"))?;
-    match v {
-        Value::Null => Ok(Mapping::new()),
-        Value::Mapping(m) => Ok(m),
-        _ => Err("the ACL file is not a YAML mapping".into()),
-    }
+    let mut map = match v {
+        Value::Null => return Ok(Mapping::new()),
+        Value::Mapping(m) => m,
+        _ => return Err("the ACL file is not a YAML mapping".into()),
+    };
+    keep_written_text(&text, &mut map)
+        .map_err(|e| format!("the ACL file is not of the expected shape: {e}"))?;
+    Ok(map)
 }
 
 /// The `accounts` list of `map`, created if absent or null.
@@ -878,6 +883,33 @@ mod tests {
         assert_eq!(live.version_info().default_version.counter, 4);
         // The edits were seen: no reload of the broker's own writes.
         assert!(!live.reload_if_changed());
+    }
+
+    #[test]
+    fn an_edit_keeps_the_other_accounts_as_written() {
+        let d = tempfile::tempdir().unwrap();
+        let (live, file) = live(d.path());
+        std::fs::write(
+            &file,
+            "globalWhiteRemoteAddresses:\n  - 10.0.0.1\naccounts:\n  - accessKey: 00123456789\n    secretKey: 0012345678\n    defaultTopicPerm: PUB\n    topicPerms:\n      - 007=SUB\n  - accessKey: floaty1\n    secretKey: 1.50e30\n",
+        )
+        .unwrap();
+        assert!(live.reload_if_changed());
+        live.update_account(&update("NewUser1", "newsecret"))
+            .unwrap();
+        let rules = live.rules();
+        let a = rules.account("00123456789").expect("kept as written");
+        assert_eq!(a.secret_key(), "0012345678");
+        assert!(a.resource_perms.contains_key("007"));
+        assert_eq!(rules.account("floaty1").unwrap().secret_key(), "1.50e30");
+        live.update_account(&update("00123456789", "0099999999"))
+            .unwrap();
+        assert_eq!(
+            live.rules().account("00123456789").unwrap().secret_key(),
+            "0099999999"
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("10.0.0.1"), "{text}");
     }
 
     #[test]
