@@ -70,7 +70,7 @@ thread_local! {
 
 /// One file's identity on disk: modification time, size, inode and change
 /// time (ns; 0 where unknown).
-type Stamp = Option<(SystemTime, u64, u64, i64)>;
+pub(crate) type Stamp = Option<(SystemTime, u64, u64, i64)>;
 
 /// The rules in force and what they were loaded from.
 #[derive(Debug)]
@@ -149,10 +149,20 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 impl AclLive {
-    /// The live rules of `config`, loaded from `location`.
+    /// The live rules of `config`, loaded from `location` (the files are
+    /// taken as they are now).
     pub fn new(location: AclLocation, config: AclConfig) -> AclLive {
+        let seen = scan(&location);
+        AclLive::with_seen(location, config, seen)
+    }
+
+    /// [`AclLive::new`] with the files as they were when `config` was read.
+    pub(crate) fn with_seen(
+        location: AclLocation,
+        config: AclConfig,
+        seen: Vec<(PathBuf, Stamp)>,
+    ) -> AclLive {
         let files = config.files.clone();
-        let seen = files.iter().map(|f| (f.clone(), stamp(f))).collect();
         let versions = versions_of(&config);
         AclLive {
             location,
@@ -212,25 +222,7 @@ impl AclLive {
     }
 
     fn scan(&self) -> Vec<(PathBuf, Stamp)> {
-        let listed = match &self.location {
-            AclLocation::Home(home) => list_files(
-                Some(&home.join(ACL_DIR)),
-                Some(&home.join(DEFAULT_ACL_FILE)),
-            ),
-            AclLocation::Explicit(p) if p.is_dir() => list_files(Some(p), None),
-            AclLocation::Explicit(p) => Ok(vec![p.clone()]),
-        };
-        match listed {
-            Ok(files) => files
-                .into_iter()
-                .map(|f| {
-                    let s = stamp(&f);
-                    (f, s)
-                })
-                .collect(),
-            // A folder that cannot be listed: a change that fails to load.
-            Err(_) => vec![(PathBuf::new(), None)],
-        }
+        scan(&self.location)
     }
 
     /// Load the files again if they changed since the rules in force (or the
@@ -513,6 +505,29 @@ impl AclLive {
     }
 }
 
+/// The files of `location` and their stamps, as [`AclLocation::load`] finds them.
+pub(crate) fn scan(location: &AclLocation) -> Vec<(PathBuf, Stamp)> {
+    let listed = match location {
+        AclLocation::Home(home) => list_files(
+            Some(&home.join(ACL_DIR)),
+            Some(&home.join(DEFAULT_ACL_FILE)),
+        ),
+        AclLocation::Explicit(p) if p.is_dir() => list_files(Some(p), None),
+        AclLocation::Explicit(p) => Ok(vec![p.clone()]),
+    };
+    match listed {
+        Ok(files) => files
+            .into_iter()
+            .map(|f| {
+                let s = stamp(&f);
+                (f, s)
+            })
+            .collect(),
+        // A folder that cannot be listed: a change that fails to load.
+        Err(_) => vec![(PathBuf::new(), None)],
+    }
+}
+
 fn versions_of(config: &AclConfig) -> BTreeMap<PathBuf, DataVersion> {
     let now = now_ms();
     config
@@ -675,8 +690,17 @@ fn apply_update(entry: &mut Mapping, u: &AccountUpdate) {
 /// Write `bytes` to `file` so that a crash leaves the old or the new
 /// content: a temporary file beside it (`.NAME.tmp`, which no ACL folder
 /// scan picks up), synced, renamed over `file`, then the folder synced. The
-/// new file keeps the old one's permissions (owner-only when new).
+/// new file keeps the old one's permissions (owner-only when new). A
+/// symlink is followed: the file it names is replaced, the link stays.
 pub fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // A symlink stays one: the file it points to is replaced.
+    let real;
+    let file = if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+        real = std::fs::canonicalize(file)?;
+        real.as_path()
+    } else {
+        file
+    };
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -910,6 +934,27 @@ mod tests {
         );
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.contains("10.0.0.1"), "{text}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_file_stays_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.yml");
+        std::fs::write(&real, ONE).unwrap();
+        let link = d.path().join("acl.yml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let loc = AclLocation::Explicit(link.clone());
+        let live = AclLive::new(loc.clone(), loc.load().unwrap());
+        live.update_account(&update("NewUser1", "newsecret"))
+            .unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::read_to_string(&real).unwrap().contains("NewUser1"));
+        assert!(live.rules().account("NewUser1").is_some());
+        assert!(!live.reload_if_changed());
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub fn load_broker_rules(
         return Ok(None);
     }
     let location = AclLocation::from_env(acl_file_path).ok_or(AclStartupError::NoLocation)?;
+    // The files as they are before they are read: a change meanwhile is
+    // seen by the first look for changes.
+    let seen = super::live::scan(&location);
     let config = location.load()?;
     for dup in &config.ignored_duplicates {
         tracing::warn!(
@@ -157,7 +160,7 @@ pub fn load_broker_rules(
         accounts = config.accounts.len(),
         "ACL enabled: every request is checked"
     );
-    Ok(Some(AclLive::new(location, config)))
+    Ok(Some(AclLive::with_seen(location, config, seen)))
 }
 
 #[cfg(test)]
