@@ -342,6 +342,10 @@ impl AclLive {
     /// The reason the input is refused or the file cannot be written
     /// (never containing the secret key); the file is then unchanged.
     pub fn update_account(&self, u: &AccountUpdate) -> Result<(), String> {
+        let u = &AccountUpdate {
+            access_key: u.access_key.trim().to_string(),
+            ..u.clone()
+        };
         check_update(u)?;
         let file = self
             .rules()
@@ -376,7 +380,8 @@ impl AclLive {
     /// # Errors
     /// No such account, or the file cannot be written.
     pub fn delete_account(&self, access_key: &str) -> Result<(), String> {
-        if access_key.trim().is_empty() {
+        let access_key = access_key.trim();
+        if access_key.is_empty() {
             return Err("accessKey is empty".into());
         }
         let Some(file) = self.rules().account(access_key).map(|a| a.source.clone()) else {
@@ -838,12 +843,20 @@ mod tests {
         let mut u2 = update("NewUser1", "othersecret");
         u2.admin = true;
         live.update_account(&u2).unwrap();
+        // Blanks around the key name the same account.
+        live.update_account(&AccountUpdate {
+            access_key: " NewUser1 ".into(),
+            ..u2.clone()
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.matches("NewUser1").count(), 1, "{text}");
         let rules = live.rules();
         let a = rules.account("NewUser1").unwrap();
         assert!(a.admin);
         assert_eq!(a.secret_key(), "othersecret");
         assert_eq!(a.resource_perms.len(), 2);
-        assert_eq!(live.version_info().default_version.counter, 2);
+        assert_eq!(live.version_info().default_version.counter, 3);
         // Bad input: refused, file unchanged.
         let before = std::fs::read_to_string(&file).unwrap();
         for (bad, why) in [
@@ -904,7 +917,7 @@ mod tests {
         let all = live.all_config_json();
         assert_eq!(all["globalWhiteAddrs"][0], "10.1.1.*");
         assert_eq!(all["plainAccessConfigs"][0]["accessKey"], "RocketMQ");
-        assert_eq!(live.version_info().default_version.counter, 4);
+        assert_eq!(live.version_info().default_version.counter, 5);
         // The edits were seen: no reload of the broker's own writes.
         assert!(!live.reload_if_changed());
     }
