@@ -16,6 +16,7 @@
 //! | `client_manage.rs` | `ClientManageProcessor` | HEART_BEAT, UNREGISTER_CLIENT |
 //! | `query.rs` | `QueryMessageProcessor` | QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, offsets by time, min/max offsets |
 //! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
+//! | `acl_admin.rs` | `AdminBrokerProcessor` (ACL) | ACL accounts and white list, codes 50-54 |
 //! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
 //! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
 //!
