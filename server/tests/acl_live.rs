@@ -152,6 +152,11 @@ fn an_edited_file_applies_within_the_reload_interval_while_a_producer_runs() {
     );
     // Within the interval, with room for a busy machine.
     let took = at.duration_since(edited_at);
+    eprintln!(
+        "edit to first refusal: {took:?} ({} sends before, {} after; interval {RELOAD_MS} ms)",
+        before.len(),
+        answers.len() - before.len()
+    );
     assert!(
         took < Duration::from_millis(RELOAD_MS) + Duration::from_secs(3),
         "{took:?}"
