@@ -18,7 +18,10 @@
 //! times, size and inode. When any of it changed, every file is read again and, if all
 //! load, the new rules replace the old ones. A malformed file, or none left,
 //! keeps the old rules: a WARN names the file and the reason once per change
-//! on disk (not every interval), and the next change is tried again.
+//! on disk (not every interval), and the next change is tried again. A
+//! file that had content and is now empty is taken as a write in progress
+//! (an editor that truncates, then writes) and keeps the rules the same way;
+//! `accounts: []` removes every account of a file.
 //!
 //! # Admin requests
 //!
@@ -232,6 +235,26 @@ impl AclLive {
         let mut st = self.state.locked();
         let now = self.scan();
         if now == st.seen || st.failed.as_ref() == Some(&now) {
+            return false;
+        }
+        // A file that had content and is now empty is most likely being
+        // rewritten in place (truncated, not yet written): loading it would
+        // drop its accounts for a moment. RocketMQ 4.9 skips an empty file
+        // on reload too.
+        let emptied = now.iter().find(|(path, s)| {
+            s.is_some_and(|s| s.1 == 0)
+                && st
+                    .seen
+                    .iter()
+                    .any(|(p, old)| p == path && old.is_some_and(|o| o.1 > 0))
+        });
+        if let Some((path, _)) = emptied {
+            tracing::warn!(
+                file = %path.display(),
+                "an ACL file became empty: taken as a write in progress, the previous rules stay in force \
+                 (write `accounts: []` to remove every account)"
+            );
+            st.failed = Some(now);
             return false;
         }
         match self.location.load() {
@@ -814,6 +837,22 @@ mod tests {
             live.rules().account("Another1").is_some(),
             "bad file: old rules"
         );
+        // Emptied (a write in progress): the rules stay; then written.
+        std::fs::write(&file, "").unwrap();
+        assert!(!live.reload_if_changed());
+        assert!(live.rules().account("Another1").is_some());
+        std::fs::write(&file, "accounts: []\n").unwrap();
+        assert!(live.reload_if_changed());
+        assert!(
+            live.rules().account("Another1").is_none(),
+            "written empty on purpose"
+        );
+        std::fs::write(
+            &file,
+            "accounts:\n  - accessKey: Another1\n    secretKey: 87654321\n",
+        )
+        .unwrap();
+        assert!(live.reload_if_changed());
         // Removed: the rules stay too.
         std::fs::remove_file(&file).unwrap();
         assert!(!live.reload_if_changed());
