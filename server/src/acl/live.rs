@@ -21,7 +21,8 @@
 //! on disk (not every interval), and the next change is tried again. A
 //! file that had content and is now empty is taken as a write in progress
 //! (an editor that truncates, then writes) and keeps the rules the same way;
-//! `accounts: []` removes every account of a file.
+//! `accounts: []` removes every account of a file. Files that change again
+//! while they are read are read at the next look.
 //!
 //! # Admin requests
 //!
@@ -258,6 +259,9 @@ impl AclLive {
             return false;
         }
         match self.location.load() {
+            // Changed again while read (a write still going on): the next
+            // look loads it once it is still.
+            Ok(_) if self.scan() != now => false,
             Ok(config) => {
                 tracing::info!(
                     files = ?config.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
