@@ -165,9 +165,12 @@ impl Broker {
                 ACL_DISABLED_REMARK,
             ));
         };
+        let peer = req.conn.peer;
         let body = self
             .run_on(req.on, "acl config", move |_| acl.all_config_json())
             .await?;
+        // The answer holds every secret key: who asked is worth a line.
+        tracing::info!(%peer, "ACL accounts read (GET_BROKER_CLUSTER_ACL_CONFIG)");
         Ok(RemotingCommand::success().with_body(body.to_string().into_bytes()))
     }
 }
