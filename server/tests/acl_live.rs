@@ -369,6 +369,14 @@ fn admin_requests_create_and_delete_accounts_and_others_change_nothing() {
         .with_ext("globalWhiteAddrs", "10.10.103.*");
     assert_eq!(c.invoke(admin(white)).code, 0);
     assert_refused(&c.invoke(send("topicZ")), "No accessKey is configured");
+    // Naming the broker's file explicitly works too.
+    let white = RemotingCommand::request(request::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG)
+        .with_ext("globalWhiteAddrs", "10.10.103.*,10.10.104.*")
+        .with_ext("aclFileFullPath", file.display());
+    assert_eq!(c.invoke(admin(white)).code, 0);
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("10.10.104.*"));
 
     // Delete: refused at once.
     let del =
@@ -381,7 +389,7 @@ fn admin_requests_create_and_delete_accounts_and_others_change_nothing() {
     );
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains("newUser1"), "{text}");
-    assert!(text.contains("counter: 5"), "{text}");
+    assert!(text.contains("counter: 6"), "{text}");
     // The broker's own writes are not reloaded as changes.
     std::thread::sleep(Duration::from_millis(RELOAD_MS * 3));
     let r = c.invoke(user(send("topicA")));
@@ -617,4 +625,25 @@ fn ten_thousand_pipelined_bad_signatures_leave_others_served_and_the_log_short()
     assert!((1..=2).contains(&lines), "{lines} lines");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("not-the-secret") && !text.contains("12345678"));
+}
+
+#[test]
+fn acl_admin_requests_on_a_broker_without_acl_say_so() {
+    let (_d, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), "aclEnable=false\n");
+    let (_b, port) = common::start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    for (code, answer) in [(50, 209), (51, 210), (52, 1), (53, 211), (54, 1)] {
+        let req = RemotingCommand::request(code)
+            .with_ext("accessKey", "someone1")
+            .with_ext("secretKey", "somesecret")
+            .with_ext("globalWhiteAddrs", "*");
+        let r = c.invoke(req);
+        assert_eq!(r.code, answer, "code {code}: {:?}", r.remark);
+        assert_eq!(
+            r.remark.as_deref(),
+            Some("ACL is not enabled on this broker (aclEnable=false)")
+        );
+    }
+    assert!(!dir.join("plain_acl.yml").exists());
 }
