@@ -3,7 +3,8 @@
 //! keeps the rules and is logged once); the ACL admin requests 50-54 (an
 //! admin creates an account that then sends, deletes it and it is refused; a
 //! non-admin's request and bad input change nothing); `ferromq-admin`'s ACL
-//! subcommands as a process; and bad signatures (not Base64; 10,000
+//! subcommands as a process; a broker without ACL answering the admin
+//! requests with their failure code; and bad signatures (not Base64; 10,000
 //! pipelined on one connection while another client is served).
 
 mod common;
