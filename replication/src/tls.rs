@@ -6,7 +6,7 @@
 //!
 //! The HA protocol reads and writes one connection from two threads on the
 //! master (offset reports in, commitlog frames out). A rustls session is one
-//! state machine, so both sides share it behind a mutex ([`split`]): the
+//! state machine, so both sides share it behind a mutex: the
 //! reader waits for socket bytes without the lock and takes it only to hand
 //! them to the session; the writer takes it to encrypt and send.
 

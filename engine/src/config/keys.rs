@@ -44,6 +44,7 @@ pub const BROKER_KEYS: &[&str] = &[
     "tls.client.trustCertPath",
     "tls.ciphers",
     "tls.protocols",
+    "aclReloadIntervalMs",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",

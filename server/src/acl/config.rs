@@ -4,8 +4,9 @@
 //! A file has `globalWhiteRemoteAddresses` (a list of address patterns) and
 //! `accounts`, each with `accessKey`, `secretKey`, `whiteRemoteAddress`,
 //! `admin`, `defaultTopicPerm`, `defaultGroupPerm`, `topicPerms` and
-//! `groupPerms` (lists of `Name=PERM`). Other keys (`dataVersion`) are
-//! ignored. Unquoted numbers and booleans are taken as text where text is
+//! `groupPerms` (lists of `Name=PERM`), and `dataVersion` (RocketMQ's
+//! `[{counter, timestamp}]`, kept per file in [`AclConfig::data_versions`];
+//! a malformed one is ignored). Other keys are ignored. Unquoted numbers and booleans are taken as text where text is
 //! expected (`secretKey: 12345678` in RocketMQ's own sample).
 //!
 //! Several files merge as in 4.9's `load()`: every `*.yml`/`*.yaml` under
@@ -133,6 +134,49 @@ pub struct AclFile {
     pub global_white_remote_addresses: Vec<AddressPattern>,
     /// `accounts`, in file order (duplicates kept; [`AclConfig`] drops them).
     pub accounts: Vec<Account>,
+    /// The first entry of `dataVersion`, if the file has a well-formed one.
+    pub data_version: Option<DataVersion>,
+}
+
+/// RocketMQ's `DataVersion` of an ACL file: how often the broker changed it
+/// (`counter`) and when last (`timestamp`, ms since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DataVersion {
+    /// Changes made through the ACL admin requests.
+    pub counter: i64,
+    /// When the last change was made (ms since the epoch).
+    pub timestamp: i64,
+}
+
+impl DataVersion {
+    /// The version after one more change at `now_ms` (`DataVersion.nextVersion`).
+    pub fn next(self, now_ms: i64) -> DataVersion {
+        DataVersion {
+            counter: self.counter.saturating_add(1),
+            timestamp: now_ms,
+        }
+    }
+
+    /// fastjson's form of RocketMQ's `DataVersion`: `{"counter":N,"timestamp":T}`.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"counter": self.counter, "timestamp": self.timestamp})
+    }
+
+    /// The first entry of a file's `dataVersion` list, if well formed.
+    pub(crate) fn from_yaml(v: &serde_yaml_ng::Value) -> Option<DataVersion> {
+        let first = v.as_sequence()?.first()?;
+        let num = |k: &str| -> Option<i64> {
+            match first.get(k)? {
+                serde_yaml_ng::Value::Number(n) => n.as_i64(),
+                serde_yaml_ng::Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            }
+        };
+        Some(DataVersion {
+            counter: num("counter")?,
+            timestamp: num("timestamp").unwrap_or(0),
+        })
+    }
 }
 
 /// An access key defined again after its first definition, and ignored.
@@ -158,6 +202,8 @@ pub struct AclConfig {
     pub ignored_duplicates: Vec<DuplicateAccessKey>,
     /// The files read, in merge order.
     pub files: Vec<PathBuf>,
+    /// Each file's `dataVersion`, for the files that have one.
+    pub data_versions: HashMap<PathBuf, DataVersion>,
 }
 
 impl AclConfig {
@@ -179,6 +225,9 @@ impl AclConfig {
                     config.accounts.insert(account.access_key.clone(), account);
                 }
             }
+            if let Some(v) = file.data_version {
+                config.data_versions.insert(path.clone(), v);
+            }
             config.files.push(path);
         }
         config
@@ -191,18 +240,7 @@ impl AclConfig {
         acl_dir: Option<&Path>,
         default_file: Option<&Path>,
     ) -> Result<Self, AclConfigError> {
-        let mut paths = Vec::new();
-        if let Some(dir) = acl_dir {
-            if dir.is_dir() {
-                collect_yaml_files(dir, 0, &mut paths)?;
-                paths.sort();
-            }
-        }
-        if let Some(file) = default_file {
-            if file.is_file() && !paths.iter().any(|p| p == file) {
-                paths.push(file.to_path_buf());
-            }
-        }
+        let paths = list_files(acl_dir, default_file)?;
         let mut files = Vec::with_capacity(paths.len());
         for path in paths {
             let file = AclFile::load(&path)?;
@@ -210,6 +248,90 @@ impl AclConfig {
         }
         Ok(AclConfig::merge(files))
     }
+}
+
+/// The files [`AclConfig::load`] reads, in merge order: the folder's
+/// `*.yml`/`*.yaml` (recursively, by path), then `default_file` if it exists
+/// and is not among them.
+///
+/// # Errors
+/// The folder cannot be listed, or it nests deeper than [`MAX_FOLDER_DEPTH`].
+pub fn list_files(
+    acl_dir: Option<&Path>,
+    default_file: Option<&Path>,
+) -> Result<Vec<PathBuf>, AclConfigError> {
+    let mut paths = Vec::new();
+    if let Some(dir) = acl_dir {
+        if dir.is_dir() {
+            collect_yaml_files(dir, 0, &mut paths)?;
+            paths.sort();
+        }
+    }
+    if let Some(file) = default_file {
+        if file.is_file() && !paths.iter().any(|p| p == file) {
+            paths.push(file.to_path_buf());
+        }
+    }
+    Ok(paths)
+}
+
+/// Checks one account entry (a YAML mapping as a file holds it) with the
+/// rules a file's accounts are loaded with; the error is the reason alone
+/// (no file name), never containing the secret key.
+pub fn check_account(entry: &serde_yaml_ng::Value) -> Result<(), String> {
+    let raw: RawAccount = serde_yaml_ng::from_value(entry.clone()).map_err(|e| e.to_string())?;
+    build_account(raw, Path::new("")).map(|_| ())
+}
+
+/// Puts back the text fields of a file's accounts and global white list as
+/// written in `text` into `map` (the same text read as a YAML mapping, where
+/// an unquoted `secretKey: 0012345678` became the number 12345678): the
+/// loader reads them as written, so an edit must write them so. Other
+/// fields are left as they are.
+///
+/// # Errors
+/// `text` is not an ACL file of the expected shape.
+pub(crate) fn keep_written_text(
+    text: &str,
+    map: &mut serde_yaml_ng::Mapping,
+) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    let raw: Option<RawFile> = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    let Some(raw) = raw else { return Ok(()) };
+    let text_value = |t: Text| t.0.map_or(Value::Null, Value::String);
+    if let (Some(list), Some(Value::Sequence(seq))) = (
+        raw.global_white_remote_addresses,
+        map.get_mut("globalWhiteRemoteAddresses"),
+    ) {
+        for (item, t) in seq.iter_mut().zip(list) {
+            *item = text_value(t);
+        }
+    }
+    if let (Some(accounts), Some(Value::Sequence(seq))) = (raw.accounts, map.get_mut("accounts")) {
+        for (item, a) in seq.iter_mut().zip(accounts) {
+            let Value::Mapping(m) = item else { continue };
+            for (k, v) in [
+                ("accessKey", a.access_key),
+                ("secretKey", a.secret_key),
+                ("whiteRemoteAddress", a.white_remote_address),
+                ("defaultTopicPerm", a.default_topic_perm),
+                ("defaultGroupPerm", a.default_group_perm),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), Value::String(v));
+                }
+            }
+            for (k, list) in [("topicPerms", a.topic_perms), ("groupPerms", a.group_perms)] {
+                if let Some(list) = list {
+                    m.insert(
+                        k.into(),
+                        Value::Sequence(list.into_iter().map(text_value).collect()),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How deep [`AclConfig::load`] looks into sub-folders (a guard against
@@ -261,7 +383,10 @@ impl AclFile {
                 message: e.to_string(),
             })?;
         let raw = raw.unwrap_or_default();
-        let mut file = AclFile::default();
+        let mut file = AclFile {
+            data_version: raw.data_version.as_ref().and_then(DataVersion::from_yaml),
+            ..AclFile::default()
+        };
         for (index, addr) in raw
             .global_white_remote_addresses
             .into_iter()
@@ -369,6 +494,8 @@ struct RawFile {
     global_white_remote_addresses: Option<Vec<Text>>,
     #[serde(default)]
     accounts: Option<Vec<RawAccount>>,
+    #[serde(default)]
+    data_version: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Deserialize)]

@@ -15,15 +15,20 @@
 //!   gives a [`ParsedAccess`], whose [`ParsedAccess::as_request`] is checked).
 //! - [`startup`]: where the broker finds its files (`ROCKETMQ_HOME` or the
 //!   `aclFilePath` key) and loading them at startup ([`load_broker_rules`]).
+//! - [`live`]: the rules in force ([`AclLive`]), reloaded when the files
+//!   change ([`live::watch_loop`]) and edited by the ACL admin requests
+//!   (codes 50-54, answered in `broker/acl_admin.rs`).
 //!
 //! With `aclEnable=true` the broker loads the rules at startup (no file or a
 //! malformed one stops it) and checks every client request before its
 //! handler runs (`broker/dispatch.rs`); a refusal is answered as RocketMQ
-//! 4.9 answers it, SYSTEM_ERROR with [`AclDenied::remark`]. The broker
-//! signs its own requests, and with ACL on the name server checks
+//! 4.9 answers it, SYSTEM_ERROR with [`AclDenied::remark`]. While it runs,
+//! changed files are loaded again within `aclReloadIntervalMs` (a bad file
+//! keeps the rules in force), and admin accounts may create, update and
+//! delete accounts and the global white list (persisted to the files). The
+//! broker signs its own requests, and with ACL on the name server checks
 //! registrations and the HA port authenticates slaves ([`cluster`], a
-//! ferromq extension). Not yet done: reloading changed files, the ACL admin
-//! requests.
+//! ferromq extension).
 //!
 //! # Where ferromq differs from RocketMQ 4.9
 //!
@@ -36,6 +41,8 @@
 //!   IPv4 range patterns with something other than `*` after the range
 //!   segment (RocketMQ ignores it and matches more than written), are
 //!   errors; see [`address`];
+//! - the ACL admin requests 50-54 need an admin account (4.9 lets any
+//!   signed account send them);
 //! - a folder tree deeper than [`config::MAX_FOLDER_DEPTH`] (a symlink
 //!   loop) is an error;
 //! - with `aclEnable=true`, finding no ACL file is a startup error (RocketMQ
@@ -50,6 +57,7 @@ pub mod address;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod live;
 pub mod perm;
 pub mod refusal;
 pub mod resources;
@@ -60,7 +68,8 @@ pub mod startup;
 pub use address::{AddressPattern, AddressPatternError};
 pub use client::Credentials;
 pub use cluster::ClusterAuth;
-pub use config::{Account, AclConfig, AclConfigError, AclFile};
+pub use config::{Account, AclConfig, AclConfigError, AclFile, DataVersion};
+pub use live::{AccountUpdate, AclLive};
 pub use perm::Perm;
 pub use resources::{parse_request, ParseError, ParsedAccess};
 pub use rules::{AccessRequest, AclDenied, AclRules};

@@ -74,15 +74,23 @@ impl fmt::Display for Perm {
     }
 }
 
-/// Request codes that need an admin account (`Permission.ADMIN_CODE`):
-/// UPDATE_AND_CREATE_TOPIC, UPDATE_BROKER_CONFIG, DELETE_TOPIC_IN_BROKER,
-/// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP and DELETE_SUBSCRIPTIONGROUP.
-pub const ADMIN_REQUEST_CODES: [i32; 5] = [
+/// Request codes that need an admin account: RocketMQ's
+/// `Permission.ADMIN_CODE` (UPDATE_AND_CREATE_TOPIC, UPDATE_BROKER_CONFIG,
+/// DELETE_TOPIC_IN_BROKER, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+/// DELETE_SUBSCRIPTIONGROUP) and, unlike 4.9 (where any signed account may
+/// send them), the ACL admin requests 50-54: changing accounts, and reading
+/// them (code 54 answers with every secret key).
+pub const ADMIN_REQUEST_CODES: [i32; 10] = [
     request::UPDATE_AND_CREATE_TOPIC,
     request::UPDATE_BROKER_CONFIG,
     215, // DELETE_TOPIC_IN_BROKER
     200, // UPDATE_AND_CREATE_SUBSCRIPTIONGROUP
     207, // DELETE_SUBSCRIPTIONGROUP
+    request::UPDATE_AND_CREATE_ACL_CONFIG,
+    request::DELETE_ACL_CONFIG,
+    request::GET_BROKER_CLUSTER_ACL_INFO,
+    request::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
+    request::GET_BROKER_CLUSTER_ACL_CONFIG,
 ];
 
 /// `Permission.needAdminPerm(code)`.
@@ -149,10 +157,10 @@ mod tests {
 
     #[test]
     fn admin_codes() {
-        for code in [17, 25, 215, 200, 207] {
+        for code in [17, 25, 215, 200, 207, 50, 51, 52, 53, 54] {
             assert!(needs_admin(code), "{code}");
         }
-        for code in [10, 11, 34, 310] {
+        for code in [10, 11, 34, 310, 49, 55] {
             assert!(!needs_admin(code), "{code}");
         }
     }

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use super::config::{AclConfig, AclConfigError};
-use super::rules::AclRules;
+use super::live::AclLive;
 
 /// The environment variable naming RocketMQ's home (`MixAll.ROCKETMQ_HOME_ENV`).
 pub const ROCKETMQ_HOME_ENV: &str = "ROCKETMQ_HOME";
@@ -124,7 +124,8 @@ impl AclLocation {
 
 /// The broker's rules at startup: `None` when `acl_enable` is false (the
 /// files are not read), else the rules of [`AclLocation::from_env`], logging
-/// the files read and the access keys defined twice.
+/// the files read and the access keys defined twice, ready to be reloaded
+/// and edited ([`AclLive`]).
 ///
 /// # Errors
 /// [`AclStartupError`] with `acl_enable`: no location, no file, or a file
@@ -132,11 +133,14 @@ impl AclLocation {
 pub fn load_broker_rules(
     acl_enable: bool,
     acl_file_path: Option<&Path>,
-) -> Result<Option<AclRules>, AclStartupError> {
+) -> Result<Option<AclLive>, AclStartupError> {
     if !acl_enable {
         return Ok(None);
     }
     let location = AclLocation::from_env(acl_file_path).ok_or(AclStartupError::NoLocation)?;
+    // The files as they are before they are read: a change meanwhile is
+    // seen by the first look for changes.
+    let seen = super::live::scan(&location);
     let config = location.load()?;
     for dup in &config.ignored_duplicates {
         tracing::warn!(
@@ -156,7 +160,7 @@ pub fn load_broker_rules(
         accounts = config.accounts.len(),
         "ACL rules loaded"
     );
-    Ok(Some(AclRules::new(config)))
+    Ok(Some(AclLive::with_seen(location, config, seen)))
 }
 
 #[cfg(test)]

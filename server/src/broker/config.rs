@@ -132,6 +132,10 @@ pub struct BrokerConfig {
     /// port (set it to `listenPort - 2` for Java clients with
     /// `vipChannelEnabled=true`). Default: unset (0), no second port.
     pub fast_listen_port: Option<u16>,
+    /// `aclReloadIntervalMs` (ferromq key): how often the ACL files are
+    /// looked at for changes (RocketMQ 4.9.7 looks every 5 s). Default
+    /// [`crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS`]; at least 10.
+    pub acl_reload_interval_ms: u64,
 }
 
 fn cores() -> usize {
@@ -376,6 +380,13 @@ impl BrokerConfig {
             credentials: read_credentials(k)?,
             fast_listen_port: Some(k.num::<u16>("fastListenPort", "a port number", 0)?)
                 .filter(|p| *p != 0),
+            acl_reload_interval_ms: k
+                .num(
+                    "aclReloadIntervalMs",
+                    "a number of milliseconds",
+                    crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS,
+                )?
+                .max(10),
         })
     }
 
@@ -524,12 +535,13 @@ impl BrokerConfig {
             self.fast_listen_port.unwrap_or(0)
         ));
         s.push_str(&format!(
-            "aclEnable={}\naclFilePath={}\n",
+            "aclEnable={}\naclFilePath={}\naclReloadIntervalMs={}\n",
             self.acl_enable,
             self.acl_file_path
                 .as_deref()
                 .map(|p| p.display().to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            self.acl_reload_interval_ms
         ));
         // The secret is never printed.
         if let Some(c) = &self.credentials {
@@ -709,7 +721,9 @@ mod tests {
             Some(std::path::Path::new("/etc/ferromq/acl.yml"))
         );
         let text = b.to_properties(false);
-        assert!(text.contains("aclEnable=true\naclFilePath=/etc/ferromq/acl.yml\n"));
+        assert!(text.contains(
+            "aclEnable=true\naclFilePath=/etc/ferromq/acl.yml\naclReloadIntervalMs=500\n"
+        ));
         let bad = Properties::parse("aclEnable=yes please\n");
         assert!(BrokerConfig::from_properties(&bad, &store)
             .unwrap_err()

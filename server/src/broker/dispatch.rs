@@ -114,8 +114,8 @@ impl Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         // Before any handler, as RocketMQ's RPC hook.
-        if let Some(rules) = &self.acl {
-            if let Some(refusal) = acl_refusal(rules, &req, conn.peer) {
+        if let Some(acl) = &self.acl {
+            if let Some(refusal) = acl.with_rules(|rules| acl_refusal(rules, &req, conn.peer)) {
                 return Some(refusal);
             }
         }
@@ -159,6 +159,11 @@ impl Broker {
             GET_ALL_DELAY_OFFSET => self.all_delay_offset(r(Runtime)).await,
             LOCK_BATCH_MQ => self.lock_batch_mq(r(Runtime)).await,
             UNLOCK_BATCH_MQ => self.unlock_batch_mq(r(Runtime)).await,
+            UPDATE_AND_CREATE_ACL_CONFIG => self.update_acl_account(r(Blocking)).await,
+            DELETE_ACL_CONFIG => self.delete_acl_account(r(Blocking)).await,
+            GET_BROKER_CLUSTER_ACL_INFO => self.acl_version_info(r(Runtime)).await,
+            UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => self.update_acl_global_white(r(Blocking)).await,
+            GET_BROKER_CLUSTER_ACL_CONFIG => self.acl_config(r(Blocking)).await,
             // EndTransactionProcessor
             END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`

@@ -16,11 +16,13 @@
 //! | `client_manage.rs` | `ClientManageProcessor` | HEART_BEAT, UNREGISTER_CLIENT |
 //! | `query.rs` | `QueryMessageProcessor` | QUERY_MESSAGE, VIEW_MESSAGE_BY_ID, offsets by time, min/max offsets |
 //! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
+//! | `acl_admin.rs` | `AdminBrokerProcessor` (ACL) | ACL accounts and white list, codes 50-54 |
 //! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
 //! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
 //!
 //! Store errors become answers in `store_error.rs`.
 
+mod acl_admin;
 mod admin;
 mod client_manage;
 pub mod clients;
@@ -104,8 +106,9 @@ pub struct Broker {
     /// Decided transactions.
     txn: transaction::TransactionBook,
     /// The plain ACL rules when `aclEnable=true`: every client request is
-    /// checked in `dispatch.rs` before its handler runs.
-    acl: Option<crate::acl::AclRules>,
+    /// checked in `dispatch.rs` before its handler runs; reloaded when the
+    /// files change and edited by the ACL admin requests (`acl_admin.rs`).
+    acl: Option<Arc<crate::acl::AclLive>>,
     /// What the broker signs its own requests with
     /// ([`BrokerConfig::credentials`], else the ACL's first admin account).
     credentials: Option<crate::acl::Credentials>,
@@ -142,16 +145,16 @@ impl Broker {
         cfg: BrokerConfig,
         store: Arc<MessageStore>,
         broker_addr: String,
-        acl: Option<crate::acl::AclRules>,
+        acl: Option<crate::acl::AclLive>,
     ) -> Result<Arc<Broker>, StartError> {
         if cfg.acl_enable && acl.is_none() {
             return Err(StartError::AclNotLoaded);
         }
-        let acl = acl.filter(|_| cfg.acl_enable);
-        let credentials = cfg
-            .credentials
-            .clone()
-            .or_else(|| acl.as_ref().and_then(crate::acl::AclRules::first_admin));
+        let acl = acl.filter(|_| cfg.acl_enable).map(Arc::new);
+        let credentials = cfg.credentials.clone().or_else(|| {
+            acl.as_ref()
+                .and_then(|live| live.with_rules(crate::acl::AclRules::first_admin))
+        });
         let offsets = ConsumerOffsetManager::load(&store.config().config_dir())
             .map_err(StartError::Offsets)?;
         let groups = SubscriptionGroupManager::load(
@@ -457,6 +460,10 @@ pub async fn run(
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let acl_watch = broker.acl.clone().map(|acl| {
+        let every = Duration::from_millis(broker.cfg.acl_reload_interval_ms);
+        tokio::spawn(crate::acl::live::watch_loop(acl, every, shutdown.clone()))
+    });
     let checker = (broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave).then(|| {
         let b = broker.clone();
         let mut stop = shutdown.clone();
@@ -508,6 +515,9 @@ pub async fn run(
     let _ = waker.await;
     let _ = housekeeping.await;
     let _ = slave_sync.await;
+    if let Some(w) = acl_watch {
+        let _ = w.await;
+    }
     let _ = reg.await;
     broker.persist_offsets().await;
     broker.persist_groups().await;

@@ -286,12 +286,18 @@ impl NamesrvConfig {
 /// [`crate::acl::load_broker_rules`]); ignored otherwise.
 pub async fn run(
     cfg: NamesrvConfig,
-    acl: Option<crate::acl::AclRules>,
+    acl: Option<crate::acl::AclLive>,
     listener: TcpListener,
     tls: Option<crate::remoting::tls::TlsServer>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let ns = Arc::new(NameServer::new().with_acl(acl.filter(|_| cfg.acl_enable)));
+    let acl = acl.filter(|_| cfg.acl_enable).map(Arc::new);
+    // The rules follow edits of the files, as the broker's do.
+    let acl_watch = acl.clone().map(|live| {
+        let every = Duration::from_millis(crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS);
+        tokio::spawn(crate::acl::live::watch_loop(live, every, shutdown.clone()))
+    });
+    let ns = Arc::new(NameServer::new().with_acl(acl));
     let scan_ns = ns.clone();
     let expiry = Duration::from_millis(cfg.broker_channel_expired_time_ms);
     let every = Duration::from_millis(cfg.scan_not_active_broker_interval_ms.max(100));
@@ -326,6 +332,9 @@ pub async fn run(
     };
     serve(listener, ns, scfg, shutdown).await;
     let _ = scanner.await;
+    if let Some(w) = acl_watch {
+        let _ = w.await;
+    }
 }
 
 #[cfg(test)]

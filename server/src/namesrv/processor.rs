@@ -28,7 +28,7 @@ pub struct NameServer {
     /// Size of the last cluster info answered, likewise.
     cluster_info_bytes: AtomicUsize,
     /// With `aclEnable=true`: registrations need an admin account.
-    acl: Option<crate::acl::AclRules>,
+    acl: Option<Arc<crate::acl::AclLive>>,
 }
 
 /// Least expected cost of a topic list or cluster info not yet answered.
@@ -44,7 +44,7 @@ impl NameServer {
     /// ([`crate::acl::AclRules::check_cluster_member`]); `None`: take them
     /// from anyone, as RocketMQ.
     #[must_use]
-    pub fn with_acl(mut self, acl: Option<crate::acl::AclRules>) -> Self {
+    pub fn with_acl(mut self, acl: Option<Arc<crate::acl::AclLive>>) -> Self {
         self.acl = acl;
         self
     }
@@ -59,8 +59,11 @@ impl NameServer {
         if let (Some(rules), request::REGISTER_BROKER | request::UNREGISTER_BROKER) =
             (&self.acl, req.code)
         {
-            let check = |r: &crate::acl::AccessRequest<'_>| rules.check_cluster_member(r);
-            if let Some(refusal) = crate::acl::refusal::refusal_with(req, conn.peer, check) {
+            let refusal = rules.with_rules(|rules| {
+                let check = |r: &crate::acl::AccessRequest<'_>| rules.check_cluster_member(r);
+                crate::acl::refusal::refusal_with(req, conn.peer, check)
+            });
+            if let Some(refusal) = refusal {
                 return refusal;
             }
         }

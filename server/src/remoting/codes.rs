@@ -59,6 +59,16 @@ pub mod request {
     pub const GET_ALL_CONSUMER_OFFSET: i32 = 43;
     /// Every delay-level progress of a broker (`delayOffset.json`'s content).
     pub const GET_ALL_DELAY_OFFSET: i32 = 45;
+    /// Create or update a plain ACL account (`CreateAccessConfigRequestHeader`).
+    pub const UPDATE_AND_CREATE_ACL_CONFIG: i32 = 50;
+    /// Delete a plain ACL account (`accessKey`).
+    pub const DELETE_ACL_CONFIG: i32 = 51;
+    /// The ACL files' data versions (`GetBrokerAclConfigResponseHeader`).
+    pub const GET_BROKER_CLUSTER_ACL_INFO: i32 = 52;
+    /// Replace the global white list of an ACL file (`globalWhiteAddrs`).
+    pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: i32 = 53;
+    /// Every account and global white address (`GetBrokerClusterAclConfigResponseBody`).
+    pub const GET_BROKER_CLUSTER_ACL_CONFIG: i32 = 54;
     /// Broker registers with a name server.
     pub const REGISTER_BROKER: i32 = 103;
     /// Broker leaves a name server.
@@ -133,6 +143,12 @@ pub mod response {
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
     /// No consumer of the group is online.
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
+    /// UPDATE_AND_CREATE_ACL_CONFIG failed.
+    pub const UPDATE_AND_CREATE_ACL_CONFIG_FAILED: i32 = 209;
+    /// DELETE_ACL_CONFIG failed.
+    pub const DELETE_ACL_CONFIG_FAILED: i32 = 210;
+    /// UPDATE_GLOBAL_WHITE_ADDRS_CONFIG failed.
+    pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED: i32 = 211;
 }
 
 /// Name of a `LanguageCode` ordinal, as fastjson writes the enum.

@@ -8,6 +8,8 @@
 //! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
 //! ferromq-admin txnPending -b 127.0.0.1:10911
 //! ferromq-admin damagedRecords -b 127.0.0.1:10911
+//! ferromq-admin updateAclConfig -b 127.0.0.1:10911 -a someone1 -s secret123 -t T=PUB
+//! ferromq-admin clusterAclConfigVersion -c DefaultCluster
 //! ```
 //!
 //! With `--accessKey/--secretKey` (or `$ROCKETMQ_HOME/conf/tools.yml`, as
@@ -17,6 +19,7 @@
 //!
 //! Output is a plain table; any failure prints `ferromq-admin: <why>` and exits 1.
 
+mod acl;
 mod brokers;
 mod client;
 mod messages;
@@ -135,6 +138,22 @@ enum Cmd {
     /// with their age (ferromq-specific broker request).
     #[command(name = "txnPending")]
     TxnPending(Target),
+    /// Create or update a plain ACL account on one broker (-b) or every
+    /// broker of a cluster (-c).
+    #[command(name = "updateAclConfig", visible_alias = "updateAccessConfig")]
+    UpdateAclConfig(acl::UpdateAcl),
+    /// Delete a plain ACL account on one broker (-b) or every broker of a
+    /// cluster (-c).
+    #[command(name = "deleteAclConfig", visible_alias = "deleteAccessConfig")]
+    DeleteAclConfig(acl::DeleteAcl),
+    /// The ACL files' versions of one broker (-b) or every master of a
+    /// cluster (-c).
+    #[command(name = "clusterAclConfigVersion")]
+    ClusterAclConfigVersion(Target),
+    /// Replace the ACL global white list on one broker (-b) or every broker
+    /// of a cluster (-c).
+    #[command(name = "updateGlobalWhiteAddr")]
+    UpdateGlobalWhiteAddr(acl::UpdateGlobalWhite),
 }
 
 #[derive(Args, Debug)]
@@ -170,7 +189,7 @@ struct Target {
 
 impl Admin {
     /// Run one subcommand: each has its own method, in `topics.rs`,
-    /// `messages.rs` or `brokers.rs`.
+    /// `messages.rs`, `brokers.rs` or `acl.rs`.
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
             Cmd::TopicList => self.topic_list().await,
@@ -186,6 +205,10 @@ impl Admin {
             Cmd::TxnPending(t) => self.txn_pending(t).await,
             Cmd::DamagedRecords(t) => self.damaged_records(t).await,
             Cmd::BrokerStatus(t) => self.broker_status(t).await,
+            Cmd::UpdateAclConfig(u) => self.update_acl_config(u).await,
+            Cmd::DeleteAclConfig(d) => self.delete_acl_config(d).await,
+            Cmd::ClusterAclConfigVersion(t) => self.cluster_acl_config_version(t).await,
+            Cmd::UpdateGlobalWhiteAddr(g) => self.update_global_white_addr(g).await,
         }
     }
 }
