@@ -352,7 +352,7 @@ fn the_name_server_serves_tls_and_the_broker_and_admin_tool_speak_it() {
 
 /// The broker binary with `props` exits with an error whose text contains
 /// every one of `needles`.
-fn broker_fails_with(dir: &Path, props: &str, needles: &[&str]) {
+fn broker_fails_with(dir: &Path, props: &str, needles: &[&str]) -> String {
     let out = broker_command(broker_bin(), dir, props)
         .stdin(Stdio::null())
         .output()
@@ -362,6 +362,7 @@ fn broker_fails_with(dir: &Path, props: &str, needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "{n:?} not in: {err}");
     }
+    err.to_string()
 }
 
 #[test]
@@ -477,5 +478,75 @@ fn the_fast_port_serves_the_same_requests_with_the_same_tls_mode() {
             Some(tls_client(&c.ca_path, None)),
         );
         send_and_pull(&client, "FastPort", b"vip channel").await;
+    });
+}
+
+/// `tls.server.keyPassword` decrypts an encrypted PKCS#8 key (made by
+/// `openssl pkcs8 -topk8`, as an operator would): the broker serves TLS with
+/// it; a wrong or missing password is a clear startup error that never
+/// quotes the password.
+#[test]
+fn an_encrypted_key_is_read_with_its_password() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipping: the openssl command is not installed (it makes the encrypted key)");
+        return;
+    }
+    let (_tmp, dir) = temp_dir();
+    let c = certs(&dir, Some("enforcing"));
+    let encrypted = dir.join("server.p8.pem");
+    let st = std::process::Command::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:s3cret-pw",
+            "-in",
+        ])
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(&encrypted)
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl pkcs8 -topk8 failed");
+    assert!(std::fs::read_to_string(&encrypted)
+        .unwrap()
+        .contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    let props = |password: &str| {
+        broker_props(
+            &dir.join("store"),
+            &format!(
+                "tls.server.mode=enforcing\ntls.server.certPath={}\ntls.server.keyPath={}\n{password}",
+                dir.join("server.pem").display(),
+                encrypted.display()
+            ),
+        )
+    };
+    broker_fails_with(
+        &dir,
+        &props("tls.server.keyPassword=wrong-pw\n"),
+        &[
+            "tls.server.keyPath",
+            "cannot decrypt",
+            "tls.server.keyPassword",
+        ],
+    );
+    broker_fails_with(
+        &dir,
+        &props(""),
+        &["tls.server.keyPath", "tls.server.keyPassword is not set"],
+    );
+    let (_broker, port) = start_broker(&dir, &props("tls.server.keyPassword=s3cret-pw\n"), None);
+    runtime().block_on(async {
+        let client = RemotingClient::with_tls(
+            format!("127.0.0.1:{port}"),
+            Some(tls_client(&c.ca_path, None)),
+        );
+        send_and_pull(&client, "TlsEncryptedKey", b"with a decrypted key").await;
     });
 }

@@ -13,8 +13,8 @@
 //! | --- | --- | --- |
 //! | `tls.server.mode` | `disabled`, `permissive`, `enforcing` | `permissive` when `tls.server.certPath` is set, else `disabled` |
 //! | `tls.server.certPath` | PEM certificate chain | none |
-//! | `tls.server.keyPath` | PEM private key (PKCS#8, PKCS#1 or SEC1, unencrypted) | none |
-//! | `tls.server.keyPassword` | refused: encrypted keys are not read | none |
+//! | `tls.server.keyPath` | PEM private key (PKCS#8, PKCS#1 or SEC1; or encrypted PKCS#8) | none |
+//! | `tls.server.keyPassword` | the password of an encrypted PKCS#8 key (PBES2: PBKDF2 or scrypt, AES-CBC) | none |
 //! | `tls.server.need.client.auth` | `none`, `optional`, `require` | `none` |
 //! | `tls.server.trustCertPath` | PEM CA bundle client certificates are checked against | none |
 //! | `tls.client.certPath`, `tls.client.keyPath` | the client's own certificate and key | none |
@@ -181,11 +181,12 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The private key is encrypted (`tls.server.keyPassword`): not supported.
+    /// The private key uses OpenSSL's legacy PEM encryption
+    /// (`Proc-Type: 4,ENCRYPTED`): not supported; encrypted PKCS#8 is.
     #[error(
-        "{key}: {} holds an encrypted private key; ferromq reads only unencrypted PEM keys \
-         (PKCS#8, PKCS#1 or SEC1) and ignores {key_password}: decrypt it once with \
-         `openssl pkcs8 -in {} -out <plain.pem>` and point {key} at the result",
+        "{key}: {} holds a key in OpenSSL's legacy PEM encryption, which ferromq does not \
+         read: convert it once to encrypted PKCS#8 with `openssl pkcs8 -topk8 -v2 aes-256-cbc \
+         -in {} -out <key.p8.pem>` (keeping {key_password}) and point {key} at the result",
         path.display(),
         path.display()
     )]
@@ -219,6 +220,16 @@ pub enum TlsError {
     },
 }
 
+/// A private key's password (`tls.*.keyPassword`): never printed or logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPassword(pub String);
+
+impl std::fmt::Debug for KeyPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyPassword(<redacted>)")
+    }
+}
+
 /// The server side of the TLS keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsServerSettings {
@@ -228,8 +239,8 @@ pub struct TlsServerSettings {
     pub cert_path: Option<PathBuf>,
     /// `tls.server.keyPath`.
     pub key_path: Option<PathBuf>,
-    /// Whether `tls.server.keyPassword` was set (the value is never kept).
-    pub key_password_set: bool,
+    /// `tls.server.keyPassword`: decrypts an encrypted PKCS#8 key.
+    pub key_password: Option<KeyPassword>,
     /// `tls.server.need.client.auth`.
     pub need_client_auth: ClientAuthMode,
     /// `tls.server.trustCertPath`.
@@ -248,8 +259,8 @@ pub struct TlsClientSettings {
     pub cert_path: Option<PathBuf>,
     /// `tls.client.keyPath`: its private key.
     pub key_path: Option<PathBuf>,
-    /// Whether `tls.client.keyPassword` was set (the value is never kept).
-    pub key_password_set: bool,
+    /// `tls.client.keyPassword`: decrypts an encrypted PKCS#8 key.
+    pub key_password: Option<KeyPassword>,
     /// `tls.client.trustCertPath`: CA bundle the server is checked against.
     pub trust_cert_path: Option<PathBuf>,
     /// `tls.client.authServer`: check the server's certificate. Default
@@ -365,7 +376,7 @@ impl TlsSettings {
             mode,
             cert_path,
             key_path: path("tls.server.keyPath"),
-            key_password_set: get("tls.server.keyPassword").is_some(),
+            key_password: get("tls.server.keyPassword").map(|p| KeyPassword(p.to_string())),
             need_client_auth,
             trust_cert_path: path("tls.server.trustCertPath"),
         };
@@ -378,7 +389,7 @@ impl TlsSettings {
             enable,
             cert_path: path("tls.client.certPath"),
             key_path: path("tls.client.keyPath"),
-            key_password_set: get("tls.client.keyPassword").is_some(),
+            key_password: get("tls.client.keyPassword").map(|p| KeyPassword(p.to_string())),
             trust_cert_path: path("tls.client.trustCertPath"),
             auth_server: bool_value(file, props, "tls.client.authServer")?.unwrap_or(false),
         };
@@ -447,7 +458,12 @@ impl TlsServerSettings {
             return Err(TlsError::Missing("tls.server.certPath".into()));
         };
         let certs = load_certs("tls.server.certPath", cert_path)?;
-        let key = load_key("tls.server.keyPath", "tls.server.keyPassword", key_path)?;
+        let key = load_key(
+            "tls.server.keyPath",
+            "tls.server.keyPassword",
+            key_path,
+            self.key_password.as_ref(),
+        )?;
         let provider = provider();
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -528,7 +544,12 @@ impl TlsClientSettings {
         let cfg = match (&self.cert_path, &self.key_path) {
             (Some(c), Some(k)) => {
                 let certs = load_certs("tls.client.certPath", c)?;
-                let key = load_key("tls.client.keyPath", "tls.client.keyPassword", k)?;
+                let key = load_key(
+                    "tls.client.keyPath",
+                    "tls.client.keyPassword",
+                    k,
+                    self.key_password.as_ref(),
+                )?;
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|source| TlsError::Rustls {
@@ -583,33 +604,56 @@ fn load_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stat
     Ok(certs)
 }
 
-/// The first private key in a PEM file; an encrypted one is an error that
-/// says so.
+/// The first private key in a PEM file, an encrypted PKCS#8 one decrypted
+/// with `password`; a key in OpenSSL's legacy encryption is an error that
+/// says how to convert it.
 fn load_key(
     key: &'static str,
     key_password: &'static str,
     path: &Path,
+    password: Option<&KeyPassword>,
 ) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(key, path)?;
     let text = String::from_utf8_lossy(&bytes);
-    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || text.contains("Proc-Type: 4,ENCRYPTED")
-    {
+    let bad = |reason: String| TlsError::Pem {
+        key,
+        path: path.to_path_buf(),
+        reason,
+    };
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        // OpenSSL's legacy PEM encryption (DES/AES with an MD5 key
+        // derivation), which RocketMQ's Netty does not read either.
         return Err(TlsError::EncryptedKey {
             key,
             key_password,
             path: path.to_path_buf(),
         });
     }
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsError::Pem {
-        key,
-        path: path.to_path_buf(),
-        reason: match e {
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let Some(password) = password else {
+            return Err(bad(format!(
+                "an encrypted PKCS#8 key, and {key_password} is not set"
+            )));
+        };
+        let (_, doc) = pkcs8::SecretDocument::from_pem(&text)
+            .map_err(|e| bad(format!("malformed encrypted PKCS#8 PEM: {e}")))?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+            .map_err(|e| bad(format!("malformed encrypted PKCS#8 key: {e}")))?;
+        let plain = info.decrypt(password.0.as_bytes()).map_err(|e| {
+            bad(format!(
+                "cannot decrypt the key with {key_password} (wrong password or an \
+                 unsupported cipher): {e}"
+            ))
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()));
+    }
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
+        bad(match e {
             rustls_pki_types::pem::Error::NoItemsFound => {
                 "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block".into()
             }
             e => format!("malformed PEM: {e}"),
-        },
+        })
     })
 }
 
