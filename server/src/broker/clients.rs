@@ -15,6 +15,8 @@ use crate::remoting::{request, ConnInfo, RemotingCommand};
 struct ClientChannel {
     conn: Arc<ConnInfo>,
     last_update: Instant,
+    /// `LanguageCode` ordinal of its heartbeats (0 JAVA, 1 CPP, ...).
+    language: u8,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +86,22 @@ impl ClientManager {
     /// A sentence when the body is not JSON, has no `clientID` or names a
     /// group or topic that breaks the rules.
     pub fn heartbeat(&self, conn: &Arc<ConnInfo>, body: &[u8]) -> Result<HeartbeatSummary, String> {
+        self.heartbeat_from(conn, 0, body)
+    }
+
+    /// [`ClientManager::heartbeat`] from a client whose requests carry
+    /// `language` (`LanguageCode` ordinal), remembered with its channel: the
+    /// broker's requests to the client are encoded for it (e.g. the C++
+    /// client's form of RESET_CONSUMER_CLIENT_OFFSET's body).
+    ///
+    /// # Errors
+    /// As [`ClientManager::heartbeat`].
+    pub fn heartbeat_from(
+        &self,
+        conn: &Arc<ConnInfo>,
+        language: u8,
+        body: &[u8],
+    ) -> Result<HeartbeatSummary, String> {
         let text = std::str::from_utf8(body).map_err(|e| format!("heartbeat body: {e}"))?;
         let v = parse_lenient(text).map_err(|e| format!("heartbeat body: {e}"))?;
         let client_id = str_of(&v["clientID"]).ok_or("heartbeat body has no clientID")?;
@@ -126,6 +144,7 @@ impl ClientManager {
         let ch = ClientChannel {
             conn: conn.clone(),
             last_update: now,
+            language,
         };
         let mut sum = HeartbeatSummary {
             client_id: client_id.clone(),
@@ -255,6 +274,7 @@ impl ClientManager {
                     ClientChannel {
                         conn: conn.clone(),
                         last_update: Instant::now(),
+                        language: 0,
                     },
                 );
             }
@@ -278,6 +298,21 @@ impl ClientManager {
             v.rotate_left(k);
         }
         v
+    }
+
+    /// The consumers of a group: (client id, `LanguageCode` ordinal of its
+    /// heartbeats, connection), sorted by client id.
+    pub fn consumer_channels(&self, group: &str) -> Vec<(String, u8, Arc<ConnInfo>)> {
+        self.lock()
+            .consumers
+            .get(group)
+            .map(|g| {
+                g.clients
+                    .iter()
+                    .map(|(id, c)| (id.clone(), c.language, c.conn.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Client ids of a consumer group, sorted.

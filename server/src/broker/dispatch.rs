@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{names, Broker, BUSY_REMARK};
+use super::{names, ops_mut, Broker, BUSY_REMARK};
 use crate::acl::AclRules;
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
@@ -164,6 +164,10 @@ impl Broker {
             GET_BROKER_CLUSTER_ACL_INFO => self.acl_version_info(r(Runtime)).await,
             UPDATE_GLOBAL_WHITE_ADDRS_CONFIG => self.update_acl_global_white(r(Blocking)).await,
             GET_BROKER_CLUSTER_ACL_CONFIG => self.acl_config(r(Blocking)).await,
+            // AdminBrokerProcessor, mutating operations (ops_mut.rs)
+            ops_mut::code::INVOKE_BROKER_TO_RESET_OFFSET => self.reset_offset(r(Blocking)).await,
+            ops_mut::code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_subscription_group(r(Blocking)).await,
+            ops_mut::code::DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(r(Blocking)).await,
             // EndTransactionProcessor
             END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`

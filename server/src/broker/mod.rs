@@ -34,6 +34,7 @@ pub mod hold;
 pub mod lock;
 pub mod names;
 pub mod offsets;
+pub mod ops_mut;
 pub mod pool;
 mod pull;
 pub mod query;

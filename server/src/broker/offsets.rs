@@ -86,6 +86,27 @@ impl ConsumerOffsetManager {
             .copied()
     }
 
+    /// Whether any queue of `topic` has an offset stored for `group`.
+    pub fn has_topic_group(&self, topic: &str, group: &str) -> bool {
+        self.lock()
+            .get(&offset_key(topic, group))
+            .is_some_and(|m| !m.is_empty())
+    }
+
+    /// Forget every group's offsets of `topic` (the topic was deleted);
+    /// returns how many `topic@group` entries went.
+    pub fn remove_topic(&self, topic: &str) -> usize {
+        let mut t = self.lock();
+        let before = t.len();
+        t.retain(|k, _| k.rsplit_once('@').is_none_or(|(tp, _)| tp != topic));
+        let n = before - t.len();
+        drop(t);
+        if n > 0 {
+            self.dirty.store(true, Ordering::Release);
+        }
+        n
+    }
+
     /// Copy a master's table over this one (RocketMQ's `offsetTable.putAll`: each
     /// `topic@group` entry of `text` replaces the local one; others stay), then
     /// mark it for the next write. Returns the number of entries copied.

@@ -292,6 +292,23 @@ impl SubscriptionGroupManager {
     }
 }
 
+impl SubscriptionGroupManager {
+    /// Remove a group (DELETE_SUBSCRIPTIONGROUP); returns whether it was
+    /// known. The file is written within the persist interval, or at once
+    /// with [`SubscriptionGroupManager::flush`].
+    pub fn remove(&self, group: &str) -> bool {
+        let mut f = self.lock();
+        if f.subscription_group_table.remove(group).is_none() {
+            return false;
+        }
+        f.data_version.counter += 1;
+        f.data_version.timestamp = now_ms();
+        drop(f);
+        self.writer.mark_dirty();
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ mod acl;
 mod brokers;
 mod client;
 mod messages;
+mod ops_mut;
 mod print;
 mod topics;
 
@@ -154,6 +155,25 @@ enum Cmd {
     /// of a cluster (-c).
     #[command(name = "updateGlobalWhiteAddr")]
     UpdateGlobalWhiteAddr(acl::UpdateGlobalWhite),
+    /// Reset a consumer group's offsets of a topic to a time (online
+    /// consumers are told, stored offsets change).
+    #[command(name = "resetOffsetByTime")]
+    ResetOffsetByTime(ops_mut::ResetOffsetByTime),
+    /// Create or update a subscription group on one broker (-b) or every
+    /// master of a cluster (-c).
+    #[command(name = "updateSubGroup")]
+    UpdateSubGroup(ops_mut::UpdateSubGroup),
+    /// Delete a subscription group on one broker (-b) or every master of a
+    /// cluster (-c).
+    #[command(name = "deleteSubGroup")]
+    DeleteSubGroup(ops_mut::DeleteSubGroup),
+    /// Delete a topic at every broker of a cluster and at the name servers.
+    #[command(name = "deleteTopic")]
+    DeleteTopic(ops_mut::DeleteTopic),
+    /// Change one broker setting live on one broker (-b) or every master of
+    /// a cluster (-c); it is persisted to the broker's properties file.
+    #[command(name = "updateBrokerConfig")]
+    UpdateBrokerConfig(ops_mut::UpdateBrokerConfig),
 }
 
 #[derive(Args, Debug)]
@@ -189,7 +209,7 @@ struct Target {
 
 impl Admin {
     /// Run one subcommand: each has its own method, in `topics.rs`,
-    /// `messages.rs`, `brokers.rs` or `acl.rs`.
+    /// `messages.rs`, `brokers.rs`, `acl.rs` or `ops_mut.rs`.
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
             Cmd::TopicList => self.topic_list().await,
@@ -209,6 +229,11 @@ impl Admin {
             Cmd::DeleteAclConfig(d) => self.delete_acl_config(d).await,
             Cmd::ClusterAclConfigVersion(t) => self.cluster_acl_config_version(t).await,
             Cmd::UpdateGlobalWhiteAddr(g) => self.update_global_white_addr(g).await,
+            Cmd::ResetOffsetByTime(r) => self.reset_offset_by_time(r).await,
+            Cmd::UpdateSubGroup(u) => self.update_sub_group(u).await,
+            Cmd::DeleteSubGroup(d) => self.delete_sub_group(d).await,
+            Cmd::DeleteTopic(d) => self.delete_topic(d).await,
+            Cmd::UpdateBrokerConfig(u) => self.update_broker_config(u).await,
         }
     }
 }

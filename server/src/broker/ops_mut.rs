@@ -1,0 +1,419 @@
+//! The broker's mutating operations requests (issue 21): offset reset
+//! (INVOKE_BROKER_TO_RESET_OFFSET 222, telling online consumers with
+//! RESET_CONSUMER_CLIENT_OFFSET 220) and subscription-group management
+//! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP 200, DELETE_SUBSCRIPTIONGROUP 207),
+//! as RocketMQ 4.9's `AdminBrokerProcessor` and `Broker2Client` answer them.
+//!
+//! Where ferromq differs from RocketMQ 4.9, on purpose:
+//! - An offset reset changes the stored offsets too and answers SUCCESS when
+//!   no consumer of the group is online (RocketMQ answers
+//!   CONSUMER_NOT_ONLINE and leaves the offsets to mqadmin's fallback, which
+//!   sets them with UPDATE_CONSUMER_OFFSET): an offline group resumes at the
+//!   reset offsets either way.
+//! - The body of RESET_CONSUMER_CLIENT_OFFSET is encoded per consumer: the
+//!   C++ client's list form (`ResetOffsetBodyForC`) for a consumer whose
+//!   heartbeats say CPP, or for every consumer when the admin request itself
+//!   comes from a CPP client (RocketMQ's only rule, `mqadmin -c`); fastjson's
+//!   object-key map (`ResetOffsetBody`) otherwise. RocketMQ sends the map to
+//!   C++ consumers unless `-c` is given, which they cannot parse.
+//! - A queue with no stored offset for the group does not fail the reset
+//!   (RocketMQ answers "THe consumer group <g> not exist" as soon as one
+//!   queue has none); only a group the broker knows nothing of fails.
+
+use std::sync::Arc;
+
+use super::subscription::SubscriptionGroupConfig;
+use super::{Broker, HandlerResult, Request};
+use crate::remoting::{json, response, RemotingCommand};
+
+/// RocketMQ's request codes of this module.
+pub mod code {
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: body a `SubscriptionGroupConfig`.
+    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    /// DELETE_SUBSCRIPTIONGROUP: header `groupName`.
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
+    /// DELETE_TOPIC_IN_BROKER: header `topic`.
+    pub const DELETE_TOPIC_IN_BROKER: i32 = 215;
+    /// DELETE_TOPIC_IN_NAMESRV: header `topic` (name server).
+    pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
+    /// RESET_CONSUMER_CLIENT_OFFSET: broker to client, oneway.
+    pub const RESET_CONSUMER_CLIENT_OFFSET: i32 = 220;
+    /// GET_CONSUMER_STATUS_FROM_CLIENT: broker to client.
+    pub const GET_CONSUMER_STATUS_FROM_CLIENT: i32 = 221;
+    /// INVOKE_BROKER_TO_RESET_OFFSET: header `topic`, `group`, `timestamp`, `isForce`.
+    pub const INVOKE_BROKER_TO_RESET_OFFSET: i32 = 222;
+    /// INVOKE_BROKER_TO_GET_CONSUMER_STATUS: header `topic`, `group`, `clientAddr`.
+    pub const INVOKE_BROKER_TO_GET_CONSUMER_STATUS: i32 = 223;
+}
+
+/// `LanguageCode.CPP`'s ordinal.
+const LANGUAGE_CPP: u8 = 1;
+
+/// One queue of a reset: (broker name, topic, queue id, offset).
+type ResetRow = (String, String, u32, i64);
+
+/// `ResetOffsetBody` as fastjson writes it: a map whose keys are
+/// `MessageQueue` objects, `{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:5}}`.
+pub fn reset_offset_body(rows: &[ResetRow]) -> String {
+    let entries: Vec<String> = rows
+        .iter()
+        .map(|(b, t, q, off)| {
+            format!(
+                "{{\"brokerName\":{},\"queueId\":{q},\"topic\":{}}}:{off}",
+                json::string(b),
+                json::string(t)
+            )
+        })
+        .collect();
+    format!("{{\"offsetTable\":{{{}}}}}", entries.join(","))
+}
+
+/// `ResetOffsetBodyForC` as fastjson writes it (the C++ client's form):
+/// `{"offsetTable":[{"brokerName":"b","offset":5,"queueId":0,"topic":"T"}]}`.
+pub fn reset_offset_body_for_c(rows: &[ResetRow]) -> String {
+    let entries: Vec<String> = rows
+        .iter()
+        .map(|(b, t, q, off)| {
+            format!(
+                "{{\"brokerName\":{},\"offset\":{off},\"queueId\":{q},\"topic\":{}}}",
+                json::string(b),
+                json::string(t)
+            )
+        })
+        .collect();
+    format!("{{\"offsetTable\":[{}]}}", entries.join(","))
+}
+
+/// Rewrite fastjson's object keys (`{{"a":1}:5}`) as JSON strings holding
+/// the key's text (`{"{\"a\":1}":5}`), so that the map parses as JSON; the
+/// rest of the text is untouched.
+///
+/// # Errors
+/// A key object that never closes.
+pub fn quote_object_keys(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 32);
+    // Stack of containers: true = object, false = array.
+    let mut stack: Vec<bool> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    // The end (exclusive) of the string starting at `start` (a quote).
+    let string_end = |start: usize| {
+        let mut j = start + 1;
+        while j < bytes.len() && bytes[j] != b'"' {
+            if bytes[j] == b'\\' {
+                j += 1;
+            }
+            j += 1;
+        }
+        (j + 1).min(bytes.len())
+    };
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' => {
+                let end = string_end(i);
+                out.push_str(&text[i..end]);
+                i = end;
+                expect_key = false;
+                continue;
+            }
+            b'{' if expect_key => {
+                // A key object: copy it whole, as a string.
+                let start = i;
+                let mut depth = 0usize;
+                loop {
+                    if i >= bytes.len() {
+                        return Err("an object key never closes".into());
+                    }
+                    match bytes[i] {
+                        b'"' => {
+                            i = string_end(i);
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                out.push_str(&json::string(&text[start..i]));
+                expect_key = false;
+                continue;
+            }
+            b'{' => {
+                stack.push(true);
+                expect_key = true;
+            }
+            b'[' => {
+                stack.push(false);
+                expect_key = false;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = stack.last() == Some(&true),
+            c if c.is_ascii_whitespace() => {}
+            _ => expect_key = false,
+        }
+        let ch_len = text[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+        out.push_str(&text[i..i + ch_len]);
+        i += ch_len;
+    }
+    Ok(out)
+}
+
+/// Parse a `ResetOffsetBody` (fastjson's object-key map, or the C++ list
+/// form) into (broker name, topic, queue id, offset) rows.
+///
+/// # Errors
+/// A sentence naming what is malformed.
+pub fn parse_reset_offset_body(text: &str) -> Result<Vec<ResetRow>, String> {
+    let v = json::parse_lenient(&quote_object_keys(text)?)
+        .map_err(|e| format!("reset offset body: {e}"))?;
+    let row = |mq: &serde_json::Value, off: i64| -> Result<ResetRow, String> {
+        let s = |k: &str| {
+            mq[k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("reset offset body: a queue without {k}"))
+        };
+        let q = mq["queueId"]
+            .as_u64()
+            .and_then(|q| u32::try_from(q).ok())
+            .ok_or("reset offset body: a queue without a queueId")?;
+        Ok((s("brokerName")?, s("topic")?, q, off))
+    };
+    match &v["offsetTable"] {
+        serde_json::Value::Array(a) => a
+            .iter()
+            .map(|e| row(e, e["offset"].as_i64().unwrap_or(-1)))
+            .collect(),
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, off)| {
+                let mq = json::parse_lenient(k)
+                    .map_err(|e| format!("reset offset body: key {k}: {e}"))?;
+                row(
+                    &mq,
+                    off.as_i64()
+                        .ok_or("reset offset body: an offset is not a number")?,
+                )
+            })
+            .collect(),
+        _ => Err("reset offset body has no offsetTable".into()),
+    }
+}
+
+impl Broker {
+    /// INVOKE_BROKER_TO_RESET_OFFSET (RocketMQ's `Broker2Client.resetOffset`):
+    /// for each write queue of the topic the offset stored at or after
+    /// `timestamp` (`-1`: the queue's max offset, as mqadmin sends `now`);
+    /// with `isForce=false` a queue only moves back. The stored offsets
+    /// change (and are written at once), online consumers of the group are
+    /// told with RESET_CONSUMER_CLIENT_OFFSET over their own connections,
+    /// and the answer's body is the `ResetOffsetBody`.
+    pub(super) async fn reset_offset(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let h = &req.cmd.ext_fields;
+        let topic = h.get_str("topic")?.to_string();
+        let group = h.get_str("group")?.to_string();
+        let timestamp = h.get_i64("timestamp")?;
+        let force = h.opt_bool("isForce")?.unwrap_or(true);
+        let admin_is_cpp = req.cmd.language == LANGUAGE_CPP;
+        let Some(tc) = self.store.topic_config(&topic) else {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                format!(
+                    "[reset-offset] reset offset failed, no topic in this broker. topic={}",
+                    ferromq_engine::message::name_for_message(&topic)
+                ),
+            ));
+        };
+        let consumers = self.clients.consumer_channels(&group);
+        if consumers.is_empty()
+            && self.groups.get(&group).is_none()
+            && !self.offsets.has_topic_group(&topic, &group)
+        {
+            return Ok(RemotingCommand::error(
+                response::SUBSCRIPTION_GROUP_NOT_EXIST,
+                format!(
+                    "THe consumer group <{}> not exist",
+                    ferromq_engine::message::name_for_message(&group)
+                ),
+            ));
+        }
+        let (t2, g2) = (topic.clone(), group.clone());
+        let rows = self
+            .run_on(req.on, "reset offset", move |b| {
+                let mut rows = Vec::new();
+                for q in 0..tc.write_queue_nums {
+                    let found = if timestamp == -1 {
+                        Ok(b.store.max_offset_in_queue(&t2, q))
+                    } else {
+                        b.store.offset_for_timestamp(&t2, q, timestamp)
+                    };
+                    let at = i64::try_from(found?).unwrap_or(i64::MAX);
+                    let offset = match b.offsets.query(&g2, &t2, q) {
+                        Some(cur) if !force && at >= cur => cur,
+                        _ => at,
+                    };
+                    rows.push((b.cfg.broker_name.clone(), t2.clone(), q, offset));
+                }
+                for (_, t, q, off) in &rows {
+                    b.offsets.commit(&g2, t, *q, *off);
+                }
+                if let Err(e) = b.offsets.persist() {
+                    tracing::warn!(error = %e, "consumer offsets not written after a reset; retried by the periodic write");
+                }
+                Ok::<_, ferromq_engine::Error>(rows)
+            })
+            .await?;
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => return Ok(super::store_error_response(&e)),
+        };
+        let map_body = reset_offset_body(&rows);
+        let c_body = reset_offset_body_for_c(&rows);
+        let mut told = 0usize;
+        for (client_id, language, conn) in &consumers {
+            let body = if admin_is_cpp || *language == LANGUAGE_CPP {
+                &c_body
+            } else {
+                &map_body
+            };
+            let sent = conn.send_oneway(
+                RemotingCommand::request(code::RESET_CONSUMER_CLIENT_OFFSET)
+                    .with_ext("topic", &topic)
+                    .with_ext("group", &group)
+                    .with_ext("timestamp", timestamp)
+                    .with_ext("isForce", force)
+                    .with_body(body.clone().into_bytes()),
+            );
+            if sent {
+                told += 1;
+            } else {
+                tracing::warn!(%client_id, "[reset-offset] the consumer could not be told");
+            }
+        }
+        tracing::info!(
+            topic = %ferromq_engine::message::name_for_message(&topic),
+            group = %ferromq_engine::message::name_for_message(&group),
+            timestamp,
+            force,
+            queues = rows.len(),
+            consumers_told = told,
+            "[reset-offset] consumer offsets reset"
+        );
+        Ok(RemotingCommand::success().with_body(map_body.into_bytes()))
+    }
+
+    /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is a
+    /// `SubscriptionGroupConfig` (missing fields take RocketMQ's defaults);
+    /// the table is on disk before SUCCESS is answered.
+    pub(super) async fn update_subscription_group(
+        self: &Arc<Self>,
+        req: Request<'_>,
+    ) -> HandlerResult {
+        let parsed = std::str::from_utf8(&req.cmd.body)
+            .map_err(|e| e.to_string())
+            .and_then(|t| json::parse_lenient(t).map_err(|e| e.to_string()))
+            .and_then(|v| {
+                serde_json::from_value::<SubscriptionGroupConfig>(v).map_err(|e| e.to_string())
+            });
+        let cfg = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(RemotingCommand::error(
+                    response::SYSTEM_ERROR,
+                    format!("the body is not a SubscriptionGroupConfig: {e}"),
+                ))
+            }
+        };
+        if cfg.retry_queue_nums < 0 || cfg.retry_max_times < 0 || cfg.broker_id < 0 {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                "retryQueueNums, retryMaxTimes and brokerId must not be negative",
+            ));
+        }
+        let name = cfg.group_name.clone();
+        let res = self
+            .run_on(req.on, "update subscription group", move |b| {
+                b.groups.upsert(cfg).map_err(|e| e.to_string())?;
+                b.groups.flush().map_err(|e| e.to_string())
+            })
+            .await?;
+        Ok(match res {
+            Ok(()) => {
+                tracing::info!(group = %ferromq_engine::message::name_for_message(&name), "subscription group created or updated");
+                RemotingCommand::success()
+            }
+            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
+        })
+    }
+
+    /// DELETE_SUBSCRIPTIONGROUP: the group goes from the table (SUCCESS even
+    /// when it was unknown, as RocketMQ answers, with a remark saying so).
+    pub(super) async fn delete_subscription_group(
+        self: &Arc<Self>,
+        req: Request<'_>,
+    ) -> HandlerResult {
+        let group = req.cmd.ext_fields.get_str("groupName")?.to_string();
+        let g2 = group.clone();
+        let res = self
+            .run_on(req.on, "delete subscription group", move |b| {
+                let known = b.groups.remove(&g2);
+                b.groups.flush().map(|()| known).map_err(|e| e.to_string())
+            })
+            .await?;
+        let shown = ferromq_engine::message::name_for_message(&group).to_string();
+        Ok(match res {
+            Ok(true) => {
+                tracing::info!(group = %shown, "subscription group deleted");
+                RemotingCommand::success()
+            }
+            Ok(false) => RemotingCommand::response(
+                response::SUCCESS,
+                Some(format!(
+                    "subscription group [{shown}] does not exist; nothing deleted"
+                )),
+            ),
+            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_bodies_round_trip_in_both_forms() {
+        let rows = vec![
+            ("b".to_string(), "T".to_string(), 0, 5),
+            ("b".to_string(), "T".to_string(), 1, 0),
+        ];
+        let m = reset_offset_body(&rows);
+        assert_eq!(
+            m,
+            r#"{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:5,{"brokerName":"b","queueId":1,"topic":"T"}:0}}"#
+        );
+        let c = reset_offset_body_for_c(&rows);
+        assert_eq!(
+            c,
+            r#"{"offsetTable":[{"brokerName":"b","offset":5,"queueId":0,"topic":"T"},{"brokerName":"b","offset":0,"queueId":1,"topic":"T"}]}"#
+        );
+        let mut back = parse_reset_offset_body(&m).unwrap();
+        back.sort();
+        assert_eq!(back, rows);
+        assert_eq!(parse_reset_offset_body(&c).unwrap(), rows);
+        assert!(parse_reset_offset_body(r#"{"offsetTable":{{"topic":"T"}:1}}"#).is_err());
+        assert!(parse_reset_offset_body("{nope").is_err());
+    }
+}
