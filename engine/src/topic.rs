@@ -287,6 +287,21 @@ impl TopicTable {
         Ok(cfg)
     }
 
+    /// Remove a topic; the table is written within the persist interval.
+    /// Returns whether it was there.
+    pub fn remove(&self, topic: &str) -> bool {
+        let mut t = self.inner.write_locked();
+        if t.topic_config_table.remove(topic).is_none() {
+            return false;
+        }
+        self.changed(&mut t);
+        t.data_version.counter += 1;
+        t.data_version.timestamp = crate::sys::now_ms();
+        drop(t);
+        self.writer.mark_dirty();
+        true
+    }
+
     /// The table's data version.
     pub fn data_version(&self) -> DataVersion {
         self.inner.read_locked().data_version

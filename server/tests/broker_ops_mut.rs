@@ -266,3 +266,212 @@ fn reset_offset_bad_input_changes_nothing() {
             .contains("nobody_group")
     );
 }
+
+fn route_code(ns_port: u16, topic: &str) -> i32 {
+    let mut c = Client::connect(ns_port);
+    c.invoke(
+        RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC)
+            .with_ext("topic", topic)
+            .with_ext("acceptStandardJsonOnly", true),
+    )
+    .code
+}
+
+#[test]
+fn delete_topic_removes_config_queues_offsets_and_reports_the_name_server() {
+    const TOPIC: &str = "DeleteMe";
+    const KEEP: &str = "KeepMe";
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let store = dir.join("store");
+    let (mut broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    for t in [TOPIC, KEEP] {
+        admin_ok(
+            ns_port,
+            &[
+                "updateTopic",
+                "-t",
+                t,
+                "-c",
+                "TestCluster",
+                "-r",
+                "2",
+                "-w",
+                "2",
+            ],
+        );
+    }
+    admin_ok(
+        ns_port,
+        &["updateSubGroup", "-g", "del_group", "-c", "TestCluster"],
+    );
+    let mut c = Client::connect(port);
+    for i in 0..6 {
+        for t in [TOPIC, KEEP] {
+            let r = c.send_v2(t, i % 2, format!("m{i}").as_bytes(), None, None);
+            assert_eq!(r.code, response::SUCCESS);
+        }
+    }
+    for t in [TOPIC, KEEP] {
+        let r = c.invoke(
+            RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+                .with_ext("consumerGroup", "del_group")
+                .with_ext("topic", t)
+                .with_ext("queueId", 0)
+                .with_ext("commitOffset", 2),
+        );
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    let cq = store.join("consumequeue").join(TOPIC);
+    // Every message dispatched to its queue before the deletion.
+    assert!(
+        wait_for(WAIT, || (total_max_offset(port, TOPIC, 2) == 6)
+            .then_some(()))
+        .is_some(),
+        "messages not dispatched"
+    );
+    assert!(cq.join("0").exists() && cq.join("1").exists());
+    assert_eq!(route_code(ns_port, TOPIC), response::SUCCESS);
+
+    let o = admin(ns_port, &["deleteTopic", "-t", TOPIC, "-c", "TestCluster"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    eprintln!("deleteTopic:\n{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success());
+    assert!(out.contains("from broker"), "{out}");
+
+    // On disk: the config, the queues and the offsets of the topic are gone,
+    // the other topic's are kept.
+    assert!(
+        !cq.exists(),
+        "consume queue folder still there: {:?}",
+        std::fs::read_dir(&cq).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
+    assert!(store.join("consumequeue").join(KEEP).exists());
+    let topics = std::fs::read_to_string(store.join("config/topics.json")).unwrap();
+    assert!(!topics.contains(&format!("\"{TOPIC}\"")), "{topics}");
+    assert!(topics.contains(&format!("\"{KEEP}\"")), "{topics}");
+    let offsets = std::fs::read_to_string(store.join("config/consumerOffset.json")).unwrap();
+    assert!(!offsets.contains(TOPIC), "{offsets}");
+    assert!(offsets.contains(&format!("{KEEP}@del_group")), "{offsets}");
+    assert_eq!(
+        c.invoke(Client::offset_req(request::GET_MAX_OFFSET, TOPIC, 0))
+            .ext_fields
+            .get_i64("offset")
+            .unwrap(),
+        0
+    );
+    assert_eq!(total_max_offset(port, KEEP, 2), 6);
+
+    // The route: gone when the name server serves DELETE_TOPIC_IN_NAMESRV.
+    let ns_line = out
+        .lines()
+        .find(|l| l.contains("NameServer"))
+        .unwrap_or("")
+        .to_string();
+    eprintln!("name server's answer to DELETE_TOPIC_IN_NAMESRV: {ns_line}");
+    if ns_line.contains("success") {
+        assert_eq!(route_code(ns_port, TOPIC), response::TOPIC_NOT_EXIST);
+    } else {
+        assert!(ns_line.contains("code"), "{out}");
+    }
+    assert_eq!(route_code(ns_port, KEEP), response::SUCCESS);
+
+    // Bad input: the topic is gone now, a system topic is refused.
+    let mut del = |t: &str| {
+        c.invoke(RemotingCommand::request(code::DELETE_TOPIC_IN_BROKER).with_ext("topic", t))
+    };
+    let r = del(TOPIC);
+    assert_eq!(r.code, response::TOPIC_NOT_EXIST, "{:?}", r.remark);
+    assert!(r.remark.unwrap().contains(TOPIC));
+    let r = del("SCHEDULE_TOPIC_XXXX");
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(r.remark.unwrap().contains("system topic"));
+    let r = del("../x");
+    assert_ne!(r.code, response::SUCCESS);
+    assert_eq!(total_max_offset(port, KEEP, 2), 6);
+
+    // A restart does not bring the topic's queues back from the commitlog.
+    drop(c);
+    broker.terminate(Duration::from_secs(30));
+    let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    assert_eq!(total_max_offset(port, KEEP, 2), 6);
+    assert_eq!(total_max_offset(port, TOPIC, 2), 0);
+    assert!(!cq.exists(), "the consume queues came back after a restart");
+}
+
+#[test]
+fn sub_groups_consume_enable_retry_max_times_and_delete() {
+    const TOPIC: &str = "SubGroupTopic";
+    const GROUP: &str = "sub_g";
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let store = dir.join("store");
+    let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    let addr = format!("127.0.0.1:{port}");
+    let mut c = Client::connect(port);
+    let r = c.send_v2(TOPIC, 0, b"hello", None, None);
+    assert_eq!(r.code, response::SUCCESS);
+
+    // consumeEnable=false: pulls refused with NO_PERMISSION.
+    let out = admin_ok(
+        ns_port,
+        &[
+            "updateSubGroup",
+            "-g",
+            GROUP,
+            "-c",
+            "TestCluster",
+            "-s",
+            "false",
+            "-r",
+            "0",
+        ],
+    );
+    assert!(out.contains("success"), "{out}");
+    let groups = std::fs::read_to_string(store.join("config/subscriptionGroup.json")).unwrap();
+    assert!(groups.contains("\"consumeEnable\": false"), "{groups}");
+    let r = c.pull(GROUP, TOPIC, 0, 0, 32);
+    assert_eq!(r.code, response::NO_PERMISSION, "{:?}", r.remark);
+
+    // consumeEnable=true again, retryMaxTimes=0: the first send-back goes to the DLQ.
+    admin_ok(
+        ns_port,
+        &["updateSubGroup", "-g", GROUP, "-b", &addr, "-r", "0"],
+    );
+    let r = c.pull(GROUP, TOPIC, 0, 0, 32);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let msgs = records(&r.body);
+    assert_eq!(msgs.len(), 1);
+    let r = c.invoke(
+        RemotingCommand::request(request::CONSUMER_SEND_MSG_BACK)
+            .with_ext("offset", msgs[0].commit_log_offset)
+            .with_ext("group", GROUP)
+            .with_ext("delayLevel", 0)
+            .with_ext("originMsgId", "x")
+            .with_ext("originTopic", TOPIC),
+    );
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let dlq = format!("%DLQ%{GROUP}");
+    assert!(
+        wait_for(WAIT, || (total_max_offset(port, &dlq, 1) == 1)
+            .then_some(()))
+        .is_some(),
+        "the message did not reach {dlq}"
+    );
+
+    // A malformed body changes nothing.
+    let r = c.invoke(
+        RemotingCommand::request(code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+            .with_body(b"{\"groupName\":".to_vec()),
+    );
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert!(r.remark.unwrap().contains("SubscriptionGroupConfig"));
+
+    // deleteSubGroup: gone from the file; deleting it again says so.
+    let out = admin_ok(ns_port, &["deleteSubGroup", "-g", GROUP, "-b", &addr]);
+    assert!(out.contains("success"), "{out}");
+    let groups = std::fs::read_to_string(store.join("config/subscriptionGroup.json")).unwrap();
+    assert!(!groups.contains("\"sub_g\""), "{groups}");
+    let out = admin_ok(ns_port, &["deleteSubGroup", "-g", GROUP, "-b", &addr]);
+    assert!(out.contains("does not exist"), "{out}");
+}

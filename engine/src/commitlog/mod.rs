@@ -185,6 +185,14 @@ impl CommitLog {
         self.put.locked().closed = true;
     }
 
+    /// Start `topic`'s queues at offset 0 again (the topic was deleted).
+    pub fn forget_topic_offsets(&self, topic: &str) {
+        let mut st = self.put.locked();
+        if let Some(&id) = st.topic_ids.get(topic) {
+            st.queue_offsets[id].clear();
+        }
+    }
+
     /// Set the next queue offset of every queue (after recovery).
     pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
         let mut st = self.put.locked();

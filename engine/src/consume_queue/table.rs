@@ -78,6 +78,23 @@ impl CqTable {
             .insert(q.queue_id(), Arc::new(q));
     }
 
+    /// Forget every queue of `topic` and delete its folder
+    /// (`consumequeue/<topic>`); returns how many queues it had in the table.
+    /// The files of a queue still in use elsewhere stay mapped until the
+    /// last user lets go (they are unlinked, not truncated).
+    pub fn remove_topic(&self, topic: &str) -> Result<usize> {
+        crate::message::validate_topic(topic).map_err(Error::IllegalMessage)?;
+        let gone = self.queues.write_locked().remove(topic);
+        self.created.locked().retain(|(t, _)| t != topic);
+        let dir = self.root.join(topic);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("deleting a topic's consume queues", e)),
+        }
+        Ok(gone.map_or(0, |m| m.len()))
+    }
+
     pub fn all(&self) -> Vec<Arc<ConsumeQueue>> {
         self.queues
             .read_locked()

@@ -150,6 +150,27 @@ impl MessageStore {
         self.inner.schedule.replace_all(offsets)
     }
 
+    /// Delete a topic (RocketMQ's DELETE_TOPIC_IN_BROKER): its configuration
+    /// (`config/topics.json` written before returning), its consume queues
+    /// (the `consumequeue/<topic>` folder) and its next queue offsets go; its
+    /// commitlog records stay until retention removes their files. A later
+    /// message to the topic starts its queues at offset 0 again. Returns
+    /// whether the topic had a configuration or queues.
+    ///
+    /// # Errors
+    /// [`Error::IllegalMessage`] for a bad name; [`Error::Io`] when the table
+    /// cannot be written or the folder cannot be deleted.
+    pub fn delete_topic(&self, topic: &str) -> Result<bool> {
+        validate_topic(topic).map_err(Error::IllegalMessage)?;
+        let s = &self.inner;
+        let had_config = s.topics.remove(topic);
+        s.topics.persist()?;
+        s.commitlog.forget_topic_offsets(topic);
+        let queues = s.cqs.remove_topic(topic)?;
+        tracing::info!(topic, had_config, queues, "topic deleted");
+        Ok(had_config || queues > 0)
+    }
+
     /// A topic's configuration.
     pub fn topic_config(&self, topic: &str) -> Option<TopicConfig> {
         self.inner.topics.get(topic)

@@ -168,6 +168,7 @@ impl Broker {
             ops_mut::code::INVOKE_BROKER_TO_RESET_OFFSET => self.reset_offset(r(Blocking)).await,
             ops_mut::code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_subscription_group(r(Blocking)).await,
             ops_mut::code::DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(r(Blocking)).await,
+            ops_mut::code::DELETE_TOPIC_IN_BROKER => self.delete_topic(r(Blocking)).await,
             // EndTransactionProcessor
             END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`

@@ -314,6 +314,57 @@ impl Broker {
         Ok(RemotingCommand::success().with_body(map_body.into_bytes()))
     }
 
+    /// DELETE_TOPIC_IN_BROKER (RocketMQ's `AdminBrokerProcessor.deleteTopic`):
+    /// the topic's configuration, consume queues and every group's offsets
+    /// of it go (files written before SUCCESS); its commitlog records age
+    /// out by retention. The broker registers again at once; the name
+    /// servers keep the topic's route until DELETE_TOPIC_IN_NAMESRV, as
+    /// RocketMQ's do. Refused on a slave, for system topics, and answered
+    /// TOPIC_NOT_EXIST for a topic the broker does not have (RocketMQ
+    /// answers SUCCESS there).
+    pub(super) async fn delete_topic(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let topic = req.cmd.ext_fields.get_str("topic")?.to_string();
+        if self.store.config().broker_role == ferromq_engine::BrokerRole::Slave {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                "Can't modify topic or subscription group from slave broker, please execute it from master broker.",
+            ));
+        }
+        if let Err(why) = ferromq_engine::validate_topic(&topic) {
+            return Ok(super::names::refuse(why));
+        }
+        if is_system_topic(&topic, &self.cfg.broker_cluster_name, &self.cfg.broker_name) {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                format!("The topic[{topic}] is conflict with system topic."),
+            ));
+        }
+        let t2 = topic.clone();
+        let res = self
+            .run_on(req.on, "delete topic", move |b| {
+                let existed = b.store.delete_topic(&t2)?;
+                let offsets = b.offsets.remove_topic(&t2);
+                if offsets > 0 {
+                    if let Err(e) = b.offsets.persist() {
+                        tracing::warn!(error = %e, "consumer offsets not written after a topic deletion; retried by the periodic write");
+                    }
+                }
+                Ok::<_, ferromq_engine::Error>(existed || offsets > 0)
+            })
+            .await?;
+        Ok(match res {
+            Ok(true) => {
+                self.register_now.notify_one();
+                RemotingCommand::success()
+            }
+            Ok(false) => RemotingCommand::error(
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{topic}] does not exist on this broker; nothing deleted"),
+            ),
+            Err(e) => super::store_error_response(&e),
+        })
+    }
+
     /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is a
     /// `SubscriptionGroupConfig` (missing fields take RocketMQ's defaults);
     /// the table is on disk before SUCCESS is answered.
@@ -387,6 +438,27 @@ impl Broker {
             Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
         })
     }
+}
+
+/// RocketMQ 4.9's `TopicValidator.isSystemTopic`, plus the cluster's and
+/// the broker's own names (topics of those names exist on every broker).
+pub fn is_system_topic(topic: &str, cluster: &str, broker_name: &str) -> bool {
+    const SYSTEM: &[&str] = &[
+        "TBW102",
+        "SCHEDULE_TOPIC_XXXX",
+        "BenchmarkTest",
+        "OFFSET_MOVED_EVENT",
+        "SELF_TEST_TOPIC",
+        "RMQ_SYS_TRACE_TOPIC",
+        "RMQ_SYS_TRANS_HALF_TOPIC",
+        "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+        "TRANS_CHECK_MAX_TIME_TOPIC",
+    ];
+    SYSTEM.contains(&topic)
+        || topic.starts_with("rmq_sys_")
+        || topic.starts_with("RMQ_SYS_")
+        || topic == cluster
+        || topic == broker_name
 }
 
 #[cfg(test)]
