@@ -475,3 +475,107 @@ fn sub_groups_consume_enable_retry_max_times_and_delete() {
     let out = admin_ok(ns_port, &["deleteSubGroup", "-g", GROUP, "-b", &addr]);
     assert!(out.contains("does not exist"), "{out}");
 }
+
+#[test]
+fn update_broker_config_applies_live_keys_persists_them_and_refuses_the_rest() {
+    const TOPIC: &str = "ConfigTopic";
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let store = dir.join("store");
+    let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    let addr = format!("127.0.0.1:{port}");
+    let file = dir.join("broker.properties");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let mut c = Client::connect(port);
+    let r = c.send_v2(TOPIC, 0, b"m", None, None);
+    assert_eq!(r.code, response::SUCCESS);
+
+    // A live key: brokerPermission=4 (read only) refuses sends at once and
+    // is in the properties file afterwards.
+    let out = admin_ok(
+        ns_port,
+        &[
+            "updateBrokerConfig",
+            "-b",
+            &addr,
+            "-k",
+            "brokerPermission",
+            "-v",
+            "4",
+        ],
+    );
+    assert!(out.contains("success"), "{out}");
+    let r = c.send_v2(TOPIC, 0, b"m", None, None);
+    assert_eq!(r.code, response::NO_PERMISSION, "{:?}", r.remark);
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert!(after.contains("brokerPermission=4\n"), "{after}");
+    assert!(after.starts_with(&before), "other lines kept:\n{after}");
+    let conf = c.invoke(RemotingCommand::request(request::GET_BROKER_CONFIG));
+    let text = String::from_utf8_lossy(&conf.body).to_string();
+    assert_eq!(
+        text.lines().rfind(|l| l.starts_with("brokerPermission=")),
+        Some("brokerPermission=4")
+    );
+    // Back to 6: sends work again.
+    admin_ok(
+        ns_port,
+        &[
+            "updateBrokerConfig",
+            "-b",
+            &addr,
+            "-k",
+            "brokerPermission",
+            "-v",
+            "6",
+        ],
+    );
+    let r = c.send_v2(TOPIC, 0, b"m", None, None);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let persisted = std::fs::read_to_string(&file).unwrap();
+
+    // Refused, nothing changed: a store key, a start-only key, an unknown
+    // key, a bad value, and a body mixing a live key with a refused one.
+    for (body, why) in [
+        (
+            "storePathRootDir=/tmp/elsewhere\n",
+            "cannot be changed while the broker runs",
+        ),
+        ("flushIntervalCommitLog=100\n", "store setting"),
+        (
+            "listenPort=1234\n",
+            "cannot be changed while the broker runs",
+        ),
+        (
+            "brokerName=other\n",
+            "cannot be changed while the broker runs",
+        ),
+        ("noSuchKey=1\n", "unknown broker config key noSuchKey"),
+        ("brokerPermission=99\n", "permission bits"),
+        ("brokerPermission=2\nlistenPort=1\n", "listenPort"),
+    ] {
+        let r = c.invoke(
+            RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+                .with_body(body.as_bytes().to_vec()),
+        );
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{body}");
+        let remark = r.remark.unwrap_or_default();
+        assert!(remark.contains(why), "{body}: {remark}");
+    }
+    let o = admin(
+        ns_port,
+        &[
+            "updateBrokerConfig",
+            "-b",
+            &addr,
+            "-k",
+            "noSuchKey",
+            "-v",
+            "1",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown broker config key"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), persisted);
+    let r = c.send_v2(TOPIC, 0, b"m", None, None);
+    assert_eq!(r.code, response::SUCCESS, "permission unchanged");
+}

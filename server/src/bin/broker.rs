@@ -143,6 +143,10 @@ fn main() -> ExitCode {
                 return fail(e);
             }
         };
+        // UPDATE_BROKER_CONFIG persists its changes there.
+        if let Some(p) = &args.config {
+            b.set_config_file(std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+        }
         // Before HA starts: a slave follows its master over TLS too.
         if let Some(t) = tls_client {
             tracing::info!("the broker's own calls (name servers, master, HA) use TLS");

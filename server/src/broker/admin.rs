@@ -325,10 +325,12 @@ impl Broker {
     /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
     /// (store keys, then broker keys), with a data version header.
     pub(super) async fn broker_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        // The live settings (UPDATE_BROKER_CONFIG) last: a later line wins.
         let text = format!(
-            "{}{}",
+            "{}{}{}",
             self.store.config().to_properties(),
-            self.cfg.to_properties(false)
+            self.cfg.to_properties(false),
+            self.live.to_properties()
         );
         let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});
         Ok(RemotingCommand::success()

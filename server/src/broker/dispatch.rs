@@ -169,6 +169,7 @@ impl Broker {
             ops_mut::code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_subscription_group(r(Blocking)).await,
             ops_mut::code::DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(r(Blocking)).await,
             ops_mut::code::DELETE_TOPIC_IN_BROKER => self.delete_topic(r(Blocking)).await,
+            UPDATE_BROKER_CONFIG => self.update_broker_config(r(Blocking)).await,
             // EndTransactionProcessor
             END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`

@@ -113,6 +113,8 @@ pub struct Broker {
     /// What the broker signs its own requests with
     /// ([`BrokerConfig::credentials`], else the ACL's first admin account).
     credentials: Option<crate::acl::Credentials>,
+    /// The settings UPDATE_BROKER_CONFIG changes live (`ops_mut.rs`).
+    live: ops_mut::LiveConfig,
 }
 
 /// Why a broker could not start.
@@ -181,7 +183,9 @@ impl Broker {
             listener_hold.notify(topic, queue_id, max)
         })));
         let put_waiter = send::PutWaiter::start(store.clone()).map_err(StartError::Threads)?;
+        let live = ops_mut::LiveConfig::new(&cfg);
         Ok(Arc::new(Broker {
+            live,
             cfg,
             put_waiter,
             store,

@@ -2,7 +2,9 @@
 //! (INVOKE_BROKER_TO_RESET_OFFSET 222, telling online consumers with
 //! RESET_CONSUMER_CLIENT_OFFSET 220) and subscription-group management
 //! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP 200, DELETE_SUBSCRIPTIONGROUP 207),
-//! as RocketMQ 4.9's `AdminBrokerProcessor` and `Broker2Client` answer them.
+//! as RocketMQ 4.9's `AdminBrokerProcessor` and `Broker2Client` answer them;
+//! topic deletion (DELETE_TOPIC_IN_BROKER 215) and live broker settings
+//! (UPDATE_BROKER_CONFIG 25, [`LiveConfig`]).
 //!
 //! Where ferromq differs from RocketMQ 4.9, on purpose:
 //! - An offset reset changes the stored offsets too and answers SUCCESS when
@@ -17,10 +19,14 @@
 //!   object-key map (`ResetOffsetBody`) otherwise. RocketMQ sends the map to
 //!   C++ consumers unless `-c` is given, which they cannot parse.
 //! - A queue with no stored offset for the group does not fail the reset
-//!   (RocketMQ answers "THe consumer group <g> not exist" as soon as one
+//!   (RocketMQ answers `THe consumer group <g> not exist` as soon as one
 //!   queue has none); only a group the broker knows nothing of fails.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ferromq_engine::sync::LockExt;
 
 use super::subscription::SubscriptionGroupConfig;
 use super::{Broker, HandlerResult, Request};
@@ -365,6 +371,87 @@ impl Broker {
         })
     }
 
+    /// Where UPDATE_BROKER_CONFIG persists its changes: the broker's
+    /// properties file (`-c`). Without one, changes apply live only.
+    pub fn set_config_file(&self, path: PathBuf) {
+        let _ = self.live.config_file.set(path);
+    }
+
+    /// The settings UPDATE_BROKER_CONFIG changes live.
+    pub fn live(&self) -> &LiveConfig {
+        &self.live
+    }
+
+    /// UPDATE_BROKER_CONFIG: a properties body. Every key must be one ferromq
+    /// applies live ([`LIVE_KEYS`]) with a valid value, else nothing changes
+    /// and the answer is SYSTEM_ERROR naming the first key refused and why
+    /// (a store key, a key read once at start, an unknown key). Accepted
+    /// changes are written to the properties file (atomically, the file's
+    /// other lines kept) and then applied; a brokerPermission change
+    /// re-registers the broker at once, so routes follow.
+    pub(super) async fn update_broker_config(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let text = String::from_utf8_lossy(&req.cmd.body).into_owned();
+        let changes = match parse_properties(&text) {
+            Ok(c) if c.is_empty() => {
+                return Ok(RemotingCommand::error(
+                    response::SYSTEM_ERROR,
+                    "the body holds no key=value",
+                ))
+            }
+            Ok(c) => c,
+            Err(e) => return Ok(RemotingCommand::error(response::SYSTEM_ERROR, e)),
+        };
+        let mut checked = Vec::new();
+        for (k, v) in &changes {
+            match LiveConfig::check(k, v) {
+                Ok(val) => checked.push((k.clone(), val)),
+                Err(why) => {
+                    tracing::warn!(key = %k, "UPDATE_BROKER_CONFIG refused: {why}");
+                    return Ok(RemotingCommand::error(response::SYSTEM_ERROR, why));
+                }
+            }
+        }
+        let res = self
+            .run_on(req.on, "update broker config", move |b| {
+                let _one = b.live.update.locked();
+                let mut persisted = false;
+                if let Some(path) = b.live.config_file.get() {
+                    let old = std::fs::read_to_string(path).map_err(|e| {
+                        format!("cannot read {}: {e}; nothing changed", path.display())
+                    })?;
+                    crate::util::atomic_write(path, edit_properties(&old, &changes).as_bytes())
+                        .map_err(|e| {
+                            format!("cannot write {}: {e}; nothing changed", path.display())
+                        })?;
+                    persisted = true;
+                }
+                for (k, v) in &checked {
+                    b.live.apply(k, *v);
+                }
+                Ok::<_, String>((persisted, changes))
+            })
+            .await?;
+        Ok(match res {
+            Ok((persisted, changes)) => {
+                for (k, v) in &changes {
+                    tracing::info!(key = %k, value = %v, persisted, "broker config changed live");
+                }
+                if changes.iter().any(|(k, _)| k == "brokerPermission") {
+                    self.register_now.notify_one();
+                }
+                if persisted {
+                    RemotingCommand::success()
+                } else {
+                    RemotingCommand::response(
+                        response::SUCCESS,
+                        Some("applied live; not persisted: the broker was started without a properties file (-c)".into()),
+                    )
+                }
+            }
+            Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
+        })
+    }
+
     /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: the body is a
     /// `SubscriptionGroupConfig` (missing fields take RocketMQ's defaults);
     /// the table is on disk before SUCCESS is answered.
@@ -440,6 +527,243 @@ impl Broker {
     }
 }
 
+/// The broker settings UPDATE_BROKER_CONFIG may change while the broker runs
+/// (RocketMQ's `updateBrokerConfig`): every other part of the broker reads
+/// them here, not from [`super::BrokerConfig`], so a change applies to the
+/// next request.
+#[derive(Debug)]
+pub struct LiveConfig {
+    broker_permission: AtomicU32,
+    slave_read_enable: AtomicBool,
+    long_polling_enable: AtomicBool,
+    short_polling_time_mills: AtomicU64,
+    long_polling_max_suspend_ms: AtomicU64,
+    reject_transaction_message: AtomicBool,
+    /// The broker's properties file (`-c`), where changes are persisted.
+    config_file: OnceLock<PathBuf>,
+    /// One UPDATE_BROKER_CONFIG at a time (apply and persist together).
+    update: Mutex<()>,
+}
+
+/// Keys [`LiveConfig`] applies live.
+pub const LIVE_KEYS: &[&str] = &[
+    "brokerPermission",
+    "slaveReadEnable",
+    "longPollingEnable",
+    "shortPollingTimeMills",
+    "longPollingMaxSuspendMillis",
+    "rejectTransactionMessage",
+];
+
+/// One checked `key=value` of an UPDATE_BROKER_CONFIG body.
+#[derive(Debug, Clone, Copy)]
+enum LiveValue {
+    Perm(u32),
+    Flag(bool),
+    Millis(u64),
+}
+
+impl LiveConfig {
+    /// The live settings' start values, from the broker's configuration.
+    pub fn new(cfg: &super::BrokerConfig) -> Self {
+        LiveConfig {
+            broker_permission: AtomicU32::new(cfg.broker_permission),
+            slave_read_enable: AtomicBool::new(cfg.slave_read_enable),
+            long_polling_enable: AtomicBool::new(cfg.long_polling_enable),
+            short_polling_time_mills: AtomicU64::new(cfg.short_polling_time_mills),
+            long_polling_max_suspend_ms: AtomicU64::new(cfg.long_polling_max_suspend_ms),
+            reject_transaction_message: AtomicBool::new(cfg.reject_transaction_message),
+            config_file: OnceLock::new(),
+            update: Mutex::new(()),
+        }
+    }
+
+    /// `brokerPermission` (2 write, 4 read, 6 both).
+    pub fn broker_permission(&self) -> u32 {
+        self.broker_permission.load(Ordering::Relaxed)
+    }
+
+    /// `slaveReadEnable`.
+    pub fn slave_read_enable(&self) -> bool {
+        self.slave_read_enable.load(Ordering::Relaxed)
+    }
+
+    /// `longPollingEnable`.
+    pub fn long_polling_enable(&self) -> bool {
+        self.long_polling_enable.load(Ordering::Relaxed)
+    }
+
+    /// `shortPollingTimeMills`.
+    pub fn short_polling_time_mills(&self) -> u64 {
+        self.short_polling_time_mills.load(Ordering::Relaxed)
+    }
+
+    /// `longPollingMaxSuspendMillis`.
+    pub fn long_polling_max_suspend_ms(&self) -> u64 {
+        self.long_polling_max_suspend_ms.load(Ordering::Relaxed)
+    }
+
+    /// `rejectTransactionMessage`.
+    pub fn reject_transaction_message(&self) -> bool {
+        self.reject_transaction_message.load(Ordering::Relaxed)
+    }
+
+    /// The live keys with their current values, `key=value` lines.
+    pub fn to_properties(&self) -> String {
+        format!(
+            "brokerPermission={}\nslaveReadEnable={}\nlongPollingEnable={}\nshortPollingTimeMills={}\n\
+             longPollingMaxSuspendMillis={}\nrejectTransactionMessage={}\n",
+            self.broker_permission(),
+            self.slave_read_enable(),
+            self.long_polling_enable(),
+            self.short_polling_time_mills(),
+            self.long_polling_max_suspend_ms(),
+            self.reject_transaction_message()
+        )
+    }
+
+    fn check(key: &str, value: &str) -> Result<LiveValue, String> {
+        let v = value.trim();
+        let flag = || match v {
+            "true" => Ok(LiveValue::Flag(true)),
+            "false" => Ok(LiveValue::Flag(false)),
+            _ => Err(format!("{key}={v}: give true or false")),
+        };
+        let millis = || match v.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(LiveValue::Millis(n)),
+            _ => Err(format!("{key}={v}: give milliseconds, at least 1")),
+        };
+        match key {
+            "brokerPermission" => match v.parse::<u32>() {
+                Ok(p) if p & !7 == 0 => Ok(LiveValue::Perm(p)),
+                _ => Err(format!(
+                    "{key}={v}: give permission bits 0..7 (2 write, 4 read, 6 both)"
+                )),
+            },
+            "slaveReadEnable" | "longPollingEnable" | "rejectTransactionMessage" => flag(),
+            "shortPollingTimeMills" | "longPollingMaxSuspendMillis" => millis(),
+            _ => Err(refusal(key)),
+        }
+    }
+
+    fn apply(&self, key: &str, v: LiveValue) {
+        match (key, v) {
+            ("brokerPermission", LiveValue::Perm(p)) => {
+                self.broker_permission.store(p, Ordering::Relaxed)
+            }
+            ("slaveReadEnable", LiveValue::Flag(b)) => {
+                self.slave_read_enable.store(b, Ordering::Relaxed)
+            }
+            ("longPollingEnable", LiveValue::Flag(b)) => {
+                self.long_polling_enable.store(b, Ordering::Relaxed)
+            }
+            ("rejectTransactionMessage", LiveValue::Flag(b)) => {
+                self.reject_transaction_message.store(b, Ordering::Relaxed)
+            }
+            ("shortPollingTimeMills", LiveValue::Millis(n)) => {
+                self.short_polling_time_mills.store(n, Ordering::Relaxed)
+            }
+            ("longPollingMaxSuspendMillis", LiveValue::Millis(n)) => {
+                self.long_polling_max_suspend_ms.store(n, Ordering::Relaxed)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why `key` cannot be changed live.
+fn refusal(key: &str) -> String {
+    const START_ONLY: &[&str] = &[
+        "listenPort",
+        "haListenPort",
+        "fastListenPort",
+        "bindAddress",
+        "brokerIP1",
+        "brokerIP2",
+        "brokerName",
+        "brokerClusterName",
+        "brokerId",
+        "brokerRole",
+        "storePathRootDir",
+        "storePathCommitLog",
+        "storePathConsumeQueue",
+        "storePathIndex",
+        "storeCheckpoint",
+        "abortFile",
+        "namesrvAddr",
+        "aclEnable",
+    ];
+    let is_path = key.starts_with("storePath") || key.ends_with("Path") || key.ends_with("Dir");
+    if START_ONLY.contains(&key) || (is_path && ferromq_engine::config::is_known_key(key)) {
+        format!(
+            "{key} cannot be changed while the broker runs (ports, addresses, paths, names \
+             and roles are read once at start); set it in the properties file and restart"
+        )
+    } else if ferromq_engine::StoreConfig::keys().any(|k| k == key) {
+        format!(
+            "{key} is a store setting: ferromq's store holds its settings fixed while it runs, \
+             so it is not changed live; set it in the properties file and restart the broker"
+        )
+    } else if ferromq_engine::config::is_known_key(key) {
+        format!(
+            "{key} cannot be changed while the broker runs (pools, timers and the like are \
+             read once at start); set it in the properties file and restart"
+        )
+    } else {
+        format!(
+            "unknown broker config key {key}: neither the store nor a RocketMQ 4.x broker reads it"
+        )
+    }
+}
+
+/// Parse an UPDATE_BROKER_CONFIG body (`java.util.Properties` text:
+/// `key=value` or `key:value` lines, `#`/`!` comments).
+fn parse_properties(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') || l.starts_with('!') {
+            continue;
+        }
+        let Some(at) = l.find(['=', ':']) else {
+            return Err(format!("line {l:?} is not key=value"));
+        };
+        out.push((l[..at].trim().to_string(), l[at + 1..].trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// `text` (a properties file) with each of `changes` set: an existing
+/// `key=value` line is replaced in place (comments and order kept), a new
+/// key is appended.
+pub fn edit_properties(text: &str, changes: &[(String, String)]) -> String {
+    let mut done = vec![false; changes.len()];
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let l = line.trim_start();
+        let key = l
+            .find(['=', ':'])
+            .filter(|_| !l.starts_with('#') && !l.starts_with('!'))
+            .map(|at| l[..at].trim());
+        match key.and_then(|k| changes.iter().position(|(ck, _)| ck == k)) {
+            Some(i) => {
+                out.push_str(&format!("{}={}\n", changes[i].0, changes[i].1));
+                done[i] = true;
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (i, (k, v)) in changes.iter().enumerate() {
+        if !done[i] {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+    }
+    out
+}
+
 /// RocketMQ 4.9's `TopicValidator.isSystemTopic`, plus the cluster's and
 /// the broker's own names (topics of those names exist on every broker).
 pub fn is_system_topic(topic: &str, cluster: &str, broker_name: &str) -> bool {
@@ -464,6 +788,36 @@ pub fn is_system_topic(topic: &str, cluster: &str, broker_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_edited_in_place() {
+        let old = "# broker\nbrokerName=b\nbrokerPermission = 6\n";
+        let new = edit_properties(
+            old,
+            &[
+                ("brokerPermission".into(), "4".into()),
+                ("slaveReadEnable".into(), "true".into()),
+            ],
+        );
+        assert_eq!(
+            new,
+            "# broker\nbrokerName=b\nbrokerPermission=4\nslaveReadEnable=true\n"
+        );
+        assert_eq!(
+            parse_properties("a=1\n# c\nb : 2\n").unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), "2".into())]
+        );
+        assert!(LiveConfig::check("brokerPermission", "9").is_err());
+        assert!(LiveConfig::check("flushIntervalCommitLog", "100")
+            .unwrap_err()
+            .contains("store setting"));
+        assert!(LiveConfig::check("listenPort", "1")
+            .unwrap_err()
+            .contains("cannot be changed while the broker runs"));
+        assert!(LiveConfig::check("noSuchKey", "1")
+            .unwrap_err()
+            .contains("unknown broker config key noSuchKey"));
+    }
 
     #[test]
     fn reset_bodies_round_trip_in_both_forms() {

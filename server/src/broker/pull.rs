@@ -286,7 +286,7 @@ impl Broker {
     /// readable, the topic known, the queue id valid, the topic readable.
     /// `Some(answer)` refuses the pull.
     fn refuse_pull(&self, h: &PullHeader) -> Option<RemotingCommand> {
-        if self.cfg.broker_permission & PERM_READ == 0 {
+        if self.live.broker_permission() & PERM_READ == 0 {
             return Some(RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!(
@@ -339,11 +339,11 @@ impl Broker {
         read: &PullRead,
     ) -> HandlerResult {
         let h = &read.h;
-        let wait = if self.cfg.long_polling_enable {
+        let wait = if self.live.long_polling_enable() {
             let asked = u64::try_from(h.suspend_timeout_millis).unwrap_or(0);
-            Duration::from_millis(asked.min(self.cfg.long_polling_max_suspend_ms))
+            Duration::from_millis(asked.min(self.live.long_polling_max_suspend_ms()))
         } else {
-            Duration::from_millis(self.cfg.short_polling_time_mills)
+            Duration::from_millis(self.live.short_polling_time_mills())
         };
         if wait.is_zero() {
             return Ok(first);
@@ -363,7 +363,7 @@ impl Broker {
                 // time. The wait holds the request's permit, so it counts
                 // against `serverMaxRequestsPerConnection` like a held pull.
                 drop(first);
-                let short = Duration::from_millis(self.cfg.short_polling_time_mills).min(wait);
+                let short = Duration::from_millis(self.live.short_polling_time_mills()).min(wait);
                 if !self.stopping.load(Ordering::Acquire) {
                     tokio::time::sleep(short).await;
                 }
@@ -401,7 +401,7 @@ impl Broker {
     pub fn pull_policy(&self) -> PullPolicy {
         PullPolicy {
             slave: self.store.config().broker_role == BrokerRole::Slave,
-            slave_read_enable: self.cfg.slave_read_enable,
+            slave_read_enable: self.live.slave_read_enable(),
             offset_check_in_slave: self.cfg.offset_check_in_slave,
         }
     }

@@ -34,7 +34,7 @@ fn register_body(b: &Broker, dv: &mut DataVersion) -> Vec<u8> {
                 t.topic_name,
                 t.read_queue_nums,
                 t.write_queue_nums,
-                (t.perm & b.cfg.broker_permission) | (t.perm & 1),
+                (t.perm & b.live.broker_permission()) | (t.perm & 1),
             )
         })
         .collect();
@@ -45,7 +45,7 @@ fn register_body(b: &Broker, dv: &mut DataVersion) -> Vec<u8> {
             AUTO_CREATE_TOPIC_KEY.to_string(),
             n,
             n,
-            7 & (b.cfg.broker_permission | 1),
+            7 & (b.live.broker_permission() | 1),
         ));
     }
     topics.sort();

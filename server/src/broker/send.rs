@@ -278,6 +278,17 @@ impl Broker {
         if let Err(why) = validate_topic(&h.topic) {
             return Ok(RemotingCommand::error(response::SYSTEM_ERROR, why));
         }
+        // RocketMQ's `AbstractSendMessageProcessor.msgCheck`: a broker whose
+        // permission (brokerPermission, changeable live) lacks write refuses sends.
+        if self.live.broker_permission() & 2 == 0 {
+            return Ok(RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] sending message is forbidden",
+                    self.cfg.broker_ip1
+                ),
+            ));
+        }
         if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
             return Ok(RemotingCommand::error(
                 response::NO_PERMISSION,
@@ -471,7 +482,7 @@ impl Broker {
     /// half message, unless `rejectTransactionMessage` refuses it.
     fn put_single(&self, mut m: Message) -> Result<PutOutcome, RemotingCommand> {
         if transaction::is_half_request(&m.properties) {
-            if self.cfg.reject_transaction_message {
+            if self.live.reject_transaction_message() {
                 return Err(RemotingCommand::error(
                     response::NO_PERMISSION,
                     format!(

@@ -121,7 +121,7 @@ impl Broker {
                 )
             }
         };
-        if self.cfg.broker_permission & PERM_WRITE == 0 {
+        if self.live.broker_permission() & PERM_WRITE == 0 {
             return RemotingCommand::error(
                 response::NO_PERMISSION,
                 format!(
