@@ -579,3 +579,98 @@ fn update_broker_config_applies_live_keys_persists_them_and_refuses_the_rest() {
     let r = c.send_v2(TOPIC, 0, b"m", None, None);
     assert_eq!(r.code, response::SUCCESS, "permission unchanged");
 }
+
+/// With `aclEnable=true` the mutating requests 215, 200, 207 and 25 are
+/// admin requests (RocketMQ 5's `Permission.ADMIN_CODE` lists those and not
+/// 222): a non-admin account is refused and nothing changes; the admin
+/// account is served.
+#[test]
+fn with_acl_the_mutating_requests_need_the_admin_account() {
+    use ferromq_server::acl::sign;
+    const ACL: &str = "\
+accounts:
+  - accessKey: rocketmq2
+    secretKey: 12345678
+    admin: false
+    defaultTopicPerm: PUB|SUB
+    defaultGroupPerm: SUB
+  - accessKey: RocketMQAdmin
+    secretKey: adminsecret
+    admin: true
+";
+    fn signed(mut cmd: RemotingCommand, ak: &str, sk: &str) -> RemotingCommand {
+        cmd.ext_fields.insert(sign::ACCESS_KEY_FIELD, ak);
+        let content = sign::combine_request_content(&cmd.ext_fields.0, &cmd.body);
+        cmd.ext_fields
+            .insert(sign::SIGNATURE_FIELD, sign::sign(&content, sk));
+        cmd
+    }
+    let (_tmp, dir) = temp_dir();
+    let store = dir.join("store");
+    let acl_file = dir.join("plain_acl.yml");
+    std::fs::write(&acl_file, ACL).unwrap();
+    let props = broker_props(
+        &store,
+        &format!("aclEnable=true\naclFilePath={}\n", acl_file.display()),
+    );
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let file = dir.join("broker.properties");
+    let mut c = Client::connect(port);
+    let r = c.invoke(signed(
+        Client::send_v2_req("AclOpsTopic", 0, b"m", &[]),
+        "rocketmq2",
+        "12345678",
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let group_body = br#"{"groupName":"acl_g","consumeEnable":false}"#.to_vec();
+    let requests = [
+        RemotingCommand::request(code::DELETE_TOPIC_IN_BROKER).with_ext("topic", "AclOpsTopic"),
+        RemotingCommand::request(code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+            .with_body(group_body.clone()),
+        RemotingCommand::request(code::DELETE_SUBSCRIPTIONGROUP).with_ext("groupName", "acl_g"),
+        RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+            .with_body(b"brokerPermission=4\n".to_vec()),
+    ];
+    let props_before = std::fs::read_to_string(&file).unwrap();
+    for req in &requests {
+        let r = c.invoke(signed(req.clone(), "rocketmq2", "12345678"));
+        assert_eq!(r.code, response::SYSTEM_ERROR);
+        let remark = r.remark.unwrap_or_default();
+        assert!(
+            remark.contains(&format!(
+                "Need admin permission for request code={}, but accessKey=rocketmq2 is not",
+                req.code
+            )),
+            "{remark}"
+        );
+    }
+    // Nothing changed.
+    let dispatched = wait_for(WAIT, || {
+        let r = c.invoke(signed(
+            Client::offset_req(request::GET_MAX_OFFSET, "AclOpsTopic", 0),
+            "RocketMQAdmin",
+            "adminsecret",
+        ));
+        (r.ext_fields.get_i64("offset").ok() == Some(1)).then_some(())
+    });
+    assert!(dispatched.is_some(), "the topic's message is gone");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), props_before);
+    assert!(
+        !std::fs::read_to_string(store.join("config/subscriptionGroup.json"))
+            .unwrap_or_default()
+            .contains("acl_g")
+    );
+    // The admin account is served.
+    let r = c.invoke(signed(
+        RemotingCommand::request(code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).with_body(group_body),
+        "RocketMQAdmin",
+        "adminsecret",
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = c.invoke(signed(
+        RemotingCommand::request(code::DELETE_TOPIC_IN_BROKER).with_ext("topic", "AclOpsTopic"),
+        "RocketMQAdmin",
+        "adminsecret",
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+}
