@@ -459,6 +459,28 @@ fn sub_groups_consume_enable_retry_max_times_and_delete() {
         "the message did not reach {dlq}"
     );
 
+    // consumeBroadcastEnable=false (mqadmin's default): a BROADCASTING
+    // consumer of the group is refused; true lets it pull.
+    let bc = "bc_group";
+    admin_ok(ns_port, &["updateSubGroup", "-g", bc, "-b", &addr]);
+    let hb = format!(
+        r#"{{"clientID":"bc-client","producerDataSet":[],"consumerDataSet":[{{"groupName":"{bc}","consumeType":"CONSUME_PASSIVELY","messageModel":"BROADCASTING","consumeFromWhere":"CONSUME_FROM_LAST_OFFSET","subscriptionDataSet":[{{"topic":"{TOPIC}","subString":"*"}}],"unitMode":false}}]}}"#
+    );
+    let r = c.invoke(RemotingCommand::request(request::HEART_BEAT).with_body(hb.into_bytes()));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let r = c.pull(bc, TOPIC, 0, 0, 32);
+    assert_eq!(r.code, response::NO_PERMISSION, "{:?}", r.remark);
+    assert!(r
+        .remark
+        .unwrap()
+        .contains("can not consume by broadcast way"));
+    admin_ok(
+        ns_port,
+        &["updateSubGroup", "-g", bc, "-b", &addr, "-d", "true"],
+    );
+    let r = c.pull(bc, TOPIC, 0, 0, 32);
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+
     // A malformed body changes nothing.
     let r = c.invoke(
         RemotingCommand::request(code::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)

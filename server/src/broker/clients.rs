@@ -24,6 +24,8 @@ struct ConsumerGroup {
     clients: BTreeMap<String, ClientChannel>,
     /// topic -> subscription expression.
     subscriptions: HashMap<String, String>,
+    /// The latest heartbeat's `messageModel` was BROADCASTING.
+    broadcasting: bool,
 }
 
 #[derive(Debug, Default)]
@@ -117,7 +119,7 @@ impl ClientManager {
         }
         // (group, its subscriptions; None when the heartbeat has no
         // subscription set for the group)
-        let mut consumers: Vec<(String, Option<Subscriptions>)> = Vec::new();
+        let mut consumers: Vec<(String, Option<Subscriptions>, bool)> = Vec::new();
         if let Value::Array(cs) = &v["consumerDataSet"] {
             for c in cs {
                 let Some(g) = str_of(&c["groupName"]) else {
@@ -137,7 +139,13 @@ impl ClientManager {
                         }
                     }
                 }
-                consumers.push((g, subs));
+                // `MessageModel`: a name (Java) or its ordinal (BROADCASTING is 0).
+                let broadcasting = match &c["messageModel"] {
+                    Value::String(m) => m == "BROADCASTING",
+                    Value::Number(n) => n.as_i64() == Some(0),
+                    _ => false,
+                };
+                consumers.push((g, subs, broadcasting));
             }
         }
         let now = Instant::now();
@@ -158,8 +166,9 @@ impl ClientManager {
                 .insert(client_id.clone(), ch.clone());
             sum.producer_groups.push(g);
         }
-        for (g, subs) in consumers {
+        for (g, subs, broadcasting) in consumers {
             let group = t.consumers.entry(g.clone()).or_default();
+            group.broadcasting = broadcasting;
             let joined = group
                 .clients
                 .insert(client_id.clone(), ch.clone())
@@ -313,6 +322,15 @@ impl ClientManager {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether the group's consumers consume BROADCASTING (from their latest
+    /// heartbeat).
+    pub fn is_broadcasting(&self, group: &str) -> bool {
+        self.lock()
+            .consumers
+            .get(group)
+            .is_some_and(|g| g.broadcasting)
     }
 
     /// Client ids of a consumer group, sorted.

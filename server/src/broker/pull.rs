@@ -240,6 +240,17 @@ impl Broker {
         if let Some(refusal) = refuse_pull_of_group(&h, &group) {
             return Ok(refusal);
         }
+        // RocketMQ's PullMessageProcessor: a group whose
+        // consumeBroadcastEnable is off may not consume BROADCASTING.
+        if !group.consume_broadcast_enable && self.clients.is_broadcasting(&h.consumer_group) {
+            return Ok(RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!(
+                    "the consumer group[{}] can not consume by broadcast way",
+                    name_for_message(&h.consumer_group)
+                ),
+            ));
+        }
         let expr = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
             h.subscription.clone()
         } else {

@@ -204,8 +204,9 @@ impl Admin {
         let mut cfg = serde_json::json!({
             "groupName": u.group,
             "consumeEnable": u.consume_enable.unwrap_or(true),
+            // mqadmin's defaults: both false unless given.
             "consumeFromMinEnable": u.consume_from_min_enable.unwrap_or(false),
-            "consumeBroadcastEnable": u.consume_broadcast_enable.unwrap_or(true),
+            "consumeBroadcastEnable": u.consume_broadcast_enable.unwrap_or(false),
             "retryQueueNums": u.retry_queue_nums.unwrap_or(1),
             "retryMaxTimes": u.retry_max_times.unwrap_or(16),
             "brokerId": u.broker_id.unwrap_or(0),
