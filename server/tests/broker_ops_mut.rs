@@ -102,6 +102,37 @@ fn spawn_consumer(
     spawn_to("reset_offset_client", cmd, Stdio::inherit(), "warn")
 }
 
+/// Lines containing `needle` in the files under `dir` (bounded walk).
+fn cpp_log_lines(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let mut budget = 256usize;
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            budget = budget.saturating_sub(1);
+            if budget == 0 {
+                return out;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                let text = String::from_utf8_lossy(&bytes);
+                out.extend(
+                    text.lines()
+                        .filter(|l| l.contains(needle))
+                        .take(16)
+                        .map(str::to_string),
+                );
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn reset_offset_by_time_with_the_cpp_push_consumer_online_and_offline() {
     if let Err(why) = python_rocketmq_available("import rocketmq.client") {
@@ -169,6 +200,14 @@ fn reset_offset_by_time_with_the_cpp_push_consumer_online_and_offline() {
     );
     let again = consumer.wait_line("SEEN 2", WAIT);
     eprintln!("C++ consumer after the online reset: {again}");
+    // The C++ client's own log says it decoded the reset (its
+    // ResetOffsetBody::Decode logs each queue at INFO).
+    let decoded = cpp_log_lines(&home.join("logs"), "ResetOffsetBody brokerName");
+    eprintln!("C++ client log, decoded reset entries: {decoded:#?}");
+    assert!(
+        !decoded.is_empty(),
+        "the C++ client did not log decoding RESET_CONSUMER_CLIENT_OFFSET"
+    );
     consumer.wait_line("RESULT seen=2", WAIT);
     let _ = consumer.child.wait();
     wait_stored_sum(port, GROUP, TOPIC, 4, N as i64);
