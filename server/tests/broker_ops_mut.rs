@@ -36,6 +36,18 @@ fn admin_ok(ns_port: u16, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// Wait (bounded) until the broker is registered with the name server.
+fn wait_registered(ns_port: u16) {
+    let ok = wait_for(WAIT, || {
+        let mut c = Client::connect(ns_port);
+        let r = c.invoke(RemotingCommand::request(request::GET_BROKER_CLUSTER_INFO));
+        String::from_utf8_lossy(&r.body)
+            .contains("broker-t")
+            .then_some(())
+    });
+    assert!(ok.is_some(), "the broker never registered");
+}
+
 fn stored_offset(port: u16, group: &str, topic: &str, q: i32) -> i64 {
     let mut c = Client::connect(port);
     let r = c.invoke(
@@ -146,6 +158,7 @@ fn reset_offset_by_time_with_the_cpp_push_consumer_online_and_offline() {
     let (_ns, ns_port) = start_namesrv(&dir);
     let store = dir.join("store");
     let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    wait_registered(ns_port);
     let ns = format!("127.0.0.1:{ns_port}");
     admin_ok(
         ns_port,
@@ -324,6 +337,7 @@ fn delete_topic_removes_config_queues_offsets_and_reports_the_name_server() {
     let (_ns, ns_port) = start_namesrv(&dir);
     let store = dir.join("store");
     let (mut broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    wait_registered(ns_port);
     for t in [TOPIC, KEEP] {
         admin_ok(
             ns_port,
@@ -370,7 +384,12 @@ fn delete_topic_removes_config_queues_offsets_and_reports_the_name_server() {
         "messages not dispatched"
     );
     assert!(cq.join("0").exists() && cq.join("1").exists());
-    assert_eq!(route_code(ns_port, TOPIC), response::SUCCESS);
+    for t in [TOPIC, KEEP] {
+        let seen = wait_for(WAIT, || {
+            (route_code(ns_port, t) == response::SUCCESS).then_some(())
+        });
+        assert!(seen.is_some(), "the route of {t} never appeared");
+    }
 
     let o = admin(ns_port, &["deleteTopic", "-t", TOPIC, "-c", "TestCluster"]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -433,6 +452,7 @@ fn delete_topic_removes_config_queues_offsets_and_reports_the_name_server() {
     drop(c);
     broker.terminate(Duration::from_secs(30));
     let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    wait_registered(ns_port);
     assert_eq!(total_max_offset(port, KEEP, 2), 6);
     assert_eq!(total_max_offset(port, TOPIC, 2), 0);
     assert!(!cq.exists(), "the consume queues came back after a restart");
@@ -446,6 +466,7 @@ fn sub_groups_consume_enable_retry_max_times_and_delete() {
     let (_ns, ns_port) = start_namesrv(&dir);
     let store = dir.join("store");
     let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    wait_registered(ns_port);
     let addr = format!("127.0.0.1:{port}");
     let mut c = Client::connect(port);
     let r = c.send_v2(TOPIC, 0, b"hello", None, None);
@@ -544,6 +565,7 @@ fn update_broker_config_applies_live_keys_persists_them_and_refuses_the_rest() {
     let (_ns, ns_port) = start_namesrv(&dir);
     let store = dir.join("store");
     let (_broker, port) = start_broker(&dir, &broker_props(&store, ""), Some(ns_port));
+    wait_registered(ns_port);
     let addr = format!("127.0.0.1:{port}");
     let file = dir.join("broker.properties");
     let before = std::fs::read_to_string(&file).unwrap();

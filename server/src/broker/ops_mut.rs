@@ -325,17 +325,12 @@ impl Broker {
     /// of it go (files written before SUCCESS); its commitlog records age
     /// out by retention. The broker registers again at once; the name
     /// servers keep the topic's route until DELETE_TOPIC_IN_NAMESRV, as
-    /// RocketMQ's do. Refused on a slave, for system topics, and answered
+    /// RocketMQ's do. A slave deletes its own queues and offsets too (its
+    /// topic table follows the master's anyway). Refused for system topics;
     /// TOPIC_NOT_EXIST for a topic the broker does not have (RocketMQ
     /// answers SUCCESS there).
     pub(super) async fn delete_topic(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
         let topic = req.cmd.ext_fields.get_str("topic")?.to_string();
-        if self.store.config().broker_role == ferromq_engine::BrokerRole::Slave {
-            return Ok(RemotingCommand::error(
-                response::SYSTEM_ERROR,
-                "Can't modify topic or subscription group from slave broker, please execute it from master broker.",
-            ));
-        }
         if let Err(why) = ferromq_engine::validate_topic(&topic) {
             return Ok(super::names::refuse(why));
         }
@@ -484,7 +479,7 @@ impl Broker {
         let res = self
             .run_on(req.on, "update subscription group", move |b| {
                 b.groups.upsert(cfg).map_err(|e| e.to_string())?;
-                b.groups.flush().map_err(|e| e.to_string())
+                b.groups.persist().map_err(|e| e.to_string())
             })
             .await?;
         Ok(match res {
@@ -507,7 +502,10 @@ impl Broker {
         let res = self
             .run_on(req.on, "delete subscription group", move |b| {
                 let known = b.groups.remove(&g2);
-                b.groups.flush().map(|()| known).map_err(|e| e.to_string())
+                b.groups
+                    .persist()
+                    .map(|()| known)
+                    .map_err(|e| e.to_string())
             })
             .await?;
         let shown = ferromq_engine::message::name_for_message(&group).to_string();

@@ -293,6 +293,15 @@ impl SubscriptionGroupManager {
 }
 
 impl SubscriptionGroupManager {
+    /// Return once every change made so far is in the file (an admin's
+    /// change, answered only when it would survive a crash).
+    ///
+    /// # Errors
+    /// The write's error.
+    pub fn persist(&self) -> std::io::Result<()> {
+        self.writer.write_through().map_err(std::io::Error::other)
+    }
+
     /// Remove a group (DELETE_SUBSCRIPTIONGROUP); returns whether it was
     /// known. The file is written within the persist interval, or at once
     /// with [`SubscriptionGroupManager::flush`].

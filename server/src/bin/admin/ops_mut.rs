@@ -250,8 +250,8 @@ impl Admin {
     }
 
     /// `deleteTopic`: DELETE_TOPIC_IN_BROKER at every broker of the cluster
-    /// (masters and slaves), then DELETE_TOPIC_IN_NAMESRV at every name
-    /// server; each answer is printed.
+    /// (masters and slaves: each has its own queues), then
+    /// DELETE_TOPIC_IN_NAMESRV at every name server; each answer is printed.
     pub(crate) async fn delete_topic(&self, d: DeleteTopic) -> Res<()> {
         let addrs: Vec<String> = self
             .brokers()
@@ -272,26 +272,29 @@ impl Admin {
             )?;
             println!("delete topic [{}] from broker [{addr}] success.", d.topic);
         }
+        let mut ns_ok = true;
         for ns in &self.namesrv {
             let req =
                 RemotingCommand::request(code::DELETE_TOPIC_IN_NAMESRV).with_ext("topic", &d.topic);
-            match call(ns, req).await {
-                Ok(a) if a.code == response::SUCCESS => {
-                    println!("delete topic [{}] from NameServer [{ns}] success.", d.topic)
-                }
-                Ok(a) => println!(
-                    "delete topic [{}] from NameServer [{ns}]: code {} {}",
-                    d.topic,
-                    a.code,
-                    a.remark.unwrap_or_default()
-                ),
-                Err(e) => println!("delete topic [{}] from NameServer [{ns}]: {e}", d.topic),
-            }
+            let line = match call(ns, req).await {
+                Ok(a) if a.code == response::SUCCESS => "success.".to_string(),
+                Ok(a) => format!("code {} {}", a.code, a.remark.unwrap_or_default()),
+                Err(e) => e,
+            };
+            ns_ok &= line == "success.";
+            println!("delete topic [{}] from NameServer [{ns}]: {line}", d.topic);
         }
-        println!(
-            "delete topic [{}] from cluster [{}] success.",
-            d.topic, d.cluster
-        );
+        if ns_ok {
+            println!(
+                "delete topic [{}] from cluster [{}] success.",
+                d.topic, d.cluster
+            );
+        } else {
+            println!(
+                "topic [{}] deleted at the brokers of cluster [{}]; a name server kept its route (see above)",
+                d.topic, d.cluster
+            );
+        }
         Ok(())
     }
 
