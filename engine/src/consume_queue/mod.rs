@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::mapped_file::MappedFile;
 use crate::mapped_file_queue::MappedFileQueue;
 
-mod table;
+pub(crate) mod table;
 pub(crate) use table::CqTable;
 
 /// Bytes per unit.

@@ -16,7 +16,14 @@ pub(crate) struct CqTable {
     /// Queues created by dispatch since the last `take_created` (a slave learns
     /// its topics from the log it follows).
     created: Mutex<Vec<(String, u32)>>,
+    /// Deleted topics (`config/deletedTopics.json`): topic -> the commitlog
+    /// end when it was deleted. Records of the topic below it get no unit
+    /// (recovery and late dispatch do not bring the queues back).
+    deleted: RwLock<HashMap<String, u64>>,
 }
+
+/// The file of [`CqTable`]'s deleted topics, under the config folder.
+pub(crate) const DELETED_TOPICS_FILE: &str = "deletedTopics.json";
 
 impl CqTable {
     pub fn new(root: PathBuf, file_size: u64) -> Self {
@@ -25,7 +32,30 @@ impl CqTable {
             file_size,
             queues: RwLock::new(HashMap::new()),
             created: Mutex::new(Vec::new()),
+            deleted: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Whether a record of `topic` at `commit_log_offset` was stored before
+    /// the topic was deleted (it gets no unit).
+    pub fn is_deleted(&self, topic: &str, commit_log_offset: u64) -> bool {
+        let d = self.deleted.read_locked();
+        !d.is_empty() && d.get(topic).is_some_and(|end| commit_log_offset < *end)
+    }
+
+    /// The deleted topics, with `topic` deleted at commitlog end `end` added
+    /// (the caller persists them before deleting anything).
+    pub fn deleted_with(&self, topic: &str, end: u64) -> HashMap<String, u64> {
+        let mut d = self.deleted.read_locked().clone();
+        d.insert(topic.to_string(), end);
+        d
+    }
+
+    /// Replace the deleted topics, dropping those whose records are all
+    /// gone (`commit_log_min` past their end).
+    pub fn set_deleted(&self, mut d: HashMap<String, u64>, commit_log_min: u64) {
+        d.retain(|_, end| *end > commit_log_min);
+        *self.deleted.write_locked() = d;
     }
 
     pub fn get(&self, topic: &str, queue_id: u32) -> Option<Arc<ConsumeQueue>> {

@@ -177,6 +177,10 @@ impl UnitBatcher {
                 if known.is_none() && crate::message::validate_topic(topic).is_err() {
                     return Ok(Placed::Refused(Refusal::TopicName));
                 }
+                // A record stored before its topic was deleted: done, no unit.
+                if known.is_none() && cqs.is_deleted(topic, unit.commit_log_offset) {
+                    return Ok(Placed::Taken);
+                }
                 if strict {
                     let have = known.as_ref().map_or(0, |q| q.max_offset());
                     if queue_offset > have {

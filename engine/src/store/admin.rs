@@ -163,10 +163,34 @@ impl MessageStore {
     pub fn delete_topic(&self, topic: &str) -> Result<bool> {
         validate_topic(topic).map_err(Error::IllegalMessage)?;
         let s = &self.inner;
+        // First the tombstone: records stored so far get no unit again, not
+        // in late dispatch nor when a recovery re-dispatches the log.
+        let deleted = s.cqs.deleted_with(topic, s.commitlog.max_offset());
+        let json = serde_json::to_vec(&deleted)
+            .map_err(|e| Error::io("encoding deleted topics", std::io::Error::other(e)))?;
+        crate::fs::write_atomically(
+            &s.cfg
+                .config_dir()
+                .join(crate::consume_queue::table::DELETED_TOPICS_FILE),
+            &json,
+        )?;
+        s.cqs.set_deleted(deleted, s.commitlog.min_offset());
         let had_config = s.topics.remove(topic);
         s.topics.persist()?;
         s.commitlog.forget_topic_offsets(topic);
         let queues = s.cqs.remove_topic(topic)?;
+        // The manifests name the queues the next open expects: a deleted
+        // queue still named there would be rebuilt from the commitlog after
+        // a crash. (A write that fails is redone by the next flush pass.)
+        for (name, manifest) in [
+            (super::CQ_MANIFEST, &s.cq_manifest),
+            (super::CQ_MIN_MANIFEST, &s.cq_min_manifest),
+        ] {
+            let mut m = manifest.locked();
+            if m.remove(topic).is_some() {
+                s.write_manifest(name, &m);
+            }
+        }
         tracing::info!(topic, had_config, queues, "topic deleted");
         Ok(had_config || queues > 0)
     }

@@ -344,6 +344,10 @@ fn open_commitlog(cfg: &StoreConfig) -> Result<(OpenedLog, WalkedRecords)> {
 /// the commitlog end), the topic table and the key index.
 fn load_consume_queues(cfg: &StoreConfig, log: &mut OpenedLog) -> Result<LoadedQueues> {
     let cqs = CqTable::new(cfg.consume_queue_dir(), cfg.consume_queue_file_size());
+    cqs.set_deleted(
+        load_deleted_topics(&cfg.config_dir()),
+        log.commitlog.min_offset(),
+    );
     let min_manifest = load_manifest(&cfg.config_dir().join(CQ_MIN_MANIFEST));
     let manifest = load_manifest(&cfg.config_dir().join(CQ_MANIFEST));
     for (topic, queue_id, dir) in list_consume_queues(&cfg.consume_queue_dir())? {
@@ -638,6 +642,19 @@ impl StoreInner {
                 false
             }
         }
+    }
+}
+
+/// Read the deleted topics (`config/deletedTopics.json`); empty when missing
+/// or damaged (logged).
+fn load_deleted_topics(config_dir: &std::path::Path) -> HashMap<String, u64> {
+    let path = config_dir.join(crate::consume_queue::table::DELETED_TOPICS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "deleted topics file unreadable; ignored");
+            HashMap::new()
+        }),
+        Err(_) => HashMap::new(),
     }
 }
 
