@@ -201,11 +201,33 @@ fn signed_requests_pass_and_refused_ones_change_nothing() {
         &c.invoke(user(lite)),
         "No default permission for topic:topicD",
     );
-    // An admin request from a non-admin account.
+    // Admin requests from a non-admin account: topic create and delete,
+    // broker config, file deletion, offset reset.
     assert_refused(
         &c.invoke(user(create_topic("madeByUser"))),
         "Need admin permission for request code=17, but accessKey=rocketmq2 is not",
     );
+    let admin_only = [
+        RemotingCommand::request(215).with_ext("topic", "topicA"),
+        RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+            .with_body(b"fileReservedTime=1\n".to_vec()),
+        RemotingCommand::request(request::TRIGGER_DELETE_FILES),
+        RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG),
+        RemotingCommand::request(222)
+            .with_ext("topic", "topicA")
+            .with_ext("group", "groupA")
+            .with_ext("timestamp", 0)
+            .with_ext("isForce", true),
+    ];
+    for cmd in admin_only {
+        let code = cmd.code;
+        assert_refused(
+            &c.invoke(user(cmd)),
+            &format!(
+                "Need admin permission for request code={code}, but accessKey=rocketmq2 is not"
+            ),
+        );
+    }
 
     // Nothing changed: one message in topicA, no other topic created.
     assert_eq!(max_offset(&mut c, "topicA"), "1");
