@@ -175,6 +175,27 @@ fn admin_commands_against_real_binaries() {
     );
     assert!(out.lines().any(|l| l.starts_with("flushDiskType")), "{out}");
 
+    // A client's msgId is its unique key: 32 hex digits that also decode as
+    // an offset msgId, here of 10.0.0.1:8080. With -t, queryMsgById looks at
+    // the topic's brokers only and falls back to the unique-key query, as
+    // RocketMQ's viewMessage(topic, msgId) does.
+    let uniq = "0A00000100001F900000000000000000";
+    let r = c.invoke(Client::send_v2_req(
+        TOPIC,
+        1,
+        b"by-unique-key",
+        &[("UNIQ_CLIENT_MESSAGE_ID_KEYIDX", uniq)],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let out = wait_for(Duration::from_secs(10), || {
+        let o = admin(ns_port, &["queryMsgById", "-t", TOPIC, "-i", uniq]);
+        o.status
+            .success()
+            .then(|| String::from_utf8(o.stdout).unwrap())
+    })
+    .expect("query by unique key");
+    assert!(out.contains("Message Body        : by-unique-key"), "{out}");
+
     // Errors: clear message, exit code 1.
     for (args, want) in [
         (vec!["topicStatus", "-t", "NoSuchTopic"], "does not exist"),
