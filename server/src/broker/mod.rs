@@ -306,6 +306,13 @@ impl Broker {
         tls_server: Option<&crate::remoting::tls::TlsServer>,
     ) -> Result<(), String> {
         let auth = self.ha_auth()?;
+        if self.store.config().broker_role == ferromq_engine::BrokerRole::SyncMaster {
+            tracing::warn!(
+                "brokerRole=SYNC_MASTER: until a slave connects every send is stored here but \
+                 answered SLAVE_NOT_AVAILABLE, and clients that retry on that answer store it \
+                 again (runtime info haSyncMasterWithoutSlave says whether one is connected)"
+            );
+        }
         let tls = ferromq_replication::HaTls {
             server: tls_server.map(crate::remoting::tls::TlsServer::rustls_config),
             server_required: tls_server
