@@ -120,7 +120,7 @@ fn main() -> ExitCode {
                 Ok(l) => Some(l),
                 Err(e) => {
                     return fail(format!(
-                        "cannot bind the fast port (fastListenPort) {a}: {e}"
+                        "cannot bind the fast (VIP) port {a} (fastListenPort, by default listenPort - 2; -1 opens none): {e}"
                     ))
                 }
             },
