@@ -32,6 +32,7 @@ pub(crate) mod dispatch;
 pub mod ha;
 pub mod hold;
 pub mod lock;
+pub mod metrics;
 pub mod names;
 pub mod offsets;
 pub mod pool;
