@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{broker_command, broker_props, start_broker_env, temp_dir, Client};
-use ferromq_server::acl::sign;
 use ferromq_server::remoting::{request, RemotingCommand};
 
 const SYSTEM_ERROR: i32 = 1;
@@ -40,14 +39,7 @@ accounts:
     admin: true
 ";
 
-/// `cmd` signed as a client's ACL hook signs it.
-fn signed(mut cmd: RemotingCommand, access_key: &str, secret_key: &str) -> RemotingCommand {
-    cmd.ext_fields.insert(sign::ACCESS_KEY_FIELD, access_key);
-    let content = sign::combine_request_content(&cmd.ext_fields.0, &cmd.body);
-    cmd.ext_fields
-        .insert(sign::SIGNATURE_FIELD, sign::sign(&content, secret_key));
-    cmd
-}
+use common::signed;
 
 fn user(cmd: RemotingCommand) -> RemotingCommand {
     signed(cmd, "rocketmq2", "12345678")

@@ -23,12 +23,7 @@ fn a_sync_master_without_slave_warns_and_says_so_in_runtime_info() {
         &log,
         "warn",
     );
-    let ha_line = master.wait_line("HA port", Duration::from_secs(30));
-    let ha_port: u16 = ha_line
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .expect("HA port");
+    let ha_port = common::ha_port(&mut master);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("brokerRole=SYNC_MASTER: until a slave connects"),
