@@ -438,3 +438,81 @@ fn with_acl_the_writing_requests_need_an_admin_account() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Failed"));
 }
+
+/// Draining a broker with a real producer: Apache's C++ client (through
+/// rocketmq-client-python) reads the route after `wipeWritePerm -b broker-a`
+/// and writes only to broker-b; after `addWritePerm` it writes to both.
+/// Skips with a message when the client is not installed.
+#[test]
+fn cpp_producer_moves_to_the_other_broker_while_one_is_wiped() {
+    if let Err(why) = common::python_rocketmq_available("import rocketmq.client") {
+        eprintln!("SKIPPED cpp_producer_moves_to_the_other_broker_while_one_is_wiped: {why}");
+        return;
+    }
+    let (_d, dir) = temp_dir();
+    let (_ns, ns_port) =
+        start_namesrv_with(&dir.join("ns"), &ns_props(&dir, ""), &dir.join("ns.log"));
+    let mut brokers = Vec::new();
+    for name in ["broker-a", "broker-b"] {
+        let bdir = dir.join(name);
+        let props = common::ha_props(&bdir.join("store"), name, 0, "ASYNC_MASTER", "");
+        brokers.push(start_broker(&bdir, &props, Some(ns_port)));
+    }
+    wait_for(Duration::from_secs(30), || {
+        let out = stdout_ok(ns_port, &["clusterList"]);
+        (out.contains("broker-a") && out.contains("broker-b")).then_some(())
+    })
+    .expect("both brokers registered");
+    stdout_ok(
+        ns_port,
+        &[
+            "updateTopic",
+            "-t",
+            TOPIC,
+            "-c",
+            "TestCluster",
+            "-r",
+            "4",
+            "-w",
+            "4",
+        ],
+    );
+    wait_for(Duration::from_secs(20), || {
+        let n = route(ns_port, TOPIC)?["queueDatas"].as_array()?.len();
+        (n == 2).then_some(())
+    })
+    .expect("the topic on both brokers");
+    let (a_port, b_port) = (brokers[0].1, brokers[1].1);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/python_drain.py");
+    let send = |count: usize| {
+        let lines = common::run_client_script(
+            "python3",
+            script,
+            &[
+                format!("127.0.0.1:{ns_port}"),
+                TOPIC.to_string(),
+                count.to_string(),
+            ],
+            &dir.join("home"),
+            Duration::from_secs(120),
+        );
+        common::result_line(&lines, &[&format!("sent={count}")]);
+    };
+
+    let out = stdout_ok(ns_port, &["wipeWritePerm", "-b", "broker-a"]);
+    assert!(out.contains("OK, "), "{out}");
+    send(20);
+    assert_eq!(
+        common::total_max_offset(a_port, TOPIC, 4),
+        0,
+        "broker-a is drained"
+    );
+    assert_eq!(common::total_max_offset(b_port, TOPIC, 4), 20);
+
+    stdout_ok(ns_port, &["addWritePerm", "-b", "broker-a"]);
+    send(40);
+    let a = common::total_max_offset(a_port, TOPIC, 4);
+    let b = common::total_max_offset(b_port, TOPIC, 4);
+    assert_eq!(a + b, 60);
+    assert!(a > 0, "broker-a takes sends again: a={a} b={b}");
+}
