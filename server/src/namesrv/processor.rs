@@ -395,7 +395,10 @@ impl Handler for NameServer {
     /// `serverMaxRequestsPerConnection` of them are built at once.
     fn expected_reply_bytes(&self, req: &RemotingCommand) -> usize {
         let last = match req.code {
-            request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => &self.topic_list_bytes,
+            // A cluster's topics are as many as all of them, near enough.
+            request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER | request::GET_TOPICS_BY_CLUSTER => {
+                &self.topic_list_bytes
+            }
             request::GET_BROKER_CLUSTER_INFO => &self.cluster_info_bytes,
             _ => return 0,
         };
