@@ -290,6 +290,24 @@ fn wipe_and_add_write_perm_delete_topic_and_topic_lists() {
         format!("add write perm of broker[broker-t] in name server[{ns_addr}] OK, {n}\n")
     );
     assert_eq!(perm(ns_port, TOPIC), 6);
+    // As in RocketMQ, a changed topic config on the broker (a new data
+    // version in its registration) brings the broker's own perms back.
+    stdout_ok(ns_port, &["wipeWritePerm", "-b", "broker-t"]);
+    assert_eq!(perm(ns_port, TOPIC), 4);
+    stdout_ok(
+        ns_port,
+        &[
+            "updateTopic",
+            "-t",
+            "NsOpsOther",
+            "-b",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    wait_for(Duration::from_secs(20), || {
+        (perm(ns_port, TOPIC) == 6).then_some(())
+    })
+    .expect("the new data version's perms replace the wipe");
     // Without -b: clap's usage error, exit 2.
     assert!(!admin(ns_port, &["wipeWritePerm"]).status.success());
 
