@@ -75,6 +75,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A damaged KV config file stops the start: starting empty would drop
+    // every item without a word.
+    let kv = match namesrv::KvConfigManager::load(&cfg.kv_config_path) {
+        Ok(kv) => kv,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let tls_server = match tls.server.build() {
         Ok(t) => t,
         Err(e) => {
@@ -116,7 +125,7 @@ fn main() -> ExitCode {
         if let Some(t) = &tls_server {
             tracing::info!(mode = t.mode().as_str(), "TLS on the name server port");
         }
-        let server = tokio::spawn(namesrv::run(cfg, acl, listener, tls_server, stop_rx));
+        let server = tokio::spawn(namesrv::run(cfg, acl, kv, listener, tls_server, stop_rx));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

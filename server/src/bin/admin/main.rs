@@ -23,6 +23,7 @@ mod acl;
 mod brokers;
 mod client;
 mod messages;
+mod namesrv_ops;
 mod print;
 mod topics;
 
@@ -70,9 +71,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 #[allow(clippy::enum_variant_names)]
 enum Cmd {
-    /// List every topic the name server knows.
+    /// List every topic the name server knows (-c: with cluster and groups).
     #[command(name = "topicList")]
-    TopicList,
+    TopicList(namesrv_ops::TopicListArgs),
     /// Create or update a topic on one broker (-b) or every master of a cluster (-c).
     #[command(name = "updateTopic")]
     UpdateTopic(UpdateTopic),
@@ -154,6 +155,18 @@ enum Cmd {
     /// of a cluster (-c).
     #[command(name = "updateGlobalWhiteAddr")]
     UpdateGlobalWhiteAddr(acl::UpdateGlobalWhite),
+    /// Create or update a KV config item at every name server.
+    #[command(name = "updateKvConfig")]
+    UpdateKvConfig(namesrv_ops::UpdateKvConfig),
+    /// Delete a KV config item at every name server.
+    #[command(name = "deleteKvConfig")]
+    DeleteKvConfig(namesrv_ops::DeleteKvConfig),
+    /// Wipe the write perm of a broker name at every name server (-n).
+    #[command(name = "wipeWritePerm")]
+    WipeWritePerm(namesrv_ops::WritePerm),
+    /// Give a broker name its write perm back at every name server (-n).
+    #[command(name = "addWritePerm")]
+    AddWritePerm(namesrv_ops::WritePerm),
 }
 
 #[derive(Args, Debug)]
@@ -192,7 +205,7 @@ impl Admin {
     /// `messages.rs`, `brokers.rs` or `acl.rs`.
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
-            Cmd::TopicList => self.topic_list().await,
+            Cmd::TopicList(a) => self.topic_list_cmd(a).await,
             Cmd::UpdateTopic(u) => self.update_topic(u).await,
             Cmd::ClusterList => self.cluster_list().await,
             Cmd::TopicStatus { topic } => self.topic_status(topic).await,
@@ -209,6 +222,10 @@ impl Admin {
             Cmd::DeleteAclConfig(d) => self.delete_acl_config(d).await,
             Cmd::ClusterAclConfigVersion(t) => self.cluster_acl_config_version(t).await,
             Cmd::UpdateGlobalWhiteAddr(g) => self.update_global_white_addr(g).await,
+            Cmd::UpdateKvConfig(u) => self.update_kv_config(u).await,
+            Cmd::DeleteKvConfig(d) => self.delete_kv_config(d).await,
+            Cmd::WipeWritePerm(w) => self.write_perm(w, true).await,
+            Cmd::AddWritePerm(w) => self.write_perm(w, false).await,
         }
     }
 }
