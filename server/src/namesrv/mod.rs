@@ -6,6 +6,7 @@
 //! servers run side by side without talking to each other.
 
 pub mod kvconfig;
+pub mod metrics;
 mod processor;
 pub mod route;
 
@@ -236,6 +237,9 @@ impl NamesrvConfig {
         }
         for (k, _) in props.iter() {
             let known = [
+                "metricsExporterType",
+                "metricsPromExporterHost",
+                "metricsPromExporterPort",
                 "kvConfigPath",
                 "orderMessageEnable",
                 "aclEnable",
@@ -303,7 +307,8 @@ impl NamesrvConfig {
 }
 
 /// Run a name server on `listener` (with `tls`, if given: see
-/// [`crate::remoting::tls`]) until `shutdown` turns true. `acl`: the rules
+/// [`crate::remoting::tls`]), and its Prometheus metrics on `metrics` if
+/// given ([`metrics`]), until `shutdown` turns true. `acl`: the rules
 /// registrations are checked against when `cfg.acl_enable` (load them with
 /// [`crate::acl::load_broker_rules`]); ignored otherwise. `kv`: the KV config
 /// (load it from `cfg.kv_config_path` with [`KvConfigManager::load`]).
@@ -313,6 +318,7 @@ pub async fn run(
     kv: KvConfigManager,
     listener: TcpListener,
     tls: Option<crate::remoting::tls::TlsServer>,
+    metrics: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) {
     let acl = acl.filter(|_| cfg.acl_enable).map(Arc::new);
@@ -327,6 +333,14 @@ pub async fn run(
             .with_kv_config(kv)
             .with_order_message_enable(cfg.order_message_enable),
     );
+    let metrics_task = metrics.map(|l| {
+        let node_id = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let registry = crate::metrics::registry_of(metrics::NamesrvCollector::new(&ns, node_id));
+        tokio::spawn(crate::metrics::serve(l, registry, shutdown.clone()))
+    });
     let scan_ns = ns.clone();
     let expiry = Duration::from_millis(cfg.broker_channel_expired_time_ms);
     let every = Duration::from_millis(cfg.scan_not_active_broker_interval_ms.max(100));
@@ -361,6 +375,9 @@ pub async fn run(
     };
     serve(listener, ns, scfg, shutdown).await;
     let _ = scanner.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     if let Some(w) = acl_watch {
         let _ = w.await;
     }
