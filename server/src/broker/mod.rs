@@ -453,6 +453,7 @@ pub async fn run(
                         let changed = b.clients.scan_not_active(CLIENT_EXPIRY);
                         b.consumer_ids_changed(&changed);
                         b.stats.roll_day();
+                        b.stats.sample_if_due();
                     }
                     _ = stop.changed() => break,
                 }
