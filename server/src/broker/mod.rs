@@ -18,7 +18,8 @@
 //! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
 //! | `acl_admin.rs` | `AdminBrokerProcessor` (ACL) | ACL accounts and white list, codes 50-54 |
 //! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
-//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
+//! | `ops_stats.rs` | `AdminBrokerProcessor` (read-only) | topic stats, connections, consume stats, stats items: 202-204, 208, 300, 315, 317, 328, 351, 46 |
+//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info and per topic/group |
 //!
 //! Store errors become answers in `store_error.rs`.
 
@@ -34,6 +35,7 @@ pub mod hold;
 pub mod lock;
 pub mod names;
 pub mod offsets;
+pub mod ops_stats;
 pub mod pool;
 mod pull;
 pub mod query;

@@ -1,0 +1,247 @@
+//! The read-only admin and stats requests against the real broker binary,
+//! their answers decoded as RocketMQ 4.9's Java classes would (fastjson
+//! object-key maps read with `parse_fastjson`): GET_TOPIC_STATS_INFO 202,
+//! GET_CONSUMER_CONNECTION_LIST 203, GET_PRODUCER_CONNECTION_LIST 204,
+//! GET_CONSUME_STATS 208, QUERY_TOPIC_CONSUME_BY_WHO 300, GET_TOPIC_CONFIG 351,
+//! GET_ALL_PRODUCER_INFO 328, CHECK_CLIENT_CONFIG 46, VIEW_BROKER_STATS_DATA
+//! 315, GET_BROKER_CONSUME_STATS 317.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use ferromq_server::broker::ops_stats::{MessageQueueKey, OffsetWrapper, TopicOffset};
+use ferromq_server::remoting::json::parse_fastjson;
+use ferromq_server::remoting::{request, response, RemotingCommand};
+use serde_json::Value;
+
+const TOPIC: &str = "OpsTopic";
+const GROUP: &str = "OpsGroup";
+const PRODUCER: &str = "OpsProducer";
+const CLIENT: &str = "127.0.0.1@ops-consumer";
+const N: usize = 12;
+const M: i64 = 5;
+
+fn heartbeat() -> RemotingCommand {
+    let body = format!(
+        r#"{{"clientID":"{CLIENT}","producerDataSet":[{{"groupName":"{PRODUCER}"}}],"consumerDataSet":[{{"groupName":"{GROUP}","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":[{{"classFilterMode":false,"codeSet":[],"expressionType":"TAG","subString":"*","subVersion":1700000000000,"tagsSet":[],"topic":"{TOPIC}"}}],"unitMode":false}}]}}"#
+    );
+    let mut r = RemotingCommand::request(request::HEART_BEAT).with_body(body.into_bytes());
+    r.language = 0;
+    r.version = 401;
+    r
+}
+
+/// An object-key map decoded as `Map<MessageQueue, V>`.
+fn mq_map<V: serde::de::DeserializeOwned>(v: &Value) -> BTreeMap<MessageQueueKey, V> {
+    v.as_object()
+        .expect("an object-key map")
+        .iter()
+        .map(|(k, w)| {
+            (
+                serde_json::from_str(k).expect("a MessageQueue key"),
+                serde_json::from_value(w.clone()).expect("a value"),
+            )
+        })
+        .collect()
+}
+
+fn body_of(r: &RemotingCommand) -> Value {
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    parse_fastjson(std::str::from_utf8(&r.body).unwrap()).expect("fastjson body")
+}
+
+#[test]
+fn read_only_admin_answers_match_what_was_sent_and_committed() {
+    let (_tmp, dir) = temp_dir();
+    let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), None);
+    let mut c = Client::connect(port);
+
+    // Unknown topic, before anything: RocketMQ's TOPIC_NOT_EXIST answers.
+    let r = c.invoke(
+        RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", "NoSuchTopic"),
+    );
+    assert_eq!(r.code, response::TOPIC_NOT_EXIST);
+    assert_eq!(r.remark.as_deref(), Some("topic[NoSuchTopic] not exist"));
+    let r = c.invoke(
+        RemotingCommand::request(request::GET_TOPIC_CONFIG).with_ext("topic", "NoSuchTopic"),
+    );
+    assert_eq!(r.code, response::TOPIC_NOT_EXIST);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("No topic in this broker. topic: NoSuchTopic")
+    );
+
+    for i in 0..N {
+        let r = c.send_v2(TOPIC, 0, format!("m{i}").as_bytes(), Some("a"), None);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    assert_eq!(c.invoke(heartbeat()).code, response::SUCCESS);
+    // The consume queue is written a moment after the sends: bounded retry.
+    let got = wait_for(std::time::Duration::from_secs(10), || {
+        let r = c.pull(GROUP, TOPIC, 0, 0, 32);
+        (r.code == response::SUCCESS && records(&r.body).len() == N).then_some(())
+    });
+    assert!(got.is_some(), "{N} messages pulled");
+    let r = c.invoke(
+        RemotingCommand::request(request::UPDATE_CONSUMER_OFFSET)
+            .with_ext("consumerGroup", GROUP)
+            .with_ext("topic", TOPIC)
+            .with_ext("queueId", 0)
+            .with_ext("commitOffset", M),
+    );
+    assert_eq!(r.code, response::SUCCESS);
+
+    // 202: per queue min/max offset and the last store time.
+    let v = body_of(
+        &c.invoke(RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", TOPIC)),
+    );
+    let t: BTreeMap<MessageQueueKey, TopicOffset> = mq_map(&v["offsetTable"]);
+    assert_eq!(t.len(), 4, "defaultTopicQueueNums=4: {v}");
+    let q0 = &t[&MessageQueueKey {
+        broker_name: "broker-t".into(),
+        queue_id: 0,
+        topic: TOPIC.into(),
+    }];
+    assert_eq!((q0.min_offset, q0.max_offset), (0, N as i64));
+    assert!(q0.last_update_timestamp > 1_600_000_000_000, "{q0:?}");
+    assert!(t.values().skip(1).all(|o| o.max_offset == 0));
+
+    // 203: the consumer, its subscription and kinds.
+    let v = body_of(
+        &c.invoke(
+            RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST)
+                .with_ext("consumerGroup", GROUP),
+        ),
+    );
+    let conns = v["connectionSet"].as_array().unwrap();
+    assert_eq!(conns.len(), 1, "{v}");
+    assert_eq!(conns[0]["clientId"], CLIENT);
+    assert_eq!(conns[0]["language"], "JAVA");
+    assert_eq!(conns[0]["version"], 401);
+    assert!(conns[0]["clientAddr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(v["consumeType"], "CONSUME_PASSIVELY");
+    assert_eq!(v["messageModel"], "CLUSTERING");
+    assert_eq!(v["consumeFromWhere"], "CONSUME_FROM_FIRST_OFFSET");
+    let sub = &v["subscriptionTable"][TOPIC];
+    assert_eq!(sub["subString"], "*");
+    assert_eq!(sub["expressionType"], "TAG");
+    assert_eq!(sub["subVersion"], 1_700_000_000_000i64);
+
+    // A group not online: CONSUMER_NOT_ONLINE with RocketMQ's remark.
+    let r = c.invoke(
+        RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST)
+            .with_ext("consumerGroup", "NobodyHere"),
+    );
+    assert_eq!(r.code, response::CONSUMER_NOT_ONLINE);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("the consumer group[NobodyHere] not online")
+    );
+
+    // 204: the producer group's connection; an unknown one as RocketMQ.
+    let v = body_of(
+        &c.invoke(
+            RemotingCommand::request(request::GET_PRODUCER_CONNECTION_LIST)
+                .with_ext("producerGroup", PRODUCER),
+        ),
+    );
+    assert_eq!(v["connectionSet"][0]["clientId"], CLIENT);
+    let r = c.invoke(
+        RemotingCommand::request(request::GET_PRODUCER_CONNECTION_LIST)
+            .with_ext("producerGroup", "NoProducer"),
+    );
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("the producer group[NoProducer] not exist")
+    );
+
+    // 208: brokerOffset N, consumerOffset M, with and without the topic.
+    for with_topic in [true, false] {
+        let mut req =
+            RemotingCommand::request(request::GET_CONSUME_STATS).with_ext("consumerGroup", GROUP);
+        if with_topic {
+            req = req.with_ext("topic", TOPIC);
+        }
+        let v = body_of(&c.invoke(req));
+        assert!(v["consumeTps"].is_number(), "{v}");
+        let t: BTreeMap<MessageQueueKey, OffsetWrapper> = mq_map(&v["offsetTable"]);
+        let w = t.values().next().expect("queue 0");
+        assert_eq!((w.broker_offset, w.consumer_offset), (N as i64, M), "{v}");
+        assert!(w.last_timestamp > 1_600_000_000_000);
+        let lag: i64 = t
+            .values()
+            .map(|w| w.broker_offset - w.consumer_offset)
+            .sum();
+        assert_eq!(lag, N as i64 - M);
+    }
+
+    // 300: the group consumes the topic.
+    let v = body_of(&c.invoke(
+        RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", TOPIC),
+    ));
+    assert_eq!(v["groupList"], serde_json::json!([GROUP]));
+
+    // 351: the topic config.
+    let v = body_of(
+        &c.invoke(RemotingCommand::request(request::GET_TOPIC_CONFIG).with_ext("topic", TOPIC)),
+    );
+    assert_eq!(v["topicName"], TOPIC);
+    assert_eq!(
+        (v["readQueueNums"].as_i64(), v["perm"].as_i64()),
+        (Some(4), Some(6))
+    );
+
+    // 328: every producer.
+    let v = body_of(&c.invoke(RemotingCommand::request(request::GET_ALL_PRODUCER_INFO)));
+    assert_eq!(v["data"][PRODUCER][0]["clientId"], CLIENT);
+
+    // 46: TAG passes; SQL92 is refused as with enablePropertyFilter=false.
+    let check = |kind: &str| {
+        let body = format!(
+            r#"{{"clientId":"{CLIENT}","group":"{GROUP}","subscriptionData":{{"expressionType":"{kind}","subString":"a > 1","topic":"{TOPIC}"}}}}"#
+        );
+        RemotingCommand::request(request::CHECK_CLIENT_CONFIG).with_body(body.into_bytes())
+    };
+    assert_eq!(c.invoke(check("TAG")).code, response::SUCCESS);
+    let r = c.invoke(check("SQL92"));
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("The broker does not support consumer to filter message by SQL92")
+    );
+
+    // 315: the topic's put count; an unknown key as RocketMQ.
+    let v = body_of(
+        &c.invoke(
+            RemotingCommand::request(request::VIEW_BROKER_STATS_DATA)
+                .with_ext("statsName", "TOPIC_PUT_NUMS")
+                .with_ext("statsKey", TOPIC),
+        ),
+    );
+    for k in ["statsMinute", "statsHour", "statsDay"] {
+        assert!(v[k]["tps"].is_number() && v[k]["sum"].is_number(), "{v}");
+    }
+    let r = c.invoke(
+        RemotingCommand::request(request::VIEW_BROKER_STATS_DATA)
+            .with_ext("statsName", "TOPIC_PUT_NUMS")
+            .with_ext("statsKey", "Nope"),
+    );
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    assert_eq!(
+        r.remark.as_deref(),
+        Some("The stats <TOPIC_PUT_NUMS> <Nope> not exist")
+    );
+
+    // 317: the group's lag in the broker's list.
+    let v = body_of(&c.invoke(
+        RemotingCommand::request(request::GET_BROKER_CONSUME_STATS).with_ext("isOrder", false),
+    ));
+    assert_eq!(v["totalDiff"].as_i64(), Some(N as i64 - M), "{v}");
+    assert_eq!(v["brokerAddr"], format!("127.0.0.1:{port}"));
+}
