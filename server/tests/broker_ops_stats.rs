@@ -245,3 +245,98 @@ fn read_only_admin_answers_match_what_was_sent_and_committed() {
     assert_eq!(v["totalDiff"].as_i64(), Some(N as i64 - M), "{v}");
     assert_eq!(v["brokerAddr"], format!("127.0.0.1:{port}"));
 }
+
+fn admin(ns_port: u16, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
+        .arg("-n")
+        .arg(format!("127.0.0.1:{ns_port}"))
+        .args(args)
+        .output()
+        .expect("run ferromq-admin")
+}
+
+/// stdout of a run that succeeded, `None` when it failed.
+fn admin_ok(ns_port: u16, args: &[&str]) -> Option<String> {
+    let o = admin(ns_port, args);
+    o.status
+        .success()
+        .then(|| String::from_utf8(o.stdout).unwrap())
+}
+
+#[test]
+fn admin_subcommands_print_the_figures() {
+    use std::time::Duration;
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), Some(ns_port));
+    let mut c = Client::connect(port);
+    for i in 0..N {
+        let r = c.send_v2(TOPIC, 0, format!("m{i}").as_bytes(), None, None);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    assert_eq!(c.invoke(heartbeat()).code, response::SUCCESS);
+    let r = c.invoke(
+        Client::offset_req(request::UPDATE_CONSUMER_OFFSET, TOPIC, 0)
+            .with_ext("consumerGroup", GROUP)
+            .with_ext("commitOffset", M),
+    );
+    assert_eq!(r.code, response::SUCCESS);
+
+    // The broker registers the topic with the name server within seconds.
+    let out = wait_for(Duration::from_secs(30), || {
+        admin_ok(
+            ns_port,
+            &["producerConnection", "-g", PRODUCER, "-t", TOPIC],
+        )
+    })
+    .expect("producerConnection succeeds once the topic is routed");
+    let line = out.lines().next().unwrap_or_default();
+    assert!(line.starts_with("0001  ") && line.contains(CLIENT), "{out}");
+    assert!(
+        line.contains("127.0.0.1:") && line.ends_with("JAVA     V4_9_4"),
+        "{out}"
+    );
+
+    let out = admin_ok(ns_port, &["consumerConnection", "-g", GROUP]).expect("consumerConnection");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("#ClientId") && lines[0].ends_with("#Version"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(CLIENT) && lines[1].ends_with("V4_9_4"),
+        "{out}"
+    );
+    assert!(out.contains("Below is subscription:"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(TOPIC) && l.ends_with(" *")),
+        "{out}"
+    );
+    assert!(out.contains("ConsumeType: CONSUME_PASSIVELY"), "{out}");
+    assert!(out.contains("MessageModel: CLUSTERING"), "{out}");
+    assert!(
+        out.contains("ConsumeFromWhere: CONSUME_FROM_FIRST_OFFSET"),
+        "{out}"
+    );
+    let o = admin(ns_port, &["consumerConnection", "-g", "NobodyHere"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("CODE: 206 DESC: the consumer group[NobodyHere] not online"),
+        "{err}"
+    );
+
+    let out = admin_ok(ns_port, &["statsAll", "-t", TOPIC]).expect("statsAll");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("#Topic") && lines[0].ends_with("#OutMsg24Hour"),
+        "{out}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], TOPIC, "{out}");
+    assert_eq!(row[1], GROUP, "{out}");
+    assert_eq!(row[2], (N as i64 - M).to_string(), "accumulation: {out}");
+    assert_eq!(row.len(), 7, "{out}");
+}
