@@ -328,6 +328,22 @@ fn admin_subcommands_print_the_figures() {
         "{err}"
     );
 
+    let out = admin_ok(ns_port, &["topicStatus", "-t", TOPIC]).expect("topicStatus");
+    let q0: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(q0[..4], ["broker-t", "0", "0", &N.to_string()], "{out}");
+    assert!(q0.len() == 6 && q0[5].contains(','), "last updated: {out}");
+
+    let out = admin_ok(ns_port, &["consumerProgress", "-g", GROUP]).expect("consumerProgress");
+    let q0: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    let lag = (N as i64 - M).to_string();
+    assert_eq!(
+        q0[..6],
+        [TOPIC, "broker-t", "0", &N.to_string(), &M.to_string(), &lag],
+        "{out}"
+    );
+    assert!(out.contains("Consume TPS: "), "{out}");
+    assert!(out.contains(&format!("Diff Total: {lag}")), "{out}");
+
     let out = admin_ok(ns_port, &["statsAll", "-t", TOPIC]).expect("statsAll");
     let lines: Vec<&str> = out.lines().collect();
     assert!(

@@ -1,8 +1,9 @@
-//! Connection and statistics subcommands with mqadmin's names, flags and
-//! layout: `consumerConnection`, `producerConnection`, `statsAll`. They read
-//! the broker's GET_CONSUMER_CONNECTION_LIST 203, GET_PRODUCER_CONNECTION_LIST
-//! 204, QUERY_TOPIC_CONSUME_BY_WHO 300, GET_CONSUME_STATS 208 and
-//! VIEW_BROKER_STATS_DATA 315 answers (fastjson, object-key maps read with
+//! Offset, connection and statistics subcommands with mqadmin's names, flags
+//! and layout: `topicStatus`, `consumerProgress`, `consumerConnection`,
+//! `producerConnection`, `statsAll`. They read the broker's
+//! GET_TOPIC_STATS_INFO 202, GET_CONSUMER_CONNECTION_LIST 203,
+//! GET_PRODUCER_CONNECTION_LIST 204, GET_CONSUME_STATS 208,
+//! QUERY_TOPIC_CONSUME_BY_WHO 300 and VIEW_BROKER_STATS_DATA 315 answers (fastjson, object-key maps read with
 //! `parse_fastjson`).
 
 use clap::Args;
@@ -74,7 +75,119 @@ fn fastjson_body(r: &RemotingCommand, what: &str) -> Res<Value> {
     parse_fastjson(text).map_err(|e| format!("{what}: {e}"))
 }
 
+/// An object-key map's entries as (topic, broker name, queue id, value),
+/// sorted as `MessageQueue.compareTo` sorts (topic, broker, queue).
+fn mq_entries(v: &Value) -> Vec<(String, String, i64, Value)> {
+    let mut out: Vec<(String, String, i64, Value)> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, w)| {
+            let mq: Value = serde_json::from_str(k).ok()?;
+            Some((
+                mq["topic"].as_str()?.to_string(),
+                mq["brokerName"].as_str()?.to_string(),
+                num(&mq["queueId"]),
+                w.clone(),
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    out
+}
+
 impl Admin {
+    /// `topicStatus -t T`: min and max offset and the last store time of
+    /// every queue of the topic, from each master of its route.
+    pub(crate) async fn topic_status(&self, topic: String) -> Res<()> {
+        let mut all = serde_json::Map::new();
+        for (_, addr, _) in self.route(&topic).await? {
+            let req =
+                RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", &topic);
+            let r = ok(call(&addr, req).await?, &format!("topic stats of {addr}"))?;
+            let v = fastjson_body(&r, "topic stats")?;
+            if let Some(t) = v["offsetTable"].as_object() {
+                all.extend(t.clone());
+            }
+        }
+        println!(
+            "{:<32}  {:<4}  {:<20}  {:<20}    #Last Updated",
+            "#Broker Name", "#QID", "#Min Offset", "#Max Offset"
+        );
+        for (_, broker, q, o) in mq_entries(&Value::Object(all)) {
+            let ts = num(&o["lastUpdateTimestamp"]);
+            let human = if ts > 0 {
+                format!("{},{:03}", crate::acl::date_time(ts), ts.rem_euclid(1000))
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<32}  {:<4}  {:<20}  {:<20}    {}",
+                front(&broker, 32),
+                q,
+                num(&o["minOffset"]),
+                num(&o["maxOffset"]),
+                human
+            );
+        }
+        Ok(())
+    }
+
+    /// `consumerProgress -g G [-t T]`: the group's offsets, lag and last
+    /// consumed store time per queue on every master, its TPS and total lag.
+    pub(crate) async fn consumer_progress(&self, group: String, topic: Option<String>) -> Res<()> {
+        let mut all = serde_json::Map::new();
+        let mut tps = 0.0;
+        for addr in self.masters().await? {
+            let mut req = RemotingCommand::request(request::GET_CONSUME_STATS)
+                .with_ext("consumerGroup", &group);
+            if let Some(t) = &topic {
+                req = req.with_ext("topic", t);
+            }
+            let r = ok(call(&addr, req).await?, &format!("consume stats of {addr}"))?;
+            let v = fastjson_body(&r, "consume stats")?;
+            tps += v["consumeTps"].as_f64().unwrap_or(0.0);
+            if let Some(t) = v["offsetTable"].as_object() {
+                all.extend(t.clone());
+            }
+        }
+        let rows = mq_entries(&Value::Object(all));
+        if rows.is_empty() {
+            return Err(format!(
+                "no consumer offsets for group {group}: Not found the consumer group consume \
+                 stats, because return offset table is empty, maybe the consumer not consume \
+                 any message"
+            ));
+        }
+        println!(
+            "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20}  #LastTime",
+            "#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff"
+        );
+        let mut total = 0i64;
+        for (t, broker, q, w) in rows {
+            let (b, c) = (num(&w["brokerOffset"]), num(&w["consumerOffset"]));
+            total += b - c;
+            let last = match num(&w["lastTimestamp"]) {
+                0 => "N/A".to_string(),
+                ts => crate::acl::date_time(ts),
+            };
+            println!(
+                "{:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20}  {}",
+                front(&t, 64),
+                front(&broker, 32),
+                q,
+                b,
+                c,
+                b - c,
+                last
+            );
+        }
+        println!();
+        println!("Consume TPS: {tps:.2}");
+        println!("Diff Total: {total}");
+        Ok(())
+    }
+
     /// Master addresses of every registered broker.
     async fn masters(&self) -> Res<Vec<String>> {
         Ok(self
