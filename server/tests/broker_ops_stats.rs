@@ -244,6 +244,46 @@ fn read_only_admin_answers_match_what_was_sent_and_committed() {
     ));
     assert_eq!(v["totalDiff"].as_i64(), Some(N as i64 - M), "{v}");
     assert_eq!(v["brokerAddr"], format!("127.0.0.1:{port}"));
+
+    // Sampled every 10 s: within a sample or two the minute figures show the
+    // sends and the pull, and the group's TPS reaches GET_CONSUME_STATS.
+    let stats = |c: &mut Client, name: &str, key: &str| {
+        body_of(
+            &c.invoke(
+                RemotingCommand::request(request::VIEW_BROKER_STATS_DATA)
+                    .with_ext("statsName", name)
+                    .with_ext("statsKey", key),
+            ),
+        )
+    };
+    let key = format!("{TOPIC}@{GROUP}");
+    let seen = wait_for(std::time::Duration::from_secs(25), || {
+        let put = stats(&mut c, "TOPIC_PUT_NUMS", TOPIC);
+        let get = stats(&mut c, "GROUP_GET_NUMS", &key);
+        let n = Some(N as i64);
+        (put["statsMinute"]["sum"].as_i64() == n && get["statsMinute"]["sum"].as_i64() == n)
+            .then_some((put, get))
+    });
+    let (put, get) = seen.expect("the minute figures count the sends and the pull");
+    assert!(put["statsMinute"]["tps"].as_f64().unwrap() > 0.0, "{put}");
+    assert!(
+        (put["statsMinute"]["avgpt"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "one a send: {put}"
+    );
+    assert!(
+        (get["statsMinute"]["avgpt"].as_f64().unwrap() - N as f64).abs() < 1e-9,
+        "{get}"
+    );
+    let size = stats(&mut c, "TOPIC_PUT_SIZE", TOPIC);
+    assert!(size["statsMinute"]["sum"].as_i64().unwrap() > 0, "{size}");
+    let v = body_of(
+        &c.invoke(
+            RemotingCommand::request(request::GET_CONSUME_STATS)
+                .with_ext("consumerGroup", GROUP)
+                .with_ext("topic", TOPIC),
+        ),
+    );
+    assert!(v["consumeTps"].as_f64().unwrap() > 0.0, "{v}");
 }
 
 fn admin(ns_port: u16, args: &[&str]) -> std::process::Output {

@@ -6,8 +6,8 @@
 //! takes a read lock, finds its item and adds to it, never waiting on the
 //! store's put lock or on a writer but the first of a new key. Every 10 s
 //! [`BrokerStats::sample_if_due`] copies each item's figures into its rings
-//! (a minute of 10 s samples, an hour of minute samples, a day of hour
-//! samples) from which [`StatsSnapshot`]s (sum, tps, avgpt) are computed as
+//! (a minute of 10 s samples, an hour of 10 min samples, a day of hour
+//! samples, as RocketMQ's `StatsItem` keeps them) from which [`StatsSnapshot`]s (sum, tps, avgpt) are computed as
 //! RocketMQ's `StatsItem.computeStatsData` does.
 
 use crate::util::now_ms;
@@ -128,14 +128,31 @@ impl StatsItem {
             value: self.value(),
             times: self.times.load(Ordering::Relaxed),
         };
-        let mut r = self.rings.locked();
-        // 7 samples 10 s apart span the minute (RocketMQ keeps 7 too).
-        push(&mut r.minute, s, 7);
-        if r.samples % 6 == 0 {
-            push(&mut r.hour, s, 61);
-        }
-        if r.samples % 360 == 0 {
-            push(&mut r.day, s, 25);
+        let mut guard = self.rings.locked();
+        let r = &mut *guard;
+        // As RocketMQ's `StatsItem`: the minute ring every 10 s (7 kept), the
+        // hour ring every 10 min (7 kept), the day ring every hour (25 kept);
+        // an empty ring is seeded with zeros one period back, so what was
+        // counted before an item's first sample shows too.
+        let n = r.samples;
+        let rings = [
+            (&mut r.minute, 1, 7, SAMPLE_EVERY_MS),
+            (&mut r.hour, 60, 7, 600_000),
+            (&mut r.day, 360, 25, 3_600_000),
+        ];
+        for (ring, every, keep, period) in rings {
+            if n % every != 0 {
+                continue;
+            }
+            if ring.is_empty() {
+                let zero = Sample {
+                    at_ms: at_ms - period,
+                    value: 0,
+                    times: 0,
+                };
+                push(ring, zero, keep);
+            }
+            push(ring, s, keep);
         }
         r.samples += 1;
     }
@@ -145,7 +162,7 @@ impl StatsItem {
         compute(&self.rings.locked().minute)
     }
 
-    /// The last hour's figures (from the minute samples).
+    /// The last hour's figures (from the 10 min samples).
     pub fn in_hour(&self) -> StatsSnapshot {
         compute(&self.rings.locked().hour)
     }
@@ -359,25 +376,26 @@ mod tests {
         s.on_put("c", "T", 7, 700);
         s.on_get("c", "g", "T", 4, 400);
         assert!(s.sample_at(1_010_000));
+        // Seeded with zeros 10 s before the first sample: 10 over 20 s.
         let m = s.set(TOPIC_PUT_NUMS).unwrap().get("T").unwrap().in_minute();
-        assert_eq!(m.sum, 7);
-        assert!((m.tps - 0.7).abs() < 1e-9);
-        assert!((m.avgpt - 7.0).abs() < 1e-9);
-        assert_eq!(
-            s.set(TOPIC_PUT_SIZE).unwrap().get("T").unwrap().value(),
-            1000
-        );
-        // The group's item was born after the first sample: one sample, no rate yet.
-        assert_eq!(s.tps_group_get_nums("g", "T"), 0.0);
+        assert_eq!(m.sum, 10);
+        assert!((m.tps - 0.5).abs() < 1e-9);
+        assert!((m.avgpt - 5.0).abs() < 1e-9);
+        let size = s.set(TOPIC_PUT_SIZE).unwrap().get("T").unwrap();
+        assert_eq!(size.value(), 1000);
+        // The group's item was born after the first sample: 4 over its seed's 10 s.
+        assert!((s.tps_group_get_nums("g", "T") - 0.4).abs() < 1e-9);
         s.on_get("c", "g", "T", 6, 600);
         assert!(s.sample_at(1_020_000));
-        assert!((s.tps_group_get_nums("g", "T") - 0.6).abs() < 1e-9);
+        assert!((s.tps_group_get_nums("g", "T") - 0.5).abs() < 1e-9);
         for i in 3..12 {
             s.sample_at(1_000_000 + i * 10_000);
         }
         let item = s.set(GROUP_GET_NUMS).unwrap().get("T@g").unwrap();
         assert_eq!(item.in_minute().sum, 0, "a quiet minute");
-        assert_eq!(item.in_hour().sum, 6);
+        // The hour ring is sampled every 10 minutes: its first sample only.
+        assert_eq!(item.in_hour().sum, 4);
+        assert_eq!(item.in_day().sum, 4);
         assert!(s.set("NOPE").is_none());
     }
 }
