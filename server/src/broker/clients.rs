@@ -445,15 +445,18 @@ impl ClientManager {
     }
 
     /// The connections of a producer group (heartbeats only, not the
-    /// transactional sends' connections), `None` when the group is unknown.
+    /// transactional sends' connections), `None` when no client heartbeats
+    /// it.
     pub fn producer_group(&self, group: &str) -> Option<Vec<ClientConnection>> {
         let t = self.lock();
-        t.producers.get(group).map(|m| {
-            m.iter()
-                .filter(|(id, _)| !id.starts_with("@connection-"))
-                .map(|(id, c)| c.view(id))
-                .collect()
-        })
+        let conns: Vec<ClientConnection> = t
+            .producers
+            .get(group)?
+            .iter()
+            .filter(|(id, _)| !id.starts_with("@connection-"))
+            .map(|(id, c)| c.view(id))
+            .collect();
+        (!conns.is_empty()).then_some(conns)
     }
 
     /// Every producer group with its connections.
@@ -570,6 +573,48 @@ mod tests {
         assert!(m.producer_channels("Q").is_empty());
         assert!(m.heartbeat(&c1, b"{}").is_err());
         assert!(m.heartbeat(&c1, b"\xff").is_err());
+    }
+
+    #[test]
+    fn connection_lists_show_what_heartbeats_told() {
+        let m = ClientManager::new();
+        let c = Arc::new(ConnInfo::detached(4, "127.0.0.1:4242".parse().unwrap()));
+        assert!(m.consumer_group("G").is_none());
+        let body = br#"{"clientID":"c1","producerDataSet":[{"groupName":"P"}],
+            "consumerDataSet":[{"groupName":"G","consumeType":0,"messageModel":"BROADCASTING",
+            "consumeFromWhere":5,"subscriptionDataSet":[{"topic":"T","subString":"a || b",
+            "tagsSet":["a","b"],"codeSet":[97,98],"subVersion":12}]}]}"#;
+        m.heartbeat_from(&c, body, 1, 401).unwrap();
+        let g = m.consumer_group("G").unwrap();
+        assert_eq!(
+            g.connections,
+            vec![ClientConnection {
+                client_id: "c1".into(),
+                client_addr: "127.0.0.1:4242".into(),
+                language: 1,
+                version: 401,
+                last_update_ms: g.connections[0].last_update_ms,
+            }]
+        );
+        assert_eq!(
+            (g.consume_type.as_str(), g.message_model.as_str()),
+            ("CONSUME_ACTIVELY", "BROADCASTING")
+        );
+        assert_eq!(g.consume_from_where, "CONSUME_FROM_TIMESTAMP");
+        assert_eq!(
+            g.subscriptions["T"].to_string(),
+            r#"{"classFilterMode":false,"codeSet":[97,98],"expressionType":"TAG","subString":"a || b","subVersion":12,"tagsSet":["a","b"],"topic":"T"}"#
+        );
+        assert_eq!(m.groups_subscribed_to("T").len(), 1);
+        assert!(m.groups_subscribed_to("U").is_empty());
+        assert_eq!(m.subscription_count("G"), 1);
+        assert_eq!(m.producer_group("P").unwrap()[0].client_id, "c1");
+        assert!(m.producer_group("Q").is_none());
+        // A transactional send's connection is no producer client.
+        m.note_producer_connection("TX", &c);
+        assert_eq!(m.producer_group("TX"), None);
+        let table = m.producer_table();
+        assert_eq!(table.keys().collect::<Vec<_>>(), vec!["P"]);
     }
 
     #[test]
