@@ -396,3 +396,58 @@ fn admin_subcommands_print_the_figures() {
     assert_eq!(row[2], (N as i64 - M).to_string(), "accumulation: {out}");
     assert_eq!(row.len(), 7, "{out}");
 }
+
+/// `cmd` signed as a client's ACL hook signs it.
+fn signed(mut cmd: RemotingCommand, access_key: &str, secret_key: &str) -> RemotingCommand {
+    use ferromq_server::acl::sign;
+    cmd.ext_fields.insert(sign::ACCESS_KEY_FIELD, access_key);
+    let content = sign::combine_request_content(&cmd.ext_fields.0, &cmd.body);
+    cmd.ext_fields
+        .insert(sign::SIGNATURE_FIELD, sign::sign(&content, secret_key));
+    cmd
+}
+
+/// With `aclEnable=true` these are not admin requests (RocketMQ 4.9's
+/// `PlainAccessValidator` checks only the signature for them): an account
+/// without admin rights and with every topic denied gets its answers; an
+/// unsigned request is refused.
+#[test]
+fn with_acl_a_signed_account_reads_the_stats() {
+    let (_tmp, dir) = temp_dir();
+    let acl = dir.join("plain_acl.yml");
+    std::fs::write(
+        &acl,
+        "accounts:\n  - accessKey: readonly\n    secretKey: reader-secret\n    admin: false\n    \
+         defaultTopicPerm: DENY\n    defaultGroupPerm: DENY\n",
+    )
+    .unwrap();
+    let extra = format!("aclEnable=true\naclFilePath={}\n", acl.display());
+    let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), &extra), None);
+    let mut c = Client::connect(port);
+    let reqs = [
+        RemotingCommand::request(request::GET_TOPIC_STATS_INFO).with_ext("topic", "NoSuchTopic"),
+        RemotingCommand::request(request::GET_CONSUME_STATS).with_ext("consumerGroup", GROUP),
+        RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST)
+            .with_ext("consumerGroup", GROUP),
+        RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", TOPIC),
+        RemotingCommand::request(request::GET_ALL_PRODUCER_INFO),
+    ];
+    let want = [
+        response::TOPIC_NOT_EXIST,
+        response::SUCCESS,
+        response::CONSUMER_NOT_ONLINE,
+        response::SUCCESS,
+        response::SUCCESS,
+    ];
+    for (req, want) in reqs.into_iter().zip(want) {
+        let code = req.code;
+        let r = c.invoke(signed(req.clone(), "readonly", "reader-secret"));
+        assert_eq!(r.code, want, "{code}: {:?}", r.remark);
+        let r = c.invoke(req);
+        assert_eq!(r.code, response::SYSTEM_ERROR, "{code} unsigned");
+        assert!(
+            r.remark.unwrap_or_default().contains("AclException"),
+            "{code} unsigned"
+        );
+    }
+}
