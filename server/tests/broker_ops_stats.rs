@@ -216,6 +216,18 @@ fn read_only_admin_answers_match_what_was_sent_and_committed() {
         Some("The broker does not support consumer to filter message by SQL92")
     );
 
+    // A malformed body (an object key left open): a clear error, nothing else.
+    let r = c.invoke(
+        RemotingCommand::request(request::CHECK_CLIENT_CONFIG)
+            .with_body(br#"{"subscriptionData":{{"topic":"T"}:1"#.to_vec()),
+    );
+    assert_eq!(r.code, response::SYSTEM_ERROR);
+    let remark = r.remark.unwrap_or_default();
+    assert!(
+        remark.starts_with("CheckClientRequestBody: fastjson: "),
+        "{remark}"
+    );
+
     // 315: the topic's put count; an unknown key as RocketMQ.
     let v = body_of(
         &c.invoke(

@@ -344,7 +344,37 @@ mod tests {
         assert!(parse_fastjson(&deep).unwrap_err().contains("deep"));
     }
 
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e9f64..1e9).prop_map(Value::from),
+            "[a-z\"\\\\é{}:, ]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z{}:\"]{0,4}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn standard_json_reads_as_serde_json_reads_it(v in json_value()) {
+            let text = v.to_string();
+            let want: Value = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(parse_fastjson(&text).unwrap(), want);
+        }
+
+        #[test]
+        fn any_text_is_answered_without_a_panic(t in "[\\[\\]{}\":,0-9a-z. -]{0,40}") {
+            let _ = parse_fastjson(&t);
+        }
+
         #[test]
         fn object_key_maps_round_trip(
             entries in proptest::collection::btree_map(
