@@ -396,6 +396,26 @@ fn admin_subcommands_print_the_figures() {
     assert!(out.contains("Consume TPS: "), "{out}");
     assert!(out.contains(&format!("Diff Total: {lag}")), "{out}");
 
+    let addr = format!("127.0.0.1:{port}");
+    let out = admin_ok(ns_port, &["brokerConsumeStats", "-b", &addr]).expect("brokerConsumeStats");
+    let q0: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        q0[..7],
+        [
+            TOPIC,
+            GROUP,
+            "broker-t",
+            "0",
+            &N.to_string(),
+            &M.to_string(),
+            &lag
+        ],
+        "{out}"
+    );
+    assert!(out.ends_with(&format!("\nDiff Total: {lag}\n")), "{out}");
+    let out = admin_ok(ns_port, &["brokerConsumeStats", "-b", &addr, "-l", "100"]).unwrap();
+    assert_eq!(out.lines().count(), 3, "level 100 hides the queue: {out}");
+
     let out = admin_ok(ns_port, &["statsAll", "-t", TOPIC]).expect("statsAll");
     let lines: Vec<&str> = out.lines().collect();
     assert!(

@@ -109,6 +109,9 @@ enum Cmd {
     /// Per topic and group: lag, in/out TPS and messages of the last day.
     #[command(name = "statsAll")]
     StatsAll(ops_stats::StatsAll),
+    /// Every subscription group's lag per queue on one broker (mqadmin's layout).
+    #[command(name = "brokerConsumeStats")]
+    BrokerConsumeStats(ops_stats::BrokerConsumeStats),
     /// Messages of a topic with a key.
     #[command(name = "queryMsgByKey")]
     QueryMsgByKey {
@@ -213,6 +216,7 @@ impl Admin {
             Cmd::ConsumerConnection(a) => self.consumer_connection(a).await,
             Cmd::ProducerConnection(a) => self.producer_connection(a).await,
             Cmd::StatsAll(a) => self.stats_all(a).await,
+            Cmd::BrokerConsumeStats(a) => self.broker_consume_stats(a).await,
             Cmd::QueryMsgByKey { topic, key } => self.query_msg_by_key(topic, key).await,
             Cmd::QueryMsgById { msg_id, topic } => self.query_msg_by_id(msg_id, topic).await,
             Cmd::DeleteExpiredCommitLog(t) => self.delete_expired_commit_log(t).await,

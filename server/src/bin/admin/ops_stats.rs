@@ -46,6 +46,24 @@ pub(crate) struct StatsAll {
     topic: Option<String>,
 }
 
+/// `brokerConsumeStats` flags.
+#[derive(Args, Debug)]
+pub(crate) struct BrokerConsumeStats {
+    /// Broker address `ip:port`.
+    #[arg(short = 'b', long = "brokerAddr")]
+    broker: String,
+    /// Request timeout in ms (accepted for mqadmin's sake; ferromq-admin's
+    /// own timeout applies).
+    #[arg(short = 't', long = "timeoutMillis")]
+    _timeout: Option<u64>,
+    /// Only queues whose lag is at least this.
+    #[arg(short = 'l', long = "level", default_value_t = 0)]
+    level: i64,
+    /// `true`: ordered topics only.
+    #[arg(short = 'o', long = "order", default_value_t = false, action = clap::ArgAction::Set)]
+    order: bool,
+}
+
 /// RocketMQ's `MQVersion.getVersionDesc` for the 4.x and 5.x ordinals
 /// (`V4_9_4` for 401); older ones as their number.
 pub(crate) fn version_desc(v: i64) -> String {
@@ -185,6 +203,53 @@ impl Admin {
         println!();
         println!("Consume TPS: {tps:.2}");
         println!("Diff Total: {total}");
+        Ok(())
+    }
+
+    /// `brokerConsumeStats -b ADDR [-l LEVEL] [-o true]`: every subscription
+    /// group's queues on one broker (GET_BROKER_CONSUME_STATS), in mqadmin's
+    /// columns; like mqadmin, only queues consumed at least once are shown.
+    pub(crate) async fn broker_consume_stats(&self, a: BrokerConsumeStats) -> Res<()> {
+        let req = RemotingCommand::request(request::GET_BROKER_CONSUME_STATS)
+            .with_ext("isOrder", a.order);
+        let r = ok(call(&a.broker, req).await?, "broker consume stats")?;
+        let v = fastjson_body(&r, "broker consume stats")?;
+        println!(
+            "{:<64}  {:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20}  #LastTime",
+            "#Topic",
+            "#Group",
+            "#Broker Name",
+            "#QID",
+            "#Broker Offset",
+            "#Consumer Offset",
+            "#Diff"
+        );
+        for m in v["consumeStatsList"].as_array().into_iter().flatten() {
+            for (group, list) in m.as_object().into_iter().flatten() {
+                for cs in list.as_array().into_iter().flatten() {
+                    for (t, broker, q, w) in mq_entries(&cs["offsetTable"]) {
+                        let (b, c) = (num(&w["brokerOffset"]), num(&w["consumerOffset"]));
+                        let ts = num(&w["lastTimestamp"]);
+                        if b - c < a.level || ts <= 0 {
+                            continue;
+                        }
+                        println!(
+                            "{:<64}  {:<64}  {:<32}  {:<4}  {:<20}  {:<20}  {:<20}  {}",
+                            front(&t, 64),
+                            group,
+                            front(&broker, 32),
+                            q,
+                            b,
+                            c,
+                            b - c,
+                            crate::acl::date_time(ts)
+                        );
+                    }
+                }
+            }
+        }
+        println!();
+        println!("Diff Total: {}", num(&v["totalDiff"]));
         Ok(())
     }
 
