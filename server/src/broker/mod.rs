@@ -455,7 +455,6 @@ pub async fn run(
                         let changed = b.clients.scan_not_active(CLIENT_EXPIRY);
                         b.consumer_ids_changed(&changed);
                         b.stats.roll_day();
-                        b.stats.sample_if_due();
                     }
                     _ = stop.changed() => break,
                 }
@@ -463,6 +462,7 @@ pub async fn run(
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let stats_sampler = ops_stats::spawn_sampler(&broker, shutdown.clone());
     let acl_watch = broker.acl.clone().map(|acl| {
         let every = Duration::from_millis(broker.cfg.acl_reload_interval_ms);
         tokio::spawn(crate::acl::live::watch_loop(acl, every, shutdown.clone()))
@@ -517,6 +517,7 @@ pub async fn run(
     }
     let _ = waker.await;
     let _ = housekeeping.await;
+    let _ = stats_sampler.await;
     let _ = slave_sync.await;
     if let Some(w) = acl_watch {
         let _ = w.await;

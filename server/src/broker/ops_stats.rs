@@ -96,8 +96,8 @@ fn connection_json(c: &ClientConnection) -> Value {
     })
 }
 
-/// `{"brokerName":..}` / `{"topic":..}` style remark for an unknown topic,
-/// as RocketMQ 4.9's `getTopicStatsInfo` words it.
+/// TOPIC_NOT_EXIST for an unknown topic, worded as RocketMQ 4.9's
+/// `getTopicStatsInfo` words it.
 fn topic_not_exist(topic: &str) -> RemotingCommand {
     RemotingCommand::error(
         response::TOPIC_NOT_EXIST,
@@ -321,9 +321,10 @@ impl Broker {
     }
 
     /// GET_TOPIC_CONFIG 351: `TopicConfigAndQueueMapping` as RocketMQ 5.x
-    /// answers it: the topic's config fields and `mappingDetail` (null:
-    /// ferromq has no static topics); TOPIC_NOT_EXIST "No topic in this
-    /// broker. topic: T" for an unknown topic.
+    /// answers it: the topic's config fields (with 5.x's empty `attributes`)
+    /// and no `mappingDetail` (fastjson leaves out nulls; ferromq has no
+    /// static topics); TOPIC_NOT_EXIST "No topic in this broker. topic: T"
+    /// for an unknown topic.
     pub(super) async fn topic_config(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
         let topic = req.cmd.ext_fields.get_str("topic")?;
         let Some(tc) = self.store.topic_config(topic) else {
@@ -461,6 +462,28 @@ impl Broker {
             .await?;
         ok_body(body)
     }
+}
+
+/// Sample the broker's stats items every [`super::stats::SAMPLE_EVERY_MS`]
+/// until `shutdown` changes (RocketMQ's `StatsItem` sampling schedule).
+pub(super) fn spawn_sampler(
+    broker: &Arc<Broker>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let b = broker.clone();
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_millis(super::stats::SAMPLE_EVERY_MS as u64);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    b.stats.sample_if_due();
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    })
 }
 
 fn req_topic<'a>(req: &'a Request<'_>) -> &'a str {
