@@ -198,8 +198,16 @@ impl StatsItemSet {
             .cloned()
     }
 
-    /// Add `value` under `key` in one addition.
+    /// Add `value` under `key` in one addition: under the read lock, without
+    /// touching the item's reference count, unless the key is new.
     pub fn add(&self, key: &str, value: u64) {
+        {
+            let items = self.items.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = items.get(key) {
+                i.add(value);
+                return;
+            }
+        }
         self.item(key).add(value);
     }
 
