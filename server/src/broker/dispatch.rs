@@ -169,7 +169,7 @@ impl Broker {
             GET_CONSUMER_CONNECTION_LIST => self.consumer_connection_list(r(Runtime)).await,
             GET_PRODUCER_CONNECTION_LIST => self.producer_connection_list(r(Runtime)).await,
             GET_CONSUME_STATS => self.consume_stats(r(Blocking)).await,
-            QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consume_by_who(r(Runtime)).await,
+            QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consume_by_who(r(Blocking)).await,
             GET_TOPIC_CONFIG => self.topic_config(r(Runtime)).await,
             GET_ALL_PRODUCER_INFO => self.all_producer_info(r(Runtime)).await,
             VIEW_BROKER_STATS_DATA => self.view_broker_stats_data(r(Runtime)).await,

@@ -309,14 +309,20 @@ impl Broker {
     /// QUERY_TOPIC_CONSUME_BY_WHO 300: `GroupList` of the online groups
     /// subscribed to the topic and the groups with offsets of it.
     pub(super) async fn topic_consume_by_who(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
-        let topic = req.cmd.ext_fields.get_str("topic")?;
-        let mut groups = self.clients.groups_subscribed_to(topic);
-        groups.extend(
-            self.offset_keys()
-                .into_iter()
-                .filter(|(t, _)| t == topic)
-                .map(|(_, g)| g),
-        );
+        let topic = req.cmd.ext_fields.get_str("topic")?.to_string();
+        // The offset table is walked off the network runtime.
+        let groups = self
+            .run_on(req.on, "consumers of a topic", move |b| {
+                let mut groups = b.clients.groups_subscribed_to(&topic);
+                groups.extend(
+                    b.offset_keys()
+                        .into_iter()
+                        .filter(|(t, _)| *t == topic)
+                        .map(|(_, g)| g),
+                );
+                groups
+            })
+            .await?;
         ok_body(serde_json::json!({ "groupList": groups }).to_string())
     }
 
