@@ -18,7 +18,8 @@
 //! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
 //! | `acl_admin.rs` | `AdminBrokerProcessor` (ACL) | ACL accounts and white list, codes 50-54 |
 //! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
-//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
+//! | `ops_stats.rs` | `AdminBrokerProcessor` (read-only) | topic stats, connections, consume stats, stats items: 202-204, 208, 300, 315, 317, 328, 351, 46 |
+//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info and per topic/group |
 //!
 //! Store errors become answers in `store_error.rs`.
 
@@ -35,6 +36,7 @@ pub mod lock;
 pub mod metrics;
 pub mod names;
 pub mod offsets;
+pub mod ops_stats;
 pub mod pool;
 mod pull;
 pub mod query;
@@ -468,6 +470,7 @@ pub async fn run(
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let stats_sampler = ops_stats::spawn_sampler(&broker, shutdown.clone());
     let acl_watch = broker.acl.clone().map(|acl| {
         let every = Duration::from_millis(broker.cfg.acl_reload_interval_ms);
         tokio::spawn(crate::acl::live::watch_loop(acl, every, shutdown.clone()))
@@ -522,6 +525,7 @@ pub async fn run(
     }
     let _ = waker.await;
     let _ = housekeeping.await;
+    let _ = stats_sampler.await;
     let _ = slave_sync.await;
     if let Some(w) = acl_watch {
         let _ = w.await;

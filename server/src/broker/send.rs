@@ -387,7 +387,9 @@ impl Broker {
             self.put_single(template.make(h.flag, body, props)?)?
         };
         if let Ok(pr) = &res {
-            self.stats.add_put(u64::from(pr.message_count));
+            let (n, size) = (u64::from(pr.message_count), u64::from(pr.wrote_bytes));
+            self.stats
+                .on_put(&self.cfg.broker_cluster_name, &h.topic, n, size);
         }
         Ok(match res {
             Ok(put) if wait && !self.store.wait_put_blocks() => {

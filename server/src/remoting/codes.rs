@@ -111,6 +111,26 @@ pub mod request {
     /// Pull messages of one queue for a lite pull consumer (RocketMQ 5.x; the
     /// same `PullMessageProcessor` as PULL_MESSAGE, its own executor).
     pub const LITE_PULL_MESSAGE: i32 = 361;
+    /// A client checks its subscription's filter type with the broker.
+    pub const CHECK_CLIENT_CONFIG: i32 = 46;
+    /// `TopicStatsTable`: min/max offset and last store time per queue.
+    pub const GET_TOPIC_STATS_INFO: i32 = 202;
+    /// `ConsumerConnection` of an online consumer group.
+    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    /// `ProducerConnection` of a producer group.
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
+    /// `ConsumeStats` of a consumer group (lag per queue, TPS).
+    pub const GET_CONSUME_STATS: i32 = 208;
+    /// `GroupList` of the groups consuming a topic.
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    /// `BrokerStatsData` of one stats item (`BrokerStatsManager`'s keys).
+    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
+    /// `ConsumeStatsList` of every subscription group of a broker.
+    pub const GET_BROKER_CONSUME_STATS: i32 = 317;
+    /// `ProducerTableInfo`: every producer group's clients.
+    pub const GET_ALL_PRODUCER_INFO: i32 = 328;
+    /// `TopicConfigAndQueueMapping` of one topic (RocketMQ 5.x).
+    pub const GET_TOPIC_CONFIG: i32 = 351;
     /// ferromq-specific (not a RocketMQ code): pending half messages by producer
     /// group, as JSON (`ferromq-admin txnPending`).
     pub const FERROMQ_GET_PENDING_TRANSACTIONS: i32 = 1_000_037;

@@ -6,6 +6,9 @@
 //! ferromq-admin -n 127.0.0.1:9876 updateTopic -t T -c DefaultCluster -r 4 -w 4
 //! ferromq-admin -n 127.0.0.1:9876 topicStatus -t T
 //! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
+//! ferromq-admin -n 127.0.0.1:9876 consumerConnection -g G
+//! ferromq-admin -n 127.0.0.1:9876 producerConnection -g P -t T
+//! ferromq-admin -n 127.0.0.1:9876 statsAll -t T
 //! ferromq-admin txnPending -b 127.0.0.1:10911
 //! ferromq-admin damagedRecords -b 127.0.0.1:10911
 //! ferromq-admin updateAclConfig -b 127.0.0.1:10911 -a someone1 -s secret123 -t T=PUB
@@ -24,6 +27,7 @@ mod brokers;
 mod client;
 mod messages;
 mod namesrv_ops;
+mod ops_stats;
 mod print;
 mod topics;
 
@@ -97,6 +101,18 @@ enum Cmd {
         #[arg(short = 't', long = "topicName")]
         topic: Option<String>,
     },
+    /// A consumer group's clients and subscriptions (mqadmin's layout).
+    #[command(name = "consumerConnection")]
+    ConsumerConnection(ops_stats::ConsumerConnection),
+    /// A producer group's clients on a topic's brokers (mqadmin's layout).
+    #[command(name = "producerConnection")]
+    ProducerConnection(ops_stats::ProducerConnection),
+    /// Per topic and group: lag, in/out TPS and messages of the last day.
+    #[command(name = "statsAll")]
+    StatsAll(ops_stats::StatsAll),
+    /// Every subscription group's lag per queue on one broker (mqadmin's layout).
+    #[command(name = "brokerConsumeStats")]
+    BrokerConsumeStats(ops_stats::BrokerConsumeStats),
     /// Messages of a topic with a key.
     #[command(name = "queryMsgByKey")]
     QueryMsgByKey {
@@ -210,6 +226,10 @@ impl Admin {
             Cmd::ClusterList => self.cluster_list().await,
             Cmd::TopicStatus { topic } => self.topic_status(topic).await,
             Cmd::ConsumerProgress { group, topic } => self.consumer_progress(group, topic).await,
+            Cmd::ConsumerConnection(a) => self.consumer_connection(a).await,
+            Cmd::ProducerConnection(a) => self.producer_connection(a).await,
+            Cmd::StatsAll(a) => self.stats_all(a).await,
+            Cmd::BrokerConsumeStats(a) => self.broker_consume_stats(a).await,
             Cmd::QueryMsgByKey { topic, key } => self.query_msg_by_key(topic, key).await,
             Cmd::QueryMsgById { msg_id, topic } => self.query_msg_by_id(msg_id, topic).await,
             Cmd::DeleteExpiredCommitLog(t) => self.delete_expired_commit_log(t).await,

@@ -8,9 +8,6 @@ use serde_json::Value;
 
 use crate::client::{body_json, call, ok, Admin, Res};
 
-/// QUERY_TOPIC_CONSUME_BY_WHO (broker): the groups consuming a topic, as `GroupList`.
-const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
-
 /// `updateKvConfig`'s flags.
 #[derive(Args, Debug)]
 pub(crate) struct UpdateKvConfig {
@@ -191,7 +188,8 @@ impl Admin {
             .find(|b| &b.1 == name)
             .map(|b| b.0.clone())
             .unwrap_or_default();
-        let req = RemotingCommand::request(QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", topic);
+        let req =
+            RemotingCommand::request(request::QUERY_TOPIC_CONSUME_BY_WHO).with_ext("topic", topic);
         let mut groups: Vec<String> = match call(addr, req).await {
             Ok(r) if r.code == response::SUCCESS => body_json(&r, "groups")
                 .ok()
