@@ -112,7 +112,11 @@ fn the_broker_exports_message_counts_and_lag_and_prometheus_scrapes_them() {
     let text = wait_for(Duration::from_secs(10), || {
         let (status, body) = get(&metrics, "/metrics");
         assert!(status.contains("200"), "{status}");
-        (sample(&body, "rocketmq_messages_in_total", &[]) == Some(SENT as f64)
+        (sample(
+            &body,
+            "rocketmq_messages_in_total",
+            &["topic=\"MetricsTopic\""],
+        ) == Some(SENT as f64)
             && sample(&body, "rocketmq_consumer_lag_messages", &group_labels) == Some(lag))
         .then_some(body)
     })
@@ -197,7 +201,10 @@ fn the_broker_exports_message_counts_and_lag_and_prometheus_scrapes_them() {
     let _prometheus = spawn_to("prometheus", pcmd, Stdio::null(), "warn");
     let started = Instant::now();
     let found = wait_for(Duration::from_secs(60), || {
-        let sent = prom_value(&prom, "rocketmq_messages_in_total{job=\"ferromq\"}")?;
+        let sent = prom_value(
+            &prom,
+            "rocketmq_messages_in_total{job=\"ferromq\",topic=\"MetricsTopic\"}",
+        )?;
         let lag = prom_value(
             &prom,
             "rocketmq_consumer_lag_messages{topic=\"MetricsTopic\",consumer_group=\"MetricsGroup\"}",

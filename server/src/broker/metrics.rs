@@ -4,9 +4,10 @@
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
-//! | `rocketmq_messages_in_total` | counter | base | messages stored since start |
-//! | `rocketmq_messages_out_total` | counter | base | messages handed to consumers since start |
-//! | `rocketmq_throughput_in_total` | counter | base | commitlog bytes appended since start (records, headers included) |
+//! | `rocketmq_messages_in_total` | counter | base, `topic` | messages stored since start |
+//! | `rocketmq_throughput_in_total` | counter | base, `topic` | message bytes stored since start |
+//! | `rocketmq_messages_out_total` | counter | base, `topic`, `consumer_group` | messages handed to consumers since start |
+//! | `rocketmq_throughput_out_total` | counter | base, `topic`, `consumer_group` | message bytes handed to consumers since start |
 //! | `rocketmq_topic_number` | gauge | base | topics configured |
 //! | `rocketmq_consumer_group_number` | gauge | base | subscription groups |
 //! | `rocketmq_consumer_lag_messages` | gauge | base, `topic`, `consumer_group` | messages not yet consumed (queue max offset less committed offset, over the topic's queues) |
@@ -24,7 +25,6 @@
 //! `node_id` (`brokerName:brokerId`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use prometheus_client::collector::Collector;
@@ -41,9 +41,6 @@ type Labels = Vec<(String, String)>;
 /// once the broker is gone.
 pub struct BrokerCollector {
     broker: Weak<Broker>,
-    /// Commitlog max offset when the collector was made: bytes appended
-    /// since start count from here.
-    start_offset: AtomicU64,
 }
 
 impl fmt::Debug for BrokerCollector {
@@ -57,7 +54,6 @@ impl BrokerCollector {
     pub fn new(broker: &Arc<Broker>) -> Self {
         BrokerCollector {
             broker: Arc::downgrade(broker),
-            start_offset: AtomicU64::new(broker.store.commit_log_max_offset()),
         }
     }
 }
@@ -131,30 +127,57 @@ impl Collector for BrokerCollector {
                 format!("{}:{}", b.cfg.broker_name, b.cfg.broker_id),
             ),
         ];
-        let (_, put, get) = b.stats.snapshot();
         let st = b.store.stats();
         let e = &mut enc;
-        counter(
+        // Per topic (sends) and per topic and group (pulls), from the
+        // BrokerStatsManager counters (`super::stats`).
+        let rows = |name: &str, split: bool| -> Vec<(Labels, ConstCounter<u64>)> {
+            let Some(set) = b.stats.set(name) else {
+                return Vec::new();
+            };
+            let mut out: Vec<_> = set
+                .entries()
+                .into_iter()
+                .map(|(key, item)| {
+                    let labels = match key.split_once('@').filter(|_| split) {
+                        Some((topic, group)) => {
+                            with(&base, &[("topic", topic), ("consumer_group", group)])
+                        }
+                        None => with(&base, &[("topic", &key)]),
+                    };
+                    (labels, ConstCounter::new(item.value()))
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        family(
             e,
             "rocketmq_messages_in",
-            "Messages stored since the broker started.",
-            &base,
-            put,
+            "Messages stored since the broker started, per topic.",
+            MetricType::Counter,
+            rows(super::stats::TOPIC_PUT_NUMS, false),
         )?;
-        counter(
-            e,
-            "rocketmq_messages_out",
-            "Messages handed to consumers since the broker started.",
-            &base,
-            get,
-        )?;
-        let start = self.start_offset.load(Ordering::Relaxed);
-        counter(
+        family(
             e,
             "rocketmq_throughput_in",
-            "Commitlog bytes appended since the broker started (whole records).",
-            &base,
-            st.commit_log_max_offset.saturating_sub(start),
+            "Message bytes stored since the broker started, per topic.",
+            MetricType::Counter,
+            rows(super::stats::TOPIC_PUT_SIZE, false),
+        )?;
+        family(
+            e,
+            "rocketmq_messages_out",
+            "Messages handed to consumers since the broker started, per topic and group.",
+            MetricType::Counter,
+            rows(super::stats::GROUP_GET_NUMS, true),
+        )?;
+        family(
+            e,
+            "rocketmq_throughput_out",
+            "Message bytes handed to consumers since the broker started, per topic and group.",
+            MetricType::Counter,
+            rows(super::stats::GROUP_GET_SIZE, true),
         )?;
         let topics = b.store.topics();
         gauge(
