@@ -11,6 +11,7 @@
 
 pub mod acl;
 pub mod broker;
+pub mod metrics;
 pub mod namesrv;
 pub mod remoting;
 pub mod util;

@@ -12,7 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{broker_command, broker_props, start_broker_env, temp_dir, Client};
-use ferromq_server::acl::sign;
 use ferromq_server::remoting::{request, RemotingCommand};
 
 const SYSTEM_ERROR: i32 = 1;
@@ -40,14 +39,7 @@ accounts:
     admin: true
 ";
 
-/// `cmd` signed as a client's ACL hook signs it.
-fn signed(mut cmd: RemotingCommand, access_key: &str, secret_key: &str) -> RemotingCommand {
-    cmd.ext_fields.insert(sign::ACCESS_KEY_FIELD, access_key);
-    let content = sign::combine_request_content(&cmd.ext_fields.0, &cmd.body);
-    cmd.ext_fields
-        .insert(sign::SIGNATURE_FIELD, sign::sign(&content, secret_key));
-    cmd
-}
+use common::signed;
 
 fn user(cmd: RemotingCommand) -> RemotingCommand {
     signed(cmd, "rocketmq2", "12345678")
@@ -201,11 +193,33 @@ fn signed_requests_pass_and_refused_ones_change_nothing() {
         &c.invoke(user(lite)),
         "No default permission for topic:topicD",
     );
-    // An admin request from a non-admin account.
+    // Admin requests from a non-admin account: topic create and delete,
+    // broker config, file deletion, offset reset.
     assert_refused(
         &c.invoke(user(create_topic("madeByUser"))),
         "Need admin permission for request code=17, but accessKey=rocketmq2 is not",
     );
+    let admin_only = [
+        RemotingCommand::request(215).with_ext("topic", "topicA"),
+        RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
+            .with_body(b"fileReservedTime=1\n".to_vec()),
+        RemotingCommand::request(request::TRIGGER_DELETE_FILES),
+        RemotingCommand::request(request::DELETE_EXPIRED_COMMITLOG),
+        RemotingCommand::request(222)
+            .with_ext("topic", "topicA")
+            .with_ext("group", "groupA")
+            .with_ext("timestamp", 0)
+            .with_ext("isForce", true),
+    ];
+    for cmd in admin_only {
+        let code = cmd.code;
+        assert_refused(
+            &c.invoke(user(cmd)),
+            &format!(
+                "Need admin permission for request code={code}, but accessKey=rocketmq2 is not"
+            ),
+        );
+    }
 
     // Nothing changed: one message in topicA, no other topic created.
     assert_eq!(max_offset(&mut c, "topicA"), "1");

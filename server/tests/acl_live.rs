@@ -42,13 +42,7 @@ accounts:
     admin: true
 ";
 
-fn signed(mut cmd: RemotingCommand, access_key: &str, secret_key: &str) -> RemotingCommand {
-    cmd.ext_fields.insert(sign::ACCESS_KEY_FIELD, access_key);
-    let content = sign::combine_request_content(&cmd.ext_fields.0, &cmd.body);
-    cmd.ext_fields
-        .insert(sign::SIGNATURE_FIELD, sign::sign(&content, secret_key));
-    cmd
-}
+use common::signed;
 
 fn user(cmd: RemotingCommand) -> RemotingCommand {
     signed(cmd, "rocketmq2", "12345678")

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::hostile::start_namesrv_with;
-use common::{broker_props, ha_props, records, start_broker, temp_dir, wait_for, Client, Proc};
+use common::{broker_props, ha_props, records, start_broker, temp_dir, wait_for, Client};
 use ferromq_server::acl::Credentials;
 use ferromq_server::remoting::{request, RemotingCommand};
 
@@ -170,14 +170,6 @@ fn name_server_with_acl_and_no_file_does_not_start() {
     assert!(err.contains("missing.yml"), "{err}");
 }
 
-fn ha_port_of(master: &mut Proc) -> u16 {
-    let line = master.wait_line("HA port", Duration::from_secs(30));
-    line.rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .expect("HA port")
-}
-
 /// Connect to the HA port, send an offset report of 0 as a RocketMQ 4.x
 /// slave does, and read what comes back for up to 10 s: the byte count
 /// before the master closed.
@@ -225,7 +217,7 @@ fn ha_port_serves_only_slaves_of_the_cluster() {
         &ha_props(&mdir.join("store"), "broker-h", 0, "ASYNC_MASTER", &acl),
         None,
     );
-    let ha_port = ha_port_of(&mut master);
+    let ha_port = common::ha_port(&mut master);
     let mut c = Client::connect(m_port);
     let r = c.invoke(signed(
         Client::send_v2_req("TrustTopic", 0, b"before-slaves", &[]),

@@ -111,12 +111,7 @@ fn run_trial(trial: usize, secured: Secured) -> (usize, usize, usize) {
         &ha_props(&mdir.join("store"), "broker-k", 0, "SYNC_MASTER", &acl_keys),
         None,
     );
-    let ha_line = master.wait_line("HA port", Duration::from_secs(30));
-    let ha_port: u16 = ha_line
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim().parse().ok())
-        .expect("HA port");
+    let ha_port = common::ha_port(&mut master);
     let (_slave, s_port) = start_broker(
         &sdir,
         &ha_props(

@@ -481,6 +481,23 @@ impl MessageStore {
         self.store_time_at(&cq, cq.min_offset())
     }
 
+    /// Store time of the message at `queue_offset` of a queue (RocketMQ's
+    /// `getMessageStoreTimeStamp`), if it is there.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if the unit points at bytes that are not a record.
+    pub fn message_store_time(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        queue_offset: u64,
+    ) -> Result<Option<i64>> {
+        let Some(cq) = self.inner.cqs.get(topic, queue_id) else {
+            return Ok(None);
+        };
+        self.store_time_at(&cq, queue_offset)
+    }
+
     /// Raw commitlog bytes from `offset`, at most `max_len`, never crossing a
     /// file: what a master streams to a slave. `None` when nothing is there yet.
     pub fn read_commit_log(&self, offset: u64, max_len: usize) -> Option<MappedBytes> {

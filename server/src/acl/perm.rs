@@ -79,8 +79,10 @@ impl fmt::Display for Perm {
 /// DELETE_TOPIC_IN_BROKER, UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
 /// DELETE_SUBSCRIPTIONGROUP) and, unlike 4.9 (where any signed account may
 /// send them), the ACL admin requests 50-54: changing accounts, and reading
-/// them (code 54 answers with every secret key).
-pub const ADMIN_REQUEST_CODES: [i32; 10] = [
+/// them (code 54 answers with every secret key); and, also beyond 4.9, the
+/// requests that destroy data or move consumers: TRIGGER_DELETE_FILES (27),
+/// DELETE_EXPIRED_COMMITLOG (329) and INVOKE_BROKER_TO_RESET_OFFSET (222).
+pub const ADMIN_REQUEST_CODES: [i32; 13] = [
     request::UPDATE_AND_CREATE_TOPIC,
     request::UPDATE_BROKER_CONFIG,
     215, // DELETE_TOPIC_IN_BROKER
@@ -91,6 +93,9 @@ pub const ADMIN_REQUEST_CODES: [i32; 10] = [
     request::GET_BROKER_CLUSTER_ACL_INFO,
     request::UPDATE_GLOBAL_WHITE_ADDRS_CONFIG,
     request::GET_BROKER_CLUSTER_ACL_CONFIG,
+    request::TRIGGER_DELETE_FILES,
+    request::DELETE_EXPIRED_COMMITLOG,
+    222, // INVOKE_BROKER_TO_RESET_OFFSET
 ];
 
 /// `Permission.needAdminPerm(code)`.

@@ -9,7 +9,9 @@ use clap::Parser;
 use ferromq_engine::config::Properties;
 use ferromq_engine::{MessageStore, StoreConfig};
 use ferromq_server::acl::load_broker_rules;
+use ferromq_server::broker::metrics::BrokerCollector;
 use ferromq_server::broker::{self, split_namesrv_addr_arg, Broker, BrokerConfig};
+use ferromq_server::metrics::MetricsConfig;
 use ferromq_server::remoting::tls::TlsSettings;
 use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
 use tokio::sync::watch;
@@ -71,13 +73,17 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
+    let metrics = match MetricsConfig::from_properties(&props) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
     if args.print || args.important {
         if args.print {
             print!("{}", store_cfg.to_properties());
         }
         print!("{}", cfg.to_properties(args.important && !args.print));
         if args.print {
-            print!("{}", tls.to_properties());
+            print!("{}{}", tls.to_properties(), metrics.to_properties());
         }
         return ExitCode::SUCCESS;
     }
@@ -120,7 +126,19 @@ fn main() -> ExitCode {
                 Ok(l) => Some(l),
                 Err(e) => {
                     return fail(format!(
-                        "cannot bind the fast port (fastListenPort) {a}: {e}"
+                        "cannot bind the fast (VIP) port {a} (fastListenPort, by default listenPort - 2; -1 opens none): {e}"
+                    ))
+                }
+            },
+            Err(e) => return fail(e),
+        };
+        let metrics_listener = match metrics.bind_addr(&cfg.bind_address) {
+            Ok(None) => None,
+            Ok(Some(a)) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    return fail(format!(
+                        "cannot bind the metrics port {a} (metricsPromExporterHost/Port): {e}"
                     ))
                 }
             },
@@ -164,9 +182,16 @@ fn main() -> ExitCode {
         if let Some(port) = b.ha().and_then(|h| h.master_port()) {
             println!("ferromq-broker HA port {}:{port}", local.ip());
         }
+        if let Some(m) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("ferromq-broker metrics http://{m}/metrics");
+        }
         let _ = std::io::stdout().flush();
         tracing::info!(%local, %broker_addr, "broker started");
         let (stop_tx, stop_rx) = watch::channel(false);
+        let metrics_task = metrics_listener.map(|l| {
+            let registry = ferromq_server::metrics::registry_of(BrokerCollector::new(&b));
+            tokio::spawn(ferromq_server::metrics::serve(l, registry, stop_rx.clone()))
+        });
         if let Some(t) = &tls_server {
             tracing::info!(mode = t.mode().as_str(), "TLS on the client port");
         }
@@ -175,6 +200,9 @@ fn main() -> ExitCode {
         tracing::info!("shutting down: stop accepting, finish in-flight requests, unregister");
         let _ = stop_tx.send(true);
         let _ = server.await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         if let Some(h) = b.ha() {
             h.shutdown();
         }

@@ -59,8 +59,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let metrics = match ferromq_server::metrics::MetricsConfig::from_properties(&props) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if args.print {
-        print!("{}{}", cfg.to_properties(), tls.to_properties());
+        print!(
+            "{}{}{}",
+            cfg.to_properties(),
+            tls.to_properties(),
+            metrics.to_properties()
+        );
         return ExitCode::SUCCESS;
     }
     // A secured name server with no usable ACL file stops here, never
@@ -70,6 +82,15 @@ fn main() -> ExitCode {
         cfg.acl_file_path.as_deref(),
     ) {
         Ok(a) => a,
+        Err(e) => {
+            eprintln!("ferromq-namesrv: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A damaged KV config file stops the start: starting empty would drop
+    // every item without a word.
+    let kv = match namesrv::KvConfigManager::load(&cfg.kv_config_path) {
+        Ok(kv) => kv,
         Err(e) => {
             eprintln!("ferromq-namesrv: {e}");
             return ExitCode::FAILURE;
@@ -109,14 +130,41 @@ fn main() -> ExitCode {
             }
         };
         let local = listener.local_addr().unwrap_or(addr);
+        let metrics_listener = match metrics.bind_addr(&cfg.bind_address) {
+            Ok(None) => None,
+            Ok(Some(a)) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!(
+                        "ferromq-namesrv: cannot bind the metrics port {a} (metricsPromExporterHost/Port): {e}"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            },
+            Err(e) => {
+                eprintln!("ferromq-namesrv: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         println!("ferromq-namesrv listening on {local}");
+        if let Some(m) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            println!("ferromq-namesrv metrics http://{m}/metrics");
+        }
         let _ = std::io::stdout().flush();
         tracing::info!(%local, "name server started");
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(t) = &tls_server {
             tracing::info!(mode = t.mode().as_str(), "TLS on the name server port");
         }
-        let server = tokio::spawn(namesrv::run(cfg, acl, listener, tls_server, stop_rx));
+        let server = tokio::spawn(namesrv::run(
+            cfg,
+            acl,
+            kv,
+            listener,
+            tls_server,
+            metrics_listener,
+            stop_rx,
+        ));
         shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);

@@ -148,7 +148,9 @@ impl Broker {
     ///
     /// Replication adds, on a master, `haSlaveCount` and per connected slave `i`
     /// (0-based, by address) `haSlave<i>Addr`, `haSlave<i>AckedOffset`,
-    /// `haSlave<i>LagBytes` and `haSlave<i>LagMs`; on a slave, `haMasterConnected`,
+    /// `haSlave<i>LagBytes` and `haSlave<i>LagMs` (a SYNC_MASTER also
+    /// `haSyncMasterWithoutSlave`: true while no slave is connected, when
+    /// every send is answered SLAVE_NOT_AVAILABLE); on a slave, `haMasterConnected`,
     /// `haMasterAddress`, `masterAddr` and `slaveSyncLastOkTimestamp`.
     ///
     /// ferromq adds `pullHoldCount` (pulls held by long polling now) and
@@ -302,6 +304,10 @@ impl Broker {
         let mut slaves = ha.slaves();
         slaves.sort_by_key(|s| s.addr);
         put_kv("haSlaveCount", slaves.len().to_string());
+        if self.store.config().broker_role == ferromq_engine::BrokerRole::SyncMaster {
+            // Said loudly: every send is answered SLAVE_NOT_AVAILABLE meanwhile.
+            put_kv("haSyncMasterWithoutSlave", slaves.is_empty().to_string());
+        }
         for (i, s) in slaves.iter().enumerate() {
             put_kv(&format!("haSlave{i}Addr"), s.addr.to_string());
             put_kv(

@@ -14,9 +14,10 @@ impl Broker {
     /// groups and topics are created in one blocking task, and their files
     /// written once by their coalescing writers.
     pub(super) async fn heart_beat(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let (language, version) = (req.cmd.language, req.cmd.version);
         let sum = match self
             .clients
-            .heartbeat_from(req.conn, req.cmd.language, &req.cmd.body)
+            .heartbeat_from(req.conn, &req.cmd.body, language, version)
         {
             Ok(sum) => sum,
             Err(e) => return Ok(RemotingCommand::error(response::SYSTEM_ERROR, e)),

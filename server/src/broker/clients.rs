@@ -15,8 +15,12 @@ use crate::remoting::{request, ConnInfo, RemotingCommand};
 struct ClientChannel {
     conn: Arc<ConnInfo>,
     last_update: Instant,
-    /// `LanguageCode` ordinal of its heartbeats (0 JAVA, 1 CPP, ...).
+    /// The heartbeat's `LanguageCode` ordinal and version (RocketMQ's
+    /// `ClientChannelInfo`).
     language: u8,
+    version: i32,
+    /// Wall-clock time of the last heartbeat (ms).
+    last_update_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -24,8 +28,89 @@ struct ConsumerGroup {
     clients: BTreeMap<String, ClientChannel>,
     /// topic -> subscription expression.
     subscriptions: HashMap<String, String>,
-    /// The latest heartbeat's `messageModel` was BROADCASTING.
-    broadcasting: bool,
+    /// topic -> `SubscriptionData` as fastjson writes it.
+    subscription_data: BTreeMap<String, Value>,
+    /// The last heartbeat's consumeType, messageModel, consumeFromWhere
+    /// (enum names), as RocketMQ's `ConsumerGroupInfo` keeps them.
+    consume_type: String,
+    message_model: String,
+    consume_from_where: String,
+}
+
+/// One client connection of a group, as GET_CONSUMER_CONNECTION_LIST and
+/// GET_PRODUCER_CONNECTION_LIST show it (RocketMQ's `Connection`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConnection {
+    /// The client id.
+    pub client_id: String,
+    /// The peer address, `ip:port`.
+    pub client_addr: String,
+    /// `LanguageCode` ordinal.
+    pub language: u8,
+    /// The client's version.
+    pub version: i32,
+    /// Wall-clock time of its last heartbeat (ms).
+    pub last_update_ms: i64,
+}
+
+/// A consumer group online (RocketMQ's `ConsumerGroupInfo`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerGroupView {
+    /// Its connections, by client id.
+    pub connections: Vec<ClientConnection>,
+    /// topic -> `SubscriptionData` (fastjson fields).
+    pub subscriptions: BTreeMap<String, Value>,
+    /// `ConsumeType` name.
+    pub consume_type: String,
+    /// `MessageModel` name.
+    pub message_model: String,
+    /// `ConsumeFromWhere` name.
+    pub consume_from_where: String,
+}
+
+fn enum_name(v: &Value, names: &[&str], default: &str) -> String {
+    match v {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|i| names.get(i as usize))
+            .map_or_else(|| default.to_string(), |s| (*s).to_string()),
+        _ => default.to_string(),
+    }
+}
+
+/// `SubscriptionData` as RocketMQ's broker writes it back, fields in
+/// fastjson's (alphabetical) order, from what the heartbeat sent.
+fn subscription_data(s: &Value, topic: &str, expr: &str) -> Value {
+    let or = |k: &str, d: Value| {
+        let v = &s[k];
+        if v.is_null() {
+            d
+        } else {
+            v.clone()
+        }
+    };
+    serde_json::json!({
+        "classFilterMode": or("classFilterMode", Value::Bool(false)),
+        "codeSet": or("codeSet", Value::Array(Vec::new())),
+        "expressionType": or("expressionType", Value::String("TAG".into())),
+        "subString": expr,
+        "subVersion": or("subVersion", Value::from(0)),
+        "tagsSet": or("tagsSet", Value::Array(Vec::new())),
+        "topic": topic,
+    })
+}
+
+impl ClientChannel {
+    fn view(&self, client_id: &str) -> ClientConnection {
+        ClientConnection {
+            client_id: client_id.to_string(),
+            client_addr: self.conn.peer.to_string(),
+            language: self.language,
+            version: self.version,
+            last_update_ms: self.last_update_ms,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +136,7 @@ fn str_of(v: &Value) -> Option<String> {
 }
 
 /// A heartbeat's subscriptions of one group: (topic, expression).
-type Subscriptions = Vec<(String, String)>;
+type Subscriptions = Vec<(String, String, Value)>;
 
 /// What a heartbeat told.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,21 +173,20 @@ impl ClientManager {
     /// A sentence when the body is not JSON, has no `clientID` or names a
     /// group or topic that breaks the rules.
     pub fn heartbeat(&self, conn: &Arc<ConnInfo>, body: &[u8]) -> Result<HeartbeatSummary, String> {
-        self.heartbeat_from(conn, 0, body)
+        self.heartbeat_from(conn, body, 7, 0)
     }
 
-    /// [`ClientManager::heartbeat`] from a client whose requests carry
-    /// `language` (`LanguageCode` ordinal), remembered with its channel: the
-    /// broker's requests to the client are encoded for it (e.g. the C++
-    /// client's form of RESET_CONSUMER_CLIENT_OFFSET's body).
+    /// [`ClientManager::heartbeat`] with the request's `language` (ordinal)
+    /// and `version`, shown by the connection lists.
     ///
     /// # Errors
     /// As [`ClientManager::heartbeat`].
     pub fn heartbeat_from(
         &self,
         conn: &Arc<ConnInfo>,
-        language: u8,
         body: &[u8],
+        language: u8,
+        version: i32,
     ) -> Result<HeartbeatSummary, String> {
         let text = std::str::from_utf8(body).map_err(|e| format!("heartbeat body: {e}"))?;
         let v = parse_lenient(text).map_err(|e| format!("heartbeat body: {e}"))?;
@@ -119,7 +203,7 @@ impl ClientManager {
         }
         // (group, its subscriptions; None when the heartbeat has no
         // subscription set for the group)
-        let mut consumers: Vec<(String, Option<Subscriptions>, bool)> = Vec::new();
+        let mut consumers: Vec<(String, Option<Subscriptions>, [String; 3])> = Vec::new();
         if let Value::Array(cs) = &v["consumerDataSet"] {
             for c in cs {
                 let Some(g) = str_of(&c["groupName"]) else {
@@ -135,17 +219,36 @@ impl ClientManager {
                             super::names::validate_subscribed_topic(&topic)
                                 .map_err(|why| format!("heartbeat refused: subscription {why}"))?;
                             let expr = str_of(&s["subString"]).unwrap_or_else(|| "*".into());
-                            subs.push((topic, expr));
+                            let data = subscription_data(s, &topic, &expr);
+                            subs.push((topic, expr, data));
                         }
                     }
                 }
-                // `MessageModel`: a name (Java) or its ordinal (BROADCASTING is 0).
-                let broadcasting = match &c["messageModel"] {
-                    Value::String(m) => m == "BROADCASTING",
-                    Value::Number(n) => n.as_i64() == Some(0),
-                    _ => false,
-                };
-                consumers.push((g, subs, broadcasting));
+                let kinds = [
+                    enum_name(
+                        &c["consumeType"],
+                        &["CONSUME_ACTIVELY", "CONSUME_PASSIVELY", "CONSUME_POP"],
+                        "CONSUME_PASSIVELY",
+                    ),
+                    enum_name(
+                        &c["messageModel"],
+                        &["BROADCASTING", "CLUSTERING"],
+                        "CLUSTERING",
+                    ),
+                    enum_name(
+                        &c["consumeFromWhere"],
+                        &[
+                            "CONSUME_FROM_LAST_OFFSET",
+                            "CONSUME_FROM_LAST_OFFSET_AND_FROM_MIN_WHEN_BOOT_FIRST",
+                            "CONSUME_FROM_MIN_OFFSET",
+                            "CONSUME_FROM_MAX_OFFSET",
+                            "CONSUME_FROM_FIRST_OFFSET",
+                            "CONSUME_FROM_TIMESTAMP",
+                        ],
+                        "CONSUME_FROM_LAST_OFFSET",
+                    ),
+                ];
+                consumers.push((g, subs, kinds));
             }
         }
         let now = Instant::now();
@@ -153,6 +256,8 @@ impl ClientManager {
             conn: conn.clone(),
             last_update: now,
             language,
+            version,
+            last_update_ms: crate::util::now_ms(),
         };
         let mut sum = HeartbeatSummary {
             client_id: client_id.clone(),
@@ -166,9 +271,8 @@ impl ClientManager {
                 .insert(client_id.clone(), ch.clone());
             sum.producer_groups.push(g);
         }
-        for (g, subs, broadcasting) in consumers {
+        for (g, subs, [consume_type, message_model, consume_from_where]) in consumers {
             let group = t.consumers.entry(g.clone()).or_default();
-            group.broadcasting = broadcasting;
             let joined = group
                 .clients
                 .insert(client_id.clone(), ch.clone())
@@ -180,8 +284,15 @@ impl ClientManager {
             // heartbeat's set replaces the group's (topics no longer named are
             // dropped), so the table follows the group instead of only growing.
             if let Some(subs) = subs {
-                group.subscriptions = subs.into_iter().collect();
+                group.subscription_data = subs
+                    .iter()
+                    .map(|(t, _, d)| (t.clone(), d.clone()))
+                    .collect();
+                group.subscriptions = subs.into_iter().map(|(t, e, _)| (t, e)).collect();
             }
+            group.consume_type = consume_type;
+            group.message_model = message_model;
+            group.consume_from_where = consume_from_where;
             sum.consumer_groups.push(g);
         }
         Ok(sum)
@@ -283,7 +394,9 @@ impl ClientManager {
                     ClientChannel {
                         conn: conn.clone(),
                         last_update: Instant::now(),
-                        language: 0,
+                        language: 7,
+                        version: 0,
+                        last_update_ms: crate::util::now_ms(),
                     },
                 );
             }
@@ -330,7 +443,7 @@ impl ClientManager {
         self.lock()
             .consumers
             .get(group)
-            .is_some_and(|g| g.broadcasting)
+            .is_some_and(|g| g.message_model == "BROADCASTING")
     }
 
     /// Client ids of a consumer group, sorted.
@@ -340,6 +453,70 @@ impl ClientManager {
             .get(group)
             .map(|g| g.clients.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// A consumer group online, `None` when no client of it is.
+    pub fn consumer_group(&self, group: &str) -> Option<ConsumerGroupView> {
+        let t = self.lock();
+        let g = t.consumers.get(group)?;
+        Some(ConsumerGroupView {
+            connections: g.clients.iter().map(|(id, c)| c.view(id)).collect(),
+            subscriptions: g.subscription_data.clone(),
+            consume_type: g.consume_type.clone(),
+            message_model: g.message_model.clone(),
+            consume_from_where: g.consume_from_where.clone(),
+        })
+    }
+
+    /// The connections of a producer group (heartbeats only, not the
+    /// transactional sends' connections), `None` when no client heartbeats
+    /// it.
+    pub fn producer_group(&self, group: &str) -> Option<Vec<ClientConnection>> {
+        let t = self.lock();
+        let conns: Vec<ClientConnection> = t
+            .producers
+            .get(group)?
+            .iter()
+            .filter(|(id, _)| !id.starts_with("@connection-"))
+            .map(|(id, c)| c.view(id))
+            .collect();
+        (!conns.is_empty()).then_some(conns)
+    }
+
+    /// Every producer group with its connections.
+    pub fn producer_table(&self) -> BTreeMap<String, Vec<ClientConnection>> {
+        let t = self.lock();
+        t.producers
+            .iter()
+            .map(|(g, m)| {
+                let conns = m
+                    .iter()
+                    .filter(|(id, _)| !id.starts_with("@connection-"))
+                    .map(|(id, c)| c.view(id))
+                    .collect::<Vec<_>>();
+                (g.clone(), conns)
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect()
+    }
+
+    /// The online consumer groups subscribed to `topic` (RocketMQ's
+    /// `ConsumerManager.queryTopicConsumeByWho`).
+    pub fn groups_subscribed_to(&self, topic: &str) -> BTreeSet<String> {
+        let t = self.lock();
+        t.consumers
+            .iter()
+            .filter(|(_, g)| g.subscriptions.contains_key(topic))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// How many topics an online group subscribes to (0 when not online).
+    pub fn subscription_count(&self, group: &str) -> usize {
+        self.lock()
+            .consumers
+            .get(group)
+            .map_or(0, |g| g.subscriptions.len())
     }
 
     /// A group's subscription expression for a topic, from its heartbeats.
@@ -420,6 +597,48 @@ mod tests {
         assert!(m.producer_channels("Q").is_empty());
         assert!(m.heartbeat(&c1, b"{}").is_err());
         assert!(m.heartbeat(&c1, b"\xff").is_err());
+    }
+
+    #[test]
+    fn connection_lists_show_what_heartbeats_told() {
+        let m = ClientManager::new();
+        let c = Arc::new(ConnInfo::detached(4, "127.0.0.1:4242".parse().unwrap()));
+        assert!(m.consumer_group("G").is_none());
+        let body = br#"{"clientID":"c1","producerDataSet":[{"groupName":"P"}],
+            "consumerDataSet":[{"groupName":"G","consumeType":0,"messageModel":"BROADCASTING",
+            "consumeFromWhere":5,"subscriptionDataSet":[{"topic":"T","subString":"a || b",
+            "tagsSet":["a","b"],"codeSet":[97,98],"subVersion":12}]}]}"#;
+        m.heartbeat_from(&c, body, 1, 401).unwrap();
+        let g = m.consumer_group("G").unwrap();
+        assert_eq!(
+            g.connections,
+            vec![ClientConnection {
+                client_id: "c1".into(),
+                client_addr: "127.0.0.1:4242".into(),
+                language: 1,
+                version: 401,
+                last_update_ms: g.connections[0].last_update_ms,
+            }]
+        );
+        assert_eq!(
+            (g.consume_type.as_str(), g.message_model.as_str()),
+            ("CONSUME_ACTIVELY", "BROADCASTING")
+        );
+        assert_eq!(g.consume_from_where, "CONSUME_FROM_TIMESTAMP");
+        assert_eq!(
+            g.subscriptions["T"].to_string(),
+            r#"{"classFilterMode":false,"codeSet":[97,98],"expressionType":"TAG","subString":"a || b","subVersion":12,"tagsSet":["a","b"],"topic":"T"}"#
+        );
+        assert_eq!(m.groups_subscribed_to("T").len(), 1);
+        assert!(m.groups_subscribed_to("U").is_empty());
+        assert_eq!(m.subscription_count("G"), 1);
+        assert_eq!(m.producer_group("P").unwrap()[0].client_id, "c1");
+        assert!(m.producer_group("Q").is_none());
+        // A transactional send's connection is no producer client.
+        m.note_producer_connection("TX", &c);
+        assert_eq!(m.producer_group("TX"), None);
+        let table = m.producer_table();
+        assert_eq!(table.keys().collect::<Vec<_>>(), vec!["P"]);
     }
 
     #[test]

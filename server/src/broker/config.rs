@@ -126,11 +126,13 @@ pub struct BrokerConfig {
     /// `aclEnable=true` the broker then uses the first admin account of its
     /// ACL rules ([`crate::acl::AclRules::first_admin`]).
     pub credentials: Option<crate::acl::Credentials>,
-    /// `fastListenPort` (ferromq key): a second client port serving the
-    /// same requests (and the same TLS mode), RocketMQ's VIP channel. RocketMQ
-    /// always opens it at `listenPort - 2`; ferromq only when this key names a
-    /// port (set it to `listenPort - 2` for Java clients with
-    /// `vipChannelEnabled=true`). Default: unset (0), no second port.
+    /// The fast (VIP) port: a second client port serving the same requests
+    /// (and the same TLS mode), RocketMQ's `fastListenPort`, which Java
+    /// clients with `vipChannelEnabled=true` (their default up to 4.4) and
+    /// RocketMQ's dashboard use. Default, as RocketMQ: `listenPort - 2`, or
+    /// a port the OS chooses when `listenPort` is 0 (or below 3). The key
+    /// `fastListenPort` names another port (0: the OS chooses); `-1` (a
+    /// ferromq extension) opens none (`None`).
     pub fast_listen_port: Option<u16>,
     /// `aclReloadIntervalMs` (ferromq key): how often the ACL files are
     /// looked at for changes (RocketMQ 4.9.7 looks every 5 s). Default
@@ -261,6 +263,24 @@ fn read_credentials(k: &Keys<'_>) -> Result<Option<crate::acl::Credentials>, Con
     ))
 }
 
+/// [`BrokerConfig::fast_listen_port`] from `fastListenPort` and `listenPort`.
+fn read_fast_port(k: &Keys<'_>, listen_port: u16) -> Result<Option<u16>, ConfigError> {
+    match k.text("fastListenPort").as_deref() {
+        None => Ok(Some(
+            listen_port
+                .checked_sub(2)
+                .filter(|_| listen_port >= 3)
+                .unwrap_or(0),
+        )),
+        Some("-1") => Ok(None),
+        Some(v) => v.parse::<u16>().map(Some).map_err(|_| ConfigError {
+            key: "fastListenPort".into(),
+            value: v.to_string(),
+            expected: "a port number 0..=65535, or -1 for no fast port",
+        }),
+    }
+}
+
 impl BrokerConfig {
     /// Read the broker keys from `props`; store-owned keys come from `store`.
     ///
@@ -269,6 +289,7 @@ impl BrokerConfig {
     pub fn from_properties(props: &Properties, store: &StoreConfig) -> Result<Self, ConfigError> {
         let keys = Keys(props);
         let mut b = Self::read_keys(&keys, store)?;
+        b.fast_listen_port = read_fast_port(&keys, b.listen_port)?;
         b.read_connection_keys(&keys)?;
         note_legacy_keys(props);
         b.apply_bounds();
@@ -378,8 +399,8 @@ impl BrokerConfig {
             acl_enable: k.flag("aclEnable", false)?,
             acl_file_path: k.text("aclFilePath").map(Into::into),
             credentials: read_credentials(k)?,
-            fast_listen_port: Some(k.num::<u16>("fastListenPort", "a port number", 0)?)
-                .filter(|p| *p != 0),
+            // From listenPort, in `BrokerConfig::from_properties`.
+            fast_listen_port: None,
             acl_reload_interval_ms: k
                 .num(
                     "aclReloadIntervalMs",
@@ -532,7 +553,7 @@ impl BrokerConfig {
         ));
         s.push_str(&format!(
             "fastListenPort={}\n",
-            self.fast_listen_port.unwrap_or(0)
+            self.fast_listen_port.map_or(-1, i32::from)
         ));
         s.push_str(&format!(
             "aclEnable={}\naclFilePath={}\naclReloadIntervalMs={}\n",
@@ -683,26 +704,35 @@ mod tests {
     }
 
     #[test]
-    fn fast_listen_port_is_off_unless_named() {
-        let props = Properties::parse("bindAddress=127.0.0.1\n");
-        let (store, _) = StoreConfig::from_properties(&props).unwrap();
-        let d = BrokerConfig::from_properties(&props, &store).unwrap();
-        assert_eq!(d.fast_listen_port, None);
-        assert_eq!(d.fast_bind_addr().unwrap(), None);
-        let props = Properties::parse("bindAddress=127.0.0.1\nfastListenPort=10909\n");
-        let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
-        assert!(unknown.is_empty(), "{unknown:?}");
-        let b = BrokerConfig::from_properties(&props, &store).unwrap();
+    fn fast_listen_port_is_listen_port_minus_two_unless_named() {
+        let read = |text: &str| {
+            let props = Properties::parse(text);
+            let (store, unknown) = StoreConfig::from_properties(&props).unwrap();
+            assert!(unknown.is_empty(), "{unknown:?}");
+            BrokerConfig::from_properties(&props, &store)
+        };
+        let d = read("bindAddress=127.0.0.1\n").unwrap();
+        assert_eq!(d.fast_listen_port, Some(10909), "RocketMQ's default");
         assert_eq!(
-            b.fast_bind_addr().unwrap(),
+            d.fast_bind_addr().unwrap(),
             Some("127.0.0.1:10909".parse().unwrap())
         );
-        assert!(b.to_properties(false).contains("fastListenPort=10909\n"));
-        let bad = Properties::parse("fastListenPort=70000\n");
-        assert!(BrokerConfig::from_properties(&bad, &store)
-            .unwrap_err()
-            .to_string()
-            .contains("fastListenPort"));
+        assert_eq!(read("listenPort=0\n").unwrap().fast_listen_port, Some(0));
+        assert_eq!(read("listenPort=2\n").unwrap().fast_listen_port, Some(0));
+        let b = read("bindAddress=127.0.0.1\nfastListenPort=10800\n").unwrap();
+        assert_eq!(b.fast_listen_port, Some(10800));
+        assert!(b.to_properties(false).contains("fastListenPort=10800\n"));
+        let off = read("fastListenPort=-1\n").unwrap();
+        assert_eq!(
+            (off.fast_listen_port, off.fast_bind_addr().unwrap()),
+            (None, None)
+        );
+        assert!(off.to_properties(false).contains("fastListenPort=-1\n"));
+        let e = read("fastListenPort=-2\n").unwrap_err().to_string();
+        assert!(
+            e.contains("fastListenPort") && e.contains("-1 for no fast port"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -170,6 +170,18 @@ impl Broker {
             ops_mut::code::DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(r(Blocking)).await,
             ops_mut::code::DELETE_TOPIC_IN_BROKER => self.delete_topic(r(Blocking)).await,
             UPDATE_BROKER_CONFIG => self.update_broker_config(r(Blocking)).await,
+            // AdminBrokerProcessor, read-only admin and stats (ops_stats.rs)
+            GET_TOPIC_STATS_INFO => self.topic_stats_info(r(Blocking)).await,
+            GET_CONSUMER_CONNECTION_LIST => self.consumer_connection_list(r(Runtime)).await,
+            GET_PRODUCER_CONNECTION_LIST => self.producer_connection_list(r(Runtime)).await,
+            GET_CONSUME_STATS => self.consume_stats(r(Blocking)).await,
+            QUERY_TOPIC_CONSUME_BY_WHO => self.topic_consume_by_who(r(Blocking)).await,
+            GET_TOPIC_CONFIG => self.topic_config(r(Runtime)).await,
+            GET_ALL_PRODUCER_INFO => self.all_producer_info(r(Runtime)).await,
+            VIEW_BROKER_STATS_DATA => self.view_broker_stats_data(r(Runtime)).await,
+            GET_BROKER_CONSUME_STATS => self.broker_consume_stats(r(Blocking)).await,
+            // ClientManageProcessor
+            CHECK_CLIENT_CONFIG => self.check_client_config(r(Runtime)).await,
             // EndTransactionProcessor
             END_TRANSACTION => self.end_transaction(r(SendPool)).await,
             // ferromq: `ferromq-admin txnPending`

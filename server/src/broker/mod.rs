@@ -18,7 +18,8 @@
 //! | `admin.rs` | `AdminBrokerProcessor` | topics, runtime info, config, tables, queue locks |
 //! | `acl_admin.rs` | `AdminBrokerProcessor` (ACL) | ACL accounts and white list, codes 50-54 |
 //! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
-//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info |
+//! | `ops_stats.rs` | `AdminBrokerProcessor` (read-only) | topic stats, connections, consume stats, stats items: 202-204, 208, 300, 315, 317, 328, 351, 46 |
+//! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info and per topic/group |
 //!
 //! Store errors become answers in `store_error.rs`.
 
@@ -32,9 +33,11 @@ pub(crate) mod dispatch;
 pub mod ha;
 pub mod hold;
 pub mod lock;
+pub mod metrics;
 pub mod names;
 pub mod offsets;
 pub mod ops_mut;
+pub mod ops_stats;
 pub mod pool;
 mod pull;
 pub mod query;
@@ -311,6 +314,13 @@ impl Broker {
         tls_server: Option<&crate::remoting::tls::TlsServer>,
     ) -> Result<(), String> {
         let auth = self.ha_auth()?;
+        if self.store.config().broker_role == ferromq_engine::BrokerRole::SyncMaster {
+            tracing::warn!(
+                "brokerRole=SYNC_MASTER: until a slave connects every send is stored here but \
+                 answered SLAVE_NOT_AVAILABLE, and clients that retry on that answer store it \
+                 again (runtime info haSyncMasterWithoutSlave says whether one is connected)"
+            );
+        }
         let tls = ferromq_replication::HaTls {
             server: tls_server.map(crate::remoting::tls::TlsServer::rustls_config),
             server_required: tls_server
@@ -465,6 +475,7 @@ pub async fn run(
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let stats_sampler = ops_stats::spawn_sampler(&broker, shutdown.clone());
     let acl_watch = broker.acl.clone().map(|acl| {
         let every = Duration::from_millis(broker.cfg.acl_reload_interval_ms);
         tokio::spawn(crate::acl::live::watch_loop(acl, every, shutdown.clone()))
@@ -519,6 +530,7 @@ pub async fn run(
     }
     let _ = waker.await;
     let _ = housekeeping.await;
+    let _ = stats_sampler.await;
     let _ = slave_sync.await;
     if let Some(w) = acl_watch {
         let _ = w.await;

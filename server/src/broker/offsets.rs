@@ -135,6 +135,23 @@ impl ConsumerOffsetManager {
         Ok(n)
     }
 
+    /// Every committed offset as (topic, group, queue id, offset).
+    pub fn entries(&self) -> Vec<(String, String, u32, i64)> {
+        let t = self.lock();
+        let mut out = Vec::new();
+        for (key, queues) in t.iter() {
+            let Some((topic, group)) = key.split_once('@') else {
+                continue;
+            };
+            out.extend(
+                queues
+                    .iter()
+                    .map(|(q, o)| (topic.to_string(), group.to_string(), *q, *o)),
+            );
+        }
+        out
+    }
+
     /// The file contents, fastjson style.
     pub fn to_json(&self) -> String {
         let t = self.lock();

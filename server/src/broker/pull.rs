@@ -455,7 +455,14 @@ impl Broker {
             }
             match res {
                 Ok(r) => {
-                    b.stats.add_get(r.messages.len() as u64);
+                    let (n, size) = (r.messages.len() as u64, r.buffer_total_size() as u64);
+                    b.stats.on_get(
+                        &b.cfg.broker_cluster_name,
+                        &h.consumer_group,
+                        &h.topic,
+                        n,
+                        size,
+                    );
                     let d = policy.decide(
                         r.status,
                         offset,

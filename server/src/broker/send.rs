@@ -151,6 +151,25 @@ pub fn check_batch_size(body_len: usize, max_message_size: u32) -> Result<(), St
     Ok(())
 }
 
+/// WARN lines about SYNC_MASTER sends answered SLAVE_NOT_AVAILABLE: one a
+/// minute while it lasts.
+static NO_SLAVE_WARN: crate::warn_limit::WarnLimiter =
+    crate::warn_limit::WarnLimiter::new(std::time::Duration::from_secs(60));
+
+/// The warning of a SYNC_MASTER that answered a send SLAVE_NOT_AVAILABLE
+/// (stored here, not replicated): clients that retry on that answer store
+/// the message again each time.
+fn warn_no_slave() {
+    if let Some(suppressed) = NO_SLAVE_WARN.check_key(0) {
+        tracing::warn!(
+            suppressed,
+            "SYNC_MASTER with no slave connected: sends are stored here but answered \
+             SLAVE_NOT_AVAILABLE, and clients that retry on that answer store duplicates; \
+             start a slave or set brokerRole=ASYNC_MASTER"
+        );
+    }
+}
+
 /// The response to a put, RocketMQ's `handlePutMessageResult`.
 pub fn put_response(
     res: Result<PutResult, ferromq_engine::Error>,
@@ -170,6 +189,9 @@ pub fn put_response(
                 .with_ext("queueOffset", pr.queue_offset)
                 .with_ext("MSG_REGION", "DefaultRegion")
                 .with_ext("TRACE_ON", "true");
+            if pr.status == PutStatus::SlaveNotAvailable {
+                warn_no_slave();
+            }
             if code != response::SUCCESS {
                 r.remark = Some(format!("{:?}", pr.status));
             }
@@ -376,7 +398,9 @@ impl Broker {
             self.put_single(template.make(h.flag, body, props)?)?
         };
         if let Ok(pr) = &res {
-            self.stats.add_put(u64::from(pr.message_count));
+            let (n, size) = (u64::from(pr.message_count), u64::from(pr.wrote_bytes));
+            self.stats
+                .on_put(&self.cfg.broker_cluster_name, &h.topic, n, size);
         }
         Ok(match res {
             Ok(put) if wait && !self.store.wait_put_blocks() => {

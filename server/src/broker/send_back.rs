@@ -197,7 +197,7 @@ impl Broker {
         m.reconsume_times = orig.reconsume_times + 1;
         match self.store.put_message(&m) {
             Ok(_) => {
-                self.stats.add_put(1);
+                self.stats.on_send_back(&h.group, &topic);
                 tracing::debug!(%topic, offset = h.offset, reconsume = m.reconsume_times, "message sent back");
                 RemotingCommand::success()
             }

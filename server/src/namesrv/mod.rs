@@ -5,6 +5,8 @@
 //! Clients ask for a topic's route (`GET_ROUTEINFO_BY_TOPIC`). Several name
 //! servers run side by side without talking to each other.
 
+pub mod kvconfig;
+pub mod metrics;
 mod processor;
 pub mod route;
 
@@ -16,7 +18,8 @@ use ferromq_engine::config::Properties;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use processor::NameServer;
+pub use kvconfig::KvConfigManager;
+pub use processor::{NameServer, ADMIN_REQUESTS};
 pub use route::RouteInfoManager;
 
 use crate::remoting::server::{
@@ -34,11 +37,9 @@ use crate::remoting::{serve, ServerConfig, DEFAULT_MAX_FRAME_BYTES};
 /// Keys `mqnamesrv` accepts that ferromq reads but does not act on.
 const IGNORED_KEYS: &[&str] = &[
     "rocketmqHome",
-    "kvConfigPath",
     "configStorePath",
     "productEnvName",
     "clusterTest",
-    "orderMessageEnable",
     "serverWorkerThreads",
     "serverCallbackExecutorThreads",
     "serverSelectorThreads",
@@ -93,6 +94,12 @@ pub struct NamesrvConfig {
     /// `$ROCKETMQ_HOME/conf/plain_acl.yml` and `conf/acl/`, as the broker's
     /// key. Default: unset.
     pub acl_file_path: Option<std::path::PathBuf>,
+    /// `kvConfigPath`: the KV config file. Default
+    /// `$HOME/namesrv/kvConfig.json`, as RocketMQ.
+    pub kv_config_path: std::path::PathBuf,
+    /// `orderMessageEnable`: routes carry `orderTopicConf`, the topic's value
+    /// in the KV namespace ORDER_TOPIC_CONFIG. Default false, as RocketMQ.
+    pub order_message_enable: bool,
 }
 
 impl Default for NamesrvConfig {
@@ -110,6 +117,8 @@ impl Default for NamesrvConfig {
             server_max_connections: default_max_connections(NAMESRV_FD_RESERVE),
             acl_enable: false,
             acl_file_path: None,
+            kv_config_path: kvconfig::default_kv_config_path(),
+            order_message_enable: false,
         }
     }
 }
@@ -217,8 +226,22 @@ impl NamesrvConfig {
             let v = v.trim_matches(char::is_whitespace);
             c.acl_file_path = (!v.is_empty()).then(|| v.into());
         }
+        if let Some(v) = props.get("kvConfigPath") {
+            let v = v.trim_matches(char::is_whitespace);
+            if !v.is_empty() {
+                c.kv_config_path = v.into();
+            }
+        }
+        if let Some(v) = parse_bool_key(props, "orderMessageEnable")? {
+            c.order_message_enable = v;
+        }
         for (k, _) in props.iter() {
             let known = [
+                "metricsExporterType",
+                "metricsPromExporterHost",
+                "metricsPromExporterPort",
+                "kvConfigPath",
+                "orderMessageEnable",
                 "aclEnable",
                 "aclFilePath",
                 "listenPort",
@@ -247,7 +270,8 @@ impl NamesrvConfig {
         format!(
             "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n\
              serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\n\
-             serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\naclEnable={}\naclFilePath={}\n",
+             serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\naclEnable={}\naclFilePath={}\n\
+             kvConfigPath={}\norderMessageEnable={}\n",
             self.listen_port,
             self.bind_address,
             self.broker_channel_expired_time_ms,
@@ -262,7 +286,9 @@ impl NamesrvConfig {
             self.acl_file_path
                 .as_deref()
                 .map(|p| p.display().to_string())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            self.kv_config_path.display(),
+            self.order_message_enable,
         )
     }
 
@@ -281,14 +307,18 @@ impl NamesrvConfig {
 }
 
 /// Run a name server on `listener` (with `tls`, if given: see
-/// [`crate::remoting::tls`]) until `shutdown` turns true. `acl`: the rules
+/// [`crate::remoting::tls`]), and its Prometheus metrics on `metrics` if
+/// given ([`metrics`]), until `shutdown` turns true. `acl`: the rules
 /// registrations are checked against when `cfg.acl_enable` (load them with
-/// [`crate::acl::load_broker_rules`]); ignored otherwise.
+/// [`crate::acl::load_broker_rules`]); ignored otherwise. `kv`: the KV config
+/// (load it from `cfg.kv_config_path` with [`KvConfigManager::load`]).
 pub async fn run(
     cfg: NamesrvConfig,
     acl: Option<crate::acl::AclLive>,
+    kv: KvConfigManager,
     listener: TcpListener,
     tls: Option<crate::remoting::tls::TlsServer>,
+    metrics: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) {
     let acl = acl.filter(|_| cfg.acl_enable).map(Arc::new);
@@ -297,7 +327,20 @@ pub async fn run(
         let every = Duration::from_millis(crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS);
         tokio::spawn(crate::acl::live::watch_loop(live, every, shutdown.clone()))
     });
-    let ns = Arc::new(NameServer::new().with_acl(acl));
+    let ns = Arc::new(
+        NameServer::new()
+            .with_acl(acl)
+            .with_kv_config(kv)
+            .with_order_message_enable(cfg.order_message_enable),
+    );
+    let metrics_task = metrics.map(|l| {
+        let node_id = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let registry = crate::metrics::registry_of(metrics::NamesrvCollector::new(&ns, node_id));
+        tokio::spawn(crate::metrics::serve(l, registry, shutdown.clone()))
+    });
     let scan_ns = ns.clone();
     let expiry = Duration::from_millis(cfg.broker_channel_expired_time_ms);
     let every = Duration::from_millis(cfg.scan_not_active_broker_interval_ms.max(100));
@@ -332,6 +375,9 @@ pub async fn run(
     };
     serve(listener, ns, scfg, shutdown).await;
     let _ = scanner.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     if let Some(w) = acl_watch {
         let _ = w.await;
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::kvconfig::{KvConfigManager, NAMESPACE_ORDER_TOPIC_CONFIG};
 use super::route::{Registration, RouteInfoManager, TopicEntry};
 use crate::remoting::json::parse_lenient;
 use crate::remoting::{request, response, ConnInfo, Handler, HeaderError, RemotingCommand};
@@ -29,7 +30,24 @@ pub struct NameServer {
     cluster_info_bytes: AtomicUsize,
     /// With `aclEnable=true`: registrations need an admin account.
     acl: Option<Arc<crate::acl::AclLive>>,
+    /// The KV config (PUT/GET/DELETE_KV_CONFIG, GET_KVLIST_BY_NAMESPACE).
+    kv: KvConfigManager,
+    /// `orderMessageEnable`: routes carry `orderTopicConf` from the
+    /// ORDER_TOPIC_CONFIG namespace.
+    order_message_enable: bool,
 }
+
+/// The requests that change the name server's tables for everyone: with the
+/// ACL on, they need an admin account, as registrations do.
+pub const ADMIN_REQUESTS: &[i32] = &[
+    request::REGISTER_BROKER,
+    request::UNREGISTER_BROKER,
+    request::PUT_KV_CONFIG,
+    request::DELETE_KV_CONFIG,
+    request::WIPE_WRITE_PERM_OF_BROKER,
+    request::ADD_WRITE_PERM_OF_BROKER,
+    request::DELETE_TOPIC_IN_NAMESRV,
+];
 
 /// Least expected cost of a topic list or cluster info not yet answered.
 const MIN_LIST_REPLY_BYTES: usize = 4096;
@@ -40,13 +58,34 @@ impl NameServer {
         Self::default()
     }
 
-    /// Check REGISTER_BROKER and UNREGISTER_BROKER against `acl`
+    /// Check the requests of [`ADMIN_REQUESTS`] (registrations, KV config
+    /// changes, write perm changes, topic deletion) against `acl`
     /// ([`crate::acl::AclRules::check_cluster_member`]); `None`: take them
     /// from anyone, as RocketMQ.
     #[must_use]
     pub fn with_acl(mut self, acl: Option<Arc<crate::acl::AclLive>>) -> Self {
         self.acl = acl;
         self
+    }
+
+    /// Keep the KV config in `kv` (default: in memory only).
+    #[must_use]
+    pub fn with_kv_config(mut self, kv: KvConfigManager) -> Self {
+        self.kv = kv;
+        self
+    }
+
+    /// `orderMessageEnable`: put `orderTopicConf` (the topic's value in the
+    /// ORDER_TOPIC_CONFIG namespace) into routes, as RocketMQ does with it on.
+    #[must_use]
+    pub fn with_order_message_enable(mut self, on: bool) -> Self {
+        self.order_message_enable = on;
+        self
+    }
+
+    /// The KV config.
+    pub fn kv_config(&self) -> &KvConfigManager {
+        &self.kv
     }
 
     /// The route tables.
@@ -56,9 +95,7 @@ impl NameServer {
 
     /// Answer one request.
     pub fn process(&self, conn: &ConnInfo, req: &RemotingCommand) -> RemotingCommand {
-        if let (Some(rules), request::REGISTER_BROKER | request::UNREGISTER_BROKER) =
-            (&self.acl, req.code)
-        {
+        if let (Some(rules), true) = (&self.acl, ADMIN_REQUESTS.contains(&req.code)) {
             let refusal = rules.with_rules(|rules| {
                 let check = |r: &crate::acl::AccessRequest<'_>| rules.check_cluster_member(r);
                 crate::acl::refusal::refusal_with(req, conn.peer, check)
@@ -81,6 +118,26 @@ impl NameServer {
                 let body = serde_json::json!({ "topicList": list }).to_string();
                 self.topic_list_bytes.store(body.len(), Ordering::Relaxed);
                 Ok(RemotingCommand::success().with_body(body.into_bytes()))
+            }
+            request::PUT_KV_CONFIG => self.put_kv_config(conn, req),
+            request::GET_KV_CONFIG => self.get_kv_config(req),
+            request::DELETE_KV_CONFIG => self.delete_kv_config(conn, req),
+            request::GET_KVLIST_BY_NAMESPACE => self.kv_list(req),
+            request::WIPE_WRITE_PERM_OF_BROKER => self.write_perm(conn, req, true),
+            request::ADD_WRITE_PERM_OF_BROKER => self.write_perm(conn, req, false),
+            request::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(conn, req),
+            request::GET_TOPICS_BY_CLUSTER => req.ext_fields.get_str("cluster").map(|cluster| {
+                let topics = self.routes.topics_by_cluster(cluster);
+                let body = serde_json::json!({ "topicList": topics }).to_string();
+                RemotingCommand::success().with_body(body.into_bytes())
+            }),
+            request::GET_SYSTEM_TOPIC_LIST_FROM_NS => {
+                let (topics, addr) = self.routes.system_topic_list();
+                let mut v = serde_json::json!({ "topicList": topics });
+                if let Some(a) = addr {
+                    v["brokerAddr"] = Value::String(a);
+                }
+                Ok(RemotingCommand::success().with_body(v.to_string().into_bytes()))
             }
             code => Ok(RemotingCommand::error(
                 response::REQUEST_CODE_NOT_SUPPORTED,
@@ -140,7 +197,12 @@ impl NameServer {
             zone_name: h.opt_str("zoneName").map(str::to_string),
             conn_id: conn.id,
         });
-        let mut resp = RemotingCommand::success().with_body(b"{\"table\":{}}".to_vec());
+        // As RocketMQ: the answer carries the ORDER_TOPIC_CONFIG namespace.
+        let body = self
+            .kv
+            .list_json(NAMESPACE_ORDER_TOPIC_CONFIG)
+            .unwrap_or_else(|| "{\"table\":{}}".to_string());
+        let mut resp = RemotingCommand::success().with_body(body.into_bytes());
         if let Some(a) = res.ha_server_addr {
             resp.ext_fields.insert("haServerAddr", a);
         }
@@ -168,14 +230,142 @@ impl NameServer {
                 .ext_fields
                 .opt_bool("acceptStandardJsonOnly")?
                 .unwrap_or(false);
-        Ok(match self.routes.route_json(topic, standard) {
-            Some(body) => RemotingCommand::success().with_body(body.into_bytes()),
+        let order = if self.order_message_enable {
+            self.kv.get(NAMESPACE_ORDER_TOPIC_CONFIG, topic)
+        } else {
+            None
+        };
+        Ok(
+            match self
+                .routes
+                .route_json_with(topic, standard, order.as_deref())
+            {
+                Some(body) => RemotingCommand::success().with_body(body.into_bytes()),
+                None => RemotingCommand::error(
+                    response::TOPIC_NOT_EXIST,
+                    format!("No topic route info in name server for the topic: {topic}"),
+                ),
+            },
+        )
+    }
+}
+
+/// A required header field that must not be blank either: what RocketMQ's
+/// `@CFNotNull` checks, with the field named in the remark.
+fn required<'a>(req: &'a RemotingCommand, key: &str) -> Result<&'a str, HeaderError> {
+    let v = req.ext_fields.get_str(key)?;
+    if v.trim().is_empty() {
+        return Err(HeaderError::Missing(key.to_string()));
+    }
+    Ok(v)
+}
+
+impl NameServer {
+    fn put_kv_config(
+        &self,
+        conn: &ConnInfo,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let namespace = required(req, "namespace")?;
+        let key = required(req, "key")?;
+        let value = req.ext_fields.get_str("value")?;
+        tracing::info!(peer = %conn.peer, namespace, key, "PUT_KV_CONFIG");
+        Ok(match self.kv.put(namespace, key, value) {
+            Ok(()) => RemotingCommand::success(),
+            Err(e) => kv_write_failed(&self.kv, &e),
+        })
+    }
+
+    fn get_kv_config(&self, req: &RemotingCommand) -> Result<RemotingCommand, HeaderError> {
+        let namespace = req.ext_fields.get_str("namespace")?;
+        let key = req.ext_fields.get_str("key")?;
+        Ok(match self.kv.get(namespace, key) {
+            Some(v) => {
+                let mut r = RemotingCommand::success();
+                r.ext_fields.insert("value", v);
+                r
+            }
             None => RemotingCommand::error(
-                response::TOPIC_NOT_EXIST,
-                format!("No topic route info in name server for the topic: {topic}"),
+                response::QUERY_NOT_FOUND,
+                format!("No config item, Namespace: {namespace} Key: {key}"),
             ),
         })
     }
+
+    fn delete_kv_config(
+        &self,
+        conn: &ConnInfo,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let namespace = req.ext_fields.get_str("namespace")?;
+        let key = req.ext_fields.get_str("key")?;
+        tracing::info!(peer = %conn.peer, namespace, key, "DELETE_KV_CONFIG");
+        // As RocketMQ: deleting what is not there succeeds.
+        Ok(match self.kv.delete(namespace, key) {
+            Ok(()) => RemotingCommand::success(),
+            Err(e) => kv_write_failed(&self.kv, &e),
+        })
+    }
+
+    fn kv_list(&self, req: &RemotingCommand) -> Result<RemotingCommand, HeaderError> {
+        let namespace = req.ext_fields.get_str("namespace")?;
+        Ok(match self.kv.list_json(namespace) {
+            Some(body) => RemotingCommand::success().with_body(body.into_bytes()),
+            None => RemotingCommand::error(
+                response::QUERY_NOT_FOUND,
+                format!("No config item, Namespace: {namespace}"),
+            ),
+        })
+    }
+
+    fn write_perm(
+        &self,
+        conn: &ConnInfo,
+        req: &RemotingCommand,
+        wipe: bool,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let broker_name = required(req, "brokerName")?;
+        let n = self.routes.operate_write_perm(broker_name, wipe);
+        let (what, field) = if wipe {
+            ("wipe", "wipeTopicCount")
+        } else {
+            ("add", "addTopicCount")
+        };
+        tracing::info!(peer = %conn.peer, broker = broker_name, topics = n, "{what} write perm of broker");
+        let mut r = RemotingCommand::success();
+        r.ext_fields.insert(field, n.to_string());
+        Ok(r)
+    }
+
+    fn delete_topic(
+        &self,
+        conn: &ConnInfo,
+        req: &RemotingCommand,
+    ) -> Result<RemotingCommand, HeaderError> {
+        let topic = required(req, "topic")?;
+        let cluster = req
+            .ext_fields
+            .opt_str("clusterName")
+            .filter(|c| !c.is_empty());
+        let removed = self.routes.delete_topic(topic, cluster);
+        tracing::info!(peer = %conn.peer, topic, cluster, removed, "DELETE_TOPIC_IN_NAMESRV");
+        // As RocketMQ: deleting a topic the name server does not know succeeds.
+        Ok(RemotingCommand::success())
+    }
+}
+
+/// The answer to a KV change whose file could not be written (the change is
+/// not made).
+fn kv_write_failed(kv: &KvConfigManager, e: &std::io::Error) -> RemotingCommand {
+    let path = kv
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    tracing::error!(path = %path, error = %e, "cannot write the KV config file");
+    RemotingCommand::error(
+        response::SYSTEM_ERROR,
+        format!("cannot write the KV config file {path}: {e}; nothing changed"),
+    )
 }
 
 impl Handler for NameServer {
@@ -184,9 +374,18 @@ impl Handler for NameServer {
         conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> impl Future<Output = Option<RemotingCommand>> + Send + 'static {
-        // Everything here is in-memory and quick: answer inline.
-        let resp = self.process(&conn, &req);
-        std::future::ready(Some(resp))
+        // KV config changes write (and sync) a file: off the I/O threads.
+        // Everything else is in-memory and quick: answered inline.
+        let kv_write = matches!(req.code, request::PUT_KV_CONFIG | request::DELETE_KV_CONFIG);
+        let inline = (!kv_write).then(|| self.process(&conn, &req));
+        async move {
+            match inline {
+                Some(resp) => Some(resp),
+                None => tokio::task::spawn_blocking(move || self.process(&conn, &req))
+                    .await
+                    .ok(),
+            }
+        }
     }
 
     /// Topic lists and cluster infos are as large as the cluster (MBs for tens
@@ -196,7 +395,10 @@ impl Handler for NameServer {
     /// `serverMaxRequestsPerConnection` of them are built at once.
     fn expected_reply_bytes(&self, req: &RemotingCommand) -> usize {
         let last = match req.code {
-            request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => &self.topic_list_bytes,
+            // A cluster's topics are as many as all of them, near enough.
+            request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER | request::GET_TOPICS_BY_CLUSTER => {
+                &self.topic_list_bytes
+            }
             request::GET_BROKER_CLUSTER_INFO => &self.cluster_info_bytes,
             _ => return 0,
         };
@@ -302,6 +504,160 @@ fn parse_compressed_body(body: &[u8]) -> Result<(Value, Vec<TopicEntry>), String
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn conn() -> ConnInfo {
+        ConnInfo::detached(1, "127.0.0.1:1".parse().unwrap())
+    }
+
+    fn kv_req(code: i32, fields: &[(&str, &str)]) -> RemotingCommand {
+        let mut r = RemotingCommand::request(code);
+        for (k, v) in fields {
+            r = r.with_ext(k, v);
+        }
+        r
+    }
+
+    #[test]
+    fn kv_requests_and_order_topic_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kvConfig.json");
+        let ns = NameServer::new()
+            .with_kv_config(KvConfigManager::load(&path).unwrap())
+            .with_order_message_enable(true);
+        let c = conn();
+        let r = ns.process(
+            &c,
+            &kv_req(request::GET_KV_CONFIG, &[("namespace", "n"), ("key", "k")]),
+        );
+        assert_eq!(r.code, response::QUERY_NOT_FOUND);
+        assert_eq!(
+            r.remark.as_deref(),
+            Some("No config item, Namespace: n Key: k")
+        );
+        let r = ns.process(
+            &c,
+            &kv_req(request::GET_KVLIST_BY_NAMESPACE, &[("namespace", "n")]),
+        );
+        assert_eq!(r.code, response::QUERY_NOT_FOUND);
+        let r = ns.process(
+            &c,
+            &kv_req(request::PUT_KV_CONFIG, &[("namespace", "n"), ("key", "k")]),
+        );
+        assert_eq!(r.code, response::SYSTEM_ERROR);
+        assert!(
+            r.remark.as_deref().unwrap().contains("<value>"),
+            "{:?}",
+            r.remark
+        );
+        let r = ns.process(
+            &c,
+            &kv_req(
+                request::PUT_KV_CONFIG,
+                &[("namespace", " "), ("key", "k"), ("value", "v")],
+            ),
+        );
+        assert_eq!(r.code, response::SYSTEM_ERROR);
+        assert!(
+            r.remark.as_deref().unwrap().contains("<namespace>"),
+            "{:?}",
+            r.remark
+        );
+        let put = kv_req(
+            request::PUT_KV_CONFIG,
+            &[("namespace", "n"), ("key", "k"), ("value", "v")],
+        );
+        assert_eq!(ns.process(&c, &put).code, response::SUCCESS);
+        let r = ns.process(
+            &c,
+            &kv_req(request::GET_KV_CONFIG, &[("namespace", "n"), ("key", "k")]),
+        );
+        assert_eq!((r.code, r.ext_fields.opt_str("value")), (0, Some("v")));
+        let r = ns.process(
+            &c,
+            &kv_req(request::GET_KVLIST_BY_NAMESPACE, &[("namespace", "n")]),
+        );
+        assert_eq!(r.body, br#"{"table":{"k":"v"}}"#);
+        let del = kv_req(
+            request::DELETE_KV_CONFIG,
+            &[("namespace", "n"), ("key", "k")],
+        );
+        assert_eq!(ns.process(&c, &del).code, response::SUCCESS);
+        assert_eq!(
+            ns.process(&c, &del).code,
+            response::SUCCESS,
+            "absent key: still success"
+        );
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains(r#""n":{}"#));
+
+        // orderTopicConf from ORDER_TOPIC_CONFIG, with orderMessageEnable.
+        let body = br#"{"topicConfigSerializeWrapper":{"topicConfigTable":{"T":{"topicName":"T","readQueueNums":4,"writeQueueNums":4,"perm":6}},"dataVersion":{"timestamp":1,"counter":2}},"filterServerList":[]}"#;
+        let reg = RemotingCommand::request(request::REGISTER_BROKER)
+            .with_ext("brokerName", "b")
+            .with_ext("brokerAddr", "127.0.0.1:5")
+            .with_ext("clusterName", "C")
+            .with_ext("brokerId", 0)
+            .with_body(body.to_vec());
+        assert_eq!(ns.process(&c, &reg).code, 0);
+        let route = kv_req(request::GET_ROUTEINFO_BY_TOPIC, &[("topic", "T")]);
+        let r = ns.process(&c, &route);
+        assert!(!String::from_utf8_lossy(&r.body).contains("orderTopicConf"));
+        let put = kv_req(
+            request::PUT_KV_CONFIG,
+            &[
+                ("namespace", "ORDER_TOPIC_CONFIG"),
+                ("key", "T"),
+                ("value", "b:4"),
+            ],
+        );
+        assert_eq!(ns.process(&c, &put).code, 0);
+        let r = ns.process(&c, &route);
+        assert!(String::from_utf8_lossy(&r.body).contains(r#""orderTopicConf":"b:4""#));
+        // The registration answer carries the namespace, as RocketMQ's.
+        let r = ns.process(&c, &reg);
+        assert_eq!(r.body, br#"{"table":{"T":"b:4"}}"#);
+
+        let wipe = kv_req(request::WIPE_WRITE_PERM_OF_BROKER, &[("brokerName", "b")]);
+        let r = ns.process(&c, &wipe);
+        assert_eq!(
+            (r.code, r.ext_fields.opt_str("wipeTopicCount")),
+            (0, Some("1"))
+        );
+        let r = ns.process(
+            &c,
+            &kv_req(request::ADD_WRITE_PERM_OF_BROKER, &[("brokerName", "x")]),
+        );
+        assert_eq!(
+            (r.code, r.ext_fields.opt_str("addTopicCount")),
+            (0, Some("0"))
+        );
+        let r = ns.process(
+            &c,
+            &RemotingCommand::request(request::WIPE_WRITE_PERM_OF_BROKER),
+        );
+        assert_eq!(r.code, response::SYSTEM_ERROR);
+        assert!(r.remark.as_deref().unwrap().contains("<brokerName>"));
+        let r = ns.process(
+            &c,
+            &kv_req(request::GET_TOPICS_BY_CLUSTER, &[("cluster", "C")]),
+        );
+        assert_eq!(r.body, br#"{"topicList":["T"]}"#);
+        let r = ns.process(
+            &c,
+            &RemotingCommand::request(request::GET_SYSTEM_TOPIC_LIST_FROM_NS),
+        );
+        assert_eq!(
+            r.body,
+            br#"{"brokerAddr":"127.0.0.1:5","topicList":["C","b"]}"#
+        );
+        let r = ns.process(
+            &c,
+            &kv_req(request::DELETE_TOPIC_IN_NAMESRV, &[("topic", "T")]),
+        );
+        assert_eq!(r.code, 0);
+        assert_eq!(ns.process(&c, &route).code, response::TOPIC_NOT_EXIST);
+    }
 
     #[test]
     fn parses_json_and_compressed_bodies() {

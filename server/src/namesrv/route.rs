@@ -14,6 +14,11 @@ use serde_json::Value;
 
 use crate::remoting::json;
 
+/// `PermName.PERM_READ`.
+pub const PERM_READ: u32 = 4;
+/// `PermName.PERM_WRITE`.
+pub const PERM_WRITE: u32 = 2;
+
 /// One broker's queues of a topic (`QueueData`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueData {
@@ -320,6 +325,17 @@ impl RouteInfoManager {
     /// `TopicRouteData` of a topic as JSON, or `None` if unknown.
     /// `quote_keys` selects standard JSON over fastjson's unquoted integer keys.
     pub fn route_json(&self, topic: &str, quote_keys: bool) -> Option<String> {
+        self.route_json_with(topic, quote_keys, None)
+    }
+
+    /// [`RouteInfoManager::route_json`] with RocketMQ's `orderTopicConf`
+    /// (written, in fastjson's field order, when given).
+    pub fn route_json_with(
+        &self,
+        topic: &str,
+        quote_keys: bool,
+        order_topic_conf: Option<&str>,
+    ) -> Option<String> {
         let t = self.lock();
         let queues = t.topic_queue.get(topic)?;
         let brokers: Vec<&BrokerData> = queues
@@ -343,11 +359,90 @@ impl RouteInfoManager {
                 )
             })
             .collect();
+        let order = order_topic_conf
+            .map(|c| format!("\"orderTopicConf\":{},", json::string(c)))
+            .unwrap_or_default();
         Some(format!(
-            "{{\"brokerDatas\":[{}],\"filterServerTable\":{{}},\"queueDatas\":[{}]}}",
+            "{{\"brokerDatas\":[{}],\"filterServerTable\":{{}},{order}\"queueDatas\":[{}]}}",
             bds.join(","),
             qds.join(",")
         ))
+    }
+
+    /// WIPE_WRITE_PERM_OF_BROKER (`wipe`) or ADD_WRITE_PERM_OF_BROKER: in every
+    /// topic's route, the queue data of `broker_name` loses PERM_WRITE (2), or
+    /// gets PERM_READ | PERM_WRITE (6, as RocketMQ 4.9's
+    /// `operateWritePermOfBroker` sets it). Returns the number of topics
+    /// changed (0 for a broker name nobody registered).
+    ///
+    /// As in RocketMQ, the change lasts until the broker registers a changed
+    /// topic config (a new data version): its topics' perms then replace it.
+    pub fn operate_write_perm(&self, broker_name: &str, wipe: bool) -> usize {
+        let mut t = self.lock();
+        let mut n = 0;
+        for per_broker in t.topic_queue.values_mut() {
+            if let Some(q) = per_broker.get_mut(broker_name) {
+                q.perm = if wipe {
+                    q.perm & !PERM_WRITE
+                } else {
+                    PERM_READ | PERM_WRITE
+                };
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// DELETE_TOPIC_IN_NAMESRV: drop a topic's route; with a cluster, only
+    /// the queue data of that cluster's brokers (the topic goes when none
+    /// is left). Returns whether anything was removed.
+    pub fn delete_topic(&self, topic: &str, cluster: Option<&str>) -> bool {
+        let mut t = self.lock();
+        let Some(cluster) = cluster else {
+            return t.topic_queue.remove(topic).is_some();
+        };
+        let names = t.cluster_addr.get(cluster).cloned().unwrap_or_default();
+        let Some(per_broker) = t.topic_queue.get_mut(topic) else {
+            return false;
+        };
+        let before = per_broker.len();
+        per_broker.retain(|name, _| !names.contains(name));
+        let removed = per_broker.len() != before;
+        if per_broker.is_empty() {
+            t.topic_queue.remove(topic);
+        }
+        removed
+    }
+
+    /// GET_TOPICS_BY_CLUSTER: the topics with queues on a broker of
+    /// `cluster` (none for an unknown cluster).
+    pub fn topics_by_cluster(&self, cluster: &str) -> Vec<String> {
+        let t = self.lock();
+        let Some(names) = t.cluster_addr.get(cluster) else {
+            return Vec::new();
+        };
+        t.topic_queue
+            .iter()
+            .filter(|(_, per_broker)| per_broker.keys().any(|n| names.contains(n)))
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
+    /// GET_SYSTEM_TOPIC_LIST_FROM_NS: as RocketMQ 4.9, every cluster name
+    /// and broker name (each is a system topic of the broker), and the
+    /// address of one registered broker to ask for more.
+    pub fn system_topic_list(&self) -> (Vec<String>, Option<String>) {
+        let t = self.lock();
+        let mut topics = BTreeSet::new();
+        for (cluster, names) in &t.cluster_addr {
+            topics.insert(cluster.clone());
+            topics.extend(names.iter().cloned());
+        }
+        let addr = t
+            .broker_addr
+            .values()
+            .find_map(|bd| bd.broker_addrs.values().next().cloned());
+        (topics.into_iter().collect(), addr)
     }
 
     /// `ClusterInfo` as JSON (fastjson style).
@@ -440,6 +535,73 @@ mod tests {
         assert_eq!(
             m.cluster_info_json(false),
             r#"{"brokerAddrTable":{},"clusterAddrTable":{}}"#
+        );
+    }
+
+    fn perm_of(m: &RouteInfoManager, topic: &str) -> i64 {
+        let v: Value = serde_json::from_str(&m.route_json(topic, true).unwrap()).unwrap();
+        v["queueDatas"][0]["perm"].as_i64().unwrap()
+    }
+
+    /// RocketMQ 4.9's `operateWritePermOfBroker`: wipe takes PERM_WRITE,
+    /// add sets READ|WRITE; a registration with the same data version keeps
+    /// the change, one with a new data version (a changed topic config)
+    /// replaces it, as `registerBroker` does.
+    #[test]
+    fn write_perm_wipe_add_and_reregistration() {
+        let m = RouteInfoManager::new();
+        m.register(reg("h:1", 0, 1, &["T", "U"]));
+        assert_eq!(m.operate_write_perm("b", true), 2);
+        assert_eq!(perm_of(&m, "T"), 4);
+        assert_eq!(m.operate_write_perm("nobody", true), 0);
+        // The broker's periodic registration: same data version, wipe stays.
+        m.register(reg("h:1", 0, 1, &["T", "U"]));
+        assert_eq!(perm_of(&m, "U"), 4);
+        // A slave's registration never touches the queue datas.
+        m.register(reg("h:2", 1, 2, &["T", "U"]));
+        assert_eq!(perm_of(&m, "T"), 4);
+        assert_eq!(m.operate_write_perm("b", false), 2);
+        assert_eq!(perm_of(&m, "T"), 6);
+        // A read-only topic gets READ|WRITE from add, as in RocketMQ.
+        m.operate_write_perm("b", true);
+        let mut changed = reg("h:1", 0, 1, &["T", "U"]);
+        changed.data_version = serde_json::json!({"counter": 2, "timestamp": 6});
+        m.register(changed);
+        assert_eq!(
+            perm_of(&m, "T"),
+            6,
+            "a new data version brings the broker's perms"
+        );
+    }
+
+    #[test]
+    fn delete_topic_topics_by_cluster_and_system_topics() {
+        let m = RouteInfoManager::new();
+        m.register(reg("h:1", 0, 1, &["T", "U"]));
+        let mut other = reg("h:9", 0, 9, &["T"]);
+        other.cluster = "D".into();
+        other.broker_name = "c".into();
+        m.register(other);
+        assert_eq!(m.topics_by_cluster("C"), vec!["T", "U"]);
+        assert_eq!(m.topics_by_cluster("D"), vec!["T"]);
+        assert!(m.topics_by_cluster("nope").is_empty());
+        let (sys, addr) = m.system_topic_list();
+        assert_eq!(sys, vec!["C", "D", "b", "c"]);
+        assert!(addr.is_some());
+        // With a cluster: only that cluster's queue datas go.
+        assert!(m.delete_topic("T", Some("D")));
+        let v: Value = serde_json::from_str(&m.route_json("T", true).unwrap()).unwrap();
+        assert_eq!(v["queueDatas"].as_array().unwrap().len(), 1);
+        assert!(!m.delete_topic("T", Some("nope")));
+        assert!(m.delete_topic("T", None));
+        assert!(m.route_json("T", true).is_none());
+        assert!(!m.delete_topic("T", None));
+        assert_eq!(m.topic_list(), vec!["U"]);
+        // orderTopicConf sits where fastjson sorts it.
+        let r = m.route_json_with("U", true, Some("b:4")).unwrap();
+        assert!(
+            r.contains(r#""filterServerTable":{},"orderTopicConf":"b:4","queueDatas""#),
+            "{r}"
         );
     }
 

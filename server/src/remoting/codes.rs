@@ -69,6 +69,12 @@ pub mod request {
     pub const UPDATE_GLOBAL_WHITE_ADDRS_CONFIG: i32 = 53;
     /// Every account and global white address (`GetBrokerClusterAclConfigResponseBody`).
     pub const GET_BROKER_CLUSTER_ACL_CONFIG: i32 = 54;
+    /// Set a name server KV config item (`namespace`, `key`, `value`).
+    pub const PUT_KV_CONFIG: i32 = 100;
+    /// Read a name server KV config item (`namespace`, `key`; answer header `value`).
+    pub const GET_KV_CONFIG: i32 = 101;
+    /// Delete a name server KV config item (`namespace`, `key`).
+    pub const DELETE_KV_CONFIG: i32 = 102;
     /// Broker registers with a name server.
     pub const REGISTER_BROKER: i32 = 103;
     /// Broker leaves a name server.
@@ -79,17 +85,52 @@ pub mod request {
     pub const GET_BROKER_CLUSTER_INFO: i32 = 106;
     /// Every subscription group of a broker (`subscriptionGroup.json`'s content).
     pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+    /// Name server: take PERM_WRITE from a broker name's queues in every
+    /// route (`brokerName`; answer header `wipeTopicCount`).
+    pub const WIPE_WRITE_PERM_OF_BROKER: i32 = 205;
     /// Every topic known to a name server.
     pub const GET_ALL_TOPIC_LIST_FROM_NAMESERVER: i32 = 206;
+    /// Name server: drop a topic's route (`topic`, optional `clusterName`).
+    pub const DELETE_TOPIC_IN_NAMESRV: i32 = 216;
+    /// Name server: a KV config namespace as `KVTable` (`namespace`).
+    pub const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+    /// Name server: the topics of a cluster as `TopicList` (`cluster`).
+    pub const GET_TOPICS_BY_CLUSTER: i32 = 224;
+    /// Name server: cluster and broker names as `TopicList`, with one
+    /// broker's address.
+    pub const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
     /// Send a message, single-letter header names.
     pub const SEND_MESSAGE_V2: i32 = 310;
     /// Send a batch of messages.
     pub const SEND_BATCH_MESSAGE: i32 = 320;
+    /// Name server: give a broker name's queues PERM_READ | PERM_WRITE in
+    /// every route (`brokerName`; answer header `addTopicCount`).
+    pub const ADD_WRITE_PERM_OF_BROKER: i32 = 327;
     /// Ask a broker to delete expired commitlog files.
     pub const DELETE_EXPIRED_COMMITLOG: i32 = 329;
     /// Pull messages of one queue for a lite pull consumer (RocketMQ 5.x; the
     /// same `PullMessageProcessor` as PULL_MESSAGE, its own executor).
     pub const LITE_PULL_MESSAGE: i32 = 361;
+    /// A client checks its subscription's filter type with the broker.
+    pub const CHECK_CLIENT_CONFIG: i32 = 46;
+    /// `TopicStatsTable`: min/max offset and last store time per queue.
+    pub const GET_TOPIC_STATS_INFO: i32 = 202;
+    /// `ConsumerConnection` of an online consumer group.
+    pub const GET_CONSUMER_CONNECTION_LIST: i32 = 203;
+    /// `ProducerConnection` of a producer group.
+    pub const GET_PRODUCER_CONNECTION_LIST: i32 = 204;
+    /// `ConsumeStats` of a consumer group (lag per queue, TPS).
+    pub const GET_CONSUME_STATS: i32 = 208;
+    /// `GroupList` of the groups consuming a topic.
+    pub const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+    /// `BrokerStatsData` of one stats item (`BrokerStatsManager`'s keys).
+    pub const VIEW_BROKER_STATS_DATA: i32 = 315;
+    /// `ConsumeStatsList` of every subscription group of a broker.
+    pub const GET_BROKER_CONSUME_STATS: i32 = 317;
+    /// `ProducerTableInfo`: every producer group's clients.
+    pub const GET_ALL_PRODUCER_INFO: i32 = 328;
+    /// `TopicConfigAndQueueMapping` of one topic (RocketMQ 5.x).
+    pub const GET_TOPIC_CONFIG: i32 = 351;
     /// ferromq-specific (not a RocketMQ code): pending half messages by producer
     /// group, as JSON (`ferromq-admin txnPending`).
     pub const FERROMQ_GET_PENDING_TRANSACTIONS: i32 = 1_000_037;

@@ -106,6 +106,29 @@ pub fn port_of(line: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().expect("port")
 }
 
+/// `cmd` signed as a RocketMQ client's ACL hook signs it
+/// (`AclClientRPCHook`): `AccessKey`, then `Signature` over the other fields
+/// and the body.
+pub fn signed(
+    mut cmd: ferromq_server::remoting::RemotingCommand,
+    access_key: &str,
+    secret_key: &str,
+) -> ferromq_server::remoting::RemotingCommand {
+    ferromq_server::acl::Credentials::new(access_key, secret_key)
+        .expect("non-blank test credentials")
+        .sign(&mut cmd);
+    cmd
+}
+
+/// The HA port a master broker printed (`ferromq-broker HA port IP:PORT`).
+pub fn ha_port(broker: &mut Proc) -> u16 {
+    let line = broker.wait_line("HA port", Duration::from_secs(30));
+    line.rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .expect("HA port")
+}
+
 /// Start a name server; returns it and its port.
 pub fn start_namesrv(dir: &Path) -> (Proc, u16) {
     let cfg = dir.join("namesrv.properties");

@@ -73,7 +73,7 @@ pub(crate) struct UpdateGlobalWhite {
 }
 
 /// `2024-01-02 03:04:05` (UTC) of ms since the epoch.
-fn date_time(ms: i64) -> String {
+pub(crate) fn date_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

@@ -206,15 +206,6 @@ impl Admin {
         Ok(out)
     }
 
-    /// The min or max offset (`code`) of queue `q` of `topic` on `addr`.
-    pub(crate) async fn offset(addr: &str, code: i32, topic: &str, q: i64) -> Res<i64> {
-        let req = RemotingCommand::request(code)
-            .with_ext("topic", topic)
-            .with_ext("queueId", q);
-        let r = ok(call(addr, req).await?, "offset")?;
-        r.ext_fields.get_i64("offset").map_err(|e| e.to_string())
-    }
-
     /// The runtime figures (`GET_BROKER_RUNTIME_INFO` table) of `addr`.
     pub(crate) async fn runtime_info(addr: &str) -> Res<BTreeMap<String, String>> {
         let r = call_code(addr, request::GET_BROKER_RUNTIME_INFO, "runtime info").await?;

@@ -6,6 +6,9 @@
 //! ferromq-admin -n 127.0.0.1:9876 updateTopic -t T -c DefaultCluster -r 4 -w 4
 //! ferromq-admin -n 127.0.0.1:9876 topicStatus -t T
 //! ferromq-admin -n 127.0.0.1:9876 consumerProgress -g G
+//! ferromq-admin -n 127.0.0.1:9876 consumerConnection -g G
+//! ferromq-admin -n 127.0.0.1:9876 producerConnection -g P -t T
+//! ferromq-admin -n 127.0.0.1:9876 statsAll -t T
 //! ferromq-admin txnPending -b 127.0.0.1:10911
 //! ferromq-admin damagedRecords -b 127.0.0.1:10911
 //! ferromq-admin updateAclConfig -b 127.0.0.1:10911 -a someone1 -s secret123 -t T=PUB
@@ -23,7 +26,9 @@ mod acl;
 mod brokers;
 mod client;
 mod messages;
+mod namesrv_ops;
 mod ops_mut;
+mod ops_stats;
 mod print;
 mod topics;
 
@@ -71,9 +76,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 #[allow(clippy::enum_variant_names)]
 enum Cmd {
-    /// List every topic the name server knows.
+    /// List every topic the name server knows (-c: with cluster and groups).
     #[command(name = "topicList")]
-    TopicList,
+    TopicList(namesrv_ops::TopicListArgs),
     /// Create or update a topic on one broker (-b) or every master of a cluster (-c).
     #[command(name = "updateTopic")]
     UpdateTopic(UpdateTopic),
@@ -97,6 +102,18 @@ enum Cmd {
         #[arg(short = 't', long = "topicName")]
         topic: Option<String>,
     },
+    /// A consumer group's clients and subscriptions (mqadmin's layout).
+    #[command(name = "consumerConnection")]
+    ConsumerConnection(ops_stats::ConsumerConnection),
+    /// A producer group's clients on a topic's brokers (mqadmin's layout).
+    #[command(name = "producerConnection")]
+    ProducerConnection(ops_stats::ProducerConnection),
+    /// Per topic and group: lag, in/out TPS and messages of the last day.
+    #[command(name = "statsAll")]
+    StatsAll(ops_stats::StatsAll),
+    /// Every subscription group's lag per queue on one broker (mqadmin's layout).
+    #[command(name = "brokerConsumeStats")]
+    BrokerConsumeStats(ops_stats::BrokerConsumeStats),
     /// Messages of a topic with a key.
     #[command(name = "queryMsgByKey")]
     QueryMsgByKey {
@@ -174,6 +191,18 @@ enum Cmd {
     /// a cluster (-c); it is persisted to the broker's properties file.
     #[command(name = "updateBrokerConfig")]
     UpdateBrokerConfig(ops_mut::UpdateBrokerConfig),
+    /// Create or update a KV config item at every name server.
+    #[command(name = "updateKvConfig")]
+    UpdateKvConfig(namesrv_ops::UpdateKvConfig),
+    /// Delete a KV config item at every name server.
+    #[command(name = "deleteKvConfig")]
+    DeleteKvConfig(namesrv_ops::DeleteKvConfig),
+    /// Wipe the write perm of a broker name at every name server (-n).
+    #[command(name = "wipeWritePerm")]
+    WipeWritePerm(namesrv_ops::WritePerm),
+    /// Give a broker name its write perm back at every name server (-n).
+    #[command(name = "addWritePerm")]
+    AddWritePerm(namesrv_ops::WritePerm),
 }
 
 #[derive(Args, Debug)]
@@ -212,11 +241,15 @@ impl Admin {
     /// `messages.rs`, `brokers.rs`, `acl.rs` or `ops_mut.rs`.
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
-            Cmd::TopicList => self.topic_list().await,
+            Cmd::TopicList(a) => self.topic_list_cmd(a).await,
             Cmd::UpdateTopic(u) => self.update_topic(u).await,
             Cmd::ClusterList => self.cluster_list().await,
             Cmd::TopicStatus { topic } => self.topic_status(topic).await,
             Cmd::ConsumerProgress { group, topic } => self.consumer_progress(group, topic).await,
+            Cmd::ConsumerConnection(a) => self.consumer_connection(a).await,
+            Cmd::ProducerConnection(a) => self.producer_connection(a).await,
+            Cmd::StatsAll(a) => self.stats_all(a).await,
+            Cmd::BrokerConsumeStats(a) => self.broker_consume_stats(a).await,
             Cmd::QueryMsgByKey { topic, key } => self.query_msg_by_key(topic, key).await,
             Cmd::QueryMsgById { msg_id, topic } => self.query_msg_by_id(msg_id, topic).await,
             Cmd::DeleteExpiredCommitLog(t) => self.delete_expired_commit_log(t).await,
@@ -234,6 +267,10 @@ impl Admin {
             Cmd::DeleteSubGroup(d) => self.delete_sub_group(d).await,
             Cmd::DeleteTopic(d) => self.delete_topic(d).await,
             Cmd::UpdateBrokerConfig(u) => self.update_broker_config(u).await,
+            Cmd::UpdateKvConfig(u) => self.update_kv_config(u).await,
+            Cmd::DeleteKvConfig(d) => self.delete_kv_config(d).await,
+            Cmd::WipeWritePerm(w) => self.write_perm(w, true).await,
+            Cmd::AddWritePerm(w) => self.write_perm(w, false).await,
         }
     }
 }
