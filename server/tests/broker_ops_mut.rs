@@ -619,10 +619,11 @@ fn update_broker_config_applies_live_keys_persists_them_and_refuses_the_rest() {
     assert!(after.starts_with(&before), "other lines kept:\n{after}");
     let conf = c.invoke(RemotingCommand::request(request::GET_BROKER_CONFIG));
     let text = String::from_utf8_lossy(&conf.body).to_string();
-    assert_eq!(
-        text.lines().rfind(|l| l.starts_with("brokerPermission=")),
-        Some("brokerPermission=4")
-    );
+    let perm: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("brokerPermission="))
+        .collect();
+    assert_eq!(perm, ["brokerPermission=4"], "{text}");
     // Back to 6: sends work again.
     admin_ok(
         ns_port,

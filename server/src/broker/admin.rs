@@ -331,11 +331,20 @@ impl Broker {
     /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
     /// (store keys, then broker keys), with a data version header.
     pub(super) async fn broker_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
-        // The live settings (UPDATE_BROKER_CONFIG) last: a later line wins.
+        // The live settings (UPDATE_BROKER_CONFIG) replace their start values.
+        let start: String = self
+            .cfg
+            .to_properties(false)
+            .lines()
+            .filter(|l| {
+                let key = l.split('=').next().unwrap_or_default();
+                !super::ops_mut::LIVE_KEYS.contains(&key)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         let text = format!(
-            "{}{}{}",
+            "{}{start}{}",
             self.store.config().to_properties(),
-            self.cfg.to_properties(false),
             self.live.to_properties()
         );
         let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});
