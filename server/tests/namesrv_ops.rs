@@ -59,6 +59,24 @@ fn ns_props(dir: &Path, extra: &str) -> String {
 /// The route as a 4.x producer reads it (fastjson, version 0) and as a
 /// newer one does (standard JSON); both must agree. `None`: no route.
 fn route(ns_port: u16, topic: &str) -> Option<Value> {
+    // A registration or a perm change may land between the two reads: read
+    // the pair again (a few times, bounded) until both forms agree.
+    let mut last = None;
+    for _ in 0..10 {
+        match route_pair(ns_port, topic) {
+            None => return None,
+            Some((old, std)) if old["queueDatas"] == std["queueDatas"] => return Some(std),
+            Some(pair) => last = Some(pair),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (old, std) = last.expect("read at least once");
+    assert_eq!(old["queueDatas"], std["queueDatas"]);
+    Some(std)
+}
+
+/// The route in both forms, fastjson first; `None`: no route.
+fn route_pair(ns_port: u16, topic: &str) -> Option<(Value, Value)> {
     let mut c = Client::connect(ns_port);
     let old = c
         .invoke(RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC).with_ext("topic", topic));
@@ -73,8 +91,7 @@ fn route(ns_port: u16, topic: &str) -> Option<Value> {
             .with_ext("acceptStandardJsonOnly", true),
     );
     let std: Value = serde_json::from_slice(&std.body).expect("standard JSON route");
-    assert_eq!(old["queueDatas"], std["queueDatas"]);
-    Some(std)
+    Some((old, std))
 }
 
 fn perm(ns_port: u16, topic: &str) -> i64 {
