@@ -4,32 +4,14 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::{admin, admin_ok};
+
 use std::time::Duration;
 
 use common::*;
 use ferromq_server::remoting::{request, response};
 
 const TOPIC: &str = "AdminTopic";
-
-fn admin(ns_port: u16, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
-        .arg("-n")
-        .arg(format!("127.0.0.1:{ns_port}"))
-        .args(args)
-        .output()
-        .expect("run ferromq-admin")
-}
-
-fn stdout_ok(ns_port: u16, args: &[&str]) -> String {
-    let o = admin(ns_port, args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 #[test]
 fn admin_commands_against_real_binaries() {
@@ -40,19 +22,19 @@ fn admin_commands_against_real_binaries() {
 
     // The broker registers within a few seconds.
     wait_for(Duration::from_secs(20), || {
-        stdout_ok(ns_port, &["clusterList"])
+        admin_ok(ns_port, &["clusterList"])
             .contains(&addr)
             .then_some(())
     })
     .expect("broker in cluster list");
-    let out = stdout_ok(ns_port, &["clusterList"]);
+    let out = admin_ok(ns_port, &["clusterList"]);
     assert!(out.starts_with("#Cluster Name"), "{out}");
     assert!(
         out.contains("TestCluster") && out.contains("broker-t"),
         "{out}"
     );
 
-    let out = stdout_ok(
+    let out = admin_ok(
         ns_port,
         &[
             "updateTopic",
@@ -71,7 +53,7 @@ fn admin_commands_against_real_binaries() {
         "{out}"
     );
     wait_for(Duration::from_secs(20), || {
-        stdout_ok(ns_port, &["topicList"])
+        admin_ok(ns_port, &["topicList"])
             .lines()
             .any(|l| l == TOPIC)
             .then_some(())
@@ -94,12 +76,12 @@ fn admin_commands_against_real_binaries() {
         }
     }
     wait_for(Duration::from_secs(10), || {
-        let out = stdout_ok(ns_port, &["topicStatus", "-t", TOPIC]);
+        let out = admin_ok(ns_port, &["topicStatus", "-t", TOPIC]);
         let max_3 = |l: &&str| l.split_whitespace().nth(3) == Some("3");
         (out.lines().filter(max_3).count() == 3).then_some(())
     })
     .expect("3 queues with max offset 3");
-    let out = stdout_ok(ns_port, &["topicStatus", "-t", TOPIC]);
+    let out = admin_ok(ns_port, &["topicStatus", "-t", TOPIC]);
     assert!(
         out.starts_with("#Broker Name ") && out.lines().next().unwrap().ends_with("#Last Updated"),
         "{out}"
@@ -122,7 +104,7 @@ fn admin_commands_against_real_binaries() {
         );
         assert_eq!(r.code, response::SUCCESS);
     }
-    let out = stdout_ok(ns_port, &["consumerProgress", "-g", "AdminGroup"]);
+    let out = admin_ok(ns_port, &["consumerProgress", "-g", "AdminGroup"]);
     assert!(
         out.contains("#Consumer Offset") && out.contains("#Diff"),
         "{out}"
@@ -147,7 +129,7 @@ fn admin_commands_against_real_binaries() {
     assert!(out.contains(&msg_id), "{out}");
     assert_eq!(out.lines().count(), 2, "{out}");
 
-    let out = stdout_ok(ns_port, &["queryMsgById", "-i", &msg_id]);
+    let out = admin_ok(ns_port, &["queryMsgById", "-i", &msg_id]);
     assert!(out.contains("Message Body        : admin-4"), "{out}");
     assert!(out.contains("Keys                : ak-4"), "{out}");
     assert!(
@@ -155,9 +137,9 @@ fn admin_commands_against_real_binaries() {
         "{out}"
     );
 
-    let out = stdout_ok(ns_port, &["deleteExpiredCommitLog", "-b", &addr]);
+    let out = admin_ok(ns_port, &["deleteExpiredCommitLog", "-b", &addr]);
     assert!(out.contains("success"), "{out}");
-    let out = stdout_ok(ns_port, &["brokerStatus", "-b", &addr]);
+    let out = admin_ok(ns_port, &["brokerStatus", "-b", &addr]);
     assert!(
         out.lines()
             .any(|l| l.starts_with("msgPutTotalTodayNow") && l.ends_with(": 9")),
@@ -165,7 +147,7 @@ fn admin_commands_against_real_binaries() {
     );
     assert!(out.contains("commitLogMaxOffset"), "{out}");
 
-    let out = stdout_ok(ns_port, &["getBrokerConfig", "-c", "TestCluster"]);
+    let out = admin_ok(ns_port, &["getBrokerConfig", "-c", "TestCluster"]);
     assert!(
         out.contains(&format!("============{addr}============")),
         "{out}"

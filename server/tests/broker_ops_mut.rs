@@ -8,7 +8,9 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use common::{admin, admin_ok};
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -16,25 +18,6 @@ use ferromq_server::broker::ops_mut::{code, parse_reset_offset_body};
 use ferromq_server::remoting::{request, response, RemotingCommand};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn admin(ns_port: u16, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
-        .arg("-n")
-        .arg(format!("127.0.0.1:{ns_port}"))
-        .args(args)
-        .output()
-        .expect("run ferromq-admin")
-}
-
-fn admin_ok(ns_port: u16, args: &[&str]) -> String {
-    let o = admin(ns_port, args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 /// Wait (bounded) until the broker is registered with the name server.
 fn wait_registered(ns_port: u16) {

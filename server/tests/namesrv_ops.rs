@@ -9,8 +9,10 @@
 
 mod common;
 
+use common::{admin, admin_ok};
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hostile::start_namesrv_with;
@@ -21,25 +23,6 @@ use ferromq_server::remoting::{request, response, RemotingCommand};
 use serde_json::Value;
 
 const TOPIC: &str = "NsOpsTopic";
-
-fn admin(ns_port: u16, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
-        .arg("-n")
-        .arg(format!("127.0.0.1:{ns_port}"))
-        .args(args)
-        .output()
-        .expect("run ferromq-admin")
-}
-
-fn stdout_ok(ns_port: u16, args: &[&str]) -> String {
-    let o = admin(ns_port, args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
 
 fn kv_get(ns_port: u16, namespace: &str, key: &str) -> RemotingCommand {
     Client::connect(ns_port).invoke(
@@ -146,7 +129,7 @@ fn start_with_broker(dir: &Path, ns_extra: &str, broker_extra: &str) -> (Proc, u
         &broker_props(&bdir.join("store"), broker_extra),
         Some(ns_port),
     );
-    let out = stdout_ok(
+    let out = admin_ok(
         ns_port,
         &[
             "updateTopic",
@@ -179,16 +162,16 @@ fn kv_config_survives_restart_and_order_topic_conf_is_in_the_route() {
         r.remark.as_deref(),
         Some("No config item, Namespace: app Key: k1")
     );
-    let out = stdout_ok(
+    let out = admin_ok(
         ns_port,
         &["updateKvConfig", "-s", "app", "-k", "k1", "-v", "v1"],
     );
     assert_eq!(out, "create or update kv config to namespace success.\n");
-    stdout_ok(
+    admin_ok(
         ns_port,
         &["updateKvConfig", "-s", "app", "-k", "k2", "-v", "v2"],
     );
-    stdout_ok(
+    admin_ok(
         ns_port,
         &[
             "updateKvConfig",
@@ -243,10 +226,10 @@ fn kv_config_survives_restart_and_order_topic_conf_is_in_the_route() {
             .opt_str("value"),
         Some("broker-t:4")
     );
-    let out = stdout_ok(ns_port, &["deleteKvConfig", "-s", "app", "-k", "k1"]);
+    let out = admin_ok(ns_port, &["deleteKvConfig", "-s", "app", "-k", "k1"]);
     assert_eq!(out, "delete kv config from namespace success.\n");
     // Deleting what is not there succeeds, as in RocketMQ.
-    stdout_ok(ns_port, &["deleteKvConfig", "-s", "nope", "-k", "k1"]);
+    admin_ok(ns_port, &["deleteKvConfig", "-s", "nope", "-k", "k1"]);
     assert_eq!(kv_get(ns_port, "app", "k1").code, response::QUERY_NOT_FOUND);
     ns.terminate(Duration::from_secs(20));
     drop(ns);
@@ -280,7 +263,7 @@ fn wipe_and_add_write_perm_delete_topic_and_topic_lists() {
     assert_eq!(perm(ns_port, TOPIC), 6);
     let ns_addr = format!("127.0.0.1:{ns_port}");
 
-    let out = stdout_ok(ns_port, &["wipeWritePerm", "-b", "broker-t"]);
+    let out = admin_ok(ns_port, &["wipeWritePerm", "-b", "broker-t"]);
     let prefix = format!("wipe write perm of broker[broker-t] in name server[{ns_addr}] OK, ");
     let n: usize = out
         .trim_end()
@@ -296,12 +279,12 @@ fn wipe_and_add_write_perm_delete_topic_and_topic_lists() {
     std::thread::sleep(Duration::from_millis(11_000));
     assert_eq!(perm(ns_port, TOPIC), 4, "a registration undid the wipe");
 
-    let out = stdout_ok(ns_port, &["wipeWritePerm", "-b", "no-such-broker"]);
+    let out = admin_ok(ns_port, &["wipeWritePerm", "-b", "no-such-broker"]);
     assert_eq!(
         out,
         format!("wipe write perm of broker[no-such-broker] in name server[{ns_addr}] OK, 0\n")
     );
-    let out = stdout_ok(ns_port, &["addWritePerm", "-b", "broker-t"]);
+    let out = admin_ok(ns_port, &["addWritePerm", "-b", "broker-t"]);
     assert_eq!(
         out,
         format!("add write perm of broker[broker-t] in name server[{ns_addr}] OK, {n}\n")
@@ -309,9 +292,9 @@ fn wipe_and_add_write_perm_delete_topic_and_topic_lists() {
     assert_eq!(perm(ns_port, TOPIC), 6);
     // As in RocketMQ, a changed topic config on the broker (a new data
     // version in its registration) brings the broker's own perms back.
-    stdout_ok(ns_port, &["wipeWritePerm", "-b", "broker-t"]);
+    admin_ok(ns_port, &["wipeWritePerm", "-b", "broker-t"]);
     assert_eq!(perm(ns_port, TOPIC), 4);
-    stdout_ok(
+    admin_ok(
         ns_port,
         &[
             "updateTopic",
@@ -329,7 +312,7 @@ fn wipe_and_add_write_perm_delete_topic_and_topic_lists() {
     assert!(!admin(ns_port, &["wipeWritePerm"]).status.success());
 
     // topicList -c: mqadmin's table with the cluster per topic.
-    let out = stdout_ok(ns_port, &["topicList", "-c"]);
+    let out = admin_ok(ns_port, &["topicList", "-c"]);
     let mut lines = out.lines();
     let head = lines.next().unwrap();
     assert!(
@@ -453,7 +436,7 @@ fn with_acl_the_writing_requests_need_an_admin_account() {
     let keys = ["--accessKey", "clusteradmin", "--secretKey", "adminsecret1"];
     let mut args = keys.to_vec();
     args.extend(["updateKvConfig", "-s", "app", "-k", "k", "-v", "v"]);
-    stdout_ok(ns_port, &args);
+    admin_ok(ns_port, &args);
     // Reads stay open.
     let r = kv_get(ns_port, "app", "k");
     assert_eq!((r.code, r.ext_fields.opt_str("value")), (0, Some("v")));
@@ -467,7 +450,7 @@ fn with_acl_the_writing_requests_need_an_admin_account() {
     assert!(err.contains("No accessKey"), "{err}");
     let mut args = keys.to_vec();
     args.extend(["wipeWritePerm", "-b", "b"]);
-    let out = stdout_ok(ns_port, &args);
+    let out = admin_ok(ns_port, &args);
     assert!(out.trim_end().ends_with("OK, 0"), "{out}");
     let o = admin(ns_port, &["addWritePerm", "-b", "b"]);
     assert_eq!(o.status.code(), Some(1));
@@ -494,11 +477,11 @@ fn cpp_producer_moves_to_the_other_broker_while_one_is_wiped() {
         brokers.push(start_broker(&bdir, &props, Some(ns_port)));
     }
     wait_for(Duration::from_secs(30), || {
-        let out = stdout_ok(ns_port, &["clusterList"]);
+        let out = admin_ok(ns_port, &["clusterList"]);
         (out.contains("broker-a") && out.contains("broker-b")).then_some(())
     })
     .expect("both brokers registered");
-    stdout_ok(
+    admin_ok(
         ns_port,
         &[
             "updateTopic",
@@ -534,7 +517,7 @@ fn cpp_producer_moves_to_the_other_broker_while_one_is_wiped() {
         common::result_line(&lines, &[&format!("sent={count}")]);
     };
 
-    let out = stdout_ok(ns_port, &["wipeWritePerm", "-b", "broker-a"]);
+    let out = admin_ok(ns_port, &["wipeWritePerm", "-b", "broker-a"]);
     assert!(out.contains("OK, "), "{out}");
     send(20);
     assert_eq!(
@@ -544,7 +527,7 @@ fn cpp_producer_moves_to_the_other_broker_while_one_is_wiped() {
     );
     assert_eq!(common::total_max_offset(b_port, TOPIC, 4), 20);
 
-    stdout_ok(ns_port, &["addWritePerm", "-b", "broker-a"]);
+    admin_ok(ns_port, &["addWritePerm", "-b", "broker-a"]);
     send(40);
     let a = common::total_max_offset(a_port, TOPIC, 4);
     let b = common::total_max_offset(b_port, TOPIC, 4);

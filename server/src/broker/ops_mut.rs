@@ -90,100 +90,13 @@ pub fn reset_offset_body_for_c(rows: &[ResetRow]) -> String {
     format!("{{\"offsetTable\":[{}]}}", entries.join(","))
 }
 
-/// Rewrite fastjson's object keys (`{{"a":1}:5}`) as JSON strings holding
-/// the key's text (`{"{\"a\":1}":5}`), so that the map parses as JSON; the
-/// rest of the text is untouched.
-///
-/// # Errors
-/// A key object that never closes.
-pub fn quote_object_keys(text: &str) -> Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len() + 32);
-    // Stack of containers: true = object, false = array.
-    let mut stack: Vec<bool> = Vec::new();
-    let mut expect_key = false;
-    let mut i = 0;
-    // The end (exclusive) of the string starting at `start` (a quote).
-    let string_end = |start: usize| {
-        let mut j = start + 1;
-        while j < bytes.len() && bytes[j] != b'"' {
-            if bytes[j] == b'\\' {
-                j += 1;
-            }
-            j += 1;
-        }
-        (j + 1).min(bytes.len())
-    };
-    while i < bytes.len() {
-        let c = bytes[i];
-        match c {
-            b'"' => {
-                let end = string_end(i);
-                out.push_str(&text[i..end]);
-                i = end;
-                expect_key = false;
-                continue;
-            }
-            b'{' if expect_key => {
-                // A key object: copy it whole, as a string.
-                let start = i;
-                let mut depth = 0usize;
-                loop {
-                    if i >= bytes.len() {
-                        return Err("an object key never closes".into());
-                    }
-                    match bytes[i] {
-                        b'"' => {
-                            i = string_end(i);
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                i += 1;
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-                out.push_str(&json::string(&text[start..i]));
-                expect_key = false;
-                continue;
-            }
-            b'{' => {
-                stack.push(true);
-                expect_key = true;
-            }
-            b'[' => {
-                stack.push(false);
-                expect_key = false;
-            }
-            b'}' | b']' => {
-                stack.pop();
-                expect_key = false;
-            }
-            b',' => expect_key = stack.last() == Some(&true),
-            c if c.is_ascii_whitespace() => {}
-            _ => expect_key = false,
-        }
-        let ch_len = text[i..].chars().next().map(char::len_utf8).unwrap_or(1);
-        out.push_str(&text[i..i + ch_len]);
-        i += ch_len;
-    }
-    Ok(out)
-}
-
 /// Parse a `ResetOffsetBody` (fastjson's object-key map, or the C++ list
 /// form) into (broker name, topic, queue id, offset) rows.
 ///
 /// # Errors
 /// A sentence naming what is malformed.
 pub fn parse_reset_offset_body(text: &str) -> Result<Vec<ResetRow>, String> {
-    let v = json::parse_lenient(&quote_object_keys(text)?)
-        .map_err(|e| format!("reset offset body: {e}"))?;
+    let v = json::parse_fastjson(text).map_err(|e| format!("reset offset body: {e}"))?;
     let row = |mq: &serde_json::Value, off: i64| -> Result<ResetRow, String> {
         let s = |k: &str| {
             mq[k]

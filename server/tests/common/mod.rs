@@ -129,6 +129,27 @@ pub fn ha_port(broker: &mut Proc) -> u16 {
         .expect("HA port")
 }
 
+/// Run `ferromq-admin -n 127.0.0.1:<ns_port> <args>` to its end.
+pub fn admin(ns_port: u16, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferromq-admin"))
+        .arg("-n")
+        .arg(format!("127.0.0.1:{ns_port}"))
+        .args(args)
+        .output()
+        .expect("run ferromq-admin")
+}
+
+/// [`admin`] that must succeed: its standard output.
+pub fn admin_ok(ns_port: u16, args: &[&str]) -> String {
+    let o = admin(ns_port, args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
 /// Start a name server; returns it and its port.
 pub fn start_namesrv(dir: &Path) -> (Proc, u16) {
     let cfg = dir.join("namesrv.properties");
