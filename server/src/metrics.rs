@@ -233,6 +233,12 @@ mod tests {
             Some("127.0.0.1:0".parse().unwrap())
         );
         assert!(c.to_properties().contains("metricsExporterType=PROM\n"));
+        // The store knows them as broker keys: no "unknown key" warning.
+        let (_, unknown) = ferromq_engine::StoreConfig::from_properties(&Properties::parse(
+            "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort=0\n",
+        ))
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
         for bad in [
             "metricsExporterType=OTLP_GRPC\n",
             "metricsExporterType=PROM\nmetricsPromExporterPort=99999\n",

@@ -45,6 +45,10 @@ pub const BROKER_KEYS: &[&str] = &[
     "tls.ciphers",
     "tls.protocols",
     "aclReloadIntervalMs",
+    // Prometheus metrics (RocketMQ 5's keys, read by the server crate)
+    "metricsPromExporterHost",
+    "metricsPromExporterPort",
+    "metricsExporterType",
     // BrokerConfig
     "rocketmqHome",
     "namesrvAddr",
