@@ -42,6 +42,16 @@ pub const STATS_NAMES: [&str; 7] = [
     BROKER_GET_NUMS,
 ];
 
+// Positions in STATS_NAMES (and `BrokerStats::sets`): the counting paths
+// index the sets directly instead of searching the names per message.
+const I_TOPIC_PUT_NUMS: usize = 0;
+const I_TOPIC_PUT_SIZE: usize = 1;
+const I_GROUP_GET_NUMS: usize = 2;
+const I_GROUP_GET_SIZE: usize = 3;
+const I_SNDBCK_PUT_NUMS: usize = 4;
+const I_BROKER_PUT_NUMS: usize = 5;
+const I_BROKER_GET_NUMS: usize = 6;
+
 /// How often [`BrokerStats::sample_if_due`] samples (RocketMQ: every 10 s).
 pub const SAMPLE_EVERY_MS: i64 = 10_000;
 
@@ -273,18 +283,13 @@ impl BrokerStats {
             .map(|i| &self.sets[i])
     }
 
-    fn named(&self, name: &str) -> &StatsItemSet {
-        let i = STATS_NAMES.iter().position(|n| *n == name).unwrap_or(0);
-        &self.sets[i]
-    }
-
     /// Count a stored send of `nums` messages and `size` bytes to `topic`
     /// (TOPIC_PUT_NUMS, TOPIC_PUT_SIZE, BROKER_PUT_NUMS under `cluster`).
     pub fn on_put(&self, cluster: &str, topic: &str, nums: u64, size: u64) {
         self.add_put(nums);
-        self.named(TOPIC_PUT_NUMS).add(topic, nums);
-        self.named(TOPIC_PUT_SIZE).add(topic, size);
-        self.named(BROKER_PUT_NUMS).add(cluster, nums);
+        self.sets[I_TOPIC_PUT_NUMS].add(topic, nums);
+        self.sets[I_TOPIC_PUT_SIZE].add(topic, size);
+        self.sets[I_BROKER_PUT_NUMS].add(cluster, nums);
     }
 
     /// Count a pull of `nums` messages and `size` bytes by `group` from
@@ -295,22 +300,21 @@ impl BrokerStats {
             return;
         }
         let key = format!("{topic}@{group}");
-        self.named(GROUP_GET_NUMS).add(&key, nums);
-        self.named(GROUP_GET_SIZE).add(&key, size);
-        self.named(BROKER_GET_NUMS).add(cluster, nums);
+        self.sets[I_GROUP_GET_NUMS].add(&key, nums);
+        self.sets[I_GROUP_GET_SIZE].add(&key, size);
+        self.sets[I_BROKER_GET_NUMS].add(cluster, nums);
     }
 
     /// Count a message sent back by `group` (SNDBCK_PUT_NUMS by `topic@group`).
     pub fn on_send_back(&self, group: &str, topic: &str) {
         self.add_put(1);
-        self.named(SNDBCK_PUT_NUMS)
-            .add(&format!("{topic}@{group}"), 1);
+        self.sets[I_SNDBCK_PUT_NUMS].add(&format!("{topic}@{group}"), 1);
     }
 
     /// `group`'s pulls of `topic` per second over the last minute
     /// (RocketMQ's `tpsGroupGetNums`).
     pub fn tps_group_get_nums(&self, group: &str, topic: &str) -> f64 {
-        self.named(GROUP_GET_NUMS)
+        self.sets[I_GROUP_GET_NUMS]
             .get(&format!("{topic}@{group}"))
             .map_or(0.0, |i| i.in_minute().tps)
     }
@@ -365,6 +369,22 @@ impl BrokerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_indices_match_the_names() {
+        let named = [
+            (I_TOPIC_PUT_NUMS, TOPIC_PUT_NUMS),
+            (I_TOPIC_PUT_SIZE, TOPIC_PUT_SIZE),
+            (I_GROUP_GET_NUMS, GROUP_GET_NUMS),
+            (I_GROUP_GET_SIZE, GROUP_GET_SIZE),
+            (I_SNDBCK_PUT_NUMS, SNDBCK_PUT_NUMS),
+            (I_BROKER_PUT_NUMS, BROKER_PUT_NUMS),
+            (I_BROKER_GET_NUMS, BROKER_GET_NUMS),
+        ];
+        for (i, name) in named {
+            assert_eq!(STATS_NAMES[i], name);
+        }
+    }
 
     #[test]
     fn day_roll_moves_mornings() {
