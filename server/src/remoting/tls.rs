@@ -910,6 +910,15 @@ impl ServerCertVerifier for AcceptAnyServerCert {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_store_knows_every_tls_key_as_a_broker_key() {
+        // Two lists in two crates (the engine cannot see this one): the
+        // broker's store config would warn "unknown key" for a missing one.
+        for k in TLS_KEYS {
+            assert!(ferromq_engine::config::BROKER_KEYS.contains(k), "{k}");
+        }
+    }
+
     fn settings(text: &str) -> Result<TlsSettings, TlsError> {
         TlsSettings::from_parts(None, &Properties::parse(text), None)
     }
