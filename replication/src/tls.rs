@@ -8,7 +8,8 @@
 //! master (offset reports in, commitlog frames out). A rustls session is one
 //! state machine, so both sides share it behind a mutex: the
 //! reader waits for socket bytes without the lock and takes it only to hand
-//! them to the session; the writer takes it to encrypt and send.
+//! them to the session; the writer takes it to encrypt, and sends under a
+//! second lock only, so a slow socket keeps the reader from nothing.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -50,19 +51,21 @@ impl std::fmt::Debug for HaTls {
 /// One TLS session shared by a connection's reader and writer.
 pub(crate) struct Shared {
     conn: Mutex<Connection>,
+    /// Held while records go to the socket. It is taken before `conn` is
+    /// let go, so records reach the socket in the order the session made
+    /// them, and its holders never take `conn`: a writer blocked on a full
+    /// socket keeps the reader from nothing but sending.
+    send: Mutex<()>,
     sock: TcpStream,
 }
 
-impl Shared {
-    /// Send whatever the session has to send. Called with the lock held, so
-    /// records reach the socket in the order the session made them.
-    fn flush_locked(&self, conn: &mut Connection) -> io::Result<()> {
-        let mut sock = &self.sock;
-        while conn.wants_write() {
-            conn.write_tls(&mut sock)?;
-        }
-        sock.flush()
+/// The encrypted records `conn` has to send, taken out of it.
+fn take_outgoing(conn: &mut Connection) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out)?;
     }
+    Ok(out)
 }
 
 /// The reading half of a connection, plain or TLS.
@@ -115,7 +118,11 @@ impl Read for HaRead {
                     conn.process_new_packets()
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     if conn.wants_write() {
-                        shared.flush_locked(&mut conn)?;
+                        // Rare (alerts, key updates): sent with the session
+                        // still held, after any write in progress.
+                        let out = take_outgoing(&mut conn)?;
+                        let _send = shared.send.locked();
+                        (&shared.sock).write_all(&out)?;
                     }
                     if *eof && pending.is_empty() {
                         // rustls has seen the end: its reader now says
@@ -147,7 +154,11 @@ impl Write for HaWrite {
             HaWrite::Tls(shared) => {
                 let mut conn = shared.conn.locked();
                 let n = conn.writer().write(data)?;
-                shared.flush_locked(&mut conn)?;
+                let out = take_outgoing(&mut conn)?;
+                let send = shared.send.locked();
+                drop(conn);
+                (&shared.sock).write_all(&out)?;
+                drop(send);
                 Ok(n)
             }
         }
@@ -158,7 +169,10 @@ impl Write for HaWrite {
             HaWrite::Plain(s) => s.flush(),
             HaWrite::Tls(shared) => {
                 let mut conn = shared.conn.locked();
-                shared.flush_locked(&mut conn)
+                let out = take_outgoing(&mut conn)?;
+                let _send = shared.send.locked();
+                drop(conn);
+                (&shared.sock).write_all(&out)
             }
         }
     }
@@ -181,6 +195,7 @@ fn handshake_and_split(sock: &TcpStream, mut conn: Connection) -> io::Result<(Ha
     }
     let shared = Arc::new(Shared {
         conn: Mutex::new(conn),
+        send: Mutex::new(()),
         sock: sock.try_clone()?,
     });
     Ok((
