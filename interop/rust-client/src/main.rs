@@ -11,6 +11,11 @@
 //! only when all three equal `count`. Every step is bounded in time; a step that
 //! does not finish in time prints why and the process exits 1.
 //! `server/tests/interop_rust_client.rs` runs it against ferromq.
+//!
+//! With `FERROMQ_RUST_CLIENT_HOLD_SECS=S` the push consumer, once it has every
+//! message, prints `HOLDING <group>` and stays up S seconds more (at most 300)
+//! before it shuts down, so a test can ask the broker about it meanwhile
+//! (consumer running info, consumer status, consume message directly).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -212,6 +217,14 @@ async fn push_consume(
         .map_err(|e| format!("push consumer start: {e}"))?;
     if !wait_for_all(&seen, count, CONSUME_TIMEOUT).await {
         eprintln!("push consumer: not every message within {CONSUME_TIMEOUT:?}");
+    }
+    let hold = std::env::var("FERROMQ_RUST_CLIENT_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(0, |s| s.min(300));
+    if hold > 0 {
+        println!("HOLDING {PUSH_GROUP}");
+        tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     bounded(
         "push consumer shutdown",

@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{names, ops_mut, Broker, BUSY_REMARK};
+use super::{call_client, names, ops_mut, Broker, BUSY_REMARK};
 use crate::acl::AclRules;
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
@@ -170,6 +170,10 @@ impl Broker {
             ops_mut::code::DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(r(Blocking)).await,
             ops_mut::code::DELETE_TOPIC_IN_BROKER => self.delete_topic(r(Blocking)).await,
             UPDATE_BROKER_CONFIG => self.update_broker_config(r(Blocking)).await,
+            // AdminBrokerProcessor, answered by asking a consumer (call_client.rs)
+            call_client::code::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(r(Runtime)).await,
+            call_client::code::CONSUME_MESSAGE_DIRECTLY => self.consume_message_directly(r(Blocking)).await,
+            ops_mut::code::INVOKE_BROKER_TO_GET_CONSUMER_STATUS => self.consumer_status(r(Runtime)).await,
             // AdminBrokerProcessor, read-only admin and stats (ops_stats.rs)
             GET_TOPIC_STATS_INFO => self.topic_stats_info(r(Blocking)).await,
             GET_CONSUMER_CONNECTION_LIST => self.consumer_connection_list(r(Runtime)).await,

@@ -24,4 +24,4 @@ pub use client::{ClientError, RemotingClient};
 pub use codec::{CodecError, DEFAULT_MAX_FRAME_BYTES};
 pub use codes::{request, response};
 pub use command::{ExtFields, HeaderError, RemotingCommand, SerializeType};
-pub use server::{serve, ConnInfo, Handler, ServerConfig};
+pub use server::{serve, CallError, ConnInfo, Handler, ServerConfig, MAX_PENDING_CALLS};

@@ -15,7 +15,9 @@
 //!   server sends on its own (oneways: NOTIFY_CONSUMER_IDS_CHANGED,
 //!   CHECK_TRANSACTION_STATE) count in the same bytes and are dropped at the
 //!   bound (best effort, as RocketMQ bounds them by `serverOnewaySemaphoreValue`);
-//!   [`dropped_oneways`] counts them.
+//!   [`dropped_oneways`] counts them. Requests that await the client's
+//!   answer ([`ConnInfo::invoke`]: GET_CONSUMER_RUNNING_INFO and the like)
+//!   count there too, and at most [`MAX_PENDING_CALLS`] wait per connection.
 //! - at most `max_queued_reply_bytes_total` of responses wait for all writers
 //!   together; while that budget is spent every reader pauses (a rate-limited
 //!   WARN says so), so many connections each below their own bound cannot add up
@@ -40,15 +42,17 @@
 //! `connection`, generic over its read and write halves. A port without TLS
 //! skips that step and splits the socket with `into_split` as before.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use ferromq_engine::sync::LockExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::codec::{encode_into, read_frame};
@@ -69,6 +73,29 @@ pub struct ConnInfo {
     out: Option<(mpsc::WeakUnboundedSender<RemotingCommand>, Weak<Flow>)>,
     /// Set just before [`Handler::on_close`] runs; stays set.
     closed: AtomicBool,
+    /// Requests this server sent to the peer with [`ConnInfo::invoke`] and
+    /// whose answers it awaits, by opaque (at most [`MAX_PENDING_CALLS`]).
+    pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
+}
+
+/// At most this many [`ConnInfo::invoke`] calls wait for one peer's answers
+/// at once; more are refused with [`CallError::Busy`], so a peer that never
+/// answers costs the server a bounded table.
+pub const MAX_PENDING_CALLS: usize = 16;
+
+/// Why a request the server sent to a client got no answer
+/// ([`ConnInfo::invoke`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The connection is closed (or closed while waiting).
+    #[error("the connection is closed")]
+    Gone,
+    /// The connection's queued bytes or pending calls are at their bound.
+    #[error("the connection is busy: too many requests or bytes queued for it")]
+    Busy,
+    /// No answer came in time.
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
 }
 
 /// Opaque ids of requests the server sends to its clients.
@@ -83,6 +110,7 @@ impl ConnInfo {
             peer,
             out: None,
             closed: AtomicBool::new(false),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
@@ -105,33 +133,111 @@ impl ConnInfo {
     /// must not make the server buffer without end. Returns false when it was
     /// not queued: the connection is gone or the request was dropped.
     pub fn send_oneway(&self, mut req: RemotingCommand) -> bool {
+        req.flag = super::command::FLAG_ONEWAY;
+        req.opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        match self.queue(req) {
+            Ok(()) => true,
+            Err(CallError::Busy) => {
+                DROPPED_ONEWAYS.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Queue a request of the server's for the writer, counted in the
+    /// connection's queued bytes and the server's budget (refused at either
+    /// bound with [`CallError::Busy`], logged at debug).
+    fn queue(&self, req: RemotingCommand) -> Result<(), CallError> {
         let Some((tx, flow)) = self
             .out
             .as_ref()
             .and_then(|(tx, flow)| Some((tx.upgrade()?, flow.upgrade()?)))
         else {
-            return false;
+            return Err(CallError::Gone);
         };
-        req.flag = super::command::FLAG_ONEWAY;
-        req.opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
         let cost = reply_cost(&req);
         if !flow.try_charge(cost) {
-            DROPPED_ONEWAYS.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 peer = %self.peer,
                 code = req.code,
                 bytes = cost,
-                "oneway request dropped: the connection's queued bytes \
+                "request to the client dropped: the connection's queued bytes \
                  (serverMaxQueuedReplyBytes) or the server's \
                  (serverMaxQueuedReplyBytesTotal) are at their bound"
             );
-            return false;
+            return Err(CallError::Busy);
         }
         if tx.send(req).is_err() {
             flow.release(cost);
-            return false;
+            return Err(CallError::Gone);
         }
-        true
+        Ok(())
+    }
+
+    /// Send a request to the peer and wait up to `timeout` for its answer
+    /// (RocketMQ's `invokeSync` from the broker to a client: GET_CONSUMER_RUNNING_INFO,
+    /// CONSUME_MESSAGE_DIRECTLY, GET_CONSUMER_STATUS_FROM_CLIENT). The answer
+    /// is matched by opaque when the connection's reader sees a response frame.
+    ///
+    /// # Errors
+    /// [`CallError::Gone`] when the connection is or becomes closed,
+    /// [`CallError::Busy`] at the queued-bytes bounds or with
+    /// [`MAX_PENDING_CALLS`] calls already waiting on this peer,
+    /// [`CallError::Timeout`] when no answer came in time.
+    pub async fn invoke(
+        &self,
+        mut req: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand, CallError> {
+        req.flag = 0;
+        let opaque = NEXT_SERVER_OPAQUE.fetch_add(1, Ordering::Relaxed);
+        req.opaque = opaque;
+        let (answer_tx, answer_rx) = oneshot::channel();
+        {
+            let mut pending = self.pending.locked();
+            if pending.len() >= MAX_PENDING_CALLS {
+                return Err(CallError::Busy);
+            }
+            pending.insert(opaque, answer_tx);
+        }
+        // `mark_closed` comes before the table is cleared on close: a call
+        // inserted after the clear sees the connection closed here.
+        let queued = if self.is_closed() {
+            Err(CallError::Gone)
+        } else {
+            self.queue(req)
+        };
+        if let Err(e) = queued {
+            self.pending.locked().remove(&opaque);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, answer_rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(CallError::Gone),
+            Err(_) => {
+                self.pending.locked().remove(&opaque);
+                Err(CallError::Timeout(
+                    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                ))
+            }
+        }
+    }
+
+    /// Hand a response frame from the peer to the [`ConnInfo::invoke`] call
+    /// that waits for it; false when none does (it timed out, or the peer
+    /// answered something the server never asked).
+    fn complete(&self, resp: RemotingCommand) -> bool {
+        let waiter = self.pending.locked().remove(&resp.opaque);
+        match waiter {
+            Some(tx) => tx.send(resp).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Calls still waiting for the peer's answers ([`ConnInfo::invoke`]).
+    pub fn pending_calls(&self) -> usize {
+        self.pending.locked().len()
     }
 }
 
@@ -563,7 +669,10 @@ impl<H: Handler> Reader<H> {
                 Ok(Some(req)) => {
                     self.frames += 1;
                     if req.is_response() {
-                        tracing::debug!(peer = %self.peer, opaque = req.opaque, "ignoring a response sent to the server");
+                        let opaque = req.opaque;
+                        if !self.conn.complete(req) {
+                            tracing::debug!(peer = %self.peer, opaque, "ignoring a response no call waits for");
+                        }
                         continue;
                     }
                     self.dispatch(req, permit);
@@ -744,6 +853,8 @@ impl<H: Handler> Reader<H> {
             let _ = tokio::time::timeout(lim.drain, requests.acquire_many(all)).await;
         }
         conn.mark_closed();
+        // Calls waiting for this peer's answers end now (CallError::Gone).
+        conn.pending.locked().clear();
         handler.on_close(&conn);
         drop(tx);
         drop(rd);

@@ -44,12 +44,22 @@ pub(crate) fn set_credentials(c: Option<Credentials>) {
 
 /// One request to `addr` on its own connection, closed after the answer;
 /// signed when credentials were given.
-pub(crate) async fn call(addr: &str, mut req: RemotingCommand) -> Res<RemotingCommand> {
+pub(crate) async fn call(addr: &str, req: RemotingCommand) -> Res<RemotingCommand> {
+    call_within(addr, req, TIMEOUT).await
+}
+
+/// [`call`] waiting up to `timeout` for the answer (requests the broker
+/// relays to a client wait for the client, up to 10 s there).
+pub(crate) async fn call_within(
+    addr: &str,
+    mut req: RemotingCommand,
+    timeout: std::time::Duration,
+) -> Res<RemotingCommand> {
     if let Some(c) = CREDENTIALS.get().and_then(Option::as_ref) {
         c.sign(&mut req);
     }
     let c = RemotingClient::with_tls(addr, TLS.get().cloned().flatten());
-    let r = c.invoke(req, TIMEOUT).await.map_err(|e| e.to_string());
+    let r = c.invoke(req, timeout).await.map_err(|e| e.to_string());
     c.close().await;
     r
 }

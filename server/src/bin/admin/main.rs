@@ -24,6 +24,7 @@
 
 mod acl;
 mod brokers;
+mod call_client;
 mod client;
 mod messages;
 mod namesrv_ops;
@@ -125,6 +126,8 @@ enum Cmd {
         key: String,
     },
     /// One message by its msgId (offset msgId; with -t also a unique key).
+    /// With -g and -d, the message is sent to that consumer to consume at
+    /// once (CONSUME_MESSAGE_DIRECTLY) and its result printed.
     #[command(name = "queryMsgById")]
     QueryMsgById {
         /// Message id.
@@ -133,7 +136,21 @@ enum Cmd {
         /// Topic, to look a unique key (client msgId) up.
         #[arg(short = 't', long = "topic")]
         topic: Option<String>,
+        /// Consumer group (with -d: consume the message directly).
+        #[arg(short = 'g', long = "consumerGroup", requires = "client_id")]
+        group: Option<String>,
+        /// Client id of a consumer of the group (with -g).
+        #[arg(short = 'd', long = "clientId", requires = "group")]
+        client_id: Option<String>,
     },
+    /// Each client's running info: properties, subscriptions, offsets,
+    /// RT and TPS (GET_CONSUMER_RUNNING_INFO, mqadmin's layout).
+    #[command(name = "consumerStatus")]
+    ConsumerStatus(call_client::ConsumerStatus),
+    /// Each client's offsets as the client holds them
+    /// (INVOKE_BROKER_TO_GET_CONSUMER_STATUS).
+    #[command(name = "getConsumerStatus")]
+    GetConsumerStatus(call_client::GetConsumerStatus),
     /// Delete expired commitlog files now.
     #[command(name = "deleteExpiredCommitLog")]
     DeleteExpiredCommitLog(Target),
@@ -251,7 +268,18 @@ impl Admin {
             Cmd::StatsAll(a) => self.stats_all(a).await,
             Cmd::BrokerConsumeStats(a) => self.broker_consume_stats(a).await,
             Cmd::QueryMsgByKey { topic, key } => self.query_msg_by_key(topic, key).await,
-            Cmd::QueryMsgById { msg_id, topic } => self.query_msg_by_id(msg_id, topic).await,
+            Cmd::QueryMsgById {
+                msg_id,
+                topic,
+                group: Some(group),
+                client_id: Some(client_id),
+            } => {
+                self.consume_message_directly(&msg_id, topic.as_deref(), &group, &client_id)
+                    .await
+            }
+            Cmd::QueryMsgById { msg_id, topic, .. } => self.query_msg_by_id(msg_id, topic).await,
+            Cmd::ConsumerStatus(a) => self.consumer_status(a).await,
+            Cmd::GetConsumerStatus(a) => self.get_consumer_status(a).await,
             Cmd::DeleteExpiredCommitLog(t) => self.delete_expired_commit_log(t).await,
             Cmd::GetBrokerConfig(t) => self.get_broker_config(t).await,
             Cmd::HaStatus(t) => self.ha_status(t).await,

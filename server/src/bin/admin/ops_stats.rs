@@ -254,7 +254,7 @@ impl Admin {
     }
 
     /// Master addresses of every registered broker.
-    async fn masters(&self) -> Res<Vec<String>> {
+    pub(crate) async fn masters(&self) -> Res<Vec<String>> {
         Ok(self
             .brokers()
             .await?
