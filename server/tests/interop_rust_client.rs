@@ -128,3 +128,85 @@ fn rocketmq_client_rust_sends_push_consumes_and_lite_pulls() {
         );
     }
 }
+
+/// The requests the broker relays to a consumer, answered by
+/// rocketmq-client-rust 1.0's own client processor (it answers all three):
+/// `ferromq-admin consumerStatus` (GET_CONSUMER_RUNNING_INFO 307),
+/// `getConsumerStatus` (223, which sends GET_CONSUMER_STATUS_FROM_CLIENT 221)
+/// and `queryMsgById -g -d` (CONSUME_MESSAGE_DIRECTLY 309), while the
+/// driver's push consumer stays up (`FERROMQ_RUST_CLIENT_HOLD_SECS`).
+#[test]
+fn rocketmq_client_rust_answers_the_requests_the_broker_relays() {
+    const GROUP: &str = "rs_interop_push";
+    const N: usize = 20;
+    let bin = match rust_client_bin() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("SKIPPED interop_rust_client relayed requests: {why}");
+            return;
+        }
+    };
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let (_broker, broker_port) =
+        start_broker(&dir, &broker_props(&dir.join("store"), ""), Some(ns_port));
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args([format!("127.0.0.1:{ns_port}"), TOPIC.into(), N.to_string()])
+        .env("HOME", &home)
+        .env("FERROMQ_RUST_CLIENT_HOLD_SECS", "120");
+    let mut client = spawn_to("rust-client", cmd, std::process::Stdio::inherit(), "warn");
+    client.wait_line("HOLDING", CLIENT_TIMEOUT);
+
+    let conn = Client::connect(broker_port).invoke(
+        ferromq_server::remoting::RemotingCommand::request(request::GET_CONSUMER_CONNECTION_LIST)
+            .with_ext("consumerGroup", GROUP),
+    );
+    assert_eq!(conn.code, response::SUCCESS, "{:?}", conn.remark);
+    let conn: serde_json::Value = serde_json::from_slice(&conn.body).unwrap();
+    let id = conn["connectionSet"][0]["clientId"]
+        .as_str()
+        .expect("a client id")
+        .to_string();
+
+    let all = admin_ok(ns_port, &["consumerStatus", "-g", GROUP]);
+    eprintln!("consumerStatus:\n{all}");
+    assert!(all.contains(&format!("001  {id}")), "{all}");
+    assert!(all.contains(" ok"), "{all}");
+    let one = admin_ok(ns_port, &["consumerStatus", "-g", GROUP, "-i", &id]);
+    eprintln!("consumerStatus -i:\n{one}");
+    assert!(one.contains(&format!("Topic: {TOPIC}")), "{one}");
+    // Its offsets: one row per queue of the topic, summing to N.
+    let offsets: i64 = one
+        .lines()
+        .skip_while(|l| !l.starts_with("#Consumer Offset#"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.starts_with(TOPIC))
+        .map(|l| l.split_whitespace().nth(3).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(offsets, N as i64, "{one}");
+
+    let status = admin_ok(ns_port, &["getConsumerStatus", "-g", GROUP, "-t", TOPIC]);
+    eprintln!("getConsumerStatus:\n{status}");
+    let rows: Vec<&str> = status.lines().filter(|l| l.starts_with(&id)).collect();
+    assert_eq!(rows.len(), 4, "{status}");
+
+    let q = Client::connect(broker_port).invoke(
+        ferromq_server::remoting::RemotingCommand::request(request::QUERY_MESSAGE)
+            .with_ext("topic", TOPIC)
+            .with_ext("key", "rs-key-0")
+            .with_ext("maxNum", 1)
+            .with_ext("beginTimestamp", 0)
+            .with_ext("endTimestamp", i64::MAX),
+    );
+    assert_eq!(q.code, response::SUCCESS, "{:?}", q.remark);
+    let msg_id = records(&q.body)[0].msg_id();
+    let direct = admin_ok(
+        ns_port,
+        &["queryMsgById", "-i", &msg_id, "-g", GROUP, "-d", &id],
+    );
+    eprintln!("queryMsgById -g -d:\n{direct}");
+    assert!(direct.contains("consumeResult=CR_SUCCESS"), "{direct}");
+}

@@ -345,13 +345,20 @@ impl Admin {
             ));
         }
         let v = client_json(&r.body, "consume message directly result")?;
+        // rocketmq-client-rust 1.0 writes this body's fields in snake_case
+        // (`consume_result`: its struct lacks serde's camelCase renaming);
+        // Java and C++ clients write camelCase. Either is read.
+        let field = |camel: &str, snake: &str| match &v[camel] {
+            Value::Null => v[snake].clone(),
+            x => x.clone(),
+        };
         println!(
             "ConsumeMessageDirectlyResult [order={}, autoCommit={}, consumeResult={}, remark={}, spentTimeMills={}]",
             v["order"].as_bool().unwrap_or(false),
-            v["autoCommit"].as_bool().unwrap_or(false),
-            text(&v["consumeResult"]),
+            field("autoCommit", "auto_commit").as_bool().unwrap_or(false),
+            text(&field("consumeResult", "consume_result")),
             text(&v["remark"]),
-            num(&v["spentTimeMills"])
+            num(&field("spentTimeMills", "spent_time_mills"))
         );
         Ok(())
     }
