@@ -3,7 +3,7 @@
 //! [`crate::MessageStore::set_live`] checks a change with the loader's rules
 //! ([`crate::StoreConfig::set_key`]) and publishes it here. The service threads
 //! read their settings on each cycle: the commitlog and consume-queue flush
-//! threads from a [`LivePolicy`] (atomics, no lock), the clean thread its
+//! threads from a `LivePolicy` (atomics, no lock), the clean thread its
 //! interval from an atomic and everything else from a copy of the effective
 //! config taken once per pass. The put path reads none of it.
 
@@ -15,7 +15,7 @@ use crate::config::StoreConfig;
 use crate::flush::FlushPolicy;
 use crate::sync::LockExt;
 
-/// A flush schedule ([`FlushPolicy`]) that can change while its thread runs.
+/// A flush schedule (`FlushPolicy`) that can change while its thread runs.
 #[derive(Debug)]
 pub(crate) struct LivePolicy {
     interval_ms: AtomicU64,
