@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{FlushDiskType, StoreConfig};
+use crate::live::LivePolicy;
 use crate::error::{Error, Result};
 use crate::mapped_file_queue::MappedFileQueue;
 /// The services' wake-up signal (moved to [`crate::service`]).
@@ -65,8 +66,9 @@ struct GroupState {
 /// commit (SYNC_FLUSH).
 pub(crate) struct CommitLogFlusher {
     mode: FlushDiskType,
-    /// `flushIntervalCommitLog`, `flushCommitLogLeastPages`, `flushCommitLogThoroughInterval`.
-    policy: FlushPolicy,
+    /// `flushIntervalCommitLog`, `flushCommitLogLeastPages`,
+    /// `flushCommitLogThoroughInterval`: read on every cycle, changed live.
+    policy: LivePolicy,
     timed: bool,
     fence: Arc<Fence>,
     durable: AtomicU64,
@@ -86,7 +88,7 @@ impl CommitLogFlusher {
     pub fn new(cfg: &StoreConfig, fence: Arc<Fence>, durable: u64) -> Self {
         CommitLogFlusher {
             mode: cfg.flush_disk_type,
-            policy: FlushPolicy::commit_log(cfg),
+            policy: LivePolicy::new(FlushPolicy::commit_log(cfg)),
             timed: cfg.flush_commit_log_timed,
             fence,
             durable: AtomicU64::new(durable),
@@ -131,6 +133,21 @@ impl CommitLogFlusher {
                 self.fence.trip(format!("commitlog flush failed: {e}"));
                 Err(e)
             }
+        }
+    }
+
+    /// Change the async flush schedule (a live `flushIntervalCommitLog`,
+    /// `flushCommitLogLeastPages` or `flushCommitLogThoroughInterval`) and wake
+    /// the flush thread, so that it flushes by the new rule now and then sleeps
+    /// the new interval (not the rest of an old, longer one).
+    pub fn set_policy(&self, p: FlushPolicy) {
+        self.policy.set(p);
+        if self.mode == FlushDiskType::AsyncFlush {
+            // Under the state lock: the timed loop cannot miss the notify
+            // between reading the policy and starting to wait.
+            let _st = self.state.locked();
+            self.request_cv.notify_all();
+            self.waker.wake();
         }
     }
 
@@ -232,17 +249,20 @@ impl CommitLogFlusher {
     }
 
     fn run_async(&self, queue: &MappedFileQueue) {
-        let mut pages = self.policy.least_pages_rule();
+        let mut pages = self.policy.get().least_pages_rule();
         while !self.stopped() {
             if self.timed {
                 let st = self.state.locked();
                 if st.stop {
                     break;
                 }
-                let _ = self.request_cv.wait_timeout(st, self.policy.interval);
+                // Read under the lock `set_policy` notifies under.
+                let interval = self.policy.interval();
+                let _ = self.request_cv.wait_timeout(st, interval);
             } else {
-                self.waker.wait(self.policy.interval);
+                self.waker.wait(self.policy.interval());
             }
+            pages.follow(&self.policy.get());
             if self.flush(queue, pages.now()).is_err() {
                 self.notify_done();
                 return;
@@ -283,7 +303,7 @@ impl CommitLogFlusher {
 /// everything (RocketMQ's `flushCommitLogLeastPages` /
 /// `flushCommitLogThoroughInterval`, and the same pair for commits and
 /// consume queues).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FlushPolicy {
     pub interval: Duration,
     pub least_pages: u32,
@@ -349,6 +369,13 @@ pub(crate) struct LeastPages {
 }
 
 impl LeastPages {
+    /// Take `policy`'s page count and thorough interval (changed live); the
+    /// thorough clock keeps running.
+    pub fn follow(&mut self, policy: &FlushPolicy) {
+        self.least_pages = policy.least_pages;
+        self.thorough_interval = policy.thorough_interval;
+    }
+
     /// The dirty pages this pass needs before it syncs: `least_pages`, or 0
     /// (everything) when the thorough interval has passed since the last
     /// thorough pass (which this one then is).
@@ -386,12 +413,18 @@ impl StoreInner {
     /// Flush the consume queues, the index and the checkpoint every
     /// `flushIntervalConsumeQueue` ms (see [`FlushPolicy::consume_queue`]);
     /// once more when shutdown wakes it.
+    ///
+    /// The schedule is read on every cycle: a live change that shortens the
+    /// interval ends the current wait at once.
     pub(crate) fn run_cq_flush(&self) {
-        let mut pages = self.cq_flush.least_pages_rule();
+        let mut pages = self.cq_flush.get().least_pages_rule();
         let stopping = || self.stopping.load(Ordering::Acquire);
         while !stopping() {
-            let deadline = Instant::now() + self.cq_flush.interval;
-            self.cq_flush_waker.sleep_until(deadline, stopping);
+            let interval = self.cq_flush.interval();
+            let deadline = Instant::now() + interval;
+            self.cq_flush_waker
+                .sleep_until(deadline, || stopping() || self.cq_flush.interval() < interval);
+            pages.follow(&self.cq_flush.get());
             if let Err(e) = self.flush_consume_queues(pages.now()) {
                 // Retried at the next interval; no fence (see `cq_flush_failed`).
                 self.note_cq_flush_failed(&e);

@@ -88,6 +88,7 @@ internal_modules!(
     flush,
     fs,
     index,
+    live,
     mapped_file,
     mapped_file_queue,
     pool,

@@ -235,10 +235,11 @@ struct Hanging {
 }
 
 impl StoreInner {
+    /// The clean thread: a pass every `cleanResourceInterval` ms (read on
+    /// every cycle; a live change that shortens it wakes the thread).
     pub(crate) fn run_clean(&self) {
-        let interval = Duration::from_millis(self.cfg.clean_resource_interval_ms.max(1));
         while !self.stopping.load(Ordering::Acquire) {
-            self.clean.waker.wait(interval);
+            self.clean.waker.wait(self.live.clean_interval());
             if self.stopping.load(Ordering::Acquire) {
                 break;
             }
@@ -249,13 +250,15 @@ impl StoreInner {
     /// One clean pass: decide the triggers from the hour, the disk usage and
     /// a manual request (updating the disk-full flag), delete expired
     /// commitlog files and then the consume-queue and index files below the
-    /// new commitlog start, and retry the deletions that hang.
+    /// new commitlog start, and retry the deletions that hang. The retention
+    /// settings are the effective ones (live changes included), read once per
+    /// pass.
     pub(crate) fn clean_pass(&self) -> CleanPassReport {
         // One pass at a time (the clean thread's and a manual one): a pass
         // that returns has finished what it started, manifest included.
         let _one = self.clean.pass_lock.locked();
         let started = Instant::now();
-        let cfg = &self.cfg;
+        let cfg = &self.live.config();
         let now = self.env.clock.now_ms();
         let hours = cfg.delete_when_hours().unwrap_or_default();
         let ratio = match self.env.disk.used_ratio(&cfg.commit_log_dir()) {
@@ -295,13 +298,13 @@ impl StoreInner {
             ..Default::default()
         };
         if triggers.time_up || triggers.space_full || triggers.manual {
-            self.delete_commit_log_files(now, triggers, &mut rep);
+            self.delete_commit_log_files(cfg, now, triggers, &mut rep);
             let owed = self.clean.cq_expiry_owed.swap(false, Ordering::AcqRel);
             if rep.commit_log_files_deleted > 0 || owed {
                 self.delete_files_below_log_start(now, &mut rep);
             }
         }
-        self.redelete_hanged(now, &mut rep);
+        self.redelete_hanged(cfg, now, &mut rep);
         rep.commit_log_min_offset = self.commitlog.min_offset();
         rep.millis = started.elapsed().as_millis() as u64;
         *self.clean.last.locked() = Some(rep.clone());
@@ -315,11 +318,11 @@ impl StoreInner {
     /// that a reader holds waits in the hanging list.
     fn delete_commit_log_files(
         &self,
+        cfg: &crate::StoreConfig,
         now: i64,
         triggers: CleanTriggers,
         rep: &mut CleanPassReport,
     ) {
-        let cfg = &self.cfg;
         let file_size = cfg.mapped_file_size_commit_log;
         let reserved_ms = cfg.file_reserved_time_hours.saturating_mul(3_600_000) as i64;
         // Never bytes that are not yet durable or not yet in the consume queues.
@@ -426,8 +429,7 @@ impl StoreInner {
     /// release forcibly the deleted files a reader has held for longer than
     /// `destroyMapedFileIntervalForcibly` ms. Files nobody holds any more are
     /// let go on every pass (their mapping goes with the last `Arc`).
-    fn redelete_hanged(&self, now: i64, rep: &mut CleanPassReport) {
-        let cfg = &self.cfg;
+    fn redelete_hanged(&self, cfg: &crate::StoreConfig, now: i64, rep: &mut CleanPassReport) {
         let forcibly_ms =
             i64::try_from(cfg.destroy_maped_file_interval_forcibly_ms).unwrap_or(i64::MAX);
         let redelete_ms = i64::try_from(cfg.redelete_hanged_file_interval_ms).unwrap_or(i64::MAX);

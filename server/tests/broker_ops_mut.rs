@@ -631,7 +631,7 @@ fn update_broker_config_applies_live_keys_persists_them_and_refuses_the_rest() {
             "storePathRootDir=/tmp/elsewhere\n",
             "cannot be changed while the broker runs",
         ),
-        ("flushIntervalCommitLog=100\n", "store setting"),
+        ("mapedFileSizeCommitLog=4096\n", "store setting"),
         (
             "listenPort=1234\n",
             "cannot be changed while the broker runs",

@@ -248,3 +248,25 @@ pub(crate) const UNSUPPORTED_FEATURES: &[(&str, &str, &str)] = &[
         "ferromq does not implement multi-dispatch",
     ),
 ];
+
+/// Store keys a running store changes live ([`crate::MessageStore::set_live`]):
+/// the commitlog and consume-queue flush schedules and the retention settings
+/// the clean service reads on each pass. Every other store key (paths, file
+/// sizes, the flush mode, the role, ports, pools) is fixed while the store runs.
+pub const LIVE_KEYS: &[&str] = &[
+    "flushIntervalCommitLog",
+    "flushCommitLogLeastPages",
+    "flushCommitLogThoroughInterval",
+    "flushIntervalConsumeQueue",
+    "flushConsumeQueueLeastPages",
+    "flushConsumeQueueThoroughInterval",
+    "fileReservedTime",
+    "deleteWhen",
+    "diskMaxUsedSpaceRatio",
+    "cleanFileForciblyEnable",
+    "cleanResourceInterval",
+    "deleteCommitLogFilesInterval",
+    "deleteFileBatchMax",
+    "destroyMapedFileIntervalForcibly",
+    "redeleteHangedFileInterval",
+];

@@ -262,6 +262,31 @@ impl StoreConfig {
         Ok(())
     }
 
+    /// Sets the field of `key` from `value` with the rules a properties file is
+    /// loaded by (the same parsing, bounds and clamping), then
+    /// [validates](Self::validate) the whole config. `value` is trimmed as a
+    /// file's value is. On error `self` is unchanged.
+    ///
+    /// Returns the warnings, as loading would (a clamped
+    /// `diskMaxUsedSpaceRatio`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the key, the value and what was expected, when the
+    /// key is not a store key, or the value does not parse or is out of range.
+    pub fn set_key(&mut self, key: &str, value: &str) -> Result<Vec<ConfigWarning>> {
+        let value = super::properties::trim_blank(value);
+        let field = field_for(key).ok_or_else(|| {
+            Error::config(key, value, "a store key (StoreConfig::keys lists them)")
+        })?;
+        let mut next = self.clone();
+        let mut warnings = Vec::new();
+        field.apply(&mut next, key, value, None, &mut warnings)?;
+        next.validate()?;
+        *self = next;
+        Ok(warnings)
+    }
+
     /// The hours of `deleteWhen`, sorted and de-duplicated (`"04;16"` gives `[4, 16]`).
     ///
     /// # Errors

@@ -33,7 +33,7 @@ mod properties;
 #[cfg(test)]
 mod tests;
 
-pub use keys::{BROKER_KEYS, LEGACY_KEYS};
+pub use keys::{BROKER_KEYS, LEGACY_KEYS, LIVE_KEYS};
 pub use load::{default_store_root, is_known_key};
 pub use properties::Properties;
 

@@ -7,6 +7,38 @@ use super::load::load;
 use super::*;
 use crate::Error;
 
+#[test]
+fn set_key_reads_a_value_as_a_file_does_and_changes_nothing_on_error() {
+    let mut c = StoreConfig::new("/tmp/x");
+    assert!(c.set_key("fileReservedTime", " 48 ").unwrap().is_empty());
+    assert_eq!(c.file_reserved_time_hours, 48);
+    c.set_key("deleteWhen", "04;16").unwrap();
+    assert_eq!(c.delete_when_hours().unwrap(), vec![4, 16]);
+    let w = c.set_key("diskMaxUsedSpaceRatio", "5").unwrap();
+    assert_eq!(
+        (w[0].kind, c.disk_max_used_space_ratio),
+        (WarningKind::Clamped, 10)
+    );
+    let before = c.clone();
+    for (k, v) in [
+        ("deleteWhen", "24"),
+        ("diskMaxUsedSpaceRatio", "abc"),
+        ("flushIntervalCommitLog", "0"),
+        ("noSuchKey", "1"),
+    ] {
+        let e = c.set_key(k, v).unwrap_err();
+        assert!(
+            matches!(e, Error::Config { ref key, .. } if key == k),
+            "{e}"
+        );
+    }
+    assert_eq!(c, before);
+    // Every live key is a store key.
+    for k in LIVE_KEYS {
+        assert!(StoreConfig::keys().any(|s| s == *k), "{k}");
+    }
+}
+
 fn load_str(text: &str) -> crate::Result<(StoreConfig, Vec<ConfigWarning>)> {
     load(
         &Properties::parse(text),

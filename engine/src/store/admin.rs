@@ -277,7 +277,8 @@ impl MessageStore {
                 .disk
                 .used_ratio(&s.cfg.commit_log_dir())
                 .unwrap_or(-1.0),
-            disk_max_used_space_ratio: s.cfg.disk_max_used_space_ratio.clamp(10, 95) as f64 / 100.0,
+            disk_max_used_space_ratio: s.live.lock().disk_max_used_space_ratio.clamp(10, 95) as f64
+                / 100.0,
             clean_forcibly_ratio: s.cfg.disk_space_clean_forcibly_ratio as f64 / 100.0,
             warning_ratio: s.cfg.disk_space_warning_level_ratio as f64 / 100.0,
             disk_full: s.clean.disk_full.load(Ordering::Acquire),
@@ -287,4 +288,105 @@ impl MessageStore {
             last_pass: s.clean.last.locked().clone(),
         }
     }
+}
+
+/// Live settings ([`crate::config::LIVE_KEYS`]).
+impl MessageStore {
+    /// Change one store setting while the store runs; see
+    /// [`MessageStore::set_live_all`].
+    ///
+    /// # Errors
+    /// As [`MessageStore::set_live_all`].
+    pub fn set_live(&self, key: &str, value: &str) -> Result<Vec<crate::config::ConfigWarning>> {
+        self.set_live_all(&[(key, value)])
+    }
+
+    /// Change store settings while the store runs: all of `changes` or none.
+    ///
+    /// Each key must be one of [`crate::config::LIVE_KEYS`]; each value is
+    /// read with the rules a properties file is loaded by
+    /// ([`crate::StoreConfig::set_key`]: the same bounds, `deleteWhen` as
+    /// `;`-separated hours, `diskMaxUsedSpaceRatio` clamped into 10..=95 with a
+    /// warning). The flush threads take a new schedule at once (they are
+    /// woken, so a shorter interval does not wait out the old one); the clean
+    /// service reads the retention settings at its next pass (a shorter
+    /// `cleanResourceInterval` wakes it). Puts are not affected.
+    ///
+    /// [`MessageStore::config`] keeps the values the store opened with;
+    /// [`MessageStore::current_config`] shows the changes.
+    ///
+    /// Returns the warnings of the values accepted (a clamped ratio).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first key refused, its value and what was
+    /// expected (a key fixed while the store runs, a value that does not
+    /// parse or is out of range); then nothing changed.
+    pub fn set_live_all(
+        &self,
+        changes: &[(&str, &str)],
+    ) -> Result<Vec<crate::config::ConfigWarning>> {
+        use crate::flush::FlushPolicy;
+        let s = &self.inner;
+        let mut cfg = s.live.lock();
+        let (next, warnings) = checked_live(&cfg, changes)?;
+        if FlushPolicy::commit_log(&next) != FlushPolicy::commit_log(&cfg) {
+            s.flusher.set_policy(FlushPolicy::commit_log(&next));
+        }
+        let cq_before = s.cq_flush.interval();
+        s.cq_flush.set(FlushPolicy::consume_queue(&next));
+        if s.cq_flush.interval() < cq_before {
+            s.cq_flush_waker.wake();
+        }
+        if s.live
+            .set_clean_interval_ms(next.clean_resource_interval_ms)
+        {
+            s.clean.waker.wake();
+        }
+        for (k, v) in changes {
+            tracing::info!(key = %k, value = %v, "store setting changed live");
+        }
+        *cfg = next;
+        Ok(warnings)
+    }
+
+    /// Check `changes` as [`MessageStore::set_live_all`] would, changing nothing.
+    ///
+    /// # Errors
+    /// As [`MessageStore::set_live_all`].
+    pub fn check_live(
+        &self,
+        changes: &[(&str, &str)],
+    ) -> Result<Vec<crate::config::ConfigWarning>> {
+        checked_live(&self.inner.live.lock(), changes).map(|(_, w)| w)
+    }
+
+    /// The configuration in effect now: the one the store opened with
+    /// ([`MessageStore::config`]) with the live changes applied.
+    pub fn current_config(&self) -> crate::StoreConfig {
+        self.inner.live.config()
+    }
+}
+
+/// `cfg` with `changes` applied by the loader's rules, or the first refusal.
+fn checked_live(
+    cfg: &crate::StoreConfig,
+    changes: &[(&str, &str)],
+) -> Result<(crate::StoreConfig, Vec<crate::config::ConfigWarning>)> {
+    let mut next = cfg.clone();
+    let mut warnings = Vec::new();
+    for (key, value) in changes {
+        if !crate::config::LIVE_KEYS.contains(key) {
+            return Err(Error::config(
+                *key,
+                *value,
+                format!(
+                    "a store key that changes while the store runs ({}); {key} is fixed \
+                     until the store is opened again",
+                    crate::config::LIVE_KEYS.join(", ")
+                ),
+            ));
+        }
+        warnings.extend(next.set_key(key, value)?);
+    }
+    Ok((next, warnings))
 }

@@ -76,7 +76,10 @@ pub(crate) struct StoreInner {
     pub(crate) schedule: crate::schedule::ScheduleState,
     pub(crate) dispatcher: Dispatcher,
     arrivals: Arrivals,
-    pub(crate) cq_flush: FlushPolicy,
+    /// The consume-queue flush schedule (changed live).
+    pub(crate) cq_flush: crate::live::LivePolicy,
+    /// The effective config and the settings changed live (see [`crate::live`]).
+    pub(crate) live: crate::live::LiveSettings,
     pub(crate) stopping: AtomicBool,
     shut_down: AtomicBool,
     lock_file: File,
@@ -136,7 +139,8 @@ impl std::fmt::Debug for MessageStore {
 }
 
 impl MessageStore {
-    /// The configuration the store runs with.
+    /// The configuration the store was opened with. Settings changed live
+    /// ([`MessageStore::set_live`]) show in [`MessageStore::current_config`].
     pub fn config(&self) -> &StoreConfig {
         &self.inner.cfg
     }
@@ -226,7 +230,8 @@ impl StoreInner {
         let fence = Arc::new(Fence::default());
         let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), log.commitlog.max_offset());
         StoreInner {
-            cq_flush: FlushPolicy::consume_queue(&cfg),
+            cq_flush: crate::live::LivePolicy::new(FlushPolicy::consume_queue(&cfg)),
+            live: crate::live::LiveSettings::new(&cfg),
             cfg,
             store_host,
             commitlog: log.commitlog,

@@ -331,7 +331,8 @@ impl Broker {
     /// GET_BROKER_CONFIG: the effective configuration as `key=value` lines
     /// (store keys, then broker keys), with a data version header.
     pub(super) async fn broker_config(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
-        // The live settings (UPDATE_BROKER_CONFIG) replace their start values.
+        // The live settings (UPDATE_BROKER_CONFIG) replace their start values;
+        // the store's are in its current config.
         let start: String = self
             .cfg
             .to_properties(false)
@@ -344,7 +345,7 @@ impl Broker {
             .collect();
         let text = format!(
             "{}{start}{}",
-            self.store.config().to_properties(),
+            self.store.current_config().to_properties(),
             self.live.to_properties()
         );
         let version = serde_json::json!({"counter": 0, "timestamp": self.stats.boot_ms});

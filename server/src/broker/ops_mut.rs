@@ -4,7 +4,9 @@
 //! (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP 200, DELETE_SUBSCRIPTIONGROUP 207),
 //! as RocketMQ 4.9's `AdminBrokerProcessor` and `Broker2Client` answer them;
 //! topic deletion (DELETE_TOPIC_IN_BROKER 215) and live broker settings
-//! (UPDATE_BROKER_CONFIG 25, [`LiveConfig`]).
+//! (UPDATE_BROKER_CONFIG 25: [`LiveConfig`] for the broker's keys, the
+//! store's [`ferromq_engine::config::LIVE_KEYS`] through
+//! [`ferromq_engine::MessageStore::set_live_all`]).
 //!
 //! Where ferromq differs from RocketMQ 4.9, on purpose:
 //! - An offset reset changes the stored offsets too and answers SUCCESS when
@@ -291,12 +293,16 @@ impl Broker {
     }
 
     /// UPDATE_BROKER_CONFIG: a properties body. Every key must be one ferromq
-    /// applies live ([`LIVE_KEYS`]) with a valid value, else nothing changes
-    /// and the answer is SYSTEM_ERROR naming the first key refused and why
-    /// (a store key, a key read once at start, an unknown key). Accepted
+    /// applies live with a valid value: a broker key of [`LIVE_KEYS`], or a
+    /// store key of [`ferromq_engine::config::LIVE_KEYS`] (flush schedules,
+    /// retention; checked with the store's own loading rules). Else nothing
+    /// changes, the file included, and the answer is SYSTEM_ERROR naming the
+    /// first key refused and why (a bad value, a store key fixed while the
+    /// store runs, a key read once at start, an unknown key). Accepted
     /// changes are written to the properties file (atomically, the file's
     /// other lines kept) and then applied; a brokerPermission change
-    /// re-registers the broker at once, so routes follow.
+    /// re-registers the broker at once, so routes follow. A slave takes the
+    /// store keys too: they are its own store's settings.
     pub(super) async fn update_broker_config(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
         let text = String::from_utf8_lossy(&req.cmd.body).into_owned();
         let changes = match parse_properties(&text) {
@@ -310,7 +316,12 @@ impl Broker {
             Err(e) => return Ok(RemotingCommand::error(response::SYSTEM_ERROR, e)),
         };
         let mut checked = Vec::new();
+        let mut store_changes = Vec::new();
         for (k, v) in &changes {
+            if ferromq_engine::config::LIVE_KEYS.contains(&k.as_str()) {
+                store_changes.push((k.clone(), v.clone()));
+                continue;
+            }
             match LiveConfig::check(k, v) {
                 Ok(val) => checked.push((k.clone(), val)),
                 Err(why) => {
@@ -319,10 +330,15 @@ impl Broker {
                 }
             }
         }
+        if let Err(e) = self.store.check_live(&as_strs(&store_changes)) {
+            let why = store_refusal(e);
+            tracing::warn!("UPDATE_BROKER_CONFIG refused: {why}");
+            return Ok(RemotingCommand::error(response::SYSTEM_ERROR, why));
+        }
         let res = self
             .run_on(req.on, "update broker config", move |b| {
                 let _one = b.live.update.locked();
-                let mut persisted = false;
+                let mut persisted = None;
                 if let Some(path) = b.live.config_file.get() {
                     let old = std::fs::read_to_string(path).map_err(|e| {
                         format!("cannot read {}: {e}; nothing changed", path.display())
@@ -331,29 +347,53 @@ impl Broker {
                         .map_err(|e| {
                             format!("cannot write {}: {e}; nothing changed", path.display())
                         })?;
-                    persisted = true;
+                    persisted = Some((path, old));
                 }
+                // Checked above; under the update lock nothing else changes
+                // the store's settings, so this refuses only if the store's
+                // rules changed in between. Then the file goes back.
+                let warnings = if store_changes.is_empty() {
+                    Vec::new()
+                } else {
+                    match b.store.set_live_all(&as_strs(&store_changes)) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            if let Some((path, old)) = &persisted {
+                                if let Err(we) = crate::util::atomic_write(path, old.as_bytes()) {
+                                    tracing::error!(error = %we, file = %path.display(),
+                                        "cannot restore the properties file after a refused store setting");
+                                }
+                            }
+                            return Err(store_refusal(e));
+                        }
+                    }
+                };
                 for (k, v) in &checked {
                     b.live.apply(k, *v);
                 }
-                Ok::<_, String>((persisted, changes))
+                let warnings: Vec<String> = warnings.into_iter().map(|w| w.message).collect();
+                Ok::<_, String>((persisted.is_some(), changes, warnings))
             })
             .await?;
         Ok(match res {
-            Ok((persisted, changes)) => {
+            Ok((persisted, changes, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!("UPDATE_BROKER_CONFIG: {w}");
+                }
                 for (k, v) in &changes {
                     tracing::info!(key = %k, value = %v, persisted, "broker config changed live");
                 }
                 if changes.iter().any(|(k, _)| k == "brokerPermission") {
                     self.register_now.notify_one();
                 }
-                if persisted {
+                let mut remarks = warnings;
+                if !persisted {
+                    remarks.push("applied live; not persisted: the broker was started without a properties file (-c)".into());
+                }
+                if remarks.is_empty() {
                     RemotingCommand::success()
                 } else {
-                    RemotingCommand::response(
-                        response::SUCCESS,
-                        Some("applied live; not persisted: the broker was started without a properties file (-c)".into()),
-                    )
+                    RemotingCommand::response(response::SUCCESS, Some(remarks.join("; ")))
                 }
             }
             Err(e) => RemotingCommand::error(response::SYSTEM_ERROR, e),
@@ -582,6 +622,26 @@ impl LiveConfig {
     }
 }
 
+/// `(key, value)` pairs borrowed, as the store's live-settings calls take them.
+fn as_strs(changes: &[(String, String)]) -> Vec<(&str, &str)> {
+    changes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// The remark of a store setting the store refused.
+fn store_refusal(e: ferromq_engine::Error) -> String {
+    match e {
+        ferromq_engine::Error::Config {
+            key,
+            value,
+            expected,
+        } => format!("{key}={value}: give {expected}; nothing changed"),
+        e => format!("{e}; nothing changed"),
+    }
+}
+
 /// Why `key` cannot be changed live.
 fn refusal(key: &str) -> String {
     const START_ONLY: &[&str] = &[
@@ -612,8 +672,9 @@ fn refusal(key: &str) -> String {
         )
     } else if ferromq_engine::StoreConfig::keys().any(|k| k == key) {
         format!(
-            "{key} is a store setting: ferromq's store holds its settings fixed while it runs, \
-             so it is not changed live; set it in the properties file and restart the broker"
+            "{key} is a store setting fixed while the store runs (the store settings changed \
+             live are {}); set it in the properties file and restart the broker",
+            ferromq_engine::config::LIVE_KEYS.join(", ")
         )
     } else if ferromq_engine::config::is_known_key(key) {
         format!(
@@ -719,7 +780,7 @@ mod tests {
             vec![("a".into(), "1".into()), ("b".into(), "2".into())]
         );
         assert!(LiveConfig::check("brokerPermission", "9").is_err());
-        assert!(LiveConfig::check("flushIntervalCommitLog", "100")
+        assert!(LiveConfig::check("mapedFileSizeCommitLog", "4096")
             .unwrap_err()
             .contains("store setting"));
         assert!(LiveConfig::check("listenPort", "1")

@@ -172,7 +172,7 @@ impl Broker {
         let check_max = self.cfg.transaction_check_max;
         let reserved_ms = self
             .store
-            .config()
+            .current_config()
             .file_reserved_time_hours
             .saturating_mul(3_600_000);
         let from = self.half_progress();
