@@ -305,11 +305,15 @@ impl Admin {
         for addr in self.targets(&u.target).await? {
             let req = RemotingCommand::request(request::UPDATE_BROKER_CONFIG)
                 .with_body(body.clone().into_bytes());
-            ok(
+            let r = ok(
                 call(&addr, req).await?,
                 &format!("update broker config at {addr}"),
             )?;
             println!("update broker config success, {addr}");
+            // e.g. a clamped value, or "applied live; not persisted".
+            if let Some(remark) = r.remark.as_deref().filter(|s| !s.is_empty()) {
+                println!("  {remark}");
+            }
         }
         Ok(())
     }
