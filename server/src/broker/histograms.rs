@@ -12,7 +12,7 @@
 //! * `rocketmq_rpc_latency` (`RemotingMetricsManager.rpcLatency`): per
 //!   answered request, the milliseconds from the broker's handler taking it
 //!   to its answer, by `protocol_type` (`remoting`), `request_code` and
-//!   `response_code` (RocketMQ's lower-case code names, [`super::code_names`];
+//!   `response_code` (RocketMQ's lower-case code names, `code_names.rs`;
 //!   the number for a code without one) and `is_long_polling` (the pull was
 //!   held). Buckets [`RPC_LATENCY_BUCKETS_MS`]. RocketMQ's `result` label
 //!   (whether the answer was written) is not kept: the handler does not see
