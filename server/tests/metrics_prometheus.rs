@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::scrape::{get, metrics_addr, sample};
 use common::{broker_command, broker_props, spawn_to, temp_dir, wait_for, Client};
 use ferromq_server::remoting::{request, response};
 
@@ -18,33 +19,6 @@ const TOPIC: &str = "MetricsTopic";
 const GROUP: &str = "MetricsGroup";
 const SENT: usize = 7;
 const COMMITTED: i64 = 3;
-
-/// One HTTP/1.0 GET of `path` at `addr`: (status line, body); empty when
-/// nothing listens there (yet).
-fn get(addr: &str, path: &str) -> (String, String) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return (String::new(), String::new());
-    };
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
-
-/// The value of the first sample of `name` whose labels contain every one
-/// of `labels` (`key="value"`) in the exposition `text`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| labels.iter().all(|want| l.contains(want)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
@@ -79,13 +53,7 @@ fn the_broker_exports_message_counts_and_lag_and_prometheus_scrapes_them() {
     cmd.stdin(Stdio::null());
     let mut broker = spawn_to("broker", cmd, Stdio::null(), "warn");
     let port = common::port_of(&broker.wait_line("listening on", Duration::from_secs(30)));
-    let line = broker.wait_line("metrics http://", Duration::from_secs(30));
-    let metrics = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .expect("metrics address")
-        .to_string();
+    let metrics = metrics_addr(&mut broker);
 
     let mut c = Client::connect(port);
     for i in 0..SENT {
@@ -148,7 +116,12 @@ fn the_broker_exports_message_counts_and_lag_and_prometheus_scrapes_them() {
     names.dedup();
     assert!(names.len() >= 10, "{names:?}");
     for n in names {
-        let family = n.strip_suffix("_total").unwrap_or(n);
+        // A counter's samples end in _total, a histogram's in _bucket,
+        // _count and _sum; the TYPE line names the family.
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| n.strip_suffix(suffix))
+            .unwrap_or(n);
         assert!(
             text.contains(&format!("# TYPE {family} ")),
             "{n} not exported: {text}"
@@ -227,13 +200,7 @@ fn the_name_server_exports_its_live_brokers_and_topics() {
         "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort=0\n",
         &dir.join("ns.log"),
     );
-    let line = ns.wait_line("metrics http://", Duration::from_secs(30));
-    let metrics = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .expect("metrics address")
-        .to_string();
+    let metrics = metrics_addr(&mut ns);
     let bdir = dir.join("broker");
     let (_broker, _) =
         common::start_broker(&bdir, &broker_props(&bdir.join("store"), ""), Some(ns_port));

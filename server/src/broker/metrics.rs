@@ -20,9 +20,15 @@
 //! | `ferromq_ha_slave_lag_bytes` | gauge | base, `slave` | bytes a slave is behind |
 //! | `ferromq_ha_slave_lag_ms` | gauge | base, `slave` | age of the oldest bytes a slave lacks |
 //! | `ferromq_store_writable` | gauge | base | 1, or 0 while the store is fenced |
+//! | `rocketmq_message_size` | histogram | base, `topic`, `message_type`, `is_system` | stored bytes per message of each send ([`super::histograms`]) |
+//! | `rocketmq_rpc_latency` | histogram | base, `protocol_type`, `request_code`, `response_code`, `is_long_polling` | ms from a request's handling to its answer ([`super::histograms`]) |
 //!
 //! Base labels: `cluster` (brokerClusterName), `node_type` (`broker`),
 //! `node_id` (`brokerName:brokerId`).
+//!
+//! The two histograms are the only figures recorded as they happen rather
+//! than read at scrape time; [`BrokerCollector::new`] turns their recording
+//! on ([`Broker::enable_histograms`]).
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -31,6 +37,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 
 use super::Broker;
@@ -50,8 +57,10 @@ impl fmt::Debug for BrokerCollector {
 }
 
 impl BrokerCollector {
-    /// The collector of `broker`.
+    /// The collector of `broker`; from now on the broker records its
+    /// histograms ([`Broker::enable_histograms`]).
     pub fn new(broker: &Arc<Broker>) -> Self {
+        broker.enable_histograms();
         BrokerCollector {
             broker: Arc::downgrade(broker),
         }
@@ -263,6 +272,50 @@ impl Collector for BrokerCollector {
             &base,
             i64::from(st.fenced.is_none()),
         )?;
+        if let Some(h) = b.histograms() {
+            // Entries of deleted topics go (the table lists the live ones).
+            let live: std::collections::HashSet<&str> =
+                topics.iter().map(|t| t.topic_name.as_str()).collect();
+            h.retain_topics(|t| live.contains(t));
+            family(
+                e,
+                "rocketmq_message_size",
+                "Stored bytes per message of each send (RocketMQ: incoming messages size).",
+                MetricType::Histogram,
+                h.size_series().into_iter().map(|s| {
+                    let labels = with(
+                        &base,
+                        &[
+                            ("topic", &s.topic),
+                            ("message_type", s.message_type.as_str()),
+                            ("is_system", if s.is_system { "true" } else { "false" }),
+                        ],
+                    );
+                    (labels, s.histogram)
+                }),
+            )?;
+            family::<Histogram>(
+                e,
+                "rocketmq_rpc_latency",
+                "Milliseconds from a request's handling to its answer (RocketMQ: rpc latency).",
+                MetricType::Histogram,
+                h.latency_series().into_iter().map(|s| {
+                    let labels = with(
+                        &base,
+                        &[
+                            ("protocol_type", "remoting"),
+                            ("request_code", &s.request_code),
+                            ("response_code", &s.response_code),
+                            (
+                                "is_long_polling",
+                                if s.long_polling { "true" } else { "false" },
+                            ),
+                        ],
+                    );
+                    (labels, s.histogram)
+                }),
+            )?;
+        }
         if let Some(ha) = b.ha() {
             if ha.slave_status().is_none() {
                 let slaves = ha.slaves();

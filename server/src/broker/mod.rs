@@ -28,10 +28,12 @@ mod admin;
 mod call_client;
 mod client_manage;
 pub mod clients;
+mod code_names;
 pub mod config;
 mod consumer_manage;
 pub(crate) mod dispatch;
 pub mod ha;
+pub mod histograms;
 pub mod hold;
 pub mod lock;
 pub mod metrics;
@@ -119,6 +121,9 @@ pub struct Broker {
     credentials: Option<crate::acl::Credentials>,
     /// The settings UPDATE_BROKER_CONFIG changes live (`ops_mut.rs`).
     live: ops_mut::LiveConfig,
+    /// RocketMQ 5's histograms, once metrics are on
+    /// ([`Broker::enable_histograms`]); unset, nothing is recorded.
+    histograms: std::sync::OnceLock<histograms::BrokerHistograms>,
 }
 
 /// Why a broker could not start.
@@ -212,6 +217,7 @@ impl Broker {
             txn: transaction::TransactionBook::new(),
             acl,
             credentials,
+            histograms: std::sync::OnceLock::new(),
         }))
     }
 
@@ -228,6 +234,20 @@ impl Broker {
     /// `ip:port` advertised to clients.
     pub fn broker_addr(&self) -> &str {
         &self.broker_addr
+    }
+
+    /// Start recording `rocketmq_message_size` and `rocketmq_rpc_latency`
+    /// ([`histograms`]); [`metrics::BrokerCollector::new`] calls it, so a
+    /// broker without metrics records nothing. A second call changes nothing.
+    pub fn enable_histograms(&self) {
+        self.histograms.get_or_init(|| {
+            histograms::BrokerHistograms::new(&self.cfg.broker_cluster_name, &self.cfg.broker_name)
+        });
+    }
+
+    /// The histograms, when recording ([`Broker::enable_histograms`]).
+    pub fn histograms(&self) -> Option<&histograms::BrokerHistograms> {
+        self.histograms.get()
     }
 
     /// Consumer offsets.
@@ -423,7 +443,17 @@ impl Handler for Broker {
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
         // A pull held until its connection closed is answered with nothing.
-        self.dispatch(&conn, req).await
+        let Some(h) = self.histograms.get() else {
+            return self.dispatch(&conn, req).await;
+        };
+        // Metrics on: time it, as RocketMQ's `rocketmq_rpc_latency`.
+        let (code, started) = (req.code, std::time::Instant::now());
+        let (answer, long_polling) =
+            histograms::scope_long_polling(self.dispatch(&conn, req)).await;
+        if let Some(a) = &answer {
+            h.record_rpc(code, a.code, long_polling, started.elapsed());
+        }
+        answer
     }
 
     fn on_close(&self, conn: &ConnInfo) {

@@ -260,6 +260,9 @@ impl Broker {
             .run_on(req.on, "delete topic", move |b| {
                 let existed = b.store.delete_topic(&t2)?;
                 let offsets = b.offsets.remove_topic(&t2);
+                if let Some(h) = b.histograms() {
+                    h.forget_topic(&t2);
+                }
                 if offsets > 0 {
                     if let Err(e) = b.offsets.persist() {
                         tracing::warn!(error = %e, "consumer offsets not written after a topic deletion; retried by the periodic write");

@@ -359,6 +359,8 @@ impl Broker {
         if wait.is_zero() {
             return Ok(first);
         }
+        // Held from here on (parked, or short polling): `is_long_polling`.
+        super::histograms::mark_long_polling();
         let queue_id = h.queue_id as u32;
         let parked = match self.hold.park(&activity, &h.topic, queue_id, read.offset) {
             Ok(p) => p,

@@ -401,6 +401,10 @@ impl Broker {
             let (n, size) = (u64::from(pr.message_count), u64::from(pr.wrote_bytes));
             self.stats
                 .on_put(&self.cfg.broker_cluster_name, &h.topic, n, size);
+            if let Some(hist) = self.histograms.get() {
+                let props = h.properties.as_deref().unwrap_or("");
+                hist.record_send(&h.topic, props, size, n);
+            }
         }
         Ok(match res {
             Ok(put) if wait && !self.store.wait_put_blocks() => {

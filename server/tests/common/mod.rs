@@ -18,6 +18,7 @@ pub mod acl_interop;
 pub mod hostile;
 pub mod limited;
 pub mod longpoll;
+pub mod scrape;
 
 /// A child process killed (SIGKILL) and reaped when dropped.
 pub struct Proc {
