@@ -81,8 +81,9 @@ impl fmt::Display for Perm {
 /// send them), the ACL admin requests 50-54: changing accounts, and reading
 /// them (code 54 answers with every secret key); and, also beyond 4.9, the
 /// requests that destroy data or move consumers: TRIGGER_DELETE_FILES (27),
-/// DELETE_EXPIRED_COMMITLOG (329) and INVOKE_BROKER_TO_RESET_OFFSET (222).
-pub const ADMIN_REQUEST_CODES: [i32; 13] = [
+/// DELETE_EXPIRED_COMMITLOG (329) and INVOKE_BROKER_TO_RESET_OFFSET (222);
+/// and rocketmq-rust's list forms of 215 and 207 (5002, 5003).
+pub const ADMIN_REQUEST_CODES: [i32; 15] = [
     request::UPDATE_AND_CREATE_TOPIC,
     request::UPDATE_BROKER_CONFIG,
     215, // DELETE_TOPIC_IN_BROKER
@@ -95,7 +96,9 @@ pub const ADMIN_REQUEST_CODES: [i32; 13] = [
     request::GET_BROKER_CLUSTER_ACL_CONFIG,
     request::TRIGGER_DELETE_FILES,
     request::DELETE_EXPIRED_COMMITLOG,
-    222, // INVOKE_BROKER_TO_RESET_OFFSET
+    222,  // INVOKE_BROKER_TO_RESET_OFFSET
+    5002, // rocketmq-rust's DELETE_TOPIC_IN_BROKER_LIST
+    5003, // rocketmq-rust's DELETE_SUBSCRIPTION_GROUP_LIST
 ];
 
 /// `Permission.needAdminPerm(code)`.

@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{call_client, names, ops_mut, Broker, BUSY_REMARK};
+use super::{call_client, names, ops_list, ops_mut, Broker, BUSY_REMARK};
 use crate::acl::AclRules;
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
@@ -35,6 +35,42 @@ pub(crate) fn acl_refusal(
     peer: SocketAddr,
 ) -> Option<RemotingCommand> {
     crate::acl::refusal::refusal_with(req, peer, |r| rules.check(r))
+}
+
+/// Request codes whose answers hold fastjson object-key maps
+/// (`Map<MessageQueue, _>`): GET_TOPIC_STATS_INFO, GET_CONSUME_STATS,
+/// GET_BROKER_CONSUME_STATS, INVOKE_BROKER_TO_RESET_OFFSET,
+/// INVOKE_BROKER_TO_GET_CONSUMER_STATUS and the relayed
+/// GET_CONSUMER_RUNNING_INFO.
+const OBJECT_KEY_ANSWERS: &[i32] = &[202, 208, 317, 222, 223, 307];
+
+/// `LanguageCode.RUST`.
+const LANGUAGE_RUST: u8 = 12;
+
+/// For a rocketmq-rust client (language RUST), an answer's fastjson
+/// object keys rewritten as JSON string keys holding the key object's text
+/// (`{"{\"brokerName\":..}":..}`). rocketmq-rust 1.0 (its admin CLI and
+/// client) reads these bodies with plain serde_json and fails on fastjson's
+/// object keys, which a Java broker writes too; string keys are what its own
+/// broker writes and what its `any_key_map` fields read. Java, C++, Go and
+/// Node clients keep getting fastjson's form. A body that does not parse is
+/// left as it is.
+fn string_keys_for_rust(code: i32, language: u8, mut resp: RemotingCommand) -> RemotingCommand {
+    if language != LANGUAGE_RUST
+        || resp.code != crate::remoting::response::SUCCESS
+        || resp.body.is_empty()
+        || !OBJECT_KEY_ANSWERS.contains(&code)
+    {
+        return resp;
+    }
+    let rewritten = std::str::from_utf8(&resp.body)
+        .ok()
+        .and_then(|t| crate::remoting::json::parse_fastjson(t).ok())
+        .and_then(|v| serde_json::to_vec(&v).ok());
+    if let Some(body) = rewritten {
+        resp.body = body;
+    }
+    resp
 }
 
 /// Where a handler's blocking step runs.
@@ -125,6 +161,7 @@ impl Broker {
         }
         use Executor::*;
         let code = req.code;
+        let language = req.language;
         let r = move |on| Request { cmd: req, conn, on };
         #[rustfmt::skip]
         let answer = match code {
@@ -170,6 +207,9 @@ impl Broker {
             ops_mut::code::DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(r(Blocking)).await,
             ops_mut::code::DELETE_TOPIC_IN_BROKER => self.delete_topic(r(Blocking)).await,
             UPDATE_BROKER_CONFIG => self.update_broker_config(r(Blocking)).await,
+            // rocketmq-rust's list forms (ops_list.rs)
+            ops_list::code::DELETE_TOPIC_IN_BROKER_LIST => self.delete_topic_list(r(Blocking)).await,
+            ops_list::code::DELETE_SUBSCRIPTION_GROUP_LIST => self.delete_subscription_group_list(r(Blocking)).await,
             // AdminBrokerProcessor, answered by asking a consumer (call_client.rs)
             call_client::code::GET_CONSUMER_RUNNING_INFO => self.consumer_running_info(r(Runtime)).await,
             call_client::code::CONSUME_MESSAGE_DIRECTLY => self.consume_message_directly(r(Blocking)).await,
@@ -192,6 +232,7 @@ impl Broker {
             FERROMQ_GET_PENDING_TRANSACTIONS => self.pending_transactions_request(r(Blocking)).await,
             _ => self.not_supported(r(Runtime)).await,
         };
+        let answer = answer.map(|resp| string_keys_for_rust(code, language, resp));
         answer.map_or_else(HandlerError::into_response, Some)
     }
 

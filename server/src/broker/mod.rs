@@ -39,6 +39,7 @@ pub mod lock;
 pub mod metrics;
 pub mod names;
 pub mod offsets;
+pub mod ops_list;
 pub mod ops_mut;
 pub mod ops_stats;
 pub mod pool;

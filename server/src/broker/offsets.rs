@@ -21,6 +21,10 @@ pub struct ConsumerOffsetManager {
     path: PathBuf,
     table: Mutex<BTreeMap<String, BTreeMap<u32, i64>>>,
     dirty: AtomicBool,
+    /// Where each group's last pull that found messages ends, per
+    /// `topic@group` and queue (RocketMQ 5's `pullOffsetTable`; in memory
+    /// only). Less the committed offset, the messages in flight.
+    pulled: Mutex<BTreeMap<String, BTreeMap<u32, i64>>>,
 }
 
 /// The table key RocketMQ uses.
@@ -62,6 +66,7 @@ impl ConsumerOffsetManager {
             path,
             table: Mutex::new(table),
             dirty: AtomicBool::new(false),
+            pulled: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -76,6 +81,31 @@ impl ConsumerOffsetManager {
             .or_default()
             .insert(queue_id, offset);
         self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Record where a group's pull of a queue that found messages ends
+    /// (its next begin offset).
+    pub fn commit_pull(&self, group: &str, topic: &str, queue_id: u32, next_offset: i64) {
+        let key = offset_key(topic, group);
+        let mut pulled = self.pulled.locked();
+        match pulled.get_mut(&key) {
+            Some(m) => {
+                m.insert(queue_id, next_offset);
+            }
+            None => {
+                pulled.insert(key, BTreeMap::from([(queue_id, next_offset)]));
+            }
+        }
+    }
+
+    /// Where a group's last pull of a queue that found messages ended
+    /// (RocketMQ 5's `queryPullOffset`; `None` before any).
+    pub fn query_pull(&self, group: &str, topic: &str, queue_id: u32) -> Option<i64> {
+        self.pulled
+            .locked()
+            .get(&offset_key(topic, group))
+            .and_then(|m| m.get(&queue_id))
+            .copied()
     }
 
     /// A group's stored offset for a queue.
@@ -101,6 +131,24 @@ impl ConsumerOffsetManager {
         t.retain(|k, _| k.rsplit_once('@').is_none_or(|(tp, _)| tp != topic));
         let n = before - t.len();
         drop(t);
+        if n > 0 {
+            self.dirty.store(true, Ordering::Release);
+        }
+        n
+    }
+
+    /// Forget `group`'s offsets of every topic (RocketMQ 5's
+    /// `removeOffset(group)`, for DELETE_SUBSCRIPTIONGROUP with
+    /// `cleanOffset`); returns how many `topic@group` entries went.
+    pub fn remove_group(&self, group: &str) -> usize {
+        let mut t = self.lock();
+        let before = t.len();
+        t.retain(|k, _| k.rsplit_once('@').is_none_or(|(_, g)| g != group));
+        let n = before - t.len();
+        drop(t);
+        self.pulled
+            .locked()
+            .retain(|k, _| k.rsplit_once('@').is_none_or(|(_, g)| g != group));
         if n > 0 {
             self.dirty.store(true, Ordering::Release);
         }

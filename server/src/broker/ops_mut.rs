@@ -241,9 +241,11 @@ impl Broker {
     /// out by retention. The broker registers again at once; the name
     /// servers keep the topic's route until DELETE_TOPIC_IN_NAMESRV, as
     /// RocketMQ's do. A slave deletes its own queues and offsets too (its
-    /// topic table follows the master's anyway). Refused for system topics;
-    /// TOPIC_NOT_EXIST for a topic the broker does not have (RocketMQ
-    /// answers SUCCESS there).
+    /// topic table follows the master's anyway). Refused for system topics.
+    /// A topic the broker does not have is answered SUCCESS, as RocketMQ
+    /// answers, with a remark saying nothing was deleted (tools such as
+    /// rocketmq-admin-cli's `deleteSubGroup` delete the group's retry and DLQ
+    /// topics whether or not they exist, and fail on any other code).
     pub(super) async fn delete_topic(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
         let topic = req.cmd.ext_fields.get_str("topic")?.to_string();
         if let Err(why) = ferromq_engine::validate_topic(&topic) {
@@ -276,9 +278,11 @@ impl Broker {
                 self.register_now.notify_one();
                 RemotingCommand::success()
             }
-            Ok(false) => RemotingCommand::error(
-                response::TOPIC_NOT_EXIST,
-                format!("topic[{topic}] does not exist on this broker; nothing deleted"),
+            Ok(false) => RemotingCommand::response(
+                response::SUCCESS,
+                Some(format!(
+                    "topic[{topic}] does not exist on this broker; nothing deleted"
+                )),
             ),
             Err(e) => super::store_error_response(&e),
         })
@@ -448,16 +452,23 @@ impl Broker {
     }
 
     /// DELETE_SUBSCRIPTIONGROUP: the group goes from the table (SUCCESS even
-    /// when it was unknown, as RocketMQ answers, with a remark saying so).
+    /// when it was unknown, as RocketMQ answers, with a remark saying so);
+    /// with RocketMQ 5's `cleanOffset=true` its stored offsets go too.
     pub(super) async fn delete_subscription_group(
         self: &Arc<Self>,
         req: Request<'_>,
     ) -> HandlerResult {
         let group = req.cmd.ext_fields.get_str("groupName")?.to_string();
+        let clean_offset = req.cmd.ext_fields.opt_bool("cleanOffset")?.unwrap_or(false);
         let g2 = group.clone();
         let res = self
             .run_on(req.on, "delete subscription group", move |b| {
                 let known = b.groups.remove(&g2);
+                if clean_offset && b.offsets.remove_group(&g2) > 0 {
+                    if let Err(e) = b.offsets.persist() {
+                        tracing::warn!(error = %e, "consumer offsets not written after a group deletion; retried by the periodic write");
+                    }
+                }
                 b.groups
                     .persist()
                     .map(|()| known)

@@ -56,6 +56,11 @@ pub struct OffsetWrapper {
     pub consumer_offset: i64,
     /// Store time of the last message consumed (ms), 0 when none.
     pub last_timestamp: i64,
+    /// Where the group's pulls have reached (RocketMQ 5: at least the
+    /// committed offset); less `consumer_offset`, the messages in flight.
+    /// Fields in fastjson's (alphabetical) order.
+    #[serde(default)]
+    pub pull_offset: i64,
 }
 
 /// RocketMQ's `ConsumeStats`: `{"consumeTps":..,"offsetTable":{mq:..}}`.
@@ -75,6 +80,15 @@ impl ConsumeStats {
             Value::from(self.consume_tps),
             json::object_key_map(self.offset_table.iter().map(|(k, v)| (k, v)))
         )
+    }
+
+    /// RocketMQ 5's `computeInflightTotalDiff`: the sum of pullOffset −
+    /// consumerOffset.
+    pub fn inflight_diff(&self) -> i64 {
+        self.offset_table
+            .iter()
+            .map(|(_, w)| w.pull_offset - w.consumer_offset)
+            .sum()
     }
 
     /// RocketMQ's `computeTotalDiff`: the sum of brokerOffset − consumerOffset.
@@ -180,11 +194,17 @@ impl Broker {
                 } else {
                     0
                 };
+                let pull_offset = self
+                    .offsets
+                    .query_pull(group, topic, q)
+                    .unwrap_or(0)
+                    .max(consumer_offset);
                 cs.offset_table.push((
                     self.queue_key(topic, q),
                     OffsetWrapper {
                         broker_offset,
                         consumer_offset,
+                        pull_offset,
                         last_timestamp,
                     },
                 ));
@@ -219,9 +239,12 @@ impl Broker {
                         (b.queue_key(&topic, q), to)
                     })
                     .collect();
+                // `topicPutTps` is not in RocketMQ 4.9/5.x's TopicStatsTable
+                // (fastjson skips it); rocketmq-rust's requires it.
                 Some(format!(
-                    "{{\"offsetTable\":{}}}",
-                    json::object_key_map(table.iter().map(|(k, v)| (k, v)))
+                    "{{\"offsetTable\":{},\"topicPutTps\":{}}}",
+                    json::object_key_map(table.iter().map(|(k, v)| (k, v))),
+                    Value::from(b.stats.tps_topic_put_nums(&topic))
                 ))
             })
             .await?;
@@ -440,7 +463,7 @@ impl Broker {
         let body = self
             .run_on(req.on, "broker consume stats", move |b| {
                 let keys = b.offset_keys();
-                let mut total_diff = 0i64;
+                let (mut total_diff, mut total_inflight) = (0i64, 0i64);
                 let mut list = Vec::new();
                 for g in b.groups.all() {
                     let group = g.group_name;
@@ -451,6 +474,7 @@ impl Broker {
                         .collect();
                     let stats = b.consume_stats_of(&group, &topics, true, only_order);
                     total_diff += stats.iter().map(ConsumeStats::total_diff).sum::<i64>();
+                    total_inflight += stats.iter().map(ConsumeStats::inflight_diff).sum::<i64>();
                     let texts: Vec<String> = stats.iter().map(ConsumeStats::to_fastjson).collect();
                     list.push(format!(
                         "{{{}:[{}]}}",
@@ -459,10 +483,11 @@ impl Broker {
                     ));
                 }
                 format!(
-                    "{{\"brokerAddr\":{},\"consumeStatsList\":[{}],\"totalDiff\":{}}}",
+                    "{{\"brokerAddr\":{},\"consumeStatsList\":[{}],\"totalDiff\":{},\"totalInflightDiff\":{}}}",
                     json::string(&b.broker_addr),
                     list.join(","),
-                    total_diff
+                    total_diff,
+                    total_inflight
                 )
             })
             .await?;
@@ -514,14 +539,16 @@ mod tests {
                     broker_offset: 10,
                     consumer_offset: 7,
                     last_timestamp: 0,
+                    pull_offset: 9,
                 },
             )],
         };
         assert_eq!(
             cs.to_fastjson(),
-            r#"{"consumeTps":0.0,"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"brokerOffset":10,"consumerOffset":7,"lastTimestamp":0}}}"#
+            r#"{"consumeTps":0.0,"offsetTable":{{"brokerName":"broker-a","queueId":0,"topic":"T"}:{"brokerOffset":10,"consumerOffset":7,"lastTimestamp":0,"pullOffset":9}}}"#
         );
         assert_eq!(cs.total_diff(), 3);
+        assert_eq!(cs.inflight_diff(), 2);
         let v = json::parse_fastjson(&cs.to_fastjson()).unwrap();
         let (k, w) = v["offsetTable"].as_object().unwrap().iter().next().unwrap();
         let k: MessageQueueKey = serde_json::from_str(k).unwrap();

@@ -458,6 +458,14 @@ impl Broker {
             match res {
                 Ok(r) => {
                     let (n, size) = (r.messages.len() as u64, r.buffer_total_size() as u64);
+                    if n > 0 {
+                        b.offsets.commit_pull(
+                            &h.consumer_group,
+                            &h.topic,
+                            h.queue_id as u32,
+                            i64::try_from(r.next_begin_offset).unwrap_or(i64::MAX),
+                        );
+                    }
                     b.stats.on_get(
                         &b.cfg.broker_cluster_name,
                         &h.consumer_group,

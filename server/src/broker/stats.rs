@@ -319,6 +319,14 @@ impl BrokerStats {
             .map_or(0.0, |i| i.in_minute().tps)
     }
 
+    /// Messages put to `topic` per second over the last minute (the
+    /// `topicPutTps` of rocketmq-rust's `TopicStatsTable`).
+    pub fn tps_topic_put_nums(&self, topic: &str) -> f64 {
+        self.sets[I_TOPIC_PUT_NUMS]
+            .get(topic)
+            .map_or(0.0, |i| i.in_minute().tps)
+    }
+
     /// Sample every item when about [`SAMPLE_EVERY_MS`] (at least 90 % of
     /// it) has passed since the last sample; the broker calls it from a 10 s
     /// ticker. Returns whether it sampled.

@@ -266,11 +266,14 @@ impl Admin {
         for addr in &addrs {
             let req =
                 RemotingCommand::request(code::DELETE_TOPIC_IN_BROKER).with_ext("topic", &d.topic);
-            ok(
+            let r = ok(
                 call(addr, req).await?,
                 &format!("delete topic at broker {addr}"),
             )?;
             println!("delete topic [{}] from broker [{addr}] success.", d.topic);
+            if let Some(remark) = r.remark.as_deref().filter(|s| !s.is_empty()) {
+                println!("  {remark}");
+            }
         }
         let mut ns_ok = true;
         for ns in &self.namesrv {
