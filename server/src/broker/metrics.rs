@@ -11,6 +11,8 @@
 //! | `rocketmq_topic_number` | gauge | base | topics configured |
 //! | `rocketmq_consumer_group_number` | gauge | base | subscription groups |
 //! | `rocketmq_consumer_lag_messages` | gauge | base, `topic`, `consumer_group` | messages not yet consumed (queue max offset less committed offset, over the topic's queues) |
+//! | `rocketmq_consumer_inflight_messages` | gauge | base, `topic`, `consumer_group` | messages pulled but not yet committed (pull offset less committed offset) |
+//! | `rocketmq_consumer_lag_latency` | gauge | base, `topic`, `consumer_group` | ms since the oldest unconsumed message was stored (0 when none waits) |
 //! | `rocketmq_storage_size` | gauge | base | bytes of commitlog files |
 //! | `rocketmq_storage_flush_behind_bytes` | gauge | base | written but not yet flushed |
 //! | `rocketmq_storage_dispatch_behind_bytes` | gauge | base | written but not yet in consume queues |
@@ -203,12 +205,60 @@ impl Collector for BrokerCollector {
             &base,
             b.groups.all().len() as i64,
         )?;
-        // Lag per (topic, group): over the queues with a committed offset.
-        let mut lag: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        // Lag, in flight and lag latency per (topic, group): over the
+        // queues with a committed offset.
+        type PerGroup = std::collections::BTreeMap<(String, String), u64>;
+        let (mut lag, mut inflight, mut latency) =
+            (PerGroup::new(), PerGroup::new(), PerGroup::new());
+        let now = ferromq_engine::message::now_ms();
         for (topic, group, queue_id, offset) in b.offsets.entries() {
+            let committed = u64::try_from(offset).unwrap_or(0);
             let max = b.store.max_offset_in_queue(&topic, queue_id);
-            let behind = max.saturating_sub(u64::try_from(offset).unwrap_or(0));
-            *lag.entry((topic, group)).or_default() += behind;
+            let behind = max.saturating_sub(committed);
+            let pulled = b
+                .offsets
+                .query_pull(&group, &topic, queue_id)
+                .and_then(|p| u64::try_from(p).ok())
+                .unwrap_or(0);
+            let waiting_ms = if behind > 0 {
+                b.store
+                    .message_store_time(&topic, queue_id, committed)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |stored| u64::try_from(now - stored).unwrap_or(0))
+            } else {
+                0
+            };
+            let key = (topic, group);
+            *inflight.entry(key.clone()).or_default() += pulled.saturating_sub(committed);
+            let l = latency.entry(key.clone()).or_default();
+            *l = (*l).max(waiting_ms);
+            *lag.entry(key).or_default() += behind;
+        }
+        for (name, help, table) in [
+            (
+                "rocketmq_consumer_inflight_messages",
+                "Messages the group has pulled but not yet committed (pull offset less committed offset).",
+                &inflight,
+            ),
+            (
+                "rocketmq_consumer_lag_latency",
+                "Milliseconds since the group's oldest unconsumed message was stored (0 when none waits).",
+                &latency,
+            ),
+        ] {
+            family(
+                e,
+                name,
+                help,
+                MetricType::Gauge,
+                table.iter().map(|((t, g), v)| {
+                    (
+                        with(&base, &[("topic", t), ("consumer_group", g)]),
+                        ConstGauge::new(to_i64(*v)),
+                    )
+                }),
+            )?;
         }
         family(
             e,
