@@ -322,3 +322,41 @@ fn a_reply_without_correlation_id_or_requester_is_refused_clearly() {
     assert_ne!(got.code, response::SUCCESS);
     assert!(got.remark.is_some());
 }
+
+#[test]
+fn with_store_reply_message_enable_false_replies_are_only_pushed() {
+    let (_tmp, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), "storeReplyMessageEnable=false\n");
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let id = "127.0.0.1@rr-unstored";
+    let mut req_conn = requester(port, id);
+    let responder = respond(
+        port,
+        reply_req(
+            b"not kept",
+            &[("CORRELATION_ID", "corr-u"), ("REPLY_TO_CLIENT", id)],
+        ),
+    );
+    let push = req_conn.next_server_request();
+    assert_eq!(push.code, PUSH_REPLY_MESSAGE_TO_CLIENT);
+    assert_eq!(push.body, b"not kept");
+    answer(&mut req_conn, &push, response::SUCCESS);
+    let (_, got) = responder.join().unwrap();
+    assert_eq!(got.code, response::SUCCESS, "{:?}", got.remark);
+    // RocketMQ's answer to a reply it did not store.
+    assert_eq!(got.ext_fields.opt_str("msgId"), Some("0"));
+    assert_eq!(got.ext_fields.opt_str("queueOffset"), Some("0"));
+    // A plain send is stored and dispatched; the reply before it was not.
+    let sent = Client::connect(port).send_v2("RrPlainTopic", 0, b"plain", None, None);
+    assert_eq!(sent.code, response::SUCCESS, "{:?}", sent.remark);
+    let plain = wait_for(Duration::from_secs(10), || {
+        let r = Client::connect(port).invoke(Client::offset_req(
+            request::GET_MAX_OFFSET,
+            "RrPlainTopic",
+            0,
+        ));
+        (r.ext_fields.get_i64("offset").ok()? == 1).then_some(())
+    });
+    assert!(plain.is_some(), "the plain send is dispatched");
+    assert_eq!(stored_replies(port), 0);
+}

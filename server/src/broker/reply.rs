@@ -17,9 +17,9 @@
 //!    producer whose heartbeats name the `REPLY_TO_CLIENT` client id, and
 //!    waits for its answer ([`PUSH_REPLY_TIMEOUT`], RocketMQ's
 //!    `Broker2Client.callClient`);
-//! 2. stores the reply in the reply topic (RocketMQ's default
-//!    `storeReplyMessageEnable=true`), through the send path's own checks,
-//!    queue choice and put;
+//! 2. stores the reply in the reply topic (unless
+//!    `storeReplyMessageEnable=false`; RocketMQ's default is true), through
+//!    the send path's own checks, queue choice and put;
 //! 3. answers the responder from the push: SUCCESS when the requester took
 //!    the reply, else SYSTEM_ERROR with RocketMQ's remark (the requester is
 //!    not connected, it refused, or it did not answer in time). `msgId`,
@@ -112,10 +112,13 @@ impl Broker {
             .push_reply(&h, &props, &req.cmd.body, req.conn.peer)
             .await;
         let asked_queue = h.queue_id;
+        if !self.cfg.store_reply_message_enable {
+            return Ok(reply_answer(pushed, None, asked_queue));
+        }
         let stored = self
             .store_send(req.on, h, req.cmd.body, req.conn.peer, false, false)
             .await?;
-        Ok(reply_answer(pushed, stored, asked_queue))
+        Ok(reply_answer(pushed, Some(stored), asked_queue))
     }
 
     /// RocketMQ's `pushReplyMessage`: find the requester's connection by
@@ -249,10 +252,11 @@ fn stored_ok(code: i32) -> bool {
 
 /// The answer to the responder (RocketMQ's `handlePushReplyResult` then
 /// `handlePutMessageResult`): the push decides the code, the put the
-/// `msgId`, `queueId` and `queueOffset`.
+/// `msgId`, `queueId` and `queueOffset` (`stored` is `None` when
+/// `storeReplyMessageEnable=false`).
 fn reply_answer(
     pushed: Result<(), NotPushed>,
-    stored: RemotingCommand,
+    stored: Option<RemotingCommand>,
     asked_queue: i32,
 ) -> RemotingCommand {
     let mut r = match pushed {
@@ -265,6 +269,9 @@ fn reply_answer(
     r = r
         .with_ext("MSG_REGION", "DefaultRegion")
         .with_ext("TRACE_ON", "true");
+    let Some(stored) = stored else {
+        return r;
+    };
     if stored_ok(stored.code) {
         for k in ["msgId", "queueId", "queueOffset"] {
             if let Some(v) = stored.ext_fields.opt_str(k) {
@@ -295,22 +302,27 @@ mod tests {
 
     #[test]
     fn the_push_decides_the_code_and_the_put_the_ids() {
-        let r = reply_answer(Ok(()), put(response::SUCCESS), -1);
+        let r = reply_answer(Ok(()), Some(put(response::SUCCESS)), -1);
         assert_eq!(r.code, response::SUCCESS);
         assert_eq!(r.ext_fields.opt_str("msgId"), Some("ABC"));
         assert_eq!(r.ext_fields.opt_str("queueOffset"), Some("7"));
-        let r = reply_answer(Ok(()), put(response::SYSTEM_ERROR), 2);
+        let r = reply_answer(Ok(()), Some(put(response::SYSTEM_ERROR)), 2);
         assert_eq!(r.code, response::SUCCESS);
         assert_eq!(r.ext_fields.opt_str("msgId"), Some("0"));
         assert_eq!(r.ext_fields.opt_str("queueId"), Some("2"));
         let r = reply_answer(
             Err(NotPushed("gone".into())),
-            put(response::FLUSH_DISK_TIMEOUT),
+            Some(put(response::FLUSH_DISK_TIMEOUT)),
             0,
         );
         assert_eq!(r.code, response::SYSTEM_ERROR);
         assert_eq!(r.remark.as_deref(), Some("gone"));
         assert_eq!(r.ext_fields.opt_str("msgId"), Some("ABC"));
+        // storeReplyMessageEnable=false: the push's answer alone.
+        let r = reply_answer(Ok(()), None, 1);
+        assert_eq!(r.code, response::SUCCESS);
+        assert_eq!(r.ext_fields.opt_str("msgId"), Some("0"));
+        assert_eq!(r.ext_fields.opt_str("queueOffset"), Some("0"));
     }
 
     #[test]
