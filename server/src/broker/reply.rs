@@ -86,7 +86,15 @@ impl Broker {
     /// when missing, as RocketMQ's `TopicConfigManager` does at every start.
     pub(super) fn ensure_reply_topic(&self) -> Result<(), ferromq_engine::Error> {
         let topic = reply_topic(&self.cfg.broker_cluster_name);
-        self.ensure_group_topic(&topic, 1, 6).map(|_| ())
+        if self.store.topic_config(&topic).is_some() {
+            return Ok(());
+        }
+        let mut tc = ferromq_engine::TopicConfig::new(&topic, 1);
+        tc.perm = 6;
+        self.store.upsert_topic(tc)?;
+        tracing::info!(%topic, "request-reply topic created");
+        self.register_now.notify_one();
+        Ok(())
     }
 
     /// SEND_REPLY_MESSAGE / SEND_REPLY_MESSAGE_V2: push the reply to its
@@ -205,10 +213,14 @@ impl Broker {
     /// A reply that goes to no requester: logged (rate-limited by `key`).
     fn not_pushed(&self, key: u64, remark: String) -> NotPushed {
         if let Some(suppressed) = REPLY_WARN.check_key(key) {
+            let kept = if self.cfg.store_reply_message_enable {
+                "stored in the reply topic"
+            } else {
+                "not stored: storeReplyMessageEnable=false"
+            };
             tracing::warn!(
                 suppressed,
-                "{remark} (the reply is stored in {}, pushed to nobody)",
-                reply_topic(&self.cfg.broker_cluster_name)
+                "{remark} (the reply is pushed to nobody; {kept})"
             );
         }
         NotPushed(remark)
