@@ -422,6 +422,21 @@ impl ClientManager {
         v
     }
 
+    /// The open connection of the producer whose heartbeats name `client_id`,
+    /// in any producer group (RocketMQ's `ProducerManager.findChannel`, which
+    /// request-reply uses to push a reply to its requester); the most recently
+    /// heard from when it heartbeats on several connections. `None` when no
+    /// producer of that id is connected.
+    pub fn producer_by_client_id(&self, client_id: &str) -> Option<Arc<ConnInfo>> {
+        self.lock()
+            .producers
+            .values()
+            .filter_map(|m| m.get(client_id))
+            .filter(|c| !c.conn.is_closed())
+            .max_by_key(|c| c.last_update)
+            .map(|c| c.conn.clone())
+    }
+
     /// The consumers of a group: (client id, `LanguageCode` ordinal of its
     /// heartbeats, connection), sorted by client id.
     pub fn consumer_channels(&self, group: &str) -> Vec<(String, u8, Arc<ConnInfo>)> {
@@ -589,6 +604,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.producer_channels("P")[0].id, 8);
+        assert_eq!(m.producer_by_client_id("c3").map(|c| c.id), Some(8));
+        assert!(m.producer_by_client_id("c1").is_none(), "closed with 7");
+        assert!(m.producer_by_client_id("nobody").is_none());
+        c8.mark_closed();
+        assert!(
+            m.producer_by_client_id("c3").is_none(),
+            "a closed connection"
+        );
         m.note_producer_connection("TX", &c1);
         m.note_producer_connection("TX", &c1);
         assert_eq!(m.producer_channels("TX").len(), 1);

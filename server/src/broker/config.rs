@@ -92,6 +92,10 @@ pub struct BrokerConfig {
     /// `transactionCheckMax`: check-backs before a half message is moved to
     /// `TRANS_CHECK_MAX_TIME_TOPIC`. Default 15.
     pub transaction_check_max: u32,
+    /// `storeReplyMessageEnable`: store request-reply replies in
+    /// `<cluster>_REPLY_TOPIC` as well as pushing them to their requester.
+    /// Default true.
+    pub store_reply_message_enable: bool,
     /// `serverChannelMaxIdleTimeSeconds`: a client connection with nothing read,
     /// written or in progress for this long is closed; 0: never. Default 120.
     pub server_channel_max_idle_time_seconds: i64,
@@ -388,6 +392,8 @@ impl BrokerConfig {
             )?,
             transaction_timeout_ms: k.num("transactionTimeOut", "milliseconds", 6000)?,
             transaction_check_max: k.num("transactionCheckMax", "a check count", 15)?,
+            // Request-reply.
+            store_reply_message_enable: k.flag("storeReplyMessageEnable", true)?,
             // Connection bounds: their defaults; the keys are read last, in
             // [`BrokerConfig::read_connection_keys`].
             server_channel_max_idle_time_seconds: DEFAULT_IDLE_SECS as i64,
@@ -550,6 +556,10 @@ impl BrokerConfig {
         s.push_str(&format!(
             "longPollingMaxSuspendMillis={}\nlongPollingMaxParkedPerConnection={}\n",
             self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
+        ));
+        s.push_str(&format!(
+            "storeReplyMessageEnable={}\n",
+            self.store_reply_message_enable
         ));
         s.push_str(&format!(
             "fastListenPort={}\n",

@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{call_client, names, ops_list, ops_mut, Broker, BUSY_REMARK};
+use super::{call_client, names, ops_list, ops_mut, reply, Broker, BUSY_REMARK};
 use crate::acl::AclRules;
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
@@ -168,6 +168,8 @@ impl Broker {
             // SendMessageProcessor
             SEND_MESSAGE | SEND_MESSAGE_V2 | SEND_BATCH_MESSAGE => self.send(r(SendPool)).await,
             CONSUMER_SEND_MSG_BACK => self.consumer_send_msg_back(r(SendPool)).await,
+            // ReplyMessageProcessor (reply.rs)
+            reply::code::SEND_REPLY_MESSAGE | reply::code::SEND_REPLY_MESSAGE_V2 => self.reply(r(SendPool)).await,
             // PullMessageProcessor
             PULL_MESSAGE | LITE_PULL_MESSAGE => self.pull(r(PullPool)).await,
             // ConsumerManageProcessor

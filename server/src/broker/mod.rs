@@ -46,6 +46,7 @@ pub mod pool;
 mod pull;
 pub mod query;
 mod register;
+pub mod reply;
 mod send;
 pub(crate) use send::uses_short_names as send_uses_short_names;
 pub mod send_back;
@@ -480,6 +481,14 @@ pub async fn run(
     tls: Option<crate::remoting::tls::TlsServer>,
     shutdown: watch::Receiver<bool>,
 ) {
+    {
+        // Before the first registration, so that the name servers route it.
+        let b = broker.clone();
+        let made = tokio::task::spawn_blocking(move || b.ensure_reply_topic()).await;
+        if let Ok(Err(e)) = made {
+            tracing::warn!(error = %e, "the reply topic could not be created: request-reply replies are refused");
+        }
+    }
     let reg = tokio::spawn(register::registration_loop(
         broker.clone(),
         shutdown.clone(),

@@ -751,7 +751,9 @@ pub fn edit_properties(text: &str, changes: &[(String, String)]) -> String {
 }
 
 /// RocketMQ 4.9's `TopicValidator.isSystemTopic`, plus the cluster's and
-/// the broker's own names (topics of those names exist on every broker).
+/// the broker's own names (topics of those names exist on every broker) and
+/// the cluster's reply topic (`<cluster>_REPLY_TOPIC`, which RocketMQ adds to
+/// its system topics when it creates it).
 pub fn is_system_topic(topic: &str, cluster: &str, broker_name: &str) -> bool {
     const SYSTEM: &[&str] = &[
         "TBW102",
@@ -769,6 +771,7 @@ pub fn is_system_topic(topic: &str, cluster: &str, broker_name: &str) -> bool {
         || topic.starts_with("RMQ_SYS_")
         || topic == cluster
         || topic == broker_name
+        || topic == super::reply::reply_topic(cluster)
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct SendHeader {
     pub producer_group: String,
     /// Topic.
     pub topic: String,
+    /// The auto-create template topic (`defaultTopic`, V2 `c`; `TBW102`
+    /// when absent).
+    pub default_topic: String,
     /// Queues for an auto-created topic.
     pub default_topic_queue_nums: i32,
     /// Queue id; negative picks one.
@@ -44,6 +47,8 @@ pub struct SendHeader {
     /// `batch` (V2: `m`): the body is a batch even on SEND_MESSAGE / V2, as
     /// the C++ client sends it (`"batch":"1"` on code 10).
     pub batch: bool,
+    /// `unitMode` (V2: `k`).
+    pub unit_mode: bool,
 }
 
 /// Whether a send header is read with the short names (`SendMessageRequestHeaderV2`:
@@ -67,6 +72,10 @@ impl SendHeader {
         Ok(SendHeader {
             producer_group: ext.get_str(k("producerGroup", "a"))?.to_string(),
             topic: ext.get_str(k("topic", "b"))?.to_string(),
+            default_topic: ext
+                .opt_str(k("defaultTopic", "c"))
+                .unwrap_or(super::names::AUTO_CREATE_TOPIC_KEY)
+                .to_string(),
             default_topic_queue_nums: ext
                 .opt_i64(k("defaultTopicQueueNums", "d"))?
                 .map(|v| v.clamp(1, 1024) as i32)
@@ -78,6 +87,7 @@ impl SendHeader {
             properties: ext.opt_str(k("properties", "i")).map(str::to_string),
             reconsume_times: ext.opt_i64(k("reconsumeTimes", "j"))?.unwrap_or(0) as i32,
             batch: ext.opt_bool(k("batch", "m"))?.unwrap_or(false),
+            unit_mode: ext.opt_bool(k("unitMode", "k"))?.unwrap_or(false),
         })
     }
 }
@@ -297,28 +307,8 @@ impl Broker {
     /// or a slave off it.
     pub(super) async fn send(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
         let h = SendHeader::parse(&req.cmd.ext_fields)?;
-        if let Err(why) = validate_topic(&h.topic) {
-            return Ok(RemotingCommand::error(response::SYSTEM_ERROR, why));
-        }
-        // RocketMQ's `AbstractSendMessageProcessor.msgCheck`: a broker whose
-        // permission (brokerPermission, changeable live) lacks write refuses sends.
-        if self.live.broker_permission() & 2 == 0 {
-            return Ok(RemotingCommand::error(
-                response::NO_PERMISSION,
-                format!(
-                    "the broker[{}] sending message is forbidden",
-                    self.cfg.broker_ip1
-                ),
-            ));
-        }
-        if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
-            return Ok(RemotingCommand::error(
-                response::NO_PERMISSION,
-                format!(
-                    "Sending message to topic[{}] is forbidden.",
-                    ferromq_engine::message::name_for_message(&h.topic)
-                ),
-            ));
+        if let Err(refused) = self.check_send(&h) {
+            return Ok(refused);
         }
         if h.properties
             .as_deref()
@@ -344,10 +334,58 @@ impl Broker {
             }
         }
         let born = req.conn.peer;
-        let body = req.cmd.body;
+        self.store_send(req.on, h, req.cmd.body, born, batch, true)
+            .await
+    }
+
+    /// The checks every send and reply passes before anything is stored
+    /// (RocketMQ's `AbstractSendMessageProcessor.msgCheck`, less the topic
+    /// and queue checks of [`Broker::store_send`]): a valid topic, a broker
+    /// that takes writes, a topic clients may send to. `Err` is the refusal.
+    pub(super) fn check_send(&self, h: &SendHeader) -> Result<(), RemotingCommand> {
+        if let Err(why) = validate_topic(&h.topic) {
+            return Err(RemotingCommand::error(response::SYSTEM_ERROR, why));
+        }
+        // RocketMQ's `AbstractSendMessageProcessor.msgCheck`: a broker whose
+        // permission (brokerPermission, changeable live) lacks write refuses sends.
+        if self.live.broker_permission() & 2 == 0 {
+            return Err(RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!(
+                    "the broker[{}] sending message is forbidden",
+                    self.cfg.broker_ip1
+                ),
+            ));
+        }
+        if NOT_ALLOWED_SEND_TOPICS.contains(&h.topic.as_str()) {
+            return Err(RemotingCommand::error(
+                response::NO_PERMISSION,
+                format!(
+                    "Sending message to topic[{}] is forbidden.",
+                    ferromq_engine::message::name_for_message(&h.topic)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Store one checked send (or a batch) and answer as the send path
+    /// does: find (or auto-create) the topic, pick the queue, write on `on`
+    /// (the send pool), then wait for a sync flush or a slave off it.
+    /// `stamp_cluster` adds the `CLUSTER` property (sends; RocketMQ's reply
+    /// path stores the reply's properties as they came).
+    pub(super) async fn store_send(
+        self: &Arc<Self>,
+        on: super::Executor,
+        h: SendHeader,
+        body: Vec<u8>,
+        born: SocketAddr,
+        batch: bool,
+        stamp_cluster: bool,
+    ) -> HandlerResult {
         let outcome = self
-            .run_on(req.on, "send", move |b| {
-                b.send_blocking(h, body, born, batch)
+            .run_on(on, "send", move |b| {
+                b.send_blocking(h, body, born, batch, stamp_cluster)
             })
             .await?;
         Ok(match outcome {
@@ -366,8 +404,15 @@ impl Broker {
 
     /// Runs on the send pool: validate, write, and answer, or hand back a
     /// written put that still waits for its sync or slave.
-    fn send_blocking(&self, h: SendHeader, body: Vec<u8>, born: SocketAddr, batch: bool) -> Sent {
-        match self.send_write(h, body, born, batch) {
+    fn send_blocking(
+        &self,
+        h: SendHeader,
+        body: Vec<u8>,
+        born: SocketAddr,
+        batch: bool,
+        stamp_cluster: bool,
+    ) -> Sent {
+        match self.send_write(h, body, born, batch, stamp_cluster) {
             Ok(sent) => sent,
             Err(r) => Sent::Done(r),
         }
@@ -382,6 +427,7 @@ impl Broker {
         body: Vec<u8>,
         born: SocketAddr,
         batch: bool,
+        stamp_cluster: bool,
     ) -> Result<Sent, RemotingCommand> {
         let tc = self.send_topic(&h)?;
         let queue_id = self.send_queue_id(&h, &tc, born)?;
@@ -389,7 +435,7 @@ impl Broker {
             h: &h,
             queue_id,
             born,
-            cluster: &self.cfg.broker_cluster_name,
+            cluster: stamp_cluster.then_some(self.cfg.broker_cluster_name.as_str()),
         };
         let (wait, res) = if batch {
             self.put_batch(&template, &body)?
@@ -533,12 +579,12 @@ impl Broker {
 type PutOutcome = (bool, Result<PutResult, ferromq_engine::Error>);
 
 /// What every message of one send shares: its header, queue, producer
-/// address and the broker's cluster (the `CLUSTER` property).
+/// address and the broker's cluster (the `CLUSTER` property, when set).
 struct MessageTemplate<'a> {
     h: &'a SendHeader,
     queue_id: u32,
     born: SocketAddr,
-    cluster: &'a str,
+    cluster: Option<&'a str>,
 }
 
 impl MessageTemplate<'_> {
@@ -548,7 +594,9 @@ impl MessageTemplate<'_> {
         let mut properties = MessageProperties::decode(props).map_err(|e| {
             RemotingCommand::error(response::MESSAGE_ILLEGAL, format!("bad properties: {e}"))
         })?;
-        properties.insert("CLUSTER", self.cluster.to_string());
+        if let Some(cluster) = self.cluster {
+            properties.insert("CLUSTER", cluster.to_string());
+        }
         let mut m = Message::new(h.topic.clone(), body);
         m.queue_id = self.queue_id;
         m.flag = flag;
