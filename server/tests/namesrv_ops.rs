@@ -325,6 +325,20 @@ fn wipe_and_add_write_perm_delete_topic_and_topic_lists() {
         "{out}"
     );
 
+    // topicRoute: the route as JSON; an unknown topic is an error.
+    let out = admin_ok(ns_port, &["topicRoute", "-t", TOPIC]);
+    let shown: serde_json::Value = serde_json::from_str(&out).expect("route JSON");
+    assert_eq!(shown["brokerDatas"][0]["brokerName"], "broker-t", "{out}");
+    assert!(
+        shown["queueDatas"]
+            .as_array()
+            .is_some_and(|q| !q.is_empty()),
+        "{out}"
+    );
+    let o = admin(ns_port, &["topicRoute", "-t", "NoSuchTopicAnywhere"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not exist"));
+
     let mut c = Client::connect(ns_port);
     let r = c.invoke(
         RemotingCommand::request(request::GET_TOPICS_BY_CLUSTER).with_ext("cluster", "TestCluster"),
@@ -519,18 +533,24 @@ fn cpp_producer_moves_to_the_other_broker_while_one_is_wiped() {
 
     let out = admin_ok(ns_port, &["wipeWritePerm", "-b", "broker-a"]);
     assert!(out.contains("OK, "), "{out}");
+    // The consume queues take a send a moment after it is acknowledged:
+    // wait (bounded) for all of them before counting per broker.
+    let both = |want: i64| {
+        wait_for(Duration::from_secs(10), || {
+            let a = common::total_max_offset(a_port, TOPIC, 4);
+            let b = common::total_max_offset(b_port, TOPIC, 4);
+            (a + b == want).then_some((a, b))
+        })
+        .unwrap_or_else(|| panic!("{want} messages in the consume queues"))
+    };
     send(20);
-    assert_eq!(
-        common::total_max_offset(a_port, TOPIC, 4),
-        0,
-        "broker-a is drained"
-    );
-    assert_eq!(common::total_max_offset(b_port, TOPIC, 4), 20);
+    let (a, b) = both(20);
+    assert_eq!(a, 0, "broker-a is drained");
+    assert_eq!(b, 20);
 
     admin_ok(ns_port, &["addWritePerm", "-b", "broker-a"]);
     send(40);
-    let a = common::total_max_offset(a_port, TOPIC, 4);
-    let b = common::total_max_offset(b_port, TOPIC, 4);
+    let (a, b) = both(60);
     assert_eq!(a + b, 60);
     assert!(a > 0, "broker-a takes sends again: a={a} b={b}");
 }

@@ -189,6 +189,24 @@ impl Admin {
         Ok(())
     }
 
+    /// `topicRoute -t T`: the route as the name server answers it, pretty
+    /// printed (mqadmin's `TopicRouteData.toJson(true)`).
+    pub(crate) async fn topic_route(&self, topic: &str) -> Res<()> {
+        let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC)
+            .with_ext("topic", topic)
+            .with_ext("acceptStandardJsonOnly", true);
+        let r = self.namesrv_call(req).await?;
+        if r.code == response::TOPIC_NOT_EXIST {
+            return Err(format!("topic {topic} does not exist"));
+        }
+        let v = body_json(&ok(r, "route")?, "route")?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?
+        );
+        Ok(())
+    }
+
     /// (broker name, master address, read queues) of a topic's route.
     pub(crate) async fn route(&self, topic: &str) -> Res<Vec<(String, String, i64)>> {
         let req = RemotingCommand::request(request::GET_ROUTEINFO_BY_TOPIC)

@@ -80,6 +80,13 @@ enum Cmd {
     /// List every topic the name server knows (-c: with cluster and groups).
     #[command(name = "topicList")]
     TopicList(namesrv_ops::TopicListArgs),
+    /// A topic's route from the name server, as mqadmin prints it (JSON).
+    #[command(name = "topicRoute")]
+    TopicRoute {
+        /// Topic.
+        #[arg(short = 't', long = "topic")]
+        topic: String,
+    },
     /// Create or update a topic on one broker (-b) or every master of a cluster (-c).
     #[command(name = "updateTopic")]
     UpdateTopic(UpdateTopic),
@@ -259,6 +266,7 @@ impl Admin {
     async fn run(&self, cmd: Cmd) -> Res<()> {
         match cmd {
             Cmd::TopicList(a) => self.topic_list_cmd(a).await,
+            Cmd::TopicRoute { topic } => self.topic_route(&topic).await,
             Cmd::UpdateTopic(u) => self.update_topic(u).await,
             Cmd::ClusterList => self.cluster_list().await,
             Cmd::TopicStatus { topic } => self.topic_status(topic).await,
