@@ -99,6 +99,11 @@ pub struct CompareArgs {
     /// Passes over all points, each running A then B at every point.
     #[arg(long, default_value_t = 3)]
     pub repeat: usize,
+    /// Alternate the order: A then B in odd passes, B then A in even ones,
+    /// so a machine whose load drifts during the comparison does not favour
+    /// one side (each pass's ratio still pairs its two adjacent runs).
+    #[arg(long)]
+    pub abba: bool,
     /// The brokers of `--a-props`/`--b-props`.
     #[command(flatten)]
     pub started: StartedBrokers,
@@ -326,6 +331,7 @@ pub fn run_compare(args: &CompareArgs, argv: &[String]) -> Result<i32> {
         b: (args.b_name.clone(), b_spec.describe()),
         params: args.params.clone(),
         repeat: args.repeat,
+        abba: args.abba,
         planned_runs: planned,
         interrupted,
         base_workload: crate::sweep_report::BaseWorkload::of(&args.load),
@@ -380,7 +386,12 @@ fn measure_all(
     let mut interrupted = false;
     'passes: for r in 0..args.repeat {
         for (p, w) in pts.iter().zip(workloads) {
-            for (side, addr) in ["a", "b"].into_iter().zip(addrs) {
+            let sides = if args.abba && r % 2 == 1 {
+                [("b", addrs[1]), ("a", addrs[0])]
+            } else {
+                [("a", addrs[0]), ("b", addrs[1])]
+            };
+            for (side, addr) in sides {
                 if stop.load(Ordering::Relaxed) {
                     interrupted = true;
                     break 'passes;

@@ -108,6 +108,8 @@ pub struct CompareReport {
     pub params: Vec<(String, Vec<String>)>,
     /// Passes asked for.
     pub repeat: usize,
+    /// Whether even passes ran B before A (`--abba`).
+    pub abba: bool,
     /// Runs planned.
     pub planned_runs: usize,
     /// Ctrl-C stopped it early.
@@ -269,10 +271,15 @@ pub fn markdown(r: &CompareReport) -> String {
     let _ = writeln!(s, "{}", r.base_workload.line(r.warmup_seconds, r.seconds));
     let _ = writeln!(
         s,
-        "- runs: {} of {} planned ({} passes; each pass runs every point on A then on B){}",
+        "- runs: {} of {} planned ({} passes; each pass runs every point on {}){}",
         r.runs.len(),
         r.planned_runs,
         r.repeat,
+        if r.abba {
+            "A then B in odd passes, B then A in even ones"
+        } else {
+            "A then on B"
+        },
         crate::reporting::interrupted_note(r.interrupted)
     );
     let _ = writeln!(
