@@ -28,37 +28,9 @@ const COUNT: usize = 200;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
 const BIN_NAME: &str = "ferromq-interop-rust-client";
 
-/// The interop binary: `FERROMQ_RUST_CLIENT_BIN`, else the newest of the
-/// crate's debug and release builds; `Err` says why there is none.
+/// The driver binary (see [`common::interop_bin`]).
 fn rust_client_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("FERROMQ_RUST_CLIENT_BIN") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!(
-                "FERROMQ_RUST_CLIENT_BIN={} is not a file",
-                p.display()
-            ))
-        };
-    }
-    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../interop/rust-client/target");
-    ["debug", "release"]
-        .iter()
-        .map(|profile| PathBuf::from(target).join(profile).join(BIN_NAME))
-        .filter_map(|p| {
-            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
-            Some((modified, p))
-        })
-        .max()
-        .map(|(_, p)| p)
-        .ok_or_else(|| {
-            format!(
-                "{BIN_NAME} is not built; build it with \
-                 `cargo build --manifest-path interop/rust-client/Cargo.toml` \
-                 (or set FERROMQ_RUST_CLIENT_BIN)"
-            )
-        })
+    interop_bin(BIN_NAME, "FERROMQ_RUST_CLIENT_BIN")
 }
 
 #[test]

@@ -7,10 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::scrape::{get, metrics_addr, sample};
-use common::{
-    broker_command, broker_props, spawn_to, temp_dir, total_max_offset, wait_for, Client,
-};
+use common::scrape::{get, sample};
+use common::{temp_dir, total_max_offset, wait_for, Client};
 use ferromq_server::remoting::{request, response};
 
 const TOPIC: &str = "LagTopic";
@@ -19,15 +17,7 @@ const GROUP: &str = "LagGroup";
 #[test]
 fn lag_inflight_and_lag_latency_follow_pulls_and_commits() {
     let (_d, dir) = temp_dir();
-    let props = broker_props(
-        &dir.join("store"),
-        "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort=0\n",
-    );
-    let mut cmd = broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), &dir, &props);
-    cmd.stdin(std::process::Stdio::null());
-    let mut broker = spawn_to("broker", cmd, std::process::Stdio::null(), "warn");
-    let port = common::port_of(&broker.wait_line("listening on", Duration::from_secs(30)));
-    let metrics = metrics_addr(&mut broker);
+    let (_broker, port, metrics) = common::scrape::start_broker_with_metrics(&dir);
 
     let mut c = Client::connect(port);
     for i in 0..10 {

@@ -10,8 +10,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::scrape::{get, metrics_addr, sample};
-use common::{broker_command, broker_props, spawn_to, temp_dir, wait_for, Client};
+use common::scrape::{get, sample};
+use common::{broker_props, temp_dir, wait_for, Client};
 use ferromq_engine::config::Properties;
 use ferromq_engine::{MessageStore, StoreConfig};
 use ferromq_server::broker::metrics::BrokerCollector;
@@ -60,15 +60,7 @@ fn send(c: &mut Client, topic: &str, size: usize, props: &[(&str, &str)]) {
 #[test]
 fn sizes_and_latencies_are_bucketed_as_rocketmq_5_does() {
     let (_d, dir) = temp_dir();
-    let props = broker_props(
-        &dir.join("store"),
-        "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort=0\n",
-    );
-    let mut cmd = broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), &dir, &props);
-    cmd.stdin(std::process::Stdio::null());
-    let mut broker = spawn_to("broker", cmd, std::process::Stdio::null(), "warn");
-    let port = common::port_of(&broker.wait_line("listening on", Duration::from_secs(30)));
-    let metrics = metrics_addr(&mut broker);
+    let (_broker, port, metrics) = common::scrape::start_broker_with_metrics(&dir);
 
     let mut c = Client::connect(port);
     for size in SIZES {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::scrape::{get, metrics_addr, sample};
-use common::{broker_command, broker_props, spawn_to, temp_dir, wait_for, Client};
+use common::{broker_props, spawn_to, temp_dir, wait_for, Client};
 use ferromq_server::remoting::{request, response};
 
 const TOPIC: &str = "MetricsTopic";
@@ -45,15 +45,7 @@ fn prom_value(prom: &str, q: &str) -> Option<f64> {
 #[test]
 fn the_broker_exports_message_counts_and_lag_and_prometheus_scrapes_them() {
     let (_d, dir) = temp_dir();
-    let props = broker_props(
-        &dir.join("store"),
-        "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort=0\n",
-    );
-    let mut cmd = broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), &dir, &props);
-    cmd.stdin(Stdio::null());
-    let mut broker = spawn_to("broker", cmd, Stdio::null(), "warn");
-    let port = common::port_of(&broker.wait_line("listening on", Duration::from_secs(30)));
-    let metrics = metrics_addr(&mut broker);
+    let (_broker, port, metrics) = common::scrape::start_broker_with_metrics(&dir);
 
     let mut c = Client::connect(port);
     for i in 0..SENT {

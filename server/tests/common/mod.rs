@@ -722,3 +722,35 @@ pub fn total_max_offset(port: u16, topic: &str, queues: i32) -> i64 {
 
 /// Name-validation and config-persistence helpers (issue 17).
 pub mod names;
+
+/// A binary of the interop crate `interop/rust-client` (outside the
+/// workspace; `.ci/run` builds it): `$env_var` when set, else the newest of
+/// the crate's debug and release builds of `bin_name`. `Err` says why there
+/// is none, for the test's SKIPPED line.
+pub fn interop_bin(bin_name: &str, env_var: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env_var) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("{env_var}={} is not a file", p.display()))
+        };
+    }
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../interop/rust-client/target");
+    ["debug", "release"]
+        .iter()
+        .map(|profile| PathBuf::from(target).join(profile).join(bin_name))
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            Some((modified, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .ok_or_else(|| {
+            format!(
+                "{bin_name} is not built; build it with \
+                 `cargo build --manifest-path interop/rust-client/Cargo.toml` \
+                 (or set {env_var})"
+            )
+        })
+}

@@ -7,6 +7,23 @@ use std::time::Duration;
 
 use super::Proc;
 
+/// The properties that turn the Prometheus endpoint on at an OS-chosen
+/// loopback port.
+pub const METRICS_ON: &str =
+    "metricsExporterType=PROM\nmetricsPromExporterHost=127.0.0.1\nmetricsPromExporterPort=0\n";
+
+/// A broker binary with metrics on (its store under `dir`): the process,
+/// its remoting port and its metrics `host:port`.
+pub fn start_broker_with_metrics(dir: &std::path::Path) -> (Proc, u16, String) {
+    let props = super::broker_props(&dir.join("store"), METRICS_ON);
+    let mut cmd = super::broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), dir, &props);
+    cmd.stdin(std::process::Stdio::null());
+    let mut broker = super::spawn_to("broker", cmd, std::process::Stdio::null(), "warn");
+    let port = super::port_of(&broker.wait_line("listening on", Duration::from_secs(30)));
+    let metrics = metrics_addr(&mut broker);
+    (broker, port, metrics)
+}
+
 /// One HTTP/1.0 GET of `path` at `addr`: (status line, body); empty when
 /// nothing listens there (yet).
 pub fn get(addr: &str, path: &str) -> (String, String) {

@@ -68,27 +68,6 @@ pub(crate) fn client_json(body: &[u8], what: &str) -> Res<Value> {
         .map_err(|e| format!("{what}: {e}"))
 }
 
-/// A `Map<MessageQueue, _>` of a client's answer as (topic, broker, queue
-/// id, value), sorted as `MessageQueue.compareTo` sorts.
-fn mq_rows(v: &Value) -> Vec<(String, String, i64, Value)> {
-    let mut out: Vec<_> = v
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, w)| {
-            let mq: Value = serde_json::from_str(k).ok()?;
-            Some((
-                mq["topic"].as_str()?.to_string(),
-                mq["brokerName"].as_str()?.to_string(),
-                num(&mq["queueId"]),
-                w.clone(),
-            ))
-        })
-        .collect();
-    out.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
-    out
-}
-
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -124,7 +103,7 @@ pub(crate) fn format_running_info(v: &Value) -> String {
             text(&sub["subString"])
         ));
     }
-    let mqs = mq_rows(&v["mqTable"]);
+    let mqs = crate::ops_stats::mq_entries(&v["mqTable"]);
     s.push_str("\n\n#Consumer Offset#\n");
     s.push_str(&format!(
         "{:<64}  {:<32}  {:<4}  {:<20}\n",
@@ -295,7 +274,7 @@ impl Admin {
             }
             let v = client_json(&r.body, "consumer status")?;
             for (client, table) in v["consumerTable"].as_object().into_iter().flatten() {
-                for (t, b, q, off) in mq_rows(table) {
+                for (t, b, q, off) in crate::ops_stats::mq_entries(table) {
                     rows.push((client.clone(), t, b, q, num(&off)));
                 }
             }

@@ -95,7 +95,7 @@ fn fastjson_body(r: &RemotingCommand, what: &str) -> Res<Value> {
 
 /// An object-key map's entries as (topic, broker name, queue id, value),
 /// sorted as `MessageQueue.compareTo` sorts (topic, broker, queue).
-fn mq_entries(v: &Value) -> Vec<(String, String, i64, Value)> {
+pub(crate) fn mq_entries(v: &Value) -> Vec<(String, String, i64, Value)> {
     let mut out: Vec<(String, String, i64, Value)> = v
         .as_object()
         .into_iter()
