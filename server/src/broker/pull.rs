@@ -8,9 +8,11 @@ use std::time::Duration;
 use ferromq_engine::message::name_for_message;
 use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
+use super::clients::{compile_filter, PullSubscription};
 use super::hold::{Activity, ParkRefused, Wake};
 use super::subscription::SubscriptionGroupConfig;
 use super::{store_error_response, Broker, Executor, HandlerError, HandlerResult, Request};
+use crate::filter::{is_tag_type, Sql92Filter};
 use crate::remoting::{response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// PullSysFlag bit: the request carries a commit offset.
@@ -216,6 +218,8 @@ pub fn pull_response(r: &GetResult, d: &PullDecision) -> RemotingCommand {
 struct PullRead {
     h: PullHeader,
     filter: MessageFilter,
+    /// The SQL92 filter of a property-filter subscription.
+    sql: Option<Arc<Sql92Filter>>,
     offset: u64,
     group: SubscriptionGroupConfig,
 }
@@ -251,16 +255,20 @@ impl Broker {
                 ),
             ));
         }
-        let expr = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
-            h.subscription.clone()
-        } else {
-            self.clients.subscription(&h.consumer_group, &h.topic)
+        let (expr, sql) = match self.pull_filter(&h) {
+            Ok(x) => x,
+            Err(refusal) => return Ok(refusal),
         };
-        let filter = MessageFilter::from_expression(expr.as_deref().unwrap_or("*"));
+        let filter = MessageFilter::from_expression(if sql.is_some() {
+            "*"
+        } else {
+            expr.as_deref().unwrap_or("*")
+        });
         let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
         let read = PullRead {
             h,
             filter,
+            sql,
             offset,
             group,
         };
@@ -291,6 +299,66 @@ impl Broker {
             return Ok(first);
         }
         self.hold_pull(on, conn, activity, first, &read).await
+    }
+
+    /// The pull's expression and, for a SQL92 subscription, its compiled
+    /// filter, as RocketMQ's `PullMessageProcessor`: from the request when it
+    /// has the subscription flag (compiled, or the heartbeat's reused; a bad
+    /// one is SUBSCRIPTION_PARSE_FAILED), else from the group's heartbeat (a
+    /// filter that did not compile there is FILTER_DATA_NOT_EXIST). A
+    /// non-TAG subscription without `enablePropertyFilter` is refused.
+    fn pull_filter(
+        &self,
+        h: &PullHeader,
+    ) -> Result<(Option<String>, Option<Arc<Sql92Filter>>), RemotingCommand> {
+        let (expr, kind, compiled) = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
+            let expr = h.subscription.clone();
+            let kind = h.expression_type.clone();
+            if is_tag_type(kind.as_deref()) {
+                (expr, None, None)
+            } else {
+                let text = expr.as_deref().unwrap_or("");
+                let f = match self.clients.filter_for(&h.consumer_group, &h.topic, text) {
+                    Some(f) => f,
+                    None => compile_filter(kind.as_deref().unwrap_or(""), text).map_err(|e| {
+                        RemotingCommand::error(
+                            response::SUBSCRIPTION_PARSE_FAILED,
+                            format!("parse the consumer's subscription failed: {e}"),
+                        )
+                    })?,
+                };
+                (expr, kind, Some(f))
+            }
+        } else {
+            match self.clients.pull_subscription(&h.consumer_group, &h.topic) {
+                None => (None, None, None),
+                Some(PullSubscription {
+                    expression,
+                    filter: None,
+                }) => (Some(expression), None, None),
+                Some(PullSubscription {
+                    expression,
+                    filter: Some((kind, f)),
+                }) => {
+                    let f = f.map_err(|_| {
+                        RemotingCommand::error(
+                            response::FILTER_DATA_NOT_EXIST,
+                            "The broker's consumer filter data is not exist!Your expression may be wrong!",
+                        )
+                    })?;
+                    (Some(expression), Some(kind), Some(f))
+                }
+            }
+        };
+        if let Some(kind) = &kind {
+            if !self.cfg.enable_property_filter {
+                return Err(RemotingCommand::error(
+                    response::SYSTEM_ERROR,
+                    format!("The broker does not support consumer to filter message by {kind}"),
+                ));
+            }
+        }
+        Ok((expr, compiled))
     }
 
     /// The checks of a pull before its group is looked up: the broker
@@ -428,6 +496,7 @@ impl Broker {
         let PullRead {
             h,
             filter,
+            sql,
             offset,
             group,
         } = read.clone();
@@ -454,7 +523,10 @@ impl Broker {
                 );
             }
             match res {
-                Ok(r) => {
+                Ok(mut r) => {
+                    if let Some(sql) = &sql {
+                        filter_by_properties(&mut r, sql);
+                    }
                     let (n, size) = (r.messages.len() as u64, r.buffer_total_size() as u64);
                     b.stats.on_get(
                         &b.cfg.broker_cluster_name,
@@ -480,7 +552,7 @@ impl Broker {
 }
 
 /// The checks of a pull against its group: the group may consume, and the
-/// expression is TAG (no SQL92). `Some(answer)` refuses the pull.
+/// `Some(answer)` refuses the pull.
 fn refuse_pull_of_group(
     h: &PullHeader,
     group: &SubscriptionGroupConfig,
@@ -494,16 +566,21 @@ fn refuse_pull_of_group(
             ),
         ));
     }
-    if h.expression_type
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
-    {
-        return Some(RemotingCommand::error(
-            response::SYSTEM_ERROR,
-            "The broker does not support consumer to filter message by SQL92",
-        ));
-    }
     None
+}
+
+/// Keep the messages a SQL92 filter matches (RocketMQ's
+/// `ExpressionMessageFilter.isMatchedByCommitLog`); the next offset still
+/// passes every message read. A read that found messages, none matching,
+/// is NO_MATCHED_MESSAGE (PULL_RETRY_IMMEDIATELY: the consumer moves on).
+fn filter_by_properties(r: &mut GetResult, sql: &Sql92Filter) {
+    if r.status != GetStatus::Found {
+        return;
+    }
+    r.messages.retain(|m| sql.matches_record(m.bytes()));
+    if r.messages.is_empty() {
+        r.status = GetStatus::NoMatchedMessage;
+    }
 }
 
 #[cfg(test)]
