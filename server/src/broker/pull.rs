@@ -218,8 +218,6 @@ pub fn pull_response(r: &GetResult, d: &PullDecision) -> RemotingCommand {
 struct PullRead {
     h: PullHeader,
     filter: MessageFilter,
-    /// The SQL92 filter of a property-filter subscription.
-    sql: Option<Arc<Sql92Filter>>,
     offset: u64,
     group: SubscriptionGroupConfig,
 }
@@ -259,16 +257,16 @@ impl Broker {
             Ok(x) => x,
             Err(refusal) => return Ok(refusal),
         };
-        let filter = MessageFilter::from_expression(if sql.is_some() {
-            "*"
-        } else {
-            expr.as_deref().unwrap_or("*")
-        });
+        // A SQL92 filter runs in the store's read, over each record's raw
+        // properties: what it refuses does not count against the batch.
+        let filter = match sql {
+            Some(sql) => MessageFilter::Records(sql),
+            None => MessageFilter::from_expression(expr.as_deref().unwrap_or("*")),
+        };
         let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
         let read = PullRead {
             h,
             filter,
-            sql,
             offset,
             group,
         };
@@ -496,7 +494,6 @@ impl Broker {
         let PullRead {
             h,
             filter,
-            sql,
             offset,
             group,
         } = read.clone();
@@ -523,10 +520,7 @@ impl Broker {
                 );
             }
             match res {
-                Ok(mut r) => {
-                    if let Some(sql) = &sql {
-                        filter_by_properties(&mut r, sql);
-                    }
+                Ok(r) => {
                     let (n, size) = (r.messages.len() as u64, r.buffer_total_size() as u64);
                     b.stats.on_get(
                         &b.cfg.broker_cluster_name,
@@ -567,20 +561,6 @@ fn refuse_pull_of_group(
         ));
     }
     None
-}
-
-/// Keep the messages a SQL92 filter matches (RocketMQ's
-/// `ExpressionMessageFilter.isMatchedByCommitLog`); the next offset still
-/// passes every message read. A read that found messages, none matching,
-/// is NO_MATCHED_MESSAGE (PULL_RETRY_IMMEDIATELY: the consumer moves on).
-fn filter_by_properties(r: &mut GetResult, sql: &Sql92Filter) {
-    if r.status != GetStatus::Found {
-        return;
-    }
-    r.messages.retain(|m| sql.matches_record(m.bytes()));
-    if r.messages.is_empty() {
-        r.status = GetStatus::NoMatchedMessage;
-    }
 }
 
 #[cfg(test)]

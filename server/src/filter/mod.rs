@@ -2,10 +2,12 @@
 //! language (`filter` module, `SelectorParser.jj` of 5.x) compiled once per
 //! subscription and evaluated over each pulled message's properties.
 //!
-//! It lives in the server, not the engine: it is a broker concern (a
-//! subscription's expression, a pull's answer) and the store stays
-//! protocol-free; the broker filters what a pull read, the store's next
-//! offset still passes every message read.
+//! It lives in the server, not the engine: the selector language is a
+//! broker concern (a subscription's expression, a pull's answer) and the
+//! store stays protocol-free. The store only takes a compiled filter through
+//! its generic [`ferromq_engine::RecordFilter`] hook and applies it to each
+//! record it reads, as RocketMQ's store calls `isMatchedByCommitLog`: refused
+//! records do not count against the batch, the next offset passes them.
 //!
 //! - [`parse.rs`](self) turns text into a syntax tree (winnow).
 //! - [`Expr`] is the tree RocketMQ builds, with its construction checks, and
@@ -283,6 +285,15 @@ impl Sql92Filter {
             }
         }
         matches!(self.root.eval(&slots), Ok(Val::Bool(true)))
+    }
+}
+
+/// The store applies the filter in its read (RocketMQ's
+/// `isMatchedByCommitLog`): a record it refuses does not count against the
+/// pull's batch.
+impl ferromq_engine::RecordFilter for Sql92Filter {
+    fn matches_record(&self, record: &[u8]) -> bool {
+        Sql92Filter::matches_record(self, record)
     }
 }
 
