@@ -269,22 +269,38 @@ impl Sql92Filter {
         let Some(props) = record_properties(record) else {
             return false;
         };
-        let mut slots: Vec<Option<&str>> = vec![None; self.names.len()];
+        // Up to 8 names (most expressions) on the stack.
+        let n = self.names.len();
+        let mut stack: [Option<&str>; 8] = [None; 8];
+        let mut heap;
+        let slots: &mut [Option<&str>] = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap = vec![None; n];
+            &mut heap
+        };
+        let mut missing = n;
         for seg in props.split(|b| *b == 2) {
+            if missing == 0 {
+                break;
+            }
             let Some(i) = seg.iter().position(|b| *b == 1) else {
                 continue;
             };
-            let Ok(k) = std::str::from_utf8(&seg[..i]) else {
+            let key = &seg[..i];
+            let Some(slot) = self.names.iter().position(|n| n.as_bytes() == key) else {
                 continue;
             };
-            if let Some(slot) = self.names.iter().position(|n| n == k) {
+            // The first occurrence wins, as the properties decoder; a value
+            // that is not UTF-8 is left out, as it decodes to nothing.
+            if slots[slot].is_none() {
                 if let Ok(v) = std::str::from_utf8(&seg[i + 1..]) {
-                    // The first occurrence wins, as the properties decoder.
-                    slots[slot].get_or_insert(v);
+                    slots[slot] = Some(v);
+                    missing -= 1;
                 }
             }
         }
-        matches!(self.root.eval(&slots), Ok(Val::Bool(true)))
+        matches!(self.root.eval(slots), Ok(Val::Bool(true)))
     }
 }
 

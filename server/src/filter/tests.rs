@@ -316,6 +316,37 @@ fn arb_value() -> impl Strategy<Value = Option<String>> {
     .prop_map(|v| v.map(str::to_string))
 }
 
+fn record_with(props: &HashMap<&str, &str>) -> Vec<u8> {
+    use ferromq_engine::message::{encode_message, Message};
+    let addr: std::net::SocketAddr = "127.0.0.1:10911".parse().unwrap();
+    let mut msg = Message::new("T", b"body".to_vec()).with_tags("TagA");
+    let mut keys: Vec<_> = props.iter().collect();
+    keys.sort();
+    for (k, v) in keys {
+        msg = msg.with_property(*k, *v);
+    }
+    let mut rec = Vec::new();
+    encode_message(&msg, &addr, &mut rec);
+    rec
+}
+
+#[test]
+fn many_properties_resolve_past_the_stack_slots() {
+    let names = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"];
+    let map: HashMap<&str, &str> = names.iter().map(|n| (*n, "1")).collect();
+    let rec = record_with(&map);
+    let all = names
+        .iter()
+        .map(|n| format!("{n} = 1"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    assert!(Sql92Filter::compile(&all).unwrap().matches_record(&rec));
+    let last_differs = format!("{all} AND p9 = 2");
+    assert!(!Sql92Filter::compile(&last_differs)
+        .unwrap()
+        .matches_record(&rec));
+}
+
 proptest! {
     #[test]
     fn compiled_filter_agrees_with_the_reference(
@@ -335,6 +366,13 @@ proptest! {
             let fast = f.evaluate(|k| map.get(k).copied());
             let reference = f.expr().evaluate(&|k| map.get(k).copied());
             prop_assert_eq!(fast, reference, "{}", sql);
+            // The pull path: the same properties in a stored record.
+            let rec = record_with(&map);
+            prop_assert_eq!(
+                f.matches_record(&rec),
+                reference == Ok(Val::Bool(true)),
+                "{} over the record", sql
+            );
         }
     }
 }
