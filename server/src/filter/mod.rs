@@ -9,7 +9,7 @@
 //! record it reads, as RocketMQ's store calls `isMatchedByCommitLog`: refused
 //! records do not count against the batch, the next offset passes them.
 //!
-//! - [`parse.rs`](self) turns text into a syntax tree (winnow).
+//! - `parse.rs` turns text into a syntax tree (winnow).
 //! - [`Expr`] is the tree RocketMQ builds, with its construction checks, and
 //!   a reference interpreter ([`Expr::evaluate`]).
 //! - [`Sql92Filter`] is the compiled form the pull path uses: properties are
@@ -17,11 +17,16 @@
 //!   built, no body copied), `IN` lists are sets.
 //!
 //! Semantics follow RocketMQ's `ComparisonExpression`, `UnaryExpression` and
-//! `LogicExpression` exactly: three-valued logic (a missing property makes a
+//! `LogicExpression`: three-valued logic (a missing property makes a
 //! comparison unknown, and only TRUE matches), `IS NULL` true for a missing
 //! property, strings compared with numbers converted to the number's type
 //! (`'5' BETWEEN 1 AND 9` holds), two strings ordered as doubles, and an
-//! evaluation that throws in Java (`'abc' > 1`) matching nothing.
+//! evaluation that throws in Java (`'abc' > 1`) matching nothing. Known
+//! differences, all on inputs clients do not send: Java's `valueOf` also
+//! takes non-ASCII digits and hexadecimal doubles (here they fail to
+//! convert); of a property given twice in one record the first counts (Java's
+//! map keeps the last); error remarks are ferromq's own wording, with the
+//! line and column.
 
 mod ast;
 mod parse;
