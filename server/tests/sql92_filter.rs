@@ -238,3 +238,87 @@ fn sql92_is_refused_without_enable_property_filter() {
     assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
     assert_eq!(records(&r.body).len(), N);
 }
+
+/// The pull path's cost, end to end over loopback (not a correctness test;
+/// run with a release broker):
+///
+/// ```text
+/// cargo build --release -p ferromq-server --bin ferromq-broker
+/// FERROMQ_TEST_BROKER_BIN=target/release/ferromq-broker \
+///   cargo test -p ferromq-server --test sql92_filter -- --ignored --nocapture
+/// ```
+///
+/// Sends `FERROMQ_SQL92_BENCH_N` (default 50 000) 256-byte messages to one
+/// queue, every other one `k=even`, then drains the queue with pulls of 32:
+/// TAG `*` (every message), TAG `even` (half, by tag code), SQL92 `k = 'even'`
+/// (half) and SQL92 over a missing property (none). Prints messages read per
+/// second and messages returned per second for each.
+#[test]
+#[ignore]
+fn sql92_pull_cost() {
+    let n: usize = std::env::var("FERROMQ_SQL92_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let (_tmp, dir) = temp_dir();
+    let props = broker_props(
+        &dir.join("store"),
+        "enablePropertyFilter=true\nmapedFileSizeCommitLog=134217728\nmapedFileSizeConsumeQueue=6000000\n",
+    );
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let body = vec![b'x'; 256];
+    for i in 0..n {
+        let k = if i % 2 == 0 { "even" } else { "odd" };
+        let r = c.send_v2_props(TOPIC, 0, &body, &[("k", k), ("TAGS", k), ("n", "7")]);
+        assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    }
+    wait_for(Duration::from_secs(60), || {
+        let r = c.invoke(Client::offset_req(request::GET_MAX_OFFSET, TOPIC, 0));
+        (r.ext_fields.get_i64("offset").unwrap() == n as i64).then_some(())
+    })
+    .expect("all messages dispatched");
+    let cases: [(&str, &str, &str); 4] = [
+        ("TAG *", "TAG", "*"),
+        ("TAG even", "TAG", "even"),
+        ("SQL92 k = 'even'", "SQL92", "k = 'even'"),
+        ("SQL92 none match", "SQL92", "missing = 'x'"),
+    ];
+    for _round in 0..2 {
+        for (name, kind, sub) in cases {
+            let started = std::time::Instant::now();
+            let mut offset = 0u64;
+            let mut returned = 0usize;
+            loop {
+                let r = c.invoke(
+                    Client::pull_req(GROUP, TOPIC, 0, offset, 32, 0x4, 0, sub)
+                        .with_ext("expressionType", kind),
+                );
+                match r.code {
+                    response::SUCCESS => returned += count_records(&r.body),
+                    response::PULL_RETRY_IMMEDIATELY => {}
+                    response::PULL_NOT_FOUND => break,
+                    other => panic!("{name}: pull answered {other}: {:?}", r.remark),
+                }
+                offset = r.ext_fields.get_i64("nextBeginOffset").unwrap() as u64;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "SQL92BENCH {name:<18} read {n} returned {returned} in {secs:.3} s: {:.0} read/s, {:.0} returned/s",
+                n as f64 / secs,
+                returned as f64 / secs
+            );
+        }
+    }
+}
+
+/// Records in a pull body, by their sizes alone (no decoding).
+fn count_records(mut body: &[u8]) -> usize {
+    let mut n = 0;
+    while body.len() >= 4 {
+        let total = i32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+        body = &body[total.clamp(4, body.len())..];
+        n += 1;
+    }
+    n
+}
