@@ -111,7 +111,8 @@ pub use schedule::SCHEDULE_TOPIC;
 pub use store::CommitLogRecovery;
 pub use store::{
     GetResult, GetStatus, MessageFilter, MessageStore, PutCallback, PutResult, PutStatus,
-    QueryResult, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
+    QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats,
+    StoredMessage,
 };
 pub use topic::{DataVersion, TopicConfig};
 

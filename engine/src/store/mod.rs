@@ -53,7 +53,8 @@ pub(crate) use open::{CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 pub use types::{
     CommitLogRecovery, GetResult, GetStatus, MessageFilter, PutCallback, PutResult, PutStatus,
-    QueryResult, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats, StoredMessage,
+    QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats,
+    StoredMessage,
 };
 
 /// A consume-queue manifest: per topic, per queue id, a queue offset (see

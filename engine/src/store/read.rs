@@ -189,6 +189,9 @@ impl MessageStore {
                             }
                         },
                     }
+                    if !read.filter.matches_record(&b) {
+                        continue;
+                    }
                     bytes += b.len();
                     out.push(StoredMessage {
                         queue_offset: q,

@@ -137,14 +137,40 @@ impl GetResult {
     }
 }
 
-/// Which messages a get returns, by tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A filter over stored records, applied to each record a get reads after
+/// the consume queue's tag check passed (RocketMQ's
+/// `MessageFilter.isMatchedByCommitLog`): the broker's SQL92 property filters.
+pub trait RecordFilter: Send + Sync + std::fmt::Debug {
+    /// Whether a record (commitlog format, checked) is returned.
+    fn matches_record(&self, record: &[u8]) -> bool;
+}
+
+/// Which messages a get returns, by tag or by record.
+#[derive(Debug, Clone)]
 pub enum MessageFilter {
     /// Every message (`*`).
     All,
     /// Messages whose tag hash code is one of these.
     TagCodes(Vec<i64>),
+    /// Messages whose record this filter accepts. Records it refuses do not
+    /// count against the get's message and byte limits (the get scans on, up
+    /// to its unit limit, as RocketMQ's `getMessage`); the next offset passes
+    /// them.
+    Records(std::sync::Arc<dyn RecordFilter>),
 }
+
+impl PartialEq for MessageFilter {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (MessageFilter::All, MessageFilter::All) => true,
+            (MessageFilter::TagCodes(a), MessageFilter::TagCodes(b)) => a == b,
+            (MessageFilter::Records(a), MessageFilter::Records(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for MessageFilter {}
 
 impl MessageFilter {
     /// Parse a RocketMQ tag expression: `*`, empty, or `TagA || TagB`.
@@ -164,8 +190,15 @@ impl MessageFilter {
 
     pub(super) fn matches(&self, tags_code: i64) -> bool {
         match self {
-            MessageFilter::All => true,
+            MessageFilter::All | MessageFilter::Records(_) => true,
             MessageFilter::TagCodes(codes) => codes.contains(&tags_code),
+        }
+    }
+
+    pub(super) fn matches_record(&self, record: &[u8]) -> bool {
+        match self {
+            MessageFilter::Records(f) => f.matches_record(record),
+            MessageFilter::All | MessageFilter::TagCodes(_) => true,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::util::now_ms;
 /// Version string GET_BROKER_RUNTIME_INFO reports (the 4.x protocol it speaks).
 const BROKER_VERSION_DESC: &str = "V4_9_4";
 /// `MQVersion.Version.V4_9_4.ordinal()`.
-const BROKER_VERSION: i32 = 401;
+pub(super) const BROKER_VERSION: i32 = 401;
 
 fn parse_lock_body(body: &[u8]) -> Result<(String, String, Vec<MessageQueue>), String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("lock body: {e}"))?;

@@ -5,6 +5,17 @@ use std::sync::Arc;
 use super::{store_error_response, Broker, HandlerResult, Request};
 use crate::remoting::{response, RemotingCommand};
 
+/// A HEART_BEAT's SUCCESS stamped with the broker's version, as RocketMQ's
+/// broker stamps every command (`rocketmq.remoting.version`): clients keep it
+/// per broker address, and RocketMQ clients (Java's, rocketmq-client-rust)
+/// refuse to pull with a SQL92 subscription from a broker older than
+/// `V4_1_0_SNAPSHOT`.
+fn heartbeat_ok() -> RemotingCommand {
+    let mut r = RemotingCommand::success();
+    r.version = super::admin::BROKER_VERSION;
+    r
+}
+
 impl Broker {
     /// HEART_BEAT: register the client; for each consumer group, find or create
     /// (per `autoCreateSubscriptionGroup`) the subscription group and its retry
@@ -34,7 +45,7 @@ impl Broker {
             .any(|g| self.groups.get(g).is_none_or(|c| retry_missing(g, &c)));
         if !work {
             self.consumer_ids_changed(&sum.joined_groups);
-            return Ok(RemotingCommand::success());
+            return Ok(heartbeat_ok());
         }
         let groups = sum.consumer_groups.clone();
         let r = self.run_on(req.on, "heartbeat", move |b| {
@@ -67,7 +78,7 @@ impl Broker {
             return Ok(store_error_response(&e));
         }
         self.consumer_ids_changed(&sum.joined_groups);
-        Ok(RemotingCommand::success())
+        Ok(heartbeat_ok())
     }
 
     /// UNREGISTER_CLIENT.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::filter::{expression_type, is_tag_type, CompileError, Sql92Filter};
 use crate::remoting::json::parse_lenient;
 use crate::remoting::{request, ConnInfo, RemotingCommand};
 
@@ -30,6 +31,10 @@ struct ConsumerGroup {
     subscriptions: HashMap<String, String>,
     /// topic -> `SubscriptionData` as fastjson writes it.
     subscription_data: BTreeMap<String, Value>,
+    /// topic -> the SQL92 filter of a non-TAG subscription, compiled once
+    /// (again only when its expression changes), or why it did not compile
+    /// (RocketMQ's `ConsumerFilterManager`).
+    filters: HashMap<String, CompiledFilter>,
     /// The last heartbeat's consumeType, messageModel, consumeFromWhere
     /// (enum names), as RocketMQ's `ConsumerGroupInfo` keeps them.
     consume_type: String,
@@ -133,6 +138,32 @@ fn str_of(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// A compiled SQL92 subscription, or why it did not compile.
+pub type CompiledFilter = Result<Arc<Sql92Filter>, CompileError>;
+
+/// Compile a subscription of a non-TAG expression type: SQL92 is the one
+/// RocketMQ's `FilterFactory` knows.
+pub fn compile_filter(kind: &str, expr: &str) -> CompiledFilter {
+    if kind.eq_ignore_ascii_case(expression_type::SQL92) {
+        Sql92Filter::compile(expr).map(Arc::new)
+    } else {
+        Err(CompileError {
+            line: 1,
+            column: 1,
+            message: format!("no filter for expression type {kind}"),
+        })
+    }
+}
+
+/// A group's subscription of a topic, as a pull uses it.
+#[derive(Debug, Clone)]
+pub struct PullSubscription {
+    /// The expression (`subString`).
+    pub expression: String,
+    /// The expression type when it is not TAG, and its compiled filter.
+    pub filter: Option<(String, CompiledFilter)>,
 }
 
 /// A heartbeat's subscriptions of one group: (topic, expression).
@@ -288,6 +319,27 @@ impl ClientManager {
                     .iter()
                     .map(|(t, _, d)| (t.clone(), d.clone()))
                     .collect();
+                let mut filters = HashMap::new();
+                for (topic, expr, data) in &subs {
+                    let kind = data["expressionType"].as_str();
+                    if is_tag_type(kind) {
+                        continue;
+                    }
+                    let kind = kind.unwrap_or_default();
+                    let kept = group.filters.remove(topic).filter(|f| match f {
+                        Ok(f) => f.source() == expr,
+                        Err(_) => false,
+                    });
+                    let f = kept.unwrap_or_else(|| {
+                        let f = compile_filter(kind, expr);
+                        if let Err(e) = &f {
+                            tracing::warn!(group = %g, topic = %topic, error = %e, "a consumer's filter does not compile");
+                        }
+                        f
+                    });
+                    filters.insert(topic.clone(), f);
+                }
+                group.filters = filters;
                 group.subscriptions = subs.into_iter().map(|(t, e, _)| (t, e)).collect();
             }
             group.consume_type = consume_type;
@@ -532,6 +584,34 @@ impl ClientManager {
             .consumers
             .get(group)
             .map_or(0, |g| g.subscriptions.len())
+    }
+
+    /// A group's subscription of a topic with its compiled filter (for a
+    /// non-TAG expression type), from its heartbeats.
+    pub fn pull_subscription(&self, group: &str, topic: &str) -> Option<PullSubscription> {
+        let t = self.lock();
+        let g = t.consumers.get(group)?;
+        let expression = g.subscriptions.get(topic)?.clone();
+        let filter = g.filters.get(topic).map(|f| {
+            let kind = g
+                .subscription_data
+                .get(topic)
+                .and_then(|d| d["expressionType"].as_str())
+                .unwrap_or(expression_type::SQL92)
+                .to_string();
+            (kind, f.clone())
+        });
+        Some(PullSubscription { expression, filter })
+    }
+
+    /// The group's compiled filter of a topic when its expression is `expr`
+    /// (a pull that carries the expression reuses the heartbeat's).
+    pub fn filter_for(&self, group: &str, topic: &str, expr: &str) -> Option<Arc<Sql92Filter>> {
+        let t = self.lock();
+        match t.consumers.get(group)?.filters.get(topic)? {
+            Ok(f) if f.source() == expr => Some(f.clone()),
+            _ => None,
+        }
     }
 
     /// A group's subscription expression for a topic, from its heartbeats.

@@ -78,6 +78,9 @@ pub struct BrokerConfig {
     /// `offsetCheckInSlave`: a slave corrects out-of-range pull offsets as a master
     /// does (PULL_OFFSET_MOVED) instead of asking to retry. Default false.
     pub offset_check_in_slave: bool,
+    /// `enablePropertyFilter`: consumers may subscribe with SQL92 property
+    /// filters (RocketMQ's key). Default false: such subscriptions are refused.
+    pub enable_property_filter: bool,
     /// `slaveSyncInterval` (ferromq key): ms between a slave's copies of its
     /// master's topics, consumer offsets, delay offsets and subscription groups
     /// (RocketMQ's fixed 10 s). Default 10 000, at least 100.
@@ -380,6 +383,7 @@ impl BrokerConfig {
             // Slaves.
             slave_read_enable: k.flag("slaveReadEnable", false)?,
             offset_check_in_slave: k.flag("offsetCheckInSlave", false)?,
+            enable_property_filter: k.flag("enablePropertyFilter", false)?,
             slave_sync_interval_ms: k
                 .num::<u64>("slaveSyncInterval", "milliseconds", 10_000)?
                 .max(100),
@@ -558,8 +562,8 @@ impl BrokerConfig {
             self.long_polling_max_suspend_ms, self.long_polling_max_parked_per_connection
         ));
         s.push_str(&format!(
-            "storeReplyMessageEnable={}\n",
-            self.store_reply_message_enable
+            "storeReplyMessageEnable={}\nenablePropertyFilter={}\n",
+            self.store_reply_message_enable, self.enable_property_filter
         ));
         s.push_str(&format!(
             "fastListenPort={}\n",

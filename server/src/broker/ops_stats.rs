@@ -401,9 +401,10 @@ impl Broker {
         ok_body(serde_json::json!({ "data": data }).to_string())
     }
 
-    /// CHECK_CLIENT_CONFIG 46: SUCCESS for TAG subscriptions (and a body
-    /// without one); ferromq has no property filter, so any other expression
-    /// type gets what RocketMQ answers with `enablePropertyFilter=false`.
+    /// CHECK_CLIENT_CONFIG 46 (RocketMQ's `ClientManageProcessor.checkClientConfig`):
+    /// SUCCESS for TAG subscriptions (and a body without one); another
+    /// expression type is refused without `enablePropertyFilter`, else
+    /// compiled: SUBSCRIPTION_PARSE_FAILED with where it failed.
     pub(super) async fn check_client_config(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
         let text = String::from_utf8_lossy(&req.cmd.body);
         let v = if text.trim().is_empty() {
@@ -421,12 +422,22 @@ impl Broker {
         };
         let sub = &v["subscriptionData"];
         if sub.is_object() {
-            let kind = sub["expressionType"].as_str().unwrap_or("TAG");
-            if !(kind.is_empty() || kind.eq_ignore_ascii_case("TAG")) {
-                return Ok(RemotingCommand::error(
-                    response::SYSTEM_ERROR,
-                    format!("The broker does not support consumer to filter message by {kind}"),
-                ));
+            let kind = sub["expressionType"].as_str();
+            if !crate::filter::is_tag_type(kind) {
+                let kind = kind.unwrap_or_default();
+                if !self.cfg.enable_property_filter {
+                    return Ok(RemotingCommand::error(
+                        response::SYSTEM_ERROR,
+                        format!("The broker does not support consumer to filter message by {kind}"),
+                    ));
+                }
+                let expr = sub["subString"].as_str().unwrap_or_default();
+                if let Err(e) = super::clients::compile_filter(kind, expr) {
+                    return Ok(RemotingCommand::error(
+                        response::SUBSCRIPTION_PARSE_FAILED,
+                        e.to_string(),
+                    ));
+                }
             }
         }
         Ok(RemotingCommand::success())

@@ -8,9 +8,11 @@ use std::time::Duration;
 use ferromq_engine::message::name_for_message;
 use ferromq_engine::{BrokerRole, GetResult, GetStatus, MessageFilter};
 
+use super::clients::{compile_filter, PullSubscription};
 use super::hold::{Activity, ParkRefused, Wake};
 use super::subscription::SubscriptionGroupConfig;
 use super::{store_error_response, Broker, Executor, HandlerError, HandlerResult, Request};
+use crate::filter::{is_tag_type, Sql92Filter};
 use crate::remoting::{response, ConnInfo, ExtFields, HeaderError, RemotingCommand};
 
 /// PullSysFlag bit: the request carries a commit offset.
@@ -251,12 +253,16 @@ impl Broker {
                 ),
             ));
         }
-        let expr = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
-            h.subscription.clone()
-        } else {
-            self.clients.subscription(&h.consumer_group, &h.topic)
+        let (expr, sql) = match self.pull_filter(&h) {
+            Ok(x) => x,
+            Err(refusal) => return Ok(refusal),
         };
-        let filter = MessageFilter::from_expression(expr.as_deref().unwrap_or("*"));
+        // A SQL92 filter runs in the store's read, over each record's raw
+        // properties: what it refuses does not count against the batch.
+        let filter = match sql {
+            Some(sql) => MessageFilter::Records(sql),
+            None => MessageFilter::from_expression(expr.as_deref().unwrap_or("*")),
+        };
         let offset = u64::try_from(h.queue_offset).unwrap_or(u64::MAX);
         let read = PullRead {
             h,
@@ -291,6 +297,66 @@ impl Broker {
             return Ok(first);
         }
         self.hold_pull(on, conn, activity, first, &read).await
+    }
+
+    /// The pull's expression and, for a SQL92 subscription, its compiled
+    /// filter, as RocketMQ's `PullMessageProcessor`: from the request when it
+    /// has the subscription flag (compiled, or the heartbeat's reused; a bad
+    /// one is SUBSCRIPTION_PARSE_FAILED), else from the group's heartbeat (a
+    /// filter that did not compile there is FILTER_DATA_NOT_EXIST). A
+    /// non-TAG subscription without `enablePropertyFilter` is refused.
+    fn pull_filter(
+        &self,
+        h: &PullHeader,
+    ) -> Result<(Option<String>, Option<Arc<Sql92Filter>>), RemotingCommand> {
+        let (expr, kind, compiled) = if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
+            let expr = h.subscription.clone();
+            let kind = h.expression_type.clone();
+            if is_tag_type(kind.as_deref()) {
+                (expr, None, None)
+            } else {
+                let text = expr.as_deref().unwrap_or("");
+                let f = match self.clients.filter_for(&h.consumer_group, &h.topic, text) {
+                    Some(f) => f,
+                    None => compile_filter(kind.as_deref().unwrap_or(""), text).map_err(|e| {
+                        RemotingCommand::error(
+                            response::SUBSCRIPTION_PARSE_FAILED,
+                            format!("parse the consumer's subscription failed: {e}"),
+                        )
+                    })?,
+                };
+                (expr, kind, Some(f))
+            }
+        } else {
+            match self.clients.pull_subscription(&h.consumer_group, &h.topic) {
+                None => (None, None, None),
+                Some(PullSubscription {
+                    expression,
+                    filter: None,
+                }) => (Some(expression), None, None),
+                Some(PullSubscription {
+                    expression,
+                    filter: Some((kind, f)),
+                }) => {
+                    let f = f.map_err(|_| {
+                        RemotingCommand::error(
+                            response::FILTER_DATA_NOT_EXIST,
+                            "The broker's consumer filter data is not exist!Your expression may be wrong!",
+                        )
+                    })?;
+                    (Some(expression), Some(kind), Some(f))
+                }
+            }
+        };
+        if let Some(kind) = &kind {
+            if !self.cfg.enable_property_filter {
+                return Err(RemotingCommand::error(
+                    response::SYSTEM_ERROR,
+                    format!("The broker does not support consumer to filter message by {kind}"),
+                ));
+            }
+        }
+        Ok((expr, compiled))
     }
 
     /// The checks of a pull before its group is looked up: the broker
@@ -490,7 +556,7 @@ impl Broker {
 }
 
 /// The checks of a pull against its group: the group may consume, and the
-/// expression is TAG (no SQL92). `Some(answer)` refuses the pull.
+/// `Some(answer)` refuses the pull.
 fn refuse_pull_of_group(
     h: &PullHeader,
     group: &SubscriptionGroupConfig,
@@ -502,15 +568,6 @@ fn refuse_pull_of_group(
                 "subscription group no permission, {}",
                 name_for_message(&h.consumer_group)
             ),
-        ));
-    }
-    if h.expression_type
-        .as_deref()
-        .is_some_and(|t| !t.eq_ignore_ascii_case("TAG"))
-    {
-        return Some(RemotingCommand::error(
-            response::SYSTEM_ERROR,
-            "The broker does not support consumer to filter message by SQL92",
         ));
     }
     None

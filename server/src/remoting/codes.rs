@@ -182,6 +182,10 @@ pub mod response {
     pub const SUBSCRIPTION_NOT_LATEST: i32 = 25;
     /// Unknown subscription group.
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+    /// The broker holds no compiled filter for a SQL92 subscription.
+    pub const FILTER_DATA_NOT_EXIST: i32 = 27;
+    /// The broker's compiled filter is older than the pull's subVersion.
+    pub const FILTER_DATA_NOT_LATEST: i32 = 28;
     /// No consumer of the group is online.
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
     /// UPDATE_AND_CREATE_ACL_CONFIG failed.

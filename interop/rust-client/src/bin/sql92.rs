@@ -1,0 +1,312 @@
+//! Interop driver for ferromq's SQL92 property filters: the crates.io client
+//! `rocketmq-client-rust` 1.0 sends messages with user properties, then one
+//! push consumer per expression subscribes with `MessageSelector::by_sql` and
+//! must receive exactly the messages the expression matches.
+//!
+//! ```text
+//! sql92 <namesrv host:port> <topic>
+//! ```
+//!
+//! Message `i` (0..20) has body `sql-body-{i}`, key `sql-key-{i}`, tag `A`
+//! (i < 10) or `B`, and the properties `n` = i (a string, as every property),
+//! `color` = `red` (even i) or `blue`, and `odd` = `yes` on odd i only.
+//!
+//! Prints one `RESULT ok|FAILED ...` line: for each case `caseK=ok` or what
+//! it wanted and got; exits 0 only when every case got exactly its messages.
+//! `server/tests/interop_rust_sql92.rs` runs it against ferromq with
+//! `enablePropertyFilter=true`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rocketmq_client_rust::prelude::{DefaultMQProducer, DefaultMQPushConsumer};
+use rocketmq_client_rust::{
+    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
+    MQPushConsumer, MessageListenerConcurrently, MessageSelector,
+};
+use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use rocketmq_model::result::SendStatus;
+use rocketmq_runtime::RuntimeOwner;
+
+/// Messages sent.
+const COUNT: usize = 20;
+/// Bound on starting or shutting down one client.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one send (ms).
+const SEND_TIMEOUT_MS: u64 = 5_000;
+/// How long one message may keep failing to send (route, topic creation).
+const SEND_RETRY_BUDGET: Duration = Duration::from_secs(30);
+/// Bound on receiving a case's messages.
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a consumer stays up after it has its messages, to see any extra.
+const SETTLE: Duration = Duration::from_secs(3);
+
+const PRODUCER_GROUP: &str = "rs_sql92_producer";
+
+/// A SQL92 expression and which message indices it matches.
+type Case = (&'static str, fn(usize) -> bool);
+
+/// Whether message `i` is even (`color` red, no `odd` property).
+fn even(i: usize) -> bool {
+    i & 1 == 0
+}
+
+/// The cases.
+fn cases() -> Vec<Case> {
+    vec![
+        // Numbers sent as strings, compared with a number range.
+        ("n BETWEEN 5 AND 14 AND color = 'red'", |i| {
+            (5..=14).contains(&i) && even(i)
+        }),
+        // A property missing on half the messages.
+        ("odd IS NULL", |i| even(i)),
+        ("odd IS NOT NULL AND n >= 15", |i| !even(i) && i >= 15),
+        // The tag is a property too.
+        ("TAGS = 'B' AND (n < 12 OR color IN ('blue'))", |i| {
+            i >= 10 && (i < 12 || !even(i))
+        }),
+        // A comparison over a missing property is unknown: nothing.
+        ("missing > 1 OR missing = 'x'", |_| false),
+    ]
+}
+
+fn body_of(i: usize) -> String {
+    format!("sql-body-{i}")
+}
+
+async fn bounded<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| format!("{what} did not finish within {limit:?}"))
+}
+
+fn message(topic: &str, i: usize) -> Result<Message, String> {
+    let n = i.to_string();
+    let mut b = Message::builder()
+        .topic(topic)
+        .tags(if i < 10 { "A" } else { "B" })
+        .key(format!("sql-key-{i}"))
+        .body_slice(body_of(i).as_bytes());
+    let mut props = vec![
+        ("n", n.as_str()),
+        ("color", if even(i) { "red" } else { "blue" }),
+    ];
+    if !even(i) {
+        props.push(("odd", "yes"));
+    }
+    for (k, v) in props {
+        b = b
+            .raw_property(k, v)
+            .map_err(|e| format!("property {k}: {e}"))?;
+    }
+    Ok(b.build_unchecked())
+}
+
+async fn produce(rt: &Arc<ClientRuntime>, namesrv: &str, topic: &str) -> Result<usize, String> {
+    let mut producer = DefaultMQProducer::builder(rt.clone())
+        .producer_group(PRODUCER_GROUP.to_string())
+        .name_server_addr(namesrv.to_string())
+        .build();
+    bounded("producer start", LIFECYCLE_TIMEOUT, producer.start())
+        .await?
+        .map_err(|e| format!("producer start: {e}"))?;
+    let mut ok = 0;
+    for i in 0..COUNT {
+        let started = Instant::now();
+        loop {
+            let sent = bounded(
+                "send",
+                Duration::from_millis(SEND_TIMEOUT_MS * 2),
+                producer.send_with_timeout(message(topic, i)?, SEND_TIMEOUT_MS),
+            )
+            .await;
+            match sent {
+                Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => {
+                    ok += 1;
+                    break;
+                }
+                other => {
+                    let why = match other {
+                        Ok(Ok(Some(r))) => format!("status {:?}", r.send_status),
+                        Ok(Ok(None)) => "no send result".to_string(),
+                        Ok(Err(e)) => format!("{e}"),
+                        Err(e) => e,
+                    };
+                    if started.elapsed() > SEND_RETRY_BUDGET {
+                        return Err(format!("send of message {i} kept failing: {why}"));
+                    }
+                    eprintln!("send of message {i} failed, retrying: {why}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+    bounded("producer shutdown", LIFECYCLE_TIMEOUT, producer.shutdown()).await?;
+    Ok(ok)
+}
+
+/// Indices of the messages delivered (from the body), and deliveries whose
+/// body is not one sent.
+#[derive(Default)]
+struct Seen {
+    got: BTreeSet<usize>,
+    bad: usize,
+}
+
+struct Recorder(Arc<Mutex<Seen>>);
+
+impl MessageListenerConcurrently for Recorder {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> rocketmq_client_rust::ClientResult<ConsumeConcurrentlyStatus> {
+        let mut seen = self.0.lock().expect("seen lock");
+        for m in msgs {
+            let body = m
+                .body()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            match body
+                .strip_prefix("sql-body-")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(i) if i < COUNT => {
+                    seen.got.insert(i);
+                }
+                _ => seen.bad += 1,
+            }
+        }
+        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+    }
+}
+
+/// One push consumer (its own group, from the first offset) with `sql`: the
+/// indices it received once it had `want` of them (or the timeout passed)
+/// and [`SETTLE`] more.
+async fn consume(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+    group: &str,
+    sql: &str,
+    want: usize,
+) -> Result<Seen, String> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut consumer = DefaultMQPushConsumer::builder(rt.clone())
+        .consumer_group(group.to_string())
+        .name_server_addr(namesrv.to_string())
+        .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .build();
+    consumer
+        .subscribe_with_selector(topic, Some(MessageSelector::by_sql(sql)))
+        .await
+        .map_err(|e| format!("subscribe {sql:?}: {e}"))?;
+    consumer.register_message_listener_concurrently(Recorder(seen.clone()));
+    bounded("push consumer start", LIFECYCLE_TIMEOUT, consumer.start())
+        .await?
+        .map_err(|e| format!("push consumer start ({sql:?}): {e}"))?;
+    let deadline = Instant::now() + CONSUME_TIMEOUT;
+    while Instant::now() < deadline && seen.lock().expect("seen lock").got.len() < want {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(SETTLE).await;
+    bounded(
+        "push consumer shutdown",
+        LIFECYCLE_TIMEOUT,
+        consumer.shutdown(),
+    )
+    .await?;
+    let seen = std::mem::take(&mut *seen.lock().expect("seen lock"));
+    Ok(seen)
+}
+
+async fn run(
+    rt: &Arc<ClientRuntime>,
+    namesrv: &str,
+    topic: &str,
+) -> Result<(String, bool), String> {
+    let sent = produce(rt, namesrv, topic).await?;
+    eprintln!("sent {sent} of {COUNT}");
+    let mut ok = sent == COUNT;
+    let mut fields = vec![format!("sent={sent}")];
+    for (k, (sql, pred)) in cases().into_iter().enumerate() {
+        let want: BTreeSet<usize> = (0..COUNT).filter(|i| pred(*i)).collect();
+        let group = format!("rs_sql92_case{k}");
+        let seen = consume(rt, namesrv, topic, &group, sql, want.len()).await?;
+        eprintln!("case{k} {sql:?}: want {want:?} got {:?}", seen.got);
+        if seen.got == want && seen.bad == 0 {
+            fields.push(format!("case{k}=ok"));
+        } else {
+            ok = false;
+            fields.push(format!(
+                "case{k}=FAILED(want={want:?},got={:?},bad={})",
+                seen.got, seen.bad
+            ));
+        }
+    }
+    Ok((fields.join(" "), ok))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(namesrv), Some(topic)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: {} <namesrv host:port> <topic>", args[0]);
+        return ExitCode::from(2);
+    };
+    let owner = match RuntimeOwner::new() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("client runtime owner: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match rocketmq_observability::install_global(&Default::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("client telemetry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match ClientRuntime::try_new(
+        owner.root_context().component("client"),
+        ClientRuntimeConfig::default(),
+        telemetry.handle(),
+    ) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("client runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = run(&rt, namesrv, topic).await;
+    let _ = bounded("client runtime shutdown", LIFECYCLE_TIMEOUT, rt.shutdown()).await;
+    let _ = bounded(
+        "runtime tasks shutdown",
+        LIFECYCLE_TIMEOUT,
+        owner.shutdown_tasks(),
+    )
+    .await;
+    owner.shutdown_background();
+    drop(telemetry);
+    match outcome {
+        Ok((line, ok)) => {
+            println!("RESULT {} {line}", if ok { "ok" } else { "FAILED" });
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(why) => {
+            println!("RESULT FAILED error={why:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
