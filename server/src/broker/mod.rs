@@ -25,6 +25,7 @@
 
 mod acl_admin;
 mod admin;
+mod assignment;
 mod call_client;
 mod client_manage;
 pub mod clients;
