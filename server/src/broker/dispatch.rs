@@ -22,7 +22,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{call_client, names, ops_list, ops_mut, reply, Broker, BUSY_REMARK};
+use super::{assignment, call_client, names, ops_list, ops_mut, reply, Broker, BUSY_REMARK};
 use crate::acl::AclRules;
 use crate::remoting::request::*;
 use crate::remoting::{response, ConnInfo, HeaderError, RemotingCommand};
@@ -226,6 +226,9 @@ impl Broker {
             GET_ALL_PRODUCER_INFO => self.all_producer_info(r(Runtime)).await,
             VIEW_BROKER_STATS_DATA => self.view_broker_stats_data(r(Runtime)).await,
             GET_BROKER_CONSUME_STATS => self.broker_consume_stats(r(Blocking)).await,
+            // QueryAssignmentProcessor (assignment.rs)
+            assignment::code::QUERY_ASSIGNMENT => self.query_assignment(r(Runtime)).await,
+            assignment::code::SET_MESSAGE_REQUEST_MODE => self.set_message_request_mode(r(Runtime)).await,
             // ClientManageProcessor
             CHECK_CLIENT_CONFIG => self.check_client_config(r(Runtime)).await,
             // EndTransactionProcessor

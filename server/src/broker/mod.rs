@@ -19,12 +19,14 @@
 //! | `acl_admin.rs` | `AdminBrokerProcessor` (ACL) | ACL accounts and white list, codes 50-54 |
 //! | `transaction/` | `EndTransactionProcessor` | END_TRANSACTION, pending transactions |
 //! | `ops_stats.rs` | `AdminBrokerProcessor` (read-only) | topic stats, connections, consume stats, stats items: 202-204, 208, 300, 315, 317, 328, 351, 46 |
+//! | `assignment.rs` | `QueryAssignmentProcessor` (PULL only) | QUERY_ASSIGNMENT 400, SET_MESSAGE_REQUEST_MODE 401 |
 //! | `stats.rs` | `BrokerStatsManager` | the message counters of the runtime info and per topic/group |
 //!
 //! Store errors become answers in `store_error.rs`.
 
 mod acl_admin;
 mod admin;
+mod assignment;
 mod call_client;
 mod client_manage;
 pub mod clients;
