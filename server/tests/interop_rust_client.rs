@@ -182,3 +182,57 @@ fn rocketmq_client_rust_answers_the_requests_the_broker_relays() {
     eprintln!("queryMsgById -g -d:\n{direct}");
     assert!(direct.contains("consumeResult=CR_SUCCESS"), "{direct}");
 }
+
+/// rocketmq-client-rust 1.0's push consumer with `client_rebalance(false)`
+/// (the driver's `FERROMQ_RUST_CLIENT_SERVER_REBALANCE`): it asks the broker
+/// for its queues with QUERY_ASSIGNMENT 400 and still receives every
+/// message; the broker's log shows the assignment it answered.
+#[test]
+fn rocketmq_client_rust_push_consumer_with_broker_side_rebalance() {
+    const N: usize = 40;
+    let bin = match rust_client_bin() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("SKIPPED interop_rust_client broker-side rebalance: {why}");
+            return;
+        }
+    };
+    let (_tmp, dir) = temp_dir();
+    let (_ns, ns_port) = start_namesrv(&dir);
+    let log = dir.join("broker.log");
+    let props = broker_props(
+        &dir.join("store"),
+        &format!("namesrvAddr=127.0.0.1:{ns_port}\n"),
+    );
+    let (_broker, _port) = start_broker_logged_at(
+        &dir,
+        &props,
+        &log,
+        "warn,ferromq_server::broker::assignment=debug",
+    );
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args([format!("127.0.0.1:{ns_port}"), TOPIC.into(), N.to_string()])
+        .env("HOME", &home)
+        .env("FERROMQ_RUST_CLIENT_SERVER_REBALANCE", "1");
+    let mut client = spawn_to("rust-client", cmd, std::process::Stdio::inherit(), "warn");
+    let result = client.wait_line("RESULT", CLIENT_TIMEOUT);
+    assert!(result.contains(&format!("pushed={N} ")), "{result}");
+    assert!(result.contains("pushed_bad=0"), "{result}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let answered: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("QUERY_ASSIGNMENT answered") && l.contains("rs_interop_push"))
+        .collect();
+    assert!(
+        !answered.is_empty(),
+        "no QUERY_ASSIGNMENT from the client:\n{text}"
+    );
+    assert!(
+        answered
+            .iter()
+            .any(|l| l.contains(&format!("topic={TOPIC} ")) && l.ends_with("queues=4")),
+        "{answered:#?}"
+    );
+}

@@ -12,6 +12,10 @@
 //! does not finish in time prints why and the process exits 1.
 //! `server/tests/interop_rust_client.rs` runs it against ferromq.
 //!
+//! With `FERROMQ_RUST_CLIENT_SERVER_REBALANCE=1` the push consumer leaves
+//! rebalancing to the broker (`client_rebalance(false)`: it asks
+//! QUERY_ASSIGNMENT for its queues, as RocketMQ 5 clients can).
+//!
 //! With `FERROMQ_RUST_CLIENT_HOLD_SECS=S` the push consumer, once it has every
 //! message, prints `HOLDING <group>` and stays up S seconds more (at most 300)
 //! before it shuts down, so a test can ask the broker about it meanwhile
@@ -206,6 +210,7 @@ async fn push_consume(
         .consumer_group(PUSH_GROUP.to_string())
         .name_server_addr(namesrv.to_string())
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
+        .client_rebalance(std::env::var_os("FERROMQ_RUST_CLIENT_SERVER_REBALANCE").is_none())
         .build();
     consumer
         .subscribe(topic, "*")

@@ -278,6 +278,13 @@ impl Broker {
                 }
             }
         };
+        tracing::debug!(
+            topic = %ferromq_engine::message::name_for_message(topic),
+            group = %ferromq_engine::message::name_for_message(group),
+            client = %ferromq_engine::message::name_for_message(client_id),
+            queues = answer.as_ref().map(Vec::len),
+            "QUERY_ASSIGNMENT answered"
+        );
         Ok(RemotingCommand::success().with_body(response_body(answer.as_deref())))
     }
 
