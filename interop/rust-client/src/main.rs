@@ -21,8 +21,8 @@
 //! before it shuts down, so a test can ask the broker about it meanwhile
 //! (consumer running info, consumer status, consume message directly).
 
+use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,19 +31,16 @@ use rocketmq_client_rust::prelude::{
     DefaultLitePullConsumer, DefaultMQProducer, DefaultMQPushConsumer,
 };
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    MQPushConsumer, MessageListenerConcurrently,
+    ClientRuntime, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
-use rocketmq_runtime::RuntimeOwner;
 
 /// Messages sent when no count is given.
 const DEFAULT_COUNT: usize = 100;
-/// Bound on starting or shutting down one client.
-const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one send, given to the client (ms).
 const SEND_TIMEOUT_MS: u64 = 5_000;
 /// How long one message may keep failing to send (the first sends wait for the
@@ -102,13 +99,6 @@ impl Seen {
     fn distinct(&self) -> usize {
         self.good.len()
     }
-}
-
-/// Run `f` for at most `limit`, naming `what` in the error.
-async fn bounded<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> Result<T, String> {
-    tokio::time::timeout(limit, f)
-        .await
-        .map_err(|_| format!("{what} did not finish within {limit:?}"))
 }
 
 /// Send `count` messages (key and body from the index, tag `TagA`), retrying a
@@ -357,54 +347,8 @@ async fn main() -> ExitCode {
         }
     };
 
-    let owner = match RuntimeOwner::new() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("client runtime owner: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = match rocketmq_observability::install_global(&Default::default()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("client telemetry: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match ClientRuntime::try_new(
-        owner.root_context().component("client"),
-        ClientRuntimeConfig::default(),
-        telemetry.handle(),
-    ) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("client runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let outcome = run(&rt, namesrv, topic, count).await;
-    let _ = bounded("client runtime shutdown", LIFECYCLE_TIMEOUT, rt.shutdown()).await;
-    let _ = bounded(
-        "runtime tasks shutdown",
-        LIFECYCLE_TIMEOUT,
-        owner.shutdown_tasks(),
+    ferromq_interop_rust_client::run_client(
+        |rt| async move { run(&rt, namesrv, topic, count).await },
     )
-    .await;
-    owner.shutdown_background();
-    drop(telemetry);
-    match outcome {
-        Ok((line, ok)) => {
-            println!("RESULT {} {line}", if ok { "ok" } else { "FAILED" });
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(why) => {
-            println!("RESULT FAILED error={why:?}");
-            ExitCode::FAILURE
-        }
-    }
+    .await
 }

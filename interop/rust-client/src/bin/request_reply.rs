@@ -22,28 +22,25 @@
 //! the unanswered request timed out cleanly. Every step is bounded in time.
 //! `server/tests/interop_rust_request_reply.rs` runs it against ferromq.
 
-use std::future::Future;
+use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::prelude::{DefaultMQProducer, DefaultMQPushConsumer};
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    MQPushConsumer, MessageListenerConcurrently, MessageUtil,
+    ClientRuntime, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently, MessageUtil,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::result::SendStatus;
-use rocketmq_runtime::RuntimeOwner;
 use tokio::sync::{mpsc, oneshot};
 
 /// Requests sent when no count is given.
 const DEFAULT_COUNT: usize = 10;
-/// Bound on starting or shutting down one client.
-const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one request, given to the client (ms).
 const REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Timeout of the request nobody answers (ms).
@@ -64,13 +61,6 @@ const RESPONDER_PRODUCER_GROUP: &str = "rs_rr_responder_producer";
 const REPLY_TO_CLIENT: &str = "REPLY_TO_CLIENT";
 /// `MessageConst.PROPERTY_CORRELATION_ID`.
 const CORRELATION_ID: &str = "CORRELATION_ID";
-
-/// Run `f` for at most `limit`, naming `what` in the error.
-async fn bounded<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> Result<T, String> {
-    tokio::time::timeout(limit, f)
-        .await
-        .map_err(|_| format!("{what} did not finish within {limit:?}"))
-}
 
 /// A started producer of `group`.
 async fn producer(
@@ -366,54 +356,8 @@ async fn main() -> ExitCode {
         }
     };
 
-    let owner = match RuntimeOwner::new() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("client runtime owner: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = match rocketmq_observability::install_global(&Default::default()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("client telemetry: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match ClientRuntime::try_new(
-        owner.root_context().component("client"),
-        ClientRuntimeConfig::default(),
-        telemetry.handle(),
-    ) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("client runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let outcome = run(&rt, namesrv, topic, count).await;
-    let _ = bounded("client runtime shutdown", LIFECYCLE_TIMEOUT, rt.shutdown()).await;
-    let _ = bounded(
-        "runtime tasks shutdown",
-        LIFECYCLE_TIMEOUT,
-        owner.shutdown_tasks(),
+    ferromq_interop_rust_client::run_client(
+        |rt| async move { run(&rt, namesrv, topic, count).await },
     )
-    .await;
-    owner.shutdown_background();
-    drop(telemetry);
-    match outcome {
-        Ok((line, ok)) => {
-            println!("RESULT {} {line}", if ok { "ok" } else { "FAILED" });
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(why) => {
-            println!("RESULT FAILED error={why:?}");
-            ExitCode::FAILURE
-        }
-    }
+    .await
 }

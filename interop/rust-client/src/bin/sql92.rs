@@ -16,27 +16,24 @@
 //! `server/tests/interop_rust_sql92.rs` runs it against ferromq with
 //! `enablePropertyFilter=true`.
 
+use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rocketmq_client_rust::prelude::{DefaultMQProducer, DefaultMQPushConsumer};
 use rocketmq_client_rust::{
-    ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus,
-    MQPushConsumer, MessageListenerConcurrently, MessageSelector,
+    ClientRuntime, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, MQPushConsumer,
+    MessageListenerConcurrently, MessageSelector,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::result::SendStatus;
-use rocketmq_runtime::RuntimeOwner;
 
 /// Messages sent.
 const COUNT: usize = 20;
-/// Bound on starting or shutting down one client.
-const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one send (ms).
 const SEND_TIMEOUT_MS: u64 = 5_000;
 /// How long one message may keep failing to send (route, topic creation).
@@ -77,12 +74,6 @@ fn cases() -> Vec<Case> {
 
 fn body_of(i: usize) -> String {
     format!("sql-body-{i}")
-}
-
-async fn bounded<T>(what: &str, limit: Duration, f: impl Future<Output = T>) -> Result<T, String> {
-    tokio::time::timeout(limit, f)
-        .await
-        .map_err(|_| format!("{what} did not finish within {limit:?}"))
 }
 
 fn message(topic: &str, i: usize) -> Result<Message, String> {
@@ -260,53 +251,6 @@ async fn main() -> ExitCode {
         eprintln!("usage: {} <namesrv host:port> <topic>", args[0]);
         return ExitCode::from(2);
     };
-    let owner = match RuntimeOwner::new() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("client runtime owner: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let telemetry = match rocketmq_observability::install_global(&Default::default()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("client telemetry: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rt = match ClientRuntime::try_new(
-        owner.root_context().component("client"),
-        ClientRuntimeConfig::default(),
-        telemetry.handle(),
-    ) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("client runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = run(&rt, namesrv, topic).await;
-    let _ = bounded("client runtime shutdown", LIFECYCLE_TIMEOUT, rt.shutdown()).await;
-    let _ = bounded(
-        "runtime tasks shutdown",
-        LIFECYCLE_TIMEOUT,
-        owner.shutdown_tasks(),
-    )
-    .await;
-    owner.shutdown_background();
-    drop(telemetry);
-    match outcome {
-        Ok((line, ok)) => {
-            println!("RESULT {} {line}", if ok { "ok" } else { "FAILED" });
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(why) => {
-            println!("RESULT FAILED error={why:?}");
-            ExitCode::FAILURE
-        }
-    }
+    ferromq_interop_rust_client::run_client(|rt| async move { run(&rt, namesrv, topic).await })
+        .await
 }
