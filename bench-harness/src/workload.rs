@@ -115,6 +115,81 @@ pub struct OpenLoop {
     pub arrivals: Arrivals,
 }
 
+/// A property filter on the consumers' pull path (`--filter`): the
+/// producers alternate, per queue, between a message with tag `even` and
+/// user property `k=even` and one with tag `odd` and `k=odd`, and the
+/// consumers subscribe to the even half only.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    /// No tags or properties; the consumers subscribe to `*` (every message).
+    #[default]
+    None,
+    /// Expression type TAG, subscription `even`.
+    Tag,
+    /// Expression type SQL92, subscription `k = 'even'` (the broker needs
+    /// `enablePropertyFilter=true`).
+    Sql92,
+}
+
+impl Filter {
+    /// The spelling of the command line and the JSON: `none`, `tag` or `sql92`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filter::None => "none",
+            Filter::Tag => "tag",
+            Filter::Sql92 => "sql92",
+        }
+    }
+
+    /// True for [`Filter::None`].
+    pub fn is_none(&self) -> bool {
+        *self == Filter::None
+    }
+
+    /// The pull's `expressionType`.
+    pub fn expression_type(self) -> &'static str {
+        match self {
+            Filter::None | Filter::Tag => "TAG",
+            Filter::Sql92 => "SQL92",
+        }
+    }
+
+    /// The pull's `subscription`: the even half of the messages, or all.
+    pub fn subscription(self) -> &'static str {
+        match self {
+            Filter::None => "*",
+            Filter::Tag => "even",
+            Filter::Sql92 => "k = 'even'",
+        }
+    }
+}
+
+impl std::str::FromStr for Filter {
+    type Err = BenchError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Filter::None),
+            "tag" => Ok(Filter::Tag),
+            "sql92" => Ok(Filter::Sql92),
+            other => Err(BenchError::new(format!(
+                "bad filter `{other}` (expected `none`, `tag` or `sql92`)"
+            ))),
+        }
+    }
+}
+
 /// Highest `--rate` accepted, msgs/s.
 pub const MAX_RATE: f64 = 1e8;
 
@@ -193,6 +268,10 @@ pub struct Workload {
         skip_serializing_if = "Option::is_none"
     )]
     pub tls: Option<ferromq_server::remoting::tls::TlsClientSettings>,
+    /// A tag or SQL92 filter the consumers subscribe with, matching half of
+    /// the messages (`--filter`; [`Filter::None`]: every message, untagged).
+    #[serde(default, skip_serializing_if = "Filter::is_none")]
+    pub filter: Filter,
 }
 
 fn serialize_tls<S: serde::Serializer>(
@@ -242,6 +321,7 @@ impl Workload {
             drain: None,
             credentials: None,
             tls: None,
+            filter: Filter::None,
         }
     }
 
@@ -339,6 +419,12 @@ impl Workload {
                     "--drain fills the topic as fast as it can: leave --rate out",
                 ));
             }
+        }
+        if !self.filter.is_none() && self.consumers == 0 {
+            return Err(BenchError::new(format!(
+                "--filter {} filters the consumers' pulls: it needs --consumers or --drain",
+                self.filter.as_str()
+            )));
         }
         if self.credentials.is_some() && self.consumers > 0 {
             return Err(BenchError::new(

@@ -67,18 +67,32 @@ pub const MAX_RESPONSE_FRAME: usize = 1 << 20;
 /// Width of a throughput-over-time bucket.
 pub const BUCKET: Duration = Duration::from_millis(100);
 
-/// One encoded request frame per queue of the topic.
+/// One encoded request frame per queue of the topic; with a filter
+/// (`workload.filter`), two per queue: tag `even` and property `k=even`, and
+/// tag `odd` and `k=odd` (see [`SendTemplates::pick`]).
 #[derive(Debug, Clone)]
 pub struct SendTemplates {
+    /// Queue `q`'s frame at `q`; with a filter, its odd variant at `q + queues`.
     frames: Vec<Vec<u8>>,
     /// Per frame, where each message body starts (the send stamp goes there
     /// when `stamp` is set).
     body_at: Vec<Vec<usize>>,
+    /// Queues of the topic.
+    queues: u32,
+    /// Two variants per queue (even and odd) instead of one.
+    filtered: bool,
     /// Write the send time into every body (consumers measure send -> consume).
     pub stamp: bool,
     /// Messages carried by one frame.
     pub messages_per_frame: u64,
 }
+
+/// Properties of every message: the broker answers once the message is stored.
+const PROPS: &str = "WAIT\u{1}true\u{2}";
+/// With a filter: properties of the even messages (the consumers' half)...
+const PROPS_EVEN: &str = "WAIT\u{1}true\u{2}TAGS\u{1}even\u{2}k\u{1}even\u{2}";
+/// ... and of the odd ones.
+const PROPS_ODD: &str = "WAIT\u{1}true\u{2}TAGS\u{1}odd\u{2}k\u{1}odd\u{2}";
 
 impl SendTemplates {
     /// Encode the frames `workload` sends: SEND_MESSAGE_V2 (short header
@@ -88,71 +102,56 @@ impl SendTemplates {
     ///
     /// When a frame cannot be encoded (too large).
     pub fn new(workload: &Workload, born_ms: i64) -> Result<Self> {
-        let body = workload.body();
-        let batch = workload.batch.max(1);
-        let props = "WAIT\u{1}true\u{2}";
-        let (code, payload) = if batch > 1 {
-            let mut b = Vec::with_capacity(batch * (body.len() + 22 + props.len()));
-            for _ in 0..batch {
-                encode_batch_item(&mut b, &body, props.as_bytes())?;
-            }
-            (request::SEND_BATCH_MESSAGE, b)
+        let filtered = !workload.filter.is_none();
+        let variants: &[&str] = if filtered {
+            &[PROPS_EVEN, PROPS_ODD]
         } else {
-            (request::SEND_MESSAGE_V2, body)
+            &[PROPS]
         };
-        let mut frames = Vec::with_capacity(workload.queues as usize);
-        let mut body_at = Vec::with_capacity(workload.queues as usize);
-        for q in 0..workload.queues {
-            let mut cmd = RemotingCommand::request(code)
-                .with_ext("a", PRODUCER_GROUP)
-                .with_ext("b", &workload.topic)
-                .with_ext("c", "TBW102")
-                .with_ext("d", workload.queues)
-                .with_ext("e", q)
-                .with_ext("f", 0)
-                .with_ext("g", born_ms)
-                .with_ext("h", 0)
-                .with_ext("i", props)
-                .with_ext("j", 0)
-                .with_ext("k", false)
-                .with_body(payload.clone());
-            if batch > 1 {
-                cmd = cmd.with_ext("m", true);
-            }
-            if let Some(c) = &workload.credentials {
-                // The body never changes (no send stamps with credentials),
-                // so one signature serves every send of this frame.
-                c.sign(&mut cmd);
-            }
-            cmd.serialize_type = SerializeType::RocketMq;
-            cmd.opaque = 0;
-            let frame = encode(&cmd)
-                .map_err(|e| BenchError::new(format!("cannot encode a send request: {e}")))?;
-            // The body is the frame's tail.
-            let payload_at = frame.len() - payload.len();
-            body_at.push(if batch > 1 {
-                let one = payload.len() / batch;
-                (0..batch).map(|i| payload_at + i * one + 20).collect()
-            } else {
-                vec![payload_at]
-            });
-            frames.push(frame);
+        let queues = workload.queues;
+        let mut frames = Vec::with_capacity(queues as usize * variants.len());
+        let mut body_at = Vec::with_capacity(queues as usize * variants.len());
+        for props in variants {
+            encode_frames(workload, born_ms, props, &mut frames, &mut body_at)?;
         }
         Ok(SendTemplates {
             frames,
             body_at,
+            queues,
+            filtered,
             stamp: workload.consumers > 0 && workload.size_bytes >= STAMP_BYTES,
-            messages_per_frame: batch as u64,
+            messages_per_frame: workload.batch.max(1) as u64,
         })
     }
 
-    /// The frame for `queue_id`.
+    /// The template of send number `n` of producer `producer` (which cycles
+    /// over the queues from queue `producer`): its queue's frame, and with a
+    /// filter the even variant on the producer's even visits to that queue
+    /// and the odd one on its odd visits, so every queue holds both halves.
+    /// Returns the template's index (for [`SendTemplates::frame`] and
+    /// [`SendTemplates::stamp_into`]) and whether the consumers'
+    /// subscription matches it (always, without a filter).
+    // Inlined: one step of the timed send loop.
+    #[inline(always)]
+    pub fn pick(&self, producer: usize, n: u64) -> (u32, bool) {
+        let q = u64::from(self.queues.max(1));
+        let k = producer as u64 + n;
+        let queue = (k % q) as u32;
+        if self.filtered && (k / q) & 1 == 1 {
+            (queue + self.queues, false)
+        } else {
+            (queue, true)
+        }
+    }
+
+    /// The frame of template `queue_id` (a queue id, or with a filter an
+    /// index from [`SendTemplates::pick`]).
     pub fn frame(&self, queue_id: u32) -> &[u8] {
         &self.frames[queue_id as usize % self.frames.len()]
     }
 
     /// Write `stamp_ns` into the first [`STAMP_BYTES`] of every body of the
-    /// frame of `queue_id`, copied into `frame`.
+    /// frame of template `queue_id`, copied into `frame`.
     pub fn stamp_into(&self, queue_id: u32, frame: &mut [u8], stamp_ns: u64) {
         let b = stamp_ns.to_be_bytes();
         for &at in &self.body_at[queue_id as usize % self.body_at.len()] {
@@ -161,6 +160,66 @@ impl SendTemplates {
             }
         }
     }
+}
+
+/// Append to `frames` one frame per queue of `workload`'s topic, every
+/// message with the properties `props`, and to `body_at` per frame where
+/// each message body starts.
+fn encode_frames(
+    workload: &Workload,
+    born_ms: i64,
+    props: &str,
+    frames: &mut Vec<Vec<u8>>,
+    body_at: &mut Vec<Vec<usize>>,
+) -> Result<()> {
+    let body = workload.body();
+    let batch = workload.batch.max(1);
+    let (code, payload) = if batch > 1 {
+        let mut b = Vec::with_capacity(batch * (body.len() + 22 + props.len()));
+        for _ in 0..batch {
+            encode_batch_item(&mut b, &body, props.as_bytes())?;
+        }
+        (request::SEND_BATCH_MESSAGE, b)
+    } else {
+        (request::SEND_MESSAGE_V2, body)
+    };
+    for q in 0..workload.queues {
+        let mut cmd = RemotingCommand::request(code)
+            .with_ext("a", PRODUCER_GROUP)
+            .with_ext("b", &workload.topic)
+            .with_ext("c", "TBW102")
+            .with_ext("d", workload.queues)
+            .with_ext("e", q)
+            .with_ext("f", 0)
+            .with_ext("g", born_ms)
+            .with_ext("h", 0)
+            .with_ext("i", props)
+            .with_ext("j", 0)
+            .with_ext("k", false)
+            .with_body(payload.clone());
+        if batch > 1 {
+            cmd = cmd.with_ext("m", true);
+        }
+        if let Some(c) = &workload.credentials {
+            // The body never changes (no send stamps with credentials),
+            // so one signature serves every send of this frame.
+            c.sign(&mut cmd);
+        }
+        cmd.serialize_type = SerializeType::RocketMq;
+        cmd.opaque = 0;
+        let frame = encode(&cmd)
+            .map_err(|e| BenchError::new(format!("cannot encode a send request: {e}")))?;
+        // The body is the frame's tail.
+        let payload_at = frame.len() - payload.len();
+        body_at.push(if batch > 1 {
+            let one = payload.len() / batch;
+            (0..batch).map(|i| payload_at + i * one + 20).collect()
+        } else {
+            vec![payload_at]
+        });
+        frames.push(frame);
+    }
+    Ok(())
 }
 
 /// One message of a SEND_BATCH_MESSAGE body, as RocketMQ's
@@ -252,6 +311,8 @@ pub fn response_name(code: i32) -> &'static str {
 /// What one producer task measured.
 struct ProducerOut {
     acked_messages: u64,
+    /// Acknowledged messages the consumers' subscription matches.
+    acked_matching: u64,
     errors: super::ErrorTally,
     hist: Histogram<u64>,
     statuses: BTreeMap<&'static str, u64>,
@@ -266,6 +327,7 @@ impl ProducerOut {
     fn new(hist: Histogram<u64>) -> Self {
         ProducerOut {
             acked_messages: 0,
+            acked_matching: 0,
             errors: super::ErrorTally::default(),
             hist,
             statuses: BTreeMap::new(),
@@ -291,6 +353,8 @@ impl ProducerOut {
 pub(super) struct Window {
     pub(super) sent_at: Vec<Instant>,
     opaque: Vec<i32>,
+    /// Per slot: the consumers' subscription matches its messages.
+    matching: Vec<bool>,
     pub(super) free: Vec<u16>,
 }
 
@@ -299,6 +363,7 @@ impl Window {
         Window {
             sent_at: vec![now; size],
             opaque: vec![-1; size],
+            matching: vec![true; size],
             free: (0..size as u16).rev().collect(),
         }
     }
@@ -315,6 +380,10 @@ pub struct BrokerMeasurement {
     pub run: RunMeasurement,
     /// Messages acknowledged per [`BUCKET`] since the start.
     pub acks_per_bucket: Vec<u64>,
+    /// Acknowledged messages the consumers subscribe to: all of them, or
+    /// with a filter (`workload.filter`) the even half; what the consumers
+    /// are expected to receive.
+    pub consumable: u64,
     /// What the consumers received (`workload.consumers > 0`).
     pub consume: Option<ConsumeMeasurement>,
     /// Open loop (`workload.open_loop`): the offered load and how late the
@@ -359,7 +428,6 @@ pub async fn drive(
             index,
             frames,
             window: workload.inflight,
-            queues: workload.queues,
             templates: Arc::clone(&templates),
             stop: Arc::clone(&stop),
             deadline,
@@ -379,6 +447,7 @@ pub async fn drive(
         lateness: Lateness::new(template_hist.clone()),
     });
     let mut m = RunMeasurement::empty(workload, Duration::ZERO, template_hist);
+    let mut consumable = 0;
     let mut buckets: Vec<u64> = Vec::new();
     let mut last = start;
     for h in handles {
@@ -386,6 +455,7 @@ pub async fn drive(
             .await
             .map_err(|e| BenchError::new(format!("a producer task failed: {e}")))?;
         m.messages += out.acked_messages;
+        consumable += out.acked_matching;
         out.errors.add_to(&mut m.put_errors, &mut m.first_error);
         m.latency_ns
             .add(&out.hist)
@@ -414,6 +484,7 @@ pub async fn drive(
     Ok(BrokerMeasurement {
         run: m,
         acks_per_bucket: buckets,
+        consumable,
         consume: None,
         open_loop,
         broker_cpu: None,
@@ -424,7 +495,6 @@ pub(super) struct ProducerTask {
     pub(super) index: usize,
     pub(super) frames: u64,
     window: usize,
-    queues: u32,
     pub(super) templates: Arc<SendTemplates>,
     stop: Arc<AtomicBool>,
     pub(super) deadline: Option<Instant>,
@@ -616,9 +686,10 @@ impl ProducerTask {
         }
     }
 
-    /// Append send number `n`'s frame (its queue's template with the opaque
-    /// of `n` and `slot`) to `wbuf` and give the slot that opaque. Returns
-    /// the queue and where the frame starts in `wbuf`.
+    /// Append send number `n`'s frame (its template, see
+    /// [`SendTemplates::pick`], with the opaque of `n` and `slot`) to `wbuf`
+    /// and give the slot that opaque. Returns the template index and where
+    /// the frame starts in `wbuf`.
     // Inlined: one step of the timed send loop, kept as it was in the loop.
     #[inline(always)]
     pub(super) fn append_frame(
@@ -628,13 +699,14 @@ impl ProducerTask {
         n: u64,
         slot: u16,
     ) -> (u32, usize) {
-        let queue = ((self.index as u64 + n) % u64::from(self.queues)) as u32;
+        let (queue, matching) = self.templates.pick(self.index, n);
         let opaque = (((n & 0x7FFF) as i32) << 16) | i32::from(slot);
         let at = wbuf.len();
         wbuf.extend_from_slice(self.templates.frame(queue));
         wbuf[at + BINARY_OPAQUE_AT..at + BINARY_OPAQUE_AT + 4]
             .copy_from_slice(&opaque.to_be_bytes());
         win.opaque[slot as usize] = opaque;
+        win.matching[slot as usize] = matching;
         (queue, at)
     }
 
@@ -703,6 +775,9 @@ impl ProducerTask {
             {
                 out.hist.saturating_record_n(ns.max(1), per_frame);
                 out.acked_messages += per_frame;
+                if win.matching[slot] {
+                    out.acked_matching += per_frame;
+                }
                 let b = ((now - self.start).as_nanos() / BUCKET.as_nanos()) as usize;
                 if out.buckets.len() <= b {
                     out.buckets.resize(b + 1, 0);
@@ -844,6 +919,71 @@ mod tests {
         assert_eq!(cmd.code, request::SEND_MESSAGE_V2);
         assert_eq!(cmd.ext_fields.get_i64("e"), Ok(1));
         assert_eq!(cmd.body.len(), 100);
+    }
+
+    #[test]
+    fn filter_templates_alternate_even_and_odd_per_queue() {
+        use crate::workload::Filter;
+        for (filter, batch) in [(Filter::Tag, 1usize), (Filter::Sql92, 1), (Filter::Tag, 2)] {
+            let mut w = Workload::new(100);
+            w.size_bytes = 40;
+            w.queues = 3;
+            w.consumers = 1;
+            w.batch = batch;
+            w.filter = filter;
+            let t = SendTemplates::new(&w, 1).unwrap();
+            for producer in [0usize, 1] {
+                // Per queue: the even variant, then the odd one, then even...
+                let mut last: [Option<bool>; 3] = [None; 3];
+                let mut matching = 0;
+                for n in 0..12u64 {
+                    let (idx, even) = t.pick(producer, n);
+                    let mut f = t.frame(idx).to_vec();
+                    t.stamp_into(idx, &mut f, 42);
+                    let (cmd, used) = decode(&f, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+                    assert_eq!(used, f.len());
+                    let queue = (producer as u64 + n) % 3;
+                    assert_eq!(cmd.ext_fields.get_i64("e"), Ok(queue as i64));
+                    if let Some(prev) = last[queue as usize] {
+                        assert_ne!(even, prev, "{filter:?} producer {producer} n {n}");
+                    }
+                    last[queue as usize] = Some(even);
+                    let props = cmd.ext_fields.opt_str("i").unwrap();
+                    let want = if even { "even" } else { "odd" };
+                    assert!(
+                        props.contains(&format!("TAGS\u{1}{want}\u{2}"))
+                            && props.contains(&format!("k\u{1}{want}\u{2}"))
+                            && props.contains("WAIT\u{1}true\u{2}"),
+                        "{props:?}"
+                    );
+                    let body = if batch == 1 {
+                        &cmd.body[..]
+                    } else {
+                        let item = &cmd.body[..cmd.body.len() / batch];
+                        assert!(item
+                            .windows(want.len() + 6)
+                            .any(|x| x == format!("TAGS\u{1}{want}\u{2}").as_bytes()));
+                        &item[20..60]
+                    };
+                    assert_eq!(&body[..8], &42u64.to_be_bytes(), "stamped");
+                    assert_eq!(body[8], b'a' + 8);
+                    matching += u64::from(even);
+                }
+                assert_eq!(matching, 6, "half of the sends match");
+            }
+        }
+        // No filter: one untagged frame per queue, every send matches.
+        let mut w = Workload::new(10);
+        w.queues = 3;
+        let t = SendTemplates::new(&w, 1).unwrap();
+        assert_eq!(t.frames.len(), 3);
+        for n in 0..6 {
+            assert_eq!(t.pick(1, n), (((1 + n) % 3) as u32, true));
+        }
+        let (cmd, _) = decode(t.frame(2), DEFAULT_MAX_FRAME_BYTES)
+            .unwrap()
+            .unwrap();
+        assert_eq!(cmd.ext_fields.opt_str("i"), Some("WAIT\u{1}true\u{2}"));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - consumer `c` of `n` owns the queues `q` with `q % n == c` and one TCP
 //!   connection; it keeps one PULL_MESSAGE per owned queue outstanding on
 //!   that connection (long polling: `FLAG_SUSPEND | FLAG_SUBSCRIPTION`,
-//!   subscription `*`, so no heartbeat is needed), keyed by opaque = slot;
+//!   subscription `*`, or with a filter (`--filter`) TAG `even` or SQL92
+//!   `k = 'even'`, so no heartbeat is needed), keyed by opaque = slot;
 //! - it starts at each queue's max offset (GET_MAX_OFFSET), so messages
 //!   already in the queue are not consumed;
 //! - a response's records are walked in place (the body of a pull response
@@ -31,7 +32,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{BenchError, Result};
-use crate::workload::{new_latency_histogram, Workload, MAX_LATENCY_NS};
+use crate::workload::{new_latency_histogram, Filter, Workload, MAX_LATENCY_NS};
 
 /// Body bytes holding the send stamp.
 pub const STAMP_BYTES: usize = 8;
@@ -217,6 +218,7 @@ impl Consumers {
                 topic: workload.topic.clone(),
                 pull_batch: i64::from(workload.pull_batch),
                 suspend_ms: i64::try_from(workload.suspend_ms).unwrap_or(i64::MAX),
+                filter: workload.filter,
                 slots,
                 shared: Arc::clone(&shared),
                 hist: hist.clone(),
@@ -361,6 +363,8 @@ struct ConsumerTask {
     pull_batch: i64,
     /// `suspendTimeoutMillis` of every pull.
     suspend_ms: i64,
+    /// The subscription every pull carries.
+    filter: Filter,
     /// (queue id, next offset); the slot index is the opaque.
     slots: Vec<(u32, i64)>,
     shared: Arc<Shared>,
@@ -379,9 +383,9 @@ impl ConsumerTask {
             .with_ext("sysFlag", FLAG_SUSPEND | FLAG_SUBSCRIPTION)
             .with_ext("commitOffset", 0)
             .with_ext("suspendTimeoutMillis", self.suspend_ms)
-            .with_ext("subscription", "*")
+            .with_ext("subscription", self.filter.subscription())
             .with_ext("subVersion", 0)
-            .with_ext("expressionType", "TAG");
+            .with_ext("expressionType", self.filter.expression_type());
         cmd.opaque = slot as i32;
         encode(&cmd).map_err(|e| BenchError::new(format!("encoding a pull: {e}")))
     }
@@ -550,6 +554,43 @@ mod tests {
         // A torn tail ends the walk instead of reading past it.
         assert_eq!(record_bodies(&buf[..buf.len() - 3]).count(), 1);
         assert_eq!(body_stamp(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn pulls_carry_the_filter_subscription() {
+        for (filter, expr, kind) in [
+            (Filter::None, "*", "TAG"),
+            (Filter::Tag, "even", "TAG"),
+            (Filter::Sql92, "k = 'even'", "SQL92"),
+        ] {
+            let task = ConsumerTask {
+                topic: "T".into(),
+                pull_batch: 32,
+                suspend_ms: 1000,
+                filter,
+                slots: vec![(3, 17)],
+                shared: Arc::new(Shared {
+                    measure_from_ns: AtomicU64::new(0),
+                    counted: AtomicU64::new(0),
+                    last_counted_ns: AtomicU64::new(0),
+                    pulls_found: AtomicU64::new(0),
+                    pulls_empty: AtomicU64::new(0),
+                    stop: AtomicBool::new(false),
+                }),
+                hist: new_latency_histogram().unwrap(),
+            };
+            let f = task.pull_frame(0).unwrap();
+            let (cmd, _) = decode(&f, 1 << 20).unwrap().unwrap();
+            assert_eq!(cmd.code, request::PULL_MESSAGE);
+            assert_eq!(cmd.ext_fields.opt_str("subscription"), Some(expr));
+            assert_eq!(cmd.ext_fields.opt_str("expressionType"), Some(kind));
+            assert_eq!(
+                cmd.ext_fields.get_i64("sysFlag"),
+                Ok(i64::from(FLAG_SUSPEND | FLAG_SUBSCRIPTION))
+            );
+            assert_eq!(cmd.ext_fields.get_i64("queueId"), Ok(3));
+            assert_eq!(cmd.ext_fields.get_i64("queueOffset"), Ok(17));
+        }
     }
 
     #[test]

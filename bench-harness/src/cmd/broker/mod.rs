@@ -24,7 +24,9 @@ use crate::target::consumer::{
     mono_ns, queue_max_offsets, ConsumeMeasurement, Consumers, DRAIN_WORKLOAD_TIMEOUT,
 };
 use crate::target::null_broker::NullBroker;
-use crate::workload::{Arrivals, OpenLoop, Workload, DEFAULT_PULL_BATCH, DEFAULT_SUSPEND_MS};
+use crate::workload::{
+    Arrivals, Filter, OpenLoop, Workload, DEFAULT_PULL_BATCH, DEFAULT_SUSPEND_MS,
+};
 
 /// Longest fill of the drain workload (`--drain N`): a fill that takes longer
 /// stops there and the consumers drain what was acknowledged.
@@ -113,6 +115,17 @@ pub struct LoadArgs {
     /// (long polling, suspendTimeoutMillis), ms.
     #[arg(long = "suspend-ms", default_value_t = DEFAULT_SUSPEND_MS)]
     pub suspend_ms: u64,
+    /// Measure a filter on the consumers' pull path (needs `--consumers` or
+    /// `--drain`): with `tag` or `sql92` the producers alternate, per queue,
+    /// between a message with tag `even` and user property `k=even` and one
+    /// with tag `odd` and `k=odd`, and the consumers subscribe to the even
+    /// half, by tag (expression type TAG, `even`) or by property (SQL92,
+    /// `k = 'even'`); they receive, count and time that half only. `sql92`
+    /// needs `enablePropertyFilter=true` in the broker's properties (add it
+    /// to the props file when the harness starts the broker). `none` (the
+    /// default): untagged messages, subscription `*`.
+    #[arg(long, value_enum, default_value_t = Filter::None)]
+    pub filter: Filter,
     /// The drain workload: the producers fill the topic with N messages (as
     /// fast as they can), then the consumers (`--consumers`, 1 when not given)
     /// empty it from where the fill began; the report gives the drain rate
@@ -157,6 +170,7 @@ impl Default for LoadArgs {
             arrivals: Arrivals::Constant,
             pull_batch: DEFAULT_PULL_BATCH,
             suspend_ms: DEFAULT_SUSPEND_MS,
+            filter: Filter::None,
             drain: None,
             access_key: None,
             secret_key: None,
@@ -205,6 +219,7 @@ impl LoadArgs {
             ));
         }
         w.suspend_ms = self.suspend_ms;
+        w.filter = self.filter;
         if let Some(n) = self.drain {
             w.drain = Some(n);
             w.consumers = self.consumers.max(1);
@@ -419,7 +434,7 @@ impl LoadFigures {
                 } else {
                     0.0
                 };
-                DrainFigures::of(c, r.messages, body)
+                DrainFigures::of(c, m.consumable, body)
             }),
             consume: m
                 .consume
@@ -532,7 +547,7 @@ pub fn warm_and_measure(
         }
     };
     if let Some(c) = consumers {
-        m.consume = Some(rt.block_on(c.finish(m.run.messages))?);
+        m.consume = Some(rt.block_on(c.finish(m.consumable))?);
     }
     m.broker_cpu = broker0.and_then(|b| b.used());
     Ok((m, process_cpu_time().saturating_sub(cpu0)))
@@ -577,7 +592,7 @@ fn fill_and_drain(
         &from,
         fill_from_ns,
     ))?;
-    let mut c = rt.block_on(consumers.drain(m.run.messages, DRAIN_WORKLOAD_TIMEOUT, started_ns))?;
+    let mut c = rt.block_on(consumers.drain(m.consumable, DRAIN_WORKLOAD_TIMEOUT, started_ns))?;
     c.drain_broker_cpu = drain_broker0.and_then(|b| b.used());
     c.drain_client_cpu = Some(process_cpu_time().saturating_sub(drain_cpu0));
     m.consume = Some(c);
@@ -823,6 +838,7 @@ mod tests {
         let m = BrokerMeasurement {
             run,
             acks_per_bucket: Vec::new(),
+            consumable: 2,
             consume: None,
             open_loop: Some(crate::target::open_loop::OpenLoopMeasurement {
                 rate: 1000.0,

@@ -95,10 +95,14 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
              send->consume p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs",
             c.consumers,
             c.consumed,
-            if c.drained {
-                "all acknowledged".to_string()
-            } else {
-                format!("NOT all acknowledged after {:.1} s", c.drain_seconds)
+            match (c.drained, workload.filter.is_none()) {
+                (true, true) => "all acknowledged".to_string(),
+                (true, false) => format!(
+                    "all acknowledged of the even half, filter {} `{}`",
+                    workload.filter.as_str(),
+                    workload.filter.subscription()
+                ),
+                (false, _) => format!("NOT all acknowledged after {:.1} s", c.drain_seconds),
             },
             c.errors,
             c.latency_us.p50,
@@ -130,10 +134,19 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
 /// The drain workload's lines: how fast the consumers emptied the filled topic.
 pub(crate) fn drain_text(d: &DrainFigures, workload: &Workload) -> String {
     let mut s = format!(
-        "  drain: {} consumers (pull batch {}) received {} of {} msgs in {:.3} s{}\n  \
+        "  drain: {} consumers (pull batch {}{}) received {} of {} msgs in {:.3} s{}\n  \
          {:.0} msgs/s  {:.1} MB/s  {:.1} msgs per pull  client CPU {:.0} ns/msg{}\n",
         d.consumers,
         workload.pull_batch,
+        if workload.filter.is_none() {
+            String::new()
+        } else {
+            format!(
+                ", filter {} `{}`: the even half",
+                workload.filter.as_str(),
+                workload.filter.subscription()
+            )
+        },
         d.consumed,
         d.messages,
         d.seconds,

@@ -52,6 +52,7 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "drain",
     "pull-batch",
     "suspend-ms",
+    "filter",
 ];
 
 /// Slaves a broker point may have at most (`--param slaves=0,1`).
@@ -85,7 +86,8 @@ pub enum SweepTarget {
 pub struct SweepArgs {
     /// A swept key with its values, `KEY=V1,V2,...` (repeatable): a broker or
     /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch,
-    /// queues, consumers, slaves, rate: msgs/s offered, open loop; 0 = closed loop).
+    /// queues, consumers, slaves, rate: msgs/s offered, open loop; 0 = closed loop;
+    /// drain, pull-batch, suspend-ms, filter: none, tag or sql92, see `broker --filter`).
     #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required_unless_present = "find_knee")]
     pub params: Vec<(String, Vec<String>)>,
     /// A fixed broker or store setting for every point (repeatable).
@@ -323,6 +325,7 @@ pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
             }
             "pull-batch" => l.pull_batch = v.parse().map_err(|_| bad())?,
             "suspend-ms" => l.suspend_ms = v.parse().map_err(|_| bad())?,
+            "filter" => l.filter = v.parse().map_err(|_| bad())?,
             _ => {}
         }
     }
@@ -496,6 +499,7 @@ fn run_store_point(
     t.shutdown()?;
     Ok((
         BrokerMeasurement {
+            consumable: m.messages,
             run: m,
             acks_per_bucket: Vec::new(),
             consume: None,
