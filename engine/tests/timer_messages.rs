@@ -22,6 +22,9 @@ fn config(dir: &Path) -> StoreConfig {
     cfg.timer_precision_ms = 100;
     // 102 units per timer log file: the log rolls and old files are deleted.
     cfg.mapped_file_size_timer_log = 4096;
+    // A 1 s roll window: timers due later are written again ("rolled") once
+    // or more before delivery, so every test here covers rolling too.
+    cfg.timer_roll_window_slots = 10;
     cfg
 }
 
@@ -116,6 +119,10 @@ fn timer_messages_are_held_until_due_and_never_early() {
     }
     let s = store.timer_stats();
     assert_eq!((s.pending, s.delivered), (0, 3), "{s:?}");
+    assert!(
+        s.rolled >= 3,
+        "the 1 s roll window rolled each timer at least once: {s:?}"
+    );
     store.shutdown().unwrap();
 }
 
