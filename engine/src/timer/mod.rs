@@ -64,6 +64,9 @@ const SLOTS_PER_PASS: u32 = 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Longest idle wait of the timer thread.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// A put wakes the timer thread only for a timer due within this many ms
+/// (later ones are found by its next look, at most [`IDLE_WAIT`] away).
+pub(crate) const WAKE_WITHIN_MS: i64 = 200;
 
 /// What the timer service reports ([`crate::MessageStore::timer_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
