@@ -242,18 +242,7 @@ fn to_delivered(ext: &MessageExt, src: u64) -> Option<Message> {
     properties.remove(keys::REAL_TOPIC);
     properties.remove(keys::REAL_QID);
     properties.insert(keys::TIMER_SRC, src.to_string());
-    Some(Message {
-        topic,
-        queue_id,
-        flag: ext.flag,
-        body: ext.body.clone(),
-        properties,
-        sys_flag: ext.sys_flag,
-        born_timestamp_ms: ext.born_timestamp_ms,
-        born_host: ext.born_host,
-        reconsume_times: ext.reconsume_times,
-        prepared_transaction_offset: ext.prepared_transaction_offset,
-    })
+    Some(ext.to_message(topic, queue_id, properties))
 }
 
 /// A waiting message written again (rolled), with the offset of the record
@@ -261,18 +250,7 @@ fn to_delivered(ext: &MessageExt, src: u64) -> Option<Message> {
 fn to_rolled(ext: &MessageExt, src: u64) -> Message {
     let mut properties = ext.properties.clone();
     properties.insert(keys::TIMER_SRC, src.to_string());
-    Message {
-        topic: TIMER_TOPIC.to_string(),
-        queue_id: 0,
-        flag: ext.flag,
-        body: ext.body.clone(),
-        properties,
-        sys_flag: ext.sys_flag,
-        born_timestamp_ms: ext.born_timestamp_ms,
-        born_host: ext.born_host,
-        reconsume_times: ext.reconsume_times,
-        prepared_transaction_offset: ext.prepared_transaction_offset,
-    }
+    ext.to_message(TIMER_TOPIC.to_string(), 0, properties)
 }
 
 /// The consume-queue tag code of a record on the timer topic: its due time.
