@@ -349,6 +349,9 @@ impl ReplicasInfoManager {
     ///   `CONTROLLER_MASTER_NOT_AVAILABLE`, and an event clearing the master
     ///   (the master epoch bumps);
     /// - nobody, broker- or admin-triggered: `CONTROLLER_ELECT_MASTER_FAILED`.
+    ///
+    /// A designated election without a broker id is refused
+    /// (`CONTROLLER_INVALID_REQUEST`).
     pub fn elect_master(
         &self,
         request: &ElectMasterRequest,
@@ -361,6 +364,14 @@ impl ReplicasInfoManager {
                 "Broker hasn't been registered".to_owned(),
             );
         };
+        if request.designate_elect && request.broker_id.is_none() {
+            // RocketMQ would look for broker -1, find nobody, and (taking the
+            // request for the controller's own) clear a live master.
+            return result.fail(
+                CONTROLLER_INVALID_REQUEST,
+                "A designated election needs a brokerId".to_owned(),
+            );
+        }
         let old_master = group.master_broker_id;
         let all_replicas = self
             .config

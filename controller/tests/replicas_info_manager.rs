@@ -1012,3 +1012,21 @@ fn failover_end_to_end_with_heartbeats() {
     // Everybody dead: nothing to reelect (no replica alive to take over).
     assert!(t.groups_with_inactive_master(&h.m, 100_000).is_empty());
 }
+
+#[test]
+fn designated_election_without_a_broker_id_is_refused() {
+    let mut h = Harness::new();
+    h.mock_meta_data();
+    let r = h.m.elect_master(
+        &ElectMasterRequest {
+            cluster_name: CLUSTER.into(),
+            broker_name: BROKER.into(),
+            broker_id: None,
+            designate_elect: true,
+        },
+        &all_alive,
+    );
+    assert_eq!(r.code, CONTROLLER_INVALID_REQUEST);
+    assert!(r.events.is_empty(), "the live master is not cleared");
+    assert_eq!(h.group().master_broker_id(), Some(1));
+}
