@@ -234,8 +234,39 @@ impl State {
         serde_json::to_vec(self).expect("controller state serializes to JSON")
     }
 
-    /// A state from its JSON snapshot ([`State::to_json`]).
+    /// A state from its JSON snapshot ([`State::to_json`]); a snapshot that
+    /// breaks the invariants ([`State::check_invariants`]) is an error too.
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        let state: State = serde_json::from_slice(bytes)?;
+        state
+            .check_invariants()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_breaking_the_invariants_is_refused() {
+        let mut group = BrokerGroup::new("c", "b");
+        group.replicas.insert(
+            1,
+            Replica {
+                address: "a:1".into(),
+                register_check_code: "a:1;0".into(),
+            },
+        );
+        group.next_assign_broker_id = 2;
+        let mut state = State::default();
+        state.groups.insert("b".into(), group);
+        assert_eq!(State::from_json(&state.to_json()).unwrap(), state);
+        // A master outside the SyncStateSet.
+        state.groups.get_mut("b").unwrap().master_broker_id = Some(1);
+        let err = State::from_json(&state.to_json()).unwrap_err();
+        assert!(err.to_string().contains("not in the SyncStateSet"), "{err}");
+        assert!(State::from_json(b"{").is_err());
     }
 }
