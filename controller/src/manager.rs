@@ -346,8 +346,8 @@ impl ReplicasInfoManager {
     /// - a new master: `SUCCESS`, the master epoch and SyncStateSet epoch
     ///   bump, the set becomes {new master};
     /// - nobody, controller-triggered (`broker_id: None`):
-    ///   `CONTROLLER_MASTER_NOT_AVAILABLE`, and an event clearing the master
-    ///   (the master epoch bumps);
+    ///   `CONTROLLER_MASTER_NOT_AVAILABLE`, and, if there was a master, an
+    ///   event clearing it (the master epoch bumps);
     /// - nobody, broker- or admin-triggered: `CONTROLLER_ELECT_MASTER_FAILED`.
     ///
     /// A designated election without a broker id is refused
@@ -447,17 +447,22 @@ impl ReplicasInfoManager {
             }
             None if request.broker_id.is_none() => {
                 tracing::warn!(broker_name = %group.broker_name, "no master could be elected");
-                result
-                    .with_event(Event::ElectMaster {
+                if old_master.is_some() {
+                    // Record that the master is gone. (RocketMQ records it
+                    // even when there is no master: only a pointless epoch
+                    // bump, which would also end a new group's "first
+                    // election" that lets the first broker asking be master.)
+                    result = result.with_event(Event::ElectMaster {
                         broker_name: group.broker_name.clone(),
                         new_master_broker_id: None,
                         master_epoch: group.master_epoch,
                         sync_state_set_epoch: group.sync_state_set_epoch,
-                    })
-                    .fail(
-                        CONTROLLER_MASTER_NOT_AVAILABLE,
-                        "Old master has down and failed to elect a new broker master".to_owned(),
-                    )
+                    });
+                }
+                result.fail(
+                    CONTROLLER_MASTER_NOT_AVAILABLE,
+                    "Old master has down and failed to elect a new broker master".to_owned(),
+                )
             }
             None => result.fail(
                 CONTROLLER_ELECT_MASTER_FAILED,

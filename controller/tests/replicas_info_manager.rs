@@ -537,6 +537,10 @@ fn first_election_needs_a_registered_broker() {
         &all_alive,
     );
     assert_eq!(r.code, CONTROLLER_MASTER_NOT_AVAILABLE);
+    assert!(
+        r.events.is_empty(),
+        "no master to clear, the first election stays open"
+    );
     // A broker id that is not registered is not made master.
     let r = h.m.elect_master(
         &ElectMasterRequest::of_broker_trigger(CLUSTER, BROKER, 7),
@@ -544,6 +548,8 @@ fn first_election_needs_a_registered_broker() {
     );
     assert_eq!(r.code, CONTROLLER_ELECT_MASTER_FAILED);
     assert!(r.events.is_empty());
+    // The registered broker asking is still the first master, at epoch 1.
+    h.broker_elect_master(1, IP[0], true, true, &all_alive);
     // Not registered at all.
     let r = h.m.elect_master(
         &ElectMasterRequest::of_broker_trigger(CLUSTER, "nope", 1),
