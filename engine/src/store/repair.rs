@@ -237,6 +237,8 @@ impl StoreInner {
 
     /// [`StoreInner::repair_units`] with the queue marked busy.
     fn repair_units_busy(&self, cq: &ConsumeQueue, bad: u64, bounds: Bounds) -> Repair {
+        // No live truncation meanwhile (it may cut the units and records here).
+        let _gate = crate::sync::RwLockExt::read_locked(&self.log_gate);
         let (min, max) = (cq.min_offset(), cq.max_offset());
         if bad < min {
             return Repair::Done; // retention took it meanwhile
