@@ -119,8 +119,8 @@ pub(crate) struct StoreInner {
     /// keeps the abort marker, so the next open re-dispatches from there.
     pub(crate) cq_flush_failed: Mutex<Option<String>>,
     pub(crate) cq_flush_log: crate::dispatch::LogLimiter,
-    /// Read-held by each dispatch pass, consume-queue flush pass and
-    /// consume-queue repair; write-held by a live truncation of the
+    /// Read-held by each dispatch pass, consume-queue flush pass, clean pass
+    /// and consume-queue repair; write-held by a live truncation of the
     /// commitlog (see `truncate`), which so sees none of them half done.
     pub(crate) log_gate: std::sync::RwLock<()>,
 }

@@ -8,8 +8,8 @@
 //!
 //! Order (each step durable before the next, so a crash part-way recovers
 //! to the old log or the cut one, never to a mix):
-//! 1. with dispatch, consume-queue flushes and repairs held off (the log
-//!    gate), commitlog syncs held off (the flusher's gate) and puts and raw
+//! 1. with dispatch, consume-queue flushes, clean passes and repairs held
+//!    off (the log gate), commitlog syncs held off (the flusher's gate) and puts and raw
 //!    appends held off (the put lock), check the offset is a record boundary;
 //! 2. dispatch everything written, so every queue's units cover the log;
 //! 3. cut each consume queue's units whose records are at or after the
