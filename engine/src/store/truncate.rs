@@ -13,8 +13,9 @@
 //!    appends held off (the put lock), check the offset is a record boundary;
 //! 2. dispatch everything written, so every queue's units cover the log;
 //! 3. cut each consume queue's units whose records are at or after the
-//!    offset (zeroed, synced), and the index's entries (its tail file
-//!    rewritten and synced);
+//!    offset (zeroed, synced), the index's entries (its tail file rewritten
+//!    and synced), and the tombstones of topics deleted after the offset
+//!    (moved back to it, written atomically);
 //! 4. lower the checkpoint's offsets to at most the offset (synced) and the
 //!    consume-queue manifest's maxima to the queues' new ends (written
 //!    atomically): the next open re-dispatches from there, so a crash before
@@ -150,6 +151,26 @@ impl StoreInner {
         if let Some(ix) = &self.index {
             ix.truncate_after(offset)?;
         }
+        // A topic deleted after `offset` was deleted at the log's end then:
+        // its tombstone must not hide the new master's records of it from
+        // there on.
+        let deleted = self.cqs.deleted();
+        if deleted.values().any(|end| *end > offset) {
+            let clipped: HashMap<String, u64> = deleted
+                .into_iter()
+                .map(|(t, end)| (t, end.min(offset)))
+                .collect();
+            let json = serde_json::to_vec(&clipped)
+                .map_err(|e| Error::io("encoding deleted topics", std::io::Error::other(e)))?;
+            crate::fs::write_atomically(
+                &self
+                    .cfg
+                    .config_dir()
+                    .join(crate::consume_queue::table::DELETED_TOPICS_FILE),
+                &json,
+            )?;
+            self.cqs.set_deleted(clipped, cl_min);
+        }
         self.checkpoint.update(|d| {
             d.physic_offset = d.physic_offset.min(offset);
             d.logics_offset = d.logics_offset.min(offset);
@@ -243,6 +264,58 @@ mod tests {
             assert_eq!(p.queue_offset, *want, "{topic}-{q}");
             *want += 1;
         }
+        store.shutdown().unwrap();
+    }
+
+    /// A topic deleted after the cut: its new records from the cut on get
+    /// their units (the tombstone moves back to the cut), also after a reopen.
+    #[test]
+    fn a_tombstone_after_the_cut_moves_back_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = {
+            let mut c = StoreConfig::new(dir.path());
+            c.mapped_file_size_commit_log = 64 * 1024;
+            c.mapped_file_size_consume_queue = 2000;
+            c
+        };
+        let store = MessageStore::open(cfg.clone()).unwrap();
+        let put = |topic: &str, i: usize| {
+            store
+                .put_message(
+                    &Message::new(topic, format!("{topic}-{i}").into_bytes()).with_queue_id(0),
+                )
+                .unwrap()
+        };
+        for i in 0..50 {
+            put("Keep", i);
+        }
+        let offset = put("Gone", 0).commit_log_offset;
+        for i in 1..50 {
+            put("Gone", i);
+        }
+        let wait = |n: u64| {
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            while store.max_offset_in_queue("Gone", 0) < n {
+                assert!(Instant::now() < deadline, "not dispatched");
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        };
+        wait(50);
+        store.delete_topic("Gone").unwrap();
+        assert_eq!(store.max_offset_in_queue("Gone", 0), 0);
+        store.inner.truncate_live(offset).unwrap();
+        for i in 0..5 {
+            put("Gone", 100 + i);
+        }
+        wait(5);
+        let got = store
+            .get_message("g", "Gone", 0, 0, 32, &crate::store::MessageFilter::All)
+            .unwrap();
+        assert_eq!(got.messages.len(), 5);
+        store.shutdown().unwrap();
+        drop(store);
+        let store = MessageStore::open(cfg).unwrap();
+        assert_eq!(store.max_offset_in_queue("Gone", 0), 5);
         store.shutdown().unwrap();
     }
 }
