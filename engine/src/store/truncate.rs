@@ -23,7 +23,8 @@
 //! 5. delete the commitlog files after the one holding the offset (and a file
 //!    made ahead), then zero and sync that file's bytes from the offset;
 //! 6. set the dispatch position, the durable offset and the next queue
-//!    offset of every queue to match.
+//!    offset of every queue to match, and forget damaged records and units
+//!    noted in the cut stretch (reads would skip the new ones there).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -199,6 +200,11 @@ impl StoreInner {
                 *manifest = lowered;
             }
         }
+        self.damaged.forget_cut(offset, |topic, queue_id| {
+            self.cqs
+                .get(topic, queue_id)
+                .map_or(0, |cq| cq.max_offset())
+        });
         self.dispatcher
             .reset(self.dispatcher.dispatched_offset().min(offset));
         let mut table: HashMap<String, Vec<u64>> = HashMap::new();
