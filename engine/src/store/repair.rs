@@ -243,6 +243,9 @@ impl StoreInner {
         if bad < min {
             return Repair::Done; // retention took it meanwhile
         }
+        if bad >= max {
+            return Repair::Done; // a live truncation cut it meanwhile
+        }
         if let Some(u) = cq.raw_unit(bad).and_then(|b| CqUnit::decode(&b)) {
             if self.unit_intact(cq, bad, &u) {
                 return Repair::Done; // repaired meanwhile
