@@ -108,13 +108,14 @@ impl CommitLogFlusher {
     }
 
     /// Run `cut` (a live truncation of the commitlog to `offset`) with no
-    /// sync in progress, then lower the durable offset to `offset`.
+    /// sync in progress, then, when it succeeded, lower the durable offset
+    /// to `offset` (a cut that failed part-way fences the store).
     pub fn truncating<R>(&self, offset: u64, cut: impl FnOnce() -> Result<R>) -> Result<R> {
         let _g = self.sync_gate.locked();
         let r = cut();
-        // Even after a failed cut: the log may end anywhere up to `offset`'s
-        // old end, and the next sync finds where.
-        self.durable.fetch_min(offset, Ordering::AcqRel);
+        if r.is_ok() {
+            self.durable.fetch_min(offset, Ordering::AcqRel);
+        }
         r
     }
 
