@@ -123,6 +123,10 @@ fn get_one(store: &MessageStore, p: &Put) -> Option<ferromq_engine::MessageExt> 
 fn check_cut(store: &MessageStore, kept: &[Put], cut: &[Put], offset: u64) {
     assert_eq!(store.commit_log_max_offset(), offset);
     assert!(
+        store.commit_log_flushed_offset() <= offset,
+        "durable past the cut"
+    );
+    assert!(
         store.read_commit_log(offset, 4096).is_none(),
         "nothing past the cut"
     );
