@@ -55,6 +55,7 @@ pub mod elect;
 pub mod event;
 pub mod heartbeat;
 pub mod manager;
+pub mod peers;
 pub mod protocol;
 pub mod state;
 
@@ -62,5 +63,6 @@ pub use elect::{elect, BrokerLiveness, ElectionInfo, ElectionInput};
 pub use event::{apply, apply_all, Event};
 pub use heartbeat::{BrokerIdentity, BrokerLiveInfo, Heartbeat, HeartbeatTable, LivenessAt};
 pub use manager::{ControllerConfig, ControllerResult, ReplicasInfoManager};
+pub use peers::{ControllerPeers, PeersError};
 pub use protocol::*;
 pub use state::{BrokerGroup, Replica, State, FIRST_BROKER_CONTROLLER_ID};
