@@ -213,6 +213,32 @@ async fn three_controllers_elect_a_leader_and_replicate_events_to_all() {
     assert_eq!(g.broker_address(3), Some("127.0.0.3:10911"));
     // The leader's linearizable read is the same state.
     assert_eq!(c.node(leader).read_state().await.unwrap(), state);
+
+    // Two requests decided against the same state (the master died, two
+    // elections raced): the first to commit wins, the other's event is
+    // skipped on every controller by its epoch check.
+    let m = ReplicasInfoManager::with_state(
+        ControllerConfig {
+            enable_elect_unclean_master: true,
+        },
+        c.node(leader).read_state().await.unwrap(),
+    );
+    let dead_master = |_: &str, _: &str, id: u64| id != 2;
+    let a = m.elect_master(
+        &ElectMasterRequest::of_admin_trigger(CLUSTER, "broker-a", 1),
+        &dead_master,
+    );
+    let b = m.elect_master(
+        &ElectMasterRequest::of_admin_trigger(CLUSTER, "broker-a", 3),
+        &dead_master,
+    );
+    assert!(a.is_success() && b.is_success());
+    let first = c.node(leader).client_write(a.events).await.unwrap();
+    let second = c.node(leader).client_write(b.events).await.unwrap();
+    assert_eq!((first.changed, second.changed), (vec![true], vec![false]));
+    let state = c.wait_applied_equal(second.log_index).await;
+    let g = state.group("broker-a").unwrap();
+    assert_eq!((g.master_broker_id(), g.master_epoch()), (Some(1), 2));
     c.stop_all().await;
 }
 
@@ -353,8 +379,26 @@ async fn a_lagging_controller_catches_up_by_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_single_controller_works_and_recovers() {
-    let mut c = Cluster::start(1, timing()).await;
+async fn a_single_controller_from_rocketmq_properties_works_and_recovers() {
+    // As configured in RocketMQ 5: controllerDLegerPeers=n0-<addr>,
+    // controllerDLegerSelfId=n0, controllerStorePath.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peers = format!("n0-{}", listener.local_addr().unwrap());
+    let peers = ControllerPeers::parse(&peers, "n0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ControllerNodeConfig::new(peers.clone(), dir.path().join("n0"));
+    config.timing = timing();
+    let node = ControllerNode::start_with_listener(config.clone(), listener)
+        .await
+        .unwrap();
+    assert_eq!(node.local_addr().to_string(), peers.self_address());
+    let mut c = Cluster {
+        dir,
+        peers: peers.peers().clone(),
+        timing: timing(),
+        nodes: BTreeMap::from([(0, node)]),
+    };
+    assert_eq!(c.config(0).store_path, config.store_path);
     assert_eq!(c.wait_leader().await, 0);
     register(c.node(0), "broker-a", &[1, 2]).await;
     let index = elect(c.node(0), "broker-a", 1).await;
