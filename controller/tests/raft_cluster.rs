@@ -498,3 +498,62 @@ async fn garbage_and_hangups_on_the_raft_port_do_not_crash_the_node() {
     assert_eq!(c.wait_leader().await, leader);
     c.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_answering_garbage_or_hanging_does_not_stop_the_others() {
+    // n2 is a fake: each connection gets, in turn, a garbage frame, an
+    // oversized length, a hang-up, or silence.
+    let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_addr = fake.local_addr().unwrap().to_string();
+    let fake_task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for k in 0..10_000u32 {
+            let Ok((mut s, _)) = fake.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 64];
+            let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await;
+            match k % 4 {
+                0 => {
+                    let _ = s.write_all(b"\x00\x00\x00\x05{{{{{").await;
+                }
+                1 => {
+                    let _ = s.write_all(&u32::MAX.to_be_bytes()).await;
+                }
+                2 => drop(s),
+                _ => held.push(s),
+            }
+        }
+    });
+    let mut listeners = BTreeMap::new();
+    for id in 0..2u64 {
+        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let mut peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .map(|(id, l)| (*id, l.local_addr().unwrap().to_string()))
+        .collect();
+    peers.insert(2, fake_addr);
+    let mut c = Cluster {
+        dir: tempfile::tempdir().unwrap(),
+        peers,
+        timing: timing(),
+        nodes: BTreeMap::new(),
+    };
+    for (id, listener) in listeners {
+        let node = ControllerNode::start_with_listener(c.config(id), listener)
+            .await
+            .unwrap();
+        c.nodes.insert(id, node);
+    }
+    let leader = c.wait_leader().await;
+    register(c.node(leader), "broker-a", &[1, 2]).await;
+    let index = elect(c.node(leader), "broker-a", 1).await;
+    // Let the leader keep talking to the fake for a while.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state = c.wait_applied_equal(index).await;
+    assert_eq!(state.group("broker-a").unwrap().master_broker_id(), Some(1));
+    assert_eq!(c.wait_leader().await, leader);
+    c.stop_all().await;
+    fake_task.abort();
+}

@@ -393,9 +393,17 @@ impl ControllerNode {
 }
 
 impl Drop for ControllerNode {
+    /// Stops the RPC server and, inside a Tokio runtime, Raft (in the
+    /// background: call [`ControllerNode::shutdown`] to wait for it, e.g.
+    /// before reopening the store directory).
     fn drop(&mut self) {
-        // Stops the RPC server; Raft stops once its last handle goes.
         let _ = self.stop.send(true);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let raft = self.raft.clone();
+            runtime.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
     }
 }
 
