@@ -171,6 +171,23 @@ fn a_wrong_magic_or_garbage_meta_is_a_clear_error() {
 }
 
 #[test]
+fn a_missing_log_beside_its_meta_is_an_error_an_empty_fresh_one_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let mut log = LogStore::open(dir.path()).unwrap();
+        log.save_vote(&Vote::new(1, 0)).await.unwrap();
+    });
+    fs::remove_file(dir.path().join("raft-log")).unwrap();
+    let err = LogStore::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("missing"), "{err}");
+    // A crash while creating a fresh store leaves an empty log file.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("raft-log"), b"").unwrap();
+    LogStore::open(dir.path()).unwrap();
+    assert_eq!(fs::read(dir.path().join("raft-log")).unwrap(), b"FMQRLOG1");
+}
+
+#[test]
 fn a_torn_last_record_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_log(&dir, 5);

@@ -95,13 +95,31 @@ impl LogStore {
             }
         };
         let log_path = dir.join(LOG_FILE);
-        let (file, file_len, entries, dead_records) = if log_path.exists() {
+        let meta_exists = meta_path.exists();
+        let log_len = match fs::metadata(&log_path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(&log_path, e)),
+        };
+        // A fresh store: no log, or an empty one left by a crash during its
+        // creation, and no meta (written only once the log exists). A meta
+        // without its log is a lost log, not a fresh store.
+        let fresh = !meta_exists && log_len.is_none_or(|len| len == 0);
+        if log_len.is_none() && meta_exists {
+            return Err(StoreError::corrupt(
+                &log_path,
+                0,
+                "the log is missing while raft-meta exists",
+            ));
+        }
+        let (file, file_len, entries, dead_records) = if !fresh {
             load_log(&log_path, &meta)?
         } else {
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(true)
                 .open(&log_path)
                 .map_err(|e| StoreError::io(&log_path, e))?;
             file.write_all(LOG_MAGIC)

@@ -28,11 +28,13 @@
 //! a purge rewrites the live tail, which snapshots (every
 //! [`RaftTiming::snapshot_logs_since_last`] entries) keep rare.
 //!
-//! At open, a missing directory or file is an empty store; anything else
-//! that does not check out (a wrong magic, a bad checksum, an impossible
-//! length, undecodable JSON, non-consecutive indexes, a snapshot whose state
-//! breaks the invariants) is a [`StoreError::Corrupt`] naming the file and
-//! offset: the node does not start, it never resets silently. The one
+//! At open, a missing directory (or one without `raft-meta` and with no or
+//! an empty `raft-log`) is an empty store; anything else that does not
+//! check out (a wrong magic, a bad checksum, an impossible length,
+//! undecodable JSON, non-consecutive indexes, a `raft-meta` without its
+//! `raft-log`, a snapshot whose state breaks the invariants) is a
+//! [`StoreError::Corrupt`] naming the file and offset: the node does not
+//! start, it never resets silently. The one
 //! tolerated damage is a last `raft-log` record cut short by the end of the
 //! file (an append torn by a crash, never acknowledged since its fsync did
 //! not complete): it is cut off, with a warning.
