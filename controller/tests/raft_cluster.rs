@@ -379,6 +379,63 @@ async fn a_lagging_controller_catches_up_by_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_larger_than_a_snapshot_chunk_travels_in_several() {
+    let t = RaftTiming {
+        snapshot_logs_since_last: 4,
+        max_in_snapshot_log_to_keep: 0,
+        ..timing()
+    };
+    let mut c = Cluster::start(3, t).await;
+    let leader = c.wait_leader().await;
+    let lagging = (0..3).find(|id| *id != leader).unwrap();
+    c.stop(lagging).await;
+    // 12 entries of 500 new groups each.
+    let mut index = 0;
+    for batch in 0..12u64 {
+        let events = (0..500u64)
+            .map(|i| Event::ApplyBrokerId {
+                cluster_name: CLUSTER.into(),
+                broker_name: format!("broker-{batch}-{i}"),
+                broker_address: format!("10.0.{batch}.{i}:10911"),
+                new_broker_id: 1,
+                register_check_code: format!("10.0.{batch}.{i}:10911;1700000000000"),
+            })
+            .collect();
+        let written = c.node(leader).client_write(events).await.unwrap();
+        assert!(written.changed.iter().all(|c| *c));
+        index = written.log_index;
+    }
+    let state = c.wait_applied_equal(index).await;
+    assert_eq!(state.len(), 6000);
+    let json = state.to_json().len() as u64;
+    assert!(
+        json > raft::network::SNAPSHOT_CHUNK,
+        "state JSON of {json} bytes"
+    );
+    let start = Instant::now();
+    loop {
+        let m = c.node(leader).metrics();
+        if m.purged.is_some_and(|p| p.index + 4 >= index) {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "the leader purged too little: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let restarted = Instant::now();
+    c.restart(lagging).await;
+    assert_eq!(c.wait_applied_equal(index).await, state);
+    assert!(c.node(lagging).metrics().snapshot.is_some());
+    eprintln!(
+        "n{lagging} installed a {json}-byte snapshot in {:?}",
+        restarted.elapsed()
+    );
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_controller_from_rocketmq_properties_works_and_recovers() {
     // As configured in RocketMQ 5: controllerDLegerPeers=n0-<addr>,
     // controllerDLegerSelfId=n0, controllerStorePath.

@@ -198,6 +198,9 @@ impl ControllerNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: t.max_in_snapshot_log_to_keep,
             snapshot_max_chunk_size: network::SNAPSHOT_CHUNK,
+            // openraft's 200 ms is short for a 1 MiB chunk as JSON plus
+            // the atomic write of the snapshot file.
+            install_snapshot_timeout: 3000,
             ..Config::default()
         }
         .validate()
