@@ -7,13 +7,15 @@
 //! built from their addresses); every wait is bounded in time.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferromq_controller::raft::{ControllerNode, ControllerNodeConfig, NodeError, RaftTiming};
 use ferromq_controller::*;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 const CLUSTER: &str = "DefaultCluster";
 const WAIT: Duration = Duration::from_secs(20);
@@ -28,10 +30,21 @@ fn timing() -> RaftTiming {
 }
 
 struct Cluster {
+    /// Unique per cluster: the tests of this binary run side by side, and a
+    /// port one leaves may be picked by another (the hello then refuses).
+    group: String,
     dir: TempDir,
     peers: BTreeMap<u64, String>,
     timing: RaftTiming,
     nodes: BTreeMap<u64, ControllerNode>,
+    /// The ports of stopped nodes, held (bound, not listening: connections
+    /// are refused) until they restart, so no other test takes them.
+    reserved: BTreeMap<u64, TcpSocket>,
+}
+
+fn next_group() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("test-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl Cluster {
@@ -45,10 +58,12 @@ impl Cluster {
             .map(|(id, l)| (*id, l.local_addr().unwrap().to_string()))
             .collect();
         let mut cluster = Cluster {
+            group: next_group(),
             dir: tempfile::tempdir().unwrap(),
             peers,
             timing,
             nodes: BTreeMap::new(),
+            reserved: BTreeMap::new(),
         };
         for (id, listener) in listeners {
             let node = ControllerNode::start_with_listener(cluster.config(id), listener)
@@ -61,7 +76,7 @@ impl Cluster {
 
     fn config(&self, id: u64) -> ControllerNodeConfig {
         ControllerNodeConfig {
-            group: "test".into(),
+            group: self.group.clone(),
             self_id: id,
             peers: self.peers.clone(),
             store_path: self.dir.path().join(format!("n{id}")),
@@ -73,12 +88,20 @@ impl Cluster {
     async fn restart(&mut self, id: u64) {
         assert!(!self.nodes.contains_key(&id));
         let node = ControllerNode::start(self.config(id)).await.unwrap();
+        self.reserved.remove(&id);
         self.nodes.insert(id, node);
     }
 
     async fn stop(&mut self, id: u64) {
         let node = self.nodes.remove(&id).unwrap();
         node.shutdown().await;
+        let addr: SocketAddr = self.peers[&id].parse().unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket
+            .bind(addr)
+            .expect("the port of a stopped node reserved at once");
+        self.reserved.insert(id, socket);
     }
 
     async fn stop_all(&mut self) {
@@ -135,6 +158,21 @@ impl Cluster {
         }
         states[0].check_invariants().unwrap();
         states.into_iter().next().unwrap()
+    }
+}
+
+/// Waits until `node`'s metrics show a snapshot (they follow the state
+/// machine closely, not at once).
+async fn wait_snapshot(node: &ControllerNode) {
+    let start = Instant::now();
+    while node.metrics().snapshot.is_none() {
+        assert!(
+            start.elapsed() < WAIT,
+            "n{} has no snapshot: {:?}",
+            node.id(),
+            node.metrics()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -370,11 +408,8 @@ async fn a_lagging_controller_catches_up_by_snapshot() {
     };
     c.restart(lagging).await;
     assert_eq!(c.wait_applied_equal(index).await, state);
-    let m = c.node(lagging).metrics();
-    assert!(
-        m.snapshot.is_some(),
-        "n{lagging} got a snapshot (leader purged up to {purged:?})"
-    );
+    wait_snapshot(c.node(lagging)).await;
+    eprintln!("n{lagging} caught up by snapshot (the leader purged up to {purged})");
     c.stop_all().await;
 }
 
@@ -427,7 +462,7 @@ async fn a_state_larger_than_a_snapshot_chunk_travels_in_several() {
     let restarted = Instant::now();
     c.restart(lagging).await;
     assert_eq!(c.wait_applied_equal(index).await, state);
-    assert!(c.node(lagging).metrics().snapshot.is_some());
+    wait_snapshot(c.node(lagging)).await;
     eprintln!(
         "n{lagging} installed a {json}-byte snapshot in {:?}",
         restarted.elapsed()
@@ -445,15 +480,18 @@ async fn a_single_controller_from_rocketmq_properties_works_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ControllerNodeConfig::new(peers.clone(), dir.path().join("n0"));
     config.timing = timing();
+    config.group = next_group();
     let node = ControllerNode::start_with_listener(config.clone(), listener)
         .await
         .unwrap();
     assert_eq!(node.local_addr().to_string(), peers.self_address());
     let mut c = Cluster {
+        group: config.group.clone(),
         dir,
         peers: peers.peers().clone(),
         timing: timing(),
         nodes: BTreeMap::from([(0, node)]),
+        reserved: BTreeMap::new(),
     };
     assert_eq!(c.config(0).store_path, config.store_path);
     assert_eq!(c.wait_leader().await, 0);
@@ -592,10 +630,12 @@ async fn a_peer_answering_garbage_or_hanging_does_not_stop_the_others() {
         .collect();
     peers.insert(2, fake_addr);
     let mut c = Cluster {
+        group: next_group(),
         dir: tempfile::tempdir().unwrap(),
         peers,
         timing: timing(),
         nodes: BTreeMap::new(),
+        reserved: BTreeMap::new(),
     };
     for (id, listener) in listeners {
         let node = ControllerNode::start_with_listener(c.config(id), listener)

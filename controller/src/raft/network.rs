@@ -1,19 +1,26 @@
 //! The Raft RPCs between controllers over TCP.
 //!
 //! A connection starts with the 4-byte preamble [`PREAMBLE`] (`FMQR`) from
-//! the client; then each request and each response is a frame
-//! `[length: u32 BE][JSON body]` of at most [`MAX_FRAME`] bytes. Requests
-//! are [`RaftRpc`], answers [`RaftRpcReply`], one answer per request, in
-//! order. The preamble read as a RocketMQ remoting length is over 1 GiB, far
-//! above any remoting frame, so the controller's port can later tell its
-//! Raft peers from brokers speaking remoting by the first four bytes.
+//! the client; then each message is a frame `[length: u32 BE][JSON body]`
+//! of at most [`MAX_FRAME`] bytes. The client first sends a [`Hello`] (the
+//! Raft group, its node id and the node id it means to reach), which the
+//! server checks against its own group and id and answers with a
+//! [`HelloReply`]; then requests are [`RaftRpc`], answers [`RaftRpcReply`],
+//! one answer per request, in order. The hello keeps a controller listed at
+//! a wrong address (or a port now used by another group's controller) from
+//! mixing two Raft groups: the connection is refused with the reason on
+//! both sides. The preamble read as a RocketMQ remoting length is over
+//! 1 GiB, far above any remoting frame, so the controller's port can later
+//! tell its Raft peers from brokers speaking remoting by the first four
+//! bytes.
 //!
 //! The server side never trusts its peer: a wrong preamble, an oversized
 //! frame, a body that does not decode, or a peer that hangs up close that
 //! connection only (logged), never the node. The client side connects
-//! lazily, bounds each RPC by openraft's time-to-live, drops the connection
-//! on any failure and reports the peer unreachable, so openraft backs off
-//! and retries.
+//! lazily, bounds each RPC by openraft's time-to-live and drops the
+//! connection on any failure; a peer it cannot connect to is reported
+//! unreachable (openraft backs off before retrying), any other failure as
+//! a network error (retried at once, on a new connection).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -48,8 +55,31 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// of numbers, up to about 4 MiB).
 pub const SNAPSHOT_CHUNK: u64 = 1 << 20;
 
-/// How long a new connection may take to send its preamble.
-const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection may take to send its preamble and hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first frame of a connection: who calls whom, in which Raft group.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hello {
+    /// The Raft group (`controllerDLegerGroup`).
+    pub group: String,
+    /// The caller's node id.
+    pub from: u64,
+    /// The node id the caller means to reach.
+    pub to: u64,
+}
+
+/// The answer to a [`Hello`]: `Err` with the reason when the server is not
+/// the node asked for.
+pub type HelloReply = Result<(), String>;
+
+/// Who a server or client is: its group and node id.
+#[derive(Clone, Debug)]
+pub(crate) struct Identity {
+    pub group: Arc<str>,
+    pub id: u64,
+}
 
 /// A Raft request between controllers.
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +144,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Ve
 pub(crate) async fn serve(
     listener: TcpListener,
     raft: ControllerRaft,
+    me: Identity,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -125,8 +156,9 @@ pub(crate) async fn serve(
                     let _ = stream.set_nodelay(true);
                     let raft = raft.clone();
                     let stop = stop.clone();
+                    let me = me.clone();
                     connections.spawn(async move {
-                        if let Err(e) = serve_connection(stream, raft, stop).await {
+                        if let Err(e) = serve_connection(stream, raft, &me, stop).await {
                             tracing::warn!(%peer, error = %e, "controller raft connection closed");
                         }
                     });
@@ -147,21 +179,56 @@ pub(crate) async fn serve(
     connections.shutdown().await;
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
-    raft: ControllerRaft,
-    mut stop: watch::Receiver<bool>,
-) -> io::Result<()> {
+/// Reads and checks the preamble and the hello; answers the hello.
+async fn accept_hello(stream: &mut TcpStream, me: &Identity) -> io::Result<()> {
     let mut preamble = [0u8; 4];
-    tokio::time::timeout(PREAMBLE_TIMEOUT, stream.read_exact(&mut preamble))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no preamble"))??;
+    stream.read_exact(&mut preamble).await?;
     if preamble != PREAMBLE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("not a controller raft peer (preamble {preamble:02x?})"),
         ));
     }
+    let hello = read_frame(stream)
+        .await?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no hello"))?;
+    let hello: Hello = serde_json::from_slice(&hello).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("undecodable hello: {e}"),
+        )
+    })?;
+    let refusal = if hello.group != *me.group {
+        Some(format!(
+            "n{} of group {:?} reached n{} of group {:?}",
+            hello.from, hello.group, me.id, me.group
+        ))
+    } else if hello.to != me.id {
+        Some(format!(
+            "n{} asked for n{} but reached n{} (controllerDLegerPeers differ)",
+            hello.from, hello.to, me.id
+        ))
+    } else {
+        None
+    };
+    let reply: HelloReply = refusal.clone().map_or(Ok(()), Err);
+    let body = serde_json::to_vec(&reply).expect("hello reply serializes to JSON");
+    write_frame(stream, &body).await?;
+    match refusal {
+        Some(reason) => Err(io::Error::new(io::ErrorKind::PermissionDenied, reason)),
+        None => Ok(()),
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: ControllerRaft,
+    me: &Identity,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    tokio::time::timeout(HELLO_TIMEOUT, accept_hello(&mut stream, me))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no hello"))??;
     loop {
         let frame = tokio::select! {
             frame = read_frame(&mut stream) => frame?,
@@ -195,13 +262,21 @@ async fn serve_connection(
 /// address in the membership.
 #[derive(Clone)]
 pub struct Network {
+    me: Identity,
     peers: Arc<BTreeMap<u64, String>>,
 }
 
 impl Network {
-    /// A factory for the given Raft node id → address map.
-    pub fn new(peers: Arc<BTreeMap<u64, String>>) -> Self {
-        Network { peers }
+    /// A factory for node `self_id` of Raft group `group`, reaching its
+    /// peers at the given Raft node id → address map.
+    pub fn new(group: &str, self_id: u64, peers: Arc<BTreeMap<u64, String>>) -> Self {
+        Network {
+            me: Identity {
+                group: group.into(),
+                id: self_id,
+            },
+            peers,
+        }
     }
 }
 
@@ -215,6 +290,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .cloned()
             .unwrap_or_else(|| node.addr.clone());
         PeerClient {
+            me: self.me.clone(),
             target,
             addr,
             conn: None,
@@ -224,33 +300,89 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// The connection to one peer.
 pub struct PeerClient {
+    me: Identity,
     target: u64,
     addr: String,
     conn: Option<TcpStream>,
 }
 
 enum CallError {
-    /// Not connected, could not connect, or the connection failed.
+    /// Could not connect: openraft backs off before retrying.
     Unreachable(io::Error),
-    /// The peer answered something else than the answer to the request.
-    Protocol(io::Error),
+    /// The connection failed, timed out, or the peer answered garbage:
+    /// retried at once (on a new connection; a peer that is down then turns
+    /// out unreachable).
+    Network(io::Error),
 }
 
 impl PeerClient {
-    async fn exchange(&mut self, body: &[u8]) -> io::Result<Vec<u8>> {
-        if self.conn.is_none() {
-            let mut stream = TcpStream::connect(&self.addr).await?;
-            stream.set_nodelay(true)?;
-            stream.write_all(&PREAMBLE).await?;
-            self.conn = Some(stream);
-        }
-        let stream = self.conn.as_mut().expect("connected above");
-        write_frame(stream, body).await?;
-        read_frame(stream).await?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the peer closed the connection",
-            )
+    /// One request and its answer. Cancel-safe: the connection is taken out
+    /// of `self.conn` for the exchange and put back only once the answer is
+    /// read, so a call dropped midway (openraft bounds each RPC with its own
+    /// timeout) drops its connection instead of leaving an unread answer
+    /// that the next request would take for its own.
+    async fn exchange(&mut self, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        let mut stream = match self.conn.take() {
+            Some(stream) => stream,
+            None => {
+                let mut stream = TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(CallError::Unreachable)?;
+                self.hello(&mut stream).await?;
+                stream
+            }
+        };
+        write_frame(&mut stream, body)
+            .await
+            .map_err(CallError::Network)?;
+        let reply = read_frame(&mut stream)
+            .await
+            .map_err(CallError::Network)?
+            .ok_or_else(|| {
+                CallError::Network(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection",
+                ))
+            })?;
+        self.conn = Some(stream);
+        Ok(reply)
+    }
+
+    /// Sends the preamble and the hello on a new connection; a refusal is
+    /// a network error carrying the server's reason.
+    async fn hello(&self, stream: &mut TcpStream) -> Result<(), CallError> {
+        stream.set_nodelay(true).map_err(CallError::Network)?;
+        stream
+            .write_all(&PREAMBLE)
+            .await
+            .map_err(CallError::Network)?;
+        let hello = Hello {
+            group: self.me.group.to_string(),
+            from: self.me.id,
+            to: self.target,
+        };
+        let body = serde_json::to_vec(&hello).expect("hello serializes to JSON");
+        write_frame(stream, &body)
+            .await
+            .map_err(CallError::Network)?;
+        let reply = read_frame(stream)
+            .await
+            .map_err(CallError::Network)?
+            .ok_or_else(|| {
+                CallError::Network(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection at the hello",
+                ))
+            })?;
+        let reply: HelloReply = serde_json::from_slice(&reply).map_err(|e| {
+            CallError::Network(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("undecodable hello reply: {e}"),
+            ))
+        })?;
+        reply.map_err(|reason| {
+            tracing::warn!(target = self.target, addr = %self.addr, %reason, "controller raft peer refused");
+            CallError::Network(io::Error::new(io::ErrorKind::PermissionDenied, reason))
         })
     }
 
@@ -258,30 +390,31 @@ impl PeerClient {
         let body = serde_json::to_vec(rpc).expect("raft request serializes to JSON");
         let result = match tokio::time::timeout(ttl, self.exchange(&body)).await {
             Ok(result) => result,
-            Err(_) => Err(io::Error::new(
+            Err(_) => Err(CallError::Network(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("no answer within {ttl:?}"),
-            )),
+            ))),
+        };
+        let (target, addr) = (self.target, self.addr.clone());
+        let context = move |e: io::Error| {
+            io::Error::new(e.kind(), format!("controller n{target} at {addr}: {e}"))
         };
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
                 self.conn = None;
-                return Err(CallError::Unreachable(io::Error::new(
-                    e.kind(),
-                    format!("controller n{} at {}: {e}", self.target, self.addr),
-                )));
+                return Err(match e {
+                    CallError::Unreachable(e) => CallError::Unreachable(context(e)),
+                    CallError::Network(e) => CallError::Network(context(e)),
+                });
             }
         };
         serde_json::from_slice(&reply).map_err(|e| {
             self.conn = None;
-            CallError::Protocol(io::Error::new(
+            CallError::Network(context(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "controller n{} at {}: undecodable reply: {e}",
-                    self.target, self.addr
-                ),
-            ))
+                format!("undecodable reply: {e}"),
+            )))
         })
     }
 
@@ -291,7 +424,7 @@ impl PeerClient {
     ) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
         match e {
             CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
-            CallError::Protocol(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
         }
     }
 
@@ -355,5 +488,97 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(_) => Err(self.mismatch()),
             Err(e) => Err(self.error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server that answers bodies starting with `slow` late.
+    async fn echo_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            for _ in 0..16 {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let me = Identity {
+                        group: "g".into(),
+                        id: 1,
+                    };
+                    if accept_hello(&mut s, &me).await.is_err() {
+                        return;
+                    }
+                    while let Ok(Some(body)) = read_frame(&mut s).await {
+                        if body.starts_with(b"slow") {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        if write_frame(&mut s, &body).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_call_never_leaves_its_answer_to_the_next() {
+        let (addr, server) = echo_server().await;
+        let mut client = PeerClient {
+            me: Identity {
+                group: "g".into(),
+                id: 0,
+            },
+            target: 1,
+            addr: addr.clone(),
+            conn: None,
+        };
+        assert!(matches!(client.exchange(b"one").await, Ok(r) if r == b"one"));
+        // Dropped while waiting for its answer, as openraft's own timeout
+        // does.
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(50), client.exchange(b"slow-two")).await;
+        assert!(cancelled.is_err());
+        assert!(matches!(client.exchange(b"three").await, Ok(r) if r == b"three"));
+        // Another group's node, or another node than the one listed: the
+        // hello is refused with the reason.
+        for (group, target) in [("other", 1), ("g", 2)] {
+            let mut client = PeerClient {
+                me: Identity {
+                    group: group.into(),
+                    id: 0,
+                },
+                target,
+                addr: addr.clone(),
+                conn: None,
+            };
+            match client.exchange(b"x").await {
+                Err(CallError::Network(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+                }
+                _ => panic!("a wrong hello must be refused"),
+            }
+        }
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn frames_are_bounded() {
+        let mut big = Vec::new();
+        assert!(write_frame(&mut big, &vec![b' '; MAX_FRAME + 1])
+            .await
+            .is_err());
+        let mut oversized = &((MAX_FRAME + 1) as u32).to_be_bytes()[..];
+        assert!(read_frame(&mut oversized).await.is_err());
+        let mut empty: &[u8] = &[];
+        assert!(read_frame(&mut empty).await.unwrap().is_none());
+        let mut framed = Vec::new();
+        write_frame(&mut framed, b"{}").await.unwrap();
+        assert_eq!(read_frame(&mut &framed[..]).await.unwrap().unwrap(), b"{}");
     }
 }

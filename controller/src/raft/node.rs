@@ -6,9 +6,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
@@ -58,7 +58,8 @@ impl Default for RaftTiming {
 /// How to start a [`ControllerNode`].
 #[derive(Clone, Debug)]
 pub struct ControllerNodeConfig {
-    /// The Raft group's name (`controllerDLegerGroup`).
+    /// The Raft group's name (`controllerDLegerGroup`), checked in every
+    /// Raft connection's hello: controllers of other groups are refused.
     pub group: String,
     /// This controller's Raft node id.
     pub self_id: u64,
@@ -151,6 +152,8 @@ pub struct ControllerNode {
     raft: ControllerRaft,
     sm: Arc<SmShared>,
     local_addr: SocketAddr,
+    /// How long [`ControllerNode::read_state`] retries a missed quorum.
+    read_retry: Duration,
     stop: watch::Sender<bool>,
     server: Mutex<Option<JoinHandle<()>>>,
 }
@@ -209,20 +212,25 @@ impl ControllerNode {
         let raft = ControllerRaft::new(
             config.self_id,
             Arc::new(raft_config),
-            Network::new(peers.clone()),
+            Network::new(&config.group, config.self_id, peers.clone()),
             log_store,
             state_machine,
         )
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(network::serve(listener, raft.clone(), stop_rx));
+        let me = network::Identity {
+            group: config.group.as_str().into(),
+            id: config.self_id,
+        };
+        let server = tokio::spawn(network::serve(listener, raft.clone(), me, stop_rx));
         let node = ControllerNode {
             id: config.self_id,
             peers,
             raft,
             sm,
             local_addr,
+            read_retry: Duration::from_millis(config.timing.election_timeout_max_ms),
             stop,
             server: Mutex::new(Some(server)),
         };
@@ -353,13 +361,28 @@ impl ControllerNode {
     /// with a quorum (openraft's `ensure_linearizable`, a read index) and
     /// waits until it has applied up to it, then copies its state. Others
     /// answer [`NodeError::NotLeader`].
+    ///
+    /// A leader whose confirmation round misses a quorum (a follower slow
+    /// or reconnecting) tries again for up to the longest election timeout,
+    /// then fails with [`NodeError::Raft`].
     pub async fn read_state(&self) -> Result<State, NodeError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(self.sm.state()),
-            Err(e) => match e.forward_to_leader() {
-                Some(f) => Err(self.not_leader(f.leader_id)),
-                None => Err(NodeError::Raft(e.to_string())),
-            },
+        let deadline = Instant::now() + self.read_retry;
+        loop {
+            let e = match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(self.sm.state()),
+                Err(e) => e,
+            };
+            if let Some(f) = e.forward_to_leader() {
+                return Err(self.not_leader(f.leader_id));
+            }
+            let quorum_missed = matches!(
+                e,
+                RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))
+            );
+            if !quorum_missed || Instant::now() >= deadline {
+                return Err(NodeError::Raft(e.to_string()));
+            }
+            tokio::time::sleep(self.read_retry / 20).await;
         }
     }
 
