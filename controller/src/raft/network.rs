@@ -15,8 +15,9 @@
 //! bytes.
 //!
 //! The server side never trusts its peer: a wrong preamble, an oversized
-//! frame, a body that does not decode, or a peer that hangs up close that
-//! connection only (logged), never the node. The client side connects
+//! frame (over 4 KiB before the hello is accepted), a body that does not
+//! decode, or a peer that hangs up close that connection only (logged),
+//! never the node; at most [`MAX_CONNECTIONS`] are served at once. The client side connects
 //! lazily, bounds each RPC by openraft's time-to-live and drops the
 //! connection on any failure; a peer it cannot connect to is reported
 //! unreachable (openraft backs off before retrying), any other failure as
@@ -57,6 +58,13 @@ pub const SNAPSHOT_CHUNK: u64 = 1 << 20;
 
 /// How long a new connection may take to send its preamble and hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest hello accepted (it holds a group name and two ids).
+const MAX_HELLO: usize = 4096;
+
+/// Connections served at once; more are closed at accept (a controller
+/// has a few peers, each with a connection or two per replication stream).
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// The first frame of a connection: who calls whom, in which Raft group.
 #[derive(Debug, Serialize, Deserialize)]
@@ -119,8 +127,19 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> io::R
     w.flush().await
 }
 
-/// Reads one frame; `Ok(None)` on a clean end of stream before a frame.
+/// Reads one frame of at most [`MAX_FRAME`] bytes; `Ok(None)` on a clean
+/// end of stream before a frame.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+    read_frame_limited(r, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes. The body's buffer grows as the
+/// bytes arrive: a peer announcing a large frame and stalling holds no
+/// large allocation.
+async fn read_frame_limited<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -128,14 +147,20 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Ve
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+            format!("frame of {len} bytes exceeds {max}"),
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    r.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("frame cut at {} of {len} bytes", body.len()),
+        ));
+    }
     Ok(Some(body))
 }
 
@@ -152,6 +177,9 @@ pub(crate) async fn serve(
         while connections.try_join_next().is_some() {}
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                Ok((_, peer)) if connections.len() >= MAX_CONNECTIONS => {
+                    tracing::warn!(%peer, "controller raft connection refused: {MAX_CONNECTIONS} open");
+                }
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let raft = raft.clone();
@@ -189,7 +217,7 @@ async fn accept_hello(stream: &mut TcpStream, me: &Identity) -> io::Result<()> {
             format!("not a controller raft peer (preamble {preamble:02x?})"),
         ));
     }
-    let hello = read_frame(stream)
+    let hello = read_frame_limited(stream, MAX_HELLO)
         .await?
         .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no hello"))?;
     let hello: Hello = serde_json::from_slice(&hello).map_err(|e| {
@@ -569,6 +597,20 @@ mod tests {
 
     #[tokio::test]
     async fn frames_are_bounded() {
+        let mut hello_too_big = Vec::new();
+        write_frame(&mut hello_too_big, &[b' '; MAX_HELLO + 1])
+            .await
+            .unwrap();
+        assert!(read_frame_limited(&mut &hello_too_big[..], MAX_HELLO)
+            .await
+            .is_err());
+        let mut cut = Vec::new();
+        write_frame(&mut cut, b"{\"a\":1}").await.unwrap();
+        cut.pop();
+        assert_eq!(
+            read_frame(&mut &cut[..]).await.unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
         let mut big = Vec::new();
         assert!(write_frame(&mut big, &vec![b' '; MAX_FRAME + 1])
             .await
