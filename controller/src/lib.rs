@@ -1,6 +1,6 @@
 //! `ferromq-controller`: the controller of RocketMQ 5's automatic failover
-//! (controller mode, RIP-44), first increment: its deterministic state
-//! machine, without Raft and networking.
+//! (controller mode, RIP-44): its deterministic state machine, replicated
+//! between controllers with Raft ([`raft`], on openraft) and stored on disk.
 //!
 //! For each broker group (`brokerName`) the controller keeps the registered
 //! replicas, the master, the master epoch and the SyncStateSet (the replicas
@@ -17,6 +17,8 @@
 //! | [`elect()`], [`BrokerLiveness`] ([`mod@elect`]) | `DefaultElectPolicy`, `BrokerValidPredicate`, `BrokerLiveInfoGetter` |
 //! | [`HeartbeatTable`] ([`heartbeat`]) | `DefaultBrokerHeartbeatManager` |
 //! | [`protocol`] | `RequestCode`/`ResponseCode` values, `header/controller/*`, `body/*` |
+//! | [`raft`] ([`raft::ControllerNode`], [`raft::LogStore`], [`raft::StateMachineStore`]) | `DLedgerController` over DLedger (here openraft 0.9, log under `controllerStorePath`) |
+//! | [`peers`] ([`ControllerPeers`]) | `controllerDLegerPeers`, `controllerDLegerSelfId` |
 //!
 //! The flow of a request: [`ReplicasInfoManager`] validates it against the
 //! state (with the brokers' liveness where RocketMQ uses it) and returns a
@@ -26,9 +28,14 @@
 //! clock, no I/O), so every controller replaying the same log reaches the
 //! same state, and the state serializes to JSON for snapshots.
 //!
-//! Next: replication of the events by Raft (openraft, with [`State`] as the
-//! state machine and its JSON as the snapshot), then the controller's
-//! remoting server and the brokers' side.
+//! The events are replicated by Raft ([`raft`]): the leader appends the
+//! events a request produced as one log entry
+//! ([`raft::ControllerNode::client_write`]); every controller applies the
+//! committed entries to its [`State`], snapshots are the state's JSON.
+//!
+//! Next: the controller's remoting server (broker requests answered by the
+//! leader), the standalone binary and `enableControllerInNamesrv`, then the
+//! brokers' side.
 //!
 //! ```
 //! use ferromq_controller::*;
@@ -55,12 +62,15 @@ pub mod elect;
 pub mod event;
 pub mod heartbeat;
 pub mod manager;
+pub mod peers;
 pub mod protocol;
+pub mod raft;
 pub mod state;
 
 pub use elect::{elect, BrokerLiveness, ElectionInfo, ElectionInput};
 pub use event::{apply, apply_all, Event};
 pub use heartbeat::{BrokerIdentity, BrokerLiveInfo, Heartbeat, HeartbeatTable, LivenessAt};
 pub use manager::{ControllerConfig, ControllerResult, ReplicasInfoManager};
+pub use peers::{ControllerPeers, PeersError};
 pub use protocol::*;
 pub use state::{BrokerGroup, Replica, State, FIRST_BROKER_CONTROLLER_ID};
