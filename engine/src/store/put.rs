@@ -26,6 +26,22 @@ fn deadline_left(since: Instant, ms: u64) -> Duration {
     (since + Duration::from_millis(ms)).saturating_duration_since(Instant::now())
 }
 
+/// `msgs` without `TIMER_SRC`, which only the timer service may write (see
+/// `StoreInner::put_message`); borrowed unless one has it.
+fn without_timer_src(msgs: &[Message]) -> std::borrow::Cow<'_, [Message]> {
+    if msgs
+        .iter()
+        .all(|m| m.properties.get(message::keys::TIMER_SRC).is_none())
+    {
+        return std::borrow::Cow::Borrowed(msgs);
+    }
+    let mut owned = msgs.to_vec();
+    for m in &mut owned {
+        m.properties.remove(message::keys::TIMER_SRC);
+    }
+    std::borrow::Cow::Owned(owned)
+}
+
 /// A put's status from its disk and slave outcomes: as RocketMQ, when both
 /// fail, the replica status wins.
 fn combine_wait_status(flushed: PutStatus, replica: PutStatus) -> PutStatus {
@@ -81,7 +97,7 @@ impl MessageStore {
     /// As [`MessageStore::put_messages`].
     pub fn put_messages_nowait(&self, msgs: &[Message]) -> Result<PutResult> {
         Self::check_batch(msgs)?;
-        self.inner.put_batch_inner(msgs, true)
+        self.inner.put_batch_inner(&without_timer_src(msgs), true)
     }
 
     /// True when a put must still wait after it is written: SYNC_FLUSH or
@@ -206,6 +222,7 @@ impl MessageStore {
     /// topics or queues, or holds transactional or delayed messages.
     pub fn put_messages(&self, msgs: &[Message]) -> Result<PutResult> {
         Self::check_batch(msgs)?;
+        let msgs = &without_timer_src(msgs);
         let r = self.inner.put_batch_inner(msgs, true)?;
         self.finish_put(r, msgs[0].wait_store_ok(), None)
     }
@@ -247,6 +264,13 @@ impl MessageStore {
 
 impl StoreInner {
     fn put_message(&self, msg: &Message) -> Result<PutResult> {
+        if msg.properties.get(message::keys::TIMER_SRC).is_some() {
+            // Only the timer service writes TIMER_SRC (a restart trusts it to
+            // tell what was delivered): a client's is dropped.
+            let mut m = msg.clone();
+            m.properties.remove(message::keys::TIMER_SRC);
+            return self.put_message(&m);
+        }
         if let Some(level) = crate::schedule::delay_level(msg) {
             // A delayed message: check its real topic and queue now, then let it
             // wait on the schedule topic (RocketMQ 4.x's layout).

@@ -42,7 +42,7 @@
 mod log;
 
 use crate::sync::LockExt;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -327,7 +327,7 @@ struct Service {
     /// Timers due further ahead than this are rolled (see `timer_enqueue`).
     roll_window_ms: i64,
     /// Sources delivered after the checkpoint, before a crash (see the module docs).
-    delivered_before: HashSet<u64>,
+    delivered_before: HashMap<u64, u32>,
     /// Cleared once every slot up to this time is delivered and the enqueue
     /// caught up with `dedup_until_cq`.
     dedup_until_ms: i64,
@@ -518,10 +518,11 @@ impl StoreInner {
         })
     }
 
-    /// The `TIMER_SRC` of every delivered timer message stored from `from` on.
-    fn scan_timer_sources(&self, from: u64) -> HashSet<u64> {
+    /// The `TIMER_SRC` of every delivered (or rolled) timer message stored
+    /// from `from` on, with the body CRC of that copy.
+    fn scan_timer_sources(&self, from: u64) -> HashMap<u64, u32> {
         use crate::message::RecordCheck;
-        let mut found = HashSet::new();
+        let mut found = HashMap::new();
         let end = self.commitlog.max_offset();
         let mut off = from.max(self.commitlog.min_offset());
         while off < end {
@@ -540,7 +541,7 @@ impl StoreInner {
                             crate::message::find_property(h.properties, keys::TIMER_SRC)
                                 .and_then(|v| v.parse::<u64>().ok())
                         {
-                            found.insert(src);
+                            found.insert(src, h.body_crc);
                         }
                         pos += h.total_size as usize;
                     }
@@ -660,7 +661,7 @@ impl StoreInner {
             && svc.read_ms > svc.dedup_until_ms
             && svc.enqueue >= svc.dedup_until_cq
         {
-            svc.delivered_before = HashSet::new();
+            svc.delivered_before = HashMap::new();
         }
         (delivered, None)
     }
@@ -692,9 +693,6 @@ impl StoreInner {
                 return Err(Error::ShutDown);
             }
             svc.resume = (slot, i);
-            if svc.delivered_before.remove(&u.phys) {
-                continue; // delivered before a crash
-            }
             let Some(bytes) = self.commitlog.get_data(u.phys, u.size as usize) else {
                 tracing::error!(phys = u.phys, slot, "timer messages: the waiting record is gone (retention); not delivered");
                 continue;
@@ -703,6 +701,15 @@ impl StoreInner {
                 tracing::error!(phys = u.phys, slot, "timer messages: the waiting record is damaged; skipped");
                 continue;
             };
+            // Delivered before a crash: a copy names this record, carries its
+            // body, and the slot was due before this start (a later slot
+            // cannot have been delivered before it).
+            if slot <= svc.dedup_until_ms
+                && svc.delivered_before.get(&u.phys) == Some(&ext.body_crc)
+            {
+                svc.delivered_before.remove(&u.phys);
+                continue;
+            }
             let due = ext
                 .properties
                 .get(keys::TIMER_OUT_MS)
