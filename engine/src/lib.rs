@@ -94,6 +94,7 @@ internal_modules!(
     pool,
     schedule,
     service,
+    timer,
     topic,
 );
 
@@ -114,6 +115,7 @@ pub use store::{
     QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats,
     StoredMessage,
 };
+pub use timer::{TimerStats, TIMER_TOPIC};
 pub use topic::{DataVersion, TopicConfig};
 
 /// The README's code blocks, compiled and run as doc tests so that the

@@ -518,6 +518,28 @@ pub(crate) static FIELDS: &[Field] = &[
         JAVA_INT_MAX,
         "milliseconds"
     ),
+    boolean!("timerWheelEnable", timer_wheel_enable),
+    int!(
+        "timerPrecisionMs",
+        timer_precision_ms,
+        10,
+        3_600_000,
+        "milliseconds"
+    ),
+    int!(
+        "timerMaxDelaySec",
+        timer_max_delay_sec,
+        1,
+        31_536_000,
+        "seconds"
+    ),
+    int!(
+        "mappedFileSizeTimerLog",
+        mapped_file_size_timer_log,
+        4096,
+        i64::MAX as u64,
+        "bytes"
+    ),
 ];
 
 fn check_dir(v: &str) -> std::result::Result<(), String> {

@@ -199,6 +199,16 @@ pub struct StoreConfig {
     pub message_delay_level: String,
     /// `osPageCacheBusyTimeOutMills`: ms the put lock may be held before OS_PAGECACHE_BUSY. Default 1000.
     pub os_page_cache_busy_timeout_ms: u64,
+    /// `timerWheelEnable`: timer messages (`TIMER_DELIVER_MS`, `TIMER_DELAY_SEC`,
+    /// `TIMER_DELAY_MS`) are held until due. False refuses them. Default true.
+    pub timer_wheel_enable: bool,
+    /// `timerPrecisionMs`: width of a timer slot; a timer message is delivered
+    /// at most this late, never early. Default 1000.
+    pub timer_precision_ms: u32,
+    /// `timerMaxDelaySec`: the longest timer delay accepted. Default 259 200 (3 days).
+    pub timer_max_delay_sec: u32,
+    /// `mappedFileSizeTimerLog`: bytes per timer log file. Default 100 MiB.
+    pub mapped_file_size_timer_log: u64,
 }
 
 impl StoreConfig {
@@ -266,6 +276,10 @@ impl StoreConfig {
             message_delay_level: "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
                 .to_string(),
             os_page_cache_busy_timeout_ms: 1000,
+            timer_wheel_enable: true,
+            timer_precision_ms: 1000,
+            timer_max_delay_sec: 259_200,
+            mapped_file_size_timer_log: 100 * 1024 * 1024,
         }
     }
 

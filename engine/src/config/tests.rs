@@ -138,6 +138,10 @@ haSlaveFallbehindMax=48
 slaveTimeout=49
 messageDelayLevel=1s 2m 3h
 osPageCacheBusyTimeOutMills=42
+timerWheelEnable=false
+timerPrecisionMs=500
+timerMaxDelaySec=50
+mappedFileSizeTimerLog=8192
 ";
     let (c, w) = load_str(text).unwrap();
     assert!(w.is_empty(), "{w:?}");
@@ -202,10 +206,14 @@ osPageCacheBusyTimeOutMills=42
         slave_timeout_ms: 49,
         message_delay_level: "1s 2m 3h".into(),
         os_page_cache_busy_timeout_ms: 42,
+        timer_wheel_enable: false,
+        timer_precision_ms: 500,
+        timer_max_delay_sec: 50,
+        mapped_file_size_timer_log: 8192,
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 60);
+    assert_eq!(FIELDS.len(), 64);
 }
 
 #[test]

@@ -298,5 +298,10 @@ pub(crate) fn unit_tags_code(h: &crate::message::RecordHeader<'_>, delay_levels_
             return h.store_timestamp_ms.saturating_add(delay_levels_ms[i]);
         }
     }
+    if h.topic == crate::timer::TIMER_TOPIC {
+        if let Some(due) = crate::timer::timer_tags_code(h.properties) {
+            return due;
+        }
+    }
     h.tags_code()
 }

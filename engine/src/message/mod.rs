@@ -80,6 +80,17 @@ pub mod keys {
     pub const TRAN_MSG: &str = "TRAN_MSG";
     /// Producer group.
     pub const PGROUP: &str = "PGROUP";
+    /// Timer message: deliver at this epoch time in ms (RocketMQ 5).
+    pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
+    /// Timer message: deliver this many seconds after the put.
+    pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
+    /// Timer message: deliver this many ms after the put.
+    pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+    /// The slot (epoch ms) a timer message is or was due in; set by the store.
+    pub const TIMER_OUT_MS: &str = "TIMER_OUT_MS";
+    /// On a delivered timer message: the commitlog offset of its waiting
+    /// record (how a restart recognises what it delivered before a crash).
+    pub const TIMER_SRC: &str = "TIMER_SRC";
 }
 
 /// Java's `String.hashCode()`: wrapping `31*h + c` over UTF-16 code units.

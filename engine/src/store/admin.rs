@@ -150,6 +150,19 @@ impl MessageStore {
         self.inner.schedule.replace_all(offsets)
     }
 
+    /// The timer service's progress: timer messages pending and delivered,
+    /// the next slot to deliver (see [`crate::TimerStats`]).
+    pub fn timer_stats(&self) -> crate::TimerStats {
+        self.inner.timer.stats()
+    }
+
+    /// Why the timer service stopped, if it could not start (its log or
+    /// checkpoint unreadable); timer messages then wait undelivered.
+    pub fn timer_failure(&self) -> Option<String> {
+        use crate::sync::LockExt;
+        self.inner.timer.failed.locked().clone()
+    }
+
     /// Delete a topic (RocketMQ's DELETE_TOPIC_IN_BROKER): its configuration
     /// (`config/topics.json` written before returning), its consume queues
     /// (the `consumequeue/<topic>` folder) and its next queue offsets go; its

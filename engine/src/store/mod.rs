@@ -92,6 +92,8 @@ pub(crate) struct StoreInner {
     /// Wakes the pool's commit service once `commitCommitLogLeastPages` wait.
     pub(crate) commit_waker: crate::service::Waker,
     pub(crate) schedule_waker: crate::service::Waker,
+    /// Timer messages (see [`crate::timer`]).
+    pub(crate) timer: crate::timer::TimerState,
     /// Wakes the consume-queue flush service at shutdown.
     pub(crate) cq_flush_waker: crate::service::Waker,
     /// Units per consume queue last recorded as flushed (`config/consumeQueueMax.json`).
@@ -230,6 +232,7 @@ impl StoreInner {
     ) -> StoreInner {
         let fence = Arc::new(Fence::default());
         let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), log.commitlog.max_offset());
+        let timer = crate::timer::TimerState::new(&cfg.store_path_root_dir, &cfg.config_dir());
         StoreInner {
             cq_flush: crate::live::LivePolicy::new(FlushPolicy::consume_queue(&cfg)),
             live: crate::live::LiveSettings::new(&cfg),
@@ -254,6 +257,7 @@ impl StoreInner {
             clean: CleanState::default(),
             commit_waker: crate::service::Waker::default(),
             schedule_waker: crate::service::Waker::default(),
+            timer,
             cq_flush_waker: crate::service::Waker::default(),
             cq_manifest: Mutex::new(queues.manifest),
             cq_min_manifest: Mutex::new(queues.min_manifest),

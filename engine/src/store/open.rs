@@ -33,6 +33,9 @@ pub(crate) const CQ_MIN_MANIFEST: &str = "consumeQueueMin.json";
 /// Checks of the config that the store needs before it touches a file
 /// (beyond [`StoreConfig::validate`]): file sizes, message size, delay levels,
 /// default queue count.
+/// Most timer wheel slots (16 bytes each, touched only where timers are).
+const MAX_TIMER_SLOTS: u64 = 1 << 24;
+
 fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
     if cfg.mapped_file_size_commit_log < 4096 {
         return Err(Error::config(
@@ -56,6 +59,19 @@ fn basic_config_checks(cfg: &StoreConfig) -> Result<()> {
         ));
     }
     cfg.delay_levels_ms()?;
+    let timer_slots =
+        2 * u64::from(cfg.timer_max_delay_sec) * 1000 / u64::from(cfg.timer_precision_ms.max(1));
+    if timer_slots > MAX_TIMER_SLOTS {
+        return Err(Error::config(
+            "timerMaxDelaySec",
+            cfg.timer_max_delay_sec.to_string(),
+            format!(
+                "at most {} seconds with timerPrecisionMs {} (the timer wheel keeps 2 x timerMaxDelaySec / timerPrecisionMs slots, at most {MAX_TIMER_SLOTS})",
+                MAX_TIMER_SLOTS * u64::from(cfg.timer_precision_ms.max(1)) / 2000,
+                cfg.timer_precision_ms
+            ),
+        ));
+    }
     if cfg.default_topic_queue_nums == 0 {
         return Err(Error::config("defaultTopicQueueNums", "0", "at least 1"));
     }
@@ -175,6 +191,12 @@ impl MessageStore {
         })?;
         if cfg.broker_role != BrokerRole::Slave {
             self.spawn("ferromq-schedule", |s| s.run_schedule())?;
+            if cfg.timer_wheel_enable {
+                self.spawn("ferromq-timer", |s| {
+                    crate::sys::lower_thread_priority(BACKGROUND_NICE);
+                    s.run_timer()
+                })?;
+            }
         }
         if self.inner.commitlog.pooled() {
             self.spawn("ferromq-commit", |s| s.run_commit())?;

@@ -42,10 +42,18 @@ impl MessageStore {
     /// Returns a [`PutResult`] when the message was written (its status says
     /// whether a sync flush finished in time).
     ///
+    /// A message with a `DELAY` level waits on [`crate::SCHEDULE_TOPIC`]; one
+    /// with `TIMER_DELIVER_MS`, `TIMER_DELAY_SEC` or `TIMER_DELAY_MS` (see
+    /// [`message::keys`]) waits on [`crate::TIMER_TOPIC`] until due, rounded up
+    /// to `timerPrecisionMs`; either way it reaches its topic only then. A
+    /// timer time in the past is stored at once. Progress:
+    /// [`MessageStore::timer_stats`].
+    ///
     /// # Errors
     /// Nothing is written when it returns an error: [`Error::IllegalMessage`]
     /// (bad topic, body over `maxMessageSize`, properties too long, queue id out
-    /// of range), [`Error::TopicNotExist`], [`Error::ShutDown`], [`Error::Fenced`],
+    /// of range, a timer property that is not a number or beyond
+    /// `timerMaxDelaySec`), [`Error::TopicNotExist`], [`Error::ShutDown`], [`Error::Fenced`],
     /// [`Error::WrongRole`] on a slave, [`Error::Io`] when a new file cannot be made.
     pub fn put_message(&self, msg: &Message) -> Result<PutResult> {
         let r = self.inner.put_message(msg)?;
@@ -219,6 +227,19 @@ impl MessageStore {
                     "transactional or delayed messages cannot be batched".into(),
                 ));
             }
+            if [
+                message::keys::TIMER_DELIVER_MS,
+                message::keys::TIMER_DELAY_SEC,
+                message::keys::TIMER_DELAY_MS,
+            ]
+            .iter()
+            .any(|k| m.properties.get(k).is_some())
+                && m.properties.get(message::keys::TIMER_OUT_MS).is_none()
+            {
+                return Err(Error::IllegalMessage(
+                    "timer messages cannot be batched".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -238,7 +259,37 @@ impl StoreInner {
             let waiting = crate::schedule::to_schedule(msg, level);
             return self.put_batch_inner(std::slice::from_ref(&waiting), false);
         }
+        if let Some(due) = self.timer_due(msg)? {
+            // A timer message (RocketMQ 5): check its real topic and queue
+            // now, then let it wait on the timer topic (see `crate::timer`).
+            self.check_writable()?;
+            self.validate(msg)?;
+            self.checked_queues(&msg.topic, msg.queue_id, None)?;
+            self.topics.get_or_create(crate::timer::TIMER_TOPIC, 1)?;
+            let waiting = crate::timer::to_waiting(msg, due);
+            let put = self.put_batch_inner(std::slice::from_ref(&waiting), false)?;
+            self.timer.waker.wake();
+            return Ok(put);
+        }
         self.put_batch_inner(std::slice::from_ref(msg), false)
+    }
+
+    /// The due time of a timer message (see [`crate::timer::due_time`]).
+    fn timer_due(&self, msg: &Message) -> Result<Option<i64>> {
+        let cfg = &self.cfg;
+        let due = crate::timer::due_time(
+            msg,
+            crate::sys::now_ms(),
+            i64::from(cfg.timer_precision_ms.max(1)),
+            i64::from(cfg.timer_max_delay_sec).saturating_mul(1000),
+        )?;
+        if due.is_some() && !cfg.timer_wheel_enable {
+            return Err(Error::IllegalMessage(
+                "timer message illegal: timer messages are disabled (timerWheelEnable=false)"
+                    .into(),
+            ));
+        }
+        Ok(due)
     }
 
     /// Write queue count of `topic` (`known` if the caller looked it up

@@ -58,6 +58,7 @@ impl MessageStore {
         s.repairs.wake_for_shutdown();
         s.clean.waker.wake();
         s.schedule_waker.wake();
+        s.timer.waker.wake();
         s.commit_waker.wake();
         s.cq_flush_waker.wake();
         if s.threads.join_all() > 0 {

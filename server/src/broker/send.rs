@@ -17,6 +17,7 @@ const NOT_ALLOWED_SEND_TOPICS: &[&str] = &[
     "TRANS_CHECK_MAX_TIME_TOPIC",
     "SELF_TEST_TOPIC",
     "OFFSET_MOVED_EVENT",
+    "rmq_sys_wheel_timer",
 ];
 
 /// A send request header, from the long (`SendMessageRequestHeader`) or the
