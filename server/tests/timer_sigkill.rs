@@ -12,13 +12,21 @@
 //! * `timer_messages_survive_sigkill`: one kill, down for 6 s.
 //! * `timer_messages_survive_two_sigkills`: killed, down 3 s, up 2.5 s
 //!   (delivering), killed again, down 3 s.
+//! * `timer_messages_survive_sigkill_after_timer_log_files_were_deleted`:
+//!   due in send order, killed at +9 s after the first timer log file was
+//!   delivered and deleted, down 4 s.
 //!
 //! Each message must be delivered exactly once (duplicates and missing are
 //! counted by key), never stored before it is due, at most [`LATE_RUN_MS`]
 //! after it is due while the broker runs, and at most [`SOON_MS`] after the
 //! restart when it came due while the broker was down (or just before the
-//! kill). `FERROMQ_TIMER_SEED=N` changes the order and due times. The two
-//! tests run one after the other (about 40 s each).
+//! kill). `FERROMQ_TIMER_SEED=N` changes the order and due times. The tests
+//! run one after the other (about 30 s each).
+//!
+//! * `timer_messages_survive_sigkill_before_the_first_checkpoint`: 500 timer
+//!   messages sent to a fresh broker, which is SIGKILLed 0.3 s after the
+//!   sends, before the timer service wrote its first `config/timercheck`;
+//!   restarted once all are due, it must deliver each once (about 20 s).
 
 mod common;
 
@@ -251,12 +259,21 @@ fn sleep_until(t: i64) {
 /// Send, then for each `(kill_after_ms, down_ms)`: kill at `t0 +
 /// kill_after_ms` (or right after sending when that is later), stay down
 /// `down_ms`, restart. Then read everything and check.
-fn scenario(name: &str, kills: &[(i64, i64)]) {
+/// With `ordered`, message `i` is due at `FIRST_DUE_MS + i * SPREAD_MS / N`
+/// (so the first timer log files are wholly delivered, and deleted, before
+/// the kill); otherwise at a seeded random time in the spread.
+fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let seed = seed();
     let mut rng = Rng(seed);
     let planned: Vec<i64> = (0..N)
-        .map(|_| FIRST_DUE_MS + (rng.next() % SPREAD_MS as u64) as i64)
+        .map(|i| {
+            if ordered {
+                FIRST_DUE_MS + i as i64 * SPREAD_MS / N as i64
+            } else {
+                FIRST_DUE_MS + (rng.next() % SPREAD_MS as u64) as i64
+            }
+        })
         .collect();
     let (_tmp, dir) = temp_dir();
     let props = props(&dir.join("store"));
@@ -291,7 +308,12 @@ fn scenario(name: &str, kills: &[(i64, i64)]) {
         }
         let killed = kill(&mut broker);
         ups.last_mut().unwrap().end = killed;
-        eprintln!("{name}: SIGKILL {} at +{} ms", n + 1, killed - t0);
+        eprintln!(
+            "{name}: SIGKILL {} at +{} ms; timer log files {:?}",
+            n + 1,
+            killed - t0,
+            timer_log_files(&dir.join("store"))
+        );
         sleep_until(killed + down);
         let restarted = now_ms();
         let (b, p) = start_broker(&dir, &props, None);
@@ -427,12 +449,120 @@ fn scenario(name: &str, kills: &[(i64, i64)]) {
     );
 }
 
+/// The timer log's files: (name, bytes).
+fn timer_log_files(store: &Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(store.join("timerlog"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        e.metadata().map(|m| m.len()).unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 #[test]
 fn timer_messages_survive_sigkill() {
-    scenario("one kill", &[(6_000, 6_000)]);
+    scenario("one kill", &[(6_000, 6_000)], false);
 }
 
 #[test]
 fn timer_messages_survive_two_sigkills() {
-    scenario("two kills", &[(6_000, 3_000), (2_500, 3_000)]);
+    scenario("two kills", &[(6_000, 3_000), (2_500, 3_000)], false);
+}
+
+/// Due in send order: the first timer log files are delivered and deleted
+/// before the kill, so the restarted broker opens a log that no longer
+/// starts at position 0.
+#[test]
+fn timer_messages_survive_sigkill_after_timer_log_files_were_deleted() {
+    scenario("ordered, one kill", &[(9_000, 4_000)], true);
+}
+
+/// A broker SIGKILLed within its first second on a fresh store, before the
+/// timer service wrote its first checkpoint (`config/timercheck`), with
+/// timer messages already in the timer log: those that come due while it is
+/// down must still be delivered after the restart, once each.
+#[test]
+fn timer_messages_survive_sigkill_before_the_first_checkpoint() {
+    const M: usize = 500;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, dir) = temp_dir();
+    let store = dir.join("store");
+    let props = props(&store);
+    let (mut broker, port) = start_broker(&dir, &props, None);
+    let started = now_ms();
+    let mut c = Client::connect(port);
+    let due = started + 2_500;
+    for i in 0..M {
+        let k = key(i);
+        let due_i = due + (i as i64 % 10) * 100;
+        let req = Client::send_v2_req(
+            TOPIC,
+            (i % QUEUES as usize) as i32,
+            &body(i),
+            &[("KEYS", &k), ("TIMER_DELIVER_MS", &due_i.to_string())],
+        );
+        let r = c.invoke(req);
+        assert_eq!(r.code, response::SUCCESS, "send {k}: {:?}", r.remark);
+    }
+    let sent_at = now_ms();
+    drop(c);
+    // Let the timer thread move them to the timer log, then kill it before
+    // its first checkpoint (written about a second after it starts).
+    std::thread::sleep(Duration::from_millis(300));
+    let ckpt = store.join("config").join("timercheck");
+    let had_ckpt = ckpt.exists();
+    let killed = kill(&mut broker);
+    eprintln!(
+        "killed {} ms after the start, {} ms after the sends; checkpoint present: {had_ckpt}; timer log: {:?}",
+        killed - started,
+        killed - sent_at,
+        timer_log_files(&store)
+    );
+    // Down until all are due, and a little more.
+    sleep_until(due + 1_000 + 2_000);
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let ready = now_ms();
+    let mut got: BTreeMap<String, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    let mut reader = Reader::new(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        reader.read(&mut got);
+        if got.len() >= M {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    reader.read(&mut got);
+    let missing: Vec<String> = (0..M).map(key).filter(|k| !got.contains_key(k)).collect();
+    let dups: Vec<String> = got
+        .iter()
+        .filter(|(_, d)| d.len() > 1)
+        .map(|(k, d)| format!("{k} x{}", d.len()))
+        .collect();
+    let late: Vec<String> = got
+        .iter()
+        .filter(|(_, d)| d.iter().any(|(s, _)| *s > ready + SOON_MS))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        missing.is_empty() && dups.is_empty() && late.is_empty(),
+        "killed {} ms after a fresh start (checkpoint present: {had_ckpt}), restarted after all \
+         {M} were due: {} missing (first {:?}), {} duplicated (first {:?}), {} later than {SOON_MS} ms \
+         after the restart",
+        killed - started,
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>(),
+        dups.len(),
+        dups.iter().take(10).collect::<Vec<_>>(),
+        late.len()
+    );
 }
