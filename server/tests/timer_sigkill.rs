@@ -27,6 +27,8 @@
 //!   messages sent to a fresh broker, which is SIGKILLed 0.3 s after the
 //!   sends, before the timer service wrote its first `config/timercheck`;
 //!   restarted once all are due, it must deliver each once (about 20 s).
+//!   `timer_messages_survive_sigterm_before_the_first_checkpoint`: the same
+//!   with a graceful stop (about 8 s).
 
 mod common;
 
@@ -491,6 +493,19 @@ fn timer_messages_survive_sigkill_after_timer_log_files_were_deleted() {
 /// down must still be delivered after the restart, once each.
 #[test]
 fn timer_messages_survive_sigkill_before_the_first_checkpoint() {
+    early_stop(false);
+}
+
+/// The same with a graceful stop (SIGTERM) instead of SIGKILL.
+#[test]
+fn timer_messages_survive_sigterm_before_the_first_checkpoint() {
+    early_stop(true);
+}
+
+/// Start a fresh broker, send 500 timer messages due +2.5 s .. +3.4 s after
+/// its start, stop it (SIGTERM when `graceful`, else SIGKILL) 0.3 s after the
+/// sends, restart it once all are due; each must be delivered once.
+fn early_stop(graceful: bool) {
     const M: usize = 500;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_tmp, dir) = temp_dir();
@@ -519,9 +534,16 @@ fn timer_messages_survive_sigkill_before_the_first_checkpoint() {
     std::thread::sleep(Duration::from_millis(300));
     let ckpt = store.join("config").join("timercheck");
     let had_ckpt = ckpt.exists();
-    let killed = kill(&mut broker);
+    let killed = if graceful {
+        let at = now_ms();
+        let st = broker.terminate(Duration::from_secs(30));
+        eprintln!("SIGTERM: exit {st:?} after {} ms", now_ms() - at);
+        at
+    } else {
+        kill(&mut broker)
+    };
     eprintln!(
-        "killed {} ms after the start, {} ms after the sends; checkpoint present: {had_ckpt}; timer log: {:?}",
+        "stopped {} ms after the start, {} ms after the sends; checkpoint present before: {had_ckpt}; timer log: {:?}",
         killed - started,
         killed - sent_at,
         timer_log_files(&store)
@@ -555,9 +577,10 @@ fn timer_messages_survive_sigkill_before_the_first_checkpoint() {
         .collect();
     assert!(
         missing.is_empty() && dups.is_empty() && late.is_empty(),
-        "killed {} ms after a fresh start (checkpoint present: {had_ckpt}), restarted after all \
+        "{} {} ms after a fresh start (checkpoint present: {had_ckpt}), restarted after all \
          {M} were due: {} missing (first {:?}), {} duplicated (first {:?}), {} later than {SOON_MS} ms \
          after the restart",
+        if graceful { "SIGTERM" } else { "SIGKILL" },
         killed - started,
         missing.len(),
         missing.iter().take(10).collect::<Vec<_>>(),
