@@ -182,18 +182,7 @@ pub(crate) fn to_real(ext: &MessageExt) -> Option<Message> {
     properties.remove(keys::DELAY);
     properties.remove(keys::REAL_TOPIC);
     properties.remove(keys::REAL_QID);
-    Some(Message {
-        topic,
-        queue_id,
-        flag: ext.flag,
-        body: ext.body.clone(),
-        properties,
-        sys_flag: ext.sys_flag,
-        born_timestamp_ms: ext.born_timestamp_ms,
-        born_host: ext.born_host,
-        reconsume_times: ext.reconsume_times,
-        prepared_transaction_offset: ext.prepared_transaction_offset,
-    })
+    Some(ext.to_message(topic, queue_id, properties))
 }
 
 impl StoreInner {

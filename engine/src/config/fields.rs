@@ -534,6 +534,13 @@ pub(crate) static FIELDS: &[Field] = &[
         "seconds"
     ),
     int!(
+        "timerRollWindowSlots",
+        timer_roll_window_slots,
+        1,
+        JAVA_INT_MAX,
+        "slots"
+    ),
+    int!(
         "mappedFileSizeTimerLog",
         mapped_file_size_timer_log,
         4096,

@@ -209,6 +209,11 @@ pub struct StoreConfig {
     pub timer_max_delay_sec: u32,
     /// `mappedFileSizeTimerLog`: bytes per timer log file. Default 100 MiB.
     pub mapped_file_size_timer_log: u64,
+    /// `timerRollWindowSlots`: a timer due further ahead than this many slots
+    /// waits at the window's end and is then written again ("rolled"), so its
+    /// record stays younger than retention; the window is also kept within
+    /// half of `fileReservedTime`. Default 172 800 (2 days at 1 s).
+    pub timer_roll_window_slots: u32,
 }
 
 impl StoreConfig {
@@ -280,6 +285,7 @@ impl StoreConfig {
             timer_precision_ms: 1000,
             timer_max_delay_sec: 259_200,
             mapped_file_size_timer_log: 100 * 1024 * 1024,
+            timer_roll_window_slots: 172_800,
         }
     }
 

@@ -142,6 +142,7 @@ timerWheelEnable=false
 timerPrecisionMs=500
 timerMaxDelaySec=50
 mappedFileSizeTimerLog=8192
+timerRollWindowSlots=7
 ";
     let (c, w) = load_str(text).unwrap();
     assert!(w.is_empty(), "{w:?}");
@@ -210,10 +211,11 @@ mappedFileSizeTimerLog=8192
         timer_precision_ms: 500,
         timer_max_delay_sec: 50,
         mapped_file_size_timer_log: 8192,
+        timer_roll_window_slots: 7,
     };
     assert_eq!(c, expected);
     // The table covers every field: a file that sets all of them sets no default.
-    assert_eq!(FIELDS.len(), 64);
+    assert_eq!(FIELDS.len(), 65);
 }
 
 #[test]

@@ -254,6 +254,30 @@ impl MessageExt {
             .map(|k| k.split(' ').filter(|s| !s.is_empty()).collect())
             .unwrap_or_default()
     }
+
+    /// The stored message as a new one to put on `topic`/`queue_id` with
+    /// `properties`: body, flag, system flag, born time and host,
+    /// re-consume count and prepared offset kept (how delayed and timer
+    /// messages are re-put when due).
+    pub fn to_message(
+        &self,
+        topic: String,
+        queue_id: u32,
+        properties: MessageProperties,
+    ) -> Message {
+        Message {
+            topic,
+            queue_id,
+            flag: self.flag,
+            body: self.body.clone(),
+            properties,
+            sys_flag: self.sys_flag,
+            born_timestamp_ms: self.born_timestamp_ms,
+            born_host: self.born_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: self.prepared_transaction_offset,
+        }
+    }
 }
 
 /// Why bytes do not decode as a record or a property string.

@@ -192,10 +192,9 @@ impl MessageStore {
         if cfg.broker_role != BrokerRole::Slave {
             self.spawn("ferromq-schedule", |s| s.run_schedule())?;
             if cfg.timer_wheel_enable {
-                self.spawn("ferromq-timer", |s| {
-                    crate::sys::lower_thread_priority(BACKGROUND_NICE);
-                    s.run_timer()
-                })?;
+                // Not niced: deliveries are due at a time, and a loaded
+                // machine must not make them late.
+                self.spawn("ferromq-timer", |s| s.run_timer())?;
             }
         }
         if self.inner.commitlog.pooled() {

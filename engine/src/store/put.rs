@@ -268,7 +268,11 @@ impl StoreInner {
             self.topics.get_or_create(crate::timer::TIMER_TOPIC, 1)?;
             let waiting = crate::timer::to_waiting(msg, due);
             let put = self.put_batch_inner(std::slice::from_ref(&waiting), false)?;
-            self.timer.waker.wake();
+            // The timer thread looks every 100 ms anyway; a wake-up (a futex
+            // call when it sleeps) only for a timer due sooner than that.
+            if due <= crate::sys::now_ms() + crate::timer::WAKE_WITHIN_MS {
+                self.timer.waker.wake();
+            }
             return Ok(put);
         }
         self.put_batch_inner(std::slice::from_ref(msg), false)

@@ -64,6 +64,9 @@ const SLOTS_PER_PASS: u32 = 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Longest idle wait of the timer thread.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// A put wakes the timer thread only for a timer due within this many ms
+/// (later ones are found by its next look, at most [`IDLE_WAIT`] away).
+pub(crate) const WAKE_WITHIN_MS: i64 = 200;
 
 /// What the timer service reports ([`crate::MessageStore::timer_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,6 +75,9 @@ pub struct TimerStats {
     pub pending: u64,
     /// Timer messages delivered since the store opened.
     pub delivered: u64,
+    /// Waiting records written again since the store opened, because they
+    /// were due beyond the roll window (`timerRollWindowSlots`).
+    pub rolled: u64,
     /// The next slot to deliver (epoch ms; 0 before the service starts).
     pub read_time_ms: i64,
     /// The next consume-queue offset of [`TIMER_TOPIC`] to read into the log.
@@ -88,6 +94,7 @@ pub(crate) struct TimerState {
     ckpt_path: PathBuf,
     pending: AtomicU64,
     delivered: AtomicU64,
+    rolled: AtomicU64,
     read_time: AtomicI64,
     enqueue_offset: AtomicU64,
     precision: AtomicI64,
@@ -104,6 +111,7 @@ impl TimerState {
             ckpt_path: config_dir.join("timercheck"),
             pending: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            rolled: AtomicU64::new(0),
             read_time: AtomicI64::new(0),
             enqueue_offset: AtomicU64::new(0),
             precision: AtomicI64::new(0),
@@ -116,6 +124,7 @@ impl TimerState {
         TimerStats {
             pending: self.pending.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
+            rolled: self.rolled.load(Ordering::Relaxed),
             read_time_ms: self.read_time.load(Ordering::Relaxed),
             enqueue_offset: self.enqueue_offset.load(Ordering::Relaxed),
             precision_ms: self.precision.load(Ordering::Relaxed),
@@ -233,18 +242,15 @@ fn to_delivered(ext: &MessageExt, src: u64) -> Option<Message> {
     properties.remove(keys::REAL_TOPIC);
     properties.remove(keys::REAL_QID);
     properties.insert(keys::TIMER_SRC, src.to_string());
-    Some(Message {
-        topic,
-        queue_id,
-        flag: ext.flag,
-        body: ext.body.clone(),
-        properties,
-        sys_flag: ext.sys_flag,
-        born_timestamp_ms: ext.born_timestamp_ms,
-        born_host: ext.born_host,
-        reconsume_times: ext.reconsume_times,
-        prepared_transaction_offset: ext.prepared_transaction_offset,
-    })
+    Some(ext.to_message(topic, queue_id, properties))
+}
+
+/// A waiting message written again (rolled), with the offset of the record
+/// it replaces in `TIMER_SRC`, so a restart does not roll it twice.
+fn to_rolled(ext: &MessageExt, src: u64) -> Message {
+    let mut properties = ext.properties.clone();
+    properties.insert(keys::TIMER_SRC, src.to_string());
+    ext.to_message(TIMER_TOPIC.to_string(), 0, properties)
 }
 
 /// The consume-queue tag code of a record on the timer topic: its due time.
@@ -318,6 +324,8 @@ struct Service {
     read_ms: i64,
     /// The next consume-queue offset to enqueue.
     enqueue: u64,
+    /// Timers due further ahead than this are rolled (see `timer_enqueue`).
+    roll_window_ms: i64,
     /// Sources delivered after the checkpoint, before a crash (see the module docs).
     delivered_before: HashSet<u64>,
     /// Cleared once every slot up to this time is delivered and the enqueue
@@ -412,7 +420,15 @@ impl StoreInner {
                 (c.read_time_ms, c.precision_ms.max(1))
             }
             Some(c) => (round_up(c.read_time_ms, cfg_precision), cfg_precision),
-            None => (now.div_euclid(cfg_precision) * cfg_precision, cfg_precision),
+            None => {
+                // No checkpoint (never written, or a store opened as master
+                // for the first time): every unit in the log may be
+                // undelivered, so start at the earliest; the scan below
+                // tells the delivered ones.
+                let mut first = now.div_euclid(cfg_precision) * cfg_precision;
+                log.for_each(|_, u| first = first.min(u.slot_ms))?;
+                (round_up(first, cfg_precision), cfg_precision)
+            }
         };
         let max_delay_ms = i64::from(cfg.timer_max_delay_sec).saturating_mul(1000);
         let mut slots = (2 * max_delay_ms / precision).max(16);
@@ -480,9 +496,15 @@ impl StoreInner {
             .get(TIMER_TOPIC, 0)
             .map(|cq| cq.max_offset())
             .unwrap_or(0);
+        // timerRollWindowSlots, within half the commitlog's fileReservedTime
+        // (at least one slot).
+        let roll_window_ms = (i64::from(cfg.timer_roll_window_slots) * precision)
+            .min(i64::try_from(cfg.file_reserved_time_hours.saturating_mul(1_800_000)).unwrap_or(i64::MAX))
+            .max(precision);
         Ok(Service {
             log,
             wheel,
+            roll_window_ms,
             read_ms,
             enqueue,
             dedup_until_ms: now,
@@ -512,13 +534,13 @@ impl StoreInner {
             while pos < data.len() {
                 match crate::message::check_record(&data[pos..], false) {
                     Ok(RecordCheck::Message(h)) => {
-                        if h.topic != TIMER_TOPIC {
-                            if let Some(src) =
-                                crate::message::find_property(h.properties, keys::TIMER_SRC)
-                                    .and_then(|v| v.parse::<u64>().ok())
-                            {
-                                found.insert(src);
-                            }
+                        // Delivered messages and rolled waiting records both
+                        // name the record they replace.
+                        if let Some(src) =
+                            crate::message::find_property(h.properties, keys::TIMER_SRC)
+                                .and_then(|v| v.parse::<u64>().ok())
+                        {
+                            found.insert(src);
                         }
                         pos += h.total_size as usize;
                     }
@@ -550,7 +572,12 @@ impl StoreInner {
                 next += 1; // a blank unit
                 continue;
             };
-            let slot = round_up(u.tags_code, svc.wheel.precision).max(svc.read_ms);
+            // A timer due beyond the roll window waits in the window's last
+            // slot and is then written again ("rolled", as RocketMQ 5 does),
+            // so its record is never older than retention keeps records.
+            let slot = round_up(u.tags_code, svc.wheel.precision)
+                .min(round_up(svc.read_ms.saturating_add(svc.roll_window_ms), svc.wheel.precision))
+                .max(svc.read_ms);
             if slot >= svc.read_ms.saturating_add(span) {
                 break; // beyond the wheel until the clock catches up
             }
@@ -672,11 +699,32 @@ impl StoreInner {
                 tracing::error!(phys = u.phys, slot, "timer messages: the waiting record is gone (retention); not delivered");
                 continue;
             };
-            let Some(msg) = decode_record(&bytes).ok().and_then(|e| to_delivered(&e, u.phys)) else {
-                tracing::error!(phys = u.phys, slot, "timer messages: the waiting record lacks REAL_TOPIC/REAL_QID or is damaged; skipped");
+            let Ok(ext) = decode_record(&bytes) else {
+                tracing::error!(phys = u.phys, slot, "timer messages: the waiting record is damaged; skipped");
                 continue;
             };
+            let due = ext
+                .properties
+                .get(keys::TIMER_OUT_MS)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(slot);
+            let msg = if due > slot {
+                // Rolled: written again on the timer topic, to wait on.
+                to_rolled(&ext, u.phys)
+            } else {
+                match to_delivered(&ext, u.phys) {
+                    Some(m) => m,
+                    None => {
+                        tracing::error!(phys = u.phys, slot, "timer messages: the waiting record lacks REAL_TOPIC/REAL_QID; skipped");
+                        continue;
+                    }
+                }
+            };
+            let rolled = due > slot;
             match self.put_batch_inner(std::slice::from_ref(&msg), false) {
+                Ok(_) if rolled => {
+                    self.timer.rolled.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(_) => {
                     n += 1;
                     self.timer.delivered.fetch_add(1, Ordering::Relaxed);

@@ -221,6 +221,25 @@ impl Broker {
             "lastDispatchedStoreTimestamp",
             st.last_dispatched_store_timestamp_ms.to_string(),
         );
+        // Timer messages: RocketMQ 5's keys for how far the wheel is behind
+        // the clock (seconds) and the timer topic behind the wheel
+        // (messages), and ferromq's pending and delivered counts.
+        let timer = self.store.timer_stats();
+        if timer.read_time_ms > 0 {
+            put_kv(
+                "timerReadBehind",
+                (now.saturating_sub(timer.read_time_ms).max(0) / 1000).to_string(),
+            );
+            put_kv(
+                "timerOffsetBehind",
+                self.store
+                    .max_offset_in_queue(ferromq_engine::TIMER_TOPIC, 0)
+                    .saturating_sub(timer.enqueue_offset)
+                    .to_string(),
+            );
+        }
+        put_kv("timerPendingNum", timer.pending.to_string());
+        put_kv("timerDeliveredNum", timer.delivered.to_string());
         put_kv("bootTimestamp", self.stats.boot_ms.to_string());
         put_kv(
             "runtime",
