@@ -11,6 +11,9 @@
 //!   MESSAGE_ILLEGAL and nothing is stored; a `TIMER_DELIVER_MS` in the past
 //!   is delivered at once; classic `DELAY` levels still work beside timers.
 //!   About 7 s (runs beside the first).
+//! * `rolled_timer_messages_arrive_on_time`: with `timerRollWindowSlots=2`
+//!   timers due up to 12 s ahead are rolled (written again on the timer
+//!   topic) several times; each still arrives once, on time. About 14 s.
 
 mod common;
 
@@ -559,4 +562,64 @@ fn timer_bad_input_past_due_and_delay_levels() {
     );
     assert_eq!(total_max_offset(port, PAST, QUEUES), 2);
     assert_eq!(total_max_offset(port, BESIDE, QUEUES), 4);
+}
+
+/// With `timerRollWindowSlots=2`, timers due more than 2 s ahead are
+/// written again on the timer topic every 2 s ("rolled") until they are
+/// within the window; each still arrives once, on time, with its properties.
+#[test]
+fn rolled_timer_messages_arrive_on_time() {
+    const TOPIC: &str = "TimerRolled";
+    let (_tmp, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), "timerRollWindowSlots=2\n");
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let r = c.send_v2(TOPIC, 0, b"plain", Some("plain"), Some("plain"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let now = now_ms();
+    let plan: Vec<(&str, (&'static str, String))> = vec![
+        ("r-sec-1", ("TIMER_DELAY_SEC", "1".into())),
+        ("r-ms-2500", ("TIMER_DELAY_MS", "2500".into())),
+        ("r-sec-5", ("TIMER_DELAY_SEC", "5".into())),
+        (
+            "r-deliver-6.6s",
+            ("TIMER_DELIVER_MS", (now + 6_600).to_string()),
+        ),
+        ("r-ms-9050", ("TIMER_DELAY_MS", "9050".into())),
+        (
+            "r-deliver-12.2s",
+            ("TIMER_DELIVER_MS", (now + 12_200).to_string()),
+        ),
+    ];
+    let sent: Vec<Sent> = plan
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, timer))| send_timer(&mut c, TOPIC, i as i32 % QUEUES, key, timer))
+        .collect();
+    let mut p = Poller::new(port, TOPIC);
+    let last_due = sent.iter().map(|s| s.due_hi).max().unwrap();
+    let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64 + 15_000);
+    let mut got = collect(&mut p, &sent, 1, Instant::now() + wait);
+    assert_eq!(got.remove("plain").map(|v| v.len()), Some(1));
+    check_deliveries(&sent, &got, TOPIC);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        p.poll().is_empty(),
+        "a rolled timer message was delivered again"
+    );
+    // They were rolled: the timer topic holds more records than messages.
+    let r = c.invoke(Client::offset_req(
+        request::GET_MAX_OFFSET,
+        "rmq_sys_wheel_timer",
+        0,
+    ));
+    let records = r.ext_fields.get_i64("offset").unwrap();
+    eprintln!(
+        "rolled: {records} records on the timer topic for {} messages",
+        sent.len()
+    );
+    assert!(
+        records > sent.len() as i64 + 3,
+        "timers due up to 12 s ahead with a 2 s window were rolled: {records} records"
+    );
 }

@@ -15,6 +15,9 @@
 //! * `timer_messages_survive_sigkill_after_timer_log_files_were_deleted`:
 //!   due in send order, killed at +9 s after the first timer log file was
 //!   delivered and deleted, down 4 s.
+//! * `timer_messages_survive_sigkill_while_rolling`: `timerRollWindowSlots=3`,
+//!   so timers are rolled (written again on the timer topic) every 3 s
+//!   until due, before and after the kill; down 5 s.
 //!
 //! Each message must be delivered exactly once (duplicates and missing are
 //! counted by key), never stored before it is due, at most [`LATE_RUN_MS`]
@@ -38,7 +41,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use ferromq_server::remoting::response;
+use ferromq_server::remoting::{request, response};
 
 const TOPIC: &str = "TimerKill";
 const N: usize = 10_000;
@@ -99,8 +102,8 @@ struct Sent {
     due_hi: i64,
 }
 
-fn props(store: &Path) -> String {
-    let p = broker_props(store, "mappedFileSizeTimerLog=65536\n");
+fn props(store: &Path, extra: &str) -> String {
+    let p = broker_props(store, &format!("mappedFileSizeTimerLog=65536\n{extra}"));
     assert!(p.contains("mapedFileSizeCommitLog=1048576\n"));
     p.replace(
         "mapedFileSizeCommitLog=1048576\n",
@@ -264,7 +267,10 @@ fn sleep_until(t: i64) {
 /// With `ordered`, message `i` is due at `FIRST_DUE_MS + i * SPREAD_MS / N`
 /// (so the first timer log files are wholly delivered, and deleted, before
 /// the kill); otherwise at a seeded random time in the spread.
-fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool) {
+///
+/// `extra`: more broker properties. Returns how many records the timer topic
+/// (`rmq_sys_wheel_timer` queue 0) holds at the end.
+fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool, extra: &str) -> i64 {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let seed = seed();
     let mut rng = Rng(seed);
@@ -278,7 +284,7 @@ fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool) {
         })
         .collect();
     let (_tmp, dir) = temp_dir();
-    let props = props(&dir.join("store"));
+    let props = props(&dir.join("store"), extra);
     let (mut broker, port) = start_broker(&dir, &props, None);
     let mut ups = vec![Up {
         ready: now_ms(),
@@ -352,6 +358,14 @@ fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool) {
     // Late duplicates would come now.
     std::thread::sleep(Duration::from_millis(3_000));
     reader.read(&mut got);
+    let waiting_records = {
+        let r = reader.c.invoke(Client::offset_req(
+            request::GET_MAX_OFFSET,
+            "rmq_sys_wheel_timer",
+            0,
+        ));
+        r.ext_fields.get_i64("offset").unwrap_or(-1)
+    };
     drop(broker);
 
     // Check.
@@ -413,7 +427,8 @@ fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool) {
     eprintln!(
         "{name}: delivered per broker run {per_up:?}; {due_down} came due while it was down; \
          latest delivery while running {max_late_run:?} ms after due; \
-         overdue ones stored up to {max_after_restart:?} ms after a restart"
+         overdue ones stored up to {max_after_restart:?} ms after a restart; \
+         {waiting_records} records on the timer topic"
     );
     let few = |v: &Vec<String>| v.iter().take(10).cloned().collect::<Vec<_>>();
     assert!(
@@ -449,6 +464,7 @@ fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool) {
         due_down > 0,
         "{name}: nothing came due while the broker was down"
     );
+    waiting_records
 }
 
 /// The timer log's files: (name, bytes).
@@ -471,12 +487,12 @@ fn timer_log_files(store: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn timer_messages_survive_sigkill() {
-    scenario("one kill", &[(6_000, 6_000)], false);
+    scenario("one kill", &[(6_000, 6_000)], false, "");
 }
 
 #[test]
 fn timer_messages_survive_two_sigkills() {
-    scenario("two kills", &[(6_000, 3_000), (2_500, 3_000)], false);
+    scenario("two kills", &[(6_000, 3_000), (2_500, 3_000)], false, "");
 }
 
 /// Due in send order: the first timer log files are delivered and deleted
@@ -484,7 +500,26 @@ fn timer_messages_survive_two_sigkills() {
 /// starts at position 0.
 #[test]
 fn timer_messages_survive_sigkill_after_timer_log_files_were_deleted() {
-    scenario("ordered, one kill", &[(9_000, 4_000)], true);
+    scenario("ordered, one kill", &[(9_000, 4_000)], true, "");
+}
+
+/// With `timerRollWindowSlots=3`, a timer due more than 3 s ahead waits 3 s
+/// and is then written again on the timer topic ("rolled"), until it is
+/// within the window: most of the 10,000 are rolled several times, some by
+/// the broker that is killed, some after the restart.
+#[test]
+fn timer_messages_survive_sigkill_while_rolling() {
+    let records = scenario(
+        "rolling, one kill",
+        &[(6_000, 5_000)],
+        false,
+        "timerRollWindowSlots=3\n",
+    );
+    assert!(
+        records > N as i64 + 5_000,
+        "timers due up to 25 s ahead with a 3 s roll window were rolled: \
+         the timer topic holds {records} records for {N} messages"
+    );
 }
 
 /// A broker SIGKILLed within its first second on a fresh store, before the
@@ -510,7 +545,7 @@ fn early_stop(graceful: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_tmp, dir) = temp_dir();
     let store = dir.join("store");
-    let props = props(&store);
+    let props = props(&store, "");
     let (mut broker, port) = start_broker(&dir, &props, None);
     let started = now_ms();
     let mut c = Client::connect(port);
