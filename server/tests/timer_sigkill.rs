@@ -15,6 +15,9 @@
 //! * `timer_messages_survive_sigkill_after_timer_log_files_were_deleted`:
 //!   due in send order, killed at +9 s after the first timer log file was
 //!   delivered and deleted, down 4 s.
+//! * `timer_messages_survive_sigkill_during_catch_up`: down 8 s, restarted,
+//!   killed again 20 ms after its timer service starts (delivering the
+//!   overdue ones), down 3 s.
 //! * `timer_messages_survive_sigkill_while_rolling`: `timerRollWindowSlots=3`,
 //!   so timers are rolled (written again on the timer topic) every 3 s
 //!   until due, before and after the kill; down 5 s.
@@ -262,8 +265,12 @@ fn sleep_until(t: i64) {
 }
 
 /// Send, then for each `(kill_after_ms, down_ms)`: kill at `t0 +
-/// kill_after_ms` (or right after sending when that is later), stay down
-/// `down_ms`, restart. Then read everything and check.
+/// kill_after_ms` for the first (or right after sending when that is
+/// later), `kill_after_ms` after the restarted broker listens for the
+/// others, stay down `down_ms`, restart. A negative `kill_after_ms` (last
+/// kill only) kills `-kill_after_ms` after the restarted broker logs that its
+/// timer service started, without waiting for it to listen. Then read
+/// everything and check.
 /// With `ordered`, message `i` is due at `FIRST_DUE_MS + i * SPREAD_MS / N`
 /// (so the first timer log files are wholly delivered, and deleted, before
 /// the kill); otherwise at a seeded random time in the spread.
@@ -324,6 +331,55 @@ fn scenario(name: &str, kills: &[(i64, i64)], ordered: bool, extra: &str) -> i64
         );
         sleep_until(killed + down);
         let restarted = now_ms();
+        if let Some(&(next, _)) = kills.get(n + 1).filter(|k| k.0 < 0) {
+            // Killed again `-next` ms after its timer service starts,
+            // without waiting for it to listen.
+            let log = dir.join(format!("broker-{n}.log"));
+            let cmd = broker_command(env!("CARGO_BIN_EXE_ferromq-broker"), &dir, &props);
+            let f = std::fs::File::create(&log).unwrap();
+            let mut b = spawn_to("broker", cmd, std::process::Stdio::from(f), "info");
+            let started = wait_for(Duration::from_secs(60), || {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                text.contains("timer messages: service started")
+                    .then(now_ms)
+            })
+            .unwrap_or_else(|| panic!("no 'timer messages: service started' in {}", log.display()));
+            ups.push(Up {
+                ready: started,
+                end: i64::MAX,
+            });
+            sleep_until(started - next);
+            let killed = kill(&mut b);
+            ups.last_mut().unwrap().end = killed;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!(
+                "{name}: restarted at +{} ms, timer service started after {} ms, \
+                 SIGKILL {} at +{} ms; its log:\n{}",
+                restarted - t0,
+                started - restarted,
+                n + 2,
+                killed - t0,
+                text.lines()
+                    .filter(|l| l.contains("timer") || l.contains("recover"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            let down = kills[n + 1].1;
+            sleep_until(killed + down);
+            let (b, p) = start_broker(&dir, &props, None);
+            let ready = now_ms();
+            eprintln!("{name}: restarted, listening at +{} ms", ready - t0);
+            broker = b;
+            broker_port = p;
+            ups.push(Up {
+                ready,
+                end: i64::MAX,
+            });
+            if n + 2 < kills.len() {
+                panic!("a kill after the timer service starts must be the last");
+            }
+            break;
+        }
         let (b, p) = start_broker(&dir, &props, None);
         let ready = now_ms();
         eprintln!(
@@ -501,6 +557,19 @@ fn timer_messages_survive_two_sigkills() {
 #[test]
 fn timer_messages_survive_sigkill_after_timer_log_files_were_deleted() {
     scenario("ordered, one kill", &[(9_000, 4_000)], true, "");
+}
+
+/// Down 8 s, so about 3,500 are overdue at the restart; killed again 20 ms
+/// after the restarted broker's timer service starts, in the middle of
+/// delivering them (before it can write a new checkpoint), then down 3 s.
+#[test]
+fn timer_messages_survive_sigkill_during_catch_up() {
+    scenario(
+        "kill during catch-up",
+        &[(6_000, 8_000), (-20, 3_000)],
+        false,
+        "",
+    );
 }
 
 /// With `timerRollWindowSlots=3`, a timer due more than 3 s ahead waits 3 s
