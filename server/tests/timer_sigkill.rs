@@ -35,6 +35,10 @@
 //!   restarted once all are due, it must deliver each once (about 20 s).
 //!   `timer_messages_survive_sigterm_before_the_first_checkpoint`: the same
 //!   with a graceful stop (about 8 s).
+//! * `a_client_timer_src_does_not_cancel_a_pending_timer_after_sigkill`: a
+//!   plain message whose `TIMER_SRC` property names a pending timer's
+//!   waiting record, then a SIGKILL: the timer is still delivered (about
+//!   10 s).
 
 mod common;
 
@@ -692,4 +696,71 @@ fn early_stop(graceful: bool) {
         dups.iter().take(10).collect::<Vec<_>>(),
         late.len()
     );
+}
+
+/// `TIMER_SRC` is how a restarted broker knows which waiting timer records
+/// it delivered after its last checkpoint. A client's message that carries
+/// `TIMER_SRC` (here: naming a pending timer message's waiting record, whose
+/// commitlog offset the send answer's msgId gives away; a message forwarded
+/// from another broker, properties and all, can carry any value) must not
+/// make a restarted broker drop that pending timer message.
+#[test]
+fn a_client_timer_src_does_not_cancel_a_pending_timer_after_sigkill() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_tmp, dir) = temp_dir();
+    let props = props(&dir.join("store"), "");
+    let (mut broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    // Let the timer service write a checkpoint or two first.
+    let r = c.send_v2(TOPIC, 0, b"warm-up", None, Some("warm-up"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let due = now_ms() + 6_000;
+    let r = c.invoke(Client::send_v2_req(
+        TOPIC,
+        1,
+        b"the timer",
+        &[
+            ("KEYS", "pending-timer"),
+            ("TIMER_DELIVER_MS", &due.to_string()),
+        ],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let msg_id = r.ext_fields.get_str("msgId").unwrap().to_string();
+    let (_, waiting) = ferromq_engine::message::decode_offset_msg_id(&msg_id).unwrap();
+    let r = c.invoke(Client::send_v2_req(
+        TOPIC,
+        2,
+        b"a plain message that names it",
+        &[("KEYS", "plain"), ("TIMER_SRC", &waiting.to_string())],
+    ));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let killed = kill(&mut broker);
+    eprintln!(
+        "timer due at +{} ms (waiting record at {waiting}); a plain message with TIMER_SRC={waiting}; SIGKILL",
+        due - killed
+    );
+    drop(c);
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let mut got: BTreeMap<String, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    let mut reader = Reader::new(port);
+    let deadline = Instant::now() + Duration::from_millis((due - now_ms()).max(0) as u64 + 5_000);
+    while Instant::now() < deadline && !got.contains_key("pending-timer") {
+        reader.read(&mut got);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        got.contains_key("plain"),
+        "the plain message survived: {:?}",
+        got.keys()
+    );
+    let d = got.get("pending-timer").unwrap_or_else(|| {
+        panic!(
+            "the timer message due {} ms after the kill was never delivered after the restart: \
+             the client's plain message with TIMER_SRC={waiting} was taken for its delivery",
+            due - killed
+        )
+    });
+    assert_eq!(d.len(), 1);
+    assert!(d[0].0 >= due);
 }
