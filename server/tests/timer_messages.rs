@@ -9,11 +9,16 @@
 //! * `timer_bad_input_past_due_and_delay_levels`: a timer value that is not a
 //!   number, or beyond `timerMaxDelaySec` (60 here), is refused with
 //!   MESSAGE_ILLEGAL and nothing is stored; a `TIMER_DELIVER_MS` in the past
-//!   is delivered at once; classic `DELAY` levels still work beside timers.
-//!   About 7 s (runs beside the first).
+//!   is delivered at once; classic `DELAY` levels still work beside timers
+//!   (and win over timer properties on the same message); a batch with
+//!   timer properties is refused. About 10 s (runs beside the first).
 //! * `rolled_timer_messages_arrive_on_time`: with `timerRollWindowSlots=2`
 //!   timers due up to 12 s ahead are rolled (written again on the timer
 //!   topic) several times; each still arrives once, on time. About 14 s.
+//! * `fine_precision_timer_messages_arrive_on_time`: `timerPrecisionMs=100`,
+//!   due +0.25 s .. +4 s, each at most 100 ms + 1 s late. About 5 s.
+//! * `timer_wheel_disabled_refuses_waiting_timers`: `timerWheelEnable=false`
+//!   refuses timers that would wait; past-due and plain ones are stored.
 
 mod common;
 
@@ -204,8 +209,15 @@ fn collect(
 }
 
 /// Each of `sent` delivered exactly once, not before it was due and at most
-/// [`LATE_MS`] after, with its body, tags, keys and properties.
-fn check_deliveries(sent: &[Sent], got: &BTreeMap<String, Vec<(MessageExt, i64)>>, topic: &str) {
+/// `precision` plus 1 s after, with its body, tags, keys and properties, and
+/// `TIMER_OUT_MS` its due time rounded up to `precision`.
+fn check_deliveries(
+    sent: &[Sent],
+    got: &BTreeMap<String, Vec<(MessageExt, i64)>>,
+    topic: &str,
+    precision: i64,
+) {
+    let late_ms = precision + 1_000;
     let missing: Vec<&str> = sent
         .iter()
         .filter(|s| !got.contains_key(&s.key))
@@ -242,15 +254,15 @@ fn check_deliveries(sent: &[Sent], got: &BTreeMap<String, Vec<(MessageExt, i64)>
             s.due_lo
         );
         assert!(
-            *at <= s.due_hi + LATE_MS,
-            "{}: received at {at}, {} ms after it was due at {} (more than {LATE_MS} ms)",
+            *at <= s.due_hi + late_ms,
+            "{}: received at {at}, {} ms after it was due at {} (more than {late_ms} ms)",
             s.key,
             at - s.due_hi,
             s.due_hi
         );
         assert!(
-            store <= s.due_hi + LATE_MS,
-            "{}: stored at {store}, {} ms after it was due at {} (more than {LATE_MS} ms)",
+            store <= s.due_hi + late_ms,
+            "{}: stored at {store}, {} ms after it was due at {} (more than {late_ms} ms)",
             s.key,
             store - s.due_hi,
             s.due_hi
@@ -280,8 +292,8 @@ fn check_deliveries(sent: &[Sent], got: &BTreeMap<String, Vec<(MessageExt, i64)>
             .parse()
             .unwrap_or_else(|e| panic!("{}: TIMER_OUT_MS not a number: {e}", s.key));
         assert!(
-            out >= s.due_lo && out < s.due_hi + PRECISION_MS,
-            "{}: TIMER_OUT_MS {out} is not its due time {}..{} rounded up to {PRECISION_MS} ms",
+            out >= s.due_lo && out < s.due_hi + precision && out % precision == 0,
+            "{}: TIMER_OUT_MS {out} is not its due time {}..{} rounded up to {precision} ms",
             s.key,
             s.due_lo,
             s.due_hi
@@ -354,7 +366,7 @@ fn timer_messages_arrive_on_time_never_early() {
     let last_due = sent.iter().map(|s| s.due_hi).max().unwrap();
     let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64 + 15_000);
     let got = collect(&mut p, &sent, 1, Instant::now() + wait);
-    check_deliveries(&sent, &got, TOPIC);
+    check_deliveries(&sent, &got, TOPIC, PRECISION_MS);
     // Nothing more arrives.
     std::thread::sleep(Duration::from_millis(1_500));
     let late = p.poll();
@@ -447,8 +459,21 @@ fn timer_bad_input_past_due_and_delay_levels() {
     );
     // Beside timers, classic delay levels (1 = 1 s, 2 = 5 s) and a 1 s timer.
     let mut beside: Vec<(String, i64, i64, i64)> = Vec::new(); // key, delay, before, after
-    for (i, level) in [1i64, 2].into_iter().enumerate() {
-        let key = format!("level-{level}");
+                                                               // And a DELAY level wins over timer properties on the same message.
+    for (i, (level, timer)) in [(1i64, false), (2, false), (1, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let key = if timer {
+            format!("level-{level}-with-timer-5s")
+        } else {
+            format!("level-{level}")
+        };
+        let mut extra = vec![("DELAY", level.to_string())];
+        if timer {
+            extra.push(("TIMER_DELAY_SEC", "5".to_string()));
+        }
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let before = now_ms();
         let r = c.invoke(send_req(
             BESIDE,
@@ -456,7 +481,7 @@ fn timer_bad_input_past_due_and_delay_levels() {
             key.as_bytes(),
             "lvl",
             &key,
-            &[("DELAY", &level.to_string())],
+            &extra,
         ));
         let after = now_ms();
         assert_eq!(r.code, response::SUCCESS, "{key}: {:?}", r.remark);
@@ -561,7 +586,45 @@ fn timer_bad_input_past_due_and_delay_levels() {
         vec![b"plain".to_vec()]
     );
     assert_eq!(total_max_offset(port, PAST, QUEUES), 2);
-    assert_eq!(total_max_offset(port, BESIDE, QUEUES), 4);
+    assert_eq!(total_max_offset(port, BESIDE, QUEUES), 5);
+
+    // A batch with timer properties is refused.
+    let props = "KEYS\u{1}batch-timer\u{2}TIMER_DELAY_SEC\u{1}2";
+    let text = "bt";
+    let mut body = Vec::new();
+    let total = 20 + text.len() + 2 + props.len();
+    body.extend_from_slice(&(total as i32).to_be_bytes());
+    body.extend_from_slice(&[0; 8]);
+    body.extend_from_slice(&0i32.to_be_bytes());
+    body.extend_from_slice(&(text.len() as i32).to_be_bytes());
+    body.extend_from_slice(text.as_bytes());
+    body.extend_from_slice(&(props.len() as i16).to_be_bytes());
+    body.extend_from_slice(props.as_bytes());
+    let r = c.invoke(
+        RemotingCommand::request(request::SEND_BATCH_MESSAGE)
+            .with_ext("a", "p")
+            .with_ext("b", BAD)
+            .with_ext("c", "TBW102")
+            .with_ext("d", 4)
+            .with_ext("e", 0)
+            .with_ext("f", 0)
+            .with_ext("g", now_ms())
+            .with_ext("h", 0)
+            .with_ext("m", true)
+            .with_body(body),
+    );
+    assert_eq!(
+        r.code,
+        response::MESSAGE_ILLEGAL,
+        "a batch with a timer message: {:?}",
+        r.remark
+    );
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        total_max_offset(port, BAD, QUEUES),
+        1,
+        "the batch was stored"
+    );
 }
 
 /// With `timerRollWindowSlots=2`, timers due more than 2 s ahead are
@@ -601,7 +664,7 @@ fn rolled_timer_messages_arrive_on_time() {
     let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64 + 15_000);
     let mut got = collect(&mut p, &sent, 1, Instant::now() + wait);
     assert_eq!(got.remove("plain").map(|v| v.len()), Some(1));
-    check_deliveries(&sent, &got, TOPIC);
+    check_deliveries(&sent, &got, TOPIC, PRECISION_MS);
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(
         p.poll().is_empty(),
@@ -622,4 +685,87 @@ fn rolled_timer_messages_arrive_on_time() {
         records > sent.len() as i64 + 3,
         "timers due up to 12 s ahead with a 2 s window were rolled: {records} records"
     );
+}
+
+/// `timerPrecisionMs=100`: due times are rounded up to 100 ms, so each
+/// arrives no earlier than due and at most 100 ms plus 1 s after.
+#[test]
+fn fine_precision_timer_messages_arrive_on_time() {
+    const TOPIC: &str = "TimerFine";
+    const P: i64 = 100;
+    let (_tmp, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), "timerPrecisionMs=100\n");
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let r = c.send_v2(TOPIC, 0, b"plain", Some("plain"), Some("plain"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let now = now_ms();
+    let plan: Vec<(&str, (&'static str, String))> = vec![
+        ("f-ms-250", ("TIMER_DELAY_MS", "250".into())),
+        ("f-ms-1234", ("TIMER_DELAY_MS", "1234".into())),
+        ("f-sec-2", ("TIMER_DELAY_SEC", "2".into())),
+        (
+            "f-deliver-2.71s",
+            ("TIMER_DELIVER_MS", (now + 2_710).to_string()),
+        ),
+        ("f-ms-3999", ("TIMER_DELAY_MS", "3999".into())),
+    ];
+    let sent: Vec<Sent> = plan
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, timer))| send_timer(&mut c, TOPIC, i as i32 % QUEUES, key, timer))
+        .collect();
+    let mut p = Poller::new(port, TOPIC);
+    let last_due = sent.iter().map(|s| s.due_hi).max().unwrap();
+    let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64 + 10_000);
+    let mut got = collect(&mut p, &sent, 1, Instant::now() + wait);
+    assert_eq!(got.remove("plain").map(|v| v.len()), Some(1));
+    check_deliveries(&sent, &got, TOPIC, P);
+}
+
+/// `timerWheelEnable=false`: a timer message that would wait is refused
+/// (MESSAGE_ILLEGAL, the remark names the setting); one due in the past and
+/// plain messages are stored.
+#[test]
+fn timer_wheel_disabled_refuses_waiting_timers() {
+    const TOPIC: &str = "TimerOff";
+    let (_tmp, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), "timerWheelEnable=false\n");
+    let (_broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let r = c.send_v2(TOPIC, 0, b"plain", Some("plain"), Some("plain"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    for (i, (k, v)) in [
+        ("TIMER_DELAY_SEC", "2".to_string()),
+        ("TIMER_DELAY_MS", "1500".to_string()),
+        ("TIMER_DELIVER_MS", (now_ms() + 3_000).to_string()),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let remark = refused(&mut c, TOPIC, &format!("off-{i}"), (k, v));
+        assert!(
+            remark.contains("timer message illegal") && remark.contains("timerWheelEnable"),
+            "{k}={v}: {remark:?}"
+        );
+    }
+    let past = send_timer(
+        &mut c,
+        TOPIC,
+        1,
+        "off-past",
+        ("TIMER_DELIVER_MS", (now_ms() - 5_000).to_string()),
+    );
+    let mut p = Poller::new(port, TOPIC);
+    let got = wait_for(Duration::from_secs(10), || {
+        let m = p.poll();
+        (!m.is_empty()).then_some(m)
+    });
+    let mut bodies: Vec<Vec<u8>> = got.into_iter().flatten().map(|(m, _)| m.body).collect();
+    std::thread::sleep(Duration::from_millis(3_500));
+    bodies.extend(p.poll().into_iter().map(|(m, _)| m.body));
+    bodies.sort();
+    let mut want = vec![b"plain".to_vec(), past.body];
+    want.sort();
+    assert_eq!(bodies, want, "only the plain message and the past-due one");
 }
