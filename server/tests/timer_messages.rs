@@ -1,8 +1,9 @@
 //! RocketMQ 5 timer messages against a real broker process.
 //!
-//! * `timer_messages_arrive_on_time_never_early`: messages due at +1.5 s ..
-//!   +65 s (by `TIMER_DELAY_SEC`, `TIMER_DELAY_MS` and `TIMER_DELIVER_MS`)
-//!   are polled for every 50 ms. None is visible (topic max offset, pull) or
+//! * `arrive_on_time_never_early_and_hidden_until_due` (named so that it
+//!   starts first: libtest starts tests in name order, two at a time here):
+//!   messages due at +1.5 s .. +65 s (by `TIMER_DELAY_SEC`, `TIMER_DELAY_MS`
+//!   and `TIMER_DELIVER_MS`) are polled for every 50 ms. None is visible (topic max offset, pull) or
 //!   stored (store timestamp) before it is due; each arrives at most the
 //!   precision (1 s) plus 1 s after it is due; body, tags, keys and
 //!   properties survive, and `TIMER_OUT_MS` names the due slot. About 67 s.
@@ -307,7 +308,7 @@ fn check_deliveries(
 }
 
 #[test]
-fn timer_messages_arrive_on_time_never_early() {
+fn arrive_on_time_never_early_and_hidden_until_due() {
     const TOPIC: &str = "TimerDue";
     let (_tmp, dir) = temp_dir();
     let (_broker, port) = start_broker(&dir, &broker_props(&dir.join("store"), ""), None);
