@@ -754,11 +754,36 @@ fn a_client_timer_src_does_not_cancel_a_pending_timer_after_sigkill() {
         "the plain message survived: {:?}",
         got.keys()
     );
+    let timer_info: Vec<(String, String)> = runtime_info(port)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("timer"))
+        .collect();
+    let max_offsets: Vec<i64> = (0..QUEUES)
+        .map(|q| {
+            let r = reader
+                .c
+                .invoke(Client::offset_req(request::GET_MAX_OFFSET, TOPIC, q));
+            r.ext_fields.get_i64("offset").unwrap_or(-1)
+        })
+        .collect();
+    let timer_topic_max = reader
+        .c
+        .invoke(Client::offset_req(
+            request::GET_MAX_OFFSET,
+            "rmq_sys_wheel_timer",
+            0,
+        ))
+        .ext_fields
+        .get_i64("offset")
+        .unwrap_or(-1);
     let d = got.get("pending-timer").unwrap_or_else(|| {
         panic!(
             "the timer message due {} ms after the kill was never delivered after the restart: \
-             the client's plain message with TIMER_SRC={waiting} was taken for its delivery",
-            due - killed
+             the client's plain message with TIMER_SRC={waiting} was taken for its delivery \
+             (broker timer stats {timer_info:?}, max offsets of {TOPIC} {max_offsets:?}, \
+             of rmq_sys_wheel_timer {timer_topic_max}, read {:?})",
+            due - killed,
+            got.keys().collect::<Vec<_>>()
         )
     });
     assert_eq!(d.len(), 1);
