@@ -150,9 +150,70 @@ impl CpuMeter {
     }
 }
 
+/// A process's resident memory, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcMemory {
+    /// The process measured.
+    pub pid: i32,
+    /// `VmRSS`: resident set, KiB (anonymous + file-backed + shared memory;
+    /// for a broker, mapped commitlog pages it has touched count here).
+    pub vm_rss_kib: u64,
+    /// `RssAnon`: resident anonymous memory, KiB (the heap: indexes,
+    /// queues, pending timers; not the mapped files).
+    pub rss_anon_kib: u64,
+    /// `VmHWM`: peak resident set, KiB (where the kernel gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_hwm_kib: Option<u64>,
+}
+
+/// The resident memory of process `pid` now; `None` when it is gone or its
+/// status cannot be read (another user's process, not Linux).
+pub fn process_memory(pid: i32) -> Option<ProcMemory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    memory_of_status(pid, &status)
+}
+
+/// `VmRSS`, `RssAnon` and `VmHWM` of a `/proc/<pid>/status` text.
+fn memory_of_status(pid: i32, status: &str) -> Option<ProcMemory> {
+    let kib = |key: &str| {
+        status.lines().find_map(|l| {
+            let v = l.strip_prefix(key)?.strip_prefix(':')?;
+            v.split_whitespace().next()?.parse::<u64>().ok()
+        })
+    };
+    Some(ProcMemory {
+        pid,
+        vm_rss_kib: kib("VmRSS")?,
+        rss_anon_kib: kib("RssAnon")?,
+        vm_hwm_kib: kib("VmHWM"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_gives_rss_and_anonymous_rss() {
+        let status = "Name:\tferromq-broker\nVmPeak:\t 9000 kB\nVmHWM:\t  812345 kB\nVmRSS:\t  800000 kB\nRssAnon:\t  612000 kB\nRssFile:\t  188000 kB\nThreads:\t40\n";
+        assert_eq!(
+            memory_of_status(7, status),
+            Some(ProcMemory {
+                pid: 7,
+                vm_rss_kib: 800_000,
+                rss_anon_kib: 612_000,
+                vm_hwm_kib: Some(812_345),
+            })
+        );
+        assert_eq!(memory_of_status(7, "VmRSS:\t1 kB\n"), None, "no RssAnon");
+        // This process: it has resident anonymous memory.
+        if let Some(m) = process_memory(std::process::id() as i32) {
+            assert!(
+                m.rss_anon_kib > 0 && m.vm_rss_kib >= m.rss_anon_kib,
+                "{m:?}"
+            );
+        }
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {

@@ -190,6 +190,134 @@ impl std::str::FromStr for Filter {
     }
 }
 
+/// Longest timer delay `--timer-delays` accepts: 30 days (RocketMQ's own
+/// cap, `timerMaxDelaySec`, is 3 days by default; the broker judges).
+pub const MAX_TIMER_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// The message property of a RocketMQ 5 timer message: deliver this many
+/// milliseconds after the broker stores it.
+pub const TIMER_DELAY_MS_PROPERTY: &str = "TIMER_DELAY_MS";
+
+/// Timer delays of `--timer-delays` (ms): every sent message carries the
+/// property `TIMER_DELAY_MS` with one of them, round-robin over the list,
+/// so the broker holds it until due. Empty: plain messages (the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct TimerDelays(pub Vec<u64>);
+
+impl TimerDelays {
+    /// No delays: plain messages.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The delays, ms.
+    pub fn ms(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// The shortest delay, ms (`None` when off).
+    pub fn min_ms(&self) -> Option<u64> {
+        self.0.iter().copied().min()
+    }
+}
+
+/// One delay in the shortest unit that spells it exactly: `90s`, `10m`, `1h`, `250ms`.
+pub fn format_delay_ms(ms: u64) -> String {
+    const H: u64 = 3_600_000;
+    const M: u64 = 60_000;
+    if ms > 0 && ms % H == 0 {
+        format!("{}h", ms / H)
+    } else if ms > 0 && ms % M == 0 {
+        format!("{}m", ms / M)
+    } else if ms > 0 && ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl std::fmt::Display for TimerDelays {
+    /// `10s,90s,10m,1h`, or `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let parts: Vec<String> = self.0.iter().map(|&d| format_delay_ms(d)).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl std::str::FromStr for TimerDelays {
+    type Err = BenchError;
+
+    /// A list of delays separated by `,` (or `/`, which a `--param` value
+    /// can hold), each a positive whole number with a unit: `ms`, `s`, `m`
+    /// or `h` (`10s,90s,10m,1h`); `none` or `off` for plain messages.
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("off") {
+            return Ok(TimerDelays::default());
+        }
+        let mut v = Vec::new();
+        for part in t.split([',', '/']) {
+            let p = part.trim();
+            if p.is_empty() {
+                return Err(BenchError::new(format!(
+                    "bad timer delay list `{s}`: an empty entry (expected e.g. `10s,90s,10m,1h`)"
+                )));
+            }
+            v.push(parse_delay_ms(p).map_err(|why| {
+                BenchError::new(format!("bad timer delay `{p}` in `{s}`: {why}"))
+            })?);
+        }
+        Ok(TimerDelays(v))
+    }
+}
+
+/// One delay: digits then `ms`, `s`, `m` or `h`; above 0 and at most
+/// [`MAX_TIMER_DELAY_MS`].
+fn parse_delay_ms(p: &str) -> std::result::Result<u64, String> {
+    let digits = p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len());
+    let (num, unit) = p.split_at(digits);
+    if num.is_empty() {
+        return Err("expected a whole number then a unit: ms, s, m or h".into());
+    }
+    let per: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "" => return Err("no unit (give ms, s, m or h, e.g. `90s`)".into()),
+        other => return Err(format!("unknown unit `{other}` (expected ms, s, m or h)")),
+    };
+    let ms = num
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per))
+        .ok_or_else(|| "too large".to_string())?;
+    if ms == 0 {
+        return Err("a timer delay must be above 0".into());
+    }
+    if ms > MAX_TIMER_DELAY_MS {
+        return Err(format!(
+            "longer than {} (30 days)",
+            format_delay_ms(MAX_TIMER_DELAY_MS)
+        ));
+    }
+    Ok(ms)
+}
+
+/// `--timer-delays`' value parser: the list, or clap's error naming why not.
+///
+/// # Errors
+///
+/// As [`TimerDelays`]' `FromStr`.
+pub fn parse_timer_delays(s: &str) -> std::result::Result<TimerDelays, String> {
+    s.parse::<TimerDelays>()
+        .map_err(|e| e.message().to_string())
+}
+
 /// Highest `--rate` accepted, msgs/s.
 pub const MAX_RATE: f64 = 1e8;
 
@@ -272,6 +400,15 @@ pub struct Workload {
     /// the messages (`--filter`; [`Filter::None`]: every message, untagged).
     #[serde(default, skip_serializing_if = "Filter::is_none")]
     pub filter: Filter,
+    /// Timer messages (`--timer-delays`): every message carries
+    /// `TIMER_DELAY_MS`, one of these delays round-robin, and the broker
+    /// holds it until due. Empty: plain messages.
+    #[serde(
+        default,
+        rename = "timer_delays_ms",
+        skip_serializing_if = "TimerDelays::is_empty"
+    )]
+    pub timer_delays: TimerDelays,
 }
 
 fn serialize_tls<S: serde::Serializer>(
@@ -322,6 +459,7 @@ impl Workload {
             credentials: None,
             tls: None,
             filter: Filter::None,
+            timer_delays: TimerDelays::default(),
         }
     }
 
@@ -425,6 +563,18 @@ impl Workload {
                 "--filter {} filters the consumers' pulls: it needs --consumers or --drain",
                 self.filter.as_str()
             )));
+        }
+        if !self.timer_delays.is_empty() {
+            if self.batch > 1 {
+                return Err(BenchError::new(
+                    "--timer-delays: RocketMQ does not deliver batch messages on a timer; leave --batch at 1",
+                ));
+            }
+            if self.drain.is_some() {
+                return Err(BenchError::new(
+                    "--timer-delays: the consumers of --drain would wait for messages that are not due yet; measure the sends (leave --drain out)",
+                ));
+            }
         }
         if self.credentials.is_some() && self.consumers > 0 {
             return Err(BenchError::new(
@@ -925,6 +1075,76 @@ mod tests {
         assert!(m.stopped_early);
         assert!(m.messages > 0 && m.messages < 1_000_000);
         assert!(m.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn timer_delay_lists_parse_with_units_and_bad_ones_say_why() {
+        let d: TimerDelays = "10s,90s,10m,1h".parse().unwrap();
+        assert_eq!(d.ms(), &[10_000, 90_000, 600_000, 3_600_000]);
+        assert_eq!(d.to_string(), "10s,90s,10m,1h");
+        assert_eq!(d.min_ms(), Some(10_000));
+        // `/` separates too (a `--param` value), spaces and case are forgiven.
+        let d: TimerDelays = " 250ms / 2H/ 30M ,45S".parse().unwrap();
+        assert_eq!(d.ms(), &[250, 7_200_000, 1_800_000, 45_000]);
+        assert_eq!(d.to_string(), "250ms,2h,30m,45s");
+        assert_eq!(
+            "1500ms".parse::<TimerDelays>().unwrap().to_string(),
+            "1500ms"
+        );
+        assert_eq!("120s".parse::<TimerDelays>().unwrap().to_string(), "2m");
+        for off in ["none", "OFF", " none "] {
+            let d: TimerDelays = off.parse().unwrap();
+            assert!(d.is_empty() && d.min_ms().is_none(), "{off}");
+            assert_eq!(d.to_string(), "none");
+        }
+        for (bad, why) in [
+            ("10", "no unit"),
+            ("10s,", "empty entry"),
+            ("", "empty entry"),
+            ("10s,,1h", "empty entry"),
+            ("5d", "unknown unit `d`"),
+            ("1.5s", "unknown unit `.5s`"),
+            ("s", "whole number"),
+            ("-1s", "whole number"),
+            ("0s", "above 0"),
+            ("31d", "unknown unit"),
+            ("721h", "30 days"),
+            ("99999999999999999999ms", "too large"),
+            ("18446744073709551615h", "too large"),
+        ] {
+            let e = parse_timer_delays(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert_eq!(
+            parse_timer_delays("720h").unwrap().ms(),
+            &[MAX_TIMER_DELAY_MS]
+        );
+        // The JSON of the workload names the delays in ms, and leaves them
+        // out for plain messages.
+        let mut w = Workload::new(10);
+        assert!(serde_json::to_value(&w)
+            .unwrap()
+            .get("timer_delays_ms")
+            .is_none());
+        w.timer_delays = "10s,1h".parse().unwrap();
+        assert_eq!(
+            serde_json::to_value(&w).unwrap()["timer_delays_ms"],
+            serde_json::json!([10_000, 3_600_000])
+        );
+    }
+
+    #[test]
+    fn timer_delays_refuse_batches_and_the_drain() {
+        let mut w = Workload::new(10);
+        w.timer_delays = "10s".parse().unwrap();
+        w.validate().unwrap();
+        w.consumers = 1;
+        w.validate().unwrap();
+        w.batch = 4;
+        assert!(w.validate().unwrap_err().message().contains("--batch"));
+        w.batch = 1;
+        w.drain = Some(10);
+        assert!(w.validate().unwrap_err().message().contains("--drain"));
     }
 
     #[test]

@@ -197,6 +197,33 @@ impl DamagedRecords {
                 .is_some_and(|r| in_ranges(r, queue_offset))
     }
 
+    /// The log was cut at commitlog offset `cut` and each queue now ends at
+    /// `queue_max(topic, queue_id)` (a live truncation): forget the damaged
+    /// records at or after `cut` and the unreadable units at or after their
+    /// queue's new end, so that the records and units written there next
+    /// are read. The count stays (it counts what was found).
+    pub fn forget_cut(&self, cut: u64, queue_max: impl Fn(&str, u32) -> u64) {
+        let mut g = self.inner.locked();
+        g.seen.retain(|off| *off < cut);
+        let Remembered { list, units, .. } = &mut *g;
+        list.retain(|r| {
+            if r.commit_log_offset == 0 {
+                r.queue_offset < queue_max(&r.topic, r.queue_id)
+            } else {
+                r.commit_log_offset < cut
+            }
+        });
+        units.retain(|(topic, queue_id), ranges| {
+            let max = queue_max(topic, *queue_id);
+            ranges.retain(|start, _| *start < max);
+            if let Some(mut last) = ranges.last_entry() {
+                let end = last.get_mut();
+                *end = (*end).min(max);
+            }
+            !ranges.is_empty()
+        });
+    }
+
     /// Damaged records found so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
@@ -211,6 +238,33 @@ impl DamagedRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_forgets_what_it_removed() {
+        let d = DamagedRecords::default();
+        let rec = |off: u64| DamagedRecord {
+            topic: "T".into(),
+            queue_id: 0,
+            queue_offset: off / 100,
+            commit_log_offset: off,
+            reason: "x".into(),
+        };
+        d.note(rec(1000), std::path::Path::new("f"));
+        d.note(rec(5000), std::path::Path::new("f"));
+        let e = crate::Error::ShutDown;
+        for q in [3, 4, 5, 6, 9] {
+            d.note_unit("T", 0, q, &e, "why");
+        }
+        d.forget_cut(2000, |_, _| 5);
+        assert_eq!(d.count(), 7, "the count stays");
+        assert!(d.has_unit("T", 0, 3) && d.has_unit("T", 0, 4));
+        assert!(!d.has_unit("T", 0, 5) && !d.has_unit("T", 0, 6) && !d.has_unit("T", 0, 9));
+        let listed: Vec<_> = d.list().iter().map(|r| (r.commit_log_offset, r.queue_offset)).collect();
+        assert_eq!(listed, [(1000, 10), (0, 3), (0, 4)]);
+        // Noted again once the cut stretch holds records again.
+        d.note(rec(5000), std::path::Path::new("f"));
+        assert_eq!(d.count(), 8);
+    }
 
     #[test]
     fn noted_units_are_remembered_as_merged_ranges() {

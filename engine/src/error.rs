@@ -69,6 +69,11 @@ pub enum Error {
     /// The operation is not allowed in the store's role (for example a put on a slave).
     #[error("wrong role: {0}")]
     WrongRole(String),
+    /// An offset given to the store is outside the log or not where a record
+    /// starts (for example a commitlog truncation inside a record); nothing
+    /// was changed.
+    #[error("invalid offset: {0}")]
+    InvalidOffset(String),
 }
 
 impl Error {

@@ -82,6 +82,10 @@ pub(crate) struct CommitLogFlusher {
     sleepers: std::sync::atomic::AtomicUsize,
     /// Number of flush (sync) calls made; for stats and tests.
     pub syncs: AtomicU64,
+    /// Held by each sync and the move of `durable` after it, and by a live
+    /// truncation (see [`CommitLogFlusher::truncating`]), so that a sync of
+    /// the old log never raises `durable` past the cut.
+    sync_gate: Mutex<()>,
 }
 
 impl CommitLogFlusher {
@@ -99,7 +103,20 @@ impl CommitLogFlusher {
             epoch: std::sync::atomic::AtomicU32::new(0),
             sleepers: std::sync::atomic::AtomicUsize::new(0),
             syncs: AtomicU64::new(0),
+            sync_gate: Mutex::new(()),
         }
+    }
+
+    /// Run `cut` (a live truncation of the commitlog to `offset`) with no
+    /// sync in progress, then, when it succeeded, lower the durable offset
+    /// to `offset` (a cut that failed part-way fences the store).
+    pub fn truncating<R>(&self, offset: u64, cut: impl FnOnce() -> Result<R>) -> Result<R> {
+        let _g = self.sync_gate.locked();
+        let r = cut();
+        if r.is_ok() {
+            self.durable.fetch_min(offset, Ordering::AcqRel);
+        }
+        r
     }
 
     /// Offset up to which the commitlog is durable.
@@ -120,6 +137,7 @@ impl CommitLogFlusher {
         sync: impl FnOnce() -> Result<u64>,
     ) -> Result<u64> {
         self.fence.check()?;
+        let _g = self.sync_gate.locked();
         let before = queue.flushed_where();
         match sync() {
             Ok(mark) => {
@@ -451,6 +469,9 @@ impl StoreInner {
     /// Flush every consume queue, then record in the checkpoint how far they are
     /// durable (and how far the commitlog is) and sync the checkpoint.
     pub(crate) fn flush_consume_queues(&self, least_pages: u32) -> Result<()> {
+        // No live truncation meanwhile: the offsets read below must not be
+        // recorded after the truncation lowered them.
+        let _gate = crate::sync::RwLockExt::read_locked(&self.log_gate);
         // Read before flushing: every unit below this offset is in its file
         // already. The time first: dispatch stores it after the offset, so it
         // is never later than the offset's record (a conservative checkpoint).

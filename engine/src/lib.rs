@@ -111,9 +111,9 @@ pub use retention::{CleanPassReport, Clock, DiskUsage, RetentionStats, StoreEnv}
 pub use schedule::SCHEDULE_TOPIC;
 pub use store::CommitLogRecovery;
 pub use store::{
-    GetResult, GetStatus, MessageFilter, MessageStore, PutCallback, PutResult, PutStatus,
-    QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats,
-    StoredMessage,
+    GetResult, GetStatus, LogTruncation, MessageFilter, MessageStore, PutCallback, PutResult,
+    PutStatus, QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter,
+    StoreStats, StoredMessage,
 };
 pub use timer::{TimerStats, TIMER_TOPIC};
 pub use topic::{DataVersion, TopicConfig};

@@ -383,6 +383,59 @@ impl MappedFileQueue {
         Ok(())
     }
 
+    /// Live truncation: make `offset` the end of the log while readers and
+    /// the flush service may be running. Files after the one holding `offset`
+    /// are deleted first (newest first, then a directory fsync), so a crash
+    /// part-way leaves a shorter but contiguous log; then the file holding
+    /// `offset` loses its bytes from there ([`MappedFile::truncate_live`],
+    /// zeroed and synced). A file that would be left empty goes too, unless it
+    /// is the first (the log keeps its start). The durable and committed marks
+    /// move back to `offset`. Returns how many files were deleted. Callers
+    /// keep writers out (the queue's own flush and commit wait for it here).
+    ///
+    /// # Errors
+    /// `offset` below the first file; a failed delete, write or sync (the log
+    /// may then end anywhere between `offset` and where it ended).
+    pub fn truncate_live(&self, offset: u64) -> Result<usize> {
+        let _f = self.flush_lock.locked();
+        let _c = self.commit_lock.locked();
+        if offset >= self.max_offset() {
+            return Ok(0);
+        }
+        let Some(f) = self.find_by_offset(offset) else {
+            return Err(Error::corruption(
+                &self.dir,
+                offset,
+                format!(
+                    "truncation to {offset}, below the first file (at {})",
+                    self.min_offset()
+                ),
+            ));
+        };
+        let pos = (offset - f.file_from_offset()) as usize;
+        let is_first = self
+            .first_file()
+            .is_some_and(|first| first.file_from_offset() == f.file_from_offset());
+        let cut_from = if pos == 0 && !is_first {
+            f.file_from_offset()
+        } else {
+            f.file_from_offset() + self.file_size
+        };
+        let before = self.file_count();
+        self.delete_files_from(cut_from)?;
+        let removed = before - self.file_count();
+        if removed > 0 {
+            crate::fs::sync_dir(&self.dir)?;
+        }
+        if cut_from > f.file_from_offset() {
+            f.truncate_live(pos)?;
+        }
+        self.flushed_where.fetch_min(offset, Ordering::AcqRel);
+        self.committed_where.fetch_min(offset, Ordering::AcqRel);
+        self.generation.0.fetch_add(1, Ordering::Release);
+        Ok(removed)
+    }
+
     /// Recovery: exclusive access to the file list (no readers exist yet).
     pub fn files_mut(&mut self) -> &mut Vec<Arc<MappedFile>> {
         *self.generation.0.get_mut() += 1;

@@ -257,6 +257,9 @@ impl StoreInner {
         // One pass at a time (the clean thread's and a manual one): a pass
         // that returns has finished what it started, manifest included.
         let _one = self.clean.pass_lock.locked();
+        // No live truncation meanwhile: it cuts the files' tail, this pass
+        // their head, and each checks the log's bounds first.
+        let _gate = crate::sync::RwLockExt::read_locked(&self.log_gate);
         let started = Instant::now();
         let cfg = &self.live.config();
         let now = self.env.clock.now_ms();

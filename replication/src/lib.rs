@@ -33,12 +33,14 @@
 //! ```
 
 pub mod auth;
+pub mod epoch;
 mod frame;
 mod master;
 mod slave;
 pub mod tls;
 
 pub use auth::HaAuth;
+pub use epoch::{EpochEntry, EpochError, EpochFile};
 pub use frame::{read_frame_header, FRAME_HEADER_LEN};
 pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS, MAX_SLAVE_CONNECTIONS_PER_ADDRESS};
 pub use slave::{HaSlave, SlaveStatus};

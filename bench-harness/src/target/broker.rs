@@ -38,7 +38,10 @@ use crate::error::{BenchError, Result};
 use crate::target::consumer::{self, ConsumeMeasurement, STAMP_BYTES};
 pub use crate::target::open_loop::OpenLoopMeasurement;
 use crate::target::open_loop::{arm, due, Lateness, Pacer};
-use crate::workload::{new_latency_histogram, OpenLoop, RunMeasurement, Workload, MAX_LATENCY_NS};
+use crate::workload::{
+    new_latency_histogram, OpenLoop, RunMeasurement, Workload, MAX_LATENCY_NS,
+    TIMER_DELAY_MS_PROPERTY,
+};
 
 /// Byte offset of the opaque in a frame with RocketMQ's binary header:
 /// length (4), header length and type (4), code (2), language (1), version (2).
@@ -69,10 +72,14 @@ pub const BUCKET: Duration = Duration::from_millis(100);
 
 /// One encoded request frame per queue of the topic; with a filter
 /// (`workload.filter`), two per queue: tag `even` and property `k=even`, and
-/// tag `odd` and `k=odd` (see [`SendTemplates::pick`]).
+/// tag `odd` and `k=odd`; with timer delays (`workload.timer_delays`), that
+/// many again per delay, each carrying `TIMER_DELAY_MS` (see
+/// [`SendTemplates::pick`]).
 #[derive(Debug, Clone)]
 pub struct SendTemplates {
-    /// Queue `q`'s frame at `q`; with a filter, its odd variant at `q + queues`.
+    /// Queue `q`'s frame at `q`; with a filter, its odd variant at `q +
+    /// queues`; with timer delays, the frames of delay `d` from `d x queues
+    /// x filter variants` on.
     frames: Vec<Vec<u8>>,
     /// Per frame, where each message body starts (the send stamp goes there
     /// when `stamp` is set).
@@ -81,6 +88,8 @@ pub struct SendTemplates {
     queues: u32,
     /// Two variants per queue (even and odd) instead of one.
     filtered: bool,
+    /// Timer delays the frames carry round-robin (0: plain messages).
+    delays: u32,
     /// Write the send time into every body (consumers measure send -> consume).
     pub stamp: bool,
     /// Messages carried by one frame.
@@ -93,6 +102,15 @@ const PROPS: &str = "WAIT\u{1}true\u{2}";
 const PROPS_EVEN: &str = "WAIT\u{1}true\u{2}TAGS\u{1}even\u{2}k\u{1}even\u{2}";
 /// ... and of the odd ones.
 const PROPS_ODD: &str = "WAIT\u{1}true\u{2}TAGS\u{1}odd\u{2}k\u{1}odd\u{2}";
+
+/// `props` with the timer property `TIMER_DELAY_MS` = `delay_ms` appended
+/// (`None`: `props` as is).
+fn with_timer_delay(props: &str, delay_ms: Option<u64>) -> String {
+    match delay_ms {
+        Some(d) => format!("{props}{TIMER_DELAY_MS_PROPERTY}\u{1}{d}\u{2}"),
+        None => props.to_string(),
+    }
+}
 
 impl SendTemplates {
     /// Encode the frames `workload` sends: SEND_MESSAGE_V2 (short header
@@ -108,17 +126,33 @@ impl SendTemplates {
         } else {
             &[PROPS]
         };
+        let delays: Vec<Option<u64>> = if workload.timer_delays.is_empty() {
+            vec![None]
+        } else {
+            workload
+                .timer_delays
+                .ms()
+                .iter()
+                .map(|&d| Some(d))
+                .collect()
+        };
         let queues = workload.queues;
-        let mut frames = Vec::with_capacity(queues as usize * variants.len());
-        let mut body_at = Vec::with_capacity(queues as usize * variants.len());
-        for props in variants {
-            encode_frames(workload, born_ms, props, &mut frames, &mut body_at)?;
+        let n = queues as usize * variants.len() * delays.len();
+        let mut frames = Vec::with_capacity(n);
+        let mut body_at = Vec::with_capacity(n);
+        for &delay in &delays {
+            for props in variants {
+                let props = with_timer_delay(props, delay);
+                encode_frames(workload, born_ms, &props, &mut frames, &mut body_at)?;
+            }
         }
         Ok(SendTemplates {
             frames,
             body_at,
             queues,
             filtered,
+            delays: u32::try_from(workload.timer_delays.ms().len())
+                .map_err(|_| BenchError::new("too many --timer-delays"))?,
             stamp: workload.consumers > 0 && workload.size_bytes >= STAMP_BYTES,
             messages_per_frame: workload.batch.max(1) as u64,
         })
@@ -128,20 +162,31 @@ impl SendTemplates {
     /// over the queues from queue `producer`): its queue's frame, and with a
     /// filter the even variant on the producer's even visits to that queue
     /// and the odd one on its odd visits, so every queue holds both halves.
-    /// Returns the template's index (for [`SendTemplates::frame`] and
-    /// [`SendTemplates::stamp_into`]) and whether the consumers'
-    /// subscription matches it (always, without a filter).
+    /// With timer delays, send `n` carries delay `(producer + n) % delays`:
+    /// each producer goes round the list, one delay per send. Returns the
+    /// template's index (for [`SendTemplates::frame`] and
+    /// [`SendTemplates::stamp_into`]) and whether the consumers are to
+    /// receive it within the run: their subscription matches it (always,
+    /// without a filter) and it is not a timer message (those are held by
+    /// the broker until due).
     // Inlined: one step of the timed send loop.
     #[inline(always)]
     pub fn pick(&self, producer: usize, n: u64) -> (u32, bool) {
         let q = u64::from(self.queues.max(1));
         let k = producer as u64 + n;
         let queue = (k % q) as u32;
-        if self.filtered && (k / q) & 1 == 1 {
+        let (mut idx, matching) = if self.filtered && (k / q) & 1 == 1 {
             (queue + self.queues, false)
         } else {
             (queue, true)
+        };
+        if self.delays > 0 {
+            let d = (k % u64::from(self.delays)) as u32;
+            let per_delay = self.queues * if self.filtered { 2 } else { 1 };
+            idx += d * per_delay;
+            return (idx, false);
         }
+        (idx, matching)
     }
 
     /// The frame of template `queue_id` (a queue id, or with a filter an
@@ -393,6 +438,9 @@ pub struct BrokerMeasurement {
     /// consumers, until they finished), where it runs on this machine and
     /// could be found (see [`crate::proc_cpu`]).
     pub broker_cpu: Option<Duration>,
+    /// The broker process's resident memory when the measured sends ended
+    /// (before the consumers finished), where it runs on this machine.
+    pub broker_memory: Option<crate::proc_cpu::ProcMemory>,
 }
 
 /// Drive the broker at `addr` with `workload` (its `inflight`, `batch`,
@@ -488,6 +536,7 @@ pub async fn drive(
         consume: None,
         open_loop,
         broker_cpu: None,
+        broker_memory: None,
     })
 }
 
@@ -984,6 +1033,85 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(cmd.ext_fields.opt_str("i"), Some("WAIT\u{1}true\u{2}"));
+    }
+
+    #[test]
+    fn timer_templates_carry_the_delays_round_robin() {
+        use crate::workload::Filter;
+        let delays = [10_000u64, 90_000, 600_000, 3_600_000];
+        for (filter, consumers) in [(Filter::None, 0usize), (Filter::None, 1), (Filter::Tag, 1)] {
+            let mut w = Workload::new(100);
+            w.size_bytes = 40;
+            w.queues = 3;
+            w.consumers = consumers;
+            w.filter = filter;
+            w.timer_delays = "10s,90s,10m,1h".parse().unwrap();
+            let t = SendTemplates::new(&w, 1).unwrap();
+            let variants = if filter.is_none() { 1 } else { 2 };
+            assert_eq!(t.frames.len(), 3 * variants * delays.len());
+            for producer in [0usize, 2] {
+                let mut last_even: [Option<bool>; 3] = [None; 3];
+                for n in 0..24u64 {
+                    let (idx, expected) = t.pick(producer, n);
+                    assert!(
+                        !expected,
+                        "timer messages are not expected by the consumers within the run"
+                    );
+                    let mut f = t.frame(idx).to_vec();
+                    t.stamp_into(idx, &mut f, 42);
+                    let (cmd, used) = decode(&f, DEFAULT_MAX_FRAME_BYTES).unwrap().unwrap();
+                    assert_eq!(used, f.len());
+                    assert_eq!(cmd.code, request::SEND_MESSAGE_V2);
+                    let k = producer as u64 + n;
+                    let queue = k % 3;
+                    assert_eq!(cmd.ext_fields.get_i64("e"), Ok(queue as i64));
+                    let props = cmd.ext_fields.opt_str("i").unwrap();
+                    // Round-robin: each send carries the next delay of the list.
+                    let want = delays[(k % 4) as usize];
+                    assert!(
+                        props.contains(&format!("TIMER_DELAY_MS\u{1}{want}\u{2}"))
+                            && props.contains("WAIT\u{1}true\u{2}"),
+                        "{props:?}"
+                    );
+                    assert_eq!(props.matches("TIMER_DELAY_MS").count(), 1, "{props:?}");
+                    if !filter.is_none() {
+                        // The filter's even/odd alternation per queue still holds.
+                        let even = props.contains("TAGS\u{1}even\u{2}");
+                        assert!(even || props.contains("TAGS\u{1}odd\u{2}"), "{props:?}");
+                        if let Some(prev) = last_even[queue as usize] {
+                            assert_ne!(even, prev, "producer {producer} n {n}");
+                        }
+                        last_even[queue as usize] = Some(even);
+                    }
+                    if consumers > 0 {
+                        assert_eq!(&cmd.body[..8], &42u64.to_be_bytes(), "stamped");
+                    }
+                }
+            }
+        }
+        // Every delay of the list is used, equally, by one producer.
+        let mut w = Workload::new(100);
+        w.timer_delays = "1s,2s,3s".parse().unwrap();
+        let t = SendTemplates::new(&w, 1).unwrap();
+        let mut per_delay = std::collections::BTreeMap::new();
+        for n in 0..96 {
+            let (idx, _) = t.pick(1, n);
+            let (cmd, _) = decode(t.frame(idx), DEFAULT_MAX_FRAME_BYTES)
+                .unwrap()
+                .unwrap();
+            let props = cmd.ext_fields.opt_str("i").unwrap().to_string();
+            *per_delay.entry(props).or_insert(0) += 1;
+        }
+        assert_eq!(per_delay.len(), 3, "{per_delay:?}");
+        assert!(per_delay.values().all(|&c| c == 32), "{per_delay:?}");
+        // Plain messages (the default) carry no timer property.
+        let t = SendTemplates::new(&Workload::new(10), 1).unwrap();
+        for i in 0..8 {
+            let (cmd, _) = decode(t.frame(i), DEFAULT_MAX_FRAME_BYTES)
+                .unwrap()
+                .unwrap();
+            assert_eq!(cmd.ext_fields.opt_str("i"), Some("WAIT\u{1}true\u{2}"));
+        }
     }
 
     #[test]

@@ -85,6 +85,28 @@ impl Allocator {
         self.inner.cv.notify_all();
     }
 
+    /// Forget the next file asked for and delete one made ahead (waiting for
+    /// one being made): the log is being cut back, and a file made for the
+    /// old end would be a gap in the log at the next open. The caller asks
+    /// for the new next file afterwards.
+    pub(super) fn discard(&self) -> Result<()> {
+        let mut st = self.inner.state.locked();
+        st.want = None;
+        while st.busy.is_some() && !st.stop {
+            st = self
+                .inner
+                .cv
+                .wait_timeout(st, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if let Some((_, Ok(made))) = st.ready.take() {
+            made.delete_file()?;
+            crate::fs::sync_dir(&self.inner.dir)?;
+        }
+        Ok(())
+    }
+
     /// The file starting at `offset`: pre-allocated if ready, awaited (at most
     /// 5 s) if being made, created inline otherwise.
     pub(super) fn take(&self, offset: u64) -> Result<Arc<MappedFile>> {

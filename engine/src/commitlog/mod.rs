@@ -3,6 +3,7 @@
 
 mod allocator;
 mod recover;
+mod truncate;
 
 use allocator::Allocator;
 
@@ -77,6 +78,17 @@ struct PutState {
 }
 
 impl PutState {
+    /// Replace the next queue offset of every queue.
+    fn set_queue_offsets(&mut self, table: HashMap<String, Vec<u64>>) {
+        self.last_id = None;
+        self.topic_ids.clear();
+        self.queue_offsets.clear();
+        for (id, (topic, offsets)) in table.into_iter().enumerate() {
+            self.topic_ids.insert(topic, id);
+            self.queue_offsets.push(offsets);
+        }
+    }
+
     fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
         let id = match self.last_id {
             Some(id) if self.last_topic == topic => id,
@@ -195,14 +207,7 @@ impl CommitLog {
 
     /// Set the next queue offset of every queue (after recovery).
     pub fn set_queue_offsets(&self, table: HashMap<String, Vec<u64>>) {
-        let mut st = self.put.locked();
-        st.last_id = None;
-        st.topic_ids.clear();
-        st.queue_offsets.clear();
-        for (id, (topic, offsets)) in table.into_iter().enumerate() {
-            st.topic_ids.insert(topic, id);
-            st.queue_offsets.push(offsets);
-        }
+        self.put.locked().set_queue_offsets(table);
     }
 
     /// Append `len` bytes of records (all for `topic`/`queue_id`) as one unit

@@ -184,6 +184,10 @@ pub const BROKER_KEYS: &[&str] = &[
     "enableScheduleAsyncDeliver",
     "scheduleAsyncDeliverMaxPendingLimit",
     "scheduleAsyncDeliverMaxResendNum2Blocked",
+    // RocketMQ 5 controller mode (automatic failover): the master-epoch file,
+    // read by the replication crate (`ferromq_replication::epoch`); default
+    // `<storePathRootDir>/epochFileCheckpoint`.
+    "storePathEpochFile",
 ];
 
 /// Keys from RocketMQ 3.x tutorials that 4.x brokers ignore, with what they meant and

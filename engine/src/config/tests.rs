@@ -546,11 +546,16 @@ fn unknown_key_warns_with_a_suggestion() {
 #[test]
 fn broker_keys_do_not_warn_and_stay_in_properties() {
     let text = "brokerClusterName=c\nbrokerName=b\nbrokerId=0\nnamesrvAddr=h:9876\n\
-                sendMessageThreadPoolNums=8\nhaListenPort=10912\nslaveReadEnable=true\n";
+                sendMessageThreadPoolNums=8\nhaListenPort=10912\nslaveReadEnable=true\n\
+                storePathEpochFile=/s/epochFileCheckpoint\n";
     let props = Properties::parse(text);
     let (_, w) = load(&props, Some("/s".into())).unwrap();
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(props.get("sendMessageThreadPoolNums"), Some("8"));
+    assert_eq!(
+        props.get("storePathEpochFile"),
+        Some("/s/epochFileCheckpoint")
+    );
     assert!(is_known_key("brokerName") && is_known_key("maxMessageSize"));
     assert!(is_known_key("mapedFileSizeCommitLog") && is_known_key("abortFile"));
     assert!(!is_known_key("maxMesageSize"));

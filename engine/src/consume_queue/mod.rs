@@ -518,6 +518,45 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Live truncation of the commitlog to `commit_log_offset`: remove the
+    /// units whose record is at or after it (a tail: units follow the log),
+    /// with the blank units among them, zeroed and synced
+    /// ([`MappedFileQueue::truncate_live`]); then correct the min offset
+    /// against `commit_log_min`. The queue's max offset becomes the queue
+    /// offset of the first unit removed. Returns how many units were removed.
+    /// Callers keep dispatch and repairs out meanwhile.
+    ///
+    /// # Errors
+    /// A failed delete, write or sync.
+    pub fn truncate_live(&self, commit_log_offset: u64, commit_log_min: u64) -> Result<u64> {
+        let max = self.max_offset();
+        let floor = self.first_file_offset();
+        let mut cut = max;
+        let mut q = max;
+        while q > floor {
+            match self.get(q - 1) {
+                Some(u) if u.commit_log_offset >= commit_log_offset => cut = q - 1,
+                Some(_) => break,
+                None => {} // a blank unit: look further back
+            }
+            q -= 1;
+        }
+        if cut == max {
+            return Ok(0);
+        }
+        self.queue.truncate_live(cut * CQ_UNIT_SIZE as u64)?;
+        let last_end = (floor..cut)
+            .rev()
+            .find_map(|q| self.get(q))
+            .map_or(0, |u| u.commit_log_offset + u.size as u64);
+        self.max_physic_offset.store(last_end, Ordering::Release);
+        if self.min_offset() > cut {
+            self.min_logic_offset.store(cut, Ordering::Release);
+        }
+        self.correct_min_offset(commit_log_min);
+        Ok(max - cut)
+    }
+
     /// The file holding `queue_offset` and the readable units from there to the
     /// end of that file: `(file, byte position in file, unit count)`.
     pub fn units_from(&self, queue_offset: u64) -> Option<(Arc<MappedFile>, usize, usize)> {

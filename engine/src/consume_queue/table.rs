@@ -51,6 +51,11 @@ impl CqTable {
         d
     }
 
+    /// The deleted topics: topic -> the commitlog end when it was deleted.
+    pub fn deleted(&self) -> HashMap<String, u64> {
+        self.deleted.read_locked().clone()
+    }
+
     /// Replace the deleted topics, dropping those whose records are all
     /// gone (`commit_log_min` past their end).
     pub fn set_deleted(&self, mut d: HashMap<String, u64>, commit_log_min: u64) {

@@ -8,6 +8,9 @@ use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 
+/// Bytes zeroed per `pwrite` by [`MappedFile::truncate_live`].
+const ZERO_CHUNK: usize = 1 << 20;
+
 impl MappedFile {
     /// Recovery only: set the write and flush positions to `pos` and zero
     /// `zero_len` bytes after it (a torn record), then sync that range.
@@ -28,6 +31,70 @@ impl MappedFile {
         *self.wrote_position.get_mut() = pos;
         *self.flushed_position.get_mut() = pos;
         *self.committed_position.get_mut() = pos;
+        Ok(())
+    }
+
+    /// Live truncation (a slave cutting its log back to where it agrees with a
+    /// new master): move the write, flush and commit positions back to `pos`
+    /// and zero the bytes from `pos` to the old write position through the
+    /// descriptor (`pwrite`, then `fdatasync`), so that a crash never brings
+    /// them back. Readers loading the write position from now on see only
+    /// `[0, pos)`; a reader that loaded it before may still hold a slice of
+    /// the zeroed range and see old bytes, zeros, or bytes appended after the
+    /// truncation, as with [`MappedFile::rewrite_via_fd`] (see the module
+    /// invariants). Appends wait for it (the write lock).
+    ///
+    /// # Errors
+    /// `pos` beyond the write position, a pool-mode file (its buffer holds
+    /// uncommitted bytes: only masters use the pool), or a failed write or sync.
+    pub fn truncate_live(&self, pos: usize) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let _w = self.write_lock.locked();
+        let _c = self.commit_lock.locked();
+        if self.pooled.load(Ordering::Acquire) {
+            return Err(Error::corruption(
+                &self.path,
+                pos as u64,
+                "live truncation of a transient-store-pool file (pool files serve masters only)",
+            ));
+        }
+        let old = self.wrote_position.load(Ordering::Acquire);
+        if pos > old {
+            return Err(Error::corruption(
+                &self.path,
+                pos as u64,
+                format!("truncation beyond the written bytes (written up to {old})"),
+            ));
+        }
+        if pos == old {
+            return Ok(());
+        }
+        self.wrote_position.store(pos, Ordering::Release);
+        self.flushed_position.fetch_min(pos, Ordering::AcqRel);
+        self.committed_position.fetch_min(pos, Ordering::AcqRel);
+        // A blank end record, if there was one, was after `pos`: gone.
+        self.fill_end.store(usize::MAX, Ordering::Release);
+        let hook = crate::io::hook_for(&self.path);
+        let zeros = vec![0u8; ZERO_CHUNK.min(old - pos)];
+        let io = |e| Error::io(format!("zeroing the truncated tail of {}", self.path.display()), e);
+        let mut at = pos;
+        while at < old {
+            let len = (old - at).min(zeros.len());
+            if let Some(h) = &hook {
+                h.before_sync(&self.path, at, len).map_err(io)?;
+            }
+            self.file.write_all_at(&zeros[..len], at as u64).map_err(io)?;
+            at += len;
+        }
+        self.sync_data()?;
+        if let Some(h) = &hook {
+            let mut at = pos;
+            while at < old {
+                let len = (old - at).min(zeros.len());
+                h.synced(&self.path, at, &zeros[..len]);
+                at += len;
+            }
+        }
         Ok(())
     }
 

@@ -12,6 +12,13 @@
 //!   there is at most one writer per file.
 //! - The mapping lives as long as the `MappedFile`; readers hold an `Arc` to it
 //!   (see [`MappedBytes`]), so memory is unmapped only after the last reader lets go.
+//! - The one exception to "never written again": a live truncation
+//!   ([`MappedFile::truncate_live`], a slave cutting its log back to where it
+//!   agrees with a new master) moves `wrote_position` back and zeroes the bytes
+//!   after it through the descriptor, never through the mapping; later appends
+//!   write there again. A reader that loaded the old position may see old
+//!   bytes, zeros or new bytes in that range (never unmapped memory): records
+//!   and consume-queue units are checked when read.
 //! - A deleted file still held past `destroyMapedFileIntervalForcibly` is released
 //!   by [`MappedFile::release_forcibly`]: its pages are replaced in place by an
 //!   anonymous zero mapping of the same address range (so the range stays valid

@@ -13,6 +13,8 @@
 //! - `shutdown.rs`: flushing everything and stopping.
 //! - `types.rs`: the public result, status and statistics types.
 //! - `repair.rs`: rebuilding damaged consume-queue stretches in place.
+//! - `truncate.rs`: cutting the commitlog back while the store runs (a slave
+//!   about to follow a new master), consume queues and index following.
 //! - this file: the store's state ([`MessageStore`], `StoreInner`) and the
 //!   dispatch service's loop.
 //!
@@ -37,6 +39,7 @@ use crate::error::Error;
 use crate::flush::{CommitLogFlusher, Fence, FlushPolicy};
 use crate::index::IndexService;
 use crate::retention::{CleanState, StoreEnv};
+use crate::sync::RwLockExt;
 use crate::topic::TopicTable;
 
 mod admin;
@@ -45,6 +48,7 @@ mod put;
 mod read;
 mod repair;
 mod shutdown;
+mod truncate;
 mod types;
 
 use open::{LoadedQueues, OpenedLog};
@@ -52,9 +56,9 @@ use open::{LoadedQueues, OpenedLog};
 pub(crate) use open::{CQ_MANIFEST, CQ_MIN_MANIFEST};
 
 pub use types::{
-    CommitLogRecovery, GetResult, GetStatus, MessageFilter, PutCallback, PutResult, PutStatus,
-    QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter, StoreStats,
-    StoredMessage,
+    CommitLogRecovery, GetResult, GetStatus, LogTruncation, MessageFilter, PutCallback, PutResult,
+    PutStatus, QueryResult, RecordFilter, RecoveryReport, ReplicaCallback, ReplicaWaiter,
+    StoreStats, StoredMessage,
 };
 
 /// A consume-queue manifest: per topic, per queue id, a queue offset (see
@@ -115,6 +119,10 @@ pub(crate) struct StoreInner {
     /// keeps the abort marker, so the next open re-dispatches from there.
     pub(crate) cq_flush_failed: Mutex<Option<String>>,
     pub(crate) cq_flush_log: crate::dispatch::LogLimiter,
+    /// Read-held by each dispatch pass, consume-queue flush pass, clean pass
+    /// and consume-queue repair; write-held by a live truncation of the
+    /// commitlog (see `truncate`), which so sees none of them half done.
+    pub(crate) log_gate: std::sync::RwLock<()>,
 }
 
 /// An embedded RocketMQ-style message store.
@@ -191,12 +199,15 @@ impl StoreInner {
     fn run_dispatch(&self) {
         while !self.stopping.load(Ordering::Acquire) {
             self.learn_dispatched_topics();
-            match self.dispatcher.dispatch_available(
+            let gate = self.log_gate.read_locked();
+            let dispatched = self.dispatcher.dispatch_available(
                 &self.commitlog,
                 &self.cqs,
                 self.index.as_ref(),
                 &self.arrivals,
-            ) {
+            );
+            drop(gate);
+            match dispatched {
                 Ok(n) => {
                     self.dispatcher.note_ok();
                     if n == 0 {
@@ -268,6 +279,7 @@ impl StoreInner {
             recovery: log.report,
             cq_flush_failed: Mutex::new(None),
             cq_flush_log: crate::dispatch::LogLimiter::new(Duration::from_secs(10)),
+            log_gate: std::sync::RwLock::new(()),
         }
     }
 }

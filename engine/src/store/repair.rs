@@ -237,9 +237,14 @@ impl StoreInner {
 
     /// [`StoreInner::repair_units`] with the queue marked busy.
     fn repair_units_busy(&self, cq: &ConsumeQueue, bad: u64, bounds: Bounds) -> Repair {
+        // No live truncation meanwhile (it may cut the units and records here).
+        let _gate = crate::sync::RwLockExt::read_locked(&self.log_gate);
         let (min, max) = (cq.min_offset(), cq.max_offset());
         if bad < min {
             return Repair::Done; // retention took it meanwhile
+        }
+        if bad >= max {
+            return Repair::Done; // a live truncation cut it meanwhile
         }
         if let Some(u) = cq.raw_unit(bad).and_then(|b| CqUnit::decode(&b)) {
             if self.unit_intact(cq, bad, &u) {

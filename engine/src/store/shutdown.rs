@@ -69,10 +69,13 @@ impl MessageStore {
             // Commit what the pool holds first, so it is dispatched and flushed below.
             keep!(s.commitlog.commit(0).map(|_| ()));
         }
-        keep!(s
-            .dispatcher
-            .dispatch_available(&s.commitlog, &s.cqs, s.index.as_ref(), &s.arrivals)
-            .map(|_| ()));
+        {
+            let _gate = crate::sync::RwLockExt::read_locked(&s.log_gate);
+            keep!(s
+                .dispatcher
+                .dispatch_available(&s.commitlog, &s.cqs, s.index.as_ref(), &s.arrivals)
+                .map(|_| ()));
+        }
         keep!(s.flusher.flush(&s.commitlog.queue, 0).map(|_| ()));
         keep!(s.flush_consume_queues(0));
         if let Some(why) = s.cq_flush_failed.locked().clone() {

@@ -345,3 +345,20 @@ pub struct StoreStats {
     /// that were rebuilt from the commitlog in place.
     pub consume_queue_units_repaired: u64,
 }
+
+/// What [`MessageStore::truncate_commit_log`](super::MessageStore::truncate_commit_log) cut.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogTruncation {
+    /// The new end of the commitlog (the offset asked for).
+    pub offset: u64,
+    /// The end of the commitlog before.
+    pub old_max_offset: u64,
+    /// Commitlog files deleted (those after the one holding `offset`).
+    pub commit_log_files_removed: usize,
+    /// Consume queues that lost units.
+    pub consume_queues_truncated: usize,
+    /// Consume-queue units removed, over every queue.
+    pub consume_queue_units_removed: u64,
+    /// How long it took.
+    pub millis: u64,
+}

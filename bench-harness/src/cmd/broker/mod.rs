@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::JsonFlag;
 use crate::error::{BenchError, Result};
-use crate::proc_cpu::{broker_pid, CpuMeter};
+use crate::proc_cpu::{broker_pid, process_memory, CpuMeter, ProcMemory};
 use crate::results::LatencySummary;
 use crate::store::parse_bytes;
 use crate::target::broker::{
@@ -25,7 +25,8 @@ use crate::target::consumer::{
 };
 use crate::target::null_broker::NullBroker;
 use crate::workload::{
-    Arrivals, Filter, OpenLoop, Workload, DEFAULT_PULL_BATCH, DEFAULT_SUSPEND_MS,
+    parse_timer_delays, Arrivals, Filter, OpenLoop, TimerDelays, Workload, DEFAULT_PULL_BATCH,
+    DEFAULT_SUSPEND_MS,
 };
 
 /// Longest fill of the drain workload (`--drain N`): a fill that takes longer
@@ -126,6 +127,21 @@ pub struct LoadArgs {
     /// default): untagged messages, subscription `*`.
     #[arg(long, value_enum, default_value_t = Filter::None)]
     pub filter: Filter,
+    /// Send RocketMQ 5 timer messages: every message carries the property
+    /// `TIMER_DELAY_MS` with one of these delays, round-robin over the list
+    /// (mixed delays), e.g. `10s,90s,10m,1h` (units ms, s, m, h; `,` or `/`
+    /// between them). The broker holds each message until it is due, so
+    /// consumers (`--consumers`) see only those that fall due during the
+    /// run, and their send->consume includes the delay; the figure that
+    /// counts is send msgs/s. Not with `--batch` > 1, `--drain` or
+    /// `--transactional`. `none` (the default): plain messages.
+    #[arg(
+        long = "timer-delays",
+        value_name = "LIST",
+        default_value = "none",
+        value_parser = parse_timer_delays
+    )]
+    pub timer_delays: TimerDelays,
     /// The drain workload: the producers fill the topic with N messages (as
     /// fast as they can), then the consumers (`--consumers`, 1 when not given)
     /// empty it from where the fill began; the report gives the drain rate
@@ -171,6 +187,7 @@ impl Default for LoadArgs {
             pull_batch: DEFAULT_PULL_BATCH,
             suspend_ms: DEFAULT_SUSPEND_MS,
             filter: Filter::None,
+            timer_delays: TimerDelays::default(),
             drain: None,
             access_key: None,
             secret_key: None,
@@ -220,6 +237,7 @@ impl LoadArgs {
         }
         w.suspend_ms = self.suspend_ms;
         w.filter = self.filter;
+        w.timer_delays = self.timer_delays.clone();
         if let Some(n) = self.drain {
             w.drain = Some(n);
             w.consumers = self.consumers.max(1);
@@ -268,6 +286,12 @@ pub struct LoadFigures {
     /// machine and could be found by its listening port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_cpu_ns_per_msg: Option<f64>,
+    /// The broker process's resident memory (VmRSS, RssAnon) when the
+    /// measured sends ended, where it runs on this machine and could be
+    /// found by its listening port. With timer messages every message sent
+    /// and not yet due is pending in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_memory: Option<ProcMemory>,
     /// The drain workload (`--drain N`): how fast the consumers emptied the
     /// topic the producers filled (the figures above are the fill's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -428,6 +452,7 @@ impl LoadFigures {
                 .broker_cpu
                 .filter(|_| r.messages > 0)
                 .map(|d| d.as_nanos() as f64 / r.messages as f64),
+            broker_memory: m.broker_memory,
             drain: m.consume.as_ref().and_then(|c| {
                 let body = if r.messages > 0 {
                     r.bytes as f64 / r.messages as f64
@@ -534,7 +559,10 @@ pub fn warm_and_measure(
         if let Some(c) = &consumers {
             c.measure_from_now();
         }
-        let m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
+        let mut m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
+        // The end of the send phase: with timer messages, every one sent is
+        // still pending (unless its delay already passed).
+        m.broker_memory = broker_pid.and_then(process_memory);
         Ok((m, cpu0, broker0))
     })();
     let (mut m, cpu0, broker0) = match measured {
@@ -581,6 +609,7 @@ fn fill_and_drain(
     let broker0 = broker_pid.and_then(CpuMeter::start);
     let mut m = rt.block_on(drive(addr, workload, templates, Arc::clone(stop)))?;
     m.broker_cpu = broker0.and_then(|b| b.used());
+    m.broker_memory = broker_pid.and_then(process_memory);
     let fill_cpu = process_cpu_time().saturating_sub(cpu0);
     let drain_cpu0 = process_cpu_time();
     let drain_broker0 = broker_pid.and_then(CpuMeter::start);
@@ -669,6 +698,11 @@ pub fn run_broker(args: &BrokerArgs) -> Result<i32> {
         rt.block_on(create_topic(&addr, &workload))?;
     }
     if args.transactional {
+        if !workload.timer_delays.is_empty() {
+            return Err(BenchError::new(
+                "--transactional sends plain and half messages: leave --timer-delays out",
+            ));
+        }
         if workload.credentials.is_some() {
             return Err(BenchError::new(
                 "--transactional does not sign its requests yet: leave --access-key out",
@@ -822,6 +856,130 @@ mod tests {
     }
 
     #[test]
+    fn timer_delays_flag_reaches_the_workload_and_bad_lists_are_clap_errors() {
+        let plain = Cli::try_parse_from(["broker"]).unwrap().load;
+        assert!(plain.timer_delays.is_empty());
+        assert!(plain.workload().unwrap().timer_delays.is_empty());
+        let l = Cli::try_parse_from(["broker", "--timer-delays", "10s,90s,10m,1h"])
+            .unwrap()
+            .load;
+        assert_eq!(
+            l.workload().unwrap().timer_delays.ms(),
+            &[10_000, 90_000, 600_000, 3_600_000]
+        );
+        let l = Cli::try_parse_from(["broker", "--timer-delays=none"])
+            .unwrap()
+            .load;
+        assert_eq!(l, LoadArgs::default());
+        for (bad, why) in [
+            ("10", "no unit"),
+            ("10s,,1h", "empty entry"),
+            ("3x", "unknown unit"),
+            ("0ms", "above 0"),
+        ] {
+            let e = Cli::try_parse_from(["broker", "--timer-delays", bad])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("--timer-delays") && msg.contains(why),
+                "{bad}: {msg}"
+            );
+        }
+        // Batches and the drain are refused with timer messages.
+        let l = Cli::try_parse_from(["broker", "--timer-delays", "10s", "--batch", "8"])
+            .unwrap()
+            .load;
+        assert!(l.workload().unwrap_err().message().contains("--batch"));
+        let l = Cli::try_parse_from(["broker", "--timer-delays", "10s", "--drain", "1000"])
+            .unwrap()
+            .load;
+        assert!(l.workload().unwrap_err().message().contains("--drain"));
+    }
+
+    #[test]
+    fn timer_runs_and_broker_memory_reach_the_text_and_the_json() {
+        let mut w = Workload::new(10);
+        w.timer_delays = "10s,90s,10m,1h".parse().unwrap();
+        let hist = crate::workload::new_latency_histogram().unwrap();
+        let mut run = crate::workload::RunMeasurement::empty(&w, Duration::from_secs(1), hist);
+        run.messages = 1000;
+        let m = BrokerMeasurement {
+            run,
+            acks_per_bucket: Vec::new(),
+            consumable: 0,
+            consume: None,
+            open_loop: None,
+            broker_cpu: None,
+            broker_memory: Some(ProcMemory {
+                pid: 42,
+                vm_rss_kib: 2048,
+                rss_anon_kib: 1536,
+                vm_hwm_kib: None,
+            }),
+        };
+        let f = LoadFigures::new(&m, Duration::ZERO);
+        let text = report::text("broker x", &w, &f, false);
+        assert!(
+            text.contains(
+                "timer messages (TIMER_DELAY_MS 10s,90s,10m,1h round-robin, held by the broker until due)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "broker memory at the end of the sends: VmRSS 2.0 MiB  RssAnon 1.5 MiB (pid 42)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("timer messages pending then: up to 1000"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        report::json_line(&mut out, "x", "a", &w, ("figures", &f), Instant::now()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v["workload"]["timer_delays_ms"],
+            serde_json::json!([10_000, 90_000, 600_000, 3_600_000])
+        );
+        assert_eq!(v["figures"]["broker_memory"]["rss_anon_kib"], 1536);
+        assert_eq!(v["figures"]["broker_memory"]["vm_rss_kib"], 2048);
+        // Consumers with timer messages: the report says they see them only when due.
+        let mut c = f.clone();
+        c.consume = Some(ConsumeFigures {
+            consumers: 1,
+            consumed: 7,
+            msgs_per_sec: 7.0,
+            latency_us: f.latency_us,
+            errors: 0,
+            first_error: None,
+            drained: true,
+            drain_seconds: 0.0,
+        });
+        let text = report::text("broker x", &w, &c, false);
+        assert!(
+            text.contains("7 msgs received (timer messages: consumers see them only when due")
+                && text.contains("shortest delay 10s")
+                && !text.contains("all acknowledged"),
+            "{text}"
+        );
+        // Plain messages: no timer words, and no memory line without a figure.
+        let plain = Workload::new(10);
+        let f = LoadFigures {
+            broker_memory: None,
+            ..f
+        };
+        let text = report::text("broker x", &plain, &f, false);
+        assert!(!text.contains("timer") && !text.contains("VmRSS"), "{text}");
+        assert!(serde_json::to_value(&f)
+            .unwrap()
+            .get("broker_memory")
+            .is_none());
+    }
+
+    #[test]
     fn open_loop_figures_reach_the_json_and_the_text() {
         let mut w = Workload::new(10);
         w.open_loop = Some(OpenLoop {
@@ -846,6 +1004,7 @@ mod tests {
                 lateness,
             }),
             broker_cpu: None,
+            broker_memory: None,
         };
         let f = LoadFigures::new(&m, Duration::ZERO);
         let v = serde_json::to_value(&f).unwrap();

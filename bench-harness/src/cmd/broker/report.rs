@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use super::{DrainFigures, LoadFigures, OpenLoopFigures};
 use crate::error::{BenchError, Result};
+use crate::proc_cpu::ProcMemory;
 use crate::target::open_loop::LATE_NS;
 use crate::txn::TxnComparison;
-use crate::workload::Workload;
+use crate::workload::{format_delay_ms, Workload, TIMER_DELAY_MS_PROPERTY};
 
 /// The `--json` line: the target, its address, the workload, what was
 /// measured under `key`, and the wall seconds since `started`.
@@ -41,7 +42,7 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{target}: {} producers x inflight {} x batch {}, {} B\n  \
+        "{target}: {} producers x inflight {} x batch {}, {} B{}\n  \
          {:.0} msgs/s  {:.1} MB/s  over {:.2} s ({} msgs, {} errors)\n  \
          send->ack p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  max {:.1} µs\n  \
          client CPU {:.0} ns/msg{}",
@@ -49,6 +50,7 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
         workload.inflight,
         workload.batch,
         workload.size_bytes,
+        timer_suffix(workload),
         f.msgs_per_sec,
         f.mb_per_sec,
         f.seconds,
@@ -77,6 +79,9 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
             "  broker CPU {b:.0} ns/msg (its process, over the measurement)"
         );
     }
+    if let Some(m) = &f.broker_memory {
+        let _ = writeln!(s, "{}", memory_line(m, workload, f.messages));
+    }
     if let Some(o) = &f.open_loop {
         s.push_str(&open_loop_text(o));
     }
@@ -96,6 +101,14 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
             c.consumers,
             c.consumed,
             match (c.drained, workload.filter.is_none()) {
+                _ if !workload.timer_delays.is_empty() => format!(
+                    "timer messages: consumers see them only when due, so these are the ones due within the run \
+                     (shortest delay {}) and send->consume includes the delay",
+                    workload
+                        .timer_delays
+                        .min_ms()
+                        .map_or_else(String::new, format_delay_ms)
+                ),
                 (true, true) => "all acknowledged".to_string(),
                 (true, false) => format!(
                     "all acknowledged of the even half, filter {} `{}`",
@@ -126,6 +139,39 @@ pub(super) fn text(target: &str, workload: &Workload, f: &LoadFigures, null: boo
             l.p50_us,
             l.p99_us,
             l.max_us,
+        );
+    }
+    s
+}
+
+/// `, timer messages (...)` after the workload of the first line when the
+/// run sent timer messages (`--timer-delays`), else nothing.
+pub(crate) fn timer_suffix(workload: &Workload) -> String {
+    if workload.timer_delays.is_empty() {
+        return String::new();
+    }
+    format!(
+        ", timer messages ({TIMER_DELAY_MS_PROPERTY} {} round-robin, held by the broker until due)",
+        workload.timer_delays
+    )
+}
+
+/// The broker's memory when the sends ended; with timer messages, how many
+/// were pending then (at most: every one acknowledged, less any already due).
+pub(crate) fn memory_line(m: &ProcMemory, workload: &Workload, acked: u64) -> String {
+    let mib = |k: u64| k as f64 / 1024.0;
+    let mut s = format!(
+        "  broker memory at the end of the sends: VmRSS {:.1} MiB  RssAnon {:.1} MiB{} (pid {})",
+        mib(m.vm_rss_kib),
+        mib(m.rss_anon_kib),
+        m.vm_hwm_kib
+            .map_or_else(String::new, |h| format!("  VmHWM {:.1} MiB", mib(h))),
+        m.pid
+    );
+    if !workload.timer_delays.is_empty() {
+        let _ = write!(
+            s,
+            "\n  timer messages pending then: up to {acked} (the measured sends; warm-up sends and earlier runs add to them) less those already due"
         );
     }
     s

@@ -94,7 +94,8 @@ pub struct CompareArgs {
     /// producers, size, inflight, batch, queues, consumers, rate (msgs/s
     /// offered, open loop; 0 = closed loop), drain (messages to fill, then
     /// drain; 0 = none), pull-batch, suspend-ms, filter (none, tag, sql92;
-    /// see `broker --filter`).
+    /// see `broker --filter`), timer-delays (`none` or delays separated by
+    /// `/`, e.g. `timer-delays=none,10s/90s/10m/1h`; see `broker --timer-delays`).
     #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_workload_param)]
     pub params: Vec<(String, Vec<String>)>,
     /// Passes over all points, each running A then B at every point.

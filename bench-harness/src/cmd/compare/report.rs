@@ -454,9 +454,12 @@ fn runs_table(r: &CompareReport) -> String {
             "p99 ms",
             "send->consume p99 ms",
             "errors",
+            "broker VmRSS MiB",
+            "broker RssAnon MiB",
         ],
-        "rrrlrrrr",
+        "rrrlrrrrrr",
     );
+    let mib = |k: u64| format!("{:.1}", k as f64 / 1024.0);
     for run in &r.runs {
         let name = if run.target == "a" { &r.a.0 } else { &r.b.0 };
         t.row([
@@ -471,9 +474,23 @@ fn runs_table(r: &CompareReport) -> String {
                 |c| format!("{:.3}", c.latency_us.p99 / 1000.0),
             ),
             run.figures.errors.to_string(),
+            run.figures
+                .broker_memory
+                .map_or_else(|| "-".into(), |m| mib(m.vm_rss_kib)),
+            run.figures
+                .broker_memory
+                .map_or_else(|| "-".into(), |m| mib(m.rss_anon_kib)),
         ]);
     }
-    t.finish()
+    let mut s = t.finish();
+    if r.runs.iter().any(|run| run.figures.broker_memory.is_some()) {
+        s.push_str(
+            "\nBroker VmRSS and RssAnon (`/proc/<pid>/status`) are read when the run's \
+             measured sends end; a broker the harness did not start on this machine has none. \
+             They grow over the passes as the store does; RssAnon leaves the mapped files out.\n",
+        );
+    }
+    s
 }
 
 /// Write the report folder `<stamp>-<host>-<name>/` under `out`.

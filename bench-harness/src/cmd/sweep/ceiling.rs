@@ -443,6 +443,7 @@ mod tests {
                 unsent,
             }),
             broker_cpu_ns_per_msg: None,
+            broker_memory: None,
             drain: None,
             loopback: Vec::new(),
         }

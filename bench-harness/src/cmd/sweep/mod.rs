@@ -53,6 +53,7 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "pull-batch",
     "suspend-ms",
     "filter",
+    "timer-delays",
 ];
 
 /// Slaves a broker point may have at most (`--param slaves=0,1`).
@@ -87,7 +88,9 @@ pub struct SweepArgs {
     /// A swept key with its values, `KEY=V1,V2,...` (repeatable): a broker or
     /// store key (RocketMQ's name) or a workload key (producers, size, inflight, batch,
     /// queues, consumers, slaves, rate: msgs/s offered, open loop; 0 = closed loop;
-    /// drain, pull-batch, suspend-ms, filter: none, tag or sql92, see `broker --filter`).
+    /// drain, pull-batch, suspend-ms, filter: none, tag or sql92, see `broker --filter`;
+    /// timer-delays: `none` or delays separated by `/`, e.g. `none,10s/90s/10m/1h`,
+    /// see `broker --timer-delays`).
     #[arg(long = "param", value_name = "KEY=V1,V2", value_parser = parse_param, required_unless_present = "find_knee")]
     pub params: Vec<(String, Vec<String>)>,
     /// A fixed broker or store setting for every point (repeatable).
@@ -326,6 +329,12 @@ pub fn point_workload(base: &LoadArgs, point: &Point) -> Result<Workload> {
             "pull-batch" => l.pull_batch = v.parse().map_err(|_| bad())?,
             "suspend-ms" => l.suspend_ms = v.parse().map_err(|_| bad())?,
             "filter" => l.filter = v.parse().map_err(|_| bad())?,
+            // Delays separated by `/` (the `,` separates the points), or `none`.
+            "timer-delays" => {
+                l.timer_delays = v
+                    .parse()
+                    .map_err(|e: BenchError| BenchError::new(format!("{k}={v}: {}", e.message())))?
+            }
             _ => {}
         }
     }
@@ -505,6 +514,7 @@ fn run_store_point(
             consume: None,
             open_loop: None,
             broker_cpu: None,
+            broker_memory: None,
         },
         cpu,
     ))
@@ -1047,5 +1057,40 @@ mod tests {
         assert!(point_workload(&base, &point("fast")).is_err());
         assert!(point_workload(&base, &point("-1")).is_err());
         assert!(point_settings(&[], &point("5000")).is_empty());
+    }
+
+    #[test]
+    fn timer_delays_is_a_workload_key_with_slash_separated_delays() {
+        let (k, vals) = parse_param("timer-delays=none,10s/90s/10m/1h").unwrap();
+        assert_eq!((k.as_str(), vals.len()), ("timer-delays", 2));
+        let pts = points(&[(k, vals)]);
+        let ws: Vec<Workload> = pts
+            .iter()
+            .map(|p| point_workload(&LoadArgs::default(), p).unwrap())
+            .collect();
+        assert!(ws[0].timer_delays.is_empty());
+        assert_eq!(
+            ws[1].timer_delays.ms(),
+            &[10_000, 90_000, 600_000, 3_600_000]
+        );
+        let bad = Point {
+            index: 0,
+            values: vec![("timer-delays".into(), "10".into())],
+        };
+        let e = point_workload(&LoadArgs::default(), &bad).unwrap_err();
+        assert!(e.message().contains("timer-delays=10") && e.message().contains("no unit"));
+        // The report's workload line says the base run sent timer messages.
+        let base = LoadArgs {
+            timer_delays: "30m,1h".parse().unwrap(),
+            ..LoadArgs::default()
+        };
+        let line = crate::sweep_report::BaseWorkload::of(&base).line(1.0, 10.0);
+        assert!(
+            line.contains("timer messages: every send carries TIMER_DELAY_MS = one of 30m,1h"),
+            "{line}"
+        );
+        assert!(!crate::sweep_report::BaseWorkload::of(&LoadArgs::default())
+            .line(1.0, 10.0)
+            .contains("timer"));
     }
 }

@@ -124,6 +124,14 @@ pub struct BaseWorkload {
     /// `--rate` and `--arrivals` (open loop); `None`: closed loop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<crate::workload::OpenLoop>,
+    /// `--timer-delays` (ms): timer messages, one delay per send
+    /// round-robin; empty: plain messages.
+    #[serde(
+        default,
+        rename = "timer_delays_ms",
+        skip_serializing_if = "crate::workload::TimerDelays::is_empty"
+    )]
+    pub timer_delays: crate::workload::TimerDelays,
 }
 
 impl BaseWorkload {
@@ -140,6 +148,7 @@ impl BaseWorkload {
                 rate,
                 arrivals: load.arrivals,
             }),
+            timer_delays: load.timer_delays.clone(),
         }
     }
 
@@ -155,6 +164,14 @@ impl BaseWorkload {
                 "; open loop: {:.0} msgs/s offered ({} arrivals) unless a point sets `rate`, latency from each message's intended send time",
                 o.rate,
                 o.arrivals.as_str()
+            );
+        }
+        if !self.timer_delays.is_empty() {
+            let _ = write!(
+                s,
+                "; timer messages: every send carries {} = one of {} round-robin (the broker holds them until due; consumers see them only then) unless a point sets `timer-delays`",
+                crate::workload::TIMER_DELAY_MS_PROPERTY,
+                self.timer_delays
             );
         }
         s
