@@ -229,20 +229,31 @@ fn three_controllers_register_elect_fail_over_and_survive_a_leader_kill() {
     let mut procs: Vec<Option<Proc>> = (0..3)
         .map(|i| Some(start_controller(dir.path(), &ports, i)))
         .collect();
-    let leader = leader_port(&ports);
-    let follower = *ports.iter().find(|&&p| p != leader).unwrap();
+    let mut leader = leader_port(&ports);
+    let mut follower = *ports.iter().find(|&&p| p != leader).unwrap();
 
-    // A follower names the leader.
+    // A follower names the leader (once it has heard from it: a new
+    // leader's first heartbeat may still be on its way).
     let req = RemotingCommand::request(rc::CONTROLLER_GET_NEXT_BROKER_ID)
         .with_ext("clusterName", CLUSTER)
         .with_ext("brokerName", GROUP);
-    let r = try_call(follower, &req).expect("follower answers");
-    assert_eq!(r.code, code::CONTROLLER_NOT_LEADER, "{r:?}");
-    assert_eq!(
-        port_in(r.remark.as_deref().unwrap_or("")),
-        Some(leader),
-        "{r:?}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = try_call(follower, &req).expect("follower answers");
+        assert_eq!(r.code, code::CONTROLLER_NOT_LEADER, "{r:?}");
+        if let Some(named) = port_in(r.remark.as_deref().unwrap_or("")) {
+            leader = leader_port(&ports);
+            if named == leader {
+                break;
+            }
+            follower = *ports.iter().find(|&&p| p != leader).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower names no leader: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Metadata from any controller.
     let meta = try_call(
         follower,
