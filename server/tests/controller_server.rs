@@ -410,6 +410,10 @@ fn bad_input_gets_rocketmq_codes_and_a_bad_frame_closes_only_its_connection() {
         r.code,
         ferromq_server::remoting::response::REQUEST_CODE_NOT_SUPPORTED
     );
+    let r = try_call(port, &RemotingCommand::request(rc::GET_CONTROLLER_CONFIG)).unwrap();
+    assert_eq!(r.code, code::SUCCESS);
+    let text = String::from_utf8(r.body).unwrap();
+    assert!(text.contains("scanNotActiveBrokerInterval=1000"), "{text}");
     // Register into a group nobody applied to.
     let register = |cluster: &str, group: &str, id: u64| {
         RemotingCommand::request(rc::CONTROLLER_REGISTER_BROKER)

@@ -29,6 +29,8 @@ pub struct ControllerHandler {
     node: Arc<ControllerNode>,
     config: ControllerConfig,
     group: String,
+    /// The effective configuration, for `GET_CONTROLLER_CONFIG`.
+    properties: String,
     heartbeats: Mutex<HeartbeatTable>,
     /// Serializes the leader's state-changing requests.
     writes: tokio::sync::Mutex<()>,
@@ -46,6 +48,7 @@ impl ControllerHandler {
             node,
             config: cfg.state_machine(),
             group: cfg.group.clone(),
+            properties: cfg.to_properties(),
             heartbeats: Mutex::new(HeartbeatTable::new()),
             writes: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
@@ -62,6 +65,10 @@ impl ControllerHandler {
         let result = match req.code {
             rc::BROKER_HEARTBEAT => Ok(self.heartbeat(f)),
             rc::CONTROLLER_GET_METADATA_INFO => Ok(self.metadata()),
+            // Any controller answers with its own settings, as RocketMQ does.
+            rc::GET_CONTROLLER_CONFIG => {
+                Ok(RemotingCommand::success().with_body(self.properties.clone().into_bytes()))
+            }
             rc::CONTROLLER_GET_NEXT_BROKER_ID => match get_next_broker_id(f) {
                 Ok(r) => Ok(self
                     .execute(false, |m, _| decided(m.get_next_broker_id(&r)))

@@ -29,8 +29,10 @@
 //!
 //! Not yet: notifying brokers of a role change (`notifyBrokerRoleChanged`;
 //! brokers learn it when they next register or ask for the replica info),
-//! forgetting a broker's heartbeat when its connection closes, the config
-//! requests (`UPDATE_CONTROLLER_CONFIG`, `GET_CONTROLLER_CONFIG`).
+//! forgetting a broker's heartbeat when its connection closes
+//! (`onBrokerChannelClose`), changing the settings at run time
+//! (`UPDATE_CONTROLLER_CONFIG` answers `REQUEST_CODE_NOT_SUPPORTED`;
+//! `GET_CONTROLLER_CONFIG` answers the effective settings).
 
 mod config;
 mod handler;
