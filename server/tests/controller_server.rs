@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,12 +70,15 @@ fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
     p
 }
 
-/// One request on a new connection; `None` when the controller cannot be
-/// reached or hangs up.
-fn try_call(port: u16, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let mut s =
+fn connect(port: u16) -> Option<TcpStream> {
+    let s =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    Some(s)
+}
+
+/// One request on `s`; `None` when the controller hangs up.
+fn call_on(s: &mut TcpStream, req: &RemotingCommand) -> Option<RemotingCommand> {
     let mut req = req.clone();
     req.opaque = 7;
     s.write_all(&encode(&req).unwrap()).ok()?;
@@ -86,6 +89,12 @@ fn try_call(port: u16, req: &RemotingCommand) -> Option<RemotingCommand> {
     let resp = decode_frame(&frame).ok()?;
     assert_eq!(resp.opaque, 7);
     Some(resp)
+}
+
+/// One request on a new connection; `None` when the controller cannot be
+/// reached or hangs up.
+fn try_call(port: u16, req: &RemotingCommand) -> Option<RemotingCommand> {
+    call_on(&mut connect(port)?, req)
 }
 
 fn port_in(remark: &str) -> Option<u16> {
@@ -169,27 +178,52 @@ fn heartbeat(id: u64, epoch: i32, max_offset: i64) -> RemotingCommand {
         .with_ext("electionPriority", 0)
 }
 
-/// Heartbeats of brokers 1..=3 to every controller every 300 ms, each
-/// broker's until its flag turns false; all end at `stop` or after 120 s.
+/// A broker's heartbeat: beating, silent (its connections stay open) or
+/// gone (its connections closed, as when a broker process dies).
+const BEATING: u8 = 0;
+const SILENT: u8 = 1;
+const GONE: u8 = 2;
+
+/// Heartbeats of brokers 1..=3 to every controller every 300 ms, each on
+/// its own persistent connection per controller (as RocketMQ brokers keep
+/// one), reconnecting after a failure; all end at `stop` or after 120 s.
 struct Heartbeats {
-    alive: Vec<Arc<AtomicBool>>,
+    state: Vec<Arc<AtomicU8>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Heartbeats {
     fn start(ports: Vec<u16>) -> Heartbeats {
-        let alive: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(true))).collect();
+        let state: Vec<Arc<AtomicU8>> = (0..3).map(|_| Arc::new(AtomicU8::new(BEATING))).collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (alive.clone(), stop.clone());
+        let (st, s) = (state.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
+            let mut conns: Vec<Vec<Option<TcpStream>>> = (0..3)
+                .map(|_| ports.iter().map(|_| None).collect())
+                .collect();
             let end = Instant::now() + Duration::from_secs(120);
             while !s.load(Ordering::Relaxed) && Instant::now() < end {
-                for (i, flag) in a.iter().enumerate() {
-                    if flag.load(Ordering::Relaxed) {
-                        let id = i as u64 + 1;
-                        for &p in &ports {
-                            let _ = try_call(p, &heartbeat(id, 1, 100 * id as i64));
+                for (i, flag) in st.iter().enumerate() {
+                    match flag.load(Ordering::Relaxed) {
+                        BEATING => {}
+                        SILENT => continue,
+                        _ => {
+                            conns[i].iter_mut().for_each(|c| *c = None);
+                            continue;
+                        }
+                    }
+                    let id = i as u64 + 1;
+                    for (j, &p) in ports.iter().enumerate() {
+                        let req = heartbeat(id, 1, 100 * id as i64);
+                        if conns[i][j].is_none() {
+                            conns[i][j] = connect(p);
+                        }
+                        let Some(c) = conns[i][j].as_mut() else {
+                            continue;
+                        };
+                        if call_on(c, &req).is_none() {
+                            conns[i][j] = None;
                         }
                     }
                 }
@@ -197,10 +231,14 @@ impl Heartbeats {
             }
         });
         Heartbeats {
-            alive,
+            state,
             stop,
             thread: Some(thread),
         }
+    }
+
+    fn set(&self, broker_id: u64, state: u8) {
+        self.state[broker_id as usize - 1].store(state, Ordering::Relaxed);
     }
 }
 
@@ -348,7 +386,7 @@ fn three_controllers_register_elect_fail_over_and_survive_a_leader_kill() {
     assert_eq!(info["inSyncReplicas"].as_array().unwrap().len(), 3);
 
     // The master stops heartbeating: a SyncStateSet member takes over.
-    hb.alive[0].store(false, Ordering::Relaxed);
+    hb.set(1, SILENT);
     let stopped = Instant::now();
     let bound = Duration::from_millis(SCAN_MS + HB_TIMEOUT_MS + 4000);
     let new_master = loop {
@@ -371,6 +409,44 @@ fn three_controllers_register_elect_fail_over_and_survive_a_leader_kill() {
     // Broker 3 reported the larger max offset.
     assert_eq!(new_master, 3, "the replica with the largest offset wins");
     eprintln!("new master {new_master} elected {failover:?} after the master's heartbeats stopped");
+
+    // The new master reports broker 2 in sync; then its connections close
+    // (a dead broker's do): broker 2 takes over at once, long before the
+    // heartbeat timeout.
+    let (r, _) = call_leader(&ports, leader, &replica_info);
+    let set_epoch = body_json(&r)["syncStateSetEpoch"].as_i64().unwrap() as i32;
+    let alter3 = RemotingCommand::request(rc::CONTROLLER_ALTER_SYNC_STATE_SET)
+        .with_ext("brokerName", GROUP)
+        .with_ext("masterBrokerId", 3)
+        .with_ext("masterEpoch", 2)
+        .with_body(
+            serde_json::to_vec(&serde_json::json!({
+                "syncStateSet": [2, 3], "syncStateSetEpoch": set_epoch
+            }))
+            .unwrap(),
+        );
+    let (r, _) = call_leader(&ports, leader, &alter3);
+    assert_eq!(r.code, code::SUCCESS, "{r:?}");
+    hb.set(3, GONE);
+    let closed = Instant::now();
+    let bound = Duration::from_millis(HB_TIMEOUT_MS - 500);
+    loop {
+        let (r, _) = call_leader(&ports, leader, &replica_info);
+        assert_eq!(r.code, code::SUCCESS, "{r:?}");
+        if ext_u64(&r, "masterBrokerId") == Some(2) {
+            assert_eq!(ext_u64(&r, "masterEpoch"), Some(3), "{r:?}");
+            break;
+        }
+        assert!(
+            closed.elapsed() < bound,
+            "no new master within {bound:?} of the master's connections closing: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "new master 2 elected {:?} after the master's connections closed",
+        closed.elapsed()
+    );
     let (before, _) = call_leader(&ports, leader, &sync_data);
 
     // SIGKILL the controller leader: another one leads with the same state.
@@ -385,8 +461,8 @@ fn three_controllers_register_elect_fail_over_and_survive_a_leader_kill() {
     let (r, at) = call_leader(&rest, new_leader, &replica_info);
     assert_eq!(at, new_leader);
     assert_eq!(r.code, code::SUCCESS, "{r:?}");
-    assert_eq!(ext_u64(&r, "masterBrokerId"), Some(new_master));
-    assert_eq!(ext_u64(&r, "masterEpoch"), Some(2));
+    assert_eq!(ext_u64(&r, "masterBrokerId"), Some(2));
+    assert_eq!(ext_u64(&r, "masterEpoch"), Some(3));
     let (after, _) = call_leader(&rest, new_leader, &sync_data);
     assert_eq!(body_json(&after), body_json(&before));
     // The new leader keeps serving writes.

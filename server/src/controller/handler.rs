@@ -2,6 +2,7 @@
 //! `ControllerRequestProcessor` over [`ReplicasInfoManager`] and
 //! [`ControllerNode`].
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use ferromq_controller::response_code::{
 use ferromq_controller::*;
 use ferromq_engine::sync::LockExt;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::config::ControllerServerConfig;
 use crate::remoting::{response, ConnInfo, ExtFields, Handler, HeaderError, RemotingCommand};
@@ -31,10 +32,21 @@ pub struct ControllerHandler {
     group: String,
     /// The effective configuration, for `GET_CONTROLLER_CONFIG`.
     properties: String,
-    heartbeats: Mutex<HeartbeatTable>,
+    heartbeats: Mutex<Liveness>,
+    /// Wakes the scanner early (a broker's connection closed).
+    rescan: Notify,
     /// Serializes the leader's state-changing requests.
     writes: tokio::sync::Mutex<()>,
     epoch: Instant,
+}
+
+/// The brokers' heartbeats and the connection each last came on: a broker
+/// whose connection closes is forgotten at once (RocketMQ's
+/// `onBrokerChannelClose`), as a crashed broker's connections close.
+#[derive(Default)]
+struct Liveness {
+    table: HeartbeatTable,
+    connections: BTreeMap<BrokerIdentity, u64>,
 }
 
 /// What a decided request becomes: the response and the events to
@@ -49,7 +61,8 @@ impl ControllerHandler {
             config: cfg.state_machine(),
             group: cfg.group.clone(),
             properties: cfg.to_properties(),
-            heartbeats: Mutex::new(HeartbeatTable::new()),
+            heartbeats: Mutex::new(Liveness::default()),
+            rescan: Notify::new(),
             writes: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
         }
@@ -60,10 +73,10 @@ impl ControllerHandler {
     }
 
     /// Answers one request.
-    pub async fn dispatch(&self, req: &RemotingCommand) -> RemotingCommand {
+    pub async fn dispatch(&self, conn: &ConnInfo, req: &RemotingCommand) -> RemotingCommand {
         let f = &req.ext_fields;
         let result = match req.code {
-            rc::BROKER_HEARTBEAT => Ok(self.heartbeat(f)),
+            rc::BROKER_HEARTBEAT => Ok(self.heartbeat(conn.id, f)),
             rc::CONTROLLER_GET_METADATA_INFO => Ok(self.metadata()),
             // Any controller answers with its own settings, as RocketMQ does.
             rc::GET_CONTROLLER_CONFIG => {
@@ -137,7 +150,7 @@ impl ControllerHandler {
     }
 
     /// `BROKER_HEARTBEAT`: every controller records it.
-    fn heartbeat(&self, f: &ExtFields) -> RemotingCommand {
+    fn heartbeat(&self, conn_id: u64, f: &ExtFields) -> RemotingCommand {
         let broker_id = match f.opt_i64("brokerId") {
             Ok(Some(id)) if id >= 0 => id as u64,
             Ok(_) => return invalid("Heart beat with empty brokerId".to_owned()),
@@ -162,7 +175,16 @@ impl ControllerHandler {
         match hb {
             Ok(hb) => {
                 let now = self.now();
-                self.heartbeats.locked().on_heartbeat(&hb, now);
+                let mut live = self.heartbeats.locked();
+                live.table.on_heartbeat(&hb, now);
+                live.connections.insert(
+                    BrokerIdentity {
+                        cluster_name: hb.cluster_name,
+                        broker_name: hb.broker_name,
+                        broker_id: hb.broker_id,
+                    },
+                    conn_id,
+                );
                 RemotingCommand::response(response::SUCCESS, Some("Heart beat success".into()))
             }
             Err(e) => invalid(e.to_string()),
@@ -233,8 +255,8 @@ impl ControllerHandler {
         };
         let manager = ReplicasInfoManager::with_state(self.config.clone(), state);
         let (cmd, events) = {
-            let table = self.heartbeats.locked();
-            decide(&manager, &table.at(self.now()))
+            let live = self.heartbeats.locked();
+            decide(&manager, &live.table.at(self.now()))
         };
         if events.is_empty() {
             return cmd;
@@ -259,6 +281,7 @@ impl ControllerHandler {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = self.rescan.notified() => {}
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
                         return;
@@ -268,8 +291,11 @@ impl ControllerHandler {
             }
             let now = self.now();
             let grace = {
-                let mut table = self.heartbeats.locked();
-                table.scan_not_active(now);
+                let mut live = self.heartbeats.locked();
+                let Liveness { table, connections } = &mut *live;
+                for gone in table.scan_not_active(now) {
+                    connections.remove(&gone);
+                }
                 table
                     .max_heartbeat_timeout_ms()
                     .unwrap_or(DEFAULT_BROKER_CHANNEL_EXPIRED_TIME_MS)
@@ -293,8 +319,8 @@ impl ControllerHandler {
                 return;
             };
             let manager = ReplicasInfoManager::with_state(self.config.clone(), state);
-            let table = self.heartbeats.locked();
-            manager.scan_need_reelect_broker_sets(&table.at(self.now()))
+            let live = self.heartbeats.locked();
+            manager.scan_need_reelect_broker_sets(&live.table.at(self.now()))
         };
         for broker_name in groups {
             tracing::warn!(%broker_name, "master inactive: electing a new one");
@@ -316,10 +342,31 @@ impl ControllerHandler {
 impl Handler for ControllerHandler {
     async fn handle(
         self: Arc<Self>,
-        _conn: Arc<ConnInfo>,
+        conn: Arc<ConnInfo>,
         req: RemotingCommand,
     ) -> Option<RemotingCommand> {
-        Some(self.dispatch(&req).await)
+        Some(self.dispatch(&conn, &req).await)
+    }
+
+    /// Forgets the brokers whose last heartbeat came on this connection and
+    /// wakes the scanner (RocketMQ's `onBrokerChannelClose`).
+    fn on_close(&self, conn: &ConnInfo) {
+        let mut live = self.heartbeats.locked();
+        let Liveness { table, connections } = &mut *live;
+        let mut forgotten = false;
+        connections.retain(|identity, id| {
+            if *id != conn.id {
+                return true;
+            }
+            tracing::info!(?identity, peer = %conn.peer, "broker connection closed: heartbeat forgotten");
+            table.remove(identity);
+            forgotten = true;
+            false
+        });
+        drop(live);
+        if forgotten {
+            self.rescan.notify_one();
+        }
     }
 }
 

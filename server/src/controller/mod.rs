@@ -21,6 +21,8 @@
 //!   ([`ControllerNode::client_write`]), then the answer goes out;
 //! * `BROKER_HEARTBEAT` is answered by every controller (brokers send it to
 //!   all of them) and updates its own [`HeartbeatTable`](ferromq_controller::HeartbeatTable);
+//!   a broker whose heartbeat connection closes is forgotten at once and the
+//!   scanner below runs (RocketMQ's `onBrokerChannelClose`);
 //! * every `scanNotActiveBrokerInterval` ms the leader drops expired
 //!   heartbeats and elects a new master for each group whose master is no
 //!   longer active while another replica is, through the same serialized
@@ -29,8 +31,7 @@
 //!
 //! Not yet: notifying brokers of a role change (`notifyBrokerRoleChanged`;
 //! brokers learn it when they next register or ask for the replica info),
-//! forgetting a broker's heartbeat when its connection closes
-//! (`onBrokerChannelClose`), changing the settings at run time
+//! changing the settings at run time
 //! (`UPDATE_CONTROLLER_CONFIG` answers `REQUEST_CODE_NOT_SUPPORTED`;
 //! `GET_CONTROLLER_CONFIG` answers the effective settings).
 
