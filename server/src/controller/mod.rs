@@ -257,3 +257,46 @@ async fn bind(address: &str) -> io::Result<TcpListener> {
         )
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn sniff(parts: &[&[u8]]) -> Option<bool> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for p in parts {
+                s.write_all(&p).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            // Held open until the server has decided.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let decided = tokio::time::timeout(Duration::from_secs(5), is_raft(&server))
+            .await
+            .expect("decided in time")
+            .unwrap();
+        // Nothing was consumed: the first bytes are still there.
+        if decided.is_some() {
+            let mut buf = [0u8; 1];
+            assert_eq!(server.peek(&mut buf).await.unwrap(), 1);
+        }
+        client.await.unwrap();
+        decided
+    }
+
+    #[tokio::test]
+    async fn the_first_bytes_tell_raft_from_remoting() {
+        assert_eq!(sniff(&[b"FMQR{}"]).await, Some(true));
+        assert_eq!(sniff(&[b"F", b"MQ", b"R"]).await, Some(true));
+        assert_eq!(sniff(&[b"\0\0\0\x10"]).await, Some(false));
+        assert_eq!(sniff(&[b"FM", b"QX"]).await, Some(false));
+        assert_eq!(sniff(&[]).await, None);
+    }
+}
