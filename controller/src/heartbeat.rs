@@ -199,6 +199,14 @@ impl HeartbeatTable {
         expired
     }
 
+    /// The longest heartbeat timeout of the brokers known, if any: how long
+    /// a controller that just became the leader waits before judging
+    /// masters by this table (it is not replicated, so a fresh leader may
+    /// not yet have heard from every live broker).
+    pub fn max_heartbeat_timeout_ms(&self) -> Option<u64> {
+        self.brokers.values().map(|i| i.heartbeat_timeout_ms).max()
+    }
+
     /// The number of active brokers per cluster and group at `now`
     /// (`getActiveBrokersNum`).
     pub fn active_brokers_num(&self, now: u64) -> BTreeMap<String, BTreeMap<String, usize>> {

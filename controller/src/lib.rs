@@ -33,8 +33,11 @@
 //! ([`raft::ControllerNode::client_write`]); every controller applies the
 //! committed entries to its [`State`], snapshots are the state's JSON.
 //!
-//! Next: the controller's remoting server (broker requests answered by the
-//! leader), the standalone binary and `enableControllerInNamesrv`, then the
+//! The brokers' requests are served over RocketMQ remoting by
+//! `ferromq-server`'s `controller` module and its `ferromq-controller`
+//! binary, on the controller's port shared with Raft
+//! ([`raft::ControllerNode::start_with_handed_connections`]). Next:
+//! `enableControllerInNamesrv`, notifying brokers of role changes, then the
 //! brokers' side.
 //!
 //! ```

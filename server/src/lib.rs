@@ -12,6 +12,7 @@
 
 pub mod acl;
 pub mod broker;
+pub mod controller;
 pub mod filter;
 pub mod metrics;
 pub mod namesrv;

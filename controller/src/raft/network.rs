@@ -25,6 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::{ControllerRaft, TypeConfig};
@@ -164,10 +165,31 @@ async fn read_frame_limited<R: AsyncRead + Unpin>(
     Ok(Some(body))
 }
 
-/// Serves the Raft RPCs of `listener` to `raft` until `stop` turns true (or
-/// its sender goes); then closes the listener and every connection.
+/// Where the Raft connections come from: a listener of their own, or
+/// connections accepted elsewhere and handed over (a port shared with the
+/// controller's remoting server, which looks at the first bytes).
+pub(crate) enum Incoming {
+    /// Accept on this listener.
+    Listener(TcpListener),
+    /// Connections handed over, their preamble not yet read; the channel
+    /// closing stops the server.
+    Handed(mpsc::Receiver<(TcpStream, SocketAddr)>),
+}
+
+impl Incoming {
+    async fn accept(&mut self) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+        match self {
+            Incoming::Listener(listener) => Some(listener.accept().await),
+            Incoming::Handed(rx) => rx.recv().await.map(Ok),
+        }
+    }
+}
+
+/// Serves the Raft RPCs of `incoming` to `raft` until `stop` turns true (or
+/// its sender goes, or handed connections stop coming); then closes the
+/// listener and every connection.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    mut incoming: Incoming,
     raft: ControllerRaft,
     me: Identity,
     mut stop: watch::Receiver<bool>,
@@ -176,11 +198,12 @@ pub(crate) async fn serve(
     loop {
         while connections.try_join_next().is_some() {}
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((_, peer)) if connections.len() >= MAX_CONNECTIONS => {
+            accepted = incoming.accept() => match accepted {
+                None => break,
+                Some(Ok((_, peer))) if connections.len() >= MAX_CONNECTIONS => {
                     tracing::warn!(%peer, "controller raft connection refused: {MAX_CONNECTIONS} open");
                 }
-                Ok((stream, peer)) => {
+                Some(Ok((stream, peer))) => {
                     let _ = stream.set_nodelay(true);
                     let raft = raft.clone();
                     let stop = stop.clone();
@@ -191,7 +214,7 @@ pub(crate) async fn serve(
                         }
                     });
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     // Out of descriptors and the like: wait a little.
                     tracing::warn!(error = %e, "controller raft accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, ServerState, SnapshotPolicy};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::codec::StoreError;
@@ -183,12 +183,34 @@ impl ControllerNode {
         config: ControllerNodeConfig,
         listener: TcpListener,
     ) -> Result<Self, NodeError> {
-        if !config.peers.contains_key(&config.self_id) {
-            return Err(self_not_in_peers(&config));
-        }
         let local_addr = listener
             .local_addr()
             .map_err(|e| NodeError::Config(format!("listener address: {e}")))?;
+        Self::start_serving(config, network::Incoming::Listener(listener), local_addr).await
+    }
+
+    /// Starts a controller whose Raft connections are accepted elsewhere and
+    /// handed over on `connections`, as accepted (nothing read from them
+    /// yet): for a port shared with the controller's remoting server, which
+    /// tells a Raft peer by the first four bytes, [`network::PREAMBLE`].
+    /// `local_addr` is the shared port's address. Closing the channel's
+    /// sender stops serving Raft connections.
+    pub async fn start_with_handed_connections(
+        config: ControllerNodeConfig,
+        local_addr: SocketAddr,
+        connections: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    ) -> Result<Self, NodeError> {
+        Self::start_serving(config, network::Incoming::Handed(connections), local_addr).await
+    }
+
+    async fn start_serving(
+        config: ControllerNodeConfig,
+        incoming: network::Incoming,
+        local_addr: SocketAddr,
+    ) -> Result<Self, NodeError> {
+        if !config.peers.contains_key(&config.self_id) {
+            return Err(self_not_in_peers(&config));
+        }
         let log_store = LogStore::open(&config.store_path)?;
         let state_machine = StateMachineStore::open(&config.store_path)?;
         let sm = state_machine.shared();
@@ -223,7 +245,7 @@ impl ControllerNode {
             group: config.group.as_str().into(),
             id: config.self_id,
         };
-        let server = tokio::spawn(network::serve(listener, raft.clone(), me, stop_rx));
+        let server = tokio::spawn(network::serve(incoming, raft.clone(), me, stop_rx));
         let node = ControllerNode {
             id: config.self_id,
             peers,

@@ -24,4 +24,6 @@ pub use client::{ClientError, RemotingClient};
 pub use codec::{CodecError, DEFAULT_MAX_FRAME_BYTES};
 pub use codes::{request, response};
 pub use command::{ExtFields, HeaderError, RemotingCommand, SerializeType};
-pub use server::{serve, CallError, ConnInfo, Handler, ServerConfig, MAX_PENDING_CALLS};
+pub use server::{
+    serve, serve_handed, CallError, ConnInfo, Handler, ServerConfig, MAX_PENDING_CALLS,
+};

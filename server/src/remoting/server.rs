@@ -417,6 +417,43 @@ pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     cfg: ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_incoming(Incoming::Listener(listener), handler, cfg, shutdown).await;
+}
+
+/// [`serve`] for connections accepted elsewhere and handed over on
+/// `streams` (nothing read from them yet): a port shared with another
+/// protocol, told apart by the first bytes of each connection (the
+/// controller's port, shared with its Raft peers). Stops when `shutdown`
+/// turns true or the channel closes.
+pub async fn serve_handed<H: Handler>(
+    streams: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    handler: Arc<H>,
+    cfg: ServerConfig,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_incoming(Incoming::Handed(streams), handler, cfg, shutdown).await;
+}
+
+enum Incoming {
+    Listener(TcpListener),
+    Handed(mpsc::Receiver<(TcpStream, SocketAddr)>),
+}
+
+impl Incoming {
+    async fn accept(&mut self) -> Option<std::io::Result<(TcpStream, SocketAddr)>> {
+        match self {
+            Incoming::Listener(l) => Some(l.accept().await),
+            Incoming::Handed(rx) => rx.recv().await.map(Ok),
+        }
+    }
+}
+
+async fn serve_incoming<H: Handler>(
+    mut listener: Incoming,
+    handler: Arc<H>,
+    cfg: ServerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Every connection and request task holds a clone of `inflight`; when all
@@ -429,7 +466,8 @@ pub async fn serve<H: Handler>(
     loop {
         tokio::select! {
             acc = listener.accept() => match acc {
-                Ok((stream, peer)) => {
+                None => break,
+                Some(Ok((stream, peer))) => {
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         if let Some(since) = CAP_WARN.check_key(0) {
                             tracing::warn!(
@@ -459,7 +497,7 @@ pub async fn serve<H: Handler>(
                         }
                     }
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     if let Some(since) = ACCEPT_WARN.check_key(0) {
                         tracing::warn!(
                             error = %e,
