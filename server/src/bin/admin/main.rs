@@ -13,6 +13,9 @@
 //! ferromq-admin damagedRecords -b 127.0.0.1:10911
 //! ferromq-admin updateAclConfig -b 127.0.0.1:10911 -a someone1 -s secret123 -t T=PUB
 //! ferromq-admin clusterAclConfigVersion -c DefaultCluster
+//! ferromq-admin getControllerMetaData -a 127.0.0.1:9878
+//! ferromq-admin getSyncStateSet -a 127.0.0.1:9878 -b broker-a
+//! ferromq-admin electMaster -a 127.0.0.1:9878 -c DefaultCluster -b broker-a -i 2
 //! ```
 //!
 //! With `--accessKey/--secretKey` (or `$ROCKETMQ_HOME/conf/tools.yml`, as
@@ -26,6 +29,7 @@ mod acl;
 mod brokers;
 mod call_client;
 mod client;
+mod controller;
 mod messages;
 mod namesrv_ops;
 mod ops_mut;
@@ -227,6 +231,25 @@ enum Cmd {
     /// Give a broker name its write perm back at every name server (-n).
     #[command(name = "addWritePerm")]
     AddWritePerm(namesrv_ops::WritePerm),
+    /// The controller group, its leader and peers (-a: any controller).
+    #[command(name = "getControllerMetaData")]
+    GetControllerMetaData(controller::ControllerAddr),
+    /// Each controller's effective settings (-a: `host:port;host:port`).
+    #[command(name = "getControllerConfig")]
+    GetControllerConfig(controller::ControllerAddr),
+    /// A broker group's master, epochs and replicas in and out of the
+    /// SyncStateSet, from the controller (-b group, or -c every group of a cluster).
+    #[command(name = "getSyncStateSet")]
+    GetSyncStateSet(controller::GetSyncStateSet),
+    /// Make replica -i the master of group -b (a manual switch at the controller).
+    #[command(name = "electMaster")]
+    ElectMaster(controller::ElectMaster),
+    /// Remove replicas (-i) or a whole group from the controller's metadata.
+    #[command(name = "cleanBrokerMetadata")]
+    CleanBrokerMetadata(controller::CleanBrokerMetadata),
+    /// A broker's epoch entries (controller mode; -b broker address, or -c cluster).
+    #[command(name = "getBrokerEpoch")]
+    GetBrokerEpoch(controller::GetBrokerEpoch),
 }
 
 #[derive(Args, Debug)]
@@ -307,6 +330,12 @@ impl Admin {
             Cmd::DeleteKvConfig(d) => self.delete_kv_config(d).await,
             Cmd::WipeWritePerm(w) => self.write_perm(w, true).await,
             Cmd::AddWritePerm(w) => self.write_perm(w, false).await,
+            Cmd::GetControllerMetaData(a) => self.get_controller_metadata(a).await,
+            Cmd::GetControllerConfig(a) => self.get_controller_config(a).await,
+            Cmd::GetSyncStateSet(a) => self.get_sync_state_set(a).await,
+            Cmd::ElectMaster(e) => self.elect_master(e).await,
+            Cmd::CleanBrokerMetadata(c) => self.clean_broker_metadata(c).await,
+            Cmd::GetBrokerEpoch(g) => self.get_broker_epoch(g).await,
         }
     }
 }
