@@ -222,7 +222,9 @@ fn admin_err(args: &[&str]) -> String {
         "{args:?} succeeded: {}",
         String::from_utf8_lossy(&o.stdout)
     );
-    String::from_utf8(o.stderr).unwrap()
+    let err = String::from_utf8(o.stderr).unwrap();
+    eprintln!("{args:?} -> {}", err.trim());
+    err
 }
 
 fn line_value<'a>(out: &'a str, key: &str) -> Option<&'a str> {

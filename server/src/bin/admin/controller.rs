@@ -188,7 +188,7 @@ async fn call_leader(addrs: &[String], req: &RemotingCommand) -> Res<RemotingCom
                 last = format!("{addr}: {}", r.remark.unwrap_or_default());
             }
             Ok(r) => return Ok(r),
-            Err(e) => last = format!("controller {addr}: {e}"),
+            Err(e) => last = format!("controller {e}"),
         }
         round += 1;
         if Instant::now() >= deadline {
@@ -204,7 +204,7 @@ async fn call_any(addrs: &[String], req: &RemotingCommand) -> Res<RemotingComman
     for a in addrs {
         match call(a, req.clone()).await {
             Ok(r) => return Ok(r),
-            Err(e) => last = format!("controller {a}: {e}"),
+            Err(e) => last = format!("controller {e}"),
         }
     }
     Err(last)
