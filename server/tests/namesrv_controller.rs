@@ -269,4 +269,35 @@ fn bad_controller_config_in_the_name_server_is_a_failed_start() {
         err.contains("enableControllerInNamesrv is not true"),
         "{err}"
     );
+
+    // With it, -p prints the controller's effective settings too, silently.
+    let cfg = dir.path().join("on.properties");
+    std::fs::write(
+        &cfg,
+        "listenPort=0\nenableControllerInNamesrv=true\ncontrollerDLegerGroup=G1\n\
+         controllerDLegerPeers=n0-127.0.0.1:19878;n1-127.0.0.1:19868\ncontrollerDLegerSelfId=n1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferromq-namesrv"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-p")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "enableControllerInNamesrv=true\n",
+        "controllerDLegerGroup=G1\n",
+        "controllerDLegerPeers=n0-127.0.0.1:19878;n1-127.0.0.1:19868\n",
+        "controllerDLegerSelfId=n1\n",
+    ] {
+        assert!(text.contains(line), "{line} missing in {text}");
+    }
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
