@@ -4,7 +4,12 @@
 #   examples/deploy/run-layout.sh <mode> start|stop|status
 #
 # <mode> is a folder next to this script: single-master, 2m-noslave,
-# 2m-2s-async, 2m-2s-sync (the last one with two name servers, as in the seed).
+# 2m-2s-async, 2m-2s-sync (the last one with two name servers, as in the seed),
+# controller (three name servers with embedded controllers, RocketMQ 5
+# controller mode, and two broker groups of three replicas: see its README.md).
+# A mode folder with namesrv-N.properties files gives the name servers those
+# files (listenPort replaced by NAMESRV_PORTS); otherwise they get listenPort
+# and bindAddress=127.0.0.1 only.
 # `start` starts the name servers, then the masters, then the slaves, each in the
 # background with its log in $FERROMQ_RUN_DIR/logs/, and waits until each one
 # listens. `stop` sends SIGTERM to the processes it started (their pids are in
@@ -19,11 +24,17 @@
 #                        brokers run there, so the relative store paths of the
 #                        .properties files land in it (default: examples/deploy/run/<mode>)
 #   NAMESRV_PORTS        name server ports, space-separated, one per name server
-#                        (default: 9876, and 9877 for 2m-2s-sync)
+#                        (default: 9876, and 9877 for 2m-2s-sync; 9876 9866 9856
+#                        for controller)
+#   CONTROLLER_PORTS     controller mode only: the three controllers' ports,
+#                        space-separated (default: those of controllerDLegerPeers
+#                        in the files, 9878 9868 9858); replaces the ports of
+#                        controllerDLegerPeers and the brokers' controllerAddr
 #   BROKER_PORTS         broker ports, space-separated, in the order
 #                        broker-a broker-b broker-a-s broker-b-s (those the mode
-#                        has); default: listenPort of each file. A master also
-#                        uses port + 1 for replication.
+#                        has; controller: broker-a-0 broker-b-0 broker-a-1
+#                        broker-b-1 broker-a-2 broker-b-2); default: listenPort
+#                        of each file. A master also uses port + 1 for replication.
 #   FERROMQ_START_TIMEOUT  seconds to wait for each process to listen (default 30)
 #   FERROMQ_STOP_TIMEOUT   seconds to wait for each process to exit (default 20)
 set -euo pipefail
@@ -32,7 +43,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 usage() {
-    echo "usage: $0 single-master|2m-noslave|2m-2s-async|2m-2s-sync start|stop|status" >&2
+    echo "usage: $0 single-master|2m-noslave|2m-2s-async|2m-2s-sync|controller start|stop|status" >&2
     exit 2
 }
 
@@ -43,6 +54,7 @@ conf="$here/$mode"
 [ -d "$conf" ] || usage
 case "$mode" in
     2m-2s-sync) default_ns="9876 9877" ;;
+    controller) default_ns="9876 9866 9856" ;;
     *) default_ns="9876" ;;
 esac
 
@@ -51,10 +63,12 @@ run_dir=${FERROMQ_RUN_DIR:-$here/run/$mode}
 start_timeout=${FERROMQ_START_TIMEOUT:-30}
 stop_timeout=${FERROMQ_STOP_TIMEOUT:-20}
 read -r -a ns_ports <<< "${NAMESRV_PORTS:-$default_ns}"
+read -r -a controller_ports <<< "${CONTROLLER_PORTS:-}"
 
 # Masters first, so that slaves find their master at their first registration.
 brokers=()
-for b in broker-a broker-b broker-a-s broker-b-s; do
+for b in broker-a broker-b broker-a-s broker-b-s \
+    broker-a-0 broker-b-0 broker-a-1 broker-b-1 broker-a-2 broker-b-2; do
     [ -f "$conf/$b.properties" ] && brokers+=("$b")
 done
 read -r -a broker_ports <<< "${BROKER_PORTS:-}"
@@ -65,6 +79,23 @@ fi
 
 pid_alive() {
     kill -0 "$1" 2>/dev/null
+}
+
+# with_ports FILE: FILE with CONTROLLER_PORTS put into controllerDLegerPeers
+# (nI-host:port, in order) and controllerAddr (host:port;..., in order).
+with_ports() {
+    if [ ${#controller_ports[@]} -eq 0 ]; then
+        cat "$1"
+        return
+    fi
+    local peers="" addrs="" i=0 port
+    for port in "${controller_ports[@]}"; do
+        peers+="${peers:+;}n$i-127.0.0.1:$port"
+        addrs+="${addrs:+;}127.0.0.1:$port"
+        i=$((i + 1))
+    done
+    sed -e "s/^controllerDLegerPeers=.*/controllerDLegerPeers=$peers/" \
+        -e "s/^controllerAddr=.*/controllerAddr=$addrs/" "$1"
 }
 
 # wait_listening NAME LOG PID: until LOG has the "listening on" line.
@@ -107,7 +138,12 @@ start() {
     for port in "${ns_ports[@]}"; do
         i=$((i + 1))
         local name="namesrv-$i"
-        printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$port" > "$run_dir/conf/$name.properties"
+        if [ -f "$conf/$name.properties" ]; then
+            with_ports "$conf/$name.properties" \
+                | sed "s/^listenPort=.*/listenPort=$port/" > "$run_dir/conf/$name.properties"
+        else
+            printf 'listenPort=%s\nbindAddress=127.0.0.1\n' "$port" > "$run_dir/conf/$name.properties"
+        fi
         (cd "$run_dir" && exec "$bin_dir/ferromq-namesrv" -c "conf/$name.properties") \
             > "$run_dir/logs/$name.log" 2>&1 < /dev/null &
         echo $! > "$run_dir/pids/$name.pid"
@@ -120,9 +156,10 @@ start() {
     for b in "${brokers[@]}"; do
         local cfg="$run_dir/conf/$b.properties"
         if [ ${#broker_ports[@]} -ne 0 ]; then
-            sed "s/^listenPort=.*/listenPort=${broker_ports[$i]}/" "$conf/$b.properties" > "$cfg"
+            with_ports "$conf/$b.properties" \
+                | sed "s/^listenPort=.*/listenPort=${broker_ports[$i]}/" > "$cfg"
         else
-            cp "$conf/$b.properties" "$cfg"
+            with_ports "$conf/$b.properties" > "$cfg"
         fi
         i=$((i + 1))
         (cd "$run_dir" && exec "$bin_dir/ferromq-broker" -n "$namesrv_addr" -c "conf/$b.properties" \

@@ -2,7 +2,9 @@
 //! name servers, two SYNC_MASTERs and their slaves from
 //! `examples/deploy/2m-2s-sync/*.properties`, on free loopback ports with the
 //! store in a temp dir; a message sent through the route's master is pulled back
-//! from master and slave; `stop` ends every process it started.
+//! from master and slave; `stop` ends every process it started. Likewise the
+//! controller layout (`examples/deploy/controller/`): three name servers with
+//! embedded controllers, which elect a leader, and two groups of three brokers.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{pick_pull_broker, records, route_brokers, temp_dir, wait_for, Client};
 use ferromq_server::remoting::codes::response;
+use ferromq_server::remoting::RemotingCommand;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,6 +45,18 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 /// Run the script with a bounded wait; returns (success, stdout + stderr).
 fn run_script(action: &str, run_dir: &Path, ns: &[u16], brokers: &[u16]) -> (bool, String) {
+    run_mode("2m-2s-sync", action, run_dir, ns, &[], brokers)
+}
+
+/// `run_script` for `mode`, with `CONTROLLER_PORTS` when `ctrl` is not empty.
+fn run_mode(
+    mode: &str,
+    action: &str,
+    run_dir: &Path,
+    ns: &[u16],
+    ctrl: &[u16],
+    brokers: &[u16],
+) -> (bool, String) {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_ferromq-broker"))
         .parent()
         .unwrap()
@@ -49,12 +64,13 @@ fn run_script(action: &str, run_dir: &Path, ns: &[u16], brokers: &[u16]) -> (boo
     let join = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
     let mut child = Command::new("bash")
         .arg(repo_root().join("examples/deploy/run-layout.sh"))
-        .arg("2m-2s-sync")
+        .arg(mode)
         .arg(action)
         .env("FERROMQ_BIN_DIR", &bin_dir)
         .env("FERROMQ_RUN_DIR", run_dir)
         .env("NAMESRV_PORTS", join(ns))
         .env("BROKER_PORTS", join(brokers))
+        .env("CONTROLLER_PORTS", join(ctrl))
         .env("FERROMQ_START_TIMEOUT", "30")
         .env("FERROMQ_STOP_TIMEOUT", "15")
         .env("RUST_LOG", "warn")
@@ -102,6 +118,8 @@ fn alive(pid: u32) -> bool {
 
 /// Stops the layout if the test fails half way.
 struct Stopper<'a> {
+    mode: &'a str,
+    ctrl: &'a [u16],
     run_dir: &'a Path,
     ns: &'a [u16],
     brokers: &'a [u16],
@@ -111,7 +129,14 @@ struct Stopper<'a> {
 impl Drop for Stopper<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = run_script("stop", self.run_dir, self.ns, self.brokers);
+            let _ = run_mode(
+                self.mode,
+                "stop",
+                self.run_dir,
+                self.ns,
+                self.ctrl,
+                self.brokers,
+            );
         }
     }
 }
@@ -123,6 +148,8 @@ fn two_masters_two_slaves_sync_layout_starts_serves_and_stops() {
     let ports = free_ports(6);
     let (ns, brokers) = ports.split_at(2);
     let mut stopper = Stopper {
+        mode: "2m-2s-sync",
+        ctrl: &[],
         run_dir: &run_dir,
         ns,
         brokers,
@@ -181,4 +208,86 @@ fn two_masters_two_slaves_sync_layout_starts_serves_and_stops() {
         assert!(!alive(pid), "pid {pid} still runs after stop");
     }
     assert!(pids(&run_dir).is_empty());
+}
+
+/// The controller that says it leads, waiting (bounded) for one.
+fn controller_leader(ctrl: &[u16]) -> Option<u16> {
+    wait_for(Duration::from_secs(30), || {
+        ctrl.iter().copied().find(|&p| {
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", p)) else {
+                return false;
+            };
+            drop(s);
+            let r = Client::connect(p).try_invoke(RemotingCommand::request(
+                ferromq_controller::request_code::CONTROLLER_GET_METADATA_INFO,
+            ));
+            matches!(r, Ok(r) if r.ext_fields.opt_str("isLeader") == Some("true"))
+        })
+    })
+}
+
+#[test]
+fn controller_layout_starts_elects_serves_and_stops() {
+    let (_d, dir) = temp_dir();
+    let run_dir = dir.join("run");
+    let ports = free_ports(12);
+    let (ns, rest) = ports.split_at(3);
+    let (ctrl, brokers) = rest.split_at(3);
+    let mode = "controller";
+    let mut stopper = Stopper {
+        mode,
+        ctrl,
+        run_dir: &run_dir,
+        ns,
+        brokers,
+        armed: true,
+    };
+    let (ok, out) = run_mode(mode, "start", &run_dir, ns, ctrl, brokers);
+    assert!(ok, "start failed:\n{out}");
+    assert_eq!(pids(&run_dir).len(), 9, "{out}");
+    assert!(run_dir.join("store/broker-b-2/commitlog").is_dir());
+
+    // The embedded controllers elect a leader.
+    let leader = controller_leader(ctrl).expect("a controller leader within 30 s");
+    assert!(run_dir.join("store/controller-n0").is_dir(), "{leader}");
+
+    // The brokers run with their static roles: broker-a-0 is the SYNC_MASTER
+    // of two slaves, and every name server routes to all three.
+    let mut c = Client::connect(brokers[0]);
+    wait_for(Duration::from_secs(30), || {
+        let r = c.send_v2("LayoutTopic", 0, b"hello controller layout", None, None);
+        (r.code == response::SUCCESS).then_some(())
+    })
+    .expect("broker-a's slaves follow, and the send is acknowledged");
+    for n in ns {
+        wait_for(Duration::from_secs(20), || {
+            let r = route_brokers(&[*n], "LayoutTopic")?;
+            r.iter()
+                .any(|(name, addrs)| name == "broker-a" && addrs.len() == 3)
+                .then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!("name server {n} routes LayoutTopic to broker-a's three replicas")
+        });
+    }
+
+    let running = pids(&run_dir);
+    let (ok, out) = run_mode(mode, "stop", &run_dir, ns, ctrl, brokers);
+    stopper.armed = false;
+    assert!(ok, "stop failed:\n{out}");
+    assert!(
+        !out.contains("SIGKILL"),
+        "every process stops on SIGTERM:\n{out}"
+    );
+    for pid in running {
+        assert!(!alive(pid), "pid {pid} still runs after stop");
+    }
+    // The controller-mode keys load without a word, in name servers and brokers.
+    for e in std::fs::read_dir(run_dir.join("logs")).unwrap() {
+        let path = e.unwrap().path();
+        let log = std::fs::read_to_string(&path).unwrap();
+        for bad in ["key ignored", "unknown key"] {
+            assert!(!log.contains(bad), "{}: {log}", path.display());
+        }
+    }
 }

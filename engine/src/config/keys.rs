@@ -188,6 +188,23 @@ pub const BROKER_KEYS: &[&str] = &[
     // read by the replication crate (`ferromq_replication::epoch`); default
     // `<storePathRootDir>/epochFileCheckpoint`.
     "storePathEpochFile",
+    // RocketMQ 5 controller mode, broker side: accepted so that controller-mode
+    // broker files (examples/deploy/controller/) load without warnings, but not
+    // acted on yet: a ferromq broker neither registers with the controllers nor
+    // takes its role from them (it keeps brokerRole/brokerId).
+    "enableControllerMode",
+    "controllerAddr",
+    "fetchControllerAddrByDnsLookup",
+    "controllerDeployedStandAlone",
+    "syncBrokerMetadataPeriod",
+    "checkSyncStateSetPeriod",
+    "syncControllerMetadataPeriod",
+    "brokerElectionPriority",
+    "allAckInSyncStateSet",
+    "inSyncReplicas",
+    "minInSyncReplicas",
+    "enableAutoInSyncReplicas",
+    "haMaxTimeSlaveNotCatchup",
 ];
 
 /// Keys from RocketMQ 3.x tutorials that 4.x brokers ignore, with what they meant and

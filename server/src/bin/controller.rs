@@ -2,7 +2,6 @@
 //! automatic failover (controller mode), serving the brokers' controller
 //! requests and its Raft peers on its address in `controllerDLegerPeers`.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,19 +59,13 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let server = match ControllerServer::start(cfg).await {
+        let server = match ControllerServer::launch(cfg, "ferromq-controller").await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("ferromq-controller: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        let local = server.local_addr();
-        println!(
-            "ferromq-controller {} listening on {local}",
-            ferromq_controller::peers::node_name(server.node().id())
-        );
-        let _ = std::io::stdout().flush();
         shutdown_signal().await;
         tracing::info!("shutting down");
         server.shutdown().await;

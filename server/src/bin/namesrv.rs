@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferromq_engine::config::Properties;
+use ferromq_server::controller::{ControllerServer, ControllerServerConfig};
 use ferromq_server::namesrv::{self, NamesrvConfig};
 use ferromq_server::remoting::tls::TlsSettings;
 use ferromq_server::util::{init_logging, raise_fd_limit, shutdown_signal};
@@ -66,12 +67,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // enableControllerInNamesrv: the controller's keys come from the same
+    // file, and a controller that cannot start stops the name server too.
+    let controller = if cfg.enable_controller_in_namesrv {
+        match ControllerServerConfig::from_shared_properties(&props) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("ferromq-namesrv: enableControllerInNamesrv=true: controller: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     if args.print {
         print!(
-            "{}{}{}",
+            "{}{}{}{}",
             cfg.to_properties(),
             tls.to_properties(),
-            metrics.to_properties()
+            metrics.to_properties(),
+            controller
+                .as_ref()
+                .map(ControllerServerConfig::to_properties)
+                .unwrap_or_default()
         );
         return ExitCode::SUCCESS;
     }
@@ -146,6 +164,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Started before the name server announces itself: a controller
+        // that cannot start (port taken, store unusable) is a failed start.
+        let controller = match controller {
+            Some(c) => match ControllerServer::launch(c, "ferromq-namesrv controller").await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("ferromq-namesrv: enableControllerInNamesrv=true: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         println!("ferromq-namesrv listening on {local}");
         if let Some(m) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
             println!("ferromq-namesrv metrics http://{m}/metrics");
@@ -169,6 +199,10 @@ fn main() -> ExitCode {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = server.await;
+        if let Some(c) = controller {
+            c.shutdown().await;
+            tracing::info!("controller stopped");
+        }
         ExitCode::SUCCESS
     })
 }

@@ -77,6 +77,22 @@ impl ControllerServerConfig {
     /// `controllerDLegerPeers`, a missing `controllerDLegerSelfId` or one
     /// not among the peers.
     pub fn from_properties(props: &Properties) -> Result<Self, ControllerConfigError> {
+        let c = Self::from_shared_properties(props)?;
+        for (k, _) in props.iter() {
+            if !KEYS.contains(&k) && !IGNORED_KEYS.contains(&k) {
+                tracing::warn!(key = k, "unknown controller key ignored");
+            }
+        }
+        Ok(c)
+    }
+
+    /// Reads the keys from a file shared with another server (the name
+    /// server's, with `enableControllerInNamesrv=true`): other keys are
+    /// left to that server, which warns about the ones neither knows.
+    ///
+    /// # Errors
+    /// As [`from_properties`](Self::from_properties).
+    pub fn from_shared_properties(props: &Properties) -> Result<Self, ControllerConfigError> {
         let text = |k: &str| {
             props
                 .get(k)
@@ -116,11 +132,6 @@ impl ControllerServerConfig {
         }
         if let Some(v) = parse_key::<u64>(props, "scanNotActiveBrokerInterval", "milliseconds")? {
             c.scan_not_active_broker_interval_ms = v.max(1);
-        }
-        for (k, _) in props.iter() {
-            if !KEYS.contains(&k) && !IGNORED_KEYS.contains(&k) {
-                tracing::warn!(key = k, "unknown controller key ignored");
-            }
         }
         Ok(c)
     }

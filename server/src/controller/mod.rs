@@ -135,6 +135,24 @@ impl ControllerServer {
         })
     }
 
+    /// Starts the controller as a server process does and announces it on
+    /// stdout as `{program} {node} listening on {address}`: the start
+    /// shared by `ferromq-controller` and `ferromq-namesrv` with
+    /// `enableControllerInNamesrv=true`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), as a message for the operator.
+    pub async fn launch(cfg: ControllerServerConfig, program: &str) -> Result<Self, String> {
+        let node = ferromq_controller::peers::node_name(cfg.peers.self_id());
+        let server = Self::start(cfg)
+            .await
+            .map_err(|e| format!("controller {node}: {e}"))?;
+        println!("{program} {node} listening on {}", server.local_addr());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        tracing::info!(%node, local = %server.local_addr(), "controller started");
+        Ok(server)
+    }
+
     /// The address served on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

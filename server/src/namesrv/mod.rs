@@ -100,6 +100,11 @@ pub struct NamesrvConfig {
     /// `orderMessageEnable`: routes carry `orderTopicConf`, the topic's value
     /// in the KV namespace ORDER_TOPIC_CONFIG. Default false, as RocketMQ.
     pub order_message_enable: bool,
+    /// `enableControllerInNamesrv`: also run the controller (RocketMQ 5
+    /// controller mode) in this process, configured by the controller keys
+    /// of the same file ([`crate::controller::ControllerServerConfig`]) and
+    /// serving on its own address in `controllerDLegerPeers`. Default false.
+    pub enable_controller_in_namesrv: bool,
 }
 
 impl Default for NamesrvConfig {
@@ -119,6 +124,7 @@ impl Default for NamesrvConfig {
             acl_file_path: None,
             kv_config_path: kvconfig::default_kv_config_path(),
             order_message_enable: false,
+            enable_controller_in_namesrv: false,
         }
     }
 }
@@ -235,13 +241,29 @@ impl NamesrvConfig {
         if let Some(v) = parse_bool_key(props, "orderMessageEnable")? {
             c.order_message_enable = v;
         }
+        if let Some(v) = parse_bool_key(props, "enableControllerInNamesrv")? {
+            c.enable_controller_in_namesrv = v;
+        }
         for (k, _) in props.iter() {
+            // scanNotActiveBrokerInterval is both servers' key (each reads it).
+            if (crate::controller::KEYS.contains(&k) || k == "controllerType")
+                && k != "scanNotActiveBrokerInterval"
+            {
+                if !c.enable_controller_in_namesrv {
+                    tracing::warn!(
+                        key = k,
+                        "controller key ignored: enableControllerInNamesrv is not true"
+                    );
+                }
+                continue;
+            }
             let known = [
                 "metricsExporterType",
                 "metricsPromExporterHost",
                 "metricsPromExporterPort",
                 "kvConfigPath",
                 "orderMessageEnable",
+                "enableControllerInNamesrv",
                 "aclEnable",
                 "aclFilePath",
                 "listenPort",
@@ -271,7 +293,7 @@ impl NamesrvConfig {
             "listenPort={}\nbindAddress={}\nbrokerChannelExpiredTime={}\nscanNotActiveBrokerInterval={}\nserverMaxFrameBytes={}\n\
              serverChannelMaxIdleTimeSeconds={}\nserverMaxRequestsPerConnection={}\nserverMaxQueuedReplyBytes={}\n\
              serverMaxQueuedReplyBytesTotal={}\nserverMaxConnections={}\naclEnable={}\naclFilePath={}\n\
-             kvConfigPath={}\norderMessageEnable={}\n",
+             kvConfigPath={}\norderMessageEnable={}\nenableControllerInNamesrv={}\n",
             self.listen_port,
             self.bind_address,
             self.broker_channel_expired_time_ms,
@@ -289,6 +311,7 @@ impl NamesrvConfig {
                 .unwrap_or_default(),
             self.kv_config_path.display(),
             self.order_message_enable,
+            self.enable_controller_in_namesrv,
         )
     }
 
