@@ -7,33 +7,21 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::controller::{call_on, connect, free_ports, leader_port, try_call};
 use common::{broker_props, spawn_to, start_broker, Proc};
 use ferromq_controller::request_code as rc;
 use ferromq_controller::response_code as code;
-use ferromq_server::remoting::codec::{decode_frame, encode};
 use ferromq_server::remoting::RemotingCommand;
 
 const CLUSTER: &str = "DefaultCluster";
 const GROUP: &str = "broker-a";
-
-/// Free ports picked by the OS (bound, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
     let peers = ports
@@ -59,47 +47,6 @@ fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
     let mut p = spawn_to("controller", cmd, Stdio::inherit(), &log);
     p.wait_line("listening on", Duration::from_secs(30));
     p
-}
-
-fn connect(port: u16) -> Option<TcpStream> {
-    let s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    Some(s)
-}
-
-fn call_on(s: &mut TcpStream, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let mut req = req.clone();
-    req.opaque = 7;
-    s.write_all(&encode(&req).unwrap()).ok()?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut frame).ok()?;
-    decode_frame(&frame).ok()
-}
-
-fn try_call(port: u16, req: &RemotingCommand) -> Option<RemotingCommand> {
-    call_on(&mut connect(port)?, req)
-}
-
-fn leader_port(ports: &[u16]) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for &p in ports {
-            let req = RemotingCommand::request(rc::CONTROLLER_GET_METADATA_INFO);
-            if let Some(r) = try_call(p, &req) {
-                if r.ext_fields.opt_str("isLeader") == Some("true") {
-                    return p;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no controller leader within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// `req` to the leader (retried while the leader settles).

@@ -8,13 +8,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::controller::{call_on, connect, free_ports, leader_port, peers, try_call};
 use common::{spawn_to, Proc};
 use ferromq_controller::request_code as rc;
 use ferromq_controller::response_code as code;
@@ -27,27 +28,6 @@ const GROUP: &str = "broker-a";
 const HB_TIMEOUT_MS: u64 = 3000;
 /// `scanNotActiveBrokerInterval` in the tests.
 const SCAN_MS: u64 = 1000;
-
-/// Free ports picked by the OS (bound, then released: the controllers must
-/// know each other's addresses before they start).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-fn peers(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";")
-}
 
 fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
     let cfg = dir.join(format!("controller-n{i}.properties"));
@@ -68,33 +48,6 @@ fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
     let mut p = spawn_to("controller", cmd, Stdio::inherit(), &log);
     p.wait_line("listening on", Duration::from_secs(30));
     p
-}
-
-fn connect(port: u16) -> Option<TcpStream> {
-    let s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    Some(s)
-}
-
-/// One request on `s`; `None` when the controller hangs up.
-fn call_on(s: &mut TcpStream, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let mut req = req.clone();
-    req.opaque = 7;
-    s.write_all(&encode(&req).unwrap()).ok()?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut frame).ok()?;
-    let resp = decode_frame(&frame).ok()?;
-    assert_eq!(resp.opaque, 7);
-    Some(resp)
-}
-
-/// One request on a new connection; `None` when the controller cannot be
-/// reached or hangs up.
-fn try_call(port: u16, req: &RemotingCommand) -> Option<RemotingCommand> {
-    call_on(&mut connect(port)?, req)
 }
 
 fn port_in(remark: &str) -> Option<u16> {
@@ -138,25 +91,6 @@ fn call_leader(ports: &[u16], first: u16, req: &RemotingCommand) -> (RemotingCom
         }
         round += 1;
         port = ports[round % ports.len()];
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn leader_port(ports: &[u16]) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        for &p in ports {
-            let req = RemotingCommand::request(rc::CONTROLLER_GET_METADATA_INFO);
-            if let Some(r) = try_call(p, &req) {
-                if r.ext_fields.opt_str("isLeader") == Some("true") {
-                    return p;
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no controller leader within 30 s"
-        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -9,38 +9,16 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::controller::{free_ports, peers, try_call};
 use common::{port_of, spawn_to, Client, Proc};
 use ferromq_controller::request_code as rc;
-use ferromq_server::remoting::codec::{decode_frame, encode};
 use ferromq_server::remoting::codes::{request, response};
 use ferromq_server::remoting::RemotingCommand;
-
-/// Free ports picked by the OS (bound, then released: the controllers must
-/// know each other's addresses before they start).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-fn peers(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(";")
-}
 
 fn namesrv_props(dir: &Path, ns_port: u16, ctrl_ports: &[u16], i: usize) -> String {
     format!(
@@ -67,24 +45,6 @@ fn start_namesrv(dir: &Path, ns_port: u16, ctrl_ports: &[u16], i: usize) -> Proc
     let line = p.wait_line("ferromq-namesrv listening on", Duration::from_secs(30));
     assert_eq!(port_of(&line), ns_port, "{line}");
     p
-}
-
-/// One controller request on a new connection; `None` when it cannot be
-/// reached or hangs up.
-fn try_call(port: u16, req: &RemotingCommand) -> Option<RemotingCommand> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = req.clone();
-    req.opaque = 7;
-    s.write_all(&encode(&req).unwrap()).ok()?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut frame).ok()?;
-    let resp = decode_frame(&frame).ok()?;
-    assert_eq!(resp.opaque, 7);
-    Some(resp)
 }
 
 /// The port of the controller that says it leads, waiting (bounded) for

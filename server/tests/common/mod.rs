@@ -15,6 +15,7 @@ use ferromq_server::remoting::codec::{decode_frame, encode};
 use ferromq_server::remoting::{request, RemotingCommand};
 
 pub mod acl_interop;
+pub mod controller;
 pub mod hostile;
 pub mod limited;
 pub mod longpoll;
