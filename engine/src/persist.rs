@@ -193,19 +193,16 @@ impl CoalescedWriter {
         self.shared.write_locked()
     }
 
-    /// Write the current state now if a change waits.
+    /// Return once every change marked so far is on disk: as
+    /// [`Self::write_through`]. (It used to return at once when the
+    /// background thread had just taken the dirty mark and was still
+    /// writing, so a caller could find the file missing or old after it
+    /// returned; a test caught the race on CI.)
     ///
     /// # Errors
     /// The write's error (the table stays marked for the next round).
     pub fn flush_if_dirty(&self) -> Result<(), String> {
-        {
-            let mut st = self.shared.lock();
-            if !st.dirty {
-                return Ok(());
-            }
-            st.dirty = false;
-        }
-        self.shared.write_now()
+        self.write_through()
     }
 
     /// Stop the background thread (pending changes are written by the caller's
