@@ -29,10 +29,9 @@ fn deadline_left(since: Instant, ms: u64) -> Duration {
 /// `msgs` without `TIMER_SRC`, which only the timer service may write (see
 /// `StoreInner::put_message`); borrowed unless one has it.
 fn without_timer_src(msgs: &[Message]) -> std::borrow::Cow<'_, [Message]> {
-    if msgs
-        .iter()
-        .all(|m| m.properties.get(message::keys::TIMER_SRC).is_none())
-    {
+    if !msgs.iter().any(|m| {
+        crate::timer::has_timer_property(m) && m.properties.get(message::keys::TIMER_SRC).is_some()
+    }) {
         return std::borrow::Cow::Borrowed(msgs);
     }
     let mut owned = msgs.to_vec();
@@ -244,13 +243,14 @@ impl MessageStore {
                     "transactional or delayed messages cannot be batched".into(),
                 ));
             }
-            if [
-                message::keys::TIMER_DELIVER_MS,
-                message::keys::TIMER_DELAY_SEC,
-                message::keys::TIMER_DELAY_MS,
-            ]
-            .iter()
-            .any(|k| m.properties.get(k).is_some())
+            if crate::timer::has_timer_property(m)
+                && [
+                    message::keys::TIMER_DELIVER_MS,
+                    message::keys::TIMER_DELAY_SEC,
+                    message::keys::TIMER_DELAY_MS,
+                ]
+                .iter()
+                .any(|k| m.properties.get(k).is_some())
                 && m.properties.get(message::keys::TIMER_OUT_MS).is_none()
             {
                 return Err(Error::IllegalMessage(
@@ -264,7 +264,10 @@ impl MessageStore {
 
 impl StoreInner {
     fn put_message(&self, msg: &Message) -> Result<PutResult> {
-        if msg.properties.get(message::keys::TIMER_SRC).is_some() {
+        // One pass over the properties decides for both timer checks below:
+        // a plain put reads no clock and looks up no timer key.
+        let timer = crate::timer::has_timer_property(msg);
+        if timer && msg.properties.get(message::keys::TIMER_SRC).is_some() {
             // Only the timer service writes TIMER_SRC (a restart trusts it to
             // tell what was delivered): a client's is dropped.
             let mut m = msg.clone();
@@ -283,7 +286,7 @@ impl StoreInner {
             let waiting = crate::schedule::to_schedule(msg, level);
             return self.put_batch_inner(std::slice::from_ref(&waiting), false);
         }
-        if let Some(due) = self.timer_due(msg)? {
+        if let Some(due) = timer.then(|| self.timer_due(msg)).transpose()?.flatten() {
             // A timer message (RocketMQ 5): check its real topic and queue
             // now, then let it wait on the timer topic (see `crate::timer`).
             self.check_writable()?;

@@ -156,8 +156,47 @@ impl TimerLog {
             .unwrap_or(0)
     }
 
-    /// Append units at [`TimerLog::end`], rolling files at the file size.
+    /// Append units at [`TimerLog::end`], rolling files at the file size:
+    /// all or nothing (a failed append leaves the log as it was, so a retry
+    /// does not write a unit twice).
     pub fn append(&mut self, units: &[Unit]) -> Result<()> {
+        let last_before = self
+            .files
+            .iter()
+            .next_back()
+            .map(|(s, f)| (*s, f.len, f.max_slot));
+        let r = self.append_all(units);
+        if r.is_err() {
+            self.roll_back(last_before);
+        }
+        r
+    }
+
+    /// Undo a failed [`TimerLog::append`]: remove the files it created and
+    /// cut the last file back to its length before it.
+    fn roll_back(&mut self, last_before: Option<(u64, u64, i64)>) {
+        let created: Vec<u64> = self
+            .files
+            .keys()
+            .filter(|s| last_before.is_none_or(|(last, _, _)| **s > last))
+            .copied()
+            .collect();
+        for s in created {
+            if let Some(f) = self.files.remove(&s) {
+                let _ = std::fs::remove_file(&f.path);
+            }
+        }
+        if let Some((s, len, max_slot)) = last_before {
+            if let Some(f) = self.files.get_mut(&s) {
+                // Should the cut fail, the next append overwrites from `len`.
+                let _ = f.file.set_len(len);
+                f.len = len;
+                f.max_slot = max_slot;
+            }
+        }
+    }
+
+    fn append_all(&mut self, units: &[Unit]) -> Result<()> {
         let mut rest = units;
         while !rest.is_empty() {
             let end = self.end();

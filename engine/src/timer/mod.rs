@@ -169,10 +169,6 @@ pub(crate) fn due_time(
     precision_ms: i64,
     max_delay_ms: i64,
 ) -> Result<Option<i64>> {
-    // The common case first: one pass over the properties.
-    if !msg.properties.iter().any(|(k, _)| k.starts_with("TIMER_")) {
-        return Ok(None);
-    }
     if msg.topic == TIMER_TOPIC || msg.properties.get(keys::TIMER_OUT_MS).is_some() {
         return Ok(None); // a delivered timer message, or one already waiting
     }
@@ -210,6 +206,12 @@ pub(crate) fn due_time(
         )));
     }
     Ok(Some(round_up(deliver, precision_ms)))
+}
+
+/// Whether `msg` has any `TIMER_*` property: the one pass over its
+/// properties a plain put pays for timer messages.
+pub(crate) fn has_timer_property(msg: &Message) -> bool {
+    msg.properties.iter().any(|(k, _)| k.starts_with("TIMER_"))
 }
 
 /// `t` rounded up to a multiple of `p` (> 0).
@@ -267,7 +269,6 @@ pub(crate) fn timer_tags_code(props: &[u8]) -> Option<i64> {
 struct Wheel {
     time: Vec<i64>,
     head: Vec<u64>,
-    count: Vec<u32>,
     precision: i64,
 }
 
@@ -276,7 +277,6 @@ impl Wheel {
         Wheel {
             time: vec![0; slots],
             head: vec![0; slots],
-            count: vec![0; slots],
             precision,
         }
     }
@@ -297,22 +297,16 @@ impl Wheel {
 
     fn link(&mut self, slot_ms: i64, pos: u64) {
         let i = self.index(slot_ms);
-        if self.time[i] != slot_ms {
-            self.time[i] = slot_ms;
-            self.count[i] = 0;
-        }
+        self.time[i] = slot_ms;
         self.head[i] = pos + 1;
-        self.count[i] = self.count[i].saturating_add(1);
     }
 
-    fn clear(&mut self, slot_ms: i64) -> u32 {
+    fn clear(&mut self, slot_ms: i64) {
         let i = self.index(slot_ms);
-        if self.time[i] != slot_ms {
-            return 0;
+        if self.time[i] == slot_ms {
+            self.time[i] = 0;
+            self.head[i] = 0;
         }
-        self.time[i] = 0;
-        self.head[i] = 0;
-        std::mem::take(&mut self.count[i])
     }
 }
 
@@ -434,7 +428,7 @@ impl StoreInner {
         let mut slots = (2 * max_delay_ms / precision).max(16);
         if let Some(max_slot) = log.max_pending_slot(read_ms) {
             // Timers stored under a larger timerMaxDelaySec keep their slots.
-            slots = slots.max((max_slot - read_ms) / precision + 2);
+            slots = slots.max(max_slot.saturating_sub(read_ms) / precision + 2);
         }
         let mut wheel = Wheel::new(slots as usize, precision);
         let mut pending = 0u64;
@@ -596,27 +590,21 @@ impl StoreInner {
             self.timer.enqueue_offset.store(next, Ordering::Relaxed);
             return Ok(0);
         }
-        // Chain each unit to its slot's head, positions known before writing.
+        // Chain each unit to its slot's head (the batch's own units first),
+        // positions known before writing; the wheel moves once the append,
+        // all or nothing, succeeded.
         let first = svc.log.end();
-        let mut heads: Vec<(i64, u64)> = Vec::with_capacity(units.len());
+        let pos = |i: usize| first + (i * log::UNIT) as u64;
+        let mut batch_heads: HashMap<i64, u64> = HashMap::new();
         for (i, u) in units.iter_mut().enumerate() {
-            let pos = first + (i * log::UNIT) as u64;
-            u.prev = svc.wheel.head_of(u.slot_ms).map(|h| h + 1).unwrap_or(0);
-            svc.wheel.link(u.slot_ms, pos);
-            heads.push((u.slot_ms, pos));
+            u.prev = batch_heads
+                .insert(u.slot_ms, pos(i))
+                .or_else(|| svc.wheel.head_of(u.slot_ms))
+                .map_or(0, |h| h + 1);
         }
-        if let Err(e) = svc.log.append(&units) {
-            // Undo: rebuild the heads the batch moved from the log itself.
-            for (slot, _) in &heads {
-                svc.wheel.clear(*slot);
-            }
-            let (wheel, read_ms) = (&mut svc.wheel, svc.read_ms);
-            svc.log.for_each(|pos, u| {
-                if u.slot_ms >= read_ms && heads.iter().any(|(s, _)| *s == u.slot_ms) {
-                    wheel.link(u.slot_ms, pos);
-                }
-            })?;
-            return Err(e);
+        svc.log.append(&units)?;
+        for (i, u) in units.iter().enumerate() {
+            svc.wheel.link(u.slot_ms, pos(i));
         }
         let n = units.len();
         svc.enqueue = next;
@@ -634,16 +622,19 @@ impl StoreInner {
         let mut slots = 0;
         while svc.read_ms <= now && slots < SLOTS_PER_PASS && !self.stopping.load(Ordering::Acquire) {
             let slot = svc.read_ms;
-            match self.deliver_slot(svc, slot) {
-                Ok(n) => delivered += n,
+            let units = match self.deliver_slot(svc, slot) {
+                Ok((n, units)) => {
+                    delivered += n;
+                    units
+                }
                 Err(Error::ShutDown) => break,
                 Err(e) => {
                     return (delivered, Some(format!("delivering slot {slot}: {e}")));
                 }
-            }
-            let n = svc.wheel.clear(slot);
+            };
+            svc.wheel.clear(slot);
             self.timer.pending.fetch_sub(
-                u64::from(n).min(self.timer.pending.load(Ordering::Relaxed)),
+                (units as u64).min(self.timer.pending.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
             svc.read_ms = slot + svc.wheel.precision;
@@ -666,10 +657,11 @@ impl StoreInner {
         (delivered, None)
     }
 
-    /// Deliver one slot's units in the order they were written.
-    fn deliver_slot(&self, svc: &mut Service, slot: i64) -> Result<usize> {
+    /// Deliver one slot's units in the order they were written; returns how
+    /// many messages were delivered and how many units the slot held.
+    fn deliver_slot(&self, svc: &mut Service, slot: i64) -> Result<(usize, usize)> {
         let Some(head) = svc.wheel.head_of(slot) else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         let mut chain = Vec::new();
         let mut at = Some(head);
@@ -743,7 +735,7 @@ impl StoreInner {
             }
         }
         svc.resume = (slot, chain.len());
-        Ok(n)
+        Ok((n, chain.len()))
     }
 
     /// Write the checkpoint once what it covers is durable: the commitlog up
