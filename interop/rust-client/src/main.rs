@@ -21,7 +21,7 @@
 //! before it shuts down, so a test can ask the broker about it meanwhile
 //! (consumer running info, consumer status, consume message directly).
 
-use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
+use ferromq_interop_rust_client::{bounded, send_retrying, LIFECYCLE_TIMEOUT};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -37,15 +37,9 @@ use rocketmq_client_rust::{
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_model::result::SendStatus;
 
 /// Messages sent when no count is given.
 const DEFAULT_COUNT: usize = 100;
-/// Timeout of one send, given to the client (ms).
-const SEND_TIMEOUT_MS: u64 = 5_000;
-/// How long one message may keep failing to send (the first sends wait for the
-/// route and the topic's creation) before the run gives up.
-const SEND_RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// Bound on receiving every message, for each consumer.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -102,7 +96,7 @@ impl Seen {
 }
 
 /// Send `count` messages (key and body from the index, tag `TagA`), retrying a
-/// failing send for up to [`SEND_RETRY_BUDGET`]. Returns how many the broker
+/// failing send for up to [`ferromq_interop_rust_client::SEND_RETRY_BUDGET`]. Returns how many the broker
 /// answered SEND_OK.
 async fn produce(
     rt: &Arc<ClientRuntime>,
@@ -119,40 +113,16 @@ async fn produce(
         .map_err(|e| format!("producer start: {e}"))?;
     let mut ok = 0;
     for i in 0..count {
-        let started = Instant::now();
-        loop {
-            let msg = Message::builder()
+        send_retrying(&mut producer, &format!("send of message {i}"), || {
+            Ok(Message::builder()
                 .topic(topic)
                 .tags("TagA")
                 .key(key_of(i))
                 .body_slice(body_of(i).as_bytes())
-                .build_unchecked();
-            let sent = bounded(
-                "send",
-                Duration::from_millis(SEND_TIMEOUT_MS * 2),
-                producer.send_with_timeout(msg, SEND_TIMEOUT_MS),
-            )
-            .await;
-            match sent {
-                Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => {
-                    ok += 1;
-                    break;
-                }
-                other => {
-                    let why = match other {
-                        Ok(Ok(Some(r))) => format!("status {:?}", r.send_status),
-                        Ok(Ok(None)) => "no send result".to_string(),
-                        Ok(Err(e)) => format!("{e}"),
-                        Err(e) => e,
-                    };
-                    if started.elapsed() > SEND_RETRY_BUDGET {
-                        return Err(format!("send of message {i} kept failing: {why}"));
-                    }
-                    eprintln!("send of message {i} failed, retrying: {why}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
+                .build_unchecked())
+        })
+        .await?;
+        ok += 1;
     }
     bounded("producer shutdown", LIFECYCLE_TIMEOUT, producer.shutdown()).await?;
     Ok(ok)

@@ -22,7 +22,7 @@
 //! the unanswered request timed out cleanly. Every step is bounded in time.
 //! `server/tests/interop_rust_request_reply.rs` runs it against ferromq.
 
-use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
+use ferromq_interop_rust_client::{bounded, send_retrying, LIFECYCLE_TIMEOUT, SEND_TIMEOUT_MS};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,10 +48,6 @@ const NO_RESPONDER_TIMEOUT_MS: u64 = 3_000;
 /// How long the first request may keep failing (the responder's first
 /// rebalance) before the run gives up.
 const FIRST_REQUEST_BUDGET: Duration = Duration::from_secs(60);
-/// Timeout of one plain send (ms).
-const SEND_TIMEOUT_MS: u64 = 5_000;
-/// How long a plain send may keep failing (route, topic creation).
-const SEND_RETRY_BUDGET: Duration = Duration::from_secs(30);
 
 const REQUESTER_GROUP: &str = "rs_rr_requester";
 const RESPONDER_GROUP: &str = "rs_rr_responder";
@@ -79,33 +75,15 @@ async fn producer(
 }
 
 /// Send one plain message to `topic` (creating it on the broker), retrying
-/// for up to [`SEND_RETRY_BUDGET`].
+/// for up to [`ferromq_interop_rust_client::SEND_RETRY_BUDGET`].
 async fn warm_up(p: &mut DefaultMQProducer, topic: &str) -> Result<(), String> {
-    let started = Instant::now();
-    loop {
-        let msg = Message::builder()
+    send_retrying(p, &format!("warm-up send to {topic}"), || {
+        Ok(Message::builder()
             .topic(topic)
             .body_slice(b"warm-up: not a request")
-            .build_unchecked();
-        let why = match bounded(
-            "send",
-            Duration::from_millis(SEND_TIMEOUT_MS * 2),
-            p.send_with_timeout(msg, SEND_TIMEOUT_MS),
-        )
-        .await
-        {
-            Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => return Ok(()),
-            Ok(Ok(Some(r))) => format!("status {:?}", r.send_status),
-            Ok(Ok(None)) => "no send result".to_string(),
-            Ok(Err(e)) => format!("{e}"),
-            Err(e) => e,
-        };
-        if started.elapsed() > SEND_RETRY_BUDGET {
-            return Err(format!("warm-up send to {topic} kept failing: {why}"));
-        }
-        eprintln!("warm-up send to {topic} failed, retrying: {why}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+            .build_unchecked())
+    })
+    .await
 }
 
 /// The responder's listener: hands each request to the replying task (the

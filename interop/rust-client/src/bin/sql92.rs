@@ -16,7 +16,7 @@
 //! `server/tests/interop_rust_sql92.rs` runs it against ferromq with
 //! `enablePropertyFilter=true`.
 
-use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
+use ferromq_interop_rust_client::{bounded, send_retrying, LIFECYCLE_TIMEOUT};
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -30,14 +30,9 @@ use rocketmq_client_rust::{
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
-use rocketmq_model::result::SendStatus;
 
 /// Messages sent.
 const COUNT: usize = 20;
-/// Timeout of one send (ms).
-const SEND_TIMEOUT_MS: u64 = 5_000;
-/// How long one message may keep failing to send (route, topic creation).
-const SEND_RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// Bound on receiving a case's messages.
 const CONSUME_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a consumer stays up after it has its messages, to see any extra.
@@ -108,34 +103,11 @@ async fn produce(rt: &Arc<ClientRuntime>, namesrv: &str, topic: &str) -> Result<
         .map_err(|e| format!("producer start: {e}"))?;
     let mut ok = 0;
     for i in 0..COUNT {
-        let started = Instant::now();
-        loop {
-            let sent = bounded(
-                "send",
-                Duration::from_millis(SEND_TIMEOUT_MS * 2),
-                producer.send_with_timeout(message(topic, i)?, SEND_TIMEOUT_MS),
-            )
-            .await;
-            match sent {
-                Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => {
-                    ok += 1;
-                    break;
-                }
-                other => {
-                    let why = match other {
-                        Ok(Ok(Some(r))) => format!("status {:?}", r.send_status),
-                        Ok(Ok(None)) => "no send result".to_string(),
-                        Ok(Err(e)) => format!("{e}"),
-                        Err(e) => e,
-                    };
-                    if started.elapsed() > SEND_RETRY_BUDGET {
-                        return Err(format!("send of message {i} kept failing: {why}"));
-                    }
-                    eprintln!("send of message {i} failed, retrying: {why}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
+        send_retrying(&mut producer, &format!("send of message {i}"), || {
+            message(topic, i)
+        })
+        .await?;
+        ok += 1;
     }
     bounded("producer shutdown", LIFECYCLE_TIMEOUT, producer.shutdown()).await?;
     Ok(ok)

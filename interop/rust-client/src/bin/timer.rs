@@ -32,7 +32,7 @@
 //! Exits 0 when each of the four arrived exactly once and nothing else did;
 //! `server/tests/interop_rust_timer.rs` checks the times.
 
-use ferromq_interop_rust_client::{bounded, LIFECYCLE_TIMEOUT};
+use ferromq_interop_rust_client::{bounded, send_retrying, LIFECYCLE_TIMEOUT};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -47,12 +47,7 @@ use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_model::common::message::MessageTrait;
-use rocketmq_model::result::SendStatus;
 
-/// Timeout of one send (ms).
-const SEND_TIMEOUT_MS: u64 = 5_000;
-/// How long one message may keep failing to send (route, topic creation).
-const SEND_RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// Bound on the consumer getting the warm-up (its first rebalance).
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on receiving the four, from the last send.
@@ -211,7 +206,7 @@ fn message(topic: &str, name: &str, timing: Timing, now: i64) -> (Message, i64) 
     (m, due)
 }
 
-/// Send `name` (retrying for up to [`SEND_RETRY_BUDGET`]): when the
+/// Send `name` (retrying for up to [`ferromq_interop_rust_client::SEND_RETRY_BUDGET`]): when the
 /// successful send began, when it was acknowledged, and the due time.
 async fn send(
     p: &mut DefaultMQProducer,
@@ -219,31 +214,15 @@ async fn send(
     name: &str,
     timing: Timing,
 ) -> Result<(i64, i64, i64), String> {
-    let started = Instant::now();
-    loop {
-        let send = now_ms();
-        let (msg, due) = message(topic, name, timing, send);
-        let why = match bounded(
-            "send",
-            Duration::from_millis(SEND_TIMEOUT_MS * 2),
-            p.send_with_timeout(msg, SEND_TIMEOUT_MS),
-        )
-        .await
-        {
-            Ok(Ok(Some(r))) if r.send_status == SendStatus::SendOk => {
-                return Ok((send, now_ms(), due))
-            }
-            Ok(Ok(Some(r))) => format!("status {:?}", r.send_status),
-            Ok(Ok(None)) => "no send result".to_string(),
-            Ok(Err(e)) => format!("{e}"),
-            Err(e) => e,
-        };
-        if started.elapsed() > SEND_RETRY_BUDGET {
-            return Err(format!("send of {name} kept failing: {why}"));
-        }
-        eprintln!("send of {name} failed, retrying: {why}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let (mut send, mut due) = (0, 0);
+    send_retrying(p, &format!("send of {name}"), || {
+        send = now_ms();
+        let (msg, d) = message(topic, name, timing, send);
+        due = d;
+        Ok(msg)
+    })
+    .await?;
+    Ok((send, now_ms(), due))
 }
 
 /// Wait (polling) until `done` holds for `seen` or `limit` passes.
