@@ -628,51 +628,87 @@ fn timer_bad_input_past_due_and_delay_levels() {
     );
 }
 
+/// One broker with `extra_props`, one plain message and the timer messages
+/// `plan` gives (key, property; from the time the broker is up) sent to `topic`, each collected and checked
+/// against its due time with `precision_ms`; the broker, client and poller
+/// stay up for the caller's further checks.
+struct PlanRun {
+    _tmp: tempfile::TempDir,
+    _broker: Proc,
+    c: Client,
+    p: Poller,
+    sent: Vec<Sent>,
+}
+
+fn run_plan(
+    topic: &str,
+    extra_props: &str,
+    plan: impl FnOnce(i64) -> Vec<(&'static str, (&'static str, String))>,
+    precision_ms: i64,
+    settle: Duration,
+) -> PlanRun {
+    let (tmp, dir) = temp_dir();
+    let props = broker_props(&dir.join("store"), extra_props);
+    let (broker, port) = start_broker(&dir, &props, None);
+    let mut c = Client::connect(port);
+    let r = c.send_v2(topic, 0, b"plain", Some("plain"), Some("plain"));
+    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
+    let sent: Vec<Sent> = plan(now_ms())
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, timer))| send_timer(&mut c, topic, i as i32 % QUEUES, key, timer))
+        .collect();
+    let mut p = Poller::new(port, topic);
+    let last_due = sent.iter().map(|s| s.due_hi).max().unwrap();
+    let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64) + settle;
+    let mut got = collect(&mut p, &sent, 1, Instant::now() + wait);
+    assert_eq!(got.remove("plain").map(|v| v.len()), Some(1));
+    check_deliveries(&sent, &got, topic, precision_ms);
+    PlanRun {
+        _tmp: tmp,
+        _broker: broker,
+        c,
+        p,
+        sent,
+    }
+}
+
 /// With `timerRollWindowSlots=2`, timers due more than 2 s ahead are
 /// written again on the timer topic every 2 s ("rolled") until they are
 /// within the window; each still arrives once, on time, with its properties.
 #[test]
 fn rolled_timer_messages_arrive_on_time() {
     const TOPIC: &str = "TimerRolled";
-    let (_tmp, dir) = temp_dir();
-    let props = broker_props(&dir.join("store"), "timerRollWindowSlots=2\n");
-    let (_broker, port) = start_broker(&dir, &props, None);
-    let mut c = Client::connect(port);
-    let r = c.send_v2(TOPIC, 0, b"plain", Some("plain"), Some("plain"));
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    let now = now_ms();
-    let plan: Vec<(&str, (&'static str, String))> = vec![
-        ("r-sec-1", ("TIMER_DELAY_SEC", "1".into())),
-        ("r-ms-2500", ("TIMER_DELAY_MS", "2500".into())),
-        ("r-sec-5", ("TIMER_DELAY_SEC", "5".into())),
-        (
-            "r-deliver-6.6s",
-            ("TIMER_DELIVER_MS", (now + 6_600).to_string()),
-        ),
-        ("r-ms-9050", ("TIMER_DELAY_MS", "9050".into())),
-        (
-            "r-deliver-12.2s",
-            ("TIMER_DELIVER_MS", (now + 12_200).to_string()),
-        ),
-    ];
-    let sent: Vec<Sent> = plan
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, timer))| send_timer(&mut c, TOPIC, i as i32 % QUEUES, key, timer))
-        .collect();
-    let mut p = Poller::new(port, TOPIC);
-    let last_due = sent.iter().map(|s| s.due_hi).max().unwrap();
-    let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64 + 15_000);
-    let mut got = collect(&mut p, &sent, 1, Instant::now() + wait);
-    assert_eq!(got.remove("plain").map(|v| v.len()), Some(1));
-    check_deliveries(&sent, &got, TOPIC, PRECISION_MS);
+    let plan = |now: i64| -> Vec<(&'static str, (&'static str, String))> {
+        vec![
+            ("r-sec-1", ("TIMER_DELAY_SEC", "1".into())),
+            ("r-ms-2500", ("TIMER_DELAY_MS", "2500".into())),
+            ("r-sec-5", ("TIMER_DELAY_SEC", "5".into())),
+            (
+                "r-deliver-6.6s",
+                ("TIMER_DELIVER_MS", (now + 6_600).to_string()),
+            ),
+            ("r-ms-9050", ("TIMER_DELAY_MS", "9050".into())),
+            (
+                "r-deliver-12.2s",
+                ("TIMER_DELIVER_MS", (now + 12_200).to_string()),
+            ),
+        ]
+    };
+    let mut run = run_plan(
+        TOPIC,
+        "timerRollWindowSlots=2\n",
+        plan,
+        PRECISION_MS,
+        Duration::from_secs(15),
+    );
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(
-        p.poll().is_empty(),
+        run.p.poll().is_empty(),
         "a rolled timer message was delivered again"
     );
     // They were rolled: the timer topic holds more records than messages.
-    let r = c.invoke(Client::offset_req(
+    let r = run.c.invoke(Client::offset_req(
         request::GET_MAX_OFFSET,
         "rmq_sys_wheel_timer",
         0,
@@ -680,10 +716,10 @@ fn rolled_timer_messages_arrive_on_time() {
     let records = r.ext_fields.get_i64("offset").unwrap();
     eprintln!(
         "rolled: {records} records on the timer topic for {} messages",
-        sent.len()
+        run.sent.len()
     );
     assert!(
-        records > sent.len() as i64 + 3,
+        records > run.sent.len() as i64 + 3,
         "timers due up to 12 s ahead with a 2 s window were rolled: {records} records"
     );
 }
@@ -694,34 +730,25 @@ fn rolled_timer_messages_arrive_on_time() {
 fn fine_precision_timer_messages_arrive_on_time() {
     const TOPIC: &str = "TimerFine";
     const P: i64 = 100;
-    let (_tmp, dir) = temp_dir();
-    let props = broker_props(&dir.join("store"), "timerPrecisionMs=100\n");
-    let (_broker, port) = start_broker(&dir, &props, None);
-    let mut c = Client::connect(port);
-    let r = c.send_v2(TOPIC, 0, b"plain", Some("plain"), Some("plain"));
-    assert_eq!(r.code, response::SUCCESS, "{:?}", r.remark);
-    let now = now_ms();
-    let plan: Vec<(&str, (&'static str, String))> = vec![
-        ("f-ms-250", ("TIMER_DELAY_MS", "250".into())),
-        ("f-ms-1234", ("TIMER_DELAY_MS", "1234".into())),
-        ("f-sec-2", ("TIMER_DELAY_SEC", "2".into())),
-        (
-            "f-deliver-2.71s",
-            ("TIMER_DELIVER_MS", (now + 2_710).to_string()),
-        ),
-        ("f-ms-3999", ("TIMER_DELAY_MS", "3999".into())),
-    ];
-    let sent: Vec<Sent> = plan
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, timer))| send_timer(&mut c, TOPIC, i as i32 % QUEUES, key, timer))
-        .collect();
-    let mut p = Poller::new(port, TOPIC);
-    let last_due = sent.iter().map(|s| s.due_hi).max().unwrap();
-    let wait = Duration::from_millis((last_due - now_ms()).max(0) as u64 + 10_000);
-    let mut got = collect(&mut p, &sent, 1, Instant::now() + wait);
-    assert_eq!(got.remove("plain").map(|v| v.len()), Some(1));
-    check_deliveries(&sent, &got, TOPIC, P);
+    let plan = |now: i64| -> Vec<(&'static str, (&'static str, String))> {
+        vec![
+            ("f-ms-250", ("TIMER_DELAY_MS", "250".into())),
+            ("f-ms-1234", ("TIMER_DELAY_MS", "1234".into())),
+            ("f-sec-2", ("TIMER_DELAY_SEC", "2".into())),
+            (
+                "f-deliver-2.71s",
+                ("TIMER_DELIVER_MS", (now + 2_710).to_string()),
+            ),
+            ("f-ms-3999", ("TIMER_DELAY_MS", "3999".into())),
+        ]
+    };
+    run_plan(
+        TOPIC,
+        "timerPrecisionMs=100\n",
+        plan,
+        P,
+        Duration::from_secs(10),
+    );
 }
 
 /// `timerWheelEnable=false`: a timer message that would wait is refused
