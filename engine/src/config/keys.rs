@@ -188,11 +188,12 @@ pub const BROKER_KEYS: &[&str] = &[
     // read by the replication crate (`ferromq_replication::epoch`); default
     // `<storePathRootDir>/epochFileCheckpoint`.
     "storePathEpochFile",
-    // RocketMQ 5 controller mode, broker side: accepted so that controller-mode
-    // broker files (examples/deploy/controller/) load without warnings, but not
-    // acted on yet: a ferromq broker neither registers with the controllers nor
-    // takes its role from them (it keeps brokerRole/brokerId).
+    // RocketMQ 5 controller mode, broker side: read by the broker
+    // (`ferromq_server::broker::config::ControllerModeConfig`).
     "enableControllerMode",
+    "brokerHeartbeatInterval",
+    "controllerHeartBeatTimeoutMills",
+    "storePathBrokerIdentity",
     "controllerAddr",
     "fetchControllerAddrByDnsLookup",
     "controllerDeployedStandAlone",

@@ -63,6 +63,17 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if cfg.controller_mode.is_some() {
+        // The controllers give the role; until they do the store takes no
+        // puts (brokerRole is only a hint, as in RocketMQ 5).
+        if store_cfg.broker_role != ferromq_engine::BrokerRole::Slave {
+            tracing::info!(
+                hint = store_cfg.broker_role.as_str(),
+                "enableControllerMode=true: the store opens as a slave until the controller names a master"
+            );
+        }
+        store_cfg.broker_role = ferromq_engine::BrokerRole::Slave;
+    }
     if let Some(b) = &args.bind_address {
         cfg.bind_address = b.clone();
     }

@@ -247,7 +247,7 @@ impl Broker {
         );
         put_kv(
             "brokerRole",
-            self.store.config().broker_role.as_str().to_string(),
+            self.store.role().as_str().to_string(),
         );
         put_kv("writable", st.fenced.is_none().to_string());
         if let Some(f) = st.fenced {
@@ -297,7 +297,31 @@ impl Broker {
 
     /// The replication figures of [`Broker::runtime_info`].
     fn ha_runtime_info(&self, put_kv: &mut impl FnMut(&str, String)) {
+        if let Some(cm) = self.controller() {
+            let v = cm.view();
+            put_kv("brokerRole", self.role().as_str().to_string());
+            put_kv(
+                "controllerBrokerId",
+                cm.controller_id().map_or(String::new(), |id| id.to_string()),
+            );
+            put_kv("masterEpoch", v.master_epoch.to_string());
+            put_kv(
+                "syncStateSet",
+                v.sync_state_set
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            put_kv("syncStateSetEpoch", v.sync_state_set_epoch.to_string());
+            put_kv("controllerFenced", cm.fenced().to_string());
+        }
         let Some(ha) = self.ha() else { return };
+        // The HA port a slave of this master connects to (controller mode's
+        // slaves ask for it here).
+        if !ha.advertised().is_empty() {
+            put_kv("haServerAddr", ha.advertised().to_string());
+        }
         if let Some(status) = ha.slave_status() {
             put_kv("haMasterConnected", status.connected.to_string());
             put_kv("haMasterAddress", ha.master_address().unwrap_or_default());
@@ -323,7 +347,7 @@ impl Broker {
         let mut slaves = ha.slaves();
         slaves.sort_by_key(|s| s.addr);
         put_kv("haSlaveCount", slaves.len().to_string());
-        if self.store.config().broker_role == ferromq_engine::BrokerRole::SyncMaster {
+        if self.role() == ferromq_engine::BrokerRole::SyncMaster && self.controller().is_none() {
             // Said loudly: every send is answered SLAVE_NOT_AVAILABLE meanwhile.
             put_kv("haSyncMasterWithoutSlave", slaves.is_empty().to_string());
         }

@@ -145,6 +145,86 @@ pub struct BrokerConfig {
     /// looked at for changes (RocketMQ 4.9.7 looks every 5 s). Default
     /// [`crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS`]; at least 10.
     pub acl_reload_interval_ms: u64,
+    /// RocketMQ 5's controller mode (`enableControllerMode=true`): the
+    /// controllers decide this broker's id and role; `None` when off.
+    pub controller_mode: Option<ControllerModeConfig>,
+}
+
+/// The controller-mode settings (RocketMQ 5's `BrokerConfig` and
+/// `MessageStoreConfig` keys), read when `enableControllerMode=true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerModeConfig {
+    /// `controllerAddr`: the controllers, `host:port;host:port`.
+    pub controller_addrs: Vec<String>,
+    /// `syncBrokerMetadataPeriod`: how often the broker asks the controller
+    /// for its group's master and SyncStateSet. Default 5000 ms.
+    pub sync_broker_metadata_period_ms: u64,
+    /// `checkSyncStateSetPeriod`: how often a master checks which slaves are
+    /// in sync and asks the controller to change the SyncStateSet. Default 5000 ms.
+    pub check_sync_state_set_period_ms: u64,
+    /// `brokerHeartbeatInterval`: heartbeats to every controller. Default 1000 ms.
+    pub heartbeat_interval_ms: u64,
+    /// `controllerHeartBeatTimeoutMills`: silence after which the controller
+    /// counts this broker as gone (sent in each heartbeat); a master that has
+    /// had no heartbeat answered for this long stops acknowledging sends.
+    /// Default 10 000 ms.
+    pub controller_heartbeat_timeout_ms: u64,
+    /// `brokerElectionPriority`: lower is preferred. Default `i32::MAX`.
+    pub election_priority: i32,
+    /// `haMaxTimeSlaveNotCatchup`: a slave that has not caught up with the
+    /// master for this long leaves the SyncStateSet. Default 15 000 ms.
+    pub ha_max_time_slave_not_catchup_ms: u64,
+    /// `allAckInSyncStateSet`: a send is acknowledged only when every member
+    /// of the SyncStateSet has it. Default false.
+    pub all_ack_in_sync_state_set: bool,
+    /// `minInSyncReplicas`: fewer replicas in sync (the master included)
+    /// refuse sends. Default 1.
+    pub min_in_sync_replicas: u32,
+    /// `storePathBrokerIdentity`: where the controller-assigned id is kept.
+    /// Default `<storePathRootDir>/brokerIdentity`.
+    pub broker_identity_path: std::path::PathBuf,
+    /// `storePathEpochFile`: the master-epoch file. Default
+    /// `<storePathRootDir>/epochFileCheckpoint`.
+    pub epoch_file_path: std::path::PathBuf,
+}
+
+impl ControllerModeConfig {
+    fn read(k: &Keys<'_>, store: &StoreConfig) -> Result<Option<Self>, ConfigError> {
+        if !k.flag("enableControllerMode", false)? {
+            return Ok(None);
+        }
+        let controller_addrs = k
+            .text("controllerAddr")
+            .map(|s| split_namesrv_addr(&s))
+            .unwrap_or_default();
+        if controller_addrs.is_empty() {
+            return Err(ConfigError {
+                key: "controllerAddr".into(),
+                value: String::new(),
+                expected: "the controllers' addresses (host:port;host:port) with enableControllerMode=true",
+            });
+        }
+        let ms = |key: &str, default: u64| -> Result<u64, ConfigError> {
+            Ok(k.num(key, "a number of milliseconds", default)?.max(1))
+        };
+        let root = &store.store_path_root_dir;
+        Ok(Some(ControllerModeConfig {
+            controller_addrs,
+            sync_broker_metadata_period_ms: ms("syncBrokerMetadataPeriod", 5000)?,
+            check_sync_state_set_period_ms: ms("checkSyncStateSetPeriod", 5000)?,
+            heartbeat_interval_ms: ms("brokerHeartbeatInterval", 1000)?,
+            controller_heartbeat_timeout_ms: ms("controllerHeartBeatTimeoutMills", 10_000)?,
+            election_priority: k.num("brokerElectionPriority", "an integer", i32::MAX)?,
+            ha_max_time_slave_not_catchup_ms: ms("haMaxTimeSlaveNotCatchup", 15_000)?,
+            all_ack_in_sync_state_set: k.flag("allAckInSyncStateSet", false)?,
+            min_in_sync_replicas: k.num("minInSyncReplicas", "a number of replicas", 1u32)?.max(1),
+            broker_identity_path: k
+                .text("storePathBrokerIdentity")
+                .map(Into::into)
+                .unwrap_or_else(|| root.join("brokerIdentity")),
+            epoch_file_path: ferromq_replication::EpochFile::path_from_properties(k.0, root),
+        }))
+    }
 }
 
 fn cores() -> usize {
@@ -418,6 +498,7 @@ impl BrokerConfig {
                     crate::acl::live::DEFAULT_RELOAD_INTERVAL_MS,
                 )?
                 .max(10),
+            controller_mode: ControllerModeConfig::read(k, store)?,
         })
     }
 

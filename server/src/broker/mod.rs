@@ -33,6 +33,7 @@ pub mod clients;
 mod code_names;
 pub mod config;
 mod consumer_manage;
+pub mod controller_mode;
 pub(crate) mod dispatch;
 pub mod ha;
 pub mod histograms;
@@ -109,7 +110,9 @@ pub struct Broker {
     stopping: AtomicBool,
     next_queue: AtomicU32,
     /// Replication, once started (see [`Broker::start_ha`]).
-    ha: std::sync::OnceLock<ha::HaRole>,
+    ha: std::sync::OnceLock<Arc<ha::HaRole>>,
+    /// Controller mode (`enableControllerMode=true`), else `None`.
+    controller: Option<controller_mode::ControllerMode>,
     /// A slave's master (client address), from the name servers' answers.
     master_addr: std::sync::Mutex<Option<String>>,
     /// What the slave copied from its master, and when.
@@ -216,6 +219,10 @@ impl Broker {
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
             ha: std::sync::OnceLock::new(),
+            controller: cfg
+                .controller_mode
+                .clone()
+                .map(controller_mode::ControllerMode::new),
             master_addr: std::sync::Mutex::new(None),
             slave_sync: slave_sync::SyncState::default(),
             txn: transaction::TransactionBook::new(),
@@ -339,7 +346,9 @@ impl Broker {
         tls_server: Option<&crate::remoting::tls::TlsServer>,
     ) -> Result<(), String> {
         let auth = self.ha_auth()?;
-        if self.store.config().broker_role == ferromq_engine::BrokerRole::SyncMaster {
+        if self.store.config().broker_role == ferromq_engine::BrokerRole::SyncMaster
+            && self.cfg.controller_mode.is_none()
+        {
             tracing::warn!(
                 "brokerRole=SYNC_MASTER: until a slave connects every send is stored here but \
                  answered SLAVE_NOT_AVAILABLE, and clients that retry on that answer store it \
@@ -355,16 +364,27 @@ impl Broker {
                 .get()
                 .map(crate::remoting::tls::TlsClient::rustls_config),
         };
-        let role = ha::HaRole::start(
-            &self.store,
-            self.store.config(),
-            bind_ip,
-            configured_listen_port,
-            &self.cfg.broker_ip2,
-            auth,
-            tls,
-        )?;
-        let _ = self.ha.set(role);
+        let role = match &self.cfg.controller_mode {
+            Some(mode) => ha::HaRole::start_controlled(
+                self.store.config(),
+                mode,
+                bind_ip,
+                configured_listen_port,
+                &self.cfg.broker_ip2,
+                auth,
+                tls,
+            )?,
+            None => ha::HaRole::start(
+                &self.store,
+                self.store.config(),
+                bind_ip,
+                configured_listen_port,
+                &self.cfg.broker_ip2,
+                auth,
+                tls,
+            )?,
+        };
+        let _ = self.ha.set(Arc::new(role));
         Ok(())
     }
 
@@ -414,7 +434,22 @@ impl Broker {
 
     /// Replication, when started.
     pub fn ha(&self) -> Option<&ha::HaRole> {
-        self.ha.get()
+        self.ha.get().map(|h| &**h)
+    }
+
+    /// Replication, when started, for a blocking task.
+    pub(crate) fn ha_handle(&self) -> Option<Arc<ha::HaRole>> {
+        self.ha.get().cloned()
+    }
+
+    /// Controller mode's state, when `enableControllerMode=true`.
+    pub fn controller(&self) -> Option<&controller_mode::ControllerMode> {
+        self.controller.as_ref()
+    }
+
+    /// The store's role now (in controller mode it changes at run time).
+    pub fn role(&self) -> ferromq_engine::BrokerRole {
+        self.store.role()
     }
 
     /// The master (client address) a slave copies configs from, as the name
@@ -425,7 +460,8 @@ impl Broker {
 
     /// Record the master the name servers reported (`None`: no live master).
     pub fn set_master_addr(&self, addr: Option<&str>) {
-        if self.store.config().broker_role != ferromq_engine::BrokerRole::Slave {
+        // In controller mode the controller names the master.
+        if self.role() != ferromq_engine::BrokerRole::Slave || self.controller.is_some() {
             return;
         }
         let mut m = self.master_addr.locked();
@@ -518,12 +554,17 @@ pub async fn run(
         })
     };
     let slave_sync = tokio::spawn(slave_sync::sync_loop(broker.clone(), shutdown.clone()));
+    let controller = tokio::spawn(controller_mode::run(broker.clone(), shutdown.clone()));
     let stats_sampler = ops_stats::spawn_sampler(&broker, shutdown.clone());
     let acl_watch = broker.acl.clone().map(|acl| {
         let every = Duration::from_millis(broker.cfg.acl_reload_interval_ms);
         tokio::spawn(crate::acl::live::watch_loop(acl, every, shutdown.clone()))
     });
-    let checker = (broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave).then(|| {
+    // In controller mode a slave may become the master: the checker runs on
+    // every broker and checks only while the store takes puts.
+    let checker = (broker.controller.is_some()
+        || broker.store.config().broker_role != ferromq_engine::BrokerRole::Slave)
+        .then(|| {
         let b = broker.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
@@ -534,6 +575,9 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
+                        if b.role() == ferromq_engine::BrokerRole::Slave {
+                            continue;
+                        }
                         let c = b.clone();
                         let _ = tokio::task::spawn_blocking(move || c.transaction_check_once()).await;
                     }
@@ -575,6 +619,7 @@ pub async fn run(
     let _ = housekeeping.await;
     let _ = stats_sampler.await;
     let _ = slave_sync.await;
+    let _ = controller.await;
     if let Some(w) = acl_watch {
         let _ = w.await;
     }

@@ -479,7 +479,7 @@ impl Broker {
     /// This broker's pull policy.
     pub fn pull_policy(&self) -> PullPolicy {
         PullPolicy {
-            slave: self.store.config().broker_role == BrokerRole::Slave,
+            slave: self.store.role() == BrokerRole::Slave,
             slave_read_enable: self.live.slave_read_enable(),
             offset_check_in_slave: self.cfg.offset_check_in_slave,
         }
@@ -512,7 +512,7 @@ impl Broker {
             if first
                 && h.sys_flag & FLAG_COMMIT_OFFSET != 0
                 && h.commit_offset >= 0
-                && b.store.config().broker_role != BrokerRole::Slave
+                && b.store.role() != BrokerRole::Slave
             {
                 b.offsets.commit(
                     &h.consumer_group,

@@ -74,21 +74,35 @@ fn register_body(b: &Broker, dv: &mut DataVersion) -> Vec<u8> {
     .into_bytes()
 }
 
-fn base_header(b: &Broker, code: i32) -> RemotingCommand {
+fn base_header(b: &Broker, code: i32, broker_id: i64) -> RemotingCommand {
     RemotingCommand::request(code)
         .with_ext("brokerName", &b.cfg.broker_name)
         .with_ext("brokerAddr", &b.broker_addr)
         .with_ext("clusterName", &b.cfg.broker_cluster_name)
-        .with_ext("brokerId", b.cfg.broker_id)
+        .with_ext("brokerId", broker_id)
+}
+
+/// The id to register: `brokerId`, or in controller mode 0 as the master
+/// and the controller id as a slave; `None` while the controller has not
+/// given a role yet (the broker is not announced until then).
+fn registered_id(b: &Broker) -> Option<i64> {
+    match b.controller() {
+        Some(cm) => cm.name_server_id(),
+        None => Some(b.cfg.broker_id),
+    }
 }
 
 async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut DataVersion) {
+    let Some(broker_id) = registered_id(b) else {
+        tracing::debug!("controller mode: no role yet, not registering with the name servers");
+        return;
+    };
     let body = register_body(b, dv);
     let ha = match b.ha() {
-        Some(h) if !h.advertised().is_empty() => h.advertised().to_string(),
+        Some(h) if !h.advertised().is_empty() => h.advertised(),
         _ => format!("{}:{}", b.cfg.broker_ip2, u32::from(b.cfg.listen_port) + 1),
     };
-    let req = base_header(b, request::REGISTER_BROKER)
+    let req = base_header(b, request::REGISTER_BROKER, broker_id)
         .with_ext("haServerAddr", ha)
         .with_ext("compressed", false)
         .with_ext("bodyCrc32", crc32_masked(&body))
@@ -105,7 +119,10 @@ async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut
                     Ok(r) if r.code == response::SUCCESS => {
                         tracing::debug!(namesrv = %c.addr(), "registered");
                         // A slave learns its master's HA address here.
-                        if let (Some(h), Some(addr)) = (b.ha(), r.ext_fields.opt_str("haServerAddr")) {
+                        // (In controller mode the controller names the master.)
+                        if let (Some(h), Some(addr), None) =
+                            (b.ha(), r.ext_fields.opt_str("haServerAddr"), b.controller())
+                        {
                             h.on_master_learned(addr);
                         }
                         Some(r)
@@ -136,7 +153,10 @@ async fn register_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>], dv: &mut
 }
 
 async fn unregister_all(b: &Arc<Broker>, clients: &[Arc<RemotingClient>]) {
-    let req = base_header(b, request::UNREGISTER_BROKER);
+    let Some(broker_id) = registered_id(b) else {
+        return;
+    };
+    let req = base_header(b, request::UNREGISTER_BROKER, broker_id);
     let timeout = Duration::from_millis(b.cfg.register_broker_timeout_mills.min(3000));
     for c in clients {
         match c.invoke(req.clone(), timeout).await {

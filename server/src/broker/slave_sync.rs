@@ -39,7 +39,9 @@ pub(super) struct SyncState {
 
 /// Copy the master's configs until `stop` (a no-op on masters).
 pub(super) async fn sync_loop(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    if b.store.config().broker_role != BrokerRole::Slave {
+    // In controller mode any broker may become a slave: the loop runs and
+    // copies whenever a master is named (none while this broker is master).
+    if b.store.config().broker_role != BrokerRole::Slave && b.controller().is_none() {
         return;
     }
     let every = Duration::from_millis(b.cfg.slave_sync_interval_ms);

@@ -35,6 +35,7 @@
 //! (`UPDATE_CONTROLLER_CONFIG` answers `REQUEST_CODE_NOT_SUPPORTED`;
 //! `GET_CONTROLLER_CONFIG` answers the effective settings).
 
+pub mod client;
 mod config;
 mod handler;
 

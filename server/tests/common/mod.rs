@@ -16,6 +16,7 @@ use ferromq_server::remoting::{request, RemotingCommand};
 
 pub mod acl_interop;
 pub mod controller;
+pub mod failover;
 pub mod hostile;
 pub mod limited;
 pub mod longpoll;
@@ -281,6 +282,26 @@ pub fn ha_props(store: &Path, name: &str, id: i64, role: &str, extra: &str) -> S
     .replacen("brokerId=0\n", "", 1)
 }
 
+/// GET_BROKER_RUNTIME_INFO of the broker on `port`, or None when it does
+/// not answer within 2 s (a killed or starting broker).
+pub fn try_runtime_info(port: u16) -> Option<std::collections::BTreeMap<String, String>> {
+    let mut c = Client::try_connect(port, Duration::from_secs(2))?;
+    let r = c
+        .try_invoke(RemotingCommand::request(request::GET_BROKER_RUNTIME_INFO))
+        .ok()?;
+    if r.code != 0 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    Some(
+        v["table"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+    )
+}
+
 /// GET_BROKER_RUNTIME_INFO of the broker on `port`.
 pub fn runtime_info(port: u16) -> std::collections::BTreeMap<String, String> {
     let mut c = Client::connect(port);
@@ -354,6 +375,22 @@ pub struct Client {
 }
 
 impl Client {
+    /// [`Client::connect`] that gives up (None) when the port refuses or
+    /// does not accept within `timeout`; reads and writes time out after
+    /// `timeout` too.
+    pub fn try_connect(port: u16, timeout: Duration) -> Option<Client> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream.set_write_timeout(Some(timeout)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Client {
+            stream,
+            next_opaque: 1,
+            server_requests: Vec::new(),
+        })
+    }
+
     pub fn connect(port: u16) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream

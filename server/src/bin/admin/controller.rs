@@ -8,7 +8,7 @@
 //! `leader: host:port` to it.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use ferromq_controller::request_code as rc;
@@ -154,48 +154,15 @@ fn controller_ok(r: RemotingCommand, what: &str) -> Res<RemotingCommand> {
     ))
 }
 
-/// The `host:port` a `CONTROLLER_NOT_LEADER` remark names, if any.
-fn named_leader(remark: &str) -> Option<String> {
-    let (_, tail) = remark.rsplit_once("leader: ")?;
-    let addr = tail.trim();
-    addr.rsplit_once(':')
-        .filter(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        .map(|_| addr.to_owned())
-}
-
 /// Sends `req` to the controller leader: to the first of `addrs` that
 /// answers, following `CONTROLLER_NOT_LEADER` to the leader it names, and
 /// retrying (up to [`LEADER_WAIT`]) while no leader is known.
 async fn call_leader(addrs: &[String], req: &RemotingCommand) -> Res<RemotingCommand> {
-    let deadline = Instant::now() + LEADER_WAIT;
-    let mut next: Option<String> = None;
-    let mut round = 0usize;
-    let mut last: String;
-    loop {
-        let addr = next
-            .take()
-            .unwrap_or_else(|| addrs[round % addrs.len()].clone());
-        match call(&addr, req.clone()).await {
-            Ok(r) if r.code == code::CONTROLLER_NOT_LEADER => {
-                let remark = r.remark.unwrap_or_default();
-                last = format!("{addr}: {remark}");
-                if let Some(leader) = named_leader(&remark).filter(|l| *l != addr) {
-                    next = Some(leader);
-                    continue;
-                }
-            }
-            Ok(r) if r.code == code::CONTROLLER_JRAFT_INTERNAL_ERROR => {
-                last = format!("{addr}: {}", r.remark.unwrap_or_default());
-            }
-            Ok(r) => return Ok(r),
-            Err(e) => last = format!("controller {e}"),
-        }
-        round += 1;
-        if Instant::now() >= deadline {
-            return Err(format!("no controller leader answered: {last}"));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    ferromq_server::controller::client::call_leader(addrs, None, req, LEADER_WAIT, |a, r| async move {
+        call(&a, r).await
+    })
+    .await
+    .map(|(_, r)| r)
 }
 
 /// The first of `addrs` that answers `req`.
@@ -476,20 +443,6 @@ fn print_epochs(addr: &str, v: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn named_leader_reads_the_not_leader_remark() {
-        assert_eq!(
-            named_leader("The controller is not in leader state, leader: 127.0.0.1:9878")
-                .as_deref(),
-            Some("127.0.0.1:9878")
-        );
-        assert_eq!(
-            named_leader("The controller is not in leader state, leader unknown"),
-            None
-        );
-        assert_eq!(named_leader("leader: nonsense"), None);
-    }
 
     #[test]
     fn controller_errors_name_the_code() {

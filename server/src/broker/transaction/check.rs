@@ -161,7 +161,7 @@ impl Broker {
     /// One check-back round over the half queue. A slave does nothing.
     pub fn transaction_check_once(&self) -> CheckReport {
         let mut rep = CheckReport::default();
-        if self.store.config().broker_role == BrokerRole::Slave
+        if self.store.role() == BrokerRole::Slave
             || self.store.topic_config(HALF_TOPIC).is_none()
         {
             return rep;
@@ -319,7 +319,7 @@ impl Broker {
     /// two) and write those op records.
     pub fn recover_transactions(&self) -> RecoverReport {
         let mut rep = RecoverReport::default();
-        if self.store.config().broker_role == BrokerRole::Slave {
+        if self.store.role() == BrokerRole::Slave {
             return rep;
         }
         rep.ops = self.replay_ops();

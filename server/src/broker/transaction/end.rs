@@ -32,7 +32,7 @@ impl Broker {
         req: Request<'_>,
     ) -> HandlerResult {
         let h = EndTransactionHeader::parse(&req.cmd.ext_fields)?;
-        if self.store.config().broker_role == BrokerRole::Slave {
+        if self.store.role() == BrokerRole::Slave {
             tracing::warn!("Message store is slave mode, so end transaction is forbidden.");
             return Ok(RemotingCommand::error(
                 response::SLAVE_NOT_AVAILABLE,
