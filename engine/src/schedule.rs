@@ -39,18 +39,26 @@ struct DelayOffsetFile {
 impl ScheduleState {
     pub fn load(config_dir: &std::path::Path, levels_ms: Vec<i64>) -> Result<Self> {
         let path = config_dir.join("delayOffset.json");
-        let offsets = match std::fs::read(&path) {
-            Ok(b) => parse_delay_offsets(&b)
-                .map_err(|e| Error::corruption(&path, 0, format!("delayOffset.json: {e}")))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
+        let offsets = read_delay_offsets(&path)?;
         Ok(ScheduleState {
             levels_ms,
             path,
             persisted: Mutex::new(offsets.clone()),
             offsets: Mutex::new(offsets),
         })
+    }
+
+    /// Read every level's progress from `delayOffset.json` again, as open
+    /// does (a slave becoming master: the file holds what it last delivered
+    /// as a master, or what it copied from its master).
+    ///
+    /// # Errors
+    /// As at open: a file that cannot be read or parsed (nothing changed).
+    pub fn reload(&self) -> Result<()> {
+        let offsets = read_delay_offsets(&self.path)?;
+        *self.persisted.locked() = offsets.clone();
+        *self.offsets.locked() = offsets;
+        Ok(())
     }
 
     pub fn max_level(&self) -> u32 {
@@ -90,6 +98,17 @@ impl ScheduleState {
         crate::fs::write_atomically(&self.path, &json)?;
         *last = now;
         Ok(())
+    }
+}
+
+/// Every level's progress as `path` (`delayOffset.json`) records it; empty
+/// when there is no file.
+fn read_delay_offsets(path: &std::path::Path) -> Result<BTreeMap<u32, u64>> {
+    match std::fs::read(path) {
+        Ok(b) => parse_delay_offsets(&b)
+            .map_err(|e| Error::corruption(path, 0, format!("delayOffset.json: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
     }
 }
 
@@ -224,6 +243,9 @@ impl StoreInner {
                         Err(e @ (Error::IllegalMessage(_) | Error::TopicNotExist(_))) => {
                             tracing::error!(error = %e, level, offset, "dropping an undeliverable delayed message");
                         }
+                        // The store became a slave: delivery pauses (the
+                        // service stops at its next check).
+                        Err(Error::WrongRole(_)) => break,
                         Err(e) => {
                             tracing::warn!(error = %e, level, offset, "delayed delivery failed; retrying");
                             break;
@@ -244,19 +266,47 @@ impl StoreInner {
         delivered
     }
 
+    /// The schedule service: delivers while the store is a master, idles
+    /// while it is a slave (see [`crate::service::RoleGate`]). Its progress
+    /// is read from `delayOffset.json` at open and again when a slave
+    /// becomes master (by the switch, before this resumes), and written
+    /// when a master epoch ends.
     pub(crate) fn run_schedule(&self) {
-        let mut last_persist = Instant::now();
-        while !self.stopping.load(Ordering::Acquire) {
-            let n = self.deliver_due();
-            if last_persist.elapsed() >= Duration::from_secs(1) {
-                if let Err(e) = self.schedule.persist() {
-                    tracing::error!(error = %e, "persisting delayOffset.json failed");
+        let who = crate::service::SCHEDULE_SERVICE;
+        while let Some(epoch) = self.await_master(who, &self.schedule_waker) {
+            let mut last_persist = Instant::now();
+            while !self.stopping.load(Ordering::Acquire) && self.role_gate.is_current(epoch) {
+                let n = self.deliver_due();
+                if last_persist.elapsed() >= Duration::from_secs(1) {
+                    if let Err(e) = self.schedule.persist() {
+                        tracing::error!(error = %e, "persisting delayOffset.json failed");
+                    }
+                    last_persist = Instant::now();
                 }
-                last_persist = Instant::now();
+                if n == 0 {
+                    self.schedule_waker.wait(Duration::from_millis(50));
+                }
             }
-            if n == 0 {
-                self.schedule_waker.wait(Duration::from_millis(50));
+            if let Err(e) = self.schedule.persist() {
+                tracing::error!(error = %e, "persisting delayOffset.json failed");
             }
+        }
+    }
+
+    /// Wait, for service `who` (sleeping on `waker`), until the store is a
+    /// master: the master epoch, or `None` once the store stops. Each time it
+    /// looks it acknowledges the epoch it saw (a switch to slave waits for it).
+    pub(crate) fn await_master(&self, who: usize, waker: &crate::service::Waker) -> Option<u64> {
+        loop {
+            let (master, epoch) = self.role_gate.ack(who);
+            if self.stopping.load(Ordering::Acquire) {
+                return None;
+            }
+            if master {
+                return Some(epoch);
+            }
+            // A switch to master wakes it; the timeout only bounds a miss.
+            waker.wait(Duration::from_secs(1));
         }
     }
 }

@@ -113,3 +113,105 @@ impl ServiceThreads {
             .count()
     }
 }
+
+/// The master-only services that a role switch pauses and resumes (indexes
+/// into [`RoleGate`]).
+pub(crate) const SCHEDULE_SERVICE: usize = 0;
+/// See [`SCHEDULE_SERVICE`].
+pub(crate) const TIMER_SERVICE: usize = 1;
+
+/// The handshake between a role switch and the services that write puts of
+/// their own (delayed and timer deliveries): they run only while the store is
+/// a master. Each switch between master and slave starts a new epoch; a
+/// service works for one master epoch and, once the epoch is over, drops its
+/// state and acknowledges ([`RoleGate::ack`]) before it waits for the next.
+#[derive(Debug, Default)]
+pub(crate) struct RoleGate {
+    /// The current epoch, for the services' cheap check.
+    epoch: std::sync::atomic::AtomicU64,
+    state: Mutex<GateState>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    master: bool,
+    epoch: u64,
+    /// Per service: the last epoch it acknowledged while not working.
+    seen: [u64; 2],
+    /// Per service: its thread is there (started and not ended).
+    running: [bool; 2],
+}
+
+impl RoleGate {
+    pub fn new(master: bool) -> Self {
+        let g = RoleGate::default();
+        g.state.locked().master = master;
+        g
+    }
+
+    /// Note that the thread of `who` is about to start (before it is
+    /// spawned, so a switch never misses it).
+    pub fn register(&self, who: usize) {
+        self.state.locked().running[who] = true;
+    }
+
+    /// The thread of `who` ended (or was never started).
+    pub fn exit(&self, who: usize) {
+        self.state.locked().running[who] = false;
+        self.cv.notify_all();
+    }
+
+    /// A new epoch, as a master or a slave; returns it.
+    pub fn set(&self, master: bool) -> u64 {
+        let mut st = self.state.locked();
+        st.master = master;
+        st.epoch += 1;
+        self.epoch.store(st.epoch, Ordering::Release);
+        st.epoch
+    }
+
+    /// True while `epoch` is the current one.
+    pub fn is_current(&self, epoch: u64) -> bool {
+        self.epoch.load(Ordering::Acquire) == epoch
+    }
+
+    /// `who` is not working: record that it saw the current epoch; whether
+    /// it is a master epoch, and which.
+    pub fn ack(&self, who: usize) -> (bool, u64) {
+        let mut st = self.state.locked();
+        st.seen[who] = st.epoch;
+        self.cv.notify_all();
+        (st.master, st.epoch)
+    }
+
+    /// Wait (at most `timeout`) until every running service acknowledged
+    /// `epoch`; false on timeout.
+    pub fn wait_acked(&self, epoch: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.locked();
+        loop {
+            if (0..st.seen.len()).all(|i| !st.running[i] || st.seen[i] >= epoch) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Calls [`RoleGate::exit`] when the service's thread ends (also by a panic).
+pub(crate) struct GateExit<'a>(pub &'a RoleGate, pub usize);
+
+impl Drop for GateExit<'_> {
+    fn drop(&mut self) {
+        self.0.exit(self.1);
+    }
+}

@@ -242,12 +242,7 @@ impl EpochFile {
     /// Set this log's last end ([`EpochFile::set_last_end_offset`]) first, or
     /// the answer may be the other side's end beyond this log's.
     pub fn find_last_consistent_point(&self, other: &[EpochEntry]) -> Option<u64> {
-        self.entries.iter().rev().find_map(|local| {
-            other
-                .iter()
-                .find(|o| o.epoch == local.epoch && o.start_offset == local.start_offset)
-                .map(|o| local.end_offset.min(o.end_offset))
-        })
+        consistent_point(&self.entries, other)
     }
 
     /// Drop every entry that starts at or after `offset` and make the last
@@ -322,6 +317,17 @@ impl EpochFile {
         self.entries = next;
         Ok(())
     }
+}
+
+/// [`EpochFile::find_last_consistent_point`] over two lists of entries
+/// (`local`'s ends set as the method expects).
+pub(crate) fn consistent_point(local: &[EpochEntry], other: &[EpochEntry]) -> Option<u64> {
+    local.iter().rev().find_map(|l| {
+        other
+            .iter()
+            .find(|o| o.epoch == l.epoch && o.start_offset == l.start_offset)
+            .map(|o| l.end_offset.min(o.end_offset))
+    })
 }
 
 /// RocketMQ's `UtilAll.crc32`: CRC32 (IEEE) with the sign bit cleared.

@@ -33,6 +33,7 @@
 //! ```
 
 pub mod auth;
+pub mod autoswitch;
 pub mod epoch;
 mod frame;
 mod master;
@@ -40,6 +41,7 @@ mod slave;
 pub mod tls;
 
 pub use auth::HaAuth;
+pub use autoswitch::{AutoSwitch, EpochCache};
 pub use epoch::{EpochEntry, EpochError, EpochFile};
 pub use frame::{read_frame_header, FRAME_HEADER_LEN};
 pub use master::{HaMaster, SlaveInfo, MAX_SLAVE_CONNECTIONS, MAX_SLAVE_CONNECTIONS_PER_ADDRESS};
@@ -67,6 +69,9 @@ pub enum HaError {
     /// The store refused the operation.
     #[error("store error: {0}")]
     Store(#[from] ferromq_engine::Error),
+    /// The epoch file could not be changed (epoch mode).
+    #[error("epoch file error: {0}")]
+    Epoch(#[from] EpochError),
 }
 
 impl HaError {
@@ -104,6 +109,13 @@ pub struct HaConfig {
     /// TLS on the HA connection (a ferromq extension, see [`tls`]). Default:
     /// none, plain TCP as RocketMQ.
     pub tls: HaTls,
+    /// Epoch mode (RocketMQ 5's controller mode, see [`autoswitch`]): with
+    /// `Some`, a slave runs the epoch handshake (truncating a diverged tail)
+    /// before following, and a master answers it, tracks each slave's
+    /// broker id and acks SYNC puts by the SyncStateSet
+    /// ([`HaMaster::set_sync_state_set`]). Both sides must agree. Default
+    /// `None`: RocketMQ 4's protocol, unchanged.
+    pub auto_switch: Option<AutoSwitch>,
 }
 
 impl Default for HaConfig {
@@ -117,6 +129,7 @@ impl Default for HaConfig {
             fall_behind_alarm: Duration::from_secs(5),
             auth: None,
             tls: HaTls::default(),
+            auto_switch: None,
         }
     }
 }
@@ -141,6 +154,7 @@ impl HaConfig {
             fall_behind_alarm: Duration::from_secs(5),
             auth: None,
             tls: HaTls::default(),
+            auto_switch: None,
         }
     }
 }

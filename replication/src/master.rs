@@ -2,16 +2,17 @@
 //! make SYNC_MASTER puts wait for them.
 
 use ferromq_engine::sync::LockExt;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::BufWriter;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ferromq_engine::{MessageStore, PutStatus, ReplicaCallback, ReplicaWaiter};
 
+use crate::autoswitch::{self, AutoSwitch};
 use crate::frame::{read_report, write_frame};
 use crate::tls::{self, HaRead, HaWrite};
 use crate::{HaConfig, HaError};
@@ -33,6 +34,15 @@ pub struct SlaveInfo {
     pub lag_ms: u64,
     /// Where streaming to this slave started, once its first report arrived.
     pub streaming_from: Option<u64>,
+    /// The slave's broker id from its epoch hello (epoch mode), `None` in
+    /// classic mode.
+    pub broker_id: Option<u64>,
+    /// The last time the slave confirmed everything the master had when the
+    /// confirmation arrived (RocketMQ's `lastCaughtUpTimeMs`), `None` if it
+    /// never did on this connection: for the broker's
+    /// `haMaxTimeSlaveNotCatchup` check, which shrinks and grows the
+    /// SyncStateSet.
+    pub last_caught_up: Option<Instant>,
 }
 
 struct Conn {
@@ -47,6 +57,15 @@ struct Conn {
     closed: AtomicBool,
     /// Where streaming started; `u64::MAX` until the first report.
     start: AtomicU64,
+    /// The broker id from the epoch hello; `u64::MAX` until then (and in
+    /// classic mode).
+    broker_id: AtomicU64,
+    /// [`crate::EpochCache::new_entries`] when the hello was answered: the
+    /// connection ends when it moves. `u64::MAX` in classic mode.
+    epoch_gen: AtomicU64,
+    /// When (ms since start) the slave last confirmed the master's whole
+    /// log; 0 never.
+    caught_up_ms: AtomicI64,
     stream: TcpStream,
 }
 
@@ -79,6 +98,12 @@ struct Inner {
     /// time is up.
     waits: Mutex<VecDeque<AckWait>>,
     started: Instant,
+    /// Epoch mode: the SyncStateSet (broker ids, the master's included).
+    sync_state_set: Mutex<BTreeSet<u64>>,
+    /// Epoch mode: this master's broker id, out of the SyncStateSet's acks.
+    self_id: AtomicU64,
+    /// Every wait fails while set ([`HaMaster::set_fenced`]).
+    fenced: AtomicBool,
 }
 
 /// Serves slaves over RocketMQ's HA protocol.
@@ -134,7 +159,14 @@ impl HaMaster {
             writers_sleeping: AtomicUsize::new(0),
             waits: Mutex::new(VecDeque::new()),
             started: Instant::now(),
+            sync_state_set: Mutex::new(BTreeSet::new()),
+            self_id: AtomicU64::new(0),
+            fenced: AtomicBool::new(false),
         });
+        if let Some(az) = &inner.cfg.auto_switch {
+            inner.self_id.store(az.broker_id, Ordering::Release);
+            inner.sync_state_set.locked().insert(az.broker_id);
+        }
         let master = HaMaster {
             inner: Arc::clone(&inner),
             local_addr,
@@ -203,9 +235,53 @@ impl HaMaster {
                         u64::MAX => None,
                         v => Some(v),
                     },
+                    broker_id: match c.broker_id.load(Ordering::Acquire) {
+                        u64::MAX => None,
+                        v => Some(v),
+                    },
+                    last_caught_up: match c.caught_up_ms.load(Ordering::Acquire) {
+                        0 => None,
+                        ms => self
+                            .inner
+                            .started
+                            .checked_add(Duration::from_millis((ms - 1) as u64)),
+                    },
                 }
             })
             .collect()
+    }
+
+    /// Epoch mode: the SyncStateSet is now `members` (broker ids, as the
+    /// controller says) with this master as `self_id` (added to the set
+    /// when missing). SYNC puts waiting for members no longer in it are
+    /// answered at once if the rest have their bytes.
+    pub fn set_sync_state_set(&self, members: BTreeSet<u64>, self_id: u64) {
+        let mut members = members;
+        members.insert(self_id);
+        self.inner.self_id.store(self_id, Ordering::Release);
+        *self.inner.sync_state_set.locked() = members;
+        self.inner.complete_acked();
+    }
+
+    /// The SyncStateSet ([`HaMaster::set_sync_state_set`]): at start, just
+    /// this master in epoch mode, empty in classic mode.
+    pub fn sync_state_set(&self) -> BTreeSet<u64> {
+        self.inner.sync_state_set.locked().clone()
+    }
+
+    /// Fence this master (it lost the controller, or another broker is
+    /// master now): while fenced every waiting and every new SYNC put is
+    /// answered SLAVE_NOT_AVAILABLE at once. `false` lifts it.
+    pub fn set_fenced(&self, fenced: bool) {
+        self.inner.fenced.store(fenced, Ordering::Release);
+        if fenced {
+            self.inner.fail_waits();
+        }
+    }
+
+    /// Whether [`HaMaster::set_fenced`] fenced this master.
+    pub fn is_fenced(&self) -> bool {
+        self.inner.fenced.load(Ordering::Acquire)
     }
 
     /// Close every slave connection and stop listening.
@@ -287,12 +363,61 @@ impl Inner {
         self.started.elapsed().as_millis() as i64 + 1
     }
 
-    /// Answer the waiting puts that the highest ack now covers.
+    /// The log offset up to which waiting puts are acknowledged: the highest
+    /// ack in classic mode, the SyncStateSet's rule in epoch mode.
+    fn acked_for_waits(&self) -> u64 {
+        match &self.cfg.auto_switch {
+            None => self.max_acked.load(Ordering::Acquire),
+            Some(az) => self.quorum_acked(az),
+        }
+    }
+
+    /// Epoch mode's ack rule (RocketMQ 5's `GroupTransferService` under
+    /// `AutoSwitchHAService`). With `allAckInSyncStateSet`: the lowest ack
+    /// among the set's members other than this master (a member with no
+    /// connection counts 0; a set of the master alone acks everything).
+    /// Otherwise: the highest offset that `max(inSyncReplicas,
+    /// minInSyncReplicas) - 1` distinct slaves all have.
+    fn quorum_acked(&self, az: &AutoSwitch) -> u64 {
+        let mut best: BTreeMap<u64, u64> = BTreeMap::new();
+        for c in self.conns.locked().iter() {
+            let id = c.broker_id.load(Ordering::Acquire);
+            if id == u64::MAX || c.closed.load(Ordering::Acquire) {
+                continue;
+            }
+            let acked = c.acked.load(Ordering::Acquire);
+            let e = best.entry(id).or_insert(0);
+            *e = (*e).max(acked);
+        }
+        if az.all_ack_in_sync_state_set {
+            let me = self.self_id.load(Ordering::Acquire);
+            self.sync_state_set
+                .locked()
+                .iter()
+                .filter(|&&m| m != me)
+                .map(|m| best.get(m).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(u64::MAX)
+        } else {
+            let need = az.in_sync_replicas.max(az.min_in_sync_replicas);
+            if need <= 1 {
+                return u64::MAX;
+            }
+            let mut acks: Vec<u64> = best.into_values().collect();
+            acks.sort_unstable_by(|a, b| b.cmp(a));
+            acks.get(need - 2).copied().unwrap_or(0)
+        }
+    }
+
+    /// Answer the waiting puts that the acks now cover.
     fn complete_acked(&self) {
-        let acked = self.max_acked.load(Ordering::Acquire);
         let mut done = Vec::new();
         {
             let mut w = self.waits.locked();
+            if self.fenced.load(Ordering::Acquire) {
+                return;
+            }
+            let acked = self.acked_for_waits();
             while w.front().is_some_and(|a| a.end <= acked) {
                 done.extend(w.pop_front());
             }
@@ -499,6 +624,9 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                     behind_logged: AtomicBool::new(false),
                     closed: AtomicBool::new(false),
                     start: AtomicU64::new(u64::MAX),
+                    broker_id: AtomicU64::new(u64::MAX),
+                    epoch_gen: AtomicU64::new(u64::MAX),
+                    caught_up_ms: AtomicI64::new(0),
                     stream,
                 });
                 inner.conns.locked().push(Arc::clone(&conn));
@@ -534,7 +662,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 /// One slave connection: the session (TLS and the authenticated handshake,
 /// when configured), then its writer thread and, on this thread, its reader.
 fn serve_conn(inner: Arc<Inner>, conn: Arc<Conn>, sock: TcpStream) {
-    let (rd, wr) = match open_session(&inner, &sock) {
+    let (rd, wr) = match open_session(&inner, &conn, &sock) {
         Ok(halves) => halves,
         Err(e) => {
             inner.close_with(&conn, &format!("refused: {e}"), false);
@@ -567,8 +695,13 @@ fn serve_conn(inner: Arc<Inner>, conn: Arc<Conn>, sock: TcpStream) {
 
 /// The two halves of a new connection: TLS when the port serves it (plain
 /// too unless TLS is required), then the authenticated handshake when
-/// configured; all within [`crate::auth::HANDSHAKE_TIMEOUT`].
-fn open_session(inner: &Inner, sock: &TcpStream) -> Result<(HaRead, HaWrite), HaError> {
+/// configured, then in epoch mode the epoch hello (which names the slave's
+/// broker id, noted in `conn`); all within [`crate::auth::HANDSHAKE_TIMEOUT`].
+fn open_session(
+    inner: &Inner,
+    conn: &Conn,
+    sock: &TcpStream,
+) -> Result<(HaRead, HaWrite), HaError> {
     crate::auth::with_timeouts(sock, || {
         let (mut rd, mut wr) = match &inner.cfg.tls.server {
             Some(cfg)
@@ -586,6 +719,28 @@ fn open_session(inner: &Inner, sock: &TcpStream) -> Result<(HaRead, HaWrite), Ha
         if let Some(auth) = &inner.cfg.auth {
             let access_key = crate::auth::master_handshake(&mut rd, &mut wr, auth.as_ref())?;
             tracing::info!(%access_key, "HA slave authenticated");
+        }
+        if let Some(az) = &inner.cfg.auto_switch {
+            let hello = autoswitch::master_read_hello(&mut rd, &mut wr)?;
+            // Taken before the entries: an epoch added after this ends the
+            // connection, so the slave never follows with stale entries.
+            let generation = az.epochs.new_entries();
+            let entries = az.epochs.entries();
+            let (min, max) = (
+                inner.store.commit_log_min_offset(),
+                inner.store.commit_log_max_offset(),
+            );
+            autoswitch::master_answer(&mut wr, az.broker_id, min, max, &entries)?;
+            conn.broker_id.store(hello.broker_id, Ordering::Release);
+            conn.epoch_gen.store(generation, Ordering::Release);
+            tracing::info!(
+                slave = %conn.addr,
+                broker_id = hello.broker_id,
+                slave_max_offset = hello.max_offset,
+                master_max_offset = max,
+                epochs = entries.len(),
+                "HA slave epoch hello answered"
+            );
         }
         Ok((rd, wr))
     })
@@ -625,8 +780,19 @@ fn read_loop(
             );
             break;
         }
+        if !started && report == i64::from_be_bytes(autoswitch::EPOCH_HELLO_MAGIC) {
+            inner.close(
+                conn,
+                "the slave runs epoch mode (RocketMQ 5 controller mode), but this master runs classic HA",
+            );
+            break;
+        }
         let master_max = inner.store.commit_log_max_offset();
-        if report < 0 || report as u64 > master_max && started {
+        // In epoch mode the slave saw the master's end in the hello's
+        // answer and truncated to it: a first report beyond it is a slave
+        // whose history is not the master's.
+        let epoch_mode = inner.cfg.auto_switch.is_some();
+        if report < 0 || report as u64 > master_max && (started || epoch_mode) {
             // A slave claiming more than the master has is lying (apache/rocketmq#3015).
             inner.close(
                 conn,
@@ -640,6 +806,9 @@ fn read_loop(
             let (lock, cv) = first;
             *lock.locked() = Some(report);
             cv.notify_all();
+        }
+        if report >= master_max {
+            conn.caught_up_ms.store(inner.now_ms(), Ordering::Release);
         }
         let prev = conn.acked.fetch_max(report, Ordering::AcqRel);
         if report > prev || prev == 0 {
@@ -683,19 +852,39 @@ fn write_loop(
         inner.close(&conn, "no first offset report");
         return;
     };
-    let mut next = if report == 0 {
+    let epoch_gen = conn.epoch_gen.load(Ordering::Acquire);
+    let epochs = inner.cfg.auto_switch.as_ref().map(|az| &az.epochs);
+    let mut next = if report == 0 && epochs.is_some() {
+        // Epoch mode: a new slave copies what the master still has
+        // (RocketMQ 5's AutoSwitchHAConnection without syncFromLastFile).
+        inner.store.commit_log_min_offset()
+    } else if report == 0 {
         // A new slave starts at the beginning of the master's last file.
         let max = inner.store.commit_log_max_offset();
         max - max % inner.file_size
     } else {
         report
     };
+    if epochs.is_some() && next < inner.store.commit_log_min_offset() {
+        inner.close(
+            &conn,
+            &format!(
+                "the slave asks for offset {next}, below the master's min offset {}",
+                inner.store.commit_log_min_offset()
+            ),
+        );
+        return;
+    }
     conn.start.store(next, Ordering::Release);
     tracing::info!(slave = %conn.addr, from = next, "HA streaming");
     let mut w = BufWriter::with_capacity(inner.cfg.transfer_batch_size + 64, stream);
     let mut last_send = Instant::now();
     let mut last_lag_check = Instant::now();
     while !conn.closed.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
+        if epochs.is_some_and(|e| e.new_entries() != epoch_gen) {
+            inner.close(&conn, "the master's epoch changed: the slave re-handshakes");
+            return;
+        }
         // A slave that stops reporting is still seen falling behind.
         if last_lag_check.elapsed() >= Duration::from_millis(500) {
             conn.check_lag(&inner, inner.store.commit_log_max_offset());
@@ -780,24 +969,38 @@ impl ReplicaWaiter for Waiter {
 
     fn on_replicated(&self, end_offset: u64, timeout: Duration, done: ReplicaCallback) {
         let inner = &self.0;
-        if inner.stop.load(Ordering::Acquire) || inner.live_slaves() == 0 {
+        if inner.stop.load(Ordering::Acquire) || inner.fenced.load(Ordering::Acquire) {
             return done(PutStatus::SlaveNotAvailable);
         }
-        let acked = inner.max_acked.load(Ordering::Acquire);
-        if end_offset.saturating_sub(acked) >= inner.cfg.slave_fallbehind_max {
-            return done(PutStatus::SlaveNotAvailable);
+        match &inner.cfg.auto_switch {
+            None => {
+                if inner.live_slaves() == 0 {
+                    return done(PutStatus::SlaveNotAvailable);
+                }
+                let acked = inner.max_acked.load(Ordering::Acquire);
+                if end_offset.saturating_sub(acked) >= inner.cfg.slave_fallbehind_max {
+                    return done(PutStatus::SlaveNotAvailable);
+                }
+            }
+            Some(az) => {
+                // RocketMQ answers IN_SYNC_REPLICAS_NOT_ENOUGH (before
+                // writing); the engine's closest status is this one.
+                if inner.sync_state_set.locked().len() < az.min_in_sync_replicas {
+                    return done(PutStatus::SlaveNotAvailable);
+                }
+            }
         }
         {
-            // Under the lock, so that an ack (which raises `max_acked` before it
-            // takes this lock) either sees this wait or is seen here; and a
-            // stop (set before `fail_waits` takes this lock) either sees it or
-            // is seen here.
+            // Under the lock, so that an ack (which raises `max_acked` or the
+            // connection's ack before it takes this lock) either sees this
+            // wait or is seen here; and a stop or a fence (set before
+            // `fail_waits` takes this lock) either sees it or is seen here.
             let mut w = inner.waits.locked();
-            if inner.stop.load(Ordering::Acquire) {
+            if inner.stop.load(Ordering::Acquire) || inner.fenced.load(Ordering::Acquire) {
                 drop(w);
                 return done(PutStatus::SlaveNotAvailable);
             }
-            if inner.max_acked.load(Ordering::Acquire) < end_offset {
+            if inner.acked_for_waits() < end_offset {
                 // Puts register in about log order: insert from the back.
                 let at = w
                     .iter()

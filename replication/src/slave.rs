@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferromq_engine::MessageStore;
 
+use crate::autoswitch::{self, EpochCache, MasterView};
 use crate::frame::{read_frame_header, write_report, FRAME_HEADER_LEN};
 use crate::tls;
 use crate::{HaConfig, HaError};
@@ -28,6 +29,13 @@ pub struct SlaveStatus {
     pub protocol_errors: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// Epoch mode: epoch handshakes completed (the master answered and the
+    /// log was reconciled with its epochs).
+    pub epoch_handshakes: u64,
+    /// Epoch mode: truncations of a diverged tail so far.
+    pub truncations: u64,
+    /// Epoch mode: the offset the log was last truncated to.
+    pub last_truncated_to: Option<u64>,
 }
 
 struct Inner {
@@ -41,6 +49,10 @@ struct Inner {
     protocol_errors: AtomicU64,
     last_error: Mutex<Option<String>>,
     current: Mutex<Option<TcpStream>>,
+    epoch_handshakes: AtomicU64,
+    truncations: AtomicU64,
+    /// `u64::MAX`: none yet.
+    last_truncated_to: AtomicU64,
 }
 
 /// Follows a master over RocketMQ's HA protocol.
@@ -79,6 +91,9 @@ impl HaSlave {
             protocol_errors: AtomicU64::new(0),
             last_error: Mutex::new(None),
             current: Mutex::new(None),
+            epoch_handshakes: AtomicU64::new(0),
+            truncations: AtomicU64::new(0),
+            last_truncated_to: AtomicU64::new(u64::MAX),
         });
         let i = Arc::clone(&inner);
         let h = std::thread::Builder::new()
@@ -112,6 +127,12 @@ impl HaSlave {
             frames_applied: i.frames.load(Ordering::Acquire),
             protocol_errors: i.protocol_errors.load(Ordering::Acquire),
             last_error: i.last_error.locked().clone(),
+            epoch_handshakes: i.epoch_handshakes.load(Ordering::Acquire),
+            truncations: i.truncations.load(Ordering::Acquire),
+            last_truncated_to: match i.last_truncated_to.load(Ordering::Acquire) {
+                u64::MAX => None,
+                v => Some(v),
+            },
         }
     }
 
@@ -144,7 +165,10 @@ fn run(inner: Arc<Inner>) {
         match session(&inner, &master) {
             Ok(()) => {}
             Err(e) => {
-                if matches!(e, HaError::Protocol(_) | HaError::Store(_)) {
+                if matches!(
+                    e,
+                    HaError::Protocol(_) | HaError::Store(_) | HaError::Epoch(_)
+                ) {
                     inner.protocol_errors.fetch_add(1, Ordering::AcqRel);
                 }
                 if !inner.stop.load(Ordering::Acquire) {
@@ -178,7 +202,7 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
             .try_clone()
             .map_err(|e| HaError::io("cloning the socket", e))?,
     );
-    let (reader, mut writer) = crate::auth::with_timeouts(&stream, || {
+    let (reader, mut writer, view) = crate::auth::with_timeouts(&stream, || {
         let (mut rd, mut wr) = match &inner.cfg.tls.client {
             Some(cfg) => tls::connect(&stream, master, Arc::clone(cfg))
                 .map_err(|e| HaError::io(format!("TLS handshake with {master}"), e))?,
@@ -187,8 +211,20 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
         if let Some(auth) = &inner.cfg.auth {
             crate::auth::slave_handshake(&mut rd, &mut wr, auth.as_ref())?;
         }
-        Ok((rd, wr))
+        let view = match &inner.cfg.auto_switch {
+            Some(az) => Some(autoswitch::slave_hello(
+                &mut rd,
+                &mut wr,
+                az.broker_id,
+                inner.store.commit_log_max_offset(),
+            )?),
+            None => None,
+        };
+        Ok((rd, wr, view))
     })?;
+    if let (Some(az), Some(view)) = (&inner.cfg.auto_switch, view) {
+        reconcile(inner, &az.epochs, &view, master)?;
+    }
     stream
         .set_read_timeout(Some(
             inner.cfg.heartbeat_interval.min(Duration::from_millis(500)),
@@ -261,6 +297,44 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
             .map_err(|e| HaError::io("sending an offset report", e))?;
         last_report = Instant::now();
     }
+    Ok(())
+}
+
+/// Epoch mode, after the master's answer: truncate what this log has beyond
+/// the last point it agrees with the master, cut the epoch file with it and
+/// adopt the master's epochs. Nothing changes when the answer shows this
+/// slave cannot follow (an error).
+fn reconcile(
+    inner: &Inner,
+    epochs: &EpochCache,
+    view: &MasterView,
+    master: &str,
+) -> Result<(), HaError> {
+    let store = &inner.store;
+    let (min, max) = (store.commit_log_min_offset(), store.commit_log_max_offset());
+    let local = epochs.entries();
+    let cut = autoswitch::plan_follow(&local, min, max, view)?;
+    if let Some(at) = cut {
+        tracing::warn!(
+            %master,
+            master_broker_id = view.broker_id,
+            from = max,
+            to = at,
+            "HA slave truncating the commitlog tail the new master does not have"
+        );
+        store.truncate_commit_log(at)?;
+        inner.truncations.fetch_add(1, Ordering::AcqRel);
+        inner.last_truncated_to.store(at, Ordering::Release);
+    }
+    epochs.adopt(cut, &view.entries)?;
+    inner.epoch_handshakes.fetch_add(1, Ordering::AcqRel);
+    tracing::info!(
+        %master,
+        master_broker_id = view.broker_id,
+        from = store.commit_log_max_offset(),
+        master_max_offset = view.max_offset,
+        "HA slave epoch handshake done"
+    );
     Ok(())
 }
 

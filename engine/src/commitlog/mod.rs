@@ -69,6 +69,10 @@ struct PutState {
     last_topic: String,
     last_id: Option<usize>,
     closed: bool,
+    /// The log follows a master (raw appends only; puts refused) rather than
+    /// taking puts (raw appends refused). Changed under this lock by a role
+    /// switch, so a put is either appended before the switch or refused.
+    follower: bool,
     /// The file being written and the queue's generation when it was taken:
     /// saves the file list's lock and an `Arc` clone on every put (both are
     /// cache lines the dispatcher writes too).
@@ -149,6 +153,7 @@ impl CommitLog {
                 last_topic: String::new(),
                 last_id: None,
                 closed: false,
+                follower: false,
                 current: None,
                 scratch: Vec::new(),
             }),
@@ -197,6 +202,37 @@ impl CommitLog {
         self.put.locked().closed = true;
     }
 
+    /// Whether the log follows a master: set once at open, then changed only
+    /// by [`CommitLog::switch_writer`].
+    pub fn set_follower(&self, follower: bool) {
+        self.put.locked().follower = follower;
+    }
+
+    /// Switch who writes the log, with no put and no raw append running:
+    /// `follower` true makes puts fail with [`Error::WrongRole`] and allows
+    /// raw appends; false the other way round. `then` runs under the put lock
+    /// before the switch (the caller records its role there); when it returns
+    /// a table, it becomes the next queue offset of every queue (a slave
+    /// becoming master continues its queues where they end).
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] after close; the error of `then` (nothing changed).
+    pub fn switch_writer(
+        &self,
+        follower: bool,
+        then: impl FnOnce() -> Result<Option<HashMap<String, Vec<u64>>>>,
+    ) -> Result<()> {
+        let mut st = self.put.locked();
+        if st.closed {
+            return Err(Error::ShutDown);
+        }
+        if let Some(table) = then()? {
+            st.set_queue_offsets(table);
+        }
+        st.follower = follower;
+        Ok(())
+    }
+
     /// Start `topic`'s queues at offset 0 again (the topic was deleted).
     pub fn forget_topic_offsets(&self, topic: &str) {
         let mut st = self.put.locked();
@@ -235,6 +271,9 @@ impl CommitLog {
         let mut st = self.put.locked();
         if st.closed {
             return Err(Error::ShutDown);
+        }
+        if st.follower {
+            return Err(Error::WrongRole("a slave does not accept puts".into()));
         }
         let now = crate::sys::now_ms();
         let queue_offset = if assign_queue_offset {
@@ -402,6 +441,13 @@ impl CommitLog {
         let st = self.put.locked();
         if st.closed {
             return Err(Error::ShutDown);
+        }
+        if !st.follower {
+            return Err(Error::WrongRole(
+                "raw commitlog appends are for a slave following its master; \
+                 this store is a master (its puts write the log)"
+                    .into(),
+            ));
         }
         let end = self.max_offset();
         let in_file = (offset % self.file_size) as usize;

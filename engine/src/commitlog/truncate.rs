@@ -99,6 +99,11 @@ impl CommitLog {
         if st.closed {
             return Err(Error::ShutDown);
         }
+        if !st.follower {
+            return Err(Error::WrongRole(
+                "the commitlog is truncated live only on a slave: this store is a master".into(),
+            ));
+        }
         if self.pool.is_some() {
             return Err(Error::WrongRole(
                 "the commitlog goes through the transient store pool (a master's): \

@@ -19,7 +19,9 @@ impl MessageStore {
     ///
     /// # Errors
     /// [`Error::IllegalMessage`] when the offset does not continue the log or the
-    /// bytes cross a file; [`Error::Fenced`] / [`Error::ShutDown`] as for puts.
+    /// bytes cross a file; [`Error::WrongRole`] while the store is a master
+    /// (its puts write the log; see [`MessageStore::change_role`]);
+    /// [`Error::Fenced`] / [`Error::ShutDown`] as for puts.
     pub fn append_commit_log(&self, offset: u64, data: &[u8]) -> Result<()> {
         let s = &self.inner;
         if s.stopping.load(Ordering::Acquire) {
@@ -374,9 +376,12 @@ impl MessageStore {
     }
 
     /// The configuration in effect now: the one the store opened with
-    /// ([`MessageStore::config`]) with the live changes applied.
+    /// ([`MessageStore::config`]) with the live changes applied, and
+    /// `broker_role` the role the store has now ([`MessageStore::role`]).
     pub fn current_config(&self) -> crate::StoreConfig {
-        self.inner.live.config()
+        let mut c = self.inner.live.config();
+        c.broker_role = self.inner.role();
+        c
     }
 }
 

@@ -13,6 +13,7 @@
 //! - `shutdown.rs`: flushing everything and stopping.
 //! - `types.rs`: the public result, status and statistics types.
 //! - `repair.rs`: rebuilding damaged consume-queue stretches in place.
+//! - `role.rs`: switching between master and slave while the store runs.
 //! - `truncate.rs`: cutting the commitlog back while the store runs (a slave
 //!   about to follow a new master), consume queues and index following.
 //! - this file: the store's state ([`MessageStore`], `StoreInner`) and the
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::checkpoint::Checkpoint;
 use crate::commitlog::CommitLog;
-use crate::config::StoreConfig;
+use crate::config::{BrokerRole, StoreConfig};
 use crate::consume_queue::CqTable;
 use crate::dispatch::{Arrivals, Dispatcher};
 use crate::error::Error;
@@ -47,6 +48,7 @@ mod open;
 mod put;
 mod read;
 mod repair;
+mod role;
 mod shutdown;
 mod truncate;
 mod types;
@@ -123,6 +125,38 @@ pub(crate) struct StoreInner {
     /// and consume-queue repair; write-held by a live truncation of the
     /// commitlog (see `truncate`), which so sees none of them half done.
     pub(crate) log_gate: std::sync::RwLock<()>,
+    /// The role the store has now (see [`MessageStore::change_role`]),
+    /// starting as `cfg.broker_role`; [`role_code`] encoded.
+    role: std::sync::atomic::AtomicU8,
+    /// Held by a role switch from start to end (switches run one at a time).
+    role_switch: Mutex<()>,
+    /// Pauses and resumes the delayed and timer deliveries at a role switch.
+    pub(crate) role_gate: crate::service::RoleGate,
+}
+
+/// [`BrokerRole`] as stored in `StoreInner::role`.
+fn role_code(role: BrokerRole) -> u8 {
+    match role {
+        BrokerRole::AsyncMaster => 0,
+        BrokerRole::SyncMaster => 1,
+        BrokerRole::Slave => 2,
+    }
+}
+
+impl StoreInner {
+    /// The store's role now (see [`MessageStore::change_role`]).
+    #[inline]
+    pub(crate) fn role(&self) -> BrokerRole {
+        match self.role.load(Ordering::Acquire) {
+            0 => BrokerRole::AsyncMaster,
+            1 => BrokerRole::SyncMaster,
+            _ => BrokerRole::Slave,
+        }
+    }
+
+    fn set_role(&self, role: BrokerRole) {
+        self.role.store(role_code(role), Ordering::Release);
+    }
 }
 
 /// An embedded RocketMQ-style message store.
@@ -244,7 +278,12 @@ impl StoreInner {
         let fence = Arc::new(Fence::default());
         let flusher = CommitLogFlusher::new(&cfg, Arc::clone(&fence), log.commitlog.max_offset());
         let timer = crate::timer::TimerState::new(&cfg.store_path_root_dir, &cfg.config_dir());
+        let slave = cfg.broker_role == BrokerRole::Slave;
+        log.commitlog.set_follower(slave);
         StoreInner {
+            role: std::sync::atomic::AtomicU8::new(role_code(cfg.broker_role)),
+            role_switch: Mutex::new(()),
+            role_gate: crate::service::RoleGate::new(!slave),
             cq_flush: crate::live::LivePolicy::new(FlushPolicy::consume_queue(&cfg)),
             live: crate::live::LiveSettings::new(&cfg),
             cfg,

@@ -189,13 +189,17 @@ impl MessageStore {
             crate::sys::lower_thread_priority(BACKGROUND_NICE);
             s.run_repairs()
         })?;
-        if cfg.broker_role != BrokerRole::Slave {
-            self.spawn("ferromq-schedule", |s| s.run_schedule())?;
-            if cfg.timer_wheel_enable {
-                // Not niced: deliveries are due at a time, and a loaded
-                // machine must not make them late.
-                self.spawn("ferromq-timer", |s| s.run_timer())?;
-            }
+        // Both idle while the store is a slave (see `role.rs`): a slave
+        // promoted to master starts them from disk.
+        self.spawn_gated(crate::service::SCHEDULE_SERVICE, "ferromq-schedule", |s| {
+            s.run_schedule()
+        })?;
+        if cfg.timer_wheel_enable {
+            // Not niced: deliveries are due at a time, and a loaded
+            // machine must not make them late.
+            self.spawn_gated(crate::service::TIMER_SERVICE, "ferromq-timer", |s| {
+                s.run_timer()
+            })?;
         }
         if self.inner.commitlog.pooled() {
             self.spawn("ferromq-commit", |s| s.run_commit())?;
@@ -217,6 +221,22 @@ impl MessageStore {
             })?;
         }
         Ok(())
+    }
+
+    /// [`MessageStore::spawn`] for a service that runs only while the store
+    /// is a master (`who`: see [`crate::service::RoleGate`]).
+    fn spawn_gated(
+        &self,
+        who: usize,
+        name: &'static str,
+        f: impl FnOnce(&StoreInner) + Send + 'static,
+    ) -> Result<()> {
+        self.inner.role_gate.register(who);
+        self.spawn(name, move |s| {
+            let _exit = crate::service::GateExit(&s.role_gate, who);
+            f(s)
+        })
+        .inspect_err(|_| self.inner.role_gate.exit(who))
     }
 
     /// Start `f` on the store's thread `name` (see [`crate::service::ServiceThreads`]).

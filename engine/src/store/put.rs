@@ -100,12 +100,13 @@ impl MessageStore {
     }
 
     /// True when a put must still wait after it is written: SYNC_FLUSH or
-    /// SYNC_MASTER, and the message asks to (`WAIT` is not `false`).
+    /// SYNC_MASTER (or a store switched to slave since: see
+    /// [`MessageStore::change_role`]), and the message asks to (`WAIT` is not
+    /// `false`).
     pub fn put_needs_wait(&self, msg: &Message) -> bool {
         let c = &self.inner.cfg;
         msg.wait_store_ok()
-            && (c.flush_disk_type == FlushDiskType::SyncFlush
-                || c.broker_role == BrokerRole::SyncMaster)
+            && (c.flush_disk_type == FlushDiskType::SyncFlush || self.inner.waits_for_replica())
     }
 
     /// Wait for what a put written by [`MessageStore::put_message_nowait`]
@@ -140,7 +141,7 @@ impl MessageStore {
     pub fn wait_put_blocks(&self) -> bool {
         let s = &self.inner;
         s.cfg.flush_disk_type == FlushDiskType::SyncFlush
-            || (s.cfg.broker_role == BrokerRole::SyncMaster
+            || (s.waits_for_replica()
                 && s.replica_waiter()
                     .is_some_and(|w| !w.answers_without_blocking()))
     }
@@ -166,7 +167,7 @@ impl MessageStore {
             Ok(st) => st,
             Err(e) => return done(Err(e)),
         };
-        if s.cfg.broker_role != BrokerRole::SyncMaster {
+        if !s.waits_for_replica() {
             put.status = flushed;
             return done(Ok(put));
         }
@@ -201,10 +202,7 @@ impl MessageStore {
         since: Option<Instant>,
     ) -> Result<PutResult> {
         let s = &self.inner;
-        if wait
-            && (s.cfg.flush_disk_type == FlushDiskType::SyncFlush
-                || s.cfg.broker_role == BrokerRole::SyncMaster)
-        {
+        if wait && (s.cfg.flush_disk_type == FlushDiskType::SyncFlush || s.waits_for_replica()) {
             put.status = s.wait_put(
                 put.commit_log_offset + u64::from(put.wrote_bytes),
                 since.unwrap_or_else(Instant::now),
@@ -363,7 +361,7 @@ impl StoreInner {
                 s.cfg.disk_space_warning_level_ratio, s.cfg.disk_space_clean_forcibly_ratio
             )));
         }
-        if s.cfg.broker_role == BrokerRole::Slave {
+        if s.role() == BrokerRole::Slave {
             return Err(Error::WrongRole("a slave does not accept puts".into()));
         }
         Ok(())
@@ -499,11 +497,21 @@ impl StoreInner {
         })
     }
 
+    /// Whether a put written now, or being waited for, waits for a slave:
+    /// under SYNC_MASTER, and also once the store became a slave
+    /// ([`MessageStore::change_role`]): a put written before that switch
+    /// reports `PutOk` only if a slave has it (the new master may not, and
+    /// the put may be cut when this store follows it).
+    #[inline]
+    pub(crate) fn waits_for_replica(&self) -> bool {
+        self.role() != BrokerRole::AsyncMaster
+    }
+
     /// Wait until the log is durable (SYNC_FLUSH) and on a slave (SYNC_MASTER)
     /// up to `end`, as the config asks; the put's final status.
     fn wait_put(&self, end: u64, since: Instant) -> Result<PutStatus> {
         let flushed = self.wait_flushed(end, since)?;
-        if self.cfg.broker_role != BrokerRole::SyncMaster {
+        if !self.waits_for_replica() {
             return Ok(flushed);
         }
         let replica = match self.replica_waiter() {

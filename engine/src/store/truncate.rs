@@ -47,7 +47,8 @@ impl MessageStore {
     /// cut bytes are zeroed and synced, later files deleted, the checkpoint
     /// and consume-queue manifest lowered.
     ///
-    /// Only on a store opened as [`BrokerRole::Slave`]: a master's puts
+    /// Only while the store is a [`BrokerRole::Slave`] (opened as one, or
+    /// switched by [`MessageStore::change_role`]): a master's puts
     /// assign queue offsets and acknowledge writes concurrently, and cutting
     /// under them would lose acknowledged messages and hand out queue offsets
     /// twice; a slave takes no puts, so the only writer is its replication,
@@ -67,11 +68,11 @@ impl MessageStore {
     ///   recover; the log ends between `offset` and its old end).
     pub fn truncate_commit_log(&self, offset: u64) -> Result<LogTruncation> {
         let s = &self.inner;
-        if s.cfg.broker_role != BrokerRole::Slave {
+        let role = s.role();
+        if role != BrokerRole::Slave {
             return Err(Error::WrongRole(format!(
-                "the commitlog is truncated live only on a slave (this store is {:?}); \
-                 open it as SLAVE to follow a new master",
-                s.cfg.broker_role
+                "the commitlog is truncated live only on a slave (this store is {role:?}); \
+                 switch it to SLAVE (`change_role`) to follow a new master"
             )));
         }
         if s.stopping.load(Ordering::Acquire) {
@@ -226,9 +227,8 @@ mod tests {
     use crate::message::Message;
     use crate::StoreConfig;
 
-    /// The queue offsets new puts get follow the cut. Puts reach a store only
-    /// as a master, which the public call refuses; this drives the truncation
-    /// itself, as a role switch from slave to master would leave the store.
+    /// The queue offsets new puts get follow the cut: a master switched to
+    /// slave, truncated, and switched back to master.
     #[test]
     fn puts_after_a_live_truncation_continue_at_the_cut() {
         let dir = tempfile::tempdir().unwrap();
@@ -254,7 +254,9 @@ mod tests {
         }
         let (_, _, at) = &puts[233];
         let offset = at.commit_log_offset;
-        let r = store.inner.truncate_live(offset).unwrap();
+        store.change_role(BrokerRole::Slave).unwrap();
+        let r = store.truncate_commit_log(offset).unwrap();
+        store.change_role(BrokerRole::AsyncMaster).unwrap();
         assert_eq!(r.consume_queue_units_removed, 400 - 233);
         let mut next: HashMap<(&str, u32), u64> = HashMap::new();
         for (t, q, p) in &puts[..233] {
@@ -309,7 +311,9 @@ mod tests {
         wait(50);
         store.delete_topic("Gone").unwrap();
         assert_eq!(store.max_offset_in_queue("Gone", 0), 0);
-        store.inner.truncate_live(offset).unwrap();
+        store.change_role(BrokerRole::Slave).unwrap();
+        store.truncate_commit_log(offset).unwrap();
+        store.change_role(BrokerRole::AsyncMaster).unwrap();
         for i in 0..5 {
             put("Gone", 100 + i);
         }

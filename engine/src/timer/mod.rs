@@ -337,25 +337,47 @@ struct Service {
 }
 
 impl StoreInner {
-    /// The timer thread: rebuild, then enqueue and deliver until shutdown.
+    /// The timer thread: while the store is a master, rebuild from disk
+    /// (as at a fresh open: [`StoreInner::timer_open`], with its scan for
+    /// deliveries the checkpoint does not cover), then enqueue and deliver
+    /// until shutdown or a switch to slave, which ends with the checkpoint
+    /// written and every in-memory state dropped; while a slave, idle (see
+    /// [`crate::service::RoleGate`]).
     pub(crate) fn run_timer(&self) {
-        let mut svc = match self.timer_open() {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "timer messages: the timer service cannot start; timer messages wait, undelivered");
-                *self.timer.failed.locked() = Some(e.to_string());
-                return;
-            }
-        };
+        let who = crate::service::TIMER_SERVICE;
+        while let Some(epoch) = self.await_master(who, &self.timer.waker) {
+            let svc = match self.timer_open() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "timer messages: the timer service cannot start; timer messages wait, undelivered");
+                    *self.timer.failed.locked() = Some(e.to_string());
+                    // Tried again only at the next switch to master.
+                    while !self.stopping.load(Ordering::Acquire) && self.role_gate.is_current(epoch)
+                    {
+                        self.timer.waker.wait(Duration::from_secs(1));
+                    }
+                    continue;
+                }
+            };
+            *self.timer.failed.locked() = None;
+            self.run_timer_epoch(svc, epoch);
+        }
+    }
+
+    /// Enqueue and deliver for one master epoch (until shutdown or a switch
+    /// to slave), then write the checkpoint.
+    fn run_timer_epoch(&self, mut svc: Service, epoch: u64) {
         // A failure is logged when it starts and when it ends, not per retry.
         let mut failing = false;
-        while !self.stopping.load(Ordering::Acquire) {
+        while !self.stopping.load(Ordering::Acquire) && self.role_gate.is_current(epoch) {
             let (enqueued, enqueue_err) = match self.timer_enqueue(&mut svc) {
                 Ok(n) => (n, None),
                 Err(e) => (0, Some(format!("appending to the timer log: {e}"))),
             };
             let (delivered, deliver_err) = self.timer_deliver(&mut svc);
             match enqueue_err.or(deliver_err) {
+                // The store became a slave (its puts refused): the loop ends.
+                Some(_) if !self.role_gate.is_current(epoch) => break,
                 Some(e) => {
                     if !failing {
                         tracing::warn!(error = %e, "timer messages: stalled; retrying every 100 ms");
@@ -383,7 +405,7 @@ impl StoreInner {
             }
         }
         if let Err(e) = self.timer_persist(&mut svc) {
-            tracing::warn!(error = %e, "timer messages: writing the checkpoint at shutdown failed");
+            tracing::warn!(error = %e, "timer messages: writing the checkpoint at shutdown or at a switch to slave failed");
         }
     }
 

@@ -1,0 +1,164 @@
+//! Switching between master and slave while the store runs (a broker in
+//! controller mode: a slave elected master, a master told it is now a slave;
+//! RocketMQ 5's `changeRoleToMaster` / `changeRoleToSlave` on the store).
+//!
+//! Who writes the commitlog follows the role: a master's puts, or a slave's
+//! raw appends of its master's stream ([`MessageStore::append_commit_log`],
+//! after a [`MessageStore::truncate_commit_log`] if the histories diverged).
+//! The commitlog's put lock orders a switch against both: a put takes it to
+//! append and checks the role there, so a put either is appended before the
+//! switch takes the lock or is refused with [`Error::WrongRole`] after;
+//! likewise a raw append.
+//!
+//! The services that write puts of their own (delayed delivery, the timer)
+//! run only while the store is a master: each switch starts a new epoch of
+//! [`crate::service::RoleGate`]; a switch to slave waits until they have left
+//! the master epoch (state written and dropped), and a switch to master lets
+//! them start again from disk as at open.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::MessageStore;
+use crate::config::BrokerRole;
+use crate::error::{Error, Result};
+use crate::sync::{LockExt, RwLockExt};
+
+/// How long [`MessageStore::change_role`] waits for the delayed and timer
+/// deliveries to pause at a switch to slave.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl MessageStore {
+    /// The role the store has now: `brokerRole` as opened
+    /// ([`crate::StoreConfig::broker_role`]) until [`MessageStore::change_role`]
+    /// changes it.
+    pub fn role(&self) -> BrokerRole {
+        self.inner.role()
+    }
+
+    /// Change the store's role while it runs; returns the role it had.
+    ///
+    /// - **Master to [`BrokerRole::Slave`]**: puts are refused from now on
+    ///   ([`Error::WrongRole`]); a put already being appended finishes first,
+    ///   so when this returns [`MessageStore::commit_log_max_offset`] moves
+    ///   only by raw appends, and every put that succeeded lies below it.
+    ///   Delayed delivery and the timer stop (their progress written to
+    ///   `config/delayOffset.json` and `config/timercheck`, their in-memory
+    ///   state dropped); this waits (at most 10 s, then logs a warning: their
+    ///   puts are refused all the same) until they have. With the transient
+    ///   store pool, what the pool holds is committed to the files first.
+    ///   Then [`MessageStore::truncate_commit_log`] and
+    ///   [`MessageStore::append_commit_log`] are allowed.
+    /// - **Slave to master** ([`BrokerRole::SyncMaster`] /
+    ///   [`BrokerRole::AsyncMaster`]): everything in the log is dispatched,
+    ///   then new puts continue each queue where its consume queue ends (no
+    ///   gap, no queue offset twice, also after raw appends and truncations);
+    ///   raw appends and truncation are refused from now on. Delayed delivery
+    ///   reloads its progress from `config/delayOffset.json`, and the timer
+    ///   rebuilds from its log and checkpoint (with the scan for deliveries
+    ///   the checkpoint misses), exactly as when a store is opened as master.
+    ///   A store opened as slave has no transient store pool and keeps
+    ///   writing without one.
+    /// - **Between SYNC_MASTER and ASYNC_MASTER**: only whether puts wait for
+    ///   a slave changes. **The same role**: nothing happens.
+    ///
+    /// Switches run one at a time. Readers are not affected.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] / [`Error::Fenced`]; for a switch to master,
+    /// [`Error::Corruption`] / [`Error::Io`] when `delayOffset.json` cannot be
+    /// read (as at open), or an error dispatching the log: the role is then
+    /// unchanged. A failed commit of the pool at a switch to slave fences the
+    /// store (as [`MessageStore::flush`] does).
+    pub fn change_role(&self, role: BrokerRole) -> Result<BrokerRole> {
+        let s = &self.inner;
+        let _switch = s.role_switch.locked();
+        let old = s.role();
+        if old == role {
+            return Ok(old);
+        }
+        if s.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        s.fence.check()?;
+        match (old, role) {
+            (_, BrokerRole::Slave) => self.demote()?,
+            (BrokerRole::Slave, _) => self.promote(role)?,
+            // SYNC_MASTER <-> ASYNC_MASTER: a put reads it after appending.
+            _ => s.set_role(role),
+        }
+        tracing::warn!(from = ?old, to = ?role, "store role changed");
+        Ok(old)
+    }
+
+    /// Master to slave (see [`MessageStore::change_role`]).
+    fn demote(&self) -> Result<()> {
+        let s = &self.inner;
+        s.commitlog.switch_writer(true, || {
+            s.set_role(BrokerRole::Slave);
+            Ok(None)
+        })?;
+        let epoch = s.role_gate.set(false);
+        s.schedule_waker.wake();
+        s.timer.waker.wake();
+        if s.commitlog.pooled() {
+            // Raw appends and truncation work on the files: the last puts,
+            // still in the pool's buffer, are committed first.
+            s.commitlog
+                .commit(0)
+                .inspect_err(|e| s.fence.trip(format!("commitlog commit failed: {e}")))?;
+        }
+        if !s.role_gate.wait_acked(epoch, PAUSE_TIMEOUT) {
+            tracing::warn!(
+                timeout_ms = PAUSE_TIMEOUT.as_millis() as u64,
+                "switch to slave: delayed or timer delivery did not pause in time \
+                 (their puts are refused all the same)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Slave to master (see [`MessageStore::change_role`]).
+    fn promote(&self, role: BrokerRole) -> Result<()> {
+        let s = &self.inner;
+        // The schedule service is paused (it acknowledged the switch to
+        // slave, or the store opened as one): its progress can be replaced.
+        s.schedule.reload()?;
+        {
+            // No dispatch pass, consume-queue flush, clean pass or repair
+            // runs meanwhile (as for a truncation), and no raw append.
+            let _gate = s.log_gate.write_locked();
+            s.commitlog.switch_writer(false, || {
+                s.dispatcher.dispatch_available(
+                    &s.commitlog,
+                    &s.cqs,
+                    s.index.as_ref(),
+                    &s.arrivals,
+                )?;
+                let mut table: HashMap<String, Vec<u64>> = HashMap::new();
+                for cq in s.cqs.all() {
+                    let v = table.entry(cq.topic().to_string()).or_default();
+                    let q = cq.queue_id() as usize;
+                    if v.len() <= q {
+                        v.resize(q + 1, 0);
+                    }
+                    v[q] = cq.max_offset();
+                }
+                s.set_role(role);
+                Ok(Some(table))
+            })?;
+        }
+        // Topics the master created (known from its records) take puts.
+        s.learn_dispatched_topics();
+        s.role_gate.set(true);
+        s.schedule_waker.wake();
+        s.timer.waker.wake();
+        if s.cfg.transient_store_pool_enable && !s.commitlog.pooled() {
+            tracing::info!(
+                "transientStorePoolEnable: a store opened as slave has no transient store \
+                 pool; as master it writes the commitlog files directly"
+            );
+        }
+        Ok(())
+    }
+}
