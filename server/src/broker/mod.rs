@@ -200,6 +200,10 @@ impl Broker {
         })));
         let put_waiter = send::PutWaiter::start(store.clone()).map_err(StartError::Threads)?;
         let live = ops_mut::LiveConfig::new(&cfg);
+        let controller = cfg
+            .controller_mode
+            .clone()
+            .map(controller_mode::ControllerMode::new);
         Ok(Arc::new(Broker {
             live,
             cfg,
@@ -219,10 +223,7 @@ impl Broker {
             stopping: AtomicBool::new(false),
             next_queue: AtomicU32::new(0),
             ha: std::sync::OnceLock::new(),
-            controller: cfg
-                .controller_mode
-                .clone()
-                .map(controller_mode::ControllerMode::new),
+            controller,
             master_addr: std::sync::Mutex::new(None),
             slave_sync: slave_sync::SyncState::default(),
             txn: transaction::TransactionBook::new(),
