@@ -222,7 +222,13 @@ fn io(context: &'static str) -> impl Fn(std::io::Error) -> HaError {
 
 fn read_arr<const N: usize>(r: &mut impl Read, what: &'static str) -> Result<[u8; N], HaError> {
     let mut b = [0u8; N];
-    r.read_exact(&mut b).map_err(io(what))?;
+    r.read_exact(&mut b).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            protocol(format!("{what}: the peer hung up mid-handshake"))
+        } else {
+            HaError::io(what, e)
+        }
+    })?;
     Ok(b)
 }
 
