@@ -32,9 +32,8 @@
 //! count × (u32 epoch, i64 start offset), oldest first
 //! ```
 //!
-//! The slave then works out where its history and the master's last agree
-//! ([`plan_follow`]): for the newest epoch both have from the same start
-//! offset, the shorter of the two ends (RocketMQ's `AutoSwitchHAClient`). A
+//! The slave then works out where its history and the master's last agree:
+//! for the newest epoch both have from the same start offset, the shorter of the two ends (RocketMQ's `AutoSwitchHAClient`). A
 //! log longer than that point is truncated to it
 //! ([`MessageStore::truncate_commit_log`](ferromq_engine::MessageStore::truncate_commit_log)),
 //! the epoch file's suffix with it, and the slave adopts the master's entries.
