@@ -8,14 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use autoswitch_common::{az, az_with, epochs, put_n};
+use autoswitch_common::{any_port, az, az_with, epochs, put_n};
 use common::{store, wait_until};
 use ferromq_engine::{BrokerRole, Message, PutStatus};
 use ferromq_replication::{HaMaster, HaSlave};
-
-fn any_port() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 fn set(ids: &[u64]) -> BTreeSet<u64> {
     ids.iter().copied().collect()

@@ -9,15 +9,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use autoswitch_common::{az, epochs, put_n, starts};
+use autoswitch_common::{any_port, az, epochs, put_n, starts};
 use common::{log_bytes, store, wait_until};
 use ferromq_engine::BrokerRole;
 use ferromq_replication::autoswitch::{EPOCH_HELLO_MAGIC, EPOCH_PROTOCOL_VERSION};
 use ferromq_replication::{HaMaster, HaSlave};
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 fn hello(version: u16, id: u64, max: i64) -> Vec<u8> {
     let mut h = EPOCH_HELLO_MAGIC.to_vec();

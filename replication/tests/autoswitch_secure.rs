@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use autoswitch_common::{az, epochs, put_n, starts};
+use autoswitch_common::{any_port, az, epochs, put_n, starts};
 use common::{certs::configs, log_bytes, store, wait_until};
 use ferromq_engine::BrokerRole;
 use ferromq_replication::{HaAuth, HaMaster, HaSlave, HaTls};
@@ -55,7 +55,7 @@ fn epoch_hello_runs_after_tls_and_auth() {
         server_required: true,
         client: None,
     };
-    let master = HaMaster::start(m.clone(), "127.0.0.1:0".parse().unwrap(), mcfg).unwrap();
+    let master = HaMaster::start(m.clone(), any_port(), mcfg).unwrap();
     let s = store(sd.path(), BrokerRole::Slave);
     let es = epochs(sd.path());
     let mut scfg = az(&es, 2);
@@ -87,8 +87,7 @@ fn classic_and_epoch_mode_refuse_each_other() {
     let m = store(md.path(), BrokerRole::AsyncMaster);
     put_n(&m, 20, "classic");
     // A classic master and an epoch-mode slave.
-    let classic =
-        HaMaster::start(m.clone(), "127.0.0.1:0".parse().unwrap(), common::fast_ha()).unwrap();
+    let classic = HaMaster::start(m.clone(), any_port(), common::fast_ha()).unwrap();
     let s = store(sd.path(), BrokerRole::Slave);
     let es = epochs(sd.path());
     let slave = HaSlave::start(s.clone(), classic.local_addr().to_string(), az(&es, 2)).unwrap();
@@ -107,7 +106,7 @@ fn classic_and_epoch_mode_refuse_each_other() {
     // An epoch-mode master and a classic slave.
     let em = epochs(md.path());
     em.become_master(1, m.commit_log_max_offset()).unwrap();
-    let master = HaMaster::start(m.clone(), "127.0.0.1:0".parse().unwrap(), az(&em, 1)).unwrap();
+    let master = HaMaster::start(m.clone(), any_port(), az(&em, 1)).unwrap();
     let plain = HaSlave::start(
         s.clone(),
         master.local_addr().to_string(),

@@ -5,14 +5,10 @@
 mod autoswitch_common;
 mod common;
 
-use autoswitch_common::{az, epochs, put_n, starts};
+use autoswitch_common::{any_port, az, epochs, put_n, starts};
 use common::{log_bytes, store, wait_until};
 use ferromq_engine::BrokerRole;
 use ferromq_replication::{HaMaster, HaSlave};
-
-fn any_port() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 #[test]
 fn diverged_tail_is_truncated_exactly_then_followed() {

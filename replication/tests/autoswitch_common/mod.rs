@@ -7,6 +7,11 @@ use std::sync::Arc;
 use ferromq_engine::{Message, MessageStore, PutResult};
 use ferromq_replication::{AutoSwitch, EpochCache, HaConfig};
 
+/// A loopback address with a port the OS picks.
+pub fn any_port() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
 /// The epoch file of the store in `dir`.
 pub fn epochs(dir: &Path) -> Arc<EpochCache> {
     EpochCache::open(dir.join("epochFileCheckpoint")).unwrap()
