@@ -35,8 +35,12 @@ fn diverged_tail_is_truncated_exactly_then_followed() {
     drop((sb, ma));
 
     // A writes a tail B never gets.
-    put_n(&a, 100, "diverged");
+    put_n(&a, 250, "diverged");
     let a_old_max = a.commit_log_max_offset();
+    assert!(
+        a_old_max / (64 * 1024) > shared / (64 * 1024),
+        "the diverged tail reaches into a later commitlog file"
+    );
     let a_shared_bytes = log_bytes(&a, 0, shared);
     a.shutdown().unwrap();
     drop(a);
@@ -132,6 +136,36 @@ fn lagging_slave_is_not_truncated() {
     assert!(st.epoch_handshakes >= 1);
     assert_eq!(starts(&es), starts(&em));
     assert_eq!(log_bytes(&s, 0, lag_from), before);
+    let max = m.commit_log_max_offset();
+    assert!(log_bytes(&s, 0, max) == log_bytes(&m, 0, max));
+}
+
+#[test]
+fn slave_ending_inside_a_record_follows_from_there() {
+    let (md, sd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let m = store(md.path(), BrokerRole::AsyncMaster);
+    let em = epochs(md.path());
+    em.become_master(1, 0).unwrap();
+    put_n(&m, 40, "one");
+    em.become_master(2, m.commit_log_max_offset()).unwrap();
+    put_n(&m, 40, "two");
+    // The slave got the first 1000 bytes of epoch 1 (a stream cut inside a
+    // record) and knows epoch 1.
+    let s = store(sd.path(), BrokerRole::Slave);
+    s.append_commit_log(0, &log_bytes(&m, 0, 1000)).unwrap();
+    let mut f =
+        ferromq_replication::EpochFile::open(sd.path().join("epochFileCheckpoint")).unwrap();
+    f.append(1, 0).unwrap();
+    drop(f);
+    let es = epochs(sd.path());
+    let master = HaMaster::start(m.clone(), any_port(), az(&em, 1)).unwrap();
+    let slave = HaSlave::start(s.clone(), master.local_addr().to_string(), az(&es, 2)).unwrap();
+    wait_until(20, "slave caught up", || {
+        s.commit_log_max_offset() == m.commit_log_max_offset()
+    });
+    assert_eq!(slave.status().truncations, 0);
+    assert_eq!(master.slaves()[0].streaming_from, Some(1000));
+    assert_eq!(starts(&es), starts(&em));
     let max = m.commit_log_max_offset();
     assert!(log_bytes(&s, 0, max) == log_bytes(&m, 0, max));
 }
