@@ -32,9 +32,8 @@
 //! count × (u32 epoch, i64 start offset), oldest first
 //! ```
 //!
-//! The slave then works out where its history and the master's last agree
-//! ([`plan_follow`]): for the newest epoch both have from the same start
-//! offset, the shorter of the two ends (RocketMQ's `AutoSwitchHAClient`). A
+//! The slave then works out where its history and the master's last agree:
+//! for the newest epoch both have from the same start offset, the shorter of the two ends (RocketMQ's `AutoSwitchHAClient`). A
 //! log longer than that point is truncated to it
 //! ([`MessageStore::truncate_commit_log`](ferromq_engine::MessageStore::truncate_commit_log)),
 //! the epoch file's suffix with it, and the slave adopts the master's entries.
@@ -123,6 +122,14 @@ impl EpochCache {
     /// whose bytes this broker never got) are cut, then `(epoch, log_end)` is
     /// appended. The master's slaves are dropped and re-handshake.
     ///
+    /// `log_end` must be a record boundary: a former slave's log can end
+    /// inside a record (the stream is cut by size, not by record), and
+    /// RocketMQ cuts that partial record first (`truncateInvalidMsg` in
+    /// `AutoSwitchHAService.changeToMaster`). A slave whose history is
+    /// compared with an epoch starting mid-record cannot be truncated there
+    /// ([`MessageStore::truncate_commit_log`](ferromq_engine::MessageStore::truncate_commit_log)
+    /// refuses) and will not follow.
+    ///
     /// # Errors
     /// [`EpochError::NotIncreasing`] when `epoch` is not above the last
     /// epoch kept; [`EpochError::Io`] when the file cannot be written. The
@@ -195,6 +202,40 @@ impl AutoSwitch {
     }
 }
 
+impl AutoSwitch {
+    /// [`AutoSwitch::new`] with `allAckInSyncStateSet`, `inSyncReplicas` and
+    /// `minInSyncReplicas` read from a broker properties file (RocketMQ's
+    /// defaults when absent).
+    ///
+    /// # Errors
+    /// A value that is not `true`/`false` or a positive count, naming the key.
+    pub fn from_properties(
+        props: &ferromq_engine::config::Properties,
+        epochs: Arc<EpochCache>,
+        broker_id: u64,
+    ) -> Result<AutoSwitch, String> {
+        let mut a = AutoSwitch::new(epochs, broker_id);
+        if let Some(v) = props.get("allAckInSyncStateSet").map(str::trim) {
+            a.all_ack_in_sync_state_set = v
+                .parse()
+                .map_err(|_| format!("allAckInSyncStateSet={v:?} is not true or false"))?;
+        }
+        for (key, slot) in [
+            ("inSyncReplicas", &mut a.in_sync_replicas),
+            ("minInSyncReplicas", &mut a.min_in_sync_replicas),
+        ] {
+            if let Some(v) = props.get(key).map(str::trim) {
+                *slot = v
+                    .parse()
+                    .ok()
+                    .filter(|n: &usize| *n >= 1)
+                    .ok_or_else(|| format!("{key}={v:?} is not a count of at least 1"))?;
+            }
+        }
+        Ok(a)
+    }
+}
+
 /// A slave's hello, as the master read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {
@@ -222,7 +263,13 @@ fn io(context: &'static str) -> impl Fn(std::io::Error) -> HaError {
 
 fn read_arr<const N: usize>(r: &mut impl Read, what: &'static str) -> Result<[u8; N], HaError> {
     let mut b = [0u8; N];
-    r.read_exact(&mut b).map_err(io(what))?;
+    r.read_exact(&mut b).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            protocol(format!("{what}: the peer hung up mid-handshake"))
+        } else {
+            HaError::io(what, e)
+        }
+    })?;
     Ok(b)
 }
 
@@ -530,6 +577,59 @@ mod tests {
         let mut beyond = Vec::new();
         master_answer(&mut beyond, 7, 0, 100, &[EpochEntry::new(1, 500)]).unwrap();
         assert!(slave_hello(&mut &beyond[..], &mut Vec::new(), 3, 0).is_err());
+    }
+
+    #[test]
+    fn settings_from_properties() {
+        let d = tempfile::tempdir().unwrap();
+        let e = EpochCache::open(d.path().join("epochs")).unwrap();
+        let p = ferromq_engine::config::Properties::parse(
+            "allAckInSyncStateSet=true\ninSyncReplicas=2\nminInSyncReplicas=3\n",
+        );
+        let a = AutoSwitch::from_properties(&p, e.clone(), 4).unwrap();
+        assert!(a.all_ack_in_sync_state_set);
+        assert_eq!(
+            (a.in_sync_replicas, a.min_in_sync_replicas, a.broker_id),
+            (2, 3, 4)
+        );
+        let d = AutoSwitch::from_properties(&Default::default(), e.clone(), 1).unwrap();
+        assert!(!d.all_ack_in_sync_state_set);
+        assert_eq!((d.in_sync_replicas, d.min_in_sync_replicas), (1, 1));
+        for bad in [
+            "allAckInSyncStateSet=yes",
+            "minInSyncReplicas=0",
+            "inSyncReplicas=x",
+        ] {
+            let p = ferromq_engine::config::Properties::parse(bad);
+            let err = AutoSwitch::from_properties(&p, e.clone(), 1).unwrap_err();
+            assert!(err.contains(bad.split('=').next().unwrap()), "{err}");
+        }
+    }
+
+    #[test]
+    fn become_master_cuts_copied_entries_beyond_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let e = EpochCache::open(d.path().join("epochs")).unwrap();
+        // Copied from a master whose epoch 2 bytes never arrived.
+        e.adopt(None, &[EpochEntry::new(1, 0), EpochEntry::new(2, 500)])
+            .unwrap();
+        assert_eq!(e.new_entries(), 0);
+        e.become_master(3, 300).unwrap();
+        let got: Vec<_> = e
+            .entries()
+            .iter()
+            .map(|x| (x.epoch, x.start_offset))
+            .collect();
+        assert_eq!(got, [(1, 0), (3, 300)]);
+        assert_eq!(e.new_entries(), 1);
+        // An entry starting exactly at the end stays (an empty epoch).
+        e.become_master(4, 300).unwrap();
+        assert_eq!(e.entries().len(), 3);
+        assert!(e.become_master(4, 900).is_err(), "epochs only go up");
+        // Persisted.
+        let again = EpochCache::open(d.path().join("epochs")).unwrap();
+        assert_eq!(again.entries().len(), 3);
+        assert_eq!(again.last_epoch(), Some(4));
     }
 
     #[test]

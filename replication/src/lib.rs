@@ -14,6 +14,11 @@
 //! concurrent puts share the wait). [`HaSlave`] follows a master, appends what it
 //! is sent at exactly the offset it was sent for, and reconnects by itself.
 //!
+//! With [`HaConfig::auto_switch`] both run RocketMQ 5's controller mode
+//! ("epoch mode", [`autoswitch`]): an epoch hello before the stream, in which
+//! a rejoining slave truncates the tail the master never had; per-slave
+//! broker ids; SYNC acks by the SyncStateSet; fencing.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use ferromq_engine::{BrokerRole, MessageStore, StoreConfig};

@@ -722,6 +722,12 @@ fn open_session(
         }
         if let Some(az) = &inner.cfg.auto_switch {
             let hello = autoswitch::master_read_hello(&mut rd, &mut wr)?;
+            if hello.broker_id == az.broker_id {
+                return Err(HaError::Protocol(format!(
+                    "the slave says it is broker {}, this master's own id",
+                    hello.broker_id
+                )));
+            }
             // Taken before the entries: an epoch added after this ends the
             // connection, so the slave never follows with stale entries.
             let generation = az.epochs.new_entries();

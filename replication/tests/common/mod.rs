@@ -1,6 +1,8 @@
 #![allow(dead_code)]
 //! Helpers shared by the replication tests.
 
+pub mod certs;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
