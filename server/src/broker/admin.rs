@@ -245,10 +245,7 @@ impl Broker {
             "runtime",
             format_runtime(now.saturating_sub(self.stats.boot_ms)),
         );
-        put_kv(
-            "brokerRole",
-            self.store.role().as_str().to_string(),
-        );
+        put_kv("brokerRole", self.store.role().as_str().to_string());
         put_kv("writable", st.fenced.is_none().to_string());
         if let Some(f) = st.fenced {
             put_kv("fenced", f);
@@ -302,7 +299,8 @@ impl Broker {
             put_kv("brokerRole", self.role().as_str().to_string());
             put_kv(
                 "controllerBrokerId",
-                cm.controller_id().map_or(String::new(), |id| id.to_string()),
+                cm.controller_id()
+                    .map_or(String::new(), |id| id.to_string()),
             );
             put_kv("masterEpoch", v.master_epoch.to_string());
             put_kv(

@@ -217,7 +217,9 @@ impl ControllerModeConfig {
             election_priority: k.num("brokerElectionPriority", "an integer", i32::MAX)?,
             ha_max_time_slave_not_catchup_ms: ms("haMaxTimeSlaveNotCatchup", 15_000)?,
             all_ack_in_sync_state_set: k.flag("allAckInSyncStateSet", false)?,
-            min_in_sync_replicas: k.num("minInSyncReplicas", "a number of replicas", 1u32)?.max(1),
+            min_in_sync_replicas: k
+                .num("minInSyncReplicas", "a number of replicas", 1u32)?
+                .max(1),
             broker_identity_path: k
                 .text("storePathBrokerIdentity")
                 .map(Into::into)

@@ -51,6 +51,9 @@ use crate::remoting::{request, response, RemotingClient, RemotingCommand};
 
 /// How long one controller request waits for its answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a heartbeat waits for its answer (RocketMQ's
+/// `sendHeartbeatTimeoutMillis`).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a leader-bound request keeps looking for the leader.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// Pause between two failed attempts to register with the controllers.
@@ -161,12 +164,22 @@ impl ControllerMode {
     }
 
     /// One request to the controller leader.
-    async fn call_leader(&self, b: &Broker, req: RemotingCommand) -> Result<RemotingCommand, String> {
+    async fn call_leader(
+        &self,
+        b: &Broker,
+        req: RemotingCommand,
+    ) -> Result<RemotingCommand, String> {
         let first = self.leader.locked().clone();
-        let (addr, r) = call_leader(&self.cfg.controller_addrs, first, &req, LEADER_WAIT, |a, r| {
-            let c = self.client(b, &a);
-            async move { c.invoke(r, CALL_TIMEOUT).await.map_err(|e| e.to_string()) }
-        })
+        let (addr, r) = call_leader(
+            &self.cfg.controller_addrs,
+            first,
+            &req,
+            LEADER_WAIT,
+            |a, r| {
+                let c = self.client(b, &a);
+                async move { c.invoke(r, CALL_TIMEOUT).await.map_err(|e| e.to_string()) }
+            },
+        )
         .await?;
         *self.leader.locked() = Some(addr);
         Ok(r)
@@ -265,7 +278,11 @@ fn master_of(r: &RemotingCommand) -> Option<(u64, String, i32)> {
     let id = f.opt_i64("masterBrokerId").ok().flatten()?;
     let addr = f.opt_str("masterAddress").filter(|a| !a.is_empty())?;
     let epoch = f.opt_i64("masterEpoch").ok().flatten()?;
-    Some((u64::try_from(id).ok()?, addr.to_owned(), i32::try_from(epoch).ok()?))
+    Some((
+        u64::try_from(id).ok()?,
+        addr.to_owned(),
+        i32::try_from(epoch).ok()?,
+    ))
 }
 
 /// The SyncStateSet of a body, if it has one.
@@ -359,7 +376,10 @@ impl Broker {
         let req = header(self, rc::CONTROLLER_REGISTER_BROKER)
             .with_ext("brokerId", id)
             .with_ext("brokerAddress", &self.broker_addr);
-        let r = expect_ok(cm.call_leader(self, req).await?, "register to the controller")?;
+        let r = expect_ok(
+            cm.call_leader(self, req).await?,
+            "register to the controller",
+        )?;
         if let Some((mid, maddr, epoch)) = master_of(&r) {
             let sse_epoch = r
                 .ext_fields
@@ -374,7 +394,15 @@ impl Broker {
         Ok(())
     }
 
-    async fn heartbeat_controllers(&self, cm: &ControllerMode, id: u64) {
+    /// Heartbeat every listed controller (and the leader, when it was
+    /// reached under an address not listed), each in a task of its own so a
+    /// controller that is down or cut off delays nothing. An answer from the
+    /// leader (from any, while the leader is not known) moves the time the
+    /// fence counts from to when the heartbeat was sent.
+    fn heartbeat_controllers(self: &Arc<Self>, id: u64) {
+        let Some(cm) = self.controller_mode() else {
+            return;
+        };
         let view = cm.view();
         let req = header(self, rc::BROKER_HEARTBEAT)
             .with_ext("brokerAddr", &self.broker_addr)
@@ -382,29 +410,34 @@ impl Broker {
             .with_ext("epoch", view.master_epoch)
             .with_ext("maxOffset", self.store.commit_log_max_offset())
             .with_ext("confirmOffset", self.store.commit_log_max_offset())
-            .with_ext("heartbeatTimeoutMills", cm.cfg.controller_heartbeat_timeout_ms)
+            .with_ext(
+                "heartbeatTimeoutMills",
+                cm.cfg.controller_heartbeat_timeout_ms,
+            )
             .with_ext("electionPriority", cm.cfg.election_priority);
-        // Concurrently: a controller that is down must not delay the others.
-        let calls: Vec<_> = cm
-            .cfg
-            .controller_addrs
-            .iter()
-            .map(|a| {
-                let c = cm.client(self, a);
-                let req = req.clone();
-                tokio::spawn(async move { c.invoke(req, CALL_TIMEOUT).await })
-            })
-            .collect();
-        // What counts for the fence is the leader's table: its answer, or
-        // any answer while no leader is known.
         let leader = cm.leader.locked().clone();
-        let mut answered = false;
-        for (addr, call) in cm.cfg.controller_addrs.iter().zip(calls) {
-            let ok = matches!(call.await, Ok(Ok(r)) if r.code == response::SUCCESS);
-            answered |= ok && leader.as_ref().is_none_or(|l| l == addr);
+        let mut targets = cm.cfg.controller_addrs.clone();
+        let leader_listed = leader.as_ref().is_none_or(|l| targets.contains(l));
+        if let (Some(l), false) = (&leader, leader_listed) {
+            targets.push(l.clone());
         }
-        if answered {
-            *cm.heartbeat_ok.locked() = Some(Instant::now());
+        let sent = Instant::now();
+        for addr in targets {
+            let counts = leader.as_ref().is_none_or(|l| *l == addr);
+            let c = cm.client(self, &addr);
+            let req = req.clone();
+            let b = self.clone();
+            tokio::spawn(async move {
+                let ok = matches!(c.invoke(req, HEARTBEAT_TIMEOUT).await, Ok(r) if r.code == response::SUCCESS);
+                if ok && counts {
+                    if let Some(cm) = b.controller_mode() {
+                        let mut last = cm.heartbeat_ok.locked();
+                        if last.is_none_or(|t| t < sent) {
+                            *last = Some(sent);
+                        }
+                    }
+                }
+            });
         }
     }
 
@@ -423,7 +456,8 @@ impl Broker {
         match master_of(&r) {
             Some((mid, maddr, epoch)) => {
                 let sse_epoch = set.as_ref().map_or(0, |s| s.sync_state_set_epoch);
-                self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set).await;
+                self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set)
+                    .await;
                 // Still the master at the epoch it holds: lift a fence.
                 let v = cm.view();
                 if v.is_master && mid == id && epoch == v.master_epoch && cm.fenced() {
@@ -456,13 +490,15 @@ impl Broker {
                 .ok()
                 .flatten()
                 .unwrap_or(0) as i32;
-            let set = serde_json::from_slice::<ferromq_controller::ElectMasterResponseBody>(&r.body)
-                .ok()
-                .map(|b| SyncStateSet {
-                    sync_state_set: b.sync_state_set,
-                    sync_state_set_epoch: sse_epoch,
-                });
-            self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set).await;
+            let set =
+                serde_json::from_slice::<ferromq_controller::ElectMasterResponseBody>(&r.body)
+                    .ok()
+                    .map(|b| SyncStateSet {
+                        sync_state_set: b.sync_state_set,
+                        sync_state_set_epoch: sse_epoch,
+                    });
+            self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set)
+                .await;
         }
         Ok(())
     }
@@ -490,7 +526,9 @@ impl Broker {
         if epoch == current.master_epoch && cm.decided() {
             // Same epoch: maybe a newer SyncStateSet for this master.
             if current.is_master {
-                if let Some(s) = set.filter(|s| s.sync_state_set_epoch > current.sync_state_set_epoch) {
+                if let Some(s) =
+                    set.filter(|s| s.sync_state_set_epoch > current.sync_state_set_epoch)
+                {
                     self.adopt_sync_state_set(cm, s.sync_state_set, s.sync_state_set_epoch);
                 }
             } else if current.master_ha_addr.is_none() {
@@ -500,7 +538,8 @@ impl Broker {
         }
         let set = set.unwrap_or_default();
         let result = if master_id == my_id {
-            self.become_master(cm, epoch, sse_epoch, set.sync_state_set).await
+            self.become_master(cm, epoch, sse_epoch, set.sync_state_set)
+                .await
         } else {
             self.become_slave(cm, master_id, master_addr, epoch).await
         };
@@ -545,8 +584,14 @@ impl Broker {
             };
         }
         cm.fenced.store(false, Ordering::Release);
+        // The leader just answered: the fence counts from now at the latest.
+        cm.heartbeat_ok.locked().get_or_insert_with(Instant::now);
         *self.master_addr.locked() = None;
-        tracing::info!(epoch, id = my_id, "controller mode: this broker is now the master");
+        tracing::info!(
+            epoch,
+            id = my_id,
+            "controller mode: this broker is now the master"
+        );
         Ok(())
     }
 
@@ -577,7 +622,12 @@ impl Broker {
         }
         // A slave copies the master's configs (offsets, topics, delay offsets).
         *self.master_addr.locked() = Some(master_addr.to_owned());
-        tracing::info!(epoch, master = master_id, master_addr, "controller mode: this broker is now a slave");
+        tracing::info!(
+            epoch,
+            master = master_id,
+            master_addr,
+            "controller mode: this broker is now a slave"
+        );
         self.learn_master_ha(cm, master_addr).await;
         Ok(())
     }
@@ -597,7 +647,10 @@ impl Broker {
             _ => None,
         };
         let Some(ha_addr) = ha_addr.filter(|a| !a.is_empty()) else {
-            tracing::debug!(master_addr, "controller mode: the master does not serve HA yet");
+            tracing::debug!(
+                master_addr,
+                "controller mode: the master does not serve HA yet"
+            );
             return;
         };
         if let Some(ha) = self.ha() {
@@ -649,7 +702,8 @@ impl Broker {
                     .opt_i64("newSyncStateSetEpoch")
                     .ok()
                     .flatten()
-                    .unwrap_or(i64::from(v.sync_state_set_epoch) + 1) as i32;
+                    .unwrap_or(i64::from(v.sync_state_set_epoch) + 1)
+                    as i32;
                 self.adopt_sync_state_set(cm, wanted, epoch);
             }
             other => {
@@ -659,8 +713,12 @@ impl Broker {
                         tracing::warn!("controller mode: the controller has a newer master epoch; asking for it");
                         let _ = self.sync_replica_info(cm, id).await;
                     }
-                    Ok(r) => tracing::warn!(code = r.code, remark = ?r.remark, "controller mode: SyncStateSet change refused"),
-                    Err(e) => tracing::warn!(error = %e, "controller mode: SyncStateSet change failed"),
+                    Ok(r) => {
+                        tracing::warn!(code = r.code, remark = ?r.remark, "controller mode: SyncStateSet change refused")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "controller mode: SyncStateSet change failed")
+                    }
                 }
             }
         }
@@ -694,10 +752,14 @@ fn runtime_value(body: &[u8], key: &str) -> Option<String> {
     v.get("table")?.get(key)?.as_str().map(str::to_owned)
 }
 
-/// Run controller mode until `stop`: id, registration, then heartbeats,
-/// replica-info syncs and (as master) SyncStateSet checks.
+/// Run controller mode until `stop`: id, registration, then heartbeats
+/// (with the fence check), replica-info syncs and (as master) SyncStateSet
+/// checks, each on a task of its own so a controller that does not answer
+/// delays none of the others.
 pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let Some(cm) = b.controller_mode() else { return };
+    let Some(cm) = b.controller_mode() else {
+        return;
+    };
     // Id and registration, retried until they succeed.
     let id = loop {
         if *stop.borrow() {
@@ -708,7 +770,9 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 cm.id.store(id, Ordering::Release);
                 match b.register_to_controller(cm, id).await {
                     Ok(()) => break id,
-                    Err(e) => tracing::warn!(error = %e, "controller mode: registration failed; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "controller mode: registration failed; retrying")
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "controller mode: no broker id yet; retrying"),
@@ -718,23 +782,20 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
     };
-    b.heartbeat_controllers(cm, id).await;
+    b.heartbeat_controllers(id);
     if !cm.decided() {
         if let Err(e) = b.try_elect(cm, id).await {
             tracing::warn!(error = %e, "controller mode: election request failed");
         }
     }
     let ms = Duration::from_millis;
-    let mut heartbeat = tokio::time::interval(ms(cm.cfg.heartbeat_interval_ms));
-    let mut sync = tokio::time::interval(ms(cm.cfg.sync_broker_metadata_period_ms));
-    let mut check = tokio::time::interval(ms(cm.cfg.check_sync_state_set_period_ms));
-    for t in [&mut heartbeat, &mut sync, &mut check] {
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    }
-    loop {
-        tokio::select! {
-            _ = heartbeat.tick() => {
-                b.heartbeat_controllers(cm, id).await;
+    let heartbeats = every(
+        b.clone(),
+        stop.clone(),
+        ms(cm.cfg.heartbeat_interval_ms),
+        move |b| async move {
+            b.heartbeat_controllers(id);
+            if let Some(cm) = b.controller_mode() {
                 b.check_fence(cm);
                 // A slave that has not learned its master's HA port yet.
                 let v = cm.view();
@@ -744,13 +805,55 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                     }
                 }
             }
-            _ = sync.tick() => {
+        },
+    );
+    let sync = every(
+        b.clone(),
+        stop.clone(),
+        ms(cm.cfg.sync_broker_metadata_period_ms),
+        move |b| async move {
+            if let Some(cm) = b.controller_mode() {
                 if let Err(e) = b.sync_replica_info(cm, id).await {
                     tracing::warn!(error = %e, "controller mode: replica info sync failed");
                 }
             }
-            _ = check.tick() => b.check_sync_state_set(cm, id).await,
-            _ = stop.changed() => break,
-        }
+        },
+    );
+    let check = every(
+        b.clone(),
+        stop.clone(),
+        ms(cm.cfg.check_sync_state_set_period_ms),
+        move |b| async move {
+            if let Some(cm) = b.controller_mode() {
+                b.check_sync_state_set(cm, id).await;
+            }
+        },
+    );
+    let _ = stop.changed().await;
+    for t in [heartbeats, sync, check] {
+        let _ = t.await;
     }
+}
+
+/// Run `f` every `period` until `stop` (a run in progress finishes first).
+fn every<F, Fut>(
+    b: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    period: Duration,
+    f: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<Broker>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => f(b.clone()).await,
+                _ = stop.changed() => break,
+            }
+        }
+    })
 }

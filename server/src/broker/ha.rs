@@ -264,7 +264,10 @@ impl HaRole {
         if let Some(s) = self.slave.locked().as_ref() {
             let mut learned = self.learned_master.locked();
             if learned.as_deref() != Some(ha_addr) {
-                tracing::info!(master = ha_addr, "following the master the controller named");
+                tracing::info!(
+                    master = ha_addr,
+                    "following the master the controller named"
+                );
                 *learned = Some(ha_addr.to_owned());
                 s.set_master_address(ha_addr.to_owned());
             }

@@ -24,11 +24,16 @@ pub fn named_leader(remark: &str) -> Option<String> {
         .map(|_| addr.to_owned())
 }
 
-/// Send `req` to the controller leader with `call`: first to `first` (the
-/// leader last seen) if given, then round the `addrs`, following
-/// `CONTROLLER_NOT_LEADER` to the leader it names, until `wait` has passed.
-/// Returns the address that answered and its answer (any code but
-/// `CONTROLLER_NOT_LEADER` and `CONTROLLER_JRAFT_INTERNAL_ERROR`).
+/// Send `req` to the controller leader with `call`: to `first` (the
+/// leader last seen) if given, then to each of `addrs`; when none of those
+/// is the leader, to the leaders their `CONTROLLER_NOT_LEADER` answers name
+/// (`leader: host:port`); rounds repeat until `wait` has passed. The listed
+/// addresses come first, so a broker that reaches the controllers through
+/// addresses of its own (proxies, a load balancer) keeps using them and
+/// follows a named address only when the list has no leader (a list of one
+/// controller of three, as in RocketMQ's quick start). Returns the address
+/// that answered and its answer (any code but `CONTROLLER_NOT_LEADER` and
+/// `CONTROLLER_JRAFT_INTERNAL_ERROR`).
 ///
 /// # Errors
 /// A message naming the last failure when no leader answered within `wait`,
@@ -48,39 +53,47 @@ where
         return Err("no controller address".into());
     }
     let deadline = Instant::now() + wait;
-    let mut next = first;
-    let mut round = 0usize;
-    let mut last: String;
+    let mut last = String::new();
+    let mut first = first;
     loop {
-        let addr = next
-            .take()
-            .unwrap_or_else(|| addrs[round % addrs.len()].clone());
-        match call(addr.clone(), req.clone()).await {
-            Ok(r) if r.code == code::CONTROLLER_NOT_LEADER => {
-                let remark = r.remark.unwrap_or_default();
-                last = format!("{addr}: {remark}");
-                if let Some(leader) = named_leader(&remark).filter(|l| *l != addr) {
-                    if Instant::now() < deadline {
-                        next = Some(leader);
-                        continue;
+        let head = first.take();
+        let mut round: Vec<String> = head.clone().into_iter().collect();
+        round.extend(addrs.iter().filter(|a| head.as_ref() != Some(*a)).cloned());
+        let mut named: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < round.len() {
+            let addr = round[i].clone();
+            i += 1;
+            match call(addr.clone(), req.clone()).await {
+                Ok(r) if r.code == code::CONTROLLER_NOT_LEADER => {
+                    let remark = r.remark.unwrap_or_default();
+                    last = format!("{addr}: {remark}");
+                    if let Some(leader) = named_leader(&remark) {
+                        if !round.contains(&leader) && !named.contains(&leader) {
+                            named.push(leader);
+                        }
                     }
                 }
+                Ok(r) if r.code == code::CONTROLLER_JRAFT_INTERNAL_ERROR => {
+                    last = format!("{addr}: {}", r.remark.unwrap_or_default());
+                }
+                Ok(r) => return Ok((addr, r)),
+                Err(e) => last = format!("controller {e}"),
             }
-            Ok(r) if r.code == code::CONTROLLER_JRAFT_INTERNAL_ERROR => {
-                last = format!("{addr}: {}", r.remark.unwrap_or_default());
+            if i == round.len() {
+                // The list has no leader: try the leaders it named.
+                round.append(&mut named);
             }
-            Ok(r) => return Ok((addr, r)),
-            Err(e) => last = format!("controller {e}"),
+            if Instant::now() >= deadline {
+                return Err(format!("no controller leader answered: {last}"));
+            }
         }
-        round += 1;
         if Instant::now() >= deadline {
             return Err(format!("no controller leader answered: {last}"));
         }
         // A full round without a leader: an election may be under way.
-        if round % addrs.len() == 0 {
-            tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
-        }
+        tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
     }
 }
 
@@ -102,26 +115,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn follows_the_named_leader_and_gives_up_after_the_wait() {
-        let addrs = vec!["a:1".to_string(), "b:2".to_string()];
+    async fn listed_addresses_come_before_a_named_leader() {
+        // The list holds the leader (c:3) under another name than the one
+        // the others name (real:9): it is used, the named one never called.
+        let addrs = vec!["a:1".to_string(), "c:3".to_string()];
         let req = RemotingCommand::request(1);
-        let (addr, r) = call_leader(&addrs, None, &req, Duration::from_secs(1), |a, _| async move {
-            if a == "b:2" {
-                Ok(RemotingCommand::success())
-            } else {
-                Ok(RemotingCommand::error(
-                    code::CONTROLLER_NOT_LEADER,
-                    "not leader, leader: b:2".to_string(),
-                ))
+        let calls = std::sync::Mutex::new(Vec::new());
+        let (addr, _) = call_leader(&addrs, None, &req, Duration::from_secs(1), |a, _| {
+            calls.lock().unwrap().push(a.clone());
+            async move {
+                if a == "c:3" {
+                    Ok(RemotingCommand::success())
+                } else {
+                    Ok(RemotingCommand::error(
+                        code::CONTROLLER_NOT_LEADER,
+                        "not leader, leader: real:9".to_string(),
+                    ))
+                }
             }
         })
         .await
         .unwrap();
+        assert_eq!(addr, "c:3");
+        assert!(!calls.lock().unwrap().contains(&"real:9".to_string()));
+    }
+
+    #[tokio::test]
+    async fn follows_the_named_leader_and_gives_up_after_the_wait() {
+        let addrs = vec!["a:1".to_string(), "b:2".to_string()];
+        let req = RemotingCommand::request(1);
+        let (addr, r) = call_leader(
+            &addrs,
+            None,
+            &req,
+            Duration::from_secs(1),
+            |a, _| async move {
+                if a == "b:2" {
+                    Ok(RemotingCommand::success())
+                } else {
+                    Ok(RemotingCommand::error(
+                        code::CONTROLLER_NOT_LEADER,
+                        "not leader, leader: b:2".to_string(),
+                    ))
+                }
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!((addr.as_str(), r.code), ("b:2", 0));
         let started = Instant::now();
-        let err = call_leader(&addrs, None, &req, Duration::from_millis(400), |_, _| async {
-            Err::<RemotingCommand, _>("refused".to_string())
-        })
+        let err = call_leader(
+            &addrs,
+            None,
+            &req,
+            Duration::from_millis(400),
+            |_, _| async { Err::<RemotingCommand, _>("refused".to_string()) },
+        )
         .await
         .unwrap_err();
         assert!(err.contains("refused"), "{err}");

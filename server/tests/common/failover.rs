@@ -6,10 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::controller::{free_ports, peers};
-use super::{broker_props, spawn_to, try_runtime_info, wait_for, Proc};
+use super::proxy::Proxy;
+use super::{broker_props, records, spawn_to, try_runtime_info, wait_for, Client, Proc};
 
 /// The broker group.
 pub const GROUP: &str = "broker-f";
@@ -34,6 +37,9 @@ pub struct Cluster {
     pub replicas: Vec<Replica>,
     /// Extra broker properties (each test's own).
     pub extra: String,
+    /// Per replica, a proxy to each controller (when started proxied): its
+    /// `controllerAddr` names these, so a test can cut its links.
+    pub proxies: Vec<Vec<Proxy>>,
 }
 
 fn log_level() -> String {
@@ -65,6 +71,27 @@ pub fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
 impl Cluster {
     /// Start three controllers, a name server and `replicas` brokers.
     pub fn start(dir: &Path, replicas: usize, extra: &str) -> Cluster {
+        Self::start_with(dir, replicas, extra, false)
+    }
+
+    /// [`Cluster::start`] with each broker reaching the controllers through
+    /// proxies of its own ([`Cluster::cut_controllers`]).
+    pub fn start_proxied(dir: &Path, replicas: usize, extra: &str) -> Cluster {
+        Self::start_with(dir, replicas, extra, true)
+    }
+
+    /// Cut (or heal) replica `i`'s links to every controller.
+    pub fn cut_controllers(&self, i: usize, cut: bool) {
+        for p in &self.proxies[i] {
+            if cut {
+                p.cut();
+            } else {
+                p.heal();
+            }
+        }
+    }
+
+    fn start_with(dir: &Path, replicas: usize, extra: &str, proxied: bool) -> Cluster {
         let controller_ports = free_ports(3);
         let controllers = (0..3)
             .map(|i| start_controller(dir, &controller_ports, i))
@@ -78,8 +105,17 @@ impl Cluster {
             namesrv_port,
             replicas: Vec::new(),
             extra: extra.to_owned(),
+            proxies: Vec::new(),
         };
         for i in 0..replicas {
+            if proxied {
+                let ps = c
+                    .controller_ports
+                    .iter()
+                    .map(|p| Proxy::start(*p))
+                    .collect();
+                c.proxies.push(ps);
+            }
             let rdir = dir.join(format!("replica-{i}"));
             std::fs::create_dir_all(&rdir).unwrap();
             c.replicas.push(Replica {
@@ -95,11 +131,14 @@ impl Cluster {
 
     /// The properties of replica `i`.
     pub fn props(&self, i: usize) -> String {
-        let controllers: Vec<String> = self
-            .controller_ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
+        let controllers: Vec<String> = match self.proxies.get(i) {
+            Some(ps) => ps.iter().map(|p| format!("127.0.0.1:{}", p.port)).collect(),
+            None => self
+                .controller_ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect(),
+        };
         broker_props(
             &self.replicas[i].dir.join("store"),
             &format!(
@@ -169,7 +208,12 @@ impl Cluster {
     }
 
     /// Wait until a master above `epoch` has a SyncStateSet of `members`.
-    pub fn wait_master(&self, above_epoch: i64, members: usize, timeout: Duration) -> Option<(usize, i64)> {
+    pub fn wait_master(
+        &self,
+        above_epoch: i64,
+        members: usize,
+        timeout: Duration,
+    ) -> Option<(usize, i64)> {
         wait_for(timeout, || {
             let (i, e) = self.master().filter(|(_, e)| *e > above_epoch)?;
             let info = try_runtime_info(self.replicas[i].port)?;
@@ -215,4 +259,201 @@ pub fn commitlog_bytes(store: &Path) -> (u64, Vec<u8>) {
 pub fn must<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     wait_for(timeout, f).unwrap_or_else(|| panic!("{what}: not within {:?}", started.elapsed()))
+}
+
+/// The topic the failover producers send to (one queue).
+pub const TOPIC: &str = "FailoverTopic";
+
+/// One acknowledged send.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub body: String,
+    pub queue_offset: u64,
+    pub port: u16,
+    pub at: Instant,
+}
+
+/// The master's port among `ports` (the one answering SYNC_MASTER, not
+/// fenced, at the highest epoch).
+pub fn find_master(ports: &[u16]) -> Option<u16> {
+    ports
+        .iter()
+        .filter_map(|p| {
+            let info = try_runtime_info(*p)?;
+            let master = info.get("brokerRole").map(String::as_str) == Some("SYNC_MASTER")
+                && info.get("controllerFenced").map(String::as_str) != Some("true");
+            let epoch: i64 = info.get("masterEpoch")?.parse().ok()?;
+            master.then_some((epoch, *p))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// Send bodies, each once, until `stop`, one at a time: to the master among
+/// `ports` (found again after every failure), or always to `pinned`. Logs
+/// what was acknowledged (SEND_OK) in `acks`; returns the sends tried.
+pub fn producer(
+    ports: Arc<Mutex<Vec<u16>>>,
+    pinned: Option<u16>,
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+) -> u64 {
+    let tag = pinned.map_or_else(|| "f".to_string(), |p| format!("p{p}"));
+    let mut n = 0u64;
+    let mut client: Option<(u16, Client)> = None;
+    while !stop.load(Ordering::Acquire) {
+        if client.is_none() {
+            let target = match pinned {
+                Some(p) => Some(p),
+                None => find_master(&ports.lock().unwrap().clone()),
+            };
+            match target.and_then(|p| Some((p, Client::try_connect(p, Duration::from_secs(3))?))) {
+                Some(c) => client = Some(c),
+                None => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            }
+        }
+        let (port, c) = client.as_mut().expect("connected");
+        n += 1;
+        let body = format!("{tag}-{n}");
+        let req = Client::send_v2_req(TOPIC, 0, body.as_bytes(), &[]);
+        match c.try_invoke(req) {
+            Ok(r) if r.code == 0 => {
+                let qo = r
+                    .ext_fields
+                    .opt_i64("queueOffset")
+                    .ok()
+                    .flatten()
+                    .expect("queueOffset in SEND_OK") as u64;
+                acks.lock().unwrap().push(Ack {
+                    body,
+                    queue_offset: qo,
+                    port: *port,
+                    at: Instant::now(),
+                });
+            }
+            // Not acknowledged (the master lost its replicas, or is no
+            // longer the master): look for the master again.
+            Ok(_) if pinned.is_none() => {
+                client = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => {
+                client = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    n
+}
+
+/// A small xorshift, for kill moments.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Every message of queue 0 on the broker at `port`: queue offset -> body.
+pub fn read_queue(port: u16) -> BTreeMap<u64, String> {
+    let mut c = Client::connect(port);
+    let mut out = BTreeMap::new();
+    let mut offset = 0u64;
+    for _ in 0..100_000 {
+        let r = c.pull("failover-check", TOPIC, 0, offset, 32);
+        if r.code != 0 {
+            break;
+        }
+        let recs = records(&r.body);
+        if recs.is_empty() {
+            break;
+        }
+        for m in recs {
+            assert!(
+                out.insert(
+                    m.queue_offset,
+                    String::from_utf8_lossy(&m.body).into_owned()
+                )
+                .is_none(),
+                "queue offset {} read twice",
+                m.queue_offset
+            );
+            offset = m.queue_offset + 1;
+        }
+    }
+    out
+}
+
+/// The end checks: on the final master every acknowledged body is at the
+/// queue offset its send was answered with (so no offset was acknowledged
+/// twice with different bodies), the queue has no gap, no body is stored
+/// twice; every live replica catches up and its commitlog equals the
+/// master's byte for byte.
+pub fn verify(cluster: &Cluster, acks: &[Ack]) {
+    let (m, _) = cluster.master().expect("a final master");
+    let port = cluster.replicas[m].port;
+    let stored = read_queue(port);
+    let offsets: Vec<u64> = stored.keys().copied().collect();
+    assert_eq!(offsets.first().copied(), Some(0), "the queue starts at 0");
+    for w in offsets.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "gap in queue offsets after {}", w[0]);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for body in stored.values() {
+        assert!(seen.insert(body.clone()), "{body} stored twice");
+    }
+    for a in acks {
+        assert_eq!(
+            stored.get(&a.queue_offset),
+            Some(&a.body),
+            "acknowledged {} at queue offset {} (by port {}) is not there",
+            a.body,
+            a.queue_offset,
+            a.port
+        );
+    }
+    let master_max: u64 = must("the master's log end", Duration::from_secs(5), || {
+        try_runtime_info(port)?
+            .get("commitLogMaxOffset")?
+            .parse()
+            .ok()
+    });
+    let (mfirst, mbytes) = commitlog_bytes(&cluster.replicas[m].dir.join("store"));
+    for (i, r) in cluster.replicas.iter().enumerate() {
+        if i == m || r.proc.is_none() {
+            continue;
+        }
+        must(
+            &format!("replica {i} caught up to {master_max}"),
+            Duration::from_secs(30),
+            || {
+                let max: u64 = try_runtime_info(r.port)?
+                    .get("commitLogMaxOffset")?
+                    .parse()
+                    .ok()?;
+                (max == master_max).then_some(())
+            },
+        );
+        let (first, bytes) = commitlog_bytes(&r.dir.join("store"));
+        let from = first.max(mfirst);
+        let a = &mbytes[(from - mfirst) as usize..(master_max - mfirst) as usize];
+        let b = &bytes[(from - first) as usize..(master_max - first) as usize];
+        assert!(
+            a == b,
+            "replica {i}'s commitlog differs from the master's in [{from}, {master_max})"
+        );
+    }
+    println!(
+        "verified: {} acknowledged messages on the master (port {port}), {} stored, logs equal up to {master_max}",
+        acks.len(),
+        stored.len()
+    );
 }

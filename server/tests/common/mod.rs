@@ -20,6 +20,7 @@ pub mod failover;
 pub mod hostile;
 pub mod limited;
 pub mod longpoll;
+pub mod proxy;
 pub mod scrape;
 
 /// A child process killed (SIGKILL) and reaped when dropped.

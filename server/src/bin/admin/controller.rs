@@ -158,9 +158,13 @@ fn controller_ok(r: RemotingCommand, what: &str) -> Res<RemotingCommand> {
 /// answers, following `CONTROLLER_NOT_LEADER` to the leader it names, and
 /// retrying (up to [`LEADER_WAIT`]) while no leader is known.
 async fn call_leader(addrs: &[String], req: &RemotingCommand) -> Res<RemotingCommand> {
-    ferromq_server::controller::client::call_leader(addrs, None, req, LEADER_WAIT, |a, r| async move {
-        call(&a, r).await
-    })
+    ferromq_server::controller::client::call_leader(
+        addrs,
+        None,
+        req,
+        LEADER_WAIT,
+        |a, r| async move { call(&a, r).await },
+    )
     .await
     .map(|(_, r)| r)
 }

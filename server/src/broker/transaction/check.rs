@@ -161,9 +161,7 @@ impl Broker {
     /// One check-back round over the half queue. A slave does nothing.
     pub fn transaction_check_once(&self) -> CheckReport {
         let mut rep = CheckReport::default();
-        if self.store.role() == BrokerRole::Slave
-            || self.store.topic_config(HALF_TOPIC).is_none()
-        {
+        if self.store.role() == BrokerRole::Slave || self.store.topic_config(HALF_TOPIC).is_none() {
             return rep;
         }
         self.replay_ops();
