@@ -28,6 +28,11 @@ pub mod request_code {
     pub const CONTROLLER_GET_METADATA_INFO: i32 = 1005;
     /// `CONTROLLER_GET_SYNC_STATE_DATA`: the replicas of several groups (admin).
     pub const CONTROLLER_GET_SYNC_STATE_DATA: i32 = 1006;
+    /// `GET_BROKER_EPOCH_CACHE`: a broker's epoch entries (a broker request).
+    pub const GET_BROKER_EPOCH_CACHE: i32 = 1007;
+    /// `NOTIFY_BROKER_ROLE_CHANGED`: the controller tells a broker of a new
+    /// master (a broker request).
+    pub const NOTIFY_BROKER_ROLE_CHANGED: i32 = 1008;
     /// `UPDATE_CONTROLLER_CONFIG`.
     pub const UPDATE_CONTROLLER_CONFIG: i32 = 1009;
     /// `GET_CONTROLLER_CONFIG`.

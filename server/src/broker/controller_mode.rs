@@ -45,7 +45,7 @@ use ferromq_engine::sync::LockExt;
 use tokio::sync::watch;
 
 use super::config::ControllerModeConfig;
-use super::Broker;
+use super::{Broker, HandlerResult, Request};
 use crate::controller::client::call_leader;
 use crate::remoting::{request, response, RemotingClient, RemotingCommand};
 
@@ -96,6 +96,8 @@ pub struct ControllerMode {
     fenced: AtomicBool,
     /// The role was decided at least once.
     decided: AtomicBool,
+    /// Wakes the replica-info sync early (a role change notice).
+    sync_now: tokio::sync::Notify,
 }
 
 impl ControllerMode {
@@ -111,6 +113,7 @@ impl ControllerMode {
             heartbeat_ok: Mutex::new(None),
             fenced: AtomicBool::new(false),
             decided: AtomicBool::new(false),
+            sync_now: tokio::sync::Notify::new(),
         }
     }
 
@@ -296,6 +299,61 @@ fn sync_state_set_of(r: &RemotingCommand) -> Option<SyncStateSet> {
 impl Broker {
     fn controller_mode(&self) -> Option<&ControllerMode> {
         self.controller.as_ref()
+    }
+
+    /// NOTIFY_BROKER_ROLE_CHANGED from a controller: ask the leader for the
+    /// group's master now. The notice's own content is not trusted (anyone
+    /// can send one); what the leader answers is applied.
+    pub(super) async fn role_change_notice(self: &Arc<Self>, req: Request<'_>) -> HandlerResult {
+        let Some(cm) = self.controller_mode() else {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                "this broker is not in controller mode (enableControllerMode=false)",
+            ));
+        };
+        tracing::info!(
+            peer = %req.conn.peer,
+            master = req.cmd.ext_fields.opt_str("masterBrokerId").unwrap_or("-"),
+            epoch = req.cmd.ext_fields.opt_str("masterEpoch").unwrap_or("-"),
+            "controller mode: role change notice; asking the controller"
+        );
+        cm.sync_now.notify_one();
+        Ok(RemotingCommand::success())
+    }
+
+    /// GET_BROKER_EPOCH_CACHE: this broker's epoch entries (RocketMQ 5's
+    /// `EpochEntryCache`, the last entry ending at the log's end).
+    pub(super) async fn broker_epoch_cache(self: &Arc<Self>, _req: Request<'_>) -> HandlerResult {
+        let Some(epochs) = self.ha().and_then(|h| h.epochs().cloned()) else {
+            return Ok(RemotingCommand::error(
+                response::SYSTEM_ERROR,
+                "no epoch entries: this broker is not in controller mode",
+            ));
+        };
+        let max = self.store.commit_log_max_offset();
+        let list: Vec<serde_json::Value> = epochs
+            .entries()
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "epoch": e.epoch,
+                    "startOffset": e.start_offset,
+                    "endOffset": if e.end_offset == u64::MAX { max } else { e.end_offset },
+                })
+            })
+            .collect();
+        let id = self
+            .controller_mode()
+            .and_then(ControllerMode::controller_id)
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "clusterName": self.cfg.broker_cluster_name,
+            "brokerName": self.cfg.broker_name,
+            "brokerId": id,
+            "epochList": list,
+            "maxOffset": max,
+        });
+        Ok(RemotingCommand::success().with_body(body.to_string().into_bytes()))
     }
 
     /// Step 1: the controller id, from the identity file or applied for.
@@ -789,10 +847,11 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         }
     }
     let ms = Duration::from_millis;
-    let heartbeats = every(
+    let heartbeats = every_or_woken(
         b.clone(),
         stop.clone(),
         ms(cm.cfg.heartbeat_interval_ms),
+        false,
         move |b| async move {
             b.heartbeat_controllers(id);
             if let Some(cm) = b.controller_mode() {
@@ -807,10 +866,11 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             }
         },
     );
-    let sync = every(
+    let sync = every_or_woken(
         b.clone(),
         stop.clone(),
         ms(cm.cfg.sync_broker_metadata_period_ms),
+        true,
         move |b| async move {
             if let Some(cm) = b.controller_mode() {
                 if let Err(e) = b.sync_replica_info(cm, id).await {
@@ -819,10 +879,11 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             }
         },
     );
-    let check = every(
+    let check = every_or_woken(
         b.clone(),
         stop.clone(),
         ms(cm.cfg.check_sync_state_set_period_ms),
+        false,
         move |b| async move {
             if let Some(cm) = b.controller_mode() {
                 b.check_sync_state_set(cm, id).await;
@@ -835,11 +896,13 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Run `f` every `period` until `stop` (a run in progress finishes first).
-fn every<F, Fut>(
+/// Run `f` every `period` until `stop` (a run in progress finishes first),
+/// and at once when `woken` and a role change notice came.
+fn every_or_woken<F, Fut>(
     b: Arc<Broker>,
     mut stop: watch::Receiver<bool>,
     period: Duration,
+    woken: bool,
     f: F,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -850,10 +913,18 @@ where
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let notice = async {
+                match b.controller_mode() {
+                    Some(cm) if woken => cm.sync_now.notified().await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = tick.tick() => f(b.clone()).await,
+                _ = tick.tick() => {}
+                _ = notice => {}
                 _ = stop.changed() => break,
             }
+            f(b.clone()).await;
         }
     })
 }

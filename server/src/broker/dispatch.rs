@@ -231,6 +231,9 @@ impl Broker {
             GET_ALL_PRODUCER_INFO => Box::pin(self.all_producer_info(r(Runtime))).await,
             VIEW_BROKER_STATS_DATA => Box::pin(self.view_broker_stats_data(r(Runtime))).await,
             GET_BROKER_CONSUME_STATS => Box::pin(self.broker_consume_stats(r(Blocking))).await,
+            // Controller mode (controller_mode.rs)
+            ferromq_controller::request_code::NOTIFY_BROKER_ROLE_CHANGED => Box::pin(self.role_change_notice(r(Runtime))).await,
+            ferromq_controller::request_code::GET_BROKER_EPOCH_CACHE => Box::pin(self.broker_epoch_cache(r(Runtime))).await,
             // QueryAssignmentProcessor (assignment.rs)
             assignment::code::QUERY_ASSIGNMENT => Box::pin(self.query_assignment(r(Runtime))).await,
             assignment::code::SET_MESSAGE_REQUEST_MODE => Box::pin(self.set_message_request_mode(r(Runtime))).await,

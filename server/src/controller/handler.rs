@@ -23,6 +23,8 @@ use crate::remoting::{response, ConnInfo, ExtFields, Handler, HeaderError, Remot
 
 /// How long a request waits for its Raft write (RocketMQ: 5 s).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a role change notice waits for a broker's answer.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Answers the brokers' (and admins') controller requests; see the
 /// [module](super) documentation.
@@ -38,6 +40,8 @@ pub struct ControllerHandler {
     /// Serializes the leader's state-changing requests.
     writes: tokio::sync::Mutex<()>,
     epoch: Instant,
+    /// `notifyBrokerRoleChanged`: tell a group's replicas of a new master.
+    notify: bool,
 }
 
 /// The brokers' heartbeats and the connection each last came on: a broker
@@ -65,6 +69,7 @@ impl ControllerHandler {
             rescan: Notify::new(),
             writes: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
+            notify: cfg.notify_broker_role_changed,
         }
     }
 
@@ -233,8 +238,58 @@ impl ControllerHandler {
                 epoch = cmd.ext_fields.opt_str("masterEpoch").unwrap_or("-"),
                 "master elected"
             );
+            if self.notify {
+                self.notify_role_changed(&r.broker_name, &cmd).await;
+            }
         }
         cmd
+    }
+
+    /// `notifyBrokerRoleChanged`: send NOTIFY_BROKER_ROLE_CHANGED (RocketMQ
+    /// 5's header and SyncStateSet body) to each replica of the group, in
+    /// the background. A broker takes it as a prompt to ask the leader for
+    /// its group's master at once, not as the role itself, so a forged or
+    /// stale notice changes nothing.
+    async fn notify_role_changed(&self, broker_name: &str, elected: &RemotingCommand) {
+        let Ok(state) = self.node.read_state().await else {
+            return;
+        };
+        let Some(group) = state.group(broker_name) else {
+            return;
+        };
+        let mut req = RemotingCommand::request(rc::NOTIFY_BROKER_ROLE_CHANGED);
+        for key in [
+            "masterAddress",
+            "masterEpoch",
+            "syncStateSetEpoch",
+            "masterBrokerId",
+        ] {
+            if let Some(v) = elected.ext_fields.opt_str(key) {
+                req.ext_fields.insert(key, v.to_owned());
+            }
+        }
+        req.body = serde_json::to_vec(&SyncStateSet {
+            sync_state_set: group.sync_state_set().clone(),
+            sync_state_set_epoch: group.sync_state_set_epoch(),
+        })
+        .unwrap_or_default();
+        for replica in group.replicas().values() {
+            let addr = replica.address.clone();
+            let req = req.clone();
+            tokio::spawn(async move {
+                let c = crate::remoting::RemotingClient::new(addr.clone());
+                match c.invoke(req, NOTIFY_TIMEOUT).await {
+                    Ok(r) if r.code == response::SUCCESS => {}
+                    Ok(r) => {
+                        tracing::debug!(broker = %addr, code = r.code, "role change notice refused")
+                    }
+                    Err(e) => {
+                        tracing::debug!(broker = %addr, error = %e, "role change notice not delivered")
+                    }
+                }
+                c.close().await;
+            });
+        }
     }
 
     /// The leader's path: a linearizable read of the state, the state

@@ -29,9 +29,13 @@
 //!   path. The heartbeat table is not replicated, so a controller that just
 //!   became the leader waits one heartbeat timeout before its first scan.
 //!
-//! Not yet: notifying brokers of a role change (`notifyBrokerRoleChanged`;
-//! brokers learn it when they next register or ask for the replica info),
-//! changing the settings at run time
+//! With `notifyBrokerRoleChanged=true` (the default) an election is
+//! followed by NOTIFY_BROKER_ROLE_CHANGED to each replica of the group; a
+//! broker takes it as a prompt to ask the leader at once (it does not trust
+//! the notice's content), so failover does not wait for its
+//! `syncBrokerMetadataPeriod`.
+//!
+//! Not yet: changing the settings at run time
 //! (`UPDATE_CONTROLLER_CONFIG` answers `REQUEST_CODE_NOT_SUPPORTED`;
 //! `GET_CONTROLLER_CONFIG` answers the effective settings).
 
@@ -104,12 +108,6 @@ impl ControllerServer {
         let node = Arc::new(
             ControllerNode::start_with_handed_connections(cfg.node(), local_addr, raft_rx).await?,
         );
-        if cfg.notify_broker_role_changed {
-            tracing::info!(
-                "notifyBrokerRoleChanged: brokers are not notified of role changes yet; \
-                 they learn the new master when they next register or ask for the replica info"
-            );
-        }
         let (stop, stop_rx) = watch::channel(false);
         let handler = Arc::new(ControllerHandler::new(node.clone(), &cfg));
         let tasks = vec![

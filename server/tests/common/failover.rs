@@ -54,7 +54,7 @@ pub fn start_controller(dir: &Path, ports: &[u16], i: usize) -> Proc {
         format!(
             "controllerDLegerGroup=FailoverGroup\ncontrollerDLegerPeers={}\ncontrollerDLegerSelfId=n{i}\n\
              controllerStorePath={}\nscanNotActiveBrokerInterval=500\nenableElectUncleanMaster=false\n\
-             notifyBrokerRoleChanged=false\n",
+             notifyBrokerRoleChanged=true\n",
             peers(ports),
             dir.join(format!("controller-store-n{i}")).display()
         ),
