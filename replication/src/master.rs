@@ -379,25 +379,9 @@ impl Inner {
     /// Otherwise: the highest offset that `max(inSyncReplicas,
     /// minInSyncReplicas) - 1` distinct slaves all have.
     fn quorum_acked(&self, az: &AutoSwitch) -> u64 {
-        let mut best: BTreeMap<u64, u64> = BTreeMap::new();
-        for c in self.conns.locked().iter() {
-            let id = c.broker_id.load(Ordering::Acquire);
-            if id == u64::MAX || c.closed.load(Ordering::Acquire) {
-                continue;
-            }
-            let acked = c.acked.load(Ordering::Acquire);
-            let e = best.entry(id).or_insert(0);
-            *e = (*e).max(acked);
-        }
+        let best = self.acked_by_id();
         if az.all_ack_in_sync_state_set {
-            let me = self.self_id.load(Ordering::Acquire);
-            self.sync_state_set
-                .locked()
-                .iter()
-                .filter(|&&m| m != me)
-                .map(|m| best.get(m).copied().unwrap_or(0))
-                .min()
-                .unwrap_or(u64::MAX)
+            self.sync_state_set_acked(&best).unwrap_or(u64::MAX)
         } else {
             let need = az.in_sync_replicas.max(az.min_in_sync_replicas);
             if need <= 1 {
@@ -409,8 +393,48 @@ impl Inner {
         }
     }
 
+    /// The highest ack of each connected slave, by broker id.
+    fn acked_by_id(&self) -> BTreeMap<u64, u64> {
+        let mut best: BTreeMap<u64, u64> = BTreeMap::new();
+        for c in self.conns.locked().iter() {
+            let id = c.broker_id.load(Ordering::Acquire);
+            if id == u64::MAX || c.closed.load(Ordering::Acquire) {
+                continue;
+            }
+            let acked = c.acked.load(Ordering::Acquire);
+            let e = best.entry(id).or_insert(0);
+            *e = (*e).max(acked);
+        }
+        best
+    }
+
+    /// The lowest ack among the SyncStateSet's members other than this
+    /// master (a member with no connection counts 0); `None` for a set of
+    /// the master alone.
+    fn sync_state_set_acked(&self, best: &BTreeMap<u64, u64>) -> Option<u64> {
+        let me = self.self_id.load(Ordering::Acquire);
+        self.sync_state_set
+            .locked()
+            .iter()
+            .filter(|&&m| m != me)
+            .map(|m| best.get(m).copied().unwrap_or(0))
+            .min()
+    }
+
+    /// Epoch mode: the store's confirm offset follows the SyncStateSet's
+    /// lowest ack (RocketMQ 5's `confirmOffset`), so consumers see only
+    /// what a newly elected master will have. Not raised while fenced.
+    fn publish_confirm_offset(&self) {
+        if self.cfg.auto_switch.is_none() || self.fenced.load(Ordering::Acquire) {
+            return;
+        }
+        let c = self.sync_state_set_acked(&self.acked_by_id());
+        self.store.set_confirm_offset(c);
+    }
+
     /// Answer the waiting puts that the acks now cover.
     fn complete_acked(&self) {
+        self.publish_confirm_offset();
         let mut done = Vec::new();
         {
             let mut w = self.waits.locked();

@@ -90,7 +90,18 @@ impl Dispatcher {
                 Located::Again => continue,
                 Located::Stop => break,
             };
-            let data = f.bytes_from(pos);
+            let mut data = f.bytes_from(pos);
+            // The confirm offset: bytes past it are not dispatched yet (a
+            // record across it reads as incomplete and waits).
+            let start = f.file_from_offset() + pos as u64;
+            let limit = self.limit();
+            if start.saturating_add(data.len() as u64) > limit {
+                let keep = limit.saturating_sub(start).min(data.len() as u64) as usize;
+                if keep == 0 {
+                    break;
+                }
+                data = &data[..keep];
+            }
             if data.is_empty() {
                 match self.past_readable_end(&f, pos, file_size) {
                     Located::Again => continue,

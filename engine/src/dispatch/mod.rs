@@ -34,6 +34,9 @@ pub(crate) struct Dispatcher {
     /// the dispatcher once each.
     pub backoff: Waker,
     pub health: DispatchHealth,
+    /// The confirm offset ([`crate::MessageStore::set_confirm_offset`]):
+    /// records ending past it are not dispatched yet. `u64::MAX`: no limit.
+    limit: AtomicU64,
 }
 
 impl Dispatcher {
@@ -45,7 +48,21 @@ impl Dispatcher {
             waker: Waker::default(),
             backoff: Waker::default(),
             health: DispatchHealth::default(),
+            limit: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Dispatch only records that end at or before `limit` (`u64::MAX`: all).
+    pub fn set_limit(&self, limit: u64) {
+        let old = self.limit.swap(limit, Ordering::AcqRel);
+        if limit > old {
+            self.waker.wake();
+        }
+    }
+
+    /// The limit [`Dispatcher::set_limit`] set.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Acquire)
     }
 
     /// A record at `phys` refused for `why` ([`Refusal`]: its topic is not a

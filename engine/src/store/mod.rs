@@ -44,6 +44,7 @@ use crate::sync::RwLockExt;
 use crate::topic::TopicTable;
 
 mod admin;
+mod confirm;
 mod open;
 mod put;
 mod read;

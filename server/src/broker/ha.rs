@@ -246,6 +246,9 @@ impl HaRole {
             store.set_replica_waiter(None);
             self.advertised.locked().clear();
         }
+        // A slave shows what it has copied (it is cut to the new master's
+        // history before it copies more).
+        store.set_confirm_offset(None);
         let mut slave = self.slave.locked();
         if let Some(s) = slave.take() {
             // A new master: a new session with its handshake.
