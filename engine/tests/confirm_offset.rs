@@ -60,5 +60,5 @@ fn records_past_the_confirm_offset_wait_for_it() {
         .get_message("g", "T", 0, 0, 32, &ferromq_engine::MessageFilter::All)
         .unwrap();
     assert_eq!(got.messages.len(), 10);
-    s.shutdown();
+    s.shutdown().unwrap();
 }
