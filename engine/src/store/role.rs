@@ -144,12 +144,13 @@ impl MessageStore {
                     }
                     v[q] = cq.max_offset();
                 }
+                // Topics the master created (known from its records) take
+                // puts with their queue counts, not auto-created defaults.
+                s.learn_dispatched_topics();
                 s.set_role(role);
                 Ok(Some(table))
             })?;
         }
-        // Topics the master created (known from its records) take puts.
-        s.learn_dispatched_topics();
         s.role_gate.set(true);
         s.schedule_waker.wake();
         s.timer.waker.wake();
@@ -160,5 +161,56 @@ impl MessageStore {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commitlog::RecordSlot;
+    use crate::message::{encode_record, Message};
+
+    /// A put that read the role before a switch to slave and reaches the
+    /// commitlog after it is refused there, under the put lock: nothing is
+    /// appended after the switch. Raw appends on a master are refused there
+    /// too.
+    #[test]
+    fn the_put_lock_decides_who_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        cfg.mapped_file_size_consume_queue = 2000;
+        let store = MessageStore::open(cfg).unwrap();
+        let host = "127.0.0.1:10911".parse().unwrap();
+        // What a put does once past its role check.
+        let append = || {
+            let mut buf = Vec::new();
+            let layout = encode_record(&Message::new("T", b"x".to_vec()), &host, &mut buf);
+            let slot = RecordSlot {
+                start: 0,
+                store_timestamp_pos: layout.store_timestamp_pos,
+            };
+            store.inner.commitlog.append(
+                buf.len(),
+                |dst| dst.copy_from_slice(&buf),
+                &[slot],
+                "T",
+                0,
+                true,
+            )
+        };
+        append().unwrap();
+        store.change_role(BrokerRole::Slave).unwrap();
+        let end = store.commit_log_max_offset();
+        assert!(matches!(append(), Err(Error::WrongRole(_))));
+        assert_eq!(store.commit_log_max_offset(), end);
+        store.change_role(BrokerRole::AsyncMaster).unwrap();
+        assert_eq!(append().unwrap().queue_offset, 1);
+        let end = store.commit_log_max_offset();
+        assert!(matches!(
+            store.inner.commitlog.append_raw(end, b"x"),
+            Err(Error::WrongRole(_))
+        ));
+        store.shutdown().unwrap();
     }
 }
