@@ -257,6 +257,47 @@ fn demote_truncate_follow_promote() {
     a.shutdown().unwrap();
 }
 
+/// A demoted master whose diverging suffix held timer and delayed messages
+/// (the timer had enqueued them, one delayed message was delivered) is
+/// truncated, follows the new master, whose own timer and delayed messages
+/// are not yet due, and is promoted: it delivers the new master's messages,
+/// once, and none of its cut ones.
+#[test]
+fn timer_and_schedule_follow_a_truncation() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = open(a_dir.path(), BrokerRole::AsyncMaster);
+    a.put_message(&timer("common-timer", 100)).unwrap();
+    wait_for(&a, TIMER_TOPIC, 1, Duration::from_secs(5));
+    a.shutdown().unwrap();
+    drop(a);
+    copy_dir(a_dir.path(), b_dir.path());
+    let a = open(a_dir.path(), BrokerRole::AsyncMaster);
+    let b = open(b_dir.path(), BrokerRole::AsyncMaster);
+    let cut = a.commit_log_max_offset();
+    // A's suffix, lost at the failover.
+    a.put_message(&delayed("a-lost-delivered", 2)).unwrap();
+    a.put_message(&timer("a-lost-timer", 4000)).unwrap();
+    a.put_message(&delayed("a-lost-delay", 3)).unwrap();
+    wait_for(&a, DELAY_TOPIC, 1, Duration::from_secs(5));
+    // B's suffix: not due before A follows it and B stops.
+    b.put_message(&timer("b-timer", 2500)).unwrap();
+    b.put_message(&delayed("b-delay", 3)).unwrap();
+    b.put_message(&delayed("b-delay-2s", 2)).unwrap();
+    a.change_role(BrokerRole::Slave).unwrap();
+    a.truncate_commit_log(cut).unwrap();
+    follow(&b, &a, cut, b.commit_log_max_offset());
+    b.shutdown().unwrap();
+    a.change_role(BrokerRole::AsyncMaster).unwrap();
+    wait_for(&a, TIMER_TOPIC, 2, Duration::from_secs(6));
+    wait_for(&a, DELAY_TOPIC, 2, Duration::from_secs(6));
+    // Past every due time of A's cut messages too.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(bodies(&a, TIMER_TOPIC), ["common-timer", "b-timer"]);
+    assert_eq!(bodies(&a, DELAY_TOPIC), ["b-delay-2s", "b-delay"]);
+    a.shutdown().unwrap();
+}
+
 /// (b) Puts from several threads racing with a demotion: every put that
 /// succeeded lies below the log's end when the switch returned and reads
 /// back; every other got WrongRole; the log does not move after.

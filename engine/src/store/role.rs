@@ -26,7 +26,7 @@ use crate::sync::{LockExt, RwLockExt};
 
 /// How long [`MessageStore::change_role`] waits for the delayed and timer
 /// deliveries to pause at a switch to slave.
-const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl MessageStore {
     /// The role the store has now: `brokerRole` as opened
