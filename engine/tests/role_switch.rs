@@ -539,3 +539,36 @@ fn pooled_master_demoted_and_promoted() {
     check_readable(&store, &puts);
     store.shutdown().unwrap();
 }
+
+/// A master writing through the transient store pool, demoted, follows a
+/// master by raw appends (they go through its pool too, committed by its
+/// commit service), and is promoted again.
+#[test]
+fn pooled_master_follows_by_raw_appends() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(a_dir.path(), BrokerRole::AsyncMaster);
+    cfg.transient_store_pool_enable = true;
+    cfg.transient_store_pool_size = 8;
+    cfg.commit_interval_commit_log_ms = 10;
+    cfg.commit_commit_log_least_pages = 0;
+    let a = MessageStore::open(cfg).unwrap();
+    let mut puts = fill(&a, "p", 80);
+    a.flush().unwrap();
+    copy_dir(a_dir.path(), b_dir.path());
+    let b = open(b_dir.path(), BrokerRole::AsyncMaster);
+    let cut = a.commit_log_max_offset();
+    assert_eq!(b.commit_log_max_offset(), cut);
+    // Indexes 80.. keep the topics and queues turning as one sequence.
+    let b_puts: Vec<Put> = (80..400).map(|i| put_one(&b, "b", i).unwrap()).collect();
+    a.change_role(BrokerRole::Slave).unwrap();
+    follow(&b, &a, cut, b.commit_log_max_offset());
+    b.shutdown().unwrap();
+    puts.extend(b_puts);
+    check_readable(&a, &puts);
+    a.change_role(BrokerRole::SyncMaster).unwrap();
+    puts.extend((400..450).map(|i| put_one(&a, "a", i).unwrap()));
+    check_consecutive(&puts);
+    check_readable(&a, &puts);
+    a.shutdown().unwrap();
+}
