@@ -336,7 +336,9 @@ fn puts_racing_with_demotion() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(60));
+    let t = Instant::now();
     store.change_role(BrokerRole::Slave).unwrap();
+    let demote = t.elapsed();
     let end = store.commit_log_max_offset();
     switched.store(true, Ordering::Release);
     let mut ok = Vec::new();
@@ -372,8 +374,14 @@ fn puts_racing_with_demotion() {
     for set in per_queue.values() {
         assert_eq!(*set.iter().next_back().unwrap() + 1, set.len() as u64);
     }
+    let t = Instant::now();
+    store.change_role(BrokerRole::AsyncMaster).unwrap();
+    let promote = t.elapsed();
+    let next = put_one(&store, "after", 0).unwrap();
+    assert_eq!(next.r.commit_log_offset, end);
     println!(
-        "{} puts before the switch, {refused} refused after",
+        "{} puts before the switch, {refused} refused after; demotion under 4 putting \
+         threads {demote:?}, promotion {promote:?}",
         ok.len()
     );
     store.shutdown().unwrap();
