@@ -428,6 +428,8 @@ impl StoreInner {
             let mut log = TimerLog::open(&self.timer.dir, self.cfg.mapped_file_size_timer_log)?;
             log.truncate_where(|u| u.cq_offset >= cq_max || u.phys >= offset)?;
             log.sync()?;
+            // Removed files stay removed across a power loss.
+            crate::fs::sync_dir(&self.timer.dir)?;
         }
         if let Some(c) = ckpt {
             let lowered = Checkpoint {
