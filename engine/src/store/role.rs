@@ -67,8 +67,9 @@ impl MessageStore {
     /// # Errors
     /// [`Error::ShutDown`] / [`Error::Fenced`]; for a switch to master,
     /// [`Error::Corruption`] / [`Error::Io`] when `delayOffset.json` cannot be
-    /// read (as at open), or an error dispatching the log: the role is then
-    /// unchanged. A failed commit of the pool at a switch to slave fences the
+    /// read (as at open), an error dispatching the log, or [`Error::Busy`]
+    /// when the deliveries of the last master epoch have still not paused
+    /// (see above): the role is then unchanged. A failed commit of the pool at a switch to slave fences the
     /// store (as [`MessageStore::flush`] does).
     pub fn change_role(&self, role: BrokerRole) -> Result<BrokerRole> {
         let s = &self.inner;
@@ -123,6 +124,13 @@ impl MessageStore {
         let s = &self.inner;
         // The schedule service is paused (it acknowledged the switch to
         // slave, or the store opened as one): its progress can be replaced.
+        if !s.role_gate.wait_acked(s.role_gate.epoch(), PAUSE_TIMEOUT) {
+            return Err(Error::Busy(
+                "the delayed or timer delivery of the last master epoch has not paused yet; \
+                 retry the switch"
+                    .into(),
+            ));
+        }
         s.schedule.reload()?;
         {
             // No dispatch pass, consume-queue flush, clean pass or repair
