@@ -171,6 +171,11 @@ impl RoleGate {
         st.epoch
     }
 
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// True while `epoch` is the current one.
     pub fn is_current(&self, epoch: u64) -> bool {
         self.epoch.load(Ordering::Acquire) == epoch

@@ -257,6 +257,47 @@ fn demote_truncate_follow_promote() {
     a.shutdown().unwrap();
 }
 
+/// A demoted master whose diverging suffix held timer and delayed messages
+/// (the timer had enqueued them, one delayed message was delivered) is
+/// truncated, follows the new master, whose own timer and delayed messages
+/// are not yet due, and is promoted: it delivers the new master's messages,
+/// once, and none of its cut ones.
+#[test]
+fn timer_and_schedule_follow_a_truncation() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = open(a_dir.path(), BrokerRole::AsyncMaster);
+    a.put_message(&timer("common-timer", 100)).unwrap();
+    wait_for(&a, TIMER_TOPIC, 1, Duration::from_secs(5));
+    a.shutdown().unwrap();
+    drop(a);
+    copy_dir(a_dir.path(), b_dir.path());
+    let a = open(a_dir.path(), BrokerRole::AsyncMaster);
+    let b = open(b_dir.path(), BrokerRole::AsyncMaster);
+    let cut = a.commit_log_max_offset();
+    // A's suffix, lost at the failover.
+    a.put_message(&delayed("a-lost-delivered", 2)).unwrap();
+    a.put_message(&timer("a-lost-timer", 4000)).unwrap();
+    a.put_message(&delayed("a-lost-delay", 3)).unwrap();
+    wait_for(&a, DELAY_TOPIC, 1, Duration::from_secs(5));
+    // B's suffix: not due before A follows it and B stops.
+    b.put_message(&timer("b-timer", 2500)).unwrap();
+    b.put_message(&delayed("b-delay", 3)).unwrap();
+    b.put_message(&delayed("b-delay-2s", 2)).unwrap();
+    a.change_role(BrokerRole::Slave).unwrap();
+    a.truncate_commit_log(cut).unwrap();
+    follow(&b, &a, cut, b.commit_log_max_offset());
+    b.shutdown().unwrap();
+    a.change_role(BrokerRole::AsyncMaster).unwrap();
+    wait_for(&a, TIMER_TOPIC, 2, Duration::from_secs(6));
+    wait_for(&a, DELAY_TOPIC, 2, Duration::from_secs(6));
+    // Past every due time of A's cut messages too.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(bodies(&a, TIMER_TOPIC), ["common-timer", "b-timer"]);
+    assert_eq!(bodies(&a, DELAY_TOPIC), ["b-delay-2s", "b-delay"]);
+    a.shutdown().unwrap();
+}
+
 /// (b) Puts from several threads racing with a demotion: every put that
 /// succeeded lies below the log's end when the switch returned and reads
 /// back; every other got WrongRole; the log does not move after.
@@ -295,7 +336,9 @@ fn puts_racing_with_demotion() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(60));
+    let t = Instant::now();
     store.change_role(BrokerRole::Slave).unwrap();
+    let demote = t.elapsed();
     let end = store.commit_log_max_offset();
     switched.store(true, Ordering::Release);
     let mut ok = Vec::new();
@@ -331,8 +374,14 @@ fn puts_racing_with_demotion() {
     for set in per_queue.values() {
         assert_eq!(*set.iter().next_back().unwrap() + 1, set.len() as u64);
     }
+    let t = Instant::now();
+    store.change_role(BrokerRole::AsyncMaster).unwrap();
+    let promote = t.elapsed();
+    let next = put_one(&store, "after", 0).unwrap();
+    assert_eq!(next.r.commit_log_offset, end);
     println!(
-        "{} puts before the switch, {refused} refused after",
+        "{} puts before the switch, {refused} refused after; demotion under 4 putting \
+         threads {demote:?}, promotion {promote:?}",
         ok.len()
     );
     store.shutdown().unwrap();
@@ -497,4 +546,37 @@ fn pooled_master_demoted_and_promoted() {
     store.flush().unwrap(); // commits the pool (its own commits are rare here)
     check_readable(&store, &puts);
     store.shutdown().unwrap();
+}
+
+/// A master writing through the transient store pool, demoted, follows a
+/// master by raw appends (they go through its pool too, committed by its
+/// commit service), and is promoted again.
+#[test]
+fn pooled_master_follows_by_raw_appends() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(a_dir.path(), BrokerRole::AsyncMaster);
+    cfg.transient_store_pool_enable = true;
+    cfg.transient_store_pool_size = 8;
+    cfg.commit_interval_commit_log_ms = 10;
+    cfg.commit_commit_log_least_pages = 0;
+    let a = MessageStore::open(cfg).unwrap();
+    let mut puts = fill(&a, "p", 80);
+    a.flush().unwrap();
+    copy_dir(a_dir.path(), b_dir.path());
+    let b = open(b_dir.path(), BrokerRole::AsyncMaster);
+    let cut = a.commit_log_max_offset();
+    assert_eq!(b.commit_log_max_offset(), cut);
+    // Indexes 80.. keep the topics and queues turning as one sequence.
+    let b_puts: Vec<Put> = (80..400).map(|i| put_one(&b, "b", i).unwrap()).collect();
+    a.change_role(BrokerRole::Slave).unwrap();
+    follow(&b, &a, cut, b.commit_log_max_offset());
+    b.shutdown().unwrap();
+    puts.extend(b_puts);
+    check_readable(&a, &puts);
+    a.change_role(BrokerRole::SyncMaster).unwrap();
+    puts.extend((400..450).map(|i| put_one(&a, "a", i).unwrap()));
+    check_consecutive(&puts);
+    check_readable(&a, &puts);
+    a.shutdown().unwrap();
 }

@@ -29,6 +29,11 @@ impl MessageStore {
         }
         s.fence.check()?;
         s.commitlog.append_raw(offset, data)?;
+        if s.commitlog.pooled() {
+            // A master switched to slave keeps its pool: its commit service
+            // makes the bytes readable (it is woken by puts otherwise).
+            s.commit_waker.wake();
+        }
         if s.arrivals.has_interest() {
             s.dispatcher.waker.wake();
         }

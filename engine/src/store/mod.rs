@@ -186,7 +186,8 @@ impl std::fmt::Debug for MessageStore {
 
 impl MessageStore {
     /// The configuration the store was opened with. Settings changed live
-    /// ([`MessageStore::set_live`]) show in [`MessageStore::current_config`].
+    /// ([`MessageStore::set_live`]) and the role now
+    /// ([`MessageStore::change_role`]) show in [`MessageStore::current_config`].
     pub fn config(&self) -> &StoreConfig {
         &self.inner.cfg
     }

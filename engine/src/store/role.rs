@@ -26,7 +26,7 @@ use crate::sync::{LockExt, RwLockExt};
 
 /// How long [`MessageStore::change_role`] waits for the delayed and timer
 /// deliveries to pause at a switch to slave.
-const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const PAUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl MessageStore {
     /// The role the store has now: `brokerRole` as opened
@@ -67,8 +67,9 @@ impl MessageStore {
     /// # Errors
     /// [`Error::ShutDown`] / [`Error::Fenced`]; for a switch to master,
     /// [`Error::Corruption`] / [`Error::Io`] when `delayOffset.json` cannot be
-    /// read (as at open), or an error dispatching the log: the role is then
-    /// unchanged. A failed commit of the pool at a switch to slave fences the
+    /// read (as at open), an error dispatching the log, or [`Error::Busy`]
+    /// when the deliveries of the last master epoch have still not paused
+    /// (see above): the role is then unchanged. A failed commit of the pool at a switch to slave fences the
     /// store (as [`MessageStore::flush`] does).
     pub fn change_role(&self, role: BrokerRole) -> Result<BrokerRole> {
         let s = &self.inner;
@@ -123,6 +124,13 @@ impl MessageStore {
         let s = &self.inner;
         // The schedule service is paused (it acknowledged the switch to
         // slave, or the store opened as one): its progress can be replaced.
+        if !s.role_gate.wait_acked(s.role_gate.epoch(), PAUSE_TIMEOUT) {
+            return Err(Error::Busy(
+                "the delayed or timer delivery of the last master epoch has not paused yet; \
+                 retry the switch"
+                    .into(),
+            ));
+        }
         s.schedule.reload()?;
         {
             // No dispatch pass, consume-queue flush, clean pass or repair
@@ -144,12 +152,13 @@ impl MessageStore {
                     }
                     v[q] = cq.max_offset();
                 }
+                // Topics the master created (known from its records) take
+                // puts with their queue counts, not auto-created defaults.
+                s.learn_dispatched_topics();
                 s.set_role(role);
                 Ok(Some(table))
             })?;
         }
-        // Topics the master created (known from its records) take puts.
-        s.learn_dispatched_topics();
         s.role_gate.set(true);
         s.schedule_waker.wake();
         s.timer.waker.wake();
@@ -160,5 +169,56 @@ impl MessageStore {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commitlog::RecordSlot;
+    use crate::message::{encode_record, Message};
+
+    /// A put that read the role before a switch to slave and reaches the
+    /// commitlog after it is refused there, under the put lock: nothing is
+    /// appended after the switch. Raw appends on a master are refused there
+    /// too.
+    #[test]
+    fn the_put_lock_decides_who_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::StoreConfig::new(dir.path());
+        cfg.mapped_file_size_commit_log = 64 * 1024;
+        cfg.mapped_file_size_consume_queue = 2000;
+        let store = MessageStore::open(cfg).unwrap();
+        let host = "127.0.0.1:10911".parse().unwrap();
+        // What a put does once past its role check.
+        let append = || {
+            let mut buf = Vec::new();
+            let layout = encode_record(&Message::new("T", b"x".to_vec()), &host, &mut buf);
+            let slot = RecordSlot {
+                start: 0,
+                store_timestamp_pos: layout.store_timestamp_pos,
+            };
+            store.inner.commitlog.append(
+                buf.len(),
+                |dst| dst.copy_from_slice(&buf),
+                &[slot],
+                "T",
+                0,
+                true,
+            )
+        };
+        append().unwrap();
+        store.change_role(BrokerRole::Slave).unwrap();
+        let end = store.commit_log_max_offset();
+        assert!(matches!(append(), Err(Error::WrongRole(_))));
+        assert_eq!(store.commit_log_max_offset(), end);
+        store.change_role(BrokerRole::AsyncMaster).unwrap();
+        assert_eq!(append().unwrap().queue_offset, 1);
+        let end = store.commit_log_max_offset();
+        assert!(matches!(
+            store.inner.commitlog.append_raw(end, b"x"),
+            Err(Error::WrongRole(_))
+        ));
+        store.shutdown().unwrap();
     }
 }

@@ -60,6 +60,8 @@ impl MessageStore {
     ///
     /// # Errors
     /// - [`Error::WrongRole`] on a master;
+    /// - [`Error::Busy`] when the store was switched to slave and its delayed
+    ///   or timer delivery has not paused within 10 s (nothing changed);
     /// - [`Error::InvalidOffset`] when `offset` is below the log's min offset
     ///   or above its max, or not where a record starts (inside a record, or
     ///   past the records of its file); nothing changed;
@@ -79,6 +81,16 @@ impl MessageStore {
             return Err(Error::ShutDown);
         }
         s.fence.check()?;
+        if !s
+            .role_gate
+            .wait_acked(s.role_gate.epoch(), super::role::PAUSE_TIMEOUT)
+        {
+            return Err(Error::Busy(
+                "the delayed or timer delivery of this former master has not paused yet; \
+                 retry the truncation"
+                    .into(),
+            ));
+        }
         s.truncate_live(offset)
     }
 }
@@ -153,6 +165,21 @@ impl StoreInner {
         if let Some(ix) = &self.index {
             ix.truncate_after(offset)?;
         }
+        // The delayed and timer deliveries (paused on a slave) must not
+        // count the cut records as seen: delivery progress past a schedule
+        // queue's new end goes back to it, and the timer log and checkpoint
+        // drop what was cut (see `StoreInner::timer_cut`).
+        for level in 1..=self.schedule.max_level() {
+            let end = self
+                .cqs
+                .get(crate::schedule::SCHEDULE_TOPIC, level - 1)
+                .map_or(0, |cq| cq.max_offset());
+            if self.schedule.offset(level).is_some_and(|o| o > end) {
+                self.schedule.set_offset(level, end);
+            }
+        }
+        self.schedule.persist()?;
+        self.timer_cut(offset)?;
         // A topic deleted after `offset` was deleted at the log's end then:
         // its tombstone must not hide the new master's records of it from
         // there on.

@@ -294,6 +294,7 @@ impl TimerLog {
                 f.file
                     .set_len(f.len)
                     .map_err(|e| Error::io(format!("truncating {}", f.path.display()), e))?;
+                f.dirty = true;
                 let (_, max_slot) = scan_file(f, |_, _| {})?;
                 f.max_slot = max_slot;
             }

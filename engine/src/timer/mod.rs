@@ -409,6 +409,43 @@ impl StoreInner {
         }
     }
 
+    /// A live truncation of the commitlog to `offset` (the store is a slave:
+    /// the timer service is not running), after the consume queues were cut:
+    /// the units of waiting records that are gone leave the timer log, and
+    /// the checkpoint is lowered, so that the next start as master enqueues
+    /// the timer topic from where its consume queue ends now (the records a
+    /// new master's stream brings there) and scans for deliveries from
+    /// `offset` on (the new master's, which name the same waiting records).
+    /// A store that never ran the timer has nothing to cut.
+    pub(crate) fn timer_cut(&self, offset: u64) -> Result<()> {
+        let ckpt = load_checkpoint(&self.timer.ckpt_path)?;
+        let cq_max = self
+            .cqs
+            .get(TIMER_TOPIC, 0)
+            .map(|cq| cq.max_offset())
+            .unwrap_or(0);
+        if self.timer.dir.exists() {
+            let mut log = TimerLog::open(&self.timer.dir, self.cfg.mapped_file_size_timer_log)?;
+            log.truncate_where(|u| u.cq_offset >= cq_max || u.phys >= offset)?;
+            log.sync()?;
+            // Removed files stay removed across a power loss.
+            crate::fs::sync_dir(&self.timer.dir)?;
+        }
+        if let Some(c) = ckpt {
+            let lowered = Checkpoint {
+                commit_log_offset: c.commit_log_offset.min(offset),
+                enqueue_offset: c.enqueue_offset.min(cq_max),
+                ..c
+            };
+            if lowered != c {
+                let json = serde_json::to_vec(&lowered)
+                    .map_err(|e| Error::io("encoding timercheck", std::io::Error::other(e)))?;
+                crate::fs::write_atomically(&self.timer.ckpt_path, &json)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Load the timer log and checkpoint, rebuild the wheel, and scan for
     /// deliveries a crash left unrecorded.
     fn timer_open(&self) -> Result<Service> {
