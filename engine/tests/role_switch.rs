@@ -580,3 +580,34 @@ fn pooled_master_follows_by_raw_appends() {
     check_readable(&a, &puts);
     a.shutdown().unwrap();
 }
+
+/// A slave whose log ends inside a record (its master died mid-stream) is
+/// cut at the last whole record when promoted, and its puts follow it.
+#[test]
+fn promotion_cuts_a_partial_record_tail() {
+    let m_dir = tempfile::tempdir().unwrap();
+    let s_dir = tempfile::tempdir().unwrap();
+    let m = open(m_dir.path(), BrokerRole::AsyncMaster);
+    let mut puts = fill(&m, "m", 40);
+    let whole = m.commit_log_max_offset();
+    let last = put_one(&m, "m", 40).unwrap();
+    let end = m.commit_log_max_offset();
+    assert_eq!(last.r.commit_log_offset, whole);
+    let s = open(s_dir.path(), BrokerRole::Slave);
+    // The whole log but the last record's second half.
+    follow(&m, &s, 0, whole + (end - whole) / 2);
+    m.shutdown().unwrap();
+    assert!(s.commit_log_max_offset() > whole);
+    s.change_role(BrokerRole::SyncMaster).unwrap();
+    assert_eq!(
+        s.commit_log_max_offset(),
+        whole,
+        "the partial record is cut"
+    );
+    s.change_role(BrokerRole::AsyncMaster).unwrap();
+    let more: Vec<Put> = (41..61).map(|i| put_one(&s, "s", i).unwrap()).collect();
+    assert_eq!(more[0].r.commit_log_offset, whole);
+    puts.extend(more);
+    check_readable(&s, &puts);
+    s.shutdown().unwrap();
+}

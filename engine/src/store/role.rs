@@ -119,6 +119,30 @@ impl MessageStore {
         Ok(())
     }
 
+    /// A log followed by raw appends may end inside a record (a master's
+    /// stream is cut into frames anywhere, and the master may have died
+    /// mid-record): before it takes puts, that partial record is cut, as
+    /// RocketMQ's `truncateInvalidMsg` does, or puts would follow bytes that
+    /// are no record.
+    fn cut_partial_tail(&self) -> Result<()> {
+        let s = &self.inner;
+        {
+            let _gate = s.log_gate.read_locked();
+            s.dispatcher
+                .dispatch_available(&s.commitlog, &s.cqs, s.index.as_ref(), &s.arrivals)?;
+        }
+        let (records_end, log_end) = (s.dispatcher.dispatched_offset(), s.commitlog.max_offset());
+        if records_end < log_end {
+            tracing::warn!(
+                records_end,
+                log_end,
+                "promotion: the log ends inside a record; cutting the partial record"
+            );
+            self.truncate_commit_log(records_end)?;
+        }
+        Ok(())
+    }
+
     /// Slave to master (see [`MessageStore::change_role`]).
     fn promote(&self, role: BrokerRole) -> Result<()> {
         let s = &self.inner;
@@ -132,6 +156,7 @@ impl MessageStore {
             ));
         }
         s.schedule.reload()?;
+        self.cut_partial_tail()?;
         {
             // No dispatch pass, consume-queue flush, clean pass or repair
             // runs meanwhile (as for a truncation), and no raw append.
