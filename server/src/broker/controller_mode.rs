@@ -782,6 +782,21 @@ impl Broker {
         }
     }
 
+    /// Drop the epoch entries whose bytes retention deleted (RocketMQ's
+    /// `truncatePrefixByOffset`); the file is written only when one goes.
+    fn trim_epochs(&self) {
+        let Some(epochs) = self.ha().and_then(|h| h.epochs().cloned()) else {
+            return;
+        };
+        let min = self.store.commit_log_min_offset();
+        let entries = epochs.entries();
+        if entries.len() > 1 && entries[0].end_offset <= min {
+            if let Err(e) = epochs.truncate_prefix(min) {
+                tracing::warn!(error = %e, "controller mode: cannot trim the epoch file");
+            }
+        }
+    }
+
     /// A master with no answered heartbeat for the timeout stops acknowledging.
     fn check_fence(&self, cm: &ControllerMode) {
         if !cm.view.locked().is_master || cm.fenced() {
@@ -876,6 +891,7 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 if let Err(e) = b.sync_replica_info(cm, id).await {
                     tracing::warn!(error = %e, "controller mode: replica info sync failed");
                 }
+                b.trim_epochs();
             }
         },
     );
