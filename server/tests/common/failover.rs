@@ -298,7 +298,10 @@ pub fn producer(
     stop: Arc<AtomicBool>,
     acks: Arc<Mutex<Vec<Ack>>>,
 ) -> u64 {
-    let tag = pinned.map_or_else(|| "f".to_string(), |p| format!("p{p}"));
+    // Bodies are unique across producers: each gets its own tag.
+    static NEXT_TAG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+    let tag = pinned.map_or_else(|| format!("f{k}"), |p| format!("p{p}x{k}"));
     let mut n = 0u64;
     let mut client: Option<(u16, Client)> = None;
     while !stop.load(Ordering::Acquire) {
