@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{pick_pull_broker, records, route_brokers, temp_dir, wait_for, Client};
+use common::{
+    pick_pull_broker, records, route_brokers, temp_dir, try_runtime_info, wait_for, Client,
+};
 use ferromq_server::remoting::codes::response;
 use ferromq_server::remoting::RemotingCommand;
 
@@ -251,23 +253,39 @@ fn controller_layout_starts_elects_serves_and_stops() {
     let leader = controller_leader(ctrl).expect("a controller leader within 30 s");
     assert!(run_dir.join("store/controller-n0").is_dir(), "{leader}");
 
-    // The brokers run with their static roles: broker-a-0 is the SYNC_MASTER
-    // of two slaves, and every name server routes to all three.
-    let mut c = Client::connect(brokers[0]);
+    // The controllers choose broker-a's master among its three replicas
+    // (brokers[0], [2], [4]); it gathers both slaves in its sync state set
+    // and takes sends, and every name server routes to the three replicas
+    // with the master as brokerId 0.
+    let replicas = [brokers[0], brokers[2], brokers[4]];
+    let master = wait_for(Duration::from_secs(60), || {
+        replicas.iter().copied().find(|p| {
+            try_runtime_info(*p).is_some_and(|i| {
+                i.get("brokerRole").map(String::as_str) == Some("SYNC_MASTER")
+                    && i.get("syncStateSet").is_some_and(|s| s.split(',').count() == 3)
+            })
+        })
+    })
+    .expect("broker-a's master elected with both slaves in its sync state set");
+    let mut c = Client::connect(master);
     wait_for(Duration::from_secs(30), || {
         let r = c.send_v2("LayoutTopic", 0, b"hello controller layout", None, None);
         (r.code == response::SUCCESS).then_some(())
     })
-    .expect("broker-a's slaves follow, and the send is acknowledged");
+    .expect("the send is acknowledged by the sync state set");
     for n in ns {
         wait_for(Duration::from_secs(20), || {
             let r = route_brokers(&[*n], "LayoutTopic")?;
             r.iter()
-                .any(|(name, addrs)| name == "broker-a" && addrs.len() == 3)
+                .any(|(name, addrs)| {
+                    name == "broker-a"
+                        && addrs.len() == 3
+                        && addrs.get(&0) == Some(&format!("127.0.0.1:{master}"))
+                })
                 .then_some(())
         })
         .unwrap_or_else(|| {
-            panic!("name server {n} routes LayoutTopic to broker-a's three replicas")
+            panic!("name server {n} routes LayoutTopic to broker-a's three replicas, master {master} as id 0")
         });
     }
 
