@@ -110,6 +110,13 @@ pub struct FailoverArgs {
     /// enableElectUncleanMaster, notifyBrokerRoleChanged).
     #[arg(long = "set", value_parser = parse_set)]
     pub set: Vec<(String, String)>,
+    /// Seconds from the cluster's start before the first kill. Default:
+    /// controllerHeartBeatTimeoutMills + 2 x scanNotActiveBrokerInterval
+    /// (a controller leader elects no new master until it has led for the
+    /// heartbeat timeout, counted from its first scan as leader: a kill in
+    /// that grace waits it out, which is start-up, not failover).
+    #[arg(long = "settle-seconds")]
+    pub settle_seconds: Option<f64>,
     /// Commitlog file size of the replicas.
     #[arg(long = "file-size", default_value = "16MiB", value_parser = parse_bytes)]
     pub file_size: u64,
@@ -204,6 +211,20 @@ pub fn timing_keys(quick: bool, set: &[(String, String)]) -> (Keys, Keys) {
     (b, c)
 }
 
+/// The default of `--settle-seconds` for these keys.
+pub fn default_settle(broker: &Keys, controller: &Keys) -> Duration {
+    let ms = |keys: &Keys, k: &str, d: u64| {
+        keys.iter()
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(d)
+    };
+    Duration::from_millis(
+        ms(broker, "controllerHeartBeatTimeoutMills", 10_000)
+            + 2 * ms(controller, "scanNotActiveBrokerInterval", 5000),
+    )
+}
+
 /// One kill, as observed. Times are ms after the SIGKILL; `None`: not seen.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KillRecord {
@@ -259,6 +280,8 @@ pub struct FailoverResult {
     pub window_seconds: f64,
     /// Commitlog file size.
     pub file_size_bytes: u64,
+    /// Seconds from the cluster's start before the first kill could come.
+    pub settle_seconds: f64,
     /// Each kill.
     pub kills: Vec<KillRecord>,
     /// Recovery (SIGKILL -> first ack on the new master), ms: p50, p99, max (nearest rank).
@@ -785,7 +808,12 @@ async fn run(args: &FailoverArgs, bins: &Bins, dir: &Path, seed: u64) -> Result<
     let limit = Duration::from_secs_f64(args.phase_timeout_seconds.max(1.0));
     let window = Duration::from_secs_f64(args.window_seconds.max(0.1));
     let (broker_keys, controller_keys) = timing_keys(args.quick, &args.set);
+    let settle = args.settle_seconds.map_or_else(
+        || default_settle(&broker_keys, &controller_keys),
+        |v| Duration::from_secs_f64(v.max(0.0)),
+    );
     let mut cluster = Cluster::start(dir, args, bins)?;
+    let settled = Instant::now() + settle;
     let mut rng = Rng(seed);
     eprintln!(
         "failover: cluster up in {} (controllers {}, name server {}), waiting for a master with three in sync",
@@ -810,16 +838,12 @@ async fn run(args: &FailoverArgs, bins: &Bins, dir: &Path, seed: u64) -> Result<
     let tasks: Vec<_> = (0..args.producers)
         .map(|i| tokio::spawn(producer(i, shared.clone(), body.clone())))
         .collect();
-    let outcome = kill_loop(
-        args,
-        &mut cluster,
-        &shared,
-        &mut rng,
-        &mut epoch,
+    let pace = Pace {
         limit,
         window,
-    )
-    .await;
+        settled,
+    };
+    let outcome = kill_loop(args, &mut cluster, &shared, &mut rng, &mut epoch, &pace).await;
     shared.stop.store(true, Ordering::Release);
     for t in tasks {
         let _ = t.await;
@@ -855,6 +879,7 @@ async fn run(args: &FailoverArgs, bins: &Bins, dir: &Path, seed: u64) -> Result<
         size_bytes: args.size,
         window_seconds: w,
         file_size_bytes: args.file_size,
+        settle_seconds: settle.as_secs_f64(),
         recovery_p50_ms: nearest_rank(&rec, 0.5),
         recovery_p99_ms: nearest_rank(&rec, 0.99),
         recovery_max_ms: nearest_rank(&rec, 1.0),
@@ -870,6 +895,14 @@ async fn run(args: &FailoverArgs, bins: &Bins, dir: &Path, seed: u64) -> Result<
     })
 }
 
+/// How long phases may take, the windows, when the first kill may come.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    limit: Duration,
+    window: Duration,
+    settled: Instant,
+}
+
 /// The kills; returns the records (msgs/s still to fill in) and, per kill,
 /// when (s since the start) the SyncStateSet was back at three.
 async fn kill_loop(
@@ -878,9 +911,13 @@ async fn kill_loop(
     shared: &Arc<Shared>,
     rng: &mut Rng,
     epoch: &mut i64,
-    limit: Duration,
-    window: Duration,
+    pace: &Pace,
 ) -> Result<(Vec<KillRecord>, Vec<f64>)> {
+    let Pace {
+        limit,
+        window,
+        settled,
+    } = *pace;
     let mut records = Vec::new();
     let mut ends = Vec::new();
     let since = |t: Instant| t.duration_since(shared.t0).as_secs_f64();
@@ -889,6 +926,9 @@ async fn kill_loop(
         // Full strength for the window, then a random moment.
         let delay = Duration::from_millis(rng.next() % args.max_delay_ms.max(1));
         tokio::time::sleep(window + delay).await;
+        if Instant::now() < settled {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(settled) + delay).await;
+        }
         let ports: Vec<u16> = cluster.live_ports().iter().map(|(_, p)| *p).collect();
         let (mport, mview) = find_master(&ports)
             .await

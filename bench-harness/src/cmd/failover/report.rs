@@ -102,13 +102,16 @@ pub(super) fn write(
          loopback. {} producers (one connection and one synchronous send of {} B each) send to the master, \
          found through the replicas' runtime info and found again after any failed or refused send. \
          {} times the master is SIGKILLed {:.1} s plus a random 0-{} ms after the SyncStateSet is back at three, \
-         then restarted on its store once a send was acknowledged by the new master.\n",
+         then restarted on its store once a send was acknowledged by the new master. The first kill \
+         comes no earlier than {:.0} s after the cluster started (`--settle-seconds`: a new controller \
+         leader elects no master until it has led for the heartbeat timeout).\n",
         r.file_size_bytes,
         r.producers,
         r.size_bytes,
         r.kills.len(),
         r.window_seconds,
-        args.max_delay_ms
+        args.max_delay_ms,
+        r.settle_seconds
     );
     let _ = writeln!(s, "## Settings\n");
     let mut t = Table::new(&["process", "key", "value"], "llr");
