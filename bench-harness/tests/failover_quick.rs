@@ -102,7 +102,7 @@ fn one_kill_with_quick_timeouts_reports_one_recovery() {
     );
     let dir = json_path.parent().unwrap();
     let notes = std::fs::read_to_string(dir.join("NOTES.md")).unwrap();
-    assert!(notes.contains("| recovery p50 |"), "{notes}");
+    assert!(notes.contains("| recovery p50 (nearest rank) |"), "{notes}");
     assert!(notes.contains("--kills 1"), "the command is in the notes");
     assert!(dir.join("throughput.svg").is_file());
 }
