@@ -295,7 +295,7 @@ pub(crate) fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Resu
     )
 }
 
-/// Throughput over time (100 ms buckets) under `caption`, with a thin red
+/// Throughput over time (100 ms buckets) under `caption`, with a thin grey
 /// vertical line at each second of `marks` (`failover`: the kills).
 pub(crate) fn plot_over_time_marked(
     path: &Path,
@@ -343,12 +343,12 @@ pub(crate) fn plot_over_time_marked(
         let line = chart
             .draw_series(LineSeries::new(
                 vec![(*m, 0.0), (*m, ymax * 1.15)],
-                RED.mix(0.6).stroke_width(1),
+                BLACK.mix(0.45).stroke_width(1),
             ))
             .map_err(draw_err(&what))?;
         if i == 0 {
             line.label("SIGKILL of the master")
-                .legend(line_mark(RED.mix(0.6)));
+                .legend(line_mark(BLACK.mix(0.45)));
         }
     }
     finish(chart, &root, SeriesLabelPosition::LowerRight, &what)

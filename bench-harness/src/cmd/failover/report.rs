@@ -74,7 +74,7 @@ pub(super) fn write(
     let marks: Vec<f64> = r.kills.iter().map(|k| k.killed_at_s).collect();
     crate::plot::plot_over_time_marked(
         &folder.path().join("throughput.svg"),
-        "acknowledged msgs/s over the run (100 ms buckets), kills in red",
+        "acknowledged msgs/s over the run (100 ms buckets), kills in grey",
         &series,
         &marks,
     )?;
@@ -199,8 +199,9 @@ pub(super) fn write(
     let _ = writeln!(
         s,
         "The name server's route named the new master after a median {route:.0} ms ({seen} of {} kills seen \
-         within {} s of the first ack); the producers here do not wait for it, a RocketMQ client \
-         that routes through the name server would (plus its `pollNameServerInterval`, 30 s by default).\n",
+         within {} s of the first ack); the producers here do not use it; a RocketMQ client \
+         routes through it and would also wait for its next route poll (`pollNameServerInterval`, 30 s by default) \
+         unless a failed send makes it fetch the route again.\n",
         r.kills.len(),
         super::ROUTE_GRACE.as_secs()
     );
