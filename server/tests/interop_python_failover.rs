@@ -9,7 +9,8 @@
 //! one at a time, each handed once to the client (whose `DefaultMQProducer`
 //! tries a send up to 5 times in all); it prints one line per SEND_OK, with
 //! the queue offset and the time. The master is SIGKILLed
-//! `FERROMQ_CPP_FAILOVER_TRIALS` times (default 3); after each kill a new
+//! `FERROMQ_CPP_FAILOVER_TRIALS` times (default 3), each 2-32 s after the
+//! group is whole again (`FERROMQ_FAILOVER_SEED`); after each kill a new
 //! master is elected, registers with the name server as broker id 0, and the
 //! client must find it (the C++ client reads routes from the name server every
 //! 30 s) and have a send acknowledged by it within 90 s; the killed replica
@@ -425,7 +426,10 @@ fn cpp_client_keeps_sending_across_master_kills_and_loses_no_acknowledged_messag
 
     let mut done: Vec<Trial> = Vec::new();
     for trial in 0..trials {
-        std::thread::sleep(Duration::from_millis(2000 + rng.next() % 2000));
+        // Each recovery ends at one of the client's route reads (every 30 s):
+        // a random wait of up to 30 s more puts each kill at a random point
+        // of that cycle rather than a fixed time after the last read.
+        std::thread::sleep(Duration::from_millis(2000 + rng.next() % 30_000));
         let (m, e) = cluster.master().expect("a master before the kill");
         assert_eq!(
             e, epoch,
@@ -618,6 +622,8 @@ fn cpp_client_keeps_sending_across_master_kills_and_loses_no_acknowledged_messag
     for l in prod.log_lines("updateTopicRouteInfoFromNameServer changed:FailoverTopic") {
         println!("C++ client log: {l}");
     }
+
+    println!("final route of {TOPIC}: {}", route_text(ns));
 
     // Every live replica catches up and holds the master's bytes.
     let master_max: u64 = must("the master's log end", Duration::from_secs(5), || {
