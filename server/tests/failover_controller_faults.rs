@@ -7,9 +7,10 @@
 //!   acknowledged (the longest pause between two acknowledgements is
 //!   bounded), the master and its epoch stay, the two others elect a new
 //!   leader, and a master SIGKILLed after that still fails over. The killed
-//!   controller, restarted, rejoins: it names the new leader, and once the
-//!   new leader is killed too, it is needed (two of three) for the next
-//!   leader, which still knows the group.
+//!   controller, restarted, rejoins: it names the new leader, its
+//!   `raft-log` becomes the leader's byte for byte, and once the new leader
+//!   is killed too, it is needed (two of three) for the next leader, which
+//!   still knows the group.
 //! * All three controllers are SIGKILLed and started again on their stores
 //!   and ports: the group's state comes back from disk (same master id and
 //!   epoch, same SyncStateSet and its epoch, same replica ids and addresses,
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::failover::{
     controller_leader_now, group_state, identity_of, kill_controller, longest_gap, must, producer,
-    restart_controller, verify, Ack, Cluster, GROUP, HB_TIMEOUT_MS,
+    raft_log, restart_controller, verify, Ack, Cluster, GROUP, HB_TIMEOUT_MS,
 };
 use common::temp_dir;
 use ferromq_controller::request_code as rc;
@@ -240,7 +241,17 @@ fn the_controller_leader_killed_under_traffic_is_replaced_and_rejoins() {
             .then_some(addr)
         },
     );
-    println!("restarted n{li}: follows the leader at {named}");
+    // Naming the leader is learned from its first vote message; caught up
+    // means holding the leader's log: the same raft-log bytes.
+    let caught_up_in = must(
+        "the restarted controller's raft-log equals the leader's",
+        Duration::from_secs(20),
+        || {
+            let (a, b) = (raft_log(&cluster, li), raft_log(&cluster, nli));
+            (a.len() > 8 && a == b).then_some(a.len())
+        },
+    );
+    println!("restarted n{li}: follows the leader at {named}; its raft-log equals the leader's ({caught_up_in} bytes)");
     // ... and is one of the two needed once that leader is killed too.
     let before = load.count();
     let killed2_at = Instant::now();

@@ -623,3 +623,14 @@ pub fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
     }
     gap
 }
+
+/// Controller `i`'s `raft-log` file (empty when it cannot be read).
+pub fn raft_log(cluster: &Cluster, i: usize) -> Vec<u8> {
+    std::fs::read(
+        cluster
+            .dir
+            .join(format!("controller-store-n{i}"))
+            .join("raft-log"),
+    )
+    .unwrap_or_default()
+}
