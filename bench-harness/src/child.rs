@@ -28,12 +28,32 @@ impl ChildGuard {
     /// # Errors
     ///
     /// When it cannot be spawned.
-    pub fn spawn(name: &str, mut cmd: Command) -> Result<ChildGuard> {
+    pub fn spawn(name: &str, cmd: Command) -> Result<ChildGuard> {
+        Self::spawn_to(name, cmd, Stdio::inherit())
+    }
+
+    /// [`ChildGuard::spawn`] with stderr (the child's log) appended to the
+    /// file `log`.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be opened or the child cannot be spawned.
+    pub fn spawn_logged(name: &str, cmd: Command, log: &Path) -> Result<ChildGuard> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| BenchError::io(log.display(), e))?;
+        Self::spawn_to(name, cmd, Stdio::from(f))
+    }
+
+    fn spawn_to(name: &str, mut cmd: Command, stderr: Stdio) -> Result<ChildGuard> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .process_group(0);
-        if std::env::var_os("RUST_LOG").is_none() {
+        let set_by_caller = cmd.get_envs().any(|(k, _)| k == "RUST_LOG");
+        if !set_by_caller && std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
         }
         let mut child = cmd
@@ -131,6 +151,14 @@ impl ChildGuard {
         let _ = self.child.kill();
         let _ = self.child.wait();
         false
+    }
+}
+
+impl ChildGuard {
+    /// SIGKILL the child and reap it (no grace: a crash).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

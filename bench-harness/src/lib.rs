@@ -51,4 +51,4 @@ pub mod workload;
 // The subcommands under their old paths.
 pub use cmd::store::report;
 pub use cmd::sweep::report as sweep_report;
-pub use cmd::{broker, compare, criterion_summary, disk, recover, store, sweep};
+pub use cmd::{broker, compare, criterion_summary, disk, failover, recover, store, sweep};

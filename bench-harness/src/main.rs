@@ -11,6 +11,7 @@ use ferromq_bench::compare::{run_compare, CompareArgs};
 use ferromq_bench::criterion_summary::{run_criterion_summary, CriterionArgs};
 use ferromq_bench::disk::{run_disk, DiskArgs};
 use ferromq_bench::error::Result;
+use ferromq_bench::failover::{run_failover, FailoverArgs};
 use ferromq_bench::recover::{run_recover, run_writer, RecoverArgs, WriterArgs};
 use ferromq_bench::store::{run_store, StoreArgs};
 use ferromq_bench::sweep::{run_sweep, SweepArgs};
@@ -40,6 +41,9 @@ enum Command {
     CriterionSummary(CriterionArgs),
     /// Time the reopen of a crashed store against a plain read + CRC32 of its commitlog.
     Recover(RecoverArgs),
+    /// Controller mode: SIGKILL the master of a three-replica group N times under load and time
+    /// the recovery (SIGKILL -> first acknowledged send on the new master).
+    Failover(FailoverArgs),
     /// Internal: the crashed store's writer process (started by `recover`).
     #[command(name = "__recover-writer", hide = true)]
     RecoverWriter(WriterArgs),
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Some(Command::Store(args)) => run_store(&args, &argv),
         None => run_store(&StoreArgs::default(), &argv),
         Some(Command::Recover(args)) => run_recover(&args),
+        Some(Command::Failover(args)) => run_failover(&args, &argv),
         Some(Command::Broker(args)) => run_broker(&args),
         Some(Command::Sweep(args)) => run_sweep(&args, &argv),
         Some(Command::Disk(args)) => run_disk(&args),

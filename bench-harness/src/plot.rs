@@ -287,6 +287,22 @@ pub(crate) fn plot_latency_curves(
 
 /// Throughput over time of each point's first completed pass.
 pub(crate) fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Result<()> {
+    plot_over_time_marked(
+        path,
+        "throughput over time (first pass, 100 ms buckets)",
+        series,
+        &[],
+    )
+}
+
+/// Throughput over time (100 ms buckets) under `caption`, with a thin grey
+/// vertical line at each second of `marks` (`failover`: the kills).
+pub(crate) fn plot_over_time_marked(
+    path: &Path,
+    caption: &str,
+    series: &[(String, Vec<u64>)],
+    marks: &[f64],
+) -> Result<()> {
     let what = path.display().to_string();
     let xmax = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0) as f64 / 10.0;
     let ymax = series
@@ -297,13 +313,9 @@ pub(crate) fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Resu
         return Ok(());
     }
     let root = canvas(path, SIZE.0, &what)?;
-    let mut chart = frame(
-        &root,
-        "throughput over time (first pass, 100 ms buckets)",
-        80,
-    )
-    .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
-    .map_err(draw_err(&what))?;
+    let mut chart = frame(&root, caption, 80)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax * 1.15)
+        .map_err(draw_err(&what))?;
     chart
         .configure_mesh()
         .x_labels(10)
@@ -326,6 +338,18 @@ pub(crate) fn plot_over_time(path: &Path, series: &[(String, Vec<u64>)]) -> Resu
             .map_err(draw_err(&what))?
             .label(name.clone())
             .legend(line_mark(color));
+    }
+    for (i, m) in marks.iter().enumerate() {
+        let line = chart
+            .draw_series(LineSeries::new(
+                vec![(*m, 0.0), (*m, ymax * 1.15)],
+                BLACK.mix(0.45).stroke_width(1),
+            ))
+            .map_err(draw_err(&what))?;
+        if i == 0 {
+            line.label("SIGKILL of the master")
+                .legend(line_mark(BLACK.mix(0.45)));
+        }
     }
     finish(chart, &root, SeriesLabelPosition::LowerRight, &what)
 }

@@ -5,6 +5,7 @@ pub mod broker;
 pub mod compare;
 pub mod criterion_summary;
 pub mod disk;
+pub mod failover;
 pub mod recover;
 pub mod store;
 pub mod sweep;

@@ -460,3 +460,180 @@ pub fn verify(cluster: &Cluster, acks: &[Ack]) {
         stored.len()
     );
 }
+
+/// The port of the controller (among `ports`) that says it leads now (one
+/// round of CONTROLLER_GET_METADATA_INFO), if any.
+pub fn controller_leader_now(ports: &[u16]) -> Option<u16> {
+    use ferromq_controller::request_code as rc;
+    use ferromq_server::remoting::RemotingCommand;
+    ports.iter().copied().find(|&p| {
+        let req = RemotingCommand::request(rc::CONTROLLER_GET_METADATA_INFO);
+        super::controller::try_call(p, &req)
+            .is_some_and(|r| r.ext_fields.opt_str("isLeader") == Some("true"))
+    })
+}
+
+/// `req` answered by the controller leader among `ports` (asked in turn
+/// until one answers other than CONTROLLER_NOT_LEADER or an internal
+/// error), for at most 30 s.
+pub fn call_controllers(
+    ports: &[u16],
+    req: &ferromq_server::remoting::RemotingCommand,
+) -> ferromq_server::remoting::RemotingCommand {
+    use ferromq_controller::response_code as code;
+    must(
+        &format!("a controller leader answering request {}", req.code),
+        Duration::from_secs(30),
+        || {
+            ports.iter().find_map(|&p| {
+                let r = super::controller::try_call(p, req)?;
+                (r.code != code::CONTROLLER_NOT_LEADER
+                    && r.code != code::CONTROLLER_JRAFT_INTERNAL_ERROR)
+                    .then_some(r)
+            })
+        },
+    )
+}
+
+/// What the controllers hold for the group: CONTROLLER_GET_REPLICA_INFO's
+/// master and SyncStateSet, and CONTROLLER_GET_SYNC_STATE_DATA's replicas
+/// (id, address), sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub master_id: i64,
+    pub master_addr: String,
+    pub master_epoch: i64,
+    pub sync_state_set: Vec<i64>,
+    pub sync_state_set_epoch: i64,
+    pub replicas: Vec<(i64, String)>,
+}
+
+/// The group's state as the controller leader among `ports` answers it.
+pub fn group_state(ports: &[u16], group: &str) -> GroupState {
+    use ferromq_controller::request_code as rc;
+    use ferromq_server::remoting::RemotingCommand;
+    let r = call_controllers(
+        ports,
+        &RemotingCommand::request(rc::CONTROLLER_GET_REPLICA_INFO).with_ext("brokerName", group),
+    );
+    assert_eq!(r.code, 0, "replica info: {r:?}");
+    let f = &r.ext_fields;
+    let body: serde_json::Value = serde_json::from_slice(&r.body).expect("replica info body");
+    let mut sync_state_set: Vec<i64> = body["syncStateSet"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_i64()).collect())
+        .unwrap_or_default();
+    sync_state_set.sort();
+    let d = call_controllers(
+        ports,
+        &RemotingCommand::request(rc::CONTROLLER_GET_SYNC_STATE_DATA)
+            .with_body(serde_json::to_vec(&[group]).unwrap()),
+    );
+    assert_eq!(d.code, 0, "sync state data: {d:?}");
+    let data: serde_json::Value = serde_json::from_slice(&d.body).expect("sync state data body");
+    let info = &data["replicasInfoTable"][group];
+    let mut replicas: Vec<(i64, String)> = ["inSyncReplicas", "notInSyncReplicas"]
+        .iter()
+        .flat_map(|k| info[*k].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| {
+            Some((
+                m["brokerId"].as_i64()?,
+                m["brokerAddress"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    replicas.sort();
+    GroupState {
+        master_id: f.opt_i64("masterBrokerId").ok().flatten().unwrap_or(-1),
+        master_addr: f.opt_str("masterAddress").unwrap_or("").to_owned(),
+        master_epoch: f.opt_i64("masterEpoch").ok().flatten().unwrap_or(-1),
+        sync_state_set,
+        sync_state_set_epoch: body["syncStateSetEpoch"].as_i64().unwrap_or(-1),
+        replicas,
+    }
+}
+
+/// Write controller `name`'s properties (peers `peers_list`, store
+/// `store`) and spawn it with its log (stderr) in `<dir>/<name>.log`
+/// (appended); nothing is waited for.
+pub fn spawn_controller(
+    dir: &Path,
+    name: &str,
+    self_id: &str,
+    peers_list: &str,
+    store: &Path,
+) -> Proc {
+    let cfg = dir.join(format!("{name}.properties"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "controllerDLegerGroup=FailoverGroup\ncontrollerDLegerPeers={peers_list}\ncontrollerDLegerSelfId={self_id}\n\
+             controllerStorePath={}\nscanNotActiveBrokerInterval=500\nenableElectUncleanMaster=false\n\
+             notifyBrokerRoleChanged=false\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferromq-controller"));
+    cmd.arg("-c").arg(&cfg);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .unwrap();
+    spawn_to("controller", cmd, Stdio::from(f), &log_level())
+}
+
+/// Whether `p` exited within `timeout`, with its status.
+pub fn exited_within(p: &mut Proc, timeout: Duration) -> Option<std::process::ExitStatus> {
+    wait_for(timeout, || p.child.try_wait().ok().flatten())
+}
+
+/// SIGKILL controller `i` of the cluster (its `Proc` is left in place,
+/// dead, until [`Cluster::restart_controller`]).
+pub fn kill_controller(cluster: &mut Cluster, i: usize) {
+    let p = &mut cluster.controllers[i];
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+}
+
+/// Start controller `i` again on its store and port.
+pub fn restart_controller(cluster: &mut Cluster, i: usize) {
+    let p = start_controller(&cluster.dir, &cluster.controller_ports, i);
+    cluster.controllers[i] = p;
+}
+
+/// The contents of replica `i`'s `brokerIdentity` file.
+pub fn identity_of(cluster: &Cluster, i: usize) -> String {
+    std::fs::read_to_string(cluster.replicas[i].dir.join("store").join("brokerIdentity"))
+        .unwrap_or_default()
+}
+
+/// The longest pause between two consecutive acknowledgements in
+/// `[from, to]` (counting from `from` and up to `to`).
+pub fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = acks
+        .iter()
+        .map(|a| a.at)
+        .filter(|t| *t >= from && *t <= to)
+        .collect();
+    times.sort();
+    let mut prev = from;
+    let mut gap = Duration::ZERO;
+    for t in times.into_iter().chain(std::iter::once(to)) {
+        gap = gap.max(t.saturating_duration_since(prev));
+        prev = t;
+    }
+    gap
+}
+
+/// Controller `i`'s `raft-log` file (empty when it cannot be read).
+pub fn raft_log(cluster: &Cluster, i: usize) -> Vec<u8> {
+    std::fs::read(
+        cluster
+            .dir
+            .join(format!("controller-store-n{i}"))
+            .join("raft-log"),
+    )
+    .unwrap_or_default()
+}
