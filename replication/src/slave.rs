@@ -284,7 +284,16 @@ fn session(inner: &Arc<Inner>, master: &str) -> Result<(), HaError> {
         }
         let mine = store.commit_log_max_offset();
         if size == 0 {
-            continue; // heartbeat
+            // The master's heartbeat. Report on time here too: heartbeats
+            // arriving about as often as the read timeout would otherwise
+            // keep the idle branch above from ever reporting, and the master
+            // would drop this slave as silent.
+            if last_report.elapsed() >= inner.cfg.heartbeat_interval {
+                write_report(&mut writer, mine)
+                    .map_err(|e| HaError::io("sending a heartbeat report", e))?;
+                last_report = Instant::now();
+            }
+            continue;
         }
         if mine != 0 && offset != mine {
             return Err(HaError::Protocol(format!(

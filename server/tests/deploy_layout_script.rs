@@ -262,7 +262,8 @@ fn controller_layout_starts_elects_serves_and_stops() {
         replicas.iter().copied().find(|p| {
             try_runtime_info(*p).is_some_and(|i| {
                 i.get("brokerRole").map(String::as_str) == Some("SYNC_MASTER")
-                    && i.get("syncStateSet").is_some_and(|s| s.split(',').count() == 3)
+                    && i.get("syncStateSet")
+                        .is_some_and(|s| s.split(',').count() == 3)
             })
         })
     })

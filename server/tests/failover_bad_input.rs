@@ -34,16 +34,9 @@ use ferromq_server::remoting::RemotingCommand;
 /// A cluster with a master and all three in sync, the controller leader's
 /// port and the group's state.
 fn start(dir: &Path) -> (Cluster, usize, i64, u16, GroupState) {
-    // The cluster is idle here. With common::failover's
-    // haSendHeartbeatInterval=500 an idle slave stops reporting: the
-    // master's empty heartbeat frames come every 500 ms, as often as the
-    // slave's read timeout (min(interval, 500 ms)), so its idle branch (the
-    // only place a slave reports without data) seldom runs, and the master
-    // drops it after haHousekeepingInterval, shrinking the SyncStateSet
-    // (replication/src/slave.rs: a `size == 0` frame `continue`s without a
-    // report). 1000 ms keeps the idle slaves reporting, so the checks below
-    // see only what the bad input does.
-    let cluster = Cluster::start(dir, 3, "haSendHeartbeatInterval=1000\n");
+    // The cluster idles between the cases: its slaves must keep reporting
+    // (replication/tests/idle_slave.rs).
+    let cluster = Cluster::start(dir, 3, "");
     let (m, e) = must(
         "a first master with all three in sync",
         Duration::from_secs(60),

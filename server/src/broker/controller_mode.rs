@@ -21,9 +21,11 @@
 //!   taking puts, then follows the master, cutting any tail the master does
 //!   not have. Until the first answer the store takes no puts and the name
 //!   servers are not told of the broker.
-//! * **SyncStateSet.** A master checks every `checkSyncStateSetPeriod` which
-//!   slaves have caught up within `haMaxTimeSlaveNotCatchup` and asks the
-//!   controller to change the set (`CONTROLLER_ALTER_SYNC_STATE_SET`).
+//! * **SyncStateSet.** A master asks the controller to change the set
+//!   (`CONTROLLER_ALTER_SYNC_STATE_SET`): a slave that has caught up joins
+//!   at the next heartbeat tick; one that has not caught up within
+//!   `haMaxTimeSlaveNotCatchup` leaves, asked at most every
+//!   `checkSyncStateSetPeriod`.
 //!   While a change is asked for, sends wait for the members of both the old
 //!   and the new set, so the controller's set always holds every replica
 //!   that acknowledged a send.
@@ -98,6 +100,8 @@ pub struct ControllerMode {
     decided: AtomicBool,
     /// Wakes the replica-info sync early (a role change notice).
     sync_now: tokio::sync::Notify,
+    /// When a master last asked to shrink its SyncStateSet.
+    last_shrink: Mutex<Option<Instant>>,
 }
 
 impl ControllerMode {
@@ -114,6 +118,7 @@ impl ControllerMode {
             fenced: AtomicBool::new(false),
             decided: AtomicBool::new(false),
             sync_now: tokio::sync::Notify::new(),
+            last_shrink: Mutex::new(None),
         }
     }
 
@@ -741,6 +746,17 @@ impl Broker {
         if wanted == v.sync_state_set {
             return;
         }
+        // A slave that caught up joins at once (RocketMQ's
+        // maybeExpandInSyncStateSet); a set that would lose a member is
+        // asked for at most every checkSyncStateSetPeriod.
+        if !wanted.is_superset(&v.sync_state_set) {
+            let period = Duration::from_millis(cm.cfg.check_sync_state_set_period_ms);
+            let mut last = cm.last_shrink.locked();
+            if last.is_some_and(|t| t.elapsed() < period) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
         // Until the controller agrees, sends wait for both sets' members.
         let union: BTreeSet<u64> = wanted.union(&v.sync_state_set).copied().collect();
         ha.set_sync_state_set(&union);
@@ -898,7 +914,11 @@ pub(super) async fn run(b: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let check = every_or_woken(
         b.clone(),
         stop.clone(),
-        ms(cm.cfg.check_sync_state_set_period_ms),
+        // Expansions are checked every heartbeat; shrinks every period.
+        ms(cm
+            .cfg
+            .check_sync_state_set_period_ms
+            .min(cm.cfg.heartbeat_interval_ms)),
         false,
         move |b| async move {
             if let Some(cm) = b.controller_mode() {
