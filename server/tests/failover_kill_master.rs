@@ -126,4 +126,16 @@ fn kill_the_master_repeatedly_and_lose_no_acknowledged_message() {
     );
 
     verify(&cluster, &acks);
+
+    // The final master's epoch entries, as mqadmin's getBrokerEpoch prints
+    // them: one per master epoch, the last the current one.
+    let (m, e) = cluster.master().expect("a final master");
+    let addr = format!("127.0.0.1:{}", cluster.replicas[m].port);
+    let out = common::admin_ok(cluster.namesrv_port, &["getBrokerEpoch", "-b", &addr]);
+    let epochs: Vec<&str> = out.lines().filter(|l| l.starts_with("#Epoch:")).collect();
+    assert_eq!(epochs.len() as i64, e, "{out}");
+    assert!(
+        epochs[epochs.len() - 1].contains(&format!("epoch={e},")),
+        "{out}"
+    );
 }

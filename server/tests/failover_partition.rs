@@ -1,12 +1,14 @@
 //! Issue 23's partition proofs. Each broker reaches the three controllers
-//! through TCP proxies the test controls (`common::proxy`).
+//! through TCP proxies the test controls (`common::proxy`), and its slaves
+//! reach its HA port through another (it advertises a loopback address of
+//! its own, `brokerIP2=127.0.0.<11+i>`, where that proxy listens).
 //!
-//! * The master's links to every controller are cut (its open connections
-//!   closed, new ones black-holed) while two producers send: one follows
+//! * The master's links to every controller and to its slaves are cut (open
+//!   connections closed, new ones black-holed) while two producers send: one follows
 //!   the master, one keeps sending to the isolated one. A new master is
 //!   elected on the majority side; the isolated master stops acknowledging
-//!   within `controllerHeartBeatTimeoutMills` (its slaves leave it for the
-//!   new master, and its fence trips); after the cut heals it becomes a
+//!   within `controllerHeartBeatTimeoutMills` (no slave acknowledges, and
+//!   its fence trips); after the cut heals it becomes a
 //!   slave, cuts its unacknowledged tail and follows. No acknowledged
 //!   message is lost and no queue offset is acknowledged twice with
 //!   different messages; all three commitlogs end equal.
@@ -114,7 +116,7 @@ fn an_isolated_master_stops_acknowledging_and_rejoins_as_a_slave() {
         || (load.acks_by(old_port).len() > 200).then_some(()),
     );
     let cut_at = Instant::now();
-    cluster.cut_controllers(m, true);
+    cluster.cut_links(m, true);
     let (nm, ne) = must(
         "a new master on the majority side",
         Duration::from_secs(30),
@@ -148,7 +150,7 @@ fn an_isolated_master_stops_acknowledging_and_rejoins_as_a_slave() {
         !load.acks_by(cluster.replicas[nm].port).is_empty(),
         "the new master acknowledged sends"
     );
-    cluster.cut_controllers(m, false);
+    cluster.cut_links(m, false);
     rejoin_and_verify(&cluster, m, ne - 1, load);
 }
 

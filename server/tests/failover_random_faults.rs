@@ -185,9 +185,9 @@ fn random_faults_lose_no_acknowledged_message() {
                 cluster.controllers[i] = start_controller(&dir, &cluster.controller_ports, i);
             }
             Fault::CutLinks(i) => {
-                cluster.cut_controllers(i, true);
+                cluster.cut_links(i, true);
                 std::thread::sleep(hold);
-                cluster.cut_controllers(i, false);
+                cluster.cut_links(i, false);
             }
             Fault::FreezeMaster => {
                 let Some(m) = master else { continue };

@@ -40,6 +40,11 @@ pub struct Cluster {
     /// Per replica, a proxy to each controller (when started proxied): its
     /// `controllerAddr` names these, so a test can cut its links.
     pub proxies: Vec<Vec<Proxy>>,
+    /// Per replica (when started proxied), the proxy its slaves reach its HA
+    /// port through: the replica binds 127.0.0.1 and advertises
+    /// `brokerIP2=127.0.0.<11+i>` with a fixed `haListenPort`, where this
+    /// proxy listens.
+    pub ha_proxies: Vec<Proxy>,
 }
 
 fn log_level() -> String {
@@ -80,9 +85,10 @@ impl Cluster {
         Self::start_with(dir, replicas, extra, true)
     }
 
-    /// Cut (or heal) replica `i`'s links to every controller.
-    pub fn cut_controllers(&self, i: usize, cut: bool) {
-        for p in &self.proxies[i] {
+    /// Cut (or heal) replica `i`'s links to every controller and its
+    /// slaves' links to its HA port: as master, it is cut off from the rest.
+    pub fn cut_links(&self, i: usize, cut: bool) {
+        for p in self.proxies[i].iter().chain(self.ha_proxies.get(i)) {
             if cut {
                 p.cut();
             } else {
@@ -106,6 +112,7 @@ impl Cluster {
             replicas: Vec::new(),
             extra: extra.to_owned(),
             proxies: Vec::new(),
+            ha_proxies: Vec::new(),
         };
         for i in 0..replicas {
             if proxied {
@@ -115,6 +122,9 @@ impl Cluster {
                     .map(|p| Proxy::start(*p))
                     .collect();
                 c.proxies.push(ps);
+                let ha_port = free_ports(1)[0];
+                let at = std::net::SocketAddr::from(([127, 0, 0, 11 + i as u8], ha_port));
+                c.ha_proxies.push(Proxy::start_at(at, ha_port));
             }
             let rdir = dir.join(format!("replica-{i}"));
             std::fs::create_dir_all(&rdir).unwrap();
@@ -139,6 +149,14 @@ impl Cluster {
                 .map(|p| format!("127.0.0.1:{p}"))
                 .collect(),
         };
+        let ha = match self.ha_proxies.get(i) {
+            Some(p) => format!(
+                "bindAddress=127.0.0.1\nbrokerIP2=127.0.0.{}\nhaListenPort={}\n",
+                11 + i,
+                p.port
+            ),
+            None => String::new(),
+        };
         broker_props(
             &self.replicas[i].dir.join("store"),
             &format!(
@@ -147,7 +165,7 @@ impl Cluster {
                  checkSyncStateSetPeriod=300\nbrokerHeartbeatInterval=300\n\
                  controllerHeartBeatTimeoutMills={HB_TIMEOUT_MS}\nhaMaxTimeSlaveNotCatchup=3000\n\
                  haSendHeartbeatInterval=500\nhaHousekeepingInterval=3000\n\
-                 defaultTopicQueueNums=1\nnamesrvAddr=127.0.0.1:{}\n{}",
+                 defaultTopicQueueNums=1\nnamesrvAddr=127.0.0.1:{}\n{ha}{}",
                 controllers.join(";"),
                 self.namesrv_port,
                 self.extra

@@ -21,7 +21,13 @@ pub struct Proxy {
 impl Proxy {
     /// Forward a new loopback port to `127.0.0.1:target`.
     pub fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap(), target)
+    }
+
+    /// Forward `listen` (another loopback address, such as 127.0.0.11:P,
+    /// to stand for a host) to `127.0.0.1:target`.
+    pub fn start_at(listen: std::net::SocketAddr, target: u16) -> Proxy {
+        let listener = TcpListener::bind(listen).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));

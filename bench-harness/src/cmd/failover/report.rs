@@ -43,7 +43,7 @@ pub(super) fn segments(kills: &[KillRecord]) -> Vec<(&'static str, f64, &'static
         (
             "controller elected -> broker is SYNC_MASTER",
             seg(&|k| Some(k.broker_role_ms? - k.controller_elected_ms?)),
-            "the new master learns its role (its replica-info sync, `syncBrokerMetadataPeriod`; the controllers do not notify brokers)",
+            "the new master learns its role: the controller leader's NOTIFY_BROKER_ROLE_CHANGED prompts it to ask at once (`notifyBrokerRoleChanged=true`), else its next replica-info sync (`syncBrokerMetadataPeriod`)",
         ),
         (
             "broker is SYNC_MASTER -> first ack",
