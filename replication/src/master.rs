@@ -77,6 +77,10 @@ struct Inner {
     next_id: AtomicU64,
     /// The highest offset any slave confirmed (RocketMQ's push2SlaveMaxOffset).
     max_acked: AtomicU64,
+    /// Epoch mode: the offset waiting puts are acknowledged up to, as the
+    /// last ack computed it under the waits lock (puts read it there instead
+    /// of walking the SyncStateSet and the connections once each).
+    quorum_acked: AtomicU64,
     stop: AtomicBool,
     /// WARN lines about connections refused by the authenticated handshake:
     /// one per ten seconds, however many strangers knock.
@@ -151,6 +155,7 @@ impl HaMaster {
             conns: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             max_acked: AtomicU64::new(0),
+            quorum_acked: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             refused_handshakes: Mutex::new(EveryTenSeconds::default()),
             data_lock: Mutex::new(()),
@@ -166,6 +171,10 @@ impl HaMaster {
         if let Some(az) = &inner.cfg.auto_switch {
             inner.self_id.store(az.broker_id, Ordering::Release);
             inner.sync_state_set.locked().insert(az.broker_id);
+            // A set of the master alone acknowledges at once.
+            inner
+                .quorum_acked
+                .store(inner.acked_for_waits(), Ordering::Release);
         }
         let master = HaMaster {
             inner: Arc::clone(&inner),
@@ -326,6 +335,16 @@ fn observe_pending(p: &mut VecDeque<(u64, i64)>, end: u64, acked: u64, now: i64)
 }
 
 impl Conn {
+    /// `(broker id, acked offset)` of an open connection whose slave named
+    /// itself (epoch mode), else `None`.
+    fn identified_ack(&self) -> Option<(u64, u64)> {
+        let id = self.broker_id.load(Ordering::Acquire);
+        if id == u64::MAX || self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some((id, self.acked.load(Ordering::Acquire)))
+    }
+
     /// Note that the master's log ends at `end` at `now` and the slave confirmed
     /// `acked`; returns the slave's time lag in ms.
     fn observe(&self, end: u64, acked: u64, now: i64) -> u64 {
@@ -379,45 +398,45 @@ impl Inner {
     /// Otherwise: the highest offset that `max(inSyncReplicas,
     /// minInSyncReplicas) - 1` distinct slaves all have.
     fn quorum_acked(&self, az: &AutoSwitch) -> u64 {
-        let best = self.acked_by_id();
         if az.all_ack_in_sync_state_set {
-            self.sync_state_set_acked(&best).unwrap_or(u64::MAX)
-        } else {
-            let need = az.in_sync_replicas.max(az.min_in_sync_replicas);
-            if need <= 1 {
-                return u64::MAX;
-            }
-            let mut acks: Vec<u64> = best.into_values().collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            acks.get(need - 2).copied().unwrap_or(0)
+            return self.sync_state_set_acked().unwrap_or(u64::MAX);
         }
-    }
-
-    /// The highest ack of each connected slave, by broker id.
-    fn acked_by_id(&self) -> BTreeMap<u64, u64> {
+        let need = az.in_sync_replicas.max(az.min_in_sync_replicas);
+        if need <= 1 {
+            return u64::MAX;
+        }
         let mut best: BTreeMap<u64, u64> = BTreeMap::new();
         for c in self.conns.locked().iter() {
-            let id = c.broker_id.load(Ordering::Acquire);
-            if id == u64::MAX || c.closed.load(Ordering::Acquire) {
-                continue;
+            if let Some((id, acked)) = c.identified_ack() {
+                let e = best.entry(id).or_insert(0);
+                *e = (*e).max(acked);
             }
-            let acked = c.acked.load(Ordering::Acquire);
-            let e = best.entry(id).or_insert(0);
-            *e = (*e).max(acked);
         }
-        best
+        let mut acks: Vec<u64> = best.into_values().collect();
+        acks.sort_unstable_by(|a, b| b.cmp(a));
+        acks.get(need - 2).copied().unwrap_or(0)
     }
 
     /// The lowest ack among the SyncStateSet's members other than this
-    /// master (a member with no connection counts 0); `None` for a set of
-    /// the master alone.
-    fn sync_state_set_acked(&self, best: &BTreeMap<u64, u64>) -> Option<u64> {
+    /// master (a member with no connection counts 0; several connections
+    /// of one member count their highest); `None` for a set of the master
+    /// alone. Runs on every ack: no allocation, the set's lock then the
+    /// connections' (never taken the other way round).
+    fn sync_state_set_acked(&self) -> Option<u64> {
         let me = self.self_id.load(Ordering::Acquire);
-        self.sync_state_set
-            .locked()
-            .iter()
+        let set = self.sync_state_set.locked();
+        let conns = self.conns.locked();
+        set.iter()
             .filter(|&&m| m != me)
-            .map(|m| best.get(m).copied().unwrap_or(0))
+            .map(|&m| {
+                conns
+                    .iter()
+                    .filter_map(|c| c.identified_ack())
+                    .filter(|&(id, _)| id == m)
+                    .map(|(_, acked)| acked)
+                    .max()
+                    .unwrap_or(0)
+            })
             .min()
     }
 
@@ -428,7 +447,7 @@ impl Inner {
         if self.cfg.auto_switch.is_none() || self.fenced.load(Ordering::Acquire) {
             return;
         }
-        let c = self.sync_state_set_acked(&self.acked_by_id());
+        let c = self.sync_state_set_acked();
         self.store.set_confirm_offset(c);
     }
 
@@ -442,6 +461,7 @@ impl Inner {
                 return;
             }
             let acked = self.acked_for_waits();
+            self.quorum_acked.store(acked, Ordering::Release);
             while w.front().is_some_and(|a| a.end <= acked) {
                 done.extend(w.pop_front());
             }
@@ -1030,7 +1050,13 @@ impl ReplicaWaiter for Waiter {
                 drop(w);
                 return done(PutStatus::SlaveNotAvailable);
             }
-            if inner.acked_for_waits() < end_offset {
+            // Epoch mode: what the last ack computed under this lock (every
+            // ack and every SyncStateSet change recompute it here).
+            let acked = match &inner.cfg.auto_switch {
+                None => inner.max_acked.load(Ordering::Acquire),
+                Some(_) => inner.quorum_acked.load(Ordering::Acquire),
+            };
+            if acked < end_offset {
                 // Puts register in about log order: insert from the back.
                 let at = w
                     .iter()

@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::failover::{
-    find_master, must, producer, start_controller, verify, Ack, Cluster, Rng, TOPIC,
+    env_num, env_seed, find_master, must, producer, start_controller, verify, Ack, Cluster, Rng,
+    TOPIC,
 };
 use common::{records, temp_dir, Client};
 
@@ -108,20 +109,8 @@ fn signal(pid: u32, sig: &str) {
 
 #[test]
 fn random_faults_lose_no_acknowledged_message() {
-    let secs: u64 = std::env::var("FERROMQ_FAULT_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(180);
-    let seed: u64 = std::env::var("FERROMQ_FAULT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let secs = env_num("FERROMQ_FAULT_SECS", 180);
+    let seed = env_seed("FERROMQ_FAULT_SEED");
     println!("FERROMQ_FAULT_SEED={seed} FERROMQ_FAULT_SECS={secs}");
     let mut rng = Rng(seed);
     let (_keep, dir) = temp_dir();

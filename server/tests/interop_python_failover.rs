@@ -50,8 +50,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::failover::{commitlog_bytes, must, Cluster, Rng, TOPIC};
-use common::{admin_ok, python_rocketmq_available, records, temp_dir, try_runtime_info, Client};
+use common::failover::{logs_equal, must, Cluster, Rng, TOPIC};
+use common::{admin_ok, python_rocketmq_available, records, temp_dir, Client};
 use ferromq_server::remoting::{request, RemotingCommand};
 
 const SCRIPT: &str = concat!(
@@ -440,16 +440,7 @@ fn cpp_client_keeps_sending_across_master_kills_and_loses_no_acknowledged_messag
         let killed_ms = now_ms();
         let killed_at = Instant::now();
         cluster.kill(m);
-        let (nm, ne) = match cluster.wait_master(epoch, 1, Duration::from_secs(30)) {
-            Some(v) => v,
-            None => panic!(
-                "trial {trial}: no new master within 30 s of killing replica {m}\n{}",
-                (0..3)
-                    .map(|i| format!("--- replica {i}\n{}", cluster.log_tail(i)))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ),
-        };
+        let (nm, ne) = cluster.new_master(epoch, &format!("trial {trial}: replica {m} killed"));
         assert_ne!(nm, m, "trial {trial}: the killed replica cannot be master");
         let elected_ms = now_ms();
         let new_port = cluster.replicas[nm].port;
@@ -627,37 +618,7 @@ fn cpp_client_keeps_sending_across_master_kills_and_loses_no_acknowledged_messag
     println!("final route of {TOPIC}: {}", route_text(ns));
 
     // Every live replica catches up and holds the master's bytes.
-    let master_max: u64 = must("the master's log end", Duration::from_secs(5), || {
-        try_runtime_info(port)?
-            .get("commitLogMaxOffset")?
-            .parse()
-            .ok()
-    });
-    let (mfirst, mbytes) = commitlog_bytes(&cluster.replicas[fm].dir.join("store"));
-    for (i, r) in cluster.replicas.iter().enumerate() {
-        if i == fm || r.proc.is_none() {
-            continue;
-        }
-        must(
-            &format!("replica {i} caught up to {master_max}"),
-            Duration::from_secs(30),
-            || {
-                let max: u64 = try_runtime_info(r.port)?
-                    .get("commitLogMaxOffset")?
-                    .parse()
-                    .ok()?;
-                (max == master_max).then_some(())
-            },
-        );
-        let (first, bytes) = commitlog_bytes(&r.dir.join("store"));
-        let from = first.max(mfirst);
-        let a = &mbytes[(from - mfirst) as usize..(master_max - mfirst) as usize];
-        let b = &bytes[(from - first) as usize..(master_max - first) as usize];
-        assert!(
-            a == b,
-            "replica {i}'s commitlog differs from the master's in [{from}, {master_max})"
-        );
-    }
+    logs_equal(&cluster, fm);
 
     println!(
         "interop_python_failover: {} kills; {} sends acknowledged (SEND_OK), all on the final master \

@@ -52,12 +52,10 @@ impl Dispatcher {
         }
     }
 
-    /// Dispatch only records that end at or before `limit` (`u64::MAX`: all).
-    pub fn set_limit(&self, limit: u64) {
-        let old = self.limit.swap(limit, Ordering::AcqRel);
-        if limit > old {
-            self.waker.wake();
-        }
+    /// Dispatch only records that end at or before `limit` (`u64::MAX`:
+    /// all); the previous limit.
+    pub fn set_limit(&self, limit: u64) -> u64 {
+        self.limit.swap(limit, Ordering::AcqRel)
     }
 
     /// The limit [`Dispatcher::set_limit`] set.

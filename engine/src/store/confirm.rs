@@ -17,7 +17,15 @@ impl MessageStore {
     /// record is dispatched once it ends at or before the offset. Lowering it
     /// below what is already dispatched hides nothing that was dispatched.
     pub fn set_confirm_offset(&self, offset: Option<u64>) {
-        self.inner.dispatcher.set_limit(offset.unwrap_or(u64::MAX));
+        let s = &self.inner;
+        let limit = offset.unwrap_or(u64::MAX);
+        let old = s.dispatcher.set_limit(limit);
+        // As after a put: the dispatcher, which looks every millisecond
+        // anyway, is woken at once only for consumers waiting on arrivals
+        // (a wake per acknowledgement costs a context switch each).
+        if limit > old && s.arrivals.has_interest() {
+            s.dispatcher.waker.wake();
+        }
     }
 
     /// The confirm offset [`MessageStore::set_confirm_offset`] set, if any.

@@ -293,6 +293,16 @@ fn master_of(r: &RemotingCommand) -> Option<(u64, String, i32)> {
     ))
 }
 
+/// The `syncStateSetEpoch` header of a controller answer (0 without one).
+fn sync_state_set_epoch_of(r: &RemotingCommand) -> i32 {
+    r.ext_fields
+        .opt_i64("syncStateSetEpoch")
+        .ok()
+        .flatten()
+        .and_then(|e| i32::try_from(e).ok())
+        .unwrap_or(0)
+}
+
 /// The SyncStateSet of a body, if it has one.
 fn sync_state_set_of(r: &RemotingCommand) -> Option<SyncStateSet> {
     if r.body.is_empty() {
@@ -444,12 +454,7 @@ impl Broker {
             "register to the controller",
         )?;
         if let Some((mid, maddr, epoch)) = master_of(&r) {
-            let sse_epoch = r
-                .ext_fields
-                .opt_i64("syncStateSetEpoch")
-                .ok()
-                .flatten()
-                .unwrap_or(0) as i32;
+            let sse_epoch = sync_state_set_epoch_of(&r);
             let set = sync_state_set_of(&r);
             self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set)
                 .await;
@@ -547,12 +552,7 @@ impl Broker {
             return Ok(());
         }
         if let Some((mid, maddr, epoch)) = master_of(&r) {
-            let sse_epoch = r
-                .ext_fields
-                .opt_i64("syncStateSetEpoch")
-                .ok()
-                .flatten()
-                .unwrap_or(0) as i32;
+            let sse_epoch = sync_state_set_epoch_of(&r);
             let set =
                 serde_json::from_slice::<ferromq_controller::ElectMasterResponseBody>(&r.body)
                     .ok()

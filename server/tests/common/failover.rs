@@ -243,6 +243,21 @@ impl Cluster {
         })
     }
 
+    /// A master above `epoch` (one replica in sync is enough), or a panic
+    /// naming `what` with every replica's log tail.
+    pub fn new_master(&self, epoch: i64, what: &str) -> (usize, i64) {
+        match self.wait_master(epoch, 1, Duration::from_secs(30)) {
+            Some(v) => v,
+            None => panic!(
+                "{what}: no new master within 30 s\n{}",
+                (0..self.replicas.len())
+                    .map(|i| format!("--- replica {i}\n{}", self.log_tail(i)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
     /// The tail of replica `i`'s log, for failure messages.
     pub fn log_tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(&self.replicas[i].log).unwrap_or_default();
@@ -371,6 +386,24 @@ pub fn producer(
     n
 }
 
+/// The number in environment variable `var`, or `default`.
+pub fn env_num(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A seed from environment variable `var`, else from the clock (never 0).
+pub fn env_seed(var: &str) -> u64 {
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    env_num(var, clock)
+}
+
 /// A small xorshift, for kill moments.
 pub struct Rng(pub u64);
 
@@ -441,37 +474,7 @@ pub fn verify(cluster: &Cluster, acks: &[Ack]) {
             a.port
         );
     }
-    let master_max: u64 = must("the master's log end", Duration::from_secs(5), || {
-        try_runtime_info(port)?
-            .get("commitLogMaxOffset")?
-            .parse()
-            .ok()
-    });
-    let (mfirst, mbytes) = commitlog_bytes(&cluster.replicas[m].dir.join("store"));
-    for (i, r) in cluster.replicas.iter().enumerate() {
-        if i == m || r.proc.is_none() {
-            continue;
-        }
-        must(
-            &format!("replica {i} caught up to {master_max}"),
-            Duration::from_secs(30),
-            || {
-                let max: u64 = try_runtime_info(r.port)?
-                    .get("commitLogMaxOffset")?
-                    .parse()
-                    .ok()?;
-                (max == master_max).then_some(())
-            },
-        );
-        let (first, bytes) = commitlog_bytes(&r.dir.join("store"));
-        let from = first.max(mfirst);
-        let a = &mbytes[(from - mfirst) as usize..(master_max - mfirst) as usize];
-        let b = &bytes[(from - first) as usize..(master_max - first) as usize];
-        assert!(
-            a == b,
-            "replica {i}'s commitlog differs from the master's in [{from}, {master_max})"
-        );
-    }
+    let master_max = logs_equal(cluster, m);
     println!(
         "verified: {} acknowledged messages on the master (port {port}), {} stored, logs equal up to {master_max}",
         acks.len(),
@@ -654,4 +657,42 @@ pub fn raft_log(cluster: &Cluster, i: usize) -> Vec<u8> {
             .join("raft-log"),
     )
     .unwrap_or_default()
+}
+
+/// Every live replica catches up with the master `m` and its commitlog
+/// equals the master's byte for byte; returns the master's log end.
+pub fn logs_equal(cluster: &Cluster, m: usize) -> u64 {
+    let port = cluster.replicas[m].port;
+    let master_max: u64 = must("the master's log end", Duration::from_secs(5), || {
+        try_runtime_info(port)?
+            .get("commitLogMaxOffset")?
+            .parse()
+            .ok()
+    });
+    let (mfirst, mbytes) = commitlog_bytes(&cluster.replicas[m].dir.join("store"));
+    for (i, r) in cluster.replicas.iter().enumerate() {
+        if i == m || r.proc.is_none() {
+            continue;
+        }
+        must(
+            &format!("replica {i} caught up to {master_max}"),
+            Duration::from_secs(30),
+            || {
+                let max: u64 = try_runtime_info(r.port)?
+                    .get("commitLogMaxOffset")?
+                    .parse()
+                    .ok()?;
+                (max == master_max).then_some(())
+            },
+        );
+        let (first, bytes) = commitlog_bytes(&r.dir.join("store"));
+        let from = first.max(mfirst);
+        let a = &mbytes[(from - mfirst) as usize..(master_max - mfirst) as usize];
+        let b = &bytes[(from - first) as usize..(master_max - first) as usize];
+        assert!(
+            a == b,
+            "replica {i}'s commitlog differs from the master's in [{from}, {master_max})"
+        );
+    }
+    master_max
 }
