@@ -127,7 +127,9 @@ impl MessageStore {
     fn cut_partial_tail(&self) -> Result<()> {
         let s = &self.inner;
         {
-            let _gate = s.log_gate.read_locked();
+            // Exclusive, as promote's own pass: the dispatch thread must not
+            // dispatch the same records at the same time.
+            let _gate = s.log_gate.write_locked();
             s.dispatcher
                 .dispatch_available(&s.commitlog, &s.cqs, s.index.as_ref(), &s.arrivals)?;
         }
