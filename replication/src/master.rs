@@ -387,7 +387,7 @@ impl Inner {
     fn acked_for_waits(&self) -> u64 {
         match &self.cfg.auto_switch {
             None => self.max_acked.load(Ordering::Acquire),
-            Some(az) => self.quorum_acked(az),
+            Some(az) => self.quorum_acked(az, self.sync_state_set_acked()),
         }
     }
 
@@ -397,9 +397,11 @@ impl Inner {
     /// connection counts 0; a set of the master alone acks everything).
     /// Otherwise: the highest offset that `max(inSyncReplicas,
     /// minInSyncReplicas) - 1` distinct slaves all have.
-    fn quorum_acked(&self, az: &AutoSwitch) -> u64 {
+    /// `set_acked` is [`Inner::sync_state_set_acked`], computed once by the
+    /// caller (it is also the confirm offset).
+    fn quorum_acked(&self, az: &AutoSwitch, set_acked: Option<u64>) -> u64 {
         if az.all_ack_in_sync_state_set {
-            return self.sync_state_set_acked().unwrap_or(u64::MAX);
+            return set_acked.unwrap_or(u64::MAX);
         }
         let need = az.in_sync_replicas.max(az.min_in_sync_replicas);
         if need <= 1 {
@@ -440,27 +442,25 @@ impl Inner {
             .min()
     }
 
-    /// Epoch mode: the store's confirm offset follows the SyncStateSet's
-    /// lowest ack (RocketMQ 5's `confirmOffset`), so consumers see only
-    /// what a newly elected master will have. Not raised while fenced.
-    fn publish_confirm_offset(&self) {
-        if self.cfg.auto_switch.is_none() || self.fenced.load(Ordering::Acquire) {
-            return;
-        }
-        let c = self.sync_state_set_acked();
-        self.store.set_confirm_offset(c);
-    }
-
-    /// Answer the waiting puts that the acks now cover.
+    /// Answer the waiting puts that the acks now cover. In epoch mode the
+    /// store's confirm offset follows the SyncStateSet's lowest ack too
+    /// (RocketMQ 5's `confirmOffset`), so consumers see only what a newly
+    /// elected master will have; neither moves while fenced.
     fn complete_acked(&self) {
-        self.publish_confirm_offset();
         let mut done = Vec::new();
         {
             let mut w = self.waits.locked();
             if self.fenced.load(Ordering::Acquire) {
                 return;
             }
-            let acked = self.acked_for_waits();
+            let acked = match &self.cfg.auto_switch {
+                None => self.max_acked.load(Ordering::Acquire),
+                Some(az) => {
+                    let set_acked = self.sync_state_set_acked();
+                    self.store.set_confirm_offset(set_acked);
+                    self.quorum_acked(az, set_acked)
+                }
+            };
             self.quorum_acked.store(acked, Ordering::Release);
             while w.front().is_some_and(|a| a.end <= acked) {
                 done.extend(w.pop_front());

@@ -122,11 +122,6 @@ impl ControllerMode {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &ControllerModeConfig {
-        &self.cfg
-    }
-
     /// The controller-assigned id, once known.
     pub fn controller_id(&self) -> Option<u64> {
         match self.id.load(Ordering::Acquire) {
@@ -454,10 +449,8 @@ impl Broker {
             "register to the controller",
         )?;
         if let Some((mid, maddr, epoch)) = master_of(&r) {
-            let sse_epoch = sync_state_set_epoch_of(&r);
             let set = sync_state_set_of(&r);
-            self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set)
-                .await;
+            self.apply_master(cm, mid, &maddr, epoch, set).await;
         }
         Ok(())
     }
@@ -477,7 +470,12 @@ impl Broker {
             .with_ext("brokerId", id)
             .with_ext("epoch", view.master_epoch)
             .with_ext("maxOffset", self.store.commit_log_max_offset())
-            .with_ext("confirmOffset", self.store.commit_log_max_offset())
+            .with_ext(
+                "confirmOffset",
+                self.store
+                    .confirm_offset()
+                    .unwrap_or_else(|| self.store.commit_log_max_offset()),
+            )
             .with_ext(
                 "heartbeatTimeoutMills",
                 cm.cfg.controller_heartbeat_timeout_ms,
@@ -523,9 +521,7 @@ impl Broker {
         let set = sync_state_set_of(&r);
         match master_of(&r) {
             Some((mid, maddr, epoch)) => {
-                let sse_epoch = set.as_ref().map_or(0, |s| s.sync_state_set_epoch);
-                self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set)
-                    .await;
+                self.apply_master(cm, mid, &maddr, epoch, set).await;
                 // Still the master at the epoch it holds: lift a fence.
                 let v = cm.view();
                 if v.is_master && mid == id && epoch == v.master_epoch && cm.fenced() {
@@ -552,16 +548,15 @@ impl Broker {
             return Ok(());
         }
         if let Some((mid, maddr, epoch)) = master_of(&r) {
-            let sse_epoch = sync_state_set_epoch_of(&r);
+            // The elect answer's body holds the set; its epoch is a header.
             let set =
                 serde_json::from_slice::<ferromq_controller::ElectMasterResponseBody>(&r.body)
                     .ok()
                     .map(|b| SyncStateSet {
                         sync_state_set: b.sync_state_set,
-                        sync_state_set_epoch: sse_epoch,
+                        sync_state_set_epoch: sync_state_set_epoch_of(&r),
                     });
-            self.apply_master(cm, mid, &maddr, epoch, sse_epoch, set)
-                .await;
+            self.apply_master(cm, mid, &maddr, epoch, set).await;
         }
         Ok(())
     }
@@ -575,7 +570,6 @@ impl Broker {
         master_id: u64,
         master_addr: &str,
         epoch: i32,
-        sse_epoch: i32,
         set: Option<SyncStateSet>,
     ) {
         let _serial = cm.role_lock.lock().await;
@@ -599,10 +593,8 @@ impl Broker {
             }
             return;
         }
-        let set = set.unwrap_or_default();
         let result = if master_id == my_id {
-            self.become_master(cm, epoch, sse_epoch, set.sync_state_set)
-                .await
+            self.become_master(cm, epoch, set.unwrap_or_default()).await
         } else {
             self.become_slave(cm, master_id, master_addr, epoch).await
         };
@@ -622,14 +614,11 @@ impl Broker {
         &self,
         cm: &ControllerMode,
         epoch: i32,
-        sse_epoch: i32,
-        set: BTreeSet<u64>,
+        set: SyncStateSet,
     ) -> Result<(), String> {
         let my_id = cm.controller_id().unwrap_or_default();
-        let ha = self.ha().ok_or("replication is not started")?;
-        let _ = ha;
         let b = self.store.clone();
-        let set2 = set.clone();
+        let set2 = set.sync_state_set.clone();
         let ha_role = self.ha_handle().ok_or("replication is not started")?;
         tokio::task::spawn_blocking(move || ha_role.become_master(&b, epoch, my_id, &set2))
             .await
@@ -640,8 +629,8 @@ impl Broker {
                 master_id: Some(my_id),
                 master_addr: Some(self.broker_addr.clone()),
                 master_epoch: epoch,
-                sync_state_set: set,
-                sync_state_set_epoch: sse_epoch,
+                sync_state_set: set.sync_state_set,
+                sync_state_set_epoch: set.sync_state_set_epoch,
                 is_master: true,
                 master_ha_addr: None,
             };
@@ -735,6 +724,9 @@ impl Broker {
     /// A master's check of its SyncStateSet (RocketMQ's
     /// `checkSyncStateSetAndDoReport`).
     async fn check_sync_state_set(&self, cm: &ControllerMode, id: u64) {
+        // Role changes wait: a change applied meanwhile must not be undone
+        // by this check's own set (or its revert below).
+        let serial = cm.role_lock.lock().await;
         let v = cm.view();
         if !v.is_master || cm.fenced() {
             return;
@@ -785,6 +777,7 @@ impl Broker {
                 match other {
                     Ok(r) if r.code == code::CONTROLLER_FENCED_MASTER_EPOCH => {
                         tracing::warn!("controller mode: the controller has a newer master epoch; asking for it");
+                        drop(serial);
                         let _ = self.sync_replica_info(cm, id).await;
                     }
                     Ok(r) => {

@@ -76,6 +76,25 @@ fn ha_port(cfg: &StoreConfig, configured_listen_port: u16) -> u16 {
 }
 
 impl HaRole {
+    /// `fixed`: `haMasterAddress`, which name-server reports do not override.
+    fn new(
+        master: Option<HaMaster>,
+        slave: Option<HaSlave>,
+        advertised: String,
+        controlled: Option<Controlled>,
+        fixed: Option<String>,
+    ) -> HaRole {
+        HaRole {
+            master: Mutex::new(master),
+            slave: Mutex::new(slave),
+            advertised: Mutex::new(advertised),
+            controlled,
+            fixed_master: fixed.is_some(),
+            fixed_address: fixed,
+            learned_master: Mutex::new(None),
+        }
+    }
+
     /// Start the master or slave side for `store`. `bind_ip` is the address the
     /// broker listens on; `configured_listen_port` is `listenPort` as configured
     /// (0: the OS chose the port, so the HA port is chosen by the OS too).
@@ -99,15 +118,7 @@ impl HaRole {
                 let slave =
                     HaSlave::start(store.clone(), fixed.clone().unwrap_or_default(), ha_cfg)
                         .map_err(|e| format!("cannot start the HA slave: {e}"))?;
-                Ok(HaRole {
-                    master: Mutex::new(None),
-                    slave: Mutex::new(Some(slave)),
-                    advertised: Mutex::new(String::new()),
-                    controlled: None,
-                    fixed_master: fixed.is_some(),
-                    fixed_address: fixed,
-                    learned_master: Mutex::new(None),
-                })
+                Ok(HaRole::new(None, Some(slave), String::new(), None, fixed))
             }
             BrokerRole::AsyncMaster | BrokerRole::SyncMaster => {
                 let port = ha_port(cfg, configured_listen_port);
@@ -117,15 +128,7 @@ impl HaRole {
                     store.set_replica_waiter(Some(master.waiter()));
                 }
                 let advertised = format!("{advertise_ip}:{}", master.local_addr().port());
-                Ok(HaRole {
-                    master: Mutex::new(Some(master)),
-                    slave: Mutex::new(None),
-                    advertised: Mutex::new(advertised),
-                    controlled: None,
-                    fixed_master: false,
-                    fixed_address: None,
-                    learned_master: Mutex::new(None),
-                })
+                Ok(HaRole::new(Some(master), None, advertised, None, None))
             }
         }
     }
@@ -155,26 +158,25 @@ impl HaRole {
                 mode.epoch_file_path.display()
             )
         })?;
-        Ok(HaRole {
-            master: Mutex::new(None),
-            slave: Mutex::new(None),
-            advertised: Mutex::new(String::new()),
-            controlled: Some(Controlled {
-                bind: Mutex::new(SocketAddr::new(
-                    bind_ip,
-                    ha_port(cfg, configured_listen_port),
-                )),
-                advertise_ip: advertise_ip.to_owned(),
-                base,
-                epochs,
-                my_id: Mutex::new(0),
-                all_ack_in_sync_state_set: mode.all_ack_in_sync_state_set,
-                min_in_sync_replicas: mode.min_in_sync_replicas as usize,
-            }),
-            fixed_master: false,
-            fixed_address: None,
-            learned_master: Mutex::new(None),
-        })
+        let controlled = Controlled {
+            bind: Mutex::new(SocketAddr::new(
+                bind_ip,
+                ha_port(cfg, configured_listen_port),
+            )),
+            advertise_ip: advertise_ip.to_owned(),
+            base,
+            epochs,
+            my_id: Mutex::new(0),
+            all_ack_in_sync_state_set: mode.all_ack_in_sync_state_set,
+            min_in_sync_replicas: mode.min_in_sync_replicas as usize,
+        };
+        Ok(HaRole::new(
+            None,
+            None,
+            String::new(),
+            Some(controlled),
+            None,
+        ))
     }
 
     /// Controller mode: make this broker the master at `epoch` (RocketMQ's
